@@ -1,0 +1,112 @@
+"""Pieces shared by the KV adapters: the retry loop and the buffered-write overlay.
+
+Adapters only decide *how* one attempt runs and whether it conflicted; the retry policy lives here so
+that every engine retries the same way (bounded attempts, randomized back-off growing with the attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TypeVar
+
+import structlog
+from sortedcontainers import SortedDict
+
+from jfs.ports.kv import ConflictError, TooManyConflicts
+
+T = TypeVar("T")
+log = structlog.get_logger("jfs.kv")
+
+DELETED = None
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], max_retries: int, what: str = "txn") -> T:
+    """Run `attempt` until it does not raise ConflictError, at most `max_retries` times.
+
+    Sleeps a random 0..(i+1)² ms between tries. Raises TooManyConflicts when every try conflicted.
+    """
+    last: ConflictError | None = None
+    for i in range(max(1, max_retries)):
+        try:
+            result = await attempt()
+        except ConflictError as exc:
+            last = exc
+            await asyncio.sleep(random.random() * (i + 1) ** 2 / 1000)
+            continue
+        if i > 2:
+            log.warning("txn_retried", what=what, tries=i + 1)
+        return result
+    raise TooManyConflicts(f"transaction still conflicting after {max_retries} tries: {last}")
+
+
+class WriteBuffer:
+    """Writes buffered by one transaction: key -> value, or None for a delete; plus blind counter adds."""
+
+    __slots__ = ("writes", "adds")
+
+    def __init__(self) -> None:
+        self.writes: SortedDict = SortedDict()
+        self.adds: dict[bytes, int] = {}
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = bytes(value)
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = DELETED
+
+    def add(self, key: bytes, delta: int) -> None:
+        self.adds[key] = self.adds.get(key, 0) + delta
+
+    def lookup(self, key: bytes) -> tuple[bool, bytes | None]:
+        """(found, value): found is True when the body wrote or deleted `key`."""
+        if key in self.writes:
+            return True, self.writes[key]
+        return False, None
+
+    def in_range(self, begin: bytes, end: bytes) -> Iterator[tuple[bytes, bytes | None]]:
+        for key in self.writes.irange(begin, end, inclusive=(True, False)):
+            yield key, self.writes[key]
+
+    def __bool__(self) -> bool:
+        return bool(self.writes) or bool(self.adds)
+
+
+def merge_scan(
+    stored: Iterable[tuple[bytes, bytes]],
+    buffered: Iterable[tuple[bytes, bytes | None]],
+    limit: int | None,
+) -> list[tuple[bytes, bytes]]:
+    """Overlay buffered writes (None = deleted) on stored pairs, both ascending; cut at `limit`."""
+    out: list[tuple[bytes, bytes]] = []
+    it_s = iter(stored)
+    it_b = iter(buffered)
+    s = next(it_s, None)
+    b = next(it_b, None)
+    while s is not None or b is not None:
+        if limit is not None and len(out) >= limit:
+            break
+        if b is None or (s is not None and s[0] < b[0]):
+            assert s is not None
+            out.append(s)
+            s = next(it_s, None)
+            continue
+        if s is not None and s[0] == b[0]:
+            s = next(it_s, None)
+        if b[1] is not None:
+            out.append((b[0], b[1]))
+        b = next(it_b, None)
+    return out
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``****``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    cred, at, host = rest.rpartition("@")
+    if ":" in cred:
+        user = cred.split(":", 1)[0]
+        cred = f"{user}:****"
+    return f"{scheme}://{cred}{at}{host}"

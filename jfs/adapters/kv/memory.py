@@ -1,0 +1,173 @@
+"""`memory://` — an in-process optimistic KV for unit tests of the app layer.
+
+It is a real optimistic store (not a dict with a lock): every committed write stamps the key with a commit
+sequence number, deletions leave stamped tombstones, and a transaction fails with a conflict when any key
+it read, or any key in a range it scanned, was stamped after the transaction began. Methods yield to the
+event loop so that concurrent transactions really interleave and the retry path gets exercised.
+URLs with the same name (``memory://name``) share one store inside a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from sortedcontainers import SortedDict
+
+from jfs.adapters.kv.base import WriteBuffer, merge_scan, retrying
+from jfs.domain.records import decode_i64, encode_i64
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, ReadOnlyTransaction
+
+T = TypeVar("T")
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.data: SortedDict = SortedDict()  # key -> (version, value | None)
+        self.seq = 0
+
+
+_STORES: dict[str, _Store] = {}
+
+
+class MemoryTx:
+    def __init__(self, store: _Store, readonly: bool) -> None:
+        self._store = store
+        self._readonly = readonly
+        self._start = store.seq
+        self._reads: set[bytes] = set()
+        self._ranges: list[tuple[bytes, bytes]] = []
+        self._buf = WriteBuffer()
+
+    def _value(self, key: bytes) -> bytes | None:
+        found, value = self._buf.lookup(key)
+        if found:
+            return value
+        self._reads.add(key)
+        entry = self._store.data.get(key)
+        return None if entry is None else entry[1]
+
+    async def get(self, key: bytes) -> bytes | None:
+        await asyncio.sleep(0)
+        return self._value(key)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        await asyncio.sleep(0)
+        return [self._value(k) for k in keys]
+
+    def _stored(self, begin: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+        data = self._store.data
+        return [(k, data[k][1]) for k in data.irange(begin, end, inclusive=(True, False)) if data[k][1] is not None]
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        await asyncio.sleep(0)
+        out = merge_scan(self._stored(begin, end), self._buf.in_range(begin, end), limit)
+        if limit is not None and len(out) >= limit and out:
+            self._ranges.append((begin, out[-1][0] + b"\x00"))
+        else:
+            self._ranges.append((begin, end))
+        if keys_only:
+            return [(k, b"") for k, _ in out]
+        return out
+
+    async def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+        cursor = begin
+        while True:
+            await asyncio.sleep(0)
+            data = self._store.data
+            chunk = []
+            for k in data.irange(cursor, end, inclusive=(True, False)):
+                if data[k][1] is not None:
+                    chunk.append((k, data[k][1]))
+                    if len(chunk) >= batch:
+                        break
+            for pair in chunk:
+                yield pair
+            if len(chunk) < batch:
+                return
+            cursor = chunk[-1][0] + b"\x00"
+
+    async def exists(self, begin: bytes, end: bytes) -> bool:
+        return bool(await self.scan(begin, end, limit=1, keys_only=True))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("put in a read-only transaction")
+        self._buf.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("delete in a read-only transaction")
+        self._buf.delete(key)
+
+    async def incr_by(self, key: bytes, delta: int) -> int:
+        value = decode_i64(await self.get(key)) + delta
+        self.put(key, encode_i64(value))
+        return value
+
+    def add(self, key: bytes, delta: int) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._buf.add(key, delta)
+
+    def commit(self) -> None:
+        """Validate reads and apply writes; synchronous, so atomic with respect to other tasks."""
+        data = self._store.data
+        for key in self._reads:
+            entry = data.get(key)
+            if entry is not None and entry[0] > self._start:
+                raise ConflictError(f"key {key!r} changed")
+        for begin, end in self._ranges:
+            for key in data.irange(begin, end, inclusive=(True, False)):
+                if data[key][0] > self._start:
+                    raise ConflictError(f"range [{begin!r}, {end!r}) changed")
+        if not self._buf:
+            return
+        self._store.seq += 1
+        seq = self._store.seq
+        for key, value in self._buf.writes.items():
+            data[key] = (seq, value)
+        for key, delta in self._buf.adds.items():
+            entry = data.get(key)
+            current = decode_i64(entry[1] if entry else None)
+            data[key] = (seq, encode_i64(current + delta))
+
+
+class MemoryKV:
+    """See the module docstring."""
+
+    def __init__(self, url: str, store: _Store) -> None:
+        self.url = url
+        self._store = store
+
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        async def attempt() -> T:
+            tx = MemoryTx(self._store, readonly)
+            result = await body(tx)
+            tx.commit()
+            return result
+
+        return await retrying(attempt, max_retries)
+
+    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        return await self._run(body, False, max_retries)
+
+    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        return await self._run(body, True, max_retries)
+
+    async def reset(self) -> None:
+        self._store.data.clear()
+        self._store.seq += 1
+
+    async def close(self) -> None:
+        pass
+
+
+async def open_memory(url: str) -> MemoryKV:
+    """Open ``memory://[name]``; the same name shares one store within the process."""
+    name = url.partition("://")[2]
+    store = _STORES.setdefault(name, _Store()) if name else _Store()
+    return MemoryKV(url, store)

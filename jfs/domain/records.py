@@ -1,0 +1,122 @@
+"""Binary value codecs for the records stored under the keys of domain/keys.py (all big-endian)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from jfs.domain.attrs import FileType
+
+_DENTRY = struct.Struct(">BQ")
+_SLICE = struct.Struct(">IQIII")
+_I64LE = struct.Struct("<q")
+_U64 = struct.Struct(">Q")
+_DIRSTAT = struct.Struct(">qqq")
+_QUOTA = struct.Struct(">qqqq")
+_DELAYED = struct.Struct(">QI")
+
+SLICE_RECORD_SIZE = _SLICE.size  # 24
+
+
+def encode_dentry(typ: FileType, ino: int) -> bytes:
+    return _DENTRY.pack(int(typ), ino)
+
+
+def decode_dentry(value: bytes) -> tuple[FileType, int]:
+    typ, ino = _DENTRY.unpack(value[:9])
+    return FileType(typ), int(ino)
+
+
+@dataclass(frozen=True, slots=True)
+class SliceRecord:
+    """One entry of a chunk's slice list: bytes [off, off+len) of slice `id` appear at `pos` in the chunk.
+
+    `id == 0` is a hole (reads as zeros). `size` is the total size of slice `id` (it names its blocks).
+    """
+
+    pos: int
+    id: int
+    size: int
+    off: int
+    len: int
+
+    def encode(self) -> bytes:
+        return _SLICE.pack(self.pos, self.id, self.size, self.off, self.len)
+
+    @property
+    def end(self) -> int:
+        return self.pos + self.len
+
+
+def encode_slices(records: list[SliceRecord]) -> bytes:
+    return b"".join(r.encode() for r in records)
+
+
+def decode_slices(value: bytes) -> list[SliceRecord]:
+    """Parse a chunk value; a trailing partial record (never written by jfs) is ignored."""
+    n = len(value) // SLICE_RECORD_SIZE
+    return [SliceRecord(*_SLICE.unpack_from(value, i * SLICE_RECORD_SIZE)) for i in range(n)]
+
+
+def encode_i64(value: int) -> bytes:
+    """Counter encoding: 8-byte little-endian signed (the KV port's `add`/`incr_by` format)."""
+    return _I64LE.pack(value)
+
+
+def decode_i64(value: bytes | None) -> int:
+    if not value:
+        return 0
+    return int(_I64LE.unpack(value[:8])[0])
+
+
+def encode_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def decode_u64(value: bytes | None) -> int:
+    if not value:
+        return 0
+    return int(_U64.unpack(value[:8])[0])
+
+
+@dataclass(slots=True)
+class DirStat:
+    """Non-recursive totals over a directory's direct children."""
+
+    length: int = 0
+    space: int = 0
+    inodes: int = 0
+
+    def encode(self) -> bytes:
+        return _DIRSTAT.pack(self.length, self.space, self.inodes)
+
+    @classmethod
+    def decode(cls, value: bytes | None) -> DirStat:
+        if not value or len(value) < _DIRSTAT.size:
+            return cls()
+        return cls(*_DIRSTAT.unpack(value[: _DIRSTAT.size]))
+
+
+@dataclass(slots=True)
+class Quota:
+    """A quota record; a max ≤ 0 means unlimited."""
+
+    max_space: int = -1
+    max_inodes: int = -1
+    used_space: int = 0
+    used_inodes: int = 0
+
+    def encode(self) -> bytes:
+        return _QUOTA.pack(self.max_space, self.max_inodes, self.used_space, self.used_inodes)
+
+    @classmethod
+    def decode(cls, value: bytes) -> Quota:
+        return cls(*_QUOTA.unpack(value[: _QUOTA.size]))
+
+
+def encode_delayed(slices: list[tuple[int, int]]) -> bytes:
+    return b"".join(_DELAYED.pack(sid, size) for sid, size in slices)
+
+
+def decode_delayed(value: bytes) -> list[tuple[int, int]]:
+    return [tuple(_DELAYED.unpack_from(value, i * 12)) for i in range(len(value) // 12)]  # type: ignore[misc]

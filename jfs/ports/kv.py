@@ -1,0 +1,123 @@
+"""The KV-transaction port: an ordered byte-key store with serializable transactions.
+
+Every metadata operation of jfs is one call of `KV.txn` (or `KV.read`). Semantics every adapter must
+provide, proved by `tests/contract/test_kv_contract.py`:
+
+* **Ordering.** Keys and values are arbitrary bytes (keys non-empty; 0x00 and 0xFF allowed). Scans return
+  keys in ascending unsigned byte order over the half-open range ``[begin, end)``.
+* **Serializable.** The outcome of concurrent transactions equals some serial order of them: no lost
+  updates, no write skew on keys read in the transaction, no phantoms in ranges scanned with `scan` /
+  `exists`. A body sees one consistent state. (`scan_iter` is the exception: see its docstring.)
+* **Atomic.** A transaction's writes are applied all together at commit or not at all. A body that raises
+  leaves nothing behind, and its exception propagates unchanged to the caller of `txn`.
+* **Read-your-writes.** Inside a body, `get`, `get_many`, `scan` and `exists` see the body's own `put`s and
+  `delete`s. The effect of `add` is not visible before commit.
+* **Retries.** `txn` re-runs the body on conflict (up to `max_retries`, with growing randomized back-off),
+  so a body must be re-runnable: it may not keep state across runs or touch the outside world. It may only
+  await the methods of its `Tx`. When retries are exhausted `TooManyConflicts` is raised.
+* **Errors.** `EngineUnavailable` means the engine cannot be reached or refuses us (down, bad address, bad
+  password); nothing was committed by the failing attempt, or — if the connection died during commit — the
+  outcome is unknown and the message says so. Other adapter failures raise `EngineError`.
+* **Counters.** `incr_by` and `add` treat the value as an 8-byte little-endian signed integer (absent = 0).
+  `incr_by` is a read-modify-write that participates in conflict detection; `add` is a blind commutative
+  increment applied atomically at commit that never causes a conflict (for hot usage counters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+
+DEFAULT_MAX_RETRIES = 50
+
+
+class KVError(Exception):
+    """Base of every error an adapter raises on its own behalf."""
+
+
+class ConflictError(KVError):
+    """A transaction lost a race with another one; retrying it may succeed. Internal to `txn`."""
+
+
+class TooManyConflicts(KVError):
+    """A transaction kept conflicting after the maximum number of retries."""
+
+
+class EngineUnavailable(KVError):
+    """The engine cannot be reached, or it refused us (bad credentials, wrong database)."""
+
+
+class EngineError(KVError):
+    """Any other failure reported by the engine (corrupt data, unsupported value, server error)."""
+
+
+class ReadOnlyTransaction(KVError):
+    """A write was attempted inside `KV.read`."""
+
+
+@runtime_checkable
+class Tx(Protocol):
+    """One transaction, valid only while its body runs."""
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value of `key`, or None when absent."""
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values of `keys` in order (None for absent ones), in as few round trips as the engine allows."""
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        """Pairs with begin <= key < end, ascending, at most `limit` of them.
+
+        With `keys_only` the values are returned as b"" (cheaper where the engine allows). The scanned range
+        (up to the last key returned when the limit was reached) takes part in conflict detection.
+        """
+
+    def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Stream pairs of ``[begin, end)`` ascending, `batch` at a time, in flat memory.
+
+        For huge ranges (readdir of a million entries, dump). Each batch is read consistently, but batches
+        may come from different states of the store and the range does not take part in conflict
+        detection; writes buffered by this body are not merged in.
+        """
+
+    async def exists(self, begin: bytes, end: bytes) -> bool:
+        """Whether any key lies in ``[begin, end)`` (participates in conflict detection)."""
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Set `key` to `value` at commit."""
+
+    def delete(self, key: bytes) -> None:
+        """Remove `key` at commit (absent keys are fine)."""
+
+    async def incr_by(self, key: bytes, delta: int) -> int:
+        """Read the counter at `key`, add `delta`, write it back; returns the new value."""
+
+    def add(self, key: bytes, delta: int) -> None:
+        """Blindly add `delta` to the counter at `key` at commit; never conflicts."""
+
+
+class KV(Protocol):
+    """A connected metadata engine."""
+
+    url: str
+    """The URL it was opened with, password removed."""
+
+    async def txn(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        """Run `body` in a read-write transaction, retrying it on conflict; return what it returns."""
+
+    async def read(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        """Run `body` in a read-only transaction (writes raise ReadOnlyTransaction)."""
+
+    async def reset(self) -> None:
+        """Delete every key (tests and `format --force` only)."""
+
+    async def close(self) -> None:
+        """Release connections and threads. The KV is unusable afterwards."""
+
+
+KVOpener = Callable[[str], Awaitable[KV]]
+"""What an engine plugin provides: an async function from a META-URL to a connected KV."""
