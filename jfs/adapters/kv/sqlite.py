@@ -1,0 +1,502 @@
+"""`sqlite3://` — a local KV in one SQLite file, for single-host volumes (several mounts may share the file).
+
+Storage: one table ``kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID`` in WAL mode. BLOB comparison is memcmp,
+so SQL order is the port's unsigned byte order.
+
+Execution model (see docs/adr/0003-sqlite-adapter.md for why and for measurements):
+
+* A transaction body is driven *inside a worker thread* in one hop: every `SqliteTx` method completes
+  synchronously, so the body coroutine runs to completion under ``coro.send(None)``. A body that awaits
+  anything else (a sleep, a lock, I/O) fails with EngineError "transaction body awaited something outside
+  its transaction". Bodies run with a copy of the caller's contextvars.
+* Read-write bodies go to ONE writer thread that group-commits: it drains every queued body, opens
+  ``BEGIN IMMEDIATE``, runs each body inside its own SAVEPOINT (a body that raises is rolled back to its
+  savepoint alone and its exception is delivered unchanged), and ends with a single COMMIT. Writes execute
+  immediately inside the writer's transaction, so read-your-writes (scans included) is natural; `add`s are
+  applied when the body returns, so they are invisible to the body itself, as the port requires.
+* Read-only bodies (`KV.read`) go to a small pool of reader connections (``query_only``); each batch of
+  bodies runs inside one deferred ``BEGIN … COMMIT`` so it reads one WAL snapshot.
+* ``BEGIN IMMEDIATE`` plus a long busy timeout serialize writers across processes; SQLITE_BUSY after the
+  timeout becomes ConflictError (retried by `retrying`). Writers never conflict with each other otherwise,
+  which is what ``serializes_writers = True`` advertises to the contract suite.
+
+URL: ``sqlite3://relative/path.db``, ``sqlite3:///absolute/path.db``; query options ``synchronous=normal|full``
+(default ``normal``: survives a process crash, an OS crash/power loss may lose the last commits) and
+``busy_timeout=<ms>`` (default 30000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+import structlog
+
+from jfs.domain.records import decode_i64, encode_i64
+from jfs.ports.kv import (
+    DEFAULT_MAX_RETRIES,
+    ConflictError,
+    EngineError,
+    EngineUnavailable,
+    KVError,
+    ReadOnlyTransaction,
+)
+
+from .base import retrying
+from .registry import BadMetaURL
+
+T = TypeVar("T")
+log = structlog.get_logger("jfs.kv")
+
+DEFAULT_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_SYNCHRONOUS = "normal"
+READERS = 3
+MAX_WRITE_BATCH = 512
+MAX_READ_BATCH = 32
+_IN_CHUNK = 500  # keys per `IN (…)` list: far below SQLITE_MAX_VARIABLE_NUMBER
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
+_STOP = object()
+
+
+def _map_error(exc: sqlite3.Error, path: str) -> KVError:
+    """Busy/locked after the busy timeout is a retryable conflict; everything else is an engine error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return ConflictError(f"SQLite database {path} is busy: {exc}")
+    return EngineError(f"SQLite error on {path}: {exc}")
+
+
+class SqliteTx:
+    """One transaction on a worker's connection; valid only while its body runs in that worker."""
+
+    __slots__ = ("_conn", "_readonly", "_path", "_adds")
+
+    def __init__(self, conn: sqlite3.Connection, readonly: bool, path: str) -> None:
+        self._conn = conn
+        self._readonly = readonly
+        self._path = path
+        self._adds: dict[bytes, int] = {}
+
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._path) from exc
+
+    def _exec(self, sql: str, args: Sequence[Any]) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("write in a read-only transaction")
+        try:
+            self._conn.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._path) from exc
+
+    async def get(self, key: bytes) -> bytes | None:
+        rows = self._q("SELECT v FROM kv WHERE k = ?", (key,))
+        return rows[0][0] if rows else None
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        found: dict[bytes, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), _IN_CHUNK):
+            part = unique[i : i + _IN_CHUNK]
+            marks = ",".join("?" * len(part))
+            found.update(self._q(f"SELECT k, v FROM kv WHERE k IN ({marks})", part))
+        return [found.get(k) for k in keys]
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        n = -1 if limit is None else limit
+        if keys_only:
+            rows = self._q("SELECT k FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
+            return [(r[0], b"") for r in rows]
+        return [
+            (r[0], r[1]) for r in self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
+        ]
+
+    async def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+        cursor = begin
+        while True:
+            rows = self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, batch))
+            for k, v in rows:
+                yield k, v
+            if len(rows) < batch:
+                return
+            cursor = rows[-1][0] + b"\x00"
+
+    async def exists(self, begin: bytes, end: bytes) -> bool:
+        return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._exec("INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+
+    def delete(self, key: bytes) -> None:
+        self._exec("DELETE FROM kv WHERE k = ?", (key,))
+
+    async def incr_by(self, key: bytes, delta: int) -> int:
+        value = decode_i64(await self.get(key)) + delta
+        self.put(key, encode_i64(value))
+        return value
+
+    def add(self, key: bytes, delta: int) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._adds[key] = self._adds.get(key, 0) + delta
+
+    def apply_adds(self) -> None:
+        """Apply the buffered blind adds (called by the writer after the body returned)."""
+        for key, delta in self._adds.items():
+            rows = self._q("SELECT v FROM kv WHERE k = ?", (key,))
+            self.put(key, encode_i64(decode_i64(rows[0][0] if rows else None) + delta))
+
+
+def _drive(awaitable: Awaitable[T]) -> T:
+    """Run a coroutine whose awaits all complete synchronously; refuse one that really suspends."""
+
+    async def wrap() -> T:
+        return await awaitable
+
+    coro = wrap()
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise EngineError("transaction body awaited something outside its transaction")
+
+
+class _Job:
+    """A unit of work for a worker: `run(conn)` executed in the worker thread, result sent to `future`."""
+
+    __slots__ = ("run", "future", "loop", "context")
+
+    def __init__(
+        self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.run = run
+        self.future = future
+        self.loop = loop
+        self.context = contextvars.copy_context()
+
+
+Outcome = tuple[_Job, bool, Any]  # (job, ok, result or exception)
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    for job, ok, value in outcomes:
+        if job.future.done():  # the caller was cancelled
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
+def _deliver(outcomes: list[Outcome]) -> None:
+    """Hand outcomes back to their event loops: one thread-safe call per loop per batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # loop closed: nobody is waiting any more
+            pass
+
+
+def _drain(q: queue.Queue[Any], first: Any, limit: int) -> tuple[list[_Job], bool]:
+    """`first` plus whatever else is queued (up to `limit`); also whether a stop request was seen."""
+    if first is _STOP:
+        return [], True
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            break
+        if item is _STOP:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+class SqliteKV:
+    """See the module docstring."""
+
+    serializes_writers = True
+    """Writers never conflict with each other (they are serialized); conflicts only come from lock waits."""
+
+    def __init__(self, url: str, path: str, synchronous: str, busy_timeout_ms: int) -> None:
+        self.url = url
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writes: queue.Queue[Any] = queue.Queue()
+        self._reads: queue.Queue[Any] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    # ---- connections -------------------------------------------------------------------------------------
+
+    def _connect(self, writer: bool) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, cached_statements=256
+            )
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            if writer:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise EngineUnavailable(f"cannot open SQLite database {self.path}: WAL mode refused ({mode})")
+                tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+                if any(t != "kv" for t in tables):
+                    raise EngineUnavailable(
+                        f"cannot open SQLite database {self.path}: it is not a jfs metadata database "
+                        f"(tables: {', '.join(sorted(tables))})"
+                    )
+                conn.execute(_SCHEMA)
+            else:
+                conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA cache_size = -32768")  # KiB: 32 MiB of page cache per connection
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unavailable(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _unavailable(self, exc: sqlite3.Error) -> EngineUnavailable:
+        where = os.path.dirname(os.path.abspath(self.path))
+        reason = str(exc)
+        if not os.path.isdir(where):
+            reason = f"directory {where} does not exist"
+        elif os.path.exists(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
+            reason = f"permission denied ({exc})"
+        elif not os.path.exists(self.path) and not os.access(where, os.W_OK):
+            reason = f"permission denied: cannot create a file in {where}"
+        return EngineUnavailable(f"cannot open SQLite database {self.path}: {reason}")
+
+    # ---- worker threads ----------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, main: Callable[[sqlite3.Connection], None], writer: bool) -> "concurrent.futures.Future[None]":
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def thread_main() -> None:
+            try:
+                conn = self._connect(writer)
+            except BaseException as exc:  # reported to open_sqlite
+                ready.set_exception(exc)
+                return
+            ready.set_result(None)
+            try:
+                main(conn)
+            finally:
+                conn.close()
+
+        thread = threading.Thread(target=thread_main, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return ready
+
+    async def _start(self) -> None:
+        try:
+            await asyncio.wrap_future(self._spawn("jfs-sqlite-writer", self._writer_main, True))
+            await asyncio.gather(
+                *(
+                    asyncio.wrap_future(self._spawn(f"jfs-sqlite-reader-{i}", self._reader_main, False))
+                    for i in range(READERS)
+                )
+            )
+        except BaseException:
+            await self.close()
+            raise
+
+    def _fail_pending(self, q: queue.Queue[Any]) -> None:
+        leftovers: list[Outcome] = []
+        while True:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                leftovers.append((item, False, EngineError(f"SQLite KV {self.path} is closed")))
+        _deliver(leftovers)
+
+    def _writer_main(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            batch, stop = _drain(self._writes, self._writes.get(), MAX_WRITE_BATCH)
+            if not batch:
+                continue
+            try:
+                outcomes = self._write_batch(conn, batch)
+            except BaseException as exc:  # keep the writer alive whatever happened
+                log.error("sqlite_writer_failed", path=self.path, error=repr(exc))
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                outcomes = [(job, False, EngineError(f"SQLite writer failed on {self.path}: {exc}")) for job in batch]
+            _deliver(outcomes)
+        self._fail_pending(self._writes)
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+        """Run every job of `batch` in one IMMEDIATE transaction, each inside its own savepoint."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [(job, False, _map_error(exc, self.path)) for job in batch]
+        outcomes: list[Outcome] = []
+        aborted: BaseException | None = None
+        for job in batch:
+            if job.future.cancelled():
+                continue
+            if aborted is not None:
+                outcomes.append((job, False, ConflictError(f"group commit aborted by an engine error: {aborted}")))
+                continue
+            conn.execute("SAVEPOINT body")
+            try:
+                result = job.context.run(job.run, conn)
+            except BaseException as exc:  # delivered to the caller unchanged
+                outcomes.append((job, False, exc))
+                try:
+                    conn.execute("ROLLBACK TO body")
+                    conn.execute("RELEASE body")
+                except sqlite3.Error as rb_exc:  # SQLite already rolled the whole transaction back
+                    aborted = rb_exc
+            else:
+                conn.execute("RELEASE body")
+                outcomes.append((job, True, result))
+        if aborted is not None or not conn.in_transaction:
+            err = ConflictError(f"group commit aborted by an engine error: {aborted}")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(job, False, err if ok else value) for job, ok, value in outcomes]
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            mapped = _map_error(exc, self.path)
+            return [(job, False, mapped if ok else value) for job, ok, value in outcomes]
+        return outcomes
+
+    def _reader_main(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            batch, stop = _drain(self._reads, self._reads.get(), MAX_READ_BATCH)
+            if not batch:
+                continue
+            outcomes: list[Outcome] = []
+            try:
+                conn.execute("BEGIN")
+                for job in batch:
+                    if job.future.cancelled():
+                        continue
+                    try:
+                        outcomes.append((job, True, job.context.run(job.run, conn)))
+                    except BaseException as exc:
+                        outcomes.append((job, False, exc))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                mapped = _map_error(exc, self.path)
+                done = {id(o[0]) for o in outcomes}
+                outcomes += [(job, False, mapped) for job in batch if id(job) not in done]
+            _deliver(outcomes)
+        self._reads.put(_STOP)  # wake the next reader so every reader stops
+        self._fail_pending(self._reads)
+
+    # ---- the port ----------------------------------------------------------------------------------------
+
+    async def _submit(self, q: queue.Queue[Any], run: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise EngineError(f"SQLite KV {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        q.put(_Job(run, future, loop))
+        return await future
+
+    def _body_runner(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> Callable[[sqlite3.Connection], T]:
+        def run(conn: sqlite3.Connection) -> T:
+            tx = SqliteTx(conn, readonly, self.path)
+            result = _drive(body(tx))
+            if not readonly:
+                tx.apply_adds()
+            return result
+
+        return run
+
+    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        run = self._body_runner(body, False)
+        return await retrying(lambda: self._submit(self._writes, run), max_retries)
+
+    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        run = self._body_runner(body, True)
+        return await retrying(lambda: self._submit(self._reads, run), max_retries)
+
+    async def reset(self) -> None:
+        def wipe(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM kv")
+
+        await retrying(lambda: self._submit(self._writes, wipe), DEFAULT_MAX_RETRIES, "reset")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writes.put(_STOP)
+        self._reads.put(_STOP)
+        threads, self._threads = self._threads, []
+        await asyncio.gather(*(asyncio.to_thread(t.join) for t in threads))
+
+
+def parse_sqlite_url(url: str) -> tuple[str, str, int]:
+    """(path, synchronous, busy_timeout_ms) of a ``sqlite3://`` URL; raises ValueError when malformed."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "sqlite3":
+        raise ValueError(f"not a sqlite3:// URL: {url}")
+    path, _, query = rest.partition("?")
+    path = unquote(path)
+    if not path:
+        raise ValueError("sqlite3:// URL without a file path (e.g. sqlite3:///var/lib/jfs/meta.db)")
+    synchronous, busy = DEFAULT_SYNCHRONOUS, DEFAULT_BUSY_TIMEOUT_MS
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "synchronous" and value.lower() in ("normal", "full"):
+            synchronous = value.lower()
+        elif name == "busy_timeout" and value.isdigit():
+            busy = int(value)
+        else:
+            raise ValueError(f"bad sqlite3:// URL option {name}={value} (known: synchronous=normal|full, busy_timeout=<ms>)")
+    return path, synchronous, busy
+
+
+async def open_sqlite(url: str) -> SqliteKV:
+    """Open (creating if needed) the SQLite file named by `url`.
+
+    Raises EngineUnavailable (one line naming the path) when the directory is missing, the file is not a
+    SQLite/jfs database or access is denied; ValueError (BadMetaURL) for a malformed URL.
+    """
+    try:
+        path, synchronous, busy = parse_sqlite_url(url)
+    except ValueError as exc:
+        raise BadMetaURL(str(exc)) from None
+    kv = SqliteKV(url, path, synchronous, busy)
+    await kv._start()
+    log.debug("sqlite_opened", path=path, synchronous=synchronous)
+    return kv

@@ -1,0 +1,269 @@
+"""``file`` storage — a local (or network-mounted) directory as the bucket.
+
+The bucket is an absolute directory such as ``/var/jfs/``; a key ``vol/chunks/0/4/4105_0_8000`` is the file
+``/var/jfs/vol/chunks/0/4/4105_0_8000``. Directories are created on demand by `put` and never removed
+(empty ones are harmless and cheap to list past).
+
+Atomicity and durability: `put` writes a temp file in the object's own directory, named
+``.jfs-tmp.<name>.<random>``, and renames it over the real name with `os.replace`, so a reader or a crash
+sees the old object, the new one, or nothing — never a partial object. With ``fsync=True`` (default) the
+temp file is fsynced before the rename, so the data are on disk before the name points at them; with
+``fsync_dir=True`` (default off) the directory is fsynced after the rename as well, which also makes the
+*name* survive a power loss (the metadata commit that references the block comes later; without it a
+crash right after a put may lose the whole object but never expose a torn one). Names starting with
+``.jfs-tmp.`` are reserved: `list` skips them (leftovers of a crash) and `put` refuses such keys.
+
+Keys must be relative, ``/``-separated, without empty, ``.`` or ``..`` components. A key cannot be both
+an object and a "directory" of other keys (``a`` and ``a/b``): that put fails with ObjectStoreError.
+
+`list` walks the tree lazily in true key order (a directory ``a`` sorts as ``a/``, so ``a-b`` comes
+before ``a/x``), holding one directory listing per level, and pages the results to the event loop.
+All blocking I/O runs in a thread pool owned by the store. A missing bucket directory makes every
+operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import os
+import secrets
+import stat
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import TypeVar
+
+import structlog
+
+from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
+
+T = TypeVar("T")
+log = structlog.get_logger("jfs.objects")
+
+TMP_PREFIX = ".jfs-tmp."
+PAGE = 1000
+
+
+class FileStore:
+    """A directory tree behind the object-store port."""
+
+    def __init__(self, root: str, *, fsync: bool = True, fsync_dir: bool = False, max_workers: int = 16) -> None:
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        self.root = os.path.abspath(root)
+        self.url = self.root.rstrip("/") + "/"
+        self.fsync = fsync
+        self.fsync_dir = fsync_dir
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def _path(self, key: str) -> str:
+        parts = key.split("/")
+        if not key or key.startswith("/") or "\x00" in key or any(p in ("", ".", "..") for p in parts):
+            raise ObjectStoreError(f"invalid object key '{key}' for file storage {self.url}")
+        return os.path.join(self.root, *parts)
+
+    def _missing_bucket(self) -> ObjectStoreUnavailable | None:
+        if os.path.isdir(self.root):
+            return None
+        return ObjectStoreUnavailable(f"bucket directory {self.url} does not exist (create it with format)")
+
+    def _fail(self, op: str, key: str, exc: OSError) -> ObjectStoreError:
+        if isinstance(exc, PermissionError):
+            return ObjectStoreUnavailable(f"permission denied on {self.url}: {op} '{key}': {exc.strerror}")
+        return ObjectStoreError(f"file storage {self.url}: {op} '{key}' failed: {exc.strerror or exc}")
+
+    # -- operations ----------------------------------------------------------------------------------
+
+    async def create_bucket(self) -> None:
+        """Create the bucket directory (and its parents); succeeds if it already exists."""
+        try:
+            await self._run(os.makedirs, self.root, 0o777, True)
+        except OSError as exc:
+            raise self._fail("create bucket", "", exc) from exc
+        log.info("bucket_created", url=self.url)
+
+    async def put(self, key: str, data: bytes | memoryview) -> None:
+        path = self._path(key)
+        if os.path.basename(path).startswith(TMP_PREFIX):
+            raise ObjectStoreError(f"object key '{key}' uses the reserved prefix {TMP_PREFIX!r}")
+        await self._run(self._put, key, path, data)
+
+    def _open_temp(self, directory: str, name: str) -> tuple[str, int]:
+        tmp = os.path.join(directory, f"{TMP_PREFIX}{name}.{secrets.token_hex(4)}")
+        return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+    def _put(self, key: str, path: str, data: bytes | memoryview) -> None:
+        directory, name = os.path.split(path)
+        try:
+            try:
+                tmp, fd = self._open_temp(directory, name)
+            except FileNotFoundError:
+                if missing := self._missing_bucket():
+                    raise missing from None
+                os.makedirs(directory, exist_ok=True)
+                tmp, fd = self._open_temp(directory, name)
+        except FileExistsError as exc:  # e.g. 'a/b' while 'a' is an object, seen as EEXIST by makedirs
+            raise ObjectStoreError(f"file storage {self.url}: cannot put '{key}': a prefix of it is an object") from exc
+        except NotADirectoryError as exc:
+            raise ObjectStoreError(f"file storage {self.url}: cannot put '{key}': a prefix of it is an object") from exc
+        except OSError as exc:
+            raise self._fail("put", key, exc) from exc
+        try:
+            with open(fd, "wb", closefd=True) as f:
+                f.write(data)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except OSError as cleanup:
+                log.warning("temp_file_left", path=tmp, error=str(cleanup))
+            if isinstance(exc, IsADirectoryError):
+                raise ObjectStoreError(f"file storage {self.url}: cannot put '{key}': other keys live under it") from exc
+            if isinstance(exc, OSError):
+                raise self._fail("put", key, exc) from exc
+            raise
+        if self.fsync_dir:
+            self._sync_dir(directory)
+
+    @staticmethod
+    def _sync_dir(directory: str) -> None:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _not_found(self, key: str) -> ObjectStoreError:
+        return self._missing_bucket() or ObjectNotFound(f"object '{key}' not found in {self.url}")
+
+    async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        return await self._run(self._get, key, off, limit)
+
+    def _get(self, key: str, off: int, limit: int) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                if off:
+                    f.seek(off)
+                return f.read(limit if limit >= 0 else -1)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise self._not_found(key) from None
+        except OSError as exc:
+            raise self._fail("get", key, exc) from exc
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await self._run(self._head, key)
+
+    def _head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._not_found(key) from None
+        except OSError as exc:
+            raise self._fail("head", key, exc) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise self._not_found(key)
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    async def delete(self, key: str) -> None:
+        await self._run(self._delete, key)
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if missing := self._missing_bucket():
+                raise missing from None
+        except IsADirectoryError:
+            pass  # a "directory" of other keys is not an object: nothing to delete
+        except OSError as exc:
+            if exc.errno != errno.EISDIR:
+                raise self._fail("delete", key, exc) from exc
+
+    async def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+        if limit is not None and limit <= 0:
+            return
+        walker = await self._run(self._walker, prefix, start_after)
+        remaining = limit
+        while True:
+            page = await self._run(lambda: list(islice(walker, PAGE if remaining is None else min(PAGE, remaining))))
+            for info in page:
+                yield info
+            if remaining is not None:
+                remaining -= len(page)
+                if remaining <= 0:
+                    return
+            if len(page) < PAGE:
+                return
+
+    def _walker(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        if missing := self._missing_bucket():
+            raise missing
+        base = prefix.rpartition("/")[0]
+        if base and any(p in ("", ".", "..") for p in base.split("/")):
+            return iter(())
+        return self._walk(base + "/" if base else "", prefix, start_after)
+
+    def _entries(self, dir_key: str) -> list[tuple[str, os.DirEntry[str]]]:
+        """The entries of directory `dir_key` as (sort name, entry); a directory's sort name ends in '/'."""
+        path = os.path.join(self.root, dir_key) if dir_key else self.root
+        out: list[tuple[str, os.DirEntry[str]]] = []
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    if e.name.startswith(TMP_PREFIX):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        out.append((e.name + "/", e))
+                    elif e.is_file(follow_symlinks=False):
+                        out.append((e.name, e))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def _walk(self, dir_key: str, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        # Depth-first in sorted order yields keys in ascending order. Returning from a level is enough
+        # once past the prefix: every later entry of the enclosing levels sorts after it too.
+        for name, entry in self._entries(dir_key):
+            key = dir_key + name
+            if not key.startswith(prefix):
+                if name.endswith("/") and prefix.startswith(key):
+                    pass  # the prefix continues inside this directory
+                elif key > prefix:
+                    return
+                else:
+                    continue
+            if name.endswith("/"):
+                if key < start_after and not start_after.startswith(key):
+                    continue  # the whole subtree sorts before start_after
+                yield from self._walk(key, prefix, start_after)
+                continue
+            if key <= start_after:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted while listing
+            yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, True)
+
+
+async def open_file(bucket: str, **_: str) -> FileStore:
+    """Open the directory `bucket` (credentials are ignored)."""
+    return FileStore(bucket)

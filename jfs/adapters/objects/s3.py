@@ -1,0 +1,330 @@
+"""``s3`` storage — any S3-compatible endpoint through boto3.
+
+Bucket addresses:
+
+* path style ``http(s)://host[:port]/bucket`` (MinIO, SeaweedFS, Ceph RGW, …);
+* virtual-host style ``https://bucket.s3.<region>.amazonaws.com`` (or any ``https://bucket.host``).
+
+The region comes from an AWS host name, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1.
+Credentials are the arguments when given, else boto3's usual chain (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, shared config files, …).
+
+One boto3 client (thread-safe) serves every call; calls run in a bounded thread pool the size of the
+connection pool, so the event loop never blocks and at most `max_pool_connections` requests are in flight.
+Transient failures (5xx, throttling, timeouts, dropped connections) are retried by botocore's "standard"
+mode with jittered exponential back-off; a GET whose body breaks off mid-read is retried by this adapter
+(botocore cannot, as the body is read after it returns). Errors that survive the retries map to the port:
+
+* ``NoSuchKey`` / 404 -> ObjectNotFound; 416 on a range GET -> ``b""``;
+* missing bucket, refused credentials, access denied, unreachable endpoint -> ObjectStoreUnavailable with
+  one line naming the endpoint and the cause (a 403/404 without a body, as HEAD returns, is diagnosed
+  with one extra ListObjectsV2 call);
+* anything else -> ObjectStoreError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import boto3
+import structlog
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from urllib3.exceptions import ProtocolError
+
+from jfs.adapters.objects.registry import BadStorage
+from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
+
+T = TypeVar("T")
+log = structlog.get_logger("jfs.objects")
+
+PAGE = 1000
+BODY_READ_ATTEMPTS = 3
+_AWS_HOST = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+_BODY_ERRORS = (IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ConnectionClosedError, ProtocolError)
+_DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidToken", "ExpiredToken", "TokenRefreshRequired", "InvalidSecurity"}
+
+
+def parse_bucket_url(bucket: str) -> tuple[str, str, str, str]:
+    """(endpoint URL, bucket name, region, addressing style) of a bucket address; raises BadStorage."""
+    u = urlsplit(bucket)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise BadStorage(f"malformed S3 bucket '{bucket}': expected http(s)://host[:port]/bucket or https://bucket.host")
+    port = f":{u.port}" if u.port else ""
+    path = u.path.strip("/")
+    if path:
+        if "/" in path:
+            raise BadStorage(f"malformed S3 bucket '{bucket}': a key prefix after the bucket name is not supported")
+        name, host, style = path, u.hostname + port, "path"
+    else:
+        name, _, rest = u.hostname.partition(".")
+        if not rest:
+            raise BadStorage(f"malformed S3 bucket '{bucket}': no bucket name in the path or the host")
+        host, style = rest + port, "virtual"
+    m = _AWS_HOST.match(host.split(":")[0])
+    if m:
+        region = m.group("region")
+    elif host.split(":")[0] in ("s3.amazonaws.com", "s3-external-1.amazonaws.com"):
+        region = "us-east-1"
+    else:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return f"{u.scheme}://{host}", name, region, style
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The innermost OS-level reason of a connection failure ("Connection refused"), else the error's name."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+        m = re.search(r"\[Errno -?\d+\] ([^'\"\]]+)", str(e))
+        if m:
+            return m.group(1).strip()
+        for nxt in (e.__cause__, e.__context__, getattr(e, "kwargs", {}).get("error")):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return "connect timeout" if isinstance(exc, ConnectTimeoutError) else type(exc).__name__
+
+
+class S3Store:
+    """An S3 bucket behind the object-store port."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        access_key: str = "",
+        secret_key: str = "",
+        session_token: str = "",
+        max_pool_connections: int = 32,
+        max_attempts: int = 5,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self.endpoint, self.bucket, self.region, style = parse_bucket_url(bucket)
+        self.url = f"{self.endpoint}/{self.bucket}" if style == "path" else bucket.rstrip("/")
+        self._access_key = access_key
+        config = Config(
+            region_name=self.region,
+            signature_version="s3v4",
+            s3={"addressing_style": style},
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": max(1, max_attempts)},
+            tcp_keepalive=True,
+            # Many S3-compatible servers reject the flexible-checksum trailers newer botocore sends by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="jfs",
+        )
+        creds: dict[str, Any] = {}
+        if access_key or secret_key:
+            creds = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
+            if session_token:
+                creds["aws_session_token"] = session_token
+        session = boto3.session.Session()
+        if not creds:
+            found = session.get_credentials()  # boto3's default chain; the client reuses what it resolved
+            self._access_key = (found.access_key if found is not None else "") or ""
+        self._client: Any = session.client("s3", endpoint_url=self.endpoint, config=config, **creds)
+        self._pool = ThreadPoolExecutor(max_workers=max_pool_connections, thread_name_prefix="jfs-s3")
+        self._bucket_seen = False
+
+    # -- error mapping ---------------------------------------------------------------------------------
+
+    def _translate(self, op: str, key: str, exc: Exception) -> ObjectStoreError:
+        where = f"bucket '{self.bucket}' at {self.endpoint}"
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                return ObjectStoreUnavailable(f"bucket '{self.bucket}' does not exist at {self.endpoint}")
+            if code == "InvalidAccessKeyId":
+                return ObjectStoreUnavailable(f"credentials refused by {self.endpoint}: unknown access key '{self._access_key}'")
+            if code == "SignatureDoesNotMatch":
+                return ObjectStoreUnavailable(
+                    f"credentials refused by {self.endpoint}: wrong secret key for access key '{self._access_key}'"
+                )
+            if code in _DENIED or status == 403:
+                return ObjectStoreUnavailable(f"access denied to {where} ({code or status}): check the credentials and permissions")
+            if code in ("NoSuchKey", "NotFound", "404") or status == 404:
+                return ObjectNotFound(f"object '{key}' not found in {self.url}")
+            message = _one_line(err.get("Message", ""))
+            return ObjectStoreError(f"S3 {op} '{key}' on {where} failed: {code or status} {message}".rstrip())
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return ObjectStoreUnavailable(
+                f"no credentials for {self.endpoint}: give an access key and secret key or set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            return ObjectStoreUnavailable(f"cannot connect to {self.endpoint}: {_os_reason(exc)}")
+        if isinstance(exc, BotoCoreError):
+            return ObjectStoreError(f"S3 {op} '{key}' on {where} failed: {_one_line(exc)}")
+        return ObjectStoreError(f"S3 {op} '{key}' on {where} failed: {type(exc).__name__}: {_one_line(exc)}")
+
+    def _diagnose(self, op: str, key: str, exc: ClientError) -> ObjectStoreError:
+        """Translate an error that carries no code (HEAD has no body) by asking for a listing."""
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        except ClientError as probe:
+            if probe.response.get("Error", {}).get("Code") not in (None, "", "403", "404"):
+                return self._translate(op, key, probe)
+        except Exception:  # the original error stays the better explanation
+            pass
+        else:
+            self._bucket_seen = True
+        return self._translate(op, key, exc)
+
+    def _sync(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        try:
+            result = fn()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "403" or (code == "404" and not self._bucket_seen):
+                raise self._diagnose(op, key, exc) from None
+            mapped = self._translate(op, key, exc)
+            raise mapped from (None if isinstance(mapped, ObjectNotFound | ObjectStoreUnavailable) else exc)
+        except Exception as exc:
+            mapped = self._translate(op, key, exc)
+            raise mapped from (None if isinstance(mapped, ObjectStoreUnavailable) else exc)
+        self._bucket_seen = True
+        return result
+
+    async def _run(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(self._sync, op, key, fn))
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    async def create_bucket(self) -> None:
+        """Create the bucket; succeeds if it already exists and is ours."""
+
+        def create() -> None:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket}
+            if self.region != "us-east-1" and "amazonaws.com" in self.endpoint:
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            try:
+                self._client.create_bucket(**kwargs)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+                self._client.head_bucket(Bucket=self.bucket)  # exists: fine if we can use it
+
+        await self._run("create bucket", "", create)
+        log.info("bucket_created", url=self.url)
+
+    async def put(self, key: str, data: bytes | memoryview) -> None:
+        body: Any = data
+        if isinstance(data, memoryview):
+            # A view of a whole bytes object is sent as that object; other views need one copy.
+            whole = data.obj if isinstance(data.obj, bytes) and data.nbytes == len(data.obj) else None
+            body = whole if whole is not None else data.tobytes()
+        await self._run("put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body))
+
+    async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        if limit == 0:
+            await self.head(key)
+            return b""
+        ranged = off > 0 or limit > 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if ranged:
+            kwargs["Range"] = f"bytes={off}-{off + limit - 1 if limit > 0 else ''}"
+
+        def fetch() -> bytes:
+            for attempt in range(1, BODY_READ_ATTEMPTS + 1):
+                try:
+                    resp = self._client.get_object(**kwargs)
+                except ClientError as exc:
+                    if ranged and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                        return b""  # the range starts at or past the end
+                    raise
+                try:
+                    data: bytes = resp["Body"].read()
+                except _BODY_ERRORS as exc:
+                    if attempt == BODY_READ_ATTEMPTS:
+                        raise
+                    log.warning("s3_body_retry", key=key, attempt=attempt, error=_one_line(exc))
+                    time.sleep(random.uniform(0, 0.1 * 2**attempt))
+                    continue
+                if ranged and "ContentRange" not in resp:  # the server ignored the Range header
+                    data = data[off : off + limit] if limit > 0 else data[off:]
+                return data
+            raise AssertionError("unreachable")
+
+        return await self._run("get", key, fetch)
+
+    async def head(self, key: str) -> ObjectInfo:
+        resp = await self._run("head", key, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+        return ObjectInfo(key, int(resp["ContentLength"]), resp["LastModified"].timestamp())
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._run("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
+        except ObjectNotFound:
+            pass
+
+    async def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+        remaining = limit
+        token = ""
+        while remaining is None or remaining > 0:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": PAGE if remaining is None else min(PAGE, remaining)}
+            if prefix:
+                kwargs["Prefix"] = prefix
+            # Later pages follow the server's continuation token rather than StartAfter=<last key>: some
+            # S3-compatible servers order "a/…" and "a-…" differently from their own StartAfter filter.
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
+            resp = await self._run("list", prefix, functools.partial(self._client.list_objects_v2, **kwargs))
+            contents = resp.get("Contents", [])
+            for obj in contents:
+                yield ObjectInfo(obj["Key"], int(obj["Size"]), obj["LastModified"].timestamp())
+            if remaining is not None:
+                remaining -= len(contents)
+            token = resp.get("NextContinuationToken", "")
+            if not resp.get("IsTruncated") or not token:
+                return
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, True)
+        self._client.close()
+
+
+async def open_s3(bucket: str, *, access_key: str = "", secret_key: str = "", session_token: str = "") -> S3Store:
+    """Open the S3 bucket at `bucket` (see the module docstring for the accepted forms)."""
+    parse_bucket_url(bucket)  # fail fast, on the loop, with BadStorage
+    return await asyncio.to_thread(
+        functools.partial(S3Store, bucket, access_key=access_key, secret_key=secret_key, session_token=session_token)
+    )

@@ -1,0 +1,37 @@
+"""The composition root: turns a META-URL and a volume's settings into live adapters.
+
+The only module of the app layer that knows concrete adapters (through the scheme registries).
+"""
+
+from __future__ import annotations
+
+import os
+
+from jfs.adapters.kv.registry import open_kv
+from jfs.adapters.objects.registry import open_store
+from jfs.domain.settings import Settings
+from jfs.ports.kv import KV
+from jfs.ports.objects import ObjectStore
+
+
+async def open_engine(meta_url: str) -> KV:
+    return await open_kv(meta_url)
+
+
+def normalize_bucket(storage: str, bucket: str) -> str:
+    """A `file` bucket becomes an absolute directory path ending in ``/`` (as JuiceFS stores it)."""
+    if storage == "file":
+        path = os.path.abspath(os.path.expanduser(bucket or "~/.jfs/local"))
+        return path.rstrip("/") + "/"
+    return bucket
+
+
+async def open_bucket(settings: Settings) -> ObjectStore:
+    """The object store of a volume, with credentials from its settings or the environment."""
+    return await open_store(
+        settings.storage,
+        settings.bucket,
+        access_key=settings.access_key or os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        secret_key=settings.secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        session_token=settings.session_token or os.environ.get("AWS_SESSION_TOKEN", ""),
+    )

@@ -1,0 +1,127 @@
+"""Block compression codecs, byte-compatible with JuiceFS (`pkg/compress`).
+
+Every block is compressed on its own, before encryption:
+
+* ``none``: the block as is.
+* ``lz4``: a **raw LZ4 block** — no frame, no magic, no size header. The decoder must be told the
+  uncompressed size, which the block key carries (``<id>_<index>_<blockLen>``).
+* ``zstd``: one standard zstd frame (magic ``28 b5 2f fd``) at level 1.
+
+`Codec.decompress` always checks the result against the expected size; any decoder error or size
+mismatch raises `CorruptBlock`. Codecs are stateless from the caller's view and safe to use from several
+threads at once (zstd contexts are kept per thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import lz4.block
+import zstandard
+
+ZSTD_LEVEL = 1
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class CorruptBlock(ValueError):
+    """A stored block does not decompress to the expected bytes."""
+
+
+class UnknownCodec(ValueError):
+    """The compression name is not one of ``none``, ``lz4``, ``zstd``."""
+
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Codec(Protocol):
+    name: str
+
+    def compress(self, data: Buffer) -> bytes:
+        """The stored form of the block `data`."""
+        ...
+
+    def decompress(self, data: Buffer, uncompressed_size: int) -> bytes:
+        """The block stored as `data`, which must be exactly `uncompressed_size` bytes; else CorruptBlock."""
+        ...
+
+
+def _check_size(name: str, out: bytes, expected: int) -> bytes:
+    if len(out) != expected:
+        raise CorruptBlock(f"{name} block decompressed to {len(out)} bytes, expected {expected}")
+    return out
+
+
+class NoCompression:
+    name = "none"
+
+    def compress(self, data: Buffer) -> bytes:
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def decompress(self, data: Buffer, uncompressed_size: int) -> bytes:
+        out = data if isinstance(data, bytes) else bytes(data)
+        return _check_size(self.name, out, uncompressed_size)
+
+
+class LZ4:
+    name = "lz4"
+
+    def compress(self, data: Buffer) -> bytes:
+        return lz4.block.compress(data, store_size=False)  # type: ignore[no-any-return]
+
+    def decompress(self, data: Buffer, uncompressed_size: int) -> bytes:
+        if uncompressed_size < 0:
+            raise CorruptBlock(f"lz4 block: negative expected size {uncompressed_size}")
+        try:
+            out = lz4.block.decompress(data, uncompressed_size=uncompressed_size)
+        except Exception as exc:  # LZ4BlockError is not importable under a stable name
+            raise CorruptBlock(f"lz4 block of {len(data)} bytes does not decode to {uncompressed_size} bytes: {exc}") from None
+        return _check_size(self.name, out, uncompressed_size)
+
+
+class Zstd:
+    name = "zstd"
+
+    def __init__(self, level: int = ZSTD_LEVEL) -> None:
+        self.level = level
+        # ZstdCompressor/ZstdDecompressor objects must not be shared between threads.
+        self._local = threading.local()
+
+    def _cctx(self) -> zstandard.ZstdCompressor:
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = zstandard.ZstdCompressor(level=self.level)
+        return cctx
+
+    def _dctx(self) -> zstandard.ZstdDecompressor:
+        dctx: zstandard.ZstdDecompressor | None = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = self._local.dctx = zstandard.ZstdDecompressor()
+        return dctx
+
+    def compress(self, data: Buffer) -> bytes:
+        return self._cctx().compress(data)
+
+    def decompress(self, data: Buffer, uncompressed_size: int) -> bytes:
+        try:
+            declared = zstandard.frame_content_size(data)
+            # A corrupt header could declare a huge size: refuse it before anything is allocated.
+            if declared not in (-1, uncompressed_size):
+                raise CorruptBlock(f"zstd frame declares {declared} bytes, expected {uncompressed_size}")
+            out = self._dctx().decompress(data, max_output_size=uncompressed_size)
+        except zstandard.ZstdError as exc:
+            raise CorruptBlock(f"zstd block of {len(data)} bytes does not decode: {exc}") from None
+        return _check_size(self.name, out, uncompressed_size)
+
+
+_CODECS: dict[str, Codec] = {c.name: c for c in (NoCompression(), LZ4(), Zstd())}
+
+
+def get_codec(name: str) -> Codec:
+    """The codec called `name` (case-insensitive; ``""`` means ``none``); raises UnknownCodec."""
+    key = (name or "none").lower()
+    try:
+        return _CODECS[key]
+    except KeyError:
+        raise UnknownCodec(f"unknown compression '{name}' (known: {', '.join(sorted(_CODECS))})") from None

@@ -1,0 +1,334 @@
+"""File contents in metadata: slices committed into chunks, truncate, fallocate, copy_file_range, and the
+reference counting that decides when a slice's blocks may be deleted.
+
+A slice is referenced once by every raw record that names it. The ``K`` record stores references − 1
+(absent = exactly one); when a release drives it below zero the slice is *freed*: the record stays at −1
+(pending delete) until the data path has deleted its blocks and calls `forget_slices`.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from jfs.app.meta import store
+from jfs.app.meta.context import Ctx
+from jfs.app.meta.rules import check_perm, now_ns
+from jfs.domain import keys
+from jfs.domain.attrs import Attr, FileType, align4k, is_trash_inode
+from jfs.domain.chunks import CHUNK_SIZE, split_range
+from jfs.domain.errors import FSError
+from jfs.domain.permissions import MAY_WRITE
+from jfs.domain.records import SliceRecord, decode_slices, encode_slices
+from jfs.domain.slices import read_pieces
+from jfs.ports.kv import Tx
+
+if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_NO_HIDE_STALE = 0x04
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_ZERO_RANGE = 0x10
+FALLOC_FL_INSERT_RANGE = 0x20
+FALLOC_FL_UNSHARE_RANGE = 0x40
+MAX_FILE_SIZE = CHUNK_SIZE << 31
+
+Freed = list[tuple[int, int]]
+
+
+def _writable_file(ino: int, attr: Attr) -> None:
+    if attr.typ is FileType.DIRECTORY:
+        raise FSError(errno.EISDIR)
+    if attr.typ is not FileType.REGULAR:
+        raise FSError(errno.EPERM, f"inode {ino} is not a regular file")
+    if is_trash_inode(attr.parent):
+        raise FSError(errno.EPERM, "files in the trash are read-only")
+    if attr.flags & 0x01:
+        raise FSError(errno.EPERM, "file is immutable")
+
+
+async def release(tx: Tx, slices: list[tuple[int, int]]) -> Freed:
+    """Drop one reference per (id, size) occurrence; returns the slices that became unreferenced."""
+    freed: Freed = []
+    for sid, size in slices:
+        if sid == 0:
+            continue
+        key = keys.slice_ref(sid, size)
+        left = await tx.incr_by(key, -1)
+        if left == 0:
+            tx.delete(key)
+        elif left < 0:
+            freed.append((sid, size))
+    return freed
+
+
+async def add_refs(tx: Tx, slices: list[tuple[int, int]]) -> None:
+    for sid, size in slices:
+        if sid:
+            key = keys.slice_ref(sid, size)
+            if await tx.incr_by(key, 1) == 0:
+                tx.delete(key)
+
+
+def _record_slices(records: list[SliceRecord]) -> list[tuple[int, int]]:
+    return [(r.id, r.size) for r in records if r.id]
+
+
+async def write_slice(
+    m: Meta, ino: int, indx: int, pos: int, slice_id: int, size: int, off: int, length: int, mtime_ns: int = 0
+) -> tuple[Attr, int]:
+    """Append one slice record to chunk `indx` of `ino` and grow the file; returns (attr, records in chunk).
+
+    The caller guarantees the slice's blocks are durable. Errors: ENOENT, EPERM (not a regular file, trash,
+    immutable), EFBIG, ENOSPC (capacity).
+    """
+    if length <= 0:
+        raise FSError(errno.EINVAL, "empty slice")
+    end = indx * CHUNK_SIZE + pos + length
+    if pos + length > CHUNK_SIZE or end > MAX_FILE_SIZE:
+        raise FSError(errno.EFBIG)
+    record = SliceRecord(pos, slice_id, size, off, length)
+    encoded = record.encode()
+    now = now_ns()
+
+    async def body(tx: Tx) -> tuple[Attr, int, int]:
+        raw_attr, raw_chunk = await tx.get_many([keys.attr(ino), keys.chunk(ino, indx)])
+        if raw_attr is None:
+            raise FSError(errno.ENOENT)
+        attr = Attr.decode(raw_attr)
+        _writable_file(ino, attr)
+        old = raw_chunk or b""
+        if old.endswith(encoded):
+            return attr, len(old) // 24, 0  # a retried commit that already landed
+        tx.put(keys.chunk(ino, indx), old + encoded)
+        delta = 0
+        if end > attr.length:
+            delta = align4k(end) - align4k(attr.length)
+            attr.length = end
+        attr.mtime_ns = mtime_ns or now
+        attr.ctime_ns = now
+        store.put_attr(tx, ino, attr)
+        store.charge(tx, delta, 0)
+        return attr, len(old) // 24 + 1, delta
+
+    m.check_space(align4k(end))
+    attr, n, delta = await m.kv.txn(body)
+    m.note_usage(delta, 0)
+    return attr, n
+
+
+async def read_chunk(m: Meta, ino: int, indx: int) -> list[SliceRecord]:
+    """The raw slice records of chunk `indx` of `ino`, oldest first (empty for a hole chunk)."""
+
+    async def body(tx: Tx) -> list[SliceRecord]:
+        return await store.get_chunk(tx, ino, indx)
+
+    return await m.kv.read(body)
+
+
+async def truncate_in_tx(tx: Tx, ino: int, attr: Attr, length: int, now: int) -> tuple[int, Freed]:
+    """Set the length of the regular file `ino` inside `tx`; returns (space delta, freed slices).
+
+    Shrinking deletes whole chunks past the new end (releasing their slices) and hides the tail of the
+    partial chunk behind a hole record, so growing later reads zeros.
+    """
+    if length > MAX_FILE_SIZE:
+        raise FSError(errno.EFBIG)
+    old = attr.length
+    freed: Freed = []
+    if length < old:
+        first_whole = (length + CHUNK_SIZE - 1) // CHUNK_SIZE
+        begin = keys.chunk(ino, first_whole)
+        end = keys.prefix_end(keys.chunk_prefix(ino))
+        for key, value in await tx.scan(begin, end):
+            tx.delete(key)
+            freed += await release(tx, _record_slices(decode_slices(value)))
+        pos = length % CHUNK_SIZE
+        if pos:
+            indx = length // CHUNK_SIZE
+            tail_end = min(CHUNK_SIZE, old - indx * CHUNK_SIZE)
+            if tail_end > pos:
+                raw = await store.get_chunk_raw(tx, ino, indx)
+                if raw:
+                    store.append_chunk(tx, ino, indx, raw, [SliceRecord(pos, 0, 0, 0, tail_end - pos)])
+    attr.length = length
+    attr.mtime_ns = now
+    attr.ctime_ns = now
+    delta = align4k(length) - align4k(old)
+    store.put_attr(tx, ino, attr)
+    store.charge(tx, delta, 0)
+    return delta, freed
+
+
+async def _hole_over(tx: Tx, ino: int, off: int, length: int) -> None:
+    """Append hole records covering [off, off+length) to every chunk that has data there."""
+    for indx, pos, n in split_range(off, length):
+        raw = await store.get_chunk_raw(tx, ino, indx)
+        if raw:
+            store.append_chunk(tx, ino, indx, raw, [SliceRecord(pos, 0, 0, 0, n)])
+
+
+async def fallocate(m: Meta, ctx: Ctx, ino: int, mode: int, off: int, length: int) -> Attr:
+    """fallocate(2): preallocate (extend length), KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE.
+
+    Errors: EINVAL (bad range/flags), EOPNOTSUPP (collapse/insert/unshare), EISDIR, ENODEV (not a file),
+    EFBIG, ENOSPC, EPERM.
+    """
+    if off < 0 or length <= 0:
+        raise FSError(errno.EINVAL)
+    if mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE):
+        raise FSError(errno.EOPNOTSUPP)
+    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_NO_HIDE_STALE):
+        raise FSError(errno.EOPNOTSUPP)
+    if mode & FALLOC_FL_PUNCH_HOLE and (not mode & FALLOC_FL_KEEP_SIZE or mode & FALLOC_FL_ZERO_RANGE):
+        raise FSError(errno.EINVAL)
+    end = off + length
+    if end > MAX_FILE_SIZE:
+        raise FSError(errno.EFBIG)
+    now = now_ns()
+
+    async def body(tx: Tx) -> tuple[Attr, int]:
+        attr = await store.get_attr(tx, ino)
+        if attr.typ is FileType.DIRECTORY:
+            raise FSError(errno.EISDIR)
+        if attr.typ is not FileType.REGULAR:
+            raise FSError(errno.ENODEV)
+        _writable_file(ino, attr)
+        if attr.flags & 0x02 and mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            raise FSError(errno.EPERM, "file is append-only")
+        check_perm(ctx, attr, MAY_WRITE)
+        old = attr.length
+        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            hole_end = min(end, old)
+            if hole_end > off:
+                await _hole_over(tx, ino, off, hole_end - off)
+            attr.mtime_ns = now
+            attr.ctime_ns = now
+        if not mode & FALLOC_FL_KEEP_SIZE and end > old:
+            attr.length = end
+            attr.ctime_ns = now
+            if mode & FALLOC_FL_ZERO_RANGE:
+                attr.mtime_ns = now
+        delta = align4k(attr.length) - align4k(old)
+        store.put_attr(tx, ino, attr)
+        store.charge(tx, delta, 0)
+        return attr, delta
+
+    m.check_space(max(0, end))
+    attr, delta = await m.kv.txn(body)
+    m.note_usage(delta, 0)
+    return attr
+
+
+async def copy_file_range(
+    m: Meta, ctx: Ctx, src: int, off_in: int, dst: int, off_out: int, size: int, flags: int = 0
+) -> tuple[int, Attr]:
+    """Copy bytes by referencing the source's slices from the destination (no data is copied).
+
+    Returns (bytes copied, destination attr). Copies at most up to the source's end.
+    Errors: EINVAL (flags, overlap within one file, negative offsets), EISDIR, EBADF-like EINVAL for
+    non-regular files, EFBIG, ENOSPC.
+    """
+    if flags:
+        raise FSError(errno.EINVAL)
+    if off_in < 0 or off_out < 0 or size < 0:
+        raise FSError(errno.EINVAL)
+    now = now_ns()
+
+    async def body(tx: Tx) -> tuple[int, Attr, int]:
+        raw_src, raw_dst = await tx.get_many([keys.attr(src), keys.attr(dst)])
+        if raw_src is None or raw_dst is None:
+            raise FSError(errno.ENOENT)
+        sattr, dattr = Attr.decode(raw_src), Attr.decode(raw_dst)
+        for a in (sattr, dattr):
+            if a.typ is FileType.DIRECTORY:
+                raise FSError(errno.EISDIR)
+            if a.typ is not FileType.REGULAR:
+                raise FSError(errno.EINVAL)
+        _writable_file(dst, dattr)
+        check_perm(ctx, dattr, MAY_WRITE)
+        n = min(size, max(0, sattr.length - off_in))
+        if n == 0:
+            return 0, dattr, 0
+        if off_out + n > MAX_FILE_SIZE:
+            raise FSError(errno.EFBIG)
+        if src == dst and off_in < off_out + n and off_out < off_in + n:
+            raise FSError(errno.EINVAL, "overlapping ranges in one file")
+        pieces = []
+        for indx, pos, length in split_range(off_in, n):
+            records = await store.get_chunk(tx, src, indx)
+            pieces += read_pieces(records, pos, length)
+        appended: dict[int, list[SliceRecord]] = {}
+        refs: list[tuple[int, int]] = []
+        out = off_out
+        for p in pieces:
+            done = 0
+            while done < p.len:
+                indx, pos = divmod(out, CHUNK_SIZE)
+                take = min(p.len - done, CHUNK_SIZE - pos)
+                rec = SliceRecord(pos, p.id, p.size if p.id else 0, p.off + done if p.id else 0, take)
+                appended.setdefault(indx, []).append(rec)
+                if p.id:
+                    refs.append((p.id, p.size))
+                done += take
+                out += take
+        for indx, records in appended.items():
+            raw = await store.get_chunk_raw(tx, dst, indx)
+            tx.put(keys.chunk(dst, indx), raw + encode_slices(records))
+        await add_refs(tx, refs)
+        old = dattr.length
+        dattr.length = max(old, off_out + n)
+        dattr.mtime_ns = now
+        dattr.ctime_ns = now
+        delta = align4k(dattr.length) - align4k(old)
+        store.put_attr(tx, dst, dattr)
+        store.charge(tx, delta, 0)
+        return n, dattr, delta
+
+    m.check_space(off_out + size)
+    n, attr, delta = await m.kv.txn(body)
+    m.note_usage(delta, 0)
+    return n, attr
+
+
+async def cleanup_file(m: Meta, ino: int, length: int, *, batch: int = 32) -> Freed:
+    """Process one delfile marker: drop the file's chunks batch by batch, then the marker.
+
+    Idempotent and safe to interrupt; returns the slices freed (their K records stay at −1 until
+    `forget_slices`).
+    """
+    freed_all: Freed = []
+    prefix = keys.chunk_prefix(ino)
+    while True:
+        async def body(tx: Tx) -> tuple[Freed, bool]:
+            rows = await tx.scan(prefix, keys.prefix_end(prefix), limit=batch)
+            freed: Freed = []
+            for key, value in rows:
+                tx.delete(key)
+                freed += await release(tx, _record_slices(decode_slices(value)))
+            if len(rows) < batch:
+                tx.delete(keys.delfile(ino, length))
+                return freed, True
+            return freed, False
+
+        freed, done = await m.kv.txn(body)
+        freed_all += freed
+        if freed:
+            await m.free_slices(freed)
+        if done:
+            return freed_all
+
+
+async def forget_slices(m: Meta, slices: Freed) -> None:
+    """Remove the pending-delete records of slices whose blocks are gone."""
+
+    async def body(tx: Tx) -> None:
+        for sid, size in slices:
+            key = keys.slice_ref(sid, size)
+            raw = await tx.get(key)
+            if raw is not None and int.from_bytes(raw[:8], "little", signed=True) < 0:
+                tx.delete(key)
+
+    await m.kv.txn(body)

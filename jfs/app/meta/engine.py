@@ -1,0 +1,448 @@
+"""`Meta`: the metadata engine of one client, written once on the KV port.
+
+It owns per-client state that must not live in the engine: the id pools, the cached usage used for
+capacity checks, the table of files this client has open (for unlinked-but-open files), the session id,
+and the background jobs (heartbeat, stale-session cleanup, pending deletions). Each operation is one
+transaction implemented in the module named after its family (namespace, remove, rename, setattr,
+chunks, xattrs, readdir, locks, sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from jfs.app.meta import chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
+from jfs.app.meta import readdir as listing
+from jfs.app.meta import setattr as setattr_ops
+from jfs.app.meta.context import ROOT_CTX, Ctx
+from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
+from jfs.app.meta.trash import trash_root_attr
+from jfs.domain import keys
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
+from jfs.domain.errors import FSError
+from jfs.domain.records import SliceRecord, encode_i64
+from jfs.domain.settings import Settings
+from jfs.ports.kv import KV, Tx
+
+log = structlog.get_logger("jfs.meta")
+
+HEARTBEAT = 12.0
+SESSION_TTL_FACTOR = 5
+DELFILE_AGE = 3600
+
+FreeHook = Callable[[list[tuple[int, int]]], Awaitable[None]]
+
+
+class VolumeNotFormatted(Exception):
+    """The engine holds no jfs/JuiceFS volume."""
+
+
+class VolumeExists(Exception):
+    """`format` found an existing volume and was not told to overwrite it."""
+
+
+async def read_settings(kv: KV) -> Settings:
+    """The volume's settings; VolumeNotFormatted when the engine is empty."""
+
+    async def body(tx: Tx) -> bytes | None:
+        return await tx.get(keys.SETTING)
+
+    raw = await kv.read(body)
+    if raw is None:
+        raise VolumeNotFormatted(f"no volume found in {kv.url}: run 'jfs format' first")
+    settings = Settings.from_json(raw)
+    settings.check_supported()
+    return settings
+
+
+async def format_meta(kv: KV, settings: Settings, *, force: bool = False) -> Settings:
+    """Write a new volume (settings, root directory, trash root, counters) into an empty engine.
+
+    With `force` an existing volume's settings are replaced, keeping its UUID; name, block size and
+    compression may not change (they name and frame existing objects).
+    """
+    settings.validate()
+    now = time.time_ns()
+
+    async def body(tx: Tx) -> Settings:
+        raw = await tx.get(keys.SETTING)
+        if raw is not None:
+            old = Settings.from_json(raw)
+            if not force:
+                raise VolumeExists(f"volume '{old.name}' already exists in {kv.url} (use --force to update it)")
+            for field in ("name", "block_size", "compression", "hash_prefix"):
+                if getattr(old, field) != getattr(settings, field):
+                    raise VolumeExists(f"cannot change {field} of existing volume '{old.name}'")
+            settings.uuid = old.uuid
+            tx.put(keys.SETTING, settings.to_json())
+            return settings
+        tx.put(keys.SETTING, settings.to_json())
+        root = Attr(
+            typ=FileType.DIRECTORY, mode=0o777, atime_ns=now, mtime_ns=now, ctime_ns=now,
+            nlink=2, length=4096, parent=ROOT_INODE,
+        )
+        tx.put(keys.attr(ROOT_INODE), root.encode())
+        tx.put(keys.attr(TRASH_INODE), trash_root_attr(now).encode())
+        tx.put(keys.counter(keys.NEXT_INODE), encode_i64(2))
+        tx.put(keys.counter(keys.NEXT_CHUNK), encode_i64(1))
+        for name in (keys.NEXT_SESSION, keys.NEXT_TRASH, keys.USED_SPACE, keys.TOTAL_INODES):
+            tx.put(keys.counter(name), encode_i64(0))
+        return settings
+
+    return await kv.txn(body)
+
+
+class Meta:
+    """The metadata engine bound to one KV and one volume. Use `Meta.load(kv)`; close with `close()`."""
+
+    def __init__(self, kv: KV, settings: Settings) -> None:
+        self.kv = kv
+        self.settings = settings
+        self.sid = 0
+        self.free_hook: FreeHook | None = None
+        self._inodes = IdPool(self._alloc(keys.NEXT_INODE), INODE_BATCH, minimum=2)
+        self._slices = IdPool(self._alloc(keys.NEXT_CHUNK), SLICE_BATCH, minimum=1)
+        self._open: dict[int, int] = {}
+        self._used_space = 0
+        self._used_inodes = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._session_info: dict[str, Any] = {}
+        self.heartbeat_interval = HEARTBEAT
+
+    @classmethod
+    async def load(cls, kv: KV) -> Meta:
+        """The engine for the volume stored in `kv`; VolumeNotFormatted when there is none."""
+        m = cls(kv, await read_settings(kv))
+        await m.refresh_usage()
+        return m
+
+    # ------------------------------------------------------------------ ids, usage, bookkeeping
+
+    def _alloc(self, name: bytes) -> Callable[[int], Awaitable[int]]:
+        async def fetch(batch: int) -> int:
+            async def body(tx: Tx) -> int:
+                return await tx.incr_by(keys.counter(name), batch)
+
+            return await self.kv.txn(body)
+
+        return fetch
+
+    async def next_inode(self) -> int:
+        return await self._inodes.next()
+
+    async def next_slice_id(self) -> int:
+        return await self._slices.next()
+
+    async def refresh_usage(self) -> None:
+        self._used_space, self._used_inodes = await statfs.read_usage(self.kv)
+
+    def note_usage(self, space: int, inodes: int) -> None:
+        self._used_space += space
+        self._used_inodes += inodes
+
+    def check_space(self, new_length: int) -> None:
+        """ENOSPC when the volume has a capacity and is already full (checked against cached usage)."""
+        cap = self.settings.capacity
+        if cap and self._used_space >= cap and new_length > 0:
+            raise FSError(errno.ENOSPC)
+
+    def check_inode_quota(self, n: int) -> None:
+        limit = self.settings.inodes
+        if limit and self._used_inodes + n > limit:
+            raise FSError(errno.ENOSPC, "inode limit reached")
+
+    # ------------------------------------------------------------------ open files and deletion
+
+    def open_file(self, ino: int) -> None:
+        """Record that this client opened `ino` (an unlinked file keeps its data until the last close)."""
+        self._open[ino] = self._open.get(ino, 0) + 1
+
+    async def close_file(self, ino: int) -> None:
+        """Record a close; the last close of an unlinked file deletes it."""
+        left = self._open.get(ino, 0) - 1
+        if left > 0:
+            self._open[ino] = left
+            return
+        self._open.pop(ino, None)
+        await self._finish_sustained(ino)
+
+    def is_open(self, ino: int) -> bool:
+        return ino in self._open
+
+    async def _finish_sustained(self, ino: int) -> None:
+        now = time.time_ns()
+
+        async def body(tx: Tx) -> int | None:
+            key = keys.sustained(self.sid, ino)
+            if await tx.get(key) is None:
+                return None
+            tx.delete(key)
+            raw = await tx.get(keys.attr(ino))
+            if raw is None:
+                return None
+            attr = Attr.decode(raw)
+            if attr.nlink:
+                return None
+            await remove.delete_inode(tx, ino, attr, now)
+            return attr.length
+
+        length = await self.kv.txn(body)
+        if length is not None:
+            self.note_usage(-chunks.align4k(length), -1)
+            await self.cleanup_file(ino, length)
+
+    async def after_drop(self, ino: int, attr: Attr, fate: str) -> None:
+        """Follow-up after an inode lost a name outside a transaction (usage, background data deletion)."""
+        if fate == "deleted":
+            space = chunks.align4k(attr.length if attr.typ is FileType.REGULAR else 0)
+            self.note_usage(-space, -1)
+            if attr.typ is FileType.REGULAR:
+                self.spawn(self.cleanup_file(ino, attr.length))
+
+    async def cleanup_file(self, ino: int, length: int) -> None:
+        await chunks.cleanup_file(self, ino, length)
+
+    async def free_slices(self, freed: list[tuple[int, int]]) -> None:
+        """Hand unreferenced slices to the data path for deletion, then drop their records."""
+        if self.free_hook is None or not freed:
+            return  # no data path attached: the slices stay pending (K = -1) for gc
+        await self.free_hook(freed)
+        await chunks.forget_slices(self, freed)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("background_job_failed", error=str(t.exception()))
+
+        task.add_done_callback(done)
+
+    async def drain(self) -> None:
+        """Wait for every background job started so far (tests, unmount)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def start_session(self, mountpoint: str = "", *, heartbeat: float = HEARTBEAT, background: bool = True) -> int:
+        """Register this client and (with `background`) start the heartbeat and cleanup jobs."""
+        self.heartbeat_interval = heartbeat
+        self._session_info = {
+            "Version": "jfs-0.1.0",
+            "HostName": socket.gethostname(),
+            "MountPoint": mountpoint,
+            "MountTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "ProcessID": os.getpid(),
+        }
+        self.sid = await sessions.new_session(self, self._session_info, self._ttl())
+        log.info("session_started", sid=self.sid)
+        if background:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+        return self.sid
+
+    def _ttl(self) -> int:
+        return max(1, int(self.heartbeat_interval * SESSION_TTL_FACTOR))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.heartbeat_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an engine hiccup must not kill the heartbeat
+                log.warning("heartbeat_failed", error=str(exc))
+
+    async def heartbeat_once(self) -> None:
+        """One round of periodic work: renew the session, reload settings and usage, clean up after others."""
+        await sessions.heartbeat(self, self.sid, self._ttl(), self._session_info)
+        self.settings = await read_settings(self.kv)
+        await self.refresh_usage()
+        if await sessions.try_elect(self, keys.LAST_CLEANUP_SESSIONS, self.heartbeat_interval * 0.9):
+            await self.clean_stale_sessions()
+        if await sessions.try_elect(self, keys.LAST_CLEANUP_FILES, DELFILE_AGE * 0.9):
+            for ino, length in await sessions.pending_delfiles(self, DELFILE_AGE):
+                await self.cleanup_file(ino, length)
+
+    async def clean_stale_sessions(self, now: int | None = None) -> list[int]:
+        """Clean every session whose expiry passed; returns their ids."""
+        stale = [s for s in await sessions.find_stale(self, now) if s != self.sid]
+        for sid in stale:
+            log.info("cleaning_stale_session", sid=sid)
+            await sessions.clean_session(self, sid)
+        return stale
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return await sessions.list_sessions(self)
+
+    async def close(self) -> None:
+        """End this client's session cleanly (releasing its locks and sustained files) and stop jobs."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        await self.drain()
+        if self.sid:
+            self._open.clear()
+            await sessions.clean_session(self, self.sid)
+            self.sid = 0
+        await self._inodes.close()
+        await self._slices.close()
+
+    # ------------------------------------------------------------------ namespace operations
+
+    async def getattr(self, ino: int) -> Attr:
+        async def body(tx: Tx) -> Attr:
+            from jfs.app.meta import store
+
+            return await store.get_attr(tx, ino)
+
+        return await self.kv.read(body)
+
+    async def lookup(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
+        return await namespace.lookup(self, ctx, parent, name)
+
+    async def mknod(
+        self, parent: int, name: bytes, typ: FileType, mode: int, ctx: Ctx = ROOT_CTX, *, rdev: int = 0
+    ) -> tuple[int, Attr]:
+        if typ in (FileType.DIRECTORY, FileType.SYMLINK):
+            raise FSError(errno.EINVAL, "use mkdir/symlink")
+        return await namespace.mknod(self, ctx, parent, name, typ, mode, rdev=rdev)
+
+    async def create(self, parent: int, name: bytes, mode: int, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
+        """Create a regular file and record it as open by this client."""
+        ino, attr = await namespace.mknod(self, ctx, parent, name, FileType.REGULAR, mode)
+        self.open_file(ino)
+        return ino, attr
+
+    async def mkdir(self, parent: int, name: bytes, mode: int, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
+        return await namespace.mknod(self, ctx, parent, name, FileType.DIRECTORY, mode)
+
+    async def symlink(self, parent: int, name: bytes, target: bytes, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
+        return await namespace.mknod(self, ctx, parent, name, FileType.SYMLINK, 0o777, target=target)
+
+    async def readlink(self, ino: int) -> bytes:
+        return await namespace.readlink(self, ino)
+
+    async def link(self, ino: int, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> Attr:
+        return await namespace.link(self, ctx, ino, parent, name)
+
+    async def unlink(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> Attr:
+        return await remove.unlink(self, ctx, parent, name)
+
+    async def rmdir(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> None:
+        await remove.rmdir(self, ctx, parent, name)
+
+    async def rename(
+        self, src_parent: int, src_name: bytes, dst_parent: int, dst_name: bytes, flags: int = 0, ctx: Ctx = ROOT_CTX
+    ) -> tuple[int, Attr]:
+        return await rename.rename(self, ctx, src_parent, src_name, dst_parent, dst_name, flags)
+
+    async def setattr(self, ino: int, change: setattr_ops.SetAttr, ctx: Ctx = ROOT_CTX) -> Attr:
+        return await setattr_ops.setattr(self, ctx, ino, change)
+
+    async def truncate(self, ino: int, length: int, ctx: Ctx = ROOT_CTX) -> Attr:
+        return await setattr_ops.truncate(self, ctx, ino, length)
+
+    async def open(self, ino: int, flags: int, ctx: Ctx = ROOT_CTX) -> Attr:
+        """Check access for open(2) `flags` and record the file as open by this client."""
+        from jfs.app.meta import store
+        from jfs.app.meta.rules import check_perm
+        from jfs.domain.attrs import FLAG_APPEND, FLAG_IMMUTABLE, is_trash_inode
+        from jfs.domain.permissions import MAY_READ, MAY_WRITE
+
+        acc = flags & os.O_ACCMODE
+        mask = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE, os.O_RDWR: MAY_READ | MAY_WRITE}.get(acc, MAY_READ)
+        if flags & os.O_TRUNC:
+            mask |= MAY_WRITE
+
+        async def body(tx: Tx) -> Attr:
+            attr = await store.get_attr(tx, ino)
+            if mask & MAY_WRITE:
+                if attr.typ is FileType.DIRECTORY:
+                    raise FSError(errno.EISDIR)
+                if is_trash_inode(attr.parent) or attr.flags & FLAG_IMMUTABLE:
+                    raise FSError(errno.EPERM)
+                if attr.flags & FLAG_APPEND and not flags & os.O_APPEND:
+                    raise FSError(errno.EPERM, "append-only file")
+            check_perm(ctx, attr, mask)
+            return attr
+
+        attr = await self.kv.read(body)
+        if attr.typ is FileType.REGULAR:
+            self.open_file(ino)
+        return attr
+
+    def readdir(self, ino: int, ctx: Ctx = ROOT_CTX, *, plus: bool = False) -> AsyncIterator[listing.Entry]:
+        return listing.readdir(self, ctx, ino, plus=plus)
+
+    async def readdir_page(
+        self, ino: int, after: bytes = b"", limit: int = listing.PAGE, ctx: Ctx = ROOT_CTX, *, plus: bool = False
+    ) -> tuple[list[listing.Entry], bytes | None]:
+        return await listing.readdir_page(self, ctx, ino, after, limit, plus=plus)
+
+    # ------------------------------------------------------------------ xattrs
+
+    async def getxattr(self, ino: int, name: bytes, ctx: Ctx = ROOT_CTX) -> bytes:
+        return await xattrs.get_xattr(self, ctx, ino, name)
+
+    async def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0, ctx: Ctx = ROOT_CTX) -> None:
+        await xattrs.set_xattr(self, ctx, ino, name, value, flags)
+
+    async def listxattr(self, ino: int, ctx: Ctx = ROOT_CTX) -> list[bytes]:
+        return await xattrs.list_xattrs(self, ctx, ino)
+
+    async def removexattr(self, ino: int, name: bytes, ctx: Ctx = ROOT_CTX) -> None:
+        await xattrs.remove_xattr(self, ctx, ino, name)
+
+    # ------------------------------------------------------------------ data map
+
+    async def write_slice(
+        self, ino: int, indx: int, pos: int, slice_id: int, size: int, off: int, length: int, mtime_ns: int = 0
+    ) -> tuple[Attr, int]:
+        return await chunks.write_slice(self, ino, indx, pos, slice_id, size, off, length, mtime_ns)
+
+    async def read_chunk(self, ino: int, indx: int) -> list[SliceRecord]:
+        return await chunks.read_chunk(self, ino, indx)
+
+    async def fallocate(self, ino: int, mode: int, off: int, length: int, ctx: Ctx = ROOT_CTX) -> Attr:
+        return await chunks.fallocate(self, ctx, ino, mode, off, length)
+
+    async def copy_file_range(
+        self, src: int, off_in: int, dst: int, off_out: int, size: int, flags: int = 0, ctx: Ctx = ROOT_CTX
+    ) -> tuple[int, Attr]:
+        return await chunks.copy_file_range(self, ctx, src, off_in, dst, off_out, size, flags)
+
+    # ------------------------------------------------------------------ locks
+
+    async def flock(self, ino: int, owner: int, ltype: str, *, block: bool = False) -> None:
+        await locks.flock(self, ino, owner, ltype, block=block)
+
+    async def getlk(self, ino: int, owner: int, ltype: int, start: int, end: int) -> locks.LockInfo:
+        return await locks.getlk(self, ino, owner, ltype, start, end)
+
+    async def setlk(
+        self, ino: int, owner: int, ltype: int, start: int, end: int, pid: int, *, block: bool = False
+    ) -> None:
+        await locks.setlk(self, ino, owner, ltype, start, end, pid, block=block)
+
+    # ------------------------------------------------------------------ volume
+
+    async def statfs(self) -> statfs.StatFS:
+        used, inodes = await statfs.read_usage(self.kv)
+        self._used_space, self._used_inodes = used, inodes
+        return statfs.compute(used, inodes, self.settings.capacity, self.settings.inodes)

@@ -1,0 +1,198 @@
+"""Lookup and creation of names: lookup, mknod (files, dirs, fifos, sockets, devices), symlink, link."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from jfs.app.meta import store
+from jfs.app.meta.context import Ctx
+from jfs.app.meta.rules import check_dir_writable, check_perm, check_reserved, now_ns, touch_parent
+from jfs.domain import keys
+from jfs.domain.attrs import (
+    DIR_LENGTH,
+    ROOT_INODE,
+    S_ISGID,
+    TRASH_INODE,
+    Attr,
+    FileType,
+)
+from jfs.domain.errors import FSError
+from jfs.domain.names import validate_name, validate_symlink_target
+from jfs.domain.permissions import MAY_EXEC
+from jfs.ports.kv import Tx
+
+if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
+
+
+async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
+    """Resolve `name` in directory `parent` (``.`` and ``..`` included); ENOENT, ENOTDIR, EACCES."""
+    if name == b".":
+        return parent, await m.getattr(parent)
+    if name == b"..":
+        async def up(tx: Tx) -> tuple[int, Attr]:
+            attr = await store.get_dir(tx, parent)
+            check_perm(ctx, attr, MAY_EXEC)
+            target = attr.parent if parent != ROOT_INODE and attr.parent else ROOT_INODE
+            return target, await store.get_attr(tx, target)
+
+        return await m.kv.read(up)
+    if len(name) > 255:
+        raise FSError(errno.ENAMETOOLONG)
+
+    async def body(tx: Tx) -> tuple[int, Attr]:
+        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+        if raw_dir is None:
+            raise FSError(errno.ENOENT, f"inode {parent}")
+        dir_attr = Attr.decode(raw_dir)
+        if dir_attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        check_perm(ctx, dir_attr, MAY_EXEC)
+        if raw_entry is None:
+            if parent == ROOT_INODE and name == b".trash":
+                return TRASH_INODE, await store.get_attr(tx, TRASH_INODE)
+            raise FSError(errno.ENOENT)
+        _, ino = store.decode_dentry(raw_entry)
+        return ino, await store.get_attr(tx, ino)
+
+    return await m.kv.read(body)
+
+
+async def mknod(
+    m: Meta,
+    ctx: Ctx,
+    parent: int,
+    name: bytes,
+    typ: FileType,
+    mode: int,
+    *,
+    rdev: int = 0,
+    target: bytes = b"",
+) -> tuple[int, Attr]:
+    """Create a node of type `typ` named `name` in `parent`; returns (ino, attr).
+
+    Errors: EEXIST (name taken), ENOENT/ENOTDIR (parent), EACCES, EPERM (trash, reserved names),
+    ENAMETOOLONG/EINVAL (name), ENOSPC (inode limit).
+    """
+    validate_name(name)
+    check_reserved(parent, name)
+    if typ is FileType.SYMLINK:
+        validate_symlink_target(target)
+    m.check_inode_quota(1)
+    ino = await m.next_inode()
+    now = now_ns()
+
+    async def body(tx: Tx) -> tuple[int, Attr]:
+        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+        if raw_dir is None:
+            raise FSError(errno.ENOENT, f"inode {parent}")
+        dir_attr = Attr.decode(raw_dir)
+        if dir_attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        check_dir_writable(ctx, parent, dir_attr)
+        if raw_entry is not None:
+            raise FSError(errno.EEXIST)
+        attr = new_attr(ctx, dir_attr, parent, typ, mode, now, rdev=rdev, target=target)
+        store.put_entry(tx, parent, name, typ, ino)
+        store.put_attr(tx, ino, attr)
+        if typ is FileType.SYMLINK:
+            tx.put(keys.symlink(ino), target)
+        changed = touch_parent(dir_attr, now, force=typ is FileType.DIRECTORY)
+        if typ is FileType.DIRECTORY:
+            dir_attr.nlink += 1
+        if changed:
+            store.put_attr(tx, parent, dir_attr)
+        store.charge(tx, store.space_of(attr), 1)
+        return ino, attr
+
+    result = await m.kv.txn(body)
+    m.note_usage(store.space_of(result[1]), 1)
+    return result
+
+
+def new_attr(
+    ctx: Ctx, dir_attr: Attr, parent: int, typ: FileType, mode: int, now: int, *, rdev: int = 0, target: bytes = b""
+) -> Attr:
+    """Attributes of a new inode: umask applied, gid and setgid inherited from a setgid parent."""
+    perm = 0o777 if typ is FileType.SYMLINK else mode & 0o7777 & ~ctx.umask
+    gid = ctx.gid
+    if dir_attr.mode & S_ISGID:
+        gid = dir_attr.gid
+        if typ is FileType.DIRECTORY:
+            perm |= S_ISGID
+        elif perm & S_ISGID and not ctx.is_root and gid != ctx.gid and gid not in ctx.groups:
+            perm &= ~S_ISGID
+    attr = Attr(
+        typ=typ,
+        mode=perm,
+        uid=ctx.uid,
+        gid=gid,
+        atime_ns=now,
+        mtime_ns=now,
+        ctime_ns=now,
+        nlink=2 if typ is FileType.DIRECTORY else 1,
+        length=DIR_LENGTH if typ is FileType.DIRECTORY else (len(target) if typ is FileType.SYMLINK else 0),
+        rdev=rdev if typ in (FileType.BLOCKDEV, FileType.CHARDEV) else 0,
+        parent=parent,
+        tier=dir_attr.tier,
+    )
+    return attr
+
+
+async def link(m: Meta, ctx: Ctx, ino: int, parent: int, name: bytes) -> Attr:
+    """Add the name `name` in `parent` for the existing non-directory `ino`; returns its new attributes.
+
+    Errors: EPERM (directory, trash, immutable), EEXIST, ENOENT, ENOTDIR, EACCES, EMLINK.
+    """
+    validate_name(name)
+    check_reserved(parent, name)
+    now = now_ns()
+
+    async def body(tx: Tx) -> Attr:
+        raw_dir, raw_entry, raw_attr = await tx.get_many(
+            [keys.attr(parent), keys.dentry(parent, name), keys.attr(ino)]
+        )
+        if raw_dir is None or raw_attr is None:
+            raise FSError(errno.ENOENT)
+        dir_attr = Attr.decode(raw_dir)
+        if dir_attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        check_dir_writable(ctx, parent, dir_attr)
+        attr = Attr.decode(raw_attr)
+        if attr.typ is FileType.DIRECTORY:
+            raise FSError(errno.EPERM, "hard links to directories are not allowed")
+        if attr.flags & 0x03:
+            raise FSError(errno.EPERM, "file is immutable or append-only")
+        if attr.parent >= TRASH_INODE:
+            raise FSError(errno.EPERM, "file is in the trash")
+        if raw_entry is not None:
+            raise FSError(errno.EEXIST)
+        if attr.nlink >= 0xFFFFFFFF:
+            raise FSError(errno.EMLINK)
+        if attr.parent:
+            await store.add_parent_ref(tx, ino, attr.parent, 1)
+            attr.parent = 0
+        await store.add_parent_ref(tx, ino, parent, 1)
+        attr.nlink += 1
+        attr.ctime_ns = now
+        store.put_attr(tx, ino, attr)
+        store.put_entry(tx, parent, name, attr.typ, ino)
+        if touch_parent(dir_attr, now):
+            store.put_attr(tx, parent, dir_attr)
+        return attr
+
+    return await m.kv.txn(body)
+
+
+async def readlink(m: Meta, ino: int) -> bytes:
+    async def body(tx: Tx) -> bytes:
+        target = await tx.get(keys.symlink(ino))
+        if target is None:
+            attr = await store.get_attr(tx, ino)
+            if attr.typ is not FileType.SYMLINK:
+                raise FSError(errno.EINVAL, "not a symlink")
+            raise FSError(errno.EIO, f"symlink {ino} has no target")
+        return target
+
+    return await m.kv.read(body)

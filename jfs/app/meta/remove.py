@@ -1,0 +1,147 @@
+"""Removal of names: unlink, rmdir, and what happens to an inode when it loses a name.
+
+An inode that loses its last name goes, in this order of preference: to the trash (trash days > 0, not
+already in the trash, no skip-trash flag, not a directory); to the sustained set when this client still
+has it open (data kept until the last close); or it is deleted — attributes, xattrs and symlink at once,
+file data through a delfile marker processed in the background (see chunks.cleanup_file).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from jfs.app.meta import store, trash
+from jfs.app.meta.context import Ctx
+from jfs.app.meta.rules import check_dir_writable, check_removable, now_ns, touch_parent
+from jfs.domain import keys
+from jfs.domain.attrs import FLAG_SKIP_TRASH, TRASH_INODE, Attr, FileType, is_trash_inode
+from jfs.domain.errors import FSError
+from jfs.domain.records import decode_dentry, encode_u64
+from jfs.ports.kv import Tx
+
+if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
+
+
+async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> Attr:
+    """Remove the non-directory `name` from `parent`; returns the victim's attributes after the change.
+
+    Errors: ENOENT, ENOTDIR (parent), EISDIR (victim is a directory), EACCES, EPERM (sticky, immutable).
+    """
+    if name in (b".", b".."):
+        raise FSError(errno.EISDIR if name == b"." else errno.ENOTEMPTY)
+    now = now_ns()
+
+    async def body(tx: Tx) -> tuple[int, Attr, str]:
+        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+        if raw_dir is None:
+            raise FSError(errno.ENOENT)
+        dir_attr = Attr.decode(raw_dir)
+        if dir_attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        if raw_entry is None:
+            raise FSError(errno.ENOENT)
+        typ, ino = decode_dentry(raw_entry)
+        if typ is FileType.DIRECTORY:
+            raise FSError(errno.EISDIR)
+        if not is_trash_inode(parent):
+            check_dir_writable(ctx, parent, dir_attr)
+        attr = await store.get_attr(tx, ino)
+        check_removable(ctx, dir_attr, attr)
+        store.del_entry(tx, parent, name)
+        if touch_parent(dir_attr, now):
+            store.put_attr(tx, parent, dir_attr)
+        fate = await drop_name(m, tx, parent, name, ino, attr, now)
+        return ino, attr, fate
+
+    ino, attr, fate = await m.kv.txn(body)
+    await m.after_drop(ino, attr, fate)
+    return attr
+
+
+async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, now: int) -> str:
+    """Account for `ino` having lost its name `name` in `parent` (dentry already deleted by the caller).
+
+    Returns the inode's fate: "linked" (other names remain), "trash", "sustained" or "deleted".
+    `attr` is updated in place to what POSIX callers see (nlink decremented).
+    """
+    if attr.nlink > 1:
+        attr.nlink -= 1
+        attr.ctime_ns = now
+        if attr.parent == 0:
+            await store.add_parent_ref(tx, ino, parent, -1)
+        store.put_attr(tx, ino, attr)
+        return "linked"
+    if m.settings.trash_days > 0 and not is_trash_inode(parent) and not attr.flags & FLAG_SKIP_TRASH:
+        kept = attr.copy()
+        await trash.move_to_trash(tx, parent, name, ino, kept, now)
+        attr.nlink = 0
+        attr.ctime_ns = now
+        return "trash"
+    attr.nlink = 0
+    attr.ctime_ns = now
+    if attr.typ is FileType.REGULAR and m.is_open(ino):
+        attr.parent = 0
+        store.put_attr(tx, ino, attr)
+        tx.put(keys.sustained(m.sid, ino), b"\x01")
+        return "sustained"
+    await delete_inode(tx, ino, attr, now)
+    return "deleted"
+
+
+async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int) -> None:
+    """Remove an inode's records; file data is queued for deletion through a delfile marker."""
+    tx.delete(keys.attr(ino))
+    if attr.typ is FileType.SYMLINK:
+        tx.delete(keys.symlink(ino))
+    for prefix in (keys.xattr_prefix(ino), keys.parent_ref_prefix(ino)):
+        for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
+            tx.delete(key)
+    if attr.typ is FileType.REGULAR:
+        tx.put(keys.delfile(ino, attr.length), encode_u64(now // 1_000_000_000))
+    elif attr.typ is FileType.DIRECTORY:
+        tx.delete(keys.dir_stat(ino))
+    store.charge(tx, -store.space_of(attr), -1)
+
+
+async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
+    """Remove the empty directory `name` from `parent`.
+
+    Errors: ENOENT, ENOTDIR, ENOTEMPTY, EINVAL (``.``), EBUSY (root/trash), EACCES, EPERM.
+    """
+    if name == b".":
+        raise FSError(errno.EINVAL)
+    if name == b"..":
+        raise FSError(errno.ENOTEMPTY)
+    now = now_ns()
+
+    async def body(tx: Tx) -> Attr:
+        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+        if raw_dir is None:
+            raise FSError(errno.ENOENT)
+        dir_attr = Attr.decode(raw_dir)
+        if dir_attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        if raw_entry is None:
+            raise FSError(errno.ENOENT)
+        typ, ino = decode_dentry(raw_entry)
+        if typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        if ino == TRASH_INODE:
+            raise FSError(errno.EBUSY)
+        if not is_trash_inode(parent):
+            check_dir_writable(ctx, parent, dir_attr)
+        attr = await store.get_attr(tx, ino)
+        check_removable(ctx, dir_attr, attr)
+        if not await store.dir_is_empty(tx, ino):
+            raise FSError(errno.ENOTEMPTY)
+        store.del_entry(tx, parent, name)
+        dir_attr.nlink -= 1
+        touch_parent(dir_attr, now, force=True)
+        store.put_attr(tx, parent, dir_attr)
+        await delete_inode(tx, ino, attr, now)
+        return attr
+
+    await m.kv.txn(body)
+    m.note_usage(-4096, -1)

@@ -1,0 +1,189 @@
+"""Every rule of rename: replace, RENAME_NOREPLACE, RENAME_EXCHANGE, cross-directory moves, subtree checks."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from jfs.app.meta import store
+from jfs.app.meta.context import Ctx
+from jfs.app.meta.remove import delete_inode, drop_name
+from jfs.app.meta.rules import check_dir_writable, check_perm, check_removable, check_reserved, now_ns, touch_parent
+from jfs.domain import keys
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
+from jfs.domain.errors import FSError
+from jfs.domain.names import validate_name
+from jfs.domain.permissions import MAY_WRITE
+from jfs.domain.records import decode_dentry
+from jfs.ports.kv import Tx
+
+if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
+
+
+async def _check_not_ancestor(tx: Tx, moved: int, new_parent: int) -> None:
+    """EINVAL when directory `moved` is `new_parent` or one of its ancestors."""
+    cur = new_parent
+    seen = 0
+    while cur != ROOT_INODE:
+        if cur == moved:
+            raise FSError(errno.EINVAL, "cannot move a directory into its own subtree")
+        attr = await store.get_attr(tx, cur)
+        cur = attr.parent
+        seen += 1
+        if cur == 0 or seen > 100_000:
+            break
+
+
+def _reparent_refs_needed(attr: Attr) -> bool:
+    return attr.parent == 0
+
+
+async def rename(
+    m: Meta, ctx: Ctx, src_parent: int, src_name: bytes, dst_parent: int, dst_name: bytes, flags: int = 0
+) -> tuple[int, Attr]:
+    """Rename `src_parent/src_name` to `dst_parent/dst_name`; returns (ino, attr) of the moved inode.
+
+    Errors: ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, EEXIST (NOREPLACE), EINVAL (bad flags, own subtree, ``.``),
+    EBUSY (root/trash), EACCES, EPERM (sticky bit, trash, immutable), ENAMETOOLONG.
+    """
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
+        raise FSError(errno.EINVAL)
+    if flags & RENAME_WHITEOUT:
+        raise FSError(errno.ENOTSUP, "RENAME_WHITEOUT is not supported")
+    if flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
+        raise FSError(errno.EINVAL)
+    for name in (src_name, dst_name):
+        if name in (b".", b".."):
+            raise FSError(errno.EBUSY if name == b"." else errno.EINVAL)
+    validate_name(dst_name)
+    check_reserved(dst_parent, dst_name)
+    exchange = bool(flags & RENAME_EXCHANGE)
+    now = now_ns()
+
+    async def body(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
+        raw_sd, raw_dd, raw_se, raw_de = await tx.get_many(
+            [keys.attr(src_parent), keys.attr(dst_parent), keys.dentry(src_parent, src_name),
+             keys.dentry(dst_parent, dst_name)]
+        )
+        if raw_sd is None or raw_dd is None:
+            raise FSError(errno.ENOENT)
+        src_dir = Attr.decode(raw_sd)
+        dst_dir = src_dir if src_parent == dst_parent else Attr.decode(raw_dd)
+        if src_dir.typ is not FileType.DIRECTORY or dst_dir.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        if raw_se is None:
+            raise FSError(errno.ENOENT)
+        src_typ, src_ino = decode_dentry(raw_se)
+        if src_ino == TRASH_INODE or src_ino == ROOT_INODE:
+            raise FSError(errno.EBUSY)
+        check_dir_writable(ctx, src_parent, src_dir)
+        if dst_parent != src_parent:
+            check_dir_writable(ctx, dst_parent, dst_dir)
+        src_attr = await store.get_attr(tx, src_ino)
+        check_removable(ctx, src_dir, src_attr)
+        moving_dir = src_typ is FileType.DIRECTORY
+        victim_ino = 0
+        victim: Attr | None = None
+        if raw_de is not None:
+            dst_typ, victim_ino = decode_dentry(raw_de)
+            if victim_ino == src_ino:
+                return src_ino, src_attr, 0, None, "none"  # two names of one inode: POSIX says do nothing
+            if flags & RENAME_NOREPLACE:
+                raise FSError(errno.EEXIST)
+            victim = await store.get_attr(tx, victim_ino)
+            check_removable(ctx, dst_dir, victim)
+            if exchange:
+                return await _exchange(
+                    tx, ctx, src_parent, src_name, src_dir, src_ino, src_attr,
+                    dst_parent, dst_name, dst_dir, victim_ino, victim, now,
+                )
+            if moving_dir and dst_typ is not FileType.DIRECTORY:
+                raise FSError(errno.ENOTDIR)
+            if not moving_dir and dst_typ is FileType.DIRECTORY:
+                raise FSError(errno.EISDIR)
+            if dst_typ is FileType.DIRECTORY and not await store.dir_is_empty(tx, victim_ino):
+                raise FSError(errno.ENOTEMPTY)
+        elif exchange:
+            raise FSError(errno.ENOENT)
+        if moving_dir and src_parent != dst_parent:
+            await _check_not_ancestor(tx, src_ino, dst_parent)
+            check_perm(ctx, src_attr, MAY_WRITE)
+
+        fate = "none"
+        store.del_entry(tx, src_parent, src_name)
+        store.put_entry(tx, dst_parent, dst_name, src_typ, src_ino)
+        if victim is not None:
+            if victim.typ is FileType.DIRECTORY:
+                dst_dir.nlink -= 1
+                await delete_inode(tx, victim_ino, victim, now)
+                victim.nlink = 0
+                fate = "deleted"
+            else:
+                fate = await drop_name(m, tx, dst_parent, dst_name, victim_ino, victim, now)
+        src_attr.ctime_ns = now
+        if src_parent != dst_parent:
+            if src_attr.parent == 0:
+                await store.add_parent_ref(tx, src_ino, src_parent, -1)
+                await store.add_parent_ref(tx, src_ino, dst_parent, 1)
+            else:
+                src_attr.parent = dst_parent
+            if moving_dir:
+                src_dir.nlink -= 1
+                dst_dir.nlink += 1
+        store.put_attr(tx, src_ino, src_attr)
+        touch_parent(src_dir, now, force=True)
+        store.put_attr(tx, src_parent, src_dir)
+        if dst_parent != src_parent:
+            touch_parent(dst_dir, now, force=True)
+            store.put_attr(tx, dst_parent, dst_dir)
+        return src_ino, src_attr, victim_ino, victim, fate
+
+    ino, attr, victim_ino, victim, fate = await m.kv.txn(body)
+    if victim is not None and fate != "none":
+        await m.after_drop(victim_ino, victim, fate)
+    return ino, attr
+
+
+async def _exchange(
+    tx: Tx, ctx: Ctx,
+    src_parent: int, src_name: bytes, src_dir: Attr, src_ino: int, src_attr: Attr,
+    dst_parent: int, dst_name: bytes, dst_dir: Attr, dst_ino: int, dst_attr: Attr, now: int,
+) -> tuple[int, Attr, int, Attr | None, str]:
+    """RENAME_EXCHANGE: swap the inodes behind two existing names atomically."""
+    if src_parent != dst_parent:
+        if src_attr.typ is FileType.DIRECTORY:
+            await _check_not_ancestor(tx, src_ino, dst_parent)
+            check_perm(ctx, src_attr, MAY_WRITE)
+        if dst_attr.typ is FileType.DIRECTORY:
+            await _check_not_ancestor(tx, dst_ino, src_parent)
+            check_perm(ctx, dst_attr, MAY_WRITE)
+    store.put_entry(tx, src_parent, src_name, dst_attr.typ, dst_ino)
+    store.put_entry(tx, dst_parent, dst_name, src_attr.typ, src_ino)
+    if src_parent != dst_parent:
+        for ino, attr, old, new, ddir_old, ddir_new in (
+            (src_ino, src_attr, src_parent, dst_parent, src_dir, dst_dir),
+            (dst_ino, dst_attr, dst_parent, src_parent, dst_dir, src_dir),
+        ):
+            if attr.parent == 0:
+                await store.add_parent_ref(tx, ino, old, -1)
+                await store.add_parent_ref(tx, ino, new, 1)
+            else:
+                attr.parent = new
+            if attr.typ is FileType.DIRECTORY:
+                ddir_old.nlink -= 1
+                ddir_new.nlink += 1
+    src_attr.ctime_ns = now
+    dst_attr.ctime_ns = now
+    store.put_attr(tx, src_ino, src_attr)
+    store.put_attr(tx, dst_ino, dst_attr)
+    touch_parent(src_dir, now, force=True)
+    store.put_attr(tx, src_parent, src_dir)
+    if dst_parent != src_parent:
+        touch_parent(dst_dir, now, force=True)
+        store.put_attr(tx, dst_parent, dst_dir)
+    return src_ino, src_attr, 0, None, "none"

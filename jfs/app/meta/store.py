@@ -1,0 +1,107 @@
+"""Typed access to metadata records inside one transaction (the only place that touches keys directly).
+
+Every function takes the transaction as its first argument and raises FSError with the errno a caller
+of the file system expects (ENOENT for a missing inode, …).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from jfs.domain import keys
+from jfs.domain.attrs import Attr, FileType, align4k
+from jfs.domain.errors import FSError
+from jfs.domain.records import SliceRecord, decode_dentry, decode_slices, encode_dentry, encode_slices
+from jfs.ports.kv import Tx
+
+
+async def get_attr(tx: Tx, ino: int) -> Attr:
+    """The attributes of `ino`; ENOENT when absent."""
+    raw = await tx.get(keys.attr(ino))
+    if raw is None:
+        raise FSError(errno.ENOENT, f"inode {ino}")
+    return Attr.decode(raw)
+
+
+async def get_attrs(tx: Tx, inos: list[int]) -> list[Attr | None]:
+    raws = await tx.get_many([keys.attr(i) for i in inos])
+    return [None if r is None else Attr.decode(r) for r in raws]
+
+
+def put_attr(tx: Tx, ino: int, attr: Attr) -> None:
+    tx.put(keys.attr(ino), attr.encode())
+
+
+async def get_dir(tx: Tx, ino: int) -> Attr:
+    """Attributes of a directory; ENOENT when absent, ENOTDIR when not a directory."""
+    attr = await get_attr(tx, ino)
+    if attr.typ is not FileType.DIRECTORY:
+        raise FSError(errno.ENOTDIR, f"inode {ino}")
+    return attr
+
+
+async def get_entry(tx: Tx, parent: int, name: bytes) -> tuple[FileType, int] | None:
+    raw = await tx.get(keys.dentry(parent, name))
+    return None if raw is None else decode_dentry(raw)
+
+
+def put_entry(tx: Tx, parent: int, name: bytes, typ: FileType, ino: int) -> None:
+    tx.put(keys.dentry(parent, name), encode_dentry(typ, ino))
+
+
+def del_entry(tx: Tx, parent: int, name: bytes) -> None:
+    tx.delete(keys.dentry(parent, name))
+
+
+async def dir_is_empty(tx: Tx, ino: int) -> bool:
+    prefix = keys.dentry_prefix(ino)
+    return not await tx.exists(prefix, keys.prefix_end(prefix))
+
+
+async def get_chunk(tx: Tx, ino: int, indx: int) -> list[SliceRecord]:
+    raw = await tx.get(keys.chunk(ino, indx))
+    return [] if raw is None else decode_slices(raw)
+
+
+async def get_chunk_raw(tx: Tx, ino: int, indx: int) -> bytes:
+    return await tx.get(keys.chunk(ino, indx)) or b""
+
+
+def append_chunk(tx: Tx, ino: int, indx: int, old: bytes, records: list[SliceRecord]) -> bytes:
+    value = old + encode_slices(records)
+    tx.put(keys.chunk(ino, indx), value)
+    return value
+
+
+def charge(tx: Tx, space: int, inodes: int) -> None:
+    """Adjust the volume's used space (bytes, 4 KiB units) and inode count by the given deltas."""
+    if space:
+        tx.add(keys.counter(keys.USED_SPACE), space)
+    if inodes:
+        tx.add(keys.counter(keys.TOTAL_INODES), inodes)
+
+
+def space_of(attr: Attr) -> int:
+    """Space an inode is charged for (files by length, everything else one 4 KiB unit)."""
+    return align4k(attr.length if attr.typ is FileType.REGULAR else 0)
+
+
+async def parent_refs(tx: Tx, ino: int) -> dict[int, int]:
+    """Per-parent dentry counts of a hard-linked inode (empty while it has a single parent)."""
+    prefix = keys.parent_ref_prefix(ino)
+    out: dict[int, int] = {}
+    for key, value in await tx.scan(prefix, keys.prefix_end(prefix)):
+        out[keys.ino_from_le(key, len(prefix))] = int.from_bytes(value[:8], "little", signed=True)
+    return out
+
+
+async def add_parent_ref(tx: Tx, ino: int, parent: int, delta: int) -> int:
+    """Add `delta` to the dentry count of `ino` in `parent`; the record is removed at zero."""
+    key = keys.parent_ref(ino, parent)
+    raw = await tx.get(key)
+    count = (int.from_bytes(raw[:8], "little", signed=True) if raw else 0) + delta
+    if count > 0:
+        tx.put(key, count.to_bytes(8, "little", signed=True))
+    else:
+        tx.delete(key)
+    return count

@@ -1,0 +1,62 @@
+"""The trash: removed files are moved under ``.trash/<YYYY-MM-DD-HH>/<parent>-<ino>-<name>`` (UTC hour)."""
+
+from __future__ import annotations
+
+import time
+
+from jfs.app.meta import store
+from jfs.domain import keys
+from jfs.domain.attrs import TRASH_INODE, Attr, FileType
+from jfs.domain.records import decode_dentry
+from jfs.ports.kv import Tx
+
+TRASH_DIR_MODE = 0o555
+
+
+def hour_name(now_ns: int) -> bytes:
+    return time.strftime("%Y-%m-%d-%H", time.gmtime(now_ns // 1_000_000_000)).encode()
+
+
+def entry_name(parent: int, ino: int, name: bytes) -> bytes:
+    return (b"%d-%d-" % (parent, ino) + name)[:255]
+
+
+def trash_root_attr(now: int) -> Attr:
+    return Attr(
+        typ=FileType.DIRECTORY, mode=TRASH_DIR_MODE, atime_ns=now, mtime_ns=now, ctime_ns=now,
+        nlink=2, length=4096, parent=1,
+    )
+
+
+async def hour_dir(tx: Tx, now: int) -> int:
+    """The inode of the current hour's trash directory, created inside `tx` when missing."""
+    name = hour_name(now)
+    raw = await tx.get(keys.dentry(TRASH_INODE, name))
+    if raw is not None:
+        return decode_dentry(raw)[1]
+    ino = TRASH_INODE + await tx.incr_by(keys.counter(keys.NEXT_TRASH), 1)
+    attr = Attr(
+        typ=FileType.DIRECTORY, mode=TRASH_DIR_MODE, atime_ns=now, mtime_ns=now, ctime_ns=now,
+        nlink=2, length=4096, parent=TRASH_INODE,
+    )
+    store.put_attr(tx, ino, attr)
+    store.put_entry(tx, TRASH_INODE, name, FileType.DIRECTORY, ino)
+    root = await tx.get(keys.attr(TRASH_INODE))
+    root_attr = Attr.decode(root) if root is not None else trash_root_attr(now)
+    root_attr.nlink += 1
+    store.put_attr(tx, TRASH_INODE, root_attr)
+    return ino
+
+
+async def move_to_trash(tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, now: int) -> None:
+    """Re-home the last link of `ino` (already removed from `parent`) into the trash; nlink stays 1."""
+    hour = await hour_dir(tx, now)
+    if attr.parent == 0:
+        prefix = keys.parent_ref_prefix(ino)
+        for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
+            tx.delete(key)
+    attr.parent = hour
+    attr.nlink = 1
+    attr.ctime_ns = now
+    store.put_attr(tx, ino, attr)
+    store.put_entry(tx, hour, entry_name(parent, ino, name), attr.typ, ino)

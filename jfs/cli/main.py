@@ -1,0 +1,555 @@
+"""The ``jfs`` command line: a thin shell over the application layer (`jfs.app.volume`).
+
+Each command turns its arguments into one call of the app layer, runs it with `asyncio.run`, and renders
+the result. Failures a user can act on (bad META-URL, engine down, bucket not writable, volume already
+formatted, …) are printed as one line ``jfs: error: <message>`` on stderr with exit status 1 (2 for bad
+arguments); tracebacks only with ``--debug`` or ``JFS_DEBUG=1``. Logs go to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+from types import ModuleType
+from typing import Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jfs.adapters.kv.base import redact_url
+from jfs.adapters.kv.registry import BadMetaURL
+from jfs.cli.logs import setup_logging
+from jfs.domain.errors import FSError
+from jfs.domain.settings import SECRET_FIELDS, InvalidSettings, Settings
+from jfs.ports.kv import KVError
+from jfs.ports.objects import ObjectStoreError
+
+T = TypeVar("T")
+GiB = 1 << 30
+SECRET_ATTRS = ("secret_key", "session_token")
+
+app = typer.Typer(
+    name="jfs",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="jfs: a distributed POSIX file system. Metadata in a transactional KV engine (SQLite, Redis, "
+    "TiKV), data blocks in object storage.",
+    epilog="META-URL forms: [bold]sqlite3://[/bold]path/to/meta.db, "
+    "[bold]redis://[/bold]\\[user:pass@]host:6379/1, [bold]rediss://[/bold]…, "
+    "[bold]unix://[/bold]/path/redis.sock?db=1, [bold]tikv://[/bold]pd1:2379,pd2:2379/prefix",
+)
+
+
+class Storage(StrEnum):
+    file = "file"
+    s3 = "s3"
+    mem = "mem"
+
+
+class Compression(StrEnum):
+    none = "none"
+    lz4 = "lz4"
+    zstd = "zstd"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+@dataclasses.dataclass
+class _Options:
+    debug: bool = False
+    secrets: list[str] = dataclasses.field(default_factory=list)
+    """Strings never to print (META-URL password, secret key): masked out of error messages."""
+
+
+_opts = _Options()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Error boundary
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's or the environment's problem: one line, no traceback."""
+    errors: list[type[BaseException]] = [
+        KVError,
+        BadMetaURL,
+        InvalidSettings,
+        ObjectStoreError,
+        FSError,
+        OSError,
+    ]
+    volume = sys.modules.get("jfs.app.volume")  # loaded by the command that raised, if it got that far
+    if volume is not None and isinstance(getattr(volume, "VolumeError", None), type):
+        errors.append(volume.VolumeError)
+    return tuple(errors)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    for secret in _opts.secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "****")
+    return text
+
+
+def _report(exc: BaseException) -> int:
+    """Print `exc` as ``jfs: error: …`` (after its traceback with --debug); return the exit status."""
+    if _opts.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, FSError):
+        message = f"{exc.strerror} ({exc.name})"
+    elif isinstance(exc, _user_errors()):
+        message = str(exc) or type(exc).__name__
+    else:
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if not _opts.debug:
+            message += " (run with --debug for the traceback)"
+    _print_error(message)
+    return 2 if isinstance(exc, BadMetaURL) else 1
+
+
+def _print_error(message: str) -> None:
+    sys.stderr.write(f"jfs: error: {_one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def _usage_error(message: str) -> NoReturn:
+    _print_error(message)
+    raise typer.Exit(2)
+
+
+def _api() -> ModuleType:
+    """The app layer, imported on first use: `jfs --help` stays fast and loads no engine client."""
+    import jfs.app.volume as volume
+
+    return volume
+
+
+def _run(call: Callable[[ModuleType], Coroutine[Any, Any, T]]) -> T:
+    """Run one app-layer coroutine under the error boundary."""
+    try:
+        return asyncio.run(call(_api()))
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        raise typer.Exit(_report(exc)) from None
+
+
+def _remember_secrets(meta_url: str, *values: str | None) -> None:
+    try:
+        password = urlsplit(meta_url).password
+    except ValueError:
+        password = None
+    _opts.secrets.extend(v for v in (password, *values) if v)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rendering helpers
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _limit(n: int, unit: Callable[[int], str]) -> str:
+    return "unlimited" if not n else unit(n)
+
+
+def _console() -> Console:
+    """Rich console on stdout; colours only on a terminal, wide enough not to wrap when piped."""
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200, color_system=None)
+    return console
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def _mask(doc: Any) -> Any:
+    """Replace secret fields (SecretKey, SessionToken, EncryptKey) anywhere in `doc` by "removed"."""
+    if isinstance(doc, dict):
+        return {k: ("removed" if k in SECRET_FIELDS and v else _mask(v)) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_mask(v) for v in doc]
+    return doc
+
+
+def _print_pairs(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"  {key:<{width}}  {value}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Global options
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"jfs version {_version()}")
+        raise typer.Exit()
+
+
+def _version() -> str:
+    try:
+        return _dist_version("jfs")
+    except PackageNotFoundError:
+        return "unknown (not installed; run pip install -e .)"
+
+
+@app.callback()
+def _global_options(
+    log_level: Annotated[
+        LogLevel,
+        typer.Option("--log-level", envvar="JFS_LOG_LEVEL", case_sensitive=False, help="Log level."),
+    ] = LogLevel.info,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging (--log-level debug).")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only log errors (--log-level error).")
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="JFS_DEBUG", help="Debug logging, and tracebacks with errors."),
+    ] = False,
+    _version_flag: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", is_eager=True, callback=_print_version, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Global options come before the command: [bold]jfs -v status META-URL[/bold]."""
+    _opts.debug = debug
+    _opts.secrets = []
+    level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    setup_logging(level)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Commands
+
+
+@app.command()
+def version() -> None:
+    """Show the version of jfs."""
+    typer.echo(f"jfs version {_version()}")
+
+
+@app.command(
+    "format",
+    epilog="[bold]Examples:[/bold]\n\n"
+    "jfs format sqlite3://myjfs.db myjfs --bucket /srv/jfs-data\n\n"
+    "jfs format redis://localhost:6379/1 myjfs --storage s3 --bucket https://mybucket.s3.us-east-2.amazonaws.com "
+    "--compress lz4\n\n"
+    "ACCESS_KEY=... SECRET_KEY=... jfs format redis://:password@host:6379/1 myjfs --storage s3 --bucket ...",
+)
+def format_(
+    meta_url: Annotated[
+        str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
+    ],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="Volume name: 3-63 of a-z, 0-9 and '-'.", show_default=False),
+    ],
+    storage: Annotated[
+        Storage, typer.Option(help="Object storage type.", rich_help_panel="Data storage")
+    ] = Storage.file,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            help="Bucket URL, or directory for [bold]file[/bold] storage "
+            "(default /var/jfs/ as root, ~/.juicefs/local/ otherwise).",
+            rich_help_panel="Data storage",
+            show_default=False,
+        ),
+    ] = None,
+    access_key: Annotated[
+        str,
+        typer.Option(
+            envvar="ACCESS_KEY", help="Access key of the object storage.", rich_help_panel="Data storage"
+        ),
+    ] = "",
+    secret_key: Annotated[
+        str,
+        typer.Option(
+            envvar="SECRET_KEY",
+            help="Secret key of the object storage.",
+            rich_help_panel="Data storage",
+            show_default=False,
+        ),
+    ] = "",
+    block_size: Annotated[
+        int,
+        typer.Option(
+            help="Size of each data block in KiB (power of two, 64-16384).", rich_help_panel="Data format"
+        ),
+    ] = 4096,
+    compress: Annotated[
+        Compression, typer.Option(help="Compression of data blocks.", rich_help_panel="Data format")
+    ] = Compression.none,
+    hash_prefix: Annotated[
+        bool,
+        typer.Option(
+            "--hash-prefix", help="Spread object keys with a hash prefix.", rich_help_panel="Data format"
+        ),
+    ] = False,
+    trash_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Days deleted files stay in .trash (0 disables the trash).",
+            rich_help_panel="Management",
+        ),
+    ] = 1,
+    capacity: Annotated[
+        int, typer.Option(min=0, help="Capacity quota in GiB (0 = unlimited).", rich_help_panel="Management")
+    ] = 0,
+    inodes: Annotated[
+        int,
+        typer.Option(min=0, help="Maximum number of files (0 = unlimited).", rich_help_panel="Management"),
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing volume (its metadata is lost).")
+    ] = False,
+) -> None:
+    """Create a volume: write its settings to the metadata engine after checking the bucket is writable."""
+    _remember_secrets(meta_url, secret_key)
+    if bucket is None:
+        if storage is not Storage.file and storage is not Storage.mem:
+            _usage_error(f"--bucket is required for {storage.value} storage")
+        bucket = "/var/jfs/" if os.geteuid() == 0 else "~/.juicefs/local/"
+    if storage is Storage.file:
+        # Stored absolute: every client, whatever its working directory, must find the same directory.
+        bucket = os.path.abspath(os.path.expanduser(bucket)) + "/"
+    settings = Settings(
+        name=name,
+        storage=storage.value,
+        bucket=bucket,
+        access_key=access_key,
+        secret_key=secret_key,
+        block_size=block_size,
+        compression=compress.value,
+        hash_prefix=hash_prefix,
+        capacity=capacity * GiB,
+        inodes=inodes,
+        trash_days=trash_days,
+    )
+    try:
+        settings.validate()
+    except InvalidSettings as exc:
+        _usage_error(str(exc))
+
+    stored: Settings = _run(lambda v: v.format_volume(meta_url, settings, force=force))
+
+    typer.echo(f"Volume {stored.name!r} formatted.")
+    rows = [
+        ("META-URL", redact_url(meta_url)),
+        ("Name", stored.name),
+        ("UUID", stored.uuid),
+        ("Storage", stored.storage),
+        ("Bucket", stored.bucket),
+    ]
+    if stored.access_key:
+        rows.append(("Access key", stored.access_key))
+    if stored.secret_key:
+        rows.append(("Secret key", "removed"))
+    rows += [
+        ("Block size", f"{stored.block_size} KiB"),
+        ("Compression", stored.compression),
+        ("Trash days", f"{stored.trash_days}" + (" (trash disabled)" if stored.trash_days == 0 else "")),
+        ("Capacity", _limit(stored.capacity, _human_bytes)),
+        ("Inodes", _limit(stored.inodes, str)),
+    ]
+    _print_pairs(rows)
+
+
+@app.command(
+    epilog="[bold]Examples:[/bold]\n\n"
+    "jfs status sqlite3://myjfs.db\n\n"
+    "jfs status redis://localhost:6379/1 --json | jq .Statistic\n\n"
+    "jfs status redis://localhost:6379/1 --session 3",
+)
+def status(
+    meta_url: Annotated[
+        str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
+    ],
+    session: Annotated[
+        int | None,
+        typer.Option("--session", "-s", help="Show details of this session (SID).", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show the volume's settings (secrets removed), its client sessions and its usage."""
+    _remember_secrets(meta_url)
+    doc: dict[str, Any] = _mask(_run(lambda v: v.volume_status(meta_url, session=session)))
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return
+    console = _console()
+
+    setting = doc.get("Setting", {})
+    table = Table(title="Setting", title_justify="left", show_header=False)
+    table.add_column("Key", style="bold")
+    table.add_column("Value")
+    for key, value in setting.items():
+        if key == "Capacity" and isinstance(value, int):
+            table.add_row(key, f"{value} ({_limit(value, _human_bytes)})")
+        else:
+            table.add_row(key, _cell(value))
+    console.print(table)
+
+    sessions: list[dict[str, Any]] = doc.get("Sessions") or []
+    if sessions:
+        preferred = ["Sid", "HostName", "MountPoint", "ProcessID", "Version", "Expire"]
+        columns = [c for c in preferred if any(c in s for s in sessions)]
+        columns += [c for s in sessions for c in s if c not in columns]
+        columns = list(dict.fromkeys(columns))
+        table = Table(title=f"Sessions ({len(sessions)})", title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for s in sessions:
+            table.add_row(*(_cell(s.get(c, "")) for c in columns))
+        console.print(table)
+    else:
+        console.print("Sessions: none")
+
+    stat: dict[str, Any] = doc.get("Statistic") or doc.get("Stat") or {}
+    if stat:
+        table = Table(title="Statistic", title_justify="left", show_header=False)
+        table.add_column("Key", style="bold")
+        table.add_column("Value", justify="right")
+        for key, value in stat.items():
+            shown = _human_bytes(value) if key.endswith("Space") and isinstance(value, int) else _cell(value)
+            table.add_row(key, shown)
+        console.print(table)
+
+    for key, value in doc.items():  # anything else (e.g. the details of --session)
+        if key not in ("Setting", "Sessions", "Statistic", "Stat"):
+            console.print(f"[bold]{key}[/bold]")
+            console.print_json(json.dumps(value, default=str))
+
+
+def _setting_diff(old: Settings, new: Settings) -> list[tuple[str, str, str]]:
+    """(option, old, new) for every field that differs, values rendered for people, secrets hidden."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        before, after = getattr(old, f.name), getattr(new, f.name)
+        if before == after:
+            continue
+        if f.name in SECRET_ATTRS:
+            before, after = ("removed" if before else "(none)"), ("removed (changed)" if after else "(none)")
+        elif f.name == "capacity":
+            before, after = _limit(before, _human_bytes), _limit(after, _human_bytes)
+        elif f.name == "inodes":
+            before, after = _limit(before, str), _limit(after, str)
+        rows.append((f.name.replace("_", "-"), _cell(before), _cell(after)))
+    return rows
+
+
+@app.command(
+    epilog="[bold]Examples:[/bold]\n\n"
+    "jfs config sqlite3://myjfs.db\n\n"
+    "jfs config redis://localhost:6379/1 --trash-days 7 --capacity 100\n\n"
+    "jfs config redis://localhost:6379/1 --access-key AKIA... --secret-key ... --yes",
+)
+def config(
+    meta_url: Annotated[
+        str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
+    ],
+    trash_days: Annotated[
+        int | None,
+        typer.Option(min=0, help="Days deleted files stay in .trash (0 disables it).", show_default=False),
+    ] = None,
+    capacity: Annotated[
+        int | None, typer.Option(min=0, help="Capacity quota in GiB (0 = unlimited).", show_default=False)
+    ] = None,
+    inodes: Annotated[
+        int | None, typer.Option(min=0, help="Maximum number of files (0 = unlimited).", show_default=False)
+    ] = None,
+    access_key: Annotated[
+        str | None, typer.Option(help="New access key of the object storage.", show_default=False)
+    ] = None,
+    secret_key: Annotated[
+        str | None,
+        typer.Option(help="New secret key of the object storage.", show_default=False),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Show the volume's settings, or change those that may change (only the options given)."""
+    _remember_secrets(meta_url, secret_key)
+    changes: dict[str, object] = {
+        key: value
+        for key, value in {
+            "trash_days": trash_days,
+            "capacity": None if capacity is None else capacity * GiB,
+            "inodes": inodes,
+            "access_key": access_key,
+            "secret_key": secret_key,
+        }.items()
+        if value is not None
+    }
+    if not changes:
+        setting = _mask(_run(lambda v: v.volume_status(meta_url)))["Setting"]
+        typer.echo(json.dumps(setting, indent=1))
+        return
+    if ("access_key" in changes or "secret_key" in changes) and not yes:
+        question = "Change the object-storage credentials? Every client will use the new ones"
+        if not sys.stdin.isatty():
+            _print_error("changing the access or secret key needs --yes (no terminal to confirm on)")
+            raise typer.Exit(1)
+        typer.confirm(question, abort=True)
+
+    old, new = _run(lambda v: v.update_settings(meta_url, changes))
+    diff = _setting_diff(old, new)
+    if not diff:
+        typer.echo(f"Volume {new.name!r}: nothing changed.")
+        return
+    typer.echo(f"Volume {new.name!r} updated:")
+    for option, before, after in diff:
+        typer.echo(f"  {option}: {before} -> {after}")
+
+
+def main() -> None:
+    """Console-script entry point (``jfs``)."""
+    _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    try:
+        app(prog_name="jfs")
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # escaped a command's own boundary (e.g. a broken install)
+        sys.exit(_report(exc))
+
+
+if __name__ == "__main__":
+    main()

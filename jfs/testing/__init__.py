@@ -1,0 +1,1 @@
+"""Test support shipped with jfs: contract suites and fixtures for adapter authors."""

@@ -1,0 +1,732 @@
+"""The metadata-engine contract: the behaviour of every file-system operation, run unchanged on each
+KV adapter (memory, SQLite, Redis, TiKV, or yours).
+
+Collected by ``tests/contract/test_meta_contract.py``; an adapter author runs it against an engine with
+``pytest --pyargs jfs.testing.meta_contract --jfs-kv-url 'myengine://…'``.
+Every test receives a `meta` fixture: a freshly formatted volume (trash off unless the test is about
+trash) with a registered session, on the engine given by the `kv` fixture of jfs.testing.plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jfs.app.meta import Ctx, Meta
+from jfs.app.meta.chunks import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
+from jfs.app.meta.engine import VolumeExists, format_meta
+from jfs.app.meta.rename import RENAME_EXCHANGE, RENAME_NOREPLACE
+from jfs.app.meta.setattr import NOW, SetAttr
+from jfs.app.meta.trash import hour_name
+from jfs.app.meta.xattrs import XATTR_CREATE, XATTR_REPLACE
+from jfs.domain import keys
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
+from jfs.domain.chunks import CHUNK_SIZE
+from jfs.domain.errors import ENOATTR
+from jfs.domain.locks import F_RDLCK, F_UNLCK, F_WRLCK
+from jfs.domain.records import SliceRecord, decode_i64
+from jfs.domain.settings import Settings
+from jfs.domain.slices import read_pieces
+from jfs.ports.kv import KV, Tx
+
+ALICE = Ctx(uid=1000, gid=1000)
+BOB = Ctx(uid=1001, gid=1001)
+
+
+async def _meta(kv: KV, **settings: object) -> Meta:
+    await format_meta(kv, Settings(name="contract", **settings))  # type: ignore[arg-type]
+    m = await Meta.load(kv)
+    await m.start_session(background=False)
+    return m
+
+
+@pytest.fixture
+async def meta(kv: KV) -> AsyncIterator[Meta]:
+    m = await _meta(kv, trash_days=0)
+    yield m
+    await m.close()
+
+
+@pytest.fixture
+async def trash_meta(kv: KV) -> AsyncIterator[Meta]:
+    m = await _meta(kv, trash_days=1)
+    yield m
+    await m.close()
+
+
+def _errno(exc_info: pytest.ExceptionInfo[OSError]) -> int | None:
+    return exc_info.value.errno
+
+
+async def _names(m: Meta, ino: int) -> list[bytes]:
+    return [e.name async for e in m.readdir(ino)]
+
+
+async def _counter(m: Meta, name: bytes) -> int:
+    async def body(tx: Tx) -> int:
+        return decode_i64(await tx.get(keys.counter(name)))
+
+    return await m.kv.read(body)
+
+
+# ------------------------------------------------------------------------------------------- format
+
+
+async def test_format_writes_root_and_refuses_to_overwrite(kv: KV) -> None:
+    await format_meta(kv, Settings(name="vol-one", trash_days=0))
+    with pytest.raises(VolumeExists):
+        await format_meta(kv, Settings(name="vol-two"))
+    m = await Meta.load(kv)
+    root = await m.getattr(ROOT_INODE)
+    assert root.typ is FileType.DIRECTORY and root.nlink == 2 and root.mode == 0o777
+    assert m.settings.name == "vol-one"
+    with pytest.raises(VolumeExists):
+        await format_meta(kv, Settings(name="vol-one", block_size=1024), force=True)
+
+
+# ------------------------------------------------------------------------------------------- create/lookup
+
+
+async def test_create_lookup_getattr(meta: Meta) -> None:
+    ino, attr = await meta.create(ROOT_INODE, b"file", 0o644)
+    assert attr.typ is FileType.REGULAR and attr.mode == 0o644 and attr.nlink == 1 and attr.length == 0
+    found, fattr = await meta.lookup(ROOT_INODE, b"file")
+    assert found == ino and fattr == attr
+    assert await meta.getattr(ino) == attr
+    with pytest.raises(FileExistsError):
+        await meta.create(ROOT_INODE, b"file", 0o644)
+    with pytest.raises(FileNotFoundError):
+        await meta.lookup(ROOT_INODE, b"missing")
+    with pytest.raises(NotADirectoryError):
+        await meta.lookup(ino, b"x")
+    with pytest.raises(OSError) as e:
+        await meta.create(ROOT_INODE, b"x" * 256, 0o644)
+    assert _errno(e) == errno.ENAMETOOLONG
+    for bad in (b"", b"a/b", b"a\0b"):
+        with pytest.raises(OSError) as e:
+            await meta.create(ROOT_INODE, bad, 0o644)
+        assert _errno(e) == errno.EINVAL
+    ino255, _ = await meta.create(ROOT_INODE, b"y" * 255, 0o644)
+    assert (await meta.lookup(ROOT_INODE, b"y" * 255))[0] == ino255
+
+
+async def test_dot_and_dotdot(meta: Meta) -> None:
+    d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    assert (await meta.lookup(d, b"."))[0] == d
+    assert (await meta.lookup(d, b".."))[0] == ROOT_INODE
+    assert (await meta.lookup(ROOT_INODE, b".."))[0] == ROOT_INODE
+
+
+async def test_umask_and_setgid_inheritance(meta: Meta) -> None:
+    ctx = Ctx(uid=1000, gid=1000, umask=0o022)
+    await meta.setattr(ROOT_INODE, SetAttr(mode=0o777))
+    d, dattr = await meta.mkdir(ROOT_INODE, b"sg", 0o777, ctx)
+    assert dattr.mode == 0o755
+    await meta.setattr(d, SetAttr(mode=0o2777, gid=50))
+    sub, sattr = await meta.mkdir(d, b"sub", 0o755, ctx)
+    assert sattr.gid == 50 and sattr.mode & 0o2000
+    f, fattr = await meta.create(d, b"f", 0o666, ctx)
+    assert fattr.gid == 50 and fattr.mode == 0o644
+
+
+async def test_mknod_special_files(meta: Meta) -> None:
+    for name, typ in ((b"fifo", FileType.FIFO), (b"sock", FileType.SOCKET)):
+        ino, attr = await meta.mknod(ROOT_INODE, name, typ, 0o600)
+        assert attr.typ is typ
+    ino, attr = await meta.mknod(ROOT_INODE, b"chr", FileType.CHARDEV, 0o600, rdev=os.makedev(1, 3))
+    assert attr.rdev == os.makedev(1, 3)
+    ino, attr = await meta.mknod(ROOT_INODE, b"blk", FileType.BLOCKDEV, 0o600, rdev=os.makedev(8, 1))
+    assert (await meta.getattr(ino)).rdev == os.makedev(8, 1)
+    assert sorted(await _names(meta, ROOT_INODE)) == [b"blk", b"chr", b"fifo", b"sock"]
+
+
+async def test_reserved_root_names(meta: Meta) -> None:
+    with pytest.raises(PermissionError):
+        await meta.mkdir(ROOT_INODE, b".trash", 0o755)
+    d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    await meta.mkdir(d, b".trash", 0o755)  # only reserved in the root
+
+
+async def test_mkdir_updates_parent_nlink_and_times(meta: Meta) -> None:
+    before = await meta.getattr(ROOT_INODE)
+    await asyncio.sleep(0.12)
+    d, attr = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    assert attr.nlink == 2 and attr.typ is FileType.DIRECTORY
+    after = await meta.getattr(ROOT_INODE)
+    assert after.nlink == before.nlink + 1
+    assert after.mtime_ns > before.mtime_ns and after.ctime_ns > before.ctime_ns
+    await meta.rmdir(ROOT_INODE, b"d")
+    assert (await meta.getattr(ROOT_INODE)).nlink == before.nlink
+
+
+# ------------------------------------------------------------------------------------------- symlinks, links
+
+
+async def test_symlink_and_readlink(meta: Meta) -> None:
+    ino, attr = await meta.symlink(ROOT_INODE, b"ln", b"target/with/\xffbytes")
+    assert attr.typ is FileType.SYMLINK and attr.length == len(b"target/with/\xffbytes") and attr.mode == 0o777
+    assert await meta.readlink(ino) == b"target/with/\xffbytes"
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    with pytest.raises(OSError) as e:
+        await meta.readlink(f)
+    assert _errno(e) == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        await meta.symlink(ROOT_INODE, b"long", b"x" * 4097)
+    assert _errno(e) == errno.ENAMETOOLONG
+    await meta.unlink(ROOT_INODE, b"ln")
+    with pytest.raises(FileNotFoundError):
+        await meta.readlink(ino)
+
+
+async def test_hard_links_nlink_and_parents(meta: Meta) -> None:
+    d1, _ = await meta.mkdir(ROOT_INODE, b"d1", 0o755)
+    d2, _ = await meta.mkdir(ROOT_INODE, b"d2", 0o755)
+    f, _ = await meta.create(d1, b"f", 0o644)
+    attr = await meta.link(f, d2, b"g")
+    assert attr.nlink == 2 and attr.parent == 0
+    await meta.link(f, d2, b"h")
+    assert (await meta.getattr(f)).nlink == 3
+    await meta.unlink(d1, b"f")
+    assert (await meta.getattr(f)).nlink == 2
+    with pytest.raises(FileExistsError):
+        await meta.link(f, d2, b"g")
+    with pytest.raises(PermissionError):
+        await meta.link(d1, d2, b"dirlink")
+    await meta.unlink(d2, b"g")
+    await meta.unlink(d2, b"h")
+    await meta.close_file(f)
+    await meta.drain()
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(f)
+
+
+# ------------------------------------------------------------------------------------------- unlink/rmdir
+
+
+async def test_unlink_and_rmdir_errors(meta: Meta) -> None:
+    d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    await meta.create(d, b"f", 0o644)
+    with pytest.raises(OSError) as e:
+        await meta.rmdir(ROOT_INODE, b"d")
+    assert _errno(e) == errno.ENOTEMPTY
+    with pytest.raises(IsADirectoryError):
+        await meta.unlink(ROOT_INODE, b"d")
+    with pytest.raises(NotADirectoryError):
+        await meta.rmdir(d, b"f")
+    with pytest.raises(FileNotFoundError):
+        await meta.unlink(d, b"nope")
+    with pytest.raises(OSError) as e:
+        await meta.rmdir(d, b".")
+    assert _errno(e) == errno.EINVAL
+    await meta.unlink(d, b"f")
+    await meta.rmdir(ROOT_INODE, b"d")
+    assert await _names(meta, ROOT_INODE) == []
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(d)
+
+
+async def test_unlinked_open_file_keeps_data_until_last_close(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    sid = await meta.next_slice_id()
+    await meta.write_slice(f, 0, 0, sid, 10, 0, 10)
+    await meta.unlink(ROOT_INODE, b"f")
+    attr = await meta.getattr(f)
+    assert attr.nlink == 0 and attr.length == 10
+    assert [s["Sustained"] for s in await meta.list_sessions()] == [[f]]
+    assert await meta.read_chunk(f, 0)
+    await meta.close_file(f)
+    await meta.drain()
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(f)
+    assert await meta.read_chunk(f, 0) == []
+    assert [s["Sustained"] for s in await meta.list_sessions()] == [[]]
+
+
+async def test_sticky_directory(meta: Meta) -> None:
+    await meta.setattr(ROOT_INODE, SetAttr(mode=0o1777))
+    f, _ = await meta.create(ROOT_INODE, b"alice", 0o666, ALICE)
+    await meta.close_file(f)
+    with pytest.raises(PermissionError):
+        await meta.unlink(ROOT_INODE, b"alice", BOB)
+    with pytest.raises(PermissionError):
+        await meta.rename(ROOT_INODE, b"alice", ROOT_INODE, b"bob", ctx=BOB)
+    await meta.unlink(ROOT_INODE, b"alice", ALICE)
+
+
+# ------------------------------------------------------------------------------------------- rename
+
+
+async def test_rename_within_and_across_dirs(meta: Meta) -> None:
+    a, _ = await meta.mkdir(ROOT_INODE, b"a", 0o755)
+    b, _ = await meta.mkdir(ROOT_INODE, b"b", 0o755)
+    f, _ = await meta.create(a, b"f", 0o644)
+    await meta.rename(a, b"f", a, b"g")
+    assert await _names(meta, a) == [b"g"]
+    ino, attr = await meta.rename(a, b"g", b, b"h")
+    assert ino == f and attr.parent == b
+    assert await _names(meta, a) == [] and await _names(meta, b) == [b"h"]
+    sub, _ = await meta.mkdir(a, b"sub", 0o755)
+    na, nb = (await meta.getattr(a)).nlink, (await meta.getattr(b)).nlink
+    await meta.rename(a, b"sub", b, b"sub2")
+    assert (await meta.getattr(a)).nlink == na - 1 and (await meta.getattr(b)).nlink == nb + 1
+    assert (await meta.getattr(sub)).parent == b
+    assert (await meta.lookup(sub, b".."))[0] == b
+
+
+async def test_rename_replace_rules(meta: Meta) -> None:
+    f1, _ = await meta.create(ROOT_INODE, b"f1", 0o644)
+    f2, _ = await meta.create(ROOT_INODE, b"f2", 0o644)
+    await meta.close_file(f1)
+    await meta.close_file(f2)
+    d1, _ = await meta.mkdir(ROOT_INODE, b"d1", 0o755)
+    d2, _ = await meta.mkdir(ROOT_INODE, b"d2", 0o755)
+    await meta.create(d2, b"child", 0o644)
+    with pytest.raises(IsADirectoryError):
+        await meta.rename(ROOT_INODE, b"f1", ROOT_INODE, b"d1")
+    with pytest.raises(NotADirectoryError):
+        await meta.rename(ROOT_INODE, b"d1", ROOT_INODE, b"f1")
+    with pytest.raises(OSError) as e:
+        await meta.rename(ROOT_INODE, b"d1", ROOT_INODE, b"d2")
+    assert _errno(e) == errno.ENOTEMPTY
+    with pytest.raises(FileExistsError):
+        await meta.rename(ROOT_INODE, b"f1", ROOT_INODE, b"f2", RENAME_NOREPLACE)
+    await meta.rename(ROOT_INODE, b"f1", ROOT_INODE, b"f2")
+    assert (await meta.lookup(ROOT_INODE, b"f2"))[0] == f1
+    await meta.drain()
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(f2)
+    d3, _ = await meta.mkdir(ROOT_INODE, b"d3", 0o755)
+    n = (await meta.getattr(ROOT_INODE)).nlink
+    await meta.rename(ROOT_INODE, b"d1", ROOT_INODE, b"d3")  # over an empty dir
+    assert (await meta.getattr(ROOT_INODE)).nlink == n - 1
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(d3)
+    assert (await meta.lookup(ROOT_INODE, b"d3"))[0] == d1
+
+
+async def test_rename_into_own_subtree_is_einval(meta: Meta) -> None:
+    a, _ = await meta.mkdir(ROOT_INODE, b"a", 0o755)
+    b, _ = await meta.mkdir(a, b"b", 0o755)
+    c, _ = await meta.mkdir(b, b"c", 0o755)
+    for target in (a, b, c):
+        with pytest.raises(OSError) as e:
+            await meta.rename(ROOT_INODE, b"a", target, b"x")
+        assert _errno(e) == errno.EINVAL
+
+
+async def test_rename_exchange(meta: Meta) -> None:
+    a, _ = await meta.mkdir(ROOT_INODE, b"a", 0o755)
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    sub, _ = await meta.mkdir(a, b"sub", 0o755)
+    nroot, na = (await meta.getattr(ROOT_INODE)).nlink, (await meta.getattr(a)).nlink
+    await meta.rename(ROOT_INODE, b"f", a, b"sub", RENAME_EXCHANGE)
+    assert (await meta.lookup(ROOT_INODE, b"f"))[0] == sub
+    assert (await meta.lookup(a, b"sub"))[0] == f
+    assert (await meta.getattr(sub)).parent == ROOT_INODE and (await meta.getattr(f)).parent == a
+    assert (await meta.getattr(ROOT_INODE)).nlink == nroot + 1 and (await meta.getattr(a)).nlink == na - 1
+    with pytest.raises(FileNotFoundError):
+        await meta.rename(ROOT_INODE, b"f", ROOT_INODE, b"missing", RENAME_EXCHANGE)
+
+
+async def test_rename_hard_link_onto_itself_is_noop(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    await meta.link(f, ROOT_INODE, b"g")
+    await meta.rename(ROOT_INODE, b"f", ROOT_INODE, b"g")
+    assert sorted(await _names(meta, ROOT_INODE)) == [b"f", b"g"]
+    assert (await meta.getattr(f)).nlink == 2
+
+
+async def test_rename_hard_linked_file_across_dirs_keeps_nlink(meta: Meta) -> None:
+    a, _ = await meta.mkdir(ROOT_INODE, b"a", 0o755)
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    await meta.link(f, a, b"g")
+    await meta.rename(a, b"g", ROOT_INODE, b"h")
+    assert (await meta.getattr(f)).nlink == 2
+    await meta.unlink(ROOT_INODE, b"f")
+    await meta.unlink(ROOT_INODE, b"h")
+    await meta.close_file(f)
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(f)
+
+
+# ------------------------------------------------------------------------------------------- setattr
+
+
+async def test_chmod_chown_permissions(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644, ALICE)
+    attr = await meta.setattr(f, SetAttr(mode=0o600), ALICE)
+    assert attr.mode == 0o600
+    with pytest.raises(PermissionError):
+        await meta.setattr(f, SetAttr(mode=0o777), BOB)
+    with pytest.raises(PermissionError):
+        await meta.setattr(f, SetAttr(uid=1001), ALICE)
+    attr = await meta.setattr(f, SetAttr(uid=1001, gid=1001))
+    assert (attr.uid, attr.gid) == (1001, 1001)
+    await meta.setattr(f, SetAttr(mode=0o6755))
+    attr = await meta.setattr(f, SetAttr(uid=1000))
+    assert not attr.mode & 0o6000
+
+
+async def test_utimens(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644, ALICE)
+    attr = await meta.setattr(f, SetAttr(atime=1_000_000_000_123, mtime=2_000_000_000_456))
+    assert attr.atime_ns == 1_000_000_000_123 and attr.mtime_ns == 2_000_000_000_456
+    before = attr.ctime_ns
+    attr = await meta.setattr(f, SetAttr(mtime=NOW), ALICE)
+    assert attr.mtime_ns >= before and attr.atime_ns == 1_000_000_000_123
+    with pytest.raises(PermissionError):
+        await meta.setattr(f, SetAttr(mtime=5), BOB)
+
+
+async def test_truncate_and_read_chunks(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644, ALICE)
+    s1 = await meta.next_slice_id()
+    await meta.write_slice(f, 0, 0, s1, 1000, 0, 1000)
+    attr = await meta.truncate(f, 100)
+    assert attr.length == 100
+    pieces = read_pieces(await meta.read_chunk(f, 0), 0, 1000)
+    assert [(p.pos, p.id, p.len) for p in pieces] == [(0, s1, 100), (100, 0, 900)]
+    attr = await meta.truncate(f, 3 * CHUNK_SIZE + 5)
+    assert attr.length == 3 * CHUNK_SIZE + 5
+    pieces = read_pieces(await meta.read_chunk(f, 0), 0, 1000)
+    assert [(p.pos, p.id, p.len) for p in pieces] == [(0, s1, 100), (100, 0, 900)]
+    s2 = await meta.next_slice_id()
+    await meta.write_slice(f, 2, 10, s2, 50, 0, 50)
+    await meta.truncate(f, CHUNK_SIZE)
+    assert await meta.read_chunk(f, 2) == []
+    with pytest.raises(PermissionError):
+        await meta.truncate(f, 0, BOB)
+    d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    with pytest.raises(IsADirectoryError):
+        await meta.truncate(d, 0)
+
+
+# ------------------------------------------------------------------------------------------- data map
+
+
+async def test_write_slice_appends_and_grows(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    s1, s2 = await meta.next_slice_id(), await meta.next_slice_id()
+    attr, n = await meta.write_slice(f, 0, 0, s1, 12, 0, 12)
+    assert attr.length == 12 and n == 1
+    attr, n = await meta.write_slice(f, 1, 4, s2, 8, 0, 8)
+    assert attr.length == CHUNK_SIZE + 12 and n == 1
+    assert await meta.read_chunk(f, 0) == [SliceRecord(0, s1, 12, 0, 12)]
+    assert await meta.read_chunk(f, 1) == [SliceRecord(4, s2, 8, 0, 8)]
+    assert await meta.read_chunk(f, 7) == []
+    d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    with pytest.raises(OSError) as e:
+        await meta.write_slice(d, 0, 0, s1, 1, 0, 1)
+    assert _errno(e) in (errno.EPERM, errno.EISDIR)
+    assert await _counter(meta, keys.USED_SPACE) == (CHUNK_SIZE + 4096) + 4096  # the file and d
+
+
+async def test_fallocate_modes(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    attr = await meta.fallocate(f, 0, 0, 10_000)
+    assert attr.length == 10_000
+    attr = await meta.fallocate(f, FALLOC_FL_KEEP_SIZE, 0, 50_000)
+    assert attr.length == 10_000
+    s = await meta.next_slice_id()
+    await meta.write_slice(f, 0, 0, s, 10_000, 0, 10_000)
+    await meta.fallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 200)
+    pieces = read_pieces(await meta.read_chunk(f, 0), 0, 10_000)
+    assert [(p.pos, p.id, p.len) for p in pieces] == [(0, s, 100), (100, 0, 200), (300, s, 9700)]
+    assert (await meta.getattr(f)).length == 10_000
+    attr = await meta.fallocate(f, FALLOC_FL_ZERO_RANGE, 9_000, 2_000)
+    assert attr.length == 11_000
+    with pytest.raises(OSError) as e:
+        await meta.fallocate(f, FALLOC_FL_PUNCH_HOLE, 0, 1)
+    assert _errno(e) == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        await meta.fallocate(f, 0x08, 0, 4096)
+    assert _errno(e) == errno.EOPNOTSUPP
+    with pytest.raises(OSError) as e:
+        await meta.fallocate(f, 0, 0, 0)
+    assert _errno(e) == errno.EINVAL
+
+
+async def test_copy_file_range_shares_slices(meta: Meta) -> None:
+    src, _ = await meta.create(ROOT_INODE, b"src", 0o644)
+    dst, _ = await meta.create(ROOT_INODE, b"dst", 0o644)
+    s = await meta.next_slice_id()
+    await meta.write_slice(src, 0, 0, s, 1000, 0, 1000)
+    n, attr = await meta.copy_file_range(src, 100, dst, CHUNK_SIZE - 50, 5000)
+    assert n == 900 and attr.length == CHUNK_SIZE - 50 + 900
+    p0 = read_pieces(await meta.read_chunk(dst, 0), CHUNK_SIZE - 50, 50)
+    p1 = read_pieces(await meta.read_chunk(dst, 1), 0, 850)
+    assert [(p.id, p.off, p.len) for p in p0] == [(s, 100, 50)]
+    assert [(p.id, p.off, p.len) for p in p1] == [(s, 150, 850)]
+
+    async def refs(tx: Tx) -> int:
+        return decode_i64(await tx.get(keys.slice_ref(s, 1000)))
+
+    assert await meta.kv.read(refs) == 2  # three records reference the slice: refs - 1
+    await meta.unlink(ROOT_INODE, b"src")
+    await meta.close_file(src)
+    await meta.drain()
+    assert await meta.kv.read(refs) == 1
+    with pytest.raises(OSError) as e:
+        await meta.copy_file_range(dst, 0, dst, 10, 100)
+    assert _errno(e) == errno.EINVAL
+
+
+async def test_deleting_a_file_releases_its_slices(meta: Meta) -> None:
+    freed: list[tuple[int, int]] = []
+
+    async def hook(slices: list[tuple[int, int]]) -> None:
+        freed.extend(slices)
+
+    meta.free_hook = hook
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    s1, s2 = await meta.next_slice_id(), await meta.next_slice_id()
+    await meta.write_slice(f, 0, 0, s1, 100, 0, 100)
+    await meta.write_slice(f, 3, 0, s2, 50, 0, 50)
+    await meta.close_file(f)
+    await meta.unlink(ROOT_INODE, b"f")
+    await meta.drain()
+    assert sorted(freed) == sorted([(s1, 100), (s2, 50)])
+
+    async def leftovers(tx: Tx) -> list[bytes]:
+        return [k for k, _ in await tx.scan(b"D", b"E")] + [k for k, _ in await tx.scan(b"K", b"L")]
+
+    assert await meta.kv.read(leftovers) == []
+
+
+# ------------------------------------------------------------------------------------------- readdir
+
+
+async def test_readdir_pages_and_plus(meta: Meta) -> None:
+    d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    names = sorted(b"n%04d" % i for i in range(130)) + [b"\x01low", b"\xffhigh"]
+    for name in names:
+        ino, _ = await meta.create(d, name, 0o644)
+        await meta.close_file(ino)
+    got = [e.name async for e in meta.readdir(d)]
+    assert got == sorted(names)
+    page, cursor = await meta.readdir_page(d, b"", 50, plus=True)
+    assert len(page) == 50 and cursor == page[-1].name and all(e.attr is not None for e in page)
+    rest, _ = await meta.readdir_page(d, cursor or b"", 1000)
+    assert [e.name for e in page + rest] == sorted(names)
+    with pytest.raises(NotADirectoryError):
+        await meta.readdir_page(page[0].ino)
+
+
+# ------------------------------------------------------------------------------------------- xattrs
+
+
+async def test_xattrs(meta: Meta) -> None:
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    await meta.setxattr(f, b"user.a", b"1")
+    await meta.setxattr(f, b"user.b", b"")
+    assert await meta.getxattr(f, b"user.a") == b"1"
+    assert await meta.getxattr(f, b"user.b") == b""
+    assert await meta.listxattr(f) == [b"user.a", b"user.b"]
+    with pytest.raises(FileExistsError):
+        await meta.setxattr(f, b"user.a", b"2", XATTR_CREATE)
+    with pytest.raises(OSError) as e:
+        await meta.setxattr(f, b"user.c", b"2", XATTR_REPLACE)
+    assert _errno(e) == ENOATTR
+    await meta.setxattr(f, b"user.a", b"2", XATTR_REPLACE)
+    assert await meta.getxattr(f, b"user.a") == b"2"
+    await meta.removexattr(f, b"user.a")
+    with pytest.raises(OSError) as e:
+        await meta.getxattr(f, b"user.a")
+    assert _errno(e) == ENOATTR
+    with pytest.raises(OSError) as e:
+        await meta.removexattr(f, b"user.a")
+    assert _errno(e) == ENOATTR
+    with pytest.raises(OSError) as e:
+        await meta.setxattr(f, b"user.big", b"x" * 65537)
+    assert _errno(e) == errno.E2BIG
+    with pytest.raises(OSError) as e:
+        await meta.setxattr(f, b"user." + b"n" * 300, b"x")
+    assert _errno(e) == errno.ERANGE
+    with pytest.raises(PermissionError):
+        await meta.setxattr(f, b"user.x", b"1", ctx=BOB)
+
+
+# ------------------------------------------------------------------------------------------- statfs, limits
+
+
+async def test_statfs_counts_space_and_inodes(meta: Meta) -> None:
+    base = await meta.statfs()
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    await meta.write_slice(f, 0, 0, await meta.next_slice_id(), 10_000, 0, 10_000)
+    await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    st = await meta.statfs()
+    assert st.used_inodes == base.used_inodes + 2
+    assert st.used_space == base.used_space + 12288 + 4096
+
+
+async def test_capacity_and_inode_limits(kv: KV) -> None:
+    m = await _meta(kv, trash_days=0, capacity=1 << 20, inodes=3)
+    try:
+        f, _ = await m.create(ROOT_INODE, b"f", 0o644)
+        await m.write_slice(f, 0, 0, await m.next_slice_id(), 1 << 20, 0, 1 << 20)
+        with pytest.raises(OSError) as e:
+            await m.write_slice(f, 0, 1 << 20, await m.next_slice_id(), 10, 0, 10)
+        assert _errno(e) == errno.ENOSPC
+        await m.mkdir(ROOT_INODE, b"a", 0o755)
+        await m.mkdir(ROOT_INODE, b"b", 0o755)
+        with pytest.raises(OSError) as e:
+            await m.mkdir(ROOT_INODE, b"c", 0o755)
+        assert _errno(e) == errno.ENOSPC
+        st = await m.statfs()
+        assert st.total_space == 1 << 20 and st.avail_inodes == 0
+    finally:
+        await m.close()
+
+
+# ------------------------------------------------------------------------------------------- trash
+
+
+async def test_trash_keeps_deleted_files_and_posix_nlink(trash_meta: Meta) -> None:
+    m = trash_meta
+    f, _ = await m.create(ROOT_INODE, b"victim", 0o644)
+    await m.close_file(f)
+    g, _ = await m.create(ROOT_INODE, b"linked", 0o644)
+    await m.close_file(g)
+    await m.link(g, ROOT_INODE, b"other")
+    await m.unlink(ROOT_INODE, b"linked")
+    assert (await m.getattr(g)).nlink == 1  # as on a local file system
+    await m.unlink(ROOT_INODE, b"victim")
+    hour_ino, hour_attr = await m.lookup(TRASH_INODE, hour_name(__import__("time").time_ns()))
+    assert hour_attr.typ is FileType.DIRECTORY
+    assert [e.name async for e in m.readdir(hour_ino)] == [b"1-%d-victim" % f]
+    attr = await m.getattr(f)
+    assert attr.parent == hour_ino and attr.nlink == 1
+    with pytest.raises(PermissionError):
+        await m.truncate(f, 0)
+    t, _ = await m.create(ROOT_INODE, b"target", 0o644)
+    await m.close_file(t)
+    await m.rename(ROOT_INODE, b"other", ROOT_INODE, b"target")
+    assert (await m.getattr(t)).parent == hour_ino
+    assert sorted(await _names(m, ROOT_INODE)) == [b"target"]
+
+
+# ------------------------------------------------------------------------------------------- sessions, locks
+
+
+async def test_sessions_register_and_clean_stale(kv: KV) -> None:
+    a = await _meta(kv, trash_days=0)
+    b = await Meta.load(kv)
+    await b.start_session(background=False)
+    try:
+        f, _ = await b.create(ROOT_INODE, b"f", 0o644)
+        await b.flock(f, owner=7, ltype="W")
+        await b.setlk(f, owner=7, ltype=F_WRLCK, start=0, end=99, pid=42)
+        await b.unlink(ROOT_INODE, b"f")  # open in b: sustained
+        sids = {s["Sid"] for s in await a.list_sessions()}
+        assert sids == {a.sid, b.sid}
+        with pytest.raises(BlockingIOError):
+            await a.flock(f, owner=1, ltype="R")
+        info = await a.getlk(f, owner=1, ltype=F_RDLCK, start=50, end=60)
+        assert (info.type, info.pid) == (F_WRLCK, 42)
+        stale = await a.clean_stale_sessions(now=2**40)  # everyone else looks expired
+        assert stale == [b.sid]
+        assert {s["Sid"] for s in await a.list_sessions()} == {a.sid}
+        await a.drain()
+        with pytest.raises(FileNotFoundError):
+            await a.getattr(f)
+    finally:
+        b.sid = 0
+        await b.close()
+        await a.close()
+
+
+async def test_flock_rules(kv: KV) -> None:
+    a = await _meta(kv, trash_days=0)
+    b = await Meta.load(kv)
+    await b.start_session(background=False)
+    try:
+        f, _ = await a.create(ROOT_INODE, b"f", 0o644)
+        await a.flock(f, 1, "R")
+        await b.flock(f, 1, "R")
+        with pytest.raises(BlockingIOError):
+            await b.flock(f, 2, "W")
+        waiter = asyncio.create_task(b.flock(f, 2, "W", block=True))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await b.flock(f, 1, "U")
+        await a.flock(f, 1, "U")
+        await asyncio.wait_for(waiter, 5)
+        with pytest.raises(BlockingIOError):
+            await a.flock(f, 1, "R")
+        blocked = asyncio.create_task(a.flock(f, 1, "W", block=True))
+        await asyncio.sleep(0.05)
+        blocked.cancel()  # an interrupted wait gives up cleanly
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_posix_locks_split_and_conflict(kv: KV) -> None:
+    a = await _meta(kv, trash_days=0)
+    b = await Meta.load(kv)
+    await b.start_session(background=False)
+    try:
+        f, _ = await a.create(ROOT_INODE, b"f", 0o644)
+        await a.setlk(f, 1, F_WRLCK, 0, 99, pid=10)
+        await a.setlk(f, 1, F_UNLCK, 40, 59, pid=10)
+        await b.setlk(f, 1, F_WRLCK, 40, 59, pid=20)
+        with pytest.raises(BlockingIOError):
+            await b.setlk(f, 1, F_RDLCK, 30, 45, pid=20)
+        info = await b.getlk(f, 1, F_RDLCK, 60, 200)
+        assert (info.type, info.start, info.end, info.pid) == (F_WRLCK, 60, 99, 10)
+        waiter = asyncio.create_task(b.setlk(f, 1, F_WRLCK, 0, 10, pid=20, block=True))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await a.setlk(f, 1, F_UNLCK, 0, 2**64 - 1, pid=10)
+        await asyncio.wait_for(waiter, 5)
+        assert (await a.getlk(f, 1, F_WRLCK, 0, 100)).pid == 20
+    finally:
+        await b.close()
+        await a.close()
+
+
+# ------------------------------------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_creates_in_one_directory(kv: KV) -> None:
+    a = await _meta(kv, trash_days=0)
+    b = await Meta.load(kv)
+    await b.start_session(background=False)
+    try:
+        d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+
+        async def make(m: Meta, prefix: bytes) -> None:
+            for i in range(25):
+                ino, _ = await m.create(d, prefix + b"%d" % i, 0o644)
+                await m.close_file(ino)
+
+        await asyncio.gather(*(make(m, p) for m, p in ((a, b"a"), (b, b"b"), (a, b"c"), (b, b"e"))))
+        names = await _names(a, d)
+        assert len(names) == 100 and len(set(names)) == 100
+        inos = {(await a.lookup(d, n))[0] for n in names}
+        assert len(inos) == 100
+        assert (await a.statfs()).used_inodes == 101
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_concurrent_renames_of_one_file_leave_exactly_one_name(kv: KV) -> None:
+    a = await _meta(kv, trash_days=0)
+    try:
+        f, _ = await a.create(ROOT_INODE, b"f", 0o644)
+        results = await asyncio.gather(
+            *(a.rename(ROOT_INODE, b"f", ROOT_INODE, b"g%d" % i) for i in range(10)), return_exceptions=True
+        )
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 1
+        assert all(isinstance(r, FileNotFoundError) for r in results if isinstance(r, BaseException))
+        assert len(await _names(a, ROOT_INODE)) == 1
+        assert (await a.getattr(f)).nlink == 1
+    finally:
+        await a.close()

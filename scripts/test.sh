@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Set up everything from nothing and run every check of jfs: ruff, mypy, pytest (unit, contract,
+# integration). Exits non-zero when any check fails. Safe and fast to re-run.
+#
+#     ./scripts/test.sh                      # everything (this is what CI runs, via .ci/run)
+#     ./scripts/test.sh tests/unit -k cli    # extra arguments go to pytest (ruff and mypy still run)
+#
+# Environment:
+#     JFS_TEST_TIKV=pd-host:port   also run the KV contract suite against that TiKV cluster
+#     JFS_MYPY_TARGETS="..."       what mypy checks (default: jfs/domain jfs/ports, strict)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/bootstrap.sh
+source scripts/bootstrap.sh
+
+t0=$SECONDS
+jfs_apt_ensure fuse3 redis-server
+jfs_venv_ensure dev
+jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+
+if [ -n "${JFS_TEST_TIKV:-}" ]; then
+  jfs_say "TiKV: testing against PD ${JFS_TEST_TIKV}"
+else
+  jfs_say "TiKV: JFS_TEST_TIKV is not set, so the TiKV tests are skipped (set JFS_TEST_TIKV=pd-host:port to run them)"
+fi
+
+export PATH="$PWD/$JFS_VENV/bin:$PATH"
+summary=()
+failed=0
+
+# Run one named step, record its outcome and duration; keep going so the summary shows every step.
+step() {
+  local name="$1" start=$SECONDS rc
+  shift
+  jfs_say "$name: $*"
+  "$@"
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
+    summary+=("$(printf '  %-8s ok      %4ss' "$name" $((SECONDS - start)))")
+  else
+    summary+=("$(printf '  %-8s FAILED  %4ss  (exit %s: %s)' "$name" $((SECONDS - start)) "$rc" "$*")")
+    failed=1
+  fi
+}
+
+# shellcheck disable=SC2086  # JFS_MYPY_TARGETS is a word list on purpose
+step ruff ruff check jfs tests
+step mypy mypy ${JFS_MYPY_TARGETS:-jfs/domain jfs/ports}
+# -rs lists every skipped test with its reason (e.g. TiKV without JFS_TEST_TIKV).
+step pytest pytest -q -rs "$@"
+
+echo
+echo "jfs test summary ($((SECONDS - t0))s):"
+printf '%s\n' "${summary[@]}"
+if [ "$failed" -ne 0 ]; then
+  echo "RESULT: FAILED"
+  exit 1
+fi
+echo "RESULT: all checks passed"

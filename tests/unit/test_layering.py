@@ -1,0 +1,200 @@
+"""The import rules of the hexagonal layout, checked on the source with `ast` (nothing is imported).
+
+* ``jfs/domain``: pure rules. Standard library and ``jfs.domain`` only, and no I/O or concurrency module.
+* ``jfs/ports``: the interfaces. Standard library, ``jfs.domain`` and ``jfs.ports`` only.
+* ``jfs/app``: use cases. Reaches ``jfs.adapters`` only through the composition root ``jfs/app/compose.py``;
+  never imports ``jfs.cli``.
+* ``jfs/adapters``: implementations of ports. Never import ``jfs.app`` or ``jfs.cli``.
+* ``jfs/cli`` (and ``jfs/app/compose.py``) may import anything.
+
+Imports inside functions and ``if TYPE_CHECKING:`` blocks count, and so do literal
+``importlib.import_module("…")`` / ``__import__("…")`` calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "jfs"
+
+STDLIB = frozenset(sys.stdlib_module_names)
+# Domain code must be deterministic and free of I/O: these modules mean sockets, processes, threads or loops.
+IO_MODULES = (
+    "asyncio",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "threading",
+    "_thread",
+    "multiprocessing",
+    "concurrent",
+    "selectors",
+    "ssl",
+    "http",
+    "urllib.request",
+    "ftplib",
+    "smtplib",
+)
+
+
+@dataclass(frozen=True)
+class Import:
+    file: Path
+    line: int
+    target: str
+    """Absolute dotted name; for ``from a import b`` both ``a`` and ``a.b`` are checked."""
+
+    def __str__(self) -> str:
+        return f"{self.file.relative_to(ROOT)}:{self.line} imports {self.target}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, source: str | None = None) -> Iterator[Import]:
+    """Every module `path` imports, relative imports resolved."""
+    tree = ast.parse(source if source is not None else path.read_text(), filename=str(path))
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(path, node.lineno, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".")
+                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+                base = ".".join(base_parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            yield Import(path, node.lineno, base)
+            for alias in node.names:
+                if alias.name != "*":
+                    yield Import(path, node.lineno, f"{base}.{alias.name}")
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
+            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                yield Import(path, node.lineno, node.args[0].value)
+
+
+def under(target: str, *prefixes: str) -> bool:
+    return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def is_stdlib(target: str) -> bool:
+    return target.split(".")[0] in STDLIB
+
+
+Rule = Callable[[Import], str | None]
+
+
+def domain_rule(imp: Import) -> str | None:
+    t = imp.target
+    if under(t, *IO_MODULES):
+        return "jfs/domain may not do I/O or concurrency"
+    if t == "jfs" or under(t, "jfs.domain") or is_stdlib(t):
+        return None
+    return "jfs/domain may import only the standard library and jfs.domain"
+
+
+def ports_rule(imp: Import) -> str | None:
+    t = imp.target
+    if t == "jfs" or under(t, "jfs.domain", "jfs.ports") or is_stdlib(t):
+        return None
+    return "jfs/ports may import only the standard library, jfs.domain and jfs.ports"
+
+
+def app_rule(imp: Import) -> str | None:
+    if imp.file == PACKAGE / "app" / "compose.py":
+        return None
+    if under(imp.target, "jfs.adapters"):
+        return "jfs/app may reach jfs.adapters only through jfs/app/compose.py"
+    if under(imp.target, "jfs.cli"):
+        return "jfs/app may not import jfs.cli"
+    return None
+
+
+def adapters_rule(imp: Import) -> str | None:
+    if under(imp.target, "jfs.app", "jfs.cli"):
+        return "jfs/adapters may not import jfs.app or jfs.cli"
+    return None
+
+
+RULES: dict[str, Rule] = {
+    "domain": domain_rule,
+    "ports": ports_rule,
+    "app": app_rule,
+    "adapters": adapters_rule,
+}
+
+
+def violations(layer: str, rule: Rule) -> list[str]:
+    found = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for imp in imports_of(path):
+            reason = rule(imp)
+            if reason:
+                found.append(f"  {imp}  ({reason})")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("layer", sorted(RULES))
+def test_layer_imports(layer: str) -> None:
+    found = violations(layer, RULES[layer])
+    assert not found, f"{len(found)} forbidden import(s) in jfs/{layer}:\n" + "\n".join(found)
+
+
+def test_layers_exist() -> None:
+    """Guards against a vacuous pass: the layers the rules talk about are there and have modules."""
+    for layer in ("domain", "ports"):
+        assert list((PACKAGE / layer).rglob("*.py")), f"jfs/{layer} has no modules"
+
+
+def _fake(rel: str, source: str) -> list[str]:
+    path = ROOT / rel
+    layer = Path(rel).parts[1]
+    rule = RULES[layer]
+    return [reason for imp in imports_of(path, source) if (reason := rule(imp))]
+
+
+def test_checker_catches_violations() -> None:
+    assert _fake("jfs/domain/x.py", "import asyncio\n")
+    assert _fake("jfs/domain/x.py", "from concurrent.futures import ThreadPoolExecutor\n")
+    assert _fake("jfs/domain/x.py", "def f():\n    import sqlite3\n")
+    assert _fake("jfs/domain/x.py", "import structlog\n")
+    assert _fake("jfs/domain/x.py", "from ..ports import kv\n")
+    assert _fake("jfs/domain/x.py", "from jfs import adapters\n")
+    assert _fake("jfs/ports/x.py", "from jfs.app import volume\n")
+    assert _fake("jfs/app/meta/x.py", "from jfs.adapters.kv import registry\n")
+    assert _fake("jfs/app/meta/x.py", "from ...adapters.kv.sqlite import open_sqlite\n")
+    assert _fake("jfs/app/x.py", "import importlib\nimportlib.import_module('jfs.adapters.kv.redis')\n")
+    assert _fake("jfs/adapters/kv/x.py", "from jfs.app.volume import VolumeError\n")
+    assert _fake("jfs/adapters/objects/x.py", "import jfs.cli.main\n")
+
+
+def test_checker_allows_what_the_rules_allow() -> None:
+    assert not _fake(
+        "jfs/domain/x.py", "import json, re\nfrom dataclasses import dataclass\nfrom .errors import FSError\n"
+    )
+    assert not _fake("jfs/ports/x.py", "from typing import Protocol\nfrom jfs.domain.errors import FSError\n")
+    assert not _fake("jfs/app/compose.py", "from jfs.adapters.kv.registry import open_kv\n")
+    assert not _fake("jfs/app/meta/x.py", "from jfs.ports.kv import KV\nfrom jfs.domain import keys\n")
+    assert not _fake("jfs/adapters/kv/x.py", "from jfs.ports.kv import KV\nimport redis.asyncio\n")
