@@ -41,7 +41,8 @@ class Settings:
     meta_version: int = META_VERSION
     min_client_version: str = MIN_CLIENT_VERSION
     max_client_version: str = ""
-    dir_stats: bool = True
+    dir_stats: bool = False
+    """jfs does not maintain per-directory statistics yet (ADR 0004)."""
     enable_acl: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields written by other clients that jfs keeps but does not interpret."""

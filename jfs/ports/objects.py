@@ -8,10 +8,16 @@ Contract (proved by `tests/contract/test_object_contract.py` for every adapter):
 * `get(key, off, limit)` returns bytes ``[off, off+limit)`` (``limit < 0`` = to the end); a range past the
   end is truncated, possibly to b"". A missing key raises `ObjectNotFound`.
 * `delete` of a missing key succeeds silently.
+* `head` returns the size in bytes and the last-modification time; a missing key raises `ObjectNotFound`.
 * `list(prefix, start_after, limit)` yields objects whose key starts with `prefix` and is greater than
-  `start_after`, in ascending key order, at most `limit` (``None`` = all), paging internally.
+  `start_after`, in ascending key order (code point order, the same as UTF-8 byte order), at most `limit`
+  (``None`` = all), paging internally. Caveat: some S3-compatible servers (SeaweedFS) list a "directory"
+  ``a/…`` before its siblings ``a!``, ``a-b``, ``a.b`` (characters below ``/``); jfs only relies on the
+  order among keys under one ``<volume>/`` prefix, whose segments never contain such siblings.
+* `create_bucket` makes the bucket (format time); it succeeds if the bucket already exists. Opening a
+  store never checks the bucket: every other operation on a missing bucket raises `ObjectStoreUnavailable`.
 * Transient failures are retried inside the adapter; what escapes is `ObjectStoreUnavailable` (cannot
-  reach or authenticate) or `ObjectStoreError`.
+  reach or authenticate, bucket missing) or `ObjectStoreError`. Messages are one line naming the store.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ class ObjectStore(Protocol):
     """A bucket (or a local directory) holding the blocks of one or more volumes."""
 
     url: str
+    """Where the objects live (no credentials in it); used in messages."""
+
+    async def create_bucket(self) -> None: ...
 
     async def put(self, key: str, data: bytes | memoryview) -> None: ...
 

@@ -12,6 +12,7 @@ If the ``weed`` binary cannot be found, `SeaweedUnavailable` is raised (tests tu
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -51,8 +52,8 @@ class SeaweedS3:
 
     def client(self) -> Any:
         """A plain boto3 client for this server (for test set-up, e.g. creating more buckets)."""
-        import boto3
-        from botocore.config import Config
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",
@@ -110,7 +111,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 
 def _wait_ready(server: SeaweedS3, proc: subprocess.Popen[bytes], log_path: Path, deadline: float) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
     client = server.client()
     stage = "S3 gateway to answer"
@@ -167,10 +168,12 @@ def seaweed_s3(bucket: str = "jfs-test", *, timeout: float = 60.0) -> Iterator[S
     data_dir = Path(tempfile.mkdtemp(prefix="jfs-seaweed-"))
     running: list[tuple[subprocess.Popen[bytes], list[int]]] = []
     try:
-        (data_dir / "s3.json").write_text(
-            '{"identities": [{"name": "jfs", "credentials": [{"accessKey": "%s", "secretKey": "%s"}],'
-            ' "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}' % (ACCESS_KEY, SECRET_KEY)
-        )
+        identity = {
+            "name": "jfs",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        (data_dir / "s3.json").write_text(json.dumps({"identities": [identity]}))
         deadline = time.monotonic() + timeout
         for attempt in range(3):
             ports = _free_ports(8)

@@ -25,6 +25,7 @@ operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import functools
 import os
@@ -199,14 +200,15 @@ class FileStore:
         walker = await self._run(self._walker, prefix, start_after)
         remaining = limit
         while True:
-            page = await self._run(lambda: list(islice(walker, PAGE if remaining is None else min(PAGE, remaining))))
+            n = PAGE if remaining is None else min(PAGE, remaining)
+            page = await self._run(lambda n=n: list(islice(walker, n)))
             for info in page:
                 yield info
             if remaining is not None:
                 remaining -= len(page)
                 if remaining <= 0:
                     return
-            if len(page) < PAGE:
+            if len(page) < n:
                 return
 
     def _walker(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
@@ -217,10 +219,10 @@ class FileStore:
             return iter(())
         return self._walk(base + "/" if base else "", prefix, start_after)
 
-    def _entries(self, dir_key: str) -> list[tuple[str, os.DirEntry[str]]]:
+    def _entries(self, dir_key: str) -> builtins.list[tuple[str, os.DirEntry[str]]]:
         """The entries of directory `dir_key` as (sort name, entry); a directory's sort name ends in '/'."""
         path = os.path.join(self.root, dir_key) if dir_key else self.root
-        out: list[tuple[str, os.DirEntry[str]]] = []
+        out: builtins.list[tuple[str, os.DirEntry[str]]] = []
         try:
             with os.scandir(path) as it:
                 for e in it:

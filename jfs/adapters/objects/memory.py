@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from itertools import islice
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedDict  # type: ignore[import-untyped]
 
 from jfs.ports.objects import ObjectInfo, ObjectNotFound
 

@@ -35,10 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import structlog
-from botocore.config import Config
-from botocore.exceptions import (
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
     ClientError,
     ConnectionClosedError,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-import lz4.block
+import lz4.block  # type: ignore[import-untyped]
 import zstandard
 
 ZSTD_LEVEL = 1

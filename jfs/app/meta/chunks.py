@@ -17,6 +17,8 @@ from jfs.app.meta.rules import check_perm, now_ns
 from jfs.domain import keys
 from jfs.domain.attrs import Attr, FileType, align4k, is_trash_inode
 from jfs.domain.chunks import CHUNK_SIZE, split_range
+from jfs.domain.compaction import CompactionPlan, StalePlanError
+from jfs.domain.compaction import apply as apply_plan
 from jfs.domain.errors import FSError
 from jfs.domain.permissions import MAY_WRITE
 from jfs.domain.records import SliceRecord, decode_slices, encode_slices
@@ -332,3 +334,27 @@ async def forget_slices(m: Meta, slices: Freed) -> None:
                 tx.delete(key)
 
     await m.kv.txn(body)
+
+
+async def compact_swap(m: Meta, ino: int, indx: int, plan: CompactionPlan, new_id: int) -> Freed | None:
+    """Replace the records a compaction plan consumed by the new slice `new_id`, in one transaction.
+
+    Returns the slices freed by the swap (one reference dropped per consumed record), or None when the
+    chunk changed since planning — the caller must then delete the new slice's blocks.
+    """
+
+    async def body(tx: Tx) -> Freed | None:
+        raw = await store.get_chunk_raw(tx, ino, indx)
+        records = decode_slices(raw)
+        try:
+            new_records = apply_plan(records, plan, new_id)
+        except StalePlanError:
+            return None
+        tx.put(keys.chunk(ino, indx), encode_slices(new_records))
+        consumed = list(plan.basis[len(plan.skipped):])
+        return await release(tx, _record_slices(consumed))
+
+    freed = await m.kv.txn(body)
+    if freed:
+        await m.free_slices(freed)
+    return freed

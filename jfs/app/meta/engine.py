@@ -199,14 +199,15 @@ class Meta:
         length = await self.kv.txn(body)
         if length is not None:
             self.note_usage(-chunks.align4k(length), -1)
-            await self.cleanup_file(ino, length)
+            if length > 0:
+                await self.cleanup_file(ino, length)
 
     async def after_drop(self, ino: int, attr: Attr, fate: str) -> None:
         """Follow-up after an inode lost a name outside a transaction (usage, background data deletion)."""
         if fate == "deleted":
             space = chunks.align4k(attr.length if attr.typ is FileType.REGULAR else 0)
             self.note_usage(-space, -1)
-            if attr.typ is FileType.REGULAR:
+            if attr.typ is FileType.REGULAR and attr.length > 0:
                 self.spawn(self.cleanup_file(ino, attr.length))
 
     async def cleanup_file(self, ino: int, length: int) -> None:
@@ -426,6 +427,11 @@ class Meta:
         self, src: int, off_in: int, dst: int, off_out: int, size: int, flags: int = 0, ctx: Ctx = ROOT_CTX
     ) -> tuple[int, Attr]:
         return await chunks.copy_file_range(self, ctx, src, off_in, dst, off_out, size, flags)
+
+    async def compact_swap(
+        self, ino: int, indx: int, plan: chunks.CompactionPlan, new_id: int
+    ) -> list[tuple[int, int]] | None:
+        return await chunks.compact_swap(self, ino, indx, plan, new_id)
 
     # ------------------------------------------------------------------ locks
 

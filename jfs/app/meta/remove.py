@@ -98,7 +98,8 @@ async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int) -> None:
     for prefix in (keys.xattr_prefix(ino), keys.parent_ref_prefix(ino)):
         for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
             tx.delete(key)
-    if attr.typ is FileType.REGULAR:
+    if attr.typ is FileType.REGULAR and attr.length > 0:
+        # length 0 implies no chunk records (truncate to 0 drops them all), so nothing to clean up.
         tx.put(keys.delfile(ino, attr.length), encode_u64(now // 1_000_000_000))
     elif attr.typ is FileType.DIRECTORY:
         tx.delete(keys.dir_stat(ino))

@@ -114,7 +114,8 @@ async def clean_session(m: Meta, sid: int) -> list[int]:
             attr = store.Attr.decode(raw)
             if attr.nlink == 0:
                 await delete_inode(tx, ino, attr, now)
-                files.append((ino, attr.length))
+                if attr.length > 0:
+                    files.append((ino, attr.length))
         tx.delete(keys.session_expiry(sid))
         tx.delete(keys.session_info(sid))
         return files
