@@ -47,7 +47,7 @@ class WriteBuffer:
     __slots__ = ("writes", "adds")
 
     def __init__(self) -> None:
-        self.writes: SortedDict = SortedDict()
+        self.writes: SortedDict[bytes, bytes | None] = SortedDict()
         self.adds: dict[bytes, int] = {}
 
     def put(self, key: bytes, value: bytes) -> None:

@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 class _Store:
     def __init__(self) -> None:
-        self.data: SortedDict = SortedDict()  # key -> (version, value | None)
+        self.data: SortedDict[bytes, tuple[int, bytes | None]] = SortedDict()  # key -> (version, value)
         self.seq = 0
 
 

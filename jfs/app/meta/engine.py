@@ -27,7 +27,8 @@ from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
 from jfs.app.meta.trash import trash_root_attr
 from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
+from jfs.domain.compaction import CompactionPlan
 from jfs.domain.errors import FSError
 from jfs.domain.records import SliceRecord, encode_i64
 from jfs.domain.settings import Settings
@@ -198,14 +199,14 @@ class Meta:
 
         length = await self.kv.txn(body)
         if length is not None:
-            self.note_usage(-chunks.align4k(length), -1)
+            self.note_usage(-align4k(length), -1)
             if length > 0:
                 await self.cleanup_file(ino, length)
 
     async def after_drop(self, ino: int, attr: Attr, fate: str) -> None:
         """Follow-up after an inode lost a name outside a transaction (usage, background data deletion)."""
         if fate == "deleted":
-            space = chunks.align4k(attr.length if attr.typ is FileType.REGULAR else 0)
+            space = align4k(attr.length if attr.typ is FileType.REGULAR else 0)
             self.note_usage(-space, -1)
             if attr.typ is FileType.REGULAR and attr.length > 0:
                 self.spawn(self.cleanup_file(ino, attr.length))
@@ -429,7 +430,7 @@ class Meta:
         return await chunks.copy_file_range(self, ctx, src, off_in, dst, off_out, size, flags)
 
     async def compact_swap(
-        self, ino: int, indx: int, plan: chunks.CompactionPlan, new_id: int
+        self, ino: int, indx: int, plan: CompactionPlan, new_id: int
     ) -> list[tuple[int, int]] | None:
         return await chunks.compact_swap(self, ino, indx, plan, new_id)
 

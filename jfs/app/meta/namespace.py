@@ -20,6 +20,7 @@ from jfs.domain.attrs import (
 from jfs.domain.errors import FSError
 from jfs.domain.names import validate_name, validate_symlink_target
 from jfs.domain.permissions import MAY_EXEC
+from jfs.domain.records import decode_dentry
 from jfs.ports.kv import Tx
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
             if parent == ROOT_INODE and name == b".trash":
                 return TRASH_INODE, await store.get_attr(tx, TRASH_INODE)
             raise FSError(errno.ENOENT)
-        _, ino = store.decode_dentry(raw_entry)
+        _, ino = decode_dentry(raw_entry)
         return ino, await store.get_attr(tx, ino)
 
     return await m.kv.read(body)

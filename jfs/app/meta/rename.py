@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.remove import delete_inode, drop_name
-from jfs.app.meta.rules import check_dir_writable, check_perm, check_removable, check_reserved, now_ns, touch_parent
+from jfs.app.meta.rules import (
+    check_dir_writable,
+    check_perm,
+    check_removable,
+    check_reserved,
+    now_ns,
+    touch_parent,
+)
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.errors import FSError

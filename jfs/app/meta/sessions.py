@@ -13,9 +13,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from jfs.app.meta import store
 from jfs.app.meta.remove import delete_inode
 from jfs.domain import keys
+from jfs.domain.attrs import Attr
 from jfs.domain.locks import decode_flocks, decode_plocks, drop_session, encode_flocks, encode_plocks
 from jfs.domain.records import decode_u64, encode_u64
 from jfs.ports.kv import Tx
@@ -84,19 +84,16 @@ async def clean_session(m: Meta, sid: int) -> list[int]:
     """Release everything session `sid` held and remove it; returns inodes deleted on its behalf."""
 
     async def drop_locks(tx: Tx) -> None:
-        for prefix, decode, encode in (
-            (keys.FLOCK_PREFIX, decode_flocks, encode_flocks),
-            (keys.PLOCK_PREFIX, decode_plocks, encode_plocks),
-        ):
-            for key, value in await tx.scan(prefix, keys.prefix_end(prefix)):
-                table = decode(value)  # type: ignore[operator]
-                kept = drop_session(table, sid)
-                if len(kept) == len(table):
-                    continue
-                if kept:
-                    tx.put(key, encode(kept))  # type: ignore[operator]
-                else:
-                    tx.delete(key)
+        for key, value in await tx.scan(keys.FLOCK_PREFIX, keys.prefix_end(keys.FLOCK_PREFIX)):
+            flocks = decode_flocks(value)
+            kept_f = drop_session(flocks, sid)
+            if len(kept_f) != len(flocks):
+                tx.put(key, encode_flocks(kept_f)) if kept_f else tx.delete(key)
+        for key, value in await tx.scan(keys.PLOCK_PREFIX, keys.prefix_end(keys.PLOCK_PREFIX)):
+            plocks = decode_plocks(value)
+            kept_p = drop_session(plocks, sid)
+            if len(kept_p) != len(plocks):
+                tx.put(key, encode_plocks(kept_p)) if kept_p else tx.delete(key)
 
     await m.kv.txn(drop_locks)
     deleted: list[int] = []
@@ -111,7 +108,7 @@ async def clean_session(m: Meta, sid: int) -> list[int]:
             raw = await tx.get(keys.attr(ino))
             if raw is None:
                 continue
-            attr = store.Attr.decode(raw)
+            attr = Attr.decode(raw)
             if attr.nlink == 0:
                 await delete_inode(tx, ino, attr, now)
                 if attr.length > 0:

@@ -9,7 +9,7 @@ from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_perm, now_ns
 from jfs.domain import keys
-from jfs.domain.attrs import FLAG_APPEND, FLAG_IMMUTABLE, is_trash_inode
+from jfs.domain.attrs import FLAG_APPEND, FLAG_IMMUTABLE, Attr, is_trash_inode
 from jfs.domain.errors import ENOATTR, FSError
 from jfs.domain.permissions import MAY_READ, MAY_WRITE
 from jfs.ports.kv import Tx
@@ -44,7 +44,7 @@ async def get_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes) -> bytes:
         if raw_attr is None:
             raise FSError(errno.ENOENT)
         if _needs_perm(name):
-            check_perm(ctx, store.Attr.decode(raw_attr), MAY_READ)
+            check_perm(ctx, Attr.decode(raw_attr), MAY_READ)
         if value is None:
             raise FSError(ENOATTR)
         return value
@@ -78,7 +78,7 @@ async def set_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes, value: bytes, flag
         raw_attr, old = await tx.get_many([keys.attr(ino), keys.xattr(ino, name)])
         if raw_attr is None:
             raise FSError(errno.ENOENT)
-        attr = store.Attr.decode(raw_attr)
+        attr = Attr.decode(raw_attr)
         if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) or is_trash_inode(attr.parent):
             raise FSError(errno.EPERM)
         if _needs_perm(name):
@@ -105,7 +105,7 @@ async def remove_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes) -> None:
         raw_attr, old = await tx.get_many([keys.attr(ino), keys.xattr(ino, name)])
         if raw_attr is None:
             raise FSError(errno.ENOENT)
-        attr = store.Attr.decode(raw_attr)
+        attr = Attr.decode(raw_attr)
         if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) or is_trash_inode(attr.parent):
             raise FSError(errno.EPERM)
         if _needs_perm(name):
