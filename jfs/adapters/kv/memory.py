@@ -58,7 +58,12 @@ class MemoryTx:
 
     def _stored(self, begin: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
         data = self._store.data
-        return [(k, data[k][1]) for k in data.irange(begin, end, inclusive=(True, False)) if data[k][1] is not None]
+        out = []
+        for k in data.irange(begin, end, inclusive=(True, False)):
+            value = data[k][1]
+            if value is not None:
+                out.append((k, value))
+        return out
 
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
@@ -78,10 +83,11 @@ class MemoryTx:
         while True:
             await asyncio.sleep(0)
             data = self._store.data
-            chunk = []
+            chunk: list[tuple[bytes, bytes]] = []
             for k in data.irange(cursor, end, inclusive=(True, False)):
-                if data[k][1] is not None:
-                    chunk.append((k, data[k][1]))
+                value = data[k][1]
+                if value is not None:
+                    chunk.append((k, value))
                     if len(chunk) >= batch:
                         break
             for pair in chunk:
