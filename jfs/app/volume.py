@@ -48,9 +48,7 @@ async def format_volume(meta_url: str, settings: Settings, *, force: bool = Fals
             raise VolumeError(f"volume '{existing.name}' already exists in {kv.url} (use --force to update it)")
         store = await open_bucket(settings)
         try:
-            create = getattr(store, "create_bucket", None)
-            if create is not None:
-                await create()
+            await store.create_bucket()
             await _probe_bucket(store, settings.name)
             try:
                 owner = (await store.get(f"{settings.name}/{UUID_OBJECT}")).decode(errors="replace").strip()

@@ -4,7 +4,9 @@
 127.0.0.1 on free ports, with its data, logs and unix sockets in a fresh temp dir, telemetry off and bucket
 auto-creation off (so a missing bucket is an error, as on real S3). It waits, with a bounded timeout, until
 the gateway can create a bucket and store an object, yields a `SeaweedS3` describing it, and on exit —
-also after a failure — kills the process group and removes the directory.
+also after a failure — kills the process group and removes the directory. Should the calling process die
+without cleaning up, the kernel kills weed too (parent-death signal; tied to the thread that started it,
+so start it from a long-lived thread).
 
 If the ``weed`` binary cannot be found, `SeaweedUnavailable` is raised (tests turn it into a skip).
 """
@@ -12,6 +14,7 @@ If the ``weed`` binary cannot be found, `SeaweedUnavailable` is raised (tests tu
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -114,10 +117,12 @@ def _wait_ready(server: SeaweedS3, proc: subprocess.Popen[bytes], log_path: Path
     from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
     client = server.client()
-    stage = "S3 gateway to answer"
+    stage = ""
     while True:
         if proc.poll() is not None:
-            raise SeaweedUnavailable(f"weed exited with {proc.returncode} during start-up:\n{_log_tail(log_path)}")
+            raise SeaweedUnavailable(
+                f"weed exited with {proc.returncode} during start-up:\n{_log_tail(log_path)}"
+            )
         try:
             stage = "bucket creation"
             with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
@@ -148,15 +153,26 @@ def _start(binary: str, data_dir: Path, ports: list[int]) -> subprocess.Popen[by
     with open(data_dir / "weed.log", "ab") as log_file:
         return subprocess.Popen(
             args, cwd=data_dir, env={**os.environ, "TMPDIR": str(data_dir)}, stdin=subprocess.DEVNULL,
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
+
+
+def _die_with_parent() -> None:
+    """In the child: have the kernel kill weed if the test process dies without cleaning up (Linux only)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _cleanup(proc: subprocess.Popen[bytes], ports: list[int]) -> None:
     _stop(proc)
     # weed puts some gRPC unix sockets in /tmp whatever TMPDIR says.
     _, master_grpc, _, volume_grpc, _, filer_grpc, _, s3_grpc = ports
-    for kind, port in (("master", master_grpc), ("volume", volume_grpc), ("s3", s3_grpc), ("filer", filer_grpc)):
+    for kind, port in (
+        ("master", master_grpc),
+        ("volume", volume_grpc),
+        ("s3", s3_grpc),
+        ("filer", filer_grpc),
+    ):
         with contextlib.suppress(OSError):
             os.unlink(f"/tmp/seaweedfs-{kind}-grpc-{port}.sock")
 
@@ -198,7 +214,9 @@ def seaweed_s3(bucket: str = "jfs-test", *, timeout: float = 60.0) -> Iterator[S
 def main() -> None:
     """``python -m jfs.testing.seaweed``: run a server until Ctrl-C, printing how to reach it."""
     with seaweed_s3() as server:
-        print(f"S3 bucket URL: {server.url}  access key: {server.access_key}  secret key: {server.secret_key}")
+        print(
+            f"S3 bucket URL: {server.url}  access key: {server.access_key}  secret key: {server.secret_key}"
+        )
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import lz4.block
-import lz4.frame
+import lz4.block  # type: ignore[import-untyped]
+import lz4.frame  # type: ignore[import-untyped]
 import pytest
 import zstandard
 from hypothesis import given, settings

@@ -419,8 +419,8 @@ class SqliteKV:
                 done = {id(o[0]) for o in outcomes}
                 outcomes += [(job, False, mapped) for job in batch if id(job) not in done]
             _deliver(outcomes)
-        self._reads.put(_STOP)  # wake the next reader so every reader stops
         self._fail_pending(self._reads)
+        self._reads.put(_STOP)  # pass the stop request on to the next reader
 
     # ---- the port ----------------------------------------------------------------------------------------
 

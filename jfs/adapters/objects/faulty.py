@@ -72,7 +72,9 @@ class FaultyStore:
             raise self._error("delete", key)
         await self.inner.delete(key)
 
-    async def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str = "", start_after: str = "", limit: int | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         if self._should_fail("list"):
             raise self._error("list", prefix)
         async for info in self.inner.list(prefix, start_after, limit):

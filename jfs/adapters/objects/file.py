@@ -7,11 +7,13 @@ The bucket is an absolute directory such as ``/var/jfs/``; a key ``vol/chunks/0/
 Atomicity and durability: `put` writes a temp file in the object's own directory, named
 ``.jfs-tmp.<name>.<random>``, and renames it over the real name with `os.replace`, so a reader or a crash
 sees the old object, the new one, or nothing — never a partial object. With ``fsync=True`` (default) the
-temp file is fsynced before the rename, so the data are on disk before the name points at them; with
-``fsync_dir=True`` (default off) the directory is fsynced after the rename as well, which also makes the
-*name* survive a power loss (the metadata commit that references the block comes later; without it a
-crash right after a put may lose the whole object but never expose a torn one). Names starting with
-``.jfs-tmp.`` are reserved: `list` skips them (leftovers of a crash) and `put` refuses such keys.
+temp file is fsynced before the rename, so a name never points at data that are not on disk. With
+``fsync_dir=True`` (default off) the directory — and any directory created for the object — is fsynced
+after the rename too, so the name itself survives a power loss; without it a power loss soon after `put`
+returned may lose the new object (never tear it). jfs commits the metadata referencing a block only after
+its put returned, so turn it on for a local disk where acknowledged writes must survive power loss.
+Names starting with ``.jfs-tmp.`` are reserved: `list` skips them (leftovers of a crash) and `put`
+refuses such keys.
 
 Keys must be relative, ``/``-separated, without empty, ``.`` or ``..`` components. A key cannot be both
 an object and a "directory" of other keys (``a`` and ``a/b``): that put fails with ObjectStoreError.
@@ -50,7 +52,9 @@ PAGE = 1000
 class FileStore:
     """A directory tree behind the object-store port."""
 
-    def __init__(self, root: str, *, fsync: bool = True, fsync_dir: bool = False, max_workers: int = 16) -> None:
+    def __init__(
+        self, root: str, *, fsync: bool = True, fsync_dir: bool = False, max_workers: int = 16
+    ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
         self.root = os.path.abspath(root)
@@ -103,6 +107,7 @@ class FileStore:
 
     def _put(self, key: str, path: str, data: bytes | memoryview) -> None:
         directory, name = os.path.split(path)
+        created = False
         try:
             try:
                 tmp, fd = self._open_temp(directory, name)
@@ -110,11 +115,12 @@ class FileStore:
                 if missing := self._missing_bucket():
                     raise missing from None
                 os.makedirs(directory, exist_ok=True)
+                created = True
                 tmp, fd = self._open_temp(directory, name)
-        except FileExistsError as exc:  # e.g. 'a/b' while 'a' is an object, seen as EEXIST by makedirs
-            raise ObjectStoreError(f"file storage {self.url}: cannot put '{key}': a prefix of it is an object") from exc
-        except NotADirectoryError as exc:
-            raise ObjectStoreError(f"file storage {self.url}: cannot put '{key}': a prefix of it is an object") from exc
+        except (FileExistsError, NotADirectoryError) as exc:  # 'a/b' while 'a' is an object
+            raise ObjectStoreError(
+                f"file storage {self.url}: cannot put '{key}': a prefix of it is an object"
+            ) from exc
         except OSError as exc:
             raise self._fail("put", key, exc) from exc
         try:
@@ -130,12 +136,18 @@ class FileStore:
             except OSError as cleanup:
                 log.warning("temp_file_left", path=tmp, error=str(cleanup))
             if isinstance(exc, IsADirectoryError):
-                raise ObjectStoreError(f"file storage {self.url}: cannot put '{key}': other keys live under it") from exc
+                raise ObjectStoreError(
+                    f"file storage {self.url}: cannot put '{key}': other keys live under it"
+                ) from exc
             if isinstance(exc, OSError):
                 raise self._fail("put", key, exc) from exc
             raise
         if self.fsync_dir:
             self._sync_dir(directory)
+            # New directories are entries of their parents: make those durable too, up to the bucket.
+            while created and directory != self.root:
+                directory = os.path.dirname(directory)
+                self._sync_dir(directory)
 
     @staticmethod
     def _sync_dir(directory: str) -> None:
@@ -155,9 +167,12 @@ class FileStore:
         path = self._path(key)
         try:
             with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                # Clamped: a read of n bytes allocates n bytes up front, however short the file.
+                n = max(0, size - off if limit < 0 else min(limit, size - off))
                 if off:
                     f.seek(off)
-                return f.read(limit if limit >= 0 else -1)
+                return f.read(n)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._not_found(key) from None
         except OSError as exc:
@@ -194,7 +209,9 @@ class FileStore:
             if exc.errno != errno.EISDIR:
                 raise self._fail("delete", key, exc) from exc
 
-    async def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str = "", start_after: str = "", limit: int | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         if limit is not None and limit <= 0:
             return
         walker = await self._run(self._walker, prefix, start_after)

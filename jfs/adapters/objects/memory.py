@@ -13,13 +13,14 @@ import time
 from collections.abc import AsyncIterator
 from itertools import islice
 
-from sortedcontainers import SortedDict  # type: ignore[import-untyped]
+from sortedcontainers import SortedDict
 
 from jfs.ports.objects import ObjectInfo, ObjectNotFound
 
 PAGE = 1000
 
-_BUCKETS: dict[str, SortedDict] = {}
+_Objects = SortedDict[str, tuple[bytes, float]]  # key -> (data, mtime)
+_BUCKETS: dict[str, _Objects] = {}
 
 
 class MemoryStore:
@@ -27,7 +28,7 @@ class MemoryStore:
 
     def __init__(self, bucket: str = "") -> None:
         self.url = f"mem://{bucket}"
-        self._objects: SortedDict = _BUCKETS.setdefault(bucket, SortedDict()) if bucket else SortedDict()
+        self._objects: _Objects = _BUCKETS.setdefault(bucket, SortedDict()) if bucket else SortedDict()
 
     async def create_bucket(self) -> None:
         await asyncio.sleep(0)
@@ -58,7 +59,9 @@ class MemoryStore:
         await asyncio.sleep(0)
         self._objects.pop(key, None)
 
-    async def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str = "", start_after: str = "", limit: int | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         remaining = limit
         cursor = max(prefix, start_after)
         inclusive = cursor != start_after  # the prefix itself is a valid key; start_after is not

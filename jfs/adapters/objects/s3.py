@@ -61,20 +61,37 @@ log = structlog.get_logger("jfs.objects")
 PAGE = 1000
 BODY_READ_ATTEMPTS = 3
 _AWS_HOST = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-_BODY_ERRORS = (IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ConnectionClosedError, ProtocolError)
-_DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidToken", "ExpiredToken", "TokenRefreshRequired", "InvalidSecurity"}
+_BODY_ERRORS = (
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    ConnectionClosedError,
+    ProtocolError,
+)
+_DENIED = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+}
 
 
 def parse_bucket_url(bucket: str) -> tuple[str, str, str, str]:
     """(endpoint URL, bucket name, region, addressing style) of a bucket address; raises BadStorage."""
     u = urlsplit(bucket)
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise BadStorage(f"malformed S3 bucket '{bucket}': expected http(s)://host[:port]/bucket or https://bucket.host")
+        raise BadStorage(
+            f"malformed S3 bucket '{bucket}': expected http(s)://host[:port]/bucket or https://bucket.host"
+        )
     port = f":{u.port}" if u.port else ""
     path = u.path.strip("/")
     if path:
         if "/" in path:
-            raise BadStorage(f"malformed S3 bucket '{bucket}': a key prefix after the bucket name is not supported")
+            raise BadStorage(
+                f"malformed S3 bucket '{bucket}': a key prefix after the bucket name is not supported"
+            )
         name, host, style = path, u.hostname + port, "path"
     else:
         name, _, rest = u.hostname.partition(".")
@@ -171,13 +188,17 @@ class S3Store:
             if code == "NoSuchBucket":
                 return ObjectStoreUnavailable(f"bucket '{self.bucket}' does not exist at {self.endpoint}")
             if code == "InvalidAccessKeyId":
-                return ObjectStoreUnavailable(f"credentials refused by {self.endpoint}: unknown access key '{self._access_key}'")
+                return ObjectStoreUnavailable(
+                    f"credentials refused by {self.endpoint}: unknown access key '{self._access_key}'"
+                )
             if code == "SignatureDoesNotMatch":
                 return ObjectStoreUnavailable(
                     f"credentials refused by {self.endpoint}: wrong secret key for access key '{self._access_key}'"
                 )
             if code in _DENIED or status == 403:
-                return ObjectStoreUnavailable(f"access denied to {where} ({code or status}): check the credentials and permissions")
+                return ObjectStoreUnavailable(
+                    f"access denied to {where} ({code or status}): check the credentials and permissions"
+                )
             if code in ("NoSuchKey", "NotFound", "404") or status == 404:
                 return ObjectNotFound(f"object '{key}' not found in {self.url}")
             message = _one_line(err.get("Message", ""))
@@ -237,7 +258,10 @@ class S3Store:
             try:
                 self._client.create_bucket(**kwargs)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                if exc.response.get("Error", {}).get("Code") not in (
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                ):
                     raise
                 self._client.head_bucket(Bucket=self.bucket)  # exists: fine if we can use it
 
@@ -294,11 +318,16 @@ class S3Store:
         except ObjectNotFound:
             pass
 
-    async def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str = "", start_after: str = "", limit: int | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         remaining = limit
         token = ""
         while remaining is None or remaining > 0:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": PAGE if remaining is None else min(PAGE, remaining)}
+            kwargs: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "MaxKeys": PAGE if remaining is None else min(PAGE, remaining),
+            }
             if prefix:
                 kwargs["Prefix"] = prefix
             # Later pages follow the server's continuation token rather than StartAfter=<last key>: some
@@ -322,9 +351,13 @@ class S3Store:
         self._client.close()
 
 
-async def open_s3(bucket: str, *, access_key: str = "", secret_key: str = "", session_token: str = "") -> S3Store:
+async def open_s3(
+    bucket: str, *, access_key: str = "", secret_key: str = "", session_token: str = ""
+) -> S3Store:
     """Open the S3 bucket at `bucket` (see the module docstring for the accepted forms)."""
     parse_bucket_url(bucket)  # fail fast, on the loop, with BadStorage
     return await asyncio.to_thread(
-        functools.partial(S3Store, bucket, access_key=access_key, secret_key=secret_key, session_token=session_token)
+        functools.partial(
+            S3Store, bucket, access_key=access_key, secret_key=secret_key, session_token=session_token
+        )
     )

@@ -76,7 +76,9 @@ class LZ4:
         try:
             out = lz4.block.decompress(data, uncompressed_size=uncompressed_size)
         except Exception as exc:  # LZ4BlockError is not importable under a stable name
-            raise CorruptBlock(f"lz4 block of {len(data)} bytes does not decode to {uncompressed_size} bytes: {exc}") from None
+            raise CorruptBlock(
+                f"lz4 block of {len(data)} bytes does not decode to {uncompressed_size} bytes: {exc}"
+            ) from None
         return _check_size(self.name, out, uncompressed_size)
 
 

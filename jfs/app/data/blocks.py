@@ -1,0 +1,179 @@
+"""`BlockStore`: one block of one slice in and out of the object store — naming, compression, retries.
+
+Objects are named ``<volume>/`` + `block_key(slice_id, index, blen)` where `blen` is the uncompressed
+length (exactly as JuiceFS names them), and each holds the block compressed on its own with the volume's
+codec (raw LZ4 block, zstd frame, or nothing).
+
+Contracts:
+
+* CPU work (compression, decompression) runs on this store's bounded thread pool, never on the loop.
+* Every call is retried `io_retries` times with doubling, jittered back-off on object-store errors and
+  on bad content (a short object, or one that does not decompress to `blen` bytes). What survives the
+  retries is `FSError(EIO)`, logged once with the object key.
+* A missing object is not retried here: it raises `BlockMissing`, because the usual cause is that the
+  slice was compacted or truncated away since the caller resolved it; the caller re-resolves and asks
+  again, and turns a repeat into EIO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import random
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import structlog
+
+from jfs.app.data.compress import CorruptBlock, get_codec
+from jfs.app.data.config import DataConfig
+from jfs.domain.chunks import block_count, block_key, block_len
+from jfs.domain.errors import FSError
+from jfs.ports.objects import ObjectNotFound, ObjectStore, ObjectStoreError
+
+T = TypeVar("T")
+log = structlog.get_logger("jfs.data")
+
+# Errors worth another attempt: the store's own failures, bad content (a torn or truncated response),
+# and OS-level I/O errors from local adapters.
+_RETRYABLE = (ObjectStoreError, CorruptBlock, OSError)
+
+
+class BlockMissing(Exception):
+    """The object of a block does not exist (the slice may have been deleted since it was resolved)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"block object '{key}' not found")
+        self.key = key
+
+
+class BlockStore:
+    """Blocks of slices in one volume's prefix of an object store."""
+
+    def __init__(self, store: ObjectStore, config: DataConfig) -> None:
+        self.store = store
+        self.config = config
+        self.block_size = config.block_size
+        self.codec = get_codec(config.compression)
+        self.ranged = self.codec.name == "none"
+        """Whether part of a block can be fetched with a ranged GET (only uncompressed blocks)."""
+        self._prefix = f"{config.volume}/"
+        self._cpu = ThreadPoolExecutor(max_workers=max(1, config.cpu_workers), thread_name_prefix="jfs-cpu")
+        self._deletes = asyncio.Semaphore(max(1, config.max_deletes))
+
+    # -- naming ----------------------------------------------------------------------------------------
+
+    def cache_key(self, slice_id: int, index: int, blen: int) -> str:
+        """Key of a block relative to the volume (``chunks/...``), as the disk cache names it."""
+        return block_key(slice_id, index, blen, self.config.hash_prefix)
+
+    def key(self, slice_id: int, index: int, blen: int) -> str:
+        """Full object key of a block."""
+        return self._prefix + block_key(slice_id, index, blen, self.config.hash_prefix)
+
+    def slice_keys(self, slice_id: int, size: int) -> list[str]:
+        bs = self.block_size
+        return [self.key(slice_id, i, block_len(size, bs, i)) for i in range(block_count(size, bs))]
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    async def cpu(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` on the CPU pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._cpu, functools.partial(fn, *args))
+
+    async def _retrying(self, op: str, key: str, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        attempts = max(1, self.config.io_retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await attempt_once()
+            except ObjectNotFound:
+                raise BlockMissing(key) from None
+            except _RETRYABLE as exc:
+                if attempt == attempts:
+                    log.error("block_io_failed", op=op, key=key, attempts=attempts, error=str(exc))
+                    raise FSError(errno.EIO, f"{op} of object '{key}' failed: {exc}") from exc
+                delay = min(self.config.retry_max_delay, self.config.retry_delay * 2 ** (attempt - 1))
+                log.warning("block_io_retry", op=op, key=key, attempt=attempt, error=str(exc))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> None:
+        """Store block `index` of slice `slice_id` (its whole uncompressed content is `data`).
+
+        Raises FSError(EIO) when every attempt failed; a failed attempt may still have stored the object.
+        """
+        key = self.key(slice_id, index, len(data))
+        payload: bytes | memoryview = data if self.ranged else await self.cpu(self.codec.compress, data)
+
+        async def once() -> None:
+            await self.store.put(key, payload)
+
+        await self._retrying("put", key, once)
+
+    def _decode(self, key: str, raw: bytes, blen: int) -> bytes:
+        try:
+            return self.codec.decompress(raw, blen)
+        except CorruptBlock as exc:
+            raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None
+
+    async def get(self, slice_id: int, index: int, blen: int) -> bytes:
+        """The whole uncompressed block (exactly `blen` bytes).
+
+        Raises BlockMissing when the object does not exist, FSError(EIO) when it stays unreadable or corrupt.
+        """
+        key = self.key(slice_id, index, blen)
+
+        async def once() -> bytes:
+            raw = await self.store.get(key)
+            if self.ranged:
+                return self._decode(key, raw, blen)
+            return await self.cpu(self._decode, key, raw, blen)
+
+        return await self._retrying("get", key, once)
+
+    async def get_range(self, slice_id: int, index: int, blen: int, off: int, n: int) -> bytes:
+        """Bytes [off, off+n) of an uncompressed block (`ranged` must be true); exactly n bytes or an error."""
+        if not self.ranged:
+            raise ValueError("ranged reads need uncompressed blocks")
+        if off < 0 or n < 0 or off + n > blen:
+            raise ValueError(f"range [{off}, {off + n}) outside a block of {blen} bytes")
+        key = self.key(slice_id, index, blen)
+
+        async def once() -> bytes:
+            data = await self.store.get(key, off, n)
+            if len(data) != n:
+                raise CorruptBlock(f"object '{key}': ranged read of {n} bytes at {off} returned {len(data)}")
+            return data
+
+        return await self._retrying("get", key, once)
+
+    async def delete(self, slice_id: int, index: int, blen: int) -> None:
+        key = self.key(slice_id, index, blen)
+
+        async def once() -> None:
+            async with self._deletes:
+                await self.store.delete(key)
+
+        await self._retrying("delete", key, once)
+
+    async def delete_slice(self, slice_id: int, size: int) -> None:
+        """Delete every block of slice `slice_id` of `size` bytes (missing ones are fine).
+
+        Raises FSError(EIO) if some block could not be deleted (the others are gone).
+        """
+        bs = self.block_size
+        results = await asyncio.gather(
+            *(self.delete(slice_id, i, block_len(size, bs, i)) for i in range(block_count(size, bs))),
+            return_exceptions=True,
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._cpu.shutdown, True)

@@ -1,0 +1,357 @@
+"""Block caches of one client: `MemoryCache` (hot blocks in RAM) and `DiskCache` (blocks on local disk).
+
+Both hold *uncompressed* blocks and are bounded in bytes, evicting the least recently used entry first.
+A cache is only ever a copy: losing or dropping an entry costs a fetch, never data.
+
+Disk layout (like JuiceFS): ``<cache_dir>/<volume uuid>/raw/<block key>``, e.g.
+``/var/jfsCache/8f1c…/raw/chunks/0/4/4105_0_8000``. Each file is the block followed by a trailer that
+lets every read be verified::
+
+    block bytes (blen) | crc32 of each 64 KiB segment (u32 LE each) | b"JFC1"
+
+`blen` comes from the key, so the file size is known in advance; a file of the wrong size, a bad magic or
+a segment whose crc32 does not match is a corrupt entry: it is logged, deleted and reported as a miss, so
+the caller refetches the block from the object store. Files are written to a temp name and renamed, so a
+crash leaves whole entries or ``*.tmp`` leftovers (removed by the start-up scan).
+
+The index (key -> file size, in LRU order) lives in memory. At start it is rebuilt by scanning the
+directory in a thread, oldest modification first; lookups work meanwhile (a file found on disk that the
+scan has not reached yet is indexed on the spot). All file I/O and checksums run on the cache's own
+thread pool; the index is touched only on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import secrets
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+import structlog
+
+from jfs.domain.chunks import parse_block_key
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+log = structlog.get_logger("jfs.data")
+
+SEGMENT = 64 << 10
+MAGIC = b"JFC1"
+TMP_SUFFIX = ".tmp"
+MAX_PENDING_WRITES = 64
+"""Background cache writes queued at most; beyond that new blocks are simply not cached."""
+
+
+class MemoryCache(Generic[K]):
+    """An LRU map key -> bytes bounded by the total length of the values."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._items: OrderedDict[K, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> bytes | None:
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: K, data: bytes) -> None:
+        """Insert `data` (ignored if larger than the whole cache), evicting the oldest entries."""
+        if len(data) > self.capacity:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.used -= len(old)
+        self._items[key] = data
+        self.used += len(data)
+        while self.used > self.capacity:
+            _, evicted = self._items.popitem(last=False)
+            self.used -= len(evicted)
+
+    def drop(self, key: K) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.used -= len(old)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.used = 0
+
+
+class CorruptEntry(Exception):
+    """A cache file does not hold what its key and checksums say."""
+
+
+def entry_size(blen: int) -> int:
+    """Size on disk of the cache file of a block of `blen` bytes."""
+    return blen + 4 * _segments(blen) + len(MAGIC)
+
+
+def _segments(blen: int) -> int:
+    return -(-blen // SEGMENT)
+
+
+def _trailer(data: bytes | memoryview) -> bytes:
+    view = memoryview(data)
+    crcs = [zlib.crc32(view[i : i + SEGMENT]) for i in range(0, len(view), SEGMENT)]
+    return struct.pack(f"<{len(crcs)}I", *crcs) + MAGIC
+
+
+def _blen_of(key: str) -> int | None:
+    parsed = parse_block_key(key)
+    return parsed[2] if parsed else None
+
+
+class DiskCache:
+    """Uncompressed blocks of one volume under ``<root>/<uuid>/raw/``, at most `capacity` bytes."""
+
+    def __init__(self, root: str, uuid: str, capacity: int, *, workers: int = 4) -> None:
+        self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
+        self.capacity = capacity
+        self.used = 0
+        self._index: OrderedDict[str, int] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="jfs-cache")
+        self._scan: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self.hits = 0
+        self.misses = 0
+        self.corrupt = 0
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.dir, *key.split("/"))
+
+    # -- start-up scan ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the directory and rebuild the index in the background (see `ready`)."""
+        if self._scan is None:
+            self._scan = asyncio.get_running_loop().create_task(self._rebuild())
+
+    async def ready(self) -> None:
+        """Wait until the start-up scan has indexed every entry already on disk."""
+        self.start()
+        assert self._scan is not None
+        await asyncio.shield(self._scan)
+
+    async def _rebuild(self) -> None:
+        try:
+            found = await self._run(self._walk)
+        except OSError as exc:
+            log.warning("cache_scan_failed", dir=self.dir, error=str(exc))
+            return
+        # Entries indexed since start-up are newer than anything found by the scan: keep them last.
+        fresh = self._index
+        self._index = OrderedDict()
+        self.used = 0
+        for key, size in found:
+            if key not in fresh:
+                self._index[key] = size
+                self.used += size
+        for key, size in fresh.items():
+            self._index[key] = size
+            self.used += size
+        log.info("cache_index_rebuilt", dir=self.dir, entries=len(self._index), bytes=self.used)
+        await self._evict()
+
+    def _walk(self) -> list[tuple[str, int]]:
+        os.makedirs(self.dir, exist_ok=True)
+        entries: list[tuple[float, str, int]] = []
+        for dirpath, _, files in os.walk(self.dir):
+            rel = os.path.relpath(dirpath, self.dir)
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if name.endswith(TMP_SUFFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                    continue
+                key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                blen = _blen_of(key)
+                if blen is None or st.st_size != entry_size(blen):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)  # not ours, or torn: useless either way
+                    continue
+                entries.append((st.st_mtime, key, st.st_size))
+        entries.sort()
+        return [(key, size) for _, key, size in entries]
+
+    # -- lookups ---------------------------------------------------------------------------------------
+
+    async def get(self, key: str, off: int = 0, n: int = -1) -> bytes | None:
+        """Bytes [off, off+n) (n < 0: to the end) of the cached block `key`, verified; None on a miss.
+
+        A corrupt entry is logged, deleted and reported as a miss.
+        """
+        blen = _blen_of(key)
+        if blen is None:
+            raise ValueError(f"not a block key: {key!r}")
+        if key not in self._index and (self._scan is None or self._scan.done()):
+            self.misses += 1
+            return None
+        end = blen if n < 0 else min(blen, off + n)
+        try:
+            data = await self._run(self._read, self._path(key), blen, off, end)
+        except FileNotFoundError:
+            self._forget(key)
+            self.misses += 1
+            return None
+        except (CorruptEntry, OSError) as exc:
+            self.corrupt += 1
+            log.warning("cache_entry_corrupt", key=key, path=self._path(key), error=str(exc))
+            self._forget(key)
+            await self._run(self._unlink, self._path(key))
+            self.misses += 1
+            return None
+        if key in self._index:
+            self._index.move_to_end(key)
+        else:
+            self._add(key, entry_size(blen))
+        self.hits += 1
+        return data
+
+    @staticmethod
+    def _read(path: str, blen: int, off: int, end: int) -> bytes:
+        nseg = _segments(blen)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != entry_size(blen):
+                raise CorruptEntry(f"{size} bytes on disk, expected {entry_size(blen)}")
+            first, last = off // SEGMENT, max(off, end - 1) // SEGMENT
+            f.seek(blen + 4 * first)
+            crcs = f.read(4 * (last - first + 1))
+            f.seek(blen + 4 * nseg)
+            if f.read(len(MAGIC)) != MAGIC:
+                raise CorruptEntry("bad trailer magic")
+            start = first * SEGMENT
+            f.seek(start)
+            data = f.read(min(blen, (last + 1) * SEGMENT) - start)
+        view = memoryview(data)
+        for i, (crc,) in enumerate(struct.iter_unpack("<I", crcs)):
+            if zlib.crc32(view[i * SEGMENT : (i + 1) * SEGMENT]) != crc:
+                raise CorruptEntry(f"checksum mismatch in segment {first + i}")
+        if start == off and len(data) == end - off:
+            return data
+        return data[off - start : end - start]
+
+    # -- updates ---------------------------------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes | memoryview) -> None:
+        """Store the whole block `key` (whose length the key names). Failures are logged, not raised."""
+        blen = _blen_of(key)
+        if blen is None or blen != len(data):
+            raise ValueError(f"block {key!r} does not hold {len(data)} bytes")
+        size = entry_size(blen)
+        if size > self.capacity:
+            return
+        try:
+            await self._run(self._write, self._path(key), data)
+        except OSError as exc:
+            log.warning("cache_write_failed", key=key, error=str(exc))
+            return
+        self._add(key, size)
+        await self._evict()
+
+    def put_background(self, key: str, data: bytes | memoryview) -> None:
+        """Cache a block without waiting; skipped when too many writes are already queued."""
+        if key in self._index or len(self._pending) >= MAX_PENDING_WRITES:
+            return
+        task = asyncio.get_running_loop().create_task(self.put(key, data))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    @staticmethod
+    def _write(path: str, data: bytes | memoryview) -> None:
+        trailer = _trailer(data)
+        tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with open(fd, "wb", closefd=True) as f:
+                f.write(data)
+                f.write(trailer)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _unlink(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def _add(self, key: str, size: int) -> None:
+        old = self._index.pop(key, None)
+        if old is not None:
+            self.used -= old
+        self._index[key] = size
+        self.used += size
+
+    def _forget(self, key: str) -> None:
+        size = self._index.pop(key, None)
+        if size is not None:
+            self.used -= size
+
+    async def _evict(self) -> None:
+        victims: list[str] = []
+        while self.used > self.capacity and self._index:
+            key, size = self._index.popitem(last=False)
+            self.used -= size
+            victims.append(key)
+        if victims:
+            await self._run(self._unlink_many, [self._path(k) for k in victims])
+
+    def _unlink_many(self, paths: list[str]) -> None:
+        for path in paths:
+            self._unlink(path)
+
+    async def drop(self, keys: list[str]) -> None:
+        """Remove the entries `keys` (e.g. blocks of deleted slices)."""
+        scanning = self._scan is not None and not self._scan.done()
+        present = [k for k in keys if scanning or k in self._index]
+        for k in present:
+            self._forget(k)
+        if present:
+            await self._run(self._unlink_many, [self._path(k) for k in present])
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    async def drain(self) -> None:
+        """Wait for the background writes queued so far."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._scan is not None and not self._scan.done():
+            self._scan.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan
+        await asyncio.to_thread(self._pool.shutdown, True)

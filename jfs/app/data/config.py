@@ -1,0 +1,78 @@
+"""`DataConfig`: every knob of one client's data path (block layout from the volume, the rest per mount)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from jfs.domain.settings import Settings
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """How one client stores, caches, buffers and reads file data.
+
+    `volume`, `uuid`, `block_size`, `compression` and `hash_prefix` come from the volume's settings and
+    decide object names and framing; the rest are mount options.
+    """
+
+    volume: str
+    """Object keys are ``<volume>/chunks/...``."""
+    uuid: str
+    """The volume's UUID: the disk cache lives in ``<cache_dir>/<uuid>/raw/``."""
+    block_size: int
+    """Bytes per block object (the setting stores KiB)."""
+    compression: str = "none"
+    hash_prefix: bool = False
+
+    cache_dir: str | None = None
+    """Disk block cache directory; None disables the disk cache."""
+    cache_size: int = 1 * GiB
+    """Bytes the disk cache may hold (entries are evicted least recently used first)."""
+    cache_small_writes: bool = True
+    """Also put written blocks shorter than a full block into the disk cache (as JuiceFS does)."""
+    mem_cache_size: int = 128 * MiB
+    """Bytes of decompressed blocks kept in memory (hot blocks and read-ahead)."""
+
+    buffer_size: int = 300 * MiB
+    """Bytes writers may hold (buffered, uploading or awaiting commit) before writes wait."""
+    max_uploads: int = 20
+    """Block uploads in flight per client."""
+    max_deletes: int = 16
+    """Block deletions in flight per client."""
+    readahead_blocks: int = 8
+    """Largest read-ahead window, in blocks."""
+    io_retries: int = 10
+    """Attempts per object-store call before the data path gives up with EIO."""
+    retry_delay: float = 0.1
+    """First back-off between attempts, doubled each time (with jitter) up to `retry_max_delay`."""
+    retry_max_delay: float = 5.0
+    idle_flush: float = 1.0
+    """A slice untouched for this many seconds is frozen and committed."""
+    max_slice_age: float = 5.0
+    """A slice older than this many seconds is frozen and committed even if still written."""
+    sweep_interval: float = 0.1
+    attr_ttl: float = 1.0
+    """Cached slice layouts of an open file are revalidated against its attributes after this long."""
+    max_compactions: int = 10
+    compact_on_read: bool = True
+    """Schedule a background compaction when a read sees a fragmented chunk."""
+    cpu_workers: int = 4
+    """Threads for compression, decompression and checksums."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> DataConfig:
+        """The configuration for the volume `settings`, with mount options in `overrides`."""
+        base = cls(
+            volume=settings.name,
+            uuid=settings.uuid,
+            block_size=settings.block_bytes,
+            compression=settings.compression or "none",
+            hash_prefix=settings.hash_prefix,
+        )
+        return dataclasses.replace(base, **overrides)

@@ -1,0 +1,147 @@
+"""`BlockFetcher`: bytes of committed slices, through memory cache → disk cache → object store.
+
+* Each block is loaded by at most one task at a time (single flight): concurrent readers of a block being
+  loaded wait for that load instead of starting their own.
+* A loaded block goes into the memory cache; one that came from the object store is also written to the
+  disk cache in the background.
+* With uncompressed blocks, a small read in the middle of a block (at most a quarter of it, not at its
+  start) that misses both caches fetches just that range, as JuiceFS does; everything else loads whole
+  blocks.
+* `prefetch` starts background loads (read-ahead), at most `prefetch_limit` at a time.
+
+Errors: `BlockMissing` (the object is gone — re-resolve the chunk) and `FSError(EIO)` from the BlockStore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+
+from jfs.app.data.blocks import BlockMissing, BlockStore
+from jfs.app.data.cache import DiskCache, MemoryCache
+from jfs.domain.chunks import block_count, block_len, blocks_for_range
+
+log = structlog.get_logger("jfs.data")
+
+BlockId = tuple[int, int]
+"""(slice id, block index)"""
+
+
+class BlockFetcher:
+    """Reads parts of slices with caching and single-flight loads; see the module docstring."""
+
+    def __init__(
+        self,
+        blocks: BlockStore,
+        mem: MemoryCache[BlockId],
+        disk: DiskCache | None,
+        *,
+        prefetch_limit: int = 8,
+    ) -> None:
+        self.blocks = blocks
+        self.mem = mem
+        self.disk = disk
+        self.block_size = blocks.block_size
+        self._loading: dict[BlockId, asyncio.Task[bytes]] = {}
+        self._prefetch_slots = asyncio.Semaphore(max(1, prefetch_limit))
+        self._background: set[asyncio.Task[None]] = set()
+        self.store_loads = 0
+        self.ranged_loads = 0
+
+    # -- whole blocks ----------------------------------------------------------------------------------
+
+    async def block(self, slice_id: int, size: int, index: int) -> bytes:
+        """The whole block `index` of slice `slice_id` (of `size` bytes)."""
+        key = (slice_id, index)
+        data = self.mem.get(key)
+        if data is not None:
+            return data
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(slice_id, size, index))
+            self._loading[key] = task
+            task.add_done_callback(lambda t: self._loaded(key, t))
+        # Shielded: a reader that gives up must not cancel the load others are waiting for.
+        return await asyncio.shield(task)
+
+    def _loaded(self, key: BlockId, task: asyncio.Task[bytes]) -> None:
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so that an unawaited failure is not reported as lost
+
+    async def _load(self, slice_id: int, size: int, index: int) -> bytes:
+        blen = block_len(size, self.block_size, index)
+        cache_key = self.blocks.cache_key(slice_id, index, blen)
+        if self.disk is not None:
+            data = await self.disk.get(cache_key)
+            if data is not None:
+                self.mem.put((slice_id, index), data)
+                return data
+        data = await self.blocks.get(slice_id, index, blen)
+        self.store_loads += 1
+        self.mem.put((slice_id, index), data)
+        if self.disk is not None:
+            self.disk.put_background(cache_key, data)
+        return data
+
+    # -- ranges ----------------------------------------------------------------------------------------
+
+    async def read(self, slice_id: int, size: int, off: int, n: int) -> Sequence[bytes | memoryview]:
+        """Bytes [off, off+n) of slice `slice_id` (of `size` bytes), as consecutive parts."""
+        parts = blocks_for_range(off, n, self.block_size)
+        if len(parts) == 1:
+            index, inner, length = parts[0]
+            return [await self._part(slice_id, size, index, inner, length)]
+        return await asyncio.gather(*(self._part(slice_id, size, i, inner, ln) for i, inner, ln in parts))
+
+    async def _part(self, slice_id: int, size: int, index: int, inner: int, length: int) -> bytes | memoryview:
+        blen = block_len(size, self.block_size, index)
+        key = (slice_id, index)
+        data = self.mem.get(key)
+        if data is None and self.blocks.ranged and key not in self._loading and inner > 0 and length <= blen // 4:
+            if self.disk is not None:
+                part = await self.disk.get(self.blocks.cache_key(slice_id, index, blen), inner, length)
+                if part is not None:
+                    return part
+            self.ranged_loads += 1
+            return await self.blocks.get_range(slice_id, index, blen, inner, length)
+        if data is None:
+            data = await self.block(slice_id, size, index)
+        if inner == 0 and length == len(data):
+            return data
+        return memoryview(data)[inner : inner + length]
+
+    # -- background ------------------------------------------------------------------------------------
+
+    def prefetch(self, slice_id: int, size: int, index: int) -> None:
+        """Load a block into the memory cache in the background, unless it is there or on its way."""
+        key = (slice_id, index)
+        if key in self._loading or self.mem.get(key) is not None:
+            return
+        task = asyncio.get_running_loop().create_task(self._prefetch(slice_id, size, index))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _prefetch(self, slice_id: int, size: int, index: int) -> None:
+        async with self._prefetch_slots:
+            try:
+                await self.block(slice_id, size, index)
+            except (BlockMissing, OSError) as exc:
+                log.debug("prefetch_failed", slice=slice_id, index=index, error=str(exc))
+
+    async def forget(self, slice_id: int, size: int) -> None:
+        """Drop every cached block of a deleted slice."""
+        bs = self.block_size
+        n = block_count(size, bs)
+        for i in range(n):
+            self.mem.drop((slice_id, i))
+        if self.disk is not None:
+            await self.disk.drop([self.blocks.cache_key(slice_id, i, block_len(size, bs, i)) for i in range(n)])
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,313 @@
+"""`DataPath`: the file-content facade of one client — what the FUSE layer and the benchmarks call.
+
+It ties the metadata engine, the object store, the caches, the writers and the reader together:
+
+* ``open`` → a `Handle`; ``read``/``write`` through it; ``flush``/``fsync`` commit what the handle's
+  inode has pending (and raise a failure of earlier writes: EIO, ENOSPC…); ``release`` flushes and
+  closes.
+* Operations that change a file's layout in metadata — ``truncate`` (the FUSE layer must route setattr
+  of the size here), ``fallocate``, ``copy_file_range`` — first commit the pending writes of the inodes
+  they touch, so that the order of writes and of these operations is kept, then drop cached layouts.
+* It installs ``meta.free_hook``: blocks of slices the engine released are deleted (bounded concurrency)
+  and dropped from the caches.
+* Background jobs: the sweeper that freezes idle/old slices, compactions, cache writes.
+
+All methods are coroutines on the mount's event loop; CPU and file I/O run on thread pools below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import os
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from jfs.app.data.blocks import BlockStore
+from jfs.app.data.cache import DiskCache, MemoryCache
+from jfs.app.data.compactor import Compactor
+from jfs.app.data.config import DataConfig
+from jfs.app.data.fetcher import BlockFetcher, BlockId
+from jfs.app.data.inode import ChunkMap, InodeState
+from jfs.app.data.pages import Buffer, as_view
+from jfs.app.data.reader import ReadAhead, Reader
+from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy
+from jfs.app.meta.chunks import MAX_FILE_SIZE
+from jfs.app.meta.context import ROOT_CTX, Ctx
+from jfs.app.meta.engine import Meta
+from jfs.domain.attrs import Attr
+from jfs.domain.errors import FSError
+from jfs.ports.objects import ObjectStore
+
+log = structlog.get_logger("jfs.data")
+
+
+@dataclass(eq=False)
+class Handle:
+    """One open file description."""
+
+    fh: int
+    ino: int
+    flags: int
+    readahead: ReadAhead = field(default_factory=ReadAhead)
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
+class DataPath:
+    """File data of one client. Create with ``await DataPath(meta, store, config).start()``; `close` it."""
+
+    def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None) -> None:
+        self.meta = meta
+        self.store = store
+        self.config = config = config or DataConfig.from_settings(meta.settings)
+        self.blocks = BlockStore(store, config)
+        self.mem: MemoryCache[BlockId] = MemoryCache(config.mem_cache_size)
+        self.disk = DiskCache(config.cache_dir, config.uuid, config.cache_size) if config.cache_dir else None
+        self.fetcher = BlockFetcher(self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks)
+        self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)
+        self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
+        self.budget = WriteBudget(config.buffer_size, self._freeze_everything)
+        self._wctx = WriteContext(
+            meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
+            uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
+            compact=self._after_commit, spawn=self.spawn,
+        )  # fmt: skip
+        self._inodes: dict[int, InodeState] = {}
+        self._handles: dict[int, Handle] = {}
+        self._fh = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> DataPath:
+        """Start the background jobs and attach to the engine's free hook."""
+        if self.disk is not None:
+            self.disk.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+        self.meta.free_hook = self._free_slices
+        return self
+
+    # -- handles ---------------------------------------------------------------------------------------
+
+    async def open(self, ino: int, flags: int = os.O_RDONLY, ctx: Ctx = ROOT_CTX) -> Handle:
+        """Open `ino` (access checked by the engine); O_TRUNC truncates it."""
+        attr = await self.meta.open(ino, flags, ctx)
+        state = self._inodes.get(ino)
+        if state is None:
+            state = self._inodes[ino] = InodeState(ino, attr, ChunkMap(self.meta, ino))
+        elif state.writer is None or state.writer.idle:
+            state.revalidate(attr)
+        state.handles += 1
+        h = Handle(next(self._fh), ino, flags)
+        self._handles[h.fh] = h
+        if flags & os.O_TRUNC and h.writable:
+            try:
+                await self.truncate(ino, 0, ctx)
+            except BaseException:
+                await self.release(h)
+                raise
+        return h
+
+    def _state(self, h: Handle) -> InodeState:
+        if self._handles.get(h.fh) is not h:
+            raise FSError(errno.EBADF)
+        return self._inodes[h.ino]
+
+    async def read(self, h: Handle, off: int, size: int) -> bytes:
+        """Up to `size` bytes at `off` (short at the end of the file); FSError(EIO) if data is unreadable."""
+        return await self.reader.read(self._state(h), h.readahead, off, size)
+
+    async def write(self, h: Handle, off: int, data: Buffer) -> int:
+        """Buffer `data` at `off`; returns its length. Failures to store it are raised by a later
+        flush/fsync/release. `data` must not change after the call (mutable buffers are copied)."""
+        state = self._state(h)
+        if not h.writable:
+            raise FSError(errno.EBADF)
+        view = as_view(data)
+        if off < 0:
+            raise FSError(errno.EINVAL)
+        if off + len(view) > MAX_FILE_SIZE:
+            raise FSError(errno.EFBIG)
+        if not view:
+            return 0
+        await self._writer(state).write(off, view)
+        return len(view)
+
+    def _writer(self, state: InodeState) -> FileWriter:
+        if state.writer is None:
+            state.writer = FileWriter(state.ino, self._wctx, lambda: state.attr.length)
+        return state.writer
+
+    async def flush(self, h: Handle) -> None:
+        """Commit the inode's pending writes; raises the first failure since the last flush."""
+        state = self._state(h)
+        if state.writer is not None:
+            await state.writer.flush()
+
+    async def fsync(self, h: Handle, datasync: bool = False) -> None:
+        await self.flush(h)
+
+    async def release(self, h: Handle) -> None:
+        """Flush and close the handle; the error of the flush (if any) is raised after closing."""
+        state = self._state(h)
+        try:
+            if state.writer is not None:
+                await state.writer.flush()
+        finally:
+            del self._handles[h.fh]
+            state.handles -= 1
+            if state.handles == 0 and (state.writer is None or state.writer.idle):
+                del self._inodes[h.ino]
+            await self.meta.close_file(h.ino)
+
+    def file_length(self, ino: int) -> int | None:
+        """The length including this client's uncommitted writes, if the inode is open here (for getattr)."""
+        state = self._inodes.get(ino)
+        return state.length() if state is not None else None
+
+    # -- layout changes --------------------------------------------------------------------------------
+
+    async def _settle(self, ino: int) -> InodeState | None:
+        """Commit the pending writes of `ino` before a layout change; their failure stays pending for the
+        writer's next flush."""
+        state = self._inodes.get(ino)
+        if state is not None and state.writer is not None:
+            try:
+                await state.writer.flush()
+            except OSError as exc:
+                state.writer.error = exc
+        return state
+
+    def _changed(self, state: InodeState | None, attr: Attr) -> None:
+        if state is not None:
+            state.chunks.invalidate()
+            state.note_local(attr)
+            if state.writer is not None:
+                state.writer.forget_growth()
+
+    async def truncate(self, ino: int, length: int, ctx: Ctx = ROOT_CTX) -> Attr:
+        """Set the length of `ino` (its pending writes are committed first)."""
+        state = await self._settle(ino)
+        attr = await self.meta.truncate(ino, length, ctx)
+        self._changed(state, attr)
+        return attr
+
+    async def fallocate(self, ino: int, mode: int, off: int, length: int, ctx: Ctx = ROOT_CTX) -> Attr:
+        """fallocate(2) on `ino` (pending writes committed first); see `Meta.fallocate` for the modes."""
+        state = await self._settle(ino)
+        attr = await self.meta.fallocate(ino, mode, off, length, ctx)
+        self._changed(state, attr)
+        return attr
+
+    async def copy_file_range(
+        self, ino_in: int, off_in: int, ino_out: int, off_out: int, size: int, flags: int = 0, ctx: Ctx = ROOT_CTX
+    ) -> tuple[int, Attr]:
+        """Copy by reference (no data moves); both files' pending writes are committed first."""
+        await self._settle(ino_in)
+        state = await self._settle(ino_out)
+        n, attr = await self.meta.copy_file_range(ino_in, off_in, ino_out, off_out, size, flags, ctx)
+        self._changed(state, attr)
+        return n, attr
+
+    async def compact(self, ino: int) -> int:
+        """Compact every chunk of `ino` now; returns how many chunks were rewritten."""
+        await self._settle(ino)
+        return await self.compactor.compact_file(ino)
+
+    # -- callbacks from the writers, the compactor and the engine --------------------------------------
+
+    def _committed(self, ino: int, indx: int, attr: Attr) -> None:
+        state = self._inodes.get(ino)
+        if state is not None:
+            state.chunks.invalidate(indx)
+            state.note_local(attr)
+
+    async def _after_commit(self, ino: int, indx: int, n_records: int) -> None:
+        async def now() -> None:
+            try:
+                await self.compactor.compact_chunk(ino, indx)
+            except Exception as exc:
+                log.warning("compaction_failed", ino=ino, indx=indx, error=str(exc))
+
+        await compaction_policy(n_records, now, lambda: self.compactor.schedule(ino, indx))
+
+    def _compacted(self, ino: int, indx: int) -> None:
+        state = self._inodes.get(ino)
+        if state is not None:
+            state.chunks.invalidate(indx)
+
+    async def _free_slices(self, slices: list[tuple[int, int]]) -> None:
+        """The engine's free hook: delete the blocks of released slices. Never raises (a failure leaves
+        objects behind for gc and is logged)."""
+
+        async def one(slice_id: int, size: int) -> None:
+            await self.fetcher.forget(slice_id, size)
+            await self.blocks.delete_slice(slice_id, size)
+
+        results = await asyncio.gather(*(one(sid, size) for sid, size in slices), return_exceptions=True)
+        for (sid, size), r in zip(slices, results, strict=True):
+            if isinstance(r, BaseException):
+                log.error("slice_blocks_leaked", slice=sid, size=size, error=str(r))
+
+    def _freeze_everything(self) -> None:
+        for state in self._inodes.values():
+            if state.writer is not None:
+                state.writer.freeze_all()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            now = time.monotonic()
+            for state in list(self._inodes.values()):
+                if state.writer is not None and not state.writer.idle:
+                    state.writer.sweep(now)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run a background job owned by the data path (awaited by `drain` and `close`)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("background_job_failed", error=str(t.exception()))
+
+        task.add_done_callback(done)
+
+    async def drain(self) -> None:
+        """Wait until background work started so far is done: compactions, deletions, cache writes."""
+        await self.compactor.drain()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.disk is not None:
+            await self.disk.drain()
+
+    async def close(self) -> None:
+        """Commit every pending write (failures are logged), stop background jobs, release threads."""
+        for state in list(self._inodes.values()):
+            if state.writer is not None:
+                try:
+                    await state.writer.flush()
+                except OSError as exc:
+                    log.error("flush_on_close_failed", ino=state.ino, error=str(exc))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.compactor.close()
+        await self.reader.close()
+        await self.fetcher.close()
+        await self.drain()
+        if self.meta.free_hook == self._free_slices:
+            self.meta.free_hook = None
+        if self.disk is not None:
+            await self.disk.close()
+        await self.blocks.close()

@@ -1,0 +1,189 @@
+"""`Reader`: file reads — chunk layouts, block fetches, this client's pending writes, read-ahead.
+
+A read of [off, off+size):
+
+1. is cut short at the file length (attributes revalidated after `attr_ttl`; pending writes count);
+2. takes a snapshot of this client's uncommitted writes over the range *before* looking at the committed
+   layout, so a slice committed meanwhile is seen in one or the other (read-your-writes);
+3. resolves each chunk's records into pieces (`ChunkMap`, cached per open inode) and fetches the data
+   pieces in parallel through the `BlockFetcher` (holes are zeros);
+4. applies the snapshot over the result, oldest write first.
+
+A block object that has vanished (the slice was compacted or truncated away after the layout was cached)
+makes the read drop the inode's cached layouts and start again, a few times, then fail with EIO.
+
+Read-ahead is per open handle: a read that starts where the previous one ended doubles the window (from
+one block up to `readahead_blocks`) and loads the blocks ahead of it into the memory cache in the
+background; any other read resets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from jfs.app.data.blocks import BlockMissing
+from jfs.app.data.config import DataConfig
+from jfs.app.data.fetcher import BlockFetcher
+from jfs.app.data.inode import InodeState
+from jfs.domain.chunks import CHUNK_SIZE, blocks_for_range, split_range
+from jfs.domain.compaction import Trigger, needs_compaction
+from jfs.domain.errors import FSError
+from jfs.domain.slices import Piece, read_pieces
+
+if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
+
+log = structlog.get_logger("jfs.data")
+
+READ_ATTEMPTS = 5
+
+
+@dataclass(slots=True)
+class ReadAhead:
+    """Sequential-read detection of one open handle."""
+
+    next_off: int = 0
+    """Where a sequential read would start."""
+    window: int = 0
+    """Current window in blocks (0: not sequential)."""
+    ahead_to: int = 0
+    """File offset up to which blocks were already requested."""
+
+
+class Reader:
+    """Reads for every open inode of one client."""
+
+    def __init__(
+        self,
+        meta: Meta,
+        fetcher: BlockFetcher,
+        config: DataConfig,
+        schedule_compaction: Callable[[int, int], None],
+    ) -> None:
+        self.meta = meta
+        self.fetcher = fetcher
+        self.config = config
+        self.block_size = config.block_size
+        self._schedule_compaction = schedule_compaction
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def read(self, state: InodeState, ra: ReadAhead | None, off: int, size: int) -> bytes:
+        """Bytes [off, off+size) of the file, short at its end. Raises FSError(EIO) when data is unreadable."""
+        if off < 0 or size < 0:
+            raise FSError(errno.EINVAL)
+        await self._revalidate(state)
+        length = state.length()
+        if off >= length or size == 0:
+            return b""
+        n = min(size, length - off)
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                data = await self._read_once(state, off, n)
+                break
+            except BlockMissing as exc:
+                if attempt == READ_ATTEMPTS:
+                    log.error("read_block_missing", ino=state.ino, off=off, size=n, key=exc.key)
+                    raise FSError(errno.EIO, f"data of inode {state.ino} is missing: {exc}") from None
+                log.info("read_block_vanished", ino=state.ino, off=off, key=exc.key, attempt=attempt)
+                state.chunks.invalidate()
+                await asyncio.sleep(0.01 * attempt)
+        if ra is not None:
+            self._read_ahead(state, ra, off, n, length)
+        return data
+
+    async def _revalidate(self, state: InodeState) -> None:
+        if time.monotonic() - state.attr_time < self.config.attr_ttl:
+            return
+        try:
+            attr = await self.meta.getattr(state.ino)
+        except OSError as exc:
+            log.debug("revalidate_failed", ino=state.ino, error=str(exc))
+            return
+        state.revalidate(attr)
+
+    async def _layout_pieces(self, state: InodeState, indx: int, pos: int, n: int) -> list[Piece]:
+        pieces, n_records = await state.chunks.get(indx)
+        if self.config.compact_on_read and needs_compaction(n_records, len(pieces), trigger=Trigger.READ):
+            self._schedule_compaction(state.ino, indx)
+        return read_pieces(pieces, pos, n)
+
+    async def _read_once(self, state: InodeState, off: int, n: int) -> bytes:
+        overlay: list[tuple[int, list[memoryview]]] = []
+        ranges = split_range(off, n)
+        if state.writer is not None:
+            for indx, pos, cn in ranges:
+                base = indx * CHUNK_SIZE
+                overlay.extend((base + p, views) for p, views in state.writer.overlay(indx, pos, cn))
+        jobs: list[tuple[int, Piece]] = []
+        for indx, pos, cn in ranges:
+            base = indx * CHUNK_SIZE - off
+            for piece in await self._layout_pieces(state, indx, pos, cn):
+                if not piece.is_hole:
+                    jobs.append((base + piece.pos, piece))
+        if not overlay and len(jobs) == 1 and jobs[0][1].len == n:
+            parts = await self.fetcher.read(jobs[0][1].id, jobs[0][1].size, jobs[0][1].off, n)
+            if len(parts) == 1:
+                return bytes(parts[0])
+        buf = bytearray(n)
+
+        async def fill(dst: int, piece: Piece) -> None:
+            for part in await self.fetcher.read(piece.id, piece.size, piece.off, piece.len):
+                buf[dst : dst + len(part)] = part
+                dst += len(part)
+
+        if len(jobs) == 1:
+            await fill(*jobs[0])
+        elif jobs:
+            results = await asyncio.gather(*(fill(dst, p) for dst, p in jobs), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        for foff, views in overlay:
+            dst = foff - off
+            for v in views:
+                buf[dst : dst + len(v)] = v
+                dst += len(v)
+        return bytes(buf)
+
+    # -- read-ahead ------------------------------------------------------------------------------------
+
+    def _read_ahead(self, state: InodeState, ra: ReadAhead, off: int, n: int, length: int) -> None:
+        sequential = off == ra.next_off
+        ra.next_off = off + n
+        if not sequential:
+            ra.window = 0
+            ra.ahead_to = 0
+            return
+        ra.window = min(self.config.readahead_blocks, max(1, ra.window * 2))
+        end = off + n
+        target = min(length, end + ra.window * self.block_size)
+        start = max(ra.ahead_to, end)
+        if target <= start:
+            return
+        ra.ahead_to = target
+        task = asyncio.get_running_loop().create_task(self._prefetch(state, start, target - start))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _prefetch(self, state: InodeState, off: int, n: int) -> None:
+        try:
+            for indx, pos, cn in split_range(off, n):
+                for piece in await self._layout_pieces(state, indx, pos, cn):
+                    if piece.is_hole:
+                        continue
+                    for index, _, _ in blocks_for_range(piece.off, piece.len, self.block_size):
+                        self.fetcher.prefetch(piece.id, piece.size, index)
+        except (OSError, BlockMissing) as exc:
+            log.debug("readahead_failed", ino=state.ino, off=off, error=str(exc))
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

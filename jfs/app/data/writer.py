@@ -1,0 +1,385 @@
+"""Writers: how written bytes become slices, blocks and committed slice records.
+
+Per inode a `FileWriter`; per chunk it touches a `ChunkWriter`; inside a chunk a list of `SliceWriter`s in
+creation order. Rules (after JuiceFS's ``pkg/vfs/writer.go``):
+
+* A write is split at chunk boundaries. Inside a chunk it joins the newest *unfrozen* slice whose
+  not-yet-uploaded tail it starts in (``pos`` in ``[slice.pos + uploaded, slice.pos + slice.len]`` — an
+  append or an overwrite of the tail); scanning newest first, a slice overlapping the write that cannot
+  take it stops the search. Otherwise the write starts a new slice (the newer slice wins when read).
+  Slices more than 3 positions older than the newest are frozen while scanning.
+* Bytes are kept as the writers' own immutable buffers (`PageList`); a block that fills is joined once
+  and handed to the uploader (at most `max_uploads` uploads in flight per client). Small appends thus
+  make small blocks, never a read-modify-write of a stored block.
+* A slice is frozen by `flush`/`fsync`/`close`, when it reaches the end of its chunk, after `idle_flush`
+  seconds without writes or `max_slice_age` seconds of life (the sweeper), or under memory pressure.
+  Freezing uploads its last partial block.
+* A frozen slice is committed (`meta.write_slice`, one transaction per slice) only after *all* its blocks
+  are stored; the slices of a chunk commit strictly in creation order. A slice that grows the file
+  into a later chunk waits for the previous file-growing slice to commit first, so the file length never
+  jumps over data that is not committed yet.
+* If a block cannot be stored (after the BlockStore's retries) or the commit is refused, the slice is
+  dropped, its blocks are deleted, and the error (EIO, or the engine's errno) is raised by the next
+  `flush` of the file. An engine failure of unknown outcome keeps the blocks (gc reclaims them if the
+  record did not land).
+* Memory: every byte is counted in the client's `WriteBudget` from the write until its slice is
+  committed or dropped; a write waits while the budget is exceeded (after asking for everything to be
+  frozen) instead of growing memory.
+* Until it is committed, a slice's bytes stay readable through `FileWriter.overlay` (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from jfs.app.data.blocks import BlockStore
+from jfs.app.data.cache import DiskCache
+from jfs.app.data.config import DataConfig
+from jfs.app.data.pages import PageList
+from jfs.domain.attrs import Attr
+from jfs.domain.chunks import CHUNK_SIZE, split_range
+from jfs.domain.compaction import must_compact_now, needs_compaction
+from jfs.domain.errors import FSError
+
+if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
+
+log = structlog.get_logger("jfs.data")
+
+MAX_UNFROZEN_DEPTH = 3
+
+
+class WriteBudget:
+    """Bytes held by the writers of one client, with back-pressure above `limit`."""
+
+    def __init__(self, limit: int, on_pressure: Callable[[], None]) -> None:
+        self.limit = limit
+        self.used = 0
+        self._on_pressure = on_pressure
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def add(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            self._room.clear()
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        if self.used <= self.limit:
+            self._room.set()
+
+    async def wait(self) -> None:
+        """Return once the writers hold at most `limit` bytes, freezing everything meanwhile."""
+        while self.used > self.limit:
+            self._on_pressure()
+            await self._room.wait()
+
+
+@dataclass
+class WriteContext:
+    """What the writers of one client share."""
+
+    meta: Meta
+    blocks: BlockStore
+    disk: DiskCache | None
+    config: DataConfig
+    budget: WriteBudget
+    uploads: asyncio.Semaphore
+    committed: Callable[[int, int, Attr], None]
+    """Called right after a slice of (ino, chunk index) is committed, with the new attr (synchronously)."""
+    compact: Callable[[int, int, int], Awaitable[None]]
+    """Called after a commit with (ino, chunk index, records in the chunk); decides on compaction."""
+    spawn: Callable[[Awaitable[Any]], None]
+    """Runs a background job owned by the data path."""
+
+
+class SliceWriter:
+    """Bytes [pos, pos+length) of one chunk, written as one continuous run, becoming slice `id`."""
+
+    def __init__(self, chunk: ChunkWriter, slice_id: int, pos: int) -> None:
+        self.chunk = chunk
+        self.id = slice_id
+        self.pos = pos
+        self.length = 0
+        self.blocks: list[PageList] = []
+        self.handed = 0
+        """Blocks handed to the uploader; only bytes after them may still change."""
+        self.frozen = False
+        self.uploads: list[asyncio.Task[None]] = []
+        self.failed: OSError | None = None
+        self.done = asyncio.Event()
+        """Set once the slice is committed or dropped."""
+        now = time.monotonic()
+        self.created = now
+        self.touched = now
+        self.mtime_ns = 0
+        self.after: SliceWriter | None = None
+        """The file-growing slice of an earlier chunk that must commit before this one."""
+
+    @property
+    def end(self) -> int:
+        return self.pos + self.length
+
+    def joinable(self, pos: int, block_size: int) -> bool:
+        return not self.frozen and self.pos + self.handed * block_size <= pos <= self.end
+
+    def write(self, rel: int, data: memoryview) -> int:
+        """Put `data` at `rel` bytes into the slice (inside its open tail); returns how much it grew."""
+        bs = self.chunk.file.ctx.blocks.block_size
+        done = 0
+        n = len(data)
+        while done < n:
+            index, inner = divmod(rel + done, bs)
+            take = min(bs - inner, n - done)
+            while len(self.blocks) <= index:
+                self.blocks.append(PageList())
+            self.blocks[index].write(inner, data[done : done + take])
+            done += take
+        grown = max(0, rel + n - self.length)
+        self.length += grown
+        self.touched = time.monotonic()
+        self.mtime_ns = time.time_ns()
+        while self.handed < len(self.blocks) and self.blocks[self.handed].size == bs:
+            self._hand_off(self.handed)
+        return grown
+
+    def _hand_off(self, index: int) -> None:
+        data = self.blocks[index].join()
+        self.handed = index + 1
+        task = asyncio.get_running_loop().create_task(self._upload(index, data))
+        self.uploads.append(task)
+
+    async def _upload(self, index: int, data: bytes) -> None:
+        ctx = self.chunk.file.ctx
+        async with ctx.uploads:
+            await ctx.blocks.put(self.id, index, data)
+        if ctx.disk is not None and ctx.config.cache_small_writes and len(data) < ctx.blocks.block_size:
+            ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
+
+    def freeze(self) -> None:
+        """No more writes: upload the last partial block and let the chunk commit the slice in turn."""
+        if self.frozen:
+            return
+        self.frozen = True
+        if self.handed < len(self.blocks) and self.blocks[self.handed].size:
+            self._hand_off(self.handed)
+        self.chunk.kick()
+
+    def views(self, rel: int, n: int) -> list[memoryview]:
+        """The bytes [rel, rel+n) of the slice (which must hold them), as views that never change."""
+        bs = self.chunk.file.ctx.blocks.block_size
+        out: list[memoryview] = []
+        end = rel + n
+        while rel < end:
+            index, inner = divmod(rel, bs)
+            take = min(bs - inner, end - rel)
+            out.extend(self.blocks[index].views(inner, take))
+            rel += take
+        return out
+
+
+class ChunkWriter:
+    """The uncommitted slices of one chunk of a file, in creation order, and their committer."""
+
+    def __init__(self, file: FileWriter, indx: int) -> None:
+        self.file = file
+        self.indx = indx
+        self.slices: list[SliceWriter] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    def find(self, pos: int, n: int) -> SliceWriter | None:
+        """The slice a write of [pos, pos+n) may join, if any (see the module docstring)."""
+        bs = self.file.ctx.blocks.block_size
+        for depth, s in enumerate(reversed(self.slices)):
+            if not s.frozen:
+                if s.joinable(pos, bs):
+                    return s
+                if depth > MAX_UNFROZEN_DEPTH:
+                    s.freeze()
+            if pos < s.end and s.pos < pos + n:
+                return None
+        return None
+
+    def kick(self) -> None:
+        """Make sure frozen slices at the head of the list are being committed."""
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+
+    async def _commit_loop(self) -> None:
+        while self.slices and self.slices[0].frozen:
+            s = self.slices[0]
+            n_records = await self.file.commit(s)
+            # No await between the commit's cache invalidation (inside `commit`) and leaving the list:
+            # a reader sees the slice either in the records it fetches or in the overlay.
+            self.slices.pop(0)
+            self.file.ctx.budget.release(s.length)
+            s.done.set()
+            if n_records:
+                await self.file.ctx.compact(self.file.ino, self.indx, n_records)
+        if not self.slices and self.file.chunks.get(self.indx) is self:
+            del self.file.chunks[self.indx]
+
+
+class FileWriter:
+    """The pending writes of one inode in this client."""
+
+    def __init__(self, ino: int, ctx: WriteContext, committed_length: Callable[[], int]) -> None:
+        self.ino = ino
+        self.ctx = ctx
+        self.chunks: dict[int, ChunkWriter] = {}
+        self.error: OSError | None = None
+        """The first failure since the last `flush`, raised by the next one."""
+        self._committed_length = committed_length
+        self._last_growing: SliceWriter | None = None
+        self._lock = asyncio.Lock()
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    async def write(self, off: int, data: memoryview) -> None:
+        """Buffer `data` at file offset `off` (waits first while the client's write budget is exceeded)."""
+        await self.ctx.budget.wait()
+        async with self._lock:
+            done = 0
+            for indx, pos, n in split_range(off, len(data)):
+                await self._write_chunk(indx, pos, data[done : done + n])
+                done += n
+
+    async def _write_chunk(self, indx: int, pos: int, data: memoryview) -> None:
+        n = len(data)
+        cw = self.chunks.get(indx)
+        s = cw.find(pos, n) if cw is not None else None
+        if s is None:
+            slice_id = await self.ctx.meta.next_slice_id()
+            cw = self.chunks.get(indx)  # the committer may have retired the old one meanwhile
+            if cw is None:
+                cw = self.chunks[indx] = ChunkWriter(self, indx)
+            s = SliceWriter(cw, slice_id, pos)
+            cw.slices.append(s)
+        file_end = indx * CHUNK_SIZE + pos + n
+        growing = file_end > self.length()
+        self.ctx.budget.add(s.write(pos - s.pos, data))
+        if growing and s is not self._last_growing:
+            last = self._last_growing
+            if s.after is None and last is not None and not last.done.is_set() and last.chunk.indx < indx:
+                s.after = last
+            self._last_growing = s
+        if s.end == CHUNK_SIZE:
+            s.freeze()
+
+    # -- freezing and flushing -------------------------------------------------------------------------
+
+    def slices(self) -> list[SliceWriter]:
+        return [s for cw in self.chunks.values() for s in cw.slices]
+
+    def freeze_all(self) -> None:
+        for s in self.slices():
+            s.freeze()
+
+    def sweep(self, now: float) -> None:
+        """Freeze slices idle for `idle_flush` seconds or alive for `max_slice_age` seconds."""
+        cfg = self.ctx.config
+        for s in self.slices():
+            if not s.frozen and (now - s.touched >= cfg.idle_flush or now - s.created >= cfg.max_slice_age):
+                s.freeze()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered or waiting to be committed."""
+        return not self.chunks
+
+    async def flush(self) -> None:
+        """Commit everything written so far; raises the first failure since the last flush (once)."""
+        self.freeze_all()
+        for s in self.slices():
+            await s.done.wait()
+        err, self.error = self.error, None
+        if err is not None:
+            raise err
+
+    def forget_growth(self) -> None:
+        """After a truncate (everything flushed): no earlier growing slice to wait for."""
+        self._last_growing = None
+
+    # -- reading back ----------------------------------------------------------------------------------
+
+    def pending_end(self) -> int:
+        """End (file offset) of the furthest uncommitted byte, 0 if none."""
+        end = 0
+        for indx, cw in self.chunks.items():
+            for s in cw.slices:
+                end = max(end, indx * CHUNK_SIZE + s.end)
+        return end
+
+    def length(self) -> int:
+        """The file length as this client sees it: committed length or the end of pending writes."""
+        return max(self._committed_length(), self.pending_end())
+
+    def overlay(self, indx: int, pos: int, n: int) -> list[tuple[int, list[memoryview]]]:
+        """Uncommitted bytes of chunk `indx` inside [pos, pos+n): (chunk position, views), oldest first.
+
+        Applying them in order over the committed data gives what this client wrote.
+        """
+        cw = self.chunks.get(indx)
+        if cw is None:
+            return []
+        out: list[tuple[int, list[memoryview]]] = []
+        end = pos + n
+        for s in cw.slices:
+            lo, hi = max(pos, s.pos), min(end, s.end)
+            if lo < hi:
+                out.append((lo, s.views(lo - s.pos, hi - lo)))
+        return out
+
+    # -- committing ------------------------------------------------------------------------------------
+
+    async def commit(self, s: SliceWriter) -> int:
+        """Wait for the blocks of frozen slice `s` and commit it; returns the chunk's record count (0 if
+        the slice was dropped). Never raises: a failure is recorded in `error`.
+        """
+        ctx = self.ctx
+        indx = s.chunk.indx
+        definite = True
+        try:
+            for result in await asyncio.gather(*s.uploads, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
+            if s.after is not None:
+                await s.after.done.wait()
+                if s.after.failed is not None:
+                    raise FSError(errno.EIO, "an earlier part of the file could not be stored")
+            definite = False
+            attr, n_records = await ctx.meta.write_slice(
+                self.ino, indx, s.pos, s.id, s.length, 0, s.length, s.mtime_ns
+            )
+        except Exception as exc:
+            definite = definite or isinstance(exc, FSError)
+            s.failed = exc if isinstance(exc, OSError) else FSError(errno.EIO, str(exc))
+            if self.error is None:
+                self.error = s.failed
+            log.error(
+                "slice_dropped", ino=self.ino, indx=indx, slice=s.id, pos=s.pos, length=s.length,
+                error=str(exc), blocks_deleted=definite,
+            )  # fmt: skip
+            if definite:
+                ctx.spawn(ctx.blocks.delete_slice(s.id, s.length))
+            return 0
+        ctx.committed(self.ino, indx, attr)
+        return n_records
+
+
+async def compaction_policy(
+    n_records: int, now: Callable[[], Awaitable[None]], later: Callable[[], None]
+) -> None:
+    """Apply JuiceFS's after-commit rule: compact inline when the chunk is far too long, else maybe later."""
+    if must_compact_now(n_records):
+        await now()
+    elif needs_compaction(n_records):
+        later()

@@ -1,0 +1,252 @@
+"""The read path: holes, EOF, boundaries, fetching only what is needed, single flight, read-ahead,
+invalidation, vanished and corrupt blocks (memory KV, memory store)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jfs.adapters.kv.registry import open_kv
+from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.meta.chunks import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
+from jfs.domain.chunks import CHUNK_SIZE
+from jfs.ports.objects import ObjectInfo, ObjectStore
+from jfs.testing.data_harness import DataVolume
+
+BS = 64 << 10
+
+
+class CountingStore:
+    """A named memory store counting gets per key, with an optional delay per get."""
+
+    def __init__(self, bucket: str) -> None:
+        self.inner = MemoryStore(bucket)
+        self.url = self.inner.url
+        self.gets: Counter[str] = Counter()
+        self.ranged = 0
+        self.delay = 0.0
+
+    async def put(self, key: str, data: bytes | memoryview) -> None:
+        await self.inner.put(key, data)
+
+    async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        self.gets[key] += 1
+        if off or limit >= 0:
+            self.ranged += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return await self.inner.get(key, off, limit)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await self.inner.head(key)
+
+    async def delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+        return self.inner.list(prefix, start_after, limit)
+
+    async def close(self) -> None:
+        pass
+
+
+async def _volume(
+    store: ObjectStore, kv_url: str = "memory://", compression: str = "none", **overrides: object
+) -> DataVolume:
+    async def opener() -> ObjectStore:
+        return store
+
+    defaults: dict[str, object] = {"retry_delay": 0.001, "io_retries": 3, "compact_on_read": False}
+    defaults.update(overrides)
+    return await DataVolume.create(await open_kv(kv_url), opener, compression=compression, **defaults)
+
+
+@pytest.fixture
+def store() -> CountingStore:
+    return CountingStore(f"reader-{uuid.uuid4().hex}")
+
+
+@pytest.fixture(params=["none", "lz4", "zstd"])
+async def vol(request: pytest.FixtureRequest, store: CountingStore) -> AsyncIterator[DataVolume]:
+    v = await _volume(store, compression=request.param)
+    yield v
+    await v.close()
+
+
+async def _file(vol: DataVolume, name: bytes, data: bytes, off: int = 0) -> int:
+    ino = await vol.new_file(name)
+    h = await vol.dp.open(ino, os.O_WRONLY)
+    await vol.dp.write(h, off, data)
+    await vol.dp.release(h)
+    return ino
+
+
+async def test_holes_read_as_zeros_and_reads_stop_at_eof(vol: DataVolume) -> None:
+    ino = await _file(vol, b"sparse", b"end", off=3 * BS + 5)
+    h = await vol.dp.open(ino)
+    assert await vol.dp.read(h, 0, 10) == b"\0" * 10
+    assert await vol.dp.read(h, 3 * BS, 100) == b"\0" * 5 + b"end"
+    assert await vol.dp.read(h, 3 * BS + 8, 100) == b""
+    assert await vol.dp.read(h, 10 * BS, 100) == b""
+    await vol.dp.truncate(ino, 5 * BS)
+    assert await vol.dp.read(h, 5 * BS - 3, 100) == b"\0" * 3
+    await vol.dp.release(h)
+
+
+async def test_reads_across_block_and_chunk_boundaries(vol: DataVolume) -> None:
+    data = os.urandom(3 * BS)
+    start = CHUNK_SIZE - BS - 123
+    ino = await _file(vol, b"edge", data, off=start)
+    h = await vol.dp.open(ino)
+    for off, n in [(start, len(data)), (CHUNK_SIZE - 1, 2), (CHUNK_SIZE - 10, BS + 20), (start + BS - 1, 2)]:
+        assert await vol.dp.read(h, off, n) == data[off - start : off - start + n], (off, n)
+    assert len(await vol.meta.read_chunk(ino, 0)) == 1
+    assert len(await vol.meta.read_chunk(ino, 1)) == 1
+    await vol.dp.release(h)
+
+
+async def test_a_small_read_fetches_one_block_or_one_range(vol: DataVolume, store: CountingStore) -> None:
+    ino = await _file(vol, b"big", os.urandom(20 * BS))
+    h = await vol.dp.open(ino)
+    store.gets.clear()
+    await vol.dp.read(h, 7 * BS + 1000, 4096)
+    assert sum(store.gets.values()) == 1
+    assert [k.split("_")[-2] for k in store.gets] == ["7"]
+    if vol.config.compression == "none":
+        assert store.ranged == 1  # a small read inside an uncompressed block asks for just its range
+    await vol.dp.release(h)
+
+
+async def test_concurrent_reads_of_a_block_share_one_fetch(vol: DataVolume, store: CountingStore) -> None:
+    ino = await _file(vol, b"hot", os.urandom(4 * BS))
+    h = await vol.dp.open(ino)
+    store.gets.clear()
+    store.delay = 0.02
+    results = await asyncio.gather(*(vol.dp.read(h, 2 * BS + i * 1000, 1000) for i in range(10)))
+    assert len(set(results)) == 10
+    # Requests at the block start load the whole block; the ones that arrive meanwhile wait for it.
+    assert sum(n for k, n in store.gets.items() if "_2_" in k) <= 1 + (9 if vol.config.compression == "none" else 0)
+    store.gets.clear()
+    await asyncio.gather(*(vol.dp.read(h, 3 * BS, BS) for _ in range(5)))
+    assert sum(store.gets.values()) == 1
+    await vol.dp.release(h)
+
+
+async def test_sequential_reads_load_blocks_ahead(vol: DataVolume, store: CountingStore) -> None:
+    data = os.urandom(16 * BS)
+    ino = await _file(vol, b"stream", data)
+    h = await vol.dp.open(ino)
+    store.gets.clear()
+    out = bytearray()
+    for off in range(0, 4 * BS, 16 << 10):
+        out += await vol.dp.read(h, off, 16 << 10)
+    await asyncio.sleep(0.05)
+    assert out == data[: 4 * BS]
+    fetched = {int(k.split("_")[-2]) for k in store.gets}
+    assert max(fetched) > 4  # blocks beyond the last one read were loaded ahead
+    before = sum(store.gets.values())
+    for off in range(4 * BS, 6 * BS, 16 << 10):
+        out += await vol.dp.read(h, off, 16 << 10)
+    assert sum(store.gets.values()) - before <= 2  # served mostly from the memory cache
+    assert out == data[: 6 * BS]
+    await vol.dp.release(h)
+
+
+async def test_other_clients_changes_are_seen_after_the_attr_ttl(store: CountingStore) -> None:
+    name = f"memory://shared-{uuid.uuid4().hex}"
+    a = await _volume(store, name, attr_ttl=0.0)
+    kv_b = await open_kv(name)
+    from jfs.app.data.config import DataConfig
+    from jfs.app.data.files import DataPath
+    from jfs.app.meta.engine import Meta
+
+    meta_b = await Meta.load(kv_b)
+    await meta_b.start_session(background=False)
+    b = await DataPath(meta_b, store, DataConfig.from_settings(meta_b.settings, retry_delay=0.001)).start()
+    try:
+        ino = await _file(a, b"shared", b"1" * 1000)
+        ha = await a.dp.open(ino)
+        assert await a.dp.read(ha, 0, 2000) == b"1" * 1000
+        hb = await b.open(ino, os.O_RDWR)
+        await b.write(hb, 500, b"2" * 1000)
+        await b.release(hb)
+        assert await a.dp.read(ha, 0, 2000) == b"1" * 500 + b"2" * 1000
+        await a.dp.release(ha)
+    finally:
+        await b.close()
+        await meta_b.close()
+        await a.close()
+
+
+async def test_a_read_after_compaction_elsewhere_re_resolves(store: CountingStore) -> None:
+    name = f"memory://compact-{uuid.uuid4().hex}"
+    a = await _volume(store, name, attr_ttl=3600.0)
+    try:
+        ino = await a.new_file(b"frag")
+        h = await a.dp.open(ino, os.O_RDWR)
+        expect = bytearray()
+        for i in range(8):
+            await a.dp.write(h, len(expect), bytes([i]) * 3000)
+            expect += bytes([i]) * 3000
+            await a.dp.flush(h)
+        assert await a.dp.read(h, 0, len(expect)) == expect  # layout now cached
+        # Another client compacts the chunk: the old slices' objects disappear under our cached layout.
+        kv_b = await open_kv(name)
+        from jfs.app.data.files import DataPath
+        from jfs.app.meta.engine import Meta
+
+        meta_b = await Meta.load(kv_b)
+        await meta_b.start_session(background=False)
+        b = await DataPath(meta_b, store, a.config).start()
+        assert await b.compact(ino) == 1
+        await b.close()
+        await meta_b.close()
+        a.dp.mem.clear()
+        assert await a.dp.read(h, 0, len(expect)) == expect
+        await a.dp.release(h)
+    finally:
+        await a.close()
+
+
+async def test_punched_holes_and_local_truncate_invalidate_cached_layouts(vol: DataVolume) -> None:
+    ino = await _file(vol, b"punch", b"d" * (3 * BS))
+    h = await vol.dp.open(ino, os.O_RDWR)
+    assert await vol.dp.read(h, 0, 3 * BS) == b"d" * (3 * BS)
+    await vol.dp.fallocate(ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BS, 100)
+    assert await vol.dp.read(h, BS - 1, 102) == b"d" + b"\0" * 100 + b"d"
+    await vol.dp.write(h, 10, b"w")  # pending, then truncated below it: flushed first
+    await vol.dp.truncate(ino, 5)
+    assert await vol.dp.read(h, 0, 100) == b"ddddd"
+    await vol.dp.truncate(ino, 20)
+    assert await vol.dp.read(h, 0, 100) == b"ddddd" + b"\0" * 15
+    await vol.dp.release(h)
+
+
+async def test_a_corrupt_object_is_an_error_never_wrong_bytes(vol: DataVolume, store: CountingStore) -> None:
+    ino = await _file(vol, b"corrupt", os.urandom(2 * BS))
+    key = next(k for k in store.inner._objects.keys() if k.endswith(f"_1_{BS}"))
+    good = await store.inner.get(key)
+    await store.inner.put(key, good[: len(good) // 2])  # truncated object
+    h = await vol.dp.open(ino)
+    with pytest.raises(OSError) as info:
+        await vol.dp.read(h, BS, BS)
+    assert info.value.errno == errno.EIO
+    assert len(await vol.dp.read(h, 0, BS)) == BS  # the other block is fine
+    await vol.dp.release(h)
+
+
+async def test_a_missing_object_is_eio(vol: DataVolume, store: CountingStore) -> None:
+    ino = await _file(vol, b"missing", os.urandom(BS))
+    for key in list(store.inner._objects.keys()):
+        await store.inner.delete(key)
+    h = await vol.dp.open(ino)
+    with pytest.raises(OSError) as info:
+        await vol.dp.read(h, 0, 10)
+    assert info.value.errno == errno.EIO
+    await vol.dp.release(h)

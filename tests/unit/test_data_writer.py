@@ -1,0 +1,358 @@
+"""The write path: slices, blocks, commit order, failures, back-pressure (memory KV, memory store)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jfs.adapters.kv.registry import open_kv
+from jfs.adapters.objects.faulty import FaultyStore
+from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.data.pages import PageList, as_view
+from jfs.domain.chunks import CHUNK_SIZE
+from jfs.domain.records import SliceRecord
+from jfs.ports.objects import ObjectInfo, ObjectStore, ObjectStoreError
+from jfs.testing.data_harness import DataVolume
+
+BS = 64 << 10
+
+
+class SpyStore:
+    """A memory store that counts calls and can hold back or fail puts of chosen keys."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore(f"spy-{uuid.uuid4().hex}")
+        self.url = self.inner.url
+        self.calls: Counter[str] = Counter()
+        self.gates: dict[str, asyncio.Event] = {}
+        self.fail_puts: set[str] = set()
+        self.put_order: list[str] = []
+
+    def gate(self, suffix: str) -> asyncio.Event:
+        ev = asyncio.Event()
+        self.gates[suffix] = ev
+        return ev
+
+    async def put(self, key: str, data: bytes | memoryview) -> None:
+        self.calls["put"] += 1
+        for suffix, ev in self.gates.items():
+            if key.endswith(suffix):
+                await ev.wait()
+        if any(key.endswith(s) for s in self.fail_puts):
+            raise ObjectStoreError(f"refused {key}")
+        await self.inner.put(key, data)
+        self.put_order.append(key)
+
+    async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        self.calls["get"] += 1
+        return await self.inner.get(key, off, limit)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await self.inner.head(key)
+
+    async def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        await self.inner.delete(key)
+
+    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+        return self.inner.list(prefix, start_after, limit)
+
+    async def close(self) -> None:
+        pass
+
+    def keys(self) -> list[str]:
+        return list(self.inner._objects.keys())
+
+
+async def _volume(store: ObjectStore, **overrides: object) -> DataVolume:
+    async def opener() -> ObjectStore:
+        return store
+
+    defaults: dict[str, object] = {"retry_delay": 0.001, "io_retries": 3, "idle_flush": 30.0, "max_slice_age": 60.0}
+    defaults.update(overrides)
+    return await DataVolume.create(await open_kv("memory://"), opener, **defaults)
+
+
+@pytest.fixture
+def spy() -> SpyStore:
+    return SpyStore()
+
+
+@pytest.fixture
+async def vol(spy: SpyStore) -> AsyncIterator[DataVolume]:
+    v = await _volume(spy)
+    yield v
+    await v.close()
+
+
+# -------------------------------------------------------------------------------------------- pages
+
+
+def test_page_list_appends_without_copying_and_overwrites_by_recutting() -> None:
+    pages = PageList()
+    a, b = b"aaaa", b"bbbb"
+    pages.write(0, memoryview(a))
+    pages.write(4, memoryview(b))
+    before = pages.views(2, 4)
+    pages.write(3, memoryview(b"XY"))
+    assert b"".join(pages.views(0, 8)) == b"aaaXYbbb"
+    assert b"".join(before) == b"aabb"  # views handed out earlier never change
+    pages.write(7, memoryview(b"123"))
+    assert pages.size == 10
+    assert pages.join() == b"aaaXYbb123"
+    with pytest.raises(ValueError):
+        pages.write(12, memoryview(b"gap"))
+
+
+def test_as_view_copies_only_mutable_buffers() -> None:
+    data = b"immutable"
+    assert as_view(data).obj is data
+    buf = bytearray(b"mutable")
+    view = as_view(buf)
+    buf[0:1] = b"M"
+    assert bytes(view) == b"mutable"
+
+
+# ----------------------------------------------------------------------------------------- slicing
+
+
+async def test_small_appends_make_small_blocks_without_reading_back(vol: DataVolume, spy: SpyStore) -> None:
+    ino = await vol.new_file(b"log")
+    h = await vol.dp.open(ino, os.O_WRONLY)
+    for i in range(3):
+        await vol.dp.write(h, i * 100, bytes([65 + i]) * 100)
+        await vol.dp.flush(h)
+    records = await vol.meta.read_chunk(ino, 0)
+    assert [(r.pos, r.size, r.len) for r in records] == [(0, 100, 100), (100, 100, 100), (200, 100, 100)]
+    assert all(k.endswith("_0_100") for k in spy.keys())
+    assert spy.calls["get"] == 0
+    await vol.dp.release(h)
+
+
+async def test_sequential_write_is_one_slice_and_uploads_full_blocks_before_flush(
+    vol: DataVolume, spy: SpyStore
+) -> None:
+    ino = await vol.new_file(b"seq")
+    h = await vol.dp.open(ino, os.O_WRONLY)
+    data = os.urandom(3 * BS + 1000)
+    for off in range(0, len(data), 10_000):
+        await vol.dp.write(h, off, data[off : off + 10_000])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(spy.keys()) == 3  # the three full blocks went out before any flush
+    assert await vol.meta.read_chunk(ino, 0) == []
+    await vol.dp.flush(h)
+    [record] = await vol.meta.read_chunk(ino, 0)
+    assert record == SliceRecord(0, record.id, len(data), 0, len(data))
+    assert sorted(k.rsplit("_", 1)[1] for k in spy.keys()) == ["1000", "65536", "65536", "65536"]
+    assert (await vol.meta.getattr(ino)).length == len(data)
+    await vol.dp.release(h)
+
+
+async def test_overwrite_of_unuploaded_tail_joins_the_slice_else_new_slice(vol: DataVolume) -> None:
+    ino = await vol.new_file(b"tail")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    await vol.dp.write(h, 0, b"a" * (BS + 100))  # block 0 uploaded, 100 bytes pending
+    await vol.dp.write(h, BS + 50, b"b" * 100)  # inside the pending tail: same slice
+    await vol.dp.write(h, 10, b"c" * 10)  # inside the uploaded block: a new slice
+    await vol.dp.flush(h)
+    records = await vol.meta.read_chunk(ino, 0)
+    assert [(r.pos, r.len) for r in records] == [(0, BS + 150), (10, 10)]
+    expect = bytearray(b"a" * (BS + 150))
+    expect[BS + 50 :] = b"b" * 100
+    expect[10:20] = b"c" * 10
+    assert await vol.dp.read(h, 0, 1 << 20) == expect
+    await vol.dp.release(h)
+
+
+async def test_reads_see_unflushed_writes(vol: DataVolume) -> None:
+    ino = await vol.new_file(b"ryw")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    await vol.dp.write(h, 0, b"x" * 1000)
+    await vol.dp.flush(h)
+    await vol.dp.write(h, 500, b"y" * 1000)
+    await vol.dp.write(h, 5000, b"z")
+    got = await vol.dp.read(h, 0, 10_000)
+    assert got == b"x" * 500 + b"y" * 1000 + b"\0" * 3500 + b"z"
+    assert vol.dp.file_length(ino) == 5001
+    await vol.dp.release(h)
+
+
+# ------------------------------------------------------------------------------------------ commits
+
+
+async def test_slice_commits_only_after_all_its_blocks_are_stored(vol: DataVolume, spy: SpyStore) -> None:
+    ino = await vol.new_file(b"durable")
+    h = await vol.dp.open(ino, os.O_WRONLY)
+    gate = spy.gate("_1_65536")
+    await vol.dp.write(h, 0, b"q" * (3 * BS))
+    flush = asyncio.create_task(vol.dp.flush(h))
+    await asyncio.sleep(0.05)
+    assert not flush.done()
+    assert await vol.meta.read_chunk(ino, 0) == []
+    gate.set()
+    await flush
+    assert len(await vol.meta.read_chunk(ino, 0)) == 1
+    await vol.dp.release(h)
+
+
+async def test_slices_of_a_chunk_commit_in_creation_order(vol: DataVolume, spy: SpyStore) -> None:
+    ino = await vol.new_file(b"order")
+    h = await vol.dp.open(ino, os.O_WRONLY)
+    gate = spy.gate("_0_10")  # the first slice's only block
+    await vol.dp.write(h, 0, b"1" * 10)
+    await vol.dp.write(h, 5, b"2" * 2)  # overlaps a slice that cannot take it? same unfrozen tail: joins
+    await vol.dp.write(h, 100, b"3" * 20)  # not adjacent: new slice
+    flush = asyncio.create_task(vol.dp.flush(h))
+    await asyncio.sleep(0.05)
+    assert await vol.meta.read_chunk(ino, 0) == []  # the second slice is stored but must wait
+    gate.set()
+    await flush
+    assert [(r.pos, r.len) for r in await vol.meta.read_chunk(ino, 0)] == [(0, 10), (100, 20)]
+    await vol.dp.release(h)
+
+
+async def test_growing_into_a_new_chunk_waits_for_the_previous_growing_slice(
+    vol: DataVolume, spy: SpyStore
+) -> None:
+    ino = await vol.new_file(b"grow")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    start = CHUNK_SIZE - 1000
+    gate = spy.gate("_0_1000")
+    await vol.dp.write(h, start, b"a" * 3000)  # 1000 bytes in chunk 0, 2000 in chunk 1
+    flush = asyncio.create_task(vol.dp.flush(h))
+    await asyncio.sleep(0.05)
+    assert await vol.meta.read_chunk(ino, 1) == []
+    assert (await vol.meta.getattr(ino)).length == 0
+    gate.set()
+    await flush
+    assert (await vol.meta.getattr(ino)).length == CHUNK_SIZE + 2000
+    assert await vol.dp.read(h, start - 10, 4000) == b"\0" * 10 + b"a" * 3000
+    await vol.dp.release(h)
+
+
+async def test_upload_failure_reports_eio_and_commits_nothing(spy: SpyStore) -> None:
+    vol = await _volume(spy)
+    try:
+        ino = await vol.new_file(b"fail")
+        h = await vol.dp.open(ino, os.O_RDWR)
+        spy.fail_puts.add("_1_65536")
+        await vol.dp.write(h, 0, b"f" * (2 * BS + 10))
+        with pytest.raises(OSError) as info:
+            await vol.dp.flush(h)
+        assert info.value.errno == errno.EIO
+        assert await vol.meta.read_chunk(ino, 0) == []
+        assert (await vol.meta.getattr(ino)).length == 0
+        await vol.dp.drain()
+        assert spy.keys() == []  # the blocks that did land were deleted again
+        await vol.dp.flush(h)  # reported once
+        spy.fail_puts.clear()
+        await vol.dp.write(h, 0, b"ok")
+        await vol.dp.release(h)
+        assert await vol.dp.read(await vol.dp.open(ino), 0, 10) == b"ok"
+    finally:
+        await vol.close()
+
+
+async def test_release_raises_the_failure_and_still_closes(spy: SpyStore) -> None:
+    vol = await _volume(spy)
+    try:
+        ino = await vol.new_file(b"close")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        spy.fail_puts.add("_0_5")
+        await vol.dp.write(h, 0, b"lost!")
+        with pytest.raises(OSError):
+            await vol.dp.release(h)
+        assert vol.dp.file_length(ino) is None
+        with pytest.raises(OSError) as info:
+            await vol.dp.write(h, 0, b"x")
+        assert info.value.errno == errno.EBADF
+    finally:
+        await vol.close()
+
+
+async def test_faulty_store_uploads_succeed_after_retries() -> None:
+    inner = MemoryStore(f"faulty-{uuid.uuid4().hex}")
+    faulty = FaultyStore(inner, 0.3, seed=7, put_lands=0.5)
+    vol = await _volume(faulty, io_retries=20)  # type: ignore[arg-type]
+    try:
+        ino = await vol.new_file(b"retry")
+        h = await vol.dp.open(ino, os.O_RDWR)
+        data = os.urandom(10 * BS + 7)
+        await vol.dp.write(h, 0, data)
+        await vol.dp.flush(h)
+        assert faulty.injected["put"] > 0
+        assert await vol.dp.read(h, 0, len(data) + 1) == data
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+# ------------------------------------------------------------------------------- background flushes
+
+
+async def test_idle_slices_are_committed_without_flush(spy: SpyStore) -> None:
+    vol = await _volume(spy, idle_flush=0.05, sweep_interval=0.01)
+    try:
+        ino = await vol.new_file(b"idle")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        await vol.dp.write(h, 0, b"idle data")
+        for _ in range(100):
+            if await vol.meta.read_chunk(ino, 0):
+                break
+            await asyncio.sleep(0.01)
+        assert len(await vol.meta.read_chunk(ino, 0)) == 1
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def test_writers_wait_when_the_buffer_is_full(spy: SpyStore) -> None:
+    vol = await _volume(spy, buffer_size=4 * BS, max_uploads=1)
+    try:
+        ino = await vol.new_file(b"pressure")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        gate = spy.gate("_0_65536")
+        peak = 0
+        writes = asyncio.create_task(_write_many(vol, h, 12 * BS, 8192, lambda: vol.dp.budget.used))
+        await asyncio.sleep(0.05)
+        assert not writes.done()  # held back: the first block cannot be stored
+        assert vol.dp.budget.used <= 4 * BS + 8192
+        gate.set()
+        peak = await writes
+        assert peak <= 4 * BS + 8192
+        await vol.dp.flush(h)
+        assert vol.dp.budget.used == 0
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def _write_many(vol: DataVolume, h: object, total: int, step: int, used: object) -> int:
+    peak = 0
+    for off in range(0, total, step):
+        await vol.dp.write(h, off, b"p" * step)  # type: ignore[arg-type]
+        peak = max(peak, used())  # type: ignore[operator]
+    return peak
+
+
+async def test_many_small_commits_trigger_compaction(vol: DataVolume) -> None:
+    ino = await vol.new_file(b"frag")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    expect = bytearray()
+    for i in range(99):
+        chunk = bytes([i % 251]) * 37
+        await vol.dp.write(h, len(expect), chunk)
+        expect += chunk
+        await vol.dp.flush(h)
+    await vol.dp.drain()
+    records = await vol.meta.read_chunk(ino, 0)
+    assert len(records) < 10
+    assert await vol.dp.read(h, 0, 1 << 20) == expect
+    await vol.dp.release(h)

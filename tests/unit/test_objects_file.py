@@ -1,0 +1,252 @@
+"""The ``file`` object store beyond the shared contract: atomic puts, temp files, layout, laziness."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jfs.adapters.objects.file as file_mod
+from jfs.adapters.objects.file import TMP_PREFIX, FileStore
+from jfs.ports.objects import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    s = FileStore(f"{tmp_path}/bucket/")
+    await s.create_bucket()
+    yield s
+    await s.close()
+
+
+def _all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+class _BreaksMidway:
+    """A file object that writes half of what it is given, then fails like a full disk."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.real.write(view[: len(view) // 2])
+        self.real.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self) -> _BreaksMidway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.close()
+
+
+def _break_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = open
+
+    def breaking_open(file: Any, mode: str = "r", *a: Any, **k: Any) -> Any:
+        f = real_open(file, mode, *a, **k)
+        return _BreaksMidway(f) if "w" in mode else f
+
+    monkeypatch.setattr(file_mod, "open", breaking_open, raising=False)
+
+
+@pytest.fixture
+def failing_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_writes(monkeypatch)
+
+
+async def test_layout_is_one_file_per_key(store: FileStore, tmp_path: Path) -> None:
+    await store.put("vol/chunks/0/4/4105_0_8000", b"block")
+    assert (tmp_path / "bucket/vol/chunks/0/4/4105_0_8000").read_bytes() == b"block"
+    assert store.url == f"{tmp_path}/bucket/"
+    assert FileStore(f"file://{tmp_path}/bucket").url == store.url
+
+
+async def test_failed_write_leaves_no_object_and_no_temp_file(
+    store: FileStore, tmp_path: Path, failing_writes: None
+) -> None:
+    with pytest.raises(ObjectStoreError, match="No space left"):
+        await store.put("vol/chunks/0/0/1_0_100", b"x" * 100)
+    with pytest.raises(ObjectNotFound):
+        await store.get("vol/chunks/0/0/1_0_100")
+    assert _all_files(tmp_path / "bucket") == []
+    assert [i async for i in store.list()] == []
+
+
+async def test_failed_overwrite_keeps_the_old_object(
+    store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.put("k/obj", b"old" * 10)
+    _break_writes(monkeypatch)
+    with pytest.raises(ObjectStoreError):
+        await store.put("k/obj", b"new" * 1000)
+    assert await store.get("k/obj") == b"old" * 10
+    assert _all_files(tmp_path / "bucket") == ["k/obj"]
+
+
+async def test_temp_file_is_never_visible_under_the_real_name(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, bool]] = []
+    real_replace = os.replace
+
+    def spying_replace(src: str, dst: str) -> None:
+        # At rename time the data are complete in the temp file and the real name does not exist yet.
+        seen.append((os.path.basename(src), os.path.exists(dst)))
+        assert Path(src).read_bytes() == b"payload"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spying_replace)
+    await store.put("a/b", b"payload")
+    assert len(seen) == 1 and seen[0][0].startswith(TMP_PREFIX + "b.") and seen[0][1] is False
+
+
+async def test_leftover_temp_files_are_ignored(store: FileStore, tmp_path: Path) -> None:
+    await store.put("vol/chunks/0/0/7_0_3", b"abc")
+    (tmp_path / f"bucket/vol/chunks/0/0/{TMP_PREFIX}8_0_3.deadbeef").write_bytes(b"ab")  # a crash mid-put
+    (tmp_path / f"bucket/{TMP_PREFIX}top.cafebabe").write_bytes(b"")
+    assert [i.key async for i in store.list()] == ["vol/chunks/0/0/7_0_3"]
+    with pytest.raises(ObjectNotFound):
+        await store.get("vol/chunks/0/0/8_0_3")
+    with pytest.raises(ObjectStoreError, match="reserved"):
+        await store.put(f"vol/{TMP_PREFIX}x", b"")
+
+
+async def test_fsync_before_rename_and_optional_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    default = FileStore(str(tmp_path / "b1"))
+    await default.create_bucket()
+    await default.put("k", b"1")
+    assert events == ["fsync-file", "rename"]
+    events.clear()
+    durable = FileStore(str(tmp_path / "b2"), fsync_dir=True)
+    await durable.create_bucket()
+    await durable.put("d/k", b"1")  # creates d/: its entry in the bucket directory is synced too
+    assert events == ["fsync-file", "rename", "fsync-dir", "fsync-dir"]
+    events.clear()
+    await durable.put("d/k2", b"1")
+    assert events == ["fsync-file", "rename", "fsync-dir"]
+    events.clear()
+    fast = FileStore(str(tmp_path / "b3"), fsync=False)
+    await fast.create_bucket()
+    await fast.put("k", b"1")
+    assert events == ["rename"]
+    for s in (default, durable, fast):
+        await s.close()
+
+
+async def test_missing_bucket_directory_is_unavailable(tmp_path: Path) -> None:
+    s = FileStore(str(tmp_path / "nope"))
+    calls = [s.put("a/b", b"1"), s.get("a/b"), s.head("a/b"), s.delete("a/b")]
+    for call in calls:
+        with pytest.raises(ObjectStoreUnavailable, match=f"bucket directory {tmp_path}/nope/ does not exist"):
+            await call
+    with pytest.raises(ObjectStoreUnavailable):
+        _ = [i async for i in s.list()]
+    assert not (tmp_path / "nope").exists()  # put did not create it behind format's back
+    await s.create_bucket()
+    await s.put("a/b", b"1")
+    assert await s.get("a/b") == b"1"
+    await s.close()
+
+
+@pytest.mark.parametrize(
+    "key", ["", "/abs", "a//b", "a/./b", "../escape", "a/../../b", "trailing/", "nul\x00"]
+)
+async def test_invalid_keys_are_refused(store: FileStore, key: str) -> None:
+    with pytest.raises(ObjectStoreError, match="invalid object key"):
+        await store.put(key, b"x")
+
+
+async def test_a_key_cannot_be_both_object_and_prefix(store: FileStore) -> None:
+    await store.put("a", b"1")
+    with pytest.raises(ObjectStoreError, match="a prefix of it is an object"):
+        await store.put("a/b", b"2")
+    await store.put("x/y", b"3")
+    with pytest.raises(ObjectStoreError, match="other keys live under it"):
+        await store.put("x", b"4")
+    with pytest.raises(ObjectNotFound):
+        await store.get("x")
+    with pytest.raises(ObjectNotFound):
+        await store.head("x")
+    await store.delete("x")  # not an object: nothing to delete
+    assert [i.key async for i in store.list()] == ["a", "x/y"]
+
+
+async def test_range_get_reads_only_the_range(store: FileStore, tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "bucket/huge", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.ftruncate(fd, 8 << 30)  # sparse: reading it all would take long and need 8 GiB
+    os.pwrite(fd, b"tail", (8 << 30) - 4)
+    os.close(fd)
+    assert await store.get("huge", (8 << 30) - 6, 100) == b"\0\0tail"
+    assert (await store.head("huge")).size == 8 << 30
+
+
+async def test_list_descends_only_where_keys_can_match(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for d in range(10):
+        for i in range(3):
+            await store.put(f"vol/chunks/{d}/{i}", b"x")
+    await store.put("other/k", b"x")
+    scanned: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Any:
+        scanned.append(os.path.relpath(path, store.root))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert [i.key async for i in store.list("vol/chunks/3/")] == [f"vol/chunks/3/{i}" for i in range(3)]
+    assert scanned == ["vol/chunks/3"]
+    scanned.clear()
+    assert [i.key async for i in store.list("vol/", "vol/chunks/7/0")] == [
+        "vol/chunks/7/1",
+        "vol/chunks/7/2",
+        "vol/chunks/8/0",
+        "vol/chunks/8/1",
+        "vol/chunks/8/2",
+        "vol/chunks/9/0",
+        "vol/chunks/9/1",
+        "vol/chunks/9/2",
+    ]
+    assert scanned == ["vol", "vol/chunks", "vol/chunks/7", "vol/chunks/8", "vol/chunks/9"]
+    scanned.clear()
+    assert len([i async for i in store.list("vol/", limit=4)]) == 4
+    assert scanned == ["vol", "vol/chunks", "vol/chunks/0", "vol/chunks/1"]
+
+
+async def test_blocking_io_runs_in_the_store_threads(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[str] = set()
+    real_open = open
+
+    def spying_open(*a: Any, **k: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return real_open(*a, **k)
+
+    monkeypatch.setattr(file_mod, "open", spying_open, raising=False)
+    await store.put("t/k", b"1")
+    await store.get("t/k")
+    assert threads and all(name.startswith("jfs-file") for name in threads)
