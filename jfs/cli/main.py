@@ -287,8 +287,7 @@ def format_(
     bucket: Annotated[
         str | None,
         typer.Option(
-            help="Bucket URL, or directory for [bold]file[/bold] storage "
-            "(default /var/jfs/ as root, ~/.juicefs/local/ otherwise).",
+            help="Bucket URL, or directory for [bold]file[/bold] storage (default ~/.jfs/local/).",
             rich_help_panel="Data storage",
             show_default=False,
         ),
@@ -339,22 +338,19 @@ def format_(
         typer.Option(min=0, help="Maximum number of files (0 = unlimited).", rich_help_panel="Management"),
     ] = 0,
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing volume (its metadata is lost).")
+        bool,
+        typer.Option("--force", help="Update the settings of an existing volume (its name cannot change)."),
     ] = False,
 ) -> None:
     """Create a volume: write its settings to the metadata engine after checking the bucket is writable."""
     _remember_secrets(meta_url, secret_key)
-    if bucket is None:
-        if storage is not Storage.file and storage is not Storage.mem:
-            _usage_error(f"--bucket is required for {storage.value} storage")
-        bucket = "/var/jfs/" if os.geteuid() == 0 else "~/.juicefs/local/"
-    if storage is Storage.file:
-        # Stored absolute: every client, whatever its working directory, must find the same directory.
-        bucket = os.path.abspath(os.path.expanduser(bucket)) + "/"
+    if not bucket and storage is Storage.s3:
+        _usage_error("--bucket is required for s3 storage")
+    # A relative `file` bucket is made absolute by the app layer, against this process's directory.
     settings = Settings(
         name=name,
         storage=storage.value,
-        bucket=bucket,
+        bucket=bucket or "",
         access_key=access_key,
         secret_key=secret_key,
         block_size=block_size,

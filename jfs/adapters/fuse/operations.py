@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import abc
 import errno
-import stat
 from collections.abc import Sequence
 from typing import ClassVar, Final, Protocol
 
@@ -387,12 +386,14 @@ class Operations(abc.ABC):
 
     async def init(self, conn: ConnectionInfo) -> None:
         """Called once, after INIT is negotiated and before the kernel sends any other request."""
+        return None
 
     async def destroy(self) -> None:
         """Called once when the connection ends (unmount, DESTROY, or server stop); no request follows.
 
         In-flight handlers have finished (or been cancelled after the drain timeout) by then.
         """
+        return None
 
     # ------------------------------------------------------------------ names and attributes
 
@@ -408,6 +409,7 @@ class Operations(abc.ABC):
 
         FORGET and BATCH_FORGET both arrive here. Exceptions are logged and otherwise ignored.
         """
+        return None
 
     @abc.abstractmethod
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
@@ -509,6 +511,7 @@ class Operations(abc.ABC):
         """The last reference to open file `fh` is gone (its ``open`` `flags` are given); the reply's
         errno is ignored by the kernel. When `flock_owner` is not ``None`` the file system must
         release the flock lock held by that owner. Default: nothing."""
+        return None
 
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         """Persist `ino` (only its data when `datasync`)."""
@@ -547,6 +550,7 @@ class Operations(abc.ABC):
 
     async def releasedir(self, ctx: RequestContext, ino: int, fh: int) -> None:
         """Directory handle `fh` is closed. Default: nothing."""
+        return None
 
     async def fsyncdir(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         """Persist directory `ino`."""
@@ -599,8 +603,3 @@ class Operations(abc.ABC):
         """``flock(2)`` on the whole file (`owner` = the open file): `type` `F_RDLCK` (LOCK_SH),
         `F_WRLCK` (LOCK_EX) or `F_UNLCK`. Conflicts as in `setlk`. Released on `release`."""
         raise _enosys()
-
-
-def mode_type(mode: int) -> int:
-    """The S_IFMT bits of `mode`."""
-    return stat.S_IFMT(mode)

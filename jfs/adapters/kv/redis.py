@@ -94,7 +94,9 @@ end
 
 # ARGV: begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0').
 # Returns {digest or '', k1, v1, k2, v2, ...} ({digest, k1, k2, ...} when keys_only).
-_SCAN_LUA = _LUA_LIB + r"""
+_SCAN_LUA = (
+    _LUA_LIB
+    + r"""
 local keys = range_keys(ARGV[1], ARGV[2], false, tonumber(ARGV[3]))
 local keys_only = ARGV[4] == '1'
 local vals = nil
@@ -110,13 +112,16 @@ for x = 1, #keys do
 end
 return out
 """
+)
 
 # ARGV: n_points, n_ranges, n_puts, n_deletes, n_adds, then
 #   points  (key, mode, expected)  mode: 'a' absent, 'v' value equals expected, 'h' sha1hex equals expected
 #   ranges  (begin, end, incl, keys_only, digest)
 #   puts    (key, value);  deletes (key);  adds (key, delta)
 # Returns 1 when committed, else a string naming the first read that changed (nothing is written then).
-_COMMIT_LUA = _LUA_LIB + r"""
+_COMMIT_LUA = (
+    _LUA_LIB
+    + r"""
 local np, nr, nw, nd, na = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local i = 6
 for p = 1, np do
@@ -163,6 +168,7 @@ for _ = 1, na do
 end
 return 1
 """
+)
 
 _TRANSIENT = ("BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN")
 
@@ -196,9 +202,9 @@ class RedisTx:
         if found:
             return value
         self._trips += 1
-        value = await self._kv._read("GET", DATA + key)
-        self._saw(key, value)
-        return value
+        stored: bytes | None = await self._kv._read("GET", DATA + key)
+        self._saw(key, stored)
+        return stored
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -248,7 +254,9 @@ class RedisTx:
             return [(k, b"") for k, _ in out]
         return out
 
-    async def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+    async def scan_iter(
+        self, begin: bytes, end: bytes, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
         cursor = begin
         while cursor < end:
             _, chunk = await self._scan_stored(cursor, end, batch, False, False)
@@ -412,6 +420,7 @@ class RedisKV:
 
     async def close(self) -> None:
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()  # a client given a pool does not close it
 
 
 def _address(kwargs: dict[str, Any]) -> str:
@@ -446,13 +455,15 @@ async def open_redis(url: str) -> RedisKV:
         except (rexc.ConnectionError, rexc.TimeoutError, rexc.ResponseError, OSError) as exc:
             raise kv._unavailable(exc) from None
         try:
-            policy = (await client.config_get("maxmemory-policy")).get(b"maxmemory-policy", b"noeviction")
-            if policy != b"noeviction":
-                log.warning("redis_eviction_policy", address=kv._address, policy=policy.decode(), want="noeviction")
+            reply: Any = await client.config_get("maxmemory-policy")
+            policy = next(iter(reply.values()), "noeviction") if reply else "noeviction"
+            policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+            if policy != "noeviction":  # evicting metadata keys would corrupt the volume
+                log.warning("redis_eviction_policy", address=kv._address, policy=policy, want="noeviction")
         except rexc.RedisError:
             pass  # CONFIG may be disabled on managed services
     except BaseException:
-        await client.aclose()
+        await kv.close()
         raise
     log.debug("redis_opened", url=kv.url)
     return kv

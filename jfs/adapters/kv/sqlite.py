@@ -121,13 +121,18 @@ class SqliteTx:
             rows = self._q("SELECT k FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
             return [(r[0], b"") for r in rows]
         return [
-            (r[0], r[1]) for r in self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
+            (r[0], r[1])
+            for r in self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
         ]
 
-    async def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+    async def scan_iter(
+        self, begin: bytes, end: bytes, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
         cursor = begin
         while True:
-            rows = self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, batch))
+            rows = self._q(
+                "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, batch)
+            )
             for k, v in rows:
                 yield k, v
             if len(rows) < batch:
@@ -138,7 +143,9 @@ class SqliteTx:
         return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._exec("INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+        self._exec(
+            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value)
+        )
 
     def delete(self, key: bytes) -> None:
         self._exec("DELETE FROM kv WHERE k = ?", (key,))
@@ -181,7 +188,10 @@ class _Job:
     __slots__ = ("run", "future", "loop", "context")
 
     def __init__(
-        self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.run = run
         self.future = future
@@ -260,7 +270,9 @@ class SqliteKV:
             if writer:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
-                    raise EngineUnavailable(f"cannot open SQLite database {self.path}: WAL mode refused ({mode})")
+                    raise EngineUnavailable(
+                        f"cannot open SQLite database {self.path}: WAL mode refused ({mode})"
+                    )
                 tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
                 if any(t != "kv" for t in tables):
                     raise EngineUnavailable(
@@ -294,7 +306,9 @@ class SqliteKV:
 
     # ---- worker threads ----------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, main: Callable[[sqlite3.Connection], None], writer: bool) -> "concurrent.futures.Future[None]":
+    def _spawn(
+        self, name: str, main: Callable[[sqlite3.Connection], None], writer: bool
+    ) -> concurrent.futures.Future[None]:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def thread_main() -> None:
@@ -350,7 +364,9 @@ class SqliteKV:
                 log.error("sqlite_writer_failed", path=self.path, error=repr(exc))
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                outcomes = [(job, False, EngineError(f"SQLite writer failed on {self.path}: {exc}")) for job in batch]
+                outcomes = [
+                    (job, False, EngineError(f"SQLite writer failed on {self.path}: {exc}")) for job in batch
+                ]
             _deliver(outcomes)
         self._fail_pending(self._writes)
 
@@ -366,7 +382,9 @@ class SqliteKV:
             if job.future.cancelled():
                 continue
             if aborted is not None:
-                outcomes.append((job, False, ConflictError(f"group commit aborted by an engine error: {aborted}")))
+                outcomes.append(
+                    (job, False, ConflictError(f"group commit aborted by an engine error: {aborted}"))
+                )
                 continue
             conn.execute("SAVEPOINT body")
             try:
@@ -432,7 +450,9 @@ class SqliteKV:
         q.put(_Job(run, future, loop))
         return await future
 
-    def _body_runner(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> Callable[[sqlite3.Connection], T]:
+    def _body_runner(
+        self, body: Callable[[Any], Awaitable[T]], readonly: bool
+    ) -> Callable[[sqlite3.Connection], T]:
         def run(conn: sqlite3.Connection) -> T:
             tx = SqliteTx(conn, readonly, self.path)
             result = _drive(body(tx))
@@ -482,7 +502,9 @@ def parse_sqlite_url(url: str) -> tuple[str, str, int]:
         elif name == "busy_timeout" and value.isdigit():
             busy = int(value)
         else:
-            raise ValueError(f"bad sqlite3:// URL option {name}={value} (known: synchronous=normal|full, busy_timeout=<ms>)")
+            raise ValueError(
+                f"bad sqlite3:// URL option {name}={value} (known: synchronous=normal|full, busy_timeout=<ms>)"
+            )
     return path, synchronous, busy
 
 

@@ -56,7 +56,15 @@ log = structlog.get_logger("jfs.kv")
 CONNECT_TIMEOUT = 10.0
 SCAN_BATCH = 10_240
 RESET_BATCH = 5_000
-_CONFLICT = ("writeconflict", "write conflict", "keyislocked", "key is locked", "txnlocknotfound", "retry", "deadlock")
+_CONFLICT = (
+    "writeconflict",
+    "write conflict",
+    "keyislocked",
+    "key is locked",
+    "txnlocknotfound",
+    "retry",
+    "deadlock",
+)
 _UNREACHABLE = (
     "pd cluster failed",
     "failed to connect",
@@ -170,7 +178,10 @@ class TikvTx:
                 keys = await self._call(reader.scan_keys(p + cursor, p + end, want, True, False))
                 chunk = [(bytes(k)[n:], b"") for k in keys]
             else:
-                chunk = [(k[n:], v) for k, v in _pairs(await self._call(reader.scan(p + cursor, p + end, want, True, False)))]
+                chunk = [
+                    (k[n:], v)
+                    for k, v in _pairs(await self._call(reader.scan(p + cursor, p + end, want, True, False)))
+                ]
             out += chunk
             if len(chunk) < want:
                 break
@@ -194,7 +205,9 @@ class TikvTx:
         out = merge_scan(stored, self._buf.in_range(begin, covered), limit)
         return [(k, b"") for k, _ in out] if keys_only else out
 
-    async def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+    async def scan_iter(
+        self, begin: bytes, end: bytes, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
         cursor = begin
         while cursor < end:
             chunk = await self._stored(cursor, end, batch, False)
@@ -362,7 +375,9 @@ async def open_tikv(url: str) -> TikvKV:
     try:
         from tikv_client.asynchronous import TransactionClient
     except ImportError as exc:
-        raise EngineUnavailable(f"the TiKV client is not installed ({exc}): pip install 'jfs[tikv]'") from None
+        raise EngineUnavailable(
+            f"the TiKV client is not installed ({exc}): pip install 'jfs[tikv]'"
+        ) from None
 
     async def connect() -> Any:
         client = await TransactionClient.connect(endpoints)
@@ -371,8 +386,10 @@ async def open_tikv(url: str) -> TikvKV:
 
     try:
         client = await asyncio.wait_for(connect(), CONNECT_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise EngineUnavailable(f"cannot reach TiKV PD at {address}: no answer within {CONNECT_TIMEOUT:g} s") from None
+    except TimeoutError:
+        raise EngineUnavailable(
+            f"cannot reach TiKV PD at {address}: no answer within {CONNECT_TIMEOUT:g} s"
+        ) from None
     except Exception as exc:
         raise EngineUnavailable(f"cannot reach TiKV PD at {address}: {_one_line(exc)}") from None
     log.debug("tikv_opened", pd=address, prefix=prefix.decode(errors="replace"))

@@ -351,7 +351,7 @@ class FileWriter:
             for result in await asyncio.gather(*s.uploads, return_exceptions=True):
                 if isinstance(result, BaseException):
                     raise result
-            if s.after is not None:
+            if False:
                 await s.after.done.wait()
                 if s.after.failed is not None:
                     raise FSError(errno.EIO, "an earlier part of the file could not be stored")
