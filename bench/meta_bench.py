@@ -33,8 +33,8 @@ async def engine_url(name: str) -> AsyncIterator[str]:
     elif name == "redis":
         from jfs.testing.servers import redis_server
 
-        with redis_server() as url:
-            yield url
+        with redis_server() as server:
+            yield server.url + "/1"
     elif name == "memory":
         yield "memory://bench"
     else:

@@ -20,10 +20,11 @@ jfs_venv_ensure dev
 jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
 
 if [ -n "${JFS_TEST_TIKV:-}" ]; then
-  jfs_say "TiKV: testing against PD ${JFS_TEST_TIKV}"
+  tikv_note="TiKV: tested against PD ${JFS_TEST_TIKV}"
 else
-  jfs_say "TiKV: JFS_TEST_TIKV is not set, so the TiKV tests are skipped (set JFS_TEST_TIKV=pd-host:port to run them)"
+  tikv_note="TiKV: skipped, JFS_TEST_TIKV is not set (set JFS_TEST_TIKV=pd-host:port to run those tests)"
 fi
+jfs_say "$tikv_note"
 
 export PATH="$PWD/$JFS_VENV/bin:$PATH"
 summary=()
@@ -44,15 +45,16 @@ step() {
   fi
 }
 
-# shellcheck disable=SC2086  # JFS_MYPY_TARGETS is a word list on purpose
 step ruff ruff check jfs tests
+# shellcheck disable=SC2086  # JFS_MYPY_TARGETS is a word list on purpose
 step mypy mypy ${JFS_MYPY_TARGETS:-jfs/domain jfs/ports}
 # -rs lists every skipped test with its reason (e.g. TiKV without JFS_TEST_TIKV).
-step pytest pytest -q -rs "$@"
+step pytest pytest -q -rs --tb=short "$@"
 
 echo
 echo "jfs test summary ($((SECONDS - t0))s):"
 printf '%s\n' "${summary[@]}"
+echo "  $tikv_note"
 if [ "$failed" -ne 0 ]; then
   echo "RESULT: FAILED"
   exit 1

@@ -380,7 +380,7 @@ def format_(
     if stored.secret_key:
         rows.append(("Secret key", "removed"))
     rows += [
-        ("Block size", f"{stored.block_size} KiB"),
+        ("Block size", f"{stored.block_size} KiB ({_human_bytes(stored.block_bytes)})"),
         ("Compression", stored.compression),
         ("Trash days", f"{stored.trash_days}" + (" (trash disabled)" if stored.trash_days == 0 else "")),
         ("Capacity", _limit(stored.capacity, _human_bytes)),

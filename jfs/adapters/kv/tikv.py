@@ -16,8 +16,9 @@ How one attempt runs:
   - every scanned range is re-read at a fresh timestamp and compared (digest) with what the body saw:
     a changed range is a conflict. This catches phantoms committed before our commit starts; one committed
     in the short window between that re-read and our prewrite is NOT caught (TiKV has no range locks).
-    Metadata operations always also write the directory's attribute record, which closes the window for
-    the file system's own scans.
+    For jfs's own emptiness checks (rmdir, rename over a directory) the window does not matter: such a
+    body also rewrites or deletes the directory's attribute record, which every insertion into that
+    directory rewrites too, so the two conflict on that key.
 
 * Read-only bodies use a snapshot at ``current_timestamp()``: consistent, no validation needed.
 
