@@ -159,7 +159,8 @@ def fs(base: Path) -> Iterator[Mount]:
 
 @pytest.fixture
 def work(fs: Mount, request: pytest.FixtureRequest) -> Path:
-    d = fs.path / request.node.name.replace("[", "_").replace("]", "_")
+    name: str = request.node.name
+    d = fs.path / name.replace("[", "_").replace("]", "_")
     d.mkdir()
     return d
 

@@ -172,10 +172,13 @@ class Node:
         while pos < end:
             idx, off = divmod(pos, BLOCK)
             n = min(BLOCK - off, end - pos)
-            block = self.blocks.get(idx)
-            if block is None:
-                block = self.blocks[idx] = bytearray(BLOCK)
-            block[off:off + n] = data[src:src + n]
+            if n == BLOCK:
+                self.blocks[idx] = bytearray(data[src:src + n])  # one copy, no zero-fill first
+            else:
+                block = self.blocks.get(idx)
+                if block is None:
+                    block = self.blocks[idx] = bytearray(BLOCK)
+                block[off:off + n] = data[src:src + n]
             pos += n
             src += n
         if end > self.size:

@@ -301,8 +301,7 @@ class FuseServer:
         self.mountpoint = os.path.abspath(mountpoint)
         self.options = options or MountOptions()
         o = self.options
-        if o.allow_other is None:
-            o.allow_other = os.geteuid() == 0
+        self._allow_other = os.geteuid() == 0 if o.allow_other is None else o.allow_other
         if o.readdirplus not in ("auto", "always", "never"):
             raise ValueError(f"readdirplus must be auto, always or never, not {o.readdirplus!r}")
         for name in (o.fsname, o.subtype):
@@ -508,7 +507,7 @@ class FuseServer:
     def _common_options(self) -> list[str]:
         o = self.options
         opts = [f"max_read={o.max_read}"]
-        if o.allow_other:
+        if self._allow_other:
             opts.append("allow_other")
         if o.default_permissions:
             opts.append("default_permissions")
@@ -874,8 +873,7 @@ class FuseServer:
         if flags & p.FUSE_INIT_EXT and n >= p.IN_HEADER_SIZE + p.INIT_IN.size:
             flags |= p.INIT_IN.unpack_from(buf, p.IN_HEADER_SIZE)[4] << 32
         o = self.options
-        want = (p.FUSE_BIG_WRITES | p.FUSE_ATOMIC_O_TRUNC | p.FUSE_MAX_PAGES | p.FUSE_SETXATTR_EXT
-                | p.FUSE_INIT_EXT | p.FUSE_HAS_EXPIRE_ONLY)
+        want = p.FUSE_BIG_WRITES | p.FUSE_ATOMIC_O_TRUNC | p.FUSE_MAX_PAGES | p.FUSE_SETXATTR_EXT | p.FUSE_INIT_EXT
         want |= p.FUSE_ASYNC_READ if o.async_read else 0
         want |= p.FUSE_POSIX_LOCKS if o.posix_locks else 0
         want |= p.FUSE_FLOCK_LOCKS if o.flock_locks else 0

@@ -437,8 +437,10 @@ async def open_redis(url: str) -> RedisKV:
     URL is malformed.
     """
     try:
-        pool = aioredis.ConnectionPool.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=64,  # bounded: callers queue for a connection instead of opening thousands
+            timeout=60,
             socket_connect_timeout=5,
             socket_timeout=60,
             retry=Retry(NoBackoff(), 0),  # never re-send a command on our behalf: a commit is not idempotent

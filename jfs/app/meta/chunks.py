@@ -116,7 +116,7 @@ async def write_slice(
         return attr, len(old) // 24 + 1, delta
 
     m.check_space(align4k(end))
-    attr, n, delta = await m.kv.txn(body)
+    attr, n, delta = await m.txn(body, ino)
     m.note_usage(delta, 0)
     return attr, n
 
@@ -219,7 +219,7 @@ async def fallocate(m: Meta, ctx: Ctx, ino: int, mode: int, off: int, length: in
         return attr, delta
 
     m.check_space(max(0, end))
-    attr, delta = await m.kv.txn(body)
+    attr, delta = await m.txn(body, ino)
     m.note_usage(delta, 0)
     return attr
 
@@ -290,7 +290,7 @@ async def copy_file_range(
         return n, dattr, delta
 
     m.check_space(off_out + size)
-    n, attr, delta = await m.kv.txn(body)
+    n, attr, delta = await m.txn(body, dst)
     m.note_usage(delta, 0)
     return n, attr
 

@@ -107,7 +107,7 @@ async def mknod(
         store.charge(tx, store.space_of(attr), 1)
         return ino, attr
 
-    result = await m.kv.txn(body)
+    result = await m.txn(body, parent)
     m.note_usage(store.space_of(result[1]), 1)
     return result
 
@@ -183,7 +183,7 @@ async def link(m: Meta, ctx: Ctx, ino: int, parent: int, name: bytes) -> Attr:
             store.put_attr(tx, parent, dir_attr)
         return attr
 
-    return await m.kv.txn(body)
+    return await m.txn(body, parent, ino)
 
 
 async def readlink(m: Meta, ino: int) -> bytes:

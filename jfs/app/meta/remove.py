@@ -55,7 +55,7 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> Attr:
         fate = await drop_name(m, tx, parent, name, ino, attr, now)
         return ino, attr, fate
 
-    ino, attr, fate = await m.kv.txn(body)
+    ino, attr, fate = await m.txn(body, parent)
     await m.after_drop(ino, attr, fate)
     return attr
 
@@ -144,5 +144,5 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         await delete_inode(tx, ino, attr, now)
         return attr
 
-    await m.kv.txn(body)
+    await m.txn(body, parent)
     m.note_usage(-4096, -1)

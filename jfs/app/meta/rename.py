@@ -150,7 +150,7 @@ async def rename(
             store.put_attr(tx, dst_parent, dst_dir)
         return src_ino, src_attr, victim_ino, victim, fate
 
-    ino, attr, victim_ino, victim, fate = await m.kv.txn(body)
+    ino, attr, victim_ino, victim, fate = await m.txn(body, src_parent, dst_parent)
     if victim is not None and fate != "none":
         await m.after_drop(victim_ino, victim, fate)
     return ino, attr

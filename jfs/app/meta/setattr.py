@@ -114,7 +114,7 @@ async def setattr(m: Meta, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
 
     if change.size is not None:
         m.check_space(change.size)
-    attr, delta, freed = await m.kv.txn(body)
+    attr, delta, freed = await m.txn(body, ino)
     m.note_usage(delta, 0)
     if freed:
         await m.free_slices(freed)

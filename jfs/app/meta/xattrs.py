@@ -93,7 +93,7 @@ async def set_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes, value: bytes, flag
         attr.ctime_ns = now
         store.put_attr(tx, ino, attr)
 
-    await m.kv.txn(body)
+    await m.txn(body, ino)
 
 
 async def remove_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes) -> None:
@@ -116,4 +116,4 @@ async def remove_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes) -> None:
         attr.ctime_ns = now
         store.put_attr(tx, ino, attr)
 
-    await m.kv.txn(body)
+    await m.txn(body, ino)
