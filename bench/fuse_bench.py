@@ -143,7 +143,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
         mnt = Path(tmp) / "mnt"
         mnt.mkdir()
         extra = ["--dispatch", mode]
-        with memfs(mnt, *extra) as server:
+        with memfs(mnt, *extra, "--read-ahead-kb", "kernel") as server:
             f = mnt / "statme"
             f.write_bytes(b"x")
             os.stat(f)
@@ -161,10 +161,13 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
             results["seq read MiB/s (1 MiB reads, readahead 128 KiB)"] = read_rate(data)
             results["seq read server CPU ms/MiB (readahead 128 KiB)"] = (server.cpu() - cpu0) / args.mib * 1e3
         if args.read_ahead_kb and os.geteuid() == 0:
-            with memfs(mnt, *extra, "--read-ahead-kb", str(args.read_ahead_kb)):
+            with memfs(mnt, *extra, "--read-ahead-kb", str(args.read_ahead_kb)) as server:
                 data = mnt / "data"
                 write_rate(data, args.mib)
+                cpu0 = server.cpu()
                 results[f"seq read MiB/s (1 MiB reads, readahead {args.read_ahead_kb} KiB)"] = read_rate(data)
+                results[f"seq read server CPU ms/MiB (readahead {args.read_ahead_kb} KiB)"] = (
+                    (server.cpu() - cpu0) / args.mib * 1e3)
     return results
 
 

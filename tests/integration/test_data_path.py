@@ -34,6 +34,7 @@ from jfs.ports.kv import KV
 from jfs.ports.objects import ObjectStore
 from jfs.testing.data_harness import DataVolume
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
+from jfs.testing.plugin import redis_server, redis_server_url  # noqa: F401  (fixtures)
 from jfs.testing.seaweed import SeaweedS3
 
 BS = 64 << 10
@@ -72,14 +73,6 @@ def _sqlite_file_backend() -> Iterator[Backend]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _redis_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a throwaway redis-server from the project's fixtures (skips when they are missing)."""
-    try:
-        return str(request.getfixturevalue("redis_server_url"))
-    except pytest.FixtureLookupError:
-        pytest.skip("no redis_server_url fixture (jfs.testing.plugin) in this tree")
-
-
 @contextlib.contextmanager
 def _redis_s3_backend(redis_url: str, server: SeaweedS3) -> Iterator[Backend]:
     import redis
@@ -107,7 +100,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         with _sqlite_file_backend() as b:
             yield b
     else:
-        url = _redis_url(request)
+        url = str(request.getfixturevalue("redis_server_url"))
         server: SeaweedS3 = request.getfixturevalue("seaweed_s3")
         with _redis_s3_backend(url, server) as b:
             yield b

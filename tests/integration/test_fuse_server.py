@@ -746,3 +746,5 @@ def test_other_dispatch_modes_serve_the_same(base: Path, dispatch: str) -> None:
         assert not (m.path / "nothing").exists()
         assert time.monotonic() - t1 < 0.5
         reader.join(10)
+        text = m.log_text()
+        assert "[error" not in text and "[warning" not in text, text

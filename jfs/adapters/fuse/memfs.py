@@ -735,7 +735,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--dispatch", default="eager-task", choices=("task", "eager-task", "inline"),
                     help="MountOptions.dispatch")
     ap.add_argument("--writeback-cache", action="store_true")
-    ap.add_argument("--read-ahead-kb", type=int, default=None)
+    ap.add_argument("--read-ahead-kb", default="1024", help="KiB, or 'kernel' to keep the kernel's default")
     ap.add_argument("--stop-timeout", type=float, default=10.0)
     ap.add_argument("--debug", action="store_true")
     return ap.parse_args(argv)
@@ -755,7 +755,7 @@ async def _serve(args: argparse.Namespace) -> None:
                negative_timeout=args.negative_timeout)
     options = MountOptions(fsname=args.fsname, subtype=args.subtype, use_fusermount=args.fusermount or None,
                            dispatch=args.dispatch, writeback_cache=args.writeback_cache,
-                           read_ahead_kb=args.read_ahead_kb, debug=args.debug, stop_timeout=args.stop_timeout)
+                           read_ahead_kb=None if args.read_ahead_kb == "kernel" else int(args.read_ahead_kb), debug=args.debug, stop_timeout=args.stop_timeout)
     server = FuseServer(fs, args.mountpoint, options)
     serving = asyncio.create_task(server.run())
     ready = asyncio.create_task(server.ready.wait())

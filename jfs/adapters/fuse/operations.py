@@ -4,7 +4,7 @@ Subclass `Operations` and override the async methods you support. `lookup` and `
 required; every other request defaults to ``ENOSYS`` (or to a harmless success where the kernel
 needs one, as noted per method). The kernel remembers ``ENOSYS`` for most requests (FLUSH, ACCESS,
 FSYNC, SETXATTR/GETXATTR/LISTXATTR/REMOVEXATTR, GETLK/SETLK, FALLOCATE, COPY_FILE_RANGE, LSEEK, CREATE,
-OPENDIR, INTERRUPT, ...) and stops sending them, falling back to its generic behaviour.
+...) and stops sending them, falling back to its generic behaviour.
 
 General contract of every handler:
 
@@ -17,7 +17,8 @@ General contract of every handler:
   fail the request with that errno. Any other exception is a bug: the server logs a structlog
   ``error`` event with the traceback and answers ``EIO``; the mount keeps running.
 * Handlers run as asyncio tasks on the mount's event loop, concurrently: a slow handler never delays
-  another request. Never block the loop (use threads for blocking I/O).
+  another request. By default a handler's first step runs at once, before the next request is read
+  (``MountOptions.dispatch``). Never block the loop (use threads for blocking I/O).
 * Interrupts: when the calling process gets a signal, the kernel sends FUSE_INTERRUPT. If the
   request's opcode is in `Operations.interruptible`, the server cancels the handler's task (an
   ``asyncio.CancelledError`` is raised at its current ``await``) and answers ``EINTR``. The default

@@ -165,7 +165,8 @@ class Reader:
         end = off + n
         target = min(length, end + ra.window * self.block_size)
         start = max(ra.ahead_to, end)
-        if target <= start:
+        # Ask in whole blocks: a prefetch per small read would cost more than it saves.
+        if target - start < self.block_size and target < length:
             return
         ra.ahead_to = target
         task = asyncio.get_running_loop().create_task(self._prefetch(state, start, target - start))

@@ -1,0 +1,114 @@
+"""Parsing of Redis META-URLs into a `RedisTarget` (where to connect, how to log in, which database).
+
+Accepted forms (user, password and paths may be percent-encoded)::
+
+    redis://[[user]:password@]host[:port][/db][?db=N]
+    rediss://[[user]:password@]host[:port][/db][?ssl_cert_reqs=none|optional|required&ssl_ca_certs=PATH
+              &ssl_certfile=PATH&ssl_keyfile=PATH&ssl_check_hostname=true|false]
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]
+
+``password=`` and ``username=`` are also accepted as query parameters (handy for unix sockets). Every other
+query parameter, a non-numeric database, or a port out of range raises ValueError (the adapter turns it into
+BadMetaURL). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+DEFAULT_PORT = 6379
+_SSL_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_COMMON_PARAMS = ("db", "password", "username")
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where and how to connect; `address` (host:port or socket path) is safe to print."""
+
+    host: str = "localhost"
+    port: int = DEFAULT_PORT
+    path: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+    ssl: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        if self.path is not None:
+            return self.path
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _flag(name: str, value: str) -> bool:
+    low = value.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not '{value}'")
+
+
+def _ssl_context(params: dict[str, str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=params.get("ssl_ca_certs"))
+    reqs = params.get("ssl_cert_reqs", "required").lower()
+    if reqs not in _CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not '{reqs}'")
+    check = _flag("ssl_check_hostname", params["ssl_check_hostname"]) if "ssl_check_hostname" in params else None
+    ctx.check_hostname = (reqs != "none") if check is None else check
+    ctx.verify_mode = _CERT_REQS[reqs]
+    if "ssl_certfile" in params:
+        ctx.load_cert_chain(params["ssl_certfile"], params.get("ssl_keyfile"))
+    return ctx
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """The target named by `url`; ValueError (without the password) when it is malformed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unsupported scheme '{scheme}'")
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    allowed = _COMMON_PARAMS + (_SSL_PARAMS if scheme == "rediss" else ())
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+    username = unquote(parts.username) if parts.username else params.get("username") or None
+    password = unquote(parts.password) if parts.password is not None else params.get("password")
+    if password == "":
+        password = None
+    db_text = params.get("db", "")
+    if scheme == "unix":
+        path = unquote(parts.path)
+        if not path:
+            raise ValueError("missing socket path (unix:///path/to/redis.sock)")
+        return RedisTarget(path=path, username=username, password=password, db=_db(db_text))
+    if not parts.hostname:
+        raise ValueError("missing host")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError("port must be a number between 1 and 65535") from None
+    path_db = parts.path.strip("/")
+    if path_db and db_text and path_db != db_text:
+        raise ValueError(f"database given twice ('/{path_db}' and 'db={db_text}')")
+    return RedisTarget(
+        host=unquote(parts.hostname),
+        port=port,
+        username=username,
+        password=password,
+        db=_db(path_db or db_text),
+        ssl=_ssl_context(params) if scheme == "rediss" else None,
+    )
+
+
+def _db(text: str) -> int:
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"database must be a non-negative number, not '{text}'")
+    return int(text)

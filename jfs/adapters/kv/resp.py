@@ -1,0 +1,382 @@
+"""A lean asyncio client for the Redis protocol (RESP2): a few multiplexed, pipelined connections.
+
+Why jfs has its own client instead of redis-py's asyncio one: measured in docs/adr/0002 — per command
+redis-py checks a connection out of a pool, runs its retry and event machinery and writes the command with
+its own syscall, which capped the metadata engine at ~1-2k transactions/s. Here the expensive parts are
+hiredis's C code (`hiredis.pack_command`, `hiredis.Reader`); what remains is a future per command.
+
+Contract of `RespClient`:
+
+* `execute(*args)` sends one command and returns its reply: bytes, int, None, or a list of those.
+  An error reply raises `ReplyError` (the connection stays usable).
+* Commands of all tasks share `connections` sockets. Commands queued during one turn of the event loop are
+  written with one syscall, and replies are matched to requests in order (Redis answers a connection FIFO).
+* At most `max_inflight` commands are outstanding; more callers wait in line (a burst of 10,000
+  transactions queues instead of failing).
+* Connection trouble raises `ConnectionLost`; its `sent` is False only when the command certainly never
+  left this process (so it did not run). The client never re-sends a command: callers decide (reads may
+  retry, a commit must not). A dead connection is replaced on the next command; if that fails, the command
+  raises `CannotConnect` (`sent` False), or `AuthenticationFailed` for refused credentials.
+* Timeouts: connecting + logging in must finish within `connect_timeout`; a connection that has commands
+  outstanding but received no reply for `timeout` seconds is aborted (its commands raise `ConnectionLost`).
+
+The error classes derive from redis-py's, so code written against redis-py's exceptions handles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+from typing import Any
+
+import hiredis
+import redis.exceptions as rexc
+import structlog
+
+from .redis_url import RedisTarget
+
+log = structlog.get_logger("jfs.kv")
+
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 60.0
+MAX_INFLIGHT = 4096
+import os
+_FLUSH_AT = int(os.environ.get("JFS_FLUSH_AT", "1000000"))
+
+
+class ReplyError(rexc.ResponseError):
+    """The server answered a command with an error (``-ERR …``, ``-NOSCRIPT …``)."""
+
+
+class ConnectionLost(rexc.ConnectionError):
+    """The connection failed; `sent` tells whether the command may have reached the server."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class CannotConnect(ConnectionLost):
+    """No connection could be made (refused, DNS, TLS, timeout, bad database); nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
+
+
+class AuthenticationFailed(CannotConnect):
+    """The server refused our credentials (or wants some)."""
+
+
+class _ProtocolError(Exception):
+    """The server sent bytes that are not RESP."""
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed by the server"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class Connection(asyncio.Protocol):
+    """One socket: requests are queued, flushed once per loop turn, and answered in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._reader = hiredis.Reader(replyError=ReplyError, protocolError=_ProtocolError)
+        self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._out: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._replies = 0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._abort_reason = ""
+        self._drained: asyncio.Future[None] | None = None
+        self.alive = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.alive = True
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        pending = self._pending
+        reader.feed(data)
+        while True:
+            try:
+                reply = reader.gets()
+            except _ProtocolError as exc:
+                self.abort(f"protocol error: {_reason(exc)}")
+                return
+            if reply is False:
+                return
+            self._replies += 1
+            if not pending:
+                self.abort("unexpected reply from the server")
+                return
+            fut = pending.popleft()
+            if fut.done():  # the caller was cancelled
+                continue
+            if type(reply) is ReplyError:
+                fut.set_exception(reply)
+            else:
+                fut.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        reason = self._abort_reason or _reason(exc)
+        unsent = len(self._out)  # the newest requests never reached the socket
+        self._out = []
+        pending, self._pending = self._pending, collections.deque()
+        for i, fut in enumerate(pending):
+            if not fut.done():
+                sent = i < len(pending) - unsent
+                fut.set_exception(ConnectionLost(f"connection lost: {reason}", sent=sent))
+        self._wake_writers()
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writers()
+
+    # -- requests
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue one packed command; the future gets its reply (or ReplyError / ConnectionLost)."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        if not self.alive:
+            fut.set_exception(ConnectionLost("connection lost before sending", sent=False))
+            return fut
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out.append(packed)
+        self._pending.append(fut)
+        if len(out) >= _FLUSH_AT:
+            self._flush()
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._timeout, self._check, self._replies)
+        return fut
+
+    async def drained(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        if self._drained is not None:
+            await asyncio.shield(self._drained)
+
+    @property
+    def load(self) -> int:
+        return len(self._pending)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once; outstanding requests fail with ConnectionLost(reason)."""
+        if not self._abort_reason:
+            self._abort_reason = reason
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        if self._transport is not None and self.alive:
+            self._abort_reason = self._abort_reason or "client closed"
+            self._transport.close()
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if not out or self._transport is None or not self.alive:
+            return
+        self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _check(self, seen: int) -> None:
+        self._watchdog = None
+        if not self._pending:
+            return
+        if self._replies == seen:
+            self.abort(f"no reply within {self._timeout:g} s")
+        else:
+            self._watchdog = self._loop.call_later(self._timeout, self._check, self._replies)
+
+    def _wake_writers(self) -> None:
+        if self._drained is not None:
+            if not self._drained.done():
+                self._drained.set_result(None)
+            self._drained = None
+
+
+def _pack(args: tuple[Any, ...]) -> bytes:
+    return hiredis.pack_command(args)  # type: ignore[no-any-return]
+
+
+async def open_connection(target: RedisTarget, *, connect_timeout: float, timeout: float) -> Connection:
+    """Connect, log in and select the database; CannotConnect / AuthenticationFailed on failure."""
+    loop = asyncio.get_running_loop()
+    conn: Connection | None = None
+    try:
+        async with asyncio.timeout(connect_timeout):
+            if target.path is not None:
+                _, conn = await loop.create_unix_connection(
+                    lambda: Connection(loop, timeout), target.path
+                )
+            else:
+                _, conn = await loop.create_connection(
+                    lambda: Connection(loop, timeout),
+                    target.host,
+                    target.port,
+                    ssl=target.ssl,
+                    server_hostname=target.host if target.ssl else None,
+                )
+            assert conn is not None
+            sock = conn._transport.get_extra_info("socket") if conn._transport else None
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            await _handshake(conn, target)
+    except CannotConnect:
+        if conn is not None:
+            conn.abort("handshake failed")
+        raise
+    except (OSError, TimeoutError, ConnectionLost, ReplyError) as exc:
+        if conn is not None:
+            conn.abort("handshake failed")
+        if isinstance(exc, TimeoutError):
+            raise CannotConnect(f"timed out after {connect_timeout:g} s") from None
+        raise CannotConnect(_reason(exc)) from None
+    return conn
+
+
+async def _handshake(conn: Connection, target: RedisTarget) -> None:
+    steps: list[tuple[tuple[Any, ...], str]] = []
+    if target.password is not None:
+        auth: tuple[Any, ...] = ("AUTH", target.password)
+        if target.username:
+            auth = ("AUTH", target.username, target.password)
+        steps.append((auth, "auth"))
+    if target.db:
+        steps.append((("SELECT", target.db), "select"))
+    steps.append((("PING",), "ping"))
+    futures = [conn.send(_pack(cmd)) for cmd, _ in steps]  # pipelined: one round trip
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for (_, what), result in zip(steps, results, strict=True):
+        if isinstance(result, ReplyError):
+            message = _reason(result)
+            if what == "auth" or message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+                raise AuthenticationFailed(f"authentication failed: {message}")
+            raise CannotConnect(message)
+        if isinstance(result, BaseException):
+            raise result
+
+
+class RespClient:
+    """Multiplexed connections to one Redis server; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        *,
+        connections: int = 1,
+        max_inflight: int = MAX_INFLIGHT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        timeout: float = REPLY_TIMEOUT,
+    ) -> None:
+        self.target = target
+        self._conns: list[Connection | None] = [None] * max(1, connections)
+        self._connecting: list[asyncio.Future[Connection] | None] = [None] * len(self._conns)
+        self._next = 0
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._max_inflight = max(1, max_inflight)
+        self._inflight = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
+
+    async def execute(self, *args: Any) -> Any:
+        """Send one command and return its reply; see the module docstring for the errors."""
+        if self._inflight >= self._max_inflight or self._waiters:
+            await self._wait_turn()
+        else:
+            self._inflight += 1
+        try:
+            conn = self._pick()
+            if conn is None:
+                conn = await self._reconnect()
+            if conn._drained is not None:
+                await conn.drained()
+            return await conn.send(_pack(args))
+        finally:
+            self._release()
+
+    async def evalsha(self, sha: str, *args: Any) -> Any:
+        """``EVALSHA sha 0 *args`` (our scripts declare no keys)."""
+        return await self.execute(b"EVALSHA", sha, 0, *args)
+
+    def _pick(self) -> Connection | None:
+        conns = self._conns
+        if len(conns) == 1:
+            conn = conns[0]
+            return conn if conn is not None and conn.alive else None
+        best: Connection | None = None
+        for conn in conns:
+            if conn is None or not conn.alive:
+                return None  # (re)connect that slot first
+            if best is None or conn.load < best.load:
+                best = conn
+        return best
+
+    async def _reconnect(self) -> Connection:
+        if self._closed:
+            raise ConnectionLost("the client is closed", sent=False)
+        slot = next(i for i, c in enumerate(self._conns) if c is None or not c.alive)
+        waiting = self._connecting[slot]
+        if waiting is None:
+            waiting = asyncio.ensure_future(self._connect_slot(slot))
+            self._connecting[slot] = waiting
+        return await asyncio.shield(waiting)
+
+    async def _connect_slot(self, slot: int) -> Connection:
+        try:
+            conn = await open_connection(self.target, connect_timeout=self._connect_timeout, timeout=self._timeout)
+            if self._closed:
+                conn.close()
+                raise ConnectionLost("the client is closed", sent=False)
+            self._conns[slot] = conn
+            return conn
+        finally:
+            self._connecting[slot] = None
+
+    async def _wait_turn(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # the releasing command hands its slot over: _inflight already counts us
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._inflight -= 1
+
+    async def connect(self) -> None:
+        """Open every connection now (raises CannotConnect / AuthenticationFailed)."""
+        for _ in self._conns:
+            if self._pick() is None:
+                await self._reconnect()
+
+    async def close(self) -> None:
+        self._closed = True
+        for conn in self._conns:
+            if conn is not None:
+                conn.close()
+        await asyncio.sleep(0)  # let the transports run connection_lost
+
