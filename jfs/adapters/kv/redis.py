@@ -53,7 +53,7 @@ log = structlog.get_logger("jfs.kv")
 
 DATA = b"k"
 HASH_OVER = 256  # point reads of longer values are validated by sha1 instead of shipping the value back
-CONNECTIONS = 1  # multiplexed sockets per KV: one already carries >100k commands/s (see the ADR)
+CONNECTIONS = int(__import__("os").environ.get("JFS_CONNS", "1"))  # multiplexed sockets per KV: one already carries >100k commands/s (see the ADR)
 _TRANSIENT = ("BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN")
 
 

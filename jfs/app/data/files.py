@@ -99,12 +99,14 @@ class DataPath:
 
     async def open(self, ino: int, flags: int = os.O_RDONLY, ctx: Ctx = ROOT_CTX) -> Handle:
         """Open `ino` (access checked by the engine); O_TRUNC truncates it."""
+        state = self._inodes.get(ino)
+        seen = state.local_changes if state is not None else 0
         attr = await self.meta.open(ino, flags, ctx)
         state = self._inodes.get(ino)
         if state is None:
             state = self._inodes[ino] = InodeState(ino, attr, ChunkMap(self.meta, ino))
-        elif state.writer is None or state.writer.idle:
-            state.revalidate(attr)
+        else:
+            state.revalidate(attr, seen)
         state.handles += 1
         h = Handle(next(self._fh), ino, flags)
         self._handles[h.fh] = h

@@ -81,6 +81,8 @@ class InodeState:
         self.chunks = chunks
         self.writer: FileWriter | None = None
         self.handles = 0
+        self.local_changes = 0
+        """Bumped by every change this client makes: attributes fetched before one are stale."""
 
     def length(self) -> int:
         """File length as this client sees it (including writes not committed yet)."""
@@ -92,10 +94,17 @@ class InodeState:
         """Adopt attributes returned by this client's own change (caches were invalidated precisely)."""
         self.attr = attr
         self.attr_time = time.monotonic()
+        self.local_changes += 1
 
-    def revalidate(self, attr: Attr) -> bool:
-        """Adopt fresh attributes from the engine; drops every cached layout if the content may have
-        changed (different mtime or length). Returns whether it did."""
+    def revalidate(self, attr: Attr, seen_changes: int | None = None) -> bool:
+        """Adopt attributes read from the engine; drops every cached layout if the content may have
+        changed (different mtime or length). Returns whether it did.
+
+        `seen_changes` is `local_changes` from before the read: if this client changed the file since,
+        `attr` may predate that change and is ignored (the next revalidation looks again).
+        """
+        if seen_changes is not None and seen_changes != self.local_changes:
+            return False
         changed = (attr.mtime_ns, attr.length) != (self.attr.mtime_ns, self.attr.length)
         if changed:
             self.chunks.invalidate()

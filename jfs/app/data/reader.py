@@ -101,12 +101,13 @@ class Reader:
     async def _revalidate(self, state: InodeState) -> None:
         if time.monotonic() - state.attr_time < self.config.attr_ttl:
             return
+        seen = state.local_changes
         try:
             attr = await self.meta.getattr(state.ino)
         except OSError as exc:
             log.debug("revalidate_failed", ino=state.ino, error=str(exc))
             return
-        state.revalidate(attr)
+        state.revalidate(attr, seen)
 
     async def _layout_pieces(self, state: InodeState, indx: int, pos: int, n: int) -> list[Piece]:
         pieces, n_records = await state.chunks.get(indx)
