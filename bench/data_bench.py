@@ -55,7 +55,9 @@ def _seaweed() -> Iterator[tuple[str, str, str]]:
 
 
 @contextlib.asynccontextmanager
-async def volume(setup: str, tmp: str, args: argparse.Namespace, s3: tuple[str, str, str] | None) -> AsyncIterator[DataVolume]:
+async def volume(
+    setup: str, tmp: str, args: argparse.Namespace, s3: tuple[str, str, str] | None
+) -> AsyncIterator[DataVolume]:
     storage, compression = setup.split("-")
     os.makedirs(tmp, exist_ok=True)
     bucket = os.path.join(tmp, f"bucket-{setup}")
@@ -75,7 +77,12 @@ async def volume(setup: str, tmp: str, args: argparse.Namespace, s3: tuple[str, 
     if args.cache:
         overrides["cache_dir"] = os.path.join(tmp, f"cache-{setup}")
     vol = await DataVolume.create(
-        kv, opener, name=f"bench-{setup}", block_kib=args.block_mib * 1024, compression=compression, **overrides
+        kv,
+        opener,
+        name=f"bench-{setup}",
+        block_kib=args.block_mib * 1024,
+        compression=compression,
+        **overrides,
     )
     try:
         yield vol
@@ -144,7 +151,10 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 w, r = await big_file(vol, args.size_mib * MiB, args.io_kib << 10)
                 sw, sr = await small_files(vol, args.small_files, args.small_kib << 10)
             results.append(Result(setup, w, r, sw, sr))
-            print(f"{setup}: write {w:.0f} MiB/s, read {r:.0f} MiB/s, small {sw:.0f}/{sr:.0f} files/s", flush=True)
+            print(
+                f"{setup}: write {w:.0f} MiB/s, read {r:.0f} MiB/s, small {sw:.0f}/{sr:.0f} files/s",
+                flush=True,
+            )
     return results
 
 
@@ -157,7 +167,9 @@ def main() -> None:
     parser.add_argument("--small-kib", type=int, default=128)
     parser.add_argument("--block-mib", type=int, default=4)
     parser.add_argument("--cache", action="store_true", help="enable the disk cache (in the temp dir)")
-    parser.add_argument("--no-fsync", action="store_true", help="file storage without fsync (shows the CPU ceiling)")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="file storage without fsync (shows the CPU ceiling)"
+    )
     parser.add_argument("--tmp", default=None, help="directory for the temp files (default: $TMPDIR)")
     parser.add_argument("--profile", default=None, help="write a pyinstrument HTML profile here")
     args = parser.parse_args()
@@ -178,10 +190,14 @@ def main() -> None:
     else:
         results = asyncio.run(run(args))
     print()
-    print(f"| setup | big write MiB/s | big read MiB/s | {args.small_files} x {args.small_kib} KiB write files/s | read files/s |")
+    print(
+        f"| setup | big write MiB/s | big read MiB/s | {args.small_files} x {args.small_kib} KiB write files/s | read files/s |"
+    )
     print("|---|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r.setup} | {r.write_mibs:.0f} | {r.read_mibs:.0f} | {r.small_write_fps:.0f} | {r.small_read_fps:.0f} |")
+        print(
+            f"| {r.setup} | {r.write_mibs:.0f} | {r.read_mibs:.0f} | {r.small_write_fps:.0f} | {r.small_read_fps:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ class DataVolume:
         **overrides: Any,
     ) -> DataVolume:
         """Format volume `name` in `kv` (trash off) and start a client on a store from `open_store`."""
-        await format_meta(kv, Settings(name=name, trash_days=0, block_size=block_kib, compression=compression))
+        await format_meta(
+            kv, Settings(name=name, trash_days=0, block_size=block_kib, compression=compression)
+        )
         meta = await Meta.load(kv)
         await meta.start_session(background=False)
         store = await open_store()

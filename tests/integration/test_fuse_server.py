@@ -534,12 +534,21 @@ def test_flock_between_two_processes(work: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
-    # the lock went away with the last close: another open file gets it at once
+    # The lock goes away with the last close. The kernel sends that unlock with RELEASE, which is
+    # asynchronous (after close() returns), so another open file gets the lock shortly after.
     fd2 = os.open(p, os.O_RDWR)
     try:
-        fcntl.flock(fd2, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert _wait_until(lambda: _try_flock(fd2), 5)
     finally:
         os.close(fd2)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def test_posix_locks_between_two_processes(work: Path) -> None:
@@ -644,7 +653,7 @@ def test_slow_handler_does_not_block_other_requests(work: Path) -> None:
         os.stat(work)
         (work / "new").write_bytes(b"n")  # CREATE + WRITE + FLUSH + RELEASE
         assert os.listdir(work) is not None
-        assert time.monotonic() - t1 < 1.0, "fast requests waited for the slow one"
+        assert time.monotonic() - t1 < 1.5, "fast requests waited for the slow one (2 s)"
     finally:
         reader.join(10)
     assert result == [b"z" * 100]
@@ -738,13 +747,13 @@ def test_other_dispatch_modes_serve_the_same(base: Path, dispatch: str) -> None:
         assert os.listdir(m.path / "a/b") == ["c"]
         slow = m.path / "slow"
         slow.write_bytes(b"s")
-        os.setxattr(slow, "user.memfs.read_delay", b"1")
+        os.setxattr(slow, "user.memfs.read_delay", b"2")
         reader = threading.Thread(target=slow.read_bytes)
         reader.start()
         time.sleep(0.1)
         t1 = time.monotonic()
         assert not (m.path / "nothing").exists()
-        assert time.monotonic() - t1 < 0.5
+        assert time.monotonic() - t1 < 1.5
         reader.join(10)
         text = m.log_text()
         assert "[error" not in text and "[warning" not in text, text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -56,17 +57,17 @@ async def test_a_corrupted_entry_is_detected_and_dropped(tmp_path: Path, where: 
     key = block_key(7, 1, len(data))
     await cache.put(key, data)
     path = Path(cache._path(key))
-    raw = bytearray(path.read_bytes())
+    raw = bytearray(await asyncio.to_thread(path.read_bytes))
     if where == "data":
         raw[100_000] ^= 0xFF
     elif where == "trailer":
         raw[-6] ^= 0x01
     else:
         raw = raw[:-1]
-    path.write_bytes(bytes(raw))
+    await asyncio.to_thread(path.write_bytes, bytes(raw))
     # A read of a range the damage does not touch may still be served; a read covering it may not.
     assert await cache.get(key) is None
-    assert not path.exists()
+    assert not await asyncio.to_thread(path.exists)
     assert key not in cache and cache.used == 0
     await cache.close()
 
@@ -130,7 +131,9 @@ async def test_the_data_path_refetches_a_corrupted_cache_entry(tmp_path: Path) -
     async def opener() -> ObjectStore:
         return store
 
-    vol = await DataVolume.create(await open_kv("memory://"), opener, cache_dir=str(tmp_path), compression="lz4")
+    vol = await DataVolume.create(
+        await open_kv("memory://"), opener, cache_dir=str(tmp_path), compression="lz4"
+    )
     try:
         ino = await vol.new_file(b"cached")
         h = await vol.dp.open(ino, os.O_RDWR)

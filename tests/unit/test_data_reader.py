@@ -9,6 +9,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,9 @@ class CountingStore:
         self.ranged = 0
         self.delay = 0.0
 
+    async def create_bucket(self) -> None:
+        pass
+
     async def put(self, key: str, data: bytes | memoryview) -> None:
         await self.inner.put(key, data)
 
@@ -49,7 +53,9 @@ class CountingStore:
     async def delete(self, key: str) -> None:
         await self.inner.delete(key)
 
-    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    def list(
+        self, prefix: str = "", start_after: str = "", limit: int | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         return self.inner.list(prefix, start_after, limit)
 
     async def close(self) -> None:
@@ -62,7 +68,7 @@ async def _volume(
     async def opener() -> ObjectStore:
         return store
 
-    defaults: dict[str, object] = {"retry_delay": 0.001, "io_retries": 3, "compact_on_read": False}
+    defaults: dict[str, Any] = {"retry_delay": 0.001, "io_retries": 3, "compact_on_read": False}
     defaults.update(overrides)
     return await DataVolume.create(await open_kv(kv_url), opener, compression=compression, **defaults)
 
@@ -131,7 +137,9 @@ async def test_concurrent_reads_of_a_block_share_one_fetch(vol: DataVolume, stor
     results = await asyncio.gather(*(vol.dp.read(h, 2 * BS + i * 1000, 1000) for i in range(10)))
     assert len(set(results)) == 10
     # Requests at the block start load the whole block; the ones that arrive meanwhile wait for it.
-    assert sum(n for k, n in store.gets.items() if "_2_" in k) <= 1 + (9 if vol.config.compression == "none" else 0)
+    assert sum(n for k, n in store.gets.items() if "_2_" in k) <= 1 + (
+        9 if vol.config.compression == "none" else 0
+    )
     store.gets.clear()
     await asyncio.gather(*(vol.dp.read(h, 3 * BS, BS) for _ in range(5)))
     assert sum(store.gets.values()) == 1

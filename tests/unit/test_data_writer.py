@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,9 @@ class SpyStore:
         self.gates[suffix] = ev
         return ev
 
+    async def create_bucket(self) -> None:
+        pass
+
     async def put(self, key: str, data: bytes | memoryview) -> None:
         self.calls["put"] += 1
         for suffix, ev in self.gates.items():
@@ -60,21 +65,28 @@ class SpyStore:
         self.calls["delete"] += 1
         await self.inner.delete(key)
 
-    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    def list(
+        self, prefix: str = "", start_after: str = "", limit: int | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         return self.inner.list(prefix, start_after, limit)
 
     async def close(self) -> None:
         pass
 
-    def keys(self) -> list[str]:
-        return list(self.inner._objects.keys())
+    def keys(self) -> builtins.list[str]:
+        return [str(k) for k in self.inner._objects.keys()]
 
 
 async def _volume(store: ObjectStore, **overrides: object) -> DataVolume:
     async def opener() -> ObjectStore:
         return store
 
-    defaults: dict[str, object] = {"retry_delay": 0.001, "io_retries": 3, "idle_flush": 30.0, "max_slice_age": 60.0}
+    defaults: dict[str, Any] = {
+        "retry_delay": 0.001,
+        "io_retries": 3,
+        "idle_flush": 30.0,
+        "max_slice_age": 60.0,
+    }
     defaults.update(overrides)
     return await DataVolume.create(await open_kv("memory://"), opener, **defaults)
 

@@ -327,6 +327,7 @@ class FuseServer:
         self._proto_minor = 0
         self._kernel_flags = 0
         self._notifier: _NotifyWriter | None = None
+        self._device: tuple[int, int] | None = None
         self._table: list[Decoder | None] = [None] * p.MAX_OPCODE
         self._install_decoders()
         if o.dispatch not in (_TASK, _EAGER_TASK, _INLINE):
@@ -554,8 +555,8 @@ class FuseServer:
         mounted, else stop reading (closing the fd in `serve` aborts it)."""
         if self._ended is None or self._ended.done():
             return
-        dev = mount_device(self.mountpoint)
-        if dev is not None:
+        dev = self._device
+        if dev is not None:  # fusectl names a connection by the minor of its device number
             with contextlib.suppress(OSError), open(f"/sys/fs/fuse/connections/{dev[1]}/abort", "w") as f:
                 f.write("1")
         log.warning("fuse_connection_aborted", mountpoint=self.mountpoint, inflight=len(self._inflight))
@@ -914,6 +915,7 @@ class FuseServer:
             return
         self._write(p.OUT_HEADER.pack(p.OUT_HEADER_SIZE + len(reply), 0, unique) + reply)
         self._ready.set()
+        self._device = mount_device(self.mountpoint)  # gone from mountinfo after a lazy unmount
         c = self.conn
         log.info("fuse_init", proto=f"{c.proto_major}.{c.proto_minor}", max_write=c.max_write,
                  max_readahead=c.max_readahead, flags=hex(c.flags), kernel_flags=hex(c.kernel_flags))
@@ -921,7 +923,7 @@ class FuseServer:
             self._set_read_ahead(self.options.read_ahead_kb)
 
     def _set_read_ahead(self, kb: int) -> None:
-        dev = mount_device(self.mountpoint)
+        dev = self._device
         if dev is None or os.geteuid() != 0:
             return
         try:

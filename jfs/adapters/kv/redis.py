@@ -25,6 +25,7 @@ EngineError. Redis Cluster is not supported (the scripts touch keys they do not 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -43,7 +44,7 @@ from jfs.ports.kv import (
 )
 
 from . import redis_lua
-from .base import WriteBuffer, merge_scan, redact_url, retrying
+from .base import merge_scan, redact_url, retrying
 from .redis_url import parse_redis_url
 from .registry import BadMetaURL
 from .resp import CannotConnect, RespClient
@@ -74,14 +75,20 @@ def _redact(url: str) -> str:
 class RedisTx:
     """One attempt of a transaction body; see the module docstring for the read-set bookkeeping."""
 
-    __slots__ = ("_kv", "_readonly", "_buf", "_points", "_checks", "_ranges", "_rounds", "_overlap")
+    __slots__ = (
+        "_kv", "_readonly", "_writes", "_adds", "_sorted", "_points", "_dkeys", "_expect", "_ranges",
+        "_rounds", "_overlap",
+    )
 
     def __init__(self, kv: RedisKV, readonly: bool) -> None:
         self._kv = kv
         self._readonly = readonly
-        self._buf = WriteBuffer()
+        self._writes: dict[bytes, bytes | None] = {}  # buffered puts; None = delete
+        self._adds: dict[bytes, int] = {}
+        self._sorted: list[bytes] | None = None  # the buffered keys in order, built when a scan needs them
         self._points: dict[bytes, bytes | None] = {}
-        self._checks: list[bytes] = []  # the points as the scripts' (key, mode, expected) triples
+        self._dkeys: list[bytes] = []  # data keys of the points, then their (mode, expected) pairs:
+        self._expect: list[bytes] = []  # the validation section of the scripts (see redis_lua)
         self._ranges: list[bytes | int] = []  # the scans as (begin, end, incl, keys_only, digest) groups
         self._rounds = 0  # read rounds in flight
         self._overlap = False  # two rounds were in flight at once: neither validated the other's result
@@ -93,55 +100,73 @@ class RedisTx:
                 raise ConflictError("a key changed between two reads of one transaction")
             return
         points[key] = value
+        self._dkeys.append(DATA + key)
         if value is None:
-            self._checks += (key, b"a", b"")
+            self._expect += (b"a", b"")
         elif len(value) > HASH_OVER:
-            self._checks += (key, b"h", hashlib.sha1(value).hexdigest().encode())
+            self._expect += (b"h", hashlib.sha1(value).hexdigest().encode())
         else:
-            self._checks += (key, b"v", value)
+            self._expect += (b"v", value)
 
-    def _validation(self) -> list[Any]:
-        return [len(self._points), len(self._ranges) // 5, *self._checks, *self._ranges]
+    def _read_args(self, op: bytes, dkeys: list[bytes], tail: Sequence[Any] = ()) -> list[Any]:
+        """Arguments of the READ script: validate the read set, then do `op` (see redis_lua)."""
+        return [
+            len(self._dkeys), len(self._ranges) // 5, op, len(dkeys),
+            *self._dkeys, *dkeys, *self._expect, *self._ranges, *tail,
+        ]
 
-    async def _round(self, op: bytes, *args: Any) -> Any:
-        """One read round: plain command first, then the READ script validating what was read so far."""
+    async def _round(self, op: bytes, dkeys: list[bytes], scan: Sequence[Any] = ()) -> Any:
+        """One read round (`op` g: values of `dkeys`; s: the `scan`): a plain command while nothing was
+        read yet, else the READ script validating everything read so far."""
         if self._rounds:
             self._overlap = True
         self._rounds += 1
         try:
-            if not (self._points or self._ranges):
+            if not (self._dkeys or self._ranges):
                 if op == b"g":
-                    if len(args) == 1:
-                        return [await self._kv._read(b"GET", DATA + args[0])]
-                    return await self._kv._read(b"MGET", *[DATA + k for k in args])
-                return await self._kv._script("read", [0, 0, op, *args])
-            reply = await self._kv._script("read", [*self._validation(), op, *args])
+                    if len(dkeys) == 1:
+                        return [await self._kv._read(b"GET", dkeys[0])]
+                    return await self._kv._read(b"MGET", *dkeys)
+                return await self._kv._script("read", [0, 0, op, 0, *scan])
+            reply = await self._kv._script("read", self._read_args(op, dkeys, scan))
             if type(reply) is bytes:
                 raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
             return reply
         finally:
             self._rounds -= 1
 
+    def _buffered(self, begin: bytes, end: bytes) -> list[tuple[bytes, bytes | None]]:
+        """Buffered writes in [begin, end), ascending."""
+        writes = self._writes
+        if not writes:
+            return []
+        keys = self._sorted
+        if keys is None:
+            keys = self._sorted = sorted(writes)
+        lo = bisect.bisect_left(keys, begin)
+        hi = bisect.bisect_left(keys, end, lo)
+        return [(k, writes[k]) for k in keys[lo:hi]]
+
     async def get(self, key: bytes) -> bytes | None:
-        buf = self._buf.writes
-        if key in buf:
-            return buf[key]
-        (value,) = await self._round(b"g", key)
+        writes = self._writes
+        if key in writes:
+            return writes[key]
+        (value,) = await self._round(b"g", [DATA + key])
         self._saw(key, value)
         return value  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        buf = self._buf.writes
+        writes = self._writes
         out: list[bytes | None] = []
         missing: list[int] = []
         for i, key in enumerate(keys):
-            if key in buf:
-                out.append(buf[key])
+            if key in writes:
+                out.append(writes[key])
             else:
                 out.append(None)
                 missing.append(i)
         if missing:
-            values = await self._round(b"g", *[keys[i] for i in missing])
+            values = await self._round(b"g", [DATA + keys[i] for i in missing])
             for i, value in zip(missing, values, strict=True):
                 self._saw(keys[i], value)
                 out[i] = value
@@ -162,16 +187,16 @@ class RedisTx:
         fetch = 0
         if limit is not None:
             # buffered deletes may hide stored keys: fetch enough that the merged result still reaches `limit`
-            fetch = limit + sum(1 for _, v in self._buf.in_range(begin, end) if v is None)
-        reply = await self._round(b"s", begin, end, fetch, int(keys_only), 1)
+            fetch = limit + sum(1 for _, v in self._buffered(begin, end) if v is None)
+        reply = await self._round(b"s", [], (begin, end, fetch, int(keys_only), 1))
         digest, stored = reply[0], self._pairs(reply, keys_only)
         if fetch and len(stored) == fetch:
             last = stored[-1][0]
             self._ranges += (begin, last, 1, int(keys_only), digest)
-            buffered = self._buf.in_range(begin, last + b"\x00")
+            buffered = self._buffered(begin, last + b"\x00")
         else:
             self._ranges += (begin, end, 0, int(keys_only), digest)
-            buffered = self._buf.in_range(begin, end)
+            buffered = self._buffered(begin, end)
         out = merge_scan(stored, buffered, limit)
         if keys_only:
             return [(k, b"") for k, _ in out]
@@ -182,7 +207,7 @@ class RedisTx:
     ) -> AsyncIterator[tuple[bytes, bytes]]:
         cursor = begin
         while cursor < end:
-            reply = await self._kv._script("read", [0, 0, b"s", cursor, end, batch, 0, 0])
+            reply = await self._kv._script("read", [0, 0, b"s", 0, cursor, end, batch, 0, 0])
             chunk = self._pairs(reply, False)
             for pair in chunk:
                 yield pair
@@ -193,15 +218,19 @@ class RedisTx:
     async def exists(self, begin: bytes, end: bytes) -> bool:
         return bool(await self.scan(begin, end, limit=1, keys_only=True))
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def _write(self, key: bytes, value: bytes | None, what: str) -> None:
         if self._readonly:
-            raise ReadOnlyTransaction("put in a read-only transaction")
-        self._buf.put(key, value)
+            raise ReadOnlyTransaction(f"{what} in a read-only transaction")
+        writes = self._writes
+        if self._sorted is not None and key not in writes:
+            self._sorted = None
+        writes[key] = value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._write(key, bytes(value), "put")
 
     def delete(self, key: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("delete in a read-only transaction")
-        self._buf.delete(key)
+        self._write(key, None, "delete")
 
     async def incr_by(self, key: bytes, delta: int) -> int:
         if self._readonly:
@@ -213,33 +242,41 @@ class RedisTx:
     def add(self, key: bytes, delta: int) -> None:
         if self._readonly:
             raise ReadOnlyTransaction("add in a read-only transaction")
-        self._buf.add(key, delta)
+        self._adds[key] = self._adds.get(key, 0) + delta
 
     async def finish(self) -> None:
         """Commit: validate the read set if needed and apply the buffered writes, in one script call."""
-        writes = self._buf.writes
-        adds = self._buf.adds
-        has_reads = bool(self._points or self._ranges)
+        writes = self._writes
+        adds = self._adds
+        has_reads = bool(self._dkeys or self._ranges)
         if not writes and not adds:
             if has_reads and self._overlap:  # concurrent rounds: no round validated all the others
-                reply = await self._kv._script("read", self._validation())
+                reply = await self._kv._script("read", self._read_args(b"v", []))
                 if type(reply) is bytes:
                     raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
             return
-        puts: list[bytes] = []
-        deletes: list[bytes] = []
+        puts: list[Any] = []
+        index: list[Any] = []
+        deleted: list[bytes] = []
         for k, v in writes.items():
             if v is None:
-                deletes.append(k)
+                deleted.append(k)
             else:
-                puts += (k, v)
-        args: list[Any] = [len(puts) // 2, len(deletes), len(adds)]
+                puts += (DATA + k, v)
+                index += (0, k)
+        args: list[Any]
         if writes and has_reads:
-            args += self._validation()
+            args = [len(self._dkeys), len(self._ranges) // 5, len(index) // 2, len(deleted), len(adds)]
+            args += self._dkeys
+            args += self._expect
+            args += self._ranges
         else:  # blind writes, or only adds after reads already seen as one state
-            args += (0, 0)
+            args = [0, 0, len(index) // 2, len(deleted), len(adds)]
         args += puts
-        args += deletes
+        args += index
+        args += [DATA + k for k in deleted]
+        args += deleted
+        args += [DATA + k for k in adds]
         for item in adds.items():
             args += item
         reply = await self._kv._script("commit", args, writes=True)

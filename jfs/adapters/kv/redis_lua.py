@@ -1,30 +1,69 @@
 """The two Lua scripts of the Redis adapter (layout and protocol: docs/adr/0002-redis-transactions.md).
 
-Port key K lives in the string ``"k" .. K``; the sorted set ``"i"`` holds every K with score 0. Both scripts
-start with the same *validation section* of ARGV, which re-checks a transaction's read set:
+Port key K lives in the string ``"k" .. K`` (its *data key* DK); the sorted set ``"i"`` holds every K with
+score 0. Both scripts receive a transaction's read set as a *validation section* of ARGV:
 
-    np, nr,
-    np x (key, mode, expected)   mode 'a': absent; 'v': value == expected; 'h': sha1hex(value) == expected
-    nr x (begin, end, incl, keys_only, digest)
-                                 range [begin, end) (or [begin, end] when incl == '1') still has `digest`
+    np point reads:  np data keys, then np (mode, expected) pairs
+                     mode 'a': absent; 'v': value == expected; 'h': sha1hex(value) == expected
+    nr scans:        nr (begin, end, incl, keys_only, digest) groups
+                     the range [begin, end) (or [begin, end] when incl == '1') still has `digest`
 
 A failed check makes either script return a bulk string naming the read that changed, and change nothing.
 
-READ (the 2nd and later read rounds of a body, first-round scans, `scan_iter`), after the validation section:
-    (nothing)                    -> empty array: validation only
-    'g', key1, key2, ...         -> array of values (nil for absent)
-    's', begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
-                                 -> array {digest or '', k1, v1, k2, v2, ...} ({digest, k1, k2, ...} keys only)
+READ — ARGV: np, nr, op, nx, np data keys, nx data keys, np (mode, expected), nr ranges, [scan arguments]
+    op 'v'  validation only                   -> empty array
+    op 'g'  nx data keys to read              -> array of their values (nil for absent); one MGET reads
+                                                 them together with the validated points
+    op 's'  begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
+                                              -> {digest or '', k1, v1, k2, v2, ...} ({digest, k1, ...} keys only)
 
-COMMIT, ARGV = nw, nd, na, <validation section>, nw x (key, value), nd x key, na x (key, delta)
-    -> 1 after applying puts, then deletes, then blind adds (8-byte little-endian counters).
+COMMIT — ARGV: np, nr, nw, nd, na, np data keys, np (mode, expected), nr ranges,
+               nw (DK, value), nw (0, K), nd DK, nd K, na DK, na (K, delta)
+    -> 1 after applying deletes, puts and blind adds (8-byte little-endian counters; an add applies on top
+    of a put or delete of the same key in the transaction). Everything that can fail is checked before the
+    first write, because a script that fails half-way is not rolled back.
 
-The digest is the sha1 of the length-prefixed keys (and values): equal digests mean an equal range.
+Why this shape: on Redis every Lua string built and every table slot filled costs about as much as a
+redis.call; keys therefore arrive already prefixed and grouped so that the scripts pass ARGV slices
+straight to MGET / MSET / ZADD / DEL / ZREM (`unpack(ARGV, a, b)`) instead of building tables. The digest
+is the sha1 of the length-prefixed keys (and values): equal digests mean an equal range; an empty range's
+digest is a constant.
 """
 
 from __future__ import annotations
 
+EMPTY_DIGEST = b"da39a3ee5e6b4b0d3255bfef95601890afd80709"  # sha1 of nothing
+
 _LIB = r"""
+local EMPTY = 'da39a3ee5e6b4b0d3255bfef95601890afd80709'
+
+-- redis.call(cmd, [head,] ARGV[a..b]) in chunks that unpack() can handle; returns the concatenated replies
+local function call_argv(cmd, head, a, b)
+  if b < a then return {} end
+  if b - a < 4000 then
+    if head then return redis.call(cmd, head, unpack(ARGV, a, b)) end
+    return redis.call(cmd, unpack(ARGV, a, b))
+  end
+  local out = {}
+  for s = a, b, 4000 do
+    local e = math.min(s + 3999, b)
+    local part
+    if head then part = redis.call(cmd, head, unpack(ARGV, s, e)) else part = redis.call(cmd, unpack(ARGV, s, e)) end
+    if type(part) == 'table' then
+      for x = 1, #part do out[#out + 1] = part[x] end
+    end
+  end
+  return out
+end
+
+-- redis.call(cmd, [head,] list...) in chunks (list holds pairs: chunks of an even length)
+local function call_list(cmd, head, list)
+  for s = 1, #list, 4000 do
+    local e = math.min(s + 3999, #list)
+    if head then redis.call(cmd, head, unpack(list, s, e)) else redis.call(cmd, unpack(list, s, e)) end
+  end
+end
+
 local function range_keys(b, e, incl, limit)
   local hi = (incl and '[' or '(') .. e
   if limit > 0 then
@@ -33,28 +72,25 @@ local function range_keys(b, e, incl, limit)
   return redis.call('ZRANGEBYLEX', 'i', '[' .. b, hi)
 end
 
--- values of port keys (false for absent), MGET in chunks: unpack() has a small argument limit
-local function mget(keys, from)
-  local out = {}
-  local n = #keys
-  for i = from, n, 500 do
-    local ks = {}
-    for x = i, math.min(i + 499, n) do ks[#ks + 1] = 'k' .. keys[x] end
-    local vs = redis.call('MGET', unpack(ks))
-    for x = 1, #ks do out[#out + 1] = vs[x] end
-  end
-  return out
-end
-
+-- values of the indexed keys `keys` (nil when one is missing: index and data out of sync)
 local function range_values(keys)
-  local vals = mget(keys, 1)
-  for x = 1, #vals do
-    if not vals[x] then return redis.error_reply('jfs: index and data out of sync in a scanned range') end
+  local n = #keys
+  if n == 0 then return {} end
+  local vals = {}
+  for a = 1, n, 4000 do
+    local dks = {}
+    for x = a, math.min(a + 3999, n) do dks[#dks + 1] = 'k' .. keys[x] end
+    local vs = redis.call('MGET', unpack(dks))
+    for x = 1, #dks do
+      if not vs[x] then return nil end
+      vals[#vals + 1] = vs[x]
+    end
   end
   return vals
 end
 
 local function digest(keys, vals)
+  if #keys == 0 then return EMPTY end
   local parts = {}
   for x = 1, #keys do
     parts[#parts + 1] = tostring(#keys[x]) .. ':' .. keys[x]
@@ -63,58 +99,65 @@ local function digest(keys, vals)
   return redis.sha1hex(table.concat(parts))
 end
 
--- checks the validation section starting at ARGV[i]; returns the index after it, or nil and a reason
-local function validate(i)
-  local np, nr = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  i = i + 2
+local function out_of_sync()
+  return redis.error_reply('jfs: index and data out of sync in a scanned range')
+end
+
+-- Checks np points whose values are vals[1..np] and (mode, expected) pairs start at ARGV[m], then nr
+-- ranges starting at ARGV[r]. Returns true, or a reason string, or an error reply.
+local function validate(vals, np, m, nr, r)
   for p = 1, np do
-    local cur = redis.call('GET', 'k' .. ARGV[i])
-    local mode, want = ARGV[i + 1], ARGV[i + 2]
+    local cur, mode, want = vals[p], ARGV[m], ARGV[m + 1]
     local ok
-    if mode == 'a' then ok = not cur
-    elseif mode == 'v' then ok = (cur == want)
+    if mode == 'v' then ok = (cur == want)
+    elseif mode == 'a' then ok = not cur
     else ok = cur and redis.sha1hex(cur) == want end
-    if not ok then return nil, 'point read #' .. p .. ' changed' end
-    i = i + 3
+    if not ok then return 'point read #' .. p .. ' changed' end
+    m = m + 2
   end
-  for r = 1, nr do
-    local keys = range_keys(ARGV[i], ARGV[i + 1], ARGV[i + 2] == '1', 0)
+  for x = 1, nr do
+    local keys = range_keys(ARGV[r], ARGV[r + 1], ARGV[r + 2] == '1', 0)
     local vals = nil
-    if ARGV[i + 3] ~= '1' then
+    if ARGV[r + 3] ~= '1' then
       vals = range_values(keys)
-      if vals.err then return vals end
+      if not vals then return out_of_sync() end
     end
-    if digest(keys, vals) ~= ARGV[i + 4] then return nil, 'scanned range #' .. r .. ' changed' end
-    i = i + 5
+    if digest(keys, vals) ~= ARGV[r + 4] then return 'scanned range #' .. x .. ' changed' end
+    r = r + 5
   end
-  return i
+  return true
 end
 """
 
 READ = (
     _LIB
     + r"""
-local i, why = validate(1)
-if not i then return why end
-if type(i) == 'table' then return i end
-if not ARGV[i] then return {} end
-if ARGV[i] == 'g' then
-  local keys = {}
-  for x = i + 1, #ARGV do keys[#keys + 1] = ARGV[x] end
-  return mget(keys, 1)
+local np, nr, op, nx = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local vals = call_argv('MGET', nil, 5, 4 + np + nx)
+local m = 5 + np + nx
+local r = m + 2 * np
+local ok = validate(vals, np, m, nr, r)
+if ok ~= true then return ok end
+if op == 'g' then
+  if np == 0 then return vals end
+  local got = {}
+  for x = 1, nx do got[x] = vals[np + x] end
+  return got
 end
-local keys = range_keys(ARGV[i + 1], ARGV[i + 2], false, tonumber(ARGV[i + 3]))
-local keys_only = ARGV[i + 4] == '1'
-local vals = nil
+if op ~= 's' then return {} end
+local s = r + 5 * nr
+local keys = range_keys(ARGV[s], ARGV[s + 1], false, tonumber(ARGV[s + 2]))
+local keys_only = ARGV[s + 3] == '1'
+local values = nil
 if not keys_only then
-  vals = range_values(keys)
-  if vals.err then return vals end
+  values = range_values(keys)
+  if not values then return out_of_sync() end
 end
 local out = {''}
-if ARGV[i + 5] == '1' then out[1] = digest(keys, vals) end
+if ARGV[s + 4] == '1' then out[1] = digest(keys, values) end
 for x = 1, #keys do
   out[#out + 1] = keys[x]
-  if vals then out[#out + 1] = vals[x] end
+  if values then out[#out + 1] = values[x] end
 end
 return out
 """
@@ -123,47 +166,55 @@ return out
 COMMIT = (
     _LIB
     + r"""
-local nw, nd, na = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local i, why = validate(4)
-if not i then return why end
-if type(i) == 'table' then return i end
--- check the counters before writing anything: a script that fails half-way is not rolled back
-local a = i + 2 * nw + nd
-for x = a, a + 2 * (na - 1), 2 do
-  local cur = redis.call('GET', 'k' .. ARGV[x])
-  if cur and #cur > 0 and #cur < 8 then return redis.error_reply('jfs: counter value is shorter than 8 bytes') end
-end
-for s = 0, nw - 1, 250 do
-  local kv, idx = {}, {}
-  for x = s, math.min(s + 249, nw - 1) do
-    local key = ARGV[i + 2 * x]
-    kv[#kv + 1] = 'k' .. key
-    kv[#kv + 1] = ARGV[i + 2 * x + 1]
-    idx[#idx + 1] = 0
-    idx[#idx + 1] = key
+local np, nr = tonumber(ARGV[1]), tonumber(ARGV[2])
+local nw, nd, na = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local m = 6 + np
+local r = m + 2 * np
+local ok = validate(call_argv('MGET', nil, 6, 5 + np), np, m, nr, r)
+if ok ~= true then return ok end
+local puts = r + 5 * nr
+local index = puts + 2 * nw
+local dks = index + 2 * nw
+local dels = dks + nd
+local adks = dels + nd
+local adds = adks + na
+
+local counters, fresh = {}, {}
+if na > 0 then
+  local put, deleted = {}, {}
+  for x = puts, index - 1, 2 do put[ARGV[x]] = ARGV[x + 1] end
+  for x = dks, dels - 1 do deleted[ARGV[x]] = true end
+  local stored = call_argv('MGET', nil, adks, adds - 1)
+  for x = 1, na do
+    local dk = ARGV[adks + x - 1]
+    local base = put[dk]
+    if base == nil then
+      if deleted[dk] then base = false else base = stored[x] end
+      if not base then
+        fresh[#fresh + 1] = 0
+        fresh[#fresh + 1] = ARGV[adds + 2 * x - 2]
+      end
+    end
+    local n = 0
+    if base and #base > 0 then
+      if #base < 8 then return redis.error_reply('jfs: counter value is shorter than 8 bytes') end
+      n = struct.unpack('<i8', base)
+    end
+    counters[#counters + 1] = dk
+    counters[#counters + 1] = struct.pack('<i8', n + tonumber(ARGV[adds + 2 * x - 1]))
   end
-  redis.call('MSET', unpack(kv))
-  redis.call('ZADD', 'i', unpack(idx))
 end
-i = i + 2 * nw
-for s = 0, nd - 1, 500 do
-  local ks, idx = {}, {}
-  for x = s, math.min(s + 499, nd - 1) do
-    ks[#ks + 1] = 'k' .. ARGV[i + x]
-    idx[#idx + 1] = ARGV[i + x]
-  end
-  redis.call('DEL', unpack(ks))
-  redis.call('ZREM', 'i', unpack(idx))
+if nd > 0 then
+  call_argv('DEL', nil, dks, dels - 1)
+  call_argv('ZREM', 'i', dels, adks - 1)
 end
-i = i + nd
-for _ = 1, na do
-  local key = ARGV[i]
-  local cur = redis.call('GET', 'k' .. key)
-  local n = 0
-  if cur and #cur > 0 then n = struct.unpack('<i8', cur) end
-  redis.call('SET', 'k' .. key, struct.pack('<i8', n + tonumber(ARGV[i + 1])))
-  redis.call('ZADD', 'i', 0, key)
-  i = i + 2
+if nw > 0 then
+  call_argv('MSET', nil, puts, index - 1)
+  call_argv('ZADD', 'i', index, dks - 1)
+end
+if na > 0 then
+  call_list('MSET', nil, counters)
+  call_list('ZADD', 'i', fresh)
 end
 return 1
 """

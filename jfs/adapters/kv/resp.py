@@ -41,8 +41,6 @@ log = structlog.get_logger("jfs.kv")
 CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 60.0
 MAX_INFLIGHT = 4096
-import os
-_FLUSH_AT = int(os.environ.get("JFS_FLUSH_AT", "1000000"))
 
 
 class ReplyError(rexc.ResponseError):
@@ -156,13 +154,10 @@ class Connection(asyncio.Protocol):
         if not self.alive:
             fut.set_exception(ConnectionLost("connection lost before sending", sent=False))
             return fut
-        out = self._out
-        if not out:
+        if not self._out:
             self._loop.call_soon(self._flush)
-        out.append(packed)
+        self._out.append(packed)
         self._pending.append(fut)
-        if len(out) >= _FLUSH_AT:
-            self._flush()
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout, self._check, self._replies)
         return fut

@@ -97,11 +97,19 @@ class BlockFetcher:
             return [await self._part(slice_id, size, index, inner, length)]
         return await asyncio.gather(*(self._part(slice_id, size, i, inner, ln) for i, inner, ln in parts))
 
-    async def _part(self, slice_id: int, size: int, index: int, inner: int, length: int) -> bytes | memoryview:
+    async def _part(
+        self, slice_id: int, size: int, index: int, inner: int, length: int
+    ) -> bytes | memoryview:
         blen = block_len(size, self.block_size, index)
         key = (slice_id, index)
         data = self.mem.get(key)
-        if data is None and self.blocks.ranged and key not in self._loading and inner > 0 and length <= blen // 4:
+        if (
+            data is None
+            and self.blocks.ranged
+            and key not in self._loading
+            and inner > 0
+            and length <= blen // 4
+        ):
             if self.disk is not None:
                 part = await self.disk.get(self.blocks.cache_key(slice_id, index, blen), inner, length)
                 if part is not None:
@@ -139,7 +147,9 @@ class BlockFetcher:
         for i in range(n):
             self.mem.drop((slice_id, i))
         if self.disk is not None:
-            await self.disk.drop([self.blocks.cache_key(slice_id, i, block_len(size, bs, i)) for i in range(n)])
+            await self.disk.drop(
+                [self.blocks.cache_key(slice_id, i, block_len(size, bs, i)) for i in range(n)]
+            )
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -72,7 +72,9 @@ class DataPath:
         self.blocks = BlockStore(store, config)
         self.mem: MemoryCache[BlockId] = MemoryCache(config.mem_cache_size)
         self.disk = DiskCache(config.cache_dir, config.uuid, config.cache_size) if config.cache_dir else None
-        self.fetcher = BlockFetcher(self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks)
+        self.fetcher = BlockFetcher(
+            self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks
+        )
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
         self.budget = WriteBudget(config.buffer_size, self._freeze_everything)
@@ -210,7 +212,14 @@ class DataPath:
         return attr
 
     async def copy_file_range(
-        self, ino_in: int, off_in: int, ino_out: int, off_out: int, size: int, flags: int = 0, ctx: Ctx = ROOT_CTX
+        self,
+        ino_in: int,
+        off_in: int,
+        ino_out: int,
+        off_out: int,
+        size: int,
+        flags: int = 0,
+        ctx: Ctx = ROOT_CTX,
     ) -> tuple[int, Attr]:
         """Copy by reference (no data moves); both files' pending writes are committed first."""
         await self._settle(ino_in)

@@ -79,7 +79,11 @@ class PageList:
 
     def join(self) -> bytes:
         """All bytes as one object (one copy); afterwards the list holds just that object."""
-        if len(self._parts) == 1 and isinstance(self._parts[0].obj, bytes) and len(self._parts[0].obj) == self.size:
+        if (
+            len(self._parts) == 1
+            and isinstance(self._parts[0].obj, bytes)
+            and len(self._parts[0].obj) == self.size
+        ):
             return self._parts[0].obj
         data = b"".join(self._parts)
         self._parts = [memoryview(data)]
