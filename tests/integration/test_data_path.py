@@ -400,13 +400,14 @@ async def test_concurrent_writers_and_readers_under_memory_pressure(backend: Bac
         name=f"concurrent-{os.getpid()}-{next(_names)}",
         compression="lz4",
         cache_dir=str(tmp_path / "cache"),
-        buffer_size=4 * BS,
-        max_uploads=3,
+        buffer_size=6 * BS,
+        max_uploads=8,
         retry_delay=0.01,
     )
     region = 3 * BS + 123
     PIECE = 15_000
-    starts = [i * (region + 777) for i in range(5)] + [CHUNK_SIZE - BS - 50]
+    # Packed just below the chunk boundary (the last one straddles it): compactions stay small.
+    starts = [CHUNK_SIZE - BS - 50 - i * (region + 777) for i in range(6)][::-1]
     contents = {start: random.Random(start).randbytes(region) for start in starts}
     done: list[int] = []
     try:

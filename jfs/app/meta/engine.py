@@ -364,7 +364,8 @@ class Meta:
     async def link(self, ino: int, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> Attr:
         return await namespace.link(self, ctx, ino, parent, name)
 
-    async def unlink(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> Attr:
+    async def unlink(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
+        """Remove a non-directory name; returns the victim's (ino, attributes after the removal)."""
         return await remove.unlink(self, ctx, parent, name)
 
     async def rmdir(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> None:
@@ -373,6 +374,13 @@ class Meta:
     async def rename(
         self, src_parent: int, src_name: bytes, dst_parent: int, dst_name: bytes, flags: int = 0, ctx: Ctx = ROOT_CTX
     ) -> tuple[int, Attr]:
+        ino, attr, _ = await rename.rename(self, ctx, src_parent, src_name, dst_parent, dst_name, flags)
+        return ino, attr
+
+    async def rename_ex(
+        self, src_parent: int, src_name: bytes, dst_parent: int, dst_name: bytes, flags: int = 0, ctx: Ctx = ROOT_CTX
+    ) -> tuple[int, Attr, int]:
+        """`rename`, also returning the inode that lost the destination name (0 if none)."""
         return await rename.rename(self, ctx, src_parent, src_name, dst_parent, dst_name, flags)
 
     async def setattr(self, ino: int, change: setattr_ops.SetAttr, ctx: Ctx = ROOT_CTX) -> Attr:

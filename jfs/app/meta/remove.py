@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
 
 
-async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> Attr:
-    """Remove the non-directory `name` from `parent`; returns the victim's attributes after the change.
+async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
+    """Remove the non-directory `name` from `parent`; returns the victim's inode and attributes after it.
 
     Errors: ENOENT, ENOTDIR (parent), EISDIR (victim is a directory), EACCES, EPERM (sticky, immutable).
     """
@@ -57,7 +57,7 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> Attr:
 
     ino, attr, fate = await m.txn(body, parent)
     await m.after_drop(ino, attr, fate)
-    return attr
+    return ino, attr
 
 
 async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, now: int) -> str:

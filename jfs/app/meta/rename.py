@@ -52,8 +52,9 @@ def _reparent_refs_needed(attr: Attr) -> bool:
 
 async def rename(
     m: Meta, ctx: Ctx, src_parent: int, src_name: bytes, dst_parent: int, dst_name: bytes, flags: int = 0
-) -> tuple[int, Attr]:
-    """Rename `src_parent/src_name` to `dst_parent/dst_name`; returns (ino, attr) of the moved inode.
+) -> tuple[int, Attr, int]:
+    """Rename `src_parent/src_name` to `dst_parent/dst_name`; returns (ino, attr) of the moved inode and
+    the inode that lost the name `dst_name` (0 if none; for RENAME_EXCHANGE the other inode).
 
     Errors: ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, EEXIST (NOREPLACE), EINVAL (bad flags, own subtree, ``.``),
     EBUSY (root/trash), EACCES, EPERM (sticky bit, trash, immutable), ENAMETOOLONG.
@@ -153,7 +154,7 @@ async def rename(
     ino, attr, victim_ino, victim, fate = await m.txn(body, src_parent, dst_parent)
     if victim is not None and fate != "none":
         await m.after_drop(victim_ino, victim, fate)
-    return ino, attr
+    return ino, attr, victim_ino
 
 
 async def _exchange(
@@ -193,4 +194,4 @@ async def _exchange(
     if dst_parent != src_parent:
         touch_parent(dst_dir, now, force=True)
         store.put_attr(tx, dst_parent, dst_dir)
-    return src_ino, src_attr, 0, None, "none"
+    return src_ino, src_attr, dst_ino, None, "none"

@@ -1,0 +1,147 @@
+"""`jfs mount` / `jfs umount`: wire a volume's engine, object store, data path and the FUSE server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
+from jfs.adapters.fuse.server import FuseServer, MountOptions, is_mounted, unmount
+from jfs.app.compose import open_bucket, open_engine
+from jfs.app.data.config import DataConfig
+from jfs.app.data.files import DataPath
+from jfs.app.meta import Meta
+from jfs.app.meta.engine import VolumeNotFormatted
+from jfs.app.volume import VolumeError
+
+log = structlog.get_logger("jfs.mount")
+
+
+@dataclass(frozen=True, slots=True)
+class MountArgs:
+    meta_url: str
+    mountpoint: str
+    cache_dir: str | None = None
+    cache_size_mib: int = 102400
+    buffer_size_mib: int = 300
+    attr_cache: float = 1.0
+    entry_cache: float = 1.0
+    dir_entry_cache: float = 1.0
+    negative_cache: float = 0.0
+    enable_xattr: bool = True
+    writeback_cache: bool = False
+    allow_other: bool | None = None
+    read_only: bool = False
+    heartbeat: float = 12.0
+    max_uploads: int = 20
+    no_bgjob: bool = False
+
+
+def default_cache_dir() -> str:
+    return "/var/jfsCache" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/cache")
+
+
+async def serve(args: MountArgs) -> None:
+    """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
+    mountpoint = os.path.abspath(args.mountpoint)
+    if not os.path.isdir(mountpoint):
+        raise VolumeError(f"mount point {mountpoint} is not a directory")
+    if is_mounted(mountpoint):
+        raise VolumeError(f"{mountpoint} is already a mount point (unmount it first)")
+    kv = await open_engine(args.meta_url)
+    try:
+        try:
+            meta = await Meta.load(kv)
+        except VolumeNotFormatted as exc:
+            raise VolumeError(str(exc)) from None
+        store = await open_bucket(meta.settings)
+        try:
+            await meta.start_session(mountpoint, heartbeat=args.heartbeat, background=not args.no_bgjob)
+            config = DataConfig.from_settings(
+                meta.settings,
+                cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
+                cache_size=args.cache_size_mib << 20,
+                buffer_size=args.buffer_size_mib << 20,
+                max_uploads=args.max_uploads,
+            )
+            data = await DataPath(meta, store, config).start()
+            ops = JfsOperations(meta, data, MountConfig(
+                attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
+                dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
+                enable_xattr=args.enable_xattr,
+                options={"MountPoint": mountpoint, "AttrCache": args.attr_cache, "EntryCache": args.entry_cache,
+                         "DirEntryCache": args.dir_entry_cache, "CacheDir": config.cache_dir,
+                         "CacheSize": config.cache_size, "BufferSize": config.buffer_size},
+            ))
+            server = FuseServer(ops, mountpoint, MountOptions(
+                fsname=f"jfs:{meta.settings.name}", subtype="jfs", allow_other=args.allow_other,
+                read_only=args.read_only, writeback_cache=args.writeback_cache,
+            ))
+            log.info("mounting", volume=meta.settings.name, mountpoint=mountpoint, sid=meta.sid)
+            try:
+                await server.run()
+            finally:
+                await data.close()
+                await meta.close()
+                log.info("unmounted", mountpoint=mountpoint)
+        finally:
+            await store.close()
+    finally:
+        await kv.close()
+
+
+def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
+    """Start `argv` (a foreground mount) detached and wait until `mountpoint` is mounted.
+
+    Raises VolumeError with the child's last log line if it exits or does not mount in time.
+    """
+    log_path = os.path.join("/tmp", f"jfs-mount-{os.getpid()}.log")
+    with open(log_path, "ab") as out:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_mounted(mountpoint):
+            return
+        if child.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = ""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+            tail = lines[-1] if lines else ""
+    except OSError:
+        pass
+    if child.poll() is None:
+        child.terminate()
+    raise VolumeError(f"mount of {mountpoint} did not come up: {tail or 'no output'} (log: {log_path})")
+
+
+def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0) -> None:
+    """Unmount `mountpoint` and wait until the mount has gone (the mount process flushes and exits)."""
+    path = os.path.abspath(mountpoint)
+    if not is_mounted(path):
+        raise VolumeError(f"{path} is not mounted")
+    try:
+        unmount(path, lazy=force)
+    except OSError as exc:
+        raise VolumeError(f"cannot unmount {path}: {exc.strerror or exc}") from None
+    deadline = time.monotonic() + wait
+    while is_mounted(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def foreground_argv() -> list[str]:
+    """The command line that re-runs this process's `jfs mount` in the foreground."""
+    args = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
+    return [sys.executable, "-m", "jfs.cli.main", *args, "--foreground"]
+
+
+def run_foreground(args: MountArgs) -> None:
+    asyncio.run(serve(args))
