@@ -8,6 +8,7 @@
 # Environment:
 #     JFS_TEST_TIKV=pd-host:port   also run the KV contract suite against that TiKV cluster
 #     JFS_MYPY_TARGETS="..."       what mypy checks (default: jfs/domain jfs/ports, strict)
+#     JFS_PYTEST_TIMEOUT=900       wall-clock limit of the pytest run, in seconds
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +41,9 @@ step() {
   if [ "$rc" -eq 0 ]; then
     summary+=("$(printf '  %-8s ok      %4ss' "$name" $((SECONDS - start)))")
   else
-    summary+=("$(printf '  %-8s FAILED  %4ss  (exit %s: %s)' "$name" $((SECONDS - start)) "$rc" "$*")")
+    local why="exit $rc"
+    [ "$rc" -eq 124 ] && why="TIMED OUT"
+    summary+=("$(printf '  %-8s FAILED  %4ss  (%s: %s)' "$name" $((SECONDS - start)) "$why" "$*")")
     failed=1
   fi
 }
@@ -48,8 +51,11 @@ step() {
 step ruff ruff check jfs tests
 # shellcheck disable=SC2086  # JFS_MYPY_TARGETS is a word list on purpose
 step mypy mypy ${JFS_MYPY_TARGETS:-jfs/domain jfs/ports}
-# -rs lists every skipped test with its reason (e.g. TiKV without JFS_TEST_TIKV).
-step pytest pytest -q -rs --tb=short "$@"
+# -rs lists every skipped test with its reason (e.g. TiKV without JFS_TEST_TIKV). A hang that
+# pytest-timeout cannot break (e.g. in an async fixture's teardown) must not hold CI past its 20 minutes:
+# after JFS_PYTEST_TIMEOUT seconds pytest gets SIGINT, prints where it was stuck and its summary.
+step pytest timeout --foreground --signal=INT --kill-after=30 "${JFS_PYTEST_TIMEOUT:-900}" \
+  pytest -q -rs --tb=short "$@"
 
 echo
 echo "jfs test summary ($((SECONDS - t0))s):"

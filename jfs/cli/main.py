@@ -535,6 +535,85 @@ def config(
         typer.echo(f"  {option}: {before} -> {after}")
 
 
+@app.command(
+    epilog="[bold]Examples:[/bold]\n\n"
+    "jfs mount sqlite3://myjfs.db /mnt/jfs -d\n\n"
+    "jfs mount redis://localhost:6379/1 /mnt/jfs --cache-dir /var/jfsCache --cache-size 10240",
+)
+def mount(
+    meta_url: Annotated[
+        str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
+    ],
+    mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT", help="An existing empty directory.")],
+    background: Annotated[
+        bool, typer.Option("--background", "-d", help="Run in the background; return once mounted.")
+    ] = False,
+    foreground: Annotated[bool, typer.Option(hidden=True)] = False,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(help="Disk block cache directory (default /var/jfsCache as root, ~/.jfs/cache otherwise).",
+                     rich_help_panel="Cache", show_default=False),
+    ] = None,
+    cache_size: Annotated[int, typer.Option(help="Disk cache size in MiB.", rich_help_panel="Cache")] = 102400,
+    buffer_size: Annotated[
+        int, typer.Option(help="Write buffer in MiB (writers wait when it is full).", rich_help_panel="Data")
+    ] = 300,
+    max_uploads: Annotated[int, typer.Option(help="Concurrent block uploads.", rich_help_panel="Data")] = 20,
+    attr_cache: Annotated[float, typer.Option(help="Kernel attribute cache, seconds.", rich_help_panel="FUSE")] = 1.0,
+    entry_cache: Annotated[float, typer.Option(help="Kernel entry cache for files, seconds.", rich_help_panel="FUSE")] = 1.0,
+    dir_entry_cache: Annotated[
+        float, typer.Option(help="Kernel entry cache for directories, seconds.", rich_help_panel="FUSE")
+    ] = 1.0,
+    negative_entry_cache: Annotated[
+        float, typer.Option(help="Kernel cache of failed lookups, seconds.", rich_help_panel="FUSE")
+    ] = 0.0,
+    writeback_cache: Annotated[
+        bool, typer.Option(help="Let the kernel cache writes (faster small writes, weaker ordering).",
+                           rich_help_panel="FUSE")
+    ] = False,
+    enable_xattr: Annotated[bool, typer.Option(help="Serve extended attributes.", rich_help_panel="FUSE")] = True,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Mount read-only.")] = False,
+    heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
+    no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
+) -> None:
+    """Mount a volume at MOUNTPOINT (in the foreground unless [bold]-d[/bold])."""
+    from jfs.cli import mount as m
+
+    args = m.MountArgs(
+        meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size_mib=cache_size,
+        buffer_size_mib=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
+        dir_entry_cache=dir_entry_cache, negative_cache=negative_entry_cache, enable_xattr=enable_xattr,
+        writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
+        no_bgjob=no_bgjob,
+    )
+    _remember_secrets(meta_url)
+    try:
+        path = m.check_mountpoint(mountpoint)
+        if background and not foreground:
+            m.spawn_background(m.foreground_argv(), path)
+            typer.echo(f"jfs: {path} is mounted")
+            return
+        m.run_foreground(args)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    except Exception as exc:
+        raise typer.Exit(_report(exc)) from None
+
+
+@app.command()
+def umount(
+    mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Detach even if busy (lazy unmount).")] = False,
+) -> None:
+    """Unmount a jfs volume; returns once the mount process has flushed and exited."""
+    from jfs.cli import mount as m
+
+    try:
+        m.umount(mountpoint, force=force)
+    except Exception as exc:
+        raise typer.Exit(_report(exc)) from None
+
+
 def main() -> None:
     """Console-script entry point (``jfs``)."""
     _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")

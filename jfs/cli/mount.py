@@ -47,13 +47,19 @@ def default_cache_dir() -> str:
     return "/var/jfsCache" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/cache")
 
 
-async def serve(args: MountArgs) -> None:
-    """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
-    mountpoint = os.path.abspath(args.mountpoint)
+def check_mountpoint(path: str) -> str:
+    """The absolute mount point; VolumeError when it is not a directory or already mounted."""
+    mountpoint = os.path.abspath(path)
     if not os.path.isdir(mountpoint):
         raise VolumeError(f"mount point {mountpoint} is not a directory")
     if is_mounted(mountpoint):
         raise VolumeError(f"{mountpoint} is already a mount point (unmount it first)")
+    return mountpoint
+
+
+async def serve(args: MountArgs) -> None:
+    """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
+    mountpoint = check_mountpoint(args.mountpoint)
     kv = await open_engine(args.meta_url)
     try:
         try:

@@ -205,8 +205,20 @@ class Connection(asyncio.Protocol):
             self._drained = None
 
 
-def _pack(args: tuple[Any, ...]) -> bytes:
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command (bytes, str, int or float arguments) in RESP."""
     return hiredis.pack_command(args)  # type: ignore[no-any-return]
+
+
+def bulks(args: tuple[Any, ...]) -> bytes:
+    """Arguments as RESP bulk strings without the array header: pieces of a command to concatenate."""
+    packed: bytes = hiredis.pack_command(args)
+    return packed[packed.index(b"\n") + 1 :]
+
+
+def bulk(arg: bytes) -> bytes:
+    """One bytes argument as a RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(arg), arg)
 
 
 async def open_connection(target: RedisTarget, *, connect_timeout: float, timeout: float) -> Connection:
@@ -255,7 +267,7 @@ async def _handshake(conn: Connection, target: RedisTarget) -> None:
     if target.db:
         steps.append((("SELECT", target.db), "select"))
     steps.append((("PING",), "ping"))
-    futures = [conn.send(_pack(cmd)) for cmd, _ in steps]  # pipelined: one round trip
+    futures = [conn.send(pack(cmd)) for cmd, _ in steps]  # pipelined: one round trip
     results = await asyncio.gather(*futures, return_exceptions=True)
     for (_, what), result in zip(steps, results, strict=True):
         if isinstance(result, ReplyError):
@@ -292,6 +304,15 @@ class RespClient:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; see the module docstring for the errors."""
+        return await self.execute_packed(pack(args))
+
+    async def evalsha(self, sha: bytes, nargs: int, args: bytes) -> Any:
+        """``EVALSHA sha 0`` followed by `nargs` arguments already packed by `bulks` (no keys declared)."""
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (nargs + 3, len(sha), sha)
+        return await self.execute_packed(head + args)
+
+    async def execute_packed(self, command: bytes) -> Any:
+        """Send one command already packed by `pack` (or built from `bulks`) and return its reply."""
         if self._inflight >= self._max_inflight or self._waiters:
             await self._wait_turn()
         else:
@@ -302,13 +323,9 @@ class RespClient:
                 conn = await self._reconnect()
             if conn._drained is not None:
                 await conn.drained()
-            return await conn.send(_pack(args))
+            return await conn.send(command)
         finally:
             self._release()
-
-    async def evalsha(self, sha: str, *args: Any) -> Any:
-        """``EVALSHA sha 0 *args`` (our scripts declare no keys)."""
-        return await self.execute(b"EVALSHA", sha, 0, *args)
 
     def _pick(self) -> Connection | None:
         conns = self._conns
