@@ -1,0 +1,271 @@
+"""One attempt of a transaction body on Redis: buffered writes, the recorded read set, piggy-backed validation.
+
+Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
+
+* The body's read set is recorded: for each point read the value seen (None = absent), for each scan its
+  effective range (up to the last key returned when a limit cut it short) and the digest the server sent.
+  It is kept packed as the scripts' validation section, so each later round only appends to it.
+* The first read round is a plain GET / MGET (or the READ script for a scan). Every later round is ONE
+  EVALSHA of the READ script that first re-validates the whole read set so far and then reads: each round
+  is atomic with checking everything read before it, so after the last round the body has seen one state.
+  A failed check raises ConflictError at once and the caller's retry loop re-runs the body.
+* Writes are buffered (read-your-writes by overlaying the buffer); `add`s are buffered separately.
+* `finish()` commits. A body without puts/deletes needs no round trip for its reads (blind adds are
+  applied without validation, as the port allows). Otherwise the COMMIT script re-validates the read set
+  and, only if it holds, applies puts, deletes and adds atomically.
+* Reads issued concurrently by one body (`asyncio.gather` of Tx calls) do not validate each other; such a
+  read-only body is validated by one more READ round at `finish()`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from jfs.domain.records import decode_i64, encode_i64
+from jfs.ports.kv import ConflictError, ReadOnlyTransaction
+
+from .base import merge_scan
+from .resp import bulk, bulks
+
+if TYPE_CHECKING:
+    from .redis import RedisKV
+
+DATA = b"k"
+HASH_OVER = 256  # point reads of longer values are validated by sha1 instead of shipping the value back
+_A = bulk(b"a") + bulk(b"")
+_V = bulk(b"v")
+_H = bulk(b"h")
+
+
+class ReadSet:
+    """What a body read, kept as the packed validation section of the scripts (see `redis_lua`)."""
+
+    __slots__ = ("values", "ranges", "_keys", "_expect", "_scans")
+
+    def __init__(self) -> None:
+        self.values: dict[bytes, bytes | None] = {}
+        self.ranges = 0
+        self._keys = bytearray()  # the points' data keys
+        self._expect = bytearray()  # the points' (mode, expected) pairs
+        self._scans = bytearray()  # (begin, end, incl, keys_only, digest) per scan
+
+    def __bool__(self) -> bool:
+        return bool(self.values) or self.ranges > 0
+
+    def saw(self, key: bytes, value: bytes | None) -> None:
+        """Record a point read; ConflictError when the body already saw another value for `key`."""
+        values = self.values
+        if key in values:
+            if values[key] != value:
+                raise ConflictError("a key changed between two reads of one transaction")
+            return
+        values[key] = value
+        self._keys += bulk(DATA + key)
+        if value is None:
+            self._expect += _A
+        elif len(value) > HASH_OVER:
+            self._expect += _H + bulk(hashlib.sha1(value).hexdigest().encode())
+        else:
+            self._expect += _V + bulk(value)
+
+    def scanned(self, begin: bytes, end: bytes, incl: bool, keys_only: bool, digest: bytes) -> None:
+        self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
+        self.ranges += 1
+
+    def read_args(self, op: bytes, dkeys: Sequence[bytes] = (), tail: tuple[Any, ...] = ()) -> tuple[int, bytes]:
+        """(count, packed arguments) of the READ script: validate, then `op` on `dkeys` / `tail`."""
+        np = len(self.values)
+        head = bulks((np, self.ranges, op, len(dkeys)))
+        count = 4 + 3 * np + len(dkeys) + 5 * self.ranges + len(tail)
+        return count, b"".join((head, self._keys, bulks(tuple(dkeys)), self._expect, self._scans, bulks(tail)))
+
+    def commit_args(self, validate: bool, nw: int, nd: int, na: int, writes: tuple[Any, ...]) -> tuple[int, bytes]:
+        """(count, packed arguments) of the COMMIT script; `writes` are its sections after the reads."""
+        if not validate:
+            return 5 + len(writes), bulks((0, 0, nw, nd, na, *writes))
+        np = len(self.values)
+        head = bulks((np, self.ranges, nw, nd, na))
+        count = 5 + 3 * np + 5 * self.ranges + len(writes)
+        return count, b"".join((head, self._keys, self._expect, self._scans, bulks(writes)))
+
+
+class RedisTx:
+    """The `Tx` of the Redis adapter; see the module docstring."""
+
+    __slots__ = ("_kv", "_readonly", "_writes", "_adds", "_sorted", "_reads", "_rounds", "_overlap")
+
+    def __init__(self, kv: RedisKV, readonly: bool) -> None:
+        self._kv = kv
+        self._readonly = readonly
+        self._writes: dict[bytes, bytes | None] = {}  # buffered puts; None = delete
+        self._adds: dict[bytes, int] = {}
+        self._sorted: list[bytes] | None = None  # the buffered keys in order, built when a scan needs them
+        self._reads = ReadSet()
+        self._rounds = 0  # read rounds in flight
+        self._overlap = False  # two rounds were in flight at once: neither validated the other's result
+
+    async def _round(self, op: bytes, dkeys: list[bytes], scan: tuple[Any, ...] = ()) -> Any:
+        """One read round (`op` g: values of `dkeys`; s: the `scan`): a plain command while nothing was
+        read yet, else the READ script validating everything read so far."""
+        if self._rounds:
+            self._overlap = True
+        self._rounds += 1
+        try:
+            if not self._reads:
+                if op == b"g":
+                    if len(dkeys) == 1:
+                        return [await self._kv._read(b"GET", dkeys[0])]
+                    return await self._kv._read(b"MGET", *dkeys)
+                return await self._kv._script("read", 4 + len(scan), bulks((0, 0, op, 0, *scan)))
+            reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
+            if type(reply) is bytes:
+                raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
+            return reply
+        finally:
+            self._rounds -= 1
+
+    def _buffered(self, begin: bytes, end: bytes) -> list[tuple[bytes, bytes | None]]:
+        """Buffered writes in [begin, end), ascending."""
+        writes = self._writes
+        if not writes:
+            return []
+        keys = self._sorted
+        if keys is None:
+            keys = self._sorted = sorted(writes)
+        lo = bisect.bisect_left(keys, begin)
+        hi = bisect.bisect_left(keys, end, lo)
+        return [(k, writes[k]) for k in keys[lo:hi]]
+
+    async def get(self, key: bytes) -> bytes | None:
+        writes = self._writes
+        if key in writes:
+            return writes[key]
+        (value,) = await self._round(b"g", [DATA + key])
+        self._reads.saw(key, value)
+        return value  # type: ignore[no-any-return]
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        writes = self._writes
+        out: list[bytes | None] = []
+        missing: list[int] = []
+        for i, key in enumerate(keys):
+            if key in writes:
+                out.append(writes[key])
+            else:
+                out.append(None)
+                missing.append(i)
+        if missing:
+            values = await self._round(b"g", [DATA + keys[i] for i in missing])
+            saw = self._reads.saw
+            for i, value in zip(missing, values, strict=True):
+                saw(keys[i], value)
+                out[i] = value
+        return out
+
+    @staticmethod
+    def _pairs(reply: list[Any], keys_only: bool) -> list[tuple[bytes, bytes]]:
+        flat = reply[1:]
+        if keys_only:
+            return [(k, b"") for k in flat]
+        return list(zip(flat[0::2], flat[1::2], strict=True))
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        if begin >= end or limit == 0:
+            return []
+        fetch = 0
+        if limit is not None:
+            # buffered deletes may hide stored keys: fetch enough that the merged result still reaches `limit`
+            fetch = limit + sum(1 for _, v in self._buffered(begin, end) if v is None)
+        reply = await self._round(b"s", [], (begin, end, fetch, int(keys_only), 1))
+        digest, stored = reply[0], self._pairs(reply, keys_only)
+        if fetch and len(stored) == fetch:
+            last = stored[-1][0]
+            self._reads.scanned(begin, last, True, keys_only, digest)
+            buffered = self._buffered(begin, last + b"\x00")
+        else:
+            self._reads.scanned(begin, end, False, keys_only, digest)
+            buffered = self._buffered(begin, end)
+        out = merge_scan(stored, buffered, limit)
+        if keys_only:
+            return [(k, b"") for k, _ in out]
+        return out
+
+    async def scan_iter(
+        self, begin: bytes, end: bytes, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        cursor = begin
+        while cursor < end:
+            reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, batch, 0, 0)))
+            chunk = self._pairs(reply, False)
+            for pair in chunk:
+                yield pair
+            if len(chunk) < batch:
+                return
+            cursor = chunk[-1][0] + b"\x00"
+
+    async def exists(self, begin: bytes, end: bytes) -> bool:
+        return bool(await self.scan(begin, end, limit=1, keys_only=True))
+
+    def _write(self, key: bytes, value: bytes | None, what: str) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction(f"{what} in a read-only transaction")
+        writes = self._writes
+        if self._sorted is not None and key not in writes:
+            self._sorted = None
+        writes[key] = value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._write(key, bytes(value), "put")
+
+    def delete(self, key: bytes) -> None:
+        self._write(key, None, "delete")
+
+    async def incr_by(self, key: bytes, delta: int) -> int:
+        if self._readonly:
+            raise ReadOnlyTransaction("incr_by in a read-only transaction")
+        value = decode_i64(await self.get(key)) + delta
+        self.put(key, encode_i64(value))
+        return value
+
+    def add(self, key: bytes, delta: int) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._adds[key] = self._adds.get(key, 0) + delta
+
+    async def finish(self) -> None:
+        """Commit: validate the read set if needed and apply the buffered writes, in one script call."""
+        writes = self._writes
+        adds = self._adds
+        reads = self._reads
+        if not writes and not adds:
+            if reads and self._overlap:
+                reply = await self._kv._script("read", *reads.read_args(b"v"))
+                if type(reply) is bytes:
+                    raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
+            return
+        puts: list[Any] = []
+        index: list[Any] = []
+        deleted: list[bytes] = []
+        for k, v in writes.items():
+            if v is None:
+                deleted.append(k)
+            else:
+                puts += (DATA + k, v)
+                index += (0, k)
+        sections: list[Any] = puts + index
+        sections += [DATA + k for k in deleted]
+        sections += deleted
+        sections += [DATA + k for k in adds]
+        for item in adds.items():
+            sections += item
+        # only adds after reads: the reads already saw one state and blind adds never conflict
+        validate = bool(writes) and bool(reads)
+        args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections))
+        reply = await self._kv._script("commit", *args, writes=True)
+        if reply != 1:
+            raise ConflictError(reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply))
