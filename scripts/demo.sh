@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: a jfs volume with its metadata in SQLite and its data blocks in
 # a local directory. Sets up what it needs from nothing (python3-venv if missing, .venv, jfs), formats the
-# volume once, then shows its status. Safe to re-run: an existing volume is kept.
+# volume once, mounts it at $DIR/mnt (in the background) and writes a file there, then shows its status.
+# Safe to re-run: an existing volume and mount are kept.
 #
 #     ./scripts/demo.sh                         # volume under ./.jfs-demo
 #     JFS_DEMO_DIR=/srv/jfs ./scripts/demo.sh   # elsewhere
@@ -27,13 +28,21 @@ else
   "$JFS" format "$META" demo --storage file --bucket "$DIR/bucket/" --trash-days 0
 fi
 
-# 2. Show what is there.
+# 2. Mount it (in the background) unless it is mounted already, and use it.
+jfs_apt_ensure fuse3
+MNT="$DIR/mnt"
+mkdir -p "$MNT"
+if grep -qs " $MNT fuse" /proc/mounts; then
+  jfs_say "$MNT is already mounted"
+else
+  jfs_say "mounting at $MNT"
+  "$JFS" mount "$META" "$MNT" --background --cache-dir "$DIR/cache"
+fi
+echo "hello from jfs, $(date -u +%FT%TZ)" >"$MNT/hello.txt"
+jfs_say "wrote $MNT/hello.txt: $(cat "$MNT/hello.txt")"
+ls -la "$MNT"
+
+# 3. Show the volume: settings, the mount's session, usage.
 jfs_say "status of $META"
 "$JFS" status "$META"
-
-# 3. MOUNT — not yet: the FUSE mount is the next milestone. When it lands, this step becomes:
-#      jfs_apt_ensure fuse3
-#      mkdir -p "$DIR/mnt"
-#      "$JFS" mount "$META" "$DIR/mnt" --background
-#      echo hello >"$DIR/mnt/hello.txt" && cat "$DIR/mnt/hello.txt" && "$JFS" umount "$DIR/mnt"
-jfs_say "done. (mounting the volume comes with the FUSE milestone; see README)"
+jfs_say "done: the volume is mounted at $MNT (unmount with: $JFS umount $MNT)"
