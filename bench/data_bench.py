@@ -147,6 +147,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
         s3 = stack.enter_context(_seaweed()) if any(s.startswith("s3") for s in setups) else None
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="jfs-data-bench-", dir=args.tmp))
         for run_no, setup in enumerate(setups):
+            os.sync()  # start each setup without the previous one's dirty pages still being written back
             async with volume(setup, f"{tmp}/{run_no}", args, s3) as vol:
                 w, r = await big_file(vol, args.size_mib * MiB, args.io_kib << 10)
                 sw, sr = await small_files(vol, args.small_files, args.small_kib << 10)

@@ -156,3 +156,10 @@ async def test_the_data_path_refetches_a_corrupted_cache_entry(tmp_path: Path) -
         await vol.dp.release(h)
     finally:
         await vol.close()
+
+
+async def test_the_cache_gives_space_back_when_the_disk_is_nearly_full(tmp_path: Path) -> None:
+    cache = DiskCache(str(tmp_path), UUID, 1 << 30, min_free_ratio=1.0)  # "always short of space"
+    await cache.put(block_key(1, 0, 1000), b"x" * 1000)
+    assert len(cache) == 0 and cache.used == 0
+    await cache.close()

@@ -10,15 +10,15 @@ score 0. Both scripts receive a transaction's read set as a *validation section*
 
 A failed check makes either script return a bulk string naming the read that changed, and change nothing.
 
-READ — ARGV: np, nr, op, nx, np data keys, nx data keys, np (mode, expected), nr ranges, [scan arguments]
+READ — ARGV: np, nr, op, nx, [scan arguments], nx data keys, np data keys, np (mode, expected), nr ranges
     op 'v'  validation only                   -> empty array
     op 'g'  nx data keys to read              -> array of their values (nil for absent); one MGET reads
                                                  them together with the validated points
-    op 's'  begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
+    op 's'  scan arguments: begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
                                               -> {digest or '', k1, v1, k2, v2, ...} ({digest, k1, ...} keys only)
 
-COMMIT — ARGV: np, nr, nw, nd, na, np data keys, np (mode, expected), nr ranges,
-               nw (DK, value), nw (0, K), nd DK, nd K, na DK, na (K, delta)
+COMMIT — ARGV: np, nr, nw, nd, na, nw (DK, value), nw (0, K), nd DK, nd K, na DK, np data keys,
+               na (K, delta), np (mode, expected), nr ranges
     -> 1 after applying deletes, puts and blind adds (8-byte little-endian counters; an add applies on top
     of a put or delete of the same key in the transaction). Everything that can fail is checked before the
     first write, because a script that fails half-way is not rolled back.
@@ -103,11 +103,11 @@ local function out_of_sync()
   return redis.error_reply('jfs: index and data out of sync in a scanned range')
 end
 
--- Checks np points whose values are vals[1..np] and (mode, expected) pairs start at ARGV[m], then nr
--- ranges starting at ARGV[r]. Returns true, or a reason string, or an error reply.
-local function validate(vals, np, m, nr, r)
+-- Checks np points whose values are vals[skip + 1 .. skip + np] and whose (mode, expected) pairs start at
+-- ARGV[m], then nr ranges starting at ARGV[r]. Returns true, or a reason string, or an error reply.
+local function validate(vals, skip, np, m, nr, r)
   for p = 1, np do
-    local cur, mode, want = vals[p], ARGV[m], ARGV[m + 1]
+    local cur, mode, want = vals[skip + p], ARGV[m], ARGV[m + 1]
     local ok
     if mode == 'v' then ok = (cur == want)
     elseif mode == 'a' then ok = not cur
@@ -133,19 +133,20 @@ READ = (
     _LIB
     + r"""
 local np, nr, op, nx = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local vals = call_argv('MGET', nil, 5, 4 + np + nx)
-local m = 5 + np + nx
-local r = m + 2 * np
-local ok = validate(vals, np, m, nr, r)
+local s = 5
+local g = s
+if op == 's' then g = s + 5 end
+local vals = call_argv('MGET', nil, g, g + nx + np - 1)
+local m = g + nx + np
+local ok = validate(vals, nx, np, m, nr, m + 2 * np)
 if ok ~= true then return ok end
 if op == 'g' then
   if np == 0 then return vals end
   local got = {}
-  for x = 1, nx do got[x] = vals[np + x] end
+  for x = 1, nx do got[x] = vals[x] end
   return got
 end
 if op ~= 's' then return {} end
-local s = r + 5 * nr
 local keys = range_keys(ARGV[s], ARGV[s + 1], false, tonumber(ARGV[s + 2]))
 local keys_only = ARGV[s + 3] == '1'
 local values = nil
@@ -168,23 +169,22 @@ COMMIT = (
     + r"""
 local np, nr = tonumber(ARGV[1]), tonumber(ARGV[2])
 local nw, nd, na = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local m = 6 + np
-local r = m + 2 * np
-local ok = validate(call_argv('MGET', nil, 6, 5 + np), np, m, nr, r)
-if ok ~= true then return ok end
-local puts = r + 5 * nr
+local puts = 6
 local index = puts + 2 * nw
 local dks = index + 2 * nw
 local dels = dks + nd
 local adks = dels + nd
-local adds = adks + na
+local adds = adks + na + np
+local m = adds + 2 * na
+local stored = call_argv('MGET', nil, adks, adds - 1)  -- the counters' values, then the points'
+local ok = validate(stored, na, np, m, nr, m + 2 * np)
+if ok ~= true then return ok end
 
 local counters, fresh = {}, {}
 if na > 0 then
   local put, deleted = {}, {}
   for x = puts, index - 1, 2 do put[ARGV[x]] = ARGV[x + 1] end
   for x = dks, dels - 1 do deleted[ARGV[x]] = true end
-  local stored = call_argv('MGET', nil, adks, adds - 1)
   for x = 1, na do
     local dk = ARGV[adks + x - 1]
     local base = put[dk]

@@ -75,21 +75,24 @@ class ReadSet:
         self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
         self.ranges += 1
 
-    def read_args(self, op: bytes, dkeys: Sequence[bytes] = (), tail: tuple[Any, ...] = ()) -> tuple[int, bytes]:
-        """(count, packed arguments) of the READ script: validate, then `op` on `dkeys` / `tail`."""
+    def read_args(self, op: bytes, dkeys: Sequence[bytes] = (), scan: tuple[Any, ...] = ()) -> tuple[int, bytes]:
+        """(count, packed arguments) of the READ script: validate, then `op` on `dkeys` / `scan`."""
         np = len(self.values)
-        head = bulks((np, self.ranges, op, len(dkeys)))
-        count = 4 + 3 * np + len(dkeys) + 5 * self.ranges + len(tail)
-        return count, b"".join((head, self._keys, bulks(tuple(dkeys)), self._expect, self._scans, bulks(tail)))
+        head = bulks((np, self.ranges, op, len(dkeys), *scan, *dkeys))
+        count = 4 + len(scan) + len(dkeys) + 3 * np + 5 * self.ranges
+        return count, b"".join((head, self._keys, self._expect, self._scans))
 
-    def commit_args(self, validate: bool, nw: int, nd: int, na: int, writes: tuple[Any, ...]) -> tuple[int, bytes]:
-        """(count, packed arguments) of the COMMIT script; `writes` are its sections after the reads."""
+    def commit_args(
+        self, validate: bool, nw: int, nd: int, na: int, writes: tuple[Any, ...], adds: tuple[Any, ...]
+    ) -> tuple[int, bytes]:
+        """(count, packed arguments) of the COMMIT script: `writes` are the sections up to the counters'
+        data keys, `adds` the (key, delta) pairs."""
         if not validate:
-            return 5 + len(writes), bulks((0, 0, nw, nd, na, *writes))
+            return 5 + len(writes) + len(adds), bulks((0, 0, nw, nd, na, *writes, *adds))
         np = len(self.values)
-        head = bulks((np, self.ranges, nw, nd, na))
-        count = 5 + 3 * np + 5 * self.ranges + len(writes)
-        return count, b"".join((head, self._keys, self._expect, self._scans, bulks(writes)))
+        head = bulks((np, self.ranges, nw, nd, na, *writes))
+        count = 5 + len(writes) + len(adds) + 3 * np + 5 * self.ranges
+        return count, b"".join((head, self._keys, bulks(adds), self._expect, self._scans))
 
 
 class RedisTx:
@@ -261,11 +264,12 @@ class RedisTx:
         sections += [DATA + k for k in deleted]
         sections += deleted
         sections += [DATA + k for k in adds]
+        pairs: list[Any] = []
         for item in adds.items():
-            sections += item
+            pairs += item
         # only adds after reads: the reads already saw one state and blind adds never conflict
         validate = bool(writes) and bool(reads)
-        args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections))
+        args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs))
         reply = await self._kv._script("commit", *args, writes=True)
         if reply != 1:
             raise ConflictError(reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply))

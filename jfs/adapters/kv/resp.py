@@ -80,9 +80,10 @@ def _reason(exc: BaseException | None) -> str:
 class Connection(asyncio.Protocol):
     """One socket: requests are queued, flushed once per loop turn, and answered in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, address: str) -> None:
         self._loop = loop
         self._timeout = timeout
+        self._address = address
         self._reader = hiredis.Reader(replyError=ReplyError, protocolError=_ProtocolError)
         self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._out: list[bytes] = []
@@ -90,6 +91,7 @@ class Connection(asyncio.Protocol):
         self._replies = 0
         self._watchdog: asyncio.TimerHandle | None = None
         self._abort_reason = ""
+        self._quiet = False  # closed on purpose: nothing to log
         self._drained: asyncio.Future[None] | None = None
         self.alive = False
 
@@ -130,6 +132,8 @@ class Connection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         reason = self._abort_reason or _reason(exc)
+        if not self._quiet:
+            log.warning("redis_connection_lost", address=self._address, reason=reason, pending=len(self._pending))
         unsent = len(self._out)  # the newest requests never reached the socket
         self._out = []
         pending, self._pending = self._pending, collections.deque()
@@ -171,8 +175,9 @@ class Connection(asyncio.Protocol):
     def load(self) -> int:
         return len(self._pending)
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, *, quiet: bool = False) -> None:
         """Drop the connection at once; outstanding requests fail with ConnectionLost(reason)."""
+        self._quiet = self._quiet or quiet
         if not self._abort_reason:
             self._abort_reason = reason
         if self._transport is not None:
@@ -181,6 +186,7 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None and self.alive:
             self._abort_reason = self._abort_reason or "client closed"
+            self._quiet = True
             self._transport.close()
 
     def _flush(self) -> None:
@@ -203,6 +209,11 @@ class Connection(asyncio.Protocol):
             if not self._drained.done():
                 self._drained.set_result(None)
             self._drained = None
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
@@ -229,11 +240,11 @@ async def open_connection(target: RedisTarget, *, connect_timeout: float, timeou
         async with asyncio.timeout(connect_timeout):
             if target.path is not None:
                 _, conn = await loop.create_unix_connection(
-                    lambda: Connection(loop, timeout), target.path
+                    lambda: Connection(loop, timeout, target.address), target.path
                 )
             else:
                 _, conn = await loop.create_connection(
-                    lambda: Connection(loop, timeout),
+                    lambda: Connection(loop, timeout, target.address),
                     target.host,
                     target.port,
                     ssl=target.ssl,
@@ -246,11 +257,11 @@ async def open_connection(target: RedisTarget, *, connect_timeout: float, timeou
             await _handshake(conn, target)
     except CannotConnect:
         if conn is not None:
-            conn.abort("handshake failed")
+            conn.abort("handshake failed", quiet=True)
         raise
     except (OSError, TimeoutError, ConnectionLost, ReplyError) as exc:
         if conn is not None:
-            conn.abort("handshake failed")
+            conn.abort("handshake failed", quiet=True)
         if isinstance(exc, TimeoutError):
             raise CannotConnect(f"timed out after {connect_timeout:g} s") from None
         raise CannotConnect(_reason(exc)) from None
@@ -301,6 +312,7 @@ class RespClient:
         self._inflight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
+        self._evalsha: dict[bytes, bytes] = {}  # sha -> packed "EVALSHA sha 0"
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; see the module docstring for the errors."""
@@ -308,8 +320,10 @@ class RespClient:
 
     async def evalsha(self, sha: bytes, nargs: int, args: bytes) -> Any:
         """``EVALSHA sha 0`` followed by `nargs` arguments already packed by `bulks` (no keys declared)."""
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (nargs + 3, len(sha), sha)
-        return await self.execute_packed(head + args)
+        head = self._evalsha.get(sha)
+        if head is None:
+            head = self._evalsha[sha] = bulks((b"EVALSHA", sha, 0))
+        return await self.execute_packed(b"".join((b"*%d\r\n" % (nargs + 3), head, args)))
 
     async def execute_packed(self, command: bytes) -> Any:
         """Send one command already packed by `pack` (or built from `bulks`) and return its reply."""
@@ -347,6 +361,7 @@ class RespClient:
         waiting = self._connecting[slot]
         if waiting is None:
             waiting = asyncio.ensure_future(self._connect_slot(slot))
+            waiting.add_done_callback(_consume)  # its waiters may all have been cancelled
             self._connecting[slot] = waiting
         return await asyncio.shield(waiting)
 

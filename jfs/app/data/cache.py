@@ -14,6 +14,9 @@ a segment whose crc32 does not match is a corrupt entry: it is logged, deleted a
 the caller refetches the block from the object store. Files are written to a temp name and renamed, so a
 crash leaves whole entries or ``*.tmp`` leftovers (removed by the start-up scan).
 
+Besides `capacity`, the cache gives space back when its file system has less than `min_free_ratio` free
+(checked at most once a second, when entries are added).
+
 The index (key -> file size, in LRU order) lives in memory. At start it is rebuilt by scanning the
 directory in a thread, oldest modification first; lookups work meanwhile (a file found on disk that the
 scan has not reached yet is indexed on the spot). All file I/O and checksums run on the cache's own
@@ -28,6 +31,7 @@ import functools
 import os
 import secrets
 import struct
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -45,6 +49,8 @@ log = structlog.get_logger("jfs.data")
 SEGMENT = 64 << 10
 MAGIC = b"JFC1"
 TMP_SUFFIX = ".tmp"
+SPACE_CHECK_INTERVAL = 1.0
+"""Seconds between checks of the free space of the cache's file system."""
 MAX_PENDING_WRITES = 64
 """Background cache writes queued at most; beyond that new blocks are simply not cached."""
 
@@ -116,10 +122,15 @@ def _blen_of(key: str) -> int | None:
 class DiskCache:
     """Uncompressed blocks of one volume under ``<root>/<uuid>/raw/``, at most `capacity` bytes."""
 
-    def __init__(self, root: str, uuid: str, capacity: int, *, workers: int = 4) -> None:
+    def __init__(
+        self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4
+    ) -> None:
         self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
         self.capacity = capacity
+        self.min_free_ratio = min_free_ratio
+        """Entries are evicted (and none kept) while the file system has less than this share free."""
         self.used = 0
+        self._space_checked = 0.0
         self._index: OrderedDict[str, int] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="jfs-cache")
         self._scan: asyncio.Task[None] | None = None
@@ -316,8 +327,21 @@ class DiskCache:
             self.used -= size
 
     async def _evict(self) -> None:
+        target = self.capacity
+        now = time.monotonic()
+        if self.min_free_ratio > 0 and now - self._space_checked >= SPACE_CHECK_INTERVAL:
+            self._space_checked = now
+            try:
+                st = await self._run(os.statvfs, self.dir)
+            except OSError:
+                st = None
+            if st is not None:
+                short = int(self.min_free_ratio * st.f_blocks * st.f_frsize) - st.f_bavail * st.f_frsize
+                if short > 0:
+                    target = max(0, self.used - short)
+                    log.warning("cache_disk_full", dir=self.dir, short_bytes=short)
         victims: list[str] = []
-        while self.used > self.capacity and self._index:
+        while self.used > target and self._index:
             key, size = self._index.popitem(last=False)
             self.used -= size
             victims.append(key)

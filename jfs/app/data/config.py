@@ -34,6 +34,8 @@ class DataConfig:
     """Disk block cache directory; None disables the disk cache."""
     cache_size: int = 1 * GiB
     """Bytes the disk cache may hold (entries are evicted least recently used first)."""
+    cache_free_ratio: float = 0.1
+    """The disk cache evicts entries while its file system has less than this share of space free."""
     cache_small_writes: bool = True
     """Also put written blocks shorter than a full block into the disk cache (as JuiceFS does)."""
     mem_cache_size: int = 128 * MiB

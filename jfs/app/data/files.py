@@ -37,7 +37,7 @@ from jfs.app.data.fetcher import BlockFetcher, BlockId
 from jfs.app.data.inode import ChunkMap, InodeState
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
-from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy
+from jfs.app.data.writer import FileWriter, SliceWriter, WriteBudget, WriteContext, compaction_policy
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.engine import Meta
@@ -71,13 +71,19 @@ class DataPath:
         self.config = config = config or DataConfig.from_settings(meta.settings)
         self.blocks = BlockStore(store, config)
         self.mem: MemoryCache[BlockId] = MemoryCache(config.mem_cache_size)
-        self.disk = DiskCache(config.cache_dir, config.uuid, config.cache_size) if config.cache_dir else None
+        self.disk = (
+            DiskCache(
+                config.cache_dir, config.uuid, config.cache_size, min_free_ratio=config.cache_free_ratio
+            )
+            if config.cache_dir
+            else None
+        )
         self.fetcher = BlockFetcher(
             self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks
         )
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
-        self.budget = WriteBudget(config.buffer_size, self._freeze_everything)
+        self.budget = WriteBudget(config.buffer_size, self._relieve_pressure)
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
@@ -268,10 +274,25 @@ class DataPath:
             if isinstance(r, BaseException):
                 log.error("slice_blocks_leaked", slice=sid, size=size, error=str(r))
 
-    def _freeze_everything(self) -> None:
+    def _relieve_pressure(self) -> None:
+        """Writers wait for buffer space: make sure at least half the budget is in frozen slices, which
+        free their bytes once committed. Freezing more (say, every slice) would only cut files into more
+        slices: a sequential writer that outruns the store mostly holds frozen slices already."""
+        goal = self.budget.limit // 2
+        frozen = 0
+        open_slices: list[SliceWriter] = []
         for state in self._inodes.values():
             if state.writer is not None:
-                state.writer.freeze_all()
+                for s in state.writer.slices():
+                    if s.frozen:
+                        frozen += s.length
+                    else:
+                        open_slices.append(s)
+        for s in sorted(open_slices, key=lambda s: s.length, reverse=True):
+            if frozen >= goal:
+                break
+            s.freeze()
+            frozen += s.length
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -23,8 +23,8 @@ creation order. Rules (after JuiceFS's ``pkg/vfs/writer.go``):
   `flush` of the file. An engine failure of unknown outcome keeps the blocks (gc reclaims them if the
   record did not land).
 * Memory: every byte is counted in the client's `WriteBudget` from the write until its slice is
-  committed or dropped; a write waits while the budget is exceeded (after asking for everything to be
-  frozen) instead of growing memory.
+  committed or dropped; a write waits while the budget is exceeded instead of growing memory (and the
+  data path freezes the largest open slices if too little is on its way to a commit).
 * Until it is committed, a slice's bytes stay readable through `FileWriter.overlay` (read-your-writes).
 """
 
@@ -79,7 +79,7 @@ class WriteBudget:
             self._room.set()
 
     async def wait(self) -> None:
-        """Return once the writers hold at most `limit` bytes, freezing everything meanwhile."""
+        """Return once the writers hold at most `limit` bytes (asking for relief while waiting)."""
         while self.used > self.limit:
             self._on_pressure()
             await self._room.wait()

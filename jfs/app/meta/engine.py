@@ -43,7 +43,7 @@ DELFILE_AGE = 3600
 LOCK_STRIPES = 1024
 T = TypeVar("T")
 
-FreeHook = Callable[[list[tuple[int, int]]], Awaitable[None]]
+FreeHook = Callable[[list[tuple[int, int]]], Awaitable[list[tuple[int, int]] | None]]
 
 
 class VolumeNotFormatted(Exception):
@@ -236,11 +236,21 @@ class Meta:
         await chunks.cleanup_file(self, ino, length)
 
     async def free_slices(self, freed: list[tuple[int, int]]) -> None:
-        """Hand unreferenced slices to the data path for deletion, then drop their records."""
+        """Hand unreferenced slices to the data path for deletion, then drop their pending records.
+
+        The hook returns the slices whose blocks are gone (None = all of them); the others stay pending
+        (K = -1) for gc. A failing hook never fails the operation that freed the slices: it committed.
+        """
         if self.free_hook is None or not freed:
             return  # no data path attached: the slices stay pending (K = -1) for gc
-        await self.free_hook(freed)
-        await chunks.forget_slices(self, freed)
+        try:
+            deleted = await self.free_hook(freed)
+        except Exception as exc:
+            log.warning("slice_deletion_failed", slices=len(freed), error=str(exc))
+            return
+        done = freed if deleted is None else deleted
+        if done:
+            await chunks.forget_slices(self, list(done))
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
