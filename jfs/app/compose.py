@@ -6,6 +6,7 @@ The only module of the app layer that knows concrete adapters (through the schem
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.registry import open_store
@@ -14,8 +15,24 @@ from jfs.ports.kv import KV
 from jfs.ports.objects import ObjectStore
 
 
+def with_env_password(meta_url: str) -> str:
+    """Insert ``$META_PASSWORD`` into a network META-URL that carries no password (keeps it out of ps)."""
+    password = os.environ.get("META_PASSWORD")
+    scheme, sep, rest = meta_url.partition("://")
+    if not password or not sep or scheme in ("sqlite3", "memory", "unix"):
+        return meta_url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        cred, _, host = netloc.rpartition("@")
+        if ":" in cred:
+            return meta_url  # the URL has its own password
+        return f"{scheme}://{cred}:{quote(password, safe='')}@{host}{slash}{path}"
+    return f"{scheme}://:{quote(password, safe='')}@{netloc}{slash}{path}"
+
+
 async def open_engine(meta_url: str) -> KV:
-    return await open_kv(meta_url)
+    """Connect to the engine of `meta_url` (``$META_PASSWORD`` supplies a missing password)."""
+    return await open_kv(with_env_password(meta_url))
 
 
 def normalize_bucket(storage: str, bucket: str) -> str:

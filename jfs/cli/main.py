@@ -614,6 +614,88 @@ def umount(
         raise typer.Exit(_report(exc)) from None
 
 
+def _mount_root(path: str) -> str:
+    """The root of the mount that holds `path` (the topmost directory on the same device)."""
+    cur = os.path.abspath(path)
+    dev = os.lstat(cur).st_dev
+    while cur != "/":
+        parent = os.path.dirname(cur)
+        if os.lstat(parent).st_dev != dev:
+            break
+        cur = parent
+    return cur
+
+
+def _ask_mount(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Send one request to the jfs mount holding `path` through its ``.control`` file."""
+    import json
+
+    root = _mount_root(path)
+    control = os.path.join(root, ".control")
+    try:
+        with open(control, "r+b", buffering=0) as f:
+            f.write(json.dumps(request).encode())
+            f.seek(0)
+            chunks = []
+            while True:
+                piece = f.read(1 << 20)
+                if not piece:
+                    break
+                chunks.append(piece)
+    except OSError as exc:
+        raise VolumeErrorProxy(f"{path} is not on a jfs mount ({exc.strerror})") from None
+    doc: dict[str, Any] = json.loads(b"".join(chunks))
+    if "error" in doc:
+        raise VolumeErrorProxy(f"{path}: {doc['error']}")
+    return doc
+
+
+class VolumeErrorProxy(Exception):
+    """A user-facing failure of a CLI command that talks to a mount."""
+
+
+@app.command(
+    epilog="[bold]Examples:[/bold]\n\n"
+    "jfs info /mnt/jfs/some/file\n\n"
+    "jfs info /mnt/jfs/dir --json",
+)
+def info(
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories on a jfs mount.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Summarize directories recursively.")] = True,
+) -> None:
+    """Show inode, size, and chunks → slices → object names of files (a summary for directories)."""
+    import json
+
+    status = 0
+    for path in paths:
+        try:
+            ino = os.lstat(path).st_ino
+            doc = _ask_mount(path, {"op": "info", "inode": ino, "recursive": recursive})
+        except (OSError, VolumeErrorProxy) as exc:
+            _print_error(str(exc) if isinstance(exc, VolumeErrorProxy) else f"{path}: {exc.strerror}")
+            status = 1
+            continue
+        if as_json:
+            typer.echo(json.dumps({"path": path, **doc}, indent=2))
+            continue
+        typer.echo(f"{path}:")
+        typer.echo(f"  inode: {doc['inode']}  type: {doc['type']}  length: {doc['length']}  nlink: {doc['nlink']}")
+        if "summary" in doc:
+            sm = doc["summary"]
+            typer.echo(f"  files: {sm['files']}  dirs: {sm['dirs']}  length: {_human_bytes(sm['length'])}  "
+                       f"space: {_human_bytes(sm['space'])}")
+        for chunk in doc.get("chunks", []):
+            typer.echo(f"  chunk {chunk['index']}:")
+            for sl in chunk["slices"]:
+                what = f"slice {sl['id']}" if sl["id"] else "hole"
+                typer.echo(f"    pos {sl['pos']} len {sl['len']}: {what} (size {sl['size']}, off {sl['off']})")
+                for obj in sl["objects"]:
+                    typer.echo(f"      {obj}")
+    if status:
+        raise typer.Exit(status)
+
+
 def main() -> None:
     """Console-script entry point (``jfs``)."""
     _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")

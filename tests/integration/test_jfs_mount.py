@@ -199,3 +199,16 @@ def test_status_lists_the_mount_session(volume: tuple[str, Path]) -> None:
     out = jfs("status", url, "--json")
     doc = json.loads(out.stdout)
     assert any(s.get("MountPoint") == str(root) for s in doc["Sessions"])
+
+
+def test_info_shows_chunks_slices_and_objects(mnt: Path) -> None:
+    (mnt / "f").write_bytes(b"x" * 5000)
+    out = jfs("info", str(mnt / "f"), "--json")
+    doc = json.loads(out.stdout)
+    assert doc["length"] == 5000 and doc["type"] == "regular"
+    objects = [o for c in doc["chunks"] for s in c["slices"] for o in s["objects"]]
+    assert len(objects) == 1 and objects[0].startswith("test-vol/chunks/") and objects[0].endswith("_0_5000")
+    out = jfs("info", str(mnt), "--json")
+    assert json.loads(out.stdout)["summary"]["files"] == 1
+    bad = jfs("info", "/tmp", check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1

@@ -33,7 +33,8 @@ from jfs.adapters.fuse.operations import (
     StatFs,
 )
 from jfs.app.data.files import DataPath, Handle
-from jfs.app.internal import BY_INODE, INTERNAL, TRASH_NAME, AccessLog, Stats, render_config
+from jfs.app.info import inode_info
+from jfs.app.internal import BY_INODE, CONTROL_INODE, INTERNAL, TRASH_NAME, AccessLog, Stats, render_config
 from jfs.app.meta import Ctx, Meta
 from jfs.app.meta.readdir import Entry
 from jfs.app.meta.setattr import NOW, SetAttr
@@ -81,6 +82,7 @@ class JfsOperations(Operations):
         self._files: dict[int, Handle] = {}
         self._dirs: dict[int, _DirHandle] = {}
         self._internal: dict[int, bytes] = {}
+        self._control: dict[int, bytearray] = {}
         self._fh = itertools.count(1)
         self._plock_owners: set[tuple[int, int]] = set()
         self._flock_owners: set[tuple[int, int]] = set()
@@ -127,9 +129,9 @@ class JfsOperations(Operations):
                         attr_timeout=self.config.attr_timeout)
 
     def _internal_attr(self, ino: int) -> Attr:
-        f = BY_INODE[ino]
+        mode = 0o666 if ino == CONTROL_INODE else BY_INODE[ino].mode
         now = time.time_ns()
-        return Attr(ino, stat.S_IFREG | f.mode, nlink=1, size=0, atime_ns=now, mtime_ns=now, ctime_ns=now)
+        return Attr(ino, stat.S_IFREG | mode, nlink=1, size=0, atime_ns=now, mtime_ns=now, ctime_ns=now)
 
     def _invalidate(self, ino: int) -> None:
         """Drop the kernel's cached attributes of `ino` (e.g. nlink after a local unlink of another name)."""
@@ -142,6 +144,9 @@ class JfsOperations(Operations):
     # ------------------------------------------------------------------ names
 
     async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut:
+        if name == b".control":
+            return EntryOut(CONTROL_INODE, self._internal_attr(CONTROL_INODE), generation=1, entry_timeout=3600,
+                            attr_timeout=3600)
         if parent == ROOT_INODE:
             f = INTERNAL.get(name)
             if f is not None:
@@ -157,13 +162,13 @@ class JfsOperations(Operations):
         return self._entry(ino, attr)
 
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return AttrOut(self._internal_attr(ino), 3600)
         attr = await self._timed("getattr", ctx, str(ino), self.meta.getattr(ino))
         return AttrOut(self._attr(ino, attr), self.config.attr_timeout)
 
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             raise FSError(errno.EPERM)
 
         async def run() -> JAttr:
@@ -238,7 +243,7 @@ class JfsOperations(Operations):
         return h
 
     async def open(self, ctx: RequestContext, ino: int, flags: int) -> OpenOut:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return self._open_internal(ino)
         h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, self._ctx(ctx)))
         self._files[h.fh] = h
@@ -250,7 +255,9 @@ class JfsOperations(Operations):
 
     def _open_internal(self, ino: int) -> OpenOut:
         fh = -next(self._fh)
-        if ino == BY_INODE_STATS:
+        if ino == CONTROL_INODE:
+            self._control[fh] = bytearray()
+        elif ino == BY_INODE_STATS:
             extra = {"jfs_used_space_bytes": float(self.meta._used_space), "jfs_used_inodes": float(self.meta._used_inodes)}
             self._internal[fh] = self.stats.render(extra)
         elif ino == BY_INODE_CONFIG:
@@ -274,24 +281,47 @@ class JfsOperations(Operations):
         return self._entry(ino, attr), OpenOut(h.fh)
 
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return await self._read_internal(fh, offset, size)
         return await self._timed("read", None, "", self.data.read(self._handle(fh), offset, size))
 
     async def _read_internal(self, fh: int, offset: int, size: int) -> bytes:
         key = fh - (1 << 64) if fh >= 1 << 63 else fh
+        if key in self._control:
+            self._internal[key] = await self._answer(bytes(self._control.pop(key)))
         if key in self._internal:
             return self._internal[key][offset:offset + size]
         return await self.accesslog.read(key, size)
 
+    async def _answer(self, request: bytes) -> bytes:
+        """Serve one `.control` request: JSON ``{"op": "info", "inode": N, "recursive": bool}``."""
+        import json
+
+        try:
+            req = json.loads(request or b"{}")
+            if req.get("op") != "info":
+                raise ValueError(f"unknown request {req.get('op')!r}")
+            doc = await inode_info(self.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)))
+        except OSError as exc:
+            doc = {"error": os.strerror(exc.errno or errno.EIO), "errno": exc.errno}
+        except (ValueError, KeyError, TypeError) as exc:
+            doc = {"error": f"bad request: {exc}", "errno": errno.EINVAL}
+        return json.dumps(doc).encode()
+
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
-        if ino in BY_INODE:
+        if ino == CONTROL_INODE:
+            key = fh - (1 << 64) if fh >= 1 << 63 else fh
+            buf = self._control.setdefault(key, bytearray())
+            buf += data
+            self._internal.pop(key, None)
+            return len(data)
+        if ino in INTERNAL_INODES:
             raise FSError(errno.EPERM)
         return await self._timed("write", None, "", self.data.write(self._handle(fh), offset, bytes(data)))
 
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return
         if (ino, lock_owner) in self._plock_owners:
             self._plock_owners.discard((ino, lock_owner))
@@ -299,9 +329,10 @@ class JfsOperations(Operations):
         await self._timed("flush", ctx, str(ino), self.data.flush(self._handle(fh)))
 
     async def release(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> None:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             key = fh - (1 << 64) if fh >= 1 << 63 else fh
             self._internal.pop(key, None)
+            self._control.pop(key, None)
             self.accesslog.close(key)
             return
         h = self._files.pop(fh, None)
@@ -312,7 +343,7 @@ class JfsOperations(Operations):
             await self._timed("release", ctx, str(ino), self.data.release(h))
 
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return
         await self._timed("fsync", ctx, str(ino), self.data.fsync(self._handle(fh), datasync))
 
@@ -408,7 +439,7 @@ class JfsOperations(Operations):
                       files=st.used_inodes + st.avail_inodes, ffree=st.avail_inodes, bsize=bsize, namelen=255)
 
     async def access(self, ctx: RequestContext, ino: int, mask: int) -> None:
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return
         from jfs.app.meta.rules import check_perm
 
@@ -426,13 +457,13 @@ class JfsOperations(Operations):
 
     async def getxattr(self, ctx: RequestContext, ino: int, name: bytes) -> bytes:
         self._xattr_gate()
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             raise FSError(errno.ENODATA)
         return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, self._ctx(ctx)))
 
     async def listxattr(self, ctx: RequestContext, ino: int) -> Sequence[bytes]:
         self._xattr_gate()
-        if ino in BY_INODE:
+        if ino in INTERNAL_INODES:
             return []
         return await self._timed("listxattr", ctx, str(ino), self.meta.listxattr(ino, self._ctx(ctx)))
 
@@ -458,5 +489,6 @@ class JfsOperations(Operations):
         await self._timed("flock", ctx, f"{ino},{ltype}", self.meta.flock(ino, owner, ltype, block=sleep))
 
 
+INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}
 BY_INODE_STATS = INTERNAL[b".stats"].ino
 BY_INODE_CONFIG = INTERNAL[b".config"].ino
