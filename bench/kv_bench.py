@@ -183,12 +183,13 @@ async def main() -> None:
                     continue
                 for tasks in (int(t) for t in args.tasks.split(",")):
                     rate, client, server = await run(store, kind, tasks, args.seconds, stats_url)
-                    rows.append((url.split("?")[0], kind, tasks, rate, client, server))
+                    rows.append((url.split("?")[0], kind, tasks, rate, client, server if stats_url else None))
                     print(f"{url} {kind} tasks={tasks}: {rate:,.0f} txn/s", flush=True)
     print("\n| store | body | tasks | txn/s | client CPU µs/txn | server CPU µs/txn |")
     print("|---|---|---|---|---|---|")
     for url, kind, tasks, rate, client, server in rows:
-        print(f"| {url} | {kind} | {tasks} | {rate:,.0f} | {client:.0f} | {server:.0f} |")
+        srv = "–" if server is None else f"{server:.0f}"
+        print(f"| {url} | {kind} | {tasks} | {rate:,.0f} | {client:.0f} | {srv} |")
 
 
 if __name__ == "__main__":

@@ -2,29 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import mmap
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from jfs.adapters.kv.registry import open_kv
 from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
 
-@pytest.fixture(scope="module")
-def volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    base = tmp_path_factory.mktemp("vol")
-    url = f"sqlite3://{base}/meta.db"
-    format_volume(url, str(base / "bucket"))
-    with mounted(url, base / "mnt") as mnt:
-        yield url, mnt
+@pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
+def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A formatted volume mounted at a temp dir: SQLite + local directory, or Redis + SeaweedFS S3."""
+    base = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite-file":
+        url = f"sqlite3://{base}/meta.db"
+        format_volume(url, str(base / "bucket"))
+    else:
+        redis_url = request.getfixturevalue("redis_server_url")
+        s3 = request.getfixturevalue("seaweed_s3")
+        url = f"{redis_url}/9"
+        asyncio.run(_flush(url))
+        bucket = f"mount-{uuid.uuid4().hex[:12]}"
+        s3.client().create_bucket(Bucket=bucket)
+        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
+                      "--secret-key", s3.secret_key)
+    # The mount point lives outside pytest's private (0700) temp tree so other users can reach it.
+    outside = Path(tempfile.mkdtemp(prefix="jfs-mount-"))
+    outside.chmod(0o755)
+    try:
+        with mounted(url, outside / "mnt") as mnt:
+            mnt.chmod(0o755)
+            yield url, mnt
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+async def _flush(url: str) -> None:
+    kv = await open_kv(url)
+    try:
+        await kv.reset()
+    finally:
+        await kv.close()
 
 
 @pytest.fixture
@@ -212,3 +245,116 @@ def test_info_shows_chunks_slices_and_objects(mnt: Path) -> None:
     assert json.loads(out.stdout)["summary"]["files"] == 1
     bad = jfs("info", "/tmp", check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_mmap_read_write(mnt: Path) -> None:
+    p = mnt / "m"
+    p.write_bytes(bytes(8192))
+    with open(p, "r+b") as f, mmap.mmap(f.fileno(), 8192) as m:
+        m[100:105] = b"hello"
+        m.flush()
+    assert p.read_bytes()[100:105] == b"hello"
+    with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+        assert m[100:105] == b"hello"
+
+
+def test_file_larger_than_two_chunks(mnt: Path) -> None:
+    block = os.urandom(1 << 20)
+    size = 130  # MiB: three chunks
+    h = hashlib.sha256()
+    with open(mnt / "huge", "wb") as f:
+        for i in range(size):
+            piece = block[i:] + block[:i]
+            f.write(piece)
+            h.update(piece)
+    assert os.stat(mnt / "huge").st_size == size << 20
+    r = hashlib.sha256()
+    with open(mnt / "huge", "rb") as f:
+        while piece := f.read(4 << 20):
+            r.update(piece)
+    assert r.digest() == h.digest()
+
+
+def test_directory_with_10k_entries(mnt: Path) -> None:
+    d = mnt / "many"
+    d.mkdir()
+    for i in range(10_000):
+        (d / f"entry-{i:05d}").touch()
+    out = subprocess.run(["ls", "-l", str(d)], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.count("entry-") == 10_000
+    assert len({e.name for e in os.scandir(d)}) == 10_000
+
+
+def test_seek_data_and_hole(mnt: Path) -> None:
+    p = mnt / "s"
+    with open(p, "wb") as f:
+        f.write(b"data")
+        f.truncate(1 << 20)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+        assert 4 <= os.lseek(fd, 0, os.SEEK_HOLE) <= 1 << 20
+        with pytest.raises(OSError) as e:
+            os.lseek(fd, 2 << 20, os.SEEK_DATA)
+        assert e.value.errno == errno.ENXIO
+    finally:
+        os.close(fd)
+
+
+def _as_user(uid: int, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command as `uid` (no supplementary groups)."""
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    return subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, preexec_fn=drop,
+                          timeout=30, cwd="/")
+
+
+def test_permission_denied_for_another_user(mnt: Path) -> None:
+    secret = mnt / "secret"
+    secret.write_bytes(b"root only")
+    os.chmod(secret, 0o600)
+    os.chmod(mnt, 0o755)
+    assert _as_user(4242, f"ls '{mnt}'").returncode == 0  # the mount is reachable: denials below are real
+    res = _as_user(4242, f"cat '{secret}'")
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+    res = _as_user(4242, f"echo x > '{mnt / 'new'}'")
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+    os.chmod(mnt, 0o1777)
+    res = _as_user(4242, f"echo x > '{mnt / 'mine'}'")
+    assert res.returncode == 0, res.stderr
+    assert os.stat(mnt / "mine").st_uid == 4242
+    res = _as_user(4343, f"rm -f '{mnt / 'mine'}'")
+    assert res.returncode != 0 and "not permitted" in res.stderr  # sticky directory: EPERM
+
+
+def test_locks_across_two_mounts(volume: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = volume
+    (root / "shared-lock").write_bytes(b"0" * 10)
+    holder = _hold_lock(root / "shared-lock", "flock")
+    try:
+        with mounted(url, tmp_path / "second") as other:
+            code = (
+                "import fcntl\n"
+                f"f=open({str(other / 'shared-lock')!r},'r+')\n"
+                "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    print('blocked')\n"
+            )
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+            assert out.stdout.strip() == "blocked"
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            holder.wait(10)
+            deadline = time.monotonic() + 10
+            while True:
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+                if out.stdout.strip() != "blocked":
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -285,6 +285,8 @@ async def _handshake(conn: Connection, target: RedisTarget) -> None:
             message = _reason(result)
             if what == "auth" or message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
                 raise AuthenticationFailed(f"authentication failed: {message}")
+            if what == "ping" and message.startswith(("LOADING", "BUSY")):
+                continue  # usable soon: commands will get the same error, which callers may retry
             raise CannotConnect(message)
         if isinstance(result, BaseException):
             raise result
@@ -305,7 +307,6 @@ class RespClient:
         self.target = target
         self._conns: list[Connection | None] = [None] * max(1, connections)
         self._connecting: list[asyncio.Future[Connection] | None] = [None] * len(self._conns)
-        self._next = 0
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._max_inflight = max(1, max_inflight)
