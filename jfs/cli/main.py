@@ -696,6 +696,11 @@ def info(
         raise typer.Exit(status)
 
 
+# --- command modules: each adds its commands to `app` (one line per module, keep sorted) ---
+# (none yet)
+# --- end of command modules ---
+
+
 def main() -> None:
     """Console-script entry point (``jfs``)."""
     _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
