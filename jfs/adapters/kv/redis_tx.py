@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 DATA = b"k"
 HASH_OVER = 256  # point reads of longer values are validated by sha1 instead of shipping the value back
-_A = bulk(b"a") + bulk(b"")
-_V = bulk(b"v")
-_H = bulk(b"h")
+_ABSENT = bulk(b"a") + bulk(b"")
+_VALUE = bulk(b"v")
+_SHA1 = bulk(b"h")
 
 
 class ReadSet:
@@ -65,11 +65,11 @@ class ReadSet:
         values[key] = value
         self._keys += bulk(DATA + key)
         if value is None:
-            self._expect += _A
+            self._expect += _ABSENT
         elif len(value) > HASH_OVER:
-            self._expect += _H + bulk(hashlib.sha1(value).hexdigest().encode())
+            self._expect += _SHA1 + bulk(hashlib.sha1(value).hexdigest().encode())
         else:
-            self._expect += _V + bulk(value)
+            self._expect += _VALUE + bulk(value)
 
     def scanned(self, begin: bytes, end: bytes, incl: bool, keys_only: bool, digest: bytes) -> None:
         self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
