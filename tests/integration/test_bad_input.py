@@ -99,8 +99,8 @@ def test_bad_mountpoints(tmp_path: Path) -> None:
         assert "already a mount point" in line
 
 
-def test_missing_s3_bucket_and_bad_credentials(tmp_path: Path, seaweed_s3: object) -> None:
-    s3 = seaweed_s3
+def test_missing_s3_bucket_and_bad_credentials(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    s3 = request.getfixturevalue("seaweed_s3")
     url = f"sqlite3://{tmp_path}/meta.db"
     res = jfs("format", url, "vol", "--storage", "s3", "--bucket", f"{s3.endpoint}/no-such-bucket-x",  # type: ignore[attr-defined]
               "--access-key", "nobody", "--secret-key", "wrong-secret-123", check=False)
