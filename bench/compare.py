@@ -251,7 +251,8 @@ def fuse_servers(mnt: Path) -> dict[int, int]:
         if not entry.name.isdigit():
             continue
         try:
-            if needle not in (entry / "cmdline").read_bytes().split(b"\0"):
+            # JuiceFS rewrites its argv into one space-separated string: match words, not arguments.
+            if needle not in (entry / "cmdline").read_bytes().replace(b"\0", b" ").split():
                 continue
             if not any(os.readlink(fd) == "/dev/fuse" for fd in (entry / "fd").iterdir()):
                 continue
