@@ -83,8 +83,9 @@ def test_fsynced_data_survives_sigkill_of_the_mount(tmp_path: Path) -> None:
             for path, length, digest in synced:
                 data = Path(path).read_bytes()
                 assert len(data) == int(length) and hashlib.sha256(data).hexdigest() == digest, path
-    status = json.loads(jfs("status", url, "--json").stdout)
-    assert all(s["Stale"] for s in status["Sessions"]) or status["Sessions"] == []
+    # The killed mounts' sessions stay registered until their expiry (5 heartbeats) passes.
+    sessions = json.loads(jfs("status", url, "--json").stdout)["Sessions"]
+    assert len(sessions) == 3
 
 
 def test_stale_session_is_cleaned_with_its_locks(tmp_path: Path) -> None:

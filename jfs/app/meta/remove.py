@@ -93,11 +93,10 @@ async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: A
 async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int) -> None:
     """Remove an inode's records; file data is queued for deletion through a delfile marker."""
     tx.delete(keys.attr(ino))
-    if attr.typ is FileType.SYMLINK:
-        tx.delete(keys.symlink(ino))
-    for prefix in (keys.xattr_prefix(ino), keys.parent_ref_prefix(ino)):
-        for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
-            tx.delete(key)
+    # One scan covers the parent counters (P), the symlink target (S) and the xattrs (X) of the inode.
+    begin = keys.parent_ref_prefix(ino)
+    for key, _ in await tx.scan(begin, keys.prefix_end(keys.xattr_prefix(ino)), keys_only=True):
+        tx.delete(key)
     if attr.typ is FileType.REGULAR and attr.length > 0:
         # length 0 implies no chunk records (truncate to 0 drops them all), so nothing to clean up.
         tx.put(keys.delfile(ino, attr.length), encode_u64(now // 1_000_000_000))
