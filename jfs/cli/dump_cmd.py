@@ -1,0 +1,186 @@
+"""``jfs dump`` and ``jfs load``: the metadata as a JuiceFS-compatible JSON document, and back.
+
+Both show a progress bar on stderr (when it is a terminal) and end with a one-line summary: on stdout,
+except for a dump written to stdout, whose summary goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import IO, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+T = TypeVar("T")
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} entries/s" if speed else "", style="progress.data.speed")
+
+
+class _Bar:
+    """A rich progress bar on stderr implementing the `jfs.app.ops.Progress` sink."""
+
+    def __init__(self, label: str) -> None:
+        console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(),
+            console=console, disable=not console.is_terminal,
+        )
+        self._task = self._progress.add_task(label, total=None)
+
+    def start(self, total: int | None) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run one app-layer coroutine; user-facing failures become one ``jfs: error:`` line."""
+    from jfs.app.meta.engine import VolumeNotFormatted
+    from jfs.app.ops import OpsError
+    from jfs.cli import main as cli
+    from jfs.domain.dumpfmt import DumpFormatError
+
+    try:
+        return asyncio.run(make())
+    except KeyboardInterrupt:
+        cli._print_error("interrupted")
+        raise typer.Exit(130) from None
+    except (OpsError, DumpFormatError, VolumeNotFormatted) as exc:
+        cli._print_error(str(exc))
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        raise typer.Exit(cli._report(exc)) from None
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def dump(
+    meta_url: Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)],
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="Output file ('-' = stdout); a name ending in .gz is compressed.")
+    ] = "-",
+    subdir: Annotated[
+        str | None, typer.Option(help="Dump only this directory of the volume (no Trash section).", show_default=False)
+    ] = None,
+    keep_secret_key: Annotated[
+        bool, typer.Option("--keep-secret-key", help="Keep the object storage's secret key and session token.")
+    ] = False,
+    threads: Annotated[int, typer.Option(min=1, max=256, help="Concurrent metadata reads.")] = 10,
+) -> None:
+    """Write the volume's metadata as JSON, in the format of [bold]juicefs dump[/bold]."""
+    from jfs.app.ops.dump import DumpResult, dump_volume
+    from jfs.cli import main as cli
+
+    cli._remember_secrets(meta_url)
+    to_stdout = file == "-"
+    raw: IO[bytes]
+    out: Any
+    if to_stdout:
+        raw = out = sys.stdout.buffer
+    else:
+        try:
+            raw = open(file, "wb")  # noqa: SIM115 - closed below, removed on failure
+        except OSError as exc:
+            raise typer.Exit(cli._report(exc)) from None
+        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
+    ok = False
+    try:
+        with _Bar("Dumped entries") as bar:
+            result: DumpResult = _call(lambda: dump_volume(
+                meta_url, out.write, subdir=os.fsencode(subdir or ""), keep_secret=keep_secret_key,
+                threads=threads, progress=bar,
+            ))
+        ok = True
+    finally:
+        if not to_stdout:
+            try:
+                if out is not raw:
+                    out.close()
+                raw.close()
+            finally:
+                if not ok:
+                    try:
+                        os.unlink(file)
+                    except OSError:
+                        pass
+        else:
+            out.flush()
+    summary = (f"Dumped {result.entries} entries in {result.seconds:.2f} s "
+               f"({_rate(result.entries, result.seconds)} entries/s), {result.bytes} bytes of JSON")
+    if to_stdout:
+        sys.stderr.write(summary + "\n")
+    else:
+        typer.echo(summary + f" to {file}")
+
+
+def load(
+    meta_url: Annotated[
+        str, typer.Argument(metavar="META-URL", help="An EMPTY metadata engine to load into.", show_default=False)
+    ],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="The dump ('-' = stdin); gzip is detected.")] = "-",
+) -> None:
+    """Load a JSON dump (from [bold]jfs dump[/bold] or [bold]juicefs dump[/bold]) into an empty engine."""
+    from jfs.app.ops.load import LoadResult, load_volume
+    from jfs.cli import main as cli
+
+    cli._remember_secrets(meta_url)
+    try:
+        src: IO[bytes] = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise typer.Exit(cli._report(exc)) from None
+    try:
+        reader: Any = src if isinstance(src, io.BufferedReader) else io.BufferedReader(src)  # type: ignore[type-var]
+        stream: Any = gzip.GzipFile(fileobj=reader, mode="rb") if reader.peek(2)[:2] == GZIP_MAGIC else reader
+        with _Bar("Loaded entries") as bar:
+            result: LoadResult = _call(lambda: load_volume(meta_url, stream.read, progress=bar))
+    finally:
+        if file != "-":
+            src.close()
+    typer.echo(f"Loaded {result.entries} entries ({result.inodes} inodes) in {result.seconds:.2f} s "
+               f"({_rate(result.entries, result.seconds)} entries/s)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``dump`` and ``load`` commands to `app`."""
+    app.command(
+        epilog="[bold]Examples:[/bold]\n\n"
+        "jfs dump sqlite3://myjfs.db meta.json\n\n"
+        "jfs dump redis://localhost:6379/1 meta.json.gz --subdir projects/a\n\n"
+        "jfs dump redis://localhost:6379/1 - | gzip > meta.json.gz",
+    )(dump)
+    app.command(
+        epilog="[bold]Examples:[/bold]\n\n"
+        "jfs load redis://localhost:6379/2 meta.json\n\n"
+        "juicefs dump sqlite3://juicefs.db - | jfs load redis://localhost:6379/2 -",
+    )(load)

@@ -1,0 +1,300 @@
+"""Maintenance commands: ``jfs gc``, ``jfs fsck``, ``jfs restore``, ``jfs destroy``.
+
+Each is a thin shell over `jfs.app.ops` (gc, fsck, trash_jobs, destroy): progress bars on stderr (only on a
+terminal), a table and a one-line summary on stdout (or one JSON document with ``--json``), failures as one
+``jfs: error:`` line through the CLI's error boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from jfs.app.ops.fsck import FsckReport
+    from jfs.app.ops.gc import GCReport, ProgressBar
+    from jfs.app.ops.trash_jobs import RestoreItem
+
+MetaURL = Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)]
+Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="Concurrent object-store requests.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+class _Task:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def set_total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def close(self) -> None:
+        for task in self._progress.tasks:
+            if task.id == self._task and task.total is None:  # a counter without total: show it as done
+                self._progress.update(self._task, total=task.completed)
+
+
+class _Board:
+    """Rich progress bars on stderr implementing `jfs.app.ops.gc.ProgressBoard` (silent off a terminal)."""
+
+    def __init__(self) -> None:
+        console = Console(stderr=True)
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"), TimeElapsedColumn(),
+            console=console, disable=not console.is_terminal,
+        )  # fmt: skip
+
+    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> ProgressBar:
+        return _Task(self._progress, self._progress.add_task(description, total=total, unit=unit))
+
+    def __enter__(self) -> _Board:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+
+def _echo_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+# ------------------------------------------------------------------------------------------------ gc
+
+
+def gc(
+    meta_url: MetaURL,
+    delete: Annotated[
+        bool,
+        typer.Option("--delete", help="Delete leaked objects, finish pending deletions, purge expired trash."),
+    ] = False,
+    compact: Annotated[bool, typer.Option("--compact", help="Compact every fragmented chunk first.")] = False,
+    threads: Threads = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Account for every data object: valid, pending deletion, trash, leaked, or too young to judge.
+
+    Objects modified less than an hour ago are never called leaked (set [bold]JFS_GC_SKIPPEDTIME[/bold] in
+    seconds to change that). Without [bold]--delete[/bold] nothing is changed.
+    """
+    from jfs.app.ops.gc import run_gc
+    from jfs.cli import main as cli
+
+    cli._remember_secrets(meta_url)
+    with _Board() as board:
+        report: GCReport = cli._run(
+            lambda _v: run_gc(meta_url, delete=delete, compact=compact, threads=threads, progress=board)
+        )
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    console = cli._console()
+    table = Table(title="Objects", title_justify="left")
+    table.add_column("Class")
+    table.add_column("Objects", justify="right")
+    table.add_column("Size", justify="right")
+    notes = {
+        "valid": "referenced by files",
+        "pending": "awaiting deletion",
+        "trash": "held by the trash",
+        "leaked": "referenced by nothing",
+        "skipped": f"unreferenced, newer than {report.skip_age:g} s",
+    }
+    table.add_column("Meaning")
+    for name, stat in report.objects.items():
+        table.add_row(name, str(stat.count), cli._human_bytes(stat.bytes), notes[name])
+    console.print(table)
+    if report.leaked_examples and not delete:
+        console.print("Leaked objects (first ones): " + ", ".join(report.leaked_examples[:5]))
+    typer.echo(report.summary())
+
+
+# ---------------------------------------------------------------------------------------------- fsck
+
+
+def fsck(
+    meta_url: MetaURL,
+    path: Annotated[
+        str | None,
+        typer.Option("--path", help="Check only this path of the volume (e.g. /dir/sub).", show_default=False),
+    ] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what can be fixed.")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="With --path: the whole subtree, not just its entries.")
+    ] = False,
+    threads: Threads = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Find broken files (missing blocks) and metadata inconsistencies; repair them with --repair.
+
+    Exit status: 0 when no problem remains, 1 otherwise.
+    """
+    from jfs.app.ops.fsck import run_fsck
+    from jfs.cli import main as cli
+
+    cli._remember_secrets(meta_url)
+    if path is not None and not path.startswith("/"):
+        cli._usage_error("--path must be absolute inside the volume (start with '/')")
+    with _Board() as board:
+        report: FsckReport = cli._run(
+            lambda _v: run_fsck(
+                meta_url, path=path, recursive=recursive, repair=repair, threads=threads, progress=board
+            )
+        )
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        _print_fsck(report)
+    if report.remaining:
+        raise typer.Exit(1)
+
+
+def _print_fsck(report: FsckReport) -> None:
+    from jfs.cli import main as cli
+
+    console = cli._console()
+    if report.issues:
+        table = Table(title="Problems", title_justify="left")
+        for column in ("Kind", "Path", "Problem", "Repaired" if report.repair else "--repair would"):
+            table.add_column(column, overflow="fold")
+        for i in report.issues:
+            if report.repair:
+                last = "yes" if i.repaired else f"no: {i.error or 'cannot be repaired'}"
+            else:
+                last = i.repair or "(cannot be repaired)"
+            table.add_row(i.kind, i.path, i.detail, last)
+        console.print(table)
+    if report.counters_note:
+        console.print(f"Counters {report.counters_note}")
+    typer.echo(report.summary())
+
+
+# ------------------------------------------------------------------------------------------- restore
+
+
+def restore(
+    meta_url: MetaURL,
+    hours: Annotated[
+        list[str], typer.Argument(metavar="HOUR...", help="Trash hour directories, like 2026-11-21-04.")
+    ],
+    put_back: Annotated[
+        bool, typer.Option("--put-back", help="Move the files back to where they were deleted from.")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Restore deleted files from trash hour directories.
+
+    Without [bold]--put-back[/bold] files stay in the trash (entries whose original directory is in the
+    same hour directory are moved into it, rebuilding the deleted tree) and the table shows where each
+    would go. With it, each goes back to its original directory under its original name; one whose name
+    is taken or whose directory is gone stays in the trash.
+    """
+    from jfs.app.ops.trash_jobs import restore_volume
+    from jfs.cli import main as cli
+
+    cli._remember_secrets(meta_url)
+    result: dict[str, list[RestoreItem]] = cli._run(lambda _v: restore_volume(meta_url, hours, put_back=put_back))
+    if as_json:
+        _echo_json({hour: [i.to_dict() for i in items] for hour, items in result.items()})
+        return
+    console = cli._console()
+    for hour, items in result.items():
+        table = Table(title=f"{hour} ({len(items)} entries)", title_justify="left")
+        for column in ("Entry", "Original path", "Result"):
+            table.add_column(column, overflow="fold")
+        for i in items:
+            table.add_row(i.entry, i.target, i.status)
+        console.print(table)
+    total = sum(len(items) for items in result.values())
+    restored = sum(1 for items in result.values() for i in items if i.status in ("restored", "rebuilt"))
+    kept = sum(1 for items in result.values() for i in items if i.status not in ("restored", "rebuilt", "in-trash"))
+    line = f"restored {restored} of {total} entries"
+    if kept:
+        line += f"; {kept} could not be restored (see Result)"
+    if not put_back:
+        line += "; use --put-back to move them back"
+    typer.echo(line)
+
+
+# ------------------------------------------------------------------------------------------- destroy
+
+
+def destroy(
+    meta_url: MetaURL,
+    uuid: Annotated[str, typer.Argument(metavar="UUID", help="The volume's UUID (see jfs status).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    threads: Threads = 10,
+) -> None:
+    """Delete the volume: all its objects and all its metadata. Refused while it is mounted."""
+    from jfs.app.ops.destroy import VolumeSummary, describe, destroy_volume
+    from jfs.cli import main as cli
+
+    cli._remember_secrets(meta_url)
+    summary: VolumeSummary = cli._run(lambda _v: describe(meta_url))
+    s = summary.settings
+    if summary.sessions:
+        _print_sessions(summary.sessions)
+    if uuid == s.uuid and not summary.sessions and not yes:
+        typer.echo(f"Volume {s.name!r} (UUID {s.uuid}): {s.storage} {s.bucket}, "
+                   f"{cli._human_bytes(summary.used_space)} in {summary.used_inodes} inodes.")  # fmt: skip
+        if not sys.stdin.isatty():
+            cli._print_error("destroying a volume needs --yes (no terminal to confirm on)")
+            raise typer.Exit(1)
+        typer.confirm(f"Destroy volume {s.name!r} and ALL of its data? This cannot be undone", abort=True)
+    with _Board() as board:
+        report = cli._run(lambda _v: destroy_volume(meta_url, uuid, threads=threads, progress=board))
+    typer.echo(
+        f"Volume {s.name!r} destroyed: {report.objects} objects ({cli._human_bytes(report.bytes)}) and all "
+        "metadata deleted."
+    )
+
+
+def _print_sessions(sessions: list[dict[str, Any]]) -> None:
+    console = Console(stderr=True, highlight=False)
+    table = Table(title=f"Active sessions ({len(sessions)})", title_justify="left")
+    for column in ("Sid", "HostName", "MountPoint", "ProcessID", "Expire"):
+        table.add_column(column)
+    for s in sessions:
+        table.add_row(*(str(s.get(c, "")) for c in ("Sid", "HostName", "MountPoint", "ProcessID", "Expire")))
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------------------ register
+
+
+_EXAMPLES = {
+    "gc": "jfs gc sqlite3://myjfs.db\n\njfs gc redis://localhost:6379/1 --delete\n\n"
+    "JFS_GC_SKIPPEDTIME=600 jfs gc redis://localhost:6379/1 --compact --delete --json",
+    "fsck": "jfs fsck sqlite3://myjfs.db\n\njfs fsck redis://localhost:6379/1 --path /data -r\n\n"
+    "jfs fsck redis://localhost:6379/1 --repair",
+    "restore": "jfs restore redis://localhost:6379/1 2026-11-21-04\n\n"
+    "jfs restore redis://localhost:6379/1 2026-11-21-04 2026-11-21-05 --put-back",
+    "destroy": "jfs destroy sqlite3://myjfs.db 8c3e1f4a-...\n\njfs destroy redis://localhost:6379/1 UUID --yes",
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add gc, fsck, restore and destroy to the `jfs` command."""
+    for name, fn in (("gc", gc), ("fsck", fsck), ("restore", restore), ("destroy", destroy)):
+        app.command(name, epilog="[bold]Examples:[/bold]\n\n" + _EXAMPLES[name])(fn)

@@ -1,0 +1,285 @@
+"""The JuiceFS JSON dump format: escaping, node text, setting, and the streaming reader."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jfs.domain import dumpfmt
+from jfs.domain.attrs import NS, Attr, FileType
+from jfs.domain.dumpfmt import DumpFormatError, DumpReader, escape, unescape
+
+NOTES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "juicefs-design-notes.md"
+"""Where the notes live beside a checkout (the example below is a verbatim copy of their §12.4)."""
+
+
+def _example() -> str:
+    return EXAMPLE
+
+
+def test_example_is_the_one_of_the_design_notes() -> None:
+    if not NOTES.exists():
+        pytest.skip("design notes not available")
+    text = NOTES.read_text()
+    m = re.search(r"```json\n(.*?)```", text[text.index("### 12.4"):], re.S)
+    assert m is not None and m.group(1) == EXAMPLE
+
+
+EXAMPLE = """{
+  "Setting": {
+    "Name": "vol",
+    "UUID": "fd54a40c-1296-4395-8ee2-d0e29984fcbd",
+    "Storage": "file",
+    "Tiers": {
+      "0": {
+        "ID": 0,
+        "StorageClass": "",
+        "Tag": ""
+      }
+    },
+    "Bucket": "/var/jfs/bucket/",
+    "BlockSize": 4096,
+    "Compression": "none",
+    "EncryptAlgo": "aes256gcm-rsa",
+    "TrashDays": 1,
+    "MetaVersion": 1,
+    "MinClientVersion": "1.1.0-A",
+    "DirStats": true,
+    "EnableACL": false
+  },
+  "Counters": {
+    "usedSpace": 12288,
+    "usedInodes": 3,
+    "nextInodes": 1026,
+    "nextChunk": 4097,
+    "nextSession": 2,
+    "nextTrash": 0
+  },
+  "Sustained": [],
+  "DelFiles": [],
+  "FSTree": {
+    "attr": {"inode":1,"type":"directory","mode":511,"uid":0,"gid":0,"atime":1795236770,"mtime":1795236785,"ctime":1795236785,"atimensec":473211174,"mtimensec":944103908,"ctimensec":944103908,"nlink":3,"length":0},
+    "entries": {
+      "dir1": {
+        "attr": {"inode":2,"type":"directory","mode":493,"uid":0,"gid":0,"atime":1795236785,"mtime":1795236785,"ctime":1795236785,"atimensec":828260852,"mtimensec":828260852,"ctimensec":828260852,"nlink":2,"length":0},
+        "entries": {
+          "file1": {
+            "attr": {"inode":3,"type":"regular","mode":420,"uid":0,"gid":0,"atime":1795236785,"mtime":1795236785,"ctime":1795236785,"atimensec":829532064,"mtimensec":928164357,"ctimensec":946717881,"nlink":2,"length":110},
+            "xattrs": [{"name":"user.color","value":"blue"}],
+            "chunks": [{"index":0,"slices":[{"id":1,"size":12,"len":12},{"id":3,"pos":4,"size":8,"len":8},{"id":4,"pos":100,"size":10,"len":10}]}]
+          }
+        }
+      },
+      "hard1": {
+        "attr": {"inode":3,"type":"regular","mode":420,"uid":0,"gid":0,"atime":1795236785,"mtime":1795236785,"ctime":1795236785,"atimensec":829532064,"mtimensec":928164357,"ctimensec":946717881,"nlink":2,"length":110},
+        "xattrs": [{"name":"user.color","value":"blue"}],
+        "chunks": [{"index":0,"slices":[{"id":1,"size":12,"len":12},{"id":3,"pos":4,"size":8,"len":8},{"id":4,"pos":100,"size":10,"len":10}]}]
+      },
+      "link1": {
+        "attr": {"inode":4,"type":"symlink","mode":511,"uid":0,"gid":0,"atime":1795236785,"mtime":1795236785,"ctime":1795236785,"atimensec":944103908,"mtimensec":944103908,"ctimensec":944103908,"nlink":1,"length":0},
+        "symlink": "dir1/file1"
+      }
+    }
+  },
+  "Trash": {
+    "attr": {"inode":9223372032828243968,"type":"directory","mode":365,"uid":0,"gid":0,"atime":1795236770,"mtime":1795236770,"ctime":1795236770,"atimensec":473211174,"mtimensec":473211174,"ctimensec":473211174,"nlink":2,"length":0},
+    "entries": {
+    }
+  }
+}
+"""
+
+
+def events_of(text: str, read_size: int = 1 << 16) -> list[tuple[Any, ...]]:
+    return list(DumpReader(io.BytesIO(text.encode()).read, read_size).events())
+
+
+def render(text: str) -> str:
+    """Rebuild the whole document from the reader's events with the writer's pieces."""
+    head: dict[str, Any] = {}
+    out: list[str] = []
+    depth: list[int] = []
+    label = ""
+    for ev in events_of(text):
+        if ev[0] == "section":
+            head[ev[1]] = ev[2]
+        elif ev[0] == "tree":
+            if not out:
+                head["Setting"] = dumpfmt.dump_setting(head["Setting"], keep_secret=True)
+                out.append(dumpfmt.go_json_indent(head)[: -len("\n}")] + ",")
+            else:
+                out.append(",")
+            label = ev[1]
+        elif ev[0] == "node":
+            _, name, fields, has_entries = ev
+            if name is not None and depth and depth[-1] < 0:
+                out.append(",")
+            if depth:
+                depth[-1] = -abs(depth[-1])
+            d = 1 if name is None else abs(depth[-1]) + 2
+            ino, attr = dumpfmt.attr_from_json(fields["attr"])
+            xattrs = dumpfmt.xattrs_from_json(fields["xattrs"]) if "xattrs" in fields else None
+            chunks = dumpfmt.chunks_from_json(fields["chunks"]) if "chunks" in fields else None
+            symlink = unescape(fields["symlink"]) if "symlink" in fields else None
+            shown = label if name is None else name
+            out.append(dumpfmt.node_head(shown, ino, attr, d, symlink=symlink, xattrs=xattrs, chunks=chunks))
+            if has_entries:
+                depth.append(d)
+        elif ev[0] == "end":
+            out.append(dumpfmt.dir_tail(abs(depth.pop())))
+    return "".join(out) + "\n}\n"
+
+
+# ------------------------------------------------------------------------------------------ escaping
+
+@given(st.binary(max_size=300))
+def test_escape_round_trips_any_bytes(raw: bytes) -> None:
+    text = escape(raw)
+    assert unescape(text) == raw
+    text.encode("utf-8")  # always valid UTF-8 (no smuggled surrogates)
+    assert json.loads(f'"{text}"') == text  # safe inside a JSON string as is
+    assert not any(c <= " " or c in '"\\' for c in text)
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="%\ufffd", min_codepoint=0x21,
+                                      blacklist_categories=("Cs",)), max_size=50).filter(lambda t: '"' not in t and "\\" not in t))
+def test_plain_names_are_unchanged(name: str) -> None:
+    assert escape(name.encode()) == name
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [  # as juicefs 1.4.2 printed them
+        (b"a b", "a%20b"),
+        (b"pct%25", "pct%2525"),
+        (b'q"uote', "q%22uote"),
+        (b"back\\slash", "back%5Cslash"),
+        (b"ctl\x01\x1f", "ctl%01%1F"),
+        (b"inv\xff\xfe", "inv%FF%FE"),
+        (b"lt<gt>&amp", "lt<gt>&amp"),
+        ("oké".encode(), "oké"),
+        (b"tab\tnl\n", "tab%09nl%0A"),
+        (b"\x7f", "\x7f"),
+        ("\ufffd".encode(), "%EF%BF%BD"),  # juicefs writes "%EF" and loses two bytes
+    ],
+)
+def test_escape_matches_juicefs(raw: bytes, text: str) -> None:
+    assert escape(raw) == text
+    assert unescape(text) == raw
+
+
+def test_unescape_keeps_stray_percent() -> None:
+    assert unescape("100%zz") == b"100%zz"
+    assert unescape("%4a%") == b"%4a%"
+    assert unescape("%41%4") == b"A%4"
+
+
+def test_go_json_uses_html_safe_escapes() -> None:
+    assert dumpfmt.go_json([{"name": "user.k<&>", "value": "v\u2028"}]) == (
+        '[{"name":"user.k\\u003c\\u0026\\u003e","value":"v\\u2028"}]'
+    )
+
+
+# ------------------------------------------------------------------------------------------ node text
+
+def test_verbatim_example_rerenders_identically() -> None:
+    text = _example()
+    assert render(text) == text
+
+
+def test_attr_json_omits_empty_fields() -> None:
+    attr = Attr(typ=FileType.CHARDEV, mode=0o600, atime_ns=5 * NS, mtime_ns=6 * NS + 7, ctime_ns=8 * NS,
+                nlink=1, length=99, rdev=259, flags=0x20, tier=2)
+    assert dumpfmt.attr_json(9, attr) == (
+        '{"inode":9,"flags":32,"type":"chardev","mode":384,"uid":0,"gid":0,"atime":5,"mtime":6,"ctime":8,'
+        '"mtimensec":7,"nlink":1,"length":0,"rdev":259,"tier":2}'
+    )
+    ino, back = dumpfmt.attr_from_json(json.loads(dumpfmt.attr_json(9, attr)))
+    assert ino == 9 and back.rdev == 259 and back.mtime_ns == attr.mtime_ns and back.flags == 0x20
+
+
+def test_negative_times_survive() -> None:
+    attr = Attr(typ=FileType.REGULAR, atime_ns=-1, mtime_ns=-5 * NS - 3, ctime_ns=0)
+    _, back = dumpfmt.attr_from_json(json.loads(dumpfmt.attr_json(2, attr)))
+    assert (back.atime_ns, back.mtime_ns) == (-1, -5 * NS - 3)
+
+
+def test_multi_chunk_layout() -> None:
+    from jfs.domain.records import SliceRecord
+
+    attr = Attr(typ=FileType.REGULAR, nlink=1, length=3 << 26)
+    chunks = [(0, [SliceRecord(0, 7, 10, 0, 10)]), (2, [SliceRecord(5, 0, 0, 0, 3), SliceRecord(0, 8, 9, 1, 8)])]
+    text = dumpfmt.node_head("f", 9, attr, 3, chunks=chunks)
+    assert text.endswith(
+        ',\n        "chunks": [\n'
+        '          {"index":0,"slices":[{"id":7,"size":10,"len":10}]},\n'
+        '          {"index":2,"slices":[{"id":0,"pos":5,"size":0,"len":3},{"id":8,"size":9,"off":1,"len":8}]}\n'
+        "        ]\n      }"
+    )
+
+
+def test_chunkid_alias() -> None:
+    [(index, records)] = dumpfmt.chunks_from_json([{"index": 1, "slices": [{"chunkid": 42, "size": 5, "len": 5}]}])
+    assert index == 1 and records[0].id == 42 and records[0].pos == 0
+
+
+def test_dump_setting_order_masks_and_omissions() -> None:
+    doc = {"EnableACL": False, "Name": "v", "SecretKey": "s3cr3t", "AccessKey": "ak", "Shards": 0, "UUID": "u",
+           "Storage": "s3", "Bucket": "b", "BlockSize": 4096, "TrashDays": 1, "DirStats": False, "Custom": 1}
+    out = dumpfmt.dump_setting(doc)
+    assert list(out) == ["Name", "UUID", "Storage", "Bucket", "AccessKey", "SecretKey", "BlockSize", "TrashDays",
+                         "EnableACL", "Custom"]
+    assert out["SecretKey"] == "removed"
+    assert dumpfmt.dump_setting(doc, keep_secret=True)["SecretKey"] == "s3cr3t"
+
+
+# ------------------------------------------------------------------------------------------ reader
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=1, max_value=97))
+def test_reader_is_independent_of_read_boundaries(read_size: int) -> None:
+    text = _example()
+    assert events_of(text, read_size) == events_of(text)
+
+
+def test_reader_events_of_example() -> None:
+    evs = events_of(_example())
+    kinds = [e[0] if e[0] != "node" else ("node", e[1], e[3]) for e in evs]
+    assert kinds == [
+        "section", "section", "section", "section", "tree", ("node", None, True), ("node", "dir1", True),
+        ("node", "file1", False), "end", ("node", "hard1", False), ("node", "link1", False), "end",
+        "tree", ("node", None, True), "end",
+    ]
+
+
+def test_reader_accepts_sorted_keys_and_compact_json() -> None:
+    doc = json.loads(_example())
+    doc["FSTree"]["xattrs"] = [{"name": "user.a", "value": "b"}]
+    evs = events_of(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+    assert ("late", {"xattrs": [{"name": "user.a", "value": "b"}]}) in evs
+    assert [e[1] for e in evs if e[0] == "section"] == ["Counters", "DelFiles", "Setting", "Sustained"]
+    assert sum(1 for e in evs if e[0] == "node") == 6
+
+
+@pytest.mark.parametrize("cut", [10, 400, 1200, -30, -3])
+def test_truncated_dump_is_an_error(cut: int) -> None:
+    text = _example()
+    with pytest.raises(DumpFormatError):
+        events_of(text[:cut])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"FSTree": {"attr": {}, "entries": {"a": {} "b": {}}}}', '{"Setting": {}} x', '[1]',
+     '{"FSTree": {"entries": {"a": {"attr": 1}},}}'],
+)
+def test_malformed_dump_is_an_error(text: str) -> None:
+    with pytest.raises(DumpFormatError):
+        events_of(text)
