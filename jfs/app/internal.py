@@ -40,13 +40,13 @@ class Stats:
 
     def __init__(self) -> None:
         self.ops: Counter[str] = Counter()
-        self.op_seconds: Counter[str] = Counter()
+        self.op_seconds: dict[str, float] = {}
         self.errors: Counter[str] = Counter()
         self.started = time.time()
 
     def record(self, op: str, seconds: float, failed: bool) -> None:
         self.ops[op] += 1
-        self.op_seconds[op] += seconds
+        self.op_seconds[op] = self.op_seconds.get(op, 0.0) + seconds
         if failed:
             self.errors[op] += 1
 
@@ -55,7 +55,7 @@ class Stats:
         lines = [f"jfs_uptime {time.time() - self.started:.3f}"]
         for op in sorted(self.ops):
             lines.append(f'jfs_fuse_ops_total{{method="{op}"}} {self.ops[op]}')
-            lines.append(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}} {self.op_seconds[op]:.6f}')
+            lines.append(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}} {self.op_seconds.get(op, 0.0):.6f}')
             if self.errors[op]:
                 lines.append(f'jfs_fuse_ops_errors_total{{method="{op}"}} {self.errors[op]}')
         for name, value in sorted((extra or {}).items()):

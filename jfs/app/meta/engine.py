@@ -120,6 +120,8 @@ class Meta:
         self._used_inodes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._files_job: asyncio.Future[None] | None = None
+        self._trash_job: asyncio.Future[Any] | None = None
         self._session_info: dict[str, Any] = {}
         self.heartbeat_interval = HEARTBEAT
         # Striped in-process locks on inodes touched by a write transaction: on optimistic engines they
@@ -306,6 +308,15 @@ class Meta:
         await self.refresh_usage()
         if await sessions.try_elect(self, keys.LAST_CLEANUP_SESSIONS, self.heartbeat_interval * 0.9):
             await self.clean_stale_sessions()
+        # Long jobs run in the background: a heartbeat must never outlast the session's lifetime.
+        if self._files_job is None or self._files_job.done():
+            self._files_job = asyncio.ensure_future(self._cleanup_old_delfiles())
+        if self._trash_job is None or self._trash_job.done():
+            from jfs.app.ops.trash_jobs import purge_trash_if_elected
+
+            self._trash_job = asyncio.ensure_future(purge_trash_if_elected(self))
+
+    async def _cleanup_old_delfiles(self) -> None:
         if await sessions.try_elect(self, keys.LAST_CLEANUP_FILES, DELFILE_AGE * 0.9):
             for ino, length in await sessions.pending_delfiles(self, DELFILE_AGE):
                 await self.cleanup_file(ino, length)
@@ -328,6 +339,11 @@ class Meta:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        for job in (self._files_job, self._trash_job):
+            if job is not None and not job.done():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
         await self.drain()
         if self.sid:
             self._open.clear()
