@@ -108,8 +108,8 @@ class Params:
         )
 
 
-DEFAULT = Params(threads=4, big_file_mib=256, small_file_count=100, md_procs=4, md_items=2000,
-                 fio_seq_mib=1024, fio_rand_mib=256, fio_runtime=10, ls_entries=10000, step_timeout=600)
+DEFAULT = Params(threads=4, big_file_mib=128, small_file_count=100, md_procs=4, md_items=2000,
+                 fio_seq_mib=512, fio_rand_mib=256, fio_runtime=8, ls_entries=10000, step_timeout=600)
 QUICK = Params(threads=2, big_file_mib=32, small_file_count=20, md_procs=2, md_items=200,
                fio_seq_mib=64, fio_rand_mib=32, fio_runtime=2, ls_entries=1000, step_timeout=180)
 
@@ -993,6 +993,7 @@ def tidy_workdir(workdir: Path, *, keep: bool, keep_logs: bool) -> None:
     if keep or LIVE_MOUNTS:
         progress(f"kept {workdir}" + (" (a mount could not be removed)" if LIVE_MOUNTS else ""))
         return
+    progress(f"removing {workdir}" + (" (except logs)" if keep_logs else ""))
     if not keep_logs:
         shutil.rmtree(workdir, ignore_errors=True)
         return

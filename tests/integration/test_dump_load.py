@@ -73,9 +73,9 @@ def populate(root: Path, *, replacement_char: bool = True) -> None:
         f.write(data)
     with open(p(b"d1", b"f"), "wb") as f:
         f.write(b"hello world\n")
-    with open(p(b"d1", b"f"), "r+b") as f:  # a second slice over the first
-        f.seek(4)
-        f.write(b"ABCD")
+    with open(p(b"d1", b"f"), "r+b") as g:  # a second slice over the first
+        g.seek(4)
+        g.write(b"ABCD")
     with open(p(b"sparse"), "wb") as f:  # a hole and a second chunk
         f.write(b"head")
         f.seek(65 * MiB)
@@ -234,7 +234,7 @@ def jfs_source(workdir: Path) -> Source:
 # ------------------------------------------------------------------------------------------ jfs ↔ jfs
 
 def test_sqlite_dump_loads_into_redis_and_reads_back(jfs_source: Source, redis_server_url: str, workdir: Path) -> None:
-    url = f"{redis_server_url}/11"
+    url = f"{redis_server_url}/10"
     reset(url)
     res = jfs("load", url, str(jfs_source.dump))
     assert re.search(r"Loaded \d+ entries", res.stdout)
@@ -424,10 +424,17 @@ async def test_malformed_dump_is_one_error_and_writes_nothing(tmp_path: Path) ->
 # ------------------------------------------------------------------------------------------ JuiceFS interchange
 
 @needs_juicefs
-def test_juicefs_volume_loads_into_jfs(redis_server_url: str, workdir: Path) -> None:
-    base = workdir / "juicefs-src"
+@pytest.mark.parametrize("engine", ["sqlite", "redis"])
+def test_juicefs_volume_loads_into_jfs(engine: str, redis_server_url: str, workdir: Path) -> None:
+    """JuiceFS on SQLite → jfs on Redis, and JuiceFS on its own Redis layout → jfs on SQLite."""
+    base = workdir / f"juicefs-src-{engine}"
     base.mkdir()
-    meta = f"sqlite3://{base}/juicefs.db"
+    if engine == "sqlite":
+        meta, url = f"sqlite3://{base}/juicefs.db", f"{redis_server_url}/13"
+        reset(url)
+    else:
+        meta, url = f"{redis_server_url}/15", f"sqlite3://{base}/jfs.db"
+        reset(meta)
     run_juicefs("format", meta, "jvol", "--storage", "file", "--bucket", str(base / "bucket"), "--trash-days", "0")
     with juicefs_mounted(meta, base / "mnt") as mnt:
         populate(mnt, replacement_char=False)
@@ -435,9 +442,8 @@ def test_juicefs_volume_loads_into_jfs(redis_server_url: str, workdir: Path) -> 
     dump = base / "dump.json"
     run_juicefs("dump", meta, str(dump))
 
-    url = f"{redis_server_url}/13"
-    reset(url)
-    jfs("load", url, str(dump))
+    res = jfs("load", url, str(dump))
+    assert re.search(r"Loaded \d+ entries", res.stdout)
     again = base / "again.json"
     jfs("dump", url, str(again))
     same_dump(dump.read_text().replace('    "DirStats": true,\n', ""), again.read_text())

@@ -314,8 +314,8 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
             (m / name / d).mkdir()
         (m / name / "log-flock").write_bytes(b"")
         (m / name / "log-fcntl").write_bytes(b"")
-    duration = 8.0
-    n = 40
+    duration = 6.0
+    n = 30
     procs: list[subprocess.Popen[str]] = []
     churn: list[subprocess.Popen[str]] = []
     appenders: dict[str, list[subprocess.Popen[str]]] = {"flock": [], "fcntl": []}
@@ -376,7 +376,7 @@ import os, random, sys, errno
 root, seed = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(seed)
 moved = 0
-for _ in range(400):
+for _ in range(200):
     i = rnd.randrange(40)
     src, dst = ("x", "y") if rnd.random() < 0.5 else ("y", "x")
     try:

@@ -148,8 +148,8 @@ def test_escape_round_trips_any_bytes(raw: bytes) -> None:
     assert not any(c <= " " or c in '"\\' for c in text)
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="%\ufffd", min_codepoint=0x21,
-                                      blacklist_categories=("Cs",)), max_size=50).filter(lambda t: '"' not in t and "\\" not in t))
+@given(st.text(alphabet=st.characters(exclude_characters='%"\\\ufffd', min_codepoint=0x21, exclude_categories=["Cs"]),
+               max_size=50))
 def test_plain_names_are_unchanged(name: str) -> None:
     assert escape(name.encode()) == name
 

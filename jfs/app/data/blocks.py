@@ -7,9 +7,9 @@ codec (raw LZ4 block, zstd frame, or nothing).
 Contracts:
 
 * CPU work (compression, decompression) runs on this store's bounded thread pool, never on the loop.
-* Every call is retried `io_retries` times with doubling, jittered back-off on object-store errors and
-  on bad content (a short object, or one that does not decompress to `blen` bytes). What survives the
-  retries is `FSError(EIO)`, logged once with the object key.
+* Every call is retried `io_retries` times with doubling, jittered back-off on object-store errors, and
+  at most `CORRUPT_ATTEMPTS` times on bad content (a short object, or one that does not decompress to
+  `blen` bytes). What survives the retries is `FSError(EIO)`, logged once with the object key.
 * A missing object is not retried here: it raises `BlockMissing`, because the usual cause is that the
   slice was compacted or truncated away since the caller resolved it; the caller re-resolves and asks
   again, and turns a repeat into EIO.
@@ -39,6 +39,10 @@ log = structlog.get_logger("jfs.data")
 # Errors worth another attempt: the store's own failures, bad content (a torn or truncated response),
 # and OS-level I/O errors from local adapters.
 _RETRYABLE = (ObjectStoreError, CorruptBlock, OSError)
+CORRUPT_ATTEMPTS = 3
+"""Attempts on bad content: another read heals a response torn in transit, but an object damaged at rest
+stays damaged, and `io_retries` attempts with back-off would stall every read of it for ~20 s (the kernel
+asks more than once, so about a minute) before the same EIO."""
 
 
 class BlockMissing(Exception):
@@ -92,7 +96,7 @@ class BlockStore:
             except ObjectNotFound:
                 raise BlockMissing(key) from None
             except _RETRYABLE as exc:
-                if attempt == attempts:
+                if attempt == attempts or (isinstance(exc, CorruptBlock) and attempt >= CORRUPT_ATTEMPTS):
                     log.error("block_io_failed", op=op, key=key, attempts=attempts, error=str(exc))
                     raise FSError(errno.EIO, f"{op} of object '{key}' failed: {exc}") from exc
                 delay = min(self.config.retry_max_delay, self.config.retry_delay * 2 ** (attempt - 1))

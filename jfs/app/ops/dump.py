@@ -6,14 +6,17 @@ Contract:
   `jfs.domain.dumpfmt` (a literal U+FFFD in a name) and for the order of ``DelFiles`` and ``Sustained``
   (JuiceFS prints them in Go map order, jfs by key).
 * Memory stays flat whatever the size of the volume: directories are listed page by page (`PAGE` entries),
-  the nodes of a page are fetched by up to `threads` concurrent read transactions, written, and dropped.
-  Held at any time: one page per directory level being walked. Hard-linked inodes are printed in full
-  under every name (as JuiceFS does), so nothing is remembered across pages.
-* Each node (attributes, xattrs, chunks or symlink target) is read consistently; the dump as a whole is
-  not a snapshot: a volume changed while it is dumped gives a dump mixing states (as with JuiceFS).
+  the nodes of a page are read by up to `threads` concurrent read transactions (coroutines, not OS
+  threads), written, and dropped. Held at any time: the page being written and the next page of each
+  directory level being walked, plus at most `_Walker.LOOKAHEAD` pages of directories further on, read
+  ahead so that the engine's latency overlaps the writing. Hard-linked inodes are printed in full under
+  every name (as JuiceFS does), so nothing is remembered across pages.
+* Each node (attributes, xattrs, chunks or symlink target) is read consistently (unless it has more than
+  `NODE_BATCH` keys, which are read in several batches); the dump as a whole is not a snapshot: a volume changed while it is dumped gives a dump mixing states (as with JuiceFS).
 * ``Setting`` shows the stored setting with SecretKey/SessionToken as "removed" unless `keep_secret`;
   ``Counters`` are the raw counters; ``Trash`` is the trash root with its hour directories (a placeholder
   when the volume has no trash root), left out for a `subdir` dump, whose ``FSTree`` is that directory.
+  No ``Quotas``, ``posix_acl_*`` or ``ChangeLog``: jfs has none of them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 PAGE = 1024
 """Directory entries listed (and nodes held) per page."""
+NODE_BATCH = 1024
+"""Keys of one inode read per range request."""
 MIN_GROUP = 16
 """Fewest nodes one read transaction fetches when a page is split across `threads` transactions."""
 FLUSH_BYTES = 1 << 18
@@ -108,7 +113,7 @@ async def _fill(tx: Tx, node: _Node) -> None:
     prefix = keys.inode_prefix(node.ino)
     begin = keys.attr(node.ino) if node.typ is FileType.DIRECTORY else prefix
     raw_attr: bytes | None = None
-    async for key, value in tx.scan_iter(begin, keys.prefix_end(prefix), batch=256):
+    async for key, value in tx.scan_iter(begin, keys.prefix_end(prefix), batch=NODE_BATCH):
         kind = key[9]
         if kind == 0x49:  # I
             raw_attr = value

@@ -234,6 +234,8 @@ class _Loader:
         ino, attr = dumpfmt.attr_from_json(fields["attr"])
         typ = attr.typ
         if name is None:
+            if typ is not FileType.DIRECTORY:
+                raise dumpfmt.DumpFormatError(f"the root of {self.section} is a {dumpfmt.TYPE_NAMES[typ]}")
             parent = ROOT_INODE
             if self.section == "FSTree":
                 ino = ROOT_INODE

@@ -1,0 +1,307 @@
+"""Backend faults under a live mount and a running workload.
+
+* redis-server (appendonly, appendfsync always) killed and restarted: operations in flight complete or fail
+  with EIO, nothing that was acknowledged (fsync'ed and closed, or renamed) is lost, and the same mount
+  works again once Redis is back — no remount.
+* redis-server frozen (SIGSTOP) for a few seconds, like a cut link that comes back before the client's
+  timeouts: operations stall and then complete; nothing fails, nothing is corrupted.
+* SeaweedFS S3 stopped and restarted (same data directory and ports): uploads are retried or fail with
+  EIO, acknowledged data survives, and the mount works again afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.servers import RedisServer, RedisServerError, start_redis_server
+
+WORKER = r"""
+import hashlib, os, random, sys, time
+root, seed, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+rnd = random.Random(seed)
+d = os.path.join(root, f"w{seed}")
+os.makedirs(d, exist_ok=True)
+end = time.monotonic() + duration
+i = 0
+while time.monotonic() < end:
+    i += 1
+    name = os.path.join(d, f"f{i}")
+    data = rnd.randbytes(rnd.choice([0, 10, 5000, 100_000, 700_000]))
+    step = "create"
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            step = "fsync"
+            os.fsync(fd)
+        finally:
+            step = "close"
+            os.close(fd)
+        print("ACK", name, len(data), hashlib.sha256(data).hexdigest(), time.time(), flush=True)
+        if i % 3 == 0:
+            step = "rename"
+            os.rename(name, name + "-moved")
+            print("MOVED", name, time.time(), flush=True)
+        if i % 4 == 0:
+            step = "mkdir"
+            os.mkdir(os.path.join(d, f"dir{i}"))
+            print("DIR", os.path.join(d, f"dir{i}"), time.time(), flush=True)
+    except OSError as e:
+        print("ERR", step, e.errno, time.time(), flush=True)
+        if step == "rename":
+            print("MAYBE", name, time.time(), flush=True)
+        time.sleep(0.05)
+print("DONE", i, flush=True)
+"""
+
+
+class Workload:
+    """`n` WORKER processes on a mount; `check` verifies what they were told was done."""
+
+    def __init__(self, root: Path, n: int, duration: float) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(s), str(duration)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                      for s in range(n)]
+        self.lines: list[list[str]] = []
+
+    def wait(self, timeout: float = 180) -> None:
+        for p in self.procs:
+            try:
+                out, err = p.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+                raise AssertionError(f"a worker hung:\n{out[-2000:]}\n{err[-2000:]}") from None
+            assert p.returncode == 0, err[-3000:]
+            self.lines += [ln.split() for ln in out.splitlines() if ln.strip()]
+
+    def kill(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+    def errors(self) -> list[list[str]]:
+        return [ln for ln in self.lines if ln[0] == "ERR"]
+
+    def acks_after(self, t: float) -> int:
+        return sum(1 for ln in self.lines if ln[0] == "ACK" and float(ln[4]) > t)
+
+    def check(self) -> int:
+        """Every acknowledged file is where it was last put, with its bytes; returns how many."""
+        moved = {ln[1] for ln in self.lines if ln[0] == "MOVED"}
+        maybe = {ln[1] for ln in self.lines if ln[0] == "MAYBE"}
+        n = 0
+        for ln in self.lines:
+            if ln[0] == "DIR":
+                assert os.path.isdir(ln[1]), ln
+            if ln[0] != "ACK":
+                continue
+            _, name, length, digest, _ = ln
+            where = [name + "-moved"] if name in moved else [name, name + "-moved"] if name in maybe else [name]
+            found = [w for w in where if os.path.exists(w)]
+            assert len(found) == 1, (name, where)
+            with open(found[0], "rb") as f:
+                data = f.read()
+            assert len(data) == int(length) and hashlib.sha256(data).hexdigest() == digest, found[0]
+            n += 1
+        return n
+
+
+def _usage_matches(url: str, root: Path) -> None:
+    """`jfs status` UsedSpace/UsedInodes equal a walk of the volume (align4k(size) per inode)."""
+    seen: dict[int, int] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d != ".trash"]
+            filenames = [f for f in filenames if not f.startswith(".")]
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            seen[st.st_ino] = 4096 if st.st_size == 0 else -(-st.st_size // 4096) * 4096
+    stat_ = json.loads(jfs("status", url, "--json").stdout)["Statistic"]
+    assert (stat_["UsedSpace"], stat_["UsedInodes"]) == (sum(seen.values()), len(seen)), stat_
+
+
+def _fsck_if_available(url: str) -> None:
+    res = jfs("fsck", url, check=False)
+    if res.returncode == 2 and "No such command" in res.stderr:
+        return  # not written yet
+    assert res.returncode == 0, f"jfs fsck failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+
+
+@contextlib.contextmanager
+def _persistent_redis() -> Iterator[RedisServer]:
+    try:
+        server = start_redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+    except RedisServerError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _restart_redis(server: RedisServer, down: float) -> None:
+    """SIGKILL the server (no goodbye to clients), wait `down` seconds, start it again on the same port
+    and directory (it replays its append-only file)."""
+    cmd = list(server.process.args)  # type: ignore[arg-type]
+    server.process.kill()
+    server.process.wait()
+    time.sleep(down)
+    log = open(os.path.join(server.directory, "redis.log"), "ab")
+    server.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + 20
+    while True:
+        with contextlib.suppress(OSError):
+            import socket
+
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return
+        assert server.process.poll() is None and time.monotonic() < deadline, "redis did not come back"
+        time.sleep(0.05)
+
+
+def _mount_dir() -> Iterator[Path]:
+    outside = Path(tempfile.mkdtemp(prefix="jfs-faults-"))
+    try:
+        yield outside
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+@pytest.fixture
+def place() -> Iterator[Path]:
+    yield from _mount_dir()
+
+
+def test_redis_restart_during_a_workload(place: Path) -> None:
+    with _persistent_redis() as redis:
+        url = f"{redis.url}/1"
+        format_volume(url, str(place / "bucket"))
+        with mounted(url, place / "mnt") as mnt:
+            work = Workload(mnt, 2, 7.0)
+            try:
+                time.sleep(2.0)
+                _restart_redis(redis, down=1.5)
+                back = time.time()
+                work.wait()
+            finally:
+                work.kill()
+            assert work.errors(), "no operation failed while Redis was down?"
+            assert {e[2] for e in work.errors()} == {"5"}, work.errors()  # EIO, nothing else
+            assert work.acks_after(back + 1.0) > 3, "the mount did not recover after Redis came back"
+            acked = work.check()
+            (mnt / "after").write_bytes(b"works")
+            assert (mnt / "after").read_bytes() == b"works"
+            _usage_matches(url, mnt)
+            log = (place / "mnt.log").read_text(errors="replace")
+            assert "redis_connection_lost" in log
+        with mounted(url, place / "mnt"):  # a fresh client sees all of it too
+            assert work.check() == acked
+        _fsck_if_available(url)
+
+
+def test_redis_frozen_for_a_while_stalls_then_recovers(place: Path) -> None:
+    """A link that goes silent (SIGSTOP: no replies, no resets) and comes back within the client timeouts."""
+    with _persistent_redis() as redis:
+        url = f"{redis.url}/1"
+        format_volume(url, str(place / "bucket"))
+        with mounted(url, place / "mnt") as mnt:
+            work = Workload(mnt, 2, 6.0)
+            try:
+                time.sleep(1.5)
+                redis.process.send_signal(signal.SIGSTOP)
+                try:
+                    time.sleep(3.0)
+                finally:
+                    redis.process.send_signal(signal.SIGCONT)
+                back = time.time()
+                work.wait()
+            finally:
+                work.kill()
+            assert not work.errors(), work.errors()
+            assert work.acks_after(back + 0.5) > 3
+            work.check()
+            _usage_matches(url, mnt)
+
+
+# --------------------------------------------------------------------------------------------- S3
+
+@contextlib.contextmanager
+def _restartable_seaweed() -> Iterator[tuple[object, callable]]:  # type: ignore[valid-type]
+    """A private SeaweedFS (the session one must not be disturbed) and a function restarting it."""
+    from jfs.testing import seaweed as sw
+
+    try:
+        binary = sw.weed_binary()
+    except sw.SeaweedUnavailable as exc:
+        pytest.skip(str(exc))
+    data_dir = Path(tempfile.mkdtemp(prefix="jfs-seaweed-restart-"))
+    identity = {"name": "jfs", "credentials": [{"accessKey": sw.ACCESS_KEY, "secretKey": sw.SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    (data_dir / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    ports = sw._free_ports(8)
+    server = sw.SeaweedS3(f"http://127.0.0.1:{ports[6]}", "faults", sw.ACCESS_KEY, sw.SECRET_KEY, data_dir)
+    state = {"proc": sw._start(binary, data_dir, ports)}
+    try:
+        sw._wait_ready(server, state["proc"], data_dir / "weed.log", time.monotonic() + 60)
+
+        def restart(down: float) -> None:
+            sw._stop(state["proc"])
+            time.sleep(down)
+            state["proc"] = sw._start(binary, data_dir, ports)
+            sw._wait_ready(server, state["proc"], data_dir / "weed.log", time.monotonic() + 60)
+
+        yield server, restart
+    finally:
+        sw._cleanup(state["proc"], ports)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_seaweedfs_restart_during_a_workload(place: Path) -> None:
+    with _restartable_seaweed() as (s3, restart):
+        url = f"sqlite3://{place}/meta.db"
+        format_volume(url, s3.url, "test-vol", "--storage", "s3", "--access-key", s3.access_key,  # type: ignore[attr-defined]
+                      "--secret-key", s3.secret_key)  # type: ignore[attr-defined]
+        with mounted(url, place / "mnt") as mnt:
+            (mnt / "before").write_bytes(os.urandom(300_000))
+            before = (mnt / "before").read_bytes()
+            work = Workload(mnt, 2, 7.0)
+            try:
+                time.sleep(1.5)
+                restart(1.0)
+                back = time.time()
+                work.wait()
+            finally:
+                work.kill()
+            assert {e[2] for e in work.errors()} <= {"5"}, work.errors()  # retried, or EIO
+            acked = work.check()
+            assert acked > 0 and work.acks_after(back) > 0, "no progress after SeaweedFS came back"
+            (mnt / "after").write_bytes(b"works")
+            assert (mnt / "after").read_bytes() == b"works"
+            assert is_mounted(str(mnt))
+        shutil.rmtree(place / "mnt-cache")  # read everything back from the restarted store
+        with mounted(url, place / "mnt") as mnt:
+            assert (mnt / "before").read_bytes() == before
+            assert work.check() == acked
+            _usage_matches(url, mnt)
+        _fsck_if_available(url)
