@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import mmap
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import subprocess
