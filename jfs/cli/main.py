@@ -699,6 +699,7 @@ def info(
 # --- command modules: each adds its commands to `app` (one line per module, keep sorted) ---
 from jfs.cli import dump_cmd; dump_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import maint_cmd; maint_cmd.register(app)  # noqa: E402, E702, I001
+from jfs.cli import tools_cmd; tools_cmd.register(app)  # noqa: E402, E702, I001
 # --- end of command modules ---
 
 

@@ -3,8 +3,9 @@
 * redis-server (appendonly, appendfsync always) killed and restarted: operations in flight complete or fail
   with EIO, nothing that was acknowledged (fsync'ed and closed, or renamed) is lost, and the same mount
   works again once Redis is back — no remount.
-* redis-server frozen (SIGSTOP) for a few seconds, like a cut link that comes back before the client's
-  timeouts: operations stall and then complete; nothing fails, nothing is corrupted.
+* The link to redis-server cut for a few seconds (redis in a network namespace behind a veth pair whose
+  host end goes down; SIGSTOP of the server where namespaces are not available), coming back before the
+  client's timeouts: operations stall and then complete; nothing fails, nothing is corrupted.
 * SeaweedFS S3 stopped and restarted (same data directory and ports): uploads are retried or fail with
   EIO, acknowledged data survives, and the mount works again afterwards.
 """
@@ -220,28 +221,118 @@ def test_redis_restart_during_a_workload(place: Path) -> None:
         _fsck_if_available(url)
 
 
-def test_redis_frozen_for_a_while_stalls_then_recovers(place: Path) -> None:
-    """A link that goes silent (SIGSTOP: no replies, no resets) and comes back within the client timeouts."""
-    with _persistent_redis() as redis:
-        url = f"{redis.url}/1"
+class _Link:
+    """redis-server in a network namespace of its own, reached over a veth pair: `cut` takes the host end
+    down (packets are dropped, connections hang without a reset, as when a cable is pulled), `restore`
+    brings it back. Without `ip` or the right to create namespaces, `cut` freezes the server (SIGSTOP)
+    instead — to the client, the same silence."""
+
+    def __init__(self) -> None:
+        self.tag = os.urandom(3).hex()
+        self.ns = f"jfs-{self.tag}"
+        self.host_if, self.peer_if = f"jh{self.tag}", f"jr{self.tag}"
+        octet = int(self.tag[:2], 16)
+        self.host_ip, self.peer_ip = f"10.213.{octet}.1", f"10.213.{octet}.2"
+        self.dir = tempfile.mkdtemp(prefix="jfs-redis-ns-")
+        self.password = os.urandom(8).hex()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.netns = False
+        self.server: RedisServer | None = None
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+    def start(self) -> str:
+        try:
+            self._ip("netns", "add", self.ns)
+            self.netns = True
+            self._ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if)
+            self._ip("link", "set", self.peer_if, "netns", self.ns)
+            self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+            self._ip("link", "set", self.host_if, "up")
+            self._ip("-n", self.ns, "addr", "add", f"{self.peer_ip}/30", "dev", self.peer_if)
+            self._ip("-n", self.ns, "link", "set", self.peer_if, "up")
+            self._ip("-n", self.ns, "link", "set", "lo", "up")
+        except (OSError, subprocess.CalledProcessError):
+            self.stop()
+            self.netns = False
+            try:
+                self.server = start_redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+            except RedisServerError as exc:
+                pytest.skip(str(exc))
+            return f"{self.server.url}/1"
+        log = open(os.path.join(self.dir, "redis.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, shutil.which("redis-server") or "redis-server", "--bind", self.peer_ip,
+             "--port", "6379", "--dir", self.dir, "--requirepass", self.password, "--appendonly", "yes",
+             "--appendfsync", "always", "--save", ""], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        import socket
+
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection((self.peer_ip, 6379), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
+                    break
+            assert self.proc.poll() is None and time.monotonic() < deadline, "redis in the namespace did not start"
+            time.sleep(0.05)
+        return f"redis://:{self.password}@{self.peer_ip}:6379/1"
+
+    def cut(self) -> None:
+        if self.netns:
+            self._ip("link", "set", self.host_if, "down")
+        else:
+            assert self.server is not None
+            self.server.process.send_signal(signal.SIGSTOP)
+
+    def restore(self) -> None:
+        if self.netns:
+            self._ip("link", "set", self.host_if, "up")
+        elif self.server is not None:
+            self.server.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.server is not None:
+            self.server.process.send_signal(signal.SIGCONT)
+            self.server.stop()
+        if self.netns:
+            subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10)
+            subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_redis_link_cut_for_a_while_stalls_then_recovers(place: Path) -> None:
+    """The link to Redis goes silent (no replies, no resets) and comes back within the client's timeouts:
+    operations stall, then complete; nothing fails, nothing is lost or corrupted, no remount."""
+    link = _Link()
+    try:
+        url = link.start()
         format_volume(url, str(place / "bucket"))
         with mounted(url, place / "mnt") as mnt:
             work = Workload(mnt, 2, 6.0)
             try:
                 time.sleep(1.5)
-                redis.process.send_signal(signal.SIGSTOP)
+                link.cut()
                 try:
                     time.sleep(3.0)
+                    stalled = os.stat(mnt).st_ino  # served by the kernel's cache, or waits: never fails
                 finally:
-                    redis.process.send_signal(signal.SIGCONT)
+                    link.restore()
                 back = time.time()
                 work.wait()
             finally:
                 work.kill()
+            assert stalled == 1
             assert not work.errors(), work.errors()
             assert work.acks_after(back + 0.5) > 3
             work.check()
             _usage_matches(url, mnt)
+    finally:
+        link.stop()
 
 
 # --------------------------------------------------------------------------------------------- S3

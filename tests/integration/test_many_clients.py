@@ -396,7 +396,7 @@ print(moved)
     assert sa == sb
     names = sorted(os.path.basename(k) for k in sa if k.startswith(f"{base}/") and k.count("/") == 2)
     assert names == sorted(f"f{i}" for i in range(40))
-    for k, v in sa.items():
+    for k in sa:
         if k.startswith(f"{base}/") and k.count("/") == 2:
             assert (a / k).read_bytes() == f"file {k.rsplit('f', 1)[1]}".encode()
     assert os.stat(a / base / "x").st_nlink == 2 and os.stat(b / base / "y").st_nlink == 2

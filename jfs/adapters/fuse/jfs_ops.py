@@ -32,6 +32,7 @@ from jfs.adapters.fuse.operations import (
     SetattrRequest,
     StatFs,
 )
+from jfs.app import tools
 from jfs.app.data.files import DataPath, Handle
 from jfs.app.info import inode_info
 from jfs.app.internal import BY_INODE, CONTROL_INODE, INTERNAL, TRASH_NAME, AccessLog, Stats, render_config
@@ -83,6 +84,7 @@ class JfsOperations(Operations):
         self._dirs: dict[int, _DirHandle] = {}
         self._internal: dict[int, bytes] = {}
         self._control: dict[int, bytearray] = {}
+        self._control_who: dict[int, Ctx] = {}  # who wrote each pending request: requests run as that user
         self._fh = itertools.count(1)
         self._plock_owners: set[tuple[int, int]] = set()
         self._flock_owners: set[tuple[int, int]] = set()
@@ -300,31 +302,57 @@ class JfsOperations(Operations):
     async def _read_internal(self, fh: int, offset: int, size: int) -> bytes:
         key = fh - (1 << 64) if fh >= 1 << 63 else fh
         if key in self._control:
-            self._internal[key] = await self._answer(bytes(self._control.pop(key)))
+            who = self._control_who.pop(key, Ctx(uid=65534, gid=65534, check=True))
+            self._internal[key] = await self._answer(bytes(self._control.pop(key)), who)
         if key in self._internal:
             return self._internal[key][offset:offset + size]
         return await self.accesslog.read(key, size)
 
-    async def _answer(self, request: bytes) -> bytes:
+    async def _answer(self, request: bytes, who: Ctx) -> bytes:
         """Serve one `.control` request: JSON ``{"op": "info", "inode": N, "recursive": bool}``."""
         import json
 
         try:
             req = json.loads(request or b"{}")
-            if req.get("op") != "info":
-                raise ValueError(f"unknown request {req.get('op')!r}")
-            doc = await inode_info(self.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)))
+            op = req.get("op")
+            if op == "info":
+                doc = await inode_info(self.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)))
+            elif op == "summary":
+                doc = await tools.summary_tree(self.meta, int(req["inode"]), str(req.get("name", "")),
+                                               depth=int(req.get("depth", 2)), entries=int(req.get("entries", 10)))
+            elif op == "rmr":
+                doc = await self._rmr(int(req["parent"]), os.fsencode(str(req["name"])), int(req.get("threads", 16)),
+                                      who)
+            elif op == "warmup":
+                doc = await tools.warmup(self.meta, self.data, [int(i) for i in req["inodes"]],
+                                         threads=int(req.get("threads", 16)))
+            else:
+                raise ValueError(f"unknown request {op!r}")
         except OSError as exc:
             doc = {"error": os.strerror(exc.errno or errno.EIO), "errno": exc.errno}
         except (ValueError, KeyError, TypeError) as exc:
             doc = {"error": f"bad request: {exc}", "errno": errno.EINVAL}
         return json.dumps(doc).encode()
 
+    async def _rmr(self, parent: int, name: bytes, threads: int, who: Ctx) -> dict[str, Any]:
+        """`.control` op ``rmr``: remove `name` in `parent` recursively, then drop the kernel's entry."""
+        if not name or name in (b".", b"..") or b"/" in name or (parent == ROOT_INODE and name in INTERNAL):
+            raise FSError(errno.EINVAL)
+        doc = await tools.remove_tree(self.meta, parent, name, threads=threads, ctx=who)
+        if self.notifier is not None:
+            try:
+                self.notifier.notify_delete(parent, doc["inode"], name)
+            except OSError:
+                pass
+            self._invalidate(parent)
+        return doc
+
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
         if ino == CONTROL_INODE:
             key = fh - (1 << 64) if fh >= 1 << 63 else fh
             buf = self._control.setdefault(key, bytearray())
+            self._control_who[key] = _caller(ctx)
             buf += data
             self._internal.pop(key, None)
             return len(data)
@@ -355,6 +383,7 @@ class JfsOperations(Operations):
             key = fh - (1 << 64) if fh >= 1 << 63 else fh
             self._internal.pop(key, None)
             self._control.pop(key, None)
+            self._control_who.pop(key, None)
             self.accesslog.close(key)
             return
         h = self._files.pop(fh, None)
@@ -519,6 +548,20 @@ class JfsOperations(Operations):
         await self._timed("flock", ctx, f"{ino},{ltype}", self.meta.flock(ino, owner, ltype, block=sleep))
         if ltype != "U":
             await self._locked(ino)
+
+
+def _caller(rc: RequestContext) -> Ctx:
+    """The full credentials (with supplementary groups from /proc) of a request's caller, checks on."""
+    groups: frozenset[int] = frozenset()
+    try:
+        with open(f"/proc/{rc.pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    groups = frozenset(int(g) for g in line.split()[1:])
+                    break
+    except (OSError, ValueError):
+        pass
+    return Ctx(uid=rc.uid, gid=rc.gid, groups=groups, pid=rc.pid, check=True)
 
 
 INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}

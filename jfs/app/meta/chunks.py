@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from jfs.app import quota  # QUOTA HOOK
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_perm, now_ns
@@ -113,6 +114,7 @@ async def write_slice(
         attr.ctime_ns = now
         store.put_attr(tx, ino, attr)
         store.charge(tx, delta, 0)
+        await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
         return attr, len(old) // 24 + 1, delta
 
     m.check_space(align4k(end))
@@ -216,6 +218,7 @@ async def fallocate(m: Meta, ctx: Ctx, ino: int, mode: int, off: int, length: in
         delta = align4k(attr.length) - align4k(old)
         store.put_attr(tx, ino, attr)
         store.charge(tx, delta, 0)
+        await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
         return attr, delta
 
     m.check_space(max(0, end))
@@ -287,6 +290,7 @@ async def copy_file_range(
         delta = align4k(dattr.length) - align4k(old)
         store.put_attr(tx, dst, dattr)
         store.charge(tx, delta, 0)
+        await quota.charge(m, tx, dattr.parent, delta, 0)  # QUOTA HOOK
         return n, dattr, delta
 
     m.check_space(off_out + size)

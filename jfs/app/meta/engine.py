@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from jfs.app import quota  # QUOTA HOOK
 from jfs.app.meta import chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
 from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
@@ -118,6 +119,8 @@ class Meta:
         self._open: dict[int, int] = {}
         self._used_space = 0
         self._used_inodes = 0
+        self.has_quotas = False
+        """Whether any directory quota exists (refreshed with the usage): when not, quota checks cost nothing."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._files_job: asyncio.Future[None] | None = None
@@ -169,6 +172,7 @@ class Meta:
 
     async def refresh_usage(self) -> None:
         self._used_space, self._used_inodes = await statfs.read_usage(self.kv)
+        self.has_quotas = await quota.any_quota(self.kv)  # QUOTA HOOK
 
     def note_usage(self, space: int, inodes: int) -> None:
         self._used_space += space

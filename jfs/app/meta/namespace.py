@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from jfs.app import quota  # QUOTA HOOK
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_perm, check_reserved, now_ns, touch_parent
@@ -105,6 +106,7 @@ async def mknod(
         if changed:
             store.put_attr(tx, parent, dir_attr)
         store.charge(tx, store.space_of(attr), 1)
+        await quota.charge(m, tx, parent, store.space_of(attr), 1)  # QUOTA HOOK
         return ino, attr
 
     result = await m.txn(body, parent)
@@ -181,6 +183,7 @@ async def link(m: Meta, ctx: Ctx, ino: int, parent: int, name: bytes) -> Attr:
         store.put_entry(tx, parent, name, attr.typ, ino)
         if touch_parent(dir_attr, now):
             store.put_attr(tx, parent, dir_attr)
+        await quota.charge(m, tx, parent, store.space_of(attr), 1)  # QUOTA HOOK
         return attr
 
     return await m.txn(body, parent, ino)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from jfs.app import quota  # QUOTA HOOK
 from jfs.app.meta import store, trash
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_removable, now_ns, touch_parent
@@ -52,6 +53,7 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
         store.del_entry(tx, parent, name)
         if touch_parent(dir_attr, now):
             store.put_attr(tx, parent, dir_attr)
+        await quota.charge(m, tx, parent, -store.space_of(attr), -1)  # QUOTA HOOK
         fate = await drop_name(m, tx, parent, name, ino, attr, now)
         return ino, attr, fate
 
@@ -141,6 +143,8 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         touch_parent(dir_attr, now, force=True)
         store.put_attr(tx, parent, dir_attr)
         await delete_inode(tx, ino, attr, now)
+        await quota.charge(m, tx, parent, -store.space_of(attr), -1)  # QUOTA HOOK
+        quota.forget(m, tx, ino)  # QUOTA HOOK
         return attr
 
     await m.txn(body, parent)

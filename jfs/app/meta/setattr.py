@@ -6,6 +6,7 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from jfs.app import quota  # QUOTA HOOK
 from jfs.app.meta import store
 from jfs.app.meta.chunks import Freed, truncate_in_tx
 from jfs.app.meta.context import Ctx
@@ -103,6 +104,7 @@ async def setattr(m: Meta, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
                 raise FSError(errno.EPERM)
             check_perm(ctx, attr, MAY_WRITE)
             delta, freed = await truncate_in_tx(tx, ino, attr, change.size, now)
+            await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
             if attr.mode & (S_ISUID | S_ISGID) and not ctx.is_root:
                 attr.mode &= ~S_ISUID
                 if attr.mode & 0o010:
