@@ -47,6 +47,7 @@ from jfs.domain.locks import F_UNLCK, MAX_END
 log = structlog.get_logger("jfs.fuse")
 T = TypeVar("T")
 
+_UNSERVED_XATTRS = (b"security.", b"system.posix_acl_")
 SEEK_DATA = 3
 SEEK_HOLE = 4
 
@@ -506,11 +507,15 @@ class JfsOperations(Operations):
 
     async def setxattr(self, ctx: RequestContext, ino: int, name: bytes, value: bytes, flags: int) -> None:
         self._xattr_gate()
+        if name.startswith(_UNSERVED_XATTRS):
+            raise FSError(errno.EOPNOTSUPP, "POSIX ACLs and security labels are not supported")
         await self._timed("setxattr", ctx, f"{ino},{name!r}", self.meta.setxattr(ino, name, value, flags, self._ctx(ctx)))
 
     async def getxattr(self, ctx: RequestContext, ino: int, name: bytes) -> bytes:
         self._xattr_gate()
-        if ino in INTERNAL_INODES:
+        if ino in INTERNAL_INODES or name.startswith(_UNSERVED_XATTRS):
+            # `ls -l` asks for security.selinux and system.posix_acl_access of every entry: answer without
+            # a metadata round trip (jfs stores neither ACLs nor security labels).
             raise FSError(errno.ENODATA)
         return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, self._ctx(ctx)))
 
