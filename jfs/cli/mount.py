@@ -103,11 +103,13 @@ async def serve(args: MountArgs) -> None:
 
 
 def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
-    """Start `argv` (a foreground mount) detached and wait until `mountpoint` is mounted.
+    """Start `argv` (a foreground mount) detached, logging to /var/log/jfs.log (~/.jfs/jfs.log when not
+    root), and wait until `mountpoint` is mounted.
 
     Raises VolumeError with the child's last log line if it exits or does not mount in time.
     """
-    log_path = os.path.join("/tmp", f"jfs-mount-{os.getpid()}.log")
+    log_path = "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + timeout
