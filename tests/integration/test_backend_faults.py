@@ -216,15 +216,17 @@ def test_redis_restart_during_a_workload(place: Path) -> None:
             _usage_matches(url, mnt)
             log = (place / "mnt.log").read_text(errors="replace")
             assert "redis_connection_lost" in log
+            assert "meta_engine_failed" in log and "fuse_handler_failed" not in log  # one line each, no traceback
         with mounted(url, place / "mnt"):  # a fresh client sees all of it too
             assert work.check() == acked
         _fsck_if_available(url)
 
 
 class _Link:
-    """redis-server in a network namespace of its own, reached over a veth pair: `cut` takes the host end
-    down (packets are dropped, connections hang without a reset, as when a cable is pulled), `restore`
-    brings it back. Without `ip` or the right to create namespaces, `cut` freezes the server (SIGSTOP)
+    """redis-server in a network namespace of its own, reached over a veth pair: `cut` takes the link down
+    (packets are dropped, connections hang without a reset, as when a cable is pulled), `restore`
+    brings it back. (Taking the host end down would drop the host's route, and this sandbox sends such
+    packets to a proxy that answers garbage: the far end goes down instead.) Without `ip` or the right to create namespaces, `cut` freezes the server (SIGSTOP)
     instead — to the client, the same silence."""
 
     def __init__(self) -> None:
@@ -280,15 +282,15 @@ class _Link:
         return f"redis://:{self.password}@{self.peer_ip}:6379/1"
 
     def cut(self) -> None:
-        if self.netns:
-            self._ip("link", "set", self.host_if, "down")
+        if self.netns:  # the far end: the host keeps its route, packets go into the veth and are lost
+            self._ip("-n", self.ns, "link", "set", self.peer_if, "down")
         else:
             assert self.server is not None
             self.server.process.send_signal(signal.SIGSTOP)
 
     def restore(self) -> None:
         if self.netns:
-            self._ip("link", "set", self.host_if, "up")
+            self._ip("-n", self.ns, "link", "set", self.peer_if, "up")
         elif self.server is not None:
             self.server.process.send_signal(signal.SIGCONT)
 
@@ -319,15 +321,15 @@ def test_redis_link_cut_for_a_while_stalls_then_recovers(place: Path) -> None:
                 link.cut()
                 try:
                     time.sleep(3.0)
-                    stalled = os.stat(mnt).st_ino  # served by the kernel's cache, or waits: never fails
                 finally:
                     link.restore()
                 back = time.time()
                 work.wait()
             finally:
                 work.kill()
-            assert stalled == 1
             assert not work.errors(), work.errors()
+            acks = sorted(float(ln[4]) for ln in work.lines if ln[0] == "ACK")
+            assert max(b - a for a, b in zip(acks, acks[1:], strict=False)) > 2.0, "the cut did not cut"
             assert work.acks_after(back + 0.5) > 3
             work.check()
             _usage_matches(url, mnt)

@@ -88,7 +88,7 @@ def content():
 def verify(path, data):
     head, _, body = data.partition(b"\n")
     if hashlib.sha256(body).hexdigest().encode() != head:
-        bad_reads.append(f"{path}: {len(data)} bytes do not match their checksum")
+        bad_reads.append(f"{path}: {len(data)} bytes ({data.count(0)} zeros) do not match their checksum")
 
 end = time.monotonic() + duration
 while time.monotonic() < end:
@@ -343,7 +343,6 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
     assert sum(r["ops"] for r in results) > 100, results
     unexpected = [u for r in results for u in r["unexpected"]]
     bad_reads = [u for r in results for u in r["bad_reads"]]
-    assert not bad_reads, bad_reads[:10]
     assert not unexpected, unexpected[:10]
     assert not [p for r in reads for p in r["problems"]], reads
 
@@ -361,6 +360,8 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
     check_nlinks(sa)
     check_usage(url, a)
     fsck_if_available(url)
+    # Last, so that everything above is checked anyway: reads during the races never returned wrong bytes.
+    assert not bad_reads, bad_reads[:10]
 
 
 def test_rename_storm_between_two_mounts(two_mounts: tuple[str, Path, Path]) -> None:

@@ -43,6 +43,7 @@ from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
 from jfs.domain.locks import F_UNLCK, MAX_END
+from jfs.ports.kv import KVError
 
 log = structlog.get_logger("jfs.fuse")
 T = TypeVar("T")
@@ -107,6 +108,10 @@ class JfsOperations(Operations):
         except OSError as exc:
             status = os.strerror(exc.errno or errno.EIO)
             raise
+        except KVError as exc:  # the engine is unreachable, or a commit's outcome is unknown: EIO, one line
+            status = os.strerror(errno.EIO)
+            log.error("meta_engine_failed", op=op, error=str(exc))
+            raise FSError(errno.EIO, str(exc)) from None
         finally:
             elapsed = time.perf_counter() - start
             self.stats.record(op, elapsed, status != "OK")
