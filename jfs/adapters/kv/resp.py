@@ -88,7 +88,7 @@ class Connection(asyncio.Protocol):
         self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
-        self._replies = 0
+        self._heard = 0.0  # loop time of the last bytes received, or of a send to an idle connection
         self._watchdog: asyncio.TimerHandle | None = None
         self._abort_reason = ""
         self._quiet = False  # closed on purpose: nothing to log
@@ -103,6 +103,7 @@ class Connection(asyncio.Protocol):
         self.alive = True
 
     def data_received(self, data: bytes) -> None:
+        self._heard = self._loop.time()
         reader = self._reader
         pending = self._pending
         reader.feed(data)
@@ -114,7 +115,6 @@ class Connection(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            self._replies += 1
             if not pending:
                 self.abort("unexpected reply from the server")
                 return
@@ -160,10 +160,12 @@ class Connection(asyncio.Protocol):
             return fut
         if not self._out:
             self._loop.call_soon(self._flush)
+        if not self._pending:  # an idle connection starts waiting now
+            self._heard = self._loop.time()
         self._out.append(packed)
         self._pending.append(fut)
         if self._watchdog is None:
-            self._watchdog = self._loop.call_later(self._timeout, self._check, self._replies)
+            self._watchdog = self._loop.call_later(self._timeout, self._check)
         return fut
 
     async def drained(self) -> None:
@@ -195,14 +197,17 @@ class Connection(asyncio.Protocol):
             return
         self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _check(self, seen: int) -> None:
+    def _check(self) -> None:
+        # Measured from the last sign of life, so a silent server is noticed `timeout` seconds after it went
+        # quiet (counting replies per check interval could take up to twice as long).
         self._watchdog = None
         if not self._pending:
             return
-        if self._replies == seen:
+        quiet = self._loop.time() - self._heard
+        if quiet >= self._timeout * 0.999:
             self.abort(f"no reply within {self._timeout:g} s")
         else:
-            self._watchdog = self._loop.call_later(self._timeout, self._check, self._replies)
+            self._watchdog = self._loop.call_later(self._timeout - quiet, self._check)
 
     def _wake_writers(self) -> None:
         if self._drained is not None:

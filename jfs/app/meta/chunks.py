@@ -124,10 +124,15 @@ async def write_slice(
 
 
 async def read_chunk(m: Meta, ino: int, indx: int) -> list[SliceRecord]:
-    """The raw slice records of chunk `indx` of `ino`, oldest first (empty for a hole chunk)."""
+    """The raw slice records of chunk `indx` of `ino`, oldest first (empty for a hole chunk); ENOENT when
+    the inode no longer exists (e.g. another client deleted it)."""
 
     async def body(tx: Tx) -> list[SliceRecord]:
-        return await store.get_chunk(tx, ino, indx)
+        # The attribute comes in the same round trip: a deleted inode must read as ENOENT, not as a hole.
+        raw_attr, raw_chunk = await tx.get_many([keys.attr(ino), keys.chunk(ino, indx)])
+        if raw_attr is None:
+            raise FSError(errno.ENOENT, f"inode {ino}")
+        return decode_slices(raw_chunk) if raw_chunk else []
 
     return await m.kv.read(body)
 

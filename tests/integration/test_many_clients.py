@@ -1,0 +1,616 @@
+"""Many clients of one volume: two mounts (SQLite + local directory on one host, Redis + SeaweedFS S3)
+running concurrent workloads, then seeing the same tree and bytes, with exact usage counters; and
+distributed locks (flock and fcntl) between mounts, including blocked waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jfs.adapters.kv.registry import open_kv
+from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
+
+INTERNAL_NAMES = {".stats", ".config", ".accesslog", ".trash", ".control"}
+
+
+async def _flush(url: str) -> None:
+    kv = await open_kv(url)
+    try:
+        await kv.reset()
+    finally:
+        await kv.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
+def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    """One volume mounted twice: (META-URL, mount A, mount B)."""
+    base = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite-file":
+        url = f"sqlite3://{base}/meta.db"
+        format_volume(url, str(base / "bucket"))
+    else:
+        url = f"{request.getfixturevalue('redis_server_url')}/11"
+        asyncio.run(_flush(url))
+        s3 = request.getfixturevalue("seaweed_s3")
+        bucket = f"many-{uuid.uuid4().hex[:12]}"
+        s3.client().create_bucket(Bucket=bucket)
+        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
+                      "--secret-key", s3.secret_key)
+    outside = Path(tempfile.mkdtemp(prefix="jfs-many-"))
+    try:
+        with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
+            yield url, a, b
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------- workers
+
+CHURN = r"""
+import errno, hashlib, json, os, random, sys, time
+root, seed, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+rnd = random.Random(seed)
+# Races between clients make these legitimate answers; anything else is a failure. (ESTALE: the kernel
+# gives up splicing a directory that another client moved while a local rename holds the rename lock.)
+EXPECTED = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.ENODATA, errno.ESTALE,
+            errno.ELOOP}  # ELOOP: a symlink created as its own target
+# hard link to a directory, user.* xattr of a symlink, a directory renamed into itself
+ALSO = {("link", errno.EPERM), ("xattr", errno.EPERM), ("rename", errno.EINVAL)}
+NAMES = [f"n{i}" for i in range(16)]
+DIRS = ["", "d0", "d1", "d2"]
+SIZES = [0, 1, 100, 4096, 5000, 70000, 300000]
+counts, unexpected, bad_reads = {}, [], []
+tmp = 0
+
+def pick():
+    return os.path.join(root, rnd.choice(DIRS), rnd.choice(NAMES))
+
+def content():
+    body = rnd.randbytes(rnd.choice(SIZES))
+    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+def verify(path, data):
+    head, _, body = data.partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != head:
+        bad_reads.append(f"{path}: {len(data)} bytes ({data.count(0)} zeros) do not match their checksum")
+
+end = time.monotonic() + duration
+while time.monotonic() < end:
+    op = rnd.choice(["create", "create", "rename", "unlink", "mkdir", "rmdir", "link", "symlink", "read",
+                     "read", "xattr", "readdir", "stat"])
+    counts[op] = counts.get(op, 0) + 1
+    try:
+        if op == "create":  # atomic replace: write a private temp name, then rename it over the target
+            tmp += 1
+            t = os.path.join(root, f".tmp-{seed}-{tmp}")
+            fd = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, content())
+                if rnd.random() < 0.3:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.rename(t, pick())
+            except OSError:
+                os.unlink(t)
+                raise
+        elif op == "rename":
+            os.rename(pick(), pick())
+        elif op == "unlink":
+            os.unlink(pick())
+        elif op == "mkdir":
+            os.mkdir(pick())
+        elif op == "rmdir":
+            os.rmdir(pick())
+        elif op == "link":
+            os.link(pick(), pick())
+        elif op == "symlink":
+            os.symlink(rnd.choice(NAMES), pick())
+        elif op == "read":
+            p = pick()
+            if not os.path.islink(p):
+                with open(p, "rb") as f:
+                    verify(p, f.read())
+        elif op == "xattr":
+            p = pick()
+            if rnd.random() < 0.5:
+                os.setxattr(p, "user.k", rnd.randbytes(rnd.randint(0, 300)), follow_symlinks=False)
+            else:
+                os.getxattr(p, "user.k", follow_symlinks=False)
+        elif op == "readdir":
+            os.listdir(os.path.join(root, rnd.choice(DIRS)))
+        else:
+            os.lstat(pick())
+    except OSError as e:
+        if e.errno not in EXPECTED and (op, e.errno) not in ALSO:
+            unexpected.append(f"{op}: {e}")
+print(json.dumps({"ops": sum(counts.values()), "counts": counts, "unexpected": unexpected, "bad_reads": bad_reads}))
+"""
+
+APPENDER = r"""
+import fcntl, json, os, sys, zlib
+path, tag, n, kind, style = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+
+def lock(fd, how):
+    if kind == "flock":
+        fcntl.flock(fd, how)
+    else:
+        fcntl.lockf(fd, how)
+
+fd = os.open(path, os.O_WRONLY | os.O_APPEND) if style == "keep" else -1
+for i in range(n):
+    payload = (f"{tag}-{i}-" * (1 + (i * 7919) % 60)).encode()
+    rec = b"<%s:%d:%d:%s:%08x>\n" % (tag.encode(), i, len(payload), payload, zlib.crc32(payload))
+    if style == "keep":  # one descriptor, lock / write / unlock, never fsync: the unlock must publish
+        lock(fd, fcntl.LOCK_EX)
+        assert os.write(fd, rec) == len(rec)
+        lock(fd, fcntl.LOCK_UN)
+    else:  # open, lock, append, fsync now and then, close (which releases the lock)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        lock(fd, fcntl.LOCK_EX)
+        assert os.write(fd, rec) == len(rec)
+        if i % 5 == 0:
+            os.fsync(fd)
+        os.close(fd)
+if style == "keep":
+    os.close(fd)
+print(json.dumps({"tag": tag, "n": n}))
+"""
+
+LOCKED_READER = r"""
+import fcntl, json, os, sys, time
+path, kind, duration = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.monotonic() + duration
+reads, last, problems = 0, 0, []
+while time.monotonic() < end:
+    with open(path, "rb") as f:
+        if kind == "flock":
+            fcntl.flock(f, fcntl.LOCK_SH)
+        else:
+            fcntl.lockf(f, fcntl.LOCK_SH)
+        data = f.read()
+        # released by close
+    reads += 1
+    if data and not data.endswith(b"\n"):
+        problems.append(f"read {reads}: a torn record at the end ({data[-40:]!r}) under a shared lock")
+    count = data.count(b"\n")
+    if count < last:
+        problems.append(f"read {reads}: {count} records after {last} were seen")
+    last = max(last, count)
+    bad = [ln for ln in data.split(b"\n") if ln and not (ln.startswith(b"<") and ln.endswith(b">"))]
+    if bad:
+        problems.append(f"read {reads}: malformed {bad[0][:60]!r}")
+    time.sleep(0.02)
+print(json.dumps({"reads": reads, "records": last, "problems": problems[:5]}))
+"""
+
+
+def _spawn(code: str, *args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen[str], timeout: float = 120) -> dict:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"worker hung: {proc.args!r}\n{err[-2000:]}") from None
+    assert proc.returncode == 0, f"worker failed ({proc.returncode}): {err[-2000:]}"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------- verification
+
+def _parse_log(data: bytes) -> list[tuple[str, int]]:
+    import zlib
+
+    assert data.endswith(b"\n") or not data, f"log ends in a torn record: {data[-60:]!r}"
+    out = []
+    for line in data.split(b"\n")[:-1]:
+        assert line.startswith(b"<") and line.endswith(b">"), f"torn or foreign record {line[:80]!r}"
+        tag, seq, length, rest = line[1:-1].split(b":", 3)
+        payload, _, crc = rest.rpartition(b":")
+        assert len(payload) == int(length) and zlib.crc32(payload) == int(crc, 16), f"corrupt record {line[:80]!r}"
+        out.append((tag.decode(), int(seq)))
+    return out
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything a client sees below `root` (internal files excluded): path -> (type, mode, nlink, size,
+    content digest or link target, xattrs)."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d not in INTERNAL_NAMES]
+            filenames = [f for f in filenames if f not in INTERNAL_NAMES]
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    what = hashlib.sha256(f.read()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                what = os.readlink(p)
+            else:
+                what = ""
+            xattrs = tuple(sorted((k, os.getxattr(p, k, follow_symlinks=False))
+                                  for k in os.listxattr(p, follow_symlinks=False)))
+            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_nlink, st.st_size,
+                                             st.st_ino, what, xattrs)
+    return out
+
+
+def usage_of(tree: dict[str, tuple]) -> tuple[int, int]:
+    """(space, inodes) the volume should charge for `tree`: align4k(size) per inode (0 counts as 4 KiB)."""
+    seen: dict[int, int] = {}
+    for _typ, _mode, _nlink, size, ino, _what, _x in tree.values():
+        seen[ino] = 4096 if size == 0 else -(-size // 4096) * 4096
+    return sum(seen.values()), len(seen)
+
+
+def check_nlinks(tree: dict[str, tuple]) -> None:
+    names: dict[int, int] = {}
+    subdirs: dict[str, int] = {}
+    for path, (typ, _m, _n, _s, ino, _w, _x) in tree.items():
+        if typ == stat.S_IFDIR:
+            parent = os.path.dirname(path)
+            subdirs[parent] = subdirs.get(parent, 0) + 1
+        else:
+            names[ino] = names.get(ino, 0) + 1
+    for path, (typ, _m, nlink, _s, ino, _w, _x) in tree.items():
+        want = 2 + subdirs.get(path, 0) if typ == stat.S_IFDIR else names[ino]
+        assert nlink == want, f"{path}: nlink {nlink}, the tree says {want}"
+
+
+def check_usage(url: str, root: Path) -> None:
+    """`jfs status` counters equal what a walk of the whole volume finds."""
+    tree = snapshot(root)
+    space, inodes = usage_of(tree)
+    stat_ = json.loads(jfs("status", url, "--json").stdout)["Statistic"]
+    assert (stat_["UsedSpace"], stat_["UsedInodes"]) == (space, inodes), (stat_, space, inodes)
+
+
+def fsck_if_available(url: str) -> None:
+    """`jfs fsck META-URL` must be clean — once the command exists (it is being written)."""
+    res = jfs("fsck", url, check=False)
+    if res.returncode == 2 and "No such command" in res.stderr:
+        return
+    assert res.returncode == 0, f"jfs fsck failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+
+
+def settled(a: Path, b: Path) -> tuple[dict, dict]:
+    """Snapshots of both mounts once the kernel caches (1 s) cannot hide anything any more."""
+    time.sleep(1.2)
+    return snapshot(a), snapshot(b)
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str, Path, Path]) -> None:
+    url, a, b = two_mounts
+    name = "work"
+    for m in (a,):
+        (m / name).mkdir()
+        for d in ("d0", "d1", "d2"):
+            (m / name / d).mkdir()
+        (m / name / "log-flock").write_bytes(b"")
+        (m / name / "log-fcntl").write_bytes(b"")
+    duration = 6.0
+    n = 30
+    procs: list[subprocess.Popen[str]] = []
+    churn: list[subprocess.Popen[str]] = []
+    appenders: dict[str, list[subprocess.Popen[str]]] = {"flock": [], "fcntl": []}
+    readers: list[subprocess.Popen[str]] = []
+    try:
+        for i, m in enumerate((a, b)):
+            for k in range(2):
+                churn.append(_spawn(CHURN, m / name, 10 * i + k, duration))
+            for kind in ("flock", "fcntl"):
+                for style in ("keep", "reopen"):
+                    appenders[kind].append(_spawn(APPENDER, m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
+                                                  style))
+                readers.append(_spawn(LOCKED_READER, m / name / f"log-{kind}", kind, duration))
+        procs = churn + appenders["flock"] + appenders["fcntl"] + readers
+        results = [_result(p) for p in churn]
+        for kind in ("flock", "fcntl"):
+            for p in appenders[kind]:
+                _result(p)
+        reads = [_result(p) for p in readers]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert sum(r["ops"] for r in results) > 100, results
+    unexpected = [u for r in results for u in r["unexpected"]]
+    bad_reads = [u for r in results for u in r["bad_reads"]]
+    assert not unexpected, unexpected[:10]
+    assert not [p for r in reads for p in r["problems"]], reads
+
+    for kind in ("flock", "fcntl"):
+        for m in (a, b):
+            records = _parse_log((m / name / f"log-{kind}").read_bytes())
+            want = sorted((f"{mm.name}{style}", i) for mm in (a, b) for style in ("keep", "reopen") for i in range(n))
+            assert sorted(records) == want, f"{kind} log seen from {m.name}: {len(records)} records, want {len(want)}"
+            for tag in {t for t, _ in want}:  # each appender's records are in its order
+                seqs = [s for t, s in records if t == tag]
+                assert seqs == sorted(seqs), tag
+
+    sa, sb = settled(a, b)
+    assert sa == sb, {k: (sa.get(k), sb.get(k)) for k in set(sa) ^ set(sb) | {k for k in sa if sa[k] != sb.get(k)}}
+    check_nlinks(sa)
+    check_usage(url, a)
+    fsck_if_available(url)
+    # Last, so that everything above is checked anyway: reads during the races never returned wrong bytes.
+    assert not bad_reads, bad_reads[:10]
+
+
+def test_rename_storm_between_two_mounts(two_mounts: tuple[str, Path, Path]) -> None:
+    """Both mounts move the same files between two directories; every file ends up exactly once."""
+    url, a, b = two_mounts
+    base = "storm"
+    (a / base / "x").mkdir(parents=True)
+    (a / base / "y").mkdir()
+    for i in range(40):
+        (a / base / "x" / f"f{i}").write_bytes(f"file {i}".encode())
+    code = r"""
+import os, random, sys, errno
+root, seed = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(seed)
+moved = 0
+for _ in range(200):
+    i = rnd.randrange(40)
+    src, dst = ("x", "y") if rnd.random() < 0.5 else ("y", "x")
+    try:
+        os.rename(os.path.join(root, src, f"f{i}"), os.path.join(root, dst, f"f{i}"))
+        moved += 1
+    except FileNotFoundError:
+        pass
+print(moved)
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(m / base), str(s)], stdout=subprocess.PIPE,
+                              text=True) for s, m in enumerate((a, b, a, b))]
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        assert int(out) > 0
+    sa, sb = settled(a, b)
+    assert sa == sb
+    names = sorted(os.path.basename(k) for k in sa if k.startswith(f"{base}/") and k.count("/") == 2)
+    assert names == sorted(f"f{i}" for i in range(40))
+    for k in sa:
+        if k.startswith(f"{base}/") and k.count("/") == 2:
+            assert (a / k).read_bytes() == f"file {k.rsplit('f', 1)[1]}".encode()
+    assert os.stat(a / base / "x").st_nlink == 2 and os.stat(b / base / "y").st_nlink == 2
+    check_usage(url, a)
+
+
+# ------------------------------------------------------------------------------------------- locks
+
+HOLDER = r"""
+import fcntl, os, sys
+path, kind, start, length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(path, os.O_RDWR)
+if kind == "flock":
+    fcntl.flock(fd, fcntl.LOCK_EX)
+else:
+    fcntl.lockf(fd, fcntl.LOCK_EX, length, start)
+print("locked", os.getpid(), flush=True)
+sys.stdin.readline()
+if kind == "flock":
+    fcntl.flock(fd, fcntl.LOCK_UN)
+else:
+    fcntl.lockf(fd, fcntl.LOCK_UN, length, start)
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+WAITER = r"""
+import fcntl, os, sys, time
+path, kind = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDWR)
+print("waiting", flush=True)
+if kind == "flock":
+    fcntl.flock(fd, fcntl.LOCK_EX)          # blocks: no LOCK_NB
+else:
+    fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)   # F_SETLKW
+print("acquired", time.monotonic(), flush=True)
+sys.stdin.readline()
+"""
+
+
+class Proc:
+    """A helper process driven line by line over stdin/stdout; always killed at the end."""
+
+    def __init__(self, code: str, *args: object) -> None:
+        self.p = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def line(self, timeout: float = 15.0) -> str:
+        assert self.p.stdout is not None
+        import selectors
+
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.p.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                raise TimeoutError("no output in time")
+        return self.p.stdout.readline().strip()
+
+    def ready(self, timeout: float) -> bool:
+        import selectors
+
+        assert self.p.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.p.stdout, selectors.EVENT_READ)
+            return bool(sel.select(timeout))
+
+    def send(self, text: str = "") -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate()
+
+
+def _try_lock(path: Path, kind: str, start: int = 0, length: int = 10) -> bool:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if kind == "flock":
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_fcntl_ranges_between_mounts(two_mounts: tuple[str, Path, Path]) -> None:
+    _, a, b = two_mounts
+    (a / "fcntl-ranges").write_bytes(b"0" * 100)
+    holder = Proc(HOLDER, a / "fcntl-ranges", "fcntl", 10, 20)  # bytes [10, 30)
+    try:
+        assert holder.line().startswith("locked")
+        assert not _try_lock(b / "fcntl-ranges", "fcntl", 0, 11)   # overlaps byte 10
+        assert not _try_lock(b / "fcntl-ranges", "fcntl", 29, 5)   # overlaps byte 29
+        assert _try_lock(b / "fcntl-ranges", "fcntl", 30, 10)      # beside it
+        assert _try_lock(b / "fcntl-ranges", "fcntl", 0, 10)
+        with open(b / "fcntl-ranges", "r+b") as f:                 # F_GETLK from the other mount
+            import struct
+
+            query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+            got = struct.unpack("hhqqi", fcntl.fcntl(f, fcntl.F_GETLK, query))
+            assert got[0] == fcntl.F_WRLCK and (got[2], got[3]) == (10, 20), got
+            with pytest.raises(BlockingIOError):                   # a read lock conflicts too
+                fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 15)
+        holder.send()
+        assert holder.line() == "released"
+        assert _try_lock(b / "fcntl-ranges", "fcntl", 0, 100)
+    finally:
+        holder.kill()
+
+
+@pytest.mark.parametrize("kind", ["flock", "fcntl"])
+def test_blocked_waiter_on_other_mount_wakes_on_release(two_mounts: tuple[str, Path, Path], kind: str) -> None:
+    _, a, b = two_mounts
+    path = f"waiter-{kind}"
+    (a / path).write_bytes(b"0" * 10)
+    holder = Proc(HOLDER, a / path, kind, 0, 10)
+    waiter: Proc | None = None
+    try:
+        assert holder.line().startswith("locked")
+        waiter = Proc(WAITER, b / path, kind)
+        assert waiter.line() == "waiting"
+        assert not waiter.ready(1.5), "the waiter got the lock while another mount held it"
+        holder.send()
+        released = time.monotonic()
+        assert holder.line() == "released"
+        word, when = waiter.line(timeout=10).split()
+        assert word == "acquired" and float(when) - released < 5.0
+        assert not _try_lock(a / path, kind)  # the waiter holds it now, seen from the first mount
+        waiter.send()
+        waiter.p.wait(10)
+        deadline = time.monotonic() + 10
+        while not _try_lock(a / path, kind):  # released when the waiter exits
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        holder.kill()
+        if waiter is not None:
+            waiter.kill()
+
+
+@pytest.mark.parametrize("kind", ["flock", "fcntl"])
+def test_killed_waiter_leaves_no_lock_behind(two_mounts: tuple[str, Path, Path], kind: str) -> None:
+    _, a, b = two_mounts
+    path = f"killed-waiter-{kind}"
+    (a / path).write_bytes(b"0" * 10)
+    holder = Proc(HOLDER, a / path, kind, 0, 10)
+    waiter: Proc | None = None
+    try:
+        assert holder.line().startswith("locked")
+        waiter = Proc(WAITER, b / path, kind)
+        assert waiter.line() == "waiting"
+        time.sleep(0.5)
+        waiter.kill()  # interrupted while blocked in the lock call
+        holder.send()
+        assert holder.line() == "released"
+        deadline = time.monotonic() + 10
+        for m in (b, a):
+            while not _try_lock(m / path, kind):
+                assert time.monotonic() < deadline, "a killed waiter left the lock taken"
+                time.sleep(0.05)
+    finally:
+        holder.kill()
+        if waiter is not None:
+            waiter.kill()
+
+
+def test_lock_then_read_sees_other_mounts_writes(two_mounts: tuple[str, Path, Path]) -> None:
+    """Taking a lock revalidates what this mount caches: the last holder's writes are visible at once."""
+    _, a, b = two_mounts
+    p = "lock-coherence"
+    (a / p).write_bytes(b"v0")
+    for kind in ("flock", "fcntl"):
+        for i in range(1, 6):
+            with open(b / p, "rb") as f:  # cache attributes and pages on B
+                f.read()
+            with open(a / p, "r+b") as f:
+                (fcntl.flock if kind == "flock" else fcntl.lockf)(f, fcntl.LOCK_EX)
+                f.seek(0, os.SEEK_END)
+                f.write(f"-{kind}{i}".encode())
+                f.flush()
+                (fcntl.flock if kind == "flock" else fcntl.lockf)(f, fcntl.LOCK_UN)
+                with open(b / p, "rb") as g:
+                    (fcntl.flock if kind == "flock" else fcntl.lockf)(g, fcntl.LOCK_SH)
+                    seen = g.read()
+                    size = os.fstat(g.fileno()).st_size
+                assert seen.endswith(f"-{kind}{i}".encode()), (kind, i, seen)
+                assert size == len(seen)
+
+
+def test_reading_a_file_another_mount_deleted_fails_instead_of_returning_zeros(
+        two_mounts: tuple[str, Path, Path]) -> None:
+    """A file open on B whose last name is removed on A is deleted at once (only opens on the deleting
+    client keep data, as in JuiceFS): reads on B may then fail, but must never return made-up zeros."""
+    _, a, b = two_mounts
+    data = os.urandom(300_000)
+    (a / "doomed").write_bytes(data)
+    fd = os.open(b / "doomed", os.O_RDONLY)
+    try:
+        (a / "doomed-new").write_bytes(b"replacement")
+        os.rename(a / "doomed-new", a / "doomed")  # the old inode loses its last name
+        time.sleep(0.3)
+        try:
+            got = os.pread(fd, len(data), 0)
+        except OSError as exc:
+            assert exc.errno in (errno.ENOENT, errno.ESTALE, errno.EIO), exc
+        else:
+            assert got == data[: len(got)], f"{len(got)} bytes read, {got.count(0)} of them zeros, not the file's"
+    finally:
+        os.close(fd)
+    time.sleep(1.1)  # B's kernel may map the name to the old inode until its entry cache (1 s) expires
+    assert (b / "doomed").read_bytes() == b"replacement"
