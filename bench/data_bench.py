@@ -6,6 +6,7 @@ Usage:  .venv/bin/python bench/data_bench.py [--setups file-none,file-lz4,s3-non
 Each setup is a fresh volume: metadata in SQLite (a temp file), data in a ``file`` bucket under a temp
 directory (every object fsynced before its rename, as in production, unless ``--no-fsync``), in a throwaway SeaweedFS S3 server
 (jfs.testing.seaweed), or in memory (``mem-*``: the data path's own CPU cost, no storage I/O). No disk cache (blocks are read from the store) unless ``--cache``.
+A ``-crc`` suffix (``file-none-crc``) formats the volume with block checksums (ADR 0008).
 
 * big file: one file written sequentially with `--io-kib` writes, flushed and closed; then read back
   sequentially through a new handle with `--io-kib` reads (memory cache cold: written blocks are not kept).
@@ -58,7 +59,7 @@ def _seaweed() -> Iterator[tuple[str, str, str]]:
 async def volume(
     setup: str, tmp: str, args: argparse.Namespace, s3: tuple[str, str, str] | None
 ) -> AsyncIterator[DataVolume]:
-    storage, compression = setup.split("-")
+    storage, compression, *flags = setup.split("-")
     os.makedirs(tmp, exist_ok=True)
     bucket = os.path.join(tmp, f"bucket-{setup}")
 
@@ -82,6 +83,7 @@ async def volume(
         name=f"bench-{setup}",
         block_kib=args.block_mib * 1024,
         compression=compression,
+        checksum="crc" in flags,
         **overrides,
     )
     try:

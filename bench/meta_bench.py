@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from jfs.adapters.kv.registry import open_kv
+from jfs.app.mdtest import run_pool
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import format_meta
 from jfs.domain.attrs import ROOT_INODE, FileType
@@ -42,16 +43,12 @@ async def engine_url(name: str) -> AsyncIterator[str]:
 
 
 async def timed(label: str, n: int, workers: int, op: Callable[[int, int], Awaitable[object]]) -> tuple[str, float]:
+    """ops/s of `op(w, i)` for `workers` × ``n // workers`` items, `workers` tasks at a time (the worker pool
+    of `jfs mdtest`, `jfs.app.mdtest.run_pool`)."""
     per = n // workers
-
-    async def run(w: int) -> None:
-        for i in range(per):
-            await op(w, i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(run(w) for w in range(workers)))
-    elapsed = time.perf_counter() - start
-    return label, per * workers / elapsed
+    items = [(w, i) for i in range(per) for w in range(workers)]
+    elapsed, _ = await run_pool(items, workers, lambda item: op(*item))
+    return label, len(items) / elapsed
 
 
 async def bench(url: str, files: int, workers: int) -> list[tuple[str, float]]:

@@ -13,7 +13,7 @@ from jfs.domain.settings import Settings
 from jfs.ports.objects import ObjectNotFound, ObjectStore
 
 UUID_OBJECT = "juicefs_uuid"
-MUTABLE = ("trash_days", "capacity", "inodes", "access_key", "secret_key", "session_token")
+MUTABLE = ("trash_days", "capacity", "inodes", "access_key", "secret_key", "session_token", "checksum")
 
 
 class VolumeError(Exception):

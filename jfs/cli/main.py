@@ -322,6 +322,15 @@ def format_(
             "--hash-prefix", help="Spread object keys with a hash prefix.", rich_help_panel="Data format"
         ),
     ] = False,
+    checksum: Annotated[
+        bool,
+        typer.Option(
+            "--checksum",
+            help="Keep a CRC-32 of every block in the metadata and check blocks read from the object "
+            "storage against it (jfs only; JuiceFS ignores it).",
+            rich_help_panel="Data format",
+        ),
+    ] = False,
     trash_days: Annotated[
         int,
         typer.Option(
@@ -356,6 +365,7 @@ def format_(
         block_size=block_size,
         compression=compress.value,
         hash_prefix=hash_prefix,
+        checksum="crc32" if checksum else "",
         capacity=capacity * GiB,
         inodes=inodes,
         trash_days=trash_days,
@@ -382,6 +392,7 @@ def format_(
     rows += [
         ("Block size", f"{stored.block_size} KiB ({_human_bytes(stored.block_bytes)})"),
         ("Compression", stored.compression),
+        ("Block checksums", stored.checksum or "none"),
         ("Trash days", f"{stored.trash_days}" + (" (trash disabled)" if stored.trash_days == 0 else "")),
         ("Capacity", _limit(stored.capacity, _human_bytes)),
         ("Inodes", _limit(stored.inodes, str)),
@@ -468,6 +479,8 @@ def _setting_diff(old: Settings, new: Settings) -> list[tuple[str, str, str]]:
             before, after = _limit(before, _human_bytes), _limit(after, _human_bytes)
         elif f.name == "inodes":
             before, after = _limit(before, str), _limit(after, str)
+        elif f.name == "checksum":
+            before, after = before or "none", after or "none"
         rows.append((f.name.replace("_", "-"), _cell(before), _cell(after)))
     return rows
 
@@ -499,6 +512,14 @@ def config(
         str | None,
         typer.Option(help="New secret key of the object storage.", show_default=False),
     ] = None,
+    checksum: Annotated[
+        bool | None,
+        typer.Option(
+            "--checksum/--no-checksum",
+            help="Start or stop keeping and checking block CRC-32s for data written from now on (new mounts).",
+            show_default=False,
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Show the volume's settings, or change those that may change (only the options given)."""
@@ -511,6 +532,7 @@ def config(
             "inodes": inodes,
             "access_key": access_key,
             "secret_key": secret_key,
+            "checksum": None if checksum is None else ("crc32" if checksum else ""),
         }.items()
         if value is not None
     }
@@ -571,7 +593,9 @@ def mount(
         bool, typer.Option(help="Let the kernel cache writes (faster small writes, weaker ordering).",
                            rich_help_panel="FUSE")
     ] = False,
-    enable_xattr: Annotated[bool, typer.Option(help="Serve extended attributes.", rich_help_panel="FUSE")] = True,
+    enable_xattr: Annotated[bool, typer.Option(
+        "--enable-xattr", help="Serve extended attributes (off by default, as in JuiceFS: without it the kernel "
+        "answers EOPNOTSUPP itself and `ls -l` needs no xattr round trips).", rich_help_panel="FUSE")] = False,
     read_only: Annotated[bool, typer.Option("--read-only", help="Mount read-only.")] = False,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
@@ -697,6 +721,7 @@ def info(
 
 
 # --- command modules: each adds its commands to `app` (one line per module, keep sorted) ---
+from jfs.cli import bench_cmd; bench_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import dump_cmd; dump_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import maint_cmd; maint_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import tools_cmd; tools_cmd.register(app)  # noqa: E402, E702, I001

@@ -34,7 +34,7 @@ class MountArgs:
     entry_cache: float = 1.0
     dir_entry_cache: float = 1.0
     negative_cache: float = 0.0
-    enable_xattr: bool = True
+    enable_xattr: bool = False
     writeback_cache: bool = False
     allow_other: bool | None = None
     read_only: bool = False

@@ -24,6 +24,7 @@ key                             value                                meaning
 ``SS`` sid u64 BE ino(LE)       ``\\x01``                            open-but-unlinked (sustained) inode
 ``U`` ino                       24 bytes BE (length, space, inodes)  directory statistics
 ``QD`` ino                      32 bytes BE                          directory quota
+``jS`` slice u64 BE             block checksums (domain/checksums)   jfs only, opt-in (ADR 0008)
 =============================  ===================================  ==========================================
 """
 
@@ -178,6 +179,19 @@ def dir_stat(ino: int) -> bytes:
 
 def dir_quota(ino: int) -> bytes:
     return b"QD" + _INO.pack(ino)
+
+
+BLOCK_SUMS_PREFIX = b"jS"
+"""Keys that JuiceFS never writes nor reads start with a lowercase ``j``."""
+
+
+def block_sums(slice_id: int) -> bytes:
+    """Key of the block-checksum record of a slice (jfs only; see domain/checksums.py)."""
+    return BLOCK_SUMS_PREFIX + _U64.pack(slice_id)
+
+
+def parse_block_sums(key: bytes) -> int:
+    return int(_U64.unpack_from(key, 2)[0])
 
 
 def prefix_end(prefix: bytes) -> bytes:

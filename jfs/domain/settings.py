@@ -8,6 +8,8 @@ import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from jfs.domain.checksums import ALGORITHMS as CHECKSUMS
+from jfs.domain.checksums import SETTING_FIELD as CHECKSUM_FIELD
 from jfs.domain.errors import FSError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -44,6 +46,9 @@ class Settings:
     dir_stats: bool = False
     """jfs does not maintain per-directory statistics yet (ADR 0004)."""
     enable_acl: bool = False
+    checksum: str = ""
+    """Block checksums kept in the metadata (``crc32``) or none (``""``): jfs only, stored as
+    ``JfsBlockChecksum``, which JuiceFS ignores (ADR 0008)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields written by other clients that jfs keeps but does not interpret."""
 
@@ -64,6 +69,8 @@ class Settings:
             raise InvalidSettings(f"unknown compression '{self.compression}' (choose: {', '.join(COMPRESSIONS)})")
         if self.capacity < 0 or self.inodes < 0 or self.trash_days < 0:
             raise InvalidSettings("capacity, inodes and trash days must not be negative")
+        if self.checksum and self.checksum not in CHECKSUMS:
+            raise InvalidSettings(f"unknown block checksum '{self.checksum}' (choose: {', '.join(CHECKSUMS)})")
 
     def to_json(self, *, mask_secrets: bool = False) -> bytes:
         doc: dict[str, Any] = {"Name": self.name, "UUID": self.uuid, "Storage": self.storage}
@@ -91,6 +98,8 @@ class Settings:
             doc["MaxClientVersion"] = self.max_client_version
         doc["DirStats"] = self.dir_stats
         doc["EnableACL"] = self.enable_acl
+        if self.checksum:
+            doc[CHECKSUM_FIELD] = self.checksum
         for k, v in self.extra.items():
             doc.setdefault(k, v)
         return json.dumps(doc, indent=1).encode()
@@ -110,7 +119,7 @@ class Settings:
         known = {
             "Name", "UUID", "Storage", "Tiers", "Bucket", "AccessKey", "SecretKey", "SessionToken", "BlockSize",
             "Compression", "HashPrefix", "Capacity", "Inodes", "EncryptAlgo", "TrashDays", "MetaVersion",
-            "MinClientVersion", "MaxClientVersion", "DirStats", "EnableACL",
+            "MinClientVersion", "MaxClientVersion", "DirStats", "EnableACL", CHECKSUM_FIELD,
         }
         return cls(
             name=doc["Name"],
@@ -131,6 +140,7 @@ class Settings:
             max_client_version=doc.get("MaxClientVersion", ""),
             dir_stats=bool(doc.get("DirStats", False)),
             enable_acl=bool(doc.get("EnableACL", False)),
+            checksum=str(doc.get(CHECKSUM_FIELD) or ""),
             extra={k: v for k, v in doc.items() if k not in known},
         )
 

@@ -40,11 +40,17 @@ class DataVolume:
         name: str = "data-test",
         block_kib: int = 64,
         compression: str = "none",
+        checksum: bool = False,
         **overrides: Any,
     ) -> DataVolume:
-        """Format volume `name` in `kv` (trash off) and start a client on a store from `open_store`."""
+        """Format volume `name` in `kv` (trash off; block checksums if `checksum`) and start a client on a
+        store from `open_store`."""
         await format_meta(
-            kv, Settings(name=name, trash_days=0, block_size=block_kib, compression=compression)
+            kv,
+            Settings(
+                name=name, trash_days=0, block_size=block_kib, compression=compression,
+                checksum="crc32" if checksum else "",
+            ),
         )
         meta = await Meta.load(kv)
         await meta.start_session(background=False)

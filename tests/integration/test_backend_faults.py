@@ -8,13 +8,16 @@
   client's timeouts: operations stall and then complete; nothing fails, nothing is corrupted.
 * SeaweedFS S3 stopped and restarted (same data directory and ports): uploads are retried or fail with
   EIO, acknowledged data survives, and the mount works again afterwards.
-* A Redis that goes silent for good is given up on (EIO) one reply timeout after its last reply.
+* A Redis that goes silent for good is given up on (EIO) one reply timeout after its last reply; the
+  timeouts come from the META-URL (``?read_timeout=1s&dial_timeout=1s``), so these tests wait seconds, not
+  the default minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -466,3 +469,66 @@ async def test_a_silent_redis_is_given_up_on_after_the_reply_timeout_not_twice_t
         await client.close()
         server.close()
         await server.wait_closed()
+
+
+def _frozen_redis() -> RedisServer:
+    try:
+        return start_redis_server()
+    except RedisServerError as exc:
+        pytest.skip(str(exc))
+
+
+async def test_the_reply_timeout_comes_from_the_meta_url() -> None:
+    """A real redis-server frozen (SIGSTOP: connections stay open, nothing is answered) is given up on
+    after the URL's read_timeout (plus one reconnect bounded by its dial_timeout), not after 60 s."""
+    from jfs.adapters.kv.registry import open_kv
+    from jfs.ports.kv import EngineUnavailable
+
+    server = _frozen_redis()
+    kv = await open_kv(f"{server.url}/3?read_timeout=1s&dial_timeout=1s")
+    loop = asyncio.get_running_loop()
+
+    async def get(tx: object) -> object:
+        return await tx.get(b"some-key")  # type: ignore[attr-defined]
+
+    try:
+        assert await kv.read(get) is None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            t0 = loop.time()
+            with pytest.raises(EngineUnavailable):
+                await asyncio.wait_for(kv.read(get), 30)
+            waited = loop.time() - t0
+            assert 0.9 < waited < 5.0, f"gave up after {waited:.1f} s with read_timeout=1s and dial_timeout=1s"
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert await kv.read(get) is None  # the same client works again once the server answers
+    finally:
+        await kv.close()
+        server.stop()
+
+
+def test_a_mount_gives_up_on_a_silent_redis_after_the_url_timeout(place: Path) -> None:
+    """Through a real mount: with the server frozen, a lookup fails with EIO after a few seconds (the
+    URL's timeouts), the mount survives, and serves again once the server is back."""
+    server = _frozen_redis()
+    try:
+        url = f"{server.url}/4?read_timeout=2s&dial_timeout=1s"
+        format_volume(url, str(place / "bucket"))
+        with mounted(url, place / "mnt") as mnt:
+            (mnt / "before").write_bytes(b"x")
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                with pytest.raises(OSError) as e:
+                    os.stat(mnt / "never-looked-up")
+                waited = time.monotonic() - t0
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            assert e.value.errno == errno.EIO, e.value
+            assert waited < 20, f"gave up after {waited:.1f} s with read_timeout=2s"
+            assert (mnt / "before").read_bytes() == b"x"
+            (mnt / "after").write_bytes(b"y")
+            assert (mnt / "after").read_bytes() == b"y"
+    finally:
+        server.stop()

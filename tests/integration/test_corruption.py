@@ -6,8 +6,10 @@ retries — the mount log names the object, the other blocks of the file still r
 serving. A corrupted disk-cache entry is detected by its checksums and the block is fetched again from the
 object store.
 
-(Not covered, by design — ADR 0005: objects carry no checksum, so a byte changed in place inside an
-uncompressed block, or inside a literal run of an LZ4 block, reads back as that byte.)
+Objects carry no checksum (ADR 0005), so a byte changed in place inside an uncompressed block, or inside a
+literal run of an LZ4 block, reads back as that byte — unless the volume was formatted with ``--checksum``
+(ADR 0008): then every block fetched from the object store is checked against the CRC-32 recorded in the
+metadata, and a flipped byte is EIO with the object key in the log.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ def _objects(path: Path) -> list[str]:
     return [o for c in info["chunks"] for s in c["slices"] for o in s["objects"]]
 
 
-def _volume(tmp_path: Path, compress: str) -> tuple[str, Path]:
+def _volume(tmp_path: Path, compress: str, *extra: str) -> tuple[str, Path]:
     url = f"sqlite3://{tmp_path}/meta.db"
-    format_volume(url, str(tmp_path / "bucket"), "test-vol", "--block-size", "64", "--compress", compress)
+    format_volume(url, str(tmp_path / "bucket"), "test-vol", "--block-size", "64", "--compress", compress, *extra)
     return url, tmp_path / "bucket"
 
 
@@ -130,3 +132,56 @@ def test_a_corrupted_disk_cache_entry_is_refetched(tmp_path: Path) -> None:
     assert (bucket / objects[1]).read_bytes() == store_copy
     with mounted(url, mnt):  # the entry was replaced by a good copy (or dropped): still right
         assert (mnt / "f").read_bytes() == data
+
+
+@pytest.mark.parametrize("compress", ["none", "lz4"])
+def test_a_flipped_byte_in_a_checksum_volume_is_eio_with_the_key_logged(tmp_path: Path, compress: str) -> None:
+    url, bucket = _volume(tmp_path, compress, "--checksum")
+    mnt = tmp_path / "mnt"
+    data = _content(7)
+    with mounted(url, mnt):
+        (mnt / "f").write_bytes(data)
+        victim = _objects(mnt / "f")[1]
+    raw = bytearray((bucket / victim).read_bytes())
+    # Uncompressed: a byte in the middle of the block. LZ4: the last byte, always inside a literal run.
+    at = 1000 if compress == "none" else len(raw) - 1
+    raw[at] ^= 0x01
+    (bucket / victim).write_bytes(bytes(raw))
+    shutil.rmtree(tmp_path / "mnt-cache")
+    with mounted(url, mnt):
+        start = time.monotonic()
+        with pytest.raises(OSError) as e:
+            (mnt / "f").read_bytes()
+        assert e.value.errno == errno.EIO
+        assert time.monotonic() - start < 10
+        fd = os.open(mnt / "f", os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                os.pread(fd, 20, BS + 5000)  # a small read inside the block: not served by a ranged GET
+            assert e.value.errno == errno.EIO
+            assert os.pread(fd, BS, 0) == data[:BS]  # the other blocks read fine
+            assert os.pread(fd, len(data), 2 * BS) == data[2 * BS:]
+        finally:
+            os.close(fd)
+        log = _log(mnt)
+    assert f"key={victim}" in log and "block_checksum_mismatch" in log, log[-3000:]
+    assert "fuse_handler_failed" not in log
+
+
+def test_a_volume_without_checksums_reads_a_flipped_byte_as_before(tmp_path: Path) -> None:
+    url, bucket = _volume(tmp_path, "none")
+    mnt = tmp_path / "mnt"
+    data = _content(8)
+    with mounted(url, mnt):
+        (mnt / "f").write_bytes(data)
+        victim = _objects(mnt / "f")[1]
+    raw = bytearray((bucket / victim).read_bytes())
+    raw[1000] ^= 0x01
+    (bucket / victim).write_bytes(bytes(raw))
+    shutil.rmtree(tmp_path / "mnt-cache")
+    expected = bytearray(data)
+    expected[BS + 1000] ^= 0x01
+    with mounted(url, mnt):
+        assert (mnt / "f").read_bytes() == bytes(expected)  # undetectable without --checksum (ADR 0005)
+        log = _log(mnt)
+    assert "block_checksum_mismatch" not in log

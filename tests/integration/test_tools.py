@@ -1,4 +1,5 @@
-"""`jfs summary`, `jfs rmr`, `jfs warmup` against a real SQLite mount (served through `.control`)."""
+"""`jfs summary`, `jfs rmr`, `jfs warmup` against a real mount on SQLite and on Redis (db 4), served through
+`.control`; directory quotas through the mount (more in test_quota.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ import pytest
 from jfs.testing.mounts import format_volume, jfs, mounted
 
 
-@pytest.fixture(scope="module")
-def volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    import asyncio
+
     base = tmp_path_factory.mktemp("tools")
-    url = f"sqlite3://{base}/meta.db"
+    if request.param == "sqlite":
+        url = f"sqlite3://{base}/meta.db"
+    else:
+        url = f"{request.getfixturevalue('redis_server_url')}/4"
+        asyncio.run(_flush(url))
     format_volume(url, str(base / "bucket"))
     outside = Path(tempfile.mkdtemp(prefix="jfs-tools-"))
     try:

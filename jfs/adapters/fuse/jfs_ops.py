@@ -39,6 +39,7 @@ from jfs.app.internal import BY_INODE, CONTROL_INODE, INTERNAL, TRASH_NAME, Acce
 from jfs.app.meta import Ctx, Meta
 from jfs.app.meta.readdir import Entry
 from jfs.app.meta.setattr import NOW, SetAttr
+from jfs.app.metrics import layer_gauges
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
@@ -59,7 +60,7 @@ class MountConfig:
     entry_timeout: float = 1.0
     dir_entry_timeout: float = 1.0
     negative_timeout: float = 0.0
-    enable_xattr: bool = True
+    enable_xattr: bool = False
     permission_checks: bool = False
     """Check permissions in jfs too (off when the kernel does it with ``default_permissions``)."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -279,6 +280,7 @@ class JfsOperations(Operations):
             self._control[fh] = bytearray()
         elif ino == BY_INODE_STATS:
             extra = {"jfs_used_space_bytes": float(self.meta._used_space), "jfs_used_inodes": float(self.meta._used_inodes)}
+            extra.update(layer_gauges(self.meta, self.data))
             self._internal[fh] = self.stats.render(extra)
         elif ino == BY_INODE_CONFIG:
             self._internal[fh] = render_config(self.meta.settings.to_dict(mask_secrets=True), self.config.options)
@@ -508,7 +510,9 @@ class JfsOperations(Operations):
 
     def _xattr_gate(self) -> None:
         if not self.config.enable_xattr:
-            raise FSError(errno.EOPNOTSUPP)
+            # ENOSYS (as JuiceFS without --enable-xattr): the kernel remembers it, answers EOPNOTSUPP
+            # itself and stops sending xattr requests — `ls -l` then costs no round trip per entry.
+            raise FSError(errno.ENOSYS)
 
     async def setxattr(self, ctx: RequestContext, ino: int, name: bytes, value: bytes, flags: int) -> None:
         self._xattr_gate()

@@ -29,7 +29,7 @@ from .base import redact_url, retrying
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
 from .registry import BadMetaURL
-from .resp import CannotConnect, RespClient
+from .resp import CONNECT_TIMEOUT, REPLY_TIMEOUT, CannotConnect, RespClient
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.kv")
@@ -151,7 +151,8 @@ class RedisKV:
 async def open_redis(url: str) -> RedisKV:
     """Connect to the Redis database named by `url` and load the Lua scripts.
 
-    ``redis://[user:pass@]host:port/db``, ``rediss://…`` (TLS), ``unix:///path/to/sock?db=N`` (details in
+    ``redis://[user:pass@]host:port/db``, ``rediss://…`` (TLS), ``unix:///path/to/sock?db=N``, with
+    ``?read_timeout=10s&dial_timeout=2s`` to change the reply (60 s) and connect (5 s) timeouts (details in
     `redis_url`). Raises EngineUnavailable (one line, no password) when the server cannot be used;
     BadMetaURL when the URL is malformed.
     """
@@ -159,7 +160,13 @@ async def open_redis(url: str) -> RedisKV:
         target = parse_redis_url(url)
     except (ValueError, OSError) as exc:
         raise BadMetaURL(f"malformed Redis URL '{_redact(url)}': {_one_line(exc)}") from None
-    kv = RedisKV(url, RespClient(target, connections=CONNECTIONS))
+    client = RespClient(
+        target,
+        connections=CONNECTIONS,
+        timeout=REPLY_TIMEOUT if target.read_timeout is None else target.read_timeout,
+        connect_timeout=CONNECT_TIMEOUT if target.dial_timeout is None else target.dial_timeout,
+    )
+    kv = RedisKV(url, client)
     try:
         try:
             await kv._client.connect()

@@ -7,20 +7,31 @@ Accepted forms (user, password and paths may be percent-encoded)::
               &ssl_certfile=PATH&ssl_keyfile=PATH&ssl_check_hostname=true|false]
     unix://[[user]:password@]/path/to/redis.sock[?db=N]
 
-``password=`` and ``username=`` are also accepted as query parameters (handy for unix sockets). Every other
-query parameter, a non-numeric database, or a port out of range raises ValueError (the adapter turns it into
-BadMetaURL). Nothing here touches the network.
+``password=`` and ``username=`` are also accepted as query parameters (handy for unix sockets).
+
+Timeouts, named as go-redis (and so JuiceFS) names them, on every scheme; a value is a Go duration
+(``500ms``, ``10s``, ``1m30s``) or a number of seconds (``10``, ``2.5``), and must be positive:
+
+* ``read_timeout`` — a connection with commands outstanding that receives nothing for this long is given
+  up on (its commands fail: EIO for the file system). Default 60 s.
+* ``dial_timeout`` — connecting and logging in must finish within this. Default 5 s.
+
+Every other query parameter, a non-numeric database, a bad duration or a port out of range raises
+ValueError (the adapter turns it into BadMetaURL). Nothing here touches the network.
 """
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 DEFAULT_PORT = 6379
 _SSL_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
-_COMMON_PARAMS = ("db", "password", "username")
+_COMMON_PARAMS = ("db", "password", "username", "read_timeout", "dial_timeout")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
@@ -35,6 +46,10 @@ class RedisTarget:
     password: str | None = field(default=None, repr=False)
     db: int = 0
     ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    read_timeout: float | None = None
+    """Seconds without a reply before a busy connection is given up on (None: the client's default)."""
+    dial_timeout: float | None = None
+    """Seconds allowed to connect and log in (None: the client's default)."""
 
     @property
     def address(self) -> str:
@@ -66,6 +81,21 @@ def _ssl_context(params: dict[str, str]) -> ssl.SSLContext:
     return ctx
 
 
+def parse_duration(name: str, text: str) -> float:
+    """Seconds in a Go duration (``1m30s``, ``500ms``) or a plain number of seconds; ValueError unless > 0."""
+    value = text.strip()
+    seconds: float | None = None
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_PART.findall(value)
+        if parts and "".join(n + u for n, u in parts) == value:
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds is None or not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{name} must be a positive duration such as 10s, 500ms or 2.5, not '{text}'")
+    return seconds
+
+
 def parse_redis_url(url: str) -> RedisTarget:
     """The target named by `url`; ValueError (without the password) when it is malformed."""
     parts = urlsplit(url)
@@ -82,11 +112,16 @@ def parse_redis_url(url: str) -> RedisTarget:
     if password == "":
         password = None
     db_text = params.get("db", "")
+    read_timeout = parse_duration("read_timeout", params["read_timeout"]) if "read_timeout" in params else None
+    dial_timeout = parse_duration("dial_timeout", params["dial_timeout"]) if "dial_timeout" in params else None
     if scheme == "unix":
         path = unquote(parts.path)
         if not path:
             raise ValueError("missing socket path (unix:///path/to/redis.sock)")
-        return RedisTarget(path=path, username=username, password=password, db=_db(db_text))
+        return RedisTarget(
+            path=path, username=username, password=password, db=_db(db_text),
+            read_timeout=read_timeout, dial_timeout=dial_timeout,
+        )  # fmt: skip
     if not parts.hostname:
         raise ValueError("missing host")
     try:
@@ -103,6 +138,8 @@ def parse_redis_url(url: str) -> RedisTarget:
         password=password,
         db=_db(path_db or db_text),
         ssl=_ssl_context(params) if scheme == "rediss" else None,
+        read_timeout=read_timeout,
+        dial_timeout=dial_timeout,
     )
 
 

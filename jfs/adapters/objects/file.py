@@ -20,7 +20,9 @@ an object and a "directory" of other keys (``a`` and ``a/b``): that put fails wi
 
 `list` walks the tree lazily in true key order (a directory ``a`` sorts as ``a/``, so ``a-b`` comes
 before ``a/x``), holding one directory listing per level, and pages the results to the event loop.
-All blocking I/O runs in a thread pool owned by the store. A missing bucket directory makes every
+All blocking I/O runs in a thread pool owned by the store, except a small ranged `get` whose bytes are
+already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT`` (which fails instead of
+waiting for the disk), saving two thread hops per small random read. A missing bucket directory makes every
 operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
@@ -47,6 +49,8 @@ log = structlog.get_logger("jfs.objects")
 
 TMP_PREFIX = ".jfs-tmp."
 PAGE = 1000
+NOWAIT_MAX = 256 * 1024  # largest ranged get tried on the caller's thread
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 
 
 class FileStore:
@@ -161,7 +165,29 @@ class FileStore:
         return self._missing_bucket() or ObjectNotFound(f"object '{key}' not found in {self.url}")
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        if 0 < limit <= NOWAIT_MAX and _RWF_NOWAIT:
+            data = self._get_cached(key, off, limit)
+            if data is not None:
+                return data
         return await self._run(self._get, key, off, limit)
+
+    def _get_cached(self, key: str, off: int, limit: int) -> bytes | None:
+        """Bytes [off, off+limit) of `key` if the page cache holds them all, else None (never blocks on
+        the disk; a missing object or any error also gives None and is left to `_get`)."""
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, ObjectStoreError):
+            return None
+        try:
+            n = max(0, min(limit, os.fstat(fd).st_size - off))
+            buf = bytearray(n)
+            if n and os.preadv(fd, [buf], off, _RWF_NOWAIT) != n:
+                return None
+            return bytes(buf)
+        except OSError:  # BlockingIOError: not cached
+            return None
+        finally:
+            os.close(fd)
 
     def _get(self, key: str, off: int, limit: int) -> bytes:
         path = self._path(key)

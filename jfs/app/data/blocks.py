@@ -10,6 +10,8 @@ Contracts:
 * Every call is retried `io_retries` times with doubling, jittered back-off on object-store errors, and
   at most `CORRUPT_ATTEMPTS` times on bad content (a short object, or one that does not decompress to
   `blen` bytes). What survives the retries is `FSError(EIO)`, logged once with the object key.
+* With block checksums on (ADR 0008), `put` returns the CRC-32 of the uncompressed block and `get`
+  checks a block against the CRC it is given: a mismatch is bad content (retried, then EIO with the key).
 * A missing object is not retried here: it raises `BlockMissing`, because the usual cause is that the
   slice was compacted or truncated away since the caller resolved it; the caller re-resolves and asks
   again, and turns a repeat into EIO.
@@ -29,6 +31,7 @@ import structlog
 
 from jfs.app.data.compress import CorruptBlock, get_codec
 from jfs.app.data.config import DataConfig
+from jfs.domain.checksums import block_crc
 from jfs.domain.chunks import block_count, block_key, block_len
 from jfs.domain.errors import FSError
 from jfs.ports.objects import ObjectNotFound, ObjectStore, ObjectStoreError
@@ -63,6 +66,7 @@ class BlockStore:
         self.codec = get_codec(config.compression)
         self.ranged = self.codec.name == "none"
         """Whether part of a block can be fetched with a ranged GET (only uncompressed blocks)."""
+        self.checksum = config.checksum
         self._prefix = f"{config.volume}/"
         self._cpu = ThreadPoolExecutor(max_workers=max(1, config.cpu_workers), thread_name_prefix="jfs-cpu")
         self._deletes = asyncio.Semaphore(max(1, config.max_deletes))
@@ -106,37 +110,53 @@ class BlockStore:
 
     # -- operations ------------------------------------------------------------------------------------
 
-    async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> None:
-        """Store block `index` of slice `slice_id` (its whole uncompressed content is `data`).
+    def _encode(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int | None]:
+        payload: bytes | memoryview = data if self.ranged else self.codec.compress(data)
+        return payload, block_crc(data) if self.checksum else None
+
+    async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> int | None:
+        """Store block `index` of slice `slice_id` (its whole uncompressed content is `data`); returns the
+        block's CRC-32 when checksums are on, else None.
 
         Raises FSError(EIO) when every attempt failed; a failed attempt may still have stored the object.
         """
         key = self.key(slice_id, index, len(data))
-        payload: bytes | memoryview = data if self.ranged else await self.cpu(self.codec.compress, data)
+        if self.ranged and not self.checksum:
+            payload, crc = data, None
+        else:
+            payload, crc = await self.cpu(self._encode, data)
 
         async def once() -> None:
             await self.store.put(key, payload)
 
         await self._retrying("put", key, once)
+        return crc
 
-    def _decode(self, key: str, raw: bytes, blen: int) -> bytes:
+    def _decode(self, key: str, raw: bytes, blen: int, crc: int | None = None) -> bytes:
         try:
-            return self.codec.decompress(raw, blen)
+            data = self.codec.decompress(raw, blen)
         except CorruptBlock as exc:
             raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None
+        if crc is not None:
+            got = block_crc(data)
+            if got != crc:
+                log.warning("block_checksum_mismatch", key=key, expected=f"{crc:08x}", got=f"{got:08x}")
+                raise CorruptBlock(f"object '{key}': crc32 {got:08x} does not match the recorded {crc:08x}")
+        return data
 
-    async def get(self, slice_id: int, index: int, blen: int) -> bytes:
-        """The whole uncompressed block (exactly `blen` bytes).
+    async def get(self, slice_id: int, index: int, blen: int, crc: int | None = None) -> bytes:
+        """The whole uncompressed block (exactly `blen` bytes), checked against `crc` if given.
 
-        Raises BlockMissing when the object does not exist, FSError(EIO) when it stays unreadable or corrupt.
+        Raises BlockMissing when the object does not exist, FSError(EIO) when it stays unreadable or corrupt
+        (including a checksum mismatch).
         """
         key = self.key(slice_id, index, blen)
 
         async def once() -> bytes:
             raw = await self.store.get(key)
-            if self.ranged:
+            if self.ranged and crc is None:
                 return self._decode(key, raw, blen)
-            return await self.cpu(self._decode, key, raw, blen)
+            return await self.cpu(self._decode, key, raw, blen, crc)
 
         return await self._retrying("get", key, once)
 

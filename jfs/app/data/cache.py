@@ -7,7 +7,7 @@ Disk layout (like JuiceFS): ``<cache_dir>/<volume uuid>/raw/<block key>``, e.g.
 ``/var/jfsCache/8f1c…/raw/chunks/0/4/4105_0_8000``. Each file is the block followed by a trailer that
 lets every read be verified::
 
-    block bytes (blen) | crc32 of each 64 KiB segment (u32 LE each) | b"JFC1"
+    block bytes (blen) | crc32 of each 4 KiB segment (u32 LE each) | b"JFC2"
 
 `blen` comes from the key, so the file size is known in advance; a file of the wrong size, a bad magic or
 a segment whose crc32 does not match is a corrupt entry: it is logged, deleted and reported as a miss, so
@@ -19,14 +19,17 @@ Besides `capacity`, the cache gives space back when its file system has less tha
 
 The index (key -> file size, in LRU order) lives in memory. At start it is rebuilt by scanning the
 directory in a thread, oldest modification first; lookups work meanwhile (a file found on disk that the
-scan has not reached yet is indexed on the spot). All file I/O and checksums run on the cache's own
-thread pool; the index is touched only on the event loop.
+scan has not reached yet is indexed on the spot). File I/O and checksums run on the cache's own thread
+pool, except a small read whose bytes are all in the page cache: it runs on the event loop with
+``RWF_NOWAIT`` reads, which fail rather than wait for the disk (then the pool does it). The index is
+touched only on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import os
 import secrets
@@ -46,12 +49,14 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 log = structlog.get_logger("jfs.data")
 
-SEGMENT = 64 << 10
-MAGIC = b"JFC1"
+SEGMENT = 4 << 10  # one page: a 4 KiB random read reads and checks 4 KiB, not more
+MAGIC = b"JFC2"
 TMP_SUFFIX = ".tmp"
 SPACE_CHECK_INTERVAL = 1.0
 """Seconds between checks of the free space of the cache's file system."""
 MAX_PENDING_WRITES = 64
+NOWAIT_MAX = 256 << 10  # largest read tried on the event loop (page-cached bytes only)
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 """Background cache writes queued at most; beyond that new blocks are simply not cached."""
 
 
@@ -138,6 +143,12 @@ class DiskCache:
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
+        self.hit_bytes = 0
+        self.read_seconds = 0.0
+        """Time spent reading hits (for ``.stats``)."""
+        self.writes = 0
+        self.write_bytes = 0
+        self.write_seconds = 0.0
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -220,8 +231,16 @@ class DiskCache:
             self.misses += 1
             return None
         end = blen if n < 0 else min(blen, off + n)
+        start = time.perf_counter()
+        path = self._path(key)
         try:
-            data = await self._run(self._read, self._path(key), blen, off, end)
+            data = None
+            if end - off <= NOWAIT_MAX and _RWF_NOWAIT:
+                # Any OSError (not cached; RWF_NOWAIT unsupported here) leaves it to the blocking path.
+                with contextlib.suppress(OSError):
+                    data = self._read(path, blen, off, end, _RWF_NOWAIT)
+            if data is None:
+                data = await self._run(self._read, path, blen, off, end)
         except FileNotFoundError:
             self._forget(key)
             self.misses += 1
@@ -238,24 +257,38 @@ class DiskCache:
         else:
             self._add(key, entry_size(blen))
         self.hits += 1
+        self.hit_bytes += len(data)
+        self.read_seconds += time.perf_counter() - start
         return data
 
     @staticmethod
-    def _read(path: str, blen: int, off: int, end: int) -> bytes:
+    def _read(path: str, blen: int, off: int, end: int, flags: int = 0) -> bytes:
+        """Verified bytes [off, end) of the entry at `path`. With ``flags=RWF_NOWAIT``, BlockingIOError
+        when some of them are not in the page cache."""
         nseg = _segments(blen)
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+
+        def pread(fd: int, n: int, pos: int) -> bytes:
+            if not flags:
+                return os.pread(fd, n, pos)
+            buf = bytearray(n)
+            if os.preadv(fd, [buf], pos, flags) != n:
+                raise BlockingIOError(errno.EAGAIN, "not all cached")
+            return bytes(buf)
+
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
             if size != entry_size(blen):
                 raise CorruptEntry(f"{size} bytes on disk, expected {entry_size(blen)}")
             first, last = off // SEGMENT, max(off, end - 1) // SEGMENT
-            f.seek(blen + 4 * first)
-            crcs = f.read(4 * (last - first + 1))
-            f.seek(blen + 4 * nseg)
-            if f.read(len(MAGIC)) != MAGIC:
+            trailer = pread(fd, 4 * nseg + len(MAGIC), blen)
+            if trailer[4 * nseg :] != MAGIC:
                 raise CorruptEntry("bad trailer magic")
+            crcs = trailer[4 * first : 4 * (last + 1)]
             start = first * SEGMENT
-            f.seek(start)
-            data = f.read(min(blen, (last + 1) * SEGMENT) - start)
+            data = pread(fd, min(blen, (last + 1) * SEGMENT) - start, start)
+        finally:
+            os.close(fd)
         view = memoryview(data)
         for i, (crc,) in enumerate(struct.iter_unpack("<I", crcs)):
             if zlib.crc32(view[i * SEGMENT : (i + 1) * SEGMENT]) != crc:
@@ -274,11 +307,15 @@ class DiskCache:
         size = entry_size(blen)
         if size > self.capacity:
             return
+        start = time.perf_counter()
         try:
             await self._run(self._write, self._path(key), data)
         except OSError as exc:
             log.warning("cache_write_failed", key=key, error=str(exc))
             return
+        self.writes += 1
+        self.write_bytes += blen
+        self.write_seconds += time.perf_counter() - start
         self._add(key, size)
         await self._evict()
 

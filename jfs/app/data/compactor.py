@@ -8,6 +8,9 @@ free hook once the swap released them. File content never changes, so a compacti
 and be abandoned at any point.
 
 At most `max_compactions` run at once per client, and at most one per chunk.
+
+With block checksums on (ADR 0008) the swap also stores the new slice's checksum record; the blocks read
+for it are checked against the old slices' records on the way (through the `BlockFetcher`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from jfs.app.data.blocks import BlockMissing, BlockStore
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
 from jfs.app.data.pages import PageList
+from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.compaction import CompactionPlan, plan
 
@@ -104,9 +108,12 @@ class Compactor:
             if p is None:
                 return False
             new_id = await self.meta.next_slice_id() if p.writes_slice else 0
+            sums: bytes | None = None
             if new_id:
                 try:
-                    await self._write(new_id, p)
+                    crcs = await self._write(new_id, p)
+                    if crcs is not None:
+                        sums = encode_sums(p.size, crcs)
                 except BaseException as exc:
                     await self._discard(new_id, p.size)
                     if isinstance(exc, BlockMissing):
@@ -115,7 +122,7 @@ class Compactor:
                         return False
                     raise
             # A failing swap may still have landed (a lost reply): its new slice's blocks are kept then.
-            freed = await self.meta.compact_swap(ino, indx, p, new_id)
+            freed = await self.meta.compact_swap(ino, indx, p, new_id, sums)
             if freed is None:
                 self.abandoned += 1
                 log.info("compaction_abandoned", ino=ino, indx=indx, reason="chunk changed")
@@ -136,17 +143,21 @@ class Compactor:
         except OSError as exc:
             log.warning("compaction_cleanup_failed", slice=slice_id, error=str(exc))
 
-    async def _write(self, new_id: int, p: CompactionPlan) -> None:
-        """Store the planned pieces as the blocks of slice `new_id` (p.size bytes)."""
+    async def _write(self, new_id: int, p: CompactionPlan) -> list[int] | None:
+        """Store the planned pieces as the blocks of slice `new_id` (p.size bytes); returns the blocks'
+        checksums when checksums are on."""
         bs = self.block_size
         slots = asyncio.Semaphore(UPLOADS_PER_COMPACTION)
         uploads: list[asyncio.Task[None]] = []
         current = PageList()
         index = 0
+        crcs: dict[int, int] = {}
 
         async def upload(i: int, data: bytes) -> None:
             try:
-                await self.blocks.put(new_id, i, data)
+                crc = await self.blocks.put(new_id, i, data)
+                if crc is not None:
+                    crcs[i] = crc
             finally:
                 slots.release()
 
@@ -186,6 +197,11 @@ class Compactor:
         for r in results:
             if isinstance(r, BaseException):
                 raise r
+        if not self.blocks.checksum:
+            return None
+        if sorted(crcs) != list(range(len(uploads))):
+            raise RuntimeError(f"slice {new_id}: checksums of {len(crcs)} of its {len(uploads)} blocks")
+        return [crcs[i] for i in range(len(uploads))]
 
     async def drain(self) -> None:
         """Wait for the compactions running or queued now."""

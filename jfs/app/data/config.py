@@ -17,8 +17,8 @@ GiB = 1 << 30
 class DataConfig:
     """How one client stores, caches, buffers and reads file data.
 
-    `volume`, `uuid`, `block_size`, `compression` and `hash_prefix` come from the volume's settings and
-    decide object names and framing; the rest are mount options.
+    `volume`, `uuid`, `block_size`, `compression`, `hash_prefix` and `checksum` come from the volume's
+    settings and decide object names, framing and integrity records; the rest are mount options.
     """
 
     volume: str
@@ -29,6 +29,9 @@ class DataConfig:
     """Bytes per block object (the setting stores KiB)."""
     compression: str = "none"
     hash_prefix: bool = False
+    checksum: bool = False
+    """Write a block-checksum record with every slice and verify blocks fetched from the object store
+    against the records (ADR 0008)."""
 
     cache_dir: str | None = None
     """Disk block cache directory; None disables the disk cache."""
@@ -76,5 +79,6 @@ class DataConfig:
             block_size=settings.block_bytes,
             compression=settings.compression or "none",
             hash_prefix=settings.hash_prefix,
+            checksum=bool(settings.checksum),
         )
         return dataclasses.replace(base, **overrides)

@@ -31,6 +31,7 @@ import structlog
 
 from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache, MemoryCache
+from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.compactor import Compactor
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher, BlockId
@@ -41,6 +42,7 @@ from jfs.app.data.writer import FileWriter, SliceWriter, WriteBudget, WriteConte
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.engine import Meta
+from jfs.app.metrics import TimedStore
 from jfs.domain.attrs import Attr
 from jfs.domain.errors import FSError
 from jfs.ports.objects import ObjectStore
@@ -69,7 +71,8 @@ class DataPath:
         self.meta = meta
         self.store = store
         self.config = config = config or DataConfig.from_settings(meta.settings)
-        self.blocks = BlockStore(store, config)
+        self.objects = TimedStore(store)  # counts the object requests for .stats
+        self.blocks = BlockStore(self.objects, config)
         self.mem: MemoryCache[BlockId] = MemoryCache(config.mem_cache_size)
         self.disk = (
             DiskCache(
@@ -78,8 +81,9 @@ class DataPath:
             if config.cache_dir
             else None
         )
+        self.sums = SumsIndex(meta.read_block_sums, config.block_size, enabled=config.checksum)
         self.fetcher = BlockFetcher(
-            self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks
+            self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks, sums=self.sums
         )
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
@@ -87,7 +91,7 @@ class DataPath:
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
-            compact=self._after_commit, spawn=self.spawn,
+            compact=self._after_commit, spawn=self.spawn, sums=self.sums,
         )  # fmt: skip
         self._inodes: dict[int, InodeState] = {}
         self._handles: dict[int, Handle] = {}

@@ -26,6 +26,8 @@ creation order. Rules (after JuiceFS's ``pkg/vfs/writer.go``):
   committed or dropped; a write waits while the budget is exceeded instead of growing memory (and the
   data path freezes the largest open slices if too little is on its way to a commit).
 * Until it is committed, a slice's bytes stay readable through `FileWriter.overlay` (read-your-writes).
+* With block checksums on (ADR 0008), each upload returns its block's CRC-32 and the commit stores the
+  slice's checksum record in the same transaction as the slice record.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ import structlog
 
 from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache
+from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
 from jfs.app.data.pages import PageList
 from jfs.domain.attrs import Attr
+from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE, split_range
 from jfs.domain.compaction import must_compact_now, needs_compaction
 from jfs.domain.errors import FSError
@@ -101,6 +105,8 @@ class WriteContext:
     """Called after a commit with (ino, chunk index, records in the chunk); decides on compaction."""
     spawn: Callable[[Awaitable[Any]], None]
     """Runs a background job owned by the data path."""
+    sums: SumsIndex | None = None
+    """Told the checksums of committed slices (so that reading them back needs no engine lookup)."""
 
 
 class SliceWriter:
@@ -116,6 +122,8 @@ class SliceWriter:
         """Blocks handed to the uploader; only bytes after them may still change."""
         self.frozen = False
         self.uploads: list[asyncio.Task[None]] = []
+        self.crcs: dict[int, int] = {}
+        """CRC-32 of each uploaded block (block checksums on)."""
         self.failed: OSError | None = None
         self.done = asyncio.Event()
         """Set once the slice is committed or dropped."""
@@ -163,7 +171,9 @@ class SliceWriter:
         async with ctx.uploads:
             # Joining megabytes is a copy plus page faults: off the loop (bytes.join drops the GIL for it).
             data = await ctx.blocks.cpu(pages.join) if pages.size >= THREAD_JOIN_MIN else pages.join()
-            await ctx.blocks.put(self.id, index, data)
+            crc = await ctx.blocks.put(self.id, index, data)
+        if crc is not None:
+            self.crcs[index] = crc
         if ctx.disk is not None and ctx.config.cache_small_writes and len(data) < ctx.blocks.block_size:
             ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
 
@@ -175,6 +185,14 @@ class SliceWriter:
         if self.handed < len(self.blocks) and self.blocks[self.handed].size:
             self._hand_off(self.handed)
         self.chunk.kick()
+
+    def release(self) -> None:
+        """Committed or dropped: let go of the bytes and of the slice it waited for. The slice object may
+        outlive this (as the file's last growing slice), its data must not: a chain of `after` links
+        would otherwise keep every byte ever written to the file in memory."""
+        self.blocks = []
+        self.uploads = []
+        self.after = None
 
     def views(self, rel: int, n: int) -> list[memoryview]:
         """The bytes [rel, rel+n) of the slice (which must hold them), as views that never change."""
@@ -225,6 +243,7 @@ class ChunkWriter:
             self.slices.pop(0)
             self.file.ctx.budget.release(s.length)
             s.done.set()
+            s.release()
             if n_records:
                 await self.file.ctx.compact(self.file.ino, self.indx, n_records)
         if not self.slices and self.file.chunks.get(self.indx) is self:
@@ -358,9 +377,11 @@ class FileWriter:
                 await s.after.done.wait()
                 if s.after.failed is not None:
                     raise FSError(errno.EIO, "an earlier part of the file could not be stored")
+            crcs = self._crcs(s)
+            sums = None if crcs is None else encode_sums(s.length, crcs)
             definite = False
             attr, n_records = await ctx.meta.write_slice(
-                self.ino, indx, s.pos, s.id, s.length, 0, s.length, s.mtime_ns
+                self.ino, indx, s.pos, s.id, s.length, 0, s.length, s.mtime_ns, sums
             )
         except Exception as exc:
             definite = definite or isinstance(exc, FSError)
@@ -374,8 +395,19 @@ class FileWriter:
             if definite:
                 ctx.spawn(ctx.blocks.delete_slice(s.id, s.length))
             return 0
+        if crcs is not None and ctx.sums is not None:
+            ctx.sums.remember(s.id, crcs)
         ctx.committed(self.ino, indx, attr)
         return n_records
+
+    def _crcs(self, s: SliceWriter) -> tuple[int, ...] | None:
+        """The block checksums of uploaded slice `s`, None when checksums are off."""
+        if not self.ctx.blocks.checksum:
+            return None
+        n = len(s.uploads)
+        if sorted(s.crcs) != list(range(n)):
+            raise FSError(errno.EIO, f"slice {s.id}: checksums of {len(s.crcs)} of its {n} blocks")
+        return tuple(s.crcs[i] for i in range(n))
 
 
 async def compaction_policy(

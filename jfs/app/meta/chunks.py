@@ -4,6 +4,10 @@ reference counting that decides when a slice's blocks may be deleted.
 A slice is referenced once by every raw record that names it. The ``K`` record stores references − 1
 (absent = exactly one); when a release drives it below zero the slice is *freed*: the record stays at −1
 (pending delete) until the data path has deleted its blocks and calls `forget_slices`.
+
+Block checksums (opt-in, ADR 0008): the record of a slice's block checksums is written in the transaction
+that commits the slice (`write_slice`, `compact_swap`) and deleted in the one that leaves it unreferenced
+(`release`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ async def release(tx: Tx, slices: list[tuple[int, int]]) -> Freed:
             tx.delete(key)
         elif left < 0:
             freed.append((sid, size))
+            tx.delete(keys.block_sums(sid))  # nothing may read the slice any more (ADR 0008)
     return freed
 
 
@@ -80,10 +85,12 @@ def _record_slices(records: list[SliceRecord]) -> list[tuple[int, int]]:
 
 
 async def write_slice(
-    m: Meta, ino: int, indx: int, pos: int, slice_id: int, size: int, off: int, length: int, mtime_ns: int = 0
+    m: Meta, ino: int, indx: int, pos: int, slice_id: int, size: int, off: int, length: int, mtime_ns: int = 0,
+    sums: bytes | None = None,
 ) -> tuple[Attr, int]:
     """Append one slice record to chunk `indx` of `ino` and grow the file; returns (attr, records in chunk).
 
+    `sums` is the slice's block-checksum record (domain/checksums.py), stored in the same transaction.
     The caller guarantees the slice's blocks are durable. Errors: ENOENT, EPERM (not a regular file, trash,
     immutable), EFBIG, ENOSPC (capacity).
     """
@@ -106,6 +113,8 @@ async def write_slice(
         if old.endswith(encoded):
             return attr, len(old) // 24, 0  # a retried commit that already landed
         tx.put(keys.chunk(ino, indx), old + encoded)
+        if sums is not None:
+            tx.put(keys.block_sums(slice_id), sums)
         delta = 0
         if end > attr.length:
             delta = align4k(end) - align4k(attr.length)
@@ -133,6 +142,16 @@ async def read_chunk(m: Meta, ino: int, indx: int) -> list[SliceRecord]:
         if raw_attr is None:
             raise FSError(errno.ENOENT, f"inode {ino}")
         return decode_slices(raw_chunk) if raw_chunk else []
+
+    return await m.kv.read(body)
+
+
+async def read_block_sums(m: Meta, slice_id: int) -> bytes | None:
+    """The block-checksum record of slice `slice_id`, None if it has none."""
+    key = keys.block_sums(slice_id)
+
+    async def body(tx: Tx) -> bytes | None:
+        return await tx.get(key)
 
     return await m.kv.read(body)
 
@@ -345,8 +364,11 @@ async def forget_slices(m: Meta, slices: Freed) -> None:
     await m.kv.txn(body)
 
 
-async def compact_swap(m: Meta, ino: int, indx: int, plan: CompactionPlan, new_id: int) -> Freed | None:
-    """Replace the records a compaction plan consumed by the new slice `new_id`, in one transaction.
+async def compact_swap(
+    m: Meta, ino: int, indx: int, plan: CompactionPlan, new_id: int, sums: bytes | None = None
+) -> Freed | None:
+    """Replace the records a compaction plan consumed by the new slice `new_id`, in one transaction (with
+    the new slice's block-checksum record `sums`, if given).
 
     Returns the slices freed by the swap (one reference dropped per consumed record), or None when the
     chunk changed since planning — the caller must then delete the new slice's blocks.
@@ -360,6 +382,8 @@ async def compact_swap(m: Meta, ino: int, indx: int, plan: CompactionPlan, new_i
         except StalePlanError:
             return None
         tx.put(keys.chunk(ino, indx), encode_slices(new_records))
+        if sums is not None and new_id:
+            tx.put(keys.block_sums(new_id), sums)
         consumed = list(plan.basis[len(plan.skipped):])
         return await release(tx, _record_slices(consumed))
 

@@ -27,6 +27,7 @@ from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
 from jfs.app.meta.trash import trash_root_attr
+from jfs.app.metrics import TimedKV
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
 from jfs.domain.compaction import CompactionPlan
@@ -110,7 +111,7 @@ class Meta:
     """The metadata engine bound to one KV and one volume. Use `Meta.load(kv)`; close with `close()`."""
 
     def __init__(self, kv: KV, settings: Settings) -> None:
-        self.kv = kv
+        self.kv: KV = TimedKV.wrap(kv)  # counts and times every transaction for .stats (jfs.app.metrics)
         self.settings = settings
         self.sid = 0
         self.free_hook: FreeHook | None = None
@@ -120,7 +121,8 @@ class Meta:
         self._used_space = 0
         self._used_inodes = 0
         self.has_quotas = False
-        """Whether any directory quota exists (refreshed with the usage): when not, quota checks cost nothing."""
+        """Whether any directory quota exists (refreshed every quota.REFRESH_INTERVAL s by the heartbeat loop):
+        when not, quota checks cost nothing."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._files_job: asyncio.Future[None] | None = None
@@ -296,10 +298,18 @@ class Meta:
         return max(1, int(self.heartbeat_interval * SESSION_TTL_FACTOR))
 
     async def _heartbeat_loop(self) -> None:
+        # Ticks at least every quota.REFRESH_INTERVAL s: between heartbeats it only refreshes has_quotas
+        # (one short scan), so a quota set by another client takes effect here within a tick.
+        tick = min(self.heartbeat_interval, quota.REFRESH_INTERVAL)  # QUOTA HOOK
+        next_beat = time.monotonic() + self.heartbeat_interval
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(tick)
             try:
-                await self.heartbeat_once()
+                if time.monotonic() >= next_beat - tick / 2:
+                    next_beat = time.monotonic() + self.heartbeat_interval
+                    await self.heartbeat_once()
+                else:
+                    self.has_quotas = await quota.any_quota(self.kv)  # QUOTA HOOK
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an engine hiccup must not kill the heartbeat
@@ -473,9 +483,14 @@ class Meta:
     # ------------------------------------------------------------------ data map
 
     async def write_slice(
-        self, ino: int, indx: int, pos: int, slice_id: int, size: int, off: int, length: int, mtime_ns: int = 0
+        self, ino: int, indx: int, pos: int, slice_id: int, size: int, off: int, length: int, mtime_ns: int = 0,
+        sums: bytes | None = None,
     ) -> tuple[Attr, int]:
-        return await chunks.write_slice(self, ino, indx, pos, slice_id, size, off, length, mtime_ns)
+        return await chunks.write_slice(self, ino, indx, pos, slice_id, size, off, length, mtime_ns, sums)
+
+    async def read_block_sums(self, slice_id: int) -> bytes | None:
+        """The block-checksum record of a slice (ADR 0008), None if it has none."""
+        return await chunks.read_block_sums(self, slice_id)
 
     async def read_chunk(self, ino: int, indx: int) -> list[SliceRecord]:
         return await chunks.read_chunk(self, ino, indx)
@@ -489,9 +504,9 @@ class Meta:
         return await chunks.copy_file_range(self, ctx, src, off_in, dst, off_out, size, flags)
 
     async def compact_swap(
-        self, ino: int, indx: int, plan: CompactionPlan, new_id: int
+        self, ino: int, indx: int, plan: CompactionPlan, new_id: int, sums: bytes | None = None
     ) -> list[tuple[int, int]] | None:
-        return await chunks.compact_swap(self, ino, indx, plan, new_id)
+        return await chunks.compact_swap(self, ino, indx, plan, new_id, sums)
 
     # ------------------------------------------------------------------ locks
 

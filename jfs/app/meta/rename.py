@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from jfs.app import quota  # QUOTA HOOK
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.remove import delete_inode, drop_name
@@ -106,10 +107,14 @@ async def rename(
             victim = await store.get_attr(tx, victim_ino)
             check_removable(ctx, dst_dir, victim)
             if exchange:
-                return await _exchange(
+                swapped = await _exchange(
                     tx, ctx, src_parent, src_name, src_dir, src_ino, src_attr,
                     dst_parent, dst_name, dst_dir, victim_ino, victim, now,
                 )
+                await quota.move(  # QUOTA HOOK
+                    m, tx, [(src_ino, src_attr, src_parent, dst_parent), (victim_ino, victim, dst_parent, src_parent)]
+                )
+                return swapped
             if moving_dir and dst_typ is not FileType.DIRECTORY:
                 raise FSError(errno.ENOTDIR)
             if not moving_dir and dst_typ is FileType.DIRECTORY:
@@ -126,6 +131,9 @@ async def rename(
         store.del_entry(tx, src_parent, src_name)
         store.put_entry(tx, dst_parent, dst_name, src_typ, src_ino)
         if victim is not None:
+            await quota.charge(m, tx, dst_parent, -store.space_of(victim), -1)  # QUOTA HOOK
+            if victim.typ is FileType.DIRECTORY:
+                quota.forget(m, tx, victim_ino)  # QUOTA HOOK
             if victim.typ is FileType.DIRECTORY:
                 dst_dir.nlink -= 1
                 await delete_inode(tx, victim_ino, victim, now)
@@ -133,6 +141,7 @@ async def rename(
                 fate = "deleted"
             else:
                 fate = await drop_name(m, tx, dst_parent, dst_name, victim_ino, victim, now)
+        await quota.move(m, tx, [(src_ino, src_attr, src_parent, dst_parent)])  # QUOTA HOOK
         src_attr.ctime_ns = now
         if src_parent != dst_parent:
             if src_attr.parent == 0:

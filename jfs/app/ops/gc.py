@@ -23,6 +23,10 @@ The report gives count and stored bytes per class. Nothing changes unless asked:
   (`trash_jobs.purge_trash`).
 * ``compact``: every chunk with more than one slice record is compacted first (`Compactor`).
 
+Block-checksum records (``jS``, ADR 0008) are metadata, not objects: the transaction that frees a slice
+deletes its record, so they only outlive their slice when a JuiceFS client shares the engine (TiKV) and
+frees slices itself. ``delete`` removes such orphans (confirmed by the same fresh scan as leaked objects).
+
 Safety on a live volume: referenced slices are collected before the objects are listed, so an object a
 client commits meanwhile is either seen as referenced or is younger than the listing start; objects younger
 than `skip_age` are never deleted; candidates are re-checked against a fresh scan before deletion. (The
@@ -315,6 +319,8 @@ class GCReport:
     inconsistent_slices: int = 0
     """Slices with K < 0 that are still referenced by a chunk (their blocks are kept)."""
     purged_trash: int = 0
+    deleted_sums: int = 0
+    """Block-checksum records of unreferenced slices deleted (ADR 0008)."""
     deleted: bool = False
     seconds: float = 0.0
 
@@ -575,6 +581,35 @@ async def _classify(
     await _delete_leaked(kv, store, report, leaked, bs, threads, progress)
     await _finish_pending(meta, report, refs, age, threads, progress)
     report.purged_trash = await trash_jobs.purge_trash(meta)
+    report.deleted_sums = await _delete_orphan_sums(kv, refs)
+
+
+async def _delete_orphan_sums(kv: KV, refs: References) -> int:
+    """Delete the block-checksum records of slices that nothing references (see the module docstring)."""
+    end = keys.prefix_end(keys.BLOCK_SUMS_PREFIX)
+
+    async def body(tx: Tx) -> set[int]:
+        out: set[int] = set()
+        async for key, _ in tx.scan_iter(keys.BLOCK_SUMS_PREFIX, end):
+            if len(key) == 10:
+                sid = keys.parse_block_sums(key)
+                if not (refs.valid.sizes(sid) or refs.pending.sizes(sid) or refs.trash.sizes(sid)):
+                    out.add(sid)
+        return out
+
+    candidates = await kv.read(body)
+    doomed = sorted(candidates - set(await referenced_among(kv, candidates)))
+    for at in range(0, len(doomed), DELETE_BATCH):
+        batch = doomed[at : at + DELETE_BATCH]
+
+        async def drop(tx: Tx, batch: list[int] = batch) -> None:
+            for sid in batch:
+                tx.delete(keys.block_sums(sid))
+
+        await kv.txn(drop)
+    if doomed:
+        log.info("gc_orphan_checksums_deleted", records=len(doomed))
+    return len(doomed)
 
 
 async def _delete_leaked(

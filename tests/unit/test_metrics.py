@@ -1,0 +1,100 @@
+"""Per-layer counters of a client (`jfs.app.metrics`), their ``.stats`` lines, and `jfs bench`'s reading of them."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from jfs.adapters.kv.registry import open_kv
+from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.bench import layer_report
+from jfs.app.internal import Stats
+from jfs.app.meta import Meta
+from jfs.app.meta.engine import format_meta
+from jfs.app.metrics import TimedKV, TimedStore, layer_gauges, parse_stats
+from jfs.domain.attrs import ROOT_INODE
+from jfs.domain.settings import Settings
+from jfs.ports.objects import ObjectNotFound
+
+
+class _Disk:
+    hits, misses, hit_bytes, read_seconds = 3, 1, 300, 0.5
+    writes, write_bytes, write_seconds = 2, 200, 0.25
+
+
+class _Fetcher:
+    mem_hits, mem_misses, mem_hit_bytes = 5, 4, 500
+
+
+class _Data:
+    def __init__(self, objects: TimedStore) -> None:
+        self.objects = objects
+        self.fetcher = _Fetcher()
+        self.disk = _Disk()
+
+
+async def test_meta_transactions_and_object_requests_are_counted_and_rendered() -> None:
+    kv = await open_kv(f"memory://metrics-{uuid.uuid4().hex}")
+    await format_meta(kv, Settings(name="metrics", trash_days=0))
+    meta = await Meta.load(kv)
+    assert isinstance(meta.kv, TimedKV) and meta.kv.url == kv.url
+    assert TimedKV.wrap(meta.kv) is meta.kv  # never wrapped twice
+    txns, reads = meta.kv.txns.count, meta.kv.reads.count
+    await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    await meta.getattr(ROOT_INODE)
+    assert meta.kv.txns.count > txns and meta.kv.reads.count == reads + 1
+    assert meta.kv.txns.seconds > 0
+
+    store = TimedStore(MemoryStore())
+    await store.put("a", b"12345")
+    assert await store.get("a") == b"12345"
+    assert await store.get("a", 1, 2) == b"23"
+    with pytest.raises(ObjectNotFound):
+        await store.get("missing")
+    await store.delete("a")
+    assert [i async for i in store.list()] == []
+
+    text = Stats().render(layer_gauges(meta, _Data(store))).decode()
+    stats = parse_stats(text)
+    assert stats['jfs_meta_ops_total{method="txn"}'] == meta.kv.txns.count
+    assert stats['jfs_meta_ops_total{method="read"}'] == meta.kv.reads.count
+    assert stats['jfs_meta_ops_durations_seconds_sum{method="txn"}'] > 0
+    assert stats["jfs_transaction_durations_histogram_seconds_count"] == meta.kv.txns.count
+    assert stats['jfs_object_request_durations_histogram_seconds_count{method="PUT"}'] == 1
+    assert stats['jfs_object_request_data_bytes{method="PUT"}'] == 5
+    assert stats['jfs_object_request_durations_histogram_seconds_count{method="GET"}'] == 3
+    assert stats['jfs_object_request_data_bytes{method="GET"}'] == 7
+    assert stats['jfs_object_request_errors{method="GET"}'] == 1
+    assert stats['jfs_object_request_durations_histogram_seconds_count{method="DELETE"}'] == 1
+    assert (stats["jfs_memcache_hits"], stats["jfs_memcache_miss"]) == (5, 4)
+    assert (stats["jfs_blockcache_hits"], stats["jfs_blockcache_miss"], stats["jfs_blockcache_writes"]) == (3, 1, 2)
+    assert stats["jfs_memory"] > 0 and stats["jfs_cpu_usage"] > 0 and "jfs_uptime" in stats
+    await meta.close()
+    await kv.close()
+
+
+def test_layer_report_is_the_difference_of_two_reads() -> None:
+    before = parse_stats(
+        "jfs_uptime 10\njfs_cpu_usage 1\n"
+        'jfs_fuse_ops_total{method="write"} 10\njfs_fuse_ops_durations_seconds_sum{method="write"} 1.0\n'
+        'jfs_meta_ops_total{method="txn"} 5\njfs_meta_ops_durations_seconds_sum{method="txn"} 0.5\n'
+    )
+    after = parse_stats(
+        "jfs_uptime 12\njfs_cpu_usage 2\njfs_memory 1048576\n"
+        'jfs_fuse_ops_total{method="write"} 30\njfs_fuse_ops_durations_seconds_sum{method="write"} 2.0\n'
+        'jfs_fuse_ops_total{method="lookup"} 4\njfs_fuse_ops_durations_seconds_sum{method="lookup"} 0.004\n'
+        'jfs_meta_ops_total{method="txn"} 15\njfs_meta_ops_durations_seconds_sum{method="txn"} 1.5\n'
+        'jfs_object_request_durations_histogram_seconds_count{method="PUT"} 4\n'
+        'jfs_object_request_durations_histogram_seconds_sum{method="PUT"} 0.4\n'
+        'jfs_object_request_data_bytes{method="PUT"} 4096\njfs_blockcache_hits 7\n'
+    )
+    rows, process = layer_report(before, after)
+    by = {(r.layer, r.name): r for r in rows}
+    assert (by["FUSE", "all operations"].count, by["FUSE", "all operations"].seconds) == (24, pytest.approx(1.004))
+    assert by["FUSE", "write"].count == 20 and by["FUSE", "write"].ms_per_op == pytest.approx(50.0)
+    assert [r.name for r in rows if r.layer == "FUSE"] == ["all operations", "write", "lookup"]  # by time
+    assert by["Meta", "write transactions"].count == 10 and by["Meta", "read transactions"].count == 0
+    assert (by["Object", "put requests"].count, by["Object", "put requests"].bytes) == (4, 4096)
+    assert by["Cache", "disk hits (read from cache)"].count == 7
+    assert process == {"seconds": 2, "cpu_percent": 50.0, "memory_bytes": 1048576}
