@@ -899,6 +899,9 @@ def backend_table(results: dict[str, dict[str, Result]], items: list[Item]) -> l
     return lines
 
 
+NOTES_MARKER = "<!-- hand-written notes below: kept by compare.py across runs -->"
+
+
 def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Item], params: Params,
            binaries: dict[str, str], mount_args: dict[str, list[str]], backends: list[str], quick: bool,
            seconds: float) -> str:
@@ -1046,8 +1049,11 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         progress("interrupted: report not written")
         return 130
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and NOTES_MARKER in (old := out.read_text()):
+        text += "\n" + old[old.index(NOTES_MARKER):]  # the hand-written part survives a new run
+    out.write_text(text)
     progress(f"wrote {args.out}")
     return 0
 

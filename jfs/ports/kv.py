@@ -26,6 +26,7 @@ provide, proved by `tests/contract/test_kv_contract.py`:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -57,6 +58,28 @@ class ReadOnlyTransaction(KVError):
     """A write was attempted inside `KV.read`."""
 
 
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """A key named by bytes inside the value of another key (see `Tx.get_follow`):
+    ``prefix + value[start:stop] + suffix``, with the middle bytes reversed when `reverse` (a number
+    stored big-endian in values but little-endian in keys)."""
+
+    source: int
+    """Index, in the keys of the same `get_follow` call, of the key whose value holds the pointer."""
+    start: int
+    stop: int
+    prefix: bytes = b""
+    suffix: bytes = b""
+    reverse: bool = False
+
+    def target(self, value: bytes | None) -> bytes | None:
+        """The key `value` points at; None when `value` is absent or shorter than `stop`."""
+        if value is None or len(value) < self.stop:
+            return None
+        middle = value[self.start : self.stop]
+        return self.prefix + (middle[::-1] if self.reverse else middle) + self.suffix
+
+
 @runtime_checkable
 class Tx(Protocol):
     """One transaction, valid only while its body runs."""
@@ -66,6 +89,12 @@ class Tx(Protocol):
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of `keys` in order (None for absent ones), in as few round trips as the engine allows."""
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        """`get_many(keys)` plus one more value: that of the key `pointer` names inside the value of
+        ``keys[pointer.source]`` (None when that value is absent or too short, or the key it names is
+        absent). Same isolation as reading all of them in this transaction; engines with server-side
+        scripting serve it in one round trip (a lookup: dentry and the inode it names)."""
 
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False

@@ -40,6 +40,7 @@ from jfs.ports.kv import (
     KV,
     EngineError,
     EngineUnavailable,
+    Pointer,
     ReadOnlyTransaction,
     TooManyConflicts,
     Tx,
@@ -127,6 +128,73 @@ async def test_get_many_keeps_order_duplicates_and_absent(kv: KV) -> None:
         return await tx.get_many([b"b", b"a", b"b", b"zz"]), await tx.get_many([])
 
     assert await kv.read(body) == ([b"B", b"A", b"B", None], [])
+
+
+async def test_get_follow_reads_the_key_a_value_names(kv: KV) -> None:
+    """A dentry-like value ``type + big-endian number`` names the key ``b"A" + little-endian number + b"I"``."""
+    num = 0x0102030405060708
+    await put_all(kv, [
+        (b"dir", b"D"), (b"ent", b"\x01" + num.to_bytes(8, "big")), (b"short", b"\x01\x02"),
+        (b"A" + num.to_bytes(8, "little") + b"I", b"target"),
+        (b"dangling", b"\x01" + (7).to_bytes(8, "big")),
+    ])  # fmt: skip
+    ptr = Pointer(source=1, start=1, stop=9, prefix=b"A", suffix=b"I", reverse=True)
+
+    async def body(tx: Tx) -> list[list[bytes | None]]:
+        return [
+            await tx.get_follow([b"dir", b"ent"], ptr),
+            await tx.get_follow([b"dir", b"missing"], ptr),
+            await tx.get_follow([b"dir", b"short"], ptr),
+            await tx.get_follow([b"dir", b"dangling"], ptr),
+            await tx.get_follow([b"ent"], Pointer(0, 1, 9, b"A", b"I", reverse=True)),
+        ]
+
+    assert await kv.read(body) == [
+        [b"D", b"\x01" + num.to_bytes(8, "big"), b"target"],
+        [b"D", None, None],
+        [b"D", b"\x01\x02", None],
+        [b"D", b"\x01" + (7).to_bytes(8, "big"), None],
+        [b"\x01" + num.to_bytes(8, "big"), b"target"],
+    ]
+
+    async def rw(tx: Tx) -> list[bytes | None]:  # read-your-writes, also for the key pointed at
+        tx.put(b"ent", b"\x01" + (7).to_bytes(8, "big"))
+        tx.put(b"A" + (7).to_bytes(8, "little") + b"I", b"seven")
+        first = await tx.get(b"dir")  # a later round: validated reads on engines that do that
+        return [first, *await tx.get_follow([b"dir", b"ent"], ptr)]
+
+    assert await kv.txn(rw) == [b"D", b"D", b"\x01" + (7).to_bytes(8, "big"), b"seven"]
+    assert await read_get(kv, b"A" + (7).to_bytes(8, "little") + b"I") == b"seven"
+
+
+async def test_get_follow_target_takes_part_in_conflicts(kv: KV, kv_connect: Connect) -> None:
+    """A write to the key a pointer named, committed after the read, conflicts like any read key."""
+    other = await kv_connect()
+    await put_all(kv, [(b"ptr", b"\x00tgt"), (b"tgt", encode_i64(0))])
+    read_done, written = asyncio.Event(), asyncio.Event()
+    interleave = forced(kv)
+    runs = 0
+
+    async def bump(tx: Tx) -> None:  # tgt := tgt + 1, having reached tgt through the pointer
+        nonlocal runs
+        runs += 1
+        _, value = await tx.get_follow([b"ptr"], Pointer(0, 1, 4))
+        if interleave and runs == 1:
+            read_done.set()
+            await written.wait()
+        tx.put(b"tgt", encode_i64(decode_i64(value) + 1))
+
+    async def concurrent(tx: Tx) -> None:
+        if interleave:
+            await read_done.wait()
+        tx.put(b"tgt", encode_i64(decode_i64(await tx.get(b"tgt")) + 10))
+
+    async def writer() -> None:
+        await other.txn(concurrent)
+        written.set()
+
+    await asyncio.wait_for(asyncio.gather(kv.txn(bump), writer()), 30)
+    assert decode_i64(await read_get(kv, b"tgt")) == 11
 
 
 async def test_ordered_scans_of_binary_keys(kv: KV) -> None:

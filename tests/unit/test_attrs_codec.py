@@ -149,3 +149,14 @@ def test_prefix_end_is_the_exact_scan_bound(prefix: bytes, suffix: bytes, other:
     # Any key in [prefix, end) has the prefix: the scan picks up nothing foreign.
     key = prefix[: len(prefix) - 1] + other
     assert (prefix <= key < end) == key.startswith(prefix)
+
+
+def test_entry_attr_pointer_names_the_attr_key_of_the_dentry_inode() -> None:
+    from jfs.app.meta.store import entry_attr_pointer
+    from jfs.domain import keys
+    from jfs.domain.attrs import FileType
+    from jfs.domain.records import encode_dentry
+
+    for ino in (1, 2, 0x1234, (1 << 63) + 5):
+        value = encode_dentry(FileType.REGULAR, ino)
+        assert entry_attr_pointer(0).target(value) == keys.attr(ino)

@@ -9,6 +9,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,6 +128,29 @@ async def test_a_small_read_fetches_one_block_or_one_range(vol: DataVolume, stor
     if vol.config.compression == "none":
         assert store.ranged == 1  # a small read inside an uncompressed block asks for just its range
     await vol.dp.release(h)
+
+
+async def test_a_ranged_read_fills_the_disk_cache_with_the_whole_block(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    """After a small ranged GET the whole block is fetched into the disk cache in the background, so the
+    next small reads of that block cost no GET at all (JuiceFS's behaviour for random reads)."""
+    vol = await _volume(store, cache_dir=str(tmp_path), cache_small_writes=False)
+    try:
+        data = os.urandom(20 * BS)
+        ino = await _file(vol, b"random", data)
+        h = await vol.dp.open(ino)
+        store.gets.clear()
+        assert await vol.dp.read(h, 7 * BS + 1000, 4096) == data[7 * BS + 1000 : 7 * BS + 5096]
+        await vol.dp.fetcher.settle()
+        assert store.ranged == 1 and sum(store.gets.values()) == 2  # the range, then the whole block
+        store.gets.clear()
+        for off in (7 * BS + 9000, 7 * BS + 30000, 7 * BS + 50000):
+            assert await vol.dp.read(h, off, 4096) == data[off : off + 4096]
+        assert sum(store.gets.values()) == 0
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
 
 
 async def test_concurrent_reads_of_a_block_share_one_fetch(vol: DataVolume, store: CountingStore) -> None:

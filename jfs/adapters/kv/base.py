@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import structlog
 from sortedcontainers import SortedDict
 
-from jfs.ports.kv import ConflictError, TooManyConflicts
+from jfs.ports.kv import ConflictError, Pointer, TooManyConflicts, Tx
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.kv")
 
 DELETED = None
+
+
+async def get_follow_in_two(tx: Tx, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+    """`Tx.get_follow` for engines without server-side scripting: `get_many`, then `get`."""
+    values = await tx.get_many(keys)
+    target = pointer.target(values[pointer.source])
+    values.append(None if target is None else await tx.get(target))
+    return values
 
 
 async def retrying(attempt: Callable[[], Awaitable[T]], max_retries: int, what: str = "txn") -> T:

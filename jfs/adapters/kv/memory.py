@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from sortedcontainers import SortedDict
 
-from jfs.adapters.kv.base import WriteBuffer, merge_scan, retrying
+from jfs.adapters.kv.base import WriteBuffer, get_follow_in_two, merge_scan, retrying
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, ReadOnlyTransaction
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, Pointer, ReadOnlyTransaction
 
 T = TypeVar("T")
 
@@ -55,6 +55,9 @@ class MemoryTx:
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         await asyncio.sleep(0)
         return [self._value(k) for k in keys]
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        return await get_follow_in_two(self, keys, pointer)
 
     def _stored(self, begin: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
         data = self._store.data

@@ -14,6 +14,10 @@ READ — ARGV: np, nr, op, nx, [scan arguments], nx data keys, np data keys, np 
     op 'v'  validation only                   -> empty array
     op 'g'  nx data keys to read              -> array of their values (nil for absent); one MGET reads
                                                  them together with the validated points
+    op 'f'  follow arguments: source, start, stop, prefix, suffix, reverse ('1'/'0'), then nx data keys
+                                              -> their values, then the value of the data key
+                                                 prefix .. value[start:stop] (reversed) .. suffix named by
+                                                 the value of data key #source (0-based; nil if too short)
     op 's'  scan arguments: begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
                                               -> {digest or '', k1, v1, k2, v2, ...} ({digest, k1, ...} keys only)
 
@@ -135,7 +139,7 @@ READ = (
 local np, nr, op, nx = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local s = 5
 local g = s
-if op == 's' then g = s + 5 end
+if op == 's' then g = s + 5 elseif op == 'f' then g = s + 6 end
 local vals = call_argv('MGET', nil, g, g + nx + np - 1)
 local m = g + nx + np
 local ok = validate(vals, nx, np, m, nr, m + 2 * np)
@@ -145,6 +149,19 @@ if op == 'g' then
   local got = {}
   for x = 1, nx do got[x] = vals[x] end
   return got
+end
+if op == 'f' then
+  local out = {}
+  for x = 1, nx do out[x] = vals[x] end
+  out[nx + 1] = false
+  local v = vals[tonumber(ARGV[s]) + 1]
+  local b, e = tonumber(ARGV[s + 1]), tonumber(ARGV[s + 2])
+  if v and #v >= e then
+    local mid = string.sub(v, b + 1, e)
+    if ARGV[s + 5] == '1' then mid = string.reverse(mid) end
+    out[nx + 1] = redis.call('GET', ARGV[s + 3] .. mid .. ARGV[s + 4])
+  end
+  return out
 end
 if op ~= 's' then return {} end
 local keys = range_keys(ARGV[s], ARGV[s + 1], false, tonumber(ARGV[s + 2]))

@@ -5,7 +5,7 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
 * The body's read set is recorded: for each point read the value seen (None = absent), for each scan its
   effective range (up to the last key returned when a limit cut it short) and the digest the server sent.
   It is kept packed as the scripts' validation section, so each later round only appends to it.
-* The first read round is a plain GET / MGET (or the READ script for a scan). Every later round is ONE
+* The first read round is a plain GET / MGET (or the READ script for a scan or a followed pointer). Every later round is ONE
   EVALSHA of the READ script that first re-validates the whole read set so far and then reads: each round
   is atomic with checking everything read before it, so after the last round the body has seen one state.
   A failed check raises ConflictError at once and the caller's retry loop re-runs the body.
@@ -25,9 +25,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import ConflictError, ReadOnlyTransaction
+from jfs.ports.kv import ConflictError, Pointer, ReadOnlyTransaction
 
-from .base import merge_scan
+from .base import get_follow_in_two, merge_scan
 from .resp import bulk, bulks
 
 if TYPE_CHECKING:
@@ -122,7 +122,8 @@ class RedisTx:
                     if len(dkeys) == 1:
                         return [await self._kv._read(b"GET", dkeys[0])]
                     return await self._kv._read(b"MGET", *dkeys)
-                return await self._kv._script("read", 4 + len(scan), bulks((0, 0, op, 0, *scan)))
+                n = len(dkeys)
+                return await self._kv._script("read", 4 + len(scan) + n, bulks((0, 0, op, n, *scan, *dkeys)))
             reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
                 raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
@@ -167,6 +168,25 @@ class RedisTx:
                 saw(keys[i], value)
                 out[i] = value
         return out
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        if self._writes:  # buffered writes may shadow any of these keys: no shortcut
+            return await get_follow_in_two(self, keys, pointer)
+        p = pointer
+        args = (p.source, p.start, p.stop, DATA + p.prefix, p.suffix, int(p.reverse))
+        reply = await self._round(b"f", [DATA + k for k in keys], args)
+        n = len(keys)
+        values: list[bytes | None] = list(reply[:n])
+        saw = self._reads.saw
+        for key, value in zip(keys, values, strict=True):
+            saw(key, value)
+        target = p.target(values[p.source])
+        if target is None:
+            values.append(None)
+        else:
+            saw(target, reply[n])
+            values.append(reply[n])
+        return values
 
     @staticmethod
     def _pairs(reply: list[Any], keys_only: bool) -> list[tuple[bytes, bytes]]:

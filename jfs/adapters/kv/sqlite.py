@@ -47,10 +47,11 @@ from jfs.ports.kv import (
     EngineError,
     EngineUnavailable,
     KVError,
+    Pointer,
     ReadOnlyTransaction,
 )
 
-from .base import retrying
+from .base import get_follow_in_two, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -112,6 +113,9 @@ class SqliteTx:
             marks = ",".join("?" * len(part))
             found.update(self._q(f"SELECT k, v FROM kv WHERE k IN ({marks})", part))
         return [found.get(k) for k in keys]
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        return await get_follow_in_two(self, keys, pointer)
 
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False

@@ -45,10 +45,11 @@ from jfs.ports.kv import (
     EngineError,
     EngineUnavailable,
     KVError,
+    Pointer,
     ReadOnlyTransaction,
 )
 
-from .base import WriteBuffer, merge_scan, retrying
+from .base import WriteBuffer, get_follow_in_two, merge_scan, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -164,6 +165,9 @@ class TikvTx:
             for k, v in got:
                 out[k[n:]] = v
         return [out.get(k) for k in keys]
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        return await get_follow_in_two(self, keys, pointer)
 
     async def _stored(
         self, begin: bytes, end: bytes, limit: int | None, keys_only: bool, reader: Any = None

@@ -5,7 +5,8 @@
 * A loaded block goes into the memory cache; one that came from the object store is also written to the
   disk cache in the background.
 * With uncompressed blocks, a small read in the middle of a block (at most a quarter of it, not at its
-  start) that misses both caches fetches just that range, as JuiceFS does; everything else loads whole
+  start) that misses both caches fetches just that range, as JuiceFS does, and (with a disk cache) the
+  whole block is then fetched into the disk cache in the background; everything else loads whole
   blocks.
 * `prefetch` starts background loads (read-ahead), at most `prefetch_limit` at a time.
 * With block checksums on (ADR 0008), a block loaded from the object store is checked against its
@@ -28,6 +29,9 @@ from jfs.app.data.checksums import SumsIndex
 from jfs.domain.chunks import block_count, block_len, blocks_for_range
 
 log = structlog.get_logger("jfs.data")
+
+MAX_FILLS = 64
+"""Whole-block disk-cache fills (after ranged loads) queued at most at once; more are skipped."""
 
 BlockId = tuple[int, int]
 """(slice id, block index)"""
@@ -53,6 +57,7 @@ class BlockFetcher:
         self._loading: dict[BlockId, asyncio.Task[bytes]] = {}
         self._prefetch_slots = asyncio.Semaphore(max(1, prefetch_limit))
         self._background: set[asyncio.Task[None]] = set()
+        self._filling: set[str] = set()
         self.store_loads = 0
         self.mem_hits = 0
         self.mem_misses = 0
@@ -134,7 +139,9 @@ class BlockFetcher:
                     return part
             if self.sums is None or await self.sums.get(slice_id, size) is None:
                 self.ranged_loads += 1
-                return await self.blocks.get_range(slice_id, index, blen, inner, length)
+                part = await self.blocks.get_range(slice_id, index, blen, inner, length)
+                self._fill_disk_cache(slice_id, index, blen)
+                return part
             data = self.mem.get(key)  # checked slices load whole blocks (maybe loaded meanwhile)
         if data is None:
             data = await self.block(slice_id, size, index)
@@ -143,6 +150,31 @@ class BlockFetcher:
         return memoryview(data)[inner : inner + length]
 
     # -- background ------------------------------------------------------------------------------------
+
+    def _fill_disk_cache(self, slice_id: int, index: int, blen: int) -> None:
+        """After a ranged load: fetch the whole block into the disk cache in the background (JuiceFS does
+        the same), so that later small reads of it are local instead of one ranged GET each."""
+        disk = self.disk
+        if disk is None:
+            return
+        cache_key = self.blocks.cache_key(slice_id, index, blen)
+        if cache_key in self._filling or cache_key in disk or len(self._filling) >= MAX_FILLS:
+            return
+        self._filling.add(cache_key)
+        task = asyncio.get_running_loop().create_task(self._fill(slice_id, index, blen, cache_key, disk))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fill(self, slice_id: int, index: int, blen: int, cache_key: str, disk: DiskCache) -> None:
+        try:
+            async with self._prefetch_slots:
+                data = await self.blocks.get(slice_id, index, blen)
+                self.store_loads += 1
+                await disk.put(cache_key, data)
+        except (BlockMissing, OSError) as exc:
+            log.debug("cache_fill_failed", slice=slice_id, index=index, error=str(exc))
+        finally:
+            self._filling.discard(cache_key)
 
     def prefetch(self, slice_id: int, size: int, index: int) -> None:
         """Load a block into the memory cache in the background, unless it is there or on its way."""
@@ -159,6 +191,11 @@ class BlockFetcher:
                 await self.block(slice_id, size, index)
             except (BlockMissing, OSError) as exc:
                 log.debug("prefetch_failed", slice=slice_id, index=index, error=str(exc))
+
+    async def settle(self) -> None:
+        """Wait until no background load or disk-cache fill is running."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def forget(self, slice_id: int, size: int) -> None:
         """Drop every cached block of a deleted slice."""

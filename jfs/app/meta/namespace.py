@@ -44,7 +44,9 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
         raise FSError(errno.ENAMETOOLONG)
 
     async def body(tx: Tx) -> tuple[int, Attr]:
-        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+        raw_dir, raw_entry, raw_attr = await tx.get_follow(
+            [keys.attr(parent), keys.dentry(parent, name)], store.entry_attr_pointer(1)
+        )
         if raw_dir is None:
             raise FSError(errno.ENOENT, f"inode {parent}")
         dir_attr = Attr.decode(raw_dir)
@@ -56,7 +58,9 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
                 return TRASH_INODE, await store.get_attr(tx, TRASH_INODE)
             raise FSError(errno.ENOENT)
         _, ino = decode_dentry(raw_entry)
-        return ino, await store.get_attr(tx, ino)
+        if raw_attr is None:
+            raise FSError(errno.ENOENT, f"inode {ino}")
+        return ino, Attr.decode(raw_attr)
 
     return await m.kv.read(body)
 
@@ -86,7 +90,9 @@ async def mknod(
     now = now_ns()
 
     async def body(tx: Tx) -> tuple[int, Attr]:
-        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+        raw_dir, raw_entry, raw_attr = await tx.get_follow(
+            [keys.attr(parent), keys.dentry(parent, name)], store.entry_attr_pointer(1)
+        )
         if raw_dir is None:
             raise FSError(errno.ENOENT, f"inode {parent}")
         dir_attr = Attr.decode(raw_dir)

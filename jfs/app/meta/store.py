@@ -12,7 +12,14 @@ from jfs.domain import keys
 from jfs.domain.attrs import Attr, FileType, align4k
 from jfs.domain.errors import FSError
 from jfs.domain.records import SliceRecord, decode_dentry, decode_slices, encode_dentry, encode_slices
-from jfs.ports.kv import Tx
+from jfs.ports.kv import Pointer, Tx
+
+
+def entry_attr_pointer(source: int) -> Pointer:
+    """The `Pointer` from a dentry value (``type byte + inode, big-endian``) at `source` to the attribute
+    key of the inode it names (``b"A" + inode, little-endian + b"I"``): lets `Tx.get_follow` read a
+    dentry and its inode's attributes in one round trip."""
+    return Pointer(source=source, start=1, stop=9, prefix=b"A", suffix=b"I", reverse=True)
 
 
 async def get_attr(tx: Tx, ino: int) -> Attr:
