@@ -73,8 +73,15 @@ class _DirHandle:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+KEEP_WRITE_BUFFER_MIN = 512 << 10
+"""WRITE payloads at least this long are kept without a copy (at most 2x the bytes pinned, for 1 MiB
+request buffers)."""
+
+
 class JfsOperations(Operations):
     """FUSE operations of one jfs mount."""
+
+    keeps_write_data = True  # WRITE payloads go into the page lists as they are (no copy on the loop)
 
     def __init__(self, meta: Meta, data: DataPath, config: MountConfig | None = None) -> None:
         self.meta = meta
@@ -294,7 +301,7 @@ class JfsOperations(Operations):
 
         async def run() -> tuple[int, JAttr, Handle]:
             ino, attr = await self.meta.mknod(parent, name, FileType.REGULAR, mode & 0o7777, c)
-            h = await self.data.open(ino, flags & ~os.O_TRUNC, Ctx(uid=c.uid, gid=c.gid, check=False))
+            h = await self.data.open(ino, flags & ~os.O_TRUNC, Ctx(uid=c.uid, gid=c.gid, check=False), created=attr)
             return ino, attr, h
 
         ino, attr, h = await self._timed("create", ctx, f"{parent},{name!r},{mode:o}", run())
@@ -374,7 +381,11 @@ class JfsOperations(Operations):
             if end is not None and end > offset:
                 offset = end
                 self._invalidate(ino, data=True)  # the kernel copied the bytes into its cache elsewhere
-        return await self._timed("write", None, "", self.data.write(h, offset, bytes(data)))
+        # A big payload is kept as a view of the request buffer (the server hands the buffer over); a small
+        # one is copied, or it would pin a whole request buffer (max_write bytes) for a few bytes.
+        owned = len(data) >= KEEP_WRITE_BUFFER_MIN
+        return await self._timed("write", None, "", self.data.write(h, offset, data if owned else bytes(data),
+                                                                    owned=owned))
 
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
         if ino in INTERNAL_INODES:

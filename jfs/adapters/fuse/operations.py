@@ -383,6 +383,11 @@ class Operations(abc.ABC):
     )
     """Opcodes whose handler task is cancelled (and answered EINTR) on FUSE_INTERRUPT."""
 
+    keeps_write_data: ClassVar[bool] = False
+    """True: `write` may keep its `data` view instead of copying it. The server then hands the request
+    buffer over for good (it never reuses a buffer a view still pins, and allocates a new one) — one
+    copy of every written byte fewer on the event loop."""
+
     # ------------------------------------------------------------------ life cycle
 
     async def init(self, conn: ConnectionInfo) -> None:
@@ -490,9 +495,10 @@ class Operations(abc.ABC):
         """Write `data` at `offset`; return the number of bytes written (normally ``len(data)``).
 
         `data` is a view into the server's request buffer, valid only until this handler returns:
-        anything kept beyond that (a page list, a queue) must be a copy (``bytes(data)``). (If a view
-        escapes anyway, the server notices and does not reuse that buffer, logging a warning, so the
-        data stays intact; but the 1 MiB buffer stays pinned as long as the view lives.)
+        anything kept beyond that (a page list, a queue) must be a copy (``bytes(data)``) unless the
+        class sets `keeps_write_data`. (If a view escapes anyway, the server notices and does not reuse
+        that buffer, logging a warning, so the data stays intact; but the buffer stays pinned as long as
+        the view lives.)
         `write_flags` holds FUSE_WRITE_CACHE (delayed write from the page cache; `fh` may be any of
         the inode's handles), FUSE_WRITE_LOCKOWNER and FUSE_WRITE_KILL_SUIDGID. Open files in
         O_APPEND mode get the offset of the end of file as the kernel knows it.

@@ -592,7 +592,7 @@ class FuseServer:
             buf.append(0)  # BufferError while any memoryview of buf exists
             buf.pop()
         except BufferError:
-            if not self._leak_warned:
+            if not self._leak_warned and not self.ops.keeps_write_data:
                 self._leak_warned = True
                 log.warning("fuse_write_buffer_kept",
                             hint="a write handler kept a view of its data beyond returning; copy it instead")

@@ -109,11 +109,18 @@ class DataPath:
 
     # -- handles ---------------------------------------------------------------------------------------
 
-    async def open(self, ino: int, flags: int = os.O_RDONLY, ctx: Ctx = ROOT_CTX) -> Handle:
-        """Open `ino` (access checked by the engine); O_TRUNC truncates it."""
+    async def open(
+        self, ino: int, flags: int = os.O_RDONLY, ctx: Ctx = ROOT_CTX, *, created: Attr | None = None
+    ) -> Handle:
+        """Open `ino` (access checked by the engine); O_TRUNC truncates it. `created`: the attributes of a
+        regular file this client has just created for the caller (no access check, no engine read)."""
         state = self._inodes.get(ino)
         seen = state.local_changes if state is not None else 0
-        attr = await self.meta.open(ino, flags, ctx)
+        if created is None:
+            attr = await self.meta.open(ino, flags, ctx)
+        else:
+            attr = created
+            self.meta.open_file(ino)
         state = self._inodes.get(ino)
         if state is None:
             state = self._inodes[ino] = InodeState(ino, attr, ChunkMap(self.meta, ino))
@@ -139,13 +146,14 @@ class DataPath:
         """Up to `size` bytes at `off` (short at the end of the file); FSError(EIO) if data is unreadable."""
         return await self.reader.read(self._state(h), h.readahead, off, size)
 
-    async def write(self, h: Handle, off: int, data: Buffer) -> int:
+    async def write(self, h: Handle, off: int, data: Buffer, *, owned: bool = False) -> int:
         """Buffer `data` at `off`; returns its length. Failures to store it are raised by a later
-        flush/fsync/release. `data` must not change after the call (mutable buffers are copied)."""
+        flush/fsync/release. Mutable buffers are copied unless `owned`: the caller hands `data` over and
+        nobody changes it again (the FUSE server's WRITE buffers)."""
         state = self._state(h)
         if not h.writable:
             raise FSError(errno.EBADF)
-        view = as_view(data)
+        view = as_view(data, owned)
         if off < 0:
             raise FSError(errno.EINVAL)
         if off + len(view) > MAX_FILE_SIZE:

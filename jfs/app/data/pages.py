@@ -10,14 +10,15 @@ from __future__ import annotations
 Buffer = bytes | bytearray | memoryview
 
 
-def as_view(data: Buffer) -> memoryview:
-    """A flat byte view of `data` that no one can change later (mutable buffers are copied once)."""
+def as_view(data: Buffer, owned: bool = False) -> memoryview:
+    """A flat byte view of `data` that no one can change later: mutable buffers are copied once, unless
+    `owned` (the caller hands the buffer over and nobody writes to it again)."""
     if isinstance(data, bytes):
         return memoryview(data)
     view = data if isinstance(data, memoryview) else memoryview(data)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
-    if isinstance(view.obj, bytes):
+    if owned or isinstance(view.obj, bytes):
         return view
     return memoryview(view.tobytes())
 

@@ -118,6 +118,9 @@ class Meta:
         self._inodes = IdPool(self._alloc(keys.NEXT_INODE), INODE_BATCH, minimum=2)
         self._slices = IdPool(self._alloc(keys.NEXT_CHUNK), SLICE_BATCH, minimum=1)
         self._open: dict[int, int] = {}
+        self.sustained: set[int] = set()
+        """Open inodes this client unlinked (``sustained`` records): only their last close needs a
+        transaction."""
         self._used_space = 0
         self._used_inodes = 0
         self.has_quotas = False
@@ -204,7 +207,9 @@ class Meta:
             self._open[ino] = left
             return
         self._open.pop(ino, None)
-        await self._finish_sustained(ino)
+        if ino in self.sustained:
+            self.sustained.discard(ino)
+            await self._finish_sustained(ino)
 
     def is_open(self, ino: int) -> bool:
         return ino in self._open

@@ -87,6 +87,7 @@ async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: A
         attr.parent = 0
         store.put_attr(tx, ino, attr)
         tx.put(keys.sustained(m.sid, ino), b"\x01")
+        m.sustained.add(ino)  # (a retried or failed body leaves at most one needless check at close)
         return "sustained"
     await delete_inode(tx, ino, attr, now)
     return "deleted"
