@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -100,6 +101,7 @@ async def test_the_index_is_rebuilt_after_a_restart(tmp_path: Path) -> None:
     await cache.close()
     junk = tmp_path / UUID / "raw" / "chunks" / "0" / "0" / "300_0_5000.abcd.tmp"
     junk.write_bytes(b"half")
+    os.utime(junk, (time.time() - 60, time.time() - 60))  # left by a crash before this start
     torn = tmp_path / UUID / "raw" / "chunks" / "0" / "0" / "999_0_10"
     torn.write_bytes(b"short")
 

@@ -312,7 +312,7 @@ class JfsOperations(Operations):
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
         if ino in INTERNAL_INODES:
             return await self._read_internal(fh, offset, size)
-        return await self._timed("read", None, "", self.data.read(self._handle(fh), offset, size))
+        return await self._timed("read", None, "", self.data.read_buffer(self._handle(fh), offset, size))
 
     async def _read_internal(self, fh: int, offset: int, size: int) -> bytes:
         key = fh - (1 << 64) if fh >= 1 << 63 else fh

@@ -194,14 +194,18 @@ class DiskCache:
 
     def _walk(self) -> list[tuple[str, int]]:
         os.makedirs(self.dir, exist_ok=True)
+        started = time.time() - 1
         entries: list[tuple[float, str, int]] = []
         for dirpath, _, files in os.walk(self.dir):
             rel = os.path.relpath(dirpath, self.dir)
             for name in files:
                 path = os.path.join(dirpath, name)
                 if name.endswith(TMP_SUFFIX):
+                    # A leftover of a crash; not a write of this process in flight (the scan runs while
+                    # the cache already works).
                     with contextlib.suppress(OSError):
-                        os.unlink(path)
+                        if os.stat(path).st_mtime < started:
+                            os.unlink(path)
                     continue
                 key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
                 try:

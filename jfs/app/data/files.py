@@ -144,6 +144,11 @@ class DataPath:
 
     async def read(self, h: Handle, off: int, size: int) -> bytes:
         """Up to `size` bytes at `off` (short at the end of the file); FSError(EIO) if data is unreadable."""
+        data = await self.reader.read(self._state(h), h.readahead, off, size)
+        return data if type(data) is bytes else bytes(data)
+
+    async def read_buffer(self, h: Handle, off: int, size: int) -> bytes | bytearray | memoryview:
+        """`read` without the final copy into bytes: a buffer nobody changes later (for FUSE replies)."""
         return await self.reader.read(self._state(h), h.readahead, off, size)
 
     async def write(self, h: Handle, off: int, data: Buffer, *, owned: bool = False) -> int:

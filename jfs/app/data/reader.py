@@ -74,8 +74,12 @@ class Reader:
         self._schedule_compaction = schedule_compaction
         self._background: set[asyncio.Task[None]] = set()
 
-    async def read(self, state: InodeState, ra: ReadAhead | None, off: int, size: int) -> bytes:
-        """Bytes [off, off+size) of the file, short at its end. Raises FSError(EIO) when data is unreadable."""
+    async def read(
+        self, state: InodeState, ra: ReadAhead | None, off: int, size: int
+    ) -> bytes | bytearray | memoryview:
+        """Bytes [off, off+size) of the file, short at its end, as a buffer nobody changes later (a view of
+        a cached block, or a fresh bytearray: no copy is made just to turn it into bytes). Raises
+        FSError(EIO) when data is unreadable."""
         if off < 0 or size < 0:
             raise FSError(errno.EINVAL)
         await self._revalidate(state)
@@ -115,7 +119,7 @@ class Reader:
             self._schedule_compaction(state.ino, indx)
         return read_pieces(pieces, pos, n)
 
-    async def _read_once(self, state: InodeState, off: int, n: int) -> bytes:
+    async def _read_once(self, state: InodeState, off: int, n: int) -> bytes | bytearray | memoryview:
         overlay: list[tuple[int, list[memoryview]]] = []
         ranges = split_range(off, n)
         if state.writer is not None:
@@ -131,7 +135,7 @@ class Reader:
         if not overlay and len(jobs) == 1 and jobs[0][1].len == n:
             parts = await self.fetcher.read(jobs[0][1].id, jobs[0][1].size, jobs[0][1].off, n)
             if len(parts) == 1:
-                return bytes(parts[0])
+                return parts[0]
         buf = bytearray(n)
 
         async def fill(dst: int, piece: Piece) -> None:
@@ -151,7 +155,7 @@ class Reader:
             for v in views:
                 buf[dst : dst + len(v)] = v
                 dst += len(v)
-        return bytes(buf)
+        return buf
 
     # -- read-ahead ------------------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""The SQLite adapter's inline execution: bodies run on the caller's thread unless they are heavy or the
+database is locked, and then run again on the worker threads with the same outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from jfs.adapters.kv import sqlite as sqlite_kv
+from jfs.adapters.kv.registry import open_kv
+from jfs.ports.kv import Tx
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_light_bodies_run_inline_heavy_ones_on_workers(tmp_path: Path) -> None:
+    kv = await open_kv(f"sqlite3://{tmp_path}/m.db")
+    threads: list[str] = []
+
+    async def put_many(tx: Tx) -> None:
+        threads.append(threading.current_thread().name)
+        for i in range(sqlite_kv.INLINE_ROWS + 10):  # too many writes for inline: rolled back, re-run
+            tx.put(b"k%06d" % i, b"v")
+
+    async def put_one(tx: Tx) -> None:
+        threads.append(threading.current_thread().name)
+        tx.put(b"one", b"1")
+
+    async def scan_all(tx: Tx) -> int:
+        threads.append(threading.current_thread().name)
+        return len(await tx.scan(b"k", b"l"))  # unlimited and long: re-run on a reader
+
+    try:
+        await kv.txn(put_many)
+        assert threads[0] == threading.current_thread().name and threads[-1].startswith("jfs-sqlite-writer")
+        threads.clear()
+        await kv.txn(put_one)
+        assert threads == [threading.current_thread().name]
+        threads.clear()
+        assert await kv.read(scan_all) == sqlite_kv.INLINE_ROWS + 10
+        assert threads[-1].startswith("jfs-sqlite-reader")
+    finally:
+        await kv.close()
+
+
+async def test_a_locked_database_falls_back_to_the_waiting_writer(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    kv = await open_kv(f"sqlite3://{path}")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        other.execute("INSERT INTO kv (k, v) VALUES (x'61', x'31')")
+
+        async def bump(tx: Tx) -> bytes | None:
+            value = await tx.get(b"a")
+            tx.put(b"b", value or b"none")
+            return value
+
+        task = asyncio.ensure_future(kv.txn(bump))
+        await asyncio.sleep(0.2)
+        assert not task.done()  # not inline (that would have failed at once): waiting on a worker
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(task, 10) == b"1"  # saw the other writer's commit
+        assert await kv.read(lambda tx: tx.get(b"b")) == b"1"
+    finally:
+        other.close()
+        await kv.close()
