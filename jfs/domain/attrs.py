@@ -46,6 +46,14 @@ class FileType(enum.IntEnum):
         return _S_IFMT[self]
 
     @classmethod
+    def of(cls, value: int) -> FileType:
+        """`FileType(value)` without the enum machinery (hot in decoding); ValueError when unknown."""
+        try:
+            return _BY_VALUE[value]
+        except KeyError:
+            raise ValueError(f"{value} is not a valid FileType") from None
+
+    @classmethod
     def from_mode(cls, st_mode: int) -> FileType:
         """The type encoded in the S_IFMT bits of `st_mode` (regular when the bits are zero)."""
         fmt = st_mode & 0o170000
@@ -64,6 +72,8 @@ _S_IFMT = {
     FileType.CHARDEV: 0o020000,
     FileType.SOCKET: 0o140000,
 }
+
+_BY_VALUE = {t.value: t for t in FileType}
 
 _FIXED = struct.Struct(">BHIIqIqIqIIQI")  # 63 bytes: flags .. rdev
 _U64 = struct.Struct(">Q")
@@ -143,7 +153,7 @@ class Attr:
             raise ValueError(f"attribute record too short: {len(data)} bytes")
         (flags, tm, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length, rdev) = _FIXED.unpack_from(data)
         attr = cls(
-            typ=FileType(tm >> 12),
+            typ=FileType.of(tm >> 12),
             mode=tm & 0o7777,
             uid=uid,
             gid=gid,

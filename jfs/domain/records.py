@@ -23,8 +23,8 @@ def encode_dentry(typ: FileType, ino: int) -> bytes:
 
 
 def decode_dentry(value: bytes) -> tuple[FileType, int]:
-    typ, ino = _DENTRY.unpack(value[:9])
-    return FileType(typ), int(ino)
+    typ, ino = _DENTRY.unpack_from(value)
+    return FileType.of(typ), ino
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ payload. Notifications are replies with ``unique == 0`` and ``error == notify co
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from typing import Final
 
@@ -287,6 +288,7 @@ def split_ns(ns: int) -> tuple[int, int]:
     return divmod(ns, 1_000_000_000)
 
 
+@functools.lru_cache(maxsize=64)
 def split_timeout(seconds: float) -> tuple[int, int]:
     """A non-negative cache timeout in seconds as (seconds, nanoseconds) for ``*_valid`` fields."""
     if seconds <= 0:

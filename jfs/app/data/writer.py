@@ -241,6 +241,7 @@ class ChunkWriter:
             # No await between the commit's cache invalidation (inside `commit`) and leaving the list:
             # a reader sees the slice either in the records it fetches or in the overlay.
             self.slices.pop(0)
+            self.file._pending_end = None
             self.file.ctx.budget.release(s.length)
             s.done.set()
             s.release()
@@ -262,6 +263,8 @@ class FileWriter:
         self._committed_length = committed_length
         self._last_growing: SliceWriter | None = None
         self._lock = asyncio.Lock()
+        self._pending_end: int | None = None
+        """`pending_end`, while known; None after a slice left (recomputed on demand)."""
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -288,6 +291,8 @@ class FileWriter:
         file_end = indx * CHUNK_SIZE + pos + n
         growing = file_end > self.length()
         self.ctx.budget.add(s.write(pos - s.pos, data))
+        if self._pending_end is not None and file_end > self._pending_end:
+            self._pending_end = indx * CHUNK_SIZE + s.end
         if growing and s is not self._last_growing:
             last = self._last_growing
             if s.after is None and last is not None and not last.done.is_set() and last.chunk.indx < indx:
@@ -333,11 +338,15 @@ class FileWriter:
     # -- reading back ----------------------------------------------------------------------------------
 
     def pending_end(self) -> int:
-        """End (file offset) of the furthest uncommitted byte, 0 if none."""
-        end = 0
-        for indx, cw in self.chunks.items():
-            for s in cw.slices:
-                end = max(end, indx * CHUNK_SIZE + s.end)
+        """End (file offset) of the furthest uncommitted byte, 0 if none (cached: each write would
+        otherwise scan every pending slice, quadratic under random writes)."""
+        end = self._pending_end
+        if end is None:
+            end = 0
+            for indx, cw in self.chunks.items():
+                for s in cw.slices:
+                    end = max(end, indx * CHUNK_SIZE + s.end)
+            self._pending_end = end
         return end
 
     def length(self) -> int:
