@@ -7,7 +7,7 @@ Disk layout (like JuiceFS): ``<cache_dir>/<volume uuid>/raw/<block key>``, e.g.
 ``/var/jfsCache/8f1c…/raw/chunks/0/4/4105_0_8000``. Each file is the block followed by a trailer that
 lets every read be verified::
 
-    block bytes (blen) | crc32 of each 4 KiB segment (u32 LE each) | b"JFC2"
+    block bytes (blen) | crc32 of each 8 KiB segment (u32 LE each) | b"JFC3"
 
 `blen` comes from the key, so the file size is known in advance; a file of the wrong size, a bad magic or
 a segment whose crc32 does not match is a corrupt entry: it is logged, deleted and reported as a miss, so
@@ -49,12 +49,14 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 log = structlog.get_logger("jfs.data")
 
-SEGMENT = 4 << 10  # one page: a 4 KiB random read reads and checks 4 KiB, not more
-MAGIC = b"JFC2"
+SEGMENT = 8 << 10
+"""Bytes per CRC: small enough that a 4 KiB random read checks little more than it reads, big enough that
+zlib.crc32 releases the GIL (it does above 5 KiB) so full-block checks in the pool run beside the loop."""
+MAGIC = b"JFC3"
 TMP_SUFFIX = ".tmp"
 SPACE_CHECK_INTERVAL = 1.0
 """Seconds between checks of the free space of the cache's file system."""
-MAX_PENDING_WRITES = 64
+MAX_PENDING_WRITES = 16  # each holds its block (up to 4 MiB) until written: bounds that memory
 NOWAIT_MAX = 256 << 10  # largest read tried on the event loop (page-cached bytes only)
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 """Background cache writes queued at most; beyond that new blocks are simply not cached."""

@@ -40,7 +40,10 @@ class DataConfig:
     cache_free_ratio: float = 0.1
     """The disk cache evicts entries while its file system has less than this share of space free."""
     cache_small_writes: bool = True
-    """Also put written blocks shorter than a full block into the disk cache (as JuiceFS does)."""
+    """Put written blocks shorter than a full block into the disk cache (as JuiceFS does)."""
+    cache_full_writes: bool = True
+    """Put full written blocks into the disk cache too (JuiceFS without ``--cache-partial-only``): data
+    read back soon after it was written (a common pattern) is then read locally."""
     mem_cache_size: int = 128 * MiB
     """Bytes of decompressed blocks kept in memory (hot blocks and read-ahead)."""
 

@@ -174,7 +174,8 @@ class SliceWriter:
             crc = await ctx.blocks.put(self.id, index, data)
         if crc is not None:
             self.crcs[index] = crc
-        if ctx.disk is not None and ctx.config.cache_small_writes and len(data) < ctx.blocks.block_size:
+        full = len(data) >= ctx.blocks.block_size
+        if ctx.disk is not None and (ctx.config.cache_full_writes if full else ctx.config.cache_small_writes):
             ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
 
     def freeze(self) -> None:
