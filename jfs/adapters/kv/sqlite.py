@@ -20,8 +20,12 @@ Execution model (see docs/adr/0003-sqlite-adapter.md for why and for measurement
   GIL hand-overs) of a worker. A body that asks for more than `INLINE_ROWS` rows or writes (a long scan,
   `scan_iter`, a big `get_many`, a big delete) or meets a locked database (another writer, in this process
   or another) is rolled back and abandoned — bodies are re-runnable by contract — and runs again on the
-  worker threads below, which wait for locks. (An inline commit may run SQLite's automatic WAL
-  checkpoint: a few milliseconds on the caller's thread every thousand pages written.)
+  worker threads below, which wait for locks. While bodies of one kind (read-write, read-only) wait on
+  the workers, new ones of that kind queue behind them instead of running inline: transactions complete
+  in the order they were issued, as they did with the workers alone (callers adopt what a transaction
+  returns — a newer result overtaken by an older one would leave them with stale state). An inline
+  commit may run SQLite's automatic WAL checkpoint: a few milliseconds on the caller's thread every
+  thousand pages written. ``JFS_SQLITE_INLINE=0`` turns inline execution off.
 * Read-only bodies on the workers go to a small pool of reader connections; each batch of bodies runs
   inside one ``BEGIN … COMMIT`` so it reads one WAL snapshot.
 * ``BEGIN IMMEDIATE`` plus a long busy timeout serialize writers across processes; SQLITE_BUSY after the
@@ -299,6 +303,8 @@ class SqliteKV:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._inline: dict[tuple[int, bool], sqlite3.Connection] = {}  # (thread id, writer) -> connection
+        self._inline_on = os.environ.get("JFS_SQLITE_INLINE", "1") != "0"  # 0: always the worker threads
+        self._queued = {True: 0, False: 0}  # bodies on the worker threads now: writers, readers
 
     # ---- connections -------------------------------------------------------------------------------------
 
@@ -508,7 +514,7 @@ class SqliteKV:
         return run
 
     async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        if not self._closed:
+        if self._inline_on and not self._closed and not self._queued[True]:
             conn = self._inline_connection(True)
             if conn is not None:
                 try:
@@ -516,10 +522,21 @@ class SqliteKV:
                 except (_Heavy, ConflictError):  # a body's own ConflictError: retried with back-off below
                     pass
         run = self._body_runner(body, False)
-        return await retrying(lambda: self._submit(self._writes, run), max_retries)
+        return await self._queue(True, lambda: retrying(lambda: self._submit(self._writes, run), max_retries))
+
+    async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
+        """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
+        that they complete in the order they were issued (an inline body finishing before an earlier
+        queued one would hand its caller newer state first, then the older one: callers that adopt what a
+        transaction returns, like a file's attributes, would end up with the older)."""
+        self._queued[writer] += 1
+        try:
+            return await job()
+        finally:
+            self._queued[writer] -= 1
 
     async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        if not self._closed:
+        if self._inline_on and not self._closed and not self._queued[False]:
             conn = self._inline_connection(False)
             if conn is not None:
                 try:
@@ -527,7 +544,7 @@ class SqliteKV:
                 except (_Heavy, ConflictError):
                     pass
         run = self._body_runner(body, True)
-        return await retrying(lambda: self._submit(self._reads, run), max_retries)
+        return await self._queue(False, lambda: retrying(lambda: self._submit(self._reads, run), max_retries))
 
     def _inline_connection(self, writer: bool) -> sqlite3.Connection | None:
         """This thread's inline connection (opened on first use); None if it cannot be opened."""
