@@ -69,3 +69,33 @@ async def test_a_locked_database_falls_back_to_the_waiting_writer(tmp_path: Path
     finally:
         other.close()
         await kv.close()
+
+
+async def test_while_a_body_waits_on_a_worker_new_ones_queue_behind_it(tmp_path: Path) -> None:
+    """Transactions complete in the order they were issued: a body issued while an earlier one of its kind
+    waits on the worker threads must not run inline past it (callers adopt what transactions return — a
+    file's attributes — and the older result must not arrive last)."""
+    kv = await open_kv(f"sqlite3://{tmp_path}/m.db")
+    threads: list[str] = []
+
+    async def light(tx: Tx) -> None:
+        threads.append(threading.current_thread().name)
+        tx.put(b"light", b"1")
+
+    async def peek(tx: Tx) -> bytes | None:
+        threads.append(threading.current_thread().name)
+        return await tx.get(b"light")
+
+    try:
+        assert isinstance(kv, sqlite_kv.SqliteKV)
+        kv._queued[True] += 1  # as if an earlier read-write body were waiting on the writer thread
+        await kv.txn(light)
+        assert threads[-1].startswith("jfs-sqlite-writer")
+        kv._queued[True] -= 1
+        await kv.txn(light)
+        assert threads[-1] == threading.current_thread().name  # inline again
+        kv._queued[False] += 1
+        assert await kv.read(peek) == b"1"
+        assert threads[-1].startswith("jfs-sqlite-reader")
+    finally:
+        await kv.close()
