@@ -43,7 +43,8 @@ class DataConfig:
     """Put written blocks shorter than a full block into the disk cache (as JuiceFS does)."""
     cache_full_writes: bool = True
     """Put full written blocks into the disk cache too (JuiceFS without ``--cache-partial-only``): data
-    read back soon after it was written (a common pattern) is then read locally."""
+    read back soon after it was written (a common pattern) is then read locally. Off for ``file``
+    buckets (already local)."""
     mem_cache_size: int = 128 * MiB
     """Bytes of decompressed blocks kept in memory (hot blocks and read-ahead)."""
 
@@ -83,5 +84,8 @@ class DataConfig:
             compression=settings.compression or "none",
             hash_prefix=settings.hash_prefix,
             checksum=bool(settings.checksum),
+            # A local directory bucket reads as fast as the cache would: caching full written blocks there
+            # only doubles the disk writes (measured: fio sequential write 505 -> 228 MiB/s).
+            cache_full_writes=settings.storage.lower() != "file",
         )
         return dataclasses.replace(base, **overrides)
