@@ -39,6 +39,21 @@ class Meter:
     def to_dict(self) -> dict[str, float]:
         return {"count": self.count, "seconds": self.seconds, "bytes": self.bytes, "errors": self.errors}
 
+    async def measure(self, call: Awaitable[T], size: Callable[[T], int] | None = None) -> T:
+        """Await `call`, counting it, its time, its failure and (with `size`, on success) its bytes."""
+        start = perf_counter()
+        try:
+            result = await call
+            if size is not None:
+                self.bytes += size(result)
+            return result
+        except BaseException:
+            self.errors += 1
+            raise
+        finally:
+            self.count += 1
+            self.seconds += perf_counter() - start
+
 
 class TimedKV:
     """A KV whose `txn` and `read` calls are counted and timed; everything else goes to the wrapped engine.
@@ -60,28 +75,10 @@ class TimedKV:
         return getattr(self.inner, name)
 
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        m = self.txns
-        start = perf_counter()
-        try:
-            return await self.inner.txn(body, max_retries=max_retries)
-        except BaseException:
-            m.errors += 1
-            raise
-        finally:
-            m.count += 1
-            m.seconds += perf_counter() - start
+        return await self.txns.measure(self.inner.txn(body, max_retries=max_retries))
 
     async def read(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        m = self.reads
-        start = perf_counter()
-        try:
-            return await self.inner.read(body, max_retries=max_retries)
-        except BaseException:
-            m.errors += 1
-            raise
-        finally:
-            m.count += 1
-            m.seconds += perf_counter() - start
+        return await self.reads.measure(self.inner.read(body, max_retries=max_retries))
 
 
 class TimedStore:
@@ -101,55 +98,16 @@ class TimedStore:
         await self.inner.create_bucket()
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
-        m = self._put
-        start = perf_counter()
-        try:
-            await self.inner.put(key, data)
-            m.bytes += len(data)
-        except BaseException:
-            m.errors += 1
-            raise
-        finally:
-            m.count += 1
-            m.seconds += perf_counter() - start
+        await self._put.measure(self.inner.put(key, data), lambda _: len(data))
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
-        m = self._get
-        start = perf_counter()
-        try:
-            data = await self.inner.get(key, off, limit)
-            m.bytes += len(data)
-            return data
-        except BaseException:
-            m.errors += 1
-            raise
-        finally:
-            m.count += 1
-            m.seconds += perf_counter() - start
+        return await self._get.measure(self.inner.get(key, off, limit), len)
 
     async def head(self, key: str) -> ObjectInfo:
-        m = self._head
-        start = perf_counter()
-        try:
-            return await self.inner.head(key)
-        except BaseException:
-            m.errors += 1
-            raise
-        finally:
-            m.count += 1
-            m.seconds += perf_counter() - start
+        return await self._head.measure(self.inner.head(key))
 
     async def delete(self, key: str) -> None:
-        m = self._delete
-        start = perf_counter()
-        try:
-            await self.inner.delete(key)
-        except BaseException:
-            m.errors += 1
-            raise
-        finally:
-            m.count += 1
-            m.seconds += perf_counter() - start
+        await self._delete.measure(self.inner.delete(key))
 
     def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
         return self.inner.list(prefix, start_after, limit)
