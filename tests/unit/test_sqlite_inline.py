@@ -17,6 +17,13 @@ from jfs.ports.kv import Tx
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.fixture(autouse=True)
+def inline_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inline execution is off by default (experimental): these tests turn it on."""
+    monkeypatch.setenv("JFS_SQLITE_INLINE", "1")
+    monkeypatch.setenv("JFS_SQLITE_INLINE_WRITES", "1")
+
+
 async def test_light_bodies_run_inline_heavy_ones_on_workers(tmp_path: Path) -> None:
     kv = await open_kv(f"sqlite3://{tmp_path}/m.db")
     threads: list[str] = []
