@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from jfs.app.compose import normalize_bucket, open_bucket, open_engine
@@ -71,14 +73,24 @@ async def format_volume(meta_url: str, settings: Settings, *, force: bool = Fals
         await kv.close()
 
 
-async def volume_status(meta_url: str, *, session: int | None = None) -> dict[str, Any]:
-    """Settings (secrets masked), sessions and usage of the volume at `meta_url`."""
+@asynccontextmanager
+async def loaded_volume(meta_url: str) -> AsyncIterator[Meta]:
+    """The metadata engine of the volume at `meta_url`, loaded (no session); the engine connection is
+    closed on exit. VolumeError when the engine holds no volume."""
     kv = await open_engine(meta_url)
     try:
         try:
             meta = await Meta.load(kv)
         except VolumeNotFormatted as exc:
             raise VolumeError(str(exc)) from None
+        yield meta
+    finally:
+        await kv.close()
+
+
+async def volume_status(meta_url: str, *, session: int | None = None) -> dict[str, Any]:
+    """Settings (secrets masked), sessions and usage of the volume at `meta_url`."""
+    async with loaded_volume(meta_url) as meta:
         sessions = await meta.list_sessions()
         now = int(time.time())
         for s in sessions:
@@ -98,8 +110,6 @@ async def volume_status(meta_url: str, *, session: int | None = None) -> dict[st
                 "AvailableInodes": st.avail_inodes,
             },
         }
-    finally:
-        await kv.close()
 
 
 async def update_settings(meta_url: str, changes: dict[str, object]) -> tuple[Settings, Settings]:

@@ -57,9 +57,9 @@ from typing import Any
 
 import structlog
 
-from jfs.app.compose import open_bucket, open_engine
+from jfs.app.compose import open_bucket
 from jfs.app.meta import chunks, store
-from jfs.app.meta.engine import Meta, VolumeNotFormatted
+from jfs.app.meta.engine import Meta
 from jfs.app.meta.remove import delete_inode
 from jfs.app.ops.gc import (
     CHUNK_BEGIN,
@@ -78,7 +78,7 @@ from jfs.app.ops.gc import (
     list_blocks,
     read_delfiles,
 )
-from jfs.app.volume import VolumeError
+from jfs.app.volume import VolumeError, loaded_volume
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k, is_trash_inode
 from jfs.domain.chunks import CHUNK_SIZE, block_count, block_key, block_len, parse_block_key, valid_block
@@ -767,12 +767,7 @@ async def run_fsck(
     """
     started = time.monotonic()
     progress = progress or QuietBoard()
-    kv = await open_engine(meta_url)
-    try:
-        try:
-            meta = await Meta.load(kv)
-        except VolumeNotFormatted as exc:
-            raise VolumeError(str(exc)) from None
+    async with loaded_volume(meta_url) as meta:
         bucket = await open_bucket(meta.settings)
         blocks = block_store(meta, bucket, threads)
         meta.free_hook = free_hook(blocks)
@@ -782,8 +777,6 @@ async def run_fsck(
             await meta.close()
             await blocks.close()
             await bucket.close()
-    finally:
-        await kv.close()
     report.seconds = time.monotonic() - started
     log.info("fsck_done", summary=report.summary())
     return report

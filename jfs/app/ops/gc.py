@@ -53,13 +53,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from jfs.app.compose import open_bucket, open_engine
+from jfs.app.compose import open_bucket
 from jfs.app.data.blocks import BlockStore
 from jfs.app.data.config import DataConfig
 from jfs.app.meta import chunks
-from jfs.app.meta.engine import Meta, VolumeNotFormatted
+from jfs.app.meta.engine import Meta
 from jfs.app.ops import trash_jobs
-from jfs.app.volume import VolumeError
+from jfs.app.volume import VolumeError, loaded_volume
 from jfs.domain import keys
 from jfs.domain.chunks import block_key, parse_block_key, valid_block
 from jfs.domain.records import SLICE_RECORD_SIZE, decode_delayed, decode_i64, decode_u64
@@ -513,12 +513,7 @@ async def run_gc(
     started = time.monotonic()
     progress = progress or QuietBoard()
     age = skip_age_from_env() if skip_age is None else skip_age
-    kv = await open_engine(meta_url)
-    try:
-        try:
-            meta = await Meta.load(kv)
-        except VolumeNotFormatted as exc:
-            raise VolumeError(str(exc)) from None
+    async with loaded_volume(meta_url) as meta:
         store = await open_bucket(meta.settings)
         blocks = block_store(meta, store, threads)
         meta.free_hook = free_hook(blocks)
@@ -532,8 +527,6 @@ async def run_gc(
             await meta.close()
             await blocks.close()
             await store.close()
-    finally:
-        await kv.close()
     report.seconds = time.monotonic() - started
     log.info("gc_done", summary=report.summary())
     return report
