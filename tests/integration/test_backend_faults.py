@@ -37,13 +37,13 @@ from jfs.testing.servers import RedisServer, RedisServerError, start_redis_serve
 
 WORKER = r"""
 import hashlib, os, random, sys, time
-root, seed, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+root, seed, duration, stop = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 rnd = random.Random(seed)
 d = os.path.join(root, f"w{seed}")
 os.makedirs(d, exist_ok=True)
 end = time.monotonic() + duration
 i = 0
-while time.monotonic() < end:
+while time.monotonic() < end and not os.path.exists(stop):
     i += 1
     name = os.path.join(d, f"f{i}")
     data = rnd.randbytes(rnd.choice([0, 10, 5000, 100_000, 700_000]))
@@ -78,15 +78,25 @@ print("DONE", i, flush=True)
 
 
 class Workload:
-    """`n` WORKER processes on a mount; `check` verifies what they were told was done."""
+    """`n` WORKER processes on a mount; `check` verifies what they were told was done.
+
+    Workers stop after `duration` seconds, or earlier once `wait(until=…)` is reached: a fault test says
+    how long the workload must go on *after* the fault, not in total (a slow restart on a busy CI machine
+    must not leave no time for recovery)."""
 
     def __init__(self, root: Path, n: int, duration: float) -> None:
-        self.procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(s), str(duration)],
+        self._stop = Path(tempfile.mkdtemp(prefix="jfs-workload-")) / "stop"
+        self.procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(s), str(duration),
+                                        str(self._stop)],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                       for s in range(n)]
         self.lines: list[list[str]] = []
 
-    def wait(self, timeout: float = 180) -> None:
+    def wait(self, timeout: float = 180, until: float | None = None) -> None:
+        """Collects the workers' reports; with `until` (a time.time()), tells them to stop at that time."""
+        if until is not None:
+            time.sleep(max(0.0, until - time.time()))
+            self._stop.touch()
         for p in self.procs:
             try:
                 out, err = p.communicate(timeout=timeout)
@@ -102,6 +112,7 @@ class Workload:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+        shutil.rmtree(self._stop.parent, ignore_errors=True)
 
     def errors(self) -> list[list[str]]:
         return [ln for ln in self.lines if ln[0] == "ERR"]
@@ -204,12 +215,12 @@ def test_redis_restart_during_a_workload(place: Path) -> None:
         url = f"{redis.url}/1"
         format_volume(url, str(place / "bucket"))
         with mounted(url, place / "mnt") as mnt:
-            work = Workload(mnt, 2, 7.0)
+            work = Workload(mnt, 2, 120.0)
             try:
                 time.sleep(2.0)
                 _restart_redis(redis, down=1.5)
                 back = time.time()
-                work.wait()
+                work.wait(until=back + 4.0)
             finally:
                 work.kill()
             assert work.errors(), "no operation failed while Redis was down?"
@@ -320,7 +331,7 @@ def test_redis_link_cut_for_a_while_stalls_then_recovers(place: Path) -> None:
         url = link.start()
         format_volume(url, str(place / "bucket"))
         with mounted(url, place / "mnt") as mnt:
-            work = Workload(mnt, 2, 6.0)
+            work = Workload(mnt, 2, 120.0)
             try:
                 time.sleep(1.5)
                 link.cut()
@@ -329,7 +340,7 @@ def test_redis_link_cut_for_a_while_stalls_then_recovers(place: Path) -> None:
                 finally:
                     link.restore()
                 back = time.time()
-                work.wait()
+                work.wait(until=back + 2.5)
             finally:
                 work.kill()
             assert not work.errors(), work.errors()
@@ -383,12 +394,12 @@ def test_seaweedfs_restart_during_a_workload(place: Path) -> None:
         with mounted(url, place / "mnt") as mnt:
             (mnt / "before").write_bytes(os.urandom(300_000))
             before = (mnt / "before").read_bytes()
-            work = Workload(mnt, 2, 7.0)
+            work = Workload(mnt, 2, 120.0)
             try:
                 time.sleep(1.5)
                 restart(1.0)
                 back = time.time()
-                work.wait()
+                work.wait(until=back + 8.0)
             finally:
                 work.kill()
             assert {e[2] for e in work.errors()} <= {"5"}, work.errors()  # retried, or EIO
