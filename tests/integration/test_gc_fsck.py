@@ -572,6 +572,34 @@ async def test_destroy(meta_url: str, tmp_path: Path) -> None:
     assert r.returncode == 1 and "jfs format" in r.stderr
 
 
+async def test_fsck_counters_after_a_delete_and_a_create_of_the_same_size(
+    meta_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """The counters end where they started (a file created, one of the same size deleted) while the scan
+    saw both files: not a counters fault, and fsck must not report (or "repair") one."""
+    from jfs.app.ops import fsck as fsck_mod
+
+    vol = await make_volume(meta_url, tmp_path)
+    c = await vol.client()
+    try:
+        await c.write(1, b"a", data(5000, 1))
+        real_scan = fsck_mod._scan
+
+        async def scan_between(kv: KV, model: object, progress: object) -> None:
+            await c.write(1, b"b", data(5000, 2))  # counters +1 file before the scan...
+            await real_scan(kv, model, progress)  # type: ignore[arg-type]
+            await c.meta.unlink(1, b"a")  # ...and back after it, though the scan counted both
+
+        monkeypatch.setattr(fsck_mod, "_scan", scan_between)
+        report = await run_fsck(meta_url)
+        assert [i.kind for i in report.issues] == [], [i.to_dict() for i in report.issues]
+        assert "not checked" in report.counters_note
+        monkeypatch.setattr(fsck_mod, "_scan", real_scan)
+        assert (await run_fsck(meta_url)).issues == []
+    finally:
+        await vol.close(c)
+
+
 async def test_gc_and_fsck_while_a_client_writes(meta_url: str, tmp_path: Path) -> None:
     """A live client creates, overwrites, truncates and deletes files while gc --delete (with the age
     threshold) and fsck run: nothing it still uses is deleted, and fsck reports nothing."""
