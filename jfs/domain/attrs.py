@@ -77,6 +77,8 @@ _BY_VALUE = {t.value: t for t in FileType}
 
 _FIXED = struct.Struct(">BHIIqIqIqIIQI")  # 63 bytes: flags .. rdev
 _U64 = struct.Struct(">Q")
+_PLAIN = struct.Struct(">BHIIqIqIqIIQIQ")  # flags .. rdev, parent: a record without ACLs or tier
+_PLAIN_SIZE = _PLAIN.size + 1  # and the trailing zero byte
 _ACL = struct.Struct(">II")
 
 NS = 1_000_000_000
@@ -149,8 +151,16 @@ class Attr:
     @classmethod
     def decode(cls, data: bytes) -> Attr:
         """Parse a record written by `encode` (or by JuiceFS). Raises ValueError when too short."""
-        if len(data) < _FIXED.size:
-            raise ValueError(f"attribute record too short: {len(data)} bytes")
+        n = len(data)
+        if n == _PLAIN_SIZE:  # the usual record: one unpack, positional construction (hot in listings)
+            (flags, tm, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length, rdev, parent) = _PLAIN.unpack_from(data)
+            typ = _BY_VALUE.get(tm >> 12)
+            if typ is None:
+                raise ValueError(f"{tm >> 12} is not a valid FileType")
+            return cls(typ, tm & 0o7777, uid, gid, a_s * NS + a_n, m_s * NS + m_n, c_s * NS + c_n, nlink,
+                       length, rdev, parent, flags)  # fmt: skip
+        if n < _FIXED.size:
+            raise ValueError(f"attribute record too short: {n} bytes")
         (flags, tm, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length, rdev) = _FIXED.unpack_from(data)
         attr = cls(
             typ=FileType.of(tm >> 12),
@@ -165,7 +175,7 @@ class Attr:
             rdev=rdev,
             flags=flags,
         )
-        rest = len(data) - _FIXED.size
+        rest = n - _FIXED.size
         off = _FIXED.size
         if rest >= 8:
             (attr.parent,) = _U64.unpack_from(data, off)

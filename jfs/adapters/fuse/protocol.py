@@ -289,8 +289,10 @@ def split_ns(ns: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def split_timeout(seconds: float) -> tuple[int, int]:
-    """A non-negative cache timeout in seconds as (seconds, nanoseconds) for ``*_valid`` fields."""
+    """A non-negative cache timeout in seconds as (seconds, nanoseconds) for ``*_valid`` fields (memoized:
+    a mount uses a handful of timeouts, and every entry of a listing asks)."""
     if seconds <= 0:
         return 0, 0
     whole = int(seconds)
