@@ -146,13 +146,13 @@ class MetaModel(RuleBasedStateMachine):
                 code = errno.ENOENT
             elif (src.is_dir and self.is_ancestor(src, dp)) or (dst.is_dir and self.is_ancestor(dst, sp)):
                 code = errno.EINVAL
-        else:
-            if dst is not None and src.is_dir and not dst.is_dir:
+        else:  # Linux's order: into its own subtree first, then the target's type, then its contents
+            if src.is_dir and self.is_ancestor(src, dp):
+                code = errno.EINVAL
+            elif dst is not None and src.is_dir and not dst.is_dir:
                 code = errno.ENOTDIR
             elif dst is not None and not src.is_dir and dst.is_dir:
                 code = errno.EISDIR
-            elif src.is_dir and self.is_ancestor(src, dp):
-                code = errno.EINVAL
             elif dst is not None and dst.is_dir and dst.children:
                 code = errno.ENOTEMPTY
         self.expect(self.meta.rename(sp.ino, sname, dp.ino, dname, flags), code)

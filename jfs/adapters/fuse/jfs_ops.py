@@ -32,6 +32,7 @@ from jfs.adapters.fuse.operations import (
     SetattrRequest,
     StatFs,
 )
+from jfs.adapters.fuse.protocol import split_timeout
 from jfs.app import tools
 from jfs.app.data.files import DataPath, Handle
 from jfs.app.info import inode_info
@@ -126,14 +127,15 @@ class JfsOperations(Operations):
             if self.accesslog.active and rc is not None:
                 self.accesslog.log(rc.uid, rc.gid, rc.pid, op, args, status, elapsed)
 
-    def _attr(self, ino: int, a: JAttr) -> Attr:
-        size = a.length
+    def _size(self, ino: int, a: JAttr) -> int:
+        """st_size: a file's length including what this mount wrote and did not commit yet."""
         if a.typ is FileType.REGULAR:
             local = self.data.file_length(ino)
-            if local is not None and local > size:
-                size = local
-        elif a.typ is FileType.DIRECTORY:
-            size = 4096
+            return local if local is not None and local > a.length else a.length
+        return 4096 if a.typ is FileType.DIRECTORY else a.length
+
+    def _attr(self, ino: int, a: JAttr) -> Attr:
+        size = self._size(ino, a)
         return Attr(
             ino, a.st_mode, nlink=a.nlink, uid=a.uid, gid=a.gid, rdev=a.rdev, size=size,
             blksize=65536, atime_ns=a.atime_ns, mtime_ns=a.mtime_ns, ctime_ns=a.ctime_ns,
@@ -143,6 +145,18 @@ class JfsOperations(Operations):
         timeout = self.config.dir_entry_timeout if a.typ is FileType.DIRECTORY else self.config.entry_timeout
         return EntryOut(ino, self._attr(ino, a), generation=1, entry_timeout=timeout,
                         attr_timeout=self.config.attr_timeout)
+
+    def _entry_fields(self, ino: int, a: JAttr) -> tuple[int, ...]:
+        """``self._entry(ino, a).pack_fields()`` without building the objects (every entry of a listing)."""
+        size = self._size(ino, a)
+        es, ens = split_timeout(self.config.dir_entry_timeout if a.typ is FileType.DIRECTORY
+                                else self.config.entry_timeout)  # fmt: skip
+        as_, ans = split_timeout(self.config.attr_timeout)
+        asec, ansec = divmod(a.atime_ns, 1_000_000_000)
+        msec, mnsec = divmod(a.mtime_ns, 1_000_000_000)
+        csec, cnsec = divmod(a.ctime_ns, 1_000_000_000)
+        return (ino, 1, es, as_, ens, ans, ino, size, (size + 511) >> 9, asec, msec, csec, ansec, mnsec, cnsec,
+                a.st_mode, a.nlink, a.uid, a.gid, a.rdev, 65536, 0)  # fmt: skip
 
     def _internal_attr(self, ino: int) -> Attr:
         mode = 0o666 if ino == CONTROL_INODE else BY_INODE[ino].mode
@@ -491,7 +505,7 @@ class JfsOperations(Operations):
                     self.meta.readdir_page(ino, d.cursor, 4096, self._ctx(ctx), plus=out.plus))
                 d.entries.extend(page)
             e = d.entries[pos]
-            entry = self._entry(e.ino, e.attr) if out.plus and e.attr is not None else None
+            entry = self._entry_fields(e.ino, e.attr) if out.plus and e.attr is not None else None
             if not out.add(e.name, e.ino, e.typ.s_ifmt, base + pos + 1, entry):
                 return
             pos += 1

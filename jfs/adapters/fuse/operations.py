@@ -294,7 +294,8 @@ class DirentSink:
         self.count = 0
         self._buf = bytearray()
 
-    def add(self, name: bytes, ino: int, mode: int, next_offset: int, entry: EntryOut | None = None) -> bool:
+    def add(self, name: bytes, ino: int, mode: int, next_offset: int,
+            entry: EntryOut | tuple[int, ...] | None = None) -> bool:  # fmt: skip
         """Append one entry; ``False`` when it does not fit (then nothing was added).
 
         ``ino`` and ``mode`` (only its S_IFMT bits are used) fill ``d_ino``/``d_type``.
@@ -302,7 +303,9 @@ class DirentSink:
         the listing after this entry; it must be non-zero and stay valid while the directory changes
         (``0`` means "from the start"). For READDIRPLUS, ``entry`` supplies the attributes (and then
         counts as a lookup, except for ``.`` and ``..``); without it the kernel gets no attributes and
-        will LOOKUP the name when it needs them. ``entry`` is ignored for plain READDIR.
+        will LOOKUP the name when it needs them. ``entry`` may also be given as the values of
+        ``EntryOut.pack_fields()`` (saves building the objects for every entry of a long listing).
+        ``entry`` is ignored for plain READDIR.
         """
         namelen = len(name)
         buf = self._buf
@@ -310,7 +313,7 @@ class DirentSink:
             reclen = (p.DIRENTPLUS_SIZE + namelen + 7) & ~7
             if len(buf) + reclen > self.size:
                 return False
-            fields = _NEG_ENTRY_FIELDS if entry is None else entry.pack_fields()
+            fields = _NEG_ENTRY_FIELDS if entry is None else entry if type(entry) is tuple else entry.pack_fields()  # type: ignore[union-attr]
             buf += _DIRENTPLUS_PACK(*fields, ino, next_offset, namelen, (mode & 0o170000) >> 12)
             buf += name
             buf += _PAD[reclen - p.DIRENTPLUS_SIZE - namelen]

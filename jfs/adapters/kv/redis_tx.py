@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ _SHA1 = bulk(b"h")
 class ReadSet:
     """What a body read, kept as the packed validation section of the scripts (see `redis_lua`)."""
 
-    __slots__ = ("values", "ranges", "_keys", "_expect", "_scans")
+    __slots__ = ("values", "ranges", "_keys", "_expect", "_scans", "_packed")
 
     def __init__(self) -> None:
         self.values: dict[bytes, bytes | None] = {}
@@ -51,6 +52,7 @@ class ReadSet:
         self._keys = bytearray()  # the points' data keys
         self._expect = bytearray()  # the points' (mode, expected) pairs
         self._scans = bytearray()  # (begin, end, incl, keys_only, digest) per scan
+        self._packed = 0  # how many of `values` (in insertion order) are in _keys/_expect yet
 
     def __bool__(self) -> bool:
         return bool(self.values) or self.ranges > 0
@@ -63,13 +65,23 @@ class ReadSet:
                 raise ConflictError("a key changed between two reads of one transaction")
             return
         values[key] = value
-        self._keys += bulk(DATA + key)
-        if value is None:
-            self._expect += _ABSENT
-        elif len(value) > HASH_OVER:
-            self._expect += _SHA1 + bulk(hashlib.sha1(value).hexdigest().encode())
-        else:
-            self._expect += _VALUE + bulk(value)
+
+    def _pack(self) -> None:
+        """Pack the point reads not packed yet. Lazy: the last round of a read-only body (a listing's
+        thousands of attributes) is never validated, so its values are never packed."""
+        values = self.values
+        if self._packed == len(values):
+            return
+        keys, expect = self._keys, self._expect
+        for key, value in itertools.islice(values.items(), self._packed, None):
+            keys += bulk(DATA + key)
+            if value is None:
+                expect += _ABSENT
+            elif len(value) > HASH_OVER:
+                expect += _SHA1 + bulk(hashlib.sha1(value).hexdigest().encode())
+            else:
+                expect += _VALUE + bulk(value)
+        self._packed = len(values)
 
     def scanned(self, begin: bytes, end: bytes, incl: bool, keys_only: bool, digest: bytes) -> None:
         self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
@@ -77,6 +89,7 @@ class ReadSet:
 
     def read_args(self, op: bytes, dkeys: Sequence[bytes] = (), scan: tuple[Any, ...] = ()) -> tuple[int, bytes]:
         """(count, packed arguments) of the READ script: validate, then `op` on `dkeys` / `scan`."""
+        self._pack()
         np = len(self.values)
         head = bulks((np, self.ranges, op, len(dkeys), *scan, *dkeys))
         count = 4 + len(scan) + len(dkeys) + 3 * np + 5 * self.ranges
@@ -89,6 +102,7 @@ class ReadSet:
         data keys, `adds` the (key, delta) pairs."""
         if not validate:
             return 5 + len(writes) + len(adds), bulks((0, 0, nw, nd, na, *writes, *adds))
+        self._pack()
         np = len(self.values)
         head = bulks((np, self.ranges, nw, nd, na, *writes))
         count = 5 + len(writes) + len(adds) + 3 * np + 5 * self.ranges

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
@@ -21,8 +20,9 @@ if TYPE_CHECKING:
 PAGE = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One directory entry (a tuple: listings build thousands of them, a frozen dataclass was 4x slower)."""
+
     name: bytes
     ino: int
     typ: FileType
@@ -44,15 +44,20 @@ async def readdir_page(
         dir_attr = await store.get_dir(tx, ino)
         check_perm(ctx, dir_attr, MAY_READ)
         rows = await tx.scan(begin, keys.prefix_end(prefix), limit=limit)
-        entries = []
-        for key, value in rows:
-            typ, child = decode_dentry(value)
-            entries.append(Entry(key[len(prefix):], child, typ))
-        cursor = entries[-1].name if len(rows) >= limit else None
-        if not plus or not entries:
+        cut = len(prefix)
+        cursor = rows[-1][0][cut:] if rows and len(rows) >= limit else None
+        if not plus:
+            entries = []
+            for key, value in rows:
+                typ, child = decode_dentry(value)
+                entries.append(Entry(key[cut:], child, typ))
             return entries, cursor
-        attrs = await store.get_attrs(tx, [e.ino for e in entries])
-        full = [Entry(e.name, e.ino, e.typ, a) for e, a in zip(entries, attrs, strict=True) if a is not None]
+        if not rows:
+            return [], cursor
+        dentries = [(key[cut:], decode_dentry(value)) for key, value in rows]
+        attrs = await store.get_attrs(tx, [child for _, (_, child) in dentries])
+        full = [Entry(name, child, typ, a) for (name, (typ, child)), a in zip(dentries, attrs, strict=True)
+                if a is not None]  # fmt: skip
         return full, cursor
 
     return await m.kv.read(body)

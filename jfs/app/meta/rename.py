@@ -104,6 +104,12 @@ async def rename(
                 return src_ino, src_attr, 0, None, "none"  # two names of one inode: POSIX says do nothing
             if flags & RENAME_NOREPLACE:
                 raise FSError(errno.EEXIST)
+        elif exchange:
+            raise FSError(errno.ENOENT)
+        if moving_dir and src_parent != dst_parent:
+            # Linux's order: EINVAL (into its own subtree) before any check of the target's type or contents.
+            await _check_not_ancestor(tx, src_ino, dst_parent)
+        if raw_de is not None:
             victim = await store.get_attr(tx, victim_ino)
             check_removable(ctx, dst_dir, victim)
             if exchange:
@@ -121,10 +127,7 @@ async def rename(
                 raise FSError(errno.EISDIR)
             if dst_typ is FileType.DIRECTORY and not await store.dir_is_empty(tx, victim_ino):
                 raise FSError(errno.ENOTEMPTY)
-        elif exchange:
-            raise FSError(errno.ENOENT)
         if moving_dir and src_parent != dst_parent:
-            await _check_not_ancestor(tx, src_ino, dst_parent)
             check_perm(ctx, src_attr, MAY_WRITE)
 
         fate = "none"
