@@ -125,7 +125,7 @@ async def warmup(meta: Meta, data: DataPath, inodes: list[int], *, threads: int 
     async def load(slice_id: int, size: int, index: int, n: int) -> None:
         async with slots:
             try:
-                await fetcher.block(slice_id, size, index)
+                await fetcher.warm(slice_id, size, index)
                 totals["blocks"] += 1
                 totals["bytes"] += n
             except Exception:

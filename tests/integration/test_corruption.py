@@ -118,6 +118,7 @@ def test_a_corrupted_disk_cache_entry_is_refetched(tmp_path: Path) -> None:
         (mnt / "f").write_bytes(data)
         objects = _objects(mnt / "f")
         assert (mnt / "f").read_bytes() == data
+        jfs("warmup", str(mnt / "f"))  # a ``file`` bucket's blocks are cached only on request
     cached = sorted((tmp_path / "mnt-cache").rglob("*_1_65536"))
     assert cached, "the written blocks should be in the disk cache"
     entry = cached[0]

@@ -134,7 +134,7 @@ async def test_the_data_path_refetches_a_corrupted_cache_entry(tmp_path: Path) -
         return store
 
     vol = await DataVolume.create(
-        await open_kv("memory://"), opener, cache_dir=str(tmp_path), compression="lz4"
+        await open_kv("memory://"), opener, cache_dir=str(tmp_path), compression="lz4", cache_loads=True
     )
     try:
         ino = await vol.new_file(b"cached")

@@ -135,7 +135,8 @@ async def test_a_ranged_read_fills_the_disk_cache_with_the_whole_block(
 ) -> None:
     """After a small ranged GET the whole block is fetched into the disk cache in the background, so the
     next small reads of that block cost no GET at all (JuiceFS's behaviour for random reads)."""
-    vol = await _volume(store, cache_dir=str(tmp_path), cache_small_writes=False, cache_full_writes=False)
+    vol = await _volume(store, cache_dir=str(tmp_path), cache_small_writes=False, cache_full_writes=False,
+                        cache_loads=True)
     try:
         data = os.urandom(20 * BS)
         ino = await _file(vol, b"random", data)

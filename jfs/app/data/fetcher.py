@@ -48,8 +48,12 @@ class BlockFetcher:
         *,
         prefetch_limit: int = 8,
         sums: SumsIndex | None = None,
+        cache_loads: bool = True,
     ) -> None:
         self.blocks = blocks
+        self.cache_loads = cache_loads
+        """Put blocks loaded from the object store into the disk cache (off for a local ``file`` bucket,
+        which reads as fast as the cache: measured big-file read 786-965 -> 1043-1072 MiB/s)."""
         self.sums = sums
         self.mem = mem
         self.disk = disk
@@ -101,9 +105,18 @@ class BlockFetcher:
         data = await self.blocks.get(slice_id, index, blen, crc)
         self.store_loads += 1
         self.mem.put((slice_id, index), data)
-        if self.disk is not None:
+        if self.disk is not None and self.cache_loads:
             self.disk.put_background(cache_key, data)
         return data
+
+    async def warm(self, slice_id: int, size: int, index: int) -> None:
+        """Make sure block `index` is in the disk cache (`jfs warmup`: also for a ``file`` bucket), else
+        at least in memory when there is no disk cache."""
+        data = await self.block(slice_id, size, index)
+        if self.disk is not None:
+            cache_key = self.blocks.cache_key(slice_id, index, block_len(size, self.block_size, index))
+            if cache_key not in self.disk:
+                await self.disk.put(cache_key, data)
 
     # -- ranges ----------------------------------------------------------------------------------------
 
@@ -140,7 +153,8 @@ class BlockFetcher:
             if self.sums is None or await self.sums.get(slice_id, size) is None:
                 self.ranged_loads += 1
                 part = await self.blocks.get_range(slice_id, index, blen, inner, length)
-                self._fill_disk_cache(slice_id, index, blen)
+                if self.cache_loads:
+                    self._fill_disk_cache(slice_id, index, blen)
                 return part
             data = self.mem.get(key)  # checked slices load whole blocks (maybe loaded meanwhile)
         if data is None:
