@@ -13,6 +13,7 @@ import socket
 import stat
 import struct
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -533,3 +534,23 @@ def test_readdirplus_fast_entry_fields_equal_the_entry_objects() -> None:
     ]
     for ino, a in cases:
         assert ops._entry_fields(ino, a) == ops._entry(ino, a).pack_fields()
+
+
+def test_write_buffers_kept_by_the_handler_are_taken_back_once_let_go(tmp_path: Path) -> None:
+    """A WRITE buffer whose data the handler keeps is lent, not lost: once its views are gone the next
+    request reuses it instead of allocating (and zeroing) a new one."""
+    from jfs.adapters.fuse.operations import Operations
+    from jfs.adapters.fuse.server import FuseServer
+
+    class Keeping(Operations):
+        keeps_write_data = True
+
+    Keeping.__abstractmethods__ = frozenset()  # never called here
+    server = FuseServer(Keeping(), tmp_path)
+    buf = server._new_buffer()
+    kept = memoryview(buf)[100:200]
+    server._recycle(buf)
+    assert server._take_buffer() is not buf  # still viewed: a fresh one
+    kept.release()
+    assert server._take_buffer() is buf
+    assert server._take_buffer() is not buf

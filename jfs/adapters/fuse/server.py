@@ -145,6 +145,10 @@ class MountOptions:
     """Requests read per readable event before yielding to the loop."""
 
 
+LENT_BUFFERS = 32
+"""Most WRITE buffers tracked while a handler keeps their data (beyond that they are simply dropped)."""
+
+
 @types.coroutine
 def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
     """Continue `coro`, which already yielded `yielded` to us, as if a task had been running it."""
@@ -321,6 +325,7 @@ class FuseServer:
         self._interruptible = frozenset(ops.interruptible)
         self._bufsize = max(o.max_write + p.MAX_HEADER_ROOM, p.MIN_READ_BUFFER)
         self._pool: list[bytearray] = []
+        self._lent: list[bytearray] = []  # WRITE buffers whose data a handler kept (oldest first)
         self._rbuf = self._new_buffer()
         self._leak_warned = False
         self._setxattr_ext = False
@@ -587,18 +592,39 @@ class FuseServer:
         return buf
 
     def _recycle(self, buf: bytearray) -> None:
-        """Return a WRITE request buffer to the pool unless a view of it is still alive somewhere."""
+        """Return a WRITE request buffer to the pool unless a view of it is still alive somewhere; a
+        buffer whose data the handler keeps (`Operations.keeps_write_data`) is lent: `_take_buffer`
+        takes it back once the views are gone (a fresh 1 MiB buffer costs its zeroing and page faults:
+        a quarter of the loop under sequential writes)."""
         try:
             buf.append(0)  # BufferError while any memoryview of buf exists
             buf.pop()
         except BufferError:
-            if not self._leak_warned and not self.ops.keeps_write_data:
+            if self.ops.keeps_write_data:
+                if len(self._lent) < LENT_BUFFERS:
+                    self._lent.append(buf)
+            elif not self._leak_warned:
                 self._leak_warned = True
                 log.warning("fuse_write_buffer_kept",
                             hint="a write handler kept a view of its data beyond returning; copy it instead")
             return
         if len(self._pool) < self.options.pool_buffers:
             self._pool.append(buf)
+
+    def _take_buffer(self) -> bytearray:
+        """A request buffer: from the pool, else a lent one whose data were let go of, else a new one."""
+        if self._pool:
+            return self._pool.pop()
+        lent = self._lent
+        for i, buf in enumerate(lent):
+            try:
+                buf.append(0)
+                buf.pop()
+            except BufferError:
+                continue
+            del lent[i]
+            return buf
+        return self._new_buffer()
 
     def _on_readable(self) -> None:
         fio = self._fio
@@ -624,7 +650,7 @@ class FuseServer:
                 return
             try:
                 if dispatch(buf, n):
-                    self._rbuf = self._pool.pop() if self._pool else self._new_buffer()
+                    self._rbuf = self._take_buffer()
             except Exception:
                 log.error("fuse_dispatch_failed", exc_info=True)
 
