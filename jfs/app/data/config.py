@@ -46,9 +46,9 @@ class DataConfig:
     read back soon after it was written (a common pattern) is then read locally. Off for ``file``
     buckets (already local)."""
     cache_loads: bool = True
-    """Put blocks loaded from the object store into the disk cache (as JuiceFS does). Off for ``file``
-    buckets: reading the bucket is as fast as reading the cache, and the copy cost a fifth of the
-    big-file read rate (`jfs warmup` still fills the cache)."""
+    """Put whole blocks loaded from the object store into the disk cache (as JuiceFS does). Off for
+    ``file`` buckets: reading the bucket is as fast as reading the cache, and the copy cost a fifth of the
+    big-file read rate (`jfs warmup` and small random reads still fill the cache)."""
     mem_cache_size: int = 128 * MiB
     """Bytes of decompressed blocks kept in memory (hot blocks and read-ahead)."""
 

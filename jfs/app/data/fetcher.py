@@ -52,8 +52,9 @@ class BlockFetcher:
     ) -> None:
         self.blocks = blocks
         self.cache_loads = cache_loads
-        """Put blocks loaded from the object store into the disk cache (off for a local ``file`` bucket,
-        which reads as fast as the cache: measured big-file read 786-965 -> 1043-1072 MiB/s)."""
+        """Put whole blocks loaded from the object store into the disk cache (off for a local ``file``
+        bucket, which reads as fast as the cache: measured big-file read 786-965 -> 1043-1072 MiB/s).
+        Small ranged reads fill the cache in the background either way."""
         self.sums = sums
         self.mem = mem
         self.disk = disk
@@ -153,8 +154,10 @@ class BlockFetcher:
             if self.sums is None or await self.sums.get(slice_id, size) is None:
                 self.ranged_loads += 1
                 part = await self.blocks.get_range(slice_id, index, blen, inner, length)
-                if self.cache_loads:
-                    self._fill_disk_cache(slice_id, index, blen)
+                # Also for a `file` bucket: the whole block lands in the page cache through the disk
+                # cache, and later small reads of it take the loop's no-hop path (4 KiB random read
+                # 2,007 IOPS without the fill vs 6,216 with it on Redis + file).
+                self._fill_disk_cache(slice_id, index, blen)
                 return part
             data = self.mem.get(key)  # checked slices load whole blocks (maybe loaded meanwhile)
         if data is None:
