@@ -218,17 +218,28 @@ class ChunkWriter:
         self._committer: asyncio.Task[None] | None = None
 
     def find(self, pos: int, n: int) -> SliceWriter | None:
-        """The slice a write of [pos, pos+n) may join, if any (see the module docstring)."""
+        """The slice a write of [pos, pos+n) may join, if any (see the module docstring).
+
+        Only the newest MAX_UNFROZEN_DEPTH + 1 slices can be open (`add` freezes the one that falls
+        behind), so the search stops there: under random writes thousands of slices may wait for their
+        commit, and scanning them all on every write was quadratic."""
         bs = self.file.ctx.blocks.block_size
-        for depth, s in enumerate(reversed(self.slices)):
-            if not s.frozen:
-                if s.joinable(pos, bs):
-                    return s
-                if depth > MAX_UNFROZEN_DEPTH:
-                    s.freeze()
-            if pos < s.end and s.pos < pos + n:
+        slices = self.slices
+        for i in range(len(slices) - 1, max(-1, len(slices) - MAX_UNFROZEN_DEPTH - 2), -1):
+            s = slices[i]
+            if not s.frozen and s.joinable(pos, bs):
+                return s
+            if pos < s.pos + s.length and s.pos < pos + n:
                 return None
         return None
+
+    def add(self, s: SliceWriter) -> None:
+        """Append a new slice; the one now MAX_UNFROZEN_DEPTH + 1 places behind it is frozen."""
+        self.slices.append(s)
+        if len(self.slices) > MAX_UNFROZEN_DEPTH + 1:
+            behind = self.slices[-MAX_UNFROZEN_DEPTH - 2]
+            if not behind.frozen:
+                behind.freeze()
 
     def kick(self) -> None:
         """Make sure frozen slices at the head of the list are being committed."""
@@ -242,7 +253,8 @@ class ChunkWriter:
             # No await between the commit's cache invalidation (inside `commit`) and leaving the list:
             # a reader sees the slice either in the records it fetches or in the overlay.
             self.slices.pop(0)
-            self.file._pending_end = None
+            if self.file._pending_end == self.indx * CHUNK_SIZE + s.end:
+                self.file._pending_end = None  # it may have been the furthest: recompute on demand
             self.file.ctx.budget.release(s.length)
             s.done.set()
             s.release()
@@ -288,7 +300,7 @@ class FileWriter:
             if cw is None:
                 cw = self.chunks[indx] = ChunkWriter(self, indx)
             s = SliceWriter(cw, slice_id, pos)
-            cw.slices.append(s)
+            cw.add(s)
         file_end = indx * CHUNK_SIZE + pos + n
         growing = file_end > self.length()
         self.ctx.budget.add(s.write(pos - s.pos, data))
