@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import errno
 import os
+import random
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -227,6 +228,40 @@ async def test_slices_of_a_chunk_commit_in_creation_order(vol: DataVolume, spy: 
     gate.set()
     await flush
     assert [(r.pos, r.len) for r in await vol.meta.read_chunk(ino, 0)] == [(0, 10), (100, 20)]
+    await vol.dp.release(h)
+
+
+async def test_only_the_newest_slices_of_a_chunk_stay_open_under_random_writes(
+    vol: DataVolume, spy: SpyStore
+) -> None:  # fmt: skip
+    """While nothing can commit, scattered writes pile up slices; only the newest MAX_UNFROZEN_DEPTH + 1
+    stay open (the search for where a write goes looks no further), a write next to an older slice makes
+    a new one, and every byte reads back — before and after the commits."""
+    from jfs.app.data.writer import MAX_UNFROZEN_DEPTH
+
+    ino = await vol.new_file(b"scatter")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    gate = spy.gate("_0_10")  # the first slice's only block: nothing commits until it is let go
+    expect = bytearray(59 * 1000 + 10)  # the file ends with the furthest write
+    order = list(range(60))
+    random.Random(5).shuffle(order)
+    for n, i in enumerate(order):
+        piece = bytes([65 + n % 26]) * 10
+        await vol.dp.write(h, i * 1000, piece)
+        expect[i * 1000 : i * 1000 + 10] = piece
+    writer = vol.dp._inodes[ino].writer
+    assert writer is not None
+    slices = writer.chunks[0].slices
+    assert len(slices) == 60
+    assert all(s.frozen for s in slices[: -MAX_UNFROZEN_DEPTH - 1])
+    oldest = slices[0]
+    await vol.dp.write(h, oldest.pos + 10, b"!")  # adjacent to a frozen slice: a slice of its own
+    expect[oldest.pos + 10] = ord("!")
+    assert len(slices) == 61 and slices[-1].pos == oldest.pos + 10
+    assert await vol.dp.read(h, 0, len(expect)) == expect
+    gate.set()
+    await vol.dp.flush(h)
+    assert await vol.dp.read(h, 0, len(expect)) == expect
     await vol.dp.release(h)
 
 
