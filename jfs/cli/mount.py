@@ -88,6 +88,10 @@ async def serve(args: MountArgs) -> None:
             server = FuseServer(ops, mountpoint, MountOptions(
                 fsname=f"jfs:{meta.settings.name}", subtype="jfs", allow_other=args.allow_other,
                 read_only=args.read_only, writeback_cache=args.writeback_cache,
+                # "auto" let the kernel use READDIRPLUS for a listing's first page only and then LOOKUP
+                # every other entry: `ls -l` of 10k entries was 10,003 LOOKUPs on top of the pages
+                # (Redis: 0.26-0.30 s); "always" answers it with the pages alone (0.22-0.25 s).
+                readdirplus="always",
             ))
             log.info("mounting", volume=meta.settings.name, mountpoint=mountpoint, sid=meta.sid)
             try:
