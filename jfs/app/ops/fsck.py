@@ -52,7 +52,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -918,10 +918,8 @@ async def _confirm_broken(kv: KV, found: list[Issue]) -> list[Issue]:
     return out
 
 
-async def _confirm_fixes(kv: KV, fixes: dict[int, _Fix]) -> dict[int, _Fix]:
-    """The fixes whose inode still has the attributes the scan saw."""
-    inos = list(fixes)
-    kept: dict[int, _Fix] = {}
+async def _attrs_now(kv: KV, inos: list[int]) -> AsyncIterator[tuple[int, Attr | None]]:
+    """The current attributes of `inos` (None: gone), read 500 at a time."""
     for i in range(0, len(inos), 500):
         part = inos[i : i + 500]
 
@@ -929,26 +927,22 @@ async def _confirm_fixes(kv: KV, fixes: dict[int, _Fix]) -> dict[int, _Fix]:
             return await tx.get_many([keys.attr(ino) for ino in part])
 
         for ino, raw in zip(part, await kv.read(body), strict=True):
-            if raw is not None and _same(Attr.decode(raw), fixes[ino].seen):
-                kept[ino] = fixes[ino]
-    return kept
+            yield ino, None if raw is None else Attr.decode(raw)
+
+
+async def _confirm_fixes(kv: KV, fixes: dict[int, _Fix]) -> dict[int, _Fix]:
+    """The fixes whose inode still has the attributes the scan saw."""
+    return {ino: fixes[ino] async for ino, attr in _attrs_now(kv, list(fixes))
+            if attr is not None and _same(attr, fixes[ino].seen)}  # fmt: skip
 
 
 async def _files_unchanged(kv: KV, model: _Model) -> bool:
     """Whether every inode the scan counted still exists with the type and length it saw."""
     inos = [ino for ino in model.attrs if ino != ROOT_INODE and not is_trash_inode(ino)]
-    for i in range(0, len(inos), 500):
-        part = inos[i : i + 500]
-
-        async def body(tx: Tx, part: list[int] = part) -> list[bytes | None]:
-            return await tx.get_many([keys.attr(ino) for ino in part])
-
-        for ino, raw in zip(part, await kv.read(body), strict=True):
-            if raw is None:
-                return False
-            attr, (typ, _, _, length, _) = Attr.decode(raw), model.attrs[ino]
-            if int(attr.typ) != typ or (typ == _REG and align4k(attr.length) != align4k(length)):
-                return False
+    async for ino, attr in _attrs_now(kv, inos):
+        typ, _, _, length, _ = model.attrs[ino]
+        if attr is None or int(attr.typ) != typ or (typ == _REG and align4k(attr.length) != align4k(length)):
+            return False
     return True
 
 
