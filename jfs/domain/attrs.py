@@ -201,5 +201,11 @@ def is_trash_inode(ino: int) -> bool:
     return ino >= TRASH_INODE
 
 
+def posix_nlink(ino: int, attr: Attr) -> int:
+    """The link count a caller sees: 0 for an inode whose last name went to the trash — deleted for POSIX
+    (fstat of a still-open unlinked file says st_nlink 0) although the trash keeps it under a name."""
+    return 0 if attr.parent >= TRASH_INODE and ino < TRASH_INODE else attr.nlink
+
+
 def is_reserved_inode(ino: int) -> bool:
     return ino >= RESERVED_INODE_BASE

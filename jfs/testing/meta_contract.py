@@ -610,6 +610,41 @@ async def test_trash_keeps_deleted_files_and_posix_nlink(trash_meta: Meta) -> No
     assert sorted(await _names(m, ROOT_INODE)) == [b"target"]
 
 
+async def test_file_deleted_into_the_trash_stays_writable_through_handles_opened_before(trash_meta: Meta) -> None:
+    m = trash_meta
+    f, _ = await m.create(ROOT_INODE, b"tmp", 0o644)  # open (create) before the unlink
+    g, _ = await m.create(ROOT_INODE, b"other", 0o644)
+    await m.close_file(g)
+    await m.unlink(ROOT_INODE, b"tmp")
+    assert keys_in_trash(await m.getattr(f))
+    sid = await m.next_slice_id()
+    attr, _ = await m.write_slice(f, 0, 0, sid, 10, 0, 10)  # slice commit after the unlink
+    assert attr.length == 10
+    assert await m.read_chunk(f, 0)
+    assert (await m.truncate(f, 4)).length == 4  # ftruncate
+    assert (await m.setattr(f, SetAttr(mode=0o600))).mode == 0o600  # fchmod
+    await m.fallocate(f, 0, 0, 8192)
+    await m.copy_file_range(g, 0, f, 0, 0)
+    await m.close_file(f)
+    # After the last close the trash is read-only again, and opening a trash file to write is refused.
+    with pytest.raises(PermissionError):
+        await m.truncate(f, 0)
+    with pytest.raises(PermissionError):
+        await m.write_slice(f, 0, 0, await m.next_slice_id(), 1, 0, 1)
+    with pytest.raises(PermissionError):
+        await m.open(f, os.O_WRONLY)
+    # A handle opened inside the trash (read-only) does not make the file writable.
+    await m.open(f, os.O_RDONLY)
+    with pytest.raises(PermissionError):
+        await m.setattr(f, SetAttr(mode=0o644))
+    await m.close_file(f, held=False)
+    assert (await m.getattr(f)).length == 8192
+
+
+def keys_in_trash(attr: object) -> bool:
+    return getattr(attr, "parent", 0) >= TRASH_INODE
+
+
 # ------------------------------------------------------------------------------------------- sessions, locks
 
 

@@ -25,13 +25,15 @@ from jfs.testing.mounts import format_volume, jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
 
-@pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
+@pytest.fixture(scope="module", params=["sqlite-file", "sqlite-file-trash", "redis-s3"])
 def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A formatted volume mounted at a temp dir: SQLite + local directory, or Redis + SeaweedFS S3."""
+    """A formatted volume mounted at a temp dir: SQLite + local directory (trash off, and on as `jfs format`
+    makes it by default), or Redis + SeaweedFS S3."""
     base = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite-file":
+    if request.param.startswith("sqlite-file"):
         url = f"sqlite3://{base}/meta.db"
-        format_volume(url, str(base / "bucket"))
+        format_volume(url, str(base / "bucket"), "test-vol",
+                      *(["--trash-days", "1"] if request.param.endswith("-trash") else []))
     else:
         redis_url = request.getfixturevalue("redis_server_url")
         s3 = request.getfixturevalue("seaweed_s3")
@@ -97,6 +99,37 @@ def test_unlinking_one_name_shows_new_nlink_at_once(mnt: Path) -> None:
     os.stat(mnt / "w")
     os.rename(mnt / "y", mnt / "z")  # replaces one name of a two-name inode
     assert os.stat(mnt / "w").st_nlink == 1
+
+
+def test_files_replaced_or_unlinked_while_open_stay_usable(mnt: Path) -> None:
+    """A rename over an open file, and the last of two hard links going, leave the open descriptors fully
+    usable (with the trash on, both victims go to the trash)."""
+    (mnt / "target").write_bytes(b"old")
+    fd = os.open(mnt / "target", os.O_RDWR)
+    try:
+        (mnt / "new").write_bytes(b"new")
+        os.rename(mnt / "new", mnt / "target")
+        os.pwrite(fd, b"still mine", 0)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == b"still mine"
+        assert os.fstat(fd).st_nlink == 0
+        assert (mnt / "target").read_bytes() == b"new"
+    finally:
+        os.close(fd)
+    (mnt / "a").write_bytes(b"A")
+    os.link(mnt / "a", mnt / "b")
+    fd = os.open(mnt / "b", os.O_WRONLY | os.O_APPEND)
+    try:
+        os.unlink(mnt / "a")
+        assert os.fstat(fd).st_nlink == 1
+        os.unlink(mnt / "b")
+        os.write(fd, b"ppend")
+        os.ftruncate(fd, 4)
+        os.fsync(fd)
+        assert os.fstat(fd).st_size == 4 and os.fstat(fd).st_nlink == 0
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(mnt)) == ["target"]
 
 
 def test_big_file_round_trip_and_truncate(mnt: Path) -> None:

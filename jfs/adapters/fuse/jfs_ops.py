@@ -41,7 +41,7 @@ from jfs.app.meta import Ctx, Meta
 from jfs.app.meta.readdir import Entry
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType, posix_nlink
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
 from jfs.domain.locks import F_UNLCK, MAX_END
@@ -137,7 +137,7 @@ class JfsOperations(Operations):
     def _attr(self, ino: int, a: JAttr) -> Attr:
         size = self._size(ino, a)
         return Attr(
-            ino, a.st_mode, nlink=a.nlink, uid=a.uid, gid=a.gid, rdev=a.rdev, size=size,
+            ino, a.st_mode, nlink=posix_nlink(ino, a), uid=a.uid, gid=a.gid, rdev=a.rdev, size=size,
             blksize=65536, atime_ns=a.atime_ns, mtime_ns=a.mtime_ns, ctime_ns=a.ctime_ns,
         )
 
@@ -156,7 +156,7 @@ class JfsOperations(Operations):
         msec, mnsec = divmod(a.mtime_ns, 1_000_000_000)
         csec, cnsec = divmod(a.ctime_ns, 1_000_000_000)
         return (ino, 1, es, as_, ens, ans, ino, size, (size + 511) >> 9, asec, msec, csec, ansec, mnsec, cnsec,
-                a.st_mode, a.nlink, a.uid, a.gid, a.rdev, 65536, 0)  # fmt: skip
+                a.st_mode, posix_nlink(ino, a), a.uid, a.gid, a.rdev, 65536, 0)  # fmt: skip
 
     def _internal_attr(self, ino: int) -> Attr:
         mode = 0o666 if ino == CONTROL_INODE else BY_INODE[ino].mode

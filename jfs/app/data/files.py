@@ -43,7 +43,7 @@ from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.engine import Meta
 from jfs.app.metrics import TimedStore
-from jfs.domain.attrs import Attr
+from jfs.domain.attrs import Attr, is_trash_inode
 from jfs.domain.errors import FSError
 from jfs.ports.objects import ObjectStore
 
@@ -58,6 +58,8 @@ class Handle:
     ino: int
     flags: int
     readahead: ReadAhead = field(default_factory=ReadAhead)
+    held: bool = True
+    """Opened while the file had a name outside the trash (see `Meta.holds`)."""
 
     @property
     def writable(self) -> bool:
@@ -128,7 +130,7 @@ class DataPath:
         else:
             state.revalidate(attr, seen)
         state.handles += 1
-        h = Handle(next(self._fh), ino, flags)
+        h = Handle(next(self._fh), ino, flags, held=not is_trash_inode(attr.parent))
         self._handles[h.fh] = h
         if flags & os.O_TRUNC and h.writable:
             try:
@@ -194,7 +196,7 @@ class DataPath:
             state.handles -= 1
             if state.handles == 0 and (state.writer is None or state.writer.idle):
                 del self._inodes[h.ino]
-            await self.meta.close_file(h.ino)
+            await self.meta.close_file(h.ino, held=h.held)
 
     async def publish(self, ino: int) -> None:
         """Commit the pending writes of `ino` now: a lock on it is about to be released, and its next

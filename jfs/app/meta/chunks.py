@@ -45,12 +45,13 @@ MAX_FILE_SIZE = CHUNK_SIZE << 31
 Freed = list[tuple[int, int]]
 
 
-def _writable_file(ino: int, attr: Attr) -> None:
+def _writable_file(m: Meta, ino: int, attr: Attr) -> None:
+    """EISDIR, EPERM (not a regular file, immutable, in the trash and not held open from before its deletion)."""
     if attr.typ is FileType.DIRECTORY:
         raise FSError(errno.EISDIR)
     if attr.typ is not FileType.REGULAR:
         raise FSError(errno.EPERM, f"inode {ino} is not a regular file")
-    if is_trash_inode(attr.parent):
+    if is_trash_inode(attr.parent) and not m.holds(ino):
         raise FSError(errno.EPERM, "files in the trash are read-only")
     if attr.flags & 0x01:
         raise FSError(errno.EPERM, "file is immutable")
@@ -108,7 +109,7 @@ async def write_slice(
         if raw_attr is None:
             raise FSError(errno.ENOENT)
         attr = Attr.decode(raw_attr)
-        _writable_file(ino, attr)
+        _writable_file(m, ino, attr)
         old = raw_chunk or b""
         if old.endswith(encoded):
             return attr, len(old) // 24, 0  # a retried commit that already landed
@@ -223,7 +224,7 @@ async def fallocate(m: Meta, ctx: Ctx, ino: int, mode: int, off: int, length: in
             raise FSError(errno.EISDIR)
         if attr.typ is not FileType.REGULAR:
             raise FSError(errno.ENODEV)
-        _writable_file(ino, attr)
+        _writable_file(m, ino, attr)
         if attr.flags & 0x02 and mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
             raise FSError(errno.EPERM, "file is append-only")
         check_perm(ctx, attr, MAY_WRITE)
@@ -276,7 +277,7 @@ async def copy_file_range(
                 raise FSError(errno.EISDIR)
             if a.typ is not FileType.REGULAR:
                 raise FSError(errno.EINVAL)
-        _writable_file(dst, dattr)
+        _writable_file(m, dst, dattr)
         check_perm(ctx, dattr, MAY_WRITE)
         n = min(size, max(0, sattr.length - off_in))
         if n == 0:

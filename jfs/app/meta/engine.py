@@ -118,6 +118,9 @@ class Meta:
         self._inodes = IdPool(self._alloc(keys.NEXT_INODE), INODE_BATCH, minimum=2)
         self._slices = IdPool(self._alloc(keys.NEXT_CHUNK), SLICE_BATCH, minimum=1)
         self._open: dict[int, int] = {}
+        self._held: dict[int, int] = {}
+        """Open counts of the handles opened while the file had a name outside the trash: through them a
+        file deleted into the trash stays writable (POSIX: an unlinked file is usable until its last close)."""
         self.sustained: set[int] = set()
         """Open inodes this client unlinked (``sustained`` records): only their last close needs a
         transaction."""
@@ -196,12 +199,24 @@ class Meta:
 
     # ------------------------------------------------------------------ open files and deletion
 
-    def open_file(self, ino: int) -> None:
-        """Record that this client opened `ino` (an unlinked file keeps its data until the last close)."""
-        self._open[ino] = self._open.get(ino, 0) + 1
+    def open_file(self, ino: int, *, held: bool = True) -> None:
+        """Record that this client opened `ino` (an unlinked file keeps its data until the last close).
 
-    async def close_file(self, ino: int) -> None:
+        `held`: the file had a name outside the trash when opened (false for a file opened inside the
+        trash); the same value must be passed to `close_file`.
+        """
+        self._open[ino] = self._open.get(ino, 0) + 1
+        if held:
+            self._held[ino] = self._held.get(ino, 0) + 1
+
+    async def close_file(self, ino: int, *, held: bool = True) -> None:
         """Record a close; the last close of an unlinked file deletes it."""
+        if held:
+            kept = self._held.get(ino, 0) - 1
+            if kept > 0:
+                self._held[ino] = kept
+            else:
+                self._held.pop(ino, None)
         left = self._open.get(ino, 0) - 1
         if left > 0:
             self._open[ino] = left
@@ -213,6 +228,11 @@ class Meta:
 
     def is_open(self, ino: int) -> bool:
         return ino in self._open
+
+    def holds(self, ino: int) -> bool:
+        """Whether this client has `ino` open through a handle opened before the file went to the trash:
+        changes through such handles are allowed although the trash is otherwise read-only."""
+        return ino in self._held
 
     async def _finish_sustained(self, ino: int) -> None:
         now = time.time_ns()
@@ -460,7 +480,7 @@ class Meta:
 
         attr = await self.kv.read(body)
         if attr.typ is FileType.REGULAR:
-            self.open_file(ino)
+            self.open_file(ino, held=not is_trash_inode(attr.parent))
         return attr
 
     def readdir(self, ino: int, ctx: Ctx = ROOT_CTX, *, plus: bool = False) -> AsyncIterator[listing.Entry]:

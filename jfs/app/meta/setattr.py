@@ -49,7 +49,7 @@ async def setattr(m: Meta, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
 
     async def body(tx: Tx) -> tuple[Attr, int, Freed]:
         attr = await store.get_attr(tx, ino)
-        if is_trash_inode(attr.parent) or is_trash_inode(ino):
+        if is_trash_inode(ino) or (is_trash_inode(attr.parent) and not m.holds(ino)):
             raise FSError(errno.EPERM, "the trash is read-only")
         if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) and (
             change.mode is not None or change.uid is not None or change.gid is not None
