@@ -13,12 +13,8 @@ import structlog
 
 from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
 from jfs.adapters.fuse.server import FuseServer, MountOptions, is_mounted, unmount
-from jfs.app.compose import open_bucket, open_engine
-from jfs.app.data.config import DataConfig
-from jfs.app.data.files import DataPath
-from jfs.app.meta import Meta
-from jfs.app.meta.engine import VolumeNotFormatted
 from jfs.app.volume import VolumeError
+from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 
 log = structlog.get_logger("jfs.mount")
 
@@ -43,10 +39,6 @@ class MountArgs:
     no_bgjob: bool = False
 
 
-def default_cache_dir() -> str:
-    return "/var/jfsCache" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/cache")
-
-
 def check_mountpoint(path: str) -> str:
     """The absolute mount point; VolumeError when it is not a directory or already mounted."""
     mountpoint = os.path.abspath(path)
@@ -60,50 +52,38 @@ def check_mountpoint(path: str) -> str:
 async def serve(args: MountArgs) -> None:
     """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
     mountpoint = check_mountpoint(args.mountpoint)
-    kv = await open_engine(args.meta_url)
+    client = await open_client(args.meta_url, ClientOptions(
+        cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
+        cache_size=args.cache_size_mib << 20,
+        buffer_size=args.buffer_size_mib << 20,
+        max_uploads=args.max_uploads,
+        read_only=args.read_only,
+        heartbeat=args.heartbeat,
+        background_jobs=not args.no_bgjob,
+        enable_xattr=args.enable_xattr,
+        # The kernel checks permissions itself (default_permissions); jfs checks `.control` requests.
+        permission_checks=False,
+        mountpoint=mountpoint,
+        extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
+    ))
     try:
-        try:
-            meta = await Meta.load(kv)
-        except VolumeNotFormatted as exc:
-            raise VolumeError(str(exc)) from None
-        store = await open_bucket(meta.settings)
-        try:
-            await meta.start_session(mountpoint, heartbeat=args.heartbeat, background=not args.no_bgjob)
-            config = DataConfig.from_settings(
-                meta.settings,
-                cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
-                cache_size=args.cache_size_mib << 20,
-                buffer_size=args.buffer_size_mib << 20,
-                max_uploads=args.max_uploads,
-            )
-            data = await DataPath(meta, store, config).start()
-            ops = JfsOperations(meta, data, MountConfig(
-                attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
-                dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
-                enable_xattr=args.enable_xattr,
-                options={"MountPoint": mountpoint, "AttrCache": args.attr_cache, "EntryCache": args.entry_cache,
-                         "DirEntryCache": args.dir_entry_cache, "CacheDir": config.cache_dir,
-                         "CacheSize": config.cache_size, "BufferSize": config.buffer_size},
-            ))
-            server = FuseServer(ops, mountpoint, MountOptions(
-                fsname=f"jfs:{meta.settings.name}", subtype="jfs", allow_other=args.allow_other,
-                read_only=args.read_only, writeback_cache=args.writeback_cache,
-                # "auto" let the kernel use READDIRPLUS for a listing's first page only and then LOOKUP
-                # every other entry: `ls -l` of 10k entries was 10,003 LOOKUPs on top of the pages
-                # (Redis: 0.26-0.30 s); "always" answers it with the pages alone (0.22-0.25 s).
-                readdirplus="always",
-            ))
-            log.info("mounting", volume=meta.settings.name, mountpoint=mountpoint, sid=meta.sid)
-            try:
-                await server.run()
-            finally:
-                await data.close()
-                await meta.close()
-                log.info("unmounted", mountpoint=mountpoint)
-        finally:
-            await store.close()
+        ops = JfsOperations(client.vfs, MountConfig(
+            attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
+            dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
+        ))
+        server = FuseServer(ops, mountpoint, MountOptions(
+            fsname=f"jfs:{client.meta.settings.name}", subtype="jfs", allow_other=args.allow_other,
+            read_only=args.read_only, writeback_cache=args.writeback_cache,
+            # "auto" let the kernel use READDIRPLUS for a listing's first page only and then LOOKUP
+            # every other entry: `ls -l` of 10k entries was 10,003 LOOKUPs on top of the pages
+            # (Redis: 0.26-0.30 s); "always" answers it with the pages alone (0.22-0.25 s).
+            readdirplus="always",
+        ))
+        log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid)
+        await server.run()
     finally:
-        await kv.close()
+        await client.close()
+        log.info("unmounted", mountpoint=mountpoint)
 
 
 def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:

@@ -516,7 +516,7 @@ async def test_destroy_ends_serving_and_calls_destroy() -> None:
 
 def test_readdirplus_fast_entry_fields_equal_the_entry_objects() -> None:
     """`_entry_fields` (used for every entry of a listing) packs exactly what `_entry(...).pack_fields()`
-    does, for each file type, with local uncommitted length and distinct timeouts."""
+    does, for each file type, with distinct timeouts."""
     from types import SimpleNamespace
 
     from jfs.adapters.fuse.jfs_ops import JfsOperations
@@ -524,7 +524,6 @@ def test_readdirplus_fast_entry_fields_equal_the_entry_objects() -> None:
     from jfs.domain.attrs import FileType
 
     ops = JfsOperations.__new__(JfsOperations)
-    ops.data = SimpleNamespace(file_length=lambda ino: 5000 if ino == 7 else None)  # type: ignore[assignment]
     ops.config = SimpleNamespace(dir_entry_timeout=2.5, entry_timeout=1.0, attr_timeout=0.25)  # type: ignore[assignment]
     cases = [
         (7, JAttr(FileType.REGULAR, 0o644, 1, 2, 1_500_000_001, 2, 3, 1, 100, 0, 1)),

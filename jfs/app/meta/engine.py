@@ -182,6 +182,15 @@ class Meta:
         self._used_space, self._used_inodes = await statfs.read_usage(self.kv)
         self.has_quotas = await quota.any_quota(self.kv)  # QUOTA HOOK
 
+    @property
+    def used_space(self) -> int:
+        """Bytes used by the volume, as last read or updated by this client."""
+        return self._used_space
+
+    @property
+    def used_inodes(self) -> int:
+        return self._used_inodes
+
     def note_usage(self, space: int, inodes: int) -> None:
         self._used_space += space
         self._used_inodes += inodes

@@ -1,0 +1,594 @@
+"""`VFS`: the inode-level file-system API of one client, on the metadata engine and the data path.
+
+What it owns (so that every face behaves the same):
+- open-file handles (the data path's), directory handles with their listing snapshot, and the handles of
+  the virtual files in the root (``.stats``, ``.config``, ``.accesslog``, ``.control``);
+- the attributes a caller sees: a file's length including this client's uncommitted writes, st_nlink 0 for
+  a file whose last name went to the trash;
+- close-to-open: an open reports whether cached pages of the file may be kept (unchanged since the last
+  open here); O_APPEND writes go to the real end of the file;
+- locks: what a holder wrote is committed before its lock is released, and a lock just taken revalidates
+  what this client caches (and, through the `Invalidator`, what the kernel caches);
+- the lock owners a close must release, the ``.control`` requests, the access log and per-op counters,
+  and the mapping of engine failures to EIO with one log line.
+
+Errors are FSError (an OSError with errno). Times are nanoseconds. `Ctx` names the caller; with
+`VfsConfig.permission_checks` off (a kernel that checks with ``default_permissions``) the engine skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import structlog
+
+from jfs.app.data.files import DataPath, Handle
+from jfs.app.data.pages import Buffer
+from jfs.app.internal import BY_INODE, CONTROL_INODE, INTERNAL, TRASH_NAME, AccessLog, Stats, render_config
+from jfs.app.meta import Ctx, Meta
+from jfs.app.meta.readdir import Entry
+from jfs.app.meta.rules import check_perm
+from jfs.app.meta.setattr import NOW, SetAttr
+from jfs.app.metrics import layer_gauges
+from jfs.app.vfs.control import answer_control
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, posix_nlink
+from jfs.domain.chunks import CHUNK_SIZE
+from jfs.domain.errors import FSError
+from jfs.domain.locks import F_UNLCK, MAX_END
+from jfs.domain.slices import read_pieces
+from jfs.ports.kv import KVError
+
+log = structlog.get_logger("jfs.vfs")
+T = TypeVar("T")
+
+SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
+UNSERVED_XATTRS = (b"security.", b"system.posix_acl_")
+"""xattr namespaces jfs does not store (POSIX ACLs, security labels): asked for by `ls -l` on every entry."""
+INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}
+STATS_INODE = INTERNAL[b".stats"].ino
+CONFIG_INODE = INTERNAL[b".config"].ino
+_SPECIAL_FH = itertools.count(1 << 48)  # directory and virtual-file handles, apart from the data path's
+
+
+@dataclass(frozen=True, slots=True)
+class VfsConfig:
+    permission_checks: bool = True
+    """Check permissions in jfs (off when the kernel checks them with ``default_permissions``)."""
+    enable_xattr: bool = True
+    read_only: bool = False
+    """Refuse every change with EROFS."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The client's options, shown in ``.config``."""
+
+
+class Invalidator(Protocol):
+    """Tells a face's cache (the kernel's, for FUSE) that something it may hold changed behind it."""
+
+    def inval_inode(self, ino: int, *, data: bool) -> None:
+        """Attributes of `ino` are stale (and with `data` its cached pages too)."""
+
+    def inval_entry(self, parent: int, ino: int, name: bytes) -> None:
+        """The name `name` in `parent` (of `ino`) is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFile:
+    fh: int
+    keep_cache: bool = False
+    """The file is unchanged since its last open here: cached pages may be kept (close-to-open)."""
+    direct_io: bool = False
+    """A virtual file whose content is made at open/read: must not be cached."""
+
+
+@dataclass
+class _DirHandle:
+    ino: int
+    entries: list[Entry] = field(default_factory=list)
+    cursor: bytes | None = b""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class DirEntry(NamedTuple):
+    """One entry of a listing: `offset` is where the next call resumes; `attr` only with plus (a tuple:
+    listings make thousands of them)."""
+
+    name: bytes
+    ino: int
+    typ: FileType
+    offset: int
+    attr: Attr | None = None
+
+
+class VFS:
+    """The file-system API of one client of a volume (one Meta with a session, one DataPath)."""
+
+    def __init__(self, meta: Meta, data: DataPath, config: VfsConfig | None = None) -> None:
+        self.meta = meta
+        self.data = data
+        self.config = config or VfsConfig()
+        self.invalidator: Invalidator | None = None
+        self.stats = Stats()
+        self.accesslog = AccessLog()
+        self._files: dict[int, Handle] = {}
+        self._dirs: dict[int, _DirHandle] = {}
+        self._internal: dict[int, bytes] = {}
+        self._control: dict[int, bytearray] = {}
+        self._control_who: dict[int, Ctx] = {}  # who wrote each pending request: requests run as that user
+        self._plock_owners: set[tuple[int, int]] = set()
+        self._flock_owners: set[tuple[int, int]] = set()
+        self._opened: dict[int, tuple[int, int]] = {}  # ino -> (mtime, length) seen at the last open
+
+    # ------------------------------------------------------------------ plumbing
+
+    def ctx(self, uid: int = 0, gid: int = 0, *, groups: frozenset[int] = frozenset(), pid: int = 0,
+            umask: int = 0) -> Ctx:
+        """The caller context of a request, with permission checks as this VFS is configured."""
+        return Ctx(uid=uid, gid=gid, groups=groups, pid=pid, umask=umask, check=self.config.permission_checks)
+
+    async def _timed(self, op: str, ctx: Ctx | None, args: str, call: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        status = "OK"
+        try:
+            return await call
+        except OSError as exc:
+            status = os.strerror(exc.errno or errno.EIO)
+            raise
+        except KVError as exc:  # the engine is unreachable, or a commit's outcome is unknown: EIO, one line
+            status = os.strerror(errno.EIO)
+            log.error("meta_engine_failed", op=op, error=str(exc))
+            raise FSError(errno.EIO, str(exc)) from None
+        finally:
+            elapsed = time.perf_counter() - start
+            self.stats.record(op, elapsed, status != "OK")
+            if self.accesslog.active and ctx is not None:
+                self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args, status, elapsed)
+
+    def _writable(self) -> None:
+        if self.config.read_only:
+            raise FSError(errno.EROFS)
+
+    def visible(self, ino: int, a: Attr) -> Attr:
+        """`a` as callers see it: length with this client's uncommitted writes, POSIX nlink (copied only
+        when it differs from the stored record)."""
+        nlink = posix_nlink(ino, a)
+        length = a.length
+        if a.typ is FileType.REGULAR:
+            local = self.data.file_length(ino)
+            if local is not None and local > length:
+                length = local
+        if nlink == a.nlink and length == a.length:
+            return a
+        out = a.copy()
+        out.nlink, out.length = nlink, length
+        return out
+
+    @staticmethod
+    def internal_attr(ino: int) -> Attr:
+        mode = 0o666 if ino == CONTROL_INODE else BY_INODE[ino].mode
+        now = time.time_ns()
+        return Attr(FileType.REGULAR, mode, atime_ns=now, mtime_ns=now, ctime_ns=now, parent=ROOT_INODE)
+
+    def _invalidate(self, ino: int, *, data: bool = False) -> None:
+        if self.invalidator is not None and ino:
+            try:
+                self.invalidator.inval_inode(ino, data=data)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ names and attributes
+
+    async def lookup(self, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
+        """The inode and attributes of `name` in `parent` (virtual files included). ENOENT, ENOTDIR, EACCES."""
+        if name == b".control":
+            return CONTROL_INODE, self.internal_attr(CONTROL_INODE)
+        if parent == ROOT_INODE:
+            f = INTERNAL.get(name)
+            if f is not None:
+                return f.ino, self.internal_attr(f.ino)
+        ino, attr = await self._timed("lookup", ctx, f"{parent},{name!r}", self.meta.lookup(parent, name, ctx))
+        return ino, self.visible(ino, attr)
+
+    async def getattr(self, ctx: Ctx, ino: int) -> Attr:
+        if ino in INTERNAL_INODES:
+            return self.internal_attr(ino)
+        attr = await self._timed("getattr", ctx, str(ino), self.meta.getattr(ino))
+        return self.visible(ino, attr)
+
+    async def setattr(self, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
+        """chmod/chown/utimens and truncate (`change.size`; pending writes committed first) in one call."""
+        if ino in INTERNAL_INODES:
+            raise FSError(errno.EPERM)
+        self._writable()
+
+        async def run() -> Attr:
+            attr: Attr | None = None
+            if change.size is not None:
+                attr = await self.data.truncate(ino, change.size, ctx)
+            rest = SetAttr(mode=change.mode, uid=change.uid, gid=change.gid, atime=change.atime,
+                           mtime=change.mtime, flags=change.flags, ctime=change.ctime)
+            if any(v is not None for v in (rest.mode, rest.uid, rest.gid, rest.atime, rest.mtime, rest.flags)):
+                attr = await self.meta.setattr(ino, rest, ctx)
+            if attr is None:
+                attr = await self.meta.getattr(ino)
+            return attr
+
+        attr = await self._timed("setattr", ctx, f"{ino},{change!r}", run())
+        return self.visible(ino, attr)
+
+    async def readlink(self, ctx: Ctx, ino: int) -> bytes:
+        return await self._timed("readlink", ctx, str(ino), self.meta.readlink(ino))
+
+    async def mknod(self, ctx: Ctx, parent: int, name: bytes, typ: FileType, mode: int, rdev: int = 0) -> tuple[int, Attr]:
+        self._writable()
+        return await self._timed("mknod", ctx, f"{parent},{name!r},{mode:o}",
+                                 self.meta.mknod(parent, name, typ, mode & 0o7777, ctx, rdev=rdev))
+
+    async def mkdir(self, ctx: Ctx, parent: int, name: bytes, mode: int) -> tuple[int, Attr]:
+        self._writable()
+        return await self._timed("mkdir", ctx, f"{parent},{name!r},{mode:o}",
+                                 self.meta.mkdir(parent, name, mode & 0o7777, ctx))
+
+    async def symlink(self, ctx: Ctx, parent: int, name: bytes, target: bytes) -> tuple[int, Attr]:
+        self._writable()
+        return await self._timed("symlink", ctx, f"{parent},{name!r},{target!r}",
+                                 self.meta.symlink(parent, name, target, ctx))
+
+    async def link(self, ctx: Ctx, ino: int, parent: int, name: bytes) -> tuple[int, Attr]:
+        self._writable()
+        attr = await self._timed("link", ctx, f"{ino},{parent},{name!r}", self.meta.link(ino, parent, name, ctx))
+        return ino, self.visible(ino, attr)
+
+    async def unlink(self, ctx: Ctx, parent: int, name: bytes) -> None:
+        self._writable()
+        ino, attr = await self._timed("unlink", ctx, f"{parent},{name!r}", self.meta.unlink(parent, name, ctx))
+        if attr.nlink:
+            self._invalidate(ino)  # other names of a hard-linked file must show the new nlink at once
+
+    async def rmdir(self, ctx: Ctx, parent: int, name: bytes) -> None:
+        self._writable()
+        await self._timed("rmdir", ctx, f"{parent},{name!r}", self.meta.rmdir(parent, name, ctx))
+
+    async def rename(self, ctx: Ctx, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int = 0) -> None:
+        """rename/renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE)."""
+        self._writable()
+        _, _, victim = await self._timed(
+            "rename", ctx, f"{parent},{name!r},{new_parent},{new_name!r},{flags}",
+            self.meta.rename_ex(parent, name, new_parent, new_name, flags, ctx))
+        self._invalidate(victim)
+
+    # ------------------------------------------------------------------ files
+
+    def handle(self, fh: int) -> Handle:
+        h = self._files.get(fh)
+        if h is None:
+            raise FSError(errno.EBADF)
+        return h
+
+    async def open(self, ctx: Ctx, ino: int, flags: int) -> OpenFile:
+        """open(2) of an existing inode (O_TRUNC truncates). EACCES, EPERM, EISDIR, EROFS."""
+        if ino in INTERNAL_INODES:
+            return self._open_internal(ino, ctx)
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            self._writable()
+        h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, ctx))
+        self._files[h.fh] = h
+        attr = await self.meta.getattr(ino)
+        seen = (attr.mtime_ns, attr.length)
+        keep = self._opened.get(ino) == seen and not flags & os.O_TRUNC
+        self._opened[ino] = seen
+        return OpenFile(h.fh, keep_cache=keep)
+
+    def _open_internal(self, ino: int, ctx: Ctx) -> OpenFile:
+        fh = next(_SPECIAL_FH)
+        if ino == CONTROL_INODE:
+            self._control[fh] = bytearray()
+            self._control_who[fh] = ctx
+        elif ino == STATS_INODE:
+            extra = {"jfs_used_space_bytes": float(self.meta.used_space),
+                     "jfs_used_inodes": float(self.meta.used_inodes)}
+            extra.update(layer_gauges(self.meta, self.data))
+            self._internal[fh] = self.stats.render(extra)
+        elif ino == CONFIG_INODE:
+            self._internal[fh] = render_config(self.meta.settings.to_dict(mask_secrets=True), self.config.options)
+        else:
+            self.accesslog.open(fh)
+        return OpenFile(fh, direct_io=True)
+
+    async def create(self, ctx: Ctx, parent: int, name: bytes, mode: int, flags: int) -> tuple[int, Attr, OpenFile]:
+        """Create and open a regular file (O_EXCL semantics: EEXIST when the name exists)."""
+        self._writable()
+
+        async def run() -> tuple[int, Attr, Handle]:
+            ino, attr = await self.meta.mknod(parent, name, FileType.REGULAR, mode & 0o7777, ctx)
+            h = await self.data.open(ino, flags & ~os.O_TRUNC, Ctx(uid=ctx.uid, gid=ctx.gid, check=False),
+                                     created=attr)
+            return ino, attr, h
+
+        ino, attr, h = await self._timed("create", ctx, f"{parent},{name!r},{mode:o}", run())
+        self._files[h.fh] = h
+        self._opened[ino] = (attr.mtime_ns, attr.length)
+        return ino, attr, OpenFile(h.fh)
+
+    async def read(self, ctx: Ctx | None, ino: int, fh: int, offset: int, size: int) -> Buffer:
+        """Up to `size` bytes at `offset` (a buffer nobody changes later); EIO if data is unreadable."""
+        if ino in INTERNAL_INODES:
+            return await self._read_internal(fh, offset, size)
+        return await self._timed("read", ctx, "", self.data.read_buffer(self.handle(fh), offset, size))
+
+    async def _read_internal(self, fh: int, offset: int, size: int) -> bytes:
+        if fh in self._control:
+            who = self._control_who.pop(fh, Ctx(uid=65534, gid=65534, check=True))
+            self._internal[fh] = await answer_control(self, bytes(self._control.pop(fh)), who)
+        if fh in self._internal:
+            return self._internal[fh][offset:offset + size]
+        return await self.accesslog.read(fh, size)
+
+    async def write(self, ctx: Ctx | None, ino: int, fh: int, offset: int, data: Buffer, *,
+                    owned: bool = False) -> int:
+        """Buffer `data` at `offset` (O_APPEND handles: at the end of the file); returns its length.
+        `owned`: the caller hands `data` over and nobody changes it again (no copy)."""
+        if ino == CONTROL_INODE:
+            buf = self._control.setdefault(fh, bytearray())
+            if ctx is not None:
+                self._control_who[fh] = ctx
+            buf += data
+            self._internal.pop(fh, None)
+            return len(data)
+        if ino in INTERNAL_INODES:
+            raise FSError(errno.EPERM)
+        h = self.handle(fh)
+        if h.flags & os.O_APPEND:
+            # A face's idea of the end (the kernel's cached size) may predate another client's appends
+            # (made under a lock this client now holds): append at the real end instead.
+            end = self.data.file_length(ino)
+            if end is None or end < offset:
+                end = offset
+            if end > offset:
+                offset = end
+                self._invalidate(ino, data=True)  # the kernel copied the bytes into its cache elsewhere
+        return await self._timed("write", ctx, "", self.data.write(h, offset, data, owned=owned))
+
+    async def append_offset(self, ino: int) -> int:
+        """The end of file an O_APPEND write goes to (committed length or this client's pending end)."""
+        attr = await self.meta.getattr(ino)
+        return max(attr.length, self.data.file_length(ino) or 0)
+
+    async def flush(self, ctx: Ctx, ino: int, fh: int, lock_owner: int | None = None) -> None:
+        """Commit the file's pending writes (close(2) of one descriptor); releases `lock_owner`'s POSIX locks."""
+        if ino in INTERNAL_INODES:
+            return
+        try:
+            await self._timed("flush", ctx, str(ino), self.data.flush(self.handle(fh)))
+        finally:  # the POSIX locks of the closing owner go after its writes are committed
+            if lock_owner is not None and (ino, lock_owner) in self._plock_owners:
+                self._plock_owners.discard((ino, lock_owner))
+                await self.meta.setlk(ino, lock_owner, F_UNLCK, 0, MAX_END, ctx.pid)
+
+    async def release(self, ctx: Ctx, ino: int, fh: int, flock_owner: int | None = None) -> None:
+        """Close a handle (after committing its writes); releases `flock_owner`'s flock."""
+        if ino in INTERNAL_INODES or fh in self._internal or fh in self._control:
+            self._internal.pop(fh, None)
+            self._control.pop(fh, None)
+            self._control_who.pop(fh, None)
+            self.accesslog.close(fh)
+            return
+        h = self._files.pop(fh, None)
+        try:
+            if h is not None:
+                await self._timed("release", ctx, str(ino), self.data.release(h))
+        finally:  # the flock goes after the writes are committed
+            if flock_owner is not None and (ino, flock_owner) in self._flock_owners:
+                self._flock_owners.discard((ino, flock_owner))
+                await self.meta.flock(ino, flock_owner, "U")
+
+    async def fsync(self, ctx: Ctx, ino: int, fh: int, datasync: bool = False) -> None:
+        if ino in INTERNAL_INODES:
+            return
+        await self._timed("fsync", ctx, str(ino), self.data.fsync(self.handle(fh), datasync))
+
+    async def fallocate(self, ctx: Ctx, ino: int, offset: int, length: int, mode: int = 0) -> None:
+        self._writable()
+        await self._timed("fallocate", ctx, f"{ino},{offset},{length},{mode}",
+                          self.data.fallocate(ino, mode, offset, length, ctx))
+
+    async def copy_file_range(self, ctx: Ctx, ino_in: int, off_in: int, ino_out: int, off_out: int, length: int,
+                              flags: int = 0) -> int:
+        """Copy by slice reference (no data moves); returns the bytes copied."""
+        self._writable()
+        n, _ = await self._timed("copy_file_range", ctx, f"{ino_in},{off_in},{ino_out},{off_out},{length}",
+                                 self.data.copy_file_range(ino_in, off_in, ino_out, off_out, length, flags, ctx))
+        return n
+
+    async def lseek(self, ctx: Ctx, ino: int, offset: int, whence: int) -> int:
+        """SEEK_DATA / SEEK_HOLE from the file's slice map: the real holes of a sparse file. ENXIO past the
+        end (SEEK_DATA also when only holes follow)."""
+        await self.data.publish(ino)  # pending writes are data: commit them so the map shows them
+        attr = await self.meta.getattr(ino)
+        length = max(attr.length, self.data.file_length(ino) or 0)
+        if offset < 0 or offset >= length:
+            raise FSError(errno.ENXIO)
+        if whence not in (SEEK_DATA, SEEK_HOLE):
+            raise FSError(errno.EINVAL)
+        at = offset
+        while at < length:
+            indx, pos = divmod(at, CHUNK_SIZE)
+            end = min(CHUNK_SIZE, length - indx * CHUNK_SIZE)
+            records = await self.meta.read_chunk(ino, indx)
+            for piece in read_pieces(records, pos, end - pos) if records else ():
+                if (piece.id != 0) == (whence == SEEK_DATA):
+                    return max(at, indx * CHUNK_SIZE + piece.pos)
+            if not records and whence == SEEK_HOLE:
+                return at
+            at = (indx + 1) * CHUNK_SIZE
+        if whence == SEEK_DATA:
+            raise FSError(errno.ENXIO)
+        return length
+
+    # ------------------------------------------------------------------ directories
+
+    async def opendir(self, ctx: Ctx, ino: int) -> int:
+        attr = await self._timed("opendir", ctx, str(ino), self.meta.getattr(ino))
+        if attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        fh = next(_SPECIAL_FH)
+        self._dirs[fh] = _DirHandle(ino)
+        return fh
+
+    async def readdir(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False
+                      ) -> AsyncIterator[DirEntry]:
+        """The entries of an open directory from `offset` (0 = the start, then an entry's `offset`):
+        ``.``, ``..``, the root's virtual files and ``.trash``, then the stored entries in name order from
+        a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset."""
+        d = self._dirs.get(fh)
+        if d is None:
+            raise FSError(errno.EBADF)
+        async with d.lock:
+            # Offsets: 1 = ".", 2 = "..", 3.. = position in the virtual entries then the entry list.
+            if offset == 0:
+                yield DirEntry(b".", ino, FileType.DIRECTORY, 1)
+                offset = 1
+            if offset == 1:
+                parent = ROOT_INODE
+                if ino != ROOT_INODE:
+                    parent = (await self.meta.getattr(ino)).parent or ROOT_INODE
+                yield DirEntry(b"..", parent, FileType.DIRECTORY, 2)
+                offset = 2
+            extras: list[tuple[bytes, int, FileType]] = []
+            if ino == ROOT_INODE:
+                extras = [(f.name, f.ino, FileType.REGULAR) for f in INTERNAL.values()]
+                extras.append((TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
+            i = offset - 2
+            while i < len(extras):
+                name, child, typ = extras[i]
+                yield DirEntry(name, child, typ, i + 3,
+                               self.internal_attr(child) if plus and child in BY_INODE else None)
+                i += 1
+            base = 2 + len(extras)
+            pos = offset - base if offset > base else 0
+            while True:
+                while pos >= len(d.entries):
+                    if d.cursor is None:
+                        return
+                    page, d.cursor = await self._timed(
+                        "readdir", ctx, str(ino), self.meta.readdir_page(ino, d.cursor, 4096, ctx, plus=plus))
+                    d.entries.extend(page)
+                e = d.entries[pos]
+                attr = self.visible(e.ino, e.attr) if plus and e.attr is not None else None
+                yield DirEntry(e.name, e.ino, e.typ, base + pos + 1, attr)
+                pos += 1
+
+    async def releasedir(self, ctx: Ctx, ino: int, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    async def listdir(self, ctx: Ctx, ino: int, *, plus: bool = False) -> list[Entry]:
+        """Every stored entry of directory `ino` (no ``.``, ``..`` or virtual files), in name order."""
+        out: list[Entry] = []
+        cursor: bytes | None = b""
+        while cursor is not None:
+            page, cursor = await self._timed("readdir", ctx, str(ino),
+                                             self.meta.readdir_page(ino, cursor, 4096, ctx, plus=plus))
+            out.extend(e if e.attr is None else e._replace(attr=self.visible(e.ino, e.attr)) for e in page)
+        return out
+
+    # ------------------------------------------------------------------ volume, permissions, xattrs, locks
+
+    async def statfs(self, ctx: Ctx) -> tuple[int, int, int, int]:
+        """(total bytes, available bytes, total inodes, available inodes)."""
+        st = await self._timed("statfs", ctx, "", self.meta.statfs())
+        return st.total_space, st.avail_space, st.used_inodes + st.avail_inodes, st.avail_inodes
+
+    async def access(self, ctx: Ctx, ino: int, mask: int) -> None:
+        """access(2): EACCES when the caller lacks any of `mask` (R_OK/W_OK/X_OK bits); always checked."""
+        if ino in INTERNAL_INODES:
+            return
+        attr = await self.meta.getattr(ino)
+        if mask & 7:
+            check_perm(Ctx(uid=ctx.uid, gid=ctx.gid, groups=ctx.groups, check=True), attr, mask & 7)
+        if mask & os.W_OK and self.config.read_only:
+            raise FSError(errno.EROFS)
+
+    def _xattr_gate(self) -> None:
+        if not self.config.enable_xattr:
+            # ENOSYS (as JuiceFS without --enable-xattr): a kernel remembers it, answers EOPNOTSUPP itself
+            # and stops sending xattr requests — `ls -l` then costs no round trip per entry.
+            raise FSError(errno.ENOSYS)
+
+    async def setxattr(self, ctx: Ctx, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
+        self._xattr_gate()
+        self._writable()
+        if name.startswith(UNSERVED_XATTRS):
+            raise FSError(errno.EOPNOTSUPP, "POSIX ACLs and security labels are not supported")
+        await self._timed("setxattr", ctx, f"{ino},{name!r}", self.meta.setxattr(ino, name, value, flags, ctx))
+
+    async def getxattr(self, ctx: Ctx, ino: int, name: bytes) -> bytes:
+        self._xattr_gate()
+        if ino in INTERNAL_INODES or name.startswith(UNSERVED_XATTRS):
+            raise FSError(errno.ENODATA)  # answered without a metadata round trip
+        return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, ctx))
+
+    async def listxattr(self, ctx: Ctx, ino: int) -> Sequence[bytes]:
+        self._xattr_gate()
+        if ino in INTERNAL_INODES:
+            return []
+        return await self._timed("listxattr", ctx, str(ino), self.meta.listxattr(ino, ctx))
+
+    async def removexattr(self, ctx: Ctx, ino: int, name: bytes) -> None:
+        self._xattr_gate()
+        self._writable()
+        await self._timed("removexattr", ctx, f"{ino},{name!r}", self.meta.removexattr(ino, name, ctx))
+
+    # Locks order this client's view of a file against other clients (as NFS does): what a lock holder
+    # wrote is committed before the lock is released, and a lock just taken revalidates what this client
+    # and its face's cache hold, so the writes of the previous holder — on any client — are seen at once.
+
+    async def _unlocking(self, ino: int) -> None:
+        await self.data.publish(ino)
+
+    async def _locked(self, ino: int) -> None:
+        await self.data.refresh(ino)
+        self._invalidate(ino)
+
+    async def getlk(self, ctx: Ctx, ino: int, owner: int, ltype: int, start: int, end: int) -> tuple[int, int, int, int]:
+        """The first lock that would block (type, start, end, pid); type F_UNLCK when none would."""
+        info = await self._timed("getlk", ctx, str(ino), self.meta.getlk(ino, owner, ltype, start, min(end, MAX_END)))
+        return info.type, info.start, info.end, info.pid
+
+    async def setlk(self, ctx: Ctx, ino: int, owner: int, ltype: int, start: int, end: int, *, block: bool) -> None:
+        """fcntl F_SETLK(W) for `owner` on [start, end] (inclusive); EAGAIN when refused without `block`."""
+        if ltype != F_UNLCK:
+            self._plock_owners.add((ino, owner))
+        else:
+            await self._unlocking(ino)
+        await self._timed("setlk", ctx, f"{ino},{ltype},{start},{end}",
+                          self.meta.setlk(ino, owner, ltype, start, min(end, MAX_END), ctx.pid, block=block))
+        if ltype != F_UNLCK:
+            await self._locked(ino)
+
+    async def flock(self, ctx: Ctx, ino: int, owner: int, ltype: str, *, block: bool) -> None:
+        """flock(2) for `owner`: `ltype` "R" (shared), "W" (exclusive) or "U" (unlock)."""
+        if ltype != "U":
+            self._flock_owners.add((ino, owner))
+        else:
+            await self._unlocking(ino)
+        await self._timed("flock", ctx, f"{ino},{ltype}", self.meta.flock(ino, owner, ltype, block=block))
+        if ltype != "U":
+            await self._locked(ino)
+
+    async def release_owner(self, ino: int, owner: int, pid: int = 0) -> None:
+        """Drop every lock `owner` holds on `ino` (a face's client went away without unlocking)."""
+        if (ino, owner) in self._plock_owners:
+            self._plock_owners.discard((ino, owner))
+            await self.meta.setlk(ino, owner, F_UNLCK, 0, MAX_END, pid)
+        if (ino, owner) in self._flock_owners:
+            self._flock_owners.discard((ino, owner))
+            await self.meta.flock(ino, owner, "U")
+
+
+__all__ = ["NOW", "VFS", "DirEntry", "Invalidator", "OpenFile", "VfsConfig"]

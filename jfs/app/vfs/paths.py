@@ -1,0 +1,92 @@
+"""Path resolution for the path-based faces (SDK, gateways): names → inodes through `VFS.lookup`.
+
+Paths are POSIX-like, relative to the client's root inode (its ``subdir``): ``/a/b``, ``a/b`` and
+``a//b/./`` are the same. ``..`` goes to the parent directory (never above the client's root). Symbolic
+links are followed in every component but the last (and in the last too with `follow`); an absolute link
+target starts again at the client's root. Errors: ENOENT, ENOTDIR (a component is not a directory),
+EACCES (no search permission), ELOOP (more than 40 links), ENAMETOOLONG, EINVAL (empty path).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from jfs.app.meta import Ctx
+from jfs.app.vfs.core import VFS
+from jfs.domain.attrs import ROOT_INODE, Attr, FileType
+from jfs.domain.errors import FSError
+
+MAX_SYMLINKS = 40
+MAX_NAME = 255
+
+
+def split_path(path: str | bytes) -> list[bytes]:
+    """The components of `path` without empty and ``.`` ones (``..`` kept). EINVAL for an empty path."""
+    raw = os.fsencode(path)
+    if not raw:
+        raise FSError(errno.ENOENT, "empty path")
+    if b"\0" in raw:
+        raise FSError(errno.EINVAL, "path contains a NUL byte")
+    parts = [p for p in raw.split(b"/") if p and p != b"."]
+    for p in parts:
+        if len(p) > MAX_NAME:
+            raise FSError(errno.ENAMETOOLONG)
+    return parts
+
+
+class PathResolver:
+    """Resolves paths of one client below `root` (the inode its paths start from)."""
+
+    def __init__(self, vfs: VFS, root: int = ROOT_INODE) -> None:
+        self.vfs = vfs
+        self.root = root
+
+    async def resolve(self, ctx: Ctx, path: str | bytes, *, follow: bool = True) -> tuple[int, Attr]:
+        """The inode and attributes `path` names (the link itself for a final symlink unless `follow`)."""
+        ino, attr, _ = await self._walk(ctx, split_path(path), follow=follow)
+        return ino, attr
+
+    async def resolve_parent(self, ctx: Ctx, path: str | bytes) -> tuple[int, bytes]:
+        """The directory that holds the last component of `path`, and that component's name.
+
+        EINVAL for the client's root itself (it has no name here); ENOTDIR when the parent is not a directory.
+        """
+        parts = split_path(path)
+        if not parts:
+            raise FSError(errno.EINVAL, "the root has no parent")
+        name = parts[-1]
+        if name == b"..":
+            raise FSError(errno.EINVAL, "path ends in '..'")
+        ino, attr, _ = await self._walk(ctx, parts[:-1], follow=True)
+        if attr.typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        return ino, name
+
+    async def _walk(self, ctx: Ctx, parts: list[bytes], *, follow: bool) -> tuple[int, Attr, int]:
+        ino = self.root
+        attr = await self.vfs.getattr(ctx, ino)
+        links = 0
+        todo = list(reversed(parts))
+        while todo:
+            name = todo.pop()
+            if attr.typ is not FileType.DIRECTORY:
+                raise FSError(errno.ENOTDIR)
+            if name == b"..":
+                if ino != self.root:
+                    ino = attr.parent or ROOT_INODE
+                    attr = await self.vfs.getattr(ctx, ino)
+                continue
+            child, cattr = await self.vfs.lookup(ctx, ino, name)
+            if cattr.typ is FileType.SYMLINK and (todo or follow):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise FSError(errno.ELOOP)
+                target = await self.vfs.readlink(ctx, child)
+                if target.startswith(b"/"):
+                    ino = self.root
+                    attr = await self.vfs.getattr(ctx, ino)
+                todo.extend(reversed([p for p in target.split(b"/") if p and p != b"."]))
+                continue
+            ino, attr = child, cattr
+        return ino, attr, links

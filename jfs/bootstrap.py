@@ -1,0 +1,135 @@
+"""The composition root of a client: META-URL + options → a live `Client` (engine, settings, object store,
+data path, metadata engine with its session, VFS), closed in the reverse order.
+
+Every face that serves a volume (the FUSE mount, the SDK, gateways) builds its client here, so they all
+get the same wiring, the same checks at start, and the same one-line errors (`VolumeError`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from jfs.app.compose import open_bucket, open_engine
+from jfs.app.data.config import DataConfig
+from jfs.app.data.files import DataPath
+from jfs.app.meta import Meta
+from jfs.app.meta.engine import HEARTBEAT, VolumeNotFormatted
+from jfs.app.vfs import VFS, PathResolver, VfsConfig
+from jfs.app.volume import VolumeError
+from jfs.domain.attrs import ROOT_INODE, FileType
+from jfs.domain.errors import FSError
+from jfs.ports.kv import KV
+from jfs.ports.objects import ObjectStore
+
+
+def default_cache_dir() -> str:
+    return "/var/jfsCache" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/cache")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """What a client of a volume may choose (the mount's options where they apply; sizes in bytes)."""
+
+    cache_dir: str | None = ""
+    """Disk block cache directory: "" = the default (/var/jfsCache as root, ~/.jfs/cache otherwise),
+    None = no disk cache."""
+    cache_size: int = 100 << 30
+    buffer_size: int = 300 << 20
+    max_uploads: int = 20
+    read_only: bool = False
+    subdir: str = ""
+    """Serve this directory of the volume as the client's root."""
+    heartbeat: float = HEARTBEAT
+    background_jobs: bool = True
+    """Run the session's background jobs (stale-session cleanup, trash expiry, deletions)."""
+    enable_xattr: bool = True
+    permission_checks: bool = True
+    mountpoint: str = ""
+    """How the session is labelled in `jfs status` (the mount point, or e.g. "sdk:<pid>")."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More options shown in ``.config``."""
+
+
+class Client:
+    """One live client of a volume. Build with `open_client`; `close()` commits buffered data, ends the
+    session and releases every connection."""
+
+    def __init__(self, kv: KV, store: ObjectStore, meta: Meta, data: DataPath, vfs: VFS, root: int) -> None:
+        self.kv = kv
+        self.store = store
+        self.meta = meta
+        self.data = data
+        self.vfs = vfs
+        self.root = root
+        self.paths = PathResolver(vfs, root)
+        self._closed = False
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            try:
+                await self.data.close()
+            finally:
+                await self.meta.close()
+        finally:
+            try:
+                await self.store.close()
+            finally:
+                await self.kv.close()
+
+
+async def open_client(meta_url: str, options: ClientOptions | None = None) -> Client:
+    """Connect to the volume of `meta_url` and start a client session.
+
+    VolumeError (one line for the user) when the engine is unreachable or not formatted, the bucket cannot
+    be opened, or the subdir does not exist; nothing is left open then.
+    """
+    opts = options or ClientOptions()
+    kv = await open_engine(meta_url)
+    store: ObjectStore | None = None
+    meta: Meta | None = None
+    data: DataPath | None = None
+    try:
+        try:
+            meta = await Meta.load(kv)
+        except VolumeNotFormatted as exc:
+            raise VolumeError(str(exc)) from None
+        store = await open_bucket(meta.settings)
+        await meta.start_session(opts.mountpoint or f"sdk:{os.getpid()}", heartbeat=opts.heartbeat,
+                                 background=opts.background_jobs)
+        config = DataConfig.from_settings(
+            meta.settings,
+            cache_dir=default_cache_dir() if opts.cache_dir == "" else opts.cache_dir,
+            cache_size=opts.cache_size,
+            buffer_size=opts.buffer_size,
+            max_uploads=opts.max_uploads,
+        )
+        data = await DataPath(meta, store, config).start()
+        vfs = VFS(meta, data, VfsConfig(
+            permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
+            options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,
+                     "BufferSize": config.buffer_size, "ReadOnly": opts.read_only, "Subdir": opts.subdir,
+                     **opts.extra},
+        ))
+        root = ROOT_INODE
+        if opts.subdir.strip("/"):
+            try:
+                root, attr = await PathResolver(vfs).resolve(vfs.ctx(), opts.subdir)
+            except FSError as exc:
+                raise VolumeError(f"subdir {opts.subdir!r} of volume {meta.settings.name}: {exc.strerror}") from None
+            if attr.typ is not FileType.DIRECTORY:
+                raise VolumeError(f"subdir {opts.subdir!r} of volume {meta.settings.name} is not a directory")
+        return Client(kv, store, meta, data, vfs, root)
+    except BaseException:
+        if data is not None:
+            await data.close()
+        if meta is not None:
+            await meta.close()
+        if store is not None:
+            await store.close()
+        await kv.close()
+        raise
