@@ -338,23 +338,29 @@ class JfsOperations(Operations):
         return await self.accesslog.read(key, size)
 
     async def _answer(self, request: bytes, who: Ctx) -> bytes:
-        """Serve one `.control` request: JSON ``{"op": "info", "inode": N, "recursive": bool}``."""
+        """Serve one `.control` request: JSON ``{"op": "info", "inode": N, "recursive": bool}``.
+
+        Every request runs as `who`, the writer of the request (with its supplementary groups), with
+        permission checks on even when the kernel checks the rest (``default_permissions``): requests name
+        inodes by number, so no kernel path check ran — the use cases check what `who` may see."""
         import json
 
         try:
             req = json.loads(request or b"{}")
             op = req.get("op")
             if op == "info":
-                doc = await inode_info(self.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)))
+                doc = await inode_info(self.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)),
+                                       ctx=who)
             elif op == "summary":
                 doc = await tools.summary_tree(self.meta, int(req["inode"]), str(req.get("name", "")),
-                                               depth=int(req.get("depth", 2)), entries=int(req.get("entries", 10)))
+                                               depth=int(req.get("depth", 2)), entries=int(req.get("entries", 10)),
+                                               ctx=who)
             elif op == "rmr":
                 doc = await self._rmr(int(req["parent"]), os.fsencode(str(req["name"])), int(req.get("threads", 16)),
                                       who)
             elif op == "warmup":
                 doc = await tools.warmup(self.meta, self.data, [int(i) for i in req["inodes"]],
-                                         threads=int(req.get("threads", 16)))
+                                         threads=int(req.get("threads", 16)), ctx=who)
             else:
                 raise ValueError(f"unknown request {op!r}")
         except OSError as exc:
