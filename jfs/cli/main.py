@@ -700,6 +700,11 @@ def info(
             _print_error(str(exc) if isinstance(exc, VolumeErrorProxy) else f"{path}: {exc.strerror}")
             status = 1
             continue
+        unreadable = doc.get("summary", {}).get("unreadable", 0)
+        if unreadable:  # as du(1): the totals are shown, the gap reported, the status is 1
+            n = "1 directory" if unreadable == 1 else f"{unreadable} directories"
+            _print_error(f"{path}: {n} not readable (permission denied): contents not counted")
+            status = 1
         if as_json:
             typer.echo(json.dumps({"path": path, **doc}, indent=2))
             continue
@@ -708,7 +713,7 @@ def info(
         if "summary" in doc:
             sm = doc["summary"]
             typer.echo(f"  files: {sm['files']}  dirs: {sm['dirs']}  length: {_human_bytes(sm['length'])}  "
-                       f"space: {_human_bytes(sm['space'])}")
+                       f"space: {_human_bytes(sm['space'])}" + (f"  unreadable dirs: {unreadable}" if unreadable else ""))
         for chunk in doc.get("chunks", []):
             typer.echo(f"  chunk {chunk['index']}:")
             for sl in chunk["slices"]:

@@ -400,7 +400,8 @@ class AsyncClient:
         """Recursive totals (files, dirs, length, space) of a tree, like `jfs summary`."""
         async def run() -> dict[str, Any]:
             ino, _ = await self._resolve(path)
-            return await tools.summary_tree(self.client.meta, ino, fspath(path), depth=depth, entries=entries)
+            return await tools.summary_tree(self.client.meta, ino, fspath(path), depth=depth, entries=entries,
+                                            ctx=self.ctx)
 
         return await self._call(path, run)
 
@@ -410,7 +411,7 @@ class AsyncClient:
         for p in paths:
             ino, _ = await self._call(p, lambda at=p: self._resolve(at))  # type: ignore[misc]
             inodes.append(ino)
-        return await tools.warmup(self.client.meta, self.client.data, inodes, threads=threads)
+        return await tools.warmup(self.client.meta, self.client.data, inodes, threads=threads, ctx=self.ctx)
 
     async def copy_file(self, src: PathLike, dst: PathLike) -> int:
         """Copy a file's content by slice reference (no data is read or written); returns the bytes copied.
