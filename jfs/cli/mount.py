@@ -63,6 +63,7 @@ async def serve(args: MountArgs) -> None:
         enable_xattr=args.enable_xattr,
         # The kernel checks permissions itself (default_permissions); jfs checks `.control` requests.
         permission_checks=False,
+        entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
         mountpoint=mountpoint,
         extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
     ))

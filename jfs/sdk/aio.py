@@ -288,7 +288,11 @@ class AsyncClient:
             parent, name = await self._parent(path)
             if self.client.vfs.config.read_only:
                 raise FSError(errno.EROFS)
-            return await tools.remove_tree(self.client.meta, parent, name, threads=threads, ctx=self.ctx)
+            try:
+                return await tools.remove_tree(self.client.meta, parent, name, threads=threads, ctx=self.ctx)
+            finally:
+                if self.client.vfs.names is not None:
+                    self.client.vfs.names.clear()
 
         return await self._call(path, run)
 

@@ -61,6 +61,8 @@ async def remove_tree(vfs: VFS, parent: int, name: bytes, threads: int, who: Ctx
     if vfs.config.read_only:
         raise FSError(errno.EROFS)
     doc = await tools.remove_tree(vfs.meta, parent, name, threads=threads, ctx=who)
+    if vfs.names is not None:
+        vfs.names.clear()
     if vfs.invalidator is not None:
         try:
             vfs.invalidator.inval_entry(parent, doc["inode"], name)

@@ -38,6 +38,7 @@ from jfs.app.meta.rules import check_perm
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
 from jfs.app.vfs.control import answer_control
+from jfs.app.vfs.names import NameCache
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, posix_nlink
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import FSError
@@ -114,6 +115,9 @@ class VFS:
         self.data = data
         self.config = config or VfsConfig()
         self.invalidator: Invalidator | None = None
+        self.names: NameCache | None = None
+        """The name and attribute cache of path-based faces (None for FUSE: the kernel caches); the VFS
+        drops from it what its own changes make stale."""
         self.stats = Stats()
         self.accesslog = AccessLog()
         self._files: dict[int, Handle] = {}
@@ -220,47 +224,68 @@ class VFS:
             return attr
 
         attr = await self._timed("setattr", ctx, f"{ino},{change!r}", run())
+        if self.names is not None:
+            self.names.forget_attr(ino)
         return self.visible(ino, attr)
 
     async def readlink(self, ctx: Ctx, ino: int) -> bytes:
         return await self._timed("readlink", ctx, str(ino), self.meta.readlink(ino))
 
+    def _changed(self, *inodes: int) -> None:
+        if self.names is not None:
+            self.names.forget_attr(*inodes)
+
+    def _renamed(self, parent: int, name: bytes) -> None:
+        if self.names is not None:
+            self.names.forget_entry(parent, name)
+
     async def mknod(self, ctx: Ctx, parent: int, name: bytes, typ: FileType, mode: int, rdev: int = 0) -> tuple[int, Attr]:
         self._writable()
+        self._changed(parent)
         return await self._timed("mknod", ctx, f"{parent},{name!r},{mode:o}",
                                  self.meta.mknod(parent, name, typ, mode & 0o7777, ctx, rdev=rdev))
 
     async def mkdir(self, ctx: Ctx, parent: int, name: bytes, mode: int) -> tuple[int, Attr]:
         self._writable()
+        self._changed(parent)
         return await self._timed("mkdir", ctx, f"{parent},{name!r},{mode:o}",
                                  self.meta.mkdir(parent, name, mode & 0o7777, ctx))
 
     async def symlink(self, ctx: Ctx, parent: int, name: bytes, target: bytes) -> tuple[int, Attr]:
         self._writable()
+        self._changed(parent)
         return await self._timed("symlink", ctx, f"{parent},{name!r},{target!r}",
                                  self.meta.symlink(parent, name, target, ctx))
 
     async def link(self, ctx: Ctx, ino: int, parent: int, name: bytes) -> tuple[int, Attr]:
         self._writable()
+        self._changed(ino, parent)
         attr = await self._timed("link", ctx, f"{ino},{parent},{name!r}", self.meta.link(ino, parent, name, ctx))
         return ino, self.visible(ino, attr)
 
     async def unlink(self, ctx: Ctx, parent: int, name: bytes) -> None:
         self._writable()
+        self._renamed(parent, name)
         ino, attr = await self._timed("unlink", ctx, f"{parent},{name!r}", self.meta.unlink(parent, name, ctx))
+        self._changed(ino, parent)
         if attr.nlink:
             self._invalidate(ino)  # other names of a hard-linked file must show the new nlink at once
 
     async def rmdir(self, ctx: Ctx, parent: int, name: bytes) -> None:
         self._writable()
+        self._renamed(parent, name)
         await self._timed("rmdir", ctx, f"{parent},{name!r}", self.meta.rmdir(parent, name, ctx))
+        self._changed(parent)
 
     async def rename(self, ctx: Ctx, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int = 0) -> None:
         """rename/renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE)."""
         self._writable()
-        _, _, victim = await self._timed(
+        self._renamed(parent, name)
+        self._renamed(new_parent, new_name)
+        moved, _, victim = await self._timed(
             "rename", ctx, f"{parent},{name!r},{new_parent},{new_name!r},{flags}",
             self.meta.rename_ex(parent, name, new_parent, new_name, flags, ctx))
+        self._changed(moved, victim, parent, new_parent)
         self._invalidate(victim)
 
     # ------------------------------------------------------------------ files
@@ -311,6 +336,7 @@ class VFS:
                                      created=attr)
             return ino, attr, h
 
+        self._changed(parent)
         ino, attr, h = await self._timed("create", ctx, f"{parent},{name!r},{mode:o}", run())
         self._files[h.fh] = h
         self._opened[ino] = (attr.mtime_ns, attr.length)
@@ -353,6 +379,8 @@ class VFS:
             if end > offset:
                 offset = end
                 self._invalidate(ino, data=True)  # the kernel copied the bytes into its cache elsewhere
+        if self.names is not None:
+            self.names.forget_attr(ino)
         return await self._timed("write", ctx, "", self.data.write(h, offset, data, owned=owned))
 
     async def append_offset(self, ino: int) -> int:
@@ -397,6 +425,7 @@ class VFS:
         self._writable()
         await self._timed("fallocate", ctx, f"{ino},{offset},{length},{mode}",
                           self.data.fallocate(ino, mode, offset, length, ctx))
+        self._changed(ino)
 
     async def copy_file_range(self, ctx: Ctx, ino_in: int, off_in: int, ino_out: int, off_out: int, length: int,
                               flags: int = 0) -> int:
@@ -404,6 +433,7 @@ class VFS:
         self._writable()
         n, _ = await self._timed("copy_file_range", ctx, f"{ino_in},{off_in},{ino_out},{off_out},{length}",
                                  self.data.copy_file_range(ino_in, off_in, ino_out, off_out, length, flags, ctx))
+        self._changed(ino_out)
         return n
 
     async def lseek(self, ctx: Ctx, ino: int, offset: int, whence: int) -> int:
@@ -526,6 +556,7 @@ class VFS:
         if name.startswith(UNSERVED_XATTRS):
             raise FSError(errno.EOPNOTSUPP, "POSIX ACLs and security labels are not supported")
         await self._timed("setxattr", ctx, f"{ino},{name!r}", self.meta.setxattr(ino, name, value, flags, ctx))
+        self._changed(ino)
 
     async def getxattr(self, ctx: Ctx, ino: int, name: bytes) -> bytes:
         self._xattr_gate()
