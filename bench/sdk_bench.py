@@ -150,7 +150,7 @@ def one_round(t: Any, tag: str, args: argparse.Namespace) -> dict[str, float]:
     t.mkdir(base)
     for threads in (1, 4):
         mib = args.big_mib // threads
-        names = [f"{base}/big{threads}-{i}" for i in range(threads)]
+        names = [f"{base}/big{threads}-{k}" for k in range(threads)]
         secs = timed(lambda n=threads, m=mib, files=names: parallel(n, lambda i: t.write_file(files[i], m)))
         out[f"big write {threads}t (MiB/s)"] = args.big_mib / secs
         t.drop_caches()
