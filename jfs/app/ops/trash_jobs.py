@@ -597,15 +597,10 @@ async def restore_volume(
     Raises VolumeError for an unformatted engine or an hour directory that does not exist (then nothing
     is changed). (Imported here: this module is also loaded by the metadata engine.)
     """
-    from jfs.app.compose import open_engine
-    from jfs.app.meta.engine import Meta, VolumeNotFormatted
-    from jfs.app.volume import VolumeError
+    from jfs.app.volume import VolumeError, loaded_volume
 
-    kv = await open_engine(meta_url)
-    try:
-        meta = await Meta.load(kv)
-        return await restore_hours(meta, hours, put_back=put_back, on_item=on_item)
-    except (VolumeNotFormatted, RestoreError) as exc:
-        raise VolumeError(str(exc)) from None
-    finally:
-        await kv.close()
+    async with loaded_volume(meta_url) as meta:
+        try:
+            return await restore_hours(meta, hours, put_back=put_back, on_item=on_item)
+        except RestoreError as exc:
+            raise VolumeError(str(exc)) from None
