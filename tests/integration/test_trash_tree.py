@@ -57,9 +57,14 @@ async def _flush(url: str) -> None:
         await kv.close()
 
 
+_BYTES = bytes(range(251))
+
+
 def content(i: int) -> bytes:
+    """File i's bytes: empty, small, or a few hundred KB; a rotation of 0..250 that differs per file."""
     size = 0 if i % 50 == 0 else 300_000 + i if i % 97 == 0 else (i * 397) % 20_000 + 1
-    return bytes((i * 7 + k * 13) % 251 for k in range(size))
+    start = (i * 7) % 251
+    return ((_BYTES[start:] + _BYTES[:start]) * (size // 251 + 1))[:size]
 
 
 def make_tree(top: Path, files: int = FILES) -> None:
