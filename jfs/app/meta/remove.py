@@ -162,5 +162,8 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         quota.forget(m, tx, ino)  # QUOTA HOOK
         return True
 
-    if await m.txn(body, parent):
+    # Every directory going to the trash rewrites the hour directory's nlink: one in-process queue for them
+    # (TRASH_INODE's lock stripe) instead of conflicts and retries on optimistic engines.
+    locks = (parent, TRASH_INODE) if m.settings.trash_days > 0 else (parent,)
+    if await m.txn(body, *locks):
         m.note_usage(-4096, -1)
