@@ -267,7 +267,8 @@ class _Run:
         for name, hour_ino in await hour_dirs(self.meta.kv):
             if name < since:
                 continue
-            victims, dirs = [], []
+            victims: list[bytes] = []
+            dirs: list[bytes] = []
             async for e in self.meta.readdir(hour_ino):
                 parsed = parse_entry_name(e.name)
                 if parsed is not None and (parsed[0] in ours or parsed[1] in ours):
