@@ -248,12 +248,13 @@ def restore_summary(items: list[RestoreItem], *, put_back: bool) -> tuple[str, s
     done = RESTORED if put_back else REBUILT
     restored = sum(1 for i in items if i.status == done)
     failed = [i for i in items if i.status in FAILURES]
-    line = f"{'restored' if put_back else 'rebuilt'} {restored} of {len(items)} entries"
-    if failed:
-        line += f"; {len(failed)} {'could not be restored' if put_back else 'could not be put back'} (see Result)"
     if not put_back:
-        line += "; use --put-back to move them back"
-    if not put_back or restored == len(items):
+        line = f"rebuilt {restored} of {len(items)} entries inside the trash"
+        if failed:
+            line += f"; {len(failed)} could not be put back (see Result)"
+        return line + "; use --put-back to move them back", ""
+    line = f"restored {restored} of {len(items)} entries"
+    if restored == len(items):
         return line, ""
     below = sum(1 for i in items if i.status == REBUILT)
     shown = ", ".join(f"{i.target or i.entry} ({FAILURES[i.status]})" for i in failed[:5])
