@@ -3,8 +3,9 @@
 - `summary_tree`: recursive totals (files, dirs, length, space) of a directory, with the per-entry totals of
   its children down to `depth` levels (the `entries` biggest of each directory, the rest folded into one
   ``...`` row), like ``juicefs summary``.
-- `remove_tree`: deletes a whole subtree with Meta.unlink / Meta.rmdir (files go to the trash when it is
-  enabled, as unlink does that), depth first, page by page so a huge directory is never held in memory.
+- `remove_tree`: deletes a whole subtree with Meta.unlink / Meta.rmdir (with the trash on, files and the
+  emptied directories go to the trash, as unlink and rmdir do that, so `jfs restore` can rebuild the tree),
+  depth first, page by page so a huge directory is never held in memory.
 - `warmup`: loads every block of the files under some inodes through the data path's fetcher, which fills
   the memory and disk block caches; nothing is returned but counts.
 
