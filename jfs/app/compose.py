@@ -43,8 +43,16 @@ def normalize_bucket(storage: str, bucket: str) -> str:
     return bucket
 
 
-async def open_bucket(settings: Settings) -> ObjectStore:
-    """The object store of a volume, with credentials from its settings or the environment."""
+async def open_bucket(settings: Settings, *, reads_data: bool = True) -> ObjectStore:
+    """The object store of a volume, with credentials from its settings or the environment.
+
+    The one gate between a volume and its data: a volume jfs cannot read (encrypted) is refused here, before
+    any connection, with `EncryptedVolume` — so mount (and what needs a mount: warmup, bench), gc and fsck
+    stop with one line and change nothing. Only `destroy`, which deletes objects without reading them,
+    passes ``reads_data=False``.
+    """
+    if reads_data:
+        settings.check_readable()
     return await open_store(
         settings.storage,
         settings.bucket,

@@ -48,6 +48,8 @@ async def format_volume(meta_url: str, settings: Settings, *, force: bool = Fals
             existing = None
         if existing is not None and not force:
             raise VolumeError(f"volume '{existing.name}' already exists in {kv.url} (use --force to update it)")
+        if existing is not None:
+            existing.check_readable()  # --force would keep the encrypted objects and drop the key to them
         store = await open_bucket(settings)
         try:
             await store.create_bucket()

@@ -87,6 +87,10 @@ async def serve(args: MountArgs) -> None:
         log.info("unmounted", mountpoint=mountpoint)
 
 
+CHILD_ERROR = "jfs: error: "
+"""How the foreground mount's error line starts (`jfs.cli.main._print_error`)."""
+
+
 def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
     """Start `argv` (a foreground mount) detached, logging to /var/log/jfs.log (~/.jfs/jfs.log when not
     root), and wait until `mountpoint` is mounted.
@@ -113,6 +117,8 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) ->
         pass
     if child.poll() is None:
         child.terminate()
+    elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
+        raise VolumeError(tail[len(CHILD_ERROR):])
     raise VolumeError(f"mount of {mountpoint} did not come up: {tail or 'no output'} (log: {log_path})")
 
 

@@ -17,10 +17,15 @@ META_VERSION = 1
 MIN_CLIENT_VERSION = "1.1.0-A"
 SECRET_FIELDS = ("SecretKey", "SessionToken", "EncryptKey")
 COMPRESSIONS = ("none", "lz4", "zstd")
+DEFAULT_ENCRYPT_ALGO = "aes256gcm-rsa"
 
 
 class InvalidSettings(ValueError):
     """A setting value is out of range or malformed."""
+
+
+class EncryptedVolume(InvalidSettings):
+    """The volume's data is encrypted (JuiceFS ``--encrypt-rsa-key``), which jfs cannot read yet."""
 
 
 @dataclass(slots=True)
@@ -46,6 +51,8 @@ class Settings:
     dir_stats: bool = False
     """jfs does not maintain per-directory statistics yet (ADR 0004)."""
     enable_acl: bool = False
+    encrypt_algo: str = DEFAULT_ENCRYPT_ALGO
+    """JuiceFS's ``EncryptAlgo``: present in every setting, it only matters when ``EncryptKey`` is set."""
     checksum: str = ""
     """Block checksums kept in the metadata (``crc32``) or none (``""``): jfs only, stored as
     ``JfsBlockChecksum``, which JuiceFS ignores (ADR 0008)."""
@@ -90,7 +97,7 @@ class Settings:
             doc["Capacity"] = self.capacity
         if self.inodes:
             doc["Inodes"] = self.inodes
-        doc["EncryptAlgo"] = "aes256gcm-rsa"
+        doc["EncryptAlgo"] = self.encrypt_algo or DEFAULT_ENCRYPT_ALGO
         doc["TrashDays"] = self.trash_days
         doc["MetaVersion"] = self.meta_version
         doc["MinClientVersion"] = self.min_client_version
@@ -140,9 +147,31 @@ class Settings:
             max_client_version=doc.get("MaxClientVersion", ""),
             dir_stats=bool(doc.get("DirStats", False)),
             enable_acl=bool(doc.get("EnableACL", False)),
+            encrypt_algo=str(doc.get("EncryptAlgo") or DEFAULT_ENCRYPT_ALGO),
             checksum=str(doc.get(CHECKSUM_FIELD) or ""),
             extra={k: v for k, v in doc.items() if k not in known},
         )
+
+    @property
+    def encryption(self) -> str | None:
+        """Why the volume's data is encrypted (``"EncryptKey set, aes256gcm-rsa"``), or None when it is not.
+
+        JuiceFS writes ``EncryptAlgo`` into every setting; a volume is encrypted when it has an ``EncryptKey``
+        (the RSA private key, itself encrypted when ``KeyEncrypted``; "removed" in some dumps).
+        """
+        if not self.extra.get("EncryptKey"):
+            return None
+        return f"EncryptKey set, {self.encrypt_algo or DEFAULT_ENCRYPT_ALGO}"
+
+    def check_readable(self) -> None:
+        """Raise EncryptedVolume when this client cannot read or write the volume's data (an encrypted volume).
+
+        Called before anything touches the data: `jfs.app.compose.open_bucket` (mount, gc, fsck), `load`, and
+        `format --force` of an existing volume.
+        """
+        why = self.encryption
+        if why is not None:
+            raise EncryptedVolume(f"volume '{self.name}' is encrypted ({why}); jfs cannot read encrypted volumes yet")
 
     def check_supported(self) -> None:
         """Raise FSError-free InvalidSettings when this client cannot serve the volume."""
@@ -153,4 +182,4 @@ class Settings:
             )
 
 
-__all__ = ["Settings", "InvalidSettings", "FSError"]
+__all__ = ["Settings", "InvalidSettings", "EncryptedVolume", "FSError"]
