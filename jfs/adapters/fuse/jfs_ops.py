@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import os
 import stat
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 
@@ -49,10 +50,32 @@ from jfs.ports.kv import KVError
 
 log = structlog.get_logger("jfs.fuse")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _UNSERVED_XATTRS = (b"security.", b"system.posix_acl_")
 SEEK_DATA = 3
 SEEK_HOLE = 4
+
+
+def _stale_when_gone(
+    method: Callable[Concatenate[JfsOperations, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[JfsOperations, P], Coroutine[Any, Any, T]]:
+    """Answer ESTALE instead of ENOENT from an operation addressed to inodes (the request's node, the
+    source of a link, the parent of a new name): ENOENT there means such an inode is gone — removed
+    by another client while this kernel still caches a name for it. ESTALE makes the kernel's path
+    walk retry once with LOOKUP_REVAL (open, stat, access, chmod, mkdir, ... all do), so the cached
+    name is looked up again and the caller gets the present answer (the new file, or ENOENT from the
+    fresh lookup) instead of an error for a file it never saw deleted. On an open descriptor, where
+    there is no path to retry, the caller gets ESTALE, as from NFS."""
+
+    @functools.wraps(method)
+    async def run(ops: JfsOperations, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(ops, *args, **kwargs)
+        except FileNotFoundError:
+            raise FSError(errno.ESTALE) from None
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +226,14 @@ class JfsOperations(Operations):
             raise
         return self._entry(ino, attr)
 
+    @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
         if ino in INTERNAL_INODES:
             return AttrOut(self._internal_attr(ino), 3600)
         attr = await self._timed("getattr", ctx, str(ino), self.meta.getattr(ino))
         return AttrOut(self._attr(ino, attr), self.config.attr_timeout)
 
+    @_stale_when_gone
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
         if ino in INTERNAL_INODES:
             raise FSError(errno.EPERM)
@@ -234,9 +259,11 @@ class JfsOperations(Operations):
         attr = await self._timed("setattr", ctx, f"{ino},{req!r}", run())
         return AttrOut(self._attr(ino, attr), self.config.attr_timeout)
 
+    @_stale_when_gone
     async def readlink(self, ctx: RequestContext, ino: int) -> bytes:
         return await self._timed("readlink", ctx, str(ino), self.meta.readlink(ino))
 
+    @_stale_when_gone
     async def mknod(self, ctx: RequestContext, parent: int, name: bytes, mode: int, rdev: int) -> EntryOut:
         typ = FileType.from_mode(mode)
         if typ in (FileType.DIRECTORY, FileType.SYMLINK):
@@ -245,16 +272,19 @@ class JfsOperations(Operations):
                                       self.meta.mknod(parent, name, typ, mode & 0o7777, self._ctx(ctx), rdev=rdev))
         return self._entry(ino, attr)
 
+    @_stale_when_gone
     async def mkdir(self, ctx: RequestContext, parent: int, name: bytes, mode: int) -> EntryOut:
         ino, attr = await self._timed("mkdir", ctx, f"{parent},{name!r},{mode:o}",
                                       self.meta.mkdir(parent, name, mode & 0o7777, self._ctx(ctx)))
         return self._entry(ino, attr)
 
+    @_stale_when_gone
     async def symlink(self, ctx: RequestContext, parent: int, name: bytes, target: bytes) -> EntryOut:
         ino, attr = await self._timed("symlink", ctx, f"{parent},{name!r}",
                                       self.meta.symlink(parent, name, target, self._ctx(ctx)))
         return self._entry(ino, attr)
 
+    @_stale_when_gone
     async def link(self, ctx: RequestContext, ino: int, new_parent: int, new_name: bytes) -> EntryOut:
         attr = await self._timed("link", ctx, f"{ino},{new_parent},{new_name!r}",
                                  self.meta.link(ino, new_parent, new_name, self._ctx(ctx)))
@@ -284,6 +314,7 @@ class JfsOperations(Operations):
             raise FSError(errno.EBADF)
         return h
 
+    @_stale_when_gone
     async def open(self, ctx: RequestContext, ino: int, flags: int) -> OpenOut:
         if ino in INTERNAL_INODES:
             return self._open_internal(ino)
@@ -309,6 +340,7 @@ class JfsOperations(Operations):
             self.accesslog.open(fh)
         return OpenOut(fh & 0xFFFFFFFFFFFFFFFF, direct_io=True)
 
+    @_stale_when_gone
     async def create(self, ctx: RequestContext, parent: int, name: bytes, mode: int,
                      flags: int) -> tuple[EntryOut, OpenOut]:
         c = self._ctx(ctx)
@@ -323,6 +355,7 @@ class JfsOperations(Operations):
         self._opened[ino] = (attr.mtime_ns, attr.length)
         return self._entry(ino, attr), OpenOut(h.fh)
 
+    @_stale_when_gone
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
         if ino in INTERNAL_INODES:
             return await self._read_internal(fh, offset, size)
@@ -376,6 +409,7 @@ class JfsOperations(Operations):
             self._invalidate(parent)
         return doc
 
+    @_stale_when_gone
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
         if ino == CONTROL_INODE:
@@ -401,6 +435,7 @@ class JfsOperations(Operations):
         return await self._timed("write", None, "", self.data.write(h, offset, data if owned else bytes(data),
                                                                     owned=owned))
 
+    @_stale_when_gone
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
         if ino in INTERNAL_INODES:
             return
@@ -428,15 +463,18 @@ class JfsOperations(Operations):
                 self._flock_owners.discard((ino, flock_owner))
                 await self.meta.flock(ino, flock_owner, "U")
 
+    @_stale_when_gone
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         if ino in INTERNAL_INODES:
             return
         await self._timed("fsync", ctx, str(ino), self.data.fsync(self._handle(fh), datasync))
 
+    @_stale_when_gone
     async def fallocate(self, ctx: RequestContext, ino: int, fh: int, offset: int, length: int, mode: int) -> None:
         await self._timed("fallocate", ctx, f"{ino},{offset},{length},{mode}",
                           self.data.fallocate(ino, mode, offset, length, self._ctx(ctx)))
 
+    @_stale_when_gone
     async def copy_file_range(self, ctx: RequestContext, ino_in: int, fh_in: int, off_in: int, ino_out: int,
                               fh_out: int, off_out: int, length: int, flags: int) -> int:
         n, _ = await self._timed("copy_file_range", ctx, f"{ino_in},{off_in},{ino_out},{off_out},{length}",
@@ -444,6 +482,7 @@ class JfsOperations(Operations):
                                                            self._ctx(ctx)))
         return n
 
+    @_stale_when_gone
     async def lseek(self, ctx: RequestContext, ino: int, fh: int, offset: int, whence: int) -> int:
         attr = await self.meta.getattr(ino)
         length = max(attr.length, self.data.file_length(ino) or 0)
@@ -454,6 +493,7 @@ class JfsOperations(Operations):
 
     # ------------------------------------------------------------------ directories
 
+    @_stale_when_gone
     async def opendir(self, ctx: RequestContext, ino: int, flags: int) -> OpenOut:
         attr = await self._timed("opendir", ctx, str(ino), self.meta.getattr(ino))
         if attr.typ is not FileType.DIRECTORY:
@@ -462,6 +502,7 @@ class JfsOperations(Operations):
         self._dirs[fh] = _DirHandle()
         return OpenOut(fh)
 
+    @_stale_when_gone
     async def readdir(self, ctx: RequestContext, ino: int, fh: int, offset: int, out: DirentSink) -> None:
         d = self._dirs.get(fh)
         if d is None:
@@ -524,6 +565,7 @@ class JfsOperations(Operations):
         return StatFs(blocks=st.total_space // bsize, bfree=st.avail_space // bsize, bavail=st.avail_space // bsize,
                       files=st.used_inodes + st.avail_inodes, ffree=st.avail_inodes, bsize=bsize, namelen=255)
 
+    @_stale_when_gone
     async def access(self, ctx: RequestContext, ino: int, mask: int) -> None:
         if ino in INTERNAL_INODES:
             return
@@ -539,12 +581,14 @@ class JfsOperations(Operations):
             # itself and stops sending xattr requests — `ls -l` then costs no round trip per entry.
             raise FSError(errno.ENOSYS)
 
+    @_stale_when_gone
     async def setxattr(self, ctx: RequestContext, ino: int, name: bytes, value: bytes, flags: int) -> None:
         self._xattr_gate()
         if name.startswith(_UNSERVED_XATTRS):
             raise FSError(errno.EOPNOTSUPP, "POSIX ACLs and security labels are not supported")
         await self._timed("setxattr", ctx, f"{ino},{name!r}", self.meta.setxattr(ino, name, value, flags, self._ctx(ctx)))
 
+    @_stale_when_gone
     async def getxattr(self, ctx: RequestContext, ino: int, name: bytes) -> bytes:
         self._xattr_gate()
         if ino in INTERNAL_INODES or name.startswith(_UNSERVED_XATTRS):
@@ -553,21 +597,25 @@ class JfsOperations(Operations):
             raise FSError(errno.ENODATA)
         return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, self._ctx(ctx)))
 
+    @_stale_when_gone
     async def listxattr(self, ctx: RequestContext, ino: int) -> Sequence[bytes]:
         self._xattr_gate()
         if ino in INTERNAL_INODES:
             return []
         return await self._timed("listxattr", ctx, str(ino), self.meta.listxattr(ino, self._ctx(ctx)))
 
+    @_stale_when_gone
     async def removexattr(self, ctx: RequestContext, ino: int, name: bytes) -> None:
         self._xattr_gate()
         await self._timed("removexattr", ctx, f"{ino},{name!r}", self.meta.removexattr(ino, name, self._ctx(ctx)))
 
+    @_stale_when_gone
     async def getlk(self, ctx: RequestContext, ino: int, fh: int, owner: int, lock: FileLock) -> FileLock:
         info = await self._timed("getlk", ctx, str(ino),
                                  self.meta.getlk(ino, owner, lock.type, lock.start, min(lock.end, MAX_END)))
         return FileLock(info.start, info.end, info.type, info.pid)
 
+    @_stale_when_gone
     async def setlk(self, ctx: RequestContext, ino: int, fh: int, owner: int, lock: FileLock, sleep: bool) -> None:
         if lock.type != F_UNLCK:
             self._plock_owners.add((ino, owner))
@@ -578,6 +626,7 @@ class JfsOperations(Operations):
         if lock.type != F_UNLCK:
             await self._locked(ino)
 
+    @_stale_when_gone
     async def flock(self, ctx: RequestContext, ino: int, fh: int, owner: int, type: int, sleep: bool) -> None:
         ltype = {0: "R", 1: "W", 2: "U"}[type]
         if ltype != "U":
