@@ -614,3 +614,104 @@ def test_reading_a_file_another_mount_deleted_fails_instead_of_returning_zeros(
         os.close(fd)
     time.sleep(1.1)  # B's kernel may map the name to the old inode until its entry cache (1 s) expires
     assert (b / "doomed").read_bytes() == b"replacement"
+
+
+# ------------------------------------------------------------- shared databases and lock-protected updates
+
+SQLITE_WRITER = r"""
+import json, sqlite3, sys
+path, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+errors = []
+db = sqlite3.connect(path, timeout=60)
+for i in range(n):
+    try:
+        with db:  # one transaction: a read-modify-write of the counter row and a new row
+            db.execute("BEGIN IMMEDIATE")
+            (v,) = db.execute("SELECT v FROM counter").fetchone()
+            db.execute("UPDATE counter SET v = ?", (v + 1,))
+            db.execute("INSERT INTO rows(who, i, pad) VALUES (?, ?, randomblob(1500))", (who, i))
+    except sqlite3.Error as exc:
+        errors.append(f"{i}: {exc}")
+db.close()
+print(json.dumps({"errors": errors[:5], "failed": len(errors)}))
+"""
+
+
+def test_sqlite_rollback_journal_from_two_mounts(two_mounts: tuple[str, Path, Path]) -> None:
+    """Two processes, one per mount, write one SQLite database (rollback journal, POSIX locks) with the
+    default kernel caches: every transaction commits, none is lost, and the file stays intact. A mount
+    keeps a cached name of ``db-journal`` that the other one deleted; opening it must look the name up
+    again (ESTALE from jfs) instead of failing with "unable to open database file"."""
+    import sqlite3
+
+    _, a, b = two_mounts
+    d = "sqlite-shared"
+    (a / d).mkdir()
+    db = sqlite3.connect(a / d / "db")
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("CREATE TABLE rows(id INTEGER PRIMARY KEY, who TEXT, i INT, pad BLOB)")
+    db.execute("CREATE TABLE counter(v INT)")
+    db.execute("INSERT INTO counter VALUES (0)")
+    db.commit()
+    db.close()
+    n = 100
+    procs = [_spawn(SQLITE_WRITER, m / d / "db", who, n) for m, who in ((a, "a"), (b, "b"))]
+    results = [_result(p) for p in procs]
+    assert all(r["failed"] == 0 for r in results), results
+    for m in (a, b):
+        db = sqlite3.connect(m / d / "db")
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert db.execute("SELECT count(*), count(DISTINCT who || i) FROM rows").fetchone() == (2 * n, 2 * n)
+            assert db.execute("SELECT v FROM counter").fetchone() == (2 * n,)
+        finally:
+            db.close()
+    assert not (a / d / "db-journal").exists() and not (b / d / "db-journal").exists()
+
+
+COUNTER = r"""
+import fcntl, json, os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+errors = []
+lock = os.open(os.path.join(d, "lock"), os.O_RDWR)
+for i in range(n):
+    fcntl.lockf(lock, fcntl.LOCK_EX)
+    try:
+        # In place: the pages this kernel caches must be dropped when the other mount rewrote them.
+        fd = os.open(os.path.join(d, "in-place"), os.O_RDWR)
+        v = int(os.pread(fd, 64, 0))
+        os.pwrite(fd, b"%012d" % (v + 1), 0)
+        os.close(fd)
+        # Atomic replace: the name this kernel caches may point to the inode the other mount's rename
+        # just deleted.
+        with open(os.path.join(d, "replaced"), "rb") as f:
+            v = int(f.read())
+        tmp = os.path.join(d, f"replaced.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(b"%d" % (v + 1))
+        os.rename(tmp, os.path.join(d, "replaced"))
+    except OSError as exc:
+        errors.append(f"{i}: {exc}")
+    finally:
+        fcntl.lockf(lock, fcntl.LOCK_UN)
+os.close(lock)
+print(json.dumps({"errors": errors[:5], "failed": len(errors)}))
+"""
+
+
+def test_lock_protected_counters_from_two_mounts(two_mounts: tuple[str, Path, Path]) -> None:
+    """Read-modify-write under an fcntl lock from two mounts at once, of a file rewritten in place and of
+    one replaced by rename: no error and no lost update with the default kernel caches."""
+    _, a, b = two_mounts
+    d = "locked-counters"
+    (a / d).mkdir()
+    (a / d / "lock").write_bytes(b"")
+    (a / d / "in-place").write_bytes(b"%012d" % 0)
+    (a / d / "replaced").write_bytes(b"0")
+    n = 150
+    procs = [_spawn(COUNTER, m / d, n) for m in (a, b)]
+    results = [_result(p) for p in procs]
+    assert all(r["failed"] == 0 for r in results), results
+    for m in (a, b):
+        assert int((m / d / "in-place").read_bytes()) == 2 * n
+        assert int((m / d / "replaced").read_bytes()) == 2 * n
