@@ -97,6 +97,11 @@ class _DirHandle:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+NAMES_SWEEP = 4096
+"""Names recorded between two sweeps of the expired ones (`JfsOperations._named`)."""
+NOTIFY_WAIT = 5.0
+"""Longest wait, in seconds, for the kernel to take the invalidations before a lock is answered."""
+
 KEEP_WRITE_BUFFER_MIN = 512 << 10
 """WRITE payloads at least this long are kept without a copy (at most 2x the bytes pinned, for 1 MiB
 request buffers)."""
@@ -123,6 +128,8 @@ class JfsOperations(Operations):
         self._plock_owners: set[tuple[int, int]] = set()
         self._flock_owners: set[tuple[int, int]] = set()
         self._opened: dict[int, tuple[int, int]] = {}  # ino -> (mtime, length) seen at the last open
+        self._names: dict[int, dict[bytes, float]] = {}  # parent -> name -> when the kernel's entry expires
+        self._names_added = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -163,6 +170,25 @@ class JfsOperations(Operations):
             ino, a.st_mode, nlink=a.nlink, uid=a.uid, gid=a.gid, rdev=a.rdev, size=size,
             blksize=65536, atime_ns=a.atime_ns, mtime_ns=a.mtime_ns, ctime_ns=a.ctime_ns,
         )
+
+    def _named(self, parent: int, name: bytes, timeout: float) -> None:
+        """Remember that the kernel may cache `name` in `parent` for `timeout` seconds (see `_locked`)."""
+        if timeout <= 0:
+            return
+        names = self._names.get(parent)
+        if names is None:
+            names = self._names[parent] = {}
+        names[name] = time.monotonic() + timeout
+        self._names_added += 1
+        if self._names_added >= NAMES_SWEEP:
+            self._names_added = 0
+            now = time.monotonic()
+            for p in list(self._names):
+                live = {n: t for n, t in self._names[p].items() if t > now}
+                if live:
+                    self._names[p] = live
+                else:
+                    del self._names[p]
 
     def _entry(self, ino: int, a: JAttr) -> EntryOut:
         timeout = self.config.dir_entry_timeout if a.typ is FileType.DIRECTORY else self.config.entry_timeout
@@ -205,6 +231,26 @@ class JfsOperations(Operations):
     async def _locked(self, ino: int) -> None:
         await self.data.refresh(ino)
         self._invalidate(ino)
+        await self._expire_names(self.data.parent_of(ino))
+
+    async def _expire_names(self, parent: int | None) -> None:
+        """Expire the names this mount handed the kernel in `parent` (the directory of a file just locked)
+        that it may still cache, and wait until the kernel has them: the previous lock holder, on another
+        client, may have removed or replaced them — as SQLite's rollback journal next to its database.
+        A cached name of a removed file would otherwise be opened without a lookup; jfs answers ESTALE
+        then and the kernel retries the walk, but only once, and the retry may meet the next removal."""
+        if parent is None or self.notifier is None:
+            return
+        names = self._names.pop(parent, None)
+        if not names:
+            return
+        now = time.monotonic()
+        live = [name for name, until in names.items() if until > now]
+        if not live:
+            return
+        for name in live:
+            self.notifier.notify_inval_entry(parent, name, expire_only=True)
+        await self.notifier.notifications_done(NOTIFY_WAIT)
 
     # ------------------------------------------------------------------ names
 
@@ -224,7 +270,9 @@ class JfsOperations(Operations):
             if self.config.negative_timeout > 0:
                 return EntryOut.negative(self.config.negative_timeout)
             raise
-        return self._entry(ino, attr)
+        out = self._entry(ino, attr)
+        self._named(parent, name, out.entry_timeout)
+        return out
 
     @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
@@ -270,25 +318,33 @@ class JfsOperations(Operations):
             raise FSError(errno.EINVAL)
         ino, attr = await self._timed("mknod", ctx, f"{parent},{name!r},{mode:o}",
                                       self.meta.mknod(parent, name, typ, mode & 0o7777, self._ctx(ctx), rdev=rdev))
-        return self._entry(ino, attr)
+        out = self._entry(ino, attr)
+        self._named(parent, name, out.entry_timeout)
+        return out
 
     @_stale_when_gone
     async def mkdir(self, ctx: RequestContext, parent: int, name: bytes, mode: int) -> EntryOut:
         ino, attr = await self._timed("mkdir", ctx, f"{parent},{name!r},{mode:o}",
                                       self.meta.mkdir(parent, name, mode & 0o7777, self._ctx(ctx)))
-        return self._entry(ino, attr)
+        out = self._entry(ino, attr)
+        self._named(parent, name, out.entry_timeout)
+        return out
 
     @_stale_when_gone
     async def symlink(self, ctx: RequestContext, parent: int, name: bytes, target: bytes) -> EntryOut:
         ino, attr = await self._timed("symlink", ctx, f"{parent},{name!r}",
                                       self.meta.symlink(parent, name, target, self._ctx(ctx)))
-        return self._entry(ino, attr)
+        out = self._entry(ino, attr)
+        self._named(parent, name, out.entry_timeout)
+        return out
 
     @_stale_when_gone
     async def link(self, ctx: RequestContext, ino: int, new_parent: int, new_name: bytes) -> EntryOut:
         attr = await self._timed("link", ctx, f"{ino},{new_parent},{new_name!r}",
                                  self.meta.link(ino, new_parent, new_name, self._ctx(ctx)))
-        return self._entry(ino, attr)
+        out = self._entry(ino, attr)
+        self._named(new_parent, new_name, out.entry_timeout)
+        return out
 
     async def unlink(self, ctx: RequestContext, parent: int, name: bytes) -> None:
         ino, attr = await self._timed("unlink", ctx, f"{parent},{name!r}",
@@ -353,7 +409,9 @@ class JfsOperations(Operations):
         ino, attr, h = await self._timed("create", ctx, f"{parent},{name!r},{mode:o}", run())
         self._files[h.fh] = h
         self._opened[ino] = (attr.mtime_ns, attr.length)
-        return self._entry(ino, attr), OpenOut(h.fh)
+        out = self._entry(ino, attr)
+        self._named(parent, name, out.entry_timeout)
+        return out, OpenOut(h.fh)
 
     @_stale_when_gone
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
