@@ -342,6 +342,8 @@ class Notifier(Protocol):
 
     def notify_delete(self, parent: int, child: int, name: bytes) -> None: ...
 
+    async def notifications_done(self, timeout: float | None = None) -> bool: ...
+
 
 class ConnectionInfo:
     """What INIT negotiated, handed to `Operations.init`.

@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -77,6 +77,11 @@ class Invalidator(Protocol):
 
     def inval_entry(self, parent: int, ino: int, name: bytes) -> None:
         """The name `name` in `parent` (of `ino`) is gone."""
+
+    async def lock_granted(self, ino: int, parent: int | None) -> None:
+        """A lock on `ino` (in directory `parent`, if known) was just granted: names the face may cache
+        near it can be stale (the previous holder, on another client, may have replaced them). Returns once
+        the face has taken that in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +477,7 @@ class VFS:
         return fh
 
     async def readdir(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False
-                      ) -> AsyncIterator[DirEntry]:
+                      ) -> AsyncGenerator[DirEntry, None]:
         """The entries of an open directory from `offset` (0 = the start, then an entry's `offset`):
         ``.``, ``..``, the root's virtual files and ``.trash``, then the stored entries in name order from
         a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset."""
@@ -585,6 +590,10 @@ class VFS:
     async def _locked(self, ino: int) -> None:
         await self.data.refresh(ino)
         self._invalidate(ino)
+        if self.invalidator is not None:
+            await self.invalidator.lock_granted(ino, self.data.parent_of(ino))
+        elif self.names is not None:
+            self.names.clear()  # a path face's cached names near the file may be stale the same way
 
     async def getlk(self, ctx: Ctx, ino: int, owner: int, ltype: int, start: int, end: int) -> tuple[int, int, int, int]:
         """The first lock that would block (type, start, end, pid); type F_UNLCK when none would."""
