@@ -104,7 +104,7 @@ def mounted(base: Path, *args: str) -> Iterator[Mount]:
     log = base / "memfs.log"
     with open(log, "w") as errf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jfs.adapters.fuse.memfs", str(mnt), *args],
+            [sys.executable, "-m", "jfs.testing.memfs", str(mnt), *args],
             stdout=subprocess.PIPE, stderr=errf, text=True,
         )
     try:
