@@ -104,6 +104,18 @@ class EtcdCluster:
                 m.process.kill()
                 m.process.wait()
 
+    def freeze(self, i: int) -> None:
+        """SIGSTOP member `i`: it keeps its connections but answers nothing (like a partitioned member)."""
+        m = self.members[i]
+        if m.process is not None and m.process.poll() is None:
+            m.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self, i: int) -> None:
+        """SIGCONT member `i` after `freeze`."""
+        m = self.members[i]
+        if m.process is not None and m.process.poll() is None:
+            m.process.send_signal(signal.SIGCONT)
+
     def status(self, i: int) -> dict[str, object] | None:
         """The member's ``/v3/maintenance/status`` reply, None when it does not answer."""
         m = self.members[i]

