@@ -133,8 +133,9 @@ class EtcdCluster:
             for i, m in enumerate(self.members):
                 if not m.running:
                     continue
-                st = self.status(i)
-                if st and st.get("leader") and st.get("leader") == st.get("header", {}).get("member_id"):  # type: ignore[union-attr]
+                st = self.status(i) or {}
+                header = st.get("header")
+                if st.get("leader") and isinstance(header, dict) and st["leader"] == header.get("member_id"):
                     return i
             time.sleep(0.05)
         raise EtcdError(f"no etcd leader elected within {timeout:g} s")

@@ -287,7 +287,7 @@ class EtcdTx:
             f"--max-txn-ops {n}: raise --max-txn-ops on every member and give the same value as ?max-txn-ops=N"
         )
 
-    def _request(self, groups: list[Sequence[Any]], ops: list[Any]) -> Any:
+    def _request(self, groups: Sequence[Sequence[Any]], ops: list[Any]) -> Any:
         """One Txn: level i holds compare group i and, as its only operation, level i+1; the innermost
         level holds the writes (nested, see `_pack`). Every compare of every level counts against
         --max-txn-ops along the path, so the read set must fit in it."""

@@ -103,7 +103,7 @@ class EtcdClient:
         stub = self._stubs.get(i)
         if stub is None:
             endpoint = self.target.endpoints[i]
-            options = list(_CHANNEL_OPTIONS)
+            options: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
             if self._credentials is not None:
                 if self.target.server_name:
                     options.append(("grpc.ssl_target_name_override", self.target.server_name))
