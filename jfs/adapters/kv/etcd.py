@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -61,6 +62,12 @@ AMBIGUOUS_RETRIES = 3
 
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
     return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+@functools.cache
+def _capacity(budget: int) -> int:
+    """How many operations fit in a list of `budget` operations nested as `EtcdTx._pack` nests them."""
+    return max([budget, *(k * _capacity(budget - k) for k in range(2, budget))])
 
 
 class EtcdTx:
@@ -268,16 +275,18 @@ class EtcdTx:
         """`ops` as a list of at most `budget` operations, nesting groups of them in sub-Txns. etcd counts
         every level of a nested Txn against --max-txn-ops: a sub-Txn may hold only what its parents
         left (budget minus the parent's own count), so the groups shrink as they nest."""
-        if len(ops) <= budget:
+        n = len(ops)
+        if n <= budget:
             return ops
-        if budget < 3:
-            raise EngineError(self._too_big(len(ops)))
-        k = next((k for k in range(2, budget // 2 + 1) if k * (budget - k) >= len(ops)), budget // 2)
-        size = -(-len(ops) // k)
+        fits = [k for k in range(2, budget) if k * _capacity(budget - k) >= n]
+        if not fits:
+            raise EngineError(self._too_big(n))
+        two_levels = [k for k in fits if k * (budget - k) >= n]
+        k = two_levels[0] if two_levels else (budget // 2 if budget // 2 in fits else fits[0])
         pb = self._pb
         return [
             pb.RequestOp(request_txn=pb.TxnRequest(success=self._pack(list(c), budget - k)))
-            for c in _chunks(ops, size)
+            for c in _chunks(ops, -(-n // k))
         ]
 
     def _too_big(self, what: int) -> str:
@@ -296,7 +305,7 @@ class EtcdTx:
         for group in groups[:-1]:
             budget -= max(len(group), 1)
         last = groups[-1] if groups else []
-        if budget - len(last) < min(len(ops), 3):
+        if budget - len(last) < min(len(ops), 1) or budget < len(last):
             raise EngineError(self._too_big(sum(len(g) for g in groups) + len(ops)))
         txn = pb.TxnRequest(compare=last, success=self._pack(ops, budget - len(last)))
         for group in reversed(groups[:-1]):
