@@ -216,11 +216,11 @@ def test_jfs_mdtest_and_status_on_etcd(etcd_trio: EtcdCluster, tmp_path: object)
     from jfs.testing.mounts import format_volume, jfs
 
     url = url_of(etcd_trio)
-    format_volume(url, f"{tmp_path}/bucket", "md")
+    format_volume(url, f"{tmp_path}/bucket", "mdvol")
     res = jfs("mdtest", url, "--dirs", "2", "--depth", "1", "--files", "5", "--threads", "4", check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "create" in res.stdout and "rename" in res.stdout
     res = jfs("status", url, check=False)
-    assert res.returncode == 0 and "md" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "mdvol" in res.stdout, res.stdout + res.stderr
     res = jfs("fsck", url, check=False)
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr

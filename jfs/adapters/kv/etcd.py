@@ -11,9 +11,10 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   mod revision it had at R (0 = absent, so a deletion is a change too), and every scanned range must hold
   no key modified after R (``mod_revision < R + 1`` over the range: catches phantoms). If a compare
   fails nothing is written and the body re-runs through the port's retry loop.
-* **Blind adds** are a read-modify-write inside the commit: the counters are read at the latest revision
-  and compared in a separate group, so a changed counter re-sends the commit only, never re-runs the
-  body — an `add` never conflicts from the body's point of view. A body without puts or deletes commits
+* **Blind adds** are a read-modify-write inside the commit: the counters' last value and mod revision are
+  cached per connection (read when unknown) and compared in a separate, nested level whose failure branch
+  returns their current values, so a moved counter costs one re-send of the commit — never a re-run of the
+  body (an `add` never conflicts from the body's point of view) and no extra read in the common case. A body without puts or deletes commits
   its adds without validating its reads (they saw one snapshot; blind adds cannot skew).
 * **etcd's limits.** `--max-txn-ops` (128) bounds, along every path of a nested Txn, the sum of each
   level's count (its compares or its operations, whichever is larger). Writes beyond it are nested in
@@ -102,7 +103,9 @@ class EtcdTx:
         if found:
             return value
         pb, pkey = self._pb, self._p + key
-        reply = await self._at_rev("Range", lambda rev: pb.RangeRequest(key=pkey, revision=rev))
+        reply = await self._at_rev(
+            "Range", lambda rev: pb.RangeRequest(key=pkey, revision=rev, serializable=rev > 0)
+        )
         if not reply.kvs:
             self._seen[key] = 0
             return None
@@ -127,7 +130,10 @@ class EtcdTx:
             def make(chunk: Sequence[bytes]) -> Callable[[int], Any]:
                 return lambda rev: pb.TxnRequest(
                     success=[
-                        pb.RequestOp(request_range=pb.RangeRequest(key=p + k, revision=rev)) for k in chunk
+                        pb.RequestOp(
+                            request_range=pb.RangeRequest(key=p + k, revision=rev, serializable=rev > 0)
+                        )
+                        for k in chunk
                     ]
                 )
 
@@ -156,7 +162,12 @@ class EtcdTx:
 
             def make(rev: int, cursor: bytes = cursor, want: int = want) -> Any:
                 return pb.RangeRequest(
-                    key=p + cursor, range_end=p + end, limit=want, keys_only=keys_only, revision=rev
+                    key=p + cursor,
+                    range_end=p + end,
+                    limit=want,
+                    keys_only=keys_only,
+                    revision=rev,
+                    serializable=rev > 0,
                 )
 
             if pinned:
@@ -242,9 +253,12 @@ class EtcdTx:
         ]
         return out
 
-    async def _counters(self) -> tuple[list[Any], dict[bytes, bytes]]:
-        """(compares, new values) of the blind adds: counters not written by the body are read now."""
+    async def _counters(self) -> tuple[list[bytes], list[Any], dict[bytes, bytes]]:
+        """(counters read from the store, their compares, new values of every add). A counter the body
+        wrote is added to in the buffer; the others come from the KV's cache of the last value and mod
+        revision seen (refreshed by a failed commit), read from the store when not cached."""
         pb, p = self._pb, self._p
+        cache = self._kv.counters
         values: dict[bytes, bytes] = {}
         fresh: list[bytes] = []
         for key, delta in self._buf.adds.items():
@@ -253,8 +267,8 @@ class EtcdTx:
                 values[key] = encode_i64(decode_i64(current) + delta)
             else:
                 fresh.append(key)
-        compares: list[Any] = []
-        for chunk in _chunks(fresh, self._kv.target.max_txn_ops):
+        unknown = [k for k in fresh if k not in cache]
+        for chunk in _chunks(unknown, self._kv.target.max_txn_ops):
             reply = await self._c.call(
                 "Txn",
                 pb.TxnRequest(
@@ -262,14 +276,15 @@ class EtcdTx:
                 ),
                 write=False,
             )
-            for key, r in zip(chunk, reply.responses, strict=True):
-                kvs = r.response_range.kvs
-                current, mod = (bytes(kvs[0].value), kvs[0].mod_revision) if kvs else (None, 0)
-                values[key] = encode_i64(decode_i64(current) + self._buf.adds[key])
-                compares.append(
-                    pb.Compare(key=p + key, target=pb.Compare.MOD, result=pb.Compare.EQUAL, mod_revision=mod)
-                )
-        return compares, values
+            self._kv.remember(chunk, [r.response_range.kvs for r in reply.responses])
+        compares: list[Any] = []
+        for key in fresh:
+            current, mod = cache.get(key, (None, 0))
+            values[key] = encode_i64(decode_i64(current) + self._buf.adds[key])
+            compares.append(
+                pb.Compare(key=p + key, target=pb.Compare.MOD, result=pb.Compare.EQUAL, mod_revision=mod)
+            )
+        return fresh, compares, values
 
     def _pack(self, ops: list[Any], budget: int) -> list[Any]:
         """`ops` as a list of at most `budget` operations, nesting groups of them in sub-Txns. etcd counts
@@ -296,7 +311,7 @@ class EtcdTx:
             f"--max-txn-ops {n}: raise --max-txn-ops on every member and give the same value as ?max-txn-ops=N"
         )
 
-    def _request(self, groups: Sequence[Sequence[Any]], ops: list[Any]) -> Any:
+    def _request(self, groups: Sequence[Sequence[Any]], ops: list[Any], failure: Sequence[Any] = ()) -> Any:
         """One Txn: level i holds compare group i and, as its only operation, level i+1; the innermost
         level holds the writes (nested, see `_pack`). Every compare of every level counts against
         --max-txn-ops along the path, so the read set must fit in it."""
@@ -307,19 +322,22 @@ class EtcdTx:
         last = groups[-1] if groups else []
         if budget - len(last) < min(len(ops), 1) or budget < len(last):
             raise EngineError(self._too_big(sum(len(g) for g in groups) + len(ops)))
-        txn = pb.TxnRequest(compare=last, success=self._pack(ops, budget - len(last)))
+        txn = pb.TxnRequest(
+            compare=last, success=self._pack(ops, budget - max(len(last), len(failure))), failure=failure
+        )
         for group in reversed(groups[:-1]):
             txn = pb.TxnRequest(compare=group, success=[pb.RequestOp(request_txn=txn)])
         return txn
 
     @staticmethod
-    def _failed_level(reply: Any, levels: int) -> int | None:
+    def _failed_level(reply: Any, levels: int) -> tuple[int | None, Any]:
+        """(index of the level whose compares failed, that level's reply), or (None, innermost reply)."""
         for level in range(levels):
             if not reply.succeeded:
-                return level
+                return level, reply
             if level < levels - 1:
                 reply = reply.responses[0].response_txn
-        return None if reply.succeeded else 0
+        return None, reply
 
     async def _applied(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> bool:
         """After an ambiguous commit: whether it was applied (see the module docstring)."""
@@ -353,16 +371,20 @@ class EtcdTx:
         read_groups = [reads] if reads else []
         ambiguous = 0
         for _ in range(ADD_RETRIES):
-            add_compares, counters = await self._counters()
+            fresh, add_compares, counters = await self._counters()
             puts = {k: v for k, v in writes.items() if v is not None}
             puts.update(counters)
             deletes = [k for k, v in writes.items() if v is None and k not in counters]
             ops = [pb.RequestOp(request_put=pb.PutRequest(key=p + k, value=v)) for k, v in puts.items()]
             ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + k)) for k in deletes]
             groups = [*read_groups, *([add_compares] if add_compares else [])]
+            # when only the counters moved, the add level's failure branch returns their current values
+            failure = [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh]
             try:
-                reply = await self._c.call("Txn", self._request(groups, ops), write=True)
+                reply = await self._c.call("Txn", self._request(groups, ops, failure), write=True)
             except Ambiguous as exc:
+                for key in fresh:
+                    self._kv.counters.pop(key, None)
                 ambiguous += 1
                 log.warning("etcd_commit_ambiguous", error=str(exc))
                 if await self._applied(puts, deletes):
@@ -372,12 +394,13 @@ class EtcdTx:
                         f"lost contact with etcd at {self._c.address} while committing; the outcome of the transaction is unknown: {exc}"
                     ) from None
                 continue
-            failed = self._failed_level(reply, len(groups))
+            failed, level = self._failed_level(reply, len(groups))
             if failed is None:
+                self._kv.counters.update((k, (counters[k], reply.header.revision)) for k in fresh)
                 return
             if failed < len(read_groups):
                 raise ConflictError("etcd: a key or range read by the transaction changed")
-            # only counters moved: read them again and re-send
+            self._kv.remember(fresh, [r.response_range.kvs for r in level.responses])
         raise ConflictError("etcd: counters kept changing during commit")
 
 
@@ -391,6 +414,13 @@ class EtcdKV:
         self.target = target
         self.client = client
         self.prefix = target.prefix
+        self.counters: dict[bytes, tuple[bytes | None, int]] = {}
+        """Last value and mod revision seen of the counters `add` was used on (a hint, checked at commit)."""
+
+    def remember(self, keys: Sequence[bytes], kvs: Sequence[Any]) -> None:
+        """Cache the counters `keys` from their Range replies `kvs` (empty = absent)."""
+        for key, found in zip(keys, kvs, strict=True):
+            self.counters[key] = (bytes(found[0].value), found[0].mod_revision) if found else (None, 0)
 
     async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
         async def attempt() -> T:
