@@ -16,9 +16,9 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 
 t0=$SECONDS
-jfs_apt_ensure fuse3 redis-server
+jfs_apt_ensure fuse3 redis-server etcd-server
 jfs_venv_ensure dev
-jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'))"
 
 if [ -n "${JFS_TEST_TIKV:-}" ]; then
   tikv_note="TiKV: tested against PD ${JFS_TEST_TIKV}"
