@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import structlog
 
 from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
-from jfs.adapters.fuse.server import FuseServer, MountOptions, is_mounted, unmount
+from jfs.adapters.fuse.mounting import MountOptions, is_mounted, unmount
+from jfs.adapters.fuse.server import FuseServer
 from jfs.app.volume import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import structlog
 from sortedcontainers import SortedDict
 
+from jfs.adapters.fuse.mounting import MountOptions
 from jfs.adapters.fuse.operations import (
     F_RDLCK,
     F_UNLCK,
@@ -60,7 +61,7 @@ from jfs.adapters.fuse.operations import (
     StatFs,
 )
 from jfs.adapters.fuse.protocol import OFFSET_MAX
-from jfs.adapters.fuse.server import FuseServer, MountOptions
+from jfs.adapters.fuse.server import FuseServer
 
 BLOCK = 64 * 1024
 _ZERO = memoryview(bytes(BLOCK))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.fuse.server import is_mounted, unmount
+from jfs.adapters.fuse.mounting import is_mounted, unmount
 
 
 def _skip_reason() -> str | None:

@@ -334,7 +334,8 @@ class DirentSink:
 
 
 class Notifier(Protocol):
-    """Kernel cache invalidation, offered by the server (see `FuseServer` for the exact semantics)."""
+    """Kernel cache invalidation, offered by the server (see `jfs.adapters.fuse.notify.KernelNotifier` for
+    the exact semantics)."""
 
     def notify_inval_inode(self, ino: int, offset: int = -1, length: int = 0) -> None: ...
 
