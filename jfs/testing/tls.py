@@ -3,12 +3,18 @@
     files = make_pki(tmp_dir)   # ca.pem, server.pem/server.key (localhost, 127.0.0.1), client.pem/client.key
 
 Keys are EC P-256 (fast to make); everything is valid for a day. Never use these outside tests.
+`tls_proxy` puts TLS in front of a plain-text server (e.g. SeaweedFS's S3 gateway).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,4 +83,73 @@ def make_pki(directory: Path, *, ca_name: str = "jfs test CA") -> Pki:
     return Pki(directory / "ca.pem", server[0], server[1], client[0], client[1])
 
 
-__all__ = ["Pki", "make_pki"]
+@contextlib.contextmanager
+def tls_proxy(target: tuple[str, int], cert: Path, key: Path) -> Iterator[int]:
+    """A TLS-terminating TCP proxy on 127.0.0.1 in front of `target` (a plain-text server such as a
+    SeaweedFS S3 gateway), serving `cert`; yields its port. Threads and sockets are closed on exit."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            raw.settimeout(5)
+            client = ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):  # the client refused our certificate: that is what some tests want
+            raw.close()
+            return
+        upstream = socket.create_connection(target)
+        for s in (client, upstream):
+            s.settimeout(0.5)
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            t = threading.Thread(target=serve, args=(raw,), daemon=True)
+            t.start()
+            threads.append(t)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
+        for t in threads:
+            t.join(5)
+
+
+__all__ = ["Pki", "make_pki", "tls_proxy"]

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from jfs.testing.mounts import jfs, mounted
+from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
+from jfs.testing.seaweed import SeaweedS3
 from jfs.testing.servers import RedisServerError, free_port, start_redis_server
-from jfs.testing.tls import Pki, make_pki
+from jfs.testing.tls import Pki, make_pki, tls_proxy
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +79,46 @@ def test_redis_over_tls(pki: tuple[Pki, Pki, Path], auth_clients: str) -> None:
         assert "cannot load the TLS files" in _last_line(res) and "No such file" in _last_line(res)
     finally:
         srv.stop()
+
+
+def test_s3_over_https(pki: tuple[Pki, Pki, Path], seaweed_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """An encrypted volume on SeaweedFS's S3 behind a TLS proxy with a certificate of the test CA: works with
+    the CA bundle given, is refused with one line without it or with another CA, works when asked to skip."""
+    good, other, base = pki
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)  # some hosts point boto3 at the system bundle
+    monkeypatch.delenv("JFS_S3_INSECURE_SKIP_VERIFY", raising=False)
+    monkeypatch.setenv("JFS_RSA_PASSPHRASE", "pw")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw"))
+    (base / "rsa.pem").write_bytes(key)
+    host, _, port = seaweed_s3.endpoint.removeprefix("http://").partition(":")
+    with tls_proxy((host, int(port)), good.server_cert, good.server_key) as tls_port:
+        bucket = f"https://localhost:{tls_port}/{seaweed_s3.bucket}"
+        meta = f"sqlite3://{base}/s3.db"
+        creds = ("--access-key", seaweed_s3.access_key, "--secret-key", seaweed_s3.secret_key)
+        fmt = ("format", meta, "httpsvol", "--storage", "s3", "--bucket", bucket, "--trash-days", "0", *creds,
+               "--encrypt-rsa-key", str(base / "rsa.pem"))
+        for ca in (None, other.ca):
+            if ca is None:
+                monkeypatch.delenv("JFS_S3_CA_BUNDLE", raising=False)
+            else:
+                monkeypatch.setenv("JFS_S3_CA_BUNDLE", str(ca))
+            res = jfs(*fmt, check=False)
+            line = _last_line(res)
+            assert res.returncode == 1 and "certificate verify failed" in line and "JFS_S3_CA_BUNDLE" in line, line
+            assert sum(ln.startswith("jfs: error") for ln in res.stderr.splitlines()) == 1
+        monkeypatch.setenv("JFS_S3_CA_BUNDLE", str(good.ca))
+        jfs(*fmt)
+        with mounted(meta, base / "s3mnt", "--cache-size", "0") as mnt:
+            (mnt / "f").write_bytes(b"https" * 300_000)
+            assert (mnt / "f").read_bytes() == b"https" * 300_000
+        monkeypatch.delenv("JFS_S3_CA_BUNDLE")
+        res = jfs("fsck", meta, check=False)
+        assert res.returncode == 1 and "certificate verify failed" in _last_line(res)
+        monkeypatch.setenv("JFS_S3_INSECURE_SKIP_VERIFY", "true")
+        assert jfs("fsck", meta).returncode == 0
+        with mounted(meta, base / "s3mnt2", "--cache-size", "0") as mnt:
+            assert (mnt / "f").read_bytes() == b"https" * 300_000
