@@ -748,7 +748,9 @@ def test_quotas_through_the_cli_and_into_juicefs(redis_server_url: str, workdir:
 # ------------------------------------------------------------------------------------------ encrypted volumes
 
 OPENSSL = shutil.which("openssl")
-ENCRYPTED = "volume 'encvol' is encrypted (EncryptKey set, aes256gcm-rsa); jfs cannot read encrypted volumes yet"
+ENCRYPTED = (
+    "volume 'encvol' is encrypted with sm4gcm, which jfs does not support (supported: aes256gcm-rsa, chacha20-rsa)"
+)
 
 
 def _all_keys(meta_url: str) -> list[tuple[bytes, bytes]]:
@@ -766,10 +768,12 @@ def _last_line(res: subprocess.CompletedProcess[str]) -> str:
 
 @needs_juicefs
 @pytest.mark.skipif(OPENSSL is None, reason="openssl not installed (needed to make an RSA key)")
-def test_an_encrypted_juicefs_volume_is_refused_and_left_alone(redis_server_url: str, workdir: Path) -> None:
-    """A real ``juicefs format --encrypt-rsa-key`` volume: ``jfs load`` of its dump refuses before writing
-    anything, and on an engine holding it (as a TiKV shared with JuiceFS would) mount, mount -d, gc, fsck
-    and format --force refuse with the one line and change nothing; status and dump (metadata only) work."""
+def test_an_unreadable_encrypted_juicefs_volume_is_refused_and_left_alone(redis_server_url: str, workdir: Path) -> None:
+    """A real ``juicefs format --encrypt-rsa-key`` volume whose setting names an algorithm jfs does not
+    implement (``sm4gcm``, JuiceFS's SM2/SM4 option, simulated by editing the dump): ``jfs load`` of its
+    dump refuses before writing anything, and on an engine holding it (as a TiKV shared with JuiceFS would)
+    mount, mount -d, gc, fsck and format --force refuse with the one line and change nothing; status and
+    dump (metadata only) work. (Readable encrypted volumes: tests/integration/test_encryption.py.)"""
     base = workdir / "encrypted"
     base.mkdir()
     subprocess.run([str(OPENSSL), "genrsa", "-out", str(base / "key.pem"), "2048"], check=True, capture_output=True)
@@ -782,6 +786,8 @@ def test_an_encrypted_juicefs_volume_is_refused_and_left_alone(redis_server_url:
     run_juicefs("dump", jmeta, str(dump))
     doc = json.loads(dump.read_text())
     assert doc["Setting"]["EncryptKey"] and doc["Setting"]["KeyEncrypted"] is True
+    doc["Setting"]["EncryptAlgo"] = "sm4gcm"
+    dump.write_text(json.dumps(doc, indent=2))
 
     url = f"{redis_server_url}/8"
     reset(url)

@@ -344,7 +344,7 @@ def test_malformed_checksums_are_a_format_error(value: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ encrypted volumes
 
-def test_an_encrypted_setting_is_recognised_and_refused() -> None:
+def test_an_encrypted_setting_is_recognised_and_only_unreadable_ones_refused() -> None:
     from jfs.domain.settings import EncryptedVolume, Settings
 
     doc = json.loads(_example())["Setting"]
@@ -352,10 +352,20 @@ def test_an_encrypted_setting_is_recognised_and_refused() -> None:
     assert plain.encryption is None
     plain.check_readable()
     encrypted = Settings.from_json(json.dumps(dict(doc, EncryptKey="zLCRpCMW8yKR", KeyEncrypted=True)))
-    assert encrypted.encryption == "EncryptKey set, aes256gcm-rsa"
-    with pytest.raises(EncryptedVolume) as e:
-        encrypted.check_readable()
-    assert str(e.value) == "volume 'vol' is encrypted (EncryptKey set, aes256gcm-rsa); jfs cannot read encrypted volumes yet"
+    assert encrypted.encryption == "aes256gcm-rsa" and encrypted.key_encrypted
+    encrypted.check_readable()  # jfs reads encrypted volumes: whether the key opens is decided at mount
+    out = json.loads(encrypted.to_json())
+    assert (out["EncryptKey"], out["KeyEncrypted"]) == ("zLCRpCMW8yKR", True)
+    assert list(out).index("EncryptKey") + 1 == list(out).index("EncryptAlgo")  # JuiceFS's field order
+    assert json.loads(encrypted.to_json(mask_secrets=True))["EncryptKey"] == "removed"  # status never shows it
     chacha = Settings.from_json(json.dumps(dict(doc, EncryptKey="removed", EncryptAlgo="chacha20-rsa")))
-    assert chacha.encryption == "EncryptKey set, chacha20-rsa"
+    assert chacha.encryption == "chacha20-rsa"
     assert json.loads(chacha.to_json())["EncryptAlgo"] == "chacha20-rsa"  # kept as stored, not reset
+    with pytest.raises(EncryptedVolume, match="^volume 'vol' is encrypted but its setting holds no key"):
+        chacha.check_readable()
+    sm4 = Settings.from_json(json.dumps(dict(doc, EncryptKey="zLCRpCMW8yKR", EncryptAlgo="sm4gcm")))
+    with pytest.raises(EncryptedVolume) as e:
+        sm4.check_readable()
+    assert str(e.value) == (
+        "volume 'vol' is encrypted with sm4gcm, which jfs does not support (supported: aes256gcm-rsa, chacha20-rsa)"
+    )

@@ -3,8 +3,8 @@
 Contract:
 
 * The engine must hold no key at all; otherwise OpsError, and nothing is written.
-* A dump of a volume jfs cannot read (encrypted: ``EncryptKey`` in its ``Setting``,
-  `Settings.check_readable`) is refused with OpsError as soon as its ``Setting`` is read. Every dump jfs
+* A dump of a volume jfs cannot read (encrypted with an algorithm jfs does not implement, or with its key
+  removed: `Settings.check_readable`) is refused with OpsError as soon as its ``Setting`` is read. Every dump jfs
   or JuiceFS writes has it first, and `load_volume` reads it before even opening the engine; should a
   reordered dump (``jq -S``) bring it after the tree, the keys already written are deleted again (the
   engine was empty), so the engine is left as it was either way.
