@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, KV, Tx
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, KV, RESTARTS, Tx
 from jfs.ports.objects import ObjectInfo, ObjectStore
 
 T = TypeVar("T")
@@ -142,6 +142,7 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
             out[f'jfs_meta_ops_errors_total{{method="{method}"}}'] = m.errors
         out["jfs_transaction_durations_histogram_seconds_count"] = kv.txns.count
         out["jfs_transaction_durations_histogram_seconds_sum"] = round(kv.txns.seconds, 6)
+        out["jfs_transaction_restart"] = RESTARTS.total  # conflict retries of this process's transactions
     if data is None:
         return out
     store = getattr(data, "objects", None)
@@ -152,6 +153,14 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
             out[f"jfs_object_request_durations_histogram_seconds_sum{label}"] = round(m.seconds, 6)
             out[f"jfs_object_request_data_bytes{label}"] = m.bytes
             out[f"jfs_object_request_errors{label}"] = m.errors
+    compactor = getattr(data, "compactor", None)
+    if compactor is not None:
+        out['jfs_compactions{result="done"}'] = getattr(compactor, "compacted", 0)
+        out['jfs_compactions{result="abandoned"}'] = getattr(compactor, "abandoned", 0)
+    reader = getattr(data, "reader", None)
+    if reader is not None:
+        out["jfs_read_block_vanished"] = getattr(reader, "vanished", 0)
+    out["jfs_deferred_slice_deletions"] = getattr(data, "deferred_deletions", 0)
     fetcher = getattr(data, "fetcher", None)
     if fetcher is not None:
         out["jfs_memcache_hits"] = getattr(fetcher, "mem_hits", 0)

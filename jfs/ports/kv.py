@@ -54,6 +54,30 @@ class EngineError(KVError):
     """Any other failure reported by the engine (corrupt data, unsupported value, server error)."""
 
 
+class Restarts:
+    """Conflict restarts of transactions in this process, by transaction name (the body's qualified name).
+
+    The adapters' retry loop counts every try that ended in ConflictError (JuiceFS's
+    ``transaction_restart``); ``.stats`` shows the total, and tests use it to check that one client's
+    transactions do not conflict with each other.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_name: dict[str, int] = {}
+
+    def note(self, name: str) -> None:
+        self.total += 1
+        self.by_name[name] = self.by_name.get(name, 0) + 1
+
+    def reset(self) -> None:
+        self.total = 0
+        self.by_name.clear()
+
+
+RESTARTS = Restarts()
+
+
 class ReadOnlyTransaction(KVError):
     """A write was attempted inside `KV.read`."""
 

@@ -484,6 +484,9 @@ async def _faulty_volume(
         retry_delay=0.001,
         retry_max_delay=0.01,
         mem_cache_size=4 * BS,
+        # Written blocks are read back from the disk cache; it is the compactions each read triggers that
+        # make reads reach the faulty store (new slices), so they must not be paced here.
+        recompact_delay=0.0,
     )
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.data.files import Handle
 from jfs.app.meta.chunks import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
+from jfs.domain import keys
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.ports.objects import ObjectInfo, ObjectStore
 from jfs.testing.data_harness import DataVolume
@@ -283,3 +285,184 @@ async def test_a_missing_object_is_eio(vol: DataVolume, store: CountingStore) ->
         await vol.dp.read(h, 0, 10)
     assert info.value.errno == errno.EIO
     await vol.dp.release(h)
+
+
+# -- reads racing the deletion of compacted slices (issue 11, item 14; ADR 0015) ------------------------
+
+
+class PausingFetcher:
+    """Stands in for the reader's `BlockFetcher`: every `read` waits for `go` — the reader is then paused
+    between resolving the chunk's layout and fetching its blocks. Other users of the real fetcher (the
+    compactor) are not paused."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def read(self, *args: Any) -> Any:
+        self.entered.set()
+        await self.go.wait()
+        return await self.inner.read(*args)
+
+
+async def _fragmented(vol: DataVolume, name: bytes, n: int = 8) -> tuple[int, Handle, bytes]:
+    """A file of `n` slices (one per flush) in one chunk, open read-write."""
+    ino = await vol.new_file(name)
+    h = await vol.dp.open(ino, os.O_RDWR)
+    expect = bytearray()
+    for i in range(n):
+        await vol.dp.write(h, len(expect), bytes([65 + i]) * 3000)
+        expect += bytes([65 + i]) * 3000
+        await vol.dp.flush(h)
+    assert len(await vol.meta.read_chunk(ino, 0)) == n
+    return ino, h, bytes(expect)
+
+
+def _slice_objects(store: CountingStore, slice_ids: set[int]) -> list[str]:
+    return [k for k in store.inner._objects if int(k.rsplit("/", 1)[-1].split("_")[0]) in slice_ids]
+
+
+async def test_a_read_paused_across_a_local_compaction_reads_its_blocks_without_retry(
+    store: CountingStore,
+) -> None:
+    """Forced race: the reader has resolved the 8-slice layout and is paused before fetching; meanwhile
+    this client compacts the chunk (swap + release of the 8 slices). The compaction does not wait for the
+    read, the old blocks are deleted only once the read is done, and the read returns exactly the file's
+    bytes from the store (the memory cache is emptied) without a retry."""
+    vol = await _volume(store)
+    try:
+        ino, h, expect = await _fragmented(vol, b"race")
+        records = await vol.meta.read_chunk(ino, 0)
+        old = {r.id for r in records}
+        pausing = PausingFetcher(vol.dp.fetcher)
+        vol.dp.reader.fetcher = pausing  # type: ignore[assignment]
+        vol.dp.mem.clear()
+        read = asyncio.create_task(vol.dp.read(h, 0, len(expect)))
+        await asyncio.wait_for(pausing.entered.wait(), 5)
+
+        assert await asyncio.wait_for(vol.dp.compact(ino), 5) == 1
+        assert {r.id for r in await vol.meta.read_chunk(ino, 0)}.isdisjoint(old)
+        assert len(_slice_objects(store, old)) == len(old)  # kept: a read may still need them
+        assert vol.dp.deferred_deletions == len(old)
+        vol.dp.mem.clear()  # the paused read must get its bytes from the store, not from a cache
+
+        pausing.go.set()
+        assert await asyncio.wait_for(read, 5) == expect
+        assert vol.dp.reader.vanished == 0
+        await vol.dp.drain()
+        assert _slice_objects(store, old) == []  # deleted once the read was done
+
+        async def refs(tx: Any) -> Any:
+            return await tx.get_many([keys.slice_ref(r.id, r.size) for r in records])
+
+        assert await vol.meta.kv.read(refs) == [None] * len(records)  # no record left pending for gc
+        vol.dp.reader.fetcher = vol.dp.fetcher
+        assert await vol.dp.read(h, 0, len(expect)) == expect  # a later read: the compacted slice
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def test_a_read_not_in_flight_lets_a_compaction_delete_at_once(store: CountingStore) -> None:
+    vol = await _volume(store)
+    try:
+        ino, h, expect = await _fragmented(vol, b"quiet")
+        old = {r.id for r in await vol.meta.read_chunk(ino, 0)}
+        assert await vol.dp.read(h, 0, len(expect)) == expect  # layout cached, blocks in memory
+        assert await vol.dp.compact(ino) == 1
+        assert vol.dp.deferred_deletions == 0
+        assert _slice_objects(store, old) == []
+        assert await vol.dp.read(h, 0, len(expect)) == expect
+        assert vol.dp.reader.vanished == 0
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def test_a_read_paused_across_another_clients_compaction_retries_and_reads_the_same_bytes(
+    store: CountingStore,
+) -> None:
+    """Forced race with ANOTHER client compacting (its deletion cannot know our reads): the paused read
+    finds a block gone, re-resolves the chunk and returns exactly the file's bytes — never a hole, never
+    a mix — after one retry."""
+    name = f"memory://vanish-{uuid.uuid4().hex}"
+    a = await _volume(store, name, attr_ttl=3600.0)
+    try:
+        ino, h, expect = await _fragmented(a, b"shared")
+        pausing = PausingFetcher(a.dp.fetcher)
+        a.dp.reader.fetcher = pausing  # type: ignore[assignment]
+        a.dp.mem.clear()
+        read = asyncio.create_task(a.dp.read(h, 0, len(expect)))
+        await asyncio.wait_for(pausing.entered.wait(), 5)
+
+        from jfs.app.data.files import DataPath
+        from jfs.app.meta.engine import Meta
+
+        kv_b = await open_kv(name)
+        meta_b = await Meta.load(kv_b)
+        await meta_b.start_session(background=False)
+        b = await DataPath(meta_b, store, a.config).start()
+        assert await b.compact(ino) == 1
+        await b.close()
+        await meta_b.close()
+        a.dp.mem.clear()
+
+        pausing.go.set()
+        assert await asyncio.wait_for(read, 5) == expect
+        assert a.dp.reader.vanished == 1
+        await a.dp.release(h)
+    finally:
+        await a.close()
+
+
+async def test_read_grace_waits_only_for_reads_started_before_the_cut() -> None:
+    from jfs.app.data.grace import ReadGrace
+
+    g = ReadGrace()
+    early = g.enter()
+    cut = g.cut()
+    late = g.enter()  # started after the cut: not waited for
+    assert g.busy(cut)
+    waiter = asyncio.create_task(g.wait(cut))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    g.leave(early)
+    await asyncio.wait_for(waiter, 1)  # returns although `late` is still in flight
+    assert not g.busy(cut) and g.in_flight == 1
+    cut2 = g.cut()
+    waiter2 = asyncio.create_task(g.wait(cut2))
+    await asyncio.sleep(0)
+    assert not waiter2.done()
+    g.leave(late)
+    await asyncio.wait_for(waiter2, 1)
+    await g.wait(g.cut())  # nothing in flight: at once
+
+
+async def test_reads_compact_a_fragmented_chunk_at_most_once_per_recompact_delay(store: CountingStore) -> None:
+    """A read seeing ≥ 5 records schedules a background compaction; once done, reads of the chunk (which
+    random writes keep fragmenting) schedule none for `recompact_delay` seconds, then again."""
+    vol = await _volume(store, compact_on_read=True, recompact_delay=0.3)
+    try:
+        ino, h, expect = await _fragmented(vol, b"paced", n=6)
+        assert await vol.dp.read(h, 0, len(expect)) == expect
+        await vol.dp.drain()
+        assert vol.dp.compactor.compacted == 1
+        assert len(await vol.meta.read_chunk(ino, 0)) == 1
+        for i in range(6):  # fragment it again, then read: paused, no compaction
+            await vol.dp.write(h, i * 1000, bytes([97 + i]) * 10)
+            await vol.dp.flush(h)
+        data = await vol.dp.read(h, 0, len(expect))
+        await vol.dp.drain()
+        assert vol.dp.compactor.compacted == 1
+        await asyncio.sleep(0.35)
+        assert await vol.dp.read(h, 0, len(expect)) == data
+        await vol.dp.drain()
+        assert vol.dp.compactor.compacted == 2
+        assert len(await vol.meta.read_chunk(ino, 0)) == 1
+        await vol.dp.release(h)
+    finally:
+        await vol.close()

@@ -14,7 +14,7 @@ from typing import TypeVar
 import structlog
 from sortedcontainers import SortedDict
 
-from jfs.ports.kv import ConflictError, Pointer, TooManyConflicts, Tx
+from jfs.ports.kv import RESTARTS, ConflictError, Pointer, TooManyConflicts, Tx
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.kv")
@@ -30,10 +30,23 @@ async def get_follow_in_two(tx: Tx, keys: Sequence[bytes], pointer: Pointer) -> 
     return values
 
 
-async def retrying(attempt: Callable[[], Awaitable[T]], max_retries: int, what: str = "txn") -> T:
+def txn_name(what: str | Callable[..., object]) -> str:
+    """A transaction's name for logs: a string as is, else the body's qualified name without the
+    ``<locals>`` parts (``write_slice.body`` for the nested ``body`` of ``write_slice``)."""
+    if isinstance(what, str):
+        return what
+    name = getattr(what, "__qualname__", None) or type(what).__name__
+    return name.replace(".<locals>", "")
+
+
+async def retrying(
+    attempt: Callable[[], Awaitable[T]], max_retries: int, what: str | Callable[..., object] = "txn"
+) -> T:
     """Run `attempt` until it does not raise ConflictError, at most `max_retries` times.
 
     Sleeps a random 0..(i+1)² ms between tries. Raises TooManyConflicts when every try conflicted.
+    `what` names the transaction in the ``txn_retried`` warning (after ≥ 4 tries) and in `RESTARTS`: a
+    string, or the body (named lazily, only when it conflicted).
     """
     last: ConflictError | None = None
     for i in range(max(1, max_retries)):
@@ -41,12 +54,15 @@ async def retrying(attempt: Callable[[], Awaitable[T]], max_retries: int, what: 
             result = await attempt()
         except ConflictError as exc:
             last = exc
+            name = txn_name(what)
+            RESTARTS.note(name)
+            log.debug("txn_conflict", what=name, tries=i + 1, reason=str(exc))
             await asyncio.sleep(random.random() * (i + 1) ** 2 / 1000)
             continue
         if i > 2:
-            log.warning("txn_retried", what=what, tries=i + 1)
+            log.warning("txn_retried", what=txn_name(what), tries=i + 1, reason=str(last))
         return result
-    raise TooManyConflicts(f"transaction still conflicting after {max_retries} tries: {last}")
+    raise TooManyConflicts(f"transaction {txn_name(what)} still conflicting after {max_retries} tries: {last}")
 
 
 class WriteBuffer:

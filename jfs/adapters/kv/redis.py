@@ -132,7 +132,7 @@ class RedisKV:
             await tx.finish()
             return result
 
-        return await retrying(attempt, max_retries)
+        return await retrying(attempt, max_retries, body)
 
     async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
         return await self._run(body, False, max_retries)

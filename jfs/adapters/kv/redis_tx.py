@@ -20,6 +20,7 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import itertools
 from collections.abc import AsyncIterator, Sequence
@@ -87,6 +88,16 @@ class ReadSet:
         self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
         self.ranges += 1
 
+    def explain(self, reason: bytes) -> str:
+        """A script's conflict `reason` (``point read #3 changed``) with the key it means, for logs."""
+        text = reason.decode(errors="replace")
+        if text.startswith("point read #"):
+            with contextlib.suppress(ValueError, IndexError):
+                n = int(text.split("#", 1)[1].split()[0])
+                key = next(itertools.islice(self.values, n - 1, None))
+                return f"{text}: {key[:24]!r}"
+        return text
+
     def read_args(self, op: bytes, dkeys: Sequence[bytes] = (), scan: tuple[Any, ...] = ()) -> tuple[int, bytes]:
         """(count, packed arguments) of the READ script: validate, then `op` on `dkeys` / `scan`."""
         self._pack()
@@ -140,7 +151,7 @@ class RedisTx:
                 return await self._kv._script("read", 4 + len(scan) + n, bulks((0, 0, op, n, *scan, *dkeys)))
             reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
-                raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
+                raise ConflictError(f"validated read: {self._reads.explain(reply)}")
             return reply
         finally:
             self._rounds -= 1
@@ -283,7 +294,7 @@ class RedisTx:
             if reads and self._overlap:
                 reply = await self._kv._script("read", *reads.read_args(b"v"))
                 if type(reply) is bytes:
-                    raise ConflictError(f"validated read: {reply.decode(errors='replace')}")
+                    raise ConflictError(f"validated read: {reads.explain(reply)}")
             return
         puts: list[Any] = []
         index: list[Any] = []
@@ -306,4 +317,4 @@ class RedisTx:
         args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs))
         reply = await self._kv._script("commit", *args, writes=True)
         if reply != 1:
-            raise ConflictError(reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply))
+            raise ConflictError(reads.explain(reply) if isinstance(reply, bytes) else str(reply))

@@ -529,7 +529,7 @@ class SqliteKV:
                 except (_Heavy, ConflictError):  # a body's own ConflictError: retried with back-off below
                     pass
         run = self._body_runner(body, False)
-        return await self._queue(True, lambda: retrying(lambda: self._submit(self._writes, run), max_retries))
+        return await self._queue(True, lambda: retrying(lambda: self._submit(self._writes, run), max_retries, body))
 
     async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
         """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
@@ -551,7 +551,7 @@ class SqliteKV:
                 except (_Heavy, ConflictError):
                     pass
         run = self._body_runner(body, True)
-        return await self._queue(False, lambda: retrying(lambda: self._submit(self._reads, run), max_retries))
+        return await self._queue(False, lambda: retrying(lambda: self._submit(self._reads, run), max_retries, body))
 
     def _inline_connection(self, writer: bool) -> sqlite3.Connection | None:
         """This thread's inline connection (opened on first use); None if it cannot be opened."""

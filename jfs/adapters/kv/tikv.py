@@ -309,7 +309,7 @@ class TikvKV:
                 if not tx.committed:  # also ends read-only use of a read-write transaction
                     await self._rollback(reader)
 
-        return await retrying(attempt, max_retries)
+        return await retrying(attempt, max_retries, body)
 
     async def _rollback(self, txn: Any) -> None:
         # the binding refuses to drop an active transaction; a failed commit may already have rolled back

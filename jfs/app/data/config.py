@@ -75,6 +75,9 @@ class DataConfig:
     max_compactions: int = 10
     compact_on_read: bool = True
     """Schedule a background compaction when a read sees a fragmented chunk."""
+    recompact_delay: float = 1.0
+    """A chunk compacted in the background is not compacted in the background again for this many
+    seconds (reads and commits that ask meanwhile are ignored; `compact_chunk` is not delayed)."""
     cpu_workers: int = 4
     """Threads for compression, decompression and checksums."""
 

@@ -101,6 +101,8 @@ class DataPath:
         self._fh = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self.deferred_deletions = 0
+        """Freed slices whose block deletion waited for reads in flight (ADR 0015)."""
 
     async def start(self) -> DataPath:
         """Start the background jobs and attach to the engine's free hook."""
@@ -302,10 +304,32 @@ class DataPath:
         if state is not None:
             state.chunks.invalidate(indx)
 
-    async def _free_slices(self, slices: list[tuple[int, int]]) -> None:
+    async def _free_slices(self, slices: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
         """The engine's free hook: delete the blocks of released slices. Never raises (a failure leaves
-        objects behind for gc and is logged)."""
+        objects behind for gc and is logged).
 
+        Reads of this client in flight may have resolved a layout naming these slices just before the
+        change that freed them (ADR 0015): cached layouts naming them are dropped first, and while such
+        reads run the deletion waits for them in the background — the slices' records stay pending until
+        it is done (returns []). With no read in flight, the blocks are deleted now (returns None: all)."""
+        ids = {sid for sid, _ in slices}
+        for state in self._inodes.values():
+            state.chunks.drop_slices(ids)
+        grace = self.reader.grace
+        cut = grace.cut()  # no await since the layouts were dropped: later reads resolve the new ones
+        if not grace.busy(cut):
+            await self._delete_slices(slices)
+            return None
+        self.deferred_deletions += len(slices)
+        self.spawn(self._delete_after_reads(slices, cut))
+        return []
+
+    async def _delete_after_reads(self, slices: list[tuple[int, int]], cut: int) -> None:
+        await self.reader.grace.wait(cut)
+        await self._delete_slices(slices)
+        await self.meta.forget_slices(slices)
+
+    async def _delete_slices(self, slices: list[tuple[int, int]]) -> None:
         async def one(slice_id: int, size: int) -> None:
             await self.fetcher.forget(slice_id, size)
             await self.blocks.delete_slice(slice_id, size)

@@ -61,6 +61,15 @@ class ChunkMap:
                 self._layouts.popitem(last=False)
         return layout
 
+    def drop_slices(self, ids: set[int]) -> None:
+        """Forget every cached layout that names one of the slices `ids` (they were freed), and make the
+        fetches in flight uncacheable: they may have read the chunk before the change that freed them."""
+        stale = [indx for indx, (pieces, _) in self._layouts.items() if any(p.id in ids for p in pieces)]
+        for indx in stale:
+            del self._layouts[indx]
+        if self._loading:
+            self.generation += 1
+
     def invalidate(self, indx: int | None = None) -> None:
         """Forget chunk `indx` (None: every chunk)."""
         self.generation += 1

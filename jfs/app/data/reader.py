@@ -9,8 +9,11 @@ A read of [off, off+size):
    pieces in parallel through the `BlockFetcher` (holes are zeros);
 4. applies the snapshot over the result, oldest write first.
 
-A block object that has vanished (the slice was compacted or truncated away after the layout was cached)
-makes the read drop the inode's cached layouts and start again, a few times, then fail with EIO.
+Each attempt is registered with `grace` (`ReadGrace`) while it runs: this client deletes the blocks of
+slices it freed (compaction, truncate) only once every read that may have resolved a layout naming them
+has finished (ADR 0015), so its own reads never find a block gone. A block object that has vanished all
+the same — another client compacted or truncated the chunk after the layout was resolved — makes the read
+drop the inode's cached layouts and start again, a few times, then fail with EIO.
 
 Read-ahead is per open handle: a read that starts where the previous one ended doubles the window (from
 one block up to `readahead_blocks`) and loads the blocks ahead of it into the memory cache in the
@@ -31,6 +34,7 @@ import structlog
 from jfs.app.data.blocks import BlockMissing
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
+from jfs.app.data.grace import ReadGrace
 from jfs.app.data.inode import InodeState
 from jfs.domain.chunks import CHUNK_SIZE, blocks_for_range, split_range
 from jfs.domain.compaction import Trigger, needs_compaction
@@ -73,6 +77,9 @@ class Reader:
         self.block_size = config.block_size
         self._schedule_compaction = schedule_compaction
         self._background: set[asyncio.Task[None]] = set()
+        self.grace = ReadGrace()
+        self.vanished = 0
+        """Attempts that found a block gone and started again (``read_block_vanished``)."""
 
     async def read(
         self, state: InodeState, ra: ReadAhead | None, off: int, size: int
@@ -87,7 +94,9 @@ class Reader:
         if off >= length or size == 0:
             return b""
         n = min(size, length - off)
+        grace = self.grace
         for attempt in range(1, READ_ATTEMPTS + 1):
+            stamp = grace.enter()
             try:
                 data = await self._read_once(state, off, n)
                 break
@@ -95,9 +104,12 @@ class Reader:
                 if attempt == READ_ATTEMPTS:
                     log.error("read_block_missing", ino=state.ino, off=off, size=n, key=exc.key)
                     raise FSError(errno.EIO, f"data of inode {state.ino} is missing: {exc}") from None
+                self.vanished += 1
                 log.info("read_block_vanished", ino=state.ino, off=off, key=exc.key, attempt=attempt)
                 state.chunks.invalidate()
-                await asyncio.sleep(0.01 * attempt)
+            finally:
+                grace.leave(stamp)
+            await asyncio.sleep(0.01 * attempt)
         if ra is not None:
             self._read_ahead(state, ra, off, n, length)
         return data

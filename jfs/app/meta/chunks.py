@@ -26,7 +26,7 @@ from jfs.domain.compaction import CompactionPlan, StalePlanError
 from jfs.domain.compaction import apply as apply_plan
 from jfs.domain.errors import FSError
 from jfs.domain.permissions import MAY_WRITE
-from jfs.domain.records import SliceRecord, decode_slices, encode_slices
+from jfs.domain.records import SliceRecord, decode_i64, decode_slices, encode_i64, encode_slices
 from jfs.domain.slices import read_pieces
 from jfs.ports.kv import Tx
 
@@ -57,28 +57,42 @@ def _writable_file(m: Meta, ino: int, attr: Attr) -> None:
         raise FSError(errno.EPERM, "file is immutable")
 
 
-async def release(tx: Tx, slices: list[tuple[int, int]]) -> Freed:
-    """Drop one reference per (id, size) occurrence; returns the slices that became unreferenced."""
-    freed: Freed = []
+async def _adjust_refs(tx: Tx, slices: list[tuple[int, int]], step: int) -> Freed:
+    """Add `step` (±1) to the reference record of every (id, size) occurrence, reading all the records in
+    one round (`get_many`: one round trip on Redis, however many slices a truncate or compaction drops);
+    returns, for a release, each occurrence that drove its slice below zero references."""
+    order: dict[bytes, tuple[int, int, int]] = {}  # key -> (id, size, occurrences)
     for sid, size in slices:
-        if sid == 0:
-            continue
-        key = keys.slice_ref(sid, size)
-        left = await tx.incr_by(key, -1)
-        if left == 0:
+        if sid:
+            key = keys.slice_ref(sid, size)
+            n = order[key][2] if key in order else 0
+            order[key] = (sid, size, n + 1)
+    if not order:
+        return []
+    freed: Freed = []
+    raws = await tx.get_many(list(order))
+    for (key, (sid, size, n)), raw in zip(order.items(), raws, strict=True):
+        value = decode_i64(raw)
+        for _ in range(n):  # one occurrence at a time, exactly as n separate incr_by calls would
+            value += step
+            if value < 0:
+                freed.append((sid, size))
+        if value == 0:
             tx.delete(key)
-        elif left < 0:
-            freed.append((sid, size))
+        else:
+            tx.put(key, encode_i64(value))
+        if value < 0:
             tx.delete(keys.block_sums(sid))  # nothing may read the slice any more (ADR 0008)
     return freed
 
 
+async def release(tx: Tx, slices: list[tuple[int, int]]) -> Freed:
+    """Drop one reference per (id, size) occurrence; returns the slices that became unreferenced."""
+    return await _adjust_refs(tx, slices, -1)
+
+
 async def add_refs(tx: Tx, slices: list[tuple[int, int]]) -> None:
-    for sid, size in slices:
-        if sid:
-            key = keys.slice_ref(sid, size)
-            if await tx.incr_by(key, 1) == 0:
-                tx.delete(key)
+    await _adjust_refs(tx, slices, 1)
 
 
 def _record_slices(records: list[SliceRecord]) -> list[tuple[int, int]]:
@@ -171,9 +185,11 @@ async def truncate_in_tx(tx: Tx, ino: int, attr: Attr, length: int, now: int) ->
         first_whole = (length + CHUNK_SIZE - 1) // CHUNK_SIZE
         begin = keys.chunk(ino, first_whole)
         end = keys.prefix_end(keys.chunk_prefix(ino))
+        dropped: list[tuple[int, int]] = []
         for key, value in await tx.scan(begin, end):
             tx.delete(key)
-            freed += await release(tx, _record_slices(decode_slices(value)))
+            dropped += _record_slices(decode_slices(value))
+        freed = await release(tx, dropped)
         pos = length % CHUNK_SIZE
         if pos:
             indx = length // CHUNK_SIZE
@@ -319,7 +335,9 @@ async def copy_file_range(
         return n, dattr, delta
 
     m.check_space(off_out + size)
-    n, attr, delta = await m.txn(body, dst)
+    # The source too: its chunks are read and its slices gain references, which this client's own slice
+    # commits, truncates and compactions of the source would otherwise race (and retry).
+    n, attr, delta = await m.txn(body, src, dst)
     m.note_usage(delta, 0)
     return n, attr
 
@@ -335,10 +353,11 @@ async def cleanup_file(m: Meta, ino: int, length: int, *, batch: int = 32) -> Fr
     while True:
         async def body(tx: Tx) -> tuple[Freed, bool]:
             rows = await tx.scan(prefix, keys.prefix_end(prefix), limit=batch)
-            freed: Freed = []
+            dropped: list[tuple[int, int]] = []
             for key, value in rows:
                 tx.delete(key)
-                freed += await release(tx, _record_slices(decode_slices(value)))
+                dropped += _record_slices(decode_slices(value))
+            freed = await release(tx, dropped)
             if len(rows) < batch:
                 tx.delete(keys.delfile(ino, length))
                 return freed, True
@@ -388,7 +407,9 @@ async def compact_swap(
         consumed = list(plan.basis[len(plan.skipped):])
         return await release(tx, _record_slices(consumed))
 
-    freed = await m.kv.txn(body)
+    # Under the inode's lock like every other change of its chunks: on optimistic engines (Redis) a swap
+    # racing this client's own slice commits to the same chunk would only conflict and retry.
+    freed = await m.txn(body, ino)
     if freed:
         await m.free_slices(freed)
     return freed

@@ -294,6 +294,10 @@ class Meta:
         if done:
             await chunks.forget_slices(self, list(done))
 
+    async def forget_slices(self, slices: list[tuple[int, int]]) -> None:
+        """Drop the pending-delete records of freed slices whose blocks a free hook deleted later."""
+        await chunks.forget_slices(self, slices)
+
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
