@@ -1,0 +1,420 @@
+"""`JfsProvider`: WsgiDAV resources on a jfs volume, through the synchronous SDK (`jfs.Client`).
+
+Translation only — every operation is one or a few SDK calls:
+
+* PROPFIND reads a directory with its attributes in one listing (`scandir`); live properties come from
+  the inode (size, mtime, ctime as creationdate, an ETag of inode/mtime/size).
+* Dead properties (PROPPATCH) are extended attributes ``user.dav.{namespace}name`` holding the
+  property's XML, so they live and die with the file and follow it through MOVE and hard links.
+* GET streams the file in `BLOCK` reads (Range is WsgiDAV's, by seek); PUT streams the body into an open
+  file, never holding it whole.
+* COPY copies file data by slice reference (`Client.copy_file`: no block is read or written); MOVE is one
+  rename; DELETE of a collection is the server-side tree removal of `jfs rmr`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_INSUFFICIENT_STORAGE,
+    HTTP_INTERNAL_ERROR,
+    HTTP_NOT_FOUND,
+    DAVError,
+)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
+from wsgidav.xml_tools import etree
+
+from jfs.app.internal import INTERNAL, TRASH_NAME
+from jfs.sdk import Client
+
+DEAD_PREFIX = "user.dav."
+"""Dead property ``{ns}name`` is the xattr ``user.dav.{ns}name``."""
+MAX_XATTR_NAME = 255
+_HIDDEN_AT_ROOT = frozenset(os.fsdecode(n) for n in (*INTERNAL, b".control", TRASH_NAME))
+"""The mount's virtual files and the trash are not served."""
+
+_STATUS = {
+    errno.ENOENT: HTTP_NOT_FOUND,
+    errno.ENOTDIR: HTTP_CONFLICT,
+    errno.EISDIR: HTTP_CONFLICT,
+    errno.ENOTEMPTY: HTTP_CONFLICT,
+    errno.EEXIST: HTTP_CONFLICT,
+    errno.EACCES: HTTP_FORBIDDEN,
+    errno.EPERM: HTTP_FORBIDDEN,
+    errno.EROFS: HTTP_FORBIDDEN,
+    errno.ENOSPC: HTTP_INSUFFICIENT_STORAGE,
+    errno.EDQUOT: HTTP_INSUFFICIENT_STORAGE,
+    errno.E2BIG: HTTP_INSUFFICIENT_STORAGE,
+    errno.ENAMETOOLONG: HTTP_BAD_REQUEST,
+    errno.EINVAL: HTTP_BAD_REQUEST,
+}
+
+
+def dav_error(exc: OSError) -> DAVError:
+    """The HTTP status for a failed file-system call (500 for what the client cannot have caused)."""
+    return DAVError(_STATUS.get(exc.errno or 0, HTTP_INTERNAL_ERROR), exc.strerror or str(exc))
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise dav_error(exc) from None
+
+
+def _is_dead(name: str) -> bool:
+    return not name.startswith("{DAV:}") and not name.startswith("{urn:schemas-microsoft-com:}")
+
+
+class _Node:
+    """What files and directories share: their path in the volume and the attributes read with them."""
+
+    provider: JfsProvider
+    path: str
+    name: str
+    environ: dict[str, Any]
+    is_collection: bool
+
+    def _init_node(self, provider: JfsProvider, st: os.stat_result) -> None:
+        self.fs = provider.client
+        self.st = st
+        self.fs_path = provider.fs_path(self.path)
+
+    # ---- live properties
+
+    def get_creation_date(self) -> float:
+        return self.st.st_ctime
+
+    def get_last_modified(self) -> float:
+        return self.st.st_mtime
+
+    def get_display_name(self) -> str:
+        return self.name
+
+    def get_etag(self) -> str:
+        return f"{self.st.st_ino:x}-{self.st.st_mtime_ns:x}-{self.st.st_size:x}"
+
+    def support_etag(self) -> bool:
+        return True
+
+    # ---- dead properties: extended attributes
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names: list[str] = _DAVResource.get_property_names(self, is_allprop=is_allprop)  # type: ignore[arg-type]
+        if self.provider.dead_props:
+            with translated():
+                names += [x[len(DEAD_PREFIX):] for x in self.fs.listxattr(self.fs_path)
+                          if x.startswith(DEAD_PREFIX)]
+        return names
+
+    def get_property_value(self, name: str) -> Any:
+        if not _is_dead(name) or not self.provider.dead_props:
+            return _DAVResource.get_property_value(self, name)  # type: ignore[arg-type]
+        try:
+            value = self.fs.getxattr(self.fs_path, DEAD_PREFIX + name)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOENT, errno.ENOTSUP):
+                raise DAVError(HTTP_NOT_FOUND) from None
+            raise dav_error(exc) from None
+        return etree.fromstring(value)
+
+    def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
+        if not _is_dead(name) or not self.provider.dead_props:
+            return _DAVResource.set_property_value(self, name, value, dry_run=dry_run)  # type: ignore[arg-type]
+        key = DEAD_PREFIX + name
+        if len(key.encode()) > MAX_XATTR_NAME:
+            raise DAVError(HTTP_FORBIDDEN, "property name too long")
+        if dry_run:
+            return None
+        with translated():
+            if value is None:
+                try:
+                    self.fs.removexattr(self.fs_path, key)
+                except OSError as exc:
+                    if exc.errno != errno.ENODATA:
+                        raise
+            else:
+                self.fs.setxattr(self.fs_path, key, etree.tostring(value))
+        return None
+
+    def remove_all_properties(self, *, recursive: bool) -> None:
+        """Dead properties are xattrs of the inode: they go with it."""
+
+    def _copy_dead_props(self, dest_fs_path: str) -> None:
+        if not self.provider.dead_props:
+            return
+        for key in self.fs.listxattr(self.fs_path):
+            if key.startswith(DEAD_PREFIX):
+                self.fs.setxattr(dest_fs_path, key, self.fs.getxattr(self.fs_path, key))
+
+    # ---- MOVE / DELETE helpers
+
+    def _forget_locks(self, recursive: bool) -> None:
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.remove_all_locks_from_url(self.get_ref_url(), recursive=recursive)  # type: ignore[attr-defined]
+
+    def _rename_to(self, dest_path: str) -> None:
+        """MOVE as one rename; a destination in the way (Overwrite: T, checked by WsgiDAV) is replaced:
+        a file by rename itself, a directory or a file of the other kind removed first."""
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            try:
+                dst = self.fs.lstat(dest)
+            except FileNotFoundError:
+                dst = None
+            if dst is not None:
+                if stat_mod.S_ISDIR(dst.st_mode):
+                    self.fs.rmtree(dest)
+                elif self.is_collection:
+                    self.fs.remove(dest)
+            self.fs.rename(self.fs_path, dest)
+        self._forget_locks(recursive=True)
+
+
+class FileResource(_Node, DAVNonCollection):
+    """A regular file (or a symlink to one)."""
+
+    def __init__(self, provider: JfsProvider, path: str, environ: dict[str, Any], st: os.stat_result) -> None:
+        DAVNonCollection.__init__(self, path, environ)
+        self._init_node(provider, st)
+        self._writer: Any = None
+        self.created = False
+
+    def get_content_length(self) -> int:
+        return self.st.st_size
+
+    def get_content_type(self) -> str:
+        return util.guess_mime_type(self.path) or "application/octet-stream"
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self) -> Any:
+        with translated():
+            return self.fs.open(self.fs_path, "rb", buffering=self.provider.block_size)
+
+    def begin_write(self, *, content_type: str | None = None) -> Any:
+        with translated():
+            self._writer = self.fs.open(self.fs_path, "wb", buffering=self.provider.block_size)
+        return self._writer
+
+    def end_write(self, *, with_errors: bool) -> None:
+        """After a failed PUT a file this PUT created is removed (nothing half-written stays behind)."""
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.closed:
+            try:
+                writer.close()
+            except OSError:
+                with_errors = True
+        if with_errors and self.created:
+            try:
+                self.fs.remove(self.fs_path)
+            except OSError:
+                pass
+        with translated():
+            self.st = self.fs.stat(self.fs_path)
+
+    def delete(self) -> None:
+        with translated():
+            self.fs.remove(self.fs_path)
+        self._forget_locks(recursive=False)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if is_move:
+            self._rename_to(dest_path)
+            return
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            self.fs.copy_file(self.fs_path, dest)
+            self._copy_dead_props(dest)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> list[Any]:
+        self._rename_to(dest_path)
+        return []
+
+    def handle_move(self, dest_path: str) -> bool:
+        """Replacing an existing file is one atomic rename (WsgiDAV would delete it first)."""
+        if self.provider.exists_path(dest_path):
+            self._rename_to(dest_path)
+            return True
+        return False
+
+
+class DirResource(_Node, DAVCollection):
+    """A directory."""
+
+    def __init__(self, provider: JfsProvider, path: str, environ: dict[str, Any], st: os.stat_result) -> None:
+        DAVCollection.__init__(self, path, environ)
+        self._init_node(provider, st)
+
+    def get_etag(self) -> str:
+        return f"{self.st.st_ino:x}-{self.st.st_mtime_ns:x}"
+
+    def _child(self, name: str) -> str:
+        return util.join_uri(self.path, name)
+
+    def get_member_names(self) -> list[str]:
+        with translated():
+            names = self.fs.listdir(self.fs_path)
+        return [n for n in names if self.provider.visible(self.path, n)]
+
+    def get_member_list(self) -> list[_DAVResource]:
+        """One listing with attributes (no per-entry lookups)."""
+        with translated():
+            entries = self.fs.scandir(self.fs_path)
+        members: list[_DAVResource] = []
+        for e in entries:
+            if not self.provider.visible(self.path, e.name):
+                continue
+            st = e.stat()
+            if stat_mod.S_ISLNK(st.st_mode):
+                child = self.provider.get_resource_inst(self._child(e.name), self.environ)
+                if child is not None:
+                    members.append(child)
+                continue
+            members.append(self.provider.make(self._child(e.name), self.environ, st))
+        return members
+
+    def get_member(self, name: str) -> _DAVResource | None:
+        return self.provider.get_resource_inst(self._child(name), self.environ)
+
+    def create_empty_resource(self, name: str) -> FileResource:
+        path = self._child(name)
+        fs_path = self.provider.fs_path(path)
+        with translated():
+            self.fs.open(fs_path, "xb").close()
+            st = self.fs.stat(fs_path)
+        res = FileResource(self.provider, path, self.environ, st)
+        res.created = True
+        return res
+
+    def create_collection(self, name: str) -> None:
+        with translated():
+            self.fs.mkdir(self.provider.fs_path(self._child(name)))
+
+    def support_recursive_delete(self) -> bool:
+        return True
+
+    def handle_delete(self) -> bool:
+        """DELETE of a tree without listing it first: no lock below it may stand in the way, then the
+        server-side removal of `jfs rmr`."""
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.check_write_permission(  # type: ignore[attr-defined]
+                url=self.get_ref_url(), depth="infinity",
+                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
+                principal=self.environ.get("wsgidav.user_name"),
+            )
+        self.delete()
+        return True
+
+    def delete(self) -> list[Any]:
+        if self.path.strip("/") == "":
+            raise DAVError(HTTP_FORBIDDEN, "the root cannot be deleted")
+        with translated():
+            self.fs.rmtree(self.fs_path)
+        self._forget_locks(recursive=True)
+        return []
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            try:
+                self.fs.mkdir(dest, stat_mod.S_IMODE(self.st.st_mode))
+            except FileExistsError:
+                pass
+            self._copy_dead_props(dest)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> list[Any]:
+        self._rename_to(dest_path)
+        return []
+
+    def handle_move(self, dest_path: str) -> bool:
+        """A directory moves with one rename, without listing its tree first."""
+        if self.path.strip("/") == "":
+            raise DAVError(HTTP_FORBIDDEN, "the root cannot be moved")
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.check_write_permission(  # type: ignore[attr-defined]
+                url=self.get_ref_url(), depth="infinity",
+                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
+                principal=self.environ.get("wsgidav.user_name"),
+            )
+        self._rename_to(dest_path)
+        return True
+
+
+class JfsProvider(DAVProvider):
+    """The resources of one volume (or of its served subdirectory, the client's root)."""
+
+    def __init__(self, client: Client, *, read_only: bool = False, dead_props: bool = True,
+                 block_size: int = 1 << 20, serves_volume_root: bool = True) -> None:
+        super().__init__()
+        self.client = client
+        self.read_only = read_only
+        self.dead_props = dead_props
+        self.block_size = block_size
+        self.serves_volume_root = serves_volume_root
+
+    def __repr__(self) -> str:
+        return f"JfsProvider({self.client.name!r})"
+
+    def is_readonly(self) -> bool:
+        return self.read_only
+
+    def visible(self, parent: str, name: str) -> bool:
+        """Whether `name` in the collection `parent` is served (not the mount's virtual files)."""
+        return not (self.serves_volume_root and parent.strip("/") == "" and name in _HIDDEN_AT_ROOT)
+
+    def fs_path(self, path: str) -> str:
+        """The SDK path of a URL path; HTTP 400 for a name that cannot be one (``..``, ``.``, NUL)."""
+        parts = [p for p in path.split("/") if p]
+        for p in parts:
+            if p in (".", "..") or "\0" in p:
+                raise DAVError(HTTP_BAD_REQUEST, "invalid path")
+        return "/" + "/".join(parts)
+
+    def exists_path(self, path: str) -> bool:
+        try:
+            self.client.lstat(self.fs_path(path))
+        except OSError:
+            return False
+        return True
+
+    def make(self, path: str, environ: dict[str, Any], st: os.stat_result) -> _DAVResource:
+        if stat_mod.S_ISDIR(st.st_mode):
+            return DirResource(self, path, environ, st)
+        return FileResource(self, path, environ, st)
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+        fs_path = self.fs_path(path)
+        parts = fs_path.strip("/").split("/")
+        if len(parts) == 1 and not self.visible("/", parts[0]):
+            return None
+        try:
+            st = self.client.stat(fs_path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
+                return None
+            raise dav_error(exc) from None
+        if not (stat_mod.S_ISDIR(st.st_mode) or stat_mod.S_ISREG(st.st_mode)):
+            return None  # devices, FIFOs, sockets: nothing WebDAV can serve
+        return self.make(path, environ, st)
