@@ -42,6 +42,8 @@ class VolumeLockStorage:
 
     def _to_served(self, lock: Lock) -> Lock:
         out = dict(lock)
+        if isinstance(out.get("owner"), str):
+            out["owner"] = out["owner"].encode()  # WsgiDAV hands the owner's XML over as bytes
         root = str(lock["root"])
         out["root"] = rules.normalize(root[len(self._prefix):]) if self._prefix else root
         return out
@@ -80,6 +82,8 @@ class VolumeLockStorage:
         validate_lock(lock)
         lock["token"] = generate_lock_token()
         record = dict(lock, root=self._to_volume(path))
+        if isinstance(record.get("owner"), bytes):
+            record["owner"] = record["owner"].decode("utf-8", "replace")
         try:
             self._client.run(self._table.create(record))
         except LockConflict as exc:

@@ -340,6 +340,25 @@ class DirResource(_Node, DAVCollection):
                 pass
             self._copy_dead_props(dest)
 
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY with Depth 0 copies the collection alone (WsgiDAV would copy its members too); Depth
+        infinity is WsgiDAV's walk, calling `copy_move_single` for each member."""
+        if depth_infinity:
+            return False
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            try:
+                st = self.fs.lstat(dest)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if stat_mod.S_ISDIR(st.st_mode):
+                    self.fs.rmtree(dest)
+                else:
+                    self.fs.remove(dest)
+        self.copy_move_single(dest_path, is_move=False)
+        return True
+
     def support_recursive_move(self, dest_path: str) -> bool:
         return True
 
