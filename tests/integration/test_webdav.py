@@ -375,7 +375,7 @@ def test_davfs2_mount_small_workload(setup: Setup, d: str, tmp_path: Path) -> No
     secrets.write_text(f'{setup.dav.url}{d} {USER} "{PASSWORD}"\n')
     secrets.chmod(0o600)
     conf = tmp_path / "davfs2.conf"
-    conf.write_text(f"secrets {secrets}\ncache_dir {tmp_path / 'davcache'}\nuse_locks 1\ndelay_upload 0\n"
+    conf.write_text(f"secrets {secrets}\nuse_locks 1\ndelay_upload 0\n"
                     "ask_auth 0\nif_match_bug 1\n")
     r = subprocess.run(["mount", "-t", "davfs", f"{setup.dav.url}{d}", str(mnt), "-o", f"conf={conf}"],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
