@@ -71,6 +71,7 @@ def webdav(
     address: Annotated[str, typer.Argument(metavar="ADDRESS", help="HOST:PORT to listen on (:PORT = every interface).")],
     background: Annotated[bool, typer.Option("--background", "-d", help="Run in the background; return once listening.")] = False,
     anonymous: Annotated[bool, typer.Option("--anonymous", help="Serve without authentication (only when WEBDAV_USER/WEBDAV_PASSWORD are unset).")] = False,
+    digest: Annotated[bool, typer.Option("--digest", help="Challenge clients for Digest authentication instead of Basic (both are accepted).", rich_help_panel="HTTP")] = False,
     cert_file: Annotated[str | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.", rich_help_panel="HTTP", show_default=False)] = None,
     key_file: Annotated[str | None, typer.Option(help="TLS private key (PEM).", rich_help_panel="HTTP", show_default=False)] = None,
     gzip: Annotated[bool, typer.Option("--gzip", help="Compress textual responses (PROPFIND XML, listings) for clients that accept gzip.", rich_help_panel="HTTP")] = False,
@@ -96,7 +97,7 @@ def webdav(
         host, port = parse_address(address)
         opts = DavOptions(
             host=host, port=port, user=os.environ.get("WEBDAV_USER") or None,
-            password=os.environ.get("WEBDAV_PASSWORD") or None, anonymous=anonymous, read_only=read_only,
+            password=os.environ.get("WEBDAV_PASSWORD") or None, anonymous=anonymous, digest=digest, read_only=read_only,
             subdir=subdir, cert_file=cert_file, key_file=key_file, gzip=gzip, access_log=access_log,
             dead_props=dead_props, threads=threads,
         )

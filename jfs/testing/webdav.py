@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,44 @@ class DavServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+
+def curl(method: str, url: str, *args: str, data: bytes | None = None, auth: str | None = f"{USER}:{PASSWORD}",
+         headers: dict[str, str] | None = None) -> Reply:
+    """One request with curl; status, response headers (lower-case names) and body."""
+    with tempfile.TemporaryDirectory() as tmp:
+        head, body = Path(tmp) / "h", Path(tmp) / "b"
+        cmd = ["curl", "-s", "-g", "--path-as-is", "-X", method, url, "-D", str(head), "-o", str(body), "-k"]
+        if auth:
+            cmd += ["-u", auth]
+        for k, v in (headers or {}).items():
+            cmd += ["-H", f"{k}: {v}"]
+        if data is not None:
+            src = Path(tmp) / "in"
+            src.write_bytes(data)
+            cmd += ["--data-binary", f"@{src}"]
+        cmd += list(args)
+        subprocess.run(cmd, check=True, timeout=120)
+        lines = head.read_text(errors="replace").splitlines()
+        statuses = [ln for ln in lines if ln.startswith("HTTP/")]
+        hdrs = {}
+        last = max(i for i, ln in enumerate(lines) if ln.startswith("HTTP/"))
+        for ln in lines[last + 1:]:
+            if ":" in ln:
+                k, v = ln.split(":", 1)
+                hdrs[k.strip().lower()] = v.strip()
+        return Reply(int(statuses[-1].split()[1]), hdrs, body.read_bytes() if body.exists() else b"")
 
 
 def _listening(port: int) -> bool:

@@ -49,6 +49,23 @@ class AccessLog:
             )
 
 
+class RejectBadPaths:
+    """400 for a request path with a ``.``/``..`` segment or a NUL, before WsgiDAV sees it (WsgiDAV
+    would resolve ``..`` itself, and its own refusal of a path above the root sends an empty body with a
+    non-zero Content-Length)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if "\0" in path or any(seg in (".", "..") for seg in path.split("/")):
+            body = b"400 Bad Request: invalid path\n"
+            start_response("400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+
 class Gzip:
     """Compress 200/207 responses of textual types (PROPFIND's XML, listings) for clients that accept
     gzip. Ranged and HEAD responses are left alone; the body is compressed as it streams."""

@@ -183,6 +183,34 @@ class _Node:
         self._forget_locks(recursive=True)
 
 
+class _BodyWriter:
+    """The file a PUT body streams into. The WSGI server reports a client that hung up mid-body as the
+    end of the body: a body shorter than its Content-Length fails the PUT instead of committing it."""
+
+    def __init__(self, f: Any, expected: int | None) -> None:
+        self._f = f
+        self._expected = expected
+        self._got = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._got += len(data)
+        n: int = self._f.write(data)
+        return n
+
+    def writelines(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._expected is not None and self._got != self._expected:
+            raise OSError(errno.EIO, f"request body ended after {self._got} of {self._expected} bytes")
+        self._f.close()
+
+
 class FileResource(_Node, DAVNonCollection):
     """A regular file (or a symlink to one)."""
 
@@ -208,7 +236,8 @@ class FileResource(_Node, DAVNonCollection):
     def begin_write(self, *, content_type: str | None = None) -> Any:
         with translated():
             self._writer = self.fs.open(self.fs_path, "wb", buffering=self.provider.block_size)
-        return self._writer
+        length = self.environ.get("CONTENT_LENGTH") or ""
+        return _BodyWriter(self._writer, int(length) if length.isdigit() else None)
 
     def end_write(self, *, with_errors: bool) -> None:
         """After a failed PUT a file this PUT created is removed (nothing half-written stays behind)."""

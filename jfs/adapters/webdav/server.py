@@ -13,7 +13,7 @@ from cheroot import wsgi
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from jfs.adapters.webdav.locks import VolumeLockStorage
-from jfs.adapters.webdav.middleware import AccessLog, Gzip, WsgiApp
+from jfs.adapters.webdav.middleware import AccessLog, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
 from jfs.app.volume import VolumeError
 from jfs.sdk import Client
@@ -35,6 +35,8 @@ class DavOptions:
     user: str | None = None
     password: str | None = None
     anonymous: bool = False
+    digest: bool = False
+    """Challenge for Digest rather than Basic (both are accepted either way)."""
     read_only: bool = False
     subdir: str = ""
     cert_file: str | None = None
@@ -79,7 +81,8 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
             "domain_controller": None,  # WsgiDAV's SimpleDomainController on simple_dc
             "accept_basic": True,
             "accept_digest": True,
-            "default_to_digest": False,  # Basic challenge, as JuiceFS: what rclone and most tools speak
+            # Basic by default, as JuiceFS: what rclone and most tools speak (over TLS, please).
+            "default_to_digest": opts.digest,
             "trusted_auth_header": None,
         },
         "simple_dc": {"user_mapping": users},
@@ -89,7 +92,7 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
         "suppress_version_info": True,
         "dir_browser": {"enable": True, "response_trailer": "jfs webdav", "show_user": True},
     }
-    app: WsgiApp = WsgiDAVApp(config)
+    app: WsgiApp = RejectBadPaths(WsgiDAVApp(config))
     if opts.gzip:
         app = Gzip(app)
     if opts.access_log:
