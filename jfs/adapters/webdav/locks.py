@@ -7,7 +7,9 @@ subdirectory, so servers of different subdirectories of one volume agree on what
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from wsgidav.dav_error import HTTP_LOCKED, DAVError, DAVErrorCondition, PRECONDITION_CODE_LockConflict
@@ -31,6 +33,42 @@ class VolumeLockStorage:
         self._client = client
         self._table = DavLocks(client.aio.client.kv)
         self._prefix = rules.normalize(subdir) if subdir.strip("/") else ""
+        self._request = threading.local()
+
+    # ---- one read of the table per request
+
+    def per_request(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterator[bytes]]:
+        """Wrap the WSGI `app` so that a request reads the lock table once, however many resources and
+        ancestors WsgiDAV asks about (a PROPFIND asks for every entry's lockdiscovery); a lock granted,
+        refreshed or released by the request itself is read afresh. A cheroot worker serves one request
+        at a time, so the snapshot is per thread."""
+
+        def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+            self._request.active = True
+            self._request.locks = None
+            try:
+                result = app(environ, start_response)
+                try:
+                    yield from result
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+            finally:
+                self._request.active = False
+                self._request.locks = None
+
+        return wrapped
+
+    def _live(self) -> list[Lock]:
+        if not getattr(self._request, "active", False):
+            return list(self._client.run(self._table.live()))
+        if self._request.locks is None:
+            self._request.locks = self._client.run(self._table.live())
+        return list(self._request.locks)
+
+    def _changed(self) -> None:
+        self._request.locks = None
 
     def __repr__(self) -> str:
         return "VolumeLockStorage"
@@ -60,9 +98,11 @@ class VolumeLockStorage:
         """Nothing to close: the client is closed by its owner."""
 
     def cleanup(self) -> None:
+        self._changed()
         self._client.run(self._table.purge_expired())
 
     def clear(self) -> None:
+        self._changed()
         self._client.run(self._table.clear())
 
     def get(self, token: str) -> Lock | None:
@@ -84,6 +124,7 @@ class VolumeLockStorage:
         record = dict(lock, root=self._to_volume(path))
         if isinstance(record.get("owner"), bytes):
             record["owner"] = record["owner"].decode("utf-8", "replace")
+        self._changed()
         try:
             self._client.run(self._table.create(record))
         except LockConflict as exc:
@@ -96,12 +137,14 @@ class VolumeLockStorage:
         timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         if timeout < 0 or timeout > MAX_TIMEOUT:
             timeout = MAX_TIMEOUT
+        self._changed()
         lock = self._client.run(self._table.refresh(token, timeout, time.time() + timeout))
         if lock is None:
             raise ValueError(f"no such lock: {token}")
         return self._to_served(lock)
 
     def delete(self, token: str) -> bool:
+        self._changed()
         result: bool = self._client.run(self._table.delete(token))
         return result
 
@@ -110,7 +153,7 @@ class VolumeLockStorage:
         """The live locks rooted at `path` (include_root) and/or below it (include_children)."""
         where = self._to_volume(path)
         found = [
-            lock for lock in self._client.run(self._table.live())
+            lock for lock in self._live()
             if rules.selected(lock, where, include_root=include_root, include_children=include_children)
         ]
         if token_only:

@@ -73,9 +73,10 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
     users = _users(opts)
     provider = JfsProvider(client, read_only=opts.read_only, dead_props=opts.dead_props,
                            block_size=opts.block_size, serves_volume_root=not opts.subdir.strip("/"))
+    locks = VolumeLockStorage(client, opts.subdir)
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
-        "lock_storage": VolumeLockStorage(client, opts.subdir),
+        "lock_storage": locks,
         "property_manager": None,  # dead properties are xattrs (JfsProvider)
         "http_authenticator": {
             "domain_controller": None,  # WsgiDAV's SimpleDomainController on simple_dc
@@ -92,7 +93,7 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
         "suppress_version_info": True,
         "dir_browser": {"enable": True, "response_trailer": "jfs webdav", "show_user": True},
     }
-    app: WsgiApp = RejectBadPaths(WsgiDAVApp(config))
+    app: WsgiApp = RejectBadPaths(locks.per_request(WsgiDAVApp(config)))
     if opts.gzip:
         app = Gzip(app)
     if opts.access_log:
