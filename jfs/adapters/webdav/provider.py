@@ -63,6 +63,11 @@ _STATUS = {
 }
 
 
+_SEEN = "jfs.webdav.seen"
+"""environ key: the resources a request has looked up so far, by path (WsgiDAV asks for the same path
+two or three times per request; each miss is an engine read)."""
+
+
 def dav_error(exc: OSError) -> DAVError:
     """The HTTP status for a failed file-system call (500 for what the client cannot have caused)."""
     return DAVError(_STATUS.get(exc.errno or 0, HTTP_INTERNAL_ERROR), exc.strerror or str(exc))
@@ -175,6 +180,10 @@ class _Node:
 
     # ---- MOVE / DELETE helpers
 
+    def _changing(self) -> None:
+        """Forget the resources this request has looked up: the tree is about to change."""
+        self.environ.pop(_SEEN, None)
+
     def _forget_locks(self, recursive: bool) -> None:
         lm = self.provider.lock_manager
         if lm is not None:
@@ -183,6 +192,7 @@ class _Node:
     def _rename_to(self, dest_path: str) -> None:
         """MOVE as one rename; a destination in the way (Overwrite: T, checked by WsgiDAV) is replaced:
         a file by rename itself, a directory or a file of the other kind removed first."""
+        self._changing()
         dest = self.provider.fs_path(dest_path)
         with translated():
             try:
@@ -257,6 +267,7 @@ class FileResource(_Node, DAVNonCollection):
 
     def end_write(self, *, with_errors: bool) -> None:
         """After a failed PUT a file this PUT created is removed (nothing half-written stays behind)."""
+        self._changing()
         writer, self._writer = self._writer, None
         if writer is not None and not writer.closed:
             try:
@@ -272,6 +283,7 @@ class FileResource(_Node, DAVNonCollection):
             self.st = self.fs.stat(self.fs_path)
 
     def delete(self) -> None:
+        self._changing()
         with translated():
             self.fs.remove(self.fs_path)
         self._forget_locks(recursive=False)
@@ -280,6 +292,7 @@ class FileResource(_Node, DAVNonCollection):
         if is_move:
             self._rename_to(dest_path)
             return
+        self._changing()
         dest = self.provider.fs_path(dest_path)
         with translated():
             self.fs.copy_file(self.fs_path, dest)
@@ -364,6 +377,7 @@ class DirResource(_Node, DAVCollection):
         return self.provider.get_resource_inst(self._child(name), self.environ)
 
     def create_empty_resource(self, name: str) -> FileResource:
+        self._changing()
         path = self._child(name)
         fs_path = self.provider.fs_path(path)
         with translated():
@@ -383,6 +397,7 @@ class DirResource(_Node, DAVCollection):
         return res
 
     def create_collection(self, name: str) -> None:
+        self._changing()
         with translated():
             self.fs.mkdir(self.provider.fs_path(self._child(name)))
 
@@ -405,12 +420,14 @@ class DirResource(_Node, DAVCollection):
     def delete(self) -> list[Any]:
         if self.path.strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "the root cannot be deleted")
+        self._changing()
         with translated():
             self.fs.rmtree(self.fs_path)
         self._forget_locks(recursive=True)
         return []
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        self._changing()
         dest = self.provider.fs_path(dest_path)
         with translated():
             try:
@@ -424,6 +441,7 @@ class DirResource(_Node, DAVCollection):
         infinity is WsgiDAV's walk, calling `copy_move_single` for each member."""
         if depth_infinity:
             return False
+        self._changing()
         dest = self.provider.fs_path(dest_path)
         with translated():
             try:
@@ -503,6 +521,13 @@ class JfsProvider(DAVProvider):
         return FileResource(self, path, environ, st)
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+        seen: dict[str, _DAVResource | None] = environ.setdefault(_SEEN, {})
+        if path in seen:
+            return seen[path]
+        res = seen[path] = self._lookup(path, environ)
+        return res
+
+    def _lookup(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
         fs_path = self.fs_path(path)
         parts = fs_path.strip("/").split("/")
         if len(parts) == 1 and not self.visible("/", parts[0]):
