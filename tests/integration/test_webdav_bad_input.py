@@ -240,3 +240,24 @@ def test_engine_outage_gives_errors_and_serving_resumes(tmp_path: Path) -> None:
         if redis.poll() is None:
             redis.terminate()
             redis.wait(10)
+
+
+def test_background_mode_returns_once_listening(volume: str, tmp_path: Path) -> None:
+    port = free_port()
+    r = _run_cli(volume, f"127.0.0.1:{port}", "-d", "--cache-dir", str(tmp_path / "c"),
+                 env={"WEBDAV_USER": USER, "WEBDAV_PASSWORD": PASSWORD})
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout.split("server ")[1].split()[0])
+    try:
+        assert curl("GET", f"http://127.0.0.1:{port}/pub/inner/keep.txt").body == b"keep"
+    finally:
+        os.kill(pid, 15)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
