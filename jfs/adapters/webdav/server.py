@@ -12,6 +12,7 @@ import structlog
 from cheroot import wsgi
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import AccessLog, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
@@ -79,7 +80,7 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
         "lock_storage": locks,
         "property_manager": None,  # dead properties are xattrs (JfsProvider)
         "http_authenticator": {
-            "domain_controller": None,  # WsgiDAV's SimpleDomainController on simple_dc
+            "domain_controller": SingleUserController,
             "accept_basic": True,
             "accept_digest": True,
             # Basic by default, as JuiceFS: what rclone and most tools speak (over TLS, please).
