@@ -359,3 +359,18 @@ def test_davfs2_mount_small_workload(setup: Setup, d: str, tmp_path: Path) -> No
     names = sorted(p.name for p in local.iterdir())
     assert names == sorted(["renamed.txt", *[f"n{i}.txt" for i in range(2, 20)]])
     assert (local / "n19.txt").read_text() == "note 19\n" * 20
+
+
+def test_names_with_spaces_percent_and_unicode(setup: Setup, d: str) -> None:
+    from urllib.parse import quote
+
+    url = setup.dav.url + d
+    for name in ("naïve café.txt", "100% done.txt", "日本語", "a+b&c=d;e"):
+        assert curl("PUT", f"{url}/{quote(name)}", data=name.encode()).status == 201, name
+        assert (setup.mnt / d[1:] / name).read_bytes() == name.encode()
+        assert curl("GET", f"{url}/{quote(name)}").body == name.encode()
+    (setup.mnt / d[1:] / "from mount é").write_bytes(b"m")
+    listing = curl("PROPFIND", url, headers={"Depth": "1"})
+    assert quote("from mount é") in listing.text or "from mount é" in listing.text
+    assert curl("MOVE", f"{url}/{quote('日本語')}", headers={"Destination": f"{url}/{quote('移動.txt')}"}).status == 201
+    assert (setup.mnt / d[1:] / "移動.txt").read_bytes() == "日本語".encode()

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import io
 import mimetypes
 import os
 import stat as stat_mod
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -208,6 +210,44 @@ class _Node:
         self._forget_locks(recursive=True)
 
 
+def _content_length(environ: dict[str, Any]) -> int | None:
+    length = environ.get("CONTENT_LENGTH") or ""
+    return int(length) if length.isdigit() else None
+
+
+def _new_file_stat() -> os.stat_result:
+    now = time.time()
+    return os.stat_result((stat_mod.S_IFREG | 0o644, 0, 0, 1, os.getuid(), os.getgid(), 0, now, now, now))
+
+
+class _SmallBody:
+    """A PUT body of at most one block: kept until complete, then stored with one trip (`store`)."""
+
+    def __init__(self, res: FileResource, expected: int) -> None:
+        self._res = res
+        self._expected = expected
+        self._buf = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        if len(self._buf) + len(data) > self._expected:
+            raise OSError(errno.EIO, "request body longer than its Content-Length")
+        self._buf += data
+        return len(data)
+
+    def writelines(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if len(self._buf) != self._expected:
+            raise OSError(errno.EIO, f"request body ended after {len(self._buf)} of {self._expected} bytes")
+        self._res.store(bytes(self._buf))
+
+
 class _BodyWriter:
     """The file a PUT body streams into. The WSGI server reports a client that hung up mid-body as the
     end of the body: a body shorter than its Content-Length fails the PUT instead of committing it."""
@@ -244,6 +284,10 @@ class FileResource(_Node, DAVNonCollection):
         self._init_node(provider, st)
         self._writer: Any = None
         self.created = False
+        """This request created the file (a failed PUT removes it)."""
+        self.pending = False
+        """A PUT's new file that exists only once its body has arrived (`store`)."""
+        self._fresh = False
 
     def get_content_length(self) -> int:
         return self.st.st_size
@@ -255,15 +299,39 @@ class FileResource(_Node, DAVNonCollection):
         return True
 
     def get_content(self) -> Any:
+        """A file of at most one block is read in one trip to the client's loop (open, read, close);
+        a bigger one streams through a buffered reader."""
         with translated():
+            if self.st.st_size <= self.provider.block_size:
+                return io.BytesIO(self.fs.run(self.fs.aio.read_bytes(self.fs_path)))
             return self.fs.open(self.fs_path, "rb", buffering=self.provider.block_size)
 
     def begin_write(self, *, content_type: str | None = None) -> Any:
+        expected = _content_length(self.environ)
+        if expected is not None and expected <= self.provider.block_size:
+            return _SmallBody(self, expected)
         if self._writer is None:
             with translated():
                 self._writer = self.fs.open(self.fs_path, "wb", buffering=self.provider.block_size)
-        length = self.environ.get("CONTENT_LENGTH") or ""
-        return _BodyWriter(self._writer, int(length) if length.isdigit() else None)
+            self.pending = False
+        return _BodyWriter(self._writer, expected)
+
+    def store(self, data: bytes) -> None:
+        """Create or replace the file with `data` and read its attributes: one trip to the client's loop."""
+        aio = self.fs.aio
+
+        async def put() -> os.stat_result:
+            f = await aio.open(self.fs_path, "wb")
+            try:
+                await f.write(data)
+            finally:
+                await f.close()
+            return await aio.stat(self.fs_path)
+
+        with translated():
+            self.st = self.fs.run(put())
+        self.pending = False
+        self._fresh = True
 
     def end_write(self, *, with_errors: bool) -> None:
         """After a failed PUT a file this PUT created is removed (nothing half-written stays behind)."""
@@ -274,13 +342,16 @@ class FileResource(_Node, DAVNonCollection):
                 writer.close()
             except OSError:
                 with_errors = True
+        if self.pending:
+            return  # nothing was created
         if with_errors and self.created:
             try:
                 self.fs.remove(self.fs_path)
             except OSError:
                 pass
-        with translated():
-            self.st = self.fs.stat(self.fs_path)
+        if not self._fresh:
+            with translated():
+                self.st = self.fs.stat(self.fs_path)
 
     def delete(self) -> None:
         self._changing()
@@ -380,6 +451,12 @@ class DirResource(_Node, DAVCollection):
         self._changing()
         path = self._child(name)
         fs_path = self.provider.fs_path(path)
+        if self.environ.get("REQUEST_METHOD") == "PUT" and _content_length(self.environ) is not None:
+            # Created with its body (`FileResource.store` or the first open of `begin_write`): a PUT
+            # refused before its body is read leaves nothing behind.
+            res = FileResource(self.provider, path, self.environ, _new_file_stat())
+            res.created = res.pending = True
+            return res
         with translated():
             f = self.fs.open(fs_path, "xb", buffering=self.provider.block_size)
             try:
