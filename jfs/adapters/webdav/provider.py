@@ -328,9 +328,9 @@ class FileResource(_Node, DAVNonCollection):
                 await f.close()
             return await aio.stat(self.fs_path)
 
+        self.pending = False  # from here on a failure may have created the file: end_write removes it
         with translated():
             self.st = self.fs.run(put())
-        self.pending = False
         self._fresh = True
 
     def end_write(self, *, with_errors: bool) -> None:
