@@ -12,18 +12,38 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from wsgidav.dav_error import HTTP_LOCKED, DAVError, DAVErrorCondition, PRECONDITION_CODE_LockConflict
+from wsgidav.dav_error import (
+    HTTP_LOCKED,
+    HTTP_SERVICE_UNAVAILABLE,
+    DAVError,
+    DAVErrorCondition,
+    PRECONDITION_CODE_LockConflict,
+)
 from wsgidav.lock_man.lock_manager import generate_lock_token, normalize_lock_root, validate_lock
 
 from jfs.app.dav_locks import DavLocks
 from jfs.domain import dav_locks as rules
 from jfs.domain.dav_locks import Lock, LockConflict
+from jfs.ports.kv import KVError
 from jfs.sdk import Client
 
 DEFAULT_TIMEOUT = 604800.0
 """Seconds a lock lives when the client asks for none (one week, WsgiDAV's default)."""
 MAX_TIMEOUT = 4 * 604800.0
 """The longest lock granted; "Infinite" is clamped to it."""
+
+
+def _engine_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The lock table out of reach is HTTP 503, as for the files."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KVError as exc:
+            raise DAVError(HTTP_SERVICE_UNAVAILABLE, f"metadata engine: {exc}") from None
+
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
 
 
 class VolumeLockStorage:
@@ -97,18 +117,22 @@ class VolumeLockStorage:
     def close(self) -> None:
         """Nothing to close: the client is closed by its owner."""
 
+    @_engine_errors
     def cleanup(self) -> None:
         self._changed()
         self._client.run(self._table.purge_expired())
 
+    @_engine_errors
     def clear(self) -> None:
         self._changed()
         self._client.run(self._table.clear())
 
+    @_engine_errors
     def get(self, token: str) -> Lock | None:
         lock = self._client.run(self._table.get(token))
         return None if lock is None or not self._mine(lock) else self._to_served(lock)
 
+    @_engine_errors
     def create(self, path: str, lock: dict[str, Any]) -> Lock:
         """Grant `lock` on `path` (WsgiDAV has checked for conflicts; the engine checks again, atomically
         with the write, against every server of the volume): HTTP 423 when another lock won."""
@@ -133,6 +157,7 @@ class VolumeLockStorage:
             raise DAVError(HTTP_LOCKED, err_condition=cond) from None
         return lock
 
+    @_engine_errors
     def refresh(self, token: str, *, timeout: float | None) -> Lock:
         timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         if timeout < 0 or timeout > MAX_TIMEOUT:
@@ -143,11 +168,13 @@ class VolumeLockStorage:
             raise ValueError(f"no such lock: {token}")
         return self._to_served(lock)
 
+    @_engine_errors
     def delete(self, token: str) -> bool:
         self._changed()
         result: bool = self._client.run(self._table.delete(token))
         return result
 
+    @_engine_errors
     def get_lock_list(self, path: str, *, include_root: bool, include_children: bool,
                       token_only: bool) -> list[Any]:
         """The live locks rooted at `path` (include_root) and/or below it (include_children)."""

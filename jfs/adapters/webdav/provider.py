@@ -34,12 +34,14 @@ from wsgidav.dav_error import (
     HTTP_INSUFFICIENT_STORAGE,
     HTTP_INTERNAL_ERROR,
     HTTP_NOT_FOUND,
+    HTTP_SERVICE_UNAVAILABLE,
     DAVError,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
 from wsgidav.xml_tools import etree
 
 from jfs.app.internal import INTERNAL, TRASH_NAME
+from jfs.ports.kv import KVError
 from jfs.sdk import Client
 
 DEAD_PREFIX = "user.dav."
@@ -62,6 +64,9 @@ _STATUS = {
     errno.E2BIG: HTTP_INSUFFICIENT_STORAGE,
     errno.ENAMETOOLONG: HTTP_BAD_REQUEST,
     errno.EINVAL: HTTP_BAD_REQUEST,
+    # The volume's engine or object store failed underneath (the SDK reports both as EIO): the client may
+    # retry later, nothing about its request was wrong.
+    errno.EIO: HTTP_SERVICE_UNAVAILABLE,
 }
 
 
@@ -77,10 +82,13 @@ def dav_error(exc: OSError) -> DAVError:
 
 @contextmanager
 def translated() -> Iterator[None]:
+    """File-system errors as their HTTP status; the metadata engine out of reach as 503."""
     try:
         yield
     except OSError as exc:
         raise dav_error(exc) from None
+    except KVError as exc:
+        raise DAVError(HTTP_SERVICE_UNAVAILABLE, f"metadata engine: {exc}") from None
 
 
 def _dead(xattrs: list[str]) -> list[str]:
@@ -609,12 +617,13 @@ class JfsProvider(DAVProvider):
         parts = fs_path.strip("/").split("/")
         if len(parts) == 1 and not self.visible("/", parts[0]):
             return None
-        try:
-            st = self.client.stat(fs_path)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
-                return None
-            raise dav_error(exc) from None
+        with translated():
+            try:
+                st = self.client.stat(fs_path)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
+                    return None
+                raise
         if not (stat_mod.S_ISDIR(st.st_mode) or stat_mod.S_ISREG(st.st_mode)):
             return None  # devices, FIFOs, sockets: nothing WebDAV can serve
         return self.make(path, environ, st)
