@@ -25,6 +25,7 @@ key                             value                                meaning
 ``U`` ino                       24 bytes BE (length, space, inodes)  directory statistics
 ``QD`` ino                      32 bytes BE                          directory quota
 ``jS`` slice u64 BE             block checksums (domain/checksums)   jfs only, opt-in (ADR 0008)
+``jW`` token                    lock JSON (domain/dav_locks)         jfs only: WebDAV locks (ADR 0012)
 =============================  ===================================  ==========================================
 """
 
@@ -192,6 +193,15 @@ def block_sums(slice_id: int) -> bytes:
 
 def parse_block_sums(key: bytes) -> int:
     return int(_U64.unpack_from(key, 2)[0])
+
+
+DAV_LOCKS_PREFIX = b"jW"
+"""WebDAV lock records of `jfs webdav` (shared by every server of the volume)."""
+
+
+def dav_lock(token: str) -> bytes:
+    """Key of the WebDAV lock whose token is `token` (``opaquelocktoken:…``)."""
+    return DAV_LOCKS_PREFIX + token.encode()
 
 
 def prefix_end(prefix: bytes) -> bytes:

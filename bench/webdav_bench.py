@@ -1,0 +1,211 @@
+"""`jfs webdav` next to `juicefs webdav` (JuiceFS 1.4.2): same machine, same engine and bucket kind (SQLite +
+local directory, each system its own), one run, alternating rounds, one HTTP/1.1 keep-alive client.
+
+Usage:  .venv/bin/python bench/webdav_bench.py [--rounds 1] [--big-mib 1024] [--small 1000]
+        [--dir-entries 10000] [--workdir DIR] [--juicefs PATH]
+
+Rows: PUT then GET of one `--big-mib` MiB file (MiB/s, body streamed in 1 MiB chunks); PUT then GET of
+`--small` files of 4 KiB (files/s); PROPFIND Depth 1 of a directory of `--dir-entries` empty files
+(entries/s; the files are PUT beforehand by 8 connections, not timed). Both servers have Basic auth from
+WEBDAV_USER/WEBDAV_PASSWORD and no access log file. Prints a markdown table with the median of the
+rounds and jfs's ratio to JuiceFS (> 1.0 = jfs faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+MiB = 1 << 20
+USER, PASSWORD = "bench", "bench-pass"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str], port: int, log: Path) -> None:
+        self.name = name
+        self.port = port
+        env = {**os.environ, "WEBDAV_USER": USER, "WEBDAV_PASSWORD": PASSWORD}
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: see {log}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{name} did not listen: see {log}")
+
+    def conn(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: object = None,
+            headers: dict[str, str] | None = None) -> tuple[int, int]:
+    """(status, body bytes) of one request; the body is read and dropped in 1 MiB pieces."""
+    conn.request(method, path, body=body, headers={**AUTH, **(headers or {})})  # type: ignore[arg-type]
+    r = conn.getresponse()
+    n = 0
+    while chunk := r.read(MiB):
+        n += len(chunk)
+    return r.status, n
+
+
+def big_body(mib: int) -> Iterator[bytes]:
+    block = os.urandom(MiB)
+    for _ in range(mib):
+        yield block
+
+
+def put_big(s: Server, mib: int) -> float:
+    c = s.conn()
+    t = time.perf_counter()
+    status, _ = request(c, "PUT", "/big.bin", big_body(mib), {"Content-Length": str(mib * MiB)})
+    dt = time.perf_counter() - t
+    assert status in (201, 204), (s.name, status)
+    c.close()
+    return mib / dt
+
+
+def get_big(s: Server, mib: int) -> float:
+    c = s.conn()
+    t = time.perf_counter()
+    status, n = request(c, "GET", "/big.bin")
+    dt = time.perf_counter() - t
+    assert status == 200 and n == mib * MiB, (s.name, status, n)
+    c.close()
+    return mib / dt
+
+
+def small(s: Server, count: int, method: str) -> float:
+    c = s.conn()
+    if method == "PUT":
+        request(c, "MKCOL", "/small")
+    data = b"s" * 4096
+    t = time.perf_counter()
+    for i in range(count):
+        status, _ = request(c, method, f"/small/f{i}", data if method == "PUT" else None)
+        assert status in (200, 201, 204), (s.name, method, status)
+    dt = time.perf_counter() - t
+    c.close()
+    return count / dt
+
+
+def fill_dir(s: Server, entries: int) -> None:
+    c = s.conn()
+    request(c, "MKCOL", "/many")
+    c.close()
+
+    def put(part: range) -> None:
+        conn = s.conn()
+        for i in part:
+            request(conn, "PUT", f"/many/e{i:06d}", b"")
+        conn.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, [range(k, entries, 8) for k in range(8)]))
+
+
+def propfind(s: Server, entries: int) -> float:
+    c = s.conn()
+    t = time.perf_counter()
+    status, n = request(c, "PROPFIND", "/many/", None, {"Depth": "1"})
+    dt = time.perf_counter() - t
+    assert status == 207 and n > entries * 100, (s.name, status, n)
+    c.close()
+    return entries / dt
+
+
+def cleanup(s: Server) -> None:
+    c = s.conn()
+    for p in ("/big.bin", "/small", "/many"):
+        request(c, "DELETE", p)
+    c.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--big-mib", type=int, default=1024)
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--dir-entries", type=int, default=10000)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--juicefs", default=str(Path(sys.executable).parent / "juicefs"))
+    args = ap.parse_args()
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="webdav-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    jfs_cmd = [sys.executable, "-m", "jfs.cli.main"]
+    subprocess.run([*jfs_cmd, "format", f"sqlite3://{work}/jfs.db", "bench-jfs", "--storage", "file", "--bucket",
+                    str(work / "jfs-bucket"), "--trash-days", "0"], check=True, capture_output=True)
+    subprocess.run([args.juicefs, "format", f"sqlite3://{work}/juicefs.db", "bench-juicefs", "--storage", "file",
+                    "--bucket", str(work / "juicefs-bucket") + "/", "--trash-days", "0"], check=True, capture_output=True)
+    p1, p2 = free_port(), free_port()
+    servers = [
+        Server("jfs", [*jfs_cmd, "webdav", f"sqlite3://{work}/jfs.db", f"127.0.0.1:{p1}", "--cache-dir",
+                       str(work / "jfs-cache"), "--no-access-log"], p1, work / "jfs.log"),
+        Server("juicefs", [args.juicefs, "webdav", f"sqlite3://{work}/juicefs.db", f"127.0.0.1:{p2}",
+                           "--cache-dir", str(work / "juicefs-cache")], p2, work / "juicefs.log"),
+    ]
+    rows: dict[str, dict[str, list[float]]] = {}
+    tests: list[tuple[str, Callable[[Server], float]]] = [
+        (f"PUT {args.big_mib} MiB file (MiB/s)", lambda s: put_big(s, args.big_mib)),
+        (f"GET {args.big_mib} MiB file (MiB/s)", lambda s: get_big(s, args.big_mib)),
+        (f"PUT {args.small} x 4 KiB (files/s)", lambda s: small(s, args.small, "PUT")),
+        (f"GET {args.small} x 4 KiB (files/s)", lambda s: small(s, args.small, "GET")),
+        (f"PROPFIND depth 1, {args.dir_entries} entries (entries/s)", lambda s: propfind(s, args.dir_entries)),
+    ]
+    try:
+        for r in range(args.rounds):
+            order = servers if r % 2 == 0 else servers[::-1]
+            for s in order:
+                fill_dir(s, args.dir_entries)
+                for name, fn in tests:
+                    rows.setdefault(name, {}).setdefault(s.name, []).append(fn(s))
+                    print(f"round {r + 1} {s.name:8} {name}: {rows[name][s.name][-1]:.1f}", file=sys.stderr)
+                cleanup(s)
+    finally:
+        for s in servers:
+            s.stop()
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\n| test ({args.rounds} round(s), median) | jfs webdav | juicefs webdav | jfs / juicefs |")
+    print("|---|---:|---:|---:|")
+    for name, by in rows.items():
+        a, b = statistics.median(by["jfs"]), statistics.median(by["juicefs"])
+        print(f"| {name} | {a:.1f} | {b:.1f} | {a / b:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,629 @@
+"""`JfsProvider`: WsgiDAV resources on a jfs volume, through the synchronous SDK (`jfs.Client`).
+
+Translation only — every operation is one or a few SDK calls:
+
+* PROPFIND reads a directory with its attributes in one listing (`scandir`); live properties come from
+  the inode (size, mtime, ctime as creationdate, an ETag of inode/mtime/size).
+* Dead properties (PROPPATCH) are extended attributes ``user.dav.{namespace}name`` holding the
+  property's XML, so they live and die with the file and follow it through MOVE and hard links.
+* GET streams the file in `BLOCK` reads (Range is WsgiDAV's, by seek); PUT streams the body into an open
+  file, never holding it whole.
+* COPY copies file data by slice reference (`Client.copy_file`: no block is read or written); MOVE is one
+  rename; DELETE of a collection is the server-side tree removal of `jfs rmr`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import io
+import mimetypes
+import os
+import stat as stat_mod
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_INSUFFICIENT_STORAGE,
+    HTTP_INTERNAL_ERROR,
+    HTTP_NOT_FOUND,
+    HTTP_SERVICE_UNAVAILABLE,
+    DAVError,
+)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
+from wsgidav.xml_tools import etree
+
+from jfs.app.internal import INTERNAL, TRASH_NAME
+from jfs.ports.kv import KVError
+from jfs.sdk import Client
+
+DEAD_PREFIX = "user.dav."
+"""Dead property ``{ns}name`` is the xattr ``user.dav.{ns}name``."""
+MAX_XATTR_NAME = 255
+_HIDDEN_AT_ROOT = frozenset(os.fsdecode(n) for n in (*INTERNAL, b".control", TRASH_NAME))
+"""The mount's virtual files and the trash are not served."""
+
+_STATUS = {
+    errno.ENOENT: HTTP_NOT_FOUND,
+    errno.ENOTDIR: HTTP_CONFLICT,
+    errno.EISDIR: HTTP_CONFLICT,
+    errno.ENOTEMPTY: HTTP_CONFLICT,
+    errno.EEXIST: HTTP_CONFLICT,
+    errno.EACCES: HTTP_FORBIDDEN,
+    errno.EPERM: HTTP_FORBIDDEN,
+    errno.EROFS: HTTP_FORBIDDEN,
+    errno.ENOSPC: HTTP_INSUFFICIENT_STORAGE,
+    errno.EDQUOT: HTTP_INSUFFICIENT_STORAGE,
+    errno.E2BIG: HTTP_INSUFFICIENT_STORAGE,
+    errno.ENAMETOOLONG: HTTP_BAD_REQUEST,
+    errno.EINVAL: HTTP_BAD_REQUEST,
+    # The volume's engine or object store failed underneath (the SDK reports both as EIO): the client may
+    # retry later, nothing about its request was wrong.
+    errno.EIO: HTTP_SERVICE_UNAVAILABLE,
+}
+
+
+_SEEN = "jfs.webdav.seen"
+"""environ key: the resources a request has looked up so far, by path (WsgiDAV asks for the same path
+two or three times per request; each miss is an engine read)."""
+
+
+def dav_error(exc: OSError) -> DAVError:
+    """The HTTP status for a failed file-system call (500 for what the client cannot have caused)."""
+    return DAVError(_STATUS.get(exc.errno or 0, HTTP_INTERNAL_ERROR), exc.strerror or str(exc))
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """File-system errors as their HTTP status; the metadata engine out of reach as 503."""
+    try:
+        yield
+    except OSError as exc:
+        raise dav_error(exc) from None
+    except KVError as exc:
+        raise DAVError(HTTP_SERVICE_UNAVAILABLE, f"metadata engine: {exc}") from None
+
+
+def _dead(xattrs: list[str]) -> list[str]:
+    return [x[len(DEAD_PREFIX):] for x in xattrs if x.startswith(DEAD_PREFIX)]
+
+
+def _is_dead(name: str) -> bool:
+    return not name.startswith("{DAV:}") and not name.startswith("{urn:schemas-microsoft-com:}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _mime_type(ext: str) -> str:
+    return mimetypes.types_map.get(ext) or util.guess_mime_type("x" + ext) or "application/octet-stream"
+
+
+class _Node:
+    """What files and directories share: their path in the volume and the attributes read with them."""
+
+    provider: JfsProvider
+    path: str
+    name: str
+    environ: dict[str, Any]
+    is_collection: bool
+
+    def _init_node(self, provider: JfsProvider, st: os.stat_result) -> None:
+        self.fs = provider.client
+        self.st = st
+        self.fs_path = provider.fs_path(self.path)
+        self.dead_names: list[str] | None = None
+        """Names of the dead properties, when read with the parent's listing (`get_member_list`)."""
+
+    # ---- live properties
+
+    def get_creation_date(self) -> float:
+        return self.st.st_ctime
+
+    def get_last_modified(self) -> float:
+        return self.st.st_mtime
+
+    def get_display_name(self) -> str:
+        return self.name
+
+    def get_etag(self) -> str:
+        return f"{self.st.st_ino:x}-{self.st.st_mtime_ns:x}-{self.st.st_size:x}"
+
+    def support_etag(self) -> bool:
+        return True
+
+    # ---- dead properties: extended attributes
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names: list[str] = _DAVResource.get_property_names(self, is_allprop=is_allprop)  # type: ignore[arg-type]
+        if self.provider.dead_props:
+            if self.dead_names is None:
+                with translated():
+                    self.dead_names = _dead(self.fs.listxattr(self.fs_path))
+            names += self.dead_names
+        return names
+
+    def get_property_value(self, name: str) -> Any:
+        if not _is_dead(name) or not self.provider.dead_props:
+            return _DAVResource.get_property_value(self, name)  # type: ignore[arg-type]
+        try:
+            value = self.fs.getxattr(self.fs_path, DEAD_PREFIX + name)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOENT, errno.ENOTSUP):
+                raise DAVError(HTTP_NOT_FOUND) from None
+            raise dav_error(exc) from None
+        return etree.fromstring(value)
+
+    def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
+        if not _is_dead(name) or not self.provider.dead_props:
+            return _DAVResource.set_property_value(self, name, value, dry_run=dry_run)  # type: ignore[arg-type]
+        key = DEAD_PREFIX + name
+        if len(key.encode()) > MAX_XATTR_NAME:
+            raise DAVError(HTTP_FORBIDDEN, "property name too long")
+        if dry_run:
+            return None
+        with translated():
+            if value is None:
+                try:
+                    self.fs.removexattr(self.fs_path, key)
+                except OSError as exc:
+                    if exc.errno != errno.ENODATA:
+                        raise
+            else:
+                self.fs.setxattr(self.fs_path, key, etree.tostring(value))
+        return None
+
+    def remove_all_properties(self, *, recursive: bool) -> None:
+        """Dead properties are xattrs of the inode: they go with it."""
+
+    def _copy_dead_props(self, dest_fs_path: str) -> None:
+        if not self.provider.dead_props:
+            return
+        for key in self.fs.listxattr(self.fs_path):
+            if key.startswith(DEAD_PREFIX):
+                self.fs.setxattr(dest_fs_path, key, self.fs.getxattr(self.fs_path, key))
+
+    # ---- MOVE / DELETE helpers
+
+    def _changing(self) -> None:
+        """Forget the resources this request has looked up: the tree is about to change."""
+        self.environ.pop(_SEEN, None)
+
+    def _forget_locks(self, recursive: bool) -> None:
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.remove_all_locks_from_url(self.get_ref_url(), recursive=recursive)  # type: ignore[attr-defined]
+
+    def _rename_to(self, dest_path: str) -> None:
+        """MOVE as one rename; a destination in the way (Overwrite: T, checked by WsgiDAV) is replaced:
+        a file by rename itself, a directory or a file of the other kind removed first."""
+        self._changing()
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            try:
+                dst = self.fs.lstat(dest)
+            except FileNotFoundError:
+                dst = None
+            if dst is not None:
+                if stat_mod.S_ISDIR(dst.st_mode):
+                    self.fs.rmtree(dest)
+                elif self.is_collection:
+                    self.fs.remove(dest)
+            self.fs.rename(self.fs_path, dest)
+        self._forget_locks(recursive=True)
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    length = environ.get("CONTENT_LENGTH") or ""
+    return int(length) if length.isdigit() else None
+
+
+def _new_file_stat() -> os.stat_result:
+    now = time.time()
+    return os.stat_result((stat_mod.S_IFREG | 0o644, 0, 0, 1, os.getuid(), os.getgid(), 0, now, now, now))
+
+
+class _SmallBody:
+    """A PUT body of at most one block: kept until complete, then stored with one trip (`store`)."""
+
+    def __init__(self, res: FileResource, expected: int) -> None:
+        self._res = res
+        self._expected = expected
+        self._buf = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        if len(self._buf) + len(data) > self._expected:
+            raise OSError(errno.EIO, "request body longer than its Content-Length")
+        self._buf += data
+        return len(data)
+
+    def writelines(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if len(self._buf) != self._expected:
+            raise OSError(errno.EIO, f"request body ended after {len(self._buf)} of {self._expected} bytes")
+        self._res.store(bytes(self._buf))
+
+
+class _BodyWriter:
+    """The file a PUT body streams into. The WSGI server reports a client that hung up mid-body as the
+    end of the body: a body shorter than its Content-Length fails the PUT instead of committing it."""
+
+    def __init__(self, f: Any, expected: int | None) -> None:
+        self._f = f
+        self._expected = expected
+        self._got = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._got += len(data)
+        n: int = self._f.write(data)
+        return n
+
+    def writelines(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._expected is not None and self._got != self._expected:
+            raise OSError(errno.EIO, f"request body ended after {self._got} of {self._expected} bytes")
+        self._f.close()
+
+
+class FileResource(_Node, DAVNonCollection):
+    """A regular file (or a symlink to one)."""
+
+    def __init__(self, provider: JfsProvider, path: str, environ: dict[str, Any], st: os.stat_result) -> None:
+        DAVNonCollection.__init__(self, path, environ)
+        self._init_node(provider, st)
+        self._writer: Any = None
+        self.created = False
+        """This request created the file (a failed PUT removes it)."""
+        self.pending = False
+        """A PUT's new file that exists only once its body has arrived (`store`)."""
+        self._fresh = False
+
+    def get_content_length(self) -> int:
+        return self.st.st_size
+
+    def get_content_type(self) -> str:
+        return _mime_type(os.path.splitext(self.name)[1].lower())
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self) -> Any:
+        """A file of at most one block is read in one trip to the client's loop (open, read, close);
+        a bigger one streams through a buffered reader."""
+        with translated():
+            if self.st.st_size <= self.provider.block_size:
+                return io.BytesIO(self.fs.run(self.fs.aio.read_bytes(self.fs_path)))
+            return self.fs.open(self.fs_path, "rb", buffering=self.provider.block_size)
+
+    def begin_write(self, *, content_type: str | None = None) -> Any:
+        expected = _content_length(self.environ)
+        if expected is not None and expected <= self.provider.block_size:
+            return _SmallBody(self, expected)
+        if self._writer is None:
+            with translated():
+                self._writer = self.fs.open(self.fs_path, "wb", buffering=self.provider.block_size)
+            self.pending = False
+        return _BodyWriter(self._writer, expected)
+
+    def store(self, data: bytes) -> None:
+        """Create or replace the file with `data` and read its attributes: one trip to the client's loop."""
+        aio = self.fs.aio
+
+        async def put() -> os.stat_result:
+            f = await aio.open(self.fs_path, "wb")
+            try:
+                await f.write(data)
+            finally:
+                await f.close()
+            return await aio.stat(self.fs_path)
+
+        self.pending = False  # from here on a failure may have created the file: end_write removes it
+        with translated():
+            self.st = self.fs.run(put())
+        self._fresh = True
+
+    def end_write(self, *, with_errors: bool) -> None:
+        """After a failed PUT a file this PUT created is removed (nothing half-written stays behind)."""
+        self._changing()
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.closed:
+            try:
+                writer.close()
+            except OSError:
+                with_errors = True
+        if self.pending:
+            return  # nothing was created
+        if with_errors and self.created:
+            try:
+                self.fs.remove(self.fs_path)
+            except OSError:
+                pass
+        if not self._fresh:
+            with translated():
+                self.st = self.fs.stat(self.fs_path)
+
+    def delete(self) -> None:
+        self._changing()
+        with translated():
+            self.fs.remove(self.fs_path)
+        self._forget_locks(recursive=False)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if is_move:
+            self._rename_to(dest_path)
+            return
+        self._changing()
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            self.fs.copy_file(self.fs_path, dest)
+            self._copy_dead_props(dest)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> list[Any]:
+        self._rename_to(dest_path)
+        return []
+
+    def handle_move(self, dest_path: str) -> bool:
+        """Replacing an existing file is one atomic rename (WsgiDAV would delete it first)."""
+        if self.provider.exists_path(dest_path):
+            self._rename_to(dest_path)
+            return True
+        return False
+
+
+class DirResource(_Node, DAVCollection):
+    """A directory."""
+
+    def __init__(self, provider: JfsProvider, path: str, environ: dict[str, Any], st: os.stat_result) -> None:
+        DAVCollection.__init__(self, path, environ)
+        self._init_node(provider, st)
+
+    def get_etag(self) -> str:
+        return f"{self.st.st_ino:x}-{self.st.st_mtime_ns:x}"
+
+    def _child(self, name: str) -> str:
+        return util.join_uri(self.path, name)
+
+    def get_member_names(self) -> list[str]:
+        with translated():
+            names = self.fs.listdir(self.fs_path)
+        return [n for n in names if self.provider.visible(self.path, n)]
+
+    def get_member_list(self) -> list[_DAVResource]:
+        """One listing with attributes (no per-entry lookups)."""
+        with translated():
+            entries = self.fs.scandir(self.fs_path)
+        members: list[_DAVResource] = []
+        for e in entries:
+            if not self.provider.visible(self.path, e.name):
+                continue
+            st = e.stat()
+            if stat_mod.S_ISLNK(st.st_mode):
+                child = self.provider.get_resource_inst(self._child(e.name), self.environ)
+                if child is not None:
+                    members.append(child)
+                continue
+            members.append(self.provider.make(self._child(e.name), self.environ, st))
+        if self.provider.dead_props and members and self.environ.get("REQUEST_METHOD") == "PROPFIND":
+            self._read_dead_names(members)
+        return members
+
+    def _read_dead_names(self, members: list[_DAVResource]) -> None:
+        """The dead-property names of every member, read concurrently in one trip to the client's loop
+        (an allprop PROPFIND of 10,000 entries would otherwise make 10,000 sequential trips)."""
+        aio = self.fs.aio
+
+        async def names(path: str) -> list[str] | None:
+            try:
+                return _dead(await aio.listxattr(path))
+            except OSError:
+                return None
+
+        async def all_names() -> list[list[str] | None]:
+            sem = asyncio.Semaphore(64)
+
+            async def one(path: str) -> list[str] | None:
+                async with sem:
+                    return await names(path)
+
+            return list(await asyncio.gather(*(one(m.fs_path) for m in members)))  # type: ignore[attr-defined]
+
+        for member, found in zip(members, self.fs.run(all_names()), strict=True):
+            member.dead_names = found  # type: ignore[attr-defined]
+
+    def get_member(self, name: str) -> _DAVResource | None:
+        return self.provider.get_resource_inst(self._child(name), self.environ)
+
+    def create_empty_resource(self, name: str) -> FileResource:
+        self._changing()
+        path = self._child(name)
+        fs_path = self.provider.fs_path(path)
+        if self.environ.get("REQUEST_METHOD") == "PUT" and _content_length(self.environ) is not None:
+            # Created with its body (`FileResource.store` or the first open of `begin_write`): a PUT
+            # refused before its body is read leaves nothing behind.
+            res = FileResource(self.provider, path, self.environ, _new_file_stat())
+            res.created = res.pending = True
+            return res
+        with translated():
+            f = self.fs.open(fs_path, "xb", buffering=self.provider.block_size)
+            try:
+                st = self.fs.stat(fs_path)
+            except BaseException:
+                f.close()
+                raise
+        res = FileResource(self.provider, path, self.environ, st)
+        res.created = True
+        if self.environ.get("REQUEST_METHOD") == "PUT":
+            res._writer = f  # the PUT's body goes into this open file: no second open
+        else:
+            with translated():
+                f.close()
+        return res
+
+    def create_collection(self, name: str) -> None:
+        self._changing()
+        with translated():
+            self.fs.mkdir(self.provider.fs_path(self._child(name)))
+
+    def support_recursive_delete(self) -> bool:
+        return True
+
+    def handle_delete(self) -> bool:
+        """DELETE of a tree without listing it first: no lock below it may stand in the way, then the
+        server-side removal of `jfs rmr`."""
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.check_write_permission(  # type: ignore[attr-defined]
+                url=self.get_ref_url(), depth="infinity",
+                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
+                principal=self.environ.get("wsgidav.user_name"),
+            )
+        self.delete()
+        return True
+
+    def delete(self) -> list[Any]:
+        if self.path.strip("/") == "":
+            raise DAVError(HTTP_FORBIDDEN, "the root cannot be deleted")
+        self._changing()
+        with translated():
+            self.fs.rmtree(self.fs_path)
+        self._forget_locks(recursive=True)
+        return []
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        self._changing()
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            try:
+                self.fs.mkdir(dest, stat_mod.S_IMODE(self.st.st_mode))
+            except FileExistsError:
+                pass
+            self._copy_dead_props(dest)
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY with Depth 0 copies the collection alone (WsgiDAV would copy its members too); Depth
+        infinity is WsgiDAV's walk, calling `copy_move_single` for each member."""
+        if depth_infinity:
+            return False
+        self._changing()
+        dest = self.provider.fs_path(dest_path)
+        with translated():
+            try:
+                st = self.fs.lstat(dest)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if stat_mod.S_ISDIR(st.st_mode):
+                    self.fs.rmtree(dest)
+                else:
+                    self.fs.remove(dest)
+        self.copy_move_single(dest_path, is_move=False)
+        return True
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> list[Any]:
+        self._rename_to(dest_path)
+        return []
+
+    def handle_move(self, dest_path: str) -> bool:
+        """A directory moves with one rename, without listing its tree first."""
+        if self.path.strip("/") == "":
+            raise DAVError(HTTP_FORBIDDEN, "the root cannot be moved")
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.check_write_permission(  # type: ignore[attr-defined]
+                url=self.get_ref_url(), depth="infinity",
+                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
+                principal=self.environ.get("wsgidav.user_name"),
+            )
+        self._rename_to(dest_path)
+        return True
+
+
+class JfsProvider(DAVProvider):
+    """The resources of one volume (or of its served subdirectory, the client's root)."""
+
+    def __init__(self, client: Client, *, read_only: bool = False, dead_props: bool = True,
+                 block_size: int = 1 << 20, serves_volume_root: bool = True) -> None:
+        super().__init__()
+        self.client = client
+        self.read_only = read_only
+        self.dead_props = dead_props
+        self.block_size = block_size
+        self.serves_volume_root = serves_volume_root
+
+    def __repr__(self) -> str:
+        return f"JfsProvider({self.client.name!r})"
+
+    def is_readonly(self) -> bool:
+        return self.read_only
+
+    def visible(self, parent: str, name: str) -> bool:
+        """Whether `name` in the collection `parent` is served (not the mount's virtual files)."""
+        return not (self.serves_volume_root and parent.strip("/") == "" and name in _HIDDEN_AT_ROOT)
+
+    def fs_path(self, path: str) -> str:
+        """The SDK path of a URL path; HTTP 400 for a name that cannot be one (``..``, ``.``, NUL)."""
+        parts = [p for p in path.split("/") if p]
+        for p in parts:
+            if p in (".", "..") or "\0" in p:
+                raise DAVError(HTTP_BAD_REQUEST, "invalid path")
+        return "/" + "/".join(parts)
+
+    def exists_path(self, path: str) -> bool:
+        try:
+            self.client.lstat(self.fs_path(path))
+        except OSError:
+            return False
+        return True
+
+    def make(self, path: str, environ: dict[str, Any], st: os.stat_result) -> _DAVResource:
+        if stat_mod.S_ISDIR(st.st_mode):
+            return DirResource(self, path, environ, st)
+        return FileResource(self, path, environ, st)
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+        seen: dict[str, _DAVResource | None] = environ.setdefault(_SEEN, {})
+        if path in seen:
+            return seen[path]
+        res = seen[path] = self._lookup(path, environ)
+        return res
+
+    def _lookup(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+        fs_path = self.fs_path(path)
+        parts = fs_path.strip("/").split("/")
+        if len(parts) == 1 and not self.visible("/", parts[0]):
+            return None
+        with translated():
+            try:
+                st = self.client.stat(fs_path)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
+                    return None
+                raise
+        if not (stat_mod.S_ISDIR(st.st_mode) or stat_mod.S_ISREG(st.st_mode)):
+            return None  # devices, FIFOs, sockets: nothing WebDAV can serve
+        return self.make(path, environ, st)

@@ -1,0 +1,147 @@
+"""`jfs webdav`: WsgiDAV (class 1 and 2) with `JfsProvider` and the volume's lock table, served by
+cheroot, WsgiDAV's own WSGI server, over HTTP or HTTPS."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from cheroot import wsgi
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from jfs.adapters.webdav.auth import SingleUserController
+from jfs.adapters.webdav.locks import VolumeLockStorage
+from jfs.adapters.webdav.middleware import AccessLog, Gzip, RejectBadPaths, WsgiApp
+from jfs.adapters.webdav.provider import JfsProvider
+from jfs.app.volume import VolumeError
+from jfs.sdk import Client
+
+log = structlog.get_logger("jfs.webdav")
+
+MAX_HEADER_BYTES = 64 << 10
+"""Request line plus headers larger than this get 413/431 and the connection is dropped."""
+
+
+class ConfigError(VolumeError):
+    """A setting of `jfs webdav` that cannot work (one line for the user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DavOptions:
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = None
+    anonymous: bool = False
+    digest: bool = False
+    """Challenge for Digest rather than Basic (both are accepted either way)."""
+    read_only: bool = False
+    subdir: str = ""
+    cert_file: str | None = None
+    key_file: str | None = None
+    gzip: bool = False
+    access_log: bool = True
+    dead_props: bool = True
+    threads: int = 32
+    block_size: int = 1 << 20
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"address {address!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _users(opts: DavOptions) -> dict[str, Any]:
+    if opts.user and opts.password:
+        return {"*": {opts.user: {"password": opts.password, "description": "", "roles": []}}}
+    if opts.user or opts.password:
+        raise ConfigError("set both WEBDAV_USER and WEBDAV_PASSWORD (or neither, with --anonymous)")
+    if not opts.anonymous:
+        raise ConfigError("no credentials: set WEBDAV_USER and WEBDAV_PASSWORD, or pass --anonymous "
+                          "to serve the volume to anyone who can reach the address")
+    return {"*": True}
+
+
+def build_app(client: Client, opts: DavOptions) -> WsgiApp:
+    """The WSGI application serving `client`'s volume (ConfigError for bad options)."""
+    users = _users(opts)
+    provider = JfsProvider(client, read_only=opts.read_only, dead_props=opts.dead_props,
+                           block_size=opts.block_size, serves_volume_root=not opts.subdir.strip("/"))
+    locks = VolumeLockStorage(client, opts.subdir)
+    config: dict[str, Any] = {
+        "provider_mapping": {"/": provider},
+        "lock_storage": locks,
+        "property_manager": None,  # dead properties are xattrs (JfsProvider)
+        "http_authenticator": {
+            "domain_controller": SingleUserController,
+            "accept_basic": True,
+            "accept_digest": True,
+            # Basic by default, as JuiceFS: what rclone and most tools speak (over TLS, please).
+            "default_to_digest": opts.digest,
+            "trusted_auth_header": None,
+        },
+        "simple_dc": {"user_mapping": users},
+        "block_size": opts.block_size,
+        "verbose": 1,
+        "logging": {"enable": False},
+        "suppress_version_info": True,
+        "dir_browser": {"enable": True, "response_trailer": "jfs webdav", "show_user": True},
+    }
+    app: WsgiApp = RejectBadPaths(locks.per_request(WsgiDAVApp(config)))
+    if opts.gzip:
+        app = Gzip(app)
+    if opts.access_log:
+        app = AccessLog(app)
+    return app
+
+
+def make_server(app: WsgiApp, opts: DavOptions) -> wsgi.Server:
+    if bool(opts.cert_file) != bool(opts.key_file):
+        raise ConfigError("HTTPS needs both --cert-file and --key-file")
+    server = wsgi.Server((opts.host, opts.port), app, numthreads=opts.threads, server_name="jfs-webdav",
+                         timeout=60, request_queue_size=64)
+    server.max_request_header_size = MAX_HEADER_BYTES
+    if opts.cert_file and opts.key_file:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        try:
+            server.ssl_adapter = BuiltinSSLAdapter(opts.cert_file, opts.key_file)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
+    return server
+
+
+def serve(client: Client, opts: DavOptions) -> None:
+    """Serve until SIGINT/SIGTERM; the caller closes `client` afterwards."""
+    server = make_server(build_app(client, opts), opts)
+    try:
+        server.prepare()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}") from None
+
+    stopper = threading.Thread(target=server.stop, name="webdav-stop", daemon=True)
+
+    def stop(signum: int, _frame: Any) -> None:
+        if not stopper.is_alive() and stopper.ident is None:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            stopper.start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    scheme = "https" if opts.cert_file else "http"
+    log.info("serving", volume=client.name, url=f"{scheme}://{opts.host}:{server.bind_addr[1]}/",
+             subdir=opts.subdir or "/", read_only=opts.read_only, anonymous=opts.anonymous)
+    try:
+        server.serve()
+    finally:
+        if stopper.ident is None:
+            stopper.start()
+        stopper.join(30)
+    log.info("stopped")
