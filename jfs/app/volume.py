@@ -40,16 +40,18 @@ async def format_volume(meta_url: str, settings: Settings, *, force: bool = Fals
     object. Returns the stored settings."""
     settings.bucket = normalize_bucket(settings.storage, settings.bucket)
     settings.validate()
-    kv = await open_engine(meta_url)
+    store = await open_bucket(settings)  # a malformed bucket address fails here, before the engine is touched
     try:
+        kv = await open_engine(meta_url)
         try:
-            existing = await read_settings(kv)
-        except VolumeNotFormatted:
-            existing = None
-        if existing is not None and not force:
-            raise VolumeError(f"volume '{existing.name}' already exists in {kv.url} (use --force to update it)")
-        store = await open_bucket(settings)
-        try:
+            try:
+                existing = await read_settings(kv)
+            except VolumeNotFormatted:
+                existing = None
+            if existing is not None and not force:
+                raise VolumeError(
+                    f"volume '{existing.name}' already exists in {kv.url} (use --force to update it)"
+                )
             await store.create_bucket()
             await _probe_bucket(store, settings.name)
             try:
@@ -68,9 +70,9 @@ async def format_volume(meta_url: str, settings: Settings, *, force: bool = Fals
             await store.put(f"{settings.name}/{UUID_OBJECT}", stored.uuid.encode())
             return stored
         finally:
-            await store.close()
+            await kv.close()
     finally:
-        await kv.close()
+        await store.close()
 
 
 @asynccontextmanager
