@@ -11,8 +11,8 @@ prompts or waits on a mount. Work that must stop cleanly (anything run by `async
 then cancels the main task; a dump file to remove; bench's temporary files) runs inside `stops_cleanly`,
 which puts Python's handler back for its duration. ``python -m jfs.cli.main`` (tests, the child of
 ``jfs mount -d``) gets the same from this package's import: while ``-m`` locates its module,
-``sys.argv[0]`` is ``"-m"``. Only a Ctrl-C inside Python's own start-up (the first ~20 ms, importing
-`site`) can still print a traceback.
+``sys.argv[0]`` is ``"-m"``. Only a Ctrl-C inside Python's own start-up (importing `site`, then finding
+the `jfs` package: the first tens of milliseconds) can still print a traceback.
 """
 
 from __future__ import annotations
