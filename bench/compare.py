@@ -11,6 +11,7 @@ Needs root (mounts, ``/proc/sys/vm/drop_caches``), /dev/fuse, ``fio``, ``redis-s
 Backends (each system gets its own metadata DB / Redis DB / bucket on the same server):
 
 * ``sqlite-file``: SQLite metadata file + local-directory bucket;
+* ``etcd3-file``: a 3-member etcd cluster on loopback (one key prefix per system) + local-directory bucket;
 * ``redis-file``: a throwaway redis-server (``jfs.testing.servers``; jfs in DB 1, JuiceFS in DB 2) + local
   directory;
 * ``sqlite-s3``: SQLite + a throwaway SeaweedFS S3 server (``jfs.testing.seaweed``), one bucket each.
@@ -67,6 +68,7 @@ BACKENDS = {
     "sqlite-file": "SQLite + local directory",
     "redis-file": "Redis + local directory",
     "sqlite-s3": "SQLite + SeaweedFS S3",
+    "etcd3-file": "etcd, 3 members + local directory",
 }
 SYSTEMS = ("jfs", "JuiceFS")
 CONTROL_TIMEOUT = 120.0
@@ -786,6 +788,13 @@ def backend_mounts(backend: str, workdir: Path, binaries: dict[str, str],
                     "--access-key", s3.access_key, "--secret-key", s3.secret_key]))
             yield mounts
             progress(f"{backend}: stopping SeaweedFS")
+    elif backend == "etcd3-file":
+        from jfs.testing.etcd_cluster import etcd_cluster
+
+        progress(f"{backend}: starting a 3-member etcd cluster")
+        with etcd_cluster(3, "--max-request-bytes", str(16 * MiB)) as cluster:
+            yield [make(s, cluster.url(f"bench-{s.lower()}"), file_args(s)) for s in SYSTEMS]
+            progress(f"{backend}: stopping etcd")
     else:
         raise ValueError(f"unknown backend {backend}")
 
@@ -850,6 +859,8 @@ def versions(binaries: dict[str, str], backends: list[str]) -> str:
     ]
     if "redis-file" in backends:
         parts.append("Redis " + _version(["redis-server", "--version"], r"v=(\S+)"))
+    if "etcd3-file" in backends:
+        parts.append("etcd " + _version(["etcd", "--version"], r"etcd Version: (\S+)"))
     if "sqlite-s3" in backends:
         from jfs.testing.seaweed import weed_binary
 
@@ -959,6 +970,8 @@ def preflight(backends: list[str]) -> None:
         problems.append("fio is missing (apt-get install -y fio)")
     if "redis-file" in backends and shutil.which("redis-server") is None:
         problems.append("redis-server is missing (apt-get install -y redis-server)")
+    if "etcd3-file" in backends and shutil.which("etcd") is None:
+        problems.append("etcd is missing (apt-get install -y etcd-server)")
     if "sqlite-s3" in backends:
         from jfs.testing.seaweed import SeaweedUnavailable, weed_binary
 

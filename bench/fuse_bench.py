@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from jfs.adapters.fuse.server import is_mounted, unmount
+from jfs.adapters.fuse.mounting import is_mounted, unmount
 
 MiB = 1 << 20
 

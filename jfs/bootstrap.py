@@ -17,6 +17,7 @@ from jfs.app.data.files import DataPath
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import HEARTBEAT, VolumeNotFormatted
 from jfs.app.vfs import VFS, PathResolver, VfsConfig
+from jfs.app.vfs.names import NameCache
 from jfs.app.volume import VolumeError
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.errors import FSError
@@ -44,6 +45,10 @@ class ClientOptions:
     heartbeat: float = HEARTBEAT
     background_jobs: bool = True
     """Run the session's background jobs (stale-session cleanup, trash expiry, deletions)."""
+    entry_cache: float = 1.0
+    """Seconds a path-based client (SDK, gateways) remembers name → inode (a mount: the kernel does)."""
+    attr_cache: float = 1.0
+    """Seconds a path-based client remembers attributes."""
     enable_xattr: bool = True
     permission_checks: bool = True
     mountpoint: str = ""
@@ -115,6 +120,8 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
                      "BufferSize": config.buffer_size, "ReadOnly": opts.read_only, "Subdir": opts.subdir,
                      **opts.extra},
         ))
+        if opts.entry_cache > 0 or opts.attr_cache > 0:
+            vfs.names = NameCache(opts.entry_cache, opts.attr_cache)
         root = ROOT_INODE
         if opts.subdir.strip("/"):
             try:

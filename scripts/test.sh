@@ -8,7 +8,7 @@
 # Environment:
 #     JFS_TEST_TIKV=pd-host:port   also run the KV contract suite against that TiKV cluster
 #     JFS_MYPY_TARGETS="..."       what mypy checks (default: jfs/domain jfs/ports, strict)
-#     JFS_PYTEST_TIMEOUT=900       wall-clock limit of the pytest run, in seconds
+#     JFS_PYTEST_TIMEOUT=1500      wall-clock limit of the pytest run, in seconds
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +16,9 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 
 t0=$SECONDS
-jfs_apt_ensure fuse3 redis-server
+jfs_apt_ensure fuse3 redis-server etcd-server
 jfs_venv_ensure dev
-jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'))"
 
 if [ -n "${JFS_TEST_TIKV:-}" ]; then
   tikv_note="TiKV: tested against PD ${JFS_TEST_TIKV}"
@@ -54,8 +54,8 @@ step mypy mypy ${JFS_MYPY_TARGETS:-jfs/domain jfs/ports}
 # -rs lists every skipped test with its reason (e.g. TiKV without JFS_TEST_TIKV). A hang that
 # pytest-timeout cannot break (e.g. in an async fixture's teardown) must not hold CI past its 20 minutes:
 # after JFS_PYTEST_TIMEOUT seconds pytest gets SIGINT, prints where it was stuck and its summary.
-step pytest timeout --foreground --signal=INT --kill-after=30 "${JFS_PYTEST_TIMEOUT:-900}" \
-  pytest -q -rs --tb=short "$@"
+step pytest timeout --foreground --signal=INT --kill-after=30 "${JFS_PYTEST_TIMEOUT:-1500}" \
+  pytest -q -rs --tb=short --durations=15 "$@"
 
 echo
 echo "jfs test summary ($((SECONDS - t0))s):"

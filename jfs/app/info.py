@@ -1,20 +1,25 @@
 """`jfs info`: what an inode is made of — attributes, chunks → slices → object names — and, for a
-directory, a recursive summary. Served by a mount through its ``.control`` file."""
+directory, a recursive summary. Served by a mount through its ``.control`` file, as the caller may see it:
+the request names the inode by number, so the checks a path lookup would make are made here."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from jfs.app.meta import Meta
-from jfs.domain.attrs import FileType
+from jfs.app.meta.context import ROOT_CTX, Ctx
+from jfs.domain.attrs import Attr, FileType, align4k
 from jfs.domain.chunks import CHUNK_SIZE, slice_block_keys
+from jfs.domain.errors import FSError
+from jfs.domain.permissions import MAY_EXEC, MAY_READ, access_ok
 
 MAX_SUMMARY_ENTRIES = 1_000_000
 
 
-async def inode_info(meta: Meta, ino: int, *, recursive: bool = True) -> dict[str, Any]:
-    """A JSON-able description of `ino`. Raises FSError(ENOENT) for a missing inode."""
-    attr = await meta.getattr(ino)
+async def inode_info(meta: Meta, ino: int, *, recursive: bool = True, ctx: Ctx = ROOT_CTX) -> dict[str, Any]:
+    """A JSON-able description of `ino` for `ctx`, who must be able to reach it (search permission on a
+    path to it) and read it. Raises FSError: ENOENT for a missing inode, EACCES."""
+    attr = await meta.getattr_named(ino, ctx, MAY_READ)
     info: dict[str, Any] = {
         "inode": ino,
         "type": attr.typ.name.lower(),
@@ -45,30 +50,42 @@ async def inode_info(meta: Meta, ino: int, *, recursive: bool = True) -> dict[st
             })
         info["chunks"] = chunks
     elif attr.typ is FileType.DIRECTORY and recursive:
-        info["summary"] = await summary(meta, ino)
+        info["summary"] = await summary(meta, ino, ctx=ctx, attr=attr)
     return info
 
 
-async def summary(meta: Meta, ino: int) -> dict[str, int]:
-    """Recursive totals under directory `ino`: files, directories, bytes, space (4 KiB units)."""
-    from jfs.domain.attrs import align4k
-
-    totals = {"files": 0, "dirs": 1, "length": 0, "space": 4096}
+async def summary(meta: Meta, ino: int, *, ctx: Ctx = ROOT_CTX, attr: Attr | None = None) -> dict[str, int]:
+    """Recursive totals under directory `ino` as `ctx` may see them: files, directories, bytes, space
+    (4 KiB units), and ``unreadable``: the directories (`ino` included) `ctx` may not read and search,
+    counted as directories but not listed. `ino` itself is taken as reachable (checked by the caller);
+    `attr`: its attributes when the caller has them."""
+    totals = {"files": 0, "dirs": 1, "length": 0, "space": 4096, "unreadable": 0}
     stack = [ino]
     seen = 0
+    if ctx.check and not access_ok(attr or await meta.getattr(ino), ctx.caller, MAY_READ | MAY_EXEC):
+        totals["unreadable"] = 1
+        stack.clear()
     while stack and seen < MAX_SUMMARY_ENTRIES:
         d = stack.pop()
-        async for e in meta.readdir(d, plus=True):
-            seen += 1
-            a = e.attr
-            if a is None:
-                continue
-            if a.typ is FileType.DIRECTORY:
-                totals["dirs"] += 1
-                totals["space"] += 4096
-                stack.append(e.ino)
-            else:
+        try:
+            async for e in meta.readdir(d, ctx, plus=True):
+                seen += 1
+                a = e.attr
+                if a is None:
+                    continue
+                if a.typ is FileType.DIRECTORY:
+                    totals["dirs"] += 1
+                    totals["space"] += 4096
+                    if ctx.check and not access_ok(a, ctx.caller, MAY_READ | MAY_EXEC):
+                        totals["unreadable"] += 1
+                    else:
+                        stack.append(e.ino)
+                    continue
                 totals["files"] += 1
                 totals["length"] += a.length if a.typ is FileType.REGULAR else 0
                 totals["space"] += align4k(a.length if a.typ is FileType.REGULAR else 0)
+        except PermissionError:  # made unreadable meanwhile: what was counted of it stays counted
+            totals["unreadable"] += 1
+        except FSError:  # removed meanwhile
+            continue
     return totals

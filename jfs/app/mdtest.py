@@ -267,11 +267,12 @@ class _Run:
         for name, hour_ino in await hour_dirs(self.meta.kv):
             if name < since:
                 continue
-            victims = []
+            victims: list[bytes] = []
+            dirs: list[bytes] = []
             async for e in self.meta.readdir(hour_ino):
                 parsed = parse_entry_name(e.name)
-                if parsed is not None and parsed[0] in ours:
-                    victims.append(e.name)
+                if parsed is not None and (parsed[0] in ours or parsed[1] in ours):
+                    (dirs if e.typ is FileType.DIRECTORY else victims).append(e.name)
 
             async def drop(entry: bytes, hour_ino: int = hour_ino) -> None:
                 try:
@@ -280,8 +281,16 @@ class _Run:
                     if exc.errno != errno.ENOENT:  # purged by a trash job meanwhile
                         raise
 
+            async def drop_dir(entry: bytes, hour_ino: int = hour_ino) -> None:
+                try:  # (each went to the trash empty: its files and subdirectories lie beside it)
+                    await self.meta.rmdir(hour_ino, entry, ROOT_CTX)
+                except FSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+
             await run_pool(victims, self.cfg.threads, drop)
-            purged += len(victims)
+            await run_pool(dirs, self.cfg.threads, drop_dir)
+            purged += len(victims) + len(dirs)
             if name not in hours_before and await _remove_hour_dir(self.meta, name, hour_ino):
                 hours += 1
         return {"trash_entries": purged, "trash_hours": hours}

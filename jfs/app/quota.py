@@ -236,6 +236,22 @@ async def tree_usage(tx: Tx, ino: int, limit: int) -> tuple[int, int]:
     return space, inodes
 
 
+async def walk_usage(kv: KV, ino: int) -> tuple[int, int]:
+    """(space, inodes) used below directory `ino`, one directory per read transaction, unbounded: exact
+    only while nobody changes the tree (`load` uses it on the engine it is filling)."""
+    space = inodes = 0
+    stack = [ino]
+    while stack:
+
+        async def one_dir(tx: Tx, d: int = stack.pop()) -> tuple[int, int, int, list[int]]:
+            return await _dir_usage(tx, d, 1 << 40)
+
+        sp, n, _, subdirs = await kv.read(one_dir)
+        space, inodes = space + sp, inodes + n
+        stack.extend(subdirs)
+    return space, inodes
+
+
 async def _dir_usage(tx: Tx, d: int, limit: int) -> tuple[int, int, int, list[int]]:
     """(space, inodes, entries, subdirectories) of the entries of directory `d`; `_TooBig` beyond `limit`
     entries."""

@@ -3,10 +3,15 @@
 - `summary_tree`: recursive totals (files, dirs, length, space) of a directory, with the per-entry totals of
   its children down to `depth` levels (the `entries` biggest of each directory, the rest folded into one
   ``...`` row), like ``juicefs summary``.
-- `remove_tree`: deletes a whole subtree with Meta.unlink / Meta.rmdir (files go to the trash when it is
-  enabled, as unlink does that), depth first, page by page so a huge directory is never held in memory.
+- `remove_tree`: deletes a whole subtree with Meta.unlink / Meta.rmdir (with the trash on, files and the
+  emptied directories go to the trash, as unlink and rmdir do that, so `jfs restore` can rebuild the tree),
+  depth first, page by page so a huge directory is never held in memory.
 - `warmup`: loads every block of the files under some inodes through the data path's fetcher, which fills
   the memory and disk block caches; nothing is returned but counts.
+
+Each runs with the permissions of its caller (`ctx`): the requests name inodes by number, so the path checks
+a lookup would make are made here (`Meta.getattr_named`), and a walk lists only directories the caller may
+read and search, as ``ls -lR`` would.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 from jfs.app.data.files import DataPath
 from jfs.app.meta import Meta
 from jfs.app.meta.context import ROOT_CTX, Ctx
-from jfs.domain.attrs import FileType, align4k
+from jfs.app.meta.rules import check_perm
+from jfs.domain.attrs import Attr, FileType, align4k
 from jfs.domain.chunks import CHUNK_SIZE, blocks_for_range
 from jfs.domain.errors import FSError
+from jfs.domain.permissions import MAY_EXEC, MAY_READ, access_ok
 
 
 def _space(typ: FileType, length: int) -> int:
@@ -29,37 +36,59 @@ def _space(typ: FileType, length: int) -> int:
     return align4k(length if typ is FileType.REGULAR else 0)
 
 
-async def summary_tree(meta: Meta, ino: int, name: str = "", *, depth: int = 2, entries: int = 10) -> dict[str, Any]:
-    """Totals of `ino` and, for `depth` levels, of its biggest `entries` children (as a nested tree).
+READ_AND_SEARCH = MAY_READ | MAY_EXEC
+"""What a walk needs on a directory to list it and count its entries (as ``ls -l``): read and search."""
 
-    Each node: ``{"name", "inode", "type", "files", "dirs", "length", "space", "children": [...]}``.
+
+async def summary_tree(meta: Meta, ino: int, name: str = "", *, depth: int = 2, entries: int = 10,
+                       ctx: Ctx = ROOT_CTX) -> dict[str, Any]:
+    """Totals of `ino` and, for `depth` levels, of its biggest `entries` children (as a nested tree), as
+    `ctx` may see them.
+
+    Each node: ``{"name", "inode", "type", "files", "dirs", "length", "space", "unreadable", "children":
+    [...]}``. `ino` is named by number, so `ctx` must be able to reach it (search permission on a path to
+    it), and a directory needs read and search permission (else EACCES). Below it, a directory `ctx` may
+    not read and search is counted as one directory (its entries are not), and its node carries
+    ``"denied": true``; ``unreadable`` counts such directories in each subtree.
     """
-    attr = await meta.getattr(ino)
+    attr = await meta.getattr_named(ino, ctx)
+    if attr.typ is FileType.DIRECTORY:
+        check_perm(ctx, attr, READ_AND_SEARCH)
+    return await _summary_node(meta, ctx, ino, attr, name, depth, entries, top=True)
+
+
+async def _summary_node(meta: Meta, ctx: Ctx, ino: int, attr: Attr, name: str, depth: int, entries: int, *,
+                        top: bool = False) -> dict[str, Any]:
     node: dict[str, Any] = {
         "name": name, "inode": ino, "type": attr.typ.name.lower(),
-        "files": 0, "dirs": 0, "length": 0, "space": _space(attr.typ, attr.length),
+        "files": 0, "dirs": 0, "length": 0, "space": _space(attr.typ, attr.length), "unreadable": 0,
     }
     if attr.typ is not FileType.DIRECTORY:
         node["files"] = 1
         node["length"] = attr.length if attr.typ is FileType.REGULAR else 0
         return node
     node["dirs"] = 1
+    if not top and not _may(ctx, attr, READ_AND_SEARCH):
+        return _denied(node)
     children: list[dict[str, Any]] = []
-    async for e in meta.readdir(ino, plus=True):
+    async for e in meta.readdir(ino, ctx, plus=True):
         a = e.attr
         if a is None:
             continue
         child_name = e.name.decode(errors="surrogateescape")
         if a.typ is FileType.DIRECTORY:
             try:
-                child = await summary_tree(meta, e.ino, child_name, depth=depth - 1, entries=entries)
+                child = await _summary_node(meta, ctx, e.ino, a, child_name, depth - 1, entries)
+            except PermissionError:  # made unreadable meanwhile
+                child = _denied({"name": child_name, "inode": e.ino, "type": "directory", "files": 0, "dirs": 1,
+                                 "length": 0, "space": _space(a.typ, a.length), "unreadable": 0})
             except FSError:  # removed meanwhile
                 continue
         else:
             length = a.length if a.typ is FileType.REGULAR else 0
             child = {"name": child_name, "inode": e.ino, "type": a.typ.name.lower(), "files": 1, "dirs": 0,
-                     "length": length, "space": _space(a.typ, a.length)}
-        for k in ("files", "dirs", "length", "space"):
+                     "length": length, "space": _space(a.typ, a.length), "unreadable": 0}
+        for k in _TOTALS:
             node[k] += child[k]
         if depth > 0:
             children.append(child)
@@ -70,9 +99,24 @@ async def summary_tree(meta: Meta, ino: int, name: str = "", *, depth: int = 2, 
             children = children[:entries]
             children.append({
                 "name": "...", "inode": 0, "type": "other",
-                **{k: sum(c[k] for c in rest) for k in ("files", "dirs", "length", "space")},
+                **{k: sum(c[k] for c in rest) for k in _TOTALS},
             })
         node["children"] = children
+    return node
+
+
+_TOTALS = ("files", "dirs", "length", "space", "unreadable")
+
+
+def _may(ctx: Ctx, attr: Attr, mask: int) -> bool:
+    """Whether `ctx` holds the `mask` rights on the inode (always, for a context that skips checks)."""
+    return not ctx.check or access_ok(attr, ctx.caller, mask)
+
+
+def _denied(node: dict[str, Any]) -> dict[str, Any]:
+    """`node`, a directory `ctx` may not read and search: counted as itself alone, marked as denied."""
+    node["unreadable"] = 1
+    node["denied"] = True
     return node
 
 
@@ -108,16 +152,24 @@ async def remove_tree(meta: Meta, parent: int, name: bytes, *, threads: int = 16
             await meta.unlink(dir_ino, entry, ctx)
         done("files")
 
+    await meta.getattr_named(parent, ctx)  # `parent` is named by number: it must be reachable by `ctx`
     ino, attr = await meta.lookup(parent, name, ctx)
     await one(parent, name, attr.typ)
     counts["inode"] = ino
     return counts
 
 
-async def warmup(meta: Meta, data: DataPath, inodes: list[int], *, threads: int = 16) -> dict[str, Any]:
-    """Load every block of the regular files under `inodes` into the block cache; returns counts and rate."""
+async def warmup(meta: Meta, data: DataPath, inodes: list[int], *, threads: int = 16,
+                 ctx: Ctx = ROOT_CTX) -> dict[str, Any]:
+    """Load every block of the regular files under `inodes` into the block cache, as `ctx` may read them;
+    returns counts and rate.
+
+    The `inodes` are named by number, so each must be reachable by `ctx` (search permission on a path to
+    it) and readable — a directory also searchable — or nothing is loaded (EACCES). Below them, files `ctx`
+    may not read and directories it may not read and search are skipped and counted as ``denied``.
+    """
     start = time.monotonic()
-    totals = {"files": 0, "bytes": 0, "blocks": 0, "errors": 0}
+    totals = {"files": 0, "bytes": 0, "blocks": 0, "errors": 0, "denied": 0}
     slots = asyncio.Semaphore(max(1, threads))
     fetcher = data.fetcher
     block_size = fetcher.block_size
@@ -142,19 +194,36 @@ async def warmup(meta: Meta, data: DataPath, inodes: list[int], *, threads: int 
                     tasks.append(load(r.id, r.size, index, n))
         await asyncio.gather(*tasks)
 
-    stack = list(inodes)
-    while stack:
-        ino = stack.pop()
+    stack: list[tuple[int, Attr]] = []
+    searchable: set[int] = set()
+    for ino in inodes:  # every named inode is checked before anything is loaded
         try:
-            attr = await meta.getattr(ino)
+            attr = await meta.getattr_named(ino, ctx, searchable=searchable)
+        except PermissionError:
+            raise
         except FSError:
             totals["errors"] += 1
             continue
+        check_perm(ctx, attr, READ_AND_SEARCH if attr.typ is FileType.DIRECTORY else MAY_READ)
+        stack.append((ino, attr))
+    stack.reverse()
+    while stack:
+        ino, attr = stack.pop()
         if attr.typ is FileType.REGULAR:
             await file(ino, attr.length)
         elif attr.typ is FileType.DIRECTORY:
-            async for e in meta.readdir(ino):
-                if e.typ in (FileType.REGULAR, FileType.DIRECTORY):
-                    stack.append(e.ino)
+            try:
+                async for e in meta.readdir(ino, ctx, plus=True):
+                    a = e.attr
+                    if a is None or a.typ not in (FileType.REGULAR, FileType.DIRECTORY):
+                        continue
+                    if not _may(ctx, a, READ_AND_SEARCH if a.typ is FileType.DIRECTORY else MAY_READ):
+                        totals["denied"] += 1
+                        continue
+                    stack.append((e.ino, a))
+            except PermissionError:  # made unreadable meanwhile
+                totals["denied"] += 1
+            except FSError:  # removed meanwhile
+                totals["errors"] += 1
     elapsed = time.monotonic() - start
     return {**totals, "seconds": round(elapsed, 3), "rate": totals["bytes"] / elapsed if elapsed > 0 else 0.0}

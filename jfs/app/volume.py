@@ -6,15 +6,17 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
-from jfs.app.compose import normalize_bucket, open_bucket, open_engine
+from jfs.app.compose import UUID_OBJECT, normalize_bucket, open_bucket, open_engine
+from jfs.app.data.compress import CorruptBlock
+from jfs.app.data.crypto import plain_settings, seal_settings
 from jfs.app.meta import statfs
 from jfs.app.meta.engine import Meta, VolumeExists, VolumeNotFormatted, format_meta, read_settings
 from jfs.domain.settings import Settings
 from jfs.ports.objects import ObjectNotFound, ObjectStore
 
-UUID_OBJECT = "juicefs_uuid"
 MUTABLE = ("trash_days", "capacity", "inodes", "access_key", "secret_key", "session_token", "checksum")
 
 
@@ -34,35 +36,56 @@ async def _probe_bucket(store: ObjectStore, name: str) -> None:
         await store.delete(key)
 
 
-async def format_volume(meta_url: str, settings: Settings, *, force: bool = False) -> Settings:
+async def format_volume(
+    meta_url: str, settings: Settings, *, force: bool = False, encrypt_secret: bool = False
+) -> Settings:
     """Create a volume: check the bucket is reachable and writable, refuse an existing volume (unless
     `force`) or a bucket prefix that belongs to another volume, then write the metadata and the UUID
-    object. Returns the stored settings."""
+    object. Returns the stored settings.
+
+    `settings` carries its secrets in plain text; they are stored sealed (``KeyEncrypted``, as JuiceFS
+    does) when the volume is encrypted (`settings.encrypt_key`, the RSA key PEM) or `encrypt_secret`.
+    An encrypted volume's ``juicefs_uuid`` object is sealed like every block. `force` keeps the existing
+    volume's encryption; it cannot add, drop or change it (the objects are sealed, or not, already).
+    """
     settings.bucket = normalize_bucket(settings.storage, settings.bucket)
     settings.validate()
-    store = await open_bucket(settings)  # a malformed bucket address fails here, before the engine is touched
+    # A malformed bucket address fails here (BadStorage), before the engine is touched.
+    await (await open_bucket(settings, reads_data=False)).close()
+    kv = await open_engine(meta_url)
     try:
-        kv = await open_engine(meta_url)
         try:
-            try:
-                existing = await read_settings(kv)
-            except VolumeNotFormatted:
-                existing = None
-            if existing is not None and not force:
-                raise VolumeError(
-                    f"volume '{existing.name}' already exists in {kv.url} (use --force to update it)"
-                )
+            existing = await read_settings(kv)
+        except VolumeNotFormatted:
+            existing = None
+        if existing is not None and not force:
+            raise VolumeError(f"volume '{existing.name}' already exists in {kv.url} (use --force to update it)")
+        if existing is not None:
+            existing.check_readable()
+            _keep_encryption(plain_settings(existing), settings)
+            settings.uuid = existing.uuid  # the UUID seals the secrets: the final one
+            encrypt_secret = encrypt_secret or existing.key_encrypted
+        store = await open_bucket(settings, check_key=False)
+        try:
             await store.create_bucket()
             await _probe_bucket(store, settings.name)
             try:
                 owner = (await store.get(f"{settings.name}/{UUID_OBJECT}")).decode(errors="replace").strip()
             except ObjectNotFound:
                 owner = ""
+            except CorruptBlock:  # sealed under another key, or not sealed at all
+                raise VolumeError(
+                    f"bucket {store.url} already holds volume '{settings.name}', "
+                    f"{'encrypted with another key' if settings.encrypt_key else 'encrypted'}: "
+                    "use another bucket or volume name"
+                ) from None
             if owner and (existing is None or owner != existing.uuid):
                 raise VolumeError(
                     f"bucket {store.url} already holds volume '{settings.name}' with UUID {owner}: "
                     "use another bucket or volume name"
                 )
+            if settings.encrypt_key or encrypt_secret:
+                settings = seal_settings(settings)
             try:
                 stored = await format_meta(kv, settings, force=force)
             except VolumeExists as exc:
@@ -70,9 +93,19 @@ async def format_volume(meta_url: str, settings: Settings, *, force: bool = Fals
             await store.put(f"{settings.name}/{UUID_OBJECT}", stored.uuid.encode())
             return stored
         finally:
-            await kv.close()
+            await store.close()
     finally:
-        await store.close()
+        await kv.close()
+
+
+def _keep_encryption(old: Settings, new: Settings) -> None:
+    """`format --force`: `new` takes `old`'s encryption (plain key); VolumeError for a change of it."""
+    if not new.encrypt_key:
+        new.encrypt_key, new.encrypt_algo = old.encrypt_key, old.encrypt_algo
+    elif not old.encrypt_key:
+        raise VolumeError(f"cannot encrypt existing volume '{old.name}': its objects are stored unencrypted")
+    elif new.encrypt_key != old.encrypt_key or new.encrypt_algo != old.encrypt_algo:
+        raise VolumeError(f"cannot change the encryption key or algorithm of existing volume '{old.name}'")
 
 
 @asynccontextmanager
@@ -115,8 +148,9 @@ async def volume_status(meta_url: str, *, session: int | None = None) -> dict[st
 
 
 async def update_settings(meta_url: str, changes: dict[str, object]) -> tuple[Settings, Settings]:
-    """Change the settings that may change on a live volume; returns (old, new)."""
-    bad = sorted(set(changes) - set(MUTABLE))
+    """Change the settings that may change on a live volume; returns (old, new). Secrets stay sealed when
+    they were (``KeyEncrypted``); ``encrypt_secret=True`` seals plain ones (JuiceFS's ``--encrypt-secret``)."""
+    bad = sorted(set(changes) - set(MUTABLE) - {"encrypt_secret"})
     if bad:
         raise VolumeError(f"cannot change {', '.join(bad)} of an existing volume")
     kv = await open_engine(meta_url)
@@ -125,12 +159,16 @@ async def update_settings(meta_url: str, changes: dict[str, object]) -> tuple[Se
             old = await read_settings(kv)
         except VolumeNotFormatted as exc:
             raise VolumeError(str(exc)) from None
-        new = Settings.from_json(old.to_json())
+        encrypt_secret = bool(changes.pop("encrypt_secret", False))
+        plain_old = plain_settings(old)
+        new = Settings.from_json(plain_old.to_json())
         for key, value in changes.items():
             setattr(new, key, value)
         new.validate()
-        await format_meta(kv, new, force=True)
-        return old, new
+        sealed = seal_settings(new) if old.key_encrypted or encrypt_secret else new
+        await format_meta(kv, sealed, force=True)
+        # Compared in plain text: a re-sealed secret differs in bytes (fresh nonce), not in value.
+        return replace(plain_old, key_encrypted=old.key_encrypted), replace(new, key_encrypted=sealed.key_encrypted)
     finally:
         await kv.close()
 

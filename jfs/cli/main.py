@@ -38,7 +38,7 @@ from jfs.ports.objects import ObjectStoreError
 
 T = TypeVar("T")
 GiB = 1 << 30
-SECRET_ATTRS = ("secret_key", "session_token")
+SECRET_ATTRS = ("secret_key", "session_token", "encrypt_key")
 
 app = typer.Typer(
     name="jfs",
@@ -65,6 +65,11 @@ class Compression(StrEnum):
     none = "none"
     lz4 = "lz4"
     zstd = "zstd"
+
+
+class EncryptAlgo(StrEnum):
+    aes256gcm_rsa = "aes256gcm-rsa"
+    chacha20_rsa = "chacha20-rsa"
 
 
 class LogLevel(StrEnum):
@@ -157,6 +162,20 @@ def _run(call: Callable[[ModuleType], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(130) from None
     except Exception as exc:
         raise typer.Exit(_report(exc)) from None
+
+
+def _run_sync(call: Callable[[], T]) -> T:
+    """Run a synchronous app-layer call under the error boundary."""
+    try:
+        return call()
+    except Exception as exc:
+        raise typer.Exit(_report(exc)) from None
+
+
+def _read_rsa_key(path: str) -> str:
+    from jfs.app.data.crypto import read_key_file
+
+    return read_key_file(path)
 
 
 def _remember_secrets(meta_url: str, *values: str | None) -> None:
@@ -336,6 +355,27 @@ def format_(
             rich_help_panel="Data format",
         ),
     ] = False,
+    encrypt_rsa_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Encrypt every object with this RSA private key (PEM; its passphrase, if any, from "
+            "$JFS_RSA_PASSPHRASE). The key is stored in the volume's settings: keep a copy and the passphrase.",
+            rich_help_panel="Encryption",
+            show_default=False,
+        ),
+    ] = None,
+    encrypt_algo: Annotated[
+        EncryptAlgo,
+        typer.Option(help="Cipher of the objects (with --encrypt-rsa-key).", rich_help_panel="Encryption"),
+    ] = EncryptAlgo.aes256gcm_rsa,
+    encrypt_secret: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt-secret",
+            help="Store the object-storage secret key sealed (always done with --encrypt-rsa-key).",
+            rich_help_panel="Encryption",
+        ),
+    ] = False,
     trash_days: Annotated[
         int,
         typer.Option(
@@ -374,13 +414,18 @@ def format_(
         capacity=capacity * GiB,
         inodes=inodes,
         trash_days=trash_days,
+        encrypt_algo=encrypt_algo.value,
     )
+    if encrypt_rsa_key is not None:
+        settings.encrypt_key = _run_sync(lambda: _read_rsa_key(encrypt_rsa_key))
     try:
         settings.validate()
     except InvalidSettings as exc:
         _usage_error(str(exc))
 
-    stored: Settings = _run(lambda v: v.format_volume(meta_url, settings, force=force))
+    stored: Settings = _run(
+        lambda v: v.format_volume(meta_url, settings, force=force, encrypt_secret=encrypt_secret)
+    )
 
     typer.echo(f"Volume {stored.name!r} formatted.")
     rows = [
@@ -398,6 +443,7 @@ def format_(
         ("Block size", f"{stored.block_size} KiB ({_human_bytes(stored.block_bytes)})"),
         ("Compression", stored.compression),
         ("Block checksums", stored.checksum or "none"),
+        ("Encryption", stored.encryption or "none"),
         ("Trash days", f"{stored.trash_days}" + (" (trash disabled)" if stored.trash_days == 0 else "")),
         ("Capacity", _limit(stored.capacity, _human_bytes)),
         ("Inodes", _limit(stored.inodes, str)),
@@ -525,6 +571,10 @@ def config(
             show_default=False,
         ),
     ] = None,
+    encrypt_secret: Annotated[
+        bool,
+        typer.Option("--encrypt-secret", help="Seal the secret key if it is stored in plain text (KeyEncrypted)."),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Show the volume's settings, or change those that may change (only the options given)."""
@@ -538,6 +588,7 @@ def config(
             "access_key": access_key,
             "secret_key": secret_key,
             "checksum": None if checksum is None else ("crc32" if checksum else ""),
+            "encrypt_secret": True if encrypt_secret else None,
         }.items()
         if value is not None
     }
@@ -713,6 +764,11 @@ def info(
             _print_error(str(exc) if isinstance(exc, VolumeErrorProxy) else f"{path}: {exc.strerror}")
             status = 1
             continue
+        unreadable = doc.get("summary", {}).get("unreadable", 0)
+        if unreadable:  # as du(1): the totals are shown, the gap reported, the status is 1
+            n = "1 directory" if unreadable == 1 else f"{unreadable} directories"
+            _print_error(f"{path}: {n} not readable (permission denied): contents not counted")
+            status = 1
         if as_json:
             typer.echo(json.dumps({"path": path, **doc}, indent=2))
             continue
@@ -721,7 +777,7 @@ def info(
         if "summary" in doc:
             sm = doc["summary"]
             typer.echo(f"  files: {sm['files']}  dirs: {sm['dirs']}  length: {_human_bytes(sm['length'])}  "
-                       f"space: {_human_bytes(sm['space'])}")
+                       f"space: {_human_bytes(sm['space'])}" + (f"  unreadable dirs: {unreadable}" if unreadable else ""))
         for chunk in doc.get("chunks", []):
             typer.echo(f"  chunk {chunk['index']}:")
             for sl in chunk["slices"]:

@@ -199,16 +199,21 @@ def restore(
         list[str], typer.Argument(metavar="HOUR...", help="Trash hour directories, like 2026-11-21-04.")
     ],
     put_back: Annotated[
-        bool, typer.Option("--put-back", help="Move the files back to where they were deleted from.")
+        bool, typer.Option("--put-back", help="Move the entries back to where they were deleted from.")
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Restore deleted files from trash hour directories.
+    """Restore deleted files and directory trees from trash hour directories.
 
-    Without [bold]--put-back[/bold] files stay in the trash (entries whose original directory is in the
-    same hour directory are moved into it, rebuilding the deleted tree) and the table shows where each
-    would go. With it, each goes back to its original directory under its original name; one whose name
-    is taken or whose directory is gone stays in the trash.
+    The hours given are taken together (give both when a tree was removed across an hour boundary).
+    Without [bold]--put-back[/bold] entries stay in the trash (entries whose original directory is in the
+    trash too are moved into it, rebuilding the deleted tree) and the table shows where each would go.
+    With it, directories go back first, parents before children, then the files into them, each to its
+    original directory under its original name; an entry whose name is taken, whose directory is gone,
+    or which a quota refuses, stays in the trash (with whatever was below it).
+
+    Exit status: 0 when everything was restored (or, without --put-back, listed), 1 when something could
+    not be restored.
     """
     from jfs.app.ops.trash_jobs import restore_volume
     from jfs.cli import main as cli
@@ -217,24 +222,47 @@ def restore(
     result: dict[str, list[RestoreItem]] = cli._run(lambda _v: restore_volume(meta_url, hours, put_back=put_back))
     if as_json:
         _echo_json({hour: [i.to_dict() for i in items] for hour, items in result.items()})
-        return
-    console = cli._console()
-    for hour, items in result.items():
-        table = Table(title=f"{hour} ({len(items)} entries)", title_justify="left")
-        for column in ("Entry", "Original path", "Result"):
-            table.add_column(column, overflow="fold")
-        for i in items:
-            table.add_row(i.entry, i.target, i.status)
-        console.print(table)
-    total = sum(len(items) for items in result.values())
-    restored = sum(1 for items in result.values() for i in items if i.status in ("restored", "rebuilt"))
-    kept = sum(1 for items in result.values() for i in items if i.status not in ("restored", "rebuilt", "in-trash"))
-    line = f"restored {restored} of {total} entries"
-    if kept:
-        line += f"; {kept} could not be restored (see Result)"
+    else:
+        console = cli._console()
+        for hour, items in result.items():
+            table = Table(title=f"{hour} ({len(items)} entries)", title_justify="left")
+            for column in ("Entry", "Original path", "Result"):
+                table.add_column(column, overflow="fold")
+            for i in items:
+                table.add_row(i.entry, i.target, i.status)
+            console.print(table)
+    every = [i for items in result.values() for i in items]
+    line, failure = restore_summary(every, put_back=put_back)
+    if not as_json:
+        typer.echo(line)
+    if failure:
+        cli._print_error(failure)
+        raise typer.Exit(1)
+
+
+def restore_summary(items: list[RestoreItem], *, put_back: bool) -> tuple[str, str]:
+    """The summary line of a restore, and (with --put-back) a line naming what could not be restored
+    (empty when everything was)."""
+    from jfs.app.ops.trash_jobs import FAILURES, REBUILT, RESTORED
+
+    done = RESTORED if put_back else REBUILT
+    restored = sum(1 for i in items if i.status == done)
+    failed = [i for i in items if i.status in FAILURES]
     if not put_back:
-        line += "; use --put-back to move them back"
-    typer.echo(line)
+        line = f"rebuilt {restored} of {len(items)} entries inside the trash"
+        if failed:
+            line += f"; {len(failed)} could not be put back (see Result)"
+        return line + "; use --put-back to move them back", ""
+    line = f"restored {restored} of {len(items)} entries"
+    if restored == len(items):
+        return line, ""
+    below = sum(1 for i in items if i.status == REBUILT)
+    shown = ", ".join(f"{i.target or i.entry} ({FAILURES[i.status]})" for i in failed[:5])
+    more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+    failure = f"{len(items) - restored} of {len(items)} entries were not restored and stay in the trash: {shown}{more}"
+    if below:
+        failure += f"; {below} entries below them were kept inside them"
+    return line, failure
 
 
 # ------------------------------------------------------------------------------------------- destroy

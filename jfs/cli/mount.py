@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import structlog
 
 from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
-from jfs.adapters.fuse.server import FuseServer, MountOptions, is_mounted, unmount
+from jfs.adapters.fuse.mounting import MountOptions, is_mounted, unmount
+from jfs.adapters.fuse.server import FuseServer
 from jfs.app.volume import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 
@@ -108,6 +109,7 @@ async def serve(args: MountArgs) -> None:
             enable_xattr=args.enable_xattr,
             # The kernel checks permissions itself (default_permissions); jfs checks `.control` requests.
             permission_checks=False,
+            entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
             mountpoint=mountpoint,
             extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
         ))
@@ -138,6 +140,10 @@ async def serve(args: MountArgs) -> None:
         log.info("unmounted", mountpoint=mountpoint)
 
 
+CHILD_ERROR = "jfs: error: "
+"""How the foreground mount's error line starts (`jfs.cli.main._print_error`)."""
+
+
 def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
     """Start `argv` (a foreground mount) detached, logging to /var/log/jfs.log (~/.jfs/jfs.log when not
     root), and wait until `mountpoint` is mounted.
@@ -164,6 +170,8 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) ->
         pass
     if child.poll() is None:
         child.terminate()
+    elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
+        raise VolumeError(tail[len(CHILD_ERROR):])
     raise VolumeError(f"mount of {mountpoint} did not come up: {tail or 'no output'} (log: {log_path})")
 
 

@@ -7,8 +7,10 @@ while the mount works, only on a terminal).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -57,6 +59,8 @@ def _line(node: dict[str, Any]) -> str:
     from jfs.cli.main import _human_bytes
 
     kind = "/" if node["type"] == "directory" else ""
+    if node.get("denied"):
+        return f"{escape(node['name'])}{kind}  [yellow]permission denied: not counted[/yellow]"
     return (f"{escape(node['name'])}{kind}  [dim]{_human_bytes(node['space'])}  {node['dirs']} dirs  {node['files']} files  "
             f"({_human_bytes(node['length'])})[/dim]")
 
@@ -88,10 +92,17 @@ def summary(
         raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps({"path": path, **doc}, indent=2))
-        return
-    tree = Tree(_line(doc))
-    _grow(tree, doc)
-    _console().print(tree)
+    else:
+        tree = Tree(_line(doc))
+        _grow(tree, doc)
+        _console().print(tree)
+    if doc.get("unreadable"):  # as du(1): the totals are printed, the gap reported, the status is 1
+        _fail(f"{path}: {_unreadable(doc['unreadable'])}")
+        raise typer.Exit(1)
+
+
+def _unreadable(n: int) -> str:
+    return f"{n} {'directory' if n == 1 else 'directories'} not readable (permission denied): contents not counted"
 
 
 def rmr(paths: Paths, threads: Threads = 16) -> None:
@@ -131,7 +142,12 @@ def warmup(paths: Paths, threads: Threads = 16,
     status = 0
     for path in paths:
         try:
-            by_mount.setdefault(_mount_root(path), []).append(os.lstat(path).st_ino)
+            st = os.lstat(path)
+            # The mount refuses a request naming anything the caller may not read: leave such paths out, so
+            # the rest is warmed and each refusal is reported by its path.
+            if not os.access(path, os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0), follow_symlinks=False):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            by_mount.setdefault(_mount_root(path), []).append(st.st_ino)
             given.setdefault(_mount_root(path), []).append(path)
         except OSError as exc:
             _fail(f"{path}: {exc.strerror}")
@@ -146,8 +162,9 @@ def warmup(paths: Paths, threads: Threads = 16,
             typer.echo(json.dumps(doc))
         else:
             typer.echo(f"warmed up {doc['files']} files, {_human_bytes(doc['bytes'])} in {doc['seconds']:.2f}s "
-                       f"({_human_bytes(int(doc['rate']))}/s)" + (f", {doc['errors']} errors" if doc["errors"] else ""))
-        if doc.get("errors"):
+                       f"({_human_bytes(int(doc['rate']))}/s)" + (f", {doc['errors']} errors" if doc["errors"] else "")
+                       + (f", {doc['denied']} skipped (permission denied)" if doc.get("denied") else ""))
+        if doc.get("errors") or doc.get("denied"):
             status = 1
     if status:
         raise typer.Exit(status)

@@ -202,9 +202,12 @@ def is_trash_inode(ino: int) -> bool:
 
 
 def posix_nlink(ino: int, attr: Attr) -> int:
-    """The link count a caller sees: 0 for an inode whose last name went to the trash — deleted for POSIX
-    (fstat of a still-open unlinked file says st_nlink 0) although the trash keeps it under a name."""
-    return 0 if attr.parent >= TRASH_INODE and ino < TRASH_INODE else attr.nlink
+    """The link count a caller sees: 0 for a file whose last name went to the trash — deleted for POSIX
+    (fstat of a still-open unlinked file says st_nlink 0) although the trash keeps it under a name.
+    Directories keep theirs (tools such as find(1) read subdirectory counts from it)."""
+    if attr.parent >= TRASH_INODE and ino < TRASH_INODE and attr.typ is not FileType.DIRECTORY:
+        return 0
+    return attr.nlink
 
 
 def is_reserved_inode(ino: int) -> bool:

@@ -7,8 +7,8 @@ slice, one record per slice under a key JuiceFS never reads (`jfs.domain.keys.bl
     algorithm u8 (1 = zlib CRC-32)  |  slice size u32 BE  |  n × u32 BE: CRC-32 of each uncompressed block
 
 `n` is the slice's block count for the volume's block size. The record is deleted in the transaction
-that leaves the slice unreferenced. A slice without a record (written by JuiceFS, before checksums were
-turned on, or loaded from a dump) is read unverified. See ADR 0008.
+that leaves the slice unreferenced. A slice without a record (written by JuiceFS or before checksums were
+turned on) is read unverified. Dumps carry the records (``jfsCrc32``, `jfs.domain.dumpfmt`). See ADR 0008.
 """
 
 from __future__ import annotations

@@ -18,6 +18,18 @@ bytes of their names. Strings that JuiceFS marshals with Go's encoder (xattr nam
 get Go's HTML-safe escapes (``\\u003c``, ``\\u003e``, ``\\u0026``, ``\\u2028``, ``\\u2029``); names and symlink
 targets are printed raw (escaping already made them safe).
 
+**Quotas** (`quotas_json`, `quotas_from_json`): the ``Quotas`` section, between ``DelFiles`` and ``FSTree``
+and left out when empty, maps a directory's inode (a string; keys in string order, as Go sorts them) to
+``{"maxSpace", "maxInodes"}`` — JuiceFS's ``DumpedQuota``, whose usage fields are not dumped: a load
+recounts them from the tree.
+
+**jfs extension: block checksums** (ADR 0008). In a dump of a volume that has checksum records, a slice
+object of ``chunks`` may end with ``"jfsCrc32": "<hex>"``: the CRC-32 of each block of the slice (8 lowercase
+hex digits per block, in order) — the record of the slice, whose size is the slice's ``size``. JuiceFS
+ignores unknown fields of a slice (1.4.2 loads such a dump and serves its data; its own re-dump drops them),
+so the dump stays loadable by JuiceFS. Every record of the slice carries it (a slice shared by several files
+shows it under each).
+
 **Reading** (`DumpReader`): a pull parser over any byte stream that yields one event per tree node and never
 holds more than one node (plus the read-ahead buffer) in memory. Everything outside ``FSTree``/``Trash`` and
 every node field except ``entries`` is a small JSON value decoded by the C scanner of the standard `json`
@@ -30,10 +42,11 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from jfs.domain.attrs import NS, TRASH_INODE, Attr, FileType
+from jfs.domain.checksums import CRC32, SliceSums
 from jfs.domain.records import SliceRecord
 
 CHUNK_SIZE = 1 << 26
@@ -64,6 +77,8 @@ MASKED_SETTINGS = ("SecretKey", "SessionToken")
 """Replaced by "removed" unless the secrets are asked for (EncryptKey stays: the data needs it)."""
 
 TREE_KEYS = ("FSTree", "Trash")
+SUMS_FIELD = "jfsCrc32"
+"""The field of a dumped slice that carries its block checksums (jfs only; see the module docstring)."""
 
 
 class DumpFormatError(ValueError):
@@ -213,38 +228,96 @@ TRASH_PLACEHOLDER = (TRASH_INODE, placeholder_attr(FileType.DIRECTORY))
 
 # --------------------------------------------------------------------------------------------- chunks
 
-def slice_json(r: SliceRecord) -> str:
+def slice_json(r: SliceRecord, sums: SliceSums | None = None) -> str:
+    """One slice record; with `sums` (the checksum record of a slice of this size) its ``jfsCrc32`` too."""
     out = f'{{"id":{r.id}'
     if r.pos:
         out += f',"pos":{r.pos}'
     out += f',"size":{r.size}'
     if r.off:
         out += f',"off":{r.off}'
-    return out + f',"len":{r.len}}}'
+    out += f',"len":{r.len}'
+    if sums is not None and sums.algorithm == CRC32 and sums.size == r.size and r.id:
+        out += f',"{SUMS_FIELD}":"' + "".join(f"{c:08x}" for c in sums.crcs) + '"'
+    return out + "}"
 
 
-def chunk_json(index: int, records: list[SliceRecord]) -> str:
-    return f'{{"index":{index},"slices":[' + ",".join(slice_json(r) for r in records) + "]}"
+def chunk_json(index: int, records: list[SliceRecord], sums: Mapping[int, SliceSums] | None = None) -> str:
+    """One chunk; `sums` maps slice ids to their checksum records (see `slice_json`)."""
+    if sums:
+        parts = ",".join(slice_json(r, sums.get(r.id)) for r in records)
+    else:
+        parts = ",".join(slice_json(r) for r in records)
+    return f'{{"index":{index},"slices":[' + parts + "]}"
 
 
-def chunks_from_json(value: Any) -> list[tuple[int, list[SliceRecord]]]:
-    """(index, raw slice records) of a node's ``chunks``; ``chunkid`` is accepted as an alias of ``id``."""
+def read_chunks(value: Any) -> tuple[list[tuple[int, list[SliceRecord]]], list[tuple[int, SliceSums]]]:
+    """(index, raw slice records) of a node's ``chunks``, and (slice id, checksum record) of the slices that
+    carry ``jfsCrc32``. ``chunkid`` is accepted as an alias of ``id``. Raises DumpFormatError."""
     if not isinstance(value, list):
         raise DumpFormatError("'chunks' is not a list")
     out = []
+    sums: list[tuple[int, SliceSums]] = []
     for chunk in value:
         try:
             index = int(chunk["index"])
             records = []
             for s in chunk.get("slices") or ():
                 sid = s.get("id") or s.get("chunkid") or 0
-                records.append(
-                    SliceRecord(int(s.get("pos", 0)), int(sid), int(s.get("size", 0)), int(s.get("off", 0)),
+                r = SliceRecord(int(s.get("pos", 0)), int(sid), int(s.get("size", 0)), int(s.get("off", 0)),
                                 int(s.get("len", 0)))
-                )
+                records.append(r)
+                crcs = s.get(SUMS_FIELD)
+                if crcs is not None and r.id:
+                    sums.append((r.id, _sums_from_hex(crcs, r.size)))
         except (KeyError, TypeError, AttributeError, ValueError):
             raise DumpFormatError(f"malformed chunk: {go_json(chunk)[:200]}") from None
         out.append((index, records))
+    return out, sums
+
+
+_HEX = re.compile("[0-9a-fA-F]*")
+
+
+def _sums_from_hex(text: Any, size: int) -> SliceSums:
+    if not isinstance(text, str) or len(text) % 8 or not _HEX.fullmatch(text):
+        raise ValueError(f"{SUMS_FIELD} is not a string of 8-digit hex checksums")
+    return SliceSums(size, tuple(int(text[i: i + 8], 16) for i in range(0, len(text), 8)))
+
+
+def chunks_from_json(value: Any) -> list[tuple[int, list[SliceRecord]]]:
+    """(index, raw slice records) of a node's ``chunks`` (`read_chunks` without the checksums)."""
+    return read_chunks(value)[0]
+
+
+# --------------------------------------------------------------------------------------------- quotas
+
+def quotas_json(quotas: Mapping[int, tuple[int, int]]) -> str:
+    """The value of the ``Quotas`` section (directory inode -> (max space, max inodes)) as JuiceFS prints
+    it one level deep: keys in string order, ``maxSpace`` then ``maxInodes``."""
+    doc = {
+        str(ino): {"maxSpace": space, "maxInodes": inodes}
+        for ino, (space, inodes) in sorted(quotas.items(), key=lambda kv: str(kv[0]))
+    }
+    return go_json_indent(doc, 1)
+
+
+def quotas_from_json(value: Any) -> dict[int, tuple[int, int]]:
+    """Directory inode -> (max space, max inodes) of a ``Quotas`` section (null: none). A missing limit is
+    0 (unlimited, as in JuiceFS). Raises DumpFormatError."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DumpFormatError("'Quotas' is not an object")
+    out = {}
+    for key, q in value.items():
+        try:
+            ino = int(key)
+            if ino <= 0 or not isinstance(q, dict):
+                raise ValueError
+            out[ino] = (int(q.get("maxSpace", 0)), int(q.get("maxInodes", 0)))
+        except (TypeError, ValueError):
+            raise DumpFormatError(f"malformed quota {key!r}: {go_json(q)[:200]}") from None
     return out
 
 
@@ -268,11 +341,13 @@ def xattrs_json(xattrs: list[tuple[bytes, bytes]]) -> str:
 def node_head(
     name: str, ino: int, attr: Attr, depth: int, *, symlink: bytes | None = None,
     xattrs: list[tuple[bytes, bytes]] | None = None, chunks: list[tuple[int, list[SliceRecord]]] | None = None,
+    sums: Mapping[int, SliceSums] | None = None,
 ) -> str:
     """The text of one node up to (for a directory) the opening of its ``entries``.
 
-    `name` is already escaped. A directory continues with its children (each preceded by ``,`` but the
-    first) and ends with `dir_tail`; any other node is complete.
+    `name` is already escaped; `sums` maps slice ids of `chunks` to their checksum records (`slice_json`).
+    A directory continues with its children (each preceded by ``,`` but the first) and ends with `dir_tail`;
+    any other node is complete.
     """
     prefix = INDENT * depth
     field = prefix + INDENT
@@ -287,11 +362,11 @@ def node_head(
         return "".join(parts)
     if chunks:
         if len(chunks) == 1:
-            parts.append(f",\n{field}\"chunks\": [{chunk_json(*chunks[0])}]")
+            parts.append(f",\n{field}\"chunks\": [{chunk_json(*chunks[0], sums)}]")
         else:
             inner = field + INDENT
             parts.append(f",\n{field}\"chunks\": [")
-            parts.append(",".join(f"\n{inner}{chunk_json(i, rs)}" for i, rs in chunks))
+            parts.append(",".join(f"\n{inner}{chunk_json(i, rs, sums)}" for i, rs in chunks))
             parts.append(f"\n{field}]")
     parts.append(f"\n{prefix}}}")
     return "".join(parts)

@@ -10,6 +10,7 @@ from typing import Any
 
 from jfs.domain.checksums import ALGORITHMS as CHECKSUMS
 from jfs.domain.checksums import SETTING_FIELD as CHECKSUM_FIELD
+from jfs.domain.envelope import ALGORITHMS as ENCRYPT_ALGOS
 from jfs.domain.errors import FSError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -17,10 +18,16 @@ META_VERSION = 1
 MIN_CLIENT_VERSION = "1.1.0-A"
 SECRET_FIELDS = ("SecretKey", "SessionToken", "EncryptKey")
 COMPRESSIONS = ("none", "lz4", "zstd")
+DEFAULT_ENCRYPT_ALGO = "aes256gcm-rsa"
 
 
 class InvalidSettings(ValueError):
     """A setting value is out of range or malformed."""
+
+
+class EncryptedVolume(InvalidSettings):
+    """The volume is encrypted in a way jfs cannot read: an algorithm it does not implement (JuiceFS's
+    ``sm4gcm``), or a setting whose ``EncryptKey`` was removed."""
 
 
 @dataclass(slots=True)
@@ -46,6 +53,13 @@ class Settings:
     dir_stats: bool = False
     """jfs does not maintain per-directory statistics yet (ADR 0004)."""
     enable_acl: bool = False
+    encrypt_key: str = ""
+    """JuiceFS's ``EncryptKey``: the PEM of the volume's RSA private key (itself passphrase-protected, and
+    sealed with the UUID when `key_encrypted`); empty for an unencrypted volume (jfs.app.data.crypto)."""
+    encrypt_algo: str = DEFAULT_ENCRYPT_ALGO
+    """JuiceFS's ``EncryptAlgo``: present in every setting, it only matters when ``EncryptKey`` is set."""
+    key_encrypted: bool = False
+    """JuiceFS's ``KeyEncrypted``: `secret_key`, `session_token` and `encrypt_key` are stored sealed."""
     checksum: str = ""
     """Block checksums kept in the metadata (``crc32``) or none (``""``): jfs only, stored as
     ``JfsBlockChecksum``, which JuiceFS ignores (ADR 0008)."""
@@ -69,6 +83,10 @@ class Settings:
             raise InvalidSettings(f"unknown compression '{self.compression}' (choose: {', '.join(COMPRESSIONS)})")
         if self.capacity < 0 or self.inodes < 0 or self.trash_days < 0:
             raise InvalidSettings("capacity, inodes and trash days must not be negative")
+        if self.encrypt_algo not in ENCRYPT_ALGOS and self.encrypt_key:
+            raise InvalidSettings(
+                f"unknown encryption algorithm '{self.encrypt_algo}' (choose: {', '.join(ENCRYPT_ALGOS)})"
+            )
         if self.checksum and self.checksum not in CHECKSUMS:
             raise InvalidSettings(f"unknown block checksum '{self.checksum}' (choose: {', '.join(CHECKSUMS)})")
 
@@ -90,7 +108,11 @@ class Settings:
             doc["Capacity"] = self.capacity
         if self.inodes:
             doc["Inodes"] = self.inodes
-        doc["EncryptAlgo"] = "aes256gcm-rsa"
+        if self.encrypt_key:
+            doc["EncryptKey"] = "removed" if mask_secrets else self.encrypt_key
+        doc["EncryptAlgo"] = self.encrypt_algo or DEFAULT_ENCRYPT_ALGO
+        if self.key_encrypted:
+            doc["KeyEncrypted"] = True
         doc["TrashDays"] = self.trash_days
         doc["MetaVersion"] = self.meta_version
         doc["MinClientVersion"] = self.min_client_version
@@ -118,7 +140,7 @@ class Settings:
             raise InvalidSettings("setting record has no volume name")
         known = {
             "Name", "UUID", "Storage", "Tiers", "Bucket", "AccessKey", "SecretKey", "SessionToken", "BlockSize",
-            "Compression", "HashPrefix", "Capacity", "Inodes", "EncryptAlgo", "TrashDays", "MetaVersion",
+            "Compression", "HashPrefix", "Capacity", "Inodes", "EncryptKey", "EncryptAlgo", "KeyEncrypted", "TrashDays", "MetaVersion",
             "MinClientVersion", "MaxClientVersion", "DirStats", "EnableACL", CHECKSUM_FIELD,
         }
         return cls(
@@ -140,9 +162,38 @@ class Settings:
             max_client_version=doc.get("MaxClientVersion", ""),
             dir_stats=bool(doc.get("DirStats", False)),
             enable_acl=bool(doc.get("EnableACL", False)),
+            encrypt_key=str(doc.get("EncryptKey") or ""),
+            encrypt_algo=str(doc.get("EncryptAlgo") or DEFAULT_ENCRYPT_ALGO),
+            key_encrypted=bool(doc.get("KeyEncrypted", False)),
             checksum=str(doc.get(CHECKSUM_FIELD) or ""),
             extra={k: v for k, v in doc.items() if k not in known},
         )
+
+    @property
+    def encryption(self) -> str | None:
+        """The algorithm of an encrypted volume (``"aes256gcm-rsa"``), None when it is not encrypted.
+
+        JuiceFS writes ``EncryptAlgo`` into every setting; a volume is encrypted when it has an ``EncryptKey``
+        (the RSA private key, itself sealed when ``KeyEncrypted``; "removed" in some dumps).
+        """
+        if not self.encrypt_key:
+            return None
+        return self.encrypt_algo or DEFAULT_ENCRYPT_ALGO
+
+    def check_readable(self) -> None:
+        """Raise EncryptedVolume when no client of this jfs can read the volume's data, whatever the key's
+        passphrase: checked before anything touches the data (`jfs.app.compose.open_bucket`, `load`).
+        Whether the key itself opens is `jfs.app.data.crypto`'s business."""
+        algo = self.encryption
+        if algo is None:
+            return
+        if algo not in ENCRYPT_ALGOS:
+            raise EncryptedVolume(
+                f"volume '{self.name}' is encrypted with {algo}, which jfs does not support "
+                f"(supported: {', '.join(ENCRYPT_ALGOS)})"
+            )
+        if self.encrypt_key == "removed":
+            raise EncryptedVolume(f"volume '{self.name}' is encrypted but its setting holds no key (EncryptKey removed)")
 
     def check_supported(self) -> None:
         """Raise FSError-free InvalidSettings when this client cannot serve the volume."""
@@ -153,4 +204,4 @@ class Settings:
             )
 
 
-__all__ = ["Settings", "InvalidSettings", "FSError"]
+__all__ = ["Settings", "InvalidSettings", "EncryptedVolume", "FSError"]

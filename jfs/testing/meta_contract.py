@@ -644,6 +644,34 @@ async def test_file_deleted_into_the_trash_stays_writable_through_handles_opened
 def keys_in_trash(attr: object) -> bool:
     return getattr(attr, "parent", 0) >= TRASH_INODE
 
+async def test_trash_keeps_removed_directories(trash_meta: Meta) -> None:
+    m = trash_meta
+    d, _ = await m.mkdir(ROOT_INODE, b"d", 0o750)
+    sub, _ = await m.mkdir(d, b"sub", 0o700)
+    f, _ = await m.create(sub, b"f", 0o644)
+    await m.close_file(f)
+    used = (await _counter(m, keys.USED_SPACE), await _counter(m, keys.TOTAL_INODES))
+    with pytest.raises(OSError) as e:
+        await m.rmdir(d, b"sub")
+    assert _errno(e) == errno.ENOTEMPTY
+    await m.unlink(sub, b"f")  # what rm -rf does: the files, then the emptied directories
+    await m.rmdir(d, b"sub")
+    await m.rmdir(ROOT_INODE, b"d")
+    hour_ino, hour_attr = await m.lookup(TRASH_INODE, hour_name(__import__("time").time_ns()))
+    assert sorted(await _names(m, hour_ino)) == sorted([b"1-%d-d" % d, b"%d-%d-sub" % (d, sub), b"%d-%d-f" % (sub, f)])
+    assert hour_attr.nlink == 4 and (await m.getattr(ROOT_INODE)).nlink == 2
+    for ino, mode in ((d, 0o750), (sub, 0o700)):
+        attr = await m.getattr(ino)
+        assert (attr.typ, attr.parent, attr.nlink, attr.mode & 0o7777) == (FileType.DIRECTORY, hour_ino, 2, mode)
+    assert (await _counter(m, keys.USED_SPACE), await _counter(m, keys.TOTAL_INODES)) == used  # until purged
+    with pytest.raises(PermissionError):
+        await m.mkdir(hour_ino, b"x", 0o755)
+    await m.rmdir(hour_ino, b"1-%d-d" % d)  # removed from the trash: deleted
+    with pytest.raises(FileNotFoundError):
+        await m.getattr(d)
+    assert (await m.getattr(hour_ino)).nlink == 3
+    assert await _counter(m, keys.TOTAL_INODES) == used[1] - 1
+
 
 # ------------------------------------------------------------------------------------------- sessions, locks
 

@@ -6,13 +6,18 @@ Options:
 
 Fixtures:
   ``kv_url``          the META-URL of the store under test (parametrized: ``memory``, ``sqlite``, ``redis``,
-                      ``tikv``; or one id per ``--jfs-kv-url``). ``tikv`` needs ``JFS_TEST_TIKV=pd-host:port``
-                      and is skipped otherwise; ``redis`` is skipped when ``redis-server`` is not installed.
+                      ``tikv``, ``etcd`` (one member), ``etcd3`` (a 3-member cluster); or one id per
+                      ``--jfs-kv-url``). ``tikv`` needs ``JFS_TEST_TIKV=pd-host:port`` and is skipped
+                      otherwise; ``redis`` / ``etcd*`` are skipped when ``redis-server`` / ``etcd`` is not
+                      installed. Each etcd test gets its own key prefix (a volume) on the shared cluster.
   ``kv``              a freshly reset, opened KV on `kv_url`, closed after the test.
   ``kv_connect``      ``await kv_connect()`` opens ANOTHER independent connection to the same store (two
                       SqliteKV objects on one file, two Redis clients, …); closed after the test.
   ``redis_server``    a throwaway redis-server for the session (`jfs.testing.servers.RedisServer`).
   ``redis_server_url`` its ``redis://127.0.0.1:PORT`` (append ``/db``).
+  ``etcd_single`` / ``etcd_trio``  a throwaway 1- / 3-member etcd cluster for the session
+                      (`jfs.testing.etcd_cluster.EtcdCluster`; ``--max-request-bytes`` raised to 16 MiB so
+                      the contract's 5 MiB value fits). Tests that kill members start their own cluster.
   ``builtin_engines`` skips the test when ``--jfs-kv-url`` restricts the run to other engines (for tests of
                       the built-in adapters themselves).
 """
@@ -29,9 +34,11 @@ import pytest_asyncio
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.ports.kv import KV
+from jfs.testing.etcd_cluster import EtcdCluster, EtcdError, start_etcd_cluster
 from jfs.testing.servers import RedisServer, RedisServerError, start_redis_server
 
-BUILTIN_ENGINES = ("memory", "sqlite", "redis", "tikv")
+BUILTIN_ENGINES = ("memory", "sqlite", "redis", "tikv", "etcd", "etcd3")
+ETCD_ARGS = ("--max-request-bytes", str(16 << 20))
 TIKV_ENV = "JFS_TEST_TIKV"
 TIKV_SKIP = "JFS_TEST_TIKV is not set: no TiKV server available here; set JFS_TEST_TIKV=pd-host:port to run the TiKV contract"
 
@@ -92,6 +99,27 @@ def redis_server_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+def _etcd(size: int) -> Iterator[EtcdCluster]:
+    try:
+        cluster = start_etcd_cluster(size, *ETCD_ARGS)
+    except EtcdError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_single() -> Iterator[EtcdCluster]:
+    yield from _etcd(1)
+
+
+@pytest.fixture(scope="session")
+def etcd_trio() -> Iterator[EtcdCluster]:
+    yield from _etcd(3)
+
+
 @pytest.fixture
 def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     engine, url = request.param
@@ -103,6 +131,9 @@ def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite3://{tmp_path}/meta.db"
     if engine == "redis":
         return f"{request.getfixturevalue('redis_server_url')}/0"
+    if engine in ("etcd", "etcd3"):
+        cluster = request.getfixturevalue("etcd_single" if engine == "etcd" else "etcd_trio")
+        return str(cluster.url(f"jfs-contract-{uuid.uuid4().hex[:12]}"))
     if engine == "tikv":
         pd = os.environ.get(TIKV_ENV)
         if not pd:

@@ -150,7 +150,7 @@ def test_mdtest_runs_every_phase_and_leaves_the_volume_as_it_was(volume_url: str
     readdir = next(p for p in doc["phases"] if p["name"] == "readdir")
     assert readdir["entries"] == 35 + 6
     assert all(p["ops_per_s"] > 0 and p["latency_ms"] > 0 for p in doc["phases"])
-    assert doc["sid"] > 0 and doc["path"] == "/md" and doc["cleanup"]["trash_entries"] == 35
+    assert doc["sid"] > 0 and doc["path"] == "/md" and doc["cleanup"]["trash_entries"] == 35 + 9  # + dirs
     assert asyncio.run(_snapshot(volume_url)) == before
 
     out = jfs("mdtest", volume_url, "--dirs", "2", "--depth", "1", "--files", "3")

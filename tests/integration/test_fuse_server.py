@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.fuse.server import is_mounted, unmount
+from jfs.adapters.fuse.mounting import is_mounted, unmount
 
 
 def _skip_reason() -> str | None:
@@ -104,7 +104,7 @@ def mounted(base: Path, *args: str) -> Iterator[Mount]:
     log = base / "memfs.log"
     with open(log, "w") as errf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jfs.adapters.fuse.memfs", str(mnt), *args],
+            [sys.executable, "-m", "jfs.testing.memfs", str(mnt), *args],
             stdout=subprocess.PIPE, stderr=errf, text=True,
         )
     try:

@@ -614,3 +614,127 @@ def test_reading_a_file_another_mount_deleted_fails_instead_of_returning_zeros(
         os.close(fd)
     time.sleep(1.1)  # B's kernel may map the name to the old inode until its entry cache (1 s) expires
     assert (b / "doomed").read_bytes() == b"replacement"
+
+
+# ------------------------------------------------------------- shared databases and lock-protected updates
+
+SQLITE_WRITER = r"""
+import json, sqlite3, sys
+path, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+errors = []
+db = sqlite3.connect(path, timeout=60)
+for i in range(n):
+    try:
+        with db:  # one transaction: a read-modify-write of the counter row and a new row
+            db.execute("BEGIN IMMEDIATE")
+            (v,) = db.execute("SELECT v FROM counter").fetchone()
+            db.execute("UPDATE counter SET v = ?", (v + 1,))
+            db.execute("INSERT INTO rows(who, i, pad) VALUES (?, ?, randomblob(1500))", (who, i))
+    except sqlite3.Error as exc:
+        errors.append(f"{i}: {exc}")
+db.close()
+print(json.dumps({"errors": errors[:5], "failed": len(errors)}))
+"""
+
+
+def test_sqlite_rollback_journal_from_two_mounts(two_mounts: tuple[str, Path, Path]) -> None:
+    """Two processes, one per mount, write one SQLite database (rollback journal, POSIX locks) with the
+    default kernel caches: every transaction commits, none is lost, and the file stays intact. A mount
+    keeps a cached name of ``db-journal`` that the other one deleted; opening it must look the name up
+    again (ESTALE from jfs) instead of failing with "unable to open database file"."""
+    import sqlite3
+
+    _, a, b = two_mounts
+    d = "sqlite-shared"
+    (a / d).mkdir()
+    db = sqlite3.connect(a / d / "db")
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("CREATE TABLE rows(id INTEGER PRIMARY KEY, who TEXT, i INT, pad BLOB)")
+    db.execute("CREATE TABLE counter(v INT)")
+    db.execute("INSERT INTO counter VALUES (0)")
+    db.commit()
+    db.close()
+    n = 100
+    procs = [_spawn(SQLITE_WRITER, m / d / "db", who, n) for m, who in ((a, "a"), (b, "b"))]
+    results = [_result(p) for p in procs]
+    assert all(r["failed"] == 0 for r in results), results
+    for m in (a, b):
+        db = sqlite3.connect(m / d / "db")
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert db.execute("SELECT count(*), count(DISTINCT who || i) FROM rows").fetchone() == (2 * n, 2 * n)
+            assert db.execute("SELECT v FROM counter").fetchone() == (2 * n,)
+        finally:
+            db.close()
+    assert not (a / d / "db-journal").exists() and not (b / d / "db-journal").exists()
+
+
+COUNTER = r"""
+import fcntl, json, os, sys, time
+d, me, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+errors = []
+done = 0
+lock = os.open(os.path.join(d, "lock"), os.O_RDWR)
+deadline = time.monotonic() + 90
+start = time.monotonic()
+while done < n and time.monotonic() < deadline and len(errors) < 20:
+    try:  # not a blocking wait: a waiter is woken by polling, turns would outlast the entry cache
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # the other mount is in its critical section: peek at its intent file
+        os.path.exists(os.path.join(d, "intent"))
+        time.sleep(0.001)
+        continue
+    try:
+        # Turns alternate between the mounts, so each turn follows the other mount's updates.
+        # In place: the pages this kernel caches were rewritten by the other mount.
+        fd = os.open(os.path.join(d, "in-place"), os.O_RDWR)
+        v = int(os.pread(fd, 64, 0))
+        if v % 2 == me:
+            # Atomic replace: the name this kernel caches points to the inode the other mount's rename
+            # deleted (opened with O_CREAT, "create if missing": the kernel does not retry that open).
+            rd = os.open(os.path.join(d, "replaced"), os.O_RDONLY | os.O_CREAT, 0o644)
+            r = int(os.read(rd, 64))
+            os.close(rd)
+            if r != v:
+                errors.append(f"replaced holds {r}, in-place {v}")
+            # An intent record made and removed inside the critical section, as a rollback journal: the
+            # kernel caches the name the other mount made, pointing to the inode it deleted.
+            intent = os.open(os.path.join(d, "intent"), os.O_RDWR | os.O_CREAT, 0o644)
+            os.write(intent, b"%d" % (v + 1))
+            os.close(intent)
+            os.pwrite(fd, b"%012d" % (v + 1), 0)
+            os.unlink(os.path.join(d, "intent"))
+            tmp = os.path.join(d, f"replaced.tmp{me}")
+            with open(tmp, "wb") as f:
+                f.write(b"%d" % (v + 1))
+            os.rename(tmp, os.path.join(d, "replaced"))
+            done += 1
+        os.close(fd)
+    except OSError as exc:
+        errors.append(f"{done}: {exc}")
+    finally:
+        fcntl.lockf(lock, fcntl.LOCK_UN)
+    time.sleep(0.001)
+os.close(lock)
+print(json.dumps({"errors": errors[:5], "failed": len(errors), "done": done,
+                  "seconds": round(time.monotonic() - start, 2)}))
+"""
+
+
+def test_lock_protected_counters_from_two_mounts(two_mounts: tuple[str, Path, Path]) -> None:
+    """Read-modify-write under an fcntl lock from two mounts taking turns, of a file rewritten in place
+    (with an intent file created and removed around it) and of one replaced by rename: no error and no
+    lost update with the default kernel caches."""
+    _, a, b = two_mounts
+    d = "locked-counters"
+    (a / d).mkdir()
+    (a / d / "lock").write_bytes(b"")
+    (a / d / "in-place").write_bytes(b"%012d" % 0)
+    (a / d / "replaced").write_bytes(b"0")
+    n = 60
+    procs = [_spawn(COUNTER, m / d, me, n) for me, m in enumerate((a, b))]
+    results = [_result(p) for p in procs]
+    assert all(r["failed"] == 0 and r["done"] == n for r in results), results
+    for m in (a, b):
+        assert int((m / d / "in-place").read_bytes()) == 2 * n
+        assert int((m / d / "replaced").read_bytes()) == 2 * n

@@ -96,7 +96,7 @@ class StubApp:
 
             return fn
 
-        mod.format_volume = record("format_volume", lambda url, settings, force=False: settings)  # type: ignore[attr-defined]
+        mod.format_volume = record("format_volume", lambda url, settings, force=False, encrypt_secret=False: settings)  # type: ignore[attr-defined]
         mod.volume_status = record("volume_status", lambda *a, **k: self.status_doc)  # type: ignore[attr-defined]
         mod.update_settings = record("update_settings", lambda *a, **k: (self.old, self.new))  # type: ignore[attr-defined]
         return mod
@@ -181,7 +181,7 @@ def test_format_builds_settings(stub: StubApp, tmp_path: Path, monkeypatch: pyte
     assert name == "format_volume"
     url, settings = args
     assert url == "redis://:hunter22@localhost:6379/1"
-    assert kwargs == {"force": False}
+    assert kwargs == {"force": False, "encrypt_secret": False}
     assert settings.name == "demo"
     assert settings.storage == "file"
     assert settings.bucket == "data"  # made absolute by the app layer

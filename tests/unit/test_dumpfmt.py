@@ -283,3 +283,89 @@ def test_truncated_dump_is_an_error(cut: int) -> None:
 def test_malformed_dump_is_an_error(text: str) -> None:
     with pytest.raises(DumpFormatError):
         events_of(text)
+
+
+# ------------------------------------------------------------------------------------------ quotas
+
+JUICEFS_QUOTAS = (  # verbatim from `juicefs dump` 1.4.2 after `juicefs quota set --inodes 50` on four directories
+    ',\n  "Quotas": {\n    "11": {\n      "maxSpace": -1,\n      "maxInodes": 50\n    },\n    "12": {\n'
+    '      "maxSpace": -1,\n      "maxInodes": 50\n    },\n    "2": {\n      "maxSpace": -1,\n      "maxInodes": 50\n'
+    '    },\n    "3": {\n      "maxSpace": -1,\n      "maxInodes": 50\n    }\n  }'
+)
+
+
+def test_quotas_are_printed_as_juicefs_prints_them() -> None:
+    quotas = {2: (-1, 50), 3: (-1, 50), 11: (-1, 50), 12: (-1, 50)}
+    assert ',\n  "Quotas": ' + dumpfmt.quotas_json(quotas) == JUICEFS_QUOTAS  # keys in string order, as Go's
+    assert dumpfmt.quotas_from_json(json.loads("{" + JUICEFS_QUOTAS[1:] + "}")["Quotas"]) == quotas
+
+
+def test_quotas_from_json_defaults_and_errors() -> None:
+    assert dumpfmt.quotas_from_json(None) == {}
+    assert dumpfmt.quotas_from_json({"7": {"maxSpace": 4096}}) == {7: (4096, 0)}
+    for bad in ([1], {"x": {}}, {"0": {}}, {"5": 3}, {"5": {"maxSpace": "lots"}}):
+        with pytest.raises(DumpFormatError):
+            dumpfmt.quotas_from_json(bad)
+
+
+def test_a_dump_with_quotas_rerenders_identically() -> None:
+    text = _example()
+    at = text.index(',\n  "FSTree"')
+    with_quotas = text[:at] + JUICEFS_QUOTAS + text[at:]
+    assert render(with_quotas) == with_quotas
+
+
+# ------------------------------------------------------------------------------------------ block checksums
+
+def test_slices_carry_their_checksums_in_a_field_juicefs_ignores() -> None:
+    from jfs.domain.checksums import SliceSums
+    from jfs.domain.records import SliceRecord
+
+    records = [SliceRecord(0, 7, 10, 0, 10), SliceRecord(4, 8, 3 << 20, 1, 8), SliceRecord(9, 0, 0, 0, 3)]
+    sums = {7: SliceSums(10, (0x2A,)), 8: SliceSums(3 << 20, (1, 0xFFFFFFFF, 0xDEADBEEF)), 0: SliceSums(0, ())}
+    text = dumpfmt.chunk_json(0, records, sums)
+    assert text == (
+        '{"index":0,"slices":[{"id":7,"size":10,"len":10,"jfsCrc32":"0000002a"},'
+        '{"id":8,"pos":4,"size":3145728,"off":1,"len":8,"jfsCrc32":"00000001ffffffffdeadbeef"},'
+        '{"id":0,"pos":9,"size":0,"len":3}]}'
+    )
+    assert dumpfmt.chunk_json(0, records) == dumpfmt.chunk_json(0, records, {})  # no records: JuiceFS's text
+    assert "jfsCrc32" not in dumpfmt.chunk_json(0, records[:1], {7: SliceSums(11, (1,))})  # not this slice's
+    chunks, back = dumpfmt.read_chunks([json.loads(text)])
+    assert chunks == [(0, records)]
+    assert back == [(7, sums[7]), (8, sums[8])]
+
+
+@pytest.mark.parametrize("value", ["xyz12345", "1234567", 42, "0000002a 0000002b"])
+def test_malformed_checksums_are_a_format_error(value: Any) -> None:
+    with pytest.raises(DumpFormatError):
+        dumpfmt.read_chunks([{"index": 0, "slices": [{"id": 1, "size": 5, "len": 5, "jfsCrc32": value}]}])
+
+
+# ------------------------------------------------------------------------------------------ encrypted volumes
+
+def test_an_encrypted_setting_is_recognised_and_only_unreadable_ones_refused() -> None:
+    from jfs.domain.settings import EncryptedVolume, Settings
+
+    doc = json.loads(_example())["Setting"]
+    plain = Settings.from_json(json.dumps(doc))
+    assert plain.encryption is None
+    plain.check_readable()
+    encrypted = Settings.from_json(json.dumps(dict(doc, EncryptKey="zLCRpCMW8yKR", KeyEncrypted=True)))
+    assert encrypted.encryption == "aes256gcm-rsa" and encrypted.key_encrypted
+    encrypted.check_readable()  # jfs reads encrypted volumes: whether the key opens is decided at mount
+    out = json.loads(encrypted.to_json())
+    assert (out["EncryptKey"], out["KeyEncrypted"]) == ("zLCRpCMW8yKR", True)
+    assert list(out).index("EncryptKey") + 1 == list(out).index("EncryptAlgo")  # JuiceFS's field order
+    assert json.loads(encrypted.to_json(mask_secrets=True))["EncryptKey"] == "removed"  # status never shows it
+    chacha = Settings.from_json(json.dumps(dict(doc, EncryptKey="removed", EncryptAlgo="chacha20-rsa")))
+    assert chacha.encryption == "chacha20-rsa"
+    assert json.loads(chacha.to_json())["EncryptAlgo"] == "chacha20-rsa"  # kept as stored, not reset
+    with pytest.raises(EncryptedVolume, match="^volume 'vol' is encrypted but its setting holds no key"):
+        chacha.check_readable()
+    sm4 = Settings.from_json(json.dumps(dict(doc, EncryptKey="zLCRpCMW8yKR", EncryptAlgo="sm4gcm")))
+    with pytest.raises(EncryptedVolume) as e:
+        sm4.check_readable()
+    assert str(e.value) == (
+        "volume 'vol' is encrypted with sm4gcm, which jfs does not support (supported: aes256gcm-rsa, chacha20-rsa)"
+    )

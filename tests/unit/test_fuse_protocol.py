@@ -20,6 +20,7 @@ import pytest
 import structlog
 
 from jfs.adapters.fuse import protocol as p
+from jfs.adapters.fuse.mounting import MountOptions
 from jfs.adapters.fuse.operations import (
     F_UNLCK,
     F_WRLCK,
@@ -33,7 +34,7 @@ from jfs.adapters.fuse.operations import (
     RequestContext,
     SetattrRequest,
 )
-from jfs.adapters.fuse.server import FuseServer, MountOptions
+from jfs.adapters.fuse.server import FuseServer
 
 # ---------------------------------------------------------------------------------------------- structs
 
@@ -477,22 +478,22 @@ async def test_forgets_get_no_reply(harness: Harness) -> None:
 
 async def test_notifications_are_unsolicited_messages(harness: Harness) -> None:
     kernel, _, server = await _initialized(harness)
-    server.notify_inval_inode(2)
+    server.notifier.notify_inval_inode(2)
     unique, code, body = await kernel.recv()
     assert (unique, code) == (0, p.NotifyCode.INVAL_INODE)
     assert p.NOTIFY_INVAL_INODE_OUT.unpack(body) == (2, -1, 0)
-    server.notify_inval_entry(1, b"name")
+    server.notifier.notify_inval_entry(1, b"name")
     unique, code, body = await kernel.recv()
     assert (unique, code) == (0, p.NotifyCode.INVAL_ENTRY)
     assert p.NOTIFY_INVAL_ENTRY_OUT.unpack_from(body) == (1, 4, 0) and body[16:] == b"name\0"
-    server.notify_delete(1, 2, b"gone")
+    server.notifier.notify_delete(1, 2, b"gone")
     unique, code, body = await kernel.recv()
     assert (unique, code) == (0, p.NotifyCode.DELETE)
     assert p.NOTIFY_DELETE_OUT.unpack_from(body) == (1, 2, 4, 0) and body[24:] == b"gone\0"
-    server.notify_inval_inode(2, 4096, 100)  # with a data range: through the writer thread
+    server.notifier.notify_inval_inode(2, 4096, 100)  # with a data range: through the writer thread
     unique, code, body = await kernel.recv()
     assert p.NOTIFY_INVAL_INODE_OUT.unpack(body) == (2, 4096, 100)
-    assert await server.notifications_done(5)
+    assert await server.notifier.notifications_done(5)
 
 
 async def test_destroy_ends_serving_and_calls_destroy() -> None:

@@ -6,7 +6,8 @@
   never imports ``jfs.cli``.
 * ``jfs/adapters``: driven adapters (kv, objects) implement ports and never import ``jfs.app``; driving adapters
   (fuse) call the use cases in ``jfs.app``. No adapter imports ``jfs.cli``.
-* ``jfs/cli`` (and ``jfs/app/compose.py``) may import anything.
+* ``jfs/sdk``: a face on the VFS; builds its client through ``jfs/bootstrap.py``, never imports adapters or cli.
+* ``jfs/cli``, ``jfs/bootstrap.py`` (and ``jfs/app/compose.py``) may import anything.
 
 Imports inside functions and ``if TYPE_CHECKING:`` blocks count, and so do literal
 ``importlib.import_module("…")`` / ``__import__("…")`` calls.
@@ -146,11 +147,20 @@ def adapters_rule(imp: Import) -> str | None:
     return None
 
 
+def sdk_rule(imp: Import) -> str | None:
+    if under(imp.target, "jfs.adapters"):
+        return "jfs/sdk is a face on the VFS: it builds clients through jfs.bootstrap, never adapters"
+    if under(imp.target, "jfs.cli"):
+        return "jfs/sdk may not import jfs.cli"
+    return None
+
+
 RULES: dict[str, Rule] = {
     "domain": domain_rule,
     "ports": ports_rule,
     "app": app_rule,
     "adapters": adapters_rule,
+    "sdk": sdk_rule,
 }
 
 
@@ -198,6 +208,7 @@ def test_checker_catches_violations() -> None:
     assert _fake("jfs/app/meta/x.py", "from ...adapters.kv.sqlite import open_sqlite\n")
     assert _fake("jfs/app/x.py", "import importlib\nimportlib.import_module('jfs.adapters.kv.redis')\n")
     assert _fake("jfs/adapters/kv/x.py", "from jfs.app.volume import VolumeError\n")
+    assert _fake("jfs/sdk/x.py", "from jfs.adapters.kv.sqlite import open_sqlite\n")
     assert _fake("jfs/adapters/objects/x.py", "import jfs.cli.main\n")
 
 

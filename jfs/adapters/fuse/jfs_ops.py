@@ -6,10 +6,12 @@ request header, and directory listings packed into the kernel's buffer."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from jfs.adapters.fuse.operations import (
     Attr,
@@ -49,19 +51,90 @@ KEEP_WRITE_BUFFER_MIN = 512 << 10
 """WRITE payloads at least this long are kept without a copy (at most 2x the bytes pinned, for 1 MiB
 request buffers)."""
 VIRTUAL_TIMEOUT = 3600.0
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+NAMES_SWEEP = 4096
+"""Names recorded between two sweeps of the expired ones (`_KernelCache.named`)."""
+NOTIFY_WAIT = 5.0
+"""Longest wait, in seconds, for the kernel to take the invalidations before a lock is answered."""
 
 
 class _KernelCache:
-    """The VFS's `Invalidator` for a kernel mount: FUSE notifications (errors ignored: best effort)."""
+    """The VFS's `Invalidator` for a kernel mount: FUSE notifications (errors ignored: best effort), and the
+    names this mount handed the kernel with how long it may cache them (ADR 0014)."""
 
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
+    def __init__(self) -> None:
+        self.notifier: Notifier | None = None
+        self._names: dict[int, dict[bytes, float]] = {}  # parent -> name -> when the kernel's entry expires
+        self._added = 0
 
     def inval_inode(self, ino: int, *, data: bool) -> None:
-        self.notifier.notify_inval_inode(ino, 0 if data else -1, 0)
+        if self.notifier is not None:
+            self.notifier.notify_inval_inode(ino, 0 if data else -1, 0)
 
     def inval_entry(self, parent: int, ino: int, name: bytes) -> None:
-        self.notifier.notify_delete(parent, ino, name)
+        if self.notifier is not None:
+            self.notifier.notify_delete(parent, ino, name)
+
+    def named(self, parent: int, name: bytes, timeout: float) -> None:
+        """The kernel may cache `name` in `parent` for `timeout` seconds from now."""
+        if timeout <= 0:
+            return
+        names = self._names.get(parent)
+        if names is None:
+            names = self._names[parent] = {}
+        names[name] = time.monotonic() + timeout
+        self._added += 1
+        if self._added >= NAMES_SWEEP:
+            self._added = 0
+            now = time.monotonic()
+            for p in list(self._names):
+                live = {n: t for n, t in self._names[p].items() if t > now}
+                if live:
+                    self._names[p] = live
+                else:
+                    del self._names[p]
+
+    async def lock_granted(self, ino: int, parent: int | None) -> None:
+        """Expire the names in `parent` (the directory of a file just locked) the kernel may still cache,
+        and wait until it has taken that in: the previous lock holder, on another client, may have removed
+        or replaced them — as SQLite's rollback journal next to its database. A cached name of a removed
+        file would otherwise be opened without a lookup; jfs answers ESTALE then and the kernel retries the
+        walk, but only once, and the retry may meet the next removal."""
+        if parent is None or self.notifier is None:
+            return
+        names = self._names.pop(parent, None)
+        if not names:
+            return
+        now = time.monotonic()
+        live = [name for name, until in names.items() if until > now]
+        if not live:
+            return
+        for name in live:
+            self.notifier.notify_inval_entry(parent, name, expire_only=True)
+        await self.notifier.notifications_done(NOTIFY_WAIT)
+
+
+def _stale_when_gone(
+    method: Callable[Concatenate[JfsOperations, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[JfsOperations, P], Coroutine[Any, Any, T]]:
+    """Answer ESTALE instead of ENOENT from an operation addressed to inodes (the request's node, the
+    source of a link, the parent of a new name): ENOENT there means such an inode is gone — removed by
+    another client while this kernel still caches a name for it. ESTALE makes the kernel's path walk
+    retry once with LOOKUP_REVAL (open, stat, access, chmod, mkdir, ... all do), so the cached name is
+    looked up again and the caller gets the present answer instead of an error for a file it never saw
+    deleted. On an open descriptor, where there is no path to retry, the caller gets ESTALE, as from NFS."""
+
+    @functools.wraps(method)
+    async def run(ops: JfsOperations, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(ops, *args, **kwargs)
+        except FileNotFoundError:
+            raise FSError(errno.ESTALE) from None
+
+    return run
 
 
 class JfsOperations(Operations):
@@ -72,9 +145,15 @@ class JfsOperations(Operations):
     def __init__(self, vfs: VFS, config: MountConfig | None = None) -> None:
         self.vfs = vfs
         self.config = config or MountConfig()
+        self._kernel = _KernelCache()
 
     async def init(self, conn: ConnectionInfo) -> None:
-        self.vfs.invalidator = _KernelCache(conn.notifier)
+        self._kernel.notifier = conn.notifier
+        self.vfs.invalidator = self._kernel
+
+    def _named(self, parent: int, name: bytes, out: EntryOut) -> EntryOut:
+        self._kernel.named(parent, name, out.entry_timeout)
+        return out
 
     def _ctx(self, rc: RequestContext) -> Ctx:
         return self.vfs.ctx(rc.uid, rc.gid, pid=rc.pid, umask=rc.umask)
@@ -119,12 +198,14 @@ class JfsOperations(Operations):
             if self.config.negative_timeout > 0:
                 return EntryOut.negative(self.config.negative_timeout)
             raise
-        return self._entry(ino, attr)
+        return self._named(parent, name, self._entry(ino, attr))
 
+    @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
         attr = await self.vfs.getattr(self._ctx(ctx), ino)
         return AttrOut(self._attr(ino, attr), self._timeouts(ino, attr)[1])
 
+    @_stale_when_gone
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
         change = SetAttr(
             mode=None if req.mode is None else req.mode & 0o7777,
@@ -137,23 +218,28 @@ class JfsOperations(Operations):
         attr = await self.vfs.setattr(self._ctx(ctx), ino, change)
         return AttrOut(self._attr(ino, attr), self.config.attr_timeout)
 
+    @_stale_when_gone
     async def readlink(self, ctx: RequestContext, ino: int) -> bytes:
         return await self.vfs.readlink(self._ctx(ctx), ino)
 
+    @_stale_when_gone
     async def mknod(self, ctx: RequestContext, parent: int, name: bytes, mode: int, rdev: int) -> EntryOut:
         typ = FileType.from_mode(mode)
         if typ in (FileType.DIRECTORY, FileType.SYMLINK):
             raise FSError(errno.EINVAL)
-        return self._entry(*await self.vfs.mknod(self._ctx(ctx), parent, name, typ, mode, rdev))
+        return self._named(parent, name, self._entry(*await self.vfs.mknod(self._ctx(ctx), parent, name, typ, mode, rdev)))
 
+    @_stale_when_gone
     async def mkdir(self, ctx: RequestContext, parent: int, name: bytes, mode: int) -> EntryOut:
-        return self._entry(*await self.vfs.mkdir(self._ctx(ctx), parent, name, mode))
+        return self._named(parent, name, self._entry(*await self.vfs.mkdir(self._ctx(ctx), parent, name, mode)))
 
+    @_stale_when_gone
     async def symlink(self, ctx: RequestContext, parent: int, name: bytes, target: bytes) -> EntryOut:
-        return self._entry(*await self.vfs.symlink(self._ctx(ctx), parent, name, target))
+        return self._named(parent, name, self._entry(*await self.vfs.symlink(self._ctx(ctx), parent, name, target)))
 
+    @_stale_when_gone
     async def link(self, ctx: RequestContext, ino: int, new_parent: int, new_name: bytes) -> EntryOut:
-        return self._entry(*await self.vfs.link(self._ctx(ctx), ino, new_parent, new_name))
+        return self._named(new_parent, new_name, self._entry(*await self.vfs.link(self._ctx(ctx), ino, new_parent, new_name)))
 
     async def unlink(self, ctx: RequestContext, parent: int, name: bytes) -> None:
         await self.vfs.unlink(self._ctx(ctx), parent, name)
@@ -167,20 +253,24 @@ class JfsOperations(Operations):
 
     # ------------------------------------------------------------------ files
 
+    @_stale_when_gone
     async def open(self, ctx: RequestContext, ino: int, flags: int) -> OpenOut:
         # A `.control` request runs as the user who wrote it, with supplementary groups.
         c = _caller(ctx, self.vfs) if ino in INTERNAL_INODES else self._ctx(ctx)
         f = await self.vfs.open(c, ino, flags)
         return OpenOut(f.fh, keep_cache=f.keep_cache, direct_io=f.direct_io)
 
+    @_stale_when_gone
     async def create(self, ctx: RequestContext, parent: int, name: bytes, mode: int,
                      flags: int) -> tuple[EntryOut, OpenOut]:
         ino, attr, f = await self.vfs.create(self._ctx(ctx), parent, name, mode, flags)
-        return self._entry(ino, attr), OpenOut(f.fh)
+        return self._named(parent, name, self._entry(ino, attr)), OpenOut(f.fh)
 
+    @_stale_when_gone
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
         return await self.vfs.read(None, ino, fh, offset, size)
 
+    @_stale_when_gone
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
         # A big payload is kept as a view of the request buffer (the server hands the buffer over); a small
@@ -189,30 +279,37 @@ class JfsOperations(Operations):
         c = _caller(ctx, self.vfs) if ino in INTERNAL_INODES else None
         return await self.vfs.write(c, ino, fh, offset, data if owned else bytes(data), owned=owned)
 
+    @_stale_when_gone
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
         await self.vfs.flush(self._ctx(ctx), ino, fh, lock_owner)
 
     async def release(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> None:
         await self.vfs.release(self._ctx(ctx), ino, fh, flock_owner)
 
+    @_stale_when_gone
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         await self.vfs.fsync(self._ctx(ctx), ino, fh, datasync)
 
+    @_stale_when_gone
     async def fallocate(self, ctx: RequestContext, ino: int, fh: int, offset: int, length: int, mode: int) -> None:
         await self.vfs.fallocate(self._ctx(ctx), ino, offset, length, mode)
 
+    @_stale_when_gone
     async def copy_file_range(self, ctx: RequestContext, ino_in: int, fh_in: int, off_in: int, ino_out: int,
                               fh_out: int, off_out: int, length: int, flags: int) -> int:
         return await self.vfs.copy_file_range(self._ctx(ctx), ino_in, off_in, ino_out, off_out, length, flags)
 
+    @_stale_when_gone
     async def lseek(self, ctx: RequestContext, ino: int, fh: int, offset: int, whence: int) -> int:
         return await self.vfs.lseek(self._ctx(ctx), ino, offset, whence)
 
     # ------------------------------------------------------------------ directories
 
+    @_stale_when_gone
     async def opendir(self, ctx: RequestContext, ino: int, flags: int) -> OpenOut:
         return OpenOut(await self.vfs.opendir(self._ctx(ctx), ino))
 
+    @_stale_when_gone
     async def readdir(self, ctx: RequestContext, ino: int, fh: int, offset: int, out: DirentSink) -> None:
         plus = out.plus
         # aclosing: a full buffer ends the iteration early, and the listing's lock must go with it.
@@ -236,28 +333,36 @@ class JfsOperations(Operations):
         return StatFs(blocks=total // bsize, bfree=avail // bsize, bavail=avail // bsize, files=files, ffree=ffree,
                       bsize=bsize, namelen=255)
 
+    @_stale_when_gone
     async def access(self, ctx: RequestContext, ino: int, mask: int) -> None:
         await self.vfs.access(self._ctx(ctx), ino, mask)
 
+    @_stale_when_gone
     async def setxattr(self, ctx: RequestContext, ino: int, name: bytes, value: bytes, flags: int) -> None:
         await self.vfs.setxattr(self._ctx(ctx), ino, name, value, flags)
 
+    @_stale_when_gone
     async def getxattr(self, ctx: RequestContext, ino: int, name: bytes) -> bytes:
         return await self.vfs.getxattr(self._ctx(ctx), ino, name)
 
+    @_stale_when_gone
     async def listxattr(self, ctx: RequestContext, ino: int) -> Sequence[bytes]:
         return await self.vfs.listxattr(self._ctx(ctx), ino)
 
+    @_stale_when_gone
     async def removexattr(self, ctx: RequestContext, ino: int, name: bytes) -> None:
         await self.vfs.removexattr(self._ctx(ctx), ino, name)
 
+    @_stale_when_gone
     async def getlk(self, ctx: RequestContext, ino: int, fh: int, owner: int, lock: FileLock) -> FileLock:
         typ, start, end, pid = await self.vfs.getlk(self._ctx(ctx), ino, owner, lock.type, lock.start, lock.end)
         return FileLock(start, end, typ, pid)
 
+    @_stale_when_gone
     async def setlk(self, ctx: RequestContext, ino: int, fh: int, owner: int, lock: FileLock, sleep: bool) -> None:
         await self.vfs.setlk(self._ctx(ctx), ino, owner, lock.type, lock.start, lock.end, block=sleep)
 
+    @_stale_when_gone
     async def flock(self, ctx: RequestContext, ino: int, fh: int, owner: int, type: int, sleep: bool) -> None:
         await self.vfs.flock(self._ctx(ctx), ino, owner, {0: "R", 1: "W", 2: "U"}[type], block=sleep)
 

@@ -334,13 +334,16 @@ class DirentSink:
 
 
 class Notifier(Protocol):
-    """Kernel cache invalidation, offered by the server (see `FuseServer` for the exact semantics)."""
+    """Kernel cache invalidation, offered by the server (see `jfs.adapters.fuse.notify.KernelNotifier` for
+    the exact semantics)."""
 
     def notify_inval_inode(self, ino: int, offset: int = -1, length: int = 0) -> None: ...
 
     def notify_inval_entry(self, parent: int, name: bytes, *, expire_only: bool = False) -> None: ...
 
     def notify_delete(self, parent: int, child: int, name: bytes) -> None: ...
+
+    async def notifications_done(self, timeout: float | None = None) -> bool: ...
 
 
 class ConnectionInfo:

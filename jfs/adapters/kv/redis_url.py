@@ -7,6 +7,13 @@ Accepted forms (user, password and paths may be percent-encoded)::
               &ssl_certfile=PATH&ssl_keyfile=PATH&ssl_check_hostname=true|false]
     unix://[[user]:password@]/path/to/redis.sock[?db=N]
 
+JuiceFS's names of the TLS options are accepted too: ``tls-ca-cert-file`` (= ``ssl_ca_certs``),
+``tls-cert-file`` / ``tls-key-file`` (a client certificate, = ``ssl_certfile`` / ``ssl_keyfile``) and
+``insecure-skip-verify=true`` (= ``ssl_cert_reqs=none``: no check of the server's certificate or name).
+Without any of them a ``rediss://`` server must present a certificate that verifies against the system's
+CAs (or ``ssl_ca_certs``) for the host name of the URL. A CA or certificate file that cannot be read is a
+ValueError naming it.
+
 ``password=`` and ``username=`` are also accepted as query parameters (handy for unix sockets).
 
 Timeouts, named as go-redis (and so JuiceFS) names them, on every scheme; a value is a Go duration
@@ -29,6 +36,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 DEFAULT_PORT = 6379
 _SSL_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_JUICEFS_TLS = {"tls-ca-cert-file": "ssl_ca_certs", "tls-cert-file": "ssl_certfile", "tls-key-file": "ssl_keyfile"}
+_SKIP_VERIFY = "insecure-skip-verify"
 _COMMON_PARAMS = ("db", "password", "username", "read_timeout", "dial_timeout")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -68,7 +77,30 @@ def _flag(name: str, value: str) -> bool:
     raise ValueError(f"{name} must be true or false, not '{value}'")
 
 
+def _juicefs_tls_names(params: dict[str, str]) -> dict[str, str]:
+    """`params` with JuiceFS's TLS option names turned into jfs's (the same option twice is a ValueError)."""
+    out = {k: v for k, v in params.items() if k not in _JUICEFS_TLS and k != _SKIP_VERIFY}
+    for juicefs_name, name in _JUICEFS_TLS.items():
+        if juicefs_name in params:
+            if name in params:
+                raise ValueError(f"{juicefs_name} and {name} are the same option: give one")
+            out[name] = params[juicefs_name]
+    if _SKIP_VERIFY in params and _flag(_SKIP_VERIFY, params[_SKIP_VERIFY]):
+        if "ssl_cert_reqs" in params:
+            raise ValueError(f"{_SKIP_VERIFY} and ssl_cert_reqs are the same option: give one")
+        out["ssl_cert_reqs"] = "none"
+    return out
+
+
 def _ssl_context(params: dict[str, str]) -> ssl.SSLContext:
+    try:
+        return _ssl_context_from_files(params)
+    except (OSError, ssl.SSLError) as exc:
+        what = ", ".join(f"{k}={params[k]}" for k in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if k in params)
+        raise ValueError(f"cannot load the TLS files ({what}): {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _ssl_context_from_files(params: dict[str, str]) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=params.get("ssl_ca_certs"))
     reqs = params.get("ssl_cert_reqs", "required").lower()
     if reqs not in _CERT_REQS:
@@ -103,10 +135,11 @@ def parse_redis_url(url: str) -> RedisTarget:
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unsupported scheme '{scheme}'")
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    allowed = _COMMON_PARAMS + (_SSL_PARAMS if scheme == "rediss" else ())
+    allowed = _COMMON_PARAMS + ((*_SSL_PARAMS, *_JUICEFS_TLS, _SKIP_VERIFY) if scheme == "rediss" else ())
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+    params = _juicefs_tls_names(params)
     username = unquote(parts.username) if parts.username else params.get("username") or None
     password = unquote(parts.password) if parts.password is not None else params.get("password")
     if password == "":

@@ -24,6 +24,7 @@ BUILTIN: dict[str, tuple[str, str | None]] = {
     "rediss": ("jfs.adapters.kv.redis:open_redis", None),
     "unix": ("jfs.adapters.kv.redis:open_redis", None),
     "tikv": ("jfs.adapters.kv.tikv:open_tikv", "install the TiKV client: pip install 'jfs[tikv]'"),
+    "etcd": ("jfs.adapters.kv.etcd:open_etcd", "install the etcd client: pip install 'jfs[etcd]'"),
 }
 
 

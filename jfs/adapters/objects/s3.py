@@ -9,6 +9,11 @@ The region comes from an AWS host name, else ``AWS_REGION`` / ``AWS_DEFAULT_REGI
 Credentials are the arguments when given, else boto3's usual chain (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, shared config files, …).
 
+HTTPS: the server's certificate must verify against the system's CAs, or the bundle in
+``$JFS_S3_CA_BUNDLE`` (else boto3's own ``$AWS_CA_BUNDLE``); ``JFS_S3_INSECURE_SKIP_VERIFY=true`` turns
+verification off (tests, or a trusted network only). A certificate that does not verify is an
+ObjectStoreUnavailable naming the endpoint and these two variables.
+
 One boto3 client (thread-safe) serves every call; calls run in a bounded thread pool the size of the
 connection pool, so the event loop never blocks and at most `max_pool_connections` requests are in flight.
 Transient failures (5xx, throttling, timeouts, dropped connections) are retried by botocore's "standard"
@@ -49,6 +54,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     PartialCredentialsError,
     ReadTimeoutError,
     ResponseStreamingError,
+    SSLError,
 )
 from urllib3.exceptions import ProtocolError
 
@@ -173,7 +179,9 @@ class S3Store:
         if not creds:
             found = session.get_credentials()  # boto3's default chain; the client reuses what it resolved
             self._access_key = (found.access_key if found is not None else "") or ""
-        self._client: Any = session.client("s3", endpoint_url=self.endpoint, config=config, **creds)
+        self._client: Any = session.client(
+            "s3", endpoint_url=self.endpoint, config=config, verify=_tls_verify(), **creds
+        )
         self._pool = ThreadPoolExecutor(max_workers=max_pool_connections, thread_name_prefix="jfs-s3")
         self._bucket_seen = False
 
@@ -207,6 +215,11 @@ class S3Store:
             return ObjectStoreUnavailable(
                 f"no credentials for {self.endpoint}: give an access key and secret key or set "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        if isinstance(exc, SSLError):
+            return ObjectStoreUnavailable(
+                f"TLS with {self.endpoint} failed: {_tls_reason(exc)} (a private CA: set JFS_S3_CA_BUNDLE to "
+                "its certificate; JFS_S3_INSECURE_SKIP_VERIFY=true skips the check)"
             )
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
             return ObjectStoreUnavailable(f"cannot connect to {self.endpoint}: {_os_reason(exc)}")
@@ -349,6 +362,19 @@ class S3Store:
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
         self._client.close()
+
+
+def _tls_reason(exc: BaseException) -> str:
+    m = re.search(r"certificate verify failed[^'\")\]]*", str(exc))
+    return m.group(0).strip() if m else _one_line(exc)
+
+
+def _tls_verify() -> bool | str | None:
+    """boto3's `verify`: a CA bundle path, False to skip the check, or None for boto3's default."""
+    skip = os.environ.get("JFS_S3_INSECURE_SKIP_VERIFY", "").strip().lower()
+    if skip in ("1", "true", "yes", "on"):
+        return False
+    return os.environ.get("JFS_S3_CA_BUNDLE") or None
 
 
 async def open_s3(

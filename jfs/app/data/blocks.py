@@ -2,7 +2,8 @@
 
 Objects are named ``<volume>/`` + `block_key(slice_id, index, blen)` where `blen` is the uncompressed
 length (exactly as JuiceFS names them), and each holds the block compressed on its own with the volume's
-codec (raw LZ4 block, zstd frame, or nothing).
+codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted volume, by the
+`EncryptedStore` it is given (`jfs.app.data.crypto`; a block that does not open is bad content).
 
 Contracts:
 
@@ -31,6 +32,7 @@ import structlog
 
 from jfs.app.data.compress import CorruptBlock, get_codec
 from jfs.app.data.config import DataConfig
+from jfs.app.data.crypto import EncryptedStore
 from jfs.domain.checksums import block_crc
 from jfs.domain.chunks import block_count, block_key, block_len
 from jfs.domain.errors import FSError
@@ -64,8 +66,8 @@ class BlockStore:
         self.config = config
         self.block_size = config.block_size
         self.codec = get_codec(config.compression)
-        self.ranged = self.codec.name == "none"
-        """Whether part of a block can be fetched with a ranged GET (only uncompressed blocks)."""
+        self.ranged = self.codec.name == "none" and not isinstance(store, EncryptedStore)
+        """Whether part of a block can be fetched with a ranged GET (only uncompressed, unencrypted blocks)."""
         self.checksum = config.checksum
         self._prefix = f"{config.volume}/"
         self._cpu = ThreadPoolExecutor(max_workers=max(1, config.cpu_workers), thread_name_prefix="jfs-cpu")

@@ -213,6 +213,12 @@ class DataPath:
         seen = state.local_changes
         state.revalidate(await self.meta.getattr(ino), seen)
 
+    def parent_of(self, ino: int) -> int | None:
+        """The directory holding `ino` as last read from the engine, if it is open here (None otherwise,
+        or when the engine does not record one)."""
+        state = self._inodes.get(ino)
+        return (state.attr.parent or None) if state is not None else None
+
     def file_length(self, ino: int) -> int | None:
         """The length including this client's uncommitted writes, if the inode is open here (for getattr)."""
         state = self._inodes.get(ino)

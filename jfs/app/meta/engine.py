@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import structlog
 
 from jfs.app import quota  # QUOTA HOOK
-from jfs.app.meta import chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
+from jfs.app.meta import access, chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
 from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx
@@ -409,6 +409,13 @@ class Meta:
             return await store.get_attr(tx, ino)
 
         return await self.kv.read(body)
+
+    async def getattr_named(self, ino: int, ctx: Ctx = ROOT_CTX, mask: int = 0, *,
+                            searchable: set[int] | None = None) -> Attr:
+        """`getattr` for a request that names `ino` by number (no path lookup checked anything): EACCES
+        unless `ctx` may search every directory on a path from the root to `ino` and holds the `mask`
+        rights on it. `searchable`: a cache of directories found searchable, shared by one request."""
+        return await access.named_inode(self, ctx, ino, mask, searchable=searchable)
 
     async def lookup(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
         return await namespace.lookup(self, ctx, parent, name)

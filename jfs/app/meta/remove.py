@@ -1,9 +1,11 @@
 """Removal of names: unlink, rmdir, and what happens to an inode when it loses a name.
 
 An inode that loses its last name goes, in this order of preference: to the trash (trash days > 0, not
-already in the trash, no skip-trash flag, not a directory); to the sustained set when this client still
-has it open (data kept until the last close); or it is deleted — attributes, xattrs and symlink at once,
-file data through a delfile marker processed in the background (see chunks.cleanup_file).
+removed from a trash directory, no skip-trash flag); to the sustained set when this client still has it
+open (data kept until the last close); or it is deleted — attributes, xattrs and symlink at once, file
+data through a delfile marker processed in the background (see chunks.cleanup_file). Directories follow
+the same rule in rmdir: an empty directory goes to the trash like a file (see trash.py), so a deleted
+tree can be restored whole.
 """
 
 from __future__ import annotations
@@ -62,11 +64,14 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
     return ino, attr
 
 
-async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, now: int) -> str:
+async def drop_name(
+    m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, now: int, *, to_trash: bool = True
+) -> str:
     """Account for `ino` having lost its name `name` in `parent` (dentry already deleted by the caller).
 
     Returns the inode's fate: "linked" (other names remain), "trash", "sustained" or "deleted".
-    `attr` is updated in place to what POSIX callers see (nlink decremented).
+    `attr` is updated in place to what POSIX callers see (nlink decremented). With `to_trash` False the
+    trash is bypassed (the trash's own expiry, which removes files inside trashed directories).
     """
     if attr.nlink > 1:
         attr.nlink -= 1
@@ -75,7 +80,7 @@ async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: A
             await store.add_parent_ref(tx, ino, parent, -1)
         store.put_attr(tx, ino, attr)
         return "linked"
-    if m.settings.trash_days > 0 and not is_trash_inode(parent) and not attr.flags & FLAG_SKIP_TRASH:
+    if to_trash and goes_to_trash(m, parent, attr):
         kept = attr.copy()
         await trash.move_to_trash(tx, parent, name, ino, kept, now)
         attr.nlink = 0
@@ -91,6 +96,11 @@ async def drop_name(m: Meta, tx: Tx, parent: int, name: bytes, ino: int, attr: A
         return "sustained"
     await delete_inode(tx, ino, attr, now)
     return "deleted"
+
+
+def goes_to_trash(m: Meta, parent: int, attr: Attr) -> bool:
+    """Whether an inode losing its last name in `parent` is moved to the trash rather than deleted."""
+    return m.settings.trash_days > 0 and not is_trash_inode(parent) and not attr.flags & FLAG_SKIP_TRASH
 
 
 async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int) -> None:
@@ -109,7 +119,8 @@ async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int) -> None:
 
 
 async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
-    """Remove the empty directory `name` from `parent`.
+    """Remove the empty directory `name` from `parent`: moved to the trash when `goes_to_trash` says so
+    (it stays charged to the volume's usage; its own quota record, if any, goes with it), else deleted.
 
     Errors: ENOENT, ENOTDIR, ENOTEMPTY, EINVAL (``.``), EBUSY (root/trash), EACCES, EPERM.
     """
@@ -119,7 +130,7 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         raise FSError(errno.ENOTEMPTY)
     now = now_ns()
 
-    async def body(tx: Tx) -> Attr:
+    async def body(tx: Tx) -> bool:
         raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
         if raw_dir is None:
             raise FSError(errno.ENOENT)
@@ -143,10 +154,16 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         dir_attr.nlink -= 1
         touch_parent(dir_attr, now, force=True)
         store.put_attr(tx, parent, dir_attr)
-        await delete_inode(tx, ino, attr, now)
         await quota.charge(m, tx, parent, -store.space_of(attr), -1)  # QUOTA HOOK
+        if goes_to_trash(m, parent, attr):
+            await trash.move_to_trash(tx, parent, name, ino, attr, now)
+            return False
+        await delete_inode(tx, ino, attr, now)
         quota.forget(m, tx, ino)  # QUOTA HOOK
-        return attr
+        return True
 
-    await m.txn(body, parent)
-    m.note_usage(-4096, -1)
+    # Every directory going to the trash rewrites the hour directory's nlink: one in-process queue for them
+    # (TRASH_INODE's lock stripe) instead of conflicts and retries on optimistic engines.
+    locks = (parent, TRASH_INODE) if m.settings.trash_days > 0 else (parent,)
+    if await m.txn(body, *locks):
+        m.note_usage(-4096, -1)

@@ -37,6 +37,18 @@ async def get_attrs(tx: Tx, inos: list[int]) -> list[Attr | None]:
 
 def put_attr(tx: Tx, ino: int, attr: Attr) -> None:
     tx.put(keys.attr(ino), attr.encode())
+    if attr.typ is FileType.REGULAR and attr.parent:
+        _stale_dir_stat(tx, attr.parent)
+
+
+def _stale_dir_stat(tx: Tx, parent: int) -> None:
+    """Drop JuiceFS's statistics record (`U` + parent) of a directory whose children change.
+
+    JuiceFS volumes (``DirStats: true``) keep per-directory totals that JuiceFS clients update with
+    batched deltas; jfs does not keep them, and a JuiceFS client recomputes a missing record from the
+    dentries when it next needs or flushes it, so deleting the record keeps it right next to JuiceFS
+    (ADR 0013). A blind delete of an absent key: free of conflicts, and cheap where no record exists."""
+    tx.delete(keys.dir_stat(parent))
 
 
 async def get_dir(tx: Tx, ino: int) -> Attr:
@@ -54,10 +66,12 @@ async def get_entry(tx: Tx, parent: int, name: bytes) -> tuple[FileType, int] | 
 
 def put_entry(tx: Tx, parent: int, name: bytes, typ: FileType, ino: int) -> None:
     tx.put(keys.dentry(parent, name), encode_dentry(typ, ino))
+    _stale_dir_stat(tx, parent)
 
 
 def del_entry(tx: Tx, parent: int, name: bytes) -> None:
     tx.delete(keys.dentry(parent, name))
+    _stale_dir_stat(tx, parent)
 
 
 async def dir_is_empty(tx: Tx, ino: int) -> bool:

@@ -1,4 +1,13 @@
-"""The trash: removed files are moved under ``.trash/<YYYY-MM-DD-HH>/<parent>-<ino>-<name>`` (UTC hour)."""
+"""The trash: removed files and directories are moved under ``.trash/<YYYY-MM-DD-HH>/<parent>-<ino>-<name>``
+(UTC hour of the removal), as JuiceFS does.
+
+A trashed inode keeps its attributes and data; its attribute ``parent`` becomes the hour directory and its
+original parent survives only in the entry name. A directory goes to the trash by rmdir, so it is empty
+then: ``rm -rf`` / ``jfs rmr`` of a tree leave every file and directory of it side by side in the hour
+directory, each named after its original parent's inode, from which `jfs restore` rebuilds the tree
+(jfs/app/ops/trash_jobs.py). Trashed inodes stay charged to the volume's usage counters until they are
+purged; the hour directories are never charged.
+"""
 
 from __future__ import annotations
 
@@ -49,14 +58,22 @@ async def hour_dir(tx: Tx, now: int) -> int:
 
 
 async def move_to_trash(tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, now: int) -> None:
-    """Re-home the last link of `ino` (already removed from `parent`) into the trash; nlink stays 1."""
+    """Re-home the last name of `ino` (already removed from `parent`, whose nlink the caller adjusts)
+    into the current hour's trash directory. A file keeps nlink 1; a directory keeps its nlink and adds
+    one to the hour directory's."""
     hour = await hour_dir(tx, now)
     if attr.parent == 0:
         prefix = keys.parent_ref_prefix(ino)
         for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
             tx.delete(key)
     attr.parent = hour
-    attr.nlink = 1
+    if attr.typ is FileType.DIRECTORY:
+        hour_attr = await store.get_attr(tx, hour)
+        hour_attr.nlink += 1
+        hour_attr.mtime_ns = hour_attr.ctime_ns = now
+        store.put_attr(tx, hour, hour_attr)
+    else:
+        attr.nlink = 1
     attr.ctime_ns = now
     store.put_attr(tx, ino, attr)
     store.put_entry(tx, hour, entry_name(parent, ino, name), attr.typ, ino)

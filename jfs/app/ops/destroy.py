@@ -110,7 +110,7 @@ async def destroy_volume(
                 live,
             )
         report = DestroyReport()
-        store = await open_bucket(settings)
+        store = await open_bucket(settings, reads_data=False)  # deleting objects needs no decryption
         prefix = f"{settings.name}/"
         bar = progress.bar("Deleted objects", unit="objects")
         try:

@@ -16,7 +16,18 @@ Contract:
 * ``Setting`` shows the stored setting with SecretKey/SessionToken as "removed" unless `keep_secret`;
   ``Counters`` are the raw counters; ``Trash`` is the trash root with its hour directories (a placeholder
   when the volume has no trash root), left out for a `subdir` dump, whose ``FSTree`` is that directory.
-  No ``Quotas``, ``posix_acl_*`` or ``ChangeLog``: jfs has none of them.
+* ``Quotas`` (left out when there are none): the limits of every directory quota, keyed by inode, as
+  JuiceFS dumps them (usage is not dumped: a load recounts it from the tree). With quotas, the dumped
+  ``Setting`` shows ``"DirStats": true`` whatever is stored (jfs keeps it false): JuiceFS ignores
+  directory quotas on a volume without directory statistics, and its load rebuilds them (`_Head.text`).
+  A `subdir` dump keeps only the quotas of that directory and of the directories below it (JuiceFS dumps
+  all of them, and its load then writes quotas for inodes that are not in the loaded tree). A record's
+  jfs-only state (being counted) is not dumped.
+* Block checksums (ADR 0008): when the engine holds checksum records, each slice that has one shows it as
+  ``jfsCrc32`` (`jfs.domain.dumpfmt`), read in the node's transaction; a record that does not fit its
+  slice (unusable to the reader too) is left out with a warning. A volume without records dumps exactly as
+  JuiceFS would.
+* No ``posix_acl_*``, ``ChangeLog`` or user/group quotas: jfs has none of them.
 """
 
 from __future__ import annotations
@@ -27,14 +38,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from jfs.app.compose import open_engine
 from jfs.app.ops import NoProgress, OpsError, Progress
+from jfs.app.quota import MAX_DEPTH, QUOTA_PREFIX
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
-from jfs.domain.records import SliceRecord, decode_dentry, decode_i64, decode_slices, decode_u64
+from jfs.domain.checksums import CRC32, BadSumsRecord, SliceSums
+from jfs.domain.records import Quota, SliceRecord, decode_dentry, decode_i64, decode_slices, decode_u64
 from jfs.ports.kv import KV, Tx
 
 log = structlog.get_logger(__name__)
@@ -67,6 +81,8 @@ class _Node:
     symlink: bytes | None = None
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
     chunks: list[tuple[int, list[SliceRecord]]] = field(default_factory=list)
+    sums: dict[int, SliceSums] = field(default_factory=dict)
+    """Checksum records of the slices of `chunks` (only read when the engine has any)."""
     first: asyncio.Task[tuple[list[_Node], bytes | None]] | None = None
     """A directory's first page while it is read ahead of the writer (handed over when it is reached)."""
     started: bool = False
@@ -143,6 +159,31 @@ async def _list_page(kv: KV, ino: int, after: bytes) -> tuple[list[_Node], bytes
     return nodes, cursor
 
 
+async def _fill_sums(tx: Tx, nodes: list[_Node], block_bytes: int) -> None:
+    """Read the checksum records of the slices of `nodes` (one batched read); keep those that fit."""
+    ids = sorted({r.id for node in nodes for _, rs in node.chunks for r in rs if r.id})
+    if not ids:
+        return
+    sizes = {r.id: r.size for node in nodes for _, rs in node.chunks for r in rs if r.id}
+    found: dict[int, SliceSums] = {}
+    for sid, raw in zip(ids, await tx.get_many([keys.block_sums(i) for i in ids]), strict=True):
+        if raw is None:
+            continue
+        try:
+            sums = SliceSums.decode(raw)
+        except BadSumsRecord as exc:
+            log.warning("dump_checksum_record_unusable", slice=sid, error=str(exc))
+            continue
+        if sums.algorithm != CRC32 or not sums.fits(sizes[sid], block_bytes):
+            log.warning("dump_checksum_record_unusable", slice=sid, algorithm=sums.algorithm,
+                        record_size=sums.size, size=sizes[sid], blocks=len(sums.crcs))
+            continue
+        found[sid] = sums
+    if found:
+        for node in nodes:
+            node.sums = {r.id: found[r.id] for _, rs in node.chunks for r in rs if r.id in found}
+
+
 def _node_text(node: _Node, name: str, depth: int) -> str:
     attr = node.attr
     if attr is None:
@@ -156,7 +197,8 @@ def _node_text(node: _Node, name: str, depth: int) -> str:
             xname.decode()
         except UnicodeDecodeError:
             log.warning("dump_xattr_name_not_utf8", inode=node.ino, name=repr(xname))
-    return dumpfmt.node_head(name, node.ino, attr, depth, symlink=node.symlink, xattrs=node.xattrs, chunks=chunks)
+    return dumpfmt.node_head(name, node.ino, attr, depth, symlink=node.symlink, xattrs=node.xattrs, chunks=chunks,
+                             sums=node.sums)
 
 
 Page = tuple[list[_Node], bytes | None]
@@ -171,8 +213,10 @@ class _Walker:
 
     LOOKAHEAD = 8
 
-    def __init__(self, kv: KV, out: _Out, threads: int, progress: Progress) -> None:
+    def __init__(self, kv: KV, out: _Out, threads: int, progress: Progress, sums_block: int = 0) -> None:
         self.kv = kv
+        self.sums_block = sums_block
+        """Block size in bytes when checksum records are to be read with the chunks (0: the engine has none)."""
         self.out = out
         self.threads = threads
         self.progress = progress
@@ -188,8 +232,10 @@ class _Walker:
         async def one(group: list[_Node]) -> None:
             async def body(tx: Tx) -> None:
                 for node in group:
-                    node.attr, node.symlink, node.xattrs, node.chunks = None, None, [], []
+                    node.attr, node.symlink, node.xattrs, node.chunks, node.sums = None, None, [], [], {}
                     await _fill(tx, node)
+                if self.sums_block:
+                    await _fill_sums(tx, group, self.sums_block)
 
             async with self._sem:
                 await self.kv.read(body)
@@ -294,8 +340,36 @@ async def _resolve(kv: KV, subdir: bytes) -> int:
     return ino
 
 
-async def _header(kv: KV, keep_secret: bool) -> tuple[str, int]:
-    """The document up to ``"DelFiles": [`` and the used-inode count (for progress)."""
+@dataclass(slots=True)
+class _Head:
+    """What the document shows before ``DelFiles``."""
+
+    setting: dict[str, Any]
+    counters: dict[str, int]
+    sustained: list[dict[str, Any]]
+
+    @property
+    def block_bytes(self) -> int:
+        try:
+            return int(self.setting.get("BlockSize") or 4096) * 1024
+        except (TypeError, ValueError):
+            return 4096 * 1024
+
+    def text(self, *, keep_secret: bool, quotas: bool) -> str:
+        """The document up to ``"DelFiles": [``. With `quotas`, ``DirStats`` shows true: JuiceFS keeps
+        directory quotas only on volumes with directory statistics (its ``quota set`` turns them on, its
+        load rebuilds them from the tree), so its load of the dump enforces and lists them."""
+        setting = dict(self.setting, DirStats=True) if quotas else self.setting
+        head = {
+            "Setting": dumpfmt.dump_setting(setting, keep_secret=keep_secret),
+            "Counters": self.counters,
+            "Sustained": self.sustained,
+        }
+        return dumpfmt.go_json_indent(head)[: -len("\n}")] + ',\n  "DelFiles": ['
+
+
+async def _header(kv: KV) -> _Head:
+    """The setting, counters and sustained inodes; OpsError when the engine holds no volume."""
     names = (keys.USED_SPACE, keys.TOTAL_INODES, keys.NEXT_INODE, keys.NEXT_CHUNK, keys.NEXT_SESSION, keys.NEXT_TRASH)
 
     async def body(tx: Tx) -> tuple[bytes | None, list[bytes | None], list[tuple[bytes, bytes]]]:
@@ -316,16 +390,59 @@ async def _header(kv: KV, keep_secret: bool) -> tuple[str, int]:
     for key, _ in sustained_keys:
         if len(key) == 18:
             by_sid.setdefault(keys.parse_sid(key), []).append(keys.ino_from_le(key, 10))
-    head = {
-        "Setting": dumpfmt.dump_setting(setting, keep_secret=keep_secret),
-        "Counters": {
-            "usedSpace": values[0], "usedInodes": values[1], "nextInodes": values[2], "nextChunk": values[3],
-            "nextSession": values[4], "nextTrash": values[5],
-        },
-        "Sustained": [{"sid": sid, "inodes": inos} for sid, inos in sorted(by_sid.items())],
-    }
-    text = dumpfmt.go_json_indent(head)
-    return text[: -len("\n}")] + ',\n  "DelFiles": [', values[1]
+    return _Head(
+        setting,
+        {"usedSpace": values[0], "usedInodes": values[1], "nextInodes": values[2], "nextChunk": values[3],
+         "nextSession": values[4], "nextTrash": values[5]},
+        [{"sid": sid, "inodes": inos} for sid, inos in sorted(by_sid.items())],
+    )
+
+
+async def _has_sums(kv: KV) -> bool:
+    """Whether the engine holds any block-checksum record (one short scan)."""
+
+    async def body(tx: Tx) -> bool:
+        end = keys.prefix_end(keys.BLOCK_SUMS_PREFIX)
+        return bool(await tx.scan(keys.BLOCK_SUMS_PREFIX, end, limit=1, keys_only=True))
+
+    return await kv.read(body)
+
+
+async def _quotas(kv: KV, root: int) -> dict[int, tuple[int, int]]:
+    """Directory inode -> (max space, max inodes) of every quota; for a subdir dump (`root` is not the
+    volume root) only those of `root` and of directories below it."""
+
+    async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
+        return await tx.scan(QUOTA_PREFIX, keys.prefix_end(QUOTA_PREFIX))
+
+    out: dict[int, tuple[int, int]] = {}
+    for key, value in await kv.read(body):
+        if len(key) != 10 or len(value) < 32:
+            log.warning("dump_quota_record_skipped", key=key.hex(), size=len(value))
+            continue
+        q = Quota.decode(value)
+        out[keys.ino_from_le(key, 2)] = (q.max_space, q.max_inodes)
+    if root != ROOT_INODE and out:
+        out = {ino: q for ino, q in out.items() if await _below(kv, ino, root)}
+    return out
+
+
+async def _below(kv: KV, ino: int, root: int) -> bool:
+    """Whether directory `ino` is `root` or lies below it (following parents, one read each)."""
+    steps = 0
+    while ino != root:
+        if ino in (0, ROOT_INODE) or steps >= MAX_DEPTH:
+            return False
+        steps += 1
+
+        async def body(tx: Tx, ino: int = ino) -> bytes | None:
+            return await tx.get(keys.attr(ino))
+
+        raw = await kv.read(body)
+        if raw is None:
+            return False
+        ino = Attr.decode(raw).parent
+    return True
 
 
 async def _delfiles(kv: KV, out: _Out) -> None:
@@ -363,13 +480,17 @@ async def dump_meta(
     progress = progress or NoProgress()
     start = time.perf_counter()
     out = _Out(write)
-    head, used_inodes = await _header(kv, keep_secret)
+    head = await _header(kv)
     root_ino = await _resolve(kv, subdir) if subdir.strip(b"/.") else ROOT_INODE
-    progress.start(used_inodes + 2 if root_ino == ROOT_INODE else None)
-    out(head)
+    quotas = await _quotas(kv, root_ino)
+    sums_block = head.block_bytes if await _has_sums(kv) else 0
+    progress.start(head.counters["usedInodes"] + 2 if root_ino == ROOT_INODE else None)
+    out(head.text(keep_secret=keep_secret, quotas=bool(quotas)))
     await _delfiles(kv, out)
+    if quotas:
+        out(',\n  "Quotas": ' + dumpfmt.quotas_json(quotas))
     out(",")
-    walker = _Walker(kv, out, max(1, threads), progress)
+    walker = _Walker(kv, out, max(1, threads), progress, sums_block)
     root = _Node(b"", root_ino, FileType.DIRECTORY)
     with_trash = root_ino == ROOT_INODE
     trash = _Node(b"", TRASH_INODE, FileType.DIRECTORY)

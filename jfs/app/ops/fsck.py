@@ -789,7 +789,8 @@ async def _fsck(
 ) -> FsckReport:  # fmt: skip
     kv, settings = meta.kv, meta.settings
     bs, hashed, volume = settings.block_bytes, settings.hash_prefix, settings.name
-    compressed = (settings.compression or "none") != "none"
+    # Sealed objects are larger than their block, too: only their existence can be checked.
+    compressed = (settings.compression or "none") != "none" or bool(settings.encrypt_key)
     whole = path is None or path.strip("/") == "" and recursive
     report = FsckReport(scope=path or "/", recursive=recursive if path else True, repair=repair)
     scope: set[int] | None = None

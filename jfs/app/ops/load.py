@@ -3,13 +3,18 @@
 Contract:
 
 * The engine must hold no key at all; otherwise OpsError, and nothing is written.
+* A dump of a volume jfs cannot read (encrypted with an algorithm jfs does not implement, or with its key
+  removed: `Settings.check_readable`) is refused with OpsError as soon as its ``Setting`` is read. Every dump jfs
+  or JuiceFS writes has it first, and `load_volume` reads it before even opening the engine; should a
+  reordered dump (``jq -S``) bring it after the tree, the keys already written are deleted again (the
+  engine was empty), so the engine is left as it was either way.
 * The dump is read as a stream (`jfs.domain.dumpfmt.DumpReader`) and written in transactions of at most
   `BATCH_KEYS` keys / `BATCH_BYTES` bytes, a few in flight while parsing goes on. The setting and the
   counters are written last, so an engine whose load failed half-way holds no mountable volume (the error
   says to empty it before retrying).
 * Memory: one tree node at a time, the chain of open directories, a bitmap of inode numbers and one of
-  slice ids seen (a few MiB for millions; ids beyond 2^27 go to a set), and the parents of hard-linked
-  inodes and the slices referenced more than once (both usually tiny).
+  slice ids seen (a few MiB for millions; ids beyond 2^27 go to a set), the parents of hard-linked
+  inodes and the slices referenced more than once (both usually tiny), and the quotas.
 * Everything derivable is rebuilt from the tree, the dumped ``Counters`` are only logged (a Redis-engine
   JuiceFS dump already shows them in TKV terms): ``nextInode`` = 1 + the largest normal inode (live or
   pending deletion), ``nextChunk`` = 1 + the largest slice id, ``nextTrash`` = the largest trash offset,
@@ -18,8 +23,18 @@ Contract:
   counts the hour directories, its clients do not); directory nlink = 2 + child directories, length 4096; a file's nlink =
   the number of its names, and an inode with several names gets parent 0 and one ``A<ino>P<parent>``
   counter per parent; ``K`` slice references (refs − 1) for slices referenced by more than one record
-  (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), quotas and POSIX ACLs
-  (jfs has neither) are dropped with a warning.
+  (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), POSIX ACLs and
+  user/group quotas (jfs has neither) are dropped with a warning.
+* ``Quotas``: each directory quota is restored with its limits and its usage counted from the tree
+  exactly as `jfs.app.quota` counts it (and as JuiceFS's load does): every name below the directory, one
+  inode and align4k(length) for a file, 4 KiB for anything else, a hard-linked file once per name. The
+  usage is summed per directory while the tree streams by (one pair of counters per open directory);
+  when the section comes after the tree (``jq -S``) the quota directories are walked in the engine
+  instead. The quota of the ``FSTree`` root is the one keyed by the root's dumped inode (a ``--subdir``
+  dump); a quota whose directory is not in the tree is dropped with a warning.
+* Block checksums (``jfsCrc32`` of a slice, ADR 0008): the slice's record is written as dumped, so a
+  loaded checksum volume checks its old data too; a record that does not fit the slice for the volume's
+  block size is dropped with a warning (the reader could not use it).
 * The setting is stored as dumped except ``DirStats``, forced to false (jfs keeps no directory
   statistics, so none are written); a secret shown as "removed" stays so and is reported.
 * The root of ``FSTree`` becomes inode 1 whatever it was (a ``--subdir`` dump); without a ``Trash``
@@ -34,21 +49,23 @@ and parses a 100k-entry dump in about a second (bench/dump_bench.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from jfs.app import quota
 from jfs.app.compose import open_engine
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.ops import NoProgress, OpsError, Progress
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import DIR_LENGTH, ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
-from jfs.domain.records import encode_dentry, encode_i64, encode_slices, encode_u64
-from jfs.domain.settings import InvalidSettings, Settings
+from jfs.domain.records import Quota, encode_dentry, encode_i64, encode_slices, encode_u64
+from jfs.domain.settings import EncryptedVolume, InvalidSettings, Settings
 from jfs.ports.kv import KV, Tx
 
 log = structlog.get_logger(__name__)
@@ -96,6 +113,10 @@ class _IntSet:
         return True
 
 
+class _Refused(OpsError):
+    """The dump is of a volume jfs cannot serve: the engine must be left as it was."""
+
+
 class _Batches:
     """Collects puts and writes them in transactions of bounded size, a few in flight at once."""
 
@@ -106,6 +127,8 @@ class _Batches:
         self.items: list[tuple[bytes, bytes]] = []
         self.size = 0
         self.written = 0
+        self.started = False
+        """Whether a transaction was ever started (then the engine may hold some of the keys)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -120,6 +143,7 @@ class _Batches:
         if not self.items:
             return
         items, self.items, self.size = self.items, [], 0
+        self.started = True
         while len(self._tasks) >= IN_FLIGHT:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -155,7 +179,12 @@ class _Frame:
     ino: int
     attr: Attr
     parent: int
+    quota_key: int
+    """The inode its quota is keyed by in the dump (its dumped inode: differs from `ino` for the FSTree root)."""
     subdirs: int = 0
+    space: int = 0
+    inodes: int = 0
+    """Quota usage of everything below the directory read so far (see the module docstring)."""
 
 
 @dataclass(slots=True)
@@ -175,8 +204,17 @@ class _State:
     inodes: int = 0
     entries: int = 0
     setting: dict[str, Any] | None = None
+    settings: Settings | None = None
     counters: dict[str, Any] | None = None
     had_trash: bool = False
+    quotas: dict[int, tuple[int, int]] | None = None
+    """Dumped directory inode → (max space, max inodes), once the ``Quotas`` section is read."""
+    quotas_late: bool = False
+    """``Quotas`` came after the tree: usage is counted by walking the engine afterwards."""
+    quota_usage: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    """Dumped directory inode → (inode, space, inodes) of the quota directories met in the tree."""
+    root_key: int = ROOT_INODE
+    """The dumped inode of the FSTree root (loaded as inode 1)."""
     warned: set[str] = field(default_factory=set)
 
 
@@ -202,6 +240,7 @@ class _Loader:
             if not isinstance(value, dict):
                 raise dumpfmt.DumpFormatError("'Setting' is not an object")
             s.setting = value
+            s.settings = self.settings()
         elif key == "Counters":
             s.counters = value if isinstance(value, dict) else {}
             total = s.counters.get("usedInodes")
@@ -216,9 +255,13 @@ class _Loader:
             if value:
                 log.warning("load_sustained_dropped", sessions=len(value),
                             detail="open-but-deleted files of dead sessions are not restored")
-        elif key in ("Quotas", "UserQuotas", "GroupQuotas"):
+        elif key == "Quotas":
+            s.quotas = dumpfmt.quotas_from_json(value)
+            s.quotas_late = s.entries > 0
+        elif key in ("UserQuotas", "GroupQuotas"):
             if value:
-                log.warning("load_quotas_dropped", section=key, count=len(value), detail="jfs has no quotas")
+                log.warning("load_quotas_dropped", section=key, count=len(value),
+                            detail="jfs has no user or group quotas")
         else:
             log.debug("load_section_ignored", section=key)
 
@@ -232,12 +275,14 @@ class _Loader:
         if "attr" not in fields:
             raise dumpfmt.DumpFormatError(f"node {name!r} has no 'attr' before its entries")
         ino, attr = dumpfmt.attr_from_json(fields["attr"])
+        quota_key = ino
         typ = attr.typ
         if name is None:
             if typ is not FileType.DIRECTORY:
                 raise dumpfmt.DumpFormatError(f"the root of {self.section} is a {dumpfmt.TYPE_NAMES[typ]}")
             parent = ROOT_INODE
             if self.section == "FSTree":
+                s.root_key = ino
                 ino = ROOT_INODE
             else:
                 s.had_trash = True
@@ -252,6 +297,8 @@ class _Loader:
             self.out.put(keys.dentry(parent, raw), encode_dentry(typ, ino))
             if typ is FileType.DIRECTORY:
                 frame.subdirs += 1
+            frame.space += align4k(attr.length if typ is FileType.REGULAR else 0)  # every name counts
+            frame.inodes += 1
         if has_entries and typ is not FileType.DIRECTORY:
             raise dumpfmt.DumpFormatError(f"inode {ino} has entries but is a {dumpfmt.TYPE_NAMES[typ]}")
 
@@ -275,10 +322,11 @@ class _Loader:
             attr.length = DIR_LENGTH
             attr.parent = parent
             if has_entries:
-                self.stack.append(_Frame(ino, attr, parent))
+                self.stack.append(_Frame(ino, attr, parent, quota_key))
             else:
                 attr.nlink = 2
                 self.out.put(keys.attr(ino), attr.encode())
+                self._quota_dir(quota_key, ino, 0, 0)
             return
         if attr.nlink > 1:
             s.first_parent[ino] = parent
@@ -306,7 +354,14 @@ class _Loader:
         if not value:
             return
         s = self.s
-        for index, records in dumpfmt.chunks_from_json(value):
+        chunks, sums = dumpfmt.read_chunks(value)
+        for sid, record in sums:
+            if s.settings is not None and not record.fits(record.size, s.settings.block_bytes):
+                self.warn_once("load_checksum_record_dropped", slice=sid, blocks=len(record.crcs),
+                               detail="its checksums do not fit the slice for the volume's block size")
+                continue
+            self.out.put(keys.block_sums(sid), record.encode())
+        for index, records in chunks:
             if not records:
                 continue
             self.out.put(keys.chunk(ino, index), encode_slices(records))
@@ -334,6 +389,54 @@ class _Loader:
         frame = self.stack.pop()
         frame.attr.nlink = 2 + frame.subdirs
         self.out.put(keys.attr(frame.ino), frame.attr.encode())
+        self._quota_dir(frame.quota_key, frame.ino, frame.space, frame.inodes)
+        if self.stack:
+            self.stack[-1].space += frame.space
+            self.stack[-1].inodes += frame.inodes
+
+    # ---- quotas
+
+    def _quota_dir(self, key: int, ino: int, space: int, inodes: int) -> None:
+        """Directory `ino` (dumped as `key`) is complete, with `space`/`inodes` used below it."""
+        quotas = self.s.quotas
+        if quotas and key in quotas and ino < TRASH_INODE:
+            self.s.quota_usage[key] = (ino, space, inodes)
+
+    def quota_records(self) -> None:
+        """Queue the quota records counted while the tree streamed by (`Quotas` before the tree)."""
+        s = self.s
+        for key, (max_space, max_inodes) in sorted((s.quotas or {}).items()):
+            found = s.quota_usage.get(key)
+            if found is None:
+                log.warning("load_quota_dropped", inode=key, detail="no such directory in the dumped tree")
+                continue
+            ino, space, inodes = found
+            self.out.put(keys.dir_quota(ino), Quota(max_space, max_inodes, space, inodes).encode())
+
+    async def late_quota_records(self) -> None:
+        """Write the quota records of a ``Quotas`` section that came after the tree, counting each
+        directory's usage by walking the loaded tree (nobody else uses the engine during a load)."""
+        s = self.s
+        for key, (max_space, max_inodes) in sorted((s.quotas or {}).items()):
+            ino = ROOT_INODE if key == s.root_key else key
+            attr = None
+            if ino < TRASH_INODE and (ino != ROOT_INODE or key == s.root_key):
+
+                async def read_attr(tx: Tx, ino: int = ino) -> bytes | None:
+                    return await tx.get(keys.attr(ino))
+
+                raw = await self.kv.read(read_attr)
+                attr = Attr.decode(raw) if raw is not None else None
+            if attr is None or attr.typ is not FileType.DIRECTORY:
+                log.warning("load_quota_dropped", inode=key, detail="no such directory in the dumped tree")
+                continue
+            space, inodes = await quota.walk_usage(self.kv, ino)
+            record = Quota(max_space, max_inodes, space, inodes).encode()
+
+            async def put(tx: Tx, ino: int = ino, record: bytes = record) -> None:
+                tx.put(keys.dir_quota(ino), record)
+
+            await self.kv.txn(put)
 
     # ---- after the tree
 
@@ -366,6 +469,7 @@ class _Loader:
         doc = self.s.setting
         if doc is None:
             raise OpsError("the dump has no 'Setting' section")
+        _check_readable(doc)
         try:
             settings = Settings.from_json(json.dumps(doc))
             settings.check_supported()
@@ -375,12 +479,21 @@ class _Loader:
             if getattr(settings, field_name) == "removed":
                 log.warning("load_secret_removed", field=key,
                             detail="the dump was made without secrets: set it with 'jfs config'")
-        if settings.extra.get("EncryptKey") == "removed":
-            log.warning("load_secret_removed", field="EncryptKey", detail="encrypted data cannot be read")
         if settings.dir_stats:
             log.info("load_dir_stats_off", detail="jfs keeps no directory statistics; DirStats set to false")
             settings.dir_stats = False
         return settings
+
+
+def _check_readable(doc: dict[str, Any]) -> None:
+    """_Refused when the dumped setting is of a volume jfs cannot read (encrypted); other problems of the
+    setting are left to `_Loader.settings`."""
+    try:
+        Settings.from_json(json.dumps(doc)).check_readable()
+    except EncryptedVolume as exc:
+        raise _Refused(f"{exc} (nothing was loaded)") from None
+    except InvalidSettings:
+        pass
 
 
 async def _is_empty(kv: KV) -> bool:
@@ -392,10 +505,13 @@ async def _is_empty(kv: KV) -> bool:
 
 async def load_meta(
     kv: KV, read: Reader, *, progress: Progress | None = None, batch_keys: int = BATCH_KEYS,
+    events: Iterator[dumpfmt.Event] | None = None,
 ) -> LoadResult:
     """Load the dump read through `read(n) -> bytes` (b"" at the end) into `kv`. See the module docstring.
 
-    Raises OpsError when the engine is not empty or the dump is unusable (malformed JSON, bad setting).
+    `events`, when given, are the dump's events (`load_volume` reads the first one itself) and `read` is
+    not used. Raises OpsError when the engine is not empty or the dump is unusable (malformed JSON, bad
+    setting, a volume jfs cannot read).
     """
     progress = progress or NoProgress()
     if not await _is_empty(kv):
@@ -405,7 +521,7 @@ async def load_meta(
     loader = _Loader(kv, batches, progress)
     s = loader.s
     try:
-        for event in dumpfmt.DumpReader(read).events():
+        for event in events if events is not None else dumpfmt.DumpReader(read).events():
             kind = event[0]
             if kind == "node":
                 loader.node(event[1], event[2], event[3])
@@ -421,19 +537,27 @@ async def load_meta(
                 loader.late(event[1])
             if batches.full:
                 await batches.flush()
-        if s.setting is None:
+        if s.settings is None:
             raise OpsError("the dump has no 'Setting' section")
         if s.entries == 0:
             raise OpsError("the dump has no 'FSTree' section")
-        settings = loader.settings()
+        settings = s.settings
+        if not s.quotas_late:
+            loader.quota_records()
         for (sid, size), refs in s.shared_slices.items():
             batches.put(keys.slice_ref(sid, size), encode_i64(refs - 1))
         if not s.had_trash:
             batches.put(keys.attr(TRASH_INODE), trash_root_attr(time.time_ns()).encode())
         await batches.drain()
         await loader.fix_links()
+        if s.quotas_late:
+            await loader.late_quota_records()
     except BaseException as exc:
         await batches.abort()
+        if isinstance(exc, _Refused):
+            if batches.started:  # the Setting came after some of the tree: take it all back (the engine was empty)
+                await kv.reset()
+            raise OpsError(str(exc)) from None
         if isinstance(exc, dumpfmt.DumpFormatError):
             raise OpsError(f"cannot load the dump: {exc}{_partial(kv, batches)}") from None
         if isinstance(exc, OpsError) and batches.written:
@@ -471,9 +595,25 @@ def _partial(kv: KV, batches: _Batches) -> str:
 
 
 async def load_volume(meta_url: str, read: Reader, *, progress: Progress | None = None) -> LoadResult:
-    """`load_meta` into the engine of `meta_url` (opened and closed here)."""
+    """`load_meta` into the engine of `meta_url` (opened and closed here).
+
+    The dump's first section is read before the engine is even opened: a dump of an encrypted volume (its
+    ``Setting`` comes first) is refused without connecting, so not even an empty SQLite file is created.
+    """
+    events = dumpfmt.DumpReader(read).events()
+    try:
+        first = next(events, None)
+    except dumpfmt.DumpFormatError as exc:
+        raise OpsError(f"cannot load the dump: {exc}") from None
+    if first is not None and first[0] == "section" and first[1] == "Setting" and isinstance(first[2], dict):
+        try:
+            _check_readable(first[2])
+        except _Refused as exc:
+            raise OpsError(str(exc)) from None
+    if first is not None:
+        events = itertools.chain([first], events)
     kv = await open_engine(meta_url)
     try:
-        return await load_meta(kv, read, progress=progress)
+        return await load_meta(kv, read, progress=progress, events=events)
     finally:
         await kv.close()

@@ -1,31 +1,36 @@
 """Trash maintenance: expiry of old hour directories (a background job of one mount, and `gc --delete`)
 and `jfs restore`.
 
-Layout (see jfs/app/meta/trash.py): a removed file ``name`` of directory ``parent`` lives in
+Layout (see jfs/app/meta/trash.py): a removed file or directory ``name`` of directory ``parent`` lives in
 ``.trash/<YYYY-MM-DD-HH>/<parent>-<ino>-<name>`` (UTC hour of the removal), its attribute ``parent`` set to
-that hour directory. Hour directories are not charged to the volume's counters; the files in them still
-are, until they are purged.
+that hour directory. A removed tree (``rm -rf``, ``jfs rmr``: files unlinked, then the emptied
+directories removed) lies flat in the hour directory, each entry named after its original parent's inode;
+a tree rebuilt by a restore without ``--put-back`` lies inside its trashed top directory. Hour directories
+are not charged to the volume's counters; everything in them still is, until it is purged.
 
 Expiry (`purge_trash`): hour directories whose hour began more than ``24 × TrashDays + 2`` hours ago are
-emptied through the normal deletion path (attributes removed, a delfile marker per file with data, then
-its slices released and their blocks deleted by the engine's free hook) and removed. Compacted slices held
-back for the trash (``L`` records, written by JuiceFS when trash is on) older than ``TrashDays`` are
-released as well. With ``TrashDays = 0`` whatever is left in the trash expires after the 2-hour grace.
-One mount runs it per hour: `purge_trash_if_elected` wins the ``lastCleanupTrash`` election first.
+emptied, trashed directories recursively, through the normal deletion path (attributes removed, a delfile
+marker per file with data, then its slices released and their blocks deleted by the engine's free hook;
+a trashed directory's quota record with it) and removed. Compacted slices held back for the trash (``L``
+records, written by JuiceFS when trash is on) older than ``TrashDays`` are released as well. With
+``TrashDays = 0`` whatever is left in the trash expires after the 2-hour grace. One mount runs it per
+hour: `purge_trash_if_elected` wins the ``lastCleanupTrash`` election first.
 
-Restore (`restore_hour`), following ``juicefs restore``: entries of an hour directory whose original parent
-is itself a directory in that same hour directory are moved back into it under their original name,
-rebuilding the deleted tree inside the trash. With ``put_back`` every entry whose original parent still
-exists outside the trash is moved back there under its original name; an entry whose name is taken, or
-whose parent is gone, stays in the trash and is reported. Without ``put_back`` nothing leaves the trash:
-the result lists where each entry would go. jfs itself never moves directories to the trash (rmdir deletes
-empty directories), so the tree rebuild only matters for volumes written by JuiceFS.
+Restore (`restore_hours`), following ``juicefs restore``: the entries of the given hour directories are
+taken together; directories go first, parents before children, then the files. An entry whose original
+parent is a trashed directory among them follows that parent: into it in the live tree when the parent
+was put back, else into it inside the trash (rebuilding the tree there, whole, for a later put-back).
+With ``put_back`` every other entry goes back to its original parent under its original name; one whose
+name is taken, whose parent is gone or in the trash, or which a quota refuses, stays in the trash and is
+reported. Without ``put_back`` only the rebuild inside the trash happens, and the result says where each
+remaining entry would go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import calendar
+import errno
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -33,11 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from jfs.app import quota
 from jfs.app.meta import chunks, store
 from jfs.app.meta.remove import delete_inode, drop_name
 from jfs.app.meta.sessions import try_elect
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, is_trash_inode
+from jfs.domain.errors import FSError
 from jfs.domain.records import decode_delayed, decode_dentry
 from jfs.ports.kv import KV, Tx
 
@@ -193,10 +200,11 @@ def _remover(
                 if dir_attr is not None:
                     dir_attr.nlink -= 1
                 await delete_inode(tx, ino, attr, now)
+                quota.forget(meta, tx, ino)  # QUOTA HOOK (a trashed directory keeps its record until now)
                 attr.nlink = 0
                 done.append((ino, attr, "deleted"))
-            else:
-                done.append((ino, attr, await drop_name(meta, tx, dir_ino, name, ino, attr, now)))
+            else:  # (inside a trashed directory `dir_ino` is no trash inode: bypass the trash explicitly)
+                done.append((ino, attr, await drop_name(meta, tx, dir_ino, name, ino, attr, now, to_trash=False)))
         if dir_attr is not None:
             store.put_attr(tx, dir_ino, dir_attr)
         return done
@@ -275,10 +283,29 @@ async def _release_delayed(meta: Meta, before: float) -> int:
 
 # --------------------------------------------------------------------------------------------- restore
 
+RESTORE_BATCH = 256
+"""Entries moved into one directory per transaction."""
+MAX_DEPTH = 4096
+"""Ancestors followed when deciding whether a directory is in the live tree."""
+
+RESTORED = "restored"
+REBUILT = "rebuilt"
+IN_TRASH = "in-trash"
+FAILURES = {
+    "exists": "name taken",
+    "parent-gone": "original directory gone",
+    "parent-in-trash": "original directory is in the trash (restore its hour too)",
+    "changed": "changed meanwhile",
+    "bad-name": "not a <parent>-<inode>-<name> trash entry",
+    "over-quota": "over the quota of the original directory",
+    "too-big": "too big to charge to the quotas of the original directory in one step",
+}
+"""Statuses of entries that could not go where they belong, with what each means for a person."""
+
 
 @dataclass
 class RestoreItem:
-    """What `restore_hour` did (or would do) with one entry of the hour directory."""
+    """What `restore_hours` did (or would do) with one entry of an hour directory."""
 
     entry: str
     """Its name in the hour directory."""
@@ -288,135 +315,233 @@ class RestoreItem:
     name: str
     """The original name."""
     status: str
-    """``restored`` (put back), ``rebuilt`` (moved under its parent inside the trash), ``in-trash``
-    (left there: no --put-back), ``exists`` (name taken), ``parent-gone``, ``parent-in-trash``,
-    ``changed`` (the entry changed meanwhile), ``bad-name`` (not ``<parent>-<ino>-<name>``)."""
+    """``restored`` (put back), ``rebuilt`` (moved into its trashed parent directory, inside the trash),
+    ``in-trash`` (left there: no --put-back), or one of `FAILURES`."""
     target: str
-    """Where it went or would go (a path, or ``<inode N>/name`` when the parent has no path)."""
+    """Its original path (a path, or ``<inode N>/name`` when the parent has no path)."""
+    hour: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class RestoreError(Exception):
-    """The hour directory to restore does not exist (message ready for the user)."""
+    """An hour directory to restore does not exist (message ready for the user)."""
 
 
-async def restore_hour(
-    kv: KV, hour: str, *, put_back: bool, on_item: Callable[[RestoreItem], None] | None = None
-) -> list[RestoreItem]:
-    """Restore the entries of trash hour directory `hour` (see the module docstring); returns one item
-    per entry. Raises RestoreError when there is no such hour directory."""
-    hour_b = hour.encode()
+@dataclass
+class _Entry:
+    hour_ino: int
+    entry: bytes
+    typ: FileType
+    ino: int
+    parent: int
+    name: bytes
+    item: RestoreItem
 
-    async def find(tx: Tx) -> int | None:
-        raw = await tx.get(keys.dentry(TRASH_INODE, hour_b))
-        return None if raw is None else decode_dentry(raw)[1]
 
-    hour_ino = await kv.read(find)
-    if hour_ino is None:
-        raise RestoreError(f"no trash directory '{hour}' (see .trash/ for the hours present)")
+async def restore_hours(
+    meta: Meta, hours: list[str], *, put_back: bool, on_item: Callable[[RestoreItem], None] | None = None
+) -> dict[str, list[RestoreItem]]:
+    """Restore the entries of the trash hour directories `hours`, taken together (a tree removed across
+    an hour boundary is rebuilt when both hours are given); returns hour → one item per entry, in name order.
+
+    Directories are handled first, parents before children (by the parent inode in each entry name), then
+    everything else. An entry whose original parent is a directory among the entries goes into it: back
+    into the live tree when that parent was put back, else into it inside the trash (``rebuilt``), so the
+    tree stays whole for a later put-back. Any other entry goes back to its original parent with
+    `put_back` (``restored``, unless the name is taken, the parent is gone or is in the trash, or a quota
+    refuses it: it then stays in the trash), and is only checked without it. Every move is charged to the
+    quotas of its new place. Raises RestoreError, before changing anything, when an hour does not exist.
+    """
+    hours = list(dict.fromkeys(hours))
+    kv = meta.kv
+
+    async def find(tx: Tx) -> list[bytes | None]:
+        return await tx.get_many([keys.dentry(TRASH_INODE, h.encode()) for h in hours])
+
+    found = await kv.read(find)
+    missing = [h for h, raw in zip(hours, found, strict=True) if raw is None]
+    if missing:
+        raise RestoreError(f"no trash directory '{missing[0]}' (see .trash/ for the hours present)")
+    result: dict[str, list[RestoreItem]] = {}
+    entries: list[_Entry] = []
+    for hour, raw in zip(hours, found, strict=True):
+        assert raw is not None
+        hour_ino = decode_dentry(raw)[1]
+        result[hour] = []
+        for entry, typ, ino in await _listing(kv, hour_ino):
+            parsed = parse_entry_name(entry)
+            text = entry.decode(errors="replace")
+            if parsed is None or parsed[1] != ino:
+                item = RestoreItem(text, ino, 0, "", "bad-name", "", hour)
+                result[hour].append(item)
+                if on_item is not None:
+                    on_item(item)
+                continue
+            item = RestoreItem(text, ino, parsed[0], parsed[2].decode(errors="replace"), "", "", hour)
+            result[hour].append(item)
+            entries.append(_Entry(hour_ino, entry, typ, ino, parsed[0], parsed[2], item))
+    trashed = {e.ino: e for e in entries if e.typ is FileType.DIRECTORY}
+    depth = _depths(entries, trashed)
+    paths = _PathCache(kv)
+    for e in sorted(entries, key=lambda e: depth[e.ino] if e.typ is FileType.DIRECTORY else MAX_DEPTH + 1):
+        if e.parent in trashed:
+            base = trashed[e.parent].item.target
+        else:
+            base = (await paths.dir_path(e.parent)).rstrip("/")
+        e.item.target = f"{base}/{e.item.name}"
+
+    # Stages: directories by depth, then the rest; inside a stage, batches into one directory.
+    top = max((depth[e.ino] for e in entries if e.typ is FileType.DIRECTORY), default=-1)
+    stages: list[list[_Entry]] = [[] for _ in range(top + 2)]
+    for e in entries:
+        stages[depth[e.ino] if e.typ is FileType.DIRECTORY else top + 1].append(e)
+    for stage in stages:
+        groups: dict[tuple[int, str], list[_Entry]] = {}
+        for e in stage:
+            parent = trashed.get(e.parent)
+            if parent is None:
+                mode = "put" if put_back else "check"
+            else:
+                mode = "put" if put_back and parent.item.status == RESTORED else "rebuild"
+            groups.setdefault((e.parent, mode), []).append(e)
+        for (dest, mode), group in groups.items():
+            for i in range(0, len(group), RESTORE_BATCH):
+                batch = group[i : i + RESTORE_BATCH]
+                for e, status in zip(batch, await _move_batch(meta, dest, batch, mode), strict=True):
+                    e.item.status = status
+                    if on_item is not None:
+                        on_item(e.item)
+    for items in result.values():
+        items.sort(key=lambda i: i.entry)
+    every = [i for items in result.values() for i in items]
+    log.info("trash_restored", hours=hours, entries=len(every), put_back=put_back,
+             restored=sum(1 for i in every if i.status in (RESTORED, REBUILT)))  # fmt: skip
+    return result
+
+
+async def _listing(kv: KV, hour_ino: int) -> list[tuple[bytes, FileType, int]]:
     prefix = keys.dentry_prefix(hour_ino)
 
-    async def listing(tx: Tx) -> list[tuple[bytes, FileType, int]]:
+    async def body(tx: Tx) -> list[tuple[bytes, FileType, int]]:
         return [
             (k[len(prefix) :], *decode_dentry(v)) async for k, v in tx.scan_iter(prefix, keys.prefix_end(prefix))
         ]
 
-    entries = await kv.read(listing)
-    trash_dirs = {ino for _, typ, ino in entries if typ is FileType.DIRECTORY}
-    items: list[RestoreItem] = []
-    paths = _PathCache(kv)
-    # Children first into their (trashed) parents, then what is left goes back to the live tree.
-    ordered = sorted(entries, key=lambda e: (_parsed_parent(e[0]) not in trash_dirs, e[0]))
-    for entry, _typ, ino in ordered:
-        parsed = parse_entry_name(entry)
-        text = entry.decode(errors="replace")
-        if parsed is None or parsed[1] != ino:
-            item = RestoreItem(text, ino, 0, "", "bad-name", "")
-        else:
-            parent, _, name = parsed
-            target = f"{(await paths.dir_path(parent)).rstrip('/')}/{name.decode(errors='replace')}"
-            if parent in trash_dirs:
-                status = await _move(kv, hour_ino, entry, ino, parent, name, into_trash=True)
-                status = "rebuilt" if status == "restored" else status
-            elif put_back:
-                status = await _move(kv, hour_ino, entry, ino, parent, name, into_trash=False)
-            else:
-                status = await _check_target(kv, parent, name)
-            item = RestoreItem(text, ino, parent, name.decode(errors="replace"), status, target)
-        items.append(item)
-        if on_item is not None:
-            on_item(item)
-    restored = sum(1 for i in items if i.status in ("restored", "rebuilt"))
-    log.info("trash_restored", hour=hour, entries=len(items), restored=restored, put_back=put_back)
-    return items
-
-
-def _parsed_parent(entry: bytes) -> int:
-    parsed = parse_entry_name(entry)
-    return parsed[0] if parsed else 0
-
-
-async def _check_target(kv: KV, parent: int, name: bytes) -> str:
-    """What a put-back would find: ``in-trash`` when it would work, else why not."""
-
-    async def body(tx: Tx) -> str:
-        raw = await tx.get(keys.attr(parent))
-        if raw is None or Attr.decode(raw).typ is not FileType.DIRECTORY:
-            return "parent-gone"
-        if is_trash_inode(parent) or is_trash_inode(Attr.decode(raw).parent):
-            return "parent-in-trash"
-        if await tx.get(keys.dentry(parent, name)) is not None:
-            return "exists"
-        return "in-trash"
-
     return await kv.read(body)
 
 
-async def _move(
-    kv: KV, hour_ino: int, entry: bytes, ino: int, parent: int, name: bytes, *, into_trash: bool
-) -> str:
-    """Move trash entry `entry` (inode `ino`) to `parent`/`name` in one transaction; returns the status."""
-    now = time.time_ns()
+def _depths(entries: list[_Entry], trashed: dict[int, _Entry]) -> dict[int, int]:
+    """Per entry inode: 0, or for a directory 1 + the depth of its parent when that is a trashed
+    directory too (the order in which directories are put back: parents first)."""
+    depth: dict[int, int] = {}
+    for e in entries:
+        if e.ino in depth:
+            continue
+        chain: list[int] = []
+        cur: _Entry | None = e
+        while cur is not None and cur.ino not in depth and cur.ino not in chain and len(chain) < MAX_DEPTH:
+            chain.append(cur.ino)
+            cur = trashed.get(cur.parent) if cur.typ is FileType.DIRECTORY else None
+        base = depth[cur.ino] + 1 if cur is not None and cur.ino in depth else 0
+        for ino in reversed(chain):
+            depth[ino] = base
+            base += 1
+    return depth
 
-    async def body(tx: Tx) -> str:
-        raw_entry, raw_dir, raw_hour, raw_attr, raw_dst = await tx.get_many(
-            [keys.dentry(hour_ino, entry), keys.attr(parent), keys.attr(hour_ino), keys.attr(ino),
-             keys.dentry(parent, name)]
+
+async def _whereabouts(tx: Tx, attr: Attr) -> str:
+    """Where the directory with attributes `attr` is: ``live`` (its ancestors lead to the root),
+    ``trash`` (they lead into the trash) or ``gone`` (an ancestor is missing)."""
+    cur = attr.parent
+    for _ in range(MAX_DEPTH):
+        if cur == ROOT_INODE:
+            return "live"
+        if is_trash_inode(cur):
+            return "trash"
+        raw = await tx.get(keys.attr(cur)) if cur else None
+        if raw is None:
+            return "gone"
+        cur = Attr.decode(raw).parent
+    return "gone"
+
+
+async def _move_batch(meta: Meta, dest: int, batch: list[_Entry], mode: str) -> list[str]:
+    """Move the trash entries `batch` into directory `dest` under their original names, in one
+    transaction (`mode`: ``put`` into the live tree, ``rebuild`` inside the trash, ``check`` only looks);
+    returns one status per entry. A batch refused by a quota is retried entry by entry."""
+    try:
+        return await meta.kv.txn(_mover(meta, dest, batch, mode, time.time_ns()))
+    except FSError as exc:
+        if len(batch) > 1:
+            return [s for e in batch for s in await _move_batch(meta, dest, [e], mode)]
+        return ["over-quota" if exc.errno == errno.EDQUOT else "too-big"]
+
+
+def _mover(meta: Meta, dest: int, batch: list[_Entry], mode: str, now: int) -> Callable[[Tx], Awaitable[list[str]]]:
+    n = len(batch)
+
+    async def body(tx: Tx) -> list[str]:
+        raw_dir = await tx.get(keys.attr(dest))
+        dir_attr = Attr.decode(raw_dir) if raw_dir is not None else None
+        if dir_attr is None or dir_attr.typ is not FileType.DIRECTORY:
+            return ["parent-gone"] * n
+        if mode != "rebuild":
+            where = "live" if dest == ROOT_INODE else "trash" if is_trash_inode(dest) else await _whereabouts(
+                tx, dir_attr)
+            if where != "live":
+                return ["parent-in-trash" if where == "trash" else "parent-gone"] * n
+        raws = await tx.get_many(
+            [keys.dentry(e.hour_ino, e.entry) for e in batch] + [keys.attr(e.ino) for e in batch]
+            + [keys.dentry(dest, e.name) for e in batch]
         )  # fmt: skip
-        if raw_entry is None or decode_dentry(raw_entry)[1] != ino or raw_attr is None or raw_hour is None:
-            return "changed"
-        if raw_dir is None:
-            return "parent-gone"
-        dir_attr = Attr.decode(raw_dir)
-        if dir_attr.typ is not FileType.DIRECTORY:
-            return "parent-gone"
-        if not into_trash and (is_trash_inode(parent) or is_trash_inode(dir_attr.parent)):
-            return "parent-in-trash"
-        if raw_dst is not None:
-            return "exists"
-        attr = Attr.decode(raw_attr)
-        hour_attr = Attr.decode(raw_hour)
-        store.del_entry(tx, hour_ino, entry)
-        store.put_entry(tx, parent, name, attr.typ, ino)
-        if attr.parent == 0:  # hard-linked: per-parent counters instead of a single parent
-            await store.add_parent_ref(tx, ino, hour_ino, -1)
-            await store.add_parent_ref(tx, ino, parent, 1)
-        else:
-            attr.parent = parent
-        attr.ctime_ns = now
-        store.put_attr(tx, ino, attr)
-        if attr.typ is FileType.DIRECTORY:
-            hour_attr.nlink -= 1
-            dir_attr.nlink += 1
-        hour_attr.mtime_ns = hour_attr.ctime_ns = now
-        dir_attr.mtime_ns = dir_attr.ctime_ns = now
-        store.put_attr(tx, hour_ino, hour_attr)
-        store.put_attr(tx, parent, dir_attr)
-        return "restored"
+        hour_inos = sorted({e.hour_ino for e in batch})
+        hour_attrs = {h: Attr.decode(r) for h, r in zip(hour_inos, await tx.get_many(
+            [keys.attr(h) for h in hour_inos]), strict=True) if r is not None}  # fmt: skip
+        statuses: list[str] = []
+        taken: set[bytes] = set()
+        moves: list[tuple[int, Attr, int, int]] = []
+        for i, e in enumerate(batch):
+            raw_entry, raw_attr, raw_dst = raws[i], raws[n + i], raws[2 * n + i]
+            if raw_entry is None or decode_dentry(raw_entry)[1] != e.ino or raw_attr is None:
+                statuses.append("changed")
+                continue
+            if raw_dst is not None or e.name in taken:
+                statuses.append("exists")
+                continue
+            taken.add(e.name)
+            if mode == "check":
+                statuses.append(IN_TRASH)
+                continue
+            attr = Attr.decode(raw_attr)
+            store.del_entry(tx, e.hour_ino, e.entry)
+            store.put_entry(tx, dest, e.name, attr.typ, e.ino)
+            if attr.parent == 0:  # hard-linked (JuiceFS keeps every name's counter): per-parent counters
+                await store.add_parent_ref(tx, e.ino, e.hour_ino, -1)
+                await store.add_parent_ref(tx, e.ino, dest, 1)
+            else:
+                attr.parent = dest
+            attr.ctime_ns = now
+            store.put_attr(tx, e.ino, attr)
+            hour_attr = hour_attrs.get(e.hour_ino)
+            if hour_attr is not None:
+                hour_attr.mtime_ns = hour_attr.ctime_ns = now
+                if attr.typ is FileType.DIRECTORY:
+                    hour_attr.nlink -= 1
+            if attr.typ is FileType.DIRECTORY:
+                dir_attr.nlink += 1
+            moves.append((e.ino, attr, e.hour_ino, dest))
+            statuses.append(REBUILT if mode == "rebuild" else RESTORED)
+        if moves:
+            await quota.move(meta, tx, moves)  # QUOTA HOOK: the trash is under no quota; `dest` may be
+            dir_attr.mtime_ns = dir_attr.ctime_ns = now
+            store.put_attr(tx, dest, dir_attr)
+            for h, hour_attr in hour_attrs.items():
+                store.put_attr(tx, h, hour_attr)
+        return statuses
 
-    return await kv.txn(body)
+    return body
 
 
 class _PathCache:
@@ -467,20 +592,15 @@ class _PathCache:
 async def restore_volume(
     meta_url: str, hours: list[str], *, put_back: bool, on_item: Callable[[RestoreItem], None] | None = None
 ) -> dict[str, list[RestoreItem]]:
-    """`restore_hour` for each of `hours` of the volume at `meta_url`; hour → items.
+    """`restore_hours` on the volume at `meta_url`; hour → items.
 
-    Raises VolumeError for an unformatted engine or an hour directory that does not exist (the hours
-    before it are done). (Imported here: this module is also loaded by the metadata engine.)
+    Raises VolumeError for an unformatted engine or an hour directory that does not exist (then nothing
+    is changed). (Imported here: this module is also loaded by the metadata engine.)
     """
-    from jfs.app.compose import open_engine
-    from jfs.app.meta.engine import VolumeNotFormatted, read_settings
-    from jfs.app.volume import VolumeError
+    from jfs.app.volume import VolumeError, loaded_volume
 
-    kv = await open_engine(meta_url)
-    try:
-        await read_settings(kv)
-        return {hour: await restore_hour(kv, hour, put_back=put_back, on_item=on_item) for hour in hours}
-    except (VolumeNotFormatted, RestoreError) as exc:
-        raise VolumeError(str(exc)) from None
-    finally:
-        await kv.close()
+    async with loaded_volume(meta_url) as meta:
+        try:
+            return await restore_hours(meta, hours, put_back=put_back, on_item=on_item)
+        except RestoreError as exc:
+            raise VolumeError(str(exc)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import struct
 from typing import TYPE_CHECKING, Any
 
 from jfs.app import tools
@@ -23,27 +24,32 @@ if TYPE_CHECKING:
 
 
 async def answer_control(vfs: VFS, request: bytes, who: Ctx) -> bytes:
-    """Serve one request: ``{"op": "info"|"summary"|"rmr"|"warmup", ...}``; never raises."""
+    """Serve one request: ``{"op": "info"|"summary"|"rmr"|"warmup", ...}``; never raises.
+
+    Every request runs as `who`, the writer of the request (with its supplementary groups), with permission
+    checks on even when a kernel checks the rest (``default_permissions``): requests name inodes by number,
+    so no path check ran — the use cases check what `who` may see."""
     try:
         req = json.loads(request or b"{}")
         op = req.get("op")
         doc: dict[str, Any]
         if op == "info":
-            doc = await inode_info(vfs.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)))
+            doc = await inode_info(vfs.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)), ctx=who)
         elif op == "summary":
             doc = await tools.summary_tree(vfs.meta, int(req["inode"]), str(req.get("name", "")),
-                                           depth=int(req.get("depth", 2)), entries=int(req.get("entries", 10)))
+                                           depth=int(req.get("depth", 2)), entries=int(req.get("entries", 10)),
+                                           ctx=who)
         elif op == "rmr":
             doc = await remove_tree(vfs, int(req["parent"]), os.fsencode(str(req["name"])),
                                     int(req.get("threads", 16)), who)
         elif op == "warmup":
             doc = await tools.warmup(vfs.meta, vfs.data, [int(i) for i in req["inodes"]],
-                                     threads=int(req.get("threads", 16)))
+                                     threads=int(req.get("threads", 16)), ctx=who)
         else:
             raise ValueError(f"unknown request {op!r}")
     except OSError as exc:
         doc = {"error": os.strerror(exc.errno or errno.EIO), "errno": exc.errno}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, struct.error) as exc:  # bad numbers, e.g. inode 2**70
         doc = {"error": f"bad request: {exc}", "errno": errno.EINVAL}
     return json.dumps(doc).encode()
 
@@ -55,6 +61,8 @@ async def remove_tree(vfs: VFS, parent: int, name: bytes, threads: int, who: Ctx
     if vfs.config.read_only:
         raise FSError(errno.EROFS)
     doc = await tools.remove_tree(vfs.meta, parent, name, threads=threads, ctx=who)
+    if vfs.names is not None:
+        vfs.names.clear()
     if vfs.invalidator is not None:
         try:
             vfs.invalidator.inval_entry(parent, doc["inode"], name)

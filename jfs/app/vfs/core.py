@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -38,6 +38,7 @@ from jfs.app.meta.rules import check_perm
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
 from jfs.app.vfs.control import answer_control
+from jfs.app.vfs.names import NameCache
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, posix_nlink
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import FSError
@@ -77,6 +78,11 @@ class Invalidator(Protocol):
     def inval_entry(self, parent: int, ino: int, name: bytes) -> None:
         """The name `name` in `parent` (of `ino`) is gone."""
 
+    async def lock_granted(self, ino: int, parent: int | None) -> None:
+        """A lock on `ino` (in directory `parent`, if known) was just granted: names the face may cache
+        near it can be stale (the previous holder, on another client, may have replaced them). Returns once
+        the face has taken that in."""
+
 
 @dataclass(frozen=True, slots=True)
 class OpenFile:
@@ -114,6 +120,9 @@ class VFS:
         self.data = data
         self.config = config or VfsConfig()
         self.invalidator: Invalidator | None = None
+        self.names: NameCache | None = None
+        """The name and attribute cache of path-based faces (None for FUSE: the kernel caches); the VFS
+        drops from it what its own changes make stale."""
         self.stats = Stats()
         self.accesslog = AccessLog()
         self._files: dict[int, Handle] = {}
@@ -220,47 +229,68 @@ class VFS:
             return attr
 
         attr = await self._timed("setattr", ctx, f"{ino},{change!r}", run())
+        if self.names is not None:
+            self.names.forget_attr(ino)
         return self.visible(ino, attr)
 
     async def readlink(self, ctx: Ctx, ino: int) -> bytes:
         return await self._timed("readlink", ctx, str(ino), self.meta.readlink(ino))
 
+    def _changed(self, *inodes: int) -> None:
+        if self.names is not None:
+            self.names.forget_attr(*inodes)
+
+    def _renamed(self, parent: int, name: bytes) -> None:
+        if self.names is not None:
+            self.names.forget_entry(parent, name)
+
     async def mknod(self, ctx: Ctx, parent: int, name: bytes, typ: FileType, mode: int, rdev: int = 0) -> tuple[int, Attr]:
         self._writable()
+        self._changed(parent)
         return await self._timed("mknod", ctx, f"{parent},{name!r},{mode:o}",
                                  self.meta.mknod(parent, name, typ, mode & 0o7777, ctx, rdev=rdev))
 
     async def mkdir(self, ctx: Ctx, parent: int, name: bytes, mode: int) -> tuple[int, Attr]:
         self._writable()
+        self._changed(parent)
         return await self._timed("mkdir", ctx, f"{parent},{name!r},{mode:o}",
                                  self.meta.mkdir(parent, name, mode & 0o7777, ctx))
 
     async def symlink(self, ctx: Ctx, parent: int, name: bytes, target: bytes) -> tuple[int, Attr]:
         self._writable()
+        self._changed(parent)
         return await self._timed("symlink", ctx, f"{parent},{name!r},{target!r}",
                                  self.meta.symlink(parent, name, target, ctx))
 
     async def link(self, ctx: Ctx, ino: int, parent: int, name: bytes) -> tuple[int, Attr]:
         self._writable()
+        self._changed(ino, parent)
         attr = await self._timed("link", ctx, f"{ino},{parent},{name!r}", self.meta.link(ino, parent, name, ctx))
         return ino, self.visible(ino, attr)
 
     async def unlink(self, ctx: Ctx, parent: int, name: bytes) -> None:
         self._writable()
+        self._renamed(parent, name)
         ino, attr = await self._timed("unlink", ctx, f"{parent},{name!r}", self.meta.unlink(parent, name, ctx))
+        self._changed(ino, parent)
         if attr.nlink:
             self._invalidate(ino)  # other names of a hard-linked file must show the new nlink at once
 
     async def rmdir(self, ctx: Ctx, parent: int, name: bytes) -> None:
         self._writable()
+        self._renamed(parent, name)
         await self._timed("rmdir", ctx, f"{parent},{name!r}", self.meta.rmdir(parent, name, ctx))
+        self._changed(parent)
 
     async def rename(self, ctx: Ctx, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int = 0) -> None:
         """rename/renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE)."""
         self._writable()
-        _, _, victim = await self._timed(
+        self._renamed(parent, name)
+        self._renamed(new_parent, new_name)
+        moved, _, victim = await self._timed(
             "rename", ctx, f"{parent},{name!r},{new_parent},{new_name!r},{flags}",
             self.meta.rename_ex(parent, name, new_parent, new_name, flags, ctx))
+        self._changed(moved, victim, parent, new_parent)
         self._invalidate(victim)
 
     # ------------------------------------------------------------------ files
@@ -311,6 +341,7 @@ class VFS:
                                      created=attr)
             return ino, attr, h
 
+        self._changed(parent)
         ino, attr, h = await self._timed("create", ctx, f"{parent},{name!r},{mode:o}", run())
         self._files[h.fh] = h
         self._opened[ino] = (attr.mtime_ns, attr.length)
@@ -353,6 +384,8 @@ class VFS:
             if end > offset:
                 offset = end
                 self._invalidate(ino, data=True)  # the kernel copied the bytes into its cache elsewhere
+        if self.names is not None:
+            self.names.forget_attr(ino)
         return await self._timed("write", ctx, "", self.data.write(h, offset, data, owned=owned))
 
     async def append_offset(self, ino: int) -> int:
@@ -397,6 +430,7 @@ class VFS:
         self._writable()
         await self._timed("fallocate", ctx, f"{ino},{offset},{length},{mode}",
                           self.data.fallocate(ino, mode, offset, length, ctx))
+        self._changed(ino)
 
     async def copy_file_range(self, ctx: Ctx, ino_in: int, off_in: int, ino_out: int, off_out: int, length: int,
                               flags: int = 0) -> int:
@@ -404,6 +438,7 @@ class VFS:
         self._writable()
         n, _ = await self._timed("copy_file_range", ctx, f"{ino_in},{off_in},{ino_out},{off_out},{length}",
                                  self.data.copy_file_range(ino_in, off_in, ino_out, off_out, length, flags, ctx))
+        self._changed(ino_out)
         return n
 
     async def lseek(self, ctx: Ctx, ino: int, offset: int, whence: int) -> int:
@@ -442,7 +477,7 @@ class VFS:
         return fh
 
     async def readdir(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False
-                      ) -> AsyncIterator[DirEntry]:
+                      ) -> AsyncGenerator[DirEntry, None]:
         """The entries of an open directory from `offset` (0 = the start, then an entry's `offset`):
         ``.``, ``..``, the root's virtual files and ``.trash``, then the stored entries in name order from
         a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset."""
@@ -526,6 +561,7 @@ class VFS:
         if name.startswith(UNSERVED_XATTRS):
             raise FSError(errno.EOPNOTSUPP, "POSIX ACLs and security labels are not supported")
         await self._timed("setxattr", ctx, f"{ino},{name!r}", self.meta.setxattr(ino, name, value, flags, ctx))
+        self._changed(ino)
 
     async def getxattr(self, ctx: Ctx, ino: int, name: bytes) -> bytes:
         self._xattr_gate()
@@ -554,6 +590,10 @@ class VFS:
     async def _locked(self, ino: int) -> None:
         await self.data.refresh(ino)
         self._invalidate(ino)
+        if self.invalidator is not None:
+            await self.invalidator.lock_granted(ino, self.data.parent_of(ino))
+        elif self.names is not None:
+            self.names.clear()  # a path face's cached names near the file may be stale the same way
 
     async def getlk(self, ctx: Ctx, ino: int, owner: int, ltype: int, start: int, end: int) -> tuple[int, int, int, int]:
         """The first lock that would block (type, start, end, pid); type F_UNLCK when none would."""

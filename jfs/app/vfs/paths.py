@@ -1,5 +1,6 @@
 """Path resolution for the path-based faces (SDK, gateways): names → inodes through `VFS.lookup`.
 
+Names and attributes are remembered in the VFS's `NameCache` when it has one (as a kernel would).
 Paths are POSIX-like, relative to the client's root inode (its ``subdir``): ``/a/b``, ``a/b`` and
 ``a//b/./`` are the same. ``..`` goes to the parent directory (never above the client's root). Symbolic
 links are followed in every component but the last (and in the last too with `follow`); an absolute link
@@ -63,9 +64,41 @@ class PathResolver:
             raise FSError(errno.ENOTDIR)
         return ino, name
 
+    async def _getattr(self, ctx: Ctx, ino: int) -> Attr:
+        names = self.vfs.names
+        if names is not None:
+            hit = names.attr(ino)
+            if hit is not None:
+                return hit
+        attr = await self.vfs.getattr(ctx, ino)
+        if names is not None:
+            names.remember_attr(ino, attr)
+        return attr
+
+    async def _lookup(self, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
+        names = self.vfs.names
+        if names is not None:
+            ino = names.entry(parent, name)
+            if ino is not None:
+                attr = names.attr(ino)
+                if attr is None:
+                    try:
+                        attr = await self.vfs.getattr(ctx, ino)
+                    except FSError as exc:
+                        if exc.errno != errno.ENOENT:
+                            raise
+                        names.forget_entry(parent, name)  # gone meanwhile: look the name up again
+                        return await self._lookup(ctx, parent, name)
+                    names.remember_attr(ino, attr)
+                return ino, attr
+        ino, attr = await self.vfs.lookup(ctx, parent, name)
+        if names is not None:
+            names.remember(parent, name, ino, attr)
+        return ino, attr
+
     async def _walk(self, ctx: Ctx, parts: list[bytes], *, follow: bool) -> tuple[int, Attr, int]:
         ino = self.root
-        attr = await self.vfs.getattr(ctx, ino)
+        attr = await self._getattr(ctx, ino)
         links = 0
         todo = list(reversed(parts))
         while todo:
@@ -75,9 +108,9 @@ class PathResolver:
             if name == b"..":
                 if ino != self.root:
                     ino = attr.parent or ROOT_INODE
-                    attr = await self.vfs.getattr(ctx, ino)
+                    attr = await self._getattr(ctx, ino)
                 continue
-            child, cattr = await self.vfs.lookup(ctx, ino, name)
+            child, cattr = await self._lookup(ctx, ino, name)
             if cattr.typ is FileType.SYMLINK and (todo or follow):
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -85,7 +118,7 @@ class PathResolver:
                 target = await self.vfs.readlink(ctx, child)
                 if target.startswith(b"/"):
                     ino = self.root
-                    attr = await self.vfs.getattr(ctx, ino)
+                    attr = await self._getattr(ctx, ino)
                 todo.extend(reversed([p for p in target.split(b"/") if p and p != b"."]))
                 continue
             ino, attr = child, cattr

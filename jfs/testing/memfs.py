@@ -20,7 +20,7 @@ Test hooks (xattr names in the ``user.memfs.`` namespace are never stored):
 * ``user.memfs.remote_chmod`` set on a node to an octal mode: chmod behind the kernel's back, then
   notify_inval_inode.
 
-Run ``python -m jfs.adapters.fuse.memfs MOUNTPOINT`` to mount it in the foreground; it prints
+Run ``python -m jfs.testing.memfs MOUNTPOINT`` to mount it in the foreground; it prints
 ``READY`` on stdout once the kernel's INIT is answered and unmounts on SIGTERM/SIGINT.
 """
 
@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import structlog
 from sortedcontainers import SortedDict
 
+from jfs.adapters.fuse.mounting import MountOptions
 from jfs.adapters.fuse.operations import (
     F_RDLCK,
     F_UNLCK,
@@ -60,7 +61,7 @@ from jfs.adapters.fuse.operations import (
     StatFs,
 )
 from jfs.adapters.fuse.protocol import OFFSET_MAX
-from jfs.adapters.fuse.server import FuseServer, MountOptions
+from jfs.adapters.fuse.server import FuseServer
 
 BLOCK = 64 * 1024
 _ZERO = memoryview(bytes(BLOCK))
@@ -724,7 +725,7 @@ class MemFS(Operations):
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m jfs.adapters.fuse.memfs", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m jfs.testing.memfs", description=__doc__.split("\n")[0])
     ap.add_argument("mountpoint")
     ap.add_argument("--fsname", default="memfs")
     ap.add_argument("--subtype", default="memfs")

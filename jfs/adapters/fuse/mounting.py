@@ -1,0 +1,220 @@
+"""Mounting and unmounting a FUSE file system, and the options that say how.
+
+`mount_with_syscall` (root) opens ``/dev/fuse`` and calls ``mount(2)``; `mount_with_fusermount` runs
+``fusermount3``, which mounts and hands the device fd back over a socket. Either way the caller owns
+the returned fd. `unmount` is ``umount2`` or ``fusermount3 -u``; `is_mounted` and `mount_device` read
+``/proc/self/mountinfo`` without touching the mount point (a dead mount would hang a ``stat``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+log = structlog.get_logger("jfs.fuse")
+
+MS_RDONLY: Final = 1
+MS_NOSUID: Final = 2
+MS_NODEV: Final = 4
+MNT_DETACH: Final = 2
+FUSERMOUNT: Final = "fusermount3"
+
+
+@dataclass(slots=True)
+class MountOptions:
+    """How to mount and what to negotiate at INIT. Cache timeouts are per reply (see `EntryOut`)."""
+
+    fsname: str = "jfs"
+    """Shown as the mount source in /proc/mounts and ``df``."""
+    subtype: str = "jfs"
+    """The file-system type is ``fuse.<subtype>``."""
+    allow_other: bool | None = None
+    """Let other users access the mount; default: when running as root (non-root needs
+    ``user_allow_other`` in /etc/fuse.conf)."""
+    default_permissions: bool = True
+    """The kernel checks permissions against the mode bits (no ACCESS requests, no checks in the FS)."""
+    read_only: bool = False
+    max_write: int = 1 << 20
+    """Largest WRITE payload (the kernel also caps it at ``max_pages`` pages, 256 = 1 MiB here)."""
+    max_read: int = 1 << 20
+    """Largest READ the kernel sends (``max_read`` mount option)."""
+    max_readahead: int = 1 << 20
+    """Upper bound we accept for the kernel's readahead window (it never goes above what it offers)."""
+    read_ahead_kb: int | None = 1024
+    """Kernel readahead window for this mount, written to ``/sys/class/bdi/<dev>/read_ahead_kb`` after
+    INIT (root only; skipped otherwise). The kernel starts FUSE mounts at 128 KiB; 1024 (JuiceFS's
+    value) lets sequential reads arrive as 1 MiB READs. ``None`` leaves the kernel's default."""
+    max_background: int = 200
+    congestion_threshold: int = 150
+    writeback_cache: bool = False
+    """Let the kernel cache writes (FUSE_WRITEBACK_CACHE); off by default, as in JuiceFS."""
+    async_read: bool = True
+    readdirplus: str = "auto"
+    """"auto" (FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO), "always" or "never"."""
+    posix_locks: bool = True
+    flock_locks: bool = True
+    parallel_dirops: bool = True
+    auto_inval_data: bool = True
+    """Drop cached pages when a GETATTR shows a changed mtime or size (another client wrote)."""
+    cache_symlinks: bool = False
+    """Let the kernel cache READLINK results (FUSE_CACHE_SYMLINKS)."""
+    use_fusermount: bool | None = None
+    """Mount via fusermount3 even as root (``None``: only when not root)."""
+    extra_options: tuple[str, ...] = ()
+    """More ``-o`` style options appended to the mount data (e.g. ``"blksize=4096"`` is fuseblk-only)."""
+    debug: bool = False
+    """Log every request and reply at debug level."""
+    dispatch: str = "eager-task"
+    """How a decoded request starts its handler:
+
+    * ``"eager-task"`` (default): as an asyncio Task whose first step runs at once, inside the reader
+      callback (Python 3.12's ``eager_start``; emulated on 3.11). A handler that never suspends is
+      answered before the next request is read; one that suspends continues as an ordinary task.
+      Saves a loop iteration per request and keeps full task semantics.
+    * ``"task"``: an ordinary task, first run in the next loop iteration.
+    * ``"inline"``: no Task until the handler first suspends (the fastest: no Task at all for
+      requests answered from memory). Its synchronous prefix runs in a private contextvars copy but
+      outside any task, so code that needs ``asyncio.current_task()`` before its first suspending
+      ``await`` (``asyncio.timeout``, ``TaskGroup``) fails there: only for handlers known not to."""
+    drain_timeout: float = 10.0
+    """How long `serve` waits for in-flight handlers after the connection ended, before cancelling them."""
+    stop_timeout: float = 10.0
+    """After a stop request, how long to wait for the lazy unmount to end the connection (open files
+    keep it alive) before aborting it."""
+    pool_buffers: int = 16
+    """How many idle request buffers to keep."""
+    read_batch: int = 64
+    """Requests read per readable event before yielding to the loop."""
+
+
+class _Libc:
+    """The few libc calls Python does not expose (mount, umount2)."""
+
+    def __init__(self) -> None:
+        self.lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                                   ctypes.c_char_p]
+        self.lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+    def mount(self, source: str, target: str, fstype: str, flags: int, data: str) -> None:
+        if self.lib.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+    def umount2(self, target: str, flags: int) -> None:
+        if self.lib.umount2(target.encode(), flags) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+_libc: _Libc | None = None
+
+
+def libc() -> _Libc:
+    global _libc
+    if _libc is None:
+        _libc = _Libc()
+    return _libc
+
+
+def mount_with_syscall(mountpoint: str, options: MountOptions, allow_other: bool) -> int:
+    """Open ``/dev/fuse`` (non-blocking) and ``mount(2)`` it at `mountpoint` (root only); the device fd."""
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if options.read_only else 0)
+        data = [f"fd={fd}", f"rootmode={stat.S_IFDIR:o}", f"user_id={os.getuid()}", f"group_id={os.getgid()}",
+                *_common_options(options, allow_other)]
+        libc().mount(options.fsname, mountpoint, f"fuse.{options.subtype}", flags, ",".join(data))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def mount_with_fusermount(mountpoint: str, options: MountOptions, allow_other: bool) -> int:
+    """Mount through fusermount3 and receive the device fd (blocking) over the _FUSE_COMMFD socket."""
+    o = options
+    opts = [f"fsname={o.fsname}", f"subtype={o.subtype}", "ro" if o.read_only else "rw", "nosuid", "nodev",
+            *_common_options(o, allow_other)]
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        env = dict(os.environ, _FUSE_COMMFD=str(theirs.fileno()))
+        proc = subprocess.Popen([FUSERMOUNT, "-o", ",".join(opts), "--", mountpoint], env=env,
+                                pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        theirs.close()
+        _, stderr = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise OSError(errno.EIO, f"fusermount3 failed: {stderr.strip()}")
+        _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+    if not fds:
+        raise OSError(errno.EIO, "fusermount3 sent no file descriptor")
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def _common_options(o: MountOptions, allow_other: bool) -> list[str]:
+    opts = [f"max_read={o.max_read}"]
+    if allow_other:
+        opts.append("allow_other")
+    if o.default_permissions:
+        opts.append("default_permissions")
+    opts.extend(o.extra_options)
+    return opts
+
+
+def mount_device(mountpoint: str) -> tuple[int, int] | None:
+    """(major, minor) of the FUSE mount at `mountpoint` from /proc/self/mountinfo, without touching it."""
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8") as f:
+        found = None
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and _unescape(fields[4]) == mountpoint:
+                major, _, minor = fields[2].partition(":")
+                found = (int(major), int(minor))
+        return found  # the last one is the top of the stack
+    return None
+
+
+def _unescape(path: str) -> str:
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def is_mounted(mountpoint: str | os.PathLike[str]) -> bool:
+    """Whether a FUSE file system is mounted exactly at `mountpoint` (per /proc/self/mountinfo)."""
+    return mount_device(os.path.abspath(mountpoint)) is not None
+
+
+def unmount(mountpoint: str | os.PathLike[str], *, lazy: bool = True, fusermount: bool | None = None) -> None:
+    """Unmount `mountpoint`: ``umount2`` as root, else ``fusermount3 -u [-z]``. Raises OSError."""
+    target = os.path.abspath(mountpoint)
+    if fusermount is None:
+        fusermount = os.geteuid() != 0
+    if not fusermount:
+        libc().umount2(target, MNT_DETACH if lazy else 0)
+        return
+    args = [FUSERMOUNT, "-u"] + (["-z"] if lazy else []) + ["--", target]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(errno.EIO, f"{' '.join(args)}: {done.stderr.strip()}")
+
+
+def set_read_ahead(device: tuple[int, int] | None, kb: int) -> None:
+    """Set the readahead window of the mount on `device` (root only; a no-op otherwise, a warning on failure)."""
+    if device is None or os.geteuid() != 0:
+        return
+    try:
+        Path(f"/sys/class/bdi/{device[0]}:{device[1]}/read_ahead_kb").write_text(str(kb))
+    except OSError as exc:
+        log.warning("fuse_read_ahead_not_set", error=str(exc))

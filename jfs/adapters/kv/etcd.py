@@ -1,0 +1,488 @@
+"""`etcd://[user:pass@]host1:2379,host2:2379/prefix` — the KV port on etcd v3 (Raft, MVCC, Txn compare).
+
+Keys are stored as ``/prefix`` + 0xFD + key, byte for byte as JuiceFS does (see `etcd_url`), so jfs and
+JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choices; in short:
+
+* **Snapshot reads.** A body's first read fixes revision R (the store's revision when it was served);
+  every later read of the body asks for revision R, so a body sees one state, and a read-only body needs
+  no validation at all. (R compacted away meanwhile → ConflictError → the body re-runs.)
+* **Optimistic commit.** Writes are buffered (read-your-writes by overlay). The commit is ONE etcd Txn
+  whose compares are the read set: every key read (also the keys a scan returned) must still have the
+  mod revision it had at R (0 = absent, so a deletion is a change too), and every scanned range must hold
+  no key modified after R (``mod_revision < R + 1`` over the range: catches phantoms). If a compare
+  fails nothing is written and the body re-runs through the port's retry loop.
+* **Blind adds** are a read-modify-write inside the commit: the counters' last value and mod revision are
+  cached per connection (read when unknown) and compared in a separate, nested level whose failure branch
+  returns their current values, so a moved counter costs one re-send of the commit — never a re-run of the
+  body (an `add` never conflicts from the body's point of view) and no extra read in the common case. A body without puts or deletes commits
+  its adds without validating its reads (they saw one snapshot; blind adds cannot skew).
+* **etcd's limits.** `--max-txn-ops` (128) bounds, along every path of a nested Txn, the sum of each
+  level's count (its compares or its operations, whichever is larger). Writes beyond it are nested in
+  sub-Txns (one atomic request still: thousands of writes fit); batched reads are split into several
+  requests at revision R (safe). The read set cannot be split: a body that read more keys and ranges
+  than fit beside its writes (~120 with the default) fails with EngineError naming --max-txn-ops, as does
+  a commit over `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
+* **Fail-over** between members is `EtcdClient`'s; a commit whose outcome is unknown (connection lost
+  after sending) is checked: if every key it put holds its value at one common revision newer than R, and
+  the keys it deleted are gone, it was applied; otherwise it is sent again (its compares decide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import structlog
+
+from jfs.domain.records import decode_i64, encode_i64
+from jfs.ports.kv import (
+    DEFAULT_MAX_RETRIES,
+    ConflictError,
+    EngineError,
+    EngineUnavailable,
+    Pointer,
+    ReadOnlyTransaction,
+)
+
+from .base import WriteBuffer, get_follow_in_two, merge_scan, retrying
+from .etcd_client import Ambiguous, EtcdClient
+from .etcd_url import EtcdTarget, parse_etcd_url
+from .registry import BadMetaURL
+
+T = TypeVar("T")
+log = structlog.get_logger("jfs.kv")
+
+SCAN_BATCH = 10_000
+OPEN_TIMEOUT = 5.0
+ADD_RETRIES = 50  # re-sends of one commit whose counters moved
+AMBIGUOUS_RETRIES = 3
+
+
+def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+@functools.cache
+def _capacity(budget: int) -> int:
+    """How many operations fit in a list of `budget` operations nested as `EtcdTx._pack` nests them."""
+    return max([budget, *(k * _capacity(budget - k) for k in range(2, budget))])
+
+
+class EtcdTx:
+    """One attempt of a body; see the module docstring."""
+
+    def __init__(self, kv: EtcdKV, readonly: bool) -> None:
+        self._kv = kv
+        self._c = kv.client
+        self._pb = kv.client.pb
+        self._p = kv.prefix
+        self._readonly = readonly
+        self._buf = WriteBuffer()
+        self.rev = 0  # R: 0 until the first read is served
+        self._rev_lock = asyncio.Lock()
+        self._seen: dict[bytes, int] = {}  # key -> mod revision at R (0 = absent)
+        self._ranges: list[tuple[bytes, bytes]] = []  # scanned [begin, covered end)
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    async def _at_rev(self, method: str, make: Callable[[int], Any]) -> Any:
+        """Send ``make(R)``; the first read of the body is sent with 0 (latest) and fixes R."""
+        if not self.rev:
+            async with self._rev_lock:
+                if not self.rev:
+                    reply = await self._c.call(method, make(0), write=False)
+                    self.rev = reply.header.revision
+                    return reply
+        return await self._c.call(method, make(self.rev), write=False)
+
+    async def get(self, key: bytes) -> bytes | None:
+        found, value = self._buf.lookup(key)
+        if found:
+            return value
+        pb, pkey = self._pb, self._p + key
+        reply = await self._at_rev(
+            "Range", lambda rev: pb.RangeRequest(key=pkey, revision=rev, serializable=rev > 0)
+        )
+        if not reply.kvs:
+            self._seen[key] = 0
+            return None
+        kv = reply.kvs[0]
+        self._seen[key] = kv.mod_revision
+        return bytes(kv.value)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        out: dict[bytes, bytes | None] = {}
+        missing: list[bytes] = []
+        for key in dict.fromkeys(keys):
+            found, value = self._buf.lookup(key)
+            if found:
+                out[key] = value
+            else:
+                missing.append(key)
+        if len(missing) == 1:
+            out[missing[0]] = await self.get(missing[0])
+        elif missing:
+            pb, p = self._pb, self._p
+
+            def make(chunk: Sequence[bytes]) -> Callable[[int], Any]:
+                return lambda rev: pb.TxnRequest(
+                    success=[
+                        pb.RequestOp(
+                            request_range=pb.RangeRequest(key=p + k, revision=rev, serializable=rev > 0)
+                        )
+                        for k in chunk
+                    ]
+                )
+
+            chunks = _chunks(missing, self._kv.target.max_txn_ops)
+            first = await self._at_rev("Txn", make(chunks[0]))
+            rest = await asyncio.gather(*(self._at_rev("Txn", make(c)) for c in chunks[1:]))
+            for chunk, reply in zip(chunks, [first, *rest], strict=True):
+                for key, r in zip(chunk, reply.responses, strict=True):
+                    kvs = r.response_range.kvs
+                    self._seen[key] = kvs[0].mod_revision if kvs else 0
+                    out[key] = bytes(kvs[0].value) if kvs else None
+        return [out[k] for k in keys]
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        return await get_follow_in_two(self, keys, pointer)
+
+    async def _stored(
+        self, begin: bytes, end: bytes, limit: int | None, keys_only: bool, pinned: bool = True
+    ) -> list[tuple[bytes, bytes, int]]:
+        """(key, value, mod revision) of stored [begin, end), at most `limit`; values b"" when keys_only."""
+        pb, p, n = self._pb, self._p, len(self._p)
+        out: list[tuple[bytes, bytes, int]] = []
+        cursor = begin
+        while limit is None or len(out) < limit:
+            want = SCAN_BATCH if limit is None else min(SCAN_BATCH, limit - len(out))
+
+            def make(rev: int, cursor: bytes = cursor, want: int = want) -> Any:
+                return pb.RangeRequest(
+                    key=p + cursor,
+                    range_end=p + end,
+                    limit=want,
+                    keys_only=keys_only,
+                    revision=rev,
+                    serializable=rev > 0,
+                )
+
+            if pinned:
+                reply = await self._at_rev("Range", make)
+            else:
+                reply = await self._c.call("Range", make(0), write=False)
+            out += [
+                (bytes(kv.key)[n:], b"" if keys_only else bytes(kv.value), kv.mod_revision)
+                for kv in reply.kvs
+            ]
+            if not reply.more or not reply.kvs:
+                break
+            cursor = out[-1][0] + b"\x00"
+        return out
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        if begin >= end or limit == 0:
+            return []
+        fetch = None
+        if limit is not None:
+            fetch = limit + sum(1 for _, v in self._buf.in_range(begin, end) if v is None)
+        stored = await self._stored(begin, end, fetch, keys_only)
+        covered = end
+        if fetch is not None and len(stored) == fetch:
+            covered = stored[-1][0] + b"\x00"
+        if not self._readonly:
+            self._ranges.append((begin, covered))
+            for key, _, mod in stored:
+                self._seen.setdefault(key, mod)
+        out = merge_scan([(k, v) for k, v, _ in stored], self._buf.in_range(begin, covered), limit)
+        return [(k, b"") for k, _ in out] if keys_only else out
+
+    async def scan_iter(
+        self, begin: bytes, end: bytes, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        cursor = begin
+        while cursor < end:
+            chunk = await self._stored(cursor, end, batch, False, pinned=False)
+            for key, value, _ in chunk:
+                yield key, value
+            if len(chunk) < batch:
+                return
+            cursor = chunk[-1][0] + b"\x00"
+
+    async def exists(self, begin: bytes, end: bytes) -> bool:
+        return bool(await self.scan(begin, end, limit=1, keys_only=True))
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("put in a read-only transaction")
+        self._buf.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("delete in a read-only transaction")
+        self._buf.delete(key)
+
+    async def incr_by(self, key: bytes, delta: int) -> int:
+        if self._readonly:
+            raise ReadOnlyTransaction("incr_by in a read-only transaction")
+        value = decode_i64(await self.get(key)) + delta
+        self.put(key, encode_i64(value))
+        return value
+
+    def add(self, key: bytes, delta: int) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._buf.add(key, delta)
+
+    # ---- commit ------------------------------------------------------------------------------------------
+
+    def _read_compares(self) -> list[Any]:
+        pb, p = self._pb, self._p
+        mod, eq, less = pb.Compare.MOD, pb.Compare.EQUAL, pb.Compare.LESS
+        out = [pb.Compare(key=p + k, target=mod, result=eq, mod_revision=r) for k, r in self._seen.items()]
+        out += [
+            pb.Compare(key=p + b, range_end=p + e, target=mod, result=less, mod_revision=self.rev + 1)
+            for b, e in self._ranges
+        ]
+        return out
+
+    async def _counters(self) -> tuple[list[bytes], list[Any], dict[bytes, bytes]]:
+        """(counters read from the store, their compares, new values of every add). A counter the body
+        wrote is added to in the buffer; the others come from the KV's cache of the last value and mod
+        revision seen (refreshed by a failed commit), read from the store when not cached."""
+        pb, p = self._pb, self._p
+        cache = self._kv.counters
+        values: dict[bytes, bytes] = {}
+        fresh: list[bytes] = []
+        for key, delta in self._buf.adds.items():
+            found, current = self._buf.lookup(key)
+            if found:
+                values[key] = encode_i64(decode_i64(current) + delta)
+            else:
+                fresh.append(key)
+        unknown = [k for k in fresh if k not in cache]
+        for chunk in _chunks(unknown, self._kv.target.max_txn_ops):
+            reply = await self._c.call(
+                "Txn",
+                pb.TxnRequest(
+                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
+                ),
+                write=False,
+            )
+            self._kv.remember(chunk, [r.response_range.kvs for r in reply.responses])
+        compares: list[Any] = []
+        for key in fresh:
+            current, mod = cache.get(key, (None, 0))
+            values[key] = encode_i64(decode_i64(current) + self._buf.adds[key])
+            compares.append(
+                pb.Compare(key=p + key, target=pb.Compare.MOD, result=pb.Compare.EQUAL, mod_revision=mod)
+            )
+        return fresh, compares, values
+
+    def _pack(self, ops: list[Any], budget: int) -> list[Any]:
+        """`ops` as a list of at most `budget` operations, nesting groups of them in sub-Txns. etcd counts
+        every level of a nested Txn against --max-txn-ops: a sub-Txn may hold only what its parents
+        left (budget minus the parent's own count), so the groups shrink as they nest."""
+        n = len(ops)
+        if n <= budget:
+            return ops
+        fits = [k for k in range(2, budget) if k * _capacity(budget - k) >= n]
+        if not fits:
+            raise EngineError(self._too_big(n))
+        two_levels = [k for k in fits if k * (budget - k) >= n]
+        k = two_levels[0] if two_levels else (budget // 2 if budget // 2 in fits else fits[0])
+        pb = self._pb
+        return [
+            pb.RequestOp(request_txn=pb.TxnRequest(success=self._pack(list(c), budget - k)))
+            for c in _chunks(ops, -(-n // k))
+        ]
+
+    def _too_big(self, what: int) -> str:
+        n = self._kv.target.max_txn_ops
+        return (
+            f"etcd: a transaction needing {what} compares/operations does not fit in one etcd Txn with "
+            f"--max-txn-ops {n}: raise --max-txn-ops on every member and give the same value as ?max-txn-ops=N"
+        )
+
+    def _request(self, groups: Sequence[Sequence[Any]], ops: list[Any], failure: Sequence[Any] = ()) -> Any:
+        """One Txn: level i holds compare group i and, as its only operation, level i+1; the innermost
+        level holds the writes (nested, see `_pack`). Every compare of every level counts against
+        --max-txn-ops along the path, so the read set must fit in it."""
+        pb = self._pb
+        budget = self._kv.target.max_txn_ops
+        for group in groups[:-1]:
+            budget -= max(len(group), 1)
+        last = groups[-1] if groups else []
+        if budget - len(last) < min(len(ops), 1) or budget < len(last):
+            raise EngineError(self._too_big(sum(len(g) for g in groups) + len(ops)))
+        txn = pb.TxnRequest(
+            compare=last, success=self._pack(ops, budget - max(len(last), len(failure))), failure=failure
+        )
+        for group in reversed(groups[:-1]):
+            txn = pb.TxnRequest(compare=group, success=[pb.RequestOp(request_txn=txn)])
+        return txn
+
+    @staticmethod
+    def _failed_level(reply: Any, levels: int) -> tuple[int | None, Any]:
+        """(index of the level whose compares failed, that level's reply), or (None, innermost reply)."""
+        for level in range(levels):
+            if not reply.succeeded:
+                return level, reply
+            if level < levels - 1:
+                reply = reply.responses[0].response_txn
+        return None, reply
+
+    async def _applied(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> bool:
+        """After an ambiguous commit: whether it was applied (see the module docstring)."""
+        pb, p = self._pb, self._p
+        keys = list(puts) + deletes
+        revisions: set[int] = set()
+        for chunk in _chunks(keys, self._kv.target.max_txn_ops):
+            reply = await self._c.call(
+                "Txn",
+                pb.TxnRequest(
+                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
+                ),
+                write=False,
+            )
+            for key, r in zip(chunk, reply.responses, strict=True):
+                kvs = r.response_range.kvs
+                if key in puts:
+                    if not kvs or bytes(kvs[0].value) != puts[key]:
+                        return False
+                    revisions.add(kvs[0].mod_revision)
+                elif kvs:
+                    return False
+        return len(revisions) <= 1 and all(r > self.rev for r in revisions)
+
+    async def commit(self) -> None:
+        writes, adds = self._buf.writes, self._buf.adds
+        if not writes and not adds:
+            return  # reads only: they all came from the snapshot at R
+        pb, p = self._pb, self._p
+        reads = self._read_compares() if writes else []
+        read_groups = [reads] if reads else []
+        ambiguous = 0
+        for _ in range(ADD_RETRIES):
+            fresh, add_compares, counters = await self._counters()
+            puts = {k: v for k, v in writes.items() if v is not None}
+            puts.update(counters)
+            deletes = [k for k, v in writes.items() if v is None and k not in counters]
+            ops = [pb.RequestOp(request_put=pb.PutRequest(key=p + k, value=v)) for k, v in puts.items()]
+            ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + k)) for k in deletes]
+            groups = [*read_groups, *([add_compares] if add_compares else [])]
+            # when only the counters moved, the add level's failure branch returns their current values
+            failure = [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh]
+            try:
+                reply = await self._c.call("Txn", self._request(groups, ops, failure), write=True)
+            except Ambiguous as exc:
+                for key in fresh:
+                    self._kv.counters.pop(key, None)
+                ambiguous += 1
+                log.warning("etcd_commit_ambiguous", error=str(exc))
+                if await self._applied(puts, deletes):
+                    return
+                if ambiguous > AMBIGUOUS_RETRIES:
+                    raise EngineUnavailable(
+                        f"lost contact with etcd at {self._c.address} while committing; the outcome of the transaction is unknown: {exc}"
+                    ) from None
+                continue
+            failed, level = self._failed_level(reply, len(groups))
+            if failed is None:
+                self._kv.counters.update((k, (counters[k], reply.header.revision)) for k in fresh)
+                return
+            if failed < len(read_groups):
+                raise ConflictError("etcd: a key or range read by the transaction changed")
+            self._kv.remember(fresh, [r.response_range.kvs for r in level.responses])
+        raise ConflictError("etcd: counters kept changing during commit")
+
+
+class EtcdKV:
+    """See the module docstring."""
+
+    serializes_writers = False
+
+    def __init__(self, url: str, target: EtcdTarget, client: EtcdClient) -> None:
+        self.url = url
+        self.target = target
+        self.client = client
+        self.prefix = target.prefix
+        self.counters: dict[bytes, tuple[bytes | None, int]] = {}
+        """Last value and mod revision seen of the counters `add` was used on (a hint, checked at commit)."""
+
+    def remember(self, keys: Sequence[bytes], kvs: Sequence[Any]) -> None:
+        """Cache the counters `keys` from their Range replies `kvs` (empty = absent)."""
+        for key, found in zip(keys, kvs, strict=True):
+            self.counters[key] = (bytes(found[0].value), found[0].mod_revision) if found else (None, 0)
+
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        async def attempt() -> T:
+            tx = EtcdTx(self, readonly)
+            result = await body(tx)
+            if not readonly:
+                await tx.commit()
+            return result
+
+        return await retrying(attempt, max_retries)
+
+    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        return await self._run(body, False, max_retries)
+
+    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
+        return await self._run(body, True, max_retries)
+
+    async def reset(self) -> None:
+        """Delete every key under the prefix (one DeleteRange: idempotent, so simply re-sent if ambiguous)."""
+        pb = self.client.pb
+        end = self.prefix[:-1] + bytes([self.prefix[-1] + 1])
+        for _ in range(AMBIGUOUS_RETRIES + 1):
+            try:
+                await self.client.call(
+                    "DeleteRange", pb.DeleteRangeRequest(key=self.prefix, range_end=end), write=True
+                )
+                return
+            except Ambiguous as exc:
+                last = exc
+        raise EngineUnavailable(f"cannot reset etcd at {self.client.address}: {last}")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def open_etcd(url: str) -> EtcdKV:
+    """Connect to the members of `url` and check one answers (within OPEN_TIMEOUT seconds).
+
+    Raises BadMetaURL when the URL is malformed, EngineUnavailable (one line) when no member answers or
+    the credentials are refused.
+    """
+    from .base import redact_url
+
+    try:
+        target = parse_etcd_url(url)
+    except ValueError as exc:
+        raise BadMetaURL(f"bad etcd URL '{redact_url(url)}': {exc}") from None
+    try:
+        import aetcd.rpc  # noqa: F401
+        import grpc  # noqa: F401
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"the etcd client is not installed ({exc}): pip install 'jfs[etcd]'"
+        ) from None
+    probe = EtcdClient(dataclasses.replace(target, timeout=min(OPEN_TIMEOUT, target.timeout)))
+    try:
+        await probe.call(
+            "Range", probe.pb.RangeRequest(key=target.prefix, limit=1, keys_only=True), write=False
+        )
+    except BaseException:
+        await probe.close()
+        raise
+    await probe.close()
+    log.debug("etcd_opened", endpoints=target.address, prefix=target.prefix.decode(errors="replace"))
+    return EtcdKV(redact_url(url), target, EtcdClient(target))

@@ -1,0 +1,220 @@
+"""Throwaway etcd clusters for tests: one or more real `etcd` members on free loopback ports.
+
+    with etcd_cluster(3) as cluster:       # or: cluster = start_etcd_cluster(3); ...; cluster.stop()
+        kv = await open_kv(cluster.url("myvolume"))
+        cluster.kill(cluster.leader())      # SIGKILL one member; cluster.start_member(i) brings it back
+
+Members keep their data in a private directory (on /dev/shm when there is one: etcd fsyncs every
+commit), elect quickly (short heartbeat and election timeouts) and log only warnings. `stop()` kills every
+member and removes the directory — also when the test failed. Raises EtcdError when `etcd` is missing
+(Debian: ``apt-get install etcd-server``) or a member does not become healthy within `timeout`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from jfs.testing.servers import free_port
+
+
+class EtcdError(RuntimeError):
+    """The throwaway etcd cluster could not be started or queried."""
+
+
+@dataclass
+class EtcdMember:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: str
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class EtcdCluster:
+    directory: str
+    members: list[EtcdMember]
+    extra_args: tuple[str, ...] = ()
+    binary: str = "etcd"
+
+    @property
+    def endpoints(self) -> str:
+        """``host:port,host:port,…`` of every member (the address part of an etcd:// URL)."""
+        return ",".join(m.endpoint for m in self.members)
+
+    def url(self, prefix: str = "") -> str:
+        """``etcd://127.0.0.1:P1,127.0.0.1:P2/prefix``."""
+        return f"etcd://{self.endpoints}/{prefix}"
+
+    def _initial_cluster(self) -> str:
+        return ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+
+    def start_member(self, i: int, state: str = "new") -> None:
+        """Start member `i` (again); its data directory is kept, so a restarted member rejoins."""
+        m = self.members[i]
+        if m.running:
+            return
+        cmd = [
+            self.binary,
+            "--name", m.name,
+            "--data-dir", m.data_dir,
+            "--listen-client-urls", f"http://127.0.0.1:{m.client_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{m.client_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+            "--initial-cluster", self._initial_cluster(),
+            "--initial-cluster-state", state,
+            "--initial-cluster-token", os.path.basename(self.directory),
+            "--heartbeat-interval", "50",
+            "--election-timeout", "500",
+            "--logger", "zap",
+            "--log-level", "warn",
+            *self.extra_args,
+        ]  # fmt: skip
+        log = open(os.path.join(self.directory, f"{m.name}.log"), "ab")  # noqa: SIM115
+        with log:
+            m.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Stop member `i` abruptly (SIGKILL by default) and wait for it to exit."""
+        m = self.members[i]
+        if m.process is not None and m.process.poll() is None:
+            m.process.send_signal(sig)
+            try:
+                m.process.wait(10)
+            except subprocess.TimeoutExpired:
+                m.process.kill()
+                m.process.wait()
+
+    def freeze(self, i: int) -> None:
+        """SIGSTOP member `i`: it keeps its connections but answers nothing (like a partitioned member)."""
+        m = self.members[i]
+        if m.process is not None and m.process.poll() is None:
+            m.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self, i: int) -> None:
+        """SIGCONT member `i` after `freeze`."""
+        m = self.members[i]
+        if m.process is not None and m.process.poll() is None:
+            m.process.send_signal(signal.SIGCONT)
+
+    def status(self, i: int) -> dict[str, object] | None:
+        """The member's ``/v3/maintenance/status`` reply, None when it does not answer."""
+        m = self.members[i]
+        req = urllib.request.Request(f"http://{m.endpoint}/v3/maintenance/status", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=1) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    def leader(self, timeout: float = 15.0) -> int:
+        """Index of the current leader (waits for one to be elected)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, m in enumerate(self.members):
+                if not m.running:
+                    continue
+                st = self.status(i) or {}
+                header = st.get("header")
+                if st.get("leader") and isinstance(header, dict) and st["leader"] == header.get("member_id"):
+                    return i
+            time.sleep(0.05)
+        raise EtcdError(f"no etcd leader elected within {timeout:g} s")
+
+    def healthy(self, i: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.members[i].endpoint}/health", timeout=1) as resp:
+                return bool(json.loads(resp.read()).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Wait until every running member reports healthy (a leader exists and it can serve)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [i for i, m in enumerate(self.members) if m.running]
+            if running and all(self.healthy(i) for i in running):
+                return
+            dead = [m.name for m in self.members if m.process is not None and m.process.poll() is not None]
+            if dead and len(dead) == len(self.members):
+                break
+            time.sleep(0.05)
+        raise EtcdError(f"etcd did not become healthy within {timeout:g} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 600) -> str:
+        out = []
+        for m in self.members:
+            try:
+                with open(os.path.join(self.directory, f"{m.name}.log"), errors="replace") as f:
+                    out.append(f"{m.name}: {f.read()[-chars:].strip()}")
+            except OSError:
+                pass
+        return " | ".join(out)
+
+    def stop(self) -> None:
+        """Kill every member and delete the cluster's directory; idempotent."""
+        for i in range(len(self.members)):
+            self.kill(i)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_etcd_cluster(
+    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0
+) -> EtcdCluster:
+    """Start a fresh `size`-member cluster on loopback; `extra_args` go to every member
+    (e.g. ``"--max-txn-ops", "16"``)."""
+    binary = shutil.which(executable) or (
+        f"/usr/bin/{executable}" if os.path.exists(f"/usr/bin/{executable}") else None
+    )
+    if binary is None:
+        raise EtcdError(f"{executable} is not installed (apt-get install etcd-server)")
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    last = ""
+    for _ in range(3):  # a free port may be taken by someone else before etcd binds it
+        directory = tempfile.mkdtemp(prefix="jfs-etcd-", dir=base)
+        members = [
+            EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(directory, f"m{i}"))
+            for i in range(size)
+        ]
+        cluster = EtcdCluster(directory, members, tuple(extra_args), binary)
+        try:
+            for i in range(size):
+                cluster.start_member(i)
+            cluster.wait_healthy(timeout)
+            return cluster
+        except EtcdError as exc:
+            last = str(exc)
+            cluster.stop()
+        except BaseException:
+            cluster.stop()
+            raise
+    raise EtcdError(f"etcd did not start: {last}")
+
+
+@contextlib.contextmanager
+def etcd_cluster(size: int = 1, *extra_args: str) -> Iterator[EtcdCluster]:
+    """Context manager around `start_etcd_cluster` that always stops the cluster."""
+    cluster = start_etcd_cluster(size, *extra_args)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
