@@ -291,14 +291,19 @@ def forget(m: Meta, tx: Tx, ino: int) -> None:
 
 
 async def resolve(m: Meta, path: str) -> int:
-    """Inode of the directory `path` (relative to the volume root)."""
+    """Inode of the directory `path` (relative to the volume root). FSError naming `path` (as given, from
+    the volume root) when it or a parent does not exist or is not a directory."""
     ino = ROOT_INODE
-    for part in path.strip("/").split("/"):
-        if part:
-            ino, _ = await m.lookup(ino, part.encode(errors="surrogateescape"))
-    attr = await m.getattr(ino)
+    shown = "/" + path.strip("/")
+    try:
+        for part in path.strip("/").split("/"):
+            if part:
+                ino, _ = await m.lookup(ino, part.encode(errors="surrogateescape"))
+        attr = await m.getattr(ino)
+    except FSError as exc:
+        raise FSError(exc.errno or errno.EIO, f"{shown} in volume '{m.settings.name}'") from None
     if attr.typ is not FileType.DIRECTORY:
-        raise FSError(errno.ENOTDIR, path)
+        raise FSError(errno.ENOTDIR, f"{shown} in volume '{m.settings.name}'")
     return ino
 
 

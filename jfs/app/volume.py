@@ -50,6 +50,8 @@ async def format_volume(
     """
     settings.bucket = normalize_bucket(settings.storage, settings.bucket)
     settings.validate()
+    # A malformed bucket address fails here (BadStorage), before the engine is touched.
+    await (await open_bucket(settings, reads_data=False)).close()
     kv = await open_engine(meta_url)
     try:
         try:

@@ -1,0 +1,66 @@
+"""The ``jfs`` command line (the commands are in `jfs.cli.main`).
+
+`run` is the console-script entry point.
+
+Ctrl-C. Python turns SIGINT into a KeyboardInterrupt wherever the main thread happens to be: in the
+imports of the CLI (typer, rich, asyncio, the engines' clients: about 0.2 s, before any error boundary
+exists) that ended in a traceback, and inside the import machinery's own callbacks it is even printed as
+"Exception ignored" and lost, the command going on. So by default SIGINT goes to `_quit`: one line
+``jfs: error: interrupted`` and exit status 130 at once. That is right while a command parses, imports,
+prompts or waits on a mount. Work that must stop cleanly (anything run by `asyncio.run`, whose handler
+then cancels the main task; a dump file to remove; bench's temporary files) runs inside `stops_cleanly`,
+which puts Python's handler back for its duration. ``python -m jfs.cli.main`` (tests, the child of
+``jfs mount -d``) gets the same from this package's import: while ``-m`` locates its module,
+``sys.argv[0]`` is ``"-m"``. Only a Ctrl-C inside Python's own start-up (importing `site`, then finding
+the `jfs` package: the first tens of milliseconds) can still print a traceback.
+"""
+
+from __future__ import annotations
+
+import _signal  # the C module: `signal` itself takes milliseconds to import (its enums)
+import os
+import sys
+
+
+def _quit(signum: int, frame: object) -> None:
+    os.write(2, b"jfs: error: interrupted\n")
+    os._exit(130)
+
+
+def quit_on_interrupt() -> None:
+    """From now on SIGINT exits at once with status 130 and one line (unless someone else already
+    handles SIGINT, or this is not the main thread)."""
+    try:
+        if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+            _signal.signal(_signal.SIGINT, _quit)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+
+
+class stops_cleanly:  # lower case: used as a statement, `with stops_cleanly(): ...`
+    """Python's SIGINT handling inside the block (KeyboardInterrupt; inside `asyncio.run`, its cancellation
+    of the main task), the quick exit of `quit_on_interrupt` again after it, if it was in place."""
+
+    def __enter__(self) -> None:
+        try:
+            self._quick = _signal.getsignal(_signal.SIGINT) is _quit
+            if self._quick:
+                _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        except ValueError:
+            self._quick = False
+
+    def __exit__(self, *exc: object) -> None:
+        if self._quick:
+            quit_on_interrupt()
+
+
+def run() -> None:
+    """Console-script entry point (``jfs``). Not named ``main``: that is the module `jfs.cli.main`."""
+    quit_on_interrupt()
+    from jfs.cli.main import main
+
+    main()
+
+
+if sys.argv[:1] == ["-m"]:  # `python -m jfs.cli.<module>` is locating its module
+    quit_on_interrupt()

@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from jfs.cli import stops_cleanly
+
 if TYPE_CHECKING:
     from jfs.app.bench import BenchReport
     from jfs.app.mdtest import MdtestReport
@@ -121,7 +123,7 @@ def bench(
     if cfg.big_file_size == 0 and (cfg.small_file_size == 0 or cfg.small_file_count == 0):
         cli._usage_error("nothing to do: --big-file-size and --small-file-size (or --small-file-count) are 0")
     try:
-        with _Bars() as bars:
+        with stops_cleanly(), _Bars() as bars:  # Ctrl-C: the temporary files are removed
             report = run_bench(cfg, bars)
     except KeyboardInterrupt:
         cli._print_error("interrupted")

@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import io
 import os
+import select
 import sys
 from collections.abc import Callable, Coroutine
 from typing import IO, Annotated, Any, TypeVar
@@ -26,6 +27,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.text import Text
+
+from jfs.cli import stops_cleanly
 
 T = TypeVar("T")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -62,6 +65,44 @@ class _Bar:
         self._progress.stop()
 
 
+class _Stdin(io.RawIOBase):
+    """Standard input for ``jfs load -``, read so that Ctrl-C stops a load that waits on a silent pipe.
+
+    The dump is read synchronously on the event loop's thread. On Ctrl-C `asyncio.run` only asks for the
+    main task to be cancelled, and a read blocked on a pipe never sees that: Python resumes the read after
+    the signal handler, so the load went on until the writer sent more or closed the pipe. Here a read
+    waits for data at most `POLL` seconds at a time and, between waits, raises CancelledError once the
+    running task is being cancelled. Outside a loop (sniffing the gzip magic) Ctrl-C raises
+    KeyboardInterrupt from the wait as usual.
+    """
+
+    POLL = 0.1
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: Any) -> int:
+        while not select.select([self._fd], [], [], self.POLL)[0]:
+            if _being_cancelled():
+                raise asyncio.CancelledError
+        return os.readv(self._fd, [buffer])
+
+
+def _being_cancelled() -> bool:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return False
+    return task is not None and task.cancelling() > 0
+
+
 def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run one app-layer coroutine; user-facing failures become one ``jfs: error:`` line."""
     from jfs.app.meta.engine import VolumeNotFormatted
@@ -70,7 +111,8 @@ def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     from jfs.domain.dumpfmt import DumpFormatError
 
     try:
-        return asyncio.run(make())
+        with stops_cleanly():
+            return asyncio.run(make())
     except KeyboardInterrupt:
         cli._print_error("interrupted")
         raise typer.Exit(130) from None
@@ -103,39 +145,40 @@ def dump(
     from jfs.cli import main as cli
 
     cli._remember_secrets(meta_url)
-    to_stdout = file == "-"
-    raw: IO[bytes]
-    out: Any
-    if to_stdout:
-        raw = out = sys.stdout.buffer
-    else:
-        try:
-            raw = open(file, "wb")  # noqa: SIM115 - closed below, removed on failure
-        except OSError as exc:
-            raise typer.Exit(cli._report(exc)) from None
-        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
-    ok = False
-    try:
-        with _Bar("Dumped entries") as bar:
-            result: DumpResult = _call(lambda: dump_volume(
-                meta_url, out.write, subdir=os.fsencode(subdir or ""), keep_secret=keep_secret_key,
-                threads=threads, progress=bar,
-            ))
-        ok = True
-    finally:
-        if not to_stdout:
-            try:
-                if out is not raw:
-                    out.close()
-                raw.close()
-            finally:
-                if not ok:
-                    try:
-                        os.unlink(file)
-                    except OSError:
-                        pass
+    with stops_cleanly():  # Ctrl-C: the partial file is removed
+        to_stdout = file == "-"
+        raw: IO[bytes]
+        out: Any
+        if to_stdout:
+            raw = out = sys.stdout.buffer
         else:
-            out.flush()
+            try:
+                raw = open(file, "wb")  # noqa: SIM115 - closed below, removed on failure
+            except OSError as exc:
+                raise typer.Exit(cli._report(exc)) from None
+            out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
+        ok = False
+        try:
+            with _Bar("Dumped entries") as bar:
+                result: DumpResult = _call(lambda: dump_volume(
+                    meta_url, out.write, subdir=os.fsencode(subdir or ""), keep_secret=keep_secret_key,
+                    threads=threads, progress=bar,
+                ))
+            ok = True
+        finally:
+            if not to_stdout:
+                try:
+                    if out is not raw:
+                        out.close()
+                    raw.close()
+                finally:
+                    if not ok:
+                        try:
+                            os.unlink(file)
+                        except OSError:
+                            pass
+            else:
+                out.flush()
     summary = (f"Dumped {result.entries} entries in {result.seconds:.2f} s "
                f"({_rate(result.entries, result.seconds)} entries/s), {result.bytes} bytes of JSON")
     if to_stdout:
@@ -156,12 +199,21 @@ def load(
 
     cli._remember_secrets(meta_url)
     try:
-        src: IO[bytes] = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise typer.Exit(cli._report(exc)) from None
+        src: IO[bytes] = _Stdin(sys.stdin.fileno()) if file == "-" else open(file, "rb")  # type: ignore[assignment]  # noqa: SIM115
+    except (OSError, AttributeError, ValueError) as exc:  # no stdin at all: sys.stdin is None or closed
+        cli._print_error(f"cannot read the dump from {'standard input' if file == '-' else file}: "
+                         f"{getattr(exc, 'strerror', None) or exc}")
+        raise typer.Exit(1) from None
     try:
-        reader: Any = src if isinstance(src, io.BufferedReader) else io.BufferedReader(src)  # type: ignore[type-var]
-        stream: Any = gzip.GzipFile(fileobj=reader, mode="rb") if reader.peek(2)[:2] == GZIP_MAGIC else reader
+        reader: Any = src if isinstance(src, io.BufferedReader) else io.BufferedReader(src, 1 << 20)  # type: ignore[type-var]
+        try:
+            magic = reader.peek(2)[:2]
+        except KeyboardInterrupt:
+            cli._print_error("interrupted")
+            raise typer.Exit(130) from None
+        except OSError as exc:
+            raise typer.Exit(cli._report(exc)) from None
+        stream: Any = gzip.GzipFile(fileobj=reader, mode="rb") if magic == GZIP_MAGIC else reader
         with _Bar("Loaded entries") as bar:
             result: LoadResult = _call(lambda: load_volume(meta_url, stream.read, progress=bar))
     finally:
@@ -182,5 +234,5 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="[bold]Examples:[/bold]\n\n"
         "jfs load redis://localhost:6379/2 meta.json\n\n"
-        "juicefs dump sqlite3://juicefs.db - | jfs load redis://localhost:6379/2 -",
+        "juicefs dump sqlite3://juicefs.db | jfs load redis://localhost:6379/2 -",
     )(load)

@@ -28,6 +28,8 @@ from rich.table import Table
 
 from jfs.adapters.kv.base import redact_url
 from jfs.adapters.kv.registry import BadMetaURL
+from jfs.adapters.objects.registry import BadStorage
+from jfs.cli import quit_on_interrupt, stops_cleanly
 from jfs.cli.logs import setup_logging
 from jfs.domain.errors import FSError
 from jfs.domain.settings import SECRET_FIELDS, InvalidSettings, Settings
@@ -96,6 +98,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
         KVError,
         BadMetaURL,
+        BadStorage,
         InvalidSettings,
         ObjectStoreError,
         FSError,
@@ -128,7 +131,7 @@ def _report(exc: BaseException) -> int:
         if not _opts.debug:
             message += " (run with --debug for the traceback)"
     _print_error(message)
-    return 2 if isinstance(exc, BadMetaURL) else 1
+    return 2 if isinstance(exc, (BadMetaURL, BadStorage)) else 1
 
 
 def _print_error(message: str) -> None:
@@ -149,9 +152,11 @@ def _api() -> ModuleType:
 
 
 def _run(call: Callable[[ModuleType], Coroutine[Any, Any, T]]) -> T:
-    """Run one app-layer coroutine under the error boundary."""
+    """Run one app-layer coroutine under the error boundary (Ctrl-C stops it cleanly: see `jfs.cli`)."""
     try:
-        return asyncio.run(call(_api()))
+        api = _api()
+        with stops_cleanly():
+            return asyncio.run(call(api))
     except KeyboardInterrupt:
         _print_error("interrupted")
         raise typer.Exit(130) from None
@@ -617,7 +622,9 @@ def mount(
     meta_url: Annotated[
         str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
     ],
-    mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT", help="An existing empty directory.")],
+    mountpoint: Annotated[str, typer.Argument(
+        metavar="MOUNTPOINT", help="The directory to mount on, created with its parents if missing. It may "
+        "hold files (as in JuiceFS): they are hidden while the volume is mounted.")],
     background: Annotated[
         bool, typer.Option("--background", "-d", help="Run in the background; return once mounted.")
     ] = False,
@@ -668,7 +675,8 @@ def mount(
             m.spawn_background(m.foreground_argv(), path)
             typer.echo(f"jfs: {path} is mounted")
             return
-        m.run_foreground(args)
+        with stops_cleanly():  # Ctrl-C unmounts (the FUSE server's own handler once mounted)
+            m.run_foreground(args)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     except Exception as exc:
@@ -701,10 +709,13 @@ def _mount_root(path: str) -> str:
     return cur
 
 
-def _ask_mount(path: str, request: dict[str, Any]) -> dict[str, Any]:
-    """Send one request to the jfs mount holding `path` through its ``.control`` file."""
+def _ask_mount(path: str, request: dict[str, Any], *, shown: list[str] | None = None) -> dict[str, Any]:
+    """Send one request to the jfs mount holding `path` through its ``.control`` file. Failures name
+    `shown` (default: `path`), the path(s) the user gave."""
     import json
 
+    names = shown or [path]
+    what = ", ".join(names)
     root = _mount_root(path)
     control = os.path.join(root, ".control")
     try:
@@ -717,11 +728,13 @@ def _ask_mount(path: str, request: dict[str, Any]) -> dict[str, Any]:
                 if not piece:
                     break
                 chunks.append(piece)
+    except FileNotFoundError:  # the file system holding `path` has no .control: not jfs
+        raise VolumeErrorProxy(f"{what} {'is' if len(names) == 1 else 'are'} not on a jfs mount") from None
     except OSError as exc:
-        raise VolumeErrorProxy(f"{path} is not on a jfs mount ({exc.strerror})") from None
+        raise VolumeErrorProxy(f"{what}: cannot reach the jfs mount at {root}: {exc.strerror}") from None
     doc: dict[str, Any] = json.loads(b"".join(chunks))
     if "error" in doc:
-        raise VolumeErrorProxy(f"{path}: {doc['error']}")
+        raise VolumeErrorProxy(f"{what}: {doc['error']}")
     return doc
 
 
@@ -785,14 +798,28 @@ from jfs.cli import webdav_cmd; webdav_cmd.register(app)  # noqa: E402, E702, I0
 # --- end of command modules ---
 
 
+def _typer_saw_interrupt(exc: SystemExit) -> bool:
+    """Whether typer turned a KeyboardInterrupt outside `_run` into this exit 130 (it prints nothing, so
+    the error line is ours): from a `stops_cleanly` block that does not catch it, or when another SIGINT
+    handler kept the quick exit of `jfs.cli` out."""
+    cause = exc.__context__
+    return exc.code == 130 and cause is not None and isinstance(cause.__cause__, KeyboardInterrupt)
+
+
 def main() -> None:
-    """Console-script entry point (``jfs``)."""
+    """Run the ``jfs`` command line (the console script enters through ``jfs.cli:run``, which already
+    handles Ctrl-C during the imports: see `jfs.cli`)."""
     _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    quit_on_interrupt()  # already done by `jfs.cli.run`, unless entered here
     try:
         app(prog_name="jfs")
     except KeyboardInterrupt:
         _print_error("interrupted")
         sys.exit(130)
+    except SystemExit as exc:
+        if _typer_saw_interrupt(exc):
+            _print_error("interrupted")
+        raise
     except Exception as exc:  # escaped a command's own boundary (e.g. a broken install)
         sys.exit(_report(exc))
 

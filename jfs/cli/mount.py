@@ -41,33 +41,81 @@ class MountArgs:
 
 
 def check_mountpoint(path: str) -> str:
-    """The absolute mount point; VolumeError when it is not a directory or already mounted."""
+    """The absolute mount point; VolumeError when it exists but is not a directory, or is already mounted.
+    A missing one is fine: `prepare_mountpoint` makes it once the volume is open."""
     mountpoint = os.path.abspath(path)
-    if not os.path.isdir(mountpoint):
+    if os.path.lexists(mountpoint) and not os.path.isdir(mountpoint):
         raise VolumeError(f"mount point {mountpoint} is not a directory")
     if is_mounted(mountpoint):
         raise VolumeError(f"{mountpoint} is already a mount point (unmount it first)")
     return mountpoint
 
 
+def prepare_mountpoint(mountpoint: str) -> list[str]:
+    """Create `mountpoint` with its missing parents, as JuiceFS does; returns the directories created
+    (parents first), for `remove_created` should the mount not come up. VolumeError naming the path and
+    the reason when it cannot be made. A non-empty mount point is allowed, as in JuiceFS (FUSE 3 has no
+    ``nonempty`` check): its files are hidden while the volume is mounted, and a warning says so."""
+    created: list[str] = []
+    missing = mountpoint
+    while not os.path.lexists(missing) and missing != os.path.dirname(missing):
+        created.insert(0, missing)
+        missing = os.path.dirname(missing)
+    try:
+        os.makedirs(mountpoint, exist_ok=True)
+    except OSError as exc:
+        remove_created(created)
+        where = "" if exc.filename in (None, mountpoint) else f" ({exc.filename})"
+        raise VolumeError(f"cannot create mount point {mountpoint}: {exc.strerror or exc}{where}") from None
+    if not os.path.isdir(mountpoint):  # raced with something else
+        raise VolumeError(f"mount point {mountpoint} is not a directory")
+    if created:
+        log.info("mountpoint_created", mountpoint=mountpoint)
+    else:
+        try:
+            with os.scandir(mountpoint) as entries:
+                hidden = next(entries, None) is not None
+        except OSError:
+            hidden = False
+        if hidden:
+            log.warning("mountpoint_not_empty", mountpoint=mountpoint,
+                        detail="its files are hidden while the volume is mounted")
+    return created
+
+
+def remove_created(created: list[str]) -> None:
+    """Remove the directories `prepare_mountpoint` made (deepest first), as long as they are empty."""
+    for path in reversed(created):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+
+
 async def serve(args: MountArgs) -> None:
     """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
     mountpoint = check_mountpoint(args.mountpoint)
-    client = await open_client(args.meta_url, ClientOptions(
-        cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
-        cache_size=args.cache_size_mib << 20,
-        buffer_size=args.buffer_size_mib << 20,
-        max_uploads=args.max_uploads,
-        read_only=args.read_only,
-        heartbeat=args.heartbeat,
-        background_jobs=not args.no_bgjob,
-        enable_xattr=args.enable_xattr,
-        # The kernel checks permissions itself (default_permissions); jfs checks `.control` requests.
-        permission_checks=False,
-        entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
-        mountpoint=mountpoint,
-        extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
-    ))
+    created = prepare_mountpoint(mountpoint)
+    server: FuseServer | None = None
+    try:
+        client = await open_client(args.meta_url, ClientOptions(
+            cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
+            cache_size=args.cache_size_mib << 20,
+            buffer_size=args.buffer_size_mib << 20,
+            max_uploads=args.max_uploads,
+            read_only=args.read_only,
+            heartbeat=args.heartbeat,
+            background_jobs=not args.no_bgjob,
+            enable_xattr=args.enable_xattr,
+            # The kernel checks permissions itself (default_permissions); jfs checks `.control` requests.
+            permission_checks=False,
+            entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
+            mountpoint=mountpoint,
+            extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
+        ))
+    except BaseException:
+        remove_created(created)  # the volume did not open: leave no directory behind
+        raise
     try:
         ops = JfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
@@ -83,6 +131,10 @@ async def serve(args: MountArgs) -> None:
         ))
         log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid)
         await server.run()
+    except BaseException:
+        if server is None or not server.ready.is_set():  # never came up: leave no directory behind
+            remove_created(created)
+        raise
     finally:
         await client.close()
         log.info("unmounted", mountpoint=mountpoint)

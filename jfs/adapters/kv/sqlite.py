@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import json
 import os
 import queue
 import sqlite3
@@ -326,16 +327,11 @@ class SqliteKV:
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             if writer:
+                self._check_schema(conn)  # before WAL mode: a foreign database is left as it was
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise EngineUnavailable(
                         f"cannot open SQLite database {self.path}: WAL mode refused ({mode})"
-                    )
-                tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-                if any(t != "kv" for t in tables):
-                    raise EngineUnavailable(
-                        f"cannot open SQLite database {self.path}: it is not a jfs metadata database "
-                        f"(tables: {', '.join(sorted(tables))})"
                     )
                 conn.execute(_SCHEMA)
             else:
@@ -350,6 +346,22 @@ class SqliteKV:
             conn.close()
             raise
         return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """EngineUnavailable unless the database is empty or holds only jfs's ``kv`` table; a JuiceFS
+        volume (JuiceFS's own SQL schema: jfs_setting, jfs_node, …) is named as such, with the way over."""
+        tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if all(t == "kv" for t in tables):
+            return
+        if "jfs_setting" in tables:
+            raise EngineUnavailable(
+                f"{self.path} holds {_juicefs_volume(conn)} in JuiceFS's SQL schema, which jfs does not read; "
+                f"copy it into a jfs engine with: juicefs dump {self.url} | jfs load META-URL -"
+            )
+        shown = ", ".join(tables[:5]) + (f", … ({len(tables)} tables)" if len(tables) > 5 else "")
+        raise EngineUnavailable(
+            f"cannot open SQLite database {self.path}: it is not a jfs metadata database (tables: {shown})"
+        )
 
     def _unavailable(self, exc: sqlite3.Error) -> EngineUnavailable:
         where = os.path.dirname(os.path.abspath(self.path))
@@ -369,13 +381,22 @@ class SqliteKV:
     ) -> concurrent.futures.Future[None]:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
 
+        def report(exc: BaseException | None) -> None:
+            try:
+                if exc is None:
+                    ready.set_result(None)
+                else:
+                    ready.set_exception(exc)
+            except concurrent.futures.InvalidStateError:
+                pass  # open_sqlite was cancelled (Ctrl-C) meanwhile: its clean-up stops this thread
+
         def thread_main() -> None:
             try:
                 conn = self._connect(writer)
             except BaseException as exc:  # reported to open_sqlite
-                ready.set_exception(exc)
+                report(exc)
                 return
-            ready.set_result(None)
+            report(None)
             try:
                 main(conn)
             finally:
@@ -616,6 +637,16 @@ class SqliteKV:
             conn.close()
         threads, self._threads = self._threads, []
         await asyncio.gather(*(asyncio.to_thread(t.join) for t in threads))
+
+
+def _juicefs_volume(conn: sqlite3.Connection) -> str:
+    """``JuiceFS volume 'NAME'`` from JuiceFS's ``jfs_setting`` table (``a JuiceFS volume`` if unreadable)."""
+    try:
+        row = conn.execute("SELECT value FROM jfs_setting WHERE name = 'format'").fetchone()
+        name = json.loads(row[0]).get("Name") if row else None
+    except (sqlite3.Error, ValueError, TypeError, AttributeError):
+        name = None
+    return f"JuiceFS volume '{name}'" if isinstance(name, str) and name else "a JuiceFS volume"
 
 
 def parse_sqlite_url(url: str) -> tuple[str, str, int]:

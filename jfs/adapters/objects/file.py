@@ -93,11 +93,23 @@ class FileStore:
 
     async def create_bucket(self) -> None:
         """Create the bucket directory (and its parents); succeeds if it already exists."""
-        try:
-            await self._run(os.makedirs, self.root, 0o777, True)
-        except OSError as exc:
-            raise self._fail("create bucket", "", exc) from exc
+        await self._run(self._create_bucket)
         log.info("bucket_created", url=self.url)
+
+    def _create_bucket(self) -> None:
+        try:
+            os.makedirs(self.root, 0o777, exist_ok=True)
+        except OSError as exc:  # one line naming the directory and why
+            failed = str(exc.filename or self.root)
+            parent = os.path.dirname(failed)
+            if isinstance(exc, FileExistsError):
+                reason = f"{failed} exists and is not a directory"
+            elif isinstance(exc, FileNotFoundError) and os.path.isdir(parent):  # e.g. under /proc
+                reason = f"{parent} does not allow creating directories ({exc.strerror})"
+            else:
+                reason = f"{exc.strerror or exc}" + ("" if failed == self.root else f" ({failed})")
+            kind = ObjectStoreUnavailable if isinstance(exc, PermissionError) else ObjectStoreError
+            raise kind(f"cannot create the bucket directory {self.url}: {reason}") from exc
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
