@@ -1,0 +1,123 @@
+"""ListObjects over directories: keys in S3's byte order, with prefix, delimiter, marker and max-keys.
+
+Siblings are visited in the order of their keys — a directory ``d`` as ``d/`` — so that a depth-first walk
+yields keys in byte order (``a-x`` before ``a/b``, as ``-`` < ``/``). The walk starts at the deepest
+directory the prefix names and skips whole subtrees that sort before the marker. With the ``/`` delimiter
+subdirectories become common prefixes without being entered. An empty directory is the object ``d/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from jfs.app.objectview.keys import RESERVED_TOP
+from jfs.app.objectview.service import EMPTY_MD5, ObjectInfo, ObjectView
+from jfs.domain.attrs import Attr, FileType
+from jfs.domain.errors import FSError
+
+ETAG_LOOKUPS = 32
+"""ETag records read at once for a page of a listing."""
+
+
+@dataclass
+class ListPage:
+    objects: list[ObjectInfo] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    next_marker: str = ""
+    """The last key or common prefix of the page (where the next page starts after)."""
+
+
+def _dec(key: bytes) -> str:
+    return key.decode("utf-8", "surrogateescape")
+
+
+async def list_objects(view: ObjectView, bucket: str, prefix: str = "", delimiter: str = "", marker: str = "",
+                       max_keys: int = 1000) -> ListPage:
+    """One page of the keys of `bucket` after `marker` that start with `prefix`."""
+    base = await view.bucket_inode(bucket)
+    page = ListPage()
+    if max_keys <= 0:
+        return page
+    p = prefix.encode("utf-8", "surrogateescape")
+    m = marker.encode("utf-8", "surrogateescape")
+    d = delimiter.encode("utf-8", "surrogateescape")
+    cut = p.rfind(b"/") + 1
+    dir_key, name_filter = p[:cut], p[cut:]
+    ino = base
+    for name in dir_key.split(b"/")[:-1]:
+        if not name or name in (b".", b".."):
+            return page
+        try:
+            ino, attr = await view._lookup(ino, name)
+        except FSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return page
+            raise
+        if attr.typ is not FileType.DIRECTORY:
+            return page
+    items: list[tuple[bytes, int, Attr | None]] = []  # (key, inode, attr); inode 0 = a common prefix
+    last_prefix = b""
+    async for key, child, attr in _walk(view, ino, dir_key, name_filter, m, d == b"/"):
+        if d and d != b"/" or (d == b"/" and child):
+            rest = key[len(p):]
+            at = rest.find(d)
+            if at >= 0:
+                cp = p + rest[:at + len(d)]
+                if cp == last_prefix or cp <= m:
+                    continue
+                key, child, attr, last_prefix = cp, 0, None, cp
+        if len(items) == max_keys:
+            page.truncated = True
+            break
+        items.append((key, child, attr))
+    if items:
+        page.next_marker = _dec(items[-1][0])
+    files = [(k, c, a) for k, c, a in items if c and a is not None and a.typ is FileType.REGULAR]
+    etags: dict[int, str] = {}
+    sem = asyncio.Semaphore(ETAG_LOOKUPS)
+
+    async def etag(c: int, a: Attr) -> None:
+        async with sem:
+            etags[c] = await view.etag_of(c, a)
+
+    await asyncio.gather(*(etag(c, a) for _, c, a in files))
+    for key, child, attr in items:
+        if not child:
+            page.prefixes.append(_dec(key))
+        elif attr is not None and attr.typ is FileType.DIRECTORY:
+            page.objects.append(ObjectInfo(_dec(key), 0, EMPTY_MD5, attr.mtime_ns, True))
+        elif attr is not None:
+            page.objects.append(ObjectInfo(_dec(key), attr.length, etags.get(child, ""), attr.mtime_ns))
+    return page
+
+
+async def _walk(view: ObjectView, ino: int, dir_key: bytes, name_filter: bytes, marker: bytes, slash: bool
+                ) -> AsyncIterator[tuple[bytes, int, Attr | None]]:
+    """(key, inode, attr) in key order below directory `ino`; with `slash` (delimiter ``/``) a
+    subdirectory is yielded once as (``key/``, 0, None) and not entered."""
+    entries = await view.vfs.listdir(view.ctx, ino, plus=True)
+    if not entries:
+        if dir_key and not name_filter and dir_key > marker:
+            yield dir_key, ino, await view.vfs.getattr(view.ctx, ino)
+        return
+    if ino == view.root:
+        entries = [e for e in entries if e.name not in RESERVED_TOP]
+    order = sorted(((e.name + b"/" if e.typ is FileType.DIRECTORY else e.name), e)
+                   for e in entries if e.name.startswith(name_filter))
+    for sort_key, e in order:
+        key = dir_key + sort_key
+        if e.typ is FileType.DIRECTORY:
+            if slash:
+                if marker < key:
+                    yield key, 0, None
+                continue
+            if marker >= key and not marker.startswith(key):
+                continue
+            async for item in _walk(view, e.ino, key, b"", marker, False):
+                yield item
+        elif e.typ is FileType.REGULAR and key > marker and e.attr is not None:
+            yield key, e.ino, e.attr
