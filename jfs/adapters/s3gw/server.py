@@ -102,7 +102,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         end = int(last) + 1 if last else size
     except ValueError:
         return None
-    if start < 0 or end <= start:
+    if start < 0 or (last and end <= start):
         return None
     if start >= size:
         raise S3Error("InvalidRange", "The requested range is not satisfiable.")
@@ -180,8 +180,13 @@ class Gateway:
         status = status_of(exc.code)
         headers = {"x-amz-request-id": rid}
         if request.method == "HEAD" or status == 304:
-            return web.Response(status=status, headers=headers)
-        return web.Response(status=status, body=error_xml(exc, resource, rid), content_type=XML, headers=headers)
+            resp = web.Response(status=status, headers=headers)
+        else:
+            resp = web.Response(status=status, body=error_xml(exc, resource, rid), content_type=XML, headers=headers)
+        if request.body_exists and not request.content.is_eof():
+            # The body was refused unread: the connection cannot carry another request after it.
+            resp.force_close()
+        return resp
 
     def _body(self, request: web.BaseRequest, signed: Signed) -> AsyncIterator[bytes]:
         timeout = self.config.read_timeout

@@ -196,7 +196,7 @@ def parse_delete(data: bytes) -> tuple[list[str], bool]:
         if key is None:
             raise S3Error("MalformedXML", "Each Object needs a Key.")
         keys.append(key)
-    if len(keys) > 1000:
+    if not keys or len(keys) > 1000:
         raise S3Error("MalformedXML", "At most 1000 keys can be deleted at once.")
     return keys, (_text(root, "Quiet") or "").strip().lower() == "true"
 
