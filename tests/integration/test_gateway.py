@@ -332,11 +332,13 @@ def test_bad_input_gets_s3_errors_and_changes_nothing(gw: tuple[RunningGateway, 
     from botocore.credentials import Credentials
 
     def signed(method: str, path: str, body: bytes, **headers: str) -> bytes:
-        req = AWSRequest(method=method, url=f"{g.endpoint}{path}", data=body, headers=headers)
+        req = AWSRequest(method=method, url=f"{g.endpoint}{path}", data=body,
+                         headers={"Host": f"127.0.0.1:{g.port}", **headers})
         req.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
         SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(req)
         prepared = req.prepare()
-        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in prepared.headers.items())
+        fields = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
         return (head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
     answer = _raw(g, signed("POST", f"/{VOLUME}/bad/mp?uploadId={up}", b"<CompleteMultipartUpload><Part>"))
@@ -363,7 +365,7 @@ def test_bad_input_gets_s3_errors_and_changes_nothing(gw: tuple[RunningGateway, 
     assert e2.value.code == 403 and b"AccessDenied" in e2.value.read()
     # Oversize headers: refused by the HTTP layer, the gateway keeps serving.
     answer = _raw(g, b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 4")
+    assert answer.split(b"\r\n")[0].split()[1] == b"400"
     # An upload cut short: nothing is published.
     req = signed("PUT", f"/{VOLUME}/bad/short", b"0123456789")
     answer = _raw(g, req.replace(b"Content-Length: 10", b"Content-Length: 20").replace(b"Connection: close\r\n", b""))

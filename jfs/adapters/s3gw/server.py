@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 import structlog
@@ -142,6 +143,19 @@ def _object_headers(info: ObjectInfo) -> dict[str, str]:
     return headers
 
 
+class _Headers:
+    """A request's headers as the verifier reads them: every value of a name; `names()`."""
+
+    def __init__(self, headers: Any) -> None:
+        self._h = headers
+
+    def __call__(self, name: str) -> list[str]:
+        return list(self._h.getall(name, []))
+
+    def names(self) -> list[str]:
+        return list(self._h.keys())
+
+
 class Gateway:
     """Serves S3 requests for one `ObjectView`."""
 
@@ -228,7 +242,7 @@ class Gateway:
             return web.Response(status=200)
         query = _query(raw_query)
         signed = self.verifier.verify(request.method, raw_path, raw_query,
-                                      lambda n: request.headers.getall(n, []), query)
+                                      _Headers(request.headers), query)
         path = unquote(raw_path)
         if not path.startswith("/"):
             raise S3Error("InvalidRequest", "The request path must start with '/'.")

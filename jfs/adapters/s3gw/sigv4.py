@@ -9,6 +9,8 @@ this module against botocore-signed requests). What the body must still satisfy 
 
 from __future__ import annotations
 
+import base64
+import email.utils
 import hashlib
 import hmac
 import re
@@ -29,6 +31,16 @@ MAX_SKEW = 15 * 60
 MAX_EXPIRES = 7 * 24 * 3600
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_V2_SUBRESOURCES = frozenset({
+    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy",
+    "requestPayment", "restore", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning", "versions",
+    "website", "response-cache-control", "response-content-disposition", "response-content-encoding",
+    "response-content-language", "response-content-type", "response-expires"})
+
+
+def _header_names(headers: Callable[[str], Sequence[str]]) -> Sequence[str]:
+    names = getattr(headers, "names", None)
+    return list(names()) if callable(names) else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +126,10 @@ class Verifier:
             return self._verify_header(method, raw_path, raw_query, headers, auth)
         if query.get("X-Amz-Algorithm") == ALGORITHM:
             return self._verify_presigned(method, raw_path, raw_query, headers, query)
+        if auth.startswith("AWS ") or ("Signature" in query and "AWSAccessKeyId" in query):
+            return self._verify_v2(method, raw_path, headers, query, auth)
         if auth or "Signature" in query or query.get("X-Amz-Algorithm"):
-            raise S3Error("AccessDenied", "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported.")
+            raise S3Error("AccessDenied", "Unsupported authorization: sign with AWS Signature Version 4.")
         raise S3Error("AccessDenied", "Anonymous requests are not allowed: sign them with your access key.")
 
     def _verify_header(self, method: str, raw_path: str, raw_query: str,
@@ -186,6 +200,43 @@ class Verifier:
             raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
                           "signature you provided. Check your key and signing method.")
         return Signed(payload, key, amz_date, scope, expected)
+
+    def _verify_v2(self, method: str, raw_path: str, headers: Callable[[str], Sequence[str]],
+                   query: Mapping[str, str], auth: str) -> Signed:
+        """Signature Version 2, still what `aws s3 presign` and boto3's default presigned URLs use."""
+        def header(name: str) -> str:
+            return ",".join(headers(name))
+
+        if auth:
+            access_key, _, signature = auth[4:].strip().rpartition(":")
+            date = "" if headers("x-amz-date") else header("date")
+            when = email.utils.parsedate_to_datetime(header("x-amz-date") or date).timestamp() \
+                if (header("x-amz-date") or date) else None
+            if when is None:
+                raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+            if abs(self.clock() - when) > MAX_SKEW:
+                raise S3Error("RequestTimeTooSkewed",
+                              "The difference between the request time and the server's time is too large.")
+        else:
+            access_key, signature, date = query["AWSAccessKeyId"], query["Signature"], query.get("Expires", "")
+            try:
+                expires = int(date)
+            except ValueError:
+                raise S3Error("AccessDenied", "Expires must be a number of seconds since the epoch.") from None
+            if self.clock() > expires:
+                raise S3Error("AccessDenied", "Request has expired.")
+        secret = self._secret(access_key)
+        amz = sorted((name, header(name)) for name in {n.lower() for n in _header_names(headers)}
+                     if name.startswith("x-amz-"))
+        sub = sorted((k, v) for k, v in query.items() if k in _V2_SUBRESOURCES)
+        resource = raw_path + ("?" + "&".join(f"{k}={v}" if v else k for k, v in sub) if sub else "")
+        text = "\n".join((method, header("content-md5"), header("content-type"), date, "")) + \
+            "".join(f"{k}:{v}\n" for k, v in amz) + resource
+        expected = base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha1).digest()).decode()
+        if not hmac.compare_digest(expected, signature):
+            raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
+                          "signature you provided. Check your key and signing method.")
+        return Signed(UNSIGNED, b"", "", "", signature)
 
     @staticmethod
     def _sign(key: bytes, amz_date: str, scope: str, creq: str) -> str:
