@@ -88,8 +88,15 @@ def canonical_request(method: str, raw_path: str, raw_query: str, headers: Calla
     for name in signed_headers:
         values = headers(name)
         lines.append(f"{name}:{','.join(' '.join(v.split()) for v in values)}\n")
-    return "\n".join((method, _uri_encode(unquote(raw_path), "/"), canonical_query(raw_query, skip_query),
-                      "".join(lines), ";".join(signed_headers), payload))
+    return "\n".join((method, raw_path, canonical_query(raw_query, skip_query), "".join(lines),
+                      ";".join(signed_headers), payload))
+
+
+def canonical_paths(raw_path: str) -> list[str]:
+    """The path as the client may have signed it: re-encoded the AWS way, or exactly as sent (clients
+    that leave ``+``, ``!`` … unencoded sign them so)."""
+    encoded = _uri_encode(unquote(raw_path), "/")
+    return [encoded] if encoded == raw_path else [encoded, raw_path]
 
 
 def _parse_time(stamp: str) -> float:
@@ -162,10 +169,10 @@ class Verifier:
         signed_headers = fields["SignedHeaders"].split(";")
         if "host" not in signed_headers:
             raise S3Error("AccessDenied", "The host header must be signed.")
-        creq = canonical_request(method, raw_path, raw_query, headers, signed_headers, payload)
         key = signing_key(secret, date, region, service)
-        expected = self._sign(key, amz_date, scope, creq)
-        if not hmac.compare_digest(expected, fields["Signature"]):
+        expected = self._match(key, amz_date, scope, fields["Signature"], [
+            canonical_request(method, p, raw_query, headers, signed_headers, payload) for p in canonical_paths(raw_path)])
+        if expected is None:
             raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
                           "signature you provided. Check your key and signing method.")
         return Signed(payload, key, amz_date, scope, expected)
@@ -192,11 +199,11 @@ class Verifier:
             raise S3Error("AccessDenied", "Request has expired.")
         signed_headers = query["X-Amz-SignedHeaders"].split(";")
         payload = query.get("X-Amz-Content-Sha256", UNSIGNED)
-        creq = canonical_request(method, raw_path, raw_query, headers, signed_headers, payload,
-                                 skip_query="X-Amz-Signature")
         key = signing_key(secret, date, region, service)
-        expected = self._sign(key, amz_date, scope, creq)
-        if not hmac.compare_digest(expected, query["X-Amz-Signature"]):
+        expected = self._match(key, amz_date, scope, query["X-Amz-Signature"], [
+            canonical_request(method, p, raw_query, headers, signed_headers, payload, skip_query="X-Amz-Signature")
+            for p in canonical_paths(raw_path)])
+        if expected is None:
             raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
                           "signature you provided. Check your key and signing method.")
         return Signed(payload, key, amz_date, scope, expected)
@@ -237,6 +244,15 @@ class Verifier:
             raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
                           "signature you provided. Check your key and signing method.")
         return Signed(UNSIGNED, b"", "", "", signature)
+
+    def _match(self, key: bytes, amz_date: str, scope: str, signature: str, requests: list[str]) -> str | None:
+        """The signature of the first canonical request that matches `signature` (constant-time compares)."""
+        found = None
+        for creq in requests:
+            expected = self._sign(key, amz_date, scope, creq)
+            if hmac.compare_digest(expected, signature) and found is None:
+                found = expected
+        return found
 
     @staticmethod
     def _sign(key: bytes, amz_date: str, scope: str, creq: str) -> str:

@@ -48,6 +48,7 @@ async def list_objects(view: ObjectView, bucket: str, prefix: str = "", delimite
     cut = p.rfind(b"/") + 1
     dir_key, name_filter = p[:cut], p[cut:]
     ino = base
+    attr: Attr | None
     for name in dir_key.split(b"/")[:-1]:
         if not name or name in (b".", b".."):
             return page
@@ -57,7 +58,7 @@ async def list_objects(view: ObjectView, bucket: str, prefix: str = "", delimite
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 return page
             raise
-        if attr.typ is not FileType.DIRECTORY:
+        if attr is None or attr.typ is not FileType.DIRECTORY:
             return page
     items: list[tuple[bytes, int, Attr | None]] = []  # (key, inode, attr); inode 0 = a common prefix
     last_prefix = b""
@@ -85,7 +86,8 @@ async def list_objects(view: ObjectView, bucket: str, prefix: str = "", delimite
             etags[c] = await view.etag_of(c, a)
 
     await asyncio.gather(*(etag(c, a) for _, c, a in files))
-    for key, child, attr in items:
+    for key, child, found in items:
+        attr = found
         if not child:
             page.prefixes.append(_dec(key))
         elif attr is not None and attr.typ is FileType.DIRECTORY:
