@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from jfs.adapters.s3gw.errors import S3Error
 from jfs.adapters.s3gw.sigv4 import STREAMING, STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED, Signed
@@ -49,6 +49,34 @@ async def _readline(stream: Stream, timeout: float) -> bytes:
     return line[:-2]
 
 
+THREAD_HASH = 64 << 10
+"""Pieces at least this big are hashed in a worker thread (hashlib releases the GIL): the event loop
+keeps serving other requests meanwhile."""
+
+
+async def hash_update(digest: Any, piece: bytes) -> None:
+    if len(piece) >= THREAD_HASH:
+        await asyncio.to_thread(digest.update, piece)
+    else:
+        digest.update(piece)
+
+
+async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIterator[bytes]:
+    """The same bytes in pieces of `size` (the last may be shorter): fewer, bigger writes and hashes than
+    the socket's 64-128 KiB reads; still one piece in memory at a time."""
+    buf = bytearray()
+    async for piece in pieces:
+        if not buf and len(piece) >= size:
+            yield piece
+            continue
+        buf += piece
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
 async def plain_body(stream: Stream, length: int | None, signed: Signed | None, timeout: float
                      ) -> AsyncIterator[bytes]:
     """`length` bytes (None: up to the end of a chunked transfer); SHA-256 checked at the end when the
@@ -64,7 +92,7 @@ async def plain_body(stream: Stream, length: int | None, signed: Signed | None, 
                           "Content-Length HTTP header.")
         left -= len(piece)
         if digest is not None:
-            digest.update(piece)
+            await hash_update(digest, piece)
         yield piece
     if digest is not None and signed is not None and digest.hexdigest() != signed.payload:
         raise S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match "
@@ -95,7 +123,7 @@ async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | Non
                 raise S3Error("IncompleteBody", "The aws-chunked payload was cut short.")
             left -= len(piece)
             if digest is not None:
-                digest.update(piece)
+                await hash_update(digest, piece)
             yield piece
         total += size
         if digest is not None:

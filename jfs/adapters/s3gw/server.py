@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from jfs.adapters.s3gw import xmlio
-from jfs.adapters.s3gw.body import chunked_body, plain_body
+from jfs.adapters.s3gw.body import chunked_body, coalesce, plain_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
 from jfs.adapters.s3gw.sigv4 import Signed, Verifier
 from jfs.app.objectview import (
@@ -212,13 +212,13 @@ class Gateway:
                 raise S3Error("InvalidArgument", "x-amz-decoded-content-length is not a number.") from None
             if length is not None and length > MAX_PUT:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-            return chunked_body(request.content, signed, length, timeout)
+            return coalesce(chunked_body(request.content, signed, length, timeout))
         length = request.content_length
         if length is None and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
             raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
         if length is not None and length > MAX_PUT:
             raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-        return plain_body(request.content, length, signed, timeout)
+        return coalesce(plain_body(request.content, length, signed, timeout))
 
     async def _small_body(self, request: web.BaseRequest, signed: Signed) -> bytes:
         data = bytearray()
@@ -243,6 +243,10 @@ class Gateway:
         query = _query(raw_query)
         signed = self.verifier.verify(request.method, raw_path, raw_query,
                                       _Headers(request.headers), query)
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+            # Authenticated: let the client send its body (aiohttp's bare server does not answer Expect;
+            # boto3 would wait a second for it on every upload).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         path = unquote(raw_path)
         if not path.startswith("/"):
             raise S3Error("InvalidRequest", "The request path must start with '/'.")
@@ -460,7 +464,8 @@ class Gateway:
 
 async def start_server(gateway: Gateway, host: str, port: int, ssl_context: object = None) -> web.AppRunner:
     """Listen on host:port; returns the runner (``await runner.cleanup()`` to stop)."""
-    server = web.Server(gateway.handle, max_line_size=8190, max_field_size=8190)
+    server = web.Server(gateway.handle, max_line_size=8190, max_field_size=8190, read_bufsize=1 << 20,
+                        access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024,  # type: ignore[arg-type]

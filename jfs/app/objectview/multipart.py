@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from jfs.app.objectview.errors import ObjectError
 from jfs.app.objectview.keys import SYS_DIR, key_parts
-from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView
+from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView, hashed_write
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
 
@@ -111,8 +111,7 @@ class Multipart:
             offset = 0
             try:
                 async for chunk in body:
-                    md5.update(chunk)
-                    await v.vfs.write(v.ctx, ino, fh, offset, chunk, owned=True)
+                    await hashed_write(md5, v.vfs.write(v.ctx, ino, fh, offset, chunk, owned=True), chunk)
                     offset += len(chunk)
                 await v.vfs.flush(v.ctx, ino, fh)
             finally:

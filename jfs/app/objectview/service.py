@@ -16,13 +16,15 @@ source's slices (`copy_file_range`): no data moves.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from jfs.app.meta import Ctx
 from jfs.app.objectview.errors import ObjectError
@@ -60,6 +62,15 @@ class NewObject:
     meta: Mapping[str, str] = field(default_factory=dict)
     content_md5: bytes | None = None
     """The MD5 the client sent (Content-MD5): BadDigest when the body differs."""
+
+
+async def hashed_write(md5: Any, write: Awaitable[int], chunk: bytes) -> None:
+    """Hash `chunk` (in a worker thread when big: hashlib releases the GIL) while `write` buffers it."""
+    if len(chunk) >= 64 << 10:
+        await asyncio.gather(asyncio.to_thread(md5.update, chunk), write)
+    else:
+        md5.update(chunk)
+        await write
 
 
 def synthetic_etag(ino: int, attr: Attr) -> str:
@@ -310,8 +321,7 @@ class ObjectView:
             offset = 0
             try:
                 async for chunk in body:
-                    md5.update(chunk)
-                    await self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True)
+                    await hashed_write(md5, self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True), chunk)
                     offset += len(chunk)
                 await self.vfs.flush(self.ctx, ino, fh)
             finally:
