@@ -477,3 +477,39 @@ def test_multi_buckets_and_credentials_required(tmp_path: Path) -> None:
         with pytest.raises(ClientError) as e:
             s3.head_bucket(Bucket="alpha")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_gateway_killed_during_uploads_leaves_no_partial_object(tmp_path: Path) -> None:
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), VOLUME)
+    with gateway(url, tmp_path) as g:
+        s3 = g.client()
+        s3.put_object(Bucket=VOLUME, Key="kill/old", Body=b"the old version")
+        up = s3.create_multipart_upload(Bucket=VOLUME, Key="kill/mp")["UploadId"]
+        s3.upload_part(Bucket=VOLUME, Key="kill/mp", UploadId=up, PartNumber=1, Body=os.urandom(5 << 20))
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        socks = []
+        for key in ("kill/new", "kill/old"):
+            req = AWSRequest("PUT", f"{g.endpoint}/{VOLUME}/{key}", headers={
+                "Host": f"127.0.0.1:{g.port}", "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+                "Content-Length": str(64 << 20)})
+            S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(req)
+            head = f"PUT /{VOLUME}/{key} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+            sock = socket.create_connection(("127.0.0.1", g.port))
+            sock.sendall(head.encode() + b"\r\n" + os.urandom(20 << 20))  # a third of the body
+            socks.append(sock)
+        time.sleep(1.0)
+        g.proc.kill()
+        g.proc.wait()
+        for sock in socks:
+            sock.close()
+    with gateway(url, tmp_path) as g:
+        s3 = g.client()
+        assert _keys(s3) == ["kill/old"]
+        assert s3.get_object(Bucket=VOLUME, Key="kill/old")["Body"].read() == b"the old version"
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=VOLUME, Key="kill/mp")
+        assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=VOLUME).get("Uploads", [])] == [up]

@@ -291,8 +291,17 @@ class ObjectView:
     async def _publish(self, bucket: str, key: str, parts: list[bytes], tmp_name: bytes) -> None:
         """Rename a complete temporary file onto its key (replacing a file there)."""
         try:
-            parent = await self._parent_dir(bucket, parts)
-            await self.vfs.rename(self.ctx, await self.tmp_dir(), tmp_name, parent, parts[-1])
+            for attempt in range(3):
+                parent = await self._parent_dir(bucket, parts)
+                try:
+                    await self.vfs.rename(self.ctx, await self.tmp_dir(), tmp_name, parent, parts[-1])
+                    return
+                except FSError as exc:
+                    # A delete removed the (then empty) parent meanwhile: make it again.
+                    if exc.errno != errno.ENOENT or attempt == 2:
+                        raise
+                    if self.vfs.names is not None:
+                        self.vfs.names.clear()
         except FSError as exc:
             if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                 raise ObjectError("XMinioObjectExistsAsDirectory", "The key is a directory.", resource=key) from None
