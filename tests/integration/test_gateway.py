@@ -513,3 +513,55 @@ def test_a_gateway_killed_during_uploads_leaves_no_partial_object(tmp_path: Path
         with pytest.raises(ClientError):
             s3.head_object(Bucket=VOLUME, Key="kill/mp")
         assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=VOLUME).get("Uploads", [])] == [up]
+
+
+def test_s3cmd_and_rclone(gw: tuple[RunningGateway, str], tmp_path: Path) -> None:
+    g, _ = gw
+    cfg = tmp_path / "s3cmd.cfg"
+    cfg.write_text(f"[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = 127.0.0.1:{g.port}\n"
+                   f"host_bucket = 127.0.0.1:{g.port}\nuse_https = False\nsignature_v2 = False\n"
+                   "bucket_location = us-east-1\n")
+    bindir = Path(sys.executable).parent
+
+    def s3cmd(*args: str) -> str:
+        r = subprocess.run([str(bindir / "s3cmd"), "-c", str(cfg), *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "sub" / "b.bin").write_bytes(os.urandom(300_000))
+    s3cmd("put", str(src / "a.txt"), f"s3://{VOLUME}/s3cmd/a.txt")
+    s3cmd("sync", f"{src}/", f"s3://{VOLUME}/s3cmd/tree/")
+    listing = s3cmd("ls", "--recursive", f"s3://{VOLUME}/s3cmd/")
+    assert {line.split()[-1] for line in listing.splitlines()} == {
+        f"s3://{VOLUME}/s3cmd/a.txt", f"s3://{VOLUME}/s3cmd/tree/a.txt", f"s3://{VOLUME}/s3cmd/tree/sub/b.bin"}
+    s3cmd("get", f"s3://{VOLUME}/s3cmd/tree/sub/b.bin", str(tmp_path / "b.back"))
+    assert (tmp_path / "b.back").read_bytes() == (src / "sub" / "b.bin").read_bytes()
+    s3cmd("del", "--recursive", "--force", f"s3://{VOLUME}/s3cmd/")
+    assert s3cmd("ls", "--recursive", f"s3://{VOLUME}/s3cmd/").strip() == ""
+
+    env = {**os.environ, "RCLONE_CONFIG": str(tmp_path / "rclone.conf"), "RCLONE_CONFIG_GW_TYPE": "s3",
+           "RCLONE_CONFIG_GW_PROVIDER": "Minio", "RCLONE_CONFIG_GW_ACCESS_KEY_ID": ACCESS_KEY,
+           "RCLONE_CONFIG_GW_SECRET_ACCESS_KEY": SECRET_KEY, "RCLONE_CONFIG_GW_ENDPOINT": g.endpoint,
+           "RCLONE_CONFIG_GW_REGION": "us-east-1"}
+
+    def rclone(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([str(bindir / "rclone"), *args], capture_output=True, text=True, timeout=300, env=env)
+        if check:
+            assert r.returncode == 0, r.stdout + r.stderr
+        return r
+
+    rclone("sync", str(src), f"gw:{VOLUME}/rclone")
+    rclone("check", str(src), f"gw:{VOLUME}/rclone")  # sizes and MD5s (the ETags) match
+    s3 = g.client()
+    s3.put_object(Bucket=VOLUME, Key="rclone/sub/from-s3", Body=b"made through the gateway")
+    back = tmp_path / "back"
+    rclone("sync", f"gw:{VOLUME}/rclone", str(back))
+    assert (back / "sub" / "from-s3").read_bytes() == b"made through the gateway"
+    rclone("check", str(back), f"gw:{VOLUME}/rclone")
+    (back / "a.txt").write_text("changed")
+    assert rclone("check", str(back), f"gw:{VOLUME}/rclone", check=False).returncode != 0
+    rclone("purge", f"gw:{VOLUME}/rclone")
+    assert _keys(s3, Prefix="rclone/") == []
