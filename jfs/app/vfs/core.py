@@ -527,6 +527,17 @@ class VFS:
             out.extend(e if e.attr is None else e._replace(attr=self.visible(e.ino, e.attr)) for e in page)
         return out
 
+    async def iterdir(self, ctx: Ctx, ino: int, after: bytes = b"", *, plus: bool = False, page: int = 1024
+                      ) -> AsyncIterator[Entry]:
+        """The stored entries of directory `ino` whose names sort after `after`, in name order, read a page
+        at a time as the caller consumes them (a listing that stops early reads only what it used)."""
+        cursor: bytes | None = after
+        while cursor is not None:
+            entries, cursor = await self._timed("readdir", ctx, str(ino),
+                                                self.meta.readdir_page(ino, cursor, page, ctx, plus=plus))
+            for e in entries:
+                yield e if e.attr is None else e._replace(attr=self.visible(e.ino, e.attr))
+
     # ------------------------------------------------------------------ volume, permissions, xattrs, locks
 
     async def statfs(self, ctx: Ctx) -> tuple[int, int, int, int]:
