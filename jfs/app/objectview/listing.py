@@ -8,11 +8,10 @@ subdirectories become common prefixes without being entered. An empty directory 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import heapq
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from jfs.app.meta.readdir import Entry
@@ -20,9 +19,6 @@ from jfs.app.objectview.keys import RESERVED_TOP
 from jfs.app.objectview.service import EMPTY_MD5, ObjectInfo, ObjectView
 from jfs.domain.attrs import Attr, FileType
 from jfs.domain.errors import FSError
-
-ETAG_LOOKUPS = 32
-"""ETag records read at once for a page of a listing."""
 
 
 @dataclass
@@ -82,15 +78,8 @@ async def list_objects(view: ObjectView, bucket: str, prefix: str = "", delimite
             items.append((key, child, attr))
     if items:
         page.next_marker = _dec(items[-1][0])
-    files = [(k, c, a) for k, c, a in items if c and a is not None and a.typ is FileType.REGULAR]
-    etags: dict[int, str] = {}
-    sem = asyncio.Semaphore(ETAG_LOOKUPS)
-
-    async def etag(c: int, a: Attr) -> None:
-        async with sem:
-            etags[c] = await view.etag_of(c, a)
-
-    await asyncio.gather(*(etag(c, a) for _, c, a in files))
+    files = [(c, a) for _, c, a in items if c and a is not None and a.typ is FileType.REGULAR]
+    etags = dict(zip((c for c, _ in files), await view.etags_of(files), strict=True))
     for key, child, found in items:
         attr = found
         if not child:
@@ -126,7 +115,7 @@ def _first_name(dir_key: bytes, name_filter: bytes, marker: bytes) -> bytes:
 
 
 async def _walk(view: ObjectView, ino: int, dir_key: bytes, name_filter: bytes, marker: bytes, slash: bool
-                ) -> AsyncIterator[tuple[bytes, int, Attr | None]]:
+                ) -> AsyncGenerator[tuple[bytes, int, Attr | None]]:
     """(key, inode, attr) in key order below directory `ino`; with `slash` (delimiter ``/``) a
     subdirectory is yielded once as (``key/``, 0, None) and not entered. Entries are read page by page
     from the first one that can matter, and the walk stops when its consumer does."""

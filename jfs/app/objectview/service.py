@@ -192,6 +192,21 @@ class ObjectView:
                 continue
         return str(rec.get("etag", "")), dict(rec.get("headers", {})), meta
 
+    async def etags_of(self, files: list[tuple[int, Attr]]) -> list[str]:
+        """The ETags of many files in one metadata round trip."""
+        raw = await self.vfs.getxattr_many(self.ctx, [ino for ino, _ in files], RECORD) if files else []
+        out = []
+        for (ino, attr), value in zip(files, raw, strict=True):
+            try:
+                rec = json.loads(value) if value is not None else None
+            except ValueError:
+                rec = None
+            if rec is None or rec.get("size") != attr.length or rec.get("mtime") != attr.mtime_ns:
+                out.append(synthetic_etag(ino, attr))
+            else:
+                out.append(str(rec.get("etag", "")))
+        return out
+
     async def etag_of(self, ino: int, attr: Attr) -> str:
         try:
             rec = json.loads(await self.vfs.getxattr(self.ctx, ino, RECORD))

@@ -575,6 +575,12 @@ class VFS:
             raise FSError(errno.ENODATA)  # answered without a metadata round trip
         return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, ctx))
 
+    async def getxattr_many(self, ctx: Ctx, inodes: list[int], name: bytes) -> list[bytes | None]:
+        """Attribute `name` of many inodes in one metadata round trip (None where absent or unreadable)."""
+        self._xattr_gate()
+        return await self._timed("getxattr", ctx, f"{len(inodes)} inodes,{name!r}",
+                                 self.meta.getxattr_many(inodes, name, ctx))
+
     async def listxattr(self, ctx: Ctx, ino: int) -> Sequence[bytes]:
         self._xattr_gate()
         if ino in INTERNAL_INODES:
