@@ -8,6 +8,7 @@ InternalError. Bodies stream in pieces of at most 1 MiB each way (`body.PIECE`, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
@@ -58,7 +59,7 @@ class GatewayConfig:
     secret_key: str
     region: str = "us-east-1"
     read_timeout: float = 60.0
-    """Seconds a client may stall while sending a body."""
+    """Seconds a client may stall while sending a body or receiving one."""
 
 
 def _http_date(ns: int) -> str:
@@ -455,7 +456,15 @@ class Gateway:
             resp.content_length = end - start
             await resp.prepare(request)
             async for piece in reader.chunks(start, end):
-                await resp.write(piece)
+                try:
+                    async with asyncio.timeout(self.config.read_timeout):
+                        await resp.write(piece)
+                except TimeoutError:
+                    # A client that stopped reading: drop it rather than hold the handle and a buffer.
+                    log.warning("slow_client_dropped", path=request.path, sent=resp.body_length)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise ConnectionResetError("client stopped reading") from None
             await resp.write_eof()
             return resp
         finally:
