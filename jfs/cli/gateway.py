@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import logging
 import os
 import signal
 import ssl
@@ -43,6 +44,20 @@ class GatewayArgs:
     key_file: str | None = None
     no_bgjob: bool = False
     heartbeat: float = 12.0
+    access_log: str | None = None
+
+
+def access_logger(path: str) -> logging.Logger:
+    """A logger writing one plain line per request to `path` (appended)."""
+    logger = logging.getLogger("jfs.gateway.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        handler = logging.FileHandler(path)
+    except OSError as exc:
+        raise VolumeError(f"cannot open the access log {path}: {exc.strerror or exc}") from None
+    logger.addHandler(handler)
+    return logger
 
 
 def credentials() -> tuple[str, str]:
@@ -90,7 +105,8 @@ async def serve(args: GatewayArgs) -> None:
                           multi_buckets=args.multi_buckets, umask=args.umask)
         gateway = Gateway(view, GatewayConfig(user, password))
         try:
-            runner = await start_server(gateway, host, port, ssl_context)
+            runner = await start_server(gateway, host, port, ssl_context,
+                                        access_logger(args.access_log) if args.access_log else None)
         except OSError as exc:
             raise VolumeError(f"cannot listen on {args.address}: {exc.strerror or exc}") from None
         stop = asyncio.Event()

@@ -640,6 +640,7 @@ def gateway(
     umask: Annotated[str, typer.Option(help="Umask of new files and directories (octal).")] = "022",
     cert_file: Annotated[str | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.")] = None,
     key_file: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    access_log: Annotated[str | None, typer.Option(help="Append one line per request to this file.")] = None,
     subdir: Annotated[str, typer.Option(help="Serve this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
     cache_dir: Annotated[
@@ -669,7 +670,7 @@ def gateway(
         meta_url=meta_url, address=address, cache_dir=cache_dir, cache_size_mib=cache_size,
         buffer_size_mib=buffer_size, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
         multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
-        cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat,
+        cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
     )
     try:
         g.run_foreground(args)

@@ -457,7 +457,7 @@ def test_multi_buckets_and_credentials_required(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "jfs.cli.main", "gateway", url, "127.0.0.1:1"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("jfs: error: no credentials") and "Traceback" not in r.stderr
-    with gateway(url, tmp_path, "--multi-buckets") as g:
+    with gateway(url, tmp_path, "--multi-buckets", "--access-log", str(tmp_path / "access.log")) as g:
         s3 = g.client()
         assert s3.list_buckets()["Buckets"] == []
         _aws(g, "s3", "mb", "s3://alpha")
@@ -481,6 +481,8 @@ def test_multi_buckets_and_credentials_required(tmp_path: Path) -> None:
         with pytest.raises(ClientError) as e:
             s3.head_bucket(Bucket="alpha")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    log_lines = (tmp_path / "access.log").read_text().splitlines()
+    assert any('"PUT /beta HTTP/1.1" 200' in line for line in log_lines)
 
 
 def test_a_gateway_killed_during_uploads_leaves_no_partial_object(tmp_path: Path) -> None:

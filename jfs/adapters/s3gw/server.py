@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import email.utils
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -471,10 +472,15 @@ class Gateway:
             await reader.close()
 
 
-async def start_server(gateway: Gateway, host: str, port: int, ssl_context: object = None) -> web.AppRunner:
-    """Listen on host:port; returns the runner (``await runner.cleanup()`` to stop)."""
+ACCESS_LOG_FORMAT = '%t %a "%r" %s %b %Tf "%{User-Agent}i"'
+
+
+async def start_server(gateway: Gateway, host: str, port: int, ssl_context: object = None,
+                       access_log: logging.Logger | None = None) -> web.AppRunner:
+    """Listen on host:port; returns the runner (``await runner.cleanup()`` to stop). `access_log`: a
+    logger that gets one line per request (time, client, request line, status, bytes, seconds, agent)."""
     server = web.Server(gateway.handle, max_line_size=8190, max_field_size=8190, read_bufsize=1 << 20,
-                        access_log=None)
+                        access_log=access_log, access_log_format=ACCESS_LOG_FORMAT)
     runner = web.ServerRunner(server, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024,  # type: ignore[arg-type]
