@@ -571,3 +571,41 @@ def test_s3cmd_and_rclone(gw: tuple[RunningGateway, str], tmp_path: Path) -> Non
     assert rclone("check", str(back), f"gw:{VOLUME}/rclone", check=False).returncode != 0
     rclone("purge", f"gw:{VOLUME}/rclone")
     assert _keys(s3, Prefix="rclone/") == []
+
+
+def test_an_unreachable_engine_gets_an_s3_error_and_the_gateway_recovers(tmp_path: Path) -> None:
+    import signal
+
+    from jfs.testing.servers import RedisServerError, redis_server
+
+    try:
+        server_cm = redis_server()
+        server = server_cm.__enter__()
+    except RedisServerError as exc:
+        pytest.skip(str(exc))
+    try:
+        url = f"{server.url}/1?read_timeout=2s&dial_timeout=1s"
+        format_volume(url, str(tmp_path / "bucket"), VOLUME)
+        with gateway(url, tmp_path, "--attr-cache", "0", "--entry-cache", "0") as g:
+            s3 = g.client(read_timeout=60, connect_timeout=5)
+            s3.put_object(Bucket=VOLUME, Key="eng/k", Body=b"before")
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(ClientError) as e:
+                    s3.get_object(Bucket=VOLUME, Key="eng/k")
+                assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (500, 503)
+                with pytest.raises(ClientError) as e:
+                    s3.put_object(Bucket=VOLUME, Key="eng/new", Body=b"x")
+                assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (500, 503)
+                with pytest.raises(urllib.error.HTTPError) as e2:
+                    urllib.request.urlopen(f"{g.endpoint}/minio/health/ready", timeout=30)
+                assert e2.value.code in (500, 503)
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            assert s3.get_object(Bucket=VOLUME, Key="eng/k")["Body"].read() == b"before"
+            assert _keys(s3) == ["eng/k"]  # the refused PUT left nothing
+            assert g.proc.poll() is None
+            log = g.log.read_text()
+            assert "Traceback" not in log
+    finally:
+        server_cm.__exit__(None, None, None)
