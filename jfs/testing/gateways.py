@@ -30,20 +30,23 @@ class RunningGateway:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def client(self, **config: object) -> object:
+    def client(self, verify: bool | str = True, **config: object) -> object:
         """A boto3 S3 client of this gateway (path-style, SigV4)."""
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY, verify=verify,
                             aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
                             config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
                                           retries={"max_attempts": 1}, **config))  # type: ignore[arg-type]
 
 
 def _healthy(endpoint: str) -> bool:
+    import ssl
+
+    unverified = ssl._create_unverified_context()  # test certificates are self-signed
     try:
-        with urllib.request.urlopen(f"{endpoint}/minio/health/ready", timeout=2) as r:
+        with urllib.request.urlopen(f"{endpoint}/minio/health/ready", timeout=2, context=unverified) as r:
             return bool(r.status == 200)
     except OSError:
         return False
@@ -51,8 +54,9 @@ def _healthy(endpoint: str) -> bool:
 
 @contextlib.contextmanager
 def gateway(meta_url: str, workdir: Path, *extra: str, timeout: float = 30.0,
-            env: dict[str, str] | None = None) -> Iterator[RunningGateway]:
-    """Run `jfs gateway META-URL 127.0.0.1:<free port>` until the block ends (SIGTERM, then SIGKILL)."""
+            env: dict[str, str] | None = None, tls: bool = False) -> Iterator[RunningGateway]:
+    """Run `jfs gateway META-URL 127.0.0.1:<free port>` until the block ends (SIGTERM, then SIGKILL).
+    `tls`: `extra` has --cert-file/--key-file; the endpoint is https."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = workdir / f"gateway-{port}.log"
@@ -63,7 +67,7 @@ def gateway(meta_url: str, workdir: Path, *extra: str, timeout: float = 30.0,
          "--cache-dir", str(workdir / "gw-cache"), *extra],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=full_env,
     )
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while not _healthy(endpoint):

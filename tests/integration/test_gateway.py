@@ -609,3 +609,21 @@ def test_an_unreachable_engine_gets_an_s3_error_and_the_gateway_recovers(tmp_pat
             assert "Traceback" not in log
     finally:
         server_cm.__exit__(None, None, None)
+
+
+def test_tls(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), VOLUME)
+    with gateway(url, tmp_path, "--cert-file", str(cert), "--key-file", str(key), tls=True) as g:
+        s3 = g.client(verify=str(cert))
+        s3.put_object(Bucket=VOLUME, Key="tls/k", Body=b"over https")
+        assert s3.get_object(Bucket=VOLUME, Key="tls/k")["Body"].read() == b"over https"
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # no plain HTTP on a TLS address
+            urllib.request.urlopen(f"http://127.0.0.1:{g.port}/minio/health/live", timeout=5).read()
