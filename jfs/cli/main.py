@@ -683,6 +683,62 @@ def mount(
         raise typer.Exit(_report(exc)) from None
 
 
+@app.command(
+    epilog="[bold]Example:[/bold]\n\n"
+    "MINIO_ROOT_USER=admin MINIO_ROOT_PASSWORD=12345678 jfs gateway redis://localhost/1 127.0.0.1:9000",
+)
+def gateway(
+    meta_url: Annotated[
+        str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
+    ],
+    address: Annotated[str, typer.Argument(metavar="ADDRESS", help="HOST:PORT to listen on.")],
+    multi_buckets: Annotated[bool, typer.Option("--multi-buckets", help="Serve every top-level directory as a "
+                                                "bucket (default: one bucket named after the volume).")] = False,
+    keep_etag: Annotated[bool, typer.Option("--keep-etag", help="Accepted for JuiceFS compatibility: ETags are "
+                                            "always kept (xattr user.s3.object).")] = True,
+    umask: Annotated[str, typer.Option(help="Umask of new files and directories (octal).")] = "022",
+    cert_file: Annotated[str | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.")] = None,
+    key_file: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    access_log: Annotated[str | None, typer.Option(help="Append one line per request to this file.")] = None,
+    subdir: Annotated[str, typer.Option(help="Serve this directory of the volume.")] = "",
+    read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(help="Disk block cache directory (default /var/jfsCache as root, ~/.jfs/cache otherwise).",
+                     rich_help_panel="Cache", show_default=False),
+    ] = None,
+    cache_size: Annotated[int, typer.Option(help="Disk cache size in MiB.", rich_help_panel="Cache")] = 102400,
+    buffer_size: Annotated[
+        int, typer.Option(help="Write buffer in MiB (writers wait when it is full).", rich_help_panel="Data")
+    ] = 300,
+    max_uploads: Annotated[int, typer.Option(help="Concurrent block uploads.", rich_help_panel="Data")] = 20,
+    attr_cache: Annotated[float, typer.Option(help="Attribute cache, seconds.", rich_help_panel="Cache")] = 1.0,
+    entry_cache: Annotated[float, typer.Option(help="Name cache, seconds.", rich_help_panel="Cache")] = 1.0,
+    heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
+    no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs.")] = False,
+) -> None:
+    """Serve a volume over the S3 API at ADDRESS (credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
+    from jfs.cli import gateway as g
+
+    try:
+        mask = int(umask, 8)
+    except ValueError:
+        _usage_error(f"--umask must be octal, not {umask!r}")
+    _remember_secrets(meta_url, os.environ.get("MINIO_ROOT_PASSWORD"), os.environ.get("JFS_GATEWAY_SECRET_KEY"))
+    args = g.GatewayArgs(
+        meta_url=meta_url, address=address, cache_dir=cache_dir, cache_size_mib=cache_size,
+        buffer_size_mib=buffer_size, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
+        multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
+        cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
+    )
+    try:
+        g.run_foreground(args)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    except Exception as exc:
+        raise typer.Exit(_report(exc)) from None
+
+
 @app.command()
 def umount(
     mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT")],

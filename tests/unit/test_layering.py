@@ -134,7 +134,7 @@ def app_rule(imp: Import) -> str | None:
     return None
 
 
-DRIVING_ADAPTERS = ("fuse", "webdav")
+DRIVING_ADAPTERS = ("fuse", "s3gw", "webdav")
 """Adapters on the driving side (the kernel calls them; they call the use cases in jfs/app)."""
 
 

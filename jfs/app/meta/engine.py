@@ -516,6 +516,9 @@ class Meta:
     async def getxattr(self, ino: int, name: bytes, ctx: Ctx = ROOT_CTX) -> bytes:
         return await xattrs.get_xattr(self, ctx, ino, name)
 
+    async def getxattr_many(self, inodes: list[int], name: bytes, ctx: Ctx = ROOT_CTX) -> list[bytes | None]:
+        return await xattrs.get_xattr_many(self, ctx, inodes, name)
+
     async def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0, ctx: Ctx = ROOT_CTX) -> None:
         await xattrs.set_xattr(self, ctx, ino, name, value, flags)
 

@@ -52,6 +52,31 @@ async def get_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes) -> bytes:
     return await m.kv.read(body)
 
 
+async def get_xattr_many(m: Meta, ctx: Ctx, inodes: list[int], name: bytes) -> list[bytes | None]:
+    """Attribute `name` of each of `inodes` in one read transaction (a listing's page): None where the
+    inode or the attribute is missing or the caller may not read it."""
+    _check_name(name)
+
+    async def body(tx: Tx) -> list[bytes | None]:
+        raw = await tx.get_many([k for ino in inodes for k in (keys.attr(ino), keys.xattr(ino, name))])
+        out: list[bytes | None] = []
+        for i in range(len(inodes)):
+            raw_attr, value = raw[2 * i], raw[2 * i + 1]
+            if raw_attr is None or value is None:
+                out.append(None)
+                continue
+            if _needs_perm(name):
+                try:
+                    check_perm(ctx, Attr.decode(raw_attr), MAY_READ)
+                except FSError:
+                    out.append(None)
+                    continue
+            out.append(value)
+        return out
+
+    return await m.kv.read(body)
+
+
 async def list_xattrs(m: Meta, ctx: Ctx, ino: int) -> list[bytes]:
     """Names of all attributes of `ino`, in byte order."""
 

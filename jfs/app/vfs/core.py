@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -532,6 +532,17 @@ class VFS:
             out.extend(e if e.attr is None else e._replace(attr=self.visible(e.ino, e.attr)) for e in page)
         return out
 
+    async def iterdir(self, ctx: Ctx, ino: int, after: bytes = b"", *, plus: bool = False, page: int = 1024
+                      ) -> AsyncIterator[Entry]:
+        """The stored entries of directory `ino` whose names sort after `after`, in name order, read a page
+        at a time as the caller consumes them (a listing that stops early reads only what it used)."""
+        cursor: bytes | None = after
+        while cursor is not None:
+            entries, cursor = await self._timed("readdir", ctx, str(ino),
+                                                self.meta.readdir_page(ino, cursor, page, ctx, plus=plus))
+            for e in entries:
+                yield e if e.attr is None else e._replace(attr=self.visible(e.ino, e.attr))
+
     # ------------------------------------------------------------------ volume, permissions, xattrs, locks
 
     async def statfs(self, ctx: Ctx) -> tuple[int, int, int, int]:
@@ -568,6 +579,12 @@ class VFS:
         if ino in INTERNAL_INODES or name.startswith(UNSERVED_XATTRS):
             raise FSError(errno.ENODATA)  # answered without a metadata round trip
         return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, ctx))
+
+    async def getxattr_many(self, ctx: Ctx, inodes: list[int], name: bytes) -> list[bytes | None]:
+        """Attribute `name` of many inodes in one metadata round trip (None where absent or unreadable)."""
+        self._xattr_gate()
+        return await self._timed("getxattr", ctx, f"{len(inodes)} inodes,{name!r}",
+                                 self.meta.getxattr_many(inodes, name, ctx))
 
     async def listxattr(self, ctx: Ctx, ino: int) -> Sequence[bytes]:
         self._xattr_gate()

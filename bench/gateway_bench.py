@@ -1,0 +1,239 @@
+"""`jfs gateway` next to `juicefs gateway` (JuiceFS 1.4.2): same machine, same engine and bucket kind
+(SQLite + local directory), one run, each system on its own freshly formatted volume.
+
+Usage:  .venv/bin/python bench/gateway_bench.py [--objects 32] [--small 800] [--multipart-mib 1024]
+        [--list-keys 10000] [--workdir DIR] [--juicefs PATH]
+
+Both gateways keep ETags (JuiceFS with ``--keep-etag``; jfs always does) and get the same credentials.
+The clients are boto3 in threads of this process (path-style, SigV4). Rows:
+
+* PUT / GET of `--objects` 4 MiB objects with 1 and 8 clients (MiB/s);
+* PUT / GET of `--small` 4 KiB objects with 8 clients (ops/s);
+* a `--multipart-mib` upload through boto3's transfer manager (8 MiB parts, 8 threads; MiB/s) and the
+  gateway process's peak RSS during it (MiB, sampled every 50 ms from /proc);
+* ListObjectsV2 of `--list-keys` keys, 1000 a page (keys/s).
+
+Prints a markdown table with jfs's ratio to JuiceFS for each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, free_port
+
+MiB = 1 << 20
+BIG = os.urandom(4 * MiB)
+SMALL = os.urandom(4096)
+
+
+def _client(endpoint: str, pool: int = 16) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        region_name="us-east-1", config=Config(s3={"addressing_style": "path"},
+                                                               signature_version="s3v4", max_pool_connections=pool))
+
+
+def _wait(endpoint: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/minio/health/live", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gateway did not come up")
+
+
+@contextlib.contextmanager
+def _jfs_gateway(work: Path) -> Iterator[tuple[str, str, int]]:
+    url = f"sqlite3://{work}/jfs.db"
+    subprocess.run([sys.executable, "-m", "jfs.cli.main", "format", url, "benchvol", "--bucket", str(work / "jfs-bucket"),
+                    "--trash-days", "0"], check=True, capture_output=True)
+    port = free_port()
+    env = {**os.environ, "MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
+    with open(work / "jfs-gateway.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "jfs.cli.main", "gateway", url, f"127.0.0.1:{port}",
+                                 "--cache-dir", str(work / "jfs-cache")], env=env, stdout=log, stderr=log)
+        try:
+            _wait(f"http://127.0.0.1:{port}", proc)
+            yield f"http://127.0.0.1:{port}", "benchvol", proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def _juicefs_gateway(work: Path, juicefs: str) -> Iterator[tuple[str, str, int]]:
+    url = f"sqlite3://{work}/juicefs.db"
+    subprocess.run([juicefs, "format", url, "benchvol", "--storage", "file", "--bucket", f"{work}/jfs-ref-bucket/",
+                    "--trash-days", "0", "--no-update"], check=True, capture_output=True)
+    port = free_port()
+    env = {**os.environ, "MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
+    with open(work / "juicefs-gateway.log", "wb") as log:
+        proc = subprocess.Popen([juicefs, "gateway", url, f"127.0.0.1:{port}", "--keep-etag", "--no-usage-report",
+                                 "--cache-dir", str(work / "juicefs-cache")], env=env, stdout=log, stderr=log)
+        try:
+            _wait(f"http://127.0.0.1:{port}", proc)
+            yield f"http://127.0.0.1:{port}", "benchvol", proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _parallel(n: int, jobs: list[Callable[[], None]]) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        for f in [pool.submit(j) for j in jobs]:
+            f.result()
+    return time.perf_counter() - start
+
+
+class PeakRss:
+    """Samples a process's resident set every 50 ms while active."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = self._rss()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
+    from boto3.s3.transfer import TransferConfig
+
+    s3 = _client(endpoint)
+    rows: dict[str, float] = {}
+    n = args.objects
+    for clients in (1, 8):
+        keys = [f"big{clients}/{i}" for i in range(n)]
+        t = _parallel(clients, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=BIG) for k in keys])
+        rows[f"PUT 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
+        t = _parallel(clients, [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys])
+        rows[f"GET 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
+    keys = [f"small/{i}" for i in range(args.small)]
+    t = _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=SMALL) for k in keys])
+    rows["PUT 4 KiB, 8 clients (ops/s)"] = args.small / t
+    t = _parallel(8, [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys])
+    rows["GET 4 KiB, 8 clients (ops/s)"] = args.small / t
+
+    size = args.multipart_mib * MiB
+    chunk = os.urandom(8 * MiB)
+
+    class Source(io.RawIOBase):
+        """`size` bytes of a repeated random 8 MiB block, without holding them."""
+
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            n = min(len(b), size - self.pos)
+            off = self.pos % len(chunk)
+            n = min(n, len(chunk) - off)
+            b[:n] = chunk[off:off + n]
+            self.pos += n
+            return n
+
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8)
+    with PeakRss(pid) as rss:
+        start = time.perf_counter()
+        s3.upload_fileobj(io.BufferedReader(Source(), 1 << 20), bucket, "multipart/big", Config=cfg)
+        t = time.perf_counter() - start
+    rows[f"multipart upload {args.multipart_mib} MiB (MiB/s)"] = args.multipart_mib / t
+    rows["gateway peak RSS during the upload (MiB)"] = rss.peak / MiB
+
+    lkeys = [f"list/{i:06d}" for i in range(args.list_keys)]
+    _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=b"") for k in lkeys])
+    start = time.perf_counter()
+    seen = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="list/"):
+        seen += len(page.get("Contents", []))
+    t = time.perf_counter() - start
+    assert seen == args.list_keys, seen
+    rows[f"ListObjectsV2 of {args.list_keys} keys (keys/s)"] = seen / t
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--objects", type=int, default=32)
+    p.add_argument("--small", type=int, default=800)
+    p.add_argument("--multipart-mib", type=int, default=1024)
+    p.add_argument("--list-keys", type=int, default=10000)
+    p.add_argument("--workdir", default="")
+    p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
+    args = p.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-gw-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        with _jfs_gateway(work) as (endpoint, bucket, pid):
+            results["jfs"] = run(endpoint, bucket, pid, args)
+        with _juicefs_gateway(work, args.juicefs) as (endpoint, bucket, pid):
+            results["JuiceFS"] = run(endpoint, bucket, pid, args)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print("| row | jfs gateway | JuiceFS 1.4.2 gateway | jfs / JuiceFS |")
+    print("|---|---:|---:|---:|")
+    for row, value in results["jfs"].items():
+        ref = results["JuiceFS"][row]
+        print(f"| {row} | {value:,.1f} | {ref:,.1f} | {value / ref if ref else float('nan'):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Request payloads as bounded pieces: plain bodies (checked against their signed SHA-256) and aws-chunked
+streams (every chunk's signature checked, or unsigned chunks with trailing checksums).
+
+A payload that fails a check raises S3Error *before the iterator ends*, so the object being written is
+dropped, never published. Each read waits at most `timeout` seconds (a stalled client gets RequestTimeout
+and holds nothing); no more than `PIECE` bytes are held at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from jfs.adapters.s3gw.errors import S3Error
+from jfs.adapters.s3gw.sigv4 import STREAMING, STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED, Signed
+
+PIECE = 1 << 20
+MAX_CHUNK_LINE = 4096
+MAX_CHUNK = 64 << 20
+
+
+class Stream(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+    async def readline(self) -> bytes: ...
+
+
+async def _read(stream: Stream, n: int, timeout: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            return await stream.read(n)
+    except TimeoutError:
+        raise S3Error("RequestTimeout", "Your socket connection to the server was not read from or written to "
+                      "within the timeout period.") from None
+
+
+async def _readline(stream: Stream, timeout: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            line = await stream.readline()
+    except TimeoutError:
+        raise S3Error("RequestTimeout", "The client stopped sending.") from None
+    except ValueError:
+        raise S3Error("IncompleteBody", "An aws-chunked line is too long.") from None
+    if len(line) > MAX_CHUNK_LINE or not line.endswith(b"\r\n"):
+        raise S3Error("IncompleteBody", "The aws-chunked payload is malformed or was cut short.")
+    return line[:-2]
+
+
+THREAD_HASH = 64 << 10
+"""Pieces at least this big are hashed in a worker thread (hashlib releases the GIL): the event loop
+keeps serving other requests meanwhile."""
+
+
+async def hash_update(digest: Any, piece: bytes) -> None:
+    if len(piece) >= THREAD_HASH:
+        await asyncio.to_thread(digest.update, piece)
+    else:
+        digest.update(piece)
+
+
+async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIterator[bytes]:
+    """The same bytes in pieces of `size` (the last may be shorter): fewer, bigger writes and hashes than
+    the socket's 64-128 KiB reads; still one piece in memory at a time."""
+    buf = bytearray()
+    async for piece in pieces:
+        if not buf and len(piece) >= size:
+            yield piece
+            continue
+        buf += piece
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+async def plain_body(stream: Stream, length: int | None, signed: Signed | None, timeout: float
+                     ) -> AsyncIterator[bytes]:
+    """`length` bytes (None: up to the end of a chunked transfer); SHA-256 checked at the end when the
+    request signed it."""
+    digest = hashlib.sha256() if signed is not None and signed.payload != UNSIGNED else None
+    left = length if length is not None else 1 << 62
+    while left > 0:
+        piece = await _read(stream, min(PIECE, left), timeout)
+        if not piece and length is None:
+            break
+        if not piece:
+            raise S3Error("IncompleteBody", "You did not provide the number of bytes specified by the "
+                          "Content-Length HTTP header.")
+        left -= len(piece)
+        if digest is not None:
+            await hash_update(digest, piece)
+        yield piece
+    if digest is not None and signed is not None and digest.hexdigest() != signed.payload:
+        raise S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match "
+                      "what was computed.")
+
+
+async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | None, timeout: float
+                       ) -> AsyncIterator[bytes]:
+    """The data of an aws-chunked payload (``<hex size>[;chunk-signature=<sig>]\\r\\n<data>\\r\\n`` … a
+    0-size chunk, then trailers for the -TRAILER modes)."""
+    signed_chunks = signed.payload in (STREAMING, STREAMING_TRAILER)
+    previous = signed.signature
+    total = 0
+    while True:
+        head = (await _readline(stream, timeout)).decode("latin-1")
+        size_text, _, ext = head.partition(";")
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise S3Error("IncompleteBody", "An aws-chunked chunk size is not hexadecimal.") from None
+        if size < 0 or size > MAX_CHUNK:
+            raise S3Error("InvalidArgument", "An aws-chunked chunk is too large.")
+        digest = hashlib.sha256() if signed_chunks else None
+        left = size
+        while left:
+            piece = await _read(stream, min(PIECE, left), timeout)
+            if not piece:
+                raise S3Error("IncompleteBody", "The aws-chunked payload was cut short.")
+            left -= len(piece)
+            if digest is not None:
+                await hash_update(digest, piece)
+            yield piece
+        total += size
+        if digest is not None:
+            name, _, sig = ext.partition("=")
+            if name.strip() != "chunk-signature":
+                raise S3Error("SignatureDoesNotMatch", "An aws-chunked chunk has no signature.")
+            expected = signed.chunk_signature(previous, digest.hexdigest())
+            if sig.strip() != expected:
+                raise S3Error("SignatureDoesNotMatch", "An aws-chunked chunk signature does not match.")
+            previous = expected
+        if size == 0:
+            break
+        if await _readline(stream, timeout) != b"":
+            raise S3Error("IncompleteBody", "An aws-chunked chunk does not end with CRLF.")
+    if signed.payload in (STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER):
+        while await _readline(stream, timeout) != b"":  # trailing checksums (TLS/the MD5 ETag guard data)
+            pass
+    elif signed.payload == STREAMING:
+        line = await _read(stream, 2, timeout)
+        if line not in (b"\r\n", b""):
+            raise S3Error("IncompleteBody", "The aws-chunked payload does not end with CRLF.")
+    if decoded_length is not None and total != decoded_length:
+        raise S3Error("IncompleteBody", "The aws-chunked payload length differs from x-amz-decoded-content-length.")
