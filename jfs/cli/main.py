@@ -790,6 +790,7 @@ def info(
 from jfs.cli import bench_cmd; bench_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import dump_cmd; dump_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import maint_cmd; maint_cmd.register(app)  # noqa: E402, E702, I001
+from jfs.cli import observe_cmd; observe_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import tools_cmd; tools_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import webdav_cmd; webdav_cmd.register(app)  # noqa: E402, E702, I001
 # --- end of command modules ---

@@ -6,7 +6,10 @@ import json
 import os
 import shutil
 import socket
+import tarfile
 import tempfile
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +98,74 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
         assert "Metrics" not in json.loads((mnt / ".config").read_text())["Mount"]
     bad = jfs("mount", url, str(tmp_path / "mnt"), "--metrics", "localhost:port", check=False)
     assert bad.returncode == 1 and "bad metrics address" in bad.stderr
+
+
+@pytest.fixture
+def busy(mount: Path) -> Iterator[Path]:
+    """Writes and reads in the mount on a thread while the test runs."""
+    stop = threading.Event()
+    (mount / "busy").mkdir(exist_ok=True)
+
+    def work() -> None:
+        i = 0
+        while not stop.is_set():
+            (mount / "busy" / f"f{i % 4}").write_bytes(os.urandom(64 << 10))
+            (mount / "busy" / f"f{i % 4}").read_bytes()
+            i += 1
+            time.sleep(0.01)
+
+    t = threading.Thread(target=work)
+    t.start()
+    try:
+        yield mount
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_stats_prints_one_line_of_rates_per_interval(busy: Path) -> None:
+    r = jfs("stats", str(busy), "--interval", "0.5", "--count", "3", "--schema", "fmo")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4, r.stdout
+    assert lines[0].split() == ["fuse.ops", "fuse.lat", "meta.ops", "meta.lat", "object.get", "object.get_B",
+                                "object.put", "object.put_B"]
+    for line in lines[1:]:
+        cols = line.split()
+        assert len(cols) == 8
+        assert float(cols[0].rstrip("KMGT")) > 0  # operations per second while the writer runs
+        assert cols[6] != "0"  # PUTs per second
+    bad = jfs("stats", "/proc", "--count", "1", check=False)
+    assert bad.returncode == 1 and "not on a jfs mount" in bad.stderr
+
+
+def test_profile_aggregates_the_live_access_log_and_a_saved_one(busy: Path, tmp_path: Path) -> None:
+    r = jfs("profile", str(busy), "--interval", "1", "--count", "1")
+    rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.count("│") > 3}
+    assert {"open", "flush"} <= set(rows), r.stdout
+
+    saved = tmp_path / "access.log"
+    saved.write_text(
+        "2024.01.02 10:00:00.000001 [uid:0,gid:0,pid:11] lookup (1,a) - OK <0.001000>\n"
+        "2024.01.02 10:00:00.000002 [uid:1000,gid:1000,pid:22] mkdir (1,d,755) - File exists <0.003000>\n"
+        "2024.01.02 10:00:00.000003 [uid:1000,gid:1000,pid:22] lookup (1,b) - OK <0.002000>\n"
+        "not a log line\n")
+    r = jfs("profile", str(saved), "--group-by", "pid")
+    table = {cols[0]: cols[1:] for line in r.stdout.splitlines()
+             if (cols := [c.strip() for c in line.split("│")[1:-1]]) and cols[0].isdigit()}
+    assert table == {"22": ["2", "0.005", "2.500", "1"], "11": ["1", "0.001", "1.000", "0"]}, r.stdout
+    r = jfs("profile", str(saved), "--uid", "0")
+    assert "1 operations" in r.stdout and "mkdir" not in r.stdout
+
+
+def test_debug_packs_versions_settings_stats_and_access_log(busy: Path, tmp_path: Path) -> None:
+    r = jfs("debug", str(busy), "--out-dir", str(tmp_path), "--stats-sec", "0.5", "--profile-sec", "1")
+    archive = Path(r.stdout.strip())
+    assert archive.parent == tmp_path and archive.name.startswith("jfs-debug-obs-vol-")
+    with tarfile.open(archive) as tar:
+        members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    assert {"environment.json", "config.json", "stats.0.txt", "stats.0.5s.txt", "accesslog.txt"} <= set(members)
+    env = json.loads(members["environment.json"])
+    assert env["jfs"] and env["mountpoint"] == str(busy) and "fuse.jfs" in env["mountinfo"]
+    assert json.loads(members["config.json"])["Format"]["Name"] == "obs-vol"
+    assert b"jfs_fuse_ops_total" in members["stats.0.txt"]
+    assert b"[uid:" in members["accesslog.txt"]
