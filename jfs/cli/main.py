@@ -614,6 +614,7 @@ def config(
     "jfs mount redis://localhost:6379/1 /mnt/jfs --cache-dir /var/jfsCache --cache-size 10240",
 )
 def mount(
+    ctx: typer.Context,
     meta_url: Annotated[
         str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
     ],
@@ -671,7 +672,7 @@ def mount(
         if update_fstab:
             from jfs.cli import fstab
 
-            fstab.update_fstab(meta_url, mountpoint, sys.argv)
+            fstab.update_fstab(meta_url, mountpoint, ctx)
         path = m.check_mountpoint(mountpoint)
         m.check_metrics(metrics)
         if background and not foreground:
