@@ -309,8 +309,12 @@ def debug(
     stats_sec: Annotated[float, typer.Option(min=0, help="Seconds between the two .stats samples.")] = 5.0,
     profile_sec: Annotated[float, typer.Option(min=0, help="Seconds of access log to include (0 = none).")] = 0.0,
 ) -> None:
-    """Collect what a bug report needs into one tar.gz: versions, settings without secrets, .stats, .config,
-    the recent log and (with --profile-sec) a piece of the access log."""
+    """Collect what a bug report needs into one tar.gz (versions, settings without secrets, .stats, the log).
+
+    The archive holds environment.json (jfs, Python, kernel, packages, the mount's mountinfo line),
+    config.json (``.config``, secrets removed), two ``.stats`` samples, the tail of the background log and,
+    with --profile-sec, that many seconds of ``.accesslog``.
+    """
     from jfs.cli import main as cli
 
     try:
