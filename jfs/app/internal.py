@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from jfs.app.metrics import Histogram
 from jfs.domain.attrs import RESERVED_INODE_BASE, TRASH_INODE
 
 ACCESSLOG_INODE = RESERVED_INODE_BASE + 1
@@ -36,17 +37,23 @@ TRASH = TRASH_INODE
 
 
 class Stats:
-    """Live counters of one mount: operations by name with their total time, plus gauges supplied later."""
+    """Live counters of one mount: operations by name with their total time and latency histogram, plus
+    gauges supplied later."""
 
     def __init__(self) -> None:
         self.ops: Counter[str] = Counter()
         self.op_seconds: dict[str, float] = {}
+        self.op_hist: dict[str, Histogram] = {}
         self.errors: Counter[str] = Counter()
         self.started = time.time()
 
     def record(self, op: str, seconds: float, failed: bool) -> None:
         self.ops[op] += 1
         self.op_seconds[op] = self.op_seconds.get(op, 0.0) + seconds
+        hist = self.op_hist.get(op)
+        if hist is None:
+            hist = self.op_hist[op] = Histogram()
+        hist.observe(seconds)
         if failed:
             self.errors[op] += 1
 

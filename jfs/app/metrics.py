@@ -8,6 +8,10 @@ wrappers around the two driven ports: `TimedKV` (every `txn` / `read` of the met
 `layer_gauges` turns them, with the block-cache hit/miss counters and the process's CPU and memory, into
 the Prometheus-style ``name{label} value`` pairs the mount serves in ``.stats`` (`jfs.app.internal.Stats`),
 named like JuiceFS's (``juicefs_…`` → ``jfs_…``). `jfs bench` reads them before and after a run.
+
+`Histogram` adds latency buckets (JuiceFS's: 0.1 ms × 1.5^k) to the FUSE operations (`Stats`), metadata
+transactions and object requests; `families` hands all of it, with JuiceFS's metric names, to an exporter
+(`jfs.adapters.metrics`) as plain data.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import os
 import resource
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from jfs.ports.kv import DEFAULT_MAX_RETRIES, KV, RESTARTS, Tx
@@ -25,16 +31,38 @@ T = TypeVar("T")
 perf_counter = time.perf_counter
 
 
-class Meter:
-    """Count, total seconds, bytes and failures of one kind of call."""
+LATENCY_BOUNDS: tuple[float, ...] = tuple(0.0001 * 1.5**k for k in range(30))
+"""Upper bounds (seconds) of latency buckets: JuiceFS's ``prometheus.ExponentialBuckets(0.0001, 1.5, 30)``."""
 
-    __slots__ = ("count", "seconds", "bytes", "errors")
+
+class Histogram:
+    """Counts of observations per bucket of `LATENCY_BOUNDS` (the last slot is +Inf), not cumulative."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BOUNDS) + 1)
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+
+    def merged(self, other: Histogram) -> Histogram:
+        out = Histogram()
+        out.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        return out
+
+
+class Meter:
+    """Count, total seconds (with their latency histogram), bytes and failures of one kind of call."""
+
+    __slots__ = ("count", "seconds", "bytes", "errors", "hist")
 
     def __init__(self) -> None:
         self.count = 0
         self.seconds = 0.0
         self.bytes = 0
         self.errors = 0
+        self.hist = Histogram()
 
     def to_dict(self) -> dict[str, float]:
         return {"count": self.count, "seconds": self.seconds, "bytes": self.bytes, "errors": self.errors}
@@ -51,8 +79,10 @@ class Meter:
             self.errors += 1
             raise
         finally:
+            elapsed = perf_counter() - start
             self.count += 1
-            self.seconds += perf_counter() - start
+            self.seconds += elapsed
+            self.hist.observe(elapsed)
 
 
 class TimedKV:
@@ -190,3 +220,116 @@ def parse_stats(text: str) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metric families with JuiceFS's names, for an exporter
+
+
+@dataclass(slots=True)
+class Family:
+    """One metric family as plain data: `kind` is "gauge", "counter" or "histogram"; a histogram's values
+    are ``(buckets, sum)``, buckets being (upper bound, count in that bucket alone) up to +Inf."""
+
+    name: str
+    kind: str
+    help: str
+    samples: list[tuple[dict[str, str], Any]] = field(default_factory=list)
+
+    def add(self, value: Any, **labels: str) -> Family:
+        self.samples.append((labels, value))
+        return self
+
+
+def families(vfs: Any) -> list[Family]:
+    """Everything one client measures, named as JuiceFS names it (``docs/operations.md`` lists them).
+
+    `vfs` is a `jfs.app.vfs.VFS`; read from another thread (an exporter's) only through atomic copies.
+    """
+    stats, meta, data = vfs.stats, vfs.meta, vfs.data
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = [
+        Family("juicefs_uptime", "gauge", "Total running time in seconds.").add(time.time() - stats.started),
+        Family("juicefs_cpu_usage", "gauge", "Accumulated CPU usage in seconds.").add(usage.ru_utime + usage.ru_stime),
+        Family("juicefs_memory", "gauge", "Used memory in bytes.").add(_rss_bytes()),
+        Family("juicefs_used_space", "gauge", "Total used space in bytes.").add(float(meta.used_space)),
+        Family("juicefs_used_inodes", "gauge", "Total used number of inodes.").add(float(meta.used_inodes)),
+        Family("juicefs_fuse_open_handlers", "gauge", "Number of open files and directories.").add(vfs.open_handles),
+    ]
+    ops = dict(stats.ops)
+    seconds, hists, errors = dict(stats.op_seconds), dict(stats.op_hist), dict(stats.errors)
+    lat = Family("juicefs_fuse_ops_durations_histogram_seconds", "histogram", "Operations latency distributions.")
+    total = Family("juicefs_fuse_ops_total", "counter", "Number of operations by method.")
+    failed = Family("juicefs_fuse_ops_errors", "counter", "Operations that failed, by method (jfs).")
+    for op in sorted(ops):
+        lat.add((_buckets(hists[op].counts if op in hists else _only_inf(ops[op])), seconds.get(op, 0.0)), method=op)
+        total.add(ops[op], method=op)
+        failed.add(errors.get(op, 0), method=op)
+    out += [lat, total, failed]
+    kv = getattr(meta, "kv", None)
+    if isinstance(kv, TimedKV):
+        txn = Family("juicefs_transaction_durations_histogram_seconds", "histogram",
+                     "Transactions latency distributions.")
+        both = kv.txns.hist.merged(kv.reads.hist)
+        txn.add((_buckets(both.counts), kv.txns.seconds + kv.reads.seconds))
+        by_kind = Family("juicefs_meta_ops_durations_histogram_seconds", "histogram",
+                         "Metadata transactions latency distributions, by kind (txn: read-write, read: read-only).")
+        meta_errors = Family("juicefs_meta_ops_errors", "counter", "Metadata transactions that failed (jfs).")
+        for method, m in (("txn", kv.txns), ("read", kv.reads)):
+            by_kind.add((_buckets(m.hist.counts), m.seconds), method=method)
+            meta_errors.add(m.errors, method=method)
+        out += [txn, by_kind, meta_errors,
+                Family("juicefs_transaction_restart", "counter",
+                       "Number of times a transaction restarted (conflicts).").add(RESTARTS.total)]
+    store = getattr(data, "objects", None)
+    if isinstance(store, TimedStore):
+        req = Family("juicefs_object_request_durations_histogram_seconds", "histogram",
+                     "Object storage requests latency distributions.")
+        sent = Family("juicefs_object_request_data_bytes", "counter", "Object storage request bytes.")
+        errs = Family("juicefs_object_request_errors", "counter", "Failed requests to object storage.")
+        for method, m in store.meters.items():
+            req.add((_buckets(m.hist.counts), m.seconds), method=method)
+            sent.add(m.bytes, method=method)
+            errs.add(m.errors, method=method)
+        out += [req, sent, errs]
+    disk = getattr(data, "disk", None)
+    if disk is not None:
+        for name, value, text in (
+            ("blocks", len(getattr(disk, "_index", ())), "Number of cached blocks."),
+            ("bytes", disk.used, "Size of cached blocks in bytes."),
+            ("hits", disk.hits, "Count of cached block reads."),
+            ("miss", disk.misses, "Count of missed block reads."),
+            ("hit_bytes", disk.hit_bytes, "Bytes of cached block reads."),
+            ("writes", disk.writes, "Count of blocks written to the cache."),
+            ("write_bytes", disk.write_bytes, "Bytes of blocks written to the cache."),
+        ):
+            kind = "gauge" if name in ("blocks", "bytes") else "counter"
+            out.append(Family(f"juicefs_blockcache_{name}", kind, text).add(value))
+    fetcher = getattr(data, "fetcher", None)
+    if fetcher is not None:
+        out += [
+            Family("juicefs_memcache_hits", "counter", "Blocks read from the memory cache (jfs).").add(fetcher.mem_hits),
+            Family("juicefs_memcache_miss", "counter", "Blocks not in the memory cache (jfs).").add(fetcher.mem_misses),
+            Family("juicefs_memcache_hit_bytes", "counter", "Bytes read from the memory cache (jfs).")
+            .add(fetcher.mem_hit_bytes),
+        ]
+    budget = getattr(data, "budget", None)
+    if budget is not None:
+        out.append(Family("juicefs_used_buffer_size_bytes", "gauge", "Size of currently used write buffer.")
+                   .add(budget.used))
+    compactor = getattr(data, "compactor", None)
+    if compactor is not None:
+        out.append(Family("juicefs_compactions", "counter", "Chunk compactions by result (jfs).")
+                   .add(getattr(compactor, "compacted", 0), result="done")
+                   .add(getattr(compactor, "abandoned", 0), result="abandoned"))
+    return out
+
+
+def _only_inf(count: int) -> list[int]:
+    counts = [0] * (len(LATENCY_BOUNDS) + 1)
+    counts[-1] = count
+    return counts
+
+
+def _buckets(counts: list[int]) -> list[tuple[float, int]]:
+    return list(zip((*LATENCY_BOUNDS, float("inf")), list(counts), strict=True))

@@ -619,6 +619,7 @@ def config(
     "jfs mount redis://localhost:6379/1 /mnt/jfs --cache-dir /var/jfsCache --cache-size 10240",
 )
 def mount(
+    ctx: typer.Context,
     meta_url: Annotated[
         str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
     ],
@@ -657,6 +658,11 @@ def mount(
     read_only: Annotated[bool, typer.Option("--read-only", help="Mount read-only.")] = False,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
+    metrics: Annotated[str, typer.Option(
+        help="Serve Prometheus metrics at HOST:PORT (the next free port when taken; \"off\" for none).",
+        rich_help_panel="Observability")] = "127.0.0.1:9567",
+    update_fstab: Annotated[bool, typer.Option(
+        "--update-fstab", help="Add (or replace) this mount in /etc/fstab and link /sbin/mount.jfs.")] = False,
 ) -> None:
     """Mount a volume at MOUNTPOINT (in the foreground unless [bold]-d[/bold])."""
     from jfs.cli import mount as m
@@ -666,11 +672,16 @@ def mount(
         buffer_size_mib=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
         dir_entry_cache=dir_entry_cache, negative_cache=negative_entry_cache, enable_xattr=enable_xattr,
         writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
-        no_bgjob=no_bgjob,
+        no_bgjob=no_bgjob, metrics=metrics,
     )
     _remember_secrets(meta_url)
     try:
+        if update_fstab:
+            from jfs.cli import fstab
+
+            fstab.update_fstab(meta_url, mountpoint, ctx)
         path = m.check_mountpoint(mountpoint)
+        m.check_metrics(metrics)
         if background and not foreground:
             m.spawn_background(m.foreground_argv(), path)
             typer.echo(f"jfs: {path} is mounted")
@@ -849,6 +860,7 @@ def info(
 from jfs.cli import bench_cmd; bench_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import dump_cmd; dump_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import maint_cmd; maint_cmd.register(app)  # noqa: E402, E702, I001
+from jfs.cli import observe_cmd; observe_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import tools_cmd; tools_cmd.register(app)  # noqa: E402, E702, I001
 from jfs.cli import webdav_cmd; webdav_cmd.register(app)  # noqa: E402, E702, I001
 # --- end of command modules ---

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,7 +16,10 @@ from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
 from jfs.adapters.fuse.mounting import MountOptions, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
 from jfs.app.volume import VolumeError
-from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
+from jfs.bootstrap import Client, ClientOptions, default_cache_dir, open_client
+
+if TYPE_CHECKING:
+    from jfs.adapters.metrics.prometheus import MetricsServer
 
 log = structlog.get_logger("jfs.mount")
 
@@ -38,6 +42,8 @@ class MountArgs:
     heartbeat: float = 12.0
     max_uploads: int = 20
     no_bgjob: bool = False
+    metrics: str = "127.0.0.1:9567"
+    """Prometheus endpoint address ("" = none); the next free port is used when it is taken."""
 
 
 def check_mountpoint(path: str) -> str:
@@ -116,6 +122,7 @@ async def serve(args: MountArgs) -> None:
     except BaseException:
         remove_created(created)  # the volume did not open: leave no directory behind
         raise
+    exporter = start_metrics(args.metrics, client, mountpoint)
     try:
         ops = JfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
@@ -136,8 +143,44 @@ async def serve(args: MountArgs) -> None:
             remove_created(created)
         raise
     finally:
+        if exporter is not None:
+            exporter.close()
         await client.close()
         log.info("unmounted", mountpoint=mountpoint)
+
+
+def check_metrics(addr: str) -> None:
+    """VolumeError when `addr` is not a usable metrics address (checked before mounting)."""
+    if addr.strip().lower() in ("", "off", "none"):
+        return
+    from jfs.adapters.metrics import prometheus
+
+    try:
+        prometheus.parse_address(addr)
+    except prometheus.MetricsError as exc:
+        raise VolumeError(str(exc)) from None
+
+
+def start_metrics(addr: str, client: Client, mountpoint: str) -> MetricsServer | None:
+    """Serve `client`'s metrics at `addr` (none when it is "" or "off"); its address goes into ``.config``.
+
+    An endpoint that cannot start is logged, not fatal: the file system matters more than its metrics.
+    """
+    if addr.strip().lower() in ("", "off", "none"):
+        return None
+    from jfs.adapters.metrics import prometheus
+    from jfs.app.metrics import families
+
+    vfs = client.vfs
+    try:
+        server = prometheus.start(addr, lambda: families(vfs),
+                                  {"vol_name": client.meta.settings.name, "mp": mountpoint})
+    except prometheus.MetricsError as exc:
+        log.warning("metrics_unavailable", error=str(exc))
+        return None
+    vfs.config.options["Metrics"] = server.address
+    log.info("metrics", address=f"http://{server.address}/metrics")
+    return server
 
 
 CHILD_ERROR = "jfs: error: "
@@ -191,7 +234,7 @@ def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0) -> None:
 
 def foreground_argv() -> list[str]:
     """The command line that re-runs this process's `jfs mount` in the foreground."""
-    args = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
+    args = [a for a in sys.argv[1:] if a not in ("-d", "--background", "--update-fstab")]
     return [sys.executable, "-m", "jfs.cli.main", *args, "--foreground"]
 
 

@@ -159,6 +159,11 @@ class VFS:
             if self.accesslog.active and ctx is not None:
                 self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args, status, elapsed)
 
+    @property
+    def open_handles(self) -> int:
+        """Open files and directories (``juicefs_fuse_open_handlers``)."""
+        return len(self._files) + len(self._dirs)
+
     def _writable(self) -> None:
         if self.config.read_only:
             raise FSError(errno.EROFS)

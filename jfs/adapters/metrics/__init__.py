@@ -1,0 +1,1 @@
+"""Exporters of a client's metrics (Prometheus, with the official `prometheus-client`)."""
