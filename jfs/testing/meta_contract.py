@@ -247,6 +247,25 @@ async def test_unlinked_open_file_keeps_data_until_last_close(meta: Meta) -> Non
     assert [s["Sustained"] for s in await meta.list_sessions()] == [[]]
 
 
+async def test_unlink_racing_the_last_close_leaves_no_sustained_inode(meta: Meta) -> None:
+    """The unlink's body saw the file open (on an engine that runs bodies on a worker thread, the last
+    close may land on the loop meanwhile): the inode must still be deleted, not kept for a close that
+    already happened (it leaked one inode of usage until the session ended)."""
+    f, _ = await meta.create(ROOT_INODE, b"racy", 0o644)
+    await meta.close_file(f)  # closed before the unlink commits...
+    real = meta.is_open
+    seen = iter([True])
+    meta.is_open = lambda ino: next(seen, False) if ino == f else real(ino)  # type: ignore[method-assign]
+    try:
+        await meta.unlink(ROOT_INODE, b"racy")  # ...but its body saw it open
+    finally:
+        meta.is_open = real  # type: ignore[method-assign]
+    await meta.drain()
+    with pytest.raises(FileNotFoundError):
+        await meta.getattr(f)
+    assert [s["Sustained"] for s in await meta.list_sessions()] == [[]]
+
+
 async def test_sticky_directory(meta: Meta) -> None:
     await meta.setattr(ROOT_INODE, SetAttr(mode=0o1777))
     f, _ = await meta.create(ROOT_INODE, b"alice", 0o666, ALICE)

@@ -268,6 +268,12 @@ class Meta:
 
     async def after_drop(self, ino: int, attr: Attr, fate: str) -> None:
         """Follow-up after an inode lost a name outside a transaction (usage, background data deletion)."""
+        if fate == "sustained" and not self.is_open(ino) and ino in self.sustained:
+            # The last close ran while the transaction was in flight (a body on an engine's worker thread
+            # saw the file open): nobody is left to finish it, so finish it now.
+            self.sustained.discard(ino)
+            self.spawn(self._finish_sustained(ino))
+            return
         if fate == "deleted":
             space = align4k(attr.length if attr.typ is FileType.REGULAR else 0)
             self.note_usage(-space, -1)

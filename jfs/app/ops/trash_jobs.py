@@ -228,6 +228,8 @@ async def _release_files(meta: Meta, done: list[tuple[int, Attr, str]]) -> None:
 
     jobs = []
     for ino, attr, fate in done:
+        if fate == "sustained":
+            await meta.after_drop(ino, attr, fate)
         if fate != "deleted":
             continue
         meta.note_usage(-store.space_of(attr), -1)
