@@ -68,6 +68,11 @@ class RedisKV:
         reason = _one_line(exc)
         if isinstance(exc, rexc.AuthenticationError) and "authentication" not in reason:
             reason = f"authentication failed: {reason}"
+        elif (self._client.target.ssl is not None and "tls-cert-file" not in self.url
+              and ("reset by peer" in reason or "connection lost" in reason)):
+            # TLS 1.3: a server that requires a client certificate may close the connection before the
+            # client reads its "certificate required" alert.
+            reason += " (the server may require a client certificate: tls-cert-file and tls-key-file)"
         return EngineUnavailable(f"cannot reach Redis at {self._address}: {reason}")
 
     def _error(self, exc: rexc.ResponseError) -> Exception:
