@@ -26,9 +26,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,6 +93,20 @@ class Workload:
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                       for s in range(n)]
         self.lines: list[list[str]] = []
+        # The workers' reports are drained as they come: a full pipe (64 KiB, ~450 reports) would block
+        # a worker on print and look like a mount that stopped answering.
+        self._out: dict[int, list[str]] = {p.pid: [] for p in self.procs}
+        self._err: dict[int, list[str]] = {p.pid: [] for p in self.procs}
+        self._readers = [threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
+                         for p in self.procs
+                         for stream, sink in ((p.stdout, self._out[p.pid]), (p.stderr, self._err[p.pid]))]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _drain(stream: Any, sink: list[str]) -> None:
+        for line in stream:
+            sink.append(line)
 
     def wait(self, timeout: float = 180, until: float | None = None) -> None:
         """Collects the workers' reports; with `until` (a time.time()), tells them to stop at that time."""
@@ -99,19 +115,28 @@ class Workload:
             self._stop.touch()
         for p in self.procs:
             try:
-                out, err = p.communicate(timeout=timeout)
+                p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
-                out, err = p.communicate()
+                p.wait()
+                self._join()
+                out, err = "".join(self._out[p.pid]), "".join(self._err[p.pid])
                 raise AssertionError(f"a worker hung:\n{out[-2000:]}\n{err[-2000:]}") from None
-            assert p.returncode == 0, err[-3000:]
-            self.lines += [ln.split() for ln in out.splitlines() if ln.strip()]
+        self._join()
+        for p in self.procs:
+            assert p.returncode == 0, "".join(self._err[p.pid])[-3000:]
+            self.lines += [ln.split() for ln in self._out[p.pid] if ln.strip()]
+
+    def _join(self) -> None:
+        for t in self._readers:
+            t.join(timeout=10)
 
     def kill(self) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
-                p.communicate()
+                p.wait()
+        self._join()
         shutil.rmtree(self._stop.parent, ignore_errors=True)
 
     def errors(self) -> list[list[str]]:
