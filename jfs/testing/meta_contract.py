@@ -692,6 +692,23 @@ async def test_trash_keeps_removed_directories(trash_meta: Meta) -> None:
     assert await _counter(m, keys.TOTAL_INODES) == used[1] - 1
 
 
+async def test_trash_root_exists_before_anything_is_trashed(kv: KV) -> None:
+    """A volume formatted by JuiceFS has no record of the trash root until something is trashed; `.trash`
+    is listed in the root anyway, so it must look up, stat and list as an empty directory."""
+    m = await _meta(kv, trash_days=1)
+    try:
+        async def drop(tx: Tx) -> None:
+            tx.delete(keys.attr(TRASH_INODE))
+
+        await kv.txn(drop)
+        ino, attr = await m.lookup(ROOT_INODE, b".trash")
+        assert ino == TRASH_INODE and attr.typ is FileType.DIRECTORY
+        assert (await m.getattr(TRASH_INODE)).typ is FileType.DIRECTORY
+        assert [e.name async for e in m.readdir(TRASH_INODE)] == []
+    finally:
+        await m.close()
+
+
 # ------------------------------------------------------------------------------------------- sessions, locks
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 
 from jfs.domain import keys
-from jfs.domain.attrs import Attr, FileType, align4k
+from jfs.domain.attrs import TRASH_INODE, Attr, FileType, align4k
 from jfs.domain.errors import FSError
 from jfs.domain.records import SliceRecord, decode_dentry, decode_slices, encode_dentry, encode_slices
 from jfs.ports.kv import Pointer, Tx
@@ -23,9 +23,12 @@ def entry_attr_pointer(source: int) -> Pointer:
 
 
 async def get_attr(tx: Tx, ino: int) -> Attr:
-    """The attributes of `ino`; ENOENT when absent."""
+    """The attributes of `ino`; ENOENT when absent. The trash root always exists: a volume formatted by
+    JuiceFS has no record for it until something is trashed, and `.trash` is listed in every root."""
     raw = await tx.get(keys.attr(ino))
     if raw is None:
+        if ino == TRASH_INODE:
+            return Attr(typ=FileType.DIRECTORY, mode=0o555, nlink=2, length=4096, parent=1)
         raise FSError(errno.ENOENT, f"inode {ino}")
     return Attr.decode(raw)
 
