@@ -30,6 +30,7 @@ from jfs.adapters.kv.base import redact_url
 from jfs.adapters.kv.registry import BadMetaURL
 from jfs.adapters.objects.registry import BadStorage
 from jfs.cli import quit_on_interrupt, stops_cleanly
+from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
 from jfs.cli.logs import setup_logging
 from jfs.domain.errors import FSError
 from jfs.domain.settings import SECRET_FIELDS, InvalidSettings, Settings
@@ -630,16 +631,10 @@ def mount(
         bool, typer.Option("--background", "-d", help="Run in the background; return once mounted.")
     ] = False,
     foreground: Annotated[bool, typer.Option(hidden=True)] = False,
-    cache_dir: Annotated[
-        str | None,
-        typer.Option(help="Disk block cache directory (default /var/jfsCache as root, ~/.jfs/cache otherwise).",
-                     rich_help_panel="Cache", show_default=False),
-    ] = None,
-    cache_size: Annotated[int, typer.Option(help="Disk cache size in MiB.", rich_help_panel="Cache")] = 102400,
-    buffer_size: Annotated[
-        int, typer.Option(help="Write buffer in MiB (writers wait when it is full).", rich_help_panel="Data")
-    ] = 300,
-    max_uploads: Annotated[int, typer.Option(help="Concurrent block uploads.", rich_help_panel="Data")] = 20,
+    cache_dir: CacheDir = None,
+    cache_size: CacheSize = 102400,
+    buffer_size: BufferSize = 300,
+    max_uploads: MaxUploads = 20,
     attr_cache: Annotated[float, typer.Option(help="Kernel attribute cache, seconds.", rich_help_panel="FUSE")] = 1.0,
     entry_cache: Annotated[float, typer.Option(help="Kernel entry cache for files, seconds.", rich_help_panel="FUSE")] = 1.0,
     dir_entry_cache: Annotated[
@@ -713,16 +708,10 @@ def gateway(
     access_log: Annotated[str | None, typer.Option(help="Append one line per request to this file.")] = None,
     subdir: Annotated[str, typer.Option(help="Serve this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
-    cache_dir: Annotated[
-        str | None,
-        typer.Option(help="Disk block cache directory (default /var/jfsCache as root, ~/.jfs/cache otherwise).",
-                     rich_help_panel="Cache", show_default=False),
-    ] = None,
-    cache_size: Annotated[int, typer.Option(help="Disk cache size in MiB.", rich_help_panel="Cache")] = 102400,
-    buffer_size: Annotated[
-        int, typer.Option(help="Write buffer in MiB (writers wait when it is full).", rich_help_panel="Data")
-    ] = 300,
-    max_uploads: Annotated[int, typer.Option(help="Concurrent block uploads.", rich_help_panel="Data")] = 20,
+    cache_dir: CacheDir = None,
+    cache_size: CacheSize = 102400,
+    buffer_size: BufferSize = 300,
+    max_uploads: MaxUploads = 20,
     attr_cache: Annotated[float, typer.Option(help="Attribute cache, seconds.", rich_help_panel="Cache")] = 1.0,
     entry_cache: Annotated[float, typer.Option(help="Name cache, seconds.", rich_help_panel="Cache")] = 1.0,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,

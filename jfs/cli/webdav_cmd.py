@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
+
 _EXAMPLES = (
     "[bold]Examples:[/bold]\n\n"
     "WEBDAV_USER=me WEBDAV_PASSWORD=secret jfs webdav sqlite3://myjfs.db localhost:9007\n\n"
@@ -80,10 +82,10 @@ def webdav(
     dead_props: Annotated[bool, typer.Option("--dead-props/--no-dead-props", help="Store PROPPATCH properties as extended attributes.", rich_help_panel="HTTP")] = True,
     subdir: Annotated[str, typer.Option(help="Serve only this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
-    cache_dir: Annotated[str | None, typer.Option(help="Disk block cache directory (default /var/jfsCache as root, ~/.jfs/cache otherwise).", rich_help_panel="Cache", show_default=False)] = None,
-    cache_size: Annotated[int, typer.Option(help="Disk cache size in MiB.", rich_help_panel="Cache")] = 102400,
-    buffer_size: Annotated[int, typer.Option(help="Write buffer in MiB (writers wait when it is full).", rich_help_panel="Data")] = 300,
-    max_uploads: Annotated[int, typer.Option(help="Concurrent block uploads.", rich_help_panel="Data")] = 20,
+    cache_dir: CacheDir = None,
+    cache_size: CacheSize = 102400,
+    buffer_size: BufferSize = 300,
+    max_uploads: MaxUploads = 20,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
 ) -> None:
