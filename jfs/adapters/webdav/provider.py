@@ -205,17 +205,20 @@ class _Node:
         self._changing()
         dest = self.provider.fs_path(dest_path)
         with translated():
-            try:
-                dst = self.fs.lstat(dest)
-            except FileNotFoundError:
-                dst = None
-            if dst is not None:
-                if stat_mod.S_ISDIR(dst.st_mode):
-                    self.fs.rmtree(dest)
-                elif self.is_collection:
-                    self.fs.remove(dest)
+            self._clear(dest, files_too=self.is_collection)
             self.fs.rename(self.fs_path, dest)
         self._forget_locks(recursive=True)
+
+    def _clear(self, dest: str, *, files_too: bool) -> None:
+        """Remove what is at `dest`: a directory tree (server side), and a file only with `files_too`."""
+        try:
+            st = self.fs.lstat(dest)
+        except FileNotFoundError:
+            return
+        if stat_mod.S_ISDIR(st.st_mode):
+            self.fs.rmtree(dest)
+        elif files_too:
+            self.fs.remove(dest)
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:
@@ -529,15 +532,7 @@ class DirResource(_Node, DAVCollection):
         self._changing()
         dest = self.provider.fs_path(dest_path)
         with translated():
-            try:
-                st = self.fs.lstat(dest)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if stat_mod.S_ISDIR(st.st_mode):
-                    self.fs.rmtree(dest)
-                else:
-                    self.fs.remove(dest)
+            self._clear(dest, files_too=True)
         self.copy_move_single(dest_path, is_move=False)
         return True
 
