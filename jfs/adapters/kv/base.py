@@ -14,7 +14,8 @@ from typing import TypeVar
 import structlog
 from sortedcontainers import SortedDict
 
-from jfs.ports.kv import RESTARTS, ConflictError, Pointer, TooManyConflicts, Tx
+from jfs.domain.records import decode_i64, encode_i64
+from jfs.ports.kv import RESTARTS, ConflictError, Pointer, ReadOnlyTransaction, TooManyConflicts, Tx
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.kv")
@@ -134,3 +135,45 @@ def redact_url(url: str) -> str:
         user = cred.split(":", 1)[0]
         cred = f"{user}:****"
     return f"{scheme}://{cred}{at}{host}"
+
+
+class BufferedWrites:
+    """The write half of a transaction that buffers its writes until commit (memory, TiKV, etcd): put,
+    delete and blind adds go to `_buf`; every write raises ReadOnlyTransaction in a read-only transaction.
+    The class using it provides `_readonly`, `_buf`, `get` and `scan`."""
+
+    _readonly: bool
+    _buf: WriteBuffer
+
+    async def get(self, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int = 0, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    async def exists(self, begin: bytes, end: bytes) -> bool:
+        return bool(await self.scan(begin, end, limit=1, keys_only=True))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("put in a read-only transaction")
+        self._buf.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("delete in a read-only transaction")
+        self._buf.delete(key)
+
+    async def incr_by(self, key: bytes, delta: int) -> int:
+        if self._readonly:
+            raise ReadOnlyTransaction("incr_by in a read-only transaction")
+        value = decode_i64(await self.get(key)) + delta
+        self.put(key, encode_i64(value))
+        return value
+
+    def add(self, key: bytes, delta: int) -> None:
+        if self._readonly:
+            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._buf.add(key, delta)

@@ -44,10 +44,9 @@ from jfs.ports.kv import (
     EngineError,
     EngineUnavailable,
     Pointer,
-    ReadOnlyTransaction,
 )
 
-from .base import WriteBuffer, get_follow_in_two, merge_scan, retrying
+from .base import BufferedWrites, WriteBuffer, get_follow_in_two, merge_scan, retrying
 from .etcd_client import Ambiguous, EtcdClient
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
@@ -71,7 +70,7 @@ def _capacity(budget: int) -> int:
     return max([budget, *(k * _capacity(budget - k) for k in range(2, budget))])
 
 
-class EtcdTx:
+class EtcdTx(BufferedWrites):
     """One attempt of a body; see the module docstring."""
 
     def __init__(self, kv: EtcdKV, readonly: bool) -> None:
@@ -213,33 +212,6 @@ class EtcdTx:
             if len(chunk) < batch:
                 return
             cursor = chunk[-1][0] + b"\x00"
-
-    async def exists(self, begin: bytes, end: bytes) -> bool:
-        return bool(await self.scan(begin, end, limit=1, keys_only=True))
-
-    # ---- writes ------------------------------------------------------------------------------------------
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("put in a read-only transaction")
-        self._buf.put(key, value)
-
-    def delete(self, key: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("delete in a read-only transaction")
-        self._buf.delete(key)
-
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        if self._readonly:
-            raise ReadOnlyTransaction("incr_by in a read-only transaction")
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
-    def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
-        self._buf.add(key, delta)
 
     # ---- commit ------------------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from sortedcontainers import SortedDict
 
-from jfs.adapters.kv.base import WriteBuffer, get_follow_in_two, merge_scan, retrying
+from jfs.adapters.kv.base import BufferedWrites, WriteBuffer, get_follow_in_two, merge_scan, retrying
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, Pointer, ReadOnlyTransaction
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, Pointer
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ class _Store:
 _STORES: dict[str, _Store] = {}
 
 
-class MemoryTx:
+class MemoryTx(BufferedWrites):
     def __init__(self, store: _Store, readonly: bool) -> None:
         self._store = store
         self._readonly = readonly
@@ -98,29 +98,6 @@ class MemoryTx:
             if len(chunk) < batch:
                 return
             cursor = chunk[-1][0] + b"\x00"
-
-    async def exists(self, begin: bytes, end: bytes) -> bool:
-        return bool(await self.scan(begin, end, limit=1, keys_only=True))
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("put in a read-only transaction")
-        self._buf.put(key, value)
-
-    def delete(self, key: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("delete in a read-only transaction")
-        self._buf.delete(key)
-
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
-    def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
-        self._buf.add(key, delta)
 
     def commit(self) -> None:
         """Validate reads and apply writes; synchronous, so atomic with respect to other tasks."""

@@ -46,10 +46,9 @@ from jfs.ports.kv import (
     EngineUnavailable,
     KVError,
     Pointer,
-    ReadOnlyTransaction,
 )
 
-from .base import WriteBuffer, get_follow_in_two, merge_scan, retrying
+from .base import BufferedWrites, WriteBuffer, get_follow_in_two, merge_scan, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -120,7 +119,7 @@ def _successor(key: bytes) -> bytes:
     return key + b"\x00"
 
 
-class TikvTx:
+class TikvTx(BufferedWrites):
     """One attempt: `reader` is a TiKV transaction (read-write) or snapshot (read-only)."""
 
     def __init__(self, kv: TikvKV, reader: Any, readonly: bool) -> None:
@@ -221,31 +220,6 @@ class TikvTx:
             if len(chunk) < batch:
                 return
             cursor = _successor(chunk[-1][0])
-
-    async def exists(self, begin: bytes, end: bytes) -> bool:
-        return bool(await self.scan(begin, end, limit=1, keys_only=True))
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("put in a read-only transaction")
-        self._buf.put(key, value)
-
-    def delete(self, key: bytes) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("delete in a read-only transaction")
-        self._buf.delete(key)
-
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        if self._readonly:
-            raise ReadOnlyTransaction("incr_by in a read-only transaction")
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
-    def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
-        self._buf.add(key, delta)
 
     async def commit(self) -> None:
         """Apply the buffer to the TiKV transaction, lock the read set, re-check scanned ranges, commit."""
