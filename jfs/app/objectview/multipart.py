@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from jfs.app.objectview.errors import ObjectError
 from jfs.app.objectview.keys import SYS_DIR, key_parts
-from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView, hashed_write
+from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
 
@@ -107,15 +107,7 @@ class Multipart:
         v = self.view
         ino, fh, tmp = await v.new_tmp()
         try:
-            md5 = hashlib.md5()
-            offset = 0
-            try:
-                async for chunk in body:
-                    await hashed_write(md5, v.vfs.write(v.ctx, ino, fh, offset, chunk, owned=True), chunk)
-                    offset += len(chunk)
-                await v.vfs.flush(v.ctx, ino, fh)
-            finally:
-                await v.vfs.release(v.ctx, ino, fh)
+            md5 = await v.receive(ino, fh, body)
             if content_md5 is not None and md5.digest() != content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.")
             etag = md5.hexdigest()

@@ -297,6 +297,20 @@ class ObjectView:
                                               os.O_RDWR | os.O_CREAT | os.O_EXCL)
         return ino, f.fh, name
 
+
+    async def receive(self, ino: int, fh: int, body: AsyncIterator[bytes]) -> hashlib._Hash:
+        """Write `body` from offset 0 into the open temporary file `ino`/`fh`, commit and close it;
+        returns the MD5 of the bytes (hashed while the writes are buffered)."""
+        md5 = hashlib.md5()
+        offset = 0
+        try:
+            async for chunk in body:
+                await hashed_write(md5, self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True), chunk)
+                offset += len(chunk)
+            await self.vfs.flush(self.ctx, ino, fh)
+        finally:
+            await self.vfs.release(self.ctx, ino, fh)
+        return md5
     async def drop_tmp(self, name: bytes) -> None:
         try:
             await self.vfs.unlink(self.ctx, await self.tmp_dir(), name)
@@ -341,15 +355,7 @@ class ObjectView:
             return ObjectInfo(key, 0, EMPTY_MD5, attr.mtime_ns, True)
         ino, fh, tmp = await self.new_tmp()
         try:
-            md5 = hashlib.md5()
-            offset = 0
-            try:
-                async for chunk in body:
-                    await hashed_write(md5, self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True), chunk)
-                    offset += len(chunk)
-                await self.vfs.flush(self.ctx, ino, fh)
-            finally:
-                await self.vfs.release(self.ctx, ino, fh)
+            md5 = await self.receive(ino, fh, body)
             if new.content_md5 is not None and md5.digest() != new.content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.",
                                   resource=key)
