@@ -284,7 +284,7 @@ def _global_options(
 # Commands
 
 
-@app.command()
+@app.command(epilog="[bold]Examples:[/bold]\n\njfs version")
 def version() -> None:
     """Show the version of jfs."""
     typer.echo(f"jfs version {_version()}")
@@ -739,7 +739,7 @@ def gateway(
         raise typer.Exit(_report(exc)) from None
 
 
-@app.command()
+@app.command(epilog="[bold]Examples:[/bold]\n\njfs umount /mnt/jfs\n\njfs umount /mnt/jfs --force   # a hung backend")
 def umount(
     mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Detach even if busy (lazy unmount).")] = False,

@@ -173,7 +173,11 @@ def warmup(paths: Paths, threads: Threads = 16,
 # ---------------------------------------------------------------------------------------------------
 # jfs quota
 
-quota_app = typer.Typer(no_args_is_help=True, help="Directory quotas: set, get, list, delete.")
+quota_app = typer.Typer(
+    no_args_is_help=True, help="Directory quotas: set, get, list, delete.",
+    epilog="[bold]Examples:[/bold]\n\njfs quota set sqlite3://myjfs.db --path /projects --capacity 100 --inodes 100000"
+    "\n\njfs quota list sqlite3://myjfs.db",
+)
 MetaURL = Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)]
 QPath = Annotated[str, typer.Option("--path", help="Directory, relative to the volume root.", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -240,8 +244,15 @@ def quota_delete(meta_url: MetaURL, path: QPath) -> None:
     typer.echo(f"quota of {path} removed")
 
 
+_EXAMPLES = {
+    "summary": "jfs summary /mnt/jfs/projects\n\njfs summary /mnt/jfs --depth 1 --entries 5",
+    "rmr": "jfs rmr /mnt/jfs/tmp/build-cache\n\njfs rmr /mnt/jfs/a /mnt/jfs/b --threads 32",
+    "warmup": "jfs warmup /mnt/jfs/datasets/train\n\njfs warmup /mnt/jfs/models/model.bin --threads 8",
+}
+
+
 def register(app: typer.Typer) -> None:
     """Add summary, rmr, warmup and quota to the `jfs` command."""
     for name, fn in (("summary", summary), ("rmr", rmr), ("warmup", warmup)):
-        app.command(name)(fn)
+        app.command(name, epilog="[bold]Examples:[/bold]\n\n" + _EXAMPLES[name])(fn)
     app.add_typer(quota_app, name="quota")
