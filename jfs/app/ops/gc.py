@@ -49,7 +49,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -65,6 +65,7 @@ from jfs.domain.chunks import block_key, parse_block_key, valid_block
 from jfs.domain.records import SLICE_RECORD_SIZE, decode_delayed, decode_i64, decode_u64
 from jfs.ports.kv import KV, Tx
 from jfs.ports.objects import ObjectInfo, ObjectStore
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard  # noqa: F401  (re-exported until callers move)
 
 log = structlog.get_logger("jfs.gc")
 
@@ -91,40 +92,6 @@ def skip_age_from_env(default: float = DEFAULT_SKIP_AGE) -> float:
 
 
 # ------------------------------------------------------------------------------------------- progress
-
-
-class ProgressBar(Protocol):
-    """One line of progress: a counter, optionally with a known total."""
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def set_total(self, total: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ProgressBoard(Protocol):
-    """Where long operations report progress (the CLI renders it with rich; tests pass `QuietBoard`)."""
-
-    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> ProgressBar: ...
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def set_total(self, total: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class QuietBoard:
-    """A `ProgressBoard` that shows nothing."""
-
-    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> ProgressBar:
-        return _NoBar()
 
 
 # ------------------------------------------------------------------------------------------ slice set
