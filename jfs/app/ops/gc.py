@@ -59,13 +59,13 @@ from jfs.app.data.config import DataConfig
 from jfs.app.meta import chunks
 from jfs.app.meta.engine import Meta
 from jfs.app.ops import trash_jobs
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard  # noqa: F401  (re-exported until callers move)
 from jfs.app.volume import VolumeError, loaded_volume
 from jfs.domain import keys
 from jfs.domain.chunks import block_key, parse_block_key, valid_block
 from jfs.domain.records import SLICE_RECORD_SIZE, decode_delayed, decode_i64, decode_u64
 from jfs.ports.kv import KV, Tx
 from jfs.ports.objects import ObjectInfo, ObjectStore
-from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard  # noqa: F401  (re-exported until callers move)
 
 log = structlog.get_logger("jfs.gc")
 
