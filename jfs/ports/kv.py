@@ -29,9 +29,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
+from jfs.domain.retry import KV_CONFLICT_ATTEMPTS
+
 T = TypeVar("T")
 
-DEFAULT_MAX_RETRIES = 50
+DEFAULT_MAX_RETRIES = KV_CONFLICT_ATTEMPTS
+"""Runs of a conflicting body before TooManyConflicts: the `KV_CONFLICT` budget of `jfs.domain.retry`."""
 
 
 class KVError(Exception):

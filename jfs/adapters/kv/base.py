@@ -1,7 +1,7 @@
 """Pieces shared by the KV adapters: the retry loop and the buffered-write overlay.
 
-Adapters only decide *how* one attempt runs and whether it conflicted; the retry policy lives here so
-that every engine retries the same way (bounded attempts, randomized back-off growing with the attempt).
+Adapters only decide *how* one attempt runs and whether it conflicted; `retrying` applies the
+``KV_CONFLICT`` budget of `jfs.domain.retry` (ADR 0017) so that every engine retries the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import structlog
 from sortedcontainers import SortedDict
 
 from jfs.domain.records import decode_i64, encode_i64
+from jfs.domain.retry import KV_CONFLICT
 from jfs.ports.kv import RESTARTS, ConflictError, Pointer, ReadOnlyTransaction, TooManyConflicts, Tx
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ async def retrying(
 ) -> T:
     """Run `attempt` until it does not raise ConflictError, at most `max_retries` times.
 
-    Sleeps a random 0..(i+1)² ms between tries. Raises TooManyConflicts when every try conflicted.
+    Sleeps as `KV_CONFLICT` says between tries (a random 0..n² ms after n tries). Raises TooManyConflicts when every try conflicted.
     `what` names the transaction in the ``txn_retried`` warning (after ≥ 4 tries) and in `RESTARTS`: a
     string, or the body (named lazily, only when it conflicted).
     """
@@ -58,7 +59,7 @@ async def retrying(
             name = txn_name(what)
             RESTARTS.note(name)
             log.debug("txn_conflict", what=name, tries=i + 1, reason=str(exc))
-            await asyncio.sleep(random.random() * (i + 1) ** 2 / 1000)
+            await asyncio.sleep(KV_CONFLICT.delay(i + 1, random.random()))
             continue
         if i > 2:
             log.warning("txn_retried", what=txn_name(what), tries=i + 1, reason=str(last))

@@ -16,9 +16,11 @@ ObjectStoreUnavailable naming the endpoint and these two variables.
 
 One boto3 client (thread-safe) serves every call; calls run in a bounded thread pool the size of the
 connection pool, so the event loop never blocks and at most `max_pool_connections` requests are in flight.
-Transient failures (5xx, throttling, timeouts, dropped connections) are retried by botocore's "standard"
-mode with jittered exponential back-off; a GET whose body breaks off mid-read is retried by this adapter
-(botocore cannot, as the body is read after it returns). Errors that survive the retries map to the port:
+Transient failures (5xx, throttling, timeouts, dropped connections) are re-sent by botocore's "standard"
+mode only `S3_REQUEST_ATTEMPTS` times in total (`jfs.domain.retry`, ADR 0017): patience is the caller's
+budget (the data path's ``BLOCK_IO``), so attempts do not multiply. A GET whose body breaks off mid-read is
+an ObjectStoreError like any other transient failure (botocore cannot retry it, and neither does this
+adapter). Errors that survive map to the port:
 
 * ``NoSuchKey`` / 404 -> ObjectNotFound; 416 on a range GET -> ``b""``;
 * missing bucket, refused credentials, access denied, unreachable endpoint -> ObjectStoreUnavailable with
@@ -32,9 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import random
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -59,13 +59,13 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from urllib3.exceptions import ProtocolError
 
 from jfs.adapters.objects.registry import BadStorage
+from jfs.domain.retry import S3_REQUEST_ATTEMPTS
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.objects")
 
 PAGE = 1000
-BODY_READ_ATTEMPTS = 3
 _AWS_HOST = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _BODY_ERRORS = (
     IncompleteReadError,
@@ -149,7 +149,7 @@ class S3Store:
         secret_key: str = "",
         session_token: str = "",
         max_pool_connections: int = 32,
-        max_attempts: int = 5,
+        max_attempts: int = S3_REQUEST_ATTEMPTS,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
     ) -> None:
@@ -163,7 +163,8 @@ class S3Store:
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max(1, max_attempts)},
+            # total_max_attempts counts the first request ("max_attempts" here would count only re-sends).
+            retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
             tcp_keepalive=True,
             # Many S3-compatible servers reject the flexible-checksum trailers newer botocore sends by default.
             request_checksum_calculation="when_required",
@@ -299,25 +300,20 @@ class S3Store:
             kwargs["Range"] = f"bytes={off}-{off + limit - 1 if limit > 0 else ''}"
 
         def fetch() -> bytes:
-            for attempt in range(1, BODY_READ_ATTEMPTS + 1):
-                try:
-                    resp = self._client.get_object(**kwargs)
-                except ClientError as exc:
-                    if ranged and exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                        return b""  # the range starts at or past the end
-                    raise
-                try:
-                    data: bytes = resp["Body"].read()
-                except _BODY_ERRORS as exc:
-                    if attempt == BODY_READ_ATTEMPTS:
-                        raise
-                    log.warning("s3_body_retry", key=key, attempt=attempt, error=_one_line(exc))
-                    time.sleep(random.uniform(0, 0.1 * 2**attempt))
-                    continue
-                if ranged and "ContentRange" not in resp:  # the server ignored the Range header
-                    data = data[off : off + limit] if limit > 0 else data[off:]
-                return data
-            raise AssertionError("unreachable")
+            try:
+                resp = self._client.get_object(**kwargs)
+            except ClientError as exc:
+                if ranged and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""  # the range starts at or past the end
+                raise
+            try:
+                data: bytes = resp["Body"].read()
+            except _BODY_ERRORS as exc:
+                log.warning("s3_body_broken", key=key, error=_one_line(exc))
+                raise
+            if ranged and "ContentRange" not in resp:  # the server ignored the Range header
+                data = data[off : off + limit] if limit > 0 else data[off:]
+            return data
 
         return await self._run("get", key, fetch)
 

@@ -8,9 +8,10 @@ codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted v
 Contracts:
 
 * CPU work (compression, decompression) runs on this store's bounded thread pool, never on the loop.
-* Every call is retried `io_retries` times with doubling, jittered back-off on object-store errors, and
-  at most `CORRUPT_ATTEMPTS` times on bad content (a short object, or one that does not decompress to
-  `blen` bytes). What survives the retries is `FSError(EIO)`, logged once with the object key.
+* Every call is tried under the `BLOCK_IO` budget of `jfs.domain.retry` (the volume's `io_retries`
+  attempts, doubling jittered back-off) on object-store errors, and at most `BLOCK_CORRUPT_ATTEMPTS` times
+  on bad content (a short object, or one that does not decompress to `blen` bytes). This is the only
+  retry of block I/O (ADR 0017). What survives it is `FSError(EIO)`, logged once with the object key.
 * With block checksums on (ADR 0008), `put` returns the CRC-32 of the uncompressed block and `get`
   checks a block against the CRC it is given: a mismatch is bad content (retried, then EIO with the key).
 * A missing object is not retried here: it raises `BlockMissing`, because the usual cause is that the
@@ -36,6 +37,7 @@ from jfs.app.data.crypto import EncryptedStore
 from jfs.domain.checksums import block_crc
 from jfs.domain.chunks import block_count, block_key, block_len
 from jfs.domain.errors import FSError
+from jfs.domain.retry import BLOCK_CORRUPT_ATTEMPTS, BLOCK_IO
 from jfs.ports.objects import ObjectNotFound, ObjectStore, ObjectStoreError
 
 T = TypeVar("T")
@@ -44,10 +46,7 @@ log = structlog.get_logger("jfs.data")
 # Errors worth another attempt: the store's own failures, bad content (a torn or truncated response),
 # and OS-level I/O errors from local adapters.
 _RETRYABLE = (ObjectStoreError, CorruptBlock, OSError)
-CORRUPT_ATTEMPTS = 3
-"""Attempts on bad content: another read heals a response torn in transit, but an object damaged at rest
-stays damaged, and `io_retries` attempts with back-off would stall every read of it for ~20 s (the kernel
-asks more than once, so about a minute) before the same EIO."""
+CORRUPT_ATTEMPTS = BLOCK_CORRUPT_ATTEMPTS
 
 
 class BlockMissing(Exception):
@@ -72,6 +71,7 @@ class BlockStore:
         self._prefix = f"{config.volume}/"
         self._cpu = ThreadPoolExecutor(max_workers=max(1, config.cpu_workers), thread_name_prefix="jfs-cpu")
         self._deletes = asyncio.Semaphore(max(1, config.max_deletes))
+        self._retry = BLOCK_IO.tuned(attempts=config.io_retries, first=config.retry_delay, cap=config.retry_max_delay)
 
     # -- naming ----------------------------------------------------------------------------------------
 
@@ -95,20 +95,20 @@ class BlockStore:
         return await loop.run_in_executor(self._cpu, functools.partial(fn, *args))
 
     async def _retrying(self, op: str, key: str, attempt_once: Callable[[], Awaitable[T]]) -> T:
-        attempts = max(1, self.config.io_retries)
-        for attempt in range(1, attempts + 1):
+        policy = self._retry
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await attempt_once()
             except ObjectNotFound:
                 raise BlockMissing(key) from None
             except _RETRYABLE as exc:
-                if attempt == attempts or (isinstance(exc, CorruptBlock) and attempt >= CORRUPT_ATTEMPTS):
-                    log.error("block_io_failed", op=op, key=key, attempts=attempts, error=str(exc))
+                if policy.gives_up_after(attempt) or (isinstance(exc, CorruptBlock) and attempt >= CORRUPT_ATTEMPTS):
+                    log.error("block_io_failed", op=op, key=key, attempts=attempt, error=str(exc))
                     raise FSError(errno.EIO, f"{op} of object '{key}' failed: {exc}") from exc
-                delay = min(self.config.retry_max_delay, self.config.retry_delay * 2 ** (attempt - 1))
                 log.warning("block_io_retry", op=op, key=key, attempt=attempt, error=str(exc))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-        raise AssertionError("unreachable")
+                await asyncio.sleep(policy.delay(attempt, random.random()))
 
     # -- operations ------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from jfs.domain.retry import BLOCK_IO, BLOCK_IO_ATTEMPTS
 from jfs.domain.settings import Settings
 
 KiB = 1 << 10
@@ -60,11 +61,11 @@ class DataConfig:
     """Block deletions in flight per client."""
     readahead_blocks: int = 8
     """Largest read-ahead window, in blocks."""
-    io_retries: int = 10
-    """Attempts per object-store call before the data path gives up with EIO."""
-    retry_delay: float = 0.1
+    io_retries: int = BLOCK_IO_ATTEMPTS
+    """Attempts per object-store call before the data path gives up with EIO (`jfs.domain.retry.BLOCK_IO`)."""
+    retry_delay: float = BLOCK_IO.first
     """First back-off between attempts, doubled each time (with jitter) up to `retry_max_delay`."""
-    retry_max_delay: float = 5.0
+    retry_max_delay: float = BLOCK_IO.cap
     idle_flush: float = 1.0
     """A slice untouched for this many seconds is frozen and committed."""
     max_slice_age: float = 5.0

@@ -1,7 +1,8 @@
 """flock and POSIX record locks stored in the engine, so they hold across every host of the volume.
 
-A blocked waiter polls with growing back-off (1 ms for write locks, 10 ms for read locks, capped at
-200 ms); cancelling the waiting task (an interrupted system call) abandons the wait.
+A blocked waiter polls with growing back-off (`LOCK_WAIT_WRITE` / `LOCK_WAIT_READ` of `jfs.domain.retry`:
+from 1 ms for write locks, 10 ms for read locks, capped at 200 ms); cancelling the waiting task (an
+interrupted system call) abandons the wait.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from jfs.domain.locks import (
     plock_apply,
     plock_conflict,
 )
+from jfs.domain.retry import LOCK_WAIT_READ, LOCK_WAIT_WRITE
 from jfs.ports.kv import Tx
 
 if TYPE_CHECKING:
@@ -38,8 +40,7 @@ FLOCK_UNLOCK = "U"
 
 
 async def _wait(attempt: int, write: bool) -> None:
-    base = 0.001 if write else 0.01
-    await asyncio.sleep(min(0.2, base * (1.5 ** attempt)))
+    await asyncio.sleep((LOCK_WAIT_WRITE if write else LOCK_WAIT_READ).delay(attempt + 1))
 
 
 async def flock(m: Meta, ino: int, owner: int, ltype: str, *, block: bool) -> None:
