@@ -737,13 +737,13 @@ async def test_redis_reloads_flushed_scripts(builtin_engines: None, redis_server
 async def test_redis_connection_lost_during_commit(
     builtin_engines: None, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis.exceptions
+    from jfs.adapters.kv.resp import ConnectionLost
 
     kv = await open_kv(f"{redis_server.url}/6")
     try:
 
         async def lost(*args: Any, **kw: Any) -> Any:
-            raise redis.exceptions.ConnectionError("Connection closed by server.")
+            raise ConnectionLost("Connection closed by server.")
 
         monkeypatch.setattr(kv._client, "evalsha", lost)  # type: ignore[attr-defined]
         with pytest.raises(EngineUnavailable, match="outcome of the transaction is unknown"):

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-import redis.exceptions as rexc
 import structlog
 
 from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable
@@ -30,7 +29,15 @@ from .base import redact_url, retrying
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
 from .registry import BadMetaURL
-from .resp import CONNECT_TIMEOUT, REPLY_TIMEOUT, CannotConnect, RespClient
+from .resp import (
+    CONNECT_TIMEOUT,
+    REPLY_TIMEOUT,
+    AuthenticationFailed,
+    CannotConnect,
+    ConnectionLost,
+    ReplyError,
+    RespClient,
+)
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.kv")
@@ -66,7 +73,7 @@ class RedisKV:
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         reason = _one_line(exc)
-        if isinstance(exc, rexc.AuthenticationError) and "authentication" not in reason:
+        if isinstance(exc, AuthenticationFailed) and "authentication" not in reason:
             reason = f"authentication failed: {reason}"
         elif (self._client.target.ssl is not None and "tls-cert-file" not in self.url
               and ("reset by peer" in reason or "connection lost" in reason)):
@@ -75,7 +82,7 @@ class RedisKV:
             reason += " (the server may require a client certificate: tls-cert-file and tls-key-file)"
         return EngineUnavailable(f"cannot reach Redis at {self._address}: {reason}")
 
-    def _error(self, exc: rexc.ResponseError) -> Exception:
+    def _error(self, exc: ReplyError) -> Exception:
         msg = _one_line(exc)
         if msg.startswith(_TRANSIENT):
             return ConflictError(f"Redis is temporarily unable to run the transaction: {msg}")
@@ -108,19 +115,19 @@ class RedisKV:
         """An administrative command, not retried."""
         try:
             return await self._client.execute(*args)
-        except rexc.ConnectionError as exc:
+        except ConnectionLost as exc:
             raise self._unavailable(exc) from None
-        except rexc.ResponseError as exc:
+        except ReplyError as exc:
             raise self._error(exc) from exc
 
     async def _read(self, *args: Any) -> Any:
         """One read command; retried once on a new connection when the old one died (reads are idempotent)."""
         try:
             return await self._client.execute(*args)
-        except rexc.ConnectionError as exc:
+        except ConnectionLost as exc:
             if isinstance(exc, CannotConnect):
                 raise self._unavailable(exc) from None
-        except rexc.ResponseError as exc:
+        except ReplyError as exc:
             raise self._error(exc) from exc
         return await self._call(*args)
 
@@ -134,11 +141,11 @@ class RedisKV:
         while True:
             try:
                 return await self._client.evalsha(self._sha[name], nargs, args)
-            except rexc.ResponseError as exc:
+            except ReplyError as exc:
                 if retried or not str(exc).startswith("NOSCRIPT"):
                     raise self._error(exc) from exc
                 await self._load_scripts()
-            except rexc.ConnectionError as exc:
+            except ConnectionLost as exc:
                 if isinstance(exc, CannotConnect):
                     raise self._unavailable(exc) from None
                 if writes and getattr(exc, "sent", True):
@@ -195,7 +202,7 @@ async def open_redis(url: str) -> RedisKV:
     try:
         try:
             await kv._client.connect()
-        except rexc.ConnectionError as exc:
+        except ConnectionLost as exc:
             raise kv._unavailable(exc) from None
         await kv._load_scripts()
         await kv._check_layout()
@@ -204,7 +211,7 @@ async def open_redis(url: str) -> RedisKV:
             policy = reply[1].decode() if isinstance(reply, list) and len(reply) > 1 else "noeviction"
             if policy != "noeviction":  # evicting metadata keys would corrupt the volume
                 log.warning("redis_eviction_policy", address=kv._address, policy=policy, want="noeviction")
-        except rexc.ResponseError:
+        except ReplyError:
             pass  # CONFIG may be disabled on managed services
     except BaseException:
         await kv.close()

@@ -20,7 +20,8 @@ Contract of `RespClient`:
 * Timeouts: connecting + logging in must finish within `connect_timeout`; a connection that has commands
   outstanding but received no reply for `timeout` seconds is aborted (its commands raise `ConnectionLost`).
 
-The error classes derive from redis-py's, so code written against redis-py's exceptions handles them.
+The error classes derive from the KV port's own (`jfs.ports.kv`): a reply error is an EngineError, a lost
+connection an EngineUnavailable; redis-py is not needed at run time (ADR 0020).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import socket
 from typing import Any
 
 import hiredis
-import redis.exceptions as rexc
 import structlog
+
+from jfs.ports.kv import EngineError, EngineUnavailable
 
 from .redis_url import RedisTarget
 
@@ -43,11 +45,11 @@ REPLY_TIMEOUT = 60.0
 MAX_INFLIGHT = 4096
 
 
-class ReplyError(rexc.ResponseError):
+class ReplyError(EngineError):
     """The server answered a command with an error (``-ERR …``, ``-NOSCRIPT …``)."""
 
 
-class ConnectionLost(rexc.ConnectionError):
+class ConnectionLost(EngineUnavailable):
     """The connection failed; `sent` tells whether the command may have reached the server."""
 
     def __init__(self, message: str, *, sent: bool = True) -> None:
