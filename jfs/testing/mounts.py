@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from jfs.adapters.fuse.mounting import is_mounted
 
-def is_mounted(path: str) -> bool:
-    target = os.path.abspath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return any(line.split()[4] == target for line in f)
+__all__ = ["format_volume", "is_mounted", "jfs", "mounted"]
 
 
 def jfs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

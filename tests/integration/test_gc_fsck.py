@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.kv.registry import open_kv
 from jfs.app.compose import open_bucket, open_engine
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
@@ -33,6 +32,7 @@ from jfs.domain.chunks import block_key
 from jfs.domain.records import decode_slices, encode_i64, encode_u64
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
+from jfs.testing.engines import wipe_engine
 
 BS = 64 << 10
 NAME = "gcvol"
@@ -51,19 +51,11 @@ async def meta_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield f"sqlite3://{tmp_path}/meta.db"
         return
     url = f"{request.getfixturevalue('redis_server_url')}/{REDIS_DB}"
-    await _flush(url)
+    await wipe_engine(url)
     try:
         yield url
     finally:
-        await _flush(url)
-
-
-async def _flush(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
+        await wipe_engine(url)
 
 
 @dataclass

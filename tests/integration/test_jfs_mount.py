@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.kv.registry import open_kv
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
@@ -38,7 +38,7 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         redis_url = request.getfixturevalue("redis_server_url")
         s3 = request.getfixturevalue("seaweed_s3")
         url = f"{redis_url}/9"
-        asyncio.run(_flush(url))
+        asyncio.run(wipe_engine(url))
         bucket = f"mount-{uuid.uuid4().hex[:12]}"
         s3.client().create_bucket(Bucket=bucket)
         format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
@@ -52,14 +52,6 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield url, mnt
     finally:
         shutil.rmtree(outside, ignore_errors=True)
-
-
-async def _flush(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 @pytest.fixture

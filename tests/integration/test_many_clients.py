@@ -22,19 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.kv.registry import open_kv
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
 INTERNAL_NAMES = {".stats", ".config", ".accesslog", ".trash", ".control"}
-
-
-async def _flush(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
@@ -46,7 +38,7 @@ def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         format_volume(url, str(base / "bucket"))
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/11"
-        asyncio.run(_flush(url))
+        asyncio.run(wipe_engine(url))
         s3 = request.getfixturevalue("seaweed_s3")
         bucket = f"many-{uuid.uuid4().hex[:12]}"
         s3.client().create_bucket(Bucket=bucket)

@@ -24,6 +24,7 @@ from jfs.domain.errors import FSError
 from jfs.domain.records import Quota
 from jfs.domain.settings import Settings
 from jfs.ports.kv import Tx
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted
 
 REDIS_DB = 6
@@ -34,14 +35,6 @@ def _url(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if engine == "sqlite":
         return f"sqlite3://{tmp_path}/meta.db"
     return f"{request.getfixturevalue('redis_server_url')}/{REDIS_DB}"
-
-
-async def _flush(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 @pytest.fixture(params=ENGINES)
@@ -214,7 +207,7 @@ def test_quota_set_with_concurrent_writers_and_a_second_mount(
 ) -> None:
     url = _url(engine, request, tmp_path)
     if engine == "redis":
-        asyncio.run(_flush(url))
+        asyncio.run(wipe_engine(url))
     format_volume(url, str(tmp_path / "bucket"))
     with mounted(url, tmp_path / "m1") as m1, mounted(url, tmp_path / "m2") as m2:
         (m1 / "q" / "pre").mkdir(parents=True)

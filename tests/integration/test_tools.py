@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted
 
 
@@ -25,7 +26,7 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"sqlite3://{base}/meta.db"
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/4"
-        asyncio.run(_flush(url))
+        asyncio.run(wipe_engine(url))
     format_volume(url, str(base / "bucket"))
     outside = Path(tempfile.mkdtemp(prefix="jfs-tools-"))
     try:
@@ -116,16 +117,6 @@ def test_warmup_fills_the_block_cache(volume: tuple[str, Path], tmp_path: Path) 
 # Directory quotas (SQLite and Redis db 7)
 
 
-async def _flush(url: str) -> None:
-    from jfs.adapters.kv.registry import open_kv
-
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
-
-
 @pytest.mark.parametrize("engine", ["sqlite", "redis"])
 def test_quota_enforced_through_the_mount(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     import asyncio
@@ -135,7 +126,7 @@ def test_quota_enforced_through_the_mount(engine: str, request: pytest.FixtureRe
         url = f"sqlite3://{tmp_path}/meta.db"
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/7"
-        asyncio.run(_flush(url))
+        asyncio.run(wipe_engine(url))
     format_volume(url, str(tmp_path / "bucket"))
     with mounted(url, tmp_path / "m1") as mnt:
         (mnt / "q" / "sub").mkdir(parents=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import jfs, mounted
 
 REDIS_DB = 5
@@ -34,7 +35,7 @@ def volume(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         url = f"sqlite3://{tmp_path}/meta.db"
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/{REDIS_DB}"
-        asyncio.run(_flush(url))
+        asyncio.run(wipe_engine(url))
     bucket = tmp_path / "bucket"
     jfs("format", url, "trash-vol", "--bucket", str(bucket), "--trash-days", "1")
     outside = Path(tempfile.mkdtemp(prefix="jfs-trash-"))
@@ -44,17 +45,7 @@ def volume(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     finally:
         shutil.rmtree(outside, ignore_errors=True)
         if request.param == "redis":
-            asyncio.run(_flush(url))
-
-
-async def _flush(url: str) -> None:
-    from jfs.adapters.kv.registry import open_kv
-
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
+            asyncio.run(wipe_engine(url))
 
 
 _BYTES = bytes(range(251))
