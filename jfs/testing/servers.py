@@ -77,9 +77,16 @@ def _answers(port: int) -> bool:
 
 
 def start_redis_server(
-    *args: str, password: str | None = None, executable: str = "redis-server", timeout: float = 10.0
+    *args: str,
+    password: str | None = None,
+    executable: str = "redis-server",
+    timeout: float = 10.0,
+    new_session: bool = False,
 ) -> RedisServer:
-    """Start a private redis-server; `args` are extra command-line options (e.g. ``"--appendonly", "yes"``)."""
+    """Start a private redis-server; `args` are extra command-line options (e.g. ``"--appendonly", "yes"``).
+
+    `new_session` starts it in a session of its own, so a Ctrl-C in the terminal does not reach it (a
+    benchmark stops it itself, after unmounting what uses it). Raises RedisServerError."""
     binary = shutil.which(executable)
     if binary is None:
         raise RedisServerError(f"{executable} is not installed (apt-get install redis-server)")
@@ -96,7 +103,8 @@ def start_redis_server(
         cmd += list(args)
         log_path = os.path.join(directory, "redis.log")
         with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=new_session)
         server = RedisServer(port, directory, proc, password)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:

