@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,16 @@ if TYPE_CHECKING:
 FLOCK_UNLOCK = "U"
 
 
-async def _wait(attempt: int, write: bool) -> None:
-    await asyncio.sleep((LOCK_WAIT_WRITE if write else LOCK_WAIT_READ).delay(attempt + 1))
+async def _until_granted(m: Meta, body: Callable[[Tx], Awaitable[bool]], *, block: bool, write: bool) -> None:
+    """Run the lock transaction `body` until it grants (returns True), polling as `LOCK_WAIT_WRITE` /
+    `LOCK_WAIT_READ` say; EAGAIN at the first refusal when not `block`."""
+    policy = LOCK_WAIT_WRITE if write else LOCK_WAIT_READ
+    refused = 0
+    while not await m.kv.txn(body):
+        if not block:
+            raise FSError(errno.EAGAIN)
+        refused += 1
+        await asyncio.sleep(policy.delay(refused))
 
 
 async def flock(m: Meta, ino: int, owner: int, ltype: str, *, block: bool) -> None:
@@ -74,12 +83,7 @@ async def flock(m: Meta, ino: int, owner: int, ltype: str, *, block: bool) -> No
             tx.delete(key)
         return True
 
-    attempt = 0
-    while not await m.kv.txn(body):
-        if not block:
-            raise FSError(errno.EAGAIN)
-        await _wait(attempt, ltype == FLOCK_WRITE)
-        attempt += 1
+    await _until_granted(m, body, block=block, write=ltype == FLOCK_WRITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +140,7 @@ async def setlk(
             tx.delete(key)
         return True
 
-    attempt = 0
-    while not await m.kv.txn(body):
-        if not block:
-            raise FSError(errno.EAGAIN)
-        await _wait(attempt, ltype == F_WRLCK)
-        attempt += 1
+    await _until_granted(m, body, block=block, write=ltype == F_WRLCK)
 
 
 async def release_owner(m: Meta, ino: int, owner: int) -> None:
