@@ -30,6 +30,7 @@ from jfs.app.meta import Meta
 from jfs.app.meta.engine import format_meta
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.settings import Settings
+from jfs.testing.engines import wipe_engine
 
 
 @contextmanager
@@ -118,7 +119,7 @@ def main() -> None:
                 dump = run_cli("dump", src, path, "--threads", str(args.threads))
                 print(f"  dump: {dump.line}", flush=True)
                 size = os.path.getsize(path)
-                asyncio.run(_reset(dst))
+                asyncio.run(wipe_engine(dst))
                 load = run_cli("load", dst, path)
                 print(f"  load: {load.line}", flush=True)
                 rows.append((engine, files, size, dump, load))
@@ -128,14 +129,6 @@ def main() -> None:
     for engine, files, size, dump, load in rows:
         print(f"| {engine} | {files:,} | {size / 2**20:.1f} | {dump.rate:,.0f} | {dump.wall:.1f} | {dump.max_rss_mib:.0f} "
               f"| {load.rate:,.0f} | {load.wall:.1f} | {load.max_rss_mib:.0f} |")
-
-
-async def _reset(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 if __name__ == "__main__":

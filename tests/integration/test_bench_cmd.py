@@ -17,6 +17,7 @@ from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta import Meta
 from jfs.app.ops.trash_jobs import hour_dirs
 from jfs.domain.attrs import ROOT_INODE
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted
 
 ITEMS = ["Write big file", "Read big file", "Write small file", "Read small file", "Stat file"]
@@ -106,21 +107,13 @@ async def _snapshot(url: str) -> dict[str, Any]:
         await kv.close()
 
 
-async def _prepare(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def volume_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite3://{tmp_path}/meta.db"
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/8"
-        asyncio.run(_prepare(url))
+        asyncio.run(wipe_engine(url))
     # Trash on (the default): unlinked files go there, and mdtest must take them out again.
     jfs("format", url, "md-vol", "--bucket", str(tmp_path / "bucket"))
     return url

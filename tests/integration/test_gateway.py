@@ -27,7 +27,7 @@ from unittest import mock
 import pytest
 from botocore.exceptions import ClientError
 
-from jfs.adapters.kv.registry import open_kv
+from jfs.testing.engines import wipe_engine
 from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, RunningGateway, gateway
 from jfs.testing.mounts import format_volume, mounted
 from jfs.testing.mounts import jfs as jfs_cli
@@ -37,14 +37,6 @@ VOLUME = "gwvol"
 AWS = str(Path(sys.executable).with_name("aws"))
 
 
-async def _reset(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
-
-
 def _volume(kind: str, base: Path, request: pytest.FixtureRequest) -> tuple[str, Path]:
     """(META-URL, bucket dir or None) of a freshly formatted volume."""
     if kind == "sqlite-file":
@@ -52,7 +44,7 @@ def _volume(kind: str, base: Path, request: pytest.FixtureRequest) -> tuple[str,
         format_volume(url, str(base / "bucket"), VOLUME)
         return url, base / "bucket"
     url = f"{request.getfixturevalue('redis_server_url')}/13"
-    asyncio.run(_reset(url))
+    asyncio.run(wipe_engine(url))
     s3 = request.getfixturevalue("seaweed_s3")
     bucket = f"gw-{uuid.uuid4().hex[:12]}"
     s3.client().create_bucket(Bucket=bucket)

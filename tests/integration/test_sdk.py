@@ -25,19 +25,11 @@ from pathlib import Path
 import pytest
 
 import jfs
-from jfs.adapters.kv.registry import open_kv
 from jfs.app.volume import VolumeError
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, mounted
 from jfs.testing.mounts import jfs as jfs_cli
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
-
-
-async def _reset(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +246,7 @@ def sdk_and_mount(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         format_volume(url, str(base / "bucket"))
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/12"
-        asyncio.run(_reset(url))
+        asyncio.run(wipe_engine(url))
         s3 = request.getfixturevalue("seaweed_s3")
         bucket = f"sdk-{uuid.uuid4().hex[:12]}"
         s3.client().create_bucket(Bucket=bucket)

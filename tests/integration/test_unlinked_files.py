@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.kv.registry import open_kv
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, mounted
 
 CHILD_WRITER = """
@@ -44,7 +44,7 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"sqlite3://{base}/meta.db"
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/7"
-        asyncio.run(_reset(url))
+        asyncio.run(wipe_engine(url))
     format_volume(url, str(base / "bucket"), "unlinked", *(["--trash-days", "1"] if trash == "trash" else []))
     outside = Path(tempfile.mkdtemp(prefix="jfs-unlinked-"))
     try:
@@ -52,14 +52,6 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield mnt, trash == "trash"
     finally:
         shutil.rmtree(outside, ignore_errors=True)
-
-
-async def _reset(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 def _trashed(mnt: Path, name: str) -> list[Path]:

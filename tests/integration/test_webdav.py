@@ -19,20 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.kv.registry import open_kv
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.webdav import PASSWORD, USER, DavServer, curl, webdav_server
 
 NS = "http://example.com/ns"
-
-
-async def _reset(url: str) -> None:
-    kv = await open_kv(url)
-    try:
-        await kv.reset()
-    finally:
-        await kv.close()
 
 
 @dataclass
@@ -55,7 +47,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         format_volume(url, str(bucket))
     else:
         url = f"{request.getfixturevalue('redis_server_url')}/14"
-        asyncio.run(_reset(url))
+        asyncio.run(wipe_engine(url))
         s3 = request.getfixturevalue("seaweed_s3")
         name = f"dav-{uuid.uuid4().hex[:12]}"
         s3.client().create_bucket(Bucket=name)
