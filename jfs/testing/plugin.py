@@ -24,10 +24,12 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -82,11 +84,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("kv_url", params, ids=list(BUILTIN_ENGINES), indirect=True)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Stoppable)
+
+
+@contextlib.contextmanager
+def started_or_skip(start: Callable[[], S], unavailable: type[Exception]) -> Iterator[S]:
+    """A server from `start()`, stopped on exit; the test is skipped when starting raises `unavailable`
+    (the server's binary is missing or would not come up on this machine)."""
     try:
-        server = start_redis_server()
-    except RedisServerError as exc:
+        server = start()
+    except unavailable as exc:
         pytest.skip(str(exc))
     try:
         yield server
@@ -95,19 +106,19 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with started_or_skip(start_redis_server, RedisServerError) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def redis_server_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
 def _etcd(size: int) -> Iterator[EtcdCluster]:
-    try:
-        cluster = start_etcd_cluster(size, *ETCD_ARGS)
-    except EtcdError as exc:
-        pytest.skip(str(exc))
-    try:
+    with started_or_skip(lambda: start_etcd_cluster(size, *ETCD_ARGS), EtcdError) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")

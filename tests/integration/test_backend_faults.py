@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.plugin import started_or_skip
 from jfs.testing.servers import RedisServer, RedisServerError, start_redis_server
 
 WORKER = r"""
@@ -187,14 +188,10 @@ def _fsck_clean(url: str) -> None:
 
 @contextlib.contextmanager
 def _persistent_redis() -> Iterator[RedisServer]:
-    try:
-        server = start_redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", "")
-    except RedisServerError as exc:
-        pytest.skip(str(exc))
-    try:
+    with started_or_skip(
+        lambda: start_redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", ""), RedisServerError
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _restart_redis(server: RedisServer, down: float) -> None:

@@ -15,6 +15,7 @@ import pytest
 from jfs.adapters.kv.registry import open_kv
 from jfs.ports.kv import KV, EngineError, EngineUnavailable, Tx
 from jfs.testing.etcd_cluster import EtcdCluster, EtcdError, start_etcd_cluster
+from jfs.testing.plugin import started_or_skip
 from jfs.testing.servers import free_port
 
 MiB = 1 << 20
@@ -27,14 +28,8 @@ def url_of(cluster: EtcdCluster, *query: str) -> str:
 @pytest.fixture(scope="module")
 def small() -> object:
     """A member with etcd's default request limit and a low --max-txn-ops, to reach the limits cheaply."""
-    try:
-        cluster = start_etcd_cluster(1, "--max-txn-ops", "16")
-    except EtcdError as exc:
-        pytest.skip(str(exc))
-    try:
+    with started_or_skip(lambda: start_etcd_cluster(1, "--max-txn-ops", "16"), EtcdError) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 async def put_all(kv: KV, pairs: list[tuple[bytes, bytes]]) -> None:
