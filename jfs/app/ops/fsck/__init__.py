@@ -43,12 +43,15 @@ Live volumes: the scan is not a snapshot. Inodes changed after the scan started 
 every repair is one transaction that first re-checks what was found (the inode unchanged, the entry still
 dangling, …) and skips it otherwise; counters are compared only when they did not move during the scan
 and every file the scan counted is still as it saw it (a delete and a create of the same size leave the
-counters where they were), and repaired by adding the difference. Memory: about 350 bytes per inode (measured) plus 10 per distinct
-slice.
+counters where they were), and repaired by adding the difference. Memory: about 350 bytes per inode
+(measured) plus 10 per distinct slice.
 
-Modules: `run` (the entry, `run_fsck`), `model` (the scan and what it builds), `judge` (pure: the problems
-of a model), `blocks` (block objects), `confirm` (re-checks against the engine), `paths` (scope and
-names), `repairs` (problem → repair), `report` (`Issue`, `FsckReport`).
+Modules: `run` (the entry, `run_fsck`, on an engine and object store its caller opened and closes),
+`model` (the scan and what it builds), `judge` (pure: the problems of a model; unit-tested on hand-built
+models in tests/unit/test_fsck_judge.py), `blocks` (block objects), `confirm` (re-checks against the
+engine), `paths` (scope and names), `repairs` (the table of problem → repair), `report` (`Issue`,
+`FsckReport`). Helpers shared with gc live beside this package: `jfs.app.ops.slice_set`,
+`jfs.app.ops.chunk_scan`, `jfs.app.ops.block_objects`.
 """
 
 from __future__ import annotations
