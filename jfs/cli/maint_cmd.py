@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,9 +28,11 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from jfs.app.meta.engine import Meta
     from jfs.app.ops.fsck import FsckReport
     from jfs.app.ops.gc import GCReport, ProgressBar
     from jfs.app.ops.trash_jobs import RestoreItem
+    from jfs.ports.objects import ObjectStore
 
 MetaURL = Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)]
 Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="Concurrent object-store requests.")]
@@ -76,6 +80,21 @@ class _Board:
         self._progress.stop()
 
 
+@asynccontextmanager
+async def _opened_volume(meta_url: str) -> AsyncIterator[tuple[Meta, ObjectStore]]:
+    """The loaded engine (no session) and the object store of the volume at `meta_url`, closed on exit."""
+    from jfs.app.compose import open_bucket
+    from jfs.app.volume import loaded_volume
+
+    async with loaded_volume(meta_url) as meta:
+        store = await open_bucket(meta.settings)
+        try:
+            yield meta, store
+        finally:
+            await meta.close()
+            await store.close()
+
+
 def _echo_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
@@ -102,10 +121,13 @@ def gc(
     from jfs.cli import main as cli
 
     cli._remember_secrets(meta_url)
+
+    async def collect(board: _Board) -> GCReport:
+        async with _opened_volume(meta_url) as (meta, store):
+            return await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
+
     with _Board() as board:
-        report: GCReport = cli._run(
-            lambda _v: run_gc(meta_url, delete=delete, compact=compact, threads=threads, progress=board)
-        )
+        report: GCReport = cli._run(lambda _v: collect(board))
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -156,12 +178,15 @@ def fsck(
     cli._remember_secrets(meta_url)
     if path is not None and not path.startswith("/"):
         cli._usage_error("--path must be absolute inside the volume (start with '/')")
-    with _Board() as board:
-        report: FsckReport = cli._run(
-            lambda _v: run_fsck(
-                meta_url, path=path, recursive=recursive, repair=repair, threads=threads, progress=board
+
+    async def check(board: _Board) -> FsckReport:
+        async with _opened_volume(meta_url) as (meta, store):
+            return await run_fsck(
+                meta, store, path=path, recursive=recursive, repair=repair, threads=threads, progress=board
             )
-        )
+
+    with _Board() as board:
+        report: FsckReport = cli._run(lambda _v: check(board))
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -23,8 +23,7 @@ from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.meta.engine import Meta
 from jfs.app.ops import trash_jobs
-from jfs.app.ops.fsck import run_fsck
-from jfs.app.ops.gc import SliceSet, run_gc
+from jfs.app.ops.slice_set import SliceSet
 from jfs.app.volume import format_volume
 from jfs.domain import keys
 from jfs.domain.attrs import TRASH_INODE, Attr, align4k
@@ -33,6 +32,7 @@ from jfs.domain.records import decode_slices, encode_i64, encode_u64
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
 from jfs.testing.engines import wipe_engine
+from jfs.testing.volume_ops import fsck_volume, gc_volume
 
 BS = 64 << 10
 NAME = "gcvol"
@@ -195,9 +195,9 @@ async def test_clean_volume(meta_url: str, tmp_path: Path) -> None:
         await c.meta.truncate(a, BS)  # hidden data stays referenced until compaction
     finally:
         await vol.close(c)
-    report = await run_fsck(meta_url)
+    report = await fsck_volume(meta_url)
     assert report.issues == [], [i.to_dict() for i in report.issues]
-    gc = await run_gc(meta_url, skip_age=SKIP)
+    gc = await gc_volume(meta_url, skip_age=SKIP)
     assert gc.objects["valid"].count == len(vol.objects())
     assert all(gc.objects[k].count == 0 for k in ("pending", "trash", "leaked", "skipped"))
 
@@ -241,7 +241,7 @@ async def test_gc_classifies_and_reclaims(meta_url: str, tmp_path: Path) -> None
     young = "chunks/0/0/888888_0_100"
     vol.put(young, b"y" * 100, age=0)
 
-    report = await run_gc(meta_url, skip_age=SKIP)
+    report = await gc_volume(meta_url, skip_age=SKIP)
     assert report.objects["leaked"].count == 3 and set(report.leaked_examples) == leaked
     assert report.objects["skipped"].count == 1
     pending = {k for s in doomed_slices + freed_slices for k in blocks_of(*s)}
@@ -250,16 +250,16 @@ async def test_gc_classifies_and_reclaims(meta_url: str, tmp_path: Path) -> None
     assert report.pending_files == 1 and report.pending_slices == 1
     assert vol.objects() == before | leaked | {young}, "gc without --delete changed the bucket"
 
-    report = await run_gc(meta_url, skip_age=SKIP, delete=True)
+    report = await gc_volume(meta_url, skip_age=SKIP, delete=True)
     assert report.deleted_leaked.count == 3 and report.kept_leaked == 0
     assert report.finished_files == 1
     assert vol.objects() == (before - pending) | {young}, "young object deleted or leaks/pending left"
-    report = await run_gc(meta_url, skip_age=SKIP)
+    report = await gc_volume(meta_url, skip_age=SKIP)
     assert {k: s.count for k, s in report.objects.items()} == {
         "valid": len(before - pending), "pending": 0, "trash": 0, "leaked": 0, "skipped": 1,
     }  # fmt: skip
     assert report.pending_files == 0 and report.pending_slices == 0
-    assert (await run_fsck(meta_url)).issues == []
+    assert (await fsck_volume(meta_url)).issues == []
 
 
 async def test_fsck_finds_and_repairs_damage(meta_url: str, tmp_path: Path) -> None:
@@ -293,7 +293,7 @@ async def test_fsck_finds_and_repairs_damage(meta_url: str, tmp_path: Path) -> N
 
     await vol.txn(damage)
 
-    report = await run_fsck(meta_url)
+    report = await fsck_volume(meta_url)
     either = {"/hard2": "/d/hard"}  # a hard-linked file is reported under one of its names
     found = sorted((i.kind, either.get(i.path, i.path)) for i in report.issues)
     assert found == sorted([
@@ -308,12 +308,12 @@ async def test_fsck_finds_and_repairs_damage(meta_url: str, tmp_path: Path) -> N
     ]), [i.to_dict() for i in report.issues]  # fmt: skip
     assert all(i.repair for i in report.issues)
 
-    report = await run_fsck(meta_url, repair=True)
+    report = await fsck_volume(meta_url, repair=True)
     assert report.remaining == [], [i.to_dict() for i in report.remaining]
-    report = await run_fsck(meta_url)
+    report = await fsck_volume(meta_url)
     assert report.issues == [], [i.to_dict() for i in report.issues]
     # The stray inode's blocks were released; nothing is leaked.
-    gc = await run_gc(meta_url, skip_age=0)
+    gc = await gc_volume(meta_url, skip_age=0)
     assert gc.objects["leaked"].count == 0 and gc.objects["pending"].count == 0
     assert not any(k in vol.objects() for s in gone_slices for k in blocks_of(*s))
     c = await vol.client()
@@ -349,7 +349,7 @@ async def test_fsck_lost_directory(meta_url: str, tmp_path: Path) -> None:
         tx.delete(keys.dentry(1, b"e"))
 
     await vol.txn(damage)
-    report = await run_fsck(meta_url)
+    report = await fsck_volume(meta_url)
     found = sorted((i.kind, i.path) for i in report.issues)
     assert found == sorted([
         ("broken-dentry", "/d"),
@@ -359,8 +359,8 @@ async def test_fsck_lost_directory(meta_url: str, tmp_path: Path) -> None:
         ("orphan", f"<inode {e}>"),
         ("counters", "/"),
     ]), [i.to_dict() for i in report.issues]  # fmt: skip
-    assert (await run_fsck(meta_url, repair=True)).remaining == []
-    assert (await run_fsck(meta_url)).issues == []
+    assert (await fsck_volume(meta_url, repair=True)).remaining == []
+    assert (await fsck_volume(meta_url)).issues == []
     c = await vol.client()
     try:
         lf = await lookup(c, 1, b"lost+found")
@@ -393,13 +393,13 @@ async def test_fsck_path_scope(meta_url: str, tmp_path: Path) -> None:
     def kinds(r: object) -> list[tuple[str, str]]:
         return sorted((i.kind, i.path) for i in r.issues)  # type: ignore[attr-defined]
 
-    assert kinds(await run_fsck(meta_url, path="/a", recursive=True)) == [("lost-blocks", "/a/sub/deep")]
-    assert kinds(await run_fsck(meta_url, path="/a")) == []  # only /a and its direct entries
-    assert kinds(await run_fsck(meta_url, path="/b/other")) == [("lost-blocks", "/b/other")]
-    assert kinds(await run_fsck(meta_url)) == [("lost-blocks", "/a/sub/deep"), ("lost-blocks", "/b/other")]
-    r = await run_fsck(meta_url, path="/a", recursive=True, repair=True)
+    assert kinds(await fsck_volume(meta_url, path="/a", recursive=True)) == [("lost-blocks", "/a/sub/deep")]
+    assert kinds(await fsck_volume(meta_url, path="/a")) == []  # only /a and its direct entries
+    assert kinds(await fsck_volume(meta_url, path="/b/other")) == [("lost-blocks", "/b/other")]
+    assert kinds(await fsck_volume(meta_url)) == [("lost-blocks", "/a/sub/deep"), ("lost-blocks", "/b/other")]
+    r = await fsck_volume(meta_url, path="/a", recursive=True, repair=True)
     assert r.remaining == []
-    assert kinds(await run_fsck(meta_url)) == [("lost-blocks", "/b/other")]
+    assert kinds(await fsck_volume(meta_url)) == [("lost-blocks", "/b/other")]
 
 
 async def test_gc_compact(meta_url: str, tmp_path: Path) -> None:
@@ -411,7 +411,7 @@ async def test_gc_compact(meta_url: str, tmp_path: Path) -> None:
         assert len(await slices_of(c.kv, ino)) >= 5
     finally:
         await vol.close(c)
-    report = await run_gc(meta_url, compact=True, delete=True, skip_age=0)
+    report = await gc_volume(meta_url, compact=True, delete=True, skip_age=0)
     assert report.compacted_chunks == 1
     c = await vol.client()
     try:
@@ -419,9 +419,9 @@ async def test_gc_compact(meta_url: str, tmp_path: Path) -> None:
         assert await c.read(ino) == content
     finally:
         await vol.close(c)
-    report = await run_gc(meta_url, skip_age=0)
+    report = await gc_volume(meta_url, skip_age=0)
     assert report.objects["valid"].count == len(vol.objects()) == 4
-    assert (await run_fsck(meta_url)).issues == []
+    assert (await fsck_volume(meta_url)).issues == []
 
 
 async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
@@ -436,9 +436,9 @@ async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
         hours = await trash_jobs.hour_dirs(c.kv)
         assert len(hours) == 1
         hour = hours[0][0].decode()
-        gc = await run_gc(vol.url, skip_age=0)
+        gc = await gc_volume(vol.url, skip_age=0)
         assert gc.objects["trash"].count == 5 and gc.objects["leaked"].count == 0
-        assert (await run_fsck(vol.url)).issues == []
+        assert (await fsck_volume(vol.url)).issues == []
 
         listed = await trash_jobs.restore_volume(vol.url, [hour], put_back=False)
         assert {(i.name, i.status, i.target) for i in listed[hour]} == {
@@ -448,7 +448,7 @@ async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
         assert sorted(i.status for i in back[hour]) == ["exists", "restored", "restored"]
         assert await c.read(await lookup(c, d, b"f0")) == data(BS, 0)
         assert await c.read(await lookup(c, d, b"f2")) == data(BS + 2, 2)
-        assert (await run_fsck(vol.url)).issues == []
+        assert (await fsck_volume(vol.url)).issues == []
 
         await c.meta.unlink(d, b"f0")
         assert await trash_jobs.purge_trash(c.meta) == 0  # not expired yet
@@ -459,10 +459,10 @@ async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
         await c.meta.drain()
     finally:
         await vol.close(c)
-    gc = await run_gc(vol.url, skip_age=0)
+    gc = await gc_volume(vol.url, skip_age=0)
     assert gc.objects["trash"].count == 0 and gc.objects["pending"].count == 0
     assert gc.objects["valid"].count == len(vol.objects()) == 3  # f2 (2 blocks) and the new f1
-    assert (await run_fsck(vol.url)).issues == []
+    assert (await fsck_volume(vol.url)).issues == []
     assert inos[0] not in await _all_inodes(vol)
 
 
@@ -569,25 +569,25 @@ async def test_fsck_counters_after_a_delete_and_a_create_of_the_same_size(
 ) -> None:  # fmt: skip
     """The counters end where they started (a file created, one of the same size deleted) while the scan
     saw both files: not a counters fault, and fsck must not report (or "repair") one."""
-    from jfs.app.ops import fsck as fsck_mod
+    from jfs.app.ops.fsck import run as fsck_run
 
     vol = await make_volume(meta_url, tmp_path)
     c = await vol.client()
     try:
         await c.write(1, b"a", data(5000, 1))
-        real_scan = fsck_mod._scan
+        real_scan = fsck_run.scan
 
         async def scan_between(kv: KV, model: object, progress: object) -> None:
             await c.write(1, b"b", data(5000, 2))  # counters +1 file before the scan...
             await real_scan(kv, model, progress)  # type: ignore[arg-type]
             await c.meta.unlink(1, b"a")  # ...and back after it, though the scan counted both
 
-        monkeypatch.setattr(fsck_mod, "_scan", scan_between)
-        report = await run_fsck(meta_url)
+        monkeypatch.setattr(fsck_run, "scan", scan_between)
+        report = await fsck_volume(meta_url)
         assert [i.kind for i in report.issues] == [], [i.to_dict() for i in report.issues]
         assert "not checked" in report.counters_note
-        monkeypatch.setattr(fsck_mod, "_scan", real_scan)
-        assert (await run_fsck(meta_url)).issues == []
+        monkeypatch.setattr(fsck_run, "scan", real_scan)
+        assert (await fsck_volume(meta_url)).issues == []
     finally:
         await vol.close(c)
 
@@ -630,8 +630,8 @@ async def test_gc_and_fsck_while_a_client_writes(meta_url: str, tmp_path: Path) 
         writer = asyncio.ensure_future(churn())
         problems = []
         while not writer.done():
-            await run_gc(meta_url, delete=True, skip_age=60)
-            problems += (await run_fsck(meta_url)).issues
+            await gc_volume(meta_url, delete=True, skip_age=60)
+            problems += (await fsck_volume(meta_url)).issues
         await writer
         for name, content in expected.items():
             assert await c.read(await lookup(c, 1, name)) == content, name
@@ -640,6 +640,6 @@ async def test_gc_and_fsck_while_a_client_writes(meta_url: str, tmp_path: Path) 
     finally:
         await vol.close(c)
     assert problems == [], [i.to_dict() for i in problems]
-    assert (await run_fsck(meta_url)).issues == []
-    gc = await run_gc(meta_url, skip_age=0)
+    assert (await fsck_volume(meta_url)).issues == []
+    gc = await gc_volume(meta_url, skip_age=0)
     assert gc.objects["leaked"].count == 0 and gc.objects["pending"].count == 0

@@ -246,7 +246,9 @@ async def test_compaction_writes_a_record_for_the_new_slice(vol: DataVolume) -> 
 
 async def test_gc_deletes_only_orphaned_records(vol: DataVolume) -> None:
     """Orphans appear when a JuiceFS client sharing the engine frees slices itself (it ignores ``jS``)."""
-    from jfs.app.ops.gc import QuietBoard, _delete_orphan_sums, collect_references
+    from jfs.app.ops.gc.deletion import delete_orphan_sums
+    from jfs.app.ops.gc.references import collect_references
+    from jfs.app.progress import QuietBoard
 
     ino = await _file(vol, b"f", os.urandom(BS + 1))
     [live] = await vol.meta.read_chunk(ino, 0)
@@ -257,6 +259,6 @@ async def test_gc_deletes_only_orphaned_records(vol: DataVolume) -> None:
 
     await vol.kv.txn(plant)
     refs = await collect_references(vol.kv, QuietBoard())
-    assert await _delete_orphan_sums(vol.kv, refs) == 1
+    assert await delete_orphan_sums(vol.kv, refs) == 1
     assert await _raw(vol, orphan) is None
     assert await _raw(vol, keys.block_sums(live.id)) is not None

@@ -1,7 +1,7 @@
 """Removed directory trees in the trash: rmdir keeps the directory (as JuiceFS), `jfs restore` rebuilds the
 whole tree by parent inode numbers, expiry deletes trashed trees; counters, quotas and fsck stay right.
 
-Runs on the memory and SQLite engines (a volume with a local bucket, so `run_fsck` can check it).
+Runs on the memory and SQLite engines (a volume with a local bucket, so `fsck_volume` can check it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from jfs.app.meta import Meta
 from jfs.app.meta import trash as trash_mod
 from jfs.app.meta.statfs import read_usage
 from jfs.app.ops import trash_jobs
-from jfs.app.ops.fsck import run_fsck
 from jfs.app.tools import remove_tree
 from jfs.app.volume import format_volume
 from jfs.cli.maint_cmd import restore_summary
@@ -27,6 +26,7 @@ from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.records import Quota
 from jfs.domain.settings import Settings
+from jfs.testing.volume_ops import fsck_volume
 
 Snapshot = dict[str, tuple[str, int, int, bytes]]
 
@@ -99,7 +99,7 @@ async def quota_usage(m: Meta, ino: int) -> tuple[int, int] | None:
 
 
 async def assert_fsck_clean(url: str) -> None:
-    report = await run_fsck(url)
+    report = await fsck_volume(url)
     assert report.issues == [], [i.to_dict() for i in report.issues]
 
 

@@ -1,0 +1,179 @@
+"""The judge: which problems a metadata model shows, and what ``--repair`` would change. Pure, no I/O.
+
+Contract: `judge` reads a `Model` (as the scan saw the volume) and returns the problems of entries and
+records plus, per inode, one `Fix` of its attributes carrying the problems it repairs; inodes whose
+ctime is at or after `since_ns` changed during the scan and are not judged. `counters_issue` and
+`lost_blocks_issue` word the two problems found outside the model (stored counters, block objects).
+Nothing here is confirmed: `confirm` re-checks against the engine before anything is reported or repaired.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from jfs.app.ops.fsck.model import DIR, AttrSeen, Model
+from jfs.app.ops.fsck.report import Issue
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, is_trash_inode
+
+LOST_FOUND = b"lost+found"
+
+
+@dataclass
+class Fix:
+    """What --repair changes in one inode's attributes (None = leave as is)."""
+
+    seen: AttrSeen
+    nlink: int | None = None
+    parent: int | None = None
+    prefs: dict[int, int] | None = None
+    orphan: str | None = None
+    """"lost+found" or "delete"."""
+    issues: list[Issue] = field(default_factory=list)
+
+
+def judge(model: Model, sustained: set[int], since_ns: int) -> tuple[list[Issue], dict[int, Fix]]:
+    """The metadata problems of the model; inodes whose ctime is at or after `since_ns` are not judged;
+    inodes in `sustained` (held open after their last name went) are not orphans.
+
+    Returns (problems of entries and records, per-inode attribute fixes whose `issues` are the problems
+    of that inode's attributes).
+    """
+    issues, subdirs = _judge_entries(model)
+    fixes: dict[int, Fix] = {}
+    for ino, a in model.attrs.items():
+        if a[4] < since_ns:
+            _judge_inode(model, ino, a, subdirs, sustained, fixes, issues)
+    return issues, fixes
+
+
+def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
+    """Problems of entries and of records without an inode; also directory → subdirectory entries."""
+    issues: list[Issue] = []
+    attrs = model.attrs
+    subdirs: dict[int, int] = defaultdict(int)
+    for child, first in model.first.items():
+        a = attrs.get(child)
+        if a is None:
+            for parent, n in model.names(child).items():
+                for _ in range(n):
+                    issues.append(Issue("broken-dentry", f"entry names inode {child}, which does not exist",
+                                        ino=child, parent=parent, repair="remove the entry"))  # fmt: skip
+            continue
+        if a[0] == DIR:
+            for parent, n in model.names(child).items():
+                subdirs[parent] += n
+        if first & 7 != a[0] and child not in model.multi:
+            issues.append(Issue("wrong-type", f"entry says {what(first & 7)}, inode is {what(a[0])}",
+                                ino=child, parent=first >> 3,
+                                repair="rewrite the entry's type"))  # fmt: skip
+    for ino, count in model.dead.items():
+        state = "does not exist" if ino not in attrs else "is not a directory"
+        issues.append(Issue("dead-entries", f"{count} entries stored under inode {ino}, which {state}", ino=ino,
+                            repair="remove the entries (their inodes become orphans)"))  # fmt: skip
+    for ino, (kinds, _) in model.stray.items():
+        issues.append(Issue("stray-records", f"{', '.join(sorted(kinds))} of inode {ino}, which does not exist",
+                            ino=ino, repair="release the data and remove the records"))  # fmt: skip
+    return issues, subdirs
+
+
+def _judge_inode(
+    model: Model, ino: int, a: AttrSeen, subdirs: dict[int, int], sustained: set[int], fixes: dict[int, Fix],
+    issues: list[Issue],
+) -> None:  # fmt: skip
+    """Add the fix of one inode's attributes to `fixes` when it needs one (a problem no fix can repair
+    goes to `issues`)."""
+    typ, nlink, parent, _length, _ctime = a
+    names = model.names(ino)
+    links = sum(names.values())
+    refs = model.prefs.get(ino, {})
+    special = ino in (ROOT_INODE, TRASH_INODE)
+
+    def fix(kind: str, detail: str, repair: str) -> Fix:
+        f = fixes.get(ino)
+        if f is None:
+            f = fixes[ino] = Fix(a)
+        f.issues.append(Issue(kind, detail, ino=ino, repair=repair))
+        return f
+
+    if typ == DIR:
+        want = 2 + subdirs.get(ino, 0)
+        if nlink != want:
+            f = fix("wrong-nlink", f"directory nlink {nlink}, should be {want}", f"set nlink to {want}")
+            f.nlink = want
+        if special:
+            if parent != ROOT_INODE:
+                fix("wrong-parent", f"parent {parent}, should be 1", "set parent to 1").parent = ROOT_INODE
+        elif links == 0:
+            f = fix("orphan", "directory without a name", f"move to /{LOST_FOUND.decode()}/#{ino}")
+            f.orphan = "lost+found"
+        elif links > 1:
+            issues.append(Issue("multi-linked-dir", f"directory has {links} names", ino=ino))  # reported only
+        else:
+            (dp,) = names
+            if parent != dp or refs:
+                f = fix("wrong-parent", f"parent {parent}, but its entry is in {dp}", f"set parent to {dp}")
+                f.parent, f.prefs = dp, {}
+        return
+    if special:
+        return
+    if links == 0:
+        if nlink == 0 and ino in sustained:
+            return  # open after unlink: deleted on the last close
+        if nlink == 0 or is_trash_inode(parent):
+            f = fix("orphan", f"{what(typ)} without a name (nlink {nlink}), not held open", "delete it")
+            f.orphan = "delete"
+        else:
+            fix("orphan", f"{what(typ)} without a name (nlink {nlink})",
+                f"move to /{LOST_FOUND.decode()}/#{ino}").orphan = "lost+found"  # fmt: skip
+        return
+    if nlink != links:
+        fix("wrong-nlink", f"nlink {nlink}, but {links} names", f"set nlink to {links}").nlink = links
+    if links == 1:
+        (dp,) = names
+        if not ((parent == dp and not refs) or (parent == 0 and refs == {dp: 1})):
+            f = fix("wrong-parent", f"parent {parent} / counters {refs}, but its name is in {dp}",
+                    f"set parent to {dp}")  # fmt: skip
+            f.parent, f.prefs = dp, {}
+    elif parent != 0 or refs != names:
+        f = fix("wrong-parent", f"parent {parent} / counters {refs}, but names in {names}",
+                "set parent 0 and the per-parent counters")  # fmt: skip
+        f.parent, f.prefs = 0, names
+
+
+def counters_issue(stored: tuple[int, int], expected: tuple[int, int]) -> Issue | None:
+    """The problem of the (usedSpace, totalInodes) counters `stored`, given what the model `expected`."""
+    if stored == expected:
+        return None
+    return Issue("counters", f"usedSpace {stored[0]} (expected {expected[0]}), totalInodes "
+                 f"{stored[1]} (expected {expected[1]})", repair="add the difference")  # fmt: skip
+
+
+BlockRef = tuple[int, int, int]
+"""(slice id, slice size, block index)."""
+
+
+def lost_blocks_issue(
+    ino: int, blocks: set[BlockRef], why: dict[tuple[int, int], dict[int, str]],
+    block_name: Callable[[int, int, int], str],
+) -> Issue:  # fmt: skip
+    """The problem of file `ino` whose records cover the unreadable `blocks`; `why` says per slice and
+    block index what is wrong ("missing" when absent), `block_name` names a block's object (the first
+    five are shown)."""
+    shown = sorted(blocks)[:5]
+    names = [f"{block_name(sid, size, index)} ({why.get((sid, size), {}).get(index, 'missing')})"
+             for sid, size, index in shown]  # fmt: skip
+    more = f" and {len(blocks) - len(shown)} more" if len(blocks) > len(shown) else ""
+    noun = "block" if len(blocks) == 1 else "blocks"
+    return Issue("lost-blocks", f"{len(blocks)} unreadable {noun}: {', '.join(names)}{more}", ino=ino,
+                 repair="turn the unreadable ranges into holes (zeros)")  # fmt: skip
+
+
+_TYPE_NAMES = {1: "file", 2: "directory", 3: "symlink", 4: "fifo", 5: "block device", 6: "char device",
+               7: "socket"}  # fmt: skip
+
+
+def what(typ: int) -> str:
+    """The name of file type `typ` in problem details."""
+    return _TYPE_NAMES.get(typ, f"type {typ}")

@@ -1,0 +1,212 @@
+"""The metadata model fsck judges, and the one streaming scan of the inode key space that builds it.
+
+Contract: `Model` is plain data (see its attributes) that `judge` reads and tests build by hand; `scan`
+fills it from one read transaction over ``A…`` (records grouped by inode), also adding every referenced
+slice to `Model.slices` when that is a `SliceSet`. `read_counters`, `sustained_inodes` are single reads;
+`expected_counters` is pure. Read-only; KV errors propagate.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from jfs.app.ops.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
+from jfs.app.ops.slice_set import SliceSet
+from jfs.app.progress import ProgressBoard
+from jfs.domain import keys
+from jfs.domain.attrs import ROOT_INODE, Attr, FileType, align4k, is_trash_inode
+from jfs.domain.records import decode_dentry, decode_i64
+from jfs.ports.kv import KV, Tx
+
+_I, _D, _C, _P = 0x49, 0x44, 0x43, 0x50
+DIR = int(FileType.DIRECTORY)
+REG = int(FileType.REGULAR)
+
+AttrSeen = tuple[int, int, int, int, int]
+"""(type, nlink, parent, length, ctime_ns) of an inode as the scan saw it."""
+
+
+class Model:
+    """What the scan of the inode key space found: per inode its type, nlink, parent, length and ctime;
+    the directories holding its names; its hard-link parent counters; and the records of inodes that do
+    not exist."""
+
+    def __init__(self, delfiles: dict[int, tuple[int, int]], slices: SliceSet | None) -> None:
+        self.delfiles = delfiles
+        self.slices = slices
+        self.attrs: dict[int, AttrSeen] = {}
+        """ino → (type, nlink, parent, length, ctime_ns)."""
+        self.first: dict[int, int] = {}
+        """child → parent * 8 + entry type, of the first entry naming it."""
+        self.multi: dict[int, dict[int, int]] = {}
+        """child → {parent: entries} for inodes with more than one name."""
+        self.prefs: dict[int, dict[int, int]] = {}
+        """ino → {parent: count} of the hard-link parent counters."""
+        self.dead: dict[int, int] = {}
+        """inode without attributes (or not a directory) → entries stored under it."""
+        self.stray: dict[int, tuple[set[str], int]] = {}
+        """inode without attributes and no delfile → (record kinds, highest chunk index)."""
+        self.entries = 0
+        self.keys = 0
+
+    # -- entries ---------------------------------------------------------------------------------------
+
+    def add_entry(self, parent: int, child: int, typ: int) -> None:
+        first = self.first.get(child)
+        if first is None:
+            self.first[child] = parent * 8 + typ
+            return
+        counts = self.multi.get(child)
+        if counts is None:
+            counts = self.multi[child] = {first >> 3: 1}
+        counts[parent] = counts.get(parent, 0) + 1
+
+    def drop_entry(self, parent: int, child: int) -> None:
+        """Forget one entry of `parent` naming `child` (entries of a dead directory do not count)."""
+        counts = self.multi.get(child)
+        first = self.first.get(child)
+        if counts is None:
+            if first is not None and first >> 3 == parent:
+                del self.first[child]
+            return
+        counts[parent] -= 1
+        if not counts[parent]:
+            del counts[parent]
+        assert first is not None
+        if first >> 3 == parent and parent not in counts:
+            self.first[child] = next(iter(counts)) * 8 + (first & 7)
+        if sum(counts.values()) == 1:
+            del self.multi[child]
+
+    def names(self, ino: int) -> dict[int, int]:
+        """parent → number of entries naming `ino`."""
+        counts = self.multi.get(ino)
+        if counts is not None:
+            return dict(counts)
+        first = self.first.get(ino)
+        return {} if first is None else {first >> 3: 1}
+
+    def links(self, ino: int) -> int:
+        counts = self.multi.get(ino)
+        if counts is not None:
+            return sum(counts.values())
+        return 1 if ino in self.first else 0
+
+    def some_parent(self, ino: int) -> int:
+        first = self.first.get(ino)
+        if first is not None:
+            return first >> 3
+        attr = self.attrs.get(ino)
+        return attr[2] if attr is not None else 0
+
+
+async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
+    """Fill `model` from one streaming scan of ``A…`` (every inode's records, grouped by inode)."""
+    bar = progress.bar("Scanned metadata keys", unit="keys")
+
+    async def body(tx: Tx) -> Model:
+        m = Model(model.delfiles, model.slices)
+        group = _Group(0)
+        n = 0
+        async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
+            n += 1
+            if n % PROGRESS_STEP == 0:
+                bar.advance(PROGRESS_STEP)
+            if len(key) < 10:
+                continue
+            ino = int.from_bytes(key[1:9], "little")
+            if ino != group.ino:
+                group.close(m)
+                group = _Group(ino)
+            kind = key[9]
+            if kind == _I and len(key) == 10:
+                attr = Attr.decode(value)
+                m.attrs[ino] = (int(attr.typ), attr.nlink, attr.parent, attr.length, attr.ctime_ns)
+                group.typ = int(attr.typ)
+            elif kind == _D and len(key) > 10:
+                typ, child = decode_dentry(value)
+                m.add_entry(ino, child, int(typ))
+                group.children.append(child)
+                m.entries += 1
+            elif kind == _C and len(key) == 14:
+                group.kinds.add("chunks")
+                group.max_indx = max(group.max_indx, int.from_bytes(key[10:14], "big"))
+                if m.slices is not None and ino not in m.delfiles:
+                    for sid, size, _, _ in chunk_slices(value):
+                        m.slices.add(sid, size)
+            elif kind == _P and len(key) == 18:
+                group.prefs[keys.ino_from_le(key, 10)] = decode_i64(value)
+            else:
+                group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
+        group.close(m)
+        m.keys = n
+        bar.advance(n % PROGRESS_STEP)
+        return m
+
+    try:
+        result = await kv.read(body)
+    finally:
+        bar.close()
+    model.__dict__.update(result.__dict__)
+
+
+class _Group:
+    """The records of one inode seen so far by the scan."""
+
+    def __init__(self, ino: int) -> None:
+        self.ino = ino
+        self.typ = 0
+        self.children: array[int] = array("Q")
+        self.kinds: set[str] = set()
+        self.prefs: dict[int, int] = {}
+        self.max_indx = -1
+
+    def close(self, m: Model) -> None:
+        if not self.ino:
+            return
+        if self.children and self.typ != DIR:
+            for child in self.children:
+                m.drop_entry(self.ino, child)
+            m.dead[self.ino] = len(self.children)
+        if self.typ:
+            if self.prefs:
+                m.prefs[self.ino] = self.prefs
+            return
+        if self.prefs:
+            self.kinds.add("parent counters")
+        if self.kinds and self.ino not in m.delfiles:
+            m.stray[self.ino] = (self.kinds, self.max_indx)
+
+
+async def read_counters(kv: KV) -> tuple[int, int]:
+    """The stored (usedSpace, totalInodes) counters."""
+
+    async def body(tx: Tx) -> tuple[int, int]:
+        used, inodes = await tx.get_many([keys.counter(keys.USED_SPACE), keys.counter(keys.TOTAL_INODES)])
+        return decode_i64(used), decode_i64(inodes)
+
+    return await kv.read(body)
+
+
+async def sustained_inodes(kv: KV) -> set[int]:
+    """Inodes held open by some session after their last name went (``SS`` records)."""
+
+    async def body(tx: Tx) -> set[int]:
+        out = set()
+        async for key, _ in tx.scan_iter(b"SS", keys.prefix_end(b"SS")):
+            if len(key) == 18:
+                out.add(keys.ino_from_le(key, 10))
+        return out
+
+    return await kv.read(body)
+
+
+def expected_counters(model: Model) -> tuple[int, int]:
+    """(usedSpace, totalInodes) as the model says they should be (root and trash directories excluded)."""
+    space = inodes = 0
+    for ino, (typ, _, _, length, _) in model.attrs.items():
+        if ino == ROOT_INODE or is_trash_inode(ino):
+            continue
+        space += align4k(length if typ == REG else 0)
+        inodes += 1
+    return space, inodes
