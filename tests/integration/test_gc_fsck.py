@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 
 from jfs.adapters.kv.registry import open_kv
-from jfs.app.compose import open_bucket, open_engine
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.meta.engine import Meta
 from jfs.app.ops import trash_jobs
 from jfs.app.ops.fsck import run_fsck
 from jfs.app.ops.gc import SliceSet, run_gc
-from jfs.app.volume import format_volume
+from jfs.compose import format_volume, open_bucket, open_engine
 from jfs.domain import keys
 from jfs.domain.attrs import TRASH_INODE, Attr, align4k
 from jfs.domain.chunks import block_key
