@@ -61,8 +61,9 @@ class RichBoard:
     """A `ProgressBoard` drawing on stderr (silent off a terminal); use as a context manager around the
     use case: ``with RichBoard() as board: run(..., progress=board)``."""
 
-    def __init__(self) -> None:
-        console = Console(stderr=True)
+    def __init__(self, console: Console | None = None) -> None:
+        """Draw on `console` (default: stderr)."""
+        console = console or Console(stderr=True)
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[unit]}"), _RateColumn(), TimeElapsedColumn(),
