@@ -76,9 +76,8 @@ class LogLevel(StrEnum):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Error boundary: jfs.cli.errors (every command module reports through it)
+# Error boundary: jfs.cli.errors (the command modules reach it as `cli._report` / `cli._print_error`)
 
-_opts = errors.state
 _report = errors.report
 _print_error = errors.print_error
 
@@ -128,7 +127,7 @@ def _remember_secrets(meta_url: str, *values: str | None) -> None:
         password = urlsplit(meta_url).password
     except ValueError:
         password = None
-    _opts.secrets.extend(v for v in (password, *values) if v)
+    errors.state.secrets.extend(v for v in (password, *values) if v)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -218,8 +217,8 @@ def _global_options(
     ] = False,
 ) -> None:
     """Global options come before the command: [bold]jfs -v status META-URL[/bold]."""
-    _opts.debug = debug
-    _opts.secrets = []
+    errors.state.debug = debug
+    errors.state.secrets = []
     level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
     setup_logging(level)
 
@@ -806,7 +805,7 @@ def _typer_saw_interrupt(exc: SystemExit) -> bool:
 def main() -> None:
     """Run the ``jfs`` command line (the console script enters through ``jfs.cli:run``, which already
     handles Ctrl-C during the imports: see `jfs.cli`)."""
-    _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    errors.state.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
     quit_on_interrupt()  # already done by `jfs.cli.run`, unless entered here
     try:
         app(prog_name="jfs")
