@@ -12,15 +12,13 @@ import io
 import os
 import select
 import sys
-from collections.abc import Callable, Coroutine
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any
 
 import typer
 
 from jfs.cli import stops_cleanly
 from jfs.cli.progress import RichBoard
 
-T = TypeVar("T")
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -60,13 +58,6 @@ def _being_cancelled() -> bool:
     except RuntimeError:  # no running loop
         return False
     return task is not None and task.cancelling() > 0
-
-
-def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run one app-layer coroutine under the CLI's error boundary (one ``jfs: error:`` line)."""
-    from jfs.cli import main as cli
-
-    return cli._run(lambda _v: make())
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -112,7 +103,7 @@ def dump(
                                            keep_secret=keep_secret_key, threads=threads, progress=board)
 
             with RichBoard() as board:
-                result = _call(lambda: call(board))
+                result = cli._run(lambda _v: call(board))
             ok = True
         finally:
             if not to_stdout:
@@ -171,7 +162,7 @@ def load(
                 return await load_meta(kv, stream.read, progress=board, events=events)
 
         with RichBoard() as board:
-            result = _call(lambda: call(board))
+            result = cli._run(lambda _v: call(board))
     finally:
         if file != "-":
             src.close()
