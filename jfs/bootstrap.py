@@ -11,14 +11,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from jfs.app.compose import open_bucket, open_engine
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
+from jfs.app.errors import VolumeError
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import HEARTBEAT, VolumeNotFormatted
 from jfs.app.vfs import VFS, PathResolver, VfsConfig
 from jfs.app.vfs.names import NameCache
-from jfs.app.volume import VolumeError
+from jfs.compose import open_bucket, open_engine
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.errors import FSError
 from jfs.ports.kv import KV

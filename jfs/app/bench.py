@@ -24,34 +24,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from jfs.app.metrics import parse_stats
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 
 MiB = 1 << 20
 KiB = 1 << 10
 
 
-class Bar(Protocol):
-    def advance(self, n: int = 1) -> None: ...
-
-
-class Board(Protocol):
-    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> Bar: ...
-
-
 class Stopped(Exception):
     """A benchmark thread gave up because the run was abandoned."""
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
-class _NoBoard:
-    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> Bar:
-        return _NoBar()
 
 
 @dataclass(frozen=True)
@@ -249,7 +232,7 @@ def _p99(samples: list[float]) -> float:
 
 
 class _Runner:
-    def __init__(self, cfg: BenchConfig, tmpdir: str, board: Board) -> None:
+    def __init__(self, cfg: BenchConfig, tmpdir: str, board: ProgressBoard) -> None:
         self.cfg = cfg
         self.tmpdir = tmpdir
         self.board = board
@@ -271,6 +254,13 @@ class _Runner:
                 buf = self._bufs[size] = os.urandom(size)
             return buf
 
+    def timed(self, bar: ProgressBar, fn: Callable[[int, list[float]], None]) -> tuple[float, list[float]]:
+        """`run(fn)`, with `bar` (the one `fn` advances) closed when it ends."""
+        try:
+            return self.run(fn)
+        finally:
+            bar.close()
+
     def run(self, fn: Callable[[int, list[float]], None]) -> tuple[float, list[float]]:
         """Run fn(thread, latencies) in every thread; (wall seconds, all latencies)."""
         threads = self.cfg.threads
@@ -289,7 +279,7 @@ class _Runner:
 
     # -- the three operations ----------------------------------------------------------------------------
 
-    def write(self, case: Case, bar: Bar, per_block: bool) -> Callable[[int, list[float]], None]:
+    def write(self, case: Case, bar: ProgressBar, per_block: bool) -> Callable[[int, list[float]], None]:
         buf = self._buf(case.bsize)
 
         def fn(thread: int, lat: list[float]) -> None:
@@ -315,7 +305,7 @@ class _Runner:
 
         return fn
 
-    def read(self, case: Case, bar: Bar, per_block: bool) -> Callable[[int, list[float]], None]:
+    def read(self, case: Case, bar: ProgressBar, per_block: bool) -> Callable[[int, list[float]], None]:
         def fn(thread: int, lat: list[float]) -> None:
             clock = time.perf_counter
             buf = bytearray(case.bsize)
@@ -345,7 +335,7 @@ class _Runner:
 
         return fn
 
-    def stat(self, case: Case, bar: Bar) -> Callable[[int, list[float]], None]:
+    def stat(self, case: Case, bar: ProgressBar) -> Callable[[int, list[float]], None]:
         def fn(thread: int, lat: list[float]) -> None:
             clock = time.perf_counter
             for i in range(case.fcount):
@@ -376,11 +366,11 @@ def _item(key: str, title: str, case: Case, threads: int, seconds: float, lat: l
     return item
 
 
-def run_bench(cfg: BenchConfig, board: Board | None = None) -> BenchReport:
+def run_bench(cfg: BenchConfig, board: ProgressBoard | None = None) -> BenchReport:
     """Run the workload in a fresh directory under ``cfg.path`` (removed afterwards); see the module doc."""
     if cfg.threads < 1 or cfg.block_size < 1:
         raise ValueError("threads and block size must be positive")
-    board = board or _NoBoard()
+    board = board or QuietBoard()
     report = BenchReport(cfg)
     base = os.path.abspath(cfg.path)
     if not os.path.isdir(base):
@@ -402,20 +392,25 @@ def run_bench(cfg: BenchConfig, board: Board | None = None) -> BenchReport:
         n = cfg.threads
         if big is not None:
             total = n * big.fcount * big.bcount
-            seconds, lat = r.run(r.write(big, board.bar("Write big blocks", total, unit="blocks"), True))
+            bar = board.bar("Write big blocks", total, unit="blocks")
+            seconds, lat = r.timed(bar, r.write(big, bar, True))
             report.items.append(_item("bigwr", "Write big file", big, n, seconds, lat, "block", big=True))
             report.dropped_kernel_caches = drop_caches(r.files(big))
-            seconds, lat = r.run(r.read(big, board.bar("Read big blocks", total, unit="blocks"), True))
+            bar = board.bar("Read big blocks", total, unit="blocks")
+            seconds, lat = r.timed(bar, r.read(big, bar, True))
             report.items.append(_item("bigrd", "Read big file", big, n, seconds, lat, "block", big=True))
         if small is not None:
             total = n * small.fcount * small.bcount
-            seconds, lat = r.run(r.write(small, board.bar("Write small blocks", total, unit="blocks"), False))
+            bar = board.bar("Write small blocks", total, unit="blocks")
+            seconds, lat = r.timed(bar, r.write(small, bar, False))
             report.items.append(_item("smallwr", "Write small file", small, n, seconds, lat, "file", big=False))
             report.dropped_kernel_caches = drop_caches(r.files(small))
-            seconds, lat = r.run(r.read(small, board.bar("Read small blocks", total, unit="blocks"), False))
+            bar = board.bar("Read small blocks", total, unit="blocks")
+            seconds, lat = r.timed(bar, r.read(small, bar, False))
             report.items.append(_item("smallrd", "Read small file", small, n, seconds, lat, "file", big=False))
             report.dropped_kernel_caches = drop_caches([]) or report.dropped_kernel_caches
-            seconds, lat = r.run(r.stat(small, board.bar("Stat small files", n * small.fcount, unit="files")))
+            bar = board.bar("Stat small files", n * small.fcount, unit="files")
+            seconds, lat = r.timed(bar, r.stat(small, bar))
             report.items.append(_item("stat", "Stat file", small, n, seconds, lat, "file", big=False))
         if report.mount:
             report.layers, report.process = layer_report(before, read_stats(report.mount))

@@ -26,22 +26,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from jfs.app.compose import open_engine
+from jfs.app.errors import MdtestError
 from jfs.app.meta import Meta
 from jfs.app.meta.context import ROOT_CTX, Ctx
-from jfs.app.meta.engine import VolumeNotFormatted
 from jfs.app.meta.trash import hour_name
-from jfs.app.volume import VolumeError
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.errors import FSError
 
 T = TypeVar("T")
 DIR_MODE = 0o755
 FILE_MODE = 0o644
-
-
-class MdtestError(VolumeError):
-    """A failure with a message ready for the user."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +81,6 @@ class MdtestReport:
         doc = asdict(self)
         doc["phases"] = [{**asdict(p), "ops_per_s": p.ops_per_s} for p in self.phases]
         return doc
-
-
-class _Progress:
-    """What the CLI passes in: a new bar per phase (`start`), advanced once per operation."""
-
-    def start(self, phase: str, total: int) -> Callable[[int], None]:
-        return lambda n: None
 
 
 async def run_pool(
@@ -183,7 +171,7 @@ async def _resolve_parent(meta: Meta, path: str, ctx: Ctx) -> tuple[int, bytes]:
 
 
 class _Run:
-    def __init__(self, meta: Meta, cfg: MdtestConfig, ctx: Ctx, progress: _Progress) -> None:
+    def __init__(self, meta: Meta, cfg: MdtestConfig, ctx: Ctx, progress: ProgressBoard) -> None:
         self.meta = meta
         self.cfg = cfg
         self.ctx = ctx
@@ -201,13 +189,16 @@ class _Run:
 
     async def phase(self, name: str, items: Sequence[T], op: Callable[[T], Awaitable[object]],
                     groups: Sequence[Sequence[T]] | None = None) -> Phase:
-        """Time `op` over `items` (or over each of `groups` in turn: tree levels) as one phase."""
-        advance = self.progress.start(name, len(items))
+        """Time `op` over `items` (or over each of `groups` in turn: tree levels) as one phase (one bar)."""
+        bar: ProgressBar = self.progress.bar(name, len(items), unit="ops")
         wall = busy = 0.0
-        for group in groups if groups is not None else [items]:
-            w, b = await run_pool(group, self.cfg.threads, op, advance)
-            wall += w
-            busy += b
+        try:
+            for group in groups if groups is not None else [items]:
+                w, b = await run_pool(group, self.cfg.threads, op, bar.advance)
+                wall += w
+                busy += b
+        finally:
+            bar.close()
         p = Phase(name, len(items), wall, busy * 1000 / len(items) if items else 0.0)
         self.phases.append(p)
         return p
@@ -302,53 +293,50 @@ async def _trash_hours(meta: Meta) -> set[bytes]:
     return {name for name, _ in await hour_dirs(meta.kv)}
 
 
-async def run_mdtest(meta_url: str, cfg: MdtestConfig, progress: _Progress | None = None,
-                     *, ctx: Ctx | None = None) -> MdtestReport:
-    """Run the benchmark on the volume at `meta_url`; see the module docstring."""
+def check_config(cfg: MdtestConfig) -> None:
+    """MdtestError for settings the benchmark cannot run with (checked before the volume is opened)."""
     if cfg.dirs < 1 or cfg.depth < 0 or cfg.files < 0 or cfg.threads < 1:
         raise MdtestError("--dirs and --threads must be at least 1, --depth and --files at least 0")
-    path = cfg.path or f"/mdtest-{int(time.time())}"
-    if not path.startswith("/"):
+    if cfg.path and not cfg.path.startswith("/"):
         raise MdtestError("the test path must be absolute inside the volume (start with '/')")
+
+
+async def run_mdtest(meta: Meta, cfg: MdtestConfig, progress: ProgressBoard | None = None,
+                     *, ctx: Ctx | None = None) -> MdtestReport:
+    """Run the benchmark on the volume of `meta` (loaded, without a session: the run starts its own and
+    ends it); see the module docstring. Progress: one bar per phase on `progress`."""
+    check_config(cfg)
+    path = cfg.path or f"/mdtest-{int(time.time())}"
     if ctx is None:
         ctx = Ctx(uid=os.getuid(), gid=os.getgid(), groups=frozenset(os.getgroups()), pid=os.getpid(),
                   umask=0o022)
-    progress = progress or _Progress()
-    kv = await open_engine(meta_url)
+    report = MdtestReport(volume=meta.settings.name, engine=meta.kv.url, path=path, config=cfg)
+    await meta.start_session(f"mdtest:{path}", background=cfg.background)
+    report.sid = meta.sid
     try:
+        run = _Run(meta, cfg, ctx, progress or QuietBoard())
+        report.tree_dirs = len(run.tree.names)
+        report.tree_files = report.tree_dirs * cfg.files
+        parent, name = await _resolve_parent(meta, path, ctx)
+        hours_before = await _trash_hours(meta)
+        since = hour_name(time.time_ns())
         try:
-            meta = await Meta.load(kv)
-        except VolumeNotFormatted as exc:
-            raise MdtestError(str(exc)) from None
-        report = MdtestReport(volume=meta.settings.name, engine=kv.url, path=path, config=cfg)
-        await meta.start_session(f"mdtest:{path}", background=cfg.background)
-        report.sid = meta.sid
+            run.top, _ = await meta.mkdir(parent, name, DIR_MODE, ctx)
+        except FSError as exc:
+            raise MdtestError(f"cannot create {path}: {os.strerror(exc.errno or errno.EIO)}") from None
+        run.created.add(run.top)
         try:
-            run = _Run(meta, cfg, ctx, progress)
-            report.tree_dirs = len(run.tree.names)
-            report.tree_files = report.tree_dirs * cfg.files
-            parent, name = await _resolve_parent(meta, path, ctx)
-            hours_before = await _trash_hours(meta)
-            since = hour_name(time.time_ns())
-            try:
-                run.top, _ = await meta.mkdir(parent, name, DIR_MODE, ctx)
-            except FSError as exc:
-                raise MdtestError(f"cannot create {path}: {os.strerror(exc.errno or errno.EIO)}") from None
-            run.created.add(run.top)
-            try:
-                run.testdir, _ = await meta.mkdir(run.top, b"test-dir.0-0", DIR_MODE, ctx)
-                run.created.add(run.testdir)
-                await run.run()
-            finally:  # also after a failure or an interrupt: leave nothing behind
-                await _remove_quietly(meta, run.top, b"test-dir.0-0")
-                await _remove_quietly(meta, parent, name)
-                report.cleanup = await run.purge_trash(hours_before, since)
-            report.phases = run.phases
-            return report
-        finally:
-            await meta.close()
+            run.testdir, _ = await meta.mkdir(run.top, b"test-dir.0-0", DIR_MODE, ctx)
+            run.created.add(run.testdir)
+            await run.run()
+        finally:  # also after a failure or an interrupt: leave nothing behind
+            await _remove_quietly(meta, run.top, b"test-dir.0-0")
+            await _remove_quietly(meta, parent, name)
+            report.cleanup = await run.purge_trash(hours_before, since)
+        report.phases = run.phases
+        return report
     finally:
-        await kv.close()
+        await meta.close()
 
 
 async def _remove_quietly(meta: Meta, parent: int, name: bytes) -> None:
@@ -365,4 +353,4 @@ async def _remove_quietly(meta: Meta, parent: int, name: bytes) -> None:
         await tools.remove_tree(meta, parent, name)
 
 
-__all__ = ["MdtestConfig", "MdtestError", "MdtestReport", "Phase", "run_mdtest", "run_pool"]
+__all__ = ["MdtestConfig", "MdtestError", "MdtestReport", "Phase", "check_config", "run_mdtest", "run_pool"]

@@ -481,27 +481,13 @@ async def delete_quota(m: Meta, path: str) -> dict[str, Any]:
     return doc
 
 
-async def run(meta_url: str, action: str, path: str = "", *, capacity: int | None = None,
+async def run(m: Meta, action: str, path: str = "", *, capacity: int | None = None,
               inodes: int | None = None) -> Any:
-    """One ``jfs quota`` action (set, get, list, delete) against the volume at `meta_url`."""
-    from jfs.app.compose import open_engine
-    from jfs.app.meta import Meta
-    from jfs.app.volume import VolumeError
-
-    kv = await open_engine(meta_url)
-    try:
-        try:
-            m = await Meta.load(kv)
-        except Exception as exc:
-            if type(exc).__name__ == "VolumeNotFormatted":
-                raise VolumeError(str(exc)) from None
-            raise
-        if action == "set":
-            return await set_quota(m, path, capacity=capacity, inodes=inodes)
-        if action == "get":
-            return await get_quota(m, path)
-        if action == "delete":
-            return await delete_quota(m, path)
-        return await list_quotas(m)
-    finally:
-        await kv.close()
+    """One ``jfs quota`` action (set, get, list, delete) on the volume of `m` (loaded; no session needed)."""
+    if action == "set":
+        return await set_quota(m, path, capacity=capacity, inodes=inodes)
+    if action == "get":
+        return await get_quota(m, path)
+    if action == "delete":
+        return await delete_quota(m, path)
+    return await list_quotas(m)

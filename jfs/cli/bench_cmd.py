@@ -8,81 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from jfs.cli import stops_cleanly
+from jfs.cli.progress import RichBoard
 
 if TYPE_CHECKING:
     from jfs.app.bench import BenchReport
     from jfs.app.mdtest import MdtestReport
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
-
-
-class _Bar:
-    def __init__(self, progress: Progress, task: TaskID) -> None:
-        self._progress = progress
-        self._task = task
-
-    def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
-
-
-class _Bars:
-    """Rich progress bars on stderr, one per benchmark item or phase (silent off a terminal)."""
-
-    def __init__(self) -> None:
-        console = Console(stderr=True)
-        self._progress = Progress(
-            TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[unit]}"), TextColumn("[dim]{task.fields[rate]}"), TimeElapsedColumn(),
-            console=console, disable=not console.is_terminal, refresh_per_second=8,
-        )  # fmt: skip
-        self._last: TaskID | None = None
-
-    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> _Bar:
-        self._finish_last()
-        task = self._progress.add_task(description, total=total, unit=unit, rate="")
-        self._last = task
-        return _Bar(self._progress, task)
-
-    def start(self, phase: str, total: int) -> Callable[[int], None]:
-        """`jfs.app.mdtest` progress: a bar per phase, advanced once per operation."""
-        bar = self.bar(phase, total, unit="ops")
-        return bar.advance
-
-    def _finish_last(self) -> None:
-        if self._last is None:
-            return
-        for task in self._progress.tasks:
-            if task.id == self._last and task.elapsed:
-                rate = task.completed / task.elapsed
-                self._progress.update(self._last, rate=f"{rate:,.1f}/s")
-
-    def __enter__(self) -> _Bars:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._finish_last()
-        self._progress.stop()
 
 
 def _echo_json(doc: Any) -> None:
@@ -123,8 +61,8 @@ def bench(
     if cfg.big_file_size == 0 and (cfg.small_file_size == 0 or cfg.small_file_count == 0):
         cli._usage_error("nothing to do: --big-file-size and --small-file-size (or --small-file-count) are 0")
     try:
-        with stops_cleanly(), _Bars() as bars:  # Ctrl-C: the temporary files are removed
-            report = run_bench(cfg, bars)
+        with stops_cleanly(), RichBoard() as board:  # Ctrl-C: the temporary files are removed
+            report = run_bench(cfg, board)
     except KeyboardInterrupt:
         cli._print_error("interrupted")
         raise typer.Exit(130) from None
@@ -213,8 +151,9 @@ def mdtest(
 
     Like [bold]juicefs mdtest[/bold]: a tree of --dirs subdirectories per level, --depth levels deep, with --files files in each directory, worked on by --threads concurrent workers (no FUSE, no data). It registers a session like any client, and removes everything it created (trash entries included) before leaving.
     """
-    from jfs.app.mdtest import MdtestConfig, run_mdtest
+    from jfs.app.mdtest import MdtestConfig, check_config, run_mdtest
     from jfs.cli import main as cli
+    from jfs.compose import open_volume
 
     cli._remember_secrets(meta_url)
     if path_arg and path_opt and path_arg != path_opt:
@@ -223,8 +162,14 @@ def mdtest(
     if path and not path.startswith("/"):
         cli._usage_error("PATH must be absolute inside the volume (start with '/')")
     cfg = MdtestConfig(dirs=dirs, depth=depth, files=files, threads=threads, path=path, background=not no_bgjob)
-    with _Bars() as bars:
-        report: MdtestReport = cli._run(lambda _v: run_mdtest(meta_url, cfg, bars))
+
+    async def call(board: RichBoard) -> MdtestReport:
+        check_config(cfg)  # before the volume is opened
+        async with open_volume(meta_url) as vol:
+            return await run_mdtest(vol.meta, cfg, board)
+
+    with RichBoard() as board:
+        report = cli._run(lambda _v: call(board))
     if as_json:
         _echo_json(report.to_dict())
         return

@@ -12,57 +12,14 @@ import io
 import os
 import select
 import sys
-from collections.abc import Callable, Coroutine
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
 
 from jfs.cli import stops_cleanly
+from jfs.cli.progress import RichBoard
 
-T = TypeVar("T")
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} entries/s" if speed else "", style="progress.data.speed")
-
-
-class _Bar:
-    """A rich progress bar on stderr implementing the `jfs.app.ops.Progress` sink."""
-
-    def __init__(self, label: str) -> None:
-        console = Console(stderr=True)
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(),
-            console=console, disable=not console.is_terminal,
-        )
-        self._task = self._progress.add_task(label, total=None)
-
-    def start(self, total: int | None) -> None:
-        self._progress.update(self._task, total=total)
-
-    def advance(self, n: int) -> None:
-        self._progress.advance(self._task, n)
-
-    def __enter__(self) -> _Bar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
 
 
 class _Stdin(io.RawIOBase):
@@ -103,26 +60,6 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _call(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run one app-layer coroutine; user-facing failures become one ``jfs: error:`` line."""
-    from jfs.app.meta.engine import VolumeNotFormatted
-    from jfs.app.ops import OpsError
-    from jfs.cli import main as cli
-    from jfs.domain.dumpfmt import DumpFormatError
-
-    try:
-        with stops_cleanly():
-            return asyncio.run(make())
-    except KeyboardInterrupt:
-        cli._print_error("interrupted")
-        raise typer.Exit(130) from None
-    except (OpsError, DumpFormatError, VolumeNotFormatted) as exc:
-        cli._print_error(str(exc))
-        raise typer.Exit(1) from None
-    except Exception as exc:
-        raise typer.Exit(cli._report(exc)) from None
-
-
 def _rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}" if seconds > 0 else "-"
 
@@ -141,8 +78,9 @@ def dump(
     threads: Annotated[int, typer.Option(min=1, max=256, help="Concurrent metadata reads.")] = 10,
 ) -> None:
     """Write the volume's metadata as JSON, in the format of [bold]juicefs dump[/bold]."""
-    from jfs.app.ops.dump import DumpResult, dump_volume
+    from jfs.app.ops.dump import DumpResult, dump_meta
     from jfs.cli import main as cli
+    from jfs.compose import opened_engine
 
     cli._remember_secrets(meta_url)
     with stops_cleanly():  # Ctrl-C: the partial file is removed
@@ -159,11 +97,13 @@ def dump(
             out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
         ok = False
         try:
-            with _Bar("Dumped entries") as bar:
-                result: DumpResult = _call(lambda: dump_volume(
-                    meta_url, out.write, subdir=os.fsencode(subdir or ""), keep_secret=keep_secret_key,
-                    threads=threads, progress=bar,
-                ))
+            async def call(board: RichBoard) -> DumpResult:
+                async with opened_engine(meta_url) as kv:
+                    return await dump_meta(kv, out.write, subdir=os.fsencode(subdir or ""),
+                                           keep_secret=keep_secret_key, threads=threads, progress=board)
+
+            with RichBoard() as board:
+                result = cli._run(lambda _v: call(board))
             ok = True
         finally:
             if not to_stdout:
@@ -194,8 +134,9 @@ def load(
     file: Annotated[str, typer.Argument(metavar="FILE", help="The dump ('-' = stdin); gzip is detected.")] = "-",
 ) -> None:
     """Load a JSON dump (from [bold]jfs dump[/bold] or [bold]juicefs dump[/bold]) into an empty engine."""
-    from jfs.app.ops.load import LoadResult, load_volume
+    from jfs.app.ops.load import LoadResult, dump_events, load_meta
     from jfs.cli import main as cli
+    from jfs.compose import opened_engine
 
     cli._remember_secrets(meta_url)
     try:
@@ -214,8 +155,14 @@ def load(
         except OSError as exc:
             raise typer.Exit(cli._report(exc)) from None
         stream: Any = gzip.GzipFile(fileobj=reader, mode="rb") if magic == GZIP_MAGIC else reader
-        with _Bar("Loaded entries") as bar:
-            result: LoadResult = _call(lambda: load_volume(meta_url, stream.read, progress=bar))
+
+        async def call(board: RichBoard) -> LoadResult:
+            events = dump_events(stream.read)  # a dump jfs cannot load is refused before the engine is opened
+            async with opened_engine(meta_url) as kv:
+                return await load_meta(kv, stream.read, progress=board, events=events)
+
+        with RichBoard() as board:
+            result = cli._run(lambda _v: call(board))
     finally:
         if file != "-":
             src.close()

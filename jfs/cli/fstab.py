@@ -110,7 +110,7 @@ def fstab_line(meta_url: str, mountpoint: str, words: list[str]) -> str:
 def update_fstab(meta_url: str, mountpoint: str, ctx: Any, *, path: str = FSTAB) -> str:
     """Add the running mount's line to `path` (replacing the line of the same mount point) and link
     `HELPER_LINK`; returns the line. VolumeError when not root or a file cannot be written."""
-    from jfs.app.volume import VolumeError
+    from jfs.app.errors import VolumeError
 
     if os.geteuid() != 0:
         raise VolumeError("--update-fstab needs root (it writes /etc/fstab and /sbin/mount.jfs)")
@@ -130,7 +130,7 @@ def update_fstab(meta_url: str, mountpoint: str, ctx: Any, *, path: str = FSTAB)
 
 
 def _link_helper() -> None:
-    from jfs.app.volume import VolumeError
+    from jfs.app.errors import VolumeError
 
     script = os.path.join(os.path.dirname(sys.executable), "mount.jfs")
     if os.path.lexists(HELPER_LINK) or not os.path.exists(script):

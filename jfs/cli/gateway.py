@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import structlog
 
 from jfs.adapters.s3gw.server import Gateway, GatewayConfig, start_server
+from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
 from jfs.app.objectview import ObjectView
-from jfs.app.volume import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 
 log = structlog.get_logger("jfs.gateway")

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import sys
-import traceback
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError
@@ -27,15 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 from jfs.adapters.kv.base import redact_url
-from jfs.adapters.kv.registry import BadMetaURL
-from jfs.adapters.objects.registry import BadStorage
-from jfs.cli import quit_on_interrupt, stops_cleanly
+from jfs.app.errors import JfsError
+from jfs.cli import errors, quit_on_interrupt, stops_cleanly
 from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
 from jfs.cli.logs import setup_logging
-from jfs.domain.errors import FSError
 from jfs.domain.settings import SECRET_FIELDS, InvalidSettings, Settings
-from jfs.ports.kv import KVError
-from jfs.ports.objects import ObjectStoreError
 
 T = TypeVar("T")
 GiB = 1 << 30
@@ -80,64 +75,11 @@ class LogLevel(StrEnum):
     error = "error"
 
 
-@dataclasses.dataclass
-class _Options:
-    debug: bool = False
-    secrets: list[str] = dataclasses.field(default_factory=list)
-    """Strings never to print (META-URL password, secret key): masked out of error messages."""
-
-
-_opts = _Options()
-
-
 # ---------------------------------------------------------------------------------------------------
-# Error boundary
+# Error boundary: jfs.cli.errors (the command modules reach it as `cli._report` / `cli._print_error`)
 
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's or the environment's problem: one line, no traceback."""
-    errors: list[type[BaseException]] = [
-        KVError,
-        BadMetaURL,
-        BadStorage,
-        InvalidSettings,
-        ObjectStoreError,
-        FSError,
-        OSError,
-    ]
-    volume = sys.modules.get("jfs.app.volume")  # loaded by the command that raised, if it got that far
-    if volume is not None and isinstance(getattr(volume, "VolumeError", None), type):
-        errors.append(volume.VolumeError)
-    return tuple(errors)
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    for secret in _opts.secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "****")
-    return text
-
-
-def _report(exc: BaseException) -> int:
-    """Print `exc` as ``jfs: error: …`` (after its traceback with --debug); return the exit status."""
-    if _opts.debug:
-        traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, FSError):
-        message = f"{exc.strerror} ({exc.name})"
-    elif isinstance(exc, _user_errors()):
-        message = str(exc) or type(exc).__name__
-    else:
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        if not _opts.debug:
-            message += " (run with --debug for the traceback)"
-    _print_error(message)
-    return 2 if isinstance(exc, (BadMetaURL, BadStorage)) else 1
-
-
-def _print_error(message: str) -> None:
-    sys.stderr.write(f"jfs: error: {_one_line(message)}\n")
-    sys.stderr.flush()
+_report = errors.report
+_print_error = errors.print_error
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -146,10 +88,11 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def _api() -> ModuleType:
-    """The app layer, imported on first use: `jfs --help` stays fast and loads no engine client."""
-    import jfs.app.volume as volume
+    """The composition root with the volume commands' URL wrappers (`jfs.compose`), imported on first use:
+    `jfs --help` stays fast and loads no engine client."""
+    import jfs.compose as compose
 
-    return volume
+    return compose
 
 
 def _run(call: Callable[[ModuleType], Coroutine[Any, Any, T]]) -> T:
@@ -184,7 +127,7 @@ def _remember_secrets(meta_url: str, *values: str | None) -> None:
         password = urlsplit(meta_url).password
     except ValueError:
         password = None
-    _opts.secrets.extend(v for v in (password, *values) if v)
+    errors.state.secrets.extend(v for v in (password, *values) if v)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -274,8 +217,8 @@ def _global_options(
     ] = False,
 ) -> None:
     """Global options come before the command: [bold]jfs -v status META-URL[/bold]."""
-    _opts.debug = debug
-    _opts.secrets = []
+    errors.state.debug = debug
+    errors.state.secrets = []
     level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
     setup_logging(level)
 
@@ -785,17 +728,13 @@ def _ask_mount(path: str, request: dict[str, Any], *, shown: list[str] | None = 
                     break
                 chunks.append(piece)
     except FileNotFoundError:  # the file system holding `path` has no .control: not jfs
-        raise VolumeErrorProxy(f"{what} {'is' if len(names) == 1 else 'are'} not on a jfs mount") from None
+        raise JfsError(f"{what} {'is' if len(names) == 1 else 'are'} not on a jfs mount") from None
     except OSError as exc:
-        raise VolumeErrorProxy(f"{what}: cannot reach the jfs mount at {root}: {exc.strerror}") from None
+        raise JfsError(f"{what}: cannot reach the jfs mount at {root}: {exc.strerror}") from None
     doc: dict[str, Any] = json.loads(b"".join(chunks))
     if "error" in doc:
-        raise VolumeErrorProxy(f"{what}: {doc['error']}")
+        raise JfsError(f"{what}: {doc['error']}")
     return doc
-
-
-class VolumeErrorProxy(Exception):
-    """A user-facing failure of a CLI command that talks to a mount."""
 
 
 @app.command(
@@ -816,8 +755,8 @@ def info(
         try:
             ino = os.lstat(path).st_ino
             doc = _ask_mount(path, {"op": "info", "inode": ino, "recursive": recursive})
-        except (OSError, VolumeErrorProxy) as exc:
-            _print_error(str(exc) if isinstance(exc, VolumeErrorProxy) else f"{path}: {exc.strerror}")
+        except (OSError, JfsError) as exc:
+            _print_error(str(exc) if isinstance(exc, JfsError) else f"{path}: {exc.strerror}")
             status = 1
             continue
         unreadable = doc.get("summary", {}).get("unreadable", 0)
@@ -866,7 +805,7 @@ def _typer_saw_interrupt(exc: SystemExit) -> bool:
 def main() -> None:
     """Run the ``jfs`` command line (the console script enters through ``jfs.cli:run``, which already
     handles Ctrl-C during the imports: see `jfs.cli`)."""
-    _opts.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    errors.state.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
     quit_on_interrupt()  # already done by `jfs.cli.run`, unless entered here
     try:
         app(prog_name="jfs")

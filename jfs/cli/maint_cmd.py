@@ -11,26 +11,19 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
+
+from jfs.cli.progress import RichBoard
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
+    from jfs.app.ops.destroy import DestroyReport
     from jfs.app.ops.fsck import FsckReport
-    from jfs.app.ops.gc import GCReport, ProgressBar
+    from jfs.app.ops.gc import GCReport
     from jfs.app.ops.trash_jobs import RestoreItem
     from jfs.ports.objects import ObjectStore
 
@@ -39,60 +32,15 @@ Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="C
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
-class _Task:
-    def __init__(self, progress: Progress, task: TaskID) -> None:
-        self._progress = progress
-        self._task = task
-
-    def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
-
-    def set_total(self, total: int) -> None:
-        self._progress.update(self._task, total=total)
-
-    def close(self) -> None:
-        for task in self._progress.tasks:
-            if task.id == self._task and task.total is None:  # a counter without total: show it as done
-                self._progress.update(self._task, total=task.completed)
-
-
-class _Board:
-    """Rich progress bars on stderr implementing `jfs.app.ops.gc.ProgressBoard` (silent off a terminal)."""
-
-    def __init__(self) -> None:
-        console = Console(stderr=True)
-        self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"), TimeElapsedColumn(),
-            console=console, disable=not console.is_terminal,
-        )  # fmt: skip
-
-    def bar(self, description: str, total: int | None = None, *, unit: str = "") -> ProgressBar:
-        return _Task(self._progress, self._progress.add_task(description, total=total, unit=unit))
-
-    def __enter__(self) -> _Board:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._progress.stop()
 
 
 @asynccontextmanager
 async def _opened_volume(meta_url: str) -> AsyncIterator[tuple[Meta, ObjectStore]]:
     """The loaded engine (no session) and the object store of the volume at `meta_url`, closed on exit."""
-    from jfs.app.compose import open_bucket
-    from jfs.app.volume import loaded_volume
+    from jfs.compose import open_volume
 
-    async with loaded_volume(meta_url) as meta:
-        store = await open_bucket(meta.settings)
-        try:
-            yield meta, store
-        finally:
-            await meta.close()
-            await store.close()
+    async with open_volume(meta_url) as vol:
+        yield vol.meta, await vol.store()
 
 
 def _echo_json(doc: Any) -> None:
@@ -122,11 +70,11 @@ def gc(
 
     cli._remember_secrets(meta_url)
 
-    async def collect(board: _Board) -> GCReport:
+    async def collect(board: RichBoard) -> GCReport:
         async with _opened_volume(meta_url) as (meta, store):
             return await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
 
-    with _Board() as board:
+    with RichBoard() as board:
         report: GCReport = cli._run(lambda _v: collect(board))
     if as_json:
         _echo_json(report.to_dict())
@@ -179,13 +127,13 @@ def fsck(
     if path is not None and not path.startswith("/"):
         cli._usage_error("--path must be absolute inside the volume (start with '/')")
 
-    async def check(board: _Board) -> FsckReport:
+    async def check(board: RichBoard) -> FsckReport:
         async with _opened_volume(meta_url) as (meta, store):
             return await run_fsck(
                 meta, store, path=path, recursive=recursive, repair=repair, threads=threads, progress=board
             )
 
-    with _Board() as board:
+    with RichBoard() as board:
         report: FsckReport = cli._run(lambda _v: check(board))
     if as_json:
         _echo_json(report.to_dict())
@@ -240,11 +188,16 @@ def restore(
     Exit status: 0 when everything was restored (or, without --put-back, listed), 1 when something could
     not be restored.
     """
-    from jfs.app.ops.trash_jobs import restore_volume
+    from jfs.app.ops.trash_jobs import restore_hours
     from jfs.cli import main as cli
+    from jfs.compose import open_volume
+
+    async def call() -> dict[str, list[RestoreItem]]:
+        async with open_volume(meta_url) as vol:
+            return await restore_hours(vol.meta, hours, put_back=put_back)
 
     cli._remember_secrets(meta_url)
-    result: dict[str, list[RestoreItem]] = cli._run(lambda _v: restore_volume(meta_url, hours, put_back=put_back))
+    result = cli._run(lambda _v: call())
     if as_json:
         _echo_json({hour: [i.to_dict() for i in items] for hour, items in result.items()})
     else:
@@ -302,9 +255,18 @@ def destroy(
     """Delete the volume: all its objects and all its metadata. Refused while it is mounted."""
     from jfs.app.ops.destroy import VolumeSummary, describe, destroy_volume
     from jfs.cli import main as cli
+    from jfs.compose import open_bucket, opened_engine
+
+    async def summarize() -> VolumeSummary:
+        async with opened_engine(meta_url) as kv:
+            return await describe(kv)
+
+    async def call(board: RichBoard) -> DestroyReport:
+        async with opened_engine(meta_url) as kv:
+            return await destroy_volume(kv, uuid, open_bucket, threads=threads, progress=board)
 
     cli._remember_secrets(meta_url)
-    summary: VolumeSummary = cli._run(lambda _v: describe(meta_url))
+    summary = cli._run(lambda _v: summarize())
     s = summary.settings
     if summary.sessions:
         _print_sessions(summary.sessions)
@@ -315,8 +277,8 @@ def destroy(
             cli._print_error("destroying a volume needs --yes (no terminal to confirm on)")
             raise typer.Exit(1)
         typer.confirm(f"Destroy volume {s.name!r} and ALL of its data? This cannot be undone", abort=True)
-    with _Board() as board:
-        report = cli._run(lambda _v: destroy_volume(meta_url, uuid, threads=threads, progress=board))
+    with RichBoard() as board:
+        report = cli._run(lambda _v: call(board))
     typer.echo(
         f"Volume {s.name!r} destroyed: {report.objects} objects ({cli._human_bytes(report.bytes)}) and all "
         "metadata deleted."

@@ -15,7 +15,7 @@ import structlog
 from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
 from jfs.adapters.fuse.mounting import MountOptions, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
-from jfs.app.volume import VolumeError
+from jfs.app.errors import VolumeError
 from jfs.bootstrap import Client, ClientOptions, default_cache_dir, open_client
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from jfs.app.errors import JfsError
 from jfs.app.metrics import parse_stats
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def _root(path: str) -> str:
 
     root = cli._mount_root(path)
     if not os.path.exists(os.path.join(root, ".stats")):
-        raise cli.VolumeErrorProxy(f"{path} is not on a jfs mount")
+        raise JfsError(f"{path} is not on a jfs mount")
     return root
 
 

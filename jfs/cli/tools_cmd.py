@@ -42,11 +42,12 @@ def _fail(message: str) -> None:
 
 def _ask(path: str, request: dict[str, Any], shown: list[str] | None = None) -> dict[str, Any] | None:
     """The mount's answer to `request`, or None after printing the failure (naming `shown`, else `path`)."""
+    from jfs.app.errors import JfsError
     from jfs.cli import main as cli
 
     try:
         return cli._ask_mount(path, request, shown=shown)
-    except cli.VolumeErrorProxy as exc:
+    except JfsError as exc:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{', '.join(shown or [path])}: {exc.strerror}")
@@ -186,9 +187,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _quota(meta_url: str, action: str, path: str = "", **limits: int | None) -> Any:
     from jfs.app import quota
     from jfs.cli import main as cli
+    from jfs.compose import open_volume
+
+    async def call() -> Any:
+        async with open_volume(meta_url) as vol:
+            return await quota.run(vol.meta, action, path, **limits)
 
     cli._remember_secrets(meta_url)
-    return cli._run(lambda _v: quota.run(meta_url, action, path, **limits))
+    return cli._run(lambda _v: call())
 
 
 def _show(docs: list[dict[str, Any]], as_json: bool) -> None:

@@ -45,7 +45,7 @@ def _wait_listening(child: subprocess.Popen[bytes], host: str, port: int, timeou
 
 def _spawn_background(host: str, port: int) -> None:
     """Re-run this command in the foreground, detached, logging to the log file; wait until it listens."""
-    from jfs.app.volume import VolumeError
+    from jfs.app.errors import VolumeError
 
     argv = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
     log_path = _log_path()

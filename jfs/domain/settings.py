@@ -182,7 +182,7 @@ class Settings:
 
     def check_readable(self) -> None:
         """Raise EncryptedVolume when no client of this jfs can read the volume's data, whatever the key's
-        passphrase: checked before anything touches the data (`jfs.app.compose.open_bucket`, `load`).
+        passphrase: checked before anything touches the data (`jfs.compose.open_bucket`, `load`).
         Whether the key itself opens is `jfs.app.data.crypto`'s business."""
         algo = self.encryption
         if algo is None:

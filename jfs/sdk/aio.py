@@ -4,7 +4,7 @@
 It is a full client of the volume (a session in `jfs status`, heartbeats, locks, trash, quotas, the
 close-to-open rules of a mount). Paths are relative to the client's root (``subdir``); ``/a`` and ``a`` are
 the same. Errors are the built-in `OSError` subclasses (FileNotFoundError, PermissionError, …) with errno
-and the path; a volume that cannot be opened raises `jfs.app.volume.VolumeError` (one line).
+and the path; a volume that cannot be opened raises `jfs.app.errors.VolumeError` (one line).
 """
 
 from __future__ import annotations

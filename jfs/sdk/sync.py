@@ -82,7 +82,7 @@ class Client:
 
     Options are those of `jfs.bootstrap.ClientOptions`: cache_dir, cache_size ("10G"), buffer_size,
     max_uploads, read_only, subdir, heartbeat, background_jobs, enable_xattr. The volume is opened at once
-    (`jfs.app.volume.VolumeError` with one line when it cannot be).
+    (`jfs.app.errors.VolumeError` with one line when it cannot be).
     """
 
     def __init__(self, meta_url: str, **options: Any) -> None:

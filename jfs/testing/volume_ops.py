@@ -11,24 +11,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from jfs.app.compose import open_bucket
 from jfs.app.meta.engine import Meta
 from jfs.app.ops.fsck import FsckReport, run_fsck
 from jfs.app.ops.gc import GCReport, run_gc
-from jfs.app.volume import loaded_volume
+from jfs.compose import open_volume
 from jfs.ports.objects import ObjectStore
 
 
 @asynccontextmanager
 async def opened_volume(meta_url: str) -> AsyncIterator[tuple[Meta, ObjectStore]]:
     """The loaded engine (no session) and the object store of the volume at `meta_url`, closed on exit."""
-    async with loaded_volume(meta_url) as meta:
-        store = await open_bucket(meta.settings)
-        try:
-            yield meta, store
-        finally:
-            await meta.close()
-            await store.close()
+    async with open_volume(meta_url) as vol:
+        yield vol.meta, await vol.store()
 
 
 async def fsck_volume(meta_url: str, **options: Any) -> FsckReport:

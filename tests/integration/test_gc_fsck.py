@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from jfs.app.compose import open_bucket, open_engine
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.meta.engine import Meta
 from jfs.app.ops import trash_jobs
 from jfs.app.ops.slice_set import SliceSet
-from jfs.app.volume import format_volume
+from jfs.compose import format_volume, open_bucket, open_engine, open_volume
 from jfs.domain import keys
 from jfs.domain.attrs import TRASH_INODE, Attr, align4k
 from jfs.domain.chunks import block_key
@@ -133,6 +132,12 @@ class Vol:
             return await kv.txn(body)  # type: ignore[arg-type]
         finally:
             await kv.close()
+
+
+async def restore(url: str, hours: list[str], *, put_back: bool) -> dict[str, list[trash_jobs.RestoreItem]]:
+    """`jfs restore` without the CLI."""
+    async with open_volume(url) as vol:
+        return await trash_jobs.restore_hours(vol.meta, hours, put_back=put_back)
 
 
 async def make_volume(url: str, tmp_path: Path, *, trash_days: int = 0) -> Vol:
@@ -440,11 +445,11 @@ async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
         assert gc.objects["trash"].count == 5 and gc.objects["leaked"].count == 0
         assert (await fsck_volume(vol.url)).issues == []
 
-        listed = await trash_jobs.restore_volume(vol.url, [hour], put_back=False)
+        listed = await restore(vol.url, [hour], put_back=False)
         assert {(i.name, i.status, i.target) for i in listed[hour]} == {
             ("f0", "in-trash", "/d/f0"), ("f1", "exists", "/d/f1"), ("f2", "in-trash", "/d/f2"),
         }  # fmt: skip
-        back = await trash_jobs.restore_volume(vol.url, [hour], put_back=True)
+        back = await restore(vol.url, [hour], put_back=True)
         assert sorted(i.status for i in back[hour]) == ["exists", "restored", "restored"]
         assert await c.read(await lookup(c, d, b"f0")) == data(BS, 0)
         assert await c.read(await lookup(c, d, b"f2")) == data(BS + 2, 2)

@@ -195,8 +195,8 @@ def test_expired_trees_leave_nothing_behind(volume: tuple[str, Path, Path]) -> N
 
 async def _purge(url: str, now: float) -> None:
     from jfs.app.ops import trash_jobs
-    from jfs.app.volume import loaded_volume
+    from jfs.compose import open_volume
 
-    async with loaded_volume(url) as meta:
-        assert await trash_jobs.purge_trash(meta, now) > 250
-        await meta.drain()
+    async with open_volume(url) as vol:
+        assert await trash_jobs.purge_trash(vol.meta, now) > 250
+        await vol.meta.drain()

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 import jfs.cli.main as cli
 from jfs.adapters.kv.registry import BadMetaURL
 from jfs.adapters.objects.registry import BadStorage
+from jfs.app.errors import JfsError
 from jfs.cli.logs import setup_logging
 from jfs.domain.errors import FSError
 from jfs.domain.settings import InvalidSettings, Settings
@@ -54,10 +55,10 @@ def assert_one_line_error(result: Any, *, code: int | None = None, contains: str
 
 
 # ---------------------------------------------------------------------------------------------------
-# A stub of jfs.app.volume, for testing the shell on its own
+# A stub of the volume commands' URL wrappers (jfs.compose), for testing the shell on its own
 
 
-class StubVolumeError(Exception):
+class StubVolumeError(JfsError):
     pass
 
 
@@ -84,8 +85,7 @@ class StubApp:
         self.new = Settings(name="demo", uuid=self.old.uuid, trash_days=3, capacity=2 * GiB)
 
     def module(self) -> types.ModuleType:
-        mod = types.ModuleType("jfs.app.volume")
-        mod.VolumeError = StubVolumeError  # type: ignore[attr-defined]
+        mod = types.ModuleType("jfs.compose")
 
         def record(name: str, answer: Any) -> Any:
             async def fn(*args: Any, **kwargs: Any) -> Any:
@@ -107,7 +107,6 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> StubApp:
     stub = StubApp()
     mod = stub.module()
     monkeypatch.setattr(cli, "_api", lambda: mod)
-    monkeypatch.setitem(sys.modules, "jfs.app.volume", mod)
     return stub
 
 

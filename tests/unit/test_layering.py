@@ -2,12 +2,12 @@
 
 * ``jfs/domain``: pure rules. Standard library and ``jfs.domain`` only, and no I/O or concurrency module.
 * ``jfs/ports``: the interfaces. Standard library, ``jfs.domain`` and ``jfs.ports`` only.
-* ``jfs/app``: use cases. Reaches ``jfs.adapters`` only through the composition root ``jfs/app/compose.py``;
-  never imports ``jfs.cli``.
+* ``jfs/app``: use cases on the ports. Never imports ``jfs.adapters``, the composition roots
+  (``jfs.compose``, ``jfs.bootstrap``) or ``jfs.cli``: it receives opened ports (`KV`, `Meta`, `ObjectStore`).
 * ``jfs/adapters``: driven adapters (kv, objects) implement ports and never import ``jfs.app``; driving adapters
   (fuse) call the use cases in ``jfs.app``. No adapter imports ``jfs.cli``.
 * ``jfs/sdk``: a face on the VFS; builds its client through ``jfs/bootstrap.py``, never imports adapters or cli.
-* ``jfs/cli``, ``jfs/bootstrap.py`` (and ``jfs/app/compose.py``) may import anything.
+* ``jfs/cli``, the composition roots ``jfs/compose.py`` and ``jfs/bootstrap.py`` may import anything.
 
 Imports inside functions and ``if TYPE_CHECKING:`` blocks count, and so do literal
 ``importlib.import_module("…")`` / ``__import__("…")`` calls.
@@ -124,11 +124,15 @@ def ports_rule(imp: Import) -> str | None:
     return "jfs/ports may import only the standard library, jfs.domain and jfs.ports"
 
 
+COMPOSITION_ROOTS = ("jfs.compose", "jfs.bootstrap")
+"""Build live adapters from a META-URL; only the faces (cli, sdk, gateways) use them."""
+
+
 def app_rule(imp: Import) -> str | None:
-    if imp.file == PACKAGE / "app" / "compose.py":
-        return None
     if under(imp.target, "jfs.adapters"):
-        return "jfs/app may reach jfs.adapters only through jfs/app/compose.py"
+        return "jfs/app may not import jfs.adapters (use cases receive opened ports)"
+    if under(imp.target, *COMPOSITION_ROOTS):
+        return "jfs/app may not import a composition root (jfs.compose, jfs.bootstrap)"
     if under(imp.target, "jfs.cli"):
         return "jfs/app may not import jfs.cli"
     return None
@@ -207,6 +211,10 @@ def test_checker_catches_violations() -> None:
     assert _fake("jfs/app/meta/x.py", "from jfs.adapters.kv import registry\n")
     assert _fake("jfs/app/meta/x.py", "from ...adapters.kv.sqlite import open_sqlite\n")
     assert _fake("jfs/app/x.py", "import importlib\nimportlib.import_module('jfs.adapters.kv.redis')\n")
+    assert _fake("jfs/app/ops/x.py", "from jfs.compose import open_engine\n")
+    assert _fake("jfs/app/ops/x.py", "def f():\n    from jfs import compose\n")
+    assert _fake("jfs/app/x.py", "from jfs.bootstrap import open_client\n")
+    assert _fake("jfs/app/volume.py", "from jfs.adapters.objects.registry import open_store\n")
     assert _fake("jfs/adapters/kv/x.py", "from jfs.app.volume import VolumeError\n")
     assert _fake("jfs/sdk/x.py", "from jfs.adapters.kv.sqlite import open_sqlite\n")
     assert _fake("jfs/adapters/objects/x.py", "import jfs.cli.main\n")
@@ -217,6 +225,5 @@ def test_checker_allows_what_the_rules_allow() -> None:
         "jfs/domain/x.py", "import json, re\nfrom dataclasses import dataclass\nfrom .errors import FSError\n"
     )
     assert not _fake("jfs/ports/x.py", "from typing import Protocol\nfrom jfs.domain.errors import FSError\n")
-    assert not _fake("jfs/app/compose.py", "from jfs.adapters.kv.registry import open_kv\n")
     assert not _fake("jfs/app/meta/x.py", "from jfs.ports.kv import KV\nfrom jfs.domain import keys\n")
     assert not _fake("jfs/adapters/kv/x.py", "from jfs.ports.kv import KV\nimport redis.asyncio\n")

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from jfs.app import quota
-from jfs.app.compose import open_engine
 from jfs.app.meta import Meta
 from jfs.app.meta import trash as trash_mod
 from jfs.app.meta.statfs import read_usage
 from jfs.app.ops import trash_jobs
 from jfs.app.tools import remove_tree
-from jfs.app.volume import format_volume
 from jfs.cli.maint_cmd import restore_summary
+from jfs.compose import format_volume, open_engine
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.records import Quota

@@ -16,7 +16,7 @@ from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import AccessLog, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
-from jfs.app.volume import VolumeError
+from jfs.app.errors import JfsError
 from jfs.sdk import Client
 
 log = structlog.get_logger("jfs.webdav")
@@ -25,7 +25,7 @@ MAX_HEADER_BYTES = 64 << 10
 """Request line plus headers larger than this get 413/431 and the connection is dropped."""
 
 
-class ConfigError(VolumeError):
+class ConfigError(JfsError):
     """A setting of `jfs webdav` that cannot work (one line for the user)."""
 
 

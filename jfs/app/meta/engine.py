@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import structlog
 
 from jfs.app import quota  # QUOTA HOOK
+from jfs.app.errors import VolumeError
 from jfs.app.meta import access, chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
 from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
@@ -48,11 +49,11 @@ T = TypeVar("T")
 FreeHook = Callable[[list[tuple[int, int]]], Awaitable[list[tuple[int, int]] | None]]
 
 
-class VolumeNotFormatted(Exception):
+class VolumeNotFormatted(VolumeError):
     """The engine holds no jfs/JuiceFS volume."""
 
 
-class VolumeExists(Exception):
+class VolumeExists(VolumeError):
     """`format` found an existing volume and was not told to overwrite it."""
 
 

@@ -15,23 +15,16 @@ from typing import Any
 
 import structlog
 
-from jfs.app.compose import open_bucket, open_engine
+from jfs.app.errors import ActiveSessions, VolumeError
 from jfs.app.meta import sessions, statfs
-from jfs.app.meta.engine import Meta, VolumeNotFormatted, read_settings
-from jfs.app.ops.gc import DEFAULT_THREADS, DELETE_BATCH, ProgressBoard, QuietBoard, bounded
-from jfs.app.volume import VolumeError
+from jfs.app.meta.engine import Meta, read_settings
+from jfs.app.ops.gc import DEFAULT_THREADS, DELETE_BATCH, bounded
+from jfs.app.progress import ProgressBoard, QuietBoard
+from jfs.app.volume import BucketOpener
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV
 
 log = structlog.get_logger("jfs.destroy")
-
-
-class ActiveSessions(VolumeError):
-    """The volume is in use; `sessions` lists the live sessions (as `Meta.list_sessions` gives them)."""
-
-    def __init__(self, message: str, sessions: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.sessions = sessions
 
 
 @dataclass
@@ -62,19 +55,12 @@ async def _live_sessions(kv: KV) -> tuple[list[dict[str, Any]], int]:
     return live, len(all_sessions) - len(live)
 
 
-async def describe(meta_url: str) -> VolumeSummary:
-    """Settings, usage and live sessions of the volume at `meta_url`; VolumeError if there is none."""
-    kv = await open_engine(meta_url)
-    try:
-        try:
-            settings = await read_settings(kv)
-        except VolumeNotFormatted as exc:
-            raise VolumeError(str(exc)) from None
-        used, inodes = await statfs.read_usage(kv)
-        live, stale = await _live_sessions(kv)
-        return VolumeSummary(settings, used, inodes, live, stale)
-    finally:
-        await kv.close()
+async def describe(kv: KV) -> VolumeSummary:
+    """Settings, usage and live sessions of the volume in `kv`; VolumeNotFormatted if there is none."""
+    settings = await read_settings(kv)
+    used, inodes = await statfs.read_usage(kv)
+    live, stale = await _live_sessions(kv)
+    return VolumeSummary(settings, used, inodes, live, stale)
 
 
 def _session_line(s: dict[str, Any]) -> str:
@@ -83,68 +69,63 @@ def _session_line(s: dict[str, Any]) -> str:
 
 
 async def destroy_volume(
-    meta_url: str, uuid: str, *, threads: int = DEFAULT_THREADS, progress: ProgressBoard | None = None
+    kv: KV, uuid: str, open_bucket: BucketOpener, *, threads: int = DEFAULT_THREADS,
+    progress: ProgressBoard | None = None,
 ) -> DestroyReport:
-    """Delete every object under ``<volume>/`` and every metadata key of the volume at `meta_url`.
+    """Delete every object under ``<volume>/`` and every metadata key of the volume in `kv` (the caller
+    closes `kv`); its bucket is opened with `open_bucket` only once the guards have passed.
 
-    Raises VolumeError when there is no volume or `uuid` is not its UUID, ActiveSessions when a client
-    still has it mounted, and ObjectStoreError when objects could not be deleted (the metadata is then
-    kept, so the command can be repeated).
+    Raises VolumeError when there is no volume (VolumeNotFormatted) or `uuid` is not its UUID,
+    ActiveSessions when a client still has it mounted, and ObjectStoreError when objects could not be
+    deleted (the metadata is then kept, so the command can be repeated).
     """
     started = time.monotonic()
     progress = progress or QuietBoard()
-    kv = await open_engine(meta_url)
+    settings = await read_settings(kv)
+    if uuid != settings.uuid:
+        raise VolumeError(f"UUID {uuid} is not the UUID of volume '{settings.name}' (jfs status shows it)")
+    live, _ = await _live_sessions(kv)
+    if live:
+        raise ActiveSessions(
+            f"volume '{settings.name}' has {len(live)} active session(s): "
+            + "; ".join(_session_line(s) for s in live)
+            + " — unmount them first",
+            live,
+        )
+    report = DestroyReport()
+    store = await open_bucket(settings, reads_data=False)  # deleting objects needs no decryption
+    prefix = f"{settings.name}/"
+    bar = progress.bar("Deleted objects", unit="objects")
     try:
-        try:
-            settings = await read_settings(kv)
-        except VolumeNotFormatted as exc:
-            raise VolumeError(str(exc)) from None
-        if uuid != settings.uuid:
-            raise VolumeError(f"UUID {uuid} is not the UUID of volume '{settings.name}' (jfs status shows it)")
-        live, _ = await _live_sessions(kv)
-        if live:
-            raise ActiveSessions(
-                f"volume '{settings.name}' has {len(live)} active session(s): "
-                + "; ".join(_session_line(s) for s in live)
-                + " — unmount them first",
-                live,
-            )
-        report = DestroyReport()
-        store = await open_bucket(settings, reads_data=False)  # deleting objects needs no decryption
-        prefix = f"{settings.name}/"
-        bar = progress.bar("Deleted objects", unit="objects")
-        try:
-            batch: list[tuple[str, int]] = []
+        batch: list[tuple[str, int]] = []
 
-            async def one(key: str, size: int) -> None:
-                await store.delete(key)
-                report.objects += 1
-                report.bytes += size
-                bar.advance()
+        async def one(key: str, size: int) -> None:
+            await store.delete(key)
+            report.objects += 1
+            report.bytes += size
+            bar.advance()
 
-            async def flush() -> None:
-                for r in await bounded((one(k, s) for k, s in batch), threads):
-                    if isinstance(r, BaseException):
-                        report.failed += 1
-                        log.warning("object_delete_failed", error=str(r))
-                batch.clear()
+        async def flush() -> None:
+            for r in await bounded((one(k, s) for k, s in batch), threads):
+                if isinstance(r, BaseException):
+                    report.failed += 1
+                    log.warning("object_delete_failed", error=str(r))
+            batch.clear()
 
-            async for obj in store.list(prefix):
-                batch.append((obj.key, obj.size))
-                if len(batch) >= DELETE_BATCH:
-                    await flush()
-            await flush()
-        finally:
-            bar.close()
-            await store.close()
-        if report.failed:
-            raise VolumeError(
-                f"{report.failed} objects of volume '{settings.name}' could not be deleted; metadata kept, "
-                "run destroy again"
-            )
-        await kv.reset()
-        report.seconds = time.monotonic() - started
-        log.info("volume_destroyed", name=settings.name, uuid=uuid, objects=report.objects, bytes=report.bytes)
-        return report
+        async for obj in store.list(prefix):
+            batch.append((obj.key, obj.size))
+            if len(batch) >= DELETE_BATCH:
+                await flush()
+        await flush()
     finally:
-        await kv.close()
+        bar.close()
+        await store.close()
+    if report.failed:
+        raise VolumeError(
+            f"{report.failed} objects of volume '{settings.name}' could not be deleted; metadata kept, "
+            "run destroy again"
+        )
+    await kv.reset()
+    report.seconds = time.monotonic() - started
+    log.info("volume_destroyed", name=settings.name, uuid=uuid, objects=report.objects, bytes=report.bytes)
+    return report

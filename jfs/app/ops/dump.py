@@ -42,8 +42,8 @@ from typing import Any
 
 import structlog
 
-from jfs.app.compose import open_engine
-from jfs.app.ops import NoProgress, OpsError, Progress
+from jfs.app.errors import OpsError
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.app.quota import MAX_DEPTH, QUOTA_PREFIX
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
@@ -213,7 +213,7 @@ class _Walker:
 
     LOOKAHEAD = 8
 
-    def __init__(self, kv: KV, out: _Out, threads: int, progress: Progress, sums_block: int = 0) -> None:
+    def __init__(self, kv: KV, out: _Out, threads: int, progress: ProgressBar, sums_block: int = 0) -> None:
         self.kv = kv
         self.sums_block = sums_block
         """Block size in bytes when checksum records are to be read with the chunks (0: the engine has none)."""
@@ -471,52 +471,45 @@ async def _delfiles(kv: KV, out: _Out) -> None:
 
 async def dump_meta(
     kv: KV, write: Writer, *, subdir: bytes = b"", keep_secret: bool = False, threads: int = 10,
-    progress: Progress | None = None,
+    progress: ProgressBoard | None = None,
 ) -> DumpResult:
     """Write the metadata of the volume in `kv` through `write` (bytes, in order). See the module docstring.
 
-    Raises OpsError when the engine holds no volume or `subdir` is not a directory of it.
+    Progress: one bar "Dumped entries" on `progress`. Raises OpsError when the engine holds no volume or
+    `subdir` is not a directory of it.
     """
-    progress = progress or NoProgress()
     start = time.perf_counter()
     out = _Out(write)
     head = await _header(kv)
     root_ino = await _resolve(kv, subdir) if subdir.strip(b"/.") else ROOT_INODE
     quotas = await _quotas(kv, root_ino)
     sums_block = head.block_bytes if await _has_sums(kv) else 0
-    progress.start(head.counters["usedInodes"] + 2 if root_ino == ROOT_INODE else None)
-    out(head.text(keep_secret=keep_secret, quotas=bool(quotas)))
-    await _delfiles(kv, out)
-    if quotas:
-        out(',\n  "Quotas": ' + dumpfmt.quotas_json(quotas))
-    out(",")
-    walker = _Walker(kv, out, max(1, threads), progress, sums_block)
-    root = _Node(b"", root_ino, FileType.DIRECTORY)
-    with_trash = root_ino == ROOT_INODE
-    trash = _Node(b"", TRASH_INODE, FileType.DIRECTORY)
-    await walker.fill([root, trash] if with_trash else [root])
-    if root.attr is None:
-        raise OpsError(f"the root inode {root_ino} of {kv.url} has no attributes: the volume is damaged")
-    await walker.tree("FSTree", root)
-    if with_trash:
+    bar = (progress or QuietBoard()).bar(
+        "Dumped entries", head.counters["usedInodes"] + 2 if root_ino == ROOT_INODE else None, unit="entries"
+    )
+    try:
+        out(head.text(keep_secret=keep_secret, quotas=bool(quotas)))
+        await _delfiles(kv, out)
+        if quotas:
+            out(',\n  "Quotas": ' + dumpfmt.quotas_json(quotas))
         out(",")
-        await walker.tree("Trash", trash)
-    out("\n}\n")
-    out.flush()
-    progress.advance(walker.entries % 256)
-    progress.start(walker.entries)
+        walker = _Walker(kv, out, max(1, threads), bar, sums_block)
+        root = _Node(b"", root_ino, FileType.DIRECTORY)
+        with_trash = root_ino == ROOT_INODE
+        trash = _Node(b"", TRASH_INODE, FileType.DIRECTORY)
+        await walker.fill([root, trash] if with_trash else [root])
+        if root.attr is None:
+            raise OpsError(f"the root inode {root_ino} of {kv.url} has no attributes: the volume is damaged")
+        await walker.tree("FSTree", root)
+        if with_trash:
+            out(",")
+            await walker.tree("Trash", trash)
+        out("\n}\n")
+        out.flush()
+        bar.advance(walker.entries % 256)
+        bar.set_total(walker.entries)
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - start
     log.info("dump_done", entries=walker.entries, seconds=round(elapsed, 3), bytes=out.total)
     return DumpResult(walker.entries, elapsed, out.total)
-
-
-async def dump_volume(
-    meta_url: str, write: Writer, *, subdir: bytes = b"", keep_secret: bool = False, threads: int = 10,
-    progress: Progress | None = None,
-) -> DumpResult:
-    """`dump_meta` on the engine of `meta_url` (opened and closed here)."""
-    kv = await open_engine(meta_url)
-    try:
-        return await dump_meta(kv, write, subdir=subdir, keep_secret=keep_secret, threads=threads, progress=progress)
-    finally:
-        await kv.close()

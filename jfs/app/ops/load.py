@@ -5,7 +5,7 @@ Contract:
 * The engine must hold no key at all; otherwise OpsError, and nothing is written.
 * A dump of a volume jfs cannot read (encrypted with an algorithm jfs does not implement, or with its key
   removed: `Settings.check_readable`) is refused with OpsError as soon as its ``Setting`` is read. Every dump jfs
-  or JuiceFS writes has it first, and `load_volume` reads it before even opening the engine; should a
+  or JuiceFS writes has it first, and `dump_events` reads it before the caller even opens the engine; should a
   reordered dump (``jq -S``) bring it after the tree, the keys already written are deleted again (the
   engine was empty), so the engine is left as it was either way.
 * The dump is read as a stream (`jfs.domain.dumpfmt.DumpReader`) and written in transactions of at most
@@ -59,9 +59,9 @@ from typing import Any
 import structlog
 
 from jfs.app import quota
-from jfs.app.compose import open_engine
+from jfs.app.errors import OpsError
 from jfs.app.meta.trash import trash_root_attr
-from jfs.app.ops import NoProgress, OpsError, Progress
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import DIR_LENGTH, ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
 from jfs.domain.records import Quota, encode_dentry, encode_i64, encode_slices, encode_u64
@@ -219,7 +219,7 @@ class _State:
 
 
 class _Loader:
-    def __init__(self, kv: KV, batches: _Batches, progress: Progress) -> None:
+    def __init__(self, kv: KV, batches: _Batches, progress: ProgressBar) -> None:
         self.kv = kv
         self.out = batches
         self.progress = progress
@@ -244,7 +244,8 @@ class _Loader:
         elif key == "Counters":
             s.counters = value if isinstance(value, dict) else {}
             total = s.counters.get("usedInodes")
-            self.progress.start(int(total) + 2 if isinstance(total, int) else None)
+            if isinstance(total, int):
+                self.progress.set_total(total + 2)
         elif key == "DelFiles":
             for d in value or ():
                 ino, length, expire = int(d["inode"]), int(d["length"]), int(d.get("expire", 0))
@@ -504,20 +505,29 @@ async def _is_empty(kv: KV) -> bool:
 
 
 async def load_meta(
-    kv: KV, read: Reader, *, progress: Progress | None = None, batch_keys: int = BATCH_KEYS,
+    kv: KV, read: Reader, *, progress: ProgressBoard | None = None, batch_keys: int = BATCH_KEYS,
     events: Iterator[dumpfmt.Event] | None = None,
 ) -> LoadResult:
     """Load the dump read through `read(n) -> bytes` (b"" at the end) into `kv`. See the module docstring.
 
-    `events`, when given, are the dump's events (`load_volume` reads the first one itself) and `read` is
-    not used. Raises OpsError when the engine is not empty or the dump is unusable (malformed JSON, bad
-    setting, a volume jfs cannot read).
+    `events`, when given, are the dump's events (from `dump_events`, which has checked its first section
+    already) and `read` is not used. Progress: one bar "Loaded entries" on `progress`. Raises OpsError
+    when the engine is not empty or the dump is unusable (malformed JSON, bad setting, a volume jfs cannot
+    read).
     """
-    progress = progress or NoProgress()
     if not await _is_empty(kv):
         raise OpsError(f"{kv.url} is not empty: load needs an engine without any key")
     start = time.perf_counter()
     batches = _Batches(kv, batch_keys, BATCH_BYTES)
+    bar = (progress or QuietBoard()).bar("Loaded entries", unit="entries")
+    try:
+        return await _load(kv, read, batches, bar, events, start)
+    finally:
+        bar.close()
+
+
+async def _load(kv: KV, read: Reader, batches: _Batches, progress: ProgressBar,
+                events: Iterator[dumpfmt.Event] | None, start: float) -> LoadResult:
     loader = _Loader(kv, batches, progress)
     s = loader.s
     try:
@@ -582,7 +592,7 @@ async def load_meta(
 
     await kv.txn(finish)
     progress.advance(s.entries % 1024)
-    progress.start(s.entries)
+    progress.set_total(s.entries)
     elapsed = time.perf_counter() - start
     log.info("load_done", entries=s.entries, inodes=s.inodes, seconds=round(elapsed, 3))
     return LoadResult(s.entries, s.inodes, elapsed)
@@ -594,12 +604,11 @@ def _partial(kv: KV, batches: _Batches) -> str:
     return f" ({kv.url} now holds a partial load: empty it before loading again)"
 
 
-async def load_volume(meta_url: str, read: Reader, *, progress: Progress | None = None) -> LoadResult:
-    """`load_meta` into the engine of `meta_url` (opened and closed here).
-
-    The dump's first section is read before the engine is even opened: a dump of an encrypted volume (its
-    ``Setting`` comes first) is refused without connecting, so not even an empty SQLite file is created.
-    """
+def dump_events(read: Reader) -> Iterator[dumpfmt.Event]:
+    """The events of the dump read through `read`, its first section read and checked now: call it before
+    opening the engine, so that a dump of an encrypted volume (its ``Setting`` comes first) is refused
+    (OpsError) without connecting — not even an empty SQLite file is created. Pass the result to
+    `load_meta` as `events`."""
     events = dumpfmt.DumpReader(read).events()
     try:
         first = next(events, None)
@@ -612,8 +621,4 @@ async def load_volume(meta_url: str, read: Reader, *, progress: Progress | None 
             raise OpsError(str(exc)) from None
     if first is not None:
         events = itertools.chain([first], events)
-    kv = await open_engine(meta_url)
-    try:
-        return await load_meta(kv, read, progress=progress, events=events)
-    finally:
-        await kv.close()
+    return events

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from jfs.app import quota
+from jfs.app.errors import RestoreError
 from jfs.app.meta import chunks, store
 from jfs.app.meta.remove import delete_inode, drop_name
 from jfs.app.meta.sessions import try_elect
@@ -327,10 +328,6 @@ class RestoreItem:
         return asdict(self)
 
 
-class RestoreError(Exception):
-    """An hour directory to restore does not exist (message ready for the user)."""
-
-
 @dataclass
 class _Entry:
     hour_ino: int
@@ -589,20 +586,3 @@ class _PathCache:
             return None
 
         return await self.kv.read(body)
-
-
-async def restore_volume(
-    meta_url: str, hours: list[str], *, put_back: bool, on_item: Callable[[RestoreItem], None] | None = None
-) -> dict[str, list[RestoreItem]]:
-    """`restore_hours` on the volume at `meta_url`; hour → items.
-
-    Raises VolumeError for an unformatted engine or an hour directory that does not exist (then nothing
-    is changed). (Imported here: this module is also loaded by the metadata engine.)
-    """
-    from jfs.app.volume import VolumeError, loaded_volume
-
-    async with loaded_volume(meta_url) as meta:
-        try:
-            return await restore_hours(meta, hours, put_back=put_back, on_item=on_item)
-        except RestoreError as exc:
-            raise VolumeError(str(exc)) from None

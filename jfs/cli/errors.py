@@ -1,0 +1,86 @@
+"""The CLI's one error boundary: how a failure reaches the user.
+
+A failure the user (or the environment) is responsible for is printed as ONE line
+``jfs: error: <message>`` on stderr — exit status 1, or 2 for a malformed META-URL or bucket address — and
+no traceback unless ``--debug`` / ``JFS_DEBUG=1``. Those failures are exactly `USER_ERRORS`: the app
+layer's `jfs.app.errors.JfsError` (every user-facing error of the use cases), the ports' infrastructure
+errors (`KVError`, `ObjectStoreError`), invalid settings, malformed dumps, file-system errors (with their
+errno) and OS errors. Anything else is a bug: one line too, saying so, with the traceback under --debug.
+Strings registered in `state.secrets` (a META-URL password, a secret key) never appear in a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+
+from jfs.adapters.kv.registry import BadMetaURL
+from jfs.adapters.objects.registry import BadStorage
+from jfs.app.errors import JfsError
+from jfs.domain.dumpfmt import DumpFormatError
+from jfs.domain.errors import FSError
+from jfs.domain.settings import InvalidSettings
+from jfs.ports.kv import KVError
+from jfs.ports.objects import ObjectStoreError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    JfsError,
+    KVError,
+    ObjectStoreError,
+    BadMetaURL,
+    BadStorage,
+    InvalidSettings,
+    DumpFormatError,
+    FSError,
+    OSError,
+)
+"""Failures that are the user's or the environment's problem: one line, no traceback."""
+
+USAGE_ERRORS: tuple[type[BaseException], ...] = (BadMetaURL, BadStorage)
+"""The user errors that are bad arguments (exit status 2)."""
+
+
+@dataclasses.dataclass
+class State:
+    debug: bool = False
+    """Print tracebacks (``--debug``, ``JFS_DEBUG=1``)."""
+    secrets: list[str] = dataclasses.field(default_factory=list)
+    """Strings never to print (META-URL password, secret key): masked out of error messages."""
+
+
+state = State()
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, with every registered secret masked."""
+    text = " ".join(text.split())
+    for secret in state.secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "****")
+    return text
+
+
+def print_error(message: str) -> None:
+    """Write ``jfs: error: <message>`` (one line, secrets masked) to stderr."""
+    sys.stderr.write(f"jfs: error: {one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def report(exc: BaseException) -> int:
+    """Print `exc` as ``jfs: error: …`` (after its traceback with --debug); return the exit status."""
+    if state.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, FSError):
+        message = f"{exc.strerror} ({exc.name})"
+    elif isinstance(exc, USER_ERRORS):
+        message = str(exc) or type(exc).__name__
+    else:
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if not state.debug:
+            message += " (run with --debug for the traceback)"
+    print_error(message)
+    return 2 if isinstance(exc, USAGE_ERRORS) else 1
+
+
+__all__ = ["USER_ERRORS", "USAGE_ERRORS", "State", "state", "one_line", "print_error", "report"]
