@@ -30,7 +30,7 @@ from jfs.adapters.kv.base import redact_url
 from jfs.adapters.kv.registry import BadMetaURL
 from jfs.adapters.objects.registry import BadStorage
 from jfs.cli import quit_on_interrupt, stops_cleanly
-from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
+from jfs.cli.client_opts import DEFAULT_BUFFER_SIZE, DEFAULT_CACHE_SIZE, BufferSize, CacheDir, CacheSize, MaxUploads
 from jfs.cli.logs import setup_logging
 from jfs.domain.errors import FSError
 from jfs.domain.settings import SECRET_FIELDS, InvalidSettings, Settings
@@ -632,8 +632,8 @@ def mount(
     ] = False,
     foreground: Annotated[bool, typer.Option(hidden=True)] = False,
     cache_dir: CacheDir = None,
-    cache_size: CacheSize = 102400,
-    buffer_size: BufferSize = 300,
+    cache_size: CacheSize = DEFAULT_CACHE_SIZE,
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE,
     max_uploads: MaxUploads = 20,
     attr_cache: Annotated[float, typer.Option(help="Kernel attribute cache, seconds.", rich_help_panel="FUSE")] = 1.0,
     entry_cache: Annotated[float, typer.Option(help="Kernel entry cache for files, seconds.", rich_help_panel="FUSE")] = 1.0,
@@ -709,8 +709,8 @@ def gateway(
     subdir: Annotated[str, typer.Option(help="Serve this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
     cache_dir: CacheDir = None,
-    cache_size: CacheSize = 102400,
-    buffer_size: BufferSize = 300,
+    cache_size: CacheSize = DEFAULT_CACHE_SIZE,
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE,
     max_uploads: MaxUploads = 20,
     attr_cache: Annotated[float, typer.Option(help="Attribute cache, seconds.", rich_help_panel="Cache")] = 1.0,
     entry_cache: Annotated[float, typer.Option(help="Name cache, seconds.", rich_help_panel="Cache")] = 1.0,
@@ -726,8 +726,8 @@ def gateway(
         _usage_error(f"--umask must be octal, not {umask!r}")
     _remember_secrets(meta_url, os.environ.get("MINIO_ROOT_PASSWORD"), os.environ.get("JFS_GATEWAY_SECRET_KEY"))
     args = g.GatewayArgs(
-        meta_url=meta_url, address=address, cache_dir=cache_dir, cache_size_mib=cache_size,
-        buffer_size_mib=buffer_size, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
+        meta_url=meta_url, address=address, cache_dir=cache_dir, cache_size_mib=cache_size >> 20,
+        buffer_size_mib=buffer_size >> 20, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
         multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
         cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
     )

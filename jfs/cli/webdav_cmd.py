@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
+from jfs.cli.client_opts import DEFAULT_BUFFER_SIZE, DEFAULT_CACHE_SIZE, BufferSize, CacheDir, CacheSize, MaxUploads
 
 _EXAMPLES = (
     "[bold]Examples:[/bold]\n\n"
@@ -83,8 +83,8 @@ def webdav(
     subdir: Annotated[str, typer.Option(help="Serve only this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
     cache_dir: CacheDir = None,
-    cache_size: CacheSize = 102400,
-    buffer_size: BufferSize = 300,
+    cache_size: CacheSize = DEFAULT_CACHE_SIZE,
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE,
     max_uploads: MaxUploads = 20,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
@@ -107,7 +107,7 @@ def webdav(
             _check_options(opts)
             _spawn_background(host, port)
             return
-        _serve(meta_url, opts, cache_dir=cache_dir, cache_size=cache_size << 20, buffer_size=buffer_size << 20,
+        _serve(meta_url, opts, cache_dir=cache_dir, cache_size=cache_size, buffer_size=buffer_size,
                max_uploads=max_uploads, heartbeat=heartbeat, background_jobs=not no_bgjob)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
