@@ -14,6 +14,7 @@ from typing import Any
 from jfs.app.compose import open_bucket, open_engine
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
+from jfs.app.data.throttle import throttled
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import HEARTBEAT, VolumeNotFormatted
 from jfs.app.vfs import VFS, PathResolver, VfsConfig
@@ -51,6 +52,14 @@ class ClientOptions:
     """Seconds a path-based client remembers attributes."""
     enable_xattr: bool = True
     permission_checks: bool = True
+    free_space_ratio: float = 0.1
+    """The disk cache writes nothing while its file system has less than this share free."""
+    prefetch: int = 16
+    """Background block loads (read-ahead) in flight at most; 0 = no read-ahead."""
+    upload_limit: float = 0
+    """Upload bandwidth limit in Mbps (0 = none), as JuiceFS's ``--upload-limit``."""
+    download_limit: float = 0
+    """Download bandwidth limit in Mbps (0 = none)."""
     mountpoint: str = ""
     """How the session is labelled in `jfs status` (the mount point, or e.g. "sdk:<pid>")."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +112,7 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             meta = await Meta.load(kv)
         except VolumeNotFormatted as exc:
             raise VolumeError(str(exc)) from None
-        store = await open_bucket(meta.settings)
+        store = throttled(await open_bucket(meta.settings), opts.upload_limit, opts.download_limit)
         await meta.start_session(opts.mountpoint or f"sdk:{os.getpid()}", heartbeat=opts.heartbeat,
                                  background=opts.background_jobs)
         config = DataConfig.from_settings(
@@ -112,6 +121,8 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             cache_size=opts.cache_size,
             buffer_size=opts.buffer_size,
             max_uploads=opts.max_uploads,
+            cache_free_ratio=opts.free_space_ratio,
+            prefetch=opts.prefetch,
         )
         data = await DataPath(meta, store, config).start()
         vfs = VFS(meta, data, VfsConfig(

@@ -63,3 +63,33 @@ def format_size(value: int) -> str:
         if value and value % (1 << shift) == 0:
             return f"{value >> shift}{unit}"
     return f"{value}B"
+
+
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of `text` as JuiceFS (Go) writes durations: ``12s``, ``1h``, ``1h30m``, ``500ms``, ``0``;
+    a plain number is seconds. ValueError for anything else."""
+    s = text.strip().lower()
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None or (m.group(2) is None and m.end() != len(s)):
+            raise ValueError(f"{text!r} is not a duration (e.g. 12s, 30m, 1h, 1h30m; a plain number is seconds)")
+        total += float(m.group(1)) * DURATION_UNITS[m.group(2) or "s"]
+        pos = m.end()
+    if not s:
+        raise ValueError(f"{text!r} is not a duration (e.g. 12s, 30m, 1h, 1h30m; a plain number is seconds)")
+    return total
+
+
+def duration_option(value: Any) -> float:
+    """A typer ``parser`` for a duration option (plain numbers are seconds)."""
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jfs.cli.units import format_size, parse_size
+from jfs.cli.units import format_size, parse_duration, parse_size
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -46,3 +46,17 @@ def test_mount_help_and_options_take_units() -> None:
     runner = CliRunner()
     bad = runner.invoke(app, ["mount", "sqlite3:///nonexistent.db", "/tmp/x", "--cache-size", "10Q"])
     assert bad.exit_code == 2 and "is not a size" in bad.output
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("12s", 12.0), ("12", 12.0), ("1h", 3600.0), ("1h30m", 5400.0), ("500ms", 0.5), ("0", 0.0), ("2.5m", 150.0),
+    ("1d", 86400.0), ("1H", 3600.0),
+])
+def test_durations_parse_as_go_writes_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "1x", "-1s", "1h 2m", "1.2.3s"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)

@@ -1,0 +1,174 @@
+"""`jfs mount` options against real FUSE mounts: --subdir, -o (allow_other opt-in, ro, noatime),
+--log for background mounts, --upload-limit."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A directory other users can reach (pytest's temp tree is 0700), removed afterwards."""
+    d = Path(tempfile.mkdtemp(prefix="jfs-mopts-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def volume(base: Path) -> str:
+    url = f"sqlite3://{base}/meta.db"
+    format_volume(url, str(base / "bucket"), "optvol")
+    return url
+
+
+def _mount_line(mountpoint: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == str(mountpoint):
+                return fields
+    raise AssertionError(f"{mountpoint} is not mounted")
+
+
+def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), user=NOBODY, group=NOBODY, capture_output=True, text=True, timeout=30)
+
+
+def _plain_mount(url: str, mountpoint: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A foreground mount without the test fixture's defaults (no allow_other); wait until mounted."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "jfs.cli.main", "mount", url, str(mountpoint), "--foreground",
+                             "--cache-dir", str(mountpoint.parent / "cache-plain"), "--metrics", "off", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not is_mounted(str(mountpoint)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"mount failed: {proc.communicate()[1].decode(errors='replace')[-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+def _unmount(mountpoint: Path, proc: subprocess.Popen[bytes]) -> None:
+    subprocess.run(["umount", str(mountpoint)], capture_output=True)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if is_mounted(str(mountpoint)):
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+def test_subdir_mounts_a_directory_of_the_volume_as_the_root(volume: str, base: Path) -> None:
+    with mounted(volume, base / "full") as full:
+        (full / "team" / "docs").mkdir(parents=True)
+        (full / "team" / "docs" / "a.txt").write_bytes(b"alpha")
+        (full / "other").mkdir()
+        with mounted(volume, base / "sub", "--subdir", "/team", "--metrics", "off") as sub:
+            assert sorted(n for n in os.listdir(sub) if not n.startswith(".")) == ["docs"]
+            assert (sub / "docs" / "a.txt").read_bytes() == b"alpha"
+            # The virtual files are at the mount's root; the volume's trash is not a subdir's.
+            assert (sub / ".stats").is_file() and (sub / ".config").is_file()
+            assert ".stats" in os.listdir(sub) and ".trash" not in os.listdir(sub)
+            assert '"Subdir": "/team"' in (sub / ".config").read_text()
+            # Changes at the mount's root land in /team of the volume.
+            (sub / "new.txt").write_bytes(b"beta")
+            (sub / "dir").mkdir()
+            os.rename(sub / "new.txt", sub / "dir" / "moved.txt")
+            assert os.statvfs(sub).f_blocks > 0
+            assert (full / "team" / "dir" / "moved.txt").read_bytes() == b"beta"
+            # Nothing above the subdir is reachable through it.
+            assert not (sub / "other").exists() and not (sub / "team").exists()
+            assert os.path.realpath(sub / "..") == str(base)
+        r = jfs("mount", volume, str(base / "bad"), "--subdir", "/missing", "--metrics", "off", check=False)
+        assert r.returncode != 0 and "missing" in r.stderr and not is_mounted(str(base / "bad"))
+
+
+def test_allow_other_is_opt_in(volume: str, base: Path) -> None:
+    mnt = base / "mnt"
+    proc = _plain_mount(volume, mnt)
+    try:
+        mnt.chmod(0o777)
+        fields = _mount_line(mnt)
+        assert "allow_other" not in fields[-1] and "default_permissions" in fields[-1]
+        denied = _as_nobody("stat", str(mnt))
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    finally:
+        _unmount(mnt, proc)
+    proc = _plain_mount(volume, mnt, "-o", "allow_other,noatime", "-o", "noexec")
+    try:
+        fields = _mount_line(mnt)
+        mount_opts, super_opts = fields[5].split(","), fields[-1].split(",")
+        assert "allow_other" in super_opts and "noatime" in mount_opts and "noexec" in mount_opts
+        assert _as_nobody("stat", str(mnt)).returncode == 0
+    finally:
+        _unmount(mnt, proc)
+
+
+def test_o_ro_mounts_read_only_and_bad_words_are_refused(volume: str, base: Path) -> None:
+    mnt = base / "mnt"
+    with mounted(volume, base / "rw") as rw:
+        (rw / "kept").write_bytes(b"x")
+    proc = _plain_mount(volume, mnt, "-o", "ro")
+    try:
+        assert "ro" in _mount_line(mnt)[5].split(",")
+        assert (mnt / "kept").read_bytes() == b"x"
+        with pytest.raises(OSError) as err:
+            (mnt / "new").write_bytes(b"y")
+        assert err.value.errno == errno.EROFS
+    finally:
+        _unmount(mnt, proc)
+    r = jfs("mount", volume, str(base / "bad"), "-o", "max_read=12", "--metrics", "off", check=False)
+    assert r.returncode != 0 and "max_read" in r.stderr
+    r = jfs("mount", volume, str(base / "bad"), "-o", "no_such_option", "--metrics", "off", check=False)
+    assert r.returncode != 0 and not is_mounted(str(base / "bad"))
+
+
+def test_background_mount_logs_to_the_log_option(volume: str, base: Path) -> None:
+    mnt, log = base / "bg", base / "logs" / "mount.log"
+    r = jfs("mount", "-d", volume, str(mnt), "--log", str(log), "--metrics", "off",
+            "--cache-dir", str(base / "bgcache"), check=False)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(str(mnt))
+        text = log.read_text()
+        assert "event=mounting" in text and str(mnt) in text
+    finally:
+        if is_mounted(str(mnt)):
+            jfs("umount", str(mnt), check=False)
+    assert not is_mounted(str(mnt))
+    assert "event=unmounted" in log.read_text()
+
+
+def test_upload_limit_slows_uploads_to_the_bandwidth(volume: str, base: Path) -> None:
+    """8 MiB through --upload-limit 32 (Mbps = 4 MB/s) take at least 8 MiB / 4 MB/s - the 0.1 s burst."""
+    size, mbps = 8 << 20, 32
+    expected = size * 8 / (mbps * 1e6) - 0.1
+    data = os.urandom(size)
+    with mounted(volume, base / "lim", "--upload-limit", str(mbps), "--metrics", "off") as mnt:
+        start = time.monotonic()
+        with open(mnt / "big", "wb") as f:
+            f.write(data)
+            os.fsync(f.fileno())
+        took = time.monotonic() - start
+        assert took >= expected, f"{took:.2f}s < {expected:.2f}s"
+        assert (mnt / "big").read_bytes() == data
+    assert sum(p.stat().st_size for p in (base / "bucket").rglob("*") if p.is_file()) >= size
