@@ -17,6 +17,7 @@ from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_moun
 from jfs.adapters.fuse.server import FuseServer
 from jfs.app.volume import VolumeError
 from jfs.bootstrap import Client, ClientOptions, default_cache_dir, open_client
+from jfs.cli.logs import LOG_FILE_ENV, reload_on_sighup
 
 if TYPE_CHECKING:
     from jfs.adapters.metrics.prometheus import MetricsServer
@@ -160,6 +161,7 @@ async def serve(args: MountArgs) -> None:
         remove_created(created)  # the volume did not open: leave no directory behind
         raise
     exporter = start_metrics(args.metrics, client, mountpoint)
+    reload_on_sighup(asyncio.get_running_loop())  # SIGHUP: log level, log file (docs/operations.md)
     try:
         ops = JfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
@@ -238,7 +240,8 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, lo
     except OSError as exc:
         raise VolumeError(f"cannot open log file {log_path}: {exc.strerror or exc}") from None
     with out:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                 env={**os.environ, LOG_FILE_ENV: log_path})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_mounted(mountpoint):

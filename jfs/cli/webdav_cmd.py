@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 
-from jfs.cli.client_opts import DEFAULT_BUFFER_SIZE, DEFAULT_CACHE_SIZE, BufferSize, CacheDir, CacheSize, MaxUploads
+from jfs.cli.client_opts import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_CACHE_SIZE,
+    BufferSize,
+    CacheDir,
+    CacheSize,
+    MaxUploads,
+)
 
 _EXAMPLES = (
     "[bold]Examples:[/bold]\n\n"
@@ -138,6 +145,9 @@ def _serve(meta_url: str, opts: object, **client_options: object) -> None:
     client = Client(meta_url, cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
                     read_only=opts.read_only, subdir=opts.subdir, enable_xattr=True,
                     mountpoint=f"webdav:{opts.host}:{opts.port}", **client_options)
+    from jfs.cli.logs import reload_on_sighup
+
+    reload_on_sighup(None)  # SIGHUP: log level (docs/operations.md)
     try:
         serve(client, opts)
     finally:

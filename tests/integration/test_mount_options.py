@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -172,3 +173,37 @@ def test_upload_limit_slows_uploads_to_the_bandwidth(volume: str, base: Path) ->
         assert took >= expected, f"{took:.2f}s < {expected:.2f}s"
         assert (mnt / "big").read_bytes() == data
     assert sum(p.stat().st_size for p in (base / "bucket").rglob("*") if p.is_file()) >= size
+
+
+def _mount_pid(mountpoint: Path) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"--foreground" in argv and str(mountpoint).encode() in argv:
+                return int(entry)
+    raise AssertionError(f"no mount process for {mountpoint}")
+
+
+def test_sighup_reopens_the_log_file_and_reloads_the_level(volume: str, base: Path) -> None:
+    """logrotate's way: move the log away, SIGHUP; the mount writes to a new file, at the new level."""
+    mnt, log = base / "hup", base / "hup.log"
+    r = jfs("mount", "-d", volume, str(mnt), "--log", str(log), "--metrics", "off",
+            "--cache-dir", str(base / "hupcache"), check=False)
+    try:
+        assert r.returncode == 0, r.stderr
+        pid = _mount_pid(mnt)
+        log.rename(base / "hup.log.1")
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not (log.exists() and "event=log_level" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "new_level=debug" in log.read_text()
+        os.listdir(mnt)  # the mount still serves
+        assert "event=mounting" in (base / "hup.log.1").read_text()
+    finally:
+        if is_mounted(str(mnt)):
+            jfs("umount", str(mnt), check=False)
+    assert "event=unmounted" in log.read_text()
