@@ -161,6 +161,11 @@ async def serve(args: MountArgs) -> None:
         remove_created(created)  # the volume did not open: leave no directory behind
         raise
     exporter = start_metrics(args.metrics, client, mountpoint)
+    backup = None
+    if args.backup_meta > 0 and not args.no_bgjob and not read_only:
+        from jfs.app.meta_backup import MetaBackup
+
+        backup = MetaBackup(client.kv, client.store, client.meta.settings.name, args.backup_meta).start()
     reload_on_sighup(asyncio.get_running_loop())  # SIGHUP: log level, log file (docs/operations.md)
     try:
         ops = JfsOperations(client.vfs, MountConfig(
@@ -177,6 +182,8 @@ async def serve(args: MountArgs) -> None:
             remove_created(created)
         raise
     finally:
+        if backup is not None:
+            await backup.close()
         if exporter is not None:
             exporter.close()
         await client.close()

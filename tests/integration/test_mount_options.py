@@ -207,3 +207,44 @@ def test_sighup_reopens_the_log_file_and_reloads_the_level(volume: str, base: Pa
         if is_mounted(str(mnt)):
             jfs("umount", str(mnt), check=False)
     assert "event=unmounted" in log.read_text()
+
+
+def test_backup_meta_puts_a_dump_in_the_bucket_that_jfs_load_restores(volume: str, base: Path) -> None:
+    """--backup-meta 2s: a mount writes optvol/meta/dump-YYYY-MM-DD-HHMMSS.json.gz into the bucket; `jfs load`
+    of it into a fresh engine gives the same tree and file contents (the data stays in the same bucket)."""
+    backups = base / "bucket" / "optvol" / "meta"
+    with mounted(volume, base / "bk", "--backup-meta", "2s", "--metrics", "off") as mnt:
+        (mnt / "d" / "e").mkdir(parents=True)
+        (mnt / "d" / "e" / "f.txt").write_bytes(b"restored")
+        (mnt / "top.bin").write_bytes(os.urandom(100_000))
+        os.symlink("d/e/f.txt", mnt / "link")
+        want = {p.relative_to(mnt).as_posix(): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+                for p in mnt.rglob("*") if not p.name.startswith(".")}
+        # A backup made after the tree was written: wait for one newer than the files.
+        made = time.time()
+        deadline = time.monotonic() + 40
+        found: list[Path] = []
+        while time.monotonic() < deadline:
+            found = sorted(p for p in backups.glob("dump-*.json.gz") if p.stat().st_mtime > made + 0.5)
+            if found:
+                break
+            time.sleep(0.2)
+        assert found, sorted(os.listdir(backups)) if backups.exists() else "no meta/ prefix"
+    assert all(len(p.name) == len("dump-2026-01-01-000000.json.gz") for p in found)
+    restored = f"sqlite3://{base}/restored.db"
+    r = jfs("load", restored, str(found[-1]), check=False)
+    assert r.returncode == 0, r.stderr
+    with mounted(restored, base / "rs", "--backup-meta", "0", "--metrics", "off", "--read-only") as mnt:
+        got = {p.relative_to(mnt).as_posix(): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+               for p in mnt.rglob("*") if not p.name.startswith(".")}
+        assert os.readlink(mnt / "link") == "d/e/f.txt"
+    assert got == want
+
+
+def test_backup_meta_zero_and_no_bgjob_make_no_backup(volume: str, base: Path) -> None:
+    with mounted(volume, base / "nb", "--backup-meta", "0", "--metrics", "off") as mnt:
+        (mnt / "x").write_bytes(b"x")
+        time.sleep(2.5)
+    with mounted(volume, base / "nb2", "--backup-meta", "1s", "--no-bgjob", "--metrics", "off"):
+        time.sleep(2.5)
+    assert not (base / "bucket" / "optvol" / "meta").exists()
