@@ -14,6 +14,7 @@ from typing import Any
 from jfs.app.compose import open_bucket, open_engine
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
+from jfs.app.data.staging import StagingStore, staging_dir
 from jfs.app.data.throttle import throttled
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import HEARTBEAT, VolumeNotFormatted
@@ -56,6 +57,9 @@ class ClientOptions:
     """The disk cache writes nothing while its file system has less than this share free."""
     prefetch: int = 16
     """Background block loads (read-ahead) in flight at most; 0 = no read-ahead."""
+    writeback: bool = False
+    """Stage written blocks in the cache directory and upload them in the background (`StagingStore`:
+    acknowledged writes survive a crash of the client, not the loss of its disk)."""
     upload_limit: float = 0
     """Upload bandwidth limit in Mbps (0 = none), as JuiceFS's ``--upload-limit``."""
     download_limit: float = 0
@@ -124,11 +128,17 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             cache_free_ratio=opts.free_space_ratio,
             prefetch=opts.prefetch,
         )
+        if opts.writeback:
+            if not config.cache_dir:
+                raise VolumeError("--writeback needs a cache directory (--cache-dir)")
+            store = await StagingStore(store, staging_dir(config.cache_dir, meta.settings.uuid),
+                                       concurrency=opts.max_uploads).start()
         data = await DataPath(meta, store, config).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
             options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,
                      "BufferSize": config.buffer_size, "ReadOnly": opts.read_only, "Subdir": opts.subdir,
+                     "Writeback": opts.writeback,
                      **opts.extra},
         ))
         if opts.entry_cache > 0 or opts.attr_cache > 0:

@@ -671,6 +671,11 @@ def mount(
         parser=duration_option, metavar="DURATION", show_default="12s", rich_help_panel="Meta",
         help="Session heartbeat interval (12s, 1m; a plain number is seconds).")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions, metadata backups).", rich_help_panel="Meta")] = False,
+    writeback: Annotated[bool, typer.Option(
+        "--writeback", rich_help_panel="Data",
+        help="Write-back: blocks are staged (fsynced) in the cache directory and uploaded in the background; "
+        "a crashed mount's staged blocks are uploaded by the next mount of that cache directory. Trades "
+        "durability: until uploaded, acknowledged data lives only on this host's disk.")] = False,
     backup_meta: Annotated[float, typer.Option(
         parser=duration_option, metavar="DURATION", show_default="1h", rich_help_panel="Meta",
         help="Back the metadata up into the bucket's meta/ every DURATION (one client per volume does; "
@@ -703,7 +708,7 @@ def mount(
         writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
         no_bgjob=no_bgjob, metrics=metrics, fuse_options=tuple(fuse_options or ()), subdir=subdir,
         prefetch=prefetch, free_space_ratio=free_space_ratio, upload_limit=upload_limit,
-        download_limit=download_limit, backup_meta=backup_meta, log_file=log_file,
+        download_limit=download_limit, backup_meta=backup_meta, log_file=log_file, writeback=writeback,
     )
     _remember_secrets(meta_url)
     try:

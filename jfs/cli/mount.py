@@ -52,6 +52,8 @@ class MountArgs:
     upload_limit: float = 0
     """Mbps (0 = no limit)."""
     download_limit: float = 0
+    writeback: bool = False
+    """Stage written blocks in the cache directory, upload them in the background."""
     backup_meta: float = 3600.0
     """Seconds between automatic metadata backups into the bucket (0 = none)."""
     log_file: str | None = None
@@ -148,6 +150,7 @@ async def serve(args: MountArgs) -> None:
             free_space_ratio=args.free_space_ratio,
             upload_limit=args.upload_limit,
             download_limit=args.download_limit,
+            writeback=args.writeback,
             heartbeat=args.heartbeat,
             background_jobs=not args.no_bgjob,
             enable_xattr=args.enable_xattr,

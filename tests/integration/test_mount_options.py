@@ -248,3 +248,41 @@ def test_backup_meta_zero_and_no_bgjob_make_no_backup(volume: str, base: Path) -
     with mounted(volume, base / "nb2", "--backup-meta", "1s", "--no-bgjob", "--metrics", "off"):
         time.sleep(2.5)
     assert not (base / "bucket" / "optvol" / "meta").exists()
+
+
+def _bucket_bytes(bucket: Path) -> int:
+    return sum(p.stat().st_size for p in (bucket / "optvol" / "chunks").rglob("*") if p.is_file()) \
+        if (bucket / "optvol" / "chunks").exists() else 0
+
+
+def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base: Path) -> None:
+    """--writeback with uploads held back (--upload-limit 1 = 125 kB/s): files closed (acknowledged) are
+    staged; SIGKILL the mount; the next mount of the same cache directory uploads them; a mount with
+    another cache directory then reads every byte from the bucket."""
+    mnt = base / "wb"
+    files = {f"f{i}": os.urandom(3 << 20) for i in range(3)}
+    proc = _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0")
+    try:
+        for name, data in files.items():
+            with open(mnt / name, "wb") as f:
+                f.write(data)
+        staged = base / "cache-plain"
+        assert sum(p.stat().st_size for p in staged.rglob("rawstaging/**/*") if p.is_file()) > 0
+        assert _bucket_bytes(base / "bucket") < sum(map(len, files.values()))  # not all uploaded yet
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    assert not is_mounted(str(mnt))
+    proc = _plain_mount(volume, mnt, "--writeback", "--backup-meta", "0")  # same cache dir, no limit
+    try:
+        assert sorted(n for n in os.listdir(mnt) if not n.startswith(".")) == sorted(files)
+    finally:
+        _unmount(mnt, proc)  # a graceful unmount waits for the uploads
+    assert not [p for p in (base / "cache-plain").rglob("rawstaging/**/*") if p.is_file()]
+    with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:  # another cache
+        for name, data in files.items():
+            assert (check / name).read_bytes() == data, name
