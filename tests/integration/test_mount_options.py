@@ -269,6 +269,8 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
         staged = base / "cache-plain"
         assert sum(p.stat().st_size for p in staged.rglob("rawstaging/**/*") if p.is_file()) > 0
         assert _bucket_bytes(base / "bucket") < sum(map(len, files.values()))  # not all uploaded yet
+        stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
+        assert float(stats["jfs_staging_blocks"]) > 0
         proc.kill()
         proc.wait()
     finally:
