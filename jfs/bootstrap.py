@@ -13,6 +13,8 @@ from typing import Any
 
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
+from jfs.app.data.staging import StagingStore, staging_dir
+from jfs.app.data.throttle import throttled
 from jfs.app.errors import VolumeError
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import HEARTBEAT, VolumeNotFormatted
@@ -51,6 +53,17 @@ class ClientOptions:
     """Seconds a path-based client remembers attributes."""
     enable_xattr: bool = True
     permission_checks: bool = True
+    free_space_ratio: float = 0.1
+    """The disk cache writes nothing while its file system has less than this share free."""
+    prefetch: int = 16
+    """Background block loads (read-ahead) in flight at most; 0 = no read-ahead."""
+    writeback: bool = False
+    """Stage written blocks in the cache directory and upload them in the background (`StagingStore`:
+    acknowledged writes survive a crash of the client, not the loss of its disk)."""
+    upload_limit: float = 0
+    """Upload bandwidth limit in Mbps (0 = none), as JuiceFS's ``--upload-limit``."""
+    download_limit: float = 0
+    """Download bandwidth limit in Mbps (0 = none)."""
     mountpoint: str = ""
     """How the session is labelled in `jfs status` (the mount point, or e.g. "sdk:<pid>")."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +116,7 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             meta = await Meta.load(kv)
         except VolumeNotFormatted as exc:
             raise VolumeError(str(exc)) from None
-        store = await open_bucket(meta.settings)
+        store = throttled(await open_bucket(meta.settings), opts.upload_limit, opts.download_limit)
         await meta.start_session(opts.mountpoint or f"sdk:{os.getpid()}", heartbeat=opts.heartbeat,
                                  background=opts.background_jobs)
         config = DataConfig.from_settings(
@@ -112,12 +125,20 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             cache_size=opts.cache_size,
             buffer_size=opts.buffer_size,
             max_uploads=opts.max_uploads,
+            cache_free_ratio=opts.free_space_ratio,
+            prefetch=opts.prefetch,
         )
+        if opts.writeback:
+            if not config.cache_dir:
+                raise VolumeError("--writeback needs a cache directory (--cache-dir)")
+            store = await StagingStore(store, staging_dir(config.cache_dir, meta.settings.uuid),
+                                       concurrency=opts.max_uploads).start()
         data = await DataPath(meta, store, config).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
             options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,
                      "BufferSize": config.buffer_size, "ReadOnly": opts.read_only, "Subdir": opts.subdir,
+                     "Writeback": opts.writeback,
                      **opts.extra},
         ))
         if opts.entry_cache > 0 or opts.attr_cache > 0:

@@ -191,6 +191,12 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
     if reader is not None:
         out["jfs_read_block_vanished"] = getattr(reader, "vanished", 0)
     out["jfs_deferred_slice_deletions"] = getattr(data, "deferred_deletions", 0)
+    from jfs.app.data.staging import StagingStore
+
+    staging = getattr(data, "store", None)
+    if isinstance(staging, StagingStore):  # --writeback
+        out["jfs_staging_blocks"] = staging.pending
+        out["jfs_staging_uploaded"] = staging.uploaded
     fetcher = getattr(data, "fetcher", None)
     if fetcher is not None:
         out["jfs_memcache_hits"] = getattr(fetcher, "mem_hits", 0)

@@ -3,7 +3,8 @@
 An fstab line ``META-URL /mnt/jfs jfs _netdev,cache-size=10240,enable-xattr 0 0`` makes ``mount /mnt/jfs``
 (and ``mount -a``, and systemd's generated mount units) run ``/sbin/mount.jfs META-URL /mnt/jfs -o OPTIONS``,
 which becomes ``jfs mount -d META-URL /mnt/jfs --cache-size 10240 --enable-xattr``: ``key=value`` is
-``--key value``, a bare word ``--word``, ``ro`` is ``--read-only``, ``env.NAME=VALUE`` sets an environment
+``--key value``, a bare word ``--word``, ``ro`` is ``--read-only``, FUSE words (``allow_other``,
+``noatime``, ...) are ``-o word``, ``env.NAME=VALUE`` sets an environment
 variable (e.g. ``env.META_PASSWORD=…``), and options meant for mount(8) or systemd (``_netdev``, ``nofail``,
 ``noauto``, ``x-systemd.*`` …) are dropped. pip cannot install into /sbin: ``--update-fstab`` links
 ``/sbin/mount.jfs`` to the ``mount.jfs`` script of this installation (or link it by hand).
@@ -22,9 +23,13 @@ FS_TYPE = "jfs"
 
 IGNORED = {
     "_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "owner", "group", "defaults", "rw",
-    "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync", "atime", "noatime", "relatime",
-    "strictatime", "lazytime", "loop", "bg", "fg",
+    "dev", "nodev", "suid", "nosuid", "exec", "async", "atime", "lazytime", "loop", "bg", "fg",
 }
+FUSE_WORDS = {
+    "allow_other", "default_permissions", "writeback_cache", "noatime", "nodiratime", "relatime", "strictatime",
+    "noexec", "sync", "dirsync",
+}
+"""Words that are FUSE/mount flags of `jfs mount -o` (everything else is a `jfs mount` option)."""
 IGNORED_PREFIXES = ("x-systemd.", "x-", "comment=", "helper=")
 SKIPPED_PARAMS = {"meta_url", "mountpoint", "background", "foreground", "update_fstab"}
 
@@ -39,6 +44,8 @@ def options_to_args(options: str) -> tuple[list[str], dict[str, str]]:
             continue
         if key.startswith("env."):
             env[key[4:]] = value
+        elif opt in FUSE_WORDS or key == "max_read":
+            args += ["-o", opt]
         elif opt == "ro":
             args.append("--read-only")
         elif sep:
@@ -92,14 +99,16 @@ def _given_options(ctx: Any) -> list[str]:
         if source is None or source.name != "COMMANDLINE":
             continue
         value = ctx.params[param.name]
-        if param.is_flag:
+        if param.name == "fuse_options":  # -o words are fstab words of their own
+            words.extend(w for text in value or () for w in text.split(",") if w)
+        elif param.is_flag:
             names = param.opts if value else param.secondary_opts
             long = next((n for n in names if n.startswith("--")), None)
             if long:
                 words.append(long[2:])
         else:
             name = next(n for n in param.opts if n.startswith("--"))[2:]
-            words.append(f"{name}={getattr(value, 'value', value)}")
+            words.append(f"{name}={getattr(value, 'text', getattr(value, 'value', value))}")
     return words
 
 

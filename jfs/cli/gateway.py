@@ -19,6 +19,7 @@ from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
 from jfs.app.objectview import ObjectView
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
+from jfs.cli.logs import reload_on_sighup
 
 log = structlog.get_logger("jfs.gateway")
 
@@ -113,6 +114,7 @@ async def serve(args: GatewayArgs) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        reload_on_sighup(loop)
         log.info("gateway_serving", volume=client.meta.settings.name, address=f"{host}:{port}",
                  multi_buckets=args.multi_buckets, tls=ssl_context is not None)
         try:

@@ -3,12 +3,21 @@
 On a terminal events are rendered for people (`structlog.dev.ConsoleRenderer`); otherwise as
 ``key=value`` pairs (logfmt: ``timestamp=… level=info event=volume_formatted name=demo``), one event per
 line, ready for journald or a log shipper. Standard-library loggers (asyncio, redis, botocore, …) go
-through the same renderer. Modules log with ``structlog.get_logger(__name__)``.
+through the same renderer (boto3, botocore, asyncio, aiohttp, cheroot, wsgidav: one format, one line per
+event — a traceback is one escaped ``exception="…\\n…"`` value). Modules log with
+``structlog.get_logger(__name__)``.
+
+The level can change while a process runs (`set_level`): loggers are cached on first use, so their class
+(`LevelGate`) checks one module-level threshold instead of being built for a fixed level. A long-running
+process (mount, gateway, webdav) calls `reload_on_sighup`: SIGHUP then reloads the level (see
+`reload_level`) and reopens the log file of a background process (for logrotate).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from typing import Any
 
@@ -18,7 +27,49 @@ from structlog.typing import EventDict, Processor
 LEVELS = ("debug", "info", "warning", "error")
 
 # Chatty third-party loggers stay at WARNING even when jfs logs at DEBUG.
-QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "aiosqlite", "asyncio", "hpack")
+QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "aiosqlite", "asyncio", "hpack", "aiohttp",
+                   "cheroot", "wsgidav")
+
+_NUMERIC = logging.getLevelNamesMapping()
+_threshold = logging.INFO
+_configured = "info"
+"""The level the process was started with (what SIGHUP goes back to)."""
+
+
+class LevelGate(structlog.BoundLoggerBase):
+    """A bound logger whose methods drop events below the process's current level (`set_level`) with
+    one comparison, as `structlog.make_filtering_bound_logger` does for a level fixed at configuration."""
+
+    def _at(self, numeric: int, method: str, event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        if numeric < _threshold:
+            return None
+        if args:
+            event = event % args
+        return self._proxy_to_logger(method, event, **kw)
+
+    def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._at(logging.DEBUG, "debug", event, args, kw)
+
+    def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._at(logging.INFO, "info", event, args, kw)
+
+    def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._at(logging.WARNING, "warning", event, args, kw)
+
+    warn = warning
+
+    def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._at(logging.ERROR, "error", event, args, kw)
+
+    def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("exc_info", True)
+        return self._at(logging.ERROR, "error", event, args, kw)
+
+    def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._at(logging.CRITICAL, "critical", event, args, kw)
+
+    fatal = critical
+    msg = info
 
 
 class _StderrLogger:
@@ -51,9 +102,10 @@ def _add_logger_name(logger: Any, _method: str, event_dict: EventDict) -> EventD
 
 def setup_logging(level: str = "info", *, human: bool | None = None) -> None:
     """Configure structlog and the stdlib root logger. `human` defaults to whether stderr is a TTY."""
+    global _configured
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    _configured = level
     if human is None:
         human = sys.stderr.isatty()
 
@@ -78,7 +130,7 @@ def setup_logging(level: str = "info", *, human: bool | None = None) -> None:
 
     structlog.configure(
         processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=LevelGate,
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
@@ -90,8 +142,78 @@ def setup_logging(level: str = "info", *, human: bool | None = None) -> None:
             foreign_pre_chain=shared,
         )
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(numeric)
+    logging.getLogger().handlers[:] = [handler]
+    logging.captureWarnings(True)  # warnings.warn(...) of libraries: one event too
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """Log at `level` from now on (structlog and stdlib loggers; chatty libraries stay at WARNING)."""
+    global _threshold
+    if level not in LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+    numeric = _NUMERIC[level.upper()]
+    _threshold = numeric
+    logging.getLogger().setLevel(numeric)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+def current_level() -> str:
+    return logging.getLevelName(_threshold).lower()
+
+
+LEVEL_FILE_ENV = "JFS_LOG_LEVEL_FILE"
+
+
+def reload_level() -> str:
+    """The level SIGHUP switches to: the first word of the file named by ``$JFS_LOG_LEVEL_FILE`` when it
+    is set and holds a level; otherwise it toggles between ``debug`` and the level the process started
+    with. Applies and returns it."""
+    path = os.environ.get(LEVEL_FILE_ENV)
+    level = ""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                level = (f.read().split() or [""])[0].lower()
+        except OSError:
+            level = ""
+    if level not in LEVELS:
+        level = _configured if current_level() == "debug" and _configured != "debug" else "debug"
+    set_level(level)
+    return level
+
+
+def reopen_log_file(path: str) -> None:
+    """Point stdout and stderr at `path` anew (after logrotate moved the old file away)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+LOG_FILE_ENV = "JFS_LOG_FILE"
+"""Set by a background process's parent to the file its stdout/stderr go to (reopened on SIGHUP)."""
+
+
+def reload_on_sighup(loop: Any | None = None) -> None:
+    """Handle SIGHUP (on asyncio `loop`, or with `signal.signal` in the main thread when None):
+    `reload_level`, and reopen ``$JFS_LOG_FILE`` when set."""
+    log = structlog.get_logger("jfs.logs")
+
+    def on_hup(*_: Any) -> None:
+        path = os.environ.get(LOG_FILE_ENV)
+        if path:
+            try:
+                reopen_log_file(path)
+            except OSError as exc:
+                log.error("log_reopen_failed", path=path, error=exc.strerror or str(exc))
+        level = reload_level()
+        log.warning("log_level", new_level=level, signal="SIGHUP")
+
+    if loop is None:
+        signal.signal(signal.SIGHUP, on_hup)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)

@@ -28,8 +28,16 @@ from rich.table import Table
 from jfs.adapters.kv.base import redact_url
 from jfs.app.errors import JfsError
 from jfs.cli import errors, quit_on_interrupt, stops_cleanly
-from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
+from jfs.cli.client_opts import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_CACHE_SIZE,
+    BufferSize,
+    CacheDir,
+    CacheSize,
+    MaxUploads,
+)
 from jfs.cli.logs import setup_logging
+from jfs.cli.units import duration_option
 from jfs.domain.settings import SECRET_FIELDS, InvalidSettings, Settings
 
 T = TypeVar("T")
@@ -560,7 +568,9 @@ def config(
 @app.command(
     epilog="[bold]Examples:[/bold]\n\n"
     "jfs mount sqlite3://myjfs.db /mnt/jfs -d\n\n"
-    "jfs mount redis://localhost:6379/1 /mnt/jfs --cache-dir /var/jfsCache --cache-size 10240",
+    "jfs mount redis://localhost:6379/1 /mnt/jfs --cache-dir /var/jfsCache --cache-size 10G\n\n"
+    "jfs mount redis://localhost:6379/1 /mnt/jfs -d -o allow_other,noatime --subdir /team --log /tmp/jfs.log\n\n"
+    "jfs mount redis://localhost:6379/1 /mnt/jfs --upload-limit 100 --backup-meta 0   # 100 Mbps, no backups",
 )
 def mount(
     ctx: typer.Context,
@@ -575,8 +585,8 @@ def mount(
     ] = False,
     foreground: Annotated[bool, typer.Option(hidden=True)] = False,
     cache_dir: CacheDir = None,
-    cache_size: CacheSize = 102400,
-    buffer_size: BufferSize = 300,
+    cache_size: CacheSize = DEFAULT_CACHE_SIZE,
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE,
     max_uploads: MaxUploads = 20,
     attr_cache: Annotated[float, typer.Option(help="Kernel attribute cache, seconds.", rich_help_panel="FUSE")] = 1.0,
     entry_cache: Annotated[float, typer.Option(help="Kernel entry cache for files, seconds.", rich_help_panel="FUSE")] = 1.0,
@@ -594,8 +604,37 @@ def mount(
         "--enable-xattr", help="Serve extended attributes (off by default, as in JuiceFS: without it the kernel "
         "answers EOPNOTSUPP itself and `ls -l` needs no xattr round trips).", rich_help_panel="FUSE")] = False,
     read_only: Annotated[bool, typer.Option("--read-only", help="Mount read-only.")] = False,
-    heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
-    no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
+    fuse_options: Annotated[list[str] | None, typer.Option(
+        "-o", "--options", metavar="OPTS", show_default=False, rich_help_panel="FUSE",
+        help="FUSE mount options, comma-separated, repeatable: allow_other (off unless given), ro, noatime, "
+        "noexec, writeback_cache, max_read=N, fsname=NAME, ... (others go to the kernel as they are).")] = None,
+    subdir: Annotated[str, typer.Option(help="Mount this directory of the volume as the root.",
+                                        rich_help_panel="Meta")] = "",
+    heartbeat: Annotated[float, typer.Option(
+        parser=duration_option, metavar="DURATION", show_default="12s", rich_help_panel="Meta",
+        help="Session heartbeat interval (12s, 1m; a plain number is seconds).")] = 12.0,
+    no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions, metadata backups).", rich_help_panel="Meta")] = False,
+    writeback: Annotated[bool, typer.Option(
+        "--writeback", rich_help_panel="Data",
+        help="Write-back: blocks are staged (fsynced) in the cache directory and uploaded in the background; "
+        "a crashed mount's staged blocks are uploaded by the next mount of that cache directory. Trades "
+        "durability: until uploaded, acknowledged data lives only on this host's disk.")] = False,
+    backup_meta: Annotated[float, typer.Option(
+        parser=duration_option, metavar="DURATION", show_default="1h", rich_help_panel="Meta",
+        help="Back the metadata up into the bucket's meta/ every DURATION (one client per volume does; "
+        "0 = never); restore with jfs load.")] = 3600.0,
+    prefetch: Annotated[int, typer.Option(min=0, help="Background block loads (read-ahead) in flight; 0 = "
+                                          "no read-ahead.", rich_help_panel="Data")] = 16,
+    free_space_ratio: Annotated[float, typer.Option(
+        min=0.0, max=1.0, rich_help_panel="Cache",
+        help="Cache nothing while the cache disk has less than this share free.")] = 0.1,
+    upload_limit: Annotated[float, typer.Option(
+        min=0.0, metavar="MBPS", rich_help_panel="Data", help="Upload bandwidth limit in Mbps (0 = none).")] = 0.0,
+    download_limit: Annotated[float, typer.Option(
+        min=0.0, metavar="MBPS", rich_help_panel="Data", help="Download bandwidth limit in Mbps (0 = none).")] = 0.0,
+    log_file: Annotated[str | None, typer.Option(
+        "--log", metavar="FILE", show_default=False,
+        help="Log file of a background mount (default /var/log/jfs.log as root, ~/.jfs/jfs.log otherwise).")] = None,
     metrics: Annotated[str, typer.Option(
         help="Serve Prometheus metrics at HOST:PORT (the next free port when taken; \"off\" for none).",
         rich_help_panel="Observability")] = "127.0.0.1:9567",
@@ -606,11 +645,13 @@ def mount(
     from jfs.cli import mount as m
 
     args = m.MountArgs(
-        meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size_mib=cache_size,
-        buffer_size_mib=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
+        meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size=cache_size,
+        buffer_size=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
         dir_entry_cache=dir_entry_cache, negative_cache=negative_entry_cache, enable_xattr=enable_xattr,
         writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
-        no_bgjob=no_bgjob, metrics=metrics,
+        no_bgjob=no_bgjob, metrics=metrics, fuse_options=tuple(fuse_options or ()), subdir=subdir,
+        prefetch=prefetch, free_space_ratio=free_space_ratio, upload_limit=upload_limit,
+        download_limit=download_limit, backup_meta=backup_meta, log_file=log_file, writeback=writeback,
     )
     _remember_secrets(meta_url)
     try:
@@ -621,7 +662,7 @@ def mount(
         path = m.check_mountpoint(mountpoint)
         m.check_metrics(metrics)
         if background and not foreground:
-            m.spawn_background(m.foreground_argv(), path)
+            m.spawn_background(m.foreground_argv(), path, log_file=log_file)
             typer.echo(f"jfs: {path} is mounted")
             return
         with stops_cleanly():  # Ctrl-C unmounts (the FUSE server's own handler once mounted)
@@ -652,8 +693,8 @@ def gateway(
     subdir: Annotated[str, typer.Option(help="Serve this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
     cache_dir: CacheDir = None,
-    cache_size: CacheSize = 102400,
-    buffer_size: BufferSize = 300,
+    cache_size: CacheSize = DEFAULT_CACHE_SIZE,
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE,
     max_uploads: MaxUploads = 20,
     attr_cache: Annotated[float, typer.Option(help="Attribute cache, seconds.", rich_help_panel="Cache")] = 1.0,
     entry_cache: Annotated[float, typer.Option(help="Name cache, seconds.", rich_help_panel="Cache")] = 1.0,
@@ -669,8 +710,8 @@ def gateway(
         _usage_error(f"--umask must be octal, not {umask!r}")
     _remember_secrets(meta_url, os.environ.get("MINIO_ROOT_PASSWORD"), os.environ.get("JFS_GATEWAY_SECRET_KEY"))
     args = g.GatewayArgs(
-        meta_url=meta_url, address=address, cache_dir=cache_dir, cache_size_mib=cache_size,
-        buffer_size_mib=buffer_size, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
+        meta_url=meta_url, address=address, cache_dir=cache_dir, cache_size_mib=cache_size >> 20,
+        buffer_size_mib=buffer_size >> 20, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
         multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
         cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
     )

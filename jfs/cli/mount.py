@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
-from jfs.adapters.fuse.mounting import MountOptions, is_mounted, unmount
+from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import Client, ClientOptions, default_cache_dir, open_client
+from jfs.cli.logs import LOG_FILE_ENV, reload_on_sighup
 
 if TYPE_CHECKING:
     from jfs.adapters.metrics.prometheus import MetricsServer
@@ -29,19 +30,34 @@ class MountArgs:
     meta_url: str
     mountpoint: str
     cache_dir: str | None = None
-    cache_size_mib: int = 102400
-    buffer_size_mib: int = 300
+    cache_size: int = 100 << 30
+    """Bytes (the CLI takes units, `jfs.cli.units`)."""
+    buffer_size: int = 300 << 20
     attr_cache: float = 1.0
     entry_cache: float = 1.0
     dir_entry_cache: float = 1.0
     negative_cache: float = 0.0
     enable_xattr: bool = False
     writeback_cache: bool = False
-    allow_other: bool | None = None
     read_only: bool = False
+    fuse_options: tuple[str, ...] = ()
+    """``-o`` words (`apply_fuse_options`): ``allow_other`` is off unless given."""
+    subdir: str = ""
+    """Serve this directory of the volume as the mount's root."""
     heartbeat: float = 12.0
     max_uploads: int = 20
     no_bgjob: bool = False
+    prefetch: int = 16
+    free_space_ratio: float = 0.1
+    upload_limit: float = 0
+    """Mbps (0 = no limit)."""
+    download_limit: float = 0
+    writeback: bool = False
+    """Stage written blocks in the cache directory, upload them in the background."""
+    backup_meta: float = 3600.0
+    """Seconds between automatic metadata backups into the bucket (0 = none)."""
+    log_file: str | None = None
+    """Where a background mount logs (default: `default_log_path`)."""
     metrics: str = "127.0.0.1:9567"
     """Prometheus endpoint address ("" = none); the next free port is used when it is taken."""
 
@@ -98,18 +114,43 @@ def remove_created(created: list[str]) -> None:
             return
 
 
+def fuse_mount_options(args: MountArgs, fsname: str) -> tuple[MountOptions, bool]:
+    """The FUSE mount options of `args` (its ``-o`` words applied) and whether the mount is read-only.
+    VolumeError for a malformed ``-o`` word."""
+    base = MountOptions(
+        fsname=fsname, subtype="jfs", allow_other=False, read_only=args.read_only,
+        writeback_cache=args.writeback_cache,
+        # "auto" let the kernel use READDIRPLUS for a listing's first page only and then LOOKUP
+        # every other entry: `ls -l` of 10k entries was 10,003 LOOKUPs on top of the pages
+        # (Redis: 0.26-0.30 s); "always" answers it with the pages alone (0.22-0.25 s).
+        readdirplus="always",
+    )
+    try:
+        options, ro = apply_fuse_options(base, list(args.fuse_options))
+    except ValueError as exc:
+        raise VolumeError(str(exc)) from None
+    return options, args.read_only or ro
+
+
 async def serve(args: MountArgs) -> None:
     """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
     mountpoint = check_mountpoint(args.mountpoint)
+    _, read_only = fuse_mount_options(args, "jfs")  # a bad -o word fails before anything is opened
     created = prepare_mountpoint(mountpoint)
     server: FuseServer | None = None
     try:
         client = await open_client(args.meta_url, ClientOptions(
             cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
-            cache_size=args.cache_size_mib << 20,
-            buffer_size=args.buffer_size_mib << 20,
+            cache_size=args.cache_size,
+            buffer_size=args.buffer_size,
             max_uploads=args.max_uploads,
-            read_only=args.read_only,
+            read_only=read_only,
+            subdir=args.subdir,
+            prefetch=args.prefetch,
+            free_space_ratio=args.free_space_ratio,
+            upload_limit=args.upload_limit,
+            download_limit=args.download_limit,
+            writeback=args.writeback,
             heartbeat=args.heartbeat,
             background_jobs=not args.no_bgjob,
             enable_xattr=args.enable_xattr,
@@ -123,26 +164,29 @@ async def serve(args: MountArgs) -> None:
         remove_created(created)  # the volume did not open: leave no directory behind
         raise
     exporter = start_metrics(args.metrics, client, mountpoint)
+    backup = None
+    if args.backup_meta > 0 and not args.no_bgjob and not read_only:
+        from jfs.app.meta_backup import MetaBackup
+
+        backup = MetaBackup(client.kv, client.store, client.meta.settings.name, args.backup_meta).start()
+    reload_on_sighup(asyncio.get_running_loop())  # SIGHUP: log level, log file (docs/operations.md)
     try:
         ops = JfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
             dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
-        ))
-        server = FuseServer(ops, mountpoint, MountOptions(
-            fsname=f"jfs:{client.meta.settings.name}", subtype="jfs", allow_other=args.allow_other,
-            read_only=args.read_only, writeback_cache=args.writeback_cache,
-            # "auto" let the kernel use READDIRPLUS for a listing's first page only and then LOOKUP
-            # every other entry: `ls -l` of 10k entries was 10,003 LOOKUPs on top of the pages
-            # (Redis: 0.26-0.30 s); "always" answers it with the pages alone (0.22-0.25 s).
-            readdirplus="always",
-        ))
-        log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid)
+        ), root=client.root)
+        options, _ = fuse_mount_options(args, f"jfs:{client.meta.settings.name}")
+        server = FuseServer(ops, mountpoint, options)
+        log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid,
+                 subdir=args.subdir or None, allow_other=bool(options.allow_other), read_only=read_only)
         await server.run()
     except BaseException:
         if server is None or not server.ready.is_set():  # never came up: leave no directory behind
             remove_created(created)
         raise
     finally:
+        if backup is not None:
+            await backup.close()
         if exporter is not None:
             exporter.close()
         await client.close()
@@ -187,16 +231,27 @@ CHILD_ERROR = "jfs: error: "
 """How the foreground mount's error line starts (`jfs.cli.main._print_error`)."""
 
 
-def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
-    """Start `argv` (a foreground mount) detached, logging to /var/log/jfs.log (~/.jfs/jfs.log when not
-    root), and wait until `mountpoint` is mounted.
+def default_log_path() -> str:
+    """Where a background mount logs without ``--log``: /var/log/jfs.log as root, else ~/.jfs/jfs.log."""
+    return "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
 
-    Raises VolumeError with the child's last log line if it exits or does not mount in time.
+
+def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:
+    """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path`),
+    and wait until `mountpoint` is mounted.
+
+    Raises VolumeError with the child's last log line if it exits or does not mount in time, or when the
+    log file cannot be opened.
     """
-    log_path = "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, "ab") as out:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    log_path = os.path.abspath(os.path.expanduser(log_file)) if log_file else default_log_path()
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        out = open(log_path, "ab")  # noqa: SIM115 (closed below, once the child holds it)
+    except OSError as exc:
+        raise VolumeError(f"cannot open log file {log_path}: {exc.strerror or exc}") from None
+    with out:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                 env={**os.environ, LOG_FILE_ENV: log_path})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_mounted(mountpoint):

@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 
-from jfs.cli.client_opts import BufferSize, CacheDir, CacheSize, MaxUploads
+from jfs.cli.client_opts import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_CACHE_SIZE,
+    BufferSize,
+    CacheDir,
+    CacheSize,
+    MaxUploads,
+)
 
 _EXAMPLES = (
     "[bold]Examples:[/bold]\n\n"
@@ -83,8 +90,8 @@ def webdav(
     subdir: Annotated[str, typer.Option(help="Serve only this directory of the volume.")] = "",
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every change.")] = False,
     cache_dir: CacheDir = None,
-    cache_size: CacheSize = 102400,
-    buffer_size: BufferSize = 300,
+    cache_size: CacheSize = DEFAULT_CACHE_SIZE,
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE,
     max_uploads: MaxUploads = 20,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
@@ -107,7 +114,7 @@ def webdav(
             _check_options(opts)
             _spawn_background(host, port)
             return
-        _serve(meta_url, opts, cache_dir=cache_dir, cache_size=cache_size << 20, buffer_size=buffer_size << 20,
+        _serve(meta_url, opts, cache_dir=cache_dir, cache_size=cache_size, buffer_size=buffer_size,
                max_uploads=max_uploads, heartbeat=heartbeat, background_jobs=not no_bgjob)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
@@ -138,6 +145,9 @@ def _serve(meta_url: str, opts: object, **client_options: object) -> None:
     client = Client(meta_url, cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
                     read_only=opts.read_only, subdir=opts.subdir, enable_xattr=True,
                     mountpoint=f"webdav:{opts.host}:{opts.port}", **client_options)
+    from jfs.cli.logs import reload_on_sighup
+
+    reload_on_sighup(None)  # SIGHUP: log level (docs/operations.md)
     try:
         serve(client, opts)
     finally:

@@ -25,13 +25,13 @@ def format_volume(meta_url: str, bucket: str, name: str = "test-vol", *extra: st
 
 @contextlib.contextmanager
 def mounted(meta_url: str, mountpoint: Path, *extra: str, timeout: float = 30.0) -> Iterator[Path]:
-    """Mount `meta_url` at `mountpoint` in a child process (xattrs enabled); unmount and stop it on exit
-    (also on failure)."""
+    """Mount `meta_url` at `mountpoint` in a child process (xattrs enabled, ``-o allow_other``: tests
+    reach it as other users); unmount and stop it on exit (also on failure)."""
     mountpoint.mkdir(parents=True, exist_ok=True)
     log = open(mountpoint.parent / f"{mountpoint.name}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jfs.cli.main", "mount", meta_url, str(mountpoint), "--foreground",
-         "--cache-dir", str(mountpoint.parent / f"{mountpoint.name}-cache"), "--enable-xattr", *extra],
+         "--cache-dir", str(mountpoint.parent / f"{mountpoint.name}-cache"), "--enable-xattr", "-o", "allow_other", *extra],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
     )
     try:

@@ -75,3 +75,5 @@ def test_mount_options_become_jfs_mount_arguments() -> None:
                                 "env.META_PASSWORD=s3cret,metrics=127.0.0.1:9600")
     assert args == ["--cache-size", "10240", "--enable-xattr", "--read-only", "--metrics", "127.0.0.1:9600"]
     assert env == {"META_PASSWORD": "s3cret"}
+    args, _ = options_to_args("allow_other,noatime,max_read=131072,cache-size=10G")
+    assert args == ["-o", "allow_other", "-o", "noatime", "-o", "max_read=131072", "--cache-size", "10G"]

@@ -165,3 +165,28 @@ async def test_the_cache_gives_space_back_when_the_disk_is_nearly_full(tmp_path:
     await cache.put(block_key(1, 0, 1000), b"x" * 1000)
     assert len(cache) == 0 and cache.used == 0
     await cache.close()
+
+
+async def test_the_cache_stops_caching_below_the_free_space_ratio(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--free-space-ratio: with less than the ratio free, nothing new is written; when space is back, it is."""
+    import jfs.app.data.cache as cache_mod
+
+    free = {"blocks": 5}  # of 100 (4 KiB each): 5 % free
+
+    def fake_statvfs(path: str) -> os.statvfs_result:
+        return os.statvfs_result((4096, 4096, 100, free["blocks"], free["blocks"], 100, 50, 50, 0, 255))
+
+    monkeypatch.setattr(cache_mod, "_statvfs_nearest", fake_statvfs)
+    cache = DiskCache(str(tmp_path), UUID, 1 << 30, min_free_ratio=0.1)
+    try:
+        await cache.put(block_key(1, 0, 1000), b"x" * 1000)
+        assert len(cache) == 0 and cache.skipped_full == 1
+        assert not any(files for _, _, files in os.walk(tmp_path))  # not even written and removed
+        free["blocks"] = 50
+        monkeypatch.setattr(cache_mod, "SPACE_CHECK_INTERVAL", 0.0)
+        await cache.put(block_key(2, 0, 1000), b"y" * 1000)
+        assert len(cache) == 1 and cache.skipped_full == 1
+        assert await cache.get(block_key(2, 0, 1000)) == b"y" * 1000
+    finally:
+        await cache.close()

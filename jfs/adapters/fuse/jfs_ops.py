@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
@@ -33,8 +34,8 @@ from jfs.app.meta import Ctx
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
 from jfs.app.vfs.core import INTERNAL_INODES
+from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.attrs import Attr as JAttr
-from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
 
 
@@ -65,18 +66,22 @@ class _KernelCache:
     """The VFS's `Invalidator` for a kernel mount: FUSE notifications (errors ignored: best effort), and the
     names this mount handed the kernel with how long it may cache them (ADR 0014)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: int = ROOT_INODE) -> None:
         self.notifier: Notifier | None = None
+        self._root = root  # the kernel's node 1 (``--subdir``)
         self._names: dict[int, dict[bytes, float]] = {}  # parent -> name -> when the kernel's entry expires
         self._added = 0
 
+    def _node(self, ino: int) -> int:
+        return ROOT_INODE if ino == self._root else ino
+
     def inval_inode(self, ino: int, *, data: bool) -> None:
         if self.notifier is not None:
-            self.notifier.notify_inval_inode(ino, 0 if data else -1, 0)
+            self.notifier.notify_inval_inode(self._node(ino), 0 if data else -1, 0)
 
     def inval_entry(self, parent: int, ino: int, name: bytes) -> None:
         if self.notifier is not None:
-            self.notifier.notify_delete(parent, ino, name)
+            self.notifier.notify_delete(self._node(parent), ino, name)
 
     def named(self, parent: int, name: bytes, timeout: float) -> None:
         """The kernel may cache `name` in `parent` for `timeout` seconds from now."""
@@ -113,8 +118,39 @@ class _KernelCache:
         if not live:
             return
         for name in live:
-            self.notifier.notify_inval_entry(parent, name, expire_only=True)
+            self.notifier.notify_inval_entry(self._node(parent), name, expire_only=True)
         await self.notifier.notifications_done(NOTIFY_WAIT)
+
+
+NODE_ARGUMENTS = ("ino", "parent", "new_parent", "ino_in", "ino_out")
+"""Parameters of `JfsOperations` methods that name a kernel node."""
+
+
+def _serve_subdir(ops: JfsOperations, root: int) -> None:
+    """Make `ops` serve directory `root` as the kernel's node 1: every operation taking a node gets an
+    instance-level wrapper that translates node 1 to `root` (the names the kernel learns below it are
+    ordinary inodes; nothing maps back but the invalidations, see `_KernelCache`)."""
+    for name in dir(type(ops)):
+        if name.startswith("_"):
+            continue
+        method = getattr(ops, name)
+        if not inspect.iscoroutinefunction(method):
+            continue
+        params = list(inspect.signature(method).parameters)
+        positions = [i for i, p in enumerate(params) if p in NODE_ARGUMENTS]
+        if positions:
+            setattr(ops, name, _translating(method, positions, root))
+
+
+def _translating(method: Callable[..., Coroutine[Any, Any, T]], positions: list[int], root: int
+                 ) -> Callable[..., Coroutine[Any, Any, T]]:
+    @functools.wraps(method)
+    def call(*args: Any) -> Coroutine[Any, Any, T]:
+        if any(args[i] == ROOT_INODE for i in positions if i < len(args)):
+            args = tuple(root if i in positions and a == ROOT_INODE else a for i, a in enumerate(args))
+        return method(*args)
+
+    return call
 
 
 def _stale_when_gone(
@@ -142,10 +178,15 @@ class JfsOperations(Operations):
 
     keeps_write_data = True  # WRITE payloads go into the page lists as they are (no copy on the loop)
 
-    def __init__(self, vfs: VFS, config: MountConfig | None = None) -> None:
+    def __init__(self, vfs: VFS, config: MountConfig | None = None, *, root: int = ROOT_INODE) -> None:
+        """`root`: the directory of the volume served as the mount's root (``--subdir``); the kernel
+        knows it as node 1 (FUSE's root), every request naming node 1 is translated to it."""
         self.vfs = vfs
         self.config = config or MountConfig()
-        self._kernel = _KernelCache()
+        self._kernel = _KernelCache(root)
+        if root != ROOT_INODE:
+            vfs.root = root
+            _serve_subdir(self, root)
 
     async def init(self, conn: ConnectionInfo) -> None:
         self._kernel.notifier = conn.notifier

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import errno
 import os
 import socket
@@ -27,6 +28,18 @@ log = structlog.get_logger("jfs.fuse")
 MS_RDONLY: Final = 1
 MS_NOSUID: Final = 2
 MS_NODEV: Final = 4
+MS_NOEXEC: Final = 8
+MS_SYNCHRONOUS: Final = 16
+MS_DIRSYNC: Final = 128
+MS_NOATIME: Final = 1024
+MS_NODIRATIME: Final = 2048
+MS_RELATIME: Final = 1 << 21
+MS_STRICTATIME: Final = 1 << 24
+MOUNT_FLAGS: Final = {
+    "noexec": MS_NOEXEC, "sync": MS_SYNCHRONOUS, "dirsync": MS_DIRSYNC, "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
+}
+"""Generic mount flags a ``-o`` word may set (``mount(2)`` bits; fusermount3 takes the words)."""
 MNT_DETACH: Final = 2
 FUSERMOUNT: Final = "fusermount3"
 
@@ -40,8 +53,8 @@ class MountOptions:
     subtype: str = "jfs"
     """The file-system type is ``fuse.<subtype>``."""
     allow_other: bool | None = None
-    """Let other users access the mount; default: when running as root (non-root needs
-    ``user_allow_other`` in /etc/fuse.conf)."""
+    """Let other users access the mount (``-o allow_other``; non-root needs ``user_allow_other`` in
+    /etc/fuse.conf); None: only when running as root (`jfs mount` passes False unless asked)."""
     default_permissions: bool = True
     """The kernel checks permissions against the mode bits (no ACCESS requests, no checks in the FS)."""
     read_only: bool = False
@@ -71,6 +84,10 @@ class MountOptions:
     """Let the kernel cache READLINK results (FUSE_CACHE_SYMLINKS)."""
     use_fusermount: bool | None = None
     """Mount via fusermount3 even as root (``None``: only when not root)."""
+    mount_flags: tuple[str, ...] = ()
+    """Words of `MOUNT_FLAGS` (``noatime``, ``noexec``, ...) to mount with."""
+    suid_dev: bool = False
+    """Mount without ``nosuid,nodev`` (``-o suid``/``-o dev``; root only, as with any FUSE mount)."""
     extra_options: tuple[str, ...] = ()
     """More ``-o`` style options appended to the mount data (e.g. ``"blksize=4096"`` is fuseblk-only)."""
     debug: bool = False
@@ -132,7 +149,9 @@ def mount_with_syscall(mountpoint: str, options: MountOptions, allow_other: bool
     """Open ``/dev/fuse`` (non-blocking) and ``mount(2)`` it at `mountpoint` (root only); the device fd."""
     fd = os.open("/dev/fuse", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if options.read_only else 0)
+        flags = (0 if options.suid_dev else MS_NOSUID | MS_NODEV) | (MS_RDONLY if options.read_only else 0)
+        for word in options.mount_flags:
+            flags |= MOUNT_FLAGS[word]
         data = [f"fd={fd}", f"rootmode={stat.S_IFDIR:o}", f"user_id={os.getuid()}", f"group_id={os.getgid()}",
                 *_common_options(options, allow_other)]
         libc().mount(options.fsname, mountpoint, f"fuse.{options.subtype}", flags, ",".join(data))
@@ -145,8 +164,8 @@ def mount_with_syscall(mountpoint: str, options: MountOptions, allow_other: bool
 def mount_with_fusermount(mountpoint: str, options: MountOptions, allow_other: bool) -> int:
     """Mount through fusermount3 and receive the device fd (blocking) over the _FUSE_COMMFD socket."""
     o = options
-    opts = [f"fsname={o.fsname}", f"subtype={o.subtype}", "ro" if o.read_only else "rw", "nosuid", "nodev",
-            *_common_options(o, allow_other)]
+    opts = [f"fsname={o.fsname}", f"subtype={o.subtype}", "ro" if o.read_only else "rw",
+            *([] if o.suid_dev else ["nosuid", "nodev"]), *o.mount_flags, *_common_options(o, allow_other)]
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with ours, theirs:
         env = dict(os.environ, _FUSE_COMMFD=str(theirs.fileno()))
@@ -172,6 +191,51 @@ def _common_options(o: MountOptions, allow_other: bool) -> list[str]:
         opts.append("default_permissions")
     opts.extend(o.extra_options)
     return opts
+
+
+FUSE_OPTION_NOOPS = frozenset({"rw", "nosuid", "nodev", "exec", "async", "atime", "default_permissions",
+                               "auto_unmount", "nonempty", "big_writes"})
+"""``-o`` words that change nothing here: jfs's defaults already, or libfuse 2 words FUSE 3 dropped."""
+
+
+def apply_fuse_options(options: MountOptions, words: list[str]) -> tuple[MountOptions, bool]:
+    """`options` changed by ``-o`` FUSE options, as JuiceFS passes them to the kernel; and whether
+    ``ro`` was among them (the VFS must refuse changes too).
+
+    ``allow_other``, ``ro``, ``writeback_cache``, ``max_read=N``, ``fsname=…``, ``subtype=…``,
+    ``suid``/``dev`` (root), the generic flags of `MOUNT_FLAGS`; the words of `FUSE_OPTION_NOOPS` are
+    accepted and change nothing; any other word goes to the kernel as it is (which refuses what it does
+    not know: the mount then fails with EINVAL). ValueError for a malformed ``max_read``."""
+    o = dataclasses.replace(options)
+    read_only = False
+    flags = list(o.mount_flags)
+    extra = list(o.extra_options)
+    for word in filter(None, (w.strip() for text in words for w in text.split(","))):
+        key, _, value = word.partition("=")
+        if word == "allow_other":
+            o.allow_other = True
+        elif word == "ro":
+            o.read_only = read_only = True
+        elif word == "writeback_cache":
+            o.writeback_cache = True
+        elif word in ("suid", "dev"):
+            o.suid_dev = True
+        elif word in MOUNT_FLAGS:
+            flags.append(word)
+        elif key == "max_read":
+            if not value.isdigit() or int(value) < 4096:
+                raise ValueError(f"-o max_read={value}: a number of bytes, at least 4096")
+            o.max_read = int(value)
+        elif key == "fsname" and value:
+            o.fsname = value
+        elif key == "subtype" and value:
+            o.subtype = value
+        elif word in FUSE_OPTION_NOOPS:
+            continue
+        else:
+            extra.append(word)
+    o.mount_flags, o.extra_options = tuple(dict.fromkeys(flags)), tuple(extra)
+    return o, read_only
 
 
 def mount_device(mountpoint: str) -> tuple[int, int] | None:

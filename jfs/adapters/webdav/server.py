@@ -3,6 +3,7 @@ cheroot, WsgiDAV's own WSGI server, over HTTP or HTTPS."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from dataclasses import dataclass
@@ -102,12 +103,19 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
     return app
 
 
+def _cheroot_error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    """cheroot's error log (it writes to stderr by default) as events of the stdlib logger "cheroot",
+    which the process's logging renders like every other event."""
+    logging.getLogger("cheroot").log(level, msg, exc_info=traceback)
+
+
 def make_server(app: WsgiApp, opts: DavOptions) -> wsgi.Server:
     if bool(opts.cert_file) != bool(opts.key_file):
         raise ConfigError("HTTPS needs both --cert-file and --key-file")
     server = wsgi.Server((opts.host, opts.port), app, numthreads=opts.threads, server_name="jfs-webdav",
                          timeout=60, request_queue_size=64)
     server.max_request_header_size = MAX_HEADER_BYTES
+    server.error_log = _cheroot_error_log  # type: ignore[method-assign]
     if opts.cert_file and opts.key_file:
         from cheroot.ssl.builtin import BuiltinSSLAdapter
 

@@ -14,7 +14,8 @@ a segment whose crc32 does not match is a corrupt entry: it is logged, deleted a
 the caller refetches the block from the object store. Files are written to a temp name and renamed, so a
 crash leaves whole entries or ``*.tmp`` leftovers (removed by the start-up scan).
 
-Besides `capacity`, the cache gives space back when its file system has less than `min_free_ratio` free
+Besides `capacity`, the cache respects `min_free_ratio` (``--free-space-ratio``): while its file system
+has less than that share free, no new entry is written and entries are evicted until the share is back
 (checked at most once a second, when entries are added).
 
 The index (key -> file size, in LRU order) lives in memory. At start it is rebuilt by scanning the
@@ -126,6 +127,18 @@ def _blen_of(key: str) -> int | None:
     return parsed[2] if parsed else None
 
 
+def _statvfs_nearest(path: str) -> os.statvfs_result:
+    """statvfs of `path`, or of its nearest existing parent (the cache directory may not exist yet)."""
+    while True:
+        try:
+            return os.statvfs(path)
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                raise
+            path = parent
+
+
 class DiskCache:
     """Uncompressed blocks of one volume under ``<root>/<uuid>/raw/``, at most `capacity` bytes."""
 
@@ -138,6 +151,9 @@ class DiskCache:
         """Entries are evicted (and none kept) while the file system has less than this share free."""
         self.used = 0
         self._space_checked = 0.0
+        self._short = 0  # bytes missing to `min_free_ratio` at the last check
+        self.skipped_full = 0
+        """Entries not written because the disk was below `min_free_ratio` free."""
         self._index: OrderedDict[str, int] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="jfs-cache")
         self._scan: asyncio.Task[None] | None = None
@@ -313,6 +329,10 @@ class DiskCache:
         size = entry_size(blen)
         if size > self.capacity:
             return
+        if await self._space_short() > 0:  # the disk is (nearly) full: stop caching, give space back
+            self.skipped_full += 1
+            await self._evict()
+            return
         start = time.perf_counter()
         try:
             await self._run(self._write, self._path(key), data)
@@ -369,20 +389,31 @@ class DiskCache:
         if size is not None:
             self.used -= size
 
-    async def _evict(self) -> None:
-        target = self.capacity
+    async def _space_short(self) -> int:
+        """Bytes the cache's file system lacks to have `min_free_ratio` of it free (0: enough); statvfs
+        at most once per `SPACE_CHECK_INTERVAL`, the last answer in between."""
+        if self.min_free_ratio <= 0:
+            return 0
         now = time.monotonic()
-        if self.min_free_ratio > 0 and now - self._space_checked >= SPACE_CHECK_INTERVAL:
+        if now - self._space_checked >= SPACE_CHECK_INTERVAL:
             self._space_checked = now
             try:
-                st = await self._run(os.statvfs, self.dir)
+                st = await self._run(_statvfs_nearest, self.dir)
             except OSError:
-                st = None
-            if st is not None:
-                short = int(self.min_free_ratio * st.f_blocks * st.f_frsize) - st.f_bavail * st.f_frsize
-                if short > 0:
-                    target = max(0, self.used - short)
-                    log.warning("cache_disk_full", dir=self.dir, short_bytes=short)
+                return self._short
+            short = max(0, int(self.min_free_ratio * st.f_blocks * st.f_frsize) - st.f_bavail * st.f_frsize)
+            if short and not self._short:
+                log.warning("cache_disk_full", dir=self.dir, short_bytes=short,
+                            free_space_ratio=self.min_free_ratio, detail="not caching until space is back")
+            self._short = short
+        return self._short
+
+    async def _evict(self) -> None:
+        target = self.capacity
+        checked = self._space_checked
+        short = await self._space_short()
+        if short > 0 and self._space_checked != checked:  # a fresh answer: give that much back once
+            target = max(0, min(target, self.used - short))
         victims: list[str] = []
         while self.used > target and self._index:
             key, size = self._index.popitem(last=False)

@@ -61,6 +61,8 @@ class DataConfig:
     """Block deletions in flight per client."""
     readahead_blocks: int = 8
     """Largest read-ahead window, in blocks."""
+    prefetch: int = 16
+    """Background block loads (read-ahead) in flight at most (``--prefetch``); 0 turns read-ahead off."""
     io_retries: int = BLOCK_IO_ATTEMPTS
     """Attempts per object-store call before the data path gives up with EIO (`jfs.domain.retry.BLOCK_IO`)."""
     retry_delay: float = BLOCK_IO.first

@@ -85,7 +85,7 @@ class DataPath:
         )
         self.sums = SumsIndex(meta.read_block_sums, config.block_size, enabled=config.checksum)
         self.fetcher = BlockFetcher(
-            self.blocks, self.mem, self.disk, prefetch_limit=2 * config.readahead_blocks, sums=self.sums,
+            self.blocks, self.mem, self.disk, prefetch_limit=config.prefetch, sums=self.sums,
             cache_loads=config.cache_loads,
         )
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)

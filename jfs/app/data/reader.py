@@ -172,6 +172,8 @@ class Reader:
     # -- read-ahead ------------------------------------------------------------------------------------
 
     def _read_ahead(self, state: InodeState, ra: ReadAhead, off: int, n: int, length: int) -> None:
+        if self.config.prefetch <= 0:
+            return
         sequential = off == ra.next_off
         ra.next_off = off + n
         if not sequential:

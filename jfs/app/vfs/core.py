@@ -119,6 +119,9 @@ class VFS:
         self.meta = meta
         self.data = data
         self.config = config or VfsConfig()
+        self.root = ROOT_INODE
+        """The directory served as this client's root (a mount's ``--subdir``): the virtual files
+        (``.stats``, ``.config``, ...) and ``.trash`` are listed and found there."""
         self.invalidator: Invalidator | None = None
         self.names: NameCache | None = None
         """The name and attribute cache of path-based faces (None for FUSE: the kernel caches); the VFS
@@ -202,7 +205,7 @@ class VFS:
         """The inode and attributes of `name` in `parent` (virtual files included). ENOENT, ENOTDIR, EACCES."""
         if name == b".control":
             return CONTROL_INODE, self.internal_attr(CONTROL_INODE)
-        if parent == ROOT_INODE:
+        if parent == self.root:
             f = INTERNAL.get(name)
             if f is not None:
                 return f.ino, self.internal_attr(f.ino)
@@ -496,14 +499,15 @@ class VFS:
                 offset = 1
             if offset == 1:
                 parent = ROOT_INODE
-                if ino != ROOT_INODE:
+                if ino not in (ROOT_INODE, self.root):
                     parent = (await self.meta.getattr(ino)).parent or ROOT_INODE
                 yield DirEntry(b"..", parent, FileType.DIRECTORY, 2)
                 offset = 2
             extras: list[tuple[bytes, int, FileType]] = []
-            if ino == ROOT_INODE:
+            if ino == self.root:
                 extras = [(f.name, f.ino, FileType.REGULAR) for f in INTERNAL.values()]
-                extras.append((TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
+                if ino == ROOT_INODE:  # the trash is the volume's, not a subdir's
+                    extras.append((TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
             i = offset - 2
             while i < len(extras):
                 name, child, typ = extras[i]

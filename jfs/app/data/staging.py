@@ -1,0 +1,205 @@
+"""Write-back staging (``jfs mount --writeback``, JuiceFS's ``rawstaging``): `StagingStore` wraps the
+object store so that a PUT lands in a local directory, durably, and returns; the object is uploaded in
+the background and its staged file removed once the store has it.
+
+Contract:
+
+* ``put(key, data)`` writes ``<dir>/<key>`` through a temp file, fsyncs the file and its directory, then
+  returns: the caller (the data path) commits the slice to the metadata engine right after, so from then
+  on the metadata references an object that, until uploaded, exists **only on this host's disk**. That is
+  the trade: writes cost a local fsync instead of an object-store round trip, and a crash of the mount
+  (SIGKILL, OOM, power loss with a disk that honours fsync) loses nothing — the next client started with
+  the same cache directory (`start`) uploads every staged object before anything else — but losing the
+  disk itself before the upload loses those blocks, and other clients reading them meanwhile get
+  EIO/not-found (they are not in the bucket yet).
+* ``get``/``head`` of a staged key are answered from the staged file (this client reads its own writes);
+  ``delete`` removes the staged file too.
+* Uploads run in the background, `concurrency` at a time, retried with back-off until they succeed;
+  `close` waits for them all (a graceful unmount leaves nothing staged), unless `close(wait=False)`.
+* `pending` counts staged objects not yet uploaded (``.stats``: ``juicefs_staging_blocks``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+
+from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStore
+
+log = structlog.get_logger(__name__)
+
+TMP_SUFFIX = ".tmp"
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+
+
+def staging_dir(cache_dir: str, uuid: str) -> str:
+    """Where a volume's staged objects live: ``<cache_dir>/<uuid>/rawstaging`` (JuiceFS's place)."""
+    return os.path.join(os.path.abspath(cache_dir), uuid, "rawstaging")
+
+
+class StagingStore:
+    """An ObjectStore whose PUTs are staged in `root` and uploaded to `inner` in the background."""
+
+    def __init__(self, inner: ObjectStore, root: str, *, concurrency: int = 20) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.root = root
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._uploads: dict[str, asyncio.Task[None]] = {}
+        self.uploaded = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def pending(self) -> int:
+        return len(self._uploads)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, *key.split("/"))
+
+    # -- start: what a previous process left staged -----------------------------------------------------
+
+    async def start(self) -> StagingStore:
+        """Queue the upload of every object a previous client left staged in `root`."""
+        keys = await asyncio.to_thread(self._scan)
+        for key in keys:
+            self._schedule(key)
+        if keys:
+            log.warning("staged_blocks_found", count=len(keys), dir=self.root,
+                        detail="left by a previous mount: uploading them")
+        return self
+
+    def _scan(self) -> list[str]:
+        found: list[str] = []
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if name.endswith(TMP_SUFFIX):  # a put that never returned: nobody references it
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                    continue
+                found.append(os.path.relpath(path, self.root).replace(os.sep, "/"))
+        return sorted(found)
+
+    # -- the ObjectStore port ---------------------------------------------------------------------------
+
+    async def create_bucket(self) -> None:
+        await self.inner.create_bucket()
+
+    async def put(self, key: str, data: bytes | memoryview) -> None:
+        await asyncio.to_thread(self._stage, self._path(key), data)
+        self._schedule(key)
+
+    @staticmethod
+    def _stage(path: str, data: bytes | memoryview) -> None:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)  # the rename itself must survive a crash
+        finally:
+            os.close(fd)
+
+    async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        try:
+            return await asyncio.to_thread(self._read, self._path(key), off, limit)
+        except FileNotFoundError:
+            return await self.inner.get(key, off, limit)
+
+    @staticmethod
+    def _read(path: str, off: int, limit: int) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(off)
+            return f.read() if limit < 0 else f.read(limit)
+
+    async def head(self, key: str) -> ObjectInfo:
+        try:
+            st = await asyncio.to_thread(os.stat, self._path(key))
+        except FileNotFoundError:
+            return await self.inner.head(key)
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    async def delete(self, key: str) -> None:
+        task = self._uploads.get(key)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)  # then delete what it uploaded
+        staged = False
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(os.unlink, self._path(key))
+            staged = True
+        try:
+            await self.inner.delete(key)
+        except ObjectNotFound:
+            if not staged:
+                raise
+
+    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+        return self.inner.list(prefix, start_after, limit)
+
+    # -- background uploads -----------------------------------------------------------------------------
+
+    def _schedule(self, key: str) -> None:
+        if key in self._uploads:
+            return
+        task = asyncio.get_running_loop().create_task(self._upload(key), name=f"upload-{key}")
+        self._uploads[key] = task
+        task.add_done_callback(lambda _: self._uploads.pop(key, None))
+
+    async def _upload(self, key: str) -> None:
+        delay = RETRY_FIRST
+        path = self._path(key)
+        while True:
+            async with self._slots:
+                try:
+                    data = await asyncio.to_thread(self._read, path, 0, -1)
+                except FileNotFoundError:
+                    return  # deleted meanwhile
+                try:
+                    await self.inner.put(key, data)
+                except Exception as exc:  # noqa: BLE001 (any failure: keep it staged, try again)
+                    log.warning("staged_upload_failed", key=key, error=str(exc) or type(exc).__name__,
+                                retry_in=delay)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        await asyncio.to_thread(os.unlink, path)
+                    self.uploaded += 1
+                    return
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
+
+    async def flush(self) -> None:
+        """Wait until every object staged so far is uploaded."""
+        while self._uploads:
+            await asyncio.gather(*list(self._uploads.values()), return_exceptions=True)
+
+    async def close(self, *, wait: bool = True) -> None:
+        """Upload what is staged (`wait`) or leave it for the next client, then close `inner`."""
+        try:
+            if wait and self._uploads:
+                log.info("staged_uploads_waiting", count=len(self._uploads))
+                await self.flush()
+            for task in list(self._uploads.values()):
+                task.cancel()
+            await asyncio.gather(*list(self._uploads.values()), return_exceptions=True)
+        finally:
+            await self.inner.close()
