@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.data.staging import StagingStore, staging_dir
@@ -25,6 +27,8 @@ from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.errors import FSError
 from jfs.ports.kv import KV
 from jfs.ports.objects import ObjectStore
+
+log = structlog.get_logger("jfs.client")
 
 
 def default_cache_dir() -> str:
@@ -68,6 +72,9 @@ class ClientOptions:
     """How the session is labelled in `jfs status` (the mount point, or e.g. "sdk:<pid>")."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More options shown in ``.config``."""
+    metrics: str = ""
+    """Serve this client's Prometheus metrics at HOST:PORT (the next free port when taken); "" = none.
+    Off by default for the SDK; `jfs mount`, `jfs gateway` and `jfs webdav` pass JuiceFS's default."""
 
 
 class Client:
@@ -82,12 +89,16 @@ class Client:
         self.vfs = vfs
         self.root = root
         self.paths = PathResolver(vfs, root)
+        self.metrics: Any = None
+        """The running metrics endpoint (`jfs.adapters.metrics.prometheus.MetricsServer`), if any."""
         self._closed = False
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.metrics is not None:
+            self.metrics.close()
         try:
             try:
                 await self.data.close()
@@ -151,7 +162,9 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
                 raise VolumeError(f"subdir {opts.subdir!r} of volume {meta.settings.name}: {exc.strerror}") from None
             if attr.typ is not FileType.DIRECTORY:
                 raise VolumeError(f"subdir {opts.subdir!r} of volume {meta.settings.name} is not a directory")
-        return Client(kv, store, meta, data, vfs, root)
+        client = Client(kv, store, meta, data, vfs, root)
+        client.metrics = serve_metrics(client, opts.metrics, opts.mountpoint or f"sdk:{os.getpid()}")
+        return client
     except BaseException:
         if data is not None:
             await data.close()
@@ -161,3 +174,25 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             await store.close()
         await kv.close()
         raise
+
+
+def serve_metrics(client: Client, addr: str, label: str) -> Any:
+    """Serve `client`'s metrics at `addr` with JuiceFS's labels (``vol_name``, ``mp`` = `label`); None when
+    `addr` is "" or "off". The address served goes into ``.config`` (``Metrics``).
+
+    An endpoint that cannot start is logged, not fatal: the file system matters more than its metrics.
+    """
+    if addr.strip().lower() in ("", "off", "none"):
+        return None
+    from jfs.adapters.metrics import prometheus
+    from jfs.app.metrics import families
+
+    vfs = client.vfs
+    try:
+        server = prometheus.start(addr, lambda: families(vfs), {"vol_name": client.meta.settings.name, "mp": label})
+    except prometheus.MetricsError as exc:
+        log.warning("metrics_unavailable", error=str(exc))
+        return None
+    vfs.config.options["Metrics"] = server.address
+    log.info("metrics", address=f"http://{server.address}/metrics")
+    return server

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -16,11 +15,8 @@ from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
 from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
 from jfs.app.errors import VolumeError
-from jfs.bootstrap import Client, ClientOptions, default_cache_dir, open_client
+from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 from jfs.cli.logs import LOG_FILE_ENV, reload_on_sighup
-
-if TYPE_CHECKING:
-    from jfs.adapters.metrics.prometheus import MetricsServer
 
 log = structlog.get_logger("jfs.mount")
 
@@ -158,12 +154,12 @@ async def serve(args: MountArgs) -> None:
             permission_checks=False,
             entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
             mountpoint=mountpoint,
+            metrics=args.metrics,
             extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
         ))
     except BaseException:
         remove_created(created)  # the volume did not open: leave no directory behind
         raise
-    exporter = start_metrics(args.metrics, client, mountpoint)
     backup = None
     if args.backup_meta > 0 and not args.no_bgjob and not read_only:
         from jfs.app.meta_backup import MetaBackup
@@ -187,8 +183,6 @@ async def serve(args: MountArgs) -> None:
     finally:
         if backup is not None:
             await backup.close()
-        if exporter is not None:
-            exporter.close()
         await client.close()
         log.info("unmounted", mountpoint=mountpoint)
 
@@ -203,28 +197,6 @@ def check_metrics(addr: str) -> None:
         prometheus.parse_address(addr)
     except prometheus.MetricsError as exc:
         raise VolumeError(str(exc)) from None
-
-
-def start_metrics(addr: str, client: Client, mountpoint: str) -> MetricsServer | None:
-    """Serve `client`'s metrics at `addr` (none when it is "" or "off"); its address goes into ``.config``.
-
-    An endpoint that cannot start is logged, not fatal: the file system matters more than its metrics.
-    """
-    if addr.strip().lower() in ("", "off", "none"):
-        return None
-    from jfs.adapters.metrics import prometheus
-    from jfs.app.metrics import families
-
-    vfs = client.vfs
-    try:
-        server = prometheus.start(addr, lambda: families(vfs),
-                                  {"vol_name": client.meta.settings.name, "mp": mountpoint})
-    except prometheus.MetricsError as exc:
-        log.warning("metrics_unavailable", error=str(exc))
-        return None
-    vfs.config.options["Metrics"] = server.address
-    log.info("metrics", address=f"http://{server.address}/metrics")
-    return server
 
 
 CHILD_ERROR = "jfs: error: "

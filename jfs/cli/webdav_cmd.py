@@ -95,6 +95,7 @@ def webdav(
     max_uploads: MaxUploads = 20,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs (cleanup of other sessions, deletions).")] = False,
+    metrics: Annotated[str, typer.Option(help="Serve Prometheus metrics at HOST:PORT (the next free port when taken; \"off\" for none).")] = "127.0.0.1:9567",
 ) -> None:
     """Serve a volume over WebDAV (class 1 and 2: properties, locks) at ADDRESS."""
     from jfs.cli import main as cli
@@ -115,7 +116,7 @@ def webdav(
             _spawn_background(host, port)
             return
         _serve(meta_url, opts, cache_dir=cache_dir, cache_size=cache_size, buffer_size=buffer_size,
-               max_uploads=max_uploads, heartbeat=heartbeat, background_jobs=not no_bgjob)
+               max_uploads=max_uploads, heartbeat=heartbeat, background_jobs=not no_bgjob, metrics=metrics)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     except Exception as exc:

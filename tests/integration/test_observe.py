@@ -169,3 +169,49 @@ def test_debug_packs_versions_settings_stats_and_access_log(busy: Path, tmp_path
     assert json.loads(members["config.json"])["Format"]["Name"] == "obs-vol"
     assert b"jfs_fuse_ops_total" in members["stats.0.txt"]
     assert b"[uid:" in members["accesslog.txt"]
+
+
+def _scrape_addr(addr: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_sdk_client_serves_metrics_only_when_asked(tmp_path: Path) -> None:
+    from jfs.sdk import Client
+    from jfs.testing.servers import free_port
+
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), "sdk-vol")
+    with Client(url, cache_dir=None) as quiet:
+        assert "Metrics" not in json.loads(quiet.read_bytes("/.config"))["Mount"]
+    port = free_port()
+    with Client(url, cache_dir=None, metrics=f"127.0.0.1:{port}") as client:
+        addr = json.loads(client.read_bytes("/.config"))["Mount"]["Metrics"]
+        assert addr == f"127.0.0.1:{port}"
+        before = _scrape_addr(addr)
+        data = os.urandom(1 << 20)
+        client.write_bytes("/f", data)
+        after = _scrape_addr(addr)
+        assert any(n == "juicefs_uptime" and ("vol_name", "sdk-vol") in ls for n, ls in after)
+        assert _value(after, "juicefs_object_request_data_bytes", method="PUT") - \
+            _value(before, "juicefs_object_request_data_bytes", method="PUT") >= len(data)
+    with pytest.raises(OSError):  # closed with the client
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_webdav_server_serves_metrics(tmp_path: Path) -> None:
+    from jfs.testing.servers import free_port
+    from jfs.testing.webdav import curl, webdav_server
+
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), "dav-vol")
+    port = free_port()
+    with webdav_server(url, tmp_path / "dav", "--metrics", f"127.0.0.1:{port}") as dav:
+        assert curl("PUT", f"{dav.url}/hello.txt", data=b"x" * 5000).status == 201
+        samples = _scrape_addr(f"127.0.0.1:{port}")
+        labels = {("vol_name", "dav-vol"), ("mp", f"webdav:127.0.0.1:{dav.port}")}
+        assert any(n == "juicefs_uptime" and labels <= ls for n, ls in samples)
+        assert _value(samples, "juicefs_used_inodes") >= 1
+        assert _value(samples, "process_resident_memory_bytes") > 0
