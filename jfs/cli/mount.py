@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -187,20 +188,27 @@ CHILD_ERROR = "jfs: error: "
 """How the foreground mount's error line starts (`jfs.cli.main._print_error`)."""
 
 
-def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
-    """Start `argv` (a foreground mount) detached, logging to /var/log/jfs.log (~/.jfs/jfs.log when not
-    root), and wait until `mountpoint` is mounted.
+def default_log_path() -> str:
+    """Where a background process logs: /var/log/jfs.log as root, ~/.jfs/jfs.log otherwise."""
+    return "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
 
-    Raises VolumeError with the child's last log line if it exits or does not mount in time.
+
+def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_path: str | None = None,
+                   timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """Start `argv` (a foreground command) in its own session, its output appended to `log_path`
+    (`default_log_path()` when None), and wait until `ready()` holds; returns the child.
+
+    Raises VolumeError with the child's last log line if it exits or is not ready within `timeout`
+    (`what` names it in the message, e.g. "mount of /mnt/jfs").
     """
-    log_path = "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
+    log_path = os.path.abspath(log_path or default_log_path())
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if is_mounted(mountpoint):
-            return
+        if ready():
+            return child
         if child.poll() is not None:
             break
         time.sleep(0.05)
@@ -215,7 +223,13 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) ->
         child.terminate()
     elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
         raise VolumeError(tail[len(CHILD_ERROR):])
-    raise VolumeError(f"mount of {mountpoint} did not come up: {tail or 'no output'} (log: {log_path})")
+    raise VolumeError(f"{what} did not come up: {tail or 'no output'} (log: {log_path})")
+
+
+def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0) -> None:
+    """Start `argv` (a foreground mount) detached, logging to `default_log_path()`, and wait until
+    `mountpoint` is mounted; VolumeError (the child's last log line) when it does not come up."""
+    spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", timeout=timeout)
 
 
 def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0) -> None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from jfs.app.objectview.errors import ObjectError
-from jfs.app.objectview.keys import SYS_DIR, key_parts
+from jfs.app.objectview.keys import SYS_DIR, UPLOADS_DIR, key_parts
 from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
@@ -55,7 +55,7 @@ class Multipart:
 
     async def _uploads_dir(self) -> int:
         if self._dir is None:
-            self._dir = await self.view._makedirs(self.view.root, [SYS_DIR, b"multipart"])
+            self._dir = await self.view._makedirs(self.view.root, [SYS_DIR, UPLOADS_DIR])
         return self._dir
 
     async def _upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, Upload]:

@@ -28,7 +28,7 @@ from typing import Any
 
 from jfs.app.meta import Ctx
 from jfs.app.objectview.errors import ObjectError
-from jfs.app.objectview.keys import RESERVED_TOP, SYS_DIR, key_parts, valid_bucket
+from jfs.app.objectview.keys import RESERVED_TOP, SYS_DIR, TMP_DIR, key_parts, valid_bucket
 from jfs.app.vfs import VFS, PathResolver
 from jfs.domain.attrs import Attr, FileType
 from jfs.domain.errors import FSError
@@ -280,7 +280,7 @@ class ObjectView:
 
     async def tmp_dir(self) -> int:
         if self._tmp is None:
-            self._tmp = await self._makedirs(self.root, [SYS_DIR, b"tmp"])
+            self._tmp = await self._makedirs(self.root, [SYS_DIR, TMP_DIR])
         return self._tmp
 
     async def new_tmp(self) -> tuple[int, int, bytes]:
