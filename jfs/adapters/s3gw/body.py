@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from jfs.adapters.s3gw.errors import S3Error
@@ -99,10 +99,11 @@ async def plain_body(stream: Stream, length: int | None, signed: Signed | None, 
                       "what was computed.")
 
 
-async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | None, timeout: float
-                       ) -> AsyncIterator[bytes]:
+async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | None, timeout: float,
+                       trailers: Callable[[str, str], None] | None = None) -> AsyncIterator[bytes]:
     """The data of an aws-chunked payload (``<hex size>[;chunk-signature=<sig>]\\r\\n<data>\\r\\n`` … a
-    0-size chunk, then trailers for the -TRAILER modes)."""
+    0-size chunk, then trailers for the -TRAILER modes, each given to `trailers(name, value)` before the
+    iterator ends)."""
     signed_chunks = signed.payload in (STREAMING, STREAMING_TRAILER)
     previous = signed.signature
     total = 0
@@ -139,8 +140,10 @@ async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | Non
         if await _readline(stream, timeout) != b"":
             raise S3Error("IncompleteBody", "An aws-chunked chunk does not end with CRLF.")
     if signed.payload in (STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER):
-        while await _readline(stream, timeout) != b"":  # trailing checksums (TLS/the MD5 ETag guard data)
-            pass
+        while (line := await _readline(stream, timeout)) != b"":
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep and trailers is not None:
+                trailers(name, value)
     elif signed.payload == STREAMING:
         line = await _read(stream, 2, timeout)
         if line not in (b"\r\n", b""):

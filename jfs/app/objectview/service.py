@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jfs.app.meta import Ctx
+from jfs.app.objectview.checksums import HEADER_PREFIX, ChecksumSlot
 from jfs.app.objectview.errors import ObjectError
 from jfs.app.objectview.keys import RESERVED_TOP, SYS_DIR, TMP_DIR, key_parts, valid_bucket
 from jfs.app.vfs import VFS, PathResolver
@@ -62,6 +63,8 @@ class NewObject:
     meta: Mapping[str, str] = field(default_factory=dict)
     content_md5: bytes | None = None
     """The MD5 the client sent (Content-MD5): BadDigest when the body differs."""
+    checksum: ChecksumSlot | None = None
+    """Filled by the front once the body matched its declared checksum: stored with the object."""
 
 
 async def hashed_write(md5: Any, write: Awaitable[int], chunk: bytes) -> None:
@@ -221,7 +224,7 @@ class ObjectView:
         for name, value in meta.items():
             await self.vfs.setxattr(self.ctx, ino, META_PREFIX + name.encode(), value.encode())
         rec = {"etag": etag, "size": attr.length, "mtime": attr.mtime_ns,
-               "headers": {k: v for k, v in headers.items() if k in STANDARD_HEADERS}, "meta": sorted(meta)}
+               "headers": {k: v for k, v in headers.items() if k in STANDARD_HEADERS or k.startswith(HEADER_PREFIX)}, "meta": sorted(meta)}
         await self.vfs.setxattr(self.ctx, ino, RECORD, json.dumps(rec, separators=(",", ":")).encode())
 
     # ------------------------------------------------------------------ paths
@@ -360,13 +363,14 @@ class ObjectView:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.",
                                   resource=key)
             etag = md5.hexdigest()
-            await self._write_record(ino, etag, new.headers, new.meta)
+            headers = {**new.headers, **(new.checksum.header() if new.checksum is not None else {})}
+            await self._write_record(ino, etag, headers, new.meta)
             await self._publish(bucket, key, parts, tmp)
         except BaseException:
             await self.drop_tmp(tmp)
             raise
         attr = await self.vfs.getattr(self.ctx, ino)
-        return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, dict(new.headers), dict(new.meta))
+        return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, dict(new.meta))
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         ino, attr, is_dir = await self._resolve_key(bucket, key)
