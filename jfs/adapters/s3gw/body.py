@@ -61,6 +61,25 @@ async def hash_update(digest: Any, piece: bytes) -> None:
         digest.update(piece)
 
 
+async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: list[Callable[[], None]]
+                   ) -> AsyncIterator[bytes]:
+    """`pieces` unchanged, each fed to every one of `hashers` (one worker-thread hop per big piece for all
+    of them: the payload SHA-256, the declared checksum, the ETag's MD5) before it is yielded; at the end
+    every one of `checks` runs (raising S3Error) *before the iterator ends*."""
+    def update(piece: bytes) -> None:
+        for h in hashers:
+            h.update(piece)
+
+    async for piece in pieces:
+        if len(piece) >= THREAD_HASH:
+            await asyncio.to_thread(update, piece)
+        else:
+            update(piece)
+        yield piece
+    for check in checks:
+        check()
+
+
 async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIterator[bytes]:
     """The same bytes in pieces of `size` (the last may be shorter): fewer, bigger writes and hashes than
     the socket's 64-128 KiB reads; still one piece in memory at a time."""

@@ -3,21 +3,19 @@ one a request declares (a header, or an aws-chunked trailer named by ``x-amz-tra
 body streams and compared at its end (the algorithms: `jfs.app.objectview.checksums`).
 
 A mismatch raises S3Error BadDigest *before the body iterator ends*, so the object is dropped, never
-published. Pieces of `THREAD_HASH` bytes or more are hashed in a worker thread. ``crc64nvme`` (only sent
+published (`body.digested` feeds the hasher with the payload's other digests). ``crc64nvme`` (only sent
 by CRT-based clients) is refused with InvalidRequest rather than accepted unchecked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from jfs.adapters.s3gw.errors import S3Error
 from jfs.app.objectview.checksums import FACTORIES, HEADER_PREFIX, SIZES, ChecksumSlot
-
-THREAD_HASH = 64 << 10
 
 
 def _decode(algorithm: str, value: str) -> bytes:
@@ -71,20 +69,19 @@ def from_request(headers: Mapping[str, str]) -> PayloadChecksum | None:
     return PayloadChecksum(algorithm, _decode(algorithm, value), False)
 
 
-async def verified(pieces: AsyncIterator[bytes], checksum: PayloadChecksum) -> AsyncIterator[bytes]:
-    """`pieces` unchanged, hashed on the way; at their end BadDigest unless the digest is the expected one
-    (a trailer that never came: InvalidRequest). On success `checksum.slot.value` is the base64 digest."""
+def check(checksum: PayloadChecksum) -> tuple[Any, Callable[[], None]]:
+    """A hasher to feed with the whole payload and the check to run at its end: BadDigest unless the
+    digest is the expected one (a trailer that never came: InvalidRequest); on success
+    `checksum.slot.value` is the base64 digest."""
     h = FACTORIES[checksum.algorithm]()
-    async for piece in pieces:
-        if len(piece) >= THREAD_HASH:
-            await asyncio.to_thread(h.update, piece)
-        else:
-            h.update(piece)
-        yield piece
-    got = bytes(h.digest())
-    if checksum.expected is None:
-        raise S3Error("InvalidRequest", f"The announced trailer {HEADER_PREFIX}{checksum.algorithm} was not sent.")
-    if got != checksum.expected:
-        raise S3Error("BadDigest", f"The {checksum.algorithm.upper()} you specified did not match the calculated "
-                      "checksum.")
-    checksum.slot.value = base64.b64encode(got).decode()
+
+    def done() -> None:
+        got = bytes(h.digest())
+        if checksum.expected is None:
+            raise S3Error("InvalidRequest", f"The announced trailer {HEADER_PREFIX}{checksum.algorithm} was not sent.")
+        if got != checksum.expected:
+            raise S3Error("BadDigest", f"The {checksum.algorithm.upper()} you specified did not match the calculated "
+                          "checksum.")
+        checksum.slot.value = base64.b64encode(got).decode()
+
+    return h, done

@@ -13,6 +13,7 @@ import base64
 import binascii
 import dataclasses
 import email.utils
+import hashlib
 import logging
 import time
 import uuid
@@ -26,9 +27,9 @@ import structlog
 from aiohttp import web
 
 from jfs.adapters.s3gw import checksums, xmlio
-from jfs.adapters.s3gw.body import chunked_body, coalesce, plain_body
+from jfs.adapters.s3gw.body import chunked_body, coalesce, digested, plain_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
-from jfs.adapters.s3gw.sigv4 import Signed, Verifier
+from jfs.adapters.s3gw.sigv4 import UNSIGNED, Signed, Verifier
 from jfs.app.objectview import (
     Multipart,
     NewObject,
@@ -112,6 +113,12 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise S3Error("InvalidRange", "The requested range is not satisfiable.")
     return start, min(end, size)
+
+
+def _check_sha256(sha: Any, expected: str) -> None:
+    if sha.hexdigest() != expected:
+        raise S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match "
+                      "what was computed.")
 
 
 def _new_object(request: web.BaseRequest) -> NewObject:
@@ -213,12 +220,18 @@ class Gateway:
             resp.force_close()
         return resp
 
-    def _body(self, request: web.BaseRequest, signed: Signed) -> tuple[AsyncIterator[bytes], ChecksumSlot | None]:
-        """The request's payload in pieces, checked against its signature and its declared checksum, and
-        the slot that holds that checksum once the whole body matched it."""
+    def _body(self, request: web.BaseRequest, signed: Signed) -> tuple[AsyncIterator[bytes], ChecksumSlot | None,
+                                                                      Any]:
+        """The request's payload in pieces of `body.PIECE`, checked against its signed SHA-256 and its
+        declared checksum before the iterator ends; the slot that holds that checksum once the body
+        matched it; and the MD5 of the payload, updated with each piece before it is yielded (the
+        object's ETag: the view need not hash again). All digests of a piece are computed in one
+        worker-thread hop."""
         timeout = self.config.read_timeout
         checksum = checksums.from_request(request.headers)
-        pieces: AsyncIterator[bytes]
+        hashers: list[Any] = []
+        checks: list[Callable[[], None]] = []
+        raw: AsyncIterator[bytes]
         if signed.payload.startswith("STREAMING-"):
             decoded = request.headers.get("x-amz-decoded-content-length")
             try:
@@ -227,8 +240,8 @@ class Gateway:
                 raise S3Error("InvalidArgument", "x-amz-decoded-content-length is not a number.") from None
             if length is not None and length > MAX_PUT:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-            pieces = coalesce(chunked_body(request.content, signed, length, timeout,
-                                           checksum.set_trailer if checksum is not None else None))
+            raw = chunked_body(request.content, signed, length, timeout,
+                               checksum.set_trailer if checksum is not None else None)
         else:
             if checksum is not None and checksum.from_trailer:
                 raise S3Error("InvalidRequest", "x-amz-trailer needs an aws-chunked payload.")
@@ -237,14 +250,22 @@ class Gateway:
                 raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
             if length is not None and length > MAX_PUT:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-            pieces = coalesce(plain_body(request.content, length, signed, timeout))
-        if checksum is None:
-            return pieces, None
-        return checksums.verified(pieces, checksum), checksum.slot
+            raw = plain_body(request.content, length, None, timeout)
+            if signed.payload != UNSIGNED:
+                sha = hashlib.sha256()
+                hashers.append(sha)
+                checks.append(lambda: _check_sha256(sha, signed.payload))
+        if checksum is not None:
+            h, check = checksums.check(checksum)
+            hashers.append(h)
+            checks.append(check)
+        md5 = hashlib.md5()
+        hashers.append(md5)
+        return digested(coalesce(raw), hashers, checks), (checksum.slot if checksum else None), md5
 
     async def _small_body(self, request: web.BaseRequest, signed: Signed) -> bytes:
         data = bytearray()
-        body, _ = self._body(request, signed)
+        body, _, _ = self._body(request, signed)
         async for piece in body:
             data += piece
             if len(data) > xmlio.MAX_XML:
@@ -386,8 +407,8 @@ class Gateway:
                     etag, mtime = await mp.upload_part_copy(bucket, key, upload_id, number, sb, sk, first, last)
                     return self._xml(xmlio.copy_result(etag, mtime, "CopyPartResult"))
                 new = _new_object(request)
-                body, slot = self._body(request, signed)
-                etag = await mp.upload_part(bucket, key, upload_id, number, body, new.content_md5, slot)
+                body, slot, md5 = self._body(request, signed)
+                etag = await mp.upload_part(bucket, key, upload_id, number, body, new.content_md5, slot, md5)
                 return web.Response(status=200, headers={"ETag": f'"{etag}"', **(slot.header() if slot else {})})
             if "tagging" in query:
                 tags = xmlio.parse_tagging(await self._small_body(request, signed))
@@ -398,8 +419,9 @@ class Gateway:
                 replace = request.headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
                 info = await v.copy_object(sb, sk, bucket, key, _new_object(request) if replace else None)
                 return self._xml(xmlio.copy_result(info.etag, info.mtime_ns))
-            body, slot = self._body(request, signed)
-            info = await v.put_object(bucket, key, body, dataclasses.replace(_new_object(request), checksum=slot))
+            body, slot, md5 = self._body(request, signed)
+            info = await v.put_object(bucket, key, body, dataclasses.replace(_new_object(request), checksum=slot,
+                                                                             md5=md5))
             return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **(slot.header() if slot else {})})
         if method == "POST":
             if "uploads" in query:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from jfs.app.objectview.checksums import HEADER_PREFIX, ChecksumSlot, composite, stored_checksum
 from jfs.app.objectview.errors import ObjectError
@@ -103,15 +104,16 @@ class Multipart:
             raise
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: AsyncIterator[bytes],
-                          content_md5: bytes | None = None, checksum: ChecksumSlot | None = None) -> str:
+                          content_md5: bytes | None = None, checksum: ChecksumSlot | None = None,
+                          md5: Any = None) -> str:
         """Store one part; returns its ETag (MD5 hex). A `checksum` slot filled once the body ended is
-        kept with the part (ListParts, the object's composite checksum)."""
+        kept with the part (ListParts, the object's composite checksum). `md5`: as `NewObject.md5`."""
         self._part_number(number)
         upload_dir, _ = await self._upload(bucket, key, upload_id)
         v = self.view
         ino, fh, tmp = await v.new_tmp()
         try:
-            md5 = await v.receive(ino, fh, body)
+            md5 = await v.receive(ino, fh, body, md5)
             if content_md5 is not None and md5.digest() != content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.")
             etag = md5.hexdigest()

@@ -17,6 +17,7 @@ source's slices (`copy_file_range`): no data moves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -65,6 +66,9 @@ class NewObject:
     """The MD5 the client sent (Content-MD5): BadDigest when the body differs."""
     checksum: ChecksumSlot | None = None
     """Filled by the front once the body matched its declared checksum: stored with the object."""
+    md5: Any = None
+    """An MD5 hasher the front updates with every piece of the body before yielding it (it hashes all
+    its digests in one pass); None: the view hashes the body itself."""
 
 
 async def hashed_write(md5: Any, write: Awaitable[int], chunk: bytes) -> None:
@@ -301,19 +305,39 @@ class ObjectView:
         return ino, f.fh, name
 
 
-    async def receive(self, ino: int, fh: int, body: AsyncIterator[bytes]) -> hashlib._Hash:
+    async def receive(self, ino: int, fh: int, body: AsyncIterator[bytes], md5: Any = None) -> Any:
         """Write `body` from offset 0 into the open temporary file `ino`/`fh`, commit and close it;
-        returns the MD5 of the bytes (hashed while the writes are buffered)."""
-        md5 = hashlib.md5()
+        returns the MD5 of the bytes: `md5` when given (the body's producer updates it with every piece),
+        else hashed here while the writes are buffered.
+
+        The next piece is read (and hashed by its producer) while the current one is written, so at most
+        two pieces of the body are held at once. A failure of the body (a bad digest at its end) or of a
+        write stops both and propagates; nothing is committed then.
+        """
+        hash_here = md5 is None
+        if md5 is None:
+            md5 = hashlib.md5()
+        it = aiter(body)
         offset = 0
+        pending: asyncio.Future[bytes | None] = asyncio.ensure_future(anext(it, None))
         try:
-            async for chunk in body:
-                await hashed_write(md5, self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True), chunk)
+            while (chunk := await pending) is not None:
+                pending = asyncio.ensure_future(anext(it, None))  # read ahead while this piece is written
+                write = self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True)
+                if hash_here:
+                    await hashed_write(md5, write, chunk)
+                else:
+                    await write
                 offset += len(chunk)
             await self.vfs.flush(self.ctx, ino, fh)
         finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
             await self.vfs.release(self.ctx, ino, fh)
         return md5
+
     async def drop_tmp(self, name: bytes) -> None:
         try:
             await self.vfs.unlink(self.ctx, await self.tmp_dir(), name)
@@ -358,7 +382,7 @@ class ObjectView:
             return ObjectInfo(key, 0, EMPTY_MD5, attr.mtime_ns, True)
         ino, fh, tmp = await self.new_tmp()
         try:
-            md5 = await self.receive(ino, fh, body)
+            md5 = await self.receive(ino, fh, body, new.md5)
             if new.content_md5 is not None and md5.digest() != new.content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.",
                                   resource=key)
