@@ -82,7 +82,8 @@ async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: lis
 
 async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIterator[bytes]:
     """The same bytes in pieces of `size` (the last may be shorter): fewer, bigger writes and hashes than
-    the socket's 64-128 KiB reads; still one piece in memory at a time."""
+    the socket's 64-128 KiB reads; still one piece in memory at a time. A gathered piece is yielded as
+    the bytearray it was gathered in and never touched again (the consumer may keep it: no copy)."""
     buf = bytearray()
     async for piece in pieces:
         if not buf and len(piece) >= size:
@@ -90,10 +91,10 @@ async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIter
             continue
         buf += piece
         if len(buf) >= size:
-            yield bytes(buf)
-            buf.clear()
+            out, buf = buf, bytearray()
+            yield out  # type: ignore[misc]
     if buf:
-        yield bytes(buf)
+        yield buf  # type: ignore[misc]
 
 
 async def plain_body(stream: Stream, length: int | None, signed: Signed | None, timeout: float

@@ -116,7 +116,7 @@ class Multipart:
             md5 = await v.receive(ino, fh, body, md5)
             if content_md5 is not None and md5.digest() != content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.")
-            etag = md5.hexdigest()
+            etag = str(md5.hexdigest())
             await v._write_record(ino, etag, checksum.header() if checksum is not None else {}, {})
             await self._store_part(upload_dir, number, tmp)
         except BaseException:

@@ -386,7 +386,7 @@ class ObjectView:
             if new.content_md5 is not None and md5.digest() != new.content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.",
                                   resource=key)
-            etag = md5.hexdigest()
+            etag = str(md5.hexdigest())
             headers = {**new.headers, **(new.checksum.header() if new.checksum is not None else {})}
             await self._write_record(ino, etag, headers, new.meta)
             await self._publish(bucket, key, parts, tmp)
