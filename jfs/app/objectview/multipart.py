@@ -1,8 +1,8 @@
 """Multipart uploads: each upload is a directory ``/.sys/multipart/<upload id>`` holding one file per part
 (named by its number) and, in the xattr ``user.s3.upload``, the bucket, key, headers and metadata it was
 created with. Completing assembles the parts into a temporary file by slice reference (no data is copied),
-renames it onto the key and removes the upload. Uploads never completed or aborted stay in ``/.sys`` until
-removed (their parts are ordinary files: `jfs rmr` / gc reclaim them).
+renames it onto the key and removes the upload. Uploads never completed nor aborted are removed by age
+(`cleanup.purge_stale_uploads`, run by the gateway and `jfs gc`).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ by another client (a mount) no longer matches its record and gets a synthetic ET
 clients do not take for an MD5).
 
 Writes are atomic for readers: an object is written to a temporary file in ``/.sys/tmp`` and renamed onto
-its key when complete, so a crash or a failed upload never shows a partial object (the temporary file is
-left for `jfs gc`-style cleanup when the process dies). Copies and multipart completion reference the
+its key when complete, so a crash or a failed upload never shows a partial object (the temporary file a
+dead process leaves is removed by age: `cleanup.purge_stale_uploads`). Copies and multipart completion reference the
 source's slices (`copy_file_range`): no data moves.
 """
 
