@@ -690,8 +690,9 @@ def mount(
 
 
 @app.command(
-    epilog="[bold]Example:[/bold]\n\n"
-    "MINIO_ROOT_USER=admin MINIO_ROOT_PASSWORD=12345678 jfs gateway redis://localhost/1 127.0.0.1:9000",
+    epilog="[bold]Examples:[/bold]\n\n"
+    "MINIO_ROOT_USER=admin MINIO_ROOT_PASSWORD=12345678 jfs gateway redis://localhost/1 127.0.0.1:9000\n\n"
+    "jfs gateway sqlite3://myjfs.db 0.0.0.0:9000 -d --log /var/log/jfs-gateway.log   # in the background",
 )
 def gateway(
     meta_url: Annotated[
