@@ -2,7 +2,7 @@
 (SQLite + local directory), one run, each system on its own freshly formatted volume.
 
 Usage:  .venv/bin/python bench/gateway_bench.py [--objects 32] [--small 800] [--multipart-mib 1024]
-        [--list-keys 10000] [--workdir DIR] [--juicefs PATH]
+        [--list-keys 10000] [--rounds 1] [--workdir DIR] [--juicefs PATH]
 
 Both gateways keep ETags (JuiceFS with ``--keep-etag``; jfs always does) and get the same credentials.
 The clients are boto3 in threads of this process (path-style, SigV4). Rows:
@@ -13,7 +13,9 @@ The clients are boto3 in threads of this process (path-style, SigV4). Rows:
   gateway process's peak RSS during it (MiB, sampled every 50 ms from /proc);
 * ListObjectsV2 of `--list-keys` keys, 1000 a page (keys/s).
 
-Prints a markdown table with jfs's ratio to JuiceFS for each row.
+Prints a markdown table with jfs's ratio to JuiceFS for each row. With ``--rounds N`` the two gateways run
+alternately (jfs first in odd rounds, JuiceFS first in even ones, each on a fresh volume), and the table
+gives each side's range and the median of the per-round ratios: on a shared machine one run says little.
 """
 
 from __future__ import annotations
@@ -214,25 +216,41 @@ def main() -> None:
     p.add_argument("--small", type=int, default=800)
     p.add_argument("--multipart-mib", type=int, default=1024)
     p.add_argument("--list-keys", type=int, default=10000)
+    p.add_argument("--rounds", type=int, default=1, help="alternate the two gateways this many times")
     p.add_argument("--workdir", default="")
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
     args = p.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-gw-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, list[dict[str, float]]] = {"jfs": [], "JuiceFS": []}
     try:
-        with _jfs_gateway(work) as (endpoint, bucket, pid):
-            results["jfs"] = run(endpoint, bucket, pid, args)
-        with _juicefs_gateway(work, args.juicefs) as (endpoint, bucket, pid):
-            results["JuiceFS"] = run(endpoint, bucket, pid, args)
+        for r in range(args.rounds):
+            order = ["jfs", "JuiceFS"] if r % 2 == 0 else ["JuiceFS", "jfs"]
+            for name in order:
+                sub = work / f"{name}-{r}"
+                sub.mkdir(parents=True, exist_ok=True)
+                cm = _jfs_gateway(sub) if name == "jfs" else _juicefs_gateway(sub, args.juicefs)
+                with cm as (endpoint, bucket, pid):
+                    results[name].append(run(endpoint, bucket, pid, args))
+                shutil.rmtree(sub, ignore_errors=True)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    print("| row | jfs gateway | JuiceFS 1.4.2 gateway | jfs / JuiceFS |")
+    if args.rounds == 1:
+        print("| row | jfs gateway | JuiceFS 1.4.2 gateway | jfs / JuiceFS |")
+        print("|---|---:|---:|---:|")
+        for row, value in results["jfs"][0].items():
+            ref = results["JuiceFS"][0][row]
+            print(f"| {row} | {value:,.1f} | {ref:,.1f} | {value / ref if ref else float('nan'):.2f}x |")
+        return
+    print(f"| row ({args.rounds} alternating rounds) | jfs gateway | JuiceFS 1.4.2 gateway | jfs / JuiceFS (median) |")
     print("|---|---:|---:|---:|")
-    for row, value in results["jfs"].items():
-        ref = results["JuiceFS"][row]
-        print(f"| {row} | {value:,.1f} | {ref:,.1f} | {value / ref if ref else float('nan'):.2f}x |")
+    for row in results["jfs"][0]:
+        mine = [r[row] for r in results["jfs"]]
+        ref = [r[row] for r in results["JuiceFS"]]
+        ratios = sorted(a / b for a, b in zip(mine, ref, strict=True) if b)
+        median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+        print(f"| {row} | {min(mine):,.1f}-{max(mine):,.1f} | {min(ref):,.1f}-{max(ref):,.1f} | {median:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import ctypes.util
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import structlog
 from jfs.adapters.s3gw.server import Gateway, GatewayConfig, start_server
 from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
-from jfs.app.objectview import ObjectView
+from jfs.app.objectview import DEFAULT_AGE, ObjectView, PurgeReport, purge_stale_uploads
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 from jfs.cli.logs import reload_on_sighup
 
@@ -46,6 +47,8 @@ class GatewayArgs:
     no_bgjob: bool = False
     heartbeat: float = 12.0
     access_log: str | None = None
+    upload_age: float = DEFAULT_AGE
+    """Seconds after which unfinished uploads are purged (0: never)."""
 
 
 def access_logger(path: str) -> logging.Logger:
@@ -71,6 +74,35 @@ def credentials() -> tuple[str, str]:
     if len(user) < 3 or len(password) < 8:
         raise VolumeError("the access key needs at least 3 characters and the secret key at least 8")
     return user, password
+
+
+def purge_interval(age: float) -> float:
+    """How often a gateway looks for stale uploads: hourly, more often for short ages (tests)."""
+    return min(3600.0, max(0.5, age / 4))
+
+
+async def purge_periodically(view: ObjectView, age: float) -> None:
+    """Purge stale uploads now and then every `purge_interval(age)` seconds, until cancelled. A failure
+    (engine unreachable) is one log line; the next round tries again."""
+    while True:
+        try:
+            await purge_stale_uploads(view.vfs, view.root, age, ctx=view.ctx)
+        except Exception as exc:  # the gateway keeps serving
+            log.warning("stale_upload_purge_failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(purge_interval(age))
+
+
+async def purge_volume_uploads(meta_url: str, age: float = DEFAULT_AGE, *, dry_run: bool = False) -> PurgeReport:
+    """What `jfs gc` runs: purge the stale uploads of the gateway serving the volume's root (one served
+    with ``--subdir`` keeps its own ``.sys`` there and purges it itself)."""
+    from jfs.app.meta import ROOT_CTX
+
+    client = await open_client(meta_url, ClientOptions(cache_dir=None, background_jobs=False,
+                                                       mountpoint="gc:gateway-uploads"))
+    try:
+        return await purge_stale_uploads(client.vfs, client.root, age, ctx=ROOT_CTX, dry_run=dry_run)
+    finally:
+        await client.close()
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -117,9 +149,13 @@ async def serve(args: GatewayArgs) -> None:
         reload_on_sighup(loop)
         log.info("gateway_serving", volume=client.meta.settings.name, address=f"{host}:{port}",
                  multi_buckets=args.multi_buckets, tls=ssl_context is not None)
+        purger = asyncio.create_task(purge_periodically(view, args.upload_age)) \
+            if args.upload_age > 0 and not args.read_only else None
         try:
             await stop.wait()
         finally:
+            if purger is not None:
+                purger.cancel()
             await runner.cleanup()
     finally:
         await client.close()
@@ -138,6 +174,46 @@ def fix_mmap_threshold(threshold: int = 256 << 10) -> None:
         libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def foreground_argv() -> list[str]:
+    """This process's `jfs gateway` command line without the background options (-d, --log)."""
+    out: list[str] = []
+    skip = False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a in ("-d", "--background"):
+            pass
+        elif a == "--log":
+            skip = True
+        elif not a.startswith("--log="):
+            out.append(a)
+    return [sys.executable, "-m", "jfs.cli.main", *out]
+
+
+def _listening(host: str, port: int) -> bool:
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def spawn_background(args: GatewayArgs, log_path: str | None) -> None:
+    """Run this gateway detached (`jfs.cli.mount.spawn_detached`, as `jfs mount -d`), logging to
+    `log_path`; returns once it listens. Credentials and the address are checked first, so a gateway that
+    cannot start says why here rather than only in its log."""
+    from jfs.cli.mount import spawn_detached
+
+    credentials()
+    host, port = parse_address(args.address)
+    if _listening(host, port):
+        raise VolumeError(f"cannot listen on {args.address}: the address is in use")
+    child = spawn_detached(foreground_argv(), lambda: _listening(host, port), f"the gateway on {args.address}",
+                           log_path)
+    print(f"jfs: gateway {child.pid} listening on {host}:{port}", file=sys.stderr)
 
 
 def run_foreground(args: GatewayArgs) -> None:

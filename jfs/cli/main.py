@@ -674,14 +674,21 @@ def mount(
 
 
 @app.command(
-    epilog="[bold]Example:[/bold]\n\n"
-    "MINIO_ROOT_USER=admin MINIO_ROOT_PASSWORD=12345678 jfs gateway redis://localhost/1 127.0.0.1:9000",
+    epilog="[bold]Examples:[/bold]\n\n"
+    "MINIO_ROOT_USER=admin MINIO_ROOT_PASSWORD=12345678 jfs gateway redis://localhost/1 127.0.0.1:9000\n\n"
+    "jfs gateway sqlite3://myjfs.db 0.0.0.0:9000 -d --log /var/log/jfs-gateway.log   # in the background",
 )
 def gateway(
     meta_url: Annotated[
         str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)
     ],
     address: Annotated[str, typer.Argument(metavar="ADDRESS", help="HOST:PORT to listen on.")],
+    background: Annotated[
+        bool, typer.Option("--background", "-d", help="Run in the background; return once listening.")
+    ] = False,
+    log_file: Annotated[str | None, typer.Option(
+        "--log", help="Log file of the background gateway (default /var/log/jfs.log as root, ~/.jfs/jfs.log "
+        "otherwise).", show_default=False)] = None,
     multi_buckets: Annotated[bool, typer.Option("--multi-buckets", help="Serve every top-level directory as a "
                                                 "bucket (default: one bucket named after the volume).")] = False,
     keep_etag: Annotated[bool, typer.Option("--keep-etag", help="Accepted for JuiceFS compatibility: ETags are "
@@ -700,6 +707,9 @@ def gateway(
     entry_cache: Annotated[float, typer.Option(help="Name cache, seconds.", rich_help_panel="Cache")] = 1.0,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs.")] = False,
+    purge_uploads_after: Annotated[float, typer.Option(
+        help="Remove unfinished uploads (multipart uploads never completed, PUTs cut off) older than this "
+        "many seconds, checked hourly (0: never).")] = 7 * 24 * 3600.0,
 ) -> None:
     """Serve a volume over the S3 API at ADDRESS (credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
     from jfs.cli import gateway as g
@@ -714,8 +724,12 @@ def gateway(
         buffer_size_mib=buffer_size >> 20, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
         multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
         cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
+        upload_age=purge_uploads_after,
     )
     try:
+        if background:
+            g.spawn_background(args, log_file)
+            return
         g.run_foreground(args)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -7,7 +7,9 @@ terminal), a table and a one-line summary on stdout (or one JSON document with `
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from jfs.cli.progress import RichBoard
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
+    from jfs.app.objectview import PurgeReport
     from jfs.app.ops.destroy import DestroyReport
     from jfs.app.ops.fsck import FsckReport
     from jfs.app.ops.gc import GCReport
@@ -63,21 +66,30 @@ def gc(
     """Account for every data object: valid, pending deletion, trash, leaked, or too young to judge.
 
     Objects modified less than an hour ago are never called leaked (set [bold]JFS_GC_SKIPPEDTIME[/bold] in
-    seconds to change that). Without [bold]--delete[/bold] nothing is changed.
+    seconds to change that). Unfinished S3 gateway uploads older than 7 days are counted and, with
+    [bold]--delete[/bold], removed ([bold]JFS_GC_UPLOAD_AGE[/bold] in seconds changes the age). Without
+    [bold]--delete[/bold] nothing is changed.
     """
     from jfs.app.ops.gc import run_gc
     from jfs.cli import main as cli
 
     cli._remember_secrets(meta_url)
 
-    async def collect(board: RichBoard) -> GCReport:
+    async def collect(board: RichBoard) -> tuple[GCReport, PurgeReport]:
+        from jfs.app.objectview import DEFAULT_AGE
+        from jfs.cli.gateway import purge_volume_uploads
+
+        # First: what an S3 gateway left unfinished (its files' blocks are then judged below).
+        age = float(os.environ.get("JFS_GC_UPLOAD_AGE") or DEFAULT_AGE)
+        uploads = await purge_volume_uploads(meta_url, age, dry_run=not delete)
         async with _opened_volume(meta_url) as (meta, store):
-            return await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
+            report = await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
+        return report, uploads
 
     with RichBoard() as board:
-        report: GCReport = cli._run(lambda _v: collect(board))
+        report, uploads = cli._run(lambda _v: collect(board))
     if as_json:
-        _echo_json(report.to_dict())
+        _echo_json({**report.to_dict(), "stale_gateway_uploads": dataclasses.asdict(uploads)})
         return
     console = cli._console()
     table = Table(title="Objects", title_justify="left")
@@ -95,6 +107,10 @@ def gc(
     for name, stat in report.objects.items():
         table.add_row(name, str(stat.count), cli._human_bytes(stat.bytes), notes[name])
     console.print(table)
+    if uploads:
+        console.print(f"Stale S3 gateway uploads {'removed' if delete else 'found'}: {uploads.uploads} multipart "
+                      f"({uploads.parts} parts), {uploads.tmp_files} temporary files, "
+                      f"{cli._human_bytes(uploads.bytes)}")
     if report.leaked_examples and not delete:
         console.print("Leaked objects (first ones): " + ", ".join(report.leaked_examples[:5]))
     typer.echo(report.summary())

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -204,18 +205,20 @@ CHILD_ERROR = "jfs: error: "
 
 
 def default_log_path() -> str:
-    """Where a background mount logs without ``--log``: /var/log/jfs.log as root, else ~/.jfs/jfs.log."""
+    """Where a background process logs without ``--log``: /var/log/jfs.log as root, else ~/.jfs/jfs.log."""
     return "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
 
 
-def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:
-    """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path`),
-    and wait until `mountpoint` is mounted.
+def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_path: str | None = None,
+                   timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """Start `argv` (a foreground command) in its own session, its output appended to `log_path`
+    (`default_log_path()` when None; the child learns it through ``$JFS_LOG_FILE`` to reopen it on SIGHUP),
+    and wait until `ready()` holds; returns the child.
 
-    Raises VolumeError with the child's last log line if it exits or does not mount in time, or when the
-    log file cannot be opened.
+    Raises VolumeError with the child's last log line if it exits or is not ready within `timeout`
+    (`what` names it in the message, e.g. "mount of /mnt/jfs"), or when the log file cannot be opened.
     """
-    log_path = os.path.abspath(os.path.expanduser(log_file)) if log_file else default_log_path()
+    log_path = os.path.abspath(os.path.expanduser(log_path)) if log_path else default_log_path()
     try:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         out = open(log_path, "ab")  # noqa: SIM115 (closed below, once the child holds it)
@@ -226,8 +229,8 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, lo
                                  env={**os.environ, LOG_FILE_ENV: log_path})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if is_mounted(mountpoint):
-            return
+        if ready():
+            return child
         if child.poll() is not None:
             break
         time.sleep(0.05)
@@ -242,7 +245,13 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, lo
         child.terminate()
     elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
         raise VolumeError(tail[len(CHILD_ERROR):])
-    raise VolumeError(f"mount of {mountpoint} did not come up: {tail or 'no output'} (log: {log_path})")
+    raise VolumeError(f"{what} did not come up: {tail or 'no output'} (log: {log_path})")
+
+
+def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:
+    """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path()`), and
+    wait until `mountpoint` is mounted; VolumeError (the child's last log line) when it does not come up."""
+    spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", log_file, timeout=timeout)
 
 
 def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from jfs.adapters.s3gw.errors import S3Error
@@ -61,9 +61,29 @@ async def hash_update(digest: Any, piece: bytes) -> None:
         digest.update(piece)
 
 
+async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: list[Callable[[], None]]
+                   ) -> AsyncIterator[bytes]:
+    """`pieces` unchanged, each fed to every one of `hashers` (one worker-thread hop per big piece for all
+    of them: the payload SHA-256, the declared checksum, the ETag's MD5) before it is yielded; at the end
+    every one of `checks` runs (raising S3Error) *before the iterator ends*."""
+    def update(piece: bytes) -> None:
+        for h in hashers:
+            h.update(piece)
+
+    async for piece in pieces:
+        if len(piece) >= THREAD_HASH:
+            await asyncio.to_thread(update, piece)
+        else:
+            update(piece)
+        yield piece
+    for check in checks:
+        check()
+
+
 async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIterator[bytes]:
     """The same bytes in pieces of `size` (the last may be shorter): fewer, bigger writes and hashes than
-    the socket's 64-128 KiB reads; still one piece in memory at a time."""
+    the socket's 64-128 KiB reads; still one piece in memory at a time. A gathered piece is yielded as
+    the bytearray it was gathered in and never touched again (the consumer may keep it: no copy)."""
     buf = bytearray()
     async for piece in pieces:
         if not buf and len(piece) >= size:
@@ -71,10 +91,10 @@ async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIter
             continue
         buf += piece
         if len(buf) >= size:
-            yield bytes(buf)
-            buf.clear()
+            out, buf = buf, bytearray()
+            yield out  # type: ignore[misc]
     if buf:
-        yield bytes(buf)
+        yield buf  # type: ignore[misc]
 
 
 async def plain_body(stream: Stream, length: int | None, signed: Signed | None, timeout: float
@@ -99,10 +119,11 @@ async def plain_body(stream: Stream, length: int | None, signed: Signed | None, 
                       "what was computed.")
 
 
-async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | None, timeout: float
-                       ) -> AsyncIterator[bytes]:
+async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | None, timeout: float,
+                       trailers: Callable[[str, str], None] | None = None) -> AsyncIterator[bytes]:
     """The data of an aws-chunked payload (``<hex size>[;chunk-signature=<sig>]\\r\\n<data>\\r\\n`` … a
-    0-size chunk, then trailers for the -TRAILER modes)."""
+    0-size chunk, then trailers for the -TRAILER modes, each given to `trailers(name, value)` before the
+    iterator ends)."""
     signed_chunks = signed.payload in (STREAMING, STREAMING_TRAILER)
     previous = signed.signature
     total = 0
@@ -139,8 +160,10 @@ async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | Non
         if await _readline(stream, timeout) != b"":
             raise S3Error("IncompleteBody", "An aws-chunked chunk does not end with CRLF.")
     if signed.payload in (STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER):
-        while await _readline(stream, timeout) != b"":  # trailing checksums (TLS/the MD5 ETag guard data)
-            pass
+        while (line := await _readline(stream, timeout)) != b"":
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep and trailers is not None:
+                trailers(name, value)
     elif signed.payload == STREAMING:
         line = await _read(stream, 2, timeout)
         if line not in (b"\r\n", b""):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import email.utils
+import hashlib
 import logging
 import time
 import uuid
@@ -24,10 +26,10 @@ from urllib.parse import unquote
 import structlog
 from aiohttp import web
 
-from jfs.adapters.s3gw import xmlio
-from jfs.adapters.s3gw.body import chunked_body, coalesce, plain_body
+from jfs.adapters.s3gw import checksums, xmlio
+from jfs.adapters.s3gw.body import chunked_body, coalesce, digested, plain_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
-from jfs.adapters.s3gw.sigv4 import Signed, Verifier
+from jfs.adapters.s3gw.sigv4 import UNSIGNED, Signed, Verifier
 from jfs.app.objectview import (
     Multipart,
     NewObject,
@@ -36,6 +38,7 @@ from jfs.app.objectview import (
     ObjectView,
     list_objects,
 )
+from jfs.app.objectview.checksums import HEADER_PREFIX, ChecksumSlot, stored_checksum
 from jfs.app.objectview.service import STANDARD_HEADERS, fs_error
 from jfs.domain.errors import FSError
 from jfs.ports.kv import KVError
@@ -112,6 +115,12 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
+def _check_sha256(sha: Any, expected: str) -> None:
+    if sha.hexdigest() != expected:
+        raise S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match "
+                      "what was computed.")
+
+
 def _new_object(request: web.BaseRequest) -> NewObject:
     meta: dict[str, str] = {}
     total = 0
@@ -135,10 +144,17 @@ def _new_object(request: web.BaseRequest) -> NewObject:
     return NewObject(headers, meta, md5)
 
 
-def _object_headers(info: ObjectInfo) -> dict[str, str]:
+def _object_headers(info: ObjectInfo, checksum_mode: bool = False) -> dict[str, str]:
+    """The headers of a GET/HEAD answer; the stored additional checksum only with `checksum_mode` (the
+    request's ``x-amz-checksum-mode: ENABLED``, for the whole object, as S3)."""
     headers = {"ETag": f'"{info.etag}"', "Last-Modified": _http_date(info.mtime_ns), "Accept-Ranges": "bytes",
                "Content-Type": "binary/octet-stream"}
     for name, value in info.headers.items():
+        if name.startswith(HEADER_PREFIX):
+            if checksum_mode:
+                headers[name] = value
+                headers["x-amz-checksum-type"] = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+            continue
         headers["-".join(w.capitalize() for w in name.split("-"))] = value
     for name, value in info.meta.items():
         headers[f"x-amz-meta-{name}"] = value
@@ -204,8 +220,18 @@ class Gateway:
             resp.force_close()
         return resp
 
-    def _body(self, request: web.BaseRequest, signed: Signed) -> AsyncIterator[bytes]:
+    def _body(self, request: web.BaseRequest, signed: Signed) -> tuple[AsyncIterator[bytes], ChecksumSlot | None,
+                                                                      Any]:
+        """The request's payload in pieces of `body.PIECE`, checked against its signed SHA-256 and its
+        declared checksum before the iterator ends; the slot that holds that checksum once the body
+        matched it; and the MD5 of the payload, updated with each piece before it is yielded (the
+        object's ETag: the view need not hash again). All digests of a piece are computed in one
+        worker-thread hop."""
         timeout = self.config.read_timeout
+        checksum = checksums.from_request(request.headers)
+        hashers: list[Any] = []
+        checks: list[Callable[[], None]] = []
+        raw: AsyncIterator[bytes]
         if signed.payload.startswith("STREAMING-"):
             decoded = request.headers.get("x-amz-decoded-content-length")
             try:
@@ -214,17 +240,33 @@ class Gateway:
                 raise S3Error("InvalidArgument", "x-amz-decoded-content-length is not a number.") from None
             if length is not None and length > MAX_PUT:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-            return coalesce(chunked_body(request.content, signed, length, timeout))
-        length = request.content_length
-        if length is None and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
-        if length is not None and length > MAX_PUT:
-            raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-        return coalesce(plain_body(request.content, length, signed, timeout))
+            raw = chunked_body(request.content, signed, length, timeout,
+                               checksum.set_trailer if checksum is not None else None)
+        else:
+            if checksum is not None and checksum.from_trailer:
+                raise S3Error("InvalidRequest", "x-amz-trailer needs an aws-chunked payload.")
+            length = request.content_length
+            if length is None and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
+            if length is not None and length > MAX_PUT:
+                raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
+            raw = plain_body(request.content, length, None, timeout)
+            if signed.payload != UNSIGNED:
+                sha = hashlib.sha256()
+                hashers.append(sha)
+                checks.append(lambda: _check_sha256(sha, signed.payload))
+        if checksum is not None:
+            h, check = checksums.check(checksum)
+            hashers.append(h)
+            checks.append(check)
+        md5 = hashlib.md5()
+        hashers.append(md5)
+        return digested(coalesce(raw), hashers, checks), (checksum.slot if checksum else None), md5
 
     async def _small_body(self, request: web.BaseRequest, signed: Signed) -> bytes:
         data = bytearray()
-        async for piece in self._body(request, signed):
+        body, _, _ = self._body(request, signed)
+        async for piece in body:
             data += piece
             if len(data) > xmlio.MAX_XML:
                 raise S3Error("MalformedXML", "The XML document is too large.")
@@ -365,8 +407,9 @@ class Gateway:
                     etag, mtime = await mp.upload_part_copy(bucket, key, upload_id, number, sb, sk, first, last)
                     return self._xml(xmlio.copy_result(etag, mtime, "CopyPartResult"))
                 new = _new_object(request)
-                etag = await mp.upload_part(bucket, key, upload_id, number, self._body(request, signed), new.content_md5)
-                return web.Response(status=200, headers={"ETag": f'"{etag}"'})
+                body, slot, md5 = self._body(request, signed)
+                etag = await mp.upload_part(bucket, key, upload_id, number, body, new.content_md5, slot, md5)
+                return web.Response(status=200, headers={"ETag": f'"{etag}"', **(slot.header() if slot else {})})
             if "tagging" in query:
                 tags = xmlio.parse_tagging(await self._small_body(request, signed))
                 await v.set_tags(bucket, key, tags)
@@ -376,8 +419,10 @@ class Gateway:
                 replace = request.headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
                 info = await v.copy_object(sb, sk, bucket, key, _new_object(request) if replace else None)
                 return self._xml(xmlio.copy_result(info.etag, info.mtime_ns))
-            info = await v.put_object(bucket, key, self._body(request, signed), _new_object(request))
-            return web.Response(status=200, headers={"ETag": f'"{info.etag}"'})
+            body, slot, md5 = self._body(request, signed)
+            info = await v.put_object(bucket, key, body, dataclasses.replace(_new_object(request), checksum=slot,
+                                                                             md5=md5))
+            return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **(slot.header() if slot else {})})
         if method == "POST":
             if "uploads" in query:
                 upload = await mp.create(bucket, key, _new_object(request))
@@ -385,7 +430,8 @@ class Gateway:
             if upload_id is not None:
                 wanted = xmlio.parse_complete(await self._small_body(request, signed))
                 info = await mp.complete(bucket, key, upload_id, wanted)
-                return self._xml(xmlio.complete(f"/{bucket}/{key}", bucket, key, info.etag))
+                return self._xml(xmlio.complete(f"/{bucket}/{key}", bucket, key, info.etag,
+                                                stored_checksum(info.headers)))
             raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
         if method == "DELETE":
             if upload_id is not None:
@@ -424,10 +470,12 @@ class Gateway:
                 raise S3Error("NotModified", "Not Modified")
 
     async def _get(self, request: web.BaseRequest, bucket: str, key: str, query: dict[str, str]) -> web.StreamResponse:
+        checksum_mode = (request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+                         and "Range" not in request.headers)
         if request.method == "HEAD":
             info = await self.view.head_object(bucket, key)
             self._preconditions(request, info)
-            headers = _object_headers(info)
+            headers = _object_headers(info, checksum_mode)
             rng = parse_range(request.headers.get("Range", ""), info.size) if "Range" in request.headers else None
             status, length = 200, info.size
             if rng is not None:
@@ -439,7 +487,7 @@ class Gateway:
         try:
             info = reader.info
             self._preconditions(request, info)
-            headers = _object_headers(info)
+            headers = _object_headers(info, checksum_mode)
             for param, header in RESPONSE_OVERRIDES.items():
                 if param in query:
                     headers[header] = query[param]

@@ -94,10 +94,19 @@ def initiate(bucket: str, key: str, upload_id: str) -> bytes:
                 f"<Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key><UploadId>{upload_id}</UploadId>")
 
 
-def complete(location: str, bucket: str, key: str, etag: str) -> bytes:
+def _checksum_xml(checksum: tuple[str, str] | None, with_type: bool = True) -> str:
+    """``<ChecksumCRC32>…</ChecksumCRC32>`` (and its ``<ChecksumType>``) of an (algorithm, value) pair."""
+    if checksum is None:
+        return ""
+    element = "Checksum" + checksum[0].upper()
+    kind = "COMPOSITE" if "-" in checksum[1] else "FULL_OBJECT"
+    return f"<{element}>{escape(checksum[1])}</{element}>" + (f"<ChecksumType>{kind}</ChecksumType>" if with_type else "")
+
+
+def complete(location: str, bucket: str, key: str, etag: str, checksum: tuple[str, str] | None = None) -> bytes:
     return _doc("CompleteMultipartUploadResult",
                 f"<Location>{escape(location)}</Location><Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key>"
-                f"<ETag>&quot;{etag}&quot;</ETag>")
+                f"<ETag>&quot;{etag}&quot;</ETag>{_checksum_xml(checksum)}")
 
 
 def list_parts(bucket: str, up: Upload, parts: list[Part], marker: int, max_parts: int) -> bytes:
@@ -105,7 +114,9 @@ def list_parts(bucket: str, up: Upload, parts: list[Part], marker: int, max_part
     truncated = len(chosen) > max_parts
     chosen = chosen[:max_parts]
     items = "".join(f"<Part><PartNumber>{p.number}</PartNumber><LastModified>{iso(p.mtime_ns)}</LastModified>"
-                    f"<ETag>&quot;{p.etag}&quot;</ETag><Size>{p.size}</Size></Part>" for p in chosen)
+                    f"<ETag>&quot;{p.etag}&quot;</ETag><Size>{p.size}</Size>"
+                    f"{_checksum_xml(p.checksum, with_type=False)}</Part>"
+                    for p in chosen)
     nxt = chosen[-1].number if chosen else 0
     body = (f"<Bucket>{escape(bucket)}</Bucket><Key>{escape(up.key)}</Key><UploadId>{up.upload_id}</UploadId>"
             f"<Initiator><ID>jfs</ID><DisplayName>jfs</DisplayName></Initiator>{OWNER}"

@@ -13,6 +13,10 @@ MAX_KEY = 1024
 MAX_NAME = 255
 SYS_DIR = b".sys"
 """The gateway's own directory at the client's root (temporary files, multipart uploads)."""
+TMP_DIR = b"tmp"
+"""``/.sys/tmp``: objects being written, renamed onto their keys when complete."""
+UPLOADS_DIR = b"multipart"
+"""``/.sys/multipart``: one directory per multipart upload, holding its parts."""
 RESERVED_TOP = frozenset({SYS_DIR, b".trash", b".stats", b".config", b".control", b".accesslog"})
 """Names at the volume root that are not objects: jfs's virtual files, the trash and the gateway's own."""
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -1,8 +1,8 @@
 """Multipart uploads: each upload is a directory ``/.sys/multipart/<upload id>`` holding one file per part
 (named by its number) and, in the xattr ``user.s3.upload``, the bucket, key, headers and metadata it was
 created with. Completing assembles the parts into a temporary file by slice reference (no data is copied),
-renames it onto the key and removes the upload. Uploads never completed or aborted stay in ``/.sys`` until
-removed (their parts are ordinary files: `jfs rmr` / gc reclaim them).
+renames it onto the key and removes the upload. Uploads never completed nor aborted are removed by age
+(`cleanup.purge_stale_uploads`, run by the gateway and `jfs gc`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from jfs.app.objectview.checksums import HEADER_PREFIX, ChecksumSlot, composite, stored_checksum
 from jfs.app.objectview.errors import ObjectError
-from jfs.app.objectview.keys import SYS_DIR, key_parts
+from jfs.app.objectview.keys import SYS_DIR, UPLOADS_DIR, key_parts
 from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
@@ -44,6 +46,8 @@ class Part:
     size: int
     etag: str
     mtime_ns: int
+    checksum: tuple[str, str] | None = None
+    """(algorithm, base64) of the part's verified additional checksum."""
 
 
 class Multipart:
@@ -55,7 +59,7 @@ class Multipart:
 
     async def _uploads_dir(self) -> int:
         if self._dir is None:
-            self._dir = await self.view._makedirs(self.view.root, [SYS_DIR, b"multipart"])
+            self._dir = await self.view._makedirs(self.view.root, [SYS_DIR, UPLOADS_DIR])
         return self._dir
 
     async def _upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, Upload]:
@@ -100,18 +104,20 @@ class Multipart:
             raise
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: AsyncIterator[bytes],
-                          content_md5: bytes | None = None) -> str:
-        """Store one part; returns its ETag (MD5 hex)."""
+                          content_md5: bytes | None = None, checksum: ChecksumSlot | None = None,
+                          md5: Any = None) -> str:
+        """Store one part; returns its ETag (MD5 hex). A `checksum` slot filled once the body ended is
+        kept with the part (ListParts, the object's composite checksum). `md5`: as `NewObject.md5`."""
         self._part_number(number)
         upload_dir, _ = await self._upload(bucket, key, upload_id)
         v = self.view
         ino, fh, tmp = await v.new_tmp()
         try:
-            md5 = await v.receive(ino, fh, body)
+            md5 = await v.receive(ino, fh, body, md5)
             if content_md5 is not None and md5.digest() != content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.")
-            etag = md5.hexdigest()
-            await v._write_record(ino, etag, {}, {})
+            etag = str(md5.hexdigest())
+            await v._write_record(ino, etag, checksum.header() if checksum is not None else {}, {})
             await self._store_part(upload_dir, number, tmp)
         except BaseException:
             await v.drop_tmp(tmp)
@@ -160,7 +166,8 @@ class Multipart:
         for e in await v.vfs.listdir(v.ctx, upload_dir, plus=True):
             if e.attr is None or e.typ is not FileType.REGULAR or not e.name.isdigit():
                 continue
-            parts.append(Part(int(e.name), e.attr.length, await v.etag_of(e.ino, e.attr), e.attr.mtime_ns))
+            etag, headers, _ = await v._record(e.ino, e.attr)
+            parts.append(Part(int(e.name), e.attr.length, etag, e.attr.mtime_ns, stored_checksum(headers)))
         return up, sorted(parts, key=lambda p: p.number)
 
     async def list_uploads(self, bucket: str, prefix: str = "") -> list[Upload]:
@@ -227,14 +234,20 @@ class Multipart:
                 await v.vfs.release(v.ctx, ino, fh)
             md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
             etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"
-            await v._write_record(ino, etag, up.headers, up.meta)
+            headers = dict(up.headers)
+            algorithms = {p.checksum[0] if p.checksum else "" for p in chosen}
+            if len(algorithms) == 1 and "" not in algorithms:
+                algorithm = algorithms.pop()
+                headers[HEADER_PREFIX + algorithm] = composite(algorithm, [p.checksum[1] for p in chosen
+                                                                           if p.checksum])
+            await v._write_record(ino, etag, headers, up.meta)
             await v._publish(bucket, key, parts, tmp)
         except BaseException:
             await v.drop_tmp(tmp)
             raise
         await self._remove(upload_dir, upload_id)
         attr = await v.vfs.getattr(v.ctx, ino)
-        return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, up.headers, up.meta)
+        return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, up.meta)
 
 
 __all__ = ["Multipart", "Part", "Upload"]

@@ -9,14 +9,15 @@ by another client (a mount) no longer matches its record and gets a synthetic ET
 clients do not take for an MD5).
 
 Writes are atomic for readers: an object is written to a temporary file in ``/.sys/tmp`` and renamed onto
-its key when complete, so a crash or a failed upload never shows a partial object (the temporary file is
-left for `jfs gc`-style cleanup when the process dies). Copies and multipart completion reference the
+its key when complete, so a crash or a failed upload never shows a partial object (the temporary file a
+dead process leaves is removed by age: `cleanup.purge_stale_uploads`). Copies and multipart completion reference the
 source's slices (`copy_file_range`): no data moves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -27,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jfs.app.meta import Ctx
+from jfs.app.objectview.checksums import HEADER_PREFIX, ChecksumSlot
 from jfs.app.objectview.errors import ObjectError
-from jfs.app.objectview.keys import RESERVED_TOP, SYS_DIR, key_parts, valid_bucket
+from jfs.app.objectview.keys import RESERVED_TOP, SYS_DIR, TMP_DIR, key_parts, valid_bucket
 from jfs.app.vfs import VFS, PathResolver
 from jfs.domain.attrs import Attr, FileType
 from jfs.domain.errors import FSError
@@ -62,6 +64,11 @@ class NewObject:
     meta: Mapping[str, str] = field(default_factory=dict)
     content_md5: bytes | None = None
     """The MD5 the client sent (Content-MD5): BadDigest when the body differs."""
+    checksum: ChecksumSlot | None = None
+    """Filled by the front once the body matched its declared checksum: stored with the object."""
+    md5: Any = None
+    """An MD5 hasher the front updates with every piece of the body before yielding it (it hashes all
+    its digests in one pass); None: the view hashes the body itself."""
 
 
 async def hashed_write(md5: Any, write: Awaitable[int], chunk: bytes) -> None:
@@ -221,7 +228,7 @@ class ObjectView:
         for name, value in meta.items():
             await self.vfs.setxattr(self.ctx, ino, META_PREFIX + name.encode(), value.encode())
         rec = {"etag": etag, "size": attr.length, "mtime": attr.mtime_ns,
-               "headers": {k: v for k, v in headers.items() if k in STANDARD_HEADERS}, "meta": sorted(meta)}
+               "headers": {k: v for k, v in headers.items() if k in STANDARD_HEADERS or k.startswith(HEADER_PREFIX)}, "meta": sorted(meta)}
         await self.vfs.setxattr(self.ctx, ino, RECORD, json.dumps(rec, separators=(",", ":")).encode())
 
     # ------------------------------------------------------------------ paths
@@ -280,7 +287,7 @@ class ObjectView:
 
     async def tmp_dir(self) -> int:
         if self._tmp is None:
-            self._tmp = await self._makedirs(self.root, [SYS_DIR, b"tmp"])
+            self._tmp = await self._makedirs(self.root, [SYS_DIR, TMP_DIR])
         return self._tmp
 
     async def new_tmp(self) -> tuple[int, int, bytes]:
@@ -298,19 +305,39 @@ class ObjectView:
         return ino, f.fh, name
 
 
-    async def receive(self, ino: int, fh: int, body: AsyncIterator[bytes]) -> hashlib._Hash:
+    async def receive(self, ino: int, fh: int, body: AsyncIterator[bytes], md5: Any = None) -> Any:
         """Write `body` from offset 0 into the open temporary file `ino`/`fh`, commit and close it;
-        returns the MD5 of the bytes (hashed while the writes are buffered)."""
-        md5 = hashlib.md5()
+        returns the MD5 of the bytes: `md5` when given (the body's producer updates it with every piece),
+        else hashed here while the writes are buffered.
+
+        The next piece is read (and hashed by its producer) while the current one is written, so at most
+        two pieces of the body are held at once. A failure of the body (a bad digest at its end) or of a
+        write stops both and propagates; nothing is committed then.
+        """
+        hash_here = md5 is None
+        if md5 is None:
+            md5 = hashlib.md5()
+        it = aiter(body)
         offset = 0
+        pending: asyncio.Future[bytes | None] = asyncio.ensure_future(anext(it, None))
         try:
-            async for chunk in body:
-                await hashed_write(md5, self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True), chunk)
+            while (chunk := await pending) is not None:
+                pending = asyncio.ensure_future(anext(it, None))  # read ahead while this piece is written
+                write = self.vfs.write(self.ctx, ino, fh, offset, chunk, owned=True)
+                if hash_here:
+                    await hashed_write(md5, write, chunk)
+                else:
+                    await write
                 offset += len(chunk)
             await self.vfs.flush(self.ctx, ino, fh)
         finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
             await self.vfs.release(self.ctx, ino, fh)
         return md5
+
     async def drop_tmp(self, name: bytes) -> None:
         try:
             await self.vfs.unlink(self.ctx, await self.tmp_dir(), name)
@@ -355,18 +382,19 @@ class ObjectView:
             return ObjectInfo(key, 0, EMPTY_MD5, attr.mtime_ns, True)
         ino, fh, tmp = await self.new_tmp()
         try:
-            md5 = await self.receive(ino, fh, body)
+            md5 = await self.receive(ino, fh, body, new.md5)
             if new.content_md5 is not None and md5.digest() != new.content_md5:
                 raise ObjectError("BadDigest", "The Content-MD5 you specified did not match what was received.",
                                   resource=key)
-            etag = md5.hexdigest()
-            await self._write_record(ino, etag, new.headers, new.meta)
+            etag = str(md5.hexdigest())
+            headers = {**new.headers, **(new.checksum.header() if new.checksum is not None else {})}
+            await self._write_record(ino, etag, headers, new.meta)
             await self._publish(bucket, key, parts, tmp)
         except BaseException:
             await self.drop_tmp(tmp)
             raise
         attr = await self.vfs.getattr(self.ctx, ino)
-        return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, dict(new.headers), dict(new.meta))
+        return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, dict(new.meta))
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         ino, attr, is_dir = await self._resolve_key(bucket, key)
