@@ -4,6 +4,10 @@
         kv = await open_kv(cluster.url("myvolume"))
         cluster.kill(cluster.leader())      # SIGKILL one member; cluster.start_member(i) brings it back
 
+With ``tls=make_pki(dir)`` (jfs.testing.tls) the members serve clients over TLS with the PKI's server
+certificate and require a client certificate signed by its CA (``--client-cert-auth``); `url()` then
+carries JuiceFS's ``cacert``/``cert``/``key`` options. Peers still talk plain HTTP among themselves.
+
 Members keep their data in a private directory (on /dev/shm when there is one: etcd fsyncs every
 commit), elect quickly (short heartbeat and election timeouts) and log only warnings. `stop()` kills every
 member and removes the directory — also when the test failed. Raises EtcdError when `etcd` is missing
@@ -17,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -25,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from jfs.testing.servers import free_port
+from jfs.testing.tls import Pki
 
 
 class EtcdError(RuntimeError):
@@ -38,10 +44,15 @@ class EtcdMember:
     peer_port: int
     data_dir: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    scheme: str = "http"
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"{self.scheme}://{self.endpoint}"
 
     @property
     def running(self) -> bool:
@@ -54,6 +65,7 @@ class EtcdCluster:
     members: list[EtcdMember]
     extra_args: tuple[str, ...] = ()
     binary: str = "etcd"
+    tls: Pki | None = None
 
     @property
     def endpoints(self) -> str:
@@ -61,8 +73,19 @@ class EtcdCluster:
         return ",".join(m.endpoint for m in self.members)
 
     def url(self, prefix: str = "") -> str:
-        """``etcd://127.0.0.1:P1,127.0.0.1:P2/prefix``."""
-        return f"etcd://{self.endpoints}/{prefix}"
+        """``etcd://127.0.0.1:P1,127.0.0.1:P2/prefix`` (plus ``?cacert=…&cert=…&key=…`` with TLS)."""
+        url = f"etcd://{self.endpoints}/{prefix}"
+        if self.tls is not None:
+            t = self.tls
+            url += f"?cacert={t.ca}&cert={t.client_cert}&key={t.client_key}"
+        return url
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+        ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return ctx
 
     def _initial_cluster(self) -> str:
         return ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
@@ -76,8 +99,8 @@ class EtcdCluster:
             self.binary,
             "--name", m.name,
             "--data-dir", m.data_dir,
-            "--listen-client-urls", f"http://127.0.0.1:{m.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{m.client_port}",
+            "--listen-client-urls", m.client_url,
+            "--advertise-client-urls", m.client_url,
             "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
             "--initial-cluster", self._initial_cluster(),
@@ -89,6 +112,9 @@ class EtcdCluster:
             "--log-level", "warn",
             *self.extra_args,
         ]  # fmt: skip
+        if self.tls is not None:
+            cmd += ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                    "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]  # fmt: skip
         log = open(os.path.join(self.directory, f"{m.name}.log"), "ab")  # noqa: SIM115
         with log:
             m.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -119,9 +145,9 @@ class EtcdCluster:
     def status(self, i: int) -> dict[str, object] | None:
         """The member's ``/v3/maintenance/status`` reply, None when it does not answer."""
         m = self.members[i]
-        req = urllib.request.Request(f"http://{m.endpoint}/v3/maintenance/status", data=b"{}", method="POST")
+        req = urllib.request.Request(f"{m.client_url}/v3/maintenance/status", data=b"{}", method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=1) as resp:
+            with urllib.request.urlopen(req, timeout=1, context=self._ssl_context()) as resp:
                 return json.loads(resp.read())  # type: ignore[no-any-return]
         except (OSError, ValueError):
             return None
@@ -142,7 +168,8 @@ class EtcdCluster:
 
     def healthy(self, i: int) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.members[i].endpoint}/health", timeout=1) as resp:
+            url = f"{self.members[i].client_url}/health"
+            with urllib.request.urlopen(url, timeout=1, context=self._ssl_context()) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -178,10 +205,10 @@ class EtcdCluster:
 
 
 def start_etcd_cluster(
-    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0
+    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0, tls: Pki | None = None
 ) -> EtcdCluster:
     """Start a fresh `size`-member cluster on loopback; `extra_args` go to every member
-    (e.g. ``"--max-txn-ops", "16"``)."""
+    (e.g. ``"--max-txn-ops", "16"``); `tls` serves clients over TLS (module docstring)."""
     binary = shutil.which(executable) or (
         f"/usr/bin/{executable}" if os.path.exists(f"/usr/bin/{executable}") else None
     )
@@ -192,10 +219,11 @@ def start_etcd_cluster(
     for _ in range(3):  # a free port may be taken by someone else before etcd binds it
         directory = tempfile.mkdtemp(prefix="jfs-etcd-", dir=base)
         members = [
-            EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(directory, f"m{i}"))
+            EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(directory, f"m{i}"),
+                       scheme="http" if tls is None else "https")
             for i in range(size)
-        ]
-        cluster = EtcdCluster(directory, members, tuple(extra_args), binary)
+        ]  # fmt: skip
+        cluster = EtcdCluster(directory, members, tuple(extra_args), binary, tls)
         try:
             for i in range(size):
                 cluster.start_member(i)
@@ -211,9 +239,9 @@ def start_etcd_cluster(
 
 
 @contextlib.contextmanager
-def etcd_cluster(size: int = 1, *extra_args: str) -> Iterator[EtcdCluster]:
+def etcd_cluster(size: int = 1, *extra_args: str, tls: Pki | None = None) -> Iterator[EtcdCluster]:
     """Context manager around `start_etcd_cluster` that always stops the cluster."""
-    cluster = start_etcd_cluster(size, *extra_args)
+    cluster = start_etcd_cluster(size, *extra_args, tls=tls)
     try:
         yield cluster
     finally:
