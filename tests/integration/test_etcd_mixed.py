@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -166,4 +167,100 @@ def test_sessions_listed_by_both_and_a_killed_client_cleaned_by_the_other(
                 with contextlib.suppress(OSError):  # its mount is gone
                     os.close(fd)
         subprocess.run(["umount", "-l", str(dead)], capture_output=True)
+    fsck_both(volume)
+
+
+def jfs_quota(url: str, path: str) -> tuple[int, int]:
+    doc = json.loads(jfs("quota", "get", url, "--path", path, "--json").stdout)
+    return doc["used_space"], doc["used_inodes"]
+
+
+def juicefs_quota_check(url: str, path: str) -> str:
+    res = run_juicefs("quota", "check", url, "--path", path, check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "inconsistent" not in out.lower(), out[-2000:]
+    return out
+
+
+def create_fails_with_edquot(path: Path) -> bool:
+    try:
+        path.write_bytes(b"q" * 10_000)
+    except OSError as exc:
+        if exc.errno == errno.EDQUOT:
+            return True
+        raise
+    return False
+
+
+@pytest.mark.parametrize("setter", ["juicefs", "jfs"])
+def test_directory_quota_kept_in_step_by_both(setter: str, volume: str, work: Path) -> None:
+    """A quota set by one kind is enforced by both; usage written by both is counted in the one `QD`
+    record (JuiceFS flushes its deltas every 3 s); `juicefs quota check` finds the count exact."""
+    format_volume(volume, str(work / "bucket"), "quotavol")
+    with mounted(volume, work / "mnt", "--heartbeat", "1") as m, \
+            juicefs_mounted(volume, work / "jmnt", "--heartbeat", "1", bgjob=True) as jm:  # fmt: skip
+        (m / "q").mkdir()
+        (m / "q" / "before").write_bytes(b"b" * 5000)  # counted by the `quota set` walk
+        if setter == "juicefs":
+            run_juicefs("quota", "set", volume, "--path", "/q", "--inodes", "6", "--capacity", "1")
+        else:
+            jfs("quota", "set", volume, "--path", "/q", "--inodes", "6", "--capacity", "1")
+        assert jfs_quota(volume, "/q") == (8192, 1)
+        time.sleep(4)  # both kinds learn about the new quota (jfs: 2 s refresh; JuiceFS: each heartbeat)
+        for i in range(2):
+            (m / "q" / f"jfs-{i}").write_bytes(b"j" * 10_000)
+        (jm / "q" / "sub").mkdir()
+        (jm / "q" / "sub" / "juicefs-0").write_bytes(b"u" * 10_000)
+        (jm / "q" / "juicefs-1").write_bytes(b"u" * 10_000)
+        # 6 names below /q: before, jfs-0, jfs-1, sub, sub/juicefs-0, juicefs-1
+        want = (8192 + 4 * 12288 + 4096, 6)
+        eventually(lambda: jfs_quota(volume, "/q") == want, 15, f"usage {want}")
+        juicefs_quota_check(volume, "/q")
+        time.sleep(2)  # JuiceFS reloads the usage it enforces against each heartbeat
+        assert create_fails_with_edquot(m / "q" / "over-jfs")
+        assert create_fails_with_edquot(jm / "q" / "over-juicefs")
+        os.unlink(jm / "q" / "jfs-0")
+        os.unlink(m / "q" / "sub" / "juicefs-0")
+        want = (8192 + 2 * 12288 + 4096, 4)
+        eventually(lambda: jfs_quota(volume, "/q") == want, 15, f"usage {want}")
+        juicefs_quota_check(volume, "/q")
+    fsck_both(volume)
+
+
+def trash_names(mount: Path) -> set[str]:
+    return {f"{hour}/{name}" for hour in os.listdir(mount / ".trash") for name in os.listdir(mount / ".trash" / hour)}
+
+
+def test_trash_shared_by_both(volume: str, work: Path) -> None:
+    """Default format (trash on, 1 day): files removed through either kind land in the same hour
+    directory under the same names, are listed by both, count in the usage counters, and restore."""
+    jfs("format", volume, "trashvol", "--bucket", str(work / "bucket"))
+    with mounted(volume, work / "mnt", "--heartbeat", "1") as m, \
+            juicefs_mounted(volume, work / "jmnt", "--heartbeat", "1") as jm:  # fmt: skip
+        (m / "d").mkdir()
+        (m / "d" / "by-jfs").write_bytes(b"j" * 9000)
+        (jm / "d" / "by-juicefs").write_bytes(b"u" * 9000)
+        eventually(lambda: sorted(os.listdir(jm / "d")) == ["by-jfs", "by-juicefs"], what="both files")
+        eventually(lambda: sorted(os.listdir(m / "d")) == ["by-jfs", "by-juicefs"], what="both files")
+        os.unlink(jm / "d" / "by-jfs")
+        os.unlink(m / "d" / "by-juicefs")
+        names = eventually(lambda: len(trash_names(m)) == 2 and trash_names(m), what="two trashed files")
+        assert eventually(lambda: trash_names(jm) == names, what="same trash in JuiceFS")
+        for n in names:
+            assert n.split("/")[1].split("-", 2)[2] in ("by-jfs", "by-juicefs"), n  # <parent>-<ino>-<name>
+        # restored with --put-back by each kind's command: first JuiceFS's, then (removed again) jfs's
+        for restore in (run_juicefs, jfs):
+            hours = sorted({n.split("/")[0] for n in names})
+            restore("restore", volume, *hours, "--put-back")
+            for mount in (m, jm):
+                eventually(lambda mount=mount: sorted(os.listdir(mount / "d")) == ["by-jfs", "by-juicefs"],
+                           what=f"restored by {restore.__name__}, seen in {mount.name}")  # fmt: skip
+            assert (jm / "d" / "by-jfs").read_bytes() == b"j" * 9000
+            assert (m / "d" / "by-juicefs").read_bytes() == b"u" * 9000
+            if restore is run_juicefs:
+                os.unlink(m / "d" / "by-jfs")
+                os.unlink(jm / "d" / "by-juicefs")
+                names = eventually(lambda: len(trash_names(jm)) == 2 and trash_names(jm), what="trashed again")
+        st = json.loads(jfs("status", volume, "--json").stdout)["Statistic"]
+        assert st["UsedInodes"] >= 3
     fsck_both(volume)

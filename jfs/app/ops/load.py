@@ -19,8 +19,8 @@ Contract:
   JuiceFS dump already shows them in TKV terms): ``nextInode`` = 1 + the largest normal inode (live or
   pending deletion), ``nextChunk`` = 1 + the largest slice id, ``nextTrash`` = the largest trash offset,
   ``nextSession`` = 0, ``usedSpace``/``totalInodes`` = align4k(length) and count over unique inodes other
-  than the root, the trash root and the trash's hour directories (jfs never charges those; JuiceFS's load
-  counts the hour directories, its clients do not); directory nlink = 2 + child directories, length 4096; a file's nlink =
+  than the root and the trash root (the trash's hour directories count, as JuiceFS's load and clients
+  count them); directory nlink = 2 + child directories (the trash root's 2, as JuiceFS keeps it), length 4096; a file's nlink =
   the number of its names, and an inode with several names gets parent 0 and one ``A<ino>P<parent>``
   counter per parent; ``K`` slice references (refs − 1) for slices referenced by more than one record
   (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), POSIX ACLs and
@@ -307,7 +307,7 @@ class _Loader:
                 raise dumpfmt.DumpFormatError(f"directory inode {ino} appears twice")
             self._another_name(ino, parent)
             return
-        if ino < TRASH_INODE and ino != ROOT_INODE:  # the trash root and its hour directories are not charged
+        if ino not in (ROOT_INODE, TRASH_INODE):  # hour directories are charged, as JuiceFS does
             s.used_space += align4k(attr.length if typ is FileType.REGULAR else 0)
             s.inodes += 1
         if ino < TRASH_INODE:
@@ -387,7 +387,7 @@ class _Loader:
 
     def end(self) -> None:
         frame = self.stack.pop()
-        frame.attr.nlink = 2 + frame.subdirs
+        frame.attr.nlink = 2 if frame.ino == TRASH_INODE else 2 + frame.subdirs  # JuiceFS's trash root
         self.out.put(keys.attr(frame.ino), frame.attr.encode())
         self._quota_dir(frame.quota_key, frame.ino, frame.space, frame.inodes)
         if self.stack:
