@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from jfs.testing.servers import free_port
@@ -45,10 +45,13 @@ class EtcdMember:
     data_dir: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     scheme: str = "http"
+    host: str = "127.0.0.1"
+    launcher: tuple[str, ...] = ()
+    """Prefix of the member's command (e.g. ``nsenter --net=/proc/PID/ns/net``: another network namespace)."""
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def client_url(self) -> str:
@@ -88,7 +91,7 @@ class EtcdCluster:
         return ctx
 
     def _initial_cluster(self) -> str:
-        return ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        return ",".join(f"{m.name}=http://{m.host}:{m.peer_port}" for m in self.members)
 
     def start_member(self, i: int, state: str = "new") -> None:
         """Start member `i` (again); its data directory is kept, so a restarted member rejoins."""
@@ -96,13 +99,14 @@ class EtcdCluster:
         if m.running:
             return
         cmd = [
+            *m.launcher,
             self.binary,
             "--name", m.name,
             "--data-dir", m.data_dir,
             "--listen-client-urls", m.client_url,
             "--advertise-client-urls", m.client_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+            "--listen-peer-urls", f"http://{m.host}:{m.peer_port}",
+            "--initial-advertise-peer-urls", f"http://{m.host}:{m.peer_port}",
             "--initial-cluster", self._initial_cluster(),
             "--initial-cluster-state", state,
             "--initial-cluster-token", os.path.basename(self.directory),
@@ -166,6 +170,22 @@ class EtcdCluster:
             time.sleep(0.05)
         raise EtcdError(f"no etcd leader elected within {timeout:g} s")
 
+    def move_leader(self, i: int) -> None:
+        """Make member `i` the leader (``etcdctl move-leader``, sent to the current leader)."""
+        leader = self.leader()
+        if leader == i:
+            return
+        st = self.status(i) or {}
+        header = st.get("header")
+        if not isinstance(header, dict):
+            raise EtcdError(f"member {i} does not answer")
+        cmd = ["etcdctl", "--endpoints", self.members[leader].client_url, "move-leader",
+               f"{int(header['member_id']):x}"]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "ETCDCTL_API": "3"})  # fmt: skip
+        if res.returncode != 0:
+            raise EtcdError(f"move-leader to member {i} failed: {res.stderr.strip()}")
+
     def healthy(self, i: int) -> bool:
         try:
             url = f"{self.members[i].client_url}/health"
@@ -205,10 +225,13 @@ class EtcdCluster:
 
 
 def start_etcd_cluster(
-    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0, tls: Pki | None = None
+    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0, tls: Pki | None = None,
+    hosts: Sequence[str] = (), launchers: Sequence[tuple[str, ...]] = (),
 ) -> EtcdCluster:
     """Start a fresh `size`-member cluster on loopback; `extra_args` go to every member
-    (e.g. ``"--max-txn-ops", "16"``); `tls` serves clients over TLS (module docstring)."""
+    (e.g. ``"--max-txn-ops", "16"``); `tls` serves clients over TLS (module docstring). `hosts` and
+    `launchers` give, per member, the address it listens on (127.0.0.1 by default) and a command prefix
+    (see `EtcdMember.launcher`)."""
     binary = shutil.which(executable) or (
         f"/usr/bin/{executable}" if os.path.exists(f"/usr/bin/{executable}") else None
     )
@@ -220,7 +243,9 @@ def start_etcd_cluster(
         directory = tempfile.mkdtemp(prefix="jfs-etcd-", dir=base)
         members = [
             EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(directory, f"m{i}"),
-                       scheme="http" if tls is None else "https")
+                       scheme="http" if tls is None else "https",
+                       host=hosts[i] if i < len(hosts) else "127.0.0.1",
+                       launcher=launchers[i] if i < len(launchers) else ())
             for i in range(size)
         ]  # fmt: skip
         cluster = EtcdCluster(directory, members, tuple(extra_args), binary, tls)
