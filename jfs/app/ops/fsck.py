@@ -425,7 +425,9 @@ def _judge(model: _Model, sustained: set[int], since_ns: int) -> tuple[list[Issu
             continue
         names = model.names(ino)
         links = sum(names.values())
-        refs = model.prefs.get(ino, {})
+        # A counter at 0 counts nothing: JuiceFS leaves the key in place when a hard link's last name in a
+        # directory goes (and keeps parent 0 once one name is left), which is as valid as jfs's deleting it.
+        refs = {p: n for p, n in model.prefs.get(ino, {}).items() if n != 0}
         special = ino in (ROOT_INODE, TRASH_INODE)
         if typ == _DIR:
             want = 2 + subdirs.get(ino, 0)
