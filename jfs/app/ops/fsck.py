@@ -67,9 +67,6 @@ from jfs.app.ops.gc import (
     CHUNK_END,
     DEFAULT_THREADS,
     PROGRESS_STEP,
-    ProgressBar,
-    ProgressBoard,
-    QuietBoard,
     SliceSet,
     block_store,
     bounded,
@@ -79,6 +76,7 @@ from jfs.app.ops.gc import (
     list_blocks,
     read_delfiles,
 )
+from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.app.volume import VolumeError, loaded_volume
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k, is_trash_inode
