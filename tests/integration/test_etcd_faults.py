@@ -3,7 +3,7 @@
 Each test starts its own cluster (members are killed), formats a volume, mounts it and runs a writer that
 creates, appends to and renames files, recording each operation once it returned. Mid-run a fault is
 injected (leader killed, follower killed, leader frozen as if partitioned, whole cluster restarted, the
-leader cut off the network); the writer must see no error (operations pause while the cluster recovers,
+leader or a follower cut off the network); the writer must see no error (operations pause while the cluster recovers,
 then continue), every acknowledged operation must be readable afterwards, and `jfs fsck` must be clean.
 Needs `etcd`.
 
@@ -188,9 +188,11 @@ def split_cluster() -> Iterator[tuple[EtcdCluster, Callable[[bool], None]]]:
         holder.wait()
 
 
-def test_leader_partitioned_under_load(tmp_path: Path) -> None:
-    """The leader cut off the network (not stopped): the two others elect a leader and the mount, whose
-    requests to the cut-off member hang, fails over to them; the member rejoins when the link is back."""
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_member_partitioned_under_load(role: str, tmp_path: Path) -> None:
+    """One member cut off the network (not stopped), the leader or a follower: without it the two others
+    go on (electing a new leader if needed), the mount's requests to it hang and fail over to them; it
+    rejoins when the link is back."""
     if os.environ.get(IN_NETNS) != "1":
         if shutil.which("unshare") is None or shutil.which("nsenter") is None or shutil.which("ip") is None:
             pytest.skip("needs unshare, nsenter and ip (util-linux, iproute2)")
@@ -198,7 +200,7 @@ def test_leader_partitioned_under_load(tmp_path: Path) -> None:
             pytest.skip("cannot create network namespaces here")
         res = subprocess.run(
             ["unshare", "--net", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-             f"{__file__}::test_leader_partitioned_under_load", "--basetemp", str(tmp_path / "inner")],
+             f"{__file__}::test_member_partitioned_under_load[{role}]", "--basetemp", str(tmp_path / "inner")],
             env={**os.environ, IN_NETNS: "1"}, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert res.returncode == 0 and "1 passed" in res.stdout, (res.stdout + res.stderr)[-5000:]
@@ -209,14 +211,14 @@ def test_leader_partitioned_under_load(tmp_path: Path) -> None:
     except (EtcdError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot build the split cluster: {exc}")
     try:
-        cluster.move_leader(2)
+        cluster.move_leader(2 if role == "leader" else 0)
 
         def fault() -> None:
-            assert cluster.leader() == 2
+            assert (cluster.leader() == 2) == (role == "leader")
             link(False)
             try:
                 deadline = time.monotonic() + 15
-                while cluster.leader() == 2:  # member 2 is unreachable: a new leader among 0 and 1
+                while cluster.leader() == 2:  # member 2 is unreachable: a leader among 0 and 1
                     assert time.monotonic() < deadline, "no new leader behind the partition"
                 time.sleep(3)
             finally:
