@@ -35,8 +35,9 @@ Contract:
 * Block checksums (``jfsCrc32`` of a slice, ADR 0008): the slice's record is written as dumped, so a
   loaded checksum volume checks its old data too; a record that does not fit the slice for the volume's
   block size is dropped with a warning (the reader could not use it).
-* The setting is stored as dumped except ``DirStats``, forced to false (jfs keeps no directory
-  statistics, so none are written); a secret shown as "removed" stays so and is reported.
+* The setting is stored as dumped except ``DirStats``, on exactly when the dump has directory quotas
+  (JuiceFS clients need it to charge and enforce them; jfs writes no directory statistics, and JuiceFS
+  recomputes missing ones); a secret shown as "removed" stays so and is reported.
 * The root of ``FSTree`` becomes inode 1 whatever it was (a ``--subdir`` dump); without a ``Trash``
   section a fresh trash root is created.
 
@@ -479,9 +480,6 @@ class _Loader:
             if getattr(settings, field_name) == "removed":
                 log.warning("load_secret_removed", field=key,
                             detail="the dump was made without secrets: set it with 'jfs config'")
-        if settings.dir_stats:
-            log.info("load_dir_stats_off", detail="jfs keeps no directory statistics; DirStats set to false")
-            settings.dir_stats = False
         return settings
 
 
@@ -574,6 +572,12 @@ async def load_meta(
     }
     log.info("load_dumped_counters", **{k: v for k, v in (s.counters or {}).items()})
     log.info("load_rebuilt_counters", **{k.decode(): v for k, v in counters.items()})
+
+    # DirStats stays on only with directory quotas: JuiceFS clients neither charge nor enforce them
+    # without it (jfs's `quota set` turns it on too); jfs writes no `U` records, which JuiceFS recomputes.
+    if settings.dir_stats != bool(s.quotas):
+        log.info("load_dir_stats", dir_stats=bool(s.quotas), detail="on exactly when the volume has quotas")
+        settings.dir_stats = bool(s.quotas)
 
     async def finish(tx: Tx) -> None:
         for name, value in counters.items():
