@@ -259,7 +259,12 @@ def _lock(kind: str, fd: int, how: int) -> None:
         fcntl.lockf(fd, how)
 
 
-def worker_append(root: str, seed: int, end: float, tag: str) -> dict[str, Any]:
+def worker_append(root: str, seed: int, end: float, tag: str, close_to_open: bool = False) -> dict[str, Any]:
+    """Appends records to the shared logs under exclusive locks. With `close_to_open` every record is
+    written through its own descriptor, after an fstat under the lock, and fsynced before the lock goes:
+    what a client that only promises close-to-open consistency needs (JuiceFS: buffered writes are not
+    flushed on unlock, and an O_APPEND write goes to the end the kernel last heard of, which the fstat
+    refreshes when the mount's attribute cache is 0)."""
     rnd, t = random.Random(seed), Tally()
     written: dict[str, int] = {"flock": 0, "fcntl": 0}
     keep = {kind: os.open(os.path.join(root, f"log-{kind}"), os.O_WRONLY | os.O_APPEND) for kind in written}
@@ -269,7 +274,7 @@ def worker_append(root: str, seed: int, end: float, tag: str) -> dict[str, Any]:
             rec = _record(tag, written[kind])
             t.ops[kind] += 1
             try:
-                if rnd.random() < 0.5:  # one long-lived descriptor: lock, append, unlock (no fsync)
+                if not close_to_open and rnd.random() < 0.5:  # one long-lived descriptor: lock, append, unlock
                     fd = keep[kind]
                     _lock(kind, fd, fcntl.LOCK_EX)
                     try:
@@ -280,8 +285,10 @@ def worker_append(root: str, seed: int, end: float, tag: str) -> dict[str, Any]:
                     fd = os.open(os.path.join(root, f"log-{kind}"), os.O_WRONLY | os.O_APPEND)
                     try:
                         _lock(kind, fd, fcntl.LOCK_EX)
+                        if close_to_open:
+                            os.fstat(fd)
                         assert os.write(fd, rec) == len(rec)
-                        if rnd.random() < 0.2:
+                        if close_to_open or rnd.random() < 0.2:
                             os.fsync(fd)
                     finally:
                         os.close(fd)
@@ -329,14 +336,14 @@ def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
     return t.doc()
 
 
-def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str) -> None:
+def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str, close_to_open: bool = False) -> None:
     end = time.monotonic() + seconds
     if kind == "churn":
         doc = worker_churn(root, seed, end)
     elif kind == "data":
         doc = worker_data(root, seed, end)
     elif kind == "append":
-        doc = worker_append(root, seed, end, tag)
+        doc = worker_append(root, seed, end, tag, close_to_open)
     else:
         doc = worker_reader(root, seed, end)
     print(json.dumps({"kind": kind, "seed": seed, **doc}), flush=True)
@@ -507,9 +514,10 @@ def main() -> int:
     ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--close-to-open", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        run_worker(args.worker, args.root, args.seed, args.seconds, args.tag)
+        run_worker(args.worker, args.root, args.seed, args.seconds, args.tag, args.close_to_open)
         return 0
 
     from jfs.testing.mounts import format_volume, mounted

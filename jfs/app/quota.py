@@ -78,6 +78,7 @@ from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, Attr, FileType, align4k, is_trash_inode
 from jfs.domain.errors import FSError
 from jfs.domain.records import Quota, decode_dentry
+from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, ConflictError, Tx
 
 if TYPE_CHECKING:
@@ -319,6 +320,20 @@ def _doc(path: str, ino: int, q: Quota) -> dict[str, Any]:
     return {"path": path, "inode": ino, **asdict(q)}
 
 
+async def _enable_dir_stats(tx: Tx) -> None:
+    """Turn the setting's ``DirStats`` on, as JuiceFS's ``quota set`` does: JuiceFS clients neither charge
+    nor enforce directory quotas on a volume without it (issue 16). jfs keeps no ``U<ino>`` statistics
+    itself and drops them where it changes a directory (`store._stale_dir_stat`), so JuiceFS recomputes
+    them; the flag changes nothing for jfs."""
+    raw = await tx.get(keys.SETTING)
+    if raw is None:
+        return
+    settings = Settings.from_json(raw)
+    if not settings.dir_stats:
+        settings.dir_stats = True
+        tx.put(keys.SETTING, settings.to_json())
+
+
 async def set_quota(
     m: Meta, path: str, *, capacity: int | None = None, inodes: int | None = None, settle: float | None = None
 ) -> dict[str, Any]:
@@ -329,6 +344,7 @@ async def set_quota(
     m.has_quotas = True
 
     async def store_limits(tx: Tx) -> bool:
+        await _enable_dir_stats(tx)
         raw = await tx.get(keys.dir_quota(ino))
         q = Quota.decode(raw) if raw is not None else Quota()
         if capacity is not None:

@@ -4,6 +4,10 @@
         kv = await open_kv(cluster.url("myvolume"))
         cluster.kill(cluster.leader())      # SIGKILL one member; cluster.start_member(i) brings it back
 
+With ``tls=make_pki(dir)`` (jfs.testing.tls) the members serve clients over TLS with the PKI's server
+certificate and require a client certificate signed by its CA (``--client-cert-auth``); `url()` then
+carries JuiceFS's ``cacert``/``cert``/``key`` options. Peers still talk plain HTTP among themselves.
+
 Members keep their data in a private directory (on /dev/shm when there is one: etcd fsyncs every
 commit), elect quickly (short heartbeat and election timeouts) and log only warnings. `stop()` kills every
 member and removes the directory — also when the test failed. Raises EtcdError when `etcd` is missing
@@ -17,14 +21,16 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from jfs.testing.servers import free_port
+from jfs.testing.tls import Pki
 
 
 class EtcdError(RuntimeError):
@@ -38,10 +44,18 @@ class EtcdMember:
     peer_port: int
     data_dir: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    launcher: tuple[str, ...] = ()
+    """Prefix of the member's command (e.g. ``nsenter --net=/proc/PID/ns/net``: another network namespace)."""
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"{self.scheme}://{self.endpoint}"
 
     @property
     def running(self) -> bool:
@@ -54,6 +68,7 @@ class EtcdCluster:
     members: list[EtcdMember]
     extra_args: tuple[str, ...] = ()
     binary: str = "etcd"
+    tls: Pki | None = None
 
     @property
     def endpoints(self) -> str:
@@ -61,11 +76,22 @@ class EtcdCluster:
         return ",".join(m.endpoint for m in self.members)
 
     def url(self, prefix: str = "") -> str:
-        """``etcd://127.0.0.1:P1,127.0.0.1:P2/prefix``."""
-        return f"etcd://{self.endpoints}/{prefix}"
+        """``etcd://127.0.0.1:P1,127.0.0.1:P2/prefix`` (plus ``?cacert=…&cert=…&key=…`` with TLS)."""
+        url = f"etcd://{self.endpoints}/{prefix}"
+        if self.tls is not None:
+            t = self.tls
+            url += f"?cacert={t.ca}&cert={t.client_cert}&key={t.client_key}"
+        return url
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+        ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return ctx
 
     def _initial_cluster(self) -> str:
-        return ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        return ",".join(f"{m.name}=http://{m.host}:{m.peer_port}" for m in self.members)
 
     def start_member(self, i: int, state: str = "new") -> None:
         """Start member `i` (again); its data directory is kept, so a restarted member rejoins."""
@@ -73,13 +99,14 @@ class EtcdCluster:
         if m.running:
             return
         cmd = [
+            *m.launcher,
             self.binary,
             "--name", m.name,
             "--data-dir", m.data_dir,
-            "--listen-client-urls", f"http://127.0.0.1:{m.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{m.client_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+            "--listen-client-urls", m.client_url,
+            "--advertise-client-urls", m.client_url,
+            "--listen-peer-urls", f"http://{m.host}:{m.peer_port}",
+            "--initial-advertise-peer-urls", f"http://{m.host}:{m.peer_port}",
             "--initial-cluster", self._initial_cluster(),
             "--initial-cluster-state", state,
             "--initial-cluster-token", os.path.basename(self.directory),
@@ -89,6 +116,9 @@ class EtcdCluster:
             "--log-level", "warn",
             *self.extra_args,
         ]  # fmt: skip
+        if self.tls is not None:
+            cmd += ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                    "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]  # fmt: skip
         log = open(os.path.join(self.directory, f"{m.name}.log"), "ab")  # noqa: SIM115
         with log:
             m.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -119,9 +149,9 @@ class EtcdCluster:
     def status(self, i: int) -> dict[str, object] | None:
         """The member's ``/v3/maintenance/status`` reply, None when it does not answer."""
         m = self.members[i]
-        req = urllib.request.Request(f"http://{m.endpoint}/v3/maintenance/status", data=b"{}", method="POST")
+        req = urllib.request.Request(f"{m.client_url}/v3/maintenance/status", data=b"{}", method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=1) as resp:
+            with urllib.request.urlopen(req, timeout=1, context=self._ssl_context()) as resp:
                 return json.loads(resp.read())  # type: ignore[no-any-return]
         except (OSError, ValueError):
             return None
@@ -140,9 +170,26 @@ class EtcdCluster:
             time.sleep(0.05)
         raise EtcdError(f"no etcd leader elected within {timeout:g} s")
 
+    def move_leader(self, i: int) -> None:
+        """Make member `i` the leader (``etcdctl move-leader``, sent to the current leader)."""
+        leader = self.leader()
+        if leader == i:
+            return
+        st = self.status(i) or {}
+        header = st.get("header")
+        if not isinstance(header, dict):
+            raise EtcdError(f"member {i} does not answer")
+        cmd = ["etcdctl", "--endpoints", self.members[leader].client_url, "move-leader",
+               f"{int(header['member_id']):x}"]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "ETCDCTL_API": "3"})  # fmt: skip
+        if res.returncode != 0:
+            raise EtcdError(f"move-leader to member {i} failed: {res.stderr.strip()}")
+
     def healthy(self, i: int) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.members[i].endpoint}/health", timeout=1) as resp:
+            url = f"{self.members[i].client_url}/health"
+            with urllib.request.urlopen(url, timeout=1, context=self._ssl_context()) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -178,10 +225,13 @@ class EtcdCluster:
 
 
 def start_etcd_cluster(
-    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0
+    size: int = 1, *extra_args: str, executable: str = "etcd", timeout: float = 20.0, tls: Pki | None = None,
+    hosts: Sequence[str] = (), launchers: Sequence[tuple[str, ...]] = (),
 ) -> EtcdCluster:
     """Start a fresh `size`-member cluster on loopback; `extra_args` go to every member
-    (e.g. ``"--max-txn-ops", "16"``)."""
+    (e.g. ``"--max-txn-ops", "16"``); `tls` serves clients over TLS (module docstring). `hosts` and
+    `launchers` give, per member, the address it listens on (127.0.0.1 by default) and a command prefix
+    (see `EtcdMember.launcher`)."""
     binary = shutil.which(executable) or (
         f"/usr/bin/{executable}" if os.path.exists(f"/usr/bin/{executable}") else None
     )
@@ -192,10 +242,13 @@ def start_etcd_cluster(
     for _ in range(3):  # a free port may be taken by someone else before etcd binds it
         directory = tempfile.mkdtemp(prefix="jfs-etcd-", dir=base)
         members = [
-            EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(directory, f"m{i}"))
+            EtcdMember(f"m{i}", free_port(), free_port(), os.path.join(directory, f"m{i}"),
+                       scheme="http" if tls is None else "https",
+                       host=hosts[i] if i < len(hosts) else "127.0.0.1",
+                       launcher=launchers[i] if i < len(launchers) else ())
             for i in range(size)
-        ]
-        cluster = EtcdCluster(directory, members, tuple(extra_args), binary)
+        ]  # fmt: skip
+        cluster = EtcdCluster(directory, members, tuple(extra_args), binary, tls)
         try:
             for i in range(size):
                 cluster.start_member(i)
@@ -211,9 +264,9 @@ def start_etcd_cluster(
 
 
 @contextlib.contextmanager
-def etcd_cluster(size: int = 1, *extra_args: str) -> Iterator[EtcdCluster]:
+def etcd_cluster(size: int = 1, *extra_args: str, tls: Pki | None = None) -> Iterator[EtcdCluster]:
     """Context manager around `start_etcd_cluster` that always stops the cluster."""
-    cluster = start_etcd_cluster(size, *extra_args)
+    cluster = start_etcd_cluster(size, *extra_args, tls=tls)
     try:
         yield cluster
     finally:

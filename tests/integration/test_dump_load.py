@@ -4,8 +4,8 @@ What is compared: every name (any bytes), type, inode number, mode, owner, nlink
 rdev, content (sha256), symlink target and ``user.*`` xattr of the tree, and, between two dumps, the
 JSON text itself. The only dump fields allowed to differ after a load are ``Counters.nextInodes``,
 ``nextChunk`` and ``nextSession`` (rebuilt from the tree: max inode + 1, max slice id + 1, 0) and, for a
-JuiceFS source without quotas, ``Setting.DirStats`` (jfs keeps no directory statistics; with quotas a jfs
-dump shows it true, as JuiceFS needs).
+JuiceFS source without quotas, ``Setting.DirStats`` (a load keeps it on exactly when there are quotas, as
+JuiceFS needs; jfs keeps no directory statistics).
 
 Verification mounts are read-only: several volumes share one bucket here, and a writable mount could
 compact or delete slices the others still reference. The JuiceFS tests need the ``juicefs`` binary of
@@ -658,7 +658,7 @@ async def test_quotas_round_trip_with_exact_usage(tmp_path: Path) -> None:
         assert list(doc) == ["Setting", "Counters", "Sustained", "DelFiles", "Quotas", "FSTree", "Trash"]
         assert doc["Quotas"][str(inos["/a/b"])] == {"maxSpace": 1 << 27, "maxInodes": 10}
         assert doc["Quotas"][str(inos["/c"])] == {"maxSpace": -1, "maxInodes": -1}
-        assert doc["Setting"]["DirStats"] is True  # what JuiceFS needs to keep them (the stored setting says false)
+        assert doc["Setting"]["DirStats"] is True  # what JuiceFS needs to keep them
 
         # Quotas before the tree (counted while streaming), and after it (jq -S: counted by a walk).
         await load_meta(dsts[0], _reader(text))

@@ -23,6 +23,18 @@ def test_tls_limits_and_timeout() -> None:
     t = parse_etcd_url("etcd://h/v?cacert=/ca.pem&cert=/c.pem&key=/k.pem&server-name=etcd&max-txn-ops=1024&timeout=5s")
     assert (t.tls, t.cacert, t.cert, t.key, t.server_name) == (True, "/ca.pem", "/c.pem", "/k.pem", "etcd")
     assert (t.max_txn_ops, t.timeout) == (1024, 5.0)
+    assert not t.insecure_skip_verify
+
+
+@pytest.mark.parametrize(("query", "tls", "skip"), [
+    ("insecure-skip-verify=true", False, True),  # JuiceFS's rule: the option alone does not turn TLS on
+    ("cacert=/ca.pem&insecure-skip-verify=1", True, True),
+    ("cert=/c.pem&key=/k.pem&insecure-skip-verify=false", True, False),
+    ("server-name=etcd", True, False),
+])  # fmt: skip
+def test_insecure_skip_verify(query: str, tls: bool, skip: bool) -> None:
+    t = parse_etcd_url(f"etcd://h/v?{query}")
+    assert (t.tls, t.insecure_skip_verify) == (tls, skip)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +44,6 @@ def test_tls_limits_and_timeout() -> None:
         ("etcd:///vol", "without members"),
         ("etcd://h:99999/v", "port"),
         ("etcd://::1/v", "brackets"),
-        ("etcd://h/v?insecure-skip-verify=true", "cacert"),
         ("etcd://h/v?bogus=1", "unknown parameter"),
         ("etcd://h/v?max-txn-ops=1", "max-txn-ops"),
         ("etcd://h/v?timeout=soon", "timeout"),

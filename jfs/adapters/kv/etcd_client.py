@@ -12,6 +12,10 @@ growing pause, until `EtcdTarget.timeout` has passed since the request began. Wh
   sending, "leader changed", "request timed out", deadline) raises `Ambiguous`: the write may or may
   not have been applied, and only the caller can find out (`EtcdTx` does, see etcd.py).
 
+TLS (etcd_tls.py): a member whose certificate does not verify, or that refuses our client certificate, is
+skipped like an unreachable one; when every member failed so within one request, EngineUnavailable says
+which option to fix (at once, not after `timeout`).
+
 Errors: unreachable / refused credentials → EngineUnavailable (one line); a revision compacted away →
 ConflictError (the transaction re-runs at a fresh revision); a request over the servers' limits or any
 other refusal → EngineError naming the limit.
@@ -20,15 +24,21 @@ other refusal → EngineError naming the limit.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from typing import Any
 
-import grpc
+# gRPC's C core writes its own lines to stderr (a failed TLS handshake: three of them) before we report the
+# failure in one line; silence it unless the operator asked for its logs. Read once, when grpc is loaded.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import grpc  # noqa: E402
 import structlog
 
 from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable, KVError
 
+from .etcd_tls import channel_credentials, pinned_credentials, tls_failure
 from .etcd_url import EtcdTarget
 
 log = structlog.get_logger("jfs.kv")
@@ -84,32 +94,24 @@ class EtcdClient:
         self._stubs: dict[int, Any] = {}
         self._tokens: dict[int, str] = {}  # simple tokens are per member: authenticate on each
         self._current = random.randrange(len(target.endpoints))
-        self._credentials = self._tls_credentials() if target.tls else None
+        verify = target.tls and not target.insecure_skip_verify
+        self._credentials = channel_credentials(target) if verify else None
 
-    def _tls_credentials(self) -> grpc.ChannelCredentials:
-        def read(path: str | None) -> bytes | None:
-            if path is None:
-                return None
-            try:
-                with open(path, "rb") as f:
-                    return f.read()
-            except OSError as exc:
-                raise EngineUnavailable(f"cannot read TLS file {path}: {exc.strerror}") from None
-
-        t = self.target
-        return grpc.ssl_channel_credentials(read(t.cacert), read(t.key), read(t.cert))
-
-    def _stub(self, i: int) -> Any:
+    async def _stub(self, i: int) -> Any:
         stub = self._stubs.get(i)
         if stub is None:
-            endpoint = self.target.endpoints[i]
+            t = self.target
+            endpoint = t.endpoints[i]
             options: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
-            if self._credentials is not None:
-                if self.target.server_name:
-                    options.append(("grpc.ssl_target_name_override", self.target.server_name))
-                channel = grpc.aio.secure_channel(endpoint, self._credentials, options=options)
-            else:
+            if not t.tls:
                 channel = grpc.aio.insecure_channel(endpoint, options=options)
+            else:
+                credentials, name = self._credentials, t.server_name
+                if credentials is None:  # insecure-skip-verify: trust what the member presents now
+                    credentials, name = await pinned_credentials(endpoint, t)
+                if name:
+                    options.append(("grpc.ssl_target_name_override", name))
+                channel = grpc.aio.secure_channel(endpoint, credentials, options=options)
             self._channels[i] = channel
             stub = self._stubs[i] = self._stubs_mod.KVStub(channel)
         return stub
@@ -120,7 +122,7 @@ class EtcdClient:
             return None
         token = self._tokens.get(i)
         if token is None:
-            self._stub(i)
+            await self._stub(i)
             auth = self._stubs_mod.AuthStub(self._channels[i])
             request = self.pb.AuthenticateRequest(name=t.username, password=t.password or "")
             reply = await auth.Authenticate(request, timeout=timeout)
@@ -134,19 +136,29 @@ class EtcdClient:
         deadline = start + self.target.timeout
         tries = 0
         last = ""
+        tls_refused: dict[int, str] = {}
         while True:
             i = self._current
             remaining = deadline - time.monotonic()
+            connected = i in self._stubs
             try:
                 timeout = max(0.1, min(ATTEMPT_TIMEOUT, remaining))
                 metadata = await self._metadata(i, timeout)
-                return await getattr(self._stub(i), method)(request, timeout=timeout, metadata=metadata)
+                stub = await self._stub(i)
+                connected = True
+                return await getattr(stub, method)(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 last = _details(exc)
-                self._raise_final(exc, last, write)
+                tls = tls_failure(last, self.target.endpoints[i], self.target)
+                if tls is not None:
+                    tls_refused[i] = last = tls
+                    if len(tls_refused) == n:
+                        raise EngineUnavailable(tls) from None
+                else:
+                    self._raise_final(exc, last, write)
             except (TimeoutError, OSError) as exc:  # grpc normally wraps these; be safe
                 last = str(exc) or type(exc).__name__
-                if write:
+                if write and connected:  # not connected: the request was never sent
                     raise Ambiguous(f"etcd at {self.target.endpoints[i]}: {last}") from None
             tries += 1
             if "invalid auth token" in last.lower() or "auth token" in last.lower():
@@ -154,8 +166,11 @@ class EtcdClient:
             else:
                 self._current = (i + 1) % n
             if time.monotonic() >= deadline:
+                hint = ""
+                if not self.target.tls and "socket closed" in last.lower():
+                    hint = " (members that serve TLS close plain connections: give cacert=, cert=, key=)"
                 raise EngineUnavailable(
-                    f"cannot reach etcd at {self.address} within {self.target.timeout:g} s: {last}"
+                    f"cannot reach etcd at {self.address} within {self.target.timeout:g} s: {last}{hint}"
                 )
             if tries >= n:  # a full round failed: pause before the next one
                 await asyncio.sleep(min(1.0, 0.05 * 2 ** (tries // n)) * (0.5 + random.random()))

@@ -3,13 +3,14 @@
 Accepted form (JuiceFS's; user, password and path may be percent-encoded)::
 
     etcd://[user:password@]host1[:2379][,host2[:2379]…][/prefix][?cacert=PATH&cert=PATH&key=PATH
-            &server-name=NAME&max-txn-ops=N&timeout=DURATION]
+            &server-name=NAME&insecure-skip-verify=true&max-txn-ops=N&timeout=DURATION]
 
 * The physical key prefix is the URL path **with its leading slash** followed by 0xFD, byte for byte what
   JuiceFS uses (``etcd://h/vol`` stores ``/vol\\xfd`` + key; ``etcd://h`` stores ``\\xfd`` + key), so
   both implementations find each other's volumes.
 * TLS is on when any of ``cacert``, ``cert``, ``key`` or ``server-name`` is given (JuiceFS's rule).
-  JuiceFS's ``insecure-skip-verify`` has no equivalent in the gRPC client and is refused.
+  ``insecure-skip-verify`` (any non-empty value, as JuiceFS) accepts a member's certificate without a CA
+  vouching for it (etcd_tls.py says how); on its own it does not turn TLS on (JuiceFS's rule too).
 * ``max-txn-ops`` must not exceed the servers' ``--max-txn-ops`` (128 by default, what JuiceFS assumes).
 * ``timeout`` bounds each request and the fail-over of one request across members (default 30 s).
 
@@ -26,7 +27,7 @@ from .redis_url import parse_duration
 DEFAULT_PORT = 2379
 DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_TIMEOUT = 30.0
-_PARAMS = ("cacert", "cert", "key", "server-name", "max-txn-ops", "timeout")
+_PARAMS = ("cacert", "cert", "key", "server-name", "insecure-skip-verify", "max-txn-ops", "timeout")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class EtcdTarget:
     cert: str | None = None
     key: str | None = None
     server_name: str | None = None
+    insecure_skip_verify: bool = False
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     timeout: float = DEFAULT_TIMEOUT
 
@@ -87,8 +89,6 @@ def parse_etcd_url(url: str) -> EtcdTarget:
     if not endpoints:
         raise ValueError("etcd:// URL without members (e.g. etcd://host1:2379,host2:2379/myvolume)")
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if "insecure-skip-verify" in params:
-        raise ValueError("insecure-skip-verify is not supported: give the servers' CA with cacert=PATH")
     unknown = sorted(set(params) - set(_PARAMS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(_PARAMS)})")
@@ -105,6 +105,7 @@ def parse_etcd_url(url: str) -> EtcdTarget:
         cert=params.get("cert") or None,
         key=params.get("key") or None,
         server_name=params.get("server-name") or None,
+        insecure_skip_verify=params.get("insecure-skip-verify", "") not in ("", "false", "0"),
         max_txn_ops=int(max_ops),
         timeout=timeout,
     )

@@ -6,7 +6,14 @@ original parent survives only in the entry name. A directory goes to the trash b
 then: ``rm -rf`` / ``jfs rmr`` of a tree leave every file and directory of it side by side in the hour
 directory, each named after its original parent's inode, from which `jfs restore` rebuilds the tree
 (jfs/app/ops/trash_jobs.py). Trashed inodes stay charged to the volume's usage counters until they are
-purged; the hour directories are never charged.
+purged.
+
+Hour directories as JuiceFS keeps them (issue 16, a volume shared with JuiceFS clients): each is charged
+one inode and 4 KiB to the usage counters when it is created (JuiceFS's ``checkTrash`` does the same, and
+its usage recount counts them), and the trash root's attributes are left alone — its nlink stays 2 (JuiceFS
+never counts hour directories in it). Volumes written by earlier jfs versions have trash roots with nlink
+2 + hour directories and uncharged hour directories; `jfs fsck` accepts the former, and the purge of an
+hour directory tells the two kinds apart by the root's nlink (trash_jobs.py).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from jfs.domain.records import decode_dentry
 from jfs.ports.kv import Tx
 
 TRASH_DIR_MODE = 0o555
+HOUR_DIR_SPACE = 4096
+"""What an hour directory is charged to the usage counters (one inode too)."""
 
 
 def hour_name(now_ns: int) -> bytes:
@@ -50,10 +59,7 @@ async def hour_dir(tx: Tx, now: int) -> int:
     )
     store.put_attr(tx, ino, attr)
     store.put_entry(tx, TRASH_INODE, name, FileType.DIRECTORY, ino)
-    root = await tx.get(keys.attr(TRASH_INODE))
-    root_attr = Attr.decode(root) if root is not None else trash_root_attr(now)
-    root_attr.nlink += 1
-    store.put_attr(tx, TRASH_INODE, root_attr)
+    store.charge(tx, HOUR_DIR_SPACE, 1)
     return ino
 
 

@@ -19,8 +19,8 @@ Contract:
   JuiceFS dump already shows them in TKV terms): ``nextInode`` = 1 + the largest normal inode (live or
   pending deletion), ``nextChunk`` = 1 + the largest slice id, ``nextTrash`` = the largest trash offset,
   ``nextSession`` = 0, ``usedSpace``/``totalInodes`` = align4k(length) and count over unique inodes other
-  than the root, the trash root and the trash's hour directories (jfs never charges those; JuiceFS's load
-  counts the hour directories, its clients do not); directory nlink = 2 + child directories, length 4096; a file's nlink =
+  than the root and the trash root (the trash's hour directories count, as JuiceFS's load and clients
+  count them); directory nlink = 2 + child directories (the trash root's 2, as JuiceFS keeps it), length 4096; a file's nlink =
   the number of its names, and an inode with several names gets parent 0 and one ``A<ino>P<parent>``
   counter per parent; ``K`` slice references (refs − 1) for slices referenced by more than one record
   (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), POSIX ACLs and
@@ -35,8 +35,9 @@ Contract:
 * Block checksums (``jfsCrc32`` of a slice, ADR 0008): the slice's record is written as dumped, so a
   loaded checksum volume checks its old data too; a record that does not fit the slice for the volume's
   block size is dropped with a warning (the reader could not use it).
-* The setting is stored as dumped except ``DirStats``, forced to false (jfs keeps no directory
-  statistics, so none are written); a secret shown as "removed" stays so and is reported.
+* The setting is stored as dumped except ``DirStats``, on exactly when the dump has directory quotas
+  (JuiceFS clients need it to charge and enforce them; jfs writes no directory statistics, and JuiceFS
+  recomputes missing ones); a secret shown as "removed" stays so and is reported.
 * The root of ``FSTree`` becomes inode 1 whatever it was (a ``--subdir`` dump); without a ``Trash``
   section a fresh trash root is created.
 
@@ -308,7 +309,7 @@ class _Loader:
                 raise dumpfmt.DumpFormatError(f"directory inode {ino} appears twice")
             self._another_name(ino, parent)
             return
-        if ino < TRASH_INODE and ino != ROOT_INODE:  # the trash root and its hour directories are not charged
+        if ino not in (ROOT_INODE, TRASH_INODE):  # hour directories are charged, as JuiceFS does
             s.used_space += align4k(attr.length if typ is FileType.REGULAR else 0)
             s.inodes += 1
         if ino < TRASH_INODE:
@@ -388,7 +389,7 @@ class _Loader:
 
     def end(self) -> None:
         frame = self.stack.pop()
-        frame.attr.nlink = 2 + frame.subdirs
+        frame.attr.nlink = 2 if frame.ino == TRASH_INODE else 2 + frame.subdirs  # JuiceFS's trash root
         self.out.put(keys.attr(frame.ino), frame.attr.encode())
         self._quota_dir(frame.quota_key, frame.ino, frame.space, frame.inodes)
         if self.stack:
@@ -480,9 +481,6 @@ class _Loader:
             if getattr(settings, field_name) == "removed":
                 log.warning("load_secret_removed", field=key,
                             detail="the dump was made without secrets: set it with 'jfs config'")
-        if settings.dir_stats:
-            log.info("load_dir_stats_off", detail="jfs keeps no directory statistics; DirStats set to false")
-            settings.dir_stats = False
         return settings
 
 
@@ -584,6 +582,12 @@ async def _load(kv: KV, read: Reader, batches: _Batches, progress: ProgressBar,
     }
     log.info("load_dumped_counters", **{k: v for k, v in (s.counters or {}).items()})
     log.info("load_rebuilt_counters", **{k.decode(): v for k, v in counters.items()})
+
+    # DirStats stays on only with directory quotas: JuiceFS clients neither charge nor enforce them
+    # without it (jfs's `quota set` turns it on too); jfs writes no `U` records, which JuiceFS recomputes.
+    if settings.dir_stats != bool(s.quotas):
+        log.info("load_dir_stats", dir_stats=bool(s.quotas), detail="on exactly when the volume has quotas")
+        settings.dir_stats = bool(s.quotas)
 
     async def finish(tx: Tx) -> None:
         for name, value in counters.items():

@@ -43,6 +43,7 @@ from jfs.app.errors import RestoreError
 from jfs.app.meta import chunks, store
 from jfs.app.meta.remove import delete_inode, drop_name
 from jfs.app.meta.sessions import try_elect
+from jfs.app.meta.trash import HOUR_DIR_SPACE
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, is_trash_inode
 from jfs.domain.errors import FSError
@@ -240,7 +241,9 @@ async def _release_files(meta: Meta, done: list[tuple[int, Attr, str]]) -> None:
 
 
 async def _remove_hour_dir(meta: Meta, name: bytes, hour_ino: int) -> bool:
-    """Remove an emptied hour directory (never charged to the counters); False if it is not empty."""
+    """Remove an emptied hour directory and release its charge (meta/trash.py); False if it is not
+    empty. A trash root with nlink above 2 comes from an earlier jfs, which counted its hour directories
+    there and charged them nothing: such a purge lowers the nlink instead of releasing a charge."""
 
     async def body(tx: Tx) -> bool:
         raw = await tx.get(keys.dentry(TRASH_INODE, name))
@@ -252,10 +255,12 @@ async def _remove_hour_dir(meta: Meta, name: bytes, hour_ino: int) -> bool:
         tx.delete(keys.attr(hour_ino))
         tx.delete(keys.dir_stat(hour_ino))
         root_raw = await tx.get(keys.attr(TRASH_INODE))
-        if root_raw is not None:
-            root = Attr.decode(root_raw)
-            root.nlink = max(2, root.nlink - 1)
+        root = Attr.decode(root_raw) if root_raw is not None else None
+        if root is not None and root.nlink > 2:
+            root.nlink -= 1
             store.put_attr(tx, TRASH_INODE, root)
+        else:
+            store.charge(tx, -HOUR_DIR_SPACE, -1)
         return True
 
     return await meta.kv.txn(body)

@@ -26,7 +26,7 @@ orphan              an inode with attributes but no name, not held open         
                                                                                  is deleted instead
 multi-linked-dir    a directory with more than one name                          reported only
 counters            usedSpace / totalInodes differ from Σ align4k / the number   the difference is added
-                    of inodes (root and trash directories excluded)
+                    of inodes (root and trash root excluded)
 ==================  ===========================================================  ==========================
 
 Blocks: the whole-volume check lists ``<volume>/chunks/`` once and counts, per referenced slice, the blocks

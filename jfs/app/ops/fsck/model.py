@@ -14,7 +14,7 @@ from jfs.app.ops.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_
 from jfs.app.ops.slice_set import SliceSet
 from jfs.app.progress import ProgressBoard
 from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, Attr, FileType, align4k, is_trash_inode
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
 from jfs.domain.records import decode_dentry, decode_i64
 from jfs.ports.kv import KV, Tx
 
@@ -202,10 +202,11 @@ async def sustained_inodes(kv: KV) -> set[int]:
 
 
 def expected_counters(model: Model) -> tuple[int, int]:
-    """(usedSpace, totalInodes) as the model says they should be (root and trash directories excluded)."""
+    """(usedSpace, totalInodes) as the model says they should be: Σ align4k / the number of inodes, root and
+    trash root excluded, the trash's hour directories included (as JuiceFS counts them)."""
     space = inodes = 0
     for ino, (typ, _, _, length, _) in model.attrs.items():
-        if ino == ROOT_INODE or is_trash_inode(ino):
+        if ino in (ROOT_INODE, TRASH_INODE):
             continue
         space += align4k(length if typ == REG else 0)
         inodes += 1

