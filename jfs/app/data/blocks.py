@@ -66,7 +66,11 @@ class BlockStore:
         self.config = config
         self.block_size = config.block_size
         self.codec = get_codec(config.compression)
-        self.ranged = self.codec.name == "none" and not isinstance(store, EncryptedStore)
+        # On an encrypted volume the seal is part of encoding a block (one CPU-pool call per block, not
+        # one for compression and another for the seal): blocks go to the store under the EncryptedStore.
+        self._sealer = store.sealer if isinstance(store, EncryptedStore) else None
+        self._objects: ObjectStore = store.inner if isinstance(store, EncryptedStore) else store
+        self.ranged = self.codec.name == "none" and self._sealer is None
         """Whether part of a block can be fetched with a ranged GET (only uncompressed, unencrypted blocks)."""
         self.checksum = config.checksum
         self._prefix = f"{config.volume}/"
@@ -113,7 +117,10 @@ class BlockStore:
     # -- operations ------------------------------------------------------------------------------------
 
     def _encode(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int | None]:
+        """The stored form of a block (compressed, then sealed on an encrypted volume) and its CRC."""
         payload: bytes | memoryview = data if self.ranged else self.codec.compress(data)
+        if self._sealer is not None:
+            payload = memoryview(self._sealer.seal(payload))
         return payload, block_crc(data) if self.checksum else None
 
     async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> int | None:
@@ -129,13 +136,15 @@ class BlockStore:
             payload, crc = await self.cpu(self._encode, data)
 
         async def once() -> None:
-            await self.store.put(key, payload)
+            await self._objects.put(key, payload)
 
         await self._retrying("put", key, once)
         return crc
 
     def _decode(self, key: str, raw: bytes, blen: int, crc: int | None = None) -> bytes:
         try:
+            if self._sealer is not None:
+                raw = self._sealer.open(raw)
             data = self.codec.decompress(raw, blen)
         except CorruptBlock as exc:
             raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None
@@ -155,7 +164,7 @@ class BlockStore:
         key = self.key(slice_id, index, blen)
 
         async def once() -> bytes:
-            raw = await self.store.get(key)
+            raw = await self._objects.get(key)
             if self.ranged and crc is None:
                 return self._decode(key, raw, blen)
             return await self.cpu(self._decode, key, raw, blen, crc)
@@ -171,7 +180,7 @@ class BlockStore:
         key = self.key(slice_id, index, blen)
 
         async def once() -> bytes:
-            data = await self.store.get(key, off, n)
+            data = await self._objects.get(key, off, n)
             if len(data) != n:
                 raise CorruptBlock(f"object '{key}': ranged read of {n} bytes at {off} returned {len(data)}")
             return data
@@ -183,7 +192,7 @@ class BlockStore:
 
         async def once() -> None:
             async with self._deletes:
-                await self.store.delete(key)
+                await self._objects.delete(key)
 
         await self._retrying("delete", key, once)
 
