@@ -263,3 +263,31 @@ async def test_blocking_io_runs_in_the_store_threads(
     await store.put("t/k", b"1")
     await store.get("t/k")
     assert threads and all(name.startswith("jfs-file") for name in threads)
+
+
+async def test_a_small_whole_object_in_the_page_cache_is_read_without_a_thread_hop(tmp_path: Path) -> None:
+    if not file_mod._RWF_NOWAIT:
+        pytest.skip("RWF_NOWAIT not available")
+    store = FileStore(str(tmp_path / "b"))
+    await store.create_bucket()
+    small, big = b"s" * 4096, b"b" * (file_mod.NOWAIT_MAX + 1)
+    await store.put("v/small", small)
+    await store.put("v/big", big)
+    pooled: list[str] = []
+    real_get = store._get
+
+    def counting_get(key: str, off: int, limit: int) -> bytes:
+        pooled.append(key)
+        return real_get(key, off, limit)
+
+    store._get = counting_get  # type: ignore[method-assign]
+    try:
+        assert await store.get("v/small") == small  # just written: in the page cache
+        assert await store.get("v/small", 100) == small[100:]
+        assert pooled == []
+        assert await store.get("v/big") == big  # too big for the caller's thread
+        assert pooled == ["v/big"]
+        with pytest.raises(ObjectNotFound):
+            await store.get("v/missing")
+    finally:
+        await store.close()
