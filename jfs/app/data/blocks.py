@@ -2,12 +2,15 @@
 
 Objects are named ``<volume>/`` + `block_key(slice_id, index, blen)` where `blen` is the uncompressed
 length (exactly as JuiceFS names them), and each holds the block compressed on its own with the volume's
-codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted volume, by the
-`EncryptedStore` it is given (`jfs.app.data.crypto`; a block that does not open is bad content).
+codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted volume, with the sealer of the
+`EncryptedStore` it is given (`jfs.app.data.crypto`; a block that does not open is bad content). Blocks
+bypass that store: they are sealed and opened in the same CPU-pool call as they are (de)compressed, and
+stored in the store it wraps, byte for byte as it would have stored them (ADR 0023).
 
 Contracts:
 
-* CPU work (compression, decompression) runs on this store's bounded thread pool, never on the loop.
+* CPU work (compression, checksums, sealing and their inverses) runs on this store's bounded thread pool,
+  one call per block, never on the loop.
 * Every call is retried `io_retries` times with doubling, jittered back-off on object-store errors, and
   at most `CORRUPT_ATTEMPTS` times on bad content (a short object, or one that does not decompress to
   `blen` bytes). What survives the retries is `FSError(EIO)`, logged once with the object key.
@@ -143,9 +146,8 @@ class BlockStore:
 
     def _decode(self, key: str, raw: bytes, blen: int, crc: int | None = None) -> bytes:
         try:
-            if self._sealer is not None:
-                raw = self._sealer.open(raw)
-            data = self.codec.decompress(raw, blen)
+            opened = raw if self._sealer is None else self._sealer.open(raw)
+            data = self.codec.decompress(opened, blen)
         except CorruptBlock as exc:
             raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None
         if crc is not None:
