@@ -265,7 +265,7 @@ async def test_blocking_io_runs_in_the_store_threads(
     assert threads and all(name.startswith("jfs-file") for name in threads)
 
 
-async def test_a_small_whole_object_in_the_page_cache_is_read_without_a_thread_hop(tmp_path: Path) -> None:
+async def test_a_small_range_in_the_page_cache_is_read_without_a_thread_hop(tmp_path: Path) -> None:
     if not file_mod._RWF_NOWAIT:
         pytest.skip("RWF_NOWAIT not available")
     store = FileStore(str(tmp_path / "b"))
@@ -282,12 +282,13 @@ async def test_a_small_whole_object_in_the_page_cache_is_read_without_a_thread_h
 
     store._get = counting_get  # type: ignore[method-assign]
     try:
-        assert await store.get("v/small") == small  # just written: in the page cache
-        assert await store.get("v/small", 100) == small[100:]
+        assert await store.get("v/small", 0, len(small)) == small  # just written: in the page cache
+        assert await store.get("v/small", 100, 50) == small[100:150]
         assert pooled == []
-        assert await store.get("v/big") == big  # too big for the caller's thread
-        assert pooled == ["v/big"]
+        assert await store.get("v/small") == small  # whole-object gets always go to the pool
+        assert await store.get("v/big", 0, len(big)) == big  # too big for the caller's thread
+        assert pooled == ["v/small", "v/big"]
         with pytest.raises(ObjectNotFound):
-            await store.get("v/missing")
+            await store.get("v/missing", 0, 10)
     finally:
         await store.close()

@@ -24,10 +24,11 @@ an object and a "directory" of other keys (``a`` and ``a/b``): that put fails wi
 
 `list` walks the tree lazily in true key order (a directory ``a`` sorts as ``a/``, so ``a-b`` comes
 before ``a/x``), holding one directory listing per level, and pages the results to the event loop.
-All blocking I/O runs in a thread pool owned by the store, except a small `get` (a range, or a whole
-object of at most `NOWAIT_MAX` bytes) whose bytes are already in the page cache: it is read on the caller's
-thread with ``RWF_NOWAIT`` (which fails instead of waiting for the disk), saving two thread hops per small
-random read or small-file read. A missing bucket directory makes every
+All blocking I/O runs in a thread pool owned by the store, except a small ranged `get` whose bytes are
+already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT`` (which fails instead of
+waiting for the disk), saving two thread hops per small random read (the block store asks for a small
+uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
+`get` never tries it: for a big cold object the open alone could block the caller on the disk. A missing bucket directory makes every
 operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
@@ -182,25 +183,21 @@ class FileStore:
         return self._missing_bucket() or ObjectNotFound(f"object '{key}' not found in {self.url}")
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
-        if _RWF_NOWAIT and (limit < 0 or 0 < limit <= NOWAIT_MAX):
+        if 0 < limit <= NOWAIT_MAX and _RWF_NOWAIT:
             data = self._get_cached(key, off, limit)
             if data is not None:
                 return data
         return await self._run(self._get, key, off, limit)
 
     def _get_cached(self, key: str, off: int, limit: int) -> bytes | None:
-        """Bytes [off, off+limit) (limit < 0: to the end) of `key` if they are at most `NOWAIT_MAX` bytes
-        and the page cache holds them all, else None (never blocks on the disk; a missing object or any
-        error also gives None and is left to `_get`)."""
+        """Bytes [off, off+limit) of `key` if the page cache holds them all, else None (never blocks on
+        the disk; a missing object or any error also gives None and is left to `_get`)."""
         try:
             fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
         except (OSError, ObjectStoreError):
             return None
         try:
-            rest = os.fstat(fd).st_size - off
-            n = max(0, rest if limit < 0 else min(limit, rest))
-            if n > NOWAIT_MAX:
-                return None
+            n = max(0, min(limit, os.fstat(fd).st_size - off))
             buf = bytearray(n)
             if n and os.preadv(fd, [buf], off, _RWF_NOWAIT) != n:
                 return None
