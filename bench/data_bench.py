@@ -4,7 +4,7 @@ Usage:  .venv/bin/python bench/data_bench.py [--setups file-none,file-lz4,s3-non
         [--io-kib 1024] [--small-files 1000] [--small-kib 128] [--block-mib 4] [--profile OUT.html]
 
 Each setup is a fresh volume: metadata in SQLite (a temp file), data in a ``file`` bucket under a temp
-directory (every object fsynced before its rename, as in production, unless ``--no-fsync``), in a throwaway SeaweedFS S3 server
+directory (objects not fsynced, as in production — ADR 0023 — unless ``--fsync``), in a throwaway SeaweedFS S3 server
 (jfs.testing.seaweed), or in memory (``mem-*``: the data path's own CPU cost, no storage I/O). No disk cache (blocks are read from the store) unless ``--cache``.
 A ``-crc`` suffix (``file-none-crc``) formats the volume with block checksums (ADR 0008).
 
@@ -65,7 +65,7 @@ async def volume(
 
     async def opener() -> ObjectStore:
         if storage == "file":
-            store = FileStore(bucket + "/", fsync=not args.no_fsync)
+            store = FileStore(bucket + "/", fsync=args.fsync)
             await store.create_bucket()
             return store
         if storage == "mem":
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--block-mib", type=int, default=4)
     parser.add_argument("--cache", action="store_true", help="enable the disk cache (in the temp dir)")
     parser.add_argument(
-        "--no-fsync", action="store_true", help="file storage without fsync (shows the CPU ceiling)"
+        "--fsync", action="store_true", help="file storage fsyncs every object (JFS_FILE_FSYNC=1 in a mount)"
     )
     parser.add_argument("--tmp", default=None, help="directory for the temp files (default: $TMPDIR)")
     parser.add_argument("--profile", default=None, help="write a pyinstrument HTML profile here")

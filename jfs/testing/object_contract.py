@@ -117,9 +117,11 @@ async def test_put_accepts_memoryviews_and_keeps_no_reference(store: ObjectStore
     buf = bytearray(b"0123456789abcdef")
     await store.put("mv/part", memoryview(buf)[4:12])
     await store.put("mv/whole", memoryview(bytes(buf)))
+    await store.put("mv/whole-array", memoryview(buf))  # how a sealed block is handed over
     buf[:] = b"X" * len(buf)
     assert await store.get("mv/part") == b"456789ab"
     assert await store.get("mv/whole") == b"0123456789abcdef"
+    assert await store.get("mv/whole-array") == b"0123456789abcdef"
 
 
 async def test_overwrite_replaces_the_whole_object(store: ObjectStore) -> None:

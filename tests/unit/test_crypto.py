@@ -211,3 +211,40 @@ def test_blocks_on_an_encrypted_store_and_a_tampered_one_is_eio(
     out = capsys.readouterr()
     assert "block_io_failed" in out.out + out.err
     assert "vol/chunks/0/0/7_0_65536" in out.out + out.err
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_a_block_is_compressed_and_sealed_in_one_cpu_call(juicefs_key: rsa.RSAPrivateKey, codec: str) -> None:
+    """ADR 0023: the block store seals on its own CPU pool in the call that compresses, and stores the sealed
+    bytes under the EncryptedStore — whose pool is never used for blocks; the object is what it would seal."""
+    async def main() -> None:
+        inner = MemoryStore()
+        store = EncryptedStore(inner, Sealer(juicefs_key))
+
+        async def no_second_hop(*_: object) -> None:
+            raise AssertionError("a block went through EncryptedStore's own pool")
+
+        store._cpu = no_second_hop  # type: ignore[method-assign,assignment]
+        blocks = BlockStore(store, DataConfig(volume="vol", uuid="u", block_size=1 << 16, compression=codec))
+        calls: list[str] = []
+        real_cpu = blocks.cpu
+
+        async def counting_cpu(fn, *args):  # type: ignore[no-untyped-def]
+            calls.append(fn.__name__)
+            return await real_cpu(fn, *args)
+
+        blocks.cpu = counting_cpu  # type: ignore[method-assign]
+        try:
+            data = b"jfs " * (1 << 14)
+            await blocks.put(3, 0, data)
+            assert calls == ["_encode"]
+            raw = await inner.get(blocks.key(3, 0, len(data)))
+            assert get_codec(codec).decompress(store.sealer.open(raw), len(data)) == data
+            calls.clear()
+            assert await blocks.get(3, 0, len(data)) == data
+            assert calls == ["_decode"]
+        finally:
+            await blocks.close()
+            await inner.close()
+
+    asyncio.run(main())

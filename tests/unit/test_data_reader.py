@@ -16,10 +16,13 @@ import pytest
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.data.blocks import BlockStore
+from jfs.app.data.config import DataConfig
 from jfs.app.data.files import Handle
 from jfs.app.meta.chunks import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
 from jfs.domain import keys
 from jfs.domain.chunks import CHUNK_SIZE
+from jfs.domain.errors import FSError
 from jfs.ports.objects import ObjectInfo, ObjectStore
 from jfs.testing.data_harness import DataVolume
 
@@ -43,12 +46,15 @@ class CountingStore:
         await self.inner.put(key, data)
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        """Counts as ranged a get of part of an object (the block store asks for a whole uncompressed
+        block as the range of its length: that is not a part)."""
         self.gets[key] += 1
-        if off or limit >= 0:
-            self.ranged += 1
         if self.delay:
             await asyncio.sleep(self.delay)
-        return await self.inner.get(key, off, limit)
+        data = await self.inner.get(key, off, limit)
+        if off or (limit >= 0 and len(data) < (await self.inner.head(key)).size):
+            self.ranged += 1
+        return data
 
     async def head(self, key: str) -> ObjectInfo:
         return await self.inner.head(key)
@@ -466,3 +472,23 @@ async def test_reads_compact_a_fragmented_chunk_at_most_once_per_recompact_delay
         await vol.dp.release(h)
     finally:
         await vol.close()
+
+
+@pytest.mark.parametrize("damage", [b"x", -1])
+async def test_an_uncompressed_block_object_of_the_wrong_size_is_eio(damage: bytes | int) -> None:
+    """The whole block is asked for as a range (ADR 0023) of one byte more than its length, so an object
+    longer than its block is caught as surely as a shorter one."""
+    inner = MemoryStore("mem://b")
+    blocks = BlockStore(inner, DataConfig(volume="vol", uuid="u", block_size=1 << 16, io_retries=2,
+                                          retry_delay=0.001))
+    try:
+        data = os.urandom(5000)
+        await blocks.put(9, 0, data)
+        assert await blocks.get(9, 0, len(data)) == data
+        key = blocks.key(9, 0, len(data))
+        await inner.put(key, data + damage if isinstance(damage, bytes) else data[:damage])
+        with pytest.raises(FSError) as e:
+            await blocks.get(9, 0, len(data))
+        assert e.value.errno == errno.EIO and key in str(e.value)
+    finally:
+        await blocks.close()

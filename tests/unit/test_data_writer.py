@@ -17,9 +17,11 @@ import pytest
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.faulty import FaultyStore
 from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.data.config import DataConfig
 from jfs.app.data.pages import PageList, as_view
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.records import SliceRecord
+from jfs.domain.settings import Settings
 from jfs.ports.objects import ObjectInfo, ObjectStore, ObjectStoreError
 from jfs.testing.data_harness import DataVolume
 
@@ -403,3 +405,14 @@ async def test_many_small_commits_trigger_compaction(vol: DataVolume) -> None:
     assert len(records) < 10
     assert await vol.dp.read(h, 0, 1 << 20) == expect
     await vol.dp.release(h)
+
+
+def test_a_file_bucket_caches_no_written_or_loaded_blocks() -> None:
+    """A local-directory bucket is as fast as the disk cache: copying blocks there only doubles the file
+    creates (ADR 0023); other storages keep JuiceFS's caching of written and loaded blocks."""
+    local = DataConfig.from_settings(Settings(name="vol-a", storage="file"))
+    assert (local.cache_small_writes, local.cache_full_writes, local.cache_loads) == (False, False, False)
+    remote = DataConfig.from_settings(Settings(name="vol-a", storage="s3"))
+    assert (remote.cache_small_writes, remote.cache_full_writes, remote.cache_loads) == (True, True, True)
+    asked = DataConfig.from_settings(Settings(name="vol-a", storage="file"), cache_small_writes=True)
+    assert asked.cache_small_writes

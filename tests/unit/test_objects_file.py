@@ -118,7 +118,7 @@ async def test_leftover_temp_files_are_ignored(store: FileStore, tmp_path: Path)
         await store.put(f"vol/{TMP_PREFIX}x", b"")
 
 
-async def test_fsync_before_rename_and_optional_directory_fsync(
+async def test_no_fsync_by_default_fsync_before_rename_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[str] = []
@@ -134,24 +134,37 @@ async def test_fsync_before_rename_and_optional_directory_fsync(
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    default = FileStore(str(tmp_path / "b1"))
+    default = FileStore(str(tmp_path / "b1"))  # JuiceFS's file storage does not fsync either (ADR 0023)
     await default.create_bucket()
     await default.put("k", b"1")
+    assert events == ["rename"]
+    events.clear()
+    synced = FileStore(str(tmp_path / "b2"), fsync=True)
+    await synced.create_bucket()
+    await synced.put("k", b"1")
     assert events == ["fsync-file", "rename"]
     events.clear()
-    durable = FileStore(str(tmp_path / "b2"), fsync_dir=True)
+    durable = FileStore(str(tmp_path / "b3"), fsync=True, fsync_dir=True)
     await durable.create_bucket()
     await durable.put("d/k", b"1")  # creates d/: its entry in the bucket directory is synced too
     assert events == ["fsync-file", "rename", "fsync-dir", "fsync-dir"]
     events.clear()
     await durable.put("d/k2", b"1")
     assert events == ["fsync-file", "rename", "fsync-dir"]
-    events.clear()
-    fast = FileStore(str(tmp_path / "b3"), fsync=False)
-    await fast.create_bucket()
-    await fast.put("k", b"1")
-    assert events == ["rename"]
-    for s in (default, durable, fast):
+    for s in (default, synced, durable):
+        await s.close()
+
+
+async def test_open_file_syncs_only_when_the_environment_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(file_mod.FSYNC_ENV, raising=False)
+    plain = await file_mod.open_file(str(tmp_path / "a"))
+    assert (plain.fsync, plain.fsync_dir) == (False, False)
+    monkeypatch.setenv(file_mod.FSYNC_ENV, "1")
+    durable = await file_mod.open_file(str(tmp_path / "b"))
+    assert (durable.fsync, durable.fsync_dir) == (True, True)
+    for s in (plain, durable):
         await s.close()
 
 
@@ -250,3 +263,32 @@ async def test_blocking_io_runs_in_the_store_threads(
     await store.put("t/k", b"1")
     await store.get("t/k")
     assert threads and all(name.startswith("jfs-file") for name in threads)
+
+
+async def test_a_small_range_in_the_page_cache_is_read_without_a_thread_hop(tmp_path: Path) -> None:
+    if not file_mod._RWF_NOWAIT:
+        pytest.skip("RWF_NOWAIT not available")
+    store = FileStore(str(tmp_path / "b"))
+    await store.create_bucket()
+    small, big = b"s" * 4096, b"b" * (file_mod.NOWAIT_MAX + 1)
+    await store.put("v/small", small)
+    await store.put("v/big", big)
+    pooled: list[str] = []
+    real_get = store._get
+
+    def counting_get(key: str, off: int, limit: int) -> bytes:
+        pooled.append(key)
+        return real_get(key, off, limit)
+
+    store._get = counting_get  # type: ignore[method-assign]
+    try:
+        assert await store.get("v/small", 0, len(small)) == small  # just written: in the page cache
+        assert await store.get("v/small", 100, 50) == small[100:150]
+        assert pooled == []
+        assert await store.get("v/small") == small  # whole-object gets always go to the pool
+        assert await store.get("v/big", 0, len(big)) == big  # too big for the caller's thread
+        assert pooled == ["v/small", "v/big"]
+        with pytest.raises(ObjectNotFound):
+            await store.get("v/missing", 0, 10)
+    finally:
+        await store.close()

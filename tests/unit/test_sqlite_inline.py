@@ -19,7 +19,7 @@ pytestmark = pytest.mark.asyncio
 
 @pytest.fixture(autouse=True)
 def inline_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inline execution is off by default (experimental): these tests turn it on."""
+    """Inline execution is on by default; pinned here in case the environment turns it off."""
     monkeypatch.setenv("JFS_SQLITE_INLINE", "1")
     monkeypatch.setenv("JFS_SQLITE_INLINE_WRITES", "1")
 
@@ -50,6 +50,40 @@ async def test_light_bodies_run_inline_heavy_ones_on_workers(tmp_path: Path) -> 
         threads.clear()
         assert await kv.read(scan_all) == sqlite_kv.INLINE_ROWS + 10
         assert threads[-1].startswith("jfs-sqlite-reader")
+    finally:
+        await kv.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "write_thread", "read_thread"),
+    [({}, "caller", "caller"), ({"JFS_SQLITE_INLINE_WRITES": "0"}, "jfs-sqlite-writer", "caller"),
+     ({"JFS_SQLITE_INLINE": "0"}, "jfs-sqlite-writer", "jfs-sqlite-reader")],
+)
+async def test_inline_is_on_unless_the_environment_turns_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], write_thread: str, read_thread: str
+) -> None:
+    monkeypatch.delenv("JFS_SQLITE_INLINE", raising=False)
+    monkeypatch.delenv("JFS_SQLITE_INLINE_WRITES", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    kv = await open_kv(f"sqlite3://{tmp_path}/m.db")
+    threads: list[str] = []
+
+    async def body(tx: Tx) -> None:
+        name = threading.current_thread().name
+        threads.append("caller" if name == caller else name)
+        tx.put(b"one", b"1")
+
+    async def read(tx: Tx) -> bytes | None:
+        name = threading.current_thread().name
+        threads.append("caller" if name == caller else name)
+        return await tx.get(b"one")
+
+    caller = threading.current_thread().name
+    try:
+        await kv.txn(body)
+        assert await kv.read(read) == b"1"
+        assert threads[0].startswith(write_thread) and threads[1].startswith(read_thread), threads
     finally:
         await kv.close()
 

@@ -6,12 +6,16 @@ The bucket is an absolute directory such as ``/var/jfs/``; a key ``vol/chunks/0/
 
 Atomicity and durability: `put` writes a temp file in the object's own directory, named
 ``.jfs-tmp.<name>.<random>``, and renames it over the real name with `os.replace`, so a reader or a crash
-sees the old object, the new one, or nothing — never a partial object. With ``fsync=True`` (default) the
-temp file is fsynced before the rename, so a name never points at data that are not on disk. With
-``fsync_dir=True`` (default off) the directory — and any directory created for the object — is fsynced
-after the rename too, so the name itself survives a power loss; without it a power loss soon after `put`
-returned may lose the new object (never tear it). jfs commits the metadata referencing a block only after
-its put returned, so turn it on for a local disk where acknowledged writes must survive power loss.
+of the process sees the old object, the new one, or nothing — never a partial object. By default nothing
+is fsynced, as JuiceFS's ``file`` storage does not fsync either (ADR 0023): an object survives a crash of
+the process at once and a power loss once the kernel has written it back (~30 s); until then a power loss
+may leave a committed block missing or short (ext4's default ``data=ordered``), which reads report as EIO;
+a file system that may instead expose zeros is caught only by block checksums (``format --checksum``). With
+``fsync=True`` the temp file is fsynced before the rename, so a name never points at data that are not on
+disk; with ``fsync_dir=True`` the directory — and any directory created for the object — is fsynced after
+the rename too, so the name itself survives a power loss. `open_file` turns both on when
+``$JFS_FILE_FSYNC=1`` (jfs commits the metadata referencing a block only after its put returned, so
+acknowledged writes then survive power loss, given a metadata engine that does too).
 Names starting with ``.jfs-tmp.`` are reserved: `list` skips them (leftovers of a crash) and `put`
 refuses such keys.
 
@@ -22,7 +26,9 @@ an object and a "directory" of other keys (``a`` and ``a/b``): that put fails wi
 before ``a/x``), holding one directory listing per level, and pages the results to the event loop.
 All blocking I/O runs in a thread pool owned by the store, except a small ranged `get` whose bytes are
 already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT`` (which fails instead of
-waiting for the disk), saving two thread hops per small random read. A missing bucket directory makes every
+waiting for the disk), saving two thread hops per small random read (the block store asks for a small
+uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
+`get` never tries it: for a big cold object the open alone could block the caller on the disk. A missing bucket directory makes every
 operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
@@ -57,7 +63,7 @@ class FileStore:
     """A directory tree behind the object-store port."""
 
     def __init__(
-        self, root: str, *, fsync: bool = True, fsync_dir: bool = False, max_workers: int = 16
+        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -321,6 +327,16 @@ class FileStore:
         await asyncio.to_thread(self._pool.shutdown, True)
 
 
+FSYNC_ENV = "JFS_FILE_FSYNC"
+"""``1`` makes `open_file` fsync every object and its directory before `put` returns (ADR 0023)."""
+
+
 async def open_file(bucket: str, **_: str) -> FileStore:
-    """Open the directory `bucket` (credentials are ignored)."""
-    return FileStore(bucket)
+    """Open the directory `bucket` (credentials are ignored).
+
+    Objects are not fsynced, as JuiceFS's ``file`` storage does not fsync them (ADR 0023): a `put` that
+    returned survives a crash of the process, not necessarily a power loss. ``$JFS_FILE_FSYNC=1`` makes
+    every `put` fsync the object and its directory (and new parent directories) before it returns.
+    """
+    durable = os.environ.get(FSYNC_ENV, "0") == "1"
+    return FileStore(bucket, fsync=durable, fsync_dir=durable)

@@ -285,8 +285,9 @@ class S3Store:
     async def put(self, key: str, data: bytes | memoryview) -> None:
         body: Any = data
         if isinstance(data, memoryview):
-            # A view of a whole bytes object is sent as that object; other views need one copy.
-            whole = data.obj if isinstance(data.obj, bytes) and data.nbytes == len(data.obj) else None
+            # A view of a whole bytes (or bytearray: a sealed block) object is sent as that object (botocore
+            # takes both); other views need one copy.
+            whole = data.obj if isinstance(data.obj, bytes | bytearray) and data.nbytes == len(data.obj) else None
             body = whole if whole is not None else data.tobytes()
         await self._run("put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body))
 

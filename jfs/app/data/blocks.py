@@ -2,12 +2,15 @@
 
 Objects are named ``<volume>/`` + `block_key(slice_id, index, blen)` where `blen` is the uncompressed
 length (exactly as JuiceFS names them), and each holds the block compressed on its own with the volume's
-codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted volume, by the
-`EncryptedStore` it is given (`jfs.app.data.crypto`; a block that does not open is bad content).
+codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted volume, with the sealer of the
+`EncryptedStore` it is given (`jfs.app.data.crypto`; a block that does not open is bad content). Blocks
+bypass that store: they are sealed and opened in the same CPU-pool call as they are (de)compressed, and
+stored in the store it wraps, byte for byte as it would have stored them (ADR 0023).
 
 Contracts:
 
-* CPU work (compression, decompression) runs on this store's bounded thread pool, never on the loop.
+* CPU work (compression, checksums, sealing and their inverses) runs on this store's bounded thread pool,
+  one call per block, never on the loop.
 * Every call is tried under the `BLOCK_IO` budget of `jfs.domain.retry` (the volume's `io_retries`
   attempts, doubling jittered back-off) on object-store errors, and at most `BLOCK_CORRUPT_ATTEMPTS` times
   on bad content (a short object, or one that does not decompress to `blen` bytes). This is the only
@@ -65,7 +68,11 @@ class BlockStore:
         self.config = config
         self.block_size = config.block_size
         self.codec = get_codec(config.compression)
-        self.ranged = self.codec.name == "none" and not isinstance(store, EncryptedStore)
+        # On an encrypted volume the seal is part of encoding a block (one CPU-pool call per block, not
+        # one for compression and another for the seal): blocks go to the store under the EncryptedStore.
+        self._sealer = store.sealer if isinstance(store, EncryptedStore) else None
+        self._objects: ObjectStore = store.inner if isinstance(store, EncryptedStore) else store
+        self.ranged = self.codec.name == "none" and self._sealer is None
         """Whether part of a block can be fetched with a ranged GET (only uncompressed, unencrypted blocks)."""
         self.checksum = config.checksum
         self._prefix = f"{config.volume}/"
@@ -113,7 +120,10 @@ class BlockStore:
     # -- operations ------------------------------------------------------------------------------------
 
     def _encode(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int | None]:
+        """The stored form of a block (compressed, then sealed on an encrypted volume) and its CRC."""
         payload: bytes | memoryview = data if self.ranged else self.codec.compress(data)
+        if self._sealer is not None:
+            payload = memoryview(self._sealer.seal(payload))
         return payload, block_crc(data) if self.checksum else None
 
     async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> int | None:
@@ -129,14 +139,15 @@ class BlockStore:
             payload, crc = await self.cpu(self._encode, data)
 
         async def once() -> None:
-            await self.store.put(key, payload)
+            await self._objects.put(key, payload)
 
         await self._retrying("put", key, once)
         return crc
 
     def _decode(self, key: str, raw: bytes, blen: int, crc: int | None = None) -> bytes:
         try:
-            data = self.codec.decompress(raw, blen)
+            opened = raw if self._sealer is None else self._sealer.open(raw)
+            data = self.codec.decompress(opened, blen)
         except CorruptBlock as exc:
             raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None
         if crc is not None:
@@ -155,7 +166,10 @@ class BlockStore:
         key = self.key(slice_id, index, blen)
 
         async def once() -> bytes:
-            raw = await self.store.get(key)
+            # An uncompressed, unsealed block is stored as is: asking for a range of its length lets a store
+            # serve a small one without a thread hop (the file store's RWF_NOWAIT path). One byte more, so
+            # that an object longer than its block still fails the size check.
+            raw = await (self._objects.get(key, 0, blen + 1) if self.ranged else self._objects.get(key))
             if self.ranged and crc is None:
                 return self._decode(key, raw, blen)
             return await self.cpu(self._decode, key, raw, blen, crc)
@@ -171,7 +185,7 @@ class BlockStore:
         key = self.key(slice_id, index, blen)
 
         async def once() -> bytes:
-            data = await self.store.get(key, off, n)
+            data = await self._objects.get(key, off, n)
             if len(data) != n:
                 raise CorruptBlock(f"object '{key}': ranged read of {n} bytes at {off} returned {len(data)}")
             return data
@@ -183,7 +197,7 @@ class BlockStore:
 
         async def once() -> None:
             async with self._deletes:
-                await self.store.delete(key)
+                await self._objects.delete(key)
 
         await self._retrying("delete", key, once)
 

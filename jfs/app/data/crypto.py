@@ -131,11 +131,17 @@ class Sealer:
         """Bytes a sealed object has more than its plaintext."""
         return envelope.header_size(self._wrapped_len) + envelope.TAG_SIZE
 
-    def seal(self, data: bytes | bytearray | memoryview) -> bytes:
+    def seal(self, data: bytes | bytearray | memoryview) -> bytearray:
+        """`data` sealed under a fresh data key. The ciphertext is written straight after the header into
+        one buffer (no copy of the block besides the encryption itself); the caller owns it."""
         data_key = secrets.token_bytes(self._key_len)
         nonce = secrets.token_bytes(envelope.NONCE_SIZE)
         wrapped = self._public.encrypt(data_key, _oaep())
-        return envelope.pack(wrapped, nonce, self._aead(data_key).encrypt(nonce, bytes(data), None))
+        head = envelope.pack(wrapped, nonce, b"")
+        out = bytearray(len(head) + len(data) + envelope.TAG_SIZE)
+        out[: len(head)] = head
+        self._aead(data_key).encrypt_into(nonce, data, None, memoryview(out)[len(head) :])
+        return out
 
     def open(self, data: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of a sealed object; SealBroken when it does not open."""
@@ -191,7 +197,7 @@ class EncryptedStore:
         await self.inner.create_bucket()
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
-        await self.inner.put(key, await self._cpu(self.sealer.seal, data))
+        await self.inner.put(key, memoryview(await self._cpu(self.sealer.seal, data)))
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
         raw = await self.inner.get(key)
