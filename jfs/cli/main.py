@@ -700,6 +700,8 @@ def gateway(
     entry_cache: Annotated[float, typer.Option(help="Name cache, seconds.", rich_help_panel="Cache")] = 1.0,
     heartbeat: Annotated[float, typer.Option(help="Session heartbeat interval, seconds.")] = 12.0,
     no_bgjob: Annotated[bool, typer.Option("--no-bgjob", help="Run no background jobs.")] = False,
+    metrics: Annotated[str, typer.Option(help="Serve Prometheus metrics at HOST:PORT (the next free port when "
+                                         "taken; \"off\" for none).")] = "127.0.0.1:9567",
 ) -> None:
     """Serve a volume over the S3 API at ADDRESS (credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
     from jfs.cli import gateway as g
@@ -714,6 +716,7 @@ def gateway(
         buffer_size_mib=buffer_size >> 20, max_uploads=max_uploads, read_only=read_only, subdir=subdir,
         multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
         cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
+        metrics=metrics,
     )
     try:
         g.run_foreground(args)
