@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -239,6 +240,40 @@ def test_backup_meta_puts_a_dump_in_the_bucket_that_jfs_load_restores(volume: st
                for p in mnt.rglob("*") if not p.name.startswith(".")}
         assert os.readlink(mnt / "link") == "d/e/f.txt"
     assert got == want
+
+
+def test_backup_meta_thins_old_backups_as_juicefs_does(volume: str, base: Path) -> None:
+    """Backups of the last 10 days (4 a day, 3 h off every window's edge) lie in the bucket; after the
+    mount's first backup (--backup-meta 2s) the ones `expired` names are gone, the rest and other objects
+    under meta/ stay, and the dump's temporary file is gone from the cache directory."""
+    from datetime import UTC, datetime, timedelta
+
+    from jfs.app.meta_backup import backup_key, backup_time, expired
+
+    backups = base / "bucket" / "optvol" / "meta"
+    backups.mkdir(parents=True)
+    now = datetime.now(UTC)
+    old = [now - timedelta(hours=3 + 6 * i) for i in range(40)]
+    for t in old:
+        (base / "bucket" / backup_key("optvol", t.timestamp())).write_bytes(b"an old backup")
+    (backups / "README").write_text("not a backup")
+    old = [backup_time(backup_key("optvol", t.timestamp())) for t in old]  # to the second, as named
+    want_gone = {backup_key("optvol", t.timestamp()).rsplit("/", 1)[1] for t in expired(old, now) if t}
+    assert len(want_gone) == 40 - (8 + 8)  # all 8 of the last 2 days, then 1 a day for 8 days
+    with mounted(volume, base / "bk", "--backup-meta", "2s", "--metrics", "off") as mnt:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            names = set(os.listdir(backups))
+            if len(names) > 41 - len(want_gone) and not names & want_gone:
+                break
+            time.sleep(0.2)
+        cache = Path(json.loads((mnt / ".config").read_text())["Mount"]["CacheDir"])
+        leftovers = list(cache.rglob(".backup-meta-*"))
+    names = set(os.listdir(backups))
+    assert not names & want_gone, sorted(names & want_gone)
+    assert "README" in names
+    assert len([n for n in names if n.startswith("dump-")]) >= 40 - len(want_gone) + 1
+    assert not leftovers
 
 
 def test_backup_meta_zero_and_no_bgjob_make_no_backup(volume: str, base: Path) -> None:
