@@ -196,7 +196,9 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
     staging = getattr(data, "store", None)
     if isinstance(staging, StagingStore):  # --writeback
         out["jfs_staging_blocks"] = staging.pending
+        out["jfs_staging_block_bytes"] = staging.pending_bytes
         out["jfs_staging_uploaded"] = staging.uploaded
+        out["jfs_staging_direct_uploads"] = staging.direct  # blocks not staged: over the bound
     fetcher = getattr(data, "fetcher", None)
     if fetcher is not None:
         out["jfs_memcache_hits"] = getattr(fetcher, "mem_hits", 0)

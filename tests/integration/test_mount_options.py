@@ -296,7 +296,7 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
     another cache directory then reads every byte from the bucket."""
     mnt = base / "wb"
     files = {f"f{i}": os.urandom(3 << 20) for i in range(3)}
-    proc = _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0")
+    proc = _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0", "--heartbeat", "1")
     try:
         for name, data in files.items():
             with open(mnt / name, "wb") as f:
@@ -306,6 +306,17 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
         assert _bucket_bytes(base / "bucket") < sum(map(len, files.values()))  # not all uploaded yet
         stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
         assert float(stats["jfs_staging_blocks"]) > 0
+        assert float(stats["jfs_staging_block_bytes"]) > 0
+        # `jfs status` shows the session's pending uploads (published at its next heartbeat, 1 s here)
+        pending: dict[str, object] = {}
+        deadline = time.monotonic() + 15
+        while not pending.get("Blocks") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            doc = json.loads(jfs("status", volume, "--json").stdout)
+            pending = next(s for s in doc["Sessions"] if s["MountPoint"] == str(mnt)).get("Staging") or {}
+        assert isinstance(pending.get("Blocks"), int) and pending["Blocks"] > 0, pending
+        assert isinstance(pending.get("Bytes"), int) and 0 < pending["Bytes"] <= sum(map(len, files.values()))
+        assert str(pending["Dir"]).endswith("rawstaging")
         proc.kill()
         proc.wait()
     finally:
@@ -321,5 +332,47 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
         _unmount(mnt, proc)  # a graceful unmount waits for the uploads
     assert not [p for p in (base / "cache-plain").rglob("rawstaging/**/*") if p.is_file()]
     with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:  # another cache
+        for name, data in files.items():
+            assert (check / name).read_bytes() == data, name
+
+
+def _staged_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.rglob("rawstaging/**/*") if p.is_file())
+
+
+def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, base: Path) -> None:
+    """--cache-size 2M: of four 1 MiB files written back to back, at most 2 MiB wait staged (uploads held
+    at 4 Mbps); the rest went straight to the bucket (``jfs_staging_direct_uploads``). With
+    --free-space-ratio 1.0 (never that much free) nothing is staged: a closed file is in the bucket."""
+    mnt = base / "wb"
+    files = {f"f{i}": os.urandom(1 << 20) for i in range(4)}
+    proc = _plain_mount(volume, mnt, "--writeback", "--cache-size", "2M", "--upload-limit", "4",
+                        "--backup-meta", "0")
+    try:
+        peak = 0
+        for name, data in files.items():
+            with open(mnt / name, "wb") as f:
+                f.write(data)
+            peak = max(peak, _staged_bytes(base / "cache-plain"))
+        stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
+        assert 0 < peak <= 2 << 20
+        assert float(stats["jfs_staging_direct_uploads"]) >= 1
+        assert float(stats["jfs_staging_block_bytes"]) <= 2 << 20
+    finally:
+        _unmount(mnt, proc)
+    assert _staged_bytes(base / "cache-plain") == 0
+    assert _bucket_bytes(base / "bucket") >= 4 << 20
+
+    proc = _plain_mount(volume, mnt, "--writeback", "--free-space-ratio", "1.0", "--backup-meta", "0")
+    try:
+        before = _bucket_bytes(base / "bucket")
+        (mnt / "g").write_bytes(os.urandom(1 << 20))
+        assert _staged_bytes(base / "cache-plain") == 0
+        assert _bucket_bytes(base / "bucket") >= before + (1 << 20)  # uploaded before close returned
+        stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
+        assert float(stats["jfs_staging_direct_uploads"]) >= 1 and float(stats["jfs_staging_blocks"]) == 0
+    finally:
+        _unmount(mnt, proc)
+    with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:
         for name, data in files.items():
             assert (check / name).read_bytes() == data, name

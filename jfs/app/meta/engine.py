@@ -135,6 +135,10 @@ class Meta:
         self._files_job: asyncio.Future[None] | None = None
         self._trash_job: asyncio.Future[Any] | None = None
         self._session_info: dict[str, Any] = {}
+        self._published: dict[str, Any] = {}
+        self.session_extra: Callable[[], dict[str, Any]] | None = None
+        """Live fields this client publishes in its session record at each heartbeat (`jfs status`): the
+        record is rewritten only when they changed, in the heartbeat's own transaction."""
         self.heartbeat_interval = HEARTBEAT
         # Striped in-process locks on inodes touched by a write transaction: on optimistic engines they
         # turn local conflicts (many tasks creating in one directory) into a queue instead of retries.
@@ -334,6 +338,7 @@ class Meta:
             "ProcessID": os.getpid(),
         }
         self.sid = await sessions.new_session(self, self._session_info, self._ttl())
+        self._published = self._session_info
         log.info("session_started", sid=self.sid)
         if background:
             self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
@@ -362,7 +367,9 @@ class Meta:
 
     async def heartbeat_once(self) -> None:
         """One round of periodic work: renew the session, reload settings and usage, clean up after others."""
-        await sessions.heartbeat(self, self.sid, self._ttl(), self._session_info)
+        info = self._session_info if self.session_extra is None else {**self._session_info, **self.session_extra()}
+        await sessions.heartbeat(self, self.sid, self._ttl(), info, rewrite=info != self._published)
+        self._published = info
         self.settings = await read_settings(self.kv)
         await self.refresh_usage()
         if await sessions.try_elect(self, keys.LAST_CLEANUP_SESSIONS, self.heartbeat_interval * 0.9):
