@@ -325,6 +325,17 @@ def families(vfs: Any) -> list[Family]:
     if budget is not None:
         out.append(Family("juicefs_used_buffer_size_bytes", "gauge", "Size of currently used write buffer.")
                    .add(budget.used))
+    from jfs.app.data.staging import StagingStore
+
+    staging = getattr(data, "store", None)
+    if isinstance(staging, StagingStore):  # --writeback
+        out += [
+            Family("juicefs_staging_blocks", "gauge", "Number of blocks in the staging path.").add(staging.pending),
+            Family("juicefs_staging_block_bytes", "gauge", "Total bytes of blocks in the staging path.")
+            .add(staging.pending_bytes),
+            Family("juicefs_staging_direct_uploads", "counter",
+                   "Blocks uploaded directly because staging was over its bound (jfs).").add(staging.direct),
+        ]
     compactor = getattr(data, "compactor", None)
     if compactor is not None:
         out.append(Family("juicefs_compactions", "counter", "Chunk compactions by result (jfs).")

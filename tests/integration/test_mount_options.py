@@ -12,12 +12,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.servers import free_port
 
 NOBODY = 65534
 
@@ -363,14 +366,19 @@ def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, 
     assert _staged_bytes(base / "cache-plain") == 0
     assert _bucket_bytes(base / "bucket") >= 4 << 20
 
-    proc = _plain_mount(volume, mnt, "--writeback", "--free-space-ratio", "1.0", "--backup-meta", "0")
+    port = free_port()
+    proc = _plain_mount(volume, mnt, "--writeback", "--free-space-ratio", "1.0", "--backup-meta", "0",
+                        "--metrics", f"127.0.0.1:{port}")
     try:
         before = _bucket_bytes(base / "bucket")
         (mnt / "g").write_bytes(os.urandom(1 << 20))
         assert _staged_bytes(base / "cache-plain") == 0
         assert _bucket_bytes(base / "bucket") >= before + (1 << 20)  # uploaded before close returned
-        stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
-        assert float(stats["jfs_staging_direct_uploads"]) >= 1 and float(stats["jfs_staging_blocks"]) == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            samples = {s.name: s.value for f in text_string_to_metric_families(resp.read().decode())
+                       for s in f.samples}
+        assert samples["juicefs_staging_direct_uploads"] >= 1 and samples["juicefs_staging_blocks"] == 0
+        assert samples["juicefs_staging_block_bytes"] == 0
     finally:
         _unmount(mnt, proc)
     with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:
