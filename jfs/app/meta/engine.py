@@ -108,6 +108,15 @@ async def format_meta(kv: KV, settings: Settings, *, force: bool = False) -> Set
     return await kv.txn(body)
 
 
+def _client_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jfs")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class Meta:
     """The metadata engine bound to one KV and one volume. Use `Meta.load(kv)`; close with `close()`."""
 
@@ -331,7 +340,7 @@ class Meta:
         """Register this client and (with `background`) start the heartbeat and cleanup jobs."""
         self.heartbeat_interval = heartbeat
         self._session_info = {
-            "Version": "jfs-0.1.0",
+            "Version": f"jfs-{_client_version()}",  # `jfs status` shows each client's release (upgrades)
             "HostName": socket.gethostname(),
             "MountPoint": mountpoint,
             "MountTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
