@@ -16,10 +16,11 @@ Contract:
   ``delete`` removes the staged file too.
 * Uploads run in the background, `concurrency` at a time, retried with back-off until they succeed;
   `close` waits for them all (a graceful unmount leaves nothing staged), unless `close(wait=False)`.
-* Bounded: a PUT that would take the staged bytes over `max_bytes` (0 = no bound), or that finds the
+* Bounded: a PUT that would take the staged bytes over `max_bytes`, or that finds the
   staging directory's file system with less than `free_ratio` of its space free, is not staged but
   uploaded directly (the caller waits for the store, as without ``--writeback``; JuiceFS falls back the
-  same way when its cache disk is full). Counted in `direct`.
+  same way when its cache disk is full). Counted in `direct`. `max_bytes` None = no bound, 0 = stage
+  nothing.
 * `pending` / `pending_bytes` count staged objects not yet uploaded and their size (``.stats``:
   ``juicefs_staging_blocks``, ``juicefs_staging_block_bytes``; `status` for `jfs status`, published in
   the client's session record at each heartbeat).
@@ -64,7 +65,7 @@ def staging_dir(cache_dir: str, uuid: str) -> str:
 class StagingStore:
     """An ObjectStore whose PUTs are staged in `root` and uploaded to `inner` in the background."""
 
-    def __init__(self, inner: ObjectStore, root: str, *, concurrency: int = 20, max_bytes: int = 0,
+    def __init__(self, inner: ObjectStore, root: str, *, concurrency: int = 20, max_bytes: int | None = None,
                  free_ratio: float = 0.0) -> None:
         self.inner = inner
         self.url = inner.url
@@ -126,7 +127,7 @@ class StagingStore:
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
         size = len(data) if isinstance(data, bytes) else data.nbytes
-        if self.max_bytes and self.pending_bytes + size > self.max_bytes:
+        if self.max_bytes is not None and self.pending_bytes + size > self.max_bytes:
             await self._put_direct(key, data, "staging_full")
             return
         self._reserve(key, size)  # before the thread runs: concurrent puts see it
