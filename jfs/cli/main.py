@@ -618,11 +618,12 @@ def mount(
         "--writeback", rich_help_panel="Data",
         help="Write-back: blocks are staged (fsynced) in the cache directory and uploaded in the background; "
         "a crashed mount's staged blocks are uploaded by the next mount of that cache directory. Trades "
-        "durability: until uploaded, acknowledged data lives only on this host's disk.")] = False,
+        "durability: until uploaded, acknowledged data lives only on this host's disk. At most --cache-size "
+        "is staged (less when the disk is below --free-space-ratio): beyond, blocks are uploaded directly.")] = False,
     backup_meta: Annotated[float, typer.Option(
         parser=duration_option, metavar="DURATION", show_default="1h", rich_help_panel="Meta",
         help="Back the metadata up into the bucket's meta/ every DURATION (one client per volume does; "
-        "0 = never); restore with jfs load.")] = 3600.0,
+        "0 = never; old backups are thinned as JuiceFS does); restore with jfs load.")] = 3600.0,
     prefetch: Annotated[int, typer.Option(min=0, help="Background block loads (read-ahead) in flight; 0 = "
                                           "no read-ahead.", rich_help_panel="Data")] = 16,
     free_space_ratio: Annotated[float, typer.Option(
