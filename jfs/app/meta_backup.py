@@ -23,6 +23,8 @@ Contract:
   left alone. A failed backup deletes nothing.
 * A failed backup is logged and tried again at the next check; the claim is not rolled back (the next
   attempt comes one INTERVAL later), so a broken backend does not make every client retry at once.
+* `GAUGES` (process-wide, as JuiceFS's): the time and duration of this process's last backup, exported as
+  ``juicefs_last_successful_backup`` / ``juicefs_last_backup_duration`` by clients that run the job.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -59,6 +62,19 @@ PREFIX, SUFFIX = "dump-", ".json.gz"
 TEMP_PREFIX = ".backup-meta-"
 QUEUED_PIECES = 16
 """Pieces of dump text (`jfs.app.ops.dump.FLUSH_BYTES` each) waiting for the compressing thread, at most."""
+
+
+@dataclass
+class BackupGauges:
+    running: bool = False
+    """A `MetaBackup` job was started in this process (the gauges are exported only then)."""
+    last_success: float = 0.0
+    """Unix time of the last successful backup made by this process (0 = none yet)."""
+    last_duration: float = 0.0
+    """Seconds the last backup attempt of this process took."""
+
+
+GAUGES = BackupGauges()
 
 
 def backup_key(volume: str, when: float) -> str:
@@ -189,8 +205,10 @@ async def backup_now(kv: KV, store: ObjectStore, volume: str, now: float | None 
         key = backup_key(volume, now)
         await put_file(store, key, path)
     finally:
+        GAUGES.last_duration = time.perf_counter() - start
         with contextlib.suppress(OSError):
             await asyncio.to_thread(os.unlink, path)
+    GAUGES.last_success = now
     log.info("backup_meta_done", key=key, entries=result.entries, bytes=out.size,
              seconds=round(time.perf_counter() - start, 3))
     await thin_backups(store, volume, now)
@@ -232,6 +250,7 @@ class MetaBackup:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> MetaBackup:
+        GAUGES.running = True
         self._task = asyncio.get_running_loop().create_task(self._run(), name="backup-meta")
         return self
 

@@ -336,6 +336,13 @@ def families(vfs: Any) -> list[Family]:
             Family("juicefs_staging_direct_uploads", "counter",
                    "Blocks uploaded directly because staging was over its bound (jfs).").add(staging.direct),
         ]
+    from jfs.app.meta_backup import GAUGES as backups
+
+    if backups.running:  # --backup-meta
+        out += [
+            Family("juicefs_last_successful_backup", "gauge", "Last successful backup.").add(backups.last_success),
+            Family("juicefs_last_backup_duration", "gauge", "Last backup duration.").add(backups.last_duration),
+        ]
     compactor = getattr(data, "compactor", None)
     if compactor is not None:
         out.append(Family("juicefs_compactions", "counter", "Chunk compactions by result (jfs).")

@@ -263,7 +263,8 @@ def test_backup_meta_thins_old_backups_as_juicefs_does(volume: str, base: Path) 
     old = [backup_time(backup_key("optvol", t.timestamp())) for t in old]  # to the second, as named
     want_gone = {backup_key("optvol", t.timestamp()).rsplit("/", 1)[1] for t in expired(old, now) if t}
     assert len(want_gone) == 40 - (8 + 8)  # all 8 of the last 2 days, then 1 a day for 8 days
-    with mounted(volume, base / "bk", "--backup-meta", "2s", "--metrics", "off") as mnt:
+    port = free_port()
+    with mounted(volume, base / "bk", "--backup-meta", "2s", "--metrics", f"127.0.0.1:{port}") as mnt:
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             names = set(os.listdir(backups))
@@ -272,6 +273,11 @@ def test_backup_meta_thins_old_backups_as_juicefs_does(volume: str, base: Path) 
             time.sleep(0.2)
         cache = Path(json.loads((mnt / ".config").read_text())["Mount"]["CacheDir"])
         leftovers = list(cache.rglob(".backup-meta-*"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            samples = {s.name: s.value for f in text_string_to_metric_families(resp.read().decode())
+                       for s in f.samples}
+        assert samples["juicefs_last_successful_backup"] >= now.timestamp() - 1  # JuiceFS's backup gauges
+        assert samples["juicefs_last_backup_duration"] > 0
     names = set(os.listdir(backups))
     assert not names & want_gone, sorted(names & want_gone)
     assert "README" in names
