@@ -63,7 +63,8 @@ class ClientOptions:
     """Background block loads (read-ahead) in flight at most; 0 = no read-ahead."""
     writeback: bool = False
     """Stage written blocks in the cache directory and upload them in the background (`StagingStore`:
-    acknowledged writes survive a crash of the client, not the loss of its disk)."""
+    acknowledged writes survive a crash of the client, not the loss of its disk). Staged bytes are bounded
+    by `cache_size` and by `free_space_ratio` of the disk: beyond, blocks are uploaded directly."""
     upload_limit: float = 0
     """Upload bandwidth limit in Mbps (0 = none), as JuiceFS's ``--upload-limit``."""
     download_limit: float = 0
@@ -142,8 +143,11 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
         if opts.writeback:
             if not config.cache_dir:
                 raise VolumeError("--writeback needs a cache directory (--cache-dir)")
-            store = await StagingStore(store, staging_dir(config.cache_dir, meta.settings.uuid),
-                                       concurrency=opts.max_uploads).start()
+            staging = await StagingStore(store, staging_dir(config.cache_dir, meta.settings.uuid),
+                                         concurrency=opts.max_uploads, max_bytes=config.cache_size,
+                                         free_ratio=config.cache_free_ratio).start()
+            meta.session_extra = lambda: {"Staging": staging.status()}  # `jfs status`, at each heartbeat
+            store = staging
         data = await DataPath(meta, store, config).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,

@@ -196,7 +196,9 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
     staging = getattr(data, "store", None)
     if isinstance(staging, StagingStore):  # --writeback
         out["jfs_staging_blocks"] = staging.pending
+        out["jfs_staging_block_bytes"] = staging.pending_bytes
         out["jfs_staging_uploaded"] = staging.uploaded
+        out["jfs_staging_direct_uploads"] = staging.direct  # blocks not staged: over the bound
     fetcher = getattr(data, "fetcher", None)
     if fetcher is not None:
         out["jfs_memcache_hits"] = getattr(fetcher, "mem_hits", 0)
@@ -323,6 +325,24 @@ def families(vfs: Any) -> list[Family]:
     if budget is not None:
         out.append(Family("juicefs_used_buffer_size_bytes", "gauge", "Size of currently used write buffer.")
                    .add(budget.used))
+    from jfs.app.data.staging import StagingStore
+
+    staging = getattr(data, "store", None)
+    if isinstance(staging, StagingStore):  # --writeback
+        out += [
+            Family("juicefs_staging_blocks", "gauge", "Number of blocks in the staging path.").add(staging.pending),
+            Family("juicefs_staging_block_bytes", "gauge", "Total bytes of blocks in the staging path.")
+            .add(staging.pending_bytes),
+            Family("juicefs_staging_direct_uploads", "counter",
+                   "Blocks uploaded directly because staging was over its bound (jfs).").add(staging.direct),
+        ]
+    from jfs.app.meta_backup import GAUGES as backups
+
+    if backups.running:  # --backup-meta
+        out += [
+            Family("juicefs_last_successful_backup", "gauge", "Last successful backup.").add(backups.last_success),
+            Family("juicefs_last_backup_duration", "gauge", "Last backup duration.").add(backups.last_duration),
+        ]
     compactor = getattr(data, "compactor", None)
     if compactor is not None:
         out.append(Family("juicefs_compactions", "counter", "Chunk compactions by result (jfs).")

@@ -49,6 +49,8 @@ class GatewayArgs:
     access_log: str | None = None
     upload_age: float = DEFAULT_AGE
     """Seconds after which unfinished uploads are purged (0: never)."""
+    metrics: str = "127.0.0.1:9567"
+    """Prometheus endpoint HOST:PORT (the next free port when taken; "off" = none), as JuiceFS's gateway."""
 
 
 def access_logger(path: str) -> logging.Logger:
@@ -129,7 +131,7 @@ async def serve(args: GatewayArgs) -> None:
         cache_size=args.cache_size_mib << 20, buffer_size=args.buffer_size_mib << 20,
         max_uploads=args.max_uploads, read_only=args.read_only, subdir=args.subdir, heartbeat=args.heartbeat,
         background_jobs=not args.no_bgjob, entry_cache=args.entry_cache, attr_cache=args.attr_cache,
-        mountpoint=f"s3gateway:{args.address}", extra={"Gateway": args.address},
+        mountpoint=f"s3gateway:{args.address}", extra={"Gateway": args.address}, metrics=args.metrics,
     ))
     try:
         ctx = Ctx(uid=os.getuid(), gid=os.getgid(), groups=frozenset(os.getgroups()), pid=os.getpid(),

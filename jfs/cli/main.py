@@ -618,11 +618,12 @@ def mount(
         "--writeback", rich_help_panel="Data",
         help="Write-back: blocks are staged (fsynced) in the cache directory and uploaded in the background; "
         "a crashed mount's staged blocks are uploaded by the next mount of that cache directory. Trades "
-        "durability: until uploaded, acknowledged data lives only on this host's disk.")] = False,
+        "durability: until uploaded, acknowledged data lives only on this host's disk. At most --cache-size "
+        "is staged (less when the disk is below --free-space-ratio): beyond, blocks are uploaded directly.")] = False,
     backup_meta: Annotated[float, typer.Option(
         parser=duration_option, metavar="DURATION", show_default="1h", rich_help_panel="Meta",
         help="Back the metadata up into the bucket's meta/ every DURATION (one client per volume does; "
-        "0 = never); restore with jfs load.")] = 3600.0,
+        "0 = never; old backups are thinned as JuiceFS does); restore with jfs load.")] = 3600.0,
     prefetch: Annotated[int, typer.Option(min=0, help="Background block loads (read-ahead) in flight; 0 = "
                                           "no read-ahead.", rich_help_panel="Data")] = 16,
     free_space_ratio: Annotated[float, typer.Option(
@@ -710,6 +711,8 @@ def gateway(
     purge_uploads_after: Annotated[float, typer.Option(
         help="Remove unfinished uploads (multipart uploads never completed, PUTs cut off) older than this "
         "many seconds, checked hourly (0: never).")] = 7 * 24 * 3600.0,
+    metrics: Annotated[str, typer.Option(help="Serve Prometheus metrics at HOST:PORT (the next free port when "
+                                         "taken; \"off\" for none).")] = "127.0.0.1:9567",
 ) -> None:
     """Serve a volume over the S3 API at ADDRESS (credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
     from jfs.cli import gateway as g
@@ -725,6 +728,7 @@ def gateway(
         multi_buckets=multi_buckets, umask=mask, attr_cache=attr_cache, entry_cache=entry_cache,
         cert_file=cert_file, key_file=key_file, no_bgjob=no_bgjob, heartbeat=heartbeat, access_log=access_log,
         upload_age=purge_uploads_after,
+        metrics=metrics,
     )
     try:
         if background:

@@ -165,7 +165,9 @@ async def serve(args: MountArgs) -> None:
     if args.backup_meta > 0 and not args.no_bgjob and not read_only:
         from jfs.app.meta_backup import MetaBackup
 
-        backup = MetaBackup(client.kv, client.store, client.meta.settings.name, args.backup_meta).start()
+        cache_dir = client.vfs.config.options.get("CacheDir")
+        workdir = os.path.join(cache_dir, client.meta.settings.uuid) if cache_dir else None
+        backup = MetaBackup(client.kv, client.store, client.meta.settings.name, args.backup_meta, workdir).start()
     reload_on_sighup(asyncio.get_running_loop())  # SIGHUP: log level, log file (docs/operations.md)
     try:
         ops = JfsOperations(client.vfs, MountConfig(

@@ -66,3 +66,23 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]: ...
 
     async def close(self) -> None: ...
+
+
+class FileUploads(Protocol):
+    """An optional capability of a store: `put_file(key, path)` stores the content of the local file `path`
+    as `key` without holding it in memory (S3: a multipart upload streamed from the file), with `put`'s
+    atomicity. Callers fall back to reading the file and `put` for stores without it (`put_file`)."""
+
+    async def put_file(self, key: str, path: str) -> None: ...
+
+
+async def put_file(store: ObjectStore, key: str, path: str) -> None:
+    """Store the local file `path` as `key`: streamed when `store` has `FileUploads`, else read whole."""
+    upload = getattr(store, "put_file", None)
+    if upload is not None:
+        await upload(key, path)
+        return
+    import asyncio
+    from pathlib import Path
+
+    await store.put(key, await asyncio.to_thread(Path(path).read_bytes))

@@ -18,10 +18,11 @@ import asyncio
 import os
 import random
 import time
+from typing import Any
 
 import pytest
 
-from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStore
+from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStore, put_file
 from jfs.testing.object_fixtures import StoreTraits
 
 pytestmark = pytest.mark.asyncio
@@ -111,6 +112,22 @@ async def test_a_5_mib_object(store: ObjectStore) -> None:
     assert await store.get("big/5m") == data
     assert await store.get("big/5m", (4 << 20) - 3, 1 << 20) == data[(4 << 20) - 3 : (5 << 20) - 3]
     assert (await store.head("big/5m")).size == 5 << 20
+
+
+async def test_put_file_stores_a_local_file_in_parts_above_the_part_size(store: ObjectStore, tmp_path: Any) -> None:
+    """`put_file` (the `FileUploads` capability, or its fallback): a 33 MiB file (a multipart upload of 3
+    parts on S3) and an empty one come back byte for byte."""
+    big = tmp_path / "big"
+    data = os.urandom(1 << 20) * 33
+    big.write_bytes(data)
+    await put_file(store, "up/big", str(big))
+    assert (await store.head("up/big")).size == len(data)
+    assert await store.get("up/big") == data
+    assert await store.get("up/big", (16 << 20) - 5, 10) == data[(16 << 20) - 5:(16 << 20) + 5]
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    await put_file(store, "up/empty", str(empty))
+    assert await store.get("up/empty") == b""
 
 
 async def test_put_accepts_memoryviews_and_keeps_no_reference(store: ObjectStore) -> None:

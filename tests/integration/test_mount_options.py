@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -11,12 +12,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.servers import free_port
 
 NOBODY = 65534
 
@@ -241,6 +245,46 @@ def test_backup_meta_puts_a_dump_in_the_bucket_that_jfs_load_restores(volume: st
     assert got == want
 
 
+def test_backup_meta_thins_old_backups_as_juicefs_does(volume: str, base: Path) -> None:
+    """Backups of the last 10 days (4 a day, 3 h off every window's edge) lie in the bucket; after the
+    mount's first backup (--backup-meta 2s) the ones `expired` names are gone, the rest and other objects
+    under meta/ stay, and the dump's temporary file is gone from the cache directory."""
+    from datetime import UTC, datetime, timedelta
+
+    from jfs.app.meta_backup import backup_key, backup_time, expired
+
+    backups = base / "bucket" / "optvol" / "meta"
+    backups.mkdir(parents=True)
+    now = datetime.now(UTC)
+    old = [now - timedelta(hours=3 + 6 * i) for i in range(40)]
+    for t in old:
+        (base / "bucket" / backup_key("optvol", t.timestamp())).write_bytes(b"an old backup")
+    (backups / "README").write_text("not a backup")
+    old = [backup_time(backup_key("optvol", t.timestamp())) for t in old]  # to the second, as named
+    want_gone = {backup_key("optvol", t.timestamp()).rsplit("/", 1)[1] for t in expired(old, now) if t}
+    assert len(want_gone) == 40 - (8 + 8)  # all 8 of the last 2 days, then 1 a day for 8 days
+    port = free_port()
+    with mounted(volume, base / "bk", "--backup-meta", "2s", "--metrics", f"127.0.0.1:{port}") as mnt:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            names = set(os.listdir(backups))
+            if len(names) > 41 - len(want_gone) and not names & want_gone:
+                break
+            time.sleep(0.2)
+        cache = Path(json.loads((mnt / ".config").read_text())["Mount"]["CacheDir"])
+        leftovers = list(cache.rglob(".backup-meta-*"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            samples = {s.name: s.value for f in text_string_to_metric_families(resp.read().decode())
+                       for s in f.samples}
+        assert samples["juicefs_last_successful_backup"] >= now.timestamp() - 1  # JuiceFS's backup gauges
+        assert samples["juicefs_last_backup_duration"] > 0
+    names = set(os.listdir(backups))
+    assert not names & want_gone, sorted(names & want_gone)
+    assert "README" in names
+    assert len([n for n in names if n.startswith("dump-")]) >= 40 - len(want_gone) + 1
+    assert not leftovers
+
+
 def test_backup_meta_zero_and_no_bgjob_make_no_backup(volume: str, base: Path) -> None:
     with mounted(volume, base / "nb", "--backup-meta", "0", "--metrics", "off") as mnt:
         (mnt / "x").write_bytes(b"x")
@@ -261,7 +305,7 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
     another cache directory then reads every byte from the bucket."""
     mnt = base / "wb"
     files = {f"f{i}": os.urandom(3 << 20) for i in range(3)}
-    proc = _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0")
+    proc = _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0", "--heartbeat", "1")
     try:
         for name, data in files.items():
             with open(mnt / name, "wb") as f:
@@ -271,6 +315,17 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
         assert _bucket_bytes(base / "bucket") < sum(map(len, files.values()))  # not all uploaded yet
         stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
         assert float(stats["jfs_staging_blocks"]) > 0
+        assert float(stats["jfs_staging_block_bytes"]) > 0
+        # `jfs status` shows the session's pending uploads (published at its next heartbeat, 1 s here)
+        pending: dict[str, object] = {}
+        deadline = time.monotonic() + 15
+        while not pending.get("Blocks") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            doc = json.loads(jfs("status", volume, "--json").stdout)
+            pending = next(s for s in doc["Sessions"] if s["MountPoint"] == str(mnt)).get("Staging") or {}
+        assert isinstance(pending.get("Blocks"), int) and pending["Blocks"] > 0, pending
+        assert isinstance(pending.get("Bytes"), int) and 0 < pending["Bytes"] <= sum(map(len, files.values()))
+        assert str(pending["Dir"]).endswith("rawstaging")
         proc.kill()
         proc.wait()
     finally:
@@ -286,5 +341,52 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
         _unmount(mnt, proc)  # a graceful unmount waits for the uploads
     assert not [p for p in (base / "cache-plain").rglob("rawstaging/**/*") if p.is_file()]
     with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:  # another cache
+        for name, data in files.items():
+            assert (check / name).read_bytes() == data, name
+
+
+def _staged_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.rglob("rawstaging/**/*") if p.is_file())
+
+
+def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, base: Path) -> None:
+    """--cache-size 2M: of four 1 MiB files written back to back, at most 2 MiB wait staged (uploads held
+    at 4 Mbps); the rest went straight to the bucket (``jfs_staging_direct_uploads``). With
+    --free-space-ratio 1.0 (never that much free) nothing is staged: a closed file is in the bucket."""
+    mnt = base / "wb"
+    files = {f"f{i}": os.urandom(1 << 20) for i in range(4)}
+    proc = _plain_mount(volume, mnt, "--writeback", "--cache-size", "2M", "--upload-limit", "4",
+                        "--backup-meta", "0")
+    try:
+        peak = 0
+        for name, data in files.items():
+            with open(mnt / name, "wb") as f:
+                f.write(data)
+            peak = max(peak, _staged_bytes(base / "cache-plain"))
+        stats = dict(line.split(maxsplit=1) for line in (mnt / ".stats").read_text().splitlines() if line)
+        assert 0 < peak <= 2 << 20
+        assert float(stats["jfs_staging_direct_uploads"]) >= 1
+        assert float(stats["jfs_staging_block_bytes"]) <= 2 << 20
+    finally:
+        _unmount(mnt, proc)
+    assert _staged_bytes(base / "cache-plain") == 0
+    assert _bucket_bytes(base / "bucket") >= 4 << 20
+
+    port = free_port()
+    proc = _plain_mount(volume, mnt, "--writeback", "--free-space-ratio", "1.0", "--backup-meta", "0",
+                        "--metrics", f"127.0.0.1:{port}")
+    try:
+        before = _bucket_bytes(base / "bucket")
+        (mnt / "g").write_bytes(os.urandom(1 << 20))
+        assert _staged_bytes(base / "cache-plain") == 0
+        assert _bucket_bytes(base / "bucket") >= before + (1 << 20)  # uploaded before close returned
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            samples = {s.name: s.value for f in text_string_to_metric_families(resp.read().decode())
+                       for s in f.samples}
+        assert samples["juicefs_staging_direct_uploads"] >= 1 and samples["juicefs_staging_blocks"] == 0
+        assert samples["juicefs_staging_block_bytes"] == 0
+    finally:
+        _unmount(mnt, proc)
+    with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:
         for name, data in files.items():
             assert (check / name).read_bytes() == data, name

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -215,3 +216,22 @@ def test_webdav_server_serves_metrics(tmp_path: Path) -> None:
         assert any(n == "juicefs_uptime" and labels <= ls for n, ls in samples)
         assert _value(samples, "juicefs_used_inodes") >= 1
         assert _value(samples, "process_resident_memory_bytes") > 0
+
+
+def test_gateway_serves_metrics(tmp_path: Path) -> None:
+    from jfs.testing.gateways import gateway
+    from jfs.testing.servers import free_port
+
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), "gw-vol")
+    port = free_port()
+    with gateway(url, tmp_path / "gw", "--metrics", f"127.0.0.1:{port}") as gw:
+        s3: Any = gw.client()
+        s3.put_object(Bucket="gw-vol", Key="k", Body=b"y" * 70000)
+        samples = _scrape_addr(f"127.0.0.1:{port}")
+        labels = {("vol_name", "gw-vol"), ("mp", f"s3gateway:127.0.0.1:{gw.port}")}
+        assert any(n == "juicefs_uptime" and labels <= ls for n, ls in samples)
+        assert _value(samples, "juicefs_used_inodes") >= 1
+        assert _value(samples, "juicefs_object_request_data_bytes", method="PUT") >= 70000
+    with pytest.raises(OSError):  # stopped with the gateway
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

@@ -67,3 +67,47 @@ async def test_delete_removes_staged_and_uploaded_copies(tmp_path: Path) -> None
     with pytest.raises(ObjectNotFound):
         await store.get("v/x")
     await store.close()
+
+
+async def test_staging_is_bounded_in_bytes_and_falls_back_to_direct_uploads(tmp_path: Path) -> None:
+    """max_bytes=10: 4+4 bytes are staged, the next 4 would exceed the bound and go straight to the store
+    (the put returns once the store has them); once the staged ones are uploaded, staging resumes."""
+    inner = Gate()
+    store = await StagingStore(inner, str(tmp_path), max_bytes=10).start()
+    await store.put("v/a", b"AAAA")
+    await store.put("v/b", b"BBBB")
+    assert (store.pending, store.pending_bytes, store.direct) == (2, 8, 0)
+    direct = asyncio.ensure_future(store.put("v/c", b"CCCC"))
+    await asyncio.sleep(0.05)
+    assert not direct.done()  # waits for the store, like a write without --writeback
+    assert not (tmp_path / "v" / "c").exists()
+    inner.open.set()
+    await direct
+    assert store.direct == 1 and await inner.get("v/c") == b"CCCC"
+    await store.flush()
+    assert (store.pending, store.pending_bytes) == (0, 0)
+    inner.open.clear()
+    await store.put("v/d", b"DDDD")
+    assert (tmp_path / "v" / "d").exists() and store.status()["Bytes"] == 4
+    inner.open.set()
+    await store.close()
+
+
+async def test_a_disk_below_the_free_ratio_is_not_staged_on(tmp_path: Path) -> None:
+    inner = MemoryStore()
+    store = await StagingStore(inner, str(tmp_path / "s"), free_ratio=1.01).start()  # never enough room
+    await store.put("v/a", b"A")
+    assert store.direct == 1 and store.pending == 0 and await inner.get("v/a") == b"A"
+    assert not any(files for _, _, files in os.walk(tmp_path))
+    await store.close()
+
+
+async def test_a_restart_counts_the_bytes_left_staged(tmp_path: Path) -> None:
+    inner = Gate()
+    first = await StagingStore(inner, str(tmp_path)).start()
+    await first.put("v/a", b"A" * 100)
+    await first.close(wait=False)
+    second = await StagingStore(inner, str(tmp_path)).start()
+    assert second.status() == {"Blocks": 1, "Bytes": 100, "Direct": 0, "Dir": str(tmp_path)}
+    inner.open.set()
+    await second.close()

@@ -66,6 +66,9 @@ T = TypeVar("T")
 log = structlog.get_logger("jfs.objects")
 
 PAGE = 1000
+UPLOAD_PART = 16 << 20
+"""`put_file`: part size of a multipart upload (and the size from which one is used)."""
+UPLOAD_THREADS = 4
 _AWS_HOST = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _BODY_ERRORS = (
     IncompleteReadError,
@@ -290,6 +293,15 @@ class S3Store:
             whole = data.obj if isinstance(data.obj, bytes | bytearray) and data.nbytes == len(data.obj) else None
             body = whole if whole is not None else data.tobytes()
         await self._run("put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body))
+
+    async def put_file(self, key: str, path: str) -> None:
+        """`FileUploads`: stream the local file `path` (a multipart upload of `UPLOAD_PART` parts, at most
+        `UPLOAD_THREADS` in flight, above `UPLOAD_PART`): memory stays flat whatever the file's size."""
+        from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+
+        config = TransferConfig(multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART,
+                                max_concurrency=UPLOAD_THREADS)
+        await self._run("put", key, lambda: self._client.upload_file(path, self.bucket, key, Config=config))
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
         if limit == 0:

@@ -16,7 +16,14 @@ Contract:
   ``delete`` removes the staged file too.
 * Uploads run in the background, `concurrency` at a time, retried with back-off until they succeed;
   `close` waits for them all (a graceful unmount leaves nothing staged), unless `close(wait=False)`.
-* `pending` counts staged objects not yet uploaded (``.stats``: ``juicefs_staging_blocks``).
+* Bounded: a PUT that would take the staged bytes over `max_bytes`, or that finds the
+  staging directory's file system with less than `free_ratio` of its space free, is not staged but
+  uploaded directly (the caller waits for the store, as without ``--writeback``; JuiceFS falls back the
+  same way when its cache disk is full). Counted in `direct`. `max_bytes` None = no bound, 0 = stage
+  nothing.
+* `pending` / `pending_bytes` count staged objects not yet uploaded and their size (``.stats``:
+  ``juicefs_staging_blocks``, ``juicefs_staging_block_bytes``; `status` for `jfs status`, published in
+  the client's session record at each heartbeat).
 """
 
 from __future__ import annotations
@@ -39,6 +46,17 @@ RETRY_FIRST = 0.5
 RETRY_MAX = 30.0
 
 
+def _free_ratio(path: str) -> float:
+    """The share of the file system of `path` that is free (for unprivileged users); 1.0 if unknown."""
+    while path and not os.path.isdir(path):
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path or "/")
+    except OSError:
+        return 1.0
+    return st.f_bavail / st.f_blocks if st.f_blocks else 1.0
+
+
 def staging_dir(cache_dir: str, uuid: str) -> str:
     """Where a volume's staged objects live: ``<cache_dir>/<uuid>/rawstaging`` (JuiceFS's place)."""
     return os.path.join(os.path.abspath(cache_dir), uuid, "rawstaging")
@@ -47,13 +65,20 @@ def staging_dir(cache_dir: str, uuid: str) -> str:
 class StagingStore:
     """An ObjectStore whose PUTs are staged in `root` and uploaded to `inner` in the background."""
 
-    def __init__(self, inner: ObjectStore, root: str, *, concurrency: int = 20) -> None:
+    def __init__(self, inner: ObjectStore, root: str, *, concurrency: int = 20, max_bytes: int | None = None,
+                 free_ratio: float = 0.0) -> None:
         self.inner = inner
         self.url = inner.url
         self.root = root
+        self.max_bytes = max_bytes
+        self.free_ratio = free_ratio
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._uploads: dict[str, asyncio.Task[None]] = {}
+        self._sizes: dict[str, int] = {}
+        """Size of each staged object not yet uploaded (what `pending_bytes` sums)."""
+        self.pending_bytes = 0
         self.uploaded = 0
+        self.direct = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -61,6 +86,10 @@ class StagingStore:
     @property
     def pending(self) -> int:
         return len(self._uploads)
+
+    def status(self) -> dict[str, Any]:
+        """What `jfs status` shows of this client's staging (``Staging`` of its session record)."""
+        return {"Blocks": self.pending, "Bytes": self.pending_bytes, "Direct": self.direct, "Dir": self.root}
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
@@ -70,15 +99,15 @@ class StagingStore:
     async def start(self) -> StagingStore:
         """Queue the upload of every object a previous client left staged in `root`."""
         keys = await asyncio.to_thread(self._scan)
-        for key in keys:
-            self._schedule(key)
+        for key, size in keys:
+            self._schedule(key, size)
         if keys:
             log.warning("staged_blocks_found", count=len(keys), dir=self.root,
                         detail="left by a previous mount: uploading them")
         return self
 
-    def _scan(self) -> list[str]:
-        found: list[str] = []
+    def _scan(self) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
         for dirpath, _, files in os.walk(self.root):
             for name in files:
                 path = os.path.join(dirpath, name)
@@ -86,7 +115,9 @@ class StagingStore:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
                     continue
-                found.append(os.path.relpath(path, self.root).replace(os.sep, "/"))
+                with contextlib.suppress(OSError):
+                    size = os.stat(path).st_size
+                    found.append((os.path.relpath(path, self.root).replace(os.sep, "/"), size))
         return sorted(found)
 
     # -- the ObjectStore port ---------------------------------------------------------------------------
@@ -95,12 +126,44 @@ class StagingStore:
         await self.inner.create_bucket()
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
-        await asyncio.to_thread(self._stage, self._path(key), data)
-        self._schedule(key)
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        if self.max_bytes is not None and self.pending_bytes + size > self.max_bytes:
+            await self._put_direct(key, data, "staging_full")
+            return
+        self._reserve(key, size)  # before the thread runs: concurrent puts see it
+        try:
+            staged = await asyncio.to_thread(self._stage, self._path(key), data, self.free_ratio)
+        except BaseException:
+            self._release(key)
+            raise
+        if not staged:
+            self._release(key)
+            await self._put_direct(key, data, "disk_full")
+            return
+        self._schedule(key, size)
+
+    async def _put_direct(self, key: str, data: bytes | memoryview, reason: str) -> None:
+        if self.direct == 0:
+            log.warning("staging_bypassed", reason=reason, staged_bytes=self.pending_bytes,
+                        limit=self.max_bytes, free_ratio=self.free_ratio,
+                        detail="uploading blocks directly until the staging directory has room")
+        self.direct += 1
+        await self.inner.put(key, data)
+
+    def _reserve(self, key: str, size: int) -> None:
+        if key not in self._sizes:
+            self._sizes[key] = size
+            self.pending_bytes += size
+
+    def _release(self, key: str) -> None:
+        self.pending_bytes -= self._sizes.pop(key, 0)
 
     @staticmethod
-    def _stage(path: str, data: bytes | memoryview) -> None:
+    def _stage(path: str, data: bytes | memoryview, free_ratio: float) -> bool:
+        """Write `data` durably at `path`; False (nothing written) when the disk has too little room."""
         directory = os.path.dirname(path)
+        if free_ratio > 0 and _free_ratio(directory) < free_ratio:
+            return False
         os.makedirs(directory, exist_ok=True)
         tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
         try:
@@ -118,6 +181,7 @@ class StagingStore:
             os.fsync(fd)  # the rename itself must survive a crash
         finally:
             os.close(fd)
+        return True
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
         try:
@@ -158,12 +222,18 @@ class StagingStore:
 
     # -- background uploads -----------------------------------------------------------------------------
 
-    def _schedule(self, key: str) -> None:
+    def _schedule(self, key: str, size: int) -> None:
         if key in self._uploads:
             return
+        self._reserve(key, size)
         task = asyncio.get_running_loop().create_task(self._upload(key), name=f"upload-{key}")
         self._uploads[key] = task
-        task.add_done_callback(lambda _: self._uploads.pop(key, None))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._uploads.pop(key, None)
+            self._release(key)
+
+        task.add_done_callback(done)
 
     async def _upload(self, key: str) -> None:
         delay = RETRY_FIRST

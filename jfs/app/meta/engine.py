@@ -108,6 +108,15 @@ async def format_meta(kv: KV, settings: Settings, *, force: bool = False) -> Set
     return await kv.txn(body)
 
 
+def _client_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jfs")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class Meta:
     """The metadata engine bound to one KV and one volume. Use `Meta.load(kv)`; close with `close()`."""
 
@@ -135,6 +144,10 @@ class Meta:
         self._files_job: asyncio.Future[None] | None = None
         self._trash_job: asyncio.Future[Any] | None = None
         self._session_info: dict[str, Any] = {}
+        self._published: dict[str, Any] = {}
+        self.session_extra: Callable[[], dict[str, Any]] | None = None
+        """Live fields this client publishes in its session record at each heartbeat (`jfs status`): the
+        record is rewritten only when they changed, in the heartbeat's own transaction."""
         self.heartbeat_interval = HEARTBEAT
         # Striped in-process locks on inodes touched by a write transaction: on optimistic engines they
         # turn local conflicts (many tasks creating in one directory) into a queue instead of retries.
@@ -327,13 +340,14 @@ class Meta:
         """Register this client and (with `background`) start the heartbeat and cleanup jobs."""
         self.heartbeat_interval = heartbeat
         self._session_info = {
-            "Version": "jfs-0.1.0",
+            "Version": f"jfs-{_client_version()}",  # `jfs status` shows each client's release (upgrades)
             "HostName": socket.gethostname(),
             "MountPoint": mountpoint,
             "MountTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "ProcessID": os.getpid(),
         }
         self.sid = await sessions.new_session(self, self._session_info, self._ttl())
+        self._published = self._session_info
         log.info("session_started", sid=self.sid)
         if background:
             self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
@@ -362,7 +376,9 @@ class Meta:
 
     async def heartbeat_once(self) -> None:
         """One round of periodic work: renew the session, reload settings and usage, clean up after others."""
-        await sessions.heartbeat(self, self.sid, self._ttl(), self._session_info)
+        info = self._session_info if self.session_extra is None else {**self._session_info, **self.session_extra()}
+        await sessions.heartbeat(self, self.sid, self._ttl(), info, rewrite=info != self._published)
+        self._published = info
         self.settings = await read_settings(self.kv)
         await self.refresh_usage()
         if await sessions.try_elect(self, keys.LAST_CLEANUP_SESSIONS, self.heartbeat_interval * 0.9):

@@ -38,13 +38,14 @@ async def new_session(m: Meta, info: dict[str, Any], ttl: int) -> int:
     return await m.kv.txn(body)
 
 
-async def heartbeat(m: Meta, sid: int, ttl: int, info: dict[str, Any]) -> None:
-    """Push the expiry of `sid` forward; re-registers the info if a cleaner removed it meanwhile."""
+async def heartbeat(m: Meta, sid: int, ttl: int, info: dict[str, Any], *, rewrite: bool = False) -> None:
+    """Push the expiry of `sid` forward; writes the info when `rewrite` (it changed) or when a cleaner
+    removed it meanwhile."""
     expire = int(time.time()) + ttl
 
     async def body(tx: Tx) -> None:
         tx.put(keys.session_expiry(sid), encode_u64(expire))
-        if await tx.get(keys.session_info(sid)) is None:
+        if rewrite or await tx.get(keys.session_info(sid)) is None:
             tx.put(keys.session_info(sid), json.dumps(info, sort_keys=True).encode())
 
     await m.kv.txn(body)
