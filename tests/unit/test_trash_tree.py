@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from jfs.app import quota
 from jfs.app.meta import Meta
 from jfs.app.meta import trash as trash_mod
 from jfs.app.meta.statfs import read_usage
-from jfs.app.ops import trash_jobs
+from jfs.app.ops import quota_cmd, trash_jobs
 from jfs.app.tools import remove_tree
 from jfs.cli.maint_cmd import restore_summary
 from jfs.compose import format_volume, open_engine
@@ -129,8 +128,8 @@ async def test_removed_tree_is_restored_whole(m: Meta, url: str) -> None:
     p, _ = await m.mkdir(ROOT_INODE, b"p", 0o755)
     top = await build(m, p, b"tree")
     sub, _ = await m.lookup(top, b"d1")
-    await quota.set_quota(m, "/p", inodes=10_000, settle=0)
-    await quota.set_quota(m, "/p/tree/d1", inodes=10_000, settle=0)
+    await quota_cmd.set_quota(m, "/p", inodes=10_000, settle=0)
+    await quota_cmd.set_quota(m, "/p/tree/d1", inodes=10_000, settle=0)
     before = await snapshot(m, p)
     n = len(before)
     q_before, sub_q_before = await quota_usage(m, p), await quota_usage(m, sub)
@@ -158,7 +157,7 @@ async def test_removed_tree_is_restored_whole(m: Meta, url: str) -> None:
 async def test_restore_without_put_back_rebuilds_the_tree_inside_the_trash(m: Meta, url: str) -> None:
     top = await build(m, ROOT_INODE, b"tree", dirs=2)
     before = await snapshot(m, top)
-    await quota.set_quota(m, "/", inodes=10_000, settle=0)
+    await quota_cmd.set_quota(m, "/", inodes=10_000, settle=0)
     await remove_tree(m, ROOT_INODE, b"tree")
     (hour, _), = (await hour_entries(m)).items()
 
@@ -247,7 +246,7 @@ async def test_expiry_deletes_trashed_trees(m: Meta, url: str) -> None:
     usage = await read_usage(m.kv)
     a = await build(m, ROOT_INODE, b"flat", dirs=2)
     b = await build(m, ROOT_INODE, b"nested", dirs=2)
-    await quota.set_quota(m, "/nested/d0", inodes=100, settle=0)
+    await quota_cmd.set_quota(m, "/nested/d0", inodes=100, settle=0)
     nested_d0, _ = await m.lookup(b, b"d0")
     n = len(await snapshot(m, a)) + len(await snapshot(m, b)) + 2
     await remove_tree(m, ROOT_INODE, b"flat")

@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 
 import structlog
 
-from jfs.app import quota  # QUOTA HOOK
 from jfs.app.errors import VolumeError
-from jfs.app.meta import access, chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
+from jfs.app.meta import access, chunks, locks, namespace, quota, remove, rename, sessions, statfs, xattrs
 from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx

@@ -43,8 +43,8 @@ from typing import Any
 import structlog
 
 from jfs.app.errors import OpsError
+from jfs.app.meta.quota import MAX_DEPTH, QUOTA_PREFIX
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
-from jfs.app.quota import MAX_DEPTH, QUOTA_PREFIX
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.checksums import CRC32, BadSumsRecord, SliceSums

@@ -26,7 +26,7 @@ Contract:
   (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), POSIX ACLs and
   user/group quotas (jfs has neither) are dropped with a warning.
 * ``Quotas``: each directory quota is restored with its limits and its usage counted from the tree
-  exactly as `jfs.app.quota` counts it (and as JuiceFS's load does): every name below the directory, one
+  exactly as `jfs.app.meta.quota` counts it (and as JuiceFS's load does): every name below the directory, one
   inode and align4k(length) for a file, 4 KiB for anything else, a hard-linked file once per name. The
   usage is summed per directory while the tree streams by (one pair of counters per open directory);
   when the section comes after the tree (``jq -S``) the quota directories are walked in the engine
@@ -58,8 +58,8 @@ from typing import Any
 
 import structlog
 
-from jfs.app import quota
 from jfs.app.errors import OpsError
+from jfs.app.meta import quota
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys

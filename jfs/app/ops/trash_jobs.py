@@ -38,9 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from jfs.app import quota
 from jfs.app.errors import RestoreError
-from jfs.app.meta import chunks, store
+from jfs.app.meta import chunks, quota, store
 from jfs.app.meta.remove import delete_inode, drop_name
 from jfs.app.meta.sessions import try_elect
 from jfs.domain import keys
