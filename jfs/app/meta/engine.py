@@ -27,6 +27,7 @@ from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
 from jfs.app.meta.trash import trash_root_attr
+from jfs.app.meta.trash_purge import purge_trash_if_elected
 from jfs.app.metrics import TimedKV
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
@@ -370,8 +371,6 @@ class Meta:
         if self._files_job is None or self._files_job.done():
             self._files_job = asyncio.ensure_future(self._cleanup_old_delfiles())
         if self._trash_job is None or self._trash_job.done():
-            from jfs.app.ops.trash_jobs import purge_trash_if_elected
-
             self._trash_job = asyncio.ensure_future(purge_trash_if_elected(self))
 
     async def _cleanup_old_delfiles(self) -> None:

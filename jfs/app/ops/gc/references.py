@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jfs.app.ops import trash_jobs
+from jfs.app.meta.trash import trash_inodes
 from jfs.app.ops.chunk_scan import (
     CHUNK_BEGIN,
     CHUNK_END,
@@ -55,7 +55,7 @@ class References:
 async def collect_references(kv: KV, progress: ProgressBoard) -> References:
     """Scan every chunk record, the slice reference records and the delayed slices (streaming)."""
     delfiles = await read_delfiles(kv)
-    in_trash = await trash_jobs.trash_inodes(kv)
+    in_trash = await trash_inodes(kv)
     bar = progress.bar("Scanned metadata keys", unit="keys")
 
     async def body(tx: Tx) -> References:
