@@ -12,7 +12,7 @@ fails with FSError (ENOENT / ENOTDIR) naming the path walked so far.
 * entries: `lookup_entry`, `dir_entries` (one directory in one transaction), `dir_page` (a page after a
   name), `names_in` (the names of some children);
 * walks: `walk` (every entry below some directories, each directory scanned once), `is_below`;
-* attributes: `read_attr`.
+* attributes: `read_attr`, `read_attrs`.
 
 The chunk, slice and delfile scans are in `jfs.app.meta.chunk_scan`.
 """
@@ -47,6 +47,12 @@ async def read_attr(kv: KV, ino: int) -> Attr | None:
     return None if raw is None else Attr.decode(raw)
 
 
+async def read_attrs(kv: KV, inos: list[int]) -> list[Attr | None]:
+    """The attributes of each of `inos` (None: it has none), read in one transaction."""
+    raws = await kv.read(lambda tx: tx.get_many([keys.attr(ino) for ino in inos]))
+    return [None if raw is None else Attr.decode(raw) for raw in raws]
+
+
 async def lookup_entry(kv: KV, parent: int, name: bytes) -> tuple[FileType, int] | None:
     """(type, inode) of entry `name` of directory `parent`, or None."""
     raw = await kv.read(lambda tx: tx.get(keys.dentry(parent, name)))
@@ -56,8 +62,8 @@ async def lookup_entry(kv: KV, parent: int, name: bytes) -> tuple[FileType, int]
 async def resolve_path(kv: KV, path: str | bytes, *, trash: bool = False) -> tuple[int, FileType]:
     """(inode, type) of `path`, taken from the volume root (``/a/b``, ``a/b``; ``.`` components are
     skipped). With `trash`, ``.trash`` right below the root is the trash root. FSError ENOENT when a
-    component does not exist, ENOTDIR when one before the last is not a directory; the error's detail is
-    the path walked so far (``/a/b``)."""
+    component does not exist, ENOTDIR when one before the last is not a directory; the error's detail and
+    its ``filename`` are the path walked so far (``/a/b``)."""
     raw_path = path.encode(errors="surrogateescape") if isinstance(path, str) else path
     ino, typ = ROOT_INODE, FileType.DIRECTORY
     walked: list[str] = []
@@ -65,16 +71,23 @@ async def resolve_path(kv: KV, path: str | bytes, *, trash: bool = False) -> tup
         if part in (b"", b"."):
             continue
         if typ is not FileType.DIRECTORY:
-            raise FSError(errno.ENOTDIR, "/" + "/".join(walked))
+            raise _path_error(errno.ENOTDIR, walked)
         walked.append(part.decode(errors="replace"))
         if trash and ino == ROOT_INODE and part == TRASH_NAME.encode():
             ino = TRASH_INODE
             continue
         found = await lookup_entry(kv, ino, part)
         if found is None:
-            raise FSError(errno.ENOENT, "/" + "/".join(walked))
+            raise _path_error(errno.ENOENT, walked)
         typ, ino = found
     return ino, typ
+
+
+def _path_error(code: int, walked: list[str]) -> FSError:
+    shown = "/" + "/".join(walked)
+    exc = FSError(code, shown)
+    exc.filename = shown
+    return exc
 
 
 async def resolve_dir(m: Meta, path: str) -> int:

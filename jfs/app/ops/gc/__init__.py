@@ -40,8 +40,8 @@ deleted).
 
 Modules: `run` (the entry, `run_gc`), `references` (slices the metadata refers to), `classify` (objects per
 class), `deletion` (what ``delete`` reclaims), `compaction`, `report` (`GCReport`), `skip_age`. Helpers
-shared with fsck live beside this package: `jfs.app.ops.slice_set`, `jfs.app.ops.chunk_scan`,
-`jfs.app.ops.block_objects`.
+shared with fsck live beside this package: `jfs.app.ops.slice_set`, `jfs.app.ops.block_objects`; the
+metadata it reads comes from the engine's scans (`jfs.app.meta.chunk_scan`, `jfs.app.meta.trash`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import time
 import structlog
 
 from jfs.app.meta import chunks
+from jfs.app.meta.chunk_scan import block_sums_in
 from jfs.app.meta.engine import Meta
 from jfs.app.ops.block_objects import DELETE_BATCH, bounded
 from jfs.app.ops.gc.classify import Leaked
@@ -30,16 +31,9 @@ log = structlog.get_logger("jfs.gc")
 async def delete_orphan_sums(kv: KV, refs: References) -> int:
     """Delete the block-checksum records of slices that nothing references (see the package docstring);
     returns how many."""
-    end = keys.prefix_end(keys.BLOCK_SUMS_PREFIX)
 
     async def body(tx: Tx) -> set[int]:
-        out: set[int] = set()
-        async for key, _ in tx.scan_iter(keys.BLOCK_SUMS_PREFIX, end):
-            if len(key) == 10:
-                sid = keys.parse_block_sums(key)
-                if not refs.known(sid):
-                    out.add(sid)
-        return out
+        return {sid async for sid in block_sums_in(tx) if not refs.known(sid)}
 
     candidates = await kv.read(body)
     doomed = sorted(candidates - set(await referenced_among(kv, candidates)))
