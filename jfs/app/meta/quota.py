@@ -322,13 +322,19 @@ async def store_limits(m: Meta, ino: int, *, capacity: int | None, inodes: int |
 
 
 async def all_quotas(kv: KV) -> QuotaRecords:
-    """Every quota record of the volume: (directory inode, record)."""
+    """Every quota record of the volume: (directory inode, record). A malformed record (a key or value
+    of the wrong size) is skipped with a warning."""
 
     async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
         return await tx.scan(QUOTA_PREFIX, keys.prefix_end(QUOTA_PREFIX))
 
-    return [(int.from_bytes(key[len(QUOTA_PREFIX) : len(QUOTA_PREFIX) + 8], "little"), Quota.decode(value))
-            for key, value in await kv.read(body)]  # fmt: skip
+    out: QuotaRecords = []
+    for key, value in await kv.read(body):
+        if len(key) != len(QUOTA_PREFIX) + 8 or len(value) < _QSIZE:
+            log.warning("quota_record_skipped", key=key.hex(), size=len(value))
+            continue
+        out.append((keys.ino_from_le(key, len(QUOTA_PREFIX)), Quota.decode(value)))
+    return out
 
 
 async def delete_quota(m: Meta, ino: int) -> None:
