@@ -100,9 +100,7 @@ async def move_to_trash(tx: Tx, parent: int, name: bytes, ino: int, attr: Attr, 
     one to the hour directory's."""
     hour = await hour_dir(tx, now)
     if attr.parent == 0:
-        prefix = keys.parent_ref_prefix(ino)
-        for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
-            tx.delete(key)
+        await store.replace_parent_refs(tx, ino, {})
     attr.parent = hour
     if attr.typ is FileType.DIRECTORY:
         hour_attr = await store.get_attr(tx, hour)

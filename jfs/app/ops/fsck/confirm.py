@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
+from jfs.app.meta import store
 from jfs.app.meta.reader import names_in, read_attrs
 from jfs.app.ops.fsck.blocks import file_blocks
 from jfs.app.ops.fsck.judge import BlockRef, Fix
 from jfs.app.ops.fsck.model import REG, AttrSeen, Model
 from jfs.app.ops.fsck.report import Issue
-from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, Attr, align4k, is_trash_inode
 from jfs.ports.kv import KV, Tx
-
-_D = 0x44
 
 
 async def confirm_broken(kv: KV, found: list[Issue]) -> list[Issue]:
@@ -71,18 +69,15 @@ def same(attr: Attr, seen: AttrSeen) -> bool:
 
 
 async def confirm_stray(kv: KV, inos: set[int]) -> set[int]:
-    """The inodes of `inos` that still have records but neither attributes nor a delfile marker (read
-    key by key: a stray record is a fault of the layout itself)."""
+    """The inodes of `inos` that still have records (entries aside) but neither attributes nor a delfile
+    marker."""
 
     async def body(tx: Tx) -> set[int]:
         out = set()
         for ino in inos:
-            prefix = keys.inode_prefix(ino)
-            marker = b"D" + keys.ino_le(ino)
-            if await tx.get(keys.attr(ino)) is not None or await tx.exists(marker, keys.prefix_end(marker)):
+            if await store.find_attr(tx, ino) is not None or await store.has_delfile(tx, ino):
                 continue
-            rows = await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True)
-            if any(len(k) > 9 and k[9] != _D for k, _ in rows):
+            if await store.record_kinds(tx, ino) - {"D"}:
                 out.add(ino)
         return out
 
