@@ -150,6 +150,11 @@ def put_chunk(tx: Tx, ino: int, indx: int, records: list[SliceRecord]) -> None:
     tx.put(keys.chunk(ino, indx), encode_slices(records))
 
 
+def drop_block_sums(tx: Tx, slice_id: int) -> None:
+    """Delete the block-checksum record of slice `slice_id` (ADR 0008), if any."""
+    tx.delete(keys.block_sums(slice_id))
+
+
 def append_chunk(tx: Tx, ino: int, indx: int, old: bytes, records: list[SliceRecord]) -> bytes:
     value = old + encode_slices(records)
     tx.put(keys.chunk(ino, indx), value)

@@ -15,12 +15,12 @@ import structlog
 from jfs.app.meta import chunks
 from jfs.app.meta.chunk_scan import block_sums_in
 from jfs.app.meta.engine import Meta
+from jfs.app.meta.store import drop_block_sums
 from jfs.app.ops.block_objects import DELETE_BATCH, bounded
 from jfs.app.ops.gc.classify import Leaked
 from jfs.app.ops.gc.references import References, negative_refs, referenced_among
 from jfs.app.ops.gc.report import GCReport
 from jfs.app.progress import ProgressBoard
-from jfs.domain import keys
 from jfs.domain.chunks import valid_block
 from jfs.ports.kv import KV, Tx
 from jfs.ports.objects import ObjectStore
@@ -42,7 +42,7 @@ async def delete_orphan_sums(kv: KV, refs: References) -> int:
 
         async def drop(tx: Tx, batch: list[int] = batch) -> None:
             for sid in batch:
-                tx.delete(keys.block_sums(sid))
+                drop_block_sums(tx, sid)
 
         await kv.txn(drop)
     if doomed:
