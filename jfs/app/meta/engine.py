@@ -2,9 +2,10 @@
 
 It owns per-client state that must not live in the engine: the id pools, the cached usage used for
 capacity checks, the table of files this client has open (for unlinked-but-open files), the session id,
-and the background jobs (heartbeat, stale-session cleanup, pending deletions). Each operation is one
-transaction implemented in the module named after its family (namespace, remove, rename, setattr,
-chunks, xattrs, readdir, locks, sessions).
+and the background jobs (heartbeat, stale-session cleanup, pending deletions, trash expiry in
+`trash_purge`, the refresh of `has_quotas`). Each operation is one transaction implemented in the
+module named after its family (namespace, remove, rename, setattr, chunks, xattrs, readdir, locks,
+sessions).
 """
 
 from __future__ import annotations
