@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.app.meta import Meta, trash, trash_purge
+from jfs.app.meta import Meta, trash_purge
 from jfs.app.meta import trash as trash_mod
 from jfs.app.meta.statfs import read_usage
 from jfs.app.ops import quota_cmd
@@ -84,7 +84,7 @@ async def snapshot(m: Meta, ino: int, path: str = "") -> Snapshot:
 
 async def hour_entries(m: Meta) -> dict[str, list[bytes]]:
     out = {}
-    for name, ino in await trash.hour_dirs(m.kv):
+    for name, ino in await trash_mod.hour_dirs(m.kv):
         out[name.decode()] = sorted([e.name async for e in m.readdir(ino)])
     return out
 
@@ -258,7 +258,7 @@ async def test_expiry_deletes_trashed_trees(m: Meta, url: str) -> None:
     assert await trash_purge.purge_trash(m) == 0  # not expired yet
     assert await trash_purge.purge_trash(m, time.time() + 3 * 86400) == n
     await m.drain()
-    assert await trash.hour_dirs(m.kv) == []
+    assert await trash_mod.hour_dirs(m.kv) == []
     assert (await m.getattr(TRASH_INODE)).nlink == 2
     assert await read_usage(m.kv) == usage
     assert await quota_usage(m, nested_d0) is None
