@@ -251,7 +251,8 @@ class _Run:
     async def purge_trash(self, hours_before: set[bytes], since: bytes) -> dict[str, int]:
         """Delete what this run moved to the trash (in hour directories from `since` on), and the hour
         directories it made appear."""
-        from jfs.app.ops.trash_jobs import _remove_hour_dir, hour_dirs, parse_entry_name
+        from jfs.app.meta.trash import hour_dirs, parse_entry_name
+        from jfs.app.meta.trash_purge import remove_hour_dir
 
         ours = self.created
         purged = hours = 0
@@ -282,13 +283,13 @@ class _Run:
             await run_pool(victims, self.cfg.threads, drop)
             await run_pool(dirs, self.cfg.threads, drop_dir)
             purged += len(victims) + len(dirs)
-            if name not in hours_before and await _remove_hour_dir(self.meta, name, hour_ino):
+            if name not in hours_before and await remove_hour_dir(self.meta, name, hour_ino):
                 hours += 1
         return {"trash_entries": purged, "trash_hours": hours}
 
 
 async def _trash_hours(meta: Meta) -> set[bytes]:
-    from jfs.app.ops.trash_jobs import hour_dirs
+    from jfs.app.meta.trash import hour_dirs
 
     return {name for name, _ in await hour_dirs(meta.kv)}
 

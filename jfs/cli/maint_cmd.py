@@ -1,6 +1,6 @@
 """Maintenance commands: ``jfs gc``, ``jfs fsck``, ``jfs restore``, ``jfs destroy``.
 
-Each is a thin shell over `jfs.app.ops` (gc, fsck, trash_jobs, destroy): progress bars on stderr (only on a
+Each is a thin shell over `jfs.app.ops` (gc, fsck, restore, destroy): progress bars on stderr (only on a
 terminal), a table and a one-line summary on stdout (or one JSON document with ``--json``), failures as one
 ``jfs: error:`` line through the CLI's error boundary.
 """
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from jfs.app.ops.destroy import DestroyReport
     from jfs.app.ops.fsck import FsckReport
     from jfs.app.ops.gc import GCReport
-    from jfs.app.ops.trash_jobs import RestoreItem
+    from jfs.app.ops.restore import RestoreItem
     from jfs.ports.objects import ObjectStore
 
 MetaURL = Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)]
@@ -204,7 +204,7 @@ def restore(
     Exit status: 0 when everything was restored (or, without --put-back, listed), 1 when something could
     not be restored.
     """
-    from jfs.app.ops.trash_jobs import restore_hours
+    from jfs.app.ops.restore import restore_hours
     from jfs.cli import main as cli
     from jfs.compose import open_volume
 
@@ -237,7 +237,7 @@ def restore(
 def restore_summary(items: list[RestoreItem], *, put_back: bool) -> tuple[str, str]:
     """The summary line of a restore, and (with --put-back) a line naming what could not be restored
     (empty when everything was)."""
-    from jfs.app.ops.trash_jobs import FAILURES, REBUILT, RESTORED
+    from jfs.app.ops.restore import FAILURES, REBUILT, RESTORED
 
     done = RESTORED if put_back else REBUILT
     restored = sum(1 for i in items if i.status == done)

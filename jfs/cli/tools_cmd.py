@@ -185,13 +185,13 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _quota(meta_url: str, action: str, path: str = "", **limits: int | None) -> Any:
-    from jfs.app import quota
+    from jfs.app.ops import quota_cmd
     from jfs.cli import main as cli
     from jfs.compose import open_volume
 
     async def call() -> Any:
         async with open_volume(meta_url) as vol:
-            return await quota.run(vol.meta, action, path, **limits)
+            return await quota_cmd.run(vol.meta, action, path, **limits)
 
     cli._remember_secrets(meta_url)
     return cli._run(lambda _v: call())

@@ -15,7 +15,7 @@ import pytest
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta import Meta
-from jfs.app.ops.trash_jobs import hour_dirs
+from jfs.app.meta.trash import hour_dirs
 from jfs.domain.attrs import ROOT_INODE
 from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted

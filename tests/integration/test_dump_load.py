@@ -36,9 +36,9 @@ from typing import Any
 import pytest
 
 from jfs.adapters.kv.registry import open_kv
-from jfs.app import quota
+from jfs.app.meta import quota
 from jfs.app.meta.engine import Meta, format_meta
-from jfs.app.ops import OpsError
+from jfs.app.ops import OpsError, quota_cmd
 from jfs.app.ops.dump import dump_meta
 from jfs.app.ops.load import load_meta
 from jfs.domain import keys
@@ -630,11 +630,11 @@ async def _quota_volume(kv: KV) -> dict[str, int]:
     await m.link(f, c, b"f-again")  # one name in each quota: charged to both
     await m.symlink(b, b"s", b"../f")
     await m.mknod(b, b"p", FileType.FIFO, 0o600)
-    await quota.set_quota(m, "/", inodes=1000, settle=0)
-    await quota.set_quota(m, "/a", capacity=1 << 30, settle=0)
-    await quota.set_quota(m, "/a/b", capacity=1 << 27, inodes=10, settle=0)
-    await quota.set_quota(m, "/c", settle=0)  # no limit at all: usage only
-    await quota.set_quota(m, "/c/empty", inodes=3, settle=0)
+    await quota_cmd.set_quota(m, "/", inodes=1000, settle=0)
+    await quota_cmd.set_quota(m, "/a", capacity=1 << 30, settle=0)
+    await quota_cmd.set_quota(m, "/a/b", capacity=1 << 27, inodes=10, settle=0)
+    await quota_cmd.set_quota(m, "/c", settle=0)  # no limit at all: usage only
+    await quota_cmd.set_quota(m, "/c/empty", inodes=3, settle=0)
     g, _ = await m.mknod(b, b"g", FileType.REGULAR, 0o644)  # charged, not recounted
     await m.write_slice(g, 0, 0, await m.next_slice_id(), 5000, 0, 5000)
     await m.write_slice(g, 1, 0, await m.next_slice_id(), 7, 0, 7)
@@ -668,7 +668,7 @@ async def test_quotas_round_trip_with_exact_usage(tmp_path: Path) -> None:
             m = await Meta.load(dst)
             for path, ino in inos.items():  # what a recount of the loaded tree finds
                 assert await quota.recount(m, ino) == want[ino], path
-            assert [d["path"] for d in await quota.list_quotas(m)] == list(inos)
+            assert [d["path"] for d in await quota_cmd.list_quotas(m)] == list(inos)
         again: list[bytes] = []
         await dump_meta(dsts[0], again.append)
         same_dump(text.decode(), b"".join(again).decode())

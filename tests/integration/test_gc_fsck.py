@@ -20,8 +20,9 @@ import pytest
 
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
+from jfs.app.meta import trash, trash_purge
 from jfs.app.meta.engine import Meta
-from jfs.app.ops import trash_jobs
+from jfs.app.ops import restore as restore_cmd
 from jfs.app.ops.slice_set import SliceSet
 from jfs.compose import format_volume, open_bucket, open_engine, open_volume
 from jfs.domain import keys
@@ -134,10 +135,10 @@ class Vol:
             await kv.close()
 
 
-async def restore(url: str, hours: list[str], *, put_back: bool) -> dict[str, list[trash_jobs.RestoreItem]]:
+async def restore(url: str, hours: list[str], *, put_back: bool) -> dict[str, list[restore_cmd.RestoreItem]]:
     """`jfs restore` without the CLI."""
     async with open_volume(url) as vol:
-        return await trash_jobs.restore_hours(vol.meta, hours, put_back=put_back)
+        return await restore_cmd.restore_hours(vol.meta, hours, put_back=put_back)
 
 
 async def make_volume(url: str, tmp_path: Path, *, trash_days: int = 0) -> Vol:
@@ -438,7 +439,7 @@ async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
         for i in range(3):
             await c.meta.unlink(d, b"f%d" % i)
         await c.write(d, b"f1", data(5, 99))  # takes the name of a trashed file
-        hours = await trash_jobs.hour_dirs(c.kv)
+        hours = await trash.hour_dirs(c.kv)
         assert len(hours) == 1
         hour = hours[0][0].decode()
         gc = await gc_volume(vol.url, skip_age=0)
@@ -456,10 +457,10 @@ async def test_trash_purge_and_restore(meta_url: str, tmp_path: Path) -> None:
         assert (await fsck_volume(vol.url)).issues == []
 
         await c.meta.unlink(d, b"f0")
-        assert await trash_jobs.purge_trash(c.meta) == 0  # not expired yet
-        purged = await trash_jobs.purge_trash(c.meta, time.time() + 2 * 86400)
+        assert await trash_purge.purge_trash(c.meta) == 0  # not expired yet
+        purged = await trash_purge.purge_trash(c.meta, time.time() + 2 * 86400)
         assert purged == 2  # f0 again, and the old f1 that could not be restored
-        assert await trash_jobs.hour_dirs(c.kv) == []
+        assert await trash.hour_dirs(c.kv) == []
         assert (await c.meta.getattr(TRASH_INODE)).nlink == 2
         await c.meta.drain()
     finally:
@@ -485,11 +486,11 @@ async def test_trash_job_election(meta_url: str, tmp_path: Path) -> None:
                 tx.put(prefix + b"2000-01-01-00", value)
 
         await c.kv.txn(age_hours)
-        assert await trash_jobs.purge_trash_if_elected(c.meta) == 1
+        assert await trash_purge.purge_trash_if_elected(c.meta) == 1
         await c.write(1, b"y", data(10, 1))
         await c.meta.unlink(1, b"y")
         await c.kv.txn(age_hours)
-        assert await trash_jobs.purge_trash_if_elected(c.meta) == 0  # ran less than an hour ago
+        assert await trash_purge.purge_trash_if_elected(c.meta) == 0  # ran less than an hour ago
         await c.meta.drain()
     finally:
         await vol.close(c)

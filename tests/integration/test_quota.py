@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from jfs.adapters.kv.registry import open_kv
-from jfs.app import quota
-from jfs.app.meta import Meta
+from jfs.app.meta import Meta, quota
 from jfs.app.meta.engine import format_meta
 from jfs.app.meta.rename import RENAME_EXCHANGE
+from jfs.app.ops import quota_cmd
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE
 from jfs.domain.errors import FSError
@@ -77,7 +77,7 @@ async def _used(m: Meta, ino: int) -> tuple[int, int]:
 
 async def _assert_exact(m: Meta, *dirs: int) -> None:
     for d in dirs:
-        assert await _used(m, d) == await quota.usage(m, d), f"quota of inode {d}"
+        assert await _used(m, d) == await quota_cmd.usage(m, d), f"quota of inode {d}"
 
 
 async def test_rename_moves_usage_between_quota_trees(meta: Meta) -> None:
@@ -90,7 +90,7 @@ async def test_rename_moves_usage_between_quota_trees(meta: Meta) -> None:
     await m.symlink(await _mkdirs(m, "/a/d"), b"ln", b"sub/g")
     await _file(m, ax, "h", 100)
     for path in ("/a", "/b", "/a/x"):
-        await quota.set_quota(m, path, inodes=100, settle=0)
+        await quota_cmd.set_quota(m, path, inodes=100, settle=0)
     assert await _used(m, a) == (3 * 4096 + 12288 + 4096 + 8192 + 4096, 7)
     quotas = (a, b, ax)
 
@@ -102,7 +102,7 @@ async def test_rename_moves_usage_between_quota_trees(meta: Meta) -> None:
     await m.rename(b, b"d", c, b"d")  # out of every quota
     await _assert_exact(m, *quotas)
     assert await _used(m, b) == (12288, 1)
-    await quota.set_quota(m, "/c/d", settle=0)
+    await quota_cmd.set_quota(m, "/c/d", settle=0)
     cd = await _mkdirs(m, "/c/d")
     await m.rename(c, b"d", ax, b"d")  # a directory with a quota of its own, into a nested quota
     await _assert_exact(m, *quotas, cd)
@@ -117,10 +117,10 @@ async def test_rename_moves_usage_between_quota_trees(meta: Meta) -> None:
     await m.rename(a, b"big", b, b"victim")
     await _assert_exact(m, *quotas, cd)
     await _mkdirs(m, "/b/empty")
-    await quota.set_quota(m, "/b/empty", settle=0)
+    await quota_cmd.set_quota(m, "/b/empty", settle=0)
     await _mkdirs(m, "/a/e2")
     await m.rename(a, b"e2", b, b"empty")
-    assert not [q for q in await quota.list_quotas(m) if q["path"] == "/b/empty"]
+    assert not [q for q in await quota_cmd.list_quotas(m) if q["path"] == "/b/empty"]
     await _assert_exact(m, *quotas, cd)
 
     # RENAME_EXCHANGE moves both sides.
@@ -139,8 +139,8 @@ async def test_rename_into_a_full_quota_fails_with_edquot(meta: Meta, monkeypatc
     await _file(m, out, "small", 1)
     await _file(m, out, "large", 64 << 10)
     await _mkdirs(m, "/out/tree/a/b")
-    await quota.set_quota(m, "/full", inodes=2, settle=0)
-    await quota.set_quota(m, "/roomy", capacity=32 << 10, settle=0)
+    await quota_cmd.set_quota(m, "/full", inodes=2, settle=0)
+    await quota_cmd.set_quota(m, "/roomy", capacity=32 << 10, settle=0)
     for src, name, dst in ((out, b"small", full), (out, b"tree", full), (out, b"large", roomy), (out, b"tree", inner)):
         with pytest.raises(FSError) as exc:
             await m.rename(src, name, dst, name)
@@ -167,12 +167,12 @@ async def test_recount_is_exact_and_falls_back_for_big_trees(meta: Meta, monkeyp
     for i in range(5):
         await _file(m, top, f"f{i}", i * 3000)
     t = await _mkdirs(m, "/t")
-    doc = await quota.set_quota(m, "/t", capacity=1 << 30, settle=0)
-    assert (doc["used_space"], doc["used_inodes"]) == await quota.usage(m, t)
+    doc = await quota_cmd.set_quota(m, "/t", capacity=1 << 30, settle=0)
+    assert (doc["used_space"], doc["used_inodes"]) == await quota_cmd.usage(m, t)
     monkeypatch.setattr(quota, "SET_WALK_LIMIT", 3)  # paged, approximate path: exact when nothing moves
     async with asyncio.timeout(30):
         q = await quota.recount(m, t)
-    assert (q.used_space, q.used_inodes) == await quota.usage(m, t)
+    assert (q.used_space, q.used_inodes) == await quota_cmd.usage(m, t)
     assert q.max_space == 1 << 30
 
 

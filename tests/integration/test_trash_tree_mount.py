@@ -195,9 +195,9 @@ def test_expired_trees_leave_nothing_behind(volume: tuple[str, Path, Path]) -> N
 
 
 async def _purge(url: str, now: float) -> None:
-    from jfs.app.ops import trash_jobs
+    from jfs.app.meta import trash_purge
     from jfs.compose import open_volume
 
     async with open_volume(url) as vol:
-        assert await trash_jobs.purge_trash(vol.meta, now) > 250
+        assert await trash_purge.purge_trash(vol.meta, now) > 250
         await vol.meta.drain()

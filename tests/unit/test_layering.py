@@ -9,6 +9,15 @@
 * ``jfs/sdk``: a face on the VFS; builds its client through ``jfs/bootstrap.py``, never imports adapters or cli.
 * ``jfs/cli``, the composition roots ``jfs/compose.py`` and ``jfs/bootstrap.py`` may import anything.
 
+Inside ``jfs/app`` (ADR 0018):
+
+* ``jfs/app/meta``, the metadata engine, imports from ``jfs.app`` only itself, ``jfs.app.errors`` and
+  ``jfs.app.metrics``: the data path, the VFS, the ops tools and the loose use cases are its clients.
+* ``jfs/app/ops``, the operator tools, work on the engine and the data path, never on the VFS or the
+  object view (``jfs.app.vfs``, ``jfs.app.objectview``).
+* Outside ``jfs/app/meta`` nothing imports a private name (``_x``) of the engine's modules: what the
+  tools need from the engine is public there.
+
 Imports inside functions and ``if TYPE_CHECKING:`` blocks count, and so do literal
 ``importlib.import_module("…")`` / ``__import__("…")`` calls.
 """
@@ -159,19 +168,49 @@ def sdk_rule(imp: Import) -> str | None:
     return None
 
 
+META_MAY_IMPORT = ("jfs.app.meta", "jfs.app.errors", "jfs.app.metrics")
+"""What the metadata engine may import from jfs.app (beyond jfs.app itself, the package)."""
+
+
+def meta_rule(imp: Import) -> str | None:
+    t = imp.target
+    if under(t, "jfs.app") and t != "jfs.app" and not under(t, *META_MAY_IMPORT):
+        return "jfs/app/meta may import from jfs.app only itself, jfs.app.errors and jfs.app.metrics"
+    return app_rule(imp)
+
+
+def ops_rule(imp: Import) -> str | None:
+    if under(imp.target, "jfs.app.vfs", "jfs.app.objectview"):
+        return "jfs/app/ops works on the engine and the data path, not on the VFS"
+    return app_rule(imp)
+
+
+def private_meta_rule(imp: Import) -> str | None:
+    t = imp.target
+    if imp.file.is_relative_to(PACKAGE / "app" / "meta") or not under(t, "jfs.app.meta"):
+        return None
+    if any(part.startswith("_") and not part.startswith("__") for part in t.split(".")[3:]):
+        return "only jfs/app/meta may use the engine's private names"
+    return None
+
+
 RULES: dict[str, Rule] = {
     "domain": domain_rule,
     "ports": ports_rule,
     "app": app_rule,
     "adapters": adapters_rule,
     "sdk": sdk_rule,
+    "app/meta": meta_rule,
+    "app/ops": ops_rule,
+    ".": private_meta_rule,
 }
+"""Directory under jfs/ → the rule every module below it obeys (on top of the rules of enclosing layers)."""
 
 
 def violations(layer: str, rule: Rule) -> list[str]:
     """One line per offending import statement (`file:line imports module  (rule)`), sorted."""
     found: dict[tuple[Path, int, str], Import] = {}
-    for path in sorted((PACKAGE / layer).rglob("*.py")):
+    for path in sorted((PACKAGE / layer).resolve().rglob("*.py")):
         for imp in imports_of(path):
             reason = rule(imp)
             key = (imp.file, imp.line, reason or "")
@@ -189,15 +228,15 @@ def test_layer_imports(layer: str) -> None:
 
 def test_layers_exist() -> None:
     """Guards against a vacuous pass: the layers the rules talk about are there and have modules."""
-    for layer in ("domain", "ports"):
+    for layer in ("domain", "ports", "app/meta", "app/ops"):
         assert list((PACKAGE / layer).rglob("*.py")), f"jfs/{layer} has no modules"
 
 
 def _fake(rel: str, source: str) -> list[str]:
+    """The reasons the rules give against `source` placed at `rel` (every rule whose directory holds it)."""
     path = ROOT / rel
-    layer = Path(rel).parts[1]
-    rule = RULES[layer]
-    return [reason for imp in imports_of(path, source) if (reason := rule(imp))]
+    rules = [rule for layer, rule in RULES.items() if path.is_relative_to((PACKAGE / layer).resolve())]
+    return [reason for imp in imports_of(path, source) for rule in rules if (reason := rule(imp))]
 
 
 def test_checker_catches_violations() -> None:
@@ -218,6 +257,15 @@ def test_checker_catches_violations() -> None:
     assert _fake("jfs/adapters/kv/x.py", "from jfs.app.volume import VolumeError\n")
     assert _fake("jfs/sdk/x.py", "from jfs.adapters.kv.sqlite import open_sqlite\n")
     assert _fake("jfs/adapters/objects/x.py", "import jfs.cli.main\n")
+    assert _fake("jfs/app/meta/x.py", "from jfs.app.ops import restore\n")
+    assert _fake("jfs/app/meta/x.py", "def f():\n    from jfs.app.ops.gc import run_gc\n")
+    assert _fake("jfs/app/meta/x.py", "from jfs.app import tools\n")
+    assert _fake("jfs/app/meta/x.py", "from ..data import writer\n")
+    assert _fake("jfs/app/meta/x.py", "import jfs.app.vfs\n")
+    assert _fake("jfs/app/ops/x.py", "from jfs.app.vfs import Vfs\n")
+    assert _fake("jfs/app/ops/gc/x.py", "from jfs.app.meta.quota import _chain\n")
+    assert _fake("jfs/app/x.py", "from jfs.app.meta.trash_purge import _empty_dir\n")
+    assert _fake("jfs/cli/x.py", "from jfs.app.meta import _secret\n")
 
 
 def test_checker_allows_what_the_rules_allow() -> None:
@@ -227,3 +275,7 @@ def test_checker_allows_what_the_rules_allow() -> None:
     assert not _fake("jfs/ports/x.py", "from typing import Protocol\nfrom jfs.domain.errors import FSError\n")
     assert not _fake("jfs/app/meta/x.py", "from jfs.ports.kv import KV\nfrom jfs.domain import keys\n")
     assert not _fake("jfs/adapters/kv/x.py", "from jfs.ports.kv import KV\nimport redis.asyncio\n")
+    assert not _fake("jfs/app/meta/x.py", "from jfs.app import errors\nfrom jfs.app.meta import store, _x\n")
+    assert not _fake("jfs/app/meta/x.py", "from jfs.app.metrics import TimedKV\nfrom .quota import _chain\n")
+    assert not _fake("jfs/app/ops/x.py", "from jfs.app.meta import reader\nfrom jfs.app.data import writer\n")
+    assert not _fake("jfs/app/ops/x.py", "from jfs.app.meta.quota import __doc__\n")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from jfs.app import quota
-from jfs.app.meta import Meta
+from jfs.app.meta import Meta, trash_purge
 from jfs.app.meta import trash as trash_mod
 from jfs.app.meta.statfs import read_usage
-from jfs.app.ops import trash_jobs
+from jfs.app.ops import quota_cmd
+from jfs.app.ops import restore as restore_cmd
 from jfs.app.tools import remove_tree
 from jfs.cli.maint_cmd import restore_summary
 from jfs.compose import format_volume, open_engine
@@ -84,7 +84,7 @@ async def snapshot(m: Meta, ino: int, path: str = "") -> Snapshot:
 
 async def hour_entries(m: Meta) -> dict[str, list[bytes]]:
     out = {}
-    for name, ino in await trash_jobs.hour_dirs(m.kv):
+    for name, ino in await trash_mod.hour_dirs(m.kv):
         out[name.decode()] = sorted([e.name async for e in m.readdir(ino)])
     return out
 
@@ -134,8 +134,8 @@ async def test_removed_tree_is_restored_whole(m: Meta, url: str) -> None:
     p, _ = await m.mkdir(ROOT_INODE, b"p", 0o755)
     top = await build(m, p, b"tree")
     sub, _ = await m.lookup(top, b"d1")
-    await quota.set_quota(m, "/p", inodes=10_000, settle=0)
-    await quota.set_quota(m, "/p/tree/d1", inodes=10_000, settle=0)
+    await quota_cmd.set_quota(m, "/p", inodes=10_000, settle=0)
+    await quota_cmd.set_quota(m, "/p/tree/d1", inodes=10_000, settle=0)
     before = await snapshot(m, p)
     n = len(before)
     q_before, sub_q_before = await quota_usage(m, p), await quota_usage(m, sub)
@@ -148,7 +148,7 @@ async def test_removed_tree_is_restored_whole(m: Meta, url: str) -> None:
     assert await quota_usage(m, p) == (0, 0) and await read_usage(m.kv) == with_hour_dir(usage)
     await assert_fsck_clean(url)
 
-    result = await trash_jobs.restore_hours(m, [hour], put_back=True)
+    result = await restore_cmd.restore_hours(m, [hour], put_back=True)
     assert {i.status for i in result[hour]} == {"restored"}
     assert {i.target for i in result[hour]} == {f"/p{k}" for k in before}
     assert await snapshot(m, p) == before  # same names, same inodes, same modes, same links
@@ -163,11 +163,11 @@ async def test_removed_tree_is_restored_whole(m: Meta, url: str) -> None:
 async def test_restore_without_put_back_rebuilds_the_tree_inside_the_trash(m: Meta, url: str) -> None:
     top = await build(m, ROOT_INODE, b"tree", dirs=2)
     before = await snapshot(m, top)
-    await quota.set_quota(m, "/", inodes=10_000, settle=0)
+    await quota_cmd.set_quota(m, "/", inodes=10_000, settle=0)
     await remove_tree(m, ROOT_INODE, b"tree")
     (hour, _), = (await hour_entries(m)).items()
 
-    listed = await trash_jobs.restore_hours(m, [hour], put_back=False)
+    listed = await restore_cmd.restore_hours(m, [hour], put_back=False)
     by_status = {i.status for i in listed[hour] if i.ino != top}
     assert by_status == {"rebuilt"} and next(i.status for i in listed[hour] if i.ino == top) == "in-trash"
     assert await hour_entries(m) == {hour: [b"1-%d-tree" % top]}
@@ -175,7 +175,7 @@ async def test_restore_without_put_back_rebuilds_the_tree_inside_the_trash(m: Me
     assert await snapshot(m, top) == before  # whole, below its trashed top directory
     await assert_fsck_clean(url)
 
-    back = await trash_jobs.restore_hours(m, [hour], put_back=True)
+    back = await restore_cmd.restore_hours(m, [hour], put_back=True)
     assert [i.status for i in back[hour]] == ["restored"]
     assert await snapshot(m, top) == before and (await m.getattr(top)).parent == ROOT_INODE
     assert (await m.getattr(hour_ino)).nlink == 2
@@ -197,7 +197,7 @@ async def test_what_cannot_be_put_back_stays_in_the_trash_and_is_named(m: Meta, 
     m.settings.trash_days = 1
     (hour, _), = (await hour_entries(m)).items()
 
-    result = await trash_jobs.restore_hours(m, [hour], put_back=True)
+    result = await restore_cmd.restore_hours(m, [hour], put_back=True)
     status = {i.ino: i.status for i in result[hour]}
     assert status.pop(top) == "exists" and status.pop(gone_top) == "parent-gone"
     assert set(status.values()) == {"rebuilt"}  # kept inside their trashed top directories, whole
@@ -207,12 +207,12 @@ async def test_what_cannot_be_put_back_stays_in_the_trash_and_is_named(m: Meta, 
     assert f"{len(status)} entries below them were kept inside them" in failure
     await assert_fsck_clean(url)
 
-    listed = await trash_jobs.restore_hours(m, [hour], put_back=False)  # only the two tops are left
+    listed = await restore_cmd.restore_hours(m, [hour], put_back=False)  # only the two tops are left
     assert restore_summary(listed[hour], put_back=False) == (
         "rebuilt 0 of 2 entries inside the trash; 2 could not be put back (see Result); use --put-back to move "
         "them back", "")
     await m.rename(p, b"taken", p, b"newer")  # free the name: the next put-back brings the tree back
-    again = await trash_jobs.restore_hours(m, [hour], put_back=True)
+    again = await restore_cmd.restore_hours(m, [hour], put_back=True)
     assert {i.ino: i.status for i in again[hour]} == {top: "restored", gone_top: "parent-gone"}
     assert await snapshot(m, top) == before
     assert restore_summary(again[hour], put_back=True)[1].startswith("1 of 2 entries were not restored")
@@ -236,15 +236,15 @@ async def test_tree_removed_across_two_hours(m: Meta, url: str, monkeypatch: pyt
     monkeypatch.setattr(m, "rmdir", rmdir)
     await remove_tree(m, ROOT_INODE, b"tree")
     monkeypatch.undo()
-    files_hour = await trash_jobs.restore_hours(m, ["2026-01-01-00"], put_back=True)
+    files_hour = await restore_cmd.restore_hours(m, ["2026-01-01-00"], put_back=True)
     assert {i.status for i in files_hour["2026-01-01-00"]} == {"parent-in-trash"}
     line, failure = restore_summary(files_hour["2026-01-01-00"], put_back=True)
     assert "original directory is in the trash (restore its hour too)" in failure
-    both = await trash_jobs.restore_hours(m, ["2026-01-01-00", "2026-01-01-01"], put_back=True)
+    both = await restore_cmd.restore_hours(m, ["2026-01-01-00", "2026-01-01-01"], put_back=True)
     assert {i.status for items in both.values() for i in items} == {"restored"}
     assert await snapshot(m, top) == before
-    with pytest.raises(trash_jobs.RestoreError):
-        await trash_jobs.restore_hours(m, ["2026-01-01-01", "1999-01-01-00"], put_back=True)
+    with pytest.raises(restore_cmd.RestoreError):
+        await restore_cmd.restore_hours(m, ["2026-01-01-01", "1999-01-01-00"], put_back=True)
     await assert_fsck_clean(url)
 
 
@@ -252,18 +252,18 @@ async def test_expiry_deletes_trashed_trees(m: Meta, url: str) -> None:
     usage = await read_usage(m.kv)
     a = await build(m, ROOT_INODE, b"flat", dirs=2)
     b = await build(m, ROOT_INODE, b"nested", dirs=2)
-    await quota.set_quota(m, "/nested/d0", inodes=100, settle=0)
+    await quota_cmd.set_quota(m, "/nested/d0", inodes=100, settle=0)
     nested_d0, _ = await m.lookup(b, b"d0")
     n = len(await snapshot(m, a)) + len(await snapshot(m, b)) + 2
     await remove_tree(m, ROOT_INODE, b"flat")
     await remove_tree(m, ROOT_INODE, b"nested")
     (hour, _), = (await hour_entries(m)).items()
-    await trash_jobs.restore_hours(m, [hour], put_back=False)  # "nested" and "flat" now whole in the trash
+    await restore_cmd.restore_hours(m, [hour], put_back=False)  # "nested" and "flat" now whole in the trash
     assert len((await hour_entries(m))[hour]) == 2
-    assert await trash_jobs.purge_trash(m) == 0  # not expired yet
-    assert await trash_jobs.purge_trash(m, time.time() + 3 * 86400) == n
+    assert await trash_purge.purge_trash(m) == 0  # not expired yet
+    assert await trash_purge.purge_trash(m, time.time() + 3 * 86400) == n
     await m.drain()
-    assert await trash_jobs.hour_dirs(m.kv) == []
+    assert await trash_mod.hour_dirs(m.kv) == []
     assert (await m.getattr(TRASH_INODE)).nlink == 2
     assert await read_usage(m.kv) == usage
     assert await quota_usage(m, nested_d0) is None

@@ -15,8 +15,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from jfs.app import quota  # QUOTA HOOK
-from jfs.app.meta import store
+from jfs.app.meta import quota, store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_perm, now_ns
 from jfs.domain import keys

@@ -2,9 +2,10 @@
 
 It owns per-client state that must not live in the engine: the id pools, the cached usage used for
 capacity checks, the table of files this client has open (for unlinked-but-open files), the session id,
-and the background jobs (heartbeat, stale-session cleanup, pending deletions). Each operation is one
-transaction implemented in the module named after its family (namespace, remove, rename, setattr,
-chunks, xattrs, readdir, locks, sessions).
+and the background jobs (heartbeat, stale-session cleanup, pending deletions, trash expiry in
+`trash_purge`, the refresh of `has_quotas`). Each operation is one transaction implemented in the
+module named after its family (namespace, remove, rename, setattr, chunks, xattrs, readdir, locks,
+sessions).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from typing import Any, TypeVar
 
 import structlog
 
-from jfs.app import quota  # QUOTA HOOK
 from jfs.app.errors import VolumeError
-from jfs.app.meta import access, chunks, locks, namespace, remove, rename, sessions, statfs, xattrs
+from jfs.app.meta import access, chunks, locks, namespace, quota, remove, rename, sessions, statfs, xattrs
 from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
 from jfs.app.meta.trash import trash_root_attr
+from jfs.app.meta.trash_purge import purge_trash_if_elected
 from jfs.app.metrics import TimedKV
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
@@ -387,8 +388,6 @@ class Meta:
         if self._files_job is None or self._files_job.done():
             self._files_job = asyncio.ensure_future(self._cleanup_old_delfiles())
         if self._trash_job is None or self._trash_job.done():
-            from jfs.app.ops.trash_jobs import purge_trash_if_elected
-
             self._trash_job = asyncio.ensure_future(purge_trash_if_elected(self))
 
     async def _cleanup_old_delfiles(self) -> None:

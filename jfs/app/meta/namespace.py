@@ -5,8 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from jfs.app import quota  # QUOTA HOOK
-from jfs.app.meta import store
+from jfs.app.meta import quota, store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_perm, check_reserved, now_ns, touch_parent
 from jfs.domain import keys

@@ -13,8 +13,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from jfs.app import quota  # QUOTA HOOK
-from jfs.app.meta import store, trash
+from jfs.app.meta import quota, store, trash
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_removable, now_ns, touch_parent
 from jfs.domain import keys

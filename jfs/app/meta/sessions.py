@@ -18,7 +18,7 @@ from jfs.domain import keys
 from jfs.domain.attrs import Attr
 from jfs.domain.locks import decode_flocks, decode_plocks, drop_session, encode_flocks, encode_plocks
 from jfs.domain.records import decode_u64, encode_u64
-from jfs.ports.kv import Tx
+from jfs.ports.kv import KV, Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -149,3 +149,16 @@ async def pending_delfiles(m: Meta, older_than: int, limit: int = 1000) -> list[
         return [keys.parse_delfile(k) for k, v in rows if len(k) == 17 and decode_u64(v) <= cutoff]
 
     return await m.kv.read(body)
+
+
+async def sustained_inodes(kv: KV) -> set[int]:
+    """Inodes held open by some session after their last name went (``SS`` records), read now."""
+
+    async def body(tx: Tx) -> set[int]:
+        out = set()
+        async for key, _ in tx.scan_iter(b"SS", keys.prefix_end(b"SS")):
+            if len(key) == 18:
+                out.add(keys.ino_from_le(key, 10))
+        return out
+
+    return await kv.read(body)

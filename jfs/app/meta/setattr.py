@@ -6,8 +6,7 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from jfs.app import quota  # QUOTA HOOK
-from jfs.app.meta import store
+from jfs.app.meta import quota, store
 from jfs.app.meta.chunks import Freed, truncate_in_tx
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_perm, now_ns

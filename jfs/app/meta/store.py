@@ -11,7 +11,14 @@ import errno
 from jfs.domain import keys
 from jfs.domain.attrs import TRASH_INODE, Attr, FileType, align4k
 from jfs.domain.errors import FSError
-from jfs.domain.records import SliceRecord, decode_dentry, decode_slices, encode_dentry, encode_slices
+from jfs.domain.records import (
+    SliceRecord,
+    decode_dentry,
+    decode_slices,
+    encode_dentry,
+    encode_slices,
+    encode_u64,
+)
 from jfs.ports.kv import Pointer, Tx
 
 
@@ -31,6 +38,12 @@ async def get_attr(tx: Tx, ino: int) -> Attr:
             return Attr(typ=FileType.DIRECTORY, mode=0o555, nlink=2, length=4096, parent=1)
         raise FSError(errno.ENOENT, f"inode {ino}")
     return Attr.decode(raw)
+
+
+async def find_attr(tx: Tx, ino: int) -> Attr | None:
+    """The stored attributes of `ino`, or None (no default for the trash root, unlike `get_attr`)."""
+    raw = await tx.get(keys.attr(ino))
+    return None if raw is None else Attr.decode(raw)
 
 
 async def get_attrs(tx: Tx, inos: list[int]) -> list[Attr | None]:
@@ -82,6 +95,41 @@ async def dir_is_empty(tx: Tx, ino: int) -> bool:
     return not await tx.exists(prefix, keys.prefix_end(prefix))
 
 
+async def drop_entries(tx: Tx, ino: int, limit: int) -> int:
+    """Delete up to `limit` entries of directory `ino` (no directory checks); returns how many went."""
+    prefix = keys.dentry_prefix(ino)
+    rows = await tx.scan(prefix, keys.prefix_end(prefix), limit=limit, keys_only=True)
+    for key, _ in rows:
+        tx.delete(key)
+    return len(rows)
+
+
+async def record_kinds(tx: Tx, ino: int) -> set[str]:
+    """The kinds of the records stored under inode `ino` (``I`` attributes, ``D`` entries, ``C`` chunks,
+    ``S`` symlink, ``X`` xattrs, ``P`` parent counters), as one-letter strings."""
+    prefix = keys.inode_prefix(ino)
+    return {chr(k[9]) for k, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True) if len(k) > 9}
+
+
+async def drop_records(tx: Tx, ino: int, *, keep: str) -> None:
+    """Delete the records under inode `ino` whose kind (see `record_kinds`) is not in `keep`."""
+    prefix = keys.inode_prefix(ino)
+    for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
+        if len(key) > 9 and chr(key[9]) not in keep:
+            tx.delete(key)
+
+
+async def has_delfile(tx: Tx, ino: int) -> bool:
+    """Whether inode `ino` has a delfile marker (a deleted file whose data is still to be released)."""
+    marker = keys.DELFILE_PREFIX + keys.ino_le(ino)
+    return await tx.exists(marker, keys.prefix_end(marker))
+
+
+def put_delfile(tx: Tx, ino: int, length: int, when: int) -> None:
+    """Mark inode `ino` (`length` bytes) as deleted at unix time `when`: its data is to be released."""
+    tx.put(keys.delfile(ino, length), encode_u64(when))
+
+
 async def get_chunk(tx: Tx, ino: int, indx: int) -> list[SliceRecord]:
     raw = await tx.get(keys.chunk(ino, indx))
     return [] if raw is None else decode_slices(raw)
@@ -89,6 +137,22 @@ async def get_chunk(tx: Tx, ino: int, indx: int) -> list[SliceRecord]:
 
 async def get_chunk_raw(tx: Tx, ino: int, indx: int) -> bytes:
     return await tx.get(keys.chunk(ino, indx)) or b""
+
+
+async def chunks_of(tx: Tx, ino: int) -> list[tuple[int, list[SliceRecord]]]:
+    """(index, slice records) of every chunk of `ino`, in index order."""
+    prefix = keys.chunk_prefix(ino)
+    return [(int.from_bytes(k[10:14], "big"), decode_slices(v)) for k, v in await tx.scan(prefix, keys.prefix_end(prefix))]
+
+
+def put_chunk(tx: Tx, ino: int, indx: int, records: list[SliceRecord]) -> None:
+    """Replace chunk `indx` of `ino` by `records`."""
+    tx.put(keys.chunk(ino, indx), encode_slices(records))
+
+
+def drop_block_sums(tx: Tx, slice_id: int) -> None:
+    """Delete the block-checksum record of slice `slice_id` (ADR 0008), if any."""
+    tx.delete(keys.block_sums(slice_id))
 
 
 def append_chunk(tx: Tx, ino: int, indx: int, old: bytes, records: list[SliceRecord]) -> bytes:
@@ -129,3 +193,12 @@ async def add_parent_ref(tx: Tx, ino: int, parent: int, delta: int) -> int:
     else:
         tx.delete(key)
     return count
+
+
+async def replace_parent_refs(tx: Tx, ino: int, refs: dict[int, int]) -> None:
+    """Replace the per-parent dentry counts of `ino` by `refs` (parent → count; empty: drop them all)."""
+    prefix = keys.parent_ref_prefix(ino)
+    for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
+        tx.delete(key)
+    for parent, count in refs.items():
+        tx.put(keys.parent_ref(ino, parent), count.to_bytes(8, "little", signed=True))

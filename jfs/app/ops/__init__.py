@@ -1,4 +1,8 @@
-"""Whole-volume operations run from the command line (gc, fsck, dump, load, destroy, trash restore).
+"""Whole-volume operations run from the command line (gc, fsck, dump, load, destroy, trash restore, quota).
+
+They are clients of the metadata engine (ADR 0018): metadata is read through `jfs.app.meta.reader`,
+`jfs.app.meta.chunk_scan` and the engine's other public modules, not by scanning keys (dump and load keep
+key-level code only where it is about the stored layout itself, as their docstrings say).
 
 Each receives what it works on already opened (the engine's `KV`, a loaded `Meta`, the `ObjectStore`: the
 composition root `jfs.compose` opens them from a META-URL), reports progress on a

@@ -28,11 +28,17 @@ Contract:
   slice (unusable to the reader too) is left out with a warning. A volume without records dumps exactly as
   JuiceFS would.
 * No ``posix_acl_*``, ``ChangeLog`` or user/group quotas: jfs has none of them.
+
+Where it reads: the tree is walked, the subdir resolved and the quotas listed through the engine's reader
+(`jfs.app.meta.reader`, `jfs.app.meta.quota`). What is about the stored layout itself stays key-level on
+purpose, because the dump format shows records as stored: each node's records (one range scan of its
+inode keys), the checksum records, the raw counters, the sustained and delfile records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import time
 from collections import deque
@@ -43,12 +49,13 @@ from typing import Any
 import structlog
 
 from jfs.app.errors import OpsError
+from jfs.app.meta import quota, reader
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
-from jfs.app.quota import MAX_DEPTH, QUOTA_PREFIX
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.checksums import CRC32, BadSumsRecord, SliceSums
-from jfs.domain.records import Quota, SliceRecord, decode_dentry, decode_i64, decode_slices, decode_u64
+from jfs.domain.errors import FSError
+from jfs.domain.records import SliceRecord, decode_i64, decode_slices, decode_u64
 from jfs.ports.kv import KV, Tx
 
 log = structlog.get_logger(__name__)
@@ -144,17 +151,8 @@ async def _fill(tx: Tx, node: _Node) -> None:
 
 
 async def _list_page(kv: KV, ino: int, after: bytes) -> tuple[list[_Node], bytes | None]:
-    prefix = keys.dentry_prefix(ino)
-    begin = prefix + after + b"\x00" if after else prefix
-
-    async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
-        return await tx.scan(begin, keys.prefix_end(prefix), limit=PAGE)
-
-    rows = await kv.read(body)
-    nodes = []
-    for key, value in rows:
-        typ, child = decode_dentry(value)
-        nodes.append(_Node(key[len(prefix):], child, typ))
+    rows = await reader.dir_page(kv, ino, after, PAGE)
+    nodes = [_Node(name, child, typ) for name, typ, child in rows]
     cursor = nodes[-1].name if len(rows) >= PAGE else None
     return nodes, cursor
 
@@ -321,22 +319,13 @@ def _is_dir(node: _Node) -> bool:
 
 
 async def _resolve(kv: KV, subdir: bytes) -> int:
-    ino = ROOT_INODE
-    walked = []
-    for part in subdir.split(b"/"):
-        if part in (b"", b"."):
-            continue
-        walked.append(part.decode(errors="replace"))
-
-        async def body(tx: Tx, parent: int = ino, name: bytes = part) -> bytes | None:
-            return await tx.get(keys.dentry(parent, name))
-
-        raw = await kv.read(body)
-        if raw is None:
-            raise OpsError(f"subdir {'/'.join(walked)}: no such directory in the volume")
-        typ, ino = decode_dentry(raw)
-        if typ is not FileType.DIRECTORY:
-            raise OpsError(f"subdir {'/'.join(walked)}: not a directory")
+    try:
+        ino, typ = await reader.resolve_path(kv, subdir)
+    except FSError as exc:
+        what = "not a directory" if exc.errno == errno.ENOTDIR else "no such directory in the volume"
+        raise OpsError(f"subdir {str(exc.filename).lstrip('/')}: {what}") from None
+    if typ is not FileType.DIRECTORY:
+        raise OpsError(f"subdir {subdir.decode(errors='replace').strip('/')}: not a directory")
     return ino
 
 
@@ -411,38 +400,10 @@ async def _has_sums(kv: KV) -> bool:
 async def _quotas(kv: KV, root: int) -> dict[int, tuple[int, int]]:
     """Directory inode -> (max space, max inodes) of every quota; for a subdir dump (`root` is not the
     volume root) only those of `root` and of directories below it."""
-
-    async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
-        return await tx.scan(QUOTA_PREFIX, keys.prefix_end(QUOTA_PREFIX))
-
-    out: dict[int, tuple[int, int]] = {}
-    for key, value in await kv.read(body):
-        if len(key) != 10 or len(value) < 32:
-            log.warning("dump_quota_record_skipped", key=key.hex(), size=len(value))
-            continue
-        q = Quota.decode(value)
-        out[keys.ino_from_le(key, 2)] = (q.max_space, q.max_inodes)
+    out = {ino: (q.max_space, q.max_inodes) for ino, q in await quota.all_quotas(kv)}
     if root != ROOT_INODE and out:
-        out = {ino: q for ino, q in out.items() if await _below(kv, ino, root)}
+        out = {ino: q for ino, q in out.items() if await reader.is_below(kv, ino, root)}
     return out
-
-
-async def _below(kv: KV, ino: int, root: int) -> bool:
-    """Whether directory `ino` is `root` or lies below it (following parents, one read each)."""
-    steps = 0
-    while ino != root:
-        if ino in (0, ROOT_INODE) or steps >= MAX_DEPTH:
-            return False
-        steps += 1
-
-        async def body(tx: Tx, ino: int = ino) -> bytes | None:
-            return await tx.get(keys.attr(ino))
-
-        raw = await kv.read(body)
-        if raw is None:
-            return False
-        ino = Attr.decode(raw).parent
-    return True
 
 
 async def _delfiles(kv: KV, out: _Out) -> None:

@@ -26,7 +26,7 @@ Contract:
   (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), POSIX ACLs and
   user/group quotas (jfs has neither) are dropped with a warning.
 * ``Quotas``: each directory quota is restored with its limits and its usage counted from the tree
-  exactly as `jfs.app.quota` counts it (and as JuiceFS's load does): every name below the directory, one
+  exactly as `jfs.app.meta.quota` counts it (and as JuiceFS's load does): every name below the directory, one
   inode and align4k(length) for a file, 4 KiB for anything else, a hard-linked file once per name. The
   usage is summed per directory while the tree streams by (one pair of counters per open directory);
   when the section comes after the tree (``jq -S``) the quota directories are walked in the engine
@@ -40,6 +40,12 @@ Contract:
   recomputes missing ones); a secret shown as "removed" stays so and is reported.
 * The root of ``FSTree`` becomes inode 1 whatever it was (a ``--subdir`` dump); without a ``Trash``
   section a fresh trash root is created.
+
+Where it writes: load is a bulk writer of the stored layout into an engine nobody else uses, so it
+encodes records key by key (`jfs.domain.keys`, the codecs of `jfs.domain.records`) rather than through
+the engine's operations (one transaction per name would be orders of magnitude slower, and the counters
+are rebuilt at the end anyway). Its reads go through the engine (`jfs.app.meta.reader`,
+`jfs.app.meta.quota.walk_usage`).
 
 Parser choice: a reader of our own rather than ``ijson`` (3.x, well kept, with a C backend). The dump's
 shape makes a small reader enough: only the nesting of ``entries`` is followed by hand and every other
@@ -59,8 +65,8 @@ from typing import Any
 
 import structlog
 
-from jfs.app import quota
 from jfs.app.errors import OpsError
+from jfs.app.meta import quota, reader
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
@@ -423,12 +429,7 @@ class _Loader:
             ino = ROOT_INODE if key == s.root_key else key
             attr = None
             if ino < TRASH_INODE and (ino != ROOT_INODE or key == s.root_key):
-
-                async def read_attr(tx: Tx, ino: int = ino) -> bytes | None:
-                    return await tx.get(keys.attr(ino))
-
-                raw = await self.kv.read(read_attr)
-                attr = Attr.decode(raw) if raw is not None else None
+                attr = await reader.read_attr(self.kv, ino)
             if attr is None or attr.typ is not FileType.DIRECTORY:
                 log.warning("load_quota_dropped", inode=key, detail="no such directory in the dumped tree")
                 continue

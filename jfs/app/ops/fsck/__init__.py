@@ -51,7 +51,9 @@ Modules: `run` (the entry, `run_fsck`, on an engine and object store its caller 
 models in tests/unit/test_fsck_judge.py), `blocks` (block objects), `confirm` (re-checks against the
 engine), `paths` (scope and names), `repairs` (the table of problem → repair), `report` (`Issue`,
 `FsckReport`). Helpers shared with gc live beside this package: `jfs.app.ops.slice_set`,
-`jfs.app.ops.chunk_scan`, `jfs.app.ops.block_objects`.
+`jfs.app.ops.block_objects`; the engine's reader (`jfs.app.meta.reader`, `jfs.app.meta.chunk_scan`)
+resolves paths, walks subtrees and scans chunks. The model's scan and the repairs work on raw records
+on purpose: fsck judges the key layout itself (ADR 0004), so it reads and rewrites it key by key.
 """
 
 from __future__ import annotations

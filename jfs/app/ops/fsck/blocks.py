@@ -13,13 +13,12 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterable
 
+from jfs.app.meta.chunk_scan import chunk_slices, chunks_in, inode_chunks
 from jfs.app.ops.block_objects import bounded, list_blocks
-from jfs.app.ops.chunk_scan import CHUNK_BEGIN, CHUNK_END, chunk_slices, is_chunk_key
 from jfs.app.ops.fsck.judge import BlockRef
 from jfs.app.ops.fsck.report import FsckReport
 from jfs.app.ops.slice_set import SliceSet
 from jfs.app.progress import ProgressBar, ProgressBoard
-from jfs.domain import keys
 from jfs.domain.chunks import block_count, block_key, block_len, parse_block_key, valid_block
 from jfs.ports.kv import KV, Tx
 from jfs.ports.objects import ObjectNotFound, ObjectStore
@@ -99,15 +98,13 @@ async def files_using(kv: KV, broken: BadBlocks, block_size: int) -> dict[int, s
 
     async def body(tx: Tx) -> dict[int, set[BlockRef]]:
         out: dict[int, set[BlockRef]] = defaultdict(set)
-        async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
-            if not is_chunk_key(key):
-                continue
+        async for ino, _, value in chunks_in(tx):
             for sid, size, off, length in chunk_slices(value):
                 if sid in ids:
                     bad = broken.get((sid, size), {})
                     for index in record_blocks(off, length, block_size):
                         if index in bad:
-                            out[keys.ino_from_le(key, 1)].add((sid, size, index))
+                            out[ino].add((sid, size, index))
         return dict(out)
 
     return await kv.read(body)
@@ -117,16 +114,11 @@ async def file_blocks(kv: KV, files: list[int], block_size: int) -> dict[int, se
     """ino → {(slice id, size, block index)} of every block its records cover."""
     out: dict[int, set[BlockRef]] = {}
     for ino in files:
-        prefix = keys.chunk_prefix(ino)
-
-        async def body(tx: Tx, prefix: bytes = prefix) -> set[BlockRef]:
-            used: set[BlockRef] = set()
-            async for _, value in tx.scan_iter(prefix, keys.prefix_end(prefix)):
-                for sid, size, off, length in chunk_slices(value):
-                    for index in record_blocks(off, length, block_size):
-                        if index < block_count(size, block_size):
-                            used.add((sid, size, index))
-            return used
-
-        out[ino] = await kv.read(body)
+        used: set[BlockRef] = set()
+        for _, value in await inode_chunks(kv, ino):
+            for sid, size, off, length in chunk_slices(value):
+                for index in record_blocks(off, length, block_size):
+                    if index < block_count(size, block_size):
+                        used.add((sid, size, index))
+        out[ino] = used
     return out

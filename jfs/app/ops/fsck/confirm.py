@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
+from jfs.app.meta import store
+from jfs.app.meta.reader import names_in, read_attrs
 from jfs.app.ops.fsck.blocks import file_blocks
 from jfs.app.ops.fsck.judge import BlockRef, Fix
 from jfs.app.ops.fsck.model import REG, AttrSeen, Model
-from jfs.app.ops.fsck.paths import names_in
 from jfs.app.ops.fsck.report import Issue
-from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, Attr, align4k, is_trash_inode
 from jfs.ports.kv import KV, Tx
-
-_D = 0x44
 
 
 async def confirm_broken(kv: KV, found: list[Issue]) -> list[Issue]:
@@ -44,12 +42,8 @@ async def _attrs_now(kv: KV, inos: list[int]) -> AsyncIterator[tuple[int, Attr |
     """The current attributes of `inos` (None: gone), read 500 at a time."""
     for i in range(0, len(inos), 500):
         part = inos[i : i + 500]
-
-        async def body(tx: Tx, part: list[int] = part) -> list[bytes | None]:
-            return await tx.get_many([keys.attr(ino) for ino in part])
-
-        for ino, raw in zip(part, await kv.read(body), strict=True):
-            yield ino, None if raw is None else Attr.decode(raw)
+        for ino, attr in zip(part, await read_attrs(kv, part), strict=True):
+            yield ino, attr
 
 
 async def confirm_fixes(kv: KV, fixes: dict[int, Fix]) -> dict[int, Fix]:
@@ -75,17 +69,15 @@ def same(attr: Attr, seen: AttrSeen) -> bool:
 
 
 async def confirm_stray(kv: KV, inos: set[int]) -> set[int]:
-    """The inodes of `inos` that still have records but neither attributes nor a delfile marker."""
+    """The inodes of `inos` that still have records (entries aside) but neither attributes nor a delfile
+    marker."""
 
     async def body(tx: Tx) -> set[int]:
         out = set()
         for ino in inos:
-            prefix = keys.inode_prefix(ino)
-            marker = b"D" + keys.ino_le(ino)
-            if await tx.get(keys.attr(ino)) is not None or await tx.exists(marker, keys.prefix_end(marker)):
+            if await store.find_attr(tx, ino) is not None or await store.has_delfile(tx, ino):
                 continue
-            rows = await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True)
-            if any(len(k) > 9 and k[9] != _D for k, _ in rows):
+            if await store.record_kinds(tx, ino) - {"D"}:
                 out.add(ino)
         return out
 
@@ -104,9 +96,4 @@ async def confirm_lost(kv: KV, lost: dict[int, set[BlockRef]], block_size: int) 
 
 async def _missing_attrs(kv: KV, inos: list[int]) -> set[int]:
     """The inodes of `inos` that have no attributes."""
-
-    async def body(tx: Tx) -> set[int]:
-        raws = await tx.get_many([keys.attr(i) for i in inos])
-        return {i for i, r in zip(inos, raws, strict=True) if r is None}
-
-    return await kv.read(body)
+    return {i for i, attr in zip(inos, await read_attrs(kv, inos), strict=True) if attr is None}

@@ -2,15 +2,16 @@
 
 Contract: `Model` is plain data (see its attributes) that `judge` reads and tests build by hand; `scan`
 fills it from one read transaction over ``A…`` (records grouped by inode), also adding every referenced
-slice to `Model.slices` when that is a `SliceSet`. `read_counters`, `sustained_inodes` are single reads;
-`expected_counters` is pure. Read-only; KV errors propagate.
+slice to `Model.slices` when that is a `SliceSet`; `expected_counters` is pure. The scan reads raw
+records on purpose: fsck judges the key layout itself (ADR 0004), including records no engine operation
+would leave. Read-only; KV errors propagate.
 """
 
 from __future__ import annotations
 
 from array import array
 
-from jfs.app.ops.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
+from jfs.app.meta.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
 from jfs.app.ops.slice_set import SliceSet
 from jfs.app.progress import ProgressBoard
 from jfs.domain import keys
@@ -176,29 +177,6 @@ class _Group:
             self.kinds.add("parent counters")
         if self.kinds and self.ino not in m.delfiles:
             m.stray[self.ino] = (self.kinds, self.max_indx)
-
-
-async def read_counters(kv: KV) -> tuple[int, int]:
-    """The stored (usedSpace, totalInodes) counters."""
-
-    async def body(tx: Tx) -> tuple[int, int]:
-        used, inodes = await tx.get_many([keys.counter(keys.USED_SPACE), keys.counter(keys.TOTAL_INODES)])
-        return decode_i64(used), decode_i64(inodes)
-
-    return await kv.read(body)
-
-
-async def sustained_inodes(kv: KV) -> set[int]:
-    """Inodes held open by some session after their last name went (``SS`` records)."""
-
-    async def body(tx: Tx) -> set[int]:
-        out = set()
-        async for key, _ in tx.scan_iter(b"SS", keys.prefix_end(b"SS")):
-            if len(key) == 18:
-                out.add(keys.ino_from_le(key, 10))
-        return out
-
-    return await kv.read(body)
 
 
 def expected_counters(model: Model) -> tuple[int, int]:

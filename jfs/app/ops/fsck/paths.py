@@ -3,41 +3,34 @@
 Contract: `lookup_path` resolves an absolute path inside the volume (VolumeError when a component does
 not exist; ``/.trash`` is the trash root); `subtree` lists the inodes in scope; `Paths` names the inodes of
 the problems found, resolving them in batches (one scan per parent directory involved) and falling back
-to ``<inode N>/…`` from the first ancestor without a known name; `names_in` is one directory scan.
-Read-only; KV errors propagate.
+to ``<inode N>/…`` from the first ancestor without a known name. Every read goes through the engine's
+reader (`jfs.app.meta.reader`: path resolution, subtree walk, `names_in`). Read-only; KV errors propagate.
 """
 
 from __future__ import annotations
 
+import errno
 from collections import defaultdict
 from collections.abc import Iterable
 
+from jfs.app.meta import reader
+from jfs.app.meta.reader import names_in  # Paths resolves names with it
 from jfs.app.ops.fsck.model import Model
 from jfs.app.volume import VolumeError
-from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
-from jfs.domain.records import decode_dentry
-from jfs.ports.kv import KV, Tx
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
+from jfs.domain.errors import FSError
+from jfs.ports.kv import KV
+
+__all__ = ["Paths", "lookup_path", "subtree"]
 
 
 async def lookup_path(kv: KV, path: str) -> int:
     """Inode of absolute `path` inside the volume; VolumeError when it does not exist."""
-    ino = ROOT_INODE
-    parts = [p for p in path.split("/") if p]
-    for i, part in enumerate(parts):
-        if ino == ROOT_INODE and part == ".trash":
-            ino = TRASH_INODE
-            continue
-        name = part.encode()
-
-        async def body(tx: Tx, parent: int = ino, name: bytes = name) -> int | None:
-            raw = await tx.get(keys.dentry(parent, name))
-            return None if raw is None else decode_dentry(raw)[1]
-
-        found = await kv.read(body)
-        if found is None:
-            raise VolumeError(f"no such file or directory in the volume: /{'/'.join(parts[: i + 1])}")
-        ino = found
+    try:
+        ino, _ = await reader.resolve_path(kv, path, trash=True)
+    except FSError as exc:
+        what = "not a directory" if exc.errno == errno.ENOTDIR else "no such file or directory"
+        raise VolumeError(f"{what} in the volume: {exc.filename}") from None
     return ino
 
 
@@ -45,30 +38,16 @@ async def subtree(kv: KV, top: int, recursive: bool) -> tuple[set[int], list[int
     """(inodes in scope, regular files among them): `top`, and below it all or only direct entries."""
     scope = {top}
     files: list[int] = []
-
-    async def attr_of(tx: Tx) -> Attr | None:
-        raw = await tx.get(keys.attr(top))
-        return None if raw is None else Attr.decode(raw)
-
-    attr = await kv.read(attr_of)
-    if attr is not None and attr.typ is FileType.REGULAR:
+    attr = await reader.read_attr(kv, top)
+    if attr is None:
+        return scope, files
+    if attr.typ is FileType.REGULAR:
         files.append(top)
-    todo = [top] if attr is not None and attr.typ is FileType.DIRECTORY else []
-    while todo:
-        parent = todo.pop()
-        prefix = keys.dentry_prefix(parent)
-
-        async def body(tx: Tx, prefix: bytes = prefix) -> list[tuple[FileType, int]]:
-            return [decode_dentry(v) async for _, v in tx.scan_iter(prefix, keys.prefix_end(prefix))]
-
-        for typ, ino in await kv.read(body):
-            if ino in scope:
-                continue
+    if attr.typ is FileType.DIRECTORY:
+        async for _, typ, ino in reader.walk(kv, [top], recursive=recursive):
             scope.add(ino)
             if typ is FileType.REGULAR:
                 files.append(ino)
-            elif typ is FileType.DIRECTORY and recursive:
-                todo.append(ino)
     return scope, files
 
 
@@ -116,18 +95,3 @@ class Paths:
 
     def entry_path(self, parent: int, name: bytes) -> str:
         return self.path(parent).rstrip("/") + "/" + name.decode(errors="replace")
-
-
-async def names_in(kv: KV, parent: int, kids: set[int]) -> dict[int, list[bytes]]:
-    """child → its names in directory `parent`, for the children in `kids` (one scan of the directory)."""
-    prefix = keys.dentry_prefix(parent)
-
-    async def body(tx: Tx) -> dict[int, list[bytes]]:
-        out: dict[int, list[bytes]] = defaultdict(list)
-        async for key, value in tx.scan_iter(prefix, keys.prefix_end(prefix)):
-            child = decode_dentry(value)[1]
-            if child in kids:
-                out[child].append(key[len(prefix) :])
-        return dict(out)
-
-    return await kv.read(body)

@@ -6,7 +6,8 @@ first re-checks what was found — the inode unchanged, the entry still dangling
 recorded on its issue and does not stop the others. Order: the problems in `REPAIRS` one by one; then the
 per-inode attribute fixes (`FIX_KINDS`, one `Fix` may carry several problems), orphans last since
 creating ``/lost+found`` changes the root; then the counters (a blind add of the difference, so
-concurrent clients' updates are kept). `REPORT_ONLY` kinds are never repaired.
+concurrent clients' updates are kept). `REPORT_ONLY` kinds are never repaired. Records are read and
+written through the engine's typed record access (`jfs.app.meta.store`) and its deletion path.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ from jfs.app.ops.fsck.judge import LOST_FOUND, BlockRef, Fix
 from jfs.app.ops.fsck.model import Model
 from jfs.app.ops.fsck.report import FsckReport, Issue
 from jfs.app.volume import VolumeError
-from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, Attr, FileType
 from jfs.domain.chunks import CHUNK_SIZE
-from jfs.domain.records import SliceRecord, decode_dentry, decode_slices, encode_slices
+from jfs.domain.records import SliceRecord
 from jfs.ports.kv import Tx
 
 log = structlog.get_logger("jfs.fsck")
 
 LOST_FOUND_MODE = 0o700
-_C, _D = 0x43, 0x44
 CHANGED = "changed since the check; run fsck again"
 
 
@@ -57,8 +56,8 @@ async def _remove_dangling(ctx: RepairContext, issue: Issue) -> bool:
     parent, name, ino = issue.parent, issue.name, issue.ino
 
     async def body(tx: Tx) -> bool:
-        raw = await tx.get(keys.dentry(parent, name))
-        if raw is None or decode_dentry(raw)[1] != ino or await tx.get(keys.attr(ino)) is not None:
+        entry = await store.get_entry(tx, parent, name)
+        if entry is None or entry[1] != ino or await store.find_attr(tx, ino) is not None:
             return False
         store.del_entry(tx, parent, name)
         return True
@@ -69,17 +68,13 @@ async def _remove_dangling(ctx: RepairContext, issue: Issue) -> bool:
 async def _remove_dead_entries(ctx: RepairContext, issue: Issue) -> bool:
     """dead-entries: remove the entries under an inode that is (still) missing or not a directory."""
     ino = issue.ino
-    prefix = keys.dentry_prefix(ino)
     while True:
 
         async def body(tx: Tx) -> bool | None:
-            raw = await tx.get(keys.attr(ino))
-            if raw is not None and Attr.decode(raw).typ is FileType.DIRECTORY:
+            attr = await store.find_attr(tx, ino)
+            if attr is not None and attr.typ is FileType.DIRECTORY:
                 return False
-            rows = await tx.scan(prefix, keys.prefix_end(prefix), limit=1000, keys_only=True)
-            for key, _ in rows:
-                tx.delete(key)
-            return True if len(rows) < 1000 else None
+            return True if await store.drop_entries(tx, ino, 1000) < 1000 else None
 
         done = await ctx.meta.kv.txn(body)
         if done is not None:
@@ -93,19 +88,13 @@ async def _release_stray(ctx: RepairContext, issue: Issue) -> bool:
     max_indx = ctx.model.stray[ino][1]
     length = max(1, (max_indx + 1) * CHUNK_SIZE)
     now = int(time.time())
-    prefix = keys.inode_prefix(ino)
 
     async def body(tx: Tx) -> bool:
-        if await tx.get(keys.attr(ino)) is not None:
+        if await store.find_attr(tx, ino) is not None or await store.has_delfile(tx, ino):
             return False
-        marker = b"D" + keys.ino_le(ino)
-        if await tx.exists(marker, keys.prefix_end(marker)):
-            return False
-        for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
-            if len(key) > 9 and key[9] not in (_C, _D):
-                tx.delete(key)
+        await store.drop_records(tx, ino, keep="CD")
         if max_indx >= 0:
-            tx.put(keys.delfile(ino, length), now.to_bytes(8, "big"))
+            store.put_delfile(tx, ino, length, now)
         return True
 
     if not await meta.kv.txn(body):
@@ -120,10 +109,11 @@ async def _retype(ctx: RepairContext, issue: Issue) -> bool:
     parent, name, ino = issue.parent, issue.name, issue.ino
 
     async def body(tx: Tx) -> bool:
-        raw, raw_attr = await tx.get_many([keys.dentry(parent, name), keys.attr(ino)])
-        if raw is None or raw_attr is None or decode_dentry(raw)[1] != ino:
+        entry = await store.get_entry(tx, parent, name)
+        attr = await store.find_attr(tx, ino)
+        if entry is None or attr is None or entry[1] != ino:
             return False
-        store.put_entry(tx, parent, name, Attr.decode(raw_attr).typ, ino)
+        store.put_entry(tx, parent, name, attr.typ, ino)
         return True
 
     return await ctx.meta.kv.txn(body)
@@ -158,17 +148,15 @@ async def _hole_out(ctx: RepairContext, issue: Issue) -> bool:
     bad: dict[tuple[int, int], set[int]] = defaultdict(set)
     for sid, size, index in ctx.lost[ino]:
         bad[(sid, size)].add(index)
-    prefix = keys.chunk_prefix(ino)
     now = time.time_ns()
 
     async def body(tx: Tx) -> tuple[bool, list[tuple[int, int]]]:
-        raw_attr = await tx.get(keys.attr(ino))
-        if raw_attr is None:
+        attr = await store.find_attr(tx, ino)
+        if attr is None:
             return False, []
         freed: list[tuple[int, int]] = []
         changed = False
-        for key, value in await tx.scan(prefix, keys.prefix_end(prefix)):
-            records = decode_slices(value)
+        for indx, records in await store.chunks_of(tx, ino):
             new: list[SliceRecord] = []
             for r in records:
                 broken = bad.get((r.id, r.size)) if r.id else None
@@ -176,7 +164,7 @@ async def _hole_out(ctx: RepairContext, issue: Issue) -> bool:
             if new == records:
                 continue
             changed = True
-            tx.put(key, encode_slices(new))
+            store.put_chunk(tx, ino, indx, new)
             before: dict[tuple[int, int], int] = defaultdict(int)
             after: dict[tuple[int, int], int] = defaultdict(int)
             for r in records:
@@ -192,7 +180,6 @@ async def _hole_out(ctx: RepairContext, issue: Issue) -> bool:
                 elif delta < 0:
                     freed += await chunks.release(tx, [pair] * -delta)
         if changed:
-            attr = Attr.decode(raw_attr)
             attr.mtime_ns = attr.ctime_ns = now
             store.put_attr(tx, ino, attr)
         return changed, freed
@@ -295,11 +282,8 @@ async def _apply_fix(meta: Meta, ino: int, f: Fix, lost_found: int | None) -> bo
     now = time.time_ns()
 
     async def body(tx: Tx) -> tuple[bool, Attr | None]:
-        raw = await tx.get(keys.attr(ino))
-        if raw is None:
-            return False, None
-        attr = Attr.decode(raw)
-        if not same(attr, f.seen):
+        attr = await store.find_attr(tx, ino)
+        if attr is None or not same(attr, f.seen):
             return False, None
         if f.orphan == "delete":
             await delete_inode(tx, ino, attr, now)
@@ -307,11 +291,7 @@ async def _apply_fix(meta: Meta, ino: int, f: Fix, lost_found: int | None) -> bo
         if f.nlink is not None:
             attr.nlink = f.nlink
         if f.prefs is not None:
-            prefix = keys.parent_ref_prefix(ino)
-            for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
-                tx.delete(key)
-            for p, count in f.prefs.items():
-                tx.put(keys.parent_ref(ino, p), count.to_bytes(8, "little", signed=True))
+            await store.replace_parent_refs(tx, ino, f.prefs)
         if f.parent is not None:
             attr.parent = f.parent
         if f.orphan == "lost+found":
@@ -333,13 +313,11 @@ async def _link_in_lost_found(tx: Tx, ino: int, attr: Attr, lost_found: int, now
     lf = await store.get_attr(tx, lost_found)
     name = b"#%d" % ino
     n = 1
-    while await tx.get(keys.dentry(lost_found, name)) is not None:
+    while await store.get_entry(tx, lost_found, name) is not None:
         n += 1
         name = b"#%d-%d" % (ino, n)
     store.put_entry(tx, lost_found, name, attr.typ, ino)
-    prefix = keys.parent_ref_prefix(ino)
-    for key, _ in await tx.scan(prefix, keys.prefix_end(prefix), keys_only=True):
-        tx.delete(key)
+    await store.replace_parent_refs(tx, ino, {})
     attr.parent = lost_found
     if attr.typ is FileType.DIRECTORY:
         lf.nlink += 1

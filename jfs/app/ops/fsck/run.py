@@ -13,9 +13,12 @@ import time
 
 import structlog
 
+from jfs.app.meta.chunk_scan import read_delfiles
 from jfs.app.meta.engine import Meta
+from jfs.app.meta.reader import names_in
+from jfs.app.meta.sessions import sustained_inodes
+from jfs.app.meta.statfs import read_usage
 from jfs.app.ops.block_objects import DEFAULT_THREADS, releasing_blocks
-from jfs.app.ops.chunk_scan import read_delfiles
 from jfs.app.ops.fsck.blocks import BadBlocks, file_blocks, files_using, head_blocks, incomplete_slices
 from jfs.app.ops.fsck.confirm import (
     confirm_broken,
@@ -25,8 +28,8 @@ from jfs.app.ops.fsck.confirm import (
     files_unchanged,
 )
 from jfs.app.ops.fsck.judge import BlockRef, counters_issue, judge, lost_blocks_issue
-from jfs.app.ops.fsck.model import DIR, REG, Model, expected_counters, read_counters, scan, sustained_inodes
-from jfs.app.ops.fsck.paths import Paths, lookup_path, names_in, subtree
+from jfs.app.ops.fsck.model import DIR, REG, Model, expected_counters, scan
+from jfs.app.ops.fsck.paths import Paths, lookup_path, subtree
 from jfs.app.ops.fsck.repairs import repair_all
 from jfs.app.ops.fsck.report import KINDS, FsckReport, Issue
 from jfs.app.ops.slice_set import SliceSet
@@ -80,12 +83,12 @@ async def _fsck(
         scope, files = await subtree(kv, await lookup_path(kv, path), recursive)
 
     since = time.time_ns()
-    before = await read_counters(kv)
+    before = await read_usage(kv)
     delfiles = await read_delfiles(kv)
     sustained = await sustained_inodes(kv)
     model = Model(delfiles, SliceSet() if whole else None)
     await scan(kv, model, progress)
-    after = await read_counters(kv)
+    after = await read_usage(kv)
     deleting = await read_delfiles(kv)  # files deleted during the scan are not stray
     model.stray = {ino: v for ino, v in model.stray.items() if ino not in deleting}
 

@@ -20,7 +20,7 @@ The report gives count and stored bytes per class. Nothing changes unless asked:
 * ``delete``: leaked objects are deleted (after a second scan confirms nothing references them); delfiles
   older than `skip_age` are finished (chunks dropped, slices released, blocks deleted); slices with
   ``K < 0`` get their blocks deleted and their record removed; expired trash is purged
-  (`trash_jobs.purge_trash`).
+  (`jfs.app.meta.trash_purge.purge_trash`).
 * ``compact``: every chunk with more than one slice record is compacted first (`Compactor`).
 
 Block-checksum records (``jS``, ADR 0008) are metadata, not objects: the transaction that frees a slice
@@ -40,8 +40,8 @@ deleted).
 
 Modules: `run` (the entry, `run_gc`), `references` (slices the metadata refers to), `classify` (objects per
 class), `deletion` (what ``delete`` reclaims), `compaction`, `report` (`GCReport`), `skip_age`. Helpers
-shared with fsck live beside this package: `jfs.app.ops.slice_set`, `jfs.app.ops.chunk_scan`,
-`jfs.app.ops.block_objects`.
+shared with fsck live beside this package: `jfs.app.ops.slice_set`, `jfs.app.ops.block_objects`; the
+metadata it reads comes from the engine's scans (`jfs.app.meta.chunk_scan`, `jfs.app.meta.trash`).
 """
 
 from __future__ import annotations

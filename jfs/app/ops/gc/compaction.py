@@ -13,12 +13,10 @@ from typing import Any
 import structlog
 
 from jfs.app.data.config import DataConfig
+from jfs.app.meta.chunk_scan import chunks_in, read_delfiles, slice_records
 from jfs.app.meta.engine import Meta
 from jfs.app.ops.block_objects import bounded
-from jfs.app.ops.chunk_scan import CHUNK_BEGIN, CHUNK_END, is_chunk_key, read_delfiles
 from jfs.app.progress import ProgressBoard
-from jfs.domain import keys
-from jfs.domain.records import SLICE_RECORD_SIZE
 from jfs.ports.kv import KV, Tx
 from jfs.ports.objects import ObjectStore
 
@@ -30,11 +28,9 @@ async def fragmented_chunks(kv: KV, skip: set[int] | dict[int, Any]) -> list[tup
 
     async def body(tx: Tx) -> list[tuple[int, int]]:
         out = []
-        async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
-            if is_chunk_key(key) and len(value) > SLICE_RECORD_SIZE:
-                ino = keys.ino_from_le(key, 1)
-                if ino not in skip:
-                    out.append((ino, int.from_bytes(key[10:14], "big")))
+        async for ino, indx, value in chunks_in(tx):
+            if slice_records(value) > 1 and ino not in skip:
+                out.append((ino, indx))
         return out
 
     return await kv.read(body)

@@ -13,13 +13,14 @@ import time
 import structlog
 
 from jfs.app.meta import chunks
+from jfs.app.meta.chunk_scan import block_sums_in
 from jfs.app.meta.engine import Meta
+from jfs.app.meta.store import drop_block_sums
 from jfs.app.ops.block_objects import DELETE_BATCH, bounded
 from jfs.app.ops.gc.classify import Leaked
 from jfs.app.ops.gc.references import References, negative_refs, referenced_among
 from jfs.app.ops.gc.report import GCReport
 from jfs.app.progress import ProgressBoard
-from jfs.domain import keys
 from jfs.domain.chunks import valid_block
 from jfs.ports.kv import KV, Tx
 from jfs.ports.objects import ObjectStore
@@ -30,16 +31,9 @@ log = structlog.get_logger("jfs.gc")
 async def delete_orphan_sums(kv: KV, refs: References) -> int:
     """Delete the block-checksum records of slices that nothing references (see the package docstring);
     returns how many."""
-    end = keys.prefix_end(keys.BLOCK_SUMS_PREFIX)
 
     async def body(tx: Tx) -> set[int]:
-        out: set[int] = set()
-        async for key, _ in tx.scan_iter(keys.BLOCK_SUMS_PREFIX, end):
-            if len(key) == 10:
-                sid = keys.parse_block_sums(key)
-                if not refs.known(sid):
-                    out.add(sid)
-        return out
+        return {sid async for sid in block_sums_in(tx) if not refs.known(sid)}
 
     candidates = await kv.read(body)
     doomed = sorted(candidates - set(await referenced_among(kv, candidates)))
@@ -48,7 +42,7 @@ async def delete_orphan_sums(kv: KV, refs: References) -> int:
 
         async def drop(tx: Tx, batch: list[int] = batch) -> None:
             for sid in batch:
-                tx.delete(keys.block_sums(sid))
+                drop_block_sums(tx, sid)
 
         await kv.txn(drop)
     if doomed:

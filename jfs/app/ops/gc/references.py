@@ -10,20 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jfs.app.ops import trash_jobs
-from jfs.app.ops.chunk_scan import (
-    CHUNK_BEGIN,
-    CHUNK_END,
-    PROGRESS_STEP,
-    chunk_slices,
-    is_chunk_key,
-    read_delfiles,
-)
+from jfs.app.meta.chunk_scan import chunk_slices, chunks_in, delayed_in, read_delfiles, slice_refs_in
+from jfs.app.meta.trash import trash_inodes
 from jfs.app.ops.slice_set import SliceSet
 from jfs.app.progress import ProgressBoard
-from jfs.domain import keys
 from jfs.domain.chunks import valid_block
-from jfs.domain.records import decode_delayed, decode_i64
 from jfs.ports.kv import KV, Tx
 
 
@@ -55,31 +46,21 @@ class References:
 async def collect_references(kv: KV, progress: ProgressBoard) -> References:
     """Scan every chunk record, the slice reference records and the delayed slices (streaming)."""
     delfiles = await read_delfiles(kv)
-    in_trash = await trash_jobs.trash_inodes(kv)
+    in_trash = await trash_inodes(kv)
     bar = progress.bar("Scanned metadata keys", unit="keys")
 
     async def body(tx: Tx) -> References:
         refs = References(SliceSet(), SliceSet(), SliceSet(), [], delfiles)
-        n = 0
-        async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
-            n += 1
-            if n % PROGRESS_STEP == 0:
-                bar.advance(PROGRESS_STEP)
-            if not is_chunk_key(key):
-                continue
-            ino = keys.ino_from_le(key, 1)
+        async for ino, _, value in chunks_in(tx, bar.advance):
             target = refs.pending if ino in delfiles else refs.trash if ino in in_trash else refs.valid
             for sid, size, _, _ in chunk_slices(value):
                 target.add(sid, size)
-        bar.advance(n % PROGRESS_STEP)
-        async for key, value in tx.scan_iter(keys.SLICE_REF_PREFIX, keys.prefix_end(keys.SLICE_REF_PREFIX)):
-            if len(key) == 13 and decode_i64(value) < 0:
-                pair = keys.parse_slice_ref(key)
-                refs.negative.append(pair)
-                refs.pending.add(*pair)
-        async for _, value in tx.scan_iter(keys.DELAYED_PREFIX, keys.prefix_end(keys.DELAYED_PREFIX)):
-            for sid, size in decode_delayed(value):
-                refs.trash.add(sid, size)
+        async for sid, size, count in slice_refs_in(tx):
+            if count < 0:
+                refs.negative.append((sid, size))
+                refs.pending.add(sid, size)
+        async for sid, size in delayed_in(tx):
+            refs.trash.add(sid, size)
         return refs
 
     try:
@@ -98,20 +79,16 @@ async def referenced_among(kv: KV, candidates: set[int]) -> dict[int, list[int]]
 
     async def body(tx: Tx) -> dict[int, list[int]]:
         found: dict[int, list[int]] = {}
-        async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
-            if is_chunk_key(key):
-                for sid, size, _, _ in chunk_slices(value):
-                    if sid in candidates:
-                        found.setdefault(sid, []).append(size)
-        async for key, _ in tx.scan_iter(keys.SLICE_REF_PREFIX, keys.prefix_end(keys.SLICE_REF_PREFIX)):
-            if len(key) == 13:
-                sid, size = keys.parse_slice_ref(key)
+        async for _, _, value in chunks_in(tx):
+            for sid, size, _, _ in chunk_slices(value):
                 if sid in candidates:
                     found.setdefault(sid, []).append(size)
-        async for _, value in tx.scan_iter(keys.DELAYED_PREFIX, keys.prefix_end(keys.DELAYED_PREFIX)):
-            for sid, size in decode_delayed(value):
-                if sid in candidates:
-                    found.setdefault(sid, []).append(size)
+        async for sid, size, _ in slice_refs_in(tx):
+            if sid in candidates:
+                found.setdefault(sid, []).append(size)
+        async for sid, size in delayed_in(tx):
+            if sid in candidates:
+                found.setdefault(sid, []).append(size)
         return found
 
     return await kv.read(body)
@@ -121,11 +98,6 @@ async def negative_refs(kv: KV) -> list[tuple[int, int]]:
     """(slice id, size) of every slice reference record with K < 0, read now."""
 
     async def body(tx: Tx) -> list[tuple[int, int]]:
-        end = keys.prefix_end(keys.SLICE_REF_PREFIX)
-        return [
-            keys.parse_slice_ref(k)
-            async for k, v in tx.scan_iter(keys.SLICE_REF_PREFIX, end)
-            if len(k) == 13 and decode_i64(v) < 0
-        ]
+        return [(sid, size) async for sid, size, count in slice_refs_in(tx) if count < 0]
 
     return await kv.read(body)

@@ -12,7 +12,7 @@ import time
 import structlog
 
 from jfs.app.meta.engine import Meta
-from jfs.app.ops import trash_jobs
+from jfs.app.meta.trash_purge import purge_trash
 from jfs.app.ops.block_objects import DEFAULT_THREADS, free_hook, releasing_blocks
 from jfs.app.ops.gc.classify import classify_objects
 from jfs.app.ops.gc.compaction import compact_all
@@ -56,7 +56,7 @@ async def run_gc(
         if delete:
             await delete_leaked(kv, store, report, leaked, settings.block_bytes, threads, progress)
             await finish_pending(meta, report, refs, age, threads, progress)
-            report.purged_trash = await trash_jobs.purge_trash(meta)
+            report.purged_trash = await purge_trash(meta)
             report.deleted_sums = await delete_orphan_sums(kv, refs)
     report.seconds = time.monotonic() - started
     log.info("gc_done", summary=report.summary())

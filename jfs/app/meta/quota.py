@@ -1,5 +1,8 @@
-"""Directory quotas: ``QD<ino>`` records (max space, max inodes, used space, used inodes; a max ≤ 0 means
-unlimited), enforced by the metadata engine and managed by ``jfs quota``.
+"""Directory quota accounting, owned by the metadata engine: the ``QD<ino>`` records (max space, max inodes,
+used space, used inodes; a max ≤ 0 means unlimited) with their state suffix, the in-transaction hooks that
+charge and check them (`charge`, `move`, `forget`), the exact recount behind a fence (`recount`), and the
+record reads and writes the ``jfs quota`` command is built on (`read_quota`, `store_limits`, `all_quotas`,
+`delete_quota`; the command itself is `jfs.app.ops.quota_cmd`). ADR 0019 records the scheme.
 
 What is counted: every name below the quota directory (not the directory itself) counts one inode and
 `store.space_of` of its inode (a regular file by its length rounded up to 4 KiB, anything else 4 KiB); a
@@ -23,11 +26,12 @@ releases the replaced name's usage (and drops its quota record if it was a direc
 
 How a mount learns that quotas exist: `Meta.has_quotas` is refreshed by the background loop every
 `REFRESH_INTERVAL` seconds (one ``limit=1`` keys-only scan; with a shorter heartbeat, every heartbeat),
-and set at once by the quota commands of the client that runs them. So a mount whose loop is running
+and set at once by the quota commands of the client that runs them (`store_limits`, `delete_quota`). So a mount whose loop is running
 enforces (and charges) a new quota within about `REFRESH_INTERVAL` seconds plus one transaction
 (`PROPAGATION` adds a margin for a busy event loop).
 
-How `set_quota` counts the usage of a new quota exactly while other clients keep writing:
+How ``jfs quota set`` (`jfs.app.ops.quota_cmd.set_quota`: `store_limits`, a wait, `recount`) counts the
+usage of a new quota exactly while other clients keep writing:
 
 1. one transaction stores the record (limits; for a new record usage 0 and the state UNCOUNTED) — from
    then on every client that knows quotas exist charges its changes to it;
@@ -64,13 +68,11 @@ names were charged when linked); renames of directories too big to count get EXD
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -104,6 +106,9 @@ FENCED = b"F"
 _QSIZE = len(Quota().encode())
 
 log = structlog.get_logger("jfs.quota")
+
+QuotaRecords = list[tuple[int, Quota]]
+"""(directory inode, record) pairs, in inode key order."""
 
 
 class _TooBig(Exception):
@@ -238,8 +243,9 @@ async def tree_usage(tx: Tx, ino: int, limit: int) -> tuple[int, int]:
 
 
 async def walk_usage(kv: KV, ino: int) -> tuple[int, int]:
-    """(space, inodes) used below directory `ino`, one directory per read transaction, unbounded: exact
-    only while nobody changes the tree (`load` uses it on the engine it is filling)."""
+    """(space, inodes) used below directory `ino` (not counting itself), one directory per read
+    transaction, unbounded: exact only while nobody changes the tree (`load` uses it on the engine it is
+    filling; the approximate recount corrects for the changes charged meanwhile)."""
     space = inodes = 0
     stack = [ino]
     while stack:
@@ -288,36 +294,13 @@ def forget(m: Meta, tx: Tx, ino: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Management (``jfs quota``)
+# Records for the ``jfs quota`` command (one transaction each)
 
 
-async def resolve(m: Meta, path: str) -> int:
-    """Inode of the directory `path` (relative to the volume root). FSError naming `path` (as given, from
-    the volume root) when it or a parent does not exist or is not a directory."""
-    ino = ROOT_INODE
-    shown = "/" + path.strip("/")
-    try:
-        for part in path.strip("/").split("/"):
-            if part:
-                ino, _ = await m.lookup(ino, part.encode(errors="surrogateescape"))
-        attr = await m.getattr(ino)
-    except FSError as exc:
-        raise FSError(exc.errno or errno.EIO, f"{shown} in volume '{m.settings.name}'") from None
-    if attr.typ is not FileType.DIRECTORY:
-        raise FSError(errno.ENOTDIR, f"{shown} in volume '{m.settings.name}'")
-    return ino
-
-
-async def usage(m: Meta, ino: int) -> tuple[int, int]:
-    """(space, inodes) used below directory `ino`, not counting the directory itself."""
-    from jfs.app.info import summary
-
-    totals = await summary(m, ino)
-    return totals["space"] - 4096, totals["files"] + totals["dirs"] - 1
-
-
-def _doc(path: str, ino: int, q: Quota) -> dict[str, Any]:
-    return {"path": path, "inode": ino, **asdict(q)}
+async def read_quota(kv: KV, ino: int) -> Quota | None:
+    """The quota record of directory `ino` (its usage as last charged or counted), or None."""
+    raw = await kv.read(lambda tx: tx.get(keys.dir_quota(ino)))
+    return Quota.decode(raw) if raw is not None else None
 
 
 async def _enable_dir_stats(tx: Tx) -> None:
@@ -334,16 +317,13 @@ async def _enable_dir_stats(tx: Tx) -> None:
         tx.put(keys.SETTING, settings.to_json())
 
 
-async def set_quota(
-    m: Meta, path: str, *, capacity: int | None = None, inodes: int | None = None, settle: float | None = None
-) -> dict[str, Any]:
-    """Create or change the quota of `path` (bytes, inodes; None keeps the current limit, 0 = unlimited)
-    and recount its usage (see the module docstring). `settle` overrides the wait for running mounts to
-    learn about a new quota (`PROPAGATION`; tests of a single client use 0)."""
-    ino = await resolve(m, path)
+async def store_limits(m: Meta, ino: int, *, capacity: int | None, inodes: int | None) -> bool:
+    """Create or change the limits of the quota of directory `ino` (None keeps a limit, ≤ 0 = unlimited);
+    a new record starts with usage 0, UNCOUNTED. Sets `m.has_quotas` (this client charges at once).
+    Returns whether the record is new (the caller then waits `PROPAGATION` before `recount`)."""
     m.has_quotas = True
 
-    async def store_limits(tx: Tx) -> bool:
+    async def body(tx: Tx) -> bool:
         await _enable_dir_stats(tx)
         raw = await tx.get(keys.dir_quota(ino))
         q = Quota.decode(raw) if raw is not None else Quota()
@@ -354,14 +334,43 @@ async def set_quota(
         tx.put(keys.dir_quota(ino), q.encode() + (_state(raw) if raw is not None else UNCOUNTED))
         return raw is None
 
-    if await m.kv.txn(store_limits):
-        await asyncio.sleep(PROPAGATION if settle is None else settle)
-    return _doc(path, ino, await recount(m, ino))
+    return await m.kv.txn(body)
+
+
+async def all_quotas(kv: KV) -> QuotaRecords:
+    """Every quota record of the volume: (directory inode, record). A malformed record (a key or value
+    of the wrong size) is skipped with a warning."""
+
+    async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
+        return await tx.scan(QUOTA_PREFIX, keys.prefix_end(QUOTA_PREFIX))
+
+    out: QuotaRecords = []
+    for key, value in await kv.read(body):
+        if len(key) != len(QUOTA_PREFIX) + 8 or len(value) < _QSIZE:
+            log.warning("quota_record_skipped", key=key.hex(), size=len(value))
+            continue
+        out.append((keys.ino_from_le(key, len(QUOTA_PREFIX)), Quota.decode(value)))
+    return out
+
+
+async def delete_quota(m: Meta, ino: int) -> None:
+    """Remove the quota of directory `ino` (no error when there is none); refreshes `m.has_quotas`."""
+
+    async def body(tx: Tx) -> None:
+        tx.delete(keys.dir_quota(ino))
+
+    await m.kv.txn(body)
+    m.has_quotas = await any_quota(m.kv)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recount (the fence; see the module docstring and ADR 0019)
 
 
 async def recount(m: Meta, ino: int) -> Quota:
     """Recount the usage of the quota of directory `ino` (which every client already charges): exactly
-    under a fence when the subtree has at most `SET_WALK_LIMIT` entries, else approximately."""
+    under a fence when the subtree has at most `SET_WALK_LIMIT` entries, else approximately. FSError
+    ENOENT when the record goes away meanwhile, EBUSY while another client's fence stands."""
     try:
         return await _recount_fenced(m, ino)
     except _TooBig:
@@ -429,7 +438,7 @@ async def _recount_paged(m: Meta, ino: int) -> Quota:
     if raw0 is None:
         raise FSError(errno.ENOENT, "the quota was removed meanwhile")
     before = Quota.decode(raw0)
-    space, count = await usage(m, ino)
+    space, count = await walk_usage(m.kv, ino)
 
     async def reconcile(tx: Tx) -> Quota:
         raw = await tx.get(key)
@@ -442,68 +451,3 @@ async def _recount_paged(m: Meta, ino: int) -> Quota:
         return q
 
     return await m.kv.txn(reconcile)
-
-
-async def get_quota(m: Meta, path: str) -> dict[str, Any]:
-    ino = await resolve(m, path)
-    raw = await m.kv.read(lambda tx: tx.get(keys.dir_quota(ino)))
-    if raw is None:
-        raise FSError(errno.ENOENT, f"no quota on {path}")
-    return _doc(path, ino, Quota.decode(raw))
-
-
-async def list_quotas(m: Meta) -> list[dict[str, Any]]:
-    async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
-        return await tx.scan(QUOTA_PREFIX, keys.prefix_end(QUOTA_PREFIX))
-
-    out = []
-    for key, value in await m.kv.read(body):
-        ino = int.from_bytes(key[len(QUOTA_PREFIX):len(QUOTA_PREFIX) + 8], "little")
-        out.append(_doc(await path_of(m, ino), ino, Quota.decode(value)))
-    return out
-
-
-async def path_of(m: Meta, ino: int) -> str:
-    """Best-effort path of directory `ino` (via parents and a scan of each parent's entries)."""
-    parts: list[str] = []
-    cur = ino
-    while cur != ROOT_INODE:
-        try:
-            parent = (await m.getattr(cur)).parent
-        except FSError:
-            return f"<inode {ino}>"
-        if not parent:
-            return f"<inode {ino}>"
-        name = None
-        async for e in m.readdir(parent):
-            if e.ino == cur:
-                name = e.name.decode(errors="surrogateescape")
-                break
-        if name is None:
-            return f"<inode {ino}>"
-        parts.append(name)
-        cur = parent
-    return "/" + "/".join(reversed(parts))
-
-
-async def delete_quota(m: Meta, path: str) -> dict[str, Any]:
-    doc = await get_quota(m, path)
-
-    async def body(tx: Tx) -> None:
-        tx.delete(keys.dir_quota(doc["inode"]))
-
-    await m.kv.txn(body)
-    m.has_quotas = await any_quota(m.kv)
-    return doc
-
-
-async def run(m: Meta, action: str, path: str = "", *, capacity: int | None = None,
-              inodes: int | None = None) -> Any:
-    """One ``jfs quota`` action (set, get, list, delete) on the volume of `m` (loaded; no session needed)."""
-    if action == "set":
-        return await set_quota(m, path, capacity=capacity, inodes=inodes)
-    if action == "get":
-        return await get_quota(m, path)
-    if action == "delete":
-        return await delete_quota(m, path)
-    return await list_quotas(m)
