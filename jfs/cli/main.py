@@ -647,6 +647,11 @@ def mount(
         bool, typer.Option(help="Let the kernel cache writes (faster small writes, weaker ordering).",
                            rich_help_panel="FUSE")
     ] = False,
+    readdir_cache: Annotated[
+        bool, typer.Option(help="Let the kernel list a directory again from its cache while this mount knows of no "
+                           "change in it, for at most the shortest of the entry/attribute caches (ADR 0024).",
+                           rich_help_panel="FUSE")
+    ] = True,
     enable_xattr: Annotated[bool, typer.Option(
         "--enable-xattr", help="Serve extended attributes (off by default, as in JuiceFS: without it the kernel "
         "answers EOPNOTSUPP itself and `ls -l` needs no xattr round trips).", rich_help_panel="FUSE")] = False,
@@ -667,7 +672,7 @@ def mount(
         buffer_size_mib=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
         dir_entry_cache=dir_entry_cache, negative_cache=negative_entry_cache, enable_xattr=enable_xattr,
         writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
-        no_bgjob=no_bgjob, metrics=metrics,
+        no_bgjob=no_bgjob, metrics=metrics, readdir_cache=readdir_cache,
     )
     _remember_secrets(meta_url)
     try:

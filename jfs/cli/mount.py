@@ -37,6 +37,7 @@ class MountArgs:
     negative_cache: float = 0.0
     enable_xattr: bool = False
     writeback_cache: bool = False
+    readdir_cache: bool = True
     allow_other: bool | None = None
     read_only: bool = False
     heartbeat: float = 12.0
@@ -127,6 +128,7 @@ async def serve(args: MountArgs) -> None:
         ops = JfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
             dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
+            readdir_cache=args.readdir_cache,
         ))
         server = FuseServer(ops, mountpoint, MountOptions(
             fsname=f"jfs:{client.meta.settings.name}", subtype="jfs", allow_other=args.allow_other,
