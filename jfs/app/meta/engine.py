@@ -26,6 +26,7 @@ from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
+from jfs.app.meta.tails import CommitTails
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.metrics import TimedKV
 from jfs.domain import keys
@@ -140,6 +141,8 @@ class Meta:
         # Engines that serialize writers anyway skip them, so group commit keeps batching.
         self._serial = bool(getattr(kv, "serializes_writers", False))
         self._ilocks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
+        self.tails = CommitTails()
+        """What this client's slice commits last wrote (`chunks.write_slice` assumes it instead of reading)."""
 
     @classmethod
     async def load(cls, kv: KV) -> Meta:
@@ -150,6 +153,8 @@ class Meta:
 
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *inodes: int) -> T:
         """Run a write transaction, serialized in this process with others touching the same `inodes`."""
+        if inodes:
+            self.tails.forget(inodes)
         if self._serial or not inodes:
             return await self.kv.txn(body)
         locks = [self._ilocks[s] for s in sorted({i % LOCK_STRIPES for i in inodes})]
