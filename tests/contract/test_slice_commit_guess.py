@@ -77,3 +77,24 @@ def test_tails_hand_out_a_guess_once_and_pause_after_a_miss() -> None:
     t.keep(2, 0, b"a", b"c")
     t.forget((2,))
     assert t.take(2, 0) is None
+
+
+async def test_on_redis_a_guessed_commit_is_one_round_trip(two_clients: tuple[Meta, Meta], kv: KV,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if type(kv).__name__ != "RedisKV":
+        pytest.skip("Redis: reads are validated by value at commit")
+    a, _ = two_clients
+    ino, _ = await a.create(ROOT_INODE, b"h", 0o644)
+    await _commit(a, ino, 0)
+    sid = await a.next_slice_id()
+    calls: list[bytes] = []
+    for name in ("_read", "_script"):
+        inner = getattr(kv, name)
+
+        async def counted(*args: object, _inner: object = inner, **kw: object) -> object:
+            calls.append(args[0])  # type: ignore[arg-type]
+            return await _inner(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(kv, name, counted)
+    await a.write_slice(ino, 0, 4096, sid, 4096, 0, 4096)
+    assert calls == ["commit"]
