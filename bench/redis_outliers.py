@@ -1,10 +1,12 @@
 """Redis + local directory: directory listings and fsync'ed 4 KiB random writes, jfs next to JuiceFS 1.4.2.
 
-    .venv/bin/python bench/redis_outliers.py --pairs 5 --entries 10000 [--fio-seconds 8] [--jfs-extra ...]
+    cd /tmp && /path/to/.venv/bin/python /path/to/bench/redis_outliers.py --pairs 5 --entries 10000 \
+        [--fio-seconds 8] [--base-jfs /tmp/base/jfs-base]
 
 One redis-server, a jfs volume (db 1) and a JuiceFS volume (db 2), each on a local-directory bucket. Mounted:
-``jfs`` (defaults), ``jfs-nocache`` (the same volume, ``--no-readdir-cache``: the listing rule of ADR 0024
-off), ``JuiceFS`` (defaults) and ``JuiceFS-rdc`` (the same JuiceFS volume with ``--readdir-cache``).
+``jfs`` (this tree, defaults), ``jfs-base`` (the same volume, mounted by the `--base-jfs` command: another
+tree's jfs for a before/after in one run; without it this tree with ``--no-readdir-cache``), ``JuiceFS``
+(defaults) and ``JuiceFS-rdc`` (the same JuiceFS volume with ``--readdir-cache``).
 Every round runs each workload on every mount, in an order rotated by one per round (A/B alternating on a
 shared machine); the table shows the median and the range over the rounds. Root only (drop_caches).
 
@@ -22,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,11 +65,18 @@ def _fio_randwrite_fsync(mount: Mount, seconds: int) -> float:
     import json
 
     out = mount.root / "fio.json"
-    run(["fio", "--name=rw", f"--directory={mount.mnt}", "--filename=fio-rand", "--rw=randwrite", "--bs=4k",
+    run(["fio", "--name=rw", f"--directory={mount.mnt}", f"--filename=fio-rand-{mount.root.name}", "--rw=randwrite", "--bs=4k",
          "--size=64M", "--fsync=1", "--ioengine=psync", "--direct=0", "--time_based", f"--runtime={seconds}",
          "--output-format=json", f"--output={out}"], timeout=seconds + 300)
     text = out.read_text()
     return float(json.loads(text[text.index("{"):])["jobs"][0]["write"]["iops"])
+
+
+def _fmt(v: list[float]) -> str:
+    """Median (min–max) of the rounds."""
+    if max(v) < 100:
+        return f"{statistics.median(v):,.3f} ({min(v):,.3f}–{max(v):,.3f})"
+    return f"{statistics.median(v):,.0f} ({min(v):,.0f}–{max(v):,.0f})"
 
 
 def main() -> None:
@@ -76,8 +84,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5, help="rounds (each runs every mount once)")
     ap.add_argument("--entries", type=int, default=10000)
     ap.add_argument("--fio-seconds", type=int, default=8)
-    ap.add_argument("--fio-mounts", default="jfs,JuiceFS", help="comma-separated mounts to run fio on ('' = none)")
+    ap.add_argument("--fio-mounts", default="jfs,jfs-base,JuiceFS", help="comma-separated mounts to run fio on ('' = none)")
     ap.add_argument("--skip-listings", action="store_true")
+    ap.add_argument("--base-jfs", default="", help="command mounting the 'before' jfs (e.g. a wrapper running "
+                    "another tree with PYTHONPATH; run from outside this repository so that it imports that tree)")
     ap.add_argument("--workdir", default="/tmp/jfs-redis-outliers")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -92,7 +102,8 @@ def main() -> None:
         jfs_url, juice_url = f"{url}/1", f"{url}/2"
         mounts = {
             "jfs": JfsMount("jfs", jfs_bin, jfs_url, ["--bucket", str(work / "jfs-bucket")], work / "jfs"),
-            "jfs-nocache": JfsMount("jfs", jfs_bin, jfs_url, [], work / "jfs-nocache", ["--no-readdir-cache"]),
+            "jfs-base": JfsMount("jfs", args.base_jfs, jfs_url, [], work / "jfs-base") if args.base_jfs
+            else JfsMount("jfs", jfs_bin, jfs_url, [], work / "jfs-base", ["--no-readdir-cache"]),
             "JuiceFS": JuiceFSMount("JuiceFS", juicefs_bin, juice_url, ["--bucket", str(work / "juice-bucket")],
                                     work / "juicefs"),
             "JuiceFS-rdc": JuiceFSMount("JuiceFS", juicefs_bin, juice_url, [], work / "juicefs-rdc",
@@ -131,13 +142,10 @@ def main() -> None:
         items: list[str] = []
         for per in results.values():
             items += [i for i in per if i not in items]
-        fmt: Callable[[list[float]], str] = lambda v: (
-            f"{statistics.median(v):,.3f} ({min(v):,.3f}–{max(v):,.3f})" if max(v) < 100
-            else f"{statistics.median(v):,.0f} ({min(v):,.0f}–{max(v):,.0f})")
         print("| item | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
         for item in items:
-            print(f"| {item} | " + " | ".join(fmt(results[s][item]) if item in results[s] else "–" for s in names) + " |")
+            print(f"| {item} | " + " | ".join(_fmt(results[s][item]) if item in results[s] else "–" for s in names) + " |")
         for m in mounts.values():
             m.unmount()
 
