@@ -146,6 +146,10 @@ def main() -> None:
         print("|---|" + "---:|" * len(names))
         for item in items:
             print(f"| {item} | " + " | ".join(_fmt(results[s][item]) if item in results[s] else "–" for s in names) + " |")
+        print()
+        for item in items:  # the rounds themselves, in order (the A/B pairs behind each median)
+            print(f"- {item}: " + "; ".join(
+                f"{s} " + ", ".join(f"{v:,.3g}" for v in results[s][item]) for s in names if item in results[s]))
         for m in mounts.values():
             m.unmount()
 
