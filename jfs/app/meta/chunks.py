@@ -118,7 +118,7 @@ async def write_slice(
     encoded = record.encode()
     now = now_ns()
     akey, ckey = keys.attr(ino), keys.chunk(ino, indx)
-    guess = m.tails.take(ino, indx)
+    guess: tuple[bytes, bytes | None] | None = None
     attempts = 0
     wrote: dict[str, bytes] = {}
 
@@ -129,7 +129,7 @@ async def write_slice(
         assume = getattr(tx, "assume", None) if guess is not None and attempts == 1 else None
         if assume is not None:
             # What this client's last commit here left: validated by the commit instead of read first.
-            raw_attr, raw_chunk = guess  # type: ignore[misc]
+            raw_attr, raw_chunk = guess  # type: ignore[misc]  # (not None: `assume` is set only then)
             assume(akey, raw_attr)
             assume(ckey, raw_chunk)
         else:
@@ -158,11 +158,15 @@ async def write_slice(
         return attr, len(old) // 24 + 1, delta
 
     m.check_space(align4k(end))
-    attr, n, delta = await m.txn(body, ino)
-    if guess is not None and attempts > 1:
-        m.tails.missed(ino)
-    if "chunk" in wrote:
-        m.tails.keep(ino, indx, wrote["attr"], wrote["chunk"])
+    # Under the inode's lock (as `Meta.txn`), so that the guess taken and the records kept are this
+    # client's latest: every other transaction of this client on the inode forgets the guess under it.
+    async with m.locked(ino):
+        guess = m.tails.take(ino, indx)
+        attr, n, delta = await m.kv.txn(body)
+        if guess is not None and attempts > 1:
+            m.tails.missed(ino)
+        if "chunk" in wrote:
+            m.tails.keep(ino, indx, wrote["attr"], wrote["chunk"])
     m.note_usage(delta, 0)
     return attr, n
 

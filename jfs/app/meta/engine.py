@@ -153,15 +153,21 @@ class Meta:
 
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *inodes: int) -> T:
         """Run a write transaction, serialized in this process with others touching the same `inodes`."""
-        if inodes:
-            self.tails.forget(inodes)
-        if self._serial or not inodes:
+        async with self.locked(*inodes):
+            self.tails.forget(inodes)  # under the lock: a slice commit after this one reads first
             return await self.kv.txn(body)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, *inodes: int) -> AsyncIterator[None]:
+        """Hold this process's locks of `inodes` (none on engines that serialize writers themselves)."""
+        if self._serial or not inodes:
+            yield
+            return
         locks = [self._ilocks[s] for s in sorted({i % LOCK_STRIPES for i in inodes})]
         for lock in locks:
             await lock.acquire()
         try:
-            return await self.kv.txn(body)
+            yield
         finally:
             for lock in reversed(locks):
                 lock.release()
