@@ -112,3 +112,20 @@ def test_sweep_forgets_expired_directories(clock: Clock, monkeypatch: pytest.Mon
         k.keep(ino)
     assert set(k._dropped) <= set(range(100, 110))
     assert not k._filled
+
+
+async def test_a_lock_granted_drops_the_listings_of_the_file_and_its_directory(clock: Clock) -> None:
+    from jfs.adapters.fuse.jfs_ops import _KernelCache
+
+    k = KernelListings(1.0)
+    cache = _KernelCache(k)
+    for ino in (5, 6, 7):
+        k.keep(ino)
+        _list(k, ino, ino)
+    await cache.lock_granted(6, 5)  # a lock on 6 (a file or a directory) in directory 5
+    assert not k.keep(5) and not k.keep(6) and k.keep(7)
+    await cache.lock_granted(7, None)  # directory unknown: every listing goes
+    k.keep(8)
+    _list(k, 8, 8)
+    await cache.lock_granted(9, None)
+    assert not k.keep(8)

@@ -110,7 +110,9 @@ class _KernelCache:
         or replaced them — as SQLite's rollback journal next to its database. A cached name of a removed
         file would otherwise be opened without a lookup; jfs answers ESTALE then and the kernel retries the
         walk, but only once, and the retry may meet the next removal. The kernel's cached listing of
-        `parent` is dropped at its next opendir for the same reason."""
+        `parent` is dropped at its next opendir for the same reason (and that of `ino` itself, when a
+        directory is what was locked)."""
+        self.listings.changed(ino)
         if parent is None:
             self.listings.changed_all()
             return
