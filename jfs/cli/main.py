@@ -600,6 +600,11 @@ def mount(
         bool, typer.Option(help="Let the kernel cache writes (faster small writes, weaker ordering).",
                            rich_help_panel="FUSE")
     ] = False,
+    readdir_cache: Annotated[
+        bool, typer.Option(help="Let the kernel list a directory again from its cache while this mount knows of no "
+                           "change in it, for at most the shortest of the entry/attribute caches (ADR 0024).",
+                           rich_help_panel="FUSE")
+    ] = True,
     enable_xattr: Annotated[bool, typer.Option(
         "--enable-xattr", help="Serve extended attributes (off by default, as in JuiceFS: without it the kernel "
         "answers EOPNOTSUPP itself and `ls -l` needs no xattr round trips).", rich_help_panel="FUSE")] = False,
@@ -653,6 +658,7 @@ def mount(
         no_bgjob=no_bgjob, metrics=metrics, fuse_options=tuple(fuse_options or ()), subdir=subdir,
         prefetch=prefetch, free_space_ratio=free_space_ratio, upload_limit=upload_limit,
         download_limit=download_limit, backup_meta=backup_meta, log_file=log_file, writeback=writeback,
+        readdir_cache=readdir_cache,
     )
     _remember_secrets(meta_url)
     try:

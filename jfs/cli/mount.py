@@ -36,6 +36,7 @@ class MountArgs:
     negative_cache: float = 0.0
     enable_xattr: bool = False
     writeback_cache: bool = False
+    readdir_cache: bool = True
     read_only: bool = False
     fuse_options: tuple[str, ...] = ()
     """``-o`` words (`apply_fuse_options`): ``allow_other`` is off unless given."""
@@ -173,6 +174,7 @@ async def serve(args: MountArgs) -> None:
         ops = JfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
             dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
+            readdir_cache=args.readdir_cache,
         ), root=client.root)
         options, _ = fuse_mount_options(args, f"jfs:{client.meta.settings.name}")
         server = FuseServer(ops, mountpoint, options)

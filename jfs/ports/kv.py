@@ -156,6 +156,14 @@ class Tx(Protocol):
         """Blindly add `delta` to the counter at `key` at commit; never conflicts."""
 
 
+class AssumingTx(Protocol):
+    """Offered by a `Tx` whose commit validates every read by value (Redis): `assume` records `value` (None:
+    absent) as read for `key` without a round trip; the commit then fails with ConflictError (and the body
+    is retried) unless `key` still holds exactly that. For a caller that knows what it last wrote there."""
+
+    def assume(self, key: bytes, value: bytes | None) -> None: ...
+
+
 class KV(Protocol):
     """A connected metadata engine."""
 

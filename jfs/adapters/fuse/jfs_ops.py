@@ -14,6 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from jfs.adapters.fuse.listings import KernelListings
 from jfs.adapters.fuse.operations import (
     Attr,
     AttrOut,
@@ -34,7 +35,7 @@ from jfs.app.meta import Ctx
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
 from jfs.app.vfs.core import INTERNAL_INODES
-from jfs.domain.attrs import ROOT_INODE, FileType
+from jfs.domain.attrs import ROOT_INODE, FileType, is_trash_inode
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
 
@@ -45,6 +46,8 @@ class MountConfig:
     entry_timeout: float = 1.0
     dir_entry_timeout: float = 1.0
     negative_timeout: float = 0.0
+    readdir_cache: bool = True
+    """Let the kernel serve repeated listings of an unchanged directory from its cache (ADR 0024)."""
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,8 +69,9 @@ class _KernelCache:
     """The VFS's `Invalidator` for a kernel mount: FUSE notifications (errors ignored: best effort), and the
     names this mount handed the kernel with how long it may cache them (ADR 0014)."""
 
-    def __init__(self, root: int = ROOT_INODE) -> None:
+    def __init__(self, listings: KernelListings, root: int = ROOT_INODE) -> None:
         self.notifier: Notifier | None = None
+        self.listings = listings
         self._root = root  # the kernel's node 1 (``--subdir``)
         self._names: dict[int, dict[bytes, float]] = {}  # parent -> name -> when the kernel's entry expires
         self._added = 0
@@ -76,10 +80,13 @@ class _KernelCache:
         return ROOT_INODE if ino == self._root else ino
 
     def inval_inode(self, ino: int, *, data: bool) -> None:
+        self.listings.changed(ino)
         if self.notifier is not None:
             self.notifier.notify_inval_inode(self._node(ino), 0 if data else -1, 0)
 
     def inval_entry(self, parent: int, ino: int, name: bytes) -> None:
+        self.listings.changed(parent)
+        self.listings.changed(ino)
         if self.notifier is not None:
             self.notifier.notify_delete(self._node(parent), ino, name)
 
@@ -107,8 +114,15 @@ class _KernelCache:
         and wait until it has taken that in: the previous lock holder, on another client, may have removed
         or replaced them — as SQLite's rollback journal next to its database. A cached name of a removed
         file would otherwise be opened without a lookup; jfs answers ESTALE then and the kernel retries the
-        walk, but only once, and the retry may meet the next removal."""
-        if parent is None or self.notifier is None:
+        walk, but only once, and the retry may meet the next removal. The kernel's cached listing of
+        `parent` is dropped at its next opendir for the same reason (and that of `ino` itself, when a
+        directory is what was locked)."""
+        self.listings.changed(ino)
+        if parent is None:
+            self.listings.changed_all()
+            return
+        self.listings.changed(parent)
+        if self.notifier is None:
             return
         names = self._names.pop(parent, None)
         if not names:
@@ -183,7 +197,10 @@ class JfsOperations(Operations):
         knows it as node 1 (FUSE's root), every request naming node 1 is translated to it."""
         self.vfs = vfs
         self.config = config or MountConfig()
-        self._kernel = _KernelCache(root)
+        c = self.config
+        ttl = min(c.attr_timeout, c.entry_timeout, c.dir_entry_timeout) if c.readdir_cache else 0.0
+        self._listings = KernelListings(ttl)
+        self._kernel = _KernelCache(self._listings, root)
         if root != ROOT_INODE:
             vfs.root = root
             _serve_subdir(self, root)
@@ -193,6 +210,12 @@ class JfsOperations(Operations):
         self.vfs.invalidator = self._kernel
 
     def _named(self, parent: int, name: bytes, out: EntryOut) -> EntryOut:
+        self._kernel.named(parent, name, out.entry_timeout)
+        return out
+
+    def _added(self, parent: int, name: bytes, out: EntryOut) -> EntryOut:
+        """`_named` for a name this mount just made in `parent` (whose listing changed)."""
+        self._listings.changed(parent)
         self._kernel.named(parent, name, out.entry_timeout)
         return out
 
@@ -268,29 +291,39 @@ class JfsOperations(Operations):
         typ = FileType.from_mode(mode)
         if typ in (FileType.DIRECTORY, FileType.SYMLINK):
             raise FSError(errno.EINVAL)
-        return self._named(parent, name, self._entry(*await self.vfs.mknod(self._ctx(ctx), parent, name, typ, mode, rdev)))
+        return self._added(parent, name, self._entry(*await self.vfs.mknod(self._ctx(ctx), parent, name, typ, mode, rdev)))
 
     @_stale_when_gone
     async def mkdir(self, ctx: RequestContext, parent: int, name: bytes, mode: int) -> EntryOut:
-        return self._named(parent, name, self._entry(*await self.vfs.mkdir(self._ctx(ctx), parent, name, mode)))
+        return self._added(parent, name, self._entry(*await self.vfs.mkdir(self._ctx(ctx), parent, name, mode)))
 
     @_stale_when_gone
     async def symlink(self, ctx: RequestContext, parent: int, name: bytes, target: bytes) -> EntryOut:
-        return self._named(parent, name, self._entry(*await self.vfs.symlink(self._ctx(ctx), parent, name, target)))
+        return self._added(parent, name, self._entry(*await self.vfs.symlink(self._ctx(ctx), parent, name, target)))
 
     @_stale_when_gone
     async def link(self, ctx: RequestContext, ino: int, new_parent: int, new_name: bytes) -> EntryOut:
-        return self._named(new_parent, new_name, self._entry(*await self.vfs.link(self._ctx(ctx), ino, new_parent, new_name)))
+        return self._added(new_parent, new_name, self._entry(*await self.vfs.link(self._ctx(ctx), ino, new_parent, new_name)))
 
     async def unlink(self, ctx: RequestContext, parent: int, name: bytes) -> None:
-        await self.vfs.unlink(self._ctx(ctx), parent, name)
+        try:
+            await self.vfs.unlink(self._ctx(ctx), parent, name)
+        finally:  # after the change too: a listing may have begun while it was under way
+            self._listings.changed(parent)
 
     async def rmdir(self, ctx: RequestContext, parent: int, name: bytes) -> None:
-        await self.vfs.rmdir(self._ctx(ctx), parent, name)
+        try:
+            await self.vfs.rmdir(self._ctx(ctx), parent, name)
+        finally:
+            self._listings.changed(parent)
 
     async def rename(self, ctx: RequestContext, parent: int, name: bytes, new_parent: int, new_name: bytes,
                      flags: int) -> None:
-        await self.vfs.rename(self._ctx(ctx), parent, name, new_parent, new_name, flags)
+        try:
+            await self.vfs.rename(self._ctx(ctx), parent, name, new_parent, new_name, flags)
+        finally:
+            self._listings.changed(parent)
+            self._listings.changed(new_parent)
 
     # ------------------------------------------------------------------ files
 
@@ -305,7 +338,7 @@ class JfsOperations(Operations):
     async def create(self, ctx: RequestContext, parent: int, name: bytes, mode: int,
                      flags: int) -> tuple[EntryOut, OpenOut]:
         ino, attr, f = await self.vfs.create(self._ctx(ctx), parent, name, mode, flags)
-        return self._named(parent, name, self._entry(ino, attr)), OpenOut(f.fh)
+        return self._added(parent, name, self._entry(ino, attr)), OpenOut(f.fh)
 
     @_stale_when_gone
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
@@ -348,19 +381,27 @@ class JfsOperations(Operations):
 
     @_stale_when_gone
     async def opendir(self, ctx: RequestContext, ino: int, flags: int) -> OpenOut:
-        return OpenOut(await self.vfs.opendir(self._ctx(ctx), ino))
+        fh = await self.vfs.opendir(self._ctx(ctx), ino)
+        if is_trash_inode(ino):  # filled and emptied by every client's removals and the trash cleaner
+            return OpenOut(fh)
+        keep = self._listings.keep(ino)
+        return OpenOut(fh, cache_dir=self._listings.ttl > 0, keep_cache=keep)
 
     @_stale_when_gone
     async def readdir(self, ctx: RequestContext, ino: int, fh: int, offset: int, out: DirentSink) -> None:
         plus = out.plus
+        if offset == 0:
+            self._listings.started(fh, ino)
         # aclosing: a full buffer ends the iteration early, and the listing's lock must go with it.
         async with aclosing(self.vfs.readdir(self._ctx(ctx), ino, fh, offset, plus=plus)) as entries:
             async for name, child, typ, next_offset, attr in entries:
                 entry = self._entry_fields(child, attr) if attr is not None else None
                 if not out.add(name, child, typ.s_ifmt, next_offset, entry):
                     return
+        self._listings.finished(fh)
 
     async def releasedir(self, ctx: RequestContext, ino: int, fh: int) -> None:
+        self._listings.closed(fh)
         await self.vfs.releasedir(self._ctx(ctx), ino, fh)
 
     async def fsyncdir(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:

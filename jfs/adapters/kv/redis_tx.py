@@ -168,6 +168,12 @@ class RedisTx:
         hi = bisect.bisect_left(keys, end, lo)
         return [(k, writes[k]) for k in keys[lo:hi]]
 
+    def assume(self, key: bytes, value: bytes | None) -> None:
+        """`AssumingTx.assume`: `value` joins the read set unread; the next read round or the commit
+        validates it. Only before the body read or wrote `key` (else it is a bug: ConflictError on a
+        different value)."""
+        self._reads.saw(key, value)
+
     async def get(self, key: bytes) -> bytes | None:
         writes = self._writes
         if key in writes:

@@ -27,6 +27,7 @@ from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
+from jfs.app.meta.tails import CommitTails
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.meta.trash_purge import purge_trash_if_elected
 from jfs.app.metrics import TimedKV
@@ -155,6 +156,8 @@ class Meta:
         # Engines that serialize writers anyway skip them, so group commit keeps batching.
         self._serial = bool(getattr(kv, "serializes_writers", False))
         self._ilocks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
+        self.tails = CommitTails()
+        """What this client's slice commits last wrote (`chunks.write_slice` assumes it instead of reading)."""
 
     @classmethod
     async def load(cls, kv: KV) -> Meta:
@@ -165,13 +168,21 @@ class Meta:
 
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *inodes: int) -> T:
         """Run a write transaction, serialized in this process with others touching the same `inodes`."""
-        if self._serial or not inodes:
+        async with self.locked(*inodes):
+            self.tails.forget(inodes)  # under the lock: a slice commit after this one reads first
             return await self.kv.txn(body)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, *inodes: int) -> AsyncIterator[None]:
+        """Hold this process's locks of `inodes` (none on engines that serialize writers themselves)."""
+        if self._serial or not inodes:
+            yield
+            return
         locks = [self._ilocks[s] for s in sorted({i % LOCK_STRIPES for i in inodes})]
         for lock in locks:
             await lock.acquire()
         try:
-            return await self.kv.txn(body)
+            yield
         finally:
             for lock in reversed(locks):
                 lock.release()

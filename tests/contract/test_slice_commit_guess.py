@@ -1,0 +1,100 @@
+"""Slice commits that assume what this client's previous commit left (`CommitTails`, `AssumingTx`): on
+every engine, a commit after another client changed the file meanwhile keeps both changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jfs.app.meta import Meta
+from jfs.app.meta.engine import format_meta
+from jfs.app.meta.setattr import SetAttr
+from jfs.app.meta.tails import MISS_PAUSE, CommitTails
+from jfs.domain.attrs import ROOT_INODE
+from jfs.domain.settings import Settings
+from jfs.ports.kv import KV
+
+
+@pytest.fixture
+async def two_clients(kv: KV) -> AsyncIterator[tuple[Meta, Meta]]:
+    await format_meta(kv, Settings(name="guess", trash_days=0))
+    clients = []
+    for _ in range(2):
+        m = await Meta.load(kv)
+        await m.start_session(background=False)
+        clients.append(m)
+    yield clients[0], clients[1]
+    for m in clients:
+        await m.close()
+
+
+async def _commit(m: Meta, ino: int, pos: int) -> None:
+    await m.write_slice(ino, 0, pos, await m.next_slice_id(), 4096, 0, 4096)
+
+
+async def test_commits_keep_what_another_client_changed_meanwhile(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    ino, _ = await a.create(ROOT_INODE, b"f", 0o644)
+    await _commit(a, ino, 0)
+    await _commit(a, ino, 4096)  # a guess from the first commit
+    await _commit(b, ino, 8192)  # the other client appends a record: a's guess of the chunk is stale
+    await b.setattr(ino, SetAttr(mode=0o600))  # and changes the attributes
+    await _commit(a, ino, 12288)
+    records = await a.read_chunk(ino, 0)
+    assert [r.pos for r in records] == [0, 4096, 8192, 12288]
+    attr = await a.getattr(ino)
+    assert attr.length == 16384 and attr.mode & 0o777 == 0o600
+    for pos in range(16384, 16384 + 4096 * (MISS_PAUSE + 2), 4096):  # guesses resume after the pause
+        await _commit(a, ino, pos)
+    assert len(await a.read_chunk(ino, 0)) == 4 + MISS_PAUSE + 2
+
+
+async def test_a_change_by_this_client_drops_the_guess(two_clients: tuple[Meta, Meta]) -> None:
+    a, _ = two_clients
+    ino, _ = await a.create(ROOT_INODE, b"g", 0o644)
+    await _commit(a, ino, 0)
+    await a.setattr(ino, SetAttr(mode=0o640))
+    await _commit(a, ino, 4096)
+    attr = await a.getattr(ino)
+    assert attr.mode & 0o777 == 0o640 and attr.length == 8192
+
+
+def test_tails_hand_out_a_guess_once_and_pause_after_a_miss() -> None:
+    t = CommitTails()
+    assert t.take(1, 0) is None
+    t.keep(1, 0, b"attr", b"chunk")
+    assert t.take(1, 1) is None  # another chunk: no guess
+    assert t.take(1, 0) == (b"attr", b"chunk")
+    assert t.take(1, 0) is None  # handed out once
+    t.keep(1, 0, b"attr", b"chunk")
+    t.missed(1)
+    for _ in range(MISS_PAUSE):
+        t.keep(1, 0, b"attr", b"chunk")
+        assert t.take(1, 0) is None
+    t.keep(1, 0, b"attr", b"chunk")
+    assert t.take(1, 0) == (b"attr", b"chunk")
+    t.keep(2, 0, b"a", b"c")
+    t.forget((2,))
+    assert t.take(2, 0) is None
+
+
+async def test_on_redis_a_guessed_commit_is_one_round_trip(two_clients: tuple[Meta, Meta], kv: KV,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if type(kv).__name__ != "RedisKV":
+        pytest.skip("Redis: reads are validated by value at commit")
+    a, _ = two_clients
+    ino, _ = await a.create(ROOT_INODE, b"h", 0o644)
+    await _commit(a, ino, 0)
+    sid = await a.next_slice_id()
+    calls: list[bytes] = []
+    for name in ("_read", "_script"):
+        inner = getattr(kv, name)
+
+        async def counted(*args: object, _inner: object = inner, **kw: object) -> object:
+            calls.append(args[0])  # type: ignore[arg-type]
+            return await _inner(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(kv, name, counted)
+    await a.write_slice(ino, 0, 4096, sid, 4096, 0, 4096)
+    assert calls == ["commit"]

@@ -1,0 +1,129 @@
+"""The kernel's cached directory listings on real mounts (ADR 0024): a repeated listing of an unchanged
+directory is served by the kernel, any change this mount makes or learns of is listed at once, and a
+change made by another mount is listed within the entry/attribute timeout."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jfs.testing.mounts import format_volume, mounted
+
+TTL = 1.0  # the mounts' default entry and attribute timeouts
+
+
+@pytest.fixture(scope="module")
+def two_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """Two mounts of one SQLite + local directory volume."""
+    base = tmp_path_factory.mktemp("listings")
+    url = f"sqlite3://{base}/meta.db"
+    format_volume(url, str(base / "bucket"), "listings")
+    outside = Path(tempfile.mkdtemp(prefix="jfs-listings-"))
+    try:
+        with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
+            yield a, b
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def _pages_read(mnt: Path) -> int:
+    """Listing pages this mount read from the metadata engine so far (`.stats`)."""
+    m = re.search(rb'jfs_fuse_ops_total\{method="readdir"\} (\d+)', (mnt / ".stats").read_bytes())
+    return int(m.group(1)) if m else 0
+
+
+def _fresh_dir(mnt: Path, name: str, files: int = 50) -> Path:
+    d = mnt / name
+    d.mkdir()
+    for i in range(files):
+        (d / f"f{i:03d}").write_bytes(b"")
+    return d
+
+
+def test_repeated_listing_is_served_by_the_kernel(two_mounts: tuple[Path, Path]) -> None:
+    a, _ = two_mounts
+    d = _fresh_dir(a, "repeat")
+    assert len(os.listdir(d)) == 50
+    before = _pages_read(a)
+    for _ in range(5):
+        assert len(os.listdir(d)) == 50
+    assert _pages_read(a) == before, "an unchanged directory was listed through the mount again"
+
+
+def test_own_changes_are_listed_at_once(two_mounts: tuple[Path, Path]) -> None:
+    a, _ = two_mounts
+    d = _fresh_dir(a, "own")
+    os.listdir(d)
+    (d / "new").write_bytes(b"x")
+    assert "new" in os.listdir(d)
+    os.unlink(d / "f000")
+    assert "f000" not in os.listdir(d)
+    os.rename(d / "new", d / "renamed")
+    names = os.listdir(d)
+    assert "renamed" in names and "new" not in names
+    os.mkdir(d / "sub")
+    assert "sub" in os.listdir(d)
+    os.rmdir(d / "sub")
+    assert "sub" not in os.listdir(d)
+
+
+def test_other_mounts_changes_are_listed_within_the_timeout(two_mounts: tuple[Path, Path]) -> None:
+    a, b = two_mounts
+    d = _fresh_dir(a, "other")
+    os.listdir(b / "other")
+    (d / "late").write_bytes(b"")
+    os.unlink(d / "f001")
+    time.sleep(TTL + 0.2)
+    names = os.listdir(b / "other")
+    assert "late" in names and "f001" not in names
+
+
+def test_a_lock_taken_lists_what_the_previous_holder_made(two_mounts: tuple[Path, Path]) -> None:
+    """ADR 0014: after a lock on a file of the directory, its names (and now its listing) are current."""
+    a, b = two_mounts
+    d = _fresh_dir(a, "locked", files=5)
+    (d / "lockfile").write_bytes(b"")
+    assert "made-under-lock" not in os.listdir(b / "locked")
+    with open(d / "lockfile", "rb") as fa:
+        fcntl.flock(fa, fcntl.LOCK_EX)
+        (d / "made-under-lock").write_bytes(b"")
+        fcntl.flock(fa, fcntl.LOCK_UN)
+    with open(b / "locked" / "lockfile", "rb") as fb:
+        fcntl.flock(fb, fcntl.LOCK_EX)
+        try:
+            assert "made-under-lock" in os.listdir(b / "locked")
+        finally:
+            fcntl.flock(fb, fcntl.LOCK_UN)
+
+
+def test_listing_goes_through_the_mount_once_the_timeout_passed(two_mounts: tuple[Path, Path]) -> None:
+    a, _ = two_mounts
+    d = _fresh_dir(a, "expired", files=10)
+    os.listdir(d)
+    time.sleep(TTL + 0.2)
+    before = _pages_read(a)
+    os.listdir(d)
+    assert _pages_read(a) > before
+
+
+def test_no_readdir_cache_lists_through_the_mount(tmp_path: Path) -> None:
+    url = f"sqlite3://{tmp_path}/meta.db"
+    format_volume(url, str(tmp_path / "bucket"), "nocache")
+    outside = Path(tempfile.mkdtemp(prefix="jfs-listings-"))
+    try:
+        with mounted(url, outside / "m", "--no-readdir-cache") as m:
+            d = _fresh_dir(m, "d", files=5)
+            os.listdir(d)
+            before = _pages_read(m)
+            os.listdir(d)
+            assert _pages_read(m) > before
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
