@@ -39,6 +39,7 @@ def _pick(stats: dict[str, float], name: str, method: str) -> float:
 
 
 SECTIONS = {
+    "t": ("time", ["now"]),
     "u": ("usage", ["cpu", "mem"]),
     "f": ("fuse", ["ops", "lat"]),
     "m": ("meta", ["ops", "lat"]),
@@ -46,6 +47,20 @@ SECTIONS = {
     "o": ("object", ["get", "get_B", "put", "put_B"]),
 }
 """`--schema` letters → (section, columns), in JuiceFS's order."""
+
+VERBOSE = {
+    "f": ["read", "write"],
+    "m": ["txn", "txn_lat", "restart"],
+    "c": ["hit_B", "write", "write_B"],
+    "o": ["del", "errors"],
+}
+"""Columns ``--verbosity 1`` adds after a section's own (JuiceFS's ``-l 1`` shows more per section too)."""
+
+
+def columns(schema: str, verbosity: int) -> list[str]:
+    """The header of `jfs stats`: ``section.column`` for every column of the `schema` letters."""
+    return [f"{SECTIONS[c][0]}.{col}" for c in schema
+            for col in SECTIONS[c][1] + (VERBOSE.get(c, []) if verbosity > 0 else [])]
 
 
 def _human(n: float) -> str:
@@ -56,30 +71,47 @@ def _human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def stats_row(prev: dict[str, float], cur: dict[str, float], seconds: float, schema: str) -> list[str]:
-    """The columns of one line of `jfs stats`: rates over `seconds` between two ``.stats`` samples."""
+def stats_row(prev: dict[str, float], cur: dict[str, float], seconds: float, schema: str,
+              verbosity: int = 0) -> list[str]:
+    """The columns of one line of `jfs stats` (`columns`): rates over `seconds` between two ``.stats``
+    samples."""
     dt = max(seconds, 1e-9)
+    more = verbosity > 0
 
     def delta(prefix: str) -> float:
         return _sum(cur, prefix) - _sum(prev, prefix)
 
     out: list[str] = []
     for letter in schema:
-        if letter == "u":
+        if letter == "t":
+            out.append(time.strftime("%H:%M:%S"))
+        elif letter == "u":
             cpu = (cur.get("jfs_cpu_usage", 0) - prev.get("jfs_cpu_usage", 0)) / dt * 100
             out += [f"{cpu:.1f}%", _human(cur.get("jfs_memory", 0))]
         elif letter == "f":
             ops, secs = delta("jfs_fuse_ops_total"), delta("jfs_fuse_ops_durations_seconds_sum")
             out += [_human(ops / dt), f"{secs / ops * 1000:.2f}" if ops else "0"]
+            if more:
+                out += [_human(delta('jfs_fuse_ops_total{method="read"}') / dt),
+                        _human(delta('jfs_fuse_ops_total{method="write"}') / dt)]
         elif letter == "m":
             ops, secs = delta("jfs_meta_ops_total"), delta("jfs_meta_ops_durations_seconds_sum")
             out += [_human(ops / dt), f"{secs / ops * 1000:.2f}" if ops else "0"]
+            if more:
+                txn = delta("jfs_transaction_durations_histogram_seconds_count")
+                txn_secs = delta("jfs_transaction_durations_histogram_seconds_sum")
+                out += [_human(txn / dt), f"{txn_secs / txn * 1000:.2f}" if txn else "0",
+                        _human(delta("jfs_transaction_restart") / dt)]
         elif letter == "c":
             hits = delta("jfs_blockcache_hits") + delta("jfs_memcache_hits")
             # A memory-cache miss goes on to the disk cache: only the last layer's misses are real.
             miss = delta("jfs_blockcache_miss") if "jfs_blockcache_miss" in cur else delta("jfs_memcache_miss")
             ratio = f"{hits / (hits + miss) * 100:.0f}%" if hits + miss else "-"
             out += [_human(hits / dt), _human(miss / dt), ratio]
+            if more:
+                hit_bytes = delta("jfs_blockcache_hit_bytes") + delta("jfs_memcache_hit_bytes")
+                out += [_human(hit_bytes / dt), _human(delta("jfs_blockcache_writes") / dt),
+                        _human(delta("jfs_blockcache_write_bytes") / dt)]
         elif letter == "o":
             rows = []
             for method in ("GET", "PUT"):
@@ -89,6 +121,10 @@ def stats_row(prev: dict[str, float], cur: dict[str, float], seconds: float, sch
                     prev, "jfs_object_request_data_bytes", method)
                 rows += [_human(count / dt), _human(size / dt)]
             out += rows
+            if more:
+                dels = _pick(cur, "jfs_object_request_durations_histogram_seconds_count", "DELETE") - _pick(
+                    prev, "jfs_object_request_durations_histogram_seconds_count", "DELETE")
+                out += [_human(dels / dt), _human(delta("jfs_object_request_errors") / dt)]
     return out
 
 
@@ -108,9 +144,13 @@ def _root(path: str) -> str:
 
 def stats(
     mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT", help="A jfs mount (or a path in it).")],
-    schema: Annotated[str, typer.Option(help="Sections: u usage, f fuse, m meta, c blockcache, o object.")] = "ufmco",
+    schema: Annotated[str, typer.Option(
+        help="Sections: t time, u usage, f fuse, m meta, c blockcache, o object.")] = "ufmco",
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between lines.")] = 1.0,
     count: Annotated[int, typer.Option("--count", "-c", min=0, help="Lines to print (0 = until Ctrl-C).")] = 0,
+    verbosity: Annotated[int, typer.Option("--verbosity", "-l", min=0, max=1,
+                                           help="1: more columns per section (reads/writes, transactions, "
+                                                "cache bytes, object deletes and errors).")] = 0,
 ) -> None:
     """Show a mount's throughput, latency (ms), cache hits and object requests, one line per interval."""
     from jfs.cli import main as cli
@@ -120,7 +160,7 @@ def stats(
         cli._usage_error(f"--schema {schema!r}: use letters of {''.join(SECTIONS)}")
     try:
         root = _root(mountpoint)
-        headers = [f"{SECTIONS[c][0]}.{col}" for c in letters for col in SECTIONS[c][1]]
+        headers = columns(letters, verbosity)
         widths = [max(len(h), 7) + 1 for h in headers]
         typer.echo("".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
         prev, then = _read_stats(root), time.monotonic()
@@ -128,7 +168,7 @@ def stats(
         while not count or printed < count:
             time.sleep(interval)
             cur, now = _read_stats(root), time.monotonic()
-            row = stats_row(prev, cur, now - then, letters)
+            row = stats_row(prev, cur, now - then, letters, verbosity)
             typer.echo("".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
             prev, then, printed = cur, now, printed + 1
     except KeyboardInterrupt:

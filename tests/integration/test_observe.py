@@ -135,6 +135,11 @@ def test_stats_prints_one_line_of_rates_per_interval(busy: Path) -> None:
         assert len(cols) == 8
         assert float(cols[0].rstrip("KMGT")) > 0  # operations per second while the writer runs
         assert cols[6] != "0"  # PUTs per second
+    wide = jfs("stats", str(busy), "--interval", "0.3", "--count", "1", "--schema", "tfo", "-l", "1")
+    head, row = (line.split() for line in wide.stdout.splitlines())
+    assert head == ["time.now", "fuse.ops", "fuse.lat", "fuse.read", "fuse.write", "object.get", "object.get_B",
+                    "object.put", "object.put_B", "object.del", "object.errors"]
+    assert len(row) == len(head)
     bad = jfs("stats", "/proc", "--count", "1", check=False)
     assert bad.returncode == 1 and "not on a jfs mount" in bad.stderr
 

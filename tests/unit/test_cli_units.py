@@ -60,3 +60,24 @@ def test_durations_parse_as_go_writes_them(text: str, seconds: float) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+def test_stats_rows_match_their_header_at_every_verbosity() -> None:
+    from jfs.cli.observe_cmd import SECTIONS, columns, stats_row
+
+    prev = {'jfs_fuse_ops_total{method="read"}': 10, 'jfs_fuse_ops_total{method="write"}': 0,
+            "jfs_transaction_durations_histogram_seconds_count": 4, "jfs_transaction_durations_histogram_seconds_sum": 0.004,
+            'jfs_object_request_durations_histogram_seconds_count{method="DELETE"}': 1, "jfs_blockcache_write_bytes": 0}
+    cur = {'jfs_fuse_ops_total{method="read"}': 30, 'jfs_fuse_ops_total{method="write"}': 5,
+           "jfs_transaction_durations_histogram_seconds_count": 14, "jfs_transaction_durations_histogram_seconds_sum": 0.024,
+           'jfs_object_request_durations_histogram_seconds_count{method="DELETE"}': 3, "jfs_blockcache_write_bytes": 2048}
+    schema = "".join(SECTIONS)
+    for verbosity in (0, 1):
+        head = columns(schema, verbosity)
+        row = stats_row(prev, cur, 2.0, schema, verbosity)
+        assert len(row) == len(head)
+    row = dict(zip(columns(schema, 1), stats_row(prev, cur, 2.0, schema, 1), strict=True))
+    assert row["fuse.read"] == "10" and row["fuse.write"] == "2"  # 20 and 5 in 2 s (rounded)
+    assert row["meta.txn"] == "5" and row["meta.txn_lat"] == "2.00"
+    assert row["object.del"] == "1" and row["blockcache.write_B"] == "1.0K"
+    assert len(row["time.now"]) == 8
