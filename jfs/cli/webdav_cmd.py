@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from jfs.cli.app_calls import remember_secrets
 from jfs.cli.client_opts import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_CACHE_SIZE,
@@ -23,6 +24,7 @@ from jfs.cli.client_opts import (
     CacheSize,
     MaxUploads,
 )
+from jfs.cli.errors import report
 
 _EXAMPLES = (
     "[bold]Examples:[/bold]\n\n"
@@ -98,9 +100,7 @@ def webdav(
     metrics: Annotated[str, typer.Option(help="Serve Prometheus metrics at HOST:PORT (the next free port when taken; \"off\" for none).")] = "127.0.0.1:9567",
 ) -> None:
     """Serve a volume over WebDAV (class 1 and 2: properties, locks) at ADDRESS."""
-    from jfs.cli import main as cli
-
-    cli._remember_secrets(meta_url, os.environ.get("WEBDAV_PASSWORD"))
+    remember_secrets(meta_url, os.environ.get("WEBDAV_PASSWORD"))
     try:
         from jfs.adapters.webdav.server import DavOptions, parse_address
 
@@ -120,7 +120,7 @@ def webdav(
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     except Exception as exc:
-        raise typer.Exit(cli._report(exc)) from None
+        raise typer.Exit(report(exc)) from None
 
 
 def _check_options(opts: object) -> None:
