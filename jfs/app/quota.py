@@ -309,7 +309,7 @@ async def resolve(m: Meta, path: str) -> int:
 
 async def usage(m: Meta, ino: int) -> tuple[int, int]:
     """(space, inodes) used below directory `ino`, not counting the directory itself."""
-    from jfs.app.info import summary
+    from jfs.app.inode_info import summary
 
     totals = await summary(m, ino)
     return totals["space"] - 4096, totals["files"] + totals["dirs"] - 1

@@ -40,14 +40,14 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
 from wsgidav.xml_tools import etree
 
-from jfs.app.internal import INTERNAL, TRASH_NAME
+from jfs.app.virtual_files import TRASH_NAME, VIRTUAL_FILES
 from jfs.ports.kv import KVError
 from jfs.sdk import Client
 
 DEAD_PREFIX = "user.dav."
 """Dead property ``{ns}name`` is the xattr ``user.dav.{ns}name``."""
 MAX_XATTR_NAME = 255
-_HIDDEN_AT_ROOT = frozenset(os.fsdecode(n) for n in (*INTERNAL, b".control", TRASH_NAME))
+_HIDDEN_AT_ROOT = frozenset(os.fsdecode(n) for n in (*VIRTUAL_FILES, b".control", TRASH_NAME))
 """The mount's virtual files and the trash are not served."""
 
 _STATUS = {
