@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,27 +21,16 @@ from jfs.cli.progress import RichBoard
 from jfs.cli.render import human_bytes, stdout_console
 
 if TYPE_CHECKING:
-    from jfs.app.meta.engine import Meta
     from jfs.app.ops.destroy import DestroyReport
     from jfs.app.ops.fsck import FsckReport
     from jfs.app.ops.gc import GCReport
     from jfs.app.ops.trash_jobs import RestoreItem
-    from jfs.ports.objects import ObjectStore
 
 MetaURL = Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)]
 Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="Concurrent object-store requests.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
-
-
-@asynccontextmanager
-async def _opened_volume(meta_url: str) -> AsyncIterator[tuple[Meta, ObjectStore]]:
-    """The loaded engine (no session) and the object store of the volume at `meta_url`, closed on exit."""
-    from jfs.compose import open_volume
-
-    async with open_volume(meta_url) as vol:
-        yield vol.meta, await vol.store()
 
 
 def _echo_json(doc: Any) -> None:
@@ -69,10 +56,11 @@ def gc(
     seconds to change that). Without [bold]--delete[/bold] nothing is changed.
     """
     from jfs.app.ops.gc import run_gc
+    from jfs.compose import open_meta_and_store
     remember_secrets(meta_url)
 
     async def collect(board: RichBoard) -> GCReport:
-        async with _opened_volume(meta_url) as (meta, store):
+        async with open_meta_and_store(meta_url) as (meta, store):
             return await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
 
     with RichBoard() as board:
@@ -122,12 +110,13 @@ def fsck(
     Exit status: 0 when no problem remains, 1 otherwise.
     """
     from jfs.app.ops.fsck import run_fsck
+    from jfs.compose import open_meta_and_store
     remember_secrets(meta_url)
     if path is not None and not path.startswith("/"):
         usage_error("--path must be absolute inside the volume (start with '/')")
 
     async def check(board: RichBoard) -> FsckReport:
-        async with _opened_volume(meta_url) as (meta, store):
+        async with open_meta_and_store(meta_url) as (meta, store):
             return await run_fsck(
                 meta, store, path=path, recursive=recursive, repair=repair, threads=threads, progress=board
             )
