@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -25,8 +24,7 @@ import pytest
 from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
-
-INTERNAL_NAMES = {".stats", ".config", ".accesslog", ".trash", ".control"}
+from jfs.testing.workloads import parse_log, snapshot
 
 
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
@@ -54,149 +52,10 @@ def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 # ----------------------------------------------------------------------------------------------- workers
 
-CHURN = r"""
-import errno, hashlib, json, os, random, sys, time
-root, seed, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-rnd = random.Random(seed)
-# Races between clients make these legitimate answers; anything else is a failure. (ESTALE: the kernel
-# gives up splicing a directory that another client moved while a local rename holds the rename lock.)
-EXPECTED = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.ENODATA, errno.ESTALE,
-            errno.ELOOP}  # ELOOP: a symlink created as its own target
-# hard link to a directory, user.* xattr of a symlink, a directory renamed into itself
-ALSO = {("link", errno.EPERM), ("xattr", errno.EPERM), ("rename", errno.EINVAL)}
-NAMES = [f"n{i}" for i in range(16)]
-DIRS = ["", "d0", "d1", "d2"]
-SIZES = [0, 1, 100, 4096, 5000, 70000, 300000]
-counts, unexpected, bad_reads = {}, [], []
-tmp = 0
-
-def pick():
-    return os.path.join(root, rnd.choice(DIRS), rnd.choice(NAMES))
-
-def content():
-    body = rnd.randbytes(rnd.choice(SIZES))
-    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
-
-def verify(path, data):
-    head, _, body = data.partition(b"\n")
-    if hashlib.sha256(body).hexdigest().encode() != head:
-        bad_reads.append(f"{path}: {len(data)} bytes ({data.count(0)} zeros) do not match their checksum")
-
-end = time.monotonic() + duration
-while time.monotonic() < end:
-    op = rnd.choice(["create", "create", "rename", "unlink", "mkdir", "rmdir", "link", "symlink", "read",
-                     "read", "xattr", "readdir", "stat"])
-    counts[op] = counts.get(op, 0) + 1
-    try:
-        if op == "create":  # atomic replace: write a private temp name, then rename it over the target
-            tmp += 1
-            t = os.path.join(root, f".tmp-{seed}-{tmp}")
-            fd = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, content())
-                if rnd.random() < 0.3:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.rename(t, pick())
-            except OSError:
-                os.unlink(t)
-                raise
-        elif op == "rename":
-            os.rename(pick(), pick())
-        elif op == "unlink":
-            os.unlink(pick())
-        elif op == "mkdir":
-            os.mkdir(pick())
-        elif op == "rmdir":
-            os.rmdir(pick())
-        elif op == "link":
-            os.link(pick(), pick())
-        elif op == "symlink":
-            os.symlink(rnd.choice(NAMES), pick())
-        elif op == "read":
-            p = pick()
-            if not os.path.islink(p):
-                with open(p, "rb") as f:
-                    verify(p, f.read())
-        elif op == "xattr":
-            p = pick()
-            if rnd.random() < 0.5:
-                os.setxattr(p, "user.k", rnd.randbytes(rnd.randint(0, 300)), follow_symlinks=False)
-            else:
-                os.getxattr(p, "user.k", follow_symlinks=False)
-        elif op == "readdir":
-            os.listdir(os.path.join(root, rnd.choice(DIRS)))
-        else:
-            os.lstat(pick())
-    except OSError as e:
-        if e.errno not in EXPECTED and (op, e.errno) not in ALSO:
-            unexpected.append(f"{op}: {e}")
-print(json.dumps({"ops": sum(counts.values()), "counts": counts, "unexpected": unexpected, "bad_reads": bad_reads}))
-"""
-
-APPENDER = r"""
-import fcntl, json, os, sys, zlib
-path, tag, n, kind, style = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-
-def lock(fd, how):
-    if kind == "flock":
-        fcntl.flock(fd, how)
-    else:
-        fcntl.lockf(fd, how)
-
-fd = os.open(path, os.O_WRONLY | os.O_APPEND) if style == "keep" else -1
-for i in range(n):
-    payload = (f"{tag}-{i}-" * (1 + (i * 7919) % 60)).encode()
-    rec = b"<%s:%d:%d:%s:%08x>\n" % (tag.encode(), i, len(payload), payload, zlib.crc32(payload))
-    if style == "keep":  # one descriptor, lock / write / unlock, never fsync: the unlock must publish
-        lock(fd, fcntl.LOCK_EX)
-        assert os.write(fd, rec) == len(rec)
-        lock(fd, fcntl.LOCK_UN)
-    else:  # open, lock, append, fsync now and then, close (which releases the lock)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        lock(fd, fcntl.LOCK_EX)
-        assert os.write(fd, rec) == len(rec)
-        if i % 5 == 0:
-            os.fsync(fd)
-        os.close(fd)
-if style == "keep":
-    os.close(fd)
-print(json.dumps({"tag": tag, "n": n}))
-"""
-
-LOCKED_READER = r"""
-import fcntl, json, os, sys, time
-path, kind, duration = sys.argv[1], sys.argv[2], float(sys.argv[3])
-end = time.monotonic() + duration
-reads, last, problems = 0, 0, []
-while time.monotonic() < end:
-    with open(path, "rb") as f:
-        if kind == "flock":
-            fcntl.flock(f, fcntl.LOCK_SH)
-        else:
-            fcntl.lockf(f, fcntl.LOCK_SH)
-        data = f.read()
-        # released by close
-    reads += 1
-    if data and not data.endswith(b"\n"):
-        problems.append(f"read {reads}: a torn record at the end ({data[-40:]!r}) under a shared lock")
-    count = data.count(b"\n")
-    if count < last:
-        problems.append(f"read {reads}: {count} records after {last} were seen")
-    last = max(last, count)
-    bad = [ln for ln in data.split(b"\n") if ln and not (ln.startswith(b"<") and ln.endswith(b">"))]
-    if bad:
-        problems.append(f"read {reads}: malformed {bad[0][:60]!r}")
-    time.sleep(0.02)
-print(json.dumps({"reads": reads, "records": last, "problems": problems[:5]}))
-"""
-
-
-def _spawn(code: str, *args: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _spawn(workload: str, *args: object) -> subprocess.Popen[str]:
+    """A child running one worker of `jfs.testing.workloads` (its report is its last line of stdout)."""
+    return subprocess.Popen([sys.executable, "-m", "jfs.testing.workloads", workload, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _result(proc: subprocess.Popen[str], timeout: float = 120) -> dict:
@@ -211,45 +70,6 @@ def _result(proc: subprocess.Popen[str], timeout: float = 120) -> dict:
 
 
 # ------------------------------------------------------------------------------------- verification
-
-def _parse_log(data: bytes) -> list[tuple[str, int]]:
-    import zlib
-
-    assert data.endswith(b"\n") or not data, f"log ends in a torn record: {data[-60:]!r}"
-    out = []
-    for line in data.split(b"\n")[:-1]:
-        assert line.startswith(b"<") and line.endswith(b">"), f"torn or foreign record {line[:80]!r}"
-        tag, seq, length, rest = line[1:-1].split(b":", 3)
-        payload, _, crc = rest.rpartition(b":")
-        assert len(payload) == int(length) and zlib.crc32(payload) == int(crc, 16), f"corrupt record {line[:80]!r}"
-        out.append((tag.decode(), int(seq)))
-    return out
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Everything a client sees below `root` (internal files excluded): path -> (type, mode, nlink, size,
-    content digest or link target, xattrs)."""
-    out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root:
-            dirnames[:] = [d for d in dirnames if d not in INTERNAL_NAMES]
-            filenames = [f for f in filenames if f not in INTERNAL_NAMES]
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    what = hashlib.sha256(f.read()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                what = os.readlink(p)
-            else:
-                what = ""
-            xattrs = tuple(sorted((k, os.getxattr(p, k, follow_symlinks=False))
-                                  for k in os.listxattr(p, follow_symlinks=False)))
-            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_nlink, st.st_size,
-                                             st.st_ino, what, xattrs)
-    return out
-
 
 def usage_of(tree: dict[str, tuple]) -> tuple[int, int]:
     """(space, inodes) the volume should charge for `tree`: align4k(size) per inode (0 counts as 4 KiB)."""
@@ -315,12 +135,12 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
     try:
         for i, m in enumerate((a, b)):
             for k in range(2):
-                churn.append(_spawn(CHURN, m / name, 10 * i + k, duration))
+                churn.append(_spawn("churn", m / name, 10 * i + k, duration))
             for kind in ("flock", "fcntl"):
                 for style in ("keep", "reopen"):
-                    appenders[kind].append(_spawn(APPENDER, m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
+                    appenders[kind].append(_spawn("append", m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
                                                   style))
-                readers.append(_spawn(LOCKED_READER, m / name / f"log-{kind}", kind, duration))
+                readers.append(_spawn("read-log", m / name / f"log-{kind}", kind, duration))
         procs = churn + appenders["flock"] + appenders["fcntl"] + readers
         results = [_result(p) for p in churn]
         for kind in ("flock", "fcntl"):
@@ -332,15 +152,17 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert sum(r["ops"] for r in results) > 100, results
+    assert sum(sum(r["ops"].values()) for r in results) > 100, results
     unexpected = [u for r in results for u in r["unexpected"]]
-    bad_reads = [u for r in results for u in r["bad_reads"]]
+    bad_reads = [u for r in results for u in r["bad"]]
     assert not unexpected, unexpected[:10]
     assert not [p for r in reads for p in r["problems"]], reads
 
     for kind in ("flock", "fcntl"):
         for m in (a, b):
-            records = _parse_log((m / name / f"log-{kind}").read_bytes())
+            counted, problems = parse_log((m / name / f"log-{kind}").read_bytes())
+            assert not problems, problems[:5]
+            records = list(counted.elements())
             want = sorted((f"{mm.name}{style}", i) for mm in (a, b) for style in ("keep", "reopen") for i in range(n))
             assert sorted(records) == want, f"{kind} log seen from {m.name}: {len(records)} records, want {len(want)}"
             for tag in {t for t, _ in want}:  # each appender's records are in its order
