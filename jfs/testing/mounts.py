@@ -1,4 +1,9 @@
-"""Test helper: format a volume and mount it with a real `jfs mount` process, always cleaned up."""
+"""Test helpers: format a volume and mount it with a real `jfs mount` process, always cleaned up.
+
+`mount_process` is the one loop that starts ``jfs mount --foreground``, waits for the mount and, on exit
+(also on failure), unmounts (lazily as a last resort) and stops the process; `mounted` adds the defaults
+most tests want (a created mount point, its own cache directory, xattrs, ``-o allow_other``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from pathlib import Path
 
 from jfs.adapters.fuse.mounting import is_mounted
 
-__all__ = ["format_volume", "is_mounted", "jfs", "mounted"]
+__all__ = ["format_volume", "is_mounted", "jfs", "mount_process", "mounted"]
 
 
 def jfs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -24,25 +29,25 @@ def format_volume(meta_url: str, bucket: str, name: str = "test-vol", *extra: st
 
 
 @contextlib.contextmanager
-def mounted(meta_url: str, mountpoint: Path, *extra: str, timeout: float = 30.0) -> Iterator[Path]:
-    """Mount `meta_url` at `mountpoint` in a child process (xattrs enabled, ``-o allow_other``: tests
-    reach it as other users); unmount and stop it on exit (also on failure)."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    log = open(mountpoint.parent / f"{mountpoint.name}.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jfs.cli.main", "mount", meta_url, str(mountpoint), "--foreground",
-         "--cache-dir", str(mountpoint.parent / f"{mountpoint.name}-cache"), "--enable-xattr", "-o", "allow_other", *extra],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-    )
+def mount_process(meta_url: str, mountpoint: Path, *args: str, log: Path,
+                  timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """``jfs mount META-URL MOUNTPOINT --foreground ARGS...`` in a child process, its output appended to
+    `log`, once the mount is up. The mount point is used as given (not created here). On exit the mount is
+    unmounted and the process stopped (killed after 20 s; a lazy unmount if it is still mounted), also when
+    the body killed it. RuntimeError with the log's tail when it is not up within `timeout` seconds."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jfs.cli.main", "mount", meta_url, str(mountpoint), "--foreground", *args],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + timeout
         while not is_mounted(str(mountpoint)):
             if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                text = (mountpoint.parent / f"{mountpoint.name}.log").read_text(errors="replace")
+                text = log.read_text(errors="replace")
                 raise RuntimeError(f"mount did not come up (exit {proc.poll()}):\n{text[-3000:]}")
             time.sleep(0.05)
-        yield mountpoint
+        yield proc
     finally:
         if is_mounted(str(mountpoint)):
             subprocess.run(["umount", str(mountpoint)], capture_output=True)
@@ -53,4 +58,15 @@ def mounted(meta_url: str, mountpoint: Path, *extra: str, timeout: float = 30.0)
             proc.wait()
         if is_mounted(str(mountpoint)):
             subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-        log.close()
+
+
+@contextlib.contextmanager
+def mounted(meta_url: str, mountpoint: Path, *extra: str, timeout: float = 30.0) -> Iterator[Path]:
+    """Mount `meta_url` at `mountpoint` (created with its parents) in a child process (xattrs enabled,
+    ``-o allow_other``: tests reach it as other users; cache and log next to the mount point); unmount and
+    stop it on exit (also on failure)."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    cache = mountpoint.parent / f"{mountpoint.name}-cache"
+    with mount_process(meta_url, mountpoint, "--cache-dir", str(cache), "--enable-xattr", "-o", "allow_other",
+                       *extra, log=mountpoint.parent / f"{mountpoint.name}.log", timeout=timeout):
+        yield mountpoint

@@ -11,13 +11,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mount_process, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.servers import redis_server
 
@@ -113,40 +111,13 @@ def test_bad_mountpoints(tmp_path: Path) -> None:
         assert "already a mount point" in line
 
 
-@contextlib.contextmanager
-def _mount_process(url: str, mountpoint: Path, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`jfs mount` in the foreground onto `mountpoint` exactly as given (not created beforehand, unlike
-    `mounted`), its log in `workdir`/mount.log; unmounted and stopped on exit."""
-    log = workdir / "mount.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jfs.cli.main", "mount", url, str(mountpoint), "--foreground",
-             "--cache-dir", str(workdir / "cache")],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not is_mounted(str(mountpoint)):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
-            time.sleep(0.05)
-        yield proc
-    finally:
-        if is_mounted(str(mountpoint)):
-            subprocess.run(["umount", str(mountpoint)], capture_output=True)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_mount_creates_a_missing_mount_point(tmp_path: Path) -> None:
     """As JuiceFS: a missing mount point is created with its parents, and stays after the unmount; when the
     mount cannot start, the directories it made are gone again."""
     url = f"sqlite3://{tmp_path}/meta.db"
     format_volume(url, str(tmp_path / "bucket"))
     target = tmp_path / "new" / "a" / "mnt"
-    with _mount_process(url, target, tmp_path) as proc:
+    with mount_process(url, target, "--cache-dir", str(tmp_path / "cache"), log=tmp_path / "mount.log") as proc:
         (target / "f").write_text("hello")
         assert (target / "f").read_text() == "hello"
     assert proc.returncode == 0
@@ -169,7 +140,7 @@ def test_mount_on_a_non_empty_directory(tmp_path: Path) -> None:
     target = tmp_path / "mnt" / "full"
     target.mkdir(parents=True)
     (target / "old").write_text("kept")
-    with _mount_process(url, target, tmp_path):
+    with mount_process(url, target, "--cache-dir", str(tmp_path / "cache"), log=tmp_path / "mount.log"):
         assert not (target / "old").exists()
     assert (target / "old").read_text() == "kept"
     log = (tmp_path / "mount.log").read_text()
