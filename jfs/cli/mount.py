@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_moun
 from jfs.adapters.fuse.server import FuseServer
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
+from jfs.cli.background import last_log_line, start_detached, wait_for
 from jfs.cli.logs import LOG_FILE_ENV, reload_on_sighup
 
 log = structlog.get_logger("jfs.mount")
@@ -216,28 +216,10 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, lo
     log file cannot be opened.
     """
     log_path = os.path.abspath(os.path.expanduser(log_file)) if log_file else default_log_path()
-    try:
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        out = open(log_path, "ab")  # noqa: SIM115 (closed below, once the child holds it)
-    except OSError as exc:
-        raise VolumeError(f"cannot open log file {log_path}: {exc.strerror or exc}") from None
-    with out:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                 env={**os.environ, LOG_FILE_ENV: log_path})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if is_mounted(mountpoint):
-            return
-        if child.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = ""
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            lines = [ln.strip() for ln in f if ln.strip()]
-            tail = lines[-1] if lines else ""
-    except OSError:
-        pass
+    child = start_detached(argv, log_path, env={**os.environ, LOG_FILE_ENV: log_path})
+    if wait_for(child, lambda: is_mounted(mountpoint), timeout):
+        return
+    tail = last_log_line(log_path)
     if child.poll() is None:
         child.terminate()
     elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
