@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, free_port
+from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY
+from jfs.testing.servers import free_port, stop_process
 
 MiB = 1 << 20
 BIG = os.urandom(4 * MiB)
@@ -81,12 +82,7 @@ def _jfs_gateway(work: Path) -> Iterator[tuple[str, str, int]]:
             _wait(f"http://127.0.0.1:{port}", proc)
             yield f"http://127.0.0.1:{port}", "benchvol", proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, grace=30)
 
 
 @contextlib.contextmanager
@@ -103,12 +99,7 @@ def _juicefs_gateway(work: Path, juicefs: str) -> Iterator[tuple[str, str, int]]
             _wait(f"http://127.0.0.1:{port}", proc)
             yield f"http://127.0.0.1:{port}", "benchvol", proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, grace=30)
 
 
 def _parallel(n: int, jobs: list[Callable[[], None]]) -> float:

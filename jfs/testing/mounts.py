@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jfs.adapters.fuse.mounting import is_mounted
+from jfs.testing.servers import stop_process
 
 __all__ = ["format_volume", "is_mounted", "jfs", "mount_process", "mounted"]
 
@@ -52,10 +53,9 @@ def mount_process(meta_url: str, mountpoint: Path, *args: str, log: Path,
         if is_mounted(str(mountpoint)):
             subprocess.run(["umount", str(mountpoint)], capture_output=True)
         try:
-            proc.wait(20)
+            proc.wait(20)  # the unmount ends it
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            stop_process(proc, grace=5)
         if is_mounted(str(mountpoint)):
             subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
 
