@@ -7,17 +7,22 @@ most tests want (a created mount point, its own cache directory, xattrs, ``-o al
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from jfs.adapters.fuse.mounting import is_mounted
+from jfs.testing.engines import wipe_engine
 from jfs.testing.servers import stop_process
 
-__all__ = ["format_volume", "is_mounted", "jfs", "mount_process", "mounted"]
+__all__ = ["format_test_volume", "format_volume", "is_mounted", "jfs", "mount_process", "mounted"]
 
 
 def jfs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -26,7 +31,28 @@ def jfs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def format_volume(meta_url: str, bucket: str, name: str = "test-vol", *extra: str) -> None:
+    """``jfs format META-URL NAME --bucket BUCKET --trash-days 0 EXTRA...`` (CalledProcessError on failure)."""
     jfs("format", meta_url, name, "--bucket", bucket, "--trash-days", "0", *extra)
+
+
+def format_test_volume(request: pytest.FixtureRequest, base: Path, *extra: str, redis_db: int,
+                       bucket_prefix: str) -> str:
+    """A freshly formatted volume for a fixture parametrized by engine pair (``request.param``):
+    ``sqlite-file...`` (SQLite and a bucket directory in `base`) or ``redis-s3`` (database `redis_db` of the
+    session's Redis, wiped, and a new SeaweedFS bucket `bucket_prefix`-<random>; the test module must
+    import the ``seaweed_s3`` fixture). `extra` goes to ``jfs format``. Returns its META-URL."""
+    if str(request.param).startswith("sqlite-file"):
+        url = f"sqlite3://{base}/meta.db"
+        format_volume(url, str(base / "bucket"), "test-vol", *extra)
+        return url
+    url = f"{request.getfixturevalue('redis_server_url')}/{redis_db}"
+    asyncio.run(wipe_engine(url))
+    s3 = request.getfixturevalue("seaweed_s3")
+    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:12]}"
+    s3.client().create_bucket(Bucket=bucket)
+    format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
+                  "--secret-key", s3.secret_key, *extra)
+    return url
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ distributed locks (flock and fcntl) between mounts, including blocked waiters.""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import json
@@ -15,14 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_test_volume, format_volume, jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.workloads import parse_log, snapshot
 
@@ -30,18 +27,7 @@ from jfs.testing.workloads import parse_log, snapshot
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
 def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     """One volume mounted twice: (META-URL, mount A, mount B)."""
-    base = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite-file":
-        url = f"sqlite3://{base}/meta.db"
-        format_volume(url, str(base / "bucket"))
-    else:
-        url = f"{request.getfixturevalue('redis_server_url')}/11"
-        asyncio.run(wipe_engine(url))
-        s3 = request.getfixturevalue("seaweed_s3")
-        bucket = f"many-{uuid.uuid4().hex[:12]}"
-        s3.client().create_bucket(Bucket=bucket)
-        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
-                      "--secret-key", s3.secret_key)
+    url = format_test_volume(request, tmp_path_factory.mktemp(request.param), redis_db=11, bucket_prefix="many")
     outside = Path(tempfile.mkdtemp(prefix="jfs-many-"))
     try:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:

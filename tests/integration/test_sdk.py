@@ -18,7 +18,6 @@ import tempfile
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,8 +25,7 @@ import pytest
 
 import jfs
 from jfs.app.volume import VolumeError
-from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, mounted
+from jfs.testing.mounts import format_test_volume, format_volume, mounted
 from jfs.testing.mounts import jfs as jfs_cli
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
@@ -240,18 +238,7 @@ def _soon(check: Callable[[], bool], timeout: float = 3.0) -> bool:
 
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
 def sdk_and_mount(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    base = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite-file":
-        url = f"sqlite3://{base}/meta.db"
-        format_volume(url, str(base / "bucket"))
-    else:
-        url = f"{request.getfixturevalue('redis_server_url')}/12"
-        asyncio.run(wipe_engine(url))
-        s3 = request.getfixturevalue("seaweed_s3")
-        bucket = f"sdk-{uuid.uuid4().hex[:12]}"
-        s3.client().create_bucket(Bucket=bucket)
-        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
-                      "--secret-key", s3.secret_key)
+    url = format_test_volume(request, tmp_path_factory.mktemp(request.param), redis_db=12, bucket_prefix="sdk")
     outside = Path(tempfile.mkdtemp(prefix="jfs-sdk-"))
     try:
         with mounted(url, outside / "mnt") as mnt:
