@@ -4,6 +4,7 @@ distributed locks (flock and fcntl) between mounts, including blocked waiters.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -313,17 +314,38 @@ def test_fcntl_ranges_between_mounts(two_mounts: tuple[str, Path, Path]) -> None
         holder.kill()
 
 
+@contextlib.contextmanager
+def _held_and_awaited(held: Path, awaited: Path, kind: str) -> Iterator[tuple[Proc, Proc]]:
+    """A process holding bytes 0-9 of `held` (created, 10 bytes) and one blocked waiting for the same lock
+    through `awaited` (the same file seen from another mount); both killed on exit."""
+    held.write_bytes(b"0" * 10)
+    holder = Proc(HOLDER, held, kind, 0, 10)
+    waiter: Proc | None = None
+    try:
+        assert holder.line().startswith("locked")
+        waiter = Proc(WAITER, awaited, kind)
+        assert waiter.line() == "waiting"
+        yield holder, waiter
+    finally:
+        holder.kill()
+        if waiter is not None:
+            waiter.kill()
+
+
+def _wait_unlocked(paths: list[Path], kind: str, failure: str, timeout: float = 10) -> None:
+    """Wait until a `kind` lock of each of `paths` can be taken (and is released again), in that order."""
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        while not _try_lock(path, kind):
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.05)
+
+
 @pytest.mark.parametrize("kind", ["flock", "fcntl"])
 def test_blocked_waiter_on_other_mount_wakes_on_release(two_mounts: tuple[str, Path, Path], kind: str) -> None:
     _, a, b = two_mounts
     path = f"waiter-{kind}"
-    (a / path).write_bytes(b"0" * 10)
-    holder = Proc(HOLDER, a / path, kind, 0, 10)
-    waiter: Proc | None = None
-    try:
-        assert holder.line().startswith("locked")
-        waiter = Proc(WAITER, b / path, kind)
-        assert waiter.line() == "waiting"
+    with _held_and_awaited(a / path, b / path, kind) as (holder, waiter):
         assert not waiter.ready(1.5), "the waiter got the lock while another mount held it"
         holder.send()
         released = time.monotonic()
@@ -333,40 +355,19 @@ def test_blocked_waiter_on_other_mount_wakes_on_release(two_mounts: tuple[str, P
         assert not _try_lock(a / path, kind)  # the waiter holds it now, seen from the first mount
         waiter.send()
         waiter.p.wait(10)
-        deadline = time.monotonic() + 10
-        while not _try_lock(a / path, kind):  # released when the waiter exits
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        holder.kill()
-        if waiter is not None:
-            waiter.kill()
+        _wait_unlocked([a / path], kind, "the waiter kept the lock after it exited")
 
 
 @pytest.mark.parametrize("kind", ["flock", "fcntl"])
 def test_killed_waiter_leaves_no_lock_behind(two_mounts: tuple[str, Path, Path], kind: str) -> None:
     _, a, b = two_mounts
     path = f"killed-waiter-{kind}"
-    (a / path).write_bytes(b"0" * 10)
-    holder = Proc(HOLDER, a / path, kind, 0, 10)
-    waiter: Proc | None = None
-    try:
-        assert holder.line().startswith("locked")
-        waiter = Proc(WAITER, b / path, kind)
-        assert waiter.line() == "waiting"
+    with _held_and_awaited(a / path, b / path, kind) as (holder, waiter):
         time.sleep(0.5)
         waiter.kill()  # interrupted while blocked in the lock call
         holder.send()
         assert holder.line() == "released"
-        deadline = time.monotonic() + 10
-        for m in (b, a):
-            while not _try_lock(m / path, kind):
-                assert time.monotonic() < deadline, "a killed waiter left the lock taken"
-                time.sleep(0.05)
-    finally:
-        holder.kill()
-        if waiter is not None:
-            waiter.kill()
+        _wait_unlocked([b / path, a / path], kind, "a killed waiter left the lock taken")
 
 
 def test_lock_then_read_sees_other_mounts_writes(two_mounts: tuple[str, Path, Path]) -> None:
