@@ -303,7 +303,7 @@ webdav_cmd.register(app)
 
 
 def _typer_saw_interrupt(exc: SystemExit) -> bool:
-    """Whether typer turned a KeyboardInterrupt outside `_run` into this exit 130 (it prints nothing, so
+    """Whether typer turned a KeyboardInterrupt outside `app_calls.run` into this exit 130 (it prints nothing, so
     the error line is ours): from a `stops_cleanly` block that does not catch it, or when another SIGINT
     handler kept the quick exit of `jfs.cli` out."""
     cause = exc.__context__
