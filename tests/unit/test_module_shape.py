@@ -1,6 +1,7 @@
 """The shape every module of the `jfs` package keeps (issue 19): a module docstring that states what it holds,
-at most 800 lines, and a command line whose top (`jfs.cli.main`) no other module imports. No allow-list: a
-module that breaks a rule is split, documented or rewired, not excused here."""
+at most 800 lines, a name that says what it holds, and a command line whose top (`jfs.cli.main`) no other
+module imports. No allow-list: a module that breaks a rule is split, documented, renamed or rewired, not
+excused here."""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ def test_module_states_its_contract_in_a_docstring(path: Path) -> None:
 def test_module_is_at_most_800_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{_name(path)} has {lines} lines (> {MAX_LINES}): split it by what it holds"
+
+
+VAGUE_NAMES = frozenset({"common", "helper", "helpers", "info", "internal", "misc", "stuff", "tools", "util", "utils"})
+"""Module names that say nothing of what they hold (issue 19 renamed `tools`, `internal` and `info`)."""
+
+
+def test_module_names_say_what_they_hold() -> None:
+    vague = [_name(p) for p in MODULES if p.stem in VAGUE_NAMES or p.stem.removesuffix("_cmd") in VAGUE_NAMES]
+    assert vague == [], "name the module after what it holds (e.g. tree_jobs, virtual_files, inode_info)"
 
 
 def _imports_of(path: Path) -> set[str]:
