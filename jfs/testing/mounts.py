@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,20 @@ from jfs.adapters.fuse.mounting import is_mounted
 from jfs.testing.engines import wipe_engine
 from jfs.testing.servers import stop_process
 
-__all__ = ["format_test_volume", "format_volume", "is_mounted", "jfs", "mount_process", "mounted"]
+__all__ = ["format_test_volume", "format_volume", "is_mounted", "jfs", "mount_process", "mounted", "reachable_dir"]
+
+
+@contextlib.contextmanager
+def reachable_dir(prefix: str) -> Iterator[Path]:
+    """A new directory (mode 0755) outside pytest's private (0700) temp tree, so that other users and mount
+    processes reach what is below it, and short (a unix socket path must fit in 108 bytes); removed with
+    everything in it on exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def jfs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

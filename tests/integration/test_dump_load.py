@@ -27,7 +27,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from jfs.domain.records import Quota, decode_i64, encode_u64
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
 from jfs.testing.juicefs import juicefs_mounted, needs_juicefs, run_juicefs
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted, reachable_dir
 
 MiB = 1 << 20
 
@@ -191,12 +190,8 @@ class Source:
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
     # Outside pytest's 0700 temp tree, and short: a unix socket path must fit in 108 bytes.
-    base = Path(tempfile.mkdtemp(prefix="jfsdl-"))
-    base.chmod(0o755)
-    try:
+    with reachable_dir("jfsdl-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,15 @@ import hashlib
 import json
 import mmap
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_test_volume, jfs, mounted
+from jfs.testing.mounts import format_test_volume, jfs, mounted, reachable_dir
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
 
@@ -30,14 +28,10 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     trash = ["--trash-days", "1"] if request.param.endswith("-trash") else []
     url = format_test_volume(request, base, *trash, redis_db=9, bucket_prefix="mount")
     # The mount point lives outside pytest's private (0700) temp tree so other users can reach it.
-    outside = Path(tempfile.mkdtemp(prefix="jfs-mount-"))
-    outside.chmod(0o755)
-    try:
+    with reachable_dir("jfs-mount-") as outside:
         with mounted(url, outside / "mnt") as mnt:
             mnt.chmod(0o755)
             yield url, mnt
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 @pytest.fixture

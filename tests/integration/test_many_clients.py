@@ -9,18 +9,16 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_test_volume, format_volume, jfs, mounted
+from jfs.testing.mounts import format_test_volume, format_volume, jfs, mounted, reachable_dir
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.workloads import parse_log, snapshot
 
@@ -29,17 +27,20 @@ from jfs.testing.workloads import parse_log, snapshot
 def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     """One volume mounted twice: (META-URL, mount A, mount B)."""
     url = format_test_volume(request, tmp_path_factory.mktemp(request.param), redis_db=11, bucket_prefix="many")
-    outside = Path(tempfile.mkdtemp(prefix="jfs-many-"))
-    try:
+    with reachable_dir("jfs-many-") as outside:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
             yield url, a, b
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- workers
 
-def _spawn(workload: str, *args: object) -> subprocess.Popen[str]:
+def _spawn(code: str, *args: object) -> subprocess.Popen[str]:
+    """A child running the Python `code` with `args` (its report is its last line of stdout)."""
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _spawn_workload(workload: str, *args: object) -> subprocess.Popen[str]:
     """A child running one worker of `jfs.testing.workloads` (its report is its last line of stdout)."""
     return subprocess.Popen([sys.executable, "-m", "jfs.testing.workloads", workload, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -122,12 +123,12 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
     try:
         for i, m in enumerate((a, b)):
             for k in range(2):
-                churn.append(_spawn("churn", m / name, 10 * i + k, duration))
+                churn.append(_spawn_workload("churn", m / name, 10 * i + k, duration))
             for kind in ("flock", "fcntl"):
                 for style in ("keep", "reopen"):
-                    appenders[kind].append(_spawn("append", m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
+                    appenders[kind].append(_spawn_workload("append", m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
                                                   style))
-                readers.append(_spawn("read-log", m / name / f"log-{kind}", kind, duration))
+                readers.append(_spawn_workload("read-log", m / name / f"log-{kind}", kind, duration))
         procs = churn + appenders["flock"] + appenders["fcntl"] + readers
         results = [_result(p) for p in churn]
         for kind in ("flock", "fcntl"):
@@ -553,12 +554,9 @@ def two_trash_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     base = tmp_path_factory.mktemp("trash-two")
     url = f"sqlite3://{base}/meta.db"
     format_volume(url, str(base / "bucket"), "test-vol", "--trash-days", "1")
-    outside = Path(tempfile.mkdtemp(prefix="jfs-many-trash-"))
-    try:
+    with reachable_dir("jfs-many-trash-") as outside:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
             yield url, a, b
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_sqlite_and_locked_counters_from_two_mounts_with_the_trash_on(

@@ -6,17 +6,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mount_process, mounted
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mount_process, mounted, reachable_dir
 
 NOBODY = 65534
 
@@ -24,12 +22,8 @@ NOBODY = 65534
 @pytest.fixture
 def base() -> Iterator[Path]:
     """A directory other users can reach (pytest's temp tree is 0700), removed afterwards."""
-    d = Path(tempfile.mkdtemp(prefix="jfs-mopts-"))
-    d.chmod(0o755)
-    try:
+    with reachable_dir("jfs-mopts-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

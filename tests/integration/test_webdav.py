@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_test_volume, mounted
+from jfs.testing.mounts import format_test_volume, mounted, reachable_dir
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.webdav import PASSWORD, USER, DavServer, curl, webdav_server
 
@@ -39,12 +38,9 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     base = tmp_path_factory.mktemp(f"dav-{request.param}")
     url = format_test_volume(request, base, redis_db=14, bucket_prefix="dav")
     bucket = base / "bucket" if request.param == "sqlite-file" else None
-    outside = Path(tempfile.mkdtemp(prefix="jfs-dav-"))
-    try:
+    with reachable_dir("jfs-dav-") as outside:
         with mounted(url, outside / "mnt") as mnt, webdav_server(url, base / "dav") as dav:
             yield Setup(url, mnt, dav, base, bucket)
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 @pytest.fixture
