@@ -35,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, free_port
+from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY
+from jfs.testing.servers import free_port, stop_process
 
 MiB = 1 << 20
 BIG = os.urandom(4 * MiB)
@@ -70,47 +71,34 @@ def _wait(endpoint: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 @contextlib.contextmanager
-def _jfs_gateway(work: Path) -> Iterator[tuple[str, str, int]]:
-    url = f"sqlite3://{work}/jfs.db"
-    subprocess.run([sys.executable, "-m", "jfs.cli.main", "format", url, "benchvol", "--bucket", str(work / "jfs-bucket"),
-                    "--trash-days", "0"], check=True, capture_output=True)
-    port = free_port()
+def _serving(name: str, work: Path, format_argv: list[str],
+             gateway_argv: Callable[[str], list[str]]) -> Iterator[tuple[str, str, int]]:
+    """Format a volume (`format_argv`), then serve it with ``gateway_argv(ADDRESS)`` (log
+    ``<name>-gateway.log`` in `work`) until the block ends: (endpoint, bucket "benchvol", gateway pid)."""
+    subprocess.run(format_argv, check=True, capture_output=True)
+    address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
-    with open(work / "jfs-gateway.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "jfs.cli.main", "gateway", url, f"127.0.0.1:{port}",
-                                 "--cache-dir", str(work / "jfs-cache")], env=env, stdout=log, stderr=log)
+    with open(work / f"{name}-gateway.log", "wb") as log:
+        proc = subprocess.Popen(gateway_argv(address), env=env, stdout=log, stderr=log)
         try:
-            _wait(f"http://127.0.0.1:{port}", proc)
-            yield f"http://127.0.0.1:{port}", "benchvol", proc.pid
+            _wait(f"http://{address}", proc)
+            yield f"http://{address}", "benchvol", proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, grace=30)
 
 
-@contextlib.contextmanager
-def _juicefs_gateway(work: Path, juicefs: str) -> Iterator[tuple[str, str, int]]:
+def _jfs_gateway(work: Path) -> contextlib.AbstractContextManager[tuple[str, str, int]]:
+    url, jfs = f"sqlite3://{work}/jfs.db", [sys.executable, "-m", "jfs.cli.main"]
+    return _serving("jfs", work, [*jfs, "format", url, "benchvol", "--bucket", str(work / "jfs-bucket"), "--trash-days", "0"],
+                    lambda address: [*jfs, "gateway", url, address, "--cache-dir", str(work / "jfs-cache")])
+
+
+def _juicefs_gateway(work: Path, juicefs: str) -> contextlib.AbstractContextManager[tuple[str, str, int]]:
     url = f"sqlite3://{work}/juicefs.db"
-    subprocess.run([juicefs, "format", url, "benchvol", "--storage", "file", "--bucket", f"{work}/jfs-ref-bucket/",
-                    "--trash-days", "0", "--no-update"], check=True, capture_output=True)
-    port = free_port()
-    env = {**os.environ, "MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
-    with open(work / "juicefs-gateway.log", "wb") as log:
-        proc = subprocess.Popen([juicefs, "gateway", url, f"127.0.0.1:{port}", "--keep-etag", "--no-usage-report",
-                                 "--cache-dir", str(work / "juicefs-cache")], env=env, stdout=log, stderr=log)
-        try:
-            _wait(f"http://127.0.0.1:{port}", proc)
-            yield f"http://127.0.0.1:{port}", "benchvol", proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return _serving("juicefs", work, [juicefs, "format", url, "benchvol", "--storage", "file", "--bucket",
+                                      f"{work}/jfs-ref-bucket/", "--trash-days", "0", "--no-update"],
+                    lambda address: [juicefs, "gateway", url, address, "--keep-etag", "--no-usage-report",
+                                     "--cache-dir", str(work / "juicefs-cache")])
 
 
 def _parallel(n: int, jobs: list[Callable[[], None]]) -> float:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jfs.adapters.fuse.mounting import is_mounted
+
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
 """File counts at which rates are reported (those above ``--files`` are skipped; ``--checkpoints`` overrides)."""
 
@@ -48,12 +50,6 @@ def drop_caches() -> None:
     os.sync()
     with contextlib.suppress(OSError):
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-
-
-def is_mounted(path: Path) -> bool:
-    target = str(path.resolve())
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == target for line in f)
 
 
 def timed_child(argv: list[str], *, stdout: Any = subprocess.DEVNULL, timeout: float = 7200) -> tuple[float, float]:

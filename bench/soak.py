@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -41,113 +40,33 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-INTERNAL = {".stats", ".config", ".accesslog", ".trash", ".control"}
+from jfs.testing.workloads import (
+    SEALED_SIZES,
+    Tally,
+    check_locked_read,
+    churn,
+    is_sealed,
+    lock,
+    log_record,
+    parse_log,
+    snapshot,
+)
+
 KINDS = ("churn", "data", "append", "reader")
-RACE_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.ENODATA,
-               errno.ESTALE, errno.ELOOP}
-RACE_ALSO = {("link", errno.EPERM), ("xattr", errno.EPERM), ("rename", errno.EINVAL)}
 NAMES = [f"n{i}" for i in range(24)]
 DIRS = ["", "d0", "d1", "d2", "d3"]
 
 
 # =========================================================================================== workers
 
-class Tally:
-    def __init__(self) -> None:
-        self.ops: Counter[str] = Counter()
-        self.expected: Counter[str] = Counter()
-        self.unexpected: list[str] = []
-        self.bad: list[str] = []
-
-    def error(self, op: str, exc: OSError, race: bool) -> None:
-        code = exc.errno or 0
-        if race and (code in RACE_ERRNOS or (op, code) in RACE_ALSO):
-            self.expected[errno.errorcode.get(code, str(code))] += 1
-        else:
-            self.unexpected.append(f"{op}: {exc}")
-
-    def doc(self, **extra: Any) -> dict[str, Any]:
-        return {"ops": dict(self.ops), "expected": dict(self.expected), "unexpected": self.unexpected[:50],
-                "n_unexpected": len(self.unexpected), "bad": self.bad[:50], "n_bad": len(self.bad), **extra}
-
-
-def _sealed(rnd: random.Random) -> bytes:
-    body = rnd.randbytes(rnd.choice([0, 1, 100, 4096, 5000, 70_000, 300_000, 1_100_000]))
-    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
-
-
-def _verify_sealed(data: bytes) -> bool:
-    head, _, body = data.partition(b"\n")
-    return hashlib.sha256(body).hexdigest().encode() == head
-
-
 def worker_churn(root: str, seed: int, end: float) -> dict[str, Any]:
-    rnd, t = random.Random(seed), Tally()
-    shared = os.path.join(root, "shared")
-    tmp = 0
-
-    def pick() -> str:
-        return os.path.join(shared, rnd.choice(DIRS), rnd.choice(NAMES))
-
-    while time.monotonic() < end:
-        op = rnd.choice(["create", "create", "create", "rename", "unlink", "mkdir", "rmdir", "link", "symlink",
-                         "read", "xattr", "readdir", "stat", "chmod"])
-        t.ops[op] += 1
-        try:
-            if op == "create":
-                tmp += 1
-                path = os.path.join(shared, f".tmp-{seed}-{tmp}")
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    os.write(fd, _sealed(rnd))
-                    if rnd.random() < 0.2:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                try:
-                    os.rename(path, pick())
-                except OSError:
-                    os.unlink(path)
-                    raise
-            elif op == "rename":
-                os.rename(pick(), pick())
-            elif op == "unlink":
-                os.unlink(pick())
-            elif op == "mkdir":
-                os.mkdir(pick())
-            elif op == "rmdir":
-                os.rmdir(pick())
-            elif op == "link":
-                os.link(pick(), pick())
-            elif op == "symlink":
-                os.symlink(rnd.choice(NAMES), pick())
-            elif op == "read":
-                p = pick()
-                if not os.path.islink(p):
-                    with open(p, "rb") as f:
-                        data = f.read()
-                    if not _verify_sealed(data):
-                        t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
-            elif op == "xattr":
-                p = pick()
-                if rnd.random() < 0.5:
-                    os.setxattr(p, "user.k", rnd.randbytes(rnd.randint(0, 300)), follow_symlinks=False)
-                else:
-                    os.getxattr(p, "user.k", follow_symlinks=False)
-            elif op == "readdir":
-                os.listdir(os.path.join(shared, rnd.choice(DIRS)))
-            elif op == "chmod":
-                os.chmod(pick(), rnd.choice([0o644, 0o600, 0o755]))
-            else:
-                os.lstat(pick())
-        except OSError as exc:
-            t.error(op, exc, race=True)
-    return t.doc()
+    """Churn (`jfs.testing.workloads.churn`) in the directories every mount shares, with 1.1 MB files too."""
+    return churn(os.path.join(root, "shared"), seed, end, names=NAMES, dirs=DIRS, sizes=(*SEALED_SIZES, 1_100_000),
+                 fsync_share=0.2).doc()
 
 
 MAX_PRIVATE = 12
@@ -247,18 +166,6 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
     return t.doc(files=digests)
 
 
-def _record(tag: str, i: int) -> bytes:
-    payload = (f"{tag}-{i}-" * (1 + (i * 7919) % 80)).encode()
-    return b"<%s:%d:%d:%s:%08x>\n" % (tag.encode(), i, len(payload), payload, zlib.crc32(payload))
-
-
-def _lock(kind: str, fd: int, how: int) -> None:
-    if kind == "flock":
-        fcntl.flock(fd, how)
-    else:
-        fcntl.lockf(fd, how)
-
-
 def worker_append(root: str, seed: int, end: float, tag: str, close_to_open: bool = False) -> dict[str, Any]:
     """Appends records to the shared logs under exclusive locks. With `close_to_open` every record is
     written through its own descriptor, after an fstat under the lock, and fsynced before the lock goes:
@@ -271,20 +178,20 @@ def worker_append(root: str, seed: int, end: float, tag: str, close_to_open: boo
     try:
         while time.monotonic() < end:
             kind = rnd.choice(["flock", "fcntl"])
-            rec = _record(tag, written[kind])
+            rec = log_record(tag, written[kind])
             t.ops[kind] += 1
             try:
                 if not close_to_open and rnd.random() < 0.5:  # one long-lived descriptor: lock, append, unlock
                     fd = keep[kind]
-                    _lock(kind, fd, fcntl.LOCK_EX)
+                    lock(kind, fd, fcntl.LOCK_EX)
                     try:
                         assert os.write(fd, rec) == len(rec)
                     finally:
-                        _lock(kind, fd, fcntl.LOCK_UN)
+                        lock(kind, fd, fcntl.LOCK_UN)
                 else:  # open, lock, append, sometimes fsync, close
                     fd = os.open(os.path.join(root, f"log-{kind}"), os.O_WRONLY | os.O_APPEND)
                     try:
-                        _lock(kind, fd, fcntl.LOCK_EX)
+                        lock(kind, fd, fcntl.LOCK_EX)
                         if close_to_open:
                             os.fstat(fd)
                         assert os.write(fd, rec) == len(rec)
@@ -312,20 +219,16 @@ def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
         try:
             if op in seen:
                 with open(os.path.join(root, f"log-{op}"), "rb") as f:
-                    _lock(op, f.fileno(), fcntl.LOCK_SH)
+                    lock(op, f.fileno(), fcntl.LOCK_SH)
                     data = f.read()
-                if data and not data.endswith(b"\n"):
-                    t.bad.append(f"log-{op}: torn record at the end under a shared lock: {data[-40:]!r}")
-                n = data.count(b"\n")
-                if n < seen[op]:
-                    t.bad.append(f"log-{op}: {n} records after {seen[op]} were seen")
-                seen[op] = max(seen[op], n)
+                seen[op], problems = check_locked_read(data, seen[op])
+                t.bad += [f"log-{op}: {p}" for p in problems]
             elif op == "file":
                 p = os.path.join(shared, rnd.choice(DIRS), rnd.choice(NAMES))
                 if os.path.isfile(p) and not os.path.islink(p):
                     with open(p, "rb") as f:
                         data = f.read()
-                    if not _verify_sealed(data):
+                    if not is_sealed(data):
                         t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
             else:
                 for _dirpath, _dirs, _files in os.walk(shared):
@@ -350,49 +253,6 @@ def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str, close_
 
 
 # ====================================================================================== verification
-
-def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    out: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root:
-            dirnames[:] = [d for d in dirnames if d not in INTERNAL]
-            filenames = [f for f in filenames if f not in INTERNAL]
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    while piece := f.read(1 << 20):
-                        h.update(piece)
-                what = h.hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                what = os.readlink(p)
-            else:
-                what = ""
-            xattrs = tuple(sorted((k, os.getxattr(p, k, follow_symlinks=False))
-                                  for k in os.listxattr(p, follow_symlinks=False)))
-            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_nlink, st.st_size,
-                                             st.st_ino, what, xattrs)
-    return out
-
-
-def parse_log(data: bytes) -> tuple[Counter[tuple[str, int]], list[str]]:
-    records: Counter[tuple[str, int]] = Counter()
-    problems = []
-    if data and not data.endswith(b"\n"):
-        problems.append(f"ends in a torn record {data[-60:]!r}")
-    for line in data.split(b"\n")[:-1]:
-        try:
-            assert line.startswith(b"<") and line.endswith(b">")
-            tag, seq, length, rest = line[1:-1].split(b":", 3)
-            payload, _, crc = rest.rpartition(b":")
-            assert len(payload) == int(length) and zlib.crc32(payload) == int(crc, 16)
-            records[(tag.decode(), int(seq))] += 1
-        except (AssertionError, ValueError):
-            problems.append(f"torn or corrupt record {line[:80]!r}")
-    return records, problems
-
 
 def _ask(root: Path, ino: int) -> dict[str, Any]:
     with open(root / ".control", "r+b", buffering=0) as f:

@@ -186,6 +186,14 @@ async def open_volume(
         await vol.close()
 
 
+@asynccontextmanager
+async def open_meta_and_store(meta_url: str) -> AsyncIterator[tuple[Meta, ObjectStore]]:
+    """The loaded engine (no session) and the object store of the volume at `meta_url`, what the offline
+    tools (gc, fsck) take; both closed on exit. Errors as `open_volume`."""
+    async with open_volume(meta_url) as vol:
+        yield vol.meta, await vol.store()
+
+
 # ------------------------------------------------------------------------ URL wrappers of jfs.app.volume
 
 

@@ -342,7 +342,7 @@ async def run_mdtest(meta: Meta, cfg: MdtestConfig, progress: ProgressBoard | No
 
 async def _remove_quietly(meta: Meta, parent: int, name: bytes) -> None:
     """Remove the directory `name` of `parent` with whatever is left in it (nothing when all went well)."""
-    from jfs.app import tools
+    from jfs.app import tree_jobs
 
     try:
         await meta.rmdir(parent, name, ROOT_CTX)
@@ -351,7 +351,7 @@ async def _remove_quietly(meta: Meta, parent: int, name: bytes) -> None:
             return
         if exc.errno != errno.ENOTEMPTY:
             raise
-        await tools.remove_tree(meta, parent, name)
+        await tree_jobs.remove_tree(meta, parent, name)
 
 
 __all__ = ["MdtestConfig", "MdtestError", "MdtestReport", "Phase", "check_config", "run_mdtest", "run_pool"]

@@ -6,7 +6,7 @@ wrappers around the two driven ports: `TimedKV` (every `txn` / `read` of the met
 ``time.perf_counter`` pair and a few integer additions; nothing is allocated per call.
 
 `layer_gauges` turns them, with the block-cache hit/miss counters and the process's CPU and memory, into
-the Prometheus-style ``name{label} value`` pairs the mount serves in ``.stats`` (`jfs.app.internal.Stats`),
+the Prometheus-style ``name{label} value`` pairs the mount serves in ``.stats`` (`jfs.app.virtual_files.Stats`),
 named like JuiceFS's (``juicefs_…`` → ``jfs_…``). `jfs bench` reads them before and after a run.
 
 `Histogram` adds latency buckets (JuiceFS's: 0.1 ms × 1.5^k) to the FUSE operations (`Stats`), metadata

@@ -1,6 +1,7 @@
-"""The ``jfs`` command line (the commands are in `jfs.cli.main`).
+"""The ``jfs`` command line (the app is assembled in `jfs.cli.main`; the commands live in its ``*_cmd``
+modules, which share `app_calls`, `render`, `errors` and `control_client`).
 
-`run` is the console-script entry point.
+`run` is the console-script entry point; `installed_version` is the version every command reports.
 
 Ctrl-C. Python turns SIGINT into a KeyboardInterrupt wherever the main thread happens to be: in the
 imports of the CLI (typer, rich, asyncio, the engines' clients: about 0.2 s, before any error boundary
@@ -52,6 +53,16 @@ class stops_cleanly:  # lower case: used as a statement, `with stops_cleanly(): 
     def __exit__(self, *exc: object) -> None:
         if self._quick:
             quit_on_interrupt()
+
+
+def installed_version() -> str:
+    """The installed distribution's version of jfs (a hint to install it when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jfs")
+    except PackageNotFoundError:
+        return "unknown (not installed; run pip install -e .)"
 
 
 def run() -> None:

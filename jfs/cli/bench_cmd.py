@@ -14,7 +14,10 @@ import typer
 from rich.table import Table
 
 from jfs.cli import stops_cleanly
+from jfs.cli.app_calls import remember_secrets, run, usage_error
+from jfs.cli.errors import print_error
 from jfs.cli.progress import RichBoard
+from jfs.cli.render import human_bytes, stdout_console
 
 if TYPE_CHECKING:
     from jfs.app.bench import BenchReport
@@ -28,9 +31,7 @@ def _echo_json(doc: Any) -> None:
 
 
 def _human(n: float) -> str:
-    from jfs.cli.main import _human_bytes
-
-    return _human_bytes(int(n))
+    return human_bytes(int(n))
 
 
 # --------------------------------------------------------------------------------------------- bench
@@ -52,25 +53,23 @@ def bench(
     Cached pages of the files are dropped before reading them; as root the kernel caches are dropped too, like juicefs bench does ([bold]SKIP_DROP_CACHES=true[/bold] skips that).
     """
     from jfs.app.bench import BenchConfig, MiB, Stopped, run_bench
-    from jfs.cli import main as cli
-
     cfg = BenchConfig(
         path=path, block_size=block_size * MiB, big_file_size=big_file_size * MiB,
         small_file_size=small_file_size * 1024, small_file_count=small_file_count, threads=threads,
     )  # fmt: skip
     if cfg.big_file_size == 0 and (cfg.small_file_size == 0 or cfg.small_file_count == 0):
-        cli._usage_error("nothing to do: --big-file-size and --small-file-size (or --small-file-count) are 0")
+        usage_error("nothing to do: --big-file-size and --small-file-size (or --small-file-count) are 0")
     try:
         with stops_cleanly(), RichBoard() as board:  # Ctrl-C: the temporary files are removed
             report = run_bench(cfg, board)
     except KeyboardInterrupt:
-        cli._print_error("interrupted")
+        print_error("interrupted")
         raise typer.Exit(130) from None
     except (OSError, ValueError, Stopped) as exc:
         if isinstance(exc, OSError) and exc.filename:
-            cli._print_error(f"{exc.filename}: {exc.strerror}")
+            print_error(f"{exc.filename}: {exc.strerror}")
         else:
-            cli._print_error(str(exc) or type(exc).__name__)
+            print_error(str(exc) or type(exc).__name__)
         raise typer.Exit(1) from None
     if as_json:
         _echo_json(report.to_dict())
@@ -79,9 +78,7 @@ def bench(
 
 
 def _print_bench(report: BenchReport) -> None:
-    from jfs.cli.main import _console
-
-    console = _console()
+    console = stdout_console()
     c = report.config
     console.print("Benchmark finished!")
     console.print(
@@ -152,15 +149,14 @@ def mdtest(
     Like [bold]juicefs mdtest[/bold]: a tree of --dirs subdirectories per level, --depth levels deep, with --files files in each directory, worked on by --threads concurrent workers (no FUSE, no data). It registers a session like any client, and removes everything it created (trash entries included) before leaving.
     """
     from jfs.app.mdtest import MdtestConfig, check_config, run_mdtest
-    from jfs.cli import main as cli
     from jfs.compose import open_volume
 
-    cli._remember_secrets(meta_url)
+    remember_secrets(meta_url)
     if path_arg and path_opt and path_arg != path_opt:
-        cli._usage_error("PATH and --path differ: give only one")
+        usage_error("PATH and --path differ: give only one")
     path = path_arg or path_opt or ""
     if path and not path.startswith("/"):
-        cli._usage_error("PATH must be absolute inside the volume (start with '/')")
+        usage_error("PATH must be absolute inside the volume (start with '/')")
     cfg = MdtestConfig(dirs=dirs, depth=depth, files=files, threads=threads, path=path, background=not no_bgjob)
 
     async def call(board: RichBoard) -> MdtestReport:
@@ -169,11 +165,11 @@ def mdtest(
             return await run_mdtest(vol.meta, cfg, board)
 
     with RichBoard() as board:
-        report = cli._run(lambda _v: call(board))
+        report = run(lambda _v: call(board))
     if as_json:
         _echo_json(report.to_dict())
         return
-    console = cli._console()
+    console = stdout_console()
     console.print(
         f"mdtest on volume {report.volume!r} ({report.engine}) in {report.path}, session {report.sid}: "
         f"{report.tree_dirs} dirs, {report.tree_files} files, {cfg.threads} workers"

@@ -17,6 +17,8 @@ from typing import IO, Annotated, Any
 import typer
 
 from jfs.cli import stops_cleanly
+from jfs.cli.app_calls import remember_secrets, run
+from jfs.cli.errors import print_error, report
 from jfs.cli.progress import RichBoard
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -79,10 +81,9 @@ def dump(
 ) -> None:
     """Write the volume's metadata as JSON, in the format of [bold]juicefs dump[/bold]."""
     from jfs.app.ops.dump import DumpResult, dump_meta
-    from jfs.cli import main as cli
     from jfs.compose import opened_engine
 
-    cli._remember_secrets(meta_url)
+    remember_secrets(meta_url)
     with stops_cleanly():  # Ctrl-C: the partial file is removed
         to_stdout = file == "-"
         raw: IO[bytes]
@@ -93,7 +94,7 @@ def dump(
             try:
                 raw = open(file, "wb")  # noqa: SIM115 - closed below, removed on failure
             except OSError as exc:
-                raise typer.Exit(cli._report(exc)) from None
+                raise typer.Exit(report(exc)) from None
             out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
         ok = False
         try:
@@ -103,7 +104,7 @@ def dump(
                                            keep_secret=keep_secret_key, threads=threads, progress=board)
 
             with RichBoard() as board:
-                result = cli._run(lambda _v: call(board))
+                result = run(lambda _v: call(board))
             ok = True
         finally:
             if not to_stdout:
@@ -135,14 +136,13 @@ def load(
 ) -> None:
     """Load a JSON dump (from [bold]jfs dump[/bold] or [bold]juicefs dump[/bold]) into an empty engine."""
     from jfs.app.ops.load import LoadResult, dump_events, load_meta
-    from jfs.cli import main as cli
     from jfs.compose import opened_engine
 
-    cli._remember_secrets(meta_url)
+    remember_secrets(meta_url)
     try:
         src: IO[bytes] = _Stdin(sys.stdin.fileno()) if file == "-" else open(file, "rb")  # type: ignore[assignment]  # noqa: SIM115
     except (OSError, AttributeError, ValueError) as exc:  # no stdin at all: sys.stdin is None or closed
-        cli._print_error(f"cannot read the dump from {'standard input' if file == '-' else file}: "
+        print_error(f"cannot read the dump from {'standard input' if file == '-' else file}: "
                          f"{getattr(exc, 'strerror', None) or exc}")
         raise typer.Exit(1) from None
     try:
@@ -150,10 +150,10 @@ def load(
         try:
             magic = reader.peek(2)[:2]
         except KeyboardInterrupt:
-            cli._print_error("interrupted")
+            print_error("interrupted")
             raise typer.Exit(130) from None
         except OSError as exc:
-            raise typer.Exit(cli._report(exc)) from None
+            raise typer.Exit(report(exc)) from None
         stream: Any = gzip.GzipFile(fileobj=reader, mode="rb") if magic == GZIP_MAGIC else reader
 
         async def call(board: RichBoard) -> LoadResult:
@@ -162,7 +162,7 @@ def load(
                 return await load_meta(kv, stream.read, progress=board, events=events)
 
         with RichBoard() as board:
-            result = cli._run(lambda _v: call(board))
+            result = run(lambda _v: call(board))
     finally:
         if file != "-":
             src.close()

@@ -204,10 +204,10 @@ def _listening(host: str, port: int) -> bool:
 
 
 def spawn_background(args: GatewayArgs, log_path: str | None) -> None:
-    """Run this gateway detached (`jfs.cli.mount.spawn_detached`, as `jfs mount -d`), logging to
+    """Run this gateway detached (`jfs.cli.background.spawn_detached`, as `jfs mount -d`), logging to
     `log_path`; returns once it listens. Credentials and the address are checked first, so a gateway that
     cannot start says why here rather than only in its log."""
-    from jfs.cli.mount import spawn_detached
+    from jfs.cli.background import spawn_detached
 
     credentials()
     host, port = parse_address(args.address)

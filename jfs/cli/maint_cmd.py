@@ -11,39 +11,29 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from jfs.cli.app_calls import remember_secrets, run, usage_error
+from jfs.cli.errors import print_error
 from jfs.cli.progress import RichBoard
+from jfs.cli.render import human_bytes, stdout_console
 
 if TYPE_CHECKING:
-    from jfs.app.meta.engine import Meta
     from jfs.app.objectview import PurgeReport
     from jfs.app.ops.destroy import DestroyReport
     from jfs.app.ops.fsck import FsckReport
     from jfs.app.ops.gc import GCReport
     from jfs.app.ops.restore import RestoreItem
-    from jfs.ports.objects import ObjectStore
 
 MetaURL = Annotated[str, typer.Argument(metavar="META-URL", help="Where the metadata lives.", show_default=False)]
 Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="Concurrent object-store requests.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
-
-
-@asynccontextmanager
-async def _opened_volume(meta_url: str) -> AsyncIterator[tuple[Meta, ObjectStore]]:
-    """The loaded engine (no session) and the object store of the volume at `meta_url`, closed on exit."""
-    from jfs.compose import open_volume
-
-    async with open_volume(meta_url) as vol:
-        yield vol.meta, await vol.store()
 
 
 def _echo_json(doc: Any) -> None:
@@ -71,9 +61,8 @@ def gc(
     [bold]--delete[/bold] nothing is changed.
     """
     from jfs.app.ops.gc import run_gc
-    from jfs.cli import main as cli
-
-    cli._remember_secrets(meta_url)
+    from jfs.compose import open_meta_and_store
+    remember_secrets(meta_url)
 
     async def collect(board: RichBoard) -> tuple[GCReport, PurgeReport]:
         from jfs.app.objectview import DEFAULT_AGE
@@ -82,16 +71,16 @@ def gc(
         # First: what an S3 gateway left unfinished (its files' blocks are then judged below).
         age = float(os.environ.get("JFS_GC_UPLOAD_AGE") or DEFAULT_AGE)
         uploads = await purge_volume_uploads(meta_url, age, dry_run=not delete)
-        async with _opened_volume(meta_url) as (meta, store):
+        async with open_meta_and_store(meta_url) as (meta, store):
             report = await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
         return report, uploads
 
     with RichBoard() as board:
-        report, uploads = cli._run(lambda _v: collect(board))
+        report, uploads = run(lambda _v: collect(board))
     if as_json:
         _echo_json({**report.to_dict(), "stale_gateway_uploads": dataclasses.asdict(uploads)})
         return
-    console = cli._console()
+    console = stdout_console()
     table = Table(title="Objects", title_justify="left")
     table.add_column("Class")
     table.add_column("Objects", justify="right")
@@ -105,12 +94,12 @@ def gc(
     }
     table.add_column("Meaning")
     for name, stat in report.objects.items():
-        table.add_row(name, str(stat.count), cli._human_bytes(stat.bytes), notes[name])
+        table.add_row(name, str(stat.count), human_bytes(stat.bytes), notes[name])
     console.print(table)
     if uploads:
         console.print(f"Stale S3 gateway uploads {'removed' if delete else 'found'}: {uploads.uploads} multipart "
                       f"({uploads.parts} parts), {uploads.tmp_files} temporary files, "
-                      f"{cli._human_bytes(uploads.bytes)}")
+                      f"{human_bytes(uploads.bytes)}")
     if report.leaked_examples and not delete:
         console.print("Leaked objects (first ones): " + ", ".join(report.leaked_examples[:5]))
     typer.echo(report.summary())
@@ -137,20 +126,19 @@ def fsck(
     Exit status: 0 when no problem remains, 1 otherwise.
     """
     from jfs.app.ops.fsck import run_fsck
-    from jfs.cli import main as cli
-
-    cli._remember_secrets(meta_url)
+    from jfs.compose import open_meta_and_store
+    remember_secrets(meta_url)
     if path is not None and not path.startswith("/"):
-        cli._usage_error("--path must be absolute inside the volume (start with '/')")
+        usage_error("--path must be absolute inside the volume (start with '/')")
 
     async def check(board: RichBoard) -> FsckReport:
-        async with _opened_volume(meta_url) as (meta, store):
+        async with open_meta_and_store(meta_url) as (meta, store):
             return await run_fsck(
                 meta, store, path=path, recursive=recursive, repair=repair, threads=threads, progress=board
             )
 
     with RichBoard() as board:
-        report: FsckReport = cli._run(lambda _v: check(board))
+        report: FsckReport = run(lambda _v: check(board))
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -160,9 +148,7 @@ def fsck(
 
 
 def _print_fsck(report: FsckReport) -> None:
-    from jfs.cli import main as cli
-
-    console = cli._console()
+    console = stdout_console()
     if report.issues:
         table = Table(title="Problems", title_justify="left")
         for column in ("Kind", "Path", "Problem", "Repaired" if report.repair else "--repair would"):
@@ -205,19 +191,18 @@ def restore(
     not be restored.
     """
     from jfs.app.ops.restore import restore_hours
-    from jfs.cli import main as cli
     from jfs.compose import open_volume
 
     async def call() -> dict[str, list[RestoreItem]]:
         async with open_volume(meta_url) as vol:
             return await restore_hours(vol.meta, hours, put_back=put_back)
 
-    cli._remember_secrets(meta_url)
-    result = cli._run(lambda _v: call())
+    remember_secrets(meta_url)
+    result = run(lambda _v: call())
     if as_json:
         _echo_json({hour: [i.to_dict() for i in items] for hour, items in result.items()})
     else:
-        console = cli._console()
+        console = stdout_console()
         for hour, items in result.items():
             table = Table(title=f"{hour} ({len(items)} entries)", title_justify="left")
             for column in ("Entry", "Original path", "Result"):
@@ -230,7 +215,7 @@ def restore(
     if not as_json:
         typer.echo(line)
     if failure:
-        cli._print_error(failure)
+        print_error(failure)
         raise typer.Exit(1)
 
 
@@ -270,7 +255,6 @@ def destroy(
 ) -> None:
     """Delete the volume: all its objects and all its metadata. Refused while it is mounted."""
     from jfs.app.ops.destroy import VolumeSummary, describe, destroy_volume
-    from jfs.cli import main as cli
     from jfs.compose import open_bucket, opened_engine
 
     async def summarize() -> VolumeSummary:
@@ -281,22 +265,22 @@ def destroy(
         async with opened_engine(meta_url) as kv:
             return await destroy_volume(kv, uuid, open_bucket, threads=threads, progress=board)
 
-    cli._remember_secrets(meta_url)
-    summary = cli._run(lambda _v: summarize())
+    remember_secrets(meta_url)
+    summary = run(lambda _v: summarize())
     s = summary.settings
     if summary.sessions:
         _print_sessions(summary.sessions)
     if uuid == s.uuid and not summary.sessions and not yes:
         typer.echo(f"Volume {s.name!r} (UUID {s.uuid}): {s.storage} {s.bucket}, "
-                   f"{cli._human_bytes(summary.used_space)} in {summary.used_inodes} inodes.")  # fmt: skip
+                   f"{human_bytes(summary.used_space)} in {summary.used_inodes} inodes.")  # fmt: skip
         if not sys.stdin.isatty():
-            cli._print_error("destroying a volume needs --yes (no terminal to confirm on)")
+            print_error("destroying a volume needs --yes (no terminal to confirm on)")
             raise typer.Exit(1)
         typer.confirm(f"Destroy volume {s.name!r} and ALL of its data? This cannot be undone", abort=True)
     with RichBoard() as board:
-        report = cli._run(lambda _v: call(board))
+        report = run(lambda _v: call(board))
     typer.echo(
-        f"Volume {s.name!r} destroyed: {report.objects} objects ({cli._human_bytes(report.bytes)}) and all "
+        f"Volume {s.name!r} destroyed: {report.objects} objects ({human_bytes(report.bytes)}) and all "
         "metadata deleted."
     )
 

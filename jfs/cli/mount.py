@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -17,7 +15,8 @@ from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_moun
 from jfs.adapters.fuse.server import FuseServer
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
-from jfs.cli.logs import LOG_FILE_ENV, reload_on_sighup
+from jfs.cli.background import spawn_detached
+from jfs.cli.logs import reload_on_sighup
 
 log = structlog.get_logger("jfs.mount")
 
@@ -202,54 +201,6 @@ def check_metrics(addr: str) -> None:
         prometheus.parse_address(addr)
     except prometheus.MetricsError as exc:
         raise VolumeError(str(exc)) from None
-
-
-CHILD_ERROR = "jfs: error: "
-"""How the foreground mount's error line starts (`jfs.cli.main._print_error`)."""
-
-
-def default_log_path() -> str:
-    """Where a background process logs without ``--log``: /var/log/jfs.log as root, else ~/.jfs/jfs.log."""
-    return "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
-
-
-def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_path: str | None = None,
-                   timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Start `argv` (a foreground command) in its own session, its output appended to `log_path`
-    (`default_log_path()` when None; the child learns it through ``$JFS_LOG_FILE`` to reopen it on SIGHUP),
-    and wait until `ready()` holds; returns the child.
-
-    Raises VolumeError with the child's last log line if it exits or is not ready within `timeout`
-    (`what` names it in the message, e.g. "mount of /mnt/jfs"), or when the log file cannot be opened.
-    """
-    log_path = os.path.abspath(os.path.expanduser(log_path)) if log_path else default_log_path()
-    try:
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        out = open(log_path, "ab")  # noqa: SIM115 (closed below, once the child holds it)
-    except OSError as exc:
-        raise VolumeError(f"cannot open log file {log_path}: {exc.strerror or exc}") from None
-    with out:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                 env={**os.environ, LOG_FILE_ENV: log_path})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return child
-        if child.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = ""
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            lines = [ln.strip() for ln in f if ln.strip()]
-            tail = lines[-1] if lines else ""
-    except OSError:
-        pass
-    if child.poll() is None:
-        child.terminate()
-    elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
-        raise VolumeError(tail[len(CHILD_ERROR):])
-    raise VolumeError(f"{what} did not come up: {tail or 'no output'} (log: {log_path})")
 
 
 def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:

@@ -25,6 +25,11 @@ import typer
 
 from jfs.app.errors import JfsError
 from jfs.app.metrics import parse_stats
+from jfs.cli import installed_version
+from jfs.cli.app_calls import usage_error
+from jfs.cli.control_client import mount_root
+from jfs.cli.errors import report
+from jfs.cli.render import mask, stdout_console
 
 # ---------------------------------------------------------------------------------------------------
 # stats
@@ -134,9 +139,7 @@ def _read_stats(root: str) -> dict[str, float]:
 
 
 def _root(path: str) -> str:
-    from jfs.cli import main as cli
-
-    root = cli._mount_root(path)
+    root = mount_root(path)
     if not os.path.exists(os.path.join(root, ".stats")):
         raise JfsError(f"{path} is not on a jfs mount")
     return root
@@ -153,11 +156,9 @@ def stats(
                                                 "cache bytes, object deletes and errors).")] = 0,
 ) -> None:
     """Show a mount's throughput, latency (ms), cache hits and object requests, one line per interval."""
-    from jfs.cli import main as cli
-
     letters = "".join(c for c in schema if c in SECTIONS)
     if not letters:
-        cli._usage_error(f"--schema {schema!r}: use letters of {''.join(SECTIONS)}")
+        usage_error(f"--schema {schema!r}: use letters of {''.join(SECTIONS)}")
     try:
         root = _root(mountpoint)
         headers = columns(letters, verbosity)
@@ -174,7 +175,7 @@ def stats(
     except KeyboardInterrupt:
         return
     except Exception as exc:
-        raise typer.Exit(cli._report(exc)) from None
+        raise typer.Exit(report(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -232,14 +233,12 @@ class GroupBy(StrEnum):
 def _render(agg: Aggregate, top: int, title: str) -> None:
     from rich.table import Table
 
-    from jfs.cli import main as cli
-
     table = Table(title=title, title_justify="left")
     for name in (agg.by.upper(), "COUNT", "TOTAL(s)", "AVG(ms)", "ERRORS"):
         table.add_column(name, justify="left" if name == agg.by.upper() else "right")
     for key, n, secs, avg, errs in agg.table(top):
         table.add_row(key, str(n), f"{secs:.3f}", f"{avg:.3f}", str(errs))
-    cli._console().print(table)
+    stdout_console().print(table)
 
 
 class _Tail:
@@ -282,8 +281,6 @@ def profile(
     top: Annotated[int, typer.Option(min=1, help="Rows per table.")] = 20,
 ) -> None:
     """Aggregate a mount's access log by operation (or uid, pid): count, total and average time."""
-    from jfs.cli import main as cli
-
     agg = Aggregate(by=group_by.value, uid=uid, gid=gid, pid=pid)
     try:
         if os.path.isfile(source):
@@ -302,7 +299,7 @@ def profile(
     except KeyboardInterrupt:
         return
     except Exception as exc:
-        raise typer.Exit(cli._report(exc)) from None
+        raise typer.Exit(report(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -326,13 +323,11 @@ def _log_tail(limit: int) -> tuple[str, bytes] | None:
 def _environment(root: str) -> dict[str, Any]:
     from importlib.metadata import distributions
 
-    from jfs.cli import main as cli
-
     mountinfo = ""
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         mountinfo = next((ln.strip() for ln in f if ln.split()[4] == root), "")
     return {
-        "jfs": cli._version(),
+        "jfs": installed_version(),
         "python": sys.version,
         "platform": platform.platform(),
         "uname": list(platform.uname()),
@@ -356,13 +351,11 @@ def debug(
     config.json (``.config``, secrets removed), two ``.stats`` samples, the tail of the background log and,
     with --profile-sec, that many seconds of ``.accesslog``.
     """
-    from jfs.cli import main as cli
-
     try:
         root = _root(mountpoint)
         tail = _Tail(os.path.join(root, ".accesslog")) if profile_sec else None
         with open(os.path.join(root, ".config"), encoding="utf-8") as f:
-            config = cli._mask(json.load(f))
+            config = mask(json.load(f))
         files: dict[str, bytes] = {
             "environment.json": json.dumps(_environment(root), indent=2).encode(),
             "config.json": json.dumps(config, indent=2).encode(),
@@ -389,7 +382,7 @@ def debug(
                 tar.addfile(info, io.BytesIO(data))
         typer.echo(archive)
     except Exception as exc:
-        raise typer.Exit(cli._report(exc)) from None
+        raise typer.Exit(report(exc)) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 from typing import Annotated
 
 import typer
 
+from jfs.cli.app_calls import remember_secrets
+from jfs.cli.background import last_log_line, start_detached, wait_for
 from jfs.cli.client_opts import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_CACHE_SIZE,
@@ -23,6 +23,7 @@ from jfs.cli.client_opts import (
     CacheSize,
     MaxUploads,
 )
+from jfs.cli.errors import report
 
 _EXAMPLES = (
     "[bold]Examples:[/bold]\n\n"
@@ -36,18 +37,14 @@ def _log_path() -> str:
     return "/var/log/jfs-webdav.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs-webdav.log")
 
 
-def _wait_listening(child: subprocess.Popen[bytes], host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+def _listening(host: str, port: int) -> bool:
+    """Whether a TCP connection to the server at `host`:`port` (a wildcard address: loopback) succeeds."""
     target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((target, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _spawn_background(host: str, port: int) -> None:
@@ -56,22 +53,13 @@ def _spawn_background(host: str, port: int) -> None:
 
     argv = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
     log_path = _log_path()
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, "ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "jfs.cli.main", *argv], stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=out, start_new_session=True)
-    if _wait_listening(child, host, port, 30.0):
+    child = start_detached([sys.executable, "-m", "jfs.cli.main", *argv], log_path)
+    if wait_for(child, lambda: _listening(host, port), 30.0):
         typer.echo(f"jfs: WebDAV server {child.pid} listening on {host}:{port} (log: {log_path})")
         return
     if child.poll() is None:
         child.terminate()
-    tail = ""
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            lines = [ln.strip() for ln in f if ln.strip()]
-            tail = lines[-1] if lines else ""
-    except OSError:
-        pass
+    tail = last_log_line(log_path)
     raise VolumeError(f"the WebDAV server did not come up: {tail or 'no output'} (log: {log_path})")
 
 
@@ -98,9 +86,7 @@ def webdav(
     metrics: Annotated[str, typer.Option(help="Serve Prometheus metrics at HOST:PORT (the next free port when taken; \"off\" for none).")] = "127.0.0.1:9567",
 ) -> None:
     """Serve a volume over WebDAV (class 1 and 2: properties, locks) at ADDRESS."""
-    from jfs.cli import main as cli
-
-    cli._remember_secrets(meta_url, os.environ.get("WEBDAV_PASSWORD"))
+    remember_secrets(meta_url, os.environ.get("WEBDAV_PASSWORD"))
     try:
         from jfs.adapters.webdav.server import DavOptions, parse_address
 
@@ -120,7 +106,7 @@ def webdav(
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     except Exception as exc:
-        raise typer.Exit(cli._report(exc)) from None
+        raise typer.Exit(report(exc)) from None
 
 
 def _check_options(opts: object) -> None:

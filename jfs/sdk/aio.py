@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jfs.app import tools
+from jfs.app import tree_jobs
 from jfs.app.meta import Ctx
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.bootstrap import Client, ClientOptions, open_client
@@ -289,7 +289,7 @@ class AsyncClient:
             if self.client.vfs.config.read_only:
                 raise FSError(errno.EROFS)
             try:
-                return await tools.remove_tree(self.client.meta, parent, name, threads=threads, ctx=self.ctx)
+                return await tree_jobs.remove_tree(self.client.meta, parent, name, threads=threads, ctx=self.ctx)
             finally:
                 if self.client.vfs.names is not None:
                     self.client.vfs.names.clear()
@@ -404,7 +404,7 @@ class AsyncClient:
         """Recursive totals (files, dirs, length, space) of a tree, like `jfs summary`."""
         async def run() -> dict[str, Any]:
             ino, _ = await self._resolve(path)
-            return await tools.summary_tree(self.client.meta, ino, fspath(path), depth=depth, entries=entries,
+            return await tree_jobs.summary_tree(self.client.meta, ino, fspath(path), depth=depth, entries=entries,
                                             ctx=self.ctx)
 
         return await self._call(path, run)
@@ -415,7 +415,7 @@ class AsyncClient:
         for p in paths:
             ino, _ = await self._call(p, lambda at=p: self._resolve(at))  # type: ignore[misc]
             inodes.append(ino)
-        return await tools.warmup(self.client.meta, self.client.data, inodes, threads=threads, ctx=self.ctx)
+        return await tree_jobs.warmup(self.client.meta, self.client.data, inodes, threads=threads, ctx=self.ctx)
 
     async def copy_file(self, src: PathLike, dst: PathLike) -> int:
         """Copy a file's content by slice reference (no data is read or written); returns the bytes copied.

@@ -1,4 +1,4 @@
-"""`os.stat_result` from jfs attributes."""
+"""`os.stat_result` from jfs attributes: what the SDK's `stat` returns, shaped as `os.stat` shapes it."""
 
 from __future__ import annotations
 

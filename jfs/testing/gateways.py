@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from jfs.testing.servers import free_port, stop_process
+
 ACCESS_KEY = "jfs-admin"
 SECRET_KEY = "jfs-secret-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -78,11 +73,5 @@ def gateway(meta_url: str, workdir: Path, *extra: str, timeout: float = 30.0,
             time.sleep(0.1)
         yield RunningGateway(endpoint, port, proc, log_path)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

@@ -10,7 +10,8 @@ pytest-asyncio installed, run::
 PYTHONPATH; with the package installed do NOT add it: the ``pytest11`` entry point already loads the
 plugin and pytest would refuse to register it twice). With ``--jfs-kv-url`` only the given URLs are
 tested (repeat the option for several), and each store is WIPED before every test. Tests of the built-in
-adapters themselves (bad addresses, SQLite files, Redis passwords) are skipped in that mode.
+adapters themselves (bad addresses, SQLite files, Redis passwords: `jfs.testing.kv_builtin_adapters`,
+imported here) are skipped in that mode.
 
 Capability flag: an engine whose read-write transactions never run concurrently (SQLite: one writer)
 sets ``serializes_writers = True`` on its KV object. Bodies may only await their `Tx`, so on such an
@@ -23,66 +24,25 @@ fails deterministically.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import sqlite3
-import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jfs.adapters.kv.registry import BadMetaURL, open_kv
 from jfs.domain.records import decode_i64, encode_i64
 from jfs.ports.kv import (
     KV,
-    EngineError,
-    EngineUnavailable,
     Pointer,
     ReadOnlyTransaction,
     TooManyConflicts,
     Tx,
 )
-from jfs.testing.servers import RedisServer, free_port, start_redis_server
+from jfs.testing.kv_builtin_adapters import *  # noqa: F403  (collected with this module)
+from jfs.testing.kv_contract_support import Boom, Connect, MiB, forced, put_all, read_get, read_scan, rmw_body
 
 pytestmark = pytest.mark.asyncio
-
-Connect = Callable[[], Awaitable[KV]]
-MiB = 1 << 20
-
-
-class Boom(Exception):
-    """Raised by test bodies."""
-
-
-def forced(kv: KV) -> bool:
-    """Whether the test may force interleavings by awaiting events inside bodies (see the module docstring)."""
-    return not getattr(kv, "serializes_writers", False)
-
-
-async def put_all(kv: KV, pairs: list[tuple[bytes, bytes]]) -> None:
-    async def body(tx: Tx) -> None:
-        for k, v in pairs:
-            tx.put(k, v)
-
-    await kv.txn(body)
-
-
-async def read_get(kv: KV, key: bytes) -> bytes | None:
-    async def body(tx: Tx) -> bytes | None:
-        return await tx.get(key)
-
-    return await kv.read(body)
-
-
-async def read_scan(kv: KV, begin: bytes, end: bytes, **kw: Any) -> list[tuple[bytes, bytes]]:
-    async def body(tx: Tx) -> list[tuple[bytes, bytes]]:
-        return await tx.scan(begin, end, **kw)
-
-    return await kv.read(body)
-
 
 # ---- basics -------------------------------------------------------------------------------------------------
 
@@ -596,7 +556,7 @@ async def test_too_many_conflicts_when_retries_run_out(kv: KV, kv_connect: Conne
     other = await kv_connect()
     if not forced(kv):
         await asyncio.gather(
-            *((kv if i % 2 else other).txn(_rmw_body(b"k"), max_retries=1) for i in range(20))
+            *((kv if i % 2 else other).txn(rmw_body(b"k"), max_retries=1) for i in range(20))
         )
         assert decode_i64(await read_get(kv, b"k")) == 20
         return
@@ -622,13 +582,6 @@ async def test_too_many_conflicts_when_retries_run_out(kv: KV, kv_connect: Conne
     )
     assert isinstance(results[0], TooManyConflicts), results
     assert await read_get(kv, b"k") == encode_i64(100)
-
-
-def _rmw_body(key: bytes) -> Callable[[Tx], Awaitable[None]]:
-    async def body(tx: Tx) -> None:
-        tx.put(key, encode_i64(decode_i64(await tx.get(key)) + 1))
-
-    return body
 
 
 # ---- streaming ----------------------------------------------------------------------------------------------
@@ -669,160 +622,3 @@ async def test_scan_iter_streams_100k_keys_in_flat_memory(kv: KV) -> None:
     assert (count, ordered) == (n, True)
     # materializing the range would take ~30 MiB of Python objects
     assert peak < 12 * MiB, f"scan_iter peak memory {peak / MiB:.1f} MiB"
-
-
-# ---- built-in adapters --------------------------------------------------------------------------------------
-
-
-async def _unavailable(url: str, within: float) -> str:
-    t0 = time.monotonic()
-    with pytest.raises(EngineUnavailable) as caught:
-        kv = await open_kv(url)
-        await kv.close()
-    assert time.monotonic() - t0 < within
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
-
-
-async def test_redis_unreachable(builtin_engines: None) -> None:
-    port = free_port()
-    message = await _unavailable(f"redis://127.0.0.1:{port}/0", 6)
-    assert message.startswith(f"cannot reach Redis at 127.0.0.1:{port}: ")
-
-
-async def test_redis_bad_password_and_bad_db(builtin_engines: None, redis_server: RedisServer) -> None:
-    server = start_redis_server(password="right-pw")
-    try:
-        message = await _unavailable(f"redis://:wrong-pw@127.0.0.1:{server.port}/0", 6)
-        assert "wrong-pw" not in message and "authentication" in message
-        kv = await open_kv(f"redis://:right-pw@127.0.0.1:{server.port}/0")
-        assert "right-pw" not in kv.url
-        await kv.close()
-    finally:
-        server.stop()
-    message = await _unavailable(f"{redis_server.url}/99", 6)
-    assert "out of range" in message
-
-
-async def test_redis_unix_socket_and_separate_db(builtin_engines: None, redis_server: RedisServer) -> None:
-    unix = await open_kv(f"{redis_server.unix_url}?db=3")
-    tcp = await open_kv(f"{redis_server.url}/4")
-    try:
-        await unix.reset()
-        await tcp.reset()
-        await put_all(unix, [(b"u", b"1")])
-        assert await read_get(unix, b"u") == b"1"
-        assert await read_get(tcp, b"u") is None
-    finally:
-        await unix.close()
-        await tcp.close()
-
-
-async def test_redis_reloads_flushed_scripts(builtin_engines: None, redis_server: RedisServer) -> None:
-    import redis.asyncio as aioredis
-
-    kv = await open_kv(f"{redis_server.url}/5")
-    raw = aioredis.Redis.from_url(f"{redis_server.url}/5")
-    try:
-        await kv.reset()
-        await raw.script_flush()
-        await put_all(kv, [(b"a", b"1")])
-        assert await read_scan(kv, b"a", b"b") == [(b"a", b"1")]
-    finally:
-        await raw.aclose()
-        await kv.close()
-
-
-async def test_redis_connection_lost_during_commit(
-    builtin_engines: None, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from jfs.adapters.kv.resp import ConnectionLost
-
-    kv = await open_kv(f"{redis_server.url}/6")
-    try:
-
-        async def lost(*args: Any, **kw: Any) -> Any:
-            raise ConnectionLost("Connection closed by server.")
-
-        monkeypatch.setattr(kv._client, "evalsha", lost)  # type: ignore[attr-defined]
-        with pytest.raises(EngineUnavailable, match="outcome of the transaction is unknown"):
-            await put_all(kv, [(b"a", b"1")])
-        with pytest.raises(EngineUnavailable, match="^cannot reach Redis"):
-            await read_scan(kv, b"a", b"b")
-    finally:
-        await kv.close()
-
-
-async def test_sqlite_missing_directory(builtin_engines: None) -> None:
-    message = await _unavailable("sqlite3:///nonexistent/dir/x.db", 5)
-    assert "/nonexistent/dir/x.db" in message and "does not exist" in message
-
-
-async def test_sqlite_not_a_database(builtin_engines: None, tmp_path: Path) -> None:
-    junk = tmp_path / "junk.db"
-    junk.write_bytes(os.urandom(8192))
-    message = await _unavailable(f"sqlite3://{junk}", 5)
-    assert str(junk) in message and "not a database" in message
-
-
-async def test_sqlite_foreign_database(builtin_engines: None, tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE jfs_node (inode INTEGER)")
-    conn.close()
-    assert "not a jfs metadata database" in await _unavailable(f"sqlite3://{path}", 5)
-
-
-async def test_sqlite_permission_denied(builtin_engines: None, tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("running as root, whom file permissions do not stop: run the suite as an ordinary user to test this")
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    assert "permission denied" in await _unavailable(f"sqlite3://{locked}/x.db", 5)
-
-
-async def test_sqlite_url_options(builtin_engines: None, tmp_path: Path) -> None:
-    kv = await open_kv(f"sqlite3://{tmp_path}/o.db?synchronous=full&busy_timeout=100")
-    await put_all(kv, [(b"a", b"1")])
-    await kv.close()
-    with pytest.raises(BadMetaURL):
-        await open_kv(f"sqlite3://{tmp_path}/o.db?synchronous=sometimes")
-
-
-async def test_sqlite_body_must_only_await_its_transaction(builtin_engines: None, tmp_path: Path) -> None:
-    kv = await open_kv(f"sqlite3://{tmp_path}/a.db")
-    try:
-
-        async def body(tx: Tx) -> None:
-            tx.put(b"a", b"1")
-            await asyncio.sleep(0)
-
-        with pytest.raises(EngineError, match="awaited something outside its transaction"):
-            await kv.txn(body)
-        assert await read_get(kv, b"a") is None
-    finally:
-        await kv.close()
-
-
-async def test_sqlite_lock_wait_timeout_is_a_conflict(builtin_engines: None, tmp_path: Path) -> None:
-    path = tmp_path / "busy.db"
-    kv = await open_kv(f"sqlite3://{path}?busy_timeout=50")
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
-        with pytest.raises(TooManyConflicts):
-            await kv.txn(_rmw_body(b"k"), max_retries=2)
-        holder.execute("ROLLBACK")
-        await kv.txn(_rmw_body(b"k"), max_retries=1)
-        assert decode_i64(await read_get(kv, b"k")) == 1
-    finally:
-        holder.close()
-        await kv.close()
-
-
-async def test_tikv_unreachable_pd(builtin_engines: None) -> None:
-    pytest.importorskip("tikv_client")
-    port = free_port()
-    message = await _unavailable(f"tikv://127.0.0.1:{port}/contract", 15)
-    assert message.startswith(f"cannot reach TiKV PD at 127.0.0.1:{port}")

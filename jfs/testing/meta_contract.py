@@ -4,7 +4,10 @@ KV adapter (memory, SQLite, Redis, TiKV, or yours).
 Collected by ``tests/contract/test_meta_contract.py``; an adapter author runs it against an engine with
 ``pytest --pyargs jfs.testing.meta_contract --jfs-kv-url 'myengine://…'``.
 Every test receives a `meta` fixture: a freshly formatted volume (trash off unless the test is about
-trash) with a registered session, on the engine given by the `kv` fixture of jfs.testing.plugin.
+trash) with a registered session, on the engine given by the `kv` fixture of jfs.testing.plugin
+(`jfs.testing.meta_contract_support`). This module holds the namespace and data-map operations; the trash,
+sessions, locks and concurrency are in `jfs.testing.meta_contract_lifecycle`, imported here so that one
+``--pyargs`` run collects the whole contract.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -21,57 +23,18 @@ from jfs.app.meta.chunks import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLO
 from jfs.app.meta.engine import VolumeExists, format_meta
 from jfs.app.meta.rename import RENAME_EXCHANGE, RENAME_NOREPLACE
 from jfs.app.meta.setattr import NOW, SetAttr
-from jfs.app.meta.trash import hour_name
 from jfs.app.meta.xattrs import XATTR_CREATE, XATTR_REPLACE
 from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
+from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import ENOATTR
-from jfs.domain.locks import F_RDLCK, F_UNLCK, F_WRLCK
 from jfs.domain.records import SliceRecord, decode_i64
 from jfs.domain.settings import Settings
 from jfs.domain.slices import read_pieces
 from jfs.ports.kv import KV, Tx
-
-ALICE = Ctx(uid=1000, gid=1000)
-BOB = Ctx(uid=1001, gid=1001)
-
-
-async def _meta(kv: KV, **settings: object) -> Meta:
-    await format_meta(kv, Settings(name="contract", **settings))  # type: ignore[arg-type]
-    m = await Meta.load(kv)
-    await m.start_session(background=False)
-    return m
-
-
-@pytest.fixture
-async def meta(kv: KV) -> AsyncIterator[Meta]:
-    m = await _meta(kv, trash_days=0)
-    yield m
-    await m.close()
-
-
-@pytest.fixture
-async def trash_meta(kv: KV) -> AsyncIterator[Meta]:
-    m = await _meta(kv, trash_days=1)
-    yield m
-    await m.close()
-
-
-def _errno(exc_info: pytest.ExceptionInfo[OSError]) -> int | None:
-    return exc_info.value.errno
-
-
-async def _names(m: Meta, ino: int) -> list[bytes]:
-    return [e.name async for e in m.readdir(ino)]
-
-
-async def _counter(m: Meta, name: bytes) -> int:
-    async def body(tx: Tx) -> int:
-        return decode_i64(await tx.get(keys.counter(name)))
-
-    return await m.kv.read(body)
-
+from jfs.testing.meta_contract_lifecycle import *  # noqa: F403  (collected with this module)
+from jfs.testing.meta_contract_support import *  # noqa: F403  (the fixtures, by name)
+from jfs.testing.meta_contract_support import ALICE, BOB, counter_value, errno_of, fresh_meta, names_in
 
 # ------------------------------------------------------------------------------------------- format
 
@@ -105,11 +68,11 @@ async def test_create_lookup_getattr(meta: Meta) -> None:
         await meta.lookup(ino, b"x")
     with pytest.raises(OSError) as e:
         await meta.create(ROOT_INODE, b"x" * 256, 0o644)
-    assert _errno(e) == errno.ENAMETOOLONG
+    assert errno_of(e) == errno.ENAMETOOLONG
     for bad in (b"", b"a/b", b"a\0b"):
         with pytest.raises(OSError) as e:
             await meta.create(ROOT_INODE, bad, 0o644)
-        assert _errno(e) == errno.EINVAL
+        assert errno_of(e) == errno.EINVAL
     ino255, _ = await meta.create(ROOT_INODE, b"y" * 255, 0o644)
     assert (await meta.lookup(ROOT_INODE, b"y" * 255))[0] == ino255
 
@@ -141,7 +104,7 @@ async def test_mknod_special_files(meta: Meta) -> None:
     assert attr.rdev == os.makedev(1, 3)
     ino, attr = await meta.mknod(ROOT_INODE, b"blk", FileType.BLOCKDEV, 0o600, rdev=os.makedev(8, 1))
     assert (await meta.getattr(ino)).rdev == os.makedev(8, 1)
-    assert sorted(await _names(meta, ROOT_INODE)) == [b"blk", b"chr", b"fifo", b"sock"]
+    assert sorted(await names_in(meta, ROOT_INODE)) == [b"blk", b"chr", b"fifo", b"sock"]
 
 
 async def test_reserved_root_names(meta: Meta) -> None:
@@ -173,10 +136,10 @@ async def test_symlink_and_readlink(meta: Meta) -> None:
     f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
     with pytest.raises(OSError) as e:
         await meta.readlink(f)
-    assert _errno(e) == errno.EINVAL
+    assert errno_of(e) == errno.EINVAL
     with pytest.raises(OSError) as e:
         await meta.symlink(ROOT_INODE, b"long", b"x" * 4097)
-    assert _errno(e) == errno.ENAMETOOLONG
+    assert errno_of(e) == errno.ENAMETOOLONG
     await meta.unlink(ROOT_INODE, b"ln")
     with pytest.raises(FileNotFoundError):
         await meta.readlink(ino)
@@ -212,7 +175,7 @@ async def test_unlink_and_rmdir_errors(meta: Meta) -> None:
     await meta.create(d, b"f", 0o644)
     with pytest.raises(OSError) as e:
         await meta.rmdir(ROOT_INODE, b"d")
-    assert _errno(e) == errno.ENOTEMPTY
+    assert errno_of(e) == errno.ENOTEMPTY
     with pytest.raises(IsADirectoryError):
         await meta.unlink(ROOT_INODE, b"d")
     with pytest.raises(NotADirectoryError):
@@ -221,10 +184,10 @@ async def test_unlink_and_rmdir_errors(meta: Meta) -> None:
         await meta.unlink(d, b"nope")
     with pytest.raises(OSError) as e:
         await meta.rmdir(d, b".")
-    assert _errno(e) == errno.EINVAL
+    assert errno_of(e) == errno.EINVAL
     await meta.unlink(d, b"f")
     await meta.rmdir(ROOT_INODE, b"d")
-    assert await _names(meta, ROOT_INODE) == []
+    assert await names_in(meta, ROOT_INODE) == []
     with pytest.raises(FileNotFoundError):
         await meta.getattr(d)
 
@@ -285,10 +248,10 @@ async def test_rename_within_and_across_dirs(meta: Meta) -> None:
     b, _ = await meta.mkdir(ROOT_INODE, b"b", 0o755)
     f, _ = await meta.create(a, b"f", 0o644)
     await meta.rename(a, b"f", a, b"g")
-    assert await _names(meta, a) == [b"g"]
+    assert await names_in(meta, a) == [b"g"]
     ino, attr = await meta.rename(a, b"g", b, b"h")
     assert ino == f and attr.parent == b
-    assert await _names(meta, a) == [] and await _names(meta, b) == [b"h"]
+    assert await names_in(meta, a) == [] and await names_in(meta, b) == [b"h"]
     sub, _ = await meta.mkdir(a, b"sub", 0o755)
     na, nb = (await meta.getattr(a)).nlink, (await meta.getattr(b)).nlink
     await meta.rename(a, b"sub", b, b"sub2")
@@ -311,7 +274,7 @@ async def test_rename_replace_rules(meta: Meta) -> None:
         await meta.rename(ROOT_INODE, b"d1", ROOT_INODE, b"f1")
     with pytest.raises(OSError) as e:
         await meta.rename(ROOT_INODE, b"d1", ROOT_INODE, b"d2")
-    assert _errno(e) == errno.ENOTEMPTY
+    assert errno_of(e) == errno.ENOTEMPTY
     with pytest.raises(FileExistsError):
         await meta.rename(ROOT_INODE, b"f1", ROOT_INODE, b"f2", RENAME_NOREPLACE)
     await meta.rename(ROOT_INODE, b"f1", ROOT_INODE, b"f2")
@@ -335,7 +298,7 @@ async def test_rename_into_own_subtree_is_einval(meta: Meta) -> None:
     for target in (a, b, c):
         with pytest.raises(OSError) as e:
             await meta.rename(ROOT_INODE, b"a", target, b"x")
-        assert _errno(e) == errno.EINVAL
+        assert errno_of(e) == errno.EINVAL
 
 
 async def test_rename_exchange(meta: Meta) -> None:
@@ -356,7 +319,7 @@ async def test_rename_hard_link_onto_itself_is_noop(meta: Meta) -> None:
     f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
     await meta.link(f, ROOT_INODE, b"g")
     await meta.rename(ROOT_INODE, b"f", ROOT_INODE, b"g")
-    assert sorted(await _names(meta, ROOT_INODE)) == [b"f", b"g"]
+    assert sorted(await names_in(meta, ROOT_INODE)) == [b"f", b"g"]
     assert (await meta.getattr(f)).nlink == 2
 
 
@@ -441,8 +404,8 @@ async def test_write_slice_appends_and_grows(meta: Meta) -> None:
     d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
     with pytest.raises(OSError) as e:
         await meta.write_slice(d, 0, 0, s1, 1, 0, 1)
-    assert _errno(e) in (errno.EPERM, errno.EISDIR)
-    assert await _counter(meta, keys.USED_SPACE) == (CHUNK_SIZE + 4096) + 4096  # the file and d
+    assert errno_of(e) in (errno.EPERM, errno.EISDIR)
+    assert await counter_value(meta, keys.USED_SPACE) == (CHUNK_SIZE + 4096) + 4096  # the file and d
 
 
 async def test_fallocate_modes(meta: Meta) -> None:
@@ -461,13 +424,13 @@ async def test_fallocate_modes(meta: Meta) -> None:
     assert attr.length == 11_000
     with pytest.raises(OSError) as e:
         await meta.fallocate(f, FALLOC_FL_PUNCH_HOLE, 0, 1)
-    assert _errno(e) == errno.EINVAL
+    assert errno_of(e) == errno.EINVAL
     with pytest.raises(OSError) as e:
         await meta.fallocate(f, 0x08, 0, 4096)
-    assert _errno(e) == errno.EOPNOTSUPP
+    assert errno_of(e) == errno.EOPNOTSUPP
     with pytest.raises(OSError) as e:
         await meta.fallocate(f, 0, 0, 0)
-    assert _errno(e) == errno.EINVAL
+    assert errno_of(e) == errno.EINVAL
 
 
 async def test_copy_file_range_shares_slices(meta: Meta) -> None:
@@ -492,7 +455,7 @@ async def test_copy_file_range_shares_slices(meta: Meta) -> None:
     assert await meta.kv.read(refs) == 1
     with pytest.raises(OSError) as e:
         await meta.copy_file_range(dst, 0, dst, 10, 100)
-    assert _errno(e) == errno.EINVAL
+    assert errno_of(e) == errno.EINVAL
 
 
 async def test_deleting_a_file_releases_its_slices(meta: Meta) -> None:
@@ -550,22 +513,22 @@ async def test_xattrs(meta: Meta) -> None:
         await meta.setxattr(f, b"user.a", b"2", XATTR_CREATE)
     with pytest.raises(OSError) as e:
         await meta.setxattr(f, b"user.c", b"2", XATTR_REPLACE)
-    assert _errno(e) == ENOATTR
+    assert errno_of(e) == ENOATTR
     await meta.setxattr(f, b"user.a", b"2", XATTR_REPLACE)
     assert await meta.getxattr(f, b"user.a") == b"2"
     await meta.removexattr(f, b"user.a")
     with pytest.raises(OSError) as e:
         await meta.getxattr(f, b"user.a")
-    assert _errno(e) == ENOATTR
+    assert errno_of(e) == ENOATTR
     with pytest.raises(OSError) as e:
         await meta.removexattr(f, b"user.a")
-    assert _errno(e) == ENOATTR
+    assert errno_of(e) == ENOATTR
     with pytest.raises(OSError) as e:
         await meta.setxattr(f, b"user.big", b"x" * 65537)
-    assert _errno(e) == errno.E2BIG
+    assert errno_of(e) == errno.E2BIG
     with pytest.raises(OSError) as e:
         await meta.setxattr(f, b"user." + b"n" * 300, b"x")
-    assert _errno(e) == errno.ERANGE
+    assert errno_of(e) == errno.ERANGE
     with pytest.raises(PermissionError):
         await meta.setxattr(f, b"user.x", b"1", ctx=BOB)
 
@@ -584,252 +547,21 @@ async def test_statfs_counts_space_and_inodes(meta: Meta) -> None:
 
 
 async def test_capacity_and_inode_limits(kv: KV) -> None:
-    m = await _meta(kv, trash_days=0, capacity=1 << 20, inodes=3)
+    m = await fresh_meta(kv, trash_days=0, capacity=1 << 20, inodes=3)
     try:
         f, _ = await m.create(ROOT_INODE, b"f", 0o644)
         await m.write_slice(f, 0, 0, await m.next_slice_id(), 1 << 20, 0, 1 << 20)
         with pytest.raises(OSError) as e:
             await m.write_slice(f, 0, 1 << 20, await m.next_slice_id(), 10, 0, 10)
-        assert _errno(e) == errno.ENOSPC
+        assert errno_of(e) == errno.ENOSPC
         await m.mkdir(ROOT_INODE, b"a", 0o755)
         await m.mkdir(ROOT_INODE, b"b", 0o755)
         with pytest.raises(OSError) as e:
             await m.mkdir(ROOT_INODE, b"c", 0o755)
-        assert _errno(e) == errno.ENOSPC
+        assert errno_of(e) == errno.ENOSPC
         st = await m.statfs()
         assert st.total_space == 1 << 20 and st.avail_inodes == 0
     finally:
         await m.close()
 
 
-# ------------------------------------------------------------------------------------------- trash
-
-
-async def test_trash_keeps_deleted_files_and_posix_nlink(trash_meta: Meta) -> None:
-    m = trash_meta
-    f, _ = await m.create(ROOT_INODE, b"victim", 0o644)
-    await m.close_file(f)
-    g, _ = await m.create(ROOT_INODE, b"linked", 0o644)
-    await m.close_file(g)
-    await m.link(g, ROOT_INODE, b"other")
-    await m.unlink(ROOT_INODE, b"linked")
-    assert (await m.getattr(g)).nlink == 1  # as on a local file system
-    await m.unlink(ROOT_INODE, b"victim")
-    hour_ino, hour_attr = await m.lookup(TRASH_INODE, hour_name(__import__("time").time_ns()))
-    assert hour_attr.typ is FileType.DIRECTORY
-    assert [e.name async for e in m.readdir(hour_ino)] == [b"1-%d-victim" % f]
-    attr = await m.getattr(f)
-    assert attr.parent == hour_ino and attr.nlink == 1
-    with pytest.raises(PermissionError):
-        await m.truncate(f, 0)
-    t, _ = await m.create(ROOT_INODE, b"target", 0o644)
-    await m.close_file(t)
-    await m.rename(ROOT_INODE, b"other", ROOT_INODE, b"target")
-    assert (await m.getattr(t)).parent == hour_ino
-    assert sorted(await _names(m, ROOT_INODE)) == [b"target"]
-
-
-async def test_file_deleted_into_the_trash_stays_writable_through_handles_opened_before(trash_meta: Meta) -> None:
-    m = trash_meta
-    f, _ = await m.create(ROOT_INODE, b"tmp", 0o644)  # open (create) before the unlink
-    g, _ = await m.create(ROOT_INODE, b"other", 0o644)
-    await m.close_file(g)
-    await m.unlink(ROOT_INODE, b"tmp")
-    assert keys_in_trash(await m.getattr(f))
-    sid = await m.next_slice_id()
-    attr, _ = await m.write_slice(f, 0, 0, sid, 10, 0, 10)  # slice commit after the unlink
-    assert attr.length == 10
-    assert await m.read_chunk(f, 0)
-    assert (await m.truncate(f, 4)).length == 4  # ftruncate
-    assert (await m.setattr(f, SetAttr(mode=0o600))).mode == 0o600  # fchmod
-    await m.fallocate(f, 0, 0, 8192)
-    await m.copy_file_range(g, 0, f, 0, 0)
-    await m.close_file(f)
-    # After the last close the trash is read-only again, and opening a trash file to write is refused.
-    with pytest.raises(PermissionError):
-        await m.truncate(f, 0)
-    with pytest.raises(PermissionError):
-        await m.write_slice(f, 0, 0, await m.next_slice_id(), 1, 0, 1)
-    with pytest.raises(PermissionError):
-        await m.open(f, os.O_WRONLY)
-    # A handle opened inside the trash (read-only) does not make the file writable.
-    await m.open(f, os.O_RDONLY)
-    with pytest.raises(PermissionError):
-        await m.setattr(f, SetAttr(mode=0o644))
-    await m.close_file(f, held=False)
-    assert (await m.getattr(f)).length == 8192
-
-
-def keys_in_trash(attr: object) -> bool:
-    return getattr(attr, "parent", 0) >= TRASH_INODE
-
-async def test_trash_keeps_removed_directories(trash_meta: Meta) -> None:
-    m = trash_meta
-    d, _ = await m.mkdir(ROOT_INODE, b"d", 0o750)
-    sub, _ = await m.mkdir(d, b"sub", 0o700)
-    f, _ = await m.create(sub, b"f", 0o644)
-    await m.close_file(f)
-    used = (await _counter(m, keys.USED_SPACE), await _counter(m, keys.TOTAL_INODES))
-    with pytest.raises(OSError) as e:
-        await m.rmdir(d, b"sub")
-    assert _errno(e) == errno.ENOTEMPTY
-    await m.unlink(sub, b"f")  # what rm -rf does: the files, then the emptied directories
-    await m.rmdir(d, b"sub")
-    await m.rmdir(ROOT_INODE, b"d")
-    hour_ino, hour_attr = await m.lookup(TRASH_INODE, hour_name(__import__("time").time_ns()))
-    assert sorted(await _names(m, hour_ino)) == sorted([b"1-%d-d" % d, b"%d-%d-sub" % (d, sub), b"%d-%d-f" % (sub, f)])
-    assert hour_attr.nlink == 4 and (await m.getattr(ROOT_INODE)).nlink == 2
-    for ino, mode in ((d, 0o750), (sub, 0o700)):
-        attr = await m.getattr(ino)
-        assert (attr.typ, attr.parent, attr.nlink, attr.mode & 0o7777) == (FileType.DIRECTORY, hour_ino, 2, mode)
-    # charged until purged; the new hour directory is charged too (4 KiB, one inode), as JuiceFS charges it,
-    # and the trash root's nlink stays 2 (JuiceFS never counts hour directories there)
-    assert (await _counter(m, keys.USED_SPACE), await _counter(m, keys.TOTAL_INODES)) == (used[0] + 4096, used[1] + 1)
-    assert (await m.getattr(TRASH_INODE)).nlink == 2
-    with pytest.raises(PermissionError):
-        await m.mkdir(hour_ino, b"x", 0o755)
-    await m.rmdir(hour_ino, b"1-%d-d" % d)  # removed from the trash: deleted
-    with pytest.raises(FileNotFoundError):
-        await m.getattr(d)
-    assert (await m.getattr(hour_ino)).nlink == 3
-    assert await _counter(m, keys.TOTAL_INODES) == used[1] - 1 + 1
-
-
-async def test_trash_root_exists_before_anything_is_trashed(kv: KV) -> None:
-    """A volume formatted by JuiceFS has no record of the trash root until something is trashed; `.trash`
-    is listed in the root anyway, so it must look up, stat and list as an empty directory."""
-    m = await _meta(kv, trash_days=1)
-    try:
-        async def drop(tx: Tx) -> None:
-            tx.delete(keys.attr(TRASH_INODE))
-
-        await kv.txn(drop)
-        ino, attr = await m.lookup(ROOT_INODE, b".trash")
-        assert ino == TRASH_INODE and attr.typ is FileType.DIRECTORY
-        assert (await m.getattr(TRASH_INODE)).typ is FileType.DIRECTORY
-        assert [e.name async for e in m.readdir(TRASH_INODE)] == []
-    finally:
-        await m.close()
-
-
-# ------------------------------------------------------------------------------------------- sessions, locks
-
-
-async def test_sessions_register_and_clean_stale(kv: KV) -> None:
-    a = await _meta(kv, trash_days=0)
-    b = await Meta.load(kv)
-    await b.start_session(background=False)
-    try:
-        f, _ = await b.create(ROOT_INODE, b"f", 0o644)
-        await b.flock(f, owner=7, ltype="W")
-        await b.setlk(f, owner=7, ltype=F_WRLCK, start=0, end=99, pid=42)
-        await b.unlink(ROOT_INODE, b"f")  # open in b: sustained
-        sids = {s["Sid"] for s in await a.list_sessions()}
-        assert sids == {a.sid, b.sid}
-        with pytest.raises(BlockingIOError):
-            await a.flock(f, owner=1, ltype="R")
-        info = await a.getlk(f, owner=1, ltype=F_RDLCK, start=50, end=60)
-        assert (info.type, info.pid) == (F_WRLCK, 42)
-        stale = await a.clean_stale_sessions(now=2**40)  # everyone else looks expired
-        assert stale == [b.sid]
-        assert {s["Sid"] for s in await a.list_sessions()} == {a.sid}
-        await a.drain()
-        with pytest.raises(FileNotFoundError):
-            await a.getattr(f)
-    finally:
-        b.sid = 0
-        await b.close()
-        await a.close()
-
-
-async def test_flock_rules(kv: KV) -> None:
-    a = await _meta(kv, trash_days=0)
-    b = await Meta.load(kv)
-    await b.start_session(background=False)
-    try:
-        f, _ = await a.create(ROOT_INODE, b"f", 0o644)
-        await a.flock(f, 1, "R")
-        await b.flock(f, 1, "R")
-        with pytest.raises(BlockingIOError):
-            await b.flock(f, 2, "W")
-        waiter = asyncio.create_task(b.flock(f, 2, "W", block=True))
-        await asyncio.sleep(0.05)
-        assert not waiter.done()
-        await b.flock(f, 1, "U")
-        await a.flock(f, 1, "U")
-        await asyncio.wait_for(waiter, 5)
-        with pytest.raises(BlockingIOError):
-            await a.flock(f, 1, "R")
-        blocked = asyncio.create_task(a.flock(f, 1, "W", block=True))
-        await asyncio.sleep(0.05)
-        blocked.cancel()  # an interrupted wait gives up cleanly
-        with pytest.raises(asyncio.CancelledError):
-            await blocked
-    finally:
-        await b.close()
-        await a.close()
-
-
-async def test_posix_locks_split_and_conflict(kv: KV) -> None:
-    a = await _meta(kv, trash_days=0)
-    b = await Meta.load(kv)
-    await b.start_session(background=False)
-    try:
-        f, _ = await a.create(ROOT_INODE, b"f", 0o644)
-        await a.setlk(f, 1, F_WRLCK, 0, 99, pid=10)
-        await a.setlk(f, 1, F_UNLCK, 40, 59, pid=10)
-        await b.setlk(f, 1, F_WRLCK, 40, 59, pid=20)
-        with pytest.raises(BlockingIOError):
-            await b.setlk(f, 1, F_RDLCK, 30, 45, pid=20)
-        info = await b.getlk(f, 1, F_RDLCK, 60, 200)
-        assert (info.type, info.start, info.end, info.pid) == (F_WRLCK, 60, 99, 10)
-        waiter = asyncio.create_task(b.setlk(f, 1, F_WRLCK, 0, 10, pid=20, block=True))
-        await asyncio.sleep(0.05)
-        assert not waiter.done()
-        await a.setlk(f, 1, F_UNLCK, 0, 2**64 - 1, pid=10)
-        await asyncio.wait_for(waiter, 5)
-        assert (await a.getlk(f, 1, F_WRLCK, 0, 100)).pid == 20
-    finally:
-        await b.close()
-        await a.close()
-
-
-# ------------------------------------------------------------------------------------------- concurrency
-
-
-async def test_concurrent_creates_in_one_directory(kv: KV) -> None:
-    a = await _meta(kv, trash_days=0)
-    b = await Meta.load(kv)
-    await b.start_session(background=False)
-    try:
-        d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
-
-        async def make(m: Meta, prefix: bytes) -> None:
-            for i in range(25):
-                ino, _ = await m.create(d, prefix + b"%d" % i, 0o644)
-                await m.close_file(ino)
-
-        await asyncio.gather(*(make(m, p) for m, p in ((a, b"a"), (b, b"b"), (a, b"c"), (b, b"e"))))
-        names = await _names(a, d)
-        assert len(names) == 100 and len(set(names)) == 100
-        inos = {(await a.lookup(d, n))[0] for n in names}
-        assert len(inos) == 100
-        assert (await a.statfs()).used_inodes == 101
-    finally:
-        await b.close()
-        await a.close()
-
-
-async def test_concurrent_renames_of_one_file_leave_exactly_one_name(kv: KV) -> None:
-    a = await _meta(kv, trash_days=0)
-    try:
-        f, _ = await a.create(ROOT_INODE, b"f", 0o644)
-        results = await asyncio.gather(
-            *(a.rename(ROOT_INODE, b"f", ROOT_INODE, b"g%d" % i) for i in range(10)), return_exceptions=True
-        )
-        assert sum(1 for r in results if not isinstance(r, BaseException)) == 1
-        assert all(isinstance(r, FileNotFoundError) for r in results if isinstance(r, BaseException))
-        assert len(await _names(a, ROOT_INODE)) == 1
-        assert (await a.getattr(f)).nlink == 1
-    finally:
-        await a.close()

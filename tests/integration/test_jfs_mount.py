@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import hashlib
 import json
 import mmap
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_test_volume, jfs, mounted, reachable_dir
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
 
@@ -30,28 +25,13 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A formatted volume mounted at a temp dir: SQLite + local directory (trash off, and on as `jfs format`
     makes it by default), or Redis + SeaweedFS S3."""
     base = tmp_path_factory.mktemp(request.param)
-    if request.param.startswith("sqlite-file"):
-        url = f"sqlite3://{base}/meta.db"
-        format_volume(url, str(base / "bucket"), "test-vol",
-                      *(["--trash-days", "1"] if request.param.endswith("-trash") else []))
-    else:
-        redis_url = request.getfixturevalue("redis_server_url")
-        s3 = request.getfixturevalue("seaweed_s3")
-        url = f"{redis_url}/9"
-        asyncio.run(wipe_engine(url))
-        bucket = f"mount-{uuid.uuid4().hex[:12]}"
-        s3.client().create_bucket(Bucket=bucket)
-        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
-                      "--secret-key", s3.secret_key)
+    trash = ["--trash-days", "1"] if request.param.endswith("-trash") else []
+    url = format_test_volume(request, base, *trash, redis_db=9, bucket_prefix="mount")
     # The mount point lives outside pytest's private (0700) temp tree so other users can reach it.
-    outside = Path(tempfile.mkdtemp(prefix="jfs-mount-"))
-    outside.chmod(0o755)
-    try:
+    with reachable_dir("jfs-mount-") as outside:
         with mounted(url, outside / "mnt") as mnt:
             mnt.chmod(0o755)
             yield url, mnt
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,199 +4,46 @@ distributed locks (flock and fcntl) between mounts, including blocked waiters.""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_test_volume, format_volume, jfs, mounted, reachable_dir
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
-
-INTERNAL_NAMES = {".stats", ".config", ".accesslog", ".trash", ".control"}
+from jfs.testing.workloads import parse_log, snapshot
 
 
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
 def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     """One volume mounted twice: (META-URL, mount A, mount B)."""
-    base = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite-file":
-        url = f"sqlite3://{base}/meta.db"
-        format_volume(url, str(base / "bucket"))
-    else:
-        url = f"{request.getfixturevalue('redis_server_url')}/11"
-        asyncio.run(wipe_engine(url))
-        s3 = request.getfixturevalue("seaweed_s3")
-        bucket = f"many-{uuid.uuid4().hex[:12]}"
-        s3.client().create_bucket(Bucket=bucket)
-        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
-                      "--secret-key", s3.secret_key)
-    outside = Path(tempfile.mkdtemp(prefix="jfs-many-"))
-    try:
+    url = format_test_volume(request, tmp_path_factory.mktemp(request.param), redis_db=11, bucket_prefix="many")
+    with reachable_dir("jfs-many-") as outside:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
             yield url, a, b
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- workers
 
-CHURN = r"""
-import errno, hashlib, json, os, random, sys, time
-root, seed, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-rnd = random.Random(seed)
-# Races between clients make these legitimate answers; anything else is a failure. (ESTALE: the kernel
-# gives up splicing a directory that another client moved while a local rename holds the rename lock.)
-EXPECTED = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.ENODATA, errno.ESTALE,
-            errno.ELOOP}  # ELOOP: a symlink created as its own target
-# hard link to a directory, user.* xattr of a symlink, a directory renamed into itself
-ALSO = {("link", errno.EPERM), ("xattr", errno.EPERM), ("rename", errno.EINVAL)}
-NAMES = [f"n{i}" for i in range(16)]
-DIRS = ["", "d0", "d1", "d2"]
-SIZES = [0, 1, 100, 4096, 5000, 70000, 300000]
-counts, unexpected, bad_reads = {}, [], []
-tmp = 0
-
-def pick():
-    return os.path.join(root, rnd.choice(DIRS), rnd.choice(NAMES))
-
-def content():
-    body = rnd.randbytes(rnd.choice(SIZES))
-    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
-
-def verify(path, data):
-    head, _, body = data.partition(b"\n")
-    if hashlib.sha256(body).hexdigest().encode() != head:
-        bad_reads.append(f"{path}: {len(data)} bytes ({data.count(0)} zeros) do not match their checksum")
-
-end = time.monotonic() + duration
-while time.monotonic() < end:
-    op = rnd.choice(["create", "create", "rename", "unlink", "mkdir", "rmdir", "link", "symlink", "read",
-                     "read", "xattr", "readdir", "stat"])
-    counts[op] = counts.get(op, 0) + 1
-    try:
-        if op == "create":  # atomic replace: write a private temp name, then rename it over the target
-            tmp += 1
-            t = os.path.join(root, f".tmp-{seed}-{tmp}")
-            fd = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, content())
-                if rnd.random() < 0.3:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.rename(t, pick())
-            except OSError:
-                os.unlink(t)
-                raise
-        elif op == "rename":
-            os.rename(pick(), pick())
-        elif op == "unlink":
-            os.unlink(pick())
-        elif op == "mkdir":
-            os.mkdir(pick())
-        elif op == "rmdir":
-            os.rmdir(pick())
-        elif op == "link":
-            os.link(pick(), pick())
-        elif op == "symlink":
-            os.symlink(rnd.choice(NAMES), pick())
-        elif op == "read":
-            p = pick()
-            if not os.path.islink(p):
-                with open(p, "rb") as f:
-                    verify(p, f.read())
-        elif op == "xattr":
-            p = pick()
-            if rnd.random() < 0.5:
-                os.setxattr(p, "user.k", rnd.randbytes(rnd.randint(0, 300)), follow_symlinks=False)
-            else:
-                os.getxattr(p, "user.k", follow_symlinks=False)
-        elif op == "readdir":
-            os.listdir(os.path.join(root, rnd.choice(DIRS)))
-        else:
-            os.lstat(pick())
-    except OSError as e:
-        if e.errno not in EXPECTED and (op, e.errno) not in ALSO:
-            unexpected.append(f"{op}: {e}")
-print(json.dumps({"ops": sum(counts.values()), "counts": counts, "unexpected": unexpected, "bad_reads": bad_reads}))
-"""
-
-APPENDER = r"""
-import fcntl, json, os, sys, zlib
-path, tag, n, kind, style = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-
-def lock(fd, how):
-    if kind == "flock":
-        fcntl.flock(fd, how)
-    else:
-        fcntl.lockf(fd, how)
-
-fd = os.open(path, os.O_WRONLY | os.O_APPEND) if style == "keep" else -1
-for i in range(n):
-    payload = (f"{tag}-{i}-" * (1 + (i * 7919) % 60)).encode()
-    rec = b"<%s:%d:%d:%s:%08x>\n" % (tag.encode(), i, len(payload), payload, zlib.crc32(payload))
-    if style == "keep":  # one descriptor, lock / write / unlock, never fsync: the unlock must publish
-        lock(fd, fcntl.LOCK_EX)
-        assert os.write(fd, rec) == len(rec)
-        lock(fd, fcntl.LOCK_UN)
-    else:  # open, lock, append, fsync now and then, close (which releases the lock)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        lock(fd, fcntl.LOCK_EX)
-        assert os.write(fd, rec) == len(rec)
-        if i % 5 == 0:
-            os.fsync(fd)
-        os.close(fd)
-if style == "keep":
-    os.close(fd)
-print(json.dumps({"tag": tag, "n": n}))
-"""
-
-LOCKED_READER = r"""
-import fcntl, json, os, sys, time
-path, kind, duration = sys.argv[1], sys.argv[2], float(sys.argv[3])
-end = time.monotonic() + duration
-reads, last, problems = 0, 0, []
-while time.monotonic() < end:
-    with open(path, "rb") as f:
-        if kind == "flock":
-            fcntl.flock(f, fcntl.LOCK_SH)
-        else:
-            fcntl.lockf(f, fcntl.LOCK_SH)
-        data = f.read()
-        # released by close
-    reads += 1
-    if data and not data.endswith(b"\n"):
-        problems.append(f"read {reads}: a torn record at the end ({data[-40:]!r}) under a shared lock")
-    count = data.count(b"\n")
-    if count < last:
-        problems.append(f"read {reads}: {count} records after {last} were seen")
-    last = max(last, count)
-    bad = [ln for ln in data.split(b"\n") if ln and not (ln.startswith(b"<") and ln.endswith(b">"))]
-    if bad:
-        problems.append(f"read {reads}: malformed {bad[0][:60]!r}")
-    time.sleep(0.02)
-print(json.dumps({"reads": reads, "records": last, "problems": problems[:5]}))
-"""
-
-
 def _spawn(code: str, *args: object) -> subprocess.Popen[str]:
+    """A child running the Python `code` with `args` (its report is its last line of stdout)."""
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _spawn_workload(workload: str, *args: object) -> subprocess.Popen[str]:
+    """A child running one worker of `jfs.testing.workloads` (its report is its last line of stdout)."""
+    return subprocess.Popen([sys.executable, "-m", "jfs.testing.workloads", workload, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _result(proc: subprocess.Popen[str], timeout: float = 120) -> dict:
@@ -211,45 +58,6 @@ def _result(proc: subprocess.Popen[str], timeout: float = 120) -> dict:
 
 
 # ------------------------------------------------------------------------------------- verification
-
-def _parse_log(data: bytes) -> list[tuple[str, int]]:
-    import zlib
-
-    assert data.endswith(b"\n") or not data, f"log ends in a torn record: {data[-60:]!r}"
-    out = []
-    for line in data.split(b"\n")[:-1]:
-        assert line.startswith(b"<") and line.endswith(b">"), f"torn or foreign record {line[:80]!r}"
-        tag, seq, length, rest = line[1:-1].split(b":", 3)
-        payload, _, crc = rest.rpartition(b":")
-        assert len(payload) == int(length) and zlib.crc32(payload) == int(crc, 16), f"corrupt record {line[:80]!r}"
-        out.append((tag.decode(), int(seq)))
-    return out
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Everything a client sees below `root` (internal files excluded): path -> (type, mode, nlink, size,
-    content digest or link target, xattrs)."""
-    out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root:
-            dirnames[:] = [d for d in dirnames if d not in INTERNAL_NAMES]
-            filenames = [f for f in filenames if f not in INTERNAL_NAMES]
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    what = hashlib.sha256(f.read()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                what = os.readlink(p)
-            else:
-                what = ""
-            xattrs = tuple(sorted((k, os.getxattr(p, k, follow_symlinks=False))
-                                  for k in os.listxattr(p, follow_symlinks=False)))
-            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_nlink, st.st_size,
-                                             st.st_ino, what, xattrs)
-    return out
-
 
 def usage_of(tree: dict[str, tuple]) -> tuple[int, int]:
     """(space, inodes) the volume should charge for `tree`: align4k(size) per inode (0 counts as 4 KiB)."""
@@ -315,12 +123,12 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
     try:
         for i, m in enumerate((a, b)):
             for k in range(2):
-                churn.append(_spawn(CHURN, m / name, 10 * i + k, duration))
+                churn.append(_spawn_workload("churn", m / name, 10 * i + k, duration))
             for kind in ("flock", "fcntl"):
                 for style in ("keep", "reopen"):
-                    appenders[kind].append(_spawn(APPENDER, m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
+                    appenders[kind].append(_spawn_workload("append", m / name / f"log-{kind}", f"{m.name}{style}", n, kind,
                                                   style))
-                readers.append(_spawn(LOCKED_READER, m / name / f"log-{kind}", kind, duration))
+                readers.append(_spawn_workload("read-log", m / name / f"log-{kind}", kind, duration))
         procs = churn + appenders["flock"] + appenders["fcntl"] + readers
         results = [_result(p) for p in churn]
         for kind in ("flock", "fcntl"):
@@ -332,15 +140,17 @@ def test_concurrent_workloads_leave_one_consistent_volume(two_mounts: tuple[str,
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert sum(r["ops"] for r in results) > 100, results
+    assert sum(sum(r["ops"].values()) for r in results) > 100, results
     unexpected = [u for r in results for u in r["unexpected"]]
-    bad_reads = [u for r in results for u in r["bad_reads"]]
+    bad_reads = [u for r in results for u in r["bad"]]
     assert not unexpected, unexpected[:10]
     assert not [p for r in reads for p in r["problems"]], reads
 
     for kind in ("flock", "fcntl"):
         for m in (a, b):
-            records = _parse_log((m / name / f"log-{kind}").read_bytes())
+            counted, problems = parse_log((m / name / f"log-{kind}").read_bytes())
+            assert not problems, problems[:5]
+            records = list(counted.elements())
             want = sorted((f"{mm.name}{style}", i) for mm in (a, b) for style in ("keep", "reopen") for i in range(n))
             assert sorted(records) == want, f"{kind} log seen from {m.name}: {len(records)} records, want {len(want)}"
             for tag in {t for t, _ in want}:  # each appender's records are in its order
@@ -505,17 +315,38 @@ def test_fcntl_ranges_between_mounts(two_mounts: tuple[str, Path, Path]) -> None
         holder.kill()
 
 
+@contextlib.contextmanager
+def _held_and_awaited(held: Path, awaited: Path, kind: str) -> Iterator[tuple[Proc, Proc]]:
+    """A process holding bytes 0-9 of `held` (created, 10 bytes) and one blocked waiting for the same lock
+    through `awaited` (the same file seen from another mount); both killed on exit."""
+    held.write_bytes(b"0" * 10)
+    holder = Proc(HOLDER, held, kind, 0, 10)
+    waiter: Proc | None = None
+    try:
+        assert holder.line().startswith("locked")
+        waiter = Proc(WAITER, awaited, kind)
+        assert waiter.line() == "waiting"
+        yield holder, waiter
+    finally:
+        holder.kill()
+        if waiter is not None:
+            waiter.kill()
+
+
+def _wait_unlocked(paths: list[Path], kind: str, failure: str, timeout: float = 10) -> None:
+    """Wait until a `kind` lock of each of `paths` can be taken (and is released again), in that order."""
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        while not _try_lock(path, kind):
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.05)
+
+
 @pytest.mark.parametrize("kind", ["flock", "fcntl"])
 def test_blocked_waiter_on_other_mount_wakes_on_release(two_mounts: tuple[str, Path, Path], kind: str) -> None:
     _, a, b = two_mounts
     path = f"waiter-{kind}"
-    (a / path).write_bytes(b"0" * 10)
-    holder = Proc(HOLDER, a / path, kind, 0, 10)
-    waiter: Proc | None = None
-    try:
-        assert holder.line().startswith("locked")
-        waiter = Proc(WAITER, b / path, kind)
-        assert waiter.line() == "waiting"
+    with _held_and_awaited(a / path, b / path, kind) as (holder, waiter):
         assert not waiter.ready(1.5), "the waiter got the lock while another mount held it"
         holder.send()
         released = time.monotonic()
@@ -525,40 +356,19 @@ def test_blocked_waiter_on_other_mount_wakes_on_release(two_mounts: tuple[str, P
         assert not _try_lock(a / path, kind)  # the waiter holds it now, seen from the first mount
         waiter.send()
         waiter.p.wait(10)
-        deadline = time.monotonic() + 10
-        while not _try_lock(a / path, kind):  # released when the waiter exits
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        holder.kill()
-        if waiter is not None:
-            waiter.kill()
+        _wait_unlocked([a / path], kind, "the waiter kept the lock after it exited")
 
 
 @pytest.mark.parametrize("kind", ["flock", "fcntl"])
 def test_killed_waiter_leaves_no_lock_behind(two_mounts: tuple[str, Path, Path], kind: str) -> None:
     _, a, b = two_mounts
     path = f"killed-waiter-{kind}"
-    (a / path).write_bytes(b"0" * 10)
-    holder = Proc(HOLDER, a / path, kind, 0, 10)
-    waiter: Proc | None = None
-    try:
-        assert holder.line().startswith("locked")
-        waiter = Proc(WAITER, b / path, kind)
-        assert waiter.line() == "waiting"
+    with _held_and_awaited(a / path, b / path, kind) as (holder, waiter):
         time.sleep(0.5)
         waiter.kill()  # interrupted while blocked in the lock call
         holder.send()
         assert holder.line() == "released"
-        deadline = time.monotonic() + 10
-        for m in (b, a):
-            while not _try_lock(m / path, kind):
-                assert time.monotonic() < deadline, "a killed waiter left the lock taken"
-                time.sleep(0.05)
-    finally:
-        holder.kill()
-        if waiter is not None:
-            waiter.kill()
+        _wait_unlocked([b / path, a / path], kind, "a killed waiter left the lock taken")
 
 
 def test_lock_then_read_sees_other_mounts_writes(two_mounts: tuple[str, Path, Path]) -> None:
@@ -744,12 +554,9 @@ def two_trash_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     base = tmp_path_factory.mktemp("trash-two")
     url = f"sqlite3://{base}/meta.db"
     format_volume(url, str(base / "bucket"), "test-vol", "--trash-days", "1")
-    outside = Path(tempfile.mkdtemp(prefix="jfs-many-trash-"))
-    try:
+    with reachable_dir("jfs-many-trash-") as outside:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
             yield url, a, b
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_sqlite_and_locked_counters_from_two_mounts_with_the_trash_on(

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.mounts import format_volume, is_mounted, jfs, mount_process, mounted, reachable_dir
 from jfs.testing.servers import free_port
 
 NOBODY = 65534
@@ -28,12 +26,8 @@ NOBODY = 65534
 @pytest.fixture
 def base() -> Iterator[Path]:
     """A directory other users can reach (pytest's temp tree is 0700), removed afterwards."""
-    d = Path(tempfile.mkdtemp(prefix="jfs-mopts-"))
-    d.chmod(0o755)
-    try:
+    with reachable_dir("jfs-mopts-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
@@ -56,30 +50,11 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), user=NOBODY, group=NOBODY, capture_output=True, text=True, timeout=30)
 
 
-def _plain_mount(url: str, mountpoint: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """A foreground mount without the test fixture's defaults (no allow_other); wait until mounted."""
+def _plain_mount(url: str, mountpoint: Path, *extra: str) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A foreground mount without `mounted`'s defaults (no allow_other), unmounted and stopped on exit."""
     mountpoint.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "jfs.cli.main", "mount", url, str(mountpoint), "--foreground",
-                             "--cache-dir", str(mountpoint.parent / "cache-plain"), "--metrics", "off", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not is_mounted(str(mountpoint)):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"mount failed: {proc.communicate()[1].decode(errors='replace')[-2000:]}")
-        time.sleep(0.05)
-    return proc
-
-
-def _unmount(mountpoint: Path, proc: subprocess.Popen[bytes]) -> None:
-    subprocess.run(["umount", str(mountpoint)], capture_output=True)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if is_mounted(str(mountpoint)):
-        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+    return mount_process(url, mountpoint, "--cache-dir", str(mountpoint.parent / "cache-plain"), "--metrics", "off",
+                         *extra, log=mountpoint.parent / "plain-mount.log")
 
 
 def test_subdir_mounts_a_directory_of_the_volume_as_the_root(volume: str, base: Path) -> None:
@@ -109,38 +84,29 @@ def test_subdir_mounts_a_directory_of_the_volume_as_the_root(volume: str, base: 
 
 def test_allow_other_is_opt_in(volume: str, base: Path) -> None:
     mnt = base / "mnt"
-    proc = _plain_mount(volume, mnt)
-    try:
+    with _plain_mount(volume, mnt):
         mnt.chmod(0o777)
         fields = _mount_line(mnt)
         assert "allow_other" not in fields[-1] and "default_permissions" in fields[-1]
         denied = _as_nobody("stat", str(mnt))
         assert denied.returncode != 0 and "Permission denied" in denied.stderr
-    finally:
-        _unmount(mnt, proc)
-    proc = _plain_mount(volume, mnt, "-o", "allow_other,noatime", "-o", "noexec")
-    try:
+    with _plain_mount(volume, mnt, "-o", "allow_other,noatime", "-o", "noexec"):
         fields = _mount_line(mnt)
         mount_opts, super_opts = fields[5].split(","), fields[-1].split(",")
         assert "allow_other" in super_opts and "noatime" in mount_opts and "noexec" in mount_opts
         assert _as_nobody("stat", str(mnt)).returncode == 0
-    finally:
-        _unmount(mnt, proc)
 
 
 def test_o_ro_mounts_read_only_and_bad_words_are_refused(volume: str, base: Path) -> None:
     mnt = base / "mnt"
     with mounted(volume, base / "rw") as rw:
         (rw / "kept").write_bytes(b"x")
-    proc = _plain_mount(volume, mnt, "-o", "ro")
-    try:
+    with _plain_mount(volume, mnt, "-o", "ro"):
         assert "ro" in _mount_line(mnt)[5].split(",")
         assert (mnt / "kept").read_bytes() == b"x"
         with pytest.raises(OSError) as err:
             (mnt / "new").write_bytes(b"y")
         assert err.value.errno == errno.EROFS
-    finally:
-        _unmount(mnt, proc)
     r = jfs("mount", volume, str(base / "bad"), "-o", "max_read=12", "--metrics", "off", check=False)
     assert r.returncode != 0 and "max_read" in r.stderr
     r = jfs("mount", volume, str(base / "bad"), "-o", "no_such_option", "--metrics", "off", check=False)
@@ -305,8 +271,8 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
     another cache directory then reads every byte from the bucket."""
     mnt = base / "wb"
     files = {f"f{i}": os.urandom(3 << 20) for i in range(3)}
-    proc = _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0", "--heartbeat", "1")
-    try:
+    with _plain_mount(volume, mnt, "--writeback", "--upload-limit", "1", "--backup-meta", "0",
+                      "--heartbeat", "1") as proc:
         for name, data in files.items():
             with open(mnt / name, "wb") as f:
                 f.write(data)
@@ -328,17 +294,10 @@ def test_writeback_survives_sigkill_and_the_next_mount_uploads(volume: str, base
         assert str(pending["Dir"]).endswith("rawstaging")
         proc.kill()
         proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
     assert not is_mounted(str(mnt))
-    proc = _plain_mount(volume, mnt, "--writeback", "--backup-meta", "0")  # same cache dir, no limit
-    try:
+    with _plain_mount(volume, mnt, "--writeback", "--backup-meta", "0"):  # same cache dir, no limit
         assert sorted(n for n in os.listdir(mnt) if not n.startswith(".")) == sorted(files)
-    finally:
-        _unmount(mnt, proc)  # a graceful unmount waits for the uploads
+    # (leaving the block unmounted it gracefully: that waits for the uploads)
     assert not [p for p in (base / "cache-plain").rglob("rawstaging/**/*") if p.is_file()]
     with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:  # another cache
         for name, data in files.items():
@@ -355,9 +314,7 @@ def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, 
     --free-space-ratio 1.0 (never that much free) nothing is staged: a closed file is in the bucket."""
     mnt = base / "wb"
     files = {f"f{i}": os.urandom(1 << 20) for i in range(4)}
-    proc = _plain_mount(volume, mnt, "--writeback", "--cache-size", "2M", "--upload-limit", "4",
-                        "--backup-meta", "0")
-    try:
+    with _plain_mount(volume, mnt, "--writeback", "--cache-size", "2M", "--upload-limit", "4", "--backup-meta", "0"):
         peak = 0
         for name, data in files.items():
             with open(mnt / name, "wb") as f:
@@ -367,15 +324,12 @@ def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, 
         assert 0 < peak <= 2 << 20
         assert float(stats["jfs_staging_direct_uploads"]) >= 1
         assert float(stats["jfs_staging_block_bytes"]) <= 2 << 20
-    finally:
-        _unmount(mnt, proc)
     assert _staged_bytes(base / "cache-plain") == 0
     assert _bucket_bytes(base / "bucket") >= 4 << 20
 
     port = free_port()
-    proc = _plain_mount(volume, mnt, "--writeback", "--free-space-ratio", "1.0", "--backup-meta", "0",
-                        "--metrics", f"127.0.0.1:{port}")
-    try:
+    with _plain_mount(volume, mnt, "--writeback", "--free-space-ratio", "1.0", "--backup-meta", "0",
+                      "--metrics", f"127.0.0.1:{port}"):
         before = _bucket_bytes(base / "bucket")
         (mnt / "g").write_bytes(os.urandom(1 << 20))
         assert _staged_bytes(base / "cache-plain") == 0
@@ -385,8 +339,6 @@ def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, 
                        for s in f.samples}
         assert samples["juicefs_staging_direct_uploads"] >= 1 and samples["juicefs_staging_blocks"] == 0
         assert samples["juicefs_staging_block_bytes"] == 0
-    finally:
-        _unmount(mnt, proc)
     with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:
         for name, data in files.items():
             assert (check / name).read_bytes() == data, name

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import tarfile
-import tempfile
 import threading
 import time
 import urllib.request
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +30,11 @@ def taken_port() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def mount(taken_port: int) -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="jfs-observe-"))
-    try:
+    with reachable_dir("jfs-observe-") as base:
         url = f"sqlite3://{base}/meta.db"
         format_volume(url, str(base / "bucket"), "obs-vol")
         with mounted(url, base / "mnt", "--metrics", f"127.0.0.1:{taken_port}") as mnt:
             yield mnt
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _scrape(mnt: Path) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -14,11 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,8 +24,7 @@ import pytest
 
 import jfs
 from jfs.app.volume import VolumeError
-from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, mounted
+from jfs.testing.mounts import format_test_volume, format_volume, mounted, reachable_dir
 from jfs.testing.mounts import jfs as jfs_cli
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 
@@ -240,24 +237,10 @@ def _soon(check: Callable[[], bool], timeout: float = 3.0) -> bool:
 
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
 def sdk_and_mount(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    base = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite-file":
-        url = f"sqlite3://{base}/meta.db"
-        format_volume(url, str(base / "bucket"))
-    else:
-        url = f"{request.getfixturevalue('redis_server_url')}/12"
-        asyncio.run(wipe_engine(url))
-        s3 = request.getfixturevalue("seaweed_s3")
-        bucket = f"sdk-{uuid.uuid4().hex[:12]}"
-        s3.client().create_bucket(Bucket=bucket)
-        format_volume(url, f"{s3.endpoint}/{bucket}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
-                      "--secret-key", s3.secret_key)
-    outside = Path(tempfile.mkdtemp(prefix="jfs-sdk-"))
-    try:
+    url = format_test_volume(request, tmp_path_factory.mktemp(request.param), redis_db=12, bucket_prefix="sdk")
+    with reachable_dir("jfs-sdk-") as outside:
         with mounted(url, outside / "mnt") as mnt:
             yield url, mnt
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_sdk_and_mount_see_each_other(sdk_and_mount: tuple[str, Path]) -> None:
@@ -350,8 +333,7 @@ def test_unprivileged_user_without_dev_fuse(tmp_path: Path) -> None:
     """The SDK needs neither root nor /dev/fuse: run it as nobody in a mount namespace whose /dev is empty."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setpriv") is None:
         pytest.skip("needs root, unshare and setpriv to build the unprivileged environment")
-    work = Path(tempfile.mkdtemp(prefix="jfs-nobody-"))
-    try:
+    with reachable_dir("jfs-nobody-") as work:
         work.chmod(0o777)
         url = f"sqlite3://{work}/meta.db"
         format_volume(url, str(work / "bucket"))
@@ -372,5 +354,3 @@ def test_unprivileged_user_without_dev_fuse(tmp_path: Path) -> None:
              sys.executable, "-c", script],
             capture_output=True, text=True, timeout=120, env=env, cwd=str(work))
         assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
@@ -28,12 +26,9 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"{request.getfixturevalue('redis_server_url')}/4"
         asyncio.run(wipe_engine(url))
     format_volume(url, str(base / "bucket"))
-    outside = Path(tempfile.mkdtemp(prefix="jfs-tools-"))
-    try:
+    with reachable_dir("jfs-tools-") as outside:
         with mounted(url, outside / "mnt") as mnt:
             yield url, mnt
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_summary_tree_and_json(volume: tuple[str, Path]) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import mmap
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, mounted
+from jfs.testing.mounts import format_volume, mounted, reachable_dir
 
 CHILD_WRITER = """
 import os, sys, time
@@ -46,12 +44,9 @@ def volume(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"{request.getfixturevalue('redis_server_url')}/7"
         asyncio.run(wipe_engine(url))
     format_volume(url, str(base / "bucket"), "unlinked", *(["--trash-days", "1"] if trash == "trash" else []))
-    outside = Path(tempfile.mkdtemp(prefix="jfs-unlinked-"))
-    try:
+    with reachable_dir("jfs-unlinked-") as outside:
         with mounted(url, outside / "mnt") as mnt:
             yield mnt, trash == "trash"
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 def _trashed(mnt: Path, name: str) -> list[Path]:

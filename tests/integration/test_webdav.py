@@ -5,22 +5,18 @@ other's changes."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from jfs.testing.engines import wipe_engine
-from jfs.testing.mounts import format_volume, mounted
+from jfs.testing.mounts import format_test_volume, mounted, reachable_dir
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.webdav import PASSWORD, USER, DavServer, curl, webdav_server
 
@@ -40,25 +36,11 @@ class Setup:
 @pytest.fixture(scope="module", params=["sqlite-file", "redis-s3"])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     base = tmp_path_factory.mktemp(f"dav-{request.param}")
-    bucket: Path | None = None
-    if request.param == "sqlite-file":
-        url = f"sqlite3://{base}/meta.db"
-        bucket = base / "bucket"
-        format_volume(url, str(bucket))
-    else:
-        url = f"{request.getfixturevalue('redis_server_url')}/14"
-        asyncio.run(wipe_engine(url))
-        s3 = request.getfixturevalue("seaweed_s3")
-        name = f"dav-{uuid.uuid4().hex[:12]}"
-        s3.client().create_bucket(Bucket=name)
-        format_volume(url, f"{s3.endpoint}/{name}", "test-vol", "--storage", "s3", "--access-key", s3.access_key,
-                      "--secret-key", s3.secret_key)
-    outside = Path(tempfile.mkdtemp(prefix="jfs-dav-"))
-    try:
+    url = format_test_volume(request, base, redis_db=14, bucket_prefix="dav")
+    bucket = base / "bucket" if request.param == "sqlite-file" else None
+    with reachable_dir("jfs-dav-") as outside:
         with mounted(url, outside / "mnt") as mnt, webdav_server(url, base / "dav") as dav:
             yield Setup(url, mnt, dav, base, bucket)
-    finally:
-        shutil.rmtree(outside, ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import jfs.cli.main as cli
 from jfs.adapters.kv.registry import BadMetaURL
 from jfs.adapters.objects.registry import BadStorage
 from jfs.app.errors import JfsError
+from jfs.cli import app_calls
 from jfs.cli.logs import setup_logging
 from jfs.domain.errors import FSError
 from jfs.domain.settings import InvalidSettings, Settings
@@ -106,7 +107,7 @@ class StubApp:
 def stub(monkeypatch: pytest.MonkeyPatch) -> StubApp:
     stub = StubApp()
     mod = stub.module()
-    monkeypatch.setattr(cli, "_api", lambda: mod)
+    monkeypatch.setattr(app_calls, "volume_api", lambda: mod)
     return stub
 
 

@@ -9,10 +9,10 @@ import pytest
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.memory import MemoryStore
 from jfs.app.bench import layer_report
-from jfs.app.internal import Stats
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import format_meta
 from jfs.app.metrics import TimedKV, TimedStore, layer_gauges, parse_stats
+from jfs.app.virtual_files import Stats
 from jfs.domain.attrs import ROOT_INODE
 from jfs.domain.settings import Settings
 from jfs.ports.objects import ObjectNotFound

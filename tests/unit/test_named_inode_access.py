@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from jfs.adapters.kv.memory import open_memory
-from jfs.app.info import inode_info
+from jfs.app.inode_info import inode_info
 from jfs.app.meta import Ctx, Meta
 from jfs.app.meta.engine import format_meta
-from jfs.app.tools import remove_tree, summary_tree, warmup
+from jfs.app.tree_jobs import remove_tree, summary_tree, warmup
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.permissions import MAY_READ
 from jfs.domain.settings import Settings

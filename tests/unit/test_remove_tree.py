@@ -7,7 +7,7 @@ import pytest
 from jfs.adapters.kv.memory import open_memory
 from jfs.app.meta import Ctx, Meta
 from jfs.app.meta.engine import format_meta
-from jfs.app.tools import remove_tree
+from jfs.app.tree_jobs import remove_tree
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.settings import Settings
 

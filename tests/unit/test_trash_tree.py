@@ -18,7 +18,7 @@ from jfs.app.meta import trash as trash_mod
 from jfs.app.meta.statfs import read_usage
 from jfs.app.ops import quota_cmd
 from jfs.app.ops import restore as restore_cmd
-from jfs.app.tools import remove_tree
+from jfs.app.tree_jobs import remove_tree
 from jfs.cli.maint_cmd import restore_summary
 from jfs.compose import format_volume, open_engine
 from jfs.domain import keys

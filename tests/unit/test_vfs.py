@@ -14,11 +14,11 @@ import pytest
 
 from jfs.adapters.kv.memory import open_memory
 from jfs.adapters.objects.memory import MemoryStore
-from jfs.app.internal import CONTROL_INODE, INTERNAL
 from jfs.app.meta.setattr import SetAttr
 from jfs.app.vfs import VFS, PathResolver, VfsConfig
 from jfs.app.vfs.core import SEEK_DATA, SEEK_HOLE
 from jfs.app.vfs.names import NameCache
+from jfs.app.virtual_files import CONTROL_INODE, VIRTUAL_FILES
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import FSError
@@ -97,7 +97,7 @@ async def test_virtual_files_and_control_requests(vfs: VFS) -> None:
     doc = json.loads(bytes(await vfs.read(ctx, CONTROL_INODE, c.fh, 0, 1 << 16)))
     assert doc["dirs"] == 1 and doc["inode"] == d
     await vfs.release(ctx, CONTROL_INODE, c.fh)
-    assert INTERNAL[b".config"].ino != CONTROL_INODE
+    assert VIRTUAL_FILES[b".config"].ino != CONTROL_INODE
 
 
 async def _listing(vfs: VFS, ino: int) -> AsyncIterator:  # type: ignore[type-arg]

@@ -40,14 +40,14 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
 from wsgidav.xml_tools import etree
 
-from jfs.app.internal import INTERNAL, TRASH_NAME
+from jfs.app.virtual_files import TRASH_NAME, VIRTUAL_FILES
 from jfs.ports.kv import KVError
 from jfs.sdk import Client
 
 DEAD_PREFIX = "user.dav."
 """Dead property ``{ns}name`` is the xattr ``user.dav.{ns}name``."""
 MAX_XATTR_NAME = 255
-_HIDDEN_AT_ROOT = frozenset(os.fsdecode(n) for n in (*INTERNAL, b".control", TRASH_NAME))
+_HIDDEN_AT_ROOT = frozenset(os.fsdecode(n) for n in (*VIRTUAL_FILES, b".control", TRASH_NAME))
 """The mount's virtual files and the trash are not served."""
 
 _STATUS = {
@@ -231,48 +231,19 @@ def _new_file_stat() -> os.stat_result:
     return os.stat_result((stat_mod.S_IFREG | 0o644, 0, 0, 1, os.getuid(), os.getgid(), 0, now, now, now))
 
 
-class _SmallBody:
-    """A PUT body of at most one block: kept until complete, then stored with one trip (`store`)."""
+class _CheckedBody:
+    """A PUT body that must be exactly as long as its Content-Length (`expected`; None: any length). The WSGI
+    server reports a client that hung up mid-body as the end of the body: `close` fails with EIO when the
+    length is off instead of committing a short file; `_finish` commits a whole body."""
 
-    def __init__(self, res: FileResource, expected: int) -> None:
-        self._res = res
-        self._expected = expected
-        self._buf = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        if len(self._buf) + len(data) > self._expected:
-            raise OSError(errno.EIO, "request body longer than its Content-Length")
-        self._buf += data
-        return len(data)
-
-    def writelines(self, chunks: Iterator[bytes]) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if len(self._buf) != self._expected:
-            raise OSError(errno.EIO, f"request body ended after {len(self._buf)} of {self._expected} bytes")
-        self._res.store(bytes(self._buf))
-
-
-class _BodyWriter:
-    """The file a PUT body streams into. The WSGI server reports a client that hung up mid-body as the
-    end of the body: a body shorter than its Content-Length fails the PUT instead of committing it."""
-
-    def __init__(self, f: Any, expected: int | None) -> None:
-        self._f = f
+    def __init__(self, expected: int | None) -> None:
         self._expected = expected
         self._got = 0
         self.closed = False
 
     def write(self, data: bytes) -> int:
         self._got += len(data)
-        n: int = self._f.write(data)
-        return n
+        return self._take(data)
 
     def writelines(self, chunks: Iterator[bytes]) -> None:
         for chunk in chunks:
@@ -284,6 +255,49 @@ class _BodyWriter:
         self.closed = True
         if self._expected is not None and self._got != self._expected:
             raise OSError(errno.EIO, f"request body ended after {self._got} of {self._expected} bytes")
+        self._finish()
+
+    def _take(self, data: bytes) -> int:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+
+class _SmallBody(_CheckedBody):
+    """A PUT body of at most one block: kept until complete, then stored with one trip (`store`)."""
+
+    def __init__(self, res: FileResource, expected: int) -> None:
+        super().__init__(expected)
+        self._res = res
+        self._buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        assert self._expected is not None
+        if self._got + len(data) > self._expected:
+            raise OSError(errno.EIO, "request body longer than its Content-Length")
+        return super().write(data)
+
+    def _take(self, data: bytes) -> int:
+        self._buf += data
+        return len(data)
+
+    def _finish(self) -> None:
+        self._res.store(bytes(self._buf))
+
+
+class _BodyWriter(_CheckedBody):
+    """The file a PUT body streams into (bodies larger than one block, or of unknown length)."""
+
+    def __init__(self, f: Any, expected: int | None) -> None:
+        super().__init__(expected)
+        self._f = f
+
+    def _take(self, data: bytes) -> int:
+        n: int = self._f.write(data)
+        return n
+
+    def _finish(self) -> None:
         self._f.close()
 
 

@@ -12,10 +12,10 @@ import os
 import struct
 from typing import TYPE_CHECKING, Any
 
-from jfs.app import tools
-from jfs.app.info import inode_info
-from jfs.app.internal import INTERNAL
+from jfs.app import tree_jobs
+from jfs.app.inode_info import inode_info
 from jfs.app.meta import Ctx
+from jfs.app.virtual_files import VIRTUAL_FILES
 from jfs.domain.attrs import ROOT_INODE
 from jfs.domain.errors import FSError
 
@@ -36,14 +36,14 @@ async def answer_control(vfs: VFS, request: bytes, who: Ctx) -> bytes:
         if op == "info":
             doc = await inode_info(vfs.meta, int(req["inode"]), recursive=bool(req.get("recursive", True)), ctx=who)
         elif op == "summary":
-            doc = await tools.summary_tree(vfs.meta, int(req["inode"]), str(req.get("name", "")),
+            doc = await tree_jobs.summary_tree(vfs.meta, int(req["inode"]), str(req.get("name", "")),
                                            depth=int(req.get("depth", 2)), entries=int(req.get("entries", 10)),
                                            ctx=who)
         elif op == "rmr":
             doc = await remove_tree(vfs, int(req["parent"]), os.fsencode(str(req["name"])),
                                     int(req.get("threads", 16)), who)
         elif op == "warmup":
-            doc = await tools.warmup(vfs.meta, vfs.data, [int(i) for i in req["inodes"]],
+            doc = await tree_jobs.warmup(vfs.meta, vfs.data, [int(i) for i in req["inodes"]],
                                      threads=int(req.get("threads", 16)), ctx=who)
         else:
             raise ValueError(f"unknown request {op!r}")
@@ -56,11 +56,11 @@ async def answer_control(vfs: VFS, request: bytes, who: Ctx) -> bytes:
 
 async def remove_tree(vfs: VFS, parent: int, name: bytes, threads: int, who: Ctx) -> dict[str, Any]:
     """Remove `name` in `parent` recursively (as `who`), then tell the face's cache the name is gone."""
-    if not name or name in (b".", b"..") or b"/" in name or (parent == ROOT_INODE and name in INTERNAL):
+    if not name or name in (b".", b"..") or b"/" in name or (parent == ROOT_INODE and name in VIRTUAL_FILES):
         raise FSError(errno.EINVAL)
     if vfs.config.read_only:
         raise FSError(errno.EROFS)
-    doc = await tools.remove_tree(vfs.meta, parent, name, threads=threads, ctx=who)
+    doc = await tree_jobs.remove_tree(vfs.meta, parent, name, threads=threads, ctx=who)
     if vfs.names is not None:
         vfs.names.clear()
     if vfs.invalidator is not None:

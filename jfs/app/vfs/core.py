@@ -31,7 +31,6 @@ import structlog
 
 from jfs.app.data.files import DataPath, Handle
 from jfs.app.data.pages import Buffer
-from jfs.app.internal import BY_INODE, CONTROL_INODE, INTERNAL, TRASH_NAME, AccessLog, Stats, render_config
 from jfs.app.meta import Ctx, Meta
 from jfs.app.meta.readdir import Entry
 from jfs.app.meta.rules import check_perm
@@ -39,6 +38,15 @@ from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
 from jfs.app.vfs.control import answer_control
 from jfs.app.vfs.names import NameCache
+from jfs.app.virtual_files import (
+    BY_INODE,
+    CONTROL_INODE,
+    TRASH_NAME,
+    VIRTUAL_FILES,
+    AccessLog,
+    Stats,
+    render_config,
+)
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, posix_nlink
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import FSError
@@ -53,8 +61,8 @@ SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
 UNSERVED_XATTRS = (b"security.", b"system.posix_acl_")
 """xattr namespaces jfs does not store (POSIX ACLs, security labels): asked for by `ls -l` on every entry."""
 INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}
-STATS_INODE = INTERNAL[b".stats"].ino
-CONFIG_INODE = INTERNAL[b".config"].ino
+STATS_INODE = VIRTUAL_FILES[b".stats"].ino
+CONFIG_INODE = VIRTUAL_FILES[b".config"].ino
 _SPECIAL_FH = itertools.count(1 << 48)  # directory and virtual-file handles, apart from the data path's
 
 
@@ -206,7 +214,7 @@ class VFS:
         if name == b".control":
             return CONTROL_INODE, self.internal_attr(CONTROL_INODE)
         if parent == self.root:
-            f = INTERNAL.get(name)
+            f = VIRTUAL_FILES.get(name)
             if f is not None:
                 return f.ino, self.internal_attr(f.ino)
         ino, attr = await self._timed("lookup", ctx, f"{parent},{name!r}", self.meta.lookup(parent, name, ctx))
@@ -505,7 +513,7 @@ class VFS:
                 offset = 2
             extras: list[tuple[bytes, int, FileType]] = []
             if ino == self.root:
-                extras = [(f.name, f.ino, FileType.REGULAR) for f in INTERNAL.values()]
+                extras = [(f.name, f.ino, FileType.REGULAR) for f in VIRTUAL_FILES.values()]
                 if ino == ROOT_INODE:  # the trash is the volume's, not a subdir's
                     extras.append((TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
             i = offset - 2

@@ -20,18 +20,18 @@ CONFIG_INODE = RESERVED_INODE_BASE + 4
 
 
 @dataclass(frozen=True, slots=True)
-class InternalFile:
+class VirtualFile:
     ino: int
     name: bytes
     mode: int
 
 
-INTERNAL = {
-    b".accesslog": InternalFile(ACCESSLOG_INODE, b".accesslog", 0o400),
-    b".stats": InternalFile(STATS_INODE, b".stats", 0o444),
-    b".config": InternalFile(CONFIG_INODE, b".config", 0o400),
+VIRTUAL_FILES = {
+    b".accesslog": VirtualFile(ACCESSLOG_INODE, b".accesslog", 0o400),
+    b".stats": VirtualFile(STATS_INODE, b".stats", 0o444),
+    b".config": VirtualFile(CONFIG_INODE, b".config", 0o400),
 }
-BY_INODE = {f.ino: f for f in INTERNAL.values()}
+BY_INODE = {f.ino: f for f in VIRTUAL_FILES.values()}
 TRASH_NAME = b".trash"
 TRASH = TRASH_INODE
 

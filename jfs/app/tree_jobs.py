@@ -1,4 +1,5 @@
-"""`jfs summary`, `jfs rmr`, `jfs warmup`: tree-wide jobs served inside a mount through its ``.control`` file.
+"""`jfs summary`, `jfs rmr`, `jfs warmup`: tree-wide jobs (walks of a subtree) served inside a mount
+through its ``.control`` file.
 
 - `summary_tree`: recursive totals (files, dirs, length, space) of a directory, with the per-entry totals of
   its children down to `depth` levels (the `entries` biggest of each directory, the rest folded into one

@@ -1,0 +1,70 @@
+"""How a command calls the application layer: under the CLI's one error boundary (`jfs.cli.errors`).
+
+- `run` runs one app-layer coroutine with `asyncio.run`, given the composition root (`volume_api`, imported
+  on first use so that ``jfs --help`` loads no engine client); Ctrl-C stops it cleanly (see `jfs.cli`) and
+  exits 130 with ``jfs: error: interrupted``; any other failure exits with `errors.report`'s status.
+- `run_sync` does the same for a synchronous call.
+- `usage_error` prints one line and exits 2 (bad arguments).
+- `remember_secrets` registers a META-URL's password and other secrets so that no message shows them.
+
+Every function here either returns the call's result or raises `typer.Exit`; none lets an exception out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from types import ModuleType
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import typer
+
+from jfs.cli import errors, stops_cleanly
+
+T = TypeVar("T")
+
+
+def volume_api() -> ModuleType:
+    """The composition root with the volume commands' URL wrappers (`jfs.compose`), imported on first use:
+    `jfs --help` stays fast and loads no engine client. Tests replace it with a stub."""
+    import jfs.compose as compose
+
+    return compose
+
+
+def run(call: Callable[[ModuleType], Coroutine[Any, Any, T]]) -> T:
+    """The result of `call(volume_api())` run by `asyncio.run`, or `typer.Exit` after one error line
+    (status 130 on Ctrl-C, else `errors.report`'s)."""
+    try:
+        api = volume_api()
+        with stops_cleanly():
+            return asyncio.run(call(api))
+    except KeyboardInterrupt:
+        errors.print_error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        raise typer.Exit(errors.report(exc)) from None
+
+
+def run_sync(call: Callable[[], T]) -> T:
+    """The result of the synchronous `call()`, or `typer.Exit` after one error line."""
+    try:
+        return call()
+    except Exception as exc:
+        raise typer.Exit(errors.report(exc)) from None
+
+
+def usage_error(message: str) -> NoReturn:
+    """Print ``jfs: error: <message>`` and exit with status 2 (bad arguments)."""
+    errors.print_error(message)
+    raise typer.Exit(2)
+
+
+def remember_secrets(meta_url: str, *values: str | None) -> None:
+    """Never print the password of `meta_url` nor any of `values` (the empty ones are ignored)."""
+    try:
+        password = urlsplit(meta_url).password
+    except ValueError:
+        password = None
+    errors.state.secrets.extend(v for v in (password, *values) if v)

@@ -1,0 +1,83 @@
+"""Commands that serve in the background (``jfs mount -d``, ``jfs webdav -d``): start the serving command
+again as a detached child that logs to a file, wait until it serves, and explain in one line when it did
+not come up.
+
+`spawn_detached` does the three and raises VolumeError with the child's own error line (or its last log
+line) when it does not come up. `start_detached` raises VolumeError when the log file cannot be opened; `wait_for` never raises (it answers
+whether the child got ready); `last_log_line` answers "" for a missing or empty log.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+
+from jfs.app.errors import VolumeError
+from jfs.cli.logs import LOG_FILE_ENV
+
+
+def start_detached(argv: list[str], log_path: str, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`argv` in a new session, stdin from /dev/null, stdout and stderr appended to `log_path` (its
+    directory created)."""
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        out = open(log_path, "ab")  # noqa: SIM115 (closed below, once the child holds it)
+    except OSError as exc:
+        raise VolumeError(f"cannot open log file {log_path}: {exc.strerror or exc}") from None
+    with out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                env=env)
+
+
+def wait_for(child: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> bool:
+    """Whether `ready()` came true within `timeout` seconds while `child` ran (False once it exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return True
+        if child.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def last_log_line(log_path: str) -> str:
+    """The last non-blank line of `log_path`, stripped ("" when there is none or it cannot be read)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+CHILD_ERROR = "jfs: error: "
+"""How a foreground command's error line starts (`jfs.cli.errors`)."""
+
+
+def default_log_path() -> str:
+    """Where a background process logs without ``--log``: /var/log/jfs.log as root, else ~/.jfs/jfs.log."""
+    return "/var/log/jfs.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs.log")
+
+
+def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_path: str | None = None,
+                   timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """Start `argv` (a foreground command) in its own session, its output appended to `log_path`
+    (`default_log_path()` when None; the child learns it through ``$JFS_LOG_FILE`` to reopen it on SIGHUP),
+    and wait until `ready()` holds; returns the child.
+
+    Raises VolumeError with the child's last log line if it exits or is not ready within `timeout`
+    (`what` names it in the message, e.g. "mount of /mnt/jfs"), or when the log file cannot be opened.
+    """
+    log_path = os.path.abspath(os.path.expanduser(log_path)) if log_path else default_log_path()
+    child = start_detached(argv, log_path, env={**os.environ, LOG_FILE_ENV: log_path})
+    if wait_for(child, ready, timeout):
+        return child
+    tail = last_log_line(log_path)
+    if child.poll() is None:
+        child.terminate()
+    elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
+        raise VolumeError(tail[len(CHILD_ERROR):])
+    raise VolumeError(f"{what} did not come up: {tail or 'no output'} (log: {log_path})")

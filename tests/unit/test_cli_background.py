@@ -1,0 +1,43 @@
+"""The background start of serving commands (`jfs.cli.background`): detached child, wait, one-line reason."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from jfs.app.errors import VolumeError
+from jfs.cli.background import last_log_line, start_detached, wait_for
+
+
+def test_last_log_line_skips_blank_lines_and_answers_empty_without_a_log(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    assert last_log_line(str(log)) == ""
+    log.write_text("")
+    assert last_log_line(str(log)) == ""
+    log.write_text("first\n  jfs: error: no volume  \n\n   \n")
+    assert last_log_line(str(log)) == "jfs: error: no volume"
+
+
+def test_a_child_that_exits_is_not_waited_for_and_its_output_is_in_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "sub" / "child.log"
+    child = start_detached([sys.executable, "-c", "print('refused')"], str(log))
+    assert not wait_for(child, lambda: False, timeout=30)
+    assert child.wait(10) == 0
+    assert last_log_line(str(log)) == "refused"
+
+
+def test_ready_ends_the_wait(tmp_path: Path) -> None:
+    child = start_detached([sys.executable, "-c", "import time; time.sleep(30)"], str(tmp_path / "c.log"))
+    try:
+        assert wait_for(child, lambda: True, timeout=5)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_log_that_cannot_be_opened_is_one_volume_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(VolumeError, match="cannot open log file"):
+        start_detached([sys.executable, "-c", "pass"], str(tmp_path / "file" / "x.log"))
