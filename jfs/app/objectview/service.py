@@ -169,10 +169,11 @@ class ObjectView:
 
     async def delete_bucket(self, bucket: str) -> None:
         ino = await self.bucket_inode(bucket)
+        # Emptiness first: a non-empty bucket is BucketNotEmpty whatever the mode (S3's and JuiceFS's answer).
+        if any(ino != self.root or e.name not in RESERVED_TOP for e in await self.vfs.listdir(self.ctx, ino)):
+            raise ObjectError("BucketNotEmpty", "The bucket you tried to delete is not empty.", resource=bucket)
         if not self.multi_buckets:
             raise ObjectError("AccessDenied", "The volume's bucket cannot be deleted.", resource=bucket)
-        if await self.vfs.listdir(self.ctx, ino):
-            raise ObjectError("BucketNotEmpty", "The bucket you tried to delete is not empty.", resource=bucket)
         try:
             await self.vfs.rmdir(self.ctx, self.root, bucket.encode())
         except FSError as exc:
