@@ -86,7 +86,7 @@ class Server:
 
     # raw requests: what boto3 will not send (bad XML, bad digests, raw paths, oversize headers)
     def raw(self, method: str, path: str, query: str = "", headers: dict[str, str] | None = None,
-            body: bytes = b"", sign_body: bool = True) -> tuple[int, str, bytes, dict[str, str]]:
+            body: bytes = b"", sign_body: bool = True, timeout: float = 10.0) -> tuple[int, str, bytes, dict[str, str]]:
         """Send one SigV4-signed request with `path` exactly as given (no normalization); (status, S3
         error code or '', body, lower-cased headers)."""
         from botocore.auth import S3SigV4Auth
@@ -99,7 +99,7 @@ class Server:
         hdrs["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest() if sign_body else "UNSIGNED-PAYLOAD"
         req = AWSRequest(method=method, url=url, data=body, headers=hdrs)
         S3SigV4Auth(Credentials(self.access_key, self.secret_key), "s3", "us-east-1").add_auth(req)
-        conn = http.client.HTTPConnection(host, timeout=30)
+        conn = http.client.HTTPConnection(host, timeout=timeout)
         try:
             conn.putrequest(method, path + (f"?{query}" if query else ""), skip_host=True,
                             skip_accept_encoding=True)
@@ -113,7 +113,7 @@ class Server:
             resp = conn.getresponse()
             data = resp.read()
             return resp.status, _error_code(data), data, {k.lower(): v for k, v in resp.getheaders()}
-        except (ConnectionError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, or no answer in time
             return -1, type(exc).__name__, b"", {}
         finally:
             conn.close()
@@ -630,7 +630,7 @@ class Runner:
             self._try("abort_multipart_upload", Bucket=b, Key=op["key"], UploadId=r["UploadId"])
         elif v == "oversize_put":
             st, code, _, _ = self._raw("PUT", f"/{b}/{qkey}", "", {"Content-Length": str((5 << 30) + 1)}, b"",
-                                       sign_body=False)
+                                       sign_body=False, timeout=3)
         elif v == "big_meta":
             st, code, _, _ = self._raw("PUT", f"/{b}/{qkey}", "", {"x-amz-meta-big": "m" * 2100}, b"data")
             if st == 200:
