@@ -734,6 +734,9 @@ KNOWN: list[tuple[str, str]] = [
      "(c) JuiceFS 1.4.2's gateway has no object tagging; jfs has (issue 13), as SeaweedFS"),
     (r"^tagging\[put\]: code='InvalidTag'/'BadRequest'",
      "(b) more than 10 tags: InvalidTag (s3-tests, SeaweedFS); MinIO says BadRequest"),
+    (r"^malformed\[oversize_put\]: code='EntityTooLarge'/'TimeoutError'",
+     "(b) a declared Content-Length over 5 GiB: jfs answers EntityTooLarge at once (S3's answer); JuiceFS "
+     "waits for the body (no answer within 3 s)"),
     (r"^bucket\[dir_alias\]: marker_after",
      "(b) JuiceFS's DELETE `k` also removes the empty directory marker `k/`; on S3 (and jfs, SeaweedFS) `k` "
      "and `k/` are distinct keys"),
