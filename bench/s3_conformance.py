@@ -407,15 +407,19 @@ class Runner:
             r = {"Deleted": [{"Key": d.findtext("Key") or ""} for d in root.findall("Deleted")],
                  "Errors": [{"Key": e.findtext("Key") or "", "Code": e.findtext("Code") or ""}
                             for e in root.findall("Error")]}
+            failed = {e["Key"] for e in r.get("Errors", [])}
+            echoed = all(d["Key"] for d in r.get("Deleted", []))
+            if not echoed:  # <Deleted> without its <Key>: every key without an error was deleted
+                r["Deleted"] = [{"Key": k} for k in op["keys"] if k not in failed]
             deleted = sorted(d["Key"] for d in r.get("Deleted", []))
             for k in deleted:
                 self.model.pop(k, None)
             if op["quiet"]:  # quiet answers list only errors; the keys without one were deleted
-                failed = {e["Key"] for e in r.get("Errors", [])}
                 for k in op["keys"]:
                     if k not in failed:
                         self.model.pop(k, None)
-            res.update(deleted=deleted, errors=sorted((e["Key"], e["Code"]) for e in r.get("Errors", [])))
+            res.update(deleted=deleted, errors=sorted((e["Key"], e["Code"]) for e in r.get("Errors", [])),
+                       keys_echoed=echoed)
         return res
 
 
@@ -722,8 +726,24 @@ KNOWN: list[tuple[str, str]] = [
     (r"^malformed\[double_slash\]",
      "(c) keys are paths: `a//b` is XMinioInvalidObjectName (issue 13); JuiceFS and SeaweedFS collapse it "
      "into `a/b`, so two keys alias one object"),
-    (r"^malformed\[encoded_dotdot\]: code='XMinioInvalidObjectName'/'XMinioInvalidResourceName'",
-     "(b) both refuse a `..` component with 400; only the code's name differs"),
+    (r"^malformed\[(encoded_dotdot|dotdot|dot)\]: code='XMinioInvalidObjectName'/'XMinioInvalidResourceName'",
+     "(b) both refuse a `.` or `..` component with 400; only the code's name differs"),
+    (r"^malformed\[long_key\]: code='KeyTooLongError'/''",
+     "(c) a key over 1024 bytes is KeyTooLongError (S3's limit); JuiceFS stores it"),
+    (r"^(put|multipart)\[[^\]]*\]: (complete\.)?code='XMinioParentIsObject'/'InternalError'",
+     "(c) a key under an object (`a` is a file, put `a/b`): jfs 400 XMinioParentIsObject, JuiceFS 500"),
+    (r"^bucket\[create_other\]: code='AccessDenied'/'NoSuchBucket'",
+     "(c) one bucket per volume without --multi-buckets: CreateBucket is AccessDenied; JuiceFS NoSuchBucket"),
+    (r"^get\[[^\]]*\]: code='(304|PreconditionFailed)'/'InvalidRange'",
+     "(b) MinIO judges the Range before If-*; S3 evaluates the conditions first (RFC 7232 section 5)"),
+    (r"^get\[[^\]]*match-and-unmodified-past\]: .*code=None/'PreconditionFailed'",
+     "(b) If-Match true and If-Unmodified-Since false: 200 on S3 (documented under GetObject) and jfs; "
+     "MinIO 412"),
+    (r"^head\[bytes=5-2[^\]]*\]: code=None/'416'",
+     "(b) a syntactically invalid range (last < first) is ignored by S3 (RFC 7233): the whole object; "
+     "MinIO 416"),
+    (r"^delete_objects\[\]: keys_echoed$",
+     "(b) JuiceFS's DeleteObjects answers empty <Deleted/> elements (no <Key>); jfs names each key as S3"),
     (r"^multipart\[[^\]]*\]: complete\.code='EntityTooSmall'/None",
      "(c) jfs refuses a part but the last under 5 MiB as AWS and SeaweedFS do; JuiceFS completes it"),
     (r"^put\[\]: code='XMinioObjectExistsAsDirectory'/'InternalError'",
@@ -764,7 +784,7 @@ def signature(op: dict[str, Any], mine: Any, ref: Any) -> str:
 
     a, b = flat(mine), flat(ref)
     fields = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    variant = op.get("variant") or op.get("action") or op.get("range") or op.get("cond") or ""
+    variant = op.get("variant") or op.get("action") or "|".join(filter(None, [op.get("range"), op.get("cond")]))
     if op["op"] in ("list1", "list2", "list_raw"):
         variant = ""
     parts = []
