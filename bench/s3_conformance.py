@@ -763,6 +763,8 @@ KNOWN: list[tuple[str, str]] = [
     (r"^list(1|2|_raw)\[delimiter='a'\]: jfs-only key: marker, ref-only prefix: marker$",
      "(b) a `dir/` marker with a delimiter other than '/' not inside it: a key on S3 (and jfs, SeaweedFS); "
      "JuiceFS rolls it into a common prefix"),
+    (r"^list(1|2)\[[^\]]*\]: etag: marker$",
+     "(b) JuiceFS lists a `dir/` marker with an empty ETag; jfs gives the empty object's MD5, as S3"),
     (r"^bucket\[dir_alias\]: marker_after",
      "(b) JuiceFS's DELETE `k` also removes the empty directory marker `k/`; on S3 (and jfs, SeaweedFS) `k` "
      "and `k/` are distinct keys"),
@@ -819,6 +821,16 @@ def _listing_difference(mine: dict[str, Any], ref: dict[str, Any]) -> str:
         kinds = sorted({"marker" if x.endswith("/") else "name" for x in only})
         if kinds:
             parts.append(f"{what}: {'+'.join(kinds)}")
+    if not parts:  # the same entries: their sizes and ETags
+        def attrs(answer: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+            return {k[0]: tuple(k[1:]) for p in answer.get("pages", []) for k in p.get("keys", [])
+                    if isinstance(k, list | tuple)}
+        ma, ra = attrs(mine), attrs(ref)
+        for i, what in ((0, "size"), (1, "etag")):
+            kinds = sorted({"marker" if k.endswith("/") else "name" for k in ma.keys() & ra.keys()
+                            if ma[k][i] != ra[k][i]})
+            if kinds:
+                parts.append(f"{what}: {'+'.join(kinds)}")
     return ", ".join(parts) or "paging"
 
 
