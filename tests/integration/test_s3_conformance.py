@@ -43,6 +43,7 @@ def test_a_seeded_run_finds_no_crash_no_corruption_and_only_documented_divergenc
     text = conformance.render(report)
     assert report.requests["jfs"] > 100, text
     assert not report.problems, text
+    assert not report.off_model, text
     assert not report.new, text
 
 
