@@ -674,13 +674,18 @@ class Runner:
         """Every entry S3 would list after `marker` from what this server accepted, in order: keys, and
         common prefixes (ending in `delimiter`)."""
         out: list[str] = []
-        for key in sorted({*self.model, *self.markers}):
+        everything = sorted({*self.model, *self.markers})
+        # A marker is a directory: once it holds keys it is listed only through them (ADR 0011).
+        hidden = {m for m in self.markers if any(k != m and k.startswith(m) for k in everything)}
+        for key in everything:
+            if key in hidden:
+                continue
             if not key.startswith(prefix) or (marker and key <= marker):
                 continue
             rest = key[len(prefix):]
             if delimiter and delimiter in rest:
                 key = prefix + rest[:rest.index(delimiter) + len(delimiter)]
-                if out and out[-1] == key:
+                if (out and out[-1] == key) or (marker and key <= marker):  # a prefix of an earlier page
                     continue
             out.append(key)
         return out

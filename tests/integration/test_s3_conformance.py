@@ -39,7 +39,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
 
 
 def test_a_seeded_run_finds_no_crash_no_corruption_and_only_documented_divergences(servers: list[Any]) -> None:
-    report = conformance.run(servers, seed=7, sequences=2, n_ops=45)
+    report = conformance.run(servers, seed=7, sequences=4, n_ops=60)
     text = conformance.render(report)
     assert report.requests["jfs"] > 100, text
     assert not report.problems, text
