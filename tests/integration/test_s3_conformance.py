@@ -79,3 +79,19 @@ def test_copy_source_keys_may_hold_a_question_mark(servers: list[Any]) -> None:
         finally:
             for k in ("cq/q?m/b", "cq/copy", "cq/mp"):
                 s3.delete_object(Bucket=b, Key=k)
+
+
+def test_deleting_a_key_under_an_object_keeps_the_object(servers: list[Any]) -> None:
+    """The run found JuiceFS 1.4.2 deleting object `a` for a DeleteObjects of `a/b`; jfs must keep it
+    (the key `a/b` does not exist: S3 reports it deleted and changes nothing)."""
+    jfs = servers[0]
+    s3, b = jfs.client, jfs.bucket
+    s3.put_object(Bucket=b, Key="under/f", Body=b"kept")
+    try:
+        xml = b"<Delete><Object><Key>under/f/g</Key></Object></Delete>"
+        status, _, body, _ = jfs.raw("POST", f"/{b}", "delete=", {"Content-MD5": conformance._b64md5(xml)}, xml)
+        assert status == 200 and b"<Key>under/f/g</Key>" in body
+        s3.delete_object(Bucket=b, Key="under/f/g")
+        assert s3.get_object(Bucket=b, Key="under/f")["Body"].read() == b"kept"
+    finally:
+        s3.delete_object(Bucket=b, Key="under/f")
