@@ -194,7 +194,7 @@ def make_sequence(rng: random.Random, n_ops: int, prefix: str) -> list[dict[str,
         return prefix + "/".join(name() for _ in range(depth))
 
     def size() -> int:
-        return rng.choice([0, 1, 7, 100, 4096, 65537, 1 << 20])
+        return rng.choice([0, 1, 7, 100, 4096, 65537, 1 << 20, 1 << 20, (4 << 20) + 3])  # 4 MiB + 3: two blocks
 
     keys: list[str] = []
     marked: set[str] = set()
@@ -228,7 +228,7 @@ def make_sequence(rng: random.Random, n_ops: int, prefix: str) -> list[dict[str,
             op.update(key=known(),
                       range=rng.choice([None, None, "bytes=0-0", "bytes=1-5", "bytes=-3", "bytes=10-", "bytes=5-2",
                                         "bytes=-0", "bytes=99999999-", "bytes=0-0,2-3", "items=0-1", "bytes=abc",
-                                        "bytes=0-99999999"]),
+                                        "bytes=0-99999999", "bytes=4194300-4194310", "bytes=1048570-"]),
                       cond=rng.choice([None, None, "if-match-right", "if-match-wrong", "if-none-match-right",
                                        "if-none-match-wrong", "if-modified-past", "if-modified-future",
                                        "if-unmodified-past", "if-unmodified-future", "match-and-unmodified-past"]),
@@ -254,12 +254,13 @@ def make_sequence(rng: random.Random, n_ops: int, prefix: str) -> list[dict[str,
             k = key()
             keys.append(k)
             op.update(key=k, variant=rng.choice(["ok", "ok", "wrong_order", "too_small", "abort", "copy_part",
-                                                 "bad_etag", "list_uploads"]), seed=rng.randrange(1 << 30),
+                                                 "bad_etag", "list_uploads", "list_parts_paged",
+                                                 "copy_part_bad_range"]), seed=rng.randrange(1 << 30),
                       src=known())
         elif kind == "bucket":
             op.update(variant=rng.choice(["head_missing", "create_other", "delete_nonempty", "location",
                                           "versioning", "head_own", "list_buckets", "delete_missing",
-                                          "dir_alias"]), key=key())
+                                          "dir_alias", "list_versions"]), key=key())
         elif kind == "malformed":
             op.update(variant=rng.choice(["bad_delete_xml", "bad_complete_xml", "oversize_put", "big_meta",
                                           "huge_header", "dotdot", "dot", "double_slash", "encoded_dotdot",
@@ -534,7 +535,7 @@ class Runner:
         if variant == "list_uploads":
             lr, lu = self._try("list_multipart_uploads", Bucket=self.b, Prefix=key)
             out["list_uploads"] = {**lr, "keys": sorted(u["Key"] for u in lu.get("Uploads", []))} if lu else lr
-        sizes = {"too_small": [100, 100], "copy_part": [PART]}.get(variant, [PART, 1234])
+        sizes = {"too_small": [100, 100], "copy_part": [PART], "copy_part_bad_range": [PART]}.get(variant, [PART, 1234])
         parts: list[tuple[int, bytes, str]] = []
         for i, sz in enumerate(sizes, 1):
             data = _payload(op["seed"] + i, sz)
@@ -543,6 +544,24 @@ class Runner:
             if pr is None:
                 return out
             parts.append((i, data, pr["ETag"]))
+        if variant == "copy_part_bad_range":
+            cres, _ = self._try("upload_part_copy", Bucket=self.b, Key=key, UploadId=uid, PartNumber=2,
+                                CopySource={"Bucket": self.b, "Key": op["src"]}, CopySourceRange="bytes=5-99999999")
+            out["copy"] = cres
+        if variant == "list_parts_paged":
+            pages = []
+            marker = 0
+            for _ in range(3):
+                pr2, pg = self._try("list_parts", Bucket=self.b, Key=key, UploadId=uid, MaxParts=1,
+                                    PartNumberMarker=marker)
+                if pg is None:
+                    pages.append(pr2)
+                    break
+                pages.append([p["PartNumber"] for p in pg.get("Parts", [])] + [pg.get("IsTruncated")])
+                if not pg.get("IsTruncated"):
+                    break
+                marker = pg.get("NextPartNumberMarker", 0)
+            out["paged"] = pages
         if variant == "copy_part":
             src = self.model.get(op["src"])
             cres, cr = self._try("upload_part_copy", Bucket=self.b, Key=key, UploadId=uid, PartNumber=2,
@@ -594,6 +613,10 @@ class Runner:
         if v == "versioning":
             res, r = self._try("get_bucket_versioning", Bucket=self.b)
             return {**res, "status_v": r.get("Status")} if r else res
+        if v == "list_versions":
+            res, r = self._try("list_object_versions", Bucket=self.b, Prefix=op["key"].rpartition("/")[0])
+            return {**res, "versions": sorted((x["Key"], x["Size"], x.get("VersionId"), x.get("IsLatest"))
+                                              for x in r.get("Versions", []))} if r else res
         if v == "list_buckets":
             res, r = self._try("list_buckets")
             return {**res, "has_own": any(b["Name"] == self.b for b in r["Buckets"])} if r else res
