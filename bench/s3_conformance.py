@@ -260,7 +260,7 @@ def make_sequence(rng: random.Random, n_ops: int, prefix: str) -> list[dict[str,
         elif kind == "bucket":
             op.update(variant=rng.choice(["head_missing", "create_other", "delete_nonempty", "location",
                                           "versioning", "head_own", "list_buckets", "delete_missing",
-                                          "dir_alias", "list_versions"]), key=key())
+                                          "dir_alias", "list_versions"]), key=key() + "-alias")
         elif kind == "malformed":
             op.update(variant=rng.choice(["bad_delete_xml", "bad_complete_xml", "oversize_put", "big_meta",
                                           "huge_header", "dotdot", "dot", "double_slash", "encoded_dotdot",
@@ -296,6 +296,7 @@ class Runner:
         self.markers: set[str] = set()
         """``dir/`` keys this server accepted (listed as empty objects)."""
         self.requests = 0
+        self.last_listing: tuple[list[str], list[str]] = ([], [])
 
     def run(self, op: dict[str, Any]) -> dict[str, Any]:
         fn = getattr(self, f"_op_{op['op']}")
@@ -723,6 +724,7 @@ class Runner:
             got += sorted(names + list(p.get("prefixes", [])))
         want = self.expected_listing(op["prefix"], op["delimiter"], op["start"])
         truncated = str(pages[-1].get("truncated")).lower() == "true" if pages else False
+        self.last_listing = (got, want)
         return got == want[:len(got)] and truncated == (len(want) > len(got))
 
     def verify(self, prefix: str) -> list[str]:
@@ -939,7 +941,8 @@ def run(servers: list[Server], seed: int, sequences: int, n_ops: int,
                 print(json.dumps({"op": op, "answers": answers}, ensure_ascii=False, default=str), file=trace)
             if op["op"].startswith("list") and answers[0].get("status") == 200 \
                     and not runners[0].listing_matches_model(op, answers[0]):
-                report.off_model.append((op, answers[0]))
+                got, want = runners[0].last_listing
+                report.off_model.append((op, {"listed": got, "written": want}))
             if answers[0] != answers[1]:
                 sig = signature(op, answers[0], answers[1])
                 if op["op"].startswith("list") and answers[0].get("status") == 200:
@@ -970,7 +973,7 @@ def render(report: Report, show_known: bool = False) -> str:
         lines += [f"  {p}" for p in report.notes]
     lines.append(f"jfs listings that differ from what was written: {len(report.off_model)}")
     for op, answer in report.off_model[:5]:
-        lines.append(f"  {json.dumps(op, ensure_ascii=False)} -> {json.dumps(answer, ensure_ascii=False)[:300]}")
+        lines.append(f"  {json.dumps(op, ensure_ascii=False)} -> {json.dumps(answer, ensure_ascii=False)[:1500]}")
     lines.append(f"divergences from JuiceFS: {len(report.divergences)} kinds, {len(report.new)} not documented")
     for sig, cases in sorted(report.divergences.items()):
         why = known(sig)
