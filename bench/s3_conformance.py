@@ -1,7 +1,7 @@
 """Differential S3 conformance run: the same seeded random sequences of S3 requests against `jfs gateway`,
 `juicefs gateway` (JuiceFS 1.4.2, MinIO's S3 semantics; the reference) and, optionally, SeaweedFS's S3.
 
-Usage:  .venv/bin/python bench/s3_conformance.py [--seed 1] [--sequences 8] [--ops 60] [--no-seaweed]
+Usage:  .venv/bin/python bench/s3_conformance.py [--seed 1|1-10|1,4] [--sequences 8] [--ops 60] [--no-seaweed]
         [--juicefs PATH] [--workdir DIR] [--json OUT] [--show-known]
 
 Why: Ceph's s3-tests and MinIO's mint cannot be fetched here; two real implementations can. Every
@@ -925,10 +925,10 @@ class Report:
 
 
 def run(servers: list[Server], seed: int, sequences: int, n_ops: int,
-        progress: Callable[[str], None] = lambda s: None, trace: Any = None) -> Report:
+        progress: Callable[[str], None] = lambda s: None, trace: Any = None, report: Report | None = None) -> Report:
     """Drive every sequence at every server; jfs is `servers[0]`, the reference `servers[1]`, others (a
-    third opinion) after them."""
-    report = Report()
+    third opinion) after them. With `report`, add to it (several seeds on the same servers)."""
+    report = report if report is not None else Report()
     runners = [Runner(s) for s in servers]
     for n in range(sequences):
         rng = random.Random(f"{seed}/{n}")
@@ -960,7 +960,7 @@ def run(servers: list[Server], seed: int, sequences: int, n_ops: int,
         progress(f"sequence {n}: {len(ops)} ops, {len(report.divergences)} divergence kinds so far, "
                  f"{len(report.problems)} problems")
     for r in runners:
-        report.requests[r.s.name] = r.requests
+        report.requests[r.s.name] += r.requests
     return report
 
 
@@ -1006,7 +1006,7 @@ def servers(work: Path, juicefs: str, seaweed: bool) -> Iterator[list[Server]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", default="1", help="a seed, or several: 1,2,5 or 1-10 (the same servers)")
     p.add_argument("--sequences", type=int, default=8)
     p.add_argument("--ops", type=int, default=60)
     p.add_argument("--no-seaweed", action="store_true")
@@ -1019,8 +1019,15 @@ def main() -> None:
     start = time.monotonic()
     try:
         with servers(work, args.juicefs, not args.no_seaweed) as srv:
+            seeds: list[int] = []
+            for part in args.seed.split(","):
+                a, _, b = part.partition("-")
+                seeds += list(range(int(a), int(b or a) + 1))
+            report = Report()
             with open(args.trace or os.devnull, "w") as trace:
-                report = run(srv, args.seed, args.sequences, args.ops, lambda s: print(s, file=sys.stderr), trace)
+                for seed in seeds:
+                    run(srv, seed, args.sequences, args.ops, lambda s, seed=seed: print(f"seed {seed}, {s}",
+                                                                                      file=sys.stderr), trace, report)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
