@@ -2,7 +2,7 @@
 `juicefs gateway` (JuiceFS 1.4.2, MinIO's S3 semantics; the reference) and, optionally, SeaweedFS's S3.
 
 Usage:  .venv/bin/python bench/s3_conformance.py [--seed 1|1-10|1,4] [--sequences 8] [--ops 60] [--no-seaweed]
-        [--juicefs PATH] [--workdir DIR] [--json OUT] [--show-known]
+        [--juicefs PATH] [--workdir DIR] [--trace OUT.jsonl] [--show-known]
 
 Why: Ceph's s3-tests and MinIO's mint cannot be fetched here; two real implementations can. Every
 sequence works under its own key prefix with keys made of unicode, spaces and S3's special characters,
@@ -20,7 +20,9 @@ answer is shown next to each divergence as a third opinion. Divergences listed i
 ADR 0011 "Conformance") are counted apart; any other one is reported as new. After every sequence each
 server's objects are read back and compared with what the run wrote there (a model updated from that
 server's own successful answers: no corruption, no phantom and no lost object), and each server process
-must still be alive (no crash). Exit status 1 on a crash, a corruption or a new divergence.
+must still be alive (no crash). Every jfs listing is also checked against that model (the entries S3
+would list, in order); a divergence where jfs lists exactly the model is the reference's. Exit status 1 on
+a crash, a corruption, a jfs listing off the model or a new divergence.
 """
 
 from __future__ import annotations
