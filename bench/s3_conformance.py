@@ -295,6 +295,8 @@ class Runner:
         self.c = server.client
         self.b = server.bucket
         self.model: dict[str, bytes] = {}
+        self.meta: dict[str, tuple[dict[str, str], str] | None] = {}
+        """key -> (user metadata, Content-Type) it was written with; None: not followed."""
         self.markers: set[str] = set()
         """``dir/`` keys this server accepted (listed as empty objects)."""
         self.requests = 0
@@ -349,6 +351,8 @@ class Runner:
                 self.markers.add(key)
             else:
                 self.model[key] = data
+                self.meta[key] = ({k.lower(): v for k, v in op["meta"].items()},
+                                  op["content_type"] or "binary/octet-stream")
         return res
 
     def _cond_headers(self, op: dict[str, Any]) -> dict[str, Any]:
@@ -444,6 +448,8 @@ class Runner:
             src = self.model.get(op["src"])
             if src is not None:
                 self.model[op["dst"]] = src
+                self.meta[op["dst"]] = (op["meta"], "text/x-replaced") if op["directive"] == "REPLACE" \
+                    else self.meta.get(op["src"])
             h, hr = self._try("head_object", Bucket=self.b, Key=op["dst"])
             if hr is not None:
                 res.update(meta=hr.get("Metadata"), type=hr.get("ContentType"), length=hr.get("ContentLength"))
@@ -590,6 +596,7 @@ class Runner:
         out["complete"] = {**cres2, "etag": cr2.get("ETag") if cr2 else None}
         if cr2 is not None:
             self.model[key] = b"".join(d for _, d, _ in parts)
+            self.meta[key] = ({"mp": "1"}, "text/x-mp")
             h, hr = self._try("head_object", Bucket=self.b, Key=key)
             out["head"] = {**h, "type": hr.get("ContentType"), "meta": hr.get("Metadata"),
                            "length": hr.get("ContentLength")} if hr else h
@@ -674,6 +681,7 @@ class Runner:
             st, code, _, _ = self._raw("PUT", f"/{b}/{qkey}", "", {"x-amz-meta-big": "m" * 2100}, b"data")
             if st == 200:
                 self.model[op["key"]] = b"data"
+                self.meta[op["key"]] = None
         elif v == "huge_header":
             st, code, _, _ = self._raw("GET", f"/{b}/{qkey}", "", {"x-custom": "h" * 20000})
             st = 400 if st in (400, 431, -1) else st  # "too large" comes as 400 or 431, or a closed connection
@@ -729,9 +737,9 @@ class Runner:
         self.last_listing = (got, want)
         return got == want[:len(got)] and truncated == (len(want) > len(got))
 
-    def verify(self, prefix: str) -> list[str]:
+    def verify(self, prefix: str, check_meta: bool = False) -> list[str]:
         """Problems between what this server holds under `prefix` and its model (corruption, lost or
-        phantom objects)."""
+        phantom objects; with `check_meta`, user metadata and Content-Type other than written)."""
         problems: list[str] = []
         listed: dict[str, int] = {}
         token: dict[str, Any] = {}
@@ -749,12 +757,17 @@ class Runner:
             if not key.startswith(prefix):
                 continue
             try:
-                got = self._call("get_object", Bucket=self.b, Key=key)["Body"].read()
+                resp = self._call("get_object", Bucket=self.b, Key=key)
+                got = resp["Body"].read()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{self.s.name}: lost {key!r} ({_client_error(exc)})")
                 continue
             if got != data:
                 problems.append(f"{self.s.name}: CORRUPT {key!r}: {len(got)} bytes read, {len(data)} written")
+            written = self.meta.get(key)
+            if check_meta and written is not None and (resp.get("Metadata"), resp.get("ContentType")) != written:
+                problems.append(f"{self.s.name}: {key!r} has metadata {resp.get('Metadata')} / "
+                                f"{resp.get('ContentType')}, written {written}")
             if key not in listed:
                 problems.append(f"{self.s.name}: {key!r} readable but not listed")
         for key, size in listed.items():
@@ -955,7 +968,7 @@ def run(servers: list[Server], seed: int, sequences: int, n_ops: int,
                 report.divergences.setdefault(sig, []).append((op, answers[0], answers[1],
                                                                answers[2] if len(answers) > 2 else None))
         for i, r in enumerate(runners):
-            found = r.verify(prefix)
+            found = r.verify(prefix, check_meta=i == 0)
             if not r.s.alive():
                 found.append(f"{r.s.name}: server process died during sequence {n}")
             (report.problems if i == 0 else report.notes).extend(found)
