@@ -850,6 +850,10 @@ KNOWN: list[tuple[str, str]] = [
     (r"\[reference off its model\]$",
      "(b) a consequence: the reference had already lost or gained objects behind its answers (see its "
      "notes; JuiceFS 1.4.2's DeleteObjects of `a/b` deletes the object `a`); jfs is checked on its own"),
+    (r"^multipart\[copy_part[a-z_]*\]: copy\.code='InvalidArgument'/'InvalidRange', copy\.status=400/416"
+     r"(, head\.(meta\.mp|type))*$",
+     "(b) an UploadPartCopy range past the source's end: 400 InvalidArgument as AWS (s3-tests accept it or "
+     "416 InvalidRange); MinIO and SeaweedFS 416 InvalidRange"),
     (r"^bucket\[dir_alias\]: marker_after",
      "(b) JuiceFS's DELETE `k` also removes the empty directory marker `k/`; on S3 (and jfs, SeaweedFS) `k` "
      "and `k/` are distinct keys"),
