@@ -95,3 +95,21 @@ def test_deleting_a_key_under_an_object_keeps_the_object(servers: list[Any]) -> 
         assert s3.get_object(Bucket=b, Key="under/f")["Body"].read() == b"kept"
     finally:
         s3.delete_object(Bucket=b, Key="under/f")
+
+
+def test_a_directory_marker_outlives_the_objects_under_it(servers: list[Any]) -> None:
+    """Found by the run: deleting the last object under a PUT ``dir/`` removed the directory, so the
+    object ``dir/`` disappeared (S3 and JuiceFS keep it). Directories made only by keys still go."""
+    for server in servers:
+        s3, b = server.client, server.bucket
+        s3.put_object(Bucket=b, Key="mk/kept/", Body=b"")
+        s3.put_object(Bucket=b, Key="mk/kept/f", Body=b"1")
+        s3.put_object(Bucket=b, Key="mk/implicit/f", Body=b"1")
+        s3.delete_object(Bucket=b, Key="mk/kept/f")
+        s3.delete_object(Bucket=b, Key="mk/implicit/f")
+        try:
+            listed = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="mk/").get("Contents", [])]
+            assert listed == ["mk/kept/"], (server.name, listed)
+            assert s3.head_object(Bucket=b, Key="mk/kept/")["ContentLength"] == 0
+        finally:
+            s3.delete_object(Bucket=b, Key="mk/kept/")
