@@ -381,7 +381,8 @@ class Gateway:
         return value
 
     def _copy_source(self, request: web.BaseRequest) -> tuple[str, str]:
-        src = unquote(request.headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
+        # The query (``?versionId=``) is cut before decoding: a key may hold an encoded '?' (%3F).
+        src = unquote(request.headers["x-amz-copy-source"].partition("?")[0]).lstrip("/")
         bucket, _, key = src.partition("/")
         if not bucket or not key:
             raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey.")

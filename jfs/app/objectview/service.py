@@ -38,6 +38,8 @@ from jfs.domain.errors import FSError
 RECORD = b"user.s3.object"
 META_PREFIX = b"user.s3.meta."
 TAGS = b"user.s3.tagging"
+DIR_MARKER = b"user.s3.dir"
+"""Set on a directory PUT as the object ``dir/``: it outlives the objects under it (as on S3)."""
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 STANDARD_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",
                     "cache-control", "expires")
@@ -169,10 +171,11 @@ class ObjectView:
 
     async def delete_bucket(self, bucket: str) -> None:
         ino = await self.bucket_inode(bucket)
+        # Emptiness first: a non-empty bucket is BucketNotEmpty whatever the mode (S3's and JuiceFS's answer).
+        if any(ino != self.root or e.name not in RESERVED_TOP for e in await self.vfs.listdir(self.ctx, ino)):
+            raise ObjectError("BucketNotEmpty", "The bucket you tried to delete is not empty.", resource=bucket)
         if not self.multi_buckets:
             raise ObjectError("AccessDenied", "The volume's bucket cannot be deleted.", resource=bucket)
-        if await self.vfs.listdir(self.ctx, ino):
-            raise ObjectError("BucketNotEmpty", "The bucket you tried to delete is not empty.", resource=bucket)
         try:
             await self.vfs.rmdir(self.ctx, self.root, bucket.encode())
         except FSError as exc:
@@ -376,6 +379,7 @@ class ObjectView:
                                       "it cannot hold data.", resource=key)
             try:
                 ino = await self._makedirs(await self.bucket_inode(bucket), parts)
+                await self.vfs.setxattr(self.ctx, ino, DIR_MARKER, b"1")
             except FSError as exc:
                 raise fs_error(exc, writing=True, resource=key) from None
             attr = await self.vfs.getattr(self.ctx, ino)
@@ -421,7 +425,8 @@ class ObjectView:
         return ObjectReader(self, ino, f.fh, ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, meta))
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        """Remove `key` (nothing when it does not exist), then its parent directories left empty."""
+        """Remove `key` (nothing when it does not exist), then its parent directories left empty, up to
+        one that was PUT as a ``dir/`` object (`DIR_MARKER`): that object stays, as on S3."""
         parts, is_dir = key_parts(key)
         base = await self.bucket_inode(bucket)
         try:
@@ -445,9 +450,20 @@ class ObjectView:
             raise fs_error(exc, writing=True, resource=key) from None
         for depth in range(len(parts) - 1, 0, -1):  # S3 has no directories: drop the ones the key made
             try:
+                if await self._is_marker(chain[depth]):
+                    break
                 await self.vfs.rmdir(self.ctx, chain[depth - 1], parts[depth - 1])
             except FSError:
                 break
+
+    async def _is_marker(self, ino: int) -> bool:
+        try:
+            await self.vfs.getxattr(self.ctx, ino, DIR_MARKER)
+        except FSError as exc:
+            if exc.errno == errno.ENODATA:
+                return False
+            raise
+        return True
 
     async def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str,
                           new: NewObject | None) -> ObjectInfo:
