@@ -75,9 +75,10 @@ def _users(opts: DavOptions) -> dict[str, Any]:
 def build_app(client: Client, opts: DavOptions) -> WsgiApp:
     """The WSGI application serving `client`'s volume (ConfigError for bad options)."""
     users = _users(opts)
-    provider = JfsProvider(client, read_only=opts.read_only, dead_props=opts.dead_props,
-                           block_size=opts.block_size, serves_volume_root=not opts.subdir.strip("/"))
     locks = VolumeLockStorage(client, opts.subdir)
+    provider = JfsProvider(client, read_only=opts.read_only, dead_props=opts.dead_props,
+                           block_size=opts.block_size, serves_volume_root=not opts.subdir.strip("/"),
+                           lock_table=locks)
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "lock_storage": locks,
