@@ -17,7 +17,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
-from jfs.adapters.webdav.middleware import AccessLog, Gzip, RejectBadPaths, WsgiApp
+from jfs.adapters.webdav.middleware import AccessLog, DirectBodies, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
 from jfs.app.errors import JfsError
 from jfs.sdk import Client
@@ -98,7 +98,7 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
         "suppress_version_info": True,
         "dir_browser": {"enable": True, "response_trailer": "jfs webdav", "show_user": True},
     }
-    app: WsgiApp = RejectBadPaths(locks.per_request(WsgiDAVApp(config)))
+    app: WsgiApp = DirectBodies(RejectBadPaths(locks.per_request(WsgiDAVApp(config))))
     if opts.gzip:
         app = Gzip(app)
     if opts.access_log:
