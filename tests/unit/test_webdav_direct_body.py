@@ -6,16 +6,28 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from cheroot.makefile import StreamReader
 from cheroot.server import KnownLengthRFile
 
 from jfs.adapters.webdav.middleware import DirectBodies, _DirectBody
 
+_open: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    while _open:
+        _open.pop().close()
+
 
 def _reader(payload: bytes, *, close: bool = True) -> tuple[StreamReader, socket.socket]:
     a, b = socket.socketpair()
+    _open.extend((a, b))
 
     def send() -> None:
         b.sendall(payload)
@@ -39,7 +51,6 @@ def test_body_after_buffered_headers_is_read_whole() -> None:
         parts.append(bytes(chunk))
     assert b"".join(parts) == body
     assert outer.remaining == 0 and direct.read(10) == b""
-    peer.close()
 
 
 def test_short_body_ends_early_and_leaves_remaining() -> None:
@@ -49,7 +60,6 @@ def test_short_body_ends_early_and_leaves_remaining() -> None:
     assert direct.read(1 << 20) == b"abc"
     assert outer.remaining == 7
     assert direct.read(1 << 20) == b""
-    peer.close()
 
 
 def test_middleware_wraps_only_known_length_bodies() -> None:
@@ -66,4 +76,3 @@ def test_middleware_wraps_only_known_length_bodies() -> None:
     plain = object()
     mw({"wsgi.input": plain}, lambda *a: None)
     assert seen[-1] is plain
-    peer.close()
