@@ -87,6 +87,19 @@ class VolumeLockStorage:
             self._request.locks = self._client.run(self._table.live())
         return list(self._request.locks)
 
+    def wants_snapshot(self) -> bool:
+        """Whether this thread serves a request whose lock snapshot is not read yet."""
+        return getattr(self._request, "active", False) and self._request.locks is None
+
+    async def read_snapshot(self) -> list[Lock]:
+        """The live locks, read on the client's loop (for `prime`, inside a caller's own loop trip)."""
+        return await self._table.live()
+
+    def prime(self, locks: list[Lock]) -> None:
+        """Use `locks` (from `read_snapshot`, in this request) as this request's snapshot."""
+        if getattr(self._request, "active", False):
+            self._request.locks = locks
+
     def _changed(self) -> None:
         self._request.locks = None
 

@@ -40,6 +40,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
 from wsgidav.xml_tools import etree
 
+from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.app.virtual_files import TRASH_NAME, VIRTUAL_FILES
 from jfs.ports.kv import KVError
 from jfs.sdk import Client
@@ -69,6 +70,9 @@ _STATUS = {
     errno.EIO: HTTP_SERVICE_UNAVAILABLE,
 }
 
+
+_MISSING = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG))
+"""Lookup errors that mean "no such resource" (404), not a failure."""
 
 _SEEN = "jfs.webdav.seen"
 """environ key: the resources a request has looked up so far, by path (WsgiDAV asks for the same path
@@ -313,6 +317,8 @@ class FileResource(_Node, DAVNonCollection):
         self.pending = False
         """A PUT's new file that exists only once its body has arrived (`store`)."""
         self._fresh = False
+        self.prefetched: bytes | None = None
+        """The whole content, read with the attributes by a GET's lookup (`JfsProvider.prefetch`)."""
 
     def get_content_length(self) -> int:
         return self.st.st_size
@@ -326,6 +332,9 @@ class FileResource(_Node, DAVNonCollection):
     def get_content(self) -> Any:
         """A file of at most one block is read in one trip to the client's loop (open, read, close);
         a bigger one streams through a buffered reader."""
+        data, self.prefetched = self.prefetched, None
+        if data is not None:
+            return io.BytesIO(data)
         with translated():
             if self.st.st_size <= self.provider.block_size:
                 return io.BytesIO(self.fs.run(self.fs.aio.read_bytes(self.fs_path)))
@@ -576,9 +585,12 @@ class JfsProvider(DAVProvider):
     """The resources of one volume (or of its served subdirectory, the client's root)."""
 
     def __init__(self, client: Client, *, read_only: bool = False, dead_props: bool = True,
-                 block_size: int = 1 << 20, serves_volume_root: bool = True) -> None:
+                 block_size: int = 1 << 20, serves_volume_root: bool = True,
+                 lock_table: VolumeLockStorage | None = None) -> None:
         super().__init__()
         self.client = client
+        self.lock_table = lock_table
+        """The volume's lock table, when it is the lock storage: a PUT's first lookup reads its snapshot."""
         self.read_only = read_only
         self.dead_props = dead_props
         self.block_size = block_size
@@ -618,21 +630,74 @@ class JfsProvider(DAVProvider):
         seen: dict[str, _DAVResource | None] = environ.setdefault(_SEEN, {})
         if path in seen:
             return seen[path]
+        if not seen and environ.get("REQUEST_METHOD") in ("GET", "PUT"):
+            return self._prefetch(path, environ, seen)
         res = seen[path] = self._lookup(path, environ)
         return res
 
+    def _prefetch(self, path: str, environ: dict[str, Any],
+                  seen: dict[str, _DAVResource | None]) -> _DAVResource | None:
+        """A GET's or PUT's first lookup (its target), with what the request reads next, in one trip to
+        the client's loop: for a GET, the content of a file of at most one block; for a PUT, the parent
+        collection and the lock table's snapshot. Each trip costs two thread switches, more than the
+        reads themselves on a small file."""
+        aio = self.client.aio
+        block = self.block_size
+        fs_path = self.fs_path(path)
+        parent = util.get_uri_parent(path.rstrip("/") or "/") if environ["REQUEST_METHOD"] == "PUT" else None
+        locks = self.lock_table if parent is not None and self.lock_table is not None else None
+        if locks is not None and not locks.wants_snapshot():
+            locks = None
+
+        async def stat(p: str) -> os.stat_result | None:
+            try:
+                return await aio.stat(p)
+            except OSError as exc:
+                if exc.errno in _MISSING:
+                    return None
+                raise
+
+        async def run() -> tuple[os.stat_result | None, bytes | None, os.stat_result | None, Any]:
+            st = await stat(fs_path) if self._may_serve(fs_path) else None
+            data = None
+            if parent is None and st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size <= block:
+                try:
+                    data = await aio.read_bytes(fs_path)
+                except OSError:
+                    data = None  # changed under us: `get_content` reads it again and reports
+            pst = await stat(self.fs_path(parent)) if parent and self._may_serve(self.fs_path(parent)) else None
+            snapshot = await locks.read_snapshot() if locks is not None else None
+            return st, data, pst, snapshot
+
+        with translated():
+            st, data, pst, snapshot = self.client.run(run())
+        if locks is not None:
+            locks.prime(snapshot)
+        if parent is not None and parent != path:
+            seen[parent] = self._resource(parent, environ, pst)
+        res = seen[path] = self._resource(path, environ, st)
+        if data is not None and isinstance(res, FileResource) and len(data) == res.st.st_size:
+            res.prefetched = data
+        return res
+
+    def _may_serve(self, fs_path: str) -> bool:
+        parts = fs_path.strip("/").split("/")
+        return not (len(parts) == 1 and not self.visible("/", parts[0]))
+
+    def _resource(self, path: str, environ: dict[str, Any], st: os.stat_result | None) -> _DAVResource | None:
+        if st is None or not (stat_mod.S_ISDIR(st.st_mode) or stat_mod.S_ISREG(st.st_mode)):
+            return None  # devices, FIFOs, sockets: nothing WebDAV can serve
+        return self.make(path, environ, st)
+
     def _lookup(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
         fs_path = self.fs_path(path)
-        parts = fs_path.strip("/").split("/")
-        if len(parts) == 1 and not self.visible("/", parts[0]):
+        if not self._may_serve(fs_path):
             return None
         with translated():
             try:
                 st = self.client.stat(fs_path)
             except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
+                if exc.errno in _MISSING:
                     return None
                 raise
-        if not (stat_mod.S_ISDIR(st.st_mode) or stat_mod.S_ISREG(st.st_mode)):
-            return None  # devices, FIFOs, sockets: nothing WebDAV can serve
-        return self.make(path, environ, st)
+        return self._resource(path, environ, st)
