@@ -26,10 +26,9 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import ConflictError, Pointer, ReadOnlyTransaction
+from jfs.ports.kv import ConflictError, Pointer
 
-from .base import get_follow_in_two, merge_scan
+from .base import TxWrites, get_follow_in_two, merge_scan, paged_scan
 from .resp import bulk, bulks
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ class ReadSet:
         return count, b"".join((head, self._keys, bulks(adds), self._expect, self._scans))
 
 
-class RedisTx:
+class RedisTx(TxWrites):
     """The `Tx` of the Redis adapter; see the module docstring."""
 
     __slots__ = ("_kv", "_readonly", "_writes", "_adds", "_sorted", "_reads", "_rounds", "_overlap")
@@ -252,22 +251,15 @@ class RedisTx:
     async def scan_iter(
         self, begin: bytes, end: bytes, *, batch: int = 1024
     ) -> AsyncIterator[tuple[bytes, bytes]]:
-        cursor = begin
-        while cursor < end:
-            reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, batch, 0, 0)))
-            chunk = self._pairs(reply, False)
-            for pair in chunk:
-                yield pair
-            if len(chunk) < batch:
-                return
-            cursor = chunk[-1][0] + b"\x00"
+        async def page(cursor: bytes, n: int) -> list[tuple[bytes, bytes]]:
+            reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, n, 0, 0)))
+            return self._pairs(reply, False)
 
-    async def exists(self, begin: bytes, end: bytes) -> bool:
-        return bool(await self.scan(begin, end, limit=1, keys_only=True))
+        async for pair in paged_scan(page, begin, end, batch):
+            yield pair
 
     def _write(self, key: bytes, value: bytes | None, what: str) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction(f"{what} in a read-only transaction")
+        self._writable(what)
         writes = self._writes
         if self._sorted is not None and key not in writes:
             self._sorted = None
@@ -279,16 +271,8 @@ class RedisTx:
     def delete(self, key: bytes) -> None:
         self._write(key, None, "delete")
 
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        if self._readonly:
-            raise ReadOnlyTransaction("incr_by in a read-only transaction")
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
     def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._writable("add")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     async def finish(self) -> None:

@@ -64,10 +64,9 @@ from jfs.ports.kv import (
     EngineUnavailable,
     KVError,
     Pointer,
-    ReadOnlyTransaction,
 )
 
-from .base import get_follow_in_two, retrying
+from .base import TxWrites, get_follow_in_two, paged_scan, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -99,7 +98,7 @@ class _Heavy(BaseException):
     A BaseException so that a body's ``except Exception`` cannot swallow it."""
 
 
-class SqliteTx:
+class SqliteTx(TxWrites):
     """One transaction on a worker's connection; valid only while its body runs in that worker."""
 
     __slots__ = ("_conn", "_readonly", "_path", "_adds", "_inline", "_writes")
@@ -121,8 +120,7 @@ class SqliteTx:
             raise _map_error(exc, self._path) from exc
 
     def _exec(self, sql: str, args: Sequence[Any]) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("write in a read-only transaction")
+        self._writable("write")
         if self._inline:
             self._writes += 1
             if self._writes > INLINE_ROWS:
@@ -179,16 +177,12 @@ class SqliteTx:
     ) -> AsyncIterator[tuple[bytes, bytes]]:
         if self._inline:
             raise _Heavy
-        cursor = begin
-        while True:
-            rows = self._q(
-                "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, batch)
-            )
-            for k, v in rows:
-                yield k, v
-            if len(rows) < batch:
-                return
-            cursor = rows[-1][0] + b"\x00"
+
+        async def page(cursor: bytes, n: int) -> list[tuple[bytes, bytes]]:
+            return self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, n))
+
+        async for pair in paged_scan(page, begin, end, batch):
+            yield pair
 
     async def exists(self, begin: bytes, end: bytes) -> bool:
         return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))
@@ -201,14 +195,8 @@ class SqliteTx:
     def delete(self, key: bytes) -> None:
         self._exec("DELETE FROM kv WHERE k = ?", (key,))
 
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
     def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._writable("add")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     def apply_adds(self) -> None:
