@@ -24,7 +24,6 @@ from jfs.ports.kv import (
     Pointer,
     ReadOnlyTransaction,
     TooManyConflicts,
-    Tx,
 )
 
 T = TypeVar("T")
@@ -41,16 +40,16 @@ def after(key: bytes) -> bytes:
 
 
 async def paged_scan(
-    page: Callable[[bytes, int], Awaitable[Sequence[tuple[bytes, bytes]]]],
+    page: Callable[[bytes, bytes, int], Awaitable[Sequence[tuple[bytes, bytes]]]],
     begin: bytes,
     end: bytes,
     batch: int,
 ) -> AsyncIterator[tuple[bytes, bytes]]:
-    """`Tx.scan_iter` from a page reader: ``page(cursor, n)`` returns at most `n` ascending pairs of
+    """`Tx.scan_iter` from a page reader: ``page(cursor, end, n)`` returns at most `n` ascending pairs of
     [cursor, end); a short page ends the scan. Nothing is read when ``begin >= end``."""
     cursor = begin
     while cursor < end:
-        chunk = await page(cursor, batch)
+        chunk = await page(cursor, end, batch)
         for pair in chunk:
             yield pair
         if len(chunk) < batch:
@@ -73,14 +72,6 @@ async def read_pages(
             break
         cursor = after(chunk[-1][0])
     return out
-
-
-async def get_follow_in_two(tx: Tx, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-    """`Tx.get_follow` for engines without server-side scripting: `get_many`, then `get`."""
-    values = await tx.get_many(keys)
-    target = pointer.target(values[pointer.source])
-    values.append(None if target is None else await tx.get(target))
-    return values
 
 
 def txn_name(what: str | Callable[..., object]) -> str:
@@ -206,8 +197,10 @@ def redact_url(url: str) -> str:
 
 
 class TxWrites:
-    """What every adapter's `Tx` does alike: the read-only guard, `incr_by` as read-then-put, and
-    `exists` as a one-key scan. The class using it provides `_readonly`, `get`, `put` and `scan`."""
+    """What every adapter's `Tx` does alike: the read-only guard, `incr_by` as read-then-put, `exists`
+    as a one-key scan, `get_follow` as `get_many` then `get` (for engines without server-side
+    scripting), and `scan_iter` paged by `paged_scan`. The class using it provides `_readonly`, `get`,
+    `get_many`, `put`, `scan` and `_page(cursor, end, n)` (at most `n` stored pairs of [cursor, end))."""
 
     __slots__ = ()
     _readonly: bool
@@ -228,8 +221,23 @@ class TxWrites:
     ) -> list[tuple[bytes, bytes]]:
         raise NotImplementedError
 
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        raise NotImplementedError
+
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> Pairs:
+        raise NotImplementedError
+
     async def exists(self, begin: bytes, end: bytes) -> bool:
         return bool(await self.scan(begin, end, limit=1, keys_only=True))
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        values = await self.get_many(keys)
+        target = pointer.target(values[pointer.source])
+        values.append(None if target is None else await self.get(target))
+        return values
+
+    def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
+        return paged_scan(self._page, begin, end, batch)
 
     async def incr_by(self, key: bytes, delta: int) -> int:
         self._writable("incr_by")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -42,7 +42,6 @@ from jfs.ports.kv import (
     ConflictError,
     EngineError,
     EngineUnavailable,
-    Pointer,
 )
 
 from .base import (
@@ -50,8 +49,6 @@ from .base import (
     RetryingKV,
     SnapshotScans,
     WriteBuffer,
-    get_follow_in_two,
-    paged_scan,
     read_pages,
 )
 from .etcd_client import Ambiguous, EtcdClient
@@ -143,9 +140,6 @@ class EtcdTx(SnapshotScans):
                 out[key] = bytes(kvs[0].value) if kvs else None
         return out
 
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
-
     async def _stored(
         self, begin: bytes, end: bytes, limit: int | None, keys_only: bool, pinned: bool = True
     ) -> Pairs:
@@ -185,16 +179,25 @@ class EtcdTx(SnapshotScans):
     def _scanned(self, begin: bytes, covered: bytes, stored: Pairs, keys_only: bool) -> None:
         self._ranges.append((begin, covered))
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        async def page(cursor: bytes, n: int) -> Pairs:
-            return await self._stored(cursor, end, n, False, pinned=False)
-
-        async for pair in paged_scan(page, begin, end, batch):
-            yield pair
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> Pairs:
+        return await self._stored(cursor, end, n, False, pinned=False)
 
     # ---- commit ------------------------------------------------------------------------------------------
+
+    async def _latest(self, keys: Sequence[bytes]) -> list[Any]:
+        """The latest Range reply entries (``kvs``: empty = absent) of `keys`, in order, outside R."""
+        pb, p = self._pb, self._p
+        out: list[Any] = []
+        for chunk in _chunks(keys, self._kv.target.max_txn_ops):
+            reply = await self._c.call(
+                "Txn",
+                pb.TxnRequest(
+                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
+                ),
+                write=False,
+            )
+            out += [r.response_range.kvs for r in reply.responses]
+        return out
 
     def _read_compares(self) -> list[Any]:
         pb, p = self._pb, self._p
@@ -221,15 +224,8 @@ class EtcdTx(SnapshotScans):
             else:
                 fresh.append(key)
         unknown = [k for k in fresh if k not in cache]
-        for chunk in _chunks(unknown, self._kv.target.max_txn_ops):
-            reply = await self._c.call(
-                "Txn",
-                pb.TxnRequest(
-                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
-                ),
-                write=False,
-            )
-            self._kv.remember(chunk, [r.response_range.kvs for r in reply.responses])
+        if unknown:
+            self._kv.remember(unknown, await self._latest(unknown))
         compares: list[Any] = []
         for key in fresh:
             current, mod = cache.get(key, (None, 0))
@@ -294,25 +290,15 @@ class EtcdTx(SnapshotScans):
 
     async def _applied(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> bool:
         """After an ambiguous commit: whether it was applied (see the module docstring)."""
-        pb, p = self._pb, self._p
         keys = list(puts) + deletes
         revisions: set[int] = set()
-        for chunk in _chunks(keys, self._kv.target.max_txn_ops):
-            reply = await self._c.call(
-                "Txn",
-                pb.TxnRequest(
-                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
-                ),
-                write=False,
-            )
-            for key, r in zip(chunk, reply.responses, strict=True):
-                kvs = r.response_range.kvs
-                if key in puts:
-                    if not kvs or bytes(kvs[0].value) != puts[key]:
-                        return False
-                    revisions.add(kvs[0].mod_revision)
-                elif kvs:
+        for key, kvs in zip(keys, await self._latest(keys), strict=True):
+            if key in puts:
+                if not kvs or bytes(kvs[0].value) != puts[key]:
                     return False
+                revisions.add(kvs[0].mod_revision)
+            elif kvs:
+                return False
         return len(revisions) <= 1 and all(r > self.rev for r in revisions)
 
     async def commit(self) -> None:

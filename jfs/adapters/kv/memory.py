@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sortedcontainers import SortedDict
@@ -20,12 +20,10 @@ from jfs.adapters.kv.base import (
     BufferedWrites,
     RetryingKV,
     WriteBuffer,
-    get_follow_in_two,
     merge_scan,
-    paged_scan,
 )
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import ConflictError, Pointer
+from jfs.ports.kv import ConflictError
 
 T = TypeVar("T")
 
@@ -64,9 +62,6 @@ class MemoryTx(BufferedWrites):
         await asyncio.sleep(0)
         return [self._value(k) for k in keys]
 
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
-
     def _live(self, begin: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Committed pairs of [begin, end), ascending (tombstones skipped)."""
         data = self._store.data
@@ -88,15 +83,9 @@ class MemoryTx(BufferedWrites):
             return [(k, b"") for k, _ in out]
         return out
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        async def page(cursor: bytes, n: int) -> list[tuple[bytes, bytes]]:
-            await asyncio.sleep(0)
-            return list(itertools.islice(self._live(cursor, end), n))
-
-        async for pair in paged_scan(page, begin, end, batch):
-            yield pair
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
+        await asyncio.sleep(0)
+        return list(itertools.islice(self._live(cursor, end), n))
 
     def commit(self) -> None:
         """Validate reads and apply writes; synchronous, so atomic with respect to other tasks."""

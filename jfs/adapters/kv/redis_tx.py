@@ -23,12 +23,12 @@ import bisect
 import contextlib
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jfs.ports.kv import ConflictError, Pointer
 
-from .base import TxWrites, get_follow_in_two, merge_scan, paged_scan
+from .base import TxWrites, merge_scan
 from .resp import bulk, bulks
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class RedisTx(TxWrites):
 
     async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
         if self._writes:  # buffered writes may shadow any of these keys: no shortcut
-            return await get_follow_in_two(self, keys, pointer)
+            return await super().get_follow(keys, pointer)
         p = pointer
         args = (p.source, p.start, p.stop, DATA + p.prefix, p.suffix, int(p.reverse))
         reply = await self._round(b"f", [DATA + k for k in keys], args)
@@ -248,15 +248,9 @@ class RedisTx(TxWrites):
             return [(k, b"") for k, _ in out]
         return out
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        async def page(cursor: bytes, n: int) -> list[tuple[bytes, bytes]]:
-            reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, n, 0, 0)))
-            return self._pairs(reply, False)
-
-        async for pair in paged_scan(page, begin, end, batch):
-            yield pair
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
+        reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, n, 0, 0)))
+        return self._pairs(reply, False)
 
     def _write(self, key: bytes, value: bytes | None, what: str) -> None:
         self._writable(what)

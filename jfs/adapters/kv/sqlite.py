@@ -50,7 +50,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -63,10 +63,9 @@ from jfs.ports.kv import (
     EngineError,
     EngineUnavailable,
     KVError,
-    Pointer,
 )
 
-from .base import TxWrites, get_follow_in_two, paged_scan, retrying
+from .base import TxWrites, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -147,9 +146,6 @@ class SqliteTx(TxWrites):
             found.update(self._q(f"SELECT k, v FROM kv WHERE k IN ({marks})", part))
         return [found.get(k) for k in keys]
 
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
-
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
     ) -> list[tuple[bytes, bytes]]:
@@ -172,17 +168,10 @@ class SqliteTx(TxWrites):
             for r in self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
         ]
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
         if self._inline:
             raise _Heavy
-
-        async def page(cursor: bytes, n: int) -> list[tuple[bytes, bytes]]:
-            return self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, n))
-
-        async for pair in paged_scan(page, begin, end, batch):
-            yield pair
+        return self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, n))
 
     async def exists(self, begin: bytes, end: bytes) -> bool:
         return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -45,7 +45,6 @@ from jfs.ports.kv import (
     EngineError,
     EngineUnavailable,
     KVError,
-    Pointer,
 )
 
 from .base import (
@@ -53,8 +52,6 @@ from .base import (
     RetryingKV,
     SnapshotScans,
     WriteBuffer,
-    get_follow_in_two,
-    paged_scan,
     read_pages,
     retrying,
 )
@@ -159,9 +156,6 @@ class TikvTx(SnapshotScans):
         got = _pairs(await self._call(self._reader.batch_get([self._p + k for k in keys])))
         return {k[n:]: v for k, v in got}
 
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
-
     async def _stored(
         self, begin: bytes, end: bytes, limit: int | None, keys_only: bool, reader: Any = None
     ) -> Pairs:
@@ -186,14 +180,8 @@ class TikvTx(SnapshotScans):
     def _scanned(self, begin: bytes, covered: bytes, stored: Pairs, keys_only: bool) -> None:
         self._ranges.append((begin, covered, keys_only, _digest(stored)))
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        async def page(cursor: bytes, n: int) -> Pairs:
-            return await self._stored(cursor, end, n, False)
-
-        async for pair in paged_scan(page, begin, end, batch):
-            yield pair
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> Pairs:
+        return await self._stored(cursor, end, n, False)
 
     async def commit(self) -> None:
         """Apply the buffer to the TiKV transaction, lock the read set, re-check scanned ranges, commit."""
