@@ -406,23 +406,31 @@ class SqliteKV:
                 leftovers.append((item, False, EngineError(f"SQLite KV {self.path} is closed")))
         _deliver(leftovers)
 
-    def _writer_main(self, conn: sqlite3.Connection) -> None:
+    def _serve(
+        self, q: queue.Queue[Any], limit: int, run_batch: Callable[[list[_Job]], list[Outcome]]
+    ) -> None:
+        """A worker's loop: take up to `limit` jobs of `q` at a time, run them, deliver their outcomes;
+        on the stop request, fail what is still queued."""
         stop = False
         while not stop:
-            batch, stop = _drain(self._writes, self._writes.get(), MAX_WRITE_BATCH)
-            if not batch:
-                continue
+            batch, stop = _drain(q, q.get(), limit)
+            if batch:
+                _deliver(run_batch(batch))
+        self._fail_pending(q)
+
+    def _writer_main(self, conn: sqlite3.Connection) -> None:
+        def run_batch(batch: list[_Job]) -> list[Outcome]:
             try:
-                outcomes = self._write_batch(conn, batch)
+                return self._write_batch(conn, batch)
             except BaseException as exc:  # keep the writer alive whatever happened
                 log.error("sqlite_writer_failed", path=self.path, error=repr(exc))
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                outcomes = [
+                return [
                     (job, False, EngineError(f"SQLite writer failed on {self.path}: {exc}")) for job in batch
                 ]
-            _deliver(outcomes)
-        self._fail_pending(self._writes)
+
+        self._serve(self._writes, MAX_WRITE_BATCH, run_batch)
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
         """Run every job of `batch` in one IMMEDIATE transaction, each inside its own savepoint."""
@@ -468,11 +476,7 @@ class SqliteKV:
         return outcomes
 
     def _reader_main(self, conn: sqlite3.Connection) -> None:
-        stop = False
-        while not stop:
-            batch, stop = _drain(self._reads, self._reads.get(), MAX_READ_BATCH)
-            if not batch:
-                continue
+        def run_batch(batch: list[_Job]) -> list[Outcome]:
             outcomes: list[Outcome] = []
             try:
                 conn.execute("BEGIN")
@@ -490,8 +494,9 @@ class SqliteKV:
                 mapped = _map_error(exc, self.path)
                 done = {id(o[0]) for o in outcomes}
                 outcomes += [(job, False, mapped) for job in batch if id(job) not in done]
-            _deliver(outcomes)
-        self._fail_pending(self._reads)
+            return outcomes
+
+        self._serve(self._reads, MAX_READ_BATCH, run_batch)
         self._reads.put(_STOP)  # pass the stop request on to the next reader
 
     # ---- the port ----------------------------------------------------------------------------------------
