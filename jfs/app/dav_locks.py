@@ -31,6 +31,18 @@ async def _live(tx: Tx, now: float) -> list[Lock]:
     return found
 
 
+async def _held(tx: Tx, token: str, now: float) -> Lock | None:
+    """The live lock of `token`, or None; an expired record met here is deleted."""
+    value = await tx.get(keys.dav_lock(token))
+    if value is None:
+        return None
+    lock = rules.decode(value)
+    if rules.is_expired(lock, now):
+        tx.delete(keys.dav_lock(token))
+        return None
+    return lock
+
+
 class DavLocks:
     """The lock table of one volume. Every method is one transaction of `kv`."""
 
@@ -55,29 +67,15 @@ class DavLocks:
         """The live lock of `token`, or None (unknown or expired; an expired record is removed)."""
         now = time.time()
 
-        async def body(tx: Tx) -> Lock | None:
-            value = await tx.get(keys.dav_lock(token))
-            if value is None:
-                return None
-            lock = rules.decode(value)
-            if rules.is_expired(lock, now):
-                tx.delete(keys.dav_lock(token))
-                return None
-            return lock
-
-        return await self.kv.txn(body)
+        return await self.kv.txn(lambda tx: _held(tx, token, now))
 
     async def refresh(self, token: str, timeout: float, expire: float) -> Lock | None:
         """Give the live lock of `token` a new timeout and expiry; None when it no longer exists."""
         now = time.time()
 
         async def body(tx: Tx) -> Lock | None:
-            value = await tx.get(keys.dav_lock(token))
-            if value is None:
-                return None
-            lock = rules.decode(value)
-            if rules.is_expired(lock, now):
-                tx.delete(keys.dav_lock(token))
+            lock = await _held(tx, token, now)
+            if lock is None:
                 return None
             lock["timeout"] = timeout
             lock["expire"] = expire
