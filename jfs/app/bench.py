@@ -282,49 +282,63 @@ class _Runner:
     def write(self, case: Case, bar: ProgressBar, per_block: bool) -> Callable[[int, list[float]], None]:
         buf = self._buf(case.bsize)
 
-        def fn(thread: int, lat: list[float]) -> None:
-            clock = time.perf_counter
-            for i in range(case.fcount):
-                t0 = clock()
-                fd = os.open(self.fname(case, thread, i), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-                try:
-                    for _ in range(case.bcount):
-                        if self.stop.is_set():
-                            raise Stopped
-                        t = clock()
-                        view = memoryview(buf)
-                        while view:
-                            view = view[os.write(fd, view):]
-                        if per_block:
-                            lat.append(clock() - t)
-                        bar.advance()
-                finally:
-                    os.close(fd)
-                if not per_block:
-                    lat.append(clock() - t0)
+        def open_file(path: str) -> int:
+            return os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
 
-        return fn
+        def new_writer() -> Callable[[int, str], None]:
+            def write_block(fd: int, path: str) -> None:
+                view = memoryview(buf)
+                while view:
+                    view = view[os.write(fd, view):]
+
+            return write_block
+
+        return self._per_block(case, bar, per_block, open_file, new_writer)
 
     def read(self, case: Case, bar: ProgressBar, per_block: bool) -> Callable[[int, list[float]], None]:
+        def open_file(path: str) -> int:
+            return os.open(path, os.O_RDONLY)
+
+        def new_reader() -> Callable[[int, str], None]:
+            buf = bytearray(case.bsize)  # one per thread
+
+            def read_block(fd: int, path: str) -> None:
+                got = 0
+                view = memoryview(buf)
+                while got < case.bsize:
+                    n = os.readv(fd, [view[got:]])
+                    if n == 0:
+                        raise OSError(f"{path}: short read ({got} of {case.bsize} bytes)")
+                    got += n
+
+            return read_block
+
+        return self._per_block(case, bar, per_block, open_file, new_reader)
+
+    def _per_block(
+        self,
+        case: Case,
+        bar: ProgressBar,
+        per_block: bool,
+        open_file: Callable[[str], int],
+        new_block_op: Callable[[], Callable[[int, str], None]],
+    ) -> Callable[[int, list[float]], None]:
+        """A thread's job doing a block operation (made once per thread by `new_block_op`) `case.bcount`
+        times on each of its `case.fcount` files; latencies per block or, unless `per_block`, per file."""
+
         def fn(thread: int, lat: list[float]) -> None:
             clock = time.perf_counter
-            buf = bytearray(case.bsize)
+            block_op = new_block_op()
             for i in range(case.fcount):
                 t0 = clock()
                 path = self.fname(case, thread, i)
-                fd = os.open(path, os.O_RDONLY)
+                fd = open_file(path)
                 try:
                     for _ in range(case.bcount):
                         if self.stop.is_set():
                             raise Stopped
                         t = clock()
-                        got = 0
-                        view = memoryview(buf)
-                        while got < case.bsize:
-                            n = os.readv(fd, [view[got:]])
-                            if n == 0:
-                                raise OSError(f"{path}: short read ({got} of {case.bsize} bytes)")
-                            got += n
+                        block_op(fd, path)
                         if per_block:
                             lat.append(clock() - t)
                         bar.advance()
