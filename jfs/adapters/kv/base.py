@@ -305,7 +305,8 @@ class SnapshotScans(BufferedWrites):
 
 class RetryingKV:
     """`txn` and `read` of an engine whose one attempt is `_attempt(body, readonly)`, retried on
-    ConflictError by `retrying` (the conflict is named after the body)."""
+    ConflictError by `retrying` (the conflict is named after the body). An engine that schedules its
+    attempts itself (SQLite: inline or on worker threads) overrides `_run` instead."""
 
     async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
         raise NotImplementedError

@@ -65,7 +65,7 @@ from jfs.ports.kv import (
     KVError,
 )
 
-from .base import TxWrites, retrying
+from .base import RetryingKV, TxWrites, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -268,7 +268,7 @@ def _drain(q: queue.Queue[Any], first: Any, limit: int) -> tuple[list[_Job], boo
     return batch, False
 
 
-class SqliteKV:
+class SqliteKV(RetryingKV):
     """See the module docstring."""
 
     serializes_writers = True
@@ -521,16 +521,22 @@ class SqliteKV:
 
         return run
 
-    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        if self._inline_writes and not self._closed and not self._queued[True]:
-            conn = self._inline_connection(True)
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        """Run `body` inline on the event loop's thread when allowed and light, else on the workers."""
+        writer = not readonly
+        inline = self._inline_writes if writer else self._inline_on
+        if inline and not self._closed and not self._queued[writer]:
+            conn = self._inline_connection(writer)
             if conn is not None:
                 try:
-                    return self._write_inline(conn, body)
+                    if writer:
+                        return self._write_inline(conn, body)
+                    return self._read_inline(conn, body)
                 except (_Heavy, ConflictError):  # a body's own ConflictError: retried with back-off below
                     pass
-        run = self._body_runner(body, False)
-        return await self._queue(True, lambda: retrying(lambda: self._submit(self._writes, run), max_retries, body))
+        run = self._body_runner(body, readonly)
+        q = self._writes if writer else self._reads
+        return await self._queue(writer, lambda: retrying(lambda: self._submit(q, run), max_retries, body))
 
     async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
         """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
@@ -542,17 +548,6 @@ class SqliteKV:
             return await job()
         finally:
             self._queued[writer] -= 1
-
-    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        if self._inline_on and not self._closed and not self._queued[False]:
-            conn = self._inline_connection(False)
-            if conn is not None:
-                try:
-                    return self._read_inline(conn, body)
-                except (_Heavy, ConflictError):
-                    pass
-        run = self._body_runner(body, True)
-        return await self._queue(False, lambda: retrying(lambda: self._submit(self._reads, run), max_retries, body))
 
     def _inline_connection(self, writer: bool) -> sqlite3.Connection | None:
         """This thread's inline connection (opened on first use); None if it cannot be opened."""
