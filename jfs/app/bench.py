@@ -380,6 +380,22 @@ def _item(key: str, title: str, case: Case, threads: int, seconds: float, lat: l
     return item
 
 
+def _write_and_read(r: _Runner, board: ProgressBoard, report: BenchReport, case: Case, size: str) -> None:
+    """The items "Write <size> file" and "Read <size> file" of `case` (`size` "big": latency per block,
+    cost per file; "small": latency per file), with the kernel's page cache dropped in between."""
+    big = size == "big"
+    n = r.cfg.threads
+    total = n * case.fcount * case.bcount
+    unit = "block" if big else "file"
+    bar = board.bar(f"Write {size} blocks", total, unit="blocks")
+    seconds, lat = r.timed(bar, r.write(case, bar, big))
+    report.items.append(_item(f"{size}wr", f"Write {size} file", case, n, seconds, lat, unit, big=big))
+    report.dropped_kernel_caches = drop_caches(r.files(case))
+    bar = board.bar(f"Read {size} blocks", total, unit="blocks")
+    seconds, lat = r.timed(bar, r.read(case, bar, big))
+    report.items.append(_item(f"{size}rd", f"Read {size} file", case, n, seconds, lat, unit, big=big))
+
+
 def run_bench(cfg: BenchConfig, board: ProgressBoard | None = None) -> BenchReport:
     """Run the workload in a fresh directory under ``cfg.path`` (removed afterwards); see the module doc."""
     if cfg.threads < 1 or cfg.block_size < 1:
@@ -405,23 +421,9 @@ def run_bench(cfg: BenchConfig, board: ProgressBoard | None = None) -> BenchRepo
         r = _Runner(cfg, tmpdir, board)
         n = cfg.threads
         if big is not None:
-            total = n * big.fcount * big.bcount
-            bar = board.bar("Write big blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.write(big, bar, True))
-            report.items.append(_item("bigwr", "Write big file", big, n, seconds, lat, "block", big=True))
-            report.dropped_kernel_caches = drop_caches(r.files(big))
-            bar = board.bar("Read big blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.read(big, bar, True))
-            report.items.append(_item("bigrd", "Read big file", big, n, seconds, lat, "block", big=True))
+            _write_and_read(r, board, report, big, "big")
         if small is not None:
-            total = n * small.fcount * small.bcount
-            bar = board.bar("Write small blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.write(small, bar, False))
-            report.items.append(_item("smallwr", "Write small file", small, n, seconds, lat, "file", big=False))
-            report.dropped_kernel_caches = drop_caches(r.files(small))
-            bar = board.bar("Read small blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.read(small, bar, False))
-            report.items.append(_item("smallrd", "Read small file", small, n, seconds, lat, "file", big=False))
+            _write_and_read(r, board, report, small, "small")
             report.dropped_kernel_caches = drop_caches([]) or report.dropped_kernel_caches
             bar = board.bar("Stat small files", n * small.fcount, unit="files")
             seconds, lat = r.timed(bar, r.stat(small, bar))
