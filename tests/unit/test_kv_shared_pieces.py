@@ -1,17 +1,13 @@
 """The pieces every KV adapter shares (`jfs.adapters.kv.base`): the scan pagers, the buffered overlay of
-reads, the read-only guards; and the background jobs of `jfs.app.meta.background`."""
+reads; and the background jobs of `jfs.app.meta.background`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 
-import pytest
-
 from jfs.adapters.kv.base import Pairs, WriteBuffer, paged_scan, read_pages
-from jfs.adapters.kv.memory import open_memory
 from jfs.app.meta.background import BackgroundJobs
-from jfs.ports.kv import ReadOnlyTransaction, Tx
 
 PAIRS = [(b"k%02d" % i, b"v%d" % i) for i in range(10)]
 
@@ -60,24 +56,6 @@ def test_write_buffer_splits_keys_into_written_and_to_read() -> None:
     assert out == {b"a": b"1", b"b": None}
     assert missing == [b"c"]
     assert buf.deletions_in(b"a", b"z") == 1
-
-
-@pytest.mark.parametrize("write", ["put", "delete", "add", "incr_by"])
-async def test_every_write_in_a_read_only_transaction_is_refused(write: str) -> None:
-    kv = await open_memory("memory://shared-pieces-ro")
-
-    async def body(tx: Tx) -> None:
-        if write == "put":
-            tx.put(b"k", b"v")
-        elif write == "delete":
-            tx.delete(b"k")
-        elif write == "add":
-            tx.add(b"k", 1)
-        else:
-            await tx.incr_by(b"k", 1)
-
-    with pytest.raises(ReadOnlyTransaction, match=write):
-        await kv.read(body)
 
 
 async def test_background_jobs_drain_waits_for_jobs_started_by_jobs_and_logs_failures() -> None:
