@@ -249,9 +249,11 @@ class TxWrites:
 class BufferedWrites(TxWrites):
     """The write half of a transaction that buffers its writes until commit (memory, TiKV, etcd): put,
     delete and blind adds go to `_buf`; every write raises ReadOnlyTransaction in a read-only transaction.
-    The class using it provides `_readonly`, `_buf`, `get` and `scan`."""
+    The class using it calls ``__init__(readonly)`` and provides `get`, `get_many`, `scan` and `_page`."""
 
-    _buf: WriteBuffer
+    def __init__(self, readonly: bool) -> None:
+        self._readonly = readonly
+        self._buf = WriteBuffer()
 
     def put(self, key: bytes, value: bytes) -> None:
         self._writable("put")

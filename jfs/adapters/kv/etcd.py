@@ -44,13 +44,7 @@ from jfs.ports.kv import (
     EngineUnavailable,
 )
 
-from .base import (
-    Pairs,
-    RetryingKV,
-    SnapshotScans,
-    WriteBuffer,
-    read_pages,
-)
+from .base import Pairs, RetryingKV, SnapshotScans, read_pages
 from .etcd_client import Ambiguous, EtcdClient
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
@@ -82,8 +76,7 @@ class EtcdTx(SnapshotScans):
         self._c = kv.client
         self._pb = kv.client.pb
         self._p = kv.prefix
-        self._readonly = readonly
-        self._buf = WriteBuffer()
+        super().__init__(readonly)
         self.rev = 0  # R: 0 until the first read is served
         self._rev_lock = asyncio.Lock()
         self._seen: dict[bytes, int] = {}  # key -> mod revision at R (0 = absent)

@@ -16,12 +16,7 @@ from typing import Any, TypeVar
 
 from sortedcontainers import SortedDict
 
-from jfs.adapters.kv.base import (
-    BufferedWrites,
-    RetryingKV,
-    WriteBuffer,
-    merge_scan,
-)
+from jfs.adapters.kv.base import BufferedWrites, RetryingKV, merge_scan
 from jfs.domain.records import decode_i64, encode_i64
 from jfs.ports.kv import ConflictError
 
@@ -40,11 +35,10 @@ _STORES: dict[str, _Store] = {}
 class MemoryTx(BufferedWrites):
     def __init__(self, store: _Store, readonly: bool) -> None:
         self._store = store
-        self._readonly = readonly
+        super().__init__(readonly)
         self._start = store.seq
         self._reads: set[bytes] = set()
         self._ranges: list[tuple[bytes, bytes]] = []
-        self._buf = WriteBuffer()
 
     def _value(self, key: bytes) -> bytes | None:
         found, value = self._buf.lookup(key)

@@ -47,14 +47,7 @@ from jfs.ports.kv import (
     KVError,
 )
 
-from .base import (
-    Pairs,
-    RetryingKV,
-    SnapshotScans,
-    WriteBuffer,
-    read_pages,
-    retrying,
-)
+from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -127,9 +120,8 @@ class TikvTx(SnapshotScans):
     def __init__(self, kv: TikvKV, reader: Any, readonly: bool) -> None:
         self._kv = kv
         self._reader = reader
-        self._readonly = readonly
+        super().__init__(readonly)
         self._p = kv.prefix
-        self._buf = WriteBuffer()
         self._read_keys: set[bytes] = set()
         self._ranges: list[tuple[bytes, bytes, bool, bytes]] = []  # begin, end (exclusive), keys_only, digest
         self.committed = False
