@@ -38,11 +38,7 @@ from typing import Any, TypeVar
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import (
-    ConflictError,
-    EngineError,
-    EngineUnavailable,
-)
+from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable
 
 from .base import Pairs, RetryingKV, SnapshotScans, read_pages
 from .etcd_client import Ambiguous, EtcdClient

@@ -39,13 +39,7 @@ from urllib.parse import unquote
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import (
-    DEFAULT_MAX_RETRIES,
-    ConflictError,
-    EngineError,
-    EngineUnavailable,
-    KVError,
-)
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KVError
 
 from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
 from .registry import BadMetaURL
