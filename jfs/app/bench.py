@@ -282,49 +282,63 @@ class _Runner:
     def write(self, case: Case, bar: ProgressBar, per_block: bool) -> Callable[[int, list[float]], None]:
         buf = self._buf(case.bsize)
 
-        def fn(thread: int, lat: list[float]) -> None:
-            clock = time.perf_counter
-            for i in range(case.fcount):
-                t0 = clock()
-                fd = os.open(self.fname(case, thread, i), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-                try:
-                    for _ in range(case.bcount):
-                        if self.stop.is_set():
-                            raise Stopped
-                        t = clock()
-                        view = memoryview(buf)
-                        while view:
-                            view = view[os.write(fd, view):]
-                        if per_block:
-                            lat.append(clock() - t)
-                        bar.advance()
-                finally:
-                    os.close(fd)
-                if not per_block:
-                    lat.append(clock() - t0)
+        def open_file(path: str) -> int:
+            return os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
 
-        return fn
+        def new_writer() -> Callable[[int, str], None]:
+            def write_block(fd: int, path: str) -> None:
+                view = memoryview(buf)
+                while view:
+                    view = view[os.write(fd, view):]
+
+            return write_block
+
+        return self._per_block(case, bar, per_block, open_file, new_writer)
 
     def read(self, case: Case, bar: ProgressBar, per_block: bool) -> Callable[[int, list[float]], None]:
+        def open_file(path: str) -> int:
+            return os.open(path, os.O_RDONLY)
+
+        def new_reader() -> Callable[[int, str], None]:
+            buf = bytearray(case.bsize)  # one per thread
+
+            def read_block(fd: int, path: str) -> None:
+                got = 0
+                view = memoryview(buf)
+                while got < case.bsize:
+                    n = os.readv(fd, [view[got:]])
+                    if n == 0:
+                        raise OSError(f"{path}: short read ({got} of {case.bsize} bytes)")
+                    got += n
+
+            return read_block
+
+        return self._per_block(case, bar, per_block, open_file, new_reader)
+
+    def _per_block(
+        self,
+        case: Case,
+        bar: ProgressBar,
+        per_block: bool,
+        open_file: Callable[[str], int],
+        new_block_op: Callable[[], Callable[[int, str], None]],
+    ) -> Callable[[int, list[float]], None]:
+        """A thread's job doing a block operation (made once per thread by `new_block_op`) `case.bcount`
+        times on each of its `case.fcount` files; latencies per block or, unless `per_block`, per file."""
+
         def fn(thread: int, lat: list[float]) -> None:
             clock = time.perf_counter
-            buf = bytearray(case.bsize)
+            block_op = new_block_op()
             for i in range(case.fcount):
                 t0 = clock()
                 path = self.fname(case, thread, i)
-                fd = os.open(path, os.O_RDONLY)
+                fd = open_file(path)
                 try:
                     for _ in range(case.bcount):
                         if self.stop.is_set():
                             raise Stopped
                         t = clock()
-                        got = 0
-                        view = memoryview(buf)
-                        while got < case.bsize:
-                            n = os.readv(fd, [view[got:]])
-                            if n == 0:
-                                raise OSError(f"{path}: short read ({got} of {case.bsize} bytes)")
-                            got += n
+                        block_op(fd, path)
                         if per_block:
                             lat.append(clock() - t)
                         bar.advance()
@@ -366,6 +380,22 @@ def _item(key: str, title: str, case: Case, threads: int, seconds: float, lat: l
     return item
 
 
+def _write_and_read(r: _Runner, board: ProgressBoard, report: BenchReport, case: Case, size: str) -> None:
+    """The items "Write <size> file" and "Read <size> file" of `case` (`size` "big": latency per block,
+    cost per file; "small": latency per file), with the kernel's page cache dropped in between."""
+    big = size == "big"
+    n = r.cfg.threads
+    total = n * case.fcount * case.bcount
+    unit = "block" if big else "file"
+    bar = board.bar(f"Write {size} blocks", total, unit="blocks")
+    seconds, lat = r.timed(bar, r.write(case, bar, big))
+    report.items.append(_item(f"{size}wr", f"Write {size} file", case, n, seconds, lat, unit, big=big))
+    report.dropped_kernel_caches = drop_caches(r.files(case))
+    bar = board.bar(f"Read {size} blocks", total, unit="blocks")
+    seconds, lat = r.timed(bar, r.read(case, bar, big))
+    report.items.append(_item(f"{size}rd", f"Read {size} file", case, n, seconds, lat, unit, big=big))
+
+
 def run_bench(cfg: BenchConfig, board: ProgressBoard | None = None) -> BenchReport:
     """Run the workload in a fresh directory under ``cfg.path`` (removed afterwards); see the module doc."""
     if cfg.threads < 1 or cfg.block_size < 1:
@@ -391,23 +421,9 @@ def run_bench(cfg: BenchConfig, board: ProgressBoard | None = None) -> BenchRepo
         r = _Runner(cfg, tmpdir, board)
         n = cfg.threads
         if big is not None:
-            total = n * big.fcount * big.bcount
-            bar = board.bar("Write big blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.write(big, bar, True))
-            report.items.append(_item("bigwr", "Write big file", big, n, seconds, lat, "block", big=True))
-            report.dropped_kernel_caches = drop_caches(r.files(big))
-            bar = board.bar("Read big blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.read(big, bar, True))
-            report.items.append(_item("bigrd", "Read big file", big, n, seconds, lat, "block", big=True))
+            _write_and_read(r, board, report, big, "big")
         if small is not None:
-            total = n * small.fcount * small.bcount
-            bar = board.bar("Write small blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.write(small, bar, False))
-            report.items.append(_item("smallwr", "Write small file", small, n, seconds, lat, "file", big=False))
-            report.dropped_kernel_caches = drop_caches(r.files(small))
-            bar = board.bar("Read small blocks", total, unit="blocks")
-            seconds, lat = r.timed(bar, r.read(small, bar, False))
-            report.items.append(_item("smallrd", "Read small file", small, n, seconds, lat, "file", big=False))
+            _write_and_read(r, board, report, small, "small")
             report.dropped_kernel_caches = drop_caches([]) or report.dropped_kernel_caches
             bar = board.bar("Stat small files", n * small.fcount, unit="files")
             seconds, lat = r.timed(bar, r.stat(small, bar))

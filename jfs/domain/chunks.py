@@ -26,6 +26,18 @@ def chunk_index(offset: int) -> int:
     return offset >> CHUNK_BITS
 
 
+def _pieces(off: int, length: int, unit: int) -> list[tuple[int, int, int]]:
+    """[off, off+length) cut at multiples of `unit`: (unit index, offset inside it, length) each."""
+    out: list[tuple[int, int, int]] = []
+    end = off + length
+    while off < end:
+        index, inner = divmod(off, unit)
+        n = min(end - off, unit - inner)
+        out.append((index, inner, n))
+        off += n
+    return out
+
+
 def split_range(offset: int, length: int) -> list[tuple[int, int, int]]:
     """The chunk pieces of the byte range [offset, offset+length), in file order.
 
@@ -33,14 +45,7 @@ def split_range(offset: int, length: int) -> list[tuple[int, int, int]]:
     """
     if offset < 0 or length < 0:
         raise ValueError(f"invalid range offset={offset} length={length}")
-    out: list[tuple[int, int, int]] = []
-    end = offset + length
-    while offset < end:
-        indx, pos = divmod(offset, CHUNK_SIZE)
-        n = min(end - offset, CHUNK_SIZE - pos)
-        out.append((indx, pos, n))
-        offset += n
-    return out
+    return _pieces(offset, length, CHUNK_SIZE)
 
 
 def block_count(slice_size: int, block_size: int) -> int:
@@ -131,14 +136,7 @@ def blocks_for_range(off: int, length: int, block_size: int) -> list[tuple[int, 
     _check_block_size(block_size)
     if off < 0 or length < 0:
         raise ValueError(f"invalid range off={off} length={length}")
-    out: list[tuple[int, int, int]] = []
-    end = off + length
-    while off < end:
-        index, inner = divmod(off, block_size)
-        n = min(end - off, block_size - inner)
-        out.append((index, inner, n))
-        off += n
-    return out
+    return _pieces(off, length, block_size)
 
 
 def _check_block_size(block_size: int) -> None:

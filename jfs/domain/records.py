@@ -63,10 +63,13 @@ def encode_i64(value: int) -> bytes:
     return _I64LE.pack(value)
 
 
+def _decode_8(codec: struct.Struct, value: bytes | None) -> int:
+    """The integer `codec` reads from the first 8 bytes of `value`; 0 when there is no value."""
+    return int(codec.unpack(value[:8])[0]) if value else 0
+
+
 def decode_i64(value: bytes | None) -> int:
-    if not value:
-        return 0
-    return int(_I64LE.unpack(value[:8])[0])
+    return _decode_8(_I64LE, value)
 
 
 def encode_u64(value: int) -> bytes:
@@ -74,9 +77,7 @@ def encode_u64(value: int) -> bytes:
 
 
 def decode_u64(value: bytes | None) -> int:
-    if not value:
-        return 0
-    return int(_U64.unpack(value[:8])[0])
+    return _decode_8(_U64, value)
 
 
 @dataclass(slots=True)

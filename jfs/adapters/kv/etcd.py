@@ -32,21 +32,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import (
-    DEFAULT_MAX_RETRIES,
-    ConflictError,
-    EngineError,
-    EngineUnavailable,
-    Pointer,
-)
+from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable
 
-from .base import BufferedWrites, WriteBuffer, get_follow_in_two, merge_scan, retrying
+from .base import Pairs, RetryingKV, SnapshotScans, read_pages
 from .etcd_client import Ambiguous, EtcdClient
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
@@ -70,7 +64,7 @@ def _capacity(budget: int) -> int:
     return max([budget, *(k * _capacity(budget - k) for k in range(2, budget))])
 
 
-class EtcdTx(BufferedWrites):
+class EtcdTx(SnapshotScans):
     """One attempt of a body; see the module docstring."""
 
     def __init__(self, kv: EtcdKV, readonly: bool) -> None:
@@ -78,8 +72,7 @@ class EtcdTx(BufferedWrites):
         self._c = kv.client
         self._pb = kv.client.pb
         self._p = kv.prefix
-        self._readonly = readonly
-        self._buf = WriteBuffer()
+        super().__init__(readonly)
         self.rev = 0  # R: 0 until the first read is served
         self._rev_lock = asyncio.Lock()
         self._seen: dict[bytes, int] = {}  # key -> mod revision at R (0 = absent)
@@ -112,54 +105,40 @@ class EtcdTx(BufferedWrites):
         self._seen[key] = kv.mod_revision
         return bytes(kv.value)
 
-    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+    async def _get_stored(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        if len(keys) == 1:
+            return {keys[0]: await self.get(keys[0])}
+        pb, p = self._pb, self._p
+
+        def make(chunk: Sequence[bytes]) -> Callable[[int], Any]:
+            return lambda rev: pb.TxnRequest(
+                success=[
+                    pb.RequestOp(request_range=pb.RangeRequest(key=p + k, revision=rev, serializable=rev > 0))
+                    for k in chunk
+                ]
+            )
+
         out: dict[bytes, bytes | None] = {}
-        missing: list[bytes] = []
-        for key in dict.fromkeys(keys):
-            found, value = self._buf.lookup(key)
-            if found:
-                out[key] = value
-            else:
-                missing.append(key)
-        if len(missing) == 1:
-            out[missing[0]] = await self.get(missing[0])
-        elif missing:
-            pb, p = self._pb, self._p
-
-            def make(chunk: Sequence[bytes]) -> Callable[[int], Any]:
-                return lambda rev: pb.TxnRequest(
-                    success=[
-                        pb.RequestOp(
-                            request_range=pb.RangeRequest(key=p + k, revision=rev, serializable=rev > 0)
-                        )
-                        for k in chunk
-                    ]
-                )
-
-            chunks = _chunks(missing, self._kv.target.max_txn_ops)
-            first = await self._at_rev("Txn", make(chunks[0]))
-            rest = await asyncio.gather(*(self._at_rev("Txn", make(c)) for c in chunks[1:]))
-            for chunk, reply in zip(chunks, [first, *rest], strict=True):
-                for key, r in zip(chunk, reply.responses, strict=True):
-                    kvs = r.response_range.kvs
-                    self._seen[key] = kvs[0].mod_revision if kvs else 0
-                    out[key] = bytes(kvs[0].value) if kvs else None
-        return [out[k] for k in keys]
-
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
+        chunks = _chunks(keys, self._kv.target.max_txn_ops)
+        first = await self._at_rev("Txn", make(chunks[0]))
+        rest = await asyncio.gather(*(self._at_rev("Txn", make(c)) for c in chunks[1:]))
+        for chunk, reply in zip(chunks, [first, *rest], strict=True):
+            for key, r in zip(chunk, reply.responses, strict=True):
+                kvs = r.response_range.kvs
+                self._seen[key] = kvs[0].mod_revision if kvs else 0
+                out[key] = bytes(kvs[0].value) if kvs else None
+        return out
 
     async def _stored(
         self, begin: bytes, end: bytes, limit: int | None, keys_only: bool, pinned: bool = True
-    ) -> list[tuple[bytes, bytes, int]]:
-        """(key, value, mod revision) of stored [begin, end), at most `limit`; values b"" when keys_only."""
+    ) -> Pairs:
+        """Stored pairs of [begin, end), at most `limit`; values b"" when keys_only. `pinned` reads at R
+        and, in a read-write body, notes each key's mod revision in the read set."""
         pb, p, n = self._pb, self._p, len(self._p)
-        out: list[tuple[bytes, bytes, int]] = []
-        cursor = begin
-        while limit is None or len(out) < limit:
-            want = SCAN_BATCH if limit is None else min(SCAN_BATCH, limit - len(out))
+        note = pinned and not self._readonly
 
-            def make(rev: int, cursor: bytes = cursor, want: int = want) -> Any:
+        async def page(cursor: bytes, want: int) -> tuple[Pairs, bool]:
+            def make(rev: int) -> Any:
                 return pb.RangeRequest(
                     key=p + cursor,
                     range_end=p + end,
@@ -173,47 +152,41 @@ class EtcdTx(BufferedWrites):
                 reply = await self._at_rev("Range", make)
             else:
                 reply = await self._c.call("Range", make(0), write=False)
-            out += [
-                (bytes(kv.key)[n:], b"" if keys_only else bytes(kv.value), kv.mod_revision)
-                for kv in reply.kvs
-            ]
-            if not reply.more or not reply.kvs:
-                break
-            cursor = out[-1][0] + b"\x00"
-        return out
+            chunk = []
+            for kv in reply.kvs:
+                key = bytes(kv.key)[n:]
+                if note:
+                    self._seen.setdefault(key, kv.mod_revision)
+                chunk.append((key, b"" if keys_only else bytes(kv.value)))
+            return chunk, bool(reply.more)
 
-    async def scan(
-        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
-    ) -> list[tuple[bytes, bytes]]:
-        if begin >= end or limit == 0:
-            return []
-        fetch = None
-        if limit is not None:
-            fetch = limit + sum(1 for _, v in self._buf.in_range(begin, end) if v is None)
-        stored = await self._stored(begin, end, fetch, keys_only)
-        covered = end
-        if fetch is not None and len(stored) == fetch:
-            covered = stored[-1][0] + b"\x00"
-        if not self._readonly:
-            self._ranges.append((begin, covered))
-            for key, _, mod in stored:
-                self._seen.setdefault(key, mod)
-        out = merge_scan([(k, v) for k, v, _ in stored], self._buf.in_range(begin, covered), limit)
-        return [(k, b"") for k, _ in out] if keys_only else out
+        return await read_pages(page, begin, limit, SCAN_BATCH)
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        cursor = begin
-        while cursor < end:
-            chunk = await self._stored(cursor, end, batch, False, pinned=False)
-            for key, value, _ in chunk:
-                yield key, value
-            if len(chunk) < batch:
-                return
-            cursor = chunk[-1][0] + b"\x00"
+    async def _scan_stored(self, begin: bytes, end: bytes, limit: int | None, keys_only: bool) -> Pairs:
+        return await self._stored(begin, end, limit, keys_only)
+
+    def _scanned(self, begin: bytes, covered: bytes, stored: Pairs, keys_only: bool) -> None:
+        self._ranges.append((begin, covered))
+
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> Pairs:
+        return await self._stored(cursor, end, n, False, pinned=False)
 
     # ---- commit ------------------------------------------------------------------------------------------
+
+    async def _latest(self, keys: Sequence[bytes]) -> list[Any]:
+        """The latest Range reply entries (``kvs``: empty = absent) of `keys`, in order, outside R."""
+        pb, p = self._pb, self._p
+        out: list[Any] = []
+        for chunk in _chunks(keys, self._kv.target.max_txn_ops):
+            reply = await self._c.call(
+                "Txn",
+                pb.TxnRequest(
+                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
+                ),
+                write=False,
+            )
+            out += [r.response_range.kvs for r in reply.responses]
+        return out
 
     def _read_compares(self) -> list[Any]:
         pb, p = self._pb, self._p
@@ -240,15 +213,8 @@ class EtcdTx(BufferedWrites):
             else:
                 fresh.append(key)
         unknown = [k for k in fresh if k not in cache]
-        for chunk in _chunks(unknown, self._kv.target.max_txn_ops):
-            reply = await self._c.call(
-                "Txn",
-                pb.TxnRequest(
-                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
-                ),
-                write=False,
-            )
-            self._kv.remember(chunk, [r.response_range.kvs for r in reply.responses])
+        if unknown:
+            self._kv.remember(unknown, await self._latest(unknown))
         compares: list[Any] = []
         for key in fresh:
             current, mod = cache.get(key, (None, 0))
@@ -313,25 +279,15 @@ class EtcdTx(BufferedWrites):
 
     async def _applied(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> bool:
         """After an ambiguous commit: whether it was applied (see the module docstring)."""
-        pb, p = self._pb, self._p
         keys = list(puts) + deletes
         revisions: set[int] = set()
-        for chunk in _chunks(keys, self._kv.target.max_txn_ops):
-            reply = await self._c.call(
-                "Txn",
-                pb.TxnRequest(
-                    success=[pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in chunk]
-                ),
-                write=False,
-            )
-            for key, r in zip(chunk, reply.responses, strict=True):
-                kvs = r.response_range.kvs
-                if key in puts:
-                    if not kvs or bytes(kvs[0].value) != puts[key]:
-                        return False
-                    revisions.add(kvs[0].mod_revision)
-                elif kvs:
+        for key, kvs in zip(keys, await self._latest(keys), strict=True):
+            if key in puts:
+                if not kvs or bytes(kvs[0].value) != puts[key]:
                     return False
+                revisions.add(kvs[0].mod_revision)
+            elif kvs:
+                return False
         return len(revisions) <= 1 and all(r > self.rev for r in revisions)
 
     async def commit(self) -> None:
@@ -376,7 +332,7 @@ class EtcdTx(BufferedWrites):
         raise ConflictError("etcd: counters kept changing during commit")
 
 
-class EtcdKV:
+class EtcdKV(RetryingKV):
     """See the module docstring."""
 
     serializes_writers = False
@@ -394,21 +350,12 @@ class EtcdKV:
         for key, found in zip(keys, kvs, strict=True):
             self.counters[key] = (bytes(found[0].value), found[0].mod_revision) if found else (None, 0)
 
-    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
-        async def attempt() -> T:
-            tx = EtcdTx(self, readonly)
-            result = await body(tx)
-            if not readonly:
-                await tx.commit()
-            return result
-
-        return await retrying(attempt, max_retries)
-
-    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, False, max_retries)
-
-    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, True, max_retries)
+    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        tx = EtcdTx(self, readonly)
+        result = await body(tx)
+        if not readonly:
+            await tx.commit()
+        return result
 
     async def reset(self) -> None:
         """Delete every key under the prefix (one DeleteRange: idempotent, so simply re-sent if ambiguous)."""

@@ -10,14 +10,15 @@ URLs with the same name (``memory://name``) share one store inside a process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import itertools
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sortedcontainers import SortedDict
 
-from jfs.adapters.kv.base import BufferedWrites, WriteBuffer, get_follow_in_two, merge_scan, retrying
+from jfs.adapters.kv.base import BufferedWrites, RetryingKV, merge_scan
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, Pointer
+from jfs.ports.kv import ConflictError
 
 T = TypeVar("T")
 
@@ -34,11 +35,10 @@ _STORES: dict[str, _Store] = {}
 class MemoryTx(BufferedWrites):
     def __init__(self, store: _Store, readonly: bool) -> None:
         self._store = store
-        self._readonly = readonly
+        super().__init__(readonly)
         self._start = store.seq
         self._reads: set[bytes] = set()
         self._ranges: list[tuple[bytes, bytes]] = []
-        self._buf = WriteBuffer()
 
     def _value(self, key: bytes) -> bytes | None:
         found, value = self._buf.lookup(key)
@@ -56,23 +56,19 @@ class MemoryTx(BufferedWrites):
         await asyncio.sleep(0)
         return [self._value(k) for k in keys]
 
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
-
-    def _stored(self, begin: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+    def _live(self, begin: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Committed pairs of [begin, end), ascending (tombstones skipped)."""
         data = self._store.data
-        out = []
         for k in data.irange(begin, end, inclusive=(True, False)):
             value = data[k][1]
             if value is not None:
-                out.append((k, value))
-        return out
+                yield k, value
 
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
     ) -> list[tuple[bytes, bytes]]:
         await asyncio.sleep(0)
-        out = merge_scan(self._stored(begin, end), self._buf.in_range(begin, end), limit)
+        out = merge_scan(self._live(begin, end), self._buf.in_range(begin, end), limit)
         if limit is not None and len(out) >= limit and out:
             self._ranges.append((begin, out[-1][0] + b"\x00"))
         else:
@@ -81,23 +77,9 @@ class MemoryTx(BufferedWrites):
             return [(k, b"") for k, _ in out]
         return out
 
-    async def scan_iter(self, begin: bytes, end: bytes, *, batch: int = 1024) -> AsyncIterator[tuple[bytes, bytes]]:
-        cursor = begin
-        while True:
-            await asyncio.sleep(0)
-            data = self._store.data
-            chunk: list[tuple[bytes, bytes]] = []
-            for k in data.irange(cursor, end, inclusive=(True, False)):
-                value = data[k][1]
-                if value is not None:
-                    chunk.append((k, value))
-                    if len(chunk) >= batch:
-                        break
-            for pair in chunk:
-                yield pair
-            if len(chunk) < batch:
-                return
-            cursor = chunk[-1][0] + b"\x00"
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
+        await asyncio.sleep(0)
+        return list(itertools.islice(self._live(cursor, end), n))
 
     def commit(self) -> None:
         """Validate reads and apply writes; synchronous, so atomic with respect to other tasks."""
@@ -122,27 +104,18 @@ class MemoryTx(BufferedWrites):
             data[key] = (seq, encode_i64(current + delta))
 
 
-class MemoryKV:
+class MemoryKV(RetryingKV):
     """See the module docstring."""
 
     def __init__(self, url: str, store: _Store) -> None:
         self.url = url
         self._store = store
 
-    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
-        async def attempt() -> T:
-            tx = MemoryTx(self._store, readonly)
-            result = await body(tx)
-            tx.commit()
-            return result
-
-        return await retrying(attempt, max_retries, body)
-
-    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, False, max_retries)
-
-    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, True, max_retries)
+    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        tx = MemoryTx(self._store, readonly)
+        result = await body(tx)
+        tx.commit()
+        return result
 
     async def reset(self) -> None:
         self._store.data.clear()

@@ -22,10 +22,10 @@ from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable
+from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable
 
 from . import redis_lua
-from .base import redact_url, retrying
+from .base import RetryingKV, redact_url
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
 from .registry import BadMetaURL
@@ -60,7 +60,7 @@ def _redact(url: str) -> str:
     return f"{base}?{urlencode(params, safe='*/')}"
 
 
-class RedisKV:
+class RedisKV(RetryingKV):
     """See the module docstring."""
 
     serializes_writers = False
@@ -157,20 +157,11 @@ class RedisKV:
                     raise self._unavailable(exc) from None
             retried = True
 
-    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
-        async def attempt() -> T:
-            tx = RedisTx(self, readonly)
-            result = await body(tx)
-            await tx.finish()
-            return result
-
-        return await retrying(attempt, max_retries, body)
-
-    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, False, max_retries)
-
-    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, True, max_retries)
+    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        tx = RedisTx(self, readonly)
+        result = await body(tx)
+        await tx.finish()
+        return result
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

@@ -23,13 +23,12 @@ import bisect
 import contextlib
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import ConflictError, Pointer, ReadOnlyTransaction
+from jfs.ports.kv import ConflictError, Pointer
 
-from .base import get_follow_in_two, merge_scan
+from .base import TxWrites, merge_scan
 from .resp import bulk, bulks
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ class ReadSet:
         return count, b"".join((head, self._keys, bulks(adds), self._expect, self._scans))
 
 
-class RedisTx:
+class RedisTx(TxWrites):
     """The `Tx` of the Redis adapter; see the module docstring."""
 
     __slots__ = ("_kv", "_readonly", "_writes", "_adds", "_sorted", "_reads", "_rounds", "_overlap")
@@ -202,7 +201,7 @@ class RedisTx:
 
     async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
         if self._writes:  # buffered writes may shadow any of these keys: no shortcut
-            return await get_follow_in_two(self, keys, pointer)
+            return await super().get_follow(keys, pointer)
         p = pointer
         args = (p.source, p.start, p.stop, DATA + p.prefix, p.suffix, int(p.reverse))
         reply = await self._round(b"f", [DATA + k for k in keys], args)
@@ -249,25 +248,12 @@ class RedisTx:
             return [(k, b"") for k, _ in out]
         return out
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        cursor = begin
-        while cursor < end:
-            reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, batch, 0, 0)))
-            chunk = self._pairs(reply, False)
-            for pair in chunk:
-                yield pair
-            if len(chunk) < batch:
-                return
-            cursor = chunk[-1][0] + b"\x00"
-
-    async def exists(self, begin: bytes, end: bytes) -> bool:
-        return bool(await self.scan(begin, end, limit=1, keys_only=True))
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
+        reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, n, 0, 0)))
+        return self._pairs(reply, False)
 
     def _write(self, key: bytes, value: bytes | None, what: str) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction(f"{what} in a read-only transaction")
+        self._writable(what)
         writes = self._writes
         if self._sorted is not None and key not in writes:
             self._sorted = None
@@ -279,16 +265,8 @@ class RedisTx:
     def delete(self, key: bytes) -> None:
         self._write(key, None, "delete")
 
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        if self._readonly:
-            raise ReadOnlyTransaction("incr_by in a read-only transaction")
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
     def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._writable("add")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     async def finish(self) -> None:

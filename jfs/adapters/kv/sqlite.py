@@ -50,24 +50,16 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import (
-    DEFAULT_MAX_RETRIES,
-    ConflictError,
-    EngineError,
-    EngineUnavailable,
-    KVError,
-    Pointer,
-    ReadOnlyTransaction,
-)
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KVError
 
-from .base import get_follow_in_two, retrying
+from .base import RetryingKV, TxWrites, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -99,7 +91,7 @@ class _Heavy(BaseException):
     A BaseException so that a body's ``except Exception`` cannot swallow it."""
 
 
-class SqliteTx:
+class SqliteTx(TxWrites):
     """One transaction on a worker's connection; valid only while its body runs in that worker."""
 
     __slots__ = ("_conn", "_readonly", "_path", "_adds", "_inline", "_writes")
@@ -121,8 +113,7 @@ class SqliteTx:
             raise _map_error(exc, self._path) from exc
 
     def _exec(self, sql: str, args: Sequence[Any]) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("write in a read-only transaction")
+        self._writable("write")
         if self._inline:
             self._writes += 1
             if self._writes > INLINE_ROWS:
@@ -149,9 +140,6 @@ class SqliteTx:
             found.update(self._q(f"SELECT k, v FROM kv WHERE k IN ({marks})", part))
         return [found.get(k) for k in keys]
 
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
-
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
     ) -> list[tuple[bytes, bytes]]:
@@ -174,21 +162,10 @@ class SqliteTx:
             for r in self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
         ]
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
         if self._inline:
             raise _Heavy
-        cursor = begin
-        while True:
-            rows = self._q(
-                "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, batch)
-            )
-            for k, v in rows:
-                yield k, v
-            if len(rows) < batch:
-                return
-            cursor = rows[-1][0] + b"\x00"
+        return self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, n))
 
     async def exists(self, begin: bytes, end: bytes) -> bool:
         return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))
@@ -201,14 +178,8 @@ class SqliteTx:
     def delete(self, key: bytes) -> None:
         self._exec("DELETE FROM kv WHERE k = ?", (key,))
 
-    async def incr_by(self, key: bytes, delta: int) -> int:
-        value = decode_i64(await self.get(key)) + delta
-        self.put(key, encode_i64(value))
-        return value
-
     def add(self, key: bytes, delta: int) -> None:
-        if self._readonly:
-            raise ReadOnlyTransaction("add in a read-only transaction")
+        self._writable("add")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     def apply_adds(self) -> None:
@@ -291,7 +262,7 @@ def _drain(q: queue.Queue[Any], first: Any, limit: int) -> tuple[list[_Job], boo
     return batch, False
 
 
-class SqliteKV:
+class SqliteKV(RetryingKV):
     """See the module docstring."""
 
     serializes_writers = True
@@ -429,23 +400,31 @@ class SqliteKV:
                 leftovers.append((item, False, EngineError(f"SQLite KV {self.path} is closed")))
         _deliver(leftovers)
 
-    def _writer_main(self, conn: sqlite3.Connection) -> None:
+    def _serve(
+        self, q: queue.Queue[Any], limit: int, run_batch: Callable[[list[_Job]], list[Outcome]]
+    ) -> None:
+        """A worker's loop: take up to `limit` jobs of `q` at a time, run them, deliver their outcomes;
+        on the stop request, fail what is still queued."""
         stop = False
         while not stop:
-            batch, stop = _drain(self._writes, self._writes.get(), MAX_WRITE_BATCH)
-            if not batch:
-                continue
+            batch, stop = _drain(q, q.get(), limit)
+            if batch:
+                _deliver(run_batch(batch))
+        self._fail_pending(q)
+
+    def _writer_main(self, conn: sqlite3.Connection) -> None:
+        def run_batch(batch: list[_Job]) -> list[Outcome]:
             try:
-                outcomes = self._write_batch(conn, batch)
+                return self._write_batch(conn, batch)
             except BaseException as exc:  # keep the writer alive whatever happened
                 log.error("sqlite_writer_failed", path=self.path, error=repr(exc))
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                outcomes = [
+                return [
                     (job, False, EngineError(f"SQLite writer failed on {self.path}: {exc}")) for job in batch
                 ]
-            _deliver(outcomes)
-        self._fail_pending(self._writes)
+
+        self._serve(self._writes, MAX_WRITE_BATCH, run_batch)
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
         """Run every job of `batch` in one IMMEDIATE transaction, each inside its own savepoint."""
@@ -491,11 +470,7 @@ class SqliteKV:
         return outcomes
 
     def _reader_main(self, conn: sqlite3.Connection) -> None:
-        stop = False
-        while not stop:
-            batch, stop = _drain(self._reads, self._reads.get(), MAX_READ_BATCH)
-            if not batch:
-                continue
+        def run_batch(batch: list[_Job]) -> list[Outcome]:
             outcomes: list[Outcome] = []
             try:
                 conn.execute("BEGIN")
@@ -513,8 +488,9 @@ class SqliteKV:
                 mapped = _map_error(exc, self.path)
                 done = {id(o[0]) for o in outcomes}
                 outcomes += [(job, False, mapped) for job in batch if id(job) not in done]
-            _deliver(outcomes)
-        self._fail_pending(self._reads)
+            return outcomes
+
+        self._serve(self._reads, MAX_READ_BATCH, run_batch)
         self._reads.put(_STOP)  # pass the stop request on to the next reader
 
     # ---- the port ----------------------------------------------------------------------------------------
@@ -539,16 +515,22 @@ class SqliteKV:
 
         return run
 
-    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        if self._inline_writes and not self._closed and not self._queued[True]:
-            conn = self._inline_connection(True)
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        """Run `body` inline on the event loop's thread when allowed and light, else on the workers."""
+        writer = not readonly
+        inline = self._inline_writes if writer else self._inline_on
+        if inline and not self._closed and not self._queued[writer]:
+            conn = self._inline_connection(writer)
             if conn is not None:
                 try:
-                    return self._write_inline(conn, body)
+                    if writer:
+                        return self._write_inline(conn, body)
+                    return self._read_inline(conn, body)
                 except (_Heavy, ConflictError):  # a body's own ConflictError: retried with back-off below
                     pass
-        run = self._body_runner(body, False)
-        return await self._queue(True, lambda: retrying(lambda: self._submit(self._writes, run), max_retries, body))
+        run = self._body_runner(body, readonly)
+        q = self._writes if writer else self._reads
+        return await self._queue(writer, lambda: retrying(lambda: self._submit(q, run), max_retries, body))
 
     async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
         """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
@@ -560,17 +542,6 @@ class SqliteKV:
             return await job()
         finally:
             self._queued[writer] -= 1
-
-    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        if self._inline_on and not self._closed and not self._queued[False]:
-            conn = self._inline_connection(False)
-            if conn is not None:
-                try:
-                    return self._read_inline(conn, body)
-                except (_Heavy, ConflictError):
-                    pass
-        run = self._body_runner(body, True)
-        return await self._queue(False, lambda: retrying(lambda: self._submit(self._reads, run), max_retries, body))
 
     def _inline_connection(self, writer: bool) -> sqlite3.Connection | None:
         """This thread's inline connection (opened on first use); None if it cannot be opened."""

@@ -32,23 +32,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import (
-    DEFAULT_MAX_RETRIES,
-    ConflictError,
-    EngineError,
-    EngineUnavailable,
-    KVError,
-    Pointer,
-)
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KVError
 
-from .base import BufferedWrites, WriteBuffer, get_follow_in_two, merge_scan, retrying
+from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -115,19 +108,14 @@ def _digest(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
     return h.digest()
 
 
-def _successor(key: bytes) -> bytes:
-    return key + b"\x00"
-
-
-class TikvTx(BufferedWrites):
+class TikvTx(SnapshotScans):
     """One attempt: `reader` is a TiKV transaction (read-write) or snapshot (read-only)."""
 
     def __init__(self, kv: TikvKV, reader: Any, readonly: bool) -> None:
         self._kv = kv
         self._reader = reader
-        self._readonly = readonly
+        super().__init__(readonly)
         self._p = kv.prefix
-        self._buf = WriteBuffer()
         self._read_keys: set[bytes] = set()
         self._ranges: list[tuple[bytes, bytes, bool, bytes]] = []  # begin, end (exclusive), keys_only, digest
         self.committed = False
@@ -148,78 +136,38 @@ class TikvTx(BufferedWrites):
         raw = await self._call(self._reader.get(self._p + key))
         return None if raw is None else bytes(raw)
 
-    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        out: dict[bytes, bytes | None] = {}
-        missing: list[bytes] = []
-        for key in dict.fromkeys(keys):
-            found, value = self._buf.lookup(key)
-            if found:
-                out[key] = value
-            else:
-                missing.append(key)
-        if missing:
-            self._read_keys.update(missing)
-            n = len(self._p)
-            got = _pairs(await self._call(self._reader.batch_get([self._p + k for k in missing])))
-            for k, v in got:
-                out[k[n:]] = v
-        return [out.get(k) for k in keys]
-
-    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
-        return await get_follow_in_two(self, keys, pointer)
+    async def _get_stored(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        self._read_keys.update(keys)
+        n = len(self._p)
+        got = _pairs(await self._call(self._reader.batch_get([self._p + k for k in keys])))
+        return {k[n:]: v for k, v in got}
 
     async def _stored(
         self, begin: bytes, end: bytes, limit: int | None, keys_only: bool, reader: Any = None
-    ) -> list[tuple[bytes, bytes]]:
+    ) -> Pairs:
         """Stored pairs of [begin, end) (values b"" when keys_only), at most `limit` (None = all)."""
         reader = reader or self._reader
         p, n = self._p, len(self._p)
-        out: list[tuple[bytes, bytes]] = []
-        cursor = begin
-        while limit is None or len(out) < limit:
-            want = SCAN_BATCH if limit is None else min(SCAN_BATCH, limit - len(out))
+
+        async def page(cursor: bytes, want: int) -> tuple[Pairs, bool]:
             if keys_only:
                 keys = await self._call(reader.scan_keys(p + cursor, p + end, want, True, False))
                 chunk = [(bytes(k)[n:], b"") for k in keys]
             else:
-                chunk = [
-                    (k[n:], v)
-                    for k, v in _pairs(await self._call(reader.scan(p + cursor, p + end, want, True, False)))
-                ]
-            out += chunk
-            if len(chunk) < want:
-                break
-            cursor = _successor(chunk[-1][0])
-        return out
+                pairs = _pairs(await self._call(reader.scan(p + cursor, p + end, want, True, False)))
+                chunk = [(k[n:], v) for k, v in pairs]
+            return chunk, len(chunk) == want
 
-    async def scan(
-        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
-    ) -> list[tuple[bytes, bytes]]:
-        if begin >= end or limit == 0:
-            return []
-        fetch = None
-        if limit is not None:
-            fetch = limit + sum(1 for _, v in self._buf.in_range(begin, end) if v is None)
-        stored = await self._stored(begin, end, fetch, keys_only)
-        covered = end
-        if fetch is not None and len(stored) == fetch:
-            covered = _successor(stored[-1][0])
-        if not self._readonly:
-            self._ranges.append((begin, covered, keys_only, _digest(stored)))
-        out = merge_scan(stored, self._buf.in_range(begin, covered), limit)
-        return [(k, b"") for k, _ in out] if keys_only else out
+        return await read_pages(page, begin, limit, SCAN_BATCH)
 
-    async def scan_iter(
-        self, begin: bytes, end: bytes, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        cursor = begin
-        while cursor < end:
-            chunk = await self._stored(cursor, end, batch, False)
-            for pair in chunk:
-                yield pair
-            if len(chunk) < batch:
-                return
-            cursor = _successor(chunk[-1][0])
+    async def _scan_stored(self, begin: bytes, end: bytes, limit: int | None, keys_only: bool) -> Pairs:
+        return await self._stored(begin, end, limit, keys_only)
+
+    def _scanned(self, begin: bytes, covered: bytes, stored: Pairs, keys_only: bool) -> None:
+        self._ranges.append((begin, covered, keys_only, _digest(stored)))
+
+    async def _page(self, cursor: bytes, end: bytes, n: int) -> Pairs:
+        return await self._stored(cursor, end, n, False)
 
     async def commit(self) -> None:
         """Apply the buffer to the TiKV transaction, lock the read set, re-check scanned ranges, commit."""
@@ -251,7 +199,7 @@ class TikvTx(BufferedWrites):
         self.committed = True
 
 
-class TikvKV:
+class TikvKV(RetryingKV):
     """See the module docstring."""
 
     serializes_writers = False
@@ -262,28 +210,25 @@ class TikvKV:
         self.address = address
         self.prefix = prefix
 
-    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
-        async def attempt() -> T:
-            try:
-                if readonly:
-                    ts = await self.client.current_timestamp()
-                    reader = self.client.snapshot(ts, False)
-                else:
-                    reader = await self.client.begin(False)
-            except Exception as exc:
-                raise _classify(exc, self.address) from exc
+    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        try:
             if readonly:
-                return await body(TikvTx(self, reader, True))
-            tx = TikvTx(self, reader, False)
-            try:
-                result = await body(tx)
-                await tx.commit()
-                return result
-            finally:
-                if not tx.committed:  # also ends read-only use of a read-write transaction
-                    await self._rollback(reader)
-
-        return await retrying(attempt, max_retries, body)
+                ts = await self.client.current_timestamp()
+                reader = self.client.snapshot(ts, False)
+            else:
+                reader = await self.client.begin(False)
+        except Exception as exc:
+            raise _classify(exc, self.address) from exc
+        if readonly:
+            return await body(TikvTx(self, reader, True))
+        tx = TikvTx(self, reader, False)
+        try:
+            result = await body(tx)
+            await tx.commit()
+            return result
+        finally:
+            if not tx.committed:  # also ends read-only use of a read-write transaction
+                await self._rollback(reader)
 
     async def _rollback(self, txn: Any) -> None:
         # the binding refuses to drop an active transaction; a failed commit may already have rolled back
@@ -291,12 +236,6 @@ class TikvKV:
             await txn.rollback()
         except Exception as exc:
             log.debug("tikv_rollback_failed", error=_one_line(exc))
-
-    async def txn(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, False, max_retries)
-
-    async def read(self, body: Callable[[Any], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self._run(body, True, max_retries)
 
     async def reset(self) -> None:
         """Delete every key under the prefix (the whole keyspace when there is none), in batches."""

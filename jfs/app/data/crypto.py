@@ -28,7 +28,7 @@ import functools
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TypeVar
@@ -39,9 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from jfs.app.data.compress import CorruptBlock
+from jfs.app.data.store_wrapper import StoreWrapper
 from jfs.domain import envelope
 from jfs.domain.settings import InvalidSettings, Settings
-from jfs.ports.objects import ObjectInfo, ObjectStore
+from jfs.ports.objects import ObjectStore
 
 T = TypeVar("T")
 
@@ -176,7 +177,7 @@ def volume_sealer(settings: Settings, passphrase: str | None = None) -> Sealer |
     return Sealer(load_volume_key(pem, passphrase), settings.encrypt_algo)
 
 
-class EncryptedStore:
+class EncryptedStore(StoreWrapper):
     """An ObjectStore whose objects are sealed by `sealer` in `inner` (see the module docstring).
 
     Ranged `get`s read and open the whole object, then slice it (a sealed object cannot be opened in part);
@@ -184,17 +185,13 @@ class EncryptedStore:
     """
 
     def __init__(self, inner: ObjectStore, sealer: Sealer, *, threads: int | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.sealer = sealer
-        self.url = inner.url
         self._pool = ThreadPoolExecutor(max_workers=threads or min(8, (os.cpu_count() or 1) + 2),
                                         thread_name_prefix="jfs-crypto")
 
     async def _cpu(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
-
-    async def create_bucket(self) -> None:
-        await self.inner.create_bucket()
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
         await self.inner.put(key, memoryview(await self._cpu(self.sealer.seal, data)))
@@ -209,18 +206,9 @@ class EncryptedStore:
             return data
         return data[off:] if limit < 0 else data[off : off + limit]
 
-    async def head(self, key: str) -> ObjectInfo:
-        return await self.inner.head(key)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list(prefix, start_after, limit)
-
     async def close(self) -> None:
         try:
-            await self.inner.close()
+            await super().close()
         finally:
             await asyncio.to_thread(self._pool.shutdown, True)
 

@@ -39,6 +39,7 @@ from jfs.app.data.inode import ChunkMap, InodeState
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
 from jfs.app.data.writer import FileWriter, SliceWriter, WriteBudget, WriteContext, compaction_policy
+from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.engine import Meta
@@ -99,7 +100,7 @@ class DataPath:
         self._inodes: dict[int, InodeState] = {}
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._jobs = BackgroundJobs(log)
         self._sweeper: asyncio.Task[None] | None = None
         self.deferred_deletions = 0
         """Freed slices whose block deletion waited for reads in flight (ADR 0015)."""
@@ -369,21 +370,12 @@ class DataPath:
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a background job owned by the data path (awaited by `drain` and `close`)."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.warning("background_job_failed", error=str(t.exception()))
-
-        task.add_done_callback(done)
+        self._jobs.spawn(coro)
 
     async def drain(self) -> None:
         """Wait until background work started so far is done: compactions, deletions, cache writes."""
         await self.compactor.drain()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._jobs.drain()
         if self.disk is not None:
             await self.disk.drain()
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from jfs.ports.objects import ObjectInfo, ObjectStore
+from jfs.app.data.store_wrapper import StoreWrapper
+from jfs.ports.objects import ObjectStore
 
 BURST_SECONDS = 0.1
 """A bucket holds at most this many seconds of its rate (the burst a quiet client may send at once)."""
@@ -51,20 +51,16 @@ class TokenBucket:
             await asyncio.sleep(delay)
 
 
-class ThrottledStore:
+class ThrottledStore(StoreWrapper):
     """An ObjectStore whose PUT bodies pass `upload` and GET bodies `download` (either may be None)."""
 
     def __init__(self, inner: ObjectStore, upload: TokenBucket | None, download: TokenBucket | None) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.upload = upload
         self.download = download
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-    async def create_bucket(self) -> None:
-        await self.inner.create_bucket()
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
         if self.upload is not None:
@@ -77,17 +73,6 @@ class ThrottledStore:
             await self.download.take(len(data))
         return data
 
-    async def head(self, key: str) -> ObjectInfo:
-        return await self.inner.head(key)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def list(self, prefix: str = "", start_after: str = "", limit: int | None = None) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list(prefix, start_after, limit)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def throttled(store: ObjectStore, upload_mbps: float = 0, download_mbps: float = 0) -> ObjectStore:

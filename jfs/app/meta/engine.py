@@ -25,6 +25,7 @@ from jfs.app.errors import VolumeError
 from jfs.app.meta import access, chunks, locks, namespace, quota, remove, rename, sessions, statfs, xattrs
 from jfs.app.meta import readdir as listing
 from jfs.app.meta import setattr as setattr_ops
+from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
 from jfs.app.meta.tails import CommitTails
@@ -141,7 +142,7 @@ class Meta:
         self.has_quotas = False
         """Whether any directory quota exists (refreshed every quota.REFRESH_INTERVAL s by the heartbeat loop):
         when not, quota checks cost nothing."""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._jobs = BackgroundJobs(log)
         self._heartbeat: asyncio.Task[None] | None = None
         self._files_job: asyncio.Future[None] | None = None
         self._trash_job: asyncio.Future[Any] | None = None
@@ -331,20 +332,11 @@ class Meta:
         await chunks.forget_slices(self, slices)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.warning("background_job_failed", error=str(t.exception()))
-
-        task.add_done_callback(done)
+        self._jobs.spawn(coro)
 
     async def drain(self) -> None:
         """Wait for every background job started so far (tests, unmount)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._jobs.drain()
 
     # ------------------------------------------------------------------ sessions
 

@@ -11,7 +11,7 @@ import asyncio
 import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jfs.app.meta import store
 from jfs.domain import keys
@@ -77,13 +77,18 @@ async def flock(m: Meta, ino: int, owner: int, ltype: str, *, block: bool) -> No
             if acquired == table:
                 return True
             new = acquired
-        if new:
-            tx.put(key, encode_flocks(new))
-        else:
-            tx.delete(key)
+        _put_table(tx, key, new, encode_flocks)
         return True
 
     await _until_granted(m, body, block=block, write=ltype == FLOCK_WRITE)
+
+
+def _put_table(tx: Tx, key: bytes, table: dict[Any, Any], encode: Callable[[Any], bytes]) -> None:
+    """Store a lock table under `key`: its encoding, or no record at all when it is empty."""
+    if table:
+        tx.put(key, encode(table))
+    else:
+        tx.delete(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +139,7 @@ async def setlk(
             return False
         if new == table:
             return True
-        if new:
-            tx.put(key, encode_plocks(new))
-        else:
-            tx.delete(key)
+        _put_table(tx, key, new, encode_plocks)
         return True
 
     await _until_granted(m, body, block=block, write=ltype == F_WRLCK)

@@ -46,11 +46,7 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
         raw_dir, raw_entry, raw_attr = await tx.get_follow(
             [keys.attr(parent), keys.dentry(parent, name)], store.entry_attr_pointer(1)
         )
-        if raw_dir is None:
-            raise FSError(errno.ENOENT, f"inode {parent}")
-        dir_attr = Attr.decode(raw_dir)
-        if dir_attr.typ is not FileType.DIRECTORY:
-            raise FSError(errno.ENOTDIR)
+        dir_attr = store.decode_dir(raw_dir, parent)
         check_perm(ctx, dir_attr, MAY_EXEC)
         if raw_entry is None:
             if parent == ROOT_INODE and name == b".trash":
@@ -92,11 +88,7 @@ async def mknod(
         raw_dir, raw_entry, raw_attr = await tx.get_follow(
             [keys.attr(parent), keys.dentry(parent, name)], store.entry_attr_pointer(1)
         )
-        if raw_dir is None:
-            raise FSError(errno.ENOENT, f"inode {parent}")
-        dir_attr = Attr.decode(raw_dir)
-        if dir_attr.typ is not FileType.DIRECTORY:
-            raise FSError(errno.ENOTDIR)
+        dir_attr = store.decode_dir(raw_dir, parent)
         check_dir_writable(ctx, parent, dir_attr)
         if raw_entry is not None:
             raise FSError(errno.EEXIST)

@@ -36,21 +36,7 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
     now = now_ns()
 
     async def body(tx: Tx) -> tuple[int, Attr, str]:
-        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
-        if raw_dir is None:
-            raise FSError(errno.ENOENT)
-        dir_attr = Attr.decode(raw_dir)
-        if dir_attr.typ is not FileType.DIRECTORY:
-            raise FSError(errno.ENOTDIR)
-        if raw_entry is None:
-            raise FSError(errno.ENOENT)
-        typ, ino = decode_dentry(raw_entry)
-        if typ is FileType.DIRECTORY:
-            raise FSError(errno.EISDIR)
-        if not is_trash_inode(parent):
-            check_dir_writable(ctx, parent, dir_attr)
-        attr = await store.get_attr(tx, ino)
-        check_removable(ctx, dir_attr, attr)
+        dir_attr, ino, attr = await _victim(tx, ctx, parent, name, is_dir=False)
         store.del_entry(tx, parent, name)
         if touch_parent(dir_attr, now):
             store.put_attr(tx, parent, dir_attr)
@@ -61,6 +47,31 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
     ino, attr, fate = await m.txn(body, parent)
     await m.after_drop(ino, attr, fate)
     return ino, attr
+
+
+async def _victim(tx: Tx, ctx: Ctx, parent: int, name: bytes, *, is_dir: bool) -> tuple[Attr, int, Attr]:
+    """(parent's attributes, inode, attributes) of the entry `name` of `parent` that `ctx` removes.
+
+    Errors: ENOENT (parent or name), ENOTDIR (parent; the victim when `is_dir`), EISDIR (a directory
+    when not `is_dir`), EBUSY (the trash), EACCES (parent not writable), EPERM (sticky, immutable).
+    """
+    raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
+    dir_attr = store.decode_dir(raw_dir, parent)
+    if raw_entry is None:
+        raise FSError(errno.ENOENT)
+    typ, ino = decode_dentry(raw_entry)
+    if is_dir:
+        if typ is not FileType.DIRECTORY:
+            raise FSError(errno.ENOTDIR)
+        if ino == TRASH_INODE:
+            raise FSError(errno.EBUSY)
+    elif typ is FileType.DIRECTORY:
+        raise FSError(errno.EISDIR)
+    if not is_trash_inode(parent):
+        check_dir_writable(ctx, parent, dir_attr)
+    attr = await store.get_attr(tx, ino)
+    check_removable(ctx, dir_attr, attr)
+    return dir_attr, ino, attr
 
 
 async def drop_name(
@@ -130,23 +141,7 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
     now = now_ns()
 
     async def body(tx: Tx) -> bool:
-        raw_dir, raw_entry = await tx.get_many([keys.attr(parent), keys.dentry(parent, name)])
-        if raw_dir is None:
-            raise FSError(errno.ENOENT)
-        dir_attr = Attr.decode(raw_dir)
-        if dir_attr.typ is not FileType.DIRECTORY:
-            raise FSError(errno.ENOTDIR)
-        if raw_entry is None:
-            raise FSError(errno.ENOENT)
-        typ, ino = decode_dentry(raw_entry)
-        if typ is not FileType.DIRECTORY:
-            raise FSError(errno.ENOTDIR)
-        if ino == TRASH_INODE:
-            raise FSError(errno.EBUSY)
-        if not is_trash_inode(parent):
-            check_dir_writable(ctx, parent, dir_attr)
-        attr = await store.get_attr(tx, ino)
-        check_removable(ctx, dir_attr, attr)
+        dir_attr, ino, attr = await _victim(tx, ctx, parent, name, is_dir=True)
         if not await store.dir_is_empty(tx, ino):
             raise FSError(errno.ENOTEMPTY)
         store.del_entry(tx, parent, name)

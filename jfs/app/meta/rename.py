@@ -155,17 +155,23 @@ async def rename(
                 src_dir.nlink -= 1
                 dst_dir.nlink += 1
         store.put_attr(tx, src_ino, src_attr)
-        touch_parent(src_dir, now, force=True)
-        store.put_attr(tx, src_parent, src_dir)
-        if dst_parent != src_parent:
-            touch_parent(dst_dir, now, force=True)
-            store.put_attr(tx, dst_parent, dst_dir)
+        _touch_dirs(tx, src_parent, src_dir, dst_parent, dst_dir, now)
         return src_ino, src_attr, victim_ino, victim, fate
 
     ino, attr, victim_ino, victim, fate = await m.txn(body, src_parent, dst_parent)
     if victim is not None and fate != "none":
         await m.after_drop(victim_ino, victim, fate)
     return ino, attr, victim_ino
+
+
+def _touch_dirs(tx: Tx, src_parent: int, src_dir: Attr, dst_parent: int, dst_dir: Attr, now: int) -> None:
+    """Both directories of a rename changed: their times move to `now` and they are written (once when
+    they are the same directory)."""
+    touch_parent(src_dir, now, force=True)
+    store.put_attr(tx, src_parent, src_dir)
+    if dst_parent != src_parent:
+        touch_parent(dst_dir, now, force=True)
+        store.put_attr(tx, dst_parent, dst_dir)
 
 
 async def _exchange(
@@ -200,9 +206,5 @@ async def _exchange(
     dst_attr.ctime_ns = now
     store.put_attr(tx, src_ino, src_attr)
     store.put_attr(tx, dst_ino, dst_attr)
-    touch_parent(src_dir, now, force=True)
-    store.put_attr(tx, src_parent, src_dir)
-    if dst_parent != src_parent:
-        touch_parent(dst_dir, now, force=True)
-        store.put_attr(tx, dst_parent, dst_dir)
+    _touch_dirs(tx, src_parent, src_dir, dst_parent, dst_dir, now)
     return src_ino, src_attr, dst_ino, None, "none"

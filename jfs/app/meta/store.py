@@ -67,6 +67,17 @@ def _stale_dir_stat(tx: Tx, parent: int) -> None:
     tx.delete(keys.dir_stat(parent))
 
 
+def decode_dir(raw: bytes | None, ino: int) -> Attr:
+    """The attributes of directory `ino` from its record `raw`; ENOENT when absent, ENOTDIR when not a
+    directory."""
+    if raw is None:
+        raise FSError(errno.ENOENT, f"inode {ino}")
+    attr = Attr.decode(raw)
+    if attr.typ is not FileType.DIRECTORY:
+        raise FSError(errno.ENOTDIR, f"inode {ino}")
+    return attr
+
+
 async def get_dir(tx: Tx, ino: int) -> Attr:
     """Attributes of a directory; ENOENT when absent, ENOTDIR when not a directory."""
     attr = await get_attr(tx, ino)

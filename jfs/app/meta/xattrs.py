@@ -89,6 +89,25 @@ async def list_xattrs(m: Meta, ctx: Ctx, ino: int) -> list[bytes]:
     return await m.kv.read(body)
 
 
+async def _changeable(tx: Tx, ino: int, name: bytes) -> tuple[Attr, bytes | None]:
+    """(attributes of `ino`, current value of its attribute `name`) for a change of that attribute.
+
+    Errors: ENOENT (no inode), EPERM (immutable, append-only, or in the trash)."""
+    raw_attr, old = await tx.get_many([keys.attr(ino), keys.xattr(ino, name)])
+    if raw_attr is None:
+        raise FSError(errno.ENOENT)
+    attr = Attr.decode(raw_attr)
+    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) or is_trash_inode(attr.parent):
+        raise FSError(errno.EPERM)
+    return attr, old
+
+
+def _changed(tx: Tx, ino: int, attr: Attr, now: int) -> None:
+    """An attribute of `ino` changed: its ctime moves to `now`."""
+    attr.ctime_ns = now
+    store.put_attr(tx, ino, attr)
+
+
 async def set_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
     """Set attribute `name`. Errors: EEXIST (CREATE and present), ENODATA (REPLACE and absent),
     E2BIG (value over 64 KiB), ERANGE (name over 255 bytes), EINVAL (flags), EPERM, EACCES, ENOENT."""
@@ -100,12 +119,7 @@ async def set_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes, value: bytes, flag
     now = now_ns()
 
     async def body(tx: Tx) -> None:
-        raw_attr, old = await tx.get_many([keys.attr(ino), keys.xattr(ino, name)])
-        if raw_attr is None:
-            raise FSError(errno.ENOENT)
-        attr = Attr.decode(raw_attr)
-        if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) or is_trash_inode(attr.parent):
-            raise FSError(errno.EPERM)
+        attr, old = await _changeable(tx, ino, name)
         if _needs_perm(name):
             if attr.typ.name not in ("REGULAR", "DIRECTORY"):
                 raise FSError(errno.EPERM, "user attributes only on files and directories")
@@ -115,8 +129,7 @@ async def set_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes, value: bytes, flag
         if flags & XATTR_REPLACE and old is None:
             raise FSError(ENOATTR)
         tx.put(keys.xattr(ino, name), value)
-        attr.ctime_ns = now
-        store.put_attr(tx, ino, attr)
+        _changed(tx, ino, attr, now)
 
     await m.txn(body, ino)
 
@@ -127,18 +140,12 @@ async def remove_xattr(m: Meta, ctx: Ctx, ino: int, name: bytes) -> None:
     now = now_ns()
 
     async def body(tx: Tx) -> None:
-        raw_attr, old = await tx.get_many([keys.attr(ino), keys.xattr(ino, name)])
-        if raw_attr is None:
-            raise FSError(errno.ENOENT)
-        attr = Attr.decode(raw_attr)
-        if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) or is_trash_inode(attr.parent):
-            raise FSError(errno.EPERM)
+        attr, old = await _changeable(tx, ino, name)
         if _needs_perm(name):
             check_perm(ctx, attr, MAY_WRITE)
         if old is None:
             raise FSError(ENOATTR)
         tx.delete(keys.xattr(ino, name))
-        attr.ctime_ns = now
-        store.put_attr(tx, ino, attr)
+        _changed(tx, ino, attr, now)
 
     await m.txn(body, ino)
