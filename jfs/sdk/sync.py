@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import errno
 import io
 import os
 import stat as stat_mod
@@ -204,6 +205,7 @@ class Client:
             buffered = BufferedRandom(raw, size)
         elif m.writable:
             buffered = BufferedWriter(raw, size)
+            buffered._direct_min = size
         else:
             buffered = BufferedReader(raw, size)
         if m.binary:
@@ -424,12 +426,19 @@ class RawFile(io.RawIOBase):
             self._pending_len += len(data)
             return len(data)
         self._send_pending()
-        return self._client.run(self._f.write(bytes(b)))
+        return self._client.run(self._f.write(b if type(b) is bytes else bytes(b)))
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if self._pending and offset == 0 and whence == os.SEEK_CUR and not self._f.mode.append:
             return self._f.tell() + self._pending_len
         self._send_pending()
+        if whence in (os.SEEK_SET, os.SEEK_CUR) and not self._f.closed:
+            # Only the position changes (no I/O): no hand-off. The buffered wrappers seek like this often.
+            pos = offset if whence == os.SEEK_SET else self._f.pos + offset
+            if pos < 0:
+                raise OSError(errno.EINVAL, "negative seek position", self.name)
+            self._f.pos = pos
+            return pos
         return self._client.run(self._f.seek(offset, whence))
 
     def tell(self) -> int:
@@ -507,7 +516,17 @@ class BufferedReader(_LockingMixin, io.BufferedReader):
 
 
 class BufferedWriter(_LockingMixin, io.BufferedWriter):
-    pass
+    def write(self, b: Any) -> int:
+        """As `io.BufferedWriter.write`; a `bytes` object of at least the buffer's size goes to the file as it
+        is (it is immutable: the data path may keep it without the copy the standard wrapper would make)."""
+        if type(b) is bytes and len(b) >= self._direct_min and not self.closed:
+            self.flush()
+            n: int = self.raw.write(b)
+            self.seek(0, os.SEEK_CUR)  # the wrapper caches the raw position: refresh it (no hand-off)
+            return n
+        return super().write(b)
+
+    _direct_min = 1 << 20
 
 
 class BufferedRandom(_LockingMixin, io.BufferedRandom):
