@@ -211,7 +211,7 @@ class Client:
         if m.binary:
             self._files.add(buffered)
             return buffered
-        text = io.TextIOWrapper(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline,
+        text = TextFile(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline,
                                 line_buffering=buffering == 1)
         self._files.add(text)
         return text
@@ -531,3 +531,13 @@ class BufferedWriter(_LockingMixin, io.BufferedWriter):
 
 class BufferedRandom(_LockingMixin, io.BufferedRandom):
     pass
+
+
+class TextFile(io.TextIOWrapper):
+    """`io.TextIOWrapper` whose close hands the last bytes over with the close, as the buffered files do."""
+
+    def close(self) -> None:
+        raw = getattr(self.buffer, "raw", None)
+        if isinstance(raw, RawFile) and not raw.closed:
+            raw._closing = True
+        super().close()
