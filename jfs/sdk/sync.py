@@ -521,7 +521,8 @@ class BufferedWriter(_LockingMixin, io.BufferedWriter):
         is (it is immutable: the data path may keep it without the copy the standard wrapper would make)."""
         if type(b) is bytes and len(b) >= self._direct_min and not self.closed:
             self.flush()
-            n: int = self.raw.write(b)
+            n = len(b)
+            self.raw.write(b)  # a RawFile writes all of it (or raises)
             self.seek(0, os.SEEK_CUR)  # the wrapper caches the raw position: refresh it (no hand-off)
             return n
         return super().write(b)
