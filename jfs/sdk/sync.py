@@ -188,7 +188,7 @@ class Client:
     def open(self, path: PathLike, mode: str = "r", buffering: int = -1, encoding: str | None = None,
              errors: str | None = None, newline: str | None = None, *, perm: int = 0o666) -> Any:
         """Like the built-in `open()`: a buffered binary file (BufferedReader / BufferedWriter /
-        BufferedRandom), an unbuffered `RawFile` with ``buffering=0``, or an `io.TextIOWrapper`."""
+        BufferedRandom), an unbuffered `RawFile` with ``buffering=0``, or an `io.TextIOWrapper` (`TextFile`)."""
         m = parse_mode(mode)
         if m.binary and (encoding is not None or errors is not None or newline is not None):
             raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
@@ -212,7 +212,7 @@ class Client:
             self._files.add(buffered)
             return buffered
         text = TextFile(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline,
-                                line_buffering=buffering == 1)
+                        line_buffering=buffering == 1)
         self._files.add(text)
         return text
 
