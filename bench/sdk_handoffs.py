@@ -2,7 +2,7 @@
 loop thread (an empty coroutine through `Client.run`) and for the rows of bench/sdk_bench.py. Meant for A/B
 runs of two checkouts on a shared machine: alternate them several times and compare ranges.
 
-Usage:  .venv/bin/python bench/sdk_handoffs.py [--files 1000] [--big-mib 128] [--calls 20000]
+Usage:  .venv/bin/python bench/sdk_handoffs.py [--files 1000] [--big-mib 128] [--calls 20000] [--big4-only]
         JFS_BENCH_CODE=/path/to/other/checkout .venv/bin/python bench/sdk_handoffs.py   # the other code
 
 `JFS_BENCH_CODE` imports `jfs` from that directory instead of this environment's (editable) install, e.g.
@@ -47,6 +47,19 @@ def measure(label: str, n: int, fn: Callable[[], Any]) -> None:
           flush=True)
 
 
+def parallel_big(c: jfs.Client, base: str, mib: int) -> None:
+    def one(path: str) -> None:
+        with c.open(path, "wb") as f:
+            for _ in range(mib // 4):
+                f.write(BLOCK)
+
+    threads = [threading.Thread(target=one, args=(f"{base}/big4-{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 async def nothing() -> None:
     return None
 
@@ -56,6 +69,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--big-mib", type=int, default=128)
     ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--big4-only", action="store_true", help="only the 4-thread big write, twice")
     args = ap.parse_args()
     n = args.files
     work = tempfile.mkdtemp(prefix="jfs-sdk-handoffs-")
@@ -67,6 +81,11 @@ def main() -> None:
     try:
         with jfs.Client(url, cache_dir=f"{work}/cache") as c:
             c.run(nothing())
+            if args.big4_only:
+                for k in range(2):
+                    c.makedirs(f"/r{k}")
+                    measure("big write 4t (per MiB)", args.big_mib, lambda k=k: parallel_big(c, f"/r{k}", args.big_mib))
+                return
             measure("hand-off (empty coroutine)", args.calls, lambda: [c.run(nothing()) for _ in range(args.calls)])
             c.makedirs("/s")
 
@@ -85,15 +104,8 @@ def main() -> None:
                     for _ in range(mib):
                         f.write(BLOCK)
 
-            def big4() -> None:
-                threads = [threading.Thread(target=big, args=(f"/big4-{k}", args.big_mib // 4)) for k in range(4)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-
             measure("big write 1t (per MiB)", args.big_mib, lambda: big("/big1", args.big_mib))
-            measure("big write 4t (per MiB)", args.big_mib, big4)
+            measure("big write 4t (per MiB)", args.big_mib, lambda: parallel_big(c, "", args.big_mib))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
