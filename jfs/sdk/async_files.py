@@ -135,6 +135,15 @@ class AsyncFile:
         finally:
             await self._c._call(self.name, lambda: vfs.release(ctx, self.ino, self.fh, self.fh))
 
+    async def write_close(self, chunks: list[bytes]) -> None:
+        """`write` each chunk, then `close` (closed even when a write fails; the write's error wins): the
+        sync SDK's buffered files end with this, one hand-off to the loop instead of one per call."""
+        try:
+            for chunk in chunks:
+                await self.write(chunk)
+        finally:
+            await self.close()
+
     async def flock(self, operation: int) -> None:
         """flock(2): `fcntl.LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with `LOCK_NB` not to wait (BlockingIOError)."""
         self._check()

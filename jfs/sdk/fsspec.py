@@ -201,6 +201,8 @@ class JfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
+        if start is None and end is None:
+            return self.client.read_bytes(path)  # open + read + close in one hand-off
         with self.client.open(path, "rb", buffering=0) as f:
             size = None
             if start is not None and start < 0 or end is not None and end < 0:

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import errno
 import io
 import os
+import stat as stat_mod
 import threading
 import weakref
+from _thread import allocate_lock as _allocate_lock
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from jfs.sdk.aio import AsyncClient, DirEntry, PathLike, fspath
 from jfs.sdk.async_files import AsyncFile
 from jfs.sdk.modes import parse_mode
+from jfs.sdk.stat import stat_result
 
 T = TypeVar("T")
 
@@ -49,7 +53,12 @@ _register_exit_hook()
 
 
 class _LoopThread:
-    """An event loop running in a daemon thread; `run` executes a coroutine there and waits for it."""
+    """An event loop running in a daemon thread; `run` executes a coroutine there and waits for it.
+
+    The hand-off is one `call_soon_threadsafe` and one plain lock per call (no `concurrent.futures.Future`,
+    whose condition variable and callback chain cost more than many of the calls themselves); the coroutine
+    runs as a task of the loop, so it may await anything. Thread-safe: each call has its own lock and slot.
+    """
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
@@ -68,7 +77,43 @@ class _LoopThread:
         if threading.current_thread() is self.thread:
             coro.close()
             raise RuntimeError("a jfs.Client may not be called from its own event loop thread")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        done = _allocate_lock()
+        done.acquire()
+        slot: list[Any] = [None, None]  # result, exception
+
+        def finished(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                slot[1] = asyncio.CancelledError()
+            else:
+                exc = task.exception()
+                if exc is None:
+                    slot[0] = task.result()
+                else:
+                    slot[1] = exc
+            done.release()
+
+        def start() -> None:
+            try:
+                task = self.loop.create_task(coro)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                coro.close()
+                slot[1] = exc
+                done.release()
+                return
+            task.add_done_callback(finished)
+
+        try:
+            self.loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise
+        done.acquire()
+        if slot[1] is not None:
+            exc = slot[1]
+            slot[1] = None  # no reference cycle through the traceback
+            raise exc
+        result: T = slot[0]
+        return result
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -143,7 +188,7 @@ class Client:
     def open(self, path: PathLike, mode: str = "r", buffering: int = -1, encoding: str | None = None,
              errors: str | None = None, newline: str | None = None, *, perm: int = 0o666) -> Any:
         """Like the built-in `open()`: a buffered binary file (BufferedReader / BufferedWriter /
-        BufferedRandom), an unbuffered `RawFile` with ``buffering=0``, or an `io.TextIOWrapper`."""
+        BufferedRandom), an unbuffered `RawFile` with ``buffering=0``, or an `io.TextIOWrapper` (`TextFile`)."""
         m = parse_mode(mode)
         if m.binary and (encoding is not None or errors is not None or newline is not None):
             raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
@@ -160,13 +205,14 @@ class Client:
             buffered = BufferedRandom(raw, size)
         elif m.writable:
             buffered = BufferedWriter(raw, size)
+            buffered._direct_min = size
         else:
             buffered = BufferedReader(raw, size)
         if m.binary:
             self._files.add(buffered)
             return buffered
-        text = io.TextIOWrapper(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline,
-                                line_buffering=buffering == 1)
+        text = TextFile(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline,
+                        line_buffering=buffering == 1)
         self._files.add(text)
         return text
 
@@ -191,26 +237,41 @@ class Client:
 
     # ------------------------------------------------------------------ os, os.path, shutil (see AsyncClient)
 
+    def _cached_stat(self, path: PathLike, follow: bool) -> os.stat_result | None:
+        """The stat of `path` from the name cache, in the calling thread (no hop to the loop), or None when a
+        component is not fresh in it. Consistent with the hop: every change this client made is dropped from
+        the cache before its call returns."""
+        client = self._aio._client
+        if self._closed or client is None:
+            return None
+        hit = client.paths.cached(fspath(path), follow=follow)
+        return None if hit is None else stat_result(*hit)
+
     def stat(self, path: PathLike, *, follow_symlinks: bool = True) -> os.stat_result:
-        return self.run(self._aio.stat(path, follow_symlinks=follow_symlinks))
+        return self._cached_stat(path, follow_symlinks) or self.run(
+            self._aio.stat(path, follow_symlinks=follow_symlinks))
 
     def lstat(self, path: PathLike) -> os.stat_result:
-        return self.run(self._aio.lstat(path))
+        return self._cached_stat(path, False) or self.run(self._aio.lstat(path))
 
     def exists(self, path: PathLike) -> bool:
-        return self.run(self._aio.exists(path))
+        return self._cached_stat(path, True) is not None or self.run(self._aio.exists(path))
 
     def isdir(self, path: PathLike) -> bool:
-        return self.run(self._aio.isdir(path))
+        st = self._cached_stat(path, True)
+        return stat_mod.S_ISDIR(st.st_mode) if st is not None else self.run(self._aio.isdir(path))
 
     def isfile(self, path: PathLike) -> bool:
-        return self.run(self._aio.isfile(path))
+        st = self._cached_stat(path, True)
+        return stat_mod.S_ISREG(st.st_mode) if st is not None else self.run(self._aio.isfile(path))
 
     def islink(self, path: PathLike) -> bool:
-        return self.run(self._aio.islink(path))
+        st = self._cached_stat(path, False)
+        return stat_mod.S_ISLNK(st.st_mode) if st is not None else self.run(self._aio.islink(path))
 
     def getsize(self, path: PathLike) -> int:
-        return self.run(self._aio.getsize(path))
+        st = self._cached_stat(path, True)
+        return st.st_size if st is not None else self.run(self._aio.getsize(path))
 
     def listdir(self, path: PathLike = '/') -> list[str]:
         return self.run(self._aio.listdir(path))
@@ -311,7 +372,12 @@ class Client:
 
 
 class RawFile(io.RawIOBase):
-    """An unbuffered binary file of a `Client` (what `open(..., buffering=0)` returns)."""
+    """An unbuffered binary file of a `Client` (what `open(..., buffering=0)` returns).
+
+    While a buffered wrapper closes it (`_LockingMixin.close`), the bytes that wrapper still holds are kept
+    here and sent with the close in one hand-off to the loop; every other call sends them first. Outside that
+    window each call is one hand-off, as an unbuffered file must be.
+    """
 
     def __init__(self, client: Client, afile: AsyncFile) -> None:
         super().__init__()
@@ -319,6 +385,9 @@ class RawFile(io.RawIOBase):
         self._f = afile
         self.name = afile.name
         self.mode = afile.mode
+        self._closing = False
+        self._pending: list[bytes] = []
+        self._pending_len = 0
 
     def readable(self) -> bool:
         return self._f.mode.readable
@@ -332,7 +401,14 @@ class RawFile(io.RawIOBase):
     def fileno(self) -> int:
         raise io.UnsupportedOperation("a jfs file has no operating-system file descriptor")
 
+    def _send_pending(self) -> None:
+        if self._pending:
+            chunks, self._pending, self._pending_len = self._pending, [], 0
+            for chunk in chunks:
+                self._client.run(self._f.write(chunk))
+
     def readinto(self, b: Any) -> int:
+        self._send_pending()
         view = memoryview(b).cast("B")
         data = self._client.run(self._f.read(len(view)))
         n = len(data)
@@ -340,40 +416,66 @@ class RawFile(io.RawIOBase):
         return n
 
     def readall(self) -> bytes:
+        self._send_pending()
         return self._client.run(self._f.read())
 
     def write(self, b: Any) -> int:
-        return self._client.run(self._f.write(bytes(b)))
+        if self._closing and not self.closed and not self._f.closed and self._f.mode.writable:
+            data = bytes(b)
+            self._pending.append(data)
+            self._pending_len += len(data)
+            return len(data)
+        self._send_pending()
+        return self._client.run(self._f.write(b if type(b) is bytes else bytes(b)))
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self._pending and offset == 0 and whence == os.SEEK_CUR and not self._f.mode.append:
+            return self._f.tell() + self._pending_len
+        self._send_pending()
+        if whence in (os.SEEK_SET, os.SEEK_CUR) and not self._f.closed:
+            # Only the position changes (no I/O): no hand-off. The buffered wrappers seek like this often.
+            pos = offset if whence == os.SEEK_SET else self._f.pos + offset
+            if pos < 0:
+                raise OSError(errno.EINVAL, "negative seek position", self.name)
+            self._f.pos = pos
+            return pos
         return self._client.run(self._f.seek(offset, whence))
 
     def tell(self) -> int:
+        if self._pending and not self._f.mode.append:
+            return self._f.tell() + self._pending_len
+        self._send_pending()
         return self._f.tell()
 
     def truncate(self, size: int | None = None) -> int:
+        self._send_pending()
         return self._client.run(self._f.truncate(size))
 
     def flush(self) -> None:
         """Commit what was written so far (other clients see it from their next open)."""
         if not self.closed and self._f.mode.writable and not self._f.closed:
+            self._send_pending()
             self._client.run(self._f.flush())
 
     def fsync(self) -> None:
+        self._send_pending()
         self._client.run(self._f.fsync())
 
     def flock(self, operation: int) -> None:
+        self._send_pending()
         self._client.run(self._f.flock(operation))
 
     def lockf(self, cmd: int, length: int = 0, start: int = 0, whence: int = os.SEEK_SET) -> None:
+        self._send_pending()
         self._client.run(self._f.lockf(cmd, length, start, whence))
 
     def close(self) -> None:
         if self.closed:
             return
+        chunks, self._pending, self._pending_len = self._pending, [], 0
         try:
             if not self._client._closed:
-                self._client.run(self._f.close())
+                self._client.run(self._f.write_close(chunks) if chunks else self._f.close())
         finally:
             super().close()
 
@@ -383,7 +485,8 @@ class RawFile(io.RawIOBase):
 
 
 class _LockingMixin:
-    """fsync/flock/lockf on a buffered file of a `Client` (delegated to its `RawFile`)."""
+    """fsync/flock/lockf on a buffered file of a `Client` (delegated to its `RawFile`), and a close that
+    hands the last buffered bytes and the close to the loop together."""
 
     def _raw(self) -> RawFile:
         raw = self.raw  # type: ignore[attr-defined]
@@ -401,14 +504,41 @@ class _LockingMixin:
     def lockf(self, cmd: int, length: int = 0, start: int = 0, whence: int = os.SEEK_SET) -> None:
         self._raw().lockf(cmd, length, start, whence)
 
+    def close(self) -> None:
+        raw = self.raw  # type: ignore[attr-defined]
+        if isinstance(raw, RawFile) and not raw.closed:
+            raw._closing = True
+        super().close()  # type: ignore[misc]
+
 
 class BufferedReader(_LockingMixin, io.BufferedReader):
     pass
 
 
 class BufferedWriter(_LockingMixin, io.BufferedWriter):
-    pass
+    def write(self, b: Any) -> int:
+        """As `io.BufferedWriter.write`; a `bytes` object of at least the buffer's size goes to the file as it
+        is (it is immutable: the data path may keep it without the copy the standard wrapper would make)."""
+        if type(b) is bytes and len(b) >= self._direct_min and not self.closed:
+            self.flush()
+            n = len(b)
+            self.raw.write(b)  # a RawFile writes all of it (or raises)
+            self.seek(0, os.SEEK_CUR)  # the wrapper caches the raw position: refresh it (no hand-off)
+            return n
+        return super().write(b)
+
+    _direct_min = 1 << 20
 
 
 class BufferedRandom(_LockingMixin, io.BufferedRandom):
     pass
+
+
+class TextFile(io.TextIOWrapper):
+    """`io.TextIOWrapper` whose close hands the last bytes over with the close, as the buffered files do."""
+
+    def close(self) -> None:
+        raw = getattr(self.buffer, "raw", None)
+        if isinstance(raw, RawFile) and not raw.closed:
+            raw._closing = True
+        super().close()

@@ -4,6 +4,7 @@ lock owners released on close, path resolution with the name cache dropped by lo
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -177,3 +178,32 @@ async def test_paths_symlinks_and_the_name_cache(vfs: VFS) -> None:
     with pytest.raises(FSError):
         await paths.resolve(ctx, "/g")
     assert await paths.resolve_parent(ctx, "/a/new") == (a, b"new")
+
+
+async def test_cached_resolution_reads_only_fresh_entries(vfs: VFS) -> None:
+    paths = PathResolver(vfs)
+    vfs.names = None
+    assert paths.cached("/") is None  # no cache: always the loop's way
+    vfs.names = NameCache(60, 60)
+    ctx = vfs.ctx()
+    a, _ = await vfs.mkdir(ctx, ROOT_INODE, b"a", 0o755)
+    ino, _, f = await vfs.create(ctx, a, b"f", 0o644, os.O_WRONLY)
+    await vfs.release(ctx, ino, f.fh)
+    await vfs.symlink(ctx, a, b"l", b"f")
+    assert paths.cached("/a/f") is None  # never resolved yet
+    assert (await paths.resolve(ctx, "/a/f"))[0] == ino
+    hit = paths.cached("a//./f")
+    assert hit is not None and hit[0] == ino and hit[1].typ is FileType.REGULAR
+    await paths.resolve(ctx, "/a/l", follow=False)
+    assert paths.cached("/a/l") is None  # a link to follow: the loop's way
+    hit = paths.cached("/a/l", follow=False)
+    assert hit is not None and hit[1].typ is FileType.SYMLINK
+    assert paths.cached("/a/../a/f") is None and paths.cached("/a/f/x") is None
+    await vfs.rename(ctx, a, b"f", ROOT_INODE, b"g")
+    assert paths.cached("/a/f") is None  # the entry went with the rename
+    expiring = NameCache(0.05, 0.05)
+    vfs.names = expiring
+    await paths.resolve(ctx, "/g")
+    assert paths.cached("/g") is not None
+    await asyncio.sleep(0.1)
+    assert paths.cached("/g") is None and len(expiring._entries) > 0  # expired, and nothing dropped by a peek

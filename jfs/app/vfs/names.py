@@ -39,6 +39,17 @@ class NameCache:
             return None
         return hit[0]
 
+    def peek_entry(self, parent: int, name: bytes) -> int | None:
+        """`entry` without dropping an expired one: safe to call from another thread than the owner's (a
+        dict read is atomic; nothing is mutated)."""
+        hit = self._entries.get((parent, name))
+        return None if hit is None or hit[1] < time.monotonic() else hit[0]
+
+    def peek_attr(self, ino: int) -> Attr | None:
+        """`attr` without dropping an expired one (thread-safe like `peek_entry`)."""
+        hit = self._attrs.get(ino)
+        return None if hit is None or hit[1] < time.monotonic() else hit[0]
+
     def remember(self, parent: int, name: bytes, ino: int, attr: Attr) -> None:
         now = time.monotonic()
         if self.entry_ttl > 0:

@@ -48,6 +48,31 @@ class PathResolver:
         ino, attr, _ = await self._walk(ctx, split_path(path), follow=follow)
         return ino, attr
 
+    def cached(self, path: str | bytes, *, follow: bool = True) -> tuple[int, Attr] | None:
+        """What `resolve` would answer when every component is fresh in the name cache, else None (also for
+        ``..`` and symbolic links, and when there is no cache). Reads the cache only, so it may be called from
+        another thread than the one the VFS runs on: a caller sees every change its own earlier calls made
+        (they drop the stale entries before returning)."""
+        names = self.vfs.names
+        if names is None:
+            return None
+        try:
+            parts = split_path(path)
+        except FSError:
+            return None
+        ino = self.root
+        attr = names.peek_attr(ino)
+        for name in parts:
+            if attr is None or attr.typ is not FileType.DIRECTORY or name == b"..":
+                return None
+            child = names.peek_entry(ino, name)
+            if child is None:
+                return None
+            ino, attr = child, names.peek_attr(child)
+        if attr is None or (attr.typ is FileType.SYMLINK and follow):
+            return None
+        return ino, attr
+
     async def resolve_parent(self, ctx: Ctx, path: str | bytes) -> tuple[int, bytes]:
         """The directory that holds the last component of `path`, and that component's name.
 
