@@ -17,6 +17,7 @@ from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.errors import FSError
 from jfs.domain.settings import Settings
 from jfs.ports.kv import Tx
+from jfs.testing.engines import session_meta
 
 
 @pytest.fixture
@@ -24,12 +25,10 @@ async def m(tmp_path: Path) -> AsyncIterator[Meta]:
     url = f"memory://reader-{uuid.uuid4().hex}"
     await format_volume(url, Settings(name="reader", storage="file", bucket=str(tmp_path / "b"), trash_days=0))
     kv = await open_engine(url)
-    meta = await Meta.load(kv)
-    await meta.start_session(background=False)
     try:
-        yield meta
+        async with session_meta(kv) as meta:
+            yield meta
     finally:
-        await meta.close()
         await kv.close()
 
 

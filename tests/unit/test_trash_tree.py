@@ -25,6 +25,7 @@ from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.records import Quota
 from jfs.domain.settings import Settings
+from jfs.testing.engines import session_meta
 from jfs.testing.volume_ops import fsck_volume
 
 Snapshot = dict[str, tuple[str, int, int, bytes]]
@@ -41,12 +42,10 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def m(url: str) -> AsyncIterator[Meta]:
     kv = await open_engine(url)
-    meta = await Meta.load(kv)
-    await meta.start_session(background=False)
     try:
-        yield meta
+        async with session_meta(kv) as meta:
+            yield meta
     finally:
-        await meta.close()
         await kv.close()
 
 
