@@ -21,6 +21,17 @@ async def wipe_engine(url: str) -> None:
 
 
 @asynccontextmanager
+async def session_meta_at(url: str) -> AsyncIterator[Meta]:
+    """`session_meta` on the engine at `url`, which is closed on exit too."""
+    kv = await open_kv(url)
+    try:
+        async with session_meta(kv) as meta:
+            yield meta
+    finally:
+        await kv.close()
+
+
+@asynccontextmanager
 async def session_meta(kv: KV) -> AsyncIterator[Meta]:
     """The volume of `kv` loaded, with a session without background jobs; the session is ended on exit
     (`kv` stays open: the caller closes it)."""

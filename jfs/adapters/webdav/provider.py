@@ -516,9 +516,8 @@ class DirResource(_Node, DAVCollection):
     def support_recursive_delete(self) -> bool:
         return True
 
-    def handle_delete(self) -> bool:
-        """DELETE of a tree without listing it first: no lock below it may stand in the way, then the
-        server-side removal of `jfs rmr`."""
+    def _check_tree_unlocked(self) -> None:
+        """DAVError (423 Locked) unless the request's lock tokens cover every lock at or below this tree."""
         lm = self.provider.lock_manager
         if lm is not None:
             lm.check_write_permission(  # type: ignore[attr-defined]
@@ -526,6 +525,11 @@ class DirResource(_Node, DAVCollection):
                 token_list=self.environ.get("wsgidav.ifLockTokenList", []),
                 principal=self.environ.get("wsgidav.user_name"),
             )
+
+    def handle_delete(self) -> bool:
+        """DELETE of a tree without listing it first: no lock below it may stand in the way, then the
+        server-side removal of `jfs rmr`."""
+        self._check_tree_unlocked()
         self.delete()
         return True
 
@@ -564,13 +568,7 @@ class DirResource(_Node, DAVCollection):
         """A directory moves with one rename, without listing its tree first."""
         if self.path.strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "the root cannot be moved")
-        lm = self.provider.lock_manager
-        if lm is not None:
-            lm.check_write_permission(  # type: ignore[attr-defined]
-                url=self.get_ref_url(), depth="infinity",
-                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
-                principal=self.environ.get("wsgidav.user_name"),
-            )
+        self._check_tree_unlocked()
         self._rename_to(dest_path)
         return True
 
