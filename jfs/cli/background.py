@@ -10,6 +10,7 @@ whether the child got ready); `last_log_line` answers "" for a missing or empty 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -81,3 +82,13 @@ def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_pa
     elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
         raise VolumeError(tail[len(CHILD_ERROR):])
     raise VolumeError(f"{what} did not come up: {tail or 'no output'} (log: {log_path})")
+
+
+def listening(host: str, port: int) -> bool:
+    """Whether a TCP connection to a server at `host`:`port` succeeds (a wildcard address: loopback)."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -8,7 +8,6 @@ import ctypes.util
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 from dataclasses import dataclass
@@ -194,26 +193,18 @@ def foreground_argv() -> list[str]:
     return [sys.executable, "-m", "jfs.cli.main", *out]
 
 
-def _listening(host: str, port: int) -> bool:
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    try:
-        with socket.create_connection((target, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
 
 def spawn_background(args: GatewayArgs, log_path: str | None) -> None:
     """Run this gateway detached (`jfs.cli.background.spawn_detached`, as `jfs mount -d`), logging to
     `log_path`; returns once it listens. Credentials and the address are checked first, so a gateway that
     cannot start says why here rather than only in its log."""
-    from jfs.cli.background import spawn_detached
+    from jfs.cli.background import listening, spawn_detached
 
     credentials()
     host, port = parse_address(args.address)
-    if _listening(host, port):
+    if listening(host, port):
         raise VolumeError(f"cannot listen on {args.address}: the address is in use")
-    child = spawn_detached(foreground_argv(), lambda: _listening(host, port), f"the gateway on {args.address}",
+    child = spawn_detached(foreground_argv(), lambda: listening(host, port), f"the gateway on {args.address}",
                            log_path)
     print(f"jfs: gateway {child.pid} listening on {host}:{port}", file=sys.stderr)
 

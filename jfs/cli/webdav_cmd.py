@@ -7,14 +7,13 @@ Credentials come from WEBDAV_USER / WEBDAV_PASSWORD (as in JuiceFS; never from t
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from typing import Annotated
 
 import typer
 
 from jfs.cli.app_calls import remember_secrets
-from jfs.cli.background import last_log_line, start_detached, wait_for
+from jfs.cli.background import last_log_line, listening, start_detached, wait_for
 from jfs.cli.client_opts import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_CACHE_SIZE,
@@ -37,15 +36,6 @@ def _log_path() -> str:
     return "/var/log/jfs-webdav.log" if os.geteuid() == 0 else os.path.expanduser("~/.jfs/jfs-webdav.log")
 
 
-def _listening(host: str, port: int) -> bool:
-    """Whether a TCP connection to the server at `host`:`port` (a wildcard address: loopback) succeeds."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    try:
-        with socket.create_connection((target, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
 
 def _spawn_background(host: str, port: int) -> None:
     """Re-run this command in the foreground, detached, logging to the log file; wait until it listens."""
@@ -54,7 +44,7 @@ def _spawn_background(host: str, port: int) -> None:
     argv = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
     log_path = _log_path()
     child = start_detached([sys.executable, "-m", "jfs.cli.main", *argv], log_path)
-    if wait_for(child, lambda: _listening(host, port), 30.0):
+    if wait_for(child, lambda: listening(host, port), 30.0):
         typer.echo(f"jfs: WebDAV server {child.pid} listening on {host}:{port} (log: {log_path})")
         return
     if child.poll() is None:

@@ -20,7 +20,7 @@ from _thread import allocate_lock as _allocate_lock
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from jfs.sdk.aio import AsyncClient, DirEntry, PathLike, fspath
+from jfs.sdk.aio import AsyncClient, DirEntry, PathLike
 from jfs.sdk.async_files import AsyncFile
 from jfs.sdk.modes import parse_mode
 from jfs.sdk.stat import stat_result
@@ -217,20 +217,14 @@ class Client:
         return text
 
     def walk(self, top: PathLike = "/", topdown: bool = True) -> Iterator[tuple[str, list[str], list[str]]]:
-        """Like `os.walk` (symlinks to directories are not followed)."""
-        top_s = fspath(top)
-        try:
-            entries = self.scandir(top_s)
-        except OSError:
-            return
-        dirs = [e.name for e in entries if e.is_dir()]
-        files = [e.name for e in entries if not e.is_dir()]
-        if topdown:
-            yield top_s, dirs, files
-        for d in dirs:
-            yield from self.walk(f"{top_s.rstrip('/')}/{d}", topdown)
-        if not topdown:
-            yield top_s, dirs, files
+        """Like `os.walk` (symlinks to directories are not followed): `AsyncClient.walk`, one level per call."""
+        steps = self._aio.walk(top, topdown)
+
+        async def step() -> tuple[str, list[str], list[str]] | None:
+            return await anext(steps, None)
+
+        while (item := self.run(step())) is not None:
+            yield item
 
     def scandir(self, path: PathLike = "/") -> list[DirEntry]:
         return self.run(self._aio.scandir(path))

@@ -8,6 +8,7 @@ remount would, optionally with a different (e.g. cold) cache directory.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,14 @@ class DataVolume:
 
     async def new_file(self, name: bytes, mode: int = 0o644) -> int:
         ino, _ = await self.meta.create(1, name, mode)
+        return ino
+
+    async def write_new_file(self, name: bytes, data: bytes, off: int = 0) -> int:
+        """A new file `name` in the root with `data` written at `off` through one handle, released."""
+        ino = await self.new_file(name)
+        h = await self.dp.open(ino, os.O_WRONLY)
+        await self.dp.write(h, off, data)
+        await self.dp.release(h)
         return ino
 
     async def stop(self) -> None:

@@ -31,12 +31,17 @@ __all__ = ["format_test_volume", "format_volume", "is_mounted", "jfs", "mount_pr
 def reachable_dir(prefix: str) -> Iterator[Path]:
     """A new directory (mode 0755) outside pytest's private (0700) temp tree, so that other users and mount
     processes reach what is below it, and short (a unix socket path must fit in 108 bytes); removed with
-    everything in it on exit."""
+    everything in it on exit (a mount point still mounted below it is lazily unmounted first)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     try:
         yield path
     finally:
+        inside = str(path) + "/"
+        with open("/proc/self/mountinfo") as f:
+            left = [line.split()[4] for line in f if line.split()[4].startswith(inside)]
+        for mountpoint in sorted(left, reverse=True):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
         shutil.rmtree(path, ignore_errors=True)
 
 

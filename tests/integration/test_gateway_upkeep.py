@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import jfs
 from jfs.cli.gateway import purge_volume_uploads
 from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, free_port, gateway
 from jfs.testing.mounts import format_volume
+from jfs.testing.servers import stop_pid
 
 VOLUME = "upkeepvol"
 
@@ -132,16 +132,7 @@ def test_background_gateway_logs_to_the_given_file(tmp_path: Path) -> None:
                                 text=True, timeout=60)
         assert nocred.returncode != 0 and "credentials" in nocred.stderr
     finally:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid)
     assert "gateway_stopped" in log.read_text()
 
 

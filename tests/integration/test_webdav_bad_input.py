@@ -19,7 +19,7 @@ import pytest
 
 import jfs
 from jfs.testing.mounts import format_volume
-from jfs.testing.servers import free_port
+from jfs.testing.servers import free_port, stop_pid
 from jfs.testing.webdav import PASSWORD, USER, DavServer, curl, webdav_server
 
 
@@ -252,13 +252,6 @@ def test_background_mode_returns_once_listening(volume: str, tmp_path: Path) -> 
     try:
         assert curl("GET", f"http://127.0.0.1:{port}/pub/inner/keep.txt").body == b"keep"
     finally:
-        os.kill(pid, 15)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
+        assert stop_pid(pid, grace=30)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

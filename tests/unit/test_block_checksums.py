@@ -95,11 +95,7 @@ async def vol(request: pytest.FixtureRequest, store: MemoryStore) -> AsyncIterat
 
 
 async def _file(vol: DataVolume, name: bytes, data: bytes, off: int = 0) -> int:
-    ino = await vol.new_file(name)
-    h = await vol.dp.open(ino, os.O_WRONLY)
-    await vol.dp.write(h, off, data)
-    await vol.dp.release(h)
-    return ino
+    return await vol.write_new_file(name, data, off)
 
 
 async def _raw(vol: DataVolume, key: bytes) -> bytes | None:

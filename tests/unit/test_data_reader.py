@@ -19,21 +19,22 @@ from jfs.adapters.objects.memory import MemoryStore
 from jfs.app.data.blocks import BlockStore
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import Handle
+from jfs.app.data.store_wrapper import StoreWrapper
 from jfs.app.meta.chunks import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
 from jfs.domain import keys
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import FSError
-from jfs.ports.objects import ObjectInfo, ObjectStore
+from jfs.ports.objects import ObjectStore
 from jfs.testing.data_harness import DataVolume
 
 BS = 64 << 10
 
 
-class CountingStore:
+class CountingStore(StoreWrapper):
     """A named memory store counting gets per key, with an optional delay per get."""
 
     def __init__(self, bucket: str) -> None:
-        self.inner = MemoryStore(bucket)
+        super().__init__(MemoryStore(bucket))
         self.url = self.inner.url
         self.gets: Counter[str] = Counter()
         self.ranged = 0
@@ -41,9 +42,6 @@ class CountingStore:
 
     async def create_bucket(self) -> None:
         pass
-
-    async def put(self, key: str, data: bytes | memoryview) -> None:
-        await self.inner.put(key, data)
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
         """Counts as ranged a get of part of an object (the block store asks for a whole uncompressed
@@ -55,17 +53,6 @@ class CountingStore:
         if off or (limit >= 0 and len(data) < (await self.inner.head(key)).size):
             self.ranged += 1
         return data
-
-    async def head(self, key: str) -> ObjectInfo:
-        return await self.inner.head(key)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def list(
-        self, prefix: str = "", start_after: str = "", limit: int | None = None
-    ) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list(prefix, start_after, limit)
 
     async def close(self) -> None:
         pass
@@ -94,12 +81,22 @@ async def vol(request: pytest.FixtureRequest, store: CountingStore) -> AsyncIter
     await v.close()
 
 
+async def _compact_in_another_client(url: str, store: ObjectStore, config: DataConfig, ino: int) -> int:
+    """Compact file `ino`'s chunk 0 from a second client of the engine at `url` (its own session and data
+    path on the same store); returns what `DataPath.compact` returns."""
+    from jfs.app.data.files import DataPath
+    from jfs.testing.engines import session_meta_at
+
+    async with session_meta_at(url) as meta_b:
+        b = await DataPath(meta_b, store, config).start()
+        try:
+            return await b.compact(ino)
+        finally:
+            await b.close()
+
+
 async def _file(vol: DataVolume, name: bytes, data: bytes, off: int = 0) -> int:
-    ino = await vol.new_file(name)
-    h = await vol.dp.open(ino, os.O_WRONLY)
-    await vol.dp.write(h, off, data)
-    await vol.dp.release(h)
-    return ino
+    return await vol.write_new_file(name, data, off)
 
 
 async def test_holes_read_as_zeros_and_reads_stop_at_eof(vol: DataVolume) -> None:
@@ -238,16 +235,7 @@ async def test_a_read_after_compaction_elsewhere_re_resolves(store: CountingStor
             await a.dp.flush(h)
         assert await a.dp.read(h, 0, len(expect)) == expect  # layout now cached
         # Another client compacts the chunk: the old slices' objects disappear under our cached layout.
-        kv_b = await open_kv(name)
-        from jfs.app.data.files import DataPath
-        from jfs.app.meta.engine import Meta
-
-        meta_b = await Meta.load(kv_b)
-        await meta_b.start_session(background=False)
-        b = await DataPath(meta_b, store, a.config).start()
-        assert await b.compact(ino) == 1
-        await b.close()
-        await meta_b.close()
+        assert await _compact_in_another_client(name, store, a.config, ino) == 1
         a.dp.mem.clear()
         assert await a.dp.read(h, 0, len(expect)) == expect
         await a.dp.release(h)
@@ -405,16 +393,7 @@ async def test_a_read_paused_across_another_clients_compaction_retries_and_reads
         read = asyncio.create_task(a.dp.read(h, 0, len(expect)))
         await asyncio.wait_for(pausing.entered.wait(), 5)
 
-        from jfs.app.data.files import DataPath
-        from jfs.app.meta.engine import Meta
-
-        kv_b = await open_kv(name)
-        meta_b = await Meta.load(kv_b)
-        await meta_b.start_session(background=False)
-        b = await DataPath(meta_b, store, a.config).start()
-        assert await b.compact(ino) == 1
-        await b.close()
-        await meta_b.close()
+        assert await _compact_in_another_client(name, store, a.config, ino) == 1
         a.dp.mem.clear()
 
         pausing.go.set()

@@ -19,20 +19,21 @@ from jfs.adapters.objects.faulty import FaultyStore
 from jfs.adapters.objects.memory import MemoryStore
 from jfs.app.data.config import DataConfig
 from jfs.app.data.pages import PageList, as_view
+from jfs.app.data.store_wrapper import StoreWrapper
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.records import SliceRecord
 from jfs.domain.settings import Settings
-from jfs.ports.objects import ObjectInfo, ObjectStore, ObjectStoreError
+from jfs.ports.objects import ObjectStore, ObjectStoreError
 from jfs.testing.data_harness import DataVolume
 
 BS = 64 << 10
 
 
-class SpyStore:
+class SpyStore(StoreWrapper):
     """A memory store that counts calls and can hold back or fail puts of chosen keys."""
 
     def __init__(self) -> None:
-        self.inner = MemoryStore(f"spy-{uuid.uuid4().hex}")
+        super().__init__(MemoryStore(f"spy-{uuid.uuid4().hex}"))
         self.url = self.inner.url
         self.calls: Counter[str] = Counter()
         self.gates: dict[str, asyncio.Event] = {}
@@ -61,17 +62,9 @@ class SpyStore:
         self.calls["get"] += 1
         return await self.inner.get(key, off, limit)
 
-    async def head(self, key: str) -> ObjectInfo:
-        return await self.inner.head(key)
-
     async def delete(self, key: str) -> None:
         self.calls["delete"] += 1
         await self.inner.delete(key)
-
-    def list(
-        self, prefix: str = "", start_after: str = "", limit: int | None = None
-    ) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list(prefix, start_after, limit)
 
     async def close(self) -> None:
         pass

@@ -12,25 +12,20 @@ import pytest
 
 from jfs.app.meta import Meta, reader
 from jfs.app.meta.chunk_scan import chunk_slices, chunks_in, inode_chunks
-from jfs.compose import format_volume, open_engine
+from jfs.compose import format_volume
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.errors import FSError
 from jfs.domain.settings import Settings
 from jfs.ports.kv import Tx
+from jfs.testing.engines import session_meta_at
 
 
 @pytest.fixture
 async def m(tmp_path: Path) -> AsyncIterator[Meta]:
     url = f"memory://reader-{uuid.uuid4().hex}"
     await format_volume(url, Settings(name="reader", storage="file", bucket=str(tmp_path / "b"), trash_days=0))
-    kv = await open_engine(url)
-    meta = await Meta.load(kv)
-    await meta.start_session(background=False)
-    try:
+    async with session_meta_at(url) as meta:
         yield meta
-    finally:
-        await meta.close()
-        await kv.close()
 
 
 async def _tree(m: Meta) -> dict[str, int]:

@@ -19,6 +19,7 @@ from jfs.app.tree_jobs import remove_tree, summary_tree, warmup
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.permissions import MAY_READ
 from jfs.domain.settings import Settings
+from jfs.testing.engines import session_meta
 
 ROOT = Ctx(check=True)
 ALICE = Ctx(uid=1000, gid=1000, check=True)
@@ -29,12 +30,8 @@ STAFF = 50
 async def m() -> AsyncIterator[Meta]:
     kv = await open_memory("memory://")
     await format_meta(kv, Settings(name="named", trash_days=0))
-    meta = await Meta.load(kv)
-    await meta.start_session(background=False)
-    try:
+    async with session_meta(kv) as meta:
         yield meta
-    finally:
-        await meta.close()
 
 
 async def _file(m: Meta, parent: int, name: bytes, mode: int, length: int = 0, *, uid: int = 0,

@@ -20,11 +20,12 @@ from jfs.app.ops import quota_cmd
 from jfs.app.ops import restore as restore_cmd
 from jfs.app.tree_jobs import remove_tree
 from jfs.cli.maint_cmd import restore_summary
-from jfs.compose import format_volume, open_engine
+from jfs.compose import format_volume
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.records import Quota
 from jfs.domain.settings import Settings
+from jfs.testing.engines import session_meta_at
 from jfs.testing.volume_ops import fsck_volume
 
 Snapshot = dict[str, tuple[str, int, int, bytes]]
@@ -40,14 +41,8 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def m(url: str) -> AsyncIterator[Meta]:
-    kv = await open_engine(url)
-    meta = await Meta.load(kv)
-    await meta.start_session(background=False)
-    try:
+    async with session_meta_at(url) as meta:
         yield meta
-    finally:
-        await meta.close()
-        await kv.close()
 
 
 async def build(m: Meta, parent: int, name: bytes, *, dirs: int = 3, depth: int = 2, files: int = 4) -> int:

@@ -203,6 +203,14 @@ class _Node:
         if lm is not None:
             lm.remove_all_locks_from_url(self.get_ref_url(), recursive=recursive)  # type: ignore[attr-defined]
 
+    def support_recursive_move(self, dest_path: str) -> bool:
+        """A file or a whole tree moves with one rename (`move_recursive`)."""
+        return True
+
+    def move_recursive(self, dest_path: str) -> list[Any]:
+        self._rename_to(dest_path)
+        return []
+
     def _rename_to(self, dest_path: str) -> None:
         """MOVE as one rename; a destination in the way (Overwrite: T, checked by WsgiDAV) is replaced:
         a file by rename itself, a directory or a file of the other kind removed first."""
@@ -403,13 +411,6 @@ class FileResource(_Node, DAVNonCollection):
             self.fs.copy_file(self.fs_path, dest)
             self._copy_dead_props(dest)
 
-    def support_recursive_move(self, dest_path: str) -> bool:
-        return True
-
-    def move_recursive(self, dest_path: str) -> list[Any]:
-        self._rename_to(dest_path)
-        return []
-
     def handle_move(self, dest_path: str) -> bool:
         """Replacing an existing file is one atomic rename (WsgiDAV would delete it first)."""
         if self.provider.exists_path(dest_path):
@@ -515,9 +516,8 @@ class DirResource(_Node, DAVCollection):
     def support_recursive_delete(self) -> bool:
         return True
 
-    def handle_delete(self) -> bool:
-        """DELETE of a tree without listing it first: no lock below it may stand in the way, then the
-        server-side removal of `jfs rmr`."""
+    def _check_tree_unlocked(self) -> None:
+        """DAVError (423 Locked) unless the request's lock tokens cover every lock at or below this tree."""
         lm = self.provider.lock_manager
         if lm is not None:
             lm.check_write_permission(  # type: ignore[attr-defined]
@@ -525,6 +525,11 @@ class DirResource(_Node, DAVCollection):
                 token_list=self.environ.get("wsgidav.ifLockTokenList", []),
                 principal=self.environ.get("wsgidav.user_name"),
             )
+
+    def handle_delete(self) -> bool:
+        """DELETE of a tree without listing it first: no lock below it may stand in the way, then the
+        server-side removal of `jfs rmr`."""
+        self._check_tree_unlocked()
         self.delete()
         return True
 
@@ -559,24 +564,11 @@ class DirResource(_Node, DAVCollection):
         self.copy_move_single(dest_path, is_move=False)
         return True
 
-    def support_recursive_move(self, dest_path: str) -> bool:
-        return True
-
-    def move_recursive(self, dest_path: str) -> list[Any]:
-        self._rename_to(dest_path)
-        return []
-
     def handle_move(self, dest_path: str) -> bool:
         """A directory moves with one rename, without listing its tree first."""
         if self.path.strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "the root cannot be moved")
-        lm = self.provider.lock_manager
-        if lm is not None:
-            lm.check_write_permission(  # type: ignore[attr-defined]
-                url=self.get_ref_url(), depth="infinity",
-                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
-                principal=self.environ.get("wsgidav.user_name"),
-            )
+        self._check_tree_unlocked()
         self._rename_to(dest_path)
         return True
 
