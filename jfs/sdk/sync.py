@@ -20,7 +20,7 @@ from _thread import allocate_lock as _allocate_lock
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from jfs.sdk.aio import AsyncClient, DirEntry, PathLike
+from jfs.sdk.aio import AsyncClient, DirEntry, PathLike, fspath
 from jfs.sdk.async_files import AsyncFile
 from jfs.sdk.modes import parse_mode
 from jfs.sdk.stat import stat_result
