@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from jfs.adapters.fuse.jfs_ops import JfsOperations, MountConfig
 from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
+from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 from jfs.cli.background import spawn_detached
@@ -170,7 +170,7 @@ async def serve(args: MountArgs) -> None:
         backup = MetaBackup(client.kv, client.store, client.meta.settings.name, args.backup_meta, workdir).start()
     reload_on_sighup(asyncio.get_running_loop())  # SIGHUP: log level, log file (docs/operations.md)
     try:
-        ops = JfsOperations(client.vfs, MountConfig(
+        ops = VfsOperations(client.vfs, MountConfig(
             attr_timeout=args.attr_cache, entry_timeout=args.entry_cache,
             dir_entry_timeout=args.dir_entry_cache, negative_timeout=args.negative_cache,
             readdir_cache=args.readdir_cache,

@@ -520,11 +520,11 @@ def test_readdirplus_fast_entry_fields_equal_the_entry_objects() -> None:
     does, for each file type, with distinct timeouts."""
     from types import SimpleNamespace
 
-    from jfs.adapters.fuse.jfs_ops import JfsOperations
+    from jfs.adapters.fuse.vfs_operations import VfsOperations
     from jfs.domain.attrs import Attr as JAttr
     from jfs.domain.attrs import FileType
 
-    ops = JfsOperations.__new__(JfsOperations)
+    ops = VfsOperations.__new__(VfsOperations)
     ops.config = SimpleNamespace(dir_entry_timeout=2.5, entry_timeout=1.0, attr_timeout=0.25)  # type: ignore[assignment]
     cases = [
         (7, JAttr(FileType.REGULAR, 0o644, 1, 2, 1_500_000_001, 2, 3, 1, 100, 0, 1)),

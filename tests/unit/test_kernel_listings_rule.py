@@ -115,7 +115,7 @@ def test_sweep_forgets_expired_directories(clock: Clock, monkeypatch: pytest.Mon
 
 
 async def test_a_lock_granted_drops_the_listings_of_the_file_and_its_directory(clock: Clock) -> None:
-    from jfs.adapters.fuse.jfs_ops import _KernelCache
+    from jfs.adapters.fuse.vfs_operations import _KernelCache
 
     k = KernelListings(1.0)
     cache = _KernelCache(k)

@@ -137,10 +137,10 @@ class _KernelCache:
 
 
 NODE_ARGUMENTS = ("ino", "parent", "new_parent", "ino_in", "ino_out")
-"""Parameters of `JfsOperations` methods that name a kernel node."""
+"""Parameters of `VfsOperations` methods that name a kernel node."""
 
 
-def _serve_subdir(ops: JfsOperations, root: int) -> None:
+def _serve_subdir(ops: VfsOperations, root: int) -> None:
     """Make `ops` serve directory `root` as the kernel's node 1: every operation taking a node gets an
     instance-level wrapper that translates node 1 to `root` (the names the kernel learns below it are
     ordinary inodes; nothing maps back but the invalidations, see `_KernelCache`)."""
@@ -168,8 +168,8 @@ def _translating(method: Callable[..., Coroutine[Any, Any, T]], positions: list[
 
 
 def _stale_when_gone(
-    method: Callable[Concatenate[JfsOperations, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[JfsOperations, P], Coroutine[Any, Any, T]]:
+    method: Callable[Concatenate[VfsOperations, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[VfsOperations, P], Coroutine[Any, Any, T]]:
     """Answer ESTALE instead of ENOENT from an operation addressed to inodes (the request's node, the
     source of a link, the parent of a new name): ENOENT there means such an inode is gone — removed by
     another client while this kernel still caches a name for it. ESTALE makes the kernel's path walk
@@ -178,7 +178,7 @@ def _stale_when_gone(
     deleted. On an open descriptor, where there is no path to retry, the caller gets ESTALE, as from NFS."""
 
     @functools.wraps(method)
-    async def run(ops: JfsOperations, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def run(ops: VfsOperations, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(ops, *args, **kwargs)
         except FileNotFoundError:
@@ -187,7 +187,7 @@ def _stale_when_gone(
     return run
 
 
-class JfsOperations(Operations):
+class VfsOperations(Operations):
     """FUSE operations of one jfs mount, onto its VFS."""
 
     keeps_write_data = True  # WRITE payloads go into the page lists as they are (no copy on the loop)
