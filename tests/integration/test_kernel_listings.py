@@ -20,12 +20,12 @@ from jfs.testing.mounts import format_volume, mounted
 TTL = 1.0  # the mounts' default entry and attribute timeouts
 
 
-@pytest.fixture(scope="module")
-def two_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """Two mounts of one SQLite + local directory volume."""
+@pytest.fixture(scope="module", params=["trash-off", "trash-on"])
+def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """Two mounts of one SQLite + local directory volume, without and with the trash (the default format)."""
     base = tmp_path_factory.mktemp("listings")
     url = f"sqlite3://{base}/meta.db"
-    format_volume(url, str(base / "bucket"), "listings")
+    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if request.param == "trash-on" else []))
     outside = Path(tempfile.mkdtemp(prefix="jfs-listings-"))
     try:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
@@ -73,6 +73,20 @@ def test_own_changes_are_listed_at_once(two_mounts: tuple[Path, Path]) -> None:
     assert "sub" in os.listdir(d)
     os.rmdir(d / "sub")
     assert "sub" not in os.listdir(d)
+
+
+def test_the_trash_lists_what_was_just_deleted(two_mounts: tuple[Path, Path], request: pytest.FixtureRequest) -> None:
+    trash_on = "trash-on" in request.node.callspec.id
+    a, _ = two_mounts
+    d = _fresh_dir(a, "trashed", files=3)
+    before = {p for h in os.listdir(a / ".trash") for p in os.listdir(a / ".trash" / h)}
+    os.unlink(d / "f001")
+    after = {p for h in os.listdir(a / ".trash") for p in os.listdir(a / ".trash" / h)}
+    trashed = [n for n in after - before if n.endswith("-f001")]
+    if trash_on:
+        assert trashed, after - before  # listed at once: trash listings are never cached
+    else:
+        assert not trashed and after == before  # trash-days 0: the file is gone, not kept
 
 
 def test_other_mounts_changes_are_listed_within_the_timeout(two_mounts: tuple[Path, Path]) -> None:
