@@ -30,10 +30,11 @@ def base() -> Iterator[Path]:
         yield d
 
 
-@pytest.fixture
-def volume(base: Path) -> str:
+@pytest.fixture(params=["trash-off", "trash-on"])
+def volume(request: pytest.FixtureRequest, base: Path) -> str:
+    """A SQLite + local directory volume, without and with the trash (the default format)."""
     url = f"sqlite3://{base}/meta.db"
-    format_volume(url, str(base / "bucket"), "optvol")
+    format_volume(url, str(base / "bucket"), "optvol", *(["--trash-days", "1"] if request.param == "trash-on" else []))
     return url
 
 
