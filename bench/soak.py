@@ -54,6 +54,7 @@ from jfs.testing.workloads import (
     log_record,
     parse_log,
     snapshot,
+    worker_results,
 )
 
 KINDS = ("churn", "data", "append", "reader")
@@ -433,13 +434,7 @@ def main() -> int:
                     print(f"  {time.monotonic() - start:6.0f} s  FUSE requests served per mount: {ops}", flush=True)
                 if time.monotonic() - start > args.seconds + 300:
                     raise RuntimeError("workers did not finish in time")
-            results, crashed = [], []
-            for p in procs:
-                out, err = p.communicate()
-                if p.returncode != 0:
-                    crashed.append(f"worker {p.args[3]} exited {p.returncode}: {err[-1500:]}")
-                    continue
-                results.append(json.loads(out.strip().splitlines()[-1]))
+            results, crashed = worker_results(procs)
         finally:
             for p in procs:
                 if p.poll() is None:

