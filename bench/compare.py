@@ -2,6 +2,7 @@
 
 Usage:  .venv/bin/python bench/compare.py [--quick] [--backends sqlite-file,redis-file,sqlite-s3]
         [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep]
+        [--scale FILES]   (also bench/scale.py at FILES files on sqlite-file / redis-file)
 
 The package holds the harness (subprocesses, mounts, RSS), the workloads, the backends and the report.
 """

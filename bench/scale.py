@@ -289,7 +289,7 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", default="sqlite-file", choices=["sqlite-file", "redis-file"])
     ap.add_argument("--files", type=int, default=1_000_000)
@@ -304,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--juicefs", default=shutil.which("juicefs") or str(Path(sys.executable).parent / "juicefs"))
     ap.add_argument("--checkpoints", help="comma-separated file counts (default 10000,100000,1000000)")
     ap.add_argument("--json")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Every phase for every system of `args`; (the markdown report, the raw results by system).
+
+    Nothing is left mounted and the servers it started are stopped, also when a phase fails (which raises)."""
     if os.geteuid() != 0:
         raise SystemExit("bench/scale.py needs root (FUSE mounts, drop_caches)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-scale-"))
@@ -332,12 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s in systems:
             s.unmount()
-    text = report(systems, args)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report(systems, args), {s.name: s.results for s in systems}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    text, results = run(args)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({s.name: s.results for s in systems}, indent=2))
-    if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 

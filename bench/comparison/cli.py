@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--juicefs-mount-args", default="",
                         help="extra `juicefs mount` options, e.g. --juicefs-mount-args='--enable-xattr'")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    parser.add_argument("--scale", type=int, default=0, metavar="FILES",
+                        help="also run bench/scale.py with FILES files on the sqlite-file and redis-file backends "
+                             "chosen (e.g. 1000000; 0: skip, the default)")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in args.backends if b not in BACKENDS]
@@ -99,6 +103,31 @@ def tidy_workdir(workdir: Path, *, keep: bool, keep_logs: bool) -> None:
     progress(f"logs kept in {workdir}")
 
 
+def scale_args(files: int, backend: str, workdir: Path, juicefs: str) -> list[str]:
+    """bench/scale.py's arguments for a `files`-file run: its default phase sizes, capped for smaller runs."""
+    tenth = max(1, files // 10)
+    return ["--backend", backend, "--files", str(files), "--stat", str(min(100_000, files)),
+            "--big-dir", str(min(100_000, tenth)), "--rename", str(min(10_000, tenth)),
+            "--remove", str(min(100_000, tenth)), "--workdir", str(workdir), "--juicefs", juicefs]
+
+
+def run_scale(files: int, backends: list[str], workdir: Path, juicefs: str) -> list[str]:
+    """The scale tables (markdown) for each of `backends` that bench/scale.py supports; an error as a line."""
+    import scale  # bench/scale.py, next to compare.py (on sys.path)
+
+    texts = []
+    for backend in (b for b in backends if b in ("sqlite-file", "redis-file")):
+        progress(f"scale run: {backend}, {files:,} files")
+        where = workdir / f"scale-{backend}"
+        where.mkdir(parents=True, exist_ok=True)
+        try:
+            text, _ = scale.run(scale.parse_args(scale_args(files, backend, where, juicefs)))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            text = f"### Scale, {backend}, {files:,} files\n\nfailed: {exc}"
+        texts.append(text)
+    return texts
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -117,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(unmount_all)
     progress(f"work directory {workdir}; backends {', '.join(args.backends)}; {'quick' if args.quick else 'full'} run")
     all_results: dict[str, dict[str, dict[str, Result]]] = {}
+    scale_texts: list[str] = []
     interrupted = False
     try:
         for backend in args.backends:
             run_backend(backend, workdir, params, binaries, mount_args, items, all_results.setdefault(backend, {}))
+        scale_texts = run_scale(args.scale, args.backends, workdir, binaries["JuiceFS"]) if args.scale else []
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: cleaning up")
@@ -131,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     text = report(all_results, items, params, binaries, mount_args, args.backends, args.quick,
                   time.monotonic() - T0)
+    if scale_texts:
+        text += "\n## Scale: does the cost of an operation grow with the volume? (`bench/scale.py`)\n\n"
+        text += "\n\n".join(scale_texts) + "\n"
     print(text)
     if interrupted:
         progress("interrupted: report not written")
