@@ -289,7 +289,9 @@ async def scan_usage(kv: KV, *, trash: bool) -> Scan:
 
 async def scan_volume(m: Meta) -> Scan:
     """`scan_usage` of the volume of `m`, the trash included while the trash is on (as JuiceFS's check)."""
-    trash = m.settings.trash_days > 0 and await m.kv.read(lambda tx: tx.get(keys.attr(TRASH_INODE))) is not None
+    trash = (
+        m.settings.trash_days > 0 and await m.kv.read(lambda tx: tx.get(keys.attr(TRASH_INODE))) is not None
+    )
     return await scan_usage(m.kv, trash=trash)
 
 
