@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from jfs.domain import keys
@@ -268,7 +269,7 @@ async def scan_usage(kv: KV, *, trash: bool) -> Scan:
         if d in visited:
             continue
         visited.add(d)
-        for ino, raw in await kv.read(lambda tx, d=d: one_dir(tx, d)):
+        for ino, raw in await kv.read(partial(one_dir, d=d)):
             if raw is None:  # a dangling entry (JuiceFS's readdir skips it too)
                 continue
             attr = Attr.decode(raw)
