@@ -350,3 +350,24 @@ async def reconcile(m: Meta, before: dict[str, dict[int, Quota]], scan: Scan) ->
 
         await m.kv.txn(body)
     m.has_owner_quotas = bool(items) or m.has_owner_quotas
+
+
+async def store_counted(kv: KV, scan: Scan, limits: dict[str, dict[int, tuple[int, int]]]) -> int:
+    """Write the records of a freshly loaded volume (nobody else uses it): one per owner the scan saw
+    (unlimited unless `limits` says otherwise) and one per owner of `limits` (usage 0 when the scan did not
+    see it), `WRITE_BATCH` per transaction. Returns how many were written."""
+    rows: list[tuple[bytes, Quota]] = []
+    for kind in KINDS:
+        usage, lim = scan.of(kind), limits.get(kind, {})
+        for ident in sorted(set(usage) | set(lim)):
+            space, inodes = usage.get(ident, (0, 0))
+            max_space, max_inodes = lim.get(ident, (-1, -1))
+            rows.append((record_key(kind, ident), Quota(max_space, max_inodes, space, inodes)))
+    for i in range(0, len(rows), WRITE_BATCH):
+
+        async def body(tx: Tx, batch: list[tuple[bytes, Quota]] = rows[i : i + WRITE_BATCH]) -> None:
+            for key, q in batch:
+                tx.put(key, q.encode())
+
+        await kv.txn(body)
+    return len(rows)
