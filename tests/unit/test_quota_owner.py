@@ -155,3 +155,36 @@ async def test_trash_keeps_the_charge_until_purged() -> None:
     finally:
         await m.close()
         await m.kv.close()
+
+
+async def test_purge_and_last_close_release_the_charge() -> None:
+    from jfs.app.meta.trash_purge import purge_trash
+
+    m = await _meta(trash_days=1)
+    try:
+        await _file(m, ROOT_INODE, b"mine", 1, Ctx(uid=0, gid=0, check=False))
+        d, _ = await m.mkdir(ROOT_INODE, b"d", 0o755, ALICE)
+        await _file(m, d, b"a", 100)
+        await quota_cmd.set_owner_quota(m, owner_quota.USER, 1000, inodes=100, settle=0)
+        await m.unlink(d, b"a", ALICE)
+        await m.rmdir(ROOT_INODE, b"d", ALICE)
+        assert await _used(m, owner_quota.USER, 1000) == (8192, 2)  # both in the trash
+        await _consistent(m)
+        await purge_trash(m, now=4_000_000_000)  # every hour directory has expired
+        assert await _used(m, owner_quota.USER, 1000) == (0, 0)
+        assert await _used(m, owner_quota.USER, 0) == (4096, 1)  # root's file; the hour directory is gone
+        await _consistent(m)
+    finally:
+        await m.close()
+        await m.kv.close()
+
+
+async def test_an_open_unlinked_file_is_released_at_its_last_close(meta: Meta) -> None:
+    await quota_cmd.set_owner_quota(meta, owner_quota.USER, 1000, inodes=100, settle=0)
+    ino, _ = await meta.create(ROOT_INODE, b"open", 0o644, ALICE)  # left open
+    await meta.truncate(ino, 6000, ALICE)
+    await meta.unlink(ROOT_INODE, b"open", ALICE)
+    assert await _used(meta, owner_quota.USER, 1000) == (8192, 1)  # sustained: still held
+    await meta.close_file(ino)
+    assert await _used(meta, owner_quota.USER, 1000) == (0, 0)
+    await _consistent(meta)
