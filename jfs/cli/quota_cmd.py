@@ -128,8 +128,9 @@ def quota_check(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Recount usage by scanning and compare it with the quota records (--uid/--gid check every user and
-    group quota, as JuiceFS); exits 1 when they differ and --repair is not given."""
+    """Recount usage by scanning and compare it with the quota records; exits 1 when they differ.
+
+    --uid/--gid check every user and group quota (as JuiceFS); --repair fixes what differs."""
     _target(path, uid, gid)
     report = _quota(meta_url, "check", path, uid=uid, gid=gid, repair=repair)
     if as_json:
