@@ -79,10 +79,45 @@ def _jfs_records(url: str) -> dict[tuple[str, int], tuple[int, int, int, int]]:
     return asyncio.run(run())
 
 
-def test_juicefs_volume_with_owner_quotas_loads_into_jfs(tmp_path: Path) -> None:
-    """JuiceFS counts a tree (``quota set --uid`` scans it), dumps it; jfs loads it with the same records
-    for every owner, finds them consistent, dumps the same ``UserQuotas``/``GroupQuotas``."""
-    jmeta = f"sqlite3://{tmp_path}/juicefs.db"
+def _juicefs_redis_records(url: str) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+    """The same from JuiceFS's Redis layout: hashes ``userQuota``/``groupQuota`` (id -> 16 bytes BE: max
+    space, max inodes) and ``{user,group}QuotaUsed{Space,Inodes}`` (id -> integer)."""
+    import struct
+
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        out = {}
+        for kind, name in (("uid", "user"), ("gid", "group")):
+            space = client.hgetall(f"{name}QuotaUsedSpace")
+            inodes = client.hgetall(f"{name}QuotaUsedInodes")
+            for key, raw in client.hgetall(f"{name}Quota").items():
+                max_space, max_inodes = struct.unpack(">qq", raw)
+                out[(kind, int(key))] = (
+                    max_space,
+                    max_inodes,
+                    int(space.get(key, 0)),
+                    int(inodes.get(key, 0)),
+                )
+        return out
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("layout", ["sqlite", "redis"])
+def test_juicefs_volume_with_owner_quotas_loads_into_jfs(
+    layout: str, redis_server_url: str, tmp_path: Path
+) -> None:
+    """JuiceFS (its SQL and its Redis layout) counts a tree (``quota set --uid`` scans it), dumps it; jfs
+    loads it with the same records for every owner, finds them consistent, dumps the same sections."""
+    if layout == "sqlite":
+        jmeta = f"sqlite3://{tmp_path}/juicefs.db"
+    else:
+        jmeta = f"{redis_server_url}/11"
+        import redis
+
+        redis.Redis.from_url(jmeta).flushdb()
     run_juicefs(
         "format", jmeta, "jvol", "--storage", "file", "--bucket", str(tmp_path / "jb"), "--trash-days", "0"
     )
@@ -90,7 +125,10 @@ def test_juicefs_volume_with_owner_quotas_loads_into_jfs(tmp_path: Path) -> None
         _tree(mnt)
     run_juicefs("quota", "set", jmeta, "--uid", "1000", "--capacity", "1")
     run_juicefs("quota", "set", jmeta, "--gid", "200", "--inodes", "50")
-    want = _juicefs_records(tmp_path / "juicefs.db")
+    if layout == "sqlite":
+        want = _juicefs_records(tmp_path / "juicefs.db")
+    else:
+        want = _juicefs_redis_records(jmeta)
     assert want[("uid", 1000)] == (1 << 30, -1, 4096 * 2 + 12288, 3)  # a, a/b, a/b/f; the symlink: nothing
     dump = tmp_path / "j.json"
     run_juicefs("dump", jmeta, str(dump))
@@ -105,6 +143,10 @@ def test_juicefs_volume_with_owner_quotas_loads_into_jfs(tmp_path: Path) -> None
     sections = {k: v for k, v in json.loads(again.read_text()).items() if k.endswith("Quotas")}
     assert sections == {k: v for k, v in json.loads(dump.read_text()).items() if k.endswith("Quotas")}
     assert sections["UserQuotas"] == {"1000": {"maxSpace": 1 << 30, "maxInodes": -1}}
+    if layout == "redis":
+        import redis
+
+        redis.Redis.from_url(jmeta).flushdb()
 
 
 def test_jfs_mount_charges_and_enforces_and_juicefs_agrees(tmp_path: Path) -> None:
