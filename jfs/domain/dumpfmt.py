@@ -21,7 +21,8 @@ targets are printed raw (escaping already made them safe).
 **Quotas** (`quotas_json`, `quotas_from_json`): the ``Quotas`` section, between ``DelFiles`` and ``FSTree``
 and left out when empty, maps a directory's inode (a string; keys in string order, as Go sorts them) to
 ``{"maxSpace", "maxInodes"}`` — JuiceFS's ``DumpedQuota``, whose usage fields are not dumped: a load
-recounts them from the tree.
+recounts them from the tree. ``UserQuotas``/``GroupQuotas`` (uid/gid → the same object) follow it in the
+same shape (`quotas_json`/`quotas_from_json` serve them too; ADR 0026).
 
 **jfs extension: block checksums** (ADR 0008). In a dump of a volume that has checksum records, a slice
 object of ``chunks`` may end with ``"jfsCrc32": "<hex>"``: the CRC-32 of each block of the slice (8 lowercase

@@ -24,6 +24,7 @@ key                             value                                meaning
 ``SS`` sid u64 BE ino(LE)       ``\\x01``                            open-but-unlinked (sustained) inode
 ``U`` ino                       24 bytes BE (length, space, inodes)  directory statistics
 ``QD`` ino                      32 bytes BE                          directory quota
+``QU`` / ``QG`` id u64 BE       32 bytes BE                          user / group quota (ADR 0026)
 ``jS`` slice u64 BE             block checksums (domain/checksums)   jfs only, opt-in (ADR 0008)
 ``jW`` token                    lock JSON (domain/dav_locks)         jfs only: WebDAV locks (ADR 0012)
 =============================  ===================================  ==========================================
@@ -216,3 +217,22 @@ def prefix_end(prefix: bytes) -> bytes:
             return bytes(data)
         data.pop()
     raise ValueError("prefix has no upper bound")
+
+
+USER_QUOTA_PREFIX = b"QU"
+GROUP_QUOTA_PREFIX = b"QG"
+
+
+def user_quota(uid: int) -> bytes:
+    """Key of the user quota of `uid` (JuiceFS 1.3+: ``QU`` + uid as u64 BE)."""
+    return USER_QUOTA_PREFIX + _U64.pack(uid)
+
+
+def group_quota(gid: int) -> bytes:
+    """Key of the group quota of `gid` (``QG`` + gid as u64 BE)."""
+    return GROUP_QUOTA_PREFIX + _U64.pack(gid)
+
+
+def parse_owner_quota(key: bytes) -> int:
+    """The uid/gid of a ``QU``/``QG`` key."""
+    return int(_U64.unpack_from(key, 2)[0])

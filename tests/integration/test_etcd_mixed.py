@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -258,4 +259,74 @@ def test_trash_shared_by_both(volume: str, work: Path) -> None:
                 names = eventually(lambda: len(trash_names(jm)) == 2 and trash_names(jm), what="trashed again")
         st = json.loads(jfs("status", volume, "--json").stdout)["Statistic"]
         assert st["UsedInodes"] >= 3
+    fsck_both(volume)
+
+
+PLAIN_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+"""A Python another uid can run (the worktree's venv may not be reachable by it)."""
+WRITE_AS = """
+import errno, os, sys
+path, size = sys.argv[1], int(sys.argv[2])
+try:
+    if size < 0:
+        os.mkdir(path)
+    else:
+        with open(path, "wb") as f:
+            f.write(b"o" * size)
+except OSError as exc:
+    sys.exit(100 + exc.errno)
+"""
+
+
+def write_as(path: Path, size: int, uid: int = 1000, gid: int = 100) -> int:
+    """Create file `path` of `size` bytes (a directory when `size` < 0) as `uid`:`gid`; 0, or 100 + errno."""
+    return subprocess.run([PLAIN_PYTHON, "-c", WRITE_AS, str(path), str(size)], user=uid, group=gid,
+                          extra_groups=[], timeout=60).returncode  # fmt: skip
+
+
+def jfs_owner_usage(url: str, uid: int) -> tuple[int, int]:
+    doc = json.loads(jfs("quota", "get", url, "--uid", str(uid), "--json").stdout)
+    return doc["used_space"], doc["used_inodes"]
+
+
+def both_check_owners(url: str) -> None:
+    res = run_juicefs("quota", "check", url, "--uid", "1000", check=False)
+    assert res.returncode == 0 and "inconsistent" not in (res.stdout + res.stderr).lower(), res.stderr[-2000:]
+    report = json.loads(jfs("quota", "check", url, "--uid", "1000", "--json").stdout)
+    assert report["consistent"], report
+
+
+@pytest.mark.parametrize("setter", ["juicefs", "jfs"])
+def test_user_quota_kept_in_step_by_both(setter: str, volume: str, work: Path) -> None:
+    """A user quota (ADR 0026) set by one kind: one uid writing through both kinds is charged once in the
+    one ``QU`` record (jfs in each transaction, JuiceFS by deltas flushed every 3 s), both checks find it
+    exact, both enforce the inode limit with EDQUOT."""
+    format_volume(volume, str(work / "bucket"), "ugqvol")
+    with mounted(volume, work / "mnt", "--heartbeat", "1") as m, \
+            juicefs_mounted(volume, work / "jmnt", "--heartbeat", "1", bgjob=True) as jm:  # fmt: skip
+        (m / "u").mkdir(mode=0o777)
+        os.chown(m / "u", 1000, 100)
+        assert write_as(m / "u" / "before", 5000) == 0  # counted by the scan that turns the feature on
+        cmd = run_juicefs if setter == "juicefs" else jfs
+        cmd("quota", "set", volume, "--uid", "1000", "--inodes", "8", "--capacity", "1")
+        assert jfs_owner_usage(volume, 1000) == (4096 + 8192, 2)
+        time.sleep(4)  # both kinds learn about it (jfs: 2 s refresh; JuiceFS: each heartbeat reloads the format)
+        for i in range(2):
+            assert write_as(m / "u" / f"jfs-{i}", 10_000) == 0
+        assert write_as(jm / "u" / "sub", -1) == 0
+        assert write_as(jm / "u" / "sub" / "juicefs-0", 10_000) == 0
+        assert write_as(jm / "u" / "juicefs-1", 10_000) == 0
+        want = (4096 + 8192 + 4 * 12288 + 4096, 7)  # u, before, 4 files, sub
+        eventually(lambda: jfs_owner_usage(volume, 1000) == want, 15, f"usage {want}")
+        both_check_owners(volume)
+        assert write_as(m / "u" / "eighth", 0) == 0
+        eventually(lambda: jfs_owner_usage(volume, 1000)[1] == 8, 15, "8 inodes")
+        time.sleep(2)  # JuiceFS reloads the usage it enforces against each heartbeat
+        assert write_as(m / "u" / "over-jfs", 0) == 100 + errno.EDQUOT
+        assert write_as(jm / "u" / "over-juicefs", 0) == 100 + errno.EDQUOT
+        os.unlink(jm / "u" / "jfs-0")
+        os.unlink(m / "u" / "sub" / "juicefs-0")
+        want = (4096 + 8192 + 2 * 12288 + 4096 + 4096, 6)
+        eventually(lambda: jfs_owner_usage(volume, 1000) == want, 15, f"usage {want}")
+        both_check_owners(volume)
     fsck_both(volume)

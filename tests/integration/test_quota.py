@@ -281,3 +281,45 @@ def test_a_new_quota_reaches_a_running_mount_within_seconds(request: pytest.Fixt
                 break
             assert time.monotonic() < deadline, "the mount did not learn about the quota"
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_user_quota_exact_under_concurrent_clients(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two clients (own connections) write as one uid at once: the ``QU``/``QG`` records, charged in each
+    transaction (conflicts retried on Redis), end equal to the scan (ADR 0026)."""
+    from jfs.app.meta import owner_quota
+    from jfs.app.meta.context import Ctx
+
+    url = _url(engine, request, tmp_path)
+    kv1 = await open_kv(url)
+    await kv1.reset()
+    await format_meta(kv1, Settings(name="ugq", trash_days=0))
+    kv2 = await open_kv(url)
+    m1, m2 = await Meta.load(kv1), await Meta.load(kv2)
+    ctx = Ctx(uid=1000, gid=100, check=False)
+    try:
+        await quota_cmd.set_owner_quota(m1, owner_quota.USER, 1000, inodes=10_000, settle=0)
+        await quota.refresh_flags(m2)
+        assert m2.has_owner_quotas
+
+        async def work(m: Meta, tag: str) -> None:
+            d, _ = await m.mkdir(ROOT_INODE, tag.encode(), 0o755, ctx)
+            for i in range(40):
+                ino, _ = await m.create(d, b"f%d" % i, 0o644, ctx)
+                await m.truncate(ino, 1000 * (i + 1), ctx)
+                await m.close_file(ino)
+                if i % 3 == 0:
+                    await m.unlink(d, b"f%d" % i, ctx)
+
+        await asyncio.gather(work(m1, "one"), work(m2, "two"))
+        report = await quota_cmd.check_owner_quotas(m1)
+        assert report["consistent"], report["mismatches"]
+        q = await owner_quota.read_record(kv1, owner_quota.USER, 1000)
+        assert q is not None and q.used_inodes == 2 + 2 * 26
+    finally:
+        await m1.close()
+        await m2.close()
+        await kv1.close()
+        await kv2.close()

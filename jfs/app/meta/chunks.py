@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from jfs.app.meta import quota, store
+from jfs.app.meta import owner_quota, quota, store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_perm, now_ns
 from jfs.domain import keys
@@ -154,6 +154,7 @@ async def write_slice(
         wrote["attr"] = attr.encode()
         store.charge(tx, delta, 0)
         await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
+        await owner_quota.charge(m, tx, attr, delta, 0)  # QUOTA HOOK
         return attr, len(old) // 24 + 1, delta
 
     m.check_space(align4k(end))
@@ -283,6 +284,7 @@ async def fallocate(m: Meta, ctx: Ctx, ino: int, mode: int, off: int, length: in
         store.put_attr(tx, ino, attr)
         store.charge(tx, delta, 0)
         await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
+        await owner_quota.charge(m, tx, attr, delta, 0)  # QUOTA HOOK
         return attr, delta
 
     m.check_space(max(0, end))
@@ -355,6 +357,7 @@ async def copy_file_range(
         store.put_attr(tx, dst, dattr)
         store.charge(tx, delta, 0)
         await quota.charge(m, tx, dattr.parent, delta, 0)  # QUOTA HOOK
+        await owner_quota.charge(m, tx, dattr, delta, 0)  # QUOTA HOOK
         return n, dattr, delta
 
     m.check_space(off_out + size)

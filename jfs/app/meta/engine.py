@@ -142,6 +142,8 @@ class Meta:
         self.has_quotas = False
         """Whether any directory quota exists (refreshed every quota.REFRESH_INTERVAL s by the heartbeat loop):
         when not, quota checks cost nothing."""
+        self.has_owner_quotas = False
+        """Whether any user or group quota record exists (refreshed with `has_quotas`; `owner_quota`)."""
         self._jobs = BackgroundJobs(log)
         self._heartbeat: asyncio.Task[None] | None = None
         self._files_job: asyncio.Future[None] | None = None
@@ -207,7 +209,7 @@ class Meta:
 
     async def refresh_usage(self) -> None:
         self._used_space, self._used_inodes = await statfs.read_usage(self.kv)
-        self.has_quotas = await quota.any_quota(self.kv)  # QUOTA HOOK
+        await quota.refresh_flags(self)  # QUOTA HOOK
 
     @property
     def used_space(self) -> int:
@@ -284,7 +286,7 @@ class Meta:
             attr = Attr.decode(raw)
             if attr.nlink:
                 return None
-            await remove.delete_inode(tx, ino, attr, now)
+            await remove.delete_inode(tx, ino, attr, now, self)
             return attr.length
 
         length = await self.kv.txn(body)
@@ -372,7 +374,7 @@ class Meta:
                     next_beat = time.monotonic() + self.heartbeat_interval
                     await self.heartbeat_once()
                 else:
-                    self.has_quotas = await quota.any_quota(self.kv)  # QUOTA HOOK
+                    await quota.refresh_flags(self)  # QUOTA HOOK
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an engine hiccup must not kill the heartbeat

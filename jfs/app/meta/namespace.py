@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from jfs.app.meta import quota, store
+from jfs.app.meta import owner_quota, quota, store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_perm, check_reserved, now_ns, touch_parent
 from jfs.domain import keys
@@ -104,6 +104,7 @@ async def mknod(
             store.put_attr(tx, parent, dir_attr)
         store.charge(tx, store.space_of(attr), 1)
         await quota.charge(m, tx, parent, store.space_of(attr), 1)  # QUOTA HOOK
+        await owner_quota.charge_inode(m, tx, attr)  # QUOTA HOOK
         return ino, attr
 
     result = await m.txn(body, parent)

@@ -124,6 +124,18 @@ async def any_quota(kv: KV) -> bool:
     return await kv.read(body)
 
 
+async def refresh_flags(m: Meta) -> None:
+    """Refresh `Meta.has_quotas` (some ``QD`` record exists) and `Meta.has_owner_quotas` (some ``QU``/``QG``
+    record exists, `owner_quota`) in one read transaction of two short scans."""
+    from jfs.app.meta import owner_quota
+
+    async def body(tx: Tx) -> tuple[bool, bool]:
+        dirs = await tx.scan(QUOTA_PREFIX, keys.prefix_end(QUOTA_PREFIX), limit=1, keys_only=True)
+        return bool(dirs), await owner_quota.any_owner_quota(tx)
+
+    m.has_quotas, m.has_owner_quotas = await m.kv.read(body)
+
+
 def _state(raw: bytes) -> bytes:
     """The state suffix of a raw record: b"" (counted), `UNCOUNTED`, or `FENCED` + token + expiry."""
     return raw[_QSIZE:]

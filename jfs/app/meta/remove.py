@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from jfs.app.meta import quota, store, trash
+from jfs.app.meta import owner_quota, quota, store, trash
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_removable, now_ns, touch_parent
 from jfs.domain import keys
@@ -104,7 +104,7 @@ async def drop_name(
         tx.put(keys.sustained(m.sid, ino), b"\x01")
         m.sustained.add(ino)  # (a retried or failed body leaves at most one needless check at close)
         return "sustained"
-    await delete_inode(tx, ino, attr, now)
+    await delete_inode(tx, ino, attr, now, m)
     return "deleted"
 
 
@@ -113,8 +113,10 @@ def goes_to_trash(m: Meta, parent: int, attr: Attr) -> bool:
     return m.settings.trash_days > 0 and not is_trash_inode(parent) and not attr.flags & FLAG_SKIP_TRASH
 
 
-async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int) -> None:
-    """Remove an inode's records; file data is queued for deletion through a delfile marker."""
+async def delete_inode(tx: Tx, ino: int, attr: Attr, now: int, m: Meta | None = None) -> None:
+    """Remove an inode's records; file data is queued for deletion through a delfile marker. With the
+    engine `m`, the inode's user/group usage is released too (`owner_quota`)."""
+    await owner_quota.release_inode(m, tx, attr)  # QUOTA HOOK
     tx.delete(keys.attr(ino))
     # One scan covers the parent counters (P), the symlink target (S) and the xattrs (X) of the inode.
     begin = keys.parent_ref_prefix(ino)
@@ -152,7 +154,7 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         if goes_to_trash(m, parent, attr):
             await trash.move_to_trash(tx, parent, name, ino, attr, now)
             return False
-        await delete_inode(tx, ino, attr, now)
+        await delete_inode(tx, ino, attr, now, m)
         quota.forget(m, tx, ino)  # QUOTA HOOK
         return True
 

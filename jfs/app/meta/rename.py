@@ -138,7 +138,7 @@ async def rename(
                 quota.forget(m, tx, victim_ino)  # QUOTA HOOK
             if victim.typ is FileType.DIRECTORY:
                 dst_dir.nlink -= 1
-                await delete_inode(tx, victim_ino, victim, now)
+                await delete_inode(tx, victim_ino, victim, now, m)
                 victim.nlink = 0
                 fate = "deleted"
             else:

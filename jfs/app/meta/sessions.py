@@ -111,7 +111,7 @@ async def clean_session(m: Meta, sid: int) -> list[int]:
                 continue
             attr = Attr.decode(raw)
             if attr.nlink == 0:
-                await delete_inode(tx, ino, attr, now)
+                await delete_inode(tx, ino, attr, now, m)
                 if attr.length > 0:
                     files.append((ino, attr.length))
         tx.delete(keys.session_expiry(sid))

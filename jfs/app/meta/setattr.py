@@ -6,7 +6,7 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from jfs.app.meta import quota, store
+from jfs.app.meta import owner_quota, quota, store
 from jfs.app.meta.chunks import Freed, truncate_in_tx
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_perm, now_ns
@@ -74,6 +74,7 @@ async def setattr(m: Meta, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
                         attr.mode &= ~(S_ISUID | S_ISGID)
                     else:
                         attr.mode &= ~S_ISUID
+            await owner_quota.chown(m, tx, attr, uid, gid)  # QUOTA HOOK
             attr.uid, attr.gid = uid, gid
             changed = True
         if change.mode is not None:
@@ -104,6 +105,7 @@ async def setattr(m: Meta, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
             check_perm(ctx, attr, MAY_WRITE)
             delta, freed = await truncate_in_tx(tx, ino, attr, change.size, now)
             await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
+            await owner_quota.charge(m, tx, attr, delta, 0)  # QUOTA HOOK
             if attr.mode & (S_ISUID | S_ISGID) and not ctx.is_root:
                 attr.mode &= ~S_ISUID
                 if attr.mode & 0o010:

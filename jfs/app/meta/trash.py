@@ -26,7 +26,7 @@ from __future__ import annotations
 import calendar
 import time
 
-from jfs.app.meta import reader, store
+from jfs.app.meta import owner_quota, reader, store
 from jfs.domain import keys
 from jfs.domain.attrs import TRASH_INODE, Attr, FileType
 from jfs.domain.records import decode_dentry
@@ -97,6 +97,7 @@ async def hour_dir(tx: Tx, now: int) -> int:
     store.put_attr(tx, ino, attr)
     store.put_entry(tx, TRASH_INODE, name, FileType.DIRECTORY, ino)
     store.charge(tx, HOUR_DIR_SPACE, 1)
+    await owner_quota.charge_recorded(tx, attr, 1)  # QUOTA HOOK
     return ino
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from jfs.app.meta import chunks, quota, reader, store
+from jfs.app.meta import chunks, owner_quota, quota, reader, store
 from jfs.app.meta.remove import delete_inode, drop_name
 from jfs.app.meta.sessions import try_elect
 from jfs.app.meta.trash import HOUR_DIR_SPACE, hour_dirs, hour_start
@@ -121,7 +121,7 @@ def _remover(
                     raise _NotEmpty(ino)
                 if dir_attr is not None:
                     dir_attr.nlink -= 1
-                await delete_inode(tx, ino, attr, now)
+                await delete_inode(tx, ino, attr, now, meta)
                 quota.forget(meta, tx, ino)  # QUOTA HOOK (a trashed directory keeps its record until now)
                 attr.nlink = 0
                 done.append((ino, attr, "deleted"))
@@ -173,6 +173,9 @@ async def remove_hour_dir(meta: Meta, name: bytes, hour_ino: int) -> bool:
         if not await store.dir_is_empty(tx, hour_ino):
             return False
         store.del_entry(tx, TRASH_INODE, name)
+        hour_raw = await tx.get(keys.attr(hour_ino))
+        if hour_raw is not None:
+            await owner_quota.charge_recorded(tx, Attr.decode(hour_raw), -1)  # QUOTA HOOK
         tx.delete(keys.attr(hour_ino))
         tx.delete(keys.dir_stat(hour_ino))
         root_raw = await tx.get(keys.attr(TRASH_INODE))

@@ -27,7 +27,9 @@ Contract:
   ``jfsCrc32`` (`jfs.domain.dumpfmt`), read in the node's transaction; a record that does not fit its
   slice (unusable to the reader too) is left out with a warning. A volume without records dumps exactly as
   JuiceFS would.
-* No ``posix_acl_*``, ``ChangeLog`` or user/group quotas: jfs has none of them.
+* ``UserQuotas`` / ``GroupQuotas`` (each left out when empty), after ``Quotas``: the limits of every user
+  and group quota that has one (records kept only for usage are not dumped, as JuiceFS), keyed by uid/gid.
+* No ``posix_acl_*`` or ``ChangeLog``: jfs has none of them.
 
 Where it reads: the tree is walked, the subdir resolved and the quotas listed through the engine's reader
 (`jfs.app.meta.reader`, `jfs.app.meta.quota`). What is about the stored layout itself stays key-level on
@@ -49,7 +51,7 @@ from typing import Any
 import structlog
 
 from jfs.app.errors import OpsError
-from jfs.app.meta import quota, reader
+from jfs.app.meta import owner_quota, quota, reader
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
@@ -406,6 +408,18 @@ async def _quotas(kv: KV, root: int) -> dict[int, tuple[int, int]]:
     return out
 
 
+async def _owner_limits(kv: KV) -> dict[str, dict[int, tuple[int, int]]]:
+    """``UserQuotas``/``GroupQuotas`` -> uid/gid -> (max space, max inodes), only owners with a limit and
+    only non-empty sections."""
+    records = await owner_quota.all_records(kv)
+    out = {}
+    for section, kind in (("UserQuotas", owner_quota.USER), ("GroupQuotas", owner_quota.GROUP)):
+        limits = {i: (q.max_space, q.max_inodes) for i, q in records[kind].items() if q.max_space > 0 or q.max_inodes > 0}
+        if limits:
+            out[section] = limits
+    return out
+
+
 async def _delfiles(kv: KV, out: _Out) -> None:
     """Stream the ``DelFiles`` items (pages of keys, so a huge backlog stays out of memory)."""
     after = b""
@@ -453,6 +467,8 @@ async def dump_meta(
         await _delfiles(kv, out)
         if quotas:
             out(',\n  "Quotas": ' + dumpfmt.quotas_json(quotas))
+        for section, limits in (await _owner_limits(kv)).items():
+            out(f',\n  "{section}": ' + dumpfmt.quotas_json(limits))
         out(",")
         walker = _Walker(kv, out, max(1, threads), bar, sums_block)
         root = _Node(b"", root_ino, FileType.DIRECTORY)

@@ -23,8 +23,12 @@ Contract:
   count them); directory nlink = 2 + child directories (the trash root's 2, as JuiceFS keeps it), length 4096; a file's nlink =
   the number of its names, and an inode with several names gets parent 0 and one ``A<ino>P<parent>``
   counter per parent; ``K`` slice references (refs − 1) for slices referenced by more than one record
-  (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone), POSIX ACLs and
-  user/group quotas (jfs has neither) are dropped with a warning.
+  (holes excluded). ``DelFiles`` are restored; ``Sustained`` (sessions are gone) and POSIX ACLs (jfs
+  has none) are dropped with a warning.
+* ``UserQuotas``/``GroupQuotas`` (and a setting with ``UserGroupQuota`` on): after the tree, every
+  owner's usage is counted by a scan of the loaded volume (`owner_quota.scan_usage`, as JuiceFS's load
+  and ``quota check`` count it) and a ``QU``/``QG`` record is written for every owner seen — unlimited
+  unless the dump gives limits — and for every dumped quota (usage 0 when its owner has nothing).
 * ``Quotas``: each directory quota is restored with its limits and its usage counted from the tree
   exactly as `jfs.app.meta.quota` counts it (and as JuiceFS's load does): every name below the directory, one
   inode and align4k(length) for a file, 4 KiB for anything else, a hard-linked file once per name. The
@@ -66,7 +70,7 @@ from typing import Any
 import structlog
 
 from jfs.app.errors import OpsError
-from jfs.app.meta import quota, reader
+from jfs.app.meta import owner_quota, quota, reader
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
@@ -216,6 +220,8 @@ class _State:
     had_trash: bool = False
     quotas: dict[int, tuple[int, int]] | None = None
     """Dumped directory inode → (max space, max inodes), once the ``Quotas`` section is read."""
+    owner_limits: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    """``UserQuotas``/``GroupQuotas``: kind (`owner_quota.USER`/`GROUP`) -> uid/gid -> (max space, max inodes)."""
     quotas_late: bool = False
     """``Quotas`` came after the tree: usage is counted by walking the engine afterwards."""
     quota_usage: dict[int, tuple[int, int, int]] = field(default_factory=dict)
@@ -267,9 +273,8 @@ class _Loader:
             s.quotas = dumpfmt.quotas_from_json(value)
             s.quotas_late = s.entries > 0
         elif key in ("UserQuotas", "GroupQuotas"):
-            if value:
-                log.warning("load_quotas_dropped", section=key, count=len(value),
-                            detail="jfs has no user or group quotas")
+            kind = owner_quota.USER if key == "UserQuotas" else owner_quota.GROUP
+            s.owner_limits[kind] = dumpfmt.quotas_from_json(value)
         else:
             log.debug("load_section_ignored", section=key)
 
@@ -590,12 +595,20 @@ async def _load(kv: KV, read: Reader, batches: _Batches, progress: ProgressBar,
         log.info("load_dir_stats", dir_stats=bool(s.quotas), detail="on exactly when the volume has quotas")
         settings.dir_stats = bool(s.quotas)
 
+    if any(s.owner_limits.values()):
+        settings.extra[owner_quota.FLAG] = True
+
     async def finish(tx: Tx) -> None:
         for name, value in counters.items():
             tx.put(keys.counter(name), encode_i64(value))
         tx.put(keys.SETTING, settings.to_json())
 
     await kv.txn(finish)
+    if any(s.owner_limits.values()) or owner_quota.enabled(settings):
+        # User and group usage is counted from the loaded tree, as JuiceFS's load does (ADR 0026).
+        trash = settings.trash_days > 0
+        written = await owner_quota.store_counted(kv, await owner_quota.scan_usage(kv, trash=trash), s.owner_limits)
+        log.info("load_owner_quotas", records=written)
     progress.advance(s.entries % 1024)
     progress.set_total(s.entries)
     elapsed = time.perf_counter() - start
