@@ -1,7 +1,9 @@
 """Additional checksums (``x-amz-checksum-*``) against a real `jfs gateway`: the current boto3 sends CRC32
 by default (a header over HTTP, an aws-chunked trailer over HTTPS); every algorithm is verified, a wrong
 one is BadDigest and stores nothing, and the checksum comes back where S3 returns it (PutObject,
-UploadPart, ListParts, CompleteMultipartUpload, GET/HEAD with ChecksumMode=ENABLED)."""
+UploadPart, ListParts, CompleteMultipartUpload, GET/HEAD with ChecksumMode=ENABLED). CRC64NVME needs
+awscrt in the client (botocore computes it with CRT only): the module passes with ``BOTO_DISABLE_CRT=true``
+too, its CRC64NVME cases skipped."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Any
 
 import crc32c
 import pytest
+from awscrt import checksums as crt  # type: ignore[import-untyped]
+from botocore.compat import HAS_CRT
 from botocore.exceptions import ClientError
 
 from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, RunningGateway, gateway
@@ -39,7 +43,9 @@ EXPECTED = {
     "CRC32C": lambda d: _b64(crc32c.crc32c(d).to_bytes(4, "big")),
     "SHA1": lambda d: _b64(hashlib.sha1(d).digest()),
     "SHA256": lambda d: _b64(hashlib.sha256(d).digest()),
+    "CRC64NVME": lambda d: _b64(crt.crc64nvme(d).to_bytes(8, "big")),
 }
+needs_crt = pytest.mark.skipif(not HAS_CRT, reason="botocore computes CRC64NVME only with awscrt (BOTO_DISABLE_CRT)")
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +77,12 @@ def test_default_crc32_is_verified_stored_and_returned(gw: RunningGateway) -> No
 
 @pytest.mark.parametrize("algorithm", sorted(EXPECTED))
 def test_each_algorithm_verified(gw: RunningGateway, algorithm: str) -> None:
+    if algorithm == "CRC64NVME" and not HAS_CRT:
+        pytest.skip("botocore computes CRC64NVME only with awscrt")
     s3 = gw.client()
     data = os.urandom(200_000)
     given = {f"Checksum{algorithm}": EXPECTED[algorithm](data)}
-    if algorithm != "CRC32C":  # botocore computes CRC32C only with awscrt: give the value then
+    if algorithm != "CRC32C" or HAS_CRT:  # botocore computes CRC32C only with awscrt: give the value then
         given = {"ChecksumAlgorithm": algorithm}
     r = s3.put_object(Bucket=VOLUME, Key=f"alg/{algorithm}", Body=data, **given)
     assert r[f"Checksum{algorithm}"] == EXPECTED[algorithm](data)
@@ -162,6 +170,62 @@ def test_multipart_part_checksums_and_composite(gw: RunningGateway) -> None:
     assert got["Body"].read() == b"".join(parts)
 
 
+@needs_crt
+def test_crc64nvme_multipart_is_a_full_object_checksum(gw: RunningGateway) -> None:
+    """CRC64NVME has only S3's FULL_OBJECT type: the object's checksum is the CRC of its whole content
+    (combined from the parts'), no ``-N``; botocore validates it on GET; a wrong whole-object value given
+    to CompleteMultipartUpload is BadDigest and publishes nothing; COMPOSITE is refused."""
+    s3 = gw.client()
+    crc64 = EXPECTED["CRC64NVME"]
+    parts = [os.urandom(5 << 20), os.urandom((5 << 20) + 1), os.urandom(777)]
+    whole = b"".join(parts)
+    r = s3.create_multipart_upload(Bucket=VOLUME, Key="mp64/obj", ChecksumAlgorithm="CRC64NVME")
+    assert r["ChecksumAlgorithm"] == "CRC64NVME" and r["ChecksumType"] == "FULL_OBJECT"
+    up = r["UploadId"]
+    done = []
+    for n, body in enumerate(parts, 1):
+        pr = s3.upload_part(Bucket=VOLUME, Key="mp64/obj", UploadId=up, PartNumber=n, Body=body,
+                            ChecksumAlgorithm="CRC64NVME")
+        assert pr["ChecksumCRC64NVME"] == crc64(body)
+        done.append({"PartNumber": n, "ETag": pr["ETag"], "ChecksumCRC64NVME": pr["ChecksumCRC64NVME"]})
+    with pytest.raises(ClientError) as e:  # a part of another algorithm than the upload's
+        s3.upload_part(Bucket=VOLUME, Key="mp64/obj", UploadId=up, PartNumber=4, Body=b"z", ChecksumAlgorithm="CRC32")
+    assert e.value.response["Error"]["Code"] == "InvalidRequest"
+    assert [p["ChecksumCRC64NVME"] for p in s3.list_parts(Bucket=VOLUME, Key="mp64/obj", UploadId=up)["Parts"]] \
+        == [crc64(b) for b in parts]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=VOLUME, Key="mp64/obj", UploadId=up, MultipartUpload={"Parts": done},
+                                     ChecksumCRC64NVME=crc64(b"not the object"), ChecksumType="FULL_OBJECT")
+    assert e.value.response["Error"]["Code"] == "BadDigest"
+    assert "mp64/obj" not in _keys(s3)
+    r = s3.complete_multipart_upload(Bucket=VOLUME, Key="mp64/obj", UploadId=up, MultipartUpload={"Parts": done},
+                                     ChecksumCRC64NVME=crc64(whole), ChecksumType="FULL_OBJECT")
+    assert r["ChecksumCRC64NVME"] == crc64(whole) and r["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket=VOLUME, Key="mp64/obj", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == crc64(whole) and head["ChecksumType"] == "FULL_OBJECT"
+    got = s3.get_object(Bucket=VOLUME, Key="mp64/obj", ChecksumMode="ENABLED")  # full object: botocore checks it
+    assert got["Body"].read() == whole
+    with pytest.raises(ClientError) as e:
+        s3.create_multipart_upload(Bucket=VOLUME, Key="mp64/other", ChecksumAlgorithm="CRC64NVME",
+                                   ChecksumType="COMPOSITE")
+    assert e.value.response["Error"]["Code"] == "InvalidRequest"
+
+
+@needs_crt
+def test_crc32_full_object_multipart(gw: RunningGateway) -> None:
+    s3 = gw.client()
+    parts = [os.urandom(5 << 20), os.urandom(4321)]
+    up = s3.create_multipart_upload(Bucket=VOLUME, Key="mpfull/obj", ChecksumAlgorithm="CRC32",
+                                    ChecksumType="FULL_OBJECT")["UploadId"]
+    done = []
+    for n, body in enumerate(parts, 1):
+        pr = s3.upload_part(Bucket=VOLUME, Key="mpfull/obj", UploadId=up, PartNumber=n, Body=body,
+                            ChecksumAlgorithm="CRC32")
+        done.append({"PartNumber": n, "ETag": pr["ETag"], "ChecksumCRC32": pr["ChecksumCRC32"]})
+    r = s3.complete_multipart_upload(Bucket=VOLUME, Key="mpfull/obj", UploadId=up, MultipartUpload={"Parts": done})
+    assert r["ChecksumCRC32"] == _crc32(b"".join(parts)) and r["ChecksumType"] == "FULL_OBJECT"
+
+
 def test_boto3_over_https_sends_trailers_and_they_are_checked(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     url = f"sqlite3://{tmp_path}/meta.db"
@@ -177,6 +241,10 @@ def test_boto3_over_https_sends_trailers_and_they_are_checked(tmp_path: Path) ->
         r = s3.put_object(Bucket=VOLUME, Key="tls/streamed", Body=io.BytesIO(data))  # aws-chunked + trailer
         assert r["ChecksumCRC32"] == _crc32(data)
         assert sent[0]["x-amz-trailer"] == "x-amz-checksum-crc32"
+        if HAS_CRT:
+            r = s3.put_object(Bucket=VOLUME, Key="tls/crc64", Body=io.BytesIO(data), ChecksumAlgorithm="CRC64NVME")
+            assert sent[-1]["x-amz-trailer"] == "x-amz-checksum-crc64nvme"
+            assert r["ChecksumCRC64NVME"] == EXPECTED["CRC64NVME"](data)
         s3.upload_fileobj(io.BytesIO(data * 9), VOLUME, "tls/managed")  # transfer manager: multipart
         got = s3.get_object(Bucket=VOLUME, Key="tls/managed", ChecksumMode="ENABLED")
         assert got["Body"].read() == data * 9
