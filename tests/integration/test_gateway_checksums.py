@@ -145,6 +145,74 @@ def test_trailing_checksums_verified(gw: RunningGateway) -> None:
     assert "trail/bad" not in _keys(s3)
 
 
+def _signed_trailer_put(gw: RunningGateway, key: str, data: bytes, checksum: str, *, sign_checksum: str | None = None,
+                        signature: str | None = "computed") -> tuple[int, bytes]:
+    """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER PUT on a raw socket, signed with botocore's SigV4
+    (the seed: its canonical request and key derivation; each chunk's and the trailer's string-to-sign
+    is written here from AWS's spec, then signed with botocore's `SigV4Auth.signature`): two data
+    chunks, the 0-byte chunk, an ``x-amz-checksum-crc32`` trailer and its ``x-amz-trailer-signature``.
+    `sign_checksum`: sign another trailer value than the one sent; `signature`: send this one instead
+    (None: none)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    chunks = [data[: len(data) // 2], data[len(data) // 2:], b""]
+    trailer = f"x-amz-checksum-crc32:{checksum}"
+    body_len = sum(len(f"{len(c):x};chunk-signature=".encode()) + 64 + 2 + len(c) + 2 for c in chunks) - 2
+    body_len += len(trailer) + 2 + (len("x-amz-trailer-signature:") + 64 + 2 if signature is not None else 0) + 2
+    req = AWSRequest("PUT", f"{gw.endpoint}/{VOLUME}/{key}", headers={
+        "Host": f"127.0.0.1:{gw.port}", "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "Content-Encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(body_len)})
+    auth = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1")
+    auth.add_auth(req)  # SigV4Auth (not S3SigV4Auth) keeps the streaming x-amz-content-sha256 as given
+    previous = str(req.headers["Authorization"]).rpartition("Signature=")[2]
+    stamp, scope = req.context["timestamp"], auth.credential_scope(req)
+    payload = b""
+    for c in chunks:
+        previous = auth.signature("\n".join(("AWS4-HMAC-SHA256-PAYLOAD", stamp, scope, previous,
+                                             hashlib.sha256(b"").hexdigest(), hashlib.sha256(c).hexdigest())), req)
+        payload += f"{len(c):x};chunk-signature={previous}\r\n".encode() + c + (b"\r\n" if c else b"")
+    signed_trailer = f"x-amz-checksum-crc32:{sign_checksum or checksum}\n"
+    trailer_sig = auth.signature("\n".join(("AWS4-HMAC-SHA256-TRAILER", stamp, scope, previous,
+                                            hashlib.sha256(signed_trailer.encode()).hexdigest())), req)
+    payload += f"{trailer}\r\n".encode()
+    if signature is not None:
+        payload += f"x-amz-trailer-signature:{trailer_sig if signature == 'computed' else signature}\r\n".encode()
+    payload += b"\r\n"
+    assert len(payload) == body_len
+    head = f"PUT /{VOLUME}/{key} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"Connection: close\r\n\r\n" + payload)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1]), reply.partition(b"\r\n\r\n")[2]
+
+
+def test_signed_trailers_are_verified(gw: RunningGateway) -> None:
+    """The trailer of a signed aws-chunked upload counts only under its x-amz-trailer-signature: a
+    changed value, a changed or missing signature are SignatureDoesNotMatch and store nothing."""
+    s3 = gw.client()
+    data = os.urandom(200_000)
+    status, body = _signed_trailer_put(gw, "strail/ok", data, _crc32(data))
+    assert status == 200, body
+    got = s3.get_object(Bucket=VOLUME, Key="strail/ok", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == _crc32(data) and got["Body"].read() == data
+    s3.put_object(Bucket=VOLUME, Key="strail/old", Body=b"old")
+    for key, kwargs in [("strail/new", {"sign_checksum": _crc32(b"what was signed")}),  # value changed in flight
+                        ("strail/new", {"signature": "0" * 64}),
+                        ("strail/new", {"signature": None}),
+                        ("strail/old", {"signature": "f" * 64})]:
+        status, body = _signed_trailer_put(gw, key, data, _crc32(data), **kwargs)  # type: ignore[arg-type]
+        assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body, (kwargs, body)
+    status, body = _signed_trailer_put(gw, "strail/new", data, _crc32(b"other"))  # signed, but the wrong CRC
+    assert status == 400 and b"<Code>BadDigest</Code>" in body
+    assert [k for k in _keys(s3) if k.startswith("strail/")] == ["strail/ok", "strail/old"]
+    assert s3.get_object(Bucket=VOLUME, Key="strail/old")["Body"].read() == b"old"
+
+
 def test_multipart_part_checksums_and_composite(gw: RunningGateway) -> None:
     s3 = gw.client()
     parts = [os.urandom(5 << 20), os.urandom(1000)]

@@ -60,6 +60,16 @@ class Signed:
                           chunk_sha256))
         return hmac.new(self.signing_key, text.encode(), hashlib.sha256).hexdigest()
 
+    def trailer_signature(self, previous: str, trailers: list[tuple[str, str]]) -> str:
+        """The ``x-amz-trailer-signature`` of a signed aws-chunked stream's trailer headers: chained to
+        `previous` (the final 0-byte chunk's signature), over the SHA-256 of the headers in canonical form
+        (``name:value\n`` each, name lower-case, value trimmed, sorted by name; the signature itself
+        excluded)."""
+        canonical = "".join(f"{n}:{v}\n" for n, v in sorted((n.strip().lower(), v.strip()) for n, v in trailers))
+        text = "\n".join(("AWS4-HMAC-SHA256-TRAILER", self.amz_date, self.scope, previous,
+                          hashlib.sha256(canonical.encode()).hexdigest()))
+        return hmac.new(self.signing_key, text.encode(), hashlib.sha256).hexdigest()
+
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     key = ("AWS4" + secret).encode()
