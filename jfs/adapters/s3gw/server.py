@@ -46,6 +46,9 @@ from jfs.ports.objects import ObjectStoreError
 
 log = structlog.get_logger("jfs.gateway")
 
+GET_PIECE = 1 << 20
+"""Bytes read from the volume and written to the client at a time (whole 4 MiB blocks measured no
+cheaper, and a client's socket then buffers up to 4 MiB more)."""
 MAX_PUT = 5 << 30
 """S3's limit for one PutObject / UploadPart."""
 MAX_META = 2048
@@ -517,16 +520,21 @@ class Gateway:
             resp = web.StreamResponse(status=status, headers=headers)
             resp.content_length = end - start
             await resp.prepare(request)
-            async for piece in reader.chunks(start, end):
-                try:
-                    async with asyncio.timeout(self.config.read_timeout):
+            loop = asyncio.get_running_loop()
+            try:
+                # One deadline for the whole body, armed only while a piece is being written (a timer
+                # per piece cost more than the rest of the loop).
+                async with asyncio.timeout(None) as deadline:
+                    async for piece in reader.chunks(start, end, GET_PIECE):
+                        deadline.reschedule(loop.time() + self.config.read_timeout)
                         await resp.write(piece)
-                except TimeoutError:
-                    # A client that stopped reading: drop it rather than hold the handle and a buffer.
-                    log.warning("slow_client_dropped", path=request.path, sent=resp.body_length)
-                    if request.transport is not None:
-                        request.transport.abort()
-                    raise ConnectionResetError("client stopped reading") from None
+                        deadline.reschedule(None)
+            except TimeoutError:
+                # A client that stopped reading: drop it rather than hold the handle and a buffer.
+                log.warning("slow_client_dropped", path=request.path, sent=resp.body_length)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("client stopped reading") from None
             await resp.write_eof()
             return resp
         finally:
