@@ -3,6 +3,7 @@
 
 Usage:  .venv/bin/python bench/gateway_bench.py [--objects 32] [--small 800] [--multipart-mib 1024]
         [--list-keys 10000] [--rounds 1] [--workdir DIR] [--juicefs PATH]
+        [--only get8 [--repeat 3]] [--gateways jfs,JuiceFS]
 
 Both gateways keep ETags (JuiceFS with ``--keep-etag``; jfs always does) and get the same credentials.
 The clients are boto3 in threads of this process (path-style, SigV4). Rows:
@@ -12,6 +13,11 @@ The clients are boto3 in threads of this process (path-style, SigV4). Rows:
 * a `--multipart-mib` upload through boto3's transfer manager (8 MiB parts, 8 threads; MiB/s) and the
   gateway process's peak RSS during it (MiB, sampled every 50 ms from /proc);
 * ListObjectsV2 of `--list-keys` keys, 1000 a page (keys/s).
+
+``--only get8`` runs one row, GET of 4 MiB objects with 8 clients (`--repeat` passes over the objects
+after one 8-client PUT of them), and adds the gateway process's CPU seconds per GiB served (utime +
+stime from /proc): on a shared machine CPU per byte is steadier than throughput. ``--gateways``
+picks the sides (e.g. ``jfs`` alone, to compare two versions of jfs by running the script from each).
 
 Prints a markdown table with jfs's ratio to JuiceFS for each row. With ``--rounds N`` the two gateways run
 alternately (jfs first in odd rounds, JuiceFS first in even ones, each on a fresh volume), and the table
@@ -140,9 +146,31 @@ class PeakRss:
         self._t.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
+    """The GET 4 MiB × 8 clients row alone, `args.repeat` passes, with the gateway's CPU per GiB."""
+    s3 = _client(endpoint)
+    keys = [f"big8/{i}" for i in range(args.objects)]
+    _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=BIG) for k in keys])
+    jobs = [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys] * args.repeat
+    cpu = cpu_seconds(pid)
+    t = _parallel(8, jobs)
+    cpu = cpu_seconds(pid) - cpu
+    gib = len(jobs) * 4 / 1024
+    return {"GET 4 MiB, 8 client(s) (MiB/s)": len(jobs) * 4 / t, "gateway CPU per GiB served (s)": cpu / gib}
+
+
 def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
     from boto3.s3.transfer import TransferConfig
 
+    if args.only == "get8":
+        return run_get8(endpoint, bucket, pid, args)
     s3 = _client(endpoint)
     rows: dict[str, float] = {}
     n = args.objects
@@ -207,13 +235,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternate the two gateways this many times")
     p.add_argument("--workdir", default="")
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
+    p.add_argument("--only", choices=["get8"], default=None, help="run one row only (see above)")
+    p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8")
+    p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()
+    sides = [g for g in ("jfs", "JuiceFS") if g in args.gateways.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-gw-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict[str, float]]] = {"jfs": [], "JuiceFS": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     try:
         for r in range(args.rounds):
-            order = ["jfs", "JuiceFS"] if r % 2 == 0 else ["JuiceFS", "jfs"]
+            order = sides if r % 2 == 0 else sides[::-1]
             for name in order:
                 sub = work / f"{name}-{r}"
                 sub.mkdir(parents=True, exist_ok=True)
@@ -224,6 +256,12 @@ def main() -> None:
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
+    if len(sides) == 1:
+        print(f"| row ({sides[0]}, {args.rounds} round(s)) | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |")
+        print("|---|" + "---:|" * args.rounds)
+        for row in results[sides[0]][0]:
+            print(f"| {row} | " + " | ".join(f"{r[row]:,.2f}" for r in results[sides[0]]) + " |")
+        return
     if args.rounds == 1:
         print("| row | jfs gateway | JuiceFS 1.4.2 gateway | jfs / JuiceFS |")
         print("|---|---:|---:|---:|")

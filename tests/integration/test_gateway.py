@@ -5,6 +5,7 @@ sees what the gateway writes and the reverse; bad input gets S3's error and the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import io
@@ -25,6 +26,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from botocore.compat import HAS_CRT
 from botocore.exceptions import ClientError
 
 from jfs.testing.engines import wipe_engine
@@ -257,6 +259,17 @@ def _stored_bytes(meta_url: str) -> int | None:
     return sum(p.stat().st_size for p in bucket.rglob("*") if p.is_file())
 
 
+@contextlib.contextmanager
+def _signing_clock(when: datetime.datetime) -> Iterator[None]:
+    """botocore signs at `when`: its own signers and, with awscrt installed (a jfs dependency), the CRT
+    signers botocore uses instead."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch("botocore.auth.get_current_datetime", return_value=when))
+        if HAS_CRT:
+            stack.enter_context(mock.patch("botocore.crt.auth.get_current_datetime", return_value=when))
+        yield
+
+
 def test_presigned_urls_get_and_put_and_expiry(s3: Any) -> None:
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": VOLUME, "Key": "ps/up"}, ExpiresIn=60)
     req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
@@ -269,7 +282,7 @@ def test_presigned_urls_get_and_put_and_expiry(s3: Any) -> None:
         urllib.request.urlopen(get_url.replace("ps/up", "ps/uq"))
     assert e.value.code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in e.value.read()
     old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=2)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=old):
+    with _signing_clock(old):
         expired = s3.generate_presigned_url("get_object", Params={"Bucket": VOLUME, "Key": "ps/up"}, ExpiresIn=60)
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(expired)
@@ -353,7 +366,7 @@ def test_bad_input_gets_s3_errors_and_changes_nothing(gw: tuple[RunningGateway, 
         unknown.list_objects_v2(Bucket=VOLUME)
     assert _code(e) == "InvalidAccessKeyId"
     skewed = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=skewed), pytest.raises(ClientError) as e:
+    with _signing_clock(skewed), pytest.raises(ClientError) as e:
         s3.put_object(Bucket=VOLUME, Key="bad/skew", Body=b"x")
     assert _code(e) == "RequestTimeTooSkewed"
     with pytest.raises(urllib.error.HTTPError) as e2:

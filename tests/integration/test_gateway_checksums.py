@@ -1,7 +1,9 @@
 """Additional checksums (``x-amz-checksum-*``) against a real `jfs gateway`: the current boto3 sends CRC32
 by default (a header over HTTP, an aws-chunked trailer over HTTPS); every algorithm is verified, a wrong
 one is BadDigest and stores nothing, and the checksum comes back where S3 returns it (PutObject,
-UploadPart, ListParts, CompleteMultipartUpload, GET/HEAD with ChecksumMode=ENABLED)."""
+UploadPart, ListParts, CompleteMultipartUpload, GET/HEAD with ChecksumMode=ENABLED). CRC64NVME needs
+awscrt in the client (botocore computes it with CRT only): the module passes with ``BOTO_DISABLE_CRT=true``
+too, its CRC64NVME cases skipped."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Any
 
 import crc32c
 import pytest
+from awscrt import checksums as crt  # type: ignore[import-untyped]
+from botocore.compat import HAS_CRT
 from botocore.exceptions import ClientError
 
 from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, RunningGateway, gateway
@@ -39,7 +43,9 @@ EXPECTED = {
     "CRC32C": lambda d: _b64(crc32c.crc32c(d).to_bytes(4, "big")),
     "SHA1": lambda d: _b64(hashlib.sha1(d).digest()),
     "SHA256": lambda d: _b64(hashlib.sha256(d).digest()),
+    "CRC64NVME": lambda d: _b64(crt.crc64nvme(d).to_bytes(8, "big")),
 }
+needs_crt = pytest.mark.skipif(not HAS_CRT, reason="botocore computes CRC64NVME only with awscrt (BOTO_DISABLE_CRT)")
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +77,12 @@ def test_default_crc32_is_verified_stored_and_returned(gw: RunningGateway) -> No
 
 @pytest.mark.parametrize("algorithm", sorted(EXPECTED))
 def test_each_algorithm_verified(gw: RunningGateway, algorithm: str) -> None:
+    if algorithm == "CRC64NVME" and not HAS_CRT:
+        pytest.skip("botocore computes CRC64NVME only with awscrt")
     s3 = gw.client()
     data = os.urandom(200_000)
     given = {f"Checksum{algorithm}": EXPECTED[algorithm](data)}
-    if algorithm != "CRC32C":  # botocore computes CRC32C only with awscrt: give the value then
+    if algorithm != "CRC32C" or HAS_CRT:  # botocore computes CRC32C only with awscrt: give the value then
         given = {"ChecksumAlgorithm": algorithm}
     r = s3.put_object(Bucket=VOLUME, Key=f"alg/{algorithm}", Body=data, **given)
     assert r[f"Checksum{algorithm}"] == EXPECTED[algorithm](data)
@@ -137,6 +145,74 @@ def test_trailing_checksums_verified(gw: RunningGateway) -> None:
     assert "trail/bad" not in _keys(s3)
 
 
+def _signed_trailer_put(gw: RunningGateway, key: str, data: bytes, checksum: str, *, sign_checksum: str | None = None,
+                        signature: str | None = "computed") -> tuple[int, bytes]:
+    """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER PUT on a raw socket, signed with botocore's SigV4
+    (the seed: its canonical request and key derivation; each chunk's and the trailer's string-to-sign
+    is written here from AWS's spec, then signed with botocore's `SigV4Auth.signature`): two data
+    chunks, the 0-byte chunk, an ``x-amz-checksum-crc32`` trailer and its ``x-amz-trailer-signature``.
+    `sign_checksum`: sign another trailer value than the one sent; `signature`: send this one instead
+    (None: none)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    chunks = [data[: len(data) // 2], data[len(data) // 2:], b""]
+    trailer = f"x-amz-checksum-crc32:{checksum}"
+    body_len = sum(len(f"{len(c):x};chunk-signature=".encode()) + 64 + 2 + len(c) + 2 for c in chunks) - 2
+    body_len += len(trailer) + 2 + (len("x-amz-trailer-signature:") + 64 + 2 if signature is not None else 0) + 2
+    req = AWSRequest("PUT", f"{gw.endpoint}/{VOLUME}/{key}", headers={
+        "Host": f"127.0.0.1:{gw.port}", "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "Content-Encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(body_len)})
+    auth = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1")
+    auth.add_auth(req)  # SigV4Auth (not S3SigV4Auth) keeps the streaming x-amz-content-sha256 as given
+    previous = str(req.headers["Authorization"]).rpartition("Signature=")[2]
+    stamp, scope = req.context["timestamp"], auth.credential_scope(req)
+    payload = b""
+    for c in chunks:
+        previous = auth.signature("\n".join(("AWS4-HMAC-SHA256-PAYLOAD", stamp, scope, previous,
+                                             hashlib.sha256(b"").hexdigest(), hashlib.sha256(c).hexdigest())), req)
+        payload += f"{len(c):x};chunk-signature={previous}\r\n".encode() + c + (b"\r\n" if c else b"")
+    signed_trailer = f"x-amz-checksum-crc32:{sign_checksum or checksum}\n"
+    trailer_sig = auth.signature("\n".join(("AWS4-HMAC-SHA256-TRAILER", stamp, scope, previous,
+                                            hashlib.sha256(signed_trailer.encode()).hexdigest())), req)
+    payload += f"{trailer}\r\n".encode()
+    if signature is not None:
+        payload += f"x-amz-trailer-signature:{trailer_sig if signature == 'computed' else signature}\r\n".encode()
+    payload += b"\r\n"
+    assert len(payload) == body_len
+    head = f"PUT /{VOLUME}/{key} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"Connection: close\r\n\r\n" + payload)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1]), reply.partition(b"\r\n\r\n")[2]
+
+
+def test_signed_trailers_are_verified(gw: RunningGateway) -> None:
+    """The trailer of a signed aws-chunked upload counts only under its x-amz-trailer-signature: a
+    changed value, a changed or missing signature are SignatureDoesNotMatch and store nothing."""
+    s3 = gw.client()
+    data = os.urandom(200_000)
+    status, body = _signed_trailer_put(gw, "strail/ok", data, _crc32(data))
+    assert status == 200, body
+    got = s3.get_object(Bucket=VOLUME, Key="strail/ok", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == _crc32(data) and got["Body"].read() == data
+    s3.put_object(Bucket=VOLUME, Key="strail/old", Body=b"old")
+    for key, kwargs in [("strail/new", {"sign_checksum": _crc32(b"what was signed")}),  # value changed in flight
+                        ("strail/new", {"signature": "0" * 64}),
+                        ("strail/new", {"signature": None}),
+                        ("strail/old", {"signature": "f" * 64})]:
+        status, body = _signed_trailer_put(gw, key, data, _crc32(data), **kwargs)  # type: ignore[arg-type]
+        assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body, (kwargs, body)
+    status, body = _signed_trailer_put(gw, "strail/new", data, _crc32(b"other"))  # signed, but the wrong CRC
+    assert status == 400 and b"<Code>BadDigest</Code>" in body
+    assert [k for k in _keys(s3) if k.startswith("strail/")] == ["strail/ok", "strail/old"]
+    assert s3.get_object(Bucket=VOLUME, Key="strail/old")["Body"].read() == b"old"
+
+
 def test_multipart_part_checksums_and_composite(gw: RunningGateway) -> None:
     s3 = gw.client()
     parts = [os.urandom(5 << 20), os.urandom(1000)]
@@ -162,6 +238,62 @@ def test_multipart_part_checksums_and_composite(gw: RunningGateway) -> None:
     assert got["Body"].read() == b"".join(parts)
 
 
+@needs_crt
+def test_crc64nvme_multipart_is_a_full_object_checksum(gw: RunningGateway) -> None:
+    """CRC64NVME has only S3's FULL_OBJECT type: the object's checksum is the CRC of its whole content
+    (combined from the parts'), no ``-N``; botocore validates it on GET; a wrong whole-object value given
+    to CompleteMultipartUpload is BadDigest and publishes nothing; COMPOSITE is refused."""
+    s3 = gw.client()
+    crc64 = EXPECTED["CRC64NVME"]
+    parts = [os.urandom(5 << 20), os.urandom((5 << 20) + 1), os.urandom(777)]
+    whole = b"".join(parts)
+    r = s3.create_multipart_upload(Bucket=VOLUME, Key="mp64/obj", ChecksumAlgorithm="CRC64NVME")
+    assert r["ChecksumAlgorithm"] == "CRC64NVME" and r["ChecksumType"] == "FULL_OBJECT"
+    up = r["UploadId"]
+    done = []
+    for n, body in enumerate(parts, 1):
+        pr = s3.upload_part(Bucket=VOLUME, Key="mp64/obj", UploadId=up, PartNumber=n, Body=body,
+                            ChecksumAlgorithm="CRC64NVME")
+        assert pr["ChecksumCRC64NVME"] == crc64(body)
+        done.append({"PartNumber": n, "ETag": pr["ETag"], "ChecksumCRC64NVME": pr["ChecksumCRC64NVME"]})
+    with pytest.raises(ClientError) as e:  # a part of another algorithm than the upload's
+        s3.upload_part(Bucket=VOLUME, Key="mp64/obj", UploadId=up, PartNumber=4, Body=b"z", ChecksumAlgorithm="CRC32")
+    assert e.value.response["Error"]["Code"] == "InvalidRequest"
+    assert [p["ChecksumCRC64NVME"] for p in s3.list_parts(Bucket=VOLUME, Key="mp64/obj", UploadId=up)["Parts"]] \
+        == [crc64(b) for b in parts]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=VOLUME, Key="mp64/obj", UploadId=up, MultipartUpload={"Parts": done},
+                                     ChecksumCRC64NVME=crc64(b"not the object"), ChecksumType="FULL_OBJECT")
+    assert e.value.response["Error"]["Code"] == "BadDigest"
+    assert "mp64/obj" not in _keys(s3)
+    r = s3.complete_multipart_upload(Bucket=VOLUME, Key="mp64/obj", UploadId=up, MultipartUpload={"Parts": done},
+                                     ChecksumCRC64NVME=crc64(whole), ChecksumType="FULL_OBJECT")
+    assert r["ChecksumCRC64NVME"] == crc64(whole) and r["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket=VOLUME, Key="mp64/obj", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == crc64(whole) and head["ChecksumType"] == "FULL_OBJECT"
+    got = s3.get_object(Bucket=VOLUME, Key="mp64/obj", ChecksumMode="ENABLED")  # full object: botocore checks it
+    assert got["Body"].read() == whole
+    with pytest.raises(ClientError) as e:
+        s3.create_multipart_upload(Bucket=VOLUME, Key="mp64/other", ChecksumAlgorithm="CRC64NVME",
+                                   ChecksumType="COMPOSITE")
+    assert e.value.response["Error"]["Code"] == "InvalidRequest"
+
+
+@needs_crt
+def test_crc32_full_object_multipart(gw: RunningGateway) -> None:
+    s3 = gw.client()
+    parts = [os.urandom(5 << 20), os.urandom(4321)]
+    up = s3.create_multipart_upload(Bucket=VOLUME, Key="mpfull/obj", ChecksumAlgorithm="CRC32",
+                                    ChecksumType="FULL_OBJECT")["UploadId"]
+    done = []
+    for n, body in enumerate(parts, 1):
+        pr = s3.upload_part(Bucket=VOLUME, Key="mpfull/obj", UploadId=up, PartNumber=n, Body=body,
+                            ChecksumAlgorithm="CRC32")
+        done.append({"PartNumber": n, "ETag": pr["ETag"], "ChecksumCRC32": pr["ChecksumCRC32"]})
+    r = s3.complete_multipart_upload(Bucket=VOLUME, Key="mpfull/obj", UploadId=up, MultipartUpload={"Parts": done})
+    assert r["ChecksumCRC32"] == _crc32(b"".join(parts)) and r["ChecksumType"] == "FULL_OBJECT"
+
+
 def test_boto3_over_https_sends_trailers_and_they_are_checked(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     url = f"sqlite3://{tmp_path}/meta.db"
@@ -177,6 +309,10 @@ def test_boto3_over_https_sends_trailers_and_they_are_checked(tmp_path: Path) ->
         r = s3.put_object(Bucket=VOLUME, Key="tls/streamed", Body=io.BytesIO(data))  # aws-chunked + trailer
         assert r["ChecksumCRC32"] == _crc32(data)
         assert sent[0]["x-amz-trailer"] == "x-amz-checksum-crc32"
+        if HAS_CRT:
+            r = s3.put_object(Bucket=VOLUME, Key="tls/crc64", Body=io.BytesIO(data), ChecksumAlgorithm="CRC64NVME")
+            assert sent[-1]["x-amz-trailer"] == "x-amz-checksum-crc64nvme"
+            assert r["ChecksumCRC64NVME"] == EXPECTED["CRC64NVME"](data)
         s3.upload_fileobj(io.BytesIO(data * 9), VOLUME, "tls/managed")  # transfer manager: multipart
         got = s3.get_object(Bucket=VOLUME, Key="tls/managed", ChecksumMode="ENABLED")
         assert got["Body"].read() == data * 9

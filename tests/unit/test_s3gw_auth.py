@@ -16,7 +16,7 @@ from botocore.credentials import Credentials
 from jfs.adapters.s3gw.body import chunked_body, plain_body
 from jfs.adapters.s3gw.errors import S3Error
 from jfs.adapters.s3gw.server import parse_range
-from jfs.adapters.s3gw.sigv4 import Verifier
+from jfs.adapters.s3gw.sigv4 import STREAMING_TRAILER, Signed, Verifier
 from jfs.app.objectview import ObjectError
 from jfs.app.objectview.keys import key_parts
 
@@ -87,6 +87,57 @@ def test_aws_chunked_tampered_chunk_or_length_fails_before_the_end() -> None:
     with pytest.raises(S3Error) as e:  # cut short: never a complete payload
         asyncio.run(_collect(chunked_body(FakeStream(_example_body(CHUNK_SIGS)[:60000]), signed, 66560, 5)))  # type: ignore[arg-type]
     assert e.value.code == "IncompleteBody"
+
+
+# AWS's "Signature calculations for trailing headers (chunked uploads)" example: the same 66,560 bytes,
+# an x-amz-checksum-crc32c trailer and its x-amz-trailer-signature.
+TRAILER_SEED = "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e"
+TRAILER_CHUNK_SIGS = ["b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
+                      "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7",
+                      "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992"]
+TRAILER_SIG = "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435"
+
+
+def _trailer_example(checksum: str = "sOO8/Q==", signature: str | None = TRAILER_SIG) -> bytes:
+    body = _example_body(TRAILER_CHUNK_SIGS)[:-2]  # the 0-byte chunk's line, then the trailer
+    body += f"x-amz-checksum-crc32c:{checksum}\r\n".encode()
+    if signature is not None:
+        body += f"x-amz-trailer-signature:{signature}\r\n".encode()
+    return body + b"\r\n"
+
+
+def _trailer_signed() -> Signed:
+    headers = {**EXAMPLE_HEADERS, "x-amz-content-sha256": [STREAMING_TRAILER],
+               "x-amz-trailer": ["x-amz-checksum-crc32c"],
+               "authorization": [f"AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders="
+                                 "content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;"
+                                 f"x-amz-storage-class;x-amz-trailer,Signature={TRAILER_SEED}"]}
+    signed = _verify_example(headers=headers)
+    assert isinstance(signed, Signed) and signed.signature == TRAILER_SEED
+    return signed
+
+
+def test_aws_signed_trailer_example_verifies() -> None:
+    got: list[tuple[str, str]] = []
+    data = asyncio.run(_collect(chunked_body(FakeStream(_trailer_example()), _trailer_signed(), 66560, 5,  # type: ignore[arg-type]
+                                             lambda n, v: got.append((n, v)))))
+    assert data == b"a" * 66560
+    assert got == [("x-amz-checksum-crc32c", "sOO8/Q==")]
+
+
+@pytest.mark.parametrize("body", [
+    _trailer_example(checksum="AAAAAA=="),  # the trailer's value changed under its signature
+    _trailer_example(signature="0" * 64),  # the trailer's signature changed
+    _trailer_example(signature=TRAILER_CHUNK_SIGS[2]),
+    _trailer_example(signature=None),  # no signature at all
+])
+def test_aws_signed_trailer_tampered_or_unsigned_is_refused(body: bytes) -> None:
+    got: list[tuple[str, str]] = []
+    with pytest.raises(S3Error) as e:
+        asyncio.run(_collect(chunked_body(FakeStream(body), _trailer_signed(), 66560, 5,  # type: ignore[arg-type]
+                                          lambda n, v: got.append((n, v)))))
+    assert e.value.code == "SignatureDoesNotMatch"
+    assert got == []  # an unverified trailer never reaches the checksum
 
 
 def test_example_with_a_wrong_secret_or_a_skewed_clock_is_refused() -> None:

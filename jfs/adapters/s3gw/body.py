@@ -1,5 +1,6 @@
 """Request payloads as bounded pieces: plain bodies (checked against their signed SHA-256) and aws-chunked
-streams (every chunk's signature checked, or unsigned chunks with trailing checksums).
+streams (every chunk's signature checked, and in the signed-trailer mode the trailer's
+``x-amz-trailer-signature``; or unsigned chunks with trailing checksums).
 
 A payload that fails a check raises S3Error *before the iterator ends*, so the object being written is
 dropped, never published. Each read waits at most `timeout` seconds (a stalled client gets RequestTimeout
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -18,6 +20,8 @@ from jfs.adapters.s3gw.sigv4 import STREAMING, STREAMING_TRAILER, STREAMING_UNSI
 
 PIECE = 1 << 20
 MAX_CHUNK_LINE = 4096
+MAX_TRAILERS = 16
+TRAILER_SIGNATURE = "x-amz-trailer-signature"
 MAX_CHUNK = 64 << 20
 
 
@@ -123,7 +127,9 @@ async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | Non
                        trailers: Callable[[str, str], None] | None = None) -> AsyncIterator[bytes]:
     """The data of an aws-chunked payload (``<hex size>[;chunk-signature=<sig>]\\r\\n<data>\\r\\n`` … a
     0-size chunk, then trailers for the -TRAILER modes, each given to `trailers(name, value)` before the
-    iterator ends)."""
+    iterator ends). In STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER mode the trailer must carry its
+    ``x-amz-trailer-signature`` (chained to the final chunk's): SignatureDoesNotMatch otherwise, before
+    the iterator ends."""
     signed_chunks = signed.payload in (STREAMING, STREAMING_TRAILER)
     previous = signed.signature
     total = 0
@@ -160,9 +166,25 @@ async def chunked_body(stream: Stream, signed: Signed, decoded_length: int | Non
         if await _readline(stream, timeout) != b"":
             raise S3Error("IncompleteBody", "An aws-chunked chunk does not end with CRLF.")
     if signed.payload in (STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER):
+        received: list[tuple[str, str]] = []
+        signature = None
         while (line := await _readline(stream, timeout)) != b"":
+            if len(received) >= MAX_TRAILERS:
+                raise S3Error("InvalidRequest", "Too many aws-chunked trailer headers.")
             name, sep, value = line.decode("latin-1").partition(":")
-            if sep and trailers is not None:
+            if not sep:
+                continue
+            if name.strip().lower() == TRAILER_SIGNATURE:
+                signature = value.strip()
+            else:
+                received.append((name, value))
+        if signed.payload == STREAMING_TRAILER:
+            # Signed mode: the trailer (the checksum among it) counts only under its own signature.
+            if signature is None or not hmac.compare_digest(signed.trailer_signature(previous, received), signature):
+                raise S3Error("SignatureDoesNotMatch", "The aws-chunked trailer signature is missing or does not "
+                              "match.")
+        if trailers is not None:
+            for name, value in received:
                 trailers(name, value)
     elif signed.payload == STREAMING:
         line = await _read(stream, 2, timeout)

@@ -1,10 +1,10 @@
-"""S3's additional payload checksums (``x-amz-checksum-crc32`` / ``crc32c`` / ``sha1`` / ``sha256``): the
+"""S3's additional payload checksums (``x-amz-checksum-crc32`` / ``crc32c`` / ``crc64nvme`` / ``sha1`` /
+``sha256``): the
 one a request declares (a header, or an aws-chunked trailer named by ``x-amz-trailer``), computed while the
 body streams and compared at its end (the algorithms: `jfs.app.objectview.checksums`).
 
 A mismatch raises S3Error BadDigest *before the body iterator ends*, so the object is dropped, never
-published (`body.digested` feeds the hasher with the payload's other digests). ``crc64nvme`` (only sent
-by CRT-based clients) is refused with InvalidRequest rather than accepted unchecked.
+published (`body.digested` feeds the hasher with the payload's other digests).
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ class PayloadChecksum:
             self.expected = _decode(self.algorithm, value)
 
 
+_NOT_VALUES = frozenset({"mode", "algorithm", "type"})
+"""``x-amz-checksum-<these>`` headers name a mode or an algorithm: they carry no checksum."""
+
+
 def from_request(headers: Mapping[str, str]) -> PayloadChecksum | None:
     """The checksum a request declares (a header, or ``x-amz-trailer``); None for none. InvalidRequest for
     two, an unknown algorithm or a malformed value."""
     declared = [(n.lower()[len(HEADER_PREFIX):], v) for n, v in headers.items()
-                if n.lower().startswith(HEADER_PREFIX) and n.lower() not in (HEADER_PREFIX + "mode",
-                                                                            HEADER_PREFIX + "algorithm",
-                                                                            HEADER_PREFIX + "type")]
+                if n.lower().startswith(HEADER_PREFIX) and n.lower()[len(HEADER_PREFIX):] not in _NOT_VALUES]
     trailer = headers.get("x-amz-trailer", "").strip().lower()
     if trailer:
         if not trailer.startswith(HEADER_PREFIX) or declared:
@@ -85,3 +87,15 @@ def check(checksum: PayloadChecksum) -> tuple[Any, Callable[[], None]]:
         checksum.slot.value = base64.b64encode(got).decode()
 
     return h, done
+
+
+def object_checksum(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """(algorithm, base64) of the whole-object checksum a CompleteMultipartUpload declares in an
+    ``x-amz-checksum-<algorithm>`` header (a composite's ``-N`` is kept), or None; InvalidRequest as
+    `from_request`."""
+    values = {k.lower(): v.strip() for k, v in headers.items()
+              if k.lower().startswith(HEADER_PREFIX) and k.lower()[len(HEADER_PREFIX):] not in _NOT_VALUES}
+    declared = from_request({k: v.partition("-")[0] for k, v in values.items()})
+    if declared is None:
+        return None
+    return declared.algorithm, values[HEADER_PREFIX + declared.algorithm]

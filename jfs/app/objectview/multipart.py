@@ -17,7 +17,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jfs.app.objectview.checksums import HEADER_PREFIX, ChecksumSlot, composite, stored_checksum
+from jfs.app.objectview.checksums import (
+    FULL_OBJECT,
+    HEADER_PREFIX,
+    TYPES,
+    ChecksumSlot,
+    composite,
+    default_type,
+    full_object,
+    stored_checksum,
+)
 from jfs.app.objectview.errors import ObjectError
 from jfs.app.objectview.keys import SYS_DIR, UPLOADS_DIR, key_parts
 from jfs.app.objectview.service import NewObject, ObjectInfo, ObjectView
@@ -38,6 +47,8 @@ class Upload:
     initiated_ns: int
     headers: dict[str, str] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
+    checksum: tuple[str, str] | None = None
+    """(algorithm, COMPOSITE or FULL_OBJECT) declared by CreateMultipartUpload, or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +82,35 @@ class Multipart:
             rec = json.loads(await self.view.vfs.getxattr(self.view.ctx, ino, UPLOAD))
         except (FSError, ValueError):
             raise ObjectError("NoSuchUpload", "The specified upload does not exist.", resource=upload_id) from None
-        up = Upload(upload_id, rec["bucket"], rec["key"], rec["initiated"], rec.get("headers", {}), rec.get("meta", {}))
+        declared = rec.get("checksum")
+        up = Upload(upload_id, rec["bucket"], rec["key"], rec["initiated"], rec.get("headers", {}), rec.get("meta", {}),
+                    (declared[0], declared[1]) if declared else None)
         if up.bucket != bucket or (key is not None and up.key != key):
             raise ObjectError("NoSuchUpload", "The specified upload does not exist.", resource=upload_id)
         return ino, up
 
-    async def create(self, bucket: str, key: str, new: NewObject) -> str:
+    @staticmethod
+    def checksum_declaration(algorithm: str | None, kind: str | None) -> tuple[str, str] | None:
+        """(algorithm, type) of CreateMultipartUpload's ``x-amz-checksum-algorithm`` / ``-type`` (either
+        case), the type defaulted as S3 does; None for neither. InvalidRequest for an unknown algorithm, a
+        type without an algorithm or a pair S3 refuses (CRC64NVME COMPOSITE, SHA FULL_OBJECT)."""
+        if not algorithm:
+            if kind:
+                raise ObjectError("InvalidRequest", "The x-amz-checksum-type header can only be used with the "
+                                  "x-amz-checksum-algorithm header.")
+            return None
+        algorithm = algorithm.strip().lower()
+        if algorithm not in TYPES:
+            raise ObjectError("InvalidRequest", f"Checksum algorithm {algorithm!r} is not supported.")
+        kind = kind.strip().upper() if kind else default_type(algorithm)
+        if kind not in TYPES[algorithm]:
+            raise ObjectError("InvalidRequest", f"The {kind} checksum type cannot be used with the "
+                              f"{algorithm.upper()} checksum algorithm.")
+        return algorithm, kind
+
+    async def create(self, bucket: str, key: str, new: NewObject, checksum: tuple[str, str] | None = None) -> str:
+        """A new upload; `checksum`: the (algorithm, type) its parts and object carry (see
+        `checksum_declaration`)."""
         _, is_dir = key_parts(key)
         if is_dir:
             raise ObjectError("XMinioObjectExistsAsDirectory", "A key ending in '/' is a directory.", resource=key)
@@ -84,7 +118,7 @@ class Multipart:
         upload_id = uuid.uuid4().hex
         ino, _ = await self.view.vfs.mkdir(self.view.ctx, await self._uploads_dir(), upload_id.encode(), 0o700)
         rec = {"bucket": bucket, "key": key, "initiated": time.time_ns(), "headers": dict(new.headers),
-               "meta": dict(new.meta)}
+               "meta": dict(new.meta), "checksum": list(checksum) if checksum else None}
         await self.view.vfs.setxattr(self.view.ctx, ino, UPLOAD, json.dumps(rec).encode())
         return upload_id
 
@@ -109,7 +143,10 @@ class Multipart:
         """Store one part; returns its ETag (MD5 hex). A `checksum` slot filled once the body ended is
         kept with the part (ListParts, the object's composite checksum). `md5`: as `NewObject.md5`."""
         self._part_number(number)
-        upload_dir, _ = await self._upload(bucket, key, upload_id)
+        upload_dir, up = await self._upload(bucket, key, upload_id)
+        if up.checksum is not None and checksum is not None and checksum.algorithm != up.checksum[0]:
+            raise ObjectError("InvalidRequest", f"Checksum Type mismatch occurred, expected checksum Type: "
+                              f"{up.checksum[0]}, actual checksum Type: {checksum.algorithm}")
         v = self.view
         ino, fh, tmp = await v.new_tmp()
         try:
@@ -199,9 +236,13 @@ class Multipart:
         except FSError:
             pass
 
-    async def complete(self, bucket: str, key: str, upload_id: str, wanted: list[tuple[int, str]]) -> ObjectInfo:
+    async def complete(self, bucket: str, key: str, upload_id: str, wanted: list[tuple[int, str]],
+                       expected: tuple[str, str] | None = None) -> ObjectInfo:
         """Assemble the listed (part number, ETag) in order into the object; its ETag is
-        ``md5(concatenated part MD5s)-N``."""
+        ``md5(concatenated part MD5s)-N``. When every part carries the same checksum the object gets one:
+        FULL_OBJECT (the CRC of the whole object, combined from the parts') for an upload declared so and
+        always for CRC64NVME, else COMPOSITE. `expected`: the (algorithm, base64) the request says the
+        object's checksum is: BadDigest, nothing published, when it differs."""
         upload_dir, up = await self._upload(bucket, key, upload_id)
         v = self.view
         if not wanted:
@@ -235,11 +276,13 @@ class Multipart:
             md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
             etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"
             headers = dict(up.headers)
-            algorithms = {p.checksum[0] if p.checksum else "" for p in chosen}
-            if len(algorithms) == 1 and "" not in algorithms:
-                algorithm = algorithms.pop()
-                headers[HEADER_PREFIX + algorithm] = composite(algorithm, [p.checksum[1] for p in chosen
-                                                                           if p.checksum])
+            checksum = self._object_checksum(up, chosen)
+            if expected is not None and (checksum is None or checksum[0] != expected[0]
+                                         or checksum[1].partition("-")[0] != expected[1].partition("-")[0]):
+                raise ObjectError("BadDigest", f"The {expected[0].upper()} you specified did not match the "
+                                  "calculated checksum.")
+            if checksum is not None:
+                headers[HEADER_PREFIX + checksum[0]] = checksum[1]
             await v._write_record(ino, etag, headers, up.meta)
             await v._publish(bucket, key, parts, tmp)
         except BaseException:
@@ -248,6 +291,22 @@ class Multipart:
         await self._remove(upload_dir, upload_id)
         attr = await v.vfs.getattr(v.ctx, ino)
         return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, up.meta)
+
+
+    @staticmethod
+    def _object_checksum(up: Upload, chosen: list[Part]) -> tuple[str, str] | None:
+        """(algorithm, base64) of the assembled object, from its parts' checksums; None unless every part
+        has one of the same algorithm (the upload's, if it declared one)."""
+        algorithms = {p.checksum[0] if p.checksum else "" for p in chosen}
+        if len(algorithms) != 1 or "" in algorithms:
+            return None
+        algorithm = algorithms.pop()
+        if up.checksum is not None and up.checksum[0] != algorithm:
+            return None
+        kind = up.checksum[1] if up.checksum is not None else default_type(algorithm)
+        if kind == FULL_OBJECT:
+            return algorithm, full_object(algorithm, [(p.checksum[1], p.size) for p in chosen if p.checksum])
+        return algorithm, composite(algorithm, [p.checksum[1] for p in chosen if p.checksum])
 
 
 __all__ = ["Multipart", "Part", "Upload"]
