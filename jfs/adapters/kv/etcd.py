@@ -22,6 +22,14 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   requests at revision R (safe). The read set cannot be split: a body that read more keys and ranges
   than fit beside its writes (~120 with the default) fails with EngineError naming --max-txn-ops, as does
   a commit over `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
+* **Read cache** (docs/adr/0025-etcd-read-cache.md). The first attempt of a read-write body serves
+  `get`/`get_many` of keys this client recently read or wrote from `ReadCache` (value and mod revision,
+  or absent) without a round trip; those keys join the read set like any other, so a stale entry fails
+  the commit's compares (ConflictError; the entries read are dropped and the retry reads the server only).
+  A body that used the cache and wrote nothing, or raised, has its read set validated (one compare-only
+  Txn) before its result or exception counts: a body's outcome always rests on one consistent state.
+  Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch its
+  likely target in the same request (a lookup in one round trip), checked against what was read.
 * **Fail-over** between members is `EtcdClient`'s; a commit whose outcome is unknown (connection lost
   after sending) is checked: if every key it put holds its value at one common revision newer than R, and
   the keys it deleted are gone, it was applied; otherwise it is sent again (its compares decide).
@@ -38,9 +46,10 @@ from typing import Any, TypeVar
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable
+from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable, KVError, Pointer
 
-from .base import Pairs, RetryingKV, SnapshotScans, read_pages
+from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
+from .etcd_cache import ReadCache, Version
 from .etcd_client import Ambiguous, EtcdClient
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
@@ -67,7 +76,7 @@ def _capacity(budget: int) -> int:
 class EtcdTx(SnapshotScans):
     """One attempt of a body; see the module docstring."""
 
-    def __init__(self, kv: EtcdKV, readonly: bool) -> None:
+    def __init__(self, kv: EtcdKV, readonly: bool, cached: bool = False) -> None:
         self._kv = kv
         self._c = kv.client
         self._pb = kv.client.pb
@@ -75,8 +84,41 @@ class EtcdTx(SnapshotScans):
         super().__init__(readonly)
         self.rev = 0  # R: 0 until the first read is served
         self._rev_lock = asyncio.Lock()
-        self._seen: dict[bytes, int] = {}  # key -> mod revision at R (0 = absent)
+        self._seen: dict[bytes, int] = {}  # key -> mod revision at R, or of its cache entry (0 = absent)
         self._ranges: list[tuple[bytes, bytes]] = []  # scanned [begin, covered end)
+        self._use_cache = cached and not readonly and kv.cache.max_bytes > 0
+        self.cached: set[bytes] = set()  # keys served from the cache
+        self._floor = 0  # the latest revision a cache entry used was known at
+        self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
+
+    # ---- read set and cache ------------------------------------------------------------------------------
+
+    def _note(self, key: bytes, mod_revision: int) -> None:
+        """Add `key` to the read set; a second, different version of it makes the attempt unable to commit."""
+        if self._seen.setdefault(key, mod_revision) != mod_revision:
+            self._torn = True
+
+    def _stored_value(self, key: bytes, value: bytes | None, mod_revision: int) -> bytes | None:
+        """Note a point read served by the store at R (read set, and the cache for later bodies)."""
+        self._note(key, mod_revision)
+        self._kv.cache.note(key, value, mod_revision, self.rev)
+        return value
+
+    def _from_cache(self, key: bytes) -> Version | None:
+        """The cache entry of `key` to serve a read with, noted in the read set; None: read the store."""
+        if not self._use_cache or (key in self._seen and key not in self.cached):
+            return None  # a key this body already read from the store is read there again (same R)
+        hit = self._kv.cache.get(key)
+        if hit is not None:
+            self._note(key, hit.mod_revision)
+            self.cached.add(key)
+            self._floor = max(self._floor, hit.at)
+        return hit
+
+    def _stale(self, reason: str) -> ConflictError:
+        """Drop every entry this attempt read (one of them, or a scanned range, is stale) and say so."""
+        self._kv.cache.discard(self._seen)
+        return ConflictError(reason)
 
     # ---- reads -------------------------------------------------------------------------------------------
 
@@ -94,20 +136,56 @@ class EtcdTx(SnapshotScans):
         found, value = self._buf.lookup(key)
         if found:
             return value
+        hit = self._from_cache(key)
+        if hit is not None:
+            return hit.value
+        return await self._get_one(key)
+
+    async def _get_one(self, key: bytes) -> bytes | None:
         pb, pkey = self._pb, self._p + key
         reply = await self._at_rev(
             "Range", lambda rev: pb.RangeRequest(key=pkey, revision=rev, serializable=rev > 0)
         )
         if not reply.kvs:
-            self._seen[key] = 0
-            return None
+            return self._stored_value(key, None, 0)
         kv = reply.kvs[0]
-        self._seen[key] = kv.mod_revision
-        return bytes(kv.value)
+        return self._stored_value(key, bytes(kv.value), kv.mod_revision)
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        """`get_many(keys)` and the key `pointer` names. When the source's value is known (written by the
+        body, or cached — in a read-only body too, as a guess only) its target is read in the same request,
+        and kept only if the source's value read now names it; otherwise the target is read after."""
+        source = keys[pointer.source]
+        found, known = self._buf.lookup(source)
+        if not found:
+            hit = self._kv.cache.get(source)
+            known = hit.value if hit is not None else None
+        guess = pointer.target(known)
+        if guess is None or guess in keys:
+            return await super().get_follow(keys, pointer)
+        new_guess = guess not in self._seen
+        values = await self.get_many([*keys, guess])
+        target = pointer.target(values[pointer.source])
+        if target == guess:
+            return values
+        if new_guess:  # read for nothing: keep it out of the read set
+            self._seen.pop(guess, None)
+            self.cached.discard(guess)
+        values[-1] = None if target is None else await self.get(target)
+        return values
 
     async def _get_stored(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
-        if len(keys) == 1:
-            return {keys[0]: await self.get(keys[0])}
+        out: dict[bytes, bytes | None] = {}
+        if self._use_cache:
+            for key in keys:
+                hit = self._from_cache(key)
+                if hit is not None:
+                    out[key] = hit.value
+            keys = [k for k in keys if k not in out]
+        if len(keys) <= 1:
+            if keys:
+                out[keys[0]] = await self._get_one(keys[0])
+            return out
         pb, p = self._pb, self._p
 
         def make(chunk: Sequence[bytes]) -> Callable[[int], Any]:
@@ -118,15 +196,16 @@ class EtcdTx(SnapshotScans):
                 ]
             )
 
-        out: dict[bytes, bytes | None] = {}
         chunks = _chunks(keys, self._kv.target.max_txn_ops)
         first = await self._at_rev("Txn", make(chunks[0]))
         rest = await asyncio.gather(*(self._at_rev("Txn", make(c)) for c in chunks[1:]))
         for chunk, reply in zip(chunks, [first, *rest], strict=True):
             for key, r in zip(chunk, reply.responses, strict=True):
                 kvs = r.response_range.kvs
-                self._seen[key] = kvs[0].mod_revision if kvs else 0
-                out[key] = bytes(kvs[0].value) if kvs else None
+                if kvs:
+                    out[key] = self._stored_value(key, bytes(kvs[0].value), kvs[0].mod_revision)
+                else:
+                    out[key] = self._stored_value(key, None, 0)
         return out
 
     async def _stored(
@@ -156,7 +235,7 @@ class EtcdTx(SnapshotScans):
             for kv in reply.kvs:
                 key = bytes(kv.key)[n:]
                 if note:
-                    self._seen.setdefault(key, kv.mod_revision)
+                    self._note(key, kv.mod_revision)
                 chunk.append((key, b"" if keys_only else bytes(kv.value)))
             return chunk, bool(reply.more)
 
@@ -288,14 +367,32 @@ class EtcdTx(SnapshotScans):
                 revisions.add(kvs[0].mod_revision)
             elif kvs:
                 return False
-        return len(revisions) <= 1 and all(r > self.rev for r in revisions)
+        floor = max(self.rev, self._floor)
+        return len(revisions) <= 1 and all(r > floor for r in revisions)
+
+    async def validate(self) -> None:
+        """Check, in one compare-only Txn, that every key and range the body read is unchanged (what a
+        body that used the cache needs before its result counts); ConflictError when not."""
+        if self._torn:
+            raise self._stale("etcd: the transaction saw two versions of a key")
+        try:
+            request = self._request([self._read_compares()], [])
+        except EngineError:
+            raise self._stale("etcd: read set too large to validate; read again without the cache") from None
+        reply = await self._c.call("Txn", request, write=False)
+        if not reply.succeeded:
+            raise self._stale("etcd: a key read by the transaction (from the cache) changed")
 
     async def commit(self) -> None:
         writes, adds = self._buf.writes, self._buf.adds
         if not writes and not adds:
-            return  # reads only: they all came from the snapshot at R
+            if self.cached:
+                await self.validate()
+            return  # reads only: they all came from the snapshot at R (or were validated above)
+        if self._torn:
+            raise self._stale("etcd: the transaction saw two versions of a key")
         pb, p = self._pb, self._p
-        reads = self._read_compares() if writes else []
+        reads = self._read_compares() if writes or self.cached else []
         read_groups = [reads] if reads else []
         ambiguous = 0
         for _ in range(ADD_RETRIES):
@@ -309,10 +406,17 @@ class EtcdTx(SnapshotScans):
             # when only the counters moved, the add level's failure branch returns their current values
             failure = [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh]
             try:
-                reply = await self._c.call("Txn", self._request(groups, ops, failure), write=True)
+                request = self._request(groups, ops, failure)
+            except EngineError:
+                if not self.cached:
+                    raise
+                raise self._stale("etcd: read set too large with the cache's; read again without it") from None
+            try:
+                reply = await self._c.call("Txn", request, write=True)
             except Ambiguous as exc:
                 for key in fresh:
                     self._kv.counters.pop(key, None)
+                self._kv.cache.discard([*self._seen, *puts, *deletes])
                 ambiguous += 1
                 log.warning("etcd_commit_ambiguous", error=str(exc))
                 if await self._applied(puts, deletes):
@@ -324,10 +428,16 @@ class EtcdTx(SnapshotScans):
                 continue
             failed, level = self._failed_level(reply, len(groups))
             if failed is None:
-                self._kv.counters.update((k, (counters[k], reply.header.revision)) for k in fresh)
+                done = reply.header.revision
+                self._kv.counters.update((k, (counters[k], done)) for k in fresh)
+                cache = self._kv.cache
+                for key, value in puts.items():
+                    cache.note(key, value, done, done)
+                for key in deletes:
+                    cache.note(key, None, 0, done)
                 return
             if failed < len(read_groups):
-                raise ConflictError("etcd: a key or range read by the transaction changed")
+                raise self._stale("etcd: a key or range read by the transaction changed")
             self._kv.remember(fresh, [r.response_range.kvs for r in level.responses])
         raise ConflictError("etcd: counters kept changing during commit")
 
@@ -344,15 +454,36 @@ class EtcdKV(RetryingKV):
         self.prefix = target.prefix
         self.counters: dict[bytes, tuple[bytes | None, int]] = {}
         """Last value and mod revision seen of the counters `add` was used on (a hint, checked at commit)."""
+        self.cache = ReadCache(target.read_cache_bytes)
+        """Last versions of keys read or written (hints for read-write bodies, checked at commit)."""
 
     def remember(self, keys: Sequence[bytes], kvs: Sequence[Any]) -> None:
         """Cache the counters `keys` from their Range replies `kvs` (empty = absent)."""
         for key, found in zip(keys, kvs, strict=True):
             self.counters[key] = (bytes(found[0].value), found[0].mod_revision) if found else (None, 0)
 
-    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
-        tx = EtcdTx(self, readonly)
-        result = await body(tx)
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        """The port's retry loop; only the first attempt may read from the cache (a conflict may come
+        from a stale entry: the retry reads the store, so it cannot keep failing on the cache)."""
+        tries = 0
+
+        async def attempt() -> T:
+            nonlocal tries
+            tries += 1
+            return await self._attempt(body, readonly, cached=tries == 1)
+
+        return await retrying(attempt, max_retries, body)
+
+    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool, cached: bool = False) -> T:
+        tx = EtcdTx(self, readonly, cached)
+        try:
+            result = await body(tx)
+        except KVError:
+            raise
+        except Exception:
+            if tx.cached:  # the body may have failed on a stale entry: its error counts only if not
+                await tx.validate()
+            raise
         if not readonly:
             await tx.commit()
         return result
@@ -360,6 +491,8 @@ class EtcdKV(RetryingKV):
     async def reset(self) -> None:
         """Delete every key under the prefix (one DeleteRange: idempotent, so simply re-sent if ambiguous)."""
         pb = self.client.pb
+        self.cache.clear()
+        self.counters.clear()
         end = self.prefix[:-1] + bytes([self.prefix[-1] + 1])
         for _ in range(AMBIGUOUS_RETRIES + 1):
             try:
