@@ -20,7 +20,7 @@ import pytest_asyncio
 from jfs.adapters.kv.etcd import EtcdKV
 from jfs.adapters.kv.registry import open_kv
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import RESTARTS, KV, Pointer, Tx
+from jfs.ports.kv import KV, RESTARTS, Pointer, Tx
 from jfs.testing.kv_contract_support import put_all, read_get, rmw_body
 
 POINTER = Pointer(source=0, start=0, stop=2)  # the value of the source key names the target key
