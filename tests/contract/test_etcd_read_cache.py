@@ -3,7 +3,8 @@ clients of one volume: client `a` has a key cached, client `b` changes it behind
 
 Read-write bodies of `a` may be served from the cache, but only an outcome that rests on the current
 state counts: a stale entry makes the commit (or the validation of a body that wrote nothing or raised)
-fail, and the retry reads the store. Read-only bodies always read the store. Runs on one member and on
+fail; that failed request re-read the keys, and the retry uses nothing older. Read-only bodies always
+read the store. Runs on one member and on
 three (skipped without Debian's etcd-server).
 """
 
@@ -64,10 +65,29 @@ async def test_stale_entry_fails_the_commit_and_the_retry_reads_the_new_value(tw
     await a.txn(rmw_body(b"k"))
     assert decode_i64(await read_get(b, b"k")) == 6  # not 2: the increment applied to b's value
     assert RESTARTS.total == 1
-    # the cached attempt sent only its commit; the retry read the store, then committed
-    assert calls == {"Txn-w": 2, "Range": 1}
+    # the cached attempt sent only its commit, whose failure branch re-read k: the retry only commits
+    assert calls == {"Txn-w": 2}
     entry = a.cache.get(b"k")
     assert entry is not None and decode_i64(entry.value) == 6
+
+
+async def test_a_retry_uses_no_entry_older_than_the_failed_commit(two: tuple[EtcdKV, EtcdKV]) -> None:
+    a, b = two
+    await put_all(a, [(b"k", b"1"), (b"j", b"1")])  # both cached by a
+    await put_all(b, [(b"k", b"2"), (b"j", b"2")])
+    tries = 0
+
+    async def body(tx: Tx) -> bytes | None:
+        nonlocal tries  # (a test may watch its attempts)
+        tries += 1
+        k = await tx.get(b"k")
+        j = await tx.get(b"j") if tries > 1 else None  # the retry reads a key the first attempt did not
+        tx.put(b"out", (k or b"") + (j or b""))
+        return j
+
+    RESTARTS.reset()
+    assert await a.txn(body) == b"2"  # the stale cached j ("1") was not used: read from the store
+    assert RESTARTS.total == 1 and tries == 2 and await read_get(b, b"out") == b"22"
 
 
 async def test_cached_absence_of_a_key_created_elsewhere_is_not_trusted(two: tuple[EtcdKV, EtcdKV]) -> None:

@@ -61,6 +61,8 @@ SCAN_BATCH = 10_000
 OPEN_TIMEOUT = 5.0
 ADD_RETRIES = 50  # re-sends of one commit whose counters moved
 AMBIGUOUS_RETRIES = 3
+NO_CACHE = 1 << 63
+"""`EtcdTx`'s cache floor when it may not read from the cache at all."""
 
 
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
@@ -76,7 +78,7 @@ def _capacity(budget: int) -> int:
 class EtcdTx(SnapshotScans):
     """One attempt of a body; see the module docstring."""
 
-    def __init__(self, kv: EtcdKV, readonly: bool, cached: bool = False) -> None:
+    def __init__(self, kv: EtcdKV, readonly: bool, floor: int = NO_CACHE) -> None:
         self._kv = kv
         self._c = kv.client
         self._pb = kv.client.pb
@@ -86,10 +88,14 @@ class EtcdTx(SnapshotScans):
         self._rev_lock = asyncio.Lock()
         self._seen: dict[bytes, int] = {}  # key -> mod revision at R, or of its cache entry (0 = absent)
         self._ranges: list[tuple[bytes, bytes]] = []  # scanned [begin, covered end)
-        self._use_cache = cached and not readonly and kv.cache.max_bytes > 0
+        self._use_cache = floor < NO_CACHE and not readonly and kv.cache.max_bytes > 0
+        self._min_at = floor  # entries known before this revision are not used
         self.cached: set[bytes] = set()  # keys served from the cache
         self._floor = 0  # the latest revision a cache entry used was known at
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
+        self.refreshed_at = NO_CACHE
+        """After a ConflictError: the revision as of which the failed request re-read the whole read set
+        into the cache (the next attempt may use entries from then on), NO_CACHE when it did not."""
 
     # ---- read set and cache ------------------------------------------------------------------------------
 
@@ -109,6 +115,8 @@ class EtcdTx(SnapshotScans):
         if not self._use_cache or (key in self._seen and key not in self.cached):
             return None  # a key this body already read from the store is read there again (same R)
         hit = self._kv.cache.get(key)
+        if hit is not None and hit.at < self._min_at:
+            return None
         if hit is not None:
             self._note(key, hit.mod_revision)
             self.cached.add(key)
@@ -118,6 +126,24 @@ class EtcdTx(SnapshotScans):
     def _stale(self, reason: str) -> ConflictError:
         """Drop every entry this attempt read (one of them, or a scanned range, is stale) and say so."""
         self._kv.cache.discard(self._seen)
+        return ConflictError(reason)
+
+    def _refresh_ops(self) -> list[Any]:
+        """Range requests of every key read: the failure branch of the read set's compares."""
+        pb, p = self._pb, self._p
+        return [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in self._seen]
+
+    def _refreshed(self, reply: Any, revision: int, reason: str) -> ConflictError:
+        """The read set's compares failed at `revision` and `reply` (their failure branch) holds the
+        current versions of the keys read: cache them and let the next attempt use entries from then."""
+        cache = self._kv.cache
+        for key, r in zip(self._seen, reply.responses, strict=True):
+            kvs = r.response_range.kvs
+            if kvs:
+                cache.note(key, bytes(kvs[0].value), kvs[0].mod_revision, revision)
+            else:
+                cache.note(key, None, 0, revision)
+        self.refreshed_at = revision
         return ConflictError(reason)
 
     # ---- reads -------------------------------------------------------------------------------------------
@@ -328,22 +354,27 @@ class EtcdTx(SnapshotScans):
             f"--max-txn-ops {n}: raise --max-txn-ops on every member and give the same value as ?max-txn-ops=N"
         )
 
-    def _request(self, groups: Sequence[Sequence[Any]], ops: list[Any], failure: Sequence[Any] = ()) -> Any:
-        """One Txn: level i holds compare group i and, as its only operation, level i+1; the innermost
-        level holds the writes (nested, see `_pack`). Every compare of every level counts against
-        --max-txn-ops along the path, so the read set must fit in it."""
+    def _request(
+        self, groups: Sequence[Sequence[Any]], ops: list[Any], failures: Sequence[Sequence[Any]] = ()
+    ) -> Any:
+        """One Txn: level i holds compare group i, failure branch ``failures[i]`` (none when missing)
+        and, as its only operation, level i+1; the innermost level holds the writes (nested, see
+        `_pack`). Every level counts against --max-txn-ops along the path (the larger of its compares
+        and its operations), so the read set must fit in it."""
         pb = self._pb
+        fails = [list(failures[i]) if i < len(failures) else [] for i in range(max(len(groups), 1))]
         budget = self._kv.target.max_txn_ops
-        for group in groups[:-1]:
-            budget -= max(len(group), 1)
+        for group, fail in zip(groups[:-1], fails, strict=False):
+            budget -= max(len(group), len(fail), 1)
         last = groups[-1] if groups else []
-        if budget - len(last) < min(len(ops), 1) or budget < len(last):
+        failure = fails[len(groups) - 1] if groups else []
+        if budget - len(last) < min(len(ops), 1) or budget < max(len(last), len(failure)):
             raise EngineError(self._too_big(sum(len(g) for g in groups) + len(ops)))
         txn = pb.TxnRequest(
             compare=last, success=self._pack(ops, budget - max(len(last), len(failure))), failure=failure
         )
-        for group in reversed(groups[:-1]):
-            txn = pb.TxnRequest(compare=group, success=[pb.RequestOp(request_txn=txn)])
+        for group, fail in reversed(list(zip(groups[:-1], fails, strict=False))):
+            txn = pb.TxnRequest(compare=group, success=[pb.RequestOp(request_txn=txn)], failure=fail)
         return txn
 
     @staticmethod
@@ -376,12 +407,12 @@ class EtcdTx(SnapshotScans):
         if self._torn:
             raise self._stale("etcd: the transaction saw two versions of a key")
         try:
-            request = self._request([self._read_compares()], [])
+            request = self._request([self._read_compares()], [], [self._refresh_ops()])
         except EngineError:
             raise self._stale("etcd: read set too large to validate; read again without the cache") from None
         reply = await self._c.call("Txn", request, write=False)
         if not reply.succeeded:
-            raise self._stale("etcd: a key read by the transaction (from the cache) changed")
+            raise self._refreshed(reply, reply.header.revision, "etcd: a key read by the transaction changed")
 
     async def commit(self) -> None:
         writes, adds = self._buf.writes, self._buf.adds
@@ -403,10 +434,13 @@ class EtcdTx(SnapshotScans):
             ops = [pb.RequestOp(request_put=pb.PutRequest(key=p + k, value=v)) for k, v in puts.items()]
             ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + k)) for k in deletes]
             groups = [*read_groups, *([add_compares] if add_compares else [])]
-            # when only the counters moved, the add level's failure branch returns their current values
-            failure = [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh]
+            # when the read set changed, its level's failure branch returns the current versions of the
+            # keys read (for the retry); when only the counters moved, the add level's returns theirs
+            failures = [self._refresh_ops()] if read_groups else []
+            if add_compares:
+                failures.append([pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh])
             try:
-                request = self._request(groups, ops, failure)
+                request = self._request(groups, ops, failures)
             except EngineError:
                 if not self.cached:
                     raise
@@ -437,7 +471,9 @@ class EtcdTx(SnapshotScans):
                     cache.note(key, None, 0, done)
                 return
             if failed < len(read_groups):
-                raise self._stale("etcd: a key or range read by the transaction changed")
+                raise self._refreshed(
+                    level, reply.header.revision, "etcd: a key or range read by the transaction changed"
+                )
             self._kv.remember(fresh, [r.response_range.kvs for r in level.responses])
         raise ConflictError("etcd: counters kept changing during commit")
 
@@ -463,19 +499,28 @@ class EtcdKV(RetryingKV):
             self.counters[key] = (bytes(found[0].value), found[0].mod_revision) if found else (None, 0)
 
     async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
-        """The port's retry loop; only the first attempt may read from the cache (a conflict may come
-        from a stale entry: the retry reads the store, so it cannot keep failing on the cache)."""
-        tries = 0
+        """The port's retry loop. The first attempt may use any cache entry; after a conflict, only
+        entries at least as new as the request that failed, which re-read the whole read set (so a stale
+        entry fails one commit, never two); when nothing was re-read, the retry reads the store only."""
+        floor = 0
 
         async def attempt() -> T:
-            nonlocal tries
-            tries += 1
-            return await self._attempt(body, readonly, cached=tries == 1)
+            nonlocal floor
+            tx = EtcdTx(self, readonly, floor)
+            try:
+                return await self._run_tx(tx, body, readonly)
+            except ConflictError:
+                floor = tx.refreshed_at
+                raise
 
         return await retrying(attempt, max_retries, body)
 
-    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool, cached: bool = False) -> T:
-        tx = EtcdTx(self, readonly, cached)
+    async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        return await self._run_tx(EtcdTx(self, readonly, 0), body, readonly)
+
+    async def _run_tx(self, tx: EtcdTx, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        """One attempt of `body` in `tx`; an exception of the body counts only once its reads are
+        known current (validated when it read from the cache)."""
         try:
             result = await body(tx)
         except KVError:
