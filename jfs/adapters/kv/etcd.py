@@ -22,14 +22,15 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   requests at revision R (safe). The read set cannot be split: a body that read more keys and ranges
   than fit beside its writes (~120 with the default) fails with EngineError naming --max-txn-ops, as does
   a commit over `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
-* **Read cache** (docs/adr/0025-etcd-read-cache.md). The first attempt of a read-write body serves
-  `get`/`get_many` of keys this client recently read or wrote from `ReadCache` (value and mod revision,
-  or absent) without a round trip; those keys join the read set like any other, so a stale entry fails
-  the commit's compares (ConflictError; the entries read are dropped and the retry reads the server only).
-  A body that used the cache and wrote nothing, or raised, has its read set validated (one compare-only
-  Txn) before its result or exception counts: a body's outcome always rests on one consistent state.
-  Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch its
-  likely target in the same request (a lookup in one round trip), checked against what was read.
+* **Read cache** (docs/adr/0025-etcd-read-cache.md). A read-write body serves `get`/`get_many` of keys
+  this client recently read or wrote from `ReadCache` (value and mod revision, or absent) without a round
+  trip; those keys join the read set like any other, so a stale entry fails the commit's compares. The
+  read set's compares carry a failure branch that re-reads every key read: a failed commit refreshes the
+  cache at its revision F, and the retry uses no entry older than F (a stale entry fails one commit, not
+  two). A body that used the cache and wrote nothing, or raised, has its read set validated (one
+  compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
+  state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
+  its likely target in the same request (a lookup in one round trip), checked against what was read.
 * **Fail-over** between members is `EtcdClient`'s; a commit whose outcome is unknown (connection lost
   after sending) is checked: if every key it put holds its value at one common revision newer than R, and
   the keys it deleted are gone, it was applied; otherwise it is sent again (its compares decide).
