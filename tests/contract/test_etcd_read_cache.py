@@ -158,6 +158,23 @@ async def test_a_body_never_mixes_two_versions_of_one_key(two: tuple[EtcdKV, Etc
     assert single == scanned == b"new"
 
 
+async def test_a_body_goes_on_only_with_one_consistent_view(two: tuple[EtcdKV, EtcdKV]) -> None:
+    a, b = two
+    await put_all(a, [(b"x", b"1")])  # x cached by a; y never read by a
+    await put_all(b, [(b"y", b"1")])
+    await put_all(b, [(b"x", b"2"), (b"y", b"2")])  # the states are (1, 1) and (2, 2), never mixed
+    views: list[tuple[bytes | None, bytes | None]] = []
+
+    async def body(tx: Tx) -> None:
+        x = await tx.get(b"x")  # a's stale cache: "1"
+        y = await tx.get(b"y")  # the store: "2" -- so this read must not return to the body
+        views.append((x, y))  # (a test may watch what its attempts saw)
+        tx.put(b"sum", (x or b"") + (y or b""))
+
+    await a.txn(body)
+    assert views == [(b"2", b"2")] and await read_get(b, b"sum") == b"22"
+
+
 async def test_one_round_trip_for_a_create_and_a_lookup_of_known_keys(two: tuple[EtcdKV, EtcdKV]) -> None:
     a, _ = two
     await put_all(a, [(b"dir", b"attrs"), (b"ent", b"i1"), (b"i1", b"inode")])

@@ -10,9 +10,15 @@ def test_a_version_known_earlier_does_not_replace_a_later_one() -> None:
     c = ReadCache()
     c.note(b"k", b"new", 20, 20)
     c.note(b"k", b"old", 10, 15)  # a read served at 15, noted after a commit at 20
-    assert c.get(b"k") == Version(b"new", 20, 20)
-    c.note(b"k", None, 7, 30)  # deleted at 30: absent has mod revision 0
-    assert c.get(b"k") == Version(None, 0, 30)
+    assert c.get(b"k") == Version(b"new", 20, 20, 20)
+    c.note(b"k", None, 7, 30)  # found absent at 30: absent has mod revision 0, known only at 30
+    assert c.get(b"k") == Version(None, 0, 30, 30)
+    c.note(b"k", None, 0, 40, deleted_at=35)  # deleted by this client at 35
+    v = c.get(b"k")
+    assert v is not None and v.holds_at(35) and v.holds_at(40) and not v.holds_at(34) and not v.holds_at(41)
+    c.note(b"k", b"v", 50, 60)
+    v = c.get(b"k")
+    assert v is not None and v.holds_at(50) and not v.holds_at(49)
 
 
 def test_least_recently_used_entries_go_first_and_bytes_stay_bounded() -> None:
@@ -38,7 +44,7 @@ def test_discard_and_clear() -> None:
     c.note(b"a", b"1", 1, 1)
     c.note(b"b", None, 0, 1)
     c.discard([b"a", b"missing"])
-    assert c.get(b"a") is None and c.get(b"b") == Version(None, 0, 1)
+    assert c.get(b"a") is None and c.get(b"b") == Version(None, 0, 1, 1)
     c.clear()
     assert len(c) == 0 and c.bytes == 0
 

@@ -93,6 +93,7 @@ class EtcdTx(SnapshotScans):
         self._min_at = floor  # entries known before this revision are not used
         self.cached: set[bytes] = set()  # keys served from the cache
         self._floor = 0  # the latest revision a cache entry used was known at
+        self._lo, self._hi = 0, NO_CACHE  # before R: the revisions at which every entry used holds
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
         self.refreshed_at = NO_CACHE
         """After a ConflictError: the revision as of which the failed request re-read the whole read set
@@ -116,12 +117,21 @@ class EtcdTx(SnapshotScans):
         if not self._use_cache or (key in self._seen and key not in self.cached):
             return None  # a key this body already read from the store is read there again (same R)
         hit = self._kv.cache.get(key)
-        if hit is not None and hit.at < self._min_at:
+        if hit is None or hit.at < self._min_at:
             return None
-        if hit is not None:
-            self._note(key, hit.mod_revision)
-            self.cached.add(key)
-            self._floor = max(self._floor, hit.at)
+        # the body sees one state: once R is fixed, only entries that hold at R; before, only entries
+        # that hold together at some revision (the first store read then checks they still hold)
+        if self.rev:
+            if not hit.holds_at(self.rev):
+                return None
+        else:
+            lo, hi = max(self._lo, hit.since), min(self._hi, hit.at)
+            if lo > hi:
+                return None
+            self._lo, self._hi = lo, hi
+        self._note(key, hit.mod_revision)
+        self.cached.add(key)
+        self._floor = max(self._floor, hit.at)
         return hit
 
     def _stale(self, reason: str) -> ConflictError:
@@ -154,10 +164,32 @@ class EtcdTx(SnapshotScans):
         if not self.rev:
             async with self._rev_lock:
                 if not self.rev:
+                    if self.cached:
+                        return await self._first_after_cache(method, make(0))
                     reply = await self._c.call(method, make(0), write=False)
                     self.rev = reply.header.revision
                     return reply
         return await self._c.call(method, make(self.rev), write=False)
+
+    async def _first_after_cache(self, method: str, request: Any) -> Any:
+        """The body's first store read after reads from the cache: one Txn that also compares the keys
+        read from the cache, so the body goes on only if they still hold at the R it fixes (it sees
+        one state); if not, ConflictError, its failure branch having refreshed them."""
+        pb, p = self._pb, self._p
+        mod, eq = pb.Compare.MOD, pb.Compare.EQUAL
+        compares = [pb.Compare(key=p + k, target=mod, result=eq, mod_revision=self._seen[k]) for k in self.cached]
+        if method == "Range":
+            op = pb.RequestOp(request_range=request)
+        else:
+            op = pb.RequestOp(request_txn=request)
+        reply = await self._c.call(
+            "Txn", pb.TxnRequest(compare=compares, success=[op], failure=self._refresh_ops()), write=False
+        )
+        if not reply.succeeded:
+            raise self._refreshed(reply, reply.header.revision, "etcd: a key read from the cache has changed")
+        self.rev = reply.header.revision
+        inner = reply.responses[0]
+        return inner.response_range if method == "Range" else inner.response_txn
 
     async def get(self, key: bytes) -> bytes | None:
         found, value = self._buf.lookup(key)
@@ -223,7 +255,11 @@ class EtcdTx(SnapshotScans):
                 ]
             )
 
-        chunks = _chunks(keys, self._kv.target.max_txn_ops)
+        n = self._kv.target.max_txn_ops
+        first_n = n - len(self._seen) if self.cached and not self.rev else n  # nested in the check's Txn
+        if first_n < 1:
+            raise self._stale("etcd: too many keys read from the cache to check; read again without it")
+        chunks = [keys[:first_n], *_chunks(keys[first_n:], n)]
         first = await self._at_rev("Txn", make(chunks[0]))
         rest = await asyncio.gather(*(self._at_rev("Txn", make(c)) for c in chunks[1:]))
         for chunk, reply in zip(chunks, [first, *rest], strict=True):
@@ -469,7 +505,7 @@ class EtcdTx(SnapshotScans):
                 for key, value in puts.items():
                     cache.note(key, value, done, done)
                 for key in deletes:
-                    cache.note(key, None, 0, done)
+                    cache.note(key, None, 0, done, deleted_at=done)
                 return
             if failed < len(read_groups):
                 raise self._refreshed(

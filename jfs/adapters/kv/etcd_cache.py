@@ -1,7 +1,8 @@
 """The etcd adapter's read cache: the last version of a key this client read or wrote, as a hint.
 
-An entry is ``(value, mod_revision, at)``: `key` held `value` (None = absent, mod_revision 0) as of
-store revision `at`. Entries are never trusted on their own: a read-write transaction that reads one
+An entry is ``(value, mod_revision, at, since)``: `key` held `value` (None = absent, mod_revision 0)
+at every revision from `since` to `at` (a present value since its mod revision; an absence since the
+delete that this client committed, else only at `at`). Entries are never trusted on their own: a read-write transaction that reads one
 puts ``mod_revision == entry.mod_revision`` in its commit's compares exactly as for a key read from the
 server, so a stale entry makes the commit fail (docs/adr/0025-etcd-read-cache.md). Read-only
 transactions never return cached values; they use entries only to guess which key to fetch beside the
@@ -26,11 +27,17 @@ Version tuple, its ints and the OrderedDict node, plus two bytes-object headers.
 
 
 class Version(NamedTuple):
-    """`value` (None: absent) with etcd's `mod_revision` (0 when absent), known as of revision `at`."""
+    """`value` (None: absent) with etcd's `mod_revision` (0 when absent), known to hold at every revision
+    of [`since`, `at`]."""
 
     value: bytes | None
     mod_revision: int
     at: int
+    since: int
+
+    def holds_at(self, revision: int) -> bool:
+        """Whether this is the key's version at `revision`."""
+        return self.since <= revision <= self.at
 
 
 class ReadCache:
@@ -56,9 +63,10 @@ class ReadCache:
             self._entries.move_to_end(key)
         return v
 
-    def note(self, key: bytes, value: bytes | None, mod_revision: int, at: int) -> None:
-        """Remember that `key` held `value` (None: absent) with `mod_revision` as of revision `at`,
-        unless an entry known at a later revision is kept. A value too large to keep drops the entry."""
+    def note(self, key: bytes, value: bytes | None, mod_revision: int, at: int, deleted_at: int = 0) -> None:
+        """Remember that `key` held `value` (None: absent; `deleted_at`: since when, if known) with
+        `mod_revision` as of revision `at`, unless an entry known at a later revision is kept. A value too
+        large to keep drops the entry."""
         old = self._entries.get(key)
         if old is not None:
             if old.at > at:
@@ -66,7 +74,10 @@ class ReadCache:
             self._drop(key, old)
         if value is not None and len(value) > self.max_value:
             return
-        v = Version(value, mod_revision if value is not None else 0, at)
+        if value is not None:
+            v = Version(value, mod_revision, at, mod_revision)
+        else:
+            v = Version(None, 0, at, deleted_at or at)
         self._entries[key] = v
         self.bytes += self._size(key, v)
         while self.bytes > self.max_bytes and self._entries:
