@@ -93,7 +93,6 @@ class EtcdTx(SnapshotScans):
         self._min_at = floor  # entries known before this revision are not used
         self.cached: set[bytes] = set()  # keys served from the cache
         self._floor = 0  # the latest revision a cache entry used was known at
-        self._lo, self._hi = 0, NO_CACHE  # before R: the revisions at which every entry used holds
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
         self.refreshed_at = NO_CACHE
         """After a ConflictError: the revision as of which the failed request re-read the whole read set
@@ -119,16 +118,10 @@ class EtcdTx(SnapshotScans):
         hit = self._kv.cache.get(key)
         if hit is None or hit.at < self._min_at:
             return None
-        # the body sees one state: once R is fixed, only entries that hold at R; before, only entries
-        # that hold together at some revision (the first store read then checks they still hold)
-        if self.rev:
-            if not hit.holds_at(self.rev):
-                return None
-        else:
-            lo, hi = max(self._lo, hit.since), min(self._hi, hit.at)
-            if lo > hi:
-                return None
-            self._lo, self._hi = lo, hi
+        # once R is fixed (the first store read checked the entries used before), only entries that
+        # hold at R: from then on, everything the body sees is the state at R
+        if self.rev and not hit.holds_at(self.rev):
+            return None
         self._note(key, hit.mod_revision)
         self.cached.add(key)
         self._floor = max(self._floor, hit.at)
