@@ -27,7 +27,9 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   trip; those keys join the read set like any other, so a stale entry fails the commit's compares. The
   read set's compares carry a failure branch that re-reads every key read: a failed commit refreshes the
   cache at its revision F, and the retry uses no entry older than F (a stale entry fails one commit, not
-  two). A body that used the cache and wrote nothing, or raised, has its read set validated (one
+  two). The body's first store read after cached ones is a Txn that also compares those keys, and
+  after it only entries that hold at R are used: from its first store read on, a body sees the state at
+  R. A body that used the cache and wrote nothing, or raised, has its read set validated (one
   compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
   state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
   its likely target in the same request (a lookup in one round trip), checked against what was read.
