@@ -6,6 +6,7 @@ Needs `etcd` (Debian's etcd-server); skipped without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import time
 import uuid
@@ -225,7 +226,7 @@ async def test_concurrent_creates_on_three_members(etcd_trio: EtcdCluster) -> No
             tx.put(b"d/%03d" % i, b"%d" % n)
             tx.add(b"count", 1)
 
-        await asyncio.gather(*(kvs[i % 3].txn(lambda tx, i=i: create(tx, i)) for i in range(30)))
+        await asyncio.gather(*(kvs[i % 3].txn(functools.partial(create, i=i)) for i in range(30)))
 
         async def check(tx: Tx) -> tuple[list[bytes], bytes | None]:
             return [v for _, v in await tx.scan(b"d/", b"d0")], await tx.get(b"count")
