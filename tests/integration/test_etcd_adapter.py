@@ -6,6 +6,7 @@ Needs `etcd` (Debian's etcd-server); skipped without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import time
 import uuid
@@ -114,6 +115,38 @@ async def test_limits_that_cannot_be_split_are_one_clear_error(small: EtcdCluste
         await kv.close()
 
 
+async def test_cached_reads_then_many_store_reads_fit_max_txn_ops(small: EtcdCluster) -> None:
+    """The first store read after cached ones carries their compares (ADR 0025): the batch nested in it
+    gets what --max-txn-ops leaves, the rest goes in batches of its own, all at one revision."""
+    url = url_of(small, "max-txn-ops=16")
+    kv = await open_kv(url)
+    try:
+        cached = [(b"c%03d" % i, b"c") for i in range(10)]
+        await put_all(kv, cached)  # now in kv's read cache
+        stored = [(b"s%03d" % i, b"s%d" % i) for i in range(30)]
+        other = await open_kv(url + "&read-cache=0")
+        try:
+            await put_all(other, stored)  # not in kv's cache
+        finally:
+            await other.close()
+
+        async def body(tx: Tx) -> list[bytes | None]:
+            first = await tx.get_many([k for k, _ in cached])  # from the cache
+            rest = await tx.get_many([k for k, _ in stored])  # 6 checked with the 10 compares, then 16, 8
+            tx.put(b"w", b"1")
+            return first + rest
+
+        with pytest.raises(EngineError):  # 40 keys read do not fit one commit at 16: the clear error
+            await kv.txn(body)
+
+        async def reads(tx: Tx) -> list[bytes | None]:
+            return [*await tx.get_many([k for k, _ in cached]), *await tx.get_many([k for k, _ in stored])]
+
+        assert await kv.txn(reads) == [v for _, v in cached + stored]
+    finally:
+        await kv.close()
+
+
 async def test_a_servers_lower_max_txn_ops_is_named(small: EtcdCluster) -> None:
     kv = await open_kv(url_of(small))  # the URL claims the default 128; the server allows 16
     try:
@@ -193,7 +226,7 @@ async def test_concurrent_creates_on_three_members(etcd_trio: EtcdCluster) -> No
             tx.put(b"d/%03d" % i, b"%d" % n)
             tx.add(b"count", 1)
 
-        await asyncio.gather(*(kvs[i % 3].txn(lambda tx, i=i: create(tx, i)) for i in range(30)))
+        await asyncio.gather(*(kvs[i % 3].txn(functools.partial(create, i=i)) for i in range(30)))
 
         async def check(tx: Tx) -> tuple[list[bytes], bytes | None]:
             return [v for _, v in await tx.scan(b"d/", b"d0")], await tx.get(b"count")

@@ -47,6 +47,7 @@ def test_insecure_skip_verify(query: str, tls: bool, skip: bool) -> None:
         ("etcd://h/v?bogus=1", "unknown parameter"),
         ("etcd://h/v?max-txn-ops=1", "max-txn-ops"),
         ("etcd://h/v?timeout=soon", "timeout"),
+        ("etcd://h/v?read-cache=-1", "read-cache"),
     ],
 )
 def test_malformed(url: str, message: str) -> None:

@@ -22,6 +22,17 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   requests at revision R (safe). The read set cannot be split: a body that read more keys and ranges
   than fit beside its writes (~120 with the default) fails with EngineError naming --max-txn-ops, as does
   a commit over `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
+* **Read cache** (docs/adr/0025-etcd-read-cache.md). A read-write body serves `get`/`get_many` of keys
+  this client recently read or wrote from `ReadCache` (value and mod revision, or absent) without a round
+  trip; those keys join the read set like any other, so a stale entry fails the commit's compares. The
+  read set's compares carry a failure branch that re-reads every key read: a failed commit refreshes the
+  cache at its revision F, and the retry uses no entry older than F (a stale entry fails one commit, not
+  two). The body's first store read after cached ones is a Txn that also compares those keys, and
+  after it only entries that hold at R are used: from its first store read on, a body sees the state at
+  R. A body that used the cache and wrote nothing, or raised, has its read set validated (one
+  compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
+  state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
+  its likely target in the same request (a lookup in one round trip), checked against what was read.
 * **Fail-over** between members is `EtcdClient`'s; a commit whose outcome is unknown (connection lost
   after sending) is checked: if every key it put holds its value at one common revision newer than R, and
   the keys it deleted are gone, it was applied; otherwise it is sent again (its compares decide).
@@ -38,9 +49,10 @@ from typing import Any, TypeVar
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable
+from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable, KVError, Pointer
 
-from .base import Pairs, RetryingKV, SnapshotScans, read_pages
+from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
+from .etcd_cache import ReadCache, Version
 from .etcd_client import Ambiguous, EtcdClient
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
@@ -52,6 +64,8 @@ SCAN_BATCH = 10_000
 OPEN_TIMEOUT = 5.0
 ADD_RETRIES = 50  # re-sends of one commit whose counters moved
 AMBIGUOUS_RETRIES = 3
+NO_CACHE = 1 << 63
+"""`EtcdTx`'s cache floor when it may not read from the cache at all."""
 
 
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
@@ -67,7 +81,7 @@ def _capacity(budget: int) -> int:
 class EtcdTx(SnapshotScans):
     """One attempt of a body; see the module docstring."""
 
-    def __init__(self, kv: EtcdKV, readonly: bool) -> None:
+    def __init__(self, kv: EtcdKV, readonly: bool, floor: int = NO_CACHE) -> None:
         self._kv = kv
         self._c = kv.client
         self._pb = kv.client.pb
@@ -75,8 +89,68 @@ class EtcdTx(SnapshotScans):
         super().__init__(readonly)
         self.rev = 0  # R: 0 until the first read is served
         self._rev_lock = asyncio.Lock()
-        self._seen: dict[bytes, int] = {}  # key -> mod revision at R (0 = absent)
+        self._seen: dict[bytes, int] = {}  # key -> mod revision at R, or of its cache entry (0 = absent)
         self._ranges: list[tuple[bytes, bytes]] = []  # scanned [begin, covered end)
+        self._use_cache = floor < NO_CACHE and not readonly and kv.cache.max_bytes > 0
+        self._min_at = floor  # entries known before this revision are not used
+        self.cached: set[bytes] = set()  # keys served from the cache
+        self._floor = 0  # the latest revision a cache entry used was known at
+        self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
+        self.refreshed_at = NO_CACHE
+        """After a ConflictError: the revision as of which the failed request re-read the whole read set
+        into the cache (the next attempt may use entries from then on), NO_CACHE when it did not."""
+
+    # ---- read set and cache ------------------------------------------------------------------------------
+
+    def _note(self, key: bytes, mod_revision: int) -> None:
+        """Add `key` to the read set; a second, different version of it makes the attempt unable to commit."""
+        if self._seen.setdefault(key, mod_revision) != mod_revision:
+            self._torn = True
+
+    def _stored_value(self, key: bytes, value: bytes | None, mod_revision: int) -> bytes | None:
+        """Note a point read served by the store at R (read set, and the cache for later bodies)."""
+        self._note(key, mod_revision)
+        self._kv.cache.note(key, value, mod_revision, self.rev)
+        return value
+
+    def _from_cache(self, key: bytes) -> Version | None:
+        """The cache entry of `key` to serve a read with, noted in the read set; None: read the store."""
+        if not self._use_cache or (key in self._seen and key not in self.cached):
+            return None  # a key this body already read from the store is read there again (same R)
+        hit = self._kv.cache.get(key)
+        if hit is None or hit.at < self._min_at:
+            return None
+        # once R is fixed (the first store read checked the entries used before), only entries that
+        # hold at R: from then on, everything the body sees is the state at R
+        if self.rev and not hit.holds_at(self.rev):
+            return None
+        self._note(key, hit.mod_revision)
+        self.cached.add(key)
+        self._floor = max(self._floor, hit.at)
+        return hit
+
+    def _stale(self, reason: str) -> ConflictError:
+        """Drop every entry this attempt read (one of them, or a scanned range, is stale) and say so."""
+        self._kv.cache.discard(self._seen)
+        return ConflictError(reason)
+
+    def _refresh_ops(self) -> list[Any]:
+        """Range requests of every key read: the failure branch of the read set's compares."""
+        pb, p = self._pb, self._p
+        return [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in self._seen]
+
+    def _refreshed(self, reply: Any, revision: int, reason: str) -> ConflictError:
+        """The read set's compares failed at `revision` and `reply` (their failure branch) holds the
+        current versions of the keys read: cache them and let the next attempt use entries from then."""
+        cache = self._kv.cache
+        for key, r in zip(self._seen, reply.responses, strict=True):
+            kvs = r.response_range.kvs
+            if kvs:
+                cache.note(key, bytes(kvs[0].value), kvs[0].mod_revision, revision)
+            else:
+                cache.note(key, None, 0, revision)
+        self.refreshed_at = revision
+        return ConflictError(reason)
 
     # ---- reads -------------------------------------------------------------------------------------------
 
@@ -85,29 +159,87 @@ class EtcdTx(SnapshotScans):
         if not self.rev:
             async with self._rev_lock:
                 if not self.rev:
+                    if self.cached:
+                        return await self._first_after_cache(method, make(0))
                     reply = await self._c.call(method, make(0), write=False)
                     self.rev = reply.header.revision
                     return reply
         return await self._c.call(method, make(self.rev), write=False)
 
+    async def _first_after_cache(self, method: str, request: Any) -> Any:
+        """The body's first store read after reads from the cache: one Txn that also compares the keys
+        read from the cache, so the body goes on only if they still hold at the R it fixes (it sees
+        one state); if not, ConflictError, its failure branch having refreshed them."""
+        pb, p = self._pb, self._p
+        mod, eq = pb.Compare.MOD, pb.Compare.EQUAL
+        compares = [pb.Compare(key=p + k, target=mod, result=eq, mod_revision=self._seen[k]) for k in self.cached]
+        if method == "Range":
+            op = pb.RequestOp(request_range=request)
+        else:
+            op = pb.RequestOp(request_txn=request)
+        reply = await self._c.call(
+            "Txn", pb.TxnRequest(compare=compares, success=[op], failure=self._refresh_ops()), write=False
+        )
+        if not reply.succeeded:
+            raise self._refreshed(reply, reply.header.revision, "etcd: a key read from the cache has changed")
+        self.rev = reply.header.revision
+        inner = reply.responses[0]
+        return inner.response_range if method == "Range" else inner.response_txn
+
     async def get(self, key: bytes) -> bytes | None:
         found, value = self._buf.lookup(key)
         if found:
             return value
+        hit = self._from_cache(key)
+        if hit is not None:
+            return hit.value
+        return await self._get_one(key)
+
+    async def _get_one(self, key: bytes) -> bytes | None:
         pb, pkey = self._pb, self._p + key
         reply = await self._at_rev(
             "Range", lambda rev: pb.RangeRequest(key=pkey, revision=rev, serializable=rev > 0)
         )
         if not reply.kvs:
-            self._seen[key] = 0
-            return None
+            return self._stored_value(key, None, 0)
         kv = reply.kvs[0]
-        self._seen[key] = kv.mod_revision
-        return bytes(kv.value)
+        return self._stored_value(key, bytes(kv.value), kv.mod_revision)
+
+    async def get_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        """`get_many(keys)` and the key `pointer` names. When the source's value is known (written by the
+        body, or cached — in a read-only body too, as a guess only) its target is read in the same request,
+        and kept only if the source's value read now names it; otherwise the target is read after."""
+        source = keys[pointer.source]
+        found, known = self._buf.lookup(source)
+        if not found:
+            hit = self._kv.cache.get(source)
+            known = hit.value if hit is not None else None
+        guess = pointer.target(known)
+        if guess is None or guess in keys:
+            return await super().get_follow(keys, pointer)
+        new_guess = guess not in self._seen
+        values = await self.get_many([*keys, guess])
+        target = pointer.target(values[pointer.source])
+        if target == guess:
+            return values
+        if new_guess:  # read for nothing: keep it out of the read set
+            self._seen.pop(guess, None)
+            self.cached.discard(guess)
+        values[-1] = None if target is None else await self.get(target)
+        return values
 
     async def _get_stored(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
-        if len(keys) == 1:
-            return {keys[0]: await self.get(keys[0])}
+        out: dict[bytes, bytes | None] = {}
+        if self._use_cache:
+            for key in keys:
+                hit = self._from_cache(key)
+                if hit is not None:
+                    out[key] = hit.value
+            keys = [k for k in keys if k not in out]
+        if len(keys) <= 1:
+            if keys:
+                out[keys[0]] = await self._get_one(keys[0])
+            return out
         pb, p = self._pb, self._p
 
         def make(chunk: Sequence[bytes]) -> Callable[[int], Any]:
@@ -118,15 +250,20 @@ class EtcdTx(SnapshotScans):
                 ]
             )
 
-        out: dict[bytes, bytes | None] = {}
-        chunks = _chunks(keys, self._kv.target.max_txn_ops)
+        n = self._kv.target.max_txn_ops
+        first_n = n - len(self._seen) if self.cached and not self.rev else n  # nested in the check's Txn
+        if first_n < 1:
+            raise self._stale("etcd: too many keys read from the cache to check; read again without it")
+        chunks = [keys[:first_n], *_chunks(keys[first_n:], n)]
         first = await self._at_rev("Txn", make(chunks[0]))
         rest = await asyncio.gather(*(self._at_rev("Txn", make(c)) for c in chunks[1:]))
         for chunk, reply in zip(chunks, [first, *rest], strict=True):
             for key, r in zip(chunk, reply.responses, strict=True):
                 kvs = r.response_range.kvs
-                self._seen[key] = kvs[0].mod_revision if kvs else 0
-                out[key] = bytes(kvs[0].value) if kvs else None
+                if kvs:
+                    out[key] = self._stored_value(key, bytes(kvs[0].value), kvs[0].mod_revision)
+                else:
+                    out[key] = self._stored_value(key, None, 0)
         return out
 
     async def _stored(
@@ -156,7 +293,7 @@ class EtcdTx(SnapshotScans):
             for kv in reply.kvs:
                 key = bytes(kv.key)[n:]
                 if note:
-                    self._seen.setdefault(key, kv.mod_revision)
+                    self._note(key, kv.mod_revision)
                 chunk.append((key, b"" if keys_only else bytes(kv.value)))
             return chunk, bool(reply.more)
 
@@ -249,22 +386,27 @@ class EtcdTx(SnapshotScans):
             f"--max-txn-ops {n}: raise --max-txn-ops on every member and give the same value as ?max-txn-ops=N"
         )
 
-    def _request(self, groups: Sequence[Sequence[Any]], ops: list[Any], failure: Sequence[Any] = ()) -> Any:
-        """One Txn: level i holds compare group i and, as its only operation, level i+1; the innermost
-        level holds the writes (nested, see `_pack`). Every compare of every level counts against
-        --max-txn-ops along the path, so the read set must fit in it."""
+    def _request(
+        self, groups: Sequence[Sequence[Any]], ops: list[Any], failures: Sequence[Sequence[Any]] = ()
+    ) -> Any:
+        """One Txn: level i holds compare group i, failure branch ``failures[i]`` (none when missing)
+        and, as its only operation, level i+1; the innermost level holds the writes (nested, see
+        `_pack`). Every level counts against --max-txn-ops along the path (the larger of its compares
+        and its operations), so the read set must fit in it."""
         pb = self._pb
+        fails = [list(failures[i]) if i < len(failures) else [] for i in range(max(len(groups), 1))]
         budget = self._kv.target.max_txn_ops
-        for group in groups[:-1]:
-            budget -= max(len(group), 1)
+        for group, fail in zip(groups[:-1], fails, strict=False):
+            budget -= max(len(group), len(fail), 1)
         last = groups[-1] if groups else []
-        if budget - len(last) < min(len(ops), 1) or budget < len(last):
+        failure = fails[len(groups) - 1] if groups else []
+        if budget - len(last) < min(len(ops), 1) or budget < max(len(last), len(failure)):
             raise EngineError(self._too_big(sum(len(g) for g in groups) + len(ops)))
         txn = pb.TxnRequest(
             compare=last, success=self._pack(ops, budget - max(len(last), len(failure))), failure=failure
         )
-        for group in reversed(groups[:-1]):
-            txn = pb.TxnRequest(compare=group, success=[pb.RequestOp(request_txn=txn)])
+        for group, fail in reversed(list(zip(groups[:-1], fails, strict=False))):
+            txn = pb.TxnRequest(compare=group, success=[pb.RequestOp(request_txn=txn)], failure=fail)
         return txn
 
     @staticmethod
@@ -288,14 +430,32 @@ class EtcdTx(SnapshotScans):
                 revisions.add(kvs[0].mod_revision)
             elif kvs:
                 return False
-        return len(revisions) <= 1 and all(r > self.rev for r in revisions)
+        floor = max(self.rev, self._floor)
+        return len(revisions) <= 1 and all(r > floor for r in revisions)
+
+    async def validate(self) -> None:
+        """Check, in one compare-only Txn, that every key and range the body read is unchanged (what a
+        body that used the cache needs before its result counts); ConflictError when not."""
+        if self._torn:
+            raise self._stale("etcd: the transaction saw two versions of a key")
+        try:
+            request = self._request([self._read_compares()], [], [self._refresh_ops()])
+        except EngineError:
+            raise self._stale("etcd: read set too large to validate; read again without the cache") from None
+        reply = await self._c.call("Txn", request, write=False)
+        if not reply.succeeded:
+            raise self._refreshed(reply, reply.header.revision, "etcd: a key read by the transaction changed")
 
     async def commit(self) -> None:
         writes, adds = self._buf.writes, self._buf.adds
         if not writes and not adds:
-            return  # reads only: they all came from the snapshot at R
+            if self.cached:
+                await self.validate()
+            return  # reads only: they all came from the snapshot at R (or were validated above)
+        if self._torn:
+            raise self._stale("etcd: the transaction saw two versions of a key")
         pb, p = self._pb, self._p
-        reads = self._read_compares() if writes else []
+        reads = self._read_compares() if writes or self.cached else []
         read_groups = [reads] if reads else []
         ambiguous = 0
         for _ in range(ADD_RETRIES):
@@ -306,13 +466,23 @@ class EtcdTx(SnapshotScans):
             ops = [pb.RequestOp(request_put=pb.PutRequest(key=p + k, value=v)) for k, v in puts.items()]
             ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + k)) for k in deletes]
             groups = [*read_groups, *([add_compares] if add_compares else [])]
-            # when only the counters moved, the add level's failure branch returns their current values
-            failure = [pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh]
+            # when the read set changed, its level's failure branch returns the current versions of the
+            # keys read (for the retry); when only the counters moved, the add level's returns theirs
+            failures = [self._refresh_ops()] if read_groups else []
+            if add_compares:
+                failures.append([pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh])
             try:
-                reply = await self._c.call("Txn", self._request(groups, ops, failure), write=True)
+                request = self._request(groups, ops, failures)
+            except EngineError:
+                if not self.cached:
+                    raise
+                raise self._stale("etcd: read set too large with the cache's; read again without it") from None
+            try:
+                reply = await self._c.call("Txn", request, write=True)
             except Ambiguous as exc:
                 for key in fresh:
                     self._kv.counters.pop(key, None)
+                self._kv.cache.discard([*self._seen, *puts, *deletes])
                 ambiguous += 1
                 log.warning("etcd_commit_ambiguous", error=str(exc))
                 if await self._applied(puts, deletes):
@@ -324,10 +494,18 @@ class EtcdTx(SnapshotScans):
                 continue
             failed, level = self._failed_level(reply, len(groups))
             if failed is None:
-                self._kv.counters.update((k, (counters[k], reply.header.revision)) for k in fresh)
+                done = reply.header.revision
+                self._kv.counters.update((k, (counters[k], done)) for k in fresh)
+                cache = self._kv.cache
+                for key, value in puts.items():
+                    cache.note(key, value, done, done)
+                for key in deletes:
+                    cache.note(key, None, 0, done, deleted_at=done)
                 return
             if failed < len(read_groups):
-                raise ConflictError("etcd: a key or range read by the transaction changed")
+                raise self._refreshed(
+                    level, reply.header.revision, "etcd: a key or range read by the transaction changed"
+                )
             self._kv.remember(fresh, [r.response_range.kvs for r in level.responses])
         raise ConflictError("etcd: counters kept changing during commit")
 
@@ -344,15 +522,45 @@ class EtcdKV(RetryingKV):
         self.prefix = target.prefix
         self.counters: dict[bytes, tuple[bytes | None, int]] = {}
         """Last value and mod revision seen of the counters `add` was used on (a hint, checked at commit)."""
+        self.cache = ReadCache(target.read_cache_bytes)
+        """Last versions of keys read or written (hints for read-write bodies, checked at commit)."""
 
     def remember(self, keys: Sequence[bytes], kvs: Sequence[Any]) -> None:
         """Cache the counters `keys` from their Range replies `kvs` (empty = absent)."""
         for key, found in zip(keys, kvs, strict=True):
             self.counters[key] = (bytes(found[0].value), found[0].mod_revision) if found else (None, 0)
 
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        """The port's retry loop. The first attempt may use any cache entry; after a conflict, only
+        entries at least as new as the request that failed, which re-read the whole read set (so a stale
+        entry fails one commit, never two); when nothing was re-read, the retry reads the store only."""
+        floor = 0
+
+        async def attempt() -> T:
+            nonlocal floor
+            tx = EtcdTx(self, readonly, floor)
+            try:
+                return await self._run_tx(tx, body, readonly)
+            except ConflictError:
+                floor = tx.refreshed_at
+                raise
+
+        return await retrying(attempt, max_retries, body)
+
     async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
-        tx = EtcdTx(self, readonly)
-        result = await body(tx)
+        return await self._run_tx(EtcdTx(self, readonly, 0), body, readonly)
+
+    async def _run_tx(self, tx: EtcdTx, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
+        """One attempt of `body` in `tx`; an exception of the body counts only once its reads are
+        known current (validated when it read from the cache)."""
+        try:
+            result = await body(tx)
+        except KVError:
+            raise
+        except Exception:
+            if tx.cached:  # the body may have failed on a stale entry: its error counts only if not
+                await tx.validate()
+            raise
         if not readonly:
             await tx.commit()
         return result
@@ -360,6 +568,8 @@ class EtcdKV(RetryingKV):
     async def reset(self) -> None:
         """Delete every key under the prefix (one DeleteRange: idempotent, so simply re-sent if ambiguous)."""
         pb = self.client.pb
+        self.cache.clear()
+        self.counters.clear()
         end = self.prefix[:-1] + bytes([self.prefix[-1] + 1])
         for _ in range(AMBIGUOUS_RETRIES + 1):
             try:

@@ -3,7 +3,7 @@
 Accepted form (JuiceFS's; user, password and path may be percent-encoded)::
 
     etcd://[user:password@]host1[:2379][,host2[:2379]…][/prefix][?cacert=PATH&cert=PATH&key=PATH
-            &server-name=NAME&insecure-skip-verify=true&max-txn-ops=N&timeout=DURATION]
+            &server-name=NAME&insecure-skip-verify=true&max-txn-ops=N&timeout=DURATION&read-cache=MIB]
 
 * The physical key prefix is the URL path **with its leading slash** followed by 0xFD, byte for byte what
   JuiceFS uses (``etcd://h/vol`` stores ``/vol\\xfd`` + key; ``etcd://h`` stores ``\\xfd`` + key), so
@@ -13,6 +13,8 @@ Accepted form (JuiceFS's; user, password and path may be percent-encoded)::
   vouching for it (etcd_tls.py says how); on its own it does not turn TLS on (JuiceFS's rule too).
 * ``max-txn-ops`` must not exceed the servers' ``--max-txn-ops`` (128 by default, what JuiceFS assumes).
 * ``timeout`` bounds each request and the fail-over of one request across members (default 30 s).
+* ``read-cache`` (jfs only) is the size in MiB of the read cache of read-write transactions (default 32;
+  0 turns it off; docs/adr/0025-etcd-read-cache.md).
 
 Raises ValueError (without the password) when malformed; nothing here touches the network.
 """
@@ -27,7 +29,10 @@ from .redis_url import parse_duration
 DEFAULT_PORT = 2379
 DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_TIMEOUT = 30.0
-_PARAMS = ("cacert", "cert", "key", "server-name", "insecure-skip-verify", "max-txn-ops", "timeout")
+DEFAULT_READ_CACHE_MIB = 32
+_PARAMS = (
+    "cacert", "cert", "key", "server-name", "insecure-skip-verify", "max-txn-ops", "timeout", "read-cache"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class EtcdTarget:
     insecure_skip_verify: bool = False
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     timeout: float = DEFAULT_TIMEOUT
+    read_cache_bytes: int = DEFAULT_READ_CACHE_MIB << 20
 
     @property
     def tls(self) -> bool:
@@ -96,6 +102,9 @@ def parse_etcd_url(url: str) -> EtcdTarget:
     if not max_ops.isdigit() or int(max_ops) < 2:
         raise ValueError(f"max-txn-ops must be a number >= 2, not '{max_ops}'")
     timeout = parse_duration("timeout", params["timeout"]) if "timeout" in params else DEFAULT_TIMEOUT
+    cache_mib = params.get("read-cache", str(DEFAULT_READ_CACHE_MIB))
+    if not cache_mib.isdigit():
+        raise ValueError(f"read-cache must be a size in MiB (0 = off), not '{cache_mib}'")
     return EtcdTarget(
         endpoints=endpoints,
         prefix=unquote(parts.path).encode() + b"\xfd",
@@ -108,4 +117,5 @@ def parse_etcd_url(url: str) -> EtcdTarget:
         insecure_skip_verify=params.get("insecure-skip-verify", "") not in ("", "false", "0"),
         max_txn_ops=int(max_ops),
         timeout=timeout,
+        read_cache_bytes=int(cache_mib) << 20,
     )

@@ -1,0 +1,100 @@
+"""The etcd adapter's read cache: the last version of a key this client read or wrote, as a hint.
+
+An entry is ``(value, mod_revision, at, since)``: `key` held `value` (None = absent, mod_revision 0)
+at every revision from `since` to `at` (a present value since its mod revision; an absence since the
+delete that this client committed, else only at `at`). Entries are never trusted on their own: a read-write transaction that reads one
+puts ``mod_revision == entry.mod_revision`` in its commit's compares exactly as for a key read from the
+server, so a stale entry makes the commit fail (docs/adr/0025-etcd-read-cache.md). Read-only
+transactions never return cached values; they use entries only to guess which key to fetch beside the
+ones asked (`EtcdTx.get_follow`).
+
+Invariants: an entry is replaced only by one known at the same or a later revision (a slow read cannot
+put back what a later commit of this client replaced); every commit of this client updates the keys it
+wrote (value at the commit's revision; its deletes become "absent"); a failed or unknown commit drops the
+keys it read and wrote. Memory is bounded: values over `max_value` bytes are not kept, and the least
+recently used entries are evicted beyond `max_bytes` (keys + values + a fixed overhead per entry).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple
+
+ENTRY_OVERHEAD = 320
+"""Bytes charged per entry beyond its key and value: measured with tracemalloc, about 240 for the
+Version tuple, its ints and the OrderedDict node, plus two bytes-object headers."""
+
+
+class Version(NamedTuple):
+    """`value` (None: absent) with etcd's `mod_revision` (0 when absent), known to hold at every revision
+    of [`since`, `at`]."""
+
+    value: bytes | None
+    mod_revision: int
+    at: int
+    since: int
+
+    def holds_at(self, revision: int) -> bool:
+        """Whether this is the key's version at `revision`."""
+        return self.since <= revision <= self.at
+
+
+class ReadCache:
+    """A bounded LRU map key -> `Version`; see the module docstring. Not thread-safe (one event loop)."""
+
+    def __init__(self, max_bytes: int = 32 << 20, max_value: int = 16 << 10) -> None:
+        self.max_bytes = max_bytes
+        self.max_value = max_value
+        self.bytes = 0
+        self._entries: OrderedDict[bytes, Version] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _size(key: bytes, v: Version) -> int:
+        return len(key) + (len(v.value) if v.value is not None else 0) + ENTRY_OVERHEAD
+
+    def get(self, key: bytes) -> Version | None:
+        """The entry of `key` (marked recently used), or None."""
+        v = self._entries.get(key)
+        if v is not None:
+            self._entries.move_to_end(key)
+        return v
+
+    def note(self, key: bytes, value: bytes | None, mod_revision: int, at: int, deleted_at: int = 0) -> None:
+        """Remember that `key` held `value` (None: absent; `deleted_at`: since when, if known) with
+        `mod_revision` as of revision `at`, unless an entry known at a later revision is kept. A value too
+        large to keep drops the entry."""
+        old = self._entries.get(key)
+        if old is not None:
+            if old.at > at:
+                return
+            self._drop(key, old)
+        if value is not None and len(value) > self.max_value:
+            return
+        if value is not None:
+            v = Version(value, mod_revision, at, mod_revision)
+        else:
+            v = Version(None, 0, at, deleted_at or at)
+        self._entries[key] = v
+        self.bytes += self._size(key, v)
+        while self.bytes > self.max_bytes and self._entries:
+            k, old = self._entries.popitem(last=False)
+            self.bytes -= self._size(k, old)
+
+    def _drop(self, key: bytes, old: Version) -> None:
+        del self._entries[key]
+        self.bytes -= self._size(key, old)
+
+    def discard(self, keys: Iterable[bytes]) -> None:
+        """Forget `keys` (absent ones are fine)."""
+        for key in keys:
+            old = self._entries.get(key)
+            if old is not None:
+                self._drop(key, old)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0

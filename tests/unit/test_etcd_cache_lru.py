@@ -1,0 +1,55 @@
+"""`ReadCache` (jfs/adapters/kv/etcd_cache.py): versions only move forward, memory stays bounded."""
+
+from __future__ import annotations
+
+from jfs.adapters.kv.etcd_cache import ENTRY_OVERHEAD, ReadCache, Version
+from jfs.adapters.kv.etcd_url import parse_etcd_url
+
+
+def test_a_version_known_earlier_does_not_replace_a_later_one() -> None:
+    c = ReadCache()
+    c.note(b"k", b"new", 20, 20)
+    c.note(b"k", b"old", 10, 15)  # a read served at 15, noted after a commit at 20
+    assert c.get(b"k") == Version(b"new", 20, 20, 20)
+    c.note(b"k", None, 7, 30)  # found absent at 30: absent has mod revision 0, known only at 30
+    assert c.get(b"k") == Version(None, 0, 30, 30)
+    c.note(b"k", None, 0, 40, deleted_at=35)  # deleted by this client at 35
+    v = c.get(b"k")
+    assert v is not None and v.holds_at(35) and v.holds_at(40) and not v.holds_at(34) and not v.holds_at(41)
+    c.note(b"k", b"v", 50, 60)
+    v = c.get(b"k")
+    assert v is not None and v.holds_at(50) and not v.holds_at(49)
+
+
+def test_least_recently_used_entries_go_first_and_bytes_stay_bounded() -> None:
+    size = 3 + 10 + ENTRY_OVERHEAD
+    c = ReadCache(max_bytes=3 * size)
+    for k in (b"k01", b"k02", b"k03"):
+        c.note(k, b"x" * 10, 1, 1)
+    assert c.get(b"k01") is not None  # now the most recently used
+    c.note(b"k04", b"x" * 10, 1, 1)
+    assert c.get(b"k02") is None and c.get(b"k01") is not None and len(c) == 3
+    assert c.bytes == 3 * size
+
+
+def test_values_too_large_are_not_kept_and_drop_the_older_entry() -> None:
+    c = ReadCache(max_value=8)
+    c.note(b"k", b"small", 1, 1)
+    c.note(b"k", b"much too large", 2, 2)
+    assert c.get(b"k") is None and c.bytes == 0
+
+
+def test_discard_and_clear() -> None:
+    c = ReadCache()
+    c.note(b"a", b"1", 1, 1)
+    c.note(b"b", None, 0, 1)
+    c.discard([b"a", b"missing"])
+    assert c.get(b"a") is None and c.get(b"b") == Version(None, 0, 1, 1)
+    c.clear()
+    assert len(c) == 0 and c.bytes == 0
+
+
+def test_read_cache_url_option() -> None:
+    assert parse_etcd_url("etcd://h/v").read_cache_bytes == 32 << 20
+    assert parse_etcd_url("etcd://h/v?read-cache=0").read_cache_bytes == 0
+    assert parse_etcd_url("etcd://h/v?read-cache=4").read_cache_bytes == 4 << 20
