@@ -7,7 +7,9 @@ provide, proved by `tests/contract/test_kv_contract.py`:
   keys in ascending unsigned byte order over the half-open range ``[begin, end)``.
 * **Serializable.** The outcome of concurrent transactions equals some serial order of them: no lost
   updates, no write skew on keys read in the transaction, no phantoms in ranges scanned with `scan` /
-  `exists`. A body sees one consistent state. (`scan_iter` is the exception: see its docstring.)
+  `exists`. A body whose outcome counts (its commit, its return value, its exception) saw one consistent
+  state; a run that saw an inconsistent one is discarded and re-run, so bodies must tolerate such a run
+  (no unbounded loops on what they read). (`scan_iter` is the exception: see its docstring.)
 * **Atomic.** A transaction's writes are applied all together at commit or not at all. A body that raises
   leaves nothing behind, and its exception propagates unchanged to the caller of `txn`.
 * **Read-your-writes.** Inside a body, `get`, `get_many`, `scan` and `exists` see the body's own `put`s and
