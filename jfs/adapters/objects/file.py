@@ -63,6 +63,7 @@ NOWAIT_MAX = 256 * 1024  # largest ranged get tried on the caller's thread
 INLINE_PUT_MAX = 64 * 1024
 """Largest `put` done on the caller's thread (no fsync asked): a few system calls into the page cache cost
 less than the two thread hops of the pool."""
+_now = time.monotonic
 INLINE_PUT_SLOW = 0.002
 INLINE_PUT_PAUSE = 10.0
 """When inline puts take more than INLINE_PUT_SLOW seconds on average (a network file system, a busy disk),
@@ -134,12 +135,12 @@ class FileStore:
         path = self._path(key)
         if os.path.basename(path).startswith(TMP_PREFIX):
             raise ObjectStoreError(f"object key '{key}' uses the reserved prefix {TMP_PREFIX!r}")
-        if len(data) <= INLINE_PUT_MAX and not self.fsync and time.monotonic() >= self._inline_paused_until:
-            start = time.monotonic()
+        if len(data) <= INLINE_PUT_MAX and not self.fsync and _now() >= self._inline_paused_until:
+            start = _now()
             try:
                 self._put(key, path, data)
             finally:
-                now = time.monotonic()
+                now = _now()
                 # A moving average: one put delayed by the scheduler does not matter, a slow disk does.
                 self._inline_put_time += (now - start - self._inline_put_time) / 8
                 if self._inline_put_time > INLINE_PUT_SLOW:
@@ -183,19 +184,14 @@ class FileStore:
         except OSError as exc:
             raise self._fail("put", key, exc) from exc
         try:
-            if isinstance(data, bytes | memoryview):
-                try:
-                    _write_all(fd, data)
-                    if self.fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-            else:
-                with open(fd, "wb", closefd=True) as f:
+            with open(fd, "wb", closefd=True) as f:
+                if isinstance(data, bytes | memoryview):
+                    f.write(data)
+                else:
                     shutil.copyfileobj(data, f, COPY_BYTES)
-                    f.flush()
-                    if self.fsync:
-                        os.fsync(f.fileno())
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException as exc:
             try:
@@ -370,13 +366,6 @@ class FileStore:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data).cast("B") if isinstance(data, memoryview) else data
-    done = os.write(fd, view)
-    while done < len(view):
-        done += os.write(fd, view[done:])
 
 
 FSYNC_ENV = "JFS_FILE_FSYNC"
