@@ -175,6 +175,18 @@ def test_create_first_keeps_open_semantics(fs: jfs.Client, d: str) -> None:
         assert fs.stat(f"/{name}").st_ino == ino
 
 
+def test_creating_files_reads_no_metadata(fs: jfs.Client, d: str) -> None:
+    fs.makedirs(f"{d}/many")
+    fs.write_bytes(f"{d}/many/first", b"x")
+    kv = fs.aio.client.meta.kv
+    reads, txns = kv.reads.count, kv.txns.count
+    for i in range(10):  # the directory's attributes are dropped by every create: walked on its type
+        with fs.open(f"{d}/many/f{i}", "wb") as f:
+            f.write(b"s" * 4096)
+    assert kv.reads.count == reads and kv.txns.count - txns == 20  # a create and a slice commit each
+    assert sorted(fs.listdir(f"{d}/many")) == sorted(["first"] + [f"f{i}" for i in range(10)])
+
+
 def test_seek_without_handoff(fs: jfs.Client, d: str) -> None:
     fs.write_bytes(f"{d}/s", b"0123456789")
     with fs.open(f"{d}/s", "rb", buffering=0) as f:
