@@ -297,10 +297,10 @@ class PausingFetcher:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def read(self, *args: Any) -> Any:
+    async def read(self, *args: Any, **kw: Any) -> Any:
         self.entered.set()
         await self.go.wait()
-        return await self.inner.read(*args)
+        return await self.inner.read(*args, **kw)
 
 
 async def _fragmented(vol: DataVolume, name: bytes, n: int = 8) -> tuple[int, Handle, bytes]:
