@@ -2,7 +2,11 @@
 kind (SQLite + local directory), one run, alternating rounds.
 
 Usage:  .venv/bin/python bench/sdk_bench.py [--rounds 3] [--big-mib 512] [--small 2000] [--dir-entries 10000]
-        [--workdir DIR] [--juicefs PATH]
+        [--workdir DIR] [--juicefs PATH] [--only ROW ...] [--systems sdk,jfs mount,juicefs mount]
+
+``--only`` runs the rows whose name contains ROW (e.g. ``--only '4 KiB create' --only 'big read 4t'``);
+``--systems`` a subset of the three. CPU rows: seconds of CPU of this process plus the mount's daemon
+(for the SDK: the whole client), per GiB or per 1,000 files; their ratio is the mount's over the SDK's.
 
 Needs root and /dev/fuse for the two mounts (the SDK needs neither). Every volume is formatted with
 ``--trash-days 0``; each system gets its own SQLite file and bucket directory. Rows:
@@ -148,26 +152,76 @@ def parallel(n: int, fn: Callable[[int], Any]) -> None:
         raise errors[0]
 
 
-def one_round(t: Any, tag: str, args: argparse.Namespace) -> dict[str, float]:
+def wanted(args: argparse.Namespace, row: str) -> bool:
+    """Whether `--only` (substrings of row names; none given = every row) asks for `row`."""
+    return not args.only or any(o in row for o in args.only)
+
+
+def proc_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) of processes `pids` so far (gone ones count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def mount_pids(mnt: Path) -> list[int]:
+    """The processes whose command line names mount point `mnt` (a daemonized mount and its helpers)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(mnt).encode() in (d / "cmdline").read_bytes().split(b"\0"):
+                    out.append(int(d.name))
+    return out
+
+
+def one_round(t: Any, tag: str, args: argparse.Namespace, pids: list[int]) -> dict[str, float]:
+    """One round of every wanted row on target `t`; CPU seconds are this process's plus those of `pids`
+    (the mount's daemon)."""
     out: dict[str, float] = {}
     base = f"/bench-{tag}"
     t.mkdir(base)
+
+    def cpu() -> float:
+        return proc_cpu([os.getpid(), *pids])
+
     for threads in (1, 4):
+        w, r = f"big write {threads}t", f"big read {threads}t"
+        if not (wanted(args, w) or wanted(args, r)):
+            continue
         mib = args.big_mib // threads
         names = [f"{base}/big{threads}-{k}" for k in range(threads)]
+        c0 = cpu()
         secs = timed(lambda n=threads, m=mib, files=names: parallel(n, lambda i: t.write_file(files[i], m)))
-        out[f"big write {threads}t (MiB/s)"] = args.big_mib / secs
-        t.drop_caches()
-        secs = timed(lambda n=threads, files=names: parallel(n, lambda i: t.read_file(files[i])))
-        out[f"big read {threads}t (MiB/s)"] = args.big_mib / secs
-    t.mkdir(f"{base}/small")
-    secs = timed(lambda: [t.put_small(f"{base}/small/f{i}") for i in range(args.small)])
-    out["4 KiB create+write (files/s)"] = args.small / secs
-    t.drop_caches()
-    secs = timed(lambda: [t.get_small(f"{base}/small/f{i}") for i in range(args.small)])
-    out["4 KiB read (files/s)"] = args.small / secs
-    secs = timed(lambda: [t.stat(f"{base}/small/f{i}") for i in range(args.small)])
-    out["stat (ops/s)"] = args.small / secs
+        if wanted(args, w):
+            out[f"{w} (MiB/s)"] = args.big_mib / secs
+            out[f"{w} (CPU s/GiB)"] = (cpu() - c0) / args.big_mib * 1024
+        if wanted(args, r):
+            t.drop_caches()
+            c0 = cpu()
+            secs = timed(lambda n=threads, files=names: parallel(n, lambda i: t.read_file(files[i])))
+            out[f"{r} (MiB/s)"] = args.big_mib / secs
+            out[f"{r} (CPU s/GiB)"] = (cpu() - c0) / args.big_mib * 1024
+    if any(wanted(args, row) for row in ("4 KiB create+write", "4 KiB read", "stat")):
+        t.mkdir(f"{base}/small")
+        c0 = cpu()
+        secs = timed(lambda: [t.put_small(f"{base}/small/f{i}") for i in range(args.small)])
+        if wanted(args, "4 KiB create+write"):
+            out["4 KiB create+write (files/s)"] = args.small / secs
+            out["4 KiB create+write (CPU s/1000 files)"] = (cpu() - c0) / args.small * 1000
+        if wanted(args, "4 KiB read"):
+            t.drop_caches()
+            c0 = cpu()
+            secs = timed(lambda: [t.get_small(f"{base}/small/f{i}") for i in range(args.small)])
+            out["4 KiB read (files/s)"] = args.small / secs
+            out["4 KiB read (CPU s/1000 files)"] = (cpu() - c0) / args.small * 1000
+        if wanted(args, "stat"):
+            secs = timed(lambda: [t.stat(f"{base}/small/f{i}") for i in range(args.small)])
+            out["stat (ops/s)"] = args.small / secs
     return out
 
 
@@ -202,7 +256,13 @@ def main() -> None:
     ap.add_argument("--dir-entries", type=int, default=10000)
     ap.add_argument("--workdir")
     ap.add_argument("--juicefs", default=str(Path(sys.executable).parent / "juicefs"))
+    ap.add_argument("--only", action="append", default=[], metavar="ROW",
+                    help="run only the rows whose name contains ROW (repeatable): 'big read 4t', '4 KiB', "
+                         "'listdir', ...")
+    ap.add_argument("--systems", default="sdk,jfs mount,juicefs mount",
+                    help="comma-separated subset of: sdk, jfs mount, juicefs mount")
     args = ap.parse_args()
+    systems = [x.strip() for x in args.systems.split(",") if x.strip()]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-sdk-bench-"))
     jfs_bin = str(Path(sys.executable).parent / "jfs")
     jfs_url = f"sqlite3://{work}/jfs.db"
@@ -211,42 +271,62 @@ def main() -> None:
     juice_url = f"sqlite3://{work}/juicefs.db"
     juice_fmt = [args.juicefs, "format", juice_url, "bench-juicefs", "--bucket", str(work / "juicefs-bucket"),
                  "--trash-days", "0"]
-    subprocess.run(jfs_fmt, check=True, capture_output=True)
-    subprocess.run(juice_fmt, check=True, capture_output=True)
-    results: dict[str, list[dict[str, float]]] = {"sdk": [], "jfs mount": [], "juicefs mount": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
+    listing = f"listdir {args.dir_entries}"
     try:
-        with mount([jfs_bin, "mount", jfs_url, str(work / "jfs-mnt"), "-d", "--cache-dir", str(work / "jfs-cache")],
-                   work / "jfs-mnt", [jfs_bin, "umount", str(work / "jfs-mnt")]) as jm, \
-             mount([args.juicefs, "mount", juice_url, str(work / "juicefs-mnt"), "-d", "--cache-dir",
-                    str(work / "juicefs-cache")], work / "juicefs-mnt",
-                   [args.juicefs, "umount", str(work / "juicefs-mnt")]) as um, \
-             jfs.Client(jfs_url_sdk, cache_dir=str(work / "sdk-cache")) as client:
-            targets = {"sdk": SdkTarget(client), "jfs mount": PosixTarget(jm), "juicefs mount": PosixTarget(um)}
-            for name, t in targets.items():
-                fill_dir(t, f"/listing-{name.replace(' ', '-')}", args.dir_entries)
+        with contextlib.ExitStack() as stack:
+            targets: dict[str, Any] = {}
+            pids: dict[str, list[int]] = {}
+            if "jfs mount" in systems:
+                subprocess.run(jfs_fmt, check=True, capture_output=True)
+                jm = stack.enter_context(mount(
+                    [jfs_bin, "mount", jfs_url, str(work / "jfs-mnt"), "-d", "--cache-dir", str(work / "jfs-cache")],
+                    work / "jfs-mnt", [jfs_bin, "umount", str(work / "jfs-mnt")]))
+                targets["jfs mount"], pids["jfs mount"] = PosixTarget(jm), mount_pids(jm)
+            elif "sdk" in systems:
+                subprocess.run(jfs_fmt, check=True, capture_output=True)
+            if "juicefs mount" in systems:
+                subprocess.run(juice_fmt, check=True, capture_output=True)
+                um = stack.enter_context(mount(
+                    [args.juicefs, "mount", juice_url, str(work / "juicefs-mnt"), "-d", "--cache-dir",
+                     str(work / "juicefs-cache")], work / "juicefs-mnt",
+                    [args.juicefs, "umount", str(work / "juicefs-mnt")]))
+                targets["juicefs mount"], pids["juicefs mount"] = PosixTarget(um), mount_pids(um)
+            if "sdk" in systems:
+                client = stack.enter_context(jfs.Client(jfs_url_sdk, cache_dir=str(work / "sdk-cache")))
+                targets = {"sdk": SdkTarget(client), **targets}
+                pids["sdk"] = []
+            if wanted(args, listing):
+                for name, t in targets.items():
+                    fill_dir(t, f"/listing-{name.replace(' ', '-')}", args.dir_entries)
             for r in range(args.rounds):
                 order = list(targets) if r % 2 == 0 else list(reversed(targets))
                 for name in order:
                     t = targets[name]
-                    row = one_round(t, f"{name.replace(' ', '-')}-{r}", args)
-                    t.drop_caches()
-                    secs = timed(lambda t=t, name=name: t.listdir(f"/listing-{name.replace(' ', '-')}"))
-                    row[f"listdir {args.dir_entries} (entries/s)"] = args.dir_entries / secs
+                    row = one_round(t, f"{name.replace(' ', '-')}-{r}", args, pids[name])
+                    if wanted(args, listing):
+                        t.drop_caches()
+                        secs = timed(lambda t=t, name=name: t.listdir(f"/listing-{name.replace(' ', '-')}"))
+                        row[f"{listing} (entries/s)"] = args.dir_entries / secs
                     results[name].append(row)
-                    print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:,.0f}" for k, v in row.items()),
+                    print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in row.items()),
                           file=sys.stderr, flush=True)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    rows = list(results["sdk"][0])
+    rows = list(next(iter(results.values()))[0])
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rows} for name, rs in results.items()}
     print(f"\nSQLite + local directory, {args.rounds} rounds (median), "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| item | jfs SDK | jfs mount | JuiceFS mount | SDK / jfs mount | SDK / JuiceFS |")
-    print("|---|---:|---:|---:|---:|---:|")
+    names = list(results)
+    ratios = [(a, b) for a, b in (("sdk", "jfs mount"), ("sdk", "juicefs mount")) if a in med and b in med]
+    print("| item | " + " | ".join(names) + "".join(f" | {a} / {b}" for a, b in ratios) + " |")
+    print("|---|" + "---:|" * (len(names) + len(ratios)))
     for k in rows:
-        s, j, u = med["sdk"][k], med["jfs mount"][k], med["juicefs mount"][k]
-        print(f"| {k} | {s:,.0f} | {j:,.0f} | {u:,.0f} | {s / j:.2f}x | {s / u:.2f}x |")
+        cells = [f"{med[n][k]:,.2f}" if "CPU" in k else f"{med[n][k]:,.0f}" for n in names]
+        # CPU rows: lower is better, the ratio is the mount's CPU over the SDK's (>1: the SDK uses less)
+        cells += [f"{(med[b][k] / med[a][k]) if 'CPU' in k else (med[a][k] / med[b][k]):.2f}x" for a, b in ratios]
+        print(f"| {k} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

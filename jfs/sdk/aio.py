@@ -21,7 +21,7 @@ from jfs.app import tree_jobs
 from jfs.app.meta import Ctx
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.bootstrap import Client, ClientOptions, open_client
-from jfs.domain.attrs import Attr, FileType
+from jfs.domain.attrs import ROOT_INODE, Attr, FileType
 from jfs.domain.errors import FSError
 from jfs.sdk.modes import parse_mode
 from jfs.sdk.stat import stat_result
@@ -449,8 +449,21 @@ class AsyncClient:
         return AsyncTextFile(f, encoding or "utf-8", errors or "strict", newline)
 
     async def _open_handle(self, path: PathLike, flags: int, perm: int) -> tuple[int, int]:
-        """(inode, handle) for open(2) `flags` on `path`."""
+        """(inode, handle) for open(2) `flags` on `path`.
+
+        With O_CREAT and a name this client does not know, the create is tried first (one transaction that
+        fails with EEXIST when the name exists) instead of a lookup that would fail with ENOENT first; on
+        any failure of it the general path below decides, so errors are those of open(2) (an existing
+        file opens even where a create would be refused: a read-only directory, an inode quota)."""
         vfs = self.client.vfs
+        if flags & os.O_CREAT:
+            parent, name = await self._parent(path)
+            if self._may_create_first(parent, name):
+                try:
+                    ino, _, f = await vfs.create(self.ctx, parent, name, perm, flags)
+                    return ino, f.fh
+                except FSError:
+                    pass
         while True:
             try:
                 ino, attr = await self._resolve(path)
@@ -471,6 +484,14 @@ class AsyncClient:
                 raise FSError(errno.EISDIR)
             f = await vfs.open(self.ctx, ino, flags)
             return ino, f.fh
+
+    def _may_create_first(self, parent: int, name: bytes) -> bool:
+        """Whether `name` in `parent` is neither known to the name cache nor one the VFS answers itself
+        (``.control``, the virtual files and ``.trash`` of the root)."""
+        vfs = self.client.vfs
+        if name == b".control" or (parent in (vfs.root, ROOT_INODE) and name.startswith(b".")):
+            return False
+        return vfs.names is None or vfs.names.entry(parent, name) is None
 
     async def read_bytes(self, path: PathLike) -> bytes:
         async with await self.open(path, "rb") as f:

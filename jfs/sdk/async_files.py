@@ -55,6 +55,15 @@ class AsyncFile:
         data = await self._c._call(self.name, lambda: self._c.client.vfs.read(self._c.ctx, self.ino, self.fh, offset, size))
         return bytes(data)
 
+    async def read_buffer(self, size: int) -> bytes | bytearray | memoryview:
+        """Up to `size` (>= 0) bytes from the position, as the data path's buffer (nobody changes it later):
+        the sync SDK copies it into the caller's buffer, one copy instead of two."""
+        self._check(read=True)
+        data = await self._c._call(self.name, lambda: self._c.client.vfs.read(self._c.ctx, self.ino, self.fh, self.pos,
+                                                                               size))
+        self.pos += len(data)
+        return data
+
     async def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes from the position (all to the end when negative)."""
         self._check(read=True)

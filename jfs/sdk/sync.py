@@ -208,6 +208,7 @@ class Client:
             buffered._direct_min = size
         else:
             buffered = BufferedReader(raw, size)
+            buffered._direct_min = size
         if m.binary:
             self._files.add(buffered)
             return buffered
@@ -404,10 +405,16 @@ class RawFile(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         self._send_pending()
         view = memoryview(b).cast("B")
-        data = self._client.run(self._f.read(len(view)))
+        data = self._client.run(self._f.read_buffer(len(view)))
         n = len(data)
         view[:n] = data
         return n
+
+    def read_direct(self, size: int) -> bytes:
+        """Up to `size` bytes as `bytes`, copied once from the data path's buffer (`BufferedReader.read`)."""
+        self._send_pending()
+        data = self._client.run(self._f.read_buffer(size))
+        return data if type(data) is bytes else bytes(data)
 
     def readall(self) -> bytes:
         self._send_pending()
@@ -506,7 +513,18 @@ class _LockingMixin:
 
 
 class BufferedReader(_LockingMixin, io.BufferedReader):
-    pass
+    def read(self, size: int | None = -1) -> bytes:
+        """As `io.BufferedReader.read`; a read of at least the buffer's size with nothing buffered goes to
+        the file directly (one copy of the data instead of two: into the buffer, then out of it)."""
+        if size is not None and size >= self._direct_min and not self.closed:
+            raw = self.raw
+            if isinstance(raw, RawFile) and raw.tell() == self.tell():
+                data = raw.read_direct(size)
+                self.seek(0, os.SEEK_CUR)  # the wrapper caches the raw position: refresh it (no hand-off)
+                return data
+        return super().read(size)
+
+    _direct_min = 1 << 20
 
 
 class BufferedWriter(_LockingMixin, io.BufferedWriter):

@@ -5,6 +5,7 @@ change the client made, buffered bytes sent with the close still reach the file 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 import jfs
+from jfs.app.virtual_files import CONTROL_INODE, STATS_INODE
 from jfs.testing.mounts import format_volume
 
 
@@ -117,6 +119,72 @@ def test_big_bytes_writes_keep_position_and_content(fs: jfs.Client, d: str) -> N
     with fs.open(f"{d}/big", "ab") as f:
         f.write(block)
     assert fs.getsize(f"{d}/big") == 3 * len(block) + 4
+
+
+def test_big_reads_keep_position_and_content(fs: jfs.Client, d: str) -> None:
+    data = bytes(range(256)) * (4096 * 3) + b"tail"  # 3 MiB + 4
+    fs.write_bytes(f"{d}/big", data)
+    mib = 1 << 20
+    with fs.open(f"{d}/big", "rb") as f:
+        hops = Counted(fs)
+        assert f.read(mib) == data[:mib] and f.tell() == mib  # nothing buffered: straight from the file
+        assert hops.take() == 1
+        assert f.read(10) == data[mib:mib + 10]  # buffered
+        assert f.read(mib) == data[mib + 10:2 * mib + 10] and f.tell() == 2 * mib + 10
+        assert f.seek(5) == 5
+        assert f.read(2 * mib) == data[5:2 * mib + 5] and f.tell() == 2 * mib + 5
+        assert f.read(7) == data[2 * mib + 5:2 * mib + 12]
+        assert f.read() == data[2 * mib + 12:]
+        assert f.read(mib) == b"" and f.tell() == len(data)
+    with fs.open(f"{d}/big", "r+b") as f:
+        assert f.read(mib) == data[:mib]
+
+
+def test_create_first_keeps_open_semantics(fs: jfs.Client, d: str) -> None:
+    hops = Counted(fs)
+    with fs.open(f"{d}/new", "wb") as f:
+        f.write(b"1")
+    assert hops.take() == 2
+    with fs.open(f"{d}/new", "ab") as f:  # exists (and known): opened, not recreated
+        f.write(b"2")
+    assert fs.read_bytes(f"{d}/new") == b"12"
+    fs.aio.client.vfs.names.clear()  # unknown to the cache: the create is tried first and refused
+    with fs.open(f"{d}/new", "ab") as f:
+        f.write(b"3")
+    assert fs.read_bytes(f"{d}/new") == b"123"
+    fs.aio.client.vfs.names.clear()
+    with pytest.raises(FileExistsError) as exc:
+        fs.open(f"{d}/new", "xb")
+    assert exc.value.errno == errno.EEXIST and exc.value.filename == f"{d}/new"
+    fs.makedirs(f"{d}/sub")
+    fs.aio.client.vfs.names.clear()
+    with pytest.raises(IsADirectoryError):
+        fs.open(f"{d}/sub", "wb")
+    with pytest.raises(FileNotFoundError):
+        fs.open(f"{d}/missing/x", "wb")
+    fs.mkdir(f"{d}/ro")
+    fs.write_bytes(f"{d}/ro/f", b"old")
+    fs.chmod(f"{d}/ro", 0o555)
+    fs.aio.client.vfs.names.clear()
+    with fs.open(f"{d}/ro/f", "wb") as f:  # an existing file opens where a create may be refused
+        f.write(b"new")
+    assert fs.read_bytes(f"{d}/ro/f") == b"new"
+    for name, ino in ((".control", CONTROL_INODE), (".stats", STATS_INODE)):  # virtual: never created
+        with contextlib.suppress(OSError), fs.open(f"/{name}", "wb"):
+            pass
+        assert fs.stat(f"/{name}").st_ino == ino
+
+
+def test_creating_files_reads_no_metadata(fs: jfs.Client, d: str) -> None:
+    fs.makedirs(f"{d}/many")
+    fs.write_bytes(f"{d}/many/first", b"x")
+    kv = fs.aio.client.meta.kv
+    reads, txns = kv.reads.count, kv.txns.count
+    for i in range(10):  # the directory's attributes are dropped by every create: walked on its type
+        with fs.open(f"{d}/many/f{i}", "wb") as f:
+            f.write(b"s" * 4096)
+    assert kv.reads.count == reads and kv.txns.count - txns == 20  # a create and a slice commit each
+    assert sorted(fs.listdir(f"{d}/many")) == sorted(["first"] + [f"f{i}" for i in range(10)])
 
 
 def test_seek_without_handoff(fs: jfs.Client, d: str) -> None:

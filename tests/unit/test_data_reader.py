@@ -297,10 +297,10 @@ class PausingFetcher:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def read(self, *args: Any) -> Any:
+    async def read(self, *args: Any, **kw: Any) -> Any:
         self.entered.set()
         await self.go.wait()
-        return await self.inner.read(*args)
+        return await self.inner.read(*args, **kw)
 
 
 async def _fragmented(vol: DataVolume, name: bytes, n: int = 8) -> tuple[int, Handle, bytes]:
@@ -471,3 +471,28 @@ async def test_an_uncompressed_block_object_of_the_wrong_size_is_eio(damage: byt
         assert e.value.errno == errno.EIO and key in str(e.value)
     finally:
         await blocks.close()
+
+
+async def test_concurrent_streams_do_not_evict_each_others_read_ahead(store: CountingStore) -> None:
+    """Four sequential readers whose read-ahead windows together fill the memory cache: the blocks each
+    has finished leave the cache first, so no block is loaded twice."""
+    v = await _volume(store, mem_cache_size=24 * BS, readahead_blocks=8)
+    try:
+        files = [os.urandom(16 * BS) for _ in range(4)]
+        inodes = [await _file(v, f"s{k}".encode(), data) for k, data in enumerate(files)]
+        v.dp.fetcher.mem.clear()
+        store.gets.clear()
+
+        async def stream(ino: int) -> bytes:
+            h = await v.dp.open(ino)
+            out = bytearray()
+            while chunk := await v.dp.read(h, len(out), BS // 2):
+                out += chunk
+                await asyncio.sleep(0)
+            await v.dp.release(h)
+            return bytes(out)
+
+        assert await asyncio.gather(*(stream(ino) for ino in inodes)) == files
+        assert sum(store.gets.values()) == 4 * 16 and set(store.gets.values()) == {1}
+    finally:
+        await v.close()

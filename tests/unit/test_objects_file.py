@@ -260,9 +260,57 @@ async def test_blocking_io_runs_in_the_store_threads(
         return real_open(*a, **k)
 
     monkeypatch.setattr(file_mod, "open", spying_open, raising=False)
-    await store.put("t/k", b"1")
+    await store.put("t/k", b"1" * (file_mod.INLINE_PUT_MAX + 1))
     await store.get("t/k")
     assert threads and all(name.startswith("jfs-file") for name in threads)
+
+
+def _spy_put_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    threads: list[str] = []
+    real_put = FileStore._put
+
+    def spying_put(self: FileStore, *a: Any) -> None:
+        threads.append(threading.current_thread().name)
+        real_put(self, *a)
+
+    monkeypatch.setattr(FileStore, "_put", spying_put)
+    return threads
+
+
+async def test_a_small_put_is_written_without_a_thread_hop(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = _spy_put_threads(monkeypatch)
+    await store.put("t/small", b"s" * 4096)
+    assert threads == [threading.current_thread().name]
+    assert await store.get("t/small") == b"s" * 4096
+
+
+async def test_slow_inline_puts_go_back_to_the_threads(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = _spy_put_threads(monkeypatch)
+    clock = [100.0]
+    monkeypatch.setattr(file_mod, "_now", lambda: clock[0])
+    real_put = FileStore._put
+
+    def slow_put(self: FileStore, *a: Any) -> None:
+        real_put(self, *a)
+        clock[0] += 1.0  # every put takes a second
+
+    monkeypatch.setattr(FileStore, "_put", slow_put)
+    await store.put("t/a", b"a")  # inline; the average of put times is now far above INLINE_PUT_SLOW
+    await store.put("t/b", b"b")  # paused: through the pool
+    assert threads[0] == threading.current_thread().name and threads[1].startswith("jfs-file")
+    clock[0] += file_mod.INLINE_PUT_PAUSE + 1
+    await store.put("t/c", b"c")
+    assert threads[2] == threading.current_thread().name
+    assert [await store.get(k) for k in ("t/a", "t/b", "t/c")] == [b"a", b"b", b"c"]
+
+
+async def test_an_fsynced_store_never_puts_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FileStore(str(tmp_path / "bucket"), fsync=True)
+    await store.create_bucket()
+    threads = _spy_put_threads(monkeypatch)
+    await store.put("t/k", b"k")
+    assert threads and threads[0].startswith("jfs-file")
+    await store.close()
 
 
 async def test_a_small_range_in_the_page_cache_is_read_without_a_thread_hop(tmp_path: Path) -> None:

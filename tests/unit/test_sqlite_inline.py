@@ -140,3 +140,33 @@ async def test_while_a_body_waits_on_a_worker_new_ones_queue_behind_it(tmp_path:
         assert threads[-1].startswith("jfs-sqlite-reader")
     finally:
         await kv.close()
+
+
+@pytest.mark.parametrize("background", [True, False])
+async def test_wal_checkpoints_run_on_the_checkpointer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    """With the background checkpointer (the default) the WAL is copied into the database by its thread;
+    inline commits do not checkpoint (the automatic checkpoint is only a backstop), and the WAL stays
+    short all the same."""
+    monkeypatch.setenv("JFS_SQLITE_BG_CHECKPOINT", "1" if background else "0")
+    kv = await open_kv(f"sqlite3://{tmp_path}/m.db")
+    inner = getattr(kv, "inner", kv)
+    try:
+        for i in range(3 * sqlite_kv.CHECKPOINT_EVERY):
+            async def put(tx: Tx, i: int = i) -> None:
+                tx.put(b"k%06d" % i, b"v" * 3000)  # about a page each
+
+            await kv.txn(put)
+        for _ in range(200):
+            if not background or inner.checkpoints >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert (inner.checkpoints >= 2) if background else inner.checkpoints == 0
+        mode = sqlite3.connect(tmp_path / "m.db").execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert mode == 1000  # other processes' connections keep SQLite's default
+        frames = sqlite3.connect(tmp_path / "m.db").execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames[1] - frames[2] < sqlite_kv.BACKSTOP_PAGES  # nothing much left behind
+        assert await kv.read(lambda tx: tx.get(b"k000000")) == b"v" * 3000
+    finally:
+        await kv.close()

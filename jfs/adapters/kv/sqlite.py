@@ -25,7 +25,10 @@ Execution model (see docs/adr/0003-sqlite-adapter.md for why and for measurement
   in the order they were issued, as they did with the workers alone (callers adopt what a transaction
   returns — a newer result overtaken by an older one would leave them with stale state). An inline
   commit may run SQLite's automatic WAL checkpoint: a few milliseconds on the caller's thread every
-  thousand pages written. Inline execution is on by default (ADR 0009, ADR 0023); ``JFS_SQLITE_INLINE=0``
+  thousand pages written — unless the background checkpointer runs (the default, ADR 0027: a thread that
+  runs PASSIVE checkpoints every `CHECKPOINT_EVERY` write transactions; the automatic one only past
+  `BACKSTOP_PAGES`; ``JFS_SQLITE_BG_CHECKPOINT=0`` turns it off). Inline execution is on by default
+  (ADR 0009, ADR 0023); ``JFS_SQLITE_INLINE=0``
   turns it off, ``JFS_SQLITE_INLINE_WRITES=0`` keeps it for reads only. (It was off for a while: the SIGKILL
   crash test seemed to lose an acknowledged create with it on — a bug of the test, which let its writer
   write into the bare mount point; with the test fixed, 10 of 10 runs passed with it on.)
@@ -73,6 +76,12 @@ MAX_READ_BATCH = 32
 INLINE_ROWS = 1024
 """Most rows an inline read body may ask for at once (see the module docstring)."""
 _IN_CHUNK = 500  # keys per `IN (…)` list: far below SQLITE_MAX_VARIABLE_NUMBER
+
+CHECKPOINT_EVERY = 128
+"""Write transactions between two WAL checkpoints of the background checkpointer (a few pages each)."""
+BACKSTOP_PAGES = 10_000
+"""`wal_autocheckpoint` of this process's connections while the checkpointer runs: a commit checkpoints
+on its own thread only if the WAL grew this long (the checkpointer could not keep up)."""
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
 _STOP = object()
@@ -282,6 +291,12 @@ class SqliteKV(RetryingKV):
         self._inline_on = os.environ.get("JFS_SQLITE_INLINE", "1") != "0"
         self._inline_writes = self._inline_on and os.environ.get("JFS_SQLITE_INLINE_WRITES", "1") != "0"
         self._queued = {True: 0, False: 0}  # bodies on the worker threads now: writers, readers
+        # WAL checkpoints on a thread of their own unless JFS_SQLITE_BG_CHECKPOINT=0 (ADR 0027).
+        self._bg_checkpoint = os.environ.get("JFS_SQLITE_BG_CHECKPOINT", "1") != "0"
+        self._commits = 0  # write transactions since the checkpointer was last woken
+        self._checkpoint_due = threading.Event()
+        self.checkpoints = 0
+        """Checkpoints run by the background checkpointer."""
 
     # ---- connections -------------------------------------------------------------------------------------
 
@@ -306,6 +321,8 @@ class SqliteKV(RetryingKV):
             else:
                 conn.execute("PRAGMA query_only = ON")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self._bg_checkpoint:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             conn.execute("PRAGMA cache_size = -32768")  # KiB: 32 MiB of page cache per connection
             conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.Error as exc:
@@ -379,6 +396,8 @@ class SqliteKV(RetryingKV):
     async def _start(self) -> None:
         try:
             await asyncio.wrap_future(self._spawn("jfs-sqlite-writer", self._writer_main, True))
+            if self._bg_checkpoint:
+                await asyncio.wrap_future(self._spawn("jfs-sqlite-checkpointer", self._checkpointer_main, True))
             await asyncio.gather(
                 *(
                     asyncio.wrap_future(self._spawn(f"jfs-sqlite-reader-{i}", self._reader_main, False))
@@ -467,7 +486,30 @@ class SqliteKV(RetryingKV):
                 conn.execute("ROLLBACK")
             mapped = _map_error(exc, self.path)
             return [(job, False, mapped if ok else value) for job, ok, value in outcomes]
+        self._committed(len(outcomes))
         return outcomes
+
+    def _committed(self, n: int = 1) -> None:
+        """`n` write transactions were committed: wake the checkpointer every CHECKPOINT_EVERY of them."""
+        self._commits += n
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            self._checkpoint_due.set()
+
+    def _checkpointer_main(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database when woken (PASSIVE: never waits for, nor blocks, readers and
+        writers). Commits on the loop's thread thus only append to the WAL: SQLite's automatic checkpoint
+        ran there, with its fsyncs, every thousand pages — most of a small file's commit time."""
+        while True:
+            self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            if self._closed:
+                return
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.checkpoints += 1
+            except sqlite3.Error as exc:  # the backstop autocheckpoint still bounds the WAL
+                log.warning("sqlite_checkpoint_failed", path=self.path, error=str(exc))
 
     def _reader_main(self, conn: sqlite3.Connection) -> None:
         def run_batch(batch: list[_Job]) -> list[Outcome]:
@@ -567,6 +609,7 @@ class SqliteKV(RetryingKV):
             result = _drive(body(tx))
             tx.apply_adds()
             conn.execute("COMMIT")
+            self._committed()
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -601,6 +644,7 @@ class SqliteKV(RetryingKV):
         self._closed = True
         self._writes.put(_STOP)
         self._reads.put(_STOP)
+        self._checkpoint_due.set()
         conns, self._inline = self._inline, {}
         for conn in conns.values():
             conn.close()

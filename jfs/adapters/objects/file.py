@@ -28,8 +28,9 @@ All blocking I/O runs in a thread pool owned by the store, except a small ranged
 already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT`` (which fails instead of
 waiting for the disk), saving two thread hops per small random read (the block store asks for a small
 uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
-`get` never tries it: for a big cold object the open alone could block the caller on the disk. A missing bucket directory makes every
-operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
+`get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
+`put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
+too, unless recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -58,6 +60,14 @@ TMP_PREFIX = ".jfs-tmp."
 PAGE = 1000
 COPY_BYTES = 1 << 20  # `put_file`'s copy buffer
 NOWAIT_MAX = 256 * 1024  # largest ranged get tried on the caller's thread
+INLINE_PUT_MAX = 64 * 1024
+"""Largest `put` done on the caller's thread (no fsync asked): a few system calls into the page cache cost
+less than the two thread hops of the pool."""
+_now = time.monotonic
+INLINE_PUT_SLOW = 0.002
+INLINE_PUT_PAUSE = 10.0
+"""When inline puts take more than INLINE_PUT_SLOW seconds on average (a network file system, a busy disk),
+the puts of the next INLINE_PUT_PAUSE seconds go through the pool, so the caller's loop is not held up."""
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 
 
@@ -74,6 +84,8 @@ class FileStore:
         self.fsync = fsync
         self.fsync_dir = fsync_dir
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
+        self._inline_paused_until = 0.0
+        self._inline_put_time = 0.0  # moving average of the inline puts' seconds
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -123,6 +135,18 @@ class FileStore:
         path = self._path(key)
         if os.path.basename(path).startswith(TMP_PREFIX):
             raise ObjectStoreError(f"object key '{key}' uses the reserved prefix {TMP_PREFIX!r}")
+        if len(data) <= INLINE_PUT_MAX and not self.fsync and _now() >= self._inline_paused_until:
+            start = _now()
+            try:
+                self._put(key, path, data)
+            finally:
+                now = _now()
+                # A moving average: one put delayed by the scheduler does not matter, a slow disk does.
+                self._inline_put_time += (now - start - self._inline_put_time) / 8
+                if self._inline_put_time > INLINE_PUT_SLOW:
+                    self._inline_paused_until = now + INLINE_PUT_PAUSE
+                    self._inline_put_time = 0.0
+            return
         await self._run(self._put, key, path, data)
 
     async def put_file(self, key: str, path: str) -> None:

@@ -93,6 +93,11 @@ class MemoryCache(Generic[K]):
             _, evicted = self._items.popitem(last=False)
             self.used -= len(evicted)
 
+    def demote(self, key: K) -> None:
+        """Make `key` (if cached) the first to be evicted: its reader is done with it."""
+        if key in self._items:
+            self._items.move_to_end(key, last=False)
+
     def drop(self, key: K) -> None:
         old = self._items.pop(key, None)
         if old is not None:

@@ -121,13 +121,26 @@ class BlockFetcher:
 
     # -- ranges ----------------------------------------------------------------------------------------
 
-    async def read(self, slice_id: int, size: int, off: int, n: int) -> Sequence[bytes | memoryview]:
-        """Bytes [off, off+n) of slice `slice_id` (of `size` bytes), as consecutive parts."""
+    async def read(
+        self, slice_id: int, size: int, off: int, n: int, *, streaming: bool = False
+    ) -> Sequence[bytes | memoryview]:
+        """Bytes [off, off+n) of slice `slice_id` (of `size` bytes), as consecutive parts.
+
+        `streaming`: a sequential reader that will not come back; a whole-size block whose end it reads
+        becomes the first to leave the memory cache (several streams' read-ahead would otherwise evict
+        each other's blocks before they are read, behind the blocks already read)."""
         parts = blocks_for_range(off, n, self.block_size)
         if len(parts) == 1:
             index, inner, length = parts[0]
-            return [await self._part(slice_id, size, index, inner, length)]
-        return await asyncio.gather(*(self._part(slice_id, size, i, inner, ln) for i, inner, ln in parts))
+            out = [await self._part(slice_id, size, index, inner, length)]
+        else:
+            out = await asyncio.gather(*(self._part(slice_id, size, i, inner, ln) for i, inner, ln in parts))
+        if streaming:
+            bs = self.block_size
+            for index, inner, length in parts:
+                if inner + length == bs:
+                    self.mem.demote((slice_id, index))
+        return out
 
     async def _part(
         self, slice_id: int, size: int, index: int, inner: int, length: int

@@ -94,11 +94,12 @@ class Reader:
         if off >= length or size == 0:
             return b""
         n = min(size, length - off)
+        streaming = ra is not None and ra.window > 0 and off == ra.next_off
         grace = self.grace
         for attempt in range(1, READ_ATTEMPTS + 1):
             stamp = grace.enter()
             try:
-                data = await self._read_once(state, off, n)
+                data = await self._read_once(state, off, n, streaming)
                 break
             except BlockMissing as exc:
                 if attempt == READ_ATTEMPTS:
@@ -131,7 +132,9 @@ class Reader:
             self._schedule_compaction(state.ino, indx)
         return read_pieces(pieces, pos, n)
 
-    async def _read_once(self, state: InodeState, off: int, n: int) -> bytes | bytearray | memoryview:
+    async def _read_once(
+        self, state: InodeState, off: int, n: int, streaming: bool = False
+    ) -> bytes | bytearray | memoryview:
         overlay: list[tuple[int, list[memoryview]]] = []
         ranges = split_range(off, n)
         if state.writer is not None:
@@ -145,13 +148,13 @@ class Reader:
                 if not piece.is_hole:
                     jobs.append((base + piece.pos, piece))
         if not overlay and len(jobs) == 1 and jobs[0][1].len == n:
-            parts = await self.fetcher.read(jobs[0][1].id, jobs[0][1].size, jobs[0][1].off, n)
+            parts = await self.fetcher.read(jobs[0][1].id, jobs[0][1].size, jobs[0][1].off, n, streaming=streaming)
             if len(parts) == 1:
                 return parts[0]
         buf = bytearray(n)
 
         async def fill(dst: int, piece: Piece) -> None:
-            for part in await self.fetcher.read(piece.id, piece.size, piece.off, piece.len):
+            for part in await self.fetcher.read(piece.id, piece.size, piece.off, piece.len, streaming=streaming):
                 buf[dst : dst + len(part)] = part
                 dst += len(part)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from jfs.domain.attrs import Attr
+from jfs.domain.attrs import Attr, FileType
 
 
 class NameCache:
@@ -20,6 +20,10 @@ class NameCache:
         self.max_items = max_items
         self._entries: dict[tuple[int, bytes], tuple[int, float]] = {}
         self._attrs: dict[int, tuple[Attr, float]] = {}
+        self._kinds: dict[int, FileType] = {}
+        """The type of every inode whose attributes were remembered: it never changes (inode numbers are not
+        reused), so path walks pass through a directory whose attributes were dropped (a create in it changed
+        its mtime) without reading them again."""
 
     def entry(self, parent: int, name: bytes) -> int | None:
         hit = self._entries.get((parent, name))
@@ -38,6 +42,10 @@ class NameCache:
             del self._attrs[ino]
             return None
         return hit[0]
+
+    def kind(self, ino: int) -> FileType | None:
+        """The type of `ino` if its attributes were ever remembered (never expires; safe from any thread)."""
+        return self._kinds.get(ino)
 
     def peek_entry(self, parent: int, name: bytes) -> int | None:
         """`entry` without dropping an expired one: safe to call from another thread than the owner's (a
@@ -63,6 +71,9 @@ class NameCache:
             if len(self._attrs) >= self.max_items:
                 self._attrs.clear()
             self._attrs[ino] = (attr, (now or time.monotonic()) + self.attr_ttl)
+        if len(self._kinds) >= self.max_items:
+            self._kinds.clear()
+        self._kinds[ino] = attr.typ
 
     def forget_entry(self, parent: int, name: bytes) -> None:
         self._entries.pop((parent, name), None)
@@ -74,3 +85,4 @@ class NameCache:
     def clear(self) -> None:
         self._entries.clear()
         self._attrs.clear()
+        self._kinds.clear()

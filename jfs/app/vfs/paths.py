@@ -45,8 +45,8 @@ class PathResolver:
 
     async def resolve(self, ctx: Ctx, path: str | bytes, *, follow: bool = True) -> tuple[int, Attr]:
         """The inode and attributes `path` names (the link itself for a final symlink unless `follow`)."""
-        ino, attr, _ = await self._walk(ctx, split_path(path), follow=follow)
-        return ino, attr
+        ino, got, _ = await self._walk(ctx, split_path(path), follow=follow)
+        return ino, got if isinstance(got, Attr) else await self._getattr(ctx, ino)
 
     def cached(self, path: str | bytes, *, follow: bool = True) -> tuple[int, Attr] | None:
         """What `resolve` would answer when every component is fresh in the name cache, else None (also for
@@ -61,14 +61,15 @@ class PathResolver:
         except FSError:
             return None
         ino = self.root
-        attr = names.peek_attr(ino)
         for name in parts:
-            if attr is None or attr.typ is not FileType.DIRECTORY or name == b"..":
+            # A directory on the way needs only its (immutable) type, not fresh attributes.
+            if names.kind(ino) is not FileType.DIRECTORY or name == b"..":
                 return None
             child = names.peek_entry(ino, name)
             if child is None:
                 return None
-            ino, attr = child, names.peek_attr(child)
+            ino = child
+        attr = names.peek_attr(ino)
         if attr is None or (attr.typ is FileType.SYMLINK and follow):
             return None
         return ino, attr
@@ -84,8 +85,8 @@ class PathResolver:
         name = parts[-1]
         if name == b"..":
             raise FSError(errno.EINVAL, "path ends in '..'")
-        ino, attr, _ = await self._walk(ctx, parts[:-1], follow=True)
-        if attr.typ is not FileType.DIRECTORY:
+        ino, got, _ = await self._walk(ctx, parts[:-1], follow=True, kind_only=True)
+        if (got if isinstance(got, FileType) else got.typ) is not FileType.DIRECTORY:
             raise FSError(errno.ENOTDIR)
         return ino, name
 
@@ -100,12 +101,19 @@ class PathResolver:
             names.remember_attr(ino, attr)
         return attr
 
-    async def _lookup(self, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
+    async def _lookup(self, ctx: Ctx, parent: int, name: bytes, *, passing: bool = False
+                      ) -> tuple[int, Attr | FileType]:
+        """The inode of `name` in `parent` and its attributes — or only its type, when `passing` (the walk
+        goes on below it) and the name cache knows the entry and the type but no fresh attributes."""
         names = self.vfs.names
         if names is not None:
             ino = names.entry(parent, name)
             if ino is not None:
                 attr = names.attr(ino)
+                if attr is None and passing:
+                    kind = names.kind(ino)
+                    if kind is not None:
+                        return ino, kind
                 if attr is None:
                     try:
                         attr = await self.vfs.getattr(ctx, ino)
@@ -121,30 +129,41 @@ class PathResolver:
             names.remember(parent, name, ino, attr)
         return ino, attr
 
-    async def _walk(self, ctx: Ctx, parts: list[bytes], *, follow: bool) -> tuple[int, Attr, int]:
+    async def _kind(self, ctx: Ctx, ino: int) -> Attr | FileType:
+        names = self.vfs.names
+        kind = names.kind(ino) if names is not None else None
+        return kind if kind is not None else await self._getattr(ctx, ino)
+
+    async def _walk(self, ctx: Ctx, parts: list[bytes], *, follow: bool, kind_only: bool = False
+                    ) -> tuple[int, Attr | FileType, int]:
+        """The inode `parts` lead to, its attributes or only its type (cached: see `NameCache.kind`; the type
+        is enough for every component with `kind_only`), and the number of symbolic links followed."""
+        # `got` is the current inode's attributes, or only its type while nothing more is needed: the
+        # directories on the way are passed on their cached type.
         ino = self.root
-        attr = await self._getattr(ctx, ino)
+        got: Attr | FileType = await self._kind(ctx, ino)
         links = 0
         todo = list(reversed(parts))
         while todo:
             name = todo.pop()
-            if attr.typ is not FileType.DIRECTORY:
+            if (got if isinstance(got, FileType) else got.typ) is not FileType.DIRECTORY:
                 raise FSError(errno.ENOTDIR)
             if name == b"..":
                 if ino != self.root:
+                    attr = got if isinstance(got, Attr) else await self._getattr(ctx, ino)
                     ino = attr.parent or ROOT_INODE
-                    attr = await self._getattr(ctx, ino)
+                    got = await self._getattr(ctx, ino)
                 continue
-            child, cattr = await self._lookup(ctx, ino, name)
-            if cattr.typ is FileType.SYMLINK and (todo or follow):
+            child, cgot = await self._lookup(ctx, ino, name, passing=kind_only or bool(todo))
+            if (cgot if isinstance(cgot, FileType) else cgot.typ) is FileType.SYMLINK and (todo or follow):
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise FSError(errno.ELOOP)
                 target = await self.vfs.readlink(ctx, child)
                 if target.startswith(b"/"):
                     ino = self.root
-                    attr = await self._getattr(ctx, ino)
+                    got = await self._kind(ctx, ino)
                 todo.extend(reversed([p for p in target.split(b"/") if p and p != b"."]))
                 continue
-            ino, attr = child, cattr
-        return ino, attr, links
+            ino, got = child, cgot
+        return ino, got, links
