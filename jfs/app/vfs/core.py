@@ -340,7 +340,7 @@ class VFS:
             self._writable()
         h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, ctx))
         self._files[h.fh] = h
-        attr = await self.meta.getattr(ino)
+        attr = h.opened if h.opened is not None else await self.meta.getattr(ino)
         seen = (attr.mtime_ns, attr.length)
         keep = self._opened.get(ino) == seen and not flags & os.O_TRUNC
         self._opened[ino] = seen
