@@ -553,10 +553,13 @@ class VFS:
                         # Read the next page while the caller (the kernel) takes this one in: the engine's
                         # round trip overlaps the caller's work instead of following it.
                         d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
-                e = d.entries[pos]
-                attr = self.visible(e.ino, e.attr) if plus and e.attr is not None else None
-                yield DirEntry(e.name, e.ino, e.typ, base + pos + 1, attr)
-                pos += 1
+                # The entries read so far, without a lookup of `d` per entry (a listing yields thousands).
+                entries, visible = d.entries, self.visible
+                while pos < len(entries):
+                    name, child, typ, attr = entries[pos]
+                    pos += 1
+                    yield DirEntry(name, child, typ, base + pos,
+                                   visible(child, attr) if plus and attr is not None else None)
 
     async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool) -> tuple[list[Entry], bytes | None]:
         return await self._timed("readdir", ctx, str(ino), self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus))
