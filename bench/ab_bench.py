@@ -151,7 +151,8 @@ def main() -> None:
     print(f"|---|{'---:|' * (2 * len(labels) - 1)}")
     for item, per in results.items():
         med = {x: statistics.median(per[x]) for x in labels if per.get(x)}
-        cells = [f"{med[x]:,.0f} ({min(per[x]):,.0f}–{max(per[x]):,.0f})" if x in med else "–" for x in labels]
+        f = ",.2f" if max(max(v) for v in per.values()) < 100 else ",.0f"
+        cells = [f"{med[x]:{f}} ({min(per[x]):{f}}–{max(per[x]):{f}})" if x in med else "–" for x in labels]
         ratios = [f"{med[x] / med[last]:.2f}×" if x in med and med.get(last) else "–" for x in labels[:-1]]
         print(f"| {item} | {' | '.join(cells)} | {' | '.join(ratios)} |")
 
