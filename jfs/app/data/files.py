@@ -97,7 +97,7 @@ class DataPath:
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
-            compact=self._after_commit, spawn=self.spawn, sums=self.sums,
+            compact=self._after_commit, spawn=self.spawn, sums=self.sums, mem=self.mem,
         )  # fmt: skip
         self._inodes: dict[int, InodeState] = {}
         self._handles: dict[int, Handle] = {}
