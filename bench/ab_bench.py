@@ -16,7 +16,8 @@ a disk cache in the work directory, ``dd`` of `--dd-mib` MiB (``conv=fsync``) if
 ``juicefs bench -p 1 --big-file-size BIG --small-file-count SMALL`` (as root it drops the kernel's caches
 between its phases), then unmount. The machine is usually shared: rounds alternate so that both sides
 see the same noise; the table shows the median and range of each item and each target's ratio to the
-last target. Needs root and /dev/fuse. The mount runs from the work directory, so that the current
+last target. ``mount CPU s`` is the CPU time the mount process (with its children) used over the round
+(lower is better): on a shared machine it says what a wall-clock rate cannot. Needs root and /dev/fuse. The mount runs from the work directory, so that the current
 directory's ``jfs`` cannot shadow the tree under test.
 """
 
@@ -45,6 +46,28 @@ ITEMS = {
 def _mounted(path: str) -> bool:
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         return any(line.split()[4] == path for line in f)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its live descendants (JuiceFS's
+    mount runs its daemon as a child)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (parent, _) in stats.items() if parent == p]
+    return total
 
 
 def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
@@ -87,6 +110,7 @@ def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> 
                 if m and m.group(1) in ITEMS:
                     name, unit = ITEMS[m.group(1)]
                     out[f"{name} {unit}"] = float(m.group(2))
+            out["mount CPU s"] = tree_cpu(proc.pid)
         finally:
             subprocess.run(["umount", mnt], capture_output=True)
             try:
@@ -127,7 +151,8 @@ def main() -> None:
     print(f"|---|{'---:|' * (2 * len(labels) - 1)}")
     for item, per in results.items():
         med = {x: statistics.median(per[x]) for x in labels if per.get(x)}
-        cells = [f"{med[x]:,.0f} ({min(per[x]):,.0f}–{max(per[x]):,.0f})" if x in med else "–" for x in labels]
+        f = ",.2f" if max(max(v) for v in per.values()) < 100 else ",.0f"
+        cells = [f"{med[x]:{f}} ({min(per[x]):{f}}–{max(per[x]):{f}})" if x in med else "–" for x in labels]
         ratios = [f"{med[x] / med[last]:.2f}×" if x in med and med.get(last) else "–" for x in labels[:-1]]
         print(f"| {item} | {' | '.join(cells)} | {' | '.join(ratios)} |")
 

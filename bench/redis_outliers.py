@@ -10,7 +10,8 @@ tree's jfs for a before/after in one run; without it this tree with ``--no-readd
 Every round runs each workload on every mount, in an order rotated by one per round (A/B alternating on a
 shared machine); the table shows the median and the range over the rounds. Root only (drop_caches).
 
-Workloads: ``ls -l`` of one directory of N entries after drop_caches (cold) and at once again (warm);
+Workloads: ``ls -l`` of one directory of N entries after drop_caches (cold; also the CPU seconds the mount
+process tree used for it) and at once again (warm);
 ``find`` of it (warm); ``os.listdir`` of it 20 times in a row (entries/s); fio 4 KiB random writes with
 ``--fsync=1`` on a 64 MiB file for a fixed time (IOPS; `--fio-mounts` chooses the mounts).
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ab_bench import tree_cpu  # noqa: E402
 from bench.comparison.backends import redis_server  # noqa: E402
 from bench.comparison.harness import (  # noqa: E402
     JfsMount,
@@ -132,7 +134,9 @@ def main() -> None:
             for system in order if not args.skip_listings else ():
                 d = mounts[system].mnt / "ls"
                 drop_caches()
+                cpu = tree_cpu(mounts[system].pid or 0)
                 record(system, "ls -l cold (s)", _ls(d, args.entries))
+                record(system, "ls -l cold: mount CPU (s)", tree_cpu(mounts[system].pid or 0) - cpu)
                 record(system, "ls -l warm (s)", _ls(d, args.entries))
                 record(system, "find warm (s)", _find(d))
                 record(system, "listdir x20 (entries/s)", _listdir_rate(d))

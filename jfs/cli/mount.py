@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from jfs.adapters.fuse.collector import settle_for_serving
 from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
@@ -177,6 +178,7 @@ async def serve(args: MountArgs) -> None:
         ), root=client.root)
         options, _ = fuse_mount_options(args, f"jfs:{client.meta.settings.name}")
         server = FuseServer(ops, mountpoint, options)
+        settle_for_serving()
         log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid,
                  subdir=args.subdir or None, allow_other=bool(options.allow_other), read_only=read_only)
         await server.run()

@@ -142,6 +142,7 @@ async def test_the_data_path_refetches_a_corrupted_cache_entry(tmp_path: Path) -
         data = os.urandom(100_000)
         await vol.dp.write(h, 0, data)
         await vol.dp.flush(h)
+        vol.dp.mem.clear()  # (the short block written is in memory too: read it from the store)
         assert await vol.dp.read(h, 0, len(data)) == data
         await vol.dp.drain()
         disk = vol.dp.disk
@@ -190,3 +191,33 @@ async def test_the_cache_stops_caching_below_the_free_space_ratio(tmp_path: Path
         assert await cache.get(block_key(2, 0, 1000)) == b"y" * 1000
     finally:
         await cache.close()
+
+
+async def test_a_short_block_written_is_read_back_from_memory() -> None:
+    """A block shorter than a full block (a small file) is in the memory cache once stored: reading it
+    right after the write loads nothing from the object store; a full block is not kept there."""
+    store = MemoryStore(f"cache-{uuid.uuid4().hex}")
+
+    async def opener() -> ObjectStore:
+        return store
+
+    vol = await DataVolume.create(await open_kv("memory://"), opener)
+    try:
+        bs = vol.dp.config.block_size
+        ino = await vol.new_file(b"small")
+        h = await vol.dp.open(ino, os.O_RDWR)
+        data = os.urandom(bs // 2)
+        await vol.dp.write(h, 0, data)
+        await vol.dp.flush(h)
+        assert len(vol.dp.mem) == 1
+        assert await vol.dp.read(h, 0, len(data)) == data
+        assert vol.dp.fetcher.store_loads == 0
+        await vol.dp.release(h)
+        big = await vol.new_file(b"big")
+        h = await vol.dp.open(big, os.O_RDWR)
+        await vol.dp.write(h, 0, os.urandom(bs))
+        await vol.dp.flush(h)
+        assert len(vol.dp.mem) == 1  # a full block is not kept
+        await vol.dp.release(h)
+    finally:
+        await vol.close()

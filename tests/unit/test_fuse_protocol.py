@@ -521,6 +521,7 @@ def test_readdirplus_fast_entry_fields_equal_the_entry_objects() -> None:
     from types import SimpleNamespace
 
     from jfs.adapters.fuse.vfs_operations import VfsOperations
+    from jfs.app.virtual_files import CONTROL_INODE
     from jfs.domain.attrs import Attr as JAttr
     from jfs.domain.attrs import FileType
 
@@ -531,6 +532,7 @@ def test_readdirplus_fast_entry_fields_equal_the_entry_objects() -> None:
         (8, JAttr(FileType.DIRECTORY, 0o2755, 0, 0, 5, 6, -7, 2, 0, 0, 1)),
         (9, JAttr(FileType.SYMLINK, 0o777, 3, 4, 5, 6, 7, 1, 12, 0, 1)),
         (10, JAttr(FileType.CHARDEV, 0o600, 0, 0, 0, 0, 0, 1, 0, 0x0501, 1)),
+        (CONTROL_INODE, JAttr(FileType.REGULAR, 0o666, 0, 0, 5, 6, 7, 1, 0, 0, 1)),
     ]
     for ino, a in cases:
         assert ops._entry_fields(ino, a) == ops._entry(ino, a).pack_fields()

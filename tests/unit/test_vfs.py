@@ -128,6 +128,43 @@ async def test_listing_resumes_at_an_offset(vfs: VFS) -> None:
     await vfs.releasedir(ctx, d, fh)
 
 
+async def test_listing_of_several_pages_reads_the_next_page_ahead(vfs: VFS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing longer than a page is complete and in order with the next page read ahead (plus
+    attributes on every stored entry); resuming at an offset continues it; a handle released mid-listing
+    leaves no read-ahead running."""
+    from jfs.app.vfs import core
+
+    monkeypatch.setattr(core, "DIR_PAGE", 7)
+    ctx = vfs.ctx()
+    d, _ = await vfs.mkdir(ctx, ROOT_INODE, b"pages", 0o755)
+    for i in range(30):
+        await vfs.mknod(ctx, d, b"f%03d" % i, FileType.REGULAR, 0o644)
+    entries = [e async for e in _listing(vfs, d)]
+    assert [e.name for e in entries] == [b".", b".."] + [b"f%03d" % i for i in range(30)]
+    assert all(e.attr is not None and e.attr.typ is FileType.REGULAR for e in entries[2:])
+    assert [e.offset for e in entries] == list(range(1, 33))
+    fh = await vfs.opendir(ctx, d)
+    first = []
+    async for e in vfs.readdir(ctx, d, fh, 0, plus=True):
+        first.append(e)
+        if len(first) == 12:
+            break
+    ahead = vfs._dirs[fh].ahead
+    assert ahead is not None  # the page after the ones read so far is on its way
+    rest = [e.name async for e in vfs.readdir(ctx, d, fh, first[-1].offset, plus=True)]
+    assert [e.name for e in first] + rest == [e.name for e in entries]
+    fh2 = await vfs.opendir(ctx, d)
+    async for e in vfs.readdir(ctx, d, fh2, 0, plus=True):
+        if e.offset == 10:
+            break
+    pending = vfs._dirs[fh2].ahead
+    assert pending is not None
+    await vfs.releasedir(ctx, d, fh2)
+    await asyncio.sleep(0)
+    assert pending.done()
+    await vfs.releasedir(ctx, d, fh)
+
+
 async def test_read_only_client_refuses_every_change(vol: DataVolume) -> None:
     vfs = VFS(vol.meta, vol.dp, VfsConfig(read_only=True))
     ctx = vfs.ctx()

@@ -136,6 +136,8 @@ class _KernelCache:
         await self.notifier.notifications_done(NOTIFY_WAIT)
 
 
+_S_IFMT = {t: t.s_ifmt for t in FileType}
+
 NODE_ARGUMENTS = ("ino", "parent", "new_parent", "ino_in", "ino_out")
 """Parameters of `VfsOperations` methods that name a kernel node."""
 
@@ -241,17 +243,31 @@ class VfsOperations(Operations):
         entry, attr = self._timeouts(ino, a)
         return EntryOut(ino, self._attr(ino, a), generation=1, entry_timeout=entry, attr_timeout=attr)
 
+    @functools.cached_property
+    def _dir_valid(self) -> tuple[int, int, int, int]:
+        """The (entry s, entry ns, attr s, attr ns) validity of a directory's entry (every one of a listing)."""
+        c = self.config
+        return (*split_timeout(c.dir_entry_timeout), *split_timeout(c.attr_timeout))
+
+    @functools.cached_property
+    def _file_valid(self) -> tuple[int, int, int, int]:
+        """`_dir_valid` of any other entry."""
+        c = self.config
+        return (*split_timeout(c.entry_timeout), *split_timeout(c.attr_timeout))
+
     def _entry_fields(self, ino: int, a: JAttr) -> tuple[int, ...]:
         """``self._entry(ino, a).pack_fields()`` without building the objects (every entry of a listing)."""
-        size = 4096 if a.typ is FileType.DIRECTORY else a.length
-        entry, attr = self._timeouts(ino, a)
-        es, ens = split_timeout(entry)
-        as_, ans = split_timeout(attr)
+        typ = a.typ
+        if ino in INTERNAL_INODES:
+            es, ens, as_, ans = (*split_timeout(VIRTUAL_TIMEOUT), *split_timeout(VIRTUAL_TIMEOUT))
+        else:
+            es, ens, as_, ans = self._dir_valid if typ is FileType.DIRECTORY else self._file_valid
+        size = 4096 if typ is FileType.DIRECTORY else a.length
         asec, ansec = divmod(a.atime_ns, 1_000_000_000)
         msec, mnsec = divmod(a.mtime_ns, 1_000_000_000)
         csec, cnsec = divmod(a.ctime_ns, 1_000_000_000)
         return (ino, 1, es, as_, ens, ans, ino, size, (size + 511) >> 9, asec, msec, csec, ansec, mnsec, cnsec,
-                a.st_mode, a.nlink, a.uid, a.gid, a.rdev, 65536, 0)  # fmt: skip
+                _S_IFMT[typ] | (a.mode & 0o7777), a.nlink, a.uid, a.gid, a.rdev, 65536, 0)  # fmt: skip
 
     # ------------------------------------------------------------------ names
 
@@ -394,9 +410,10 @@ class VfsOperations(Operations):
             self._listings.started(fh, ino)
         # aclosing: a full buffer ends the iteration early, and the listing's lock must go with it.
         async with aclosing(self.vfs.readdir(self._ctx(ctx), ino, fh, offset, plus=plus)) as entries:
+            fields = self._entry_fields
+            add = out.add
             async for name, child, typ, next_offset, attr in entries:
-                entry = self._entry_fields(child, attr) if attr is not None else None
-                if not out.add(name, child, typ.s_ifmt, next_offset, entry):
+                if not add(name, child, _S_IFMT[typ], next_offset, None if attr is None else fields(child, attr)):
                     return
         self._listings.finished(fh)
 

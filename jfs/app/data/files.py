@@ -61,6 +61,8 @@ class Handle:
     readahead: ReadAhead = field(default_factory=ReadAhead)
     held: bool = True
     """Opened while the file had a name outside the trash (see `Meta.holds`)."""
+    opened: Attr | None = None
+    """The file's attributes as the engine gave them to this open (after its O_TRUNC)."""
 
     @property
     def writable(self) -> bool:
@@ -95,7 +97,7 @@ class DataPath:
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
-            compact=self._after_commit, spawn=self.spawn, sums=self.sums,
+            compact=self._after_commit, spawn=self.spawn, sums=self.sums, mem=self.mem,
         )  # fmt: skip
         self._inodes: dict[int, InodeState] = {}
         self._handles: dict[int, Handle] = {}
@@ -133,11 +135,11 @@ class DataPath:
         else:
             state.revalidate(attr, seen)
         state.handles += 1
-        h = Handle(next(self._fh), ino, flags, held=not is_trash_inode(attr.parent))
+        h = Handle(next(self._fh), ino, flags, held=not is_trash_inode(attr.parent), opened=attr)
         self._handles[h.fh] = h
         if flags & os.O_TRUNC and h.writable:
             try:
-                await self.truncate(ino, 0, ctx)
+                h.opened = await self.truncate(ino, 0, ctx)
             except BaseException:
                 await self.release(h)
                 raise

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from jfs.app.data.blocks import BlockStore
-from jfs.app.data.cache import DiskCache
+from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
 from jfs.app.data.pages import PageList
@@ -107,6 +107,9 @@ class WriteContext:
     """Runs a background job owned by the data path."""
     sums: SumsIndex | None = None
     """Told the checksums of committed slices (so that reading them back needs no engine lookup)."""
+    mem: MemoryCache[tuple[int, int]] | None = None
+    """The readers' memory cache: written blocks shorter than a full block go there once stored (a small
+    file read right after its write, as by ``juicefs bench``, then needs no object-store read)."""
 
 
 class SliceWriter:
@@ -175,6 +178,8 @@ class SliceWriter:
         if crc is not None:
             self.crcs[index] = crc
         full = len(data) >= ctx.blocks.block_size
+        if not full and ctx.mem is not None:
+            ctx.mem.put((self.id, index), data)
         if ctx.disk is not None and (ctx.config.cache_full_writes if full else ctx.config.cache_small_writes):
             ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
 

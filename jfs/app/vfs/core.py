@@ -63,6 +63,8 @@ UNSERVED_XATTRS = (b"security.", b"system.posix_acl_")
 INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}
 STATS_INODE = VIRTUAL_FILES[b".stats"].ino
 CONFIG_INODE = VIRTUAL_FILES[b".config"].ino
+DIR_PAGE = 4096
+"""Entries an open directory reads from the engine at a time (`VFS.readdir`)."""
 _SPECIAL_FH = itertools.count(1 << 48)  # directory and virtual-file handles, apart from the data path's
 
 
@@ -107,6 +109,19 @@ class _DirHandle:
     entries: list[Entry] = field(default_factory=list)
     cursor: bytes | None = b""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ahead: asyncio.Task[tuple[list[Entry], bytes | None]] | None = None
+    """The page after `entries`, being read while the caller consumes them (`VFS.readdir`)."""
+
+    def drop_ahead(self) -> None:
+        """Forget the page read ahead (cancelled if under way, its failure if any retrieved)."""
+        task, self.ahead = self.ahead, None
+        if task is None:
+            return
+        if task.done():
+            if not task.cancelled():
+                task.exception()
+        else:
+            task.cancel()
 
 
 class DirEntry(NamedTuple):
@@ -325,7 +340,7 @@ class VFS:
             self._writable()
         h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, ctx))
         self._files[h.fh] = h
-        attr = await self.meta.getattr(ino)
+        attr = h.opened if h.opened is not None else await self.meta.getattr(ino)
         seen = (attr.mtime_ns, attr.length)
         keep = self._opened.get(ino) == seen and not flags & os.O_TRUNC
         self._opened[ino] = seen
@@ -528,16 +543,31 @@ class VFS:
                 while pos >= len(d.entries):
                     if d.cursor is None:
                         return
-                    page, d.cursor = await self._timed(
-                        "readdir", ctx, str(ino), self.meta.readdir_page(ino, d.cursor, 4096, ctx, plus=plus))
+                    ahead, d.ahead = d.ahead, None
+                    if ahead is not None:
+                        page, d.cursor = await ahead
+                    else:
+                        page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus)
                     d.entries.extend(page)
-                e = d.entries[pos]
-                attr = self.visible(e.ino, e.attr) if plus and e.attr is not None else None
-                yield DirEntry(e.name, e.ino, e.typ, base + pos + 1, attr)
-                pos += 1
+                    if d.cursor is not None:
+                        # Read the next page while the caller (the kernel) takes this one in: the engine's
+                        # round trip overlaps the caller's work instead of following it.
+                        d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
+                # The entries read so far, without a lookup of `d` per entry (a listing yields thousands).
+                entries, visible = d.entries, self.visible
+                while pos < len(entries):
+                    name, child, typ, attr = entries[pos]
+                    pos += 1
+                    yield DirEntry(name, child, typ, base + pos,
+                                   visible(child, attr) if plus and attr is not None else None)
+
+    async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool) -> tuple[list[Entry], bytes | None]:
+        return await self._timed("readdir", ctx, str(ino), self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus))
 
     async def releasedir(self, ctx: Ctx, ino: int, fh: int) -> None:
-        self._dirs.pop(fh, None)
+        d = self._dirs.pop(fh, None)
+        if d is not None:
+            d.drop_ahead()
 
     async def listdir(self, ctx: Ctx, ino: int, *, plus: bool = False) -> list[Entry]:
         """Every stored entry of directory `ino` (no ``.``, ``..`` or virtual files), in name order."""
