@@ -91,7 +91,8 @@ def _mount_cpu(mnt: Path) -> float:
         if not d.name.isdigit():
             continue
         try:
-            if needle not in (d / "cmdline").read_bytes().split(b"\0"):
+            # JuiceFS rewrites its argv as one space-joined string.
+            if needle not in (d / "cmdline").read_bytes().replace(b"\0", b" ").split():
                 continue
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
