@@ -248,3 +248,27 @@ def test_a_block_is_compressed_and_sealed_in_one_cpu_call(juicefs_key: rsa.RSAPr
             await inner.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
+def test_blocks_sealed_at_once_stay_apart(juicefs_key: rsa.RSAPrivateKey, codec: str) -> None:
+    """The seal reads the compressed block from a per-thread scratch buffer: many blocks encoded at once
+    on the CPU pool must each open to their own bytes."""
+    import os
+
+    async def main() -> None:
+        inner = MemoryStore()
+        store = EncryptedStore(inner, Sealer(juicefs_key))
+        blocks = BlockStore(store, DataConfig(volume="vol", uuid="u", block_size=1 << 18, compression=codec))
+        try:
+            datas = [os.urandom(1 << 17) + bytes([i]) * (1 << 17) for i in range(24)]
+            await asyncio.gather(*(blocks.put(10 + i, 0, d) for i, d in enumerate(datas)))
+            for i, d in enumerate(datas):
+                raw = await inner.get(blocks.key(10 + i, 0, len(d)))
+                assert get_codec(codec).decompress(store.sealer.open(raw), len(d)) == d
+                assert await blocks.get(10 + i, 0, len(d)) == d
+        finally:
+            await blocks.close()
+            await inner.close()
+
+    asyncio.run(main())

@@ -121,10 +121,11 @@ class BlockStore:
 
     def _encode(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int | None]:
         """The stored form of a block (compressed, then sealed on an encrypted volume) and its CRC."""
-        payload: bytes | memoryview = data if self.ranged else self.codec.compress(data)
+        crc = block_crc(data) if self.checksum else None
         if self._sealer is not None:
-            payload = memoryview(self._sealer.seal(payload))
-        return payload, block_crc(data) if self.checksum else None
+            # The compressed form is only read by the encryption: a per-thread scratch buffer will do.
+            return memoryview(self._sealer.seal(self.codec.compress_scratch(data))), crc
+        return (data if self.ranged else memoryview(self.codec.compress(data))), crc
 
     async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> int | None:
         """Store block `index` of slice `slice_id` (its whole uncompressed content is `data`); returns the
