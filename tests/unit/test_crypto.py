@@ -272,3 +272,43 @@ def test_blocks_sealed_at_once_stay_apart(juicefs_key: rsa.RSAPrivateKey, codec:
             await inner.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_blocks_are_sealed_once_through_the_mounts_store_layers(juicefs_key: rsa.RSAPrivateKey, codec: str) -> None:
+    """The data path wraps the EncryptedStore in other layers (request metrics, throttling): the block store
+    still seals in its own CPU call — never on the EncryptedStore's pool — the layers still see every
+    request (with the sealed size), and other objects through the same chain are still sealed."""
+    from jfs.app.data.throttle import throttled
+    from jfs.app.metrics import TimedStore
+
+    async def main() -> None:
+        inner = MemoryStore()
+        sealed = EncryptedStore(inner, Sealer(juicefs_key))
+        store = TimedStore(throttled(sealed, upload_mbps=10_000, download_mbps=10_000))
+        pool_calls: list[str] = []
+        real = sealed._cpu
+
+        async def counting(fn, *args):  # type: ignore[no-untyped-def]
+            pool_calls.append(fn.__name__)
+            return await real(fn, *args)
+
+        sealed._cpu = counting  # type: ignore[method-assign]
+        blocks = BlockStore(store, DataConfig(volume="vol", uuid="u", block_size=1 << 16, compression=codec))
+        try:
+            data = b"jfs " * (1 << 14)
+            await blocks.put(5, 0, data)
+            raw = await inner.get(blocks.key(5, 0, len(data)))
+            assert get_codec(codec).decompress(sealed.sealer.open(raw), len(data)) == data
+            assert await blocks.get(5, 0, len(data)) == data
+            assert pool_calls == []
+            assert store.meters["PUT"].count == 1 and store.meters["GET"].count == 1  # type: ignore[attr-defined]
+            await store.put("other", b"plain text")  # not a block: sealed by the EncryptedStore as before
+            assert sealed.sealer.open(await inner.get("other")) == b"plain text"
+            assert await store.get("other") == b"plain text"
+            assert pool_calls == ["seal", "open"]
+        finally:
+            await blocks.close()
+            await sealed.close()
+
+    asyncio.run(main())

@@ -11,7 +11,10 @@ Three pieces, all on the `cryptography` library (OpenSSL underneath; nothing han
   `SealBroken` (a `CorruptBlock`, so the block store retries it a few times, then reports EIO with the key).
 * `EncryptedStore`: an `ObjectStore` that seals every `put` and opens every `get` — JuiceFS wraps its
   object storage the same way, so the blocks and the ``juicefs_uuid`` object are sealed alike. The AEAD
-  and the RSA unwrap run on a thread pool (OpenSSL releases the GIL), never on the event loop.
+  and the RSA unwrap run on a thread pool (OpenSSL releases the GIL), never on the event loop. Inside
+  `sealed_by_caller()` it passes objects through as they are: the block store seals and opens blocks
+  itself, in the CPU-pool call that (de)compresses them (ADR 0023), and still sends them through every
+  store layer around this one (request metrics, throttling).
 * `seal_secret` / `open_secret` and `plain_settings` / `seal_settings`: the setting's secret fields
   (``SecretKey``, ``SessionToken``, ``EncryptKey``) sealed when ``KeyEncrypted``: AES-128-GCM with key
   ``MD5(UUID)``, stored as base64(nonce(12) || ciphertext). This hides secrets from a casual reader of the
@@ -24,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TypeVar
 
@@ -177,6 +182,32 @@ def volume_sealer(settings: Settings, passphrase: str | None = None) -> Sealer |
     return Sealer(load_volume_key(pem, passphrase), settings.encrypt_algo)
 
 
+_SEALED_BY_CALLER: ContextVar[bool] = ContextVar("jfs_sealed_by_caller", default=False)
+
+
+@contextlib.contextmanager
+def sealed_by_caller() -> Iterator[None]:
+    """While this is active (in this task, and tasks it starts), an `EncryptedStore` anywhere in a chain
+    of store layers stores `put` bytes as they are and returns `get` bytes as stored: the caller seals and
+    opens them itself (`BlockStore`)."""
+    token = _SEALED_BY_CALLER.set(True)
+    try:
+        yield
+    finally:
+        _SEALED_BY_CALLER.reset(token)
+
+
+def find_sealer(store: object) -> Sealer | None:
+    """The sealer of the `EncryptedStore` in `store`'s chain of layers (followed through ``inner``), if any."""
+    seen = 0
+    while store is not None and seen < 16:
+        if isinstance(store, EncryptedStore):
+            return store.sealer
+        store = getattr(store, "inner", None)
+        seen += 1
+    return None
+
+
 class EncryptedStore(StoreWrapper):
     """An ObjectStore whose objects are sealed by `sealer` in `inner` (see the module docstring).
 
@@ -194,9 +225,14 @@ class EncryptedStore(StoreWrapper):
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
+        if _SEALED_BY_CALLER.get():
+            await self.inner.put(key, data)
+            return
         await self.inner.put(key, memoryview(await self._cpu(self.sealer.seal, data)))
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        if _SEALED_BY_CALLER.get():
+            return await self.inner.get(key, off, limit)
         raw = await self.inner.get(key)
         try:
             data = await self._cpu(self.sealer.open, raw)
@@ -270,6 +306,7 @@ def seal_settings(settings: Settings) -> Settings:
 
 
 __all__ = [
-    "PASSPHRASE_ENV", "KeyProblem", "SealBroken", "Sealer", "EncryptedStore", "load_volume_key", "read_key_file",
+    "PASSPHRASE_ENV", "KeyProblem", "SealBroken", "Sealer", "EncryptedStore", "sealed_by_caller", "find_sealer",
+    "load_volume_key", "read_key_file",
     "volume_sealer", "seal_secret", "open_secret", "plain_settings", "seal_settings",
 ]
