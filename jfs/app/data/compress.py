@@ -88,9 +88,8 @@ class LZ4:
     def compress(self, data: Buffer) -> Buffer:
         if not len(data):
             return lz4.block.compress(data, store_size=False)  # type: ignore[no-any-return]
-        out = bytearray(cramjam.lz4.compress_block_bound(data))
-        del out[cramjam.lz4.compress_block_into(data, out, store_size=False) :]  # shrinks in place
-        return memoryview(out)
+        # cramjam's own buffer: allocated outside the GIL too (a bytearray would be zero-filled holding it).
+        return memoryview(cramjam.lz4.compress_block(data, store_size=False))
 
     def compress_scratch(self, data: Buffer) -> Buffer:
         if not len(data):
