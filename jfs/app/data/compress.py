@@ -6,9 +6,10 @@ Every block is compressed on its own, before encryption:
 * ``lz4``: a **raw LZ4 block** — no frame, no magic, no size header. The decoder must be told the
   uncompressed size, which the block key carries (``<id>_<index>_<blockLen>``). Compressed with
   `cramjam` (the reference C liblz4 at acceleration 1, the same bytes as python-lz4's ``lz4.block``)
-  straight into a buffer of ours, outside the GIL: python-lz4 compresses into a scratch buffer of its
-  own and then copies the result into a new ``bytes`` while holding the GIL, a 4 MiB copy per block that
-  stalled the mount's event loop. Decompressed with python-lz4 (one allocation: the ``bytes`` returned).
+  outside the GIL, into cramjam's own buffer (`compress`) or a per-thread scratch buffer
+  (`compress_scratch`): python-lz4 compresses into a scratch allocation and then copies the result into
+  a new ``bytes`` while holding the GIL, a 4 MiB copy per block that stalled the mount's event loop.
+  Decompressed with python-lz4 (one allocation: the ``bytes`` returned).
 * ``zstd``: one standard zstd frame (magic ``28 b5 2f fd``) at level 1.
 
 `Codec.decompress` always checks the result against the expected size; any decoder error or size
