@@ -312,3 +312,19 @@ def test_blocks_are_sealed_once_through_the_mounts_store_layers(juicefs_key: rsa
             await sealed.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("algo", ["aes256gcm-rsa", "chacha20-rsa"])
+def test_open_scratch_opens_as_open_does_and_catches_the_same_damage(juicefs_key: rsa.RSAPrivateKey, algo: str) -> None:
+    sealer = Sealer(juicefs_key, algo)
+    big, small = bytes(range(256)) * 4096, b"tiny"
+    sealed_big, sealed_small = sealer.seal(big), sealer.seal(small)
+    assert bytes(sealer.open_scratch(sealed_big)) == sealer.open(sealed_big) == big
+    view = sealer.open_scratch(sealed_small)  # the scratch stays as large as it grew: a view of the right size
+    assert bytes(view) == small and len(view) == len(small)
+    tampered = bytearray(sealed_big)
+    tampered[-100] ^= 1
+    with pytest.raises(SealBroken):
+        sealer.open_scratch(tampered)
+    with pytest.raises(SealBroken):
+        sealer.open_scratch(sealed_big[: envelope.header_size(256) + 3])

@@ -149,7 +149,12 @@ class BlockStore:
 
     def _decode(self, key: str, raw: bytes, blen: int, crc: int | None = None) -> bytes:
         try:
-            opened = raw if self._sealer is None else self._sealer.open(raw)
+            if self._sealer is None:
+                opened: bytes | memoryview = raw
+            elif self.codec.name == "none":
+                opened = self._sealer.open(raw)  # the plaintext is the block: its own bytes
+            else:  # only read by the decompression: a per-thread scratch buffer will do
+                opened = self._sealer.open_scratch(raw)
             data = self.codec.decompress(opened, blen)
         except CorruptBlock as exc:
             raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None

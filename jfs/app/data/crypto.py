@@ -32,6 +32,7 @@ import functools
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -131,6 +132,7 @@ class Sealer:
         self._aead: Callable[[bytes], AESGCM | ChaCha20Poly1305] = (
             AESGCM if algorithm == "aes256gcm-rsa" else ChaCha20Poly1305
         )
+        self._local = threading.local()  # open_scratch's buffer, one per thread
 
     @property
     def overhead(self) -> int:
@@ -151,6 +153,31 @@ class Sealer:
 
     def open(self, data: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of a sealed object; SealBroken when it does not open."""
+        aead, env = self._unwrap(data)
+        try:
+            return aead.decrypt(env.nonce, env.ciphertext, None)
+        except InvalidTag:
+            raise SealBroken(f"{self.algorithm} tag does not verify (the object was altered)") from None
+
+    def open_scratch(self, data: bytes | bytearray | memoryview) -> memoryview:
+        """As `open`, into a buffer the calling thread reuses: valid only until the same thread's next
+        `open_scratch` (for a caller that consumes it at once: the decompression of a block)."""
+        aead, env = self._unwrap(data)
+        n = len(env.ciphertext) - envelope.TAG_SIZE
+        if n < 0:
+            raise SealBroken(f"a ciphertext of {len(env.ciphertext)} bytes is shorter than its tag")
+        scratch: bytearray | None = getattr(self._local, "scratch", None)
+        if scratch is None or len(scratch) < n:
+            scratch = self._local.scratch = bytearray(n)
+        view = memoryview(scratch)[:n]
+        try:
+            aead.decrypt_into(env.nonce, env.ciphertext, None, view)
+        except InvalidTag:
+            raise SealBroken(f"{self.algorithm} tag does not verify (the object was altered)") from None
+        return view
+
+    def _unwrap(self, data: bytes | bytearray | memoryview) -> tuple[AESGCM | ChaCha20Poly1305, envelope.Envelope]:
+        """The AEAD of the object's data key and its parsed envelope; SealBroken when the key does not unwrap."""
         try:
             env = envelope.unpack(data)
         except envelope.BadEnvelope as exc:
@@ -165,10 +192,7 @@ class Sealer:
             raise SealBroken("the data key does not unwrap with the volume's RSA key (another key, or damaged)") from None
         if len(data_key) != self._key_len or len(env.nonce) != envelope.NONCE_SIZE:
             raise SealBroken(f"a {len(data_key)}-byte data key or {len(env.nonce)}-byte nonce is not {self.algorithm}")
-        try:
-            return self._aead(data_key).decrypt(env.nonce, env.ciphertext, None)
-        except InvalidTag:
-            raise SealBroken(f"{self.algorithm} tag does not verify (the object was altered)") from None
+        return self._aead(data_key), env
 
 
 def volume_sealer(settings: Settings, passphrase: str | None = None) -> Sealer | None:
