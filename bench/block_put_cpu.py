@@ -36,10 +36,12 @@ SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 async def run(args: argparse.Namespace) -> None:
+    config = DataConfig(volume="vol", uuid="u", block_size=4 * MiB, compression=args.compress)
+    sealer = None if args.plain else Sealer(rsa.generate_private_key(65537, 2048))
     root = tempfile.mkdtemp(prefix="block-put-cpu-", dir=SHM)
     files = FileStore(root)
-    store = files if args.plain else EncryptedStore(files, Sealer(rsa.generate_private_key(65537, 2048)))
-    blocks = BlockStore(TimedStore(store), DataConfig(volume="vol", uuid="u", block_size=4 * MiB, compression=args.compress))
+    store = files if sealer is None else EncryptedStore(files, sealer)
+    blocks = BlockStore(TimedStore(store), config)
     pieces = [memoryview(bytearray(os.urandom(MiB))).toreadonly() for _ in range(8)]
     uploads = asyncio.Semaphore(20)
     sid = 1
