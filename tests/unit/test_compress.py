@@ -36,7 +36,7 @@ def test_round_trip_large_compressible_block(name: str) -> None:
 @given(data=st.binary(min_size=1, max_size=5000))
 @settings(max_examples=60, deadline=None)
 def test_lz4_output_is_a_raw_block(data: bytes) -> None:
-    stored = get_codec("lz4").compress(data)
+    stored = bytes(get_codec("lz4").compress(data))
     assert not stored.startswith(LZ4_FRAME_MAGIC)
     # A plain block decoder told the size reproduces the data: there is no size header to skip.
     assert lz4.block.decompress(stored, uncompressed_size=len(data)) == data
@@ -45,7 +45,7 @@ def test_lz4_output_is_a_raw_block(data: bytes) -> None:
 
 def test_lz4_has_no_size_header() -> None:
     data = b"a" * 1000
-    stored = get_codec("lz4").compress(data)
+    stored = bytes(get_codec("lz4").compress(data))
     with_header = lz4.block.compress(data, store_size=True)
     assert with_header[4:] == stored and with_header[:4] == (1000).to_bytes(4, "little")
 
@@ -96,3 +96,37 @@ def test_codec_lookup() -> None:
     with pytest.raises(UnknownCodec, match="known: lz4, none, zstd"):
         get_codec("snappy")
     assert issubclass(UnknownCodec, ValueError) and issubclass(CorruptBlock, ValueError)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.binary(max_size=20_000))
+@settings(max_examples=40, deadline=None)
+def test_compress_scratch_gives_the_same_stored_form(name: str, data: bytes) -> None:
+    codec = get_codec(name)
+    assert bytes(codec.compress_scratch(data)) == bytes(codec.compress(data))
+
+
+def test_lz4_scratch_is_reused_per_thread_and_never_shared() -> None:
+    import threading
+
+    codec = get_codec("lz4")
+    a, b = b"a" * 9000, bytes(range(256)) * 20  # the scratch grows to the largest bound so far
+    first = codec.compress_scratch(a)
+    assert isinstance(first, memoryview)
+    again = codec.compress_scratch(b)
+    assert isinstance(again, memoryview) and first.obj is again.obj  # one buffer per thread
+    other: list[object] = []
+    t = threading.Thread(target=lambda: other.append(codec.compress_scratch(a)))
+    t.start()
+    t.join()
+    assert isinstance(other[0], memoryview) and other[0].obj is not again.obj
+    assert lz4.block.decompress(bytes(again), uncompressed_size=len(b)) == b
+
+
+def test_lz4_compress_is_byte_identical_to_python_lz4_on_a_big_block() -> None:
+    import os
+
+    block = os.urandom(1 << 20) + (b"jfs block " * 300_000)[: 3 << 20]
+    stored = get_codec("lz4").compress(block)
+    assert bytes(stored) == lz4.block.compress(block, store_size=False)
+    assert bytes(get_codec("lz4").compress_scratch(block)) == bytes(stored)

@@ -248,3 +248,83 @@ def test_a_block_is_compressed_and_sealed_in_one_cpu_call(juicefs_key: rsa.RSAPr
             await inner.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
+def test_blocks_sealed_at_once_stay_apart(juicefs_key: rsa.RSAPrivateKey, codec: str) -> None:
+    """The seal reads the compressed block from a per-thread scratch buffer: many blocks encoded at once
+    on the CPU pool must each open to their own bytes."""
+    import os
+
+    async def main() -> None:
+        inner = MemoryStore()
+        store = EncryptedStore(inner, Sealer(juicefs_key))
+        blocks = BlockStore(store, DataConfig(volume="vol", uuid="u", block_size=1 << 18, compression=codec))
+        try:
+            datas = [os.urandom(1 << 17) + bytes([i]) * (1 << 17) for i in range(24)]
+            await asyncio.gather(*(blocks.put(10 + i, 0, d) for i, d in enumerate(datas)))
+            for i, d in enumerate(datas):
+                raw = await inner.get(blocks.key(10 + i, 0, len(d)))
+                assert get_codec(codec).decompress(store.sealer.open(raw), len(d)) == d
+                assert await blocks.get(10 + i, 0, len(d)) == d
+        finally:
+            await blocks.close()
+            await inner.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_blocks_are_sealed_once_through_the_mounts_store_layers(juicefs_key: rsa.RSAPrivateKey, codec: str) -> None:
+    """The data path wraps the EncryptedStore in other layers (request metrics, throttling): the block store
+    still seals in its own CPU call — never on the EncryptedStore's pool — the layers still see every
+    request (with the sealed size), and other objects through the same chain are still sealed."""
+    from jfs.app.data.throttle import throttled
+    from jfs.app.metrics import TimedStore
+
+    async def main() -> None:
+        inner = MemoryStore()
+        sealed = EncryptedStore(inner, Sealer(juicefs_key))
+        store = TimedStore(throttled(sealed, upload_mbps=10_000, download_mbps=10_000))
+        pool_calls: list[str] = []
+        real = sealed._cpu
+
+        async def counting(fn, *args):  # type: ignore[no-untyped-def]
+            pool_calls.append(fn.__name__)
+            return await real(fn, *args)
+
+        sealed._cpu = counting  # type: ignore[method-assign]
+        blocks = BlockStore(store, DataConfig(volume="vol", uuid="u", block_size=1 << 16, compression=codec))
+        try:
+            data = b"jfs " * (1 << 14)
+            await blocks.put(5, 0, data)
+            raw = await inner.get(blocks.key(5, 0, len(data)))
+            assert get_codec(codec).decompress(sealed.sealer.open(raw), len(data)) == data
+            assert await blocks.get(5, 0, len(data)) == data
+            assert pool_calls == []
+            assert store.meters["PUT"].count == 1 and store.meters["GET"].count == 1  # type: ignore[attr-defined]
+            await store.put("other", b"plain text")  # not a block: sealed by the EncryptedStore as before
+            assert sealed.sealer.open(await inner.get("other")) == b"plain text"
+            assert await store.get("other") == b"plain text"
+            assert pool_calls == ["seal", "open"]
+        finally:
+            await blocks.close()
+            await sealed.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("algo", ["aes256gcm-rsa", "chacha20-rsa"])
+def test_open_scratch_opens_as_open_does_and_catches_the_same_damage(juicefs_key: rsa.RSAPrivateKey, algo: str) -> None:
+    sealer = Sealer(juicefs_key, algo)
+    big, small = bytes(range(256)) * 4096, b"tiny"
+    sealed_big, sealed_small = sealer.seal(big), sealer.seal(small)
+    assert bytes(sealer.open_scratch(sealed_big)) == sealer.open(sealed_big) == big
+    view = sealer.open_scratch(sealed_small)  # the scratch stays as large as it grew: a view of the right size
+    assert bytes(view) == small and len(view) == len(small)
+    tampered = bytearray(sealed_big)
+    tampered[-100] ^= 1
+    with pytest.raises(SealBroken):
+        sealer.open_scratch(tampered)
+    with pytest.raises(SealBroken):
+        sealer.open_scratch(sealed_big[: envelope.header_size(256) + 3])

@@ -3,9 +3,10 @@
 Objects are named ``<volume>/`` + `block_key(slice_id, index, blen)` where `blen` is the uncompressed
 length (exactly as JuiceFS names them), and each holds the block compressed on its own with the volume's
 codec (raw LZ4 block, zstd frame, or nothing) — then sealed, on an encrypted volume, with the sealer of the
-`EncryptedStore` it is given (`jfs.app.data.crypto`; a block that does not open is bad content). Blocks
-bypass that store: they are sealed and opened in the same CPU-pool call as they are (de)compressed, and
-stored in the store it wraps, byte for byte as it would have stored them (ADR 0023).
+`EncryptedStore` in the chain of store layers it is given (`jfs.app.data.crypto`; a block that does not
+open is bad content). Blocks are sealed and opened in the same CPU-pool call as they are (de)compressed,
+and pass that store untouched (`sealed_by_caller`), byte for byte as it would have sealed them, through
+every other layer (request metrics, throttling) (ADR 0023).
 
 Contracts:
 
@@ -36,7 +37,7 @@ import structlog
 
 from jfs.app.data.compress import CorruptBlock, get_codec
 from jfs.app.data.config import DataConfig
-from jfs.app.data.crypto import EncryptedStore
+from jfs.app.data.crypto import find_sealer, sealed_by_caller
 from jfs.domain.checksums import block_crc
 from jfs.domain.chunks import block_count, block_key, block_len
 from jfs.domain.errors import FSError
@@ -69,9 +70,9 @@ class BlockStore:
         self.block_size = config.block_size
         self.codec = get_codec(config.compression)
         # On an encrypted volume the seal is part of encoding a block (one CPU-pool call per block, not
-        # one for compression and another for the seal): blocks go to the store under the EncryptedStore.
-        self._sealer = store.sealer if isinstance(store, EncryptedStore) else None
-        self._objects: ObjectStore = store.inner if isinstance(store, EncryptedStore) else store
+        # one for compression and another for the seal): blocks pass the EncryptedStore as they are.
+        self._sealer = find_sealer(store)
+        self._objects: ObjectStore = store
         self.ranged = self.codec.name == "none" and self._sealer is None
         """Whether part of a block can be fetched with a ranged GET (only uncompressed, unencrypted blocks)."""
         self.checksum = config.checksum
@@ -121,10 +122,11 @@ class BlockStore:
 
     def _encode(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int | None]:
         """The stored form of a block (compressed, then sealed on an encrypted volume) and its CRC."""
-        payload: bytes | memoryview = data if self.ranged else self.codec.compress(data)
+        crc = block_crc(data) if self.checksum else None
         if self._sealer is not None:
-            payload = memoryview(self._sealer.seal(payload))
-        return payload, block_crc(data) if self.checksum else None
+            # The compressed form is only read by the encryption: a per-thread scratch buffer will do.
+            return memoryview(self._sealer.seal(self.codec.compress_scratch(data))), crc
+        return (data if self.ranged else memoryview(self.codec.compress(data))), crc
 
     async def put(self, slice_id: int, index: int, data: bytes | memoryview) -> int | None:
         """Store block `index` of slice `slice_id` (its whole uncompressed content is `data`); returns the
@@ -139,14 +141,20 @@ class BlockStore:
             payload, crc = await self.cpu(self._encode, data)
 
         async def once() -> None:
-            await self._objects.put(key, payload)
+            with sealed_by_caller():
+                await self._objects.put(key, payload)
 
         await self._retrying("put", key, once)
         return crc
 
     def _decode(self, key: str, raw: bytes, blen: int, crc: int | None = None) -> bytes:
         try:
-            opened = raw if self._sealer is None else self._sealer.open(raw)
+            if self._sealer is None:
+                opened: bytes | memoryview = raw
+            elif self.codec.name == "none":
+                opened = self._sealer.open(raw)  # the plaintext is the block: its own bytes
+            else:  # only read by the decompression: a per-thread scratch buffer will do
+                opened = self._sealer.open_scratch(raw)
             data = self.codec.decompress(opened, blen)
         except CorruptBlock as exc:
             raise CorruptBlock(f"object '{key}' ({len(raw)} bytes stored): {exc}") from None
@@ -169,7 +177,8 @@ class BlockStore:
             # An uncompressed, unsealed block is stored as is: asking for a range of its length lets a store
             # serve a small one without a thread hop (the file store's RWF_NOWAIT path). One byte more, so
             # that an object longer than its block still fails the size check.
-            raw = await (self._objects.get(key, 0, blen + 1) if self.ranged else self._objects.get(key))
+            with sealed_by_caller():
+                raw = await (self._objects.get(key, 0, blen + 1) if self.ranged else self._objects.get(key))
             if self.ranged and crc is None:
                 return self._decode(key, raw, blen)
             return await self.cpu(self._decode, key, raw, blen, crc)

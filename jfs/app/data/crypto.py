@@ -11,7 +11,10 @@ Three pieces, all on the `cryptography` library (OpenSSL underneath; nothing han
   `SealBroken` (a `CorruptBlock`, so the block store retries it a few times, then reports EIO with the key).
 * `EncryptedStore`: an `ObjectStore` that seals every `put` and opens every `get` — JuiceFS wraps its
   object storage the same way, so the blocks and the ``juicefs_uuid`` object are sealed alike. The AEAD
-  and the RSA unwrap run on a thread pool (OpenSSL releases the GIL), never on the event loop.
+  and the RSA unwrap run on a thread pool (OpenSSL releases the GIL), never on the event loop. Inside
+  `sealed_by_caller()` it passes objects through as they are: the block store seals and opens blocks
+  itself, in the CPU-pool call that (de)compresses them (ADR 0023), and still sends them through every
+  store layer around this one (request metrics, throttling).
 * `seal_secret` / `open_secret` and `plain_settings` / `seal_settings`: the setting's secret fields
   (``SecretKey``, ``SessionToken``, ``EncryptKey``) sealed when ``KeyEncrypted``: AES-128-GCM with key
   ``MD5(UUID)``, stored as base64(nonce(12) || ciphertext). This hides secrets from a casual reader of the
@@ -24,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TypeVar
 
@@ -126,6 +132,7 @@ class Sealer:
         self._aead: Callable[[bytes], AESGCM | ChaCha20Poly1305] = (
             AESGCM if algorithm == "aes256gcm-rsa" else ChaCha20Poly1305
         )
+        self._local = threading.local()  # open_scratch's buffer, one per thread
 
     @property
     def overhead(self) -> int:
@@ -146,6 +153,31 @@ class Sealer:
 
     def open(self, data: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of a sealed object; SealBroken when it does not open."""
+        aead, env = self._unwrap(data)
+        try:
+            return aead.decrypt(env.nonce, env.ciphertext, None)
+        except InvalidTag:
+            raise SealBroken(f"{self.algorithm} tag does not verify (the object was altered)") from None
+
+    def open_scratch(self, data: bytes | bytearray | memoryview) -> memoryview:
+        """As `open`, into a buffer the calling thread reuses: valid only until the same thread's next
+        `open_scratch` (for a caller that consumes it at once: the decompression of a block)."""
+        aead, env = self._unwrap(data)
+        n = len(env.ciphertext) - envelope.TAG_SIZE
+        if n < 0:
+            raise SealBroken(f"a ciphertext of {len(env.ciphertext)} bytes is shorter than its tag")
+        scratch: bytearray | None = getattr(self._local, "scratch", None)
+        if scratch is None or len(scratch) < n:
+            scratch = self._local.scratch = bytearray(n)
+        view = memoryview(scratch)[:n]
+        try:
+            aead.decrypt_into(env.nonce, env.ciphertext, None, view)
+        except InvalidTag:
+            raise SealBroken(f"{self.algorithm} tag does not verify (the object was altered)") from None
+        return view
+
+    def _unwrap(self, data: bytes | bytearray | memoryview) -> tuple[AESGCM | ChaCha20Poly1305, envelope.Envelope]:
+        """The AEAD of the object's data key and its parsed envelope; SealBroken when the key does not unwrap."""
         try:
             env = envelope.unpack(data)
         except envelope.BadEnvelope as exc:
@@ -160,10 +192,7 @@ class Sealer:
             raise SealBroken("the data key does not unwrap with the volume's RSA key (another key, or damaged)") from None
         if len(data_key) != self._key_len or len(env.nonce) != envelope.NONCE_SIZE:
             raise SealBroken(f"a {len(data_key)}-byte data key or {len(env.nonce)}-byte nonce is not {self.algorithm}")
-        try:
-            return self._aead(data_key).decrypt(env.nonce, env.ciphertext, None)
-        except InvalidTag:
-            raise SealBroken(f"{self.algorithm} tag does not verify (the object was altered)") from None
+        return self._aead(data_key), env
 
 
 def volume_sealer(settings: Settings, passphrase: str | None = None) -> Sealer | None:
@@ -175,6 +204,32 @@ def volume_sealer(settings: Settings, passphrase: str | None = None) -> Sealer |
     if pem == "removed":
         raise KeyProblem(f"volume '{settings.name}' is encrypted but its setting holds no key (EncryptKey removed)")
     return Sealer(load_volume_key(pem, passphrase), settings.encrypt_algo)
+
+
+_SEALED_BY_CALLER: ContextVar[bool] = ContextVar("jfs_sealed_by_caller", default=False)
+
+
+@contextlib.contextmanager
+def sealed_by_caller() -> Iterator[None]:
+    """While this is active (in this task, and tasks it starts), an `EncryptedStore` anywhere in a chain
+    of store layers stores `put` bytes as they are and returns `get` bytes as stored: the caller seals and
+    opens them itself (`BlockStore`)."""
+    token = _SEALED_BY_CALLER.set(True)
+    try:
+        yield
+    finally:
+        _SEALED_BY_CALLER.reset(token)
+
+
+def find_sealer(store: object) -> Sealer | None:
+    """The sealer of the `EncryptedStore` in `store`'s chain of layers (followed through ``inner``), if any."""
+    seen = 0
+    while store is not None and seen < 16:
+        if isinstance(store, EncryptedStore):
+            return store.sealer
+        store = getattr(store, "inner", None)
+        seen += 1
+    return None
 
 
 class EncryptedStore(StoreWrapper):
@@ -194,9 +249,14 @@ class EncryptedStore(StoreWrapper):
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
     async def put(self, key: str, data: bytes | memoryview) -> None:
+        if _SEALED_BY_CALLER.get():
+            await self.inner.put(key, data)
+            return
         await self.inner.put(key, memoryview(await self._cpu(self.sealer.seal, data)))
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        if _SEALED_BY_CALLER.get():
+            return await self.inner.get(key, off, limit)
         raw = await self.inner.get(key)
         try:
             data = await self._cpu(self.sealer.open, raw)
@@ -270,6 +330,7 @@ def seal_settings(settings: Settings) -> Settings:
 
 
 __all__ = [
-    "PASSPHRASE_ENV", "KeyProblem", "SealBroken", "Sealer", "EncryptedStore", "load_volume_key", "read_key_file",
+    "PASSPHRASE_ENV", "KeyProblem", "SealBroken", "Sealer", "EncryptedStore", "sealed_by_caller", "find_sealer",
+    "load_volume_key", "read_key_file",
     "volume_sealer", "seal_secret", "open_secret", "plain_settings", "seal_settings",
 ]
