@@ -5,6 +5,7 @@ not come up.
 `spawn_detached` does the three and raises VolumeError with the child's own error line (or its last log
 line) when it does not come up. `start_detached` raises VolumeError when the log file cannot be opened; `wait_for` never raises (it answers
 whether the child got ready); `last_log_line` answers "" for a missing or empty log.
+A shared log (the default /var/log/jfs.log) is read only from where it ended when the child started.
 """
 
 from __future__ import annotations
@@ -44,14 +45,29 @@ def wait_for(child: subprocess.Popen[bytes], ready: Callable[[], bool], timeout:
     return False
 
 
-def last_log_line(log_path: str) -> str:
-    """The last non-blank line of `log_path`, stripped ("" when there is none or it cannot be read)."""
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            lines = [ln.strip() for ln in f if ln.strip()]
-    except OSError:
-        return ""
+def last_log_line(log_path: str, since: int = 0) -> str:
+    """The last non-blank line of `log_path` written after byte `since`, stripped ("" when there is none or
+    it cannot be read)."""
+    lines = _log_lines(log_path, since)
     return lines[-1] if lines else ""
+
+
+def _log_lines(log_path: str, since: int) -> list[str]:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def log_size(log_path: str) -> int:
+    """The size of `log_path` in bytes (0 when missing): where a child started now begins writing."""
+    try:
+        return os.path.getsize(log_path)
+    except OSError:
+        return 0
 
 
 CHILD_ERROR = "jfs: error: "
@@ -73,14 +89,17 @@ def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_pa
     (`what` names it in the message, e.g. "mount of /mnt/jfs"), or when the log file cannot be opened.
     """
     log_path = os.path.abspath(os.path.expanduser(log_path)) if log_path else default_log_path()
+    since = log_size(log_path)  # other daemons may share the log: only what was written after this counts
     child = start_detached(argv, log_path, env={**os.environ, LOG_FILE_ENV: log_path})
     if wait_for(child, ready, timeout):
         return child
-    tail = last_log_line(log_path)
+    lines = _log_lines(log_path, since)
+    tail = lines[-1] if lines else ""
+    refusal = next((ln for ln in reversed(lines) if ln.startswith(CHILD_ERROR)), None)
     if child.poll() is None:
         child.terminate()
-    elif tail.startswith(CHILD_ERROR):  # the child refused (no volume, encrypted, ...): its own one line says why
-        raise VolumeError(tail[len(CHILD_ERROR):])
+    elif refusal is not None:  # the child refused (no volume, encrypted, ...): its own one line says why
+        raise VolumeError(refusal[len(CHILD_ERROR):])
     raise VolumeError(f"{what} did not come up: {tail or 'no output'} (log: {log_path})")
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from jfs.cli.app_calls import remember_secrets
-from jfs.cli.background import last_log_line, listening, start_detached, wait_for
+from jfs.cli.background import last_log_line, listening, log_size, start_detached, wait_for
 from jfs.cli.client_opts import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_CACHE_SIZE,
@@ -43,13 +43,14 @@ def _spawn_background(host: str, port: int) -> None:
 
     argv = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
     log_path = _log_path()
+    since = log_size(log_path)
     child = start_detached([sys.executable, "-m", "jfs.cli.main", *argv], log_path)
     if wait_for(child, lambda: listening(host, port), 30.0):
         typer.echo(f"jfs: WebDAV server {child.pid} listening on {host}:{port} (log: {log_path})")
         return
     if child.poll() is None:
         child.terminate()
-    tail = last_log_line(log_path)
+    tail = last_log_line(log_path, since)
     raise VolumeError(f"the WebDAV server did not come up: {tail or 'no output'} (log: {log_path})")
 
 

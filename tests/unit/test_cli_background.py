@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jfs.app.errors import VolumeError
-from jfs.cli.background import last_log_line, start_detached, wait_for
+from jfs.cli.background import last_log_line, spawn_detached, start_detached, wait_for
 
 
 def test_last_log_line_skips_blank_lines_and_answers_empty_without_a_log(tmp_path: Path) -> None:
@@ -41,3 +41,16 @@ def test_a_log_that_cannot_be_opened_is_one_volume_error(tmp_path: Path) -> None
     (tmp_path / "file").write_text("")
     with pytest.raises(VolumeError, match="cannot open log file"):
         start_detached([sys.executable, "-c", "pass"], str(tmp_path / "file" / "x.log"))
+
+
+def test_a_refusal_is_found_among_other_daemons_lines_in_a_shared_log(tmp_path: Path) -> None:
+    """Other daemons append to the same log (the default /var/log/jfs.log) while the child fails: the
+    one line reported is the child's refusal, never an older refusal or another daemon's warning."""
+    log = tmp_path / "shared.log"
+    log.write_text("jfs: error: an older refusal of another command\n")
+    script = ("import sys; print('jfs: error: no volume found', flush=True); "
+              "open(sys.argv[1], 'a').write('level=warning event=retry other_daemon=1\\n')")
+    with pytest.raises(VolumeError) as info:
+        spawn_detached([sys.executable, "-c", script, str(log)], lambda: False, "mount of /x", str(log), timeout=30)
+    assert str(info.value) == "no volume found"
+    assert last_log_line(str(log), since=log.stat().st_size) == ""
