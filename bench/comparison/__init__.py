@@ -20,7 +20,8 @@ For every backend, jfs then JuiceFS is formatted (``--trash-days 0``), mounted w
 disk cache under the work directory) and driven through the same workloads:
 
 1. ``juicefs bench MNT`` (POSIX I/O only, so it runs unchanged on a jfs mount): big files written then read
-   in 1 MiB blocks by ``-p`` threads, small files written then read, stat of the small files;
+   in 1 MiB blocks by ``-p`` threads, small files written then read, stat of the small files (big and small
+   files in two runs, to measure the CPU of each);
 2. an mdtest-like pass: ``P`` processes, one directory each, ``N`` items per process: mkdir, create
    (O_CREAT + close), stat (after dropping the kernel's caches), rename, unlink, rmdir; ops/s per phase;
 3. fio (psync, buffered): sequential 1 MiB write and read, 1 job and 4 jobs; 4 KiB random write and
@@ -29,6 +30,10 @@ disk cache under the work directory) and driven through the same workloads:
    (cold), then again (warm); the line count is checked;
 5. RSS of the mount's serving process (for JuiceFS the worker, not its supervisor parent): after mount,
    peak during ``juicefs bench``, peak over all workloads.
+6. CPU seconds (utime + stime) of the mount's serving process(es) only, sampled at the start and end of
+   each workload (a JuiceFS worker replaced meanwhile is accounted through its supervisor's reaped-children
+   CPU): per GiB moved for juicefs bench big files and fio sequential, per 10k operations for juicefs bench
+   small files, mdtest, the ``ls`` directory's creation and its ``ls -l`` listings (per entry listed).
 
 A failing item shows ``error: ...`` in its cell (the full message is listed under the table); everything
 else still runs. Every mount is unmounted and every server stopped at the end, also on Ctrl-C, SIGTERM

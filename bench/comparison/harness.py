@@ -105,6 +105,15 @@ def items_of(p: Params) -> list[Item]:
         Item("rss.idle", "RSS after mount (MiB)", higher_is_better=False),
         Item("rss.bench", "peak RSS during juicefs bench (MiB)", higher_is_better=False),
         Item("rss.peak", "peak RSS over all workloads (MiB)", higher_is_better=False),
+        Item("bench.cpu_big", "CPU s per GiB: juicefs bench big files, write + read", higher_is_better=False),
+        Item("fio.cpu_seq", "CPU s per GiB: fio seq 1 MiB, 1 + 4 jobs, write + read", higher_is_better=False),
+        Item("bench.cpu_small", "CPU s per 10k ops: juicefs bench small files, write + read + stat",
+             higher_is_better=False),
+        Item("md.cpu", "CPU s per 10k ops: mdtest, all six phases", higher_is_better=False),
+        Item("ls.cpu_create", f"CPU s per 10k ops: create {p.ls_entries} files in one directory",
+             higher_is_better=False),
+        Item("ls.cpu_list", f"CPU s per 10k entries: `ls -l` of {p.ls_entries}, cold + warm",
+             higher_is_better=False),
     ]
 
 
@@ -192,6 +201,32 @@ def rss_mib(pid: int) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_proc_stat(text: str, ticks: int = CLOCK_TICKS) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds, user + system, from the text of ``/proc/PID/stat``.
+
+    Own = utime + stime (fields 14, 15); reaped children = cutime + cstime (fields 16, 17): the CPU of the
+    children this process has waited for. The command name (field 2) may hold spaces and parentheses, so
+    fields are counted after its last ``)``. Raises ValueError on a malformed line.
+    """
+    try:
+        fields = text.rsplit(")", 1)[1].split()  # fields[0] is field 3 (state)
+        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    except IndexError:
+        raise ValueError(f"malformed /proc/PID/stat: {text[:80]!r}") from None
+    return (utime + stime) / ticks, (cutime + cstime) / ticks
+
+
+def proc_cpu(pid: int) -> tuple[float, float] | None:
+    """`parse_proc_stat` of a live `pid`; None if it has gone."""
+    try:
+        return parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def fuse_servers(mnt: Path, *, with_fuse: bool = True) -> dict[int, int]:
@@ -344,6 +379,58 @@ def unmount_all() -> None:
             m.unmount()
         except Exception as exc:  # noqa: BLE001 - cleanup must go on
             progress(f"cleanup: cannot unmount {m.mnt}: {exc}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# CPU accounting
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds of a mount's processes at one instant.
+
+    `workers`: {pid: own CPU s} of the serving processes (the leaves of the mount's process tree: for
+    JuiceFS the worker, not its supervisor). `reaped`: {pid: reaped children's CPU s} of the other mount
+    processes (the supervisor), which account for a worker that exited and was waited for.
+    """
+
+    workers: dict[int, float]
+    reaped: dict[int, float]
+
+
+def cpu_sample(servers: dict[int, int]) -> CpuSample:
+    """Sample `servers` ({pid: ppid}, as from `fuse_servers`); processes already gone are left out."""
+    leaves = {pid for pid in servers if pid not in servers.values()}
+    workers: dict[int, float] = {}
+    reaped: dict[int, float] = {}
+    for pid in servers:
+        cpu = proc_cpu(pid)
+        if cpu is None:
+            continue
+        if pid in leaves:
+            workers[pid] = cpu[0]
+        else:
+            reaped[pid] = cpu[1]
+    return CpuSample(workers, reaped)
+
+
+def cpu_between(start: CpuSample, end: CpuSample) -> float | None:
+    """CPU seconds the serving processes used from `start` to `end`; None if it cannot be accounted.
+
+    A worker in both samples counts its difference; one only in `end` started in between and counts all
+    its CPU; one only in `start` exited in between (e.g. JuiceFS's supervisor replaced it): its CPU after
+    `start` is the growth of its supervisor's reaped-children CPU less its CPU at `start` -- None when no
+    supervisor in both samples saw it reaped.
+    """
+    total = sum(cpu - start.workers.get(pid, 0.0) for pid, cpu in end.workers.items())
+    gone = [pid for pid in start.workers if pid not in end.workers]
+    if gone:
+        reaped = sum(cpu - start.reaped[pid] for pid, cpu in end.reaped.items() if pid in start.reaped)
+        before = sum(start.workers[pid] for pid in gone)
+        if reaped < before:
+            return None
+        total += reaped - before
+    return max(total, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -141,6 +141,15 @@ def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Ite
         "- ↑ higher is better, ↓ lower is better; the last column is jfs / JuiceFS. RSS is that of the "
         "process serving the mount (for JuiceFS its worker, not the supervisor parent). Other processes "
         "on the machine may add noise: compare figures from the same run only.",
+        "- CPU rows: user + system CPU seconds (`/proc/PID/stat` utime + stime) of the process(es) serving "
+        "the mount only -- for JuiceFS its worker (plus, should the supervisor replace it meanwhile, the "
+        "replaced worker's CPU as reaped by the supervisor), not the supervisor itself; neither the metadata "
+        "server (Redis, etcd), the object store (SeaweedFS) nor the benchmark tools are counted. Sampled at "
+        "the start and end of each workload: juicefs bench big files (per GiB written + read) and small "
+        "files (per 10k file writes + reads + stats; the two parts run as two `juicefs bench` invocations), "
+        "fio sequential 1 + 4 jobs (per GiB written + read, page-cache drops included), the six mdtest phases "
+        "(per 10k operations, the cache drop before stat included), the creation of the `ls` directory's "
+        "files (per 10k files) and `ls -l` cold + warm after the remount (per 10k entries listed).",
     ]
     for backend in backends:
         out += ["", f"## {BACKENDS[backend]} (`{backend}`)", ""]

@@ -29,12 +29,18 @@ from .harness import (
     RssSampler,
     StepError,
     abort_fuse,
+    cpu_between,
+    cpu_sample,
     drop_caches,
+    fuse_servers,
     progress,
     rss_mib,
     run,
     tail,
 )
+
+GiB = 1 << 30
+TEN_K = 10_000
 
 
 @dataclass
@@ -48,6 +54,31 @@ class Context:
 
     def step(self, message: str) -> None:
         progress(f"{self.label}: {message}")
+
+    @contextlib.contextmanager
+    def cpu(self, key: str, per: float) -> Iterator[None]:
+        """Measure the mount's CPU seconds over the block; on success store them divided by `per` at `key`.
+
+        Sampled once before and once after (no polling), over the processes serving the mount found afresh
+        each time (see `cpu_between`): a worker replaced meanwhile is still accounted for. A failing block
+        stores nothing (its workload's error fills the cell).
+        """
+        start = cpu_sample(self._servers())
+        yield
+        servers = self._servers()
+        for pid in start.workers:  # an exited worker not yet reaped (zombie) still shows its CPU
+            if pid not in servers and Path(f"/proc/{pid}").exists():
+                servers[pid] = -1
+        used = cpu_between(start, cpu_sample(servers))
+        self.results[key] = (round(used / per, 4) if used is not None
+                             else "error: the mount process was replaced and its CPU could not be accounted")
+
+    def _servers(self) -> dict[int, int]:
+        """The mount's processes now; the mount (and so the RSS sampler) follows a replaced worker."""
+        servers = fuse_servers(self.mount.mnt)
+        if servers:
+            self.mount.pids = dict(servers)
+        return servers
 
 
 _BENCH_ROWS = {
@@ -72,21 +103,33 @@ def parse_juicefs_bench(output: str) -> dict[str, float]:
 
 
 def workload_bench(ctx: Context) -> None:
-    """`juicefs bench` on the mount point, with the RSS of the mount process sampled meanwhile."""
+    """`juicefs bench` on the mount point, with the RSS of the mount process sampled meanwhile.
+
+    Run twice, big files only then small files only (the same phases in the same order as one run), so that
+    the CPU of each part is measured on its own: per GiB written + read, per small-file write/read/stat.
+    """
     p = ctx.params
     ctx.step(f"juicefs bench -p {p.threads} (big files {p.big_file_mib} MiB, {p.small_file_count} small files)")
     ctx.sampler.reset_window()
+    common = [ctx.juicefs, "bench", str(ctx.mount.mnt), "-p", str(p.threads), "--small-file-size",
+              f"{p.small_file_kib}K"]
+    big_gib = 2 * p.threads * p.big_file_mib * MiB / GiB  # each thread writes then reads one big file
+    small_ops = 3 * p.threads * p.small_file_count  # each small file written, read and stat'ed
+    outs = []
     try:
-        out = run([ctx.juicefs, "bench", str(ctx.mount.mnt), "-p", str(p.threads),
-                   "--big-file-size", f"{p.big_file_mib}M", "--small-file-size", f"{p.small_file_kib}K",
-                   "--small-file-count", str(p.small_file_count)], timeout=p.step_timeout)
+        with ctx.cpu("bench.cpu_big", big_gib):
+            outs.append(run([*common, "--big-file-size", f"{p.big_file_mib}M", "--small-file-count", "0"],
+                            timeout=p.step_timeout))
+        with ctx.cpu("bench.cpu_small", small_ops / TEN_K):
+            outs.append(run([*common, "--big-file-size", "0", "--small-file-count", str(p.small_file_count)],
+                            timeout=p.step_timeout))
     finally:
         ctx.sampler.sample()
         if ctx.sampler.window_peak:
             ctx.results["rss.bench"] = round(ctx.sampler.window_peak, 1)
-    values = parse_juicefs_bench(out)
+    values = {k: v for out in outs for k, v in parse_juicefs_bench(out).items()}
     if len(values) != len(_BENCH_ROWS):
-        raise StepError(f"unexpected juicefs bench output: {tail(out, 4)}")
+        raise StepError(f"unexpected juicefs bench output: {tail(outs[-1], 4)}")
     ctx.results.update(values)
 
 
@@ -162,7 +205,7 @@ def workload_mdtest(ctx: Context) -> None:
     for d in dirs:
         d.mkdir(parents=True)
     jobs_total = p.md_procs * p.md_items
-    with worker_pool(ctx, p.md_procs) as timed:
+    with worker_pool(ctx, p.md_procs) as timed, ctx.cpu("md.cpu", 6 * jobs_total / TEN_K):
         for phase in ("mkdir", "create", "stat", "rename", "unlink", "rmdir"):
             ctx.step(f"mdtest {phase}: {p.md_procs} x {p.md_items}")
             if phase == "stat":
@@ -202,15 +245,17 @@ def fio(ctx: Context, name: str, rw: str, bs: str, size_mib: int, jobs: int = 1,
 def workload_fio(ctx: Context) -> None:
     """fio sequential 1 MiB (1 and 4 jobs) and random 4 KiB (1 job, time based)."""
     p = ctx.params
-    for jobs in (1, 4):
-        size = p.fio_seq_mib // jobs
-        ctx.step(f"fio seq write {jobs} job(s) x {size} MiB")
-        stats = fio(ctx, f"seq{jobs}", "write", "1M", size, jobs)
-        ctx.results[f"fio.seq_write_{jobs}"] = stats["bw_bytes"] / MiB
-        ctx.step(f"fio seq read {jobs} job(s) x {size} MiB")
-        drop_caches()
-        stats = fio(ctx, f"seq{jobs}", "read", "1M", size, jobs)
-        ctx.results[f"fio.seq_read_{jobs}"] = stats["bw_bytes"] / MiB
+    moved = sum(2 * jobs * (p.fio_seq_mib // jobs) for jobs in (1, 4)) * MiB / GiB  # written + read
+    with ctx.cpu("fio.cpu_seq", moved):
+        for jobs in (1, 4):
+            size = p.fio_seq_mib // jobs
+            ctx.step(f"fio seq write {jobs} job(s) x {size} MiB")
+            stats = fio(ctx, f"seq{jobs}", "write", "1M", size, jobs)
+            ctx.results[f"fio.seq_write_{jobs}"] = stats["bw_bytes"] / MiB
+            ctx.step(f"fio seq read {jobs} job(s) x {size} MiB")
+            drop_caches()
+            stats = fio(ctx, f"seq{jobs}", "read", "1M", size, jobs)
+            ctx.results[f"fio.seq_read_{jobs}"] = stats["bw_bytes"] / MiB
     ctx.step(f"fio random write 4 KiB, {p.fio_runtime} s")
     ctx.results["fio.rand_write"] = fio(ctx, "rand", "randwrite", "4k", p.fio_rand_mib, runtime=p.fio_runtime)["iops"]
     ctx.step(f"fio random read 4 KiB, {p.fio_runtime} s")
@@ -237,15 +282,16 @@ def workload_ls(ctx: Context) -> None:
     per_proc = p.ls_entries // procs
     jobs = [(str(directory), f"w{i}-", per_proc + (1 if i < p.ls_entries % procs else 0)) for i in range(procs)]
     ctx.step(f"create {p.ls_entries} files in one directory ({procs} processes)")
-    with worker_pool(ctx, procs) as timed:
+    with worker_pool(ctx, procs) as timed, ctx.cpu("ls.cpu_create", p.ls_entries / TEN_K):
         ctx.results["ls.create"] = p.ls_entries / timed(_create_files, jobs)
     ctx.step("remount and drop caches; ls -l (cold)")
     ctx.sampler.sample()
     ctx.mount.remount()
     drop_caches()
-    ctx.results["ls.cold"] = _timed_ls(ctx, directory)
-    ctx.step("ls -l (warm)")
-    ctx.results["ls.warm"] = _timed_ls(ctx, directory)
+    with ctx.cpu("ls.cpu_list", 2 * p.ls_entries / TEN_K):  # after the remount: not the mount's start-up
+        ctx.results["ls.cold"] = _timed_ls(ctx, directory)
+        ctx.step("ls -l (warm)")
+        ctx.results["ls.warm"] = _timed_ls(ctx, directory)
 
 
 WORKLOADS: list[tuple[str, Callable[[Context], None]]] = [
