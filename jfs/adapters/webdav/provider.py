@@ -41,6 +41,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _
 from wsgidav.xml_tools import etree
 
 from jfs.adapters.webdav.locks import VolumeLockStorage
+from jfs.adapters.webdav.middleware import DirectBody
 from jfs.app.virtual_files import TRASH_NAME, VIRTUAL_FILES
 from jfs.ports.kv import KVError
 from jfs.sdk import Client
@@ -299,18 +300,35 @@ class _SmallBody(_CheckedBody):
 
 
 class _BodyWriter(_CheckedBody):
-    """The file a PUT body streams into (bodies larger than one block, or of unknown length)."""
+    """The file a PUT body streams into (bodies larger than one block, or of unknown length): an SDK
+    `AsyncFile`, one trip to the client's loop per piece. A body of known length is received here in
+    pieces of the volume's block size (`piece`), each into a fresh buffer handed to the data path as it
+    is: a piece is one block's bytes, never copied between the socket and the object store's write but
+    for the one join of a block. `_finish` closes the file (commits it, as close() on a mount)."""
 
-    def __init__(self, f: Any, expected: int | None) -> None:
+    def __init__(self, client: Client, afile: Any, expected: int | None, body: DirectBody | None,
+                 piece: int) -> None:
         super().__init__(expected)
-        self._f = f
+        self._client = client
+        self._f = afile
+        self._body = body
+        self._piece = piece
+
+    def writelines(self, chunks: Iterator[bytes]) -> None:
+        body = self._body
+        if body is not None:
+            while piece := body.read(self._piece):
+                self._got += len(piece)
+                self._client.run(self._f.write(piece, owned=True))  # a fresh buffer no one else holds
+        for chunk in chunks:  # what is left (nothing, for a body read above: WsgiDAV sees its end)
+            self.write(chunk)
 
     def _take(self, data: bytes) -> int:
-        n: int = self._f.write(data)
+        n: int = self._client.run(self._f.write(data))
         return n
 
     def _finish(self) -> None:
-        self._f.close()
+        self._client.run(self._f.close())
 
 
 class FileResource(_Node, DAVNonCollection):
@@ -354,9 +372,11 @@ class FileResource(_Node, DAVNonCollection):
             return _SmallBody(self, expected)
         if self._writer is None:
             with translated():
-                self._writer = self.fs.open(self.fs_path, "wb", buffering=self.provider.block_size)
+                self._writer = self.fs.run(self.fs.aio.open(self.fs_path, "wb"))
             self.pending = False
-        return _BodyWriter(self._writer, expected)
+        body = self.environ.get("wsgi.input")
+        return _BodyWriter(self.fs, self._writer, expected, body if isinstance(body, DirectBody) else None,
+                           self.provider.volume_block)
 
     def store(self, data: bytes) -> None:
         """Create or replace the file with `data` and read its attributes: one trip to the client's loop."""
@@ -381,8 +401,8 @@ class FileResource(_Node, DAVNonCollection):
         writer, self._writer = self._writer, None
         if writer is not None and not writer.closed:
             try:
-                writer.close()
-            except OSError:
+                self.fs.run(writer.close())
+            except (OSError, ValueError):
                 with_errors = True
         if self.pending:
             return  # nothing was created
@@ -492,12 +512,13 @@ class DirResource(_Node, DAVCollection):
             res = FileResource(self.provider, path, self.environ, _new_file_stat())
             res.created = res.pending = True
             return res
+        aio = self.fs.aio
         with translated():
-            f = self.fs.open(fs_path, "xb", buffering=self.provider.block_size)
+            f = self.fs.run(aio.open(fs_path, "xb"))
             try:
                 st = self.fs.stat(fs_path)
             except BaseException:
-                f.close()
+                self.fs.run(f.close())
                 raise
         res = FileResource(self.provider, path, self.environ, st)
         res.created = True
@@ -505,7 +526,7 @@ class DirResource(_Node, DAVCollection):
             res._writer = f  # the PUT's body goes into this open file: no second open
         else:
             with translated():
-                f.close()
+                self.fs.run(f.close())
         return res
 
     def create_collection(self, name: str) -> None:
@@ -586,6 +607,8 @@ class JfsProvider(DAVProvider):
         self.read_only = read_only
         self.dead_props = dead_props
         self.block_size = block_size
+        self.volume_block = client.aio.client.meta.settings.block_bytes
+        """The volume's block size: PUT bodies are received in pieces of this size (one block each)."""
         self.serves_volume_root = serves_volume_root
 
     def __repr__(self) -> str:
