@@ -331,6 +331,32 @@ class _BodyWriter(_CheckedBody):
         self._client.run(self._f.close())
 
 
+class _Content:
+    """A file's content as WsgiDAV's GET reads it (`seek` once for a range, then `read` of its chunk size):
+    each read is one trip to the client's loop returning the data path's bytes as they are, without a
+    buffered reader copying them on the way."""
+
+    def __init__(self, client: Client, afile: Any) -> None:
+        self._client = client
+        self._f = afile
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET or pos < 0:
+            raise ValueError("only absolute positions")
+        self._f.pos = pos  # no I/O: the next read starts there
+        return pos
+
+    def read(self, size: int = -1) -> bytes:
+        with translated():
+            data: bytes = self._client.run(self._f.read(size))
+        return data
+
+    def close(self) -> None:
+        if not self._f.closed:
+            with translated():
+                self._client.run(self._f.close())
+
+
 class FileResource(_Node, DAVNonCollection):
     """A regular file (or a symlink to one)."""
 
@@ -364,7 +390,7 @@ class FileResource(_Node, DAVNonCollection):
         with translated():
             if self.st.st_size <= self.provider.block_size:
                 return io.BytesIO(self.fs.run(self.fs.aio.read_bytes(self.fs_path)))
-            return self.fs.open(self.fs_path, "rb", buffering=self.provider.block_size)
+            return _Content(self.fs, self.fs.run(self.fs.aio.open(self.fs_path, "rb")))
 
     def begin_write(self, *, content_type: str | None = None) -> Any:
         expected = _content_length(self.environ)
