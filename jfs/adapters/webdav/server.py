@@ -133,21 +133,21 @@ class DirectStreamWriter(StreamWriter):  # type: ignore[misc]
     after a partial send, moves the rest down and copies it again: several copies of a 4 MiB piece, the
     largest CPU cost of a big GET. Small pieces (headers, XML) take cheroot's path."""
 
-    def write(self, b: Any, *args: Any, **kwargs: Any) -> int:
-        if len(b) < DIRECT_WRITE_MIN or self._write_buf or isinstance(b, str):
-            n: int = super().write(b, *args, **kwargs)
-            return n
+    def write(self, val: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        pending: bytearray = self._write_buf  # type: ignore[attr-defined]
+        if len(val) < DIRECT_WRITE_MIN or pending or isinstance(val, str):
+            return super().write(val, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._checkClosed()
-        with self._write_lock:
-            view = memoryview(b).cast("B")
+        with self._write_lock:  # type: ignore[attr-defined]
+            view = memoryview(val).cast("B")
             while view:
                 try:
                     sent = self.raw.write(view)
                 except BlockingIOError as exc:
                     sent = exc.characters_written
                 view = view[sent or 0:]
-        self.bytes_written += len(b)
-        return len(b)
+        self.bytes_written += len(val)
+        return len(val)
 
 
 class DirectWritesConnection(HTTPConnection):  # type: ignore[misc]
