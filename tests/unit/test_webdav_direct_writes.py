@@ -1,5 +1,6 @@
 """`DirectStreamWriter`: big response pieces go to the socket from the caller's buffer, whole and in order
-with the small ones around them; `keep_block_buffers` takes on glibc."""
+with the small ones around them; held response headers go out with the first body piece or at the end;
+`keep_block_buffers` takes on glibc."""
 
 from __future__ import annotations
 
@@ -46,3 +47,29 @@ def test_keep_block_buffers_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         return
     assert keep_block_buffers() is True
+
+
+def test_held_headers_go_with_the_first_body_piece_or_at_the_end() -> None:
+    a, b = socket.socketpair()
+    a.settimeout(10)
+    got = bytearray()
+    reader = _drain(b, got)
+    w = DirectStreamWriter(a, "wb")
+    w.hold_next_write()
+    assert w.write(b"HTTP/1.1 200 OK\r\n\r\n") == 19
+    w.write(b"body")  # small: one send with the headers
+    w.hold_next_write()
+    w.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    big = os.urandom(DIRECT_WRITE_MIN * 3)
+    w.write(big)  # big: the headers first, then the piece from its buffer
+    w.hold_next_write()
+    w.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    w.send_held()  # no body: sent when the request is done
+    assert w.bytes_written == 19 + 4 + 19 + len(big) + len(b"HTTP/1.1 204 No Content\r\n\r\n")
+    a.shutdown(socket.SHUT_WR)
+    reader.join(10)
+    assert bytes(got) == (b"HTTP/1.1 200 OK\r\n\r\nbody" + b"HTTP/1.1 200 OK\r\n\r\n" + big
+                          + b"HTTP/1.1 204 No Content\r\n\r\n")
+    w.close()
+    a.close()
+    b.close()
