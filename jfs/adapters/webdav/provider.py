@@ -698,12 +698,21 @@ class JfsProvider(DAVProvider):
                     return None
                 raise
 
+        async def read(p: str, size: int) -> bytes:
+            """The file's first `size` bytes in one read (`read_bytes` would read again to find the end)."""
+            f = await aio.open(p, "rb")
+            try:
+                data: bytes = await f.read(size)
+            finally:
+                await f.close()
+            return data
+
         async def run() -> tuple[os.stat_result | None, bytes | None, os.stat_result | None, Any]:
             st = await stat(fs_path) if self._may_serve(fs_path) else None
             data = None
             if parent is None and st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size <= block:
                 try:
-                    data = await aio.read_bytes(fs_path)
+                    data = await read(fs_path, st.st_size)
                 except OSError:
                     data = None  # changed under us: `get_content` reads it again and reports
             pst = await stat(self.fs_path(parent)) if parent and self._may_serve(self.fs_path(parent)) else None
