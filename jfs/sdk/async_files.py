@@ -80,18 +80,21 @@ class AsyncFile:
         self.pos += len(data)
         return data
 
-    async def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> int:
+    async def pwrite(self, data: bytes | bytearray | memoryview, offset: int, *, owned: bool = False) -> int:
+        """Write `data` at `offset` (position unchanged). `owned`: the caller hands a mutable `data` over and
+        nobody changes it again, so it is kept without a copy (a `bytes` object never needs one)."""
         self._check(write=True)
-        payload = bytes(data)
+        payload = data if owned else bytes(data)
         return await self._c._call(self.name, lambda: self._c.client.vfs.write(
             self._c.ctx, self.ino, self.fh, offset, payload, owned=True))
 
-    async def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Write at the position (at the end of the file in append mode); returns the bytes written."""
+    async def write(self, data: bytes | bytearray | memoryview, *, owned: bool = False) -> int:
+        """Write at the position (at the end of the file in append mode); returns the bytes written.
+        `owned` as for `pwrite`."""
         self._check(write=True)
         if self.mode.append:
             self.pos = await self._c.client.vfs.append_offset(self.ino)
-        n = await self.pwrite(data, self.pos)
+        n = await self.pwrite(data, self.pos, owned=owned)
         self.pos += n
         return n
 

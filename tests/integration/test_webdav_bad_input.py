@@ -162,6 +162,9 @@ def test_https(volume: str, tmp_path: Path) -> None:
     with webdav_server(volume, tmp_path, "--cert-file", str(cert), "--key-file", str(key), scheme="https") as dav:
         r = curl("GET", f"{dav.url}/pub/inner/keep.txt", "--cacert", str(cert))
         assert r.status == 200 and r.body == b"keep"
+        big = os.urandom((5 << 20) + 3)  # whole blocks sent from their buffers through TLS
+        assert curl("PUT", f"{dav.url}/pub/tls.bin", "--cacert", str(cert), data=big).status == 201
+        assert curl("GET", f"{dav.url}/pub/tls.bin", "--cacert", str(cert)).body == big
         plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                 f"http://127.0.0.1:{dav.port}/pub/inner/keep.txt"], capture_output=True, text=True)
         assert plain.stdout != "200"

@@ -118,6 +118,28 @@ def test_page_list_appends_without_copying_and_overwrites_by_recutting() -> None
         pages.write(12, memoryview(b"gap"))
 
 
+def test_page_list_single_hands_out_a_whole_buffer_without_copying() -> None:
+    owned = bytearray(os.urandom(64))
+    pages = PageList()
+    pages.write(0, as_view(owned, owned=True))
+    whole = pages.single()
+    assert whole is not None and whole.obj is owned and bytes(whole) == bytes(owned)
+    pages.write(64, memoryview(b"more"))
+    assert pages.single() is None and pages.join() == bytes(owned) + b"more"
+
+
+async def test_block_written_in_one_owned_piece_is_stored_as_is(vol: DataVolume, spy: SpyStore) -> None:
+    ino = await vol.new_file(b"owned")
+    h = await vol.dp.open(ino, os.O_WRONLY)
+    data = bytearray(os.urandom(2 * BS + 10))
+    for off in range(0, len(data), BS):
+        await vol.dp.write(h, off, bytearray(data[off : off + BS]), owned=True)
+    await vol.dp.flush(h)
+    assert await vol.dp.read(h, 0, len(data)) == bytes(data)
+    assert sorted(k.rsplit("_", 1)[1] for k in spy.keys()) == ["10", str(BS), str(BS)]
+    await vol.dp.release(h)
+
+
 def test_as_view_copies_only_mutable_buffers() -> None:
     data = b"immutable"
     assert as_view(data).obj is data

@@ -13,7 +13,7 @@ import pytest
 from cheroot.makefile import StreamReader
 from cheroot.server import KnownLengthRFile
 
-from jfs.adapters.webdav.middleware import DirectBodies, _DirectBody
+from jfs.adapters.webdav.middleware import DirectBodies, DirectBody
 
 _open: list[socket.socket] = []
 
@@ -44,7 +44,7 @@ def test_body_after_buffered_headers_is_read_whole() -> None:
     assert r.readline() == b"PUT /x HTTP/1.1\r\n"
     assert r.readline() == b"\r\n"
     outer = KnownLengthRFile(r, len(body))
-    direct = _DirectBody(outer)
+    direct = DirectBody(outer)
     parts = []
     while chunk := direct.read(1 << 20):
         assert len(chunk) <= 1 << 20
@@ -56,7 +56,7 @@ def test_body_after_buffered_headers_is_read_whole() -> None:
 def test_short_body_ends_early_and_leaves_remaining() -> None:
     r, peer = _reader(b"abc")
     outer = KnownLengthRFile(r, 10)
-    direct = _DirectBody(outer)
+    direct = DirectBody(outer)
     assert direct.read(1 << 20) == b"abc"
     assert outer.remaining == 7
     assert direct.read(1 << 20) == b""
@@ -72,7 +72,7 @@ def test_middleware_wraps_only_known_length_bodies() -> None:
     r, peer = _reader(b"hello")
     mw = DirectBodies(app)
     mw({"wsgi.input": KnownLengthRFile(r, 5)}, lambda *a: None)
-    assert isinstance(seen[-1], _DirectBody) and seen[-1].read() == b"hello"
+    assert isinstance(seen[-1], DirectBody) and seen[-1].read() == b"hello"
     plain = object()
     mw({"wsgi.input": plain}, lambda *a: None)
     assert seen[-1] is plain

@@ -115,7 +115,7 @@ class Gzip:
                 close()
 
 
-class _DirectBody:
+class DirectBody:
     """A request body of known length received straight into the buffer handed out.
 
     cheroot's socket reader is `_pyio.BufferedReader`: its ``read(n)`` asks the socket for n bytes per
@@ -175,7 +175,7 @@ class _DirectBody:
 
 
 class DirectBodies:
-    """Give WsgiDAV request bodies of known length through `_DirectBody` (cheroot's own body reader
+    """Give WsgiDAV request bodies of known length through `DirectBody` (cheroot's own body reader
     otherwise; chunked bodies and other servers' readers are left alone)."""
 
     def __init__(self, app: WsgiApp) -> None:
@@ -188,5 +188,5 @@ class DirectBodies:
         if (type(body).__name__ == "KnownLengthRFile" and isinstance(remaining, int) and remaining > 0
                 and hasattr(rfile, "has_data") and hasattr(rfile, "read1") and hasattr(rfile, "bytes_read")
                 and hasattr(getattr(rfile, "raw", None), "readinto")):
-            environ["wsgi.input"] = _DirectBody(body)
+            environ["wsgi.input"] = DirectBody(body)
         return self.app(environ, start_response)

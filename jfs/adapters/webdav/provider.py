@@ -41,6 +41,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _
 from wsgidav.xml_tools import etree
 
 from jfs.adapters.webdav.locks import VolumeLockStorage
+from jfs.adapters.webdav.middleware import DirectBody
 from jfs.app.virtual_files import TRASH_NAME, VIRTUAL_FILES
 from jfs.ports.kv import KVError
 from jfs.sdk import Client
@@ -299,18 +300,61 @@ class _SmallBody(_CheckedBody):
 
 
 class _BodyWriter(_CheckedBody):
-    """The file a PUT body streams into (bodies larger than one block, or of unknown length)."""
+    """The file a PUT body streams into (bodies larger than one block, or of unknown length): an SDK
+    `AsyncFile`, one trip to the client's loop per piece. A body of known length is received here in
+    pieces of the volume's block size (`piece`), each into a fresh buffer handed to the data path as it
+    is: a piece is one block's bytes, never copied between the socket and the object store's write but
+    for the one join of a block. `_finish` closes the file (commits it, as close() on a mount)."""
 
-    def __init__(self, f: Any, expected: int | None) -> None:
+    def __init__(self, client: Client, afile: Any, expected: int | None, body: DirectBody | None,
+                 piece: int) -> None:
         super().__init__(expected)
-        self._f = f
+        self._client = client
+        self._f = afile
+        self._body = body
+        self._piece = piece
+
+    def writelines(self, chunks: Iterator[bytes]) -> None:
+        body = self._body
+        if body is not None:
+            while piece := body.read(self._piece):
+                self._got += len(piece)
+                self._client.run(self._f.write(piece, owned=True))  # a fresh buffer no one else holds
+        for chunk in chunks:  # what is left (nothing, for a body read above: WsgiDAV sees its end)
+            self.write(chunk)
 
     def _take(self, data: bytes) -> int:
-        n: int = self._f.write(data)
+        n: int = self._client.run(self._f.write(data))
         return n
 
     def _finish(self) -> None:
-        self._f.close()
+        self._client.run(self._f.close())
+
+
+class _Content:
+    """A file's content as WsgiDAV's GET reads it (`seek` once for a range, then `read` of its chunk size):
+    each read is one trip to the client's loop returning the data path's bytes as they are, without a
+    buffered reader copying them on the way."""
+
+    def __init__(self, client: Client, afile: Any) -> None:
+        self._client = client
+        self._f = afile
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET or pos < 0:
+            raise ValueError("only absolute positions")
+        self._f.pos = pos  # no I/O: the next read starts there
+        return pos
+
+    def read(self, size: int = -1) -> bytes:
+        with translated():
+            data: bytes = self._client.run(self._f.read(size))
+        return data
+
+    def close(self) -> None:
+        if not self._f.closed:
+            with translated():
+                self._client.run(self._f.close())
 
 
 class FileResource(_Node, DAVNonCollection):
@@ -346,7 +390,7 @@ class FileResource(_Node, DAVNonCollection):
         with translated():
             if self.st.st_size <= self.provider.block_size:
                 return io.BytesIO(self.fs.run(self.fs.aio.read_bytes(self.fs_path)))
-            return self.fs.open(self.fs_path, "rb", buffering=self.provider.block_size)
+            return _Content(self.fs, self.fs.run(self.fs.aio.open(self.fs_path, "rb")))
 
     def begin_write(self, *, content_type: str | None = None) -> Any:
         expected = _content_length(self.environ)
@@ -354,9 +398,11 @@ class FileResource(_Node, DAVNonCollection):
             return _SmallBody(self, expected)
         if self._writer is None:
             with translated():
-                self._writer = self.fs.open(self.fs_path, "wb", buffering=self.provider.block_size)
+                self._writer = self.fs.run(self.fs.aio.open(self.fs_path, "wb"))
             self.pending = False
-        return _BodyWriter(self._writer, expected)
+        body = self.environ.get("wsgi.input")
+        return _BodyWriter(self.fs, self._writer, expected, body if isinstance(body, DirectBody) else None,
+                           self.provider.volume_block)
 
     def store(self, data: bytes) -> None:
         """Create or replace the file with `data` and read its attributes: one trip to the client's loop."""
@@ -381,8 +427,8 @@ class FileResource(_Node, DAVNonCollection):
         writer, self._writer = self._writer, None
         if writer is not None and not writer.closed:
             try:
-                writer.close()
-            except OSError:
+                self.fs.run(writer.close())
+            except (OSError, ValueError):
                 with_errors = True
         if self.pending:
             return  # nothing was created
@@ -492,12 +538,13 @@ class DirResource(_Node, DAVCollection):
             res = FileResource(self.provider, path, self.environ, _new_file_stat())
             res.created = res.pending = True
             return res
+        aio = self.fs.aio
         with translated():
-            f = self.fs.open(fs_path, "xb", buffering=self.provider.block_size)
+            f = self.fs.run(aio.open(fs_path, "xb"))
             try:
                 st = self.fs.stat(fs_path)
             except BaseException:
-                f.close()
+                self.fs.run(f.close())
                 raise
         res = FileResource(self.provider, path, self.environ, st)
         res.created = True
@@ -505,7 +552,7 @@ class DirResource(_Node, DAVCollection):
             res._writer = f  # the PUT's body goes into this open file: no second open
         else:
             with translated():
-                f.close()
+                self.fs.run(f.close())
         return res
 
     def create_collection(self, name: str) -> None:
@@ -586,6 +633,8 @@ class JfsProvider(DAVProvider):
         self.read_only = read_only
         self.dead_props = dead_props
         self.block_size = block_size
+        self.volume_block = client.aio.client.meta.settings.block_bytes
+        """The volume's block size: PUT bodies are received in pieces of this size (one block each)."""
         self.serves_volume_root = serves_volume_root
 
     def __repr__(self) -> str:
@@ -649,12 +698,21 @@ class JfsProvider(DAVProvider):
                     return None
                 raise
 
+        async def read(p: str, size: int) -> bytes:
+            """The file's first `size` bytes in one read (`read_bytes` would read again to find the end)."""
+            f = await aio.open(p, "rb")
+            try:
+                data: bytes = await f.read(size)
+            finally:
+                await f.close()
+            return data
+
         async def run() -> tuple[os.stat_result | None, bytes | None, os.stat_result | None, Any]:
             st = await stat(fs_path) if self._may_serve(fs_path) else None
             data = None
             if parent is None and st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size <= block:
                 try:
-                    data = await aio.read_bytes(fs_path)
+                    data = await read(fs_path, st.st_size)
                 except OSError:
                     data = None  # changed under us: `get_content` reads it again and reports
             pst = await stat(self.fs_path(parent)) if parent and self._may_serve(self.fs_path(parent)) else None

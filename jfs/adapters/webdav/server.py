@@ -3,6 +3,7 @@ cheroot, WsgiDAV's own WSGI server, over HTTP or HTTPS."""
 
 from __future__ import annotations
 
+import io
 import logging
 import select
 import signal
@@ -13,10 +14,13 @@ from typing import Any
 
 import structlog
 from cheroot import wsgi
+from cheroot.makefile import MakeFile, StreamWriter
+from cheroot.server import HTTPConnection, HTTPRequest
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
+from jfs.adapters.webdav.memory import keep_block_buffers
 from jfs.adapters.webdav.middleware import AccessLog, DirectBodies, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
 from jfs.app.errors import JfsError
@@ -92,7 +96,9 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
             "trusted_auth_header": None,
         },
         "simple_dc": {"user_mapping": users},
-        "block_size": opts.block_size,
+        # WsgiDAV's read size of GET bodies and chunked PUT bodies: a whole block of the volume per trip
+        # to the client's loop (bodies of known length are read by `JfsProvider` itself).
+        "block_size": max(opts.block_size, provider.volume_block),
         "verbose": 1,
         "logging": {"enable": False},
         "suppress_version_info": True,
@@ -117,6 +123,94 @@ KEEP_ALIVE_LINGER = 0.01
 connection back to cheroot's selector thread."""
 
 
+DIRECT_WRITE_MIN = 64 << 10
+"""Response pieces at least this long go to the socket from the caller's buffer (`DirectStreamWriter`)."""
+
+
+class DirectStreamWriter(StreamWriter):  # type: ignore[misc]
+    """cheroot's socket writer, except that
+
+    * a large piece (a GET's block) is sent from the caller's buffer. cheroot appends every piece to its
+      buffer, copies the buffer into a new `bytes` per send and, after a partial send, moves the rest
+      down and copies it again: several copies of a 4 MiB piece, the largest CPU cost of a big GET;
+    * the response headers wait for the first piece of the body and go out with it when that piece is
+      small (one send and one wake-up of the client instead of two per small response); whatever is
+      held is sent at the latest when the request is done (`send_held`).
+
+    Other small pieces (a 100 Continue, error pages) take cheroot's path at once."""
+
+    _hold_next = False
+    _held: bytes | None = None
+
+    def hold_next_write(self) -> None:
+        """Keep the next write (the response headers) until the following one or `send_held`."""
+        self._hold_next = True
+
+    def send_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            super().write(held)  # type: ignore[no-untyped-call]
+
+    def write(self, val: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if self._hold_next:
+            self._hold_next = False
+            self._held = bytes(val)
+            return len(val)
+        if self._held is not None:
+            if len(val) < DIRECT_WRITE_MIN:
+                held, self._held = self._held, None
+                super().write(held + bytes(val))  # type: ignore[no-untyped-call]
+                return len(val)
+            self.send_held()
+        pending: bytearray = self._write_buf  # type: ignore[attr-defined]
+        if len(val) < DIRECT_WRITE_MIN or pending or isinstance(val, str):
+            return super().write(val, *args, **kwargs)  # type: ignore[no-untyped-call]
+        self._checkClosed()
+        with self._write_lock:  # type: ignore[attr-defined]
+            view = memoryview(val).cast("B")
+            while view:
+                try:
+                    sent = self.raw.write(view)
+                except BlockingIOError as exc:
+                    sent = exc.characters_written
+                view = view[sent or 0:]
+        self.bytes_written += len(val)
+        return len(val)
+
+
+class HeldHeadersRequest(HTTPRequest):  # type: ignore[misc]
+    """cheroot's request, whose response headers go out with the first piece of the body."""
+
+    def send_headers(self) -> None:
+        wfile = self.conn.wfile
+        if isinstance(wfile, DirectStreamWriter):
+            wfile.hold_next_write()
+        super().send_headers()
+
+
+class DirectWritesConnection(HTTPConnection):  # type: ignore[misc]
+    """cheroot's connection with a `DirectStreamWriter` for responses (plain and TLS sockets alike)."""
+
+    RequestHandlerClass = HeldHeadersRequest
+
+    def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
+        def files(s: Any, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+            return DirectStreamWriter(s, mode, bufsize) if "w" in mode else makefile(s, mode, bufsize)
+
+        super().__init__(server, sock, files)
+
+    def communicate(self) -> bool:
+        """cheroot's, then what the response still holds back is sent (False: the client is gone)."""
+        keep_open = bool(super().communicate())  # type: ignore[no-untyped-call]
+        wfile = self.wfile
+        if isinstance(wfile, DirectStreamWriter):
+            try:
+                wfile.send_held()
+            except OSError:
+                return False
+        return keep_open
+
+
 class LingeringServer(wsgi.Server):  # type: ignore[misc]
     """cheroot's WSGI server, except that a worker done with a request of a keep-alive connection first
     waits up to `KEEP_ALIVE_LINGER` for the next request on it and serves it itself, in a loop. cheroot
@@ -125,6 +219,8 @@ class LingeringServer(wsgi.Server):  # type: ignore[misc]
     work. Errors of such a request are handled as the worker handles them (logged, connection closed). A client
     that sends one request after another (rclone, davfs2, cadaver) keeps one worker; an idle connection
     goes back to the selector after the linger, as before."""
+
+    ConnectionClass = DirectWritesConnection
 
     def put_conn(self, conn: Any) -> None:
         while self.ready and not conn.rfile.has_data():
@@ -170,6 +266,7 @@ def make_server(app: WsgiApp, opts: DavOptions) -> wsgi.Server:
 
 def serve(client: Client, opts: DavOptions) -> None:
     """Serve until SIGINT/SIGTERM; the caller closes `client` afterwards."""
+    keep_block_buffers()
     server = make_server(build_app(client, opts), opts)
     try:
         server.prepare()

@@ -78,6 +78,13 @@ class PageList:
             at = p_end
         return out
 
+    def single(self) -> memoryview | None:
+        """All bytes as they are, when one buffer holds them (a block written in one piece, e.g. a WebDAV
+        PUT's block-sized body pieces): no copy; None when `join` must make one."""
+        if len(self._parts) == 1 and len(self._parts[0]) == self.size:
+            return self._parts[0]
+        return None
+
     def join(self) -> bytes:
         """All bytes as one object (one copy); afterwards the list holds just that object."""
         if (

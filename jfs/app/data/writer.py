@@ -172,8 +172,10 @@ class SliceWriter:
     async def _upload(self, index: int, pages: PageList) -> None:
         ctx = self.chunk.file.ctx
         async with ctx.uploads:
-            # Joining megabytes is a copy plus page faults: off the loop (bytes.join drops the GIL for it).
-            data = await ctx.blocks.cpu(pages.join) if pages.size >= THREAD_JOIN_MIN else pages.join()
+            data: bytes | memoryview | None = pages.single()  # a block written in one piece: no join
+            if data is None:
+                # Joining megabytes is a copy plus page faults: off the loop (bytes.join drops the GIL for it).
+                data = await ctx.blocks.cpu(pages.join) if pages.size >= THREAD_JOIN_MIN else pages.join()
             crc = await ctx.blocks.put(self.id, index, data)
         if crc is not None:
             self.crcs[index] = crc
