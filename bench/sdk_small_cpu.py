@@ -1,12 +1,13 @@
 """CPU per 1,000 small files created through the SDK, in-process (no mounts, no root).
 
-Usage:  .venv/bin/python bench/sdk_small_cpu.py [--files 2000] [--rounds 3] [--profile OUT.prof]
+Usage:  .venv/bin/python bench/sdk_small_cpu.py [--files 2000] [--rounds 3] [--size 4096] [--profile OUT.prof]
 
 Formats a fresh SQLite + local-directory volume (``--trash-days 0``) per round, warms the client up with 50
-files, then creates `--files` files of 4 KiB with ``open(p, "wb")`` + write + close (the `sdk_bench.py`
-"4 KiB create+write" row) and prints files/s and this process's CPU seconds (user, system) per 1,000 files.
-On a shared machine the CPU figure is the one to compare (A/B, alternating runs). ``--profile`` runs
-cProfile in every thread (inflates the figures; for the shape of the costs only) and writes merged stats.
+files, then creates `--files` files of `--size` bytes (default 4 KiB; 0: create + close only, no data path)
+with ``open(p, "wb")`` + write + close (the `sdk_bench.py` "4 KiB create+write" row) and prints files/s and
+this process's CPU seconds (user, system) per 1,000 files. On a shared machine the CPU figure is the one to
+compare (A/B, alternating runs). ``--profile`` runs cProfile in every thread (inflates the figures; for the
+shape of the costs only) and writes the merged stats.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-SMALL = b"s" * 4096
 
-
-def one_round(files: int, profiles: list[cProfile.Profile] | None) -> tuple[float, float, float]:
+def one_round(files: int, data: bytes, profiles: list[cProfile.Profile] | None) -> tuple[float, float, float]:
     """(files/s, user CPU s per 1,000 files, system CPU s per 1,000 files) of one fresh volume."""
     import jfs
 
@@ -39,14 +38,14 @@ def one_round(files: int, profiles: list[cProfile.Profile] | None) -> tuple[floa
             c.makedirs("/d", exist_ok=True)
             for i in range(50):
                 with c.open(f"/d/warm{i}", "wb") as f:
-                    f.write(SMALL)
+                    f.write(data)
             main = cProfile.Profile() if profiles is not None else None
             if main is not None:
                 main.enable()
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             for i in range(files):
                 with c.open(f"/d/f{i}", "wb") as f:
-                    f.write(SMALL)
+                    f.write(data)
             t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
             if main is not None and profiles is not None:
                 main.disable()
@@ -61,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--size", type=int, default=4096, help="bytes per file (0: create + close only)")
     ap.add_argument("--profile", metavar="OUT")
     args = ap.parse_args()
     profiles: list[cProfile.Profile] | None = None
@@ -80,7 +80,7 @@ def main() -> None:
 
         threading.Thread.run = profiled_run  # type: ignore[method-assign]
     for r in range(args.rounds):
-        rate, user, sys_ = one_round(args.files, profiles)
+        rate, user, sys_ = one_round(args.files, b"s" * args.size, profiles)
         print(f"round {r + 1}: {rate:.0f} files/s, CPU {user + sys_:.3f} s/1000 files "
               f"(user {user:.3f}, system {sys_:.3f})", flush=True)
     if profiles:
