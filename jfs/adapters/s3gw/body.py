@@ -122,43 +122,42 @@ async def plain_body(stream: Stream, length: int | None, signed: Signed | None, 
     """`length` bytes (None: up to the end of a chunked transfer) in pieces of `piece` bytes (the last
     may be shorter); SHA-256 checked at the end when the request signed it.
 
-    Each piece is a fresh bytearray the received data is copied into once (no join of the socket's
-    64-256 KiB reads, no regrowing): yielded and never touched again, so the consumer may keep it (a
+    Each piece is the received data joined once (the socket's 64-256 KiB reads as aiohttp holds them:
+    no intermediate joins, no regrowing, no zero-filling): immutable, so the consumer may keep it (a
     block-sized piece at a block-aligned offset is uploaded as that buffer)."""
     digest = hashlib.sha256() if signed is not None and signed.payload != UNSIGNED else None
     left = length if length is not None else 1 << 62
-    spare: memoryview | None = None  # received bytes past the previous piece
+    spare: bytes | memoryview = b""  # received bytes past the previous piece
     ended = False
     while left > 0 and not ended:
         want = min(piece, left)
-        buf = bytearray(want)
-        view = memoryview(buf)
+        parts: list[bytes | memoryview] = []
         got = 0
         while got < want:
-            if spare is not None:
-                data, spare = spare, None
+            if spare:
+                data, spare = spare, b""
             else:
-                data = memoryview(await _readany(stream, want - got, timeout))
+                data = await _readany(stream, want - got, timeout)
             if not data:
                 if length is not None:
                     raise S3Error("IncompleteBody", "You did not provide the number of bytes specified by the "
                                   "Content-Length HTTP header.")
                 ended = True
                 break
-            n = min(len(data), want - got)
-            view[got:got + n] = data[:n]
-            if n < len(data):
-                spare = data[n:]
-            got += n
-        view.release()
-        if got < want:
-            del buf[got:]
-        if not buf:
+            if len(data) > want - got:
+                view = memoryview(data)
+                data, spare = view[:want - got], view[want - got:]
+            parts.append(data)
+            got += len(data)
+        if not got:
             break
+        # One copy of the received pieces, into memory nobody zeroed first (bytearray(n) would).
+        buf = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+        del parts
         left -= got
         if digest is not None:
-            await hash_update(digest, buf)  # type: ignore[arg-type]
-        yield buf  # type: ignore[misc]
+            await hash_update(digest, buf)
+        yield buf
     if digest is not None and signed is not None and digest.hexdigest() != signed.payload:
         raise S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match "
                       "what was computed.")
