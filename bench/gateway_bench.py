@@ -16,7 +16,9 @@ The clients are boto3 in threads of this process (path-style, SigV4). Rows:
 
 ``--only get8`` runs one row, GET of 4 MiB objects with 8 clients (`--repeat` passes over the objects
 after one 8-client PUT of them), and adds the gateway process's CPU seconds per GiB served (utime +
-stime from /proc): on a shared machine CPU per byte is steadier than throughput. ``--gateways``
+stime from /proc): on a shared machine CPU per byte is steadier than throughput. ``--only put8``: the
+same for PUT of 4 MiB objects with 8 clients (`--objects` keys overwritten `--repeat` times), user and
+system CPU apart. ``--gateways``
 picks the sides (e.g. ``jfs`` alone, to compare two versions of jfs by running the script from each).
 
 Prints a markdown table with jfs's ratio to JuiceFS for each row. With ``--rounds N`` the two gateways run
@@ -153,6 +155,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process (all its threads) has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
 def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
     """The GET 4 MiB × 8 clients row alone, `args.repeat` passes, with the gateway's CPU per GiB."""
     s3 = _client(endpoint)
@@ -166,11 +176,28 @@ def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> 
     return {"GET 4 MiB, 8 client(s) (MiB/s)": len(jobs) * 4 / t, "gateway CPU per GiB served (s)": cpu / gib}
 
 
+def run_put8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
+    """The PUT 4 MiB × 8 clients row alone (`args.objects` × `args.repeat` puts), with the gateway's CPU
+    per GiB received (user and system apart: on a shared machine CPU per byte decides)."""
+    s3 = _client(endpoint)
+    jobs = [lambda k=f"put8/{i % args.objects}": s3.put_object(Bucket=bucket, Key=k, Body=BIG)
+            for i in range(args.objects * args.repeat)]
+    user, system = cpu_split(pid)
+    t = _parallel(8, jobs)
+    user2, system2 = cpu_split(pid)
+    gib = len(jobs) * 4 / 1024
+    return {"PUT 4 MiB, 8 client(s) (MiB/s)": len(jobs) * 4 / t,
+            "gateway CPU per GiB received (s)": (user2 - user + system2 - system) / gib,
+            "  of which user (s)": (user2 - user) / gib, "  of which system (s)": (system2 - system) / gib}
+
+
 def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
     from boto3.s3.transfer import TransferConfig
 
     if args.only == "get8":
         return run_get8(endpoint, bucket, pid, args)
+    if args.only == "put8":
+        return run_put8(endpoint, bucket, pid, args)
     s3 = _client(endpoint)
     rows: dict[str, float] = {}
     n = args.objects
@@ -235,8 +262,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternate the two gateways this many times")
     p.add_argument("--workdir", default="")
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
-    p.add_argument("--only", choices=["get8"], default=None, help="run one row only (see above)")
-    p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8")
+    p.add_argument("--only", choices=["get8", "put8"], default=None, help="run one row only (see above)")
+    p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8")
     p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()
     sides = [g for g in ("jfs", "JuiceFS") if g in args.gateways.split(",")]

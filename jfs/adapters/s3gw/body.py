@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from jfs.adapters.s3gw.errors import S3Error
 from jfs.adapters.s3gw.sigv4 import STREAMING, STREAMING_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED, Signed
 
-PIECE = 1 << 20
+PIECE = 4 << 20
+"""A body's pieces: the default block size, so an object's blocks are each written (and uploaded) as one
+received buffer, hashed in one worker-thread hop."""
 MAX_CHUNK_LINE = 4096
 MAX_TRAILERS = 16
 TRAILER_SIGNATURE = "x-amz-trailer-signature"
@@ -101,23 +103,61 @@ async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIter
         yield buf  # type: ignore[misc]
 
 
-async def plain_body(stream: Stream, length: int | None, signed: Signed | None, timeout: float
-                     ) -> AsyncIterator[bytes]:
-    """`length` bytes (None: up to the end of a chunked transfer); SHA-256 checked at the end when the
-    request signed it."""
+async def _readany(stream: Stream, n: int, timeout: float) -> bytes:
+    """What the stream holds (aiohttp's ``readany``: the received buffer itself, no join), or up to `n`
+    bytes from a stream without it."""
+    readany = getattr(stream, "readany", None)
+    if readany is None:
+        return await _read(stream, n, timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            return bytes(await readany())
+    except TimeoutError:
+        raise S3Error("RequestTimeout", "Your socket connection to the server was not read from or written to "
+                      "within the timeout period.") from None
+
+
+async def plain_body(stream: Stream, length: int | None, signed: Signed | None, timeout: float,
+                     piece: int = PIECE) -> AsyncIterator[bytes]:
+    """`length` bytes (None: up to the end of a chunked transfer) in pieces of `piece` bytes (the last
+    may be shorter); SHA-256 checked at the end when the request signed it.
+
+    Each piece is the received data joined once (the socket's 64-256 KiB reads as aiohttp holds them:
+    no intermediate joins, no regrowing, no zero-filling): immutable, so the consumer may keep it (a
+    block-sized piece at a block-aligned offset is uploaded as that buffer)."""
     digest = hashlib.sha256() if signed is not None and signed.payload != UNSIGNED else None
     left = length if length is not None else 1 << 62
-    while left > 0:
-        piece = await _read(stream, min(PIECE, left), timeout)
-        if not piece and length is None:
+    spare: bytes | memoryview = b""  # received bytes past the previous piece
+    ended = False
+    while left > 0 and not ended:
+        want = min(piece, left)
+        parts: list[bytes | memoryview] = []
+        got = 0
+        while got < want:
+            if spare:
+                data, spare = spare, b""
+            else:
+                data = await _readany(stream, want - got, timeout)
+            if not data:
+                if length is not None:
+                    raise S3Error("IncompleteBody", "You did not provide the number of bytes specified by the "
+                                  "Content-Length HTTP header.")
+                ended = True
+                break
+            if len(data) > want - got:
+                view = memoryview(data)
+                data, spare = view[:want - got], view[want - got:]
+            parts.append(data)
+            got += len(data)
+        if not got:
             break
-        if not piece:
-            raise S3Error("IncompleteBody", "You did not provide the number of bytes specified by the "
-                          "Content-Length HTTP header.")
-        left -= len(piece)
+        # One copy of the received pieces, into memory nobody zeroed first (bytearray(n) would).
+        buf = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+        del parts
+        left -= got
         if digest is not None:
-            await hash_update(digest, piece)
-        yield piece
+            await hash_update(digest, buf)
+        yield buf
     if digest is not None and signed is not None and digest.hexdigest() != signed.payload:
         raise S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match "
                       "what was computed.")
