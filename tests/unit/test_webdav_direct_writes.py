@@ -9,7 +9,7 @@ import platform
 import socket
 import threading
 
-from jfs.adapters.webdav.memory import keep_block_buffers
+from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.webdav.server import DIRECT_WRITE_MIN, DirectStreamWriter
 
 

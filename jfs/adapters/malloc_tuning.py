@@ -1,4 +1,4 @@
-"""`keep_block_buffers`: glibc's malloc told to keep freed block-sized buffers for reuse (`jfs webdav`)."""
+"""`keep_block_buffers`: glibc's malloc told to keep freed block-sized buffers for reuse (`jfs webdav`, `jfs gateway`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ctypes.util
 
 import structlog
 
-log = structlog.get_logger("jfs.webdav")
+log = structlog.get_logger("jfs.malloc")
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
