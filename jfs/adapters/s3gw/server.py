@@ -27,11 +27,11 @@ from urllib.parse import unquote
 import structlog
 from aiohttp import web
 
+from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.s3gw import checksums, xmlio
 from jfs.adapters.s3gw.body import chunked_body, coalesce, digested, plain_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
 from jfs.adapters.s3gw.sigv4 import UNSIGNED, Signed, Verifier
-from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.app.objectview import (
     Multipart,
     NewObject,

@@ -18,9 +18,9 @@ from cheroot.makefile import MakeFile, StreamWriter
 from cheroot.server import HTTPConnection, HTTPRequest
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
-from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.webdav.middleware import AccessLog, DirectBodies, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
 from jfs.app.errors import JfsError
