@@ -16,11 +16,16 @@ from cheroot.server import KnownLengthRFile
 from jfs.adapters.webdav.middleware import DirectBodies, DirectBody
 
 _open: list[socket.socket] = []
+_senders: list[threading.Thread] = []
 
 
 @pytest.fixture(autouse=True)
 def _close_sockets() -> Iterator[None]:
     yield
+    for a in _open[::2]:  # the reading ends: a sender blocked on a full socket gets EPIPE and ends
+        a.shutdown(socket.SHUT_RDWR)
+    while _senders:
+        _senders.pop().join(10)
     while _open:
         _open.pop().close()
 
@@ -30,11 +35,16 @@ def _reader(payload: bytes, *, close: bool = True) -> tuple[StreamReader, socket
     _open.extend((a, b))
 
     def send() -> None:
-        b.sendall(payload)
-        if close:
-            b.shutdown(socket.SHUT_WR)
+        try:
+            b.sendall(payload)
+            if close:
+                b.shutdown(socket.SHUT_WR)
+        except OSError:  # the test ended before reading everything
+            pass
 
-    threading.Thread(target=send, daemon=True).start()
+    sender = threading.Thread(target=send, daemon=True)
+    _senders.append(sender)
+    sender.start()
     return StreamReader(a, "rb"), b
 
 
