@@ -180,8 +180,8 @@ class SliceWriter:
         if crc is not None:
             self.crcs[index] = crc
         full = len(data) >= ctx.blocks.block_size
-        if not full and ctx.mem is not None:
-            ctx.mem.put((self.id, index), data)
+        if not full and ctx.mem is not None:  # readers get bytes: a short block handed over as a view is copied
+            ctx.mem.put((self.id, index), data if isinstance(data, bytes) else bytes(data))
         if ctx.disk is not None and (ctx.config.cache_full_writes if full else ctx.config.cache_small_writes):
             ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
 
