@@ -32,15 +32,14 @@ Errors: FSError EDQUOT from the hooks; FSError ENOENT from `read_record` callers
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+from jfs.app.meta.quota import apply_usage
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
-from jfs.domain.errors import FSError
 from jfs.domain.records import Quota, decode_dentry
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
@@ -106,12 +105,7 @@ async def _add(tx: Tx, deltas: dict[bytes, tuple[int, int]], *, create: bool = T
             q, tail = Quota(), b""
         else:
             q, tail = Quota.decode(raw), raw[_QSIZE:]
-        if space > 0 and q.max_space > 0 and q.used_space + space > q.max_space:
-            raise FSError(errno.EDQUOT)
-        if inodes > 0 and q.max_inodes > 0 and q.used_inodes + inodes > q.max_inodes:
-            raise FSError(errno.EDQUOT)
-        q.used_space += space
-        q.used_inodes += inodes
+        apply_usage(q, space, inodes)
         tx.put(key, q.encode() + tail)
 
 

@@ -173,7 +173,7 @@ async def _chain(tx: Tx, start: int) -> list[tuple[int, Quota, bytes]]:
     return out
 
 
-def _apply(q: Quota, space: int, inodes: int) -> None:
+def apply_usage(q: Quota, space: int, inodes: int) -> None:
     """Add usage to `q`; EDQUOT when growth would exceed one of its limits."""
     if space > 0 and q.max_space > 0 and q.used_space + space > q.max_space:
         raise FSError(errno.EDQUOT)
@@ -189,7 +189,7 @@ async def charge(m: Meta, tx: Tx, start: int, space: int, inodes: int) -> None:
     if not m.has_quotas or (not space and not inodes):
         return
     for d, q, tail in await _chain(tx, start):
-        _apply(q, space, inodes)
+        apply_usage(q, space, inodes)
         tx.put(keys.dir_quota(d), q.encode() + tail)
 
 
@@ -223,7 +223,7 @@ async def move(m: Meta, tx: Tx, moves: Sequence[tuple[int, Attr, int, int]]) -> 
             acc[1] += sign * inodes
     for d, (space, inodes) in deltas.items():
         q, tail = records[d]
-        _apply(q, space, inodes)
+        apply_usage(q, space, inodes)
         tx.put(keys.dir_quota(d), q.encode() + tail)
 
 
