@@ -12,6 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -133,12 +137,66 @@ async def test_sqlite_foreign_database(builtin_engines: None, tmp_path: Path) ->
     assert "not a jfs metadata database" in await _unavailable(f"sqlite3://{path}", 5)
 
 
+_OPEN_AS_CHILD = (
+    "import asyncio, sys\n"
+    "from jfs.adapters.kv.registry import open_kv\n"
+    "from jfs.ports.kv import EngineUnavailable\n"
+    "async def main():\n"
+    "    try:\n"
+    "        kv = await open_kv(sys.argv[1])\n"
+    "    except EngineUnavailable as exc:\n"
+    "        print(exc)\n"
+    "        return\n"
+    "    await kv.close()\n"
+    "    print('OPENED')\n"
+    "asyncio.run(main())\n"
+)
+
+
+def _unavailable_as_nobody(url: str) -> str:
+    """`open_kv(url)`'s one-line refusal as seen by uid/gid 65534 (root is not stopped by file modes)."""
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    source_root = str(Path(__file__).resolve().parents[2])
+    paths = [source_root, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    env = {**os.environ, "HOME": "/tmp", "PYTHONNOUSERSITE": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    v = sys.version_info
+    # This interpreter may live under root's 0700 home: then a system one of the same version.
+    for exe in (sys.executable, f"/usr/bin/python{v.major}.{v.minor}", f"/usr/local/bin/python{v.major}.{v.minor}"):
+        try:
+            probe = subprocess.run([exe, "-c", "import jfs.adapters.kv.registry"], preexec_fn=drop, env=env,
+                                   cwd="/", capture_output=True, text=True, timeout=60)
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            break
+    else:
+        pytest.skip(f"running as root, and uid 65534 finds no Python {v.major}.{v.minor} that imports jfs")
+    res = subprocess.run([exe, "-c", _OPEN_AS_CHILD, url], preexec_fn=drop, env=env, cwd="/",
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1, res.stdout
+    return lines[0]
+
+
 async def test_sqlite_permission_denied(builtin_engines: None, tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("running as root, whom file permissions do not stop: run the suite as an ordinary user to test this")
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    assert "permission denied" in await _unavailable(f"sqlite3://{locked}/x.db", 5)
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "permission denied" in await _unavailable(f"sqlite3://{locked}/x.db", 5)
+        return
+    # Root ignores file modes: ask as an ordinary user, in a directory that user can reach but not write.
+    with tempfile.TemporaryDirectory(prefix="jfs-perm-") as reachable:
+        os.chmod(reachable, 0o755)
+        locked = Path(reachable) / "locked"
+        locked.mkdir(mode=0o555)
+        message = _unavailable_as_nobody(f"sqlite3://{locked}/x.db")
+        assert "permission denied" in message and str(locked) in message
 
 
 async def test_sqlite_url_options(builtin_engines: None, tmp_path: Path) -> None:
