@@ -252,3 +252,54 @@ def test_jfs_mdtest_and_status_on_etcd(etcd_trio: EtcdCluster, tmp_path: object)
     assert res.returncode == 0 and "mdvol" in res.stdout, res.stdout + res.stderr
     res = jfs("fsck", url, check=False)
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
+
+
+async def test_many_absent_keys_read_commit_as_range_compares(small: EtcdCluster) -> None:
+    """A body that found hundreds of keys absent (a compaction's slice reference records) commits in one
+    Txn although their point compares exceed --max-txn-ops: they are compared as ranges, which still
+    catch a key created meanwhile by another client."""
+    url = url_of(small, "max-txn-ops=16")
+    kv, other = await open_kv(url), await open_kv(url + "&read-cache=0")
+    try:
+        await put_all(kv, [(b"Cchunk", b"v0"), (b"Aother", b"x")])
+        refs = [b"K%08d" % i for i in range(0, 240, 2)]  # 120: 8 × --max-txn-ops
+
+        async def release(tx: Tx) -> int:
+            assert await tx.get(b"Cchunk") is not None
+            found = await tx.get_many(refs)
+            for k in refs:
+                tx.put(k, b"-1")
+            tx.put(b"Cchunk", b"v1")
+            return sum(v is not None for v in found)
+
+        assert await kv.txn(release) == 0
+
+        async def count(tx: Tx) -> int:
+            return len(await tx.scan(b"K", b"L", keys_only=True))
+
+        assert await kv.read(count) == 120
+        await kv.reset()
+
+        attempts = 0
+        late = b"K%08d" % 100
+
+        async def racing(tx: Tx) -> int:
+            nonlocal attempts
+            attempts += 1
+            found = await tx.get_many(refs)
+            if attempts == 1:  # another client creates one of the keys found absent
+                await put_all(other, [(late, b"7")])
+            for k in refs:
+                tx.put(k, b"-1")
+            return sum(v is not None for v in found)
+
+        assert await kv.txn(racing) == 1 and attempts == 2
+
+        async def one(tx: Tx) -> bytes | None:
+            return await tx.get(late)
+
+        assert await kv.read(one) == b"-1"
+    finally:
+        await kv.reset()
+        await kv.close()
+        await other.close()

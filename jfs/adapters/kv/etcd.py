@@ -19,9 +19,12 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
 * **etcd's limits.** `--max-txn-ops` (128) bounds, along every path of a nested Txn, the sum of each
   level's count (its compares or its operations, whichever is larger). Writes beyond it are nested in
   sub-Txns (one atomic request still: thousands of writes fit); batched reads are split into several
-  requests at revision R (safe). The read set cannot be split: a body that read more keys and ranges
-  than fit beside its writes (~120 with the default) fails with EngineError naming --max-txn-ops, as does
-  a commit over `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
+  requests at revision R (safe). The read set cannot be split: when its point compares do not fit, the
+  keys a store read found absent are compared as ranges instead, one per record type (no key of the span
+  modified after R: `EtcdTx._absent_runs`; a compaction releasing a thousand slices reads a thousand
+  absent reference records); a body that read more *present* keys and ranges than fit beside its writes
+  (~120 with the default) fails with EngineError naming --max-txn-ops, as does a commit over
+  `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
 * **Read cache** (docs/adr/0025-etcd-read-cache.md). A read-write body serves `get`/`get_many` of keys
   this client recently read or wrote from `ReadCache` (value and mod revision, or absent) without a round
   trip; those keys join the read set like any other, so a stale entry fails the commit's compares. The
@@ -325,15 +328,44 @@ class EtcdTx(SnapshotScans):
             out += [r.response_range.kvs for r in reply.responses]
         return out
 
-    def _read_compares(self) -> list[Any]:
+    def _read_compares(self, coalesce: bool = False) -> list[Any]:
+        """The read set's compares: one per key read (mod revision as seen, 0 = absent) and one per
+        scanned range (no key modified after R). With `coalesce`, the keys found absent at R by a store
+        read are compared per run of keys sharing their first byte (the record type) as ranges in which
+        no key was modified after R (see `_absent_runs`)."""
         pb, p = self._pb, self._p
         mod, eq, less = pb.Compare.MOD, pb.Compare.EQUAL, pb.Compare.LESS
-        out = [pb.Compare(key=p + k, target=mod, result=eq, mod_revision=r) for k, r in self._seen.items()]
+        runs = self._absent_runs() if coalesce else []
+        merged = {k for run in runs for k in run}
+        out = [
+            pb.Compare(key=p + k, target=mod, result=eq, mod_revision=r)
+            for k, r in self._seen.items()
+            if k not in merged
+        ]
         out += [
             pb.Compare(key=p + b, range_end=p + e, target=mod, result=less, mod_revision=self.rev + 1)
-            for b, e in self._ranges
+            for b, e in [*self._ranges, *((run[0], run[-1] + b"\x00") for run in runs)]
         ]
         return out
+
+    def _absent_runs(self) -> list[list[bytes]]:
+        """Runs (sorted, two keys or more, one first byte) of the keys a store read found absent at R.
+
+        "No key in [first, last] has a mod revision above R" holds exactly when each of them is still
+        absent (one created after R would carry a later mod revision; deletions of other keys do not
+        count) and every present key of the span is unchanged since R — which every key this body read
+        in the span is anyway (store reads are at R; a cached entry is used only if it holds at R). It
+        is stricter than the point compares (a change to a key of the span that the body did not read
+        fails the commit too), so it is used only when the point compares do not fit --max-txn-ops: a
+        compaction or truncate that releases a thousand slices, whose reference records are absent.
+        """
+        if not self.rev:
+            return []
+        absent = sorted(k for k, r in self._seen.items() if r == 0 and k not in self.cached)
+        runs: dict[int, list[bytes]] = {}
+        for k in absent:
+            runs.setdefault(k[0] if k else -1, []).append(k)
+        return [run for run in runs.values() if len(run) > 1]
 
     async def _counters(self) -> tuple[list[bytes], list[Any], dict[bytes, bytes]]:
         """(counters read from the store, their compares, new values of every add). A counter the body
@@ -438,12 +470,18 @@ class EtcdTx(SnapshotScans):
         body that used the cache needs before its result counts); ConflictError when not."""
         if self._torn:
             raise self._stale("etcd: the transaction saw two versions of a key")
+        coalesced = False
         try:
             request = self._request([self._read_compares()], [], [self._refresh_ops()])
         except EngineError:
-            raise self._stale("etcd: read set too large to validate; read again without the cache") from None
+            try:
+                request, coalesced = self._request([self._read_compares(coalesce=True)], []), True
+            except EngineError:
+                raise self._stale("etcd: read set too large to validate; read again without the cache") from None
         reply = await self._c.call("Txn", request, write=False)
         if not reply.succeeded:
+            if coalesced:
+                raise self._stale("etcd: a key read by the transaction changed")
             raise self._refreshed(reply, reply.header.revision, "etcd: a key read by the transaction changed")
 
     async def commit(self) -> None:
@@ -457,6 +495,7 @@ class EtcdTx(SnapshotScans):
         pb, p = self._pb, self._p
         reads = self._read_compares() if writes or self.cached else []
         read_groups = [reads] if reads else []
+        coalesced = False  # the read set's absent keys compared as ranges (`_absent_runs`): no refresh
         ambiguous = 0
         for _ in range(ADD_RETRIES):
             fresh, add_compares, counters = await self._counters()
@@ -468,12 +507,18 @@ class EtcdTx(SnapshotScans):
             groups = [*read_groups, *([add_compares] if add_compares else [])]
             # when the read set changed, its level's failure branch returns the current versions of the
             # keys read (for the retry); when only the counters moved, the add level's returns theirs
-            failures = [self._refresh_ops()] if read_groups else []
+            failures = [[] if coalesced else self._refresh_ops()] if read_groups else []
             if add_compares:
                 failures.append([pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh])
             try:
                 request = self._request(groups, ops, failures)
             except EngineError:
+                if read_groups and not coalesced:  # too many point compares: absent keys as ranges
+                    smaller = self._read_compares(coalesce=True)
+                    if len(smaller) < len(reads):
+                        reads, coalesced = smaller, True
+                        read_groups = [reads]
+                        continue
                 if not self.cached:
                     raise
                 raise self._stale("etcd: read set too large with the cache's; read again without it") from None
@@ -503,6 +548,8 @@ class EtcdTx(SnapshotScans):
                     cache.note(key, None, 0, done, deleted_at=done)
                 return
             if failed < len(read_groups):
+                if coalesced:
+                    raise self._stale("etcd: a key or range read by the transaction changed")
                 raise self._refreshed(
                     level, reply.header.revision, "etcd: a key or range read by the transaction changed"
                 )
