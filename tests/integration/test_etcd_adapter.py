@@ -303,3 +303,57 @@ async def test_many_absent_keys_read_commit_as_range_compares(small: EtcdCluster
         await kv.reset()
         await kv.close()
         await other.close()
+
+
+async def test_deferred_adds_reach_the_store_within_the_interval_on_read_and_on_close(
+    etcd_single: EtcdCluster,
+) -> None:
+    """`defer_adds` (the volume's usage counters, ADR 0034): the deltas of committed bodies are added
+    later in one transaction — after `defer_interval`, before this client reads the counter, at close —
+    and never for a body that did not commit."""
+    url = url_of(etcd_single)
+    kv, other = await open_kv(url), await open_kv(url + "?read-cache=0")
+    counter = b"CusedSpace"
+    try:
+        kv.defer_adds([counter])
+
+        async def add(tx: Tx) -> None:
+            tx.add(counter, 4096)
+            tx.put(b"k", b"v")
+
+        async def value(tx: Tx) -> int:
+            raw = await tx.get(counter)
+            return 0 if raw is None else int.from_bytes(raw, "little", signed=True)
+
+        async def fails(tx: Tx) -> None:
+            tx.add(counter, 1)
+            raise OSError("body failed")
+
+        kv.defer_interval = 0.05
+        await kv.txn(add)
+        with pytest.raises(OSError):
+            await kv.txn(fails)
+        for _ in range(100):
+            if await other.read(value) == 4096:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert await other.read(value) == 4096  # flushed in the background, the failed body's add not
+
+        kv.defer_interval = 3600.0
+        await kv.txn(add)
+        await kv.txn(add)
+        assert await other.read(value) == 4096  # not yet in the store
+        assert await kv.read(value) == 3 * 4096  # this client's read adds its pending deltas first
+        assert await other.read(value) == 3 * 4096
+
+        kv.defer_interval = 3600.0
+        await kv.txn(add)
+        await kv.txn(add)
+        await asyncio.sleep(0.1)
+        assert await other.read(value) == 3 * 4096
+        await kv.close()
+        assert await other.read(value) == 5 * 4096  # close added what was pending
+    finally:
+        await other.reset()
+        await other.close()

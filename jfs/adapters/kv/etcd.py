@@ -44,9 +44,10 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -67,6 +68,8 @@ SCAN_BATCH = 10_000
 OPEN_TIMEOUT = 5.0
 ADD_RETRIES = 50  # re-sends of one commit whose counters moved
 AMBIGUOUS_RETRIES = 3
+DEFER_INTERVAL = 1.0
+"""Seconds between flushes of deferred counter deltas (`EtcdKV.defer_adds`; JuiceFS: one second)."""
 NO_CACHE = 1 << 63
 """`EtcdTx`'s cache floor when it may not read from the cache at all."""
 
@@ -100,6 +103,8 @@ class EtcdTx(SnapshotScans):
         self._floor = 0  # the latest revision a cache entry used was known at
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
         self.refreshed_at = NO_CACHE
+        self.deferred: dict[bytes, int] = {}
+        """Adds to counters the KV defers (`EtcdKV.defer_adds`): handed to it once the commit succeeded."""
         """After a ConflictError: the revision as of which the failed request re-read the whole read set
         into the cache (the next attempt may use entries from then on), NO_CACHE when it did not."""
 
@@ -189,7 +194,31 @@ class EtcdTx(SnapshotScans):
         inner = reply.responses[0]
         return inner.response_range if method == "Range" else inner.response_txn
 
+    def add(self, key: bytes, delta: int) -> None:
+        if key in self._kv.deferred_keys:
+            self._writable("add")
+            self.deferred[key] = self.deferred.get(key, 0) + delta
+        else:
+            super().add(key, delta)
+
+    def add_now(self, key: bytes, delta: int) -> None:
+        """`add` in this transaction's commit, even to a counter whose adds the KV defers."""
+        super().add(key, delta)
+
+    async def _settle(self, keys: Sequence[bytes]) -> None:
+        """Before reading counters whose adds are deferred: commit this client's pending deltas, so the
+        read sees them; ConflictError when that commit came after this body's revision R (it re-runs)."""
+        if self._kv.deferred_keys.isdisjoint(keys):
+            return
+        if await self._kv.flush_deferred() and self.rev:
+            raise ConflictError("etcd: deferred counter deltas committed after the body's first read")
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        await self._settle(keys)
+        return await super().get_many(keys)
+
     async def get(self, key: bytes) -> bytes | None:
+        await self._settle((key,))
         found, value = self._buf.lookup(key)
         if found:
             return value
@@ -485,6 +514,11 @@ class EtcdTx(SnapshotScans):
             raise self._refreshed(reply, reply.header.revision, "etcd: a key read by the transaction changed")
 
     async def commit(self) -> None:
+        await self._commit()
+        if self.deferred:
+            self._kv.note_deferred(self.deferred)
+
+    async def _commit(self) -> None:
         writes, adds = self._buf.writes, self._buf.adds
         if not writes and not adds:
             if self.cached:
@@ -571,6 +605,59 @@ class EtcdKV(RetryingKV):
         """Last value and mod revision seen of the counters `add` was used on (a hint, checked at commit)."""
         self.cache = ReadCache(target.read_cache_bytes)
         """Last versions of keys read or written (hints for read-write bodies, checked at commit)."""
+        self.deferred_keys: frozenset[bytes] = frozenset()
+        self.defer_interval = DEFER_INTERVAL
+        self._pending: dict[bytes, int] = {}
+        self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ---- deferred adds -----------------------------------------------------------------------------------
+
+    def defer_adds(self, keys: Iterable[bytes]) -> None:
+        """From now on, `add` to the counters `keys` is not part of the transaction's commit: the deltas
+        of committed transactions are summed in memory and added by one transaction at most
+        `defer_interval` seconds later (as JuiceFS batches its usage counters), and before this client
+        reads one of the counters (so its own reads see them) or closes. Removes the hottest keys from
+        concurrent commits (every create and unlink adds to the volume's usage counters). The price, as
+        in JuiceFS: other clients see the counters up to `defer_interval` late, and a client that dies
+        loses its last second of deltas (fsck repairs the counters)."""
+        self.deferred_keys = self.deferred_keys | frozenset(keys)
+
+    def note_deferred(self, deltas: dict[bytes, int]) -> None:
+        """Deltas of a committed transaction, to be added by the next flush."""
+        for key, delta in deltas.items():
+            self._pending[key] = self._pending.get(key, 0) + delta
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.defer_interval)
+            try:
+                await self.flush_deferred()
+            except Exception as exc:  # kept pending: tried again next round
+                log.warning("etcd_deferred_flush_failed", error=str(exc))
+
+    async def flush_deferred(self) -> bool:
+        """Add the pending deltas (one transaction, after any flush in flight); returns whether it
+        committed something. On failure the deltas stay pending and the error is raised."""
+        async with self._flush_lock:
+            batch, self._pending = self._pending, {}
+            batch = {k: d for k, d in batch.items() if d}
+            if not batch:
+                return False
+
+            async def body(tx: EtcdTx) -> None:
+                for key, delta in batch.items():
+                    tx.add_now(key, delta)
+
+            try:
+                await self.txn(body)
+            except Exception:
+                for key, delta in batch.items():
+                    self._pending[key] = self._pending.get(key, 0) + delta
+                raise
+            return True
 
     def remember(self, keys: Sequence[bytes], kvs: Sequence[Any]) -> None:
         """Cache the counters `keys` from their Range replies `kvs` (empty = absent)."""
@@ -617,6 +704,7 @@ class EtcdKV(RetryingKV):
         pb = self.client.pb
         self.cache.clear()
         self.counters.clear()
+        self._pending.clear()
         end = self.prefix[:-1] + bytes([self.prefix[-1] + 1])
         for _ in range(AMBIGUOUS_RETRIES + 1):
             try:
@@ -629,6 +717,15 @@ class EtcdKV(RetryingKV):
         raise EngineUnavailable(f"cannot reset etcd at {self.client.address}: {last}")
 
     async def close(self) -> None:
+        """Add the deferred deltas still pending (a failure is logged: fsck repairs the counters), close."""
+        try:
+            await self.flush_deferred()  # after a flush in flight, if any
+        except Exception as exc:
+            log.warning("etcd_deferred_flush_failed", error=str(exc), lost=dict(self._pending))
+        if self._flusher is not None:  # now asleep or done: nothing of its own in flight
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flusher
         await self.client.close()
 
 
