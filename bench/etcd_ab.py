@@ -1,5 +1,5 @@
-"""jfs next to JuiceFS on one 3-member etcd cluster: sequential create / stat (kernel caches expired) /
-unlink of N empty files through each mount, the two systems alternated over several pairs (the machine
+"""jfs next to JuiceFS on one 3-member etcd cluster: mdtest's phases (mkdir, create, stat with kernel caches
+expired, rename, unlink, rmdir) on N items through each mount, the systems alternated over several pairs (the machine
 is shared: medians of alternating runs, not one run each).
 
 Usage:  .venv/bin/python bench/etcd_ab.py [--files 300] [--pairs 3] [--procs 1] [--no-cache-too]
@@ -42,7 +42,7 @@ from jfs.testing.juicefs import juicefs_mounted, run_juicefs
 from jfs.testing.mounts import format_volume, is_mounted, mounted
 from jfs.testing.servers import stop_process
 
-PHASES = ("create", "stat", "unlink")
+PHASES = ("mkdir", "create", "stat", "rename", "unlink", "rmdir")
 
 
 def requests(cluster: EtcdCluster) -> float:
@@ -55,19 +55,22 @@ def requests(cluster: EtcdCluster) -> float:
     return total
 
 
-OPS: dict[str, Callable[[Path], object]] = {
-    "create": lambda p: open(p, "wb").close(),
-    "stat": os.stat,
-    "unlink": os.unlink,
+OPS: dict[str, Callable[[Path, int], object]] = {  # mdtest's phases, in its order
+    "mkdir": lambda d, i: os.mkdir(d / f"d{i}"),
+    "create": lambda d, i: open(d / f"f{i}", "wb").close(),
+    "stat": lambda d, i: os.stat(d / f"f{i}"),
+    "rename": lambda d, i: os.rename(d / f"f{i}", d / f"r{i}"),
+    "unlink": lambda d, i: os.unlink(d / f"r{i}"),
+    "rmdir": lambda d, i: os.rmdir(d / f"d{i}"),
 }
 
 
 def _phase_in(job: tuple[str, str, int]) -> None:
     """One phase over the files of one directory (in a worker process when --procs > 1)."""
     directory, name, n = job
-    op = OPS[name]
+    op, d = OPS[name], Path(directory)
     for i in range(n):
-        op(Path(directory) / f"f{i}")
+        op(d, i)
 
 
 def run_phases(
