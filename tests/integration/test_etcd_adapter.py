@@ -357,3 +357,13 @@ async def test_deferred_adds_reach_the_store_within_the_interval_on_read_and_on_
     finally:
         await other.reset()
         await other.close()
+
+
+async def test_requests_go_to_the_leader(etcd_trio: EtcdCluster) -> None:
+    """The first request asks the members which one leads and sticks to it (no forwarding by a follower)."""
+    kv = await open_kv(url_of(etcd_trio))
+    try:
+        await kv.read(lambda tx: tx.get(b"k"))
+        assert kv.client._current == etcd_trio.leader()
+    finally:
+        await kv.close()

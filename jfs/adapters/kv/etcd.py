@@ -749,6 +749,7 @@ async def open_etcd(url: str) -> EtcdKV:
             f"the etcd client is not installed ({exc}): pip install 'jfs[etcd]'"
         ) from None
     probe = EtcdClient(dataclasses.replace(target, timeout=min(OPEN_TIMEOUT, target.timeout)))
+    probe.prefer_leader = False  # one answer is all it needs
     try:
         await probe.call(
             "Range", probe.pb.RangeRequest(key=target.prefix, limit=1, keys_only=True), write=False
