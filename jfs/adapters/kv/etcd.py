@@ -36,6 +36,9 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
   state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
   its likely target in the same request (a lookup in one round trip), checked against what was read.
+* **Deferred adds** (docs/adr/0034-etcd-batched-usage-and-limits.md). `EtcdKV.defer_adds` takes the
+  volume's usage counters out of every transaction, as JuiceFS does: committed deltas are summed and
+  added once a second, before this client reads one of them, and at close.
 * **Fail-over** between members is `EtcdClient`'s; a commit whose outcome is unknown (connection lost
   after sending) is checked: if every key it put holds its value at one common revision newer than R, and
   the keys it deleted are gone, it was applied; otherwise it is sent again (its compares decide).
