@@ -3,13 +3,15 @@ expired, rename, unlink, rmdir) on N items through each mount, the systems alter
 is shared: medians of alternating runs, not one run each).
 
 Usage:  .venv/bin/python bench/etcd_ab.py [--files 300] [--pairs 3] [--procs 1] [--no-cache-too]
-        [--base DIR] [--no-juicefs] [--engine-only]
+        [--base DIR] [--no-juicefs] [--engine-only] [--two-clients]
 
 With ``--no-cache-too`` a second jfs mount runs with its read cache off (``?read-cache=0``, ADR 0025) in
 the same rotation: the cache's gain measured A/B on the same cluster and load. Besides ops/s, the etcd
 requests each phase cost per file are printed (the members' ``grpc_server_handled_total`` counters; the
 other mounts' heartbeats add a few hundredths). ``--engine-only`` skips the mounts and JuiceFS: jfs's
 metadata engine in this process, read cache on vs off (lookup that misses + create, lookup, unlink).
+``--two-clients`` skips the mounts too: two jfs engines on one volume, each creating then unlinking N files
+in its own directory at once, the usage counters batched (ADR 0034) vs in every transaction, alternated.
 ``--procs N`` runs each phase in N processes at once, each in its own directory (as mdtest and
 `bench/compare.py` do: one client's concurrent operations); the figures are then the N processes' total.
 ``--base DIR`` adds a jfs mount run by another checkout's venv (``DIR/.venv/bin/python``, e.g. a detached
@@ -161,16 +163,74 @@ async def engine_ab(cluster: EtcdCluster, n: int, rounds: int) -> None:
         print(f"| {ph} | {a:.0f} | {b:.0f} | {a / b:.2f} |")
 
 
+async def two_clients_ab(cluster: EtcdCluster, n: int, rounds: int) -> None:
+    """Two engines on one volume working at once, usage counters batched vs not (`EtcdKV.defer_adds`
+    made a no-op), rounds alternated; ops/s and etcd requests per operation (counted on `EtcdClient`)."""
+    from jfs.adapters.kv import etcd as etcd_adapter
+    from jfs.adapters.kv.etcd_client import EtcdClient
+    from jfs.adapters.kv.registry import open_kv
+    from jfs.app.meta import Meta
+    from jfs.app.meta.engine import format_meta
+    from jfs.domain.attrs import ROOT_INODE
+    from jfs.domain.settings import Settings
+
+    calls = 0
+    send, defer = EtcdClient.call, etcd_adapter.EtcdKV.defer_adds
+
+    async def counted(self: EtcdClient, method: str, request: object, *, write: bool) -> object:
+        nonlocal calls
+        calls += 1
+        return await send(self, method, request, write=write)
+
+    url = cluster.url("ab-two")
+    kv = await open_kv(url)
+    await format_meta(kv, Settings(name="abtwo", trash_days=0))
+    await kv.close()
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    setattr(EtcdClient, "call", counted)  # noqa: B010 (a benchmark's instrument)
+    try:
+        for r in range(rounds):
+            for batched in (True, False) if r % 2 == 0 else (False, True):
+                etcd_adapter.EtcdKV.defer_adds = defer if batched else (lambda self, keys: None)  # type: ignore[method-assign]
+                metas = [await Meta.load(await open_kv(url)) for _ in range(2)]
+
+                async def work(m: Meta, k: int, tag: bytes) -> None:
+                    d, _ = await m.mkdir(ROOT_INODE, b"%s-%d" % (tag, k), 0o755)
+                    for i in range(n):
+                        await m.create(d, b"f%d" % i, 0o644)
+                    for i in range(n):
+                        await m.unlink(d, b"f%d" % i)
+
+                calls, t = 0, time.monotonic()
+                await asyncio.gather(*(work(m, k, b"r%d%d" % (r, batched)) for k, m in enumerate(metas)))
+                runs[batched].append((4 * n / (time.monotonic() - t), calls / (4 * n)))
+                for m in metas:
+                    await m.kv.close()
+    finally:
+        setattr(EtcdClient, "call", send)  # noqa: B010
+        etcd_adapter.EtcdKV.defer_adds = defer  # type: ignore[method-assign]
+    print(f"2 engines x {n} files (create, unlink), {rounds} alternating rounds, 3-member etcd (medians)")
+    print("| usage counters | ops/s | etcd requests per op |\n|---|--:|--:|")
+    for batched, label in ((True, "batched (ADR 0034)"), (False, "in every transaction")):
+        ops, req = (statistics.median(x[i] for x in runs[batched]) for i in (0, 1))
+        print(f"| {label} | {ops:.0f} | {req:.2f} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=300)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--no-cache-too", action="store_true", help="also a jfs mount without the read cache")
     ap.add_argument("--engine-only", action="store_true", help="jfs's engine in-process, cache on vs off")
+    ap.add_argument("--two-clients", action="store_true", help="two engines, usage counters batched or not")
     ap.add_argument("--procs", type=int, default=1, help="processes per phase, each in its own directory")
     ap.add_argument("--base", type=Path, help="also a jfs mount by DIR/.venv/bin/python (A/B of a change)")
     ap.add_argument("--no-juicefs", action="store_true", help="leave JuiceFS out")
     args = ap.parse_args()
+    if args.two_clients:
+        with etcd_cluster(3, "--max-request-bytes", "16777216") as cluster:
+            asyncio.run(two_clients_ab(cluster, args.files, 2 * args.pairs))
+        return 0
     if args.engine_only:
         with etcd_cluster(3, "--max-request-bytes", "16777216") as cluster:
             asyncio.run(engine_ab(cluster, args.files, 2 * args.pairs))
