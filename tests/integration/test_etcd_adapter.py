@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from jfs.adapters.kv.etcd import EtcdKV
 from jfs.adapters.kv.registry import open_kv
 from jfs.ports.kv import KV, EngineError, EngineUnavailable, Tx
 from jfs.testing.etcd_cluster import EtcdCluster, EtcdError, start_etcd_cluster
@@ -313,6 +314,7 @@ async def test_deferred_adds_reach_the_store_within_the_interval_on_read_and_on_
     and never for a body that did not commit."""
     url = url_of(etcd_single)
     kv, other = await open_kv(url), await open_kv(url + "?read-cache=0")
+    assert isinstance(kv, EtcdKV)
     counter = b"CusedSpace"
     try:
         kv.defer_adds([counter])
@@ -362,6 +364,7 @@ async def test_deferred_adds_reach_the_store_within_the_interval_on_read_and_on_
 async def test_requests_go_to_the_leader(etcd_trio: EtcdCluster) -> None:
     """The first request asks the members which one leads and sticks to it (no forwarding by a follower)."""
     kv = await open_kv(url_of(etcd_trio))
+    assert isinstance(kv, EtcdKV)
     try:
         await kv.read(lambda tx: tx.get(b"k"))
         assert kv.client._current == etcd_trio.leader()
