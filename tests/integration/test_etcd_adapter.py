@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from jfs.adapters.kv.etcd import EtcdKV
 from jfs.adapters.kv.registry import open_kv
 from jfs.ports.kv import KV, EngineError, EngineUnavailable, Tx
 from jfs.testing.etcd_cluster import EtcdCluster, EtcdError, start_etcd_cluster
@@ -252,3 +253,120 @@ def test_jfs_mdtest_and_status_on_etcd(etcd_trio: EtcdCluster, tmp_path: object)
     assert res.returncode == 0 and "mdvol" in res.stdout, res.stdout + res.stderr
     res = jfs("fsck", url, check=False)
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
+
+
+async def test_many_absent_keys_read_commit_as_range_compares(small: EtcdCluster) -> None:
+    """A body that found hundreds of keys absent (a compaction's slice reference records) commits in one
+    Txn although their point compares exceed --max-txn-ops: they are compared as ranges, which still
+    catch a key created meanwhile by another client."""
+    url = url_of(small, "max-txn-ops=16")
+    kv, other = await open_kv(url), await open_kv(url + "&read-cache=0")
+    try:
+        await put_all(kv, [(b"Cchunk", b"v0"), (b"Aother", b"x")])
+        refs = [b"K%08d" % i for i in range(0, 240, 2)]  # 120: 8 × --max-txn-ops
+
+        async def release(tx: Tx) -> int:
+            assert await tx.get(b"Cchunk") is not None
+            found = await tx.get_many(refs)
+            for k in refs:
+                tx.put(k, b"-1")
+            tx.put(b"Cchunk", b"v1")
+            return sum(v is not None for v in found)
+
+        assert await kv.txn(release) == 0
+
+        async def count(tx: Tx) -> int:
+            return len(await tx.scan(b"K", b"L", keys_only=True))
+
+        assert await kv.read(count) == 120
+        await kv.reset()
+
+        attempts = 0
+        late = b"K%08d" % 100
+
+        async def racing(tx: Tx) -> int:
+            nonlocal attempts
+            attempts += 1
+            found = await tx.get_many(refs)
+            if attempts == 1:  # another client creates one of the keys found absent
+                await put_all(other, [(late, b"7")])
+            for k in refs:
+                tx.put(k, b"-1")
+            return sum(v is not None for v in found)
+
+        assert await kv.txn(racing) == 1 and attempts == 2
+
+        async def one(tx: Tx) -> bytes | None:
+            return await tx.get(late)
+
+        assert await kv.read(one) == b"-1"
+    finally:
+        await kv.reset()
+        await kv.close()
+        await other.close()
+
+
+async def test_deferred_adds_reach_the_store_within_the_interval_on_read_and_on_close(
+    etcd_single: EtcdCluster,
+) -> None:
+    """`defer_adds` (the volume's usage counters, ADR 0034): the deltas of committed bodies are added
+    later in one transaction — after `defer_interval`, before this client reads the counter, at close —
+    and never for a body that did not commit."""
+    url = url_of(etcd_single)
+    kv, other = await open_kv(url), await open_kv(url + "?read-cache=0")
+    assert isinstance(kv, EtcdKV)
+    counter = b"CusedSpace"
+    try:
+        kv.defer_adds([counter])
+
+        async def add(tx: Tx) -> None:
+            tx.add(counter, 4096)
+            tx.put(b"k", b"v")
+
+        async def value(tx: Tx) -> int:
+            raw = await tx.get(counter)
+            return 0 if raw is None else int.from_bytes(raw, "little", signed=True)
+
+        async def fails(tx: Tx) -> None:
+            tx.add(counter, 1)
+            raise OSError("body failed")
+
+        kv.defer_interval = 0.05
+        await kv.txn(add)
+        with pytest.raises(OSError):
+            await kv.txn(fails)
+        for _ in range(100):
+            if await other.read(value) == 4096:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert await other.read(value) == 4096  # flushed in the background, the failed body's add not
+
+        kv.defer_interval = 3600.0
+        await kv.txn(add)
+        await kv.txn(add)
+        assert await other.read(value) == 4096  # not yet in the store
+        assert await kv.read(value) == 3 * 4096  # this client's read adds its pending deltas first
+        assert await other.read(value) == 3 * 4096
+
+        kv.defer_interval = 3600.0
+        await kv.txn(add)
+        await kv.txn(add)
+        await asyncio.sleep(0.1)
+        assert await other.read(value) == 3 * 4096
+        await kv.close()
+        assert await other.read(value) == 5 * 4096  # close added what was pending
+    finally:
+        await other.reset()
+        await other.close()
+
+
+async def test_requests_go_to_the_leader(etcd_trio: EtcdCluster) -> None:
+    """The first request asks the members which one leads and sticks to it (no forwarding by a follower)."""
+    kv = await open_kv(url_of(etcd_trio))
+    assert isinstance(kv, EtcdKV)
+    try:
+        await kv.read(lambda tx: tx.get(b"k"))
+        assert kv.client._current == etcd_trio.leader()
+    finally:
+        await kv.close()

@@ -19,9 +19,12 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
 * **etcd's limits.** `--max-txn-ops` (128) bounds, along every path of a nested Txn, the sum of each
   level's count (its compares or its operations, whichever is larger). Writes beyond it are nested in
   sub-Txns (one atomic request still: thousands of writes fit); batched reads are split into several
-  requests at revision R (safe). The read set cannot be split: a body that read more keys and ranges
-  than fit beside its writes (~120 with the default) fails with EngineError naming --max-txn-ops, as does
-  a commit over `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
+  requests at revision R (safe). The read set cannot be split: when its point compares do not fit, the
+  keys a store read found absent are compared as ranges instead, one per record type (no key of the span
+  modified after R: `EtcdTx._absent_runs`; a compaction releasing a thousand slices reads a thousand
+  absent reference records); a body that read more *present* keys and ranges than fit beside its writes
+  (~120 with the default) fails with EngineError naming --max-txn-ops, as does a commit over
+  `--max-request-bytes` (1.5 MiB by default; one value too) — atomicity forbids splitting.
 * **Read cache** (docs/adr/0025-etcd-read-cache.md). A read-write body serves `get`/`get_many` of keys
   this client recently read or wrote from `ReadCache` (value and mod revision, or absent) without a round
   trip; those keys join the read set like any other, so a stale entry fails the commit's compares. The
@@ -33,6 +36,9 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
   state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
   its likely target in the same request (a lookup in one round trip), checked against what was read.
+* **Deferred adds** (docs/adr/0034-etcd-batched-usage-and-limits.md). `EtcdKV.defer_adds` takes the
+  volume's usage counters out of every transaction, as JuiceFS does: committed deltas are summed and
+  added once a second, before this client reads one of them, and at close.
 * **Fail-over** between members is `EtcdClient`'s; a commit whose outcome is unknown (connection lost
   after sending) is checked: if every key it put holds its value at one common revision newer than R, and
   the keys it deleted are gone, it was applied; otherwise it is sent again (its compares decide).
@@ -41,9 +47,10 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -64,6 +71,8 @@ SCAN_BATCH = 10_000
 OPEN_TIMEOUT = 5.0
 ADD_RETRIES = 50  # re-sends of one commit whose counters moved
 AMBIGUOUS_RETRIES = 3
+DEFER_INTERVAL = 1.0
+"""Seconds between flushes of deferred counter deltas (`EtcdKV.defer_adds`; JuiceFS: one second)."""
 NO_CACHE = 1 << 63
 """`EtcdTx`'s cache floor when it may not read from the cache at all."""
 
@@ -97,6 +106,8 @@ class EtcdTx(SnapshotScans):
         self._floor = 0  # the latest revision a cache entry used was known at
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
         self.refreshed_at = NO_CACHE
+        self.deferred: dict[bytes, int] = {}
+        """Adds to counters the KV defers (`EtcdKV.defer_adds`): handed to it once the commit succeeded."""
         """After a ConflictError: the revision as of which the failed request re-read the whole read set
         into the cache (the next attempt may use entries from then on), NO_CACHE when it did not."""
 
@@ -186,7 +197,31 @@ class EtcdTx(SnapshotScans):
         inner = reply.responses[0]
         return inner.response_range if method == "Range" else inner.response_txn
 
+    def add(self, key: bytes, delta: int) -> None:
+        if key in self._kv.deferred_keys:
+            self._writable("add")
+            self.deferred[key] = self.deferred.get(key, 0) + delta
+        else:
+            super().add(key, delta)
+
+    def add_now(self, key: bytes, delta: int) -> None:
+        """`add` in this transaction's commit, even to a counter whose adds the KV defers."""
+        super().add(key, delta)
+
+    async def _settle(self, keys: Sequence[bytes]) -> None:
+        """Before reading counters whose adds are deferred: commit this client's pending deltas, so the
+        read sees them; ConflictError when that commit came after this body's revision R (it re-runs)."""
+        if self._kv.deferred_keys.isdisjoint(keys):
+            return
+        if await self._kv.flush_deferred() and self.rev:
+            raise ConflictError("etcd: deferred counter deltas committed after the body's first read")
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        await self._settle(keys)
+        return await super().get_many(keys)
+
     async def get(self, key: bytes) -> bytes | None:
+        await self._settle((key,))
         found, value = self._buf.lookup(key)
         if found:
             return value
@@ -325,15 +360,44 @@ class EtcdTx(SnapshotScans):
             out += [r.response_range.kvs for r in reply.responses]
         return out
 
-    def _read_compares(self) -> list[Any]:
+    def _read_compares(self, coalesce: bool = False) -> list[Any]:
+        """The read set's compares: one per key read (mod revision as seen, 0 = absent) and one per
+        scanned range (no key modified after R). With `coalesce`, the keys found absent at R by a store
+        read are compared per run of keys sharing their first byte (the record type) as ranges in which
+        no key was modified after R (see `_absent_runs`)."""
         pb, p = self._pb, self._p
         mod, eq, less = pb.Compare.MOD, pb.Compare.EQUAL, pb.Compare.LESS
-        out = [pb.Compare(key=p + k, target=mod, result=eq, mod_revision=r) for k, r in self._seen.items()]
+        runs = self._absent_runs() if coalesce else []
+        merged = {k for run in runs for k in run}
+        out = [
+            pb.Compare(key=p + k, target=mod, result=eq, mod_revision=r)
+            for k, r in self._seen.items()
+            if k not in merged
+        ]
         out += [
             pb.Compare(key=p + b, range_end=p + e, target=mod, result=less, mod_revision=self.rev + 1)
-            for b, e in self._ranges
+            for b, e in [*self._ranges, *((run[0], run[-1] + b"\x00") for run in runs)]
         ]
         return out
+
+    def _absent_runs(self) -> list[list[bytes]]:
+        """Runs (sorted, two keys or more, one first byte) of the keys a store read found absent at R.
+
+        "No key in [first, last] has a mod revision above R" holds exactly when each of them is still
+        absent (one created after R would carry a later mod revision; deletions of other keys do not
+        count) and every present key of the span is unchanged since R — which every key this body read
+        in the span is anyway (store reads are at R; a cached entry is used only if it holds at R). It
+        is stricter than the point compares (a change to a key of the span that the body did not read
+        fails the commit too), so it is used only when the point compares do not fit --max-txn-ops: a
+        compaction or truncate that releases a thousand slices, whose reference records are absent.
+        """
+        if not self.rev:
+            return []
+        absent = sorted(k for k, r in self._seen.items() if r == 0 and k not in self.cached)
+        runs: dict[int, list[bytes]] = {}
+        for k in absent:
+            runs.setdefault(k[0] if k else -1, []).append(k)
+        return [run for run in runs.values() if len(run) > 1]
 
     async def _counters(self) -> tuple[list[bytes], list[Any], dict[bytes, bytes]]:
         """(counters read from the store, their compares, new values of every add). A counter the body
@@ -438,15 +502,26 @@ class EtcdTx(SnapshotScans):
         body that used the cache needs before its result counts); ConflictError when not."""
         if self._torn:
             raise self._stale("etcd: the transaction saw two versions of a key")
+        coalesced = False
         try:
             request = self._request([self._read_compares()], [], [self._refresh_ops()])
         except EngineError:
-            raise self._stale("etcd: read set too large to validate; read again without the cache") from None
+            try:
+                request, coalesced = self._request([self._read_compares(coalesce=True)], []), True
+            except EngineError:
+                raise self._stale("etcd: read set too large to validate; read again without the cache") from None
         reply = await self._c.call("Txn", request, write=False)
         if not reply.succeeded:
+            if coalesced:
+                raise self._stale("etcd: a key read by the transaction changed")
             raise self._refreshed(reply, reply.header.revision, "etcd: a key read by the transaction changed")
 
     async def commit(self) -> None:
+        await self._commit()
+        if self.deferred:
+            self._kv.note_deferred(self.deferred)
+
+    async def _commit(self) -> None:
         writes, adds = self._buf.writes, self._buf.adds
         if not writes and not adds:
             if self.cached:
@@ -457,6 +532,7 @@ class EtcdTx(SnapshotScans):
         pb, p = self._pb, self._p
         reads = self._read_compares() if writes or self.cached else []
         read_groups = [reads] if reads else []
+        coalesced = False  # the read set's absent keys compared as ranges (`_absent_runs`): no refresh
         ambiguous = 0
         for _ in range(ADD_RETRIES):
             fresh, add_compares, counters = await self._counters()
@@ -468,12 +544,18 @@ class EtcdTx(SnapshotScans):
             groups = [*read_groups, *([add_compares] if add_compares else [])]
             # when the read set changed, its level's failure branch returns the current versions of the
             # keys read (for the retry); when only the counters moved, the add level's returns theirs
-            failures = [self._refresh_ops()] if read_groups else []
+            failures = [[] if coalesced else self._refresh_ops()] if read_groups else []
             if add_compares:
                 failures.append([pb.RequestOp(request_range=pb.RangeRequest(key=p + k)) for k in fresh])
             try:
                 request = self._request(groups, ops, failures)
             except EngineError:
+                if read_groups and not coalesced:  # too many point compares: absent keys as ranges
+                    smaller = self._read_compares(coalesce=True)
+                    if len(smaller) < len(reads):
+                        reads, coalesced = smaller, True
+                        read_groups = [reads]
+                        continue
                 if not self.cached:
                     raise
                 raise self._stale("etcd: read set too large with the cache's; read again without it") from None
@@ -503,6 +585,8 @@ class EtcdTx(SnapshotScans):
                     cache.note(key, None, 0, done, deleted_at=done)
                 return
             if failed < len(read_groups):
+                if coalesced:
+                    raise self._stale("etcd: a key or range read by the transaction changed")
                 raise self._refreshed(
                     level, reply.header.revision, "etcd: a key or range read by the transaction changed"
                 )
@@ -524,6 +608,59 @@ class EtcdKV(RetryingKV):
         """Last value and mod revision seen of the counters `add` was used on (a hint, checked at commit)."""
         self.cache = ReadCache(target.read_cache_bytes)
         """Last versions of keys read or written (hints for read-write bodies, checked at commit)."""
+        self.deferred_keys: frozenset[bytes] = frozenset()
+        self.defer_interval = DEFER_INTERVAL
+        self._pending: dict[bytes, int] = {}
+        self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ---- deferred adds -----------------------------------------------------------------------------------
+
+    def defer_adds(self, keys: Iterable[bytes]) -> None:
+        """From now on, `add` to the counters `keys` is not part of the transaction's commit: the deltas
+        of committed transactions are summed in memory and added by one transaction at most
+        `defer_interval` seconds later (as JuiceFS batches its usage counters), and before this client
+        reads one of the counters (so its own reads see them) or closes. Removes the hottest keys from
+        concurrent commits (every create and unlink adds to the volume's usage counters). The price, as
+        in JuiceFS: other clients see the counters up to `defer_interval` late, and a client that dies
+        loses its last second of deltas (fsck repairs the counters)."""
+        self.deferred_keys = self.deferred_keys | frozenset(keys)
+
+    def note_deferred(self, deltas: dict[bytes, int]) -> None:
+        """Deltas of a committed transaction, to be added by the next flush."""
+        for key, delta in deltas.items():
+            self._pending[key] = self._pending.get(key, 0) + delta
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.defer_interval)
+            try:
+                await self.flush_deferred()
+            except Exception as exc:  # kept pending: tried again next round
+                log.warning("etcd_deferred_flush_failed", error=str(exc))
+
+    async def flush_deferred(self) -> bool:
+        """Add the pending deltas (one transaction, after any flush in flight); returns whether it
+        committed something. On failure the deltas stay pending and the error is raised."""
+        async with self._flush_lock:
+            batch, self._pending = self._pending, {}
+            batch = {k: d for k, d in batch.items() if d}
+            if not batch:
+                return False
+
+            async def body(tx: EtcdTx) -> None:
+                for key, delta in batch.items():
+                    tx.add_now(key, delta)
+
+            try:
+                await self.txn(body)
+            except Exception:
+                for key, delta in batch.items():
+                    self._pending[key] = self._pending.get(key, 0) + delta
+                raise
+            return True
 
     def remember(self, keys: Sequence[bytes], kvs: Sequence[Any]) -> None:
         """Cache the counters `keys` from their Range replies `kvs` (empty = absent)."""
@@ -570,6 +707,7 @@ class EtcdKV(RetryingKV):
         pb = self.client.pb
         self.cache.clear()
         self.counters.clear()
+        self._pending.clear()
         end = self.prefix[:-1] + bytes([self.prefix[-1] + 1])
         for _ in range(AMBIGUOUS_RETRIES + 1):
             try:
@@ -582,6 +720,15 @@ class EtcdKV(RetryingKV):
         raise EngineUnavailable(f"cannot reset etcd at {self.client.address}: {last}")
 
     async def close(self) -> None:
+        """Add the deferred deltas still pending (a failure is logged: fsck repairs the counters), close."""
+        try:
+            await self.flush_deferred()  # after a flush in flight, if any
+        except Exception as exc:
+            log.warning("etcd_deferred_flush_failed", error=str(exc), lost=dict(self._pending))
+        if self._flusher is not None:  # now asleep or done: nothing of its own in flight
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flusher
         await self.client.close()
 
 
@@ -605,6 +752,7 @@ async def open_etcd(url: str) -> EtcdKV:
             f"the etcd client is not installed ({exc}): pip install 'jfs[etcd]'"
         ) from None
     probe = EtcdClient(dataclasses.replace(target, timeout=min(OPEN_TIMEOUT, target.timeout)))
+    probe.prefer_leader = False  # one answer is all it needs
     try:
         await probe.call(
             "Range", probe.pb.RangeRequest(key=target.prefix, limit=1, keys_only=True), write=False

@@ -166,6 +166,9 @@ class Meta:
     async def load(cls, kv: KV) -> Meta:
         """The engine for the volume stored in `kv`; VolumeNotFormatted when there is none."""
         m = cls(kv, await read_settings(kv))
+        defer_adds = getattr(kv, "defer_adds", None)
+        if defer_adds is not None:  # etcd: usage deltas batched as JuiceFS does (ADR 0034)
+            defer_adds([keys.counter(keys.USED_SPACE), keys.counter(keys.TOTAL_INODES)])
         await m.refresh_usage()
         return m
 
