@@ -336,7 +336,7 @@ async def test_an_occasional_slow_inline_put_keeps_the_fast_path(
     assert threads == [threading.current_thread().name] * 30
 
 
-async def test_temp_names_differ_in_a_forked_child() -> None:
+def test_temp_names_differ_in_a_forked_child() -> None:
     parent = file_mod._temp_names.next()
     r, w = os.pipe()
     pid = os.fork()
