@@ -21,7 +21,7 @@ from jfs.app import tree_jobs
 from jfs.app.meta import Ctx
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.bootstrap import Client, ClientOptions, open_client
-from jfs.domain.attrs import ROOT_INODE, Attr, FileType
+from jfs.domain.attrs import ROOT_INODE, Attr, FileType, is_trash_inode
 from jfs.domain.errors import FSError
 from jfs.sdk.modes import parse_mode
 from jfs.sdk.stat import stat_result
@@ -465,6 +465,8 @@ class AsyncClient:
                 except FSError:
                     pass
         while True:
+            names = vfs.names
+            stored = names.stored if names is not None else 0
             try:
                 ino, attr = await self._resolve(path)
             except FSError as exc:
@@ -482,8 +484,18 @@ class AsyncClient:
                 raise FSError(errno.EEXIST)
             if attr.typ is FileType.DIRECTORY:
                 raise FSError(errno.EISDIR)
-            f = await vfs.open(self.ctx, ino, flags)
+            f = await vfs.open(self.ctx, ino, flags, fresh=self._fresh(ino, attr, flags, stored))
             return ino, f.fh
+
+    def _fresh(self, ino: int, attr: Attr, flags: int, stored: int) -> Attr | None:
+        """`attr` when the open may take it as read (`VFS.open`'s `fresh`): this call's path walk read it from
+        the engine (not the name cache), for a read-only open of a regular file outside the trash (whose
+        attributes `VFS.visible` leaves as stored)."""
+        names = self.client.vfs.names
+        if (names is None or flags & (os.O_ACCMODE | os.O_TRUNC) != os.O_RDONLY or attr.typ is not FileType.REGULAR
+                or is_trash_inode(attr.parent) or names.fresh_since(ino, stored) is not attr):
+            return None
+        return attr
 
     def _may_create_first(self, parent: int, name: bytes) -> bool:
         """Whether `name` in `parent` is neither known to the name cache nor one the VFS answers itself
@@ -492,6 +504,32 @@ class AsyncClient:
         if name == b".control" or (parent in (vfs.root, ROOT_INODE) and name.startswith(b".")):
             return False
         return vfs.names is None or vfs.names.entry(parent, name) is None
+
+    async def stat_and_read(self, path: PathLike, limit: int) -> tuple[os.stat_result, bytes | None]:
+        """`stat(path)` and, for a regular file of at most `limit` bytes, its content — with one path walk,
+        whose engine read the open reuses (a small file: two metadata reads, not three). The content is
+        None for anything else, and when opening or reading fails (a `read_bytes` then says why); errors
+        of the stat are raised as by `stat`."""
+        from jfs.sdk.async_files import AsyncFile
+
+        names = self.client.vfs.names
+        stored = names.stored if names is not None else 0
+        ino, attr = await self._call(path, lambda: self._resolve(path))
+        st = stat_result(ino, attr)
+        if attr.typ is not FileType.REGULAR or attr.length > limit:
+            return st, None
+        vfs = self.client.vfs
+        try:
+            opened = await self._call(path, lambda: vfs.open(
+                self.ctx, ino, os.O_RDONLY, fresh=self._fresh(ino, attr, os.O_RDONLY, stored)))
+            f = AsyncFile(self, fspath(path), ino, opened.fh, parse_mode("rb"))
+            try:
+                data: bytes = await f.read(attr.length)
+            finally:
+                await f.close()
+        except OSError:
+            return st, None
+        return st, data
 
     async def read_bytes(self, path: PathLike) -> bytes:
         async with await self.open(path, "rb") as f:

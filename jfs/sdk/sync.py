@@ -81,26 +81,25 @@ class _LoopThread:
         done.acquire()
         slot: list[Any] = [None, None]  # result, exception
 
-        def finished(task: asyncio.Task[T]) -> None:
-            if task.cancelled():
-                slot[1] = asyncio.CancelledError()
-            else:
-                exc = task.exception()
-                if exc is None:
-                    slot[0] = task.result()
-                else:
-                    slot[1] = exc
-            done.release()
+        async def call() -> None:
+            # The caller is let go from inside the task as it ends, not from a done-callback: that would
+            # take one more pass of the loop (and of its wake-up) per call.
+            try:
+                slot[0] = await coro
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller (cancellation too)
+                slot[1] = exc
+            finally:
+                done.release()
 
         def start() -> None:
+            wrapper = call()
             try:
-                task = self.loop.create_task(coro)
+                self.loop.create_task(wrapper)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                wrapper.close()
                 coro.close()
                 slot[1] = exc
                 done.release()
-                return
-            task.add_done_callback(finished)
 
         try:
             self.loop.call_soon_threadsafe(start)

@@ -5,7 +5,7 @@ The bucket is an absolute directory such as ``/var/jfs/``; a key ``vol/chunks/0/
 (empty ones are harmless and cheap to list past).
 
 Atomicity and durability: `put` writes a temp file in the object's own directory, named
-``.jfs-tmp.<name>.<random>``, and renames it over the real name with `os.replace`, so a reader or a crash
+``.jfs-tmp.<name>.<pid>-<random>-<n>``, and renames it over the real name with `os.replace`, so a reader or a crash
 of the process sees the old object, the new one, or nothing — never a partial object. By default nothing
 is fsynced, as JuiceFS's ``file`` storage does not fsync either (ADR 0023): an object survives a crash of
 the process at once and a power loss once the kernel has written it back (~30 s); until then a power loss
@@ -30,7 +30,7 @@ waiting for the disk), saving two thread hops per small random read (the block s
 uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
 `put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
-too, unless recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
+too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import asyncio
 import builtins
 import errno
 import functools
+import itertools
 import os
 import secrets
 import shutil
@@ -65,9 +66,35 @@ INLINE_PUT_MAX = 64 * 1024
 less than the two thread hops of the pool."""
 _now = time.monotonic
 INLINE_PUT_SLOW = 0.002
+INLINE_PUT_WINDOW = 8
 INLINE_PUT_PAUSE = 10.0
-"""When inline puts take more than INLINE_PUT_SLOW seconds on average (a network file system, a busy disk),
-the puts of the next INLINE_PUT_PAUSE seconds go through the pool, so the caller's loop is not held up."""
+"""When the median of the last INLINE_PUT_WINDOW inline puts takes more than INLINE_PUT_SLOW seconds (a
+network file system, a busy disk), the puts of the next INLINE_PUT_PAUSE seconds go through the pool, so
+the caller's loop is not held up. A median, not a mean: on a loaded machine a put of a few microseconds now
+and then waits milliseconds for the CPU or the GIL, and such outliers must not switch the fast path off
+(with a mean, one 20 ms hiccup did, for ten seconds). The history survives a pause, so a disk still slow
+after it pauses again at its first slow put."""
+_SLOW_MAJORITY = INLINE_PUT_WINDOW // 2 + 1
+_WINDOW_MASK = (1 << INLINE_PUT_WINDOW) - 1
+
+
+class _TempNames:
+    """Unique temp-file names without a system call each: a random tag per process (renewed in a forked
+    child, which would otherwise repeat its parent's names) and a counter."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self.tag = f"{os.getpid():x}-{secrets.token_hex(4)}-"
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.tag}{next(self.counter)}"
+
+
+_temp_names = _TempNames()
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 
 
@@ -85,7 +112,7 @@ class FileStore:
         self.fsync_dir = fsync_dir
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
-        self._inline_put_time = 0.0  # moving average of the inline puts' seconds
+        self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -141,11 +168,10 @@ class FileStore:
                 self._put(key, path, data)
             finally:
                 now = _now()
-                # A moving average: one put delayed by the scheduler does not matter, a slow disk does.
-                self._inline_put_time += (now - start - self._inline_put_time) / 8
-                if self._inline_put_time > INLINE_PUT_SLOW:
+                slow = ((self._inline_slow << 1) | (now - start > INLINE_PUT_SLOW)) & _WINDOW_MASK
+                self._inline_slow = slow
+                if slow.bit_count() >= _SLOW_MAJORITY:
                     self._inline_paused_until = now + INLINE_PUT_PAUSE
-                    self._inline_put_time = 0.0
             return
         await self._run(self._put, key, path, data)
 
@@ -162,7 +188,7 @@ class FileStore:
         await self._run(copy)
 
     def _open_temp(self, directory: str, name: str) -> tuple[str, int]:
-        tmp = os.path.join(directory, f"{TMP_PREFIX}{name}.{secrets.token_hex(4)}")
+        tmp = os.path.join(directory, f"{TMP_PREFIX}{name}.{_temp_names.next()}")
         return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
@@ -184,14 +210,20 @@ class FileStore:
         except OSError as exc:
             raise self._fail("put", key, exc) from exc
         try:
-            with open(fd, "wb", closefd=True) as f:
-                if isinstance(data, bytes | memoryview):
-                    f.write(data)
-                else:
+            if isinstance(data, bytes | memoryview):
+                # Plain write(2)s: a buffered file object would add fstat, ioctl and lseek calls per put.
+                try:
+                    _write_all(fd, data)
+                    if self.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            else:
+                with open(fd, "wb", closefd=True) as f:
                     shutil.copyfileobj(data, f, COPY_BYTES)
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
+                    f.flush()
+                    if self.fsync:
+                        os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException as exc:
             try:
@@ -366,6 +398,13 @@ class FileStore:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """write(2) all of `data` (a regular file takes it in one call but for a signal or a full disk)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
 
 
 FSYNC_ENV = "JFS_FILE_FSYNC"

@@ -698,23 +698,25 @@ class JfsProvider(DAVProvider):
                     return None
                 raise
 
-        async def read(p: str, size: int) -> bytes:
-            """The file's first `size` bytes in one read (`read_bytes` would read again to find the end)."""
-            f = await aio.open(p, "rb")
+        async def stat_and_read(p: str) -> tuple[os.stat_result | None, bytes | None]:
+            """A GET's target and, for a file of at most a block, its content (one path walk, whose engine
+            read the open reuses); content None when it could not be read: `get_content` tries again and
+            reports."""
             try:
-                data: bytes = await f.read(size)
-            finally:
-                await f.close()
-            return data
+                return await aio.stat_and_read(p, block)
+            except OSError as exc:
+                if exc.errno in _MISSING:
+                    return None, None
+                raise
 
         async def run() -> tuple[os.stat_result | None, bytes | None, os.stat_result | None, Any]:
-            st = await stat(fs_path) if self._may_serve(fs_path) else None
-            data = None
-            if parent is None and st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size <= block:
-                try:
-                    data = await read(fs_path, st.st_size)
-                except OSError:
-                    data = None  # changed under us: `get_content` reads it again and reports
+            st, data = None, None
+            if not self._may_serve(fs_path):
+                pass
+            elif parent is None:
+                st, data = await stat_and_read(fs_path)
+            else:
+                st = await stat(fs_path)
             pst = await stat(self.fs_path(parent)) if parent and self._may_serve(self.fs_path(parent)) else None
             snapshot = await locks.read_snapshot() if locks is not None else None
             return st, data, pst, snapshot

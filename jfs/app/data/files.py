@@ -118,14 +118,17 @@ class DataPath:
     # -- handles ---------------------------------------------------------------------------------------
 
     async def open(
-        self, ino: int, flags: int = os.O_RDONLY, ctx: Ctx = ROOT_CTX, *, created: Attr | None = None
+        self, ino: int, flags: int = os.O_RDONLY, ctx: Ctx = ROOT_CTX, *, created: Attr | None = None,
+        fresh: Attr | None = None,
     ) -> Handle:
         """Open `ino` (access checked by the engine); O_TRUNC truncates it. `created`: the attributes of a
-        regular file this client has just created for the caller (no access check, no engine read)."""
+        regular file this client has just created for the caller (no access check, no engine read).
+        `fresh`: attributes the caller has just read from the engine (`Meta.open`), used only while this
+        client does not have the inode open (its attributes then carry no local state)."""
         state = self._inodes.get(ino)
         seen = state.local_changes if state is not None else 0
         if created is None:
-            attr = await self.meta.open(ino, flags, ctx)
+            attr = await self.meta.open(ino, flags, ctx, fresh=fresh if state is None else None)
         else:
             attr = created
             self.meta.open_file(ino)

@@ -271,6 +271,14 @@ class ChunkWriter:
             del self.file.chunks[self.indx]
 
 
+async def _settled(tasks: list[asyncio.Task[None]]) -> list[BaseException | None]:
+    """`asyncio.gather(*tasks, return_exceptions=True)`, without its callbacks' extra loop passes when every
+    task is done already (a small file's only upload, written on the loop before the committer ran)."""
+    if all(t.done() for t in tasks):
+        return [asyncio.CancelledError() if t.cancelled() else t.exception() for t in tasks]
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class FileWriter:
     """The pending writes of one inode in this client."""
 
@@ -399,7 +407,7 @@ class FileWriter:
         indx = s.chunk.indx
         definite = True
         try:
-            for result in await asyncio.gather(*s.uploads, return_exceptions=True):
+            for result in await _settled(s.uploads):
                 if isinstance(result, BaseException):
                     raise result
             if s.after is not None:

@@ -504,8 +504,10 @@ class Meta:
     async def truncate(self, ino: int, length: int, ctx: Ctx = ROOT_CTX) -> Attr:
         return await setattr_ops.truncate(self, ctx, ino, length)
 
-    async def open(self, ino: int, flags: int, ctx: Ctx = ROOT_CTX) -> Attr:
-        """Check access for open(2) `flags` and record the file as open by this client."""
+    async def open(self, ino: int, flags: int, ctx: Ctx = ROOT_CTX, *, fresh: Attr | None = None) -> Attr:
+        """Check access for open(2) `flags` and record the file as open by this client. `fresh`: the
+        inode's attributes as the caller read them from the engine within the same request (a path walk's
+        lookup): checked instead of read again, as JuiceFS's ``Open`` takes a valid attr from its caller."""
         from jfs.app.meta import store
         from jfs.app.meta.rules import check_perm
         from jfs.domain.attrs import FLAG_APPEND, FLAG_IMMUTABLE, is_trash_inode
@@ -516,8 +518,7 @@ class Meta:
         if flags & os.O_TRUNC:
             mask |= MAY_WRITE
 
-        async def body(tx: Tx) -> Attr:
-            attr = await store.get_attr(tx, ino)
+        def check(attr: Attr) -> Attr:
             if mask & MAY_WRITE:
                 if attr.typ is FileType.DIRECTORY:
                     raise FSError(errno.EISDIR)
@@ -528,7 +529,10 @@ class Meta:
             check_perm(ctx, attr, mask)
             return attr
 
-        attr = await self.kv.read(body)
+        async def body(tx: Tx) -> Attr:
+            return check(await store.get_attr(tx, ino))
+
+        attr = check(fresh) if fresh is not None else await self.kv.read(body)
         if attr.typ is FileType.REGULAR:
             self.open_file(ino, held=not is_trash_inode(attr.parent))
         return attr

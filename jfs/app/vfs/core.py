@@ -332,13 +332,15 @@ class VFS:
             raise FSError(errno.EBADF)
         return h
 
-    async def open(self, ctx: Ctx, ino: int, flags: int) -> OpenFile:
-        """open(2) of an existing inode (O_TRUNC truncates). EACCES, EPERM, EISDIR, EROFS."""
+    async def open(self, ctx: Ctx, ino: int, flags: int, *, fresh: Attr | None = None) -> OpenFile:
+        """open(2) of an existing inode (O_TRUNC truncates). EACCES, EPERM, EISDIR, EROFS. `fresh`: the
+        inode's attributes as the caller just read them from the engine, unchanged by `visible` (a path
+        face's lookup in the same call): the open checks them instead of reading them again."""
         if ino in INTERNAL_INODES:
             return self._open_internal(ino, ctx)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self._writable()
-        h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, ctx))
+        h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, ctx, fresh=fresh))
         self._files[h.fh] = h
         attr = h.opened if h.opened is not None else await self.meta.getattr(ino)
         seen = (attr.mtime_ns, attr.length)

@@ -19,7 +19,9 @@ class NameCache:
         self.attr_ttl = attr_ttl
         self.max_items = max_items
         self._entries: dict[tuple[int, bytes], tuple[int, float]] = {}
-        self._attrs: dict[int, tuple[Attr, float]] = {}
+        self._attrs: dict[int, tuple[Attr, float, int]] = {}  # attributes, expiry, `stored` when remembered
+        self.stored = 0
+        """Attributes remembered so far (a counter): `fresh_since` tells those read after a given moment."""
         self._kinds: dict[int, FileType] = {}
         """The type of every inode whose attributes were remembered: it never changes (inode numbers are not
         reused), so path walks pass through a directory whose attributes were dropped (a create in it changed
@@ -70,10 +72,17 @@ class NameCache:
         if self.attr_ttl > 0:
             if len(self._attrs) >= self.max_items:
                 self._attrs.clear()
-            self._attrs[ino] = (attr, (now or time.monotonic()) + self.attr_ttl)
+            self.stored += 1
+            self._attrs[ino] = (attr, (now or time.monotonic()) + self.attr_ttl, self.stored)
         if len(self._kinds) >= self.max_items:
             self._kinds.clear()
         self._kinds[ino] = attr.typ
+
+    def fresh_since(self, ino: int, stored: int) -> Attr | None:
+        """The attributes of `ino` if they were remembered after the counter `stored` was read, else None:
+        read from the engine by the caller's own path walk, as fresh as a second read would be."""
+        hit = self._attrs.get(ino)
+        return hit[0] if hit is not None and hit[2] > stored else None
 
     def forget_entry(self, parent: int, name: bytes) -> None:
         self._entries.pop((parent, name), None)
