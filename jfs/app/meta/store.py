@@ -40,6 +40,15 @@ async def get_attr(tx: Tx, ino: int) -> Attr:
     return Attr.decode(raw)
 
 
+async def followed_attr(tx: Tx, ino: int, raw: bytes | None) -> Attr:
+    """`get_attr` of `ino` whose stored value `raw` a `Tx.get_follow` already read (through
+    `entry_attr_pointer`): decoded without another round trip; an absent value goes through `get_attr`
+    (the trash root's default, ENOENT)."""
+    if raw is None:
+        return await get_attr(tx, ino)
+    return Attr.decode(raw)
+
+
 async def find_attr(tx: Tx, ino: int) -> Attr | None:
     """The stored attributes of `ino`, or None (no default for the trash root, unlike `get_attr`)."""
     raw = await tx.get(keys.attr(ino))
