@@ -165,6 +165,9 @@ class AssumingTx(Protocol):
 
     def assume(self, key: bytes, value: bytes | None) -> None: ...
 
+    def assume_empty(self, begin: bytes, end: bytes) -> None:
+        """The same for a range: ``[begin, end)`` held no key, validated by the commit (as a scanned range)."""
+
 
 class RangeDeletingTx(Protocol):
     """Offered by a `Tx` that can delete a key range at commit without reading it first (Redis: inside the

@@ -1,6 +1,7 @@
 """Creates that assume what this client's previous create left on the directory (`CommitTails.take_dir`,
-`AssumingTx`): on every engine, a create after another client changed the directory or took the name keeps
-both changes and says EEXIST."""
+`AssumingTx`), and rmdir assuming the directory empty (`AssumingTx.assume_empty`): on every engine, a
+create after another client changed the directory or took the name keeps both changes and says EEXIST,
+and rmdir of a directory another client filled says ENOTEMPTY."""
 
 from __future__ import annotations
 
@@ -74,3 +75,19 @@ async def test_one_client_creating_alone_never_conflicts(two_clients: tuple[Meta
         await a.unlink(d, b"r%d" % i)
     assert RESTARTS.total == 0
     assert (await a.getattr(d)).nlink == 22
+
+
+async def test_rmdir_assumes_empty_and_still_says_enotempty(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+    sub, _ = await a.mkdir(d, b"sub", 0o755)
+    await b.mknod(sub, b"late", FileType.REGULAR, 0o644)  # another client fills it
+    with pytest.raises(FSError) as exc:
+        await a.rmdir(d, b"sub")
+    assert exc.value.errno == errno.ENOTEMPTY
+    await b.unlink(sub, b"late")
+    RESTARTS.reset()
+    await a.rmdir(d, b"sub")
+    assert RESTARTS.total == 0
+    assert await _names(a, d) == []
+    assert (await a.getattr(d)).nlink == 2

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from jfs.ports.kv import ConflictError, EngineError, Pointer
 
 from .base import TxWrites, merge_scan
+from .redis_lua import EMPTY_DIGEST
 from .resp import bulk, bulks
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ class RedisTx(TxWrites):
         validates it. Only before the body read or wrote `key` (else it is a bug: ConflictError on a
         different value)."""
         self._reads.saw(key, value)
+
+    def assume_empty(self, begin: bytes, end: bytes) -> None:
+        """`AssumingTx.assume_empty`: [begin, end) joins the read set as scanned and found empty."""
+        self._reads.scanned(begin, end, False, True, EMPTY_DIGEST)
 
     async def get(self, key: bytes) -> bytes | None:
         writes = self._writes

@@ -110,9 +110,14 @@ def del_entry(tx: Tx, parent: int, name: bytes) -> None:
     _stale_dir_stat(tx, parent)
 
 
-async def dir_is_empty(tx: Tx, ino: int) -> bool:
+def dentry_range(ino: int) -> tuple[bytes, bytes]:
+    """[begin, end) of the entries of directory `ino`."""
     prefix = keys.dentry_prefix(ino)
-    return not await tx.exists(prefix, keys.prefix_end(prefix))
+    return prefix, keys.prefix_end(prefix)
+
+
+async def dir_is_empty(tx: Tx, ino: int) -> bool:
+    return not await tx.exists(*dentry_range(ino))
 
 
 async def drop_entries(tx: Tx, ino: int, limit: int) -> int:
