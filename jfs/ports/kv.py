@@ -165,6 +165,19 @@ class AssumingTx(Protocol):
 
     def assume(self, key: bytes, value: bytes | None) -> None: ...
 
+    def assume_empty(self, begin: bytes, end: bytes) -> None:
+        """The same for a range: ``[begin, end)`` held no key, validated by the commit (as a scanned range)."""
+
+
+class RangeDeletingTx(Protocol):
+    """Offered by a `Tx` that can delete a key range at commit without reading it first (Redis: inside the
+    commit script, saving the scan's round trip). `delete_range` removes, atomically with the rest of the
+    commit, every key then stored in ``[begin, end)`` — also keys another transaction wrote there after this
+    body began (a blind write: the range takes no part in conflict detection). The body must neither read
+    nor write keys of the range afterwards (EngineError)."""
+
+    def delete_range(self, begin: bytes, end: bytes) -> None: ...
+
 
 class KV(Protocol):
     """A connected metadata engine."""

@@ -21,11 +21,12 @@ READ — ARGV: np, nr, op, nx, [scan arguments], nx data keys, np data keys, np 
     op 's'  scan arguments: begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
                                               -> {digest or '', k1, v1, k2, v2, ...} ({digest, k1, ...} keys only)
 
-COMMIT — ARGV: np, nr, nw, nd, na, nw (DK, value), nw (0, K), nd DK, nd K, na DK, np data keys,
-               na (K, delta), np (mode, expected), nr ranges
-    -> 1 after applying deletes, puts and blind adds (8-byte little-endian counters; an add applies on top
-    of a put or delete of the same key in the transaction). Everything that can fail is checked before the
-    first write, because a script that fails half-way is not rolled back.
+COMMIT — ARGV: np, nr, nw, nd, na, nc, nw (DK, value), nw (0, K), nd DK, nd K, na DK, np data keys,
+               na (K, delta), nc (begin, end), np (mode, expected), nr ranges
+    -> 1 after deleting every key of the nc cleared ranges [begin, end), then applying deletes, puts and
+    blind adds (8-byte little-endian counters; an add applies on top of a put or delete of the same key in
+    the transaction). Everything that can fail is checked before the first write, because a script that
+    fails half-way is not rolled back.
 
 Why this shape: on Redis every Lua string built and every table slot filled costs about as much as a
 redis.call; keys therefore arrive already prefixed and grouped so that the scripts pass ARGV slices
@@ -185,14 +186,15 @@ COMMIT = (
     _LIB
     + r"""
 local np, nr = tonumber(ARGV[1]), tonumber(ARGV[2])
-local nw, nd, na = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local puts = 6
+local nw, nd, na, nc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local puts = 7
 local index = puts + 2 * nw
 local dks = index + 2 * nw
 local dels = dks + nd
 local adks = dels + nd
 local adds = adks + na + np
-local m = adds + 2 * na
+local clears = adds + 2 * na
+local m = clears + 2 * nc
 local stored = call_argv('MGET', nil, adks, adds - 1)  -- the counters' values, then the points'
 local ok = validate(stored, na, np, m, nr, m + 2 * np)
 if ok ~= true then return ok end
@@ -219,6 +221,15 @@ if na > 0 then
     end
     counters[#counters + 1] = dk
     counters[#counters + 1] = struct.pack('<i8', n + tonumber(ARGV[adds + 2 * x - 1]))
+  end
+end
+for x = clears, m - 1, 2 do
+  local ks = range_keys(ARGV[x], ARGV[x + 1], false, 0)
+  if #ks > 0 then
+    local cdks = {}
+    for y = 1, #ks do cdks[y] = 'k' .. ks[y] end
+    call_list('DEL', nil, cdks)
+    call_list('ZREM', 'i', ks)
   end
 end
 if nd > 0 then

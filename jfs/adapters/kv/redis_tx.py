@@ -9,7 +9,8 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
   EVALSHA of the READ script that first re-validates the whole read set so far and then reads: each round
   is atomic with checking everything read before it, so after the last round the body has seen one state.
   A failed check raises ConflictError at once and the caller's retry loop re-runs the body.
-* Writes are buffered (read-your-writes by overlaying the buffer); `add`s are buffered separately.
+* Writes are buffered (read-your-writes by overlaying the buffer); `add`s are buffered separately, and so
+  are `delete_range`s (`RangeDeletingTx`: the COMMIT script deletes those ranges, no scan round trip).
 * `finish()` commits. A body without puts/deletes needs no round trip for its reads (blind adds are
   applied without validation, as the port allows). Otherwise the COMMIT script re-validates the read set
   and, only if it holds, applies puts, deletes and adds atomically.
@@ -26,9 +27,10 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from jfs.ports.kv import ConflictError, Pointer
+from jfs.ports.kv import ConflictError, EngineError, Pointer
 
 from .base import TxWrites, merge_scan
+from .redis_lua import EMPTY_DIGEST
 from .resp import bulk, bulks
 
 if TYPE_CHECKING:
@@ -106,29 +108,33 @@ class ReadSet:
         return count, b"".join((head, self._keys, self._expect, self._scans))
 
     def commit_args(
-        self, validate: bool, nw: int, nd: int, na: int, writes: tuple[Any, ...], adds: tuple[Any, ...]
+        self, validate: bool, nw: int, nd: int, na: int, writes: tuple[Any, ...], adds: tuple[Any, ...],
+        cleared: tuple[bytes, ...] = (),
     ) -> tuple[int, bytes]:
         """(count, packed arguments) of the COMMIT script: `writes` are the sections up to the counters'
-        data keys, `adds` the (key, delta) pairs."""
+        data keys, `adds` the (key, delta) pairs, `cleared` the (begin, end) pairs of deleted ranges."""
+        nc = len(cleared) // 2
         if not validate:
-            return 5 + len(writes) + len(adds), bulks((0, 0, nw, nd, na, *writes, *adds))
+            tail = (*writes, *adds, *cleared)
+            return 6 + len(tail), bulks((0, 0, nw, nd, na, nc, *tail))
         self._pack()
         np = len(self.values)
-        head = bulks((np, self.ranges, nw, nd, na, *writes))
-        count = 5 + len(writes) + len(adds) + 3 * np + 5 * self.ranges
-        return count, b"".join((head, self._keys, bulks(adds), self._expect, self._scans))
+        head = bulks((np, self.ranges, nw, nd, na, nc, *writes))
+        count = 6 + len(writes) + len(adds) + len(cleared) + 3 * np + 5 * self.ranges
+        return count, b"".join((head, self._keys, bulks((*adds, *cleared)), self._expect, self._scans))
 
 
 class RedisTx(TxWrites):
     """The `Tx` of the Redis adapter; see the module docstring."""
 
-    __slots__ = ("_kv", "_readonly", "_writes", "_adds", "_sorted", "_reads", "_rounds", "_overlap")
+    __slots__ = ("_kv", "_readonly", "_writes", "_adds", "_cleared", "_sorted", "_reads", "_rounds", "_overlap")
 
     def __init__(self, kv: RedisKV, readonly: bool) -> None:
         self._kv = kv
         self._readonly = readonly
         self._writes: dict[bytes, bytes | None] = {}  # buffered puts; None = delete
         self._adds: dict[bytes, int] = {}
+        self._cleared: list[tuple[bytes, bytes]] = []  # delete_range()s, applied by the commit
         self._sorted: list[bytes] | None = None  # the buffered keys in order, built when a scan needs them
         self._reads = ReadSet()
         self._rounds = 0  # read rounds in flight
@@ -137,6 +143,8 @@ class RedisTx(TxWrites):
     async def _round(self, op: bytes, dkeys: list[bytes], scan: tuple[Any, ...] = ()) -> Any:
         """One read round (`op` g: values of `dkeys`; s: the `scan`): a plain command while nothing was
         read yet, else the READ script validating everything read so far."""
+        if self._cleared:
+            self._check_cleared(dkeys, scan, op)
         if self._rounds:
             self._overlap = True
         self._rounds += 1
@@ -172,6 +180,10 @@ class RedisTx(TxWrites):
         validates it. Only before the body read or wrote `key` (else it is a bug: ConflictError on a
         different value)."""
         self._reads.saw(key, value)
+
+    def assume_empty(self, begin: bytes, end: bytes) -> None:
+        """`AssumingTx.assume_empty`: [begin, end) joins the read set as scanned and found empty."""
+        self._reads.scanned(begin, end, False, True, EMPTY_DIGEST)
 
     async def get(self, key: bytes) -> bytes | None:
         writes = self._writes
@@ -252,8 +264,28 @@ class RedisTx(TxWrites):
         reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, n, 0, 0)))
         return self._pairs(reply, False)
 
+    def _check_cleared(self, dkeys: Sequence[bytes], scan: tuple[Any, ...], op: bytes) -> None:
+        """EngineError when a read touches a range this body deleted (see `delete_range`)."""
+        for begin, end in self._cleared:
+            if op == b"s" and scan[0] < end and begin < scan[1]:
+                raise EngineError("a transaction scanned a range it deleted with delete_range")
+            for dk in dkeys:
+                if begin <= dk[1:] < end:
+                    raise EngineError("a transaction read a key of a range it deleted with delete_range")
+
+    def delete_range(self, begin: bytes, end: bytes) -> None:
+        """`RangeDeletingTx.delete_range`: the COMMIT script deletes what [begin, end) then holds."""
+        self._writable("delete_range")
+        if begin >= end:
+            return
+        for key, _ in self._buffered(begin, end):
+            self._writes[key] = None  # written earlier in this body: gone with the range
+        self._cleared.append((begin, end))
+
     def _write(self, key: bytes, value: bytes | None, what: str) -> None:
         self._writable(what)
+        if self._cleared and value is not None and any(b <= key < e for b, e in self._cleared):
+            raise EngineError("a transaction wrote a key of a range it deleted with delete_range")
         writes = self._writes
         if self._sorted is not None and key not in writes:
             self._sorted = None
@@ -274,7 +306,8 @@ class RedisTx(TxWrites):
         writes = self._writes
         adds = self._adds
         reads = self._reads
-        if not writes and not adds:
+        cleared = self._cleared
+        if not writes and not adds and not cleared:
             if reads and self._overlap:
                 reply = await self._kv._script("read", *reads.read_args(b"v"))
                 if type(reply) is bytes:
@@ -297,8 +330,9 @@ class RedisTx(TxWrites):
         for item in adds.items():
             pairs += item
         # only adds after reads: the reads already saw one state and blind adds never conflict
-        validate = bool(writes) and bool(reads)
-        args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs))
+        validate = bool(writes or cleared) and bool(reads)
+        args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs),
+                                 tuple(b for r in cleared for b in r))
         reply = await self._kv._script("commit", *args, writes=True)
         if reply != 1:
             raise ConflictError(reads.explain(reply) if isinstance(reply, bytes) else str(reply))

@@ -74,9 +74,9 @@ async def rename(
     now = now_ns()
 
     async def body(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
-        raw_sd, raw_dd, raw_se, raw_de = await tx.get_many(
+        raw_sd, raw_dd, raw_se, raw_de, raw_src = await tx.get_follow(
             [keys.attr(src_parent), keys.attr(dst_parent), keys.dentry(src_parent, src_name),
-             keys.dentry(dst_parent, dst_name)]
+             keys.dentry(dst_parent, dst_name)], store.entry_attr_pointer(2)
         )
         if raw_sd is None or raw_dd is None:
             raise FSError(errno.ENOENT)
@@ -92,7 +92,7 @@ async def rename(
         check_dir_writable(ctx, src_parent, src_dir)
         if dst_parent != src_parent:
             check_dir_writable(ctx, dst_parent, dst_dir)
-        src_attr = await store.get_attr(tx, src_ino)
+        src_attr = await store.followed_attr(tx, src_ino, raw_src)
         check_removable(ctx, src_dir, src_attr)
         moving_dir = src_typ is FileType.DIRECTORY
         victim_ino = 0

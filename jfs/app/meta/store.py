@@ -40,6 +40,15 @@ async def get_attr(tx: Tx, ino: int) -> Attr:
     return Attr.decode(raw)
 
 
+async def followed_attr(tx: Tx, ino: int, raw: bytes | None) -> Attr:
+    """`get_attr` of `ino` whose stored value `raw` a `Tx.get_follow` already read (through
+    `entry_attr_pointer`): decoded without another round trip; an absent value goes through `get_attr`
+    (the trash root's default, ENOENT)."""
+    if raw is None:
+        return await get_attr(tx, ino)
+    return Attr.decode(raw)
+
+
 async def find_attr(tx: Tx, ino: int) -> Attr | None:
     """The stored attributes of `ino`, or None (no default for the trash root, unlike `get_attr`)."""
     raw = await tx.get(keys.attr(ino))
@@ -101,9 +110,14 @@ def del_entry(tx: Tx, parent: int, name: bytes) -> None:
     _stale_dir_stat(tx, parent)
 
 
-async def dir_is_empty(tx: Tx, ino: int) -> bool:
+def dentry_range(ino: int) -> tuple[bytes, bytes]:
+    """[begin, end) of the entries of directory `ino`."""
     prefix = keys.dentry_prefix(ino)
-    return not await tx.exists(prefix, keys.prefix_end(prefix))
+    return prefix, keys.prefix_end(prefix)
+
+
+async def dir_is_empty(tx: Tx, ino: int) -> bool:
+    return not await tx.exists(*dentry_range(ino))
 
 
 async def drop_entries(tx: Tx, ino: int, limit: int) -> int:

@@ -1,6 +1,7 @@
-"""What this client last wrote to a file's attributes and chunk records by committing slices: the
-expected values a slice commit validates instead of reading them first (one round trip instead of two on
-engines that validate reads by value, ADR 0016 + docs/adr/0002-redis-transactions.md)."""
+"""What this client last wrote to a file's attributes and chunk records by committing slices, and to a
+directory's attributes by creating entries in it: the expected values a slice commit or a create validates
+instead of reading them first (one round trip instead of two on engines that validate reads by value,
+ADR 0016 + docs/adr/0002-redis-transactions.md, ADR 0031)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ class CommitTails:
     commit left. A guess only: the transaction validates it and a wrong one costs a retry with real reads.
 
     `take` hands the guess out at most once (a retried body reads for real); `keep` records what a commit
-    wrote; `missed` pauses guessing for the inode after a wrong guess.
+    wrote; `missed` pauses guessing for the inode after a wrong guess. `take_dir` / `keep_dir` /
+    `missed_dir` do the same for a directory's attribute record (`namespace.mknod`).
     """
 
     def __init__(self) -> None:
         self._attrs: dict[int, bytes] = {}
         self._chunks: dict[tuple[int, int], bytes | None] = {}
         self._paused: dict[int, int] = {}
+        self._dirs: dict[int, bytes] = {}
+        self._dirs_paused: dict[int, int] = {}
 
     def take(self, ino: int, indx: int) -> tuple[bytes, bytes | None] | None:
         """(attribute record, chunk record) to assume for a commit to chunk `indx` of `ino`, or None."""
@@ -48,12 +52,38 @@ class CommitTails:
         self._paused[ino] = MISS_PAUSE
         self._attrs.pop(ino, None)
 
+    def take_dir(self, ino: int) -> bytes | None:
+        """The attribute record to assume for directory `ino` in a create, or None (read it)."""
+        if ino in self._dirs_paused:
+            left = self._dirs_paused[ino] - 1
+            if left > 0:
+                self._dirs_paused[ino] = left
+            else:
+                del self._dirs_paused[ino]
+            return None
+        return self._dirs.pop(ino, None)
+
+    def keep_dir(self, ino: int, attr: bytes) -> None:
+        """A create in directory `ino` committed, leaving (or finding unchanged) its record `attr`."""
+        if len(self._dirs) >= LIMIT:
+            self._dirs.clear()
+            self._dirs_paused.clear()
+        self._dirs[ino] = attr
+
+    def missed_dir(self, ino: int) -> None:
+        """A guess for directory `ino` was wrong: read first for its next few creates."""
+        self._dirs_paused[ino] = MISS_PAUSE
+        self._dirs.pop(ino, None)
+
     def forget(self, inodes: tuple[int, ...]) -> None:
         """Another transaction of this client changes `inodes`: their guesses are stale."""
         for ino in inodes:
             self._attrs.pop(ino, None)
+            self._dirs.pop(ino, None)
 
     def clear(self) -> None:
         self._attrs.clear()
         self._chunks.clear()
         self._paused.clear()
+        self._dirs.clear()
+        self._dirs_paused.clear()

@@ -1,0 +1,93 @@
+"""Creates that assume what this client's previous create left on the directory (`CommitTails.take_dir`,
+`AssumingTx`), and rmdir assuming the directory empty (`AssumingTx.assume_empty`): on every engine, a
+create after another client changed the directory or took the name keeps both changes and says EEXIST,
+and rmdir of a directory another client filled says ENOTEMPTY."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jfs.app.meta import Meta
+from jfs.app.meta.engine import format_meta
+from jfs.domain.attrs import ROOT_INODE, FileType
+from jfs.domain.errors import FSError
+from jfs.domain.settings import Settings
+from jfs.ports.kv import KV, RESTARTS
+
+
+@pytest.fixture
+async def two_clients(kv: KV) -> AsyncIterator[tuple[Meta, Meta]]:
+    """Two clients (sessions) of a volume formatted on `kv`."""
+    await format_meta(kv, Settings(name="guess", trash_days=0))
+    clients = []
+    for _ in range(2):
+        m = await Meta.load(kv)
+        await m.start_session(background=False)
+        clients.append(m)
+    try:
+        yield clients[0], clients[1]
+    finally:
+        for m in clients:
+            await m.close()
+
+
+async def _names(m: Meta, ino: int) -> list[bytes]:
+    return sorted([e.name async for e in m.readdir(ino)])
+
+
+async def test_creates_keep_what_another_client_changed_meanwhile(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+    await a.mkdir(d, b"a1", 0o755)  # a now guesses d's record
+    await b.mkdir(d, b"b1", 0o755)  # ... which b changes (nlink)
+    await a.mkdir(d, b"a2", 0o755)  # a's guess is wrong: the commit refuses it, the retry reads
+    await a.mknod(d, b"f", FileType.REGULAR, 0o644)
+    await b.mknod(d, b"g", FileType.REGULAR, 0o644)
+    await a.mknod(d, b"h", FileType.REGULAR, 0o644)
+    assert (await a.getattr(d)).nlink == 5
+    assert await _names(a, d) == [b"a1", b"a2", b"b1", b"f", b"g", b"h"]
+
+
+async def test_a_name_taken_by_another_client_is_eexist(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+    await a.mknod(d, b"x", FileType.REGULAR, 0o644)
+    await b.mknod(d, b"y", FileType.REGULAR, 0o644)
+    with pytest.raises(FSError) as exc:
+        await a.mknod(d, b"y", FileType.REGULAR, 0o644)
+    assert exc.value.errno == errno.EEXIST
+    with pytest.raises(FSError) as exc:
+        await a.mkdir(d, b"x", 0o755)
+    assert exc.value.errno == errno.EEXIST
+
+
+async def test_one_client_creating_alone_never_conflicts(two_clients: tuple[Meta, Meta]) -> None:
+    a, _ = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+    RESTARTS.reset()
+    for i in range(20):
+        await a.mkdir(d, b"d%d" % i, 0o755)
+        await a.mknod(d, b"f%d" % i, FileType.REGULAR, 0o644)
+        await a.rename(d, b"f%d" % i, d, b"r%d" % i)
+        await a.unlink(d, b"r%d" % i)
+    assert RESTARTS.total == 0
+    assert (await a.getattr(d)).nlink == 22
+
+
+async def test_rmdir_assumes_empty_and_still_says_enotempty(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+    sub, _ = await a.mkdir(d, b"sub", 0o755)
+    await b.mknod(sub, b"late", FileType.REGULAR, 0o644)  # another client fills it
+    with pytest.raises(FSError) as exc:
+        await a.rmdir(d, b"sub")
+    assert exc.value.errno == errno.ENOTEMPTY
+    await b.unlink(sub, b"late")
+    RESTARTS.reset()
+    await a.rmdir(d, b"sub")
+    assert RESTARTS.total == 0
+    assert await _names(a, d) == []
+    assert (await a.getattr(d)).nlink == 2
