@@ -176,6 +176,13 @@ class DataPath:
         await self._writer(state).write(off, view)
         return len(view)
 
+    def write_target(self, h: Handle, off: int) -> memoryview | None:
+        """Where a write of `h` at `off` may be read to straight away (`FileWriter.write_target`), or None."""
+        state = self._inodes.get(h.ino)
+        if state is None or state.writer is None or not h.writable:
+            return None
+        return state.writer.write_target(off)
+
     def _writer(self, state: InodeState) -> FileWriter:
         if state.writer is None:
             state.writer = FileWriter(state.ino, self._wctx, lambda: state.attr.length)
