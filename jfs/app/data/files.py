@@ -376,6 +376,8 @@ class DataPath:
             for state in list(self._inodes.values()):
                 if state.writer is not None and not state.writer.idle:
                     state.writer.sweep(now)
+            if self.budget.used == 0 and self._wctx.arenas is not None:
+                self._wctx.arenas.clear()  # nothing being written: give the idle block arenas back
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a background job owned by the data path (awaited by `drain` and `close`)."""

@@ -57,6 +57,10 @@ class ArenaPool:
         if len(self._free) < self.keep:
             self._free.append(arena)
 
+    def clear(self) -> None:
+        """Let go of every idle arena (when nothing is being written)."""
+        self._free.clear()
+
 
 def as_view(data: Buffer, owned: bool = False) -> memoryview:
     """A flat byte view of `data` that no one can change later: mutable buffers are copied once, unless

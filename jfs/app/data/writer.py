@@ -60,8 +60,10 @@ log = structlog.get_logger("jfs.data")
 MAX_UNFROZEN_DEPTH = 3
 THREAD_JOIN_MIN = 256 << 10
 """Blocks at least this long are joined on the CPU pool rather than on the event loop."""
-IDLE_ARENAS = 8
-"""Block arenas kept for reuse per client once their slices are committed (ADR 0030)."""
+IDLE_ARENAS = 16
+"""Block arenas kept for reuse per client once their slices are committed (a chunk's worth of 4 MiB
+blocks: a sequential writer's slice lets go of its 16 at its commit, the next chunk takes them back;
+dropped when the client has nothing left to write, ADR 0030)."""
 
 
 class WriteBudget:
