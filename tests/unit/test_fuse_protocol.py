@@ -556,3 +556,78 @@ def test_write_buffers_kept_by_the_handler_are_taken_back_once_let_go(tmp_path: 
     kept.release()
     assert server._take_buffer() is buf
     assert server._take_buffer() is not buf
+
+
+class Placing(Ops):
+    """Offers a region of its own buffer for the next WRITE of ino 2 at the offset it expects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arena = bytearray(9 * (64 << 10) - 4096)
+        self.expect: int | None = None
+        self.placed: list[tuple[int, int]] = []
+        self.asked: list[tuple[int, int, int]] = []
+
+    def write_target(self, ino: int, fh: int, offset: int) -> memoryview | None:
+        self.asked.append((ino, fh, offset))
+        if ino != 2 or offset >= len(self.arena):
+            return None
+        self.expect = offset
+        return memoryview(self.arena)[offset:]
+
+    async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
+                    write_flags: int) -> int:
+        if data.obj is self.arena:
+            self.placed.append((offset, len(data)))
+            assert offset == self.expect
+        return await super().write(ctx, ino, fh, offset, data, write_flags)
+
+
+@pytest.mark.parametrize("mode", ["eager-task", "task", "inline"])
+async def test_a_sequential_writers_next_payload_is_read_into_the_offered_buffer(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jfs.adapters.fuse.server as server_module
+
+    monkeypatch.setattr(server_module, "PLACE_MIN", 32 << 10)  # a socket message is smaller than a WRITE
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    ops = Placing()
+    server = FuseServer(ops, "/nonexistent", MountOptions(dispatch=mode, drain_timeout=1))
+    server.attach(theirs.detach())
+    serving = asyncio.create_task(server.serve())
+    kernel = FakeKernel(ours)
+    big = 64 << 10
+
+    def body(off: int, n: int, fill: int, fh: int = 1) -> bytes:
+        return p.WRITE_IN.pack(fh, off, n, 0, 0, 0, 0) + bytes([fill]) * n
+
+    try:
+        await kernel.init()
+        assert await kernel.call(p.Opcode.WRITE, 2, body(0, big, 1)) == (0, p.WRITE_OUT.pack(big, 0))
+        assert ops.placed == []  # the first one came in a request buffer
+        assert await kernel.call(p.Opcode.WRITE, 2, body(big, big, 2)) == (0, p.WRITE_OUT.pack(big, 0))
+        assert ops.placed == [(big, big)] and ops.arena[big : 2 * big] == b"\2" * big
+        # Something else while an offer stands: copied back out of the offered buffer, answered as usual.
+        assert (await kernel.call(p.Opcode.LOOKUP, 1, b"f\0"))[0] == 0
+        assert await kernel.call(p.Opcode.WRITE, 2, body(2 * big, big, 3)) == (0, p.WRITE_OUT.pack(big, 0))
+        # Another offset, another file, and a payload longer than the offer: each in its own buffer.
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(0, 1000, 4)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(5 * big, big, 5)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 3, body(6 * big, big, 6)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(7 * big, big, 7)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(8 * big, big - 1, 8)))[0] == 0  # big - 4 KiB offered
+        assert ops.placed == [(big, big), (2 * big, big)]  # the LOOKUP in between does not matter
+        assert ops.written == [(off, bytes([fill]) * n) for off, n, fill in [
+            (0, big, 1), (big, big, 2), (2 * big, big, 3), (0, 1000, 4), (5 * big, big, 5), (6 * big, big, 6),
+            (7 * big, big, 7), (8 * big, big - 1, 8)]]
+        assert (2, 1, 8 * big) in ops.asked and (3, 1, 7 * big) in ops.asked
+        # A short message (FORGET: header + 8 bytes) while an offer stands.
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(3 * big, big, 9)))[0] == 0
+        await kernel.send(p.Opcode.FORGET, 5, struct.pack("=Q", 3))
+        await kernel.nothing()
+        assert ops.forgotten[-1] == (5, 3)
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(4 * big, big, 10)))[0] == 0
+        assert ops.placed[-1] == (4 * big, big) and ops.written[-1] == (4 * big, b"\n" * big)
+    finally:
+        ours.close()
+        await asyncio.wait_for(serving, 5)
