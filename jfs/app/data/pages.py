@@ -13,6 +13,7 @@ way is uploaded as the arena itself, with no join. Bytes of the arena before the
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 Buffer = bytes | bytearray | memoryview
 
@@ -26,6 +27,28 @@ class BlockArena(bytearray):
 
 def _address(view: memoryview) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
+_resize: Any
+try:
+    _resize = ctypes.pythonapi.PyByteArray_Resize
+    _resize.argtypes = (ctypes.py_object, ctypes.c_ssize_t)
+    _resize.restype = ctypes.c_int
+except AttributeError:  # not CPython
+    _resize = None
+
+
+def new_arena(size: int) -> BlockArena:
+    """A `size`-byte arena with room to grow by one byte without moving (see `ArenaPool.take`). Its bytes
+    are not zeroed (on CPython): a list only ever shows bytes placed in it, and zeroing 4 MiB on the
+    loop cost more than the copy it saves; fresh pages are faulted in by the kernel's copy into them."""
+    if _resize is None:
+        arena = BlockArena(size + 1)
+    else:
+        arena = BlockArena()
+        _resize(arena, size + 1)
+    arena.pop()
+    return arena
 
 
 class ArenaPool:
@@ -48,10 +71,7 @@ class ArenaPool:
                 continue
             del free[i]
             return arena
-        arena = BlockArena(self.size)
-        arena.append(0)  # give it slack, so that the append/pop probe above never reallocates
-        arena.pop()
-        return arena
+        return new_arena(self.size)
 
     def give(self, arena: BlockArena) -> None:
         if len(self._free) < self.keep:
