@@ -10,7 +10,7 @@ Request buffers come from a small pool of ``bytearray`` s sized ``max_write + 4 
 re-used for the next read right after decoding, except for WRITE whose payload view must stay valid
 until the handler returns — then the reader takes another buffer from the pool.
 
-Placed writes (ADR 0030): after a large WRITE, the server asks the file system where the same file's
+Placed writes (ADR 0030): after two large WRITEs of a file in a row, each where the last ended, the server asks the file system where the same file's
 next WRITE at the offset right after it would go (`Operations.write_target`) and reads the device with
 ``readv`` into [80-byte header, that buffer, a request buffer]. If the request read is that WRITE and fits,
 its payload is already in place and is handed to ``write`` as a view of it; anything else is copied back
@@ -149,6 +149,8 @@ class FuseServer:
         self._place = o.place_writes and type(ops).write_target is not Operations.write_target
         self._next_write: tuple[int, int, int] | None = None
         """(ino, fh, offset) of the WRITE a sequential writer is expected to send next."""
+        self._last_end: tuple[int, int, int] | None = None
+        """(ino, fh, end) of the last WRITE read, if large."""
         self._placing = 0
         """Placed writes whose handler has not returned yet."""
         self._head = bytearray(p.WRITE_DATA_OFFSET)
@@ -423,7 +425,7 @@ class FuseServer:
         fh, offset, size, write_flags, _, _, _ = p.WRITE_IN.unpack_from(head, p.IN_HEADER_SIZE)
         if (nodeid, fh, offset) != self._next_write or size > len(target) or n != len(head) + size:
             return False
-        self._next_write = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
+        self._next_write = self._last_end = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
         self._placing += 1
         aw = self.ops.write(RequestContext(uid, gid, pid), nodeid, fh, offset, target[:size], write_flags)
         self._start(unique, opcode, aw, self._opcodes.encode_write, _PLACED)
@@ -450,8 +452,12 @@ class FuseServer:
             return False
         owns: bool = opcode == _WRITE
         if owns and self._place:
+            # Offer a buffer only to a run of large WRITEs of one file, each where the last ended: writers
+            # of several files interleave their requests, and a guess for the wrong file costs a copy.
             fh, offset, size = p.WRITE_IN.unpack_from(buf, p.IN_HEADER_SIZE)[:3]
-            self._next_write = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
+            after = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
+            self._next_write = after if after is not None and self._last_end == (nodeid, fh, offset) else None
+            self._last_end = after
         self._start(unique, opcode, work[0], work[1], buf if owns else None)
         return owns
 
