@@ -11,6 +11,8 @@ creation order. Rules (after JuiceFS's ``pkg/vfs/writer.go``):
 * Bytes are kept as the writers' own immutable buffers (`PageList`); a block that fills is joined once
   and handed to the uploader (at most `max_uploads` uploads in flight per client). Small appends thus
   make small blocks, never a read-modify-write of a stored block.
+* A face may read a sequential write's bytes straight into the block they belong to (`write_target`,
+  the FUSE server's placed writes, ADR 0030): such a block is a block-sized arena, uploaded unjoined.
 * A slice is frozen by `flush`/`fsync`/`close`, when it reaches the end of its chunk, after `idle_flush`
   seconds without writes or `max_slice_age` seconds of life (the sweeper), or under memory pressure.
   Freezing uploads its last partial block.
