@@ -16,6 +16,8 @@ import ctypes
 from typing import Any
 
 Buffer = bytes | bytearray | memoryview
+THREAD_JOIN_MIN = 256 << 10
+"""Lists at least this long are joined on the CPU pool rather than on the event loop."""
 
 
 class BlockArena(bytearray):

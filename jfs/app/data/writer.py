@@ -47,7 +47,7 @@ from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
-from jfs.app.data.pages import ArenaPool, PageList
+from jfs.app.data.pages import THREAD_JOIN_MIN, ArenaPool, PageList
 from jfs.domain.attrs import Attr
 from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE, split_range
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("jfs.data")
 
 MAX_UNFROZEN_DEPTH = 3
-THREAD_JOIN_MIN = 256 << 10
-"""Blocks at least this long are joined on the CPU pool rather than on the event loop."""
 IDLE_ARENAS = 16
 """Block arenas kept for reuse per client once their slices are committed (a chunk's worth of 4 MiB
 blocks: a sequential writer's slice lets go of its 16 at its commit, the next chunk takes them back;
