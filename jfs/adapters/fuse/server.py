@@ -425,6 +425,9 @@ class FuseServer:
         fh, offset, size, write_flags, _, _, _ = p.WRITE_IN.unpack_from(head, p.IN_HEADER_SIZE)
         if (nodeid, fh, offset) != self._next_write or size > len(target) or n != len(head) + size:
             return False
+        if self.options.debug:
+            log.debug("fuse_request", op="WRITE", unique=unique, nodeid=nodeid, uid=uid, gid=gid, pid=pid, len=n,
+                      placed=True)
         self._next_write = self._last_end = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
         self._placing += 1
         aw = self.ops.write(RequestContext(uid, gid, pid), nodeid, fh, offset, target[:size], write_flags)
