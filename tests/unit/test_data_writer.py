@@ -18,7 +18,7 @@ from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.faulty import FaultyStore
 from jfs.adapters.objects.memory import MemoryStore
 from jfs.app.data.config import DataConfig
-from jfs.app.data.pages import PageList, as_view
+from jfs.app.data.pages import ArenaPool, PageList, as_view
 from jfs.app.data.store_wrapper import StoreWrapper
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.records import SliceRecord
@@ -137,6 +137,77 @@ async def test_block_written_in_one_owned_piece_is_stored_as_is(vol: DataVolume,
     await vol.dp.flush(h)
     assert await vol.dp.read(h, 0, len(data)) == bytes(data)
     assert sorted(k.rsplit("_", 1)[1] for k in spy.keys()) == ["10", str(BS), str(BS)]
+    await vol.dp.release(h)
+
+
+def test_placed_bytes_only_move_the_end_and_other_arena_views_are_copied() -> None:
+    pool = ArenaPool(16, keep=1)
+    pages = PageList(pool.take())
+    room = pages.offer()
+    assert room is not None and len(room) == 16
+    room[:6] = b"placed"
+    pages.write(0, room[:6])
+    before = pages.views(0, 6)
+    room = pages.offer()
+    assert room is not None and len(room) == 10
+    room[:4] = b"more"
+    pages.write(6, room[:4])
+    whole = pages.single()
+    assert whole is not None and whole.obj is pages.arena and bytes(whole) == b"placedmore"
+    # A view of another list's arena (or of this one's, not at its end) is copied, never kept.
+    other = PageList(pool.take())
+    other.write(0, memoryview(pages.arena)[2:6])
+    assert other.offer() is None and bytes(b"".join(other.views(0, 4))) == b"aced"
+    pages.write(2, memoryview(pages.arena)[6:8])  # an overwrite inside: re-cut around a copy
+    assert b"".join(pages.views(0, 10)) == b"plmoedmore" and bytes(b"".join(before)) == b"placed"
+    room = pages.offer()
+    assert room is not None
+    room[:2] = b"!!"
+    pages.write(10, room[:2])
+    assert pages.single() is None and pages.join() == b"plmoedmore!!"
+    pages.write(12, memoryview(b"tail"))  # bytes of its own after the end: no more offers
+    assert pages.offer() is None
+
+
+def test_arena_pool_reuses_an_arena_only_once_no_view_of_it_is_left() -> None:
+    pool = ArenaPool(16, keep=2)
+    a = pool.take()
+    view = memoryview(a)[:4]
+    pool.give(a)
+    assert pool.take() is not a
+    view.release()
+    assert pool.take() is a
+    pool.give(a)
+    pool.clear()
+    assert pool.take() is not a
+
+
+async def test_write_target_offers_the_blocks_free_space_of_a_sequential_writer(
+        vol: DataVolume, spy: SpyStore) -> None:
+    ino = await vol.new_file(b"placed")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    data = os.urandom(3 * BS + 100)
+    assert vol.dp.write_target(h, 0) is None  # nothing written yet: no slice to append to
+    step = BS // 4
+    await vol.dp.write(h, 0, data[:step])
+    assert vol.dp.write_target(h, 1) is None  # not at the end
+    placed = 0
+    off = step
+    while off < len(data):
+        n = min(step, len(data) - off)
+        target = vol.dp.write_target(h, off)
+        if target is not None:
+            target[:n] = data[off : off + n]
+            await vol.dp.write(h, off, target[:n], owned=True)
+            placed += 1
+        else:
+            await vol.dp.write(h, off, data[off : off + n])
+        off += n
+    assert placed >= 8  # the first block's pieces came in the caller's buffers, later blocks are placed
+    assert await vol.dp.read(h, 0, len(data)) == data  # read-your-writes from the arenas
+    await vol.dp.flush(h)
+    assert await vol.dp.read(h, 0, len(data)) == data
+    assert vol.dp.write_target(h, len(data)) is None  # flushed: the slice is frozen
     await vol.dp.release(h)
 
 

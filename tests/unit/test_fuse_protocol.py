@@ -556,3 +556,84 @@ def test_write_buffers_kept_by_the_handler_are_taken_back_once_let_go(tmp_path: 
     kept.release()
     assert server._take_buffer() is buf
     assert server._take_buffer() is not buf
+
+
+class Placing(Ops):
+    """Offers a region of its own buffer for the next WRITE of ino 2 at the offset it expects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arena = bytearray(9 * (64 << 10) - 4096)
+        self.expect: int | None = None
+        self.placed: list[tuple[int, int]] = []
+        self.asked: list[tuple[int, int, int]] = []
+
+    def write_target(self, ino: int, fh: int, offset: int) -> memoryview | None:
+        self.asked.append((ino, fh, offset))
+        if ino != 2 or offset >= len(self.arena):
+            return None
+        self.expect = offset
+        return memoryview(self.arena)[offset:]
+
+    async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
+                    write_flags: int) -> int:
+        if data.obj is self.arena:
+            self.placed.append((offset, len(data)))
+            assert offset == self.expect
+        return await super().write(ctx, ino, fh, offset, data, write_flags)
+
+
+@pytest.mark.parametrize("mode", ["eager-task", "task", "inline"])
+async def test_a_sequential_writers_next_payload_is_read_into_the_offered_buffer(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jfs.adapters.fuse.server as server_module
+
+    monkeypatch.setattr(server_module, "PLACE_MIN", 32 << 10)  # a socket message is smaller than a WRITE
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    ops = Placing()
+    server = FuseServer(ops, "/nonexistent", MountOptions(dispatch=mode, drain_timeout=1))
+    server.attach(theirs.detach())
+    serving = asyncio.create_task(server.serve())
+    kernel = FakeKernel(ours)
+    big = 64 << 10
+
+    def body(off: int, n: int, fill: int, fh: int = 1) -> bytes:
+        return p.WRITE_IN.pack(fh, off, n, 0, 0, 0, 0) + bytes([fill]) * n
+
+    try:
+        await kernel.init()
+        assert await kernel.call(p.Opcode.WRITE, 2, body(0, big, 1)) == (0, p.WRITE_OUT.pack(big, 0))
+        assert await kernel.call(p.Opcode.WRITE, 2, body(big, big, 2)) == (0, p.WRITE_OUT.pack(big, 0))
+        assert ops.placed == []  # a run of two large WRITEs in request buffers first
+        assert await kernel.call(p.Opcode.WRITE, 2, body(2 * big, big, 3)) == (0, p.WRITE_OUT.pack(big, 0))
+        assert ops.placed == [(2 * big, big)] and ops.arena[2 * big : 3 * big] == b"\3" * big
+        # Something else while an offer stands: copied back out of the offered buffer, answered as usual.
+        assert (await kernel.call(p.Opcode.LOOKUP, 1, b"f\0"))[0] == 0
+        assert await kernel.call(p.Opcode.WRITE, 2, body(3 * big, big, 4)) == (0, p.WRITE_OUT.pack(big, 0))
+        assert ops.placed == [(2 * big, big), (3 * big, big)]  # the LOOKUP in between does not matter
+        # Another file while an offer stands: copied out; the run is broken until two WRITEs make one again.
+        assert (await kernel.call(p.Opcode.WRITE, 3, body(0, big, 5)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(4 * big, big, 6)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(5 * big, big, 7)))[0] == 0
+        assert ops.placed[-1] == (3 * big, big)
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(6 * big, big, 8)))[0] == 0
+        assert ops.placed[-1] == (6 * big, big)
+        # A payload longer than the offer (big - 4 KiB at 8 * big): copied out, answered as usual.
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(7 * big, big, 9)))[0] == 0
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(8 * big, big - 1, 10)))[0] == 0
+        assert [o for o, _ in ops.placed] == [2 * big, 3 * big, 6 * big, 7 * big]
+        # A short message (FORGET: header + 8 bytes) while an offer stands.
+        for i in range(3):
+            assert (await kernel.call(p.Opcode.WRITE, 2, body(i * big, big, 11 + i)))[0] == 0
+        await kernel.send(p.Opcode.FORGET, 5, struct.pack("=Q", 3))
+        await kernel.nothing()
+        assert ops.forgotten[-1] == (5, 3)
+        assert (await kernel.call(p.Opcode.WRITE, 2, body(3 * big, big, 14)))[0] == 0
+        assert ops.placed[-1] == (3 * big, big)
+        fills = [(0, 1), (1, 2), (2, 3), (3, 4), (-1, 5), (4, 6), (5, 7), (6, 8), (7, 9), (8, 10),
+                 (0, 11), (1, 12), (2, 13), (3, 14)]
+        assert ops.written == [(max(0, i) * big, bytes([f]) * (big - 1 if f == 10 else big)) for i, f in fills]
+    finally:
+        ours.close()
+        await asyncio.wait_for(serving, 5)

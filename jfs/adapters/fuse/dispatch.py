@@ -383,6 +383,9 @@ class OpcodeTable:
     def _e_write(self, unique: int, count: int) -> None:
         self._write(p.HDR_WRITE_OUT.pack(p.HDR_WRITE_OUT.size, 0, unique, count, 0))
 
+    encode_write = _e_write
+    """The WRITE reply (for the server's placed writes, which it decodes itself)."""
+
     def _e_statfs(self, unique: int, s: StatFs) -> None:
         self._write(p.HDR_STATFS_OUT.pack(p.HDR_STATFS_OUT.size, 0, unique, s.blocks, s.bfree, s.bavail,
                                           s.files, s.ffree, s.bsize, s.namelen, s.frsize, 0))

@@ -113,6 +113,9 @@ class MountOptions:
     """How many idle request buffers to keep."""
     read_batch: int = 64
     """Requests read per readable event before yielding to the loop."""
+    place_writes: bool = True
+    """Read the payload of a sequential writer's next WRITE straight into the buffer the file system
+    offers for it (`Operations.write_target`, ``readv``): no copy of it in user space (ADR 0030)."""
 
 
 class _Libc:

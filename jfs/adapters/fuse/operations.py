@@ -511,6 +511,18 @@ class Operations(abc.ABC):
         """
         raise _enosys()
 
+    def write_target(self, ino: int, fh: int, offset: int) -> memoryview | None:
+        """A writable buffer the payload of a WRITE of (`ino`, `fh`) at `offset` may be read into, or None
+        (the default: the payload stays in the request buffer).
+
+        The server asks right before reading the device, when the last WRITE it read was large and
+        ended at `offset` (a sequential writer). If the next request is that WRITE and fits, `write` is
+        called with a prefix of this view as `data` (synchronously, nothing else runs in between);
+        otherwise the server copies whatever landed in the view out of it and never passes it on. The
+        view need not survive anything but that next `write`: it is asked for afresh each time (ADR 0030).
+        """
+        return None
+
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
         """``close()`` of one file descriptor of this open file (possibly one of many dups).
 

@@ -10,6 +10,12 @@ Request buffers come from a small pool of ``bytearray`` s sized ``max_write + 4 
 re-used for the next read right after decoding, except for WRITE whose payload view must stay valid
 until the handler returns — then the reader takes another buffer from the pool.
 
+Placed writes (ADR 0030): after two large WRITEs of a file in a row, each where the last ended, the server asks the file system where the same file's
+next WRITE at the offset right after it would go (`Operations.write_target`) and reads the device with
+``readv`` into [80-byte header, that buffer, a request buffer]. If the request read is that WRITE and fits,
+its payload is already in place and is handed to ``write`` as a view of it; anything else is copied back
+into a plain request buffer and dispatched as usual. No offer is made while a placed write is pending.
+
 Each request is decoded and its reply encoded by the opcode table (`dispatch`), except INIT, DESTROY
 and INTERRUPT, which are the connection's and handled here.
 
@@ -61,6 +67,10 @@ _NOTIFY_REPLY: Final = int(p.Opcode.NOTIFY_REPLY)
 
 LENT_BUFFERS = 32
 """Most WRITE buffers tracked while a handler keeps their data (beyond that they are simply dropped)."""
+PLACE_MIN = 512 << 10
+"""A WRITE at least this long makes the server ask where the next one of its file would go."""
+_PLACED: Final = bytearray()
+"""`_run`'s `wbuf` for a placed write: nothing to recycle, one placed write fewer pending."""
 
 
 @types.coroutine
@@ -136,6 +146,14 @@ class FuseServer:
         self._mode = o.dispatch
         self._ready_queue: Any = None
         self._dispatch_one: Callable[[bytearray, int], bool] = self._dispatch_debug if o.debug else self._dispatch
+        self._place = o.place_writes and type(ops).write_target is not Operations.write_target
+        self._next_write: tuple[int, int, int] | None = None
+        """(ino, fh, offset) of the WRITE a sequential writer is expected to send next."""
+        self._last_end: tuple[int, int, int] | None = None
+        """(ino, fh, end) of the last WRITE read, if large."""
+        self._placing = 0
+        """Placed writes whose handler has not returned yet."""
+        self._head = bytearray(p.WRITE_DATA_OFFSET)
 
     # ------------------------------------------------------------------ public life cycle
 
@@ -322,6 +340,12 @@ class FuseServer:
             return
         dispatch = self._dispatch_one
         for _ in range(self.options.read_batch):
+            if self._next_write is not None and not self._placing:
+                target = self._target(self._next_write)
+                if target is not None:
+                    if not self._read_placed(target):
+                        return
+                    continue
             buf = self._rbuf
             try:
                 n = fio.readinto(buf)
@@ -344,6 +368,72 @@ class FuseServer:
             except Exception:
                 log.error("fuse_dispatch_failed", exc_info=True)
 
+    def _target(self, expected: tuple[int, int, int]) -> memoryview | None:
+        try:
+            target = self.ops.write_target(*expected)
+        except Exception:
+            log.error("fuse_write_target_failed", exc_info=True)
+            target = None
+        if target is None:
+            self._next_write = None  # re-armed by the next large WRITE
+        return target
+
+    def _read_placed(self, target: memoryview) -> bool:
+        """Read one request with the expected WRITE's payload going to `target`, and dispatch it.
+        False when the device is drained or the connection ended."""
+        head = self._head
+        spill = self._rbuf
+        try:
+            n = os.readv(self.fd, [head, target, spill])
+        except OSError as exc:
+            code = exc.errno
+            if code in (errno.ENOENT, errno.EINTR):
+                return True
+            if code == errno.EAGAIN:
+                return False
+            if code not in (errno.ENODEV, errno.ECONNABORTED, errno.EBADF):
+                log.error("fuse_device_read_failed", errno=errno.errorcode.get(code or 0, code))
+            self._end_connection()
+            return False
+        if n == 0:
+            self._end_connection()
+            return False
+        h = len(head)
+        try:
+            if n > h and self._dispatch_placed(target, n):
+                return True
+            # Not the expected WRITE: the request, made whole again in the request buffer, goes the usual way.
+            k = min(max(0, n - h), len(target))
+            rest = bytes(spill[: n - h - k]) if n > h + k else b""
+            spill[: min(n, h)] = head[: min(n, h)]
+            if k:
+                spill[h : h + k] = target[:k]
+            if rest:
+                spill[h + k : n] = rest
+            if self._dispatch_one(spill, n):
+                self._rbuf = self._take_buffer()
+        except Exception:
+            log.error("fuse_dispatch_failed", exc_info=True)
+        return True
+
+    def _dispatch_placed(self, target: memoryview, n: int) -> bool:
+        """Start the expected WRITE whose payload is in `target`; False if the request is something else."""
+        head = self._head
+        _, opcode, unique, nodeid, uid, gid, pid, _, _ = p.IN_HEADER.unpack_from(head)
+        if opcode != _WRITE:
+            return False
+        fh, offset, size, write_flags, _, _, _ = p.WRITE_IN.unpack_from(head, p.IN_HEADER_SIZE)
+        if (nodeid, fh, offset) != self._next_write or size > len(target) or n != len(head) + size:
+            return False
+        if self.options.debug:
+            log.debug("fuse_request", op="WRITE", unique=unique, nodeid=nodeid, uid=uid, gid=gid, pid=pid, len=n,
+                      placed=True)
+        self._next_write = self._last_end = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
+        self._placing += 1
+        aw = self.ops.write(RequestContext(uid, gid, pid), nodeid, fh, offset, target[:size], write_flags)
+        self._start(unique, opcode, aw, self._opcodes.encode_write, _PLACED)
+        return True
+
     def _dispatch(self, buf: bytearray, n: int) -> bool:
         """Decode one request and start its handler; True when the handler now owns `buf`."""
         _, opcode, unique, nodeid, uid, gid, pid, _, _ = p.IN_HEADER.unpack_from(buf)
@@ -364,6 +454,13 @@ class FuseServer:
         if work is None:
             return False
         owns: bool = opcode == _WRITE
+        if owns and self._place:
+            # Offer a buffer only to a run of large WRITEs of one file, each where the last ended: writers
+            # of several files interleave their requests, and a guess for the wrong file costs a copy.
+            fh, offset, size = p.WRITE_IN.unpack_from(buf, p.IN_HEADER_SIZE)[:3]
+            after = (nodeid, fh, offset + size) if size >= PLACE_MIN else None
+            self._next_write = after if after is not None and self._last_end == (nodeid, fh, offset) else None
+            self._last_end = after
         self._start(unique, opcode, work[0], work[1], buf if owns else None)
         return owns
 
@@ -428,7 +525,9 @@ class FuseServer:
                 self._reply_error(unique, errno.EIO)
         finally:
             self._inflight.pop(unique, None)
-            if wbuf is not None:
+            if wbuf is _PLACED:
+                self._placing -= 1
+            elif wbuf is not None:
                 self._recycle(wbuf)
 
     # ------------------------------------------------------------------ replies

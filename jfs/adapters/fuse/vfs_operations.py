@@ -31,6 +31,7 @@ from jfs.adapters.fuse.operations import (
     StatFs,
 )
 from jfs.adapters.fuse.protocol import split_timeout
+from jfs.app.data.pages import BlockArena
 from jfs.app.meta import Ctx
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
@@ -364,10 +365,14 @@ class VfsOperations(Operations):
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
         # A big payload is kept as a view of the request buffer (the server hands the buffer over); a small
-        # one is copied, or it would pin a whole request buffer (max_write bytes) for a few bytes.
-        owned = len(data) >= KEEP_WRITE_BUFFER_MIN
+        # one is copied, or it would pin a whole request buffer (max_write bytes) for a few bytes. A placed
+        # payload (read into the buffer `write_target` offered) is the data path's own already.
+        owned = len(data) >= KEEP_WRITE_BUFFER_MIN or type(data.obj) is BlockArena
         c = _caller(ctx, self.vfs) if ino in INTERNAL_INODES else None
         return await self.vfs.write(c, ino, fh, offset, data if owned else bytes(data), owned=owned)
+
+    def write_target(self, ino: int, fh: int, offset: int) -> memoryview | None:
+        return self.vfs.write_target(ino, fh, offset)
 
     @_stale_when_gone
     async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:

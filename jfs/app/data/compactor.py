@@ -29,7 +29,7 @@ import structlog
 from jfs.app.data.blocks import BlockMissing, BlockStore
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
-from jfs.app.data.pages import PageList
+from jfs.app.data.pages import THREAD_JOIN_MIN, PageList
 from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.compaction import CompactionPlan, plan
@@ -185,6 +185,10 @@ class Compactor:
             finally:
                 slots.release()
 
+        async def join(pages: PageList) -> bytes:
+            # A block's worth of copying (and page faults) stalls the loop for milliseconds: on the CPU pool.
+            return await self.blocks.cpu(pages.join) if pages.size >= THREAD_JOIN_MIN else pages.join()
+
         async def emit(view: memoryview) -> None:
             nonlocal current, index
             at = 0
@@ -194,7 +198,7 @@ class Compactor:
                 at += take
                 if current.size == bs:
                     await slots.acquire()
-                    uploads.append(asyncio.get_running_loop().create_task(upload(index, current.join())))
+                    uploads.append(asyncio.get_running_loop().create_task(upload(index, await join(current))))
                     index += 1
                     current = PageList()
 
@@ -211,7 +215,7 @@ class Compactor:
                         await emit(memoryview(part))
             if current.size:
                 await slots.acquire()
-                uploads.append(asyncio.get_running_loop().create_task(upload(index, current.join())))
+                uploads.append(asyncio.get_running_loop().create_task(upload(index, await join(current))))
             results = await asyncio.gather(*uploads, return_exceptions=True)
         except BaseException:
             for t in uploads:

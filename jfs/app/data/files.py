@@ -179,6 +179,13 @@ class DataPath:
         await self._writer(state).write(off, view)
         return len(view)
 
+    def write_target(self, h: Handle, off: int) -> memoryview | None:
+        """Where a write of `h` at `off` may be read to straight away (`FileWriter.write_target`), or None."""
+        state = self._inodes.get(h.ino)
+        if state is None or state.writer is None or not h.writable:
+            return None
+        return state.writer.write_target(off)
+
     def _writer(self, state: InodeState) -> FileWriter:
         if state.writer is None:
             state.writer = FileWriter(state.ino, self._wctx, lambda: state.attr.length)
@@ -372,6 +379,8 @@ class DataPath:
             for state in list(self._inodes.values()):
                 if state.writer is not None and not state.writer.idle:
                     state.writer.sweep(now)
+            if self.budget.used == 0 and self._wctx.arenas is not None:
+                self._wctx.arenas.clear()  # nothing being written: give the idle block arenas back
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a background job owned by the data path (awaited by `drain` and `close`)."""

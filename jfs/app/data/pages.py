@@ -3,11 +3,85 @@
 Appending a buffer is O(1) and copies nothing; `join` makes the one copy into a single `bytes` when the
 block is handed to the uploader. Overwriting a range never mutates a buffer: the list is re-cut around the
 new one, so views handed out by `views` stay valid (and keep showing what they showed) forever.
+
+A block may also be *placed* (ADR 0030): it owns a block-sized `BlockArena`, offers the free space after
+its bytes (`offer`), a face reads a sequential write's payload straight into it (the FUSE server's
+``readv`` of a WRITE request), and `write` of exactly that region only moves the end: a block filled that
+way is uploaded as the arena itself, with no join. Bytes of the arena before the end never change.
 """
 
 from __future__ import annotations
 
+import ctypes
+from typing import Any
+
 Buffer = bytes | bytearray | memoryview
+THREAD_JOIN_MIN = 256 << 10
+"""Lists at least this long are joined on the CPU pool rather than on the event loop."""
+
+
+class BlockArena(bytearray):
+    """A block-sized buffer a `PageList` places bytes in; views of an arena are never kept unless placed
+    (a view of one handed to some other list's `write` is copied)."""
+
+    __slots__ = ()
+
+
+def _address(view: memoryview) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
+_resize: Any
+try:
+    _resize = ctypes.pythonapi.PyByteArray_Resize
+    _resize.argtypes = (ctypes.py_object, ctypes.c_ssize_t)
+    _resize.restype = ctypes.c_int
+except AttributeError:  # not CPython
+    _resize = None
+
+
+def new_arena(size: int) -> BlockArena:
+    """A `size`-byte arena with room to grow by one byte without moving (see `ArenaPool.take`). Its bytes
+    are not zeroed (on CPython): a list only ever shows bytes placed in it, and zeroing 4 MiB on the
+    loop cost more than the copy it saves; fresh pages are faulted in by the kernel's copy into them."""
+    if _resize is None:
+        arena = BlockArena(size + 1)
+    else:
+        arena = BlockArena()
+        _resize(arena, size + 1)
+    arena.pop()
+    return arena
+
+
+class ArenaPool:
+    """Block arenas let go of by their lists, kept for reuse (a fresh 4 MiB buffer costs its zeroing and
+    a page fault per 4 KiB). An arena is reused only once no view of it is alive; at most `keep` idle."""
+
+    def __init__(self, size: int, keep: int) -> None:
+        self.size = size
+        self.keep = keep
+        self._free: list[BlockArena] = []
+
+    def take(self) -> BlockArena:
+        """An arena nobody looks at any more: a returned one if any, else a new one."""
+        free = self._free
+        for i, arena in enumerate(free):
+            try:
+                arena.append(0)  # BufferError while a view of the arena is alive (a reader, a cache put)
+                arena.pop()
+            except BufferError:
+                continue
+            del free[i]
+            return arena
+        return new_arena(self.size)
+
+    def give(self, arena: BlockArena) -> None:
+        if len(self._free) < self.keep:
+            self._free.append(arena)
+
+    def clear(self) -> None:
+        """Let go of every idle arena (when nothing is being written)."""
+        self._free.clear()
 
 
 def as_view(data: Buffer, owned: bool = False) -> memoryview:
@@ -26,11 +100,29 @@ def as_view(data: Buffer, owned: bool = False) -> memoryview:
 class PageList:
     """Bytes [0, size) of a block as a list of immutable views, in order."""
 
-    __slots__ = ("_parts", "size")
+    __slots__ = ("_arena", "_base", "_parts", "_placed", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, arena: BlockArena | None = None) -> None:
         self._parts: list[memoryview] = []
         self.size = 0
+        self._arena = arena
+        self._base = 0
+        self._placed = 0
+        """Bytes [0, _placed) of the arena are the list's first bytes (while == size, `offer` may offer more)."""
+
+    @property
+    def arena(self) -> BlockArena | None:
+        return self._arena
+
+    def offer(self) -> memoryview | None:
+        """The arena after the end, for a caller to fill and hand to `write` at `size` (or None)."""
+        arena = self._arena
+        if arena is None or self._placed != self.size or self.size >= len(arena):
+            return None
+        view = memoryview(arena)
+        if not self._base:
+            self._base = _address(view)
+        return view[self.size :]
 
     def write(self, off: int, data: memoryview) -> None:
         """Put `data` at `off`; `off` may not be past the end (no gaps). The list may grow."""
@@ -39,6 +131,16 @@ class PageList:
             raise ValueError(f"write at {off} would leave a gap after {self.size} bytes")
         if n == 0:
             return
+        if type(data.obj) is BlockArena:
+            if (data.obj is self._arena and off == self.size == self._placed and self._base
+                    and _address(data) == self._base + off):
+                self._placed = self.size = off + n  # the bytes are where they belong already
+                if len(self._parts) == 1 and self._parts[0].obj is self._arena:
+                    self._parts[0] = memoryview(self._arena)[: self.size]
+                else:
+                    self._parts.append(data)
+                return
+            data = memoryview(data.tobytes())  # another list's arena (or not its end): never kept
         if off == self.size:
             self._parts.append(data)
             self.size += n

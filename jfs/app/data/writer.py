@@ -11,6 +11,8 @@ creation order. Rules (after JuiceFS's ``pkg/vfs/writer.go``):
 * Bytes are kept as the writers' own immutable buffers (`PageList`); a block that fills is joined once
   and handed to the uploader (at most `max_uploads` uploads in flight per client). Small appends thus
   make small blocks, never a read-modify-write of a stored block.
+* A face may read a sequential write's bytes straight into the block they belong to (`write_target`,
+  the FUSE server's placed writes, ADR 0030): such a block is a block-sized arena, uploaded unjoined.
 * A slice is frozen by `flush`/`fsync`/`close`, when it reaches the end of its chunk, after `idle_flush`
   seconds without writes or `max_slice_age` seconds of life (the sweeper), or under memory pressure.
   Freezing uploads its last partial block.
@@ -36,7 +38,7 @@ import asyncio
 import errno
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -45,7 +47,7 @@ from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
-from jfs.app.data.pages import PageList
+from jfs.app.data.pages import THREAD_JOIN_MIN, ArenaPool, PageList
 from jfs.domain.attrs import Attr
 from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE, split_range
@@ -58,8 +60,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("jfs.data")
 
 MAX_UNFROZEN_DEPTH = 3
-THREAD_JOIN_MIN = 256 << 10
-"""Blocks at least this long are joined on the CPU pool rather than on the event loop."""
+IDLE_ARENAS = 16
+"""Block arenas kept for reuse per client once their slices are committed (a chunk's worth of 4 MiB
+blocks: a sequential writer's slice lets go of its 16 at its commit, the next chunk takes them back;
+dropped when the client has nothing left to write, ADR 0030)."""
 
 
 class WriteBudget:
@@ -110,6 +114,8 @@ class WriteContext:
     mem: MemoryCache[tuple[int, int]] | None = None
     """The readers' memory cache: written blocks shorter than a full block go there once stored (a small
     file read right after its write, as by ``juicefs bench``, then needs no object-store read)."""
+    arenas: ArenaPool | None = field(default=None)
+    """Block-sized buffers for placed writes (`FileWriter.write_target`); made on first use."""
 
 
 class SliceWriter:
@@ -198,6 +204,11 @@ class SliceWriter:
         """Committed or dropped: let go of the bytes and of the slice it waited for. The slice object may
         outlive this (as the file's last growing slice), its data must not: a chain of `after` links
         would otherwise keep every byte ever written to the file in memory."""
+        pool = self.chunk.file.ctx.arenas
+        if pool is not None:
+            for pages in self.blocks:
+                if pages.arena is not None:
+                    pool.give(pages.arena)
         self.blocks = []
         self.uploads = []
         self.after = None
@@ -328,6 +339,34 @@ class FileWriter:
             self._last_growing = s
         if s.end == CHUNK_SIZE:
             s.freeze()
+
+    def write_target(self, off: int) -> memoryview | None:
+        """Where the bytes of a write at file offset `off` would go if it appends to the newest open slice
+        at the end of a block's bytes: that block's free arena space (ADR 0030), to be filled by the caller
+        and handed to `write` at `off` right away (before anything else may write this file). None when
+        the write would not simply append there (the caller then writes from its own buffer)."""
+        if self._lock.locked() or self.ctx.budget.used > self.ctx.budget.limit:
+            return None
+        indx, pos = divmod(off, CHUNK_SIZE)
+        cw = self.chunks.get(indx)
+        if cw is None or not cw.slices:
+            return None
+        s = cw.slices[-1]
+        if s.frozen or s.end != pos:
+            return None
+        bs = self.ctx.blocks.block_size
+        index, inner = divmod(pos - s.pos, bs)
+        if index < len(s.blocks):
+            pages = s.blocks[index]
+            return pages.offer() if pages.size == inner else None
+        if index != len(s.blocks) or inner or index < s.handed:
+            return None
+        pool = self.ctx.arenas
+        if pool is None:
+            pool = self.ctx.arenas = ArenaPool(bs, IDLE_ARENAS)
+        pages = PageList(pool.take())
+        s.blocks.append(pages)
+        return pages.offer()
 
     # -- freezing and flushing -------------------------------------------------------------------------
 

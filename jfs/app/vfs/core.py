@@ -421,6 +421,17 @@ class VFS:
             self.names.forget_attr(ino)
         return await self._timed("write", ctx, "", self.data.write(h, offset, data, owned=owned))
 
+    def write_target(self, ino: int, fh: int, offset: int) -> memoryview | None:
+        """A buffer the payload of the next `write` of `fh` at `offset` may be read into, so that the data
+        path keeps it without a copy (ADR 0030); None when there is none. The caller then calls `write`
+        with (a prefix of) that view, owned, before anything else writes the file."""
+        if ino in INTERNAL_INODES:
+            return None
+        h = self._files.get(fh)
+        if h is None or h.ino != ino or h.flags & os.O_APPEND:
+            return None
+        return self.data.write_target(h, offset)
+
     async def append_offset(self, ino: int) -> int:
         """The end of file an O_APPEND write goes to (committed length or this client's pending end)."""
         attr = await self.meta.getattr(ino)
