@@ -27,11 +27,20 @@ adapter). Errors that survive map to the port:
   one line naming the endpoint and the cause (a 403/404 without a body, as HEAD returns, is diagnosed
   with one extra ListObjectsV2 call);
 * anything else -> ObjectStoreError.
+
+Deletes are batched: `delete` queues its key and at most `DELETE_BATCHES` DeleteObjects requests (up to
+`DELETE_BATCH` keys each) carry whatever is queued, so a burst of block deletions (compaction, truncate,
+rm) costs a few requests rather than one per block — per-request Python work on this side is what slowed
+every other request and the event loop (a 4 KiB random read during the deletions after a random-write run:
+see ADR 0032). A key the server reports missing counts as deleted. A server that rejects DeleteObjects as a
+whole (some S3-compatible stores do not implement it) is logged once and gets one DeleteObject per key from
+then on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import os
 import re
@@ -69,6 +78,10 @@ PAGE = 1000
 UPLOAD_PART = 16 << 20
 """`put_file`: part size of a multipart upload (and the size from which one is used)."""
 UPLOAD_THREADS = 4
+DELETE_BATCH = 1000
+"""Keys per DeleteObjects request (S3's maximum)."""
+DELETE_BATCHES = 2
+"""DeleteObjects requests in flight at most; keys queue meanwhile and leave together."""
 _AWS_HOST = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _BODY_ERRORS = (
     IncompleteReadError,
@@ -188,6 +201,12 @@ class S3Store:
         )
         self._pool = ThreadPoolExecutor(max_workers=max_pool_connections, thread_name_prefix="jfs-s3")
         self._bucket_seen = False
+        self._delete_queue: collections.deque[tuple[str, asyncio.Future[None]]] = collections.deque()
+        self._delete_senders = 0
+        self._batch_deletes = True
+        """False once the server rejected a DeleteObjects request: one DeleteObject per key."""
+        self.delete_requests = 0
+        """DeleteObject(s) requests sent (for tests and figures)."""
 
     # -- error mapping ---------------------------------------------------------------------------------
 
@@ -335,10 +354,78 @@ class S3Store:
         return ObjectInfo(key, int(resp["ContentLength"]), resp["LastModified"].timestamp())
 
     async def delete(self, key: str) -> None:
+        """Delete `key` (missing: fine), in a DeleteObjects request shared with other queued keys."""
+        if not self._batch_deletes:
+            return await self._delete_one(key)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._delete_queue.append((key, future))
+        if self._delete_senders < DELETE_BATCHES:
+            self._delete_senders += 1
+            asyncio.get_running_loop().create_task(self._send_deletes())
+        await future
+
+    async def _delete_one(self, key: str) -> None:
+        self.delete_requests += 1
         try:
             await self._run("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
         except ObjectNotFound:
             pass
+
+    async def _send_deletes(self) -> None:
+        """Send the queued deletions, `DELETE_BATCH` keys a request, until the queue is empty."""
+        try:
+            while self._delete_queue:
+                batch: dict[str, list[asyncio.Future[None]]] = {}
+                while self._delete_queue and len(batch) < DELETE_BATCH:
+                    key, future = self._delete_queue.popleft()
+                    if not future.done():  # its caller gave up: nobody waits for it
+                        batch.setdefault(key, []).append(future)
+                if batch:
+                    await self._delete_batch(batch)
+        finally:
+            self._delete_senders -= 1
+
+    async def _delete_batch(self, batch: dict[str, list[asyncio.Future[None]]]) -> None:
+        keys = list(batch)
+
+        def send() -> list[dict[str, Any]]:
+            resp = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
+            return list(resp.get("Errors", []))
+
+        outcome: dict[str, BaseException | None] = dict.fromkeys(keys)
+        errors: list[dict[str, Any]] | None = None
+        try:
+            if self._batch_deletes:
+                self.delete_requests += 1
+                errors = await self._run("delete", keys[0], send)
+        except ObjectStoreUnavailable as exc:
+            outcome = dict.fromkeys(keys, exc)
+        except ObjectStoreError as exc:
+            if self._batch_deletes:
+                self._batch_deletes = False
+                log.warning("s3_batch_delete_unsupported", url=self.url, error=_one_line(exc),
+                            detail="deleting one object per request from now on")
+        if errors is None and not any(outcome.values()):  # DeleteObjects refused: one request per key
+            results = await asyncio.gather(*(self._delete_one(k) for k in keys), return_exceptions=True)
+            outcome = {k: r if isinstance(r, BaseException) else None for k, r in zip(keys, results, strict=True)}
+        for err in errors or ():
+            key, code = str(err.get("Key", "")), str(err.get("Code", ""))
+            if key not in outcome or code in ("NoSuchKey", "NotFound", "404"):
+                continue
+            message = f"S3 delete '{key}' on bucket '{self.bucket}' at {self.endpoint} failed: {code} " \
+                      f"{_one_line(err.get('Message', ''))}".rstrip()
+            outcome[key] = ObjectStoreUnavailable(message) if code in _DENIED else ObjectStoreError(message)
+        for key, futures in batch.items():
+            for future in futures:
+                if future.done():
+                    continue
+                failure = outcome[key]
+                if failure is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(failure)
 
     async def list(
         self, prefix: str = "", start_after: str = "", limit: int | None = None
