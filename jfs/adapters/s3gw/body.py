@@ -67,14 +67,29 @@ async def hash_update(digest: Any, piece: bytes) -> None:
         digest.update(piece)
 
 
+HASH_STRIDE = 256 << 10
+"""The digests of a body piece are computed stride by stride, all of them over one stride before the next:
+each stride is read from memory once and then from the cache (MD5 + SHA-256 + CRC-32 of a 4 MiB piece:
+≈2.0 s of CPU per GiB in 64-256 KiB strides against ≈2.35 s one digest after the other, on this VM)."""
+
+
 async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: list[Callable[[], None]]
                    ) -> AsyncIterator[bytes]:
     """`pieces` unchanged, each fed to every one of `hashers` (one worker-thread hop per big piece for all
     of them: the payload SHA-256, the declared checksum, the ETag's MD5) before it is yielded; at the end
     every one of `checks` runs (raising S3Error) *before the iterator ends*."""
     def update(piece: bytes) -> None:
-        for h in hashers:
-            h.update(piece)
+        if len(hashers) == 1 or len(piece) <= HASH_STRIDE:
+            for h in hashers:
+                h.update(piece)
+            return
+        # Every hasher over one stride while it is in the CPU's cache, rather than each hasher over the
+        # whole piece from memory (see HASH_STRIDE).
+        view = memoryview(piece)
+        for start in range(0, len(piece), HASH_STRIDE):
+            stride = view[start:start + HASH_STRIDE]
+            for h in hashers:
+                h.update(stride)
 
     async for piece in pieces:
         if len(piece) >= THREAD_HASH:
