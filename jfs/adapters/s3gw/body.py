@@ -119,14 +119,22 @@ async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIter
 
 
 async def _readany(stream: Stream, n: int, timeout: float) -> bytes:
-    """What the stream holds (aiohttp's ``readany``: the received buffer itself, no join), or up to `n`
-    bytes from a stream without it."""
+    """The next received buffer as the stream holds it, not joined with the ones behind it (aiohttp's
+    ``readchunk``; its ``readany`` joins everything buffered, one more copy of the body), or what
+    ``readany`` gives, or up to `n` bytes from a stream with neither. b"" only at the end of the body."""
+    readchunk = getattr(stream, "readchunk", None)
     readany = getattr(stream, "readany", None)
-    if readany is None:
+    if readchunk is None and readany is None:
         return await _read(stream, n, timeout)
     try:
         async with asyncio.timeout(timeout):
-            return bytes(await readany())
+            if readchunk is None:
+                return bytes(await readany())  # type: ignore[misc]
+            while True:
+                data, end_of_http_chunk = await readchunk()
+                # (b"", True) marks the end of a Transfer-Encoding: chunked chunk, not of the body.
+                if data or not end_of_http_chunk:
+                    return bytes(data)
     except TimeoutError:
         raise S3Error("RequestTimeout", "Your socket connection to the server was not read from or written to "
                       "within the timeout period.") from None
