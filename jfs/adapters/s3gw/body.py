@@ -76,8 +76,13 @@ each stride is read from memory once and then from the cache (MD5 + SHA-256 + CR
 async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: list[Callable[[], None]]
                    ) -> AsyncIterator[bytes]:
     """`pieces` unchanged, each fed to every one of `hashers` (one worker-thread hop per big piece for all
-    of them: the payload SHA-256, the declared checksum, the ETag's MD5) before it is yielded; at the end
-    every one of `checks` runs (raising S3Error) *before the iterator ends*."""
+    of them: the payload SHA-256, the declared checksum, the ETag's MD5), in order; at the end every one
+    of `checks` runs (raising S3Error) *before the iterator ends*.
+
+    A big piece is yielded while it is being hashed: the consumer writes it (into a file nobody sees yet)
+    in parallel with its digests, and the next piece is read meanwhile; the hashing of a piece ends
+    before the next one starts and before the checks. So the digests are complete only once the
+    iterator has ended, and the consumer must neither change a piece nor publish anything before then."""
     def update(piece: bytes) -> None:
         if len(hashers) == 1 or len(piece) <= HASH_STRIDE:
             for h in hashers:
@@ -91,12 +96,23 @@ async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: lis
             for h in hashers:
                 h.update(stride)
 
-    async for piece in pieces:
-        if len(piece) >= THREAD_HASH:
-            await asyncio.to_thread(update, piece)
-        else:
-            update(piece)
-        yield piece
+    hashing: asyncio.Future[None] | None = None
+    try:
+        async for piece in pieces:
+            if hashing is not None:
+                await hashing
+                hashing = None
+            if len(piece) >= THREAD_HASH:
+                hashing = asyncio.ensure_future(asyncio.to_thread(update, piece))
+            else:
+                update(piece)
+            yield piece
+        if hashing is not None:
+            await hashing
+            hashing = None
+    finally:
+        if hashing is not None:  # abandoned midway: the thread finishes on its own, its outcome unused
+            hashing.add_done_callback(lambda f: f.cancelled() or f.exception())
     for check in checks:
         check()
 

@@ -229,7 +229,7 @@ class Gateway:
               ) -> tuple[AsyncIterator[bytes], ChecksumSlot | None, Any]:
         """The request's payload in pieces of `body.PIECE`, checked against its signed SHA-256 and its
         declared checksum before the iterator ends; the slot that holds that checksum once the body
-        matched it; and the MD5 of the payload, updated with each piece before it is yielded (the
+        matched it; and the MD5 of the payload, complete once the iterator has ended (the
         object's ETag: the view need not hash again). All digests of a piece are computed in one
         worker-thread hop. `declared=False`: an ``x-amz-checksum-*`` header is not the payload's (a
         trailer still is)."""
