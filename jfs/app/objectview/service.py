@@ -272,7 +272,9 @@ class ObjectView:
         return ino
 
     async def _lookup(self, parent: int, name: bytes) -> tuple[int, Attr]:
-        return await self.paths._lookup(self.ctx, parent, name)
+        ino, attr = await self.paths._lookup(self.ctx, parent, name)
+        assert isinstance(attr, Attr)  # only a `passing` lookup may answer a bare type
+        return ino, attr
 
     async def _parent_dir(self, bucket: str, parts: list[bytes]) -> int:
         """The directory that holds the last of `parts`, created as needed."""
