@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,15 @@ def _juicefs_gateway(work: Path, juicefs: str) -> contextlib.AbstractContextMana
                                      "--cache-dir", str(work / "juicefs-cache")])
 
 
-def _parallel(n: int, jobs: list[Callable[[], None]]) -> float:
+def _put(s3: Any, bucket: str, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _get(s3: Any, bucket: str, key: str) -> None:
+    s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _parallel(n: int, jobs: Sequence[Callable[[], None]]) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
         for f in [pool.submit(j) for j in jobs]:
@@ -168,8 +177,8 @@ def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> 
     """The GET 4 MiB × 8 clients row alone, `args.repeat` passes, with the gateway's CPU per GiB."""
     s3 = _client(endpoint)
     keys = [f"big8/{i}" for i in range(args.objects)]
-    _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=BIG) for k in keys])
-    jobs = [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys] * args.repeat
+    _parallel(8, [functools.partial(_put, s3, bucket, k, BIG) for k in keys])
+    jobs = [functools.partial(_get, s3, bucket, k) for k in keys] * args.repeat
     cpu = cpu_seconds(pid)
     t = _parallel(8, jobs)
     cpu = cpu_seconds(pid) - cpu
@@ -188,7 +197,7 @@ def run_put(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, clie
     """The PUT 4 MiB × `clients` row alone (`args.objects` × `args.repeat` puts), with the gateway's CPU
     per GiB received (user and system apart: on a shared machine CPU per byte decides)."""
     s3 = _client(endpoint)
-    jobs = [lambda k=f"put{clients}/{i % args.objects}": s3.put_object(Bucket=bucket, Key=k, Body=BIG)
+    jobs = [functools.partial(_put, s3, bucket, f"put{clients}/{i % args.objects}", BIG)
             for i in range(args.objects * args.repeat)]
     before = cpu_split(pid)
     t = _parallel(clients, jobs)
@@ -252,14 +261,14 @@ def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[
     n = args.objects
     for clients in (1, 8):
         keys = [f"big{clients}/{i}" for i in range(n)]
-        t = _parallel(clients, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=BIG) for k in keys])
+        t = _parallel(clients, [functools.partial(_put, s3, bucket, k, BIG) for k in keys])
         rows[f"PUT 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
-        t = _parallel(clients, [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys])
+        t = _parallel(clients, [functools.partial(_get, s3, bucket, k) for k in keys])
         rows[f"GET 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
     keys = [f"small/{i}" for i in range(args.small)]
-    t = _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=SMALL) for k in keys])
+    t = _parallel(8, [functools.partial(_put, s3, bucket, k, SMALL) for k in keys])
     rows["PUT 4 KiB, 8 clients (ops/s)"] = args.small / t
-    t = _parallel(8, [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys])
+    t = _parallel(8, [functools.partial(_get, s3, bucket, k) for k in keys])
     rows["GET 4 KiB, 8 clients (ops/s)"] = args.small / t
 
     with PeakRss(pid) as rss:
@@ -268,7 +277,7 @@ def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[
     rows["gateway peak RSS during the upload (MiB)"] = rss.peak / MiB
 
     lkeys = [f"list/{i:06d}" for i in range(args.list_keys)]
-    _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=b"") for k in lkeys])
+    _parallel(8, [functools.partial(_put, s3, bucket, k, b"") for k in lkeys])
     start = time.perf_counter()
     seen = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="list/"):
@@ -326,10 +335,10 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for row in results["jfs"][0]:
         mine = [r[row] for r in results["jfs"]]
-        ref = [r[row] for r in results["JuiceFS"]]
-        ratios = sorted(a / b for a, b in zip(mine, ref, strict=True) if b)
+        theirs = [r[row] for r in results["JuiceFS"]]
+        ratios = sorted(a / b for a, b in zip(mine, theirs, strict=True) if b)
         median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
-        print(f"| {row} | {min(mine):,.1f}-{max(mine):,.1f} | {min(ref):,.1f}-{max(ref):,.1f} | {median:.2f}x |")
+        print(f"| {row} | {min(mine):,.1f}-{max(mine):,.1f} | {min(theirs):,.1f}-{max(theirs):,.1f} | {median:.2f}x |")
 
 
 if __name__ == "__main__":
