@@ -18,7 +18,8 @@ The clients are boto3 in threads of this process (path-style, SigV4). Rows:
 after one 8-client PUT of them), and adds the gateway process's CPU seconds per GiB served (utime +
 stime from /proc): on a shared machine CPU per byte is steadier than throughput. ``--only put8``: the
 same for PUT of 4 MiB objects with 8 clients (`--objects` keys overwritten `--repeat` times), user and
-system CPU apart. ``--gateways``
+system CPU apart; ``--only put1`` with one client. ``--only multipart``: `--repeat` uploads of
+`--multipart-mib` through the transfer manager, with CPU per GiB and the peak RSS. ``--gateways``
 picks the sides (e.g. ``jfs`` alone, to compare two versions of jfs by running the script from each).
 
 Prints a markdown table with jfs's ratio to JuiceFS for each row. With ``--rounds N`` the two gateways run
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -109,7 +111,15 @@ def _juicefs_gateway(work: Path, juicefs: str) -> contextlib.AbstractContextMana
                                      "--cache-dir", str(work / "juicefs-cache")])
 
 
-def _parallel(n: int, jobs: list[Callable[[], None]]) -> float:
+def _put(s3: Any, bucket: str, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _get(s3: Any, bucket: str, key: str) -> None:
+    s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _parallel(n: int, jobs: Sequence[Callable[[], None]]) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
         for f in [pool.submit(j) for j in jobs]:
@@ -167,8 +177,8 @@ def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> 
     """The GET 4 MiB × 8 clients row alone, `args.repeat` passes, with the gateway's CPU per GiB."""
     s3 = _client(endpoint)
     keys = [f"big8/{i}" for i in range(args.objects)]
-    _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=BIG) for k in keys])
-    jobs = [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys] * args.repeat
+    _parallel(8, [functools.partial(_put, s3, bucket, k, BIG) for k in keys])
+    jobs = [functools.partial(_get, s3, bucket, k) for k in keys] * args.repeat
     cpu = cpu_seconds(pid)
     t = _parallel(8, jobs)
     cpu = cpu_seconds(pid) - cpu
@@ -176,44 +186,44 @@ def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> 
     return {"GET 4 MiB, 8 client(s) (MiB/s)": len(jobs) * 4 / t, "gateway CPU per GiB served (s)": cpu / gib}
 
 
-def run_put8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
-    """The PUT 4 MiB × 8 clients row alone (`args.objects` × `args.repeat` puts), with the gateway's CPU
+def _cpu_rows(pid: int, gib: float, before: tuple[float, float]) -> dict[str, float]:
+    """The gateway's CPU seconds per GiB received since `before` (a `cpu_split`), user and system apart."""
+    user, system = cpu_split(pid)
+    return {"gateway CPU per GiB received (s)": (user - before[0] + system - before[1]) / gib,
+            "  of which user (s)": (user - before[0]) / gib, "  of which system (s)": (system - before[1]) / gib}
+
+
+def run_put(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, clients: int = 8) -> dict[str, float]:
+    """The PUT 4 MiB × `clients` row alone (`args.objects` × `args.repeat` puts), with the gateway's CPU
     per GiB received (user and system apart: on a shared machine CPU per byte decides)."""
     s3 = _client(endpoint)
-    jobs = [lambda k=f"put8/{i % args.objects}": s3.put_object(Bucket=bucket, Key=k, Body=BIG)
+    jobs = [functools.partial(_put, s3, bucket, f"put{clients}/{i % args.objects}", BIG)
             for i in range(args.objects * args.repeat)]
-    user, system = cpu_split(pid)
-    t = _parallel(8, jobs)
-    user2, system2 = cpu_split(pid)
-    gib = len(jobs) * 4 / 1024
-    return {"PUT 4 MiB, 8 client(s) (MiB/s)": len(jobs) * 4 / t,
-            "gateway CPU per GiB received (s)": (user2 - user + system2 - system) / gib,
-            "  of which user (s)": (user2 - user) / gib, "  of which system (s)": (system2 - system) / gib}
+    before = cpu_split(pid)
+    t = _parallel(clients, jobs)
+    return {f"PUT 4 MiB, {clients} client(s) (MiB/s)": len(jobs) * 4 / t, **_cpu_rows(pid, len(jobs) * 4 / 1024, before)}
 
 
-def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
+def run_multipart(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
+    """`args.repeat` multipart uploads of `args.multipart_mib` (the full run's settings), with the gateway's
+    CPU per GiB received and its peak RSS."""
+    s3 = _client(endpoint)
+    before = cpu_split(pid)
+    t = 0.0
+    with PeakRss(pid) as rss:
+        for _ in range(args.repeat):
+            t += _multipart(s3, bucket, args.multipart_mib)
+    return {f"multipart upload {args.multipart_mib} MiB (MiB/s)": args.repeat * args.multipart_mib / t,
+            **_cpu_rows(pid, args.repeat * args.multipart_mib / 1024, before),
+            "gateway peak RSS during the uploads (MiB)": rss.peak / MiB}
+
+
+def _multipart(s3: Any, bucket: str, mib: int) -> float:
+    """Seconds to upload `mib` MiB as "multipart/big" through boto3's transfer manager (8 MiB parts, 8
+    threads), from a repeated random 8 MiB block (not held whole)."""
     from boto3.s3.transfer import TransferConfig
 
-    if args.only == "get8":
-        return run_get8(endpoint, bucket, pid, args)
-    if args.only == "put8":
-        return run_put8(endpoint, bucket, pid, args)
-    s3 = _client(endpoint)
-    rows: dict[str, float] = {}
-    n = args.objects
-    for clients in (1, 8):
-        keys = [f"big{clients}/{i}" for i in range(n)]
-        t = _parallel(clients, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=BIG) for k in keys])
-        rows[f"PUT 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
-        t = _parallel(clients, [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys])
-        rows[f"GET 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
-    keys = [f"small/{i}" for i in range(args.small)]
-    t = _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=SMALL) for k in keys])
-    rows["PUT 4 KiB, 8 clients (ops/s)"] = args.small / t
-    t = _parallel(8, [lambda k=k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys])
-    rows["GET 4 KiB, 8 clients (ops/s)"] = args.small / t
-
-    size = args.multipart_mib * MiB
+    size = mib * MiB
     chunk = os.urandom(8 * MiB)
 
     class Source(io.RawIOBase):
@@ -234,15 +244,40 @@ def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[
             return n
 
     cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8)
+    start = time.perf_counter()
+    s3.upload_fileobj(io.BufferedReader(Source(), 1 << 20), bucket, "multipart/big", Config=cfg)
+    return time.perf_counter() - start
+
+
+def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
+    if args.only == "get8":
+        return run_get8(endpoint, bucket, pid, args)
+    if args.only in ("put8", "put1"):
+        return run_put(endpoint, bucket, pid, args, int(args.only[3:]))
+    if args.only == "multipart":
+        return run_multipart(endpoint, bucket, pid, args)
+    s3 = _client(endpoint)
+    rows: dict[str, float] = {}
+    n = args.objects
+    for clients in (1, 8):
+        keys = [f"big{clients}/{i}" for i in range(n)]
+        t = _parallel(clients, [functools.partial(_put, s3, bucket, k, BIG) for k in keys])
+        rows[f"PUT 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
+        t = _parallel(clients, [functools.partial(_get, s3, bucket, k) for k in keys])
+        rows[f"GET 4 MiB, {clients} client(s) (MiB/s)"] = n * 4 / t
+    keys = [f"small/{i}" for i in range(args.small)]
+    t = _parallel(8, [functools.partial(_put, s3, bucket, k, SMALL) for k in keys])
+    rows["PUT 4 KiB, 8 clients (ops/s)"] = args.small / t
+    t = _parallel(8, [functools.partial(_get, s3, bucket, k) for k in keys])
+    rows["GET 4 KiB, 8 clients (ops/s)"] = args.small / t
+
     with PeakRss(pid) as rss:
-        start = time.perf_counter()
-        s3.upload_fileobj(io.BufferedReader(Source(), 1 << 20), bucket, "multipart/big", Config=cfg)
-        t = time.perf_counter() - start
+        t = _multipart(s3, bucket, args.multipart_mib)
     rows[f"multipart upload {args.multipart_mib} MiB (MiB/s)"] = args.multipart_mib / t
     rows["gateway peak RSS during the upload (MiB)"] = rss.peak / MiB
 
     lkeys = [f"list/{i:06d}" for i in range(args.list_keys)]
-    _parallel(8, [lambda k=k: s3.put_object(Bucket=bucket, Key=k, Body=b"") for k in lkeys])
+    _parallel(8, [functools.partial(_put, s3, bucket, k, b"") for k in lkeys])
     start = time.perf_counter()
     seen = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="list/"):
@@ -262,8 +297,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternate the two gateways this many times")
     p.add_argument("--workdir", default="")
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
-    p.add_argument("--only", choices=["get8", "put8"], default=None, help="run one row only (see above)")
-    p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8")
+    p.add_argument("--only", choices=["get8", "put8", "put1", "multipart"], default=None, help="run one row only (see above)")
+    p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8 / put1; uploads for --only multipart")
     p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()
     sides = [g for g in ("jfs", "JuiceFS") if g in args.gateways.split(",")]
@@ -300,10 +335,10 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for row in results["jfs"][0]:
         mine = [r[row] for r in results["jfs"]]
-        ref = [r[row] for r in results["JuiceFS"]]
-        ratios = sorted(a / b for a, b in zip(mine, ref, strict=True) if b)
+        theirs = [r[row] for r in results["JuiceFS"]]
+        ratios = sorted(a / b for a, b in zip(mine, theirs, strict=True) if b)
         median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
-        print(f"| {row} | {min(mine):,.1f}-{max(mine):,.1f} | {min(ref):,.1f}-{max(ref):,.1f} | {median:.2f}x |")
+        print(f"| {row} | {min(mine):,.1f}-{max(mine):,.1f} | {min(theirs):,.1f}-{max(theirs):,.1f} | {median:.2f}x |")
 
 
 if __name__ == "__main__":

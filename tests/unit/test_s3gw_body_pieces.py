@@ -1,5 +1,6 @@
-"""`plain_body` over a stream that hands its received buffers as they came (aiohttp's ``readany``):
-block-sized pieces whatever the receive sizes, the bytes unchanged, short bodies and cut-off bodies."""
+"""`plain_body` over a stream that hands its received buffers as they came (aiohttp's ``readchunk``, or
+``readany``): block-sized pieces whatever the receive sizes, the bytes unchanged, short bodies and cut-off
+bodies, HTTP chunk ends that are not the body's end."""
 
 from __future__ import annotations
 
@@ -65,3 +66,31 @@ def test_cut_off_body_is_incomplete() -> None:
     with pytest.raises(S3Error) as exc:
         asyncio.run(_pieces(ReceivedBuffers(data, [60]), 200, 64))
     assert exc.value.code == "IncompleteBody"
+
+
+class ReceivedChunks(ReceivedBuffers):
+    """The same, read through aiohttp's ``readchunk`` (preferred: ``readany`` joins what is buffered); an
+    HTTP chunk end is ``(b"", True)``, the body's end ``(b"", False)``."""
+
+    def __init__(self, data: bytes, sizes: list[int], chunk_ends: int = 0) -> None:
+        super().__init__(data, sizes)
+        self.chunk_ends = chunk_ends
+
+    async def readchunk(self) -> tuple[bytes, bool]:
+        if self.chunk_ends:
+            self.chunk_ends -= 1
+            return b"", True
+        return (self.pieces.pop(0), False) if self.pieces else (b"", False)
+
+    async def readany(self) -> bytes:  # pragma: no cover - readchunk is preferred
+        raise AssertionError("readany() used although readchunk() exists")
+
+
+@pytest.mark.parametrize("chunk_ends", [0, 3])
+def test_readchunk_preferred_and_http_chunk_ends_are_not_the_end(chunk_ends: int) -> None:
+    data = os.urandom(300)
+    stream = ReceivedChunks(data, [64, 100, 36, 100], chunk_ends)
+    first = stream.pieces[0]
+    pieces = asyncio.run(_pieces(stream, None, 64))
+    assert b"".join(pieces) == data and [len(p) for p in pieces] == [64] * 4 + [44]
+    assert pieces[0] is first

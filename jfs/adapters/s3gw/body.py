@@ -67,21 +67,52 @@ async def hash_update(digest: Any, piece: bytes) -> None:
         digest.update(piece)
 
 
+HASH_STRIDE = 256 << 10
+"""The digests of a body piece are computed stride by stride, all of them over one stride before the next:
+each stride is read from memory once and then from the cache (MD5 + SHA-256 + CRC-32 of a 4 MiB piece:
+≈2.0 s of CPU per GiB in 64-256 KiB strides against ≈2.35 s one digest after the other, on this VM)."""
+
+
 async def digested(pieces: AsyncIterator[bytes], hashers: list[Any], checks: list[Callable[[], None]]
                    ) -> AsyncIterator[bytes]:
     """`pieces` unchanged, each fed to every one of `hashers` (one worker-thread hop per big piece for all
-    of them: the payload SHA-256, the declared checksum, the ETag's MD5) before it is yielded; at the end
-    every one of `checks` runs (raising S3Error) *before the iterator ends*."""
-    def update(piece: bytes) -> None:
-        for h in hashers:
-            h.update(piece)
+    of them: the payload SHA-256, the declared checksum, the ETag's MD5), in order; at the end every one
+    of `checks` runs (raising S3Error) *before the iterator ends*.
 
-    async for piece in pieces:
-        if len(piece) >= THREAD_HASH:
-            await asyncio.to_thread(update, piece)
-        else:
-            update(piece)
-        yield piece
+    A big piece is yielded while it is being hashed: the consumer writes it (into a file nobody sees yet)
+    in parallel with its digests, and the next piece is read meanwhile; the hashing of a piece ends
+    before the next one starts and before the checks. So the digests are complete only once the
+    iterator has ended, and the consumer must neither change a piece nor publish anything before then."""
+    def update(piece: bytes) -> None:
+        if len(hashers) == 1 or len(piece) <= HASH_STRIDE:
+            for h in hashers:
+                h.update(piece)
+            return
+        # Every hasher over one stride while it is in the CPU's cache, rather than each hasher over the
+        # whole piece from memory (see HASH_STRIDE).
+        view = memoryview(piece)
+        for start in range(0, len(piece), HASH_STRIDE):
+            stride = view[start:start + HASH_STRIDE]
+            for h in hashers:
+                h.update(stride)
+
+    hashing: asyncio.Future[None] | None = None
+    try:
+        async for piece in pieces:
+            if hashing is not None:
+                await hashing
+                hashing = None
+            if len(piece) >= THREAD_HASH:
+                hashing = asyncio.ensure_future(asyncio.to_thread(update, piece))
+            else:
+                update(piece)
+            yield piece
+        if hashing is not None:
+            await hashing
+            hashing = None
+    finally:
+        if hashing is not None:  # abandoned midway: the thread finishes on its own, its outcome unused
+            hashing.add_done_callback(lambda f: f.cancelled() or f.exception())
     for check in checks:
         check()
 
@@ -104,14 +135,22 @@ async def coalesce(pieces: AsyncIterator[bytes], size: int = PIECE) -> AsyncIter
 
 
 async def _readany(stream: Stream, n: int, timeout: float) -> bytes:
-    """What the stream holds (aiohttp's ``readany``: the received buffer itself, no join), or up to `n`
-    bytes from a stream without it."""
+    """The next received buffer as the stream holds it, not joined with the ones behind it (aiohttp's
+    ``readchunk``; its ``readany`` joins everything buffered, one more copy of the body), or what
+    ``readany`` gives, or up to `n` bytes from a stream with neither. b"" only at the end of the body."""
+    readchunk = getattr(stream, "readchunk", None)
     readany = getattr(stream, "readany", None)
-    if readany is None:
+    if readchunk is None and readany is None:
         return await _read(stream, n, timeout)
     try:
         async with asyncio.timeout(timeout):
-            return bytes(await readany())
+            if readchunk is None:
+                return bytes(await readany())  # type: ignore[misc]
+            while True:
+                data, end_of_http_chunk = await readchunk()
+                # (b"", True) marks the end of a Transfer-Encoding: chunked chunk, not of the body.
+                if data or not end_of_http_chunk:
+                    return bytes(data)
     except TimeoutError:
         raise S3Error("RequestTimeout", "Your socket connection to the server was not read from or written to "
                       "within the timeout period.") from None

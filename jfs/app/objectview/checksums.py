@@ -2,7 +2,8 @@
 algorithms, the slot a verified payload's checksum lands in, and the checksum of a multipart object
 (COMPOSITE, or FULL_OBJECT for the CRCs).
 
-CRC32 comes from `zlib`, CRC32C from the `crc32c` package (hardware-accelerated), CRC64NVME and the
+CRC32 comes from `zlib_ng` (python-zlib-ng: zlib-ng's PCLMUL/VPCLMUL CRC-32, 0.04 s of CPU per GiB where
+CPython's `zlib` of Debian's zlib 1.2 takes 0.2), CRC32C from the `crc32c` package (hardware-accelerated), CRC64NVME and the
 combination of part CRCs into a full-object CRC from `awscrt.checksums` (AWS's own C library, the one
 botocore uses for them), the SHAs from `hashlib`; all release the GIL on big buffers. A stored checksum
 travels in the object's record as the header ``x-amz-checksum-<algorithm>`` (base64, ``-N`` appended for
@@ -13,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import crc32c
 from awscrt import checksums as crt  # type: ignore[import-untyped]
+from zlib_ng import zlib_ng
 
 HEADER_PREFIX = "x-amz-checksum-"
 
@@ -48,7 +49,7 @@ def _crc64nvme(data: bytes, value: int) -> int:
 
 
 FACTORIES: dict[str, Callable[[], Any]] = {
-    "crc32": lambda: _Crc(zlib.crc32),
+    "crc32": lambda: _Crc(zlib_ng.crc32),
     "crc32c": lambda: _Crc(_crc32c),
     "crc64nvme": lambda: _Crc(_crc64nvme, 8),
     "sha1": hashlib.sha1,

@@ -69,8 +69,9 @@ class NewObject:
     checksum: ChecksumSlot | None = None
     """Filled by the front once the body matched its declared checksum: stored with the object."""
     md5: Any = None
-    """An MD5 hasher the front updates with every piece of the body before yielding it (it hashes all
-    its digests in one pass); None: the view hashes the body itself."""
+    """An MD5 hasher the front updates with every piece of the body (it hashes all its digests in one
+    pass, possibly while the piece is written): complete once the body iterator has ended; None: the
+    view hashes the body itself."""
 
 
 async def hashed_write(md5: Any, write: Awaitable[int], chunk: bytes) -> None:
@@ -271,7 +272,9 @@ class ObjectView:
         return ino
 
     async def _lookup(self, parent: int, name: bytes) -> tuple[int, Attr]:
-        return await self.paths._lookup(self.ctx, parent, name)
+        ino, attr = await self.paths._lookup(self.ctx, parent, name)
+        assert isinstance(attr, Attr)  # only a `passing` lookup may answer a bare type
+        return ino, attr
 
     async def _parent_dir(self, bucket: str, parts: list[bytes]) -> int:
         """The directory that holds the last of `parts`, created as needed."""
@@ -310,8 +313,8 @@ class ObjectView:
 
     async def receive(self, ino: int, fh: int, body: AsyncIterator[bytes], md5: Any = None) -> Any:
         """Write `body` from offset 0 into the open temporary file `ino`/`fh`, commit and close it;
-        returns the MD5 of the bytes: `md5` when given (the body's producer updates it with every piece),
-        else hashed here while the writes are buffered.
+        returns the MD5 of the bytes: `md5` when given (the body's producer updates it with every piece,
+        by the body's end), else hashed here while the writes are buffered.
 
         The next piece is read (and hashed by its producer) while the current one is written, so at most
         two pieces of the body are held at once. A failure of the body (a bad digest at its end) or of a
