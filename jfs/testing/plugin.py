@@ -80,8 +80,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [("url", u) for u in urls]
         metafunc.parametrize("kv_url", params, ids=_ids(urls), indirect=True)
     else:
-        params = [(e, "") for e in BUILTIN_ENGINES]
-        metafunc.parametrize("kv_url", params, ids=list(BUILTIN_ENGINES), indirect=True)
+        # ``@pytest.mark.jfs_engines("redis", ...)``: a test of a capability only some engines offer runs on
+        # those (with ``--jfs-kv-url`` the test itself finds out and skips).
+        marker = metafunc.definition.get_closest_marker("jfs_engines")
+        engines = [e for e in BUILTIN_ENGINES if marker is None or e in marker.args]
+        params = [(e, "") for e in engines]
+        metafunc.parametrize("kv_url", params, ids=engines, indirect=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "jfs_engines(*names): run a KV-parametrized test on these built-in engines only")
 
 
 class _Stoppable(Protocol):

@@ -1,5 +1,5 @@
-"""`RangeDeletingTx.delete_range` on the engines that offer it (Redis): what the commit deletes and keeps,
-and that removing an inode through it leaves no record behind."""
+"""`RangeDeletingTx.delete_range` on the engines that offer it (Redis): what the commit deletes and keeps;
+and, on every engine, that removing an inode (through it or by scanning) leaves no record behind."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from jfs.ports.kv import KV, EngineError, Tx
 
 Connect = Callable[[], Awaitable[KV]]
 STORED = [b"r/a", b"r/b", b"r/b/c", b"r0", b"q", b"s"]
+RANGING = pytest.mark.jfs_engines("redis")
+"""The built-in engines whose transactions offer `delete_range`."""
 
 
 async def _ranging(kv: KV) -> None:
@@ -38,6 +40,7 @@ async def _fill(kv: KV) -> None:
     await kv.txn(body)
 
 
+@RANGING
 async def test_commit_deletes_the_range_and_nothing_else(kv: KV) -> None:
     await _ranging(kv)
     await _fill(kv)
@@ -53,6 +56,7 @@ async def test_commit_deletes_the_range_and_nothing_else(kv: KV) -> None:
     assert await kv.read(lambda tx: tx.get_many([b"r/a", b"r/b/c", b"r/new"])) == [None, None, None]
 
 
+@RANGING
 async def test_range_alone_commits_and_empty_range_is_fine(kv: KV) -> None:
     await _ranging(kv)
     await _fill(kv)
@@ -66,6 +70,7 @@ async def test_range_alone_commits_and_empty_range_is_fine(kv: KV) -> None:
     assert await _all(kv) == [b"q", b"r/a", b"r0", b"s"]
 
 
+@RANGING
 async def test_keys_written_meanwhile_by_another_client_go_too(kv: KV, kv_connect: Connect) -> None:
     await _ranging(kv)
     await _fill(kv)
@@ -89,6 +94,7 @@ async def _put(tx: Tx, key: bytes) -> None:
     tx.put(key, b"v")
 
 
+@RANGING
 async def test_reading_or_writing_the_range_afterwards_is_refused(kv: KV) -> None:
     await _ranging(kv)
     await _fill(kv)
@@ -109,7 +115,6 @@ async def test_reading_or_writing_the_range_afterwards_is_refused(kv: KV) -> Non
 
 
 async def test_unlinked_symlink_and_file_with_xattrs_leave_no_records(kv: KV) -> None:
-    await _ranging(kv)
     await format_meta(kv, Settings(name="ranges", trash_days=0))
     m = await Meta.load(kv)
     await m.start_session(background=False)
