@@ -285,6 +285,52 @@ async def test_reads_see_unflushed_writes(vol: DataVolume) -> None:
     await vol.dp.release(h)
 
 
+async def test_uploaded_blocks_are_let_go_before_the_commit_and_read_back_from_the_store(
+    vol: DataVolume, spy: SpyStore
+) -> None:
+    ino = await vol.new_file(b"letgo")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    data = bytes(random.Random(7).randbytes(3 * BS + 1000))
+    await vol.dp.write(h, 0, data)
+    for _ in range(100):  # the three full blocks upload in the background
+        if spy.calls["put"] >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)
+    assert await vol.meta.read_chunk(ino, 0) == []  # nothing committed yet
+    (s,) = vol.dp._inodes[ino].writer.chunks[0].slices  # type: ignore[union-attr]
+    assert s.blocks[:3] == [None, None, None] and s.blocks[3] is not None  # the partial tail is kept
+    assert vol.dp.budget.used == 1000  # the stored blocks gave their bytes back
+    gets = spy.calls["get"]
+    assert await vol.dp.read(h, 0, len(data)) == data  # read-your-writes through the store
+    assert await vol.dp.read(h, BS - 10, 20) == data[BS - 10 : BS + 10]
+    assert spy.calls["get"] > gets
+    await vol.dp.write(h, 3 * BS + 1000, b"more")  # the open tail still takes writes
+    await vol.dp.flush(h)
+    assert vol.dp.budget.used == 0
+    assert await vol.dp.read(h, 0, len(data) + 4) == data + b"more"
+    await vol.dp.release(h)
+
+
+async def test_uploaded_blocks_are_kept_until_the_commit_when_checksums_are_on(spy: SpyStore) -> None:
+    vol = await _volume(spy, checksum=True)
+    try:
+        ino = await vol.new_file(b"sums")
+        h = await vol.dp.open(ino, os.O_RDWR)
+        await vol.dp.write(h, 0, b"c" * (2 * BS + 10))
+        for _ in range(100):
+            if spy.calls["put"] >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        (s,) = vol.dp._inodes[ino].writer.chunks[0].slices  # type: ignore[union-attr]
+        assert None not in s.blocks
+        assert await vol.dp.read(h, 0, 2 * BS + 10) == b"c" * (2 * BS + 10)
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
 # ------------------------------------------------------------------------------------------ commits
 
 

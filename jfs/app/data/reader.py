@@ -36,6 +36,7 @@ from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
 from jfs.app.data.grace import ReadGrace
 from jfs.app.data.inode import InodeState
+from jfs.app.data.writer import OverlayPart, StoredPart, stored_size
 from jfs.domain.chunks import CHUNK_SIZE, blocks_for_range, split_range
 from jfs.domain.compaction import Trigger, needs_compaction
 from jfs.domain.errors import FSError
@@ -135,7 +136,7 @@ class Reader:
     async def _read_once(
         self, state: InodeState, off: int, n: int, streaming: bool = False
     ) -> bytes | bytearray | memoryview:
-        overlay: list[tuple[int, list[memoryview]]] = []
+        overlay: list[tuple[int, list[OverlayPart]]] = []
         ranges = split_range(off, n)
         if state.writer is not None:
             for indx, pos, cn in ranges:
@@ -168,6 +169,12 @@ class Reader:
         for foff, views in overlay:
             dst = foff - off
             for v in views:
+                if isinstance(v, StoredPart):  # an uploaded block the writer let go: load it
+                    size = stored_size(v, self.block_size)
+                    for part in await self.fetcher.read(v.slice_id, size, v.index * self.block_size + v.inner, v.length):
+                        buf[dst : dst + len(part)] = part
+                        dst += len(part)
+                    continue
                 buf[dst : dst + len(v)] = v
                 dst += len(v)
         return buf

@@ -66,6 +66,25 @@ blocks: a sequential writer's slice lets go of its 16 at its commit, the next ch
 dropped when the client has nothing left to write, ADR 0030)."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    """Bytes [inner, inner+length) of full block `index` of uncommitted slice `slice_id`: uploaded, and no
+    longer kept by the writer (`SliceWriter._let_go`), so a reader loads them from the block store."""
+
+    slice_id: int
+    index: int
+    inner: int
+    length: int
+
+
+def stored_size(part: StoredPart, block_size: int) -> int:
+    """A slice size under which `part`'s block is a whole block: the block's key and length follow."""
+    return (part.index + 1) * block_size
+
+
+OverlayPart = memoryview | StoredPart
+
+
 class WriteBudget:
     """Bytes held by the writers of one client, with back-pressure above `limit`."""
 
@@ -126,7 +145,10 @@ class SliceWriter:
         self.id = slice_id
         self.pos = pos
         self.length = 0
-        self.blocks: list[PageList] = []
+        self.blocks: list[PageList | None] = []
+        """Block `i`'s bytes; None once the block is uploaded whole and let go (`_let_go`)."""
+        self.let_go = 0
+        """Bytes of this slice already given back to the write budget by `_let_go`."""
         self.handed = 0
         """Blocks handed to the uploader; only bytes after them may still change."""
         self.frozen = False
@@ -160,19 +182,27 @@ class SliceWriter:
             take = min(bs - inner, n - done)
             while len(self.blocks) <= index:
                 self.blocks.append(PageList())
-            self.blocks[index].write(inner, data[done : done + take])
+            pages = self.blocks[index]
+            assert pages is not None, "a write into a block already let go"
+            pages.write(inner, data[done : done + take])
             done += take
         grown = max(0, rel + n - self.length)
         self.length += grown
         self.touched = time.monotonic()
         self.mtime_ns = time.time_ns()
-        while self.handed < len(self.blocks) and self.blocks[self.handed].size == bs:
+        while self.handed < len(self.blocks) and self._size_of(self.handed) == bs:
             self._hand_off(self.handed)
         return grown
 
+    def _size_of(self, index: int) -> int:
+        pages = self.blocks[index]
+        return 0 if pages is None else pages.size
+
     def _hand_off(self, index: int) -> None:
         self.handed = index + 1
-        task = asyncio.get_running_loop().create_task(self._upload(index, self.blocks[index]))
+        pages = self.blocks[index]
+        assert pages is not None
+        task = asyncio.get_running_loop().create_task(self._upload(index, pages))
         self.uploads.append(task)
 
     async def _upload(self, index: int, pages: PageList) -> None:
@@ -190,13 +220,30 @@ class SliceWriter:
             ctx.mem.put((self.id, index), data if isinstance(data, bytes) else bytes(data))
         if ctx.disk is not None and (ctx.config.cache_full_writes if full else ctx.config.cache_small_writes):
             ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
+        if full:
+            self._let_go(index, pages)
+
+    def _let_go(self, index: int, pages: PageList) -> None:
+        """Stop holding full block `index` once it is stored (as JuiceFS frees a block's pages after its
+        upload): until the slice commits, readers load it from the block store (`StoredPart`), and the
+        write budget gets its bytes back now, so memory follows the uploads in flight rather than the
+        slices awaiting their commit. Kept when block checksums are on (a reader would look for the
+        slice's checksum record, written only by the commit)."""
+        ctx = self.chunk.file.ctx
+        if (ctx.sums is not None and ctx.sums.enabled) or index >= len(self.blocks) or self.blocks[index] is not pages:
+            return  # checksums on, or the slice was committed or dropped meanwhile
+        self.blocks[index] = None
+        self.let_go += pages.size
+        ctx.budget.release(pages.size)
+        if pages.arena is not None and ctx.arenas is not None:
+            ctx.arenas.give(pages.arena)
 
     def freeze(self) -> None:
         """No more writes: upload the last partial block and let the chunk commit the slice in turn."""
         if self.frozen:
             return
         self.frozen = True
-        if self.handed < len(self.blocks) and self.blocks[self.handed].size:
+        if self.handed < len(self.blocks) and self._size_of(self.handed):
             self._hand_off(self.handed)
         self.chunk.kick()
 
@@ -207,21 +254,26 @@ class SliceWriter:
         pool = self.chunk.file.ctx.arenas
         if pool is not None:
             for pages in self.blocks:
-                if pages.arena is not None:
+                if pages is not None and pages.arena is not None:
                     pool.give(pages.arena)
         self.blocks = []
         self.uploads = []
         self.after = None
 
-    def views(self, rel: int, n: int) -> list[memoryview]:
-        """The bytes [rel, rel+n) of the slice (which must hold them), as views that never change."""
+    def views(self, rel: int, n: int) -> list[OverlayPart]:
+        """The bytes [rel, rel+n) of the slice (which must hold them), as views that never change, or as
+        `StoredPart`s for blocks already let go."""
         bs = self.chunk.file.ctx.blocks.block_size
-        out: list[memoryview] = []
+        out: list[OverlayPart] = []
         end = rel + n
         while rel < end:
             index, inner = divmod(rel, bs)
             take = min(bs - inner, end - rel)
-            out.extend(self.blocks[index].views(inner, take))
+            pages = self.blocks[index]
+            if pages is None:
+                out.append(StoredPart(self.id, index, inner, take))
+            else:
+                out.extend(pages.views(inner, take))
             rel += take
         return out
 
@@ -273,7 +325,7 @@ class ChunkWriter:
             self.slices.pop(0)
             if self.file._pending_end == self.indx * CHUNK_SIZE + s.end:
                 self.file._pending_end = None  # it may have been the furthest: recompute on demand
-            self.file.ctx.budget.release(s.length)
+            self.file.ctx.budget.release(s.length - s.let_go)
             s.done.set()
             s.release()
             if n_records:
@@ -358,7 +410,7 @@ class FileWriter:
         index, inner = divmod(pos - s.pos, bs)
         if index < len(s.blocks):
             pages = s.blocks[index]
-            return pages.offer() if pages.size == inner else None
+            return pages.offer() if pages is not None and pages.size == inner else None
         if index != len(s.blocks) or inner or index < s.handed:
             return None
         pool = self.ctx.arenas
@@ -420,7 +472,7 @@ class FileWriter:
         """The file length as this client sees it: committed length or the end of pending writes."""
         return max(self._committed_length(), self.pending_end())
 
-    def overlay(self, indx: int, pos: int, n: int) -> list[tuple[int, list[memoryview]]]:
+    def overlay(self, indx: int, pos: int, n: int) -> list[tuple[int, list[OverlayPart]]]:
         """Uncommitted bytes of chunk `indx` inside [pos, pos+n): (chunk position, views), oldest first.
 
         Applying them in order over the committed data gives what this client wrote.
@@ -428,7 +480,7 @@ class FileWriter:
         cw = self.chunks.get(indx)
         if cw is None:
             return []
-        out: list[tuple[int, list[memoryview]]] = []
+        out: list[tuple[int, list[OverlayPart]]] = []
         end = pos + n
         for s in cw.slices:
             lo, hi = max(pos, s.pos), min(end, s.end)
