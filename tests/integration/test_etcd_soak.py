@@ -98,6 +98,19 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
         print(f"mixed soak: {ops} operations in {SECONDS:g} s, {len(tree)} entries, "
               f"{sum(1 for v in tree.values() if v[0] == stat.S_IFREG)} files")
     res = jfs("fsck", url, check=False)
+    if res.returncode != 0 and _only_xattrs_of_gone_inodes(res.stdout + res.stderr):
+        # JuiceFS's setxattr writes the xattr record blind (its TKV `doSetXattr` never reads the inode), so
+        # one that lands after another client's unlink leaves a record of an inode that no longer exists
+        # (jfs's setxattr reads and rewrites the inode in the same transaction: it fails with ENOENT).
+        # `fsck --repair` must remove exactly those.
+        jfs("fsck", url, "--repair")
+        res = jfs("fsck", url, check=False)
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
     res = run_juicefs("fsck", url, check=False, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _only_xattrs_of_gone_inodes(report: str) -> bool:
+    """Whether every problem `jfs fsck` reported is xattr records of an inode that does not exist."""
+    problems = [line for line in report.splitlines() if "event=fsck_problem" in line]
+    return bool(problems) and all('kind=stray-records' in p and 'detail="xattrs of inode' in p for p in problems)
