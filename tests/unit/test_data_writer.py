@@ -305,10 +305,16 @@ async def test_uploaded_blocks_are_let_go_before_the_commit_and_read_back_from_t
     assert await vol.dp.read(h, 0, len(data)) == data  # read-your-writes through the store
     assert await vol.dp.read(h, BS - 10, 20) == data[BS - 10 : BS + 10]
     assert spy.calls["get"] > gets
-    await vol.dp.write(h, 3 * BS + 1000, b"more")  # the open tail still takes writes
+    await vol.dp.write(h, 3 * BS + 1000, b"m" * BS)  # the open tail still takes writes
+    for _ in range(100):
+        if spy.calls["put"] >= 4:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)
+    assert s.blocks[3] is not None  # a file read back while written keeps its stored blocks till the commit
     await vol.dp.flush(h)
     assert vol.dp.budget.used == 0
-    assert await vol.dp.read(h, 0, len(data) + 4) == data + b"more"
+    assert await vol.dp.read(h, 0, len(data) + BS) == data + b"m" * BS
     await vol.dp.release(h)
 
 

@@ -228,10 +228,14 @@ class SliceWriter:
         upload): until the slice commits, readers load it from the block store (`StoredPart`), and the
         write budget gets its bytes back now, so memory follows the uploads in flight rather than the
         slices awaiting their commit. Kept when block checksums are on (a reader would look for the
-        slice's checksum record, written only by the commit)."""
-        ctx = self.chunk.file.ctx
-        if (ctx.sums is not None and ctx.sums.enabled) or index >= len(self.blocks) or self.blocks[index] is not pages:
-            return  # checksums on, or the slice was committed or dropped meanwhile
+        slice's checksum record, written only by the commit), and in a file this client reads back while
+        writing it (such a reader would load each block again from the object store)."""
+        file = self.chunk.file
+        ctx = file.ctx
+        if (ctx.sums is not None and ctx.sums.enabled) or file.read_back:
+            return
+        if index >= len(self.blocks) or self.blocks[index] is not pages:
+            return  # the slice was committed or dropped meanwhile
         self.blocks[index] = None
         self.let_go += pages.size
         ctx.budget.release(pages.size)
@@ -350,6 +354,9 @@ class FileWriter:
         self.ctx = ctx
         self.chunks: dict[int, ChunkWriter] = {}
         self.error: OSError | None = None
+        self.read_back = False
+        """Set once a read asked for this file's pending bytes: its stored blocks are then kept until
+        their commit (`SliceWriter._let_go`)."""
         """The first failure since the last `flush`, raised by the next one."""
         self._committed_length = committed_length
         self._last_growing: SliceWriter | None = None
@@ -480,6 +487,7 @@ class FileWriter:
         cw = self.chunks.get(indx)
         if cw is None:
             return []
+        self.read_back = True
         out: list[tuple[int, list[OverlayPart]]] = []
         end = pos + n
         for s in cw.slices:
