@@ -128,3 +128,40 @@ def test_ctrl_c_stops_a_load_waiting_on_a_pipe(volume: str, tmp_path: Path) -> N
     assert rc == 130 and waited < 2, (rc, waited, err)
     res = jfs("status", f"sqlite3://{target}", check=False)  # nothing loaded: still no volume there
     assert res.returncode == 1 and "no volume found" in res.stderr
+
+
+STUCK = """
+import asyncio, sys
+from jfs.cli import app_calls, quit_on_interrupt
+app_calls.CLEANUP_GRACE = 1.0
+
+async def deaf(_api):
+    print("ready", flush=True)
+    while True:  # swallows every cancellation: a clean-up that never ends
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass
+
+quit_on_interrupt()
+app_calls.run(deaf)
+"""
+
+
+def test_a_clean_up_stuck_after_ctrl_c_is_ended_with_the_stacks_shown() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", STUCK], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        waited = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode()
+    assert proc.returncode == 130, text
+    assert 0.9 < waited < 5, waited
+    assert "did not end within 1 s" in text and "in deaf" in text, text
+    assert text.splitlines()[-1] == "jfs: error: interrupted", text
