@@ -283,6 +283,14 @@ class VfsOperations(Operations):
 
     @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
+        # A directory this mount has just changed: the kernel dropped its attributes for that change and asks
+        # again before its next operation there; answered with what the change left, cached by the kernel
+        # for what is left of the attribute timeout since then (ADR 0037).
+        timeout = self.config.attr_timeout
+        own = self.vfs.own_dir_attr(ino, timeout)
+        if own is not None:
+            attr, age = own
+            return AttrOut(self._attr(ino, attr), timeout - age)
         attr = await self.vfs.getattr(self._ctx(ctx), ino)
         return AttrOut(self._attr(ino, attr), self._timeouts(ino, attr)[1])
 

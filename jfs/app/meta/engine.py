@@ -28,6 +28,7 @@ from jfs.app.meta import setattr as setattr_ops
 from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
+from jfs.app.meta.own_dirs import OwnDirAttrs
 from jfs.app.meta.tails import CommitTails
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.meta.trash_purge import purge_trash_if_elected
@@ -161,6 +162,8 @@ class Meta:
         self._ilocks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self.tails = CommitTails()
         """What this client's slice commits last wrote (`chunks.write_slice` assumes it instead of reading)."""
+        self.own_dirs = OwnDirAttrs()
+        """What this client's last change of a directory's entries left in its attributes (ADR 0037)."""
 
     @classmethod
     async def load(cls, kv: KV) -> Meta:
@@ -176,7 +179,18 @@ class Meta:
         """Run a write transaction, serialized in this process with others touching the same `inodes`."""
         async with self.locked(*inodes):
             self.tails.forget(inodes)  # under the lock: a slice commit after this one reads first
+            self.own_dirs.forget(*inodes)
             return await self.kv.txn(body)
+
+    async def txn_dirs(self, body: Callable[[Tx], Awaitable[T]], *inodes: int) -> tuple[T, int]:
+        """`txn` for a change of the entries of the directories among `inodes`: also returns the sequence
+        number under which the caller records what it left in them (`OwnDirAttrs.wrote`). Begun under the
+        locks (engines that take none run this client's write transactions in the order they are issued),
+        so per directory the transactions commit in the order of their numbers."""
+        async with self.locked(*inodes):
+            self.tails.forget(inodes)
+            seq = self.own_dirs.begin(*inodes)
+            return await self.kv.txn(body), seq
 
     @contextlib.asynccontextmanager
     async def locked(self, *inodes: int) -> AsyncIterator[None]:

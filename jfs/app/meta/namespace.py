@@ -86,11 +86,12 @@ async def mknod(
     guess: bytes | None = None
     attempts = 0
     wrote: bytes | None = None
+    left: Attr | None = None
 
     async def body(tx: Tx) -> tuple[int, Attr]:
-        nonlocal attempts, wrote
+        nonlocal attempts, wrote, left
         attempts += 1
-        wrote = None
+        wrote = left = None
         assume = getattr(tx, "assume", None) if guess is not None and attempts == 1 else None
         if assume is not None:
             # What this client's last create here left, and the name free (the kernel has just looked it
@@ -120,17 +121,21 @@ async def mknod(
         await quota.charge(m, tx, parent, store.space_of(attr), 1)  # QUOTA HOOK
         await owner_quota.charge_inode(m, tx, attr)  # QUOTA HOOK
         wrote = dir_attr.encode() if changed else raw_dir
+        left = dir_attr
         return ino, attr
 
-    # As `Meta.txn`, with the directory's guess taken and kept under its lock (see `chunks.write_slice`).
+    # As `Meta.txn_dirs`, with the directory's guess taken and kept under its lock (see `chunks.write_slice`).
     async with m.locked(parent):
         guess = m.tails.take_dir(parent)
         m.tails.forget((parent,))
+        seq = m.own_dirs.begin(parent)
         result = await m.kv.txn(body)
         if guess is not None and attempts > 1:
             m.tails.missed_dir(parent)
         if wrote is not None:
             m.tails.keep_dir(parent, wrote)
+        if left is not None:
+            m.own_dirs.wrote(parent, seq, left)
     m.note_usage(store.space_of(result[1]), 1)
     return result
 

@@ -34,17 +34,22 @@ async def unlink(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
     if name in (b".", b".."):
         raise FSError(errno.EISDIR if name == b"." else errno.ENOTEMPTY)
     now = now_ns()
+    left: Attr | None = None
 
     async def body(tx: Tx) -> tuple[int, Attr, str]:
+        nonlocal left
         dir_attr, ino, attr = await _victim(tx, ctx, parent, name, is_dir=False)
         store.del_entry(tx, parent, name)
         if touch_parent(dir_attr, now):
             store.put_attr(tx, parent, dir_attr)
         await quota.charge(m, tx, parent, -store.space_of(attr), -1)  # QUOTA HOOK
         fate = await drop_name(m, tx, parent, name, ino, attr, now)
+        left = dir_attr
         return ino, attr, fate
 
-    ino, attr, fate = await m.txn(body, parent)
+    (ino, attr, fate), seq = await m.txn_dirs(body, parent)
+    if left is not None:
+        m.own_dirs.wrote(parent, seq, left)
     await m.after_drop(ino, attr, fate)
     return ino, attr
 
@@ -149,10 +154,12 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         raise FSError(errno.ENOTEMPTY)
     now = now_ns()
     attempts = 0
+    left: Attr | None = None
 
     async def body(tx: Tx) -> bool:
-        nonlocal attempts
+        nonlocal attempts, left
         attempts += 1
+        left = None
         dir_attr, ino, attr = await _victim(tx, ctx, parent, name, is_dir=True)
         assume_empty = getattr(tx, "assume_empty", None) if attempts == 1 else None
         if assume_empty is not None:
@@ -165,6 +172,7 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
         dir_attr.nlink -= 1
         touch_parent(dir_attr, now, force=True)
         store.put_attr(tx, parent, dir_attr)
+        left = dir_attr
         await quota.charge(m, tx, parent, -store.space_of(attr), -1)  # QUOTA HOOK
         if goes_to_trash(m, parent, attr):
             await trash.move_to_trash(tx, parent, name, ino, attr, now)
@@ -176,5 +184,8 @@ async def rmdir(m: Meta, ctx: Ctx, parent: int, name: bytes) -> None:
     # Every directory going to the trash rewrites the hour directory's nlink: one in-process queue for them
     # (TRASH_INODE's lock stripe) instead of conflicts and retries on optimistic engines.
     locks = (parent, TRASH_INODE) if m.settings.trash_days > 0 else (parent,)
-    if await m.txn(body, *locks):
+    deleted, seq = await m.txn_dirs(body, *locks)
+    if left is not None:
+        m.own_dirs.wrote(parent, seq, left)
+    if deleted:
         m.note_usage(-4096, -1)

@@ -72,8 +72,11 @@ async def rename(
     check_reserved(dst_parent, dst_name)
     exchange = bool(flags & RENAME_EXCHANGE)
     now = now_ns()
+    left: tuple[Attr, Attr] | None = None  # (source, destination directory) as the commit left them
 
     async def body(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
+        nonlocal left
+        left = None
         raw_sd, raw_dd, raw_se, raw_de, raw_src = await tx.get_follow(
             [keys.attr(src_parent), keys.attr(dst_parent), keys.dentry(src_parent, src_name),
              keys.dentry(dst_parent, dst_name)], store.entry_attr_pointer(2)
@@ -156,9 +159,14 @@ async def rename(
                 dst_dir.nlink += 1
         store.put_attr(tx, src_ino, src_attr)
         _touch_dirs(tx, src_parent, src_dir, dst_parent, dst_dir, now)
+        left = src_dir, dst_dir
         return src_ino, src_attr, victim_ino, victim, fate
 
-    ino, attr, victim_ino, victim, fate = await m.txn(body, src_parent, dst_parent)
+    (ino, attr, victim_ino, victim, fate), seq = await m.txn_dirs(body, src_parent, dst_parent)
+    if left is not None:
+        m.own_dirs.wrote(src_parent, seq, left[0])
+        if dst_parent != src_parent:
+            m.own_dirs.wrote(dst_parent, seq, left[1])
     if victim is not None and fate != "none":
         await m.after_drop(victim_ino, victim, fate)
     return ino, attr, victim_ino

@@ -48,12 +48,15 @@ async def move_back(meta: Meta, dest: int, batch: Sequence[TrashEntry], mode: st
     returns one status per entry (`RESTORED`, `REBUILT`, `IN_TRASH`, or a failure: ``parent-gone``,
     ``parent-in-trash``, ``changed``, ``exists``, ``over-quota``, ``too-big``). A batch refused by a quota
     is retried entry by entry. Every move is charged to the quotas of its new place."""
+    meta.own_dirs.forget(dest)  # its entries change outside `Meta.txn`
     try:
         return await meta.kv.txn(_mover(meta, dest, batch, mode, time.time_ns()))
     except FSError as exc:
         if len(batch) > 1:
             return [s for e in batch for s in await move_back(meta, dest, [e], mode)]
         return ["over-quota" if exc.errno == errno.EDQUOT else "too-big"]
+    finally:
+        meta.own_dirs.forget(dest)
 
 
 def _mover(meta: Meta, dest: int, batch: Sequence[TrashEntry], mode: str, now: int) -> Callable[[Tx], Awaitable[list[str]]]:

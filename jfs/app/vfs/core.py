@@ -241,6 +241,15 @@ class VFS:
         attr = await self._timed("getattr", ctx, str(ino), self.meta.getattr(ino))
         return self.visible(ino, attr)
 
+    def own_dir_attr(self, ino: int, max_age: float) -> tuple[Attr, float] | None:
+        """(attributes, age in seconds) of directory `ino` as this client's own last change of its entries
+        left them, if that was less than `max_age` seconds ago (ADR 0037): a face whose cache another
+        client's changes reach after `max_age` anyway may answer a getattr with it, read from nowhere."""
+        hit = self.meta.own_dirs.get(ino, max_age)
+        if hit is not None:
+            self.stats.record("getattr", 0.0, False)
+        return hit
+
     async def setattr(self, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
         """chmod/chown/utimens and truncate (`change.size`; pending writes committed first) in one call."""
         if ino in INTERNAL_INODES:
@@ -667,8 +676,11 @@ class VFS:
     async def _locked(self, ino: int) -> None:
         await self.data.refresh(ino)
         self._invalidate(ino)
+        parent = self.data.parent_of(ino)
+        # The previous holder, on another client, may have changed the directories near the file.
+        self.meta.own_dirs.forget(ino, *(() if parent is None else (parent,)))
         if self.invalidator is not None:
-            await self.invalidator.lock_granted(ino, self.data.parent_of(ino))
+            await self.invalidator.lock_granted(ino, parent)
         elif self.names is not None:
             self.names.clear()  # a path face's cached names near the file may be stale the same way
 
