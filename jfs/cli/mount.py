@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -239,4 +240,17 @@ busy loop; 0.5 ms gave +5-20 % on mdtest phases through the mount (docs/benchmar
 
 def run_foreground(args: MountArgs) -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    asyncio.run(serve(args))
+    with asyncio.Runner(loop_factory=mount_loop_factory()) as runner:
+        runner.run(serve(args))
+
+
+def mount_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a mount runs on: uvloop's (libuv, its loop and callbacks in C: ADR 0037) unless
+    ``JFS_EVENT_LOOP=asyncio`` asks for the standard one or uvloop is not installed (None: the standard)."""
+    if os.environ.get("JFS_EVENT_LOOP", "uvloop") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -100,8 +100,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no asyncio.Transport)
         self.alive = True
 
     def data_received(self, data: bytes) -> None:
