@@ -54,7 +54,8 @@ class Dav:
 
     def __call__(self, method: str, path: str, body: bytes | None = None, **headers: str) -> Answer:
         environ: dict[str, Any] = {
-            "REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+            # PEP 3333: PATH_INFO holds the URL's bytes as latin-1 (WsgiDAV re-decodes them as UTF-8)
+            "REQUEST_METHOD": method, "PATH_INFO": path.encode().decode("latin-1"), "SCRIPT_NAME": "", "QUERY_STRING": "",
             "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost",
             "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.errors": sys.stderr,
             "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
@@ -176,6 +177,17 @@ def test_a_lock_at_or_above_the_target_is_honoured(trees: Both) -> None:
     finally:
         assert trees.fast("UNLOCK", "/a/dir", lock_token=token).status == 204
     assert trees.fast("PUT", "/a/dir/sub/g", b"free").status == 201
+
+
+def test_a_lock_on_a_name_that_needs_quoting(trees: Both) -> None:
+    trees.fs.makedirs("/a/sp ce/ü")
+    token = _lock(trees.fast, "/a/sp ce")
+    try:
+        assert trees.fast("PUT", "/a/sp ce/ü/f", b"x").status == 423
+        assert not trees.fs.exists("/a/sp ce/ü/f")
+    finally:
+        trees.fast("UNLOCK", "/a/sp ce", lock_token=token)
+    assert trees.fast("PUT", "/a/sp ce/ü/f", b"x").status == 201
 
 
 def test_write_marker_refuses_locks_while_set() -> None:

@@ -31,6 +31,7 @@ import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from wsgidav import util
 from wsgidav.dav_error import HTTP_CREATED, HTTP_NO_CONTENT, DAVError
@@ -109,8 +110,9 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
             return None
         lock_man = provider.lock_manager
         locks = provider.lock_table if lock_man is not None else None
-        with _write_marker(lock_man, path):
-            outcome = self._store(provider, locks, fs_path, data)
+        ref_url = quote(provider.share_path + fs_path)  # what WsgiDAV keys locks and write markers by
+        with _write_marker(lock_man, ref_url):
+            outcome = self._store(provider, locks, fs_path, ref_url, data)
         if outcome is _FALL_BACK:
             return None
         created, st = outcome
@@ -120,8 +122,9 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
             add_headers=[("ETag", f'"{etag}"')])
         return result
 
-    def _store(self, provider: JfsProvider, locks: VolumeLockStorage | None, fs_path: str, data: bytes) -> Any:
-        """One trip: the lock table (any lock at or above `fs_path`: `_FALL_BACK`, the snapshot kept for
+    def _store(self, provider: JfsProvider, locks: VolumeLockStorage | None, fs_path: str, ref_url: str,
+               data: bytes) -> Any:
+        """One trip: the lock table (any lock at or above `ref_url`: `_FALL_BACK`, the snapshot kept for
         WsgiDAV), then create-or-truncate, write, close, stat. (created, stat) or `_FALL_BACK`."""
         client = provider.client
         aio = client.aio
@@ -129,7 +132,7 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
         async def run() -> Any:
             if locks is not None:
                 snapshot = await locks.read_snapshot()
-                if locks.any_at_or_above(snapshot, fs_path):
+                if locks.any_at_or_above(snapshot, ref_url):
                     return _FALL_BACK, snapshot
             try:
                 f = await aio.open(fs_path, "xb")
@@ -191,16 +194,16 @@ def _read_body(environ: dict[str, Any], length: int) -> bytes:
 
 
 @contextmanager
-def _write_marker(lock_man: Any, path: str) -> Iterator[None]:
-    """WsgiDAV's "being written" marker on `path` (what its `write_transaction` sets after the permission
+def _write_marker(lock_man: Any, ref_url: str) -> Iterator[None]:
+    """WsgiDAV's "being written" marker on `ref_url` (what its `write_transaction` sets after the permission
     check, which this PUT makes itself on the loop): while it is set, this process grants no lock on
-    `path`. Lock managers without the marker (WsgiDAV before 4.4) have nothing to set."""
+    `ref_url`. Lock managers without the marker (WsgiDAV before 4.4) have nothing to set."""
     marks: dict[str, int] | None = getattr(lock_man, "_active_writes", None)
     rw = getattr(lock_man, "_lock", None)
     if marks is None or rw is None:
         yield
         return
-    url = normalize_lock_root(path)
+    url = normalize_lock_root(ref_url)
     rw.acquire_write()
     try:
         marks[url] = marks.get(url, 0) + 1
