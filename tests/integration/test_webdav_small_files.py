@@ -45,6 +45,7 @@ class Answer:
         """What must be equal between the two paths (lock tokens and paths in bodies masked)."""
         headers = [(k.lower(), "*" if k.lower() in VARYING else v) for k, v in self.headers]
         body = re.sub(rb"/[ab]/", b"/X/", self.body)
+        body = re.sub(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+", b"TIME", body)  # error pages' time
         return self.status, headers, body
 
 
@@ -192,7 +193,6 @@ def test_a_lock_on_a_name_that_needs_quoting(trees: Both) -> None:
 
 def test_write_marker_refuses_locks_while_set() -> None:
     lm = LockManager(LockStorageDict())
-    lm.storage.open()
     args: dict[str, Any] = {"lock_type": "write", "lock_scope": "exclusive", "lock_depth": "0", "lock_owner": b"",
                             "timeout": 60, "principal": "x", "token_list": []}
     with _write_marker(lm, "/m/f"):
