@@ -58,6 +58,7 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
         provider = environ.get("wsgidav.provider")
         if isinstance(provider, JfsProvider):
             method = environ["REQUEST_METHOD"]
+            answer: Iterable[bytes] | None
             if method == "GET" and _plain(environ, _NOT_PLAIN_GET) and not _content_length(environ):
                 answer = self._get(provider, environ, start_response)
                 if answer is not None:
