@@ -15,7 +15,7 @@ the body), so the answer is WsgiDAV's own.
   above it (read in the same trip as the write: a lock below cannot apply to a file). The body is read
   whole first; then one trip creates the file (O_EXCL: 201) or truncates the existing one (204), writes
   it and closes it — the slice is committed before the answer, as ADR 0012 promises — and reads the
-  attributes for the ETag. If the open fails (no parent, a directory in the way, a permission) nothing
+  inode's attributes for the ETag. If the open fails (no parent, a directory in the way, a permission) nothing
   was written, and WsgiDAV handles the request from the start with the body replayed. A write or close
   that fails removes a file this request created and answers with the errno's status, as WsgiDAV's path
   does.
@@ -41,6 +41,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import StartResponse
 from jfs.adapters.webdav.provider import FileResource, JfsProvider, translated
+from jfs.sdk.stat import stat_result
 
 _CONDITIONAL = ("HTTP_IF", "HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
                 "HTTP_IF_UNMODIFIED_SINCE")
@@ -151,7 +152,10 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
                     await f.write(data)
                 finally:
                     await f.close()
-                st = await aio.stat(fs_path)
+                # The attributes by inode, not by path: one key read instead of a path walk and a lookup
+                # (parent, entry, attributes) — 64 against 140 µs of loop CPU here — and the ETag is that of
+                # the file written even if it was renamed meanwhile.
+                st = stat_result(f.ino, await aio.client.vfs.getattr(aio.ctx, f.ino))
             except BaseException:
                 if created:
                     try:
