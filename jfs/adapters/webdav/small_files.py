@@ -112,6 +112,8 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
             return None
         lock_man = provider.lock_manager
         locks = provider.lock_table if lock_man is not None else None
+        if lock_man is not None and locks is None:
+            return None  # locks this middleware cannot read on the loop: WsgiDAV checks them
         ref_url = quote(provider.share_path + fs_path)  # what WsgiDAV keys locks and write markers by
         with _write_marker(lock_man, ref_url):
             outcome = self._store(provider, locks, fs_path, ref_url, data)
