@@ -2,7 +2,7 @@
 by side on SQLite + a local-directory bucket: mount CPU per 10k READs and IOPS, alternating A/B.
 
 Usage:  .venv/bin/python bench/rand_read_ab.py [--pairs 3] [--runtime 8] [--size-mib 512] [--cold]
-        [--workdir DIR] LABEL=PYTHON:TREE LABEL=PYTHON:TREE
+        [--warmup] [--workdir DIR] LABEL=PYTHON:TREE LABEL=PYTHON:TREE
 
 A target is the Python to run (its venv) and the tree whose ``jfs`` it imports (``PYTHONPATH``), e.g.
 ``base=/tmp/base-rd/.venv/bin/python:/tmp/base-rd new=.venv/bin/python:.``. Each target gets a fresh
@@ -11,7 +11,8 @@ volume (``--trash-days 0``) with a disk cache, mounted once; fio writes the 512 
 `--runtime` seconds on each mount in turn. fio drops the file's pages of the mount (``invalidate=1``) so
 every 4 KiB read reaches the mount. `--cold` also drops the page cache of that volume's bucket and disk
 cache files before each run (what compare.py's ``drop_caches`` does, without touching the rest of the
-machine): the run then includes the disk-cache fills. Mount CPU is utime+stime of the mount process from
+machine): the run then includes the disk-cache fills. `--warmup` fills the disk cache before the pairs instead
+(`jfs warmup`), so that every run measures the steady state of compare.py's run. Mount CPU is utime+stime of the mount process from
 ``/proc/PID/stat`` around each run; ``CPU ms/10k`` = that / READs x 10,000. Needs root and /dev/fuse.
 """
 
@@ -94,6 +95,11 @@ class Target:
         job = json.loads(text[text.index("{"):])["jobs"][0]["read" if "read" in rw else "write"]
         return {"iops": float(job["iops"]), "ios": float(job["total_ios"])}
 
+    def warmup(self) -> None:
+        """Fill the disk cache with the whole file (`jfs warmup`), as the random reads do by themselves."""
+        subprocess.run([self.python, "-m", "jfs.cli.main", "warmup", f"{self.mnt}/seq1.0"], check=True,
+                       capture_output=True, env=self.env, cwd=self.root)
+
     def stop(self) -> None:
         subprocess.run(["umount", self.mnt], capture_output=True)
         if self.proc is not None:
@@ -104,7 +110,8 @@ class Target:
                 self.proc.wait()
         if _mounted(self.mnt):
             subprocess.run(["umount", "-l", self.mnt], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not os.environ.get("RR_KEEP"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def main() -> None:
@@ -114,6 +121,8 @@ def main() -> None:
     ap.add_argument("--runtime", type=int, default=8)
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--cold", action="store_true", help="drop the volume's bucket and cache pages before each run")
+    ap.add_argument("--warmup", action="store_true",
+                    help="fill the disk cache first (`jfs warmup`): the runs then measure cache hits only")
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     args = ap.parse_args()
     targets = []
@@ -126,6 +135,8 @@ def main() -> None:
         for t in targets:
             t.start()
             t.fio("write", "1M", args.size_mib)
+            if args.warmup:
+                t.warmup()
         for i in range(args.pairs):
             for t in targets if i % 2 == 0 else reversed(targets):
                 assert t.proc is not None

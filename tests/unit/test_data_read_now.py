@@ -119,8 +119,12 @@ async def test_get_now_never_serves_damaged_bytes_and_get_then_drops_the_entry(t
     path = Path(cache._path(key))
     raw = bytearray(await asyncio.to_thread(path.read_bytes))
     raw[21_000] ^= 0xFF
-    with open(path, "r+b") as f:  # in place: the open descriptor sees it
-        f.write(raw)
+
+    def damage() -> None:  # in place: the open descriptor sees it
+        with open(path, "r+b") as f:
+            f.write(raw)
+
+    await asyncio.to_thread(damage)
     assert cache.get_now(key, 20_000, 4096) is None
     assert bytes(cache.get_now(key, 100_000, 4096) or b"") == data[100_000:104_096]  # elsewhere: fine
     assert await cache.get(key, 20_000, 4096) is None  # `get` reports and drops it

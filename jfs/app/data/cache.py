@@ -303,15 +303,17 @@ class DiskCache:
         self.read_seconds += time.perf_counter() - start
         return data
 
-    def get_now(self, key: str, off: int, n: int) -> memoryview | None:
-        """Bytes [off, off+n) of the cached block `key`, verified, if all of them are in the page cache
-        right now; else None (a miss, bytes on disk only, or anything `get` must look at: corruption is
-        reported by `get`, never here). Never blocks; for the event loop's thread only."""
+    def get_now(self, key: str, off: int, n: int, blen: int | None = None) -> memoryview | None:
+        """Bytes [off, off+n) of the cached block `key` (whose length `blen` the key names, parsed from
+        it if not given), verified, if all of them are in the page cache right now; else None (a miss,
+        bytes on disk only, or anything `get` must look at: corruption is reported by `get`, never
+        here). Never blocks; for the event loop's thread only."""
         if key not in self._index or not _RWF_NOWAIT or n > NOWAIT_MAX:
             return None
-        blen = _blen_of(key)
         if blen is None:
-            return None
+            blen = _blen_of(key)
+            if blen is None:
+                return None
         end = min(blen, off + n)
         start = time.perf_counter()
         data = self._read_open(key, None, blen, off, end)

@@ -162,7 +162,7 @@ class DataPath:
         """`read` without the final copy into bytes: a buffer nobody changes later (for FUSE replies)."""
         return await self.reader.read(self._state(h), h.readahead, off, size)
 
-    def read_now(self, h: Handle, off: int, size: int) -> bytes | memoryview | list[bytes | memoryview] | None:
+    def read_now(self, h: Handle, off: int, size: int) -> Buffer | list[Buffer] | None:
         """`read_buffer` answered from the caches without waiting (`Reader.read_now`), or None: then
         call `read_buffer` (which also raises what this does not, e.g. EBADF)."""
         if self._handles.get(h.fh) is not h:

@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
 from jfs.app.data.grace import ReadGrace
 from jfs.app.data.inode import InodeState
+from jfs.app.data.pages import Buffer
 from jfs.app.data.writer import OverlayPart, StoredPart, stored_size
 from jfs.domain.chunks import CHUNK_SIZE, block_len, blocks_for_range, split_range
 from jfs.domain.compaction import Trigger, needs_compaction
@@ -54,6 +56,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("jfs.data")
 
 READ_ATTEMPTS = 5
+
+
+def _piece_end(p: Piece) -> int:
+    return p.pos + p.len
 
 
 @dataclass(slots=True)
@@ -124,7 +130,7 @@ class Reader:
 
     def read_now(
         self, state: InodeState, ra: ReadAhead | None, off: int, size: int
-    ) -> bytes | memoryview | list[bytes | memoryview] | None:
+    ) -> Buffer | list[Buffer] | None:
         """`read`, if it can be answered from the caches without waiting (see the module docstring):
         the bytes as one buffer or consecutive parts; None when `read` must do it. Never raises for a
         read `read` would answer; no block fetch, metadata read or disk wait is started."""
@@ -146,20 +152,27 @@ class Reader:
         pieces, n_records = layout
         if self.config.compact_on_read and needs_compaction(n_records, len(pieces), trigger=Trigger.READ):
             return None  # `read` schedules the compaction
+        i = bisect_right(pieces, pos, key=_piece_end)  # the first piece ending after `pos`
+        if i < len(pieces) and (p := pieces[i]).id and p.pos <= pos and pos + n <= p.pos + p.len:
+            spans: Sequence[tuple[int, int, int, int]] = ((p.id, p.size, p.off + pos - p.pos, n),)
+        else:
+            spans = [(q.id, q.size, q.off, q.len) for q in read_pieces(pieces, pos, n)]
         fetcher = self.fetcher
         mem = fetcher.mem
         disk = fetcher.disk
         bs = self.block_size
         streaming = ra is not None and ra.window > 0 and off == ra.next_off
-        parts: list[bytes | memoryview] = []
+        parts: list[Buffer] = []
         demote: list[tuple[int, int]] = []
         hits = hit_bytes = misses = 0
-        for piece in read_pieces(pieces, pos, n):
-            if piece.id == 0:
-                parts.append(bytes(piece.len))
+        for slice_id, slice_size, soff, slen in spans:
+            if slice_id == 0:
+                parts.append(bytes(slen))
                 continue
-            for index, inner, ln in blocks_for_range(piece.off, piece.len, bs):
-                key = (piece.id, index)
+            index, inner = divmod(soff, bs)
+            blocks = ((index, inner, slen),) if inner + slen <= bs else blocks_for_range(soff, slen, bs)
+            for index, inner, ln in blocks:
+                key = (slice_id, index)
                 data = mem.get(key)
                 if data is not None:
                     hits += 1
@@ -170,10 +183,10 @@ class Reader:
                     continue
                 # As `BlockFetcher` does: only a small read inside a block is served from a part of the disk
                 # cache entry; any other miss loads the whole block (into memory) the slow way.
-                blen = block_len(piece.size, bs, index)
+                blen = block_len(slice_size, bs, index)
                 if disk is None or not fetcher.blocks.ranged or inner == 0 or ln > blen // 4:
                     return None
-                part = disk.get_now(fetcher.blocks.cache_key(piece.id, index, blen), inner, ln)
+                part = disk.get_now(fetcher.blocks.cache_key(slice_id, index, blen), inner, ln, blen)
                 if part is None:
                     return None
                 misses += 1
