@@ -5,7 +5,8 @@ Usage:  .venv/bin/python bench/rand_read_ab.py [--pairs 3] [--runtime 8] [--size
         [--warmup] [--workdir DIR] LABEL=PYTHON:TREE LABEL=PYTHON:TREE
 
 A target is the Python to run (its venv) and the tree whose ``jfs`` it imports (``PYTHONPATH``), e.g.
-``base=/tmp/base-rd/.venv/bin/python:/tmp/base-rd new=.venv/bin/python:.``. Each target gets a fresh
+``base=/tmp/base-rd/.venv/bin/python:/tmp/base-rd new=.venv/bin/python:.``, or a JuiceFS binary with the
+tree ``juicefs`` (``juicefs=.venv/bin/juicefs:juicefs``). Each target gets a fresh
 volume (``--trash-days 0``) with a disk cache, mounted once; fio writes the 512 MiB file sequentially
 (1 MiB, as compare.py's sequential phase), then the pairs run ``fio --rw=randread --bs=4k`` for
 `--runtime` seconds on each mount in turn. fio drops the file's pages of the mount (``invalidate=1``) so
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
+JUICEFS = "juicefs"
+"""The tree of a JuiceFS target (``LABEL=/path/to/juicefs:juicefs``): PYTHON is then the juicefs binary."""
 
 
 def _mounted(path: str) -> bool:
@@ -36,10 +39,11 @@ def _mounted(path: str) -> bool:
         return any(line.split()[4] == path for line in f)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` (all its threads)."""
     with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def evict(root: Path) -> None:
@@ -60,21 +64,29 @@ class Target:
     def __init__(self, label: str, python: str, tree: str, workdir: str) -> None:
         self.label = label
         self.python = python
-        self.tree = os.path.abspath(tree)
+        self.tree = tree if tree == JUICEFS else os.path.abspath(tree)
         self.root = Path(tempfile.mkdtemp(prefix=f"rr-{label}-", dir=workdir))
         self.mnt = str(self.root / "mnt")
         os.makedirs(self.mnt)
         self.env = {**os.environ, "PYTHONPATH": self.tree}
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def cli(self) -> list[str]:
+        return [self.python] if self.tree == JUICEFS else [self.python, "-m", "jfs.cli.main"]
+
     def start(self) -> None:
-        jfs = [self.python, "-m", "jfs.cli.main"]
         meta = f"sqlite3://{self.root}/meta.db"
-        subprocess.run([*jfs, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket", "--trash-days", "0"],
-                       check=True, capture_output=True, env=self.env, cwd=self.root)
+        cache = ["--cache-dir", f"{self.root}/cache"]
+        if self.tree == JUICEFS:
+            fmt = [*self.cli, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket/", "--trash-days", "0"]
+            mount = [*self.cli, "mount", "--no-usage-report", meta, self.mnt, *cache]
+        else:
+            fmt = [*self.cli, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket", "--trash-days", "0"]
+            mount = [*self.cli, "mount", meta, self.mnt, "--foreground", *cache]
+        subprocess.run(fmt, check=True, capture_output=True, env=self.env, cwd=self.root)
         log = open(self.root / "mount.log", "wb")  # noqa: SIM115 - kept open by the mount process
-        self.proc = subprocess.Popen([*jfs, "mount", meta, self.mnt, "--foreground", "--cache-dir",
-                                      f"{self.root}/cache"], stdout=log, stderr=log, env=self.env, cwd=self.root)
+        self.proc = subprocess.Popen(mount, stdout=log, stderr=log, env=self.env, cwd=self.root)
         deadline = time.monotonic() + 60
         while not _mounted(self.mnt):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -97,7 +109,7 @@ class Target:
 
     def warmup(self) -> None:
         """Fill the disk cache with the whole file (`jfs warmup`), as the random reads do by themselves."""
-        subprocess.run([self.python, "-m", "jfs.cli.main", "warmup", f"{self.mnt}/seq1.0"], check=True,
+        subprocess.run([*self.cli, "warmup", f"{self.mnt}/seq1.0"], check=True,
                        capture_output=True, env=self.env, cwd=self.root)
 
     def stop(self) -> None:
@@ -116,7 +128,7 @@ class Target:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("targets", nargs=2, help="LABEL=PYTHON:TREE")
+    ap.add_argument("targets", nargs="+", help="LABEL=PYTHON:TREE")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--runtime", type=int, default=8)
     ap.add_argument("--size-mib", type=int, default=512)
@@ -143,19 +155,21 @@ def main() -> None:
                 if args.cold:
                     evict(t.root / "bucket")
                     evict(t.root / "cache")
-                before = cpu_seconds(t.proc.pid)
+                user0, sys0 = cpu_seconds(t.proc.pid)
                 r = t.fio("randread", "4k", args.size_mib, args.runtime)
-                cpu = cpu_seconds(t.proc.pid) - before
+                user1, sys1 = cpu_seconds(t.proc.pid)
+                cpu = user1 - user0 + sys1 - sys0
                 per10k = cpu / r["ios"] * 10_000 * 1000
                 results[t.label].append((per10k, r["iops"]))
-                print(f"pair {i + 1} {t.label:>6}: {r['iops']:8.0f} IOPS  {per10k:7.1f} CPU ms/10k READs  "
-                      f"({r['ios']:.0f} reads, {cpu:.2f} CPU s)", flush=True)
+                print(f"pair {i + 1} {t.label:>7}: {r['iops']:8.0f} IOPS  {per10k:7.1f} CPU ms/10k READs "
+                      f"(user {(user1 - user0) / r['ios'] * 1e7:.0f} + sys {(sys1 - sys0) / r['ios'] * 1e7:.0f}; "
+                      f"{r['ios']:.0f} reads)", flush=True)
     finally:
         for t in targets:
             t.stop()
     print("median:")
     for label, rows in results.items():
-        print(f"  {label:>6}: {statistics.median(r[1] for r in rows):8.0f} IOPS  "
+        print(f"  {label:>7}: {statistics.median(r[1] for r in rows):8.0f} IOPS  "
               f"{statistics.median(r[0] for r in rows):7.1f} CPU ms/10k READs")
 
 
