@@ -40,10 +40,27 @@ def _mounted(path: str) -> bool:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of process `pid` (all its threads)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
+    """(user, system) CPU seconds of process `pid` and its descendants, all threads (a JuiceFS mount in
+    the foreground serves from a child of the process started)."""
+    stats: dict[int, tuple[int, float, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), int(fields[11]) / TICK, int(fields[12]) / TICK)
+    user = system = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        _, u, s = stats.get(p, (0, 0.0, 0.0))
+        user += u
+        system += s
+        todo += [c for c, (parent, _, _) in stats.items() if parent == p]
+    return user, system
 
 
 def evict(root: Path) -> None:
