@@ -276,11 +276,13 @@ class DiskCache:
         start = time.perf_counter()
         path = self._path(key)
         try:
-            data: bytes | memoryview | None = None
+            data = None
             if end - off <= NOWAIT_MAX and _RWF_NOWAIT:
                 # Anything unusual (not cached, corrupt, RWF_NOWAIT unsupported) is left to the pool's read,
                 # which checks the entry from scratch and reports it.
-                data = self._read_open(key, path, blen, off, end)
+                view = self._read_open(key, path, blen, off, end)
+                if view is not None:
+                    data = bytes(view)  # callers keep it (the memory cache holds bytes)
             if data is None:
                 data = await self._run(self._read, path, blen, off, end)
         except FileNotFoundError:
