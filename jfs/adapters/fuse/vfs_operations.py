@@ -361,6 +361,9 @@ class VfsOperations(Operations):
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
         return await self.vfs.read(None, ino, fh, offset, size)
 
+    def read_now(self, ino: int, fh: int, offset: int, size: int) -> ReadResult | None:
+        return self.vfs.read_now(ino, fh, offset, size)
+
     @_stale_when_gone
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:

@@ -162,6 +162,16 @@ class DataPath:
         """`read` without the final copy into bytes: a buffer nobody changes later (for FUSE replies)."""
         return await self.reader.read(self._state(h), h.readahead, off, size)
 
+    def read_now(self, h: Handle, off: int, size: int) -> Buffer | list[Buffer] | None:
+        """`read_buffer` answered from the caches without waiting (`Reader.read_now`), or None: then
+        call `read_buffer` (which also raises what this does not, e.g. EBADF)."""
+        if self._handles.get(h.fh) is not h:
+            return None
+        state = self._inodes.get(h.ino)
+        if state is None:
+            return None
+        return self.reader.read_now(state, h.readahead, off, size)
+
     async def write(self, h: Handle, off: int, data: Buffer, *, owned: bool = False) -> int:
         """Buffer `data` at `off`; returns its length. Failures to store it are raised by a later
         flush/fsync/release. Mutable buffers are copied unless `owned`: the caller hands `data` over and
