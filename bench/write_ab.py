@@ -14,8 +14,8 @@ work directory; the workloads run one after the other on that mount:
 * ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write rate
   only; the CPU of the workload includes its read phase).
 
-Per workload: MiB/s (wall), CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
-+ stime, before and after), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wall time, CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
++ stime, before and after; user alone too), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``).
 """
@@ -45,10 +45,12 @@ def _mounted(path: str) -> bool:
         return any(line.split()[4] == path for line in f)
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` so far."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def hwm_mib(pid: int) -> float:
@@ -80,14 +82,15 @@ def reset_hwm(pid: int) -> None:
         f.write("5")
 
 
-def fio(mnt: str, name: str, jobs: int, size_mib: int) -> None:
+def fio(mnt: str, name: str, jobs: int, size_mib: int) -> float:
+    """fio's own write rate (MiB/s) of the job group; its files stay (removed after the CPU sample)."""
     d = os.path.join(mnt, name)
     os.makedirs(d)
-    subprocess.run(["fio", f"--name={name}", f"--directory={d}", "--filename_format=$jobname.$jobnum",
-                    "--rw=write", "--bs=1M", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
-                    "--ioengine=psync", "--fallocate=none", "--group_reporting", "--end_fsync=1",
-                    "--output-format=json"], check=True, capture_output=True)
-    shutil.rmtree(d)
+    text = subprocess.run(["fio", f"--name={name}", f"--directory={d}", "--filename_format=$jobname.$jobnum",
+                           "--rw=write", "--bs=1M", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
+                           "--ioengine=psync", "--fallocate=none", "--group_reporting", "--end_fsync=1",
+                           "--output-format=json"], check=True, capture_output=True, text=True).stdout
+    return float(json.loads(text[text.index("{"):])["jobs"][0]["write"]["bw_bytes"]) / MiB
 
 
 def bench(mnt: str) -> float:
@@ -107,7 +110,7 @@ WORKLOADS = {"fio4": 512, "fio1": 512, "bench4": 512}
 def meta_urls(backend: str, root: str) -> Iterator[Iterator[str]]:
     """Fresh metadata URLs for `backend`, one per round and target."""
     if backend == "sqlite-file":
-        yield (f"sqlite3://{root}/meta-{i}.db" for i in range(10_000))
+        yield ("sqlite3://" for _ in range(10_000))  # completed in the round's own directory
     elif backend == "redis-file":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         from jfs.testing.servers import start_redis_server
@@ -126,6 +129,8 @@ def run_once(tree: str, meta: str, args: argparse.Namespace) -> dict[str, float]
     mnt = os.path.join(root, "mnt")
     os.makedirs(mnt)
     env = dict(os.environ)
+    if meta == "sqlite3://":
+        meta = f"sqlite3://{root}/meta.db"
     if meta.startswith("redis"):
         subprocess.run([shutil.which("redis-cli") or "redis-cli", "-u", meta, "flushdb"], capture_output=True)
     if tree == "juicefs":
@@ -153,18 +158,21 @@ def run_once(tree: str, meta: str, args: argparse.Namespace) -> dict[str, float]
                 reset_hwm(pid)
                 c0, t0 = cpu_s(pid), time.monotonic()
                 if w == "fio4":
-                    fio(mnt, "seq4", 4, 128)
+                    out[f"{w} MiB/s"] = fio(mnt, w, 4, 128)
                 elif w == "fio1":
-                    fio(mnt, "seq1", 1, 512)
+                    out[f"{w} MiB/s"] = fio(mnt, w, 1, 512)
                 elif w == "bench4":
                     out[f"{w} write MiB/s"] = bench(mnt)
                 else:
                     raise SystemExit(f"unknown workload {w}")
-                wall, cpu = time.monotonic() - t0, cpu_s(pid) - c0
-                if w != "bench4":
-                    out[f"{w} MiB/s"] = WORKLOADS[w] / wall
-                out[f"{w} CPU s/GiB"] = cpu / (WORKLOADS[w] * MiB / GiB)
+                out[f"{w} wall s"] = time.monotonic() - t0
+                (u0, s0), (u1, s1) = c0, cpu_s(pid)
+                gib = WORKLOADS[w] * MiB / GiB
+                out[f"{w} CPU s/GiB"] = (u1 + s1 - u0 - s0) / gib
+                out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)
+                if w.startswith("fio"):
+                    shutil.rmtree(os.path.join(mnt, w))
         finally:
             subprocess.run(["umount", mnt], capture_output=True)
             try:
