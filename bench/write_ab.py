@@ -3,13 +3,14 @@
 Usage:  .venv/bin/python bench/write_ab.py [--pairs 3] [--backend sqlite-file|redis-file]
         [--workloads fio4,fio1,bench4] [--workdir DIR] base=/tmp/base new=.
 
-Each TARGET is ``LABEL=TREE``: a directory holding a ``jfs`` package, run with this Python and
-``PYTHONPATH=TREE`` (so one venv serves both trees), or ``LABEL=juicefs`` for JuiceFS 1.4.2 (its worker
+Each TARGET is ``LABEL=TREE[,VAR=VALUE...]``: a directory holding a ``jfs`` package, run with this Python and
+``PYTHONPATH=TREE`` (so one venv serves both trees) and the given environment, or ``LABEL=juicefs`` for JuiceFS 1.4.2 (its worker
 process is measured). Each round runs every target once, in the order
 given, on a fresh volume (``--trash-days 0``, ``--cache-dir`` in the work directory), mounted from the
 work directory; the workloads run one after the other on that mount:
 
 * ``fio4``: ``fio`` sequential write, 1 MiB, 4 jobs x 128 MiB, ``--end_fsync=1`` (as `bench/compare.py`);
+* ``fio4r``: fio4's files read back the same way, after dropping the kernel's caches (CPU per GiB read);
 * ``fio1``: the same with 1 job x 512 MiB;
 * ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write rate
   only; the CPU of the workload includes its read phase).
@@ -82,15 +83,18 @@ def reset_hwm(pid: int) -> None:
         f.write("5")
 
 
-def fio(mnt: str, name: str, jobs: int, size_mib: int) -> float:
-    """fio's own write rate (MiB/s) of the job group; its files stay (removed after the CPU sample)."""
+def fio(mnt: str, name: str, jobs: int, size_mib: int, rw: str = "write") -> float:
+    """fio's own rate (MiB/s) of the job group; its files stay (removed after the CPU sample)."""
     d = os.path.join(mnt, name)
-    os.makedirs(d)
+    os.makedirs(d, exist_ok=True)
+    if rw == "read":
+        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as f:
+            f.write("3")
     text = subprocess.run(["fio", f"--name={name}", f"--directory={d}", "--filename_format=$jobname.$jobnum",
-                           "--rw=write", "--bs=1M", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
+                           f"--rw={rw}", "--bs=1M", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
                            "--ioengine=psync", "--fallocate=none", "--group_reporting", "--end_fsync=1",
                            "--output-format=json"], check=True, capture_output=True, text=True).stdout
-    return float(json.loads(text[text.index("{"):])["jobs"][0]["write"]["bw_bytes"]) / MiB
+    return float(json.loads(text[text.index("{"):])["jobs"][0][rw]["bw_bytes"]) / MiB
 
 
 def bench(mnt: str) -> float:
@@ -102,8 +106,8 @@ def bench(mnt: str) -> float:
     return float(m.group(1))
 
 
-WORKLOADS = {"fio4": 512, "fio1": 512, "bench4": 512}
-"""MiB written by each workload."""
+WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "bench4": 512}
+"""MiB written (read, for fio4r) by each workload."""
 
 
 @contextlib.contextmanager
@@ -124,11 +128,11 @@ def meta_urls(backend: str, root: str) -> Iterator[Iterator[str]]:
         raise SystemExit(f"unknown backend {backend}")
 
 
-def run_once(tree: str, meta: str, args: argparse.Namespace) -> dict[str, float]:
+def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, float]:
     root = tempfile.mkdtemp(prefix="wab-", dir=args.workdir)
     mnt = os.path.join(root, "mnt")
     os.makedirs(mnt)
-    env = dict(os.environ)
+    env = {**os.environ, **extra_env}
     if meta == "sqlite3://":
         meta = f"sqlite3://{root}/meta.db"
     if meta.startswith("redis"):
@@ -159,6 +163,8 @@ def run_once(tree: str, meta: str, args: argparse.Namespace) -> dict[str, float]
                 c0, t0 = cpu_s(pid), time.monotonic()
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio(mnt, w, 4, 128)
+                elif w == "fio4r":  # reads back fio4's files (run it right after fio4)
+                    out[f"{w} MiB/s"] = fio(mnt, "fio4", 4, 128, "read")
                 elif w == "fio1":
                     out[f"{w} MiB/s"] = fio(mnt, w, 1, 512)
                 elif w == "bench4":
@@ -171,8 +177,8 @@ def run_once(tree: str, meta: str, args: argparse.Namespace) -> dict[str, float]
                 out[f"{w} CPU s/GiB"] = (u1 + s1 - u0 - s0) / gib
                 out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)
-                if w.startswith("fio"):
-                    shutil.rmtree(os.path.join(mnt, w))
+                if w in ("fio4r", "fio1"):
+                    shutil.rmtree(os.path.join(mnt, "fio4" if w == "fio4r" else w))
         finally:
             subprocess.run(["umount", mnt], capture_output=True)
             try:
@@ -188,19 +194,23 @@ def run_once(tree: str, meta: str, args: argparse.Namespace) -> dict[str, float]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("targets", nargs="+", help="LABEL=TREE")
+    ap.add_argument("targets", nargs="+", help="LABEL=TREE[,VAR=VALUE...] or LABEL=juicefs")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--backend", default="sqlite-file")
-    ap.add_argument("--workloads", default="fio4,fio1,bench4")
+    ap.add_argument("--workloads", default="fio4,fio4r,fio1,bench4")
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     args = ap.parse_args()
-    targets = [tuple(t.split("=", 1)) for t in args.targets]
+    targets = []
+    for spec in args.targets:
+        label, _, rest = spec.partition("=")
+        tree, *pairs = rest.split(",")
+        targets.append((label, tree, dict(p.split("=", 1) for p in pairs)))
     results: dict[str, dict[str, list[float]]] = {}
     with meta_urls(args.backend, args.workdir) as urls:
         for r in range(args.pairs):
             order = targets if r % 2 == 0 else targets[::-1]
-            for label, tree in order:
-                got = run_once(tree, next(urls), args)
+            for label, tree, env in order:
+                got = run_once(tree, next(urls), args, env)
                 print(json.dumps({"round": r + 1, "target": label, **{k: round(v, 3) for k, v in got.items()}}),
                       file=sys.stderr, flush=True)
                 for item, value in got.items():
