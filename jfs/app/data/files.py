@@ -38,7 +38,7 @@ from jfs.app.data.fetcher import BlockFetcher, BlockId
 from jfs.app.data.inode import ChunkMap, InodeState
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
-from jfs.app.data.writer import FileWriter, SliceWriter, WriteBudget, WriteContext, compaction_policy
+from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy, relieve
 from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
@@ -363,24 +363,10 @@ class DataPath:
                 log.error("slice_blocks_leaked", slice=sid, size=size, error=str(r))
 
     def _relieve_pressure(self) -> None:
-        """Writers wait for buffer space: make sure at least half the budget is in frozen slices, which
-        free their bytes once committed. Freezing more (say, every slice) would only cut files into more
-        slices: a sequential writer that outruns the store mostly holds frozen slices already."""
-        goal = self.budget.limit // 2
-        frozen = 0
-        open_slices: list[SliceWriter] = []
-        for state in self._inodes.values():
-            if state.writer is not None:
-                for s in state.writer.slices():
-                    if s.frozen:
-                        frozen += s.length
-                    else:
-                        open_slices.append(s)
-        for s in sorted(open_slices, key=lambda s: s.length, reverse=True):
-            if frozen >= goal:
-                break
-            s.freeze()
-            frozen += s.length
+        """Writers wait for buffer space: make sure at least half the budget is on its way back
+        (`writer.relieve`: uploads in flight or queued, frozen slices awaiting their commit)."""
+        slices = [s for state in self._inodes.values() if state.writer is not None for s in state.writer.slices()]
+        relieve(slices, self.budget.limit // 2)
 
     async def _sweep_loop(self) -> None:
         while True:
