@@ -29,7 +29,8 @@ from aiohttp import web
 
 from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.s3gw import checksums, xmlio
-from jfs.adapters.s3gw.body import chunked_body, coalesce, digested, plain_body
+from jfs.adapters.s3gw.body import PIECE, chunked_body, coalesce, digested, plain_body
+from jfs.adapters.s3gw.direct import take as take_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
 from jfs.adapters.s3gw.sigv4 import UNSIGNED, Signed, Verifier
 from jfs.app.objectview import (
@@ -60,6 +61,8 @@ RESPONSE_OVERRIDES = {"response-content-type": "Content-Type", "response-content
                       "response-content-disposition": "Content-Disposition",
                       "response-content-encoding": "Content-Encoding"}
 XML = "application/xml"
+DIRECT_BODY = "jfs.direct_body"
+"""Key of a request's `direct.DirectBody` (if its body is received that way)."""
 
 
 RECV_SIZE = 1 << 20
@@ -197,6 +200,19 @@ class Gateway:
     # ------------------------------------------------------------------ plumbing
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            resp = await self._handle(request)
+        except BaseException:
+            direct = request.get(DIRECT_BODY)
+            if direct is not None:
+                direct.close()
+            raise
+        direct = request.get(DIRECT_BODY)
+        if direct is not None and not direct.close():
+            resp.force_close()  # the body was not read to its end: the connection cannot go on
+        return resp
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         transport = request.transport
         if transport is not None and getattr(transport, "max_size", RECV_SIZE) < RECV_SIZE:
             transport.max_size = RECV_SIZE  # type: ignore[attr-defined]
@@ -268,7 +284,12 @@ class Gateway:
                 raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
             if length is not None and length > MAX_PUT:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-            raw = plain_body(request.content, length, None, timeout)
+            direct = take_body(request, length, PIECE, timeout) if length is not None else None
+            if direct is not None:
+                request[DIRECT_BODY] = direct
+                raw = direct.pieces()
+            else:
+                raw = plain_body(request.content, length, None, timeout)
             if signed.payload != UNSIGNED:
                 sha = hashlib.sha256()
                 hashers.append(sha)
