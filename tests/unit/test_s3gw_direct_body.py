@@ -53,14 +53,11 @@ class _View:
         return ObjectInfo(key, len(data), new.md5.hexdigest(), time.time_ns())
 
 
-def _put_head(port: int, key: str, body: bytes, expect: bool = False, bucket: str = "vol",
-              sha: str | None = None) -> bytes:
+def _put_head(port: int, key: str, body: bytes, expect: bool = False, bucket: str = "vol") -> bytes:
     headers = {"Host": f"127.0.0.1:{port}"}
     if expect:
         headers["Expect"] = "100-continue"
     req = AWSRequest("PUT", f"http://127.0.0.1:{port}/{bucket}/{key}", headers=headers, data=body)
-    if sha is not None:
-        req.headers["X-Amz-Content-SHA256"] = sha
     S3SigV4Auth(Credentials("ak", "sk"), "s3", "us-east-1").add_auth(req)
     req.headers["Content-Length"] = str(len(body))
     return (f"PUT /{bucket}/{key} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
@@ -128,7 +125,8 @@ async def test_a_bad_sha256_is_refused_after_the_body_and_the_connection_goes_on
     view, port = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = os.urandom(PIECE + 1)
-    writer.write(_put_head(port, "bad", body, sha=hashlib.sha256(b"other").hexdigest()) + body)
+    other = os.urandom(len(body))  # signed, but not what is sent
+    writer.write(_put_head(port, "bad", other) + body)
     head, xml = await _answer(reader)
     assert head.startswith(b"HTTP/1.1 400") and b"XAmzContentSHA256Mismatch" in xml
     assert not view.puts

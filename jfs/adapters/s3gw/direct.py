@@ -20,9 +20,9 @@ Contract:
   `MAX_READY` full pieces wait for the consumer before reading from the socket pauses.
 - A client that stops sending for `timeout` seconds gets RequestTimeout, a body cut short IncompleteBody
   (S3Error, raised by the iterator).
-- `close()` (always called once the request is handled) gives the connection back when the body was
-  never read or not to its end: the receiver then stays installed and discards what still arrives, and
-  the request's stream is left unfinished so the answer closes the connection (`Gateway._error`).
+- `close()` (always called once the request is handled) tells whether the body was read to its end;
+  if not, the receiver stays installed and discards the rest of the body (as aiohttp's lingering close
+  would), and the answer must close the connection.
 """
 
 from __future__ import annotations
@@ -124,17 +124,20 @@ class DirectBody(asyncio.BufferedProtocol):
             self._arrived(n)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._discarding or self._done:
+        if self._discarding:
             if self._scratch is None:
                 self._scratch = bytearray(_DISCARD)
-            return memoryview(self._scratch)
+            return memoryview(self._scratch)[:self._length - self._received]
         if self._buf is None:
             self._new_buffer()
         assert self._buf is not None
         return memoryview(self._buf)[self._filled:]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._discarding or self._done:
+        if self._discarding:
+            self._received += nbytes
+            if self._received == self._length:
+                self._finish()  # aiohttp's lingering close sees the body's end and closes at once
             return
         self._arrived(nbytes)
 
@@ -220,8 +223,9 @@ class DirectBody(asyncio.BufferedProtocol):
 
     def close(self) -> bool:
         """Called once the request is handled: True when the whole body was received (the connection
-        goes on as usual). Otherwise what still arrives is discarded and the request's stream marked at
-        its end (aiohttp would wait for it); the caller must close the connection after its answer."""
+        goes on as usual). Otherwise the rest of the body is read and discarded (aiohttp's lingering
+        close waits for its end, so the client gets the answer rather than a reset); the caller must
+        close the connection after its answer."""
         self._ready.clear()
         self._buf = None
         if self._done:
@@ -234,8 +238,6 @@ class DirectBody(asyncio.BufferedProtocol):
                     self._transport.resume_reading()
                 except (AttributeError, RuntimeError):
                     pass
-            if self._transport.get_protocol() is self:
-                self._request.content.feed_eof()
         return False
 
 

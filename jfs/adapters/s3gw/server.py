@@ -30,6 +30,7 @@ from aiohttp import web
 from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.s3gw import checksums, xmlio
 from jfs.adapters.s3gw.body import PIECE, chunked_body, coalesce, digested, plain_body
+from jfs.adapters.s3gw.direct import DirectBody
 from jfs.adapters.s3gw.direct import take as take_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
 from jfs.adapters.s3gw.sigv4 import UNSIGNED, Signed, Verifier
@@ -61,8 +62,6 @@ RESPONSE_OVERRIDES = {"response-content-type": "Content-Type", "response-content
                       "response-content-disposition": "Content-Disposition",
                       "response-content-encoding": "Content-Encoding"}
 XML = "application/xml"
-DIRECT_BODY = "jfs.direct_body"
-"""Key of a request's `direct.DirectBody` (if its body is received that way)."""
 
 
 RECV_SIZE = 1 << 20
@@ -196,6 +195,8 @@ class Gateway:
         self.multipart = Multipart(view)
         self.config = config
         self.verifier = Verifier({config.access_key: config.secret_key}, clock)
+        self._direct: dict[int, DirectBody] = {}
+        """The bodies being received directly (`direct.take`), by id of their request."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -203,11 +204,11 @@ class Gateway:
         try:
             resp = await self._handle(request)
         except BaseException:
-            direct = request.get(DIRECT_BODY)
+            direct = self._direct.pop(id(request), None)
             if direct is not None:
                 direct.close()
             raise
-        direct = request.get(DIRECT_BODY)
+        direct = self._direct.pop(id(request), None)
         if direct is not None and not direct.close():
             resp.force_close()  # the body was not read to its end: the connection cannot go on
         return resp
@@ -286,7 +287,7 @@ class Gateway:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
             direct = take_body(request, length, PIECE, timeout) if length is not None else None
             if direct is not None:
-                request[DIRECT_BODY] = direct
+                self._direct[id(request)] = direct
                 raw = direct.pieces()
             else:
                 raw = plain_body(request.content, length, None, timeout)
