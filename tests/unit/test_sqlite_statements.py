@@ -4,6 +4,7 @@ read-then-write and two deletes, inline and on the writer thread."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from jfs.adapters.kv import sqlite as sqlite_kv
 from jfs.adapters.kv.registry import open_kv
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import Tx
+from jfs.ports.kv import EngineError, Tx
 
 
 @pytest.fixture(params=["1", "0"], ids=["inline", "workers"])
@@ -94,3 +95,29 @@ async def test_a_key_deleted_twice_in_a_transaction_is_deleted_once(tmp_path: Pa
     tx.delete(b"x")
     assert sum(s.startswith("DELETE") for s in statements) == 1
     conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_body_that_really_suspends_is_refused(tmp_path: Path, inline: str) -> None:
+    """`_drive` runs a body coroutine as it is (no wrapper): one that suspends is still refused, closed."""
+    kv = await open_kv(f"sqlite3://{tmp_path}/m.db")
+    closed: list[bool] = []
+    try:
+        async def sleepy(tx: Tx) -> None:
+            try:
+                tx.put(b"k", b"v")
+                await asyncio.sleep(0)
+            except GeneratorExit:
+                closed.append(True)
+                raise
+
+        with pytest.raises(EngineError, match="awaited something outside"):
+            await kv.txn(sleepy)
+
+        async def read(tx: Tx) -> bytes | None:
+            return await tx.get(b"k")
+
+        assert await kv.read(read) is None
+        assert closed
+    finally:
+        await kv.close()

@@ -53,6 +53,7 @@ import os
 import queue
 import sqlite3
 import threading
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
@@ -223,7 +224,8 @@ def _drive(awaitable: Awaitable[T]) -> T:
     async def wrap() -> T:
         return await awaitable
 
-    coro = wrap()
+    # A body is a coroutine: driven as it is (a wrapper only for other awaitables).
+    coro = awaitable if type(awaitable) is types.CoroutineType else wrap()
     try:
         coro.send(None)
     except StopIteration as stop:
