@@ -13,7 +13,7 @@ read of the 1-job file. `--again` reads a second time right after (is what slows
 
 Per phase: IOPS or MiB/s, the mount's CPU (µs per I/O), `.stats` deltas (object requests by method,
 compactions, disk-cache hits/misses). `--pyspy DIR`: ``py-spy record --format raw --threads --idle`` of the
-mount during the random read. `--probe`: event-loop lag of the mount (a task sleeping 10 ms and measuring
+mount (threads on a CPU only) during the random read (`--pyspy-phase`). `--probe`: event-loop lag of the mount (a task sleeping 10 ms and measuring
 how late it wakes; via a sitecustomize on PYTHONPATH), as percentiles per phase.
 """
 
@@ -32,13 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comparison.harness import JfsMount, drop_caches, proc_cpu, run  # noqa: E402
+from comparison.harness import JfsMount, JuiceFSMount, drop_caches, proc_cpu, run  # noqa: E402
 
 from jfs.app.metrics import parse_stats  # noqa: E402
 from jfs.testing.seaweed import seaweed_s3  # noqa: E402
 
 MiB = 1 << 20
-KEYS = ("get", "put", "delete", "head", "list")
+KEYS = ("GET", "PUT", "DELETE", "HEAD")
 
 PROBE = '''
 import asyncio, os, time
@@ -93,6 +93,10 @@ def requests(s: dict[str, float]) -> dict[str, float]:
     out = {}
     for k in KEYS:
         out[k] = s.get(f'jfs_object_request_durations_histogram_seconds_count{{method="{k}"}}', 0.0)
+    for k in ("PUT", "GET"):
+        out[f"{k}_s"] = s.get(f'jfs_object_request_durations_histogram_seconds_sum{{method="{k}"}}', 0.0)
+    out["txn"] = s.get('jfs_meta_ops_total{method="txn"}', 0.0)
+    out["txn_s"] = s.get('jfs_meta_ops_durations_seconds_sum{method="txn"}', 0.0)
     out["compactions"] = s.get('jfs_compactions{result="done"}', 0.0)
     out["abandoned"] = s.get('jfs_compactions{result="abandoned"}', 0.0)
     out["cache_hits"] = s.get("jfs_blockcache_hits", 0.0)
@@ -121,9 +125,11 @@ def one_run(label: str, binary: str, endpoint: str, s3, work: Path, args: argpar
     root.mkdir()
     bucket = f"rr-{label.lower()}-{n}"
     s3.client().create_bucket(Bucket=bucket)
-    m = JfsMount("jfs", binary, f"sqlite3://{root / 'meta.db'}", [
+    cls = JuiceFSMount if label.lower().startswith("juicefs") else JfsMount
+    m = cls(label, binary, f"sqlite3://{root / 'meta.db'}", [
         "--storage", "s3", "--bucket", f"{endpoint}/{bucket}",
-        "--access-key", s3.access_key, "--secret-key", s3.secret_key], root, list(args.mount_arg))
+        "--access-key", s3.access_key, "--secret-key", s3.secret_key], root,
+        [] if cls is JuiceFSMount else list(args.mount_arg))
     m.format()
     m.mount()
     pid = m.pid
@@ -148,10 +154,10 @@ def one_run(label: str, binary: str, endpoint: str, s3, work: Path, args: argpar
                 drop_caches()
             s0, c0, t0 = requests(stats(m.mnt)), proc_cpu(pid), time.time()
             spy = None
-            if args.pyspy and phase == "randr":
+            if args.pyspy and phase in args.pyspy_phase.split(","):
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads", "--idle", "--nonblocking",
-                     "--pid", str(pid), "-o", f"{args.pyspy}/{label}-{n}-randr.txt", "-d", str(args.runtime + 2)],
+                    ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads", "--nonblocking",
+                     "--pid", str(pid), "-o", f"{args.pyspy}/{label}-{n}-{phase}.txt", "-d", str(args.runtime + 2)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             r = fio(d, root / f"{phase}.json", *spec)
             t1 = time.time()
@@ -160,7 +166,7 @@ def one_run(label: str, binary: str, endpoint: str, s3, work: Path, args: argpar
                 spy.wait(timeout=60)
             cpu = (sum(c1) - sum(c0)) if c0 and c1 else float("nan")
             ios = r["total_ios"]
-            delta = {k: int(s1[k] - s0[k]) for k in s1}
+            delta = {k: round(s1[k] - s0[k], 1) for k in s1}
             rate = f"{r['iops']:8.0f} IOPS" if "rand" in phase else f"{r['bw_bytes'] / MiB:8.1f} MiB/s"
             lag = lag_summary(probe_files or sorted(Path(args.probe_dir).glob(f"lag.{label}-{n}.*")), t0, t1) \
                 if args.probe else ""
@@ -175,7 +181,8 @@ def one_run(label: str, binary: str, endpoint: str, s3, work: Path, args: argpar
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jfs", action="append", required=True, help="LABEL=PATH of a jfs binary (repeatable)")
+    ap.add_argument("--jfs", action="append", required=True,
+                    help="LABEL=PATH of a jfs binary (repeatable); a label starting with 'juicefs' mounts JuiceFS")
     ap.add_argument("--pairs", type=int, default=1)
     ap.add_argument("--seq-mib", type=int, default=512)
     ap.add_argument("--rand-mib", type=int, default=256)
@@ -183,6 +190,7 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="only the 1-job sequential pair before the random ones")
     ap.add_argument("--again", action="store_true", help="a second random read right after the first")
     ap.add_argument("--pyspy", default="", help="directory for py-spy raw profiles of the random read")
+    ap.add_argument("--pyspy-phase", default="randr", help="phases to profile (comma-separated)")
     ap.add_argument("--probe", action="store_true", help="event-loop lag probe in the mount")
     ap.add_argument("--mount-arg", action="append", default=[], help="extra jfs mount option (repeatable)")
     args = ap.parse_args()

@@ -33,10 +33,10 @@ from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.compactor import Compactor
-from jfs.app.data.pacing import Pacer
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher, BlockId
 from jfs.app.data.inode import ChunkMap, InodeState
+from jfs.app.data.pacing import Pacer
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
 from jfs.app.data.writer import FileWriter, SliceWriter, WriteBudget, WriteContext, compaction_policy
