@@ -66,15 +66,17 @@ class Pacer:
 
     def busy(self) -> bool:
         """Whether a foreground operation runs or ran in the last `quiet` seconds."""
-        return self._active > 0 or self._clock() - self._touched < self.quiet
+        return self._active > 0 or self._clock() < self._touched + self.quiet
 
     async def step(self) -> None:
         """Wait until the next background step may run (at once while the foreground is quiet)."""
         now = self._clock()
         waited = False
-        while now < self._next and self.busy():
-            waited = True
+        while now < self._next:
             quiet_at = self._next if self._active else self._touched + self.quiet
+            if now >= quiet_at:
+                break
+            waited = True
             await self._sleep(min(self._next, quiet_at) - now)
             now = self._clock()
         self.waits += waited
