@@ -161,6 +161,11 @@ def _os_reason(exc: BaseException) -> str:
 class S3Store:
     """An S3 bucket behind the object-store port."""
 
+    delete_fanin = 64
+    """`BlockStore` lets this many times its usual number of deletions wait here at once, so that a burst
+    (a compaction frees hundreds of 4 KiB blocks) leaves in a few DeleteObjects requests of up to
+    `DELETE_BATCH` keys rather than in batches of 16 (ADR 0036)."""
+
     def __init__(
         self,
         bucket: str,
