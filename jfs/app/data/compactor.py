@@ -228,7 +228,9 @@ class Compactor:
                         for z in range(0, n, bs):
                             await emit(self._zeros[: min(bs, n - z)])
                         continue
-                    for part in await self.fetcher.read(piece.id, piece.size, piece.off + at, n):
+                    # streaming: a block read here is not read again soon, so it leaves the memory cache
+                    # first (not the small written blocks the next compaction of the chunk will need).
+                    for part in await self.fetcher.read(piece.id, piece.size, piece.off + at, n, streaming=True):
                         await emit(memoryview(part))
             if current.size:
                 await slots.acquire()
