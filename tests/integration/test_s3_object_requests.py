@@ -66,6 +66,15 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         if type(self).fail > 0:
             type(self).fail -= 1
             self._send(503, b"<Error><Code>SlowDown</Code><Message>easy</Message></Error>")
+        elif self.path.endswith("/broken"):  # announces 10 bytes, sends 3 and hangs up
+            self.send_response(200)
+            self.send_header("content-length", "10")
+            self.end_headers()
+            self.wfile.write(b"012")
+            self.wfile.flush()
+            self.close_connection = True
+        elif self.path.endswith("/norange"):  # ignores the Range header
+            self._send(200, b"0123456789")
         elif self.path.endswith("/missing"):
             self._send(404, b"<Error><Code>NoSuchKey</Code><Message>no</Message></Error>")
         else:
@@ -154,3 +163,22 @@ def test_virtual_host_addressing_and_session_token() -> None:
         assert "/eu-west-1/s3/aws4_request" in h["authorization"]
     finally:
         r.close()
+
+
+async def test_a_body_that_breaks_off_is_one_failed_attempt(flaky: str) -> None:
+    s = S3Store(f"{flaky}/bkt", access_key="AK", secret_key="SK", max_attempts=3)
+    try:
+        with pytest.raises(ObjectStoreError):
+            await s.get("broken")
+        assert len(_Flaky.seen) == 1  # not re-sent: the block store's budget retries (ADR 0017)
+    finally:
+        await s.close()
+
+
+async def test_a_server_that_ignores_ranges_is_sliced(flaky: str) -> None:
+    s = S3Store(f"{flaky}/bkt", access_key="AK", secret_key="SK")
+    try:
+        assert await s.get("norange", 2, 3) == b"234"
+        assert await s.get("norange", 7) == b"789"
+    finally:
+        await s.close()

@@ -33,6 +33,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -152,20 +153,33 @@ class ObjectRequests:
             try:
                 resp = self._pool.urlopen(
                     method, path, body=body, headers=headers, retries=False, redirect=False,
-                    preload_content=True, assert_same_host=False,
+                    preload_content=False, assert_same_host=False,
                 )  # fmt: skip
             except urllib3.exceptions.HTTPError as exc:
                 error = self._connection_error(exc)
                 if attempt >= self.attempts:
                     raise error from exc
             else:
+                data = self._body(resp)
                 if resp.status < 300:
-                    return resp.status, resp.data
-                error = _client_error(op, resp.status, resp.data, resp.headers)
+                    return resp.status, data
+                error = _client_error(op, resp.status, data, resp.headers)
                 code = error.response["Error"]["Code"]
                 if attempt >= self.attempts or not (resp.status in RETRY_STATUS or code in RETRY_CODES):
                     raise error
             time.sleep(min(MAX_BACKOFF, random.random() * 2 ** (attempt - 1)))
+
+    def _body(self, resp: Any) -> bytes:
+        """The whole body of `resp`. One that breaks off is not re-sent here (as with botocore, whose retries
+        end with the headers): `ResponseStreamingError`, one failed attempt of the caller's budget."""
+        try:
+            data: bytes = resp.read()
+        except urllib3.exceptions.HTTPError as exc:
+            resp.drain_conn()
+            raise ResponseStreamingError(error=exc) from exc
+        finally:
+            resp.release_conn()
+        return data
 
     def _connection_error(self, exc: urllib3.exceptions.HTTPError) -> Exception:
         url = f"{self.scheme}://{self.host}"
