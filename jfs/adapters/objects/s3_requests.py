@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import random
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 from xml.etree import ElementTree
 
@@ -152,7 +152,7 @@ class ObjectRequests:
             headers = self._signed_headers(method, path, payload, extra)
             try:
                 resp = self._pool.urlopen(
-                    method, path, body=body, headers=headers, retries=False, redirect=False,
+                    method, path, body=cast(Any, body), headers=headers, retries=False, redirect=False,
                     preload_content=False, assert_same_host=False,
                 )  # fmt: skip
             except urllib3.exceptions.HTTPError as exc:
@@ -183,15 +183,19 @@ class ObjectRequests:
 
     def _connection_error(self, exc: urllib3.exceptions.HTTPError) -> Exception:
         url = f"{self.scheme}://{self.host}"
-        if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-            return ConnectTimeoutError(endpoint_url=url, error=exc)
+        if isinstance(exc, urllib3.exceptions.MaxRetryError) and isinstance(exc.reason, urllib3.exceptions.HTTPError):
+            return self._connection_error(exc.reason)
+        error: Exception
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3: tested first.
         if isinstance(exc, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
-            return EndpointConnectionError(endpoint_url=url, error=exc)
-        if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-            return self._connection_error(exc.reason)  # type: ignore[arg-type]
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-            return ReadTimeoutError(endpoint_url=url, error=exc)
-        return ConnectionClosedError(endpoint_url=url, error=exc)
+            error = EndpointConnectionError(endpoint_url=url, error=exc)
+        elif isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+            error = ConnectTimeoutError(endpoint_url=url, error=exc)
+        elif isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            error = ReadTimeoutError(endpoint_url=url, error=exc)
+        else:
+            error = ConnectionClosedError(endpoint_url=url, error=exc)
+        return error
 
     def close(self) -> None:
         self._pool.close()
