@@ -92,3 +92,19 @@ async def test_interval_zero_turns_pacing_off() -> None:
     for _ in range(3):
         await p.step()
     assert t.slept == []
+
+
+async def test_an_urgent_step_stops_waiting() -> None:
+    t = FakeTime()
+    p = make(t, quiet=100.0, interval=10.0)
+    p.touch()
+    await p.step()
+    calls = 0
+
+    def urgent() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 3
+
+    await p.step(urgent)
+    assert t.now - 100.0 < 1.0  # three polls, not the 10 s interval

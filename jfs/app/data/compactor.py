@@ -23,6 +23,7 @@ far too long, ``jfs compact``) are not, nor is a background one such a caller wa
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable
@@ -72,7 +73,7 @@ class Compactor:
         self._slots = asyncio.Semaphore(max(1, config.max_compactions))
         self._running: dict[tuple[int, int], asyncio.Task[bool]] = {}
         self._pacer = pacer
-        self._urgent: set[tuple[int, int]] = set()  # chunks a caller waits for: no pacing
+        self._urgent: collections.Counter[tuple[int, int]] = collections.Counter()  # callers waiting, per chunk
         self._recompact_delay = config.recompact_delay
         self._resting: dict[tuple[int, int], float] = {}  # chunk -> monotonic time its pause ends
         self._zeros = memoryview(bytes(self.block_size))
@@ -120,7 +121,7 @@ class Compactor:
         """Compact chunk (ino, indx) now (after any compaction of it already running); returns whether a
         compaction was applied. Raises what the compaction raised."""
         key = (ino, indx)
-        self._urgent.add(key)
+        self._urgent[key] += 1  # no pacing for this chunk while a caller waits for it
         try:
             running = self._running.get(key)
             while running is not None and not running.done():
@@ -129,7 +130,9 @@ class Compactor:
                 running = self._running.get(key)
             return await asyncio.shield(self._start(ino, indx))
         finally:
-            self._urgent.discard(key)
+            self._urgent[key] -= 1
+            if not self._urgent[key]:
+                del self._urgent[key]
 
     async def compact_file(self, ino: int) -> int:
         """Compact every chunk of `ino`; returns how many were compacted."""
@@ -213,7 +216,7 @@ class Compactor:
                 at += take
                 if current.size == bs:
                     if paced is not None and self._pacer is not None and paced not in self._urgent:
-                        await self._pacer.step()
+                        await self._pacer.step(lambda: paced in self._urgent)
                     await slots.acquire()
                     uploads.append(asyncio.get_running_loop().create_task(upload(index, await join(current))))
                     index += 1

@@ -26,6 +26,8 @@ QUIET = 0.25
 """Seconds without a foreground operation after which background work runs at full speed."""
 BUSY_INTERVAL = 0.25
 """Seconds between two background steps (of all jobs together) while the foreground is active."""
+POLL = 0.02
+"""Seconds between checks of a waiting step's `urgent` condition."""
 
 
 class Pacer:
@@ -68,16 +70,18 @@ class Pacer:
         """Whether a foreground operation runs or ran in the last `quiet` seconds."""
         return self._active > 0 or self._clock() < self._touched + self.quiet
 
-    async def step(self) -> None:
-        """Wait until the next background step may run (at once while the foreground is quiet)."""
+    async def step(self, urgent: Callable[[], bool] | None = None) -> None:
+        """Wait until the next background step may run (at once while the foreground is quiet). `urgent`:
+        checked every `POLL` seconds while waiting; once it returns True the step runs."""
         now = self._clock()
         waited = False
-        while now < self._next:
+        while now < self._next and not (urgent is not None and urgent()):
             quiet_at = self._next if self._active else self._touched + self.quiet
             if now >= quiet_at:
                 break
             waited = True
-            await self._sleep(min(self._next, quiet_at) - now)
+            wait = min(self._next, quiet_at) - now
+            await self._sleep(wait if urgent is None else min(wait, POLL))
             now = self._clock()
         self.waits += waited
         self._next = now + self.interval
