@@ -639,3 +639,26 @@ def test_a_file_bucket_caches_no_written_or_loaded_blocks() -> None:
     assert (remote.cache_small_writes, remote.cache_full_writes, remote.cache_loads) == (True, True, True)
     asked = DataConfig.from_settings(Settings(name="vol-a", storage="file"), cache_small_writes=True)
     assert asked.cache_small_writes
+
+
+async def test_writes_wait_while_the_file_has_too_many_uncommitted_slices(
+    spy: SpyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jfs.app.data.writer.MAX_PENDING_SLICES", 5)
+    vol = await _volume(spy)
+    try:
+        ino = await vol.new_file(b"many slices")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        gate = spy.gate("")  # no block can be stored yet: nothing commits
+        for i in range(5):  # apart from each other: one slice each
+            await vol.dp.write(h, i * 8192, b"s" * 4096)
+        sixth = asyncio.create_task(vol.dp.write(h, 5 * 8192, b"s" * 4096))
+        await asyncio.sleep(0.05)
+        assert not sixth.done()  # five slices wait for their commit
+        gate.set()
+        await asyncio.wait_for(sixth, 5)
+        await vol.dp.flush(h)
+        assert await vol.dp.read(h, 5 * 8192, 4096) == b"s" * 4096
+        await vol.dp.release(h)
+    finally:
+        await vol.close()

@@ -36,6 +36,7 @@ from jfs.app.data.compactor import Compactor
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher, BlockId
 from jfs.app.data.inode import ChunkMap, InodeState
+from jfs.app.data.pacing import Pacer
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
 from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy, relieve
@@ -91,7 +92,8 @@ class DataPath:
             self.blocks, self.mem, self.disk, prefetch_limit=config.prefetch, sums=self.sums,
             cache_loads=config.cache_loads,
         )
-        self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)
+        self.pacer = Pacer()  # foreground reads and writes touch it; background compactions give way
+        self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted, self.pacer)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
         self.budget = WriteBudget(config.buffer_size, self._relieve_pressure)
         self._wctx = WriteContext(
@@ -155,11 +157,13 @@ class DataPath:
 
     async def read(self, h: Handle, off: int, size: int) -> bytes:
         """Up to `size` bytes at `off` (short at the end of the file); FSError(EIO) if data is unreadable."""
+        self.pacer.touch()
         data = await self.reader.read(self._state(h), h.readahead, off, size)
         return data if type(data) is bytes else bytes(data)
 
     async def read_buffer(self, h: Handle, off: int, size: int) -> bytes | bytearray | memoryview:
         """`read` without the final copy into bytes: a buffer nobody changes later (for FUSE replies)."""
+        self.pacer.touch()
         return await self.reader.read(self._state(h), h.readahead, off, size)
 
     def read_now(self, h: Handle, off: int, size: int) -> Buffer | list[Buffer] | None:
@@ -186,6 +190,7 @@ class DataPath:
             raise FSError(errno.EFBIG)
         if not view:
             return 0
+        self.pacer.touch()
         await self._writer(state).write(off, view)
         return len(view)
 
@@ -205,7 +210,8 @@ class DataPath:
         """Commit the inode's pending writes; raises the first failure since the last flush."""
         state = self._state(h)
         if state.writer is not None:
-            await state.writer.flush()
+            with self.pacer.active():
+                await state.writer.flush()
 
     async def fsync(self, h: Handle, datasync: bool = False) -> None:
         await self.flush(h)

@@ -63,6 +63,10 @@ MAX_UNFROZEN_DEPTH = 3
 ARENA_WRITE_MIN = 128 << 10
 """A write at least this long (or a quarter block, if less) that starts a block other than the file's
 first gives the block an arena (ADR 0039)."""
+MAX_PENDING_SLICES = 1000
+"""A file's writes wait while it has this many uncommitted slices (JuiceFS's limit, ``totalSlices``):
+random 4 KiB writes otherwise queued ten thousand slices in 8 s, whose uploads, commits and compactions
+went on for minutes after the writer's fsync (ADR 0036)."""
 IDLE_ARENAS = 16
 """Block arenas kept for reuse per client once their slices are committed (a chunk's worth of 4 MiB
 blocks: a sequential writer's slice lets go of its 16 at its commit, the next chunk takes them back;
@@ -406,6 +410,10 @@ class FileWriter:
     async def write(self, off: int, data: memoryview) -> None:
         """Buffer `data` at file offset `off` (waits first while the client's write budget is exceeded)."""
         await self.ctx.budget.wait()
+        while sum(len(cw.slices) for cw in self.chunks.values()) >= MAX_PENDING_SLICES:
+            longest = max(self.chunks.values(), key=lambda cw: len(cw.slices))
+            longest.slices[0].freeze()  # normally frozen long ago: only the newest few are open
+            await longest.slices[0].done.wait()
         async with self._lock:
             done = 0
             for indx, pos, n in split_range(off, len(data)):
