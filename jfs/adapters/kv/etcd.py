@@ -36,6 +36,11 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
   state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
   its likely target in the same request (a lookup in one round trip), checked against what was read.
+* **What this client's commits left** (docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md).
+  Cache entries written or compared by a successful commit carry the commit's send time;
+  `EtcdKV.recent_value` hands them out with their age, for a face that may answer with a value that old
+  (the kernel's GETATTR of a directory this client has just changed: its attribute timeout, shortened by
+  the age). Never used by a transaction.
 * **Deferred adds** (docs/adr/0034-etcd-batched-usage-and-limits.md). `EtcdKV.defer_adds` takes the
   volume's usage counters out of every transaction, as JuiceFS does: committed deltas are summed and
   added once a second, before this client reads one of them, and at close.
@@ -50,6 +55,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -559,6 +565,7 @@ class EtcdTx(SnapshotScans):
                 if not self.cached:
                     raise
                 raise self._stale("etcd: read set too large with the cache's; read again without it") from None
+            sent = time.monotonic()
             try:
                 reply = await self._c.call("Txn", request, write=True)
             except Ambiguous as exc:
@@ -579,10 +586,14 @@ class EtcdTx(SnapshotScans):
                 done = reply.header.revision
                 self._kv.counters.update((k, (counters[k], done)) for k in fresh)
                 cache = self._kv.cache
+                if read_groups:  # the read set was compared: each key read still held its version at `done`
+                    for key, mod_revision in self._seen.items():
+                        if key not in writes:
+                            cache.confirm(key, mod_revision, done, sent)
                 for key, value in puts.items():
-                    cache.note(key, value, done, done)
+                    cache.note(key, value, done, done, t=sent)
                 for key in deletes:
-                    cache.note(key, None, 0, done, deleted_at=done)
+                    cache.note(key, None, 0, done, deleted_at=done, t=sent)
                 return
             if failed < len(read_groups):
                 if coalesced:
@@ -613,6 +624,22 @@ class EtcdKV(RetryingKV):
         self._pending: dict[bytes, int] = {}
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+
+    # ---- what this client's own commits left ------------------------------------------------------------
+
+    def recent_value(self, key: bytes, within: float) -> tuple[bytes | None, float] | None:
+        """``(value, age)`` of `key` as this client's latest commit that wrote or compared it left it (None:
+        absent), when that commit was sent no more than `within` seconds ago and this client has learnt of
+        no later version since; else None. `age` (seconds since that commit was sent) bounds how stale the
+        value can be: it was the key's current value at some instant since then, and only another client's
+        change after that instant can have replaced it. No round trip (the read cache,
+        docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md); a face uses it only where its
+        own cache already tolerates that much staleness."""
+        v = self.cache.peek(key)
+        if v is None or not v.t:
+            return None
+        age = time.monotonic() - v.t
+        return (v.value, age) if 0 <= age <= within else None
 
     # ---- deferred adds -----------------------------------------------------------------------------------
 
