@@ -63,18 +63,19 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def mount_pids(mountpoint: Path) -> list[int]:
-    """Processes whose command line names `mountpoint` (the mount serving it: jfs's child process, or
-    JuiceFS's daemon and its supervisor)."""
-    want = str(mountpoint).encode()
+    """The processes serving `mountpoint`: `mountpoint` in their command line (as a word: JuiceFS rewrites
+    its argv into one string) and /dev/fuse open — jfs's mount process, JuiceFS's worker."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if str(mountpoint).encode() not in (entry / "cmdline").read_bytes().replace(b"\0", b" ").split():
                 continue
-            if want in args:
+            if any(os.readlink(fd) == "/dev/fuse" for fd in (entry / "fd").iterdir()):
                 pids.append(int(entry.name))
+        except OSError:
+            continue
     return pids
 
 
@@ -141,13 +142,14 @@ def run_phases(
 
 @contextlib.contextmanager
 def base_mounted(python: Path, meta_url: str, mountpoint: Path) -> Iterator[Path]:
-    """`meta_url` mounted at `mountpoint` by another checkout's jfs (`python` -m jfs.cli.main), with the
-    options `mounted` gives; unmounted and stopped on exit."""
+    """`meta_url` mounted at `mountpoint` by another checkout's jfs (`python` -m jfs.cli.main, run in that
+    checkout: ``-m`` puts the working directory first on sys.path, so run from here it would import this
+    checkout's jfs), with the options `mounted` gives; unmounted and stopped on exit."""
     mountpoint.mkdir(parents=True)
     cmd = [str(python), "-m", "jfs.cli.main", "mount", meta_url, str(mountpoint), "--foreground",
            "--cache-dir", f"{mountpoint}-cache", "--enable-xattr", "-o", "allow_other"]  # fmt: skip
     with open(f"{mountpoint}.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=python.parents[2])
     try:
         deadline = time.monotonic() + 30
         while not is_mounted(str(mountpoint)):
