@@ -65,7 +65,7 @@ def test_a_commit_time_survives_a_later_read_of_the_same_version_only() -> None:
     c.note(b"gone", None, 0, 20, deleted_at=20, t=6.0)
     c.note(b"gone", None, 0, 21)
     v = c.get(b"gone")
-    assert v is not None and v.t == 6.0 and v.since == 20 and v.at == 21
+    assert v is not None and v.t == 6.0 and v.since == 21 and v.at == 21  # absent: known at 21 only
 
 
 def test_confirm_extends_only_the_version_compared() -> None:
