@@ -113,6 +113,8 @@ class EtcdTx(SnapshotScans):
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
         self.refreshed_at = NO_CACHE
         self.deferred: dict[bytes, int] = {}
+        self._dropped: list[tuple[bytes, bytes]] = []
+        """Ranges the commit deletes whole (`delete_range`): one DeleteRange each, no scan first."""
         """Adds to counters the KV defers (`EtcdKV.defer_adds`): handed to it once the commit succeeded."""
         """After a ConflictError: the revision as of which the failed request re-read the whole read set
         into the cache (the next attempt may use entries from then on), NO_CACHE when it did not."""
@@ -203,7 +205,48 @@ class EtcdTx(SnapshotScans):
         inner = reply.responses[0]
         return inner.response_range if method == "Range" else inner.response_txn
 
+    # ---- ranges deleted at commit (RangeDeletingTx) ------------------------------------------------------
+
+    def delete_range(self, begin: bytes, end: bytes) -> None:
+        """Delete every key of ``[begin, end)`` at commit, atomically with the rest, without reading the
+        range (one DeleteRange in the commit's Txn; keys another client writes there meanwhile go too —
+        the port's `RangeDeletingTx`). Earlier buffered writes in the range go with it; reading or writing
+        the range afterwards raises EngineError. Cache entries of the range's keys are not dropped (they
+        fail a later commit's compare at worst; the meta engine deletes only ranges of removed inodes,
+        whose keys are never written again)."""
+        self._writable("delete_range")
+        if begin >= end:
+            return
+        for key in list(self._buf.writes.irange(begin, end, inclusive=(True, False))):
+            del self._buf.writes[key]
+        self._dropped.append((begin, end))
+
+    def _check_outside(self, begin: bytes, end: bytes | None = None) -> None:
+        """EngineError when the key `begin` (or the range [begin, end)) meets a range deleted by this body."""
+        for b, e in self._dropped:
+            if (begin < e and b < end) if end is not None else b <= begin < e:
+                raise EngineError("etcd: a transaction touched a key range after deleting it (delete_range)")
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self._dropped:
+            self._check_outside(key)
+        super().put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        if self._dropped:
+            self._check_outside(key)
+        super().delete(key)
+
+    async def scan(
+        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        if self._dropped:
+            self._check_outside(begin, end)
+        return await super().scan(begin, end, limit=limit, keys_only=keys_only)
+
     def add(self, key: bytes, delta: int) -> None:
+        if self._dropped:
+            self._check_outside(key)
         if key in self._kv.deferred_keys:
             self._writable("add")
             self.deferred[key] = self.deferred.get(key, 0) + delta
@@ -223,10 +266,15 @@ class EtcdTx(SnapshotScans):
             raise ConflictError("etcd: deferred counter deltas committed after the body's first read")
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if self._dropped:
+            for key in keys:
+                self._check_outside(key)
         await self._settle(keys)
         return await super().get_many(keys)
 
     async def get(self, key: bytes) -> bytes | None:
+        if self._dropped:
+            self._check_outside(key)
         await self._settle((key,))
         found, value = self._buf.lookup(key)
         if found:
@@ -489,8 +537,18 @@ class EtcdTx(SnapshotScans):
                 reply = reply.responses[0].response_txn
         return None, reply
 
-    async def _applied(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> bool:
-        """After an ambiguous commit: whether it was applied (see the module docstring)."""
+    async def _applied(
+        self, puts: dict[bytes, bytes], deletes: list[bytes], dropped: Sequence[tuple[bytes, bytes]] = ()
+    ) -> bool:
+        """After an ambiguous commit: whether it was applied (see the module docstring; the ranges it
+        deleted whole must be empty too)."""
+        pb, p = self._pb, self._p
+        for b, e in dropped:
+            reply = await self._c.call(
+                "Range", pb.RangeRequest(key=p + b, range_end=p + e, count_only=True), write=False
+            )
+            if reply.count:
+                return False
         keys = list(puts) + deletes
         revisions: set[int] = set()
         for key, kvs in zip(keys, await self._latest(keys), strict=True):
@@ -528,15 +586,15 @@ class EtcdTx(SnapshotScans):
             self._kv.note_deferred(self.deferred)
 
     async def _commit(self) -> None:
-        writes, adds = self._buf.writes, self._buf.adds
-        if not writes and not adds:
+        writes, adds, dropped = self._buf.writes, self._buf.adds, self._dropped
+        if not writes and not adds and not dropped:
             if self.cached:
                 await self.validate()
             return  # reads only: they all came from the snapshot at R (or were validated above)
         if self._torn:
             raise self._stale("etcd: the transaction saw two versions of a key")
         pb, p = self._pb, self._p
-        reads = self._read_compares() if writes or self.cached else []
+        reads = self._read_compares() if writes or dropped or self.cached else []
         read_groups = [reads] if reads else []
         coalesced = False  # the read set's absent keys compared as ranges (`_absent_runs`): no refresh
         ambiguous = 0
@@ -547,6 +605,10 @@ class EtcdTx(SnapshotScans):
             deletes = [k for k, v in writes.items() if v is None and k not in counters]
             ops = [pb.RequestOp(request_put=pb.PutRequest(key=p + k, value=v)) for k, v in puts.items()]
             ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + k)) for k in deletes]
+            ops += [
+                pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + b, range_end=p + e))
+                for b, e in dropped
+            ]
             groups = [*read_groups, *([add_compares] if add_compares else [])]
             # when the read set changed, its level's failure branch returns the current versions of the
             # keys read (for the retry); when only the counters moved, the add level's returns theirs
@@ -574,7 +636,7 @@ class EtcdTx(SnapshotScans):
                 self._kv.cache.discard([*self._seen, *puts, *deletes])
                 ambiguous += 1
                 log.warning("etcd_commit_ambiguous", error=str(exc))
-                if await self._applied(puts, deletes):
+                if await self._applied(puts, deletes, dropped):
                     return
                 if ambiguous > AMBIGUOUS_RETRIES:
                     raise EngineUnavailable(
