@@ -37,10 +37,9 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
   its likely target in the same request (a lookup in one round trip), checked against what was read.
 * **What this client's commits left** (docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md).
-  Cache entries written or compared by a successful commit carry the commit's send time;
-  `EtcdKV.recent_value` hands them out with their age, for a face that may answer with a value that old
-  (the kernel's GETATTR of a directory this client has just changed: its attribute timeout, shortened by
-  the age). Never used by a transaction.
+  Cache entries written or compared by a successful commit carry the commit's send time; `recent_value`
+  hands them out with their age to a face that may answer with a value that old (the kernel's GETATTR of
+  a directory this mount has just changed). Never used by a transaction. `delete_range`: etcd_range_delete.
 * **Deferred adds** (docs/adr/0034-etcd-batched-usage-and-limits.md). `EtcdKV.defer_adds` takes the
   volume's usage counters out of every transaction, as JuiceFS does: committed deltas are summed and
   added once a second, before this client reads one of them, and at close.
@@ -67,6 +66,7 @@ from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable, KVError,
 from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
 from .etcd_cache import ReadCache, Version
 from .etcd_client import Ambiguous, EtcdClient
+from .etcd_range_delete import RangeDeletes
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
 
@@ -93,10 +93,11 @@ def _capacity(budget: int) -> int:
     return max([budget, *(k * _capacity(budget - k) for k in range(2, budget))])
 
 
-class EtcdTx(SnapshotScans):
+class EtcdTx(RangeDeletes, SnapshotScans):
     """One attempt of a body; see the module docstring."""
 
     def __init__(self, kv: EtcdKV, readonly: bool, floor: int = NO_CACHE) -> None:
+        self._dropped = []
         self._kv = kv
         self._c = kv.client
         self._pb = kv.client.pb
@@ -113,8 +114,6 @@ class EtcdTx(SnapshotScans):
         self._torn = False  # the body saw two versions of one key (cache, then server): cannot commit
         self.refreshed_at = NO_CACHE
         self.deferred: dict[bytes, int] = {}
-        self._dropped: list[tuple[bytes, bytes]] = []
-        """Ranges the commit deletes whole (`delete_range`): one DeleteRange each, no scan first."""
         """Adds to counters the KV defers (`EtcdKV.defer_adds`): handed to it once the commit succeeded."""
         """After a ConflictError: the revision as of which the failed request re-read the whole read set
         into the cache (the next attempt may use entries from then on), NO_CACHE when it did not."""
@@ -204,45 +203,6 @@ class EtcdTx(SnapshotScans):
         self.rev = reply.header.revision
         inner = reply.responses[0]
         return inner.response_range if method == "Range" else inner.response_txn
-
-    # ---- ranges deleted at commit (RangeDeletingTx) ------------------------------------------------------
-
-    def delete_range(self, begin: bytes, end: bytes) -> None:
-        """Delete every key of ``[begin, end)`` at commit, atomically with the rest, without reading the
-        range (one DeleteRange in the commit's Txn; keys another client writes there meanwhile go too —
-        the port's `RangeDeletingTx`). Earlier buffered writes in the range go with it; reading or writing
-        the range afterwards raises EngineError. Cache entries of the range's keys are not dropped (they
-        fail a later commit's compare at worst; the meta engine deletes only ranges of removed inodes,
-        whose keys are never written again)."""
-        self._writable("delete_range")
-        if begin >= end:
-            return
-        for key in list(self._buf.writes.irange(begin, end, inclusive=(True, False))):
-            del self._buf.writes[key]
-        self._dropped.append((begin, end))
-
-    def _check_outside(self, begin: bytes, end: bytes | None = None) -> None:
-        """EngineError when the key `begin` (or the range [begin, end)) meets a range deleted by this body."""
-        for b, e in self._dropped:
-            if (begin < e and b < end) if end is not None else b <= begin < e:
-                raise EngineError("etcd: a transaction touched a key range after deleting it (delete_range)")
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if self._dropped:
-            self._check_outside(key)
-        super().put(key, value)
-
-    def delete(self, key: bytes) -> None:
-        if self._dropped:
-            self._check_outside(key)
-        super().delete(key)
-
-    async def scan(
-        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
-    ) -> list[tuple[bytes, bytes]]:
-        if self._dropped:
-            self._check_outside(begin, end)
-        return await super().scan(begin, end, limit=limit, keys_only=keys_only)
 
     def add(self, key: bytes, delta: int) -> None:
         if self._dropped:
@@ -542,13 +502,8 @@ class EtcdTx(SnapshotScans):
     ) -> bool:
         """After an ambiguous commit: whether it was applied (see the module docstring; the ranges it
         deleted whole must be empty too)."""
-        pb, p = self._pb, self._p
-        for b, e in dropped:
-            reply = await self._c.call(
-                "Range", pb.RangeRequest(key=p + b, range_end=p + e, count_only=True), write=False
-            )
-            if reply.count:
-                return False
+        if not await self._dropped_empty(dropped):
+            return False
         keys = list(puts) + deletes
         revisions: set[int] = set()
         for key, kvs in zip(keys, await self._latest(keys), strict=True):
@@ -690,18 +645,9 @@ class EtcdKV(RetryingKV):
     # ---- what this client's own commits left ------------------------------------------------------------
 
     def recent_value(self, key: bytes, within: float) -> tuple[bytes | None, float] | None:
-        """``(value, age)`` of `key` as this client's latest commit that wrote or compared it left it (None:
-        absent), when that commit was sent no more than `within` seconds ago and this client has learnt of
-        no later version since; else None. `age` (seconds since that commit was sent) bounds how stale the
-        value can be: it was the key's current value at some instant since then, and only another client's
-        change after that instant can have replaced it. No round trip (the read cache,
-        docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md); a face uses it only where its
-        own cache already tolerates that much staleness."""
-        v = self.cache.peek(key)
-        if v is None or not v.t:
-            return None
-        age = time.monotonic() - v.t
-        return (v.value, age) if 0 <= age <= within else None
+        """`ReadCache.recent`: the value this client's latest commit that wrote or compared `key` left
+        there and its age, if at most `within` seconds; no round trip, never used by a transaction."""
+        return self.cache.recent(key, within)
 
     # ---- deferred adds -----------------------------------------------------------------------------------
 

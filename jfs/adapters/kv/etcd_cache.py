@@ -23,6 +23,7 @@ recently used entries are evicted beyond `max_bytes` (keys + values + a fixed ov
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -74,6 +75,19 @@ class ReadCache:
     def peek(self, key: bytes) -> Version | None:
         """The entry of `key`, or None (its place in the eviction order unchanged)."""
         return self._entries.get(key)
+
+    def recent(self, key: bytes, within: float) -> tuple[bytes | None, float] | None:
+        """``(value, age)`` of `key` as this client's latest commit that wrote or compared it left it (None:
+        absent), when that commit was sent no more than `within` seconds ago and no later version has been
+        noted since; else None. `age` (seconds since that commit was sent) bounds how stale the value can
+        be: it was the key's current value at some instant since then, and only another client's change
+        after that instant can have replaced it. For a face whose own cache already tolerates that much
+        staleness (docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md)."""
+        v = self._entries.get(key)
+        if v is None or not v.t:
+            return None
+        age = time.monotonic() - v.t
+        return (v.value, age) if 0 <= age <= within else None
 
     def note(
         self, key: bytes, value: bytes | None, mod_revision: int, at: int, deleted_at: int = 0, t: float = 0.0
