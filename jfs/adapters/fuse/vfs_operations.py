@@ -283,8 +283,12 @@ class VfsOperations(Operations):
 
     @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
-        attr = await self.vfs.getattr(self._ctx(ctx), ino)
-        return AttrOut(self._attr(ino, attr), self._timeouts(ino, attr)[1])
+        # A directory this mount has just changed (the kernel drops its attributes then and asks again at the
+        # next path walk) is answered from what the change's commit left, on engines that keep it (etcd),
+        # and the kernel may keep that for the attribute timeout less its age: as long as if it had asked
+        # when the commit was sent (docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md).
+        attr, age = await self.vfs.getattr_recent(self._ctx(ctx), ino, self.config.attr_timeout)
+        return AttrOut(self._attr(ino, attr), self._timeouts(ino, attr)[1] - age)
 
     @_stale_when_gone
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:

@@ -161,6 +161,9 @@ class Meta:
         self._ilocks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self.tails = CommitTails()
         """What this client's slice commits last wrote (`chunks.write_slice` assumes it instead of reading)."""
+        self._recent_value: Callable[[bytes, float], tuple[bytes | None, float] | None] | None = getattr(
+            kv, "recent_value", None
+        )  # etcd: values this client's own commits left (`recent_dir_attr`, ADR 0043)
 
     @classmethod
     async def load(cls, kv: KV) -> Meta:
@@ -443,6 +446,20 @@ class Meta:
             return await store.get_attr(tx, ino)
 
         return await self.kv.read(body)
+
+    def recent_dir_attr(self, ino: int, within: float) -> tuple[Attr, float] | None:
+        """``(attributes, age)`` of directory `ino` as this client's own latest commit that wrote or
+        compared them left them, sent at most `within` seconds ago (`age` before now), without a round trip;
+        None when the engine does not keep them (only etcd does), they are older, `ino` is not a directory
+        or this client has learnt of a later version since. Another client's change after that commit is
+        not seen: for a face whose own cache tolerates `within` of staleness (docs/adr/0043-…)."""
+        if self._recent_value is None or within <= 0:
+            return None
+        hit = self._recent_value(keys.attr(ino), within)
+        if hit is None or hit[0] is None:
+            return None
+        attr = Attr.decode(hit[0])
+        return (attr, hit[1]) if attr.typ is FileType.DIRECTORY else None
 
     async def getattr_named(self, ino: int, ctx: Ctx = ROOT_CTX, mask: int = 0, *,
                             searchable: set[int] | None = None) -> Attr:

@@ -68,6 +68,11 @@ DIR_PAGE = 4096
 _SPECIAL_FH = itertools.count(1 << 48)  # directory and virtual-file handles, apart from the data path's
 
 
+async def _ready(value: T) -> T:
+    """`value` as an awaitable (what `VFS._timed` records and logs)."""
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class VfsConfig:
     permission_checks: bool = True
@@ -240,6 +245,17 @@ class VFS:
             return self.internal_attr(ino)
         attr = await self._timed("getattr", ctx, str(ino), self.meta.getattr(ino))
         return self.visible(ino, attr)
+
+    async def getattr_recent(self, ctx: Ctx, ino: int, within: float) -> tuple[Attr, float]:
+        """`getattr`, except that a directory's attributes as this client's own latest commit left them
+        no more than `within` seconds ago are returned without asking the engine (`Meta.recent_dir_attr`);
+        the second item is their age in seconds (0 when read now). For a face that shortens its cache's
+        timeout by the age (the kernel's GETATTR after a change this mount made in the directory)."""
+        hit = None if ino in INTERNAL_INODES else self.meta.recent_dir_attr(ino, within)
+        if hit is None:
+            return await self.getattr(ctx, ino), 0.0
+        attr, age = await self._timed("getattr", ctx, str(ino), _ready(hit))
+        return self.visible(ino, attr), age
 
     async def setattr(self, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
         """chmod/chown/utimens and truncate (`change.size`; pending writes committed first) in one call."""
