@@ -8,8 +8,10 @@ Usage:  .venv/bin/python bench/etcd_ab.py [--files 300] [--pairs 3] [--procs 1] 
 With ``--no-cache-too`` a second jfs mount runs with its read cache off (``?read-cache=0``, ADR 0025) in
 the same rotation: the cache's gain measured A/B on the same cluster and load. Besides ops/s, the etcd
 requests each phase cost per file are printed (the members' ``grpc_server_handled_total`` counters; the
-other mounts' heartbeats add a few hundredths). ``--engine-only`` skips the mounts and JuiceFS: jfs's
-metadata engine in this process, read cache on vs off (lookup that misses + create, lookup, unlink).
+other mounts' heartbeats add a few hundredths) and the CPU each phase cost per file in the mount's
+process(es) and in the etcd members (``/proc/PID/stat``, 10 ms ticks: a rough figure at 300 files).
+``--engine-only`` skips the mounts and JuiceFS: jfs's metadata engine in this process, read cache on vs
+off (lookup that misses + create, lookup, unlink).
 ``--two-clients`` skips the mounts too: two jfs engines on one volume, each creating then unlinking N files
 in its own directory at once, the usage counters batched (ADR 0034) vs in every transaction, alternated.
 ``--procs N`` runs each phase in N processes at once, each in its own directory (as mdtest and
@@ -57,6 +59,38 @@ def requests(cluster: EtcdCluster) -> float:
     return total
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def mount_pids(mountpoint: Path) -> list[int]:
+    """The processes serving `mountpoint`: `mountpoint` in their command line (as a word: JuiceFS rewrites
+    its argv into one string) and /dev/fuse open — jfs's mount process, JuiceFS's worker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if str(mountpoint).encode() not in (entry / "cmdline").read_bytes().replace(b"\0", b" ").split():
+                continue
+            if any(os.readlink(fd) == "/dev/fuse" for fd in (entry / "fd").iterdir()):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (all their threads; gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / _TICK
+
+
 OPS: dict[str, Callable[[Path, int], object]] = {  # mdtest's phases, in its order
     "mkdir": lambda d, i: os.mkdir(d / f"d{i}"),
     "create": lambda d, i: open(d / f"f{i}", "wb").close(),
@@ -79,7 +113,10 @@ def run_phases(
     cluster: EtcdCluster, root: Path, tag: str, n: int, pool: multiprocessing.pool.Pool | None, procs: int
 ) -> dict[str, float]:
     """ops/s of each phase on `n` files in each of `procs` fresh directories below `root` (one process
-    each), and (``<phase> req``) the etcd requests per file."""
+    each), (``<phase> req``) the etcd requests per file, and the CPU µs per file of the mount serving `root`
+    (``<phase> cpu``) and of the etcd members (``<phase> etcd``)."""
+    client = mount_pids(root)
+    members = [m.process.pid for m in cluster.members if m.process is not None]
     dirs = [root / f"{tag}-{k}" for k in range(procs)]
     for d in dirs:
         d.mkdir()
@@ -88,12 +125,15 @@ def run_phases(
         if name == "stat":
             time.sleep(1.2)  # the mounts' kernel attribute and entry caches expire: every stat is a lookup
         jobs = [(str(d), name, n) for d in dirs]
-        before, t = requests(cluster), time.monotonic()
+        before, cpu0, etcd0 = requests(cluster), cpu_seconds(client), cpu_seconds(members)
+        t = time.monotonic()
         if pool is None:
             _phase_in(jobs[0])
         else:
             pool.map(_phase_in, jobs)
         out[name] = n * procs / (time.monotonic() - t)
+        out[f"{name} cpu"] = (cpu_seconds(client) - cpu0) * 1e6 / (n * procs)
+        out[f"{name} etcd"] = (cpu_seconds(members) - etcd0) * 1e6 / (n * procs)
         out[f"{name} req"] = (requests(cluster) - before) / (n * procs)
     for d in dirs:
         d.rmdir()
@@ -102,13 +142,14 @@ def run_phases(
 
 @contextlib.contextmanager
 def base_mounted(python: Path, meta_url: str, mountpoint: Path) -> Iterator[Path]:
-    """`meta_url` mounted at `mountpoint` by another checkout's jfs (`python` -m jfs.cli.main), with the
-    options `mounted` gives; unmounted and stopped on exit."""
+    """`meta_url` mounted at `mountpoint` by another checkout's jfs (`python` -m jfs.cli.main, run in that
+    checkout: ``-m`` puts the working directory first on sys.path, so run from here it would import this
+    checkout's jfs), with the options `mounted` gives; unmounted and stopped on exit."""
     mountpoint.mkdir(parents=True)
     cmd = [str(python), "-m", "jfs.cli.main", "mount", meta_url, str(mountpoint), "--foreground",
            "--cache-dir", f"{mountpoint}-cache", "--enable-xattr", "-o", "allow_other"]  # fmt: skip
     with open(f"{mountpoint}.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=python.parents[2])
     try:
         deadline = time.monotonic() + 30
         while not is_mounted(str(mountpoint)):
@@ -280,6 +321,12 @@ def main() -> int:
         for ph in PHASES:
             cells = " | ".join(f"{statistics.median(r[ph + ' req'] for r in runs[n]):.2f}" for n in names)
             print(f"| {ph} | {cells} |")
+        for what, label in (("cpu", "the mount's CPU µs per file"), ("etcd", "the etcd members' CPU µs per file")):
+            print(f"\n{label} (medians; /proc/PID/stat, {_TICK} ticks/s)\n| phase | " + " | ".join(names)
+                  + " |\n|---|" + "--:|" * len(names))  # fmt: skip
+            for ph in PHASES:
+                cells = " | ".join(f"{statistics.median(r[f'{ph} {what}'] for r in runs[n]):.0f}" for n in names)
+                print(f"| {ph} | {cells} |")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

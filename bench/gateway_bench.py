@@ -16,7 +16,8 @@ The clients are boto3 in threads of this process (path-style, SigV4). Rows:
 
 ``--only get8`` runs one row, GET of 4 MiB objects with 8 clients (`--repeat` passes over the objects
 after one 8-client PUT of them), and adds the gateway process's CPU seconds per GiB served (utime +
-stime from /proc): on a shared machine CPU per byte is steadier than throughput. ``--only put8``: the
+stime from /proc): on a shared machine CPU per byte is steadier than throughput (``--only get1``: one
+client). ``--only put8``: the
 same for PUT of 4 MiB objects with 8 clients (`--objects` keys overwritten `--repeat` times), user and
 system CPU apart; ``--only put1`` with one client. ``--only multipart``: `--repeat` uploads of
 `--multipart-mib` through the transfer manager, with CPU per GiB and the peak RSS. ``--gateways``
@@ -173,17 +174,17 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tck, int(fields[12]) / tck
 
 
-def run_get8(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
-    """The GET 4 MiB × 8 clients row alone, `args.repeat` passes, with the gateway's CPU per GiB."""
+def run_get(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, clients: int = 8) -> dict[str, float]:
+    """The GET 4 MiB × `clients` row alone, `args.repeat` passes, with the gateway's CPU per GiB."""
     s3 = _client(endpoint)
     keys = [f"big8/{i}" for i in range(args.objects)]
     _parallel(8, [functools.partial(_put, s3, bucket, k, BIG) for k in keys])
     jobs = [functools.partial(_get, s3, bucket, k) for k in keys] * args.repeat
     cpu = cpu_seconds(pid)
-    t = _parallel(8, jobs)
+    t = _parallel(clients, jobs)
     cpu = cpu_seconds(pid) - cpu
     gib = len(jobs) * 4 / 1024
-    return {"GET 4 MiB, 8 client(s) (MiB/s)": len(jobs) * 4 / t, "gateway CPU per GiB served (s)": cpu / gib}
+    return {f"GET 4 MiB, {clients} client(s) (MiB/s)": len(jobs) * 4 / t, "gateway CPU per GiB served (s)": cpu / gib}
 
 
 def _cpu_rows(pid: int, gib: float, before: tuple[float, float]) -> dict[str, float]:
@@ -250,8 +251,8 @@ def _multipart(s3: Any, bucket: str, mib: int) -> float:
 
 
 def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
-    if args.only == "get8":
-        return run_get8(endpoint, bucket, pid, args)
+    if args.only in ("get8", "get1"):
+        return run_get(endpoint, bucket, pid, args, int(args.only[3:]))
     if args.only in ("put8", "put1"):
         return run_put(endpoint, bucket, pid, args, int(args.only[3:]))
     if args.only == "multipart":
@@ -297,7 +298,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternate the two gateways this many times")
     p.add_argument("--workdir", default="")
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
-    p.add_argument("--only", choices=["get8", "put8", "put1", "multipart"], default=None, help="run one row only (see above)")
+    p.add_argument("--only", choices=["get8", "get1", "put8", "put1", "multipart"], default=None, help="run one row only (see above)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8 / put1; uploads for --only multipart")
     p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()

@@ -8,7 +8,7 @@
 # Environment:
 #     JFS_TEST_TIKV=pd-host:port   also run the KV contract suite against that TiKV cluster
 #     JFS_MYPY_TARGETS="..."       what mypy checks (default: jfs/domain jfs/ports, strict)
-#     JFS_PYTEST_TIMEOUT=1500      wall-clock limit of the pytest run, in seconds
+#     JFS_PYTEST_TIMEOUT=1620      wall-clock limit of the pytest run, in seconds (CI allows 30 min in all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +54,7 @@ step mypy mypy ${JFS_MYPY_TARGETS:-jfs/domain jfs/ports}
 # -rs lists every skipped test with its reason (e.g. TiKV without JFS_TEST_TIKV). A hang that
 # pytest-timeout cannot break (e.g. in an async fixture's teardown) must not hold CI past its 20 minutes:
 # after JFS_PYTEST_TIMEOUT seconds pytest gets SIGINT, prints where it was stuck and its summary.
-step pytest timeout --foreground --signal=INT --kill-after=30 "${JFS_PYTEST_TIMEOUT:-1500}" \
+step pytest timeout --foreground --signal=INT --kill-after=30 "${JFS_PYTEST_TIMEOUT:-1620}" \
   pytest -q -rs --tb=short --durations=15 "$@"
 
 echo

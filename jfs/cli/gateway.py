@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from jfs.adapters.fuse.collector import settle_for_serving
 from jfs.adapters.s3gw.server import Gateway, GatewayConfig, start_server
 from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
@@ -148,6 +149,7 @@ async def serve(args: GatewayArgs) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         reload_on_sighup(loop)
+        settle_for_serving()  # start-up objects out of the collector's sight; young collections spaced out
         log.info("gateway_serving", volume=client.meta.settings.name, address=f"{host}:{port}",
                  multi_buckets=args.multi_buckets, tls=ssl_context is not None)
         purger = asyncio.create_task(purge_periodically(view, args.upload_age)) \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ class OpenMode:
     binary: bool
 
 
+@functools.lru_cache(maxsize=64)
 def parse_mode(mode: str) -> OpenMode:
-    """The open(2) flags of a built-in `open()` mode string ("r", "wb", "a+", "x", "r+b", …).
+    """The open(2) flags of a built-in `open()` mode string ("r", "wb", "a+", "x", "r+b", …); remembered
+    (an `OpenMode` is immutable, and programs use a handful of modes).
 
     ValueError for an invalid mode (as `open()` raises)."""
     chars = set(mode)

@@ -14,6 +14,7 @@ import errno
 import io
 import os
 import stat as stat_mod
+import sys
 import threading
 import weakref
 from _thread import allocate_lock as _allocate_lock
@@ -28,6 +29,7 @@ from jfs.sdk.stat import stat_result
 T = TypeVar("T")
 
 _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+_EAGER_START = sys.version_info >= (3, 12)
 
 
 def _close_all() -> None:
@@ -57,7 +59,8 @@ class _LoopThread:
 
     The hand-off is one `call_soon_threadsafe` and one plain lock per call (no `concurrent.futures.Future`,
     whose condition variable and callback chain cost more than many of the calls themselves); the coroutine
-    runs as a task of the loop, so it may await anything. Thread-safe: each call has its own lock and slot.
+    runs as a task of the loop, so it may await anything, and the task's first step runs in the loop pass
+    that receives the call (`_eager_task`). Thread-safe: each call has its own lock and slot.
     """
 
     def __init__(self, name: str) -> None:
@@ -72,6 +75,9 @@ class _LoopThread:
         self.thread = threading.Thread(target=main, name=name, daemon=True)
         self.thread.start()
         ready.wait()
+        self._ready: Any = getattr(self.loop, "_ready", None)
+        """The loop's queue of ready handles (an asyncio internal; None if this loop has none): where a new
+        task's first step waits until `_eager_task` runs it at once."""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self.thread:
@@ -94,7 +100,7 @@ class _LoopThread:
         def start() -> None:
             wrapper = call()
             try:
-                self.loop.create_task(wrapper)
+                self._eager_task(wrapper)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 wrapper.close()
                 coro.close()
@@ -113,6 +119,22 @@ class _LoopThread:
             raise exc
         result: T = slot[0]
         return result
+
+    def _eager_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Start `coro` as a task of the loop whose first step runs now, inside the calling callback, rather
+        than in the next pass of the loop (what Python 3.12's ``eager_start`` does; the FUSE server's
+        "eager-task" dispatch does the same on 3.11). A call that never suspends (an open that creates a
+        file: inline SQLite, no I/O wait) ends in the pass that received it; one that suspends goes on as
+        an ordinary task. Full task semantics either way (`asyncio.current_task`, its own context)."""
+        loop = self.loop
+        if _EAGER_START:
+            asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+            return
+        ready = self._ready
+        before = len(ready) if ready is not None else -1
+        loop.create_task(coro)
+        if ready is not None and len(ready) == before + 1:
+            ready.pop()._run()  # the step the new task just scheduled: the last handle in the queue
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,4 +1,4 @@
-"""`RangeDeletingTx.delete_range` on the engines that offer it (Redis): what the commit deletes and keeps;
+"""`RangeDeletingTx.delete_range` on the engines that offer it (Redis, etcd): what the commit deletes and keeps;
 and, on every engine, that removing an inode (through it or by scanning) leaves no record behind."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jfs.ports.kv import KV, EngineError, Tx
 
 Connect = Callable[[], Awaitable[KV]]
 STORED = [b"r/a", b"r/b", b"r/b/c", b"r0", b"q", b"s"]
-RANGING = pytest.mark.jfs_engines("redis")
+RANGING = pytest.mark.jfs_engines("redis", "etcd", "etcd3")
 """The built-in engines whose transactions offer `delete_range`."""
 
 

@@ -207,3 +207,53 @@ async def test_read_cache_off(etcd_single: Any) -> None:
     finally:
         await kv.reset()
         await kv.close()
+
+
+async def test_recent_values_are_what_this_clients_commits_left_and_age_out(two: tuple[EtcdKV, EtcdKV]) -> None:
+    """`EtcdKV.recent_value` (ADR 0043): keys this client's commit wrote or compared, with their age; not
+    keys it only read; another client's later change is not seen (bounded staleness: the age), but once
+    this client reads the newer version, the old one is never handed out again."""
+    a, b = two
+    await put_all(b, [(b"read", b"r"), (b"cmp", b"c")])
+    assert await a.read(lambda tx: tx.get_many([b"read", b"cmp"])) == [b"r", b"c"]
+    assert a.recent_value(b"read", 60) is None and a.recent_value(b"cmp", 60) is None  # reads only
+    calls = counted(a)
+
+    async def body(tx: Tx) -> None:
+        assert await tx.get(b"cmp") == b"c"  # compared by the commit, not written
+        tx.put(b"w", b"1")
+        tx.delete(b"read")
+
+    await a.txn(body)
+    assert calls == {"Txn-w": 1}
+    hits = {k: a.recent_value(k, 60) for k in (b"w", b"cmp", b"read")}
+    assert calls == {"Txn-w": 1}  # no round trip
+    assert [h[0] if h else "miss" for h in hits.values()] == [b"1", b"c", None]
+    assert all(h is not None and 0 <= h[1] < 60 for h in hits.values())
+    assert a.recent_value(b"w", 0) is None  # older than asked for
+    await put_all(b, [(b"w", b"2")])
+    stale = a.recent_value(b"w", 60)  # another client's change: not known here yet
+    assert stale is not None and stale[0] == b"1"
+    assert await a.read(lambda tx: tx.get(b"w")) == b"2"  # now it is
+    assert a.recent_value(b"w", 60) is None
+
+
+async def test_a_failed_commit_leaves_nothing_recent(two: tuple[EtcdKV, EtcdKV]) -> None:
+    a, b = two
+    await put_all(a, [(b"k", encode_i64(1))])
+    await put_all(b, [(b"k", encode_i64(5))])
+    tries = 0
+
+    async def body(tx: Tx) -> None:
+        nonlocal tries
+        tries += 1
+        value = await tx.get(b"k")
+        if tries == 1:  # the stale entry: this commit fails, its failure branch re-reads k
+            assert decode_i64(value) == 1
+            assert a.recent_value(b"k", 60) is not None  # a's own put, before b's change was known
+        tx.put(b"other", value or b"")
+
+    await a.txn(body)
+    assert tries == 2
+    hit = a.recent_value(b"k", 60)  # confirmed by the retry's commit: b's version, as of that commit
+    assert hit is not None and decode_i64(hit[0]) == 5

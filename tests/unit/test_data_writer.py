@@ -154,19 +154,40 @@ def test_placed_bytes_only_move_the_end_and_other_arena_views_are_copied() -> No
     pages.write(6, room[:4])
     whole = pages.single()
     assert whole is not None and whole.obj is pages.arena and bytes(whole) == b"placedmore"
-    # A view of another list's arena (or of this one's, not at its end) is copied, never kept.
+    # A view of another list's arena (or of this one's, not at its end) is copied, never kept: into the
+    # list's own arena when it appends there (ADR 0039).
     other = PageList(pool.take())
     other.write(0, memoryview(pages.arena)[2:6])
-    assert other.offer() is None and bytes(b"".join(other.views(0, 4))) == b"aced"
+    copied = other.single()
+    assert copied is not None and copied.obj is other.arena and bytes(copied) == b"aced"
+    assert other.offer() is not None
     pages.write(2, memoryview(pages.arena)[6:8])  # an overwrite inside: re-cut around a copy
     assert b"".join(pages.views(0, 10)) == b"plmoedmore" and bytes(b"".join(before)) == b"placed"
     room = pages.offer()
     assert room is not None
     room[:2] = b"!!"
     pages.write(10, room[:2])
-    assert pages.single() is None and pages.join() == b"plmoedmore!!"
-    pages.write(12, memoryview(b"tail"))  # bytes of its own after the end: no more offers
-    assert pages.offer() is None
+    assert pages.single() is None and b"".join(pages.views(0, 12)) == b"plmoedmore!!"
+    pages.write(12, memoryview(b"tail"))  # the caller's bytes at the end: copied into the arena
+    assert pages.offer() is None  # full
+    assert pages.join() == b"plmoedmore!!tail"
+
+
+def test_appends_are_copied_into_the_arena_and_the_callers_buffer_is_not_kept() -> None:
+    pool = ArenaPool(16, keep=1)
+    pages = PageList(pool.take())
+    first = bytearray(b"abcdef")
+    pages.write(0, memoryview(first))
+    before = pages.views(0, 6)
+    first.extend(b"!")  # no view of the caller's buffer is kept (a request buffer is free at once)
+    pages.write(6, memoryview(b"ghij"))
+    whole = pages.single()
+    assert whole is not None and whole.obj is pages.arena and bytes(whole) == b"abcdefghij"
+    assert bytes(b"".join(before)) == b"abcdef"
+    pages.write(2, memoryview(b"XY"))  # an overwrite inside: re-cut, the arena's bytes stay as shown
+    assert bytes(b"".join(before)) == b"abcdef" and b"".join(pages.views(0, 10)) == b"abXYefghij"
+    pages.write(10, memoryview(b"123456"))
+    assert pages.size == 16 and b"".join(pages.views(0, 16)) == b"abXYefghij123456"
 
 
 def test_arena_pool_reuses_an_arena_only_once_no_view_of_it_is_left() -> None:
@@ -209,6 +230,70 @@ async def test_write_target_offers_the_blocks_free_space_of_a_sequential_writer(
     assert await vol.dp.read(h, 0, len(data)) == data
     assert vol.dp.write_target(h, len(data)) is None  # flushed: the slice is frozen
     await vol.dp.release(h)
+
+
+async def test_big_writes_are_copied_into_block_arenas_after_the_first_block(
+        vol: DataVolume, spy: SpyStore) -> None:
+    """ADR 0039: pieces of a block other than the file's first are copied into the block's arena as they
+    come (the caller's buffer is not kept, no join later); the first block keeps the caller's buffers."""
+    ino = await vol.new_file(b"arena-copy")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    data = os.urandom(3 * BS + 100)
+    step = BS // 4
+    kept = []
+    for off in range(0, len(data), step):
+        buf = bytearray(data[off : off + step])
+        await vol.dp.write(h, off, buf, owned=True)
+        try:
+            buf.append(0)  # BufferError while the data path keeps a view of it
+            kept.append(False)
+        except BufferError:
+            kept.append(True)
+    # The last piece (100 bytes) is too short to take an arena for its block: kept as it is.
+    assert kept[:4] == [True] * 4 and not any(kept[4:-1]) and kept[-1]
+    assert await vol.dp.read(h, 0, len(data)) == data
+    await vol.dp.flush(h)
+    assert await vol.dp.read(h, 0, len(data)) == data
+    assert sorted(k.rsplit("_", 1)[1] for k in spy.keys()) == ["100", str(BS), str(BS), str(BS)]
+    await vol.dp.release(h)
+
+
+async def test_pressure_freezes_nothing_while_queued_uploads_will_free_the_budget(spy: SpyStore) -> None:
+    """Blocks waiting for an upload leave the budget by themselves: a sequential writer that outruns the
+    store waits, and its file stays one slice (no freeze per full budget)."""
+    vol = await _volume(spy, buffer_size=4 * BS, max_uploads=1)
+    try:
+        ino = await vol.new_file(b"one-slice")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        gate = spy.gate("_0_65536")
+        writes = asyncio.create_task(_write_many(vol, h, 12 * BS, 8192, lambda: vol.dp.budget.used))
+        await asyncio.sleep(0.05)
+        assert not writes.done()
+        gate.set()
+        await writes
+        await vol.dp.flush(h)
+        assert len(await vol.meta.read_chunk(ino, 0)) == 1
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def test_pressure_freezes_a_slice_whose_blocks_wait_for_its_commit(spy: SpyStore) -> None:
+    """A file read back while written keeps its stored blocks until the commit (ADR 0035): only a
+    freeze frees them, so a full budget freezes its slice rather than waiting forever."""
+    vol = await _volume(spy, buffer_size=4 * BS)
+    try:
+        ino = await vol.new_file(b"kept")
+        h = await vol.dp.open(ino, os.O_RDWR)
+        await vol.dp.write(h, 0, b"k" * 8192)
+        assert await vol.dp.read(h, 0, 8192) == b"k" * 8192  # read back: blocks kept until the commit
+        await asyncio.wait_for(_write_many(vol, h, 12 * BS, 8192, lambda: vol.dp.budget.used), 10)
+        await vol.dp.flush(h)
+        assert vol.dp.budget.used == 0
+        assert await vol.dp.read(h, 0, 12 * BS) == b"p" * (12 * BS)
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
 
 
 def test_as_view_copies_only_mutable_buffers() -> None:
@@ -554,3 +639,26 @@ def test_a_file_bucket_caches_no_written_or_loaded_blocks() -> None:
     assert (remote.cache_small_writes, remote.cache_full_writes, remote.cache_loads) == (True, True, True)
     asked = DataConfig.from_settings(Settings(name="vol-a", storage="file"), cache_small_writes=True)
     assert asked.cache_small_writes
+
+
+async def test_writes_wait_while_the_file_has_too_many_uncommitted_slices(
+    spy: SpyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jfs.app.data.writer.MAX_PENDING_SLICES", 5)
+    vol = await _volume(spy)
+    try:
+        ino = await vol.new_file(b"many slices")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        gate = spy.gate("")  # no block can be stored yet: nothing commits
+        for i in range(5):  # apart from each other: one slice each
+            await vol.dp.write(h, i * 8192, b"s" * 4096)
+        sixth = asyncio.create_task(vol.dp.write(h, 5 * 8192, b"s" * 4096))
+        await asyncio.sleep(0.05)
+        assert not sixth.done()  # five slices wait for their commit
+        gate.set()
+        await asyncio.wait_for(sixth, 5)
+        await vol.dp.flush(h)
+        assert await vol.dp.read(h, 5 * 8192, 4096) == b"s" * 4096
+        await vol.dp.release(h)
+    finally:
+        await vol.close()

@@ -53,3 +53,34 @@ def test_read_cache_url_option() -> None:
     assert parse_etcd_url("etcd://h/v").read_cache_bytes == 32 << 20
     assert parse_etcd_url("etcd://h/v?read-cache=0").read_cache_bytes == 0
     assert parse_etcd_url("etcd://h/v?read-cache=4").read_cache_bytes == 4 << 20
+
+
+def test_a_commit_time_survives_a_later_read_of_the_same_version_only() -> None:
+    c = ReadCache()
+    c.note(b"k", b"v", 10, 10, t=5.0)  # written by a commit sent at t=5
+    c.note(b"k", b"v", 10, 12)  # read again at 12: same version, the commit's time is kept
+    assert c.get(b"k") == Version(b"v", 10, 12, 10, 5.0)
+    c.note(b"k", b"w", 13, 13)  # another client's version, read: no commit time
+    assert c.get(b"k") == Version(b"w", 13, 13, 13, 0.0)
+    c.note(b"gone", None, 0, 20, deleted_at=20, t=6.0)
+    c.note(b"gone", None, 0, 21)
+    v = c.get(b"gone")
+    assert v is not None and v.t == 6.0 and v.since == 21 and v.at == 21  # absent: known at 21 only
+
+
+def test_confirm_extends_only_the_version_compared() -> None:
+    c = ReadCache()
+    c.note(b"k", b"v", 10, 11)
+    c.confirm(b"k", 9, 20, 7.0)  # the commit compared another version: nothing learnt about this one
+    assert c.get(b"k") == Version(b"v", 10, 11, 10, 0.0)
+    c.confirm(b"k", 10, 20, 7.0)  # held its version up to the commit at 20, sent at t=7
+    assert c.get(b"k") == Version(b"v", 10, 20, 10, 7.0)
+    c.confirm(b"k", 10, 15, 8.0)  # an older revision never moves an entry back
+    assert c.get(b"k") == Version(b"v", 10, 20, 10, 7.0)
+    c.note(b"a", None, 0, 30)
+    c.confirm(b"a", 0, 40, 9.0)  # absent at 40; it may have come and gone since 30
+    v = c.get(b"a")
+    assert v is not None and v.holds_at(40) and not v.holds_at(35) and v.t == 9.0
+    c.confirm(b"missing", 0, 40, 9.0)  # no entry: none made up
+    assert c.get(b"missing") is None
+    assert c.peek(b"k") == Version(b"v", 10, 20, 10, 7.0)

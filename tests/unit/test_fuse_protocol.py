@@ -171,6 +171,15 @@ class Ops(Operations):
             return [b"ab", memoryview(b"cd"), bytearray(b"ef")]
         return b"x" * min(size, 5)
 
+    def read_now(self, ino: int, fh: int, offset: int, size: int) -> Any:
+        if ino == 6:
+            return memoryview(b"now!")[offset : offset + size]
+        if ino == 7:
+            return [b"in", memoryview(b" parts")]
+        if ino == 8:
+            raise OSError(errno.EBADF, "no such handle")
+        return None
+
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
         if self.keep_views:
@@ -377,6 +386,15 @@ async def test_read_returns_buffers_back_to_back(harness: Harness) -> None:
     kernel, _, _ = await _initialized(harness)
     assert await kernel.call(p.Opcode.READ, 4, p.READ_IN.pack(1, 0, 4096, 0, 0, 0, 0)) == (0, b"abcdef")
     assert await kernel.call(p.Opcode.READ, 2, p.READ_IN.pack(1, 0, 3, 0, 0, 0, 0)) == (0, b"xxx")
+
+
+async def test_a_read_answered_at_once_needs_no_handler(harness: Harness) -> None:
+    kernel, _, server = await _initialized(harness)
+    assert await kernel.call(p.Opcode.READ, 6, p.READ_IN.pack(1, 1, 2, 0, 0, 0, 0)) == (0, b"ow")
+    assert await kernel.call(p.Opcode.READ, 7, p.READ_IN.pack(1, 0, 100, 0, 0, 0, 0)) == (0, b"in parts")
+    assert await kernel.call(p.Opcode.READ, 8, p.READ_IN.pack(1, 0, 100, 0, 0, 0, 0)) == (-errno.EBADF, b"")
+    assert not server._inflight
+    assert await kernel.call(p.Opcode.READ, 2, p.READ_IN.pack(1, 0, 3, 0, 0, 0, 0)) == (0, b"xxx")  # read()
 
 
 async def test_write_payload_is_a_view_and_kept_views_are_not_overwritten(harness: Harness) -> None:

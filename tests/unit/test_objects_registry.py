@@ -152,6 +152,7 @@ async def test_s3_get_fails_once_on_a_body_that_breaks_off() -> None:
     s = S3Store("http://127.0.0.1:9/bkt", access_key="a", secret_key="b")
     fake = _FakeClient([{"Body": _Body(b"", True)}, {"Body": _Body(b"0123456789", False)}])
     s._client = fake
+    s._requests = None  # the boto3 path (ObjectRequests: tests/integration/test_s3_object_requests.py)
     with pytest.raises(ObjectStoreError, match="3 read"):
         await s.get("k")
     assert len(fake.calls) == 1
@@ -169,6 +170,7 @@ async def test_s3_range_requests_and_servers_that_ignore_ranges() -> None:
         ]
     )
     s._client = fake
+    s._requests = None
     assert await s.get("k", 2, 3) == b"234"
     assert await s.get("k", 7, -1) == b"789"
     assert await s.get("k", 50, 5) == b""
@@ -179,6 +181,7 @@ async def test_s3_range_requests_and_servers_that_ignore_ranges() -> None:
 async def test_s3_server_errors_after_retries_are_one_line_store_errors() -> None:
     s = S3Store("http://127.0.0.1:9/bkt", access_key="a", secret_key="b")
     s._bucket_seen = True
+    s._requests = None
     s._client = _FakeClient([_client_error("InternalError", 500), _client_error("NoSuchKey", 404)])
     with pytest.raises(ObjectStoreError) as err:
         await s.get("k")

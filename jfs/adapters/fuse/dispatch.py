@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import stat
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -32,6 +33,9 @@ from jfs.adapters.fuse.operations import (
 
 _NS: Final = 1_000_000_000
 _IOV_MAX: Final = 1024
+_UNIQUE: Final = struct.Struct("=Q")
+_UNIQUE_AT: Final = 8
+"""Where the request header holds ``unique`` (after len and opcode)."""
 
 Encoder = Callable[[int, Any], None]
 """Writes the reply to request ``unique`` (the first argument) carrying a handler's result."""
@@ -52,6 +56,7 @@ class OpcodeTable:
         self.ops = ops
         self._write = write
         self._writev = writev
+        self._read_now = ops.read_now
         self.setxattr_ext = False
         """Whether SETXATTR carries the extended header (FUSE_SETXATTR_EXT agreed at INIT)."""
 
@@ -204,6 +209,10 @@ class OpcodeTable:
 
     def _d_read(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
         fh, offset, size, _, _, _, _ = p.READ_IN.unpack_from(buf, p.IN_HEADER_SIZE)
+        data = self._read_now(nodeid, fh, offset, size)
+        if data is not None:  # answered from the caches: no task, no await (ADR 0038)
+            self._e_read(_UNIQUE.unpack_from(buf, _UNIQUE_AT)[0], data)
+            return None
         return self.ops.read(ctx, nodeid, fh, offset, size), self._e_read
 
     def _d_write(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:

@@ -496,6 +496,13 @@ class Operations(abc.ABC):
         without joining them. Returning more than `size` bytes is a bug (answered EIO)."""
         raise _enosys()
 
+    def read_now(self, ino: int, fh: int, offset: int, size: int) -> ReadResult | None:
+        """`read`, answered synchronously when that needs no waiting (data in memory, page-cached
+        files), else None (the default): the server then runs `read`. Called on the event loop inside
+        the server's read loop before the reply is written, so it must never block, await or fail for
+        a request `read` would answer; an OSError it raises is the reply."""
+        return None
+
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,
                     write_flags: int) -> int:
         """Write `data` at `offset`; return the number of bytes written (normally ``len(data)``).

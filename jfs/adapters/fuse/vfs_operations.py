@@ -283,16 +283,12 @@ class VfsOperations(Operations):
 
     @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
-        # A directory this mount has just changed: the kernel dropped its attributes for that change and asks
-        # again before its next operation there; answered with what the change left, cached by the kernel
-        # for what is left of the attribute timeout since then (ADR 0037).
-        timeout = self.config.attr_timeout
-        own = self.vfs.own_dir_attr(ino, timeout)
-        if own is not None:
-            attr, age = own
-            return AttrOut(self._attr(ino, attr), timeout - age)
-        attr = await self.vfs.getattr(self._ctx(ctx), ino)
-        return AttrOut(self._attr(ino, attr), self._timeouts(ino, attr)[1])
+        # A directory this mount has just changed (the kernel drops its attributes then and asks again at the
+        # next path walk) is answered from what the change's commit left, on engines that keep it (etcd),
+        # and the kernel may keep that for the attribute timeout less its age: as long as if it had asked
+        # when the commit was sent (docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md).
+        attr, age = await self.vfs.getattr_recent(self._ctx(ctx), ino, self.config.attr_timeout)
+        return AttrOut(self._attr(ino, attr), self._timeouts(ino, attr)[1] - age)
 
     @_stale_when_gone
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
@@ -368,6 +364,9 @@ class VfsOperations(Operations):
     @_stale_when_gone
     async def read(self, ctx: RequestContext, ino: int, fh: int, offset: int, size: int) -> ReadResult:
         return await self.vfs.read(None, ino, fh, offset, size)
+
+    def read_now(self, ino: int, fh: int, offset: int, size: int) -> ReadResult | None:
+        return self.vfs.read_now(ino, fh, offset, size)
 
     @_stale_when_gone
     async def write(self, ctx: RequestContext, ino: int, fh: int, offset: int, data: memoryview,

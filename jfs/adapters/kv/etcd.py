@@ -36,6 +36,10 @@ JuiceFS clients share one volume. docs/adr/0013-etcd-adapter.md records the choi
   compare-only Txn) before its result or exception counts: a body's outcome rests on one consistent
   state. Read-only bodies read the server only; `get_follow` there uses a cached pointer only to fetch
   its likely target in the same request (a lookup in one round trip), checked against what was read.
+* **What this client's commits left** (docs/adr/0043-etcd-directory-attributes-known-from-own-commits.md).
+  Cache entries written or compared by a successful commit carry the commit's send time; `recent_value`
+  hands them out with their age to a face that may answer with a value that old (the kernel's GETATTR of
+  a directory this mount has just changed). Never used by a transaction. `delete_range`: etcd_range_delete.
 * **Deferred adds** (docs/adr/0034-etcd-batched-usage-and-limits.md). `EtcdKV.defer_adds` takes the
   volume's usage counters out of every transaction, as JuiceFS does: committed deltas are summed and
   added once a second, before this client reads one of them, and at close.
@@ -50,6 +54,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -61,6 +66,7 @@ from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable, KVError,
 from .base import Pairs, RetryingKV, SnapshotScans, read_pages, retrying
 from .etcd_cache import ReadCache, Version
 from .etcd_client import Ambiguous, EtcdClient
+from .etcd_range_delete import RangeDeletes
 from .etcd_url import EtcdTarget, parse_etcd_url
 from .registry import BadMetaURL
 
@@ -87,10 +93,11 @@ def _capacity(budget: int) -> int:
     return max([budget, *(k * _capacity(budget - k) for k in range(2, budget))])
 
 
-class EtcdTx(SnapshotScans):
+class EtcdTx(RangeDeletes, SnapshotScans):
     """One attempt of a body; see the module docstring."""
 
     def __init__(self, kv: EtcdKV, readonly: bool, floor: int = NO_CACHE) -> None:
+        self._dropped = []
         self._kv = kv
         self._c = kv.client
         self._pb = kv.client.pb
@@ -198,6 +205,8 @@ class EtcdTx(SnapshotScans):
         return inner.response_range if method == "Range" else inner.response_txn
 
     def add(self, key: bytes, delta: int) -> None:
+        if self._dropped:
+            self._check_outside(key)
         if key in self._kv.deferred_keys:
             self._writable("add")
             self.deferred[key] = self.deferred.get(key, 0) + delta
@@ -217,10 +226,15 @@ class EtcdTx(SnapshotScans):
             raise ConflictError("etcd: deferred counter deltas committed after the body's first read")
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if self._dropped:
+            for key in keys:
+                self._check_outside(key)
         await self._settle(keys)
         return await super().get_many(keys)
 
     async def get(self, key: bytes) -> bytes | None:
+        if self._dropped:
+            self._check_outside(key)
         await self._settle((key,))
         found, value = self._buf.lookup(key)
         if found:
@@ -483,8 +497,13 @@ class EtcdTx(SnapshotScans):
                 reply = reply.responses[0].response_txn
         return None, reply
 
-    async def _applied(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> bool:
-        """After an ambiguous commit: whether it was applied (see the module docstring)."""
+    async def _applied(
+        self, puts: dict[bytes, bytes], deletes: list[bytes], dropped: Sequence[tuple[bytes, bytes]] = ()
+    ) -> bool:
+        """After an ambiguous commit: whether it was applied (see the module docstring; the ranges it
+        deleted whole must be empty too)."""
+        if not await self._dropped_empty(dropped):
+            return False
         keys = list(puts) + deletes
         revisions: set[int] = set()
         for key, kvs in zip(keys, await self._latest(keys), strict=True):
@@ -522,15 +541,15 @@ class EtcdTx(SnapshotScans):
             self._kv.note_deferred(self.deferred)
 
     async def _commit(self) -> None:
-        writes, adds = self._buf.writes, self._buf.adds
-        if not writes and not adds:
+        writes, adds, dropped = self._buf.writes, self._buf.adds, self._dropped
+        if not writes and not adds and not dropped:
             if self.cached:
                 await self.validate()
             return  # reads only: they all came from the snapshot at R (or were validated above)
         if self._torn:
             raise self._stale("etcd: the transaction saw two versions of a key")
         pb, p = self._pb, self._p
-        reads = self._read_compares() if writes or self.cached else []
+        reads = self._read_compares() if writes or dropped or self.cached else []
         read_groups = [reads] if reads else []
         coalesced = False  # the read set's absent keys compared as ranges (`_absent_runs`): no refresh
         ambiguous = 0
@@ -541,6 +560,10 @@ class EtcdTx(SnapshotScans):
             deletes = [k for k, v in writes.items() if v is None and k not in counters]
             ops = [pb.RequestOp(request_put=pb.PutRequest(key=p + k, value=v)) for k, v in puts.items()]
             ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + k)) for k in deletes]
+            ops += [
+                pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=p + b, range_end=p + e))
+                for b, e in dropped
+            ]
             groups = [*read_groups, *([add_compares] if add_compares else [])]
             # when the read set changed, its level's failure branch returns the current versions of the
             # keys read (for the retry); when only the counters moved, the add level's returns theirs
@@ -559,6 +582,7 @@ class EtcdTx(SnapshotScans):
                 if not self.cached:
                     raise
                 raise self._stale("etcd: read set too large with the cache's; read again without it") from None
+            sent = time.monotonic()
             try:
                 reply = await self._c.call("Txn", request, write=True)
             except Ambiguous as exc:
@@ -567,7 +591,7 @@ class EtcdTx(SnapshotScans):
                 self._kv.cache.discard([*self._seen, *puts, *deletes])
                 ambiguous += 1
                 log.warning("etcd_commit_ambiguous", error=str(exc))
-                if await self._applied(puts, deletes):
+                if await self._applied(puts, deletes, dropped):
                     return
                 if ambiguous > AMBIGUOUS_RETRIES:
                     raise EngineUnavailable(
@@ -579,10 +603,14 @@ class EtcdTx(SnapshotScans):
                 done = reply.header.revision
                 self._kv.counters.update((k, (counters[k], done)) for k in fresh)
                 cache = self._kv.cache
+                if read_groups:  # the read set was compared: each key read still held its version at `done`
+                    for key, mod_revision in self._seen.items():
+                        if key not in writes:
+                            cache.confirm(key, mod_revision, done, sent)
                 for key, value in puts.items():
-                    cache.note(key, value, done, done)
+                    cache.note(key, value, done, done, t=sent)
                 for key in deletes:
-                    cache.note(key, None, 0, done, deleted_at=done)
+                    cache.note(key, None, 0, done, deleted_at=done, t=sent)
                 return
             if failed < len(read_groups):
                 if coalesced:
@@ -613,6 +641,13 @@ class EtcdKV(RetryingKV):
         self._pending: dict[bytes, int] = {}
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+
+    # ---- what this client's own commits left ------------------------------------------------------------
+
+    def recent_value(self, key: bytes, within: float) -> tuple[bytes | None, float] | None:
+        """`ReadCache.recent`: the value this client's latest commit that wrote or compared `key` left
+        there and its age, if at most `within` seconds; no round trip, never used by a transaction."""
+        return self.cache.recent(key, within)
 
     # ---- deferred adds -----------------------------------------------------------------------------------
 

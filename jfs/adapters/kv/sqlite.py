@@ -53,6 +53,7 @@ import os
 import queue
 import sqlite3
 import threading
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
@@ -103,7 +104,7 @@ class _Heavy(BaseException):
 class SqliteTx(TxWrites):
     """One transaction on a worker's connection; valid only while its body runs in that worker."""
 
-    __slots__ = ("_conn", "_readonly", "_path", "_adds", "_inline", "_writes")
+    __slots__ = ("_conn", "_readonly", "_path", "_adds", "_inline", "_writes", "_deleted")
 
     def __init__(self, conn: sqlite3.Connection, readonly: bool, path: str, inline: bool = False) -> None:
         self._conn = conn
@@ -112,6 +113,9 @@ class SqliteTx(TxWrites):
         self._adds: dict[bytes, int] = {}
         self._inline = inline
         self._writes = 0
+        self._deleted: set[bytes] = set()
+        """Keys this transaction deleted and has not written since: deleting one again is a no-op (the
+        engine's blind deletes of a directory's JuiceFS statistics record come once per change of it)."""
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -183,19 +187,35 @@ class SqliteTx(TxWrites):
         self._exec(
             "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value)
         )
+        if self._deleted:
+            self._deleted.discard(key)
 
     def delete(self, key: bytes) -> None:
+        if key in self._deleted:
+            return
         self._exec("DELETE FROM kv WHERE k = ?", (key,))
+        self._deleted.add(key)
 
     def add(self, key: bytes, delta: int) -> None:
         self._writable("add")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     def apply_adds(self) -> None:
-        """Apply the buffered blind adds (called by the writer after the body returned)."""
+        """Apply the buffered blind adds (called by the writer after the body returned): one statement per
+        counter, the sum made by SQLite (`_i64_add`) instead of a read and a write from here."""
         for key, delta in self._adds.items():
-            rows = self._q("SELECT v FROM kv WHERE k = ?", (key,))
-            self.put(key, encode_i64(decode_i64(rows[0][0] if rows else None) + delta))
+            self._exec(
+                "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = jfs_i64_add(v, excluded.v)",
+                (key, encode_i64(delta)),
+            )
+            if self._deleted:
+                self._deleted.discard(key)
+
+
+def _i64_add(value: bytes | None, delta: bytes) -> bytes:
+    """SQL ``jfs_i64_add(v, delta)``: counter `v` plus `delta`, both in the port's counter encoding (8-byte
+    little-endian signed; a missing or longer value read as `decode_i64` reads it)."""
+    return encode_i64(decode_i64(value) + decode_i64(delta))
 
 
 def _drive(awaitable: Awaitable[T]) -> T:
@@ -204,7 +224,8 @@ def _drive(awaitable: Awaitable[T]) -> T:
     async def wrap() -> T:
         return await awaitable
 
-    coro = wrap()
+    # A body is a coroutine: driven as it is (a wrapper only for other awaitables).
+    coro = awaitable if type(awaitable) is types.CoroutineType else wrap()
     try:
         coro.send(None)
     except StopIteration as stop:
@@ -325,6 +346,7 @@ class SqliteKV(RetryingKV):
                 conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             conn.execute("PRAGMA cache_size = -32768")  # KiB: 32 MiB of page cache per connection
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.create_function("jfs_i64_add", 2, _i64_add, deterministic=True)
         except sqlite3.Error as exc:
             conn.close()
             raise self._unavailable(exc) from None

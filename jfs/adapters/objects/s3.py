@@ -14,8 +14,11 @@ HTTPS: the server's certificate must verify against the system's CAs, or the bun
 verification off (tests, or a trusted network only). A certificate that does not verify is an
 ObjectStoreUnavailable naming the endpoint and these two variables.
 
-One boto3 client (thread-safe) serves every call; calls run in a bounded thread pool the size of the
-connection pool, so the event loop never blocks and at most `max_pool_connections` requests are in flight.
+One boto3 client (thread-safe) serves every call but the data path's two per-block requests: GetObject and
+PutObject go through `ObjectRequests` (signed requests on a urllib3 pool, a fifth of boto3's CPU per
+request; ADR 0036) when the credentials are static ones — ``JFS_S3_BOTO3=true`` sends them through boto3
+too. Calls run in a bounded thread pool the size of the connection pool, so the event loop never blocks and
+at most `max_pool_connections` requests are in flight.
 Transient failures (5xx, throttling, timeouts, dropped connections) are re-sent by botocore's "standard"
 mode only `S3_REQUEST_ATTEMPTS` times in total (`jfs.domain.retry`, ADR 0017): patience is the caller's
 budget (the data path's ``BLOCK_IO``), so attempts do not multiply. A GET whose body breaks off mid-read is
@@ -68,6 +71,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from urllib3.exceptions import ProtocolError
 
 from jfs.adapters.objects.registry import BadStorage
+from jfs.adapters.objects.s3_requests import Credentials, ObjectRequests
 from jfs.domain.retry import S3_REQUEST_ATTEMPTS
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
@@ -157,6 +161,11 @@ def _os_reason(exc: BaseException) -> str:
 class S3Store:
     """An S3 bucket behind the object-store port."""
 
+    delete_fanin = 64
+    """`BlockStore` lets this many times its usual number of deletions wait here at once, so that a burst
+    (a compaction frees hundreds of 4 KiB blocks) leaves in a few DeleteObjects requests of up to
+    `DELETE_BATCH` keys rather than in batches of 16 (ADR 0036)."""
+
     def __init__(
         self,
         bucket: str,
@@ -193,12 +202,23 @@ class S3Store:
             if session_token:
                 creds["aws_session_token"] = session_token
         session = boto3.session.Session()
+        static: Credentials | None = Credentials(access_key, secret_key, session_token) if creds else None
         if not creds:
             found = session.get_credentials()  # boto3's default chain; the client reuses what it resolved
             self._access_key = (found.access_key if found is not None else "") or ""
+            if found is not None and type(found).__name__ == "Credentials" and found.access_key:
+                static = Credentials(found.access_key, found.secret_key or "", found.token or "")
         self._client: Any = session.client(
             "s3", endpoint_url=self.endpoint, config=config, verify=_tls_verify(), **creds
         )
+        self._requests: ObjectRequests | None = None
+        """GetObject / PutObject without boto3 (static credentials only: refreshed ones stay with boto3)."""
+        if static is not None and not _boto3_only():
+            self._requests = ObjectRequests(
+                self.endpoint, self.bucket, self.region, style, static, max_connections=max_pool_connections,
+                attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                verify=_tls_verify(),
+            )  # fmt: skip
         self._pool = ThreadPoolExecutor(max_workers=max_pool_connections, thread_name_prefix="jfs-s3")
         self._bucket_seen = False
         self._delete_queue: collections.deque[tuple[str, asyncio.Future[None]]] = collections.deque()
@@ -311,6 +331,10 @@ class S3Store:
             # takes both); other views need one copy.
             whole = data.obj if isinstance(data.obj, bytes | bytearray) and data.nbytes == len(data.obj) else None
             body = whole if whole is not None else data.tobytes()
+        fast = self._requests
+        if fast is not None:
+            await self._run("put", key, lambda: fast.put(key, body))
+            return
         await self._run("put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body))
 
     async def put_file(self, key: str, path: str) -> None:
@@ -330,6 +354,23 @@ class S3Store:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if ranged:
             kwargs["Range"] = f"bytes={off}-{off + limit - 1 if limit > 0 else ''}"
+
+        fast = self._requests
+
+        def fetch_fast() -> bytes:
+            assert fast is not None
+            try:
+                data, honoured = fast.get(key, kwargs.get("Range"))
+            except ClientError as exc:
+                if ranged and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""
+                raise
+            if ranged and not honoured:  # the server ignored the Range header
+                data = data[off : off + limit] if limit > 0 else data[off:]
+            return data
+
+        if fast is not None:
+            return await self._run("get", key, fetch_fast)
 
         def fetch() -> bytes:
             try:
@@ -457,12 +498,19 @@ class S3Store:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
+        if self._requests is not None:
+            self._requests.close()
         self._client.close()
 
 
 def _tls_reason(exc: BaseException) -> str:
     m = re.search(r"certificate verify failed[^'\")\]]*", str(exc))
     return m.group(0).strip() if m else _one_line(exc)
+
+
+def _boto3_only() -> bool:
+    """``JFS_S3_BOTO3=true``: every request through boto3 (no `ObjectRequests`)."""
+    return os.environ.get("JFS_S3_BOTO3", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _tls_verify() -> bool | str | None:

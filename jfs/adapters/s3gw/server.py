@@ -29,7 +29,9 @@ from aiohttp import web
 
 from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.s3gw import checksums, xmlio
-from jfs.adapters.s3gw.body import chunked_body, coalesce, digested, plain_body
+from jfs.adapters.s3gw.body import PIECE, chunked_body, coalesce, digested, plain_body
+from jfs.adapters.s3gw.direct import DirectBody
+from jfs.adapters.s3gw.direct import take as take_body
 from jfs.adapters.s3gw.errors import S3Error, error_xml, status_of
 from jfs.adapters.s3gw.sigv4 import UNSIGNED, Signed, Verifier
 from jfs.app.objectview import (
@@ -49,8 +51,14 @@ from jfs.ports.objects import ObjectStoreError
 log = structlog.get_logger("jfs.gateway")
 
 GET_PIECE = 1 << 20
-"""Bytes read from the volume and written to the client at a time (whole 4 MiB blocks measured no
-cheaper, and a client's socket then buffers up to 4 MiB more)."""
+"""Bytes read from the volume and written to the client at a time while several GETs are being sent
+(whole 4 MiB blocks measured no cheaper with 8 clients, and a client's socket then buffers up to 4 MiB
+more)."""
+GET_PIECE_ALONE = 4 << 20
+"""The same when at most `ALONE` GETs are being sent: one read and one write per 4 MiB block, where the
+per-piece work is what a lone stream waits for (1 client: 0.64-0.80 s of CPU per GiB served against
+0.88-1.04 with 1 MiB pieces, 6 alternating pairs, ADR 0040)."""
+ALONE = 2
 MAX_PUT = 5 << 30
 """S3's limit for one PutObject / UploadPart."""
 MAX_META = 2048
@@ -193,10 +201,27 @@ class Gateway:
         self.multipart = Multipart(view)
         self.config = config
         self.verifier = Verifier({config.access_key: config.secret_key}, clock)
+        self._direct: dict[int, DirectBody] = {}
+        self._sending = 0
+        """GET bodies being sent now (`GET_PIECE_ALONE`)."""
+        """The bodies being received directly (`direct.take`), by id of their request."""
 
     # ------------------------------------------------------------------ plumbing
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            resp = await self._handle(request)
+        except BaseException:
+            direct = self._direct.pop(id(request), None)
+            if direct is not None:
+                direct.close()
+            raise
+        direct = self._direct.pop(id(request), None)
+        if direct is not None and not direct.close():
+            resp.force_close()  # the body was not read to its end: the connection cannot go on
+        return resp
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         transport = request.transport
         if transport is not None and getattr(transport, "max_size", RECV_SIZE) < RECV_SIZE:
             transport.max_size = RECV_SIZE  # type: ignore[attr-defined]
@@ -268,7 +293,12 @@ class Gateway:
                 raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
             if length is not None and length > MAX_PUT:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-            raw = plain_body(request.content, length, None, timeout)
+            direct = take_body(request, length, PIECE, timeout) if length is not None else None
+            if direct is not None:
+                self._direct[id(request)] = direct
+                raw = direct.pieces()
+            else:
+                raw = plain_body(request.content, length, None, timeout)
             if signed.payload != UNSIGNED:
                 sha = hashlib.sha256()
                 hashers.append(sha)
@@ -534,11 +564,13 @@ class Gateway:
             resp.content_length = end - start
             await resp.prepare(request)
             loop = asyncio.get_running_loop()
+            size = GET_PIECE_ALONE if self._sending < ALONE else GET_PIECE
+            self._sending += 1
             try:
                 # One deadline for the whole body, armed only while a piece is being written (a timer
                 # per piece cost more than the rest of the loop).
                 async with asyncio.timeout(None) as deadline:
-                    async for piece in reader.chunks(start, end, GET_PIECE):
+                    async for piece in reader.chunks(start, end, size):
                         deadline.reschedule(loop.time() + self.config.read_timeout)
                         await resp.write(piece)
                         deadline.reschedule(None)
@@ -548,6 +580,8 @@ class Gateway:
                 if request.transport is not None:
                     request.transport.abort()
                 raise ConnectionResetError("client stopped reading") from None
+            finally:
+                self._sending -= 1
             await resp.write_eof()
             return resp
         finally:

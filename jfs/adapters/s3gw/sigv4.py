@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import functools
 import hashlib
 import hmac
 import re
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from jfs.adapters.s3gw.errors import S3Error
+from jfs.domain.sigv4 import signing_key
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -70,16 +70,6 @@ class Signed:
         text = "\n".join(("AWS4-HMAC-SHA256-TRAILER", self.amz_date, self.scope, previous,
                           hashlib.sha256(canonical.encode()).hexdigest()))
         return hmac.new(self.signing_key, text.encode(), hashlib.sha256).hexdigest()
-
-
-@functools.lru_cache(maxsize=64)
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    """The SigV4 key of one day, region and service (cached: it is the same for every request of a day,
-    and four HMACs a request is a measurable share of a small GET's CPU)."""
-    key = ("AWS4" + secret).encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
 
 
 def _uri_encode(text: str, safe: str = "") -> str:

@@ -100,6 +100,13 @@ class VolumeLockStorage:
         if getattr(self._request, "active", False):
             self._request.locks = locks
 
+    def any_at_or_above(self, locks: list[Lock], ref_url: str) -> bool:
+        """Whether one of `locks` (a `read_snapshot`) is rooted at `ref_url` (a resource's URL in the served
+        tree, quoted as WsgiDAV's lock roots are) or at one of its ancestors: the locks that can apply to a
+        write of a file there."""
+        where = self._to_volume(ref_url)
+        return any(rules.is_within(where, str(lock["root"])) for lock in locks)
+
     def _changed(self) -> None:
         self._request.locks = None
 

@@ -711,13 +711,13 @@ class JfsProvider(DAVProvider):
 
         async def run() -> tuple[os.stat_result | None, bytes | None, os.stat_result | None, Any]:
             st, data = None, None
-            if not self._may_serve(fs_path):
+            if not self.may_serve(fs_path):
                 pass
             elif parent is None:
                 st, data = await stat_and_read(fs_path)
             else:
                 st = await stat(fs_path)
-            pst = await stat(self.fs_path(parent)) if parent and self._may_serve(self.fs_path(parent)) else None
+            pst = await stat(self.fs_path(parent)) if parent and self.may_serve(self.fs_path(parent)) else None
             snapshot = await locks.read_snapshot() if locks is not None else None
             return st, data, pst, snapshot
 
@@ -732,7 +732,8 @@ class JfsProvider(DAVProvider):
             res.prefetched = data
         return res
 
-    def _may_serve(self, fs_path: str) -> bool:
+    def may_serve(self, fs_path: str) -> bool:
+        """Whether `fs_path` (an SDK path) is served: not one of the mount's virtual files at the volume root."""
         parts = fs_path.strip("/").split("/")
         return not (len(parts) == 1 and not self.visible("/", parts[0]))
 
@@ -743,7 +744,7 @@ class JfsProvider(DAVProvider):
 
     def _lookup(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
         fs_path = self.fs_path(path)
-        if not self._may_serve(fs_path):
+        if not self.may_serve(fs_path):
             return None
         with translated():
             try:

@@ -16,6 +16,10 @@ import structlog
 from cheroot import wsgi
 from cheroot.makefile import MakeFile, StreamWriter
 from cheroot.server import HTTPConnection, HTTPRequest
+from wsgidav.dir_browser import WsgiDavDirBrowser
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.http_authenticator import HTTPAuthenticator
+from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from jfs.adapters.malloc_tuning import keep_block_buffers
@@ -23,6 +27,7 @@ from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import AccessLog, DirectBodies, Gzip, RejectBadPaths, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
+from jfs.adapters.webdav.small_files import SmallFiles
 from jfs.app.errors import JfsError
 from jfs.sdk import Client
 
@@ -54,6 +59,9 @@ class DavOptions:
     dead_props: bool = True
     threads: int = 32
     block_size: int = 1 << 20
+    small_file_shortcut: bool = True
+    """Plain small GETs and PUTs in one trip to the SDK's loop, without WsgiDAV's request machinery
+    (`SmallFiles`); off: every request goes through WsgiDAV (tests compare the two)."""
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -103,6 +111,11 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
         "logging": {"enable": False},
         "suppress_version_info": True,
         "dir_browser": {"enable": True, "response_trailer": "jfs webdav", "show_user": True},
+        # WsgiDAV's stack (CORS left out: not configured) with the small-file shortcut after authentication.
+        "middleware_stack": [
+            ErrorPrinter, HTTPAuthenticator, *([SmallFiles] if opts.small_file_shortcut else []),
+            WsgiDavDirBrowser, RequestResolver,
+        ],
     }
     app: WsgiApp = DirectBodies(RejectBadPaths(locks.per_request(WsgiDAVApp(config))))
     if opts.gzip:

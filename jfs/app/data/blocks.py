@@ -53,6 +53,17 @@ _RETRYABLE = (ObjectStoreError, CorruptBlock, OSError)
 CORRUPT_ATTEMPTS = BLOCK_CORRUPT_ATTEMPTS
 
 
+def _delete_fanin(store: object) -> int:
+    """`delete_fanin` of `store` or of the store its wrappers wrap: how many queued deletions one of its
+    requests carries at most (1 for stores without batching)."""
+    while store is not None:
+        fanin = getattr(type(store), "delete_fanin", None)
+        if isinstance(fanin, int):
+            return max(1, fanin)
+        store = getattr(store, "inner", None)
+    return 1
+
+
 class BlockMissing(Exception):
     """The object of a block does not exist (the slice may have been deleted since it was resolved)."""
 
@@ -78,7 +89,8 @@ class BlockStore:
         self.checksum = config.checksum
         self._prefix = f"{config.volume}/"
         self._cpu = ThreadPoolExecutor(max_workers=max(1, config.cpu_workers), thread_name_prefix="jfs-cpu")
-        self._deletes = asyncio.Semaphore(max(1, config.max_deletes))
+        # A store that sends queued deletions together (S3 DeleteObjects) takes that many times more at once.
+        self._deletes = asyncio.Semaphore(max(1, config.max_deletes) * _delete_fanin(store))
         self._retry = BLOCK_IO.tuned(attempts=config.io_retries, first=config.retry_delay, cap=config.retry_max_delay)
 
     # -- naming ----------------------------------------------------------------------------------------

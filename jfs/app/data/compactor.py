@@ -14,11 +14,16 @@ merged range — without a pause the compactor rewrote each 4 MiB chunk after ev
 
 With block checksums on (ADR 0008) the swap also stores the new slice's checksum record; the blocks read
 for it are checked against the old slices' records on the way (through the `BlockFetcher`).
+
+Background compactions are paced (`Pacer`, ADR 0036): before each block of the new slice they wait their
+turn while the client's foreground I/O is active. On-demand ones (`compact_chunk`: a writer whose chunk grew
+far too long, ``jfs compact``) are not, nor is a background one such a caller waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable
@@ -29,6 +34,7 @@ import structlog
 from jfs.app.data.blocks import BlockMissing, BlockStore
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
+from jfs.app.data.pacing import Pacer
 from jfs.app.data.pages import THREAD_JOIN_MIN, PageList
 from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE
@@ -56,7 +62,9 @@ class Compactor:
         fetcher: BlockFetcher,
         config: DataConfig,
         on_compacted: Callable[[int, int], None],
+        pacer: Pacer | None = None,
     ) -> None:
+        """`pacer`: spaces the blocks of background compactions while foreground I/O runs (None: never)."""
         self.meta = meta
         self.blocks = blocks
         self.fetcher = fetcher
@@ -64,6 +72,8 @@ class Compactor:
         self._on_compacted = on_compacted
         self._slots = asyncio.Semaphore(max(1, config.max_compactions))
         self._running: dict[tuple[int, int], asyncio.Task[bool]] = {}
+        self._pacer = pacer
+        self._urgent: collections.Counter[tuple[int, int]] = collections.Counter()  # callers waiting, per chunk
         self._recompact_delay = config.recompact_delay
         self._resting: dict[tuple[int, int], float] = {}  # chunk -> monotonic time its pause ends
         self._zeros = memoryview(bytes(self.block_size))
@@ -83,7 +93,7 @@ class Compactor:
                 if time.monotonic() < until:
                     return
                 del self._resting[key]
-        task = self._start(ino, indx)
+        task = self._start(ino, indx, paced=True)
         if self._recompact_delay > 0:
             task.add_done_callback(lambda _: self._rest(key))
 
@@ -93,9 +103,9 @@ class Compactor:
             self._resting = {k: t for k, t in self._resting.items() if t > now}
         self._resting[key] = now + self._recompact_delay
 
-    def _start(self, ino: int, indx: int) -> asyncio.Task[bool]:
+    def _start(self, ino: int, indx: int, *, paced: bool = False) -> asyncio.Task[bool]:
         key = (ino, indx)
-        task = asyncio.get_running_loop().create_task(self._compact(ino, indx))
+        task = asyncio.get_running_loop().create_task(self._compact(ino, indx, paced))
         self._running[key] = task
 
         def done(t: asyncio.Task[bool]) -> None:
@@ -110,12 +120,19 @@ class Compactor:
     async def compact_chunk(self, ino: int, indx: int) -> bool:
         """Compact chunk (ino, indx) now (after any compaction of it already running); returns whether a
         compaction was applied. Raises what the compaction raised."""
-        running = self._running.get((ino, indx))
-        while running is not None and not running.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(running)
-            running = self._running.get((ino, indx))
-        return await asyncio.shield(self._start(ino, indx))
+        key = (ino, indx)
+        self._urgent[key] += 1  # no pacing for this chunk while a caller waits for it
+        try:
+            running = self._running.get(key)
+            while running is not None and not running.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(running)
+                running = self._running.get(key)
+            return await asyncio.shield(self._start(ino, indx))
+        finally:
+            self._urgent[key] -= 1
+            if not self._urgent[key]:
+                del self._urgent[key]
 
     async def compact_file(self, ino: int) -> int:
         """Compact every chunk of `ino`; returns how many were compacted."""
@@ -125,7 +142,7 @@ class Compactor:
             n += await self.compact_chunk(ino, indx)
         return n
 
-    async def _compact(self, ino: int, indx: int) -> bool:
+    async def _compact(self, ino: int, indx: int, paced: bool) -> bool:
         async with self._slots:
             records = await self.meta.read_chunk(ino, indx)
             p = plan(records)
@@ -135,7 +152,7 @@ class Compactor:
             sums: bytes | None = None
             if new_id:
                 try:
-                    crcs = await self._write(new_id, p)
+                    crcs = await self._write(new_id, p, (ino, indx) if paced else None)
                     if crcs is not None:
                         sums = encode_sums(p.size, crcs)
                 except BaseException as exc:
@@ -167,9 +184,10 @@ class Compactor:
         except OSError as exc:
             log.warning("compaction_cleanup_failed", slice=slice_id, error=str(exc))
 
-    async def _write(self, new_id: int, p: CompactionPlan) -> list[int] | None:
+    async def _write(self, new_id: int, p: CompactionPlan, paced: tuple[int, int] | None) -> list[int] | None:
         """Store the planned pieces as the blocks of slice `new_id` (p.size bytes); returns the blocks'
-        checksums when checksums are on."""
+        checksums when checksums are on. `paced`: the chunk of a background compaction (each block waits
+        for the pacer unless a caller waits for that chunk)."""
         bs = self.block_size
         slots = asyncio.Semaphore(UPLOADS_PER_COMPACTION)
         uploads: list[asyncio.Task[None]] = []
@@ -197,6 +215,8 @@ class Compactor:
                 current.write(current.size, view[at : at + take])
                 at += take
                 if current.size == bs:
+                    if paced is not None and self._pacer is not None and paced not in self._urgent:
+                        await self._pacer.step(lambda: paced in self._urgent)
                     await slots.acquire()
                     uploads.append(asyncio.get_running_loop().create_task(upload(index, await join(current))))
                     index += 1
@@ -211,7 +231,9 @@ class Compactor:
                         for z in range(0, n, bs):
                             await emit(self._zeros[: min(bs, n - z)])
                         continue
-                    for part in await self.fetcher.read(piece.id, piece.size, piece.off + at, n):
+                    # streaming: a block read here is not read again soon, so it leaves the memory cache
+                    # first (not the small written blocks the next compaction of the chunk will need).
+                    for part in await self.fetcher.read(piece.id, piece.size, piece.off + at, n, streaming=True):
                         await emit(memoryview(part))
             if current.size:
                 await slots.acquire()

@@ -36,9 +36,10 @@ from jfs.app.data.compactor import Compactor
 from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher, BlockId
 from jfs.app.data.inode import ChunkMap, InodeState
+from jfs.app.data.pacing import Pacer
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
-from jfs.app.data.writer import FileWriter, SliceWriter, WriteBudget, WriteContext, compaction_policy
+from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy, relieve
 from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
@@ -91,7 +92,8 @@ class DataPath:
             self.blocks, self.mem, self.disk, prefetch_limit=config.prefetch, sums=self.sums,
             cache_loads=config.cache_loads,
         )
-        self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted)
+        self.pacer = Pacer()  # foreground reads and writes touch it; background compactions give way
+        self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted, self.pacer)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
         self.budget = WriteBudget(config.buffer_size, self._relieve_pressure)
         self._wctx = WriteContext(
@@ -155,12 +157,24 @@ class DataPath:
 
     async def read(self, h: Handle, off: int, size: int) -> bytes:
         """Up to `size` bytes at `off` (short at the end of the file); FSError(EIO) if data is unreadable."""
+        self.pacer.touch()
         data = await self.reader.read(self._state(h), h.readahead, off, size)
         return data if type(data) is bytes else bytes(data)
 
     async def read_buffer(self, h: Handle, off: int, size: int) -> bytes | bytearray | memoryview:
         """`read` without the final copy into bytes: a buffer nobody changes later (for FUSE replies)."""
+        self.pacer.touch()
         return await self.reader.read(self._state(h), h.readahead, off, size)
+
+    def read_now(self, h: Handle, off: int, size: int) -> Buffer | list[Buffer] | None:
+        """`read_buffer` answered from the caches without waiting (`Reader.read_now`), or None: then
+        call `read_buffer` (which also raises what this does not, e.g. EBADF)."""
+        if self._handles.get(h.fh) is not h:
+            return None
+        state = self._inodes.get(h.ino)
+        if state is None:
+            return None
+        return self.reader.read_now(state, h.readahead, off, size)
 
     async def write(self, h: Handle, off: int, data: Buffer, *, owned: bool = False) -> int:
         """Buffer `data` at `off`; returns its length. Failures to store it are raised by a later
@@ -176,6 +190,7 @@ class DataPath:
             raise FSError(errno.EFBIG)
         if not view:
             return 0
+        self.pacer.touch()
         await self._writer(state).write(off, view)
         return len(view)
 
@@ -195,7 +210,8 @@ class DataPath:
         """Commit the inode's pending writes; raises the first failure since the last flush."""
         state = self._state(h)
         if state.writer is not None:
-            await state.writer.flush()
+            with self.pacer.active():
+                await state.writer.flush()
 
     async def fsync(self, h: Handle, datasync: bool = False) -> None:
         await self.flush(h)
@@ -353,24 +369,10 @@ class DataPath:
                 log.error("slice_blocks_leaked", slice=sid, size=size, error=str(r))
 
     def _relieve_pressure(self) -> None:
-        """Writers wait for buffer space: make sure at least half the budget is in frozen slices, which
-        free their bytes once committed. Freezing more (say, every slice) would only cut files into more
-        slices: a sequential writer that outruns the store mostly holds frozen slices already."""
-        goal = self.budget.limit // 2
-        frozen = 0
-        open_slices: list[SliceWriter] = []
-        for state in self._inodes.values():
-            if state.writer is not None:
-                for s in state.writer.slices():
-                    if s.frozen:
-                        frozen += s.length
-                    else:
-                        open_slices.append(s)
-        for s in sorted(open_slices, key=lambda s: s.length, reverse=True):
-            if frozen >= goal:
-                break
-            s.freeze()
-            frozen += s.length
+        """Writers wait for buffer space: make sure at least half the budget is on its way back
+        (`writer.relieve`: uploads in flight or queued, frozen slices awaiting their commit)."""
+        slices = [s for state in self._inodes.values() if state.writer is not None for s in state.writer.slices()]
+        relieve(slices, self.budget.limit // 2)
 
     async def _sweep_loop(self) -> None:
         while True:

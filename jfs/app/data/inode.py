@@ -51,6 +51,13 @@ class ChunkMap:
             task.add_done_callback(lambda t: self._loading.pop(key, None))
         return await asyncio.shield(task)
 
+    def cached(self, indx: int) -> Layout | None:
+        """`get` if the layout of chunk `indx` is cached (None otherwise), without waiting."""
+        layout = self._layouts.get(indx)
+        if layout is not None:
+            self._layouts.move_to_end(indx)
+        return layout
+
     async def _fetch(self, indx: int, generation: int) -> Layout:
         records = await self.meta.read_chunk(self.ino, indx)
         self.fetches += 1

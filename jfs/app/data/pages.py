@@ -8,6 +8,10 @@ A block may also be *placed* (ADR 0030): it owns a block-sized `BlockArena`, off
 its bytes (`offer`), a face reads a sequential write's payload straight into it (the FUSE server's
 ``readv`` of a WRITE request), and `write` of exactly that region only moves the end: a block filled that
 way is uploaded as the arena itself, with no join. Bytes of the arena before the end never change.
+Any other append at the end of a list that has an arena is copied into it (ADR 0039): interleaved
+writers of several files, whose payloads cannot be placed, still make one copy per byte — now on the
+caller's thread, into a reused buffer, instead of a join into a fresh one on the CPU pool — and the
+caller's buffer (the FUSE request buffer) is free again as soon as `write` returns.
 """
 
 from __future__ import annotations
@@ -131,15 +135,20 @@ class PageList:
             raise ValueError(f"write at {off} would leave a gap after {self.size} bytes")
         if n == 0:
             return
+        arena = self._arena
+        if arena is not None and off == self.size == self._placed and off + n <= len(arena):
+            whole = memoryview(arena)
+            if not (data.obj is arena and self._base and _address(data) == self._base + off):
+                # One copy into the block's own buffer, no join later (a memoryview assignment: a
+                # bytearray slice assignment would copy a non-bytearray source twice).
+                whole[off : off + n] = data
+            self._placed = self.size = off + n
+            if len(self._parts) == 1 and self._parts[0].obj is arena:
+                self._parts[0] = whole[: self.size]
+            else:
+                self._parts.append(whole[off : self.size])
+            return
         if type(data.obj) is BlockArena:
-            if (data.obj is self._arena and off == self.size == self._placed and self._base
-                    and _address(data) == self._base + off):
-                self._placed = self.size = off + n  # the bytes are where they belong already
-                if len(self._parts) == 1 and self._parts[0].obj is self._arena:
-                    self._parts[0] = memoryview(self._arena)[: self.size]
-                else:
-                    self._parts.append(data)
-                return
             data = memoryview(data.tobytes())  # another list's arena (or not its end): never kept
         if off == self.size:
             self._parts.append(data)

@@ -15,6 +15,12 @@ has finished (ADR 0015), so its own reads never find a block gone. A block objec
 the same — another client compacted or truncated the chunk after the layout was resolved — makes the read
 drop the inode's cached layouts and start again, a few times, then fail with EIO.
 
+`read_now` is the same read answered synchronously, without a task or an await, when everything it
+needs is at hand: fresh attributes, the chunk's layout cached, no pending writes in the chunk, and every
+block part in the memory cache or, page-cached, in the disk cache. Otherwise it answers None and the
+caller takes `read`. The FUSE server answers such a READ within its read loop (a 4 KiB random read of
+a disk-cached file costs one ``preadv`` and a CRC of 8 KiB; ADR 0038).
+
 Read-ahead is per open handle: a read that starts where the previous one ended doubles the window (from
 one block up to `readahead_blocks`) and loads the blocks ahead of it into the memory cache in the
 background; any other read resets it.
@@ -25,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,8 +43,9 @@ from jfs.app.data.config import DataConfig
 from jfs.app.data.fetcher import BlockFetcher
 from jfs.app.data.grace import ReadGrace
 from jfs.app.data.inode import InodeState
+from jfs.app.data.pages import Buffer
 from jfs.app.data.writer import OverlayPart, StoredPart, stored_size
-from jfs.domain.chunks import CHUNK_SIZE, blocks_for_range, split_range
+from jfs.domain.chunks import CHUNK_SIZE, block_len, blocks_for_range, split_range
 from jfs.domain.compaction import Trigger, needs_compaction
 from jfs.domain.errors import FSError
 from jfs.domain.slices import Piece, read_pieces
@@ -48,6 +56,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("jfs.data")
 
 READ_ATTEMPTS = 5
+
+
+def _piece_end(p: Piece) -> int:
+    return p.pos + p.len
 
 
 @dataclass(slots=True)
@@ -115,6 +127,78 @@ class Reader:
         if ra is not None:
             self._read_ahead(state, ra, off, n, length)
         return data
+
+    def read_now(
+        self, state: InodeState, ra: ReadAhead | None, off: int, size: int
+    ) -> Buffer | list[Buffer] | None:
+        """`read`, if it can be answered from the caches without waiting (see the module docstring):
+        the bytes as one buffer or consecutive parts; None when `read` must do it. Never raises for a
+        read `read` would answer; no block fetch, metadata read or disk wait is started."""
+        if off < 0 or size <= 0 or time.monotonic() - state.attr_time >= self.config.attr_ttl:
+            return None
+        length = state.length()
+        if off >= length:
+            return b""
+        n = min(size, length - off)
+        indx, pos = divmod(off, CHUNK_SIZE)
+        if pos + n > CHUNK_SIZE:
+            return None
+        writer = state.writer
+        if writer is not None and indx in writer.chunks:
+            return None
+        layout = state.chunks.cached(indx)
+        if layout is None:
+            return None
+        pieces, n_records = layout
+        if self.config.compact_on_read and needs_compaction(n_records, len(pieces), trigger=Trigger.READ):
+            return None  # `read` schedules the compaction
+        i = bisect_right(pieces, pos, key=_piece_end)  # the first piece ending after `pos`
+        if i < len(pieces) and (p := pieces[i]).id and p.pos <= pos and pos + n <= p.pos + p.len:
+            spans: Sequence[tuple[int, int, int, int]] = ((p.id, p.size, p.off + pos - p.pos, n),)
+        else:
+            spans = [(q.id, q.size, q.off, q.len) for q in read_pieces(pieces, pos, n)]
+        fetcher = self.fetcher
+        mem = fetcher.mem
+        disk = fetcher.disk
+        bs = self.block_size
+        streaming = ra is not None and ra.window > 0 and off == ra.next_off
+        parts: list[Buffer] = []
+        demote: list[tuple[int, int]] = []
+        hits = hit_bytes = misses = 0
+        for slice_id, slice_size, soff, slen in spans:
+            if slice_id == 0:
+                parts.append(bytes(slen))
+                continue
+            index, inner = divmod(soff, bs)
+            blocks = ((index, inner, slen),) if inner + slen <= bs else blocks_for_range(soff, slen, bs)
+            for index, inner, ln in blocks:
+                key = (slice_id, index)
+                data = mem.get(key)
+                if data is not None:
+                    hits += 1
+                    hit_bytes += ln
+                    parts.append(data if inner == 0 and ln == len(data) else memoryview(data)[inner : inner + ln])
+                    if streaming and inner + ln == bs:
+                        demote.append(key)
+                    continue
+                # As `BlockFetcher` does: only a small read inside a block is served from a part of the disk
+                # cache entry; any other miss loads the whole block (into memory) the slow way.
+                blen = block_len(slice_size, bs, index)
+                if disk is None or not fetcher.blocks.ranged or inner == 0 or ln > blen // 4:
+                    return None
+                part = disk.get_now(fetcher.blocks.cache_key(slice_id, index, blen), inner, ln, blen)
+                if part is None:
+                    return None
+                misses += 1
+                parts.append(part)
+        fetcher.mem_hits += hits
+        fetcher.mem_hit_bytes += hit_bytes
+        fetcher.mem_misses += misses
+        for key in demote:
+            mem.demote(key)
+        if ra is not None:
+            self._read_ahead(state, ra, off, n, length)
+        return parts[0] if len(parts) == 1 else parts
 
     async def _revalidate(self, state: InodeState) -> None:
         if time.monotonic() - state.attr_time < self.config.attr_ttl:

@@ -60,6 +60,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger("jfs.data")
 
 MAX_UNFROZEN_DEPTH = 3
+ARENA_WRITE_MIN = 128 << 10
+"""A write at least this long (or a quarter block, if less) that starts a block other than the file's
+first gives the block an arena (ADR 0039)."""
+MAX_PENDING_SLICES = 1000
+"""A file's writes wait while it has this many uncommitted slices (JuiceFS's limit, ``totalSlices``):
+random 4 KiB writes otherwise queued ten thousand slices in 8 s, whose uploads, commits and compactions
+went on for minutes after the writer's fsync (ADR 0036)."""
 IDLE_ARENAS = 16
 """Block arenas kept for reuse per client once their slices are committed (a chunk's worth of 4 MiB
 blocks: a sequential writer's slice lets go of its 16 at its commit, the next chunk takes them back;
@@ -181,7 +188,7 @@ class SliceWriter:
             index, inner = divmod(rel + done, bs)
             take = min(bs - inner, n - done)
             while len(self.blocks) <= index:
-                self.blocks.append(PageList())
+                self.blocks.append(self._new_block(len(self.blocks), inner, take, bs))
             pages = self.blocks[index]
             assert pages is not None, "a write into a block already let go"
             pages.write(inner, data[done : done + take])
@@ -193,6 +200,21 @@ class SliceWriter:
         while self.handed < len(self.blocks) and self._size_of(self.handed) == bs:
             self._hand_off(self.handed)
         return grown
+
+    def _new_block(self, index: int, inner: int, take: int, bs: int) -> PageList:
+        """The list of new block `index`, first written with `take` bytes at `inner`: with a block arena
+        when a sequential writer's big write starts it without filling it (ADR 0039), so that its pieces
+        are copied into the arena once instead of being kept as the caller's buffers and joined. Never
+        for the file's first block (a small file must not cost a block-sized buffer) nor for a write of
+        the whole block (kept as it is: no copy at all)."""
+        first_of_file = index == 0 and self.pos == 0 and self.chunk.indx == 0
+        if inner or take < min(ARENA_WRITE_MIN, bs // 4) or take >= bs or first_of_file:
+            return PageList()
+        ctx = self.chunk.file.ctx
+        pool = ctx.arenas
+        if pool is None:
+            pool = ctx.arenas = ArenaPool(bs, IDLE_ARENAS)
+        return PageList(pool.take())
 
     def _size_of(self, index: int) -> int:
         pages = self.blocks[index]
@@ -230,9 +252,8 @@ class SliceWriter:
         slices awaiting their commit. Kept when block checksums are on (a reader would look for the
         slice's checksum record, written only by the commit), and in a file this client reads back while
         writing it (such a reader would load each block again from the object store)."""
-        file = self.chunk.file
-        ctx = file.ctx
-        if (ctx.sums is not None and ctx.sums.enabled) or file.read_back:
+        ctx = self.chunk.file.ctx
+        if self._keeps_blocks():
             return
         if index >= len(self.blocks) or self.blocks[index] is not pages:
             return  # the slice was committed or dropped meanwhile
@@ -241,6 +262,26 @@ class SliceWriter:
         ctx.budget.release(pages.size)
         if pages.arena is not None and ctx.arenas is not None:
             ctx.arenas.give(pages.arena)
+
+    def _keeps_blocks(self) -> bool:
+        """Whether stored full blocks stay in memory until the commit (see `_let_go`)."""
+        file = self.chunk.file
+        sums = file.ctx.sums
+        return (sums is not None and sums.enabled) or file.read_back
+
+    def held(self) -> int:
+        """Bytes of this slice still counted in the write budget."""
+        return self.length - self.let_go
+
+    def leaving(self) -> int:
+        """Bytes of `held` that are given back without anything more to do: all of a frozen slice's (at
+        its commit); of an open one, its full blocks handed to the uploader, unless they are kept until
+        the commit (`_keeps_blocks`). Freezing an open slice adds the rest (its tail, its kept blocks)."""
+        if self.frozen:
+            return self.held()
+        if self._keeps_blocks():
+            return 0
+        return self.handed * self.chunk.file.ctx.blocks.block_size - self.let_go
 
     def freeze(self) -> None:
         """No more writes: upload the last partial block and let the chunk commit the slice in turn."""
@@ -369,6 +410,10 @@ class FileWriter:
     async def write(self, off: int, data: memoryview) -> None:
         """Buffer `data` at file offset `off` (waits first while the client's write budget is exceeded)."""
         await self.ctx.budget.wait()
+        while sum(len(cw.slices) for cw in self.chunks.values()) >= MAX_PENDING_SLICES:
+            longest = max(self.chunks.values(), key=lambda cw: len(cw.slices))
+            longest.slices[0].freeze()  # normally frozen long ago: only the newest few are open
+            await longest.slices[0].done.wait()
         async with self._lock:
             done = 0
             for indx, pos, n in split_range(off, len(data)):
@@ -544,6 +589,31 @@ class FileWriter:
         if sorted(s.crcs) != list(range(n)):
             raise FSError(errno.EIO, f"slice {s.id}: checksums of {len(s.crcs)} of its {n} blocks")
         return tuple(s.crcs[i] for i in range(n))
+
+
+def relieve(slices: list[SliceWriter], goal: int) -> int:
+    """Writers wait for budget: freeze open slices, those holding the most bytes that only a freeze lets
+    go of first, until at least `goal` bytes of the budget are on their way back (`SliceWriter.leaving`);
+    returns how many were frozen. Bytes of blocks already queued for upload leave by themselves: freezing
+    their slice would only cut the file into more slices (and more commits) without freeing any sooner —
+    with 4 sequential writers outrunning the store, the old rule (count whole slice lengths) froze every
+    open slice each time the budget filled."""
+    leaving = 0
+    open_slices: list[tuple[int, SliceWriter]] = []
+    for s in slices:
+        out = s.leaving()
+        leaving += out
+        if not s.frozen:
+            open_slices.append((s.held() - out, s))
+    frozen = 0
+    open_slices.sort(key=lambda item: item[0], reverse=True)
+    for stuck, s in open_slices:
+        if leaving >= goal or stuck <= 0:
+            break
+        s.freeze()
+        leaving += stuck
+        frozen += 1
+    return frozen
 
 
 async def compaction_policy(

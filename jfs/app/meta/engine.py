@@ -164,6 +164,9 @@ class Meta:
         """What this client's slice commits last wrote (`chunks.write_slice` assumes it instead of reading)."""
         self.own_dirs = OwnDirAttrs()
         """What this client's last change of a directory's entries left in its attributes (ADR 0037)."""
+        self._recent_value: Callable[[bytes, float], tuple[bytes | None, float] | None] | None = getattr(
+            kv, "recent_value", None
+        )  # etcd: values this client's own commits left (`recent_dir_attr`, ADR 0043)
 
     @classmethod
     async def load(cls, kv: KV) -> Meta:
@@ -457,6 +460,24 @@ class Meta:
             return await store.get_attr(tx, ino)
 
         return await self.kv.read(body)
+
+    def recent_dir_attr(self, ino: int, within: float) -> tuple[Attr, float] | None:
+        """``(attributes, age)`` of directory `ino` as this client's own latest commit that wrote or
+        compared them left them, sent at most `within` seconds ago (`age` before now), without a round trip;
+        None when they are older, `ino` is not a directory or this client has learnt of a later version
+        since. Another client's change after that commit is not seen: for a face whose own cache tolerates
+        `within` of staleness (docs/adr/0043-…). Engines that keep the values their client's commits left
+        (etcd) answer; on the others, the record of this client's last change of the directory's entries
+        (`own_dirs`, ADR 0037)."""
+        if within <= 0:
+            return None
+        if self._recent_value is None:
+            return self.own_dirs.get(ino, within)
+        hit = self._recent_value(keys.attr(ino), within)
+        if hit is None or hit[0] is None:
+            return None
+        attr = Attr.decode(hit[0])
+        return (attr, hit[1]) if attr.typ is FileType.DIRECTORY else None
 
     async def getattr_named(self, ino: int, ctx: Ctx = ROOT_CTX, mask: int = 0, *,
                             searchable: set[int] | None = None) -> Attr:

@@ -283,13 +283,12 @@ class Multipart:
                                   "calculated checksum.")
             if checksum is not None:
                 headers[HEADER_PREFIX + checksum[0]] = checksum[1]
-            await v._write_record(ino, etag, headers, up.meta)
+            attr = await v._write_record(ino, etag, headers, up.meta)
             await v._publish(bucket, key, parts, tmp)
         except BaseException:
             await v.drop_tmp(tmp)
             raise
         await self._remove(upload_dir, upload_id)
-        attr = await v.vfs.getattr(v.ctx, ino)
         return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, up.meta)
 
 

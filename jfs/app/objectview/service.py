@@ -227,13 +227,16 @@ class ObjectView:
             return synthetic_etag(ino, attr)
         return str(rec.get("etag", ""))
 
-    async def _write_record(self, ino: int, etag: str, headers: Mapping[str, str], meta: Mapping[str, str]) -> None:
+    async def _write_record(self, ino: int, etag: str, headers: Mapping[str, str], meta: Mapping[str, str]) -> Attr:
+        """Store the object's record and user metadata on file `ino`; returns the attributes the record
+        was written for (a rename keeps its length and mtime: the caller needs not read them again)."""
         attr = await self.vfs.getattr(self.ctx, ino)
         for name, value in meta.items():
             await self.vfs.setxattr(self.ctx, ino, META_PREFIX + name.encode(), value.encode())
         rec = {"etag": etag, "size": attr.length, "mtime": attr.mtime_ns,
                "headers": {k: v for k, v in headers.items() if k in STANDARD_HEADERS or k.startswith(HEADER_PREFIX)}, "meta": sorted(meta)}
         await self.vfs.setxattr(self.ctx, ino, RECORD, json.dumps(rec, separators=(",", ":")).encode())
+        return attr
 
     # ------------------------------------------------------------------ paths
 
@@ -395,12 +398,11 @@ class ObjectView:
                                   resource=key)
             etag = str(md5.hexdigest())
             headers = {**new.headers, **(new.checksum.header() if new.checksum is not None else {})}
-            await self._write_record(ino, etag, headers, new.meta)
+            attr = await self._write_record(ino, etag, headers, new.meta)
             await self._publish(bucket, key, parts, tmp)
         except BaseException:
             await self.drop_tmp(tmp)
             raise
-        attr = await self.vfs.getattr(self.ctx, ino)
         return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, dict(new.meta))
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
@@ -494,12 +496,11 @@ class ObjectView:
                 await self.copy_range(src_ino, 0, ino, 0, src_attr.length)
             finally:
                 await self.vfs.release(self.ctx, ino, fh)
-            await self._write_record(ino, etag, headers, meta)
+            attr = await self._write_record(ino, etag, headers, meta)
             await self._publish(bucket, key, parts, tmp)
         except BaseException:
             await self.drop_tmp(tmp)
             raise
-        attr = await self.vfs.getattr(self.ctx, ino)
         return ObjectInfo(key, attr.length, etag, attr.mtime_ns, False, headers, meta)
 
     async def get_tags(self, bucket: str, key: str) -> dict[str, str]:

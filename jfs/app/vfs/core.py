@@ -68,6 +68,11 @@ DIR_PAGE = 4096
 _SPECIAL_FH = itertools.count(1 << 48)  # directory and virtual-file handles, apart from the data path's
 
 
+async def _ready(value: T) -> T:
+    """`value` as an awaitable (what `VFS._timed` records and logs)."""
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class VfsConfig:
     permission_checks: bool = True
@@ -241,14 +246,16 @@ class VFS:
         attr = await self._timed("getattr", ctx, str(ino), self.meta.getattr(ino))
         return self.visible(ino, attr)
 
-    def own_dir_attr(self, ino: int, max_age: float) -> tuple[Attr, float] | None:
-        """(attributes, age in seconds) of directory `ino` as this client's own last change of its entries
-        left them, if that was less than `max_age` seconds ago (ADR 0037): a face whose cache another
-        client's changes reach after `max_age` anyway may answer a getattr with it, read from nowhere."""
-        hit = self.meta.own_dirs.get(ino, max_age)
-        if hit is not None:
-            self.stats.record("getattr", 0.0, False)
-        return hit
+    async def getattr_recent(self, ctx: Ctx, ino: int, within: float) -> tuple[Attr, float]:
+        """`getattr`, except that a directory's attributes as this client's own latest commit left them
+        no more than `within` seconds ago are returned without asking the engine (`Meta.recent_dir_attr`);
+        the second item is their age in seconds (0 when read now). For a face that shortens its cache's
+        timeout by the age (the kernel's GETATTR after a change this mount made in the directory)."""
+        hit = None if ino in INTERNAL_INODES else self.meta.recent_dir_attr(ino, within)
+        if hit is None:
+            return await self.getattr(ctx, ino), 0.0
+        attr, age = await self._timed("getattr", ctx, str(ino), _ready(hit))
+        return self.visible(ino, attr), age
 
     async def setattr(self, ctx: Ctx, ino: int, change: SetAttr) -> Attr:
         """chmod/chown/utimens and truncate (`change.size`; pending writes committed first) in one call."""
@@ -394,6 +401,18 @@ class VFS:
         if ino in INTERNAL_INODES:
             return await self._read_internal(fh, offset, size)
         return await self._timed("read", ctx, "", self.data.read_buffer(self.handle(fh), offset, size))
+
+    def read_now(self, ino: int, fh: int, offset: int, size: int) -> Buffer | list[Buffer] | None:
+        """`read` (without an access log: no caller is known) if it can be answered at once from the
+        caches; None: call `read`."""
+        h = self._files.get(fh)
+        if h is None or h.ino != ino:
+            return None
+        start = time.perf_counter()
+        data = self.data.read_now(h, offset, size)
+        if data is not None:
+            self.stats.record("read", time.perf_counter() - start, False)
+        return data
 
     async def _read_internal(self, fh: int, offset: int, size: int) -> bytes:
         if fh in self._control:

@@ -1,0 +1,194 @@
+"""A/B of the 4 KiB random read of `bench/compare.py` (fio, psync, buffered) on two jfs trees, mounted side
+by side on SQLite + a local-directory bucket: mount CPU per 10k READs and IOPS, alternating A/B.
+
+Usage:  .venv/bin/python bench/rand_read_ab.py [--pairs 3] [--runtime 8] [--size-mib 512] [--cold]
+        [--warmup] [--workdir DIR] LABEL=PYTHON:TREE LABEL=PYTHON:TREE
+
+A target is the Python to run (its venv) and the tree whose ``jfs`` it imports (``PYTHONPATH``), e.g.
+``base=/tmp/base-rd/.venv/bin/python:/tmp/base-rd new=.venv/bin/python:.``, or a JuiceFS binary with the
+tree ``juicefs`` (``juicefs=.venv/bin/juicefs:juicefs``). Each target gets a fresh
+volume (``--trash-days 0``) with a disk cache, mounted once; fio writes the 512 MiB file sequentially
+(1 MiB, as compare.py's sequential phase), then the pairs run ``fio --rw=randread --bs=4k`` for
+`--runtime` seconds on each mount in turn. fio drops the file's pages of the mount (``invalidate=1``) so
+every 4 KiB read reaches the mount. `--cold` also drops the page cache of that volume's bucket and disk
+cache files before each run (what compare.py's ``drop_caches`` does, without touching the rest of the
+machine): the run then includes the disk-cache fills. `--warmup` fills the disk cache before the pairs instead
+(`jfs warmup`), so that every run measures the steady state of compare.py's run. Mount CPU is utime+stime of the mount process from
+``/proc/PID/stat`` around each run; ``CPU ms/10k`` = that / READs x 10,000. Needs root and /dev/fuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+JUICEFS = "juicefs"
+"""The tree of a JuiceFS target (``LABEL=/path/to/juicefs:juicefs``): PYTHON is then the juicefs binary."""
+
+
+def _mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` and its descendants, all threads (a JuiceFS mount in
+    the foreground serves from a child of the process started)."""
+    stats: dict[int, tuple[int, float, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), int(fields[11]) / TICK, int(fields[12]) / TICK)
+    user = system = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        _, u, s = stats.get(p, (0, 0.0, 0.0))
+        user += u
+        system += s
+        todo += [c for c, (parent, _, _) in stats.items() if parent == p]
+    return user, system
+
+
+def evict(root: Path) -> None:
+    """Drop the page cache of every file under `root` (POSIX_FADV_DONTNEED)."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+class Target:
+    def __init__(self, label: str, python: str, tree: str, workdir: str) -> None:
+        self.label = label
+        self.python = python
+        self.tree = tree if tree == JUICEFS else os.path.abspath(tree)
+        self.root = Path(tempfile.mkdtemp(prefix=f"rr-{label}-", dir=workdir))
+        self.mnt = str(self.root / "mnt")
+        os.makedirs(self.mnt)
+        self.env = {**os.environ, "PYTHONPATH": self.tree}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def cli(self) -> list[str]:
+        return [self.python] if self.tree == JUICEFS else [self.python, "-m", "jfs.cli.main"]
+
+    def start(self) -> None:
+        meta = f"sqlite3://{self.root}/meta.db"
+        cache = ["--cache-dir", f"{self.root}/cache"]
+        if self.tree == JUICEFS:
+            fmt = [*self.cli, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket/", "--trash-days", "0"]
+            mount = [*self.cli, "mount", "--no-usage-report", meta, self.mnt, *cache]
+        else:
+            fmt = [*self.cli, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket", "--trash-days", "0"]
+            mount = [*self.cli, "mount", meta, self.mnt, "--foreground", *cache]
+        subprocess.run(fmt, check=True, capture_output=True, env=self.env, cwd=self.root)
+        log = open(self.root / "mount.log", "wb")  # noqa: SIM115 - kept open by the mount process
+        self.proc = subprocess.Popen(mount, stdout=log, stderr=log, env=self.env, cwd=self.root)
+        deadline = time.monotonic() + 60
+        while not _mounted(self.mnt):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.label}: mount did not come up, see {self.root}/mount.log")
+            time.sleep(0.05)
+
+    def fio(self, rw: str, bs: str, size_mib: int, runtime: int | None = None) -> dict[str, float]:
+        out = self.root / f"fio-{rw}.json"
+        cmd = ["fio", "--name=seq1", f"--directory={self.mnt}", "--filename_format=$jobname.$jobnum",
+               f"--rw={rw}", f"--bs={bs}", f"--size={size_mib}M", "--numjobs=1", "--direct=0", "--ioengine=psync",
+               "--fallocate=none", "--group_reporting", "--output-format=json", f"--output={out}"]
+        if "write" in rw:
+            cmd.append("--end_fsync=1")
+        if runtime:
+            cmd += ["--time_based", f"--runtime={runtime}"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        text = out.read_text()
+        job = json.loads(text[text.index("{"):])["jobs"][0]["read" if "read" in rw else "write"]
+        return {"iops": float(job["iops"]), "ios": float(job["total_ios"])}
+
+    def warmup(self) -> None:
+        """Fill the disk cache with the whole file (`jfs warmup`), as the random reads do by themselves."""
+        subprocess.run([*self.cli, "warmup", f"{self.mnt}/seq1.0"], check=True,
+                       capture_output=True, env=self.env, cwd=self.root)
+
+    def stop(self) -> None:
+        subprocess.run(["umount", self.mnt], capture_output=True)
+        if self.proc is not None:
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if _mounted(self.mnt):
+            subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+        if not os.environ.get("RR_KEEP"):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("targets", nargs="+", help="LABEL=PYTHON:TREE")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--runtime", type=int, default=8)
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--cold", action="store_true", help="drop the volume's bucket and cache pages before each run")
+    ap.add_argument("--warmup", action="store_true",
+                    help="fill the disk cache first (`jfs warmup`): the runs then measure cache hits only")
+    ap.add_argument("--workdir", default=tempfile.gettempdir())
+    args = ap.parse_args()
+    targets = []
+    for spec in args.targets:
+        label, rest = spec.split("=", 1)
+        python, tree = rest.split(":", 1)
+        targets.append(Target(label, python, tree, args.workdir))
+    results: dict[str, list[tuple[float, float]]] = {t.label: [] for t in targets}
+    try:
+        for t in targets:
+            t.start()
+            t.fio("write", "1M", args.size_mib)
+            if args.warmup:
+                t.warmup()
+        for i in range(args.pairs):
+            for t in targets if i % 2 == 0 else reversed(targets):
+                assert t.proc is not None
+                if args.cold:
+                    evict(t.root / "bucket")
+                    evict(t.root / "cache")
+                user0, sys0 = cpu_seconds(t.proc.pid)
+                r = t.fio("randread", "4k", args.size_mib, args.runtime)
+                user1, sys1 = cpu_seconds(t.proc.pid)
+                cpu = user1 - user0 + sys1 - sys0
+                per10k = cpu / r["ios"] * 10_000 * 1000
+                results[t.label].append((per10k, r["iops"]))
+                print(f"pair {i + 1} {t.label:>7}: {r['iops']:8.0f} IOPS  {per10k:7.1f} CPU ms/10k READs "
+                      f"(user {(user1 - user0) / r['ios'] * 1e7:.0f} + sys {(sys1 - sys0) / r['ios'] * 1e7:.0f}; "
+                      f"{r['ios']:.0f} reads)", flush=True)
+    finally:
+        for t in targets:
+            t.stop()
+    print("median:")
+    for label, rows in results.items():
+        print(f"  {label:>7}: {statistics.median(r[1] for r in rows):8.0f} IOPS  "
+              f"{statistics.median(r[0] for r in rows):7.1f} CPU ms/10k READs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""A/B of jfs code trees on big sequential writes through the mount: time, mount CPU per GiB, peak RSS.
+
+Usage:  .venv/bin/python bench/write_ab.py [--pairs 3] [--backend sqlite-file|redis-file]
+        [--workloads fio4,fio1,bench4] [--workdir DIR] base=/tmp/base new=.
+
+Each TARGET is ``LABEL=TREE[,VAR=VALUE...]``: a directory holding a ``jfs`` package, run with this Python and
+``PYTHONPATH=TREE`` (so one venv serves both trees) and the given environment, or ``LABEL=juicefs`` for JuiceFS 1.4.2 (its worker
+process is measured). Each round runs every target once, in the order
+given, on a fresh volume (``--trash-days 0``, ``--cache-dir`` in the work directory), mounted from the
+work directory; the workloads run one after the other on that mount:
+
+* ``fio4``: ``fio`` sequential write, 1 MiB, 4 jobs x 128 MiB, ``--end_fsync=1`` (as `bench/compare.py`);
+* ``fio4r``: fio4's files read back the same way, after dropping the kernel's caches (CPU per GiB read);
+* ``fio1``: the same with 1 job x 512 MiB;
+* ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write rate
+  only; the CPU of the workload includes its read phase).
+
+Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wall time, CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
++ stime, before and after; user alone too), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+with ``/proc/PID/clear_refs`` before it). The table shows medians and ranges; rounds alternate so that
+both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+BIN = os.path.dirname(sys.executable)
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def _mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def hwm_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def juicefs_worker(pid: int) -> int:
+    """The process serving a JuiceFS mount: the supervisor's child (JuiceFS mounts in the foreground
+    here, the supervisor starts one worker); `pid` itself if it has none."""
+    for _ in range(20):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                            return int(entry)
+                except OSError:
+                    continue
+        time.sleep(0.05)
+    return pid
+
+
+def reset_hwm(pid: int) -> None:
+    with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
+
+
+def fio(mnt: str, name: str, jobs: int, size_mib: int, rw: str = "write") -> float:
+    """fio's own rate (MiB/s) of the job group; its files stay (removed after the CPU sample)."""
+    d = os.path.join(mnt, name)
+    os.makedirs(d, exist_ok=True)
+    if rw == "read":
+        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as f:
+            f.write("3")
+    text = subprocess.run(["fio", f"--name={name}", f"--directory={d}", "--filename_format=$jobname.$jobnum",
+                           f"--rw={rw}", "--bs=1M", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
+                           "--ioengine=psync", "--fallocate=none", "--group_reporting", "--end_fsync=1",
+                           "--output-format=json"], check=True, capture_output=True, text=True).stdout
+    return float(json.loads(text[text.index("{"):])["jobs"][0][rw]["bw_bytes"]) / MiB
+
+
+def bench(mnt: str) -> float:
+    text = subprocess.run([os.path.join(BIN, "juicefs"), "bench", mnt, "-p", "4", "--big-file-size", "128M",
+                           "--small-file-count", "0"], check=True, capture_output=True, text=True).stdout
+    m = re.search(r"\|\s*Write big file\s*\|\s*([\d.]+) MiB/s", text)
+    if not m:
+        raise RuntimeError(f"unexpected juicefs bench output: {text[-500:]}")
+    return float(m.group(1))
+
+
+WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "bench4": 512}
+"""MiB written (read, for fio4r) by each workload."""
+
+
+@contextlib.contextmanager
+def meta_urls(backend: str, root: str) -> Iterator[Iterator[str]]:
+    """Fresh metadata URLs for `backend`, one per round and target."""
+    if backend == "sqlite-file":
+        yield ("sqlite3://" for _ in range(10_000))  # completed in the round's own directory
+    elif backend == "redis-file":
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from jfs.testing.servers import start_redis_server
+
+        server = start_redis_server(new_session=True)
+        try:
+            yield (f"{server.url}/{i % 15 + 1}" for i in range(10_000))
+        finally:
+            server.stop()
+    else:
+        raise SystemExit(f"unknown backend {backend}")
+
+
+def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, float]:
+    root = tempfile.mkdtemp(prefix="wab-", dir=args.workdir)
+    mnt = os.path.join(root, "mnt")
+    os.makedirs(mnt)
+    env = {**os.environ, **extra_env}
+    if meta == "sqlite3://":
+        meta = f"sqlite3://{root}/meta.db"
+    if meta.startswith("redis"):
+        subprocess.run([shutil.which("redis-cli") or "redis-cli", "-u", meta, "flushdb"], capture_output=True)
+    if tree == "juicefs":
+        juicefs = os.path.join(BIN, "juicefs")
+        fmt = [juicefs, "format", meta, "abvol", "--bucket", f"{root}/bucket/", "--trash-days", "0"]
+        mount = [juicefs, "mount", "--no-usage-report", meta, mnt, "--cache-dir", f"{root}/cache",
+                 "--log", f"{root}/juicefs.log"]
+    else:
+        env["PYTHONPATH"] = os.path.abspath(tree)
+        jfs = [sys.executable, "-m", "jfs.cli.main"]
+        fmt = [*jfs, "format", meta, "abvol", "--bucket", f"{root}/bucket", "--trash-days", "0"]
+        mount = [*jfs, "mount", meta, mnt, "--foreground", "--cache-dir", f"{root}/cache"]
+    subprocess.run(fmt, check=True, capture_output=True, env=env, cwd=root)
+    out: dict[str, float] = {}
+    with open(f"{root}/mount.log", "wb") as log:
+        proc = subprocess.Popen(mount, stdout=log, stderr=log, env=env, cwd=root)
+        try:
+            deadline = time.monotonic() + 60
+            while not _mounted(mnt):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{tree}: mount did not come up, see {root}/mount.log")
+                time.sleep(0.05)
+            pid = proc.pid if tree != "juicefs" else juicefs_worker(proc.pid)
+            for w in args.workloads.split(","):
+                reset_hwm(pid)
+                c0, t0 = cpu_s(pid), time.monotonic()
+                if w == "fio4":
+                    out[f"{w} MiB/s"] = fio(mnt, w, 4, 128)
+                elif w == "fio4r":  # reads back fio4's files (run it right after fio4)
+                    out[f"{w} MiB/s"] = fio(mnt, "fio4", 4, 128, "read")
+                elif w == "fio1":
+                    out[f"{w} MiB/s"] = fio(mnt, w, 1, 512)
+                elif w == "bench4":
+                    out[f"{w} write MiB/s"] = bench(mnt)
+                else:
+                    raise SystemExit(f"unknown workload {w}")
+                out[f"{w} wall s"] = time.monotonic() - t0
+                (u0, s0), (u1, s1) = c0, cpu_s(pid)
+                gib = WORKLOADS[w] * MiB / GiB
+                out[f"{w} CPU s/GiB"] = (u1 + s1 - u0 - s0) / gib
+                out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
+                out[f"{w} peak RSS MiB"] = hwm_mib(pid)
+                if w in ("fio4r", "fio1"):
+                    shutil.rmtree(os.path.join(mnt, "fio4" if w == "fio4r" else w))
+        finally:
+            subprocess.run(["umount", mnt], capture_output=True)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if _mounted(mnt):
+                subprocess.run(["umount", "-l", mnt], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("targets", nargs="+", help="LABEL=TREE[,VAR=VALUE...] or LABEL=juicefs")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--backend", default="sqlite-file")
+    ap.add_argument("--workloads", default="fio4,fio4r,fio1,bench4")
+    ap.add_argument("--workdir", default=tempfile.gettempdir())
+    args = ap.parse_args()
+    targets = []
+    for spec in args.targets:
+        label, _, rest = spec.partition("=")
+        tree, *pairs = rest.split(",")
+        targets.append((label, tree, dict(p.split("=", 1) for p in pairs)))
+    results: dict[str, dict[str, list[float]]] = {}
+    with meta_urls(args.backend, args.workdir) as urls:
+        for r in range(args.pairs):
+            order = targets if r % 2 == 0 else targets[::-1]
+            for label, tree, env in order:
+                got = run_once(tree, next(urls), args, env)
+                print(json.dumps({"round": r + 1, "target": label, **{k: round(v, 3) for k, v in got.items()}}),
+                      file=sys.stderr, flush=True)
+                for item, value in got.items():
+                    results.setdefault(item, {}).setdefault(label, []).append(value)
+    labels = [t[0] for t in targets]
+    first = labels[0]
+    print(f"| item ({args.backend}) | {' | '.join(labels)} | {' | '.join(f'{x}/{first}' for x in labels[1:])} |")
+    print(f"|---|{'---:|' * (2 * len(labels) - 1)}")
+    for item, per in results.items():
+        med = {x: statistics.median(per[x]) for x in labels if per.get(x)}
+        cells = [f"{med[x]:,.2f} ({min(per[x]):,.2f}–{max(per[x]):,.2f})" if x in med else "–" for x in labels]
+        ratios = [f"{med[x] / med[first]:.2f}×" if x in med and med.get(first) else "–" for x in labels[1:]]
+        print(f"| {item} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+
+
+if __name__ == "__main__":
+    main()
