@@ -34,6 +34,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     EndpointConnectionError,
     ReadTimeoutError,
     ResponseStreamingError,
+    SSLError,
 )
 
 from jfs.domain.sigv4 import signing_key
@@ -149,7 +150,7 @@ class ObjectRequests:
                 )  # fmt: skip
             except urllib3.exceptions.HTTPError as exc:
                 error = self._connection_error(exc)
-                if attempt >= self.attempts:
+                if attempt >= self.attempts or isinstance(error, SSLError):  # a certificate does not heal
                     raise error from exc
             else:
                 data = self._body(resp)
@@ -179,7 +180,9 @@ class ObjectRequests:
             return self._connection_error(exc.reason)
         error: Exception
         # NewConnectionError subclasses ConnectTimeoutError in urllib3: tested first.
-        if isinstance(exc, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
+        if isinstance(exc, urllib3.exceptions.SSLError):  # e.g. certificate verify failed: not retried by callers
+            error = SSLError(endpoint_url=url, error=exc)
+        elif isinstance(exc, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
             error = EndpointConnectionError(endpoint_url=url, error=exc)
         elif isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
             error = ConnectTimeoutError(endpoint_url=url, error=exc)

@@ -28,7 +28,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,6 +36,7 @@ import structlog
 from aiohttp import web, web_protocol
 
 from jfs.adapters.s3gw.errors import S3Error
+from jfs.app.data.pages import uninitialised
 
 log = structlog.get_logger("jfs.gateway")
 
@@ -45,24 +45,6 @@ DIRECT_MIN = 256 << 10
 MAX_READY = 1
 """Full pieces held for the consumer before the socket is no longer read (back-pressure)."""
 _DISCARD = 64 << 10
-
-_resize: Any
-try:
-    _resize = ctypes.pythonapi.PyByteArray_Resize
-    _resize.argtypes = (ctypes.py_object, ctypes.c_ssize_t)
-    _resize.restype = ctypes.c_int
-except AttributeError:  # not CPython
-    _resize = None
-
-
-def uninitialised(size: int) -> bytearray:
-    """A `size`-byte bytearray whose bytes are not zeroed first (the socket fills it)."""
-    if _resize is None or size <= 0:
-        return bytearray(size)
-    buf = bytearray()
-    _resize(buf, size)
-    return buf
-
 
 def _fresh_parser(protocol: Any) -> Any:
     """A new HTTP parser for aiohttp's `protocol`, made as aiohttp makes its own (None if that fails)."""

@@ -17,7 +17,7 @@ caller's buffer (the FUSE request buffer) is free again as soon as `write` retur
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import Any, TypeVar
 
 Buffer = bytes | bytearray | memoryview
 THREAD_JOIN_MIN = 256 << 10
@@ -35,6 +35,8 @@ def _address(view: memoryview) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
+_B = TypeVar("_B", bound=bytearray)
+
 _resize: Any
 try:
     _resize = ctypes.pythonapi.PyByteArray_Resize
@@ -44,15 +46,22 @@ except AttributeError:  # not CPython
     _resize = None
 
 
+def uninitialised(size: int, kind: type[_B] = bytearray) -> _B:  # type: ignore[assignment]
+    """A `size`-byte `kind` (a bytearray type) whose bytes are not zeroed first, on CPython (whoever
+    takes it fills it before anything reads it); elsewhere a zeroed one."""
+    buf = kind()
+    if _resize is None:
+        buf.extend(bytes(size))
+    elif size > 0:
+        _resize(buf, size)
+    return buf
+
+
 def new_arena(size: int) -> BlockArena:
     """A `size`-byte arena with room to grow by one byte without moving (see `ArenaPool.take`). Its bytes
     are not zeroed (on CPython): a list only ever shows bytes placed in it, and zeroing 4 MiB on the
     loop cost more than the copy it saves; fresh pages are faulted in by the kernel's copy into them."""
-    if _resize is None:
-        arena = BlockArena(size + 1)
-    else:
-        arena = BlockArena()
-        _resize(arena, size + 1)
+    arena = uninitialised(size + 1, BlockArena)
     arena.pop()
     return arena
 
