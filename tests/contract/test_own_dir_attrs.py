@@ -19,9 +19,9 @@ from jfs.domain.settings import Settings
 from jfs.ports.kv import KV
 
 
-@pytest.fixture
-async def meta(kv: KV) -> AsyncIterator[Meta]:
-    await format_meta(kv, Settings(name="owndirs", trash_days=0))
+@pytest.fixture(params=[0, 1], ids=["trash-off", "trash-on"])
+async def meta(kv: KV, request: pytest.FixtureRequest) -> AsyncIterator[Meta]:
+    await format_meta(kv, Settings(name="owndirs", trash_days=request.param))
     m = await Meta.load(kv)
     await m.start_session(background=False)
     try:
