@@ -127,7 +127,7 @@ async def test_temp_file_is_never_visible_under_the_real_name(
 
 async def _unnamed_temp_is_named_once_complete(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, bool]] = []
-    real_link, real_replace = os.link, os.replace
+    real_link = os.link
 
     def spying_link(src: str, dst: str, **kw: Any) -> None:
         # At link time the data are complete in the unnamed file and the real name does not exist yet.
