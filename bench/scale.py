@@ -9,8 +9,8 @@ Usage:  .venv/bin/python bench/scale.py [--backend sqlite-file|redis-file] [--fi
 Per system: format (trash off), mount, then
 1. create ``--files`` empty files, ``--per-dir`` per directory, with ``--processes`` processes; the rate is
    reported per segment ending at each checkpoint (10k, 100k, 1M — those ≤ ``--files``);
-2. at every checkpoint: stat ``--stat`` random existing paths (at most the files so far) after dropping the
-   kernel's caches (cold), in ``--processes`` processes;
+2. at every checkpoint: stat ``--stat`` distinct random existing paths (at most the files so far) after
+   dropping the kernel's caches (cold), in ``--processes`` processes;
 3. at the end: create one directory of ``--big-dir`` entries, ``ls -l`` of it cold and warm; ``du -s`` and
    ``summary`` of the whole tree; rename ``--rename`` files (within their directories); ``rm -rf`` of
    ``--remove`` files (whole directories);
@@ -234,7 +234,7 @@ def create_phase(sys_: System, pool: Any, args: argparse.Namespace) -> None:
         say(f"{sys_.name}: created {mark:,} files ({(mark - done) / seconds:,.0f}/s)")
         done = mark
         count = min(args.stat, mark)
-        picks = [rng.randrange(mark) for _ in range(count)]
+        picks = rng.sample(range(mark), count)  # distinct: a repeat would hit the kernel's caches
         paths = [f"{top}/d{p // args.per_dir:05d}/f{p % args.per_dir:05d}" for p in picks]
         drop_caches()
         with sys_.cpu(f"stat@{mark}", count):
