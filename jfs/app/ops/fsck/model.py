@@ -10,6 +10,7 @@ would leave. Read-only; KV errors propagate.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator, Mapping
 
 from jfs.app.meta.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
 from jfs.app.ops.slice_set import SliceSet
@@ -27,6 +28,63 @@ AttrSeen = tuple[int, int, int, int, int]
 """(type, nlink, parent, length, ctime_ns) of an inode as the scan saw it."""
 
 
+class AttrTable(Mapping[int, AttrSeen]):
+    """ino → `AttrSeen`, stored column-wise (one machine word per field, a row number per inode): about
+    half the memory of a dict of tuples (≈ 130 instead of ≈ 260 bytes per inode), which is what fsck
+    holds for every inode of the volume. Rows are only added or overwritten, never removed."""
+
+    __slots__ = ("_row", "_typ", "_nlink", "_parent", "_length", "_ctime")
+
+    def __init__(self) -> None:
+        self._row: dict[int, int] = {}
+        self._typ = array("B")
+        self._nlink = array("L")
+        self._parent = array("Q")
+        self._length = array("Q")
+        self._ctime = array("q")
+
+    def __setitem__(self, ino: int, seen: AttrSeen) -> None:
+        typ, nlink, parent, length, ctime = seen
+        row = self._row.get(ino)
+        if row is None:
+            self._row[ino] = len(self._typ)
+            self._typ.append(typ)
+            self._nlink.append(nlink)
+            self._parent.append(parent)
+            self._length.append(length)
+            self._ctime.append(ctime)
+        else:
+            self._typ[row], self._nlink[row], self._parent[row] = typ, nlink, parent
+            self._length[row], self._ctime[row] = length, ctime
+
+    def _at(self, row: int) -> AttrSeen:
+        return self._typ[row], self._nlink[row], self._parent[row], self._length[row], self._ctime[row]
+
+    def __getitem__(self, ino: int) -> AttrSeen:
+        return self._at(self._row[ino])
+
+    def get(self, ino: int, default: AttrSeen | None = None) -> AttrSeen | None:  # type: ignore[override]
+        row = self._row.get(ino)
+        return default if row is None else self._at(row)
+
+    def __contains__(self, ino: object) -> bool:
+        return ino in self._row
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def items(self) -> Iterator[tuple[int, AttrSeen]]:  # type: ignore[override]
+        at = self._at
+        return ((ino, at(row)) for ino, row in self._row.items())
+
+    def values(self) -> Iterator[AttrSeen]:  # type: ignore[override]
+        at = self._at
+        return (at(row) for row in self._row.values())
+
+
 class Model:
     """What the scan of the inode key space found: per inode its type, nlink, parent, length and ctime;
     the directories holding its names; its hard-link parent counters; and the records of inodes that do
@@ -35,7 +93,7 @@ class Model:
     def __init__(self, delfiles: dict[int, tuple[int, int]], slices: SliceSet | None) -> None:
         self.delfiles = delfiles
         self.slices = slices
-        self.attrs: dict[int, AttrSeen] = {}
+        self.attrs = AttrTable()
         """ino → (type, nlink, parent, length, ctime_ns)."""
         self.first: dict[int, int] = {}
         """child → parent * 8 + entry type, of the first entry naming it."""
