@@ -81,7 +81,7 @@ _IN_CHUNK = 500  # keys per `IN (…)` list: far below SQLITE_MAX_VARIABLE_NUMBE
 SCAN_CACHE_KIB = 4096
 """Page cache of the reader and checkpointer threads' connections (at most `cache_kib`). They serve long
 scans, which read each page once (the OS page cache keeps the file): a 32 MiB cache on each would only
-make a process's memory grow with the database, e.g. ``jfs dump`` by ~25 MiB from 10k to 100k files."""
+make a process's memory grow with the database (``jfs dump`` of 100k files: 25 MiB more with them)."""
 
 
 def cache_kib() -> int:
