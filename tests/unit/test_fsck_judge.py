@@ -287,3 +287,18 @@ def test_attr_table_reads_back_what_was_stored_and_overwrites_in_place() -> None
     assert 1 not in t and t.get(1) is None and 3 in t
     with pytest.raises(KeyError):
         t[1]
+
+
+def test_first_entries_keep_any_parent_and_type_and_forget_on_delete() -> None:
+    m = Model({}, None)
+    m.add_entry(TRASH_INODE + 5, 42, int(FileType.REGULAR))  # a trash hour directory: parent near 2^63
+    m.add_entry(7, 43, int(FileType.DIRECTORY))
+    assert m.first[42] == (TRASH_INODE + 5) * 8 + int(FileType.REGULAR)
+    assert m.first.get(43) == 7 * 8 + int(FileType.DIRECTORY) and len(m.first) == 2
+    m.attrs[42] = (int(FileType.REGULAR), 1, TRASH_INODE + 5, 0, 1)
+    assert 43 not in m.attrs and len(m.attrs) == 1  # a row made by an entry is no attribute
+    del m.first[42]
+    assert 42 not in m.first and m.first.get(42) is None and dict(m.first.items()) == {43: 7 * 8 + 2}
+    assert m.attrs[42][2] == TRASH_INODE + 5
+    with pytest.raises(KeyError):
+        del m.first[42]
