@@ -3,6 +3,7 @@ ranges, botocore-compatible errors, and botocore-like retries of 5xx answers (a 
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -182,3 +183,50 @@ async def test_a_server_that_ignores_ranges_is_sliced(flaky: str) -> None:
         assert await s.get("norange", 7) == b"789"
     finally:
         await s.close()
+
+
+async def test_deletes_take_the_fast_path_and_no_boto3_client_is_built(seaweed_s3: SeaweedS3) -> None:
+    """A mount that only puts, gets and deletes blocks never builds boto3's client (ADR 0049)."""
+    s = S3Store(seaweed_s3.url, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
+    try:
+        keys = ["del/a&b<c>", "del/ü x", "del/plain", "del/q?x"]
+        for k in keys:
+            await s.put(k, b"x")
+        assert await s.get(keys[0]) == b"x"
+        await asyncio.gather(*(s.delete(k) for k in [*keys, "del/never-existed"]))
+        assert s._boto3_client is None
+        assert [i.key async for i in s.list("del/")] == []  # a listing builds the client
+        assert s._boto3_client is not None
+    finally:
+        await s.close()
+
+
+def test_delete_objects_reports_per_key_errors() -> None:
+    """The errors of a DeleteObjects answer are boto3's shape (namespaced XML as S3 sends it)."""
+    answer = (b'<?xml version="1.0"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+              b"<Error><Key>k1</Key><Code>InternalError</Code><Message>later</Message></Error></DeleteResult>")
+    seen: list[tuple[str, str, bytes]] = []
+
+    class _Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            seen.append((self.path, self.headers.get("content-md5", ""), body))
+            self.send_response(200)
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = _requests(f"http://127.0.0.1:{server.server_address[1]}", "bkt", "ak", "sk")
+        assert r.delete_many(["k1", "k&2"]) == [{"Key": "k1", "Code": "InternalError", "Message": "later"}]
+        path, md5, body = seen[0]
+        assert path == "/bkt?delete=" and md5 and b"<Key>k&amp;2</Key>" in body and b"<Quiet>true</Quiet>" in body
+        r.close()
+    finally:
+        server.shutdown()
+        server.server_close()
