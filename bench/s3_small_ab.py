@@ -14,6 +14,7 @@ mount's CPU (µs per file) and the object requests (`.stats`) per file. Then the
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -43,6 +44,10 @@ def read_files(d: Path, t: int, n: int) -> None:
     for i in range(n):
         with open(d / f"t{t}" / f"f{i}", "rb") as f:
             f.read()
+
+
+def _one(fn, d: Path, extra: tuple, t: int) -> None:
+    fn(d, t, *extra)
 
 
 def one_run(label: str, binary: str, s3, work: Path, args: argparse.Namespace, n: int) -> dict:
@@ -80,7 +85,7 @@ def one_run(label: str, binary: str, s3, work: Path, args: argparse.Namespace, n
             with ThreadPoolExecutor(args.threads) as pool:
                 fn = write_files if phase == "write" else read_files
                 extra = (args.files, data) if phase == "write" else (args.files,)
-                list(pool.map(lambda t: fn(d, t, *extra), range(args.threads)))
+                list(pool.map(functools.partial(_one, fn, d, extra), range(args.threads)))
             t1 = time.time()
             s1, c1 = requests(stats(m.mnt)), proc_cpu(pid)
             if spy is not None:
