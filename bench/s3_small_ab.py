@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def one_run(label: str, binary: str, s3, work: Path, args: argparse.Namespace, n
             spy = None
             if args.pyspy and phase == "write":
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads", "--nonblocking",
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200", "--threads", "--nonblocking",
                      "--pid", str(pid), "-o", f"{args.pyspy}/{label}-{n}-{phase}.txt", "-d", "20"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
@@ -89,7 +90,7 @@ def one_run(label: str, binary: str, s3, work: Path, args: argparse.Namespace, n
             t1 = time.time()
             s1, c1 = requests(stats(m.mnt)), proc_cpu(pid)
             if spy is not None:
-                spy.terminate()
+                spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
             cpu = (sum(c1) - sum(c0)) if c0 and c1 else float("nan")
             delta = {k: round((s1[k] - s0[k]) / total, 2) for k in s1 if s1[k] != s0[k]}
@@ -112,6 +113,8 @@ def main() -> None:
     ap.add_argument("--pyspy", default="")
     args = ap.parse_args()
     builds = [tuple(x.split("=", 1)) for x in args.jfs]
+    if args.pyspy:
+        Path(args.pyspy).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="jfs-s3sm-"))
     results: list[dict] = []
     try:

@@ -59,11 +59,13 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 
     fail = 0
     seen: list[tuple[str, str, str]] = []  # noqa: RUF012 - reset per test
+    payloads: list[str] = []  # noqa: RUF012 - reset per test
 
     def _answer(self) -> None:
         n = int(self.headers.get("content-length") or 0)
         self.rfile.read(n)
         type(self).seen.append((self.command, self.path, self.headers.get("authorization", "")))
+        type(self).payloads.append(self.headers.get("x-amz-content-sha256", ""))
         if type(self).fail > 0:
             type(self).fail -= 1
             self._send(503, b"<Error><Code>SlowDown</Code><Message>easy</Message></Error>")
@@ -97,6 +99,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 def flaky() -> Iterator[str]:
     _Flaky.fail = 0
     _Flaky.seen = []
+    _Flaky.payloads = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -230,3 +233,17 @@ def test_delete_objects_reports_per_key_errors() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_put_bodies_are_not_hashed_unless_asked(flaky: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNSIGNED-PAYLOAD over http too (as JuiceFS; ADR 0049); JFS_S3_SIGNED_PAYLOAD=true signs the hash."""
+    import hashlib
+
+    for env, expected in (("", "UNSIGNED-PAYLOAD"), ("true", hashlib.sha256(b"abc").hexdigest())):
+        monkeypatch.setenv("JFS_S3_SIGNED_PAYLOAD", env)
+        s = S3Store(f"{flaky}/bkt", access_key="ak", secret_key="sk")
+        try:
+            await s.put("k", b"abc")
+        finally:
+            await s.close()
+        assert _Flaky.payloads[-1] == expected

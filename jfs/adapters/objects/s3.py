@@ -17,7 +17,8 @@ ObjectStoreUnavailable naming the endpoint and these two variables.
 One boto3 client (thread-safe) serves every call but the data path's per-block requests: GetObject,
 PutObject and DeleteObjects go through `ObjectRequests` (signed requests on a urllib3 pool, a fifth of
 boto3's CPU per request; ADR 0036) when the credentials are static ones — ``JFS_S3_BOTO3=true`` sends them
-through boto3 too. The boto3 client is built at its first use (ADR 0049): a mount that only reads, writes
+through boto3 too; their PUT bodies are sent as ``UNSIGNED-PAYLOAD`` (not hashed) unless
+``JFS_S3_SIGNED_PAYLOAD=true`` (http only; ADR 0049). The boto3 client is built at its first use (ADR 0049): a mount that only reads, writes
 and deletes blocks never pays its ~40 MiB (boto3, botocore and the S3 service model). Calls run in a bounded thread pool the size of the connection pool, so the event loop never blocks and
 at most `max_pool_connections` requests are in flight.
 Transient failures (5xx, throttling, timeouts, dropped connections) are re-sent by botocore's "standard"
@@ -207,7 +208,7 @@ class S3Store:
             self._requests = ObjectRequests(
                 self.endpoint, self.bucket, self.region, style, static, max_connections=max_pool_connections,
                 attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
-                verify=_tls_verify(),
+                verify=_tls_verify(), signed_payload=_env_true("JFS_S3_SIGNED_PAYLOAD"),
             )  # fmt: skip
         else:
             self._client  # noqa: B018 -- every request goes through boto3: build its client now
@@ -550,9 +551,13 @@ def _tls_reason(exc: BaseException) -> str:
     return m.group(0).strip() if m else _one_line(exc)
 
 
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _boto3_only() -> bool:
     """``JFS_S3_BOTO3=true``: every request through boto3 (no `ObjectRequests`)."""
-    return os.environ.get("JFS_S3_BOTO3", "").strip().lower() in ("1", "true", "yes", "on")
+    return _env_true("JFS_S3_BOTO3")
 
 
 def _tls_verify() -> bool | str | None:
