@@ -7,6 +7,7 @@ import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -188,7 +189,9 @@ async def test_a_server_that_ignores_ranges_is_sliced(flaky: str) -> None:
         await s.close()
 
 
-async def test_deletes_take_the_fast_path_and_no_boto3_client_is_built(seaweed_s3: SeaweedS3) -> None:
+async def test_deletes_take_the_fast_path_and_no_boto3_client_is_built(
+    seaweed_s3: SeaweedS3, tmp_path: Path
+) -> None:
     """A mount that only puts, gets and deletes blocks never builds boto3's client (ADR 0049)."""
     s = S3Store(seaweed_s3.url, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
     try:
@@ -198,6 +201,11 @@ async def test_deletes_take_the_fast_path_and_no_boto3_client_is_built(seaweed_s
         assert await s.get(keys[0]) == b"x"
         await asyncio.gather(*(s.delete(k) for k in [*keys, "del/never-existed"]))
         assert s._boto3_client is None
+        small = tmp_path / "backup.json.gz"
+        small.write_bytes(b"z" * 1000)
+        await s.put_file("del/backup", str(small))  # below the multipart size: one fast-path PUT
+        assert await s.get("del/backup") == b"z" * 1000 and s._boto3_client is None
+        await s.delete("del/backup")
         assert [i.key async for i in s.list("del/")] == []  # a listing builds the client
         assert s._boto3_client is not None
     finally:

@@ -378,7 +378,15 @@ class S3Store:
 
     async def put_file(self, key: str, path: str) -> None:
         """`FileUploads`: stream the local file `path` (a multipart upload of `UPLOAD_PART` parts, at most
-        `UPLOAD_THREADS` in flight, above `UPLOAD_PART`): memory stays flat whatever the file's size."""
+        `UPLOAD_THREADS` in flight, above `UPLOAD_PART`): memory stays flat whatever the file's size. A file
+        below `UPLOAD_PART` is one PUT (through `ObjectRequests` when in use: no boto3 client for a mount's
+        periodic metadata backup of a small volume, ADR 0049)."""
+        if self._requests is not None:
+            size = await asyncio.to_thread(os.path.getsize, path)
+            if size < UPLOAD_PART:
+                data = await asyncio.to_thread(_read_file, path)
+                await self.put(key, data)
+                return
         from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 
         config = TransferConfig(multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART,
@@ -544,6 +552,11 @@ class S3Store:
             self._requests.close()
         if self._boto3_client is not None:
             self._boto3_client.close()
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _tls_reason(exc: BaseException) -> str:
