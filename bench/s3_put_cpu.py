@@ -3,6 +3,7 @@
 alternating rounds.
 
 Usage:  .venv/bin/python bench/s3_put_cpu.py [--rounds 6] [--puts 32] [--kib 4096]
+        .venv/bin/python bench/s3_put_cpu.py --deletes   (CPU of one 1,000-key DeleteObjects, ours vs boto3)
 """
 
 from __future__ import annotations
@@ -51,5 +52,32 @@ async def main() -> None:
             await store.close()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--deletes" not in sys.argv:
     asyncio.run(main())
+
+
+async def delete_cpu(rounds: int = 3, keys_per_request: int = 1000) -> None:
+    """Process CPU of one DeleteObjects request of `keys_per_request` keys: `ObjectRequests.delete_many`
+    vs boto3's ``delete_objects`` (the objects are put again before each round)."""
+    with seaweed_s3(bucket="del-cpu") as s3:
+        store = S3Store(s3.url, access_key=s3.access_key, secret_key=s3.secret_key)
+        fast = store._requests
+        results: dict[str, list[float]] = {"fast": [], "boto3": []}
+        for r in range(rounds):
+            for mode in results:
+                keys = [f"del/{mode}{r}/chunks/0/1/{i}_0_4096" for i in range(keys_per_request)]
+                await asyncio.gather(*(store.put(k, b"x") for k in keys))
+                store._requests = fast if mode == "fast" else None
+                t0 = time.process_time()
+                errors = store._delete_objects(keys)
+                results[mode].append((time.process_time() - t0) * 1e3)
+                store._requests = fast
+                assert not errors
+        for mode, xs in results.items():
+            print(f"DeleteObjects of {keys_per_request} keys, {mode:>5}: {statistics.median(xs):6.1f} ms CPU "
+                  f"(median of {rounds}; {[round(x, 1) for x in xs]})")
+        await store.close()
+
+
+if __name__ == "__main__" and "--deletes" in sys.argv:
+    asyncio.run(delete_cpu())
