@@ -17,10 +17,11 @@ ObjectStoreUnavailable naming the endpoint and these two variables.
 One boto3 client (thread-safe) serves every call but the data path's per-block requests: GetObject,
 PutObject and DeleteObjects go through `ObjectRequests` (signed requests on a urllib3 pool, a fifth of
 boto3's CPU per request; ADR 0036) when the credentials are static ones — ``JFS_S3_BOTO3=true`` sends them
-through boto3 too; their PUT bodies are sent as ``UNSIGNED-PAYLOAD`` (not hashed) unless
-``JFS_S3_SIGNED_PAYLOAD=true`` (http only; ADR 0049). The boto3 client is built at its first use (ADR 0049): a mount that only reads, writes
-and deletes blocks never pays its ~40 MiB (boto3, botocore and the S3 service model). Calls run in a bounded thread pool the size of the connection pool, so the event loop never blocks and
-at most `max_pool_connections` requests are in flight.
+through boto3 too. Their PUT bodies go as ``UNSIGNED-PAYLOAD`` (not hashed) unless
+``JFS_S3_SIGNED_PAYLOAD=true`` (http only; ADR 0049). The boto3 client is built at its first use (ADR
+0049): a mount that only reads, writes and deletes blocks never pays its ~30 MiB (boto3, botocore and the
+S3 service model). Calls run in a bounded thread pool the size of the connection pool, so the event loop
+never blocks and at most `max_pool_connections` requests are in flight.
 Transient failures (5xx, throttling, timeouts, dropped connections) are re-sent by botocore's "standard"
 mode only `S3_REQUEST_ATTEMPTS` times in total (`jfs.domain.retry`, ADR 0017): patience is the caller's
 budget (the data path's ``BLOCK_IO``), so attempts do not multiply. A GET whose body breaks off mid-read is
@@ -203,7 +204,8 @@ class S3Store:
             if found is not None and type(found).__name__ == "Credentials" and found.access_key:
                 static = Credentials(found.access_key, found.secret_key or "", found.token or "")
         self._requests: ObjectRequests | None = None
-        """GetObject / PutObject without boto3 (static credentials only: refreshed ones stay with boto3)."""
+        """GetObject / PutObject / DeleteObjects without boto3 (static credentials only: refreshed ones stay
+        with boto3)."""
         if static is not None and not _boto3_only():
             self._requests = ObjectRequests(
                 self.endpoint, self.bucket, self.region, style, static, max_connections=max_pool_connections,
@@ -231,7 +233,7 @@ class S3Store:
     @property
     def _client(self) -> Any:
         """The boto3 client, built at its first use: with `ObjectRequests` carrying the block GETs and PUTs,
-        a mount may never need it, and boto3 + the S3 service model cost ~40 MiB of RSS (ADR 0049)."""
+        a mount may never need it, and boto3 + the S3 service model cost ~30 MiB of RSS (ADR 0049)."""
         client = self._boto3_client
         if client is None:
             with self._client_lock:

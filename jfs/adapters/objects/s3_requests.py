@@ -5,7 +5,7 @@ A boto3 call costs ~1.5 ms of CPU under the interpreter lock whatever the body s
 endpoint rules, event hooks, retry bookkeeping, response parsing): a 4 KiB block written at random cost more
 there than anywhere else in the mount, and every such call delayed the event loop. The two requests the data
 path makes per block are sent here instead (and the DeleteObjects that frees blocks, so that a mount that
-only reads, writes and deletes blocks never builds a boto3 client — ~40 MiB of RSS, ADR 0049): SigV4-signed (the signing key cached per day), over one urllib3
+only reads, writes and deletes blocks never builds a boto3 client — ~30 MiB of RSS, ADR 0049): SigV4-signed (the signing key cached per day), over one urllib3
 connection pool, retried like botocore's "standard" mode (`S3_REQUEST_ATTEMPTS` attempts in total on
 5xx, throttling, timeouts and dropped connections, jittered exponential back-off).
 
