@@ -39,7 +39,14 @@ from jfs.app.data.inode import ChunkMap, InodeState
 from jfs.app.data.pacing import Pacer
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
-from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy, relieve
+from jfs.app.data.writer import (
+    SHARED_CACHE_KEEP,
+    FileWriter,
+    WriteBudget,
+    WriteContext,
+    compaction_policy,
+    relieve,
+)
 from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
@@ -95,7 +102,8 @@ class DataPath:
         self.pacer = Pacer()  # foreground reads and writes touch it; background compactions give way
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted, self.pacer)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
-        self.budget = WriteBudget(config.buffer_size, self._relieve_pressure)
+        self.budget = WriteBudget(config.buffer_size, self._relieve_pressure, shared=self.mem,
+                                  keep=min(config.mem_cache_size // 4, SHARED_CACHE_KEEP))
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
