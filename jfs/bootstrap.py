@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from jfs.adapters.malloc_tuning import give_back_free_memory
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.data.staging import StagingStore, staging_dir
@@ -148,7 +149,7 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
                                          free_ratio=config.cache_free_ratio).start()
             meta.session_extra = lambda: {"Staging": staging.status()}  # `jfs status`, at each heartbeat
             store = staging
-        data = await DataPath(meta, store, config).start()
+        data = await DataPath(meta, store, config, give_back=give_back_free_memory).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
             options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,

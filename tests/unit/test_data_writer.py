@@ -280,6 +280,26 @@ async def test_pressure_freezes_nothing_while_queued_uploads_will_free_the_budge
         await vol.close()
 
 
+async def test_cache_eviction_by_writers_gives_memory_back_off_the_loop() -> None:
+    """Once writers pushed GIVE_BACK_AFTER bytes out of the cache, `give_back` runs once, in a thread."""
+    import threading
+
+    from jfs.app.data import files
+
+    calls: list[str] = []
+    vol = await _volume(SpyStore())
+    vol.dp._give_back = lambda: calls.append(threading.current_thread().name)
+    try:
+        vol.dp._cache_gave_way(files.GIVE_BACK_AFTER // 2)
+        assert not calls
+        vol.dp._cache_gave_way(files.GIVE_BACK_AFTER // 2)
+        vol.dp._cache_gave_way(files.GIVE_BACK_AFTER)  # while the first one runs: not again
+        await vol.dp.drain()
+        assert len(calls) == 1 and calls[0] != threading.current_thread().name
+    finally:
+        await vol.close()
+
+
 def test_write_budget_and_shared_memory_cache_stay_within_one_limit() -> None:
     """With a shared cache, writers' bytes and cached blocks together stay within the budget's limit
     (the cache keeps at least `keep`), and the cache may grow back as writers give bytes back (ADR 0048)."""
@@ -323,6 +343,7 @@ async def test_written_bytes_push_cached_blocks_out_of_the_shared_budget(spy: Sp
         await asyncio.sleep(0.05)
         assert vol.dp.budget.used >= 5 * BS
         assert vol.dp.mem.used + vol.dp.budget.used <= 8 * BS + 8192
+        assert vol.dp._evicted > 0  # told to the give-back hook's counter (none in this harness)
         gate.set()
         await writes
         await vol.dp.flush(h)

@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,9 @@ from jfs.ports.objects import ObjectStore
 log = structlog.get_logger("jfs.data")
 
 
+GIVE_BACK_AFTER = 32 << 20
+"""Bytes of cached blocks pushed out by writers between two `give_back` calls (ADR 0048)."""
+
 @dataclass(eq=False)
 class Handle:
     """One open file description."""
@@ -80,7 +83,10 @@ class Handle:
 class DataPath:
     """File data of one client. Create with ``await DataPath(meta, store, config).start()``; `close` it."""
 
-    def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None) -> None:
+    def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None, *,
+                 give_back: Callable[[], object] | None = None) -> None:
+        """`give_back`: returns the process's free heap memory to the OS (`malloc_trim`); called off the
+        loop once writers have pushed `GIVE_BACK_AFTER` bytes of cached blocks out (ADR 0048)."""
         self.meta = meta
         self.store = store
         self.config = config = config or DataConfig.from_settings(meta.settings)
@@ -102,8 +108,12 @@ class DataPath:
         self.pacer = Pacer()  # foreground reads and writes touch it; background compactions give way
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted, self.pacer)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
+        self._give_back = give_back
+        self._evicted = 0
+        self._giving_back = False
         self.budget = WriteBudget(config.buffer_size, self._relieve_pressure, shared=self.mem,
-                                  keep=min(config.mem_cache_size // 4, SHARED_CACHE_KEEP))
+                                  keep=min(config.mem_cache_size // 4, SHARED_CACHE_KEEP),
+                                  on_evicted=self._cache_gave_way)
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
@@ -375,6 +385,25 @@ class DataPath:
         for (sid, size), r in zip(slices, results, strict=True):
             if isinstance(r, BaseException):
                 log.error("slice_blocks_leaked", slice=sid, size=size, error=str(r))
+
+    def _cache_gave_way(self, n: int) -> None:
+        """Writers pushed `n` bytes of blocks out of the memory cache: once enough were freed, give the
+        free memory back to the OS (in a thread: it takes tens of ms), else it stays resident — the loaded
+        blocks were allocated by object-store threads, whose malloc arenas the writers never reuse."""
+        self._evicted += n
+        if self._give_back is None or self._giving_back or self._evicted < GIVE_BACK_AFTER:
+            return
+        self._evicted = 0
+        self._giving_back = True
+        give_back = self._give_back
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(give_back)
+            finally:
+                self._giving_back = False
+
+        self.spawn(run())
 
     def _relieve_pressure(self) -> None:
         """Writers wait for buffer space: make sure at least half the budget is on its way back

@@ -106,7 +106,8 @@ class WriteBudget:
     mount's peak RSS was the cache (128 MiB) on top of the budget (300 MiB)."""
 
     def __init__(self, limit: int, on_pressure: Callable[[], None], shared: MemoryCache[Any] | None = None,
-                 keep: int = 0) -> None:
+                 keep: int = 0, on_evicted: Callable[[int], None] | None = None) -> None:
+        """`on_evicted(n)`: told after the writers pushed `n` bytes of blocks out of the shared cache."""
         self.limit = limit
         self.used = 0
         self._on_pressure = on_pressure
@@ -114,6 +115,7 @@ class WriteBudget:
         self._room.set()
         self._shared = shared
         self._keep = keep
+        self._on_evicted = on_evicted
         self._ceiling = limit
         """The cache's ceiling as last set (`_share`): reset only when it moves by a block or more."""
 
@@ -139,7 +141,10 @@ class WriteBudget:
         if cache.used > ceiling or ceiling != self._ceiling:
             self._ceiling = ceiling
             if cache.used > ceiling:
+                before = cache.used
                 cache.shrink(ceiling)
+                if self._on_evicted is not None:
+                    self._on_evicted(before - cache.used)
             else:
                 cache.ceiling = min(cache.capacity, ceiling)
 
