@@ -300,6 +300,29 @@ async def test_cache_eviction_by_writers_gives_memory_back_off_the_loop() -> Non
         await vol.close()
 
 
+async def test_idle_writers_give_their_arenas_and_heap_back() -> None:
+    """Once nothing is being written, the sweeper drops the idle block arenas and gives the free heap
+    back to the OS (ADR 0048); with nothing to let go of, it does not call `give_back` again."""
+    calls: list[int] = []
+    vol = await _volume(SpyStore(), sweep_interval=0.01)
+    vol.dp._give_back = lambda: calls.append(1)
+    try:
+        ino = await vol.new_file(b"big")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        for off in range(0, 4 * BS, BS // 2):
+            await vol.dp.write(h, off, b"a" * (BS // 2))  # blocks after the first get arenas
+        await vol.dp.flush(h)
+        await vol.dp.release(h)
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert calls == [1]
+    finally:
+        await vol.close()
+
+
 def test_write_budget_and_shared_memory_cache_stay_within_one_limit() -> None:
     """With a shared cache, writers' bytes and cached blocks together stay within the budget's limit
     (the cache keeps at least `keep`), and the cache may grow back as writers give bytes back (ADR 0048)."""

@@ -391,7 +391,12 @@ class DataPath:
         free memory back to the OS (in a thread: it takes tens of ms), else it stays resident — the loaded
         blocks were allocated by object-store threads, whose malloc arenas the writers never reuse."""
         self._evicted += n
-        if self._give_back is None or self._giving_back or self._evicted < GIVE_BACK_AFTER:
+        if self._evicted >= GIVE_BACK_AFTER:
+            self._give_back_memory()
+
+    def _give_back_memory(self) -> None:
+        """Run `give_back` in a thread, unless it is running already."""
+        if self._give_back is None or self._giving_back:
             return
         self._evicted = 0
         self._giving_back = True
@@ -419,7 +424,10 @@ class DataPath:
                 if state.writer is not None and not state.writer.idle:
                     state.writer.sweep(now)
             if self.budget.used == 0 and self._wctx.arenas is not None:
-                self._wctx.arenas.clear()  # nothing being written: give the idle block arenas back
+                # Nothing being written: let go of the idle block arenas, and of the heap they and the
+                # blocks writers pushed out of the cache leave behind (ADR 0048).
+                if self._wctx.arenas.clear() or self._evicted:
+                    self._give_back_memory()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a background job owned by the data path (awaited by `drain` and `close`)."""
