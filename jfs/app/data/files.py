@@ -62,6 +62,7 @@ log = structlog.get_logger("jfs.data")
 GIVE_BACK_AFTER = 32 << 20
 """Bytes of cached blocks pushed out by writers between two `give_back` calls (ADR 0048)."""
 
+
 @dataclass(eq=False)
 class Handle:
     """One open file description."""

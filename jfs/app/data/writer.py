@@ -117,7 +117,7 @@ class WriteBudget:
         self._keep = keep
         self._on_evicted = on_evicted
         self._ceiling = limit
-        """The cache's ceiling as last set (`_share`): reset only when it moves by a block or more."""
+        """The cache's ceiling as last set by `_share`."""
 
     def add(self, n: int) -> None:
         self.used += n
