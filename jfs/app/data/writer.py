@@ -64,6 +64,10 @@ MAX_UNFROZEN_DEPTH = 3
 ARENA_WRITE_MIN = 128 << 10
 """A write at least this long (or a quarter block, if less) that starts a block other than the file's
 first gives the block an arena (ADR 0039)."""
+SHARED_CACHE_KEEP = 32 << 20
+"""What the memory cache keeps however full the write budget is (at most a quarter of it, ADR 0048): one
+reader's read-ahead window (8 blocks of 4 MiB), so that blocks loaded ahead are still there when the
+reader gets to them."""
 MAX_PENDING_SLICES = 1000
 """A file's writes wait while it has this many uncommitted slices (JuiceFS's limit, ``totalSlices``):
 random 4 KiB writes otherwise queued ten thousand slices in 8 s, whose uploads, commits and compactions
@@ -94,24 +98,56 @@ OverlayPart = memoryview | StoredPart
 
 
 class WriteBudget:
-    """Bytes held by the writers of one client, with back-pressure above `limit`."""
+    """Bytes held by the writers of one client, with back-pressure above `limit`.
 
-    def __init__(self, limit: int, on_pressure: Callable[[], None]) -> None:
+    With a `shared` memory cache (ADR 0048), `limit` bounds the writers' bytes and the cache's together,
+    as JuiceFS's ``--buffer-size`` bounds its write buffers and read-ahead together: the cache may hold at
+    most ``limit - used`` bytes (never less than `keep`), and gives up its oldest blocks as writers fill
+    the budget. Without it, blocks read before a big write stayed cached beside a full write budget: the
+    mount's peak RSS was the cache (128 MiB) on top of the budget (300 MiB)."""
+
+    def __init__(self, limit: int, on_pressure: Callable[[], None], shared: MemoryCache[Any] | None = None,
+                 keep: int = 0, on_evicted: Callable[[int], None] | None = None) -> None:
+        """`on_evicted(n)`: told after the writers pushed `n` bytes of blocks out of the shared cache."""
         self.limit = limit
         self.used = 0
         self._on_pressure = on_pressure
         self._room = asyncio.Event()
         self._room.set()
+        self._shared = shared
+        self._keep = keep
+        self._on_evicted = on_evicted
+        self._ceiling = limit
+        """The cache's ceiling as last set by `_share`."""
 
     def add(self, n: int) -> None:
         self.used += n
         if self.used > self.limit:
             self._room.clear()
+        if self._shared is not None:
+            self._share()
 
     def release(self, n: int) -> None:
         self.used -= n
         if self.used <= self.limit:
             self._room.set()
+        if self._shared is not None:
+            self._share()
+
+    def _share(self) -> None:
+        ceiling = max(self._keep, self.limit - self.used)
+        cache = self._shared
+        assert cache is not None
+        # Cheap on every write: evict only when the cache is above its new ceiling, else only move it.
+        if cache.used > ceiling or ceiling != self._ceiling:
+            self._ceiling = ceiling
+            if cache.used > ceiling:
+                before = cache.used
+                cache.shrink(ceiling)
+                if self._on_evicted is not None:
+                    self._on_evicted(before - cache.used)
+            else:
+                cache.ceiling = min(cache.capacity, ceiling)
 
     async def wait(self) -> None:
         """Return once the writers hold at most `limit` bytes (asking for relief while waiting)."""
