@@ -17,7 +17,7 @@ nothing but pass it on:
   looked up is the one WsgiDAV would look up).
 
 Then it answers what `SmallFiles` answers (`answer_get`); when the target is not a small regular file, or
-on any error, the request goes to the stack with the environ untouched but for the lookup already made
+on an error of the lookup, the request goes to the stack with the environ untouched but for the lookup already made
 (the provider's per-request cache, keyed by the same normalised path), so the answer is WsgiDAV's and no
 trip is repeated.
 """
@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wsgidav import util
+from wsgidav.dav_error import DAVError
 
 from jfs.adapters.webdav.middleware import StartResponse, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
@@ -57,9 +58,10 @@ class PlainGets:
         if environ["REQUEST_METHOD"] == "GET":
             path = self._plain_path(environ)
             if path is not None:
+                environ["wsgidav.provider"] = self.provider  # what WsgiDAV's resources are made with
                 try:
                     answer = answer_get(self.provider, path, environ, start_response)
-                except Exception:  # noqa: BLE001 - WsgiDAV's stack makes the lookup again and answers
+                except DAVError:  # WsgiDAV's stack makes the lookup again and answers with its error page
                     answer = None
                 if answer is not None:
                     return answer
