@@ -229,7 +229,7 @@ def test_what_plain_gets_leave_to_wsgidav(trees: Both, stack_calls: list[str]) -
         ("/dir/f", {"range": "bytes=0-1"}),
         ("/dir/f", {"if_none_match": '"x"'}),
         ("/dir/f", {"depth": "1"}),
-        ("/dir", {}),  # the directory browser
+        ("/dir/", {}),  # the directory browser
         ("/dir/missing", {}),
     ]
     for path, headers in cases:
