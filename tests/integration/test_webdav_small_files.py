@@ -207,9 +207,12 @@ def stack_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_plain_gets_are_answered_in_front_of_wsgidav(trees: Both, stack_calls: list[str]) -> None:
+def test_plain_requests_are_answered_in_front_of_wsgidav(trees: Both, stack_calls: list[str]) -> None:
     for name in ("/dir/f.txt", "/dir/sp ce ü.bin"):
-        _same(trees, "PUT", name, b"data")
+        stack_calls.clear()
+        assert _same(trees, "PUT", name, b"data").status == 201
+        assert len(stack_calls) == 1, stack_calls
+        assert trees.fs.read_bytes("/a" + name) == b"data"
         stack_calls.clear()
         got = _same(trees, "GET", name)
         assert (got.status, got.body) == (200, b"data")
@@ -219,7 +222,7 @@ def test_plain_gets_are_answered_in_front_of_wsgidav(trees: Both, stack_calls: l
     assert len(stack_calls) == 1
 
 
-def test_what_plain_gets_leave_to_wsgidav(trees: Both, stack_calls: list[str]) -> None:
+def test_what_plain_requests_leave_to_wsgidav(trees: Both, stack_calls: list[str]) -> None:
     _same(trees, "PUT", "/dir/f", b"data")
     wrong = "Basic " + base64.b64encode(f"{USER}:wrong".encode()).decode()
     cases: list[tuple[str, dict[str, str]]] = [
@@ -240,6 +243,21 @@ def test_what_plain_gets_leave_to_wsgidav(trees: Both, stack_calls: list[str]) -
         assert len(stack_calls) == 2, (path, headers)
     assert trees.fast("GET", "/a/dir/f", authorization=wrong).status == 401
     assert trees.fast("GET", "/a/../a/dir/f").status == 400
+    puts: list[tuple[str, dict[str, str]]] = [
+        ("/dir/g", {"authorization": wrong}),
+        ("/dir/g?x", {}),
+        ("/nowhere/g", {}),  # no parent: WsgiDAV's 409 with the body replayed
+        ("/dir/sub", {}),  # a collection
+    ]
+    for path, headers in puts:
+        stack_calls.clear()
+        a = trees.fast("PUT", "/a" + path, b"new", **headers)
+        b = trees.plain("PUT", "/b" + path, b"new", **headers)
+        assert a.shape() == b.shape(), (path, headers)
+        assert len(stack_calls) == 2, (path, headers)
+        if path == "/dir/g":  # refused
+            assert not trees.fs.exists("/a/dir/g")
+    assert not trees.fs.exists("/a/nowhere")
 
 
 def test_write_marker_refuses_locks_while_set() -> None:

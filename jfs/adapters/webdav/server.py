@@ -26,7 +26,7 @@ from jfs.adapters.malloc_tuning import keep_block_buffers
 from jfs.adapters.webdav.auth import SingleUserController
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import AccessLog, DirectBodies, Gzip, RejectBadPaths, WsgiApp
-from jfs.adapters.webdav.plain_gets import PlainGets, basic_authorization
+from jfs.adapters.webdav.plain_requests import PlainRequests, basic_authorization
 from jfs.adapters.webdav.provider import JfsProvider
 from jfs.adapters.webdav.small_files import SmallFiles
 from jfs.app.errors import JfsError
@@ -62,7 +62,7 @@ class DavOptions:
     block_size: int = 1 << 20
     small_file_shortcut: bool = True
     """Plain small GETs and PUTs in one trip to the SDK's loop, without WsgiDAV's request machinery
-    (`SmallFiles`; authenticated plain GETs in front of the whole stack, `PlainGets`); off: every request
+    (`SmallFiles`; authenticated ones in front of the whole stack, `PlainRequests`); off: every request
     goes through WsgiDAV (tests compare the two)."""
 
 
@@ -122,7 +122,7 @@ def build_app(client: Client, opts: DavOptions) -> WsgiApp:
     app: WsgiApp = DirectBodies(RejectBadPaths(locks.per_request(WsgiDAVApp(config))))
     if opts.small_file_shortcut:
         authorization = basic_authorization(opts.user, opts.password) if opts.user and opts.password else None
-        app = PlainGets(app, provider, authorization)
+        app = PlainRequests(app, provider, authorization)
     if opts.gzip:
         app = Gzip(app)
     if opts.access_log:

@@ -84,44 +84,7 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
 
     def _put(self, provider: JfsProvider, environ: dict[str, Any],
              start_response: StartResponse) -> Iterable[bytes] | None:
-        length = _content_length(environ)
-        path: str = environ["PATH_INFO"]
-        if length is None or length > provider.block_size or path.endswith("/"):
-            return None
-        try:
-            fs_path = provider.fs_path(path)
-        except DAVError:
-            return None
-        if fs_path == "/" or not provider.may_serve(fs_path):
-            return None
-        data = _read_body(environ, length)
-        environ["wsgidav.all_input_read"] = 1
-        if len(data) != length:  # the client hung up: WsgiDAV's path fails it as always
-            return None
-        lock_man = provider.lock_manager
-        locks = provider.lock_table if lock_man is not None else None
-        if lock_man is not None and locks is None:
-            return None  # locks this middleware cannot read on the loop: WsgiDAV checks them
-        ref_url = quote(provider.share_path + fs_path)  # what WsgiDAV keys locks and write markers by
-        with _write_marker(lock_man, ref_url):
-            outcome = self._store(provider, locks, fs_path, ref_url, data)
-        if outcome is _FALL_BACK:
-            return None
-        created, st = outcome
-        etag = util.checked_etag(etag_of(st))
-        result: Iterable[bytes] = util.send_status_response(
-            environ, start_response, HTTP_CREATED if created else HTTP_NO_CONTENT,
-            add_headers=[("ETag", f'"{etag}"')])
-        return result
-
-    def _store(self, provider: JfsProvider, locks: VolumeLockStorage | None, fs_path: str, ref_url: str,
-               data: bytes) -> Any:
-        """`store` in one trip; the lock snapshot kept for WsgiDAV when it falls back."""
-        with translated():
-            outcome, snapshot = provider.client.run(store(provider, locks, fs_path, ref_url, data))
-        if outcome is _FALL_BACK and locks is not None and snapshot is not None:
-            locks.prime(snapshot)
-        return outcome
+        return answer_put(provider, environ["PATH_INFO"], environ, start_response)
 
 
 def answer_get(provider: JfsProvider, path: str, environ: dict[str, Any],
@@ -135,6 +98,43 @@ def answer_get(provider: JfsProvider, path: str, environ: dict[str, Any],
     data, res.prefetched = res.prefetched, None
     start_response("200 OK", get_headers(res.st, res.name, len(data)))
     return [data]
+
+
+def answer_put(provider: JfsProvider, path: str, environ: dict[str, Any],
+               start_response: StartResponse) -> Iterable[bytes] | None:
+    """The 201/204 answer to a plain PUT of a small body to `path` (a normalised URL path), stored in one
+    trip (`store`); None when WsgiDAV must handle it (nothing written; the body is replayed from
+    ``wsgi.input`` and, inside `VolumeLockStorage.per_request`, the lock snapshot read is kept)."""
+    length = _content_length(environ)
+    if length is None or length > provider.block_size or path.endswith("/"):
+        return None
+    try:
+        fs_path = provider.fs_path(path)
+    except DAVError:
+        return None
+    if fs_path == "/" or not provider.may_serve(fs_path):
+        return None
+    data = _read_body(environ, length)
+    environ["wsgidav.all_input_read"] = 1
+    if len(data) != length:  # the client hung up: WsgiDAV's path fails it as always
+        return None
+    lock_man = provider.lock_manager
+    locks = provider.lock_table if lock_man is not None else None
+    if lock_man is not None and locks is None:
+        return None  # locks this middleware cannot read on the loop: WsgiDAV checks them
+    ref_url = quote(provider.share_path + fs_path)  # what WsgiDAV keys locks and write markers by
+    with _write_marker(lock_man, ref_url), translated():
+        outcome, snapshot = provider.client.run(store(provider, locks, fs_path, ref_url, data))
+    if outcome is _FALL_BACK:
+        if locks is not None and snapshot is not None:
+            locks.prime(snapshot)
+        return None
+    created, st = outcome
+    etag = util.checked_etag(etag_of(st))
+    result: Iterable[bytes] = util.send_status_response(
+        environ, start_response, HTTP_CREATED if created else HTTP_NO_CONTENT,
+        add_headers=[("ETag", f'"{etag}"')])
+    return result
 
 
 def get_headers(st: os.stat_result, name: str, length: int) -> list[tuple[str, str]]:

@@ -1,14 +1,15 @@
-"""`PlainGets`: the plain GET of a small file answered in front of WsgiDAV's whole stack.
+"""`PlainRequests`: the plain GET of a small file and the plain PUT of a small body answered in front of
+WsgiDAV's whole stack.
 
-`SmallFiles` (ADR 0041) already answers such a GET in one trip to the SDK's loop, but only after the
+`SmallFiles` (ADR 0041) already answers such requests in one trip to the SDK's loop, but only after the
 request went through `RejectBadPaths`, the lock table's per-request wrapper, `WsgiDAVApp` (path
 re-encoding and normalisation, provider resolution, its start_response wrapper), `ErrorPrinter` and
-`HTTPAuthenticator`. For a 4 KiB GET that is a tenth or so of the server's CPU per request. This
-wrapper, outermost but for Gzip and the access log, takes a GET only when WsgiDAV's stack would do
-nothing but pass it on:
+`HTTPAuthenticator` (and, for a PUT, `DirectBodies`). This wrapper, outermost but for Gzip and the
+access log, takes a request only when WsgiDAV's stack would do nothing but pass it on to `SmallFiles`:
 
-* the method is GET, with no query string, no Range, no conditional header, Depth 0 or none, no body, no
-  Transfer-Encoding;
+* a GET with no query string, no Range, no conditional header, Depth 0 or none, no body, no
+  Transfer-Encoding; or a PUT with no query string and a body `SmallFiles` takes (`answer_put`), to a
+  writable volume;
 * the request is authenticated exactly as `HTTPAuthenticator` would accept it without a challenge:
   anonymous serving, or an ``Authorization`` header equal to the one Basic header of the configured
   user (compared in constant time); anything else (Digest, another user, a wrong password) goes the
@@ -16,10 +17,12 @@ nothing but pass it on:
 * the path passes `RejectBadPaths` and WsgiDAV's own UTF-8 re-encoding and normalisation (the path
   looked up is the one WsgiDAV would look up).
 
-Then it answers what `SmallFiles` answers (`answer_get`); when the target is not a small regular file, or
-on an error of the lookup, the request goes to the stack with the environ untouched but for the lookup already made
-(the provider's per-request cache, keyed by the same normalised path), so the answer is WsgiDAV's and no
-trip is repeated.
+Then it answers what `SmallFiles` answers (`answer_get`, `answer_put`). Otherwise — the GET's target is
+not a small regular file, the PUT meets a lock or cannot open its file, or the trip fails — the request
+goes to the stack with the environ untouched but for what was done already: the GET's lookup (the
+provider's per-request cache, keyed by the same normalised path: no trip repeated) and the PUT's body
+(replayed). A PUT that met a lock costs WsgiDAV one more read of the lock table than inside the stack
+(its snapshot is per request of `VolumeLockStorage.per_request`, which has not begun yet).
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from wsgidav.dav_error import DAVError
 
 from jfs.adapters.webdav.middleware import StartResponse, WsgiApp
 from jfs.adapters.webdav.provider import JfsProvider
-from jfs.adapters.webdav.small_files import _NOT_PLAIN_GET, answer_get
+from jfs.adapters.webdav.small_files import _NOT_PLAIN_GET, _NOT_PLAIN_PUT, answer_get, answer_put
 
-_NOT_PLAIN = (*_NOT_PLAIN_GET, "HTTP_TRANSFER_ENCODING")
+_NOT_PLAIN = {"GET": (*_NOT_PLAIN_GET, "HTTP_TRANSFER_ENCODING"), "PUT": (*_NOT_PLAIN_PUT, "HTTP_TRANSFER_ENCODING")}
 
 
 def basic_authorization(user: str, password: str) -> str:
@@ -45,7 +48,7 @@ def basic_authorization(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-class PlainGets:
+class PlainRequests:
     """WSGI wrapper of the `jfs webdav` stack (see the module). `authorization` is the only
     ``Authorization`` value accepted here (None: anonymous serving, no header needed)."""
 
@@ -55,23 +58,27 @@ class PlainGets:
         self._auth = authorization.encode() if authorization is not None else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ["REQUEST_METHOD"] == "GET":
-            path = self._plain_path(environ)
+        method = environ["REQUEST_METHOD"]
+        if method in _NOT_PLAIN:
+            path = self._plain_path(environ, method)
             if path is not None:
                 environ["wsgidav.provider"] = self.provider  # what WsgiDAV's resources are made with
                 try:
-                    answer = answer_get(self.provider, path, environ, start_response)
-                except DAVError:  # WsgiDAV's stack makes the lookup again and answers with its error page
+                    answer = (answer_get if method == "GET" else answer_put)(self.provider, path, environ,
+                                                                            start_response)
+                except DAVError:  # WsgiDAV's stack tries again and answers with its error page
                     answer = None
                 if answer is not None:
                     return answer
         return self.app(environ, start_response)
 
-    def _plain_path(self, environ: dict[str, Any]) -> str | None:
-        """The normalised path WsgiDAV would look up, if the request is a plain, authenticated GET."""
-        if environ.get("CONTENT_LENGTH") or environ.get("HTTP_DEPTH", "0") != "0" or environ.get("QUERY_STRING"):
+    def _plain_path(self, environ: dict[str, Any], method: str) -> str | None:
+        """The normalised path WsgiDAV would look up, if the request is a plain, authenticated GET or PUT."""
+        if environ.get("QUERY_STRING") or any(name in environ for name in _NOT_PLAIN[method]):
             return None  # a query: WsgiDAV's authenticator and browser read it ("logout", "davmount")
-        if any(name in environ for name in _NOT_PLAIN):
+        if method == "GET" and (environ.get("CONTENT_LENGTH") or environ.get("HTTP_DEPTH", "0") != "0"):
+            return None
+        if method == "PUT" and self.provider.is_readonly():
             return None
         if self._auth is not None:
             given = environ.get("HTTP_AUTHORIZATION")
