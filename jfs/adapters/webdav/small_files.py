@@ -27,8 +27,11 @@ worker of this server, as in WsgiDAV's own `write_transaction`.
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import os
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -141,12 +144,22 @@ def get_headers(st: os.stat_result, name: str, length: int) -> list[tuple[str, s
     """WsgiDAV's headers of a 200 answer to a plain GET of a file (in WsgiDAV's order)."""
     return [
         ("Content-Length", str(length)),
-        ("Last-Modified", util.get_rfc1123_time(st.st_mtime)),
+        ("Last-Modified", http_date(st.st_mtime)),
         ("Content-Type", mime_type(os.path.splitext(name)[1].lower())),
-        ("Date", util.get_rfc1123_time()),
+        ("Date", http_date(time.time())),
         ("ETag", f'"{etag_of(st)}"'),
         ("Accept-Ranges", "bytes"),
     ]
+
+
+def http_date(secs: float) -> str:
+    """`util.get_rfc1123_time(secs)` (which drops the fraction), formatted once per second."""
+    return _http_date_of(math.floor(secs))
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_date_of(second: int) -> str:
+    return str(util.get_rfc1123_time(second))
 
 
 def etag_of(st: os.stat_result) -> str:
