@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wsgidav import wsgidav_app
 from wsgidav.dav_error import DAVError
 from wsgidav.lock_man.lock_manager import LockManager
 from wsgidav.lock_man.lock_storage import LockStorageDict
@@ -28,8 +29,8 @@ from jfs.testing.mounts import format_volume
 
 USER, PASSWORD = "u", "p"
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-VARYING = {"date", "etag", "last-modified"}
-"""Headers whose values differ between two equal requests on two files."""
+VARYING = {"date", "etag", "last-modified", "www-authenticate"}
+"""Headers whose values differ between two equal requests on two files (a Digest challenge: its nonce)."""
 
 
 @dataclass
@@ -54,9 +55,10 @@ class Dav:
         self.app = app
 
     def __call__(self, method: str, path: str, body: bytes | None = None, **headers: str) -> Answer:
+        path, _, query = path.partition("?")
         environ: dict[str, Any] = {
             # PEP 3333: PATH_INFO holds the URL's bytes as latin-1 (WsgiDAV re-decodes them as UTF-8)
-            "REQUEST_METHOD": method, "PATH_INFO": path.encode().decode("latin-1"), "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "REQUEST_METHOD": method, "PATH_INFO": path.encode().decode("latin-1"), "SCRIPT_NAME": "", "QUERY_STRING": query,
             "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost",
             "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.errors": sys.stderr,
             "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
@@ -189,6 +191,73 @@ def test_a_lock_on_a_name_that_needs_quoting(trees: Both) -> None:
     finally:
         trees.fast("UNLOCK", "/a/sp ce", lock_token=token)
     assert trees.fast("PUT", "/a/sp ce/ü/f", b"x").status == 201
+
+
+@pytest.fixture
+def stack_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests that reached WsgiDAV's application (not answered in front of it)."""
+    calls: list[str] = []
+    inner = wsgidav_app.WsgiDAVApp.__call__
+
+    def counted(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        calls.append(environ["PATH_INFO"])
+        return inner(self, environ, start_response)
+
+    monkeypatch.setattr(wsgidav_app.WsgiDAVApp, "__call__", counted)
+    return calls
+
+
+def test_plain_requests_are_answered_in_front_of_wsgidav(trees: Both, stack_calls: list[str]) -> None:
+    for name in ("/dir/f.txt", "/dir/sp ce ü.bin"):
+        stack_calls.clear()
+        assert _same(trees, "PUT", name, b"data").status == 201
+        assert len(stack_calls) == 1, stack_calls
+        assert trees.fs.read_bytes("/a" + name) == b"data"
+        stack_calls.clear()
+        got = _same(trees, "GET", name)
+        assert (got.status, got.body) == (200, b"data")
+        assert len(stack_calls) == 1, stack_calls  # only the request of the plain application
+    stack_calls.clear()
+    assert _same(trees, "GET", "/dir/f.txt/").body == b"data"  # WsgiDAV's normalisation: the same file
+    assert len(stack_calls) == 1
+
+
+def test_what_plain_requests_leave_to_wsgidav(trees: Both, stack_calls: list[str]) -> None:
+    _same(trees, "PUT", "/dir/f", b"data")
+    wrong = "Basic " + base64.b64encode(f"{USER}:wrong".encode()).decode()
+    cases: list[tuple[str, dict[str, str]]] = [
+        ("/dir/f", {"authorization": wrong}),  # 401 with WsgiDAV's challenge
+        ("/dir/f", {"authorization": "Digest username=u"}),
+        ("/dir/f?logout", {}),
+        ("/dir/f", {"range": "bytes=0-1"}),
+        ("/dir/f", {"if_none_match": '"x"'}),
+        ("/dir/f", {"depth": "1"}),
+        ("/dir/", {}),  # the directory browser
+        ("/dir/missing", {}),
+    ]
+    for path, headers in cases:
+        stack_calls.clear()
+        a = trees.fast("GET", "/a" + path, **headers)
+        b = trees.plain("GET", "/b" + path, **headers)
+        assert a.shape() == b.shape(), (path, headers)
+        assert len(stack_calls) == 2, (path, headers)
+    assert trees.fast("GET", "/a/dir/f", authorization=wrong).status == 401
+    assert trees.fast("GET", "/a/../a/dir/f").status == 400
+    puts: list[tuple[str, dict[str, str]]] = [
+        ("/dir/g", {"authorization": wrong}),
+        ("/dir/g?x", {}),
+        ("/nowhere/g", {}),  # no parent: WsgiDAV's 409 with the body replayed
+        ("/dir/sub", {}),  # a collection
+    ]
+    for path, headers in puts:
+        stack_calls.clear()
+        a = trees.fast("PUT", "/a" + path, b"new", **headers)
+        b = trees.plain("PUT", "/b" + path, b"new", **headers)
+        assert a.shape() == b.shape(), (path, headers)
+        assert len(stack_calls) == 2, (path, headers)
+        if path == "/dir/g":  # refused
+            assert not trees.fs.exists("/a/dir/g")
+    assert not trees.fs.exists("/a/nowhere")
 
 
 def test_write_marker_refuses_locks_while_set() -> None:

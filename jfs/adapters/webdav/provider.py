@@ -105,7 +105,8 @@ def _is_dead(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _mime_type(ext: str) -> str:
+def mime_type(ext: str) -> str:
+    """The Content-Type of a file name's extension (lower case, with its dot)."""
     return mimetypes.types_map.get(ext) or util.guess_mime_type("x" + ext) or "application/octet-stream"
 
 
@@ -376,7 +377,7 @@ class FileResource(_Node, DAVNonCollection):
         return self.st.st_size
 
     def get_content_type(self) -> str:
-        return _mime_type(os.path.splitext(self.name)[1].lower())
+        return mime_type(os.path.splitext(self.name)[1].lower())
 
     def support_ranges(self) -> bool:
         return True

@@ -27,7 +27,11 @@ worker of this server, as in WsgiDAV's own `write_transaction`.
 
 from __future__ import annotations
 
+import functools
 import io
+import math
+import os
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,7 +44,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import StartResponse
-from jfs.adapters.webdav.provider import FileResource, JfsProvider, translated
+from jfs.adapters.webdav.provider import FileResource, JfsProvider, mime_type, translated
 from jfs.sdk.stat import stat_result
 
 _CONDITIONAL = ("HTTP_IF", "HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
@@ -77,101 +81,130 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
              start_response: StartResponse) -> list[bytes] | None:
         if environ.get("HTTP_DEPTH", "0") != "0":
             return None
-        res = provider.get_resource_inst(environ["PATH_INFO"], environ)  # the one trip (`_prefetch`)
-        if not isinstance(res, FileResource) or res.prefetched is None:
-            return None
-        data, res.prefetched = res.prefetched, None
-        st = res.st
-        start_response("200 OK", [
-            ("Content-Length", str(len(data))),
-            ("Last-Modified", util.get_rfc1123_time(st.st_mtime)),
-            ("Content-Type", res.get_content_type()),
-            ("Date", util.get_rfc1123_time()),
-            ("ETag", f'"{res.get_etag()}"'),
-            ("Accept-Ranges", "bytes"),
-        ])
-        return [data]
+        return answer_get(provider, environ["PATH_INFO"], environ, start_response)
 
     # ---- PUT
 
     def _put(self, provider: JfsProvider, environ: dict[str, Any],
              start_response: StartResponse) -> Iterable[bytes] | None:
-        length = _content_length(environ)
-        path: str = environ["PATH_INFO"]
-        if length is None or length > provider.block_size or path.endswith("/"):
-            return None
-        try:
-            fs_path = provider.fs_path(path)
-        except DAVError:
-            return None
-        if fs_path == "/" or not provider.may_serve(fs_path):
-            return None
-        data = _read_body(environ, length)
-        environ["wsgidav.all_input_read"] = 1
-        if len(data) != length:  # the client hung up: WsgiDAV's path fails it as always
-            return None
-        lock_man = provider.lock_manager
-        locks = provider.lock_table if lock_man is not None else None
-        if lock_man is not None and locks is None:
-            return None  # locks this middleware cannot read on the loop: WsgiDAV checks them
-        ref_url = quote(provider.share_path + fs_path)  # what WsgiDAV keys locks and write markers by
-        with _write_marker(lock_man, ref_url):
-            outcome = self._store(provider, locks, fs_path, ref_url, data)
-        if outcome is _FALL_BACK:
-            return None
-        created, st = outcome
-        etag = util.checked_etag(f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}")
-        result: Iterable[bytes] = util.send_status_response(
-            environ, start_response, HTTP_CREATED if created else HTTP_NO_CONTENT,
-            add_headers=[("ETag", f'"{etag}"')])
-        return result
+        return answer_put(provider, environ["PATH_INFO"], environ, start_response)
 
-    def _store(self, provider: JfsProvider, locks: VolumeLockStorage | None, fs_path: str, ref_url: str,
-               data: bytes) -> Any:
-        """One trip: the lock table (any lock at or above `ref_url`: `_FALL_BACK`, the snapshot kept for
-        WsgiDAV), then create-or-truncate, write, close, stat. (created, stat) or `_FALL_BACK`."""
-        client = provider.client
-        aio = client.aio
 
-        async def run() -> Any:
-            if locks is not None:
-                snapshot = await locks.read_snapshot()
-                if locks.any_at_or_above(snapshot, ref_url):
-                    return _FALL_BACK, snapshot
-            try:
-                f = await aio.open(fs_path, "xb")
-                created = True
-            except FileExistsError:
-                try:
-                    f = await aio.open(fs_path, "wb")
-                except OSError:
-                    return _FALL_BACK, None
-                created = False
-            except OSError:
-                return _FALL_BACK, None
-            try:
-                try:
-                    await f.write(data)
-                finally:
-                    await f.close()
-                # The attributes by inode, not by path: one key read instead of a path walk and a lookup
-                # (parent, entry, attributes) — 64 against 140 µs of loop CPU here — and the ETag is that of
-                # the file written even if it was renamed meanwhile.
-                st = stat_result(f.ino, await aio.client.vfs.getattr(aio.ctx, f.ino))
-            except BaseException:
-                if created:
-                    try:
-                        await aio.remove(fs_path)
-                    except OSError:
-                        pass
-                raise
-            return (created, st), None
+def answer_get(provider: JfsProvider, path: str, environ: dict[str, Any],
+               start_response: StartResponse) -> list[bytes] | None:
+    """The 200 answer to a plain GET of `path` (a normalised URL path) if it is a file of at most a block,
+    read with its attributes in one trip (`JfsProvider._prefetch`); None otherwise, with the lookup left
+    in `environ` for WsgiDAV."""
+    res = provider.get_resource_inst(path, environ)
+    if not isinstance(res, FileResource) or res.prefetched is None:
+        return None
+    data, res.prefetched = res.prefetched, None
+    start_response("200 OK", get_headers(res.st, res.name, len(data)))
+    return [data]
 
-        with translated():
-            outcome, snapshot = client.run(run())
-        if outcome is _FALL_BACK and locks is not None and snapshot is not None:
+
+def answer_put(provider: JfsProvider, path: str, environ: dict[str, Any],
+               start_response: StartResponse) -> Iterable[bytes] | None:
+    """The 201/204 answer to a plain PUT of a small body to `path` (a normalised URL path), stored in one
+    trip (`store`); None when WsgiDAV must handle it (nothing written; the body is replayed from
+    ``wsgi.input`` and, inside `VolumeLockStorage.per_request`, the lock snapshot read is kept)."""
+    length = _content_length(environ)
+    if length is None or length > provider.block_size or path.endswith("/"):
+        return None
+    try:
+        fs_path = provider.fs_path(path)
+    except DAVError:
+        return None
+    if fs_path == "/" or not provider.may_serve(fs_path):
+        return None
+    data = _read_body(environ, length)
+    environ["wsgidav.all_input_read"] = 1
+    if len(data) != length:  # the client hung up: WsgiDAV's path fails it as always
+        return None
+    lock_man = provider.lock_manager
+    locks = provider.lock_table if lock_man is not None else None
+    if lock_man is not None and locks is None:
+        return None  # locks this middleware cannot read on the loop: WsgiDAV checks them
+    ref_url = quote(provider.share_path + fs_path)  # what WsgiDAV keys locks and write markers by
+    with _write_marker(lock_man, ref_url), translated():
+        outcome, snapshot = provider.client.run(store(provider, locks, fs_path, ref_url, data))
+    if outcome is _FALL_BACK:
+        if locks is not None and snapshot is not None:
             locks.prime(snapshot)
-        return outcome
+        return None
+    created, st = outcome
+    etag = util.checked_etag(etag_of(st))
+    result: Iterable[bytes] = util.send_status_response(
+        environ, start_response, HTTP_CREATED if created else HTTP_NO_CONTENT,
+        add_headers=[("ETag", f'"{etag}"')])
+    return result
+
+
+def get_headers(st: os.stat_result, name: str, length: int) -> list[tuple[str, str]]:
+    """WsgiDAV's headers of a 200 answer to a plain GET of a file (in WsgiDAV's order)."""
+    return [
+        ("Content-Length", str(length)),
+        ("Last-Modified", http_date(st.st_mtime)),
+        ("Content-Type", mime_type(os.path.splitext(name)[1].lower())),
+        ("Date", http_date(time.time())),
+        ("ETag", f'"{etag_of(st)}"'),
+        ("Accept-Ranges", "bytes"),
+    ]
+
+
+def http_date(secs: float) -> str:
+    """`util.get_rfc1123_time(secs)` (which drops the fraction), formatted once per second."""
+    return _http_date_of(math.floor(secs))
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_date_of(second: int) -> str:
+    return str(util.get_rfc1123_time(second))
+
+
+def etag_of(st: os.stat_result) -> str:
+    """WsgiDAV's ETag of a file of `JfsProvider` (without quotes)."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+async def store(provider: JfsProvider, locks: VolumeLockStorage | None, fs_path: str, ref_url: str,
+                data: bytes) -> tuple[Any, Any]:
+    """On the client's loop: the lock table (any lock at or above `ref_url`: `_FALL_BACK` and the snapshot),
+    then create-or-truncate, write, close, stat. ((created, stat), None) or (`_FALL_BACK`, snapshot or
+    None); a failed write or close removes a file this call created and raises."""
+    aio = provider.client.aio
+    if locks is not None:
+        snapshot = await locks.read_snapshot()
+        if locks.any_at_or_above(snapshot, ref_url):
+            return _FALL_BACK, snapshot
+    try:
+        f = await aio.open(fs_path, "xb")
+        created = True
+    except FileExistsError:
+        try:
+            f = await aio.open(fs_path, "wb")
+        except OSError:
+            return _FALL_BACK, None
+        created = False
+    except OSError:
+        return _FALL_BACK, None
+    try:
+        try:
+            await f.write(data)
+        finally:
+            await f.close()
+        # The attributes by inode, not by path: one key read instead of a path walk and a lookup
+        # (parent, entry, attributes) — 64 against 140 µs of loop CPU here — and the ETag is that of
+        # the file written even if it was renamed meanwhile.
+        st = stat_result(f.ino, await aio.client.vfs.getattr(aio.ctx, f.ino))
+    except BaseException:
+        if created:
+            try:
+                await aio.remove(fs_path)
+            except OSError:
+                pass
+        raise
+    return (created, st), None
 
 
 def _plain(environ: dict[str, Any], unwanted: tuple[str, ...]) -> bool:
