@@ -89,7 +89,7 @@ class RedisKV(RetryingKV):
         return EngineError(f"Redis at {self._address} replied with an error: {msg}")
 
     async def _load_scripts(self) -> None:
-        for name, source in (("read", redis_lua.READ), ("commit", redis_lua.COMMIT)):
+        for name, source in (("read", redis_lua.READ), ("commit", redis_lua.COMMIT), ("follow", redis_lua.FOLLOW)):
             self._sha[name] = await self._call(b"SCRIPT", b"LOAD", source)
 
     async def _check_layout(self) -> None:

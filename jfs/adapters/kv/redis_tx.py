@@ -5,9 +5,10 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
 * The body's read set is recorded: for each point read the value seen (None = absent), for each scan its
   effective range (up to the last key returned when a limit cut it short) and the digest the server sent.
   It is kept packed as the scripts' validation section, so each later round only appends to it.
-* The first read round is a plain GET / MGET (or the READ script for a scan or a followed pointer). Every later round is ONE
-  EVALSHA of the READ script that first re-validates the whole read set so far and then reads: each round
-  is atomic with checking everything read before it, so after the last round the body has seen one state.
+* The first read round is a plain GET / MGET (or the READ script for a scan, the FOLLOW one for a
+  followed pointer). Every later round is ONE EVALSHA of the READ script that first re-validates the whole
+  read set so far and then reads: each round is atomic with checking everything read before it, so after
+  the last round the body has seen one state.
   A failed check raises ConflictError at once and the caller's retry loop re-runs the body.
 * Writes are buffered (read-your-writes by overlaying the buffer); `add`s are buffered separately, and so
   are `delete_range`s (`RangeDeletingTx`: the COMMIT script deletes those ranges, no scan round trip).
@@ -155,6 +156,8 @@ class RedisTx(TxWrites):
                         return [await self._kv._read(b"GET", dkeys[0])]
                     return await self._kv._read(b"MGET", *dkeys)
                 n = len(dkeys)
+                if op == b"f":
+                    return await self._kv._script("follow", 6 + n, bulks((*scan, *dkeys)))
                 return await self._kv._script("read", 4 + len(scan) + n, bulks((0, 0, op, n, *scan, *dkeys)))
             reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
