@@ -274,7 +274,7 @@ class VfsOperations(Operations):
 
     async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut:
         try:
-            ino, attr = await self.vfs.lookup(self._ctx(ctx), parent, name)
+            ino, attr = await self.vfs.lookup(self._ctx(ctx), parent, name, dir_known=True)
         except FileNotFoundError:
             if self.config.negative_timeout > 0:
                 return EntryOut.negative(self.config.negative_timeout)

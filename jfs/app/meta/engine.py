@@ -499,8 +499,10 @@ class Meta:
         rights on it. `searchable`: a cache of directories found searchable, shared by one request."""
         return await access.named_inode(self, ctx, ino, mask, searchable=searchable)
 
-    def lookup(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX) -> Coroutine[Any, Any, tuple[int, Attr]]:
-        return namespace.lookup(self, ctx, parent, name)
+    def lookup(self, parent: int, name: bytes, ctx: Ctx = ROOT_CTX, *,
+               dir_known: bool = False) -> Coroutine[Any, Any, tuple[int, Attr]]:
+        """`namespace.lookup` (`dir_known`: the caller knows `parent` is a directory)."""
+        return namespace.lookup(self, ctx, parent, name, dir_known=dir_known)
 
     async def mknod(
         self, parent: int, name: bytes, typ: FileType, mode: int, ctx: Ctx = ROOT_CTX, *, rdev: int = 0

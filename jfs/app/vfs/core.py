@@ -246,8 +246,9 @@ class VFS:
 
     # ------------------------------------------------------------------ names and attributes
 
-    async def lookup(self, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
-        """The inode and attributes of `name` in `parent` (virtual files included). ENOENT, ENOTDIR, EACCES."""
+    async def lookup(self, ctx: Ctx, parent: int, name: bytes, *, dir_known: bool = False) -> tuple[int, Attr]:
+        """The inode and attributes of `name` in `parent` (virtual files included). ENOENT, ENOTDIR, EACCES.
+        `dir_known`: the caller knows `parent` as a directory (the kernel's LOOKUP; `Meta.lookup`)."""
         if name == b".control":
             return CONTROL_INODE, self.internal_attr(CONTROL_INODE)
         if parent == self.root:
@@ -256,7 +257,7 @@ class VFS:
                 return f.ino, self.internal_attr(f.ino)
         start = time.perf_counter()
         try:
-            ino, attr = await self.meta.lookup(parent, name, ctx)
+            ino, attr = await self.meta.lookup(parent, name, ctx, dir_known=dir_known)
         except BaseException as exc:
             instead = self._failed("lookup", ctx, lambda: f"{parent},{name!r}", start, exc)
             if instead is None:
