@@ -169,39 +169,39 @@ class VFS:
 
     async def _timed(self, op: str, ctx: Ctx | None, args: str, call: Awaitable[T]) -> T:
         start = time.perf_counter()
-        status = "OK"
+        err = 0  # the errno the operation failed with
         try:
             return await call
         except OSError as exc:
-            status = os.strerror(exc.errno or errno.EIO)
+            err = exc.errno or errno.EIO
             raise
         except KVError as exc:  # the engine is unreachable, or a commit's outcome is unknown: EIO, one line
-            status = os.strerror(errno.EIO)
+            err = errno.EIO
             log.error("meta_engine_failed", op=op, error=str(exc))
             raise FSError(errno.EIO, str(exc)) from None
         finally:
             elapsed = time.perf_counter() - start
-            self.stats.record(op, elapsed, status != "OK")
+            self.stats.record(op, elapsed, err != 0)
             if self.accesslog.active and ctx is not None:
-                self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args, status, elapsed)
+                self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args, os.strerror(err) if err else "OK", elapsed)
 
-    def _took(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float, status: str = "OK") -> None:
+    def _took(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float, err: int = 0) -> None:
         """`_timed`'s bookkeeping for an operation timed inline (the commonest ones, ADR 0047: no wrapping
-        coroutine, and the access log's arguments are formatted only while someone reads the log)."""
+        coroutine; the access log's arguments and status are formatted only while someone reads the log)."""
         elapsed = time.perf_counter() - start
-        self.stats.record(op, elapsed, status != "OK")
+        self.stats.record(op, elapsed, err != 0)
         if self.accesslog.active and ctx is not None:
-            self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args(), status, elapsed)
+            self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args(), os.strerror(err) if err else "OK", elapsed)
 
     def _failed(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float,
                 exc: BaseException) -> FSError | None:
         """`_took` for an inline-timed operation that raised `exc`, as `_timed` counts it; returns what to
         raise instead (EIO for an engine failure, logged), None to re-raise `exc`."""
         if isinstance(exc, OSError):
-            self._took(op, ctx, args, start, os.strerror(exc.errno or errno.EIO))
+            self._took(op, ctx, args, start, exc.errno or errno.EIO)
             return None
         if isinstance(exc, KVError):
-            self._took(op, ctx, args, start, os.strerror(errno.EIO))
+            self._took(op, ctx, args, start, errno.EIO)
             log.error("meta_engine_failed", op=op, error=str(exc))
             return FSError(errno.EIO, str(exc))
         self._took(op, ctx, args, start)
