@@ -12,12 +12,16 @@ work directory; the workloads run one after the other on that mount:
 * ``fio4``: ``fio`` sequential write, 1 MiB, 4 jobs x 128 MiB, ``--end_fsync=1`` (as `bench/compare.py`);
 * ``fio4r``: fio4's files read back the same way, after dropping the kernel's caches (CPU per GiB read);
 * ``fio1``: the same with 1 job x 512 MiB;
+* ``fio1r``: fio1's file read back the same way (caches dropped);
+* ``randw``: fio 4 KiB random write, 1 job, 256 MiB file, 8 s, ``--end_fsync=1`` (as `bench/compare.py`);
+* ``randr``: fio 4 KiB random read of fio1's file for 8 s, caches dropped (as `bench/compare.py`);
 * ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write rate
   only; the CPU of the workload includes its read phase).
 
 Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wall time, CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
 + stime, before and after; user alone too), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
-with ``/proc/PID/clear_refs`` before it). The table shows medians and ranges; rounds alternate so that
+with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
+starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``).
 """
 
@@ -78,23 +82,41 @@ def juicefs_worker(pid: int) -> int:
     return pid
 
 
+def rss_now_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def reset_hwm(pid: int) -> None:
     with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:
         f.write("5")
 
 
-def fio(mnt: str, name: str, jobs: int, size_mib: int, rw: str = "write") -> float:
-    """fio's own rate (MiB/s) of the job group; its files stay (removed after the CPU sample)."""
+def fio(mnt: str, name: str, jobs: int, size_mib: int, rw: str = "write", bs: str = "1M",
+        runtime: int | None = None) -> dict[str, float]:
+    """fio's own statistics of the job group (``bw_bytes``, ``iops``); its files stay (removed with the
+    round's volume)."""
     d = os.path.join(mnt, name)
     os.makedirs(d, exist_ok=True)
-    if rw == "read":
+    if "read" in rw:
         with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as f:
             f.write("3")
-    text = subprocess.run(["fio", f"--name={name}", f"--directory={d}", "--filename_format=$jobname.$jobnum",
-                           f"--rw={rw}", "--bs=1M", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
-                           "--ioengine=psync", "--fallocate=none", "--group_reporting", "--end_fsync=1",
-                           "--output-format=json"], check=True, capture_output=True, text=True).stdout
-    return float(json.loads(text[text.index("{"):])["jobs"][0][rw]["bw_bytes"]) / MiB
+    cmd = ["fio", f"--name={name}", f"--directory={d}", "--filename_format=$jobname.$jobnum",
+           f"--rw={rw}", f"--bs={bs}", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0",
+           "--ioengine=psync", "--fallocate=none", "--group_reporting", "--output-format=json"]
+    if "write" in rw:
+        cmd.append("--end_fsync=1")
+    if runtime is not None:
+        cmd += ["--time_based", f"--runtime={runtime}"]
+    text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(text[text.index("{"):])["jobs"][0]["write" if "write" in rw else "read"])
+
+
+def fio_mib_s(stats: dict[str, float]) -> float:
+    return float(stats["bw_bytes"]) / MiB
 
 
 def bench(mnt: str) -> float:
@@ -106,8 +128,8 @@ def bench(mnt: str) -> float:
     return float(m.group(1))
 
 
-WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "bench4": 512}
-"""MiB written (read, for fio4r) by each workload."""
+WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512, "randw": 0, "randr": 0}
+"""MiB written (read, for fio4r and fio1r) by each workload; 0: time-based (CPU per 10k operations)."""
 
 
 @contextlib.contextmanager
@@ -161,24 +183,34 @@ def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str
             for w in args.workloads.split(","):
                 reset_hwm(pid)
                 c0, t0 = cpu_s(pid), time.monotonic()
+                ops = 0.0
                 if w == "fio4":
-                    out[f"{w} MiB/s"] = fio(mnt, w, 4, 128)
-                elif w == "fio4r":  # reads back fio4's files (run it right after fio4)
-                    out[f"{w} MiB/s"] = fio(mnt, "fio4", 4, 128, "read")
+                    out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
+                elif w == "fio4r":  # reads back fio4's files (run it after fio4)
+                    out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, "fio4", 4, 128, "read"))
                 elif w == "fio1":
-                    out[f"{w} MiB/s"] = fio(mnt, w, 1, 512)
+                    out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 1, 512))
+                elif w == "fio1r":  # reads back fio1's file (run it after fio1)
+                    out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, "fio1", 1, 512, "read"))
+                elif w in ("randw", "randr"):
+                    stats = (fio(mnt, "rand", 1, 256, "randwrite", "4k", 8) if w == "randw"
+                             else fio(mnt, "fio1", 1, 512, "randread", "4k", 8))  # randr: after fio1
+                    out[f"{w} IOPS"] = float(stats["iops"])
+                    ops = float(stats["total_ios"])
                 elif w == "bench4":
                     out[f"{w} write MiB/s"] = bench(mnt)
                 else:
                     raise SystemExit(f"unknown workload {w}")
                 out[f"{w} wall s"] = time.monotonic() - t0
                 (u0, s0), (u1, s1) = c0, cpu_s(pid)
-                gib = WORKLOADS[w] * MiB / GiB
-                out[f"{w} CPU s/GiB"] = (u1 + s1 - u0 - s0) / gib
-                out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
+                if WORKLOADS[w]:
+                    gib = WORKLOADS[w] * MiB / GiB
+                    out[f"{w} CPU s/GiB"] = (u1 + s1 - u0 - s0) / gib
+                    out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
+                elif ops:
+                    out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)
-                if w in ("fio4r", "fio1"):
-                    shutil.rmtree(os.path.join(mnt, "fio4" if w == "fio4r" else w))
+                out[f"{w} RSS after MiB"] = rss_now_mib(pid)
         finally:
             subprocess.run(["umount", mnt], capture_output=True)
             try:

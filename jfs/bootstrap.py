@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from jfs.adapters.malloc_tuning import give_back_free_memory
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.data.staging import StagingStore, staging_dir
@@ -76,6 +77,9 @@ class ClientOptions:
     metrics: str = ""
     """Serve this client's Prometheus metrics at HOST:PORT (the next free port when taken); "" = none.
     Off by default for the SDK; `jfs mount`, `jfs gateway` and `jfs webdav` pass JuiceFS's default."""
+    give_back_memory: bool = False
+    """Return free heap memory to the OS after write bursts (`malloc_trim`, ADR 0048): `jfs mount` sets it;
+    the SDK's host process and the gateway (which keeps freed block buffers for reuse, ADR 0029) do not."""
 
 
 class Client:
@@ -148,7 +152,8 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
                                          free_ratio=config.cache_free_ratio).start()
             meta.session_extra = lambda: {"Staging": staging.status()}  # `jfs status`, at each heartbeat
             store = staging
-        data = await DataPath(meta, store, config).start()
+        give_back = give_back_free_memory if opts.give_back_memory else None
+        data = await DataPath(meta, store, config, give_back=give_back).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
             options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,

@@ -53,6 +53,16 @@ def with_env_password(meta_url: str) -> str:
     return f"{scheme}://:{quote(password, safe='')}@{netloc}{slash}{path}"
 
 
+ONE_PASS_SQLITE_CACHE_KIB = 4096
+
+
+def one_pass_engine_caches() -> None:
+    """Small engine page caches for a tool that reads or writes the metadata once (dump, load, gc, fsck),
+    unless the user set them: its memory then stays flat however large the volume (a SQLite connection's
+    cache fills up to its size with pages it never reads again). Call before opening the engine."""
+    os.environ.setdefault("JFS_SQLITE_CACHE_KIB", str(ONE_PASS_SQLITE_CACHE_KIB))
+
+
 async def open_engine(meta_url: str) -> KV:
     """Connect to the engine of `meta_url` (``$META_PASSWORD`` supplies a missing password); the caller
     closes it."""

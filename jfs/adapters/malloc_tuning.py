@@ -1,4 +1,6 @@
-"""`keep_block_buffers`: glibc's malloc told to keep freed block-sized buffers for reuse (`jfs webdav`, `jfs gateway`)."""
+"""glibc's malloc tuned for block-sized buffers: `keep_block_buffers` keeps freed ones for reuse (`jfs
+webdav`, `jfs gateway`); `give_back_free_memory` returns what is free to the OS (the mount's data path,
+after its memory cache let go of blocks for writers, ADR 0048)."""
 
 from __future__ import annotations
 
@@ -35,3 +37,20 @@ def keep_block_buffers() -> bool:
     if not ok:
         log.debug("mallopt_refused")
     return ok
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def give_back_free_memory() -> bool:
+    """Return the free memory of every malloc arena to the OS (``malloc_trim(0)``). Blocks loaded by the
+    object-store threads live in those threads' arenas, which the event loop's own allocations (block
+    arenas, request buffers) never reuse: once freed they stay resident until trimmed. Takes tens of
+    milliseconds for a few hundred MiB (run it off the event loop). False on other C libraries."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(_libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

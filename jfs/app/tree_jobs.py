@@ -71,10 +71,15 @@ async def _summary_node(meta: Meta, ctx: Ctx, ino: int, attr: Attr, name: str, d
     node["dirs"] = 1
     if not top and not _may(ctx, attr, READ_AND_SEARCH):
         return _denied(node)
-    children: list[dict[str, Any]] = []
+    shown = _Biggest(entries) if depth > 0 else None
     async for e in meta.readdir(ino, ctx, plus=True):
         a = e.attr
         if a is None:
+            continue
+        if a.typ is not FileType.DIRECTORY and shown is None:  # counted, not shown: no node built
+            node["files"] += 1
+            node["length"] += a.length if a.typ is FileType.REGULAR else 0
+            node["space"] += _space(a.typ, a.length)
             continue
         child_name = e.name.decode(errors="surrogateescape")
         if a.typ is FileType.DIRECTORY:
@@ -91,19 +96,43 @@ async def _summary_node(meta: Meta, ctx: Ctx, ino: int, attr: Attr, name: str, d
                      "length": length, "space": _space(a.typ, a.length), "unreadable": 0}
         for k in _TOTALS:
             node[k] += child[k]
-        if depth > 0:
-            children.append(child)
-    if depth > 0:
-        children.sort(key=lambda c: (-c["space"], c["name"]))
-        if entries > 0 and len(children) > entries:
-            rest = children[entries:]
-            children = children[:entries]
-            children.append({
-                "name": "...", "inode": 0, "type": "other",
-                **{k: sum(c[k] for c in rest) for k in _TOTALS},
-            })
-        node["children"] = children
+        if shown is not None:
+            shown.add(child)
+    if shown is not None:
+        node["children"] = shown.rows()
     return node
+
+
+class _Biggest:
+    """The `limit` biggest children of a directory (by space, then name) and the rest folded into one
+    ``...`` row, kept as they stream by: memory is bounded by 2 × `limit` children however big the
+    directory (`limit` 0: every child is kept)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept: list[dict[str, Any]] = []
+        self.rest: dict[str, Any] | None = None
+
+    def add(self, child: dict[str, Any]) -> None:
+        self.kept.append(child)
+        if self.limit > 0 and len(self.kept) >= 2 * self.limit:
+            self._fold()
+
+    def _fold(self) -> None:
+        self.kept.sort(key=lambda c: (-c["space"], c["name"]))
+        if self.limit <= 0 or len(self.kept) <= self.limit:
+            return
+        if self.rest is None:
+            self.rest = {"name": "...", "inode": 0, "type": "other", **dict.fromkeys(_TOTALS, 0)}
+        for c in self.kept[self.limit:]:
+            for k in _TOTALS:
+                self.rest[k] += c[k]
+        del self.kept[self.limit:]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The children shown, biggest first, then the ``...`` row when some were folded."""
+        self._fold()
+        return self.kept + ([self.rest] if self.rest is not None else [])
 
 
 _TOTALS = ("files", "dirs", "length", "space", "unreadable")

@@ -81,9 +81,10 @@ def dump(
 ) -> None:
     """Write the volume's metadata as JSON, in the format of [bold]juicefs dump[/bold]."""
     from jfs.app.ops.dump import DumpResult, dump_meta
-    from jfs.compose import opened_engine
+    from jfs.compose import one_pass_engine_caches, opened_engine
 
     remember_secrets(meta_url)
+    one_pass_engine_caches()
     with stops_cleanly():  # Ctrl-C: the partial file is removed
         to_stdout = file == "-"
         raw: IO[bytes]
@@ -136,9 +137,10 @@ def load(
 ) -> None:
     """Load a JSON dump (from [bold]jfs dump[/bold] or [bold]juicefs dump[/bold]) into an empty engine."""
     from jfs.app.ops.load import LoadResult, dump_events, load_meta
-    from jfs.compose import opened_engine
+    from jfs.compose import one_pass_engine_caches, opened_engine
 
     remember_secrets(meta_url)
+    one_pass_engine_caches()
     try:
         src: IO[bytes] = _Stdin(sys.stdin.fileno()) if file == "-" else open(file, "rb")  # type: ignore[assignment]  # noqa: SIM115
     except (OSError, AttributeError, ValueError) as exc:  # no stdin at all: sys.stdin is None or closed

@@ -61,8 +61,9 @@ def gc(
     [bold]--delete[/bold] nothing is changed.
     """
     from jfs.app.ops.gc import run_gc
-    from jfs.compose import open_meta_and_store
+    from jfs.compose import one_pass_engine_caches, open_meta_and_store
     remember_secrets(meta_url)
+    one_pass_engine_caches()
 
     async def collect(board: RichBoard) -> tuple[GCReport, PurgeReport]:
         from jfs.app.objectview import DEFAULT_AGE
@@ -126,8 +127,9 @@ def fsck(
     Exit status: 0 when no problem remains, 1 otherwise.
     """
     from jfs.app.ops.fsck import run_fsck
-    from jfs.compose import open_meta_and_store
+    from jfs.compose import one_pass_engine_caches, open_meta_and_store
     remember_secrets(meta_url)
+    one_pass_engine_caches()
     if path is not None and not path.startswith("/"):
         usage_error("--path must be absolute inside the volume (start with '/')")
 

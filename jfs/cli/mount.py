@@ -150,6 +150,7 @@ async def serve(args: MountArgs) -> None:
             upload_limit=args.upload_limit,
             download_limit=args.download_limit,
             writeback=args.writeback,
+            give_back_memory=True,
             heartbeat=args.heartbeat,
             background_jobs=not args.no_bgjob,
             enable_xattr=args.enable_xattr,

@@ -3,9 +3,11 @@ ranges, botocore-compatible errors, and botocore-like retries of 5xx answers (a 
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -58,11 +60,13 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 
     fail = 0
     seen: list[tuple[str, str, str]] = []  # noqa: RUF012 - reset per test
+    payloads: list[str] = []  # noqa: RUF012 - reset per test
 
     def _answer(self) -> None:
         n = int(self.headers.get("content-length") or 0)
         self.rfile.read(n)
         type(self).seen.append((self.command, self.path, self.headers.get("authorization", "")))
+        type(self).payloads.append(self.headers.get("x-amz-content-sha256", ""))
         if type(self).fail > 0:
             type(self).fail -= 1
             self._send(503, b"<Error><Code>SlowDown</Code><Message>easy</Message></Error>")
@@ -96,6 +100,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 def flaky() -> Iterator[str]:
     _Flaky.fail = 0
     _Flaky.seen = []
+    _Flaky.payloads = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -182,3 +187,71 @@ async def test_a_server_that_ignores_ranges_is_sliced(flaky: str) -> None:
         assert await s.get("norange", 7) == b"789"
     finally:
         await s.close()
+
+
+async def test_deletes_take_the_fast_path_and_no_boto3_client_is_built(
+    seaweed_s3: SeaweedS3, tmp_path: Path
+) -> None:
+    """A mount that only puts, gets and deletes blocks never builds boto3's client (ADR 0049)."""
+    s = S3Store(seaweed_s3.url, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
+    try:
+        keys = ["del/a&b<c>", "del/ü x", "del/plain", "del/q?x"]
+        for k in keys:
+            await s.put(k, b"x")
+        assert await s.get(keys[0]) == b"x"
+        await asyncio.gather(*(s.delete(k) for k in [*keys, "del/never-existed"]))
+        assert s._boto3_client is None
+        small = tmp_path / "backup.json.gz"
+        small.write_bytes(b"z" * 1000)
+        await s.put_file("del/backup", str(small))  # below the multipart size: one fast-path PUT
+        assert await s.get("del/backup") == b"z" * 1000 and s._boto3_client is None
+        await s.delete("del/backup")
+        assert [i.key async for i in s.list("del/")] == []  # a listing builds the client
+        assert s._boto3_client is not None
+    finally:
+        await s.close()
+
+
+def test_delete_objects_reports_per_key_errors() -> None:
+    """The errors of a DeleteObjects answer are boto3's shape (namespaced XML as S3 sends it)."""
+    answer = (b'<?xml version="1.0"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+              b"<Error><Key>k1</Key><Code>InternalError</Code><Message>later</Message></Error></DeleteResult>")
+    seen: list[tuple[str, str, bytes]] = []
+
+    class _Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            seen.append((self.path, self.headers.get("content-md5", ""), body))
+            self.send_response(200)
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = _requests(f"http://127.0.0.1:{server.server_address[1]}", "bkt", "ak", "sk")
+        assert r.delete_many(["k1", "k&2"]) == [{"Key": "k1", "Code": "InternalError", "Message": "later"}]
+        path, md5, body = seen[0]
+        assert path == "/bkt?delete=" and md5 and b"<Key>k&amp;2</Key>" in body and b"<Quiet>true</Quiet>" in body
+        r.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_put_bodies_are_not_hashed_unless_asked(flaky: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNSIGNED-PAYLOAD over http too (as JuiceFS; ADR 0049); JFS_S3_SIGNED_PAYLOAD=true signs the hash."""
+    import hashlib
+
+    for env, expected in (("", "UNSIGNED-PAYLOAD"), ("true", hashlib.sha256(b"abc").hexdigest())):
+        monkeypatch.setenv("JFS_S3_SIGNED_PAYLOAD", env)
+        s = S3Store(f"{flaky}/bkt", access_key="ak", secret_key="sk")
+        try:
+            await s.put("k", b"abc")
+        finally:
+            await s.close()
+        assert _Flaky.payloads[-1] == expected

@@ -20,6 +20,24 @@ from jfs.testing.data_harness import DataVolume
 UUID = "0b7e4c4e-1111-2222-3333-444455556666"
 
 
+def test_memory_cache_shrinks_to_a_ceiling_and_grows_back() -> None:
+    """`shrink` evicts the oldest entries down to the new ceiling at once, later puts respect it, and a
+    higher ceiling lets the cache grow again, never past its capacity (ADR 0048)."""
+    cache: MemoryCache[str] = MemoryCache(100)
+    for k in "abc":
+        cache.put(k, k.encode() * 30)
+    cache.shrink(50)
+    assert cache.used == 30 and cache.get("a") is None and cache.get("b") is None
+    cache.put("d", b"d" * 30)
+    assert cache.used == 30 and cache.get("c") is None
+    cache.put("big", b"x" * 60)  # larger than the ceiling in force: not kept
+    assert cache.get("big") is None
+    cache.shrink(1000)
+    assert cache.ceiling == 100
+    cache.put("e", b"e" * 60)
+    assert cache.used == 90
+
+
 def test_memory_cache_is_lru_bounded_in_bytes() -> None:
     cache: MemoryCache[str] = MemoryCache(100)
     cache.put("a", b"a" * 40)

@@ -17,9 +17,11 @@ import pytest
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.faulty import FaultyStore
 from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.data.cache import MemoryCache
 from jfs.app.data.config import DataConfig
 from jfs.app.data.pages import ArenaPool, PageList, as_view
 from jfs.app.data.store_wrapper import StoreWrapper
+from jfs.app.data.writer import WriteBudget
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.records import SliceRecord
 from jfs.domain.settings import Settings
@@ -274,6 +276,102 @@ async def test_pressure_freezes_nothing_while_queued_uploads_will_free_the_budge
         await vol.dp.flush(h)
         assert len(await vol.meta.read_chunk(ino, 0)) == 1
         await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def test_cache_eviction_by_writers_gives_memory_back_off_the_loop() -> None:
+    """Once writers pushed GIVE_BACK_AFTER bytes out of the cache, `give_back` runs once, in a thread."""
+    import threading
+
+    from jfs.app.data import files
+
+    calls: list[str] = []
+    vol = await _volume(SpyStore())
+    vol.dp._give_back = lambda: calls.append(threading.current_thread().name)
+    try:
+        vol.dp._cache_gave_way(files.GIVE_BACK_AFTER // 2)
+        assert not calls
+        vol.dp._cache_gave_way(files.GIVE_BACK_AFTER // 2)
+        vol.dp._cache_gave_way(files.GIVE_BACK_AFTER)  # while the first one runs: not again
+        await vol.dp.drain()
+        assert len(calls) == 1 and calls[0] != threading.current_thread().name
+    finally:
+        await vol.close()
+
+
+async def test_idle_writers_give_their_arenas_and_heap_back() -> None:
+    """Once nothing is being written, the sweeper drops the idle block arenas and gives the free heap
+    back to the OS (ADR 0048); with nothing to let go of, it does not call `give_back` again."""
+    calls: list[int] = []
+    vol = await _volume(SpyStore(), sweep_interval=0.01)
+    vol.dp._give_back = lambda: calls.append(1)
+    try:
+        ino = await vol.new_file(b"big")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        for off in range(0, 4 * BS, BS // 2):
+            await vol.dp.write(h, off, b"a" * (BS // 2))  # blocks after the first get arenas
+        await vol.dp.flush(h)
+        await vol.dp.release(h)
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert calls == [1]
+    finally:
+        await vol.close()
+
+
+def test_write_budget_and_shared_memory_cache_stay_within_one_limit() -> None:
+    """With a shared cache, writers' bytes and cached blocks together stay within the budget's limit
+    (the cache keeps at least `keep`), and the cache may grow back as writers give bytes back (ADR 0048)."""
+    cache: MemoryCache[int] = MemoryCache(100)
+    budget = WriteBudget(150, lambda: None, shared=cache, keep=20)
+    for i in range(10):
+        cache.put(i, b"c" * 10)
+    assert cache.used == 100
+    budget.add(80)
+    assert cache.used <= 150 - 80 and cache.used == 70
+    budget.add(60)
+    assert cache.used == 20  # never below keep
+    cache.put(99, b"n" * 10)
+    assert cache.used == 20
+    budget.release(140)
+    assert cache.ceiling == 100
+    for i in range(10, 20):
+        cache.put(i, b"c" * 10)
+    assert cache.used == 100
+
+
+async def test_written_bytes_push_cached_blocks_out_of_the_shared_budget(spy: SpyStore) -> None:
+    """Blocks read into the memory cache give way as a writer fills the write budget: the mount's memory
+    is bounded by the budget, not by the budget plus the cache (ADR 0048)."""
+    vol = await _volume(spy, buffer_size=8 * BS, mem_cache_size=8 * BS, max_uploads=1)
+    try:
+        first = await vol.new_file(b"read")
+        h = await vol.dp.open(first, os.O_RDWR)
+        await vol.dp.write(h, 0, b"r" * (8 * BS))
+        await vol.dp.flush(h)
+        await vol.dp.release(h)
+        vol.dp.mem.clear()
+        h = await vol.dp.open(first, os.O_RDONLY)
+        assert await vol.dp.read(h, 0, 8 * BS) == b"r" * (8 * BS)
+        await vol.dp.release(h)
+        assert vol.dp.mem.used >= 4 * BS
+        ino = await vol.new_file(b"write")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        gate = spy.gate("_0_65536")  # the new file's first block waits: its bytes stay in the budget
+        writes = asyncio.create_task(_write_many(vol, h, 6 * BS, 8192, lambda: vol.dp.budget.used))
+        await asyncio.sleep(0.05)
+        assert vol.dp.budget.used >= 5 * BS
+        assert vol.dp.mem.used + vol.dp.budget.used <= 8 * BS + 8192
+        assert vol.dp._evicted > 0  # told to the give-back hook's counter (none in this harness)
+        gate.set()
+        await writes
+        await vol.dp.flush(h)
+        await vol.dp.release(h)
+        assert vol.dp.mem.ceiling == 8 * BS
     finally:
         await vol.close()
 

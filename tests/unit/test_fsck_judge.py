@@ -7,8 +7,10 @@ Each model starts from a consistent volume (`Vol`): the root, a directory ``/d``
 
 from __future__ import annotations
 
+import pytest
+
 from jfs.app.ops.fsck.judge import Fix, counters_issue, judge, lost_blocks_issue
-from jfs.app.ops.fsck.model import Model
+from jfs.app.ops.fsck.model import AttrTable, Model
 from jfs.app.ops.fsck.repairs import COUNTER_KINDS, FIX_KINDS, REPAIRS, REPORT_ONLY
 from jfs.app.ops.fsck.report import KINDS, Issue
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
@@ -271,3 +273,32 @@ def test_every_kind_has_exactly_one_place_in_the_repair_table() -> None:
     places = [set(REPAIRS), FIX_KINDS, COUNTER_KINDS, REPORT_ONLY]
     assert set().union(*places) == set(KINDS)
     assert sum(len(p) for p in places) == len(KINDS)
+
+
+def test_attr_table_reads_back_what_was_stored_and_overwrites_in_place() -> None:
+    t = AttrTable()
+    rows = {ino: (ino % 3 + 1, ino % 7, ino // 2, ino * 4096, 1_733_000_000_000_000_000 + ino)
+            for ino in range(2, 500)}
+    for ino, seen in rows.items():
+        t[ino] = seen
+    t[7] = rows[7] = (2, 5, 1, 0, -1)  # overwritten, not added
+    assert len(t) == len(rows) and dict(t.items()) == rows and list(t.values()) == list(rows.values())
+    assert t[7] == (2, 5, 1, 0, -1) and t.get(7) == (2, 5, 1, 0, -1)
+    assert 1 not in t and t.get(1) is None and 3 in t
+    with pytest.raises(KeyError):
+        t[1]
+
+
+def test_first_entries_keep_any_parent_and_type_and_forget_on_delete() -> None:
+    m = Model({}, None)
+    m.add_entry(TRASH_INODE + 5, 42, int(FileType.REGULAR))  # a trash hour directory: parent near 2^63
+    m.add_entry(7, 43, int(FileType.DIRECTORY))
+    assert m.first[42] == (TRASH_INODE + 5) * 8 + int(FileType.REGULAR)
+    assert m.first.get(43) == 7 * 8 + int(FileType.DIRECTORY) and len(m.first) == 2
+    m.attrs[42] = (int(FileType.REGULAR), 1, TRASH_INODE + 5, 0, 1)
+    assert 43 not in m.attrs and len(m.attrs) == 1  # a row made by an entry is no attribute
+    del m.first[42]
+    assert 42 not in m.first and m.first.get(42) is None and dict(m.first.items()) == {43: 7 * 8 + 2}
+    assert m.attrs[42][2] == TRASH_INODE + 5
+    with pytest.raises(KeyError):
+        del m.first[42]

@@ -14,11 +14,14 @@ HTTPS: the server's certificate must verify against the system's CAs, or the bun
 verification off (tests, or a trusted network only). A certificate that does not verify is an
 ObjectStoreUnavailable naming the endpoint and these two variables.
 
-One boto3 client (thread-safe) serves every call but the data path's two per-block requests: GetObject and
-PutObject go through `ObjectRequests` (signed requests on a urllib3 pool, a fifth of boto3's CPU per
-request; ADR 0036) when the credentials are static ones — ``JFS_S3_BOTO3=true`` sends them through boto3
-too. Calls run in a bounded thread pool the size of the connection pool, so the event loop never blocks and
-at most `max_pool_connections` requests are in flight.
+One boto3 client (thread-safe) serves every call but the data path's per-block requests: GetObject,
+PutObject and DeleteObjects go through `ObjectRequests` (signed requests on a urllib3 pool, a fifth of
+boto3's CPU per request; ADR 0036) when the credentials are static ones — ``JFS_S3_BOTO3=true`` sends them
+through boto3 too. Their PUT bodies go as ``UNSIGNED-PAYLOAD`` (not hashed) unless
+``JFS_S3_SIGNED_PAYLOAD=true`` (http only; ADR 0049). The boto3 client is built at its first use (ADR
+0049): a mount that only reads, writes and deletes blocks never pays its ~30 MiB (boto3, botocore and the
+S3 service model). Calls run in a bounded thread pool the size of the connection pool, so the event loop
+never blocks and at most `max_pool_connections` requests are in flight.
 Transient failures (5xx, throttling, timeouts, dropped connections) are re-sent by botocore's "standard"
 mode only `S3_REQUEST_ATTEMPTS` times in total (`jfs.domain.retry`, ADR 0017): patience is the caller's
 budget (the data path's ``BLOCK_IO``), so attempts do not multiply. A GET whose body breaks off mid-read is
@@ -47,14 +50,13 @@ import collections
 import functools
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import boto3  # type: ignore[import-untyped]
 import structlog
-from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
     ClientError,
@@ -181,44 +183,37 @@ class S3Store:
         self.endpoint, self.bucket, self.region, style = parse_bucket_url(bucket)
         self.url = f"{self.endpoint}/{self.bucket}" if style == "path" else bucket.rstrip("/")
         self._access_key = access_key
-        config = Config(
-            region_name=self.region,
-            signature_version="s3v4",
-            s3={"addressing_style": style},
-            max_pool_connections=max_pool_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            # total_max_attempts counts the first request ("max_attempts" here would count only re-sends).
-            retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
-            tcp_keepalive=True,
-            # Many S3-compatible servers reject the flexible-checksum trailers newer botocore sends by default.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            user_agent_extra="jfs",
-        )
-        creds: dict[str, Any] = {}
+        self._client_args: dict[str, Any] = {
+            "endpoint_url": self.endpoint, "verify": _tls_verify(), "region": self.region, "style": style,
+            "max_pool_connections": max_pool_connections, "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout, "max_attempts": max_attempts,
+        }  # fmt: skip
+        self._session: Any = None
+        self._boto3_client: Any = None
+        self._client_lock = threading.Lock()
+        static: Credentials | None = None
         if access_key or secret_key:
-            creds = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
+            static = Credentials(access_key, secret_key, session_token)
+            self._creds = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
             if session_token:
-                creds["aws_session_token"] = session_token
-        session = boto3.session.Session()
-        static: Credentials | None = Credentials(access_key, secret_key, session_token) if creds else None
-        if not creds:
-            found = session.get_credentials()  # boto3's default chain; the client reuses what it resolved
+                self._creds["aws_session_token"] = session_token
+        else:
+            self._creds = {}
+            found = self._boto3_session().get_credentials()  # boto3's default chain, reused by the client
             self._access_key = (found.access_key if found is not None else "") or ""
             if found is not None and type(found).__name__ == "Credentials" and found.access_key:
                 static = Credentials(found.access_key, found.secret_key or "", found.token or "")
-        self._client: Any = session.client(
-            "s3", endpoint_url=self.endpoint, config=config, verify=_tls_verify(), **creds
-        )
         self._requests: ObjectRequests | None = None
-        """GetObject / PutObject without boto3 (static credentials only: refreshed ones stay with boto3)."""
+        """GetObject / PutObject / DeleteObjects without boto3 (static credentials only: refreshed ones stay
+        with boto3)."""
         if static is not None and not _boto3_only():
             self._requests = ObjectRequests(
                 self.endpoint, self.bucket, self.region, style, static, max_connections=max_pool_connections,
                 attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
-                verify=_tls_verify(),
+                verify=_tls_verify(), signed_payload=_env_true("JFS_S3_SIGNED_PAYLOAD"),
             )  # fmt: skip
+        else:
+            self._client  # noqa: B018 -- every request goes through boto3: build its client now
         self._pool = ThreadPoolExecutor(max_workers=max_pool_connections, thread_name_prefix="jfs-s3")
         self._bucket_seen = False
         self._delete_queue: collections.deque[tuple[str, asyncio.Future[None]]] = collections.deque()
@@ -227,6 +222,52 @@ class S3Store:
         """False once the server rejected a DeleteObjects request: one DeleteObject per key."""
         self.delete_requests = 0
         """DeleteObject(s) requests sent (for tests and figures)."""
+
+    def _boto3_session(self) -> Any:
+        if self._session is None:
+            import boto3  # type: ignore[import-untyped]
+
+            self._session = boto3.session.Session()
+        return self._session
+
+    @property
+    def _client(self) -> Any:
+        """The boto3 client, built at its first use: with `ObjectRequests` carrying the block GETs and PUTs,
+        a mount may never need it, and boto3 + the S3 service model cost ~30 MiB of RSS (ADR 0049)."""
+        client = self._boto3_client
+        if client is None:
+            with self._client_lock:
+                client = self._boto3_client
+                if client is None:
+                    client = self._boto3_client = self._new_client()
+        return client
+
+    @_client.setter
+    def _client(self, client: Any) -> None:  # tests put a fake client in place
+        self._boto3_client = client
+
+    def _new_client(self) -> Any:
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        a = self._client_args
+        config = Config(
+            region_name=a["region"],
+            signature_version="s3v4",
+            s3={"addressing_style": a["style"]},
+            max_pool_connections=a["max_pool_connections"],
+            connect_timeout=a["connect_timeout"],
+            read_timeout=a["read_timeout"],
+            # total_max_attempts counts the first request ("max_attempts" here would count only re-sends).
+            retries={"mode": "standard", "total_max_attempts": max(1, a["max_attempts"])},
+            tcp_keepalive=True,
+            # Many S3-compatible servers reject the flexible-checksum trailers newer botocore sends by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="jfs",
+        )
+        return self._boto3_session().client(
+            "s3", endpoint_url=a["endpoint_url"], config=config, verify=a["verify"], **self._creds
+        )
 
     # -- error mapping ---------------------------------------------------------------------------------
 
@@ -339,7 +380,15 @@ class S3Store:
 
     async def put_file(self, key: str, path: str) -> None:
         """`FileUploads`: stream the local file `path` (a multipart upload of `UPLOAD_PART` parts, at most
-        `UPLOAD_THREADS` in flight, above `UPLOAD_PART`): memory stays flat whatever the file's size."""
+        `UPLOAD_THREADS` in flight, above `UPLOAD_PART`): memory stays flat whatever the file's size. A file
+        below `UPLOAD_PART` is one PUT (through `ObjectRequests` when in use: no boto3 client for a mount's
+        periodic metadata backup of a small volume, ADR 0049)."""
+        if self._requests is not None:
+            size = await asyncio.to_thread(os.path.getsize, path)
+            if size < UPLOAD_PART:
+                data = await asyncio.to_thread(_read_file, path)
+                await self.put(key, data)
+                return
         from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 
         config = TransferConfig(multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART,
@@ -429,18 +478,12 @@ class S3Store:
     async def _delete_batch(self, batch: dict[str, list[asyncio.Future[None]]]) -> None:
         keys = list(batch)
 
-        def send() -> list[dict[str, Any]]:
-            resp = self._client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-            )
-            return list(resp.get("Errors", []))
-
         outcome: dict[str, BaseException | None] = dict.fromkeys(keys)
         errors: list[dict[str, Any]] | None = None
         try:
             if self._batch_deletes:
                 self.delete_requests += 1
-                errors = await self._run("delete", keys[0], send)
+                errors = await self._run("delete", keys[0], functools.partial(self._delete_objects, keys))
         except ObjectStoreUnavailable as exc:
             outcome = dict.fromkeys(keys, exc)
         except ObjectStoreError as exc:
@@ -467,6 +510,15 @@ class S3Store:
                     future.set_result(None)
                 else:
                     future.set_exception(failure)
+
+    def _delete_objects(self, keys: list[str]) -> list[dict[str, Any]]:
+        """One DeleteObjects request (in the pool): the per-key errors (``Key``, ``Code``, ``Message``)."""
+        if self._requests is not None:
+            return list(self._requests.delete_many(keys))
+        resp = self._client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )
+        return list(resp.get("Errors", []))
 
     async def list(
         self, prefix: str = "", start_after: str = "", limit: int | None = None
@@ -500,7 +552,13 @@ class S3Store:
         await asyncio.to_thread(self._pool.shutdown, True)
         if self._requests is not None:
             self._requests.close()
-        self._client.close()
+        if self._boto3_client is not None:
+            self._boto3_client.close()
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _tls_reason(exc: BaseException) -> str:
@@ -508,9 +566,13 @@ def _tls_reason(exc: BaseException) -> str:
     return m.group(0).strip() if m else _one_line(exc)
 
 
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _boto3_only() -> bool:
     """``JFS_S3_BOTO3=true``: every request through boto3 (no `ObjectRequests`)."""
-    return os.environ.get("JFS_S3_BOTO3", "").strip().lower() in ("1", "true", "yes", "on")
+    return _env_true("JFS_S3_BOTO3")
 
 
 def _tls_verify() -> bool | str | None:

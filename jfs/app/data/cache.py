@@ -74,12 +74,23 @@ OPEN_ENTRIES = 256
 
 
 class MemoryCache(Generic[K]):
-    """An LRU map key -> bytes bounded by the total length of the values."""
+    """An LRU map key -> bytes bounded by the total length of the values: at most `capacity`, and at
+    most `ceiling` while one is set (`shrink`: the room another user of the same memory leaves it)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.ceiling = capacity
+        """The bound in force: `capacity`, or less while `shrink` says so."""
         self.used = 0
         self._items: OrderedDict[K, bytes] = OrderedDict()
+
+    def shrink(self, ceiling: int) -> None:
+        """Hold at most min(`capacity`, `ceiling`) bytes from now on (oldest entries evicted at once)."""
+        self.ceiling = ceiling = min(self.capacity, ceiling)
+        items = self._items
+        while self.used > ceiling and items:
+            _, evicted = items.popitem(last=False)
+            self.used -= len(evicted)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -92,14 +103,14 @@ class MemoryCache(Generic[K]):
 
     def put(self, key: K, data: bytes) -> None:
         """Insert `data` (ignored if larger than the whole cache), evicting the oldest entries."""
-        if len(data) > self.capacity:
+        if len(data) > self.ceiling:
             return
         old = self._items.pop(key, None)
         if old is not None:
             self.used -= len(old)
         self._items[key] = data
         self.used += len(data)
-        while self.used > self.capacity:
+        while self.used > self.ceiling:
             _, evicted = self._items.popitem(last=False)
             self.used -= len(evicted)
 

@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,14 @@ from jfs.app.data.inode import ChunkMap, InodeState
 from jfs.app.data.pacing import Pacer
 from jfs.app.data.pages import Buffer, as_view
 from jfs.app.data.reader import ReadAhead, Reader
-from jfs.app.data.writer import FileWriter, WriteBudget, WriteContext, compaction_policy, relieve
+from jfs.app.data.writer import (
+    SHARED_CACHE_KEEP,
+    FileWriter,
+    WriteBudget,
+    WriteContext,
+    compaction_policy,
+    relieve,
+)
 from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.chunks import MAX_FILE_SIZE
 from jfs.app.meta.context import ROOT_CTX, Ctx
@@ -50,6 +57,10 @@ from jfs.domain.errors import FSError
 from jfs.ports.objects import ObjectStore
 
 log = structlog.get_logger("jfs.data")
+
+
+GIVE_BACK_AFTER = 32 << 20
+"""Bytes of cached blocks pushed out by writers between two `give_back` calls (ADR 0048)."""
 
 
 @dataclass(eq=False)
@@ -73,7 +84,10 @@ class Handle:
 class DataPath:
     """File data of one client. Create with ``await DataPath(meta, store, config).start()``; `close` it."""
 
-    def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None) -> None:
+    def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None, *,
+                 give_back: Callable[[], object] | None = None) -> None:
+        """`give_back`: returns the process's free heap memory to the OS (`malloc_trim`); called off the
+        loop once writers have pushed `GIVE_BACK_AFTER` bytes of cached blocks out (ADR 0048)."""
         self.meta = meta
         self.store = store
         self.config = config = config or DataConfig.from_settings(meta.settings)
@@ -95,7 +109,12 @@ class DataPath:
         self.pacer = Pacer()  # foreground reads and writes touch it; background compactions give way
         self.compactor = Compactor(meta, self.blocks, self.fetcher, config, self._compacted, self.pacer)
         self.reader = Reader(meta, self.fetcher, config, self.compactor.schedule)
-        self.budget = WriteBudget(config.buffer_size, self._relieve_pressure)
+        self._give_back = give_back
+        self._evicted = 0
+        self._giving_back = False
+        self.budget = WriteBudget(config.buffer_size, self._relieve_pressure, shared=self.mem,
+                                  keep=min(config.mem_cache_size // 4, SHARED_CACHE_KEEP),
+                                  on_evicted=self._cache_gave_way)
         self._wctx = WriteContext(
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
@@ -221,7 +240,8 @@ class DataPath:
         state = self._state(h)
         try:
             if state.writer is not None:
-                await state.writer.flush()
+                with self.pacer.active():  # as `flush`: a face's close may come without one (the SDK's)
+                    await state.writer.flush()
         finally:
             del self._handles[h.fh]
             state.handles -= 1
@@ -368,6 +388,30 @@ class DataPath:
             if isinstance(r, BaseException):
                 log.error("slice_blocks_leaked", slice=sid, size=size, error=str(r))
 
+    def _cache_gave_way(self, n: int) -> None:
+        """Writers pushed `n` bytes of blocks out of the memory cache: once enough were freed, give the
+        free memory back to the OS (in a thread: it takes tens of ms), else it stays resident — the loaded
+        blocks were allocated by object-store threads, whose malloc arenas the writers never reuse."""
+        self._evicted += n
+        if self._evicted >= GIVE_BACK_AFTER:
+            self._give_back_memory()
+
+    def _give_back_memory(self) -> None:
+        """Run `give_back` in a thread, unless it is running already."""
+        if self._give_back is None or self._giving_back:
+            return
+        self._evicted = 0
+        self._giving_back = True
+        give_back = self._give_back
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(give_back)
+            finally:
+                self._giving_back = False
+
+        self.spawn(run())
+
     def _relieve_pressure(self) -> None:
         """Writers wait for buffer space: make sure at least half the budget is on its way back
         (`writer.relieve`: uploads in flight or queued, frozen slices awaiting their commit)."""
@@ -382,7 +426,10 @@ class DataPath:
                 if state.writer is not None and not state.writer.idle:
                     state.writer.sweep(now)
             if self.budget.used == 0 and self._wctx.arenas is not None:
-                self._wctx.arenas.clear()  # nothing being written: give the idle block arenas back
+                # Nothing being written: let go of the idle block arenas, and of the heap they and the
+                # blocks writers pushed out of the cache leave behind (ADR 0048).
+                if self._wctx.arenas.clear() or self._evicted:
+                    self._give_back_memory()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a background job owned by the data path (awaited by `drain` and `close`)."""

@@ -92,9 +92,11 @@ class ArenaPool:
         if len(self._free) < self.keep:
             self._free.append(arena)
 
-    def clear(self) -> None:
-        """Let go of every idle arena (when nothing is being written)."""
+    def clear(self) -> int:
+        """Let go of every idle arena (when nothing is being written); returns how many there were."""
+        n = len(self._free)
         self._free.clear()
+        return n
 
 
 def as_view(data: Buffer, owned: bool = False) -> memoryview:

@@ -47,6 +47,7 @@ from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
+from jfs.app.data.eager import start_now
 from jfs.app.data.pages import THREAD_JOIN_MIN, ArenaPool, PageList
 from jfs.domain.attrs import Attr
 from jfs.domain.checksums import encode_sums
@@ -63,6 +64,10 @@ MAX_UNFROZEN_DEPTH = 3
 ARENA_WRITE_MIN = 128 << 10
 """A write at least this long (or a quarter block, if less) that starts a block other than the file's
 first gives the block an arena (ADR 0039)."""
+SHARED_CACHE_KEEP = 32 << 20
+"""What the memory cache keeps however full the write budget is (at most a quarter of it, ADR 0048): one
+reader's read-ahead window (8 blocks of 4 MiB), so that blocks loaded ahead are still there when the
+reader gets to them."""
 MAX_PENDING_SLICES = 1000
 """A file's writes wait while it has this many uncommitted slices (JuiceFS's limit, ``totalSlices``):
 random 4 KiB writes otherwise queued ten thousand slices in 8 s, whose uploads, commits and compactions
@@ -93,24 +98,56 @@ OverlayPart = memoryview | StoredPart
 
 
 class WriteBudget:
-    """Bytes held by the writers of one client, with back-pressure above `limit`."""
+    """Bytes held by the writers of one client, with back-pressure above `limit`.
 
-    def __init__(self, limit: int, on_pressure: Callable[[], None]) -> None:
+    With a `shared` memory cache (ADR 0048), `limit` bounds the writers' bytes and the cache's together,
+    as JuiceFS's ``--buffer-size`` bounds its write buffers and read-ahead together: the cache may hold at
+    most ``limit - used`` bytes (never less than `keep`), and gives up its oldest blocks as writers fill
+    the budget. Without it, blocks read before a big write stayed cached beside a full write budget: the
+    mount's peak RSS was the cache (128 MiB) on top of the budget (300 MiB)."""
+
+    def __init__(self, limit: int, on_pressure: Callable[[], None], shared: MemoryCache[Any] | None = None,
+                 keep: int = 0, on_evicted: Callable[[int], None] | None = None) -> None:
+        """`on_evicted(n)`: told after the writers pushed `n` bytes of blocks out of the shared cache."""
         self.limit = limit
         self.used = 0
         self._on_pressure = on_pressure
         self._room = asyncio.Event()
         self._room.set()
+        self._shared = shared
+        self._keep = keep
+        self._on_evicted = on_evicted
+        self._ceiling = limit
+        """The cache's ceiling as last set by `_share`."""
 
     def add(self, n: int) -> None:
         self.used += n
         if self.used > self.limit:
             self._room.clear()
+        if self._shared is not None:
+            self._share()
 
     def release(self, n: int) -> None:
         self.used -= n
         if self.used <= self.limit:
             self._room.set()
+        if self._shared is not None:
+            self._share()
+
+    def _share(self) -> None:
+        ceiling = max(self._keep, self.limit - self.used)
+        cache = self._shared
+        assert cache is not None
+        # Cheap on every write: evict only when the cache is above its new ceiling, else only move it.
+        if cache.used > ceiling or ceiling != self._ceiling:
+            self._ceiling = ceiling
+            if cache.used > ceiling:
+                before = cache.used
+                cache.shrink(ceiling)
+                if self._on_evicted is not None:
+                    self._on_evicted(before - cache.used)
+            else:
+                cache.ceiling = min(cache.capacity, ceiling)
 
     async def wait(self) -> None:
         """Return once the writers hold at most `limit` bytes (asking for relief while waiting)."""
@@ -224,7 +261,8 @@ class SliceWriter:
         self.handed = index + 1
         pages = self.blocks[index]
         assert pages is not None
-        task = asyncio.get_running_loop().create_task(self._upload(index, pages))
+        upload = self._upload(index, pages)
+        task = start_now(upload) if self.chunk.file.eager else asyncio.get_running_loop().create_task(upload)
         self.uploads.append(task)
 
     async def _upload(self, index: int, pages: PageList) -> None:
@@ -359,7 +397,8 @@ class ChunkWriter:
     def kick(self) -> None:
         """Make sure frozen slices at the head of the list are being committed."""
         if self._committer is None or self._committer.done():
-            self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+            run = self._commit_loop()
+            self._committer = start_now(run) if self.file.eager else asyncio.get_running_loop().create_task(run)
 
     async def _commit_loop(self) -> None:
         while self.slices and self.slices[0].frozen:
@@ -404,6 +443,9 @@ class FileWriter:
         self._lock = asyncio.Lock()
         self._pending_end: int | None = None
         """`pending_end`, while known; None after a slice left (recomputed on demand)."""
+        self.eager = False
+        """Set while `flush` freezes: the uploads and committers it starts take their first step at once
+        (`start_now`), so a small file's close stores and commits it without a loop pass (ADR 0044)."""
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -495,7 +537,11 @@ class FileWriter:
 
     async def flush(self) -> None:
         """Commit everything written so far; raises the first failure since the last flush (once)."""
-        self.freeze_all()
+        self.eager = True
+        try:
+            self.freeze_all()
+        finally:
+            self.eager = False
         for s in self.slices():
             await s.done.wait()
         err, self.error = self.error, None

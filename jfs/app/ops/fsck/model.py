@@ -10,6 +10,7 @@ would leave. Read-only; KV errors propagate.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator, Mapping, MutableMapping
 
 from jfs.app.meta.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
 from jfs.app.ops.slice_set import SliceSet
@@ -27,6 +28,151 @@ AttrSeen = tuple[int, int, int, int, int]
 """(type, nlink, parent, length, ctime_ns) of an inode as the scan saw it."""
 
 
+class _Inodes:
+    """One row per inode the scan met (by its attributes or by an entry naming it), column-wise: one machine
+    word per field and a row number per inode — ≈ 150 bytes per inode, where a dict of tuples for the
+    attributes and a dict for the first entries took ≈ 400. `attrs` and `first` are the two views fsck
+    reads. Rows are never removed."""
+
+    __slots__ = ("row", "typ", "nlink", "parent", "length", "ctime", "first_parent", "first_typ", "attr_count",
+                 "first_count")
+
+    def __init__(self) -> None:
+        self.row: dict[int, int] = {}
+        self.typ = array("B")
+        """0: no attributes seen."""
+        self.nlink = array("L")
+        self.parent = array("Q")
+        self.length = array("Q")
+        self.ctime = array("q")
+        self.first_parent = array("Q")
+        self.first_typ = array("B")
+        """Parent and entry type of the first entry naming the inode; type 0: none."""
+        self.attr_count = 0
+        self.first_count = 0
+
+    def add(self, ino: int) -> int:
+        row = self.row.get(ino)
+        if row is None:
+            row = self.row[ino] = len(self.typ)
+            self.typ.append(0)
+            self.nlink.append(0)
+            self.parent.append(0)
+            self.length.append(0)
+            self.ctime.append(0)
+            self.first_parent.append(0)
+            self.first_typ.append(0)
+        return row
+
+
+class AttrTable(Mapping[int, AttrSeen]):
+    """ino → `AttrSeen` of the inodes whose attributes the scan saw (a view of `_Inodes`); only added or
+    overwritten, never removed."""
+
+    __slots__ = ("_t",)
+
+    def __init__(self, table: _Inodes | None = None) -> None:
+        self._t = table if table is not None else _Inodes()
+
+    def __setitem__(self, ino: int, seen: AttrSeen) -> None:
+        t = self._t
+        row = t.add(ino)
+        if not t.typ[row]:
+            t.attr_count += 1
+        t.typ[row], t.nlink[row], t.parent[row], t.length[row], t.ctime[row] = seen
+
+    def _at(self, row: int) -> AttrSeen:
+        t = self._t
+        return t.typ[row], t.nlink[row], t.parent[row], t.length[row], t.ctime[row]
+
+    def __getitem__(self, ino: int) -> AttrSeen:
+        row = self._t.row[ino]
+        if not self._t.typ[row]:
+            raise KeyError(ino)
+        return self._at(row)
+
+    def get(self, ino: int, default: AttrSeen | None = None) -> AttrSeen | None:  # type: ignore[override]
+        row = self._t.row.get(ino)
+        return default if row is None or not self._t.typ[row] else self._at(row)
+
+    def __contains__(self, ino: object) -> bool:
+        row = self._t.row.get(ino)  # type: ignore[call-overload]
+        return row is not None and bool(self._t.typ[row])
+
+    def __iter__(self) -> Iterator[int]:
+        typ = self._t.typ
+        return (ino for ino, row in self._t.row.items() if typ[row])
+
+    def __len__(self) -> int:
+        return self._t.attr_count
+
+    def items(self) -> Iterator[tuple[int, AttrSeen]]:  # type: ignore[override]
+        typ, at = self._t.typ, self._at
+        return ((ino, at(row)) for ino, row in self._t.row.items() if typ[row])
+
+    def values(self) -> Iterator[AttrSeen]:  # type: ignore[override]
+        typ, at = self._t.typ, self._at
+        return (at(row) for row in self._t.row.values() if typ[row])
+
+
+class FirstEntries(MutableMapping[int, int]):
+    """child → parent * 8 + entry type of the first entry naming it (a view of `_Inodes`)."""
+
+    __slots__ = ("_t",)
+
+    def __init__(self, table: _Inodes) -> None:
+        self._t = table
+
+    def __setitem__(self, child: int, value: int) -> None:
+        t = self._t
+        row = t.add(child)
+        if not t.first_typ[row]:
+            t.first_count += 1
+        t.first_parent[row], t.first_typ[row] = value >> 3, value & 7
+
+    def __delitem__(self, child: int) -> None:
+        t = self._t
+        row = t.row.get(child)
+        if row is None or not t.first_typ[row]:
+            raise KeyError(child)
+        t.first_typ[row] = 0
+        t.first_count -= 1
+
+    def _at(self, row: int) -> int:
+        return self._t.first_parent[row] * 8 + self._t.first_typ[row]
+
+    def __getitem__(self, child: int) -> int:
+        row = self._t.row[child]
+        if not self._t.first_typ[row]:
+            raise KeyError(child)
+        return self._at(row)
+
+    def get(self, child: int, default: int | None = None) -> int | None:  # type: ignore[override]
+        row = self._t.row.get(child)
+        return default if row is None or not self._t.first_typ[row] else self._at(row)
+
+    def __contains__(self, child: object) -> bool:
+        row = self._t.row.get(child)  # type: ignore[call-overload]
+        return row is not None and bool(self._t.first_typ[row])
+
+    def __iter__(self) -> Iterator[int]:
+        typ = self._t.first_typ
+        return (ino for ino, row in self._t.row.items() if typ[row])
+
+    def __len__(self) -> int:
+        return self._t.first_count
+
+    def items(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        typ, at = self._t.first_typ, self._at
+        return ((ino, at(row)) for ino, row in self._t.row.items() if typ[row])
+
+    def clear(self) -> None:
+        t = self._t
+        for i in range(len(t.first_typ)):
+            t.first_typ[i] = 0
+        t.first_count = 0
+
+
 class Model:
     """What the scan of the inode key space found: per inode its type, nlink, parent, length and ctime;
     the directories holding its names; its hard-link parent counters; and the records of inodes that do
@@ -35,9 +181,10 @@ class Model:
     def __init__(self, delfiles: dict[int, tuple[int, int]], slices: SliceSet | None) -> None:
         self.delfiles = delfiles
         self.slices = slices
-        self.attrs: dict[int, AttrSeen] = {}
+        inodes = self._inodes = _Inodes()
+        self.attrs = AttrTable(inodes)
         """ino → (type, nlink, parent, length, ctime_ns)."""
-        self.first: dict[int, int] = {}
+        self.first = FirstEntries(inodes)
         """child → parent * 8 + entry type, of the first entry naming it."""
         self.multi: dict[int, dict[int, int]] = {}
         """child → {parent: entries} for inodes with more than one name."""
@@ -53,13 +200,15 @@ class Model:
     # -- entries ---------------------------------------------------------------------------------------
 
     def add_entry(self, parent: int, child: int, typ: int) -> None:
-        first = self.first.get(child)
-        if first is None:
-            self.first[child] = parent * 8 + typ
+        t = self._inodes  # straight on the table: once per entry of the volume
+        row = t.add(child)
+        if not t.first_typ[row]:
+            t.first_parent[row], t.first_typ[row] = parent, typ
+            t.first_count += 1
             return
         counts = self.multi.get(child)
         if counts is None:
-            counts = self.multi[child] = {first >> 3: 1}
+            counts = self.multi[child] = {t.first_parent[row]: 1}
         counts[parent] = counts.get(parent, 0) + 1
 
     def drop_entry(self, parent: int, child: int) -> None:

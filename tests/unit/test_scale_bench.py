@@ -1,0 +1,53 @@
+"""`bench/scale.py`'s bookkeeping: checkpoints, the entry count dump/load divide by, the report's rows and
+ratios, and that a failing command is reported with its CPU and memory left out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import scale  # noqa: E402  (bench/ is not a package on the path)
+
+
+def _args(*extra: str) -> object:
+    return scale.parse_args(["--files", "20000", "--checkpoints", "2000", "--per-dir", "1000", "--big-dir", "5000",
+                             "--remove", "5000", *extra])
+
+
+def test_checkpoints_end_at_the_file_count() -> None:
+    assert scale.checkpoints(_args()) == [2000, 20000]
+    assert scale.checkpoints(scale.parse_args(["--files", "50000"])) == [10_000, 50_000]
+
+
+def test_volume_entries_counts_what_the_mounted_phases_leave() -> None:
+    # root + tree + 20 - 5 dirs + 15,000 files + big + big/d00000 + 5,000 files
+    assert scale.volume_entries(_args()) == 1 + 1 + 15 + 15_000 + 2 + 5_000
+
+
+def test_report_puts_cpu_under_its_phase_and_ratios_the_right_way() -> None:
+    args = _args()
+    jfs = scale.System("jfs", [], Path("/x"), "m", "l")
+    juicefs = scale.System("juicefs", [], Path("/y"), "m", "l")
+    jfs.results = {"create@2000 CPU µs/op": 300.0, "create@2000/s": 2000.0, "ls -l cold s": 1.0,
+                   "create@20000/s": 1000.0, "load error": "load failed (1)"}
+    juicefs.results = {"create@2000 CPU µs/op": 600.0, "create@2000/s": 1000.0, "ls -l cold s": 2.0}
+    lines = scale.report([jfs, juicefs], args).splitlines()
+    rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| phase")]
+    assert [r.split(" | ")[0] for r in rows] == ["| create@2000/s", "| create@2000 CPU µs/op", "| ls -l cold s",
+                                                 "| create@20000/s", "| load error"]
+    assert rows[0].endswith("| 2.00× |")  # rate: jfs / JuiceFS
+    assert rows[1].endswith("| 2.00× |")  # CPU: JuiceFS / jfs
+    assert rows[2].endswith("| 2.00× |")  # seconds: JuiceFS / jfs
+    assert "load failed (1)" in rows[4]
+    assert any("create rate at 20,000 files = 0.50× its rate at 2,000" in ln for ln in lines)
+
+
+def test_timed_child_reports_cpu_and_raises_on_failure() -> None:
+    seconds, rss, cpu = scale.timed_child([sys.executable, "-c", "sum(range(3_000_000))"])
+    assert seconds > 0 and rss > 1 and cpu > 0
+    with pytest.raises(RuntimeError, match="failed"):
+        scale.timed_child([sys.executable, "-c", "raise SystemExit(3)"])
