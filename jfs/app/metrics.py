@@ -79,10 +79,13 @@ class Meter:
             self.errors += 1
             raise
         finally:
-            elapsed = perf_counter() - start
-            self.count += 1
-            self.seconds += elapsed
-            self.hist.observe(elapsed)
+            self.took(perf_counter() - start)
+
+    def took(self, elapsed: float) -> None:
+        """Count one call that took `elapsed` seconds (`measure` without its coroutine)."""
+        self.count += 1
+        self.seconds += elapsed
+        self.hist.observe(elapsed)
 
 
 class TimedKV:
@@ -104,11 +107,29 @@ class TimedKV:
     def __getattr__(self, name: str) -> Any:  # url, reset, close, adapter-specific attributes
         return getattr(self.inner, name)
 
+    # Timed inline rather than through `Meter.measure`: one coroutine frame less per metadata operation.
+
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self.txns.measure(self.inner.txn(body, max_retries=max_retries))
+        meter = self.txns
+        start = perf_counter()
+        try:
+            return await self.inner.txn(body, max_retries=max_retries)
+        except BaseException:
+            meter.errors += 1
+            raise
+        finally:
+            meter.took(perf_counter() - start)
 
     async def read(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
-        return await self.reads.measure(self.inner.read(body, max_retries=max_retries))
+        meter = self.reads
+        start = perf_counter()
+        try:
+            return await self.inner.read(body, max_retries=max_retries)
+        except BaseException:
+            meter.errors += 1
+            raise
+        finally:
+            meter.took(perf_counter() - start)
 
 
 class TimedStore:

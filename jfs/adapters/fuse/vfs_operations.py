@@ -60,6 +60,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
+CALLERS_KEPT = 4096
+"""Caller contexts (uid, gid, pid, umask) kept for reuse across requests (`VfsOperations._ctx`)."""
 NAMES_SWEEP = 4096
 """Names recorded between two sweeps of the expired ones (`_KernelCache.named`)."""
 NOTIFY_WAIT = 5.0
@@ -203,6 +205,7 @@ class VfsOperations(Operations):
         c = self.config
         ttl = min(c.attr_timeout, c.entry_timeout, c.dir_entry_timeout) if c.readdir_cache else 0.0
         self._listings = KernelListings(ttl)
+        self._ctxs: dict[tuple[int, int, int, int], Ctx] = {}
         self._kernel = _KernelCache(self._listings, root)
         if root != ROOT_INODE:
             vfs.root = root
@@ -223,7 +226,14 @@ class VfsOperations(Operations):
         return out
 
     def _ctx(self, rc: RequestContext) -> Ctx:
-        return self.vfs.ctx(rc.uid, rc.gid, pid=rc.pid, umask=rc.umask)
+        # One (immutable) Ctx per caller, kept: building one per request cost more than the lookup here.
+        key = (rc.uid, rc.gid, rc.pid, rc.umask)
+        ctx = self._ctxs.get(key)
+        if ctx is None:
+            if len(self._ctxs) >= CALLERS_KEPT:
+                self._ctxs.clear()
+            ctx = self._ctxs[key] = self.vfs.ctx(rc.uid, rc.gid, pid=rc.pid, umask=rc.umask)
+        return ctx
 
     # ------------------------------------------------------------------ encoding
 
@@ -274,7 +284,7 @@ class VfsOperations(Operations):
 
     async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut:
         try:
-            ino, attr = await self.vfs.lookup(self._ctx(ctx), parent, name)
+            ino, attr = await self.vfs.lookup(self._ctx(ctx), parent, name, dir_known=True)
         except FileNotFoundError:
             if self.config.negative_timeout > 0:
                 return EntryOut.negative(self.config.negative_timeout)

@@ -84,17 +84,22 @@ def txn_name(what: str | Callable[..., object]) -> str:
 
 
 async def retrying(
-    attempt: Callable[[], Awaitable[T]], max_retries: int, what: str | Callable[..., object] = "txn"
+    attempt: Callable[[], Awaitable[T]], max_retries: int, what: str | Callable[..., object] = "txn",
+    *, failed: ConflictError | None = None,
 ) -> T:
     """Run `attempt` until it does not raise ConflictError, at most `max_retries` times.
 
     Sleeps as `KV_CONFLICT` says between tries (a random 0..n² ms after n tries). Raises TooManyConflicts when every try conflicted.
     `what` names the transaction in the ``txn_retried`` warning (after ≥ 4 tries) and in `RESTARTS`: a
-    string, or the body (named lazily, only when it conflicted).
+    string, or the body (named lazily, only when it conflicted). `failed`: the conflict of a first try the
+    caller already ran itself (a fast path without this coroutine): counted as try 1.
     """
     last: ConflictError | None = None
     for i in range(max(1, max_retries)):
         try:
+            if failed is not None:
+                exc, failed = failed, None
+                raise exc
             result = await attempt()
         except ConflictError as exc:
             last = exc

@@ -16,16 +16,16 @@ EngineError. Redis Cluster is not supported (the scripts touch keys they do not 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
-from jfs.ports.kv import ConflictError, EngineError, EngineUnavailable
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable
 
 from . import redis_lua
-from .base import RetryingKV, redact_url
+from .base import RetryingKV, redact_url, retrying
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
 from .registry import BadMetaURL
@@ -89,7 +89,7 @@ class RedisKV(RetryingKV):
         return EngineError(f"Redis at {self._address} replied with an error: {msg}")
 
     async def _load_scripts(self) -> None:
-        for name, source in (("read", redis_lua.READ), ("commit", redis_lua.COMMIT)):
+        for name, source in (("read", redis_lua.READ), ("commit", redis_lua.COMMIT), ("follow", redis_lua.FOLLOW)):
             self._sha[name] = await self._call(b"SCRIPT", b"LOAD", source)
 
     async def _check_layout(self) -> None:
@@ -162,6 +162,28 @@ class RedisKV(RetryingKV):
         result = await body(tx)
         await tx.finish()
         return result
+
+    async def _run(self, body: Callable[[Any], Awaitable[T]], readonly: bool, max_retries: int) -> T:
+        """`RetryingKV._run` with the first attempt run here: the common case (no conflict) costs no
+        `retrying` / `_attempt` coroutines (a LOOKUP through the mount is a handful of Python frames deep
+        as it is; docs/adr/0047-redis-mount-lookup-fewer-python-layers.md); after a conflict `retrying`
+        goes on from try 2, counted and paced as if it had run try 1."""
+        tx = RedisTx(self, readonly)
+        try:
+            result = await body(tx)
+            await tx.finish()
+            return result
+        except ConflictError as exc:
+            failed = exc
+        return await retrying(lambda: self._attempt(body, readonly), max_retries, body, failed=failed)
+
+    def txn(self, body: Callable[[Any], Awaitable[T]], *,
+            max_retries: int = DEFAULT_MAX_RETRIES) -> Coroutine[Any, Any, T]:
+        return self._run(body, False, max_retries)
+
+    def read(self, body: Callable[[Any], Awaitable[T]], *,
+             max_retries: int = DEFAULT_MAX_RETRIES) -> Coroutine[Any, Any, T]:
+        return self._run(body, True, max_retries)
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

@@ -1,4 +1,4 @@
-"""The two Lua scripts of the Redis adapter (layout and protocol: docs/adr/0002-redis-transactions.md).
+"""The Lua scripts of the Redis adapter (layout and protocol: docs/adr/0002-redis-transactions.md).
 
 Port key K lives in the string ``"k" .. K`` (its *data key* DK); the sorted set ``"i"`` holds every K with
 score 0. Both scripts receive a transaction's read set as a *validation section* of ARGV:
@@ -27,6 +27,11 @@ COMMIT — ARGV: np, nr, nw, nd, na, nc, nw (DK, value), nw (0, K), nd DK, nd K,
     blind adds (8-byte little-endian counters; an add applies on top of a put or delete of the same key in
     the transaction). Everything that can fail is checked before the first write, because a script that
     fails half-way is not rolled back.
+
+FOLLOW — ARGV: source, start, stop, prefix, suffix, reverse, then nx data keys -> as READ's op 'f' with
+    nothing to validate (the first round of a transaction: a LOOKUP's only one). A script of its own
+    because every call of READ builds its helper closures and parses its counts (measured: Redis CPU per
+    call ~40 % less, docs/adr/0047-redis-mount-lookup-fewer-python-layers.md).
 
 Why this shape: on Redis every Lua string built and every table slot filled costs about as much as a
 redis.call; keys therefore arrive already prefixed and grouped so that the scripts pass ARGV slices
@@ -247,3 +252,17 @@ end
 return 1
 """
 )
+
+FOLLOW = r"""
+local vals = redis.call('MGET', unpack(ARGV, 7))
+local nx = #ARGV - 6
+local v = vals[tonumber(ARGV[1]) + 1]
+local e = tonumber(ARGV[3])
+vals[nx + 1] = false
+if v and #v >= e then
+  local mid = string.sub(v, tonumber(ARGV[2]) + 1, e)
+  if ARGV[6] == '1' then mid = string.reverse(mid) end
+  vals[nx + 1] = redis.call('GET', ARGV[4] .. mid .. ARGV[5])
+end
+return vals
+"""

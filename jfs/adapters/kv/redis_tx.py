@@ -5,9 +5,10 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
 * The body's read set is recorded: for each point read the value seen (None = absent), for each scan its
   effective range (up to the last key returned when a limit cut it short) and the digest the server sent.
   It is kept packed as the scripts' validation section, so each later round only appends to it.
-* The first read round is a plain GET / MGET (or the READ script for a scan or a followed pointer). Every later round is ONE
-  EVALSHA of the READ script that first re-validates the whole read set so far and then reads: each round
-  is atomic with checking everything read before it, so after the last round the body has seen one state.
+* The first read round is a plain GET / MGET (or the READ script for a scan, the FOLLOW one for a
+  followed pointer). Every later round is ONE EVALSHA of the READ script that first re-validates the whole
+  read set so far and then reads: each round is atomic with checking everything read before it, so after
+  the last round the body has seen one state.
   A failed check raises ConflictError at once and the caller's retry loop re-runs the body.
 * Writes are buffered (read-your-writes by overlaying the buffer); `add`s are buffered separately, and so
   are `delete_range`s (`RangeDeletingTx`: the COMMIT script deletes those ranges, no scan round trip).
@@ -43,10 +44,22 @@ _VALUE = bulk(b"v")
 _SHA1 = bulk(b"h")
 
 
+def scan_digest(pairs: list[tuple[bytes, bytes]], keys_only: bool) -> bytes:
+    """The digest `redis_lua` computes of a scanned range holding `pairs` (sha1 hex of the length-prefixed
+    keys, and values unless `keys_only`; the constant EMPTY_DIGEST for none)."""
+    if not pairs:
+        return EMPTY_DIGEST
+    if keys_only:
+        parts = [b"%d:%b" % (len(k), k) for k, _ in pairs]
+    else:
+        parts = [b"%d:%b%d:%b" % (len(k), k, len(v), v) for k, v in pairs]
+    return hashlib.sha1(b"".join(parts)).hexdigest().encode()
+
+
 class ReadSet:
     """What a body read, kept as the packed validation section of the scripts (see `redis_lua`)."""
 
-    __slots__ = ("values", "ranges", "_keys", "_expect", "_scans", "_packed")
+    __slots__ = ("values", "ranges", "_keys", "_expect", "_scans", "_packed", "_unpacked_scans")
 
     def __init__(self) -> None:
         self.values: dict[bytes, bytes | None] = {}
@@ -54,6 +67,7 @@ class ReadSet:
         self._keys = bytearray()  # the points' data keys
         self._expect = bytearray()  # the points' (mode, expected) pairs
         self._scans = bytearray()  # (begin, end, incl, keys_only, digest) per scan
+        self._unpacked_scans: list[tuple[bytes, bytes, bool, bool, bytes | list[tuple[bytes, bytes]]]] = []
         self._packed = 0  # how many of `values` (in insertion order) are in _keys/_expect yet
 
     def __bool__(self) -> bool:
@@ -69,8 +83,14 @@ class ReadSet:
         values[key] = value
 
     def _pack(self) -> None:
-        """Pack the point reads not packed yet. Lazy: the last round of a read-only body (a listing's
-        thousands of attributes) is never validated, so its values are never packed."""
+        """Pack the point reads and scans not packed yet. Lazy: the last round of a read-only body (a
+        listing's thousands of attributes, its scan of names) is never validated, so its values are never
+        packed nor its digest computed."""
+        if self._unpacked_scans:
+            for begin, end, incl, keys_only, seen in self._unpacked_scans:
+                digest = seen if isinstance(seen, bytes) else scan_digest(seen, keys_only)
+                self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
+            self._unpacked_scans = []
         values = self.values
         if self._packed == len(values):
             return
@@ -85,8 +105,11 @@ class ReadSet:
                 expect += _VALUE + bulk(value)
         self._packed = len(values)
 
-    def scanned(self, begin: bytes, end: bytes, incl: bool, keys_only: bool, digest: bytes) -> None:
-        self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
+    def scanned(self, begin: bytes, end: bytes, incl: bool, keys_only: bool,
+                seen: bytes | list[tuple[bytes, bytes]]) -> None:
+        """Record a scan of [begin, end) ([begin, end] with `incl`): `seen` is the range's digest, or the
+        (key, value) pairs it held, whose digest is computed only if the scan is ever validated."""
+        self._unpacked_scans.append((begin, end, incl, keys_only, seen))
         self.ranges += 1
 
     def explain(self, reason: bytes) -> str:
@@ -155,6 +178,8 @@ class RedisTx(TxWrites):
                         return [await self._kv._read(b"GET", dkeys[0])]
                     return await self._kv._read(b"MGET", *dkeys)
                 n = len(dkeys)
+                if op == b"f":
+                    return await self._kv._script("follow", 6 + n, bulks((*scan, *dkeys)))
                 return await self._kv._script("read", 4 + len(scan) + n, bulks((0, 0, op, n, *scan, *dkeys)))
             reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
@@ -246,14 +271,16 @@ class RedisTx(TxWrites):
         if limit is not None:
             # buffered deletes may hide stored keys: fetch enough that the merged result still reaches `limit`
             fetch = limit + sum(1 for _, v in self._buffered(begin, end) if v is None)
-        reply = await self._round(b"s", [], (begin, end, fetch, int(keys_only), 1))
-        digest, stored = reply[0], self._pairs(reply, keys_only)
+        # No digest from the server: what it returned is what it would hash (`scan_digest`), computed
+        # here only if a later round or the commit validates the scan — a listing's never is.
+        reply = await self._round(b"s", [], (begin, end, fetch, int(keys_only), 0))
+        stored = self._pairs(reply, keys_only)
         if fetch and len(stored) == fetch:
             last = stored[-1][0]
-            self._reads.scanned(begin, last, True, keys_only, digest)
+            self._reads.scanned(begin, last, True, keys_only, stored)
             buffered = self._buffered(begin, last + b"\x00")
         else:
-            self._reads.scanned(begin, end, False, keys_only, digest)
+            self._reads.scanned(begin, end, False, keys_only, stored)
             buffered = self._buffered(begin, end)
         out = merge_scan(stored, buffered, limit)
         if keys_only:

@@ -27,8 +27,17 @@ if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
 
 
-async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr]:
-    """Resolve `name` in directory `parent` (``.`` and ``..`` included); ENOENT, ENOTDIR, EACCES."""
+_ENTRY_ATTR = store.entry_attr_pointer(0)
+_DIR_ENTRY_ATTR = store.entry_attr_pointer(1)
+
+
+async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes, *, dir_known: bool = False) -> tuple[int, Attr]:
+    """Resolve `name` in directory `parent` (``.`` and ``..`` included); ENOENT, ENOTDIR, EACCES.
+
+    `dir_known`: the caller knows `parent` as a directory (the kernel's LOOKUP). With permission checks
+    off as well (the kernel checked the search right, ``default_permissions``) the directory's record is
+    not read: the dentry and the inode it names only, as JuiceFS reads them (a removed directory has no
+    entries left: ENOENT all the same)."""
     if name == b".":
         return parent, await m.getattr(parent)
     if name == b"..":
@@ -41,13 +50,17 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes) -> tuple[int, Attr
         return await m.kv.read(up)
     if len(name) > 255:
         raise FSError(errno.ENAMETOOLONG)
+    skip_dir = dir_known and not ctx.check
 
     async def body(tx: Tx) -> tuple[int, Attr]:
-        raw_dir, raw_entry, raw_attr = await tx.get_follow(
-            [keys.attr(parent), keys.dentry(parent, name)], store.entry_attr_pointer(1)
-        )
-        dir_attr = store.decode_dir(raw_dir, parent)
-        check_perm(ctx, dir_attr, MAY_EXEC)
+        if skip_dir:
+            raw_entry, raw_attr = await tx.get_follow([keys.dentry(parent, name)], _ENTRY_ATTR)
+        else:
+            raw_dir, raw_entry, raw_attr = await tx.get_follow(
+                [keys.attr(parent), keys.dentry(parent, name)], _DIR_ENTRY_ATTR
+            )
+            dir_attr = store.decode_dir(raw_dir, parent)
+            check_perm(ctx, dir_attr, MAY_EXEC)
         if raw_entry is None:
             if parent == ROOT_INODE and name == b".trash":
                 return TRASH_INODE, await store.get_attr(tx, TRASH_INODE)
