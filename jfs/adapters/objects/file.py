@@ -52,6 +52,7 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
+from jfs.adapters.objects.file_spares import SPARES_ENV, SpareFiles
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
 T = TypeVar("T")
@@ -102,7 +103,8 @@ class FileStore:
     """A directory tree behind the object-store port."""
 
     def __init__(
-        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16
+        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
+        spares: bool = False,
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -113,6 +115,7 @@ class FileStore:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
+        self.spares = SpareFiles(self.root, TMP_PREFIX) if spares and not fsync else None  # ADR 0045
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -192,6 +195,8 @@ class FileStore:
         return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
+        if self.spares is not None and isinstance(data, bytes | memoryview) and self.spares.put(path, data):
+            return
         directory, name = os.path.split(path)
         created = False
         try:
@@ -315,6 +320,8 @@ class FileStore:
 
     def _delete(self, key: str) -> None:
         path = self._path(key)
+        if self.spares is not None and self.spares.keep(path):
+            return
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -398,6 +405,8 @@ class FileStore:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
+        if self.spares is not None:
+            await asyncio.to_thread(self.spares.expire_all)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -419,4 +428,4 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     every `put` fsync the object and its directory (and new parent directories) before it returns.
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
-    return FileStore(bucket, fsync=durable, fsync_dir=durable)
+    return FileStore(bucket, fsync=durable, fsync_dir=durable, spares=os.environ.get(SPARES_ENV, "0") == "1")
