@@ -79,7 +79,7 @@ async def test_store_with_spares(tmp_path: Path) -> None:
     with pytest.raises(ObjectNotFound):
         await store.get("vol/chunks/0/1")
     assert [i.key async for i in store.list("")] == []  # the spare is not an object
-    b = os.urandom(3 * MiB)
+    b = bytearray(os.urandom(3 * MiB))  # the gateway's body pieces are bytearrays
     await store.put("vol/chunks/0/2", b)
     assert await store.get("vol/chunks/0/2") == b
     assert store.spares.count() == 0

@@ -195,7 +195,7 @@ class FileStore:
         return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
-        if self.spares is not None and isinstance(data, bytes | memoryview) and self.spares.put(path, data):
+        if self.spares is not None and not hasattr(data, "read") and self.spares.put(path, data):  # type: ignore[arg-type]
             return
         directory, name = os.path.split(path)
         created = False
