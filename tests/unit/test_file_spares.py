@@ -15,6 +15,10 @@ from jfs.ports.objects import ObjectNotFound
 MiB = 1 << 20
 
 
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
 def _spares(tmp_path: Path, **kw: float) -> SpareFiles:
     return SpareFiles(str(tmp_path), TMP_PREFIX, min_age=kw.pop("min_age", 0.0), **kw)  # type: ignore[arg-type]
 
@@ -85,7 +89,7 @@ async def test_store_with_spares(tmp_path: Path) -> None:
     assert store.spares.count() == 0
     await store.delete("vol/chunks/0/2")
     await store.close()
-    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing outlives the store
+    assert _files(tmp_path) == []  # nothing outlives the store
 
 
 async def test_store_without_spares_unlinks(tmp_path: Path) -> None:
@@ -93,5 +97,22 @@ async def test_store_without_spares_unlinks(tmp_path: Path) -> None:
     assert store.spares is None
     await store.put("k", b"x" * (2 * MiB))
     await store.delete("k")
-    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    assert _files(tmp_path) == []
+    await store.close()
+
+
+async def test_read_racing_a_deletion_reports_the_object_missing(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), spares=True)
+    assert store.spares is not None
+    store.spares.min_age = 0.0
+    await store.put("a", b"a" * (2 * MiB))
+    path = store._path("a")
+    with open(path, "rb") as f:  # noqa: ASYNC230 (a reader that opened the object before it was deleted)
+        await store.delete("a")
+        await store.put("b", b"b" * (2 * MiB))  # written over the same file
+        assert f.read(1) == b"b"  # what such a read would see: hence the check
+        assert not store.spares.still(path, f.fileno())
+    await store.put("c", b"c" * (2 * MiB))
+    with open(store._path("c"), "rb") as f:  # noqa: ASYNC230
+        assert store.spares.still(store._path("c"), f.fileno())
     await store.close()

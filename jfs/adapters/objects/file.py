@@ -279,6 +279,8 @@ class FileStore:
             buf = bytearray(n)
             if n and os.preadv(fd, [buf], off, _RWF_NOWAIT) != n:
                 return None
+            if self.spares is not None and not self.spares.still(self._path(key), fd):
+                return None
             return bytes(buf)
         except OSError:  # BlockingIOError: not cached
             return None
@@ -294,7 +296,10 @@ class FileStore:
                 n = max(0, size - off if limit < 0 else min(limit, size - off))
                 if off:
                     f.seek(off)
-                return f.read(n)
+                data = f.read(n)
+                if self.spares is not None and not self.spares.still(path, f.fileno()):
+                    raise FileNotFoundError(path)  # deleted while read: its file may be a spare rewritten
+                return data
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._not_found(key) from None
         except OSError as exc:

@@ -20,6 +20,8 @@ Contract:
   onto `path` (atomic, as the store's own temp files), creating the directory when needed; False when
   no spare was taken or the write failed before the rename (the spare is dropped), and the caller writes
   a new file as before.
+- `still(path, fd)`: readers of a store with spares check, after reading, that the object was not
+  deleted meanwhile (block keys are never used twice, so a deleted path never names its file again).
 - Spares older than `ttl` seconds, or past `keep_max`, are unlinked; `close()` unlinks all. A dead
   process's spares (its directory, named by pid) are removed by the next process that keeps one.
 - Thread-safe: called from the store's thread pool.
@@ -172,6 +174,17 @@ class SpareFiles:
             self._drop(spare)
         if self._made:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    @staticmethod
+    def still(path: str, fd: int) -> bool:
+        """Whether `path` still names the file open as `fd`. A reader checks it after reading: once the
+        object was deleted its file may be a spare written over, and the bytes read must not be used
+        (the object is reported missing, as if the read had opened it a moment later)."""
+        try:
+            named, opened = os.stat(path), os.fstat(fd)
+        except OSError:
+            return False
+        return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
 
     def count(self) -> int:
         with self._lock:
