@@ -46,9 +46,12 @@ KEEP_MAX = 256
 TTL = 30.0
 """Seconds a spare is kept unused before it is unlinked (the disk space of deleted objects comes back
 this much later)."""
-MIN_AGE = 1.0
-"""Seconds a spare rests before it is written over: a read that opened the object before it was deleted
-(a block read racing its slice's deletion) has long finished by then; its bytes never change under it."""
+MIN_AGE = 0.2
+"""Seconds a spare rests before it is written over. A read by this store that opened the object before
+its deletion checks afterwards (`still`) and never uses rewritten bytes; a read by another process on
+the same bucket (a mount racing a compaction's deletion with a stale slice list) has this long to
+finish. 1 s left most spares unused when a client overwrote its keys back to back (`gateway_bench.py
+--only put8`: each pass replaces the blocks the pass before wrote)."""
 MIN_SIZE = 1 << 20
 """Files smaller than this are unlinked as before: their pages are few, and a short object written over
 a big spare would only cut it."""
