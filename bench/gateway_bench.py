@@ -82,6 +82,12 @@ def _wait(endpoint: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 @contextlib.contextmanager
+SETTLE = 0.0
+"""Seconds each gateway waits, serving, before its rows (``--settle``): memory the previous side freed
+(its volume removed) has been given back to the host by then, so neither side starts on the other's
+warm pages (ADR 0045: on this VM that is worth 10+ s of system CPU per GiB written)."""
+
+
 def _serving(name: str, work: Path, format_argv: list[str],
              gateway_argv: Callable[[str], list[str]]) -> Iterator[tuple[str, str, int]]:
     """Format a volume (`format_argv`), then serve it with ``gateway_argv(ADDRESS)`` (log
@@ -93,6 +99,7 @@ def _serving(name: str, work: Path, format_argv: list[str],
         proc = subprocess.Popen(gateway_argv(address), env=env, stdout=log, stderr=log)
         try:
             _wait(f"http://{address}", proc)
+            time.sleep(SETTLE)
             yield f"http://{address}", "benchvol", proc.pid
         finally:
             stop_process(proc, grace=30)
@@ -300,8 +307,11 @@ def main() -> None:
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
     p.add_argument("--only", choices=["get8", "get1", "put8", "put1", "multipart"], default=None, help="run one row only (see above)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8 / put1; uploads for --only multipart")
+    p.add_argument("--settle", type=float, default=0.0, help="seconds to wait after a gateway starts, before its rows")
     p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()
+    global SETTLE
+    SETTLE = args.settle
     sides = [g for g in ("jfs", "JuiceFS") if g in args.gateways.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-gw-bench-"))
     work.mkdir(parents=True, exist_ok=True)
