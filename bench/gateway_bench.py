@@ -81,13 +81,13 @@ def _wait(endpoint: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError("gateway did not come up")
 
 
-@contextlib.contextmanager
 SETTLE = 0.0
 """Seconds each gateway waits, serving, before its rows (``--settle``): memory the previous side freed
 (its volume removed) has been given back to the host by then, so neither side starts on the other's
 warm pages (ADR 0045: on this VM that is worth 10+ s of system CPU per GiB written)."""
 
 
+@contextlib.contextmanager
 def _serving(name: str, work: Path, format_argv: list[str],
              gateway_argv: Callable[[str], list[str]]) -> Iterator[tuple[str, str, int]]:
     """Format a volume (`format_argv`), then serve it with ``gateway_argv(ADDRESS)`` (log
