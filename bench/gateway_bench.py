@@ -22,6 +22,7 @@ same for PUT of 4 MiB objects with 8 clients (`--objects` keys overwritten `--re
 system CPU apart; ``--only put1`` with one client. ``--only multipart``: `--repeat` uploads of
 `--multipart-mib` through the transfer manager, with CPU per GiB and the peak RSS. ``--gateways``
 picks the sides (e.g. ``jfs`` alone, to compare two versions of jfs by running the script from each).
+``--settle S``: each gateway waits S seconds after it started, before its rows (see `SETTLE`).
 
 Prints a markdown table with jfs's ratio to JuiceFS for each row. With ``--rounds N`` the two gateways run
 alternately (jfs first in odd rounds, JuiceFS first in even ones, each on a fresh volume), and the table
