@@ -142,10 +142,7 @@ class AsyncFile:
             return
         self.closed = True
         vfs, ctx = self._c.client.vfs, self._c.ctx
-        try:
-            await self._c._call(self.name, lambda: vfs.flush(ctx, self.ino, self.fh, self._c._lock_owner))
-        finally:
-            await self._c._call(self.name, lambda: vfs.release(ctx, self.ino, self.fh, self.fh))
+        await self._c._call(self.name, lambda: vfs.close(ctx, self.ino, self.fh, self._c._lock_owner, self.fh))
 
     async def write_close(self, chunks: list[bytes]) -> None:
         """`write` each chunk, then `close` (closed even when a write fails; the write's error wins): the

@@ -354,3 +354,20 @@ def test_unprivileged_user_without_dev_fuse(tmp_path: Path) -> None:
              sys.executable, "-c", script],
             capture_output=True, text=True, timeout=120, env=env, cwd=str(work))
         assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+
+
+def test_close_commits_and_releases_posix_locks_and_flocks(sqlite_volume: str, d: str) -> None:
+    """A close is one VFS call unless the client holds POSIX locks on the file (ADR 0044): either way the
+    data are committed for other clients and the closing client's locks are gone."""
+    with jfs.Client(sqlite_volume, cache_dir=None) as a, jfs.Client(sqlite_volume, cache_dir=None) as b:
+        with a.open(f"{d}/plain", "wb") as f:
+            f.write(b"p" * 4096)
+        assert b.read_bytes(f"{d}/plain") == b"p" * 4096
+        with a.open(f"{d}/locked", "wb") as f:
+            f.lockf(fcntl.LOCK_EX)
+            f.flock(fcntl.LOCK_EX)
+            f.write(b"l" * 100)
+        assert b.read_bytes(f"{d}/locked") == b"l" * 100
+        with b.open(f"{d}/locked", "r+b") as g:
+            g.lockf(fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by a's close: no BlockingIOError
+            g.flock(fcntl.LOCK_EX | fcntl.LOCK_NB)

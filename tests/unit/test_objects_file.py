@@ -15,8 +15,17 @@ from jfs.adapters.objects.file import TMP_PREFIX, FileStore
 from jfs.ports.objects import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
 
+@pytest.fixture(params=["unnamed", "named"])
+def temps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Puts through unnamed temp files (``O_TMPFILE`` + ``linkat``) and through named ones (the fallback)."""
+    if request.param == "unnamed" and not file_mod._unnamed_temps.usable:
+        pytest.skip("no O_TMPFILE here")
+    monkeypatch.setattr(file_mod._unnamed_temps, "usable", request.param == "unnamed")
+    return str(request.param)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> Any:
+async def store(tmp_path: Path, temps: str) -> Any:
     s = FileStore(f"{tmp_path}/bucket/")
     await s.create_bucket()
     yield s
@@ -98,8 +107,10 @@ async def test_failed_overwrite_keeps_the_old_object(
 
 
 async def test_temp_file_is_never_visible_under_the_real_name(
-    store: FileStore, monkeypatch: pytest.MonkeyPatch
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, temps: str
 ) -> None:
+    if temps == "unnamed":
+        return await _unnamed_temp_is_named_once_complete(store, monkeypatch)
     seen: list[tuple[str, bool]] = []
     real_replace = os.replace
 
@@ -114,6 +125,60 @@ async def test_temp_file_is_never_visible_under_the_real_name(
     assert len(seen) == 1 and seen[0][0].startswith(TMP_PREFIX + "b.") and seen[0][1] is False
 
 
+async def _unnamed_temp_is_named_once_complete(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, bool]] = []
+    real_link = os.link
+
+    def spying_link(src: str, dst: str, **kw: Any) -> None:
+        # At link time the data are complete in the unnamed file and the real name does not exist yet.
+        seen.append((src, os.path.exists(dst)))
+        assert Path(f"/proc/{src}").read_bytes() == b"payload"
+        real_link(src, dst, **kw)
+
+    def no_replace(src: str, dst: str) -> None:
+        raise AssertionError("a new object is linked, not renamed")
+
+    monkeypatch.setattr(os, "link", spying_link)
+    monkeypatch.setattr(os, "replace", no_replace)
+    await store.put("a/b", b"payload")
+    assert len(seen) == 1 and seen[0][0].startswith("self/fd/") and seen[0][1] is False
+    assert await store.get("a/b") == b"payload"
+
+
+async def test_overwrite_replaces_the_object_and_leaves_no_temp_file(store: FileStore, tmp_path: Path) -> None:
+    await store.put("k/obj", b"old")
+    await store.put("k/obj", b"newer")
+    assert await store.get("k/obj") == b"newer"
+    assert _all_files(tmp_path / "bucket") == ["k/obj"]
+    await store.put("k/dir/x", b"1")
+    with pytest.raises(ObjectStoreError, match="other keys live under it"):
+        await store.put("k/dir", b"2")
+    assert _all_files(tmp_path / "bucket") == ["k/dir/x", "k/obj"]
+
+
+async def test_a_file_system_without_o_tmpfile_falls_back_to_named_temps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not file_mod._unnamed_temps.usable:
+        pytest.skip("no O_TMPFILE here")
+    monkeypatch.setattr(file_mod._unnamed_temps, "usable", True)
+    real_open = os.open
+
+    def no_tmpfile(path: Any, flags: int, *a: Any, **k: Any) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    s = FileStore(str(tmp_path / "bucket"))
+    await s.create_bucket()
+    await s.put("a/b", b"1")
+    assert await s.get("a/b") == b"1"
+    assert file_mod._unnamed_temps.usable is False
+    assert _all_files(tmp_path / "bucket") == ["a/b"]
+    await s.close()
+
+
 async def test_leftover_temp_files_are_ignored(store: FileStore, tmp_path: Path) -> None:
     await store.put("vol/chunks/0/0/7_0_3", b"abc")
     (tmp_path / f"bucket/vol/chunks/0/0/{TMP_PREFIX}8_0_3.deadbeef").write_bytes(b"ab")  # a crash mid-put
@@ -126,21 +191,26 @@ async def test_leftover_temp_files_are_ignored(store: FileStore, tmp_path: Path)
 
 
 async def test_no_fsync_by_default_fsync_before_rename_when_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
 ) -> None:
     events: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
 
     def fsync(fd: int) -> None:
         events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
         real_fsync(fd)
 
     def replace(src: str, dst: str) -> None:
-        events.append("rename")
+        events.append("rename")  # the name appears: by rename (named temp) or link (unnamed)
         real_replace(src, dst)
+
+    def link(src: str, dst: str, **kw: Any) -> None:
+        events.append("rename")
+        real_link(src, dst, **kw)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
     default = FileStore(str(tmp_path / "b1"))  # JuiceFS's file storage does not fsync either (ADR 0023)
     await default.create_bucket()
     await default.put("k", b"1")

@@ -4,9 +4,12 @@ The bucket is an absolute directory such as ``/var/jfs/``; a key ``vol/chunks/0/
 ``/var/jfs/vol/chunks/0/4/4105_0_8000``. Directories are created on demand by `put` and never removed
 (empty ones are harmless and cheap to list past).
 
-Atomicity and durability: `put` writes a temp file in the object's own directory, named
-``.jfs-tmp.<name>.<pid>-<random>-<n>``, and renames it over the real name with `os.replace`, so a reader or a crash
-of the process sees the old object, the new one, or nothing — never a partial object. By default nothing
+Atomicity and durability: `put` writes an unnamed temp file (``O_TMPFILE``) in the object's own directory and
+gives it the object's name once written (``linkat`` through ``/proc/self/fd``: one directory entry made, none
+renamed or left behind by a crash, ADR 0044); where the file system or ``/proc`` does not allow that, or the
+name exists already, it writes a named temp file ``.jfs-tmp.<name>.<pid>-<random>-<n>`` and renames it over
+the real name with `os.replace`. Either way a reader or a crash of the process sees the old object, the new
+one, or nothing — never a partial object. By default nothing
 is fsynced, as JuiceFS's ``file`` storage does not fsync either (ADR 0023): an object survives a crash of
 the process at once and a power loss once the kernel has written it back (~30 s); until then a power loss
 may leave a committed block missing or short (ext4's default ``data=ordered``), which reads report as EIO;
@@ -96,6 +99,28 @@ class _TempNames:
 
 
 _temp_names = _TempNames()
+
+
+class _UnnamedTemps:
+    """Whether puts make unnamed temp files (``O_TMPFILE``), and the ``/proc`` directory their ``linkat``
+    goes through (``linkat(fd, "", …, AT_EMPTY_PATH)`` would need CAP_DAC_READ_SEARCH; through
+    ``/proc/self/fd/N`` with AT_SYMLINK_FOLLOW it needs nothing). Turned off for the process by the first file
+    system that refuses ``O_TMPFILE`` or when ``/proc`` is missing."""
+
+    def __init__(self) -> None:
+        self.usable = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+        self._proc: int | None = None
+
+    def proc_fd(self) -> int:
+        if self._proc is None:
+            self._proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._proc
+
+
+_unnamed_temps = _UnnamedTemps()
+_O_TMPFILE_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+"""What `open` answers for ``O_TMPFILE`` where the file system (or an old kernel) cannot make one."""
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 
 
@@ -190,9 +215,39 @@ class FileStore:
 
         await self._run(copy)
 
-    def _open_temp(self, directory: str, name: str) -> tuple[str, int]:
+    def _open_temp(self, directory: str, name: str) -> tuple[str | None, int]:
+        """(temp name, fd) of a new temp file in `directory`; the name is None for an unnamed one (``O_TMPFILE``,
+        named later by `_publish`). Raises what `os.open` raises (FileNotFoundError: no such directory)."""
+        if _unnamed_temps.usable:
+            try:
+                return None, os.open(directory, _O_TMPFILE_FLAGS, 0o666)
+            except OSError as exc:
+                if exc.errno not in _NO_TMPFILE:
+                    raise
+                _unnamed_temps.usable = False  # this file system cannot: named temp files from now on
         tmp = os.path.join(directory, f"{TMP_PREFIX}{name}.{_temp_names.next()}")
         return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+    @staticmethod
+    def _publish(tmp: str | None, fd: int, directory: str, name: str, path: str) -> None:
+        """Give the written temp file (named `tmp`, or unnamed `fd`) the name `path`, replacing an object of
+        that name. A named `tmp` is left for the caller to remove if this fails."""
+        if tmp is not None:
+            os.replace(tmp, path)
+            return
+        proc = _unnamed_temps.proc_fd()
+        try:
+            os.link(f"self/fd/{fd}", path, src_dir_fd=proc, follow_symlinks=True)
+            return
+        except FileExistsError:  # an overwrite (or a directory of that name): link aside, then rename over
+            pass
+        aside = os.path.join(directory, f"{TMP_PREFIX}{name}.{_temp_names.next()}")
+        os.link(f"self/fd/{fd}", aside, src_dir_fd=proc, follow_symlinks=True)
+        try:
+            os.replace(aside, path)
+        except BaseException:
+            os.unlink(aside)
+            raise
 
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
         if self.spares is not None and not hasattr(data, "read") and self.spares.put(path, data):  # type: ignore[arg-type]
@@ -215,26 +270,24 @@ class FileStore:
         except OSError as exc:
             raise self._fail("put", key, exc) from exc
         try:
-            if isinstance(data, bytes | memoryview):
-                # Plain write(2)s: a buffered file object would add fstat, ioctl and lseek calls per put.
-                try:
-                    _write_all(fd, data)
-                    if self.fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-            else:
-                with open(fd, "wb", closefd=True) as f:
-                    shutil.copyfileobj(data, f, COPY_BYTES)
-                    f.flush()
-                    if self.fsync:
-                        os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException as exc:
             try:
-                os.unlink(tmp)
-            except OSError as cleanup:
-                log.warning("temp_file_left", path=tmp, error=str(cleanup))
+                if isinstance(data, bytes | memoryview):
+                    # Plain write(2)s: a buffered file object would add fstat, ioctl and lseek calls per put.
+                    _write_all(fd, data)
+                else:
+                    with open(fd, "wb", closefd=False) as f:
+                        shutil.copyfileobj(data, f, COPY_BYTES)
+                if self.fsync:
+                    os.fsync(fd)
+                self._publish(tmp, fd, directory, name, path)
+            finally:
+                os.close(fd)
+        except BaseException as exc:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError as cleanup:
+                    log.warning("temp_file_left", path=tmp, error=str(cleanup))
             if isinstance(exc, IsADirectoryError):
                 raise ObjectStoreError(
                     f"file storage {self.url}: cannot put '{key}': other keys live under it"

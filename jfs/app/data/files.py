@@ -221,7 +221,8 @@ class DataPath:
         state = self._state(h)
         try:
             if state.writer is not None:
-                await state.writer.flush()
+                with self.pacer.active():  # as `flush`: a face's close may come without one (the SDK's)
+                    await state.writer.flush()
         finally:
             del self._handles[h.fh]
             state.handles -= 1

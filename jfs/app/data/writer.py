@@ -47,6 +47,7 @@ from jfs.app.data.blocks import BlockStore
 from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
+from jfs.app.data.eager import start_now
 from jfs.app.data.pages import THREAD_JOIN_MIN, ArenaPool, PageList
 from jfs.domain.attrs import Attr
 from jfs.domain.checksums import encode_sums
@@ -224,7 +225,8 @@ class SliceWriter:
         self.handed = index + 1
         pages = self.blocks[index]
         assert pages is not None
-        task = asyncio.get_running_loop().create_task(self._upload(index, pages))
+        upload = self._upload(index, pages)
+        task = start_now(upload) if self.chunk.file.eager else asyncio.get_running_loop().create_task(upload)
         self.uploads.append(task)
 
     async def _upload(self, index: int, pages: PageList) -> None:
@@ -359,7 +361,8 @@ class ChunkWriter:
     def kick(self) -> None:
         """Make sure frozen slices at the head of the list are being committed."""
         if self._committer is None or self._committer.done():
-            self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+            run = self._commit_loop()
+            self._committer = start_now(run) if self.file.eager else asyncio.get_running_loop().create_task(run)
 
     async def _commit_loop(self) -> None:
         while self.slices and self.slices[0].frozen:
@@ -404,6 +407,9 @@ class FileWriter:
         self._lock = asyncio.Lock()
         self._pending_end: int | None = None
         """`pending_end`, while known; None after a slice left (recomputed on demand)."""
+        self.eager = False
+        """Set while `flush` freezes: the uploads and committers it starts take their first step at once
+        (`start_now`), so a small file's close stores and commits it without a loop pass (ADR 0044)."""
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -495,7 +501,11 @@ class FileWriter:
 
     async def flush(self) -> None:
         """Commit everything written so far; raises the first failure since the last flush (once)."""
-        self.freeze_all()
+        self.eager = True
+        try:
+            self.freeze_all()
+        finally:
+            self.eager = False
         for s in self.slices():
             await s.done.wait()
         err, self.error = self.error, None

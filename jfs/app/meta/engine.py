@@ -195,20 +195,12 @@ class Meta:
             seq = self.own_dirs.begin(*inodes)
             return await self.kv.txn(body), seq
 
-    @contextlib.asynccontextmanager
-    async def locked(self, *inodes: int) -> AsyncIterator[None]:
-        """Hold this process's locks of `inodes` (none on engines that serialize writers themselves)."""
+    def locked(self, *inodes: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """``async with``: hold this process's locks of `inodes` (none on engines that serialize writers
+        themselves: a shared no-op then, not a generator-based context manager per transaction)."""
         if self._serial or not inodes:
-            yield
-            return
-        locks = [self._ilocks[s] for s in sorted({i % LOCK_STRIPES for i in inodes})]
-        for lock in locks:
-            await lock.acquire()
-        try:
-            yield
-        finally:
-            for lock in reversed(locks):
-                lock.release()
+            return _NO_LOCKS
+        return _StripeLocks([self._ilocks[s] for s in sorted({i % LOCK_STRIPES for i in inodes})])
 
     # ------------------------------------------------------------------ ids, usage, bookkeeping
 
@@ -644,3 +636,40 @@ class Meta:
         used, inodes = await statfs.read_usage(self.kv)
         self._used_space, self._used_inodes = used, inodes
         return statfs.compute(used, inodes, self.settings.capacity, self.settings.inodes)
+
+
+class _NoLocks:
+    """`Meta.locked` where nothing needs locking."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCKS = _NoLocks()
+
+
+class _StripeLocks:
+    """`Meta.locked`: lock stripes taken in order on entry, released in reverse order on exit."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self, locks: list[asyncio.Lock]) -> None:
+        self._locks = locks
+
+    async def __aenter__(self) -> None:
+        taken = 0
+        try:
+            for lock in self._locks:
+                await lock.acquire()
+                taken += 1
+        except BaseException:
+            for lock in reversed(self._locks[:taken]):
+                lock.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        for lock in reversed(self._locks):
+            lock.release()

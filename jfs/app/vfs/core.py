@@ -493,6 +493,20 @@ class VFS:
                 self._flock_owners.discard((ino, flock_owner))
                 await self.meta.flock(ino, flock_owner, "U")
 
+    async def close(self, ctx: Ctx, ino: int, fh: int, lock_owner: int | None = None,
+                    flock_owner: int | None = None) -> None:
+        """`flush` then `release`, as a face without a kernel in between closes its last descriptor (the SDK):
+        the same commits, lock releases and errors (the flush's first, raised once the handle is closed). When
+        `lock_owner` holds no POSIX lock on the file, `release` alone does it (it commits the writes too):
+        one operation instead of two (ADR 0044)."""
+        if ino in INTERNAL_INODES or (lock_owner is not None and (ino, lock_owner) in self._plock_owners):
+            try:
+                await self.flush(ctx, ino, fh, lock_owner)
+            finally:
+                await self.release(ctx, ino, fh, flock_owner)
+            return
+        await self.release(ctx, ino, fh, flock_owner)
+
     async def fsync(self, ctx: Ctx, ino: int, fh: int, datasync: bool = False) -> None:
         if ino in INTERNAL_INODES:
             return
