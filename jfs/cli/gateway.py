@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import structlog
 
 from jfs.adapters.fuse.collector import settle_for_serving
-from jfs.adapters.objects.file_spares import SPARES_ENV
 from jfs.adapters.s3gw.server import Gateway, GatewayConfig, start_server
 from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
@@ -217,6 +216,4 @@ def run_foreground(args: GatewayArgs) -> None:
 
     fix_mmap_threshold()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    # Deleted blocks of a `file` bucket kept and written over: new blocks land in warm pages (ADR 0045).
-    os.environ.setdefault(SPARES_ENV, "1")
     asyncio.run(serve(args))

@@ -55,7 +55,6 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
-from jfs.adapters.objects.file_spares import SPARES_ENV, SpareFiles
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
 T = TypeVar("T")
@@ -128,8 +127,7 @@ class FileStore:
     """A directory tree behind the object-store port."""
 
     def __init__(
-        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
-        spares: bool = False,
+        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -140,7 +138,6 @@ class FileStore:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
-        self.spares = SpareFiles(self.root, TMP_PREFIX) if spares and not fsync else None  # ADR 0045
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -250,8 +247,6 @@ class FileStore:
             raise
 
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
-        if self.spares is not None and not hasattr(data, "read") and self.spares.put(path, data):  # type: ignore[arg-type]
-            return
         directory, name = os.path.split(path)
         created = False
         try:
@@ -332,8 +327,6 @@ class FileStore:
             buf = bytearray(n)
             if n and os.preadv(fd, [buf], off, _RWF_NOWAIT) != n:
                 return None
-            if self.spares is not None and not self.spares.still(self._path(key), fd):
-                return None
             return bytes(buf)
         except OSError:  # BlockingIOError: not cached
             return None
@@ -349,10 +342,7 @@ class FileStore:
                 n = max(0, size - off if limit < 0 else min(limit, size - off))
                 if off:
                     f.seek(off)
-                data = f.read(n)
-                if self.spares is not None and not self.spares.still(path, f.fileno()):
-                    raise FileNotFoundError(path)  # deleted while read: its file may be a spare rewritten
-                return data
+                return f.read(n)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._not_found(key) from None
         except OSError as exc:
@@ -378,8 +368,6 @@ class FileStore:
 
     def _delete(self, key: str) -> None:
         path = self._path(key)
-        if self.spares is not None and self.spares.keep(path):
-            return
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -463,8 +451,6 @@ class FileStore:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
-        if self.spares is not None:
-            await asyncio.to_thread(self.spares.expire_all)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -486,4 +472,4 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     every `put` fsync the object and its directory (and new parent directories) before it returns.
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
-    return FileStore(bucket, fsync=durable, fsync_dir=durable, spares=os.environ.get(SPARES_ENV, "0") == "1")
+    return FileStore(bucket, fsync=durable, fsync_dir=durable)
