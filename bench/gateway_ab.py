@@ -37,6 +37,23 @@ def cpu(pid: int) -> tuple[float, float]:
     return int(f[11]) / TICK, int(f[12]) / TICK
 
 
+def faults(pid: int) -> int:
+    """Minor page faults of the process so far."""
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[7])
+
+
+def switches(pid: int) -> int:
+    """Context switches (voluntary + involuntary) of the process's live threads so far."""
+    n = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                n += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return n
+
+
 def free_port() -> int:
     import socket
     s = socket.socket()
@@ -145,26 +162,31 @@ def main() -> None:
                              for i in range(args.objects)])
         for name in procs:  # warm-up batch each
             batch(args.mode, clients[name], args)
-        res: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in procs}
+        res: dict[str, list[tuple[float, ...]]] = {n: [] for n in procs}
         names = list(procs)
         for i in range(args.pairs):
             order = names if i % 2 == 0 else names[::-1]
             for name in order:
                 pid = procs[name][0].pid
                 u0, s0 = cpu(pid)
+                c0, m0 = switches(pid), faults(pid)
                 t0 = time.perf_counter()
                 gib = batch(args.mode, clients[name], args)
                 t = time.perf_counter() - t0
                 u1, s1 = cpu(pid)
-                r = ((u1 - u0 + s1 - s0) / gib, (u1 - u0) / gib, (s1 - s0) / gib, gib * 1024 / t)
+                c1, m1 = switches(pid), faults(pid)
+                r = ((u1 - u0 + s1 - s0) / gib, (u1 - u0) / gib, (s1 - s0) / gib, gib * 1024 / t, (c1 - c0) / gib / 1024,
+                     (m1 - m0) / gib / 1024)
                 res[name].append(r)
-                print(f"pair {i} {name}: cpu {r[0]:.2f} s/GiB (user {r[1]:.2f}, sys {r[2]:.2f}), {r[3]:.1f} MiB/s "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                print(f"pair {i} {name}: cpu {r[0]:.2f} s/GiB (user {r[1]:.2f}, sys {r[2]:.2f}), {r[3]:.1f} MiB/s, "
+                      f"{r[4]:.0f} context switches/MiB, {r[5]:.0f} minor faults/MiB, load {os.getloadavg()[0]:.1f}", flush=True)
         for name in names:
             rs = res[name]
             print(f"{name}: cpu s/GiB median {statistics.median(r[0] for r in rs):.2f} "
                   f"[{min(r[0] for r in rs):.2f}-{max(r[0] for r in rs):.2f}] user {statistics.median(r[1] for r in rs):.2f} "
-                  f"sys {statistics.median(r[2] for r in rs):.2f}; MiB/s median {statistics.median(r[3] for r in rs):.1f}")
+                  f"sys {statistics.median(r[2] for r in rs):.2f}; MiB/s median {statistics.median(r[3] for r in rs):.1f}; "
+                  f"context switches/MiB median {statistics.median(r[4] for r in rs):.0f}, minor faults/MiB median "
+                  f"{statistics.median(r[5] for r in rs):.0f}")
     finally:
         for proc, _ in procs.values():
             proc.terminate()

@@ -22,6 +22,7 @@ same for PUT of 4 MiB objects with 8 clients (`--objects` keys overwritten `--re
 system CPU apart; ``--only put1`` with one client. ``--only multipart``: `--repeat` uploads of
 `--multipart-mib` through the transfer manager, with CPU per GiB and the peak RSS. ``--gateways``
 picks the sides (e.g. ``jfs`` alone, to compare two versions of jfs by running the script from each).
+``--settle S``: each gateway waits S seconds after it started, before its rows (see `SETTLE`).
 
 Prints a markdown table with jfs's ratio to JuiceFS for each row. With ``--rounds N`` the two gateways run
 alternately (jfs first in odd rounds, JuiceFS first in even ones, each on a fresh volume), and the table
@@ -81,6 +82,12 @@ def _wait(endpoint: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError("gateway did not come up")
 
 
+SETTLE = 0.0
+"""Seconds each gateway waits, serving, before its rows (``--settle``): memory the previous side freed
+(its volume removed) has been given back to the host by then, so neither side starts on the other's
+warm pages (ADR 0045: on this VM that is worth 10+ s of system CPU per GiB written)."""
+
+
 @contextlib.contextmanager
 def _serving(name: str, work: Path, format_argv: list[str],
              gateway_argv: Callable[[str], list[str]]) -> Iterator[tuple[str, str, int]]:
@@ -93,6 +100,7 @@ def _serving(name: str, work: Path, format_argv: list[str],
         proc = subprocess.Popen(gateway_argv(address), env=env, stdout=log, stderr=log)
         try:
             _wait(f"http://{address}", proc)
+            time.sleep(SETTLE)
             yield f"http://{address}", "benchvol", proc.pid
         finally:
             stop_process(proc, grace=30)
@@ -300,8 +308,11 @@ def main() -> None:
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
     p.add_argument("--only", choices=["get8", "get1", "put8", "put1", "multipart"], default=None, help="run one row only (see above)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8 / put1; uploads for --only multipart")
+    p.add_argument("--settle", type=float, default=0.0, help="seconds to wait after a gateway starts, before its rows")
     p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()
+    global SETTLE
+    SETTLE = args.settle
     sides = [g for g in ("jfs", "JuiceFS") if g in args.gateways.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-gw-bench-"))
     work.mkdir(parents=True, exist_ok=True)
