@@ -74,8 +74,9 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
         results, crashed = worker_results(procs, timeout=SECONDS + 240)
         assert not crashed, crashed
         ops = sum(sum(r["ops"].values()) for r in results)
-        unexpected = [u for r in results for u in r["unexpected"]]
-        bad = [b for r in results for b in r["bad"]]
+        # Named by worker: kind and seed (seeds below 100 drive the jfs mount, 100 and up JuiceFS's).
+        unexpected = [f"{r['kind']}/{r['seed']}: {u}" for r in results for u in r["unexpected"]]
+        bad = [f"{r['kind']}/{r['seed']}: {b}" for r in results for b in r["bad"]]
         assert not unexpected and not bad, (unexpected[:10], bad[:10])
 
         time.sleep(3)  # kernel caches expire; JuiceFS flushes its usage deltas (every second)
