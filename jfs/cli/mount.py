@@ -150,7 +150,7 @@ async def serve(args: MountArgs) -> None:
             upload_limit=args.upload_limit,
             download_limit=args.download_limit,
             writeback=args.writeback,
-            give_back_memory=True,
+            give_back_memory=os.environ.get("JFS_GIVE_BACK_MEMORY", "1") != "0",  # ADR 0048
             heartbeat=args.heartbeat,
             background_jobs=not args.no_bgjob,
             enable_xattr=args.enable_xattr,
