@@ -36,16 +36,10 @@ from wsgidav import util
 from wsgidav.dav_error import DAVError
 
 from jfs.adapters.webdav.middleware import StartResponse, WsgiApp
-from jfs.adapters.webdav.provider import JfsProvider
-from jfs.adapters.webdav.small_files import (
-    _NOT_PLAIN_GET,
-    _NOT_PLAIN_PUT,
-    _content_length,
-    answer_get,
-    answer_put,
-)
+from jfs.adapters.webdav.provider import JfsProvider, content_length
+from jfs.adapters.webdav.small_files import NOT_PLAIN_GET, NOT_PLAIN_PUT, answer_get, answer_put
 
-_NOT_PLAIN = {"GET": (*_NOT_PLAIN_GET, "HTTP_TRANSFER_ENCODING"), "PUT": (*_NOT_PLAIN_PUT, "HTTP_TRANSFER_ENCODING")}
+_NOT_PLAIN = {"GET": (*NOT_PLAIN_GET, "HTTP_TRANSFER_ENCODING"), "PUT": (*NOT_PLAIN_PUT, "HTTP_TRANSFER_ENCODING")}
 
 
 def basic_authorization(user: str, password: str) -> str:
@@ -82,7 +76,7 @@ class PlainRequests:
         """The normalised path WsgiDAV would look up, if the request is a plain, authenticated GET or PUT."""
         if environ.get("QUERY_STRING") or any(name in environ for name in _NOT_PLAIN[method]):
             return None  # a query: WsgiDAV's authenticator and browser read it ("logout", "davmount")
-        if method == "GET" and (_content_length(environ) or environ.get("HTTP_DEPTH", "0") != "0"):
+        if method == "GET" and (content_length(environ) or environ.get("HTTP_DEPTH", "0") != "0"):
             return None
         if method == "PUT" and self.provider.is_readonly():
             return None

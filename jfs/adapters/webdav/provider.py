@@ -235,7 +235,8 @@ class _Node:
             self.fs.remove(dest)
 
 
-def _content_length(environ: dict[str, Any]) -> int | None:
+def content_length(environ: dict[str, Any]) -> int | None:
+    """The request's Content-Length, or None when absent or not a plain decimal number."""
     length = environ.get("CONTENT_LENGTH") or ""
     return int(length) if length.isdigit() else None
 
@@ -394,7 +395,7 @@ class FileResource(_Node, DAVNonCollection):
             return _Content(self.fs, self.fs.run(self.fs.aio.open(self.fs_path, "rb")))
 
     def begin_write(self, *, content_type: str | None = None) -> Any:
-        expected = _content_length(self.environ)
+        expected = content_length(self.environ)
         if expected is not None and expected <= self.provider.block_size:
             return _SmallBody(self, expected)
         if self._writer is None:
@@ -533,7 +534,7 @@ class DirResource(_Node, DAVCollection):
         self._changing()
         path = self._child(name)
         fs_path = self.provider.fs_path(path)
-        if self.environ.get("REQUEST_METHOD") == "PUT" and _content_length(self.environ) is not None:
+        if self.environ.get("REQUEST_METHOD") == "PUT" and content_length(self.environ) is not None:
             # Created with its body (`FileResource.store` or the first open of `begin_write`): a PUT
             # refused before its body is read leaves nothing behind.
             res = FileResource(self.provider, path, self.environ, _new_file_stat())

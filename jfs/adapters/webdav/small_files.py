@@ -44,13 +44,14 @@ from wsgidav.mw.base_mw import BaseMiddleware
 
 from jfs.adapters.webdav.locks import VolumeLockStorage
 from jfs.adapters.webdav.middleware import StartResponse
-from jfs.adapters.webdav.provider import FileResource, JfsProvider, mime_type, translated
+from jfs.adapters.webdav.provider import FileResource, JfsProvider, content_length, mime_type, translated
 from jfs.sdk.stat import stat_result
 
 _CONDITIONAL = ("HTTP_IF", "HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
                 "HTTP_IF_UNMODIFIED_SINCE")
-_NOT_PLAIN_GET = (*_CONDITIONAL, "HTTP_RANGE")
-_NOT_PLAIN_PUT = (*_CONDITIONAL, "HTTP_CONTENT_ENCODING", "HTTP_CONTENT_RANGE", "HTTP_X_OC_MTIME")
+NOT_PLAIN_GET = (*_CONDITIONAL, "HTTP_RANGE")
+NOT_PLAIN_PUT = (*_CONDITIONAL, "HTTP_CONTENT_ENCODING", "HTTP_CONTENT_RANGE", "HTTP_X_OC_MTIME")
+"""Request headers (WSGI names) that make a GET / PUT not plain: WsgiDAV answers it."""
 
 _FALL_BACK = object()
 """What the PUT's trip returns when WsgiDAV must handle the request (nothing was written)."""
@@ -64,11 +65,11 @@ class SmallFiles(BaseMiddleware):  # type: ignore[misc]
         if isinstance(provider, JfsProvider):
             method = environ["REQUEST_METHOD"]
             answer: Iterable[bytes] | None
-            if method == "GET" and _plain(environ, _NOT_PLAIN_GET) and not _content_length(environ):
+            if method == "GET" and _plain(environ, NOT_PLAIN_GET) and not content_length(environ):
                 answer = self._get(provider, environ, start_response)
                 if answer is not None:
                     return answer
-            elif method == "PUT" and _plain(environ, _NOT_PLAIN_PUT) and not provider.is_readonly():
+            elif method == "PUT" and _plain(environ, NOT_PLAIN_PUT) and not provider.is_readonly():
                 answer = self._put(provider, environ, start_response)
                 if answer is not None:
                     return answer
@@ -108,7 +109,7 @@ def answer_put(provider: JfsProvider, path: str, environ: dict[str, Any],
     """The 201/204 answer to a plain PUT of a small body to `path` (a normalised URL path), stored in one
     trip (`store`); None when WsgiDAV must handle it (nothing written; the body is replayed from
     ``wsgi.input`` and, inside `VolumeLockStorage.per_request`, the lock snapshot read is kept)."""
-    length = _content_length(environ)
+    length = content_length(environ)
     if length is None or length > provider.block_size or path.endswith("/"):
         return None
     try:
@@ -209,11 +210,6 @@ async def store(provider: JfsProvider, locks: VolumeLockStorage | None, fs_path:
 
 def _plain(environ: dict[str, Any], unwanted: tuple[str, ...]) -> bool:
     return not any(name in environ for name in unwanted)
-
-
-def _content_length(environ: dict[str, Any]) -> int | None:
-    length = environ.get("CONTENT_LENGTH") or ""
-    return int(length) if length.isdigit() else None
 
 
 def _read_body(environ: dict[str, Any], length: int) -> bytes:
