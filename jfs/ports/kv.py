@@ -179,6 +179,22 @@ class RangeDeletingTx(Protocol):
     def delete_range(self, begin: bytes, end: bytes) -> None: ...
 
 
+class AppendingTx(Protocol):
+    """Offered by a `Tx` that can append to a value at commit at a cost independent of the value's length
+    (Redis: STRLEN + APPEND inside the commit script; ADR 0055). `append(key, suffix, at)` joins the commit:
+    it fails with ConflictError (and the body is retried) unless `key`'s value is then exactly `at` bytes
+    long (0: absent or empty), and otherwise sets it to that value + `suffix`, atomically with the rest.
+
+    What the body observed of `key` is its length only: the transaction stays serializable (it read "`key`
+    has `at` bytes" and wrote "`key` + `suffix`"), but a rewrite of `key` that keeps its length is not a
+    conflict — a caller uses it where every such rewrite leaves an equivalent value (a chunk compaction) or
+    changes something else the body read. Reads of `key` earlier in the body are validated as usual; the
+    body must not read, scan, put, delete or range-delete `key` after appending to it (EngineError).
+    Several appends to one key in a body join (the first `at` holds)."""
+
+    def append(self, key: bytes, suffix: bytes, at: int) -> None: ...
+
+
 class KV(Protocol):
     """A connected metadata engine."""
 
