@@ -4,9 +4,9 @@ they can) keep every client's records, whatever another client appended, compact
 
 from __future__ import annotations
 
-import pytest
-
 from collections.abc import AsyncIterator
+
+import pytest
 
 from jfs.app.meta import Meta
 from jfs.app.meta.engine import format_meta
