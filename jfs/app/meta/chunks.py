@@ -133,6 +133,7 @@ async def write_slice(
         nonlocal attempts, wrote_len
         attempts += 1
         wrote.clear()
+        wrote_len = 0
         append = getattr(tx, "append", None)
         raw_chunk: bytes | None = None
         assume = getattr(tx, "assume", None) if guess is not None and attempts == 1 and append else None
@@ -154,7 +155,6 @@ async def write_slice(
         else:
             tx.put(ckey, (raw_chunk or b"") + encoded)
         wrote_len = size + len(encoded)
-        wrote["chunk"] = b""
         if sums is not None:
             tx.put(keys.block_sums(slice_id), sums)
         delta = 0
@@ -178,7 +178,7 @@ async def write_slice(
         attr, n, delta = await m.kv.txn(body)
         if guess is not None and attempts > 1:
             m.tails.missed(ino)
-        if "chunk" in wrote:
+        if wrote_len:
             m.tails.keep(ino, indx, wrote["attr"], wrote_len)
     m.note_usage(delta, 0)
     return attr, n
