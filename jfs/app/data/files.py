@@ -187,7 +187,9 @@ class DataPath:
 
     def read_now(self, h: Handle, off: int, size: int) -> Buffer | list[Buffer] | None:
         """`read_buffer` answered from the caches without waiting (`Reader.read_now`), or None: then
-        call `read_buffer` (which also raises what this does not, e.g. EBADF)."""
+        call `read_buffer` (which also raises what this does not, e.g. EBADF). A foreground read for the
+        pacer like `read_buffer`: compaction must give way to reads answered in the FUSE loop too."""
+        self.pacer.touch()
         if self._handles.get(h.fh) is not h:
             return None
         state = self._inodes.get(h.ino)
