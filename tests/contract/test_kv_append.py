@@ -110,6 +110,43 @@ async def test_reads_before_are_validated_and_reads_after_refused(kv: KV) -> Non
     assert await _get(kv, b"c") == b"xyz"
 
 
+@APPENDING
+async def test_append_alongside_every_other_kind_of_write_and_read(kv: KV) -> None:
+    """Every section of the commit at once (point and range reads, puts, deletes, adds, a range delete):
+    the appends' place in the script's arguments follows all of them."""
+    await _appending(kv)
+
+    async def fill(tx: Tx) -> None:
+        for key in (b"c", b"p", b"r/1", b"r/2", b"s/1", b"x"):
+            tx.put(key, key)
+
+    await kv.txn(fill)
+
+    async def body(tx: Tx) -> None:
+        assert await tx.get(b"p") == b"p"
+        assert [k for k, _ in await tx.scan(b"s/", b"s0")] == [b"s/1"]
+        tx.put(b"q", b"new")
+        tx.delete(b"x")
+        tx.add(b"n", 5)
+        if hasattr(tx, "delete_range"):
+            tx.delete_range(b"r/", b"r0")
+        tx.append(b"c", b"++", 1)  # type: ignore[attr-defined]
+        tx.append(b"fresh", b"f", 0)  # type: ignore[attr-defined]
+
+    await kv.txn(body)
+    rows = dict(await kv.read(lambda tx: tx.scan(b"a", b"z")))
+    assert rows[b"c"] == b"c++" and rows[b"fresh"] == b"f" and rows[b"q"] == b"new"
+    assert b"x" not in rows and b"r/1" not in rows and b"r/2" not in rows
+    assert int.from_bytes(rows[b"n"], "little") == 5
+
+    async def ranged_after(tx: Tx) -> None:
+        tx.append(b"r/3", b"z", 0)  # type: ignore[attr-defined]
+        tx.delete_range(b"r/", b"r0")  # type: ignore[attr-defined]
+
+    with pytest.raises(EngineError):
+        await kv.txn(ranged_after)
+
+
 async def _put(tx: Tx, key: bytes, value: bytes) -> None:
     tx.put(key, value)
 
