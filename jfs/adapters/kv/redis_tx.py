@@ -362,6 +362,8 @@ class RedisTx(TxWrites):
 
     def add(self, key: bytes, delta: int) -> None:
         self._writable("add")
+        if self._appends and key in self._appends:
+            raise EngineError("a transaction added to a key it appended to")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     async def finish(self) -> None:
