@@ -189,7 +189,8 @@ class AppendingTx(Protocol):
     has `at` bytes" and wrote "`key` + `suffix`"), but a rewrite of `key` that keeps its length is not a
     conflict — a caller uses it where every such rewrite leaves an equivalent value (a chunk compaction) or
     changes something else the body read. Reads of `key` earlier in the body are validated as usual; the
-    body must not read, scan, put, delete, add to or range-delete `key` after appending to it (EngineError).
+    body must not append to a key it put, deleted or range-deleted, nor read, scan, put, delete, add to or
+    range-delete `key` after appending to it (EngineError).
     Several appends to one key in a body join (the first `at` holds)."""
 
     def append(self, key: bytes, suffix: bytes, at: int) -> None: ...
