@@ -128,6 +128,9 @@ TEMP_POOL_LOW = 16
 """`_TempPool` keeps up to TEMP_POOL_SIZE unnamed temp files open and tops itself up when TEMP_POOL_LOW or fewer
 are left."""
 TEMP_POOL_RETRY = 1.0  # seconds without refills after one failed (a full disk, too many open files)
+TEMP_POOL_START = 4
+"""The pool is first filled at the TEMP_POOL_START-th put: a command that puts an object or two (``format``)
+never pays for 64 files it does not use."""
 
 
 class _TempPool:
@@ -150,6 +153,7 @@ class _TempPool:
         self._filling = False
         self._closed = False
         self._retry_at = 0.0
+        self._takes = 0
         self.usable = True  # False for good once the file system refused O_TMPFILE or a link across directories
 
     def take(self) -> int | None:
@@ -157,6 +161,10 @@ class _TempPool:
             self._generation = _temp_names.generation
             self._drop()
         fds = self._fds
+        if not fds and self._takes < TEMP_POOL_START:
+            self._takes += 1
+            if self._takes < TEMP_POOL_START:
+                return None
         fd = fds.popleft() if fds else None
         if len(fds) <= TEMP_POOL_LOW and not self._filling and self.usable and not self._closed:
             if self._retry_at == 0.0 or _now() >= self._retry_at:
