@@ -159,6 +159,7 @@ class _TempPool:
     def take(self) -> int | None:
         if self._generation != _temp_names.generation:  # a forked child: its parent's files are not its own
             self._generation = _temp_names.generation
+            self._filling = False  # a refill running at the fork went with the parent's threads
             self._drop()
         fds = self._fds
         if not fds and self._takes < TEMP_POOL_START:
