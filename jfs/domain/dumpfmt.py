@@ -381,6 +381,12 @@ def dir_tail(depth: int) -> str:
 # --------------------------------------------------------------------------------------------- reading
 
 _WS = re.compile(r"[ \t\n\r]*")
+_ENTRY = re.compile(
+    r'[ \t\n\r]*(,?)[ \t\n\r]*"((?:[^"\\\x00-\x1f]|\\.)*)"[ \t\n\r]*:[ \t\n\r]*'
+    r'(?=\{[ \t\n\r]*"attr"[ \t\n\r]*:[ \t\n\r]*\{([^{}]*)\})'
+)
+"""An entry's name and the start of its node whose first member is ``attr`` (captured: that object's body)."""
+_DIR_TYPE = re.compile(r'"type"[ \t\n\r]*:[ \t\n\r]*"directory"')
 READ_SIZE = 1 << 18
 MAX_VALUE = 1 << 30
 """Largest single value (one node's chunk list, say) the reader buffers before giving up."""
@@ -556,6 +562,27 @@ class DumpReader:
             if c != ",":
                 raise self._error("expected ',' or '}'")
 
+    def _leaf_entry(self, comma: bool) -> tuple[str, dict[str, Any]] | None:
+        """Fast path of the common entry, a non-directory node whose ``attr`` comes first, when it lies
+        whole in the buffer: ``[,] "name": {...}`` read by one regex match and one JSON decode of the node
+        (instead of a dozen peeks and its ``attr`` decoded twice). None (nothing consumed) when the next
+        thing is anything else; the general path then reads it, refilling the buffer as needed."""
+        buf = self._buf
+        m = _ENTRY.match(buf, self._pos)
+        if m is None or bool(m.group(1)) != comma or _DIR_TYPE.search(m.group(3)):
+            return None
+        name = m.group(2)
+        try:
+            if "\\" in name:
+                name = self._json.decode(f'"{name}"')
+            node, end = self._json.raw_decode(buf, m.end())
+        except json.JSONDecodeError:
+            return None
+        if "entries" in node:
+            raise DumpFormatError(f"inode {node['attr'].get('inode')} has entries but is not a directory")
+        self._pos = end
+        return name, node
+
     def _tree(self) -> Iterator[Event]:
         # children seen so far in each open `entries` object, innermost last (no recursion: trees are deep)
         open_dirs: list[int] = []
@@ -568,6 +595,11 @@ class DumpReader:
             while True:
                 if not open_dirs:
                     return
+                fast = self._leaf_entry(open_dirs[-1] > 0)
+                if fast is not None:
+                    open_dirs[-1] += 1
+                    yield ("node", fast[0], fast[1], False)
+                    continue
                 c = self._peek()
                 if c == "}":
                     self._pos += 1
