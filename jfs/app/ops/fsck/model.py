@@ -28,20 +28,75 @@ AttrSeen = tuple[int, int, int, int, int]
 """(type, nlink, parent, length, ctime_ns) of an inode as the scan saw it."""
 
 
+class _RowIndex:
+    """ino → row number, for inode numbers that are mostly dense (handed out in ascending batches): an
+    array indexed by inode (4 bytes per number up to the largest dense one) and a dict for the others
+    (the trash's inodes near 2^63, and any inode far beyond 8 × the rows so far, so that a sparse volume
+    costs no more than before). `items` gives (ino, row) in row order, i.e. in the order the scan met them."""
+
+    __slots__ = ("_index", "_sparse", "inos")
+
+    DENSE_MIN = 1 << 20
+    """The index may always cover inodes below this, whatever the row count (≤ 4 MiB)."""
+
+    def __init__(self) -> None:
+        self._index = array("i")
+        """row of ino at [ino]; -1: none."""
+        self._sparse: dict[int, int] = {}
+        self.inos = array("Q")
+        """ino of each row."""
+
+    def get(self, ino: int, default: int | None = None) -> int | None:
+        index = self._index
+        if 0 <= ino < len(index):
+            row = index[ino]
+            return row if row >= 0 else default
+        return self._sparse.get(ino, default)
+
+    def __getitem__(self, ino: int) -> int:
+        row = self.get(ino)
+        if row is None:
+            raise KeyError(ino)
+        return row
+
+    def new(self, ino: int) -> int:
+        """Give `ino` (not indexed yet) the next row."""
+        row = len(self.inos)
+        self.inos.append(ino)
+        index = self._index
+        if ino >= len(index) and ino < max(self.DENSE_MIN, 8 * (row + 1)):
+            size = min(max(ino + 1, len(index) + len(index) // 2), max(self.DENSE_MIN, 8 * (row + 1)))
+            index.extend(array("i", [-1]) * (size - len(index)))
+            for moved in [i for i in self._sparse if i < size]:
+                index[moved] = self._sparse.pop(moved)
+        if 0 <= ino < len(index):
+            index[ino] = row
+        else:
+            self._sparse[ino] = row
+        return row
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        return zip(self.inos, range(len(self.inos)), strict=True)
+
+    def values(self) -> Iterator[int]:
+        return iter(range(len(self.inos)))
+
+
 class _Inodes:
     """One row per inode the scan met (by its attributes or by an entry naming it), column-wise: one machine
-    word per field and a row number per inode — ≈ 150 bytes per inode, where a dict of tuples for the
-    attributes and a dict for the first entries took ≈ 400. `attrs` and `first` are the two views fsck
+    word (or less) per field and a row number per inode in `_RowIndex` — ≈ 50 bytes per inode, where a
+    dict of row numbers took ≈ 150 and a dict of tuples for the attributes and a dict for the first
+    entries ≈ 400. `attrs` and `first` are the two views fsck
     reads. Rows are never removed."""
 
     __slots__ = ("row", "typ", "nlink", "parent", "length", "ctime", "first_parent", "first_typ", "attr_count",
                  "first_count")
 
     def __init__(self) -> None:
-        self.row: dict[int, int] = {}
+        self.row = _RowIndex()
         self.typ = array("B")
         """0: no attributes seen."""
-        self.nlink = array("L")
+        self.nlink = array("I")
         self.parent = array("Q")
         self.length = array("Q")
         self.ctime = array("q")
@@ -54,7 +109,7 @@ class _Inodes:
     def add(self, ino: int) -> int:
         row = self.row.get(ino)
         if row is None:
-            row = self.row[ino] = len(self.typ)
+            row = self.row.new(ino)
             self.typ.append(0)
             self.nlink.append(0)
             self.parent.append(0)
