@@ -151,7 +151,7 @@ class AttrTable(Mapping[int, AttrSeen]):
         return default if row is None or not self._t.typ[row] else self._at(row)
 
     def __contains__(self, ino: object) -> bool:
-        row = self._t.row.get(ino)  # type: ignore[call-overload]
+        row = self._t.row.get(ino)  # type: ignore[arg-type]
         return row is not None and bool(self._t.typ[row])
 
     def __iter__(self) -> Iterator[int]:
@@ -207,7 +207,7 @@ class FirstEntries(MutableMapping[int, int]):
         return default if row is None or not self._t.first_typ[row] else self._at(row)
 
     def __contains__(self, child: object) -> bool:
-        row = self._t.row.get(child)  # type: ignore[call-overload]
+        row = self._t.row.get(child)  # type: ignore[arg-type]
         return row is not None and bool(self._t.first_typ[row])
 
     def __iter__(self) -> Iterator[int]:
