@@ -167,6 +167,12 @@ def attr_json(ino: int, attr: Attr) -> str:
     a_s, a_n = divmod(attr.atime_ns, NS)
     m_s, m_n = divmod(attr.mtime_ns, NS)
     c_s, c_n = divmod(attr.ctime_ns, NS)
+    typ = attr.typ
+    if a_n and m_n and c_n and not (attr.flags or attr.rdev or attr.tier):  # the usual record: one f-string
+        return (f'{{"inode":{ino},"type":"{TYPE_NAMES[typ]}","mode":{attr.mode & 0o7777},"uid":{attr.uid},'
+                f'"gid":{attr.gid},"atime":{a_s},"mtime":{m_s},"ctime":{c_s},"atimensec":{a_n},'
+                f'"mtimensec":{m_n},"ctimensec":{c_n},"nlink":{attr.nlink},'
+                f'"length":{attr.length if typ is FileType.REGULAR else 0}}}')
     parts = [f'{{"inode":{ino}']
     if attr.flags:
         parts.append(f',"flags":{attr.flags}')
@@ -201,20 +207,13 @@ def attr_from_json(doc: dict[str, Any]) -> tuple[int, Attr]:
     except KeyError as exc:
         raise DumpFormatError(f"node attributes without a valid {exc.args[0]!r}: {go_json(doc)[:200]}") from None
     get = doc.get
-    attr = Attr(
-        typ=typ,
-        mode=int(get("mode", 0)) & 0o7777,
-        uid=int(get("uid", 0)),
-        gid=int(get("gid", 0)),
-        atime_ns=int(get("atime", 0)) * NS + int(get("atimensec", 0)),
-        mtime_ns=int(get("mtime", 0)) * NS + int(get("mtimensec", 0)),
-        ctime_ns=int(get("ctime", 0)) * NS + int(get("ctimensec", 0)),
-        nlink=int(get("nlink", 1)),
-        length=int(get("length", 0)),
-        rdev=int(get("rdev", 0)),
-        flags=int(get("flags", 0)),
-        tier=int(get("tier", 0)),
-    )
+    # positional: typ, mode, uid, gid, atime, mtime, ctime, nlink, length, rdev, parent, flags, acls, tier
+    attr = Attr(typ, int(get("mode", 0)) & 0o7777, int(get("uid", 0)), int(get("gid", 0)),
+                int(get("atime", 0)) * NS + int(get("atimensec", 0)),
+                int(get("mtime", 0)) * NS + int(get("mtimensec", 0)),
+                int(get("ctime", 0)) * NS + int(get("ctimensec", 0)),
+                int(get("nlink", 1)), int(get("length", 0)), int(get("rdev", 0)), 0, int(get("flags", 0)), 0, 0,
+                int(get("tier", 0)))
     return ino, attr
 
 

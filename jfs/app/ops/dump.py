@@ -352,12 +352,13 @@ class _Walker:
                     self._look_ahead(d)
                     continue
                 node = d.pending.popleft()
-                if d.written:
-                    out(",")
-                d.written += 1
                 depth = d.depth + 2
-                out(_node_text(node, dumpfmt.escape(node.name), depth))
-                self._count()
+                text = _node_text(node, dumpfmt.escape(node.name), depth)
+                out("," + text if d.written else text)
+                d.written += 1
+                self.entries += 1
+                if not self.entries & 255:
+                    self.progress.advance(256)
                 if _is_dir(node):
                     first = node.first if node.started else self._start(node.ino, b"")
                     node.started, node.first = True, None
