@@ -289,9 +289,11 @@ class _Walker:
             async with self._sem:
                 found = await kv.read_ranges([_node_range(n) for n in group], NODE_BATCH)
             big = []
-            for node, pairs in zip(group, found, strict=True):
-                node.attr, node.symlink, node.xattrs, node.chunks, node.sums = None, None, [], [], {}
-                if len(pairs) >= NODE_BATCH:
+            decode = Attr.decode
+            for node, pairs in zip(group, found, strict=True):  # fresh nodes (a range read is never retried)
+                if len(pairs) == 1 and pairs[0][0][9] == 0x49:  # the usual node: its attributes only
+                    node.attr = decode(pairs[0][1])
+                elif len(pairs) >= NODE_BATCH:
                     big.append(node)
                 else:
                     _fill_from(node, pairs)
