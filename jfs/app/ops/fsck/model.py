@@ -331,17 +331,21 @@ async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
             elif kind == _D and len(key) > 10:
                 typ, child = decode_dentry(value)
                 m.add_entry(ino, child, int(typ))
+                group.fresh()
                 group.children.append(child)
                 m.entries += 1
             elif kind == _C and len(key) == 14:
+                group.fresh()
                 group.kinds.add("chunks")
                 group.max_indx = max(group.max_indx, int.from_bytes(key[10:14], "big"))
                 if m.slices is not None and ino not in m.delfiles:
                     for sid, size, _, _ in chunk_slices(value):
                         m.slices.add(sid, size)
             elif kind == _P and len(key) == 18:
+                group.fresh()
                 group.prefs[keys.ino_from_le(key, 10)] = decode_i64(value)
             else:
+                group.fresh()
                 group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
         group.close(m)
         m.keys = n
@@ -356,15 +360,27 @@ async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
 
 
 class _Group:
-    """The records of one inode seen so far by the scan."""
+    """The records of one inode seen so far by the scan (one per inode: its containers are shared empty
+    ones until the inode has such records, see `fresh`)."""
+
+    __slots__ = ("ino", "typ", "children", "kinds", "prefs", "max_indx")
+
+    _NO_CHILDREN: array[int] = array("Q")
+    _NO_KINDS: set[str] = set()
+    _NO_PREFS: dict[int, int] = {}
 
     def __init__(self, ino: int) -> None:
         self.ino = ino
         self.typ = 0
-        self.children: array[int] = array("Q")
-        self.kinds: set[str] = set()
-        self.prefs: dict[int, int] = {}
+        self.children = self._NO_CHILDREN
+        self.kinds = self._NO_KINDS
+        self.prefs = self._NO_PREFS
         self.max_indx = -1
+
+    def fresh(self) -> None:
+        """Give the group containers of its own before the first record that needs one is added."""
+        if self.children is self._NO_CHILDREN:
+            self.children, self.kinds, self.prefs = array("Q"), set(), {}
 
     def close(self, m: Model) -> None:
         if not self.ino:
