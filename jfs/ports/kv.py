@@ -196,6 +196,18 @@ class AppendingTx(Protocol):
     def append(self, key: bytes, suffix: bytes, at: int) -> None: ...
 
 
+@runtime_checkable
+class RangeReadingKV(Protocol):
+    """Offered by an engine that reads many key ranges in one round trip (Redis: one script call), for the
+    offline tools that read every inode's records (dump). ``read_ranges`` returns the pairs of each
+    ``[begin, end)``, ascending, at most `limit` per range (one that returns `limit` may hold more). Each
+    range is read consistently (Redis: up to 2,000 ranges of a call from one state), outside any
+    transaction: the ranges take no part in conflict detection, as with `Tx.scan_iter`."""
+
+    async def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
+                          limit: int) -> list[list[tuple[bytes, bytes]]]: ...
+
+
 class KV(Protocol):
     """A connected metadata engine."""
 
