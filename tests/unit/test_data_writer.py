@@ -205,6 +205,31 @@ def test_arena_pool_reuses_an_arena_only_once_no_view_of_it_is_left() -> None:
     assert pool.take() is not a
 
 
+def test_arena_pool_keeps_more_than_keep_while_the_budget_has_room_for_them() -> None:
+    room = [64]
+    pool = ArenaPool(16, keep=1, room=lambda: room[0])
+    arenas = [pool.take() for _ in range(6)]
+    for a in arenas:
+        pool.give(a)
+    assert pool.idle == 4  # 4 x 16 bytes of room (the first within `keep` anyway)
+    taken = [pool.take() for _ in range(4)]
+    assert all(any(t is a for a in arenas) for t in taken)  # reused, not new
+    room[0] = 0  # the budget is full: only `keep` stay idle
+    for t in taken:
+        pool.give(t)
+    assert pool.idle == 1
+
+
+def test_write_budget_room_counts_the_writers_and_the_shared_cache() -> None:
+    cache: MemoryCache[tuple[int, int]] = MemoryCache(100)
+    budget = WriteBudget(300, lambda: None, shared=cache)
+    budget.add(120)
+    cache.put((1, 0), b"x" * 50)
+    assert budget.room() == 300 - 120 - 50
+    budget.add(200)
+    assert budget.room() < 0
+
+
 async def test_write_target_offers_the_blocks_free_space_of_a_sequential_writer(
         vol: DataVolume, spy: SpyStore) -> None:
     ino = await vol.new_file(b"placed")

@@ -149,6 +149,12 @@ class WriteBudget:
             else:
                 cache.ceiling = min(cache.capacity, ceiling)
 
+    def room(self) -> int:
+        """Bytes of `limit` neither the writers nor the shared memory cache hold (may be negative): what idle
+        block arenas may keep (`ArenaPool`, ADR 0053)."""
+        cached = self._shared.used if self._shared is not None else 0
+        return self.limit - self.used - cached
+
     async def wait(self) -> None:
         """Return once the writers hold at most `limit` bytes (asking for relief while waiting)."""
         while self.used > self.limit:
@@ -179,6 +185,15 @@ class WriteContext:
     file read right after its write, as by ``juicefs bench``, then needs no object-store read)."""
     arenas: ArenaPool | None = field(default=None)
     """Block-sized buffers for placed writes (`FileWriter.write_target`); made on first use."""
+
+
+def arena_pool(ctx: WriteContext) -> ArenaPool:
+    """The client's block arenas (made on first use): `IDLE_ARENAS` kept idle, more while the write budget
+    has room for them (ADR 0053)."""
+    pool = ctx.arenas
+    if pool is None:
+        pool = ctx.arenas = ArenaPool(ctx.blocks.block_size, IDLE_ARENAS, ctx.budget.room)
+    return pool
 
 
 class SliceWriter:
@@ -247,11 +262,7 @@ class SliceWriter:
         first_of_file = index == 0 and self.pos == 0 and self.chunk.indx == 0
         if inner or take < min(ARENA_WRITE_MIN, bs // 4) or take >= bs or first_of_file:
             return PageList()
-        ctx = self.chunk.file.ctx
-        pool = ctx.arenas
-        if pool is None:
-            pool = ctx.arenas = ArenaPool(bs, IDLE_ARENAS)
-        return PageList(pool.take())
+        return PageList(arena_pool(self.chunk.file.ctx).take())
 
     def _size_of(self, index: int) -> int:
         pages = self.blocks[index]
@@ -507,10 +518,7 @@ class FileWriter:
             return pages.offer() if pages is not None and pages.size == inner else None
         if index != len(s.blocks) or inner or index < s.handed:
             return None
-        pool = self.ctx.arenas
-        if pool is None:
-            pool = self.ctx.arenas = ArenaPool(bs, IDLE_ARENAS)
-        pages = PageList(pool.take())
+        pages = PageList(arena_pool(self.ctx).take())
         s.blocks.append(pages)
         return pages.offer()
 
