@@ -59,6 +59,10 @@ class DataConfig:
     """Bytes writers may hold (buffered, uploading or awaiting commit) before writes wait."""
     max_uploads: int = 20
     """Block uploads in flight per client."""
+    upload_backlog: int = 8
+    """Blocks that may wait for an upload slot beyond `max_uploads` before writes wait: writes wait while
+    (`max_uploads` + this) blocks' worth of bytes are handed to the uploader and not stored (ADR 0053).
+    `buffer_size` still bounds everything writers hold."""
     max_deletes: int = 16
     """Block deletions in flight per client."""
     readahead_blocks: int = 8

@@ -162,6 +162,43 @@ class WriteBudget:
             await self._room.wait()
 
 
+class UploadBacklog:
+    """Bytes of blocks handed to the uploader and not stored yet, with back-pressure at `limit` (ADR 0053).
+
+    The uploader stores at most `max_uploads` blocks at once; blocks queued behind them add nothing to
+    the rate but memory — a block-sized arena each, first touched (page faults) when it is written. When
+    the store is slower than the writers, writes therefore wait while `limit` bytes are pending (a few
+    blocks more than the uploads in flight), instead of filling the whole write budget with queued blocks:
+    the arenas in flight (the mount's working set, and the fresh pages each burst touches) follow the
+    store's concurrency, not the budget. Counted in bytes, so that the small blocks of random writes
+    (JuiceFS's 1,000 pending slices per file) are not held up by it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= self.limit
+
+    def add(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.limit:
+            self._room.clear()
+
+    def done(self, n: int) -> None:
+        self.pending -= n
+        if self.pending < self.limit:
+            self._room.set()
+
+    async def wait(self) -> None:
+        """Return once less than `limit` bytes are pending."""
+        while self.pending >= self.limit:
+            await self._room.wait()
+
+
 @dataclass
 class WriteContext:
     """What the writers of one client share."""
@@ -185,6 +222,8 @@ class WriteContext:
     file read right after its write, as by ``juicefs bench``, then needs no object-store read)."""
     arenas: ArenaPool | None = field(default=None)
     """Block-sized buffers for placed writes (`FileWriter.write_target`); made on first use."""
+    backlog: UploadBacklog | None = None
+    """Blocks waiting for or in their upload; writes wait while it is full (None: no such limit)."""
 
 
 def arena_pool(ctx: WriteContext) -> ArenaPool:
@@ -273,6 +312,10 @@ class SliceWriter:
         pages = self.blocks[index]
         assert pages is not None
         upload = self._upload(index, pages)
+        backlog = self.chunk.file.ctx.backlog
+        if backlog is not None:
+            backlog.add(pages.size)
+            upload = _counted(upload, backlog, pages.size)
         task = start_now(upload) if self.chunk.file.eager else asyncio.get_running_loop().create_task(upload)
         self.uploads.append(task)
 
@@ -429,6 +472,13 @@ class ChunkWriter:
             del self.file.chunks[self.indx]
 
 
+async def _counted(upload: Awaitable[None], backlog: UploadBacklog, n: int) -> None:
+    try:
+        await upload
+    finally:
+        backlog.done(n)
+
+
 async def _settled(tasks: list[asyncio.Task[None]]) -> list[BaseException | None]:
     """`asyncio.gather(*tasks, return_exceptions=True)`, without its callbacks' extra loop passes when every
     task is done already (a small file's only upload, written on the loop before the committer ran)."""
@@ -463,6 +513,8 @@ class FileWriter:
     async def write(self, off: int, data: memoryview) -> None:
         """Buffer `data` at file offset `off` (waits first while the client's write budget is exceeded)."""
         await self.ctx.budget.wait()
+        if self.ctx.backlog is not None:
+            await self.ctx.backlog.wait()
         while sum(len(cw.slices) for cw in self.chunks.values()) >= MAX_PENDING_SLICES:
             longest = max(self.chunks.values(), key=lambda cw: len(cw.slices))
             longest.slices[0].freeze()  # normally frozen long ago: only the newest few are open
@@ -502,7 +554,8 @@ class FileWriter:
         at the end of a block's bytes: that block's free arena space (ADR 0030), to be filled by the caller
         and handed to `write` at `off` right away (before anything else may write this file). None when
         the write would not simply append there (the caller then writes from its own buffer)."""
-        if self._lock.locked() or self.ctx.budget.used > self.ctx.budget.limit:
+        backlog = self.ctx.backlog
+        if self._lock.locked() or self.ctx.budget.used > self.ctx.budget.limit or (backlog is not None and backlog.full):
             return None
         indx, pos = divmod(off, CHUNK_SIZE)
         cw = self.chunks.get(indx)
