@@ -45,9 +45,10 @@ class DataConfig:
     ``file`` buckets, like `cache_full_writes`: the copy is a second file create per small file for
     nothing (the bucket is as local as the cache)."""
     cache_full_writes: bool = True
-    """Put full written blocks into the disk cache too (JuiceFS without ``--cache-partial-only``): data
-    read back soon after it was written (a common pattern) is then read locally. Off for ``file``
-    buckets (already local)."""
+    """Put full written blocks into the disk cache too: data read back soon after it was written (a common
+    pattern) is then read locally. Off for ``file`` buckets (already local). JuiceFS 1.4.2 does this only
+    with ``--cache-large-write`` (default off): on S3 each big-write block goes into the page cache twice
+    here, once in JuiceFS (ADR 0053 leaves it on for the read-back rate)."""
     cache_loads: bool = True
     """Put whole blocks loaded from the object store into the disk cache (as JuiceFS does). Off for
     ``file`` buckets: reading the bucket is as fast as reading the cache, and the copy cost a fifth of the
