@@ -42,6 +42,7 @@ from jfs.app.data.reader import ReadAhead, Reader
 from jfs.app.data.writer import (
     SHARED_CACHE_KEEP,
     FileWriter,
+    UploadBacklog,
     WriteBudget,
     WriteContext,
     compaction_policy,
@@ -119,6 +120,7 @@ class DataPath:
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
             compact=self._after_commit, spawn=self.spawn, sums=self.sums, mem=self.mem,
+            backlog=UploadBacklog(max(1, config.max_uploads + config.upload_backlog) * config.block_size),
         )  # fmt: skip
         self._inodes: dict[int, InodeState] = {}
         self._handles: dict[int, Handle] = {}
