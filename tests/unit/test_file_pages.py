@@ -4,6 +4,8 @@ and that a `FileStore` with it keeps every object's bytes (ADR 0052)."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,29 +17,61 @@ from jfs.adapters.objects.file_pages import MIN_SIZE, WrittenPages
 MiB = 1 << 20
 
 
+class Advised(list[str]):
+    """The paths advised so far, in order; `wait_for(n)`: until there are `n` (the advice runs on a thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+
+    def __call__(self, path: str) -> None:
+        with self.cond:
+            self.append(path)
+            self.cond.notify_all()
+
+    def wait_for(self, n: int) -> Advised:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self) >= n, timeout=10), list(self)
+        time.sleep(0.01)  # and no more
+        return self
+
+
 @pytest.fixture
-def advised(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    monkeypatch.setattr(file_pages, "_advise", calls.append)
+def advised(monkeypatch: pytest.MonkeyPatch) -> Advised:
+    calls = Advised()
+    monkeypatch.setattr(file_pages, "_advise", calls)
     return calls
 
 
-def test_writeback_after_half_the_budget_then_drop_after_all_of_it(advised: list[str]) -> None:
+def test_writeback_after_half_the_budget_then_drop_after_all_of_it(advised: Advised) -> None:
     pages = WrittenPages(4 * MiB)
     for i in range(2):
         pages.written(f"o{i}", MiB)
+    time.sleep(0.05)
     assert advised == []  # 2 MiB: within the fresh half
     pages.written("o2", MiB)
-    assert advised == ["o0"]  # writeback of the oldest starts
+    assert advised.wait_for(1) == ["o0"]  # writeback of the oldest starts
     pages.written("o3", MiB)
-    assert advised == ["o0", "o1"]
+    assert advised.wait_for(2) == ["o0", "o1"]
     pages.written("o4", MiB)
-    assert advised == ["o0", "o1", "o0", "o2"]  # o0 leaves the budget: its clean pages dropped
+    assert advised.wait_for(4) == ["o0", "o1", "o0", "o2"]  # o0 leaves the budget: its clean pages dropped
     pages.written("o5", MiB)
-    assert advised[4:] == ["o1", "o3"]
+    assert advised.wait_for(6)[4:] == ["o1", "o3"]
 
 
-def test_small_objects_are_not_tracked(advised: list[str]) -> None:
+def test_advice_waits_at_most_max_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stuck advising thread: the queue keeps the newest MAX_PENDING paths, `written` never blocks."""
+    gate = threading.Event()
+    seen: list[str] = []
+    monkeypatch.setattr(file_pages, "_advise", lambda p: (gate.wait(10), seen.append(p)))
+    pages = WrittenPages(2 * MiB)
+    for i in range(file_pages.MAX_PENDING * 2):
+        pages.written(f"o{i}", MiB)
+    assert len(pages._pending) <= file_pages.MAX_PENDING
+    gate.set()
+
+
+def test_small_objects_are_not_tracked(advised: Advised) -> None:
     pages = WrittenPages(2 * MiB)
     for i in range(100):
         pages.written(f"s{i}", MIN_SIZE - 1)

@@ -15,7 +15,10 @@ Contract:
 - Objects are named by path and opened again for the advice: one deleted or replaced meanwhile is skipped
   (``FileNotFoundError``) or gets the advice for its successor, harmless either way; no file is held open.
 - At most `keep // MIN_SIZE` paths are remembered; all errors of the advice are ignored (it is only advice).
-- Thread-safe: the store's worker threads call `written` concurrently; the advice runs outside the lock.
+- Never on the put's path: `written` only queues the advice, which one daemon thread gives (starting a
+  writeback can wait for the disk's queue). At most `MAX_PENDING` pieces of advice wait; older ones are
+  forgotten when the thread falls behind (those files stay cached, as without this).
+- Thread-safe: the store's worker threads call `written` concurrently.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ GATEWAY_KEEP_MIB = 128
 """The gateway's default: more than a 4 MiB PUT/GET burst of 32 objects, so a GET right after its PUT
 still reads from the page cache."""
 
+MAX_PENDING = 256
+"""Pieces of advice (paths) waiting for the advising thread at most."""
+
 _ADVICE = getattr(os, "POSIX_FADV_DONTNEED", None)
 
 
@@ -54,31 +60,45 @@ class WrittenPages:
         self._flushing: deque[tuple[str, int]] = deque()  # writeback started, pages still cached
         self._fresh_bytes = 0
         self._flushing_bytes = 0
+        self._pending: deque[str] = deque(maxlen=MAX_PENDING)
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
 
     def written(self, path: str, size: int) -> None:
         """`path` (`size` bytes) was just written; advise the kernel on the objects this pushes out."""
         if size < MIN_SIZE or _ADVICE is None:
             return
-        flush: list[str] = []
-        drop: list[str] = []
         half = self.keep // 2
         with self._lock:
             self._fresh.append((path, size))
             self._fresh_bytes += size
+            advice: list[str] = []
             while self._fresh_bytes > half:
                 old, n = self._fresh.popleft()
                 self._fresh_bytes -= n
                 self._flushing.append((old, n))
                 self._flushing_bytes += n
-                flush.append(old)
+                advice.append(old)  # start its writeback
             while self._flushing_bytes > self.keep - half:
                 old, n = self._flushing.popleft()
                 self._flushing_bytes -= n
-                drop.append(old)
-        for p in drop:
-            _advise(p)
-        for p in flush:
-            _advise(p)
+                advice.insert(0, old)  # drop its pages: first, they are the older
+            if not advice:
+                return
+            self._pending.extend(advice)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._advise_pending, name="jfs-file-pages", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _advise_pending(self) -> None:
+        """The advising thread: gives the queued advice, oldest first, for the life of the process."""
+        while True:
+            with self._lock:
+                while not self._pending:
+                    self._wake.wait()
+                path = self._pending.popleft()
+            _advise(path)
 
 
 def _advise(path: str) -> None:
