@@ -56,6 +56,8 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
+from jfs.adapters.objects import file_pages
+from jfs.adapters.objects.file_pages import WrittenPages
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
 T = TypeVar("T")
@@ -213,7 +215,8 @@ class FileStore:
     """A directory tree behind the object-store port."""
 
     def __init__(
-        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16
+        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
+        written_pages: WrittenPages | None = None,
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -221,6 +224,7 @@ class FileStore:
         self.url = self.root.rstrip("/") + "/"
         self.fsync = fsync
         self.fsync_dir = fsync_dir
+        self.written_pages = written_pages  # page-cache budget for written objects (file_pages.py), None: kernel's
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
@@ -367,6 +371,8 @@ class FileStore:
                 created = self._put_pooled(fd, directory, name, path, data)
         if created is None:
             created = self._put_own(key, path, directory, name, data)
+        if self.written_pages is not None and isinstance(data, bytes | memoryview):
+            self.written_pages.written(path, len(data))
         if self.fsync_dir:
             self._sync_dir(directory)
             # New directories are entries of their parents: make those durable too, up to the bucket.
@@ -596,6 +602,7 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     Objects are not fsynced, as JuiceFS's ``file`` storage does not fsync them (ADR 0023): a `put` that
     returned survives a crash of the process, not necessarily a power loss. ``$JFS_FILE_FSYNC=1`` makes
     every `put` fsync the object and its directory (and new parent directories) before it returns.
+    ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`).
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
-    return FileStore(bucket, fsync=durable, fsync_dir=durable)
+    return FileStore(bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env())
