@@ -94,6 +94,7 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
                              "rename", "unlink"])
         t.ops[op] += 1
         path = rnd.choice(sorted(model)) if model and op != "new" else ""
+        where = ""
         try:
             if op == "new":
                 serial += 1
@@ -133,14 +134,21 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
             elif op == "read":
                 cur = model[path]
                 off = rnd.randint(0, len(cur))
+                where = f"open {path}"
                 fd = os.open(path, os.O_RDONLY)
                 try:
-                    check(path, off, os.pread(fd, rnd.choice([1, 4096, 100_000, 1 << 20]), off))
+                    where = f"pread {path} at {off}"
+                    got = os.pread(fd, rnd.choice([1, 4096, 100_000, 1 << 20]), off)
+                    where = f"close {path}"
                 finally:
                     os.close(fd)
+                check(path, off, got)
             elif op == "fullread":
+                where = f"open {path}"
                 with open(path, "rb") as f:
+                    where = f"read {path}"
                     data = f.read()
+                    where = f"close {path}"
                 if data != bytes(model[path]):
                     t.bad.append(f"{path}: whole file ({len(data)} bytes) differs from the model ({len(model[path])})")
             elif op == "fsync":
@@ -158,7 +166,7 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
                 os.unlink(path)
                 del model[path]
         except OSError as exc:
-            t.error(op, exc, race=False)
+            t.error(op, exc, race=False, where=where)
             if op == "new" and path:
                 model.pop(path, None)
                 with contextlib.suppress(OSError):

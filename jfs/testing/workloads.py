@@ -59,13 +59,14 @@ class Tally:
         self.unexpected: list[str] = []
         self.bad: list[str] = []
 
-    def error(self, op: str, exc: OSError, race: bool) -> None:
-        """Count `exc` from `op`: expected if `race` allows it (`RACE_ERRNOS`, `RACE_ALSO`), else unexpected."""
+    def error(self, op: str, exc: OSError, race: bool, where: str = "") -> None:
+        """Count `exc` from `op`: expected if `race` allows it (`RACE_ERRNOS`, `RACE_ALSO`), else unexpected
+        (listed with `where`: the path and the step that failed, when the error itself does not name them)."""
         code = exc.errno or 0
         if race and (code in RACE_ERRNOS or (op, code) in RACE_ALSO):
             self.expected[errno.errorcode.get(code, str(code))] += 1
         else:
-            self.unexpected.append(f"{op}: {exc}")
+            self.unexpected.append(f"{op}{f' ({where})' if where else ''}: {exc}")
 
     def doc(self, **extra: Any) -> dict[str, Any]:
         """The report: ``ops``, ``expected``, ``unexpected`` (first 50), ``n_unexpected``, ``bad`` (first 50),
@@ -100,6 +101,7 @@ def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Seq
     while time.monotonic() < end:
         op = rnd.choice(ops)
         t.ops[op] += 1
+        where = ""
         try:
             if op == "create":  # atomic replace: write a private temp name, then rename it over the target
                 tmp += 1
@@ -131,8 +133,11 @@ def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Seq
             elif op == "read":
                 p = pick()
                 if not os.path.islink(p):
+                    where = f"open {p}"
                     with open(p, "rb") as f:
+                        where = f"read {p}"
                         data = f.read()
+                        where = f"close {p}"
                     if not is_sealed(data):
                         t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
             elif op == "xattr":
@@ -148,7 +153,7 @@ def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Seq
             else:
                 os.lstat(pick())
         except OSError as exc:
-            t.error(op, exc, race=True)
+            t.error(op, exc, race=True, where=where)
     return t
 
 

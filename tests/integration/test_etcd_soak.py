@@ -77,7 +77,8 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
         # Named by worker: kind and seed (seeds below 100 drive the jfs mount, 100 and up JuiceFS's).
         unexpected = [f"{r['kind']}/{r['seed']}: {u}" for r in results for u in r["unexpected"]]
         bad = [f"{r['kind']}/{r['seed']}: {b}" for r in results for b in r["bad"]]
-        assert not unexpected and not bad, (unexpected[:10], bad[:10])
+        assert not unexpected and not bad, (unexpected[:10], bad[:10], _warnings(work / "mnt.log"),
+                                            _warnings(work / "jmnt.log"))
 
         time.sleep(3)  # kernel caches expire; JuiceFS flushes its usage deltas (every second)
         tree, jtree = soak.snapshot(m), soak.snapshot(jm)
@@ -109,6 +110,15 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
     res = run_juicefs("fsck", url, check=False, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _warnings(log: Path, last: int = 15) -> list[str]:
+    """The last `last` warning and error lines of a mount's log (what a client said about a failed request)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [ln[-300:] for ln in lines if any(w in ln for w in ("WARN", "ERROR", "warning", "error"))][-last:]
 
 
 def _only_xattrs_of_gone_inodes(report: str) -> bool:
