@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from jfs.testing.workloads import (
+    JUICEFS_DELETED_READ,
     SEALED_SIZES,
     Tally,
     check_locked_read,
@@ -64,10 +65,10 @@ DIRS = ["", "d0", "d1", "d2", "d3"]
 
 # =========================================================================================== workers
 
-def worker_churn(root: str, seed: int, end: float) -> dict[str, Any]:
+def worker_churn(root: str, seed: int, end: float, deleted_read: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Churn (`jfs.testing.workloads.churn`) in the directories every mount shares, with 1.1 MB files too."""
     return churn(os.path.join(root, "shared"), seed, end, names=NAMES, dirs=DIRS, sizes=(*SEALED_SIZES, 1_100_000),
-                 fsync_share=0.2).doc()
+                 fsync_share=0.2, deleted_read=deleted_read).doc()
 
 
 MAX_PRIVATE = 12
@@ -218,7 +219,8 @@ def worker_append(root: str, seed: int, end: float, tag: str, close_to_open: boo
     return t.doc(tag=tag, written=written)
 
 
-def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
+def worker_reader(root: str, seed: int, end: float, deleted_read: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """Reads of the shared logs under shared locks and of the shared files (`deleted_read`: as `churn`'s)."""
     rnd, t = random.Random(seed), Tally()
     seen = {"flock": 0, "fcntl": 0}
     shared = os.path.join(root, "shared")
@@ -236,7 +238,12 @@ def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
                 p = os.path.join(shared, rnd.choice(DIRS), rnd.choice(NAMES))
                 if os.path.isfile(p) and not os.path.islink(p):
                     with open(p, "rb") as f:
-                        data = f.read()
+                        try:
+                            data = f.read()
+                        except OSError as exc:
+                            if t.read_error(exc, f.fileno(), deleted_read):
+                                continue
+                            raise
                     if not is_sealed(data):
                         t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
             else:
@@ -248,16 +255,17 @@ def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
     return t.doc()
 
 
-def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str, close_to_open: bool = False) -> None:
+def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str, close_to_open: bool = False,
+               deleted_read: frozenset[int] = frozenset()) -> None:
     end = time.monotonic() + seconds
     if kind == "churn":
-        doc = worker_churn(root, seed, end)
+        doc = worker_churn(root, seed, end, deleted_read)
     elif kind == "data":
         doc = worker_data(root, seed, end)
     elif kind == "append":
         doc = worker_append(root, seed, end, tag, close_to_open)
     else:
-        doc = worker_reader(root, seed, end)
+        doc = worker_reader(root, seed, end, deleted_read)
     print(json.dumps({"kind": kind, "seed": seed, **doc}), flush=True)
 
 
@@ -384,9 +392,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     ap.add_argument("--close-to-open", action="store_true", help=argparse.SUPPRESS)
+    # A JuiceFS mount: a read of a shared file another client deleted while it was open may answer EBADF.
+    ap.add_argument("--juicefs-deleted-reads", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        run_worker(args.worker, args.root, args.seed, args.seconds, args.tag, args.close_to_open)
+        run_worker(args.worker, args.root, args.seed, args.seconds, args.tag, args.close_to_open,
+                   JUICEFS_DELETED_READ if args.juicefs_deleted_reads else frozenset())
         return 0
 
     from jfs.testing.mounts import format_volume, mounted
