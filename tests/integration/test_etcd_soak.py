@@ -103,8 +103,10 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
                  for _t, _m, _n, size, ino, _w, _x in tree.values()}  # fmt: skip
         st = json.loads(jfs("status", url, "--json").stdout)["Statistic"]
         assert (st["UsedSpace"], st["UsedInodes"]) == (sum(space.values()), len(space))
+        gone_reads = sum(n for r in results for k, n in r["expected"].items() if "deleted file" in k)
         print(f"mixed soak: {ops} operations in {SECONDS:g} s, {len(tree)} entries, "
-              f"{sum(1 for v in tree.values() if v[0] == stat.S_IFREG)} files")
+              f"{sum(1 for v in tree.values() if v[0] == stat.S_IFREG)} files; JuiceFS answered EBADF to "
+              f"{gone_reads} reads of files the jfs mount deleted")
     res = jfs("fsck", url, check=False)
     if res.returncode != 0 and _only_xattrs_of_gone_inodes(res.stdout + res.stderr):
         # JuiceFS's setxattr writes the xattr record blind (its TKV `doSetXattr` never reads the inode), so
