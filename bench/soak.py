@@ -227,6 +227,7 @@ def worker_reader(root: str, seed: int, end: float, deleted_read: frozenset[int]
     while time.monotonic() < end:
         op = rnd.choice(["flock", "fcntl", "file", "file", "file", "walk"])
         t.ops[op] += 1
+        where = ""
         try:
             if op in seen:
                 with open(os.path.join(root, f"log-{op}"), "rb") as f:
@@ -237,20 +238,23 @@ def worker_reader(root: str, seed: int, end: float, deleted_read: frozenset[int]
             elif op == "file":
                 p = os.path.join(shared, rnd.choice(DIRS), rnd.choice(NAMES))
                 if os.path.isfile(p) and not os.path.islink(p):
+                    where = f"open {p}"
                     with open(p, "rb") as f:
+                        where = f"read {p}"
                         try:
                             data = f.read()
                         except OSError as exc:
                             if t.read_error(exc, f.fileno(), deleted_read):
                                 continue
                             raise
+                        where = f"close {p}"
                     if not is_sealed(data):
                         t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
             else:
                 for _dirpath, _dirs, _files in os.walk(shared):
                     pass
         except OSError as exc:
-            t.error(op, exc, race=op in ("file", "walk"))
+            t.error(op, exc, race=op in ("file", "walk"), where=where)
         time.sleep(0.005)
     return t.doc()
 

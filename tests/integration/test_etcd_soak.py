@@ -101,8 +101,15 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
                 assert tree[rel][5] == digest, rel
         space = {ino: 4096 if size == 0 else -(-size // 4096) * 4096
                  for _t, _m, _n, size, ino, _w, _x in tree.values()}  # fmt: skip
-        st = json.loads(jfs("status", url, "--json").stdout)["Statistic"]
-        assert (st["UsedSpace"], st["UsedInodes"]) == (sum(space.values()), len(space))
+        want = (sum(space.values()), len(space))
+        seen = [_usage(url)]
+        deadline = time.monotonic() + 20
+        while seen[-1] != want and time.monotonic() < deadline:  # diagnostics: does it converge, and when
+            time.sleep(1)
+            seen.append(_usage(url))
+        if len(seen) > 1:
+            fsck = jfs("fsck", url, check=False)
+            pytest.fail(f"usage {seen} (one a second), the tree {want}; fsck: {(fsck.stdout + fsck.stderr)[-3000:]}")
         gone_reads = sum(n for r in results for k, n in r["expected"].items() if "deleted file" in k)
         print(f"mixed soak: {ops} operations in {SECONDS:g} s, {len(tree)} entries, "
               f"{sum(1 for v in tree.values() if v[0] == stat.S_IFREG)} files; JuiceFS answered EBADF to "
@@ -118,6 +125,11 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
     res = run_juicefs("fsck", url, check=False, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _usage(url: str) -> tuple[int, int]:
+    st = json.loads(jfs("status", url, "--json").stdout)["Statistic"]
+    return st["UsedSpace"], st["UsedInodes"]
 
 
 def _warnings(log: Path, last: int = 15) -> list[str]:
