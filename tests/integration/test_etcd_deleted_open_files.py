@@ -29,6 +29,7 @@ import pytest
 from jfs.testing.etcd_cluster import EtcdCluster
 from jfs.testing.juicefs import juicefs_mounted, needs_juicefs
 from jfs.testing.mounts import format_volume, mounted, reachable_dir
+from jfs.testing.workloads import JUICEFS_DELETED_READ, Tally
 
 pytestmark = needs_juicefs
 
@@ -47,10 +48,12 @@ def _objects(bucket: Path) -> int:
     return sum(1 for p in bucket.rglob("*") if p.is_file() and "chunks" in p.parts)
 
 
-def _read_after_remote_delete(reader: Path, writer: Path, bucket: Path, replace: bool) -> int | None:
+def _read_after_remote_delete(reader: Path, writer: Path, bucket: Path, replace: bool) -> tuple[int | None, bool]:
     """Write a file through `writer`, open it through `reader`, drop its last name through `writer`
     (unlink, or rename another file over it), wait until its data are deleted, then read through the open
-    descriptor: the errno of that read, or None if it succeeded.
+    descriptor: the errno of that read (None if it succeeded), and whether a JuiceFS soak worker would
+    count that answer as expected (`Tally.read_error`: EBADF, and fstat of the descriptor finds the file
+    gone).
 
     The read is a splice: a read(2) first has the kernel ask GETATTR (attribute timeout 0, or the open
     dropped the attributes), which answers for the deleted inode before any READ is sent; a splice goes
@@ -75,11 +78,14 @@ def _read_after_remote_delete(reader: Path, writer: Path, bucket: Path, replace:
         try:
             os.splice(fd, w, 4096, offset_src=0)
         except OSError as exc:
-            return exc.errno
+            # What the soak's workers then check before they count it as expected (`Tally.read_error`).
+            t = Tally()
+            judged = t.read_error(exc, fd, JUICEFS_DELETED_READ)
+            return exc.errno, judged
         finally:
             os.close(r)
             os.close(w)
-        return None
+        return None, False
     finally:
         os.close(fd)
 
@@ -87,7 +93,7 @@ def _read_after_remote_delete(reader: Path, writer: Path, bucket: Path, replace:
 @pytest.mark.parametrize("replace", [False, True], ids=["unlink", "rename-over"])
 def test_juicefs_reads_ebadf_from_a_file_jfs_deleted(both: tuple[Path, Path, Path], replace: bool) -> None:
     m, jm, bucket = both
-    assert _read_after_remote_delete(jm, m, bucket, replace) == errno.EBADF
+    assert _read_after_remote_delete(jm, m, bucket, replace) == (errno.EBADF, True)
     log = (jm.parent / "jmnt.log").read_text(errors="replace")
     assert "no such file or directory [done@reader.go" in log  # its chunk read found no inode
 
@@ -95,4 +101,4 @@ def test_juicefs_reads_ebadf_from_a_file_jfs_deleted(both: tuple[Path, Path, Pat
 @pytest.mark.parametrize("replace", [False, True], ids=["unlink", "rename-over"])
 def test_jfs_reads_estale_from_a_file_juicefs_deleted(both: tuple[Path, Path, Path], replace: bool) -> None:
     m, jm, bucket = both
-    assert _read_after_remote_delete(m, jm, bucket, replace) == errno.ESTALE
+    assert _read_after_remote_delete(m, jm, bucket, replace) == (errno.ESTALE, False)
