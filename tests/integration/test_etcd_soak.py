@@ -94,22 +94,25 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
             want = Counter({(r["tag"], i): 1 for r in results if r["kind"] == "append"
                             for i in range(r["written"][kind])})  # fmt: skip
             for root in (m, jm):
-                records, torn = soak.parse_log((root / f"log-{kind}").read_bytes())
-                assert not torn and records == want, (root, kind, torn[:3], sum(want.values()))
+                data = (root / f"log-{kind}").read_bytes()
+                records, torn = soak.parse_log(data)
+                assert not torn and records == want, (root, kind, torn[:3], sum(want.values()), "lost:",
+                                                      [_around(data, *k) for k in list(want - records)[:3]],
+                                                      "extra:", list(records - want)[:3])
         for r in results:
             for rel, digest in r.get("files", {}).items():
                 assert tree[rel][5] == digest, rel
         space = {ino: 4096 if size == 0 else -(-size // 4096) * 4096
                  for _t, _m, _n, size, ino, _w, _x in tree.values()}  # fmt: skip
-        want = (sum(space.values()), len(space))
+        walked = (sum(space.values()), len(space))
         seen = [_usage(url)]
         deadline = time.monotonic() + 20
-        while seen[-1] != want and time.monotonic() < deadline:  # diagnostics: does it converge, and when
+        while seen[-1] != walked and time.monotonic() < deadline:  # diagnostics: does it converge, and when
             time.sleep(1)
             seen.append(_usage(url))
         if len(seen) > 1:
             fsck = jfs("fsck", url, check=False)
-            pytest.fail(f"usage {seen} (one a second), the tree {want}; fsck: {(fsck.stdout + fsck.stderr)[-3000:]}")
+            pytest.fail(f"usage {seen} (one a second), the tree {walked}; fsck: {(fsck.stdout + fsck.stderr)[-3000:]}")
         gone_reads = sum(n for r in results for k, n in r["expected"].items() if "deleted file" in k)
         print(f"mixed soak: {ops} operations in {SECONDS:g} s, {len(tree)} entries, "
               f"{sum(1 for v in tree.values() if v[0] == stat.S_IFREG)} files; JuiceFS answered EBADF to "
@@ -125,6 +128,21 @@ def test_mixed_soak_then_both_fscks_clean(etcd_single: EtcdCluster, work: Path) 
     assert res.returncode == 0 and "no problems found" in res.stdout, res.stdout + res.stderr
     res = run_juicefs("fsck", url, check=False, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _around(log: bytes, tag: str, seq: int) -> list[tuple[int, str, int, int]]:
+    """The records of `log` (offset, tag, seq, length) from the one before `tag`'s record `seq - 1` to the
+    one after its record `seq + 1`: what lies where a lost record was written."""
+    spans, at = [], 0
+    for line in log.split(b"\n")[:-1]:
+        head = line[1:].split(b":", 2)
+        spans.append((at, head[0].decode(errors="replace"), int(head[1]) if head[1:] and head[1].isdigit() else -1,
+                      len(line) + 1))
+        at += len(line) + 1
+    marks = [i for i, (_, t, n, _) in enumerate(spans) if t == tag and n in (seq - 1, seq + 1)]
+    if not marks:
+        return spans[-3:]
+    return spans[max(0, min(marks) - 1):max(marks) + 2]
 
 
 def _usage(url: str) -> tuple[int, int]:
