@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from jfs.testing.workloads import (
+    JUICEFS_DELETED_READ,
     SEALED_SIZES,
     Tally,
     check_locked_read,
@@ -64,10 +65,10 @@ DIRS = ["", "d0", "d1", "d2", "d3"]
 
 # =========================================================================================== workers
 
-def worker_churn(root: str, seed: int, end: float) -> dict[str, Any]:
+def worker_churn(root: str, seed: int, end: float, deleted_read: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Churn (`jfs.testing.workloads.churn`) in the directories every mount shares, with 1.1 MB files too."""
     return churn(os.path.join(root, "shared"), seed, end, names=NAMES, dirs=DIRS, sizes=(*SEALED_SIZES, 1_100_000),
-                 fsync_share=0.2).doc()
+                 fsync_share=0.2, deleted_read=deleted_read).doc()
 
 
 MAX_PRIVATE = 12
@@ -94,6 +95,7 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
                              "rename", "unlink"])
         t.ops[op] += 1
         path = rnd.choice(sorted(model)) if model and op != "new" else ""
+        where = ""
         try:
             if op == "new":
                 serial += 1
@@ -133,14 +135,21 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
             elif op == "read":
                 cur = model[path]
                 off = rnd.randint(0, len(cur))
+                where = f"open {path}"
                 fd = os.open(path, os.O_RDONLY)
                 try:
-                    check(path, off, os.pread(fd, rnd.choice([1, 4096, 100_000, 1 << 20]), off))
+                    where = f"pread {path} at {off}"
+                    got = os.pread(fd, rnd.choice([1, 4096, 100_000, 1 << 20]), off)
+                    where = f"close {path}"
                 finally:
                     os.close(fd)
+                check(path, off, got)
             elif op == "fullread":
+                where = f"open {path}"
                 with open(path, "rb") as f:
+                    where = f"read {path}"
                     data = f.read()
+                    where = f"close {path}"
                 if data != bytes(model[path]):
                     t.bad.append(f"{path}: whole file ({len(data)} bytes) differs from the model ({len(model[path])})")
             elif op == "fsync":
@@ -158,7 +167,7 @@ def worker_data(root: str, seed: int, end: float) -> dict[str, Any]:
                 os.unlink(path)
                 del model[path]
         except OSError as exc:
-            t.error(op, exc, race=False)
+            t.error(op, exc, race=False, where=where)
             if op == "new" and path:
                 model.pop(path, None)
                 with contextlib.suppress(OSError):
@@ -210,13 +219,15 @@ def worker_append(root: str, seed: int, end: float, tag: str, close_to_open: boo
     return t.doc(tag=tag, written=written)
 
 
-def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
+def worker_reader(root: str, seed: int, end: float, deleted_read: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """Reads of the shared logs under shared locks and of the shared files (`deleted_read`: as `churn`'s)."""
     rnd, t = random.Random(seed), Tally()
     seen = {"flock": 0, "fcntl": 0}
     shared = os.path.join(root, "shared")
     while time.monotonic() < end:
         op = rnd.choice(["flock", "fcntl", "file", "file", "file", "walk"])
         t.ops[op] += 1
+        where = ""
         try:
             if op in seen:
                 with open(os.path.join(root, f"log-{op}"), "rb") as f:
@@ -227,29 +238,38 @@ def worker_reader(root: str, seed: int, end: float) -> dict[str, Any]:
             elif op == "file":
                 p = os.path.join(shared, rnd.choice(DIRS), rnd.choice(NAMES))
                 if os.path.isfile(p) and not os.path.islink(p):
+                    where = f"open {p}"
                     with open(p, "rb") as f:
-                        data = f.read()
+                        where = f"read {p}"
+                        try:
+                            data = f.read()
+                        except OSError as exc:
+                            if t.read_error(exc, f.fileno(), deleted_read):
+                                continue
+                            raise
+                        where = f"close {p}"
                     if not is_sealed(data):
                         t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
             else:
                 for _dirpath, _dirs, _files in os.walk(shared):
                     pass
         except OSError as exc:
-            t.error(op, exc, race=op in ("file", "walk"))
+            t.error(op, exc, race=op in ("file", "walk"), where=where)
         time.sleep(0.005)
     return t.doc()
 
 
-def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str, close_to_open: bool = False) -> None:
+def run_worker(kind: str, root: str, seed: int, seconds: float, tag: str, close_to_open: bool = False,
+               deleted_read: frozenset[int] = frozenset()) -> None:
     end = time.monotonic() + seconds
     if kind == "churn":
-        doc = worker_churn(root, seed, end)
+        doc = worker_churn(root, seed, end, deleted_read)
     elif kind == "data":
         doc = worker_data(root, seed, end)
     elif kind == "append":
         doc = worker_append(root, seed, end, tag, close_to_open)
     else:
-        doc = worker_reader(root, seed, end)
+        doc = worker_reader(root, seed, end, deleted_read)
     print(json.dumps({"kind": kind, "seed": seed, **doc}), flush=True)
 
 
@@ -376,9 +396,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     ap.add_argument("--close-to-open", action="store_true", help=argparse.SUPPRESS)
+    # A JuiceFS mount: a read of a shared file another client deleted while it was open may answer EBADF.
+    ap.add_argument("--juicefs-deleted-reads", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        run_worker(args.worker, args.root, args.seed, args.seconds, args.tag, args.close_to_open)
+        run_worker(args.worker, args.root, args.seed, args.seconds, args.tag, args.close_to_open,
+                   JUICEFS_DELETED_READ if args.juicefs_deleted_reads else frozenset())
         return 0
 
     from jfs.testing.mounts import format_volume, mounted

@@ -44,6 +44,12 @@ RACE_ALSO = frozenset({("link", errno.EPERM), ("xattr", errno.EPERM), ("rename",
 """(operation, errno) pairs that are legitimate too: a hard link to a directory, a user.* xattr of a symlink,
 a directory renamed into itself."""
 
+JUICEFS_DELETED_READ = frozenset({errno.EBADF})
+"""What a JuiceFS mount's read(2) may answer when another client deleted the file while it was open here:
+JuiceFS keeps an unlinked open file only for the mount that unlinked it (its POSIX-compatibility page:
+"open files remain accessible after unlink from same mount point"), and its ``vfs.Read`` turns the
+reader's ENOENT (no such inode) into EBADF. See ``tests/integration/test_etcd_deleted_open_files.py``."""
+
 CHURN_OPS = ("create", "create", "create", "rename", "unlink", "mkdir", "rmdir", "link", "symlink", "read",
              "xattr", "readdir", "stat", "chmod")
 SEALED_SIZES = (0, 1, 100, 4096, 5000, 70_000, 300_000)
@@ -59,13 +65,29 @@ class Tally:
         self.unexpected: list[str] = []
         self.bad: list[str] = []
 
-    def error(self, op: str, exc: OSError, race: bool) -> None:
-        """Count `exc` from `op`: expected if `race` allows it (`RACE_ERRNOS`, `RACE_ALSO`), else unexpected."""
+    def error(self, op: str, exc: OSError, race: bool, where: str = "") -> None:
+        """Count `exc` from `op`: expected if `race` allows it (`RACE_ERRNOS`, `RACE_ALSO`), else unexpected
+        (listed with `where`: the path and the step that failed, when the error itself does not name them)."""
         code = exc.errno or 0
         if race and (code in RACE_ERRNOS or (op, code) in RACE_ALSO):
             self.expected[errno.errorcode.get(code, str(code))] += 1
         else:
-            self.unexpected.append(f"{op}: {exc}")
+            self.unexpected.append(f"{op}{f' ({where})' if where else ''}: {exc}")
+
+    def read_error(self, exc: OSError, fd: int, deleted_read: frozenset[int]) -> bool:
+        """Count `exc` from a read of the open descriptor `fd` as the client's answer for a file deleted
+        by another client (counted as expected under its own name) when its errno is in `deleted_read` and
+        the file is indeed gone: fstat of `fd` answers ENOENT or ESTALE. False (nothing counted) otherwise:
+        the caller treats `exc` as any other error."""
+        if exc.errno not in deleted_read:
+            return False
+        try:
+            os.fstat(fd)
+        except OSError as gone:
+            if gone.errno in (errno.ENOENT, errno.ESTALE):
+                self.expected[f"{errno.errorcode.get(exc.errno or 0, exc.errno)} (read of a deleted file)"] += 1
+                return True
+        return False
 
     def doc(self, **extra: Any) -> dict[str, Any]:
         """The report: ``ops``, ``expected``, ``unexpected`` (first 50), ``n_unexpected``, ``bad`` (first 50),
@@ -88,9 +110,11 @@ def is_sealed(data: bytes) -> bool:
 
 def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Sequence[str],
           ops: Sequence[str] = CHURN_OPS, sizes: Sequence[int] = SEALED_SIZES, fsync_share: float = 0.2,
-          tally: Tally | None = None) -> Tally:
+          tally: Tally | None = None, deleted_read: frozenset[int] = frozenset()) -> Tally:
     """Random operations of `ops` on the names `dirs` × `names` below `shared` until `time.monotonic()`
-    reaches `end` (the `dirs` must exist; "" is `shared` itself). Returns the tally (`tally` if given)."""
+    reaches `end` (the `dirs` must exist; "" is `shared` itself). Returns the tally (`tally` if given).
+    `deleted_read`: errnos this client answers a read of a file another client deleted while it was open
+    here (`JUICEFS_DELETED_READ` on a JuiceFS mount), expected only when the file is gone (`Tally.read_error`)."""
     rnd, t = random.Random(seed), tally or Tally()
     tmp = 0
 
@@ -100,6 +124,7 @@ def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Seq
     while time.monotonic() < end:
         op = rnd.choice(ops)
         t.ops[op] += 1
+        where = ""
         try:
             if op == "create":  # atomic replace: write a private temp name, then rename it over the target
                 tmp += 1
@@ -131,8 +156,16 @@ def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Seq
             elif op == "read":
                 p = pick()
                 if not os.path.islink(p):
+                    where = f"open {p}"
                     with open(p, "rb") as f:
-                        data = f.read()
+                        where = f"read {p}"
+                        try:
+                            data = f.read()
+                        except OSError as exc:
+                            if t.read_error(exc, f.fileno(), deleted_read):
+                                continue
+                            raise
+                        where = f"close {p}"
                     if not is_sealed(data):
                         t.bad.append(f"{p}: {len(data)} bytes fail their checksum ({data.count(0)} zeros)")
             elif op == "xattr":
@@ -148,7 +181,7 @@ def churn(shared: str, seed: int, end: float, *, names: Sequence[str], dirs: Seq
             else:
                 os.lstat(pick())
         except OSError as exc:
-            t.error(op, exc, race=True)
+            t.error(op, exc, race=True, where=where)
     return t
 
 
@@ -315,7 +348,8 @@ def worker_results(procs: Sequence[subprocess.Popen[str]], timeout: float | None
         for p in procs:
             out, err = p.communicate(timeout=timeout)
             if p.returncode != 0:
-                crashed.append(f"worker {' '.join(map(str, p.args[3:6]))} exited {p.returncode}: {err[-1500:]}")
+                who = " ".join(map(str, p.args[3:6])) if isinstance(p.args, list | tuple) else str(p.args)
+                crashed.append(f"worker {who} exited {p.returncode}: {err[-1500:]}")
             else:
                 results.append(json.loads(out.strip().splitlines()[-1]))
     finally:
