@@ -284,15 +284,20 @@ class DirentSink:
     The file system calls `add` for entries in offset order until it returns ``False`` (the reply is
     full; that entry was *not* sent and must be offered again at the next call) or it runs out of
     entries. ``plus`` says whether the kernel asked for READDIRPLUS (entries with attributes).
+
+    A file system packing long listings may instead append whole records to `buffer` itself (each
+    ``struct fuse_direntplus`` / ``fuse_dirent`` with its name, zero-padded to 8 bytes, the buffer never
+    longer than `size`) and add the number of records to `count`.
     """
 
-    __slots__ = ("plus", "size", "count", "_buf")
+    __slots__ = ("plus", "size", "count", "buffer")
 
     def __init__(self, size: int, plus: bool) -> None:
         self.plus = plus
         self.size = size
         self.count = 0
-        self._buf = bytearray()
+        self.buffer = bytearray()
+        """The packed records so far (see the class docstring for appending to it directly)."""
 
     def add(self, name: bytes, ino: int, mode: int, next_offset: int,
             entry: EntryOut | tuple[int, ...] | None = None) -> bool:  # fmt: skip
@@ -308,7 +313,7 @@ class DirentSink:
         ``entry`` is ignored for plain READDIR.
         """
         namelen = len(name)
-        buf = self._buf
+        buf = self.buffer
         if self.plus:
             reclen = (p.DIRENTPLUS_SIZE + namelen + 7) & ~7
             if len(buf) + reclen > self.size:
@@ -330,7 +335,7 @@ class DirentSink:
     @property
     def payload(self) -> bytearray:
         """The packed entries (what the server sends)."""
-        return self._buf
+        return self.buffer
 
 
 class Notifier(Protocol):

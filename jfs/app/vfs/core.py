@@ -24,6 +24,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -601,32 +602,47 @@ class VFS:
                       ) -> AsyncGenerator[DirEntry, None]:
         """The entries of an open directory from `offset` (0 = the start, then an entry's `offset`):
         ``.``, ``..``, the root's virtual files and ``.trash``, then the stored entries in name order from
-        a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset."""
+        a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset.
+        (`readdir_runs` gives the same entries a run at a time.)"""
+        visible = self.visible
+        async with aclosing(self.readdir_runs(ctx, ino, fh, offset, plus=plus)) as runs:
+            async for first, run in runs:
+                for k, (name, child, typ, attr) in enumerate(run, first):
+                    yield DirEntry(name, child, typ, k, visible(child, attr) if plus and attr is not None else None)
+
+    async def readdir_runs(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False,
+                           limit: int = DIR_PAGE) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
+        """`readdir` a run of at most `limit` entries at a time, for callers that pack thousands of them
+        (FUSE listings): each item is ``(first, run)`` where ``run[k]`` is the entry whose offset (where a
+        listing resumes after it) is ``first + k``. With `plus`, an entry's attributes (None: not known)
+        are as stored: pass them through `visible` before showing them; without it, ignore them. The
+        caller takes any prefix of a run and stops iterating (closing the generator) when it wants no
+        more; the directory handle's lock is held until then."""
         d = self._dirs.get(fh)
         if d is None:
             raise FSError(errno.EBADF)
         async with d.lock:
             # Offsets: 1 = ".", 2 = "..", 3.. = position in the virtual entries then the entry list.
             if offset == 0:
-                yield DirEntry(b".", ino, FileType.DIRECTORY, 1)
+                yield 1, (Entry(b".", ino, FileType.DIRECTORY),)
                 offset = 1
             if offset == 1:
                 parent = ROOT_INODE
                 if ino not in (ROOT_INODE, self.root):
                     parent = (await self.meta.getattr(ino)).parent or ROOT_INODE
-                yield DirEntry(b"..", parent, FileType.DIRECTORY, 2)
+                yield 2, (Entry(b"..", parent, FileType.DIRECTORY),)
                 offset = 2
-            extras: list[tuple[bytes, int, FileType]] = []
+            extras: list[Entry] = []
             if ino == self.root:
-                extras = [(f.name, f.ino, FileType.REGULAR) for f in VIRTUAL_FILES.values()]
+                extras = [Entry(f.name, f.ino, FileType.REGULAR) for f in VIRTUAL_FILES.values()]
                 if ino == ROOT_INODE:  # the trash is the volume's, not a subdir's
-                    extras.append((TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
+                    extras.append(Entry(TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
+                if plus:
+                    extras = [e._replace(attr=self.internal_attr(e.ino)) if e.ino in BY_INODE else e for e in extras]
             i = offset - 2
             while i < len(extras):
-                name, child, typ = extras[i]
-                yield DirEntry(name, child, typ, i + 3,
-                               self.internal_attr(child) if plus and child in BY_INODE else None)
-                i += 1
+                yield i + 3, extras[i : i + limit]
+                i += limit
             base = 2 + len(extras)
             pos = offset - base if offset > base else 0
             while True:
@@ -643,13 +659,9 @@ class VFS:
                         # Read the next page while the caller (the kernel) takes this one in: the engine's
                         # round trip overlaps the caller's work instead of following it.
                         d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
-                # The entries read so far, without a lookup of `d` per entry (a listing yields thousands).
-                entries, visible = d.entries, self.visible
-                while pos < len(entries):
-                    name, child, typ, attr = entries[pos]
-                    pos += 1
-                    yield DirEntry(name, child, typ, base + pos,
-                                   visible(child, attr) if plus and attr is not None else None)
+                run = d.entries[pos : pos + limit]
+                yield base + pos + 1, run
+                pos += len(run)
 
     async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool) -> tuple[list[Entry], bytes | None]:
         return await self._timed("readdir", ctx, str(ino), self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus))
