@@ -78,3 +78,11 @@ def test_runs_append_after_earlier_records() -> None:
     assert ops._pack_plus(got, 3, _run()[1:3]) and ops._pack_plus(got, 5, _run()[3:])
     assert _by_add(ops, want, 3, _run()[1:])
     assert bytes(got.payload) == bytes(want.payload) and got.count == want.count == 7
+
+
+@pytest.mark.parametrize("entry", _run()[1:-1], ids=lambda e: e.name.decode())
+def test_entry_fields_are_the_entry_reply(entry: Entry) -> None:
+    """LOOKUP answers with `_entry_fields` (no EntryOut): the same reply as `_entry(...).pack_fields()`."""
+    ops = _ops()
+    assert entry.attr is not None
+    assert ops._entry_fields(entry.ino, entry.attr) == ops._entry(entry.ino, entry.attr).pack_fields()

@@ -34,6 +34,8 @@ from jfs.adapters.fuse.operations import (
 _NS: Final = 1_000_000_000
 _IOV_MAX: Final = 1024
 _UNIQUE: Final = struct.Struct("=Q")
+_HDR_ENTRY_OUT_PACK: Final = p.HDR_ENTRY_OUT.pack
+_HDR_ENTRY_OUT_SIZE: Final = p.HDR_ENTRY_OUT.size
 _UNIQUE_AT: Final = 8
 """Where the request header holds ``unique`` (after len and opcode)."""
 
@@ -366,7 +368,11 @@ class OpcodeTable:
             a.ino, a.size, a.blocks, asec, msec, csec, ansec, mnsec, cnsec, a.mode, a.nlink, a.uid, a.gid,
             a.rdev, a.blksize, 0))
 
-    def _e_entry(self, unique: int, e: EntryOut) -> None:
+    def _e_entry(self, unique: int, e: EntryOut | tuple[int, ...]) -> None:
+        if type(e) is tuple:  # the values of `EntryOut.pack_fields()` (Operations.lookup may answer so)
+            self._write(_HDR_ENTRY_OUT_PACK(_HDR_ENTRY_OUT_SIZE, 0, unique, *e))
+            return
+        assert not isinstance(e, tuple)
         a = e.attr
         et = e.entry_timeout
         at = e.attr_timeout

@@ -415,8 +415,9 @@ class Operations(abc.ABC):
     # ------------------------------------------------------------------ names and attributes
 
     @abc.abstractmethod
-    async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut:
-        """The entry `name` in directory `parent` (``FileNotFoundError`` or a negative `EntryOut`).
+    async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut | tuple[int, ...]:
+        """The entry `name` in directory `parent` (``FileNotFoundError`` or a negative `EntryOut`); the
+        entry may also be given as the values of its ``EntryOut.pack_fields()`` (cheaper on a hot path).
 
         ``.`` and ``..`` are only asked for when the kernel needs them (NFS export; not negotiated).
         """

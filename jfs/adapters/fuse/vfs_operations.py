@@ -311,14 +311,21 @@ class VfsOperations(Operations):
 
     # ------------------------------------------------------------------ names
 
-    async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut:
+    async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut | tuple[int, ...]:
         try:
             ino, attr = await self.vfs.lookup(self._ctx(ctx), parent, name, dir_known=True)
         except FileNotFoundError:
             if self.config.negative_timeout > 0:
                 return EntryOut.negative(self.config.negative_timeout)
             raise
-        return self._named(parent, name, self._entry(ino, attr))
+        # The reply's field values straight from the record (the most frequent request: no Attr, EntryOut).
+        c = self.config
+        if ino in INTERNAL_INODES:
+            entry_timeout = VIRTUAL_TIMEOUT
+        else:
+            entry_timeout = c.dir_entry_timeout if attr.typ is _DIRECTORY else c.entry_timeout
+        self._kernel.named(parent, name, entry_timeout)
+        return self._entry_fields(ino, attr)
 
     @_stale_when_gone
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
