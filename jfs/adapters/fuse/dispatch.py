@@ -59,6 +59,7 @@ class OpcodeTable:
         self._write = write
         self._writev = writev
         self._read_now = ops.read_now
+        self._getattr_now = ops.getattr_now
         self.setxattr_ext = False
         """Whether SETXATTR carries the extended header (FUSE_SETXATTR_EXT agreed at INIT)."""
 
@@ -127,6 +128,10 @@ class OpcodeTable:
         return self.ops.lookup(ctx, nodeid, name), self._e_entry
 
     def _d_getattr(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
+        out = self._getattr_now(ctx, nodeid)
+        if out is not None:  # answered from what the file system holds: no task, no await
+            self._e_attr(_UNIQUE.unpack_from(buf, _UNIQUE_AT)[0], out)
+            return None
         flags, _, fh = p.GETATTR_IN.unpack_from(buf, p.IN_HEADER_SIZE)
         return self.ops.getattr(ctx, nodeid, fh if flags & p.FUSE_GETATTR_FH else None), self._e_attr
 

@@ -433,6 +433,13 @@ class Operations(abc.ABC):
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
         """Attributes of `ino`; `fh` is the handle when the caller asked through an open file (fstat)."""
 
+    def getattr_now(self, ctx: RequestContext, ino: int) -> AttrOut | None:
+        """`getattr`, answered synchronously when that needs no waiting (attributes this file system
+        already holds and may answer with), else None (the default): the server then runs `getattr`.
+        Called on the event loop inside the server's read loop, so it must never block or await; an
+        OSError it raises is the reply."""
+        return None
+
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
         """Change the attributes `req` names (chmod, chown, truncate, utimens) and return the new ones.
 

@@ -286,9 +286,18 @@ class VFS:
         no more than `within` seconds ago are returned without asking the engine (`Meta.recent_dir_attr`);
         the second item is their age in seconds (0 when read now). For a face that shortens its cache's
         timeout by the age (the kernel's GETATTR after a change this mount made in the directory)."""
+        known = self.getattr_known(ctx, ino, within)
+        if known is None:
+            return await self.getattr(ctx, ino), 0.0
+        return known
+
+    def getattr_known(self, ctx: Ctx, ino: int, within: float) -> tuple[Attr, float] | None:
+        """The hit of `getattr_recent` — a directory's attributes as this client's own latest commit left
+        them no more than `within` seconds ago, and their age — counted as a getattr; None (nothing
+        counted) when there is none. Never waits (for callers that answer in place)."""
         hit = None if ino in INTERNAL_INODES else self.meta.recent_dir_attr(ino, within)
         if hit is None:
-            return await self.getattr(ctx, ino), 0.0
+            return None
         self._took("getattr", ctx, lambda: str(ino), time.perf_counter())
         attr, age = hit
         return self.visible(ino, attr), age
