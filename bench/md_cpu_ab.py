@@ -41,6 +41,8 @@ def _fmt(v: list[float]) -> str:
     m = statistics.median(v)
     if m >= 100:
         return f"{m:,.0f} ({min(v):,.0f}-{max(v):,.0f})"
+    if m < 0.05:  # ms per listed entry: µs matter
+        return f"{m:.4f} ({min(v):.4f}-{max(v):.4f})"
     return f"{m:.3f} ({min(v):.3f}-{max(v):.3f})"
 
 
