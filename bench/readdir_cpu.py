@@ -8,6 +8,9 @@ Formats a fresh volume (a throwaway redis-server unless `--meta-url`), creates `
 directory through the engine, then lists it `--rounds` times as the kernel does (OPENDIR, READDIRPLUS
 requests of `--size` bytes until one comes back empty, RELEASEDIR) and prints the process CPU
 (user + sys) per entry of each round and their median. Redis's CPU is not included.
+
+With `--lookups`: instead of listing, each round answers a kernel LOOKUP of every file (`VfsOperations.lookup`
+and the reply's encoding, 16 at a time) and prints the CPU per LOOKUP.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from jfs.bootstrap import ClientOptions, open_client  # noqa: E402
 from jfs.domain.attrs import FileType  # noqa: E402
 
 
-async def _run(url: str, entries: int, size: int, rounds: int, work: str) -> list[float]:
+async def _run(url: str, entries: int, size: int, rounds: int, work: str, lookups: bool = False) -> list[float]:
     client = await open_client(url, ClientOptions(cache_dir=None, permission_checks=False, entry_cache=0,
                                                   attr_cache=0, background_jobs=False))
     try:
@@ -47,6 +50,8 @@ async def _run(url: str, entries: int, size: int, rounds: int, work: str) -> lis
         await asyncio.gather(*(make(i) for i in range(entries)))
         ops = VfsOperations(vfs, MountConfig(readdir_cache=False))
         rc = RequestContext(0, 0, 1)
+        if lookups:
+            return await _lookups(ops, rc, d, entries, rounds)
         out: list[float] = []
         prof = None
         if os.environ.get("READDIR_PROFILE"):
@@ -76,6 +81,24 @@ async def _run(url: str, entries: int, size: int, rounds: int, work: str) -> lis
         await client.close()
 
 
+async def _lookups(ops: VfsOperations, rc: RequestContext, d: int, entries: int, rounds: int) -> list[float]:
+    from jfs.adapters.fuse.dispatch import OpcodeTable
+
+    table = OpcodeTable(ops, lambda data: None, lambda parts: None)
+    encode = table._e_entry
+    out: list[float] = []
+    for _ in range(rounds):
+        t0 = time.process_time()
+
+        async def worker(k: int) -> None:
+            for i in range(k, entries, 16):
+                encode(i, await ops.lookup(rc, d, b"f%07d" % i))
+
+        await asyncio.gather(*(worker(k) for k in range(16)))
+        out.append((time.process_time() - t0) / entries * 1e6)
+    return out
+
+
 def _last_offset(sink: DirentSink) -> int:
     """The `off` of the reply's last dirent (where the kernel resumes)."""
     from jfs.adapters.fuse import protocol as p
@@ -94,6 +117,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=10000)
     ap.add_argument("--size", type=int, default=32768, help="READDIRPLUS buffer size the kernel asks for")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--lookups", action="store_true", help="LOOKUP each file instead of listing")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         url = args.meta_url
@@ -111,8 +135,8 @@ def main() -> None:
             runner = asyncio.run
         subprocess.run([str(Path(sys.executable).parent / "jfs"), "format", url, "bench", "--bucket",
                         os.path.join(work, "bucket"), "--trash-days", "0"], check=True, capture_output=True)
-        us = runner(_run(url, args.entries, args.size, args.rounds, work))
-    print("µs CPU per entry per round:", " ".join(f"{u:.2f}" for u in us), f"median {statistics.median(us):.2f}")
+        us = runner(_run(url, args.entries, args.size, args.rounds, work, args.lookups))
+    print(f"µs CPU per {'LOOKUP' if args.lookups else 'entry'} per round:", " ".join(f"{u:.2f}" for u in us), f"median {statistics.median(us):.2f}")
 
 
 if __name__ == "__main__":
