@@ -287,14 +287,10 @@ class VFS:
         the second item is their age in seconds (0 when read now). For a face that shortens its cache's
         timeout by the age (the kernel's GETATTR after a change this mount made in the directory)."""
         known = self.getattr_known(ctx, ino, within)
-        if known is None:
-            return await self.getattr(ctx, ino), 0.0
-        return known
+        return known if known is not None else (await self.getattr(ctx, ino), 0.0)
 
     def getattr_known(self, ctx: Ctx, ino: int, within: float) -> tuple[Attr, float] | None:
-        """The hit of `getattr_recent` — a directory's attributes as this client's own latest commit left
-        them no more than `within` seconds ago, and their age — counted as a getattr; None (nothing
-        counted) when there is none. Never waits (for callers that answer in place)."""
+        """`getattr_recent`'s hit (attributes, age), counted as a getattr; None when none. Never waits."""
         hit = None if ino in INTERNAL_INODES else self.meta.recent_dir_attr(ino, within)
         if hit is None:
             return None
@@ -609,24 +605,19 @@ class VFS:
 
     async def readdir(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False
                       ) -> AsyncGenerator[DirEntry, None]:
-        """The entries of an open directory from `offset` (0 = the start, then an entry's `offset`):
-        ``.``, ``..``, the root's virtual files and ``.trash``, then the stored entries in name order from
-        a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset.
-        (`readdir_runs` gives the same entries a run at a time.)"""
-        visible = self.visible
+        """`readdir_runs` an entry at a time, attributes (`plus` only) as callers see them."""
         async with aclosing(self.readdir_runs(ctx, ino, fh, offset, plus=plus)) as runs:
             async for first, run in runs:
                 for k, (name, child, typ, attr) in enumerate(run, first):
-                    yield DirEntry(name, child, typ, k, visible(child, attr) if plus and attr is not None else None)
+                    yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and attr is not None else None)
 
     async def readdir_runs(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False,
                            limit: int = DIR_PAGE) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
-        """`readdir` a run of at most `limit` entries at a time, for callers that pack thousands of them
-        (FUSE listings): each item is ``(first, run)`` where ``run[k]`` is the entry whose offset (where a
-        listing resumes after it) is ``first + k``. With `plus`, an entry's attributes (None: not known)
-        are as stored: pass them through `visible` before showing them; without it, ignore them. The
-        caller takes any prefix of a run and stops iterating (closing the generator) when it wants no
-        more; the directory handle's lock is held until then."""
+        """The entries of open directory `fh` from `offset` (0 = the start): ``.``, ``..``, the root's virtual
+        files and ``.trash``, then the stored ones in name order from a snapshot read page by page; as runs
+        ``(first, run)`` of at most `limit` entries, ``run[k]`` resuming at offset ``first + k``. With `plus`,
+        attributes (None: unknown) are as stored: show them through `visible`; else ignore them. Take any
+        prefix and stop (close the generator): the handle's lock is held until then."""
         d = self._dirs.get(fh)
         if d is None:
             raise FSError(errno.EBADF)
@@ -646,12 +637,10 @@ class VFS:
                 extras = [Entry(f.name, f.ino, FileType.REGULAR) for f in VIRTUAL_FILES.values()]
                 if ino == ROOT_INODE:  # the trash is the volume's, not a subdir's
                     extras.append(Entry(TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
-                if plus:
-                    extras = [e._replace(attr=self.internal_attr(e.ino)) if e.ino in BY_INODE else e for e in extras]
-            i = offset - 2
-            while i < len(extras):
+                extras = [e._replace(attr=self.internal_attr(e.ino)) if plus and e.ino in BY_INODE else e
+                          for e in extras]  # fmt: skip
+            for i in range(offset - 2, len(extras), limit):
                 yield i + 3, extras[i : i + limit]
-                i += limit
             base = 2 + len(extras)
             pos = offset - base if offset > base else 0
             while True:
@@ -664,9 +653,7 @@ class VFS:
                     else:
                         page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus)
                     d.entries.extend(page)
-                    if d.cursor is not None:
-                        # Read the next page while the caller (the kernel) takes this one in: the engine's
-                        # round trip overlaps the caller's work instead of following it.
+                    if d.cursor is not None:  # read the next page while the caller takes this one in
                         d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
                 run = d.entries[pos : pos + limit]
                 yield base + pos + 1, run
