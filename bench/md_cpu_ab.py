@@ -41,6 +41,8 @@ def _fmt(v: list[float]) -> str:
     m = statistics.median(v)
     if m >= 100:
         return f"{m:,.0f} ({min(v):,.0f}-{max(v):,.0f})"
+    if m < 0.05:  # ms per listed entry: µs matter
+        return f"{m:.4f} ({min(v):.4f}-{max(v):.4f})"
     return f"{m:.3f} ({min(v):.3f}-{max(v):.3f})"
 
 
@@ -62,6 +64,9 @@ def main() -> None:
     ap.add_argument("--base-jfs", default="", help="the other tree's jfs executable (none: only this tree)")
     ap.add_argument("--juicefs", default="", help="also a JuiceFS mount with this binary")
     ap.add_argument("--phases", default=",".join(PHASES))
+    ap.add_argument("--ls-entries", type=int, default=0,
+                    help="also an `ls` phase: `ls -l` (after drop_caches) of one directory of this many files per "
+                         "mount, made once before the rounds; its CPU is per entry")
     ap.add_argument("--workdir", default="/tmp/jfs-md-cpu-ab")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -88,6 +93,14 @@ def main() -> None:
                 mounts[n] = JfsMount("jfs", binaries[n], urls[n], storage, work / n)
             mounts[n].format()
             mounts[n].mount()
+            if args.ls_entries:
+                big = mounts[n].mnt / "big"
+                big.mkdir()
+                per = -(-args.ls_entries // args.procs)
+                subprocess.run(["bash", "-c", f"cd {big} && for p in $(seq 0 {args.procs - 1}); do "
+                                f"(for i in $(seq 1 {per}); do : > $p-$i; done) & done; wait"], check=True)
+        if args.ls_entries:
+            phases.append("ls")
         progress("mounted: " + ", ".join(f"{k} pid {m.pid}" for k, m in mounts.items()))
         res: dict[str, dict[str, list[float]]] = {k: {} for k in names}
         with ProcessPoolExecutor(args.procs) as pool:
@@ -101,12 +114,16 @@ def main() -> None:
                     dirs = [base / f"p{i}" for i in range(args.procs)]
                     for d in dirs:
                         d.mkdir(parents=True)
-                    n = args.procs * args.items
                     for phase in phases:
-                        if phase == "stat":
+                        if phase in ("stat", "ls"):
                             drop_caches()
                         c0, t0 = tree_cpu(m.pid or 0), time.perf_counter()
-                        list(pool.map(_phase, [(str(d), phase, args.items) for d in dirs]))
+                        if phase == "ls":
+                            subprocess.run(["ls", "-l", str(m.mnt / "big")], stdout=subprocess.DEVNULL, check=True)
+                            n = args.procs * -(-args.ls_entries // args.procs)
+                        else:
+                            list(pool.map(_phase, [(str(d), phase, args.items) for d in dirs]))
+                            n = args.procs * args.items
                         t1, c1 = time.perf_counter(), tree_cpu(m.pid or 0)
                         r = res[name]
                         r.setdefault(f"{phase} mount CPU ms/op", []).append((c1 - c0) / n * 1e3)

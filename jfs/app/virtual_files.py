@@ -32,6 +32,8 @@ VIRTUAL_FILES = {
     b".config": VirtualFile(CONFIG_INODE, b".config", 0o400),
 }
 BY_INODE = {f.ino: f for f in VIRTUAL_FILES.values()}
+INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}
+"""Inodes a client answers itself: the virtual files and `.control`."""
 TRASH_NAME = b".trash"
 TRASH = TRASH_INODE
 

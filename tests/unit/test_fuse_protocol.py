@@ -145,6 +145,8 @@ class Ops(Operations):
             return EntryOut(2, self.attr(2), generation=7, entry_timeout=1.5, attr_timeout=0.25)
         if name == b"neg":
             return EntryOut.negative(30)
+        if name == b"fields":  # an entry may be answered as its reply's field values
+            return EntryOut(2, self.attr(2), generation=7, entry_timeout=1.5, attr_timeout=0.25).pack_fields()
         if name == b"bug":
             raise ZeroDivisionError("bug")
         raise FileNotFoundError(errno.ENOENT, "no")
@@ -154,6 +156,9 @@ class Ops(Operations):
 
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
         return AttrOut(self.attr(ino), 2.75)
+
+    def getattr_now(self, ctx: RequestContext, ino: int) -> AttrOut | None:
+        return AttrOut(self.attr(ino), 0.5) if ino == 9 else None
 
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
         self.setattrs.append(req)
@@ -330,6 +335,18 @@ async def test_lookup_getattr_and_context(harness: Harness) -> None:
     assert error == 0
     out = p.ATTR_OUT.unpack(payload)
     assert out[:2] == (2, 750_000_000) and out[3] == 2
+
+
+async def test_entry_as_field_values_and_getattr_answered_at_once(harness: Harness) -> None:
+    kernel, _, server = await _initialized(harness)
+    _, want = await kernel.call(p.Opcode.LOOKUP, 1, b"f\0")
+    assert await kernel.call(p.Opcode.LOOKUP, 1, b"fields\0") == (0, want)
+    error, payload = await kernel.call(p.Opcode.GETATTR, 9, p.GETATTR_IN.pack(0, 0, 0))
+    out = p.ATTR_OUT.unpack(payload)
+    assert error == 0 and out[:2] == (0, 500_000_000) and out[3] == 9
+    assert not server._inflight
+    error, payload = await kernel.call(p.Opcode.GETATTR, 2, p.GETATTR_IN.pack(0, 0, 0))  # getattr()
+    assert error == 0 and p.ATTR_OUT.unpack(payload)[:2] == (2, 750_000_000)
 
 
 async def test_handler_bug_answers_eio_and_logs(harness: Harness) -> None:

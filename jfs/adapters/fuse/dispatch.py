@@ -34,6 +34,8 @@ from jfs.adapters.fuse.operations import (
 _NS: Final = 1_000_000_000
 _IOV_MAX: Final = 1024
 _UNIQUE: Final = struct.Struct("=Q")
+_HDR_ENTRY_OUT_PACK: Final = p.HDR_ENTRY_OUT.pack
+_HDR_ENTRY_OUT_SIZE: Final = p.HDR_ENTRY_OUT.size
 _UNIQUE_AT: Final = 8
 """Where the request header holds ``unique`` (after len and opcode)."""
 
@@ -57,6 +59,7 @@ class OpcodeTable:
         self._write = write
         self._writev = writev
         self._read_now = ops.read_now
+        self._getattr_now = ops.getattr_now
         self.setxattr_ext = False
         """Whether SETXATTR carries the extended header (FUSE_SETXATTR_EXT agreed at INIT)."""
 
@@ -125,6 +128,10 @@ class OpcodeTable:
         return self.ops.lookup(ctx, nodeid, name), self._e_entry
 
     def _d_getattr(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
+        out = self._getattr_now(ctx, nodeid)
+        if out is not None:  # answered from what the file system holds: no task, no await
+            self._e_attr(_UNIQUE.unpack_from(buf, _UNIQUE_AT)[0], out)
+            return None
         flags, _, fh = p.GETATTR_IN.unpack_from(buf, p.IN_HEADER_SIZE)
         return self.ops.getattr(ctx, nodeid, fh if flags & p.FUSE_GETATTR_FH else None), self._e_attr
 
@@ -366,7 +373,11 @@ class OpcodeTable:
             a.ino, a.size, a.blocks, asec, msec, csec, ansec, mnsec, cnsec, a.mode, a.nlink, a.uid, a.gid,
             a.rdev, a.blksize, 0))
 
-    def _e_entry(self, unique: int, e: EntryOut) -> None:
+    def _e_entry(self, unique: int, e: EntryOut | tuple[int, ...]) -> None:
+        if type(e) is tuple:  # the values of `EntryOut.pack_fields()` (Operations.lookup may answer so)
+            self._write(_HDR_ENTRY_OUT_PACK(_HDR_ENTRY_OUT_SIZE, 0, unique, *e))
+            return
+        assert not isinstance(e, tuple)
         a = e.attr
         et = e.entry_timeout
         at = e.attr_timeout

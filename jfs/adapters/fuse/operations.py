@@ -284,15 +284,20 @@ class DirentSink:
     The file system calls `add` for entries in offset order until it returns ``False`` (the reply is
     full; that entry was *not* sent and must be offered again at the next call) or it runs out of
     entries. ``plus`` says whether the kernel asked for READDIRPLUS (entries with attributes).
+
+    A file system packing long listings may instead append whole records to `buffer` itself (each
+    ``struct fuse_direntplus`` / ``fuse_dirent`` with its name, zero-padded to 8 bytes, the buffer never
+    longer than `size`) and add the number of records to `count`.
     """
 
-    __slots__ = ("plus", "size", "count", "_buf")
+    __slots__ = ("plus", "size", "count", "buffer")
 
     def __init__(self, size: int, plus: bool) -> None:
         self.plus = plus
         self.size = size
         self.count = 0
-        self._buf = bytearray()
+        self.buffer = bytearray()
+        """The packed records so far (see the class docstring for appending to it directly)."""
 
     def add(self, name: bytes, ino: int, mode: int, next_offset: int,
             entry: EntryOut | tuple[int, ...] | None = None) -> bool:  # fmt: skip
@@ -308,7 +313,7 @@ class DirentSink:
         ``entry`` is ignored for plain READDIR.
         """
         namelen = len(name)
-        buf = self._buf
+        buf = self.buffer
         if self.plus:
             reclen = (p.DIRENTPLUS_SIZE + namelen + 7) & ~7
             if len(buf) + reclen > self.size:
@@ -330,7 +335,7 @@ class DirentSink:
     @property
     def payload(self) -> bytearray:
         """The packed entries (what the server sends)."""
-        return self._buf
+        return self.buffer
 
 
 class Notifier(Protocol):
@@ -410,8 +415,9 @@ class Operations(abc.ABC):
     # ------------------------------------------------------------------ names and attributes
 
     @abc.abstractmethod
-    async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut:
-        """The entry `name` in directory `parent` (``FileNotFoundError`` or a negative `EntryOut`).
+    async def lookup(self, ctx: RequestContext, parent: int, name: bytes) -> EntryOut | tuple[int, ...]:
+        """The entry `name` in directory `parent` (``FileNotFoundError`` or a negative `EntryOut`); the
+        entry may also be given as the values of its ``EntryOut.pack_fields()`` (cheaper on a hot path).
 
         ``.`` and ``..`` are only asked for when the kernel needs them (NFS export; not negotiated).
         """
@@ -426,6 +432,13 @@ class Operations(abc.ABC):
     @abc.abstractmethod
     async def getattr(self, ctx: RequestContext, ino: int, fh: int | None) -> AttrOut:
         """Attributes of `ino`; `fh` is the handle when the caller asked through an open file (fstat)."""
+
+    def getattr_now(self, ctx: RequestContext, ino: int) -> AttrOut | None:
+        """`getattr`, answered synchronously when that needs no waiting (attributes this file system
+        already holds and may answer with), else None (the default): the server then runs `getattr`.
+        Called on the event loop inside the server's read loop, so it must never block or await; an
+        OSError it raises is the reply."""
+        return None
 
     async def setattr(self, ctx: RequestContext, ino: int, req: SetattrRequest) -> AttrOut:
         """Change the attributes `req` names (chmod, chown, truncate, utimens) and return the new ones.

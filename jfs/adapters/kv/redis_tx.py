@@ -230,6 +230,12 @@ class RedisTx(TxWrites):
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         writes = self._writes
+        if not writes:  # the common case (a listing's attributes): one pass over the keys each way
+            values: list[bytes | None] = await self._round(b"g", [DATA + key for key in keys])
+            saw = self._reads.saw
+            for key, value in zip(keys, values, strict=True):
+                saw(key, value)
+            return values
         out: list[bytes | None] = []
         missing: list[int] = []
         for i, key in enumerate(keys):

@@ -63,12 +63,16 @@ async def readdir_page(
     if not names:
         return [], cursor
 
-    async def attrs_of(tx: Tx) -> list[Attr | None]:
-        return await store.get_attrs(tx, [child for _, child, _ in names])
+    async def attrs_of(tx: Tx) -> list[bytes | None]:
+        attr_key = keys.attr
+        return await tx.get_many([attr_key(child) for _, child, _ in names])
 
-    attrs = await m.kv.read(attrs_of)
-    full = [Entry(name, child, typ, a) for (name, child, typ), a in zip(names, attrs, strict=True)
-            if a is not None]  # fmt: skip
+    raws = await m.kv.read(attrs_of)
+    # One pass: an entry per name whose inode is still there (decoded as `store.get_attrs` does);
+    # ``tuple.__new__`` is what `Entry._make` calls, without a Python-level ``__new__`` per entry.
+    decode, new = Attr.decode, tuple.__new__
+    full = [new(Entry, (name, child, typ, decode(raw))) for (name, child, typ), raw in zip(names, raws, strict=True)
+            if raw is not None]  # fmt: skip
     return full, cursor
 
 

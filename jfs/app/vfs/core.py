@@ -24,6 +24,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -38,9 +39,11 @@ from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
 from jfs.app.vfs.control import answer_control
 from jfs.app.vfs.names import NameCache
+from jfs.app.vfs.xattrs import UNSERVED_XATTRS, XattrOps
 from jfs.app.virtual_files import (
     BY_INODE,
     CONTROL_INODE,
+    INTERNAL_INODES,
     TRASH_NAME,
     VIRTUAL_FILES,
     AccessLog,
@@ -58,9 +61,6 @@ log = structlog.get_logger("jfs.vfs")
 T = TypeVar("T")
 
 SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
-UNSERVED_XATTRS = (b"security.", b"system.posix_acl_")
-"""xattr namespaces jfs does not store (POSIX ACLs, security labels): asked for by `ls -l` on every entry."""
-INTERNAL_INODES = frozenset(BY_INODE) | {CONTROL_INODE}
 STATS_INODE = VIRTUAL_FILES[b".stats"].ino
 CONFIG_INODE = VIRTUAL_FILES[b".config"].ino
 DIR_PAGE = 4096
@@ -135,7 +135,7 @@ class DirEntry(NamedTuple):
     attr: Attr | None = None
 
 
-class VFS:
+class VFS(XattrOps):
     """The file-system API of one client of a volume (one Meta with a session, one DataPath)."""
 
     def __init__(self, meta: Meta, data: DataPath, config: VfsConfig | None = None) -> None:
@@ -285,9 +285,14 @@ class VFS:
         no more than `within` seconds ago are returned without asking the engine (`Meta.recent_dir_attr`);
         the second item is their age in seconds (0 when read now). For a face that shortens its cache's
         timeout by the age (the kernel's GETATTR after a change this mount made in the directory)."""
+        known = self.getattr_known(ctx, ino, within)
+        return known if known is not None else (await self.getattr(ctx, ino), 0.0)
+
+    def getattr_known(self, ctx: Ctx, ino: int, within: float) -> tuple[Attr, float] | None:
+        """`getattr_recent`'s hit (attributes, age), counted as a getattr; None when none. Never waits."""
         hit = None if ino in INTERNAL_INODES else self.meta.recent_dir_attr(ino, within)
         if hit is None:
-            return await self.getattr(ctx, ino), 0.0
+            return None
         self._took("getattr", ctx, lambda: str(ino), time.perf_counter())
         attr, age = hit
         return self.visible(ino, attr), age
@@ -619,34 +624,42 @@ class VFS:
 
     async def readdir(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False
                       ) -> AsyncGenerator[DirEntry, None]:
-        """The entries of an open directory from `offset` (0 = the start, then an entry's `offset`):
-        ``.``, ``..``, the root's virtual files and ``.trash``, then the stored entries in name order from
-        a snapshot taken page by page. Stop iterating at any point; resume with the last entry's offset."""
+        """`readdir_runs` an entry at a time, attributes (`plus` only) as callers see them."""
+        async with aclosing(self.readdir_runs(ctx, ino, fh, offset, plus=plus)) as runs:
+            async for first, run in runs:
+                for k, (name, child, typ, attr) in enumerate(run, first):
+                    yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and attr is not None else None)
+
+    async def readdir_runs(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False,
+                           limit: int = DIR_PAGE) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
+        """The entries of open directory `fh` from `offset` (0 = the start): ``.``, ``..``, the root's virtual
+        files and ``.trash``, then the stored ones in name order from a snapshot read page by page; as runs
+        ``(first, run)`` of at most `limit` entries, ``run[k]`` resuming at offset ``first + k``. With `plus`,
+        attributes (None: unknown) are as stored: show them through `visible`; else ignore them. Take any
+        prefix and stop (close the generator): the handle's lock is held until then."""
         d = self._dirs.get(fh)
         if d is None:
             raise FSError(errno.EBADF)
         async with d.lock:
             # Offsets: 1 = ".", 2 = "..", 3.. = position in the virtual entries then the entry list.
             if offset == 0:
-                yield DirEntry(b".", ino, FileType.DIRECTORY, 1)
+                yield 1, (Entry(b".", ino, FileType.DIRECTORY),)
                 offset = 1
             if offset == 1:
                 parent = ROOT_INODE
                 if ino not in (ROOT_INODE, self.root):
                     parent = (await self.meta.getattr(ino)).parent or ROOT_INODE
-                yield DirEntry(b"..", parent, FileType.DIRECTORY, 2)
+                yield 2, (Entry(b"..", parent, FileType.DIRECTORY),)
                 offset = 2
-            extras: list[tuple[bytes, int, FileType]] = []
+            extras: list[Entry] = []
             if ino == self.root:
-                extras = [(f.name, f.ino, FileType.REGULAR) for f in VIRTUAL_FILES.values()]
+                extras = [Entry(f.name, f.ino, FileType.REGULAR) for f in VIRTUAL_FILES.values()]
                 if ino == ROOT_INODE:  # the trash is the volume's, not a subdir's
-                    extras.append((TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
-            i = offset - 2
-            while i < len(extras):
-                name, child, typ = extras[i]
-                yield DirEntry(name, child, typ, i + 3,
-                               self.internal_attr(child) if plus and child in BY_INODE else None)
-                i += 1
+                    extras.append(Entry(TRASH_NAME, TRASH_INODE, FileType.DIRECTORY))
+                extras = [e._replace(attr=self.internal_attr(e.ino)) if plus and e.ino in BY_INODE else e
+                          for e in extras]  # fmt: skip
+            for i in range(offset - 2, len(extras), limit):
+                yield i + 3, extras[i : i + limit]
             base = 2 + len(extras)
             pos = offset - base if offset > base else 0
             while True:
@@ -659,17 +672,11 @@ class VFS:
                     else:
                         page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus)
                     d.entries.extend(page)
-                    if d.cursor is not None:
-                        # Read the next page while the caller (the kernel) takes this one in: the engine's
-                        # round trip overlaps the caller's work instead of following it.
+                    if d.cursor is not None:  # read the next page while the caller takes this one in
                         d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
-                # The entries read so far, without a lookup of `d` per entry (a listing yields thousands).
-                entries, visible = d.entries, self.visible
-                while pos < len(entries):
-                    name, child, typ, attr = entries[pos]
-                    pos += 1
-                    yield DirEntry(name, child, typ, base + pos,
-                                   visible(child, attr) if plus and attr is not None else None)
+                run = d.entries[pos : pos + limit]
+                yield base + pos + 1, run
+                pos += len(run)
 
     async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool) -> tuple[list[Entry], bytes | None]:
         return await self._timed("readdir", ctx, str(ino), self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus))
@@ -716,43 +723,6 @@ class VFS:
             check_perm(Ctx(uid=ctx.uid, gid=ctx.gid, groups=ctx.groups, check=True), attr, mask & 7)
         if mask & os.W_OK and self.config.read_only:
             raise FSError(errno.EROFS)
-
-    def _xattr_gate(self) -> None:
-        if not self.config.enable_xattr:
-            # ENOSYS (as JuiceFS without --enable-xattr): a kernel remembers it, answers EOPNOTSUPP itself
-            # and stops sending xattr requests — `ls -l` then costs no round trip per entry.
-            raise FSError(errno.ENOSYS)
-
-    async def setxattr(self, ctx: Ctx, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
-        self._xattr_gate()
-        self._writable()
-        if name.startswith(UNSERVED_XATTRS):
-            raise FSError(errno.EOPNOTSUPP, "POSIX ACLs and security labels are not supported")
-        await self._timed("setxattr", ctx, f"{ino},{name!r}", self.meta.setxattr(ino, name, value, flags, ctx))
-        self._changed(ino)
-
-    async def getxattr(self, ctx: Ctx, ino: int, name: bytes) -> bytes:
-        self._xattr_gate()
-        if ino in INTERNAL_INODES or name.startswith(UNSERVED_XATTRS):
-            raise FSError(errno.ENODATA)  # answered without a metadata round trip
-        return await self._timed("getxattr", ctx, f"{ino},{name!r}", self.meta.getxattr(ino, name, ctx))
-
-    async def getxattr_many(self, ctx: Ctx, inodes: list[int], name: bytes) -> list[bytes | None]:
-        """Attribute `name` of many inodes in one metadata round trip (None where absent or unreadable)."""
-        self._xattr_gate()
-        return await self._timed("getxattr", ctx, f"{len(inodes)} inodes,{name!r}",
-                                 self.meta.getxattr_many(inodes, name, ctx))
-
-    async def listxattr(self, ctx: Ctx, ino: int) -> Sequence[bytes]:
-        self._xattr_gate()
-        if ino in INTERNAL_INODES:
-            return []
-        return await self._timed("listxattr", ctx, str(ino), self.meta.listxattr(ino, ctx))
-
-    async def removexattr(self, ctx: Ctx, ino: int, name: bytes) -> None:
-        self._xattr_gate()
-        self._writable()
-        await self._timed("removexattr", ctx, f"{ino},{name!r}", self.meta.removexattr(ino, name, ctx))
 
     # Locks order this client's view of a file against other clients (as NFS does): what a lock holder
     # wrote is committed before the lock is released, and a lock just taken revalidates what this client
@@ -808,4 +778,4 @@ class VFS:
             await self.meta.flock(ino, owner, "U")
 
 
-__all__ = ["NOW", "VFS", "DirEntry", "Invalidator", "OpenFile", "VfsConfig"]
+__all__ = ["INTERNAL_INODES", "NOW", "UNSERVED_XATTRS", "VFS", "DirEntry", "Invalidator", "OpenFile", "VfsConfig"]
