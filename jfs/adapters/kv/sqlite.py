@@ -54,16 +54,16 @@ import queue
 import sqlite3
 import threading
 import types
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import structlog
 
 from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KVError
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KeyShape, KVError
 
-from .base import RetryingKV, TxWrites, retrying
+from .base import RetryingKV, TxWrites, paged_scan, retrying
 from .registry import BadMetaURL
 
 T = TypeVar("T")
@@ -99,6 +99,22 @@ BACKSTOP_PAGES = 10_000
 on its own thread only if the WAL grew this long (the checkpointer could not keep up)."""
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
+
+SHAPE_INDEXES = {KeyShape(14, 9, 0x43): "kv_chunk_keys"}
+"""Partial indexes of the keys of one shape (ADR 0057), created on open when missing: the chunk records
+``A<ino:8>C<indx:4>`` (`jfs.domain.keys.chunk`), which gc, fsck and compaction stream out of the inode key
+space — there among every attribute and entry (2M keys for 1M empty files, no chunk at all). SQLite keeps
+them up to date for every writer of the file, older jfs versions included; an upsert that changes a
+value only leaves them alone (the index holds the key alone)."""
+
+
+def _shape_where(shape: KeyShape) -> str:
+    """The SQL condition of `shape` (literals, as a partial index's WHERE must be matched)."""
+    return f"length(k) = {shape.length} AND substr(k, {shape.at + 1}, 1) = x'{shape.byte:02x}'"
+
+
+def _shape_index_sql(shape: KeyShape, name: str) -> str:
+    return f"CREATE INDEX IF NOT EXISTS {name} ON kv (k) WHERE {_shape_where(shape)}"
 _STOP = object()
 
 
@@ -193,6 +209,25 @@ class SqliteTx(TxWrites):
         if self._inline:
             raise _Heavy
         return self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, n))
+
+    def scan_shaped_iter(
+        self, begin: bytes, end: bytes, shape: KeyShape, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        """`ShapeScanningTx`: the pairs of [begin, end) whose key fits `shape`, filtered by SQLite — through
+        the partial index of `shape` when `SHAPE_INDEXES` has one (only those rows are visited), else by
+        a range scan that leaves the other rows in SQLite's C code."""
+        index = SHAPE_INDEXES.get(shape)
+        sql = (
+            f"SELECT k, v FROM kv {f'INDEXED BY {index}' if index else ''} WHERE {_shape_where(shape)}"
+            " AND k >= ? AND k < ? ORDER BY k LIMIT ?"
+        )
+
+        async def page(cursor: bytes, stop: bytes, n: int) -> list[tuple[bytes, bytes]]:
+            if self._inline:
+                raise _Heavy
+            return self._q(sql, (cursor, stop, n))
+
+        return paged_scan(page, begin, end, batch)
 
     async def exists(self, begin: bytes, end: bytes) -> bool:
         return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))
@@ -367,6 +402,8 @@ class SqliteKV(RetryingKV):
                         f"cannot open SQLite database {self.path}: WAL mode refused ({mode})"
                     )
                 conn.execute(_SCHEMA)
+                for shape, name in SHAPE_INDEXES.items():
+                    conn.execute(_shape_index_sql(shape, name))  # once per database: a scan of the table
             else:
                 conn.execute("PRAGMA query_only = ON")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
