@@ -370,7 +370,7 @@ class SqliteKV(RetryingKV):
         self._reads: queue.Queue[Any] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._inline: dict[tuple[int, bool], sqlite3.Connection] = {}  # (thread id, writer) -> connection
+        self._inline: dict[int, sqlite3.Connection] = {}  # thread id -> its inline connection (`_inline_connection`)
         # Inline execution is on unless JFS_SQLITE_INLINE=0 (JFS_SQLITE_INLINE_WRITES=0: reads only).
         self._inline_on = os.environ.get("JFS_SQLITE_INLINE", "1") != "0"
         self._inline_writes = self._inline_on and os.environ.get("JFS_SQLITE_INLINE_WRITES", "1") != "0"
@@ -651,7 +651,7 @@ class SqliteKV(RetryingKV):
         writer = not readonly
         inline = self._inline_writes if writer else self._inline_on
         if inline and not self._closed and not self._queued[writer]:
-            conn = self._inline_connection(writer)
+            conn = self._inline_connection()
             if conn is not None:
                 try:
                     if writer:
@@ -674,14 +674,23 @@ class SqliteKV(RetryingKV):
         finally:
             self._queued[writer] -= 1
 
-    def _inline_connection(self, writer: bool) -> sqlite3.Connection | None:
-        """This thread's inline connection (opened on first use); None if it cannot be opened."""
-        key = (threading.get_ident(), writer)
+    def _inline_connection(self) -> sqlite3.Connection | None:
+        """This thread's inline connection (opened on first use), for its read and its write bodies alike;
+        None if it cannot be opened.
+
+        One connection, not one per kind (ADR 0057): SQLite drops a connection's whole page cache when it
+        begins a transaction after *another* connection changed the database, so a read connection beside
+        the thread's write connection re-read every B-tree page from the root after each of the thread's own
+        commits (a mount's lookup after a create or rename: ~9 ``pread``s, 2× the CPU of the reads at 1M
+        files). A thread runs one body at a time to its end (`_drive`), so the two kinds never overlap on it;
+        a read body cannot write (`SqliteTx` refuses). Changes by other connections and processes still
+        reset the cache: what is read is always the database's latest committed state."""
+        key = threading.get_ident()
         conn = self._inline.get(key)
         if conn is not None:
             return conn
         try:
-            conn = self._connect(writer)
+            conn = self._connect(True)
             conn.execute("PRAGMA busy_timeout = 0")  # never wait on the caller's thread: fall back instead
         except (KVError, sqlite3.Error):
             return None
