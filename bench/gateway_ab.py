@@ -1,10 +1,12 @@
 """A/B of two jfs trees' gateways: both served at once (each from its own tree, with that tree's venv if
 it has one, each on its own SQLite + file volume), batches of the same work alternating between them, and
 the gateway's CPU seconds (utime and stime from /proc) per GiB moved for every batch. On a shared machine
-throughput says little; CPU per GiB, alternated, is the figure (ADR 0040).
+throughput says little; CPU per GiB, alternated, is the figure (ADR 0040). Without ``--settle`` a batch
+may write into page frames the batch before it freed (warm: cheap on this VM) or into cold ones (~13 s of
+system CPU per GiB, ADR 0045): which side is favoured then depends on the order.
 
 Usage:  .venv/bin/python bench/gateway_ab.py --mode put8|put1|get1|get8|multipart [--pairs 4]
-        [--objects 24] [--mib 256] NAME=TREE [NAME=TREE ...]
+        [--objects 24] [--mib 256] [--settle S] NAME=TREE [NAME=TREE ...]
 e.g.    git worktree add --detach /tmp/base main  (and a venv there), then
         .venv/bin/python bench/gateway_ab.py --mode put8 base=/tmp/base new=.
 """
@@ -147,6 +149,8 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=4)
     p.add_argument("--objects", type=int, default=24)
     p.add_argument("--mib", type=int, default=256)
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds to wait before each batch: memory the previous batch freed goes cold (ADR 0052)")
     p.add_argument("sides", nargs="+")
     args = p.parse_args()
     sides = [s.split("=", 1) for s in args.sides]
@@ -168,6 +172,7 @@ def main() -> None:
             order = names if i % 2 == 0 else names[::-1]
             for name in order:
                 pid = procs[name][0].pid
+                time.sleep(args.settle)
                 u0, s0 = cpu(pid)
                 c0, m0 = switches(pid), faults(pid)
                 t0 = time.perf_counter()

@@ -14,7 +14,7 @@ The clients are boto3 in threads of this process (path-style, SigV4). Rows:
   gateway process's peak RSS during it (MiB, sampled every 50 ms from /proc);
 * ListObjectsV2 of `--list-keys` keys, 1000 a page (keys/s).
 
-``--only get8`` runs one row, GET of 4 MiB objects with 8 clients (`--repeat` passes over the objects
+``--only get8`` runs one row (``--only multipart,put8``: those rows, in that order, on one gateway), GET of 4 MiB objects with 8 clients (`--repeat` passes over the objects
 after one 8-client PUT of them), and adds the gateway process's CPU seconds per GiB served (utime +
 stime from /proc): on a shared machine CPU per byte is steadier than throughput (``--only get1``: one
 client). ``--only put8``: the
@@ -174,12 +174,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds a process (all its threads) has used."""
+def cpu_split(pid: int) -> tuple[float, float, int]:
+    """(user, system) CPU seconds a process (all its threads) has used, and its minor page faults."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     tck = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tck, int(fields[12]) / tck
+    return int(fields[11]) / tck, int(fields[12]) / tck, int(fields[7])
 
 
 def run_get(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, clients: int = 8) -> dict[str, float]:
@@ -195,11 +195,13 @@ def run_get(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, clie
     return {f"GET 4 MiB, {clients} client(s) (MiB/s)": len(jobs) * 4 / t, "gateway CPU per GiB served (s)": cpu / gib}
 
 
-def _cpu_rows(pid: int, gib: float, before: tuple[float, float]) -> dict[str, float]:
-    """The gateway's CPU seconds per GiB received since `before` (a `cpu_split`), user and system apart."""
-    user, system = cpu_split(pid)
+def _cpu_rows(pid: int, gib: float, before: tuple[float, float, int]) -> dict[str, float]:
+    """The gateway's CPU seconds per GiB received since `before` (a `cpu_split`), user and system apart, and
+    its minor page faults per MiB (first touches of fresh memory: ADR 0045, 0052)."""
+    user, system, faults = cpu_split(pid)
     return {"gateway CPU per GiB received (s)": (user - before[0] + system - before[1]) / gib,
-            "  of which user (s)": (user - before[0]) / gib, "  of which system (s)": (system - before[1]) / gib}
+            "  of which user (s)": (user - before[0]) / gib, "  of which system (s)": (system - before[1]) / gib,
+            "  minor faults per MiB": (faults - before[2]) / gib / 1024}
 
 
 def run_put(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, clients: int = 8) -> dict[str, float]:
@@ -258,15 +260,27 @@ def _multipart(s3: Any, bucket: str, mib: int) -> float:
     return time.perf_counter() - start
 
 
+ONLY = ("get8", "get1", "put8", "put1", "multipart")
+
+
+def run_only(endpoint: str, bucket: str, pid: int, args: argparse.Namespace, only: str) -> dict[str, float]:
+    """One `--only` row (with its CPU rows) on the gateway at `endpoint`."""
+    if only in ("get8", "get1"):
+        return run_get(endpoint, bucket, pid, args, int(only[3:]))
+    if only in ("put8", "put1"):
+        return run_put(endpoint, bucket, pid, args, int(only[3:]))
+    return run_multipart(endpoint, bucket, pid, args)
+
+
 def run(endpoint: str, bucket: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
-    if args.only in ("get8", "get1"):
-        return run_get(endpoint, bucket, pid, args, int(args.only[3:]))
-    if args.only in ("put8", "put1"):
-        return run_put(endpoint, bucket, pid, args, int(args.only[3:]))
-    if args.only == "multipart":
-        return run_multipart(endpoint, bucket, pid, args)
+    if args.only:
+        rows: dict[str, float] = {}
+        for only in args.only.split(","):
+            rows.update({k if k.endswith("(MiB/s)") or k.endswith("(MiB)") else f"{k} [{only}]": v
+                         for k, v in run_only(endpoint, bucket, pid, args, only).items()})
+        return rows
     s3 = _client(endpoint)
-    rows: dict[str, float] = {}
+    rows = {}
     n = args.objects
     for clients in (1, 8):
         keys = [f"big{clients}/{i}" for i in range(n)]
@@ -306,11 +320,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternate the two gateways this many times")
     p.add_argument("--workdir", default="")
     p.add_argument("--juicefs", default=str(Path(sys.executable).with_name("juicefs")))
-    p.add_argument("--only", choices=["get8", "get1", "put8", "put1", "multipart"], default=None, help="run one row only (see above)")
+    p.add_argument("--only", default=None, help=f"run these rows only, comma-separated (of {', '.join(ONLY)}; see above)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the objects for --only get8 / put8 / put1; uploads for --only multipart")
     p.add_argument("--settle", type=float, default=0.0, help="seconds to wait after a gateway starts, before its rows")
     p.add_argument("--gateways", default="jfs,JuiceFS", help="comma-separated: jfs, JuiceFS or both")
     args = p.parse_args()
+    if args.only and not set(args.only.split(",")) <= set(ONLY):
+        p.error(f"--only takes a comma-separated list of {', '.join(ONLY)}")
     global SETTLE
     SETTLE = args.settle
     sides = [g for g in ("jfs", "JuiceFS") if g in args.gateways.split(",")]

@@ -19,7 +19,9 @@ work directory; the workloads run one after the other on that mount:
   only; the CPU of the workload includes its read phase).
 
 Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wall time, CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
-+ stime, before and after; user alone too), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
++ stime, before and after; user and system alone too), its minor page faults per GiB (``minflt``: each
+is a page the mount touched for the first time since it was mapped — on a VM whose balloon took freed
+pages back, the main cost of system CPU), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``).
@@ -52,10 +54,15 @@ def _mounted(path: str) -> bool:
 
 def cpu_s(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of process `pid` so far."""
+    return counters(pid)[:2]
+
+
+def counters(pid: int) -> tuple[float, float, int]:
+    """(user CPU s, system CPU s, minor page faults) of process `pid` so far (``/proc/PID/stat``)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    return int(fields[11]) / tick, int(fields[12]) / tick, int(fields[7])
 
 
 def hwm_mib(pid: int) -> float:
@@ -182,7 +189,7 @@ def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str
             pid = proc.pid if tree != "juicefs" else juicefs_worker(proc.pid)
             for w in args.workloads.split(","):
                 reset_hwm(pid)
-                c0, t0 = cpu_s(pid), time.monotonic()
+                c0, t0 = counters(pid), time.monotonic()
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -202,11 +209,13 @@ def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str
                 else:
                     raise SystemExit(f"unknown workload {w}")
                 out[f"{w} wall s"] = time.monotonic() - t0
-                (u0, s0), (u1, s1) = c0, cpu_s(pid)
+                (u0, s0, f0), (u1, s1, f1) = c0, counters(pid)
                 if WORKLOADS[w]:
                     gib = WORKLOADS[w] * MiB / GiB
                     out[f"{w} CPU s/GiB"] = (u1 + s1 - u0 - s0) / gib
                     out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
+                    out[f"{w} sys CPU s/GiB"] = (s1 - s0) / gib
+                    out[f"{w} minor faults/GiB"] = (f1 - f0) / gib
                 elif ops:
                     out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)

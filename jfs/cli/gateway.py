@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import structlog
 
 from jfs.adapters.fuse.collector import settle_for_serving
+from jfs.adapters.objects import file_pages
 from jfs.adapters.s3gw.server import Gateway, GatewayConfig, start_server
 from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
@@ -202,5 +203,7 @@ def run_foreground(args: GatewayArgs) -> None:
     from jfs.cli.mount import GIL_SWITCH_INTERVAL
 
     fix_mmap_threshold()
+    # A big upload reuses the page frames of its older blocks (ADR 0052); $JFS_FILE_KEEP_WRITTEN_MIB=0: off.
+    os.environ.setdefault(file_pages.KEEP_ENV, str(file_pages.GATEWAY_KEEP_MIB))
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     asyncio.run(serve(args))

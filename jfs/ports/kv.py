@@ -203,6 +203,35 @@ class ShapeScanningTx(Protocol):
     ) -> AsyncIterator[tuple[bytes, bytes]]: ...
 
 
+class AppendingTx(Protocol):
+    """Offered by a `Tx` that can append to a value at commit at a cost independent of the value's length
+    (Redis: STRLEN + APPEND inside the commit script; ADR 0055). `append(key, suffix, at)` joins the commit:
+    it fails with ConflictError (and the body is retried) unless `key`'s value is then exactly `at` bytes
+    long (0: absent or empty), and otherwise sets it to that value + `suffix`, atomically with the rest.
+
+    What the body observed of `key` is its length only: the transaction stays serializable (it read "`key`
+    has `at` bytes" and wrote "`key` + `suffix`"), but a rewrite of `key` that keeps its length is not a
+    conflict — a caller uses it where every such rewrite leaves an equivalent value (a chunk compaction) or
+    changes something else the body read. Reads of `key` earlier in the body are validated as usual; the
+    body must not append to a key it put, deleted or range-deleted, nor read, scan, put, delete, add to or
+    range-delete `key` after appending to it (EngineError).
+    Several appends to one key in a body join (the first `at` holds)."""
+
+    def append(self, key: bytes, suffix: bytes, at: int) -> None: ...
+
+
+@runtime_checkable
+class RangeReadingKV(Protocol):
+    """Offered by an engine that reads many key ranges in one round trip (Redis: one script call), for the
+    offline tools that read every inode's records (dump). ``read_ranges`` returns the pairs of each
+    ``[begin, end)``, ascending, at most `limit` per range (one that returns `limit` may hold more). Each
+    range is read consistently (Redis: up to 2,000 ranges of a call from one state), outside any
+    transaction: the ranges take no part in conflict detection, as with `Tx.scan_iter`."""
+
+    async def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
+                          limit: int) -> list[list[tuple[bytes, bytes]]]: ...
+
+
 class KV(Protocol):
     """A connected metadata engine."""
 

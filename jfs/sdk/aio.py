@@ -23,6 +23,8 @@ from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.bootstrap import Client, ClientOptions, open_client
 from jfs.domain.attrs import ROOT_INODE, Attr, FileType, is_trash_inode
 from jfs.domain.errors import FSError
+from jfs.sdk.async_files import AsyncFile, AsyncTextFile
+from jfs.sdk.errors import os_error
 from jfs.sdk.modes import parse_mode
 from jfs.sdk.stat import stat_result
 
@@ -148,8 +150,7 @@ class AsyncClient:
         try:
             return await run()
         except FSError as exc:
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno or errno.EIO),
-                          None if path is None else fspath(path), None, None if path2 is None else fspath(path2)) from None
+            raise os_error(exc, path, path2) from None
 
     # ------------------------------------------------------------------ resolution
 
@@ -437,12 +438,13 @@ class AsyncClient:
     async def open(self, path: PathLike, mode: str = "r", buffering: int = -1, encoding: str | None = None,
                    errors: str | None = None, newline: str | None = None, *, perm: int = 0o666) -> Any:
         """Open a file like the built-in `open()`; returns an `AsyncFile` (binary) or `AsyncTextFile`."""
-        from jfs.sdk.async_files import AsyncFile, AsyncTextFile
-
         m = parse_mode(mode)
         if m.binary and (encoding is not None or errors is not None or newline is not None):
             raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
-        ino, fh = await self._call(path, lambda: self._open_handle(path, m.flags, perm))
+        try:
+            ino, fh = await self._open_handle(path, m.flags, perm)
+        except FSError as exc:
+            raise os_error(exc, path) from None
         f = AsyncFile(self, fspath(path), ino, fh, m)
         if m.binary:
             return f
@@ -510,8 +512,6 @@ class AsyncClient:
         whose engine read the open reuses (a small file: two metadata reads, not three). The content is
         None for anything else, and when opening or reading fails (a `read_bytes` then says why); errors
         of the stat are raised as by `stat`."""
-        from jfs.sdk.async_files import AsyncFile
-
         names = self.client.vfs.names
         stored = names.stored if names is not None else 0
         ino, attr = await self._call(path, lambda: self._resolve(path))

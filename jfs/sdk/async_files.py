@@ -10,11 +10,14 @@ import fcntl
 import os
 from typing import TYPE_CHECKING, Any
 
+from jfs.domain.errors import FSError
 from jfs.domain.locks import F_RDLCK, F_UNLCK, F_WRLCK, MAX_END
+from jfs.sdk.errors import os_error
 from jfs.sdk.modes import OpenMode
 
 if TYPE_CHECKING:
     from jfs.sdk.aio import AsyncClient
+
 
 READ_CHUNK = 4 << 20
 
@@ -141,15 +144,29 @@ class AsyncFile:
         if self.closed:
             return
         self.closed = True
-        vfs, ctx = self._c.client.vfs, self._c.ctx
-        await self._c._call(self.name, lambda: vfs.close(ctx, self.ino, self.fh, self._c._lock_owner, self.fh))
+        c = self._c
+        try:
+            await c.client.vfs.close(c.ctx, self.ino, self.fh, c._lock_owner, self.fh)
+        except FSError as exc:
+            raise os_error(exc, self.name) from None
 
     async def write_close(self, chunks: list[bytes]) -> None:
         """`write` each chunk, then `close` (closed even when a write fails; the write's error wins): the
         sync SDK's buffered files end with this, one hand-off to the loop instead of one per call."""
         try:
-            for chunk in chunks:
-                await self.write(chunk)
+            if chunks and not self.closed and self.mode.writable and not self.mode.append:
+                # `write`'s work without its layers (one coroutine per chunk instead of three)
+                c = self._c
+                vfs, ctx = c.client.vfs, c.ctx
+                try:
+                    for chunk in chunks:
+                        self.pos += await vfs.write(ctx, self.ino, self.fh, self.pos,
+                                                    chunk if type(chunk) is bytes else bytes(chunk), owned=True)
+                except FSError as exc:
+                    raise os_error(exc, self.name) from None
+            else:
+                for chunk in chunks:
+                    await self.write(chunk)
         finally:
             await self.close()
 

@@ -74,18 +74,18 @@ async def test_a_change_by_this_client_drops_the_guess(two_clients: tuple[Meta, 
 def test_tails_hand_out_a_guess_once_and_pause_after_a_miss() -> None:
     t = CommitTails()
     assert t.take(1, 0) is None
-    t.keep(1, 0, b"attr", b"chunk")
+    t.keep(1, 0, b"attr", 240)
     assert t.take(1, 1) is None  # another chunk: no guess
-    assert t.take(1, 0) == (b"attr", b"chunk")
+    assert t.take(1, 0) == (b"attr", 240)
     assert t.take(1, 0) is None  # handed out once
-    t.keep(1, 0, b"attr", b"chunk")
+    t.keep(1, 0, b"attr", 240)
     t.missed(1)
     for _ in range(MISS_PAUSE):
-        t.keep(1, 0, b"attr", b"chunk")
+        t.keep(1, 0, b"attr", 240)
         assert t.take(1, 0) is None
-    t.keep(1, 0, b"attr", b"chunk")
-    assert t.take(1, 0) == (b"attr", b"chunk")
-    t.keep(2, 0, b"a", b"c")
+    t.keep(1, 0, b"attr", 240)
+    assert t.take(1, 0) == (b"attr", 240)
+    t.keep(2, 0, b"a", 24)
     t.forget((2,))
     assert t.take(2, 0) is None
 

@@ -67,3 +67,20 @@ async def test_a_background_compaction_runs_freely_when_the_foreground_is_quiet(
         assert vol.dp.compactor.compacted == 1 and vol.dp.pacer.waits == 0
     finally:
         await vol.close()
+
+
+async def test_reads_answered_at_once_count_as_foreground() -> None:
+    """`read_now` (the FUSE loop's cached READs, ADR 0038) touches the pacer like `read`: a read phase
+    served entirely from the caches keeps a background compaction paced (ADR 0055)."""
+    vol, ino = await _fragmented_volume()
+    try:
+        dp = vol.dp
+        h = await dp.open(ino)
+        await dp.read(h, 0, 4 * BS)
+        await asyncio.sleep(dp.pacer.quiet)
+        assert not dp.pacer.busy()
+        dp.read_now(h, BS + 50, 100)  # answered or not (this chunk wants compacting: `read` takes it)
+        assert dp.pacer.busy()
+        await dp.release(h)
+    finally:
+        await vol.close()

@@ -205,6 +205,55 @@ def test_arena_pool_reuses_an_arena_only_once_no_view_of_it_is_left() -> None:
     assert pool.take() is not a
 
 
+def test_arena_pool_keeps_more_than_keep_while_the_budget_has_room_for_them() -> None:
+    room = [64]
+    pool = ArenaPool(16, keep=1, room=lambda: room[0])
+    arenas = [pool.take() for _ in range(6)]
+    for a in arenas:
+        pool.give(a)
+    assert pool.idle == 4  # 4 x 16 bytes of room (the first within `keep` anyway)
+    taken = [pool.take() for _ in range(4)]
+    assert all(any(t is a for a in arenas) for t in taken)  # reused, not new
+    room[0] = 0  # the budget is full: only `keep` stay idle
+    for t in taken:
+        pool.give(t)
+    assert pool.idle == 1
+
+
+def test_write_budget_room_counts_the_writers_and_the_shared_cache() -> None:
+    cache: MemoryCache[tuple[int, int]] = MemoryCache(100)
+    budget = WriteBudget(300, lambda: None, shared=cache)
+    budget.add(120)
+    cache.put((1, 0), b"x" * 50)
+    assert budget.room() == 300 - 120 - 50
+    budget.add(200)
+    assert budget.room() < 0
+
+
+async def test_writes_wait_while_the_upload_backlog_is_full(spy: SpyStore) -> None:
+    """Blocks handed to the uploader and not stored count against `max_uploads + upload_backlog` blocks:
+    beyond that a write waits (and no placed write is offered) until uploads finish (ADR 0053)."""
+    vol = await _volume(spy, max_uploads=1, upload_backlog=1)
+    try:
+        ino = await vol.new_file(b"backlog")
+        h = await vol.dp.open(ino, os.O_WRONLY)
+        bs = vol.dp.blocks.block_size
+        gate = spy.gate(f"_{bs}")  # every full block's upload waits
+        data = os.urandom(3 * bs)
+        await vol.dp.write(h, 0, data[: 2 * bs])  # two full blocks handed over: the backlog is full
+        assert vol.dp.write_target(h, 2 * bs) is None
+        third = asyncio.ensure_future(vol.dp.write(h, 2 * bs, data[2 * bs :]))
+        await asyncio.sleep(0.05)
+        assert not third.done()
+        gate.set()
+        await asyncio.wait_for(third, 5)
+        await vol.dp.flush(h)
+        assert await vol.dp.read(h, 0, len(data)) == data
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
 async def test_write_target_offers_the_blocks_free_space_of_a_sequential_writer(
         vol: DataVolume, spy: SpyStore) -> None:
     ino = await vol.new_file(b"placed")

@@ -259,6 +259,28 @@ def test_reader_events_of_example() -> None:
     ]
 
 
+def test_leaf_fast_path_reads_what_the_general_path_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaves with escaped names, ``attr`` not first, a directory's ``attr`` followed by entries, compact
+    and indented JSON: the events are the same with `DumpReader._leaf_entry` on and off."""
+    doc = json.loads(_example())
+    entries = doc["FSTree"]["entries"]
+    leaf = entries["hard1"]
+    entries['q"uo\\te/\u00e9'] = leaf
+    entries["late-attr"] = {"xattrs": leaf["xattrs"], "attr": leaf["attr"]}
+    entries["empty"] = {"attr": dict(leaf["attr"], type="directory"), "entries": {}}
+    texts = [json.dumps(doc, indent=2), json.dumps(doc, separators=(",", ":")), _example()]
+    fast = [events_of(t, n) for t in texts for n in (7, 1 << 16)]
+    monkeypatch.setattr(DumpReader, "_leaf_entry", lambda self, comma: None)
+    assert fast == [events_of(t, n) for t in texts for n in (7, 1 << 16)]
+
+
+def test_leaf_with_entries_is_an_error() -> None:
+    doc = json.loads(_example())
+    doc["FSTree"]["entries"]["x"] = {"attr": doc["FSTree"]["entries"]["hard1"]["attr"], "entries": {}}
+    with pytest.raises(DumpFormatError, match="has entries but is not a directory"):
+        events_of(json.dumps(doc))
+
+
 def test_reader_accepts_sorted_keys_and_compact_json() -> None:
     doc = json.loads(_example())
     doc["FSTree"]["xattrs"] = [{"name": "user.a", "value": "b"}]

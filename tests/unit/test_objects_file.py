@@ -456,3 +456,117 @@ async def test_a_small_range_in_the_page_cache_is_read_without_a_thread_hop(tmp_
             await store.get("v/missing", 0, 10)
     finally:
         await store.close()
+
+
+async def _pool_filled(store: FileStore) -> None:
+    """Wait until the store's pool of unnamed temp files has been topped up (ADR 0051)."""
+    import asyncio
+
+    for _ in range(file_mod.TEMP_POOL_START):
+        fd = store._temps.take()  # the first refill starts at the TEMP_POOL_START-th take
+        if fd is not None:
+            os.close(fd)
+    for _ in range(500):
+        if len(store._temps._fds) >= file_mod.TEMP_POOL_SIZE - 1 and not store._temps._filling:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the temp-file pool was not filled")
+
+
+async def test_small_puts_take_unnamed_files_opened_ahead(
+    store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
+) -> None:
+    if temps != "unnamed":
+        pytest.skip("the pool holds unnamed files only")
+    await _pool_filled(store)
+    opened: list[str] = []
+    real_open = os.open
+
+    def spying_open(path: Any, flags: int, *a: Any, **k: Any) -> int:
+        opened.append(threading.current_thread().name)
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", spying_open)
+    left = len(store._temps._fds)
+    await store.put("vol/chunks/0/0/1_0_4096", b"s" * 4096)
+    await store.put("vol/chunks/0/0/1_0_4096", b"t" * 4096)  # an overwrite through a pooled file too
+    assert threading.current_thread().name not in opened  # no file made on the caller's thread
+    assert len(store._temps._fds) == left - 2
+    assert await store.get("vol/chunks/0/0/1_0_4096") == b"t" * 4096
+    assert _all_files(tmp_path / "bucket") == ["vol/chunks/0/0/1_0_4096"]
+    await store.close()
+    assert not store._temps._fds  # closed: the kernel frees the unnamed files
+
+
+async def test_a_failed_put_through_a_pooled_file_leaves_nothing(
+    store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
+) -> None:
+    if temps != "unnamed":
+        pytest.skip("the pool holds unnamed files only")
+    await store.put("k/obj", b"old")
+    await _pool_filled(store)
+    _break_writes(monkeypatch)
+    with pytest.raises(ObjectStoreError, match="No space left"):
+        await store.put("k/obj", b"new" * 100)
+    with pytest.raises(ObjectStoreError, match="No space left"):
+        await store.put("k/other", b"new" * 100)
+    assert await store.get("k/obj") == b"old"
+    assert _all_files(tmp_path / "bucket") == ["k/obj"]
+
+
+async def test_a_link_to_another_file_system_turns_the_pool_off(
+    store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
+) -> None:
+    if temps != "unnamed":
+        pytest.skip("the pool holds unnamed files only")
+    await _pool_filled(store)
+    real_link = os.link
+    calls = [0]
+
+    def cross_device_once(src: Any, dst: Any, **kw: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst, **kw)
+
+    monkeypatch.setattr(os, "link", cross_device_once)
+    await store.put("a/b", b"payload")
+    assert store._temps.usable is False
+    assert await store.get("a/b") == b"payload"
+    assert _all_files(tmp_path / "bucket") == ["a/b"]
+
+
+async def test_missing_directories_are_made_for_a_pooled_put(store: FileStore, tmp_path: Path, temps: str) -> None:
+    if temps == "unnamed":
+        await _pool_filled(store)
+    await store.put("new/deep/dir/key", b"v")
+    assert (tmp_path / "bucket/new/deep/dir/key").read_bytes() == b"v"
+    with pytest.raises(ObjectStoreError, match="a prefix of it is an object"):
+        await store.put("new/deep/dir/key/below", b"w")
+
+
+async def test_a_forked_child_never_uses_its_parents_pooled_files(store: FileStore, temps: str) -> None:
+    if temps != "unnamed":
+        pytest.skip("the pool holds unnamed files only")
+    await _pool_filled(store)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        fd = store._temps.take()
+        os.write(w, b"none" if fd is None else b"fd")
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 10)
+    os.close(r)
+    os.waitpid(pid, 0)  # noqa: ASYNC222 - the child has exited (it wrote and left)
+    assert child == b"none"
+    assert store._temps.take() is not None  # the parent's are still its own
+
+
+async def test_the_pool_is_first_filled_after_a_few_puts(store: FileStore, temps: str) -> None:
+    if temps != "unnamed":
+        pytest.skip("the pool holds unnamed files only")
+    for i in range(file_mod.TEMP_POOL_START - 1):
+        await store.put(f"k/{i}", b"x")
+    assert not store._temps._filling and not store._temps._fds  # a command that puts little: no pool
+    await _pool_filled(store)

@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -244,3 +245,40 @@ async def test_cached_resolution_reads_only_fresh_entries(vfs: VFS) -> None:
     assert paths.cached("/g") is not None
     await asyncio.sleep(0.1)
     assert paths.cached("/g") is None and len(expiring._entries) > 0  # expired, and nothing dropped by a peek
+
+
+async def test_a_parent_answered_from_the_name_cache_is_what_the_walk_answers(
+    vfs: VFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`resolve_parent` skips the walk only where the cache holds every step as a directory (ADR 0051)."""
+    vfs.names = NameCache(60, 60)
+    ctx = vfs.ctx()
+    paths = PathResolver(vfs)
+    a, _ = await vfs.mkdir(ctx, ROOT_INODE, b"a", 0o755)
+    b, _ = await vfs.mkdir(ctx, a, b"b", 0o755)
+    await vfs.symlink(ctx, a, b"lb", b"b")
+    ino, _, f = await vfs.create(ctx, b, b"f", 0o644, os.O_WRONLY)
+    await vfs.release(ctx, ino, f.fh)
+    walks = [0]
+    real_walk = paths._walk
+
+    async def counted(*a: Any, **kw: Any) -> Any:
+        walks[0] += 1
+        return await real_walk(*a, **kw)
+
+    monkeypatch.setattr(paths, "_walk", counted)
+    assert await paths.resolve_parent(ctx, "/a/b/new") == (b, b"new")  # not cached yet: walked
+    assert walks[0] == 1
+    assert await paths.resolve_parent(ctx, "a//./b/new") == (b, b"new")  # cached: no walk
+    assert await paths.resolve_parent(ctx, "/top") == (ROOT_INODE, b"top")
+    assert walks[0] == 1
+    assert await paths.resolve_parent(ctx, "/a/lb/new") == (b, b"new")  # a symlink on the way: walked
+    assert await paths.resolve_parent(ctx, "/a/b/../b/new") == (b, b"new")  # '..': walked
+    assert walks[0] == 3
+    with pytest.raises(FSError) as e:
+        await paths.resolve_parent(ctx, "/a/b/f/new")  # a file on the way: the walk says ENOTDIR
+    assert e.value.errno == errno.ENOTDIR
+    await vfs.rename(ctx, a, b"b", ROOT_INODE, b"c")
+    with pytest.raises(FSError) as e:
+        await paths.resolve_parent(ctx, "/a/b/new")  # the entry went with the rename: walked, ENOENT
+    assert e.value.errno == errno.ENOENT

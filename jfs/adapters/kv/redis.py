@@ -16,7 +16,7 @@ EngineError. Redis Cluster is not supported (the scripts touch keys they do not 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,7 +24,7 @@ import structlog
 
 from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable
 
-from . import redis_lua
+from . import redis_batch, redis_lua
 from .base import RetryingKV, redact_url, retrying
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
@@ -89,7 +89,9 @@ class RedisKV(RetryingKV):
         return EngineError(f"Redis at {self._address} replied with an error: {msg}")
 
     async def _load_scripts(self) -> None:
-        for name, source in (("read", redis_lua.READ), ("commit", redis_lua.COMMIT), ("follow", redis_lua.FOLLOW)):
+        scripts = (("read", redis_lua.READ), ("commit", redis_lua.COMMIT), ("follow", redis_lua.FOLLOW),
+                   *redis_batch.SCRIPTS)
+        for name, source in scripts:
             self._sha[name] = await self._call(b"SCRIPT", b"LOAD", source)
 
     async def _check_layout(self) -> None:
@@ -184,6 +186,11 @@ class RedisKV(RetryingKV):
     def read(self, body: Callable[[Any], Awaitable[T]], *,
              max_retries: int = DEFAULT_MAX_RETRIES) -> Coroutine[Any, Any, T]:
         return self._run(body, True, max_retries)
+
+    def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
+                    limit: int) -> Coroutine[Any, Any, list[list[tuple[bytes, bytes]]]]:
+        """`RangeReadingKV.read_ranges`: one atomic script call per batch (`redis_batch`)."""
+        return redis_batch.read_ranges(self, ranges, limit)
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

@@ -21,12 +21,14 @@ READ — ARGV: np, nr, op, nx, [scan arguments], nx data keys, np data keys, np 
     op 's'  scan arguments: begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
                                               -> {digest or '', k1, v1, k2, v2, ...} ({digest, k1, ...} keys only)
 
-COMMIT — ARGV: np, nr, nw, nd, na, nc, nw (DK, value), nw (0, K), nd DK, nd K, na DK, np data keys,
-               na (K, delta), nc (begin, end), np (mode, expected), nr ranges
-    -> 1 after deleting every key of the nc cleared ranges [begin, end), then applying deletes, puts and
+COMMIT — ARGV: np, nr, nw, nd, na, nc, nq, nw (DK, value), nw (0, K), nd DK, nd K, na DK, np data keys,
+               na (K, delta), nc (begin, end), np (mode, expected), nr ranges, nq (DK, K, at, suffix)
+    -> 1 after deleting every key of the nc cleared ranges [begin, end), then applying deletes, puts,
     blind adds (8-byte little-endian counters; an add applies on top of a put or delete of the same key in
-    the transaction). Everything that can fail is checked before the first write, because a script that
-    fails half-way is not rolled back.
+    the transaction) and the nq appends (APPEND of `suffix` to DK, K indexed when `at` is 0). An append is
+    checked by length only — STRLEN(DK) == at, a bulk string naming it otherwise — so its cost does not grow
+    with the value (a chunk's slice records, ADR 0055). Everything that can fail is checked before the first
+    write, because a script that fails half-way is not rolled back.
 
 FOLLOW — ARGV: source, start, stop, prefix, suffix, reverse, then nx data keys -> as READ's op 'f' with
     nothing to validate (the first round of a transaction: a LOOKUP's only one). A script of its own
@@ -192,7 +194,8 @@ COMMIT = (
     + r"""
 local np, nr = tonumber(ARGV[1]), tonumber(ARGV[2])
 local nw, nd, na, nc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local puts = 7
+local nq = tonumber(ARGV[7])
+local puts = 8
 local index = puts + 2 * nw
 local dks = index + 2 * nw
 local dels = dks + nd
@@ -203,6 +206,13 @@ local m = clears + 2 * nc
 local stored = call_argv('MGET', nil, adks, adds - 1)  -- the counters' values, then the points'
 local ok = validate(stored, na, np, m, nr, m + 2 * np)
 if ok ~= true then return ok end
+local appends = m + 2 * np + 5 * nr
+local appends_end = appends + 4 * nq - 1
+for x = appends, appends_end, 4 do
+  if redis.call('STRLEN', ARGV[x]) ~= tonumber(ARGV[x + 2]) then
+    return 'appended key #' .. ((x - appends) / 4 + 1) .. ' changed length'
+  end
+end
 
 local counters, fresh = {}, {}
 if na > 0 then
@@ -248,6 +258,10 @@ end
 if na > 0 then
   call_list('MSET', nil, counters)
   call_list('ZADD', 'i', fresh)
+end
+for x = appends, appends_end, 4 do
+  redis.call('APPEND', ARGV[x], ARGV[x + 3])
+  if ARGV[x + 2] == '0' then redis.call('ZADD', 'i', 0, ARGV[x + 1]) end
 end
 return 1
 """

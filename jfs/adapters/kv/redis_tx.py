@@ -11,7 +11,8 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
   the last round the body has seen one state.
   A failed check raises ConflictError at once and the caller's retry loop re-runs the body.
 * Writes are buffered (read-your-writes by overlaying the buffer); `add`s are buffered separately, and so
-  are `delete_range`s (`RangeDeletingTx`: the COMMIT script deletes those ranges, no scan round trip).
+  are `delete_range`s (`RangeDeletingTx`: the COMMIT script deletes those ranges, no scan round trip) and
+  `append`s (`AppendingTx`: checked by the value's length, then APPENDed by the COMMIT script, ADR 0055).
 * `finish()` commits. A body without puts/deletes needs no round trip for its reads (blind adds are
   applied without validation, as the port allows). Otherwise the COMMIT script re-validates the read set
   and, only if it holds, applies puts, deletes and adds atomically.
@@ -132,25 +133,31 @@ class ReadSet:
 
     def commit_args(
         self, validate: bool, nw: int, nd: int, na: int, writes: tuple[Any, ...], adds: tuple[Any, ...],
-        cleared: tuple[bytes, ...] = (),
+        cleared: tuple[bytes, ...] = (), appends: tuple[Any, ...] = (),
     ) -> tuple[int, bytes]:
         """(count, packed arguments) of the COMMIT script: `writes` are the sections up to the counters'
-        data keys, `adds` the (key, delta) pairs, `cleared` the (begin, end) pairs of deleted ranges."""
+        data keys, `adds` the (key, delta) pairs, `cleared` the (begin, end) pairs of deleted ranges,
+        `appends` the (data key, key, expected length, suffix) groups."""
         nc = len(cleared) // 2
+        nq = len(appends) // 4
         if not validate:
-            tail = (*writes, *adds, *cleared)
-            return 6 + len(tail), bulks((0, 0, nw, nd, na, nc, *tail))
+            tail = (*writes, *adds, *cleared, *appends)
+            return 7 + len(tail), bulks((0, 0, nw, nd, na, nc, nq, *tail))
         self._pack()
         np = len(self.values)
-        head = bulks((np, self.ranges, nw, nd, na, nc, *writes))
-        count = 6 + len(writes) + len(adds) + len(cleared) + 3 * np + 5 * self.ranges
-        return count, b"".join((head, self._keys, bulks((*adds, *cleared)), self._expect, self._scans))
+        head = bulks((np, self.ranges, nw, nd, na, nc, nq, *writes))
+        count = 7 + len(writes) + len(adds) + len(cleared) + len(appends) + 3 * np + 5 * self.ranges
+        return count, b"".join(
+            (head, self._keys, bulks((*adds, *cleared)), self._expect, self._scans, bulks(appends))
+        )
 
 
 class RedisTx(TxWrites):
     """The `Tx` of the Redis adapter; see the module docstring."""
 
-    __slots__ = ("_kv", "_readonly", "_writes", "_adds", "_cleared", "_sorted", "_reads", "_rounds", "_overlap")
+    __slots__ = (
+        "_kv", "_readonly", "_writes", "_adds", "_cleared", "_appends", "_sorted", "_reads", "_rounds", "_overlap",
+    )
 
     def __init__(self, kv: RedisKV, readonly: bool) -> None:
         self._kv = kv
@@ -158,6 +165,7 @@ class RedisTx(TxWrites):
         self._writes: dict[bytes, bytes | None] = {}  # buffered puts; None = delete
         self._adds: dict[bytes, int] = {}
         self._cleared: list[tuple[bytes, bytes]] = []  # delete_range()s, applied by the commit
+        self._appends: dict[bytes, tuple[int, bytes]] = {}  # append()s: key -> (expected length, suffix)
         self._sorted: list[bytes] | None = None  # the buffered keys in order, built when a scan needs them
         self._reads = ReadSet()
         self._rounds = 0  # read rounds in flight
@@ -168,6 +176,8 @@ class RedisTx(TxWrites):
         read yet, else the READ script validating everything read so far."""
         if self._cleared:
             self._check_cleared(dkeys, scan, op)
+        if self._appends:
+            self._check_appended(dkeys, scan, op)
         if self._rounds:
             self._overlap = True
         self._rounds += 1
@@ -305,12 +315,38 @@ class RedisTx(TxWrites):
         self._writable("delete_range")
         if begin >= end:
             return
+        if any(begin <= key < end for key in self._appends):
+            raise EngineError("a transaction deleted the range of a key it appended to")
         for key, _ in self._buffered(begin, end):
             self._writes[key] = None  # written earlier in this body: gone with the range
         self._cleared.append((begin, end))
 
+    def _check_appended(self, dkeys: Sequence[bytes], scan: tuple[Any, ...], op: bytes) -> None:
+        """EngineError when a read touches a key this body appended to (see `append`)."""
+        for key in self._appends:
+            if op == b"s" and scan[0] <= key < scan[1]:
+                raise EngineError("a transaction scanned a key it appended to")
+            if DATA + key in dkeys:
+                raise EngineError("a transaction read a key it appended to")
+
+    def append(self, key: bytes, suffix: bytes, at: int) -> None:
+        """`AppendingTx.append`: the COMMIT script checks STRLEN == `at` and APPENDs `suffix` (constant cost
+        at the server, whatever the value's length). Appends to one key in one body join (the first `at`
+        holds). EngineError for a key this body put, deleted or deleted the range of."""
+        self._writable("append")
+        if key in self._writes or any(b <= key < e for b, e in self._cleared):
+            raise EngineError("a transaction appended to a key it wrote")
+        appends = self._appends
+        if key in appends:
+            first, before = appends[key]
+            appends[key] = (first, before + suffix)
+        else:
+            appends[key] = (at, bytes(suffix))
+
     def _write(self, key: bytes, value: bytes | None, what: str) -> None:
         self._writable(what)
+        if self._appends and key in self._appends:
+            raise EngineError("a transaction wrote a key it appended to")
         if self._cleared and value is not None and any(b <= key < e for b, e in self._cleared):
             raise EngineError("a transaction wrote a key of a range it deleted with delete_range")
         writes = self._writes
@@ -326,6 +362,8 @@ class RedisTx(TxWrites):
 
     def add(self, key: bytes, delta: int) -> None:
         self._writable("add")
+        if self._appends and key in self._appends:
+            raise EngineError("a transaction added to a key it appended to")
         self._adds[key] = self._adds.get(key, 0) + delta
 
     async def finish(self) -> None:
@@ -334,7 +372,8 @@ class RedisTx(TxWrites):
         adds = self._adds
         reads = self._reads
         cleared = self._cleared
-        if not writes and not adds and not cleared:
+        appended = self._appends
+        if not writes and not adds and not cleared and not appended:
             if reads and self._overlap:
                 reply = await self._kv._script("read", *reads.read_args(b"v"))
                 if type(reply) is bytes:
@@ -357,9 +396,12 @@ class RedisTx(TxWrites):
         for item in adds.items():
             pairs += item
         # only adds after reads: the reads already saw one state and blind adds never conflict
-        validate = bool(writes or cleared) and bool(reads)
+        validate = bool(writes or cleared or appended) and bool(reads)
+        appends: list[Any] = []
+        for k, (at, suffix) in appended.items():
+            appends += (DATA + k, k, at, suffix)
         args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs),
-                                 tuple(b for r in cleared for b in r))
+                                 tuple(b for r in cleared for b in r), tuple(appends))
         reply = await self._kv._script("commit", *args, writes=True)
         if reply != 1:
             raise ConflictError(reads.explain(reply) if isinstance(reply, bytes) else str(reply))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import errno
 import functools
 import itertools
@@ -55,6 +56,8 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
+from jfs.adapters.objects import file_pages
+from jfs.adapters.objects.file_pages import WrittenPages
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
 T = TypeVar("T")
@@ -92,6 +95,7 @@ class _TempNames:
     def _renew(self) -> None:
         self.tag = f"{os.getpid():x}-{secrets.token_hex(4)}-"
         self.counter = itertools.count()
+        self.generation = getattr(self, "generation", -1) + 1  # bumped in a forked child (see `_TempPool`)
 
     def next(self) -> str:
         return f"{self.tag}{next(self.counter)}"
@@ -121,13 +125,98 @@ _O_TMPFILE_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 """What `open` answers for ``O_TMPFILE`` where the file system (or an old kernel) cannot make one."""
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+TEMP_POOL_SIZE = 64
+TEMP_POOL_LOW = 16
+"""`_TempPool` keeps up to TEMP_POOL_SIZE unnamed temp files open and tops itself up when TEMP_POOL_LOW or fewer
+are left."""
+TEMP_POOL_RETRY = 1.0  # seconds without refills after one failed (a full disk, too many open files)
+TEMP_POOL_START = 4
+"""The pool is first filled at the TEMP_POOL_START-th put: a command that puts an object or two (``format``)
+never pays for 64 files it does not use."""
+
+
+class _TempPool:
+    """Unnamed temp files (``O_TMPFILE``) opened ahead of need in the bucket's root directory, so that a small
+    put on the caller's thread writes, links and closes a file instead of also making one: the inode's
+    allocation (the largest part of a small put, ADR 0044/0051) is done by one of the store's threads, a batch
+    at a time, off the caller's critical path. ``linkat`` gives such a file a name in any directory of the same
+    file system, so one pool serves every object directory.
+
+    Contract: `take` never blocks and never makes a file itself (None when the pool is empty: the caller makes
+    its own). A taken descriptor is the caller's (write, link, close). A forked child never uses its parent's
+    descriptors (they would share the parent's files): it drops them. `close` closes what is left; the kernel
+    frees unnamed files, so nothing is ever left in the bucket, after a crash either. Thread-safe (a deque)."""
+
+    def __init__(self, root: str, submit: Callable[[Callable[[], None]], object]) -> None:
+        self._root = root
+        self._submit = submit
+        self._fds: collections.deque[int] = collections.deque()
+        self._generation = _temp_names.generation
+        self._filling = False
+        self._closed = False
+        self._retry_at = 0.0
+        self._takes = 0
+        self.usable = True  # False for good once the file system refused O_TMPFILE or a link across directories
+
+    def take(self) -> int | None:
+        if self._generation != _temp_names.generation:  # a forked child: its parent's files are not its own
+            self._generation = _temp_names.generation
+            self._filling = False  # a refill running at the fork went with the parent's threads
+            self._drop()
+        fds = self._fds
+        if not fds and self._takes < TEMP_POOL_START:
+            self._takes += 1
+            if self._takes < TEMP_POOL_START:
+                return None
+        fd = fds.popleft() if fds else None
+        if len(fds) <= TEMP_POOL_LOW and not self._filling and self.usable and not self._closed:
+            if self._retry_at == 0.0 or _now() >= self._retry_at:
+                self._filling = True
+                try:
+                    self._submit(self._fill)
+                except RuntimeError:  # the store's threads are shutting down
+                    self._filling = False
+        return fd
+
+    def _fill(self) -> None:
+        """Top the pool up (on one of the store's threads)."""
+        try:
+            while len(self._fds) < TEMP_POOL_SIZE and self.usable and not self._closed:
+                try:
+                    fd = os.open(self._root, _O_TMPFILE_FLAGS, 0o666)
+                except OSError as exc:
+                    if exc.errno in _NO_TMPFILE:
+                        self.usable = False
+                    self._retry_at = _now() + TEMP_POOL_RETRY  # puts make their own files (and see the error)
+                    return
+                self._fds.append(fd)
+            self._retry_at = 0.0
+        finally:
+            self._filling = False
+
+    def _drop(self) -> None:
+        while self._fds:
+            try:
+                os.close(self._fds.popleft())
+            except (IndexError, OSError):
+                pass
+
+    def stop(self) -> None:
+        """No more refills from now on."""
+        self._closed = True
+
+    def close(self) -> None:
+        """Close the files left (call after `stop`, once no `_fill` runs: the store's threads stopped)."""
+        self._closed = True
+        self._drop()
 
 
 class FileStore:
     """A directory tree behind the object-store port."""
 
     def __init__(
-        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16
+        self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
+        written_pages: WrittenPages | None = None,
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -135,9 +224,11 @@ class FileStore:
         self.url = self.root.rstrip("/") + "/"
         self.fsync = fsync
         self.fsync_dir = fsync_dir
+        self.written_pages = written_pages  # page-cache budget for written objects (file_pages.py), None: kernel's
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
+        self._temps = _TempPool(self.root, self._pool.submit)
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -246,8 +337,52 @@ class FileStore:
             os.unlink(aside)
             raise
 
+    def _put_pooled(self, fd: int, directory: str, name: str, path: str, data: bytes | memoryview) -> bool | None:
+        """Put `data` through the pooled unnamed file `fd` (closed here). True/False: published (whether
+        `directory` was made for it); None: not published and nothing left behind — any failure (a missing
+        bucket, a prefix that is an object, a full disk, another file system under the bucket) is left to the
+        usual path, which reports it (the data are bytes: written again there)."""
+        try:
+            _write_all(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+            try:
+                self._publish(None, fd, directory, name, path)
+                return False
+            except FileNotFoundError:
+                if self._missing_bucket():
+                    return None
+                os.makedirs(directory, exist_ok=True)
+                self._publish(None, fd, directory, name, path)
+                return True
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:  # a directory under the bucket on another file system
+                self._temps.usable = False
+            return None
+        finally:
+            os.close(fd)
+
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
         directory, name = os.path.split(path)
+        created: bool | None = None
+        if _unnamed_temps.usable and self._temps.usable and isinstance(data, bytes | memoryview):
+            fd = self._temps.take()
+            if fd is not None:
+                created = self._put_pooled(fd, directory, name, path, data)
+        if created is None:
+            created = self._put_own(key, path, directory, name, data)
+        if self.written_pages is not None and isinstance(data, bytes | memoryview):
+            self.written_pages.written(path, len(data))
+        if self.fsync_dir:
+            self._sync_dir(directory)
+            # New directories are entries of their parents: make those durable too, up to the bucket.
+            while created and directory != self.root:
+                directory = os.path.dirname(directory)
+                self._sync_dir(directory)
+
+    def _put_own(self, key: str, path: str, directory: str, name: str, data: bytes | memoryview | BinaryIO) -> bool:
+        """Put through a temp file made here (unnamed, or named where that is not possible); returns whether
+        `directory` was made for it."""
         created = False
         try:
             try:
@@ -290,12 +425,7 @@ class FileStore:
             if isinstance(exc, OSError):
                 raise self._fail("put", key, exc) from exc
             raise
-        if self.fsync_dir:
-            self._sync_dir(directory)
-            # New directories are entries of their parents: make those durable too, up to the bucket.
-            while created and directory != self.root:
-                directory = os.path.dirname(directory)
-                self._sync_dir(directory)
+        return created
 
     @staticmethod
     def _sync_dir(directory: str) -> None:
@@ -450,7 +580,9 @@ class FileStore:
             yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     async def close(self) -> None:
+        self._temps.stop()
         await asyncio.to_thread(self._pool.shutdown, True)
+        self._temps.close()
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -470,6 +602,7 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     Objects are not fsynced, as JuiceFS's ``file`` storage does not fsync them (ADR 0023): a `put` that
     returned survives a crash of the process, not necessarily a power loss. ``$JFS_FILE_FSYNC=1`` makes
     every `put` fsync the object and its directory (and new parent directories) before it returns.
+    ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`).
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
-    return FileStore(bucket, fsync=durable, fsync_dir=durable)
+    return FileStore(bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env())

@@ -45,9 +45,10 @@ class DataConfig:
     ``file`` buckets, like `cache_full_writes`: the copy is a second file create per small file for
     nothing (the bucket is as local as the cache)."""
     cache_full_writes: bool = True
-    """Put full written blocks into the disk cache too (JuiceFS without ``--cache-partial-only``): data
-    read back soon after it was written (a common pattern) is then read locally. Off for ``file``
-    buckets (already local)."""
+    """Put full written blocks into the disk cache too: data read back soon after it was written (a common
+    pattern) is then read locally. Off for ``file`` buckets (already local). JuiceFS 1.4.2 does this only
+    with ``--cache-large-write`` (default off): on S3 each big-write block goes into the page cache twice
+    here, once in JuiceFS (ADR 0053 leaves it on for the read-back rate)."""
     cache_loads: bool = True
     """Put whole blocks loaded from the object store into the disk cache (as JuiceFS does). Off for
     ``file`` buckets: reading the bucket is as fast as reading the cache, and the copy cost a fifth of the
@@ -59,6 +60,10 @@ class DataConfig:
     """Bytes writers may hold (buffered, uploading or awaiting commit) before writes wait."""
     max_uploads: int = 20
     """Block uploads in flight per client."""
+    upload_backlog: int = 8
+    """Blocks that may wait for an upload slot beyond `max_uploads` before writes wait: writes wait while
+    (`max_uploads` + this) blocks' worth of bytes are handed to the uploader and not stored (ADR 0053).
+    `buffer_size` still bounds everything writers hold."""
     max_deletes: int = 16
     """Block deletions in flight per client."""
     readahead_blocks: int = 8

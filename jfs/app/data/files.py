@@ -42,6 +42,7 @@ from jfs.app.data.reader import ReadAhead, Reader
 from jfs.app.data.writer import (
     SHARED_CACHE_KEEP,
     FileWriter,
+    UploadBacklog,
     WriteBudget,
     WriteContext,
     compaction_policy,
@@ -119,6 +120,7 @@ class DataPath:
             meta=meta, blocks=self.blocks, disk=self.disk, config=config, budget=self.budget,
             uploads=asyncio.Semaphore(max(1, config.max_uploads)), committed=self._committed,
             compact=self._after_commit, spawn=self.spawn, sums=self.sums, mem=self.mem,
+            backlog=UploadBacklog(max(1, config.max_uploads + config.upload_backlog) * config.block_size),
         )  # fmt: skip
         self._inodes: dict[int, InodeState] = {}
         self._handles: dict[int, Handle] = {}
@@ -187,7 +189,9 @@ class DataPath:
 
     def read_now(self, h: Handle, off: int, size: int) -> Buffer | list[Buffer] | None:
         """`read_buffer` answered from the caches without waiting (`Reader.read_now`), or None: then
-        call `read_buffer` (which also raises what this does not, e.g. EBADF)."""
+        call `read_buffer` (which also raises what this does not, e.g. EBADF). A foreground read for the
+        pacer like `read_buffer`: compaction must give way to reads answered in the FUSE loop too."""
+        self.pacer.touch()
         if self._handles.get(h.fh) is not h:
             return None
         state = self._inodes.get(h.ino)

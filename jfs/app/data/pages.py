@@ -17,6 +17,7 @@ caller's buffer (the FUSE request buffer) is free again as soon as `write` retur
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 Buffer = bytes | bytearray | memoryview
@@ -68,11 +69,19 @@ def new_arena(size: int) -> BlockArena:
 
 class ArenaPool:
     """Block arenas let go of by their lists, kept for reuse (a fresh 4 MiB buffer costs its zeroing and
-    a page fault per 4 KiB). An arena is reused only once no view of it is alive; at most `keep` idle."""
+    a page fault per 4 KiB). An arena is reused only once no view of it is alive.
 
-    def __init__(self, size: int, keep: int) -> None:
+    Idle arenas kept: `keep`, and beyond that as many as `room()` has bytes for (the caller's memory
+    budget left free; ADR 0053): when writers outrun the store, the arenas of a full write budget come
+    back together once their blocks are stored, and the next blocks take them again — with only `keep`
+    of them kept, the rest went back to malloc and the next blocks faulted fresh pages in (4 writers: 3
+    of 4 arenas were new ones). So idle arenas plus the bytes `room` counts never exceed that budget by
+    more than `keep` arenas."""
+
+    def __init__(self, size: int, keep: int, room: Callable[[], int] | None = None) -> None:
         self.size = size
         self.keep = keep
+        self._room = room
         self._free: list[BlockArena] = []
 
     def take(self) -> BlockArena:
@@ -88,9 +97,16 @@ class ArenaPool:
             return arena
         return new_arena(self.size)
 
+    @property
+    def idle(self) -> int:
+        """Arenas kept for reuse now."""
+        return len(self._free)
+
     def give(self, arena: BlockArena) -> None:
-        if len(self._free) < self.keep:
-            self._free.append(arena)
+        """Keep `arena` for reuse if there is room for it (see the class), else let it go."""
+        free = self._free
+        if len(free) < self.keep or (self._room is not None and (len(free) + 1) * self.size <= self._room()):
+            free.append(arena)
 
     def clear(self) -> int:
         """Let go of every idle arena (when nothing is being written); returns how many there were."""

@@ -149,10 +149,53 @@ class WriteBudget:
             else:
                 cache.ceiling = min(cache.capacity, ceiling)
 
+    def room(self) -> int:
+        """Bytes of `limit` neither the writers nor the shared memory cache hold (may be negative): what idle
+        block arenas may keep (`ArenaPool`, ADR 0053)."""
+        cached = self._shared.used if self._shared is not None else 0
+        return self.limit - self.used - cached
+
     async def wait(self) -> None:
         """Return once the writers hold at most `limit` bytes (asking for relief while waiting)."""
         while self.used > self.limit:
             self._on_pressure()
+            await self._room.wait()
+
+
+class UploadBacklog:
+    """Bytes of blocks handed to the uploader and not stored yet, with back-pressure at `limit` (ADR 0053).
+
+    The uploader stores at most `max_uploads` blocks at once; blocks queued behind them add nothing to
+    the rate but memory — a block-sized arena each, first touched (page faults) when it is written. When
+    the store is slower than the writers, writes therefore wait while `limit` bytes are pending (a few
+    blocks more than the uploads in flight), instead of filling the whole write budget with queued blocks:
+    the arenas in flight (the mount's working set, and the fresh pages each burst touches) follow the
+    store's concurrency, not the budget. Counted in bytes, so that the small blocks of random writes
+    (JuiceFS's 1,000 pending slices per file) are not held up by it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= self.limit
+
+    def add(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.limit:
+            self._room.clear()
+
+    def done(self, n: int) -> None:
+        self.pending -= n
+        if self.pending < self.limit:
+            self._room.set()
+
+    async def wait(self) -> None:
+        """Return once less than `limit` bytes are pending."""
+        while self.pending >= self.limit:
             await self._room.wait()
 
 
@@ -179,6 +222,17 @@ class WriteContext:
     file read right after its write, as by ``juicefs bench``, then needs no object-store read)."""
     arenas: ArenaPool | None = field(default=None)
     """Block-sized buffers for placed writes (`FileWriter.write_target`); made on first use."""
+    backlog: UploadBacklog | None = None
+    """Blocks waiting for or in their upload; writes wait while it is full (None: no such limit)."""
+
+
+def arena_pool(ctx: WriteContext) -> ArenaPool:
+    """The client's block arenas (made on first use): `IDLE_ARENAS` kept idle, more while the write budget
+    has room for them (ADR 0053)."""
+    pool = ctx.arenas
+    if pool is None:
+        pool = ctx.arenas = ArenaPool(ctx.blocks.block_size, IDLE_ARENAS, ctx.budget.room)
+    return pool
 
 
 class SliceWriter:
@@ -247,11 +301,7 @@ class SliceWriter:
         first_of_file = index == 0 and self.pos == 0 and self.chunk.indx == 0
         if inner or take < min(ARENA_WRITE_MIN, bs // 4) or take >= bs or first_of_file:
             return PageList()
-        ctx = self.chunk.file.ctx
-        pool = ctx.arenas
-        if pool is None:
-            pool = ctx.arenas = ArenaPool(bs, IDLE_ARENAS)
-        return PageList(pool.take())
+        return PageList(arena_pool(self.chunk.file.ctx).take())
 
     def _size_of(self, index: int) -> int:
         pages = self.blocks[index]
@@ -262,6 +312,10 @@ class SliceWriter:
         pages = self.blocks[index]
         assert pages is not None
         upload = self._upload(index, pages)
+        backlog = self.chunk.file.ctx.backlog
+        if backlog is not None:
+            backlog.add(pages.size)
+            upload = _counted(upload, backlog, pages.size)
         task = start_now(upload) if self.chunk.file.eager else asyncio.get_running_loop().create_task(upload)
         self.uploads.append(task)
 
@@ -418,6 +472,13 @@ class ChunkWriter:
             del self.file.chunks[self.indx]
 
 
+async def _counted(upload: Awaitable[None], backlog: UploadBacklog, n: int) -> None:
+    try:
+        await upload
+    finally:
+        backlog.done(n)
+
+
 async def _settled(tasks: list[asyncio.Task[None]]) -> list[BaseException | None]:
     """`asyncio.gather(*tasks, return_exceptions=True)`, without its callbacks' extra loop passes when every
     task is done already (a small file's only upload, written on the loop before the committer ran)."""
@@ -452,6 +513,8 @@ class FileWriter:
     async def write(self, off: int, data: memoryview) -> None:
         """Buffer `data` at file offset `off` (waits first while the client's write budget is exceeded)."""
         await self.ctx.budget.wait()
+        if self.ctx.backlog is not None:
+            await self.ctx.backlog.wait()
         while sum(len(cw.slices) for cw in self.chunks.values()) >= MAX_PENDING_SLICES:
             longest = max(self.chunks.values(), key=lambda cw: len(cw.slices))
             longest.slices[0].freeze()  # normally frozen long ago: only the newest few are open
@@ -491,7 +554,8 @@ class FileWriter:
         at the end of a block's bytes: that block's free arena space (ADR 0030), to be filled by the caller
         and handed to `write` at `off` right away (before anything else may write this file). None when
         the write would not simply append there (the caller then writes from its own buffer)."""
-        if self._lock.locked() or self.ctx.budget.used > self.ctx.budget.limit:
+        backlog = self.ctx.backlog
+        if self._lock.locked() or self.ctx.budget.used > self.ctx.budget.limit or (backlog is not None and backlog.full):
             return None
         indx, pos = divmod(off, CHUNK_SIZE)
         cw = self.chunks.get(indx)
@@ -507,10 +571,7 @@ class FileWriter:
             return pages.offer() if pages is not None and pages.size == inner else None
         if index != len(s.blocks) or inner or index < s.handed:
             return None
-        pool = self.ctx.arenas
-        if pool is None:
-            pool = self.ctx.arenas = ArenaPool(bs, IDLE_ARENAS)
-        pages = PageList(pool.take())
+        pages = PageList(arena_pool(self.ctx).take())
         s.blocks.append(pages)
         return pages.offer()
 

@@ -1,7 +1,8 @@
 """What this client last wrote to a file's attributes and chunk records by committing slices, and to a
 directory's attributes by creating entries in it: the expected values a slice commit or a create validates
 instead of reading them first (one round trip instead of two on engines that validate reads by value,
-ADR 0016 + docs/adr/0002-redis-transactions.md, ADR 0031)."""
+ADR 0016 + docs/adr/0002-redis-transactions.md, ADR 0031). Of a chunk record only its length is kept: the
+commit appends to it checked by length (`AppendingTx`, ADR 0055)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ MISS_PAUSE = 8
 
 
 class CommitTails:
-    """Per inode: the attribute record and, per chunk index, the chunk record this client's last slice
-    commit left. A guess only: the transaction validates it and a wrong one costs a retry with real reads.
+    """Per inode: the attribute record and, per chunk index, the length of the chunk record this client's
+    last slice commit left. A guess only: the transaction validates it and a wrong one costs a retry with real reads.
 
     `take` hands the guess out at most once (a retried body reads for real); `keep` records what a commit
     wrote; `missed` pauses guessing for the inode after a wrong guess. `take_dir` / `keep_dir` /
@@ -22,13 +23,13 @@ class CommitTails:
 
     def __init__(self) -> None:
         self._attrs: dict[int, bytes] = {}
-        self._chunks: dict[tuple[int, int], bytes | None] = {}
+        self._chunks: dict[tuple[int, int], int] = {}
         self._paused: dict[int, int] = {}
         self._dirs: dict[int, bytes] = {}
         self._dirs_paused: dict[int, int] = {}
 
-    def take(self, ino: int, indx: int) -> tuple[bytes, bytes | None] | None:
-        """(attribute record, chunk record) to assume for a commit to chunk `indx` of `ino`, or None."""
+    def take(self, ino: int, indx: int) -> tuple[bytes, int] | None:
+        """(attribute record, chunk record's length) to assume for a commit to chunk `indx` of `ino`, or None."""
         if ino in self._paused:
             left = self._paused[ino] - 1
             if left > 0:
@@ -40,8 +41,8 @@ class CommitTails:
             return None
         return self._attrs.pop(ino), self._chunks.pop((ino, indx))
 
-    def keep(self, ino: int, indx: int, attr: bytes, chunk: bytes) -> None:
-        """A commit to chunk `indx` of `ino` left these records."""
+    def keep(self, ino: int, indx: int, attr: bytes, chunk: int) -> None:
+        """A commit to chunk `indx` of `ino` left this attribute record and a chunk record `chunk` bytes long."""
         if len(self._chunks) >= LIMIT:
             self.clear()
         self._attrs[ino] = attr

@@ -58,7 +58,7 @@ from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.checksums import CRC32, BadSumsRecord, SliceSums
 from jfs.domain.errors import FSError
 from jfs.domain.records import SliceRecord, decode_i64, decode_slices, decode_u64
-from jfs.ports.kv import KV, Tx
+from jfs.ports.kv import KV, RangeReadingKV, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +67,9 @@ PAGE = 1024
 NODE_BATCH = 1024
 """Keys of one inode read per range request."""
 MIN_GROUP = 16
+"""Fewest nodes one read transaction fetches when a page is split across `threads` transactions."""
+RANGE_GROUP = 256
+"""Nodes whose ranges one `RangeReadingKV.read_ranges` call reads."""
 """Fewest nodes one read transaction fetches when a page is split across `threads` transactions."""
 FLUSH_BYTES = 1 << 18
 
@@ -133,21 +136,46 @@ class _Out:
             self._write(data)
 
 
-async def _fill(tx: Tx, node: _Node) -> None:
-    """Read everything the dump shows of `node` (one range scan of its keys, directory entries excluded)."""
+def _node_range(node: _Node) -> tuple[bytes, bytes]:
+    """The key range holding everything the dump shows of `node` (a directory's entries excluded)."""
     prefix = keys.inode_prefix(node.ino)
     begin = keys.attr(node.ino) if node.typ is FileType.DIRECTORY else prefix
+    return begin, keys.prefix_end(prefix)
+
+
+def _take(node: _Node, key: bytes, value: bytes) -> bytes | None:
+    """File one record of `node`'s range into it; returns the raw attribute record when `key` is it."""
+    kind = key[9]
+    if kind == 0x49:  # I
+        return value
+    if kind == 0x43 and len(key) == 14:  # C + index
+        node.chunks.append((int.from_bytes(key[10:14], "big"), decode_slices(value)))
+    elif kind == 0x53:  # S
+        node.symlink = value
+    elif kind == 0x58:  # X
+        node.xattrs.append((key[10:], value))
+    return None
+
+
+async def _fill(tx: Tx, node: _Node) -> None:
+    """Read everything the dump shows of `node` (one range scan of its keys, directory entries excluded)."""
+    begin, end = _node_range(node)
     raw_attr: bytes | None = None
-    async for key, value in tx.scan_iter(begin, keys.prefix_end(prefix), batch=NODE_BATCH):
-        kind = key[9]
-        if kind == 0x49:  # I
-            raw_attr = value
-        elif kind == 0x43 and len(key) == 14:  # C + index
-            node.chunks.append((int.from_bytes(key[10:14], "big"), decode_slices(value)))
-        elif kind == 0x53:  # S
-            node.symlink = value
-        elif kind == 0x58:  # X
-            node.xattrs.append((key[10:], value))
+    async for key, value in tx.scan_iter(begin, end, batch=NODE_BATCH):
+        raw = _take(node, key, value)
+        if raw is not None:
+            raw_attr = raw
+    if raw_attr is not None:
+        node.attr = Attr.decode(raw_attr)
+
+
+def _fill_from(node: _Node, pairs: list[tuple[bytes, bytes]]) -> None:
+    """`_fill` from the pairs of the node's whole range, already read."""
+    raw_attr: bytes | None = None
+    for key, value in pairs:
+        raw = _take(node, key, value)
+        if raw is not None:
+            raw_attr = raw
     if raw_attr is not None:
         node.attr = Attr.decode(raw_attr)
 
@@ -217,6 +245,9 @@ class _Walker:
         self.kv = kv
         self.sums_block = sums_block
         """Block size in bytes when checksum records are to be read with the chunks (0: the engine has none)."""
+        self.ranges = kv if isinstance(kv, RangeReadingKV) and not sums_block else None
+        """The engine when it reads many nodes' ranges per round trip (checksum records, which must be read
+        in the nodes' transaction, keep the transaction path)."""
         self.out = out
         self.threads = threads
         self.progress = progress
@@ -227,6 +258,13 @@ class _Walker:
 
     async def fill(self, nodes: list[_Node]) -> None:
         """Read the details of `nodes` in groups, up to `threads` groups at once."""
+        if self.ranges is not None:
+            await self._fill_ranges(nodes, self.ranges)
+        else:
+            await self._fill_tx(nodes)
+
+    async def _fill_tx(self, nodes: list[_Node]) -> None:
+        """`fill` through read transactions, one range scan per node."""
         size = max(MIN_GROUP, -(-len(nodes) // (2 * self.threads)))
 
         async def one(group: list[_Node]) -> None:
@@ -241,6 +279,28 @@ class _Walker:
                 await self.kv.read(body)
 
         await asyncio.gather(*(one(nodes[i: i + size]) for i in range(0, len(nodes), size)))
+
+    async def _fill_ranges(self, nodes: list[_Node], kv: RangeReadingKV) -> None:
+        """`fill` on an engine that reads many ranges per round trip: `RANGE_GROUP` nodes per call; a node
+        whose range reaches `NODE_BATCH` keys (a file of more than ~1,000 chunks) is read again alone in
+        its own transaction, batch by batch."""
+
+        async def one(group: list[_Node]) -> None:
+            async with self._sem:
+                found = await kv.read_ranges([_node_range(n) for n in group], NODE_BATCH)
+            big = []
+            decode = Attr.decode
+            for node, pairs in zip(group, found, strict=True):  # fresh nodes (a range read is never retried)
+                if len(pairs) == 1 and pairs[0][0][9] == 0x49:  # the usual node: its attributes only
+                    node.attr = decode(pairs[0][1])
+                elif len(pairs) >= NODE_BATCH:
+                    big.append(node)
+                else:
+                    _fill_from(node, pairs)
+            if big:
+                await self._fill_tx(big)
+
+        await asyncio.gather(*(one(nodes[i: i + RANGE_GROUP]) for i in range(0, len(nodes), RANGE_GROUP)))
 
     async def _page(self, ino: int, after: bytes) -> Page:
         async with self._sem:
@@ -294,12 +354,13 @@ class _Walker:
                     self._look_ahead(d)
                     continue
                 node = d.pending.popleft()
-                if d.written:
-                    out(",")
-                d.written += 1
                 depth = d.depth + 2
-                out(_node_text(node, dumpfmt.escape(node.name), depth))
-                self._count()
+                text = _node_text(node, dumpfmt.escape(node.name), depth)
+                out("," + text if d.written else text)
+                d.written += 1
+                self.entries += 1
+                if not self.entries & 255:
+                    self.progress.advance(256)
                 if _is_dir(node):
                     first = node.first if node.started else self._start(node.ino, b"")
                     node.started, node.first = True, None

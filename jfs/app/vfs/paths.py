@@ -85,10 +85,33 @@ class PathResolver:
         name = parts[-1]
         if name == b"..":
             raise FSError(errno.EINVAL, "path ends in '..'")
+        known = self._cached_dir(parts, len(parts) - 1)
+        if known is not None:
+            return known, name
         ino, got, _ = await self._walk(ctx, parts[:-1], follow=True, kind_only=True)
         if (got if isinstance(got, FileType) else got.typ) is not FileType.DIRECTORY:
             raise FSError(errno.ENOTDIR)
         return ino, name
+
+    def _cached_dir(self, parts: list[bytes], n: int) -> int | None:
+        """The directory the first `n` of `parts` lead to when the name cache answers every step as `_walk`
+        would (fresh entries, types known, no ``..`` and no symbolic link on the way), without a coroutine
+        per step; None otherwise (the caller walks)."""
+        names = self.vfs.names
+        if names is None:
+            return None
+        ino = self.root
+        if names.kind(ino) is not FileType.DIRECTORY:
+            return None
+        for i in range(n):
+            name = parts[i]
+            if name == b"..":
+                return None
+            child = names.entry(ino, name)
+            if child is None or names.kind(child) is not FileType.DIRECTORY:
+                return None
+            ino = child
+        return ino
 
     async def _getattr(self, ctx: Ctx, ino: int) -> Attr:
         names = self.vfs.names

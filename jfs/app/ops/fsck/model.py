@@ -28,20 +28,75 @@ AttrSeen = tuple[int, int, int, int, int]
 """(type, nlink, parent, length, ctime_ns) of an inode as the scan saw it."""
 
 
+class _RowIndex:
+    """ino → row number, for inode numbers that are mostly dense (handed out in ascending batches): an
+    array indexed by inode (4 bytes per number up to the largest dense one) and a dict for the others
+    (the trash's inodes near 2^63, and any inode far beyond 8 × the rows so far, so that a sparse volume
+    costs no more than before). `items` gives (ino, row) in row order, i.e. in the order the scan met them."""
+
+    __slots__ = ("_index", "_sparse", "inos")
+
+    DENSE_MIN = 1 << 20
+    """The index may always cover inodes below this, whatever the row count (≤ 4 MiB)."""
+
+    def __init__(self) -> None:
+        self._index = array("i")
+        """row of ino at [ino]; -1: none."""
+        self._sparse: dict[int, int] = {}
+        self.inos = array("Q")
+        """ino of each row."""
+
+    def get(self, ino: int, default: int | None = None) -> int | None:
+        index = self._index
+        if 0 <= ino < len(index):
+            row = index[ino]
+            return row if row >= 0 else default
+        return self._sparse.get(ino, default)
+
+    def __getitem__(self, ino: int) -> int:
+        row = self.get(ino)
+        if row is None:
+            raise KeyError(ino)
+        return row
+
+    def new(self, ino: int) -> int:
+        """Give `ino` (not indexed yet) the next row."""
+        row = len(self.inos)
+        self.inos.append(ino)
+        index = self._index
+        if ino >= len(index) and ino < max(self.DENSE_MIN, 8 * (row + 1)):
+            size = min(max(ino + 1, len(index) + len(index) // 2), max(self.DENSE_MIN, 8 * (row + 1)))
+            index.extend(array("i", [-1]) * (size - len(index)))
+            for moved in [i for i in self._sparse if i < size]:
+                index[moved] = self._sparse.pop(moved)
+        if 0 <= ino < len(index):
+            index[ino] = row
+        else:
+            self._sparse[ino] = row
+        return row
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        return zip(self.inos, range(len(self.inos)), strict=True)
+
+    def values(self) -> Iterator[int]:
+        return iter(range(len(self.inos)))
+
+
 class _Inodes:
     """One row per inode the scan met (by its attributes or by an entry naming it), column-wise: one machine
-    word per field and a row number per inode — ≈ 150 bytes per inode, where a dict of tuples for the
-    attributes and a dict for the first entries took ≈ 400. `attrs` and `first` are the two views fsck
+    word (or less) per field and a row number per inode in `_RowIndex` — ≈ 50 bytes per inode, where a
+    dict of row numbers took ≈ 150 and a dict of tuples for the attributes and a dict for the first
+    entries ≈ 400. `attrs` and `first` are the two views fsck
     reads. Rows are never removed."""
 
     __slots__ = ("row", "typ", "nlink", "parent", "length", "ctime", "first_parent", "first_typ", "attr_count",
                  "first_count")
 
     def __init__(self) -> None:
-        self.row: dict[int, int] = {}
+        self.row = _RowIndex()
         self.typ = array("B")
         """0: no attributes seen."""
-        self.nlink = array("L")
+        self.nlink = array("I")
         self.parent = array("Q")
         self.length = array("Q")
         self.ctime = array("q")
@@ -54,7 +109,7 @@ class _Inodes:
     def add(self, ino: int) -> int:
         row = self.row.get(ino)
         if row is None:
-            row = self.row[ino] = len(self.typ)
+            row = self.row.new(ino)
             self.typ.append(0)
             self.nlink.append(0)
             self.parent.append(0)
@@ -96,7 +151,7 @@ class AttrTable(Mapping[int, AttrSeen]):
         return default if row is None or not self._t.typ[row] else self._at(row)
 
     def __contains__(self, ino: object) -> bool:
-        row = self._t.row.get(ino)  # type: ignore[call-overload]
+        row = self._t.row.get(ino)  # type: ignore[arg-type]
         return row is not None and bool(self._t.typ[row])
 
     def __iter__(self) -> Iterator[int]:
@@ -152,7 +207,7 @@ class FirstEntries(MutableMapping[int, int]):
         return default if row is None or not self._t.first_typ[row] else self._at(row)
 
     def __contains__(self, child: object) -> bool:
-        row = self._t.row.get(child)  # type: ignore[call-overload]
+        row = self._t.row.get(child)  # type: ignore[arg-type]
         return row is not None and bool(self._t.first_typ[row])
 
     def __iter__(self) -> Iterator[int]:
@@ -276,17 +331,21 @@ async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
             elif kind == _D and len(key) > 10:
                 typ, child = decode_dentry(value)
                 m.add_entry(ino, child, int(typ))
+                group.fresh()
                 group.children.append(child)
                 m.entries += 1
             elif kind == _C and len(key) == 14:
+                group.fresh()
                 group.kinds.add("chunks")
                 group.max_indx = max(group.max_indx, int.from_bytes(key[10:14], "big"))
                 if m.slices is not None and ino not in m.delfiles:
                     for sid, size, _, _ in chunk_slices(value):
                         m.slices.add(sid, size)
             elif kind == _P and len(key) == 18:
+                group.fresh()
                 group.prefs[keys.ino_from_le(key, 10)] = decode_i64(value)
             else:
+                group.fresh()
                 group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
         group.close(m)
         m.keys = n
@@ -301,15 +360,27 @@ async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
 
 
 class _Group:
-    """The records of one inode seen so far by the scan."""
+    """The records of one inode seen so far by the scan (one per inode: its containers are shared empty
+    ones until the inode has such records, see `fresh`)."""
+
+    __slots__ = ("ino", "typ", "children", "kinds", "prefs", "max_indx")
+
+    _NO_CHILDREN: array[int] = array("Q")
+    _NO_KINDS: set[str] = set()
+    _NO_PREFS: dict[int, int] = {}
 
     def __init__(self, ino: int) -> None:
         self.ino = ino
         self.typ = 0
-        self.children: array[int] = array("Q")
-        self.kinds: set[str] = set()
-        self.prefs: dict[int, int] = {}
+        self.children = self._NO_CHILDREN
+        self.kinds = self._NO_KINDS
+        self.prefs = self._NO_PREFS
         self.max_indx = -1
+
+    def fresh(self) -> None:
+        """Give the group containers of its own before the first record that needs one is added."""
+        if self.children is self._NO_CHILDREN:
+            self.children, self.kinds, self.prefs = array("Q"), set(), {}
 
     def close(self, m: Model) -> None:
         if not self.ino:

@@ -1,0 +1,90 @@
+"""`RangeReadingKV` on Redis (`jfs.adapters.kv.redis_batch`) and the dump that uses it: the batched reads
+return what per-range scans return, and a dump through them is byte for byte the dump of the transaction
+path, also for a node with more keys than one batch holds."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from jfs.adapters.kv.registry import open_kv
+from jfs.app.meta.engine import Meta, format_meta
+from jfs.app.ops import dump
+from jfs.domain.attrs import ROOT_INODE, FileType
+from jfs.domain.settings import Settings
+from jfs.ports.kv import KV, RangeReadingKV, Tx
+from jfs.testing.engines import wipe_engine
+
+REDIS_DB = 14
+
+
+@pytest.fixture
+async def redis_kv(redis_server_url: str) -> AsyncIterator[KV]:
+    url = f"{redis_server_url}/{REDIS_DB}"
+    await wipe_engine(url)
+    kv = await open_kv(url)
+    try:
+        yield kv
+    finally:
+        await kv.close()
+        await wipe_engine(url)
+
+
+class _TxOnly:
+    """The same engine without `read_ranges`: the dump's transaction path."""
+
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+        self.url = kv.url
+
+    def read(self, body: Callable[[Tx], Awaitable[Any]], **kw: Any) -> Awaitable[Any]:
+        return self._kv.read(body, **kw)
+
+    def txn(self, body: Callable[[Tx], Awaitable[Any]], **kw: Any) -> Awaitable[Any]:
+        return self._kv.txn(body, **kw)
+
+
+async def test_read_ranges_matches_scans(redis_kv: KV) -> None:
+    assert isinstance(redis_kv, RangeReadingKV)
+
+    async def fill(tx: Tx) -> None:
+        for p in (b"a", b"b", b"c"):
+            for i in range(5):
+                tx.put(p + bytes([i]), p * (i + 1))
+
+    await redis_kv.txn(fill)
+    ranges = [(b"a", b"b"), (b"b\x02", b"c"), (b"d", b"e"), (b"c", b"c\x03"), (b"a", b"z")]
+
+    async def scans(tx: Tx) -> list[list[tuple[bytes, bytes]]]:
+        return [await tx.scan(b, e, limit=4) for b, e in ranges]
+
+    assert await redis_kv.read_ranges(ranges, 4) == await redis_kv.read(scans)
+    assert await redis_kv.read_ranges([], 4) == []
+
+
+async def test_dump_through_range_batches_equals_the_transaction_path(redis_kv: KV,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    await format_meta(redis_kv, Settings(name="rbatch", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+        for i in range(40):
+            ino, _ = await meta.mknod(d, b"f%02d" % i, FileType.REGULAR, 0o644)
+            for x in range(i % 7):  # up to 6 xattrs: more keys than NODE_BATCH below
+                await meta.setxattr(ino, b"user.x%d" % x, b"v%d" % i)
+        await meta.symlink(d, b"link", b"f01")
+        await meta.setxattr(d, b"user.dir", b"yes")
+    finally:
+        await meta.close()
+    monkeypatch.setattr(dump, "NODE_BATCH", 4)
+    monkeypatch.setattr(dump, "RANGE_GROUP", 7)
+    batched, plain = io.BytesIO(), io.BytesIO()
+    a = await dump.dump_meta(redis_kv, batched.write)
+    b = await dump.dump_meta(_TxOnly(redis_kv), plain.write)  # type: ignore[arg-type]
+    assert a.entries == b.entries == 44  # the root, d, 40 files, link, the trash root
+    assert batched.getvalue() == plain.getvalue()
+    assert b'"user.x5"' in batched.getvalue() and b'"symlink": "f01"' in batched.getvalue()
