@@ -59,8 +59,10 @@ ONE_PASS_SQLITE_CACHE_KIB = 4096
 def one_pass_engine_caches() -> None:
     """Small engine page caches for a tool that reads or writes the metadata once (dump, load, gc, fsck),
     unless the user set them: its memory then stays flat however large the volume (a SQLite connection's
-    cache fills up to its size with pages it never reads again). Call before opening the engine."""
+    cache fills up to its size with pages it never reads again; a memory-mapped file's pages would count in
+    its RSS up to the file's size: no mapping, ADR 0057). Call before opening the engine."""
     os.environ.setdefault("JFS_SQLITE_CACHE_KIB", str(ONE_PASS_SQLITE_CACHE_KIB))
+    os.environ.setdefault("JFS_SQLITE_MMAP_MIB", "0")
 
 
 async def open_engine(meta_url: str) -> KV:

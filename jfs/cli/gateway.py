@@ -19,7 +19,7 @@ from jfs.adapters.objects import file_pages
 from jfs.adapters.s3gw.server import Gateway, GatewayConfig, start_server
 from jfs.app.errors import VolumeError
 from jfs.app.meta import Ctx
-from jfs.app.objectview import DEFAULT_AGE, ObjectView, PurgeReport, purge_stale_uploads
+from jfs.app.objectview import DEFAULT_AGE, ObjectView, purge_stale_uploads
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 from jfs.cli.logs import reload_on_sighup
 
@@ -93,19 +93,6 @@ async def purge_periodically(view: ObjectView, age: float) -> None:
         except Exception as exc:  # the gateway keeps serving
             log.warning("stale_upload_purge_failed", error=f"{type(exc).__name__}: {exc}")
         await asyncio.sleep(purge_interval(age))
-
-
-async def purge_volume_uploads(meta_url: str, age: float = DEFAULT_AGE, *, dry_run: bool = False) -> PurgeReport:
-    """What `jfs gc` runs: purge the stale uploads of the gateway serving the volume's root (one served
-    with ``--subdir`` keeps its own ``.sys`` there and purges it itself)."""
-    from jfs.app.meta import ROOT_CTX
-
-    client = await open_client(meta_url, ClientOptions(cache_dir=None, background_jobs=False,
-                                                       mountpoint="gc:gateway-uploads"))
-    try:
-        return await purge_stale_uploads(client.vfs, client.root, age, ctx=ROOT_CTX, dry_run=dry_run)
-    finally:
-        await client.close()
 
 
 def parse_address(address: str) -> tuple[str, int]:

@@ -67,7 +67,7 @@ def gc(
 
     async def collect(board: RichBoard) -> tuple[GCReport, PurgeReport]:
         from jfs.app.objectview import DEFAULT_AGE
-        from jfs.cli.gateway import purge_volume_uploads
+        from jfs.cli.gateway_uploads import purge_volume_uploads
 
         # First: what an S3 gateway left unfinished (its files' blocks are then judged below).
         age = float(os.environ.get("JFS_GC_UPLOAD_AGE") or DEFAULT_AGE)

@@ -179,6 +179,30 @@ class RangeDeletingTx(Protocol):
     def delete_range(self, begin: bytes, end: bytes) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeyShape:
+    """Keys exactly `length` bytes long whose byte at `at` (0-based) is `byte` (e.g. the chunk records
+    ``A<ino:8>C<indx:4>``: length 14, byte 9 = ``C``)."""
+
+    length: int
+    at: int
+    byte: int
+
+    def fits(self, key: bytes) -> bool:
+        return len(key) == self.length and key[self.at] == self.byte
+
+
+class ShapeScanningTx(Protocol):
+    """Offered by a `Tx` that can stream the keys of one shape out of a range without handing every other
+    key of the range to the caller (SQLite: a partial index on the shape, see its adapter). Same
+    guarantees as `Tx.scan_iter` (batches read consistently, no conflict detection, buffered writes not
+    merged in); yields exactly the pairs of ``scan_iter(begin, end)`` whose key `shape.fits`."""
+
+    def scan_shaped_iter(
+        self, begin: bytes, end: bytes, shape: KeyShape, *, batch: int = 1024
+    ) -> AsyncIterator[tuple[bytes, bytes]]: ...
+
+
 class AppendingTx(Protocol):
     """Offered by a `Tx` that can append to a value at commit at a cost independent of the value's length
     (Redis: STRLEN + APPEND inside the commit script; ADR 0055). `append(key, suffix, at)` joins the commit:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import jfs
-from jfs.cli.gateway import purge_volume_uploads
+from jfs.cli.gateway_uploads import purge_volume_uploads
 from jfs.testing.gateways import ACCESS_KEY, SECRET_KEY, free_port, gateway
 from jfs.testing.mounts import format_volume
 from jfs.testing.servers import stop_pid

@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from jfs.domain import keys
 from jfs.domain.records import SLICE_RECORD_SIZE, decode_delayed, decode_i64, decode_u64
-from jfs.ports.kv import KV, Tx
+from jfs.ports.kv import KV, KeyShape, Tx
 
 CHUNK_BEGIN, CHUNK_END = b"A", b"B"
 """The inode key space (attributes, entries, chunks, ... of every inode)."""
+CHUNK_SHAPE = KeyShape(14, 9, 0x43)
+"""The shape of a chunk record's key ``A<ino:8>C<indx:4>`` (`keys.chunk`)."""
 PROGRESS_STEP = 1024
 """Scanned keys between two progress updates."""
 
@@ -42,15 +44,18 @@ def slice_records(value: bytes) -> int:
 
 def is_chunk_key(key: bytes) -> bool:
     """Whether `key` is a chunk record ``A<ino>C<indx>`` (length 14, byte 9 = 'C')."""
-    return len(key) == 14 and key[9] == 0x43
+    return CHUNK_SHAPE.fits(key)
 
 
 async def chunks_in(tx: Tx, advance: Callable[[int], None] | None = None) -> AsyncIterator[tuple[int, int, bytes]]:
     """(inode, chunk index, raw chunk value) of every chunk record of the volume, in key order (one scan
-    of the inode key space). `advance(n)` is told every `PROGRESS_STEP` keys scanned, and the rest at
-    the end: a progress bar over the keys of the inode key space."""
+    of the inode key space; an engine offering `ShapeScanningTx` hands over the chunk records alone).
+    `advance(n)` is told every `PROGRESS_STEP` keys scanned, and the rest at the end: a progress bar over
+    the keys handed over."""
     n = 0
-    async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
+    shaped = getattr(tx, "scan_shaped_iter", None)
+    pairs = shaped(CHUNK_BEGIN, CHUNK_END, CHUNK_SHAPE) if shaped else tx.scan_iter(CHUNK_BEGIN, CHUNK_END)
+    async for key, value in pairs:
         n += 1
         if advance is not None and n % PROGRESS_STEP == 0:
             advance(PROGRESS_STEP)
