@@ -56,7 +56,6 @@ import threading
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote
 
 import structlog
 
@@ -65,12 +64,11 @@ from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, Engine
 
 from .base import RetryingKV, TxWrites, paged_scan, retrying
 from .registry import BadMetaURL
+from .sqlite_url import parse_sqlite_url
 
 T = TypeVar("T")
 log = structlog.get_logger("jfs.kv")
 
-DEFAULT_BUSY_TIMEOUT_MS = 30_000
-DEFAULT_SYNCHRONOUS = "normal"
 READERS = 3
 MAX_WRITE_BATCH = 512
 MAX_READ_BATCH = 32
@@ -774,28 +772,6 @@ def _juicefs_volume(conn: sqlite3.Connection) -> str:
     except (sqlite3.Error, ValueError, TypeError, AttributeError):
         name = None
     return f"JuiceFS volume '{name}'" if isinstance(name, str) and name else "a JuiceFS volume"
-
-
-def parse_sqlite_url(url: str) -> tuple[str, str, int]:
-    """(path, synchronous, busy_timeout_ms) of a ``sqlite3://`` URL; raises ValueError when malformed."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() != "sqlite3":
-        raise ValueError(f"not a sqlite3:// URL: {url}")
-    path, _, query = rest.partition("?")
-    path = unquote(path)
-    if not path:
-        raise ValueError("sqlite3:// URL without a file path (e.g. sqlite3:///var/lib/jfs/meta.db)")
-    synchronous, busy = DEFAULT_SYNCHRONOUS, DEFAULT_BUSY_TIMEOUT_MS
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name == "synchronous" and value.lower() in ("normal", "full"):
-            synchronous = value.lower()
-        elif name == "busy_timeout" and value.isdigit():
-            busy = int(value)
-        else:
-            raise ValueError(
-                f"bad sqlite3:// URL option {name}={value} (known: synchronous=normal|full, busy_timeout=<ms>)"
-            )
-    return path, synchronous, busy
 
 
 async def open_sqlite(url: str) -> SqliteKV:
