@@ -473,11 +473,10 @@ async def _pool_filled(store: FileStore) -> None:
     raise AssertionError("the temp-file pool was not filled")
 
 
+@pytest.mark.parametrize("temps", ["unnamed"], indirect=True)  # the pool holds unnamed files only
 async def test_small_puts_take_unnamed_files_opened_ahead(
     store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
 ) -> None:
-    if temps != "unnamed":
-        pytest.skip("the pool holds unnamed files only")
     await _pool_filled(store)
     opened: list[str] = []
     real_open = os.open
@@ -498,11 +497,10 @@ async def test_small_puts_take_unnamed_files_opened_ahead(
     assert not store._temps._fds  # closed: the kernel frees the unnamed files
 
 
+@pytest.mark.parametrize("temps", ["unnamed"], indirect=True)  # the pool holds unnamed files only
 async def test_a_failed_put_through_a_pooled_file_leaves_nothing(
     store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
 ) -> None:
-    if temps != "unnamed":
-        pytest.skip("the pool holds unnamed files only")
     await store.put("k/obj", b"old")
     await _pool_filled(store)
     _break_writes(monkeypatch)
@@ -514,11 +512,10 @@ async def test_a_failed_put_through_a_pooled_file_leaves_nothing(
     assert _all_files(tmp_path / "bucket") == ["k/obj"]
 
 
+@pytest.mark.parametrize("temps", ["unnamed"], indirect=True)  # the pool holds unnamed files only
 async def test_a_link_to_another_file_system_turns_the_pool_off(
     store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temps: str
 ) -> None:
-    if temps != "unnamed":
-        pytest.skip("the pool holds unnamed files only")
     await _pool_filled(store)
     real_link = os.link
     calls = [0]
@@ -545,9 +542,8 @@ async def test_missing_directories_are_made_for_a_pooled_put(store: FileStore, t
         await store.put("new/deep/dir/key/below", b"w")
 
 
+@pytest.mark.parametrize("temps", ["unnamed"], indirect=True)  # the pool holds unnamed files only
 async def test_a_forked_child_never_uses_its_parents_pooled_files(store: FileStore, temps: str) -> None:
-    if temps != "unnamed":
-        pytest.skip("the pool holds unnamed files only")
     await _pool_filled(store)
     r, w = os.pipe()
     pid = os.fork()
@@ -563,9 +559,8 @@ async def test_a_forked_child_never_uses_its_parents_pooled_files(store: FileSto
     assert store._temps.take() is not None  # the parent's are still its own
 
 
+@pytest.mark.parametrize("temps", ["unnamed"], indirect=True)  # the pool holds unnamed files only
 async def test_the_pool_is_first_filled_after_a_few_puts(store: FileStore, temps: str) -> None:
-    if temps != "unnamed":
-        pytest.skip("the pool holds unnamed files only")
     for i in range(file_mod.TEMP_POOL_START - 1):
         await store.put(f"k/{i}", b"x")
     assert not store._temps._filling and not store._temps._fds  # a command that puts little: no pool
