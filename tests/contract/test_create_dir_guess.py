@@ -6,32 +6,13 @@ and rmdir of a directory another client filled says ENOTEMPTY."""
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator
 
 import pytest
 
 from jfs.app.meta import Meta
-from jfs.app.meta.engine import format_meta
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.errors import FSError
-from jfs.domain.settings import Settings
-from jfs.ports.kv import KV, RESTARTS
-
-
-@pytest.fixture
-async def two_clients(kv: KV) -> AsyncIterator[tuple[Meta, Meta]]:
-    """Two clients (sessions) of a volume formatted on `kv`."""
-    await format_meta(kv, Settings(name="guess", trash_days=0))
-    clients = []
-    for _ in range(2):
-        m = await Meta.load(kv)
-        await m.start_session(background=False)
-        clients.append(m)
-    try:
-        yield clients[0], clients[1]
-    finally:
-        for m in clients:
-            await m.close()
+from jfs.ports.kv import RESTARTS
 
 
 async def _names(m: Meta, ino: int) -> list[bytes]:

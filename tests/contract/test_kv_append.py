@@ -5,16 +5,13 @@ they can) keep every client's records, whatever another client appended, compact
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from jfs.app.meta import Meta
-from jfs.app.meta.engine import format_meta
 from jfs.app.meta.setattr import SetAttr
 from jfs.domain import compaction
 from jfs.domain.attrs import ROOT_INODE
-from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, EngineError, Tx
 
 APPENDING = pytest.mark.jfs_engines("redis")
@@ -150,22 +147,6 @@ async def test_append_alongside_every_other_kind_of_write_and_read(kv: KV) -> No
 
 async def _put(tx: Tx, key: bytes, value: bytes) -> None:
     tx.put(key, value)
-
-
-@pytest.fixture
-async def two_clients(kv: KV) -> AsyncIterator[tuple[Meta, Meta]]:
-    """Two clients (sessions) of a volume formatted on `kv`."""
-    await format_meta(kv, Settings(name="append", trash_days=0))
-    clients = []
-    for _ in range(2):
-        m = await Meta.load(kv)
-        await m.start_session(background=False)
-        clients.append(m)
-    try:
-        yield clients[0], clients[1]
-    finally:
-        for m in clients:
-            await m.close()
 
 
 async def _commit(m: Meta, ino: int, indx: int, pos: int) -> None:

@@ -3,41 +3,14 @@ every engine, a commit after another client changed the file meanwhile keeps bot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
+from meta_pairs import two_clients_on
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta import Meta
-from jfs.app.meta.engine import format_meta
 from jfs.app.meta.setattr import SetAttr
 from jfs.app.meta.tails import MISS_PAUSE, CommitTails
 from jfs.domain.attrs import ROOT_INODE
-from jfs.domain.settings import Settings
-from jfs.ports.kv import KV
-
-
-@asynccontextmanager
-async def two_clients_on(kv: KV) -> AsyncIterator[tuple[Meta, Meta]]:
-    """Two clients (sessions) of a volume formatted on `kv`."""
-    await format_meta(kv, Settings(name="guess", trash_days=0))
-    clients = []
-    for _ in range(2):
-        m = await Meta.load(kv)
-        await m.start_session(background=False)
-        clients.append(m)
-    try:
-        yield clients[0], clients[1]
-    finally:
-        for m in clients:
-            await m.close()
-
-
-@pytest.fixture
-async def two_clients(kv: KV) -> AsyncIterator[tuple[Meta, Meta]]:
-    async with two_clients_on(kv) as pair:
-        yield pair
 
 
 async def _commit(m: Meta, ino: int, pos: int) -> None:
