@@ -90,6 +90,7 @@ class RedisKV(RetryingKV):
 
     async def _load_scripts(self) -> None:
         scripts = (("read", redis_lua.READ), ("commit", redis_lua.COMMIT), ("follow", redis_lua.FOLLOW),
+                   ("scan", redis_lua.SCAN),
                    *redis_batch.SCRIPTS)
         for name, source in scripts:
             self._sha[name] = await self._call(b"SCRIPT", b"LOAD", source)

@@ -5,7 +5,7 @@ Protocol (docs/adr/0002-redis-transactions.md, scripts in `redis_lua`):
 * The body's read set is recorded: for each point read the value seen (None = absent), for each scan its
   effective range (up to the last key returned when a limit cut it short) and the digest the server sent.
   It is kept packed as the scripts' validation section, so each later round only appends to it.
-* The first read round is a plain GET / MGET (or the READ script for a scan, the FOLLOW one for a
+* The first read round is a plain GET / MGET (or the SCAN script for a scan, the FOLLOW one for a
   followed pointer). Every later round is ONE EVALSHA of the READ script that first re-validates the whole
   read set so far and then reads: each round is atomic with checking everything read before it, so after
   the last round the body has seen one state.
@@ -187,10 +187,9 @@ class RedisTx(TxWrites):
                     if len(dkeys) == 1:
                         return [await self._kv._read(b"GET", dkeys[0])]
                     return await self._kv._read(b"MGET", *dkeys)
-                n = len(dkeys)
                 if op == b"f":
-                    return await self._kv._script("follow", 6 + n, bulks((*scan, *dkeys)))
-                return await self._kv._script("read", 4 + len(scan) + n, bulks((0, 0, op, n, *scan, *dkeys)))
+                    return await self._kv._script("follow", 6 + len(dkeys), bulks((*scan, *dkeys)))
+                return await self._kv._script("scan", 4, bulks(scan[:4]))  # {keys[, values]}: see `_pairs`
             reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
                 raise ConflictError(f"validated read: {self._reads.explain(reply)}")
@@ -273,6 +272,15 @@ class RedisTx(TxWrites):
 
     @staticmethod
     def _pairs(reply: list[Any], keys_only: bool) -> list[tuple[bytes, bytes]]:
+        """The pairs of a scan reply: SCAN's ``[keys]`` / ``[keys, values]`` or READ's ``[digest, k1, v1, ...]``."""
+        first = reply[0]
+        if type(first) is list:
+            if keys_only or not first:
+                return [(k, b"") for k in first]
+            values = reply[1]
+            if None in values:
+                raise EngineError("jfs: index and data out of sync in a scanned range")
+            return list(zip(first, values, strict=True))
         flat = reply[1:]
         if keys_only:
             return [(k, b"") for k in flat]
@@ -304,7 +312,7 @@ class RedisTx(TxWrites):
         return out
 
     async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
-        reply = await self._kv._script("read", 9, bulks((0, 0, b"s", 0, cursor, end, n, 0, 0)))
+        reply = await self._kv._script("scan", 4, bulks((cursor, end, n, 0)))
         return self._pairs(reply, False)
 
     def _check_cleared(self, dkeys: Sequence[bytes], scan: tuple[Any, ...], op: bytes) -> None:
