@@ -1,7 +1,8 @@
 """Where a Redis + file mount spends one metadata operation: py-spy profile, CPU and Redis commands per op.
 
     cd /tmp && /path/to/.venv/bin/python /path/to/bench/redis_md_profile.py --phases stat,rename,small,ls \
-        [--juicefs /path/to/juicefs] [--py-spy /path/to/py-spy] [--items 2000] [--procs 4]
+        [--juicefs /path/to/juicefs] [--py-spy /path/to/py-spy] [--items 2000] [--procs 4] \
+        [--base-jfs /path/to/other/jfs --rounds 5 --phases stat,ls]
 
 One redis-server; this tree's jfs on db 1 (and JuiceFS on db 2 with `--juicefs`). Per mount and phase:
 ops/s, mount CPU per op (/proc/PID/stat of its process tree), client commands per op and redis-server read
@@ -11,7 +12,9 @@ counted by commandstats too, so `evalsha` is shown apart), and for jfs a raw py-
 
 Phases: ``stat`` (os.stat of each file after drop_caches: LOOKUP), ``rename`` (same directory),
 ``small`` (create + write 128 KiB + close: CREATE+WRITE+FLUSH+RELEASE), ``ls`` (``ls -l`` of a 10k directory
-after drop_caches: READDIRPLUS). Root only.
+after drop_caches: READDIRPLUS). With `--base-jfs` another tree's jfs mounts a volume of its own (db 3);
+with `--rounds N` the phases run N times per mount in an order rotated each round (A/B alternating; only
+stat and ls are repeatable) and a median (min-max) table follows. Root only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import atexit
 import collections
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -79,6 +83,10 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--ls-entries", type=int, default=10000)
     ap.add_argument("--juicefs", default="")
+    ap.add_argument("--base-jfs", default="", help="also another tree's jfs executable, on its own volume (db 3)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the phases this many times per mount, in an order rotated by one each round "
+                         "(repeatable phases only: stat, ls)")
     ap.add_argument("--py-spy", default="")
     ap.add_argument("--workdir", default="/tmp/jfs-redis-md-profile")
     ap.add_argument("--fold", default="", help="only fold this raw py-spy file and exit")
@@ -100,6 +108,9 @@ def main() -> None:
         mounts: dict[str, Mount] = {
             "jfs": JfsMount("jfs", str(here / "jfs"), f"{url}/1", ["--bucket", str(work / "jfs-bucket")], work / "jfs")
         }
+        if args.base_jfs:
+            mounts["jfs-base"] = JfsMount("jfs", args.base_jfs, f"{url}/3", ["--bucket", str(work / "base-bucket")],
+                                          work / "jfs-base")
         if args.juicefs:
             mounts["JuiceFS"] = JuiceFSMount("JuiceFS", args.juicefs, f"{url}/2",
                                              ["--bucket", str(work / "juice-bucket")], work / "juicefs")
@@ -109,9 +120,10 @@ def main() -> None:
             m.mount()
         progress("mounted: " + ", ".join(f"{k} pid {m.pid}" for k, m in mounts.items()))
         rows: list[str] = []
+        samples: dict[tuple[str, str], list[tuple[float, float, float, float]]] = collections.defaultdict(list)
         with ProcessPoolExecutor(args.procs) as pool:
             list(pool.map(int, range(args.procs)))
-            for name, m in mounts.items():
+            for m in mounts.values():
                 dirs = [m.mnt / f"p{i}" for i in range(args.procs)]
                 for d in dirs:
                     d.mkdir(parents=True)
@@ -123,36 +135,54 @@ def main() -> None:
                     per = args.ls_entries // args.procs
                     subprocess.run(["bash", "-c", f"cd {big} && for p in $(seq 0 {args.procs - 1}); do "
                                     f"(for i in $(seq 1 {per}); do : > $p-$i; done) & done; wait"], check=True)
-                for phase in phases:
-                    drop_caches()
-                    spy = None
-                    if args.py_spy and name == "jfs":
-                        spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "500",
-                                                "--pid", str(m.pid), "-o", str(work / f"{phase}.spy")],
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                        time.sleep(1.0)
-                    i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
-                    if phase == "ls":
-                        subprocess.run(["ls", "-l", str(m.mnt / "big")], stdout=subprocess.DEVNULL, check=True)
-                        n = args.ls_entries
-                    else:
-                        list(pool.map(_job, [(str(d), phase, args.items) for d in dirs]))
-                        n = args.procs * args.items
-                    t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
-                    if spy is not None:
-                        spy.send_signal(2)
-                        spy.wait(30)
-                    d = _delta(i0, i1)
-                    cmds = {k[8:]: v / n for k, v in d.items() if k.startswith("cmdstat_") and k != "cmdstat_info"}
-                    reads = (d.get("total_reads_processed", 0) - 2) / n
-                    rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6
-                    c = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cmds.items()))
-                    rows.append(f"| {name} | {phase} | {n / (t1 - t0):,.0f} | {(c1 - c0) / n * 1e6:.0f} | "
-                                f"{reads:.2f} | {rcpu:.1f} | {c} |")
-                    progress(rows[-1])
+            order = list(mounts.items())
+            for r in range(args.rounds):
+                if args.rounds > 1:
+                    progress(f"round {r + 1}/{args.rounds}: {[n for n, _ in order]}")
+                for name, m in order:
+                    dirs = [m.mnt / f"p{i}" for i in range(args.procs)]
+                    for phase in phases:
+                        drop_caches()
+                        spy = None
+                        if args.py_spy and name == "jfs" and r == 0:
+                            spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "500",
+                                                    "--pid", str(m.pid), "-o", str(work / f"{phase}.spy")],
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            time.sleep(1.0)
+                        i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
+                        if phase == "ls":
+                            subprocess.run(["ls", "-l", str(m.mnt / "big")], stdout=subprocess.DEVNULL, check=True)
+                            n = args.ls_entries
+                        else:
+                            list(pool.map(_job, [(str(d), phase, args.items) for d in dirs]))
+                            n = args.procs * args.items
+                        t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
+                        if spy is not None:
+                            spy.send_signal(2)
+                            spy.wait(30)
+                        d = _delta(i0, i1)
+                        cmds = {k[8:]: v / n for k, v in d.items() if k.startswith("cmdstat_") and k != "cmdstat_info"}
+                        reads = (d.get("total_reads_processed", 0) - 2) / n
+                        rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6
+                        c = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cmds.items()))
+                        samples[(name, phase)].append((n / (t1 - t0), (c1 - c0) / n * 1e6, reads, rcpu))
+                        rows.append(f"| {name} | {phase} | {n / (t1 - t0):,.0f} | {(c1 - c0) / n * 1e6:.0f} | "
+                                    f"{reads:.2f} | {rcpu:.1f} | {c} |")
+                        progress(rows[-1])
+                order = order[1:] + order[:1]
         print("| mount | phase | ops/s | mount CPU µs/op | redis read events/op | redis CPU µs/op | commands/op |")
         print("|---|---|--:|--:|--:|--:|---|")
         print("\n".join(rows))
+        if args.rounds > 1:
+            print("\nmedian (min-max) over the rounds:")
+            print("| mount | phase | ops/s | mount CPU µs/op | redis CPU µs/op |")
+            print("|---|---|--:|--:|--:|")
+            for (name, phase), xs in samples.items():
+                cells = []
+                for k, fmt in ((0, "{:,.0f}"), (1, "{:.1f}"), (3, "{:.2f}")):
+                    v = [x[k] for x in xs]
+                    cells.append(f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})")
+                print(f"| {name} | {phase} | " + " | ".join(cells) + " |")
         for m in mounts.values():
             m.unmount()
 
