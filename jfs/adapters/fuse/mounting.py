@@ -96,15 +96,14 @@ class MountOptions:
     """How a decoded request starts its handler:
 
     * ``"eager-task"`` (default): as an asyncio Task whose first step runs at once, inside the reader
-      callback (Python 3.12's ``eager_start``; emulated on 3.11 with asyncio's loop; on a loop without
-      asyncio's ready queue — uvloop — ``"inline"`` instead). A handler that never suspends is
+      callback (Python 3.12's ``eager_start``; emulated on 3.11). A handler that never suspends is
       answered before the next request is read; one that suspends continues as an ordinary task.
       Saves a loop iteration per request and keeps full task semantics.
     * ``"task"``: an ordinary task, first run in the next loop iteration.
-    * ``"inline"``: no Task at all (`stepper.Stepped`): the first step runs inside the reader callback,
-      each later one from the done-callback of the future awaited. Keeps what a handler can see of its
-      task (``asyncio.current_task()``, ``asyncio.timeout``, cancellation, its own contextvars copy);
-      requests are not in ``asyncio.all_tasks()`` (ADR 0060)."""
+    * ``"inline"``: no Task until the handler first suspends (the fastest: no Task at all for
+      requests answered from memory). Its synchronous prefix runs in a private contextvars copy but
+      outside any task, so code that needs ``asyncio.current_task()`` before its first suspending
+      ``await`` (``asyncio.timeout``, ``TaskGroup``) fails there: only for handlers known not to."""
     drain_timeout: float = 10.0
     """How long `serve` waits for in-flight handlers after the connection ended, before cancelling them."""
     stop_timeout: float = 10.0

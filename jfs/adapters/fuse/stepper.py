@@ -92,8 +92,35 @@ class Stepped:
     # -- stepping
 
     def _wakeup(self, _fut: asyncio.Future[Any]) -> None:
-        # The coroutine's ``await fut`` reads the result (or raises its exception) itself.
-        self._step(None)
+        """The done-callback of the awaited future: `_step` without an exception, its common case inline.
+        The coroutine's ``await fut`` reads the result (or raises its exception) itself."""
+        if self._must_cancel or self._done:
+            self._step(None)
+            return
+        self._waiter = None
+        loop = self._loop
+        _enter_task(loop, self)
+        try:
+            result = self._coro.send(None)
+        except StopIteration:
+            self._finish()
+        except (KeyboardInterrupt, SystemExit):
+            self._finish()
+            raise
+        except BaseException as error:  # noqa: B036 - a handler bug must not take the loop down
+            self._finish()
+            loop.call_exception_handler({"message": "unhandled exception in a FUSE request", "exception": error})
+        else:
+            if getattr(result, "_asyncio_future_blocking", None) and result.get_loop() is loop:
+                result._asyncio_future_blocking = False
+                result.add_done_callback(self._wakeup, context=self._context)
+                self._waiter = result
+                if self._must_cancel and result.cancel():
+                    self._must_cancel = False
+            else:
+                self._wait_for(result)
+        finally:
+            _leave_task(loop, self)
 
     def _step(self, exc: BaseException | None) -> None:
         if self._done:
@@ -125,7 +152,7 @@ class Stepped:
     def _wait_for(self, result: Any) -> None:
         blocking = getattr(result, "_asyncio_future_blocking", None)
         if blocking:
-            if asyncio.futures._get_loop(result) is not self._loop:
+            if result.get_loop() is not self._loop:
                 self._later(RuntimeError(f"request {self!r} got Future {result!r} attached to a different loop"))
                 return
             result._asyncio_future_blocking = False
