@@ -1,13 +1,16 @@
-"""Redis CPU per listed entry of a transaction's first scan: the READ script's op 's' against SCAN (ADR 0060).
+"""Redis CPU per listed entry of a scan: the READ script's op 's' (a listing page's scan, after its directory
+read) and, where the tree has it, the SCAN script (a transaction's first scan) (ADR 0060).
 
     cd /tmp && /path/to/.venv/bin/python /path/to/bench/redis_scan_cpu.py [--entries 100000] [--others 200000] \
-        [--page 4096] [--calls 40] [--rounds 5]
+        [--page 4096] [--calls 40] [--rounds 5] [--base-tree /tmp/base]
 
 One redis-server on a free port; a database with `--entries` directory entries of one directory and
 `--others` other keys in the index ``i``. Each round reads the directory's first `--page` entries with
 keys and values `--calls` times through each script, alternating, and takes redis-server's CPU (``INFO
 cpu`` used_cpu_user + used_cpu_sys deltas) per entry; for scale, the same for a plain MGET of `--page`
-attribute-sized values (what a listing's second read costs). Median (min-max) over the rounds.
+attribute-sized values (what a listing's second read costs). Median (min-max) over the rounds. With
+`--base-tree DIR` another checkout's READ script (``DIR/jfs/adapters/kv/redis_lua.py``) is loaded too
+and called with the same arguments, alternating with this tree's: the A/B in one run.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import jfs  # noqa: E402
 from bench.comparison.backends import redis_server  # noqa: E402
 from jfs.adapters.kv.redis import open_redis  # noqa: E402
+from jfs.adapters.kv.redis_tx import RedisTx  # noqa: E402
 from jfs.adapters.kv.resp import bulks  # noqa: E402
 
 DIR = b"A\x00\x00\x00\x00\x00\x00\x00\x07D"
@@ -62,9 +67,19 @@ async def _run(url: str, args: argparse.Namespace) -> None:
         async def mget() -> object:
             return await kv._call(b"MGET", *attrs)
 
-        old, new = await read(), await scan()
-        assert old[1::2] == new[0] and old[2::2] == new[1], "the scripts disagree"  # type: ignore[index]
-        calls = {"READ op s": read, "SCAN": scan, "MGET of attributes": mget}
+        calls = {"READ op s": read, "MGET of attributes": mget}
+        if args.base_tree:
+            scope: dict[str, object] = {}
+            exec((Path(args.base_tree) / "jfs/adapters/kv/redis_lua.py").read_text(), scope)  # noqa: S102
+            base_sha = await kv._call(b"SCRIPT", b"LOAD", scope["READ"])
+
+            async def base_read() -> object:
+                return await kv._client.evalsha(base_sha, 9, bulks((0, 0, b"s", 0, DIR, end, page, 0, 0)))
+
+            calls["READ op s (base tree)"] = base_read
+        if "scan" in kv._sha:
+            calls["SCAN"] = scan
+            assert RedisTx._pairs(await read(), False) == RedisTx._pairs(await scan(), False), "the scripts disagree"
         res: dict[str, list[float]] = {k: [] for k in calls}
         for r in range(args.rounds):
             names = list(calls)
@@ -75,6 +90,7 @@ async def _run(url: str, args: argparse.Namespace) -> None:
                     await calls[name]()
                 c1 = _cpu(await kv._call(b"INFO", b"cpu"))
                 res[name].append((c1 - c0) / (args.calls * page) * 1e6)
+        print(f"jfs from {Path(jfs.__file__).parent}")
         print(f"redis-server CPU µs per entry ({page} entries per call, {args.calls} calls per round, "
               f"{args.rounds} rounds), median (min-max):")
         for name, v in res.items():
@@ -90,6 +106,7 @@ def main() -> None:
     ap.add_argument("--page", type=int, default=4096)
     ap.add_argument("--calls", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--base-tree", default="", help="another checkout whose READ script to compare with")
     args = ap.parse_args()
     with redis_server() as url:
         asyncio.run(_run(url, args))

@@ -1,6 +1,7 @@
-"""Redis: a transaction's first scan goes through the lean SCAN script (ADR 0060) — same pairs as the
-validating READ path, more than one MGET chunk, limits and keys-only, an index naming a key without data
-reported as an EngineError, later scans and commits still validated against it."""
+"""Redis: scans answered as two arrays (ADR 0060) — a transaction's first scan through the SCAN script, a
+later one through READ's op 's' (validating what the body read before): the same pairs either way, across
+more than one MGET chunk, with limits and keys only; an index naming a key without data is an EngineError
+on both paths; a first scan is still validated by the commit."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ async def test_first_scan_limits_keys_only_and_empty_ranges(kv: KV) -> None:
     assert keys == [(k, b"") for k, _ in pairs]
     assert await kv.read(lambda tx: tx.scan(b"u", b"v")) == []
     assert await kv.read(lambda tx: tx.scan(b"u", b"v", keys_only=True)) == []
+
+
+    async def later(tx: Tx, **kw: object) -> list[tuple[bytes, bytes]]:
+        await tx.get(b"r")
+        return await tx.scan(b"s/", b"s0", **kw)  # type: ignore[arg-type]
+
+    assert await kv.read(lambda tx: later(tx, limit=4_001)) == pairs[:4_001]
+    assert await kv.read(lambda tx: later(tx, keys_only=True)) == keys
     got = []
 
     async def pages(tx: Tx) -> None:
@@ -73,6 +82,13 @@ async def test_index_without_data_is_an_engine_error(kv: KV) -> None:
     await kv._call(b"DEL", b"ks/000004")  # type: ignore[attr-defined]  # the index still names it
     with pytest.raises(EngineError, match="out of sync"):
         await kv.read(lambda tx: tx.scan(b"s/", b"s0"))
+
+    async def later(tx: Tx) -> list[tuple[bytes, bytes]]:
+        await tx.get(b"r")
+        return await tx.scan(b"s/", b"s0")
+
+    with pytest.raises(EngineError, match="out of sync"):
+        await kv.read(later)
     # keys only need no data
     assert len(await kv.read(lambda tx: tx.scan(b"s/", b"s0", keys_only=True))) == 10
 

@@ -19,7 +19,9 @@ READ — ARGV: np, nr, op, nx, [scan arguments], nx data keys, np data keys, np 
                                                  prefix .. value[start:stop] (reversed) .. suffix named by
                                                  the value of data key #source (0-based; nil if too short)
     op 's'  scan arguments: begin, end, limit (0 = none), keys_only ('1'/'0'), want_digest ('1'/'0')
-                                              -> {digest or '', k1, v1, k2, v2, ...} ({digest, k1, ...} keys only)
+                                              -> {digest or '', keys, values} ({digest or '', keys} keys
+                                                 only): two arrays, not interleaved (ADR 0060); a nil
+                                                 value (index without data) is reported by the caller
 
 COMMIT — ARGV: np, nr, nw, nd, na, nc, nq, nw (DK, value), nw (0, K), nd DK, nd K, na DK, np data keys,
                na (K, delta), nc (begin, end), np (mode, expected), nr ranges, nq (DK, K, at, suffix)
@@ -38,9 +40,8 @@ FOLLOW — ARGV: source, start, stop, prefix, suffix, reverse, then nx data keys
 SCAN — ARGV: begin, end, limit (0 = none), keys_only ('1'/'0') -> {keys} or {keys, values}: the keys of
     [begin, end) ascending (at most `limit`) and, unless keys only, the values of their data keys in the same
     order (nil where the index names a key without data: the caller reports it). As READ's op 's' with
-    nothing to validate and no digest (a transaction's first round: every listing page), without READ's
-    per-call closures and per-entry table appends (Redis CPU per listed entry 0.63x READ's,
-    docs/adr/0060-redis-lean-scan-and-task-free-fuse-requests.md).
+    nothing to validate and no digest (a transaction's first round), without READ's per-call closures
+    (docs/adr/0060-redis-listing-scans-as-two-arrays.md).
 
 Why this shape: on Redis every Lua string built and every table slot filled costs about as much as a
 redis.call; keys therefore arrive already prefixed and grouped so that the scripts pass ARGV slices
@@ -104,6 +105,26 @@ local function range_values(keys)
       if not vs[x] then return nil end
       vals[#vals + 1] = vs[x]
     end
+  end
+  return vals
+end
+
+-- MGET of the data keys of `keys` as one array (false where one is missing: the caller reports it)
+local function scan_values(keys)
+  local n = #keys
+  if n == 0 then return {} end
+  if n <= 4000 then
+    local dks = {}
+    for x = 1, n do dks[x] = 'k' .. keys[x] end
+    return redis.call('MGET', unpack(dks))
+  end
+  local vals = {}
+  for a = 1, n, 4000 do
+    local e = math.min(a + 3999, n)
+    local dks = {}
+    for x = a, e do dks[x - a + 1] = 'k' .. keys[x] end
+    local vs = redis.call('MGET', unpack(dks))
+    for x = 1, e - a + 1 do vals[a + x - 1] = vs[x] end
   end
   return vals
 end
@@ -180,19 +201,16 @@ if op == 'f' then
 end
 if op ~= 's' then return {} end
 local keys = range_keys(ARGV[s], ARGV[s + 1], false, tonumber(ARGV[s + 2]))
-local keys_only = ARGV[s + 3] == '1'
-local values = nil
-if not keys_only then
-  values = range_values(keys)
+if ARGV[s + 3] == '1' then
+  if ARGV[s + 4] == '1' then return {digest(keys, nil), keys} end
+  return {'', keys}
+end
+if ARGV[s + 4] == '1' then
+  local values = range_values(keys)
   if not values then return out_of_sync() end
+  return {digest(keys, values), keys, values}
 end
-local out = {''}
-if ARGV[s + 4] == '1' then out[1] = digest(keys, values) end
-for x = 1, #keys do
-  out[#out + 1] = keys[x]
-  if values then out[#out + 1] = values[x] end
-end
-return out
+return {'', keys, scan_values(keys)}
 """
 )
 

@@ -272,19 +272,16 @@ class RedisTx(TxWrites):
 
     @staticmethod
     def _pairs(reply: list[Any], keys_only: bool) -> list[tuple[bytes, bytes]]:
-        """The pairs of a scan reply: SCAN's ``[keys]`` / ``[keys, values]`` or READ's ``[digest, k1, v1, ...]``."""
-        first = reply[0]
-        if type(first) is list:
-            if keys_only or not first:
-                return [(k, b"") for k in first]
-            values = reply[1]
-            if None in values:
-                raise EngineError("jfs: index and data out of sync in a scanned range")
-            return list(zip(first, values, strict=True))
-        flat = reply[1:]
-        if keys_only:
-            return [(k, b"") for k in flat]
-        return list(zip(flat[0::2], flat[1::2], strict=True))
+        """The pairs of a scan reply: SCAN's ``[keys]`` / ``[keys, values]`` or READ's ``[digest, keys]`` /
+        ``[digest, keys, values]``. EngineError when the index names a key without data."""
+        at = 0 if type(reply[0]) is list else 1
+        keys = reply[at]
+        if keys_only or not keys:
+            return [(k, b"") for k in keys]
+        values = reply[at + 1]
+        if None in values:
+            raise EngineError("jfs: index and data out of sync in a scanned range")
+        return list(zip(keys, values, strict=True))
 
     async def scan(
         self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
