@@ -8,7 +8,8 @@ it keeps `--depth` LOOKUPs in flight and reads their replies. The LOOKUP handler
 futures, each resolved from a loop callback (as a Redis reply is, from the connection's
 ``data_received``), then answers. Per round and mode: the server process's CPU (user + system, from
 ``getrusage(RUSAGE_SELF)``, which leaves the child out) per request; modes alternate within each round. Median
-(min-max) over the rounds.
+(min-max) over the rounds. The modes are the tree's own (`MountOptions.dispatch`): ADR 0060's task-free
+figures came from commit 53b66ae of branch wt-redismd, whose ``inline`` was the task-free driver.
 """
 
 from __future__ import annotations
