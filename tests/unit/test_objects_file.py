@@ -361,6 +361,26 @@ async def test_a_small_put_is_written_without_a_thread_hop(store: FileStore, mon
     assert await store.get("t/small") == b"s" * 4096
 
 
+async def test_a_128_kib_block_is_put_inline_and_a_larger_one_in_the_pool(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file of `juicefs bench` (128 KiB, one block) is stored without the two thread hops (ADR 0064);
+    one byte more goes through the store's threads, and both are stored whole."""
+    threads = _spy_put_threads(monkeypatch)
+    small, big = os.urandom(128 << 10), os.urandom((128 << 10) + 1)
+    assert file_mod.INLINE_PUT_MAX == len(small)
+    for i in range(file_mod.TEMP_POOL_START + 2):  # also once the pool of unnamed temp files is in use
+        await store.put(f"t/small{i}", small)
+    await store.put("t/big", big)
+    here = threading.current_thread().name
+    assert threads[:-1] == [here] * (file_mod.TEMP_POOL_START + 2)
+    assert threads[-1].startswith("jfs-file")
+    assert [await store.get(f"t/small{i}") for i in range(file_mod.TEMP_POOL_START + 2)] == [small] * (
+        file_mod.TEMP_POOL_START + 2
+    )
+    assert await store.get("t/big") == big
+
+
 async def test_slow_inline_puts_go_back_to_the_threads(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
     threads = _spy_put_threads(monkeypatch)
     clock = [100.0]
