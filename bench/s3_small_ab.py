@@ -7,7 +7,7 @@ Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/jfs-bin --jfs
 
 A label starting with ``juicefs`` runs that binary as JuiceFS; any other is a jfs (a wrapper script that
 sets PYTHONPATH to another tree serves as a base build). One SeaweedFS (``sqlite-s3``) or redis-server
-(``redis-file``) for the whole run; per build and round a fresh volume (``--trash-days 0``) in a fresh bucket
+(``redis-file``) for the whole run, the builds in an order rotated by one per round; per build and round a fresh volume (``--trash-days 0``) in a fresh bucket
 / directory / Redis database (flushed after the run), mounted with a disk cache. Per run: the mount's RSS
 2 s after mounting, then `threads` writers each creating `files` files of `kib` KiB in one shared directory
 (open, one write, close — what `juicefs bench` does), timed, with the mount's CPU (µs per file), the median
@@ -223,7 +223,9 @@ def main() -> None:
     try:
         with backend(args.backend) as be:
             for n in range(args.pairs):
-                for i, (label, binary) in enumerate(builds):
+                for j in range(len(builds)):  # the order rotates by one per round
+                    i = (j + n) % len(builds)
+                    label, binary = builds[i]
                     results.append(one_run(label, binary, be, work, args, n, 1 + i % 15))
     finally:
         run(["rm", "-rf", str(work)], timeout=120, check=False)

@@ -32,8 +32,8 @@ already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT``
 waiting for the disk), saving two thread hops per small random read (the block store asks for a small
 uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
-`put` without fsync (at most `INLINE_PUT_MAX` bytes: the block of a small file up to 128 KiB, ``juicefs bench``'s
-small-file size) is written on the caller's thread too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
+`put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
+too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
 from __future__ import annotations
@@ -67,14 +67,12 @@ TMP_PREFIX = ".jfs-tmp."
 PAGE = 1000
 COPY_BYTES = 1 << 20  # `put_file`'s copy buffer
 NOWAIT_MAX = 256 * 1024  # largest ranged get tried on the caller's thread
-INLINE_PUT_MAX = 128 * 1024
+INLINE_PUT_MAX = 64 * 1024
 """Largest `put` done on the caller's thread (no fsync asked): a few system calls into the page cache cost
-less than the two thread hops of the pool. 128 KiB (ADR 0064): a 128 KiB put through a pooled unnamed temp
-file (write, linkat, close) took a median ~60-90 µs on the caller's thread against ~200-580 µs through the
-pool on this loaded VM, and a small file's close then stores and commits it without a loop pass for the put
-(2 loop passes per file instead of 7, 7 callbacks instead of 14, `bench/sdk_small_cpu.py --count --size
-131072`). The memcpy grows with the size while the hops do not: bigger blocks (the tails of big files, 4 MiB
-blocks) stay on the pool."""
+less than the two thread hops of the pool. Not raised to 128 KiB (ADR 0064, measured): a 128 KiB file's
+close then took 0.8 instead of 1.5 ms, but its put held the mount's loop while other writers' LOOKUP +
+CREATE waited behind it — and the kernel runs those one at a time per directory (under the directory's
+lock), so ``juicefs bench``'s small-file write (4 writers, one directory) fell from 324 to 172 files/s."""
 _now = time.monotonic
 INLINE_PUT_SLOW = 0.002
 INLINE_PUT_WINDOW = 8
