@@ -7,10 +7,11 @@ Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/jfs-bin --jfs
 
 A label starting with ``juicefs`` runs that binary as JuiceFS; any other is a jfs (a wrapper script that
 sets PYTHONPATH to another tree serves as a base build). One SeaweedFS (``sqlite-s3``) or redis-server
-(``redis-file``) for the whole run, the builds in an order rotated by one per round; per build and round a fresh volume (``--trash-days 0``) in a fresh bucket
-/ directory / Redis database (flushed after the run), mounted with a disk cache. Per run: the mount's RSS
-2 s after mounting, then `threads` writers each creating `files` files of `kib` KiB in one shared directory
-(open, one write, close — what `juicefs bench` does), timed, with the mount's CPU (µs per file), the median
+(``redis-file``) for the whole run, the builds in an order rotated by one per round; per build and round a
+fresh volume (``--trash-days 0``) in a fresh bucket / directory / Redis database (flushed after the run),
+mounted with a disk cache. Per run: the mount's RSS 2 s after mounting, then `threads` writers each creating
+`files` files of `kib` KiB in one shared directory (``--dirs per-writer``: one each) (open, one write, close
+— what `juicefs bench` does), timed, with the mount's CPU (µs per file), the median
 latency of each call (open with O_CREAT, write, close), for jfs the object requests and engine transactions
 per file (``.stats``) and on Redis the commands and round trips (``total_reads_processed``) redis-server
 handled per file (`INFO`, whole server: only the mount under test runs). Then the same files read back
@@ -54,7 +55,8 @@ def _jfs_counters(mnt: Path) -> dict[str, float]:
 
 
 def write_files(d: Path, t: int, n: int, data: bytes) -> list[tuple[float, float, float]]:
-    """`n` files named like `juicefs bench`'s in the shared directory `d`; per file (open, write, close) s."""
+    """`n` files in directory `d` (shared by the writers, as `juicefs bench`'s, or this writer's own); per
+    file (open, write, close) seconds."""
     times = []
     flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC
     clock = time.perf_counter
@@ -76,8 +78,8 @@ def read_files(d: Path, t: int, n: int) -> list[tuple[float, float, float]]:
     return []
 
 
-def _one(fn, d: Path, extra: tuple, t: int) -> list[tuple[float, float, float]]:
-    return fn(d, t, *extra)
+def _one(fn, d: Path, extra: tuple, own_dirs: bool, t: int) -> list[tuple[float, float, float]]:
+    return fn(d / f"w{t}" if own_dirs else d, t, *extra)
 
 
 class Redis:
@@ -145,6 +147,9 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
         out["rss"] = rss_mib(pid)
         d = m.mnt / "small"
         d.mkdir()
+        own_dirs = args.dirs == "per-writer"
+        for t in range(args.threads if own_dirs else 0):
+            (d / f"w{t}").mkdir()
         data = os.urandom(args.kib << 10)
         total = args.files * args.threads
         for phase in ("write", "read"):
@@ -166,7 +171,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             with ThreadPoolExecutor(args.threads) as pool:
                 fn = write_files if phase == "write" else read_files
                 extra = (args.files, data) if phase == "write" else (args.files,)
-                times = [x for part in pool.map(functools.partial(_one, fn, d, extra), range(args.threads))
+                times = [x for part in pool.map(functools.partial(_one, fn, d, extra, own_dirs), range(args.threads))
                          for x in part]
             t1 = time.time()
             c1 = proc_cpu(pid)
@@ -212,6 +217,9 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=128)
     ap.add_argument("--pyspy", default="")
     ap.add_argument("--no-read", action="store_true")
+    ap.add_argument("--dirs", choices=("shared", "per-writer"), default="shared",
+                    help="one directory for all writers (juicefs bench) or one each (the kernel then does not "
+                         "serialize their creates on one directory's lock)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("root only (drop_caches)")
@@ -229,8 +237,8 @@ def main() -> None:
                     results.append(one_run(label, binary, be, work, args, n, 1 + i % 15))
     finally:
         run(["rm", "-rf", str(work)], timeout=120, check=False)
-    print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB, {args.pairs} rounds; "
-          "median (min–max)")
+    print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB ({args.dirs} "
+          f"directory), {args.pairs} rounds; median (min–max)")
     print("| build | write files/s | mount CPU µs/file | open µs | write µs | close µs | FLUSH in the mount µs |"
           " Redis round trips/file | read CPU µs/file |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
