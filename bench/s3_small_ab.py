@@ -1,19 +1,27 @@
-"""SQLite + SeaweedFS S3: RSS after mount and the small-file write of `juicefs bench` (128 KiB files, 4
-writers), jfs builds side by side, alternating (issue 17, ADR 0049).
+"""The small-file write of `juicefs bench` (128 KiB files, 4 writers) on one backend, jfs builds and JuiceFS
+side by side, alternating (issue 17; ADR 0049 for S3, ADR 0064 for the data side of a small file).
 
-Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/.venv/bin/jfs --jfs new=.venv/bin/jfs
-        [--pairs 3] [--files 100] [--threads 4] [--kib 128] [--pyspy DIR]
+Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/jfs-bin --jfs new=.venv/bin/jfs \
+            [--jfs juicefs=.venv/bin/juicefs] [--backend sqlite-s3|redis-file|sqlite-file] [--pairs 3]
+            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read]
 
-One SeaweedFS for the whole run; per build and pair a fresh SQLite volume (``--trash-days 0``) and bucket,
-mounted with a disk cache. Per run: the mount's RSS 2 s after mounting, then `threads` writers each
-creating `files` files of `kib` KiB (open, one write, close — what `juicefs bench` does), timed, with the
-mount's CPU (µs per file) and the object requests (`.stats`) per file. Then the same files read back
-(after drop_caches) for CPU per read.
+A label starting with ``juicefs`` runs that binary as JuiceFS; any other is a jfs (a wrapper script that
+sets PYTHONPATH to another tree serves as a base build). One SeaweedFS (``sqlite-s3``) or redis-server
+(``redis-file``) for the whole run, the builds in an order rotated by one per round; per build and round a
+fresh volume (``--trash-days 0``) in a fresh bucket / directory / Redis database (flushed after the run),
+mounted with a disk cache. Per run: the mount's RSS 2 s after mounting, then `threads` writers each creating
+`files` files of `kib` KiB in one shared directory (``--dirs per-writer``: one each) (open, one write, close
+— what `juicefs bench` does), timed, with the mount's CPU (µs per file), the median
+latency of each call (open with O_CREAT, write, close), for jfs the object requests and engine transactions
+per file (``.stats``) and on Redis the commands and round trips (``total_reads_processed``) redis-server
+handled per file (`INFO`, whole server: only the mount under test runs). Then the same files read back
+(after drop_caches) for CPU per read (``--no-read`` skips it). Root only (drop_caches).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import signal
@@ -22,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,36 +39,104 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comparison.harness import JfsMount, JuiceFSMount, drop_caches, proc_cpu, rss_mib, run  # noqa: E402
 from s3_randrw import requests, stats  # noqa: E402
 
-from jfs.testing.seaweed import seaweed_s3  # noqa: E402
+BACKENDS = ("sqlite-s3", "redis-file", "sqlite-file")
+FUSE_OPS = ("create", "write", "flush")
 
 
-def write_files(d: Path, t: int, n: int, data: bytes) -> None:
-    sub = d / f"t{t}"
-    sub.mkdir()
+def _jfs_counters(mnt: Path) -> dict[str, float]:
+    """`s3_randrw.requests` of the mount's ``.stats`` plus the count and total seconds of the FUSE ops a small
+    file costs (``create``, ``write``, ``flush``: the time each spent in the mount)."""
+    s = stats(mnt)
+    out = requests(s)
+    for op in FUSE_OPS:
+        out[op] = s.get(f'jfs_fuse_ops_total{{method="{op}"}}', 0.0)
+        out[f"{op}_s"] = s.get(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}}', 0.0)
+    return out
+
+
+def write_files(d: Path, t: int, n: int, data: bytes) -> list[tuple[float, float, float]]:
+    """`n` files in directory `d` (shared by the writers, as `juicefs bench`'s, or this writer's own); per
+    file (open, write, close) seconds."""
+    times = []
+    flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC
+    clock = time.perf_counter
     for i in range(n):
-        with open(sub / f"f{i}", "wb") as f:
-            f.write(data)
+        t0 = clock()
+        fd = os.open(d / f"f.{t}.{i}", flags, 0o644)
+        t1 = clock()
+        os.write(fd, data)
+        t2 = clock()
+        os.close(fd)
+        times.append((t1 - t0, t2 - t1, clock() - t2))
+    return times
 
 
-def read_files(d: Path, t: int, n: int) -> None:
+def read_files(d: Path, t: int, n: int) -> list[tuple[float, float, float]]:
     for i in range(n):
-        with open(d / f"t{t}" / f"f{i}", "rb") as f:
+        with open(d / f"f.{t}.{i}", "rb") as f:
             f.read()
+    return []
 
 
-def _one(fn, d: Path, extra: tuple, t: int) -> None:
-    fn(d, t, *extra)
+def _one(fn, d: Path, extra: tuple, own_dirs: bool, t: int) -> list[tuple[float, float, float]]:
+    return fn(d / f"w{t}" if own_dirs else d, t, *extra)
 
 
-def one_run(label: str, binary: str, s3, work: Path, args: argparse.Namespace, n: int) -> dict:
+class Redis:
+    """The redis-server of a `redis-file` run and its whole-server counters."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.port = url.rsplit(":", 1)[1].split("/")[0]
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", self.port, *args], capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+
+    def counters(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in self.cli("INFO", "all").splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line.split(":", 1)
+                out[name[8:]] = float(rest.split(",")[0].split("=")[1])
+            elif line.startswith("total_reads_processed:"):
+                out["round trips"] = float(line.split(":")[1])
+        return out
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[object]:
+    if name == "sqlite-s3":
+        from jfs.testing.seaweed import seaweed_s3
+
+        with seaweed_s3(bucket="sm-probe") as s3:
+            yield s3
+    elif name == "redis-file":
+        from jfs.testing.servers import start_redis_server
+
+        server = start_redis_server(new_session=True)
+        try:
+            yield Redis(server.url)
+        finally:
+            server.stop()
+    else:
+        yield None
+
+
+def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Namespace, n: int, db: int) -> dict:
     root = work / f"{label}-{n}"
     root.mkdir()
-    bucket = f"sm-{label.lower()}-{n}"
-    s3.client().create_bucket(Bucket=bucket)
     cls = JuiceFSMount if label.lower().startswith("juicefs") else JfsMount
-    m = cls(label, binary, f"sqlite3://{root / 'meta.db'}", [
-        "--storage", "s3", "--bucket", f"{s3.endpoint}/{bucket}",
-        "--access-key", s3.access_key, "--secret-key", s3.secret_key], root, [])
+    if args.backend == "sqlite-s3":
+        bucket = f"sm-{label.lower()}-{n}"
+        be.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        meta, storage = f"sqlite3://{root / 'meta.db'}", [
+            "--storage", "s3", "--bucket", f"{be.endpoint}/{bucket}",  # type: ignore[attr-defined]
+            "--access-key", be.access_key, "--secret-key", be.secret_key]  # type: ignore[attr-defined]
+    else:
+        storage = ["--storage", "file", "--bucket", f"{root / 'bucket'}/"]
+        meta = f"{be.url}/{db}" if isinstance(be, Redis) else f"sqlite3://{root / 'meta.db'}"
+    m = cls(label, binary, meta, storage, root, [])
     m.format()
     m.mount()
     pid = m.pid
@@ -70,67 +147,112 @@ def one_run(label: str, binary: str, s3, work: Path, args: argparse.Namespace, n
         out["rss"] = rss_mib(pid)
         d = m.mnt / "small"
         d.mkdir()
+        own_dirs = args.dirs == "per-writer"
+        for t in range(args.threads if own_dirs else 0):
+            (d / f"w{t}").mkdir()
         data = os.urandom(args.kib << 10)
         total = args.files * args.threads
         for phase in ("write", "read"):
             if phase == "read":
+                if args.no_read:
+                    break
                 drop_caches()
             spy = None
-            if args.pyspy and phase == "write":
+            if args.pyspy and phase == "write" and cls is JfsMount:
                 spy = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200", "--threads", "--nonblocking",
-                     "--pid", str(pid), "-o", f"{args.pyspy}/{label}-{n}-{phase}.txt", "-d", "20"],
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200",
+                     "--threads", "--nonblocking", "--pid", str(pid), "-o",
+                     f"{args.pyspy}/{label}-{n}-{phase}.txt", "-d", "20"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
-            s0, c0, t0 = requests(stats(m.mnt)), proc_cpu(pid), time.time()
+            s0 = _jfs_counters(m.mnt) if cls is JfsMount else {}
+            r0 = be.counters() if isinstance(be, Redis) else {}
+            c0, t0 = proc_cpu(pid), time.time()
             with ThreadPoolExecutor(args.threads) as pool:
                 fn = write_files if phase == "write" else read_files
                 extra = (args.files, data) if phase == "write" else (args.files,)
-                list(pool.map(functools.partial(_one, fn, d, extra), range(args.threads)))
+                times = [x for part in pool.map(functools.partial(_one, fn, d, extra, own_dirs), range(args.threads))
+                         for x in part]
             t1 = time.time()
-            s1, c1 = requests(stats(m.mnt)), proc_cpu(pid)
+            c1 = proc_cpu(pid)
+            s1 = _jfs_counters(m.mnt) if cls is JfsMount else {}
+            r1 = be.counters() if isinstance(be, Redis) else {}
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
             cpu = (sum(c1) - sum(c0)) if c0 and c1 else float("nan")
-            delta = {k: round((s1[k] - s0[k]) / total, 2) for k in s1 if s1[k] != s0[k]}
-            out[phase] = {"rate": total / (t1 - t0), "cpu_us": cpu / total * 1e6}
-            print(f"{label:>6} #{n} rss {out['rss']:.1f} MiB  {phase:5} {total / (t1 - t0):7.0f} files/s  "
-                  f"cpu {cpu / total * 1e6:6.0f} µs/file  per file {delta}", flush=True)
+            delta = {k: round((s1[k] - s0[k]) / total, 2) for k in s1 if s1[k] != s0[k] and not k.endswith("_s")}
+            ops = {op: (s1[f"{op}_s"] - s0[f"{op}_s"]) / max(1.0, s1[op] - s0[op]) * 1e6 for op in FUSE_OPS if op in s1}
+            redis = {k: round((r1[k] - r0.get(k, 0)) / total, 2) for k in r1 if r1[k] != r0.get(k, 0)}
+            lat = [statistics.median(x[i] for x in times) * 1e6 for i in range(3)] if times else []
+            out[phase] = {"rate": total / (t1 - t0), "cpu_us": cpu / total * 1e6, "lat": lat,
+                          "redis_rt": redis.get("round trips", float("nan")), "ops": ops}
+            extra_txt = f"  open/write/close µs {[round(x) for x in lat]}" if lat else ""
+            print(f"{label:>8} #{n} rss {out['rss']:.1f} MiB  {phase:5} {total / (t1 - t0):7.0f} files/s  "
+                  f"cpu {cpu / total * 1e6:6.0f} µs/file{extra_txt}", flush=True)
+            if delta:
+                print(f"{'':>8}    jfs per file {delta}; mean µs in the mount "
+                      f"{ {k: round(v) for k, v in ops.items()} }", flush=True)
+            if redis:
+                print(f"{'':>8}    redis per file {redis}", flush=True)
     finally:
         m.unmount()
+        if isinstance(be, Redis):
+            be.cli("-n", str(db), "FLUSHDB")
         run(["rm", "-rf", str(root)], timeout=120, check=False)
     return out
+
+
+def _med(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jfs", action="append", required=True, help="LABEL=PATH of a jfs (or juicefs*) binary")
+    ap.add_argument("--backend", choices=BACKENDS, default="sqlite-s3")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--files", type=int, default=100)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--kib", type=int, default=128)
     ap.add_argument("--pyspy", default="")
+    ap.add_argument("--no-read", action="store_true")
+    ap.add_argument("--dirs", choices=("shared", "per-writer"), default="shared",
+                    help="one directory for all writers (juicefs bench) or one each (the kernel then does not "
+                         "serialize their creates on one directory's lock)")
     args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("root only (drop_caches)")
     builds = [tuple(x.split("=", 1)) for x in args.jfs]
     if args.pyspy:
         Path(args.pyspy).mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="jfs-s3sm-"))
+    work = Path(tempfile.mkdtemp(prefix="jfs-smallw-"))
     results: list[dict] = []
     try:
-        with seaweed_s3(bucket="sm-probe") as s3:
+        with backend(args.backend) as be:
             for n in range(args.pairs):
-                for label, binary in builds:
-                    results.append(one_run(label, binary, s3, work, args, n))
+                for j in range(len(builds)):  # the order rotates by one per round
+                    i = (j + n) % len(builds)
+                    label, binary = builds[i]
+                    results.append(one_run(label, binary, be, work, args, n, 1 + i % 15))
     finally:
         run(["rm", "-rf", str(work)], timeout=120, check=False)
+    print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB ({args.dirs} "
+          f"directory), {args.pairs} rounds; median (min–max)")
+    print("| build | write files/s | mount CPU µs/file | open µs | write µs | close µs | FLUSH in the mount µs |"
+          " Redis round trips/file | read CPU µs/file |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for label, _ in builds:
         mine = [r for r in results if r["label"] == label]
-        print(f"{label:>6} rss {[round(r['rss'], 1) for r in mine]}  "
-              f"write files/s {[round(r['write']['rate']) for r in mine]}  "
-              f"write µs/file {[round(r['write']['cpu_us']) for r in mine]} "
-              f"(median {statistics.median(r['write']['cpu_us'] for r in mine):.0f})  "
-              f"read µs/file {[round(r['read']['cpu_us']) for r in mine]}")
+        w = [r["write"] for r in mine]
+        lat = [statistics.median(x["lat"][i] for x in w) for i in range(3)]
+        rts = [x["redis_rt"] for x in w]
+        flushes = [x["ops"]["flush"] for x in w if "flush" in x["ops"]]
+        flush = _med(flushes) if flushes else "-"
+        reads = _med([r["read"]["cpu_us"] for r in mine]) if not args.no_read else "-"
+        print(f"| {label} | {_med([x['rate'] for x in w])} | {_med([x['cpu_us'] for x in w])} | "
+              f"{lat[0]:,.0f} | {lat[1]:,.0f} | {lat[2]:,.0f} | {flush} | "
+              f"{statistics.median(rts):.1f} | {reads} |")
 
 
 if __name__ == "__main__":

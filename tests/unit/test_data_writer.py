@@ -809,3 +809,33 @@ async def test_writes_wait_while_the_file_has_too_many_uncommitted_slices(
         await vol.dp.release(h)
     finally:
         await vol.close()
+
+
+async def test_a_128_kib_file_is_stored_and_committed_by_its_flush(tmp_path: Any) -> None:
+    """A `juicefs bench` small file on a ``file`` bucket (ADR 0064): once its flush returned, the slice is
+    committed (what another client reads: close-to-open) and its one block is stored under the name JuiceFS
+    gives it; read back whole."""
+    from jfs.adapters.objects.file import FileStore
+
+    store = FileStore(f"{tmp_path}/bucket/")
+    await store.create_bucket()
+    v = await _volume(store, block_kib=4096)
+    try:
+        data = os.urandom(128 << 10)
+        for i in range(6):  # past the file store's first puts, which fill its pool of temp files
+            ino = await v.new_file(f"small{i}".encode())
+            h = await v.dp.open(ino, os.O_WRONLY)
+            await v.dp.write(h, 0, data)
+            await v.dp.flush(h)
+            records = await v.meta.read_chunk(ino, 0)
+            assert [(r.pos, r.size, r.len) for r in records] == [(0, len(data), len(data))]
+            assert (await v.meta.getattr(ino)).length == len(data)
+            await v.dp.release(h)
+        keys = [i.key async for i in store.list("")]
+        assert len(keys) == 6 and all(k.endswith(f"_0_{len(data)}") for k in keys)
+        h = await v.dp.open(ino, os.O_RDONLY)
+        assert await v.dp.read(h, 0, len(data) + 1) == data
+        await v.dp.release(h)
+    finally:
+        await v.close()
+        await store.close()
