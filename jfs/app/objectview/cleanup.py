@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import time
-from dataclasses import dataclass
 
 import structlog
 
@@ -32,23 +31,9 @@ from jfs.app.vfs import VFS
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
 
+from jfs.app.objectview.report import DEFAULT_AGE, PurgeReport
+
 log = structlog.get_logger("jfs.gateway")
-
-DEFAULT_AGE = 7 * 24 * 3600.0
-"""Seconds after which an unfinished upload counts as abandoned."""
-
-
-@dataclass
-class PurgeReport:
-    """What a purge removed (or, with `dry_run`, would remove)."""
-
-    tmp_files: int = 0
-    uploads: int = 0
-    parts: int = 0
-    bytes: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.tmp_files or self.uploads)
 
 
 async def _child_dir(vfs: VFS, ctx: Ctx, parent: int, name: bytes) -> int | None:
