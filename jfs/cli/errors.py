@@ -89,4 +89,4 @@ def report(exc: BaseException) -> int:
     return 2 if isinstance(exc, usage_errors) else 1
 
 
-__all__ = ["USER_ERRORS", "USAGE_ERRORS", "State", "state", "one_line", "print_error", "report"]
+__all__ = ["USER_ERRORS", "USAGE_ERRORS", "State", "state", "one_line", "print_error", "report"]  # noqa: F822

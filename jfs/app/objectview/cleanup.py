@@ -27,11 +27,10 @@ import structlog
 from jfs.app.meta import ROOT_CTX, Ctx
 from jfs.app.objectview.keys import SYS_DIR, TMP_DIR, UPLOADS_DIR
 from jfs.app.objectview.multipart import UPLOAD as UPLOAD_RECORD
+from jfs.app.objectview.report import DEFAULT_AGE, PurgeReport
 from jfs.app.vfs import VFS
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
-
-from jfs.app.objectview.report import DEFAULT_AGE, PurgeReport
 
 log = structlog.get_logger("jfs.gateway")
 
