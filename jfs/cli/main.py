@@ -19,7 +19,6 @@ from typing import Annotated
 import typer
 
 from jfs.cli import coerce, errors, installed_version, quit_on_interrupt, stops_cleanly
-from jfs.cli.app_calls import remember_secrets, usage_error
 from jfs.cli.client_opts import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_CACHE_SIZE,
@@ -30,7 +29,6 @@ from jfs.cli.client_opts import (
 )
 from jfs.cli.errors import print_error, report
 from jfs.cli.lazy import LazyGroup
-from jfs.cli.logs import setup_logging
 from jfs.cli.units import duration_option
 
 COMMANDS: tuple[tuple[str, str | None], ...] = (
@@ -117,6 +115,8 @@ def _global_options(
     errors.state.debug = debug
     errors.state.secrets = []
     level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    from jfs.cli.logs import setup_logging  # here: ``jfs --help`` needs neither structlog nor asyncio
+
     setup_logging(level)
 
 
@@ -215,6 +215,7 @@ def mount(
 ) -> None:
     """Mount a volume at MOUNTPOINT (in the foreground unless [bold]-d[/bold])."""
     from jfs.cli import mount as m
+    from jfs.cli.app_calls import remember_secrets
 
     args = m.MountArgs(
         meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size=cache_size,
@@ -288,6 +289,7 @@ def gateway(
 ) -> None:
     """Serve a volume over the S3 API at ADDRESS (credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
     from jfs.cli import gateway as g
+    from jfs.cli.app_calls import remember_secrets, usage_error
 
     try:
         mask = int(umask, 8)
