@@ -83,3 +83,9 @@ def test_status_and_gc_of_a_plain_volume_import_only_what_they_use(tmp_path: Pat
         loaded = _modules_after(args, tmp_path)
         assert not never & loaded, (args, sorted(never & loaded))
     assert "jfs.cli.maint_cmd" not in _modules_after(["status", url], tmp_path)
+
+
+def test_help_lists_the_commands_without_logging_asyncio_or_engines(tmp_path: Path) -> None:
+    loaded = _modules_after(["--help"], tmp_path)
+    assert "jfs.cli.dump_cmd" in loaded  # every command module, for their help lines
+    assert not {"structlog", "asyncio", "pydantic", "jfs.compose", "jfs.adapters.kv.base"} & loaded
