@@ -2,7 +2,8 @@
 by side on SQLite + a local-directory bucket: mount CPU per 10k READs and IOPS, alternating A/B.
 
 Usage:  .venv/bin/python bench/rand_read_ab.py [--pairs 3] [--runtime 8] [--size-mib 512] [--cold]
-        [--warmup] [--workdir DIR] LABEL=PYTHON:TREE LABEL=PYTHON:TREE
+        [--warmup] [--compare-order [--rand-mib 256]] [--stats] [--profile DIR] [--workdir DIR]
+        LABEL=PYTHON:TREE LABEL=PYTHON:TREE
 
 A target is the Python to run (its venv) and the tree whose ``jfs`` it imports (``PYTHONPATH``), e.g.
 ``base=/tmp/base-rd/.venv/bin/python:/tmp/base-rd new=.venv/bin/python:.``, or a JuiceFS binary with the
@@ -15,6 +16,11 @@ cache files before each run (what compare.py's ``drop_caches`` does, without tou
 machine): the run then includes the disk-cache fills. `--warmup` fills the disk cache before the pairs instead
 (`jfs warmup`), so that every run measures the steady state of compare.py's run. Mount CPU is utime+stime of the mount process from
 ``/proc/PID/stat`` around each run; ``CPU ms/10k`` = that / READs x 10,000. Needs root and /dev/fuse.
+`--compare-order` replays what compare.py runs before its random read (sequential 1 and 4 jobs with the
+pages dropped before each read, then `--runtime` s of 4 KiB random writes into a `--rand-mib` file) and
+drops the volume's pages before every run; `--stats` prints the jfs mount's ``.stats`` counters that moved
+during each run (block-cache fills show there as ``jfs_blockcache_writes``); `--profile DIR` records each
+jfs run with py-spy (it stops the process to sample: its runs' IOPS and CPU are not comparable, ADR 0063).
 """
 
 from __future__ import annotations
@@ -110,19 +116,40 @@ class Target:
                 raise RuntimeError(f"{self.label}: mount did not come up, see {self.root}/mount.log")
             time.sleep(0.05)
 
-    def fio(self, rw: str, bs: str, size_mib: int, runtime: int | None = None) -> dict[str, float]:
-        out = self.root / f"fio-{rw}.json"
-        cmd = ["fio", "--name=seq1", f"--directory={self.mnt}", "--filename_format=$jobname.$jobnum",
-               f"--rw={rw}", f"--bs={bs}", f"--size={size_mib}M", "--numjobs=1", "--direct=0", "--ioengine=psync",
+    def fio(self, rw: str, bs: str, size_mib: int, runtime: int | None = None, *, name: str = "seq1",
+            jobs: int = 1) -> dict[str, float]:
+        out = self.root / f"fio-{name}-{rw}.json"
+        cmd = ["fio", f"--name={name}", f"--directory={self.mnt}", "--filename_format=$jobname.$jobnum",
+               f"--rw={rw}", f"--bs={bs}", f"--size={size_mib}M", f"--numjobs={jobs}", "--direct=0", "--ioengine=psync",
                "--fallocate=none", "--group_reporting", "--output-format=json", f"--output={out}"]
         if "write" in rw:
             cmd.append("--end_fsync=1")
         if runtime:
             cmd += ["--time_based", f"--runtime={runtime}"]
+        if jobs > 1:
+            cmd.append("--group_reporting")
         subprocess.run(cmd, check=True, capture_output=True)
         text = out.read_text()
         job = json.loads(text[text.index("{"):])["jobs"][0]["read" if "read" in rw else "write"]
         return {"iops": float(job["iops"]), "ios": float(job["total_ios"])}
+
+    def compare_order(self, size_mib: int, rand_mib: int, runtime: int) -> None:
+        """What `bench/compare.py`'s fio workload runs before its random read: sequential write and read
+        (1 job of `size_mib`, 4 jobs of a quarter each; the pages of the volume's files dropped before each
+        read, as compare.py's ``drop_caches``), then `runtime` s of 4 KiB random writes into a `rand_mib` file."""
+        self.fio("write", "1M", size_mib)
+        self.drop()
+        self.fio("read", "1M", size_mib)
+        self.fio("write", "1M", size_mib // 4, name="seq4", jobs=4)
+        self.drop()
+        self.fio("read", "1M", size_mib // 4, name="seq4", jobs=4)
+        self.fio("randwrite", "4k", rand_mib, runtime, name="rand")
+
+    def drop(self) -> None:
+        """Drop the page cache of this volume's bucket, disk cache and mounted files (what compare.py's
+        machine-wide ``drop_caches`` does to them, without touching the rest of the machine)."""
+        evict(self.root / "bucket")
+        evict(self.root / "cache")
 
     def warmup(self) -> None:
         """Fill the disk cache with the whole file (`jfs warmup`), as the random reads do by themselves."""
@@ -143,6 +170,26 @@ class Target:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _stats(t: Target) -> dict[str, float]:
+    """The numeric counters of a jfs mount's ``.stats`` (empty for JuiceFS, whose file is ``.stats`` too
+    but is left alone here)."""
+    if t.tree == JUICEFS:
+        return {}
+    out: dict[str, float] = {}
+    try:
+        text = Path(t.mnt, ".stats").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("targets", nargs="+", help="LABEL=PYTHON:TREE")
@@ -152,6 +199,13 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="drop the volume's bucket and cache pages before each run")
     ap.add_argument("--warmup", action="store_true",
                     help="fill the disk cache first (`jfs warmup`): the runs then measure cache hits only")
+    ap.add_argument("--compare-order", action="store_true",
+                    help="before the pairs, run what compare.py runs before its random read (sequential 1 and "
+                    "4 jobs, random write); each run then starts by dropping the volume's pages (--cold)")
+    ap.add_argument("--rand-mib", type=int, default=256, help="the random-write file of --compare-order")
+    ap.add_argument("--stats", action="store_true", help="print the jfs mount's .stats counters that moved in each run")
+    ap.add_argument("--profile", default="", help="py-spy (on PATH) records each jfs run into DIR/LABEL-N.txt "
+                    "(collapsed stacks, all threads, idle ones included)")
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     args = ap.parse_args()
     targets = []
@@ -163,18 +217,34 @@ def main() -> None:
     try:
         for t in targets:
             t.start()
-            t.fio("write", "1M", args.size_mib)
+            if args.compare_order:
+                t.compare_order(args.size_mib, args.rand_mib, args.runtime)
+            else:
+                t.fio("write", "1M", args.size_mib)
             if args.warmup:
                 t.warmup()
         for i in range(args.pairs):
             for t in targets if i % 2 == 0 else reversed(targets):
                 assert t.proc is not None
-                if args.cold:
-                    evict(t.root / "bucket")
-                    evict(t.root / "cache")
+                if args.cold or args.compare_order:
+                    t.drop()
+                before = _stats(t) if args.stats else {}
+                spy = None
+                if args.profile and t.tree != JUICEFS:
+                    os.makedirs(args.profile, exist_ok=True)
+                    spy = subprocess.Popen(["py-spy", "record", "--pid", str(t.proc.pid), "--rate", "250",
+                                            "--duration", str(args.runtime), "--idle", "--threads", "--format", "raw",
+                                            "-o", f"{args.profile}/{t.label}-{i + 1}.txt"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 user0, sys0 = cpu_seconds(t.proc.pid)
                 r = t.fio("randread", "4k", args.size_mib, args.runtime)
                 user1, sys1 = cpu_seconds(t.proc.pid)
+                if spy is not None:
+                    spy.wait(30)
+                if args.stats and before:
+                    after = _stats(t)
+                    moved = {k: round(after[k] - before.get(k, 0), 3) for k in after if after[k] != before.get(k, 0)}
+                    print(f"  {t.label} .stats moved: {moved}", flush=True)
                 cpu = user1 - user0 + sys1 - sys0
                 per10k = cpu / r["ios"] * 10_000 * 1000
                 results[t.label].append((per10k, r["iops"]))

@@ -12,19 +12,22 @@ Every function here either returns the call's result or raises `typer.Exit`; non
 
 from __future__ import annotations
 
-import asyncio
 import faulthandler
+import functools
 import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine
 from types import ModuleType
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import typer
 
 from jfs.cli import errors, stops_cleanly
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -32,23 +35,32 @@ CLEANUP_GRACE = 10.0
 """Seconds a command may spend stopping cleanly after Ctrl-C before it is ended anyway."""
 
 
-class _Runner(asyncio.Runner):  # type: ignore[misc]  # final in typeshed only; the hook is `_on_sigint`
-    """`asyncio.Runner` whose Ctrl-C also arms a watchdog: if the cancelled work has not ended within
-    `CLEANUP_GRACE` seconds (a clean-up stuck on a thread or a lock), the stacks of every thread are written
-    to stderr (a bug to report) and the process exits 130 with the usual line. The watchdog stays armed
-    after the runner closes: a process that was interrupted is expected to end, and a hang in its exit
-    (a thread that does not stop) is caught too. Metadata transactions are
-    atomic, so ending there is no worse than a crash (orphan objects at most, which `jfs gc` finds)."""
+@functools.cache
+def _runner_class() -> type:
+    """`_Runner`, defined on first use: ``jfs --help`` imports this module but not asyncio (ADR 0063)."""
+    import asyncio
 
-    def _on_sigint(self, signum: int, frame: object, main_task: asyncio.Task[Any]) -> None:
-        if not getattr(self, "_watchdog", None):
-            self._watchdog = threading.Timer(CLEANUP_GRACE, _stuck_after_interrupt, (self.get_loop(),))
-            self._watchdog.daemon = True
-            self._watchdog.start()
-        super()._on_sigint(signum, frame, main_task)  # type: ignore[misc]
+    class _Runner(asyncio.Runner):  # type: ignore[misc]  # final in typeshed only; the hook is `_on_sigint`
+        """`asyncio.Runner` whose Ctrl-C also arms a watchdog: if the cancelled work has not ended within
+        `CLEANUP_GRACE` seconds (a clean-up stuck on a thread or a lock), the stacks of every thread are
+        written to stderr (a bug to report) and the process exits 130 with the usual line. The watchdog stays
+        armed after the runner closes: a process that was interrupted is expected to end, and a hang in its
+        exit (a thread that does not stop) is caught too. Metadata transactions are atomic, so ending there
+        is no worse than a crash (orphan objects at most, which `jfs gc` finds)."""
+
+        def _on_sigint(self, signum: int, frame: object, main_task: asyncio.Task[Any]) -> None:
+            if not getattr(self, "_watchdog", None):
+                self._watchdog = threading.Timer(CLEANUP_GRACE, _stuck_after_interrupt, (self.get_loop(),))
+                self._watchdog.daemon = True
+                self._watchdog.start()
+            super()._on_sigint(signum, frame, main_task)  # type: ignore[misc]
+
+    return _Runner
 
 
 def _stuck_after_interrupt(loop: asyncio.AbstractEventLoop) -> None:
+    import asyncio
+
     os.write(2, f"jfs: clean-up after Ctrl-C did not end within {CLEANUP_GRACE:.0f} s; stacks:\n".encode())
     faulthandler.dump_traceback(file=2, all_threads=True)
     try:  # the loop's thread is stuck or busy: reading its task list from here is good enough for a report
@@ -74,7 +86,7 @@ def run(call: Callable[[ModuleType], Coroutine[Any, Any, T]]) -> T:
     (status 130 on Ctrl-C, else `errors.report`'s)."""
     try:
         api = volume_api()
-        with stops_cleanly(), _Runner() as runner:
+        with stops_cleanly(), _runner_class()() as runner:
             return runner.run(call(api))
     except KeyboardInterrupt:
         errors.print_error("interrupted")

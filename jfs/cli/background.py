@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 from jfs.app.errors import VolumeError
-from jfs.cli.logs import LOG_FILE_ENV
 
 
 def start_detached(argv: list[str], log_path: str, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -90,6 +89,8 @@ def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_pa
     """
     log_path = os.path.abspath(os.path.expanduser(log_path)) if log_path else default_log_path()
     since = log_size(log_path)  # other daemons may share the log: only what was written after this counts
+    from jfs.cli.logs import LOG_FILE_ENV  # here: listing the commands (``jfs --help``) needs no structlog
+
     child = start_detached(argv, log_path, env={**os.environ, LOG_FILE_ENV: log_path})
     if wait_for(child, ready, timeout):
         return child

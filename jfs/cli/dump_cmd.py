@@ -6,7 +6,6 @@ except for a dump written to stdout, whose summary goes to stderr.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 import os
@@ -50,11 +49,15 @@ class _Stdin(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while not select.select([self._fd], [], [], self.POLL)[0]:
             if _being_cancelled():
+                import asyncio
+
                 raise asyncio.CancelledError
         return os.readv(self._fd, [buffer])
 
 
 def _being_cancelled() -> bool:
+    import asyncio  # here: listing the commands (``jfs --help``) does not load asyncio
+
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no running loop

@@ -14,31 +14,36 @@ from __future__ import annotations
 import dataclasses
 import sys
 import traceback
+from typing import Any
 
-from jfs.adapters.kv.registry import BadMetaURL
-from jfs.adapters.objects.registry import BadStorage
-from jfs.app.errors import JfsError
-from jfs.domain.dumpfmt import DumpFormatError
 from jfs.domain.errors import FSError
-from jfs.domain.settings import InvalidSettings
-from jfs.ports.kv import KVError
-from jfs.ports.objects import ObjectStoreError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    JfsError,
-    KVError,
-    ObjectStoreError,
-    BadMetaURL,
-    BadStorage,
-    InvalidSettings,
-    DumpFormatError,
-    FSError,
-    OSError,
-)
-"""Failures that are the user's or the environment's problem: one line, no traceback."""
 
-USAGE_ERRORS: tuple[type[BaseException], ...] = (BadMetaURL, BadStorage)
-"""The user errors that are bad arguments (exit status 2)."""
+def _error_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(`USER_ERRORS`, `USAGE_ERRORS`), imported on first use: the classes live in the engine and bucket
+    registries, whose imports (structlog, asyncio, ...) a command that fails before opening anything, or
+    never fails, does not need (ADR 0063)."""
+    from jfs.adapters.kv.registry import BadMetaURL
+    from jfs.adapters.objects.registry import BadStorage
+    from jfs.app.errors import JfsError
+    from jfs.domain.dumpfmt import DumpFormatError
+    from jfs.domain.settings import InvalidSettings
+    from jfs.ports.kv import KVError
+    from jfs.ports.objects import ObjectStoreError
+
+    user = (JfsError, KVError, ObjectStoreError, BadMetaURL, BadStorage, InvalidSettings, DumpFormatError,
+            FSError, OSError)
+    return user, (BadMetaURL, BadStorage)
+
+
+def __getattr__(name: str) -> Any:
+    """`USER_ERRORS`: failures that are the user's or the environment's problem (one line, no traceback);
+    `USAGE_ERRORS`: the user errors that are bad arguments (exit status 2)."""
+    if name == "USER_ERRORS":
+        return _error_classes()[0]
+    if name == "USAGE_ERRORS":
+        return _error_classes()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass
@@ -71,16 +76,17 @@ def report(exc: BaseException) -> int:
     """Print `exc` as ``jfs: error: …`` (after its traceback with --debug); return the exit status."""
     if state.debug:
         traceback.print_exception(exc, file=sys.stderr)
+    user_errors, usage_errors = _error_classes()
     if isinstance(exc, FSError):
         message = f"{exc.strerror} ({exc.name})"
-    elif isinstance(exc, USER_ERRORS):
+    elif isinstance(exc, user_errors):
         message = str(exc) or type(exc).__name__
     else:
         message = f"internal error: {type(exc).__name__}: {exc}"
         if not state.debug:
             message += " (run with --debug for the traceback)"
     print_error(message)
-    return 2 if isinstance(exc, USAGE_ERRORS) else 1
+    return 2 if isinstance(exc, usage_errors) else 1
 
 
-__all__ = ["USER_ERRORS", "USAGE_ERRORS", "State", "state", "one_line", "print_error", "report"]
+__all__ = ["USER_ERRORS", "USAGE_ERRORS", "State", "state", "one_line", "print_error", "report"]  # noqa: F822

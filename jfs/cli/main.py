@@ -1,5 +1,6 @@
 """The ``jfs`` command line: the typer app, its global options and its own commands (version, mount,
-gateway, umount); every other command lives in a ``*_cmd`` module that adds itself with ``register(app)``.
+gateway, umount); every other command lives in a ``*_cmd`` module that adds itself with ``register(app)``,
+imported when one of its commands is used (`COMMANDS`, `jfs.cli.lazy`).
 
 A command turns its arguments into one call of the app layer (`jfs.cli.app_calls.run`) and renders the
 result. Failures a user can act on (bad META-URL, engine down, bucket not writable, volume already
@@ -17,21 +18,7 @@ from typing import Annotated
 
 import typer
 
-from jfs.cli import (
-    bench_cmd,
-    control_cmd,
-    dump_cmd,
-    errors,
-    installed_version,
-    maint_cmd,
-    observe_cmd,
-    quit_on_interrupt,
-    quota_cmd,
-    stops_cleanly,
-    volume_cmd,
-    webdav_cmd,
-)
-from jfs.cli.app_calls import remember_secrets, usage_error
+from jfs.cli import coerce, errors, installed_version, quit_on_interrupt, stops_cleanly
 from jfs.cli.client_opts import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_CACHE_SIZE,
@@ -41,11 +28,36 @@ from jfs.cli.client_opts import (
     MaxUploads,
 )
 from jfs.cli.errors import print_error, report
-from jfs.cli.logs import setup_logging
+from jfs.cli.lazy import LazyGroup
 from jfs.cli.units import duration_option
+
+COMMANDS: tuple[tuple[str, str | None], ...] = (
+    ("version", None),
+    ("format", "volume_cmd"), ("status", "volume_cmd"), ("config", "volume_cmd"),
+    ("mount", None), ("gateway", None), ("umount", None),
+    ("bench", "bench_cmd"), ("mdtest", "bench_cmd"),
+    ("info", "control_cmd"), ("summary", "control_cmd"), ("rmr", "control_cmd"), ("warmup", "control_cmd"),
+    ("dump", "dump_cmd"), ("load", "dump_cmd"),
+    ("gc", "maint_cmd"), ("fsck", "maint_cmd"), ("restore", "maint_cmd"), ("destroy", "maint_cmd"),
+    ("stats", "observe_cmd"), ("profile", "observe_cmd"), ("debug", "observe_cmd"),
+    ("webdav", "webdav_cmd"),
+    ("quota", "quota_cmd"),
+)
+"""Every command in the order of ``jfs --help``, with the ``jfs.cli`` module whose ``register(app)`` adds it
+(``None``: defined below). A module is imported only when one of its commands is used (`LazyGroup`);
+tests/unit/test_cli_lazy.py checks this table against what the modules register."""
+
+
+coerce.install()  # plain option values without pydantic (ADR 0063)
+
+
+class _Commands(LazyGroup):
+    commands_table = COMMANDS
+
 
 app = typer.Typer(
     name="jfs",
+    cls=_Commands,
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -103,6 +115,8 @@ def _global_options(
     errors.state.debug = debug
     errors.state.secrets = []
     level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    from jfs.cli.logs import setup_logging  # here: ``jfs --help`` needs neither structlog nor asyncio
+
     setup_logging(level)
 
 
@@ -115,8 +129,6 @@ def version() -> None:
     """Show the version of jfs."""
     typer.echo(f"jfs version {installed_version()}")
 
-
-volume_cmd.register(app)  # format, status, config: listed right after version
 
 
 @app.command(
@@ -203,6 +215,7 @@ def mount(
 ) -> None:
     """Mount a volume at MOUNTPOINT (in the foreground unless [bold]-d[/bold])."""
     from jfs.cli import mount as m
+    from jfs.cli.app_calls import remember_secrets
 
     args = m.MountArgs(
         meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size=cache_size,
@@ -276,6 +289,7 @@ def gateway(
 ) -> None:
     """Serve a volume over the S3 API at ADDRESS (credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
     from jfs.cli import gateway as g
+    from jfs.cli.app_calls import remember_secrets, usage_error
 
     try:
         mask = int(umask, 8)
@@ -313,17 +327,6 @@ def umount(
         m.umount(mountpoint, force=force)
     except Exception as exc:
         raise typer.Exit(report(exc)) from None
-
-
-# --- command modules: each adds its commands to `app` (one line per module, keep sorted) ---
-bench_cmd.register(app)
-control_cmd.register(app)
-dump_cmd.register(app)
-maint_cmd.register(app)
-observe_cmd.register(app)
-quota_cmd.register(app)
-webdav_cmd.register(app)
-# --- end of command modules ---
 
 
 def _typer_saw_interrupt(exc: SystemExit) -> bool:

@@ -23,7 +23,7 @@ from jfs.cli.progress import RichBoard
 from jfs.cli.render import human_bytes, stdout_console
 
 if TYPE_CHECKING:
-    from jfs.app.objectview import PurgeReport
+    from jfs.app.objectview.report import PurgeReport
     from jfs.app.ops.destroy import DestroyReport
     from jfs.app.ops.fsck import FsckReport
     from jfs.app.ops.gc import GCReport
@@ -66,13 +66,15 @@ def gc(
     one_pass_engine_caches()
 
     async def collect(board: RichBoard) -> tuple[GCReport, PurgeReport]:
-        from jfs.app.objectview import DEFAULT_AGE
+        from jfs.app.objectview.report import DEFAULT_AGE
         from jfs.cli.gateway_uploads import purge_volume_uploads
 
-        # First: what an S3 gateway left unfinished (its files' blocks are then judged below).
         age = float(os.environ.get("JFS_GC_UPLOAD_AGE") or DEFAULT_AGE)
-        uploads = await purge_volume_uploads(meta_url, age, dry_run=not delete)
         async with open_meta_and_store(meta_url) as (meta, store):
+            # First: what an S3 gateway left unfinished (its files' blocks are then judged below). The purge
+            # runs as another client of the volume would, while this engine stays open (gc is correct beside
+            # clients that change the volume); a volume without a root .sys is answered from `meta` alone.
+            uploads = await purge_volume_uploads(meta_url, age, dry_run=not delete, meta=meta)
             report = await run_gc(meta, store, delete=delete, compact=compact, threads=threads, progress=board)
         return report, uploads
 

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from jfs.adapters.kv.base import redact_url
 from jfs.cli.app_calls import remember_secrets, run, run_sync, usage_error
 from jfs.cli.errors import print_error
 from jfs.cli.render import cell, human_bytes, limit, mask, print_pairs, stdout_console
@@ -46,6 +45,13 @@ class Compression(StrEnum):
 class EncryptAlgo(StrEnum):
     aes256gcm_rsa = "aes256gcm-rsa"
     chacha20_rsa = "chacha20-rsa"
+
+
+def _redact_url(url: str) -> str:
+    # Imported here: ``jfs --help`` lists this module's commands without the engines' base module.
+    from jfs.adapters.kv.base import redact_url
+
+    return redact_url(url)
 
 
 def _read_rsa_key(path: str) -> str:
@@ -194,7 +200,7 @@ def format_(
 
     typer.echo(f"Volume {stored.name!r} formatted.")
     rows = [
-        ("META-URL", redact_url(meta_url)),
+        ("META-URL", _redact_url(meta_url)),
         ("Name", stored.name),
         ("UUID", stored.uuid),
         ("Storage", stored.storage),

@@ -431,7 +431,9 @@ def test_ctrl_c_outside_the_app_layer_is_one_line(monkeypatch: pytest.MonkeyPatc
     def interrupted(level: str) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "setup_logging", interrupted)
+    import jfs.cli.logs
+
+    monkeypatch.setattr(jfs.cli.logs, "setup_logging", interrupted)  # imported by the global options (ADR 0063)
     monkeypatch.setattr(sys, "argv", ["jfs", "version"])
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:

@@ -12,9 +12,9 @@ table below is the fallback used when jfs runs from a source tree without instal
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 
 from jfs.adapters.kv.base import redact_url
+from jfs.adapters.plugins import registered
 from jfs.ports.kv import KV, EngineUnavailable, KVOpener
 
 BUILTIN: dict[str, tuple[str, str | None]] = {
@@ -39,7 +39,7 @@ def _load(target: str) -> KVOpener:
 
 def opener_for(scheme: str) -> KVOpener:
     """The opener registered for `scheme`; raises BadMetaURL for unknown schemes."""
-    for ep in entry_points(group="jfs.kv"):
+    for ep in registered("jfs.kv"):
         if ep.name == scheme:
             return ep.load()  # type: ignore[no-any-return]
     if scheme in BUILTIN:
@@ -48,7 +48,7 @@ def opener_for(scheme: str) -> KVOpener:
             return _load(target)
         except ImportError as exc:
             raise EngineUnavailable(f"engine '{scheme}' cannot be loaded: {exc}" + (f" ({hint})" if hint else "")) from None
-    known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group="jfs.kv")})
+    known = sorted(set(BUILTIN) | {ep.name for ep in registered("jfs.kv")})
     raise BadMetaURL(f"unknown metadata engine '{scheme}' (known: {', '.join(known)})")
 
 

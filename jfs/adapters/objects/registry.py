@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable
-from importlib.metadata import entry_points
 from typing import Protocol
 
+from jfs.adapters.plugins import registered
 from jfs.ports.objects import ObjectStore, ObjectStoreUnavailable
 
 
@@ -40,7 +40,7 @@ class BadStorage(ValueError):
 
 def opener_for(storage: str) -> ObjectStoreOpener:
     """The opener registered for `storage`; raises BadStorage for unknown types."""
-    for ep in entry_points(group="jfs.objects"):
+    for ep in registered("jfs.objects"):
         if ep.name == storage:
             return ep.load()  # type: ignore[no-any-return]
     if storage in BUILTIN:
@@ -49,7 +49,7 @@ def opener_for(storage: str) -> ObjectStoreOpener:
             return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
         except ImportError as exc:
             raise ObjectStoreUnavailable(f"storage '{storage}' cannot be loaded: {exc}") from None
-    known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group="jfs.objects")})
+    known = sorted(set(BUILTIN) | {ep.name for ep in registered("jfs.objects")})
     raise BadStorage(f"unknown object storage '{storage}' (known: {', '.join(known)})")
 
 

@@ -22,11 +22,13 @@ threads at once (zstd contexts and lz4 scratch buffers are kept per thread).
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
-import cramjam
-import lz4.block  # type: ignore[import-untyped]
-import zstandard
+# The codecs' libraries are imported by the codec's constructor, which `get_codec` calls on first use: a
+# volume without compression never loads them (ADR 0063).
+cramjam: Any = None
+lz4: Any = None
+zstandard: Any = None
 
 ZSTD_LEVEL = 1
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -84,6 +86,10 @@ class LZ4:
     name = "lz4"
 
     def __init__(self) -> None:
+        global cramjam, lz4
+        import cramjam
+        import lz4.block  # type: ignore[import-untyped]
+
         self._local = threading.local()
 
     def compress(self, data: Buffer) -> Buffer:
@@ -117,18 +123,21 @@ class Zstd:
     name = "zstd"
 
     def __init__(self, level: int = ZSTD_LEVEL) -> None:
+        global zstandard
+        import zstandard
+
         self.level = level
         # ZstdCompressor/ZstdDecompressor objects must not be shared between threads.
         self._local = threading.local()
 
-    def _cctx(self) -> zstandard.ZstdCompressor:
-        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+    def _cctx(self) -> Any:
+        cctx: Any = getattr(self._local, "cctx", None)
         if cctx is None:
             cctx = self._local.cctx = zstandard.ZstdCompressor(level=self.level)
         return cctx
 
-    def _dctx(self) -> zstandard.ZstdDecompressor:
-        dctx: zstandard.ZstdDecompressor | None = getattr(self._local, "dctx", None)
+    def _dctx(self) -> Any:
+        dctx: Any = getattr(self._local, "dctx", None)
         if dctx is None:
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
         return dctx
@@ -151,13 +160,18 @@ class Zstd:
         return _check_size(self.name, out, uncompressed_size)
 
 
-_CODECS: dict[str, Codec] = {c.name: c for c in (NoCompression(), LZ4(), Zstd())}
+_FACTORIES: dict[str, type[Codec]] = {c.name: c for c in (NoCompression, LZ4, Zstd)}  # type: ignore[misc]
+_CODECS: dict[str, Codec] = {}
+"""The codecs made so far: one per name, built on first use (its library imported then)."""
 
 
 def get_codec(name: str) -> Codec:
     """The codec called `name` (case-insensitive; ``""`` means ``none``); raises UnknownCodec."""
     key = (name or "none").lower()
-    try:
-        return _CODECS[key]
-    except KeyError:
-        raise UnknownCodec(f"unknown compression '{name}' (known: {', '.join(sorted(_CODECS))})") from None
+    codec = _CODECS.get(key)
+    if codec is None:
+        factory = _FACTORIES.get(key)
+        if factory is None:
+            raise UnknownCodec(f"unknown compression '{name}' (known: {', '.join(sorted(_FACTORIES))})")
+        codec = _CODECS.setdefault(key, factory())
+    return codec

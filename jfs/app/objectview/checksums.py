@@ -13,13 +13,13 @@ a multipart object's composite; a full-object checksum has no suffix).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import crc32c
-from awscrt import checksums as crt  # type: ignore[import-untyped]
 from zlib_ng import zlib_ng
 
 HEADER_PREFIX = "x-amz-checksum-"
@@ -44,8 +44,17 @@ def _crc32c(data: bytes, value: int) -> int:
     return int(crc32c.crc32c(data, value))
 
 
+@functools.cache
+def _crt() -> Any:
+    """`awscrt.checksums`, imported on first use: loading AWS's C library costs ~0.05-0.1 s of CPU, which
+    ``jfs gc`` (it imports this package for the gateway's unfinished uploads) never needs (ADR 0063)."""
+    from awscrt import checksums  # type: ignore[import-untyped]
+
+    return checksums
+
+
 def _crc64nvme(data: bytes, value: int) -> int:
-    return int(crt.crc64nvme(data, value))
+    return int(_crt().crc64nvme(data, value))
 
 
 FACTORIES: dict[str, Callable[[], Any]] = {
@@ -60,8 +69,8 @@ SIZES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
 
 COMPOSITE = "COMPOSITE"
 FULL_OBJECT = "FULL_OBJECT"
-_COMBINE: dict[str, Callable[[int, int, int], int]] = {
-    "crc32": crt.combine_crc32, "crc32c": crt.combine_crc32c, "crc64nvme": crt.combine_crc64nvme}
+_COMBINE: dict[str, str] = {"crc32": "combine_crc32", "crc32c": "combine_crc32c", "crc64nvme": "combine_crc64nvme"}
+"""Algorithm → the `awscrt.checksums` function that combines two CRCs (crc of A, crc of B, length of B)."""
 TYPES: dict[str, frozenset[str]] = {
     "crc32": frozenset({COMPOSITE, FULL_OBJECT}), "crc32c": frozenset({COMPOSITE, FULL_OBJECT}),
     "crc64nvme": frozenset({FULL_OBJECT}), "sha1": frozenset({COMPOSITE}), "sha256": frozenset({COMPOSITE})}
@@ -103,7 +112,7 @@ def default_type(algorithm: str) -> str:
 def full_object(algorithm: str, parts: list[tuple[str, int]]) -> str:
     """The FULL_OBJECT checksum of a multipart object from its parts' (base64 CRC, size), in order: the
     CRC of the whole object, combined from the parts' (no data read)."""
-    combine = _COMBINE[algorithm]
+    combine: Callable[[int, int, int], int] = getattr(_crt(), _COMBINE[algorithm])
     value = 0
     for i, (b64, size) in enumerate(parts):
         crc = int.from_bytes(base64.b64decode(b64), "big")

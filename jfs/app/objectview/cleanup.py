@@ -21,34 +21,18 @@ from __future__ import annotations
 import errno
 import json
 import time
-from dataclasses import dataclass
 
 import structlog
 
 from jfs.app.meta import ROOT_CTX, Ctx
 from jfs.app.objectview.keys import SYS_DIR, TMP_DIR, UPLOADS_DIR
 from jfs.app.objectview.multipart import UPLOAD as UPLOAD_RECORD
+from jfs.app.objectview.report import DEFAULT_AGE, PurgeReport
 from jfs.app.vfs import VFS
 from jfs.domain.attrs import FileType
 from jfs.domain.errors import FSError
 
 log = structlog.get_logger("jfs.gateway")
-
-DEFAULT_AGE = 7 * 24 * 3600.0
-"""Seconds after which an unfinished upload counts as abandoned."""
-
-
-@dataclass
-class PurgeReport:
-    """What a purge removed (or, with `dry_run`, would remove)."""
-
-    tmp_files: int = 0
-    uploads: int = 0
-    parts: int = 0
-    bytes: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.tmp_files or self.uploads)
 
 
 async def _child_dir(vfs: VFS, ctx: Ctx, parent: int, name: bytes) -> int | None:
