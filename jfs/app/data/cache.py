@@ -172,9 +172,15 @@ class DiskCache:
     """Uncompressed blocks of one volume under ``<root>/<uuid>/raw/``, at most `capacity` bytes."""
 
     def __init__(
-        self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4
+        self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4,
+        written: Callable[[str, int], object] | None = None,
     ) -> None:
+        """`written(path, size)` is told of every entry file written (ADR 0059: the composition root passes
+        a page-cache budget, `file_pages.WrittenPages.written`, which may advise the kernel to write the
+        file back and drop its clean pages later; it must only queue that, never block, and never change
+        the file's bytes)."""
         self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
+        self._written = written
         self.capacity = capacity
         self.min_free_ratio = min_free_ratio
         """Entries are evicted (and none kept) while the file system has less than this share free."""
@@ -434,11 +440,14 @@ class DiskCache:
             await self._evict()
             return
         start = time.perf_counter()
+        path = self._path(key)
         try:
-            await self._run(self._write, self._path(key), data)
+            await self._run(self._write, path, data)
         except OSError as exc:
             log.warning("cache_write_failed", key=key, error=str(exc))
             return
+        if self._written is not None:
+            self._written(path, size)
         self.writes += 1
         self.write_bytes += blen
         self.write_seconds += time.perf_counter() - start
