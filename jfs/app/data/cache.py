@@ -50,6 +50,7 @@ from typing import Generic, TypeVar
 import crc32c
 import structlog
 
+from jfs.app.data.direct_files import DirectWriter
 from jfs.domain.chunks import parse_block_key
 
 T = TypeVar("T")
@@ -69,6 +70,9 @@ MAX_PENDING_WRITES = 16  # each holds its block (up to 4 MiB) until written: bou
 """Background cache writes queued at most; beyond that new blocks are simply not cached."""
 NOWAIT_MAX = 256 << 10  # largest read tried on the event loop (page-cached bytes only)
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+DIRECT_MIN = 1 << 20
+"""Entries of at least this many block bytes are written with ``O_DIRECT`` (ADR 0059); smaller ones (small
+files, likely read again soon) through the page cache."""
 OPEN_ENTRIES = 256
 """Entries kept open for reads on the loop (a descriptor and up to 2 KiB of CRCs each)."""
 
@@ -173,14 +177,16 @@ class DiskCache:
 
     def __init__(
         self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4,
-        written: Callable[[str, int], object] | None = None,
+        written: Callable[[str, int], object] | None = None, direct: bool = True,
     ) -> None:
-        """`written(path, size)` is told of every entry file written (ADR 0059: the composition root passes
-        a page-cache budget, `file_pages.WrittenPages.written`, which may advise the kernel to write the
-        file back and drop its clean pages later; it must only queue that, never block, and never change
-        the file's bytes)."""
+        """`written(path, size)` is told of every entry file written through the page cache (ADR 0059: the
+        composition root passes a page-cache budget, `file_pages.WrittenPages.written`, which may advise the
+        kernel to write the file back and drop its clean pages later; it must only queue that, never block,
+        and never change the file's bytes). `direct`: entries of `DIRECT_MIN` bytes or more are written with
+        ``O_DIRECT`` where the file system allows it (`DirectWriter`), bypassing the page cache."""
         self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
         self._written = written
+        self._direct = DirectWriter() if direct else None
         self.capacity = capacity
         self.min_free_ratio = min_free_ratio
         """Entries are evicted (and none kept) while the file system has less than this share free."""
@@ -442,11 +448,11 @@ class DiskCache:
         start = time.perf_counter()
         path = self._path(key)
         try:
-            await self._run(self._write, path, data)
+            direct = await self._run(self._write, path, data)
         except OSError as exc:
             log.warning("cache_write_failed", key=key, error=str(exc))
             return
-        if self._written is not None:
+        if self._written is not None and not direct:
             self._written(path, size)
         self.writes += 1
         self.write_bytes += blen
@@ -462,24 +468,34 @@ class DiskCache:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    @staticmethod
-    def _write(path: str, data: bytes | memoryview) -> None:
+    def _write(self, path: str, data: bytes | memoryview) -> bool:
+        """Write the entry for `data` at `path` (through a temp name); True when it was written with
+        ``O_DIRECT`` (entries of `DIRECT_MIN` bytes or more, where the file system allows it: ADR 0059),
+        so no page-cache page holds it."""
         trailer = _trailer(data)
         tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        direct = self._direct if len(data) >= DIRECT_MIN else None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with open(fd, "wb", closefd=True) as f:
-                f.write(data)
-                f.write(trailer)
+            try:
+                done = direct is not None and direct.write(tmp, [data, trailer])
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                done = direct is not None and direct.write(tmp, [data, trailer])
+            if not done:
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                with open(fd, "wb", closefd=True) as f:
+                    f.write(data)
+                    f.write(trailer)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        return done
 
     @staticmethod
     def _unlink(path: str) -> None:
