@@ -21,6 +21,7 @@ Contract of `DirectWriter.write`:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -78,7 +79,8 @@ class DirectWriter:
         except OSError as exc:
             os.close(fd)
             fd = -1
-            os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
             if exc.errno == errno.EINVAL and self.usable:  # alignment refused: not this file system's way
                 self.usable = False
                 return False
