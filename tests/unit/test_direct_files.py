@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jfs.app.data import direct_files
-from jfs.app.data.direct_files import DirectWriter
+from jfs.adapters import direct_files
+from jfs.adapters.direct_files import DirectWriter
 
 
 def _usable(tmp_path: Path) -> DirectWriter:
@@ -68,3 +68,35 @@ def test_a_short_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
         w.write(str(tmp_path / "f"), [os.urandom(3 * direct_files.ALIGN)])
     assert err.value.errno == errno.ENOSPC
     assert not (tmp_path / "f").exists() and w.usable
+
+
+def test_write_fd_fills_an_open_file_and_gives_its_flags_back(tmp_path: Path) -> None:
+    import fcntl
+
+    w = _usable(tmp_path)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        before = fcntl.fcntl(fd, fcntl.F_GETFL)
+        data = os.urandom(2 * direct_files.ALIGN + 3)
+        assert w.write_fd(fd, [data[:5], data[5:]])
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) == before
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_at_most_buffers_copies_at_once(tmp_path: Path) -> None:
+    """Two buffers, eight threads: every file whole, and never more than two buffers made."""
+    import threading
+
+    w = DirectWriter(buffers=2)
+    if not w.write(str(tmp_path / "probe"), [b"x"]):
+        pytest.skip("no O_DIRECT on this file system")
+    bodies = [os.urandom(3 * direct_files.ALIGN + i) for i in range(8)]
+    threads = [threading.Thread(target=w.write, args=(str(tmp_path / str(i)), [b])) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all((tmp_path / str(i)).read_bytes() == b for i, b in enumerate(bodies))
+    assert len(w._free) <= 2

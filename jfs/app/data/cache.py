@@ -50,7 +50,6 @@ from typing import Generic, TypeVar
 import crc32c
 import structlog
 
-from jfs.app.data.direct_files import DirectWriter
 from jfs.domain.chunks import parse_block_key
 
 T = TypeVar("T")
@@ -177,16 +176,19 @@ class DiskCache:
 
     def __init__(
         self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4,
-        written: Callable[[str, int], object] | None = None, direct: bool = True,
+        written: Callable[[str, int], object] | None = None,
+        direct_write: Callable[[str, list[bytes | memoryview]], bool] | None = None,
     ) -> None:
         """`written(path, size)` is told of every entry file written through the page cache (ADR 0059: the
         composition root passes a page-cache budget, `file_pages.WrittenPages.written`, which may advise the
         kernel to write the file back and drop its clean pages later; it must only queue that, never block,
-        and never change the file's bytes). `direct`: entries of `DIRECT_MIN` bytes or more are written with
-        ``O_DIRECT`` where the file system allows it (`DirectWriter`), bypassing the page cache."""
+        and never change the file's bytes). `direct_write(path, parts)`: creates the new file `path` holding
+        `parts` around the page cache and returns True, or returns False having created nothing (the file
+        system cannot; `jfs.adapters.direct_files.DirectWriter.write`); used for entries of `DIRECT_MIN`
+        bytes or more, which the page budget then never hears of."""
         self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
         self._written = written
-        self._direct = DirectWriter() if direct else None
+        self._direct = direct_write
         self.capacity = capacity
         self.min_free_ratio = min_free_ratio
         """Entries are evicted (and none kept) while the file system has less than this share free."""
@@ -477,10 +479,10 @@ class DiskCache:
         direct = self._direct if len(data) >= DIRECT_MIN else None
         try:
             try:
-                done = direct is not None and direct.write(tmp, [data, trailer])
+                done = direct is not None and direct(tmp, [data, trailer])
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                done = direct is not None and direct.write(tmp, [data, trailer])
+                done = direct is not None and direct(tmp, [data, trailer])
             if not done:
                 try:
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
