@@ -69,7 +69,8 @@ class DirectWriter:
         """Write `parts` into the empty file `fd` with ``O_DIRECT`` (see the module's contract)."""
         if not self.usable:
             return False
-        total = sum(len(p) for p in parts)
+        views = [memoryview(p).cast("B") for p in parts]  # lengths in bytes, whatever the item format
+        total = sum(v.nbytes for v in views)
         padded = -(-total // ALIGN) * ALIGN
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         try:
@@ -87,9 +88,9 @@ class DirectWriter:
                     view = memoryview(buf)
                     try:
                         at = 0
-                        for part in parts:
-                            view[at : at + len(part)] = part
-                            at += len(part)
+                        for part in views:
+                            view[at : at + part.nbytes] = part
+                            at += part.nbytes
                         written = os.write(fd, view[:padded])
                     finally:
                         view.release()

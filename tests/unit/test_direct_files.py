@@ -100,3 +100,12 @@ def test_at_most_buffers_copies_at_once(tmp_path: Path) -> None:
         t.join()
     assert all((tmp_path / str(i)).read_bytes() == b for i, b in enumerate(bodies))
     assert len(w._free) <= 2
+
+
+def test_parts_of_any_item_format_are_counted_in_bytes(tmp_path: Path) -> None:
+    import array
+
+    w = _usable(tmp_path)
+    ints = array.array("I", range(3000))  # 12,000 bytes in 4-byte items
+    assert w.write(str(tmp_path / "f"), [memoryview(ints), b"tail"])
+    assert (tmp_path / "f").read_bytes() == ints.tobytes() + b"tail"
