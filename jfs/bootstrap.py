@@ -13,7 +13,9 @@ from typing import Any
 
 import structlog
 
+from jfs.adapters.direct_files import DirectWriter
 from jfs.adapters.malloc_tuning import give_back_free_memory
+from jfs.adapters.objects import file_pages
 from jfs.app.data.config import DataConfig
 from jfs.app.data.files import DataPath
 from jfs.app.data.staging import StagingStore, staging_dir
@@ -153,7 +155,14 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
             meta.session_extra = lambda: {"Staging": staging.status()}  # `jfs status`, at each heartbeat
             store = staging
         give_back = give_back_free_memory if opts.give_back_memory else None
-        data = await DataPath(meta, store, config, give_back=give_back).start()
+        # The disk cache's files get the same page-cache budget as a `file` bucket's (ADR 0059), when the
+        # process asked for one ($JFS_FILE_KEEP_WRITTEN_MIB; `jfs mount` and `jfs gateway` do).
+        cache_pages = file_pages.from_env() if config.cache_dir else None
+        # Big disk-cache entries go around the page cache (ADR 0059): a disk cache is a copy on disk, its
+        # page-cache copy only doubled the memory cache's, at the price of touching fresh pages per block.
+        data = await DataPath(meta, store, config, give_back=give_back,
+                              cache_written=cache_pages.written if cache_pages is not None else None,
+                              cache_direct_write=DirectWriter().write if config.cache_dir else None).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
             options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,

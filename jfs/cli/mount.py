@@ -15,6 +15,7 @@ from jfs.adapters.fuse.collector import settle_for_serving
 from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
 from jfs.adapters.fuse.server import FuseServer
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
+from jfs.adapters.objects import file, file_pages
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 from jfs.cli.background import spawn_detached
@@ -240,6 +241,12 @@ busy loop; 0.5 ms gave +5-20 % on mdtest phases through the mount (docs/benchmar
 
 
 def run_foreground(args: MountArgs) -> None:
+    # A big write through a `file` bucket reuses the page frames of its older block files instead of
+    # taking cold ones (ADR 0059; the gateway's ADR 0052); $JFS_FILE_KEEP_WRITTEN_MIB=0: off.
+    os.environ.setdefault(file_pages.KEEP_ENV, str(file_pages.MOUNT_KEEP_MIB))
+    # ... and writes its big blocks around the page cache altogether where the file system allows it
+    # (ADR 0059); $JFS_FILE_DIRECT_WRITES=0: off.
+    os.environ.setdefault(file.DIRECT_ENV, "1")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     with asyncio.Runner(loop_factory=mount_loop_factory(args.meta_url)) as runner:
         runner.run(serve(args))

@@ -239,3 +239,54 @@ async def test_a_short_block_written_is_read_back_from_memory() -> None:
         await vol.dp.release(h)
     finally:
         await vol.close()
+
+
+async def test_disk_cache_tells_its_page_budget_of_each_entry_written(tmp_path: Path) -> None:
+    """ADR 0059: `written(path, size)` hears of every entry once its file is in place (whole, under its
+    name), and of no entry that was not written (too big for the cache); the entry reads back whole, even
+    after real advice dropped its pages."""
+    from jfs.adapters.objects.file_pages import WrittenPages
+
+    told: list[tuple[str, int]] = []
+    pages = WrittenPages(2 << 20)
+
+    def written(path: str, size: int) -> None:
+        assert os.path.getsize(path) == size  # published, trailer included
+        told.append((path, size))
+        pages.written(path, size)
+
+    cache = DiskCache(str(tmp_path), UUID, 8 << 20, written=written)
+    await cache.ready()
+    blocks = {block_key(4105 + i, 0, (1 << 20) + i): os.urandom((1 << 20) + i) for i in range(4)}
+    for key, data in blocks.items():
+        await cache.put(key, data)
+    await cache.put(block_key(5000, 0, 9 << 20), b"x" * (9 << 20))  # larger than the cache: not written
+    assert [size for _, size in told] == [entry_size(len(d)) for d in blocks.values()]
+    assert all(p.startswith(str(tmp_path / UUID / "raw")) for p, _ in told)
+    for key, data in blocks.items():
+        assert await cache.get(key) == data
+    await cache.close()
+
+
+async def test_big_entries_go_around_the_page_cache_small_ones_through_it(tmp_path: Path) -> None:
+    """ADR 0059: an entry of a big block is written with O_DIRECT (its page budget hears nothing of it),
+    a small one through the page cache (told); both read back whole and have the exact entry size."""
+    from jfs.adapters.direct_files import DirectWriter
+
+    told: list[int] = []
+    direct = DirectWriter()
+    cache = DiskCache(str(tmp_path), UUID, 64 << 20, written=lambda path, size: told.append(size),
+                      direct_write=direct.write)
+    await cache.ready()
+    big = os.urandom((4 << 20) - 100)  # not a multiple of the alignment, with its trailer neither
+    small = os.urandom(1000)
+    kb, ks = block_key(7000, 0, len(big)), block_key(7001, 0, len(small))
+    await cache.put(kb, big)
+    await cache.put(ks, small)
+    if not direct.usable:
+        pytest.skip("the file system refused O_DIRECT")
+    assert told == [entry_size(len(small))]
+    assert (tmp_path / UUID / "raw" / kb).stat().st_size == entry_size(len(big))
+    assert await cache.get(kb) == big and await cache.get(ks) == small
+    assert await cache.get(kb, 4095, 9000) == big[4095:13095]
+    await cache.close()

@@ -123,3 +123,40 @@ async def test_open_file_takes_the_budget_from_the_environment(tmp_path: Path, m
         assert store.written_pages is None
     finally:
         await store.close()
+
+
+async def test_direct_puts_read_back_whole_and_skip_the_page_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0059: with $JFS_FILE_DIRECT_WRITES=1 big objects are written around the page cache (pooled unnamed
+    temp files and the store's own ones alike), read back whole, exact in size; small ones as before; the
+    page budget hears only of objects that went through the page cache."""
+    from jfs.adapters.objects import file
+
+    monkeypatch.setenv(file.DIRECT_ENV, "1")
+    monkeypatch.setenv(file_pages.KEEP_ENV, "4")
+    store = await open_file(str(tmp_path / "b"))
+    assert store.direct is not None and store.written_pages is not None
+    told: list[str] = []
+    real = store.written_pages.written
+    store.written_pages.written = lambda path, size: (told.append(path), real(path, size))  # type: ignore[method-assign]
+    bodies = {f"chunks/0/{i}/{i}_0_x": os.urandom(MiB + 4095 * i) for i in range(8)}
+    bodies["chunks/small"] = os.urandom(5000)
+    bodies["chunks/mid"] = os.urandom(MiB - 1)
+    try:
+        await store.create_bucket()
+        for key, body in bodies.items():
+            await store.put(key, body)
+        bodies["chunks/0/1/1_0_x"] = os.urandom(2 * MiB)  # an overwrite
+        await store.put("chunks/0/1/1_0_x", bodies["chunks/0/1/1_0_x"])
+        for key, body in bodies.items():
+            assert await store.get(key) == body
+            assert (tmp_path / "b" / key).stat().st_size == len(body)  # noqa: ASYNC240
+        if store.direct.usable:
+            assert sorted(os.path.basename(p) for p in told) == ["mid", "small"]
+    finally:
+        await store.close()
+    monkeypatch.setenv(file.DIRECT_ENV, "0")
+    store = await open_file(str(tmp_path / "b"))
+    try:
+        assert store.direct is None
+    finally:
+        await store.close()

@@ -56,6 +56,7 @@ from typing import BinaryIO, TypeVar
 
 import structlog
 
+from jfs.adapters.direct_files import DirectWriter
 from jfs.adapters.objects import file_pages
 from jfs.adapters.objects.file_pages import WrittenPages
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
@@ -219,7 +220,7 @@ class FileStore:
 
     def __init__(
         self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
-        written_pages: WrittenPages | None = None,
+        written_pages: WrittenPages | None = None, direct: DirectWriter | None = None,
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -228,6 +229,7 @@ class FileStore:
         self.fsync = fsync
         self.fsync_dir = fsync_dir
         self.written_pages = written_pages  # page-cache budget for written objects (file_pages.py), None: kernel's
+        self.direct = direct  # objects of DIRECT_MIN bytes or more written with O_DIRECT (ADR 0059), None: never
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
@@ -346,7 +348,7 @@ class FileStore:
         bucket, a prefix that is an object, a full disk, another file system under the bucket) is left to the
         usual path, which reports it (the data are bytes: written again there)."""
         try:
-            _write_all(fd, data)
+            self._write_data(fd, data)
             if self.fsync:
                 os.fsync(fd)
             try:
@@ -365,6 +367,15 @@ class FileStore:
         finally:
             os.close(fd)
 
+    def _goes_direct(self, data: bytes | memoryview) -> bool:
+        return self.direct is not None and self.direct.usable and len(data) >= DIRECT_MIN
+
+    def _write_data(self, fd: int, data: bytes | memoryview) -> None:
+        """All of `data` into the new, empty temp file `fd`: around the page cache when `_goes_direct`."""
+        if self.direct is not None and len(data) >= DIRECT_MIN and self.direct.write_fd(fd, [data]):
+            return
+        _write_all(fd, data)
+
     def _put(self, key: str, path: str, data: bytes | memoryview | BinaryIO) -> None:
         directory, name = os.path.split(path)
         created: bool | None = None
@@ -374,7 +385,7 @@ class FileStore:
                 created = self._put_pooled(fd, directory, name, path, data)
         if created is None:
             created = self._put_own(key, path, directory, name, data)
-        if self.written_pages is not None and isinstance(data, bytes | memoryview):
+        if self.written_pages is not None and isinstance(data, bytes | memoryview) and not self._goes_direct(data):
             self.written_pages.written(path, len(data))
         if self.fsync_dir:
             self._sync_dir(directory)
@@ -406,7 +417,7 @@ class FileStore:
             try:
                 if isinstance(data, bytes | memoryview):
                     # Plain write(2)s: a buffered file object would add fstat, ioctl and lseek calls per put.
-                    _write_all(fd, data)
+                    self._write_data(fd, data)
                 else:
                     with open(fd, "wb", closefd=False) as f:
                         shutil.copyfileobj(data, f, COPY_BYTES)
@@ -595,6 +606,12 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view):]
 
 
+DIRECT_ENV = "JFS_FILE_DIRECT_WRITES"
+"""``1`` makes `open_file` write objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059): `jfs mount`
+sets it for itself unless given (``0``: off)."""
+DIRECT_MIN = 1 << 20
+"""Smaller objects (small files' blocks, likely read again soon) always go through the page cache."""
+
 FSYNC_ENV = "JFS_FILE_FSYNC"
 """``1`` makes `open_file` fsync every object and its directory before `put` returns (ADR 0023)."""
 
@@ -605,7 +622,9 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     Objects are not fsynced, as JuiceFS's ``file`` storage does not fsync them (ADR 0023): a `put` that
     returned survives a crash of the process, not necessarily a power loss. ``$JFS_FILE_FSYNC=1`` makes
     every `put` fsync the object and its directory (and new parent directories) before it returns.
-    ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`).
+    ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`);
+    ``$JFS_FILE_DIRECT_WRITES=1`` writes objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059).
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
-    return FileStore(bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env())
+    direct = DirectWriter() if os.environ.get(DIRECT_ENV, "").strip() == "1" else None
+    return FileStore(bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env(), direct=direct)

@@ -36,11 +36,17 @@ MIN_SIZE = 1 << 20
 
 KEEP_ENV = "JFS_FILE_KEEP_WRITTEN_MIB"
 """MiB of the newest written objects a `file` store leaves in the page cache (`open_file`); unset or empty:
-no limit (the kernel's own policy). `jfs gateway` sets it for itself (`GATEWAY_KEEP_MIB`) unless given."""
+no limit (the kernel's own policy). `jfs gateway` (`GATEWAY_KEEP_MIB`) and `jfs mount` (`MOUNT_KEEP_MIB`) set it
+for themselves unless given."""
 
 GATEWAY_KEEP_MIB = 128
 """The gateway's default: more than a 4 MiB PUT/GET burst of 32 objects, so a GET right after its PUT
 still reads from the page cache."""
+
+MOUNT_KEEP_MIB = 128
+"""`jfs mount`'s default (ADR 0059): two 64 MiB chunks, so a block stored but not yet committed (read back
+through the store, ADR 0035) or a file read right after it was written is still served from the page cache;
+the file's own pages are in the kernel's FUSE page cache anyway, the bucket's copy of them is a second one."""
 
 MAX_PENDING = 256
 """Pieces of advice (paths) waiting for the advising thread at most."""

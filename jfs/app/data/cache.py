@@ -69,6 +69,9 @@ MAX_PENDING_WRITES = 16  # each holds its block (up to 4 MiB) until written: bou
 """Background cache writes queued at most; beyond that new blocks are simply not cached."""
 NOWAIT_MAX = 256 << 10  # largest read tried on the event loop (page-cached bytes only)
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+DIRECT_MIN = 1 << 20
+"""Entries of at least this many block bytes are written with ``O_DIRECT`` (ADR 0059); smaller ones (small
+files, likely read again soon) through the page cache."""
 OPEN_ENTRIES = 256
 """Entries kept open for reads on the loop (a descriptor and up to 2 KiB of CRCs each)."""
 
@@ -172,9 +175,20 @@ class DiskCache:
     """Uncompressed blocks of one volume under ``<root>/<uuid>/raw/``, at most `capacity` bytes."""
 
     def __init__(
-        self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4
+        self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4,
+        written: Callable[[str, int], object] | None = None,
+        direct_write: Callable[[str, list[bytes | memoryview]], bool] | None = None,
     ) -> None:
+        """`written(path, size)` is told of every entry file written through the page cache (ADR 0059: the
+        composition root passes a page-cache budget, `file_pages.WrittenPages.written`, which may advise the
+        kernel to write the file back and drop its clean pages later; it must only queue that, never block,
+        and never change the file's bytes). `direct_write(path, parts)`: creates the new file `path` holding
+        `parts` around the page cache and returns True, or returns False having created nothing (the file
+        system cannot; `jfs.adapters.direct_files.DirectWriter.write`); used for entries of `DIRECT_MIN`
+        bytes or more, which the page budget then never hears of."""
         self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
+        self._written = written
+        self._direct = direct_write
         self.capacity = capacity
         self.min_free_ratio = min_free_ratio
         """Entries are evicted (and none kept) while the file system has less than this share free."""
@@ -434,11 +448,14 @@ class DiskCache:
             await self._evict()
             return
         start = time.perf_counter()
+        path = self._path(key)
         try:
-            await self._run(self._write, self._path(key), data)
+            direct = await self._run(self._write, path, data)
         except OSError as exc:
             log.warning("cache_write_failed", key=key, error=str(exc))
             return
+        if self._written is not None and not direct:
+            self._written(path, size)
         self.writes += 1
         self.write_bytes += blen
         self.write_seconds += time.perf_counter() - start
@@ -453,24 +470,34 @@ class DiskCache:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    @staticmethod
-    def _write(path: str, data: bytes | memoryview) -> None:
+    def _write(self, path: str, data: bytes | memoryview) -> bool:
+        """Write the entry for `data` at `path` (through a temp name); True when it was written with
+        ``O_DIRECT`` (entries of `DIRECT_MIN` bytes or more, where the file system allows it: ADR 0059),
+        so no page-cache page holds it."""
         trailer = _trailer(data)
         tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        direct = self._direct if len(data) >= DIRECT_MIN else None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with open(fd, "wb", closefd=True) as f:
-                f.write(data)
-                f.write(trailer)
+            try:
+                done = direct is not None and direct(tmp, [data, trailer])
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                done = direct is not None and direct(tmp, [data, trailer])
+            if not done:
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                with open(fd, "wb", closefd=True) as f:
+                    f.write(data)
+                    f.write(trailer)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        return done
 
     @staticmethod
     def _unlink(path: str) -> None:

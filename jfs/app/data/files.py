@@ -86,9 +86,13 @@ class DataPath:
     """File data of one client. Create with ``await DataPath(meta, store, config).start()``; `close` it."""
 
     def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None, *,
-                 give_back: Callable[[], object] | None = None) -> None:
+                 give_back: Callable[[], object] | None = None,
+                 cache_written: Callable[[str, int], object] | None = None,
+                 cache_direct_write: Callable[[str, list[bytes | memoryview]], bool] | None = None) -> None:
         """`give_back`: returns the process's free heap memory to the OS (`malloc_trim`); called off the
-        loop once writers have pushed `GIVE_BACK_AFTER` bytes of cached blocks out (ADR 0048)."""
+        loop once writers have pushed `GIVE_BACK_AFTER` bytes of cached blocks out (ADR 0048).
+        `cache_written`, `cache_direct_write`: the disk cache's page budget and ``O_DIRECT`` writer (`DiskCache`'s
+        `written` and `direct_write`, ADR 0059)."""
         self.meta = meta
         self.store = store
         self.config = config = config or DataConfig.from_settings(meta.settings)
@@ -97,7 +101,8 @@ class DataPath:
         self.mem: MemoryCache[BlockId] = MemoryCache(config.mem_cache_size)
         self.disk = (
             DiskCache(
-                config.cache_dir, config.uuid, config.cache_size, min_free_ratio=config.cache_free_ratio
+                config.cache_dir, config.uuid, config.cache_size, min_free_ratio=config.cache_free_ratio,
+                written=cache_written, direct_write=cache_direct_write,
             )
             if config.cache_dir
             else None
