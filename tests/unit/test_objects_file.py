@@ -484,7 +484,7 @@ async def _pool_filled(store: FileStore) -> None:
         fd = store._temps.take()  # the first refill starts at the TEMP_POOL_START-th take
         if fd is not None:
             os.close(fd)
-    for _ in range(500):
+    for _ in range(3000):  # 30 s: a refill thread can wait long on a loaded machine
         if len(store._temps._fds) >= file_mod.TEMP_POOL_SIZE - 1 and not store._temps._filling:
             return
         await asyncio.sleep(0.01)
