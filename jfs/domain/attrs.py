@@ -79,6 +79,8 @@ _FIXED = struct.Struct(">BHIIqIqIqIIQI")  # 63 bytes: flags .. rdev
 _U64 = struct.Struct(">Q")
 _PLAIN = struct.Struct(">BHIIqIqIqIIQIQ")  # flags .. rdev, parent: a record without ACLs or tier
 _PLAIN_SIZE = _PLAIN.size + 1  # and the trailing zero byte
+PLAIN_RECORD, PLAIN_RECORD_SIZE = _PLAIN, _PLAIN_SIZE
+"""The usual attribute record (no ACLs, no tier): its fields flags .. parent, and its whole size in bytes."""
 _ACL = struct.Struct(">II")
 
 NS = 1_000_000_000

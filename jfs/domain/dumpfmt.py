@@ -46,7 +46,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from jfs.domain.attrs import NS, TRASH_INODE, Attr, FileType
+from jfs.domain.attrs import NS, PLAIN_RECORD, PLAIN_RECORD_SIZE, TRASH_INODE, Attr, FileType
 from jfs.domain.checksums import CRC32, SliceSums
 from jfs.domain.records import SliceRecord
 
@@ -370,6 +370,33 @@ def node_head(
             parts.append(f"\n{field}]")
     parts.append(f"\n{prefix}}}")
     return "".join(parts)
+
+
+_NAME_OF_VALUE = {t.value: n for t, n in TYPE_NAMES.items()}
+_DIR_VALUE = FileType.DIRECTORY.value
+_REGULAR_VALUE = FileType.REGULAR.value
+
+
+def plain_node_text(name: str, ino: int, raw: bytes, depth: int) -> tuple[str, bool] | None:
+    """`node_head` of a node that has nothing but its attribute record `raw` (no xattrs, chunks or symlink
+    target), straight from the record's bytes, and whether it is a directory; None when `raw` is not the
+    usual record (`PLAIN_RECORD_SIZE` bytes, non-zero nanoseconds, no flags or rdev, a known type): then
+    `node_head` of the decoded `Attr` gives the text. Same text as `node_head` either way."""
+    if len(raw) != PLAIN_RECORD_SIZE:
+        return None
+    (flags, tm, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length, rdev, _) = PLAIN_RECORD.unpack_from(raw)
+    typ = tm >> 12
+    tname = _NAME_OF_VALUE.get(typ)
+    if flags or rdev or tname is None or not (0 < a_n < NS and 0 < m_n < NS and 0 < c_n < NS):
+        return None
+    prefix = INDENT * depth
+    text = (f'\n{prefix}"{name}": {{\n{prefix}  "attr": {{"inode":{ino},"type":"{tname}","mode":{tm & 0o7777},'
+            f'"uid":{uid},"gid":{gid},"atime":{a_s},"mtime":{m_s},"ctime":{c_s},"atimensec":{a_n},'
+            f'"mtimensec":{m_n},"ctimensec":{c_n},"nlink":{nlink},'
+            f'"length":{length if typ == _REGULAR_VALUE else 0}}}')
+    if typ == _DIR_VALUE:
+        return text + f',\n{prefix}  "entries": {{', True
+    return text + f"\n{prefix}}}", False
 
 
 def dir_tail(depth: int) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta.engine import Meta, format_meta
-from jfs.app.ops import dump
+from jfs.app.ops import dump, dump_page
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, RangeReadingKV, Tx
@@ -80,8 +80,8 @@ async def test_dump_through_range_batches_equals_the_transaction_path(redis_kv: 
         await meta.setxattr(d, b"user.dir", b"yes")
     finally:
         await meta.close()
-    monkeypatch.setattr(dump, "NODE_BATCH", 4)
-    monkeypatch.setattr(dump, "RANGE_GROUP", 7)
+    monkeypatch.setattr(dump_page, "NODE_BATCH", 4)
+    monkeypatch.setattr(dump_page, "RANGE_GROUP", 7)
     batched, plain = io.BytesIO(), io.BytesIO()
     a = await dump.dump_meta(redis_kv, batched.write)
     b = await dump.dump_meta(_TxOnly(redis_kv), plain.write)  # type: ignore[arg-type]
