@@ -53,12 +53,13 @@ import structlog
 from jfs.app.errors import OpsError
 from jfs.app.meta import owner_quota, quota, reader
 from jfs.app.ops.dump_page import PAGE, Node, Page, PageReader, node_text
+from jfs.app.ops.dump_workers import MIN_ENTRIES, WorkerPages, WorkerSpec
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.errors import FSError
 from jfs.domain.records import decode_i64, decode_u64
-from jfs.ports.kv import KV, Tx
+from jfs.ports.kv import KV, RangeReadingKV, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -325,7 +326,7 @@ async def _delfiles(kv: KV, out: _Out) -> None:
 
 async def dump_meta(
     kv: KV, write: Writer, *, subdir: bytes = b"", keep_secret: bool = False, threads: int = 10,
-    progress: ProgressBoard | None = None,
+    progress: ProgressBoard | None = None, workers: WorkerSpec | None = None,
 ) -> DumpResult:
     """Write the metadata of the volume in `kv` through `write` (bytes, in order). See the module docstring.
 
@@ -350,17 +351,27 @@ async def dump_meta(
             out(f',\n  "{section}": ' + dumpfmt.quotas_json(limits))
         out(",")
         pages = PageReader(kv, threads, sums_block)
-        walker = _Walker(pages, out, bar)
         root = Node(b"", root_ino, FileType.DIRECTORY)
         with_trash = root_ino == ROOT_INODE
         trash = Node(b"", TRASH_INODE, FileType.DIRECTORY)
         await pages.fill([root, trash] if with_trash else [root])
         if root.attr is None and root.raw is None:
             raise OpsError(f"the root inode {root_ino} of {kv.url} has no attributes: the volume is damaged")
-        await walker.tree("FSTree", root)
-        if with_trash:
-            out(",")
-            await walker.tree("Trash", trash)
+        pool = None
+        if (workers is not None and workers.count > 0 and isinstance(kv, RangeReadingKV)
+                and head.counters["usedInodes"] >= MIN_ENTRIES):
+            pool = await WorkerPages.start(workers.argv, workers.count,
+                                           {"url": workers.url, "threads": threads, "sums_block": sums_block,
+                                            "log_level": workers.log_level})
+        walker = _Walker(pool or pages, out, bar)
+        try:
+            await walker.tree("FSTree", root)
+            if with_trash:
+                out(",")
+                await walker.tree("Trash", trash)
+        finally:
+            if pool is not None:
+                await pool.close()
         out("\n}\n")
         out.flush()
         bar.advance(walker.entries % 256)
