@@ -86,6 +86,15 @@ _ACL = struct.Struct(">II")
 NS = 1_000_000_000
 
 
+def plain_record(typ: FileType, mode: int, uid: int, gid: int, a_s: int, a_n: int, m_s: int, m_n: int, c_s: int,
+                 c_n: int, nlink: int, length: int, parent: int) -> bytes:
+    """`Attr.encode` of attributes without flags, rdev, ACLs or tier, from their fields (times as seconds and
+    nanoseconds, each nanosecond count in [0, NS)): the bulk loader's record of a plain file, without
+    building an `Attr`."""
+    return _PLAIN.pack(0, (int(typ) << 12) | (mode & 0o7777), uid & 0xFFFFFFFF, gid & 0xFFFFFFFF, a_s, a_n, m_s,
+                       m_n, c_s, c_n, nlink & 0xFFFFFFFF, length, 0, parent) + b"\x00"
+
+
 @dataclass(slots=True)
 class Attr:
     """Attributes of one inode. Times are nanoseconds since the epoch (signed)."""
