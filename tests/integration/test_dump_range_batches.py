@@ -4,15 +4,19 @@ path, also for a node with more keys than one batch holds."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from jfs.adapters.kv.registry import open_kv
+from jfs.app.errors import OpsError
 from jfs.app.meta.engine import Meta, format_meta
 from jfs.app.ops import dump, dump_page
+from jfs.app.ops.dump_workers import WorkerSpec
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, RangeReadingKV, Tx
@@ -88,3 +92,47 @@ async def test_dump_through_range_batches_equals_the_transaction_path(redis_kv: 
     assert a.entries == b.entries == 44  # the root, d, 40 files, link, the trash root
     assert batched.getvalue() == plain.getvalue()
     assert b'"user.x5"' in batched.getvalue() and b'"symlink": "f01"' in batched.getvalue()
+
+
+async def test_dump_by_worker_processes_equals_the_dump_of_one_process(
+        redis_kv: KV, redis_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages read and rendered by two worker processes (real `jfs.cli.dump_worker` processes on their own
+    connections) come out byte for byte as one process writes them; a subdir dump too."""
+    await format_meta(redis_kv, Settings(name="workers", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        parent = ROOT_INODE
+        for level in range(3):  # nested directories, each with more entries than a page of 7
+            parent, _ = await meta.mkdir(parent, b"d%d" % level, 0o755)
+            for i in range(17):
+                ino, _ = await meta.mknod(parent, b"f%02d" % i, FileType.REGULAR, 0o644)
+                if i % 5 == 0:
+                    await meta.setxattr(ino, b"user.x", b"v%d" % i)
+            await meta.mkdir(parent, b"empty", 0o700)
+            await meta.symlink(parent, b"link", b"f01")
+    finally:
+        await meta.close()
+    monkeypatch.setattr(dump_page, "PAGE", 7)  # sent to the workers with their hello
+    monkeypatch.setattr(dump, "MIN_ENTRIES", 0)
+    spec = WorkerSpec((sys.executable, "-m", "jfs.cli.dump_worker"), 2, f"{redis_server_url}/{REDIS_DB}", "warning")
+    for subdir in (b"", b"d0/d1"):
+        alone, pooled = io.BytesIO(), io.BytesIO()
+        a = await dump.dump_meta(redis_kv, alone.write, subdir=subdir)
+        b = await dump.dump_meta(redis_kv, pooled.write, subdir=subdir, workers=spec)
+        assert a.entries == b.entries > 20
+        assert pooled.getvalue() == alone.getvalue()
+
+
+async def test_a_dump_worker_that_dies_fails_the_dump(redis_kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    await format_meta(redis_kv, Settings(name="dies", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    finally:
+        await meta.close()
+    monkeypatch.setattr(dump, "MIN_ENTRIES", 0)
+    spec = WorkerSpec((sys.executable, "-c", "import sys; sys.stdin.read(1)"), 2, "redis://unused", "warning")
+    with pytest.raises(OpsError, match="dump worker"):
+        await asyncio.wait_for(dump.dump_meta(redis_kv, io.BytesIO().write, workers=spec), 60)

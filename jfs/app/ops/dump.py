@@ -362,7 +362,7 @@ async def dump_meta(
                 and head.counters["usedInodes"] >= MIN_ENTRIES):
             pool = await WorkerPages.start(workers.argv, workers.count,
                                            {"url": workers.url, "threads": threads, "sums_block": sums_block,
-                                            "log_level": workers.log_level})
+                                            "page": pages.page_size, "log_level": workers.log_level})
         walker = _Walker(pool or pages, out, bar)
         try:
             await walker.tree("FSTree", root)

@@ -208,8 +208,9 @@ def segments(nodes: list[Node], depth: int, first: bool) -> list[Segment]:
 class PageReader:
     """Reads and renders pages (see the module docstring). At most `threads` engine calls at once."""
 
-    def __init__(self, kv: KV, threads: int, sums_block: int = 0) -> None:
+    def __init__(self, kv: KV, threads: int, sums_block: int = 0, page_size: int = 0) -> None:
         self.kv = kv
+        self.page_size = page_size or PAGE
         self.sums_block = sums_block
         """Block size in bytes when checksum records are to be read with the chunks (0: the engine has none)."""
         self.ranges = kv if isinstance(kv, RangeReadingKV) and not sums_block else None
@@ -221,9 +222,9 @@ class PageReader:
     async def page(self, ino: int, after: bytes, depth: int) -> Page:
         """The page of directory `ino` after `after`, rendered for nesting `depth`."""
         async with self._sem:
-            rows = await reader.dir_page(self.kv, ino, after, PAGE)
+            rows = await reader.dir_page(self.kv, ino, after, self.page_size)
         nodes = [Node(name, child, typ) for name, typ, child in rows]
-        cursor = rows[-1][0] if len(rows) >= PAGE else None
+        cursor = rows[-1][0] if len(rows) >= self.page_size else None
         if nodes:
             await self.fill(nodes)
         return segments(nodes, depth, not after), cursor, len(nodes)
