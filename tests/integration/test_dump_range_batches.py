@@ -136,3 +136,56 @@ async def test_a_dump_worker_that_dies_fails_the_dump(redis_kv: KV, monkeypatch:
     spec = WorkerSpec((sys.executable, "-c", "import sys; sys.stdin.read(1)"), 2, "redis://unused", "warning")
     with pytest.raises(OpsError, match="dump worker"):
         await asyncio.wait_for(dump.dump_meta(redis_kv, io.BytesIO().write, workers=spec), 60)
+
+
+async def test_inodes_read_by_their_attributes_alone_are_read_again_when_they_may_have_more(
+        redis_kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk of the index before a dump marks the inodes with chunks, symlink targets or xattrs; the
+    others are read by their attribute key alone. Files that got data after that walk (here: no inode
+    marked at all) are read again by their range, so the dump still shows their chunks; symlinks and
+    directories are always read by their range."""
+    await format_meta(redis_kv, Settings(name="marks", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+        for i in range(30):
+            ino, _ = await meta.mknod(d, b"f%02d" % i, FileType.REGULAR, 0o644)
+            if i % 3 == 0:
+                await meta.write_slice(ino, 0, 0, await meta.next_slice_id(), 4096, 0, 100 + i)
+            if i % 7 == 0:
+                await meta.setxattr(ino, b"user.x", b"v%d" % i)
+        await meta.symlink(d, b"link", b"f01")
+        await meta.mknod(d, b"fifo", FileType.FIFO, 0o644)
+    finally:
+        await meta.close()
+    marked = await dump_page.inodes_with_more_records(redis_kv)  # type: ignore[arg-type]
+    inos = {ino for ino in range(1, 100) if ino in marked}
+    assert len(inos) == 10 + 5 - 2 + 1  # files with data, with xattrs (two with both), the symlink
+    reference = io.BytesIO()
+    await dump.dump_meta(_TxOnly(redis_kv), reference.write)  # type: ignore[arg-type]
+    full = io.BytesIO()
+    await dump.dump_meta(redis_kv, full.write)
+    assert full.getvalue() == reference.getvalue()
+
+    with_xattrs = dump_page.InoSet()
+    for ino in inos:
+        if await redis_kv.read(lambda tx, ino=ino: tx.scan(*_xattr_range(ino))):
+            with_xattrs.add(ino)  # only the xattrs' inodes marked: chunks and the symlink come from re-reads
+    monkeypatch.setattr(dump, "inodes_with_more_records", _returning(with_xattrs))
+    unmarked = io.BytesIO()
+    await dump.dump_meta(redis_kv, unmarked.write)
+    assert unmarked.getvalue() == reference.getvalue()
+    assert b'"chunks"' in unmarked.getvalue() and b'"symlink": "f01"' in unmarked.getvalue()
+
+
+def _xattr_range(ino: int) -> tuple[bytes, bytes]:
+    prefix = b"A" + ino.to_bytes(8, "little") + b"X"
+    return prefix, prefix + b"\xff"
+
+
+def _returning(value: Any) -> Callable[..., Awaitable[Any]]:
+    async def call(*_: Any) -> Any:
+        return value
+
+    return call

@@ -187,10 +187,15 @@ class RedisKV(RetryingKV):
              max_retries: int = DEFAULT_MAX_RETRIES) -> Coroutine[Any, Any, T]:
         return self._run(body, True, max_retries)
 
-    def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
-                    limit: int) -> Coroutine[Any, Any, list[list[tuple[bytes, bytes]]]]:
+    def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]], limit: int,
+                    points: Sequence[bytes] = ()) -> Coroutine[Any, Any, list[list[tuple[bytes, bytes]]]]:
         """`RangeReadingKV.read_ranges`: one atomic script call per batch (`redis_batch`)."""
-        return redis_batch.read_ranges(self, ranges, limit)
+        return redis_batch.read_ranges(self, ranges, limit, points)
+
+    def sparse_keys(self, begin: bytes, end: bytes, limit: int, at: int,
+                    skip: bytes) -> Coroutine[Any, Any, tuple[bytes | None, list[bytes]]]:
+        """`RangeReadingKV.sparse_keys`: one script call (`redis_batch`)."""
+        return redis_batch.sparse_keys(self, begin, end, limit, at, skip)
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

@@ -10,12 +10,18 @@ database (a stronger guarantee than a transaction per inode gave). Nothing is ca
 between calls. The ranges take no part in any transaction's conflict detection (they are not read inside
 one), like `Tx.scan_iter`.
 
-RANGES — ARGV: limit, then (``"[" .. begin``, ``"(" .. end``) pairs (the ZRANGEBYLEX bounds, prefixed by the
-client) -> {counts, keys, values}: the number of keys of each range (at most `limit`), all their keys in
-order, and their values (one MGET of ``"k" .. key`` per 4,000 keys for the whole call; a missing value means
-the index and the data are out of sync: EngineError). Flat arrays and one MGET per call rather than a
-nested pair of arrays and an MGET per range: the server's CPU per range is what bounds a dump on Redis
-(measured: 11.8 → 6.4 µs per range, docs/adr/0062-dump-load-worker-processes.md).
+RANGES — ARGV: limit, the number of ranges, their (``"[" .. begin``, ``"(" .. end``) pairs (the ZRANGEBYLEX
+bounds, prefixed by the client), then the data keys of single keys to read -> {counts, keys, values,
+point values}: the number of keys of each range (at most `limit`), all their keys in order, their values
+(one MGET of ``"k" .. key`` per 4,000 keys for the whole call; a missing value means the index and the
+data are out of sync: EngineError), and the values of the single keys (nil: no such key). Flat arrays and
+one MGET per call rather than a nested pair of arrays and an MGET per range (Redis CPU per range about
+halved, docs/adr/0062-dump-load-worker-processes-and-fast-paths.md).
+
+SPARSE — ARGV: ``"[" .. begin``, ``"(" .. end``, limit, a 1-based byte position, the bytes to skip -> {the last
+key examined (nil when none), then the keys examined whose byte at that position is not one to skip (or
+that are shorter)}: a walk of the index that sends back only the rare keys (dump: the inodes that have
+records besides their attributes), at a fraction of a ZRANGEBYLEX per inode.
 """
 
 from __future__ import annotations
@@ -27,14 +33,18 @@ from jfs.ports.kv import EngineError
 
 from .resp import bulks
 
+DATA = b"k"
+"""The prefix of a data key (`jfs.adapters.kv.redis`: the value of key K lives in ``"k" .. K``)."""
+
 if TYPE_CHECKING:
     from .redis import RedisKV
 
 RANGES = r"""
 local limit = ARGV[1]
+local nr = tonumber(ARGV[2])
 local counts, ks, dks = {}, {}, {}
 local n = 0
-for a = 2, #ARGV, 2 do
+for a = 3, 2 + 2 * nr, 2 do
   local got = redis.call('ZRANGEBYLEX', 'i', ARGV[a], ARGV[a + 1], 'LIMIT', 0, limit)
   local c = #got
   counts[#counts + 1] = c
@@ -49,25 +59,50 @@ for s = 1, n, 4000 do
   local part = redis.call('MGET', unpack(dks, s, math.min(s + 3999, n)))
   for x = 1, #part do vals[#vals + 1] = part[x] or false end
 end
-return {counts, ks, vals}
+local pvals = {}
+if #ARGV > 2 + 2 * nr then
+  pvals = redis.call('MGET', unpack(ARGV, 3 + 2 * nr, #ARGV))
+end
+return {counts, ks, vals, pvals}
 """
 
-SCRIPTS = (("ranges", RANGES),)
+SPARSE = r"""
+local got = redis.call('ZRANGEBYLEX', 'i', ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local at = tonumber(ARGV[4])
+local skip = {}
+for x = 1, #ARGV[5] do skip[string.byte(ARGV[5], x)] = true end
+local out = {#got > 0 and got[#got] or false}
+for x = 1, #got do
+  local b = string.byte(got[x], at)
+  if not (b and skip[b]) then out[#out + 1] = got[x] end
+end
+return out
+"""
+
+SCRIPTS = (("ranges", RANGES), ("sparse", SPARSE))
 """(name, source) of the scripts of this module, loaded with the adapter's own (`RedisKV._load_scripts`)."""
 
 MAX_RANGES = 2000
 """Most ranges per script call (keeps the ARGV unpack and the reply bounded)."""
 
 
-async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit: int) -> list[list[tuple[bytes, bytes]]]:
+async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit: int,
+                      points: Sequence[bytes] = ()) -> list[list[tuple[bytes, bytes]]]:
     """The (key, value) pairs of each ``[begin, end)`` of `ranges`, ascending, at most `limit` per range
-    (a range that returns `limit` pairs may hold more). One script call per `MAX_RANGES` ranges; each call
-    reads its ranges atomically. EngineError when the index names a key without data."""
+    (a range that returns `limit` pairs may hold more), then for each of `points` ``[(key, value)]`` or
+    ``[]`` when it has no value. One script call per `MAX_RANGES` ranges (and points); each call reads its
+    ranges and points atomically. EngineError when the index names a key without data."""
     out: list[list[tuple[bytes, bytes]]] = []
-    for s in range(0, len(ranges), MAX_RANGES):
-        part = ranges[s: s + MAX_RANGES]
+    step = MAX_RANGES
+    for s in range(0, max(len(ranges), 1), step):
+        part = ranges[s: s + step]
         flat = [b for begin, end in part for b in (b"[" + begin, b"(" + end)]
-        counts, ks, vs = await kv._script("ranges", 1 + len(flat), bulks((limit, *flat)))
+        last = s + step >= len(ranges)
+        pts = [DATA + p for p in points] if last else []
+        if not part and not pts:
+            break
+        counts, ks, vs, pvs = await kv._script("ranges", 2 + len(flat) + len(pts),
+                                                bulks((limit, len(part), *flat, *pts)))
         if len(vs) != len(ks) or None in vs:  # a missing value (false in Lua) arrives as nil
             raise EngineError("jfs: index and data out of sync in a scanned range")
         pairs = list(zip(ks, vs, strict=True))
@@ -75,4 +110,13 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
         for c in counts:
             out.append(pairs[at: at + c])
             at += c
+        if last:
+            out += [[] if v is None else [(p, v)] for p, v in zip(points, pvs, strict=True)]
     return out
+
+
+async def sparse_keys(kv: RedisKV, begin: bytes, end: bytes, limit: int, at: int,
+                      skip: bytes) -> tuple[bytes | None, list[bytes]]:
+    """`RangeReadingKV.sparse_keys`: one script call (ZRANGEBYLEX of the index, filtered in Lua)."""
+    reply = await kv._script("sparse", 5, bulks((b"[" + begin, b"(" + end, limit, at + 1, skip)))
+    return (reply[0] or None), reply[1:]

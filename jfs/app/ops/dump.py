@@ -52,7 +52,7 @@ import structlog
 
 from jfs.app.errors import OpsError
 from jfs.app.meta import owner_quota, quota, reader
-from jfs.app.ops.dump_page import PAGE, Node, Page, PageReader, node_text
+from jfs.app.ops.dump_page import PAGE, Node, Page, PageReader, inodes_with_more_records, node_text
 from jfs.app.ops.dump_workers import MIN_ENTRIES, WorkerPages, WorkerSpec
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
@@ -351,6 +351,8 @@ async def dump_meta(
             out(f',\n  "{section}": ' + dumpfmt.quotas_json(limits))
         out(",")
         pages = PageReader(kv, threads, sums_block)
+        if pages.ranges is not None:
+            pages.marked = await inodes_with_more_records(pages.ranges)
         root = Node(b"", root_ino, FileType.DIRECTORY)
         with_trash = root_ino == ROOT_INODE
         trash = Node(b"", TRASH_INODE, FileType.DIRECTORY)
@@ -362,7 +364,8 @@ async def dump_meta(
                 and head.counters["usedInodes"] >= MIN_ENTRIES):
             pool = await WorkerPages.start(workers.argv, workers.count,
                                            {"url": workers.url, "threads": threads, "sums_block": sums_block,
-                                            "page": pages.page_size, "log_level": workers.log_level})
+                                            "page": pages.page_size, "marked": pages.marked,
+                                            "log_level": workers.log_level})
         walker = _Walker(pool or pages, out, bar)
         try:
             await walker.tree("FSTree", root)

@@ -40,6 +40,51 @@ MIN_GROUP = 16
 """Fewest nodes one read transaction fetches when a page is split across `threads` transactions."""
 RANGE_GROUP = 256
 """Nodes whose ranges one `RangeReadingKV.read_ranges` call reads."""
+SPARSE_BATCH = 5000
+"""Index keys one `RangeReadingKV.sparse_keys` call examines while looking for inodes with more records."""
+_REGULAR, _DIR, _SYMLINK = FileType.REGULAR.value, FileType.DIRECTORY.value, FileType.SYMLINK.value
+_LENGTH = slice(51, 59)
+"""Where an attribute record holds the length (`jfs.domain.attrs`: flags .. nlink come first)."""
+
+
+class InoSet:
+    """A set of inode numbers: a bitmap below `LIMIT` (growing with the largest), a set above. Picklable."""
+
+    LIMIT = 1 << 27
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.big: set[int] = set()
+
+    def add(self, n: int) -> None:
+        if n >= self.LIMIT:
+            self.big.add(n)
+            return
+        byte = n >> 3
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(min(max(byte + 1, 2 * len(self.bits)), self.LIMIT >> 3) - len(self.bits)))
+        self.bits[byte] |= 1 << (n & 7)
+
+    def __contains__(self, n: int) -> bool:
+        if n >= self.LIMIT:
+            return n in self.big
+        byte = n >> 3
+        return byte < len(self.bits) and bool(self.bits[byte] & (1 << (n & 7)))
+
+
+async def inodes_with_more_records(kv: RangeReadingKV) -> InoSet:
+    """The inodes that have any record besides attributes, entries and parent counters (chunks, a symlink
+    target, xattrs): one walk of the inode key space that sends back only their keys (`sparse_keys`)."""
+    out = InoSet()
+    begin, end = b"A", b"B"
+    while True:
+        last, found = await kv.sparse_keys(begin, end, SPARSE_BATCH, 9, b"IDP")
+        for key in found:
+            if len(key) >= 9:
+                out.add(int.from_bytes(key[1:9], "little"))
+        if last is None:
+            return out
+        begin = last + b"\x00"
 
 Segment = tuple[str, int]
 """(text, directory inode): a run of complete nodes (inode 0), or the head of directory `inode`."""
@@ -208,9 +253,13 @@ def segments(nodes: list[Node], depth: int, first: bool) -> list[Segment]:
 class PageReader:
     """Reads and renders pages (see the module docstring). At most `threads` engine calls at once."""
 
-    def __init__(self, kv: KV, threads: int, sums_block: int = 0, page_size: int = 0) -> None:
+    def __init__(self, kv: KV, threads: int, sums_block: int = 0, page_size: int = 0,
+                 marked: InoSet | None = None) -> None:
         self.kv = kv
         self.page_size = page_size or PAGE
+        self.marked = marked
+        """With `RangeReadingKV`: the inodes with records besides their attributes when the walk began
+        (`inodes_with_more_records`); the others of a page are read by their attribute key alone."""
         self.sums_block = sums_block
         """Block size in bytes when checksum records are to be read with the chunks (0: the engine has none)."""
         self.ranges = kv if isinstance(kv, RangeReadingKV) and not sums_block else None
@@ -232,7 +281,7 @@ class PageReader:
     async def fill(self, nodes: list[Node]) -> None:
         """Read the details of `nodes` in groups, up to `threads` groups at once."""
         if self.ranges is not None:
-            await self._fill_ranges(nodes, self.ranges)
+            await self._fill_ranges(nodes, self.ranges, self.marked)
         else:
             await self._fill_tx(nodes)
 
@@ -253,22 +302,47 @@ class PageReader:
 
         await asyncio.gather(*(one(nodes[i: i + size]) for i in range(0, len(nodes), size)))
 
-    async def _fill_ranges(self, nodes: list[Node], kv: RangeReadingKV) -> None:
-        """`fill` on an engine that reads many ranges per round trip: `RANGE_GROUP` nodes per call; a node
-        whose range reaches `NODE_BATCH` keys (a file of more than ~1,000 chunks) is read again alone in
-        its own transaction, batch by batch."""
+    async def _fill_ranges(self, nodes: list[Node], kv: RangeReadingKV, marked: InoSet | None) -> None:
+        """`fill` on an engine that reads many ranges per round trip: `RANGE_GROUP` nodes per call. With
+        `marked`, a regular file (or fifo, device, socket) not in it is read by its attribute key alone, in
+        the same call; it is read again by its range when its record says it may have more (a regular
+        file with a length: chunks written since the walk began; or another type than its entry said). A
+        node whose range reaches `NODE_BATCH` keys (a file of more than ~1,000 chunks) is read again alone
+        in its own transaction, batch by batch."""
 
         async def one(group: list[Node]) -> None:
+            if marked is None:
+                ranged, pointed = group, []
+            else:
+                ranged, pointed = [], []
+                for node in group:
+                    if node.typ is FileType.DIRECTORY or node.typ is FileType.SYMLINK or node.ino in marked:
+                        ranged.append(node)
+                    else:
+                        pointed.append(node)
             async with self._sem:
-                found = await kv.read_ranges([node_range(n) for n in group], NODE_BATCH)
+                found = await kv.read_ranges([node_range(n) for n in ranged], NODE_BATCH,
+                                             [keys.attr(n.ino) for n in pointed])
             big = []
-            for node, pairs in zip(group, found, strict=True):  # fresh nodes (a range read is never retried)
+            again = []
+            for node, pairs in zip(ranged, found[: len(ranged)], strict=True):  # fresh nodes (never retried)
                 if len(pairs) == 1 and pairs[0][0][9] == 0x49:  # the usual node: its attributes only
                     node.raw = pairs[0][1]
                 elif len(pairs) >= NODE_BATCH:
                     big.append(node)
                 else:
                     _fill_from(node, pairs)
+            for node, pairs in zip(pointed, found[len(ranged):], strict=True):
+                if not pairs:
+                    continue  # no attributes (as a range read of nothing)
+                raw = pairs[0][1]
+                typ = raw[1] >> 4 if len(raw) >= _LENGTH.stop else 0
+                if typ in (0, _DIR, _SYMLINK) or (typ == _REGULAR and any(raw[_LENGTH])):
+                    again.append(node)
+                else:
+                    node.raw = raw
+            if again:
+                await self._fill_ranges(again, kv, None)
             if big:
                 await self._fill_tx(big)
 

@@ -168,7 +168,8 @@ class WorkerPages:
 
 async def serve(kv: KV, hello: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The worker's side: answer page requests from `reader` on `writer` until the end of input."""
-    pages = PageReader(kv, int(hello.get("threads", 10)), int(hello.get("sums_block", 0)), int(hello.get("page", 0)))
+    pages = PageReader(kv, int(hello.get("threads", 10)), int(hello.get("sums_block", 0)), int(hello.get("page", 0)),
+                       hello.get("marked"))
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(rid: int, ino: int, after: bytes, depth: int) -> None:
