@@ -23,7 +23,8 @@ from jfs.cli.progress import RichBoard
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_WORKERS = 4
-"""Most dump worker processes started by default (`--workers`)."""
+"""Most dump worker processes started by default (`--workers`: half the CPUs; none on 2 CPUs, where they
+cost more CPU than they saved, docs/adr/0062-dump-load-redis-marked-inodes-file-events-workers.md)."""
 
 
 class _Stdin(io.RawIOBase):
@@ -82,7 +83,7 @@ def dump(
     threads: Annotated[int, typer.Option(min=1, max=256, help="Concurrent metadata reads.")] = 10,
     workers: Annotated[
         int | None, typer.Option(min=0, max=64, help="Worker processes that read and render the tree on Redis "
-                                 "(default: the number of CPUs, at most 4; 0 = none).", show_default=False)
+                                 "(default: half the CPUs, at most 4, with 4 CPUs or more; 0 = none).", show_default=False)
     ] = None,
 ) -> None:
     """Write the volume's metadata as JSON, in the format of [bold]juicefs dump[/bold]."""
@@ -106,7 +107,8 @@ def dump(
                 raise typer.Exit(report(exc)) from None
             out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
         ok = False
-        count = min(os.cpu_count() or 1, MAX_WORKERS) if workers is None else workers
+        cpus = os.cpu_count() or 1
+        count = (min(cpus // 2, MAX_WORKERS) if cpus >= 4 else 0) if workers is None else workers
         spec = WorkerSpec((sys.executable, "-m", "jfs.cli.dump_worker"), count, with_env_password(meta_url),
                           current_level())
         try:
@@ -114,7 +116,7 @@ def dump(
                 async with opened_engine(meta_url) as kv:
                     return await dump_meta(kv, out.write, subdir=os.fsencode(subdir or ""),
                                            keep_secret=keep_secret_key, threads=threads, progress=board,
-                                           workers=spec if count > 1 else None)
+                                           workers=spec if count > 0 else None)
 
             with RichBoard() as board:
                 result = run(lambda _v: call(board))

@@ -16,7 +16,7 @@ point values}: the number of keys of each range (at most `limit`), all their key
 (one MGET of ``"k" .. key`` per 4,000 keys for the whole call; a missing value means the index and the
 data are out of sync: EngineError), and the values of the single keys (nil: no such key). Flat arrays and
 one MGET per call rather than a nested pair of arrays and an MGET per range (Redis CPU per range about
-halved, docs/adr/0062-dump-load-worker-processes-and-fast-paths.md).
+halved, docs/adr/0062-dump-load-redis-marked-inodes-file-events-workers.md).
 
 SPARSE — ARGV: ``"[" .. begin``, ``"(" .. end``, limit, a 1-based byte position, the bytes to skip -> {the last
 key examined (nil when none), then the keys examined whose byte at that position is not one to skip (or
