@@ -6,13 +6,20 @@ Contract:
   `jfs.domain.dumpfmt` (a literal U+FFFD in a name) and for the order of ``DelFiles`` and ``Sustained``
   (JuiceFS prints them in Go map order, jfs by key).
 * Memory stays flat whatever the size of the volume: directories are listed page by page (`PAGE` entries),
-  the nodes of a page are read by up to `threads` concurrent read transactions (coroutines, not OS
-  threads), written, and dropped. Held at any time: the page being written and the next page of each
+  each page read and rendered by the page stage (`jfs.app.ops.dump_page`: up to `threads` engine calls at
+  once), written, and dropped. Held at any time: the page being written and the next page of each
   directory level being walked, plus at most `_Walker.LOOKAHEAD` pages of directories further on, read
   ahead so that the engine's latency overlaps the writing. Hard-linked inodes are printed in full under
-  every name (as JuiceFS does), so nothing is remembered across pages.
+  every name (as JuiceFS does), so nothing is remembered across pages. On an engine with
+  `RangeReadingKV`, one bit per inode number marks the inodes with records besides their attributes
+  (`dump_page.inodes_with_more_records`, walked once before the tree).
+* With `workers` (and `RangeReadingKV`, and at least `MIN_ENTRIES` inodes), pages are rendered by worker
+  processes (`jfs.app.ops.dump_workers`) and written here in order: the same bytes.
 * Each node (attributes, xattrs, chunks or symlink target) is read consistently (unless it has more than
-  `NODE_BATCH` keys, which are read in several batches); the dump as a whole is not a snapshot: a volume changed while it is dumped gives a dump mixing states (as with JuiceFS).
+  `NODE_BATCH` keys, which are read in several batches), except that on `RangeReadingKV` a file not marked
+  is read by its attributes alone, so an xattr that is its first and was set after the marking walk is
+  missed (chunks are not: a length sends the file to a range read; ADR 0062); the dump as a whole is not a
+  snapshot: a volume changed while it is dumped gives a dump mixing states (as with JuiceFS).
 * ``Setting`` shows the stored setting with SecretKey/SessionToken as "removed" unless `keep_secret`;
   ``Counters`` are the raw counters; ``Trash`` is the trash root with its hour directories (a placeholder
   when the volume has no trash root), left out for a `subdir` dump, whose ``FSTree`` is that directory.
