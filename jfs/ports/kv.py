@@ -221,6 +221,17 @@ class AppendingTx(Protocol):
 
 
 @runtime_checkable
+class BulkLoadingKV(Protocol):
+    """Offered by an engine that can write many keys faster outside a transaction, for `jfs load` into an
+    EMPTY engine that nothing else uses (no volume exists until the load writes the setting last).
+    ``load_puts`` writes every pair, blindly: no conflict detection, no atomicity across the pairs (a
+    load that fails half-way leaves a partial engine either way, which the load reports); the pairs are
+    all written when it returns. Redis: one MSET and one ZADD of the index per call, without Lua (ADR 0062)."""
+
+    async def load_puts(self, items: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+
+@runtime_checkable
 class RangeReadingKV(Protocol):
     """Offered by an engine that reads many key ranges in one round trip (Redis: one script call), for the
     offline tools that read every inode's records (dump). ``read_ranges`` returns the pairs of each

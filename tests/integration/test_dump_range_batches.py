@@ -189,3 +189,21 @@ def _returning(value: Any) -> Callable[..., Awaitable[Any]]:
         return value
 
     return call
+
+
+async def test_load_puts_writes_what_transactions_write(redis_kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`BulkLoadingKV.load_puts` (MSET + ZADD outside transactions, for `jfs load`): the keys are then read
+    by gets and scans exactly as if transactions had put them, also across several commands per call."""
+    from jfs.adapters.kv import redis_batch
+    from jfs.ports.kv import BulkLoadingKV
+
+    assert isinstance(redis_kv, BulkLoadingKV)
+    monkeypatch.setattr(redis_batch, "LOAD_CHUNK", 3)
+    items = [(b"k%03d" % i, b"v" * (i % 5)) for i in range(20)]
+    await redis_kv.load_puts(items)
+
+    async def read_all(tx: Tx) -> tuple[list[tuple[bytes, bytes]], list[bytes | None]]:
+        return await tx.scan(b"k", b"l"), await tx.get_many([k for k, _ in items])
+
+    pairs, values = await redis_kv.read(read_all)
+    assert pairs == items and values == [v for _, v in items]

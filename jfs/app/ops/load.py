@@ -9,7 +9,9 @@ Contract:
   reordered dump (``jq -S``) bring it after the tree, the keys already written are deleted again (the
   engine was empty), so the engine is left as it was either way.
 * The dump is read as a stream (`jfs.domain.dumpfmt.DumpReader`) and written in transactions of at most
-  `BATCH_KEYS` keys / `BATCH_BYTES` bytes, a few in flight while parsing goes on. The setting and the
+  `BATCH_KEYS` keys / `BATCH_BYTES` bytes, a few in flight while parsing goes on; on an engine with
+  `BulkLoadingKV` (Redis) the batches are written by `load_puts`, outside transactions (the engine was
+  checked empty and holds no volume until the setting is written last, so no client can be using it). The setting and the
   counters are written last, so an engine whose load failed half-way holds no mountable volume (the error
   says to empty it before retrying).
 * Memory: one tree node at a time, the chain of open directories, a bitmap of inode numbers and one of
@@ -77,7 +79,7 @@ from jfs.domain import dumpfmt, keys
 from jfs.domain.attrs import DIR_LENGTH, ROOT_INODE, TRASH_INODE, Attr, FileType, align4k, plain_record
 from jfs.domain.records import Quota, encode_dentry, encode_i64, encode_slices, encode_u64
 from jfs.domain.settings import EncryptedVolume, InvalidSettings, Settings
-from jfs.ports.kv import KV, Tx
+from jfs.ports.kv import KV, BulkLoadingKV, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -163,11 +165,14 @@ class _Batches:
         self._tasks.add(asyncio.ensure_future(self._write(items)))
 
     async def _write(self, items: list[tuple[bytes, bytes]]) -> None:
-        async def body(tx: Tx) -> None:
-            for key, value in items:
-                tx.put(key, value)
+        if isinstance(self.kv, BulkLoadingKV):  # the engine is empty and nobody else uses it
+            await self.kv.load_puts(items)
+        else:
+            async def body(tx: Tx) -> None:
+                for key, value in items:
+                    tx.put(key, value)
 
-        await self.kv.txn(body)
+            await self.kv.txn(body)
         self.written += len(items)
 
     async def drain(self) -> None:
