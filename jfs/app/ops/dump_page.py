@@ -311,10 +311,11 @@ class PageReader:
         in its own transaction, batch by batch."""
 
         async def one(group: list[Node]) -> None:
+            pointed: list[Node] = []
             if marked is None:
-                ranged, pointed = group, []
+                ranged = group
             else:
-                ranged, pointed = [], []
+                ranged = []
                 for node in group:
                     if node.typ is FileType.DIRECTORY or node.typ is FileType.SYMLINK or node.ino in marked:
                         ranged.append(node)
