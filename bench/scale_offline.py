@@ -1,20 +1,23 @@
 """Offline tools on a synthetic volume, A/B and next to JuiceFS: load, dump, fsck (issue 17, "Scale").
 
 Usage:  .venv/bin/python bench/scale_offline.py [--files 100000] [--per-dir 1000] [--pairs 3]
-        [--base /tmp/base-X/.venv/bin/jfs] [--ops load,dump,fsck] [--juicefs PATH]
+        [--base /tmp/base-X/.venv/bin/jfs] [--ops load,dump,fsck] [--juicefs PATH] [--dump-workers 0,2]
 
 Writes a synthetic dump in JuiceFS's format (``--files`` empty files in directories of ``--per-dir``,
 every 100th file with an xattr: the shape of `bench/scale.py`'s tree), starts a throwaway redis-server and
 then, ``--pairs`` times, alternating base (``--base``, another checkout's ``jfs``) and new (this checkout's
 ``jfs``): ``jfs load`` of the dump into a flushed Redis db, ``jfs dump`` of it, ``jfs fsck`` of it — each its
-own process, CPU (user + system) and peak RSS from wait4. JuiceFS (``juicefs load`` / ``dump``) runs once
-per pair on its own db of the same server, so its figures come from the same run. Prints one line per
-command and a median table at the end.
+own process, CPU (user + system, worker processes included) and peak RSS from wait4, and the CPU the
+redis-server spent meanwhile (from /proc). JuiceFS (``juicefs load`` / ``dump``) runs once per pair on its
+own db of the same server, so its figures come from the same run. ``--dump-workers 0,2`` runs the new
+``jfs dump`` once per worker count (systems ``new-w0``, ``new-w2``). Prints one line per command and a median
+table at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -65,6 +68,12 @@ def write_dump(path: Path, files: int, per_dir: int, bucket: str) -> int:
     return used + 1
 
 
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=100_000)
@@ -74,6 +83,7 @@ def main() -> int:
     ap.add_argument("--new", default=str(Path(sys.executable).parent / "jfs"))
     ap.add_argument("--juicefs", default=str(Path(sys.executable).parent / "juicefs"))
     ap.add_argument("--ops", default="load,dump,fsck")
+    ap.add_argument("--dump-workers", default="", help="worker counts for the new dump, e.g. 0,2")
     args = ap.parse_args()
     ops = args.ops.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="scale-offline-"))
@@ -81,8 +91,9 @@ def main() -> int:
     (tmp / "bucket").mkdir()
     entries = write_dump(src, args.files, args.per_dir, str(tmp / "bucket"))
     print(f"synthetic dump: {entries} entries, {src.stat().st_size >> 20} MiB", flush=True)
-    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    systems = ([("base", args.base)] if args.base else []) + [("new", args.new)]
+    results: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    news = [(f"new-w{w}", args.new) for w in args.dump_workers.split(",")] if args.dump_workers else [("new", args.new)]
+    systems = ([("base", args.base)] if args.base else []) + news
     with redis_server() as server:
         for pair in range(args.pairs):
             order = systems if pair % 2 == 0 else systems[::-1]
@@ -90,25 +101,30 @@ def main() -> int:
                 url = f"{server.url}/{3 if name == 'juicefs' else 1}"
                 subprocess.run(["redis-cli", "-u", url, "FLUSHDB"], check=True, stdout=subprocess.DEVNULL)
                 out = tmp / f"{name}.json"
-                steps = {"load": [binary, "load", url, str(src)], "dump": [binary, "dump", url, str(out)],
+                workers = ["--workers", name.partition("-w")[2]] if "-w" in name else []
+                steps = {"load": [binary, "load", url, str(src)], "dump": [binary, "dump", *workers, url, str(out)],
                          "fsck": [binary, "fsck", url]}
                 for op in ["load", "dump", "fsck"]:
                     if op != "load" and op not in ops or (name == "juicefs" and op == "fsck"):
                         continue
+                    before = _cpu_of(server.process.pid)
                     sec, rss, cpu = timed_child(steps[op])
+                    rcpu = _cpu_of(server.process.pid) - before
                     if op in ops:
-                        results.setdefault((name, op), []).append((sec, rss, cpu))
+                        results.setdefault((name, op), []).append((sec, rss, cpu, rcpu))
                         print(f"pair {pair} {name:7} {op:4}: {sec:7.2f} s  {entries / sec:9,.0f} entries/s  "
-                              f"CPU {cpu:6.2f} s = {cpu / entries * 1e6:6.2f} µs/entry  RSS {rss:6.1f} MiB",
-                              flush=True)
+                              f"CPU {cpu:6.2f} s = {cpu / entries * 1e6:6.2f} µs/entry  RSS {rss:6.1f} MiB  "
+                              f"redis CPU {rcpu:5.2f} s", flush=True)
                 out.unlink(missing_ok=True)
-    print("\nmedians: op | system | entries/s | CPU µs/entry | peak RSS MiB")
+    print("\nmedians: op | system | entries/s | CPU µs/entry | redis CPU µs/entry | peak RSS MiB")
     for (name, op), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         sec = statistics.median(r[0] for r in runs)
         rss = statistics.median(r[1] for r in runs)
         cpu = statistics.median(r[2] for r in runs)
-        print(f"| {op} | {name} | {entries / sec:,.0f} | {cpu / entries * 1e6:.2f} | {rss:.0f} |"
-              f"  (CPU s per run: {', '.join(f'{r[2]:.2f}' for r in runs)})")
+        rcpu = statistics.median(r[3] for r in runs)
+        print(f"| {op} | {name} | {entries / sec:,.0f} | {cpu / entries * 1e6:.2f} | {rcpu / entries * 1e6:.2f} |"
+              f" {rss:.0f} |  (wall s: {', '.join(f'{r[0]:.2f}' for r in runs)}; CPU s: "
+              f"{', '.join(f'{r[2]:.2f}' for r in runs)}; redis CPU s: {', '.join(f'{r[3]:.2f}' for r in runs)})")
     return 0
 
 

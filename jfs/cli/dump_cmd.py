@@ -21,6 +21,9 @@ from jfs.cli.errors import print_error, report
 from jfs.cli.progress import RichBoard
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_WORKERS = 4
+"""Most dump worker processes started by default (`--workers`: half the CPUs; none on 2 CPUs, where they
+cost more CPU than they saved, docs/adr/0062-dump-load-redis-marked-inodes-file-events-workers.md)."""
 
 
 class _Stdin(io.RawIOBase):
@@ -81,10 +84,16 @@ def dump(
         bool, typer.Option("--keep-secret-key", help="Keep the object storage's secret key and session token.")
     ] = False,
     threads: Annotated[int, typer.Option(min=1, max=256, help="Concurrent metadata reads.")] = 10,
+    workers: Annotated[
+        int | None, typer.Option(min=0, max=64, help="Worker processes that read and render the tree on Redis "
+                                 "(default: half the CPUs, at most 4, with 4 CPUs or more; 0 = none).", show_default=False)
+    ] = None,
 ) -> None:
     """Write the volume's metadata as JSON, in the format of [bold]juicefs dump[/bold]."""
     from jfs.app.ops.dump import DumpResult, dump_meta
-    from jfs.compose import one_pass_engine_caches, opened_engine
+    from jfs.app.ops.dump_workers import WorkerSpec
+    from jfs.cli.logs import current_level
+    from jfs.compose import one_pass_engine_caches, opened_engine, with_env_password
 
     remember_secrets(meta_url)
     one_pass_engine_caches()
@@ -101,11 +110,16 @@ def dump(
                 raise typer.Exit(report(exc)) from None
             out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1) if file.endswith(".gz") else raw
         ok = False
+        cpus = os.cpu_count() or 1
+        count = (min(cpus // 2, MAX_WORKERS) if cpus >= 4 else 0) if workers is None else workers
+        spec = WorkerSpec((sys.executable, "-m", "jfs.cli.dump_worker"), count, with_env_password(meta_url),
+                          current_level())
         try:
             async def call(board: RichBoard) -> DumpResult:
                 async with opened_engine(meta_url) as kv:
                     return await dump_meta(kv, out.write, subdir=os.fsencode(subdir or ""),
-                                           keep_secret=keep_secret_key, threads=threads, progress=board)
+                                           keep_secret=keep_secret_key, threads=threads, progress=board,
+                                           workers=spec if count > 0 else None)
 
             with RichBoard() as board:
                 result = run(lambda _v: call(board))

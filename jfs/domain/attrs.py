@@ -79,9 +79,21 @@ _FIXED = struct.Struct(">BHIIqIqIqIIQI")  # 63 bytes: flags .. rdev
 _U64 = struct.Struct(">Q")
 _PLAIN = struct.Struct(">BHIIqIqIqIIQIQ")  # flags .. rdev, parent: a record without ACLs or tier
 _PLAIN_SIZE = _PLAIN.size + 1  # and the trailing zero byte
+_PLAIN_PADDED = struct.Struct(">BHIIqIqIqIIQIQx")  # _PLAIN and the trailing zero byte, in one pack
+PLAIN_RECORD, PLAIN_RECORD_SIZE = _PLAIN, _PLAIN_SIZE
+"""The usual attribute record (no ACLs, no tier): its fields flags .. parent, and its whole size in bytes."""
 _ACL = struct.Struct(">II")
 
 NS = 1_000_000_000
+
+
+def plain_record(typ: FileType, mode: int, uid: int, gid: int, a_s: int, a_n: int, m_s: int, m_n: int, c_s: int,
+                 c_n: int, nlink: int, length: int, parent: int) -> bytes:
+    """`Attr.encode` of attributes without flags, rdev, ACLs or tier, from their fields (times as seconds and
+    nanoseconds, each nanosecond count in [0, NS)): the bulk loader's record of a plain file, without
+    building an `Attr`."""
+    return _PLAIN_PADDED.pack(0, (int(typ) << 12) | (mode & 0o7777), uid & 0xFFFFFFFF, gid & 0xFFFFFFFF, a_s, a_n,
+                              m_s, m_n, c_s, c_n, nlink & 0xFFFFFFFF, length, 0, parent)
 
 
 @dataclass(slots=True)

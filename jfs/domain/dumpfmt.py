@@ -46,7 +46,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from jfs.domain.attrs import NS, TRASH_INODE, Attr, FileType
+from jfs.domain.attrs import NS, PLAIN_RECORD, PLAIN_RECORD_SIZE, TRASH_INODE, Attr, FileType
 from jfs.domain.checksums import CRC32, SliceSums
 from jfs.domain.records import SliceRecord
 
@@ -372,6 +372,33 @@ def node_head(
     return "".join(parts)
 
 
+_NAME_OF_VALUE = {t.value: n for t, n in TYPE_NAMES.items()}
+_DIR_VALUE = FileType.DIRECTORY.value
+_REGULAR_VALUE = FileType.REGULAR.value
+
+
+def plain_node_text(name: str, ino: int, raw: bytes, depth: int) -> tuple[str, bool] | None:
+    """`node_head` of a node that has nothing but its attribute record `raw` (no xattrs, chunks or symlink
+    target), straight from the record's bytes, and whether it is a directory; None when `raw` is not the
+    usual record (`PLAIN_RECORD_SIZE` bytes, non-zero nanoseconds, no flags or rdev, a known type): then
+    `node_head` of the decoded `Attr` gives the text. Same text as `node_head` either way."""
+    if len(raw) != PLAIN_RECORD_SIZE:
+        return None
+    (flags, tm, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length, rdev, _) = PLAIN_RECORD.unpack_from(raw)
+    typ = tm >> 12
+    tname = _NAME_OF_VALUE.get(typ)
+    if flags or rdev or tname is None or not (0 < a_n < NS and 0 < m_n < NS and 0 < c_n < NS):
+        return None
+    prefix = INDENT * depth
+    text = (f'\n{prefix}"{name}": {{\n{prefix}  "attr": {{"inode":{ino},"type":"{tname}","mode":{tm & 0o7777},'
+            f'"uid":{uid},"gid":{gid},"atime":{a_s},"mtime":{m_s},"ctime":{c_s},"atimensec":{a_n},'
+            f'"mtimensec":{m_n},"ctimensec":{c_n},"nlink":{nlink},'
+            f'"length":{length if typ == _REGULAR_VALUE else 0}}}')
+    if typ == _DIR_VALUE:
+        return text + f',\n{prefix}  "entries": {{', True
+    return text + f"\n{prefix}}}", False
+
+
 def dir_tail(depth: int) -> str:
     """Closes the ``entries`` and the node of a directory opened by `node_head` at `depth`."""
     return f"\n{INDENT * (depth + 1)}}}\n{INDENT * depth}}}"
@@ -386,6 +413,17 @@ _ENTRY = re.compile(
 )
 """An entry's name and the start of its node whose first member is ``attr`` (captured: that object's body)."""
 _DIR_TYPE = re.compile(r'"type"[ \t\n\r]*:[ \t\n\r]*"directory"')
+_U = "(0|[1-9][0-9]*)"
+_I = "(-?(?:0|[1-9][0-9]*))"
+_NSEC = "(0|[1-9][0-9]{0,8})"
+_PLAIN_FILE = re.compile(
+    r'[ \t\n\r]*(,?)[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*\{[ \t\n\r]*"attr"[ \t\n\r]*:[ \t\n\r]*'
+    f'\\{{"inode":{_U},"type":"regular","mode":{_U},"uid":{_U},"gid":{_U},"atime":{_I},"mtime":{_I},'
+    f'"ctime":{_I},"atimensec":{_NSEC},"mtimensec":{_NSEC},"ctimensec":{_NSEC},"nlink":{_U},"length":{_U}'
+    r'\}[ \t\n\r]*\}'
+)
+"""A regular file that has nothing but its ``attr``, spelled as `attr_json` (and JuiceFS) spell the usual one:
+its name and the attribute fields, read without a JSON decode (the "file" event)."""
 READ_SIZE = 1 << 18
 MAX_VALUE = 1 << 30
 """Largest single value (one node's chunk list, say) the reader buffers before giving up."""
@@ -393,8 +431,35 @@ MAX_VALUE = 1 << 30
 Event = tuple[Any, ...]
 """One of: ("section", key, value) for a top-level key other than FSTree/Trash; ("tree", key) before the
 root node of FSTree or Trash; ("node", escaped name or None for a tree root, fields without ``entries``,
-whether ``entries`` follows); ("late", fields) for fields a directory lists after its ``entries``; ("end",)
-when the ``entries`` of the innermost open directory are complete."""
+whether ``entries`` follows); ("file", escaped name, `PlainFile`) for an entry that is a regular file with
+nothing but the usual ``attr`` (what a "node" event of it would say, without the dictionaries); ("late",
+fields) for fields a directory lists after its ``entries``; ("end",) when the ``entries`` of the innermost
+open directory are complete."""
+
+PlainFile = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
+"""(inode, mode, uid, gid, atime, atimensec, mtime, mtimensec, ctime, ctimensec, nlink, length) of a "file"
+event, as its ``attr`` gives them (mode not yet masked)."""
+
+
+_FILE_KEYS = ("inode", "mode", "uid", "gid", "atime", "atimensec", "mtime", "mtimensec", "ctime", "ctimensec",
+              "nlink", "length")
+_FILE_ATTR_KEYS = frozenset((*_FILE_KEYS, "type"))
+_SIGNED = frozenset(("atime", "mtime", "ctime"))
+_NSECS = frozenset(("atimensec", "mtimensec", "ctimensec"))
+
+
+def _plain_file(fields: dict[str, Any]) -> PlainFile | None:
+    """The "file" event's fields when a decoded leaf node is what `_PLAIN_FILE` matches (a regular file
+    with nothing but an ``attr`` of exactly the usual fields, integers in the pattern's ranges), so that the
+    events do not depend on where the reader's buffer happened to end; else None."""
+    attr = fields.get("attr")
+    if len(fields) != 1 or not isinstance(attr, dict) or attr.keys() != _FILE_ATTR_KEYS or attr["type"] != "regular":
+        return None
+    for key in _FILE_KEYS:
+        v = attr[key]
+        if type(v) is not int or (v < 0 and key not in _SIGNED) or (key in _NSECS and v >= NS):
+            return None
+    return tuple(attr[k] for k in _FILE_KEYS)  # type: ignore[return-value]
 
 
 class DumpReader:
@@ -588,16 +653,24 @@ class DumpReader:
         name: str | None = None
         while True:
             fields, has_entries = self._node()
-            yield ("node", name, fields, has_entries)
+            plain = None if has_entries or name is None else _plain_file(fields)
+            yield ("node", name, fields, has_entries) if plain is None else ("file", name, plain)
             if has_entries:
                 open_dirs.append(0)
             while True:
                 if not open_dirs:
                     return
+                m = _PLAIN_FILE.match(self._buf, self._pos)
+                if m is not None and bool(m.group(1)) == (open_dirs[-1] > 0):
+                    self._pos = m.end()
+                    open_dirs[-1] += 1
+                    yield ("file", m.group(2), tuple(map(int, m.group(3, 4, 5, 6, 7, 10, 8, 11, 9, 12, 13, 14))))  # noqa: E501
+                    continue
                 fast = self._leaf_entry(open_dirs[-1] > 0)
                 if fast is not None:
                     open_dirs[-1] += 1
-                    yield ("node", fast[0], fast[1], False)
+                    plain = _plain_file(fast[1])
+                    yield ("node", fast[0], fast[1], False) if plain is None else ("file", fast[0], plain)
                     continue
                 c = self._peek()
                 if c == "}":

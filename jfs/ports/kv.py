@@ -221,15 +221,39 @@ class AppendingTx(Protocol):
 
 
 @runtime_checkable
+class BulkLoadingKV(Protocol):
+    """Offered by an engine that can write many keys faster outside a transaction, for `jfs load` into an
+    EMPTY engine that nothing else uses (no volume exists until the load writes the setting last).
+    ``load_puts`` writes every pair, blindly: no conflict detection, no atomicity across the pairs (a
+    load that fails half-way leaves a partial engine either way, which the load reports); the pairs are
+    all written when it returns. Redis: one MSET and one ZADD of the index per call, without Lua (ADR 0062)."""
+
+    async def load_puts(self, items: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+
+@runtime_checkable
 class RangeReadingKV(Protocol):
     """Offered by an engine that reads many key ranges in one round trip (Redis: one script call), for the
     offline tools that read every inode's records (dump). ``read_ranges`` returns the pairs of each
     ``[begin, end)``, ascending, at most `limit` per range (one that returns `limit` may hold more). Each
     range is read consistently (Redis: up to 2,000 ranges of a call from one state), outside any
-    transaction: the ranges take no part in conflict detection, as with `Tx.scan_iter`."""
+    transaction: the ranges take no part in conflict detection, as with `Tx.scan_iter`. ``sparse_keys`` walks
+    a key range and returns only the keys that a byte filter keeps (dump: the inodes with records besides
+    their attributes, ADR 0062)."""
 
-    async def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
-                          limit: int) -> list[list[tuple[bytes, bytes]]]: ...
+    async def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]], limit: int,
+                          points: Sequence[bytes] = ()) -> list[list[tuple[bytes, bytes]]]:
+        """The pairs of each range, then for each of `points` (single keys, read with the ranges in the
+        same state) ``[(key, value)]`` or ``[]``."""
+        ...
+
+    async def sparse_keys(self, begin: bytes, end: bytes, limit: int, at: int,
+                          skip: bytes) -> tuple[bytes | None, list[bytes]]:
+        """Examine up to `limit` keys of ``[begin, end)`` in order; return the last key examined (None when
+        there was none) and the keys among them whose byte at index `at` is not one of `skip` (or that are
+        shorter). Fewer than `limit` examined keys are not reported as such: the caller goes on from the
+        last key until it gets None. Read outside any transaction, like `read_ranges`."""
+        ...
 
 
 class KV(Protocol):

@@ -4,15 +4,19 @@ path, also for a node with more keys than one batch holds."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from jfs.adapters.kv.registry import open_kv
+from jfs.app.errors import OpsError
 from jfs.app.meta.engine import Meta, format_meta
-from jfs.app.ops import dump
+from jfs.app.ops import dump, dump_page
+from jfs.app.ops.dump_workers import WorkerSpec
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, RangeReadingKV, Tx
@@ -80,11 +84,126 @@ async def test_dump_through_range_batches_equals_the_transaction_path(redis_kv: 
         await meta.setxattr(d, b"user.dir", b"yes")
     finally:
         await meta.close()
-    monkeypatch.setattr(dump, "NODE_BATCH", 4)
-    monkeypatch.setattr(dump, "RANGE_GROUP", 7)
+    monkeypatch.setattr(dump_page, "NODE_BATCH", 4)
+    monkeypatch.setattr(dump_page, "RANGE_GROUP", 7)
     batched, plain = io.BytesIO(), io.BytesIO()
     a = await dump.dump_meta(redis_kv, batched.write)
     b = await dump.dump_meta(_TxOnly(redis_kv), plain.write)  # type: ignore[arg-type]
     assert a.entries == b.entries == 44  # the root, d, 40 files, link, the trash root
     assert batched.getvalue() == plain.getvalue()
     assert b'"user.x5"' in batched.getvalue() and b'"symlink": "f01"' in batched.getvalue()
+
+
+async def test_dump_by_worker_processes_equals_the_dump_of_one_process(
+        redis_kv: KV, redis_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages read and rendered by two worker processes (real `jfs.cli.dump_worker` processes on their own
+    connections) come out byte for byte as one process writes them; a subdir dump too."""
+    await format_meta(redis_kv, Settings(name="workers", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        parent = ROOT_INODE
+        for level in range(3):  # nested directories, each with more entries than a page of 7
+            parent, _ = await meta.mkdir(parent, b"d%d" % level, 0o755)
+            for i in range(17):
+                ino, _ = await meta.mknod(parent, b"f%02d" % i, FileType.REGULAR, 0o644)
+                if i % 5 == 0:
+                    await meta.setxattr(ino, b"user.x", b"v%d" % i)
+            await meta.mkdir(parent, b"empty", 0o700)
+            await meta.symlink(parent, b"link", b"f01")
+    finally:
+        await meta.close()
+    monkeypatch.setattr(dump_page, "PAGE", 7)  # sent to the workers with their hello
+    monkeypatch.setattr(dump, "MIN_ENTRIES", 0)
+    spec = WorkerSpec((sys.executable, "-m", "jfs.cli.dump_worker"), 2, f"{redis_server_url}/{REDIS_DB}", "warning")
+    for subdir in (b"", b"d0/d1"):
+        alone, pooled = io.BytesIO(), io.BytesIO()
+        a = await dump.dump_meta(redis_kv, alone.write, subdir=subdir)
+        b = await dump.dump_meta(redis_kv, pooled.write, subdir=subdir, workers=spec)
+        assert a.entries == b.entries > 20
+        assert pooled.getvalue() == alone.getvalue()
+
+
+async def test_a_dump_worker_that_dies_fails_the_dump(redis_kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    await format_meta(redis_kv, Settings(name="dies", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        await meta.mkdir(ROOT_INODE, b"d", 0o755)
+    finally:
+        await meta.close()
+    monkeypatch.setattr(dump, "MIN_ENTRIES", 0)
+    spec = WorkerSpec((sys.executable, "-c", "import sys; sys.stdin.read(1)"), 2, "redis://unused", "warning")
+    with pytest.raises(OpsError, match="dump worker"):
+        await asyncio.wait_for(dump.dump_meta(redis_kv, io.BytesIO().write, workers=spec), 60)
+
+
+async def test_inodes_read_by_their_attributes_alone_are_read_again_when_they_may_have_more(
+        redis_kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk of the index before a dump marks the inodes with chunks, symlink targets or xattrs; the
+    others are read by their attribute key alone. Files that got data after that walk (here: no inode
+    marked at all) are read again by their range, so the dump still shows their chunks; symlinks and
+    directories are always read by their range."""
+    await format_meta(redis_kv, Settings(name="marks", trash_days=0))
+    meta = await Meta.load(redis_kv)
+    await meta.start_session(background=False)
+    try:
+        d, _ = await meta.mkdir(ROOT_INODE, b"d", 0o755)
+        for i in range(30):
+            ino, _ = await meta.mknod(d, b"f%02d" % i, FileType.REGULAR, 0o644)
+            if i % 3 == 0:
+                await meta.write_slice(ino, 0, 0, await meta.next_slice_id(), 4096, 0, 100 + i)
+            if i % 7 == 0:
+                await meta.setxattr(ino, b"user.x", b"v%d" % i)
+        await meta.symlink(d, b"link", b"f01")
+        await meta.mknod(d, b"fifo", FileType.FIFO, 0o644)
+    finally:
+        await meta.close()
+    marked = await dump_page.inodes_with_more_records(redis_kv)  # type: ignore[arg-type]
+    inos = {ino for ino in range(1, 100) if ino in marked}
+    assert len(inos) == 10 + 5 - 2 + 1  # files with data, with xattrs (two with both), the symlink
+    reference = io.BytesIO()
+    await dump.dump_meta(_TxOnly(redis_kv), reference.write)  # type: ignore[arg-type]
+    full = io.BytesIO()
+    await dump.dump_meta(redis_kv, full.write)
+    assert full.getvalue() == reference.getvalue()
+
+    with_xattrs = dump_page.InoSet()
+    for ino in inos:
+        if await redis_kv.read(lambda tx, ino=ino: tx.scan(*_xattr_range(ino))):
+            with_xattrs.add(ino)  # only the xattrs' inodes marked: chunks and the symlink come from re-reads
+    monkeypatch.setattr(dump, "inodes_with_more_records", _returning(with_xattrs))
+    unmarked = io.BytesIO()
+    await dump.dump_meta(redis_kv, unmarked.write)
+    assert unmarked.getvalue() == reference.getvalue()
+    assert b'"chunks"' in unmarked.getvalue() and b'"symlink": "f01"' in unmarked.getvalue()
+
+
+def _xattr_range(ino: int) -> tuple[bytes, bytes]:
+    prefix = b"A" + ino.to_bytes(8, "little") + b"X"
+    return prefix, prefix + b"\xff"
+
+
+def _returning(value: Any) -> Callable[..., Awaitable[Any]]:
+    async def call(*_: Any) -> Any:
+        return value
+
+    return call
+
+
+async def test_load_puts_writes_what_transactions_write(redis_kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`BulkLoadingKV.load_puts` (MSET + ZADD outside transactions, for `jfs load`): the keys are then read
+    by gets and scans exactly as if transactions had put them, also across several commands per call."""
+    from jfs.adapters.kv import redis_batch
+    from jfs.ports.kv import BulkLoadingKV
+
+    assert isinstance(redis_kv, BulkLoadingKV)
+    monkeypatch.setattr(redis_batch, "LOAD_CHUNK", 3)
+    items = [(b"k%03d" % i, b"v" * (i % 5)) for i in range(20)]
+    await redis_kv.load_puts(items)
+
+    async def read_all(tx: Tx) -> tuple[list[tuple[bytes, bytes]], list[bytes | None]]:
+        return await tx.scan(b"k", b"l"), await tx.get_many([k for k, _ in items])
+
+    pairs, values = await redis_kv.read(read_all)
+    assert pairs == items and values == [v for _, v in items]

@@ -188,10 +188,32 @@ class RedisKV(RetryingKV):
              max_retries: int = DEFAULT_MAX_RETRIES) -> Coroutine[Any, Any, T]:
         return self._run(body, True, max_retries)
 
-    def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
-                    limit: int) -> Coroutine[Any, Any, list[list[tuple[bytes, bytes]]]]:
+    def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]], limit: int,
+                    points: Sequence[bytes] = ()) -> Coroutine[Any, Any, list[list[tuple[bytes, bytes]]]]:
         """`RangeReadingKV.read_ranges`: one atomic script call per batch (`redis_batch`)."""
-        return redis_batch.read_ranges(self, ranges, limit)
+        return redis_batch.read_ranges(self, ranges, limit, points)
+
+    def sparse_keys(self, begin: bytes, end: bytes, limit: int, at: int,
+                    skip: bytes) -> Coroutine[Any, Any, tuple[bytes | None, list[bytes]]]:
+        """`RangeReadingKV.sparse_keys`: one script call (`redis_batch`)."""
+        return redis_batch.sparse_keys(self, begin, end, limit, at, skip)
+
+    def load_puts(self, items: Sequence[tuple[bytes, bytes]]) -> Coroutine[Any, Any, None]:
+        """`BulkLoadingKV.load_puts` (`redis_batch`)."""
+        return redis_batch.load_puts(self, items)
+
+    async def _write_command(self, *args: Any) -> Any:
+        """A write command outside any transaction (bulk load only): errors as for `_call`; a connection lost
+        after sending it leaves the outcome unknown (EngineUnavailable says so)."""
+        try:
+            return await self._client.execute(*args)
+        except ConnectionLost as exc:
+            if isinstance(exc, CannotConnect) or not getattr(exc, "sent", True):
+                raise self._unavailable(exc) from None
+            raise EngineUnavailable(f"lost the connection to Redis at {self._address} while loading; "
+                                    f"the outcome of the write is unknown: {_one_line(exc)}") from None
+        except ReplyError as exc:
+            raise self._error(exc) from exc
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

@@ -6,13 +6,20 @@ Contract:
   `jfs.domain.dumpfmt` (a literal U+FFFD in a name) and for the order of ``DelFiles`` and ``Sustained``
   (JuiceFS prints them in Go map order, jfs by key).
 * Memory stays flat whatever the size of the volume: directories are listed page by page (`PAGE` entries),
-  the nodes of a page are read by up to `threads` concurrent read transactions (coroutines, not OS
-  threads), written, and dropped. Held at any time: the page being written and the next page of each
+  each page read and rendered by the page stage (`jfs.app.ops.dump_page`: up to `threads` engine calls at
+  once), written, and dropped. Held at any time: the page being written and the next page of each
   directory level being walked, plus at most `_Walker.LOOKAHEAD` pages of directories further on, read
   ahead so that the engine's latency overlaps the writing. Hard-linked inodes are printed in full under
-  every name (as JuiceFS does), so nothing is remembered across pages.
+  every name (as JuiceFS does), so nothing is remembered across pages. On an engine with
+  `RangeReadingKV`, one bit per inode number marks the inodes with records besides their attributes
+  (`dump_page.inodes_with_more_records`, walked once before the tree).
+* With `workers` (and `RangeReadingKV`, and at least `MIN_ENTRIES` inodes), pages are rendered by worker
+  processes (`jfs.app.ops.dump_workers`) and written here in order: the same bytes.
 * Each node (attributes, xattrs, chunks or symlink target) is read consistently (unless it has more than
-  `NODE_BATCH` keys, which are read in several batches); the dump as a whole is not a snapshot: a volume changed while it is dumped gives a dump mixing states (as with JuiceFS).
+  `NODE_BATCH` keys, which are read in several batches), except that on `RangeReadingKV` a file not marked
+  is read by its attributes alone, so an xattr that is its first and was set after the marking walk is
+  missed (chunks are not: a length sends the file to a range read; ADR 0062); the dump as a whole is not a
+  snapshot: a volume changed while it is dumped gives a dump mixing states (as with JuiceFS).
 * ``Setting`` shows the stored setting with SecretKey/SessionToken as "removed" unless `keep_secret`;
   ``Counters`` are the raw counters; ``Trash`` is the trash root with its hour directories (a placeholder
   when the volume has no trash root), left out for a `subdir` dump, whose ``FSTree`` is that directory.
@@ -46,31 +53,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from jfs.app.errors import OpsError
 from jfs.app.meta import owner_quota, quota, reader
+from jfs.app.ops.dump_page import PAGE, Node, Page, PageReader, inodes_with_more_records, node_text
+from jfs.app.ops.dump_workers import MIN_ENTRIES, WorkerPages, WorkerSpec
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
-from jfs.domain.checksums import CRC32, BadSumsRecord, SliceSums
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType
 from jfs.domain.errors import FSError
-from jfs.domain.records import SliceRecord, decode_i64, decode_slices, decode_u64
+from jfs.domain.records import decode_i64, decode_u64
 from jfs.ports.kv import KV, RangeReadingKV, Tx
 
 log = structlog.get_logger(__name__)
 
-PAGE = 1024
-"""Directory entries listed (and nodes held) per page."""
-NODE_BATCH = 1024
-"""Keys of one inode read per range request."""
-MIN_GROUP = 16
-"""Fewest nodes one read transaction fetches when a page is split across `threads` transactions."""
-RANGE_GROUP = 256
-"""Nodes whose ranges one `RangeReadingKV.read_ranges` call reads."""
-"""Fewest nodes one read transaction fetches when a page is split across `threads` transactions."""
 FLUSH_BYTES = 1 << 18
 
 Writer = Callable[[bytes], object]
@@ -84,32 +83,22 @@ class DumpResult:
     bytes: int
 
 
-@dataclass(slots=True)
-class _Node:
-    name: bytes
-    ino: int
-    typ: FileType
-    attr: Attr | None = None
-    symlink: bytes | None = None
-    xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
-    chunks: list[tuple[int, list[SliceRecord]]] = field(default_factory=list)
-    sums: dict[int, SliceSums] = field(default_factory=dict)
-    """Checksum records of the slices of `chunks` (only read when the engine has any)."""
-    first: asyncio.Task[tuple[list[_Node], bytes | None]] | None = None
-    """A directory's first page while it is read ahead of the writer (handed over when it is reached)."""
-    started: bool = False
+class PageSource(Protocol):
+    """Where the walker gets its pages: `PageReader` in this process, or worker processes."""
+
+    async def page(self, ino: int, after: bytes, depth: int) -> Page: ...
 
 
 @dataclass(slots=True)
 class _Dir:
     ino: int
     depth: int
-    next: asyncio.Task[tuple[list[_Node], bytes | None]] | None
+    next: asyncio.Future[Page] | None
     """The read of the directory's next page (None once the listing is exhausted)."""
-    pending: deque[_Node] = field(default_factory=deque)
-    subdirs: deque[_Node] = field(default_factory=deque)
+    pending: deque[tuple[str, int, list[asyncio.Future[Page] | None]]] = field(default_factory=deque)
+    """Segments to write: (text, directory inode or 0, the directory's first page once read ahead)."""
+    subdirs: deque[tuple[int, list[asyncio.Future[Page] | None]]] = field(default_factory=deque)
     """The directories among `pending` whose first page is not being read yet (candidates to read ahead)."""
-    written: int = 0
 
 
 class _Out:
@@ -136,187 +125,31 @@ class _Out:
             self._write(data)
 
 
-def _node_range(node: _Node) -> tuple[bytes, bytes]:
-    """The key range holding everything the dump shows of `node` (a directory's entries excluded)."""
-    prefix = keys.inode_prefix(node.ino)
-    begin = keys.attr(node.ino) if node.typ is FileType.DIRECTORY else prefix
-    return begin, keys.prefix_end(prefix)
-
-
-def _take(node: _Node, key: bytes, value: bytes) -> bytes | None:
-    """File one record of `node`'s range into it; returns the raw attribute record when `key` is it."""
-    kind = key[9]
-    if kind == 0x49:  # I
-        return value
-    if kind == 0x43 and len(key) == 14:  # C + index
-        node.chunks.append((int.from_bytes(key[10:14], "big"), decode_slices(value)))
-    elif kind == 0x53:  # S
-        node.symlink = value
-    elif kind == 0x58:  # X
-        node.xattrs.append((key[10:], value))
-    return None
-
-
-async def _fill(tx: Tx, node: _Node) -> None:
-    """Read everything the dump shows of `node` (one range scan of its keys, directory entries excluded)."""
-    begin, end = _node_range(node)
-    raw_attr: bytes | None = None
-    async for key, value in tx.scan_iter(begin, end, batch=NODE_BATCH):
-        raw = _take(node, key, value)
-        if raw is not None:
-            raw_attr = raw
-    if raw_attr is not None:
-        node.attr = Attr.decode(raw_attr)
-
-
-def _fill_from(node: _Node, pairs: list[tuple[bytes, bytes]]) -> None:
-    """`_fill` from the pairs of the node's whole range, already read."""
-    raw_attr: bytes | None = None
-    for key, value in pairs:
-        raw = _take(node, key, value)
-        if raw is not None:
-            raw_attr = raw
-    if raw_attr is not None:
-        node.attr = Attr.decode(raw_attr)
-
-
-async def _list_page(kv: KV, ino: int, after: bytes) -> tuple[list[_Node], bytes | None]:
-    rows = await reader.dir_page(kv, ino, after, PAGE)
-    nodes = [_Node(name, child, typ) for name, typ, child in rows]
-    cursor = nodes[-1].name if len(rows) >= PAGE else None
-    return nodes, cursor
-
-
-async def _fill_sums(tx: Tx, nodes: list[_Node], block_bytes: int) -> None:
-    """Read the checksum records of the slices of `nodes` (one batched read); keep those that fit."""
-    ids = sorted({r.id for node in nodes for _, rs in node.chunks for r in rs if r.id})
-    if not ids:
-        return
-    sizes = {r.id: r.size for node in nodes for _, rs in node.chunks for r in rs if r.id}
-    found: dict[int, SliceSums] = {}
-    for sid, raw in zip(ids, await tx.get_many([keys.block_sums(i) for i in ids]), strict=True):
-        if raw is None:
-            continue
-        try:
-            sums = SliceSums.decode(raw)
-        except BadSumsRecord as exc:
-            log.warning("dump_checksum_record_unusable", slice=sid, error=str(exc))
-            continue
-        if sums.algorithm != CRC32 or not sums.fits(sizes[sid], block_bytes):
-            log.warning("dump_checksum_record_unusable", slice=sid, algorithm=sums.algorithm,
-                        record_size=sums.size, size=sizes[sid], blocks=len(sums.crcs))
-            continue
-        found[sid] = sums
-    if found:
-        for node in nodes:
-            node.sums = {r.id: found[r.id] for _, rs in node.chunks for r in rs if r.id in found}
-
-
-def _node_text(node: _Node, name: str, depth: int) -> str:
-    attr = node.attr
-    if attr is None:
-        log.warning("dump_missing_attr", inode=node.ino, name=node.name.decode(errors="replace"))
-        attr = dumpfmt.placeholder_attr(node.typ)
-    chunks = None
-    if attr.typ is FileType.REGULAR and node.chunks:
-        chunks = [(i, rs) for i, rs in node.chunks if i * dumpfmt.CHUNK_SIZE < attr.length]
-    for xname, _ in node.xattrs:
-        try:
-            xname.decode()
-        except UnicodeDecodeError:
-            log.warning("dump_xattr_name_not_utf8", inode=node.ino, name=repr(xname))
-    return dumpfmt.node_head(name, node.ino, attr, depth, symlink=node.symlink, xattrs=node.xattrs, chunks=chunks,
-                             sums=node.sums)
-
-
-Page = tuple[list[_Node], bytes | None]
-
-
 class _Walker:
     """Writes a tree depth-first while pages of directories later in the walk are already being read.
 
-    At most `threads` read transactions run at once (`_sem`), and at most `LOOKAHEAD` pages are fetched
-    ahead of the writer (each up to `PAGE` nodes), which bounds memory whatever the tree.
+    At most `LOOKAHEAD` pages (each up to `PAGE` nodes) are fetched ahead of the writer, which bounds
+    memory whatever the tree; `pages` bounds the engine calls in flight.
     """
 
     LOOKAHEAD = 8
 
-    def __init__(self, kv: KV, out: _Out, threads: int, progress: ProgressBar, sums_block: int = 0) -> None:
-        self.kv = kv
-        self.sums_block = sums_block
-        """Block size in bytes when checksum records are to be read with the chunks (0: the engine has none)."""
-        self.ranges = kv if isinstance(kv, RangeReadingKV) and not sums_block else None
-        """The engine when it reads many nodes' ranges per round trip (checksum records, which must be read
-        in the nodes' transaction, keep the transaction path)."""
+    def __init__(self, pages: PageSource, out: _Out, progress: ProgressBar) -> None:
+        self.pages = pages
         self.out = out
-        self.threads = threads
         self.progress = progress
         self.entries = 0
-        self._sem = asyncio.Semaphore(threads)
         self._ahead = 0
-        self._tasks: set[asyncio.Task[Page]] = set()
+        self._tasks: set[asyncio.Future[Page]] = set()
 
-    async def fill(self, nodes: list[_Node]) -> None:
-        """Read the details of `nodes` in groups, up to `threads` groups at once."""
-        if self.ranges is not None:
-            await self._fill_ranges(nodes, self.ranges)
-        else:
-            await self._fill_tx(nodes)
-
-    async def _fill_tx(self, nodes: list[_Node]) -> None:
-        """`fill` through read transactions, one range scan per node."""
-        size = max(MIN_GROUP, -(-len(nodes) // (2 * self.threads)))
-
-        async def one(group: list[_Node]) -> None:
-            async def body(tx: Tx) -> None:
-                for node in group:
-                    node.attr, node.symlink, node.xattrs, node.chunks, node.sums = None, None, [], [], {}
-                    await _fill(tx, node)
-                if self.sums_block:
-                    await _fill_sums(tx, group, self.sums_block)
-
-            async with self._sem:
-                await self.kv.read(body)
-
-        await asyncio.gather(*(one(nodes[i: i + size]) for i in range(0, len(nodes), size)))
-
-    async def _fill_ranges(self, nodes: list[_Node], kv: RangeReadingKV) -> None:
-        """`fill` on an engine that reads many ranges per round trip: `RANGE_GROUP` nodes per call; a node
-        whose range reaches `NODE_BATCH` keys (a file of more than ~1,000 chunks) is read again alone in
-        its own transaction, batch by batch."""
-
-        async def one(group: list[_Node]) -> None:
-            async with self._sem:
-                found = await kv.read_ranges([_node_range(n) for n in group], NODE_BATCH)
-            big = []
-            decode = Attr.decode
-            for node, pairs in zip(group, found, strict=True):  # fresh nodes (a range read is never retried)
-                if len(pairs) == 1 and pairs[0][0][9] == 0x49:  # the usual node: its attributes only
-                    node.attr = decode(pairs[0][1])
-                elif len(pairs) >= NODE_BATCH:
-                    big.append(node)
-                else:
-                    _fill_from(node, pairs)
-            if big:
-                await self._fill_tx(big)
-
-        await asyncio.gather(*(one(nodes[i: i + RANGE_GROUP]) for i in range(0, len(nodes), RANGE_GROUP)))
-
-    async def _page(self, ino: int, after: bytes) -> Page:
-        async with self._sem:
-            nodes, cursor = await _list_page(self.kv, ino, after)
-        if nodes:
-            await self.fill(nodes)
-        return nodes, cursor
-
-    def _start(self, ino: int, after: bytes) -> asyncio.Task[Page]:
+    def _start(self, ino: int, after: bytes, depth: int) -> asyncio.Future[Page]:
         self._ahead += 1
-        task = asyncio.ensure_future(self._page(ino, after))
+        task = asyncio.ensure_future(self.pages.page(ino, after, depth))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _take(self, task: asyncio.Task[Page]) -> Page:
+    async def _take(self, task: asyncio.Future[Page]) -> Page:
         try:
             return await task
         finally:
@@ -324,21 +157,20 @@ class _Walker:
 
     def _look_ahead(self, d: _Dir) -> None:
         while self._ahead < self.LOOKAHEAD and d.subdirs:
-            node = d.subdirs.popleft()
-            if not node.started:
-                node.started = True
-                node.first = self._start(node.ino, b"")
+            ino, holder = d.subdirs.popleft()
+            if holder[0] is None:
+                holder[0] = self._start(ino, b"", d.depth + 4)
 
-    async def tree(self, label: str, root: _Node) -> None:
+    async def tree(self, label: str, root: Node) -> None:
         """Write `root` (already filled) under `label` at depth 1, then its whole subtree."""
         out = self.out
-        if root.attr is None and root.ino == TRASH_INODE:
+        if root.attr is None and root.raw is None and root.ino == TRASH_INODE:
             root.attr = dumpfmt.TRASH_PLACEHOLDER[1]
-        out(_node_text(root, label, 1))
-        self._count()
-        if not _is_dir(root):
+        out(node_text(root, label, 1))
+        self._count(1)
+        if not root.is_dir:
             return
-        stack = [_Dir(root.ino, 1, self._start(root.ino, b""))]
+        stack = [_Dir(root.ino, 1, self._start(root.ino, b"", 3))]
         try:
             while stack:
                 d = stack[-1]
@@ -347,38 +179,32 @@ class _Walker:
                         out(dumpfmt.dir_tail(d.depth))
                         stack.pop()
                         continue
-                    nodes, cursor = await self._take(d.next)
-                    d.next = self._start(d.ino, cursor) if cursor is not None else None
-                    d.pending.extend(nodes)
-                    d.subdirs.extend(n for n in nodes if _is_dir(n))
+                    segs, cursor, n = await self._take(d.next)
+                    d.next = self._start(d.ino, cursor, d.depth + 2) if cursor is not None else None
+                    for text, ino in segs:
+                        holder: list[asyncio.Future[Page] | None] = [None]
+                        d.pending.append((text, ino, holder))
+                        if ino:
+                            d.subdirs.append((ino, holder))
+                    self._count(n)
                     self._look_ahead(d)
                     continue
-                node = d.pending.popleft()
-                depth = d.depth + 2
-                text = _node_text(node, dumpfmt.escape(node.name), depth)
-                out("," + text if d.written else text)
-                d.written += 1
-                self.entries += 1
-                if not self.entries & 255:
-                    self.progress.advance(256)
-                if _is_dir(node):
-                    first = node.first if node.started else self._start(node.ino, b"")
-                    node.started, node.first = True, None
-                    assert first is not None
-                    stack.append(_Dir(node.ino, depth, first))
+                text, ino, holder = d.pending.popleft()
+                out(text)
+                if ino:
+                    first = holder[0] if holder[0] is not None else self._start(ino, b"", d.depth + 4)
+                    holder[0] = first  # taken: look-ahead skips it
+                    stack.append(_Dir(ino, d.depth + 2, first))
                     self._look_ahead(d)
         finally:
             for task in list(self._tasks):
                 task.cancel()
 
-    def _count(self) -> None:
-        self.entries += 1
-        if self.entries % 256 == 0:
-            self.progress.advance(256)
-
-
-def _is_dir(node: _Node) -> bool:
-    return (node.attr.typ if node.attr is not None else node.typ) is FileType.DIRECTORY
+    def _count(self, n: int) -> None:
+        before = self.entries
+        self.entries += n
+        if (self.entries >> 8) != (before >> 8):
+            self.progress.advance(((self.entries >> 8) - (before >> 8)) << 8)
 
 
 async def _resolve(kv: KV, subdir: bytes) -> int:
@@ -507,7 +333,7 @@ async def _delfiles(kv: KV, out: _Out) -> None:
 
 async def dump_meta(
     kv: KV, write: Writer, *, subdir: bytes = b"", keep_secret: bool = False, threads: int = 10,
-    progress: ProgressBoard | None = None,
+    progress: ProgressBoard | None = None, workers: WorkerSpec | None = None,
 ) -> DumpResult:
     """Write the metadata of the volume in `kv` through `write` (bytes, in order). See the module docstring.
 
@@ -531,17 +357,31 @@ async def dump_meta(
         for section, limits in (await _owner_limits(kv)).items():
             out(f',\n  "{section}": ' + dumpfmt.quotas_json(limits))
         out(",")
-        walker = _Walker(kv, out, max(1, threads), bar, sums_block)
-        root = _Node(b"", root_ino, FileType.DIRECTORY)
+        pages = PageReader(kv, threads, sums_block)
+        if pages.ranges is not None:
+            pages.marked = await inodes_with_more_records(pages.ranges)
+        root = Node(b"", root_ino, FileType.DIRECTORY)
         with_trash = root_ino == ROOT_INODE
-        trash = _Node(b"", TRASH_INODE, FileType.DIRECTORY)
-        await walker.fill([root, trash] if with_trash else [root])
-        if root.attr is None:
+        trash = Node(b"", TRASH_INODE, FileType.DIRECTORY)
+        await pages.fill([root, trash] if with_trash else [root])
+        if root.attr is None and root.raw is None:
             raise OpsError(f"the root inode {root_ino} of {kv.url} has no attributes: the volume is damaged")
-        await walker.tree("FSTree", root)
-        if with_trash:
-            out(",")
-            await walker.tree("Trash", trash)
+        pool = None
+        if (workers is not None and workers.count > 0 and isinstance(kv, RangeReadingKV)
+                and head.counters["usedInodes"] >= MIN_ENTRIES):
+            pool = await WorkerPages.start(workers.argv, workers.count,
+                                           {"url": workers.url, "threads": threads, "sums_block": sums_block,
+                                            "page": pages.page_size, "marked": pages.marked,
+                                            "log_level": workers.log_level})
+        walker = _Walker(pool or pages, out, bar)
+        try:
+            await walker.tree("FSTree", root)
+            if with_trash:
+                out(",")
+                await walker.tree("Trash", trash)
+        finally:
+            if pool is not None:
+                await pool.close()
         out("\n}\n")
         out.flush()
         bar.advance(walker.entries % 256)

@@ -9,7 +9,9 @@ Contract:
   reordered dump (``jq -S``) bring it after the tree, the keys already written are deleted again (the
   engine was empty), so the engine is left as it was either way.
 * The dump is read as a stream (`jfs.domain.dumpfmt.DumpReader`) and written in transactions of at most
-  `BATCH_KEYS` keys / `BATCH_BYTES` bytes, a few in flight while parsing goes on. The setting and the
+  `BATCH_KEYS` keys / `BATCH_BYTES` bytes, a few in flight while parsing goes on; on an engine with
+  `BulkLoadingKV` (Redis) the batches are written by `load_puts`, outside transactions (the engine was
+  checked empty and holds no volume until the setting is written last, so no client can be using it). The setting and the
   counters are written last, so an engine whose load failed half-way holds no mountable volume (the error
   says to empty it before retrying).
 * Memory: one tree node at a time, the chain of open directories, a bitmap of inode numbers and one of
@@ -74,10 +76,10 @@ from jfs.app.meta import owner_quota, quota, reader
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
-from jfs.domain.attrs import DIR_LENGTH, ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
+from jfs.domain.attrs import DIR_LENGTH, ROOT_INODE, TRASH_INODE, Attr, FileType, align4k, plain_record
 from jfs.domain.records import Quota, encode_dentry, encode_i64, encode_slices, encode_u64
 from jfs.domain.settings import EncryptedVolume, InvalidSettings, Settings
-from jfs.ports.kv import KV, Tx
+from jfs.ports.kv import KV, BulkLoadingKV, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -163,11 +165,14 @@ class _Batches:
         self._tasks.add(asyncio.ensure_future(self._write(items)))
 
     async def _write(self, items: list[tuple[bytes, bytes]]) -> None:
-        async def body(tx: Tx) -> None:
-            for key, value in items:
-                tx.put(key, value)
+        if isinstance(self.kv, BulkLoadingKV):  # the engine is empty and nobody else uses it
+            await self.kv.load_puts(items)
+        else:
+            async def body(tx: Tx) -> None:
+                for key, value in items:
+                    tx.put(key, value)
 
-        await self.kv.txn(body)
+            await self.kv.txn(body)
         self.written += len(items)
 
     async def drain(self) -> None:
@@ -357,6 +362,42 @@ class _Loader:
                 self.out.put(keys.symlink(ino), target)
         self.out.put(keys.attr(ino), attr.encode())
 
+    def file(self, name: str, f: dumpfmt.PlainFile) -> None:
+        """A "file" event: `node` of a regular file with nothing but its usual ``attr`` (same effect: the
+        same keys, counters and checks), without the dictionaries."""
+        ino, mode, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length = f
+        s = self.s
+        s.entries += 1
+        if s.entries % 1024 == 0:
+            self.progress.advance(1024)
+        if not self.stack:
+            raise dumpfmt.DumpFormatError("an entry outside any directory")
+        frame = self.stack[-1]
+        parent = frame.ino
+        raw = dumpfmt.unescape(name)
+        if not raw or b"/" in raw or b"\x00" in raw or raw in (b".", b".."):
+            raise dumpfmt.DumpFormatError(f"invalid entry name {name!r} in directory {parent}")
+        out = self.out
+        out.put(keys.dentry(parent, raw), encode_dentry(FileType.REGULAR, ino))
+        space = align4k(length)
+        frame.space += space  # every name counts
+        frame.inodes += 1
+        if not s.seen.add(ino):
+            self._another_name(ino, parent)
+            return
+        if ino not in (ROOT_INODE, TRASH_INODE):
+            s.used_space += space
+            s.inodes += 1
+        if ino < TRASH_INODE:
+            if ino > s.max_inode:
+                s.max_inode = ino
+        elif ino - TRASH_INODE > s.next_trash:
+            s.next_trash = ino - TRASH_INODE
+        if nlink > 1:
+            s.first_parent[ino] = parent
+        out.put(keys.attr(ino), plain_record(FileType.REGULAR, mode, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, 1,
+                                             length, parent))
+
     def _xattrs(self, ino: int, fields: dict[str, Any]) -> None:
         value = fields.get("xattrs")
         if value:
@@ -537,7 +578,9 @@ async def _load(kv: KV, read: Reader, batches: _Batches, progress: ProgressBar,
     try:
         for event in events if events is not None else dumpfmt.DumpReader(read).events():
             kind = event[0]
-            if kind == "node":
+            if kind == "file":
+                loader.file(event[1], event[2])
+            elif kind == "node":
                 loader.node(event[1], event[2], event[3])
             elif kind == "end":
                 loader.end()
