@@ -13,7 +13,7 @@ has a *seat* (a plain lock): whoever holds it runs the loop, and never two threa
   seat but not the other threads: their calls run on the loop it drives.
 - **The background thread drives when no caller does.** It takes the seat (a) at once when a waiting call has
   nobody to run it (a driver left before a waiter's call ended: whoever gives the seat up rings the
-  background thread's bell if calls are waiting), and (b) after an idle spell (`IDLE` seconds) in which no
+  background thread's bell if calls are waiting), and (b) after an idle spell (`ClientLoop.IDLE`, 20 ms) in which no
   caller drove, so that heartbeats, session refresh and background uploads keep running while the user's
   code is busy elsewhere. It gives the seat back when the last waiting call ends (a caller is active again:
   its next call drives); between a caller's consecutive calls it does not take the seat back.
@@ -79,10 +79,13 @@ class _Call:
 class ClientLoop:
     """An asyncio loop run by its callers' threads, and by a daemon thread while no caller does (module doc)."""
 
-    IDLE = 0.005
-    """Seconds without a caller driving after which the background thread takes the loop."""
+    IDLE = 0.02
+    """Seconds without a caller driving after which the background thread takes the loop (it looks that
+    often while callers drive: 50 wake-ups a second; background work waits at most twice that once the
+    callers have gone quiet)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, idle: float = IDLE) -> None:
+        self.idle = idle
         self.loop = asyncio.new_event_loop()
         self._ready: Any = getattr(self.loop, "_ready", None)
         """The loop's queue of ready handles (an asyncio internal; None if this loop has none): where a new
@@ -93,6 +96,7 @@ class ClientLoop:
         self._waiting: set[_Call] = set()  # handed-over calls not ended yet
         self._drives = 0  # calls driven by callers: the background thread's idle test
         self._bg_driving = False
+        self._yielding = False  # the background thread stops driving after its current pass
         self._closing = False
         self._forked = False
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -111,7 +115,9 @@ class ClientLoop:
         if running is self.loop:
             coro.close()
             raise RuntimeError("a jfs.Client may not be called from its own event loop thread")
-        if running is None and self._seat.acquire(False):
+        if running is None and (self._seat.acquire(False) or (self._yielding and self._seat.acquire(True, 1.0))):
+            # (The background thread is giving the loop back, within its current pass: wait for that
+            # rather than hand this call to it too.)
             return self._drive(coro)
         return self._hand_over(coro)
 
@@ -183,6 +189,7 @@ class ClientLoop:
         self._waiting.discard(call)
         call.lock.release()
         if self._bg_driving and not self._waiting:
+            self._yielding = True
             self.loop.stop()  # a caller is active: the background thread gives the seat back
 
     def _start(self, call: _Call) -> None:
@@ -216,7 +223,7 @@ class ClientLoop:
     def _main(self) -> None:
         seen = self._drives
         while not self._closing:
-            rung = self._bell.acquire(timeout=self.IDLE)
+            rung = self._bell.acquire(timeout=self.idle)
             if self._closing:
                 break
             if rung:
@@ -235,6 +242,7 @@ class ClientLoop:
                 self._bg_driving = False
                 seen = self._drives
                 self._leave_seat()
+                self._yielding = False
 
     def _stop_bg(self) -> None:
         if self._bg_driving:
