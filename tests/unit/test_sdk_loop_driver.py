@@ -10,9 +10,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from jfs.adapters.kv.registry import open_kv
+from jfs.ports.kv import Tx
 from jfs.sdk.loop import ClientLoop
 
 
@@ -205,3 +208,32 @@ def test_a_forked_child_cannot_use_the_loop(cl: ClientLoop) -> None:
     os.waitpid(pid, 0)
     assert answer == b"refused"
     assert cl.run(where()) == threading.current_thread().name  # the parent's loop is untouched
+
+
+def test_one_loop_run_by_several_threads_in_turn_keeps_one_inline_connection(tmp_path: Path) -> None:
+    """The SDK's loop is run by whichever thread calls (ADR 0058): its inline bodies share one connection
+    (its page cache survives the change of thread), while another loop gets its own."""
+    lp = ClientLoop("jfs-test-sqlite", idle=0.5)
+    try:
+        kv = lp.run(open_kv(f"sqlite3://{tmp_path}/m.db"))
+        used: list[int] = []
+
+        async def put(tx: Tx) -> None:
+            used.append(id(tx._conn))  # type: ignore[attr-defined]
+            tx.put(b"k", b"v")
+
+        lp.run(kv.txn(put))
+        other = threading.Thread(target=lambda: lp.run(kv.txn(put)), name="second-caller")
+        other.start()
+        other.join(10)
+        lp.run(kv.txn(put))
+        assert len(used) == 3 and len(set(used)) == 1
+
+        async def on_another_loop() -> None:
+            await kv.txn(put)
+
+        asyncio.run(on_another_loop())
+        assert used[-1] != used[0]
+        lp.run(kv.close())
+    finally:
+        lp.stop()
