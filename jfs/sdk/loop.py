@@ -249,7 +249,10 @@ class ClientLoop:
             self.loop.stop()
 
     def stop(self) -> None:
-        """Stop the background thread and close the loop (after the client's last call)."""
+        """Stop the background thread and close the loop (after the client's last call). In a forked child:
+        nothing (the loop, its self-pipe and selector are the parent's)."""
+        if self._forked:
+            return
         self._closing = True
         self._ring()
         try:
