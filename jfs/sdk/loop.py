@@ -42,6 +42,10 @@ T = TypeVar("T")
 
 _EAGER_START = sys.version_info >= (3, 12)
 _LOOPS: weakref.WeakSet[ClientLoop] = weakref.WeakSet()
+_DRIVE = os.environ.get("JFS_SDK_LOOP", "drive") != "thread"
+"""``JFS_SDK_LOOP=thread``: no caller drives; the background thread runs the loop and every call is handed
+to it (before ADR 0058; for A/B runs, and for hosts where one thread that never sleeps is scheduled worse
+than two that wake each other)."""
 
 
 def _forked() -> None:
@@ -84,8 +88,11 @@ class ClientLoop:
     often while callers drive: 50 wake-ups a second; background work waits at most twice that once the
     callers have gone quiet)."""
 
-    def __init__(self, name: str, idle: float = IDLE) -> None:
+    def __init__(self, name: str, idle: float = IDLE, drive: bool | None = None) -> None:
         self.idle = idle
+        self.drive = _DRIVE if drive is None else drive
+        """False: every call is handed to the background thread, which keeps the loop (the hand-off of ADR
+        0042; ``JFS_SDK_LOOP=thread``)."""
         self.loop = asyncio.new_event_loop()
         self._ready: Any = getattr(self.loop, "_ready", None)
         """The loop's queue of ready handles (an asyncio internal; None if this loop has none): where a new
@@ -115,7 +122,9 @@ class ClientLoop:
         if running is self.loop:
             coro.close()
             raise RuntimeError("a jfs.Client may not be called from its own event loop thread")
-        if running is None and (self._seat.acquire(False) or (self._yielding and self._seat.acquire(True, 1.0))):
+        if self.drive and running is None and (
+            self._seat.acquire(False) or (self._yielding and self._seat.acquire(True, 1.0))
+        ):
             # (The background thread is giving the loop back, within its current pass: wait for that
             # rather than hand this call to it too.)
             return self._drive(coro)
@@ -188,7 +197,7 @@ class ClientLoop:
             return
         self._waiting.discard(call)
         call.lock.release()
-        if self._bg_driving and not self._waiting:
+        if self._bg_driving and not self._waiting and self.drive:
             self._yielding = True
             self.loop.stop()  # a caller is active: the background thread gives the seat back
 

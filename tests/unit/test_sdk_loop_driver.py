@@ -238,3 +238,18 @@ def test_one_loop_run_by_several_threads_in_turn_keeps_one_inline_connection(tmp
         lp.run(kv.close())
     finally:
         lp.stop()
+
+
+def test_without_driving_every_call_runs_on_the_background_thread() -> None:
+    """``JFS_SDK_LOOP=thread`` (``drive=False``): the hand-off of ADR 0042, for A/B runs."""
+    lp = ClientLoop("jfs-test-thread", drive=False)
+    try:
+        assert {lp.run(where()) for _ in range(50)} == {"jfs-test-thread"}
+        seen: list[str] = []
+        t = threading.Thread(target=lambda: seen.append(lp.run(where())))
+        t.start()
+        t.join(10)
+        assert seen == ["jfs-test-thread"]
+    finally:
+        lp.stop()
+    assert lp.loop.is_closed()
