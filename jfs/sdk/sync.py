@@ -1,7 +1,7 @@
-"""`Client`: the synchronous SDK. An `AsyncClient` runs on one event loop (`jfs.sdk.loop.ClientLoop`): the
-thread that makes a call runs the loop itself when no other thread does, a background thread runs it while no
-caller does, and a call made while another thread drives is handed to it; so one `Client` is safe to use
-from several threads at once. `open()` returns real
+"""`Client`: the synchronous SDK. An `AsyncClient` runs on one event loop (`jfs.sdk.loop.ClientLoop`): a
+background thread runs it and every call is handed to it, or (``JFS_SDK_LOOP=drive``) the thread that makes a
+call runs the loop itself when no other thread does and the background thread only while no caller does; so
+one `Client` is safe to use from several threads at once. `open()` returns real
 `io` objects (buffered binary, or `io.TextIOWrapper` for text) as the built-in `open()` does.
 
 Closed by `close()`, by leaving a ``with`` block, or at interpreter exit: buffered data is committed and

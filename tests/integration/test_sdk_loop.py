@@ -1,5 +1,6 @@
-"""The sync SDK's loop driving (ADR 0058) with a real client: a blocking flock in one thread while other
-threads work, heartbeats while the caller's thread sleeps, and many threads creating files at once."""
+"""The sync SDK's loop, driven by its callers (ADR 0058) or by its background thread, with a real client: a
+blocking flock in one thread while other threads work, heartbeats while the caller's thread sleeps, and many
+threads creating files at once."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import jfs
+from jfs.sdk import loop as loop_mod
 from jfs.testing.mounts import format_volume
 from jfs.testing.mounts import jfs as jfs_cli
+
+
+@pytest.fixture(autouse=True, params=["drive", "thread"])
+def loop_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of running the client's loop (``JFS_SDK_LOOP``)."""
+    monkeypatch.setattr(loop_mod, "_DRIVE", request.param == "drive")
+    return str(request.param)
 
 
 def _volume(tmp_path: Path) -> str:

@@ -21,7 +21,7 @@ from jfs.sdk.loop import ClientLoop
 
 @pytest.fixture
 def cl() -> Iterator[ClientLoop]:
-    lp = ClientLoop("jfs-test-driver", idle=0.5)  # a loaded test machine may pause a thread for milliseconds
+    lp = ClientLoop("jfs-test-driver", idle=0.5, drive=True)  # a loaded test machine may pause a thread for milliseconds
     yield lp
     lp.stop()
 
@@ -98,7 +98,7 @@ async def _wait(gate: asyncio.Event) -> str:
 
 def test_timers_keep_firing_while_the_caller_sleeps() -> None:
     """What heartbeats need: the background thread drives the loop while no caller does."""
-    cl = ClientLoop("jfs-test-driver", idle=0.02)
+    cl = ClientLoop("jfs-test-driver", idle=0.02, drive=True)
     try:
         _timers_keep_firing(cl)
     finally:
@@ -181,7 +181,7 @@ def test_errors_and_cancellation_reach_the_caller(cl: ClientLoop) -> None:
 
 
 def test_after_stop_calls_fail_and_the_thread_is_gone() -> None:
-    lp = ClientLoop("jfs-test-stop", idle=0.01)
+    lp = ClientLoop("jfs-test-stop", idle=0.01, drive=True)
     assert lp.run(where()) == threading.current_thread().name
     time.sleep(0.05)  # let the background thread take the loop (idle), so that stop must take it back
     lp.stop()
@@ -214,7 +214,7 @@ def test_a_forked_child_cannot_use_the_loop(cl: ClientLoop) -> None:
 def test_one_loop_run_by_several_threads_in_turn_keeps_one_inline_connection(tmp_path: Path) -> None:
     """The SDK's loop is run by whichever thread calls (ADR 0058): its inline bodies share one connection
     (its page cache survives the change of thread), while another loop gets its own."""
-    lp = ClientLoop("jfs-test-sqlite", idle=0.5)
+    lp = ClientLoop("jfs-test-sqlite", idle=0.5, drive=True)
     try:
         kv = lp.run(open_kv(f"sqlite3://{tmp_path}/m.db"))
         used: list[int] = []
@@ -241,7 +241,7 @@ def test_one_loop_run_by_several_threads_in_turn_keeps_one_inline_connection(tmp
 
 
 def test_without_driving_every_call_runs_on_the_background_thread() -> None:
-    """``JFS_SDK_LOOP=thread`` (``drive=False``): the hand-off of ADR 0042, for A/B runs."""
+    """The default (``drive=False``, no ``JFS_SDK_LOOP=drive``): the hand-off of ADR 0042."""
     lp = ClientLoop("jfs-test-thread", drive=False)
     try:
         assert {lp.run(where()) for _ in range(50)} == {"jfs-test-thread"}
