@@ -170,4 +170,3 @@ async def test_wal_checkpoints_run_on_the_checkpointer_thread(
         assert await kv.read(lambda tx: tx.get(b"k000000")) == b"v" * 3000
     finally:
         await kv.close()
-
