@@ -2,6 +2,8 @@
 
 Usage:  .venv/bin/python bench/sdk_small_cpu.py [--files 2000] [--rounds 3] [--size 4096] [--profile OUT.prof]
         .venv/bin/python bench/sdk_small_cpu.py --count [--files 2000] [--rounds 1]
+        .venv/bin/python bench/sdk_small_cpu.py --sched [--files 2000] [--rounds 1]
+        PYTHONPATH=/tmp/base .venv/bin/python bench/sdk_small_cpu.py ...   # another checkout's jfs (A/B)
 
 Formats a fresh SQLite + local-directory volume (``--trash-days 0``) per round, warms the client up with 50
 files, then creates `--files` files of `--size` bytes (default 4 KiB; 0: create + close only, no data path)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import resource
 import shutil
@@ -100,6 +103,33 @@ class Counts:
 
 
 COUNTS: Counts | None = None
+SCHED = False
+
+
+def _threads_sched() -> dict[str, tuple[str, int, int]]:
+    """Thread id -> (name, CPU ns, run-queue wait ns) of this process's threads."""
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    out: dict[str, tuple[str, int, int]] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            cpu, wait, _ = Path(f"/proc/self/task/{tid}/schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        out[tid] = (names.get(tid, tid), int(cpu), int(wait))
+    return out
+
+
+def _report_sched(files: int, r0: resource.struct_rusage, r1: resource.struct_rusage,
+                  s0: dict[str, tuple[str, int, int]], s1: dict[str, tuple[str, int, int]], lat: list[float]) -> None:
+    lat.sort()
+    print(f"  context switches per file: voluntary {(r1.ru_nvcsw - r0.ru_nvcsw) / files:.2f}, involuntary "
+          f"{(r1.ru_nivcsw - r0.ru_nivcsw) / files:.2f}; file wall time p10 {lat[len(lat) // 10] * 1e6:.0f} us, "
+          f"p50 {lat[len(lat) // 2] * 1e6:.0f} us", flush=True)
+    for tid, (name, cpu, wait) in s1.items():
+        _, cpu0, wait0 = s0.get(tid, (name, 0, 0))
+        c, w = (cpu - cpu0) / 1e3 / files, (wait - wait0) / 1e3 / files
+        if c >= 1 or w >= 1:
+            print(f"  {name:28} CPU {c:7.0f} us/file, run-queue wait {w:7.0f} us/file", flush=True)
 
 
 def one_round(files: int, data: bytes, profiles: list[cProfile.Profile] | None) -> tuple[float, float, float]:
@@ -122,11 +152,23 @@ def one_round(files: int, data: bytes, profiles: list[cProfile.Profile] | None) 
             if COUNTS is not None:
                 COUNTS.n.clear()
                 COUNTS.on = True
+            lat: list[float] = []
+            s0 = _threads_sched() if SCHED else {}
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            for i in range(files):
-                with c.open(f"/d/f{i}", "wb") as f:
-                    f.write(data)
+            if SCHED:
+                clock = time.perf_counter
+                for i in range(files):
+                    start = clock()
+                    with c.open(f"/d/f{i}", "wb") as f:
+                        f.write(data)
+                    lat.append(clock() - start)
+            else:
+                for i in range(files):
+                    with c.open(f"/d/f{i}", "wb") as f:
+                        f.write(data)
             t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            if SCHED:
+                _report_sched(files, r0, r1, s0, _threads_sched(), lat)
             if COUNTS is not None:
                 COUNTS.on = False
                 COUNTS.report(files)
@@ -146,7 +188,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096, help="bytes per file (0: create + close only)")
     ap.add_argument("--profile", metavar="OUT")
     ap.add_argument("--count", action="store_true", help="count SQL statements, loop callbacks, hops per file")
+    ap.add_argument("--sched", action="store_true", help="context switches, per-thread CPU and run-queue waits")
     args = ap.parse_args()
+    global SCHED
+    SCHED = args.sched
     if args.count:
         global COUNTS
         COUNTS = Counts()

@@ -1,5 +1,7 @@
-"""`Client`: the synchronous SDK. An `AsyncClient` runs on an event loop in a background thread; every
-call is handed to it, so one `Client` is safe to use from several threads at once. `open()` returns real
+"""`Client`: the synchronous SDK. An `AsyncClient` runs on one event loop (`jfs.sdk.loop.ClientLoop`): a
+background thread runs it and every call is handed to it, or (``JFS_SDK_LOOP=drive``) the thread that makes a
+call runs the loop itself when no other thread does and the background thread only while no caller does; so
+one `Client` is safe to use from several threads at once. `open()` returns real
 `io` objects (buffered binary, or `io.TextIOWrapper` for text) as the built-in `open()` does.
 
 Closed by `close()`, by leaving a ``with`` block, or at interpreter exit: buffered data is committed and
@@ -8,28 +10,25 @@ the session removed.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import errno
 import io
 import os
 import stat as stat_mod
-import sys
 import threading
 import weakref
-from _thread import allocate_lock as _allocate_lock
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from jfs.sdk.aio import AsyncClient, DirEntry, PathLike, fspath
 from jfs.sdk.async_files import AsyncFile
+from jfs.sdk.loop import ClientLoop as _LoopThread
 from jfs.sdk.modes import parse_mode
 from jfs.sdk.stat import stat_result
 
 T = TypeVar("T")
 
 _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
-_EAGER_START = sys.version_info >= (3, 12)
 
 
 def _close_all() -> None:
@@ -52,95 +51,6 @@ def _register_exit_hook() -> None:
 
 
 _register_exit_hook()
-
-
-class _LoopThread:
-    """An event loop running in a daemon thread; `run` executes a coroutine there and waits for it.
-
-    The hand-off is one `call_soon_threadsafe` and one plain lock per call (no `concurrent.futures.Future`,
-    whose condition variable and callback chain cost more than many of the calls themselves); the coroutine
-    runs as a task of the loop, so it may await anything, and the task's first step runs in the loop pass
-    that receives the call (`_eager_task`). Thread-safe: each call has its own lock and slot.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def main() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.call_soon(ready.set)
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=main, name=name, daemon=True)
-        self.thread.start()
-        ready.wait()
-        self._ready: Any = getattr(self.loop, "_ready", None)
-        """The loop's queue of ready handles (an asyncio internal; None if this loop has none): where a new
-        task's first step waits until `_eager_task` runs it at once."""
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if threading.current_thread() is self.thread:
-            coro.close()
-            raise RuntimeError("a jfs.Client may not be called from its own event loop thread")
-        done = _allocate_lock()
-        done.acquire()
-        slot: list[Any] = [None, None]  # result, exception
-
-        async def call() -> None:
-            # The caller is let go from inside the task as it ends, not from a done-callback: that would
-            # take one more pass of the loop (and of its wake-up) per call.
-            try:
-                slot[0] = await coro
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller (cancellation too)
-                slot[1] = exc
-            finally:
-                done.release()
-
-        def start() -> None:
-            wrapper = call()
-            try:
-                self._eager_task(wrapper)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                wrapper.close()
-                coro.close()
-                slot[1] = exc
-                done.release()
-
-        try:
-            self.loop.call_soon_threadsafe(start)
-        except RuntimeError:  # the loop is closed
-            coro.close()
-            raise
-        done.acquire()
-        if slot[1] is not None:
-            exc = slot[1]
-            slot[1] = None  # no reference cycle through the traceback
-            raise exc
-        result: T = slot[0]
-        return result
-
-    def _eager_task(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Start `coro` as a task of the loop whose first step runs now, inside the calling callback, rather
-        than in the next pass of the loop (what Python 3.12's ``eager_start`` does; the FUSE server's
-        "eager-task" dispatch does the same on 3.11). A call that never suspends (an open that creates a
-        file: inline SQLite, no I/O wait) ends in the pass that received it; one that suspends goes on as
-        an ordinary task. Full task semantics either way (`asyncio.current_task`, its own context)."""
-        loop = self.loop
-        if _EAGER_START:
-            asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
-            return
-        ready = self._ready
-        before = len(ready) if ready is not None else -1
-        loop.create_task(coro)
-        if ready is not None and len(ready) == before + 1:
-            ready.pop()._run()  # the step the new task just scheduled: the last handle in the queue
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        if not self.thread.is_alive():
-            self.loop.close()
 
 
 class Client:

@@ -383,6 +383,7 @@ async def test_slow_inline_puts_go_back_to_the_threads(store: FileStore, monkeyp
     threads = _spy_put_threads(monkeypatch)
     clock = [100.0]
     monkeypatch.setattr(file_mod, "_now", lambda: clock[0])
+    monkeypatch.setattr(file_mod, "_preemptions", lambda: 0)  # never preempted: slow is the storage's
     real_put = FileStore._put
 
     def slow_put(self: FileStore, *a: Any) -> None:
@@ -422,6 +423,33 @@ async def test_an_occasional_slow_inline_put_keeps_the_fast_path(
     for i in range(30):
         await store.put(f"t/{i}", b"x")
     assert threads == [threading.current_thread().name] * 30
+
+
+async def test_slow_puts_of_a_preempted_thread_keep_the_fast_path(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put that waited for a CPU (an involuntary context switch of its thread) says nothing about the disk."""
+    threads = _spy_put_threads(monkeypatch)
+    clock = [100.0]
+    switches = [0]
+    monkeypatch.setattr(file_mod, "_now", lambda: clock[0])
+    monkeypatch.setattr(file_mod, "_preemptions", lambda: switches[0])
+    real_put = FileStore._put
+
+    def preempted_put(self: FileStore, *a: Any) -> None:
+        real_put(self, *a)
+        clock[0] += 1.0  # every put takes a second...
+        switches[0] += 1  # ...because the thread was preempted during it
+
+    monkeypatch.setattr(FileStore, "_put", preempted_put)
+    for i in range(3 * file_mod.INLINE_PUT_WINDOW):
+        await store.put(f"t/{i}", b"x")
+    assert threads == [threading.current_thread().name] * (3 * file_mod.INLINE_PUT_WINDOW)
+
+
+def test_preemptions_count_this_threads_involuntary_switches() -> None:
+    before = file_mod._preemptions()
+    assert before >= 0 and file_mod._preemptions() >= before
 
 
 def test_temp_names_differ_in_a_forked_child() -> None:

@@ -383,7 +383,7 @@ class SqliteKV(RetryingKV):
         self._reads: queue.Queue[Any] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._inline: dict[int, sqlite3.Connection] = {}  # thread id -> its inline connection (`_inline_connection`)
+        self._inline: dict[int, sqlite3.Connection] = {}  # id of a running loop -> its inline connection
         # Inline execution is on unless JFS_SQLITE_INLINE=0 (JFS_SQLITE_INLINE_WRITES=0: reads only).
         self._inline_on = os.environ.get("JFS_SQLITE_INLINE", "1") != "0"
         self._inline_writes = self._inline_on and os.environ.get("JFS_SQLITE_INLINE_WRITES", "1") != "0"
@@ -688,17 +688,22 @@ class SqliteKV(RetryingKV):
             self._queued[writer] -= 1
 
     def _inline_connection(self) -> sqlite3.Connection | None:
-        """This thread's inline connection (opened on first use), for its read and its write bodies alike;
-        None if it cannot be opened.
+        """The running event loop's inline connection (opened on first use), for its read and its write
+        bodies alike; None if it cannot be opened.
+
+        One per loop, not per thread: the SDK's loop is run by whichever thread calls (ADR 0058), one at a
+        time, so one connection serves them all in turn (one per thread would open a connection per calling
+        thread and drop each one's page cache whenever another thread's connection commits, as below).
+        Bodies run inline only inside a step of the loop, to their end: never two at once on one loop.
 
         One connection, not one per kind (ADR 0057): SQLite drops a connection's whole page cache when it
         begins a transaction after *another* connection changed the database, so a read connection beside
         the thread's write connection re-read every B-tree page from the root after each of the thread's own
         commits (a mount's lookup after a create or rename: ~9 ``pread``s, 2× the CPU of the reads at 1M
-        files). A thread runs one body at a time to its end (`_drive`), so the two kinds never overlap on it;
+        files). A loop runs one body at a time to its end (`_drive`), so the two kinds never overlap on it;
         a read body cannot write (`SqliteTx` refuses). Changes by other connections and processes still
         reset the cache: what is read is always the database's latest committed state."""
-        key = threading.get_ident()
+        key = id(asyncio.get_running_loop())  # reused only once that loop is gone: then by one loop again
         conn = self._inline.get(key)
         if conn is not None:
             return conn

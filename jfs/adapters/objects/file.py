@@ -45,6 +45,7 @@ import errno
 import functools
 import itertools
 import os
+import resource
 import secrets
 import shutil
 import stat
@@ -83,9 +84,25 @@ network file system, a busy disk), the puts of the next INLINE_PUT_PAUSE seconds
 the caller's loop is not held up. A median, not a mean: on a loaded machine a put of a few microseconds now
 and then waits milliseconds for the CPU or the GIL, and such outliers must not switch the fast path off
 (with a mean, one 20 ms hiccup did, for ten seconds). The history survives a pause, so a disk still slow
-after it pauses again at its first slow put."""
+after it pauses again at its first slow put.
+
+A slow put counts only if its thread was not preempted during it (its involuntary context switches,
+``getrusage(RUSAGE_THREAD)``, unchanged): a put that waited for a CPU says nothing about the storage, and
+the pool would not make it faster. On a machine with more runnable threads than cores, a thread that runs
+the loop without sleeping (the SDK's caller driving its own loop, ADR 0058) was preempted in 3–7 % of its
+puts, in bursts enough to pause the fast path for ten seconds at a time. Slow storage shows as sleeps in
+the kernel (voluntary switches), which still count. Where ``RUSAGE_THREAD`` is missing, every slow put
+counts."""
+_RUSAGE_THREAD: int | None = getattr(resource, "RUSAGE_THREAD", None)
 _SLOW_MAJORITY = INLINE_PUT_WINDOW // 2 + 1
 _WINDOW_MASK = (1 << INLINE_PUT_WINDOW) - 1
+
+
+def _preemptions() -> int:
+    """Involuntary context switches of the calling thread so far (0 where the platform cannot tell)."""
+    if _RUSAGE_THREAD is None:
+        return 0
+    return resource.getrusage(_RUSAGE_THREAD).ru_nivcsw
 
 
 class _TempNames:
@@ -284,12 +301,14 @@ class FileStore:
         if os.path.basename(path).startswith(TMP_PREFIX):
             raise ObjectStoreError(f"object key '{key}' uses the reserved prefix {TMP_PREFIX!r}")
         if len(data) <= INLINE_PUT_MAX and not self.fsync and _now() >= self._inline_paused_until:
+            preempted = _preemptions()
             start = _now()
             try:
                 self._put(key, path, data)
             finally:
                 now = _now()
-                slow = ((self._inline_slow << 1) | (now - start > INLINE_PUT_SLOW)) & _WINDOW_MASK
+                was_slow = now - start > INLINE_PUT_SLOW and _preemptions() == preempted
+                slow = ((self._inline_slow << 1) | was_slow) & _WINDOW_MASK
                 self._inline_slow = slow
                 if slow.bit_count() >= _SLOW_MAJORITY:
                     self._inline_paused_until = now + INLINE_PUT_PAUSE
