@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from jfs.domain.retry import KV_CONFLICT_ATTEMPTS
 
@@ -230,6 +230,34 @@ class RangeReadingKV(Protocol):
 
     async def read_ranges(self, ranges: Sequence[tuple[bytes, bytes]],
                           limit: int) -> list[list[tuple[bytes, bytes]]]: ...
+
+
+class FollowedRange(NamedTuple):
+    """What `RangeFollowingKV.follow_range` read: `keys` and `values` of the range (ascending), `targets`
+    (for each, the value of the key its value points at, or None), `extra` (the values of the extra keys,
+    or None), and `last`: the last key listed when the range may hold more (`limit` keys were listed; the
+    next page begins after it), else None."""
+
+    keys: list[bytes]
+    values: list[bytes]
+    targets: list[bytes | None]
+    extra: list[bytes | None]
+    last: bytes | None
+
+
+@runtime_checkable
+class RangeFollowingKV(Protocol):
+    """Offered by an engine that reads a range, and the keys its values point at, in a few native commands
+    (Redis: ZRANGEBYLEX, MGET of the values, MGET of the pointed-at keys and `extra`), for the tree-wide
+    summaries that need every entry's attributes (``jfs summary``). ``follow_range`` returns up to `limit`
+    pairs of ``[begin, end)`` with, for each, the value of the key `pointer` names in it (`pointer.source`
+    is ignored), and the values of `extra` keys read with those. Outside any transaction and not one
+    snapshot: each value is what its key held at some moment during the call (a key the range listed but
+    that was deleted before its value was read is left out), like a listing's attributes read after its
+    names (`jfs.app.meta.readdir`)."""
+
+    async def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
+                           extra: Sequence[bytes] = ()) -> FollowedRange: ...
 
 
 class KV(Protocol):

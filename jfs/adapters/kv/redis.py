@@ -22,7 +22,14 @@ from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable
+from jfs.ports.kv import (
+    DEFAULT_MAX_RETRIES,
+    ConflictError,
+    EngineError,
+    EngineUnavailable,
+    FollowedRange,
+    Pointer,
+)
 
 from . import redis_batch, redis_lua
 from .base import RetryingKV, redact_url, retrying
@@ -191,6 +198,11 @@ class RedisKV(RetryingKV):
                     limit: int) -> Coroutine[Any, Any, list[list[tuple[bytes, bytes]]]]:
         """`RangeReadingKV.read_ranges`: one atomic script call per batch (`redis_batch`)."""
         return redis_batch.read_ranges(self, ranges, limit)
+
+    def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
+                     extra: Sequence[bytes] = ()) -> Coroutine[Any, Any, FollowedRange]:
+        """`RangeFollowingKV.follow_range`: three native commands (`redis_batch`)."""
+        return redis_batch.follow_range(self, begin, end, limit, pointer, extra)
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""
