@@ -11,13 +11,13 @@ Strings registered in `state.secrets` (a META-URL password, a secret key) never 
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import traceback
 
 from jfs.adapters.kv.registry import BadMetaURL
 from jfs.adapters.objects.registry import BadStorage
 from jfs.app.errors import JfsError
+from jfs.cli.messages import State, one_line, print_error, state
 from jfs.domain.dumpfmt import DumpFormatError
 from jfs.domain.errors import FSError
 from jfs.domain.settings import InvalidSettings
@@ -39,32 +39,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (BadMetaURL, BadStorage)
 """The user errors that are bad arguments (exit status 2)."""
-
-
-@dataclasses.dataclass
-class State:
-    debug: bool = False
-    """Print tracebacks (``--debug``, ``JFS_DEBUG=1``)."""
-    secrets: list[str] = dataclasses.field(default_factory=list)
-    """Strings never to print (META-URL password, secret key): masked out of error messages."""
-
-
-state = State()
-
-
-def one_line(text: str) -> str:
-    """`text` on one line, with every registered secret masked."""
-    text = " ".join(text.split())
-    for secret in state.secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "****")
-    return text
-
-
-def print_error(message: str) -> None:
-    """Write ``jfs: error: <message>`` (one line, secrets masked) to stderr."""
-    sys.stderr.write(f"jfs: error: {one_line(message)}\n")
-    sys.stderr.flush()
 
 
 def report(exc: BaseException) -> int:

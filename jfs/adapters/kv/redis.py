@@ -140,6 +140,22 @@ class RedisKV(RetryingKV):
             raise self._error(exc) from exc
         return await self._call(*args)
 
+    async def _read_packed(self, command: bytes) -> Any:
+        """`_read` of a command already packed (RESP)."""
+        try:
+            return await self._client.execute_packed(command)
+        except ConnectionLost as exc:
+            if isinstance(exc, CannotConnect):
+                raise self._unavailable(exc) from None
+        except ReplyError as exc:
+            raise self._error(exc) from exc
+        try:
+            return await self._client.execute_packed(command)
+        except ConnectionLost as exc:
+            raise self._unavailable(exc) from None
+        except ReplyError as exc:
+            raise self._error(exc) from exc
+
     async def _script(self, name: str, nargs: int, args: bytes, *, writes: bool = False) -> Any:
         """EVALSHA one of our scripts with `nargs` packed `args`, reloading it after NOSCRIPT (server restart).
 
