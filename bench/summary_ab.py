@@ -72,10 +72,10 @@ def main() -> int:
     print(f"synthetic dump: {entries} entries", flush=True)
     py = sys.executable
     new_env = dict(os.environ)
-    systems: list[tuple[str, list[str], dict[str, str]]] = [("new", [py, "-m", "jfs.cli.main"], new_env)]
+    cli = [py, "-c", "from jfs.cli import run; run()"]  # the console script's entry (`jfs.cli.run`)
+    systems: list[tuple[str, list[str], dict[str, str]]] = [("new", cli, new_env)]
     if args.base:
-        base_env = dict(os.environ, PYTHONPATH=args.base)
-        systems.insert(0, ("base", [py, "-m", "jfs.cli.main"], base_env))
+        systems.insert(0, ("base", cli, dict(os.environ, PYTHONPATH=args.base)))
     results: dict[tuple[str, str], list[tuple[float, ...]]] = {}
     mounted: list[Path] = []
     with redis_server() as server:
