@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
-from jfs.app.meta.readdir import PAGE, Entry, readdir_page
+from jfs.app.meta.readdir import Entry, readdir_page
 from jfs.app.meta.rules import check_perm
 from jfs.domain import keys
 from jfs.domain.attrs import Attr, FileType, align4k
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
 
 _ENTRY_ATTR = store.entry_attr_pointer(0)
+PAGE = 4096
+"""Names per page (as a listing's)."""
 
 
 class TotalsPage(NamedTuple):
@@ -50,11 +52,12 @@ class TotalsPage(NamedTuple):
     """As `readdir_page`'s: the `after` of the next page, None after the last."""
 
 
-async def totals_page(m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = PAGE, *,
+async def totals_page(m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = 0, *,
                       top: int = 0) -> TotalsPage:
-    """The page of directory `ino` after name `after` (b"": from the start), at most `limit` names, folded;
-    `top`: how many of its biggest non-directories to return (< 0: all, 0: none). Errors: ENOENT, ENOTDIR,
-    EACCES (read permission on the directory)."""
+    """The page of directory `ino` after name `after` (b"": from the start), at most `limit` names (0:
+    `PAGE`), folded; `top`: how many of its biggest non-directories to return (< 0: all, 0: none). Errors:
+    ENOENT, ENOTDIR, EACCES (read permission on the directory)."""
+    limit = limit or PAGE
     kv = m.kv
     if not isinstance(kv, RangeFollowingKV):
         return await _listed(m, ctx, ino, after, limit, top)
