@@ -103,14 +103,19 @@ class _Inodes:
     def add(self, ino: int) -> int:
         row = self.row.get(ino)
         if row is None:
-            row = self.row.new(ino)
-            self.typ.append(0)
-            self.nlink.append(0)
-            self.parent.append(0)
-            self.length.append(0)
-            self.ctime.append(0)
-            self.first_parent.append(0)
-            self.first_typ.append(0)
+            row = self.add_new(ino)
+        return row
+
+    def add_new(self, ino: int) -> int:
+        """The row of `ino`, which has none yet."""
+        row = self.row.new(ino)
+        self.typ.append(0)
+        self.nlink.append(0)
+        self.parent.append(0)
+        self.length.append(0)
+        self.ctime.append(0)
+        self.first_parent.append(0)
+        self.first_typ.append(0)
         return row
 
 

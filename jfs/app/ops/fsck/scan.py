@@ -38,6 +38,7 @@ _SEEN = struct.Struct(">xH32xqIIQ4xQ")
 _PLAIN_SIZE = 72
 _DENTRY = struct.Struct(">BQ")
 _TYPES = frozenset(int(t) for t in FileType)
+_NO_CHILDREN = _Group._NO_CHILDREN
 
 
 async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
@@ -98,11 +99,13 @@ class _Fill:
     def feed(self, page: Sequence[tuple[bytes, bytes]]) -> None:
         m, group = self.m, self.group
         t = m._inodes
-        index, sparse, new = t.row._index, t.row._sparse, t.add
+        index, sparse, new = t.row._index, t.row._sparse, t.add_new
         typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
+        first_typs, first_parents = t.first_typ, t.first_parent
         slices, delfiles = m.slices, m.delfiles
         add_entry, from_bytes = m.add_entry, int.from_bytes
         seen, dentry, types = _SEEN.unpack_from, _DENTRY.unpack_from, _TYPES
+        entries = 0
         for key, value in page:
             if len(key) < 10:
                 continue
@@ -131,10 +134,18 @@ class _Fill:
                 else:
                     ft, child = decode_dentry(value)
                     etyp = int(ft)
-                add_entry(ino, child, etyp)
-                group.fresh()
+                row = (index[child] if 0 <= child < len(index) else sparse.get(child, -1))
+                if row < 0:
+                    row = new(child)
+                if not first_typs[row]:  # the first name of `child` (`Model.add_entry`, inline)
+                    first_parents[row], first_typs[row] = ino, etyp
+                    t.first_count += 1
+                else:
+                    add_entry(ino, child, etyp)
+                if group.children is _NO_CHILDREN:
+                    group.fresh()
                 group.children.append(child)
-                m.entries += 1
+                entries += 1
             elif kind == _C and len(key) == 14:
                 group.fresh()
                 group.kinds.add("chunks")
@@ -149,6 +160,7 @@ class _Fill:
                 group.fresh()
                 group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
         self.group = group
+        m.entries += entries
         before = self.n
         self.n += len(page)
         steps = self.n // PROGRESS_STEP - before // PROGRESS_STEP
