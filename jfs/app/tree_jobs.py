@@ -133,11 +133,10 @@ async def _summary_node(ahead: _Ahead, ctx: Ctx, ino: int, attr: Attr, name: str
             for e in page.top:
                 a = e.attr
                 assert a is not None
-                size = a.length if a.typ is FileType.REGULAR else 0
-                child = {"name": e.name.decode(errors="surrogateescape"), "inode": e.ino, "type": a.typ.name.lower(),
-                         "files": 1, "dirs": 0, "length": size, "space": _space(a.typ, a.length), "unreadable": 0}
-                shown.add(child)
-                files, length, space = files - 1, length - size, space - child["space"]
+                size, used = (a.length if a.typ is FileType.REGULAR else 0), _space(a.typ, a.length)
+                shown.add({"name": e.name.decode(errors="surrogateescape"), "inode": e.ino, "type": a.typ.name.lower(),
+                           "files": 1, "dirs": 0, "length": size, "space": used, "unreadable": 0})
+                files, length, space = files - 1, length - size, space - used
             shown.add_folded(files, length, space)  # not among the biggest of their page: not shown
         subdirs = page.dirs
         for i, e in enumerate(subdirs):
