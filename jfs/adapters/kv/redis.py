@@ -215,6 +215,10 @@ class RedisKV(RetryingKV):
         """`RangeReadingKV.read_ranges`: one atomic script call per batch (`redis_batch`)."""
         return redis_batch.read_ranges(self, ranges, limit)
 
+    def read_page(self, begin: bytes, end: bytes, limit: int) -> Coroutine[Any, Any, list[tuple[bytes, bytes]]]:
+        """`PageReadingKV.read_page`: two native commands (`redis_batch`)."""
+        return redis_batch.read_page(self, begin, end, limit)
+
     def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
                      extra: Sequence[bytes] = ()) -> Coroutine[Any, Any, FollowedRange]:
         """`RangeFollowingKV.follow_range`: three native commands (`redis_batch`)."""

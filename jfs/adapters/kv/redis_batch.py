@@ -73,6 +73,19 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
     return out
 
 
+async def read_page(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+    """`PageReadingKV.read_page`: ZRANGEBYLEX and one hand-packed MGET; when a listed key has no value by
+    then, the page is read again by the RANGES script (atomic: it drops keys deleted meanwhile, and raises
+    EngineError when the index names a key without data)."""
+    keys: list[bytes] = await kv._read(b"ZRANGEBYLEX", b"i", b"[" + begin, b"(" + end, b"LIMIT", b"0", limit)
+    if not keys:
+        return []
+    values: list[bytes | None] = await kv._read_packed(_mget(keys))
+    if None in values:
+        return (await read_ranges(kv, [(begin, end)], limit))[0]
+    return list(zip(keys, values, strict=True))  # type: ignore[arg-type]
+
+
 async def follow_range(kv: RedisKV, begin: bytes, end: bytes, limit: int, pointer: Pointer,
                        extra: Sequence[bytes] = ()) -> FollowedRange:
     """`RangeFollowingKV.follow_range` in three native commands: ZRANGEBYLEX on the index, MGET of the
