@@ -94,11 +94,14 @@ class _Fill:
     def __init__(self, m: Model, bar: object) -> None:
         self.m = m
         self.bar = bar
-        self.group = _Group(0)
+        self.ino = self.typ = 0
+        """The inode whose records the scan is in, and its type (0: no attributes seen yet)."""
+        self.group: _Group | None = None
+        """Its records other than the attributes, once it has some (most files have none: no object)."""
         self.n = 0
 
     def feed(self, page: Sequence[tuple[bytes, bytes]]) -> None:
-        m, group = self.m, self.group
+        m, group, cur, cur_typ = self.m, self.group, self.ino, self.typ
         t = m._inodes
         index, sparse, new = t.row._index, t.row._sparse, t.add_new
         typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
@@ -111,9 +114,11 @@ class _Fill:
             if len(key) < 10:
                 continue
             ino = from_bytes(key[1:9], "little")
-            if ino != group.ino:
-                group.close(m)
-                group = _Group(ino)
+            if ino != cur:
+                if group is not None:
+                    group.close(m)
+                    group = None
+                cur, cur_typ = ino, 0
             kind = key[9]
             if kind == _I and len(key) == 10:
                 if len(value) == _PLAIN_SIZE and (seen_ := seen(value))[0] >> 12 in types:
@@ -128,8 +133,14 @@ class _Fill:
                 if not typs[row]:
                     t.attr_count += 1
                 typs[row], nlinks[row], parents[row], lengths[row], ctimes[row] = typ, nlink, parent, length, ctime
-                group.typ = typ
-            elif kind == _D and len(key) > 10:
+                cur_typ = typ
+                if group is not None:
+                    group.typ = typ
+                continue
+            if group is None:
+                group = _Group(ino)
+                group.typ = cur_typ
+            if kind == _D and len(key) > 10:
                 if len(value) == 9 and (d := dentry(value))[0] in types:
                     etyp, child = d
                 else:
@@ -160,7 +171,7 @@ class _Fill:
             else:
                 group.fresh()
                 group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
-        self.group = group
+        self.group, self.ino, self.typ = group, cur, cur_typ
         m.entries += entries
         before = self.n
         self.n += len(page)
@@ -169,7 +180,8 @@ class _Fill:
             self.bar.advance(steps * PROGRESS_STEP)  # type: ignore[attr-defined]
 
     def done(self) -> Model:
-        self.group.close(self.m)
+        if self.group is not None:
+            self.group.close(self.m)
         self.m.keys = self.n
         self.bar.advance(self.n % PROGRESS_STEP)  # type: ignore[attr-defined]
         return self.m
