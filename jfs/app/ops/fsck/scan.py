@@ -6,7 +6,8 @@ records are judged raw (ADR 0004), including records no engine operation would l
 
 How it reads: an engine offering `PageReadingKV` (Redis: ZRANGEBYLEX and MGET, half the server CPU of
 the RANGES script) is read a page of `PAGE` pairs at a time with the next page already requested while
-this one is folded in (Redis serves one while Python works on the other); each value is what its key held
+this one is folded in, `SLICE` pairs between two turns of the event loop (Redis serves one page while
+Python works on the other); each value is what its key held
 at some moment, and the scan as a whole is not a snapshot — as with `Tx.scan_iter` in one read
 transaction, which the other engines use. `run_fsck` copes with a live volume (ctime, confirmations).
 
@@ -32,7 +33,12 @@ from jfs.ports.kv import KV, PageReadingKV, Tx
 
 _I, _D, _C, _P = 0x49, 0x44, 0x43, 0x50
 PAGE = 4096
-"""Pairs per page read through `RangeReadingKV`."""
+"""Pairs per page read through `PageReadingKV`."""
+SLICE = 1024
+"""Pairs folded in between two turns of the event loop (the reader needs a few turns per page: a reply,
+its next command)."""
+AHEAD = 2
+"""Pages the reader may hold ahead of the fold."""
 
 _SEEN = struct.Struct(">xH32xqIIQ4xQ")
 """mode, ctime (s, ns), nlink, length, parent of an attribute record (`Attr.encode`'s layout)."""
@@ -49,7 +55,9 @@ async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
         if isinstance(kv, PageReadingKV):
             fill = _Fill(Model(model.delfiles, model.slices), bar)
             async for page in _pages(kv):
-                fill.feed(page)
+                for at in range(0, len(page), SLICE):
+                    fill.feed(page[at:at + SLICE])
+                    await asyncio.sleep(0)  # the next page's commands go out and come back meanwhile
             result = fill.done()
         else:
 
@@ -71,21 +79,33 @@ async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
 
 
 async def _pages(kv: PageReadingKV) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-    """The pairs of ``A…``, `PAGE` at a time; the next page is requested before this one is handed out."""
-    loop = asyncio.get_running_loop()
-    ahead = loop.create_task(kv.read_page(CHUNK_BEGIN, CHUNK_END, PAGE))
+    """The pairs of ``A…``, `PAGE` at a time, read by a task of their own up to `AHEAD` pages ahead of
+    the consumer (which turns the event loop every `SLICE` pairs); its error is raised here."""
+    queue: asyncio.Queue[list[tuple[bytes, bytes]] | BaseException] = asyncio.Queue(maxsize=AHEAD)
+
+    async def read() -> None:
+        cursor = CHUNK_BEGIN
+        try:
+            while True:
+                page = await kv.read_page(cursor, CHUNK_END, PAGE)
+                await queue.put(page)
+                if len(page) < PAGE:
+                    return
+                cursor = page[-1][0] + b"\x00"
+        except Exception as exc:  # handed to the consumer
+            await queue.put(exc)
+
+    reader = asyncio.get_running_loop().create_task(read())
     try:
         while True:
-            page = await ahead
-            if len(page) >= PAGE:
-                ahead = loop.create_task(kv.read_page(page[-1][0] + b"\x00", CHUNK_END, PAGE))
-                yield page
-                continue
+            page = await queue.get()
+            if isinstance(page, BaseException):
+                raise page
             yield page
-            return
+            if len(page) < PAGE:
+                return
     finally:
-        if not ahead.done():
-            ahead.cancel()
+        reader.cancel()
 
 
 class _Fill:
