@@ -234,14 +234,15 @@ class RangeReadingKV(Protocol):
 
 @runtime_checkable
 class PageReadingKV(Protocol):
-    """Offered by an engine that reads a page of a range in native commands cheaper than its consistent
-    range read (Redis: ZRANGEBYLEX and MGET, about half the server CPU of the RANGES script), for scans
-    that are not snapshots anyway (fsck's). ``read_page`` returns up to `limit` pairs of ``[begin, end)``,
-    ascending (fewer only at the range's end); each value is what its key held at some moment of the call,
-    a key deleted in between is left out (the page is then read again consistently, which also reports an
-    engine whose index names a key without data, as `RangeReadingKV` does). Outside any transaction."""
+    """Offered by an engine that reads a range page by page in native commands cheaper than its consistent
+    range read (Redis: ZRANGEBYLEX and MGET, about half the server CPU of the RANGES script, the next page
+    listed while this one's values are read), for scans that are not snapshots anyway (fsck's).
+    ``read_pages`` yields the pairs of ``[begin, end)`` ascending, in pages of at most `limit`; each value
+    is what its key held at some moment of the scan, a key deleted in between is left out (that page is
+    then read again consistently, which also reports an engine whose index names a key without data, as
+    `RangeReadingKV` does). Outside any transaction."""
 
-    async def read_page(self, begin: bytes, end: bytes, limit: int) -> list[tuple[bytes, bytes]]: ...
+    def read_pages(self, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]: ...
 
 
 class FollowedRange(NamedTuple):

@@ -1,4 +1,4 @@
-"""The Redis adapter's native page reads (`PageReadingKV.read_page`, `RangeFollowingKV.follow_range`): the same
+"""The Redis adapter's native page reads (`PageReadingKV.read_pages`, `RangeFollowingKV.follow_range`): the same
 pairs as a consistent range read, pointers followed (values of other shapes too), keys deleted between the
 commands left out, an index naming a key without data reported as by the RANGES script."""
 
@@ -20,28 +20,32 @@ async def _fill(kv: KV, pairs: dict[bytes, bytes]) -> None:
     await kv.txn(body)
 
 
+async def _pages(kv: KV, begin: bytes, end: bytes, limit: int) -> list[list[tuple[bytes, bytes]]]:
+    assert isinstance(kv, PageReadingKV)
+    return [page async for page in kv.read_pages(begin, end, limit)]
+
+
 @REDIS
-async def test_read_page_equals_the_consistent_range_read(kv: KV) -> None:
+async def test_read_pages_equal_the_consistent_range_read(kv: KV) -> None:
     assert isinstance(kv, PageReadingKV) and isinstance(kv, RangeReadingKV)
     await _fill(kv, {b"p/%04d" % i: b"v%d" % i for i in range(50)} | {b"q": b"outside"})
-    pages, after = [], b"p/"
-    while True:
-        page = await kv.read_page(after, b"p0", 7)
+    pages = await _pages(kv, b"p/", b"p0", 7)
+    assert [len(p) for p in pages] == [7] * 7 + [1]
+    after = b"p/"
+    for page in pages:
         assert page == (await kv.read_ranges([(after, b"p0")], 7))[0]
-        pages += page
-        if len(page) < 7:
-            break
         after = page[-1][0] + b"\x00"
-    assert pages == [(b"p/%04d" % i, b"v%d" % i) for i in range(50)]
-    assert await kv.read_page(b"x", b"y", 7) == []
+    assert [pair for p in pages for pair in p] == [(b"p/%04d" % i, b"v%d" % i) for i in range(50)]
+    assert await _pages(kv, b"x", b"y", 7) == []
+    assert [len(p) for p in await _pages(kv, b"p/", b"p0", 25)] == [25, 25]  # no empty page at the end
 
 
 @REDIS
-async def test_read_page_reports_an_index_without_data(kv: KV) -> None:
+async def test_read_pages_report_an_index_without_data(kv: KV) -> None:
     await _fill(kv, {b"p/a": b"1", b"p/b": b"2"})
     await kv._client.execute(b"DEL", b"kp/b")  # type: ignore[attr-defined]  # the index keeps naming it
     with pytest.raises(EngineError, match="out of sync"):
-        await kv.read_page(b"p/", b"p0", 10)
+        await _pages(kv, b"p/", b"p0", 10)
 
 
 @REDIS

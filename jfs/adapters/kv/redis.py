@@ -16,7 +16,7 @@ EngineError. Redis Cluster is not supported (the scripts touch keys they do not 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -215,9 +215,9 @@ class RedisKV(RetryingKV):
         """`RangeReadingKV.read_ranges`: one atomic script call per batch (`redis_batch`)."""
         return redis_batch.read_ranges(self, ranges, limit)
 
-    def read_page(self, begin: bytes, end: bytes, limit: int) -> Coroutine[Any, Any, list[tuple[bytes, bytes]]]:
-        """`PageReadingKV.read_page`: two native commands (`redis_batch`)."""
-        return redis_batch.read_page(self, begin, end, limit)
+    def read_pages(self, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """`PageReadingKV.read_pages`: two native commands per page, pipelined (`redis_batch`)."""
+        return redis_batch.read_pages(self, begin, end, limit)
 
     def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
                      extra: Sequence[bytes] = ()) -> Coroutine[Any, Any, FollowedRange]:

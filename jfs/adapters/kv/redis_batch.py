@@ -18,7 +18,8 @@ the data are out of sync: EngineError).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from itertools import chain, repeat
 from typing import TYPE_CHECKING
 
@@ -73,17 +74,41 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
     return out
 
 
-async def read_page(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-    """`PageReadingKV.read_page`: ZRANGEBYLEX and one hand-packed MGET; when a listed key has no value by
-    then, the page is read again by the RANGES script (atomic: it drops keys deleted meanwhile, and raises
-    EngineError when the index names a key without data)."""
-    keys: list[bytes] = await kv._read(b"ZRANGEBYLEX", b"i", b"[" + begin, b"(" + end, b"LIMIT", b"0", limit)
-    if not keys:
-        return []
-    values: list[bytes | None] = await kv._read_packed(_mget(keys))
-    if None in values:
-        return (await read_ranges(kv, [(begin, end)], limit))[0]
-    return list(zip(keys, values, strict=True))  # type: ignore[arg-type]
+async def read_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """`PageReadingKV.read_pages`: per page ZRANGEBYLEX and one hand-packed MGET, the next page's ZRANGEBYLEX
+    sent with this page's MGET (its start is known once this page is listed), so that Redis always has the
+    next command. When a listed key has no value by the MGET, the page's span is read again by the RANGES
+    script (atomic: it drops keys deleted meanwhile, and raises EngineError when the index names a key
+    without data)."""
+    loop = asyncio.get_running_loop()
+
+    def listing(start: bytes) -> asyncio.Task[list[bytes]]:
+        return loop.create_task(kv._read(b"ZRANGEBYLEX", b"i", b"[" + start, b"(" + end, b"LIMIT", b"0", limit))
+
+    start = begin
+    listed: asyncio.Task[list[bytes]] | None = listing(start)
+    try:
+        while listed is not None:
+            keys = await listed
+            if not keys:
+                return
+            after = keys[-1] + b"\x00"
+            listed = listing(after) if len(keys) >= limit else None
+            values: list[bytes | None] = await kv._read_packed(_mget(keys))
+            if None in values:
+                yield (await read_ranges(kv, [(start, after)], limit))[0]
+            else:
+                yield list(zip(keys, values, strict=True))  # type: ignore[arg-type]
+            start = after
+    finally:
+        if listed is not None and not listed.done():
+            listed.cancel()
+            listed.add_done_callback(_consume)
+
+
+def _consume(task: asyncio.Task[list[bytes]]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def follow_range(kv: RedisKV, begin: bytes, end: bytes, limit: int, pointer: Pointer,

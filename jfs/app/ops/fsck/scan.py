@@ -34,11 +34,13 @@ from jfs.ports.kv import KV, PageReadingKV, Tx
 _I, _D, _C, _P = 0x49, 0x44, 0x43, 0x50
 PAGE = 4096
 """Pairs per page read through `PageReadingKV`."""
-SLICE = 1024
+SLICE = 256
 """Pairs folded in between two turns of the event loop (the reader needs a few turns per page: a reply,
 its next command)."""
 AHEAD = 2
 """Pages the reader may hold ahead of the fold."""
+_END: list[tuple[bytes, bytes]] = []
+"""Put by the reader after the last page (compared by identity)."""
 
 _SEEN = struct.Struct(">xH32xqIIQ4xQ")
 """mode, ctime (s, ns), nlink, length, parent of an attribute record (`Attr.encode`'s layout)."""
@@ -84,14 +86,10 @@ async def _pages(kv: PageReadingKV) -> AsyncIterator[list[tuple[bytes, bytes]]]:
     queue: asyncio.Queue[list[tuple[bytes, bytes]] | BaseException] = asyncio.Queue(maxsize=AHEAD)
 
     async def read() -> None:
-        cursor = CHUNK_BEGIN
         try:
-            while True:
-                page = await kv.read_page(cursor, CHUNK_END, PAGE)
+            async for page in kv.read_pages(CHUNK_BEGIN, CHUNK_END, PAGE):
                 await queue.put(page)
-                if len(page) < PAGE:
-                    return
-                cursor = page[-1][0] + b"\x00"
+            await queue.put(_END)
         except Exception as exc:  # handed to the consumer
             await queue.put(exc)
 
@@ -101,9 +99,9 @@ async def _pages(kv: PageReadingKV) -> AsyncIterator[list[tuple[bytes, bytes]]]:
             page = await queue.get()
             if isinstance(page, BaseException):
                 raise page
-            yield page
-            if len(page) < PAGE:
+            if page is _END:
                 return
+            yield page
     finally:
         reader.cancel()
 
