@@ -13,7 +13,8 @@ JuiceFS. Then, ``--pairs`` times, in alternating order: ``summary`` of the mount
 own CPU from wait4, the serving mount's CPU from /proc, redis-server's CPU from /proc) and ``fsck`` of the
 engine (the command's CPU; JuiceFS's fsck without ``--path`` checks the objects of every slice only). One
 warm-up summary per system first (JuiceFS computes its missing directory statistics then). Prints one line
-per run and a median table. Needs root (FUSE). Everything it mounts is unmounted, the server stopped.
+per run and a median table. Needs root (FUSE). Everything it mounts is unmounted, the server stopped, its
+temporary directory removed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,6 +134,7 @@ def main() -> int:
                     subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, timeout=60,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
+    shutil.rmtree(tmp, ignore_errors=True)  # the dump (≈ 230 MiB at 1M) and the bucket
     print(f"\nmedians ({entries:,} entries): op | system | wall s | command CPU s | mount CPU s | redis CPU s")
     for (name, op), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         med = [statistics.median(r[i] for r in runs) for i in range(4)]
