@@ -8,7 +8,8 @@ from typing import Any
 
 from jfs.app.meta import Meta
 from jfs.app.meta.context import ROOT_CTX, Ctx
-from jfs.domain.attrs import Attr, FileType, align4k
+from jfs.app.meta.dir_totals import totals_page
+from jfs.domain.attrs import Attr, FileType
 from jfs.domain.chunks import CHUNK_SIZE, slice_block_keys
 from jfs.domain.errors import FSError
 from jfs.domain.permissions import MAY_EXEC, MAY_READ, access_ok
@@ -67,23 +68,22 @@ async def summary(meta: Meta, ino: int, *, ctx: Ctx = ROOT_CTX, attr: Attr | Non
         stack.clear()
     while stack and seen < MAX_SUMMARY_ENTRIES:
         d = stack.pop()
+        after: bytes | None = b""
         try:
-            async for e in meta.readdir(d, ctx, plus=True):
-                seen += 1
-                a = e.attr
-                if a is None:
-                    continue
-                if a.typ is FileType.DIRECTORY:
+            while after is not None:
+                page = await totals_page(meta, ctx, d, after)
+                seen += page.files + len(page.dirs)
+                totals["files"] += page.files
+                totals["length"] += page.length
+                totals["space"] += page.space
+                for e in page.dirs:
                     totals["dirs"] += 1
                     totals["space"] += 4096
-                    if ctx.check and not access_ok(a, ctx.caller, MAY_READ | MAY_EXEC):
+                    if ctx.check and e.attr is not None and not access_ok(e.attr, ctx.caller, MAY_READ | MAY_EXEC):
                         totals["unreadable"] += 1
                     else:
                         stack.append(e.ino)
-                    continue
-                totals["files"] += 1
-                totals["length"] += a.length if a.typ is FileType.REGULAR else 0
-                totals["space"] += align4k(a.length if a.typ is FileType.REGULAR else 0)
+                after = page.cursor
         except PermissionError:  # made unreadable meanwhile: what was counted of it stays counted
             totals["unreadable"] += 1
         except FSError:  # removed meanwhile

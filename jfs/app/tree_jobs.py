@@ -25,6 +25,7 @@ from typing import Any
 from jfs.app.data.files import DataPath
 from jfs.app.meta import Meta
 from jfs.app.meta.context import ROOT_CTX, Ctx
+from jfs.app.meta.dir_totals import TotalsPage, totals_page
 from jfs.app.meta.rules import check_perm
 from jfs.domain.attrs import Attr, FileType, align4k
 from jfs.domain.chunks import CHUNK_SIZE, blocks_for_range
@@ -41,6 +42,11 @@ READ_AND_SEARCH = MAY_READ | MAY_EXEC
 """What a walk needs on a directory to list it and count its entries (as ``ls -l``): read and search."""
 
 
+PREFETCH = 8
+"""Directories whose first page a summary reads ahead (at most this many in flight) while it sums another:
+the engine stays busy while the walk folds what came back."""
+
+
 async def summary_tree(meta: Meta, ino: int, name: str = "", *, depth: int = 2, entries: int = 10,
                        ctx: Ctx = ROOT_CTX) -> dict[str, Any]:
     """Totals of `ino` and, for `depth` levels, of its biggest `entries` children (as a nested tree), as
@@ -50,15 +56,58 @@ async def summary_tree(meta: Meta, ino: int, name: str = "", *, depth: int = 2, 
     [...]}``. `ino` is named by number, so `ctx` must be able to reach it (search permission on a path to
     it), and a directory needs read and search permission (else EACCES). Below it, a directory `ctx` may
     not read and search is counted as one directory (its entries are not), and its node carries
-    ``"denied": true``; ``unreadable`` counts such directories in each subtree.
+    ``"denied": true``; ``unreadable`` counts such directories in each subtree. Directories are read a page
+    at a time, folded (`jfs.app.meta.dir_totals`): files are summed, only the biggest become nodes; the
+    first pages of up to `PREFETCH` subdirectories are read ahead.
     """
     attr = await meta.getattr_named(ino, ctx)
     if attr.typ is FileType.DIRECTORY:
         check_perm(ctx, attr, READ_AND_SEARCH)
-    return await _summary_node(meta, ctx, ino, attr, name, depth, entries, top=True)
+    ahead = _Ahead(meta, ctx)
+    try:
+        return await _summary_node(ahead, ctx, ino, attr, name, depth, entries, top=True)
+    finally:
+        ahead.close()
 
 
-async def _summary_node(meta: Meta, ctx: Ctx, ino: int, attr: Attr, name: str, depth: int, entries: int, *,
+def _shown(depth: int, entries: int) -> int:
+    """The `top` of a directory's pages at `depth`: its biggest `entries` files are nodes (all with 0) while
+    it shows children, none below."""
+    return (entries if entries > 0 else -1) if depth > 0 else 0
+
+
+class _Ahead:
+    """First pages of the directories a summary will enter, read ahead; at most `PREFETCH` not yet taken."""
+
+    def __init__(self, meta: Meta, ctx: Ctx) -> None:
+        self.meta, self.ctx = meta, ctx
+        self.pending: dict[int, asyncio.Future[TotalsPage]] = {}
+
+    def start(self, ino: int, top: int) -> None:
+        if ino not in self.pending and len(self.pending) < PREFETCH:
+            self.pending[ino] = asyncio.ensure_future(totals_page(self.meta, self.ctx, ino, top=top))
+
+    async def page(self, ino: int, after: bytes, top: int) -> TotalsPage:
+        """The page of `ino` after `after`: the one read ahead if any (its error, if it failed)."""
+        if not after:
+            read = self.pending.pop(ino, None)
+            if read is not None:
+                return await read
+        return await totals_page(self.meta, self.ctx, ino, after, top=top)
+
+    def close(self) -> None:
+        for read in self.pending.values():
+            read.cancel()
+            read.add_done_callback(_consume)
+        self.pending.clear()
+
+
+def _consume(read: asyncio.Future[Any]) -> None:
+    if not read.cancelled():
+        read.exception()
+
+
+async def _summary_node(ahead: _Ahead, ctx: Ctx, ino: int, attr: Attr, name: str, depth: int, entries: int, *,
                         top: bool = False) -> dict[str, Any]:
     node: dict[str, Any] = {
         "name": name, "inode": ino, "type": attr.typ.name.lower(),
@@ -72,41 +121,52 @@ async def _summary_node(meta: Meta, ctx: Ctx, ino: int, attr: Attr, name: str, d
     if not top and not _may(ctx, attr, READ_AND_SEARCH):
         return _denied(node)
     shown = _Biggest(entries) if depth > 0 else None
-    async for e in meta.readdir(ino, ctx, plus=True):
-        a = e.attr
-        if a is None:
-            continue
-        if a.typ is not FileType.DIRECTORY and shown is None:  # counted, not shown: no node built
-            node["files"] += 1
-            node["length"] += a.length if a.typ is FileType.REGULAR else 0
-            node["space"] += _space(a.typ, a.length)
-            continue
-        child_name = e.name.decode(errors="surrogateescape")
-        if a.typ is FileType.DIRECTORY:
+    want, child_want = _shown(depth, entries), _shown(depth - 1, entries)
+    after: bytes | None = b""
+    while after is not None:
+        page = await ahead.page(ino, after, want)
+        node["files"] += page.files
+        node["length"] += page.length
+        node["space"] += page.space
+        if shown is not None:
+            files, length, space = page.files, page.length, page.space
+            for e in page.top:
+                a = e.attr
+                assert a is not None
+                size, used = (a.length if a.typ is FileType.REGULAR else 0), _space(a.typ, a.length)
+                shown.add({"name": e.name.decode(errors="surrogateescape"), "inode": e.ino, "type": a.typ.name.lower(),
+                           "files": 1, "dirs": 0, "length": size, "space": used, "unreadable": 0})
+                files, length, space = files - 1, length - size, space - used
+            shown.add_folded(files, length, space)  # not among the biggest of their page: not shown
+        subdirs = page.dirs
+        for i, e in enumerate(subdirs):
+            for d in subdirs[i:i + PREFETCH]:
+                if d.attr is not None and _may(ctx, d.attr, READ_AND_SEARCH):
+                    ahead.start(d.ino, child_want)
+            a = e.attr
+            assert a is not None
+            child_name = e.name.decode(errors="surrogateescape")
             try:
-                child = await _summary_node(meta, ctx, e.ino, a, child_name, depth - 1, entries)
+                child = await _summary_node(ahead, ctx, e.ino, a, child_name, depth - 1, entries)
             except PermissionError:  # made unreadable meanwhile
                 child = _denied({"name": child_name, "inode": e.ino, "type": "directory", "files": 0, "dirs": 1,
                                  "length": 0, "space": _space(a.typ, a.length), "unreadable": 0})
             except FSError:  # removed meanwhile
                 continue
-        else:
-            length = a.length if a.typ is FileType.REGULAR else 0
-            child = {"name": child_name, "inode": e.ino, "type": a.typ.name.lower(), "files": 1, "dirs": 0,
-                     "length": length, "space": _space(a.typ, a.length), "unreadable": 0}
-        for k in _TOTALS:
-            node[k] += child[k]
-        if shown is not None:
-            shown.add(child)
+            for k in _TOTALS:
+                node[k] += child[k]
+            if shown is not None:
+                shown.add(child)
+        after = page.cursor
     if shown is not None:
         node["children"] = shown.rows()
     return node
 
 
 class _Biggest:
-    """The `limit` biggest children of a directory (by space, then name) and the rest folded into one
-    ``...`` row, kept as they stream by: memory is bounded by 2 × `limit` children however big the
-    directory (`limit` 0: every child is kept)."""
+    """The `limit` biggest children of a directory (by space, then name, compared as the bytes the name
+    stands for: the order of a listing) and the rest folded into one ``...`` row, kept as they stream by:
+    memory is bounded by 2 × `limit` children however big the directory (`limit` 0: every child is kept)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -118,15 +178,28 @@ class _Biggest:
         if self.limit > 0 and len(self.kept) >= 2 * self.limit:
             self._fold()
 
-    def _fold(self) -> None:
-        self.kept.sort(key=lambda c: (-c["space"], c["name"]))
-        if self.limit <= 0 or len(self.kept) <= self.limit:
-            return
+    def add_folded(self, files: int, length: int, space: int) -> None:
+        """Count `files` children known not to be among the biggest (totals `length`, `space`) in the
+        ``...`` row."""
+        if files:
+            rest = self._rest()
+            rest["files"] += files
+            rest["length"] += length
+            rest["space"] += space
+
+    def _rest(self) -> dict[str, Any]:
         if self.rest is None:
             self.rest = {"name": "...", "inode": 0, "type": "other", **dict.fromkeys(_TOTALS, 0)}
+        return self.rest
+
+    def _fold(self) -> None:
+        self.kept.sort(key=_order)
+        if self.limit <= 0 or len(self.kept) <= self.limit:
+            return
+        rest = self._rest()
         for c in self.kept[self.limit:]:
             for k in _TOTALS:
-                self.rest[k] += c[k]
+                rest[k] += c[k]
         del self.kept[self.limit:]
 
     def rows(self) -> list[dict[str, Any]]:
@@ -136,6 +209,10 @@ class _Biggest:
 
 
 _TOTALS = ("files", "dirs", "length", "space", "unreadable")
+
+
+def _order(child: dict[str, Any]) -> tuple[int, bytes]:
+    return -child["space"], child["name"].encode(errors="surrogateescape")
 
 
 def _may(ctx: Ctx, attr: Attr, mask: int) -> bool:

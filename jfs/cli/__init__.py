@@ -68,9 +68,16 @@ def installed_version() -> str:
 def run() -> None:
     """Console-script entry point (``jfs``). Not named ``main``: that is the module `jfs.cli.main`."""
     quit_on_interrupt()
-    from jfs.cli.main import main
-
+    if len(sys.argv) > 1 and sys.argv[1] in _SERVED_BY_A_MOUNT:
+        from jfs.cli.control_main import main
+    else:
+        from jfs.cli.main import main
     main()
+
+
+_SERVED_BY_A_MOUNT = frozenset({"info", "summary", "rmr", "warmup"})
+"""Commands `run` enters through `jfs.cli.control_main` (= its ``COMMANDS``): they start without importing
+the rest of the CLI."""
 
 
 if sys.argv[:1] == ["-m"]:  # `python -m jfs.cli.<module>` is locating its module

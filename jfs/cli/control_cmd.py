@@ -23,7 +23,7 @@ from rich.tree import Tree
 
 from jfs.app.errors import JfsError
 from jfs.cli.control_client import ask_mount, mount_root
-from jfs.cli.errors import print_error
+from jfs.cli.messages import print_error
 from jfs.cli.render import human_bytes, stdout_console
 
 Paths = Annotated[list[str], typer.Argument(metavar="PATH...", help="Paths on a jfs mount.", show_default=False)]

@@ -11,11 +11,11 @@ Strings registered in `state.secrets` (a META-URL password, a secret key) never 
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import traceback
 from typing import Any
 
+from jfs.cli.messages import State, one_line, print_error, state  # noqa: F401 - re-exported
 from jfs.domain.errors import FSError
 
 
@@ -44,32 +44,6 @@ def __getattr__(name: str) -> Any:
     if name == "USAGE_ERRORS":
         return _error_classes()[1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclasses.dataclass
-class State:
-    debug: bool = False
-    """Print tracebacks (``--debug``, ``JFS_DEBUG=1``)."""
-    secrets: list[str] = dataclasses.field(default_factory=list)
-    """Strings never to print (META-URL password, secret key): masked out of error messages."""
-
-
-state = State()
-
-
-def one_line(text: str) -> str:
-    """`text` on one line, with every registered secret masked."""
-    text = " ".join(text.split())
-    for secret in state.secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "****")
-    return text
-
-
-def print_error(message: str) -> None:
-    """Write ``jfs: error: <message>`` (one line, secrets masked) to stderr."""
-    sys.stderr.write(f"jfs: error: {one_line(message)}\n")
-    sys.stderr.flush()
 
 
 def report(exc: BaseException) -> int:

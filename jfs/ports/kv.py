@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from jfs.domain.retry import KV_CONFLICT_ATTEMPTS
 
@@ -254,6 +254,47 @@ class RangeReadingKV(Protocol):
         shorter). Fewer than `limit` examined keys are not reported as such: the caller goes on from the
         last key until it gets None. Read outside any transaction, like `read_ranges`."""
         ...
+
+
+@runtime_checkable
+class PageReadingKV(Protocol):
+    """Offered by an engine that reads a range page by page in native commands cheaper than its consistent
+    range read (Redis: ZRANGEBYLEX and MGET, about half the server CPU of the RANGES script, the next page
+    listed while this one's values are read), for scans that are not snapshots anyway (fsck's).
+    ``read_pages`` yields the pairs of ``[begin, end)`` ascending, in pages of at most `limit`; each value
+    is what its key held at some moment of the scan, a key deleted in between is left out (that page is
+    then read again consistently, which also reports an engine whose index names a key without data, as
+    `RangeReadingKV` does). Outside any transaction."""
+
+    def read_pages(self, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]: ...
+
+
+class FollowedRange(NamedTuple):
+    """What `RangeFollowingKV.follow_range` read: `keys` and `values` of the range (ascending), `targets`
+    (for each, the value of the key its value points at, or None), `extra` (the values of the extra keys,
+    or None), and `last`: the last key listed when the range may hold more (`limit` keys were listed; the
+    next page begins after it), else None."""
+
+    keys: list[bytes]
+    values: list[bytes]
+    targets: list[bytes | None]
+    extra: list[bytes | None]
+    last: bytes | None
+
+
+@runtime_checkable
+class RangeFollowingKV(Protocol):
+    """Offered by an engine that reads a range, and the keys its values point at, in a few native commands
+    (Redis: ZRANGEBYLEX, MGET of the values, MGET of the pointed-at keys and `extra`), for the tree-wide
+    summaries that need every entry's attributes (``jfs summary``). ``follow_range`` returns up to `limit`
+    pairs of ``[begin, end)`` with, for each, the value of the key `pointer` names in it (`pointer.source`
+    is ignored), and the values of `extra` keys read with those. Outside any transaction and not one
+    snapshot: each value is what its key held at some moment during the call (a key the range listed but
+    that was deleted before its value was read is left out), like a listing's attributes read after its
+    names (`jfs.app.meta.readdir`)."""
+
+    async def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
+                           extra: Sequence[bytes] = ()) -> FollowedRange: ...
 
 
 class KV(Protocol):

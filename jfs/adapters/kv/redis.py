@@ -16,13 +16,20 @@ EngineError. Redis Cluster is not supported (the scripts touch keys they do not 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable
+from jfs.ports.kv import (
+    DEFAULT_MAX_RETRIES,
+    ConflictError,
+    EngineError,
+    EngineUnavailable,
+    FollowedRange,
+    Pointer,
+)
 
 from . import redis_batch, redis_lua
 from .base import RetryingKV, redact_url, retrying
@@ -134,6 +141,22 @@ class RedisKV(RetryingKV):
             raise self._error(exc) from exc
         return await self._call(*args)
 
+    async def _read_packed(self, command: bytes) -> Any:
+        """`_read` of a command already packed (RESP)."""
+        try:
+            return await self._client.execute_packed(command)
+        except ConnectionLost as exc:
+            if isinstance(exc, CannotConnect):
+                raise self._unavailable(exc) from None
+        except ReplyError as exc:
+            raise self._error(exc) from exc
+        try:
+            return await self._client.execute_packed(command)
+        except ConnectionLost as exc:
+            raise self._unavailable(exc) from None
+        except ReplyError as exc:
+            raise self._error(exc) from exc
+
     async def _script(self, name: str, nargs: int, args: bytes, *, writes: bool = False) -> Any:
         """EVALSHA one of our scripts with `nargs` packed `args`, reloading it after NOSCRIPT (server restart).
 
@@ -214,6 +237,15 @@ class RedisKV(RetryingKV):
                                     f"the outcome of the write is unknown: {_one_line(exc)}") from None
         except ReplyError as exc:
             raise self._error(exc) from exc
+
+    def read_pages(self, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """`PageReadingKV.read_pages`: two native commands per page, pipelined (`redis_batch`)."""
+        return redis_batch.read_pages(self, begin, end, limit)
+
+    def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
+                     extra: Sequence[bytes] = ()) -> Coroutine[Any, Any, FollowedRange]:
+        """`RangeFollowingKV.follow_range`: three native commands (`redis_batch`)."""
+        return redis_batch.follow_range(self, begin, end, limit, pointer, extra)
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

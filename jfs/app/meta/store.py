@@ -40,6 +40,23 @@ async def get_attr(tx: Tx, ino: int) -> Attr:
     return Attr.decode(raw)
 
 
+def stored_attr(ino: int, raw: bytes | None) -> Attr:
+    """`get_attr`'s answer from the stored attribute record `raw` of `ino` (None: absent)."""
+    if raw is None:
+        if ino == TRASH_INODE:
+            return Attr(typ=FileType.DIRECTORY, mode=0o555, nlink=2, length=4096, parent=1)
+        raise FSError(errno.ENOENT, f"inode {ino}")
+    return Attr.decode(raw)
+
+
+def stored_dir(ino: int, raw: bytes | None) -> Attr:
+    """`get_dir`'s answer from the stored attribute record `raw` of `ino` (None: absent)."""
+    attr = stored_attr(ino, raw)
+    if attr.typ is not FileType.DIRECTORY:
+        raise FSError(errno.ENOTDIR, f"inode {ino}")
+    return attr
+
+
 async def followed_attr(tx: Tx, ino: int, raw: bytes | None) -> Attr:
     """`get_attr` of `ino` whose stored value `raw` a `Tx.get_follow` already read (through
     `entry_attr_pointer`): decoded without another round trip; an absent value goes through `get_attr`
@@ -89,10 +106,7 @@ def decode_dir(raw: bytes | None, ino: int) -> Attr:
 
 async def get_dir(tx: Tx, ino: int) -> Attr:
     """Attributes of a directory; ENOENT when absent, ENOTDIR when not a directory."""
-    attr = await get_attr(tx, ino)
-    if attr.typ is not FileType.DIRECTORY:
-        raise FSError(errno.ENOTDIR, f"inode {ino}")
-    return attr
+    return stored_dir(ino, await tx.get(keys.attr(ino)))
 
 
 async def get_entry(tx: Tx, parent: int, name: bytes) -> tuple[FileType, int] | None:

@@ -47,7 +47,7 @@ counters where they were), and repaired by adding the difference. Memory: about 
 (measured) plus 10 per distinct slice.
 
 Modules: `run` (the entry, `run_fsck`, on an engine and object store its caller opened and closes),
-`model` (the scan and what it builds), `judge` (pure: the problems of a model; unit-tested on hand-built
+`scan` (the one scan of ``A…``), `model` (what it builds), `judge` (pure: the problems of a model; unit-tested on hand-built
 models in tests/unit/test_fsck_judge.py), `blocks` (block objects), `confirm` (re-checks against the
 engine), `paths` (scope and names), `repairs` (the table of problem → repair), `report` (`Issue`,
 `FsckReport`). Helpers shared with gc live beside this package: `jfs.app.ops.slice_set`,

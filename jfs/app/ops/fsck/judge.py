@@ -42,10 +42,22 @@ def judge(model: Model, sustained: set[int], since_ns: int) -> tuple[list[Issue]
     """
     issues, subdirs = _judge_entries(model)
     fixes: dict[int, Fix] = {}
-    for ino, a in model.attrs.items():
-        if a[4] < since_ns:
-            _judge_inode(model, ino, a, subdirs, sustained, fixes, issues)
+    t = model.table
+    typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
+    first_typs, first_parents, multi, prefs = t.first_typ, t.first_parent, model.multi, model.prefs
+    for row, ino in enumerate(t.row.inos):  # the rows of `model.attrs`, in its order
+        typ = typs[row]
+        if not typ or ctimes[row] >= since_ns:
+            continue
+        if (typ != DIR and nlinks[row] == 1 and first_typs[row] and first_parents[row] == parents[row]
+                and ino not in multi and ino not in prefs and ino not in _SPECIAL):
+            continue  # one name, in its parent, nlink 1, no counters: `_judge_inode` finds nothing
+        a = (typ, nlinks[row], parents[row], lengths[row], ctimes[row])
+        _judge_inode(model, ino, a, subdirs, sustained, fixes, issues)
     return issues, fixes
+
+
+_SPECIAL = frozenset((ROOT_INODE, TRASH_INODE))
 
 
 def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
@@ -53,7 +65,13 @@ def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
     issues: list[Issue] = []
     attrs = model.attrs
     subdirs: dict[int, int] = defaultdict(int)
-    for child, first in model.first.items():
+    t = model.table
+    typs, first_typs, multi = t.typ, t.first_typ, model.multi
+    for row, child in enumerate(t.row.inos):  # the rows of `model.first`, in its order
+        first_typ = first_typs[row]
+        if not first_typ or (first_typ == typs[row] and first_typ != DIR and child not in multi):
+            continue  # no entry; or a non-directory named once with its own type: nothing to note
+        first = model.first[child]
         a = attrs.get(child)
         if a is None:
             for parent, n in model.names(child).items():

@@ -1,10 +1,9 @@
-"""The metadata model fsck judges, and the one streaming scan of the inode key space that builds it.
+"""The metadata model fsck judges (built by `jfs.app.ops.fsck.scan`).
 
-Contract: `Model` is plain data (see its attributes) that `judge` reads and tests build by hand; `scan`
-fills it from one read transaction over ``A…`` (records grouped by inode), also adding every referenced
-slice to `Model.slices` when that is a `SliceSet`; `expected_counters` is pure. The scan reads raw
-records on purpose: fsck judges the key layout itself (ADR 0004), including records no engine operation
-would leave. Read-only; KV errors propagate.
+Contract: `Model` is plain data (see its attributes) that `judge` reads and tests build by hand;
+`jfs.app.ops.fsck.scan` fills it from one streaming scan of ``A…`` (records grouped by inode: `_Group`
+holds one inode's), also adding every referenced slice to `Model.slices` when that is a `SliceSet`;
+`expected_counters` is pure.
 """
 
 from __future__ import annotations
@@ -12,13 +11,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Mapping, MutableMapping
 
-from jfs.app.meta.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
 from jfs.app.ops.slice_set import SliceSet
-from jfs.app.progress import ProgressBoard
-from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
-from jfs.domain.records import decode_dentry, decode_i64
-from jfs.ports.kv import KV, Tx
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType, align4k
 
 _I, _D, _C, _P = 0x49, 0x44, 0x43, 0x50
 DIR = int(FileType.DIRECTORY)
@@ -87,7 +81,8 @@ class _Inodes:
     word (or less) per field and a row number per inode in `_RowIndex` — ≈ 50 bytes per inode, where a
     dict of row numbers took ≈ 150 and a dict of tuples for the attributes and a dict for the first
     entries ≈ 400. `attrs` and `first` are the two views fsck
-    reads. Rows are never removed."""
+    reads. Rows are never removed; the rows are those of `row.inos` (the columns are grown ahead, by an
+    eighth at a time, and may be longer: zeros)."""
 
     __slots__ = ("row", "typ", "nlink", "parent", "length", "ctime", "first_parent", "first_typ", "attr_count",
                  "first_count")
@@ -109,14 +104,17 @@ class _Inodes:
     def add(self, ino: int) -> int:
         row = self.row.get(ino)
         if row is None:
-            row = self.row.new(ino)
-            self.typ.append(0)
-            self.nlink.append(0)
-            self.parent.append(0)
-            self.length.append(0)
-            self.ctime.append(0)
-            self.first_parent.append(0)
-            self.first_typ.append(0)
+            row = self.add_new(ino)
+        return row
+
+    def add_new(self, ino: int) -> int:
+        """The row of `ino`, which has none yet."""
+        row = self.row.new(ino)
+        if row >= len(self.typ):  # every column grows at once, by an eighth (zeros: nothing seen yet)
+            grow = max(4096, len(self.typ) >> 3)
+            for column in (self.typ, self.nlink, self.parent, self.length, self.ctime, self.first_parent,
+                           self.first_typ):
+                column.frombytes(bytes(grow * column.itemsize))
         return row
 
 
@@ -252,6 +250,12 @@ class Model:
         self.entries = 0
         self.keys = 0
 
+    @property
+    def table(self) -> _Inodes:
+        """The columns behind `attrs` and `first` (one row per inode met; a row's ``typ`` 0: no attributes,
+        ``first_typ`` 0: no entry), for the passes that visit every inode (`judge`)."""
+        return self._inodes
+
     # -- entries ---------------------------------------------------------------------------------------
 
     def add_entry(self, parent: int, child: int, typ: int) -> None:
@@ -305,60 +309,6 @@ class Model:
         return attr[2] if attr is not None else 0
 
 
-async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
-    """Fill `model` from one streaming scan of ``A…`` (every inode's records, grouped by inode)."""
-    bar = progress.bar("Scanned metadata keys", unit="keys")
-
-    async def body(tx: Tx) -> Model:
-        m = Model(model.delfiles, model.slices)
-        group = _Group(0)
-        n = 0
-        async for key, value in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
-            n += 1
-            if n % PROGRESS_STEP == 0:
-                bar.advance(PROGRESS_STEP)
-            if len(key) < 10:
-                continue
-            ino = int.from_bytes(key[1:9], "little")
-            if ino != group.ino:
-                group.close(m)
-                group = _Group(ino)
-            kind = key[9]
-            if kind == _I and len(key) == 10:
-                attr = Attr.decode(value)
-                m.attrs[ino] = (int(attr.typ), attr.nlink, attr.parent, attr.length, attr.ctime_ns)
-                group.typ = int(attr.typ)
-            elif kind == _D and len(key) > 10:
-                typ, child = decode_dentry(value)
-                m.add_entry(ino, child, int(typ))
-                group.fresh()
-                group.children.append(child)
-                m.entries += 1
-            elif kind == _C and len(key) == 14:
-                group.fresh()
-                group.kinds.add("chunks")
-                group.max_indx = max(group.max_indx, int.from_bytes(key[10:14], "big"))
-                if m.slices is not None and ino not in m.delfiles:
-                    for sid, size, _, _ in chunk_slices(value):
-                        m.slices.add(sid, size)
-            elif kind == _P and len(key) == 18:
-                group.fresh()
-                group.prefs[keys.ino_from_le(key, 10)] = decode_i64(value)
-            else:
-                group.fresh()
-                group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
-        group.close(m)
-        m.keys = n
-        bar.advance(n % PROGRESS_STEP)
-        return m
-
-    try:
-        result = await kv.read(body)
-    finally:
-        bar.close()
-    model.__dict__.update(result.__dict__)
-
-
 class _Group:
     """The records of one inode seen so far by the scan (one per inode: its containers are shared empty
     ones until the inode has such records, see `fresh`)."""
@@ -402,10 +352,11 @@ class _Group:
 def expected_counters(model: Model) -> tuple[int, int]:
     """(usedSpace, totalInodes) as the model says they should be: Σ align4k / the number of inodes, root and
     trash root excluded, the trash's hour directories included (as JuiceFS counts them)."""
+    t = model.table
     space = inodes = 0
-    for ino, (typ, _, _, length, _) in model.attrs.items():
-        if ino in (ROOT_INODE, TRASH_INODE):
+    for ino, typ, length in zip(t.row.inos, t.typ, t.length):  # noqa: B905 — the columns may be longer
+        if not typ or ino == ROOT_INODE or ino == TRASH_INODE:
             continue
-        space += align4k(length if typ == REG else 0)
+        space += align4k(length) if typ == REG else 4096
         inodes += 1
     return space, inodes

@@ -28,10 +28,11 @@ from jfs.app.ops.fsck.confirm import (
     files_unchanged,
 )
 from jfs.app.ops.fsck.judge import BlockRef, counters_issue, judge, lost_blocks_issue
-from jfs.app.ops.fsck.model import DIR, REG, Model, expected_counters, scan
+from jfs.app.ops.fsck.model import DIR, REG, Model, expected_counters
 from jfs.app.ops.fsck.paths import Paths, lookup_path, subtree
 from jfs.app.ops.fsck.repairs import repair_all
 from jfs.app.ops.fsck.report import KINDS, FsckReport, Issue
+from jfs.app.ops.fsck.scan import scan
 from jfs.app.ops.slice_set import SliceSet
 from jfs.app.progress import ProgressBoard, QuietBoard
 from jfs.domain.chunks import block_count, block_key, block_len
@@ -100,8 +101,8 @@ async def _fsck(
     stray = await confirm_stray(kv, set(model.stray))
     issues = [i for i in issues if i.kind != "stray-records" or i.ino in stray]
     report.inodes = len(model.attrs)
-    report.directories = sum(1 for a in model.attrs.values() if a[0] == DIR)
-    report.files = sum(1 for a in model.attrs.values() if a[0] == REG)
+    report.directories = model.table.typ.count(DIR)  # rows without attributes have type 0
+    report.files = model.table.typ.count(REG)
     report.entries = model.entries
 
     lost, why = await _check_blocks(meta, bucket, model, files, whole, threads, report, progress)

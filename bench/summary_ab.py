@@ -1,0 +1,147 @@
+"""`jfs summary` and `jfs fsck` on Redis, A/B and next to JuiceFS (issue 17, "Scale"; ADR 0061).
+
+Usage:  .venv/bin/python bench/summary_ab.py [--files 100000] [--per-dir 1000] [--pairs 3]
+        [--base /tmp/base-X] [--ops summary,fsck] [--juicefs PATH]
+
+Writes the synthetic dump of `bench/scale_offline.py` (``--files`` empty files in directories of
+``--per-dir``: the shape of `bench/scale.py`'s tree), starts a throwaway redis-server, loads the dump into
+db 1 (jfs, with this checkout's ``jfs load``) and db 3 (``juicefs load``, then ``juicefs config
+--dir-stats``, as a volume JuiceFS formats keeps them), mounts db 1 twice — base (``--base``: a directory
+holding another checkout's ``jfs`` package, run with PYTHONPATH from ``/``: from the checkout, ``python -m``
+would import the checkout's package first) and new (this checkout) — and db 3 with
+JuiceFS. Then, ``--pairs`` times, in alternating order: ``summary`` of the mount's root (the command's
+own CPU from wait4, the serving mount's CPU from /proc, redis-server's CPU from /proc) and ``fsck`` of the
+engine (the command's CPU; JuiceFS's fsck without ``--path`` checks the objects of every slice only). One
+warm-up summary per system first (JuiceFS computes its missing directory statistics then). Prints one line
+per run and a median table. Needs root (FUSE). Everything it mounts is unmounted, the server stopped, its
+temporary directory removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comparison.harness import fuse_servers  # noqa: E402
+from scale_offline import write_dump  # noqa: E402
+
+from jfs.testing.servers import redis_server  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """user + system seconds of `pid` (its own threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds from wait4) of `argv`; raises on failure."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd="/")
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):  # fsck exits 1 when it finds problems: still a run
+        raise RuntimeError(f"{argv[:3]} failed ({code}): {proc.stderr.read().decode()[-600:] if proc.stderr else ''}")
+    return seconds, usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--per-dir", type=int, default=1000)
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--base", default="", help="directory holding the base checkout's jfs package")
+    ap.add_argument("--juicefs", default=str(Path(sys.executable).parent / "juicefs"))
+    ap.add_argument("--ops", default="summary,fsck")
+    args = ap.parse_args()
+    ops = args.ops.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="summary-ab-"))
+    src = tmp / "src.json"
+    (tmp / "bucket").mkdir()
+    entries = write_dump(src, args.files, args.per_dir, str(tmp / "bucket"))
+    print(f"synthetic dump: {entries} entries", flush=True)
+    py = sys.executable
+    new_env = dict(os.environ)
+    cli = [py, "-c", "from jfs.cli import run; run()"]  # the console script's entry (`jfs.cli.run`)
+    systems: list[tuple[str, list[str], dict[str, str]]] = [("new", cli, new_env)]
+    if args.base:
+        systems.insert(0, ("base", cli, dict(os.environ, PYTHONPATH=args.base)))
+    results: dict[tuple[str, str], list[tuple[float, ...]]] = {}
+    mounted: list[Path] = []
+    with redis_server() as server:
+        rpid = server.process.pid
+        jurl, kurl = f"{server.url}/1", f"{server.url}/3"
+        subprocess.run([*systems[-1][1], "load", jurl, str(src)], check=True, env=new_env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([args.juicefs, "load", kurl, str(src)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        subprocess.run([args.juicefs, "config", kurl, "--dir-stats"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        try:
+            mounts: dict[str, tuple[list[str], dict[str, str], Path]] = {}
+            for name, cli, env in systems:
+                mnt = tmp / f"mnt-{name}"
+                mnt.mkdir()
+                subprocess.run([*cli, "mount", jurl, str(mnt), "-d", "--log", str(tmp / f"{name}.log")],
+                               check=True, env=env, stdout=subprocess.DEVNULL, cwd="/")
+                mounted.append(mnt)
+                mounts[name] = (cli, env, mnt)
+            kmnt = tmp / "mnt-juicefs"
+            kmnt.mkdir()
+            subprocess.run([args.juicefs, "mount", kurl, str(kmnt), "-d", "--log", str(tmp / "juicefs.log")],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            mounted.append(kmnt)
+            mounts["juicefs"] = ([args.juicefs], dict(os.environ), kmnt)
+            for cli, env, mnt in mounts.values() if "summary" in ops else ():  # warm-up (JuiceFS fills its
+                run_child([*cli, "summary", str(mnt)], env)  # directory statistics then)
+            for pair in range(args.pairs):
+                order = list(mounts) if pair % 2 == 0 else list(mounts)[::-1]
+                for name in order:
+                    cli, env, mnt = mounts[name]
+                    if "summary" in ops:
+                        servers = fuse_servers(mnt)
+                        m0 = sum(proc_cpu(p) for p in servers)
+                        r0 = proc_cpu(rpid)
+                        sec, cpu = run_child([*cli, "summary", str(mnt)], env)
+                        mcpu = sum(proc_cpu(p) for p in servers) - m0
+                        rcpu = proc_cpu(rpid) - r0
+                        results.setdefault((name, "summary"), []).append((sec, cpu, mcpu, rcpu))
+                        print(f"pair {pair} {name:7} summary: {sec:6.2f} s  CLI CPU {cpu:5.2f}  mount CPU {mcpu:5.2f}"
+                              f"  redis CPU {rcpu:5.2f}", flush=True)
+                    if "fsck" in ops:
+                        url = kurl if name == "juicefs" else jurl
+                        r0 = proc_cpu(rpid)
+                        sec, cpu = run_child([*cli, "fsck", url], env)
+                        rcpu = proc_cpu(rpid) - r0
+                        results.setdefault((name, "fsck"), []).append((sec, cpu, 0.0, rcpu))
+                        print(f"pair {pair} {name:7} fsck:    {sec:6.2f} s  CPU {cpu:5.2f}  redis CPU {rcpu:5.2f}",
+                              flush=True)
+        finally:
+            for mnt in mounted:
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, timeout=60,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+    shutil.rmtree(tmp, ignore_errors=True)  # the dump (≈ 230 MiB at 1M) and the bucket
+    print(f"\nmedians ({entries:,} entries): op | system | wall s | command CPU s | mount CPU s | redis CPU s")
+    for (name, op), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        med = [statistics.median(r[i] for r in runs) for i in range(4)]
+        spread = ", ".join(f"{r[0]:.2f}" for r in runs)
+        print(f"| {op} | {name} | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} |  (wall per run: {spread})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

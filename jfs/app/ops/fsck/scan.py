@@ -1,0 +1,208 @@
+"""The one streaming scan of the inode key space (``A…``) that fills fsck's `Model`.
+
+Contract: `scan(kv, model, progress)` fills `model` with every inode's records, grouped by inode, and adds
+every referenced slice to `model.slices` when that is a `SliceSet`. Read-only; KV errors propagate; the
+records are judged raw (ADR 0004), including records no engine operation would leave.
+
+How it reads: an engine offering `PageReadingKV` (Redis: ZRANGEBYLEX and MGET, half the server CPU of
+the RANGES script) is read a page of `PAGE` pairs at a time with the next page already requested while
+this one is folded in, `SLICE` pairs between two turns of the event loop (Redis serves one page while
+Python works on the other); each value is what its key held
+at some moment, and the scan as a whole is not a snapshot — as with `Tx.scan_iter` in one read
+transaction, which the other engines use. `run_fsck` copes with a live volume (ctime, confirmations).
+
+Per record (docs/adr/0061): the usual attribute record (72 bytes: no ACL, no tier, a known type) gives
+(type, nlink, parent, length, ctime) through one narrow `struct` unpack, written straight into the model's
+columns; any other goes through `Attr.decode` (whose errors propagate, as before). Entries likewise through
+one unpack (`decode_dentry` for an unknown type).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Sequence
+
+from jfs.app.meta.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
+from jfs.app.ops.fsck.model import DIR, Model, _Group
+from jfs.app.progress import ProgressBoard
+from jfs.domain import keys
+from jfs.domain.attrs import Attr, FileType
+from jfs.domain.records import decode_dentry, decode_i64
+from jfs.ports.kv import KV, PageReadingKV, Tx
+
+_I, _D, _C, _P = 0x49, 0x44, 0x43, 0x50
+PAGE = 4096
+"""Pairs per page read through `PageReadingKV`."""
+SLICE = 256
+"""Pairs folded in between two turns of the event loop (the reader needs a few turns per page: a reply,
+its next command)."""
+AHEAD = 2
+"""Pages the reader may hold ahead of the fold."""
+_END: list[tuple[bytes, bytes]] = []
+"""Put by the reader after the last page (compared by identity)."""
+
+_SEEN = struct.Struct(">xH32xqIIQ4xQ")
+"""mode, ctime (s, ns), nlink, length, parent of an attribute record (`Attr.encode`'s layout)."""
+_PLAIN_SIZE = 72
+_DENTRY = struct.Struct(">BQ")
+_TYPES = frozenset(int(t) for t in FileType)
+_NO_CHILDREN = _Group._NO_CHILDREN
+
+
+async def scan(kv: KV, model: Model, progress: ProgressBoard) -> None:
+    """Fill `model` from one streaming scan of ``A…`` (every inode's records, grouped by inode)."""
+    bar = progress.bar("Scanned metadata keys", unit="keys")
+    try:
+        if isinstance(kv, PageReadingKV):
+            fill = _Fill(Model(model.delfiles, model.slices), bar)
+            async for page in _pages(kv):
+                for at in range(0, len(page), SLICE):
+                    fill.feed(page[at:at + SLICE])
+                    await asyncio.sleep(0)  # the next page's commands go out and come back meanwhile
+            result = fill.done()
+        else:
+
+            async def body(tx: Tx) -> Model:
+                fill = _Fill(Model(model.delfiles, model.slices), bar)
+                page: list[tuple[bytes, bytes]] = []
+                async for pair in tx.scan_iter(CHUNK_BEGIN, CHUNK_END):
+                    page.append(pair)
+                    if len(page) >= PAGE:
+                        fill.feed(page)
+                        page = []
+                fill.feed(page)
+                return fill.done()
+
+            result = await kv.read(body)
+    finally:
+        bar.close()
+    model.__dict__.update(result.__dict__)
+
+
+async def _pages(kv: PageReadingKV) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """The pairs of ``A…``, `PAGE` at a time, read by a task of their own up to `AHEAD` pages ahead of
+    the consumer (which turns the event loop every `SLICE` pairs); its error is raised here."""
+    queue: asyncio.Queue[list[tuple[bytes, bytes]] | BaseException] = asyncio.Queue(maxsize=AHEAD)
+
+    async def read() -> None:
+        try:
+            async for page in kv.read_pages(CHUNK_BEGIN, CHUNK_END, PAGE):
+                await queue.put(page)
+            await queue.put(_END)
+        except Exception as exc:  # handed to the consumer
+            await queue.put(exc)
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        while True:
+            page = await queue.get()
+            if isinstance(page, BaseException):
+                raise page
+            if page is _END:
+                return
+            yield page
+    finally:
+        reader.cancel()
+
+
+class _Fill:
+    """Folds pages of ``A…`` pairs into a `Model` (see the module docstring)."""
+
+    def __init__(self, m: Model, bar: object) -> None:
+        self.m = m
+        self.bar = bar
+        self.ino = self.typ = 0
+        """The inode whose records the scan is in, and its type (0: no attributes seen yet)."""
+        self.group: _Group | None = None
+        """Its records other than the attributes, once it has some (most files have none: no object)."""
+        self.n = 0
+
+    def feed(self, page: Sequence[tuple[bytes, bytes]]) -> None:
+        m, group, cur, cur_typ = self.m, self.group, self.ino, self.typ
+        t = m._inodes
+        index, sparse, new = t.row._index, t.row._sparse, t.add_new
+        typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
+        first_typs, first_parents = t.first_typ, t.first_parent
+        slices, delfiles = m.slices, m.delfiles
+        add_entry, from_bytes = m.add_entry, int.from_bytes
+        seen, dentry, types = _SEEN.unpack_from, _DENTRY.unpack_from, _TYPES
+        entries = 0
+        for key, value in page:
+            if len(key) < 10:
+                continue
+            ino = from_bytes(key[1:9], "little")
+            if ino != cur:
+                if group is not None:
+                    group.close(m)
+                    group = None
+                cur, cur_typ = ino, 0
+            kind = key[9]
+            if kind == _I and len(key) == 10:
+                if len(value) == _PLAIN_SIZE and (seen_ := seen(value))[0] >> 12 in types:
+                    mode, c_s, c_n, nlink, length, parent = seen_
+                    typ, ctime = mode >> 12, c_s * 1_000_000_000 + c_n
+                else:
+                    a = Attr.decode(value)
+                    typ, nlink, parent, length, ctime = int(a.typ), a.nlink, a.parent, a.length, a.ctime_ns
+                row = (index[ino] if 0 <= ino < len(index) else sparse.get(ino, -1))
+                if row < 0:
+                    row = new(ino)
+                if not typs[row]:
+                    t.attr_count += 1
+                typs[row], nlinks[row], parents[row], lengths[row], ctimes[row] = typ, nlink, parent, length, ctime
+                cur_typ = typ
+                if group is not None:
+                    group.typ = typ
+                continue
+            if group is None:
+                group = _Group(ino)
+                group.typ = cur_typ
+            if kind == _D and len(key) > 10:
+                if len(value) == 9 and (d := dentry(value))[0] in types:
+                    etyp, child = d
+                else:
+                    ft, child = decode_dentry(value)
+                    etyp = int(ft)
+                row = (index[child] if 0 <= child < len(index) else sparse.get(child, -1))
+                if row < 0:
+                    row = new(child)
+                if not first_typs[row]:  # the first name of `child` (`Model.add_entry`, inline)
+                    first_parents[row], first_typs[row] = ino, etyp
+                    t.first_count += 1
+                else:
+                    add_entry(ino, child, etyp)
+                if group.children is _NO_CHILDREN:
+                    group.fresh()
+                group.children.append(child)
+                entries += 1
+            elif kind == _C and len(key) == 14:
+                group.fresh()
+                group.kinds.add("chunks")
+                group.max_indx = max(group.max_indx, from_bytes(key[10:14], "big"))
+                if slices is not None and ino not in delfiles:
+                    for sid, size, _, _ in chunk_slices(value):
+                        slices.add(sid, size)
+            elif kind == _P and len(key) == 18:
+                group.fresh()
+                group.prefs[keys.ino_from_le(key, 10)] = decode_i64(value)
+            else:
+                group.fresh()
+                group.kinds.add({0x53: "symlink", 0x58: "xattrs"}.get(kind, f"key {chr(kind)!r}"))
+        self.group, self.ino, self.typ = group, cur, cur_typ
+        m.entries += entries
+        before = self.n
+        self.n += len(page)
+        steps = self.n // PROGRESS_STEP - before // PROGRESS_STEP
+        if steps:
+            self.bar.advance(steps * PROGRESS_STEP)  # type: ignore[attr-defined]
+
+    def done(self) -> Model:
+        if self.group is not None:
+            self.group.close(self.m)
+        self.m.keys = self.n
+        self.bar.advance(self.n % PROGRESS_STEP)  # type: ignore[attr-defined]
+        return self.m
+
+
+__all__ = ["DIR", "PAGE", "scan"]
