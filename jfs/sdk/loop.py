@@ -1,6 +1,6 @@
 """The sync SDK's event loop: run by the thread that makes a call, by a background thread in between
-(``JFS_SDK_LOOP=drive``; by default the background thread runs it and every call is handed over, as the
-third point below describes for calls that find the seat taken).
+(the default; with ``JFS_SDK_LOOP=thread`` the background thread runs it and every call is handed over, as
+the third point below describes for calls that find the seat taken).
 
 `ClientLoop.run(coro)` runs a coroutine of the client on its one asyncio loop and returns its result. The loop
 has a *seat* (a plain lock): whoever holds it runs the loop, and never two threads at once.
@@ -44,11 +44,12 @@ T = TypeVar("T")
 
 _EAGER_START = sys.version_info >= (3, 12)
 _LOOPS: weakref.WeakSet[ClientLoop] = weakref.WeakSet()
-_DRIVE = os.environ.get("JFS_SDK_LOOP", "thread") == "drive"
-"""``JFS_SDK_LOOP=drive``: callers drive the loop (ADR 0058). The default (``thread``) keeps the hand-off of
-ADR 0042 — the background thread runs the loop and every call is handed to it — until a quiet run shows the
-driving faster: on the loaded machine where it was measured, one thread that never sleeps was scheduled
-worse than two that wake each other (ADR 0058's measurements)."""
+_DRIVE = os.environ.get("JFS_SDK_LOOP", "drive") != "thread"
+"""Callers drive the loop (ADR 0058), the default since the quiet A/B (8 alternating pairs, the SDK's 4 KiB
+create+write rate +20–30 % in every pair). ``JFS_SDK_LOOP=thread`` keeps the hand-off of ADR 0042 — the
+background thread runs the loop and every call is handed to it —, which a machine with more runnable threads
+than cores may prefer: there one thread that never sleeps was scheduled worse than two that wake each other
+(ADR 0058's measurements under load)."""
 
 
 def _forked() -> None:
@@ -95,7 +96,7 @@ class ClientLoop:
         self.idle = idle
         self.drive = _DRIVE if drive is None else drive
         """False: every call is handed to the background thread, which keeps the loop (the hand-off of ADR
-        0042). None: ``JFS_SDK_LOOP`` decides (``drive``: True; the default: False)."""
+        0042). None: ``JFS_SDK_LOOP`` decides (``thread``: False; otherwise True, the default)."""
         self.loop = asyncio.new_event_loop()
         self._ready: Any = getattr(self.loop, "_ready", None)
         """The loop's queue of ready handles (an asyncio internal; None if this loop has none): where a new

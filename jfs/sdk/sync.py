@@ -1,6 +1,6 @@
 """`Client`: the synchronous SDK. An `AsyncClient` runs on one event loop (`jfs.sdk.loop.ClientLoop`): a
-background thread runs it and every call is handed to it, or (``JFS_SDK_LOOP=drive``) the thread that makes a
-call runs the loop itself when no other thread does and the background thread only while no caller does; so
+thread that makes a call runs the loop itself when no other thread does and the background thread only
+while no caller does (``JFS_SDK_LOOP=thread``: the background thread runs it and every call is handed to it); so
 one `Client` is safe to use from several threads at once. `open()` returns real
 `io` objects (buffered binary, or `io.TextIOWrapper` for text) as the built-in `open()` does.
 

@@ -241,7 +241,7 @@ def test_one_loop_run_by_several_threads_in_turn_keeps_one_inline_connection(tmp
 
 
 def test_without_driving_every_call_runs_on_the_background_thread() -> None:
-    """The default (``drive=False``, no ``JFS_SDK_LOOP=drive``): the hand-off of ADR 0042."""
+    """``drive=False`` (``JFS_SDK_LOOP=thread``): the hand-off of ADR 0042."""
     lp = ClientLoop("jfs-test-thread", drive=False)
     try:
         assert {lp.run(where()) for _ in range(50)} == {"jfs-test-thread"}
