@@ -268,9 +268,10 @@ async def test_disk_cache_tells_its_page_budget_of_each_entry_written(tmp_path: 
     await cache.close()
 
 
-async def test_big_entries_go_around_the_page_cache_small_ones_through_it(tmp_path: Path) -> None:
-    """ADR 0059: an entry of a big block is written with O_DIRECT (its page budget hears nothing of it),
-    a small one through the page cache (told); both read back whole and have the exact entry size."""
+async def test_big_written_entries_go_around_the_page_cache_small_and_read_ones_through_it(tmp_path: Path) -> None:
+    """ADR 0059: an entry of a big block the writer stored (``direct=True``) is written with O_DIRECT (its
+    page budget hears nothing of it); a small one, and a big one filled for a read, through the page cache
+    (told); all read back whole and have the exact entry size."""
     from jfs.adapters.direct_files import DirectWriter
 
     told: list[int] = []
@@ -280,12 +281,14 @@ async def test_big_entries_go_around_the_page_cache_small_ones_through_it(tmp_pa
     await cache.ready()
     big = os.urandom((4 << 20) - 100)  # not a multiple of the alignment, with its trailer neither
     small = os.urandom(1000)
-    kb, ks = block_key(7000, 0, len(big)), block_key(7001, 0, len(small))
-    await cache.put(kb, big)
-    await cache.put(ks, small)
+    kb, ks, kr = block_key(7000, 0, len(big)), block_key(7001, 0, len(small)), block_key(7002, 0, len(big))
+    await cache.put(kb, big, direct=True)
+    await cache.put(ks, small, direct=True)
+    await cache.put(kr, big)  # a read's fill: read again soon, so kept in the page cache
     if not direct.usable:
         pytest.skip("the file system refused O_DIRECT")
-    assert told == [entry_size(len(small))]
+    assert told == [entry_size(len(small)), entry_size(len(big))]
+    assert await cache.get(kr) == big
     assert (tmp_path / UUID / "raw" / kb).stat().st_size == entry_size(len(big))
     assert await cache.get(kb) == big and await cache.get(ks) == small
     assert await cache.get(kb, 4095, 9000) == big[4095:13095]

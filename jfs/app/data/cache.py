@@ -435,8 +435,10 @@ class DiskCache:
 
     # -- updates ---------------------------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes | memoryview) -> None:
-        """Store the whole block `key` (whose length the key names). Failures are logged, not raised."""
+    async def put(self, key: str, data: bytes | memoryview, *, direct: bool = False) -> None:
+        """Store the whole block `key` (whose length the key names). Failures are logged, not raised.
+        `direct`: a block the writer just stored (not one a reader asked for) may be written around the
+        page cache (ADR 0059); a block filled for a read goes through it, since reads of it follow."""
         blen = _blen_of(key)
         if blen is None or blen != len(data):
             raise ValueError(f"block {key!r} does not hold {len(data)} bytes")
@@ -450,7 +452,7 @@ class DiskCache:
         start = time.perf_counter()
         path = self._path(key)
         try:
-            direct = await self._run(self._write, path, data)
+            direct = await self._run(self._write, path, data, direct)
         except OSError as exc:
             log.warning("cache_write_failed", key=key, error=str(exc))
             return
@@ -462,21 +464,22 @@ class DiskCache:
         self._add(key, size)
         await self._evict()
 
-    def put_background(self, key: str, data: bytes | memoryview) -> None:
-        """Cache a block without waiting; skipped when too many writes are already queued."""
+    def put_background(self, key: str, data: bytes | memoryview, *, direct: bool = False) -> None:
+        """Cache a block without waiting; skipped when too many writes are already queued (`direct`: see
+        `put`)."""
         if key in self._index or len(self._pending) >= MAX_PENDING_WRITES:
             return
-        task = asyncio.get_running_loop().create_task(self.put(key, data))
+        task = asyncio.get_running_loop().create_task(self.put(key, data, direct=direct))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _write(self, path: str, data: bytes | memoryview) -> bool:
+    def _write(self, path: str, data: bytes | memoryview, around_pages: bool = False) -> bool:
         """Write the entry for `data` at `path` (through a temp name); True when it was written with
-        ``O_DIRECT`` (entries of `DIRECT_MIN` bytes or more, where the file system allows it: ADR 0059),
-        so no page-cache page holds it."""
+        ``O_DIRECT`` (asked by `around_pages`, entries of `DIRECT_MIN` bytes or more, where the file system
+        allows it: ADR 0059), so no page-cache page holds it."""
         trailer = _trailer(data)
         tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-        direct = self._direct if len(data) >= DIRECT_MIN else None
+        direct = self._direct if around_pages and len(data) >= DIRECT_MIN else None
         try:
             try:
                 done = direct is not None and direct(tmp, [data, trailer])

@@ -333,7 +333,7 @@ class SliceWriter:
         if not full and ctx.mem is not None:  # readers get bytes: a short block handed over as a view is copied
             ctx.mem.put((self.id, index), data if isinstance(data, bytes) else bytes(data))
         if ctx.disk is not None and (ctx.config.cache_full_writes if full else ctx.config.cache_small_writes):
-            ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data)
+            ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data, direct=True)
         if full:
             self._let_go(index, pages)
 
