@@ -143,7 +143,8 @@ class Zstd:
         return dctx
 
     def compress(self, data: Buffer) -> bytes:
-        return self._cctx().compress(data)
+        out: bytes = self._cctx().compress(data)
+        return out
 
     def compress_scratch(self, data: Buffer) -> Buffer:
         return self.compress(data)
