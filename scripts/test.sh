@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 
 t0=$SECONDS
-jfs_apt_ensure fuse3 redis-server etcd-server curl openssl cadaver davfs2 rclone
+jfs_apt_ensure fuse3 redis-server etcd-server etcd-client curl openssl cadaver davfs2 rclone
 jfs_venv_ensure dev
 jfs_say "environment ready in $((SECONDS - t0))s ($("$JFS_VENV/bin/python" -V 2>&1), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'))"
 

@@ -15,7 +15,7 @@ import jfs.cli.main as cli
 from jfs.adapters.kv.registry import BadMetaURL
 from jfs.app.errors import ActiveSessions, JfsError, MdtestError, OpsError, RestoreError, VolumeError
 from jfs.app.meta.engine import VolumeNotFormatted
-from jfs.cli import errors
+from jfs.cli import errors, messages
 from jfs.cli.progress import RichBoard
 from jfs.domain.dumpfmt import DumpFormatError
 from jfs.domain.errors import FSError
@@ -25,7 +25,9 @@ from jfs.ports.objects import ObjectStoreUnavailable
 
 @pytest.fixture(autouse=True)
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(errors, "state", errors.State())
+    fresh = errors.State()  # the one state, which `errors` re-exports from `messages`
+    monkeypatch.setattr(errors, "state", fresh)
+    monkeypatch.setattr(messages, "state", fresh)
 
 
 def reported(exc: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
