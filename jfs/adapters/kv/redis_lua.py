@@ -54,7 +54,30 @@ from __future__ import annotations
 
 EMPTY_DIGEST = b"da39a3ee5e6b4b0d3255bfef95601890afd80709"  # sha1 of nothing
 
-_LIB = r"""
+_SCAN_VALUES = r"""
+-- MGET of the data keys of `keys` as one array (false where one is missing: the caller reports it)
+local function scan_values(keys)
+  local n = #keys
+  if n == 0 then return {} end
+  if n <= 4000 then
+    local dks = {}
+    for x = 1, n do dks[x] = 'k' .. keys[x] end
+    return redis.call('MGET', unpack(dks))
+  end
+  local vals = {}
+  for a = 1, n, 4000 do
+    local e = math.min(a + 3999, n)
+    local dks = {}
+    for x = a, e do dks[x - a + 1] = 'k' .. keys[x] end
+    local vs = redis.call('MGET', unpack(dks))
+    for x = 1, e - a + 1 do vals[a + x - 1] = vs[x] end
+  end
+  return vals
+end
+"""
+"""Lua: the data values of a scan's keys, 4,000 per MGET (shared by `_LIB` and `SCAN`)."""
+
+_LIB = _SCAN_VALUES + r"""
 local EMPTY = 'da39a3ee5e6b4b0d3255bfef95601890afd80709'
 
 -- redis.call(cmd, [head,] ARGV[a..b]) in chunks that unpack() can handle; returns the concatenated replies
@@ -109,25 +132,6 @@ local function range_values(keys)
   return vals
 end
 
--- MGET of the data keys of `keys` as one array (false where one is missing: the caller reports it)
-local function scan_values(keys)
-  local n = #keys
-  if n == 0 then return {} end
-  if n <= 4000 then
-    local dks = {}
-    for x = 1, n do dks[x] = 'k' .. keys[x] end
-    return redis.call('MGET', unpack(dks))
-  end
-  local vals = {}
-  for a = 1, n, 4000 do
-    local e = math.min(a + 3999, n)
-    local dks = {}
-    for x = a, e do dks[x - a + 1] = 'k' .. keys[x] end
-    local vs = redis.call('MGET', unpack(dks))
-    for x = 1, e - a + 1 do vals[a + x - 1] = vs[x] end
-  end
-  return vals
-end
 
 local function digest(keys, vals)
   if #keys == 0 then return EMPTY end
@@ -306,7 +310,7 @@ end
 return vals
 """
 
-SCAN = r"""
+SCAN = _SCAN_VALUES + r"""
 local keys
 local limit = tonumber(ARGV[3])
 if limit > 0 then
@@ -316,18 +320,5 @@ else
 end
 local n = #keys
 if ARGV[4] == '1' or n == 0 then return {keys} end
-if n <= 4000 then
-  local dks = {}
-  for x = 1, n do dks[x] = 'k' .. keys[x] end
-  return {keys, redis.call('MGET', unpack(dks))}
-end
-local vals = {}
-for a = 1, n, 4000 do
-  local e = math.min(a + 3999, n)
-  local dks = {}
-  for x = a, e do dks[x - a + 1] = 'k' .. keys[x] end
-  local vs = redis.call('MGET', unpack(dks))
-  for x = 1, e - a + 1 do vals[a + x - 1] = vs[x] end
-end
-return {keys, vals}
+return {keys, scan_values(keys)}
 """
