@@ -82,13 +82,17 @@ def _columns(joined: bytes, types: bytes, n: int, top: int) -> Tally:
 
 
 def _one_by_one(records: Sequence[bytes | None], top: int) -> Tally:
+    return tally_attrs([None if raw is None else Attr.decode(raw) for raw in records], top)
+
+
+def tally_attrs(attrs: Sequence[Attr | None], top: int) -> Tally:
+    """`tally` of decoded attributes (None: an entry left out, counted nowhere)."""
     files = length = 0
     dirs: list[int] = []
-    units = [0] * len(records)
-    for i, raw in enumerate(records):
-        if raw is None:
+    units = [0] * len(attrs)
+    for i, a in enumerate(attrs):
+        if a is None:
             continue
-        a = Attr.decode(raw)
         if a.typ is FileType.DIRECTORY:
             dirs.append(i)
             continue

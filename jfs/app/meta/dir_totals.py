@@ -21,10 +21,10 @@ from jfs.app.meta.context import Ctx
 from jfs.app.meta.readdir import Entry, readdir_page
 from jfs.app.meta.rules import check_perm
 from jfs.domain import keys
-from jfs.domain.attrs import Attr, FileType, align4k
+from jfs.domain.attrs import Attr
 from jfs.domain.permissions import MAY_READ
 from jfs.domain.records import decode_dentry
-from jfs.domain.tally import biggest, tally
+from jfs.domain.tally import tally, tally_attrs
 from jfs.ports.kv import RangeFollowingKV
 
 if TYPE_CHECKING:
@@ -82,19 +82,7 @@ async def totals_page(m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: in
 async def _listed(m: Meta, ctx: Ctx, ino: int, after: bytes, limit: int, top: int) -> TotalsPage:
     """`totals_page` through `readdir_page` (engines without `RangeFollowingKV`)."""
     entries, cursor = await readdir_page(m, ctx, ino, after, limit, plus=True)
-    files = length = space = 0
-    dirs: list[Entry] = []
-    units = [0] * len(entries)
-    for i, e in enumerate(entries):
-        a = e.attr
-        assert a is not None
-        if a.typ is FileType.DIRECTORY:
-            dirs.append(e)
-            continue
-        files += 1
-        size = a.length if a.typ is FileType.REGULAR else 0
-        length += size
-        units[i] = align4k(size) >> 12
-    space = sum(units) << 12
-    return TotalsPage(files, length, space, dirs, [entries[i] for i in biggest(units, files, top)],
+    assert all(e.attr is not None for e in entries)  # plus=True: every entry carries its attributes
+    t = tally_attrs([e.attr for e in entries], top)
+    return TotalsPage(t.files, t.length, t.space, [entries[i] for i in t.dirs], [entries[i] for i in t.top],
                       cursor)
