@@ -1,7 +1,7 @@
 """jfs next to JuiceFS side by side: the entry point of the `bench/comparison` package (see its docstring).
 
 Usage:  .venv/bin/python bench/compare.py [--quick] [--backends sqlite-file,redis-file,sqlite-s3]
-        [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep]
+        [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep] [--rounds N [--rounds-long M]]
         [--scale FILES]   (also bench/scale.py at FILES files on sqlite-file / redis-file)
 
 The package holds the harness (subprocesses, mounts, RSS), the workloads, the backends and the report.

@@ -1,7 +1,7 @@
 """jfs next to JuiceFS: the same workloads on both, on the same machine, engine and storage, in one run.
 
 Usage:  .venv/bin/python bench/compare.py [--quick] [--backends sqlite-file,redis-file,sqlite-s3]
-        [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep]
+        [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep] [--rounds N [--rounds-long M]]
         [--jfs-mount-args='--no-enable-xattr'] [--juicefs-mount-args='--enable-xattr']
 
 Needs root (mounts, ``/proc/sys/vm/drop_caches``), /dev/fuse, ``fio``, ``redis-server`` (redis backend),
@@ -17,7 +17,10 @@ Backends (each system gets its own metadata DB / Redis DB / bucket on the same s
 * ``sqlite-s3``: SQLite + a throwaway SeaweedFS S3 server (``jfs.testing.seaweed``), one bucket each.
 
 For every backend, jfs then JuiceFS is formatted (``--trash-days 0``), mounted with default options (a
-disk cache under the work directory) and driven through the same workloads:
+disk cache under the work directory) and driven through the same workloads. With ``--rounds N`` this is
+done N times on fresh volumes, the system that runs first alternating per round; rows combine the rounds
+(median, RSS maximum, CPU summed: `comparison.rounds`) and show the lowest and highest per-round ratio;
+``--rounds-long M`` runs the long parts (big files, fio sequential) in the first M rounds only.
 
 1. ``juicefs bench MNT`` (POSIX I/O only, so it runs unchanged on a jfs mount): big files written then read
    in 1 MiB blocks by ``-p`` threads, small files written then read, stat of the small files (big and small

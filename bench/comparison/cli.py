@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import __doc__ as PACKAGE_DOC
 from .backends import BACKENDS, run_backend
-from .harness import DEFAULT, LIVE_MOUNTS, QUICK, REPO, T0, Result, items_of, progress, unmount_all
+from .harness import DEFAULT, LIVE_MOUNTS, QUICK, REPO, T0, Round, items_of, progress, unmount_all
 from .report import NOTES_MARKER, report
 
 
@@ -72,7 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=0, metavar="FILES",
                         help="also run bench/scale.py with FILES files on the sqlite-file and redis-file backends "
                              "chosen (e.g. 1000000; 0: skip, the default)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="run each backend's workloads N times, which system runs first alternating per round; "
+                             "rows report the median (RSS: maximum; CPU: summed counters) and the lowest and "
+                             "highest per-round ratio (default: 1)")
+    parser.add_argument("--rounds-long", type=int, metavar="M",
+                        help="run the long rows (juicefs bench big files, fio sequential) in the first M rounds "
+                             "only (1 <= M <= N; default: N)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.rounds_long is None:
+        args.rounds_long = args.rounds
+    if not 1 <= args.rounds_long <= args.rounds:
+        parser.error("--rounds-long must be between 1 and --rounds")
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown or not args.backends:
@@ -80,9 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def has_errors(all_results: dict[str, dict[str, dict[str, Result]]]) -> bool:
-    return any(isinstance(v, str) for by_system in all_results.values() for r in by_system.values()
-               for v in r.values())
+def has_errors(all_results: dict[str, list[Round]]) -> bool:
+    return any(isinstance(v, str) for rounds in all_results.values() for by_system in rounds
+               for r in by_system.values() for v in r.values())
 
 
 def tidy_workdir(workdir: Path, *, keep: bool, keep_logs: bool) -> None:
@@ -144,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     atexit.register(unmount_all)
-    progress(f"work directory {workdir}; backends {', '.join(args.backends)}; {'quick' if args.quick else 'full'} run")
-    all_results: dict[str, dict[str, dict[str, Result]]] = {}
+    progress(f"work directory {workdir}; backends {', '.join(args.backends)}; {'quick' if args.quick else 'full'} run"
+             + (f"; {args.rounds} rounds ({args.rounds_long} with the long rows)" if args.rounds > 1 else ""))
+    all_results: dict[str, list[Round]] = {}
     scale_texts: list[str] = []
     interrupted = False
     try:
         for backend in args.backends:
-            run_backend(backend, workdir, params, binaries, mount_args, items, all_results.setdefault(backend, {}))
+            run_backend(backend, workdir, params, binaries, mount_args, items, all_results.setdefault(backend, []),
+                        count=args.rounds, count_long=args.rounds_long, keep=args.keep)
         scale_texts = run_scale(args.scale, args.backends, workdir, binaries["JuiceFS"]) if args.scale else []
     except KeyboardInterrupt:
         interrupted = True
@@ -161,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         tidy_workdir(workdir, keep=args.keep, keep_logs=interrupted or has_errors(all_results))
         signal.signal(signal.SIGINT, signal.default_int_handler)
     text = report(all_results, items, params, binaries, mount_args, args.backends, args.quick,
-                  time.monotonic() - T0)
+                  time.monotonic() - T0, rounds=args.rounds, rounds_long=args.rounds_long)
     if scale_texts:
         text += "\n## Scale: does the cost of an operation grow with the volume? (`bench/scale.py`)\n\n"
         text += "\n\n".join(scale_texts) + "\n"

@@ -74,16 +74,26 @@ QUICK = Params(threads=2, big_file_mib=32, small_file_count=20, md_procs=2, md_i
 
 @dataclass(frozen=True)
 class Item:
+    """One row of a table.
+
+    `kind` says how rounds combine (see `comparison.rounds`): ``"median"`` of each system's values,
+    ``"max"`` (RSS), ``"cpu"`` (CPU seconds summed over rounds / work summed over rounds). `long`: a row of
+    the long workload parts (big files, fio sequential, the RSS peaks over them), measured in the first
+    ``--rounds-long`` rounds only.
+    """
+
     key: str
     label: str
     higher_is_better: bool = True
+    kind: str = "median"
+    long: bool = False
 
 
 def items_of(p: Params) -> list[Item]:
     """The rows of each table, in order; the key prefix (before the dot) names the workload."""
     return [
-        Item("bench.big_write", "juicefs bench: big file write (MiB/s)"),
-        Item("bench.big_read", "juicefs bench: big file read (MiB/s)"),
+        Item("bench.big_write", "juicefs bench: big file write (MiB/s)", long=True),
+        Item("bench.big_read", "juicefs bench: big file read (MiB/s)", long=True),
         Item("bench.small_write", "juicefs bench: small file write (files/s)"),
         Item("bench.small_read", "juicefs bench: small file read (files/s)"),
         Item("bench.stat", "juicefs bench: stat (files/s)"),
@@ -93,32 +103,42 @@ def items_of(p: Params) -> list[Item]:
         Item("md.rename", "mdtest: rename (ops/s)"),
         Item("md.unlink", "mdtest: unlink (ops/s)"),
         Item("md.rmdir", "mdtest: rmdir (ops/s)"),
-        Item("fio.seq_write_1", "fio: seq write 1 MiB, 1 job (MiB/s)"),
-        Item("fio.seq_read_1", "fio: seq read 1 MiB, 1 job (MiB/s)"),
-        Item("fio.seq_write_4", "fio: seq write 1 MiB, 4 jobs (MiB/s)"),
-        Item("fio.seq_read_4", "fio: seq read 1 MiB, 4 jobs (MiB/s)"),
+        Item("fio.seq_write_1", "fio: seq write 1 MiB, 1 job (MiB/s)", long=True),
+        Item("fio.seq_read_1", "fio: seq read 1 MiB, 1 job (MiB/s)", long=True),
+        Item("fio.seq_write_4", "fio: seq write 1 MiB, 4 jobs (MiB/s)", long=True),
+        Item("fio.seq_read_4", "fio: seq read 1 MiB, 4 jobs (MiB/s)", long=True),
         Item("fio.rand_write", "fio: random write 4 KiB, 1 job (IOPS)"),
         Item("fio.rand_read", "fio: random read 4 KiB, 1 job (IOPS)"),
         Item("ls.create", f"create {p.ls_entries} files in one directory (files/s)"),
         Item("ls.cold", f"`ls -l` of {p.ls_entries} entries, cold (s)", higher_is_better=False),
         Item("ls.warm", f"`ls -l` of {p.ls_entries} entries, warm (s)", higher_is_better=False),
-        Item("rss.idle", "RSS after mount (MiB)", higher_is_better=False),
-        Item("rss.bench", "peak RSS during juicefs bench (MiB)", higher_is_better=False),
-        Item("rss.peak", "peak RSS over all workloads (MiB)", higher_is_better=False),
-        Item("bench.cpu_big", "CPU s per GiB: juicefs bench big files, write + read", higher_is_better=False),
-        Item("fio.cpu_seq", "CPU s per GiB: fio seq 1 MiB, 1 + 4 jobs, write + read", higher_is_better=False),
+        Item("rss.idle", "RSS after mount (MiB)", higher_is_better=False, kind="max"),
+        Item("rss.bench", "peak RSS during juicefs bench (MiB)", higher_is_better=False, kind="max", long=True),
+        Item("rss.peak", "peak RSS over all workloads (MiB)", higher_is_better=False, kind="max", long=True),
+        Item("bench.cpu_big", "CPU s per GiB: juicefs bench big files, write + read", higher_is_better=False,
+             kind="cpu", long=True),
+        Item("fio.cpu_seq", "CPU s per GiB: fio seq 1 MiB, 1 + 4 jobs, write + read", higher_is_better=False,
+             kind="cpu", long=True),
         Item("bench.cpu_small", "CPU s per 10k ops: juicefs bench small files, write + read + stat",
-             higher_is_better=False),
-        Item("md.cpu", "CPU s per 10k ops: mdtest, all six phases", higher_is_better=False),
+             higher_is_better=False, kind="cpu"),
+        Item("md.cpu", "CPU s per 10k ops: mdtest, all six phases", higher_is_better=False, kind="cpu"),
         Item("ls.cpu_create", f"CPU s per 10k ops: create {p.ls_entries} files in one directory",
-             higher_is_better=False),
+             higher_is_better=False, kind="cpu"),
         Item("ls.cpu_list", f"CPU s per 10k entries: `ls -l` of {p.ls_entries}, cold + warm",
-             higher_is_better=False),
+             higher_is_better=False, kind="cpu"),
     ]
 
 
 Result = float | str
 """A measured value, or ``"error: ..."``."""
+
+Round = dict[str, dict[str, Result]]
+"""One round of one backend: {system: {item key: result}}."""
+
+CPU_SECONDS = ":cpu_s"
+CPU_WORK = ":cpu_work"
+"""Suffixes of the extra result keys holding a CPU row's raw counters: ``KEY:cpu_s`` the CPU seconds used,
+``KEY:cpu_work`` what they are divided by (GiB, 10k operations), so that rounds can sum both."""
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from .backends import BACKENDS
-from .harness import REPO, SYSTEMS, Item, Params, Result, StepError, run
+from .harness import REPO, SYSTEMS, Item, Params, Result, Round, StepError, run
+from .rounds import Row, combine
 from .workloads import short
 
 
@@ -71,6 +72,7 @@ def versions(binaries: dict[str, str], backends: list[str]) -> str:
 
 
 def _fmt(value: Result) -> str:
+    """A cell: three significant digits at least (0.0414, 1.29, 12.9, 129, 1,290), errors shortened."""
     if isinstance(value, str):
         return short(value)
     if value >= 1000:
@@ -79,32 +81,57 @@ def _fmt(value: Result) -> str:
         return f"{value:.0f}"
     if value >= 10:
         return f"{value:.1f}"
-    return f"{value:.2f}"
+    if value >= 1 or value == 0:
+        return f"{value:.2f}"
+    return f"{value:#.3g}"  # below 1: 0.0414 and 0.0321 must not both print as 0.04
 
 
-def _ratio(a: Result, b: Result) -> str:
-    if isinstance(a, str) or isinstance(b, str) or b <= 0:
+def _ratio(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}"
+
+
+def _spread(row: Row, rounds: int) -> str:
+    if row.spread is None:
         return "–"
-    return f"{a / b:.2f}"
+    low, high = row.spread
+    return f"{low:.2f}–{high:.2f}" + (f" ({row.pairs} of {rounds})" if row.pairs != rounds else "")
 
 
-def backend_table(results: dict[str, dict[str, Result]], items: list[Item]) -> list[str]:
-    """A markdown table, then notes: the full text of each error, other mount processes' RSS."""
-    lines = ["| item | jfs | JuiceFS | jfs/JuiceFS |", "|---|--:|--:|--:|"]
+def _rounds_text(numbers: list[int], rounds: int) -> str:
+    if rounds == 1:
+        return ""
+    return f" in round{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
+
+
+def backend_table(rounds: list[Round], items: list[Item]) -> list[str]:
+    """A markdown table over `rounds` (see `comparison.rounds`), then notes: the full text of each error (with
+    its rounds when more than one ran), other mount processes' RSS. One round: today's four columns; more: a
+    fifth with the lowest and highest per-round ratio."""
+    n = len(rounds)
+    header = "| item | jfs | JuiceFS | jfs/JuiceFS |"
+    rule = "|---|--:|--:|--:|"
+    if n > 1:
+        header += " per round: lowest–highest jfs/JuiceFS |"
+        rule += "--:|"
+    lines = [header, rule]
     errors: dict[tuple[str, str], list[str]] = {}
     for item in items:
         mark = "↑" if item.higher_is_better else "↓"
-        a = results.get("jfs", {}).get(item.key, "not run")
-        b = results.get("JuiceFS", {}).get(item.key, "not run")
-        lines.append(f"| {item.label} {mark} | {_fmt(a)} | {_fmt(b)} | {_ratio(a, b)} |")
-        for system, value in (("jfs", a), ("JuiceFS", b)):
-            if isinstance(value, str):
-                errors.setdefault((system, value), []).append(item.label)
-    notes = [f"- {system}: {value} ({', '.join(labels)})" for (system, value), labels in errors.items()]
+        row = combine(rounds, item)
+        a, b = row.values["jfs"], row.values["JuiceFS"]
+        line = f"| {item.label} {mark} | {_fmt(a)} | {_fmt(b)} | {_ratio(row.ratio)} |"
+        if n > 1:
+            line += f" {_spread(row, n)} |"
+        lines.append(line)
+        for system, failed in row.errors.items():
+            for message, numbers in failed.items():
+                errors.setdefault((system, message), []).append(item.label + _rounds_text(numbers, n))
+    sep = "; " if n > 1 else ", "
+    notes = [f"- {system}: {value} ({sep.join(labels)})" for (system, value), labels in errors.items()]
     for system in SYSTEMS:
-        other = results.get(system, {}).get("rss.other")
-        if isinstance(other, float):
-            notes.append(f"- {system}: its other mount process(es) (supervisor) had an RSS of {other:.0f} MiB "
+        others = [v for rnd in rounds if isinstance(v := rnd.get(system, {}).get("rss.other"), float)]
+        if others:
+            notes.append(f"- {system}: its other mount process(es) (supervisor) had an RSS of {max(others):.0f} MiB "
                          "after mount, not counted above.")
     if notes:
         lines += ["", *notes]
@@ -114,9 +141,25 @@ def backend_table(results: dict[str, dict[str, Result]], items: list[Item]) -> l
 NOTES_MARKER = "<!-- hand-written notes below: kept by compare.py across runs -->"
 
 
-def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Item], params: Params,
+def rounds_note(rounds: int, rounds_long: int) -> str:
+    """The header line saying how rounds were run and combined ("" for one round)."""
+    if rounds <= 1:
+        return ""
+    long_rows = ("juicefs bench big-file rows, fio sequential rows, their CPU rows and the two peak-RSS rows "
+                 f"ran in the first {rounds_long} round{'s' if rounds_long > 1 else ''} only (in the others "
+                 "fio's random read still reads a 1-job sequential file written and read unmeasured first); "
+                 if rounds_long < rounds else "")
+    return (f"- Rounds: {rounds} per backend; each formats and mounts both systems afresh and runs them back to "
+            "back, the first system alternating (round 1: jfs); " + long_rows +
+            "the jfs and JuiceFS cells are each system's median over the rounds, the ratio the median of the "
+            "per-round ratios, the last column the lowest and highest per-round ratio (\"(k of N)\": rounds where "
+            "both measured it). RSS rows: the maximum over rounds (ratio of the maxima); CPU rows: CPU seconds "
+            "summed over the rounds divided by the work summed over them (ratio of those).")
+
+
+def report(all_results: dict[str, list[Round]], items: list[Item], params: Params,
            binaries: dict[str, str], mount_args: dict[str, list[str]], backends: list[str], quick: bool,
-           seconds: float) -> str:
+           seconds: float, rounds: int = 1, rounds_long: int | None = None) -> str:
     python = sys.executable
     with contextlib.suppress(ValueError):
         python = str(Path(sys.executable).relative_to(REPO))
@@ -137,8 +180,10 @@ def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Ite
         "- Both systems: formatted with `--trash-days 0`, mounted with `-d --cache-dir DIR` (JuiceFS also "
         "`--no-usage-report --log FILE`), otherwise default options"
         + "".join(f"; extra {s} mount options: `{shlex.join(a)}`" for s, a in mount_args.items() if a)
-        + "; each has its own metadata DB / Redis DB / bucket on the same server; jfs runs first.",
-        "- ↑ higher is better, ↓ lower is better; the last column is jfs / JuiceFS. RSS is that of the "
+        + "; each has its own metadata DB / Redis DB / bucket on the same server; "
+        + ("jfs runs first." if rounds <= 1 else "the system that runs first alternates per round."),
+        "- ↑ higher is better, ↓ lower is better; the " + ("last" if rounds <= 1 else "fourth")
+        + " column is jfs / JuiceFS. RSS is that of the "
         "process serving the mount (for JuiceFS its worker, not the supervisor parent). Other processes "
         "on the machine may add noise: compare figures from the same run only.",
         "- CPU rows: user + system CPU seconds (`/proc/PID/stat` utime + stime) of the process(es) serving "
@@ -151,9 +196,11 @@ def report(all_results: dict[str, dict[str, dict[str, Result]]], items: list[Ite
         "(per 10k operations, the cache drop before stat included), the creation of the `ls` directory's "
         "files (per 10k files) and `ls -l` cold + warm after the remount (per 10k entries listed).",
     ]
+    if rounds > 1:
+        out.insert(out.index(f"- Workloads: {params.describe()}") + 1, rounds_note(rounds, rounds_long or rounds))
     for backend in backends:
         out += ["", f"## {BACKENDS[backend]} (`{backend}`)", ""]
-        out += backend_table(all_results.get(backend, {}), items)
+        out += backend_table(all_results.get(backend) or [{}], items)
     return "\n".join(out) + "\n"
 
 

@@ -21,6 +21,8 @@ from typing import Any
 from jfs.testing.mounts import is_mounted
 
 from .harness import (
+    CPU_SECONDS,
+    CPU_WORK,
     Item,
     MiB,
     Mount,
@@ -51,6 +53,8 @@ class Context:
     sampler: RssSampler
     label: str
     results: dict[str, Result] = field(default_factory=dict)
+    full: bool = True
+    """Run the long parts (big files, fio sequential) too; False in rounds after ``--rounds-long``."""
 
     def step(self, message: str) -> None:
         progress(f"{self.label}: {message}")
@@ -70,8 +74,12 @@ class Context:
             if pid not in servers and Path(f"/proc/{pid}").exists():
                 servers[pid] = -1
         used = cpu_between(start, cpu_sample(servers))
-        self.results[key] = (round(used / per, 4) if used is not None
-                             else "error: the mount process was replaced and its CPU could not be accounted")
+        if used is None:
+            self.results[key] = "error: the mount process was replaced and its CPU could not be accounted"
+            return
+        self.results[key] = used / per
+        self.results[key + CPU_SECONDS] = used  # the raw counters, for rounds to sum
+        self.results[key + CPU_WORK] = per
 
     def _servers(self) -> dict[int, int]:
         """The mount's processes now; the mount (and so the RSS sampler) follows a replaced worker."""
@@ -88,6 +96,9 @@ _BENCH_ROWS = {
     "Read small file": "bench.small_read",
     "Stat file": "bench.stat",
 }
+
+
+_BIG_ROWS = ("Write big file", "Read big file")
 
 
 def parse_juicefs_bench(output: str) -> dict[str, float]:
@@ -107,6 +118,7 @@ def workload_bench(ctx: Context) -> None:
 
     Run twice, big files only then small files only (the same phases in the same order as one run), so that
     the CPU of each part is measured on its own: per GiB written + read, per small-file write/read/stat.
+    Without `ctx.full`, only the small files (and no RSS peak: it would not cover the big files).
     """
     p = ctx.params
     ctx.step(f"juicefs bench -p {p.threads} (big files {p.big_file_mib} MiB, {p.small_file_count} small files)")
@@ -117,18 +129,19 @@ def workload_bench(ctx: Context) -> None:
     small_ops = 3 * p.threads * p.small_file_count  # each small file written, read and stat'ed
     outs = []
     try:
-        with ctx.cpu("bench.cpu_big", big_gib):
-            outs.append(run([*common, "--big-file-size", f"{p.big_file_mib}M", "--small-file-count", "0"],
-                            timeout=p.step_timeout))
+        if ctx.full:
+            with ctx.cpu("bench.cpu_big", big_gib):
+                outs.append(run([*common, "--big-file-size", f"{p.big_file_mib}M", "--small-file-count", "0"],
+                                timeout=p.step_timeout))
         with ctx.cpu("bench.cpu_small", small_ops / TEN_K):
             outs.append(run([*common, "--big-file-size", "0", "--small-file-count", str(p.small_file_count)],
                             timeout=p.step_timeout))
     finally:
         ctx.sampler.sample()
-        if ctx.sampler.window_peak:
+        if ctx.sampler.window_peak and ctx.full:
             ctx.results["rss.bench"] = round(ctx.sampler.window_peak, 1)
     values = {k: v for out in outs for k, v in parse_juicefs_bench(out).items()}
-    if len(values) != len(_BENCH_ROWS):
+    if len(values) != len(_BENCH_ROWS) - (0 if ctx.full else len(_BIG_ROWS)):
         raise StepError(f"unexpected juicefs bench output: {tail(outs[-1], 4)}")
     ctx.results.update(values)
 
@@ -243,24 +256,39 @@ def fio(ctx: Context, name: str, rw: str, bs: str, size_mib: int, jobs: int = 1,
 
 
 def workload_fio(ctx: Context) -> None:
-    """fio sequential 1 MiB (1 and 4 jobs) and random 4 KiB (1 job, time based)."""
+    """fio sequential 1 MiB (1 and 4 jobs) and random 4 KiB (1 job, time based).
+
+    Without `ctx.full` the sequential part is not measured: only the 1-job file the random read reads is
+    written and read (in the same way, so that the random read finds the same state).
+    """
     p = ctx.params
-    moved = sum(2 * jobs * (p.fio_seq_mib // jobs) for jobs in (1, 4)) * MiB / GiB  # written + read
-    with ctx.cpu("fio.cpu_seq", moved):
-        for jobs in (1, 4):
-            size = p.fio_seq_mib // jobs
-            ctx.step(f"fio seq write {jobs} job(s) x {size} MiB")
-            stats = fio(ctx, f"seq{jobs}", "write", "1M", size, jobs)
-            ctx.results[f"fio.seq_write_{jobs}"] = stats["bw_bytes"] / MiB
-            ctx.step(f"fio seq read {jobs} job(s) x {size} MiB")
-            drop_caches()
-            stats = fio(ctx, f"seq{jobs}", "read", "1M", size, jobs)
-            ctx.results[f"fio.seq_read_{jobs}"] = stats["bw_bytes"] / MiB
+    if ctx.full:
+        moved = sum(2 * jobs * (p.fio_seq_mib // jobs) for jobs in (1, 4)) * MiB / GiB  # written + read
+        with ctx.cpu("fio.cpu_seq", moved):
+            for jobs in (1, 4):
+                _fio_sequential(ctx, jobs)
+    else:
+        ctx.step("unmeasured: the random read's file")
+        _fio_sequential(ctx, 1, measured=False)
     ctx.step(f"fio random write 4 KiB, {p.fio_runtime} s")
     ctx.results["fio.rand_write"] = fio(ctx, "rand", "randwrite", "4k", p.fio_rand_mib, runtime=p.fio_runtime)["iops"]
     ctx.step(f"fio random read 4 KiB, {p.fio_runtime} s")
     drop_caches()
     ctx.results["fio.rand_read"] = fio(ctx, "seq1", "randread", "4k", p.fio_seq_mib, runtime=p.fio_runtime)["iops"]
+
+
+def _fio_sequential(ctx: Context, jobs: int, *, measured: bool = True) -> None:
+    """Write then (after dropping the caches) read ``jobs`` files of 1/jobs of the sequential size each."""
+    size = ctx.params.fio_seq_mib // jobs
+    ctx.step(f"fio seq write {jobs} job(s) x {size} MiB")
+    stats = fio(ctx, f"seq{jobs}", "write", "1M", size, jobs)
+    if measured:
+        ctx.results[f"fio.seq_write_{jobs}"] = stats["bw_bytes"] / MiB
+    ctx.step(f"fio seq read {jobs} job(s) x {size} MiB")
+    drop_caches()
+    stats = fio(ctx, f"seq{jobs}", "read", "1M", size, jobs)
+    if measured:
+        ctx.results[f"fio.seq_read_{jobs}"] = stats["bw_bytes"] / MiB
 
 
 def _timed_ls(ctx: Context, directory: Path) -> float:
@@ -308,8 +336,11 @@ def short(message: str, limit: int = 60) -> str:
 
 
 def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: list[Item],
-               results: dict[str, Result]) -> None:
-    """Format, mount, run every workload, unmount; fills `results` {item key: value or error} as it goes."""
+               results: dict[str, Result], *, full: bool = True) -> None:
+    """Format, mount, run every workload, unmount; fills `results` {item key: value or error} as it goes.
+
+    Without `full`, the long parts are left out and their items (`Item.long`) stay absent from `results`.
+    """
     errors: dict[str, str] = {}
     progress(f"{label}: format and mount")
     try:
@@ -318,7 +349,7 @@ def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: li
     except (StepError, OSError) as exc:
         progress(f"{label}: {exc}")
         mount.unmount()
-        results.update({item.key: f"error: {exc}" for item in items})
+        results.update({item.key: f"error: {exc}" for item in items if full or not item.long})
         return
     try:
         pid = mount.pid
@@ -329,7 +360,7 @@ def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: li
         if others:
             results["rss.other"] = sum(v for v in others if v is not None)
         with RssSampler(mount) as sampler:
-            ctx = Context(mount, params, juicefs, sampler, label, results)
+            ctx = Context(mount, params, juicefs, sampler, label, results, full)
             for name, workload in WORKLOADS:
                 try:
                     if not is_mounted(mount.mnt):
@@ -340,12 +371,13 @@ def run_system(mount: Mount, params: Params, juicefs: str, label: str, items: li
                     errors[name] = message
                     progress(f"{label}: {name} failed: {message}")
             sampler.sample()
-            results["rss.peak"] = sampler.overall_peak or "error: no sample"
+            if full:
+                results["rss.peak"] = sampler.overall_peak or "error: no sample"
     finally:
         progress(f"{label}: unmount")
         mount.unmount()
     for item in items:
-        if item.key not in results:
+        if item.key not in results and (full or not item.long):
             workload_error = errors.get(item.key.split(".")[0], "not measured")
             results[item.key] = f"error: {workload_error}"
 
