@@ -121,7 +121,8 @@ def workload_bench(ctx: Context) -> None:
     Without `ctx.full`, only the small files (and no RSS peak: it would not cover the big files).
     """
     p = ctx.params
-    ctx.step(f"juicefs bench -p {p.threads} (big files {p.big_file_mib} MiB, {p.small_file_count} small files)")
+    big = f"big files {p.big_file_mib} MiB, " if ctx.full else "no big files, "
+    ctx.step(f"juicefs bench -p {p.threads} ({big}{p.small_file_count} small files)")
     ctx.sampler.reset_window()
     common = [ctx.juicefs, "bench", str(ctx.mount.mnt), "-p", str(p.threads), "--small-file-size",
               f"{p.small_file_kib}K"]
@@ -268,7 +269,7 @@ def workload_fio(ctx: Context) -> None:
             for jobs in (1, 4):
                 _fio_sequential(ctx, jobs)
     else:
-        ctx.step("unmeasured: the random read's file")
+        ctx.step("fio seq 1 job, unmeasured: the random read's file")
         _fio_sequential(ctx, 1, measured=False)
     ctx.step(f"fio random write 4 KiB, {p.fio_runtime} s")
     ctx.results["fio.rand_write"] = fio(ctx, "rand", "randwrite", "4k", p.fio_rand_mib, runtime=p.fio_runtime)["iops"]
