@@ -141,6 +141,13 @@ def run_scale(files: int, backends: list[str], workdir: Path, juicefs: str) -> l
     return texts
 
 
+def with_notes(text: str, old: str) -> str:
+    """The new report `text` followed by `old`'s hand-written part (from `NOTES_MARKER` on), if it has one."""
+    if NOTES_MARKER not in old:
+        return text
+    return text + "\n" + old[old.index(NOTES_MARKER):]
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -186,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and NOTES_MARKER in (old := out.read_text()):
-        text += "\n" + old[old.index(NOTES_MARKER):]  # the hand-written part survives a new run
-    out.write_text(text)
+    out.write_text(with_notes(text, out.read_text() if out.exists() else ""))
     progress(f"wrote {args.out}")
     return 0
 

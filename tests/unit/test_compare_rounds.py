@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from comparison.backends import round_order, round_root  # noqa: E402  (bench/ is not a package on the path)
-from comparison.cli import has_errors, parse_args  # noqa: E402
+from comparison.cli import has_errors, parse_args, with_notes  # noqa: E402
 from comparison.harness import CPU_SECONDS, CPU_WORK, QUICK, Item, items_of  # noqa: E402
 from comparison.report import NOTES_MARKER, _fmt, backend_table, rounds_note  # noqa: E402
 from comparison.rounds import combine, per_round_ratios  # noqa: E402
@@ -196,3 +196,10 @@ def test_a_later_round_on_redis_starts_from_an_empty_database_and_leaves_the_oth
         other.close()
     finally:
         server.stop()
+
+
+def test_a_new_report_keeps_the_hand_written_notes_of_the_old_one() -> None:
+    old = "# old tables\n| a | 1 |\n\n" + NOTES_MARKER + "\n\n## notes\nkept\n"
+    new = with_notes("# new tables\n", old)
+    assert new == "# new tables\n\n" + NOTES_MARKER + "\n\n## notes\nkept\n"
+    assert with_notes("# new\n", "# no marker\n") == "# new\n"
