@@ -203,3 +203,32 @@ def test_a_new_report_keeps_the_hand_written_notes_of_the_old_one() -> None:
     new = with_notes("# new tables\n", old)
     assert new == "# new tables\n\n" + NOTES_MARKER + "\n\n## notes\nkept\n"
     assert with_notes("# new\n", "# no marker\n") == "# new\n"
+
+
+def test_run_backend_alternates_runs_long_parts_first_and_frees_each_rounds_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import comparison.backends as backends
+
+    calls: list[tuple[str, str, bool]] = []
+
+    def fake_run_system(mount: object, params: object, juicefs: str, label: str, items: object,
+                        results: dict[str, object], *, full: bool) -> None:
+        root = mount.root  # type: ignore[attr-defined]
+        (root / "bucket").mkdir()
+        (root / "meta.db").write_text("volume")
+        (root / "juicefs.log").write_text("log")
+        calls.append((label, root.name, full))
+        results["bench.stat"] = 1.0 if mount.system == "jfs" else 2.0  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(backends, "run_system", fake_run_system)
+    binaries = {"jfs": "jfs", "JuiceFS": "juicefs"}
+    rounds: list[dict[str, dict[str, object]]] = []
+    backends.run_backend("sqlite-file", tmp_path, QUICK, binaries, {"jfs": [], "JuiceFS": []}, items_of(QUICK),
+                         rounds, count=3, count_long=2)  # type: ignore[arg-type]
+    assert calls == [("sqlite-file/jfs/round 1", "jfs", True), ("sqlite-file/JuiceFS/round 1", "juicefs", True),
+                     ("sqlite-file/JuiceFS/round 2", "juicefs-r2", True), ("sqlite-file/jfs/round 2", "jfs-r2", True),
+                     ("sqlite-file/jfs/round 3", "jfs-r3", False),
+                     ("sqlite-file/JuiceFS/round 3", "juicefs-r3", False)]
+    assert rounds == [{"jfs": {"bench.stat": 1.0}, "JuiceFS": {"bench.stat": 2.0}}] * 3
+    for root in (tmp_path / "sqlite-file").iterdir():
+        assert sorted(p.name for p in root.iterdir()) == ["juicefs.log"]  # volume data gone, logs kept
