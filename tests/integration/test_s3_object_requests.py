@@ -255,3 +255,22 @@ async def test_put_bodies_are_not_hashed_unless_asked(flaky: str, monkeypatch: p
         finally:
             await s.close()
         assert _Flaky.payloads[-1] == expected
+
+
+@pytest.mark.parametrize("boto3_only", ["", "true"])
+async def test_objects_are_stored_as_octet_streams(
+    seaweed_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch, boto3_only: str
+) -> None:
+    """Every PUT declares ``application/octet-stream`` as JuiceFS's do (ADR 0068): a server left to guess
+    (SeaweedFS sniffs untyped bodies) stores and answers the type we sent, on both request paths."""
+    monkeypatch.setenv("JFS_S3_BOTO3", boto3_only)
+    s = S3Store(seaweed_s3.url, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
+    key = f"ctype/{boto3_only or 'fast'}/1_0_16"
+    try:
+        assert (s._requests is None) == bool(boto3_only)
+        await s.put(key, b"<html>text</html>")  # a body a sniffer would call text/html
+        head = seaweed_s3.client().head_object(Bucket=seaweed_s3.bucket, Key=key)
+        assert head["ContentType"] == "application/octet-stream"
+        assert await s.get(key) == b"<html>text</html>"
+    finally:
+        await s.close()
