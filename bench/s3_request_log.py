@@ -106,8 +106,8 @@ def summarize(log_path: Path) -> str:
                 events.append((pending[1], 1))
                 first_put = first_put or block
             continue
-        m = re.match(r"<<< conn (\d+) t=([\d.]+)", block)
-        if m and int(m[1]) in starts:
+        m = re.match(r"<<< conn (\d+) t=([\d.]+) HTTP/1.1 (\d+)", block)
+        if m and int(m[1]) in starts and m[3] != "100":  # "100 Continue" (Expect: 100-continue) is not the end
             t = float(m[2])
             latencies.append(t - starts.pop(int(m[1])))
             events.append((t, -1))
@@ -121,7 +121,7 @@ def summarize(log_path: Path) -> str:
         peak = max(peak, in_flight)
     span = events[-1][0] - events[0][0]
     opened = text.count("=== open conn")
-    head = "\n".join("    " + ln for ln in first_put.splitlines()[1:] if ln.strip())
+    head = "\n".join("    " + ln for ln in first_put.splitlines()[1:] if ln.strip() and not ln.startswith("==="))
     return (f"connections opened {opened}; block PUTs {len(latencies)} in {span:.2f} s, in flight mean "
             f"{area / span:.1f} peak {peak}; latency median {statistics.median(latencies) * 1e3:.0f} ms, "
             f"max {max(latencies) * 1e3:.0f} ms\n  first block PUT:\n{head}")
@@ -177,4 +177,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--summarize"]:  # of logs kept by --out
+        for name in sys.argv[2:]:
+            print(f"{name}: {summarize(Path(name))}")
+    else:
+        main()
