@@ -274,3 +274,22 @@ async def test_objects_are_stored_as_octet_streams(
         assert await s.get(key) == b"<html>text</html>"
     finally:
         await s.close()
+
+
+async def test_a_multipart_file_upload_is_an_octet_stream_too(
+    seaweed_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`put_file` above the multipart size goes through boto3's transfer manager: typed as every PUT."""
+    import jfs.adapters.objects.s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "UPLOAD_PART", 5 << 20)
+    big = tmp_path / "backup.html"
+    big.write_bytes(b"<html>" + b"x" * (6 << 20))
+    s = S3Store(seaweed_s3.url, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
+    try:
+        await s.put_file("ctype/multipart", str(big))
+        head = seaweed_s3.client().head_object(Bucket=seaweed_s3.bucket, Key="ctype/multipart")
+        assert head["ContentType"] == "application/octet-stream"
+        assert head["ContentLength"] == big.stat().st_size
+    finally:
+        await s.close()
