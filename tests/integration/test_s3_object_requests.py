@@ -8,6 +8,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -286,8 +287,16 @@ async def test_a_multipart_file_upload_is_an_octet_stream_too(
     big = tmp_path / "backup.html"
     big.write_bytes(b"<html>" + b"x" * (6 << 20))
     s = S3Store(seaweed_s3.url, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
+    sent: list[str] = []  # SeaweedFS types a multipart object octet-stream anyway: check what is sent
+
+    def note(request: Any, **_: Any) -> None:
+        value = request.headers.get("Content-Type", "")
+        sent.append(value.decode() if isinstance(value, bytes) else value)
+
+    s._client.meta.events.register("before-send.s3.CreateMultipartUpload", note)
     try:
         await s.put_file("ctype/multipart", str(big))
+        assert sent == ["application/octet-stream"]
         head = seaweed_s3.client().head_object(Bucket=seaweed_s3.bucket, Key="ctype/multipart")
         assert head["ContentType"] == "application/octet-stream"
         assert head["ContentLength"] == big.stat().st_size
