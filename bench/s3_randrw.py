@@ -39,6 +39,7 @@ from jfs.testing.seaweed import seaweed_s3  # noqa: E402
 
 MiB = 1 << 20
 KEYS = ("GET", "PUT", "DELETE", "HEAD")
+FIO_WRITE_ARGS: list[str] = []  # --fio-write-arg
 
 PROBE = '''
 import asyncio, os, time
@@ -77,6 +78,7 @@ def fio(directory: Path, out: Path, name: str, rw: str, bs: str, size_mib: int, 
            f"--output={out}"]
     if "write" in rw:
         cmd.append("--end_fsync=1")
+        cmd += FIO_WRITE_ARGS
     if runtime is not None:
         cmd += ["--time_based", f"--runtime={runtime}"]
     run(cmd, timeout=900)
@@ -90,11 +92,15 @@ def stats(mnt: Path) -> dict[str, float]:
 
 
 def requests(s: dict[str, float]) -> dict[str, float]:
+    """Object requests, metadata transactions and cache counters from a parsed ``.stats`` (jfs's names; a
+    JuiceFS mount's ``juicefs_`` object-request counters are read under the same keys)."""
     out = {}
     for k in KEYS:
-        out[k] = s.get(f'jfs_object_request_durations_histogram_seconds_count{{method="{k}"}}', 0.0)
+        out[k] = s.get(f'jfs_object_request_durations_histogram_seconds_count{{method="{k}"}}',
+                       s.get(f'juicefs_object_request_durations_histogram_seconds_count{{method="{k}"}}', 0.0))
     for k in ("PUT", "GET"):
-        out[f"{k}_s"] = s.get(f'jfs_object_request_durations_histogram_seconds_sum{{method="{k}"}}', 0.0)
+        out[f"{k}_s"] = s.get(f'jfs_object_request_durations_histogram_seconds_sum{{method="{k}"}}',
+                              s.get(f'juicefs_object_request_durations_histogram_seconds_sum{{method="{k}"}}', 0.0))
     out["txn"] = s.get('jfs_meta_ops_total{method="txn"}', 0.0)
     out["txn_s"] = s.get('jfs_meta_ops_durations_seconds_sum{method="txn"}', 0.0)
     out["compactions"] = s.get('jfs_compactions{result="done"}', 0.0)
@@ -102,6 +108,17 @@ def requests(s: dict[str, float]) -> dict[str, float]:
     out["cache_hits"] = s.get("jfs_blockcache_hits", 0.0)
     out["cache_miss"] = s.get("jfs_blockcache_miss", 0.0)
     return out
+
+
+def weed_pid(data_dir: Path) -> int | None:
+    """The pid of the ``weed server`` running in `data_dir` (master, volume, filer and S3 in one process)."""
+    needle = f"-dir={data_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in (entry / "cmdline").read_bytes().split(b"\0"):
+                    return int(entry.name)
+    return None
 
 
 def lag_summary(probe_files: list[Path], t0: float, t1: float) -> str:
@@ -149,9 +166,13 @@ def one_run(label: str, binary: str, endpoint: str, s3, work: Path, args: argpar
         phases.append(("randr", ["seq1", "randread", "4k", args.seq_mib, 1, args.runtime]))
         if args.again:
             phases.append(("randr2", ["seq1", "randread", "4k", args.seq_mib, 1, args.runtime]))
+        if args.phases:
+            keep = args.phases.split(",")
+            phases = [p for p in phases if p[0] in keep]
         for phase, spec in phases:
             if "read" in spec[1] and phase != "randr2":
                 drop_caches()
+            w0 = proc_cpu(args.weed) if args.weed else None
             s0, c0, t0 = requests(stats(m.mnt)), proc_cpu(pid), time.time()
             spy = None
             if args.pyspy and phase in args.pyspy_phase.split(","):
@@ -162,17 +183,21 @@ def one_run(label: str, binary: str, endpoint: str, s3, work: Path, args: argpar
             r = fio(d, root / f"{phase}.json", *spec)
             t1 = time.time()
             s1, c1 = requests(stats(m.mnt)), proc_cpu(pid)
+            w1 = proc_cpu(args.weed) if args.weed else None
             if spy is not None:
                 spy.wait(timeout=60)
             cpu = (sum(c1) - sum(c0)) if c0 and c1 else float("nan")
+            srv = (sum(w1) - sum(w0)) if w0 and w1 else float("nan")
             ios = r["total_ios"]
+            gib = r["io_bytes"] / (1 << 30) if "io_bytes" in r else ios * (1 << 20) / (1 << 30)
             delta = {k: round(s1[k] - s0[k], 1) for k in s1}
             rate = f"{r['iops']:8.0f} IOPS" if "rand" in phase else f"{r['bw_bytes'] / MiB:8.1f} MiB/s"
             lag = lag_summary(probe_files or sorted(Path(args.probe_dir).glob(f"lag.{label}-{n}.*")), t0, t1) \
                 if args.probe else ""
             print(f"{label:>6} #{n} {phase:7} {rate}  {t1 - t0:5.1f} s  cpu {cpu:5.2f} s = "
-                  f"{cpu / max(1, ios) * 1e6:6.0f} µs/io  {delta}  {lag}", flush=True)
-            out[phase] = {"iops": r["iops"], "bw": r["bw_bytes"], "cpu": cpu, "ios": ios, "wall": t1 - t0, **delta}
+                  f"{cpu / max(1, ios) * 1e6:6.0f} µs/io  weed {srv:5.2f} s  {delta}  {lag}", flush=True)
+            out[phase] = {"iops": r["iops"], "bw": r["bw_bytes"], "cpu": cpu, "ios": ios, "wall": t1 - t0,
+                          "srv": srv, "gib": gib, **delta}
     finally:
         m.unmount()
         run(["rm", "-rf", str(root)], timeout=120, check=False)
@@ -192,9 +217,14 @@ def main() -> None:
     ap.add_argument("--pyspy", default="", help="directory for py-spy raw profiles of the random read")
     ap.add_argument("--pyspy-phase", default="randr", help="phases to profile (comma-separated)")
     ap.add_argument("--probe", action="store_true", help="event-loop lag probe in the mount")
+    ap.add_argument("--phases", default="", help="only these phases (comma-separated: seqw1,seqr1,seqw4,seqr4,"
+                    "randw,randr,randr2)")
+    ap.add_argument("--fio-write-arg", action="append", default=[],
+                    help="extra fio option for the write phases, e.g. --buffer_compress_percentage=50 (repeatable)")
     ap.add_argument("--mount-arg", action="append", default=[], help="extra jfs mount option (repeatable)")
     args = ap.parse_args()
     builds = [tuple(x.split("=", 1)) for x in args.jfs]
+    FIO_WRITE_ARGS.extend(args.fio_write_arg)
     work = Path(tempfile.mkdtemp(prefix="jfs-s3rr-"))
     args.probe_dir = str(work)
     if args.probe:
@@ -206,6 +236,7 @@ def main() -> None:
     results: list[dict] = []
     try:
         with seaweed_s3(bucket="rr-probe") as s3:
+            args.weed = weed_pid(s3.data_dir)
             for n in range(args.pairs):
                 for label, binary in builds:
                     if args.probe:
@@ -215,6 +246,17 @@ def main() -> None:
         run(["rm", "-rf", str(work)], timeout=120, check=False)
     for label, _ in builds:
         mine = [r for r in results if r["label"] == label]
+        for phase in ("seqw1", "seqw4"):
+            rows = [r[phase] for r in mine if phase in r]
+            if rows:
+                med = statistics.median
+                # JuiceFS's .stats is not read here: one PUT per 4 MiB block too (ADR 0068, request log)
+                puts = "-" if label.lower().startswith("juicefs") else f"{med(x['PUT'] / x['gib'] for x in rows):.0f}"
+                print(f"{label:>6} {phase:7} MiB/s {med(x['bw'] / MiB for x in rows):6.1f} "
+                      f"{[round(x['bw'] / MiB) for x in rows]}  mount CPU s/GiB "
+                      f"{med(x['cpu'] / x['gib'] for x in rows):5.2f}  weed CPU s/GiB "
+                      f"{med(x['srv'] / x['gib'] for x in rows):5.2f} {[round(x['srv'] / x['gib'], 2) for x in rows]}  "
+                      f"PUT/GiB {puts}", flush=True)
         for phase in ("randw", "randr", "randr2"):
             rows = [r[phase] for r in mine if phase in r]
             if rows:

@@ -14,7 +14,8 @@ mounted with a disk cache. Per run: the mount's RSS 2 s after mounting, then `th
 — what `juicefs bench` does), timed, with the mount's CPU (µs per file), the median
 latency of each call (open with O_CREAT, write, close), for jfs the object requests and engine transactions
 per file (``.stats``) and on Redis the commands and round trips (``total_reads_processed``) redis-server
-handled per file (`INFO`, whole server: only the mount under test runs). Then the same files read back
+handled per file (`INFO`, whole server: only the mount under test runs), on S3 the CPU SeaweedFS's
+``weed server`` process spent per file (ADR 0068). Then the same files read back
 (after drop_caches) for CPU per read (``--no-read`` skips it). Root only (drop_caches).
 """
 
@@ -37,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comparison.harness import JfsMount, JuiceFSMount, drop_caches, proc_cpu, rss_mib, run  # noqa: E402
-from s3_randrw import requests, stats  # noqa: E402
+from s3_randrw import requests, stats, weed_pid  # noqa: E402
 
 BACKENDS = ("sqlite-s3", "redis-file", "sqlite-file")
 FUSE_OPS = ("create", "write", "flush")
@@ -167,6 +168,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
                 time.sleep(1)
             s0 = _jfs_counters(m.mnt) if cls is JfsMount else {}
             r0 = be.counters() if isinstance(be, Redis) else {}
+            w0 = proc_cpu(args.weed) if args.weed else None
             c0, t0 = proc_cpu(pid), time.time()
             with ThreadPoolExecutor(args.threads) as pool:
                 fn = write_files if phase == "write" else read_files
@@ -175,6 +177,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
                          for x in part]
             t1 = time.time()
             c1 = proc_cpu(pid)
+            w1 = proc_cpu(args.weed) if args.weed else None
             s1 = _jfs_counters(m.mnt) if cls is JfsMount else {}
             r1 = be.counters() if isinstance(be, Redis) else {}
             if spy is not None:
@@ -185,11 +188,12 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             ops = {op: (s1[f"{op}_s"] - s0[f"{op}_s"]) / max(1.0, s1[op] - s0[op]) * 1e6 for op in FUSE_OPS if op in s1}
             redis = {k: round((r1[k] - r0.get(k, 0)) / total, 2) for k in r1 if r1[k] != r0.get(k, 0)}
             lat = [statistics.median(x[i] for x in times) * 1e6 for i in range(3)] if times else []
-            out[phase] = {"rate": total / (t1 - t0), "cpu_us": cpu / total * 1e6, "lat": lat,
+            srv = (sum(w1) - sum(w0)) / total * 1e6 if w0 and w1 else float("nan")
+            out[phase] = {"rate": total / (t1 - t0), "cpu_us": cpu / total * 1e6, "lat": lat, "srv_us": srv,
                           "redis_rt": redis.get("round trips", float("nan")), "ops": ops}
             extra_txt = f"  open/write/close µs {[round(x) for x in lat]}" if lat else ""
             print(f"{label:>8} #{n} rss {out['rss']:.1f} MiB  {phase:5} {total / (t1 - t0):7.0f} files/s  "
-                  f"cpu {cpu / total * 1e6:6.0f} µs/file{extra_txt}", flush=True)
+                  f"cpu {cpu / total * 1e6:6.0f} µs/file  SeaweedFS {srv:6.0f} µs/file{extra_txt}", flush=True)
             if delta:
                 print(f"{'':>8}    jfs per file {delta}; mean µs in the mount "
                       f"{ {k: round(v) for k, v in ops.items()} }", flush=True)
@@ -230,6 +234,7 @@ def main() -> None:
     results: list[dict] = []
     try:
         with backend(args.backend) as be:
+            args.weed = weed_pid(be.data_dir) if args.backend == "sqlite-s3" else None  # type: ignore[attr-defined]
             for n in range(args.pairs):
                 for j in range(len(builds)):  # the order rotates by one per round
                     i = (j + n) % len(builds)
@@ -240,8 +245,8 @@ def main() -> None:
     print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB ({args.dirs} "
           f"directory), {args.pairs} rounds; median (min–max)")
     print("| build | write files/s | mount CPU µs/file | open µs | write µs | close µs | FLUSH in the mount µs |"
-          " Redis round trips/file | read CPU µs/file |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for label, _ in builds:
         mine = [r for r in results if r["label"] == label]
         w = [r["write"] for r in mine]
@@ -252,7 +257,7 @@ def main() -> None:
         reads = _med([r["read"]["cpu_us"] for r in mine]) if not args.no_read else "-"
         print(f"| {label} | {_med([x['rate'] for x in w])} | {_med([x['cpu_us'] for x in w])} | "
               f"{lat[0]:,.0f} | {lat[1]:,.0f} | {lat[2]:,.0f} | {flush} | "
-              f"{statistics.median(rts):.1f} | {reads} |")
+              f"{statistics.median(rts):.1f} | {reads} | {_med([x['srv_us'] for x in w])} |")
 
 
 if __name__ == "__main__":

@@ -139,10 +139,10 @@ def _wait_ready(server: SeaweedS3, proc: subprocess.Popen[bytes], log_path: Path
             time.sleep(0.2)
 
 
-def _start(binary: str, data_dir: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+def _start(binary: str, data_dir: Path, ports: list[int], extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
     args = [
-        binary, "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        binary, "server", *extra, f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
         "-master.volumeSizeLimitMB=64", "-master.electionTimeout=500ms",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=0", "-volume.preStopSeconds=0",
@@ -178,8 +178,11 @@ def _cleanup(proc: subprocess.Popen[bytes], ports: list[int]) -> None:
 
 
 @contextlib.contextmanager
-def seaweed_s3(bucket: str = "jfs-test", *, timeout: float = 60.0) -> Iterator[SeaweedS3]:
-    """Run a SeaweedFS S3 server for the duration of the block; see the module docstring."""
+def seaweed_s3(
+    bucket: str = "jfs-test", *, timeout: float = 60.0, extra_args: tuple[str, ...] = ()
+) -> Iterator[SeaweedS3]:
+    """Run a SeaweedFS S3 server for the duration of the block; see the module docstring. `extra_args`: more
+    ``weed server`` options (e.g. ``-debug``, ``-debug.port=N`` for its Go profiles)."""
     binary = weed_binary()
     data_dir = Path(tempfile.mkdtemp(prefix="jfs-seaweed-"))
     running: list[tuple[subprocess.Popen[bytes], list[int]]] = []
@@ -193,7 +196,7 @@ def seaweed_s3(bucket: str = "jfs-test", *, timeout: float = 60.0) -> Iterator[S
         deadline = time.monotonic() + timeout
         for attempt in range(3):
             ports = _free_ports(8)
-            proc = _start(binary, data_dir, ports)
+            proc = _start(binary, data_dir, ports, extra_args)
             running.append((proc, ports))
             server = SeaweedS3(f"http://127.0.0.1:{ports[6]}", bucket, ACCESS_KEY, SECRET_KEY, data_dir)
             try:

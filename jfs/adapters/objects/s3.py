@@ -73,7 +73,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from urllib3.exceptions import ProtocolError
 
 from jfs.adapters.objects.registry import BadStorage
-from jfs.adapters.objects.s3_requests import Credentials, ObjectRequests
+from jfs.adapters.objects.s3_requests import BLOCK_CONTENT_TYPE, Credentials, ObjectRequests
 from jfs.domain.retry import S3_REQUEST_ATTEMPTS
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
@@ -376,7 +376,8 @@ class S3Store:
         if fast is not None:
             await self._run("put", key, lambda: fast.put(key, body))
             return
-        await self._run("put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body))
+        await self._run("put", key, lambda: self._client.put_object(
+            Bucket=self.bucket, Key=key, Body=body, ContentType=BLOCK_CONTENT_TYPE))
 
     async def put_file(self, key: str, path: str) -> None:
         """`FileUploads`: stream the local file `path` (a multipart upload of `UPLOAD_PART` parts, at most
@@ -393,7 +394,8 @@ class S3Store:
 
         config = TransferConfig(multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART,
                                 max_concurrency=UPLOAD_THREADS)
-        await self._run("put", key, lambda: self._client.upload_file(path, self.bucket, key, Config=config))
+        await self._run("put", key, lambda: self._client.upload_file(
+            path, self.bucket, key, ExtraArgs={"ContentType": BLOCK_CONTENT_TYPE}, Config=config))
 
     async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
         if limit == 0:

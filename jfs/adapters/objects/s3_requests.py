@@ -17,7 +17,8 @@ A PUT's body is not hashed: ``x-amz-content-sha256: UNSIGNED-PAYLOAD`` over http
 1.4 sends it (ADR 0049) — a SHA-256 of every uploaded byte cost ~0.6 ms of CPU per MiB, a fifth of the
 mount's CPU per GiB written to S3. Over https TLS protects the body; over http only a client that asks for it
 (``signed_payload``, ``JFS_S3_SIGNED_PAYLOAD=true`` in `S3Store`) signs the hash, as botocore does. Small
-request bodies (DeleteObjects) are always signed.
+request bodies (DeleteObjects) are always signed. Objects are declared ``application/octet-stream`` (ADR
+0068): a server left to guess the type may compress blocks it finds compressible, at its CPU's expense.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ RETRY_CODES = frozenset({
     "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable",
 })  # fmt: skip
 MAX_BACKOFF = 20.0
+BLOCK_CONTENT_TYPE = "application/octet-stream"
+"""The Content-Type of every object written (as JuiceFS 1.4 sends it, ADR 0068). Without one a server may
+guess: SeaweedFS sniffs the body and, for an unknown type, gzips the whole object when its first 128 bytes
+compress (each such block then costs a compression on PUT and a decompression on every GET, ranged or not)."""
 
 
 class Credentials:
@@ -137,9 +142,10 @@ class ObjectRequests:
     # -- requests --------------------------------------------------------------------------------------
 
     def put(self, key: str, body: bytes | bytearray) -> None:
-        """PutObject `key` with `body`."""
+        """PutObject `key` with `body`, declared ``application/octet-stream`` (`BLOCK_CONTENT_TYPE`)."""
         payload = hashlib.sha256(body).hexdigest() if self._sign_puts else "UNSIGNED-PAYLOAD"
-        self._request("PutObject", "PUT", key, body, payload, {"content-length": str(len(body))})
+        extra = {"content-length": str(len(body)), "content-type": BLOCK_CONTENT_TYPE}
+        self._request("PutObject", "PUT", key, body, payload, extra)
 
     def get(self, key: str, byte_range: str | None = None) -> tuple[bytes, bool]:
         """GetObject `key` (with a ``bytes=a-b`` `byte_range`): (body, whether the server honoured the
