@@ -26,7 +26,8 @@ import bisect
 import contextlib
 import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from jfs.ports.kv import ConflictError, EngineError, Pointer
@@ -56,6 +57,8 @@ def scan_digest(pairs: list[tuple[bytes, bytes]], keys_only: bool) -> bytes:
         parts = [b"%d:%b%d:%b" % (len(k), k, len(v), v) for k, v in pairs]
     return hashlib.sha1(b"".join(parts)).hexdigest().encode()
 
+_NO_APPENDS: Mapping[bytes, tuple[int, bytes]] = MappingProxyType({})
+
 
 class ReadSet:
     """What a body read, kept as the packed validation section of the scripts (see `redis_lua`)."""
@@ -63,12 +66,15 @@ class ReadSet:
     __slots__ = ("values", "ranges", "_keys", "_expect", "_scans", "_packed", "_unpacked_scans")
 
     def __init__(self) -> None:
+        # A LOOKUP's transaction is one round and no commit: its read set is never packed. The packed
+        # sections start as the shared empty bytes and the scans as the shared empty tuple; they become a
+        # bytearray / list only when something goes in (ADR 0067: four allocations less per transaction).
         self.values: dict[bytes, bytes | None] = {}
         self.ranges = 0
-        self._keys = bytearray()  # the points' data keys
-        self._expect = bytearray()  # the points' (mode, expected) pairs
-        self._scans = bytearray()  # (begin, end, incl, keys_only, digest) per scan
-        self._unpacked_scans: list[tuple[bytes, bytes, bool, bool, bytes | list[tuple[bytes, bytes]]]] = []
+        self._keys: bytes | bytearray = b""  # the points' data keys
+        self._expect: bytes | bytearray = b""  # the points' (mode, expected) pairs
+        self._scans: bytes | bytearray = b""  # (begin, end, incl, keys_only, digest) per scan
+        self._unpacked_scans: Sequence[tuple[bytes, bytes, bool, bool, bytes | list[tuple[bytes, bytes]]]] = ()
         self._packed = 0  # how many of `values` (in insertion order) are in _keys/_expect yet
 
     def __bool__(self) -> bool:
@@ -88,14 +94,18 @@ class ReadSet:
         listing's thousands of attributes, its scan of names) is never validated, so its values are never
         packed nor its digest computed."""
         if self._unpacked_scans:
+            scans = self._scans or bytearray()
             for begin, end, incl, keys_only, seen in self._unpacked_scans:
                 digest = seen if isinstance(seen, bytes) else scan_digest(seen, keys_only)
-                self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
-            self._unpacked_scans = []
+                scans += bulks((begin, end, int(incl), int(keys_only), digest))
+            self._scans = scans
+            self._unpacked_scans = ()
         values = self.values
         if self._packed == len(values):
             return
-        keys, expect = self._keys, self._expect
+        keys = self._keys or bytearray()
+        expect = self._expect or bytearray()
+        self._keys, self._expect = keys, expect
         for key, value in itertools.islice(values.items(), self._packed, None):
             keys += bulk(DATA + key)
             if value is None:
@@ -110,7 +120,10 @@ class ReadSet:
                 seen: bytes | list[tuple[bytes, bytes]]) -> None:
         """Record a scan of [begin, end) ([begin, end] with `incl`): `seen` is the range's digest, or the
         (key, value) pairs it held, whose digest is computed only if the scan is ever validated."""
-        self._unpacked_scans.append((begin, end, incl, keys_only, seen))
+        pending = self._unpacked_scans
+        if not pending:
+            pending = self._unpacked_scans = []
+        pending.append((begin, end, incl, keys_only, seen))  # type: ignore[attr-defined]
         self.ranges += 1
 
     def explain(self, reason: bytes) -> str:
@@ -164,8 +177,10 @@ class RedisTx(TxWrites):
         self._readonly = readonly
         self._writes: dict[bytes, bytes | None] = {}  # buffered puts; None = delete
         self._adds: dict[bytes, int] = {}
-        self._cleared: list[tuple[bytes, bytes]] = []  # delete_range()s, applied by the commit
-        self._appends: dict[bytes, tuple[int, bytes]] = {}  # append()s: key -> (expected length, suffix)
+        # delete_range()s, applied by the commit; append()s: key -> (expected length, suffix). Both rare
+        # (no LOOKUP, GETATTR or CREATE has one): shared empties until the first one (ADR 0067).
+        self._cleared: Sequence[tuple[bytes, bytes]] = ()
+        self._appends: Mapping[bytes, tuple[int, bytes]] = _NO_APPENDS
         self._sorted: list[bytes] | None = None  # the buffered keys in order, built when a scan needs them
         self._reads = ReadSet()
         self._rounds = 0  # read rounds in flight
@@ -182,7 +197,8 @@ class RedisTx(TxWrites):
             self._overlap = True
         self._rounds += 1
         try:
-            if not self._reads:
+            reads = self._reads
+            if not reads.values and not reads.ranges:  # `not reads` without a Python-level __bool__ call
                 if op == b"g":
                     if len(dkeys) == 1:
                         return [await self._kv._read(b"GET", dkeys[0])]
@@ -190,9 +206,9 @@ class RedisTx(TxWrites):
                 if op == b"f":
                     return await self._kv._script("follow", 6 + len(dkeys), bulks((*scan, *dkeys)))
                 return await self._kv._script("scan", 4, bulks(scan[:4]))  # {keys[, values]}: see `_pairs`
-            reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
+            reply = await self._kv._script("read", *reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
-                raise ConflictError(f"validated read: {self._reads.explain(reply)}")
+                raise ConflictError(f"validated read: {reads.explain(reply)}")
             return reply
         finally:
             self._rounds -= 1
@@ -330,7 +346,10 @@ class RedisTx(TxWrites):
             raise EngineError("a transaction deleted the range of a key it appended to")
         for key, _ in self._buffered(begin, end):
             self._writes[key] = None  # written earlier in this body: gone with the range
-        self._cleared.append((begin, end))
+        cleared = self._cleared
+        if not cleared:
+            cleared = self._cleared = []
+        cleared.append((begin, end))  # type: ignore[attr-defined]
 
     def _check_appended(self, dkeys: Sequence[bytes], scan: tuple[Any, ...], op: bytes) -> None:
         """EngineError when a read touches a key this body appended to (see `append`)."""
@@ -347,7 +366,11 @@ class RedisTx(TxWrites):
         self._writable("append")
         if key in self._writes or any(b <= key < e for b, e in self._cleared):
             raise EngineError("a transaction appended to a key it wrote")
-        appends = self._appends
+        appends: dict[bytes, tuple[int, bytes]]
+        if self._appends:
+            appends = self._appends  # type: ignore[assignment]  # made a dict by the first append
+        else:
+            appends = self._appends = {}
         if key in appends:
             first, before = appends[key]
             appends[key] = (first, before + suffix)
