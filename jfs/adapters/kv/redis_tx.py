@@ -34,7 +34,7 @@ from jfs.ports.kv import ConflictError, EngineError, Pointer
 
 from .base import TxWrites, merge_scan
 from .redis_lua import EMPTY_DIGEST
-from .resp import bulk, bulks
+from .resp import ConnectionLost, ReplyError, bulk, bulks
 
 if TYPE_CHECKING:
     from .redis import RedisKV
@@ -203,8 +203,13 @@ class RedisTx(TxWrites):
                     if len(dkeys) == 1:
                         return [await self._kv._read(b"GET", dkeys[0])]
                     return await self._kv._read(b"MGET", *dkeys)
-                if op == b"f":
-                    return await self._kv._script("follow", 6 + len(dkeys), bulks((*scan, *dkeys)))
+                if op == b"f":  # `_kv._script("follow", ...)` without its frame (ADR 0067)
+                    kv = self._kv
+                    nargs, packed = 6 + len(dkeys), bulks((*scan, *dkeys))
+                    try:
+                        return await kv._client.evalsha(kv._sha["follow"], nargs, packed)
+                    except (ReplyError, ConnectionLost) as exc:
+                        return await kv._script_after(exc, "follow", nargs, packed)
                 return await self._kv._script("scan", 4, bulks(scan[:4]))  # {keys[, values]}: see `_pairs`
             reply = await self._kv._script("read", *reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
@@ -436,6 +441,10 @@ class RedisTx(TxWrites):
             appends += (DATA + k, k, at, suffix)
         args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs),
                                  tuple(b for r in cleared for b in r), tuple(appends))
-        reply = await self._kv._script("commit", *args, writes=True)
+        kv = self._kv
+        try:  # `kv._script("commit", ..., writes=True)` without its frame (ADR 0067)
+            reply = await kv._client.evalsha(kv._sha["commit"], *args)
+        except (ReplyError, ConnectionLost) as exc:
+            reply = await kv._script_after(exc, "commit", *args, writes=True)
         if reply != 1:
             raise ConflictError(reads.explain(reply) if isinstance(reply, bytes) else str(reply))
