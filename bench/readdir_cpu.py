@@ -117,7 +117,7 @@ async def _replayed_lookups(kv: object, ops: VfsOperations, rc: RequestContext, 
     sent: list[asyncio.Future[object]] = []
 
     def record(packed: bytes) -> asyncio.Future[object]:
-        fut = real(packed)
+        fut: asyncio.Future[object] = real(packed)
         sent.append(fut)
         return fut
 

@@ -57,7 +57,9 @@ def scan_digest(pairs: list[tuple[bytes, bytes]], keys_only: bool) -> bytes:
         parts = [b"%d:%b%d:%b" % (len(k), k, len(v), v) for k, v in pairs]
     return hashlib.sha1(b"".join(parts)).hexdigest().encode()
 
+
 _NO_APPENDS: Mapping[bytes, tuple[int, bytes]] = MappingProxyType({})
+"""`RedisTx._appends` until the first append: shared, so read-only (ADR 0067)."""
 
 
 class ReadSet:
