@@ -10,7 +10,10 @@ requests of `--size` bytes until one comes back empty, RELEASEDIR) and prints th
 (user + sys) per entry of each round and their median. Redis's CPU is not included.
 
 With `--lookups`: instead of listing, each round answers a kernel LOOKUP of every file (`VfsOperations.lookup`
-and the reply's encoding, 16 at a time) and prints the CPU per LOOKUP.
+and the reply's encoding, 16 at a time) and prints the CPU per LOOKUP. With `--replay` as well (Redis only):
+the first LOOKUP's reply is recorded and every later command of the Redis connection answered with it at
+once, from memory — the Python path of a LOOKUP alone, without the socket, one name looked up over and over,
+timed by the loop thread's CPU (ADR 0067); steadier than the socket-bound figure for A/B of Python changes.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from jfs.bootstrap import ClientOptions, open_client  # noqa: E402
 from jfs.domain.attrs import FileType  # noqa: E402
 
 
-async def _run(url: str, entries: int, size: int, rounds: int, work: str, lookups: bool = False) -> list[float]:
+async def _run(url: str, entries: int, size: int, rounds: int, work: str, lookups: bool = False,
+               replay: bool = False) -> list[float]:
     client = await open_client(url, ClientOptions(cache_dir=None, permission_checks=False, entry_cache=0,
                                                   attr_cache=0, background_jobs=False))
     try:
@@ -50,6 +54,8 @@ async def _run(url: str, entries: int, size: int, rounds: int, work: str, lookup
         await asyncio.gather(*(make(i) for i in range(entries)))
         ops = VfsOperations(vfs, MountConfig(readdir_cache=False))
         rc = RequestContext(0, 0, 1)
+        if lookups and replay:
+            return await _replayed_lookups(client.kv, ops, rc, d, rounds)
         if lookups:
             return await _lookups(ops, rc, d, entries, rounds)
         out: list[float] = []
@@ -99,6 +105,46 @@ async def _lookups(ops: VfsOperations, rc: RequestContext, d: int, entries: int,
     return out
 
 
+async def _replayed_lookups(kv: object, ops: VfsOperations, rc: RequestContext, d: int, rounds: int,
+                            n: int = 20000) -> list[float]:
+    from jfs.adapters.fuse.dispatch import OpcodeTable
+
+    inner = kv
+    while hasattr(inner, "inner"):  # TimedKV, RetryingKV wrappers
+        inner = inner.inner
+    conn = inner._client._conns[0]  # type: ignore[attr-defined]
+    real = conn.send
+    sent: list[asyncio.Future[object]] = []
+
+    def record(packed: bytes) -> asyncio.Future[object]:
+        fut: asyncio.Future[object] = real(packed)
+        sent.append(fut)
+        return fut
+
+    conn.send = record
+    await ops.lookup(rc, d, b"f%07d" % 0)
+    reply = sent[-1].result()
+    loop = asyncio.get_running_loop()
+
+    def replay(packed: bytes) -> asyncio.Future[object]:
+        fut = loop.create_future()
+        fut.set_result(reply)
+        return fut
+
+    conn.send = replay
+    encode = OpcodeTable(ops, lambda data: None, lambda parts: None)._e_entry
+    out: list[float] = []
+    try:
+        for _ in range(rounds):
+            t0 = time.thread_time()
+            for i in range(n):
+                encode(i, await ops.lookup(rc, d, b"f%07d" % 0))
+            out.append((time.thread_time() - t0) / n * 1e6)
+    finally:
+        conn.send = real
+    return out
+
+
 def _last_offset(sink: DirentSink) -> int:
     """The `off` of the reply's last dirent (where the kernel resumes)."""
     from jfs.adapters.fuse import protocol as p
@@ -118,6 +164,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32768, help="READDIRPLUS buffer size the kernel asks for")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--lookups", action="store_true", help="LOOKUP each file instead of listing")
+    ap.add_argument("--replay", action="store_true", help="with --lookups: Redis replies replayed from memory")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         url = args.meta_url
@@ -135,7 +182,7 @@ def main() -> None:
             runner = asyncio.run
         subprocess.run([str(Path(sys.executable).parent / "jfs"), "format", url, "bench", "--bucket",
                         os.path.join(work, "bucket"), "--trash-days", "0"], check=True, capture_output=True)
-        us = runner(_run(url, args.entries, args.size, args.rounds, work, args.lookups))
+        us = runner(_run(url, args.entries, args.size, args.rounds, work, args.lookups, args.replay))
     print(f"µs CPU per {'LOOKUP' if args.lookups else 'entry'} per round:", " ".join(f"{u:.2f}" for u in us), f"median {statistics.median(us):.2f}")
 
 

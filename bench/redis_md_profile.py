@@ -13,8 +13,9 @@ counted by commandstats too, so `evalsha` is shown apart), and for jfs a raw py-
 Phases: ``stat`` (os.stat of each file after drop_caches: LOOKUP), ``rename`` (same directory),
 ``small`` (create + write 128 KiB + close: CREATE+WRITE+FLUSH+RELEASE), ``ls`` (``ls -l`` of a 10k directory
 after drop_caches: READDIRPLUS). With `--base-jfs` another tree's jfs mounts a volume of its own (db 3);
-with `--rounds N` the phases run N times per mount in an order rotated each round (A/B alternating; only
-stat and ls are repeatable) and a median (min-max) table follows. Root only.
+with `--rounds N` the phases run N times per mount in an order rotated each round (A/B alternating; stat, ls
+and small repeat: small writes into a new directory each round) and a median (min-max) table follows.
+Root only.
 """
 
 from __future__ import annotations
@@ -154,7 +155,12 @@ def main() -> None:
                             subprocess.run(["ls", "-l", str(m.mnt / "big")], stdout=subprocess.DEVNULL, check=True)
                             n = args.ls_entries
                         else:
-                            list(pool.map(_job, [(str(d), phase, args.items) for d in dirs]))
+                            where = dirs
+                            if phase == "small":  # a directory of its own per round: repeatable
+                                where = [d / f"small{r}" for d in dirs]
+                                for d in where:
+                                    d.mkdir()
+                            list(pool.map(_job, [(str(d), phase, args.items) for d in where]))
                             n = args.procs * args.items
                         t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
                         if spy is not None:

@@ -107,7 +107,8 @@ class TimedKV:
     def __getattr__(self, name: str) -> Any:  # url, reset, close, adapter-specific attributes
         return getattr(self.inner, name)
 
-    # Timed inline rather than through `Meter.measure`: one coroutine frame less per metadata operation.
+    # Timed inline rather than through `Meter.measure`: one coroutine frame less per metadata operation; and
+    # `Meter.took` / `Histogram.observe` written out: two Python calls less (ADR 0067).
 
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
         meter = self.txns
@@ -118,7 +119,10 @@ class TimedKV:
             meter.errors += 1
             raise
         finally:
-            meter.took(perf_counter() - start)
+            elapsed = perf_counter() - start
+            meter.count += 1
+            meter.seconds += elapsed
+            meter.hist.counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
 
     async def read(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
         meter = self.reads
@@ -129,7 +133,10 @@ class TimedKV:
             meter.errors += 1
             raise
         finally:
-            meter.took(perf_counter() - start)
+            elapsed = perf_counter() - start
+            meter.count += 1
+            meter.seconds += elapsed
+            meter.hist.counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
 
 
 class TimedStore:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from jfs.app.metrics import Histogram
+from jfs.app.metrics import LATENCY_BOUNDS, Histogram
 from jfs.domain.attrs import RESERVED_INODE_BASE, TRASH_INODE
 
 ACCESSLOG_INODE = RESERVED_INODE_BASE + 1
@@ -55,7 +56,7 @@ class Stats:
         hist = self.op_hist.get(op)
         if hist is None:
             hist = self.op_hist[op] = Histogram()
-        hist.observe(seconds)
+        hist.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1  # `hist.observe(seconds)` without the call
         if failed:
             self.errors[op] += 1
 

@@ -163,15 +163,23 @@ class RedisKV(RetryingKV):
         A read-only script is retried once when its connection died; a commit only when it certainly was
         not sent — otherwise its outcome is unknown and EngineUnavailable says so.
         """
+        try:
+            return await self._client.evalsha(self._sha[name], nargs, args)
+        except (ReplyError, ConnectionLost) as exc:
+            return await self._script_after(exc, name, nargs, args, writes=writes)
+
+    async def _script_after(self, exc: ReplyError | ConnectionLost, name: str, nargs: int, args: bytes, *,
+                            writes: bool = False) -> Any:
+        """`_script` from its first try's failure `exc` on. The hot paths (`RedisTx`'s FOLLOW round and
+        commit) send their first try themselves and come here only when it failed: one coroutine frame
+        less per script call (docs/adr/0067-redis-per-request-python-trimmed.md)."""
         retried = False
         while True:
-            try:
-                return await self._client.evalsha(self._sha[name], nargs, args)
-            except ReplyError as exc:
+            if isinstance(exc, ReplyError):
                 if retried or not str(exc).startswith("NOSCRIPT"):
                     raise self._error(exc) from exc
                 await self._load_scripts()
-            except ConnectionLost as exc:
+            else:
                 if isinstance(exc, CannotConnect):
                     raise self._unavailable(exc) from None
                 if writes and getattr(exc, "sent", True):
@@ -182,6 +190,10 @@ class RedisKV(RetryingKV):
                 if retried:
                     raise self._unavailable(exc) from None
             retried = True
+            try:
+                return await self._client.evalsha(self._sha[name], nargs, args)
+            except (ReplyError, ConnectionLost) as again:
+                exc = again
 
     async def _attempt(self, body: Callable[[Any], Awaitable[T]], readonly: bool) -> T:
         tx = RedisTx(self, readonly)
@@ -197,7 +209,8 @@ class RedisKV(RetryingKV):
         tx = RedisTx(self, readonly)
         try:
             result = await body(tx)
-            await tx.finish()
+            if not readonly or tx._overlap:  # a read-only body's `finish` only validates overlapping rounds
+                await tx.finish()
             return result
         except ConflictError as exc:
             failed = exc

@@ -26,14 +26,15 @@ import bisect
 import contextlib
 import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from jfs.ports.kv import ConflictError, EngineError, Pointer
 
 from .base import TxWrites, merge_scan
 from .redis_lua import EMPTY_DIGEST
-from .resp import bulk, bulks
+from .resp import ConnectionLost, ReplyError, bulk, bulks
 
 if TYPE_CHECKING:
     from .redis import RedisKV
@@ -57,18 +58,25 @@ def scan_digest(pairs: list[tuple[bytes, bytes]], keys_only: bool) -> bytes:
     return hashlib.sha1(b"".join(parts)).hexdigest().encode()
 
 
+_NO_APPENDS: Mapping[bytes, tuple[int, bytes]] = MappingProxyType({})
+"""`RedisTx._appends` until the first append: shared, so read-only (ADR 0067)."""
+
+
 class ReadSet:
     """What a body read, kept as the packed validation section of the scripts (see `redis_lua`)."""
 
     __slots__ = ("values", "ranges", "_keys", "_expect", "_scans", "_packed", "_unpacked_scans")
 
     def __init__(self) -> None:
+        # A LOOKUP's transaction is one round and no commit: its read set is never packed. The packed
+        # sections start as the shared empty bytes and the scans as the shared empty tuple; they become a
+        # bytearray / list only when something goes in (ADR 0067: four allocations less per transaction).
         self.values: dict[bytes, bytes | None] = {}
         self.ranges = 0
-        self._keys = bytearray()  # the points' data keys
-        self._expect = bytearray()  # the points' (mode, expected) pairs
-        self._scans = bytearray()  # (begin, end, incl, keys_only, digest) per scan
-        self._unpacked_scans: list[tuple[bytes, bytes, bool, bool, bytes | list[tuple[bytes, bytes]]]] = []
+        self._keys: bytes | bytearray = b""  # the points' data keys
+        self._expect: bytes | bytearray = b""  # the points' (mode, expected) pairs
+        self._scans: bytes | bytearray = b""  # (begin, end, incl, keys_only, digest) per scan
+        self._unpacked_scans: Sequence[tuple[bytes, bytes, bool, bool, bytes | list[tuple[bytes, bytes]]]] = ()
         self._packed = 0  # how many of `values` (in insertion order) are in _keys/_expect yet
 
     def __bool__(self) -> bool:
@@ -88,14 +96,18 @@ class ReadSet:
         listing's thousands of attributes, its scan of names) is never validated, so its values are never
         packed nor its digest computed."""
         if self._unpacked_scans:
+            scans = self._scans or bytearray()
             for begin, end, incl, keys_only, seen in self._unpacked_scans:
                 digest = seen if isinstance(seen, bytes) else scan_digest(seen, keys_only)
-                self._scans += bulks((begin, end, int(incl), int(keys_only), digest))
-            self._unpacked_scans = []
+                scans += bulks((begin, end, int(incl), int(keys_only), digest))
+            self._scans = scans
+            self._unpacked_scans = ()
         values = self.values
         if self._packed == len(values):
             return
-        keys, expect = self._keys, self._expect
+        keys = self._keys or bytearray()
+        expect = self._expect or bytearray()
+        self._keys, self._expect = keys, expect
         for key, value in itertools.islice(values.items(), self._packed, None):
             keys += bulk(DATA + key)
             if value is None:
@@ -110,7 +122,10 @@ class ReadSet:
                 seen: bytes | list[tuple[bytes, bytes]]) -> None:
         """Record a scan of [begin, end) ([begin, end] with `incl`): `seen` is the range's digest, or the
         (key, value) pairs it held, whose digest is computed only if the scan is ever validated."""
-        self._unpacked_scans.append((begin, end, incl, keys_only, seen))
+        pending = self._unpacked_scans
+        if not pending:
+            pending = self._unpacked_scans = []
+        pending.append((begin, end, incl, keys_only, seen))  # type: ignore[attr-defined]
         self.ranges += 1
 
     def explain(self, reason: bytes) -> str:
@@ -164,8 +179,10 @@ class RedisTx(TxWrites):
         self._readonly = readonly
         self._writes: dict[bytes, bytes | None] = {}  # buffered puts; None = delete
         self._adds: dict[bytes, int] = {}
-        self._cleared: list[tuple[bytes, bytes]] = []  # delete_range()s, applied by the commit
-        self._appends: dict[bytes, tuple[int, bytes]] = {}  # append()s: key -> (expected length, suffix)
+        # delete_range()s, applied by the commit; append()s: key -> (expected length, suffix). Both rare
+        # (no LOOKUP, GETATTR or CREATE has one): shared empties until the first one (ADR 0067).
+        self._cleared: Sequence[tuple[bytes, bytes]] = ()
+        self._appends: Mapping[bytes, tuple[int, bytes]] = _NO_APPENDS
         self._sorted: list[bytes] | None = None  # the buffered keys in order, built when a scan needs them
         self._reads = ReadSet()
         self._rounds = 0  # read rounds in flight
@@ -182,17 +199,23 @@ class RedisTx(TxWrites):
             self._overlap = True
         self._rounds += 1
         try:
-            if not self._reads:
+            reads = self._reads
+            if not reads.values and not reads.ranges:  # `not reads` without a Python-level __bool__ call
                 if op == b"g":
                     if len(dkeys) == 1:
                         return [await self._kv._read(b"GET", dkeys[0])]
                     return await self._kv._read(b"MGET", *dkeys)
-                if op == b"f":
-                    return await self._kv._script("follow", 6 + len(dkeys), bulks((*scan, *dkeys)))
+                if op == b"f":  # `_kv._script("follow", ...)` without its frame (ADR 0067)
+                    kv = self._kv
+                    nargs, packed = 6 + len(dkeys), bulks((*scan, *dkeys))
+                    try:
+                        return await kv._client.evalsha(kv._sha["follow"], nargs, packed)
+                    except (ReplyError, ConnectionLost) as exc:
+                        return await kv._script_after(exc, "follow", nargs, packed)
                 return await self._kv._script("scan", 4, bulks(scan[:4]))  # {keys[, values]}: see `_pairs`
-            reply = await self._kv._script("read", *self._reads.read_args(op, dkeys, scan))
+            reply = await self._kv._script("read", *reads.read_args(op, dkeys, scan))
             if type(reply) is bytes:
-                raise ConflictError(f"validated read: {self._reads.explain(reply)}")
+                raise ConflictError(f"validated read: {reads.explain(reply)}")
             return reply
         finally:
             self._rounds -= 1
@@ -330,7 +353,10 @@ class RedisTx(TxWrites):
             raise EngineError("a transaction deleted the range of a key it appended to")
         for key, _ in self._buffered(begin, end):
             self._writes[key] = None  # written earlier in this body: gone with the range
-        self._cleared.append((begin, end))
+        cleared = self._cleared
+        if not cleared:
+            cleared = self._cleared = []
+        cleared.append((begin, end))  # type: ignore[attr-defined]
 
     def _check_appended(self, dkeys: Sequence[bytes], scan: tuple[Any, ...], op: bytes) -> None:
         """EngineError when a read touches a key this body appended to (see `append`)."""
@@ -347,7 +373,11 @@ class RedisTx(TxWrites):
         self._writable("append")
         if key in self._writes or any(b <= key < e for b, e in self._cleared):
             raise EngineError("a transaction appended to a key it wrote")
-        appends = self._appends
+        appends: dict[bytes, tuple[int, bytes]]
+        if self._appends:
+            appends = self._appends  # type: ignore[assignment]  # made a dict by the first append
+        else:
+            appends = self._appends = {}
         if key in appends:
             first, before = appends[key]
             appends[key] = (first, before + suffix)
@@ -413,6 +443,10 @@ class RedisTx(TxWrites):
             appends += (DATA + k, k, at, suffix)
         args = reads.commit_args(validate, len(index) // 2, len(deleted), len(adds), tuple(sections), tuple(pairs),
                                  tuple(b for r in cleared for b in r), tuple(appends))
-        reply = await self._kv._script("commit", *args, writes=True)
+        kv = self._kv
+        try:  # `kv._script("commit", ..., writes=True)` without its frame (ADR 0067)
+            reply = await kv._client.evalsha(kv._sha["commit"], *args)
+        except (ReplyError, ConnectionLost) as exc:
+            reply = await kv._script_after(exc, "commit", *args, writes=True)
         if reply != 1:
             raise ConflictError(reads.explain(reply) if isinstance(reply, bytes) else str(reply))

@@ -343,14 +343,21 @@ class RespClient:
         else:
             self._inflight += 1
         try:
-            conn = self._pick()
-            if conn is None:
-                conn = await self._reconnect()
+            conns = self._conns
+            if len(conns) == 1:  # `_pick` inline for the usual single connection (ADR 0067)
+                conn = conns[0]
+                if conn is None or not conn.alive:
+                    conn = await self._reconnect()
+            else:
+                conn = self._pick() or await self._reconnect()
             if conn._drained is not None:
                 await conn.drained()
             return await conn.send(command)
         finally:
-            self._release()
+            if self._waiters:
+                self._release()
+            else:
+                self._inflight -= 1  # `_release` with no one waiting, without the call
 
     def _pick(self) -> Connection | None:
         conns = self._conns

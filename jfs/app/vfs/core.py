@@ -182,7 +182,7 @@ class VFS(XattrOps):
         finally:
             elapsed = time.perf_counter() - start
             self.stats.record(op, elapsed, err != 0)
-            if self.accesslog.active and ctx is not None:
+            if self.accesslog.readers and ctx is not None:  # `.active` without the property call
                 self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args, os.strerror(err) if err else "OK", elapsed)
 
     def _took(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float, err: int = 0) -> None:
@@ -190,7 +190,7 @@ class VFS(XattrOps):
         coroutine; the access log's arguments and status are formatted only while someone reads the log)."""
         elapsed = time.perf_counter() - start
         self.stats.record(op, elapsed, err != 0)
-        if self.accesslog.active and ctx is not None:
+        if self.accesslog.readers and ctx is not None:  # `.active` without the property call
             self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args(), os.strerror(err) if err else "OK", elapsed)
 
     def _failed(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float,
