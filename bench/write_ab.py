@@ -128,13 +128,24 @@ def fio_mib_s(stats: dict[str, float]) -> float:
     return float(stats["bw_bytes"]) / MiB
 
 
-def bench(mnt: str) -> float:
+def bench(mnt: str) -> tuple[float, float]:
+    """`juicefs bench -p 4`'s big-file (write, read) MiB/s."""
     text = subprocess.run([os.path.join(BIN, "juicefs"), "bench", mnt, "-p", "4", "--big-file-size", "128M",
                            "--small-file-count", "0"], check=True, capture_output=True, text=True).stdout
     m = re.search(r"\|\s*Write big file\s*\|\s*([\d.]+) MiB/s", text)
-    if not m:
+    r = re.search(r"\|\s*Read big file\s*\|\s*([\d.]+) MiB/s", text)
+    if not m or not r:
         raise RuntimeError(f"unexpected juicefs bench output: {text[-500:]}")
-    return float(m.group(1))
+    return float(m.group(1)), float(r.group(1))
+
+
+def pgpgin_kib() -> int:
+    """KiB the machine read from its block devices so far (``/proc/vmstat`` pgpgin; every process's)."""
+    with open("/proc/vmstat", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("pgpgin "):
+                return int(line.split()[1])
+    return 0
 
 
 WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512, "randw": 0, "randr": 0}
@@ -205,7 +216,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
             pid = proc.pid if tree != "juicefs" else juicefs_worker(proc.pid)
             for w in args.workloads.split(","):
                 reset_hwm(pid)
-                c0, t0 = counters(pid), time.monotonic()
+                c0, t0, in0 = counters(pid), time.monotonic(), pgpgin_kib()
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -221,7 +232,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} IOPS"] = float(stats["iops"])
                     ops = float(stats["total_ios"])
                 elif w == "bench4":
-                    out[f"{w} write MiB/s"] = bench(mnt)
+                    out[f"{w} write MiB/s"], out[f"{w} read MiB/s"] = bench(mnt)
                 else:
                     raise SystemExit(f"unknown workload {w}")
                 out[f"{w} wall s"] = time.monotonic() - t0
@@ -232,6 +243,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
                     out[f"{w} sys CPU s/GiB"] = (s1 - s0) / gib
                     out[f"{w} minor faults/GiB"] = (f1 - f0) / gib
+                    out[f"{w} device MiB read/GiB"] = (pgpgin_kib() - in0) / 1024 / gib
                 elif ops:
                     out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)
