@@ -206,10 +206,10 @@ class BlockFetcher:
     def range_now(self, slice_id: int, index: int, blen: int, inner: int, length: int) -> bytes | None:
         """Bytes [inner, inner+length) of the uncompressed block `index` (of `blen` bytes) straight from a
         store that answers from local memory without waiting (`FileStore.get_now`: a ``file`` bucket's
-        block in the page cache), else None — also for slices that may have block checksums (never
-        range-read) and for a short answer. For the loop's no-hop path (`Reader.read_now`)."""
+        block in the page cache), else None — also for a slice not known to be without block checksums
+        (a checked slice is never range-read) and for a short answer. For the loop's no-hop path (`Reader.read_now`)."""
         get_now = self._get_now
-        if get_now is None or self.sums is not None:
+        if get_now is None or (self.sums is not None and not self.sums.known_unchecked(slice_id)):
             return None
         data = get_now(self.blocks.key(slice_id, index, blen), inner, length)
         if data is None or len(data) != length:
