@@ -17,6 +17,7 @@ from jfs.adapters.direct_files import DirectWriter
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.file import NOWAIT_MAX, FileStore
 from jfs.adapters.objects.memory import MemoryStore
+from jfs.app.data import fetcher as fetcher_mod
 from jfs.app.data.fetcher import WARMED_MAX, store_capability
 from jfs.app.data.store_wrapper import StoreWrapper
 from jfs.ports.objects import ObjectStore
@@ -206,6 +207,32 @@ async def test_checksummed_volumes_never_answer_from_a_warmed_range() -> None:
         h = await vol.dp.open(ino)
         assert vol.dp.read_now(h, 7 * BS + 1000, 4096) is None
         assert store.nows == 0
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+
+
+async def test_a_warmed_block_whose_pages_were_dropped_is_warmed_again() -> None:
+    store = LocalStore()
+    vol = await _volume(store)
+    try:
+        data = os.urandom(20 * BS)
+        ino = await vol.write_new_file(b"dropped", data)
+        h = await vol.dp.open(ino)
+        vol.dp.fetcher.mem.shrink(0)
+        await vol.dp.read(h, 5 * BS + 100, 4096)
+        await vol.dp.fetcher.settle()
+        assert len(store.warmed) == 1
+        store.cached.clear()  # the kernel dropped the block's pages
+        assert vol.dp.read_now(h, 5 * BS + 9000, 4096) is None  # within the grace: still counted as warming
+        await vol.dp.read(h, 5 * BS + 9000, 4096)
+        assert len(store.warmed) == 1
+        warmed = vol.dp.fetcher._warmed  # noqa: SLF001 - as if warmed longer ago than the grace
+        for key in warmed:
+            warmed[key] -= fetcher_mod.WARM_GRACE + 1
+        assert vol.dp.read_now(h, 5 * BS + 9000, 4096) is None  # past the grace: forgotten
+        assert await vol.dp.read(h, 5 * BS + 20000, 4096) == data[5 * BS + 20000 : 5 * BS + 24096]
+        assert len(store.warmed) == 2 and store.warmed[0] == store.warmed[1]
         await vol.dp.release(h)
     finally:
         await vol.close()

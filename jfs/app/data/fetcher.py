@@ -8,7 +8,7 @@
   start) that misses both caches fetches just that range, as JuiceFS does, and the rest of the block is
   then made local in the background: a store that can `warm` an object (a ``file`` bucket, whose objects
   are local files) is asked to read it into the page cache ahead of the next reads (ADR 0065; each block
-  at most once among the last `WARMED_MAX` warmed), any other store's block is fetched into the disk cache
+  once while it stays cached, among the last `WARMED_MAX` warmed), any other store's block is fetched into the disk cache
   (when there is one); everything else loads whole blocks.
 * `prefetch` starts background loads (read-ahead), at most `prefetch_limit` at a time.
 * With block checksums on (ADR 0008), a block loaded from the object store is checked against its
@@ -21,6 +21,7 @@ Errors: `BlockMissing` (the object is gone — re-resolve the chunk) and `FSErro
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +40,9 @@ MAX_FILLS = 64
 
 WARMED_MAX = 1024
 """Blocks remembered as warmed (asked once each): 4 GiB of 4 MiB blocks; the oldest is forgotten first."""
+WARM_GRACE = 1.0
+"""Seconds a warmed block may take to arrive in the page cache: a no-hop read that misses a block warmed
+longer ago forgets it (the kernel dropped its pages), so the next ranged read warms it again."""
 
 BlockId = tuple[int, int]
 """(slice id, block index)"""
@@ -85,7 +89,7 @@ class BlockFetcher:
         self._filling: set[str] = set()
         self._warm = store_capability(blocks.store, "warm") if blocks.ranged else None
         self._get_now = store_capability(blocks.store, "get_now") if blocks.ranged else None
-        self._warmed: OrderedDict[BlockId, None] = OrderedDict()
+        self._warmed: OrderedDict[BlockId, float] = OrderedDict()  # block -> when it was warmed
         self.warms = 0
         self.store_loads = 0
         self.mem_hits = 0
@@ -213,6 +217,10 @@ class BlockFetcher:
             return None
         data = get_now(self.blocks.key(slice_id, index, blen), inner, length)
         if data is None or len(data) != length:
+            key = (slice_id, index)
+            since = self._warmed.get(key)
+            if since is not None and time.monotonic() - since > WARM_GRACE:
+                del self._warmed[key]  # its pages are gone: the next ranged read warms it again
             return None
         self.ranged_loads += 1
         return data  # type: ignore[no-any-return]
@@ -232,7 +240,7 @@ class BlockFetcher:
                 return
             if self._warm(self.blocks.key(slice_id, index, blen)):
                 self.warms += 1
-                warmed[key] = None
+                warmed[key] = time.monotonic()
                 if len(warmed) > WARMED_MAX:
                     warmed.popitem(last=False)
                 return
