@@ -20,6 +20,7 @@ from jfs.adapters.objects.memory import MemoryStore
 from jfs.app.data import fetcher as fetcher_mod
 from jfs.app.data.fetcher import WARMED_MAX, store_capability
 from jfs.app.data.store_wrapper import StoreWrapper
+from jfs.app.data.throttle import throttled
 from jfs.ports.objects import ObjectStore
 from jfs.testing.data_harness import DataVolume
 
@@ -144,6 +145,9 @@ def test_store_capability_looks_through_wrappers_but_not_attribute_delegation() 
             return lambda *a: True
 
     assert store_capability(Delegating(), "warm") is None
+    # A download limit: every read passes it, so nothing below it is reached directly.
+    assert store_capability(throttled(local, download_mbps=10), "get_now") is None
+    assert store_capability(throttled(local, upload_mbps=10), "get_now") == local.get_now
 
 
 # -- the fetcher and the read loop ---------------------------------------------------------------------

@@ -51,10 +51,11 @@ BlockId = tuple[int, int]
 def store_capability(store: object, name: str) -> Callable[..., Any] | None:
     """Method `name` of `store` or of a store it wraps (``inner``, a few layers down), else None: the
     optional capabilities of a store whose objects are local files (`FileStore.warm`, `FileStore.get_now`).
-    Looked up on the classes, so that a wrapper delegating unknown attributes is not taken for one."""
+    Looked up on the classes, so that a wrapper delegating unknown attributes is not taken for one; None
+    below a layer that sets ``hides_local_reads`` (`ThrottledStore` with a download limit)."""
     for _ in range(8):
-        if store is None:
-            return None
+        if store is None or getattr(store, "__dict__", {}).get("hides_local_reads"):
+            return None  # a layer every read must pass (a download limit)
         if callable(getattr(type(store), name, None)):
             return getattr(store, name)  # type: ignore[no-any-return]
         store = getattr(store, "inner", None)
