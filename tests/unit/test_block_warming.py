@@ -240,3 +240,4 @@ async def test_a_warmed_block_whose_pages_were_dropped_is_warmed_again() -> None
         await vol.dp.release(h)
     finally:
         await vol.close()
+

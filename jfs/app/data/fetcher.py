@@ -233,18 +233,8 @@ class BlockFetcher:
         it are local instead of one ranged read each: a store that can `warm` reads it into the page cache
         (the no-hop path of the next ranged reads; no second copy of a local file), else the block is
         fetched into the disk cache (JuiceFS does the same)."""
-        if self._warm is not None:
-            key = (slice_id, index)
-            warmed = self._warmed
-            if key in warmed:
-                warmed.move_to_end(key)
-                return
-            if self._warm(self.blocks.key(slice_id, index, blen)):
-                self.warms += 1
-                warmed[key] = time.monotonic()
-                if len(warmed) > WARMED_MAX:
-                    warmed.popitem(last=False)
-                return
+        if self._warm_once(slice_id, index, blen):
+            return
         disk = self.disk
         if disk is None:
             return
@@ -266,6 +256,24 @@ class BlockFetcher:
             log.debug("cache_fill_failed", slice=slice_id, index=index, error=str(exc))
         finally:
             self._filling.discard(cache_key)
+
+    def _warm_once(self, slice_id: int, index: int, blen: int) -> bool:
+        """Ask a store that can `warm` to read the block's object into the page cache, unless it was asked
+        already (and its pages were not seen gone since); False when the store cannot."""
+        if self._warm is None:
+            return False
+        key = (slice_id, index)
+        warmed = self._warmed
+        if key in warmed:
+            warmed.move_to_end(key)
+            return True
+        if not self._warm(self.blocks.key(slice_id, index, blen)):
+            return False
+        self.warms += 1
+        warmed[key] = time.monotonic()
+        if len(warmed) > WARMED_MAX:
+            warmed.popitem(last=False)
+        return True
 
     def prefetch(self, slice_id: int, size: int, index: int) -> None:
         """Load a block into the memory cache in the background, unless it is there or on its way."""
