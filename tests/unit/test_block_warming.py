@@ -241,3 +241,43 @@ async def test_a_warmed_block_whose_pages_were_dropped_is_warmed_again() -> None
     finally:
         await vol.close()
 
+
+
+async def test_a_file_bucket_volume_answers_random_reads_from_warmed_block_files(tmp_path: Path) -> None:
+    """End to end on a real `file` bucket: blocks off the page cache, a ranged read warms its block, later
+    small reads of it are answered by the read loop with the right bytes, and no disk-cache entry is made."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    store = FileStore(str(bucket))
+    vol = await _volume(store, cache_dir=str(tmp_path / "cache"), cache_small_writes=False,
+                        cache_full_writes=False, cache_loads=True)
+    try:
+        data = os.urandom(20 * BS)
+        ino = await vol.write_new_file(b"random", data)
+        for root, _, names in os.walk(bucket):  # written back, then out of the page cache
+            for name in names:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+        h = await vol.dp.open(ino)
+        vol.dp.fetcher.mem.shrink(0)
+        off = 9 * BS + 1234
+        if vol.dp.read_now(h, off, 4096) is not None:
+            pytest.skip("the page cache kept the block files")
+        assert await vol.dp.read(h, off, 4096) == data[off : off + 4096]
+        assert vol.dp.fetcher.warms == 1
+        deadline = time.monotonic() + 5
+        now = None
+        while now is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            now = vol.dp.read_now(h, off + 20000, 4096)
+        assert now is not None and bytes(now) == data[off + 20000 : off + 24096]  # type: ignore[arg-type]
+        await vol.dp.fetcher.settle()
+        assert vol.dp.fetcher.disk is not None and len(vol.dp.fetcher.disk) == 0
+        await vol.dp.release(h)
+    finally:
+        await vol.close()
+        await store.close()
