@@ -15,13 +15,15 @@ work directory; the workloads run one after the other on that mount:
 * ``fio1r``: fio1's file read back the same way (caches dropped);
 * ``randw``: fio 4 KiB random write, 1 job, 256 MiB file, 8 s, ``--end_fsync=1`` (as `bench/compare.py`);
 * ``randr``: fio 4 KiB random read of fio1's file for 8 s, caches dropped (as `bench/compare.py`);
-* ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write rate
-  only; the CPU of the workload includes its read phase).
+* ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write and read
+  rates; the CPU of the workload includes both phases).
 
 Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wall time, CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
 + stime, before and after; user and system alone too), its minor page faults per GiB (``minflt``: each
 is a page the mount touched for the first time since it was mapped — on a VM whose balloon took freed
-pages back, the main cost of system CPU), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+pages back, the main cost of system CPU), the MiB the machine read from its block devices per GiB
+(``pgpgin`` of ``/proc/vmstat``: every process's, so other sessions' reads count too; what a read after
+the write fetched from the device rather than the page cache, ADR 0065), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
