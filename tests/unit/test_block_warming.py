@@ -32,7 +32,8 @@ class LocalStore(StoreWrapper):
     "cached"; `get_now` answers only for cached keys (as the page cache would); counts the async gets."""
 
     def __init__(self) -> None:
-        super().__init__(MemoryStore(f"warm-{uuid.uuid4().hex}"))
+        self.memory = MemoryStore(f"warm-{uuid.uuid4().hex}")
+        super().__init__(self.memory)
         self.warmed: list[str] = []
         self.cached: set[str] = set()
         self.gets = 0
@@ -54,7 +55,7 @@ class LocalStore(StoreWrapper):
         if key not in self.cached:
             return None
         self.nows += 1
-        value = self.inner._objects[key][0]  # noqa: SLF001 - the memory store's own bytes
+        value = self.memory._objects[key][0]  # noqa: SLF001 - the memory store's own bytes
         return bytes(value[off : off + limit])
 
     async def close(self) -> None:
@@ -205,7 +206,7 @@ async def test_checksummed_volumes_never_answer_from_a_warmed_range() -> None:
     try:
         data = os.urandom(20 * BS)
         ino = await vol.write_new_file(b"sums", data)
-        store.cached.update(k for k in store.inner._objects)  # noqa: SLF001 - every block "cached"
+        store.cached.update(k for k in store.memory._objects)  # noqa: SLF001 - every block "cached"
         vol.dp.fetcher.mem.shrink(0)
         assert vol.dp.fetcher.range_now(1, 0, BS, 100, 10) is None
         h = await vol.dp.open(ino)

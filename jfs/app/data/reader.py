@@ -203,7 +203,7 @@ class Reader:
                 cache_key, blen = known
                 if ln > blen // 4 or not fetcher.blocks.ranged:
                     return None
-                part = None if disk is None else disk.get_now(cache_key, inner, ln, blen)
+                part: Buffer | None = None if disk is None else disk.get_now(cache_key, inner, ln, blen)
                 if part is None:
                     part = fetcher.range_now(slice_id, index, blen, inner, ln)
                     if part is None:
