@@ -30,7 +30,9 @@ before ``a/x``), holding one directory listing per level, and pages the results 
 All blocking I/O runs in a thread pool owned by the store, except a small ranged `get` whose bytes are
 already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT`` (which fails instead of
 waiting for the disk), saving two thread hops per small random read (the block store asks for a small
-uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
+uncompressed block as the range of its length, so small-file reads take this path too); `get_now` is that
+path alone, for the FUSE read loop, and `warm` asks the kernel to read an object into the page cache ahead of
+such reads (ADR 0065). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
 `put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
 too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.

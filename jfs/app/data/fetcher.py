@@ -8,8 +8,8 @@
   start) that misses both caches fetches just that range, as JuiceFS does, and the rest of the block is
   then made local in the background: a store that can `warm` an object (a ``file`` bucket, whose objects
   are local files) is asked to read it into the page cache ahead of the next reads (ADR 0065; each block
-  once while it stays cached, among the last `WARMED_MAX` warmed), any other store's block is fetched into the disk cache
-  (when there is one); everything else loads whole blocks.
+  once while it stays cached, among the last `WARMED_MAX` warmed), any other store's block is fetched
+  into the disk cache (when there is one); everything else loads whole blocks.
 * `prefetch` starts background loads (read-ahead), at most `prefetch_limit` at a time.
 * With block checksums on (ADR 0008), a block loaded from the object store is checked against its
   slice's record (`SumsIndex`); a slice that has a record is never range-read (a part of a block cannot
@@ -92,6 +92,8 @@ class BlockFetcher:
         self._get_now = store_capability(blocks.store, "get_now") if blocks.ranged else None
         self._warmed: OrderedDict[BlockId, float] = OrderedDict()  # block -> when it was warmed
         self.warms = 0
+        self.local_ranges = self._get_now is not None
+        """Whether `range_now` may answer (a store with `get_now` beneath, uncompressed blocks)."""
         self.store_loads = 0
         self.mem_hits = 0
         self.mem_misses = 0

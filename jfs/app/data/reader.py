@@ -191,7 +191,7 @@ class Reader:
                 # As `BlockFetcher` does: only a small read inside a block is served from a part of the disk
                 # cache entry (or of a local bucket's block file in the page cache, ADR 0065); any other
                 # miss loads the whole block (into memory) the slow way.
-                if inner == 0:
+                if inner == 0 or (disk is None and not fetcher.local_ranges):
                     return None
                 known = disk_keys.get(key)
                 if known is None:
