@@ -15,13 +15,15 @@ work directory; the workloads run one after the other on that mount:
 * ``fio1r``: fio1's file read back the same way (caches dropped);
 * ``randw``: fio 4 KiB random write, 1 job, 256 MiB file, 8 s, ``--end_fsync=1`` (as `bench/compare.py`);
 * ``randr``: fio 4 KiB random read of fio1's file for 8 s, caches dropped (as `bench/compare.py`);
-* ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write rate
-  only; the CPU of the workload includes its read phase).
+* ``bench4``: ``juicefs bench -p 4 --big-file-size 128M --small-file-count 0`` (its big-file write and read
+  rates; the CPU of the workload includes both phases).
 
 Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wall time, CPU seconds of the mount process per GiB written (``/proc/PID/stat`` utime
 + stime, before and after; user and system alone too), its minor page faults per GiB (``minflt``: each
 is a page the mount touched for the first time since it was mapped — on a VM whose balloon took freed
-pages back, the main cost of system CPU), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+pages back, the main cost of system CPU), the MiB the machine read from its block devices per GiB
+(``pgpgin`` of ``/proc/vmstat``: every process's, so other sessions' reads count too; what a read after
+the write fetched from the device rather than the page cache, ADR 0065), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
@@ -128,13 +130,24 @@ def fio_mib_s(stats: dict[str, float]) -> float:
     return float(stats["bw_bytes"]) / MiB
 
 
-def bench(mnt: str) -> float:
+def bench(mnt: str) -> tuple[float, float]:
+    """`juicefs bench -p 4`'s big-file (write, read) MiB/s."""
     text = subprocess.run([os.path.join(BIN, "juicefs"), "bench", mnt, "-p", "4", "--big-file-size", "128M",
                            "--small-file-count", "0"], check=True, capture_output=True, text=True).stdout
     m = re.search(r"\|\s*Write big file\s*\|\s*([\d.]+) MiB/s", text)
-    if not m:
+    r = re.search(r"\|\s*Read big file\s*\|\s*([\d.]+) MiB/s", text)
+    if not m or not r:
         raise RuntimeError(f"unexpected juicefs bench output: {text[-500:]}")
-    return float(m.group(1))
+    return float(m.group(1)), float(r.group(1))
+
+
+def pgpgin_kib() -> int:
+    """KiB the machine read from its block devices so far (``/proc/vmstat`` pgpgin; every process's)."""
+    with open("/proc/vmstat", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("pgpgin "):
+                return int(line.split()[1])
+    return 0
 
 
 WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512, "randw": 0, "randr": 0}
@@ -205,7 +218,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
             pid = proc.pid if tree != "juicefs" else juicefs_worker(proc.pid)
             for w in args.workloads.split(","):
                 reset_hwm(pid)
-                c0, t0 = counters(pid), time.monotonic()
+                c0, t0, in0 = counters(pid), time.monotonic(), pgpgin_kib()
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -221,7 +234,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} IOPS"] = float(stats["iops"])
                     ops = float(stats["total_ios"])
                 elif w == "bench4":
-                    out[f"{w} write MiB/s"] = bench(mnt)
+                    out[f"{w} write MiB/s"], out[f"{w} read MiB/s"] = bench(mnt)
                 else:
                     raise SystemExit(f"unknown workload {w}")
                 out[f"{w} wall s"] = time.monotonic() - t0
@@ -232,6 +245,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} user CPU s/GiB"] = (u1 - u0) / gib
                     out[f"{w} sys CPU s/GiB"] = (s1 - s0) / gib
                     out[f"{w} minor faults/GiB"] = (f1 - f0) / gib
+                    out[f"{w} device MiB read/GiB"] = (pgpgin_kib() - in0) / 1024 / gib
                 elif ops:
                     out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)

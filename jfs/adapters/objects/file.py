@@ -30,7 +30,9 @@ before ``a/x``), holding one directory listing per level, and pages the results 
 All blocking I/O runs in a thread pool owned by the store, except a small ranged `get` whose bytes are
 already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT`` (which fails instead of
 waiting for the disk), saving two thread hops per small random read (the block store asks for a small
-uncompressed block as the range of its length, so small-file reads take this path too). A whole-object
+uncompressed block as the range of its length, so small-file reads take this path too); `get_now` is that
+path alone, for the FUSE read loop, and `warm` asks the kernel to read an object into the page cache ahead of
+such reads (ADR 0065). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
 `put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
 too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
@@ -478,6 +480,15 @@ class FileStore:
                 return data
         return await self._run(self._get, key, off, limit)
 
+    def get_now(self, key: str, off: int, limit: int) -> bytes | None:
+        """Bytes [off, off+limit) of `key` (at most `NOWAIT_MAX`, `limit` > 0) when the page cache holds
+        them all, read on the caller's thread without waiting for the disk; None otherwise (not cached, too
+        big, the platform has no ``RWF_NOWAIT``, a missing object, any error: `get` answers those). Fewer
+        bytes when the object ends first, as `get`. The loop's no-hop read of a warmed block (ADR 0065)."""
+        if not (0 < limit <= NOWAIT_MAX and _RWF_NOWAIT):
+            return None
+        return self._get_cached(key, off, limit)
+
     def _get_cached(self, key: str, off: int, limit: int) -> bytes | None:
         """Bytes [off, off+limit) of `key` if the page cache holds them all, else None (never blocks on
         the disk; a missing object or any error also gives None and is left to `_get`)."""
@@ -510,6 +521,25 @@ class FileStore:
             raise self._not_found(key) from None
         except OSError as exc:
             raise self._fail("get", key, exc) from exc
+
+    def warm(self, key: str) -> bool:
+        """Ask the kernel to read object `key` into the page cache ahead of the reads to come
+        (``POSIX_FADV_WILLNEED``, given on one of the store's threads); returns at once. True when the
+        advice was queued, False where the platform has none or the store is closing (nothing asked).
+
+        Only advice (ADR 0065): the bytes, names and sizes of objects are untouched; a missing object, a bad
+        key or any error of the advice is ignored; the reads that follow are served by `get` as always. It
+        is how a ranged read of a ``file`` bucket's block makes the rest of the block local, instead of
+        copying the block into the disk cache (a second copy of a file that is on a local disk already).
+        """
+        if _WILLNEED is None:
+            return False
+        try:
+            path = self._path(key)
+            self._pool.submit(_advise_willneed, path)
+        except (ObjectStoreError, RuntimeError):  # a bad key; the pool is shut down
+            return False
+        return True
 
     async def head(self, key: str) -> ObjectInfo:
         return await self._run(self._head, key)
@@ -616,6 +646,24 @@ class FileStore:
         self._temps.stop()
         await asyncio.to_thread(self._pool.shutdown, True)
         self._temps.close()
+
+
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+
+
+def _advise_willneed(path: str) -> None:
+    """``POSIX_FADV_WILLNEED`` on the whole file `path` (the kernel starts reading what it does not hold);
+    every error ignored: it is only advice."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, _WILLNEED)  # type: ignore[arg-type]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

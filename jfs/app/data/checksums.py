@@ -53,6 +53,11 @@ class SumsIndex:
     def forget(self, slice_id: int) -> None:
         self._cache.pop(slice_id, None)
 
+    def known_unchecked(self, slice_id: int) -> bool:
+        """Whether slice `slice_id` is known to have no checksum record (checksums off, or its "no record"
+        cached): then a part of a block may be read (ADR 0065); False when unknown or checked."""
+        return not self.enabled or (slice_id in self._cache and self._cache[slice_id] is None)
+
     async def get(self, slice_id: int, size: int) -> tuple[int, ...] | None:
         """The CRC-32 of every block of slice `slice_id` (of `size` bytes), or None when it is not checked.
 

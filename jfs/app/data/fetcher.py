@@ -5,9 +5,11 @@
 * A loaded block goes into the memory cache; one that came from the object store is also written to the
   disk cache in the background.
 * With uncompressed blocks, a small read in the middle of a block (at most a quarter of it, not at its
-  start) that misses both caches fetches just that range, as JuiceFS does, and (with a disk cache) the
-  whole block is then fetched into the disk cache in the background; everything else loads whole
-  blocks.
+  start) that misses both caches fetches just that range, as JuiceFS does, and the rest of the block is
+  then made local in the background: a store that can `warm` an object (a ``file`` bucket, whose objects
+  are local files) is asked to read it into the page cache ahead of the next reads (ADR 0065; each block
+  once while it stays cached, among the last `WARMED_MAX` warmed), any other store's block is fetched
+  into the disk cache (when there is one); everything else loads whole blocks.
 * `prefetch` starts background loads (read-ahead), at most `prefetch_limit` at a time.
 * With block checksums on (ADR 0008), a block loaded from the object store is checked against its
   slice's record (`SumsIndex`); a slice that has a record is never range-read (a part of a block cannot
@@ -19,7 +21,10 @@ Errors: `BlockMissing` (the object is gone — re-resolve the chunk) and `FSErro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -33,8 +38,28 @@ log = structlog.get_logger("jfs.data")
 MAX_FILLS = 64
 """Whole-block disk-cache fills (after ranged loads) queued at most at once; more are skipped."""
 
+WARMED_MAX = 1024
+"""Blocks remembered as warmed (asked once each): 4 GiB of 4 MiB blocks; the oldest is forgotten first."""
+WARM_GRACE = 1.0
+"""Seconds a warmed block may take to arrive in the page cache: a no-hop read that misses a block warmed
+longer ago forgets it (the kernel dropped its pages), so the next ranged read warms it again."""
+
 BlockId = tuple[int, int]
 """(slice id, block index)"""
+
+
+def store_capability(store: object, name: str) -> Callable[..., Any] | None:
+    """Method `name` of `store` or of a store it wraps (``inner``, a few layers down), else None: the
+    optional capabilities of a store whose objects are local files (`FileStore.warm`, `FileStore.get_now`).
+    Looked up on the classes, so that a wrapper delegating unknown attributes is not taken for one; None
+    below a layer that sets ``hides_local_reads`` (`ThrottledStore` with a download limit)."""
+    for _ in range(8):
+        if store is None or getattr(store, "__dict__", {}).get("hides_local_reads"):
+            return None  # a layer every read must pass (a download limit)
+        if callable(getattr(type(store), name, None)):
+            return getattr(store, name)  # type: ignore[no-any-return]
+        store = getattr(store, "inner", None)
+    return None
 
 
 class BlockFetcher:
@@ -63,6 +88,12 @@ class BlockFetcher:
         self._prefetch_slots = asyncio.Semaphore(max(1, prefetch_limit))
         self._background: set[asyncio.Task[None]] = set()
         self._filling: set[str] = set()
+        self._warm = store_capability(blocks.store, "warm") if blocks.ranged else None
+        self._get_now = store_capability(blocks.store, "get_now") if blocks.ranged else None
+        self._warmed: OrderedDict[BlockId, float] = OrderedDict()  # block -> when it was warmed
+        self.warms = 0
+        self.local_ranges = self._get_now is not None
+        """Whether `range_now` may answer (a store with `get_now` beneath, uncompressed blocks)."""
         self.store_loads = 0
         self.mem_hits = 0
         self.mem_misses = 0
@@ -179,11 +210,33 @@ class BlockFetcher:
             return data
         return memoryview(data)[inner : inner + length]
 
+    def range_now(self, slice_id: int, index: int, blen: int, inner: int, length: int) -> bytes | None:
+        """Bytes [inner, inner+length) of the uncompressed block `index` (of `blen` bytes) straight from a
+        store that answers from local memory without waiting (`FileStore.get_now`: a ``file`` bucket's
+        block in the page cache), else None — also for a slice not known to be without block checksums
+        (a checked slice is never range-read) and for a short answer. For the loop's no-hop path (`Reader.read_now`)."""
+        get_now = self._get_now
+        if get_now is None or (self.sums is not None and not self.sums.known_unchecked(slice_id)):
+            return None
+        data = get_now(self.blocks.key(slice_id, index, blen), inner, length)
+        if data is None or len(data) != length:
+            key = (slice_id, index)
+            since = self._warmed.get(key)
+            if since is not None and time.monotonic() - since > WARM_GRACE:
+                del self._warmed[key]  # its pages are gone: the next ranged read warms it again
+            return None
+        self.ranged_loads += 1
+        return data  # type: ignore[no-any-return]
+
     # -- background ------------------------------------------------------------------------------------
 
     def _fill_disk_cache(self, slice_id: int, index: int, blen: int) -> None:
-        """After a ranged load: fetch the whole block into the disk cache in the background (JuiceFS does
-        the same), so that later small reads of it are local instead of one ranged GET each."""
+        """After a ranged load: make the whole block local in the background, so that later small reads of
+        it are local instead of one ranged read each: a store that can `warm` reads it into the page cache
+        (the no-hop path of the next ranged reads; no second copy of a local file), else the block is
+        fetched into the disk cache (JuiceFS does the same)."""
+        if self._warm_once(slice_id, index, blen):
+            return
         disk = self.disk
         if disk is None:
             return
@@ -205,6 +258,24 @@ class BlockFetcher:
             log.debug("cache_fill_failed", slice=slice_id, index=index, error=str(exc))
         finally:
             self._filling.discard(cache_key)
+
+    def _warm_once(self, slice_id: int, index: int, blen: int) -> bool:
+        """Ask a store that can `warm` to read the block's object into the page cache, unless it was asked
+        already (and its pages were not seen gone since); False when the store cannot."""
+        if self._warm is None:
+            return False
+        key = (slice_id, index)
+        warmed = self._warmed
+        if key in warmed:
+            warmed.move_to_end(key)
+            return True
+        if not self._warm(self.blocks.key(slice_id, index, blen)):
+            return False
+        self.warms += 1
+        warmed[key] = time.monotonic()
+        if len(warmed) > WARMED_MAX:
+            warmed.popitem(last=False)
+        return True
 
     def prefetch(self, slice_id: int, size: int, index: int) -> None:
         """Load a block into the memory cache in the background, unless it is there or on its way."""

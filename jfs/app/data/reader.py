@@ -189,8 +189,9 @@ class Reader:
                         demote.append(key)
                     continue
                 # As `BlockFetcher` does: only a small read inside a block is served from a part of the disk
-                # cache entry; any other miss loads the whole block (into memory) the slow way.
-                if disk is None or inner == 0:
+                # cache entry (or of a local bucket's block file in the page cache, ADR 0065); any other
+                # miss loads the whole block (into memory) the slow way.
+                if inner == 0 or (disk is None and not fetcher.local_ranges):
                     return None
                 known = disk_keys.get(key)
                 if known is None:
@@ -202,9 +203,11 @@ class Reader:
                 cache_key, blen = known
                 if ln > blen // 4 or not fetcher.blocks.ranged:
                     return None
-                part = disk.get_now(cache_key, inner, ln, blen)
+                part: Buffer | None = None if disk is None else disk.get_now(cache_key, inner, ln, blen)
                 if part is None:
-                    return None
+                    part = fetcher.range_now(slice_id, index, blen, inner, ln)
+                    if part is None:
+                        return None
                 misses += 1
                 parts.append(part)
         fetcher.mem_hits += hits

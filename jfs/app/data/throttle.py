@@ -58,6 +58,9 @@ class ThrottledStore(StoreWrapper):
         super().__init__(inner)
         self.upload = upload
         self.download = download
+        self.hides_local_reads = download is not None
+        """Reads must pass the download limit: the fetcher does not reach past it for a local bucket's
+        no-hop reads (`fetcher.store_capability`, ADR 0065)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
