@@ -70,6 +70,8 @@ def run() -> None:
     quit_on_interrupt()
     if len(sys.argv) > 1 and sys.argv[1] in _SERVED_BY_A_MOUNT:
         from jfs.cli.control_main import main
+    elif len(sys.argv) > 1 and sys.argv[1] == "umount":
+        from jfs.cli.unmount import main  # the plain forms without typer (ADR 0069)
     else:
         from jfs.cli.main import main
     main()

@@ -321,10 +321,10 @@ def umount(
     force: Annotated[bool, typer.Option("--force", "-f", help="Detach even if busy (lazy unmount).")] = False,
 ) -> None:
     """Unmount a jfs volume; returns once the mount process has flushed and exited."""
-    from jfs.cli import mount as m
+    from jfs.cli.unmount import umount as unmount  # light: no engines, no FUSE server (ADR 0069)
 
     try:
-        m.umount(mountpoint, force=force)
+        unmount(mountpoint, force=force)
     except Exception as exc:
         raise typer.Exit(report(exc)) from None
 

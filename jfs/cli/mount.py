@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from jfs.adapters.fuse.collector import settle_for_serving
-from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
+from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted
 from jfs.adapters.fuse.server import FuseServer
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
 from jfs.adapters.objects import file, file_pages
@@ -20,6 +19,7 @@ from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
 from jfs.cli.background import spawn_detached
 from jfs.cli.logs import reload_on_sighup
+from jfs.cli.unmount import umount  # noqa: F401 (re-exported: `jfs umount`'s body lives there)
 
 log = structlog.get_logger("jfs.mount")
 
@@ -160,7 +160,9 @@ async def serve(args: MountArgs) -> None:
             entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
             mountpoint=mountpoint,
             metrics=args.metrics,
-            extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
+            extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache,
+                   # `jfs umount` waits for this process to exit (its final flush; ADR 0069)
+                   "Pid": os.getpid()},
         ))
     except BaseException:
         remove_created(created)  # the volume did not open: leave no directory behind
@@ -212,20 +214,6 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, lo
     """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path()`), and
     wait until `mountpoint` is mounted; VolumeError (the child's last log line) when it does not come up."""
     spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", log_file, timeout=timeout)
-
-
-def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0) -> None:
-    """Unmount `mountpoint` and wait until the mount has gone (the mount process flushes and exits)."""
-    path = os.path.abspath(mountpoint)
-    if not is_mounted(path):
-        raise VolumeError(f"{path} is not mounted")
-    try:
-        unmount(path, lazy=force)
-    except OSError as exc:
-        raise VolumeError(f"cannot unmount {path}: {exc.strerror or exc}") from None
-    deadline = time.monotonic() + wait
-    while is_mounted(path) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def foreground_argv() -> list[str]:
