@@ -11,14 +11,19 @@ from dataclasses import dataclass
 import structlog
 
 from jfs.adapters.fuse.collector import settle_for_serving
-from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted
+from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options
 from jfs.adapters.fuse.server import FuseServer
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
 from jfs.adapters.objects import file, file_pages
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
-from jfs.cli.background import spawn_detached
 from jfs.cli.logs import reload_on_sighup
+from jfs.cli.mount_start import (  # noqa: F401 (re-exported: what `jfs mount -d`'s parent runs lives there)
+    check_metrics,
+    check_mountpoint,
+    foreground_argv,
+    spawn_background,
+)
 from jfs.cli.unmount import umount  # noqa: F401 (re-exported: `jfs umount`'s body lives there)
 
 log = structlog.get_logger("jfs.mount")
@@ -60,17 +65,6 @@ class MountArgs:
     """Where a background mount logs (default: `default_log_path`)."""
     metrics: str = "127.0.0.1:9567"
     """Prometheus endpoint address ("" = none); the next free port is used when it is taken."""
-
-
-def check_mountpoint(path: str) -> str:
-    """The absolute mount point; VolumeError when it exists but is not a directory, or is already mounted.
-    A missing one is fine: `prepare_mountpoint` makes it once the volume is open."""
-    mountpoint = os.path.abspath(path)
-    if os.path.lexists(mountpoint) and not os.path.isdir(mountpoint):
-        raise VolumeError(f"mount point {mountpoint} is not a directory")
-    if is_mounted(mountpoint):
-        raise VolumeError(f"{mountpoint} is already a mount point (unmount it first)")
-    return mountpoint
 
 
 def prepare_mountpoint(mountpoint: str) -> list[str]:
@@ -196,30 +190,6 @@ async def serve(args: MountArgs) -> None:
             await backup.close()
         await client.close()
         log.info("unmounted", mountpoint=mountpoint)
-
-
-def check_metrics(addr: str) -> None:
-    """VolumeError when `addr` is not a usable metrics address (checked before mounting)."""
-    if addr.strip().lower() in ("", "off", "none"):
-        return
-    from jfs.adapters.metrics import prometheus
-
-    try:
-        prometheus.parse_address(addr)
-    except prometheus.MetricsError as exc:
-        raise VolumeError(str(exc)) from None
-
-
-def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:
-    """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path()`), and
-    wait until `mountpoint` is mounted; VolumeError (the child's last log line) when it does not come up."""
-    spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", log_file, timeout=timeout)
-
-
-def foreground_argv() -> list[str]:
-    """The command line that re-runs this process's `jfs mount` in the foreground."""
-    args = [a for a in sys.argv[1:] if a not in ("-d", "--background", "--update-fstab")]
-    return [sys.executable, "-m", "jfs.cli.main", *args, "--foreground"]
 
 
 GIL_SWITCH_INTERVAL = 0.0005
