@@ -34,7 +34,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall s, CPU s) of one command; a failure stops the bench."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # cwd "/": ``python -c`` puts the working directory first on sys.path (a checkout's jfs would win)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd="/")
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read() if proc.stderr else b""
@@ -113,7 +114,7 @@ def main() -> None:
         env["PYTHONPATH"] = tree
         targets.append((label, [sys.executable, "-c", RUNNER], env, False))
     if args.juicefs:
-        targets.append(("juicefs", [args.juicefs], None, True))
+        targets.append(("juicefs", [os.path.abspath(args.juicefs)], None, True))
     results: dict[str, list[dict[str, float]]] = {t[0]: [] for t in targets}
     for r in range(args.rounds):
         order = targets[r % len(targets):] + targets[:r % len(targets)]
