@@ -2,9 +2,10 @@
 engines, the FUSE server or structlog (ADR 0069).
 
 `umount` is the command's body (`jfs.cli.main` calls it; `jfs.cli.mount` re-exports it). `main` is the fast
-entry `jfs.cli.run` takes for the plain forms ``jfs umount [-f|--force] MOUNTPOINT``: they need no option
-parsing beyond that, so typer is not imported either; anything else (``--help``, an unknown option, two
-mount points, global options before the command) goes through `jfs.cli.main`, whose answers are the same.
+entry `jfs.cli.run` takes for the plain forms ``jfs umount [-f|--force] MOUNTPOINT`` (`plain_args`): they
+need no option parsing beyond that, so typer is not imported either; anything else (``--help``, an unknown
+option, two mount points, global options before the command) goes through `jfs.cli.main`, whose answers
+are the same.
 """
 
 from __future__ import annotations
@@ -65,20 +66,14 @@ def plain_args(args: list[str]) -> tuple[str, bool] | None:
     return (paths[0], force) if len(paths) == 1 and paths[0] else None
 
 
-def main() -> None:
-    """``jfs umount`` from `jfs.cli.run` (``sys.argv[1] == "umount"``): the plain forms here, the rest
-    through `jfs.cli.main`."""
-    plain = plain_args(sys.argv[2:])
-    if plain is None:
-        from jfs.cli.main import main as full
-
-        full()
-        return
+def main(mountpoint: str, force: bool) -> None:
+    """``jfs umount`` in a plain form (`plain_args`), entered by `jfs.cli.run` without typer: errors as the
+    full CLI prints them (one line, exit status 1)."""
     from jfs.cli.messages import print_error, state
 
     state.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
     try:
-        umount(plain[0], force=plain[1])
+        umount(mountpoint, force=force)
     except VolumeError as exc:
         print_error(str(exc))
         sys.exit(1)
