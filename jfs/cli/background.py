@@ -69,6 +69,10 @@ def log_size(log_path: str) -> int:
         return 0
 
 
+LOG_FILE_ENV = "JFS_LOG_FILE"
+"""Set by a background process's parent to the file its stdout/stderr go to (reopened on SIGHUP;
+`jfs.cli.logs` re-exports it)."""
+
 CHILD_ERROR = "jfs: error: "
 """How a foreground command's error line starts (`jfs.cli.errors`)."""
 
@@ -89,8 +93,6 @@ def spawn_detached(argv: list[str], ready: Callable[[], bool], what: str, log_pa
     """
     log_path = os.path.abspath(os.path.expanduser(log_path)) if log_path else default_log_path()
     since = log_size(log_path)  # other daemons may share the log: only what was written after this counts
-    from jfs.cli.logs import LOG_FILE_ENV  # here: listing the commands (``jfs --help``) needs no structlog
-
     child = start_detached(argv, log_path, env={**os.environ, LOG_FILE_ENV: log_path})
     if wait_for(child, ready, timeout):
         return child

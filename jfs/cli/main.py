@@ -90,6 +90,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     log_level: Annotated[
         LogLevel,
         typer.Option("--log-level", envvar="JFS_LOG_LEVEL", case_sensitive=False, help="Log level."),
@@ -114,10 +115,20 @@ def _global_options(
     """Global options come before the command: [bold]jfs -v status META-URL[/bold]."""
     errors.state.debug = debug
     errors.state.secrets = []
-    level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    _log_level[0] = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    if ctx.invoked_subcommand == "mount":  # it configures logging where it logs: `jfs mount -d`'s parent
+        return                             # does not, and then needs no structlog (ADR 0069)
+    _setup_logging()
+
+
+_log_level = ["info"]
+"""The level the global options chose (`_setup_logging`)."""
+
+
+def _setup_logging() -> None:
     from jfs.cli.logs import setup_logging  # here: ``jfs --help`` needs neither structlog nor asyncio
 
-    setup_logging(level)
+    setup_logging(_log_level[0])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,6 +233,7 @@ def mount(
     remember_secrets(meta_url)
     try:
         if update_fstab:
+            _setup_logging()
             from jfs.cli import fstab
 
             fstab.update_fstab(meta_url, mountpoint, ctx)
@@ -231,6 +243,7 @@ def mount(
             ms.spawn_background(ms.foreground_argv(), path, log_file=log_file)
             typer.echo(f"jfs: {path} is mounted")
             return
+        _setup_logging()
         from jfs.cli import mount as m
 
         args = m.MountArgs(
