@@ -52,7 +52,7 @@ def servers(mountpoint: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{name}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
+                args = f.read().replace(b"\0", b" ").split()  # JuiceFS's daemon: one space-separated string
         except OSError:
             continue
         if mountpoint.encode() in args:
