@@ -17,6 +17,7 @@ from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
 from jfs.adapters.objects import file, file_pages
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
+from jfs.cli.background import take_ready_fd, tell_ready
 from jfs.cli.logs import reload_on_sighup
 from jfs.cli.mount_start import (  # noqa: F401 (re-exported: what `jfs mount -d`'s parent runs lives there)
     check_metrics,
@@ -129,6 +130,8 @@ def fuse_mount_options(args: MountArgs, fsname: str) -> tuple[MountOptions, bool
 async def serve(args: MountArgs) -> None:
     """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
     mountpoint = check_mountpoint(args.mountpoint)
+    ready_fd = take_ready_fd()  # closed when this process exits, if not before
+    told: asyncio.Task[None] | None = None
     _, read_only = fuse_mount_options(args, "jfs")  # a bad -o word fails before anything is opened
     created = prepare_mountpoint(mountpoint)
     server: FuseServer | None = None
@@ -177,6 +180,9 @@ async def serve(args: MountArgs) -> None:
         ), root=client.root)
         options, _ = fuse_mount_options(args, f"jfs:{client.meta.settings.name}")
         server = FuseServer(ops, mountpoint, options)
+        if ready_fd is not None:  # `jfs mount -d`'s parent stops waiting at once (ADR 0069)
+            told = asyncio.create_task(_tell_when_ready(server, ready_fd))
+            ready_fd = None
         settle_for_serving()
         log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid,
                  subdir=args.subdir or None, allow_other=bool(options.allow_other), read_only=read_only)
@@ -186,10 +192,22 @@ async def serve(args: MountArgs) -> None:
             remove_created(created)
         raise
     finally:
+        if told is not None:
+            told.cancel()
         if backup is not None:
             await backup.close()
         await client.close()
         log.info("unmounted", mountpoint=mountpoint)
+
+
+async def _tell_when_ready(server: FuseServer, fd: int) -> None:
+    """`tell_ready` on `fd` once `server` answered FUSE INIT; `fd` is closed either way."""
+    try:
+        await server.ready.wait()
+    except BaseException:
+        os.close(fd)
+        raise
+    tell_ready(fd)
 
 
 GIL_SWITCH_INTERVAL = 0.0005

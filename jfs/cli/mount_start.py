@@ -41,7 +41,8 @@ def check_metrics(addr: str) -> None:
 def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:
     """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path()`), and
     wait until `mountpoint` is mounted; VolumeError (the child's last log line) when it does not come up."""
-    spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", log_file, timeout=timeout)
+    spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", log_file, timeout=timeout,
+                   ready_pipe=True)
 
 
 def foreground_argv() -> list[str]:
