@@ -25,9 +25,9 @@ def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0, exit_wai
     """Unmount `mountpoint` and return once the mount has gone and, unless `force`, once the process that
     served it has exited: its data is flushed to the object store and its session removed by then.
 
-    The server is the process named by the mount's ``.config`` (``Mount.Pid``; JuiceFS's ``Pid``); a mount
-    that names none (or does not answer within 2 s) is waited for only until it leaves the mount table, as
-    before. `force` detaches lazily (a hung backend) and does not wait for the server. VolumeError when
+    The server is the process named by the mount's ``.config`` (``Mount.Pid``; JuiceFS's ``Pid``) if it has
+    ``/dev/fuse`` open here; a mount that names none, does not answer within 2 s, or names a process that is
+    no FUSE server in this pid namespace is waited for only until it leaves the mount table, as before. `force` detaches lazily (a hung backend) and does not wait for the server. VolumeError when
     nothing is mounted there, the unmount is refused (busy), or the server is still running after
     `exit_wait` seconds.
     """

@@ -5,6 +5,7 @@ and the server are stand-ins; tests/integration/test_mount_options.py does it on
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -60,7 +61,9 @@ class FakeMount:
         monkeypatch.setattr(mountinfo, "is_mounted", lambda path: self.mounted)
         monkeypatch.setattr(mountinfo, "unmount", self.unmount)
         monkeypatch.setattr(mountinfo, "server_pid", self.server_pid)
+        monkeypatch.setattr(mountinfo, "holds_fuse_device", lambda pid: self.fuse)
         self.server = server
+        self.fuse = True
 
     def unmount(self, path: str, *, lazy: bool = True) -> None:
         self.unmounts.append(lazy)
@@ -114,6 +117,40 @@ def test_a_mount_naming_no_server_is_waited_for_in_the_mount_table_only(monkeypa
     fake = FakeMount(monkeypatch, None)
     unmount.umount("/mnt/x")
     assert fake.unmounts == [False] and fake.asked == 1
+
+
+def test_a_pid_that_is_no_fuse_server_here_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``.config`` pid from another pid namespace (a mount made in a container) may name an unrelated
+    process here: without ``/dev/fuse`` open it is not the server, and `umount` does not wait for it."""
+    server = _server(30)
+    fake = FakeMount(monkeypatch, server)
+    fake.fuse = False
+    try:
+        start = time.monotonic()
+        unmount.umount("/mnt/x", exit_wait=20)
+        assert fake.unmounts == [False] and time.monotonic() - start < 10
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_holds_fuse_device() -> None:
+    assert not mountinfo.holds_fuse_device(os.getpid())
+    assert not mountinfo.holds_fuse_device(2**22 + 12345)  # no such process
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        pytest.skip("/dev/fuse is not usable here")
+    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time; fd = os.open('/dev/fuse', os.O_RDWR); "
+                               "print('open', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        assert mountinfo.holds_fuse_device(holder.pid)
+        pidfd = mountinfo.open_process(holder.pid)
+        assert pidfd is not None
+        holder.kill()
+        assert mountinfo.wait_exit(pidfd, 10)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_not_mounted_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ modules (no structlog, no asyncio: ADR 0069).
 `is_mounted` and `mount_device` read ``/proc/self/mountinfo`` without touching the mount point (a dead mount
 would hang a ``stat``). `unmount` is ``umount2`` (root) or ``fusermount3 -u``; it raises OSError.
 `server_pid` asks a live mount which process serves it (its ``.config``, within a timeout; None when it cannot
-tell); `wait_exit` waits for that process to end (a pidfd: no polling) and answers whether it did in time.
+tell); `open_process` takes a pidfd of it if it is a FUSE server here; `wait_exit` waits for that process to end (a pidfd: no polling) and answers whether it did in time.
 """
 
 from __future__ import annotations
@@ -132,12 +132,33 @@ def server_pid(mountpoint: str, timeout: float = 2.0) -> int | None:
 
 
 def open_process(pid: int) -> int | None:
-    """A pidfd of process `pid` (None when it is gone or pidfds are unavailable): taken before unmounting,
-    so that a recycled pid cannot be mistaken for the server later."""
+    """A pidfd of process `pid` when it holds ``/dev/fuse`` open (None otherwise: gone, not a FUSE server,
+    not ours to inspect, or no pidfds). Taken before unmounting, so that a recycled pid cannot be mistaken
+    for the server later; the ``/dev/fuse`` check is made after it for the same reason. It keeps a pid read
+    from another pid namespace (a mount made in a container) from naming an unrelated process here."""
     try:
-        return os.pidfd_open(pid)
+        pidfd = os.pidfd_open(pid)
     except (OSError, AttributeError):
         return None
+    if not holds_fuse_device(pid):
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def holds_fuse_device(pid: int) -> bool:
+    """Whether process `pid` has ``/dev/fuse`` open (False when that cannot be read)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/fuse":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def wait_exit(pidfd: int, timeout: float) -> bool:
