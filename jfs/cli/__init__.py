@@ -70,6 +70,14 @@ def run() -> None:
     quit_on_interrupt()
     if len(sys.argv) > 1 and sys.argv[1] in _SERVED_BY_A_MOUNT:
         from jfs.cli.control_main import main
+    elif len(sys.argv) > 1 and sys.argv[1] == "umount":
+        from jfs.cli import unmount  # the plain forms without typer (ADR 0069); the rest below
+
+        plain = unmount.plain_args(sys.argv[2:])
+        if plain is not None:
+            unmount.main(*plain)
+            return
+        from jfs.cli.main import main
     else:
         from jfs.cli.main import main
     main()

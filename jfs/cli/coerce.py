@@ -34,6 +34,8 @@ _MISS = object()
 
 def _plain_value(descriptor: Any, value: Any, ctx: Any = None) -> Any:
     """`value` converted as typer's adapter would, or `_MISS` when that is not certain."""
+    if descriptor.is_list or descriptor.is_tuple:  # several values: typer's adapter, every time
+        return _MISS
     info = descriptor.parameter_info
     annotation = descriptor.annotation
     if info.parser is not None:  # typer's adapter: the parser's result as it is, whatever the annotation
@@ -83,9 +85,14 @@ if RuntimeParam is not None:
 
 
 def _plain_enough(descriptor: Any) -> bool:
-    """Whether `PlainParam` can take a share of this parameter's values (not lists, tuples, files, paths)."""
-    if descriptor.file_annotation is not None or descriptor.is_list or descriptor.is_tuple:
+    """Whether `PlainParam` can take a share of this parameter's values (not files, paths). A list or tuple
+    option gets one too: typer's `RuntimeParam.coerce` answers its absence (``None``) without converting, so
+    an option not given (``jfs mount`` without ``-o``) builds no adapter; every value given goes to typer's
+    own conversion (ADR 0069)."""
+    if descriptor.file_annotation is not None:
         return False
+    if descriptor.is_list or descriptor.is_tuple:
+        return not descriptor.is_path
     info = descriptor.parameter_info
     if info.parser is not None:
         return True

@@ -24,6 +24,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor
 
+from jfs.cli.background import LOG_FILE_ENV  # noqa: F401 (re-exported: defined where the parent needs no structlog)
+
 LEVELS = ("debug", "info", "warning", "error")
 
 # Chatty third-party loggers stay at WARNING even when jfs logs at DEBUG.
@@ -192,10 +194,6 @@ def reopen_log_file(path: str) -> None:
         os.dup2(fd, 2)
     finally:
         os.close(fd)
-
-
-LOG_FILE_ENV = "JFS_LOG_FILE"
-"""Set by a background process's parent to the file its stdout/stderr go to (reopened on SIGHUP)."""
 
 
 def reload_on_sighup(loop: Any | None = None) -> None:

@@ -90,6 +90,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     log_level: Annotated[
         LogLevel,
         typer.Option("--log-level", envvar="JFS_LOG_LEVEL", case_sensitive=False, help="Log level."),
@@ -114,10 +115,20 @@ def _global_options(
     """Global options come before the command: [bold]jfs -v status META-URL[/bold]."""
     errors.state.debug = debug
     errors.state.secrets = []
-    level = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    _log_level[0] = "debug" if (debug or verbose) else "error" if quiet else str(log_level.value)
+    if ctx.invoked_subcommand == "mount":  # it configures logging where it logs: `jfs mount -d`'s parent
+        return                             # does not, and then needs no structlog (ADR 0069)
+    _setup_logging()
+
+
+_log_level = ["info"]
+"""The level the global options chose (`_setup_logging`)."""
+
+
+def _setup_logging() -> None:
     from jfs.cli.logs import setup_logging  # here: ``jfs --help`` needs neither structlog nor asyncio
 
-    setup_logging(level)
+    setup_logging(_log_level[0])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -214,31 +225,37 @@ def mount(
         "--update-fstab", help="Add (or replace) this mount in /etc/fstab and link /sbin/mount.jfs.")] = False,
 ) -> None:
     """Mount a volume at MOUNTPOINT (in the foreground unless [bold]-d[/bold])."""
-    from jfs.cli import mount as m
+    # The parent of a background mount imports neither the engines nor the FUSE server: only its child
+    # serves (ADR 0069). `jfs.cli.mount` is imported for the foreground mount alone.
+    from jfs.cli import mount_start as ms
     from jfs.cli.app_calls import remember_secrets
 
-    args = m.MountArgs(
-        meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size=cache_size,
-        buffer_size=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
-        dir_entry_cache=dir_entry_cache, negative_cache=negative_entry_cache, enable_xattr=enable_xattr,
-        writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
-        no_bgjob=no_bgjob, metrics=metrics, fuse_options=tuple(fuse_options or ()), subdir=subdir,
-        prefetch=prefetch, free_space_ratio=free_space_ratio, upload_limit=upload_limit,
-        download_limit=download_limit, backup_meta=backup_meta, log_file=log_file, writeback=writeback,
-        readdir_cache=readdir_cache,
-    )
     remember_secrets(meta_url)
     try:
         if update_fstab:
+            _setup_logging()
             from jfs.cli import fstab
 
             fstab.update_fstab(meta_url, mountpoint, ctx)
-        path = m.check_mountpoint(mountpoint)
-        m.check_metrics(metrics)
+        path = ms.check_mountpoint(mountpoint)
+        ms.check_metrics(metrics)
         if background and not foreground:
-            m.spawn_background(m.foreground_argv(), path, log_file=log_file)
+            ms.spawn_background(ms.foreground_argv(), path, log_file=log_file)
             typer.echo(f"jfs: {path} is mounted")
             return
+        _setup_logging()
+        from jfs.cli import mount as m
+
+        args = m.MountArgs(
+            meta_url=meta_url, mountpoint=mountpoint, cache_dir=cache_dir, cache_size=cache_size,
+            buffer_size=buffer_size, attr_cache=attr_cache, entry_cache=entry_cache,
+            dir_entry_cache=dir_entry_cache, negative_cache=negative_entry_cache, enable_xattr=enable_xattr,
+            writeback_cache=writeback_cache, read_only=read_only, heartbeat=heartbeat, max_uploads=max_uploads,
+            no_bgjob=no_bgjob, metrics=metrics, fuse_options=tuple(fuse_options or ()), subdir=subdir,
+            prefetch=prefetch, free_space_ratio=free_space_ratio, upload_limit=upload_limit,
+            download_limit=download_limit, backup_meta=backup_meta, log_file=log_file, writeback=writeback,
+            readdir_cache=readdir_cache,
+        )
         with stops_cleanly():  # Ctrl-C unmounts (the FUSE server's own handler once mounted)
             m.run_foreground(args)
     except KeyboardInterrupt:
@@ -321,10 +338,10 @@ def umount(
     force: Annotated[bool, typer.Option("--force", "-f", help="Detach even if busy (lazy unmount).")] = False,
 ) -> None:
     """Unmount a jfs volume; returns once the mount process has flushed and exited."""
-    from jfs.cli import mount as m
+    from jfs.cli.unmount import umount as unmount  # light: no engines, no FUSE server (ADR 0069)
 
     try:
-        m.umount(mountpoint, force=force)
+        unmount(mountpoint, force=force)
     except Exception as exc:
         raise typer.Exit(report(exc)) from None
 

@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from jfs.adapters.fuse.collector import settle_for_serving
-from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options, is_mounted, unmount
+from jfs.adapters.fuse.mounting import MountOptions, apply_fuse_options
 from jfs.adapters.fuse.server import FuseServer
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations
 from jfs.adapters.objects import file, file_pages
 from jfs.app.errors import VolumeError
 from jfs.bootstrap import ClientOptions, default_cache_dir, open_client
-from jfs.cli.background import spawn_detached
+from jfs.cli.background import take_ready_fd, tell_ready
 from jfs.cli.logs import reload_on_sighup
+from jfs.cli.mount_start import (  # noqa: F401 (re-exported: what `jfs mount -d`'s parent runs lives there)
+    check_metrics,
+    check_mountpoint,
+    foreground_argv,
+    spawn_background,
+)
+from jfs.cli.unmount import umount  # noqa: F401 (re-exported: `jfs umount`'s body lives there)
 
 log = structlog.get_logger("jfs.mount")
 
@@ -60,17 +66,6 @@ class MountArgs:
     """Where a background mount logs (default: `default_log_path`)."""
     metrics: str = "127.0.0.1:9567"
     """Prometheus endpoint address ("" = none); the next free port is used when it is taken."""
-
-
-def check_mountpoint(path: str) -> str:
-    """The absolute mount point; VolumeError when it exists but is not a directory, or is already mounted.
-    A missing one is fine: `prepare_mountpoint` makes it once the volume is open."""
-    mountpoint = os.path.abspath(path)
-    if os.path.lexists(mountpoint) and not os.path.isdir(mountpoint):
-        raise VolumeError(f"mount point {mountpoint} is not a directory")
-    if is_mounted(mountpoint):
-        raise VolumeError(f"{mountpoint} is already a mount point (unmount it first)")
-    return mountpoint
 
 
 def prepare_mountpoint(mountpoint: str) -> list[str]:
@@ -135,6 +130,8 @@ def fuse_mount_options(args: MountArgs, fsname: str) -> tuple[MountOptions, bool
 async def serve(args: MountArgs) -> None:
     """Mount the volume and serve it until unmounted or signalled; everything is released on the way out."""
     mountpoint = check_mountpoint(args.mountpoint)
+    ready_fd = take_ready_fd()  # closed when this process exits, if not before
+    told: asyncio.Task[None] | None = None
     _, read_only = fuse_mount_options(args, "jfs")  # a bad -o word fails before anything is opened
     created = prepare_mountpoint(mountpoint)
     server: FuseServer | None = None
@@ -160,7 +157,9 @@ async def serve(args: MountArgs) -> None:
             entry_cache=0, attr_cache=0,  # the kernel caches names and attributes for a mount
             mountpoint=mountpoint,
             metrics=args.metrics,
-            extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache},
+            extra={"AttrCache": args.attr_cache, "EntryCache": args.entry_cache, "DirEntryCache": args.dir_entry_cache,
+                   # `jfs umount` waits for this process to exit (its final flush; ADR 0069)
+                   "Pid": os.getpid()},
         ))
     except BaseException:
         remove_created(created)  # the volume did not open: leave no directory behind
@@ -181,6 +180,9 @@ async def serve(args: MountArgs) -> None:
         ), root=client.root)
         options, _ = fuse_mount_options(args, f"jfs:{client.meta.settings.name}")
         server = FuseServer(ops, mountpoint, options)
+        if ready_fd is not None:  # `jfs mount -d`'s parent stops waiting at once (ADR 0069)
+            told = asyncio.create_task(_tell_when_ready(server, ready_fd))
+            ready_fd = None
         settle_for_serving()
         log.info("mounting", volume=client.meta.settings.name, mountpoint=mountpoint, sid=client.meta.sid,
                  subdir=args.subdir or None, allow_other=bool(options.allow_other), read_only=read_only)
@@ -190,48 +192,22 @@ async def serve(args: MountArgs) -> None:
             remove_created(created)
         raise
     finally:
+        if told is not None:
+            told.cancel()
         if backup is not None:
             await backup.close()
         await client.close()
         log.info("unmounted", mountpoint=mountpoint)
 
 
-def check_metrics(addr: str) -> None:
-    """VolumeError when `addr` is not a usable metrics address (checked before mounting)."""
-    if addr.strip().lower() in ("", "off", "none"):
-        return
-    from jfs.adapters.metrics import prometheus
-
+async def _tell_when_ready(server: FuseServer, fd: int) -> None:
+    """`tell_ready` on `fd` once `server` answered FUSE INIT; `fd` is closed either way."""
     try:
-        prometheus.parse_address(addr)
-    except prometheus.MetricsError as exc:
-        raise VolumeError(str(exc)) from None
-
-
-def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, log_file: str | None = None) -> None:
-    """Start `argv` (a foreground mount) detached, logging to `log_file` (default `default_log_path()`), and
-    wait until `mountpoint` is mounted; VolumeError (the child's last log line) when it does not come up."""
-    spawn_detached(argv, lambda: is_mounted(mountpoint), f"mount of {mountpoint}", log_file, timeout=timeout)
-
-
-def umount(mountpoint: str, *, force: bool = False, wait: float = 30.0) -> None:
-    """Unmount `mountpoint` and wait until the mount has gone (the mount process flushes and exits)."""
-    path = os.path.abspath(mountpoint)
-    if not is_mounted(path):
-        raise VolumeError(f"{path} is not mounted")
-    try:
-        unmount(path, lazy=force)
-    except OSError as exc:
-        raise VolumeError(f"cannot unmount {path}: {exc.strerror or exc}") from None
-    deadline = time.monotonic() + wait
-    while is_mounted(path) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def foreground_argv() -> list[str]:
-    """The command line that re-runs this process's `jfs mount` in the foreground."""
-    args = [a for a in sys.argv[1:] if a not in ("-d", "--background", "--update-fstab")]
-    return [sys.executable, "-m", "jfs.cli.main", *args, "--foreground"]
+        await server.ready.wait()
+    except BaseException:
+        os.close(fd)
+        raise
+    tell_ready(fd)
 
 
 GIL_SWITCH_INTERVAL = 0.0005

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -343,3 +344,41 @@ def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, 
     with mounted(volume, base / "check", "--metrics", "off", "--backup-meta", "0") as check:
         for name, data in files.items():
             assert (check / name).read_bytes() == data, name
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie has exited: its parent has only not reaped it yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_umount_returns_once_the_mount_process_flushed_and_exited(volume: str, base: Path) -> None:
+    """``jfs umount`` (the console script's fast entry, ADR 0069) returns only after the background mount's
+    process has exited: its session is gone and the data of files just written (not fsynced) is read back by a
+    fresh mount."""
+    mnt, log = base / "um", base / "um.log"
+    r = jfs("mount", "-d", volume, str(mnt), "--log", str(log), "--metrics", "off",
+            "--cache-dir", str(base / "umcache"), check=False)
+    try:
+        assert r.returncode == 0, r.stderr
+        pid = _mount_pid(mnt)
+        assert json.loads((mnt / ".config").read_bytes())["Mount"]["Pid"] == pid
+        big, small = os.urandom((4 << 20) + 12345), b"just written"
+        (mnt / "big").write_bytes(big)
+        (mnt / "small").write_bytes(small)
+        done = subprocess.run([sys.executable, "-c", "from jfs.cli import run; run()", "umount", str(mnt)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert not _alive(pid)
+        assert not is_mounted(str(mnt))
+    finally:
+        if is_mounted(str(mnt)):
+            jfs("umount", str(mnt), check=False)
+    assert "event=unmounted" in log.read_text()
+    assert not json.loads(jfs("status", volume, "--json").stdout)["Sessions"]
+    with mounted(volume, base / "again", "--metrics", "off") as again:
+        assert (again / "big").read_bytes() == big
+        assert (again / "small").read_bytes() == small

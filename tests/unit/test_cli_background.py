@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,3 +55,42 @@ def test_a_refusal_is_found_among_other_daemons_lines_in_a_shared_log(tmp_path: 
         spawn_detached([sys.executable, "-c", script, str(log)], lambda: False, "mount of /x", str(log), timeout=30)
     assert str(info.value) == "no volume found"
     assert last_log_line(str(log), since=log.stat().st_size) == ""
+
+
+TELLS = ("import sys, time; sys.path[:0] = [{root!r}]; from jfs.cli.background import take_ready_fd, tell_ready; "
+         "fd = take_ready_fd(); import os; assert 'JFS_READY_FD' not in os.environ; "
+         "time.sleep(0.3); open({flag!r}, 'w').close(); tell_ready(fd); time.sleep(30)")
+
+
+def test_the_ready_pipe_wakes_the_wait_when_the_child_serves(tmp_path: Path) -> None:
+    """The child writes its ready byte (ADR 0069): `spawn_detached` asks `ready()` at once, not only every
+    50 ms; the pipe is closed in the parent afterwards."""
+    flag = tmp_path / "flag"
+
+    def ready() -> bool:
+        return flag.exists()
+
+    root = str(Path(__file__).resolve().parents[2])
+    child = spawn_detached([sys.executable, "-c", TELLS.format(root=root, flag=str(flag))], ready, "the child",
+                           str(tmp_path / "c.log"), timeout=60, ready_pipe=True)
+    try:
+        assert flag.exists(), last_log_line(str(tmp_path / "c.log"))
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_closed_ready_pipe_falls_back_to_polling(tmp_path: Path) -> None:
+    """A child that closes the pipe without writing (or never uses it): the wait polls every 50 ms, it does
+    not spin on the pipe's end of file."""
+    read_end, write_end = os.pipe()
+    os.close(write_end)  # end of file at once
+    calls: list[int] = []
+    sleeper = start_detached([sys.executable, "-c", "import time; time.sleep(30)"], str(tmp_path / "s.log"))
+    try:
+        assert not wait_for(sleeper, lambda: bool(calls.append(1)), timeout=0.5, wake=read_end)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        os.close(read_end)
+    assert len(calls) <= 0.5 / 0.05 + 3

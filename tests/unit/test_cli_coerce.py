@@ -90,3 +90,16 @@ def test_out_of_range_numbers_get_typers_own_message() -> None:
     low = str(int(param.type_descriptor.parameter_info.min) - 1)
     kind, (name, message) = _outcome(PlainParam(param.type_descriptor), low, param, Context(command))
     assert kind == "error" and name == "BadParameter" and message
+
+
+def test_a_list_option_not_given_builds_no_adapter() -> None:
+    """``jfs mount`` without ``-o`` (ADR 0069): its absence is answered as typer does, without pydantic;
+    values given are typer's conversion."""
+    command, param = next((c, p) for c, p in PARAMS if c.name == "mount" and p.name == "fuse_options")
+    ctx = Context(command)
+    ours, theirs = PlainParam(param.type_descriptor), build_runtime_param(param.type_descriptor)
+    assert ours.coerce(None, param=param, ctx=ctx) == theirs.coerce(None, param=param, ctx=ctx)
+    assert ours.fallback is None
+    values = ("allow_other", "noatime")
+    assert ours.coerce(values, param=param, ctx=ctx) == theirs.coerce(values, param=param, ctx=ctx)
+    assert ours.fallback is not None

@@ -8,9 +8,6 @@ the returned fd. `unmount` is ``umount2`` or ``fusermount3 -u``; `is_mounted` an
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import errno
 import os
@@ -22,6 +19,16 @@ from pathlib import Path
 from typing import Final
 
 import structlog
+
+# The light half (no structlog; `jfs umount`, ADR 0069), re-exported under its old names.
+from jfs.adapters.fuse.mountinfo import (  # noqa: F401
+    FUSERMOUNT,
+    MNT_DETACH,
+    is_mounted,
+    libc,
+    mount_device,
+    unmount,
+)
 
 log = structlog.get_logger("jfs.fuse")
 
@@ -40,8 +47,6 @@ MOUNT_FLAGS: Final = {
     "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
 }
 """Generic mount flags a ``-o`` word may set (``mount(2)`` bits; fusermount3 takes the words)."""
-MNT_DETACH: Final = 2
-FUSERMOUNT: Final = "fusermount3"
 
 
 @dataclass(slots=True)
@@ -116,36 +121,6 @@ class MountOptions:
     place_writes: bool = True
     """Read the payload of a sequential writer's next WRITE straight into the buffer the file system
     offers for it (`Operations.write_target`, ``readv``): no copy of it in user space (ADR 0030)."""
-
-
-class _Libc:
-    """The few libc calls Python does not expose (mount, umount2)."""
-
-    def __init__(self) -> None:
-        self.lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                                   ctypes.c_char_p]
-        self.lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-    def mount(self, source: str, target: str, fstype: str, flags: int, data: str) -> None:
-        if self.lib.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mount {target}: {os.strerror(err)}")
-
-    def umount2(self, target: str, flags: int) -> None:
-        if self.lib.umount2(target.encode(), flags) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"umount {target}: {os.strerror(err)}")
-
-
-_libc: _Libc | None = None
-
-
-def libc() -> _Libc:
-    global _libc
-    if _libc is None:
-        _libc = _Libc()
-    return _libc
 
 
 def mount_with_syscall(mountpoint: str, options: MountOptions, allow_other: bool) -> int:
@@ -239,42 +214,6 @@ def apply_fuse_options(options: MountOptions, words: list[str]) -> tuple[MountOp
             extra.append(word)
     o.mount_flags, o.extra_options = tuple(dict.fromkeys(flags)), tuple(extra)
     return o, read_only
-
-
-def mount_device(mountpoint: str) -> tuple[int, int] | None:
-    """(major, minor) of the FUSE mount at `mountpoint` from /proc/self/mountinfo, without touching it."""
-    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8") as f:
-        found = None
-        for line in f:
-            fields = line.split()
-            if len(fields) > 4 and _unescape(fields[4]) == mountpoint:
-                major, _, minor = fields[2].partition(":")
-                found = (int(major), int(minor))
-        return found  # the last one is the top of the stack
-    return None
-
-
-def _unescape(path: str) -> str:
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def is_mounted(mountpoint: str | os.PathLike[str]) -> bool:
-    """Whether a FUSE file system is mounted exactly at `mountpoint` (per /proc/self/mountinfo)."""
-    return mount_device(os.path.abspath(mountpoint)) is not None
-
-
-def unmount(mountpoint: str | os.PathLike[str], *, lazy: bool = True, fusermount: bool | None = None) -> None:
-    """Unmount `mountpoint`: ``umount2`` as root, else ``fusermount3 -u [-z]``. Raises OSError."""
-    target = os.path.abspath(mountpoint)
-    if fusermount is None:
-        fusermount = os.geteuid() != 0
-    if not fusermount:
-        libc().umount2(target, MNT_DETACH if lazy else 0)
-        return
-    args = [FUSERMOUNT, "-u"] + (["-z"] if lazy else []) + ["--", target]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise OSError(errno.EIO, f"{' '.join(args)}: {done.stderr.strip()}")
 
 
 def set_read_ahead(device: tuple[int, int] | None, kb: int) -> None:

@@ -27,31 +27,11 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from jfs.adapters.metrics.address import MetricsError, parse_address  # noqa: F401 (re-exported)
+
 DEFAULT_ADDRESS = "127.0.0.1:9567"
 PORT_TRIES = 100
 """Ports tried upwards from the one asked for when it is taken (several mounts on one host)."""
-
-
-class MetricsError(Exception):
-    """The endpoint could not be started (bad address, no free port): one line for the user."""
-
-
-def parse_address(addr: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` (every interface) or ``PORT`` (localhost) → (host, port)."""
-    text = addr.strip()
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", text
-    host = host.strip("[]")
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise MetricsError(f"bad metrics address {addr!r}: expected HOST:PORT") from None
-    if not 0 <= number <= 65535:
-        raise MetricsError(f"bad metrics address {addr!r}: port out of range")
-    return host or "0.0.0.0", number
 
 
 class _Collector:
