@@ -203,12 +203,13 @@ def serve_metrics(client: Client, addr: str, label: str) -> Any:
     if addr.strip().lower() in ("", "off", "none"):
         return None
     from jfs.adapters.metrics import prometheus
+    from jfs.adapters.metrics.address import MetricsError
     from jfs.app.metrics import families
 
     vfs = client.vfs
     try:
         server = prometheus.start(addr, lambda: families(vfs), {"vol_name": client.meta.settings.name, "mp": label})
-    except prometheus.MetricsError as exc:
+    except MetricsError as exc:
         log.warning("metrics_unavailable", error=str(exc))
         return None
     vfs.config.options["Metrics"] = server.address
