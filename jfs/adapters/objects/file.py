@@ -61,6 +61,7 @@ import structlog
 
 from jfs.adapters.direct_files import DirectWriter
 from jfs.adapters.objects import file_pages
+from jfs.adapters.objects.file_blocks import BlockBuffers
 from jfs.adapters.objects.file_pages import WrittenPages
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
@@ -240,6 +241,7 @@ class FileStore:
     def __init__(
         self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
         written_pages: WrittenPages | None = None, direct: DirectWriter | None = None,
+        block_buffers: BlockBuffers | None = None,
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -249,6 +251,8 @@ class FileStore:
         self.fsync_dir = fsync_dir
         self.written_pages = written_pages  # page-cache budget for written objects (file_pages.py), None: kernel's
         self.direct = direct  # objects of DIRECT_MIN bytes or more written with O_DIRECT (ADR 0059), None: never
+        self.block_buffers = block_buffers
+        """Recycled buffers for `get_pooled` (ADR 0070); None: it reads into new bytes, as `get`."""
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
@@ -480,6 +484,27 @@ class FileStore:
                 return data
         return await self._run(self._get, key, off, limit)
 
+    async def get_pooled(self, key: str, limit: int) -> bytes | memoryview:
+        """Bytes [0, limit) of `key` (fewer when the object ends first), as `get(key, 0, limit)`, but read into
+        one of `block_buffers`' recycled buffers when it can (an object of `file_blocks.MIN_BYTES` or more, a
+        buffer free): a read-only memoryview then, whose bytes stay as read while any view of them is alive
+        (ADR 0070). For whole-block reads of stored-as-is blocks; errors as `get`."""
+        return await self._run(self._get_pooled, key, limit)
+
+    def _get_pooled(self, key: str, limit: int) -> bytes | memoryview:
+        buffers = self.block_buffers
+        if buffers is not None and limit > 0:
+            path = self._path(key)
+            try:
+                view = buffers.read(path, limit)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise self._not_found(key) from None
+            except OSError as exc:
+                raise self._fail("get", key, exc) from exc
+            if view is not None:
+                return view
+        return self._get(key, 0, limit)
+
     def get_now(self, key: str, off: int, limit: int) -> bytes | None:
         """Bytes [off, off+limit) of `key` (at most `NOWAIT_MAX`, `limit` > 0) when the page cache holds
         them all, read on the caller's thread without waiting for the disk; None otherwise (not cached, too
@@ -646,6 +671,8 @@ class FileStore:
         self._temps.stop()
         await asyncio.to_thread(self._pool.shutdown, True)
         self._temps.close()
+        if self.block_buffers is not None:
+            self.block_buffers.close()
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
@@ -679,6 +706,9 @@ sets it for itself unless given (``0``: off)."""
 DIRECT_MIN = 1 << 20
 """Smaller objects (small files' blocks, likely read again soon) always go through the page cache."""
 
+POOLED_ENV = "JFS_FILE_POOLED_READS"
+"""``0`` makes `open_file`'s store read whole blocks into new bytes instead of recycled buffers (ADR 0070)."""
+
 FSYNC_ENV = "JFS_FILE_FSYNC"
 """``1`` makes `open_file` fsync every object and its directory before `put` returns (ADR 0023)."""
 
@@ -694,4 +724,8 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
     direct = DirectWriter() if os.environ.get(DIRECT_ENV, "").strip() == "1" else None
-    return FileStore(bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env(), direct=direct)
+    pooled = os.environ.get(POOLED_ENV, "1").strip() != "0"
+    return FileStore(
+        bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env(), direct=direct,
+        block_buffers=BlockBuffers() if pooled else None,
+    )
