@@ -58,6 +58,7 @@ class BlockBuffers:
         self._bufs: list[mmap.mmap] = []
         self._lock = threading.Lock()
         self._next = 0
+        self._size = 0
         self.reads = 0
         self.direct_reads = 0
         self.declined = 0
@@ -66,19 +67,25 @@ class BlockBuffers:
         return len(self._bufs)
 
     def _take(self, size: int) -> memoryview | None:
-        """A view of a free buffer of at least `size` bytes (made if none is free and there is room)."""
+        """A view of a free buffer of at least `size` bytes (made if none is free and there is room). All
+        buffers are made of the largest size asked so far, so a short last block of a file takes a buffer
+        any later block fits in; a free buffer found too small is replaced."""
         with self._lock:
+            self._size = size = max(size, self._size)
             bufs = self._bufs
             n = len(bufs)
             for i in range(n):
                 j = (self._next + i) % n
                 buf = bufs[j]
-                if len(buf) >= size and sys.getrefcount(buf) <= _FREE_REFS:
+                if sys.getrefcount(buf) <= _FREE_REFS:
                     self._next = j + 1
+                    if len(buf) < size:
+                        buf.close()
+                        bufs[j] = buf = _new_buffer(size)
                     return memoryview(buf)
             if n >= self.max_buffers:
                 return None
-            buf = mmap.mmap(-1, size)  # anonymous: page-aligned
+            buf = _new_buffer(size)
             bufs.append(buf)
             return memoryview(buf)
 
@@ -145,6 +152,12 @@ class BlockBuffers:
         """Drop the pool's references (buffers still viewed are freed with their last view)."""
         with self._lock:
             self._bufs = []
+
+
+def _new_buffer(size: int) -> mmap.mmap:
+    """Anonymous and private: page-aligned, and its first touch costs less than a shared mapping's (0.085
+    vs 0.14 CPU s per 192 MiB read into new buffers with O_DIRECT, ADR 0070)."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
 
 
 def _read_full(fd: int, view: memoryview, *, direct: bool = False) -> int:
