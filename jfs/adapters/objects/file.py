@@ -32,7 +32,8 @@ already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT``
 waiting for the disk), saving two thread hops per small random read (the block store asks for a small
 uncompressed block as the range of its length, so small-file reads take this path too); `get_now` is that
 path alone, for the FUSE read loop, and `warm` asks the kernel to read an object into the page cache ahead of
-such reads (ADR 0065). A whole-object
+such reads (ADR 0065); `get_pooled` reads a whole block into a recycled buffer of `file_blocks` (with
+``O_DIRECT`` when it is not in the page cache) and returns a read-only view of it (ADR 0070). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
 `put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
 too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
@@ -720,7 +721,8 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     returned survives a crash of the process, not necessarily a power loss. ``$JFS_FILE_FSYNC=1`` makes
     every `put` fsync the object and its directory (and new parent directories) before it returns.
     ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`);
-    ``$JFS_FILE_DIRECT_WRITES=1`` writes objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059).
+    ``$JFS_FILE_DIRECT_WRITES=1`` writes objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059);
+    ``$JFS_FILE_POOLED_READS=0`` makes `get_pooled` read into new bytes (ADR 0070; default: recycled buffers).
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
     direct = DirectWriter() if os.environ.get(DIRECT_ENV, "").strip() == "1" else None
