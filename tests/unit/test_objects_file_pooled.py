@@ -255,3 +255,25 @@ async def test_a_checked_block_read_into_a_pooled_buffer_fails_on_a_flipped_byte
         await vol.dp.release(h)
     finally:
         await vol.close()
+
+
+async def test_a_small_block_keeps_the_no_hop_read_from_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(str(tmp_path), block_buffers=BlockBuffers())
+    try:
+        await store.put("v/chunks/small", b"s" * 4096)  # through the page cache
+        hops: list[object] = []
+        real_run = store._run
+
+        async def counting_run(fn: Any, *args: object) -> Any:
+            hops.append(fn)
+            return await real_run(fn, *args)
+
+        monkeypatch.setattr(store, "_run", counting_run)
+        assert await store.get_pooled("v/chunks/small", 4097) == b"s" * 4096
+        if file_mod._RWF_NOWAIT:
+            assert hops == []
+        assert store.block_buffers is not None and len(store.block_buffers) == 0
+    finally:
+        await store.close()

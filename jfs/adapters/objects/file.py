@@ -62,6 +62,7 @@ import structlog
 
 from jfs.adapters.direct_files import DirectWriter
 from jfs.adapters.objects import file_pages
+from jfs.adapters.objects.file_blocks import MIN_BYTES as POOLED_MIN
 from jfs.adapters.objects.file_blocks import BlockBuffers
 from jfs.adapters.objects.file_pages import WrittenPages
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
@@ -489,7 +490,10 @@ class FileStore:
         """Bytes [0, limit) of `key` (fewer when the object ends first), as `get(key, 0, limit)`, but read into
         one of `block_buffers`' recycled buffers when it can (an object of `file_blocks.MIN_BYTES` or more, a
         buffer free): a read-only memoryview then, whose bytes stay as read while any view of them is alive
-        (ADR 0070). For whole-block reads of stored-as-is blocks; errors as `get`."""
+        (ADR 0070). For whole-block reads of stored-as-is blocks; errors as `get`. A `limit` below
+        `file_blocks.MIN_BYTES` is `get` itself (a small block keeps its no-hop read from the page cache)."""
+        if self.block_buffers is None or limit < POOLED_MIN:
+            return await self.get(key, 0, limit)
         return await self._run(self._get_pooled, key, limit)
 
     def _get_pooled(self, key: str, limit: int) -> bytes | memoryview:
