@@ -144,7 +144,8 @@ class BlockFetcher:
 
         `streaming`: a sequential reader that will not come back; a whole-size block whose end it reads
         becomes the first to leave the memory cache (several streams' read-ahead would otherwise evict
-        each other's blocks before they are read, behind the blocks already read)."""
+        each other's blocks before they are read, behind the blocks already read), and leaves it at once
+        when it is a view of a recycled buffer (ADR 0070: a kept one would make the pool grow)."""
         parts = blocks_for_range(off, n, self.block_size)
         if len(parts) == 1:
             index, inner, length = parts[0]
@@ -153,9 +154,14 @@ class BlockFetcher:
             out = await asyncio.gather(*(self._part(slice_id, size, i, inner, ln) for i, inner, ln in parts))
         if streaming:
             bs = self.block_size
+            mem = self.mem
             for index, inner, length in parts:
                 if inner + length == bs:
-                    self.mem.demote((slice_id, index))
+                    key = (slice_id, index)
+                    if isinstance(mem.get(key), memoryview):
+                        mem.drop(key)  # a recycled buffer (ADR 0070): free for the next block once replied
+                    else:
+                        mem.demote(key)
         return out
 
     async def _part(
