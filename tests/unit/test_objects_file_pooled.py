@@ -277,3 +277,29 @@ async def test_a_small_block_keeps_the_no_hop_read_from_the_page_cache(
         assert store.block_buffers is not None and len(store.block_buffers) == 0
     finally:
         await store.close()
+
+
+async def test_a_sequential_reader_lets_go_of_pooled_blocks_it_read_through(tmp_path: Path) -> None:
+    """A streaming read hands each block read to its end back to the pool at once (the memory cache, big
+    enough for the whole file, does not keep them): the pool stays at about the read-ahead's size."""
+    store = FileStore(str(tmp_path), direct=DirectWriter(), block_buffers=BlockBuffers())
+    vol = await _volume(store, mem_cache_size=64 * MiB, readahead_blocks=4, prefetch=4)
+    try:
+        data = os.urandom(24 * MiB)
+        ino = await vol.write_new_file(b"seq", data)
+        vol.dp.fetcher.mem.shrink(0)
+        vol.dp.fetcher.mem.ceiling = vol.dp.fetcher.mem.capacity
+        h = await vol.dp.open(ino)
+        step = 128 << 10
+        got = bytearray()
+        for off in range(0, len(data), step):
+            part = await vol.dp.read(h, off, step)
+            got += bytes(part)
+            del part
+        assert bytes(got) == data
+        buffers = store.block_buffers
+        assert buffers is not None and buffers.reads >= 12  # 2 MiB blocks
+        assert len(buffers) <= 8, len(buffers)  # without letting go: one per block (12)
+        await vol.dp.release(h)
+    finally:
+        await vol.close()

@@ -144,8 +144,7 @@ class BlockFetcher:
 
         `streaming`: a sequential reader that will not come back; a whole-size block whose end it reads
         becomes the first to leave the memory cache (several streams' read-ahead would otherwise evict
-        each other's blocks before they are read, behind the blocks already read), and leaves it at once
-        when it is a view of a recycled buffer (ADR 0070: a kept one would make the pool grow)."""
+        each other's blocks before they are read, behind the blocks already read) (`read_through`)."""
         parts = blocks_for_range(off, n, self.block_size)
         if len(parts) == 1:
             index, inner, length = parts[0]
@@ -154,15 +153,20 @@ class BlockFetcher:
             out = await asyncio.gather(*(self._part(slice_id, size, i, inner, ln) for i, inner, ln in parts))
         if streaming:
             bs = self.block_size
-            mem = self.mem
             for index, inner, length in parts:
                 if inner + length == bs:
-                    key = (slice_id, index)
-                    if isinstance(mem.get(key), memoryview):
-                        mem.drop(key)  # a recycled buffer (ADR 0070): free for the next block once replied
-                    else:
-                        mem.demote(key)
+                    self.read_through((slice_id, index))
         return out
+
+    def read_through(self, key: BlockId) -> None:
+        """A streaming reader read block `key` to its end: it becomes the first to leave the memory cache, and
+        leaves it at once when it is a view of a recycled buffer (ADR 0070: kept, it would make the pool
+        grow by one buffer per block the cache holds; the reply still holds the view until written)."""
+        mem = self.mem
+        if isinstance(mem.get(key), memoryview):
+            mem.drop(key)
+        else:
+            mem.demote(key)
 
     async def _part(
         self, slice_id: int, size: int, index: int, inner: int, length: int
