@@ -66,7 +66,8 @@ def _delete_fanin(store: object) -> int:
 
 def store_capability(store: object, name: str) -> Callable[..., Any] | None:
     """Method `name` of `store` or of a store it wraps (``inner``, a few layers down), else None: the
-    optional capabilities of a store whose objects are local files (`FileStore.warm`, `FileStore.get_now`).
+    optional capabilities of a store whose objects are local files (`FileStore.warm`, `FileStore.get_now`,
+    `FileStore.get_pooled`).
     Looked up on the classes, so that a wrapper delegating unknown attributes is not taken for one; None
     below a layer that sets ``hides_local_reads`` (`ThrottledStore` with a download limit)."""
     for _ in range(8):
