@@ -32,7 +32,8 @@ already in the page cache: it is read on the caller's thread with ``RWF_NOWAIT``
 waiting for the disk), saving two thread hops per small random read (the block store asks for a small
 uncompressed block as the range of its length, so small-file reads take this path too); `get_now` is that
 path alone, for the FUSE read loop, and `warm` asks the kernel to read an object into the page cache ahead of
-such reads (ADR 0065). A whole-object
+such reads (ADR 0065); `get_pooled` reads a whole block into a recycled buffer of `file_blocks` (with
+``O_DIRECT`` when it is not in the page cache) and returns a read-only view of it (ADR 0070). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
 `put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
 too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
@@ -61,6 +62,8 @@ import structlog
 
 from jfs.adapters.direct_files import DirectWriter
 from jfs.adapters.objects import file_pages
+from jfs.adapters.objects.file_blocks import MIN_BYTES as POOLED_MIN
+from jfs.adapters.objects.file_blocks import BlockBuffers
 from jfs.adapters.objects.file_pages import WrittenPages
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 
@@ -240,6 +243,7 @@ class FileStore:
     def __init__(
         self, root: str, *, fsync: bool = False, fsync_dir: bool = False, max_workers: int = 16,
         written_pages: WrittenPages | None = None, direct: DirectWriter | None = None,
+        block_buffers: BlockBuffers | None = None,
     ) -> None:
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -249,6 +253,8 @@ class FileStore:
         self.fsync_dir = fsync_dir
         self.written_pages = written_pages  # page-cache budget for written objects (file_pages.py), None: kernel's
         self.direct = direct  # objects of DIRECT_MIN bytes or more written with O_DIRECT (ADR 0059), None: never
+        self.block_buffers = block_buffers
+        """Recycled buffers for `get_pooled` (ADR 0070); None: it reads into new bytes, as `get`."""
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jfs-file")
         self._inline_paused_until = 0.0
         self._inline_slow = 0  # one bit per recent inline put, newest lowest: 1 = slower than INLINE_PUT_SLOW
@@ -480,6 +486,30 @@ class FileStore:
                 return data
         return await self._run(self._get, key, off, limit)
 
+    async def get_pooled(self, key: str, limit: int) -> bytes | memoryview:
+        """Bytes [0, limit) of `key` (fewer when the object ends first), as `get(key, 0, limit)`, but read into
+        one of `block_buffers`' recycled buffers when it can (an object of `file_blocks.MIN_BYTES` or more, a
+        buffer free): a read-only memoryview then, whose bytes stay as read while any view of them is alive
+        (ADR 0070). For whole-block reads of stored-as-is blocks; errors as `get`. A `limit` below
+        `file_blocks.MIN_BYTES` is `get` itself (a small block keeps its no-hop read from the page cache)."""
+        if self.block_buffers is None or limit < POOLED_MIN:
+            return await self.get(key, 0, limit)
+        return await self._run(self._get_pooled, key, limit)
+
+    def _get_pooled(self, key: str, limit: int) -> bytes | memoryview:
+        buffers = self.block_buffers
+        if buffers is not None and limit > 0:
+            path = self._path(key)
+            try:
+                view = buffers.read(path, limit)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise self._not_found(key) from None
+            except OSError as exc:
+                raise self._fail("get", key, exc) from exc
+            if view is not None:
+                return view
+        return self._get(key, 0, limit)
+
     def get_now(self, key: str, off: int, limit: int) -> bytes | None:
         """Bytes [off, off+limit) of `key` (at most `NOWAIT_MAX`, `limit` > 0) when the page cache holds
         them all, read on the caller's thread without waiting for the disk; None otherwise (not cached, too
@@ -646,6 +676,8 @@ class FileStore:
         self._temps.stop()
         await asyncio.to_thread(self._pool.shutdown, True)
         self._temps.close()
+        if self.block_buffers is not None:
+            self.block_buffers.close()
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
@@ -679,6 +711,9 @@ sets it for itself unless given (``0``: off)."""
 DIRECT_MIN = 1 << 20
 """Smaller objects (small files' blocks, likely read again soon) always go through the page cache."""
 
+POOLED_ENV = "JFS_FILE_POOLED_READS"
+"""``0`` makes `open_file`'s store read whole blocks into new bytes instead of recycled buffers (ADR 0070)."""
+
 FSYNC_ENV = "JFS_FILE_FSYNC"
 """``1`` makes `open_file` fsync every object and its directory before `put` returns (ADR 0023)."""
 
@@ -690,8 +725,13 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     returned survives a crash of the process, not necessarily a power loss. ``$JFS_FILE_FSYNC=1`` makes
     every `put` fsync the object and its directory (and new parent directories) before it returns.
     ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`);
-    ``$JFS_FILE_DIRECT_WRITES=1`` writes objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059).
+    ``$JFS_FILE_DIRECT_WRITES=1`` writes objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059);
+    ``$JFS_FILE_POOLED_READS=0`` makes `get_pooled` read into new bytes (ADR 0070; default: recycled buffers).
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
     direct = DirectWriter() if os.environ.get(DIRECT_ENV, "").strip() == "1" else None
-    return FileStore(bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env(), direct=direct)
+    pooled = os.environ.get(POOLED_ENV, "1").strip() != "0"
+    return FileStore(
+        bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env(), direct=direct,
+        block_buffers=BlockBuffers() if pooled else None,
+    )

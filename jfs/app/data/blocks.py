@@ -31,7 +31,7 @@ import functools
 import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -64,6 +64,21 @@ def _delete_fanin(store: object) -> int:
     return 1
 
 
+def store_capability(store: object, name: str) -> Callable[..., Any] | None:
+    """Method `name` of `store` or of a store it wraps (``inner``, a few layers down), else None: the
+    optional capabilities of a store whose objects are local files (`FileStore.warm`, `FileStore.get_now`,
+    `FileStore.get_pooled`).
+    Looked up on the classes, so that a wrapper delegating unknown attributes is not taken for one; None
+    below a layer that sets ``hides_local_reads`` (`ThrottledStore` with a download limit)."""
+    for _ in range(8):
+        if store is None or getattr(store, "__dict__", {}).get("hides_local_reads"):
+            return None  # a layer every read must pass (a download limit)
+        if callable(getattr(type(store), name, None)):
+            return getattr(store, name)  # type: ignore[no-any-return]
+        store = getattr(store, "inner", None)
+    return None
+
+
 class BlockMissing(Exception):
     """The object of a block does not exist (the slice may have been deleted since it was resolved)."""
 
@@ -86,6 +101,9 @@ class BlockStore:
         self._objects: ObjectStore = store
         self.ranged = self.codec.name == "none" and self._sealer is None
         """Whether part of a block can be fetched with a ranged GET (only uncompressed, unencrypted blocks)."""
+        self._get_pooled = store_capability(store, "get_pooled") if self.ranged else None
+        """A store that reads a whole stored-as-is block into a recycled buffer (`FileStore.get_pooled`,
+        ADR 0070): `get` then returns a read-only memoryview of it instead of new bytes."""
         self.checksum = config.checksum
         self._prefix = f"{config.volume}/"
         self._cpu = ThreadPoolExecutor(max_workers=max(1, config.cpu_workers), thread_name_prefix="jfs-cpu")
@@ -177,8 +195,21 @@ class BlockStore:
                 raise CorruptBlock(f"object '{key}': crc32 {got:08x} does not match the recorded {crc:08x}")
         return data
 
+    def _check_view(self, key: str, view: memoryview, blen: int, crc: int | None) -> bytes:
+        """`view` (a stored-as-is block) if it is exactly `blen` bytes and matches `crc` (when given)."""
+        if len(view) != blen:
+            raise CorruptBlock(f"object '{key}' ({len(view)} bytes stored): expected {blen} bytes")
+        if crc is not None:
+            got = block_crc(view)
+            if got != crc:
+                log.warning("block_checksum_mismatch", key=key, expected=f"{crc:08x}", got=f"{got:08x}")
+                raise CorruptBlock(f"object '{key}': crc32 {got:08x} does not match the recorded {crc:08x}")
+        return view  # type: ignore[return-value]  # bytes-like and immutable: read-only, never recycled while held
+
     async def get(self, slice_id: int, index: int, blen: int, crc: int | None = None) -> bytes:
-        """The whole uncompressed block (exactly `blen` bytes), checked against `crc` if given.
+        """The whole uncompressed block (exactly `blen` bytes), checked against `crc` if given: new bytes, or
+        a read-only memoryview of a recycled buffer from a store with `get_pooled` (ADR 0070; the buffer is
+        reused only once no view of it is left, so the bytes never change while held).
 
         Raises BlockMissing when the object does not exist, FSError(EIO) when it stays unreadable or corrupt
         (including a checksum mismatch).
@@ -190,7 +221,14 @@ class BlockStore:
             # serve a small one without a thread hop (the file store's RWF_NOWAIT path). One byte more, so
             # that an object longer than its block still fails the size check.
             with sealed_by_caller():
-                raw = await (self._objects.get(key, 0, blen + 1) if self.ranged else self._objects.get(key))
+                if self._get_pooled is not None:
+                    raw = await self._get_pooled(key, blen + 1)
+                else:
+                    raw = await (self._objects.get(key, 0, blen + 1) if self.ranged else self._objects.get(key))
+            if isinstance(raw, memoryview):  # a pooled buffer: checked in place, never copied
+                if crc is None:
+                    return self._check_view(key, raw, blen, None)
+                return await self.cpu(self._check_view, key, raw, blen, crc)
             if self.ranged and crc is None:
                 return self._decode(key, raw, blen)
             return await self.cpu(self._decode, key, raw, blen, crc)

@@ -23,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import structlog
 
-from jfs.app.data.blocks import BlockMissing, BlockStore
+from jfs.app.data.blocks import BlockMissing, BlockStore, store_capability
 from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.domain.chunks import block_count, block_len, blocks_for_range
@@ -46,20 +45,6 @@ longer ago forgets it (the kernel dropped its pages), so the next ranged read wa
 
 BlockId = tuple[int, int]
 """(slice id, block index)"""
-
-
-def store_capability(store: object, name: str) -> Callable[..., Any] | None:
-    """Method `name` of `store` or of a store it wraps (``inner``, a few layers down), else None: the
-    optional capabilities of a store whose objects are local files (`FileStore.warm`, `FileStore.get_now`).
-    Looked up on the classes, so that a wrapper delegating unknown attributes is not taken for one; None
-    below a layer that sets ``hides_local_reads`` (`ThrottledStore` with a download limit)."""
-    for _ in range(8):
-        if store is None or getattr(store, "__dict__", {}).get("hides_local_reads"):
-            return None  # a layer every read must pass (a download limit)
-        if callable(getattr(type(store), name, None)):
-            return getattr(store, name)  # type: ignore[no-any-return]
-        store = getattr(store, "inner", None)
-    return None
 
 
 class BlockFetcher:
@@ -159,7 +144,7 @@ class BlockFetcher:
 
         `streaming`: a sequential reader that will not come back; a whole-size block whose end it reads
         becomes the first to leave the memory cache (several streams' read-ahead would otherwise evict
-        each other's blocks before they are read, behind the blocks already read)."""
+        each other's blocks before they are read, behind the blocks already read) (`read_through`)."""
         parts = blocks_for_range(off, n, self.block_size)
         if len(parts) == 1:
             index, inner, length = parts[0]
@@ -170,8 +155,18 @@ class BlockFetcher:
             bs = self.block_size
             for index, inner, length in parts:
                 if inner + length == bs:
-                    self.mem.demote((slice_id, index))
+                    self.read_through((slice_id, index))
         return out
+
+    def read_through(self, key: BlockId) -> None:
+        """A streaming reader read block `key` to its end: it becomes the first to leave the memory cache, and
+        leaves it at once when it is a view of a recycled buffer (ADR 0070: kept, it would make the pool
+        grow by one buffer per block the cache holds; the reply still holds the view until written)."""
+        mem = self.mem
+        if isinstance(mem.get(key), memoryview):
+            mem.drop(key)
+        else:
+            mem.demote(key)
 
     async def _part(
         self, slice_id: int, size: int, index: int, inner: int, length: int

@@ -214,7 +214,7 @@ class Reader:
         fetcher.mem_hit_bytes += hit_bytes
         fetcher.mem_misses += misses
         for key in demote:
-            mem.demote(key)
+            fetcher.read_through(key)
         if ra is not None:
             self._read_ahead(state, ra, off, n, length)
         return parts[0] if len(parts) == 1 else parts
