@@ -513,7 +513,9 @@ async def _pool_filled(store: FileStore) -> None:
         if fd is not None:
             os.close(fd)
     for _ in range(3000):  # 30 s: a refill thread can wait long on a loaded machine
-        if len(store._temps._fds) >= file_mod.TEMP_POOL_SIZE - 1 and not store._temps._filling:
+        # Above the low mark, not "full": the takes above may pop files the refill already added, and a
+        # pool above the low mark is (rightly) not refilled again.
+        if len(store._temps._fds) > file_mod.TEMP_POOL_LOW and not store._temps._filling:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the temp-file pool was not filled")
