@@ -566,7 +566,7 @@ class FileStore:
             return False
         try:
             path = self._path(key)
-            self._pool.submit(_advise_willneed, path)
+            self._pool.submit(file_pages.advise, path, _WILLNEED)
         except (ObjectStoreError, RuntimeError):  # a bad key; the pool is shut down
             return False
         return True
@@ -681,21 +681,6 @@ class FileStore:
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
-
-
-def _advise_willneed(path: str) -> None:
-    """``POSIX_FADV_WILLNEED`` on the whole file `path` (the kernel starts reading what it does not hold);
-    every error ignored: it is only advice."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.posix_fadvise(fd, 0, 0, _WILLNEED)  # type: ignore[arg-type]
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

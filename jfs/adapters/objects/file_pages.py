@@ -108,13 +108,20 @@ class WrittenPages:
 
 
 def _advise(path: str) -> None:
-    """``POSIX_FADV_DONTNEED`` on the whole file at `path`: starts its writeback, drops its clean pages."""
+    """`advise` ``POSIX_FADV_DONTNEED`` (only called where the platform has it)."""
+    advise(path, _ADVICE)  # type: ignore[arg-type]
+
+
+def advise(path: str, advice: int) -> None:
+    """``posix_fadvise(advice)`` on the whole file at `path` (DONTNEED: starts its writeback and drops its
+    clean pages; WILLNEED: the kernel starts reading what it does not hold). Every error is ignored: it is
+    only advice."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return
     try:
-        os.posix_fadvise(fd, 0, 0, _ADVICE)  # type: ignore[arg-type]
+        os.posix_fadvise(fd, 0, 0, advice)
     except OSError:
         pass
     finally:
