@@ -90,6 +90,16 @@ async def test_get_many_keeps_order_duplicates_and_absent(kv: KV) -> None:
     assert await kv.read(body) == ([b"B", b"A", b"B", None], [])
 
 
+async def test_get_many_of_no_keys_as_the_first_read(kv: KV) -> None:
+    """An empty `get_many` is the body's first read (fsck asks for the attributes of no inodes)."""
+
+    async def body(tx: Tx) -> tuple[Any, ...]:
+        return await tx.get_many([]), await tx.get(b"none")
+
+    assert await kv.read(body) == ([], None)
+    assert await kv.txn(body) == ([], None)
+
+
 async def test_get_follow_reads_the_key_a_value_names(kv: KV) -> None:
     """A dentry-like value ``type + big-endian number`` names the key ``b"A" + little-endian number + b"I"``."""
     num = 0x0102030405060708

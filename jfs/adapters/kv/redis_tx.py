@@ -251,6 +251,8 @@ class RedisTx(TxWrites):
         return value  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if not keys:
+            return []  # not a round: Redis refuses an MGET of no keys
         writes = self._writes
         if not writes:  # the common case (a listing's attributes): one pass over the keys each way
             values: list[bytes | None] = await self._round(b"g", [DATA + key for key in keys])
