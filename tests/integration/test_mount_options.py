@@ -316,7 +316,9 @@ def test_writeback_staging_is_bounded_by_cache_size_and_free_space(volume: str, 
     --free-space-ratio 1.0 (never that much free) nothing is staged: a closed file is in the bucket."""
     mnt = base / "wb"
     files = {f"f{i}": os.urandom(1 << 20) for i in range(4)}
-    with _plain_mount(volume, mnt, "--writeback", "--cache-size", "2M", "--upload-limit", "4", "--backup-meta", "0"):
+    # --free-space-ratio 0: only the size bound is under test (a fuller disk would send every block direct)
+    with _plain_mount(volume, mnt, "--writeback", "--cache-size", "2M", "--free-space-ratio", "0",
+                      "--upload-limit", "4", "--backup-meta", "0"):
         peak = 0
         for name, data in files.items():
             with open(mnt / name, "wb") as f:
