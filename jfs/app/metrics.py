@@ -241,6 +241,7 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
         out["jfs_blockcache_writes"] = getattr(disk, "writes", 0)
         out["jfs_blockcache_write_bytes"] = getattr(disk, "write_bytes", 0)
         out["jfs_blockcache_write_hist_seconds_sum"] = round(getattr(disk, "write_seconds", 0.0), 6)
+        out["jfs_blockcache_warms"] = getattr(disk, "warms", 0)  # entries read into the page cache (ADR 0074)
     return out
 
 

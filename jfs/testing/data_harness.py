@@ -42,10 +42,11 @@ class DataVolume:
         block_kib: int = 64,
         compression: str = "none",
         checksum: bool = False,
+        cache_warm: Callable[[str], object] | None = None,
         **overrides: Any,
     ) -> DataVolume:
         """Format volume `name` in `kv` (trash off; block checksums if `checksum`) and start a client on a
-        store from `open_store`."""
+        store from `open_store` (`cache_warm`: the disk cache's page-cache warming, `DataPath`'s)."""
         await format_meta(
             kv,
             Settings(
@@ -57,7 +58,7 @@ class DataVolume:
         await meta.start_session(background=False)
         store = await open_store()
         config = DataConfig.from_settings(meta.settings, **overrides)
-        dp = await DataPath(meta, store, config).start()
+        dp = await DataPath(meta, store, config, cache_warm=cache_warm).start()
         return cls(kv, meta, store, dp, config, open_store)
 
     async def new_file(self, name: bytes, mode: int = 0o644) -> int:
