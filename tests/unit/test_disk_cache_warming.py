@@ -74,7 +74,8 @@ async def _cache_with(
 ) -> tuple[DiskCache, dict[str, bytes]]:
     if not _pages_can_be_dropped(tmp_path):
         pytest.skip("the file system keeps every page cached")
-    cache = DiskCache(str(tmp_path), UUID, 64 << 20, warm=warm)  # type: ignore[arg-type]
+    # No free-space floor: the machine's disk is shared (its fullness is not what is tested).
+    cache = DiskCache(str(tmp_path), UUID, 64 << 20, warm=warm, min_free_ratio=0.0)  # type: ignore[arg-type]
     await cache.ready()
     entries = {block_key(9000 + i, 0, blen): os.urandom(blen) for i in range(blocks)}
     for key, data in entries.items():
@@ -179,7 +180,7 @@ async def test_the_data_path_warms_a_written_block_for_the_read_loop(tmp_path: P
 
     vol = await DataVolume.create(await open_kv("memory://"), opener, block_kib=1024, cache_dir=str(tmp_path),
                                   cache_warm=willneed, compact_on_read=False, attr_ttl=3600.0,
-                                  cache_full_writes=True)
+                                  cache_full_writes=True, cache_free_ratio=0.0)
     try:
         data = os.urandom(2 * BLEN)
         ino = await vol.write_new_file(b"f", data)
@@ -205,3 +206,22 @@ async def test_the_data_path_warms_a_written_block_for_the_read_loop(tmp_path: P
         await vol.dp.release(h)
     finally:
         await vol.close()
+
+
+async def test_every_client_opened_with_a_disk_cache_warms_its_entries(tmp_path: Path) -> None:
+    """The composition root gives the disk cache of every face (mount, SDK, gateway) the page-cache warming."""
+    from jfs.adapters.kv.registry import open_kv as open_engine
+    from jfs.app.meta.engine import format_meta
+    from jfs.bootstrap import ClientOptions, open_client
+    from jfs.domain.settings import Settings
+
+    kv = await open_engine(f"sqlite3://{tmp_path}/m.db")
+    await format_meta(kv, Settings(name="warm", trash_days=0, bucket=str(tmp_path / "bucket")))
+    await kv.close()
+    client = await open_client(f"sqlite3://{tmp_path}/m.db",
+                               ClientOptions(cache_dir=str(tmp_path / "cache"), background_jobs=False))
+    try:
+        disk = client.vfs.data.disk
+        assert disk is not None and disk._warm is willneed  # noqa: SLF001 - the wiring is the point
+    finally:
+        await client.close()
