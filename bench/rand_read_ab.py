@@ -23,7 +23,9 @@ during each run (block-cache fills show there as ``jfs_blockcache_writes``); `--
 jfs run with py-spy (it stops the process to sample: its runs' IOPS and CPU are not comparable, ADR 0063).
 `--s3` puts every target's blocks in a bucket of its own on one SeaweedFS S3 server started for the run
 (``jfs.testing.seaweed``, in `--workdir`) instead of a local directory: the reads are then served by the
-disk cache (ADR 0074); `--cold` drops the disk cache's pages only.
+disk cache (ADR 0074); `--cold` drops the disk cache's pages only. A disk cache stops caching and evicts
+its entries while its file system is below ``--free-space-ratio`` free (default 0.1 on both systems): on a
+shared machine whose disk others fill, pass `--free-space-ratio 0`.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class Target:
         os.makedirs(self.mnt)
         self.env = {**os.environ, "PYTHONPATH": self.tree}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.mount_extra: list[str] = []
+        """More mount options (`--free-space-ratio`)."""
         self.storage: list[str] = []
         """Format options of the bucket (`--s3`); empty: a local directory under the target's root."""
 
@@ -106,7 +110,7 @@ class Target:
 
     def start(self) -> None:
         meta = f"sqlite3://{self.root}/meta.db"
-        cache = ["--cache-dir", f"{self.root}/cache"]
+        cache = ["--cache-dir", f"{self.root}/cache", *self.mount_extra]
         if self.tree == JUICEFS:
             bucket = self.storage or ["--bucket", f"{self.root}/bucket/"]
             fmt = [*self.cli, "format", meta, "rrvol", *bucket, "--trash-days", "0"]
@@ -215,6 +219,8 @@ def main() -> None:
     ap.add_argument("--profile", default="", help="py-spy (on PATH) records each jfs run into DIR/LABEL-N.txt "
                     "(collapsed stacks, all threads, idle ones included)")
     ap.add_argument("--workdir", default=tempfile.gettempdir())
+    ap.add_argument("--free-space-ratio", default="",
+                    help="both mounts' --free-space-ratio (0: the cache keeps its entries on a shared, nearly full disk)")
     ap.add_argument("--s3", action="store_true", help="blocks in SeaweedFS S3 (one server, a bucket per target)")
     args = ap.parse_args()
     targets = []
@@ -222,6 +228,8 @@ def main() -> None:
         label, rest = spec.split("=", 1)
         python, tree = rest.split(":", 1)
         targets.append(Target(label, python, tree, args.workdir))
+        if args.free_space_ratio:
+            targets[-1].mount_extra = ["--free-space-ratio", args.free_space_ratio]
     with contextlib.ExitStack() as stack:
         if args.s3:
             os.environ["TMPDIR"] = args.workdir  # the server's data directory
