@@ -339,6 +339,7 @@ def families(vfs: Any) -> list[Family]:
             ("hit_bytes", disk.hit_bytes, "Bytes of cached block reads."),
             ("writes", disk.writes, "Count of blocks written to the cache."),
             ("write_bytes", disk.write_bytes, "Bytes of blocks written to the cache."),
+            ("warms", getattr(disk, "warms", 0), "Cached blocks read into the page cache after a missed small read (jfs)."),
         ):
             kind = "gauge" if name in ("blocks", "bytes") else "counter"
             out.append(Family(f"juicefs_blockcache_{name}", kind, text).add(value))
