@@ -3,7 +3,7 @@ by side on SQLite + a local-directory bucket: mount CPU per 10k READs and IOPS, 
 
 Usage:  .venv/bin/python bench/rand_read_ab.py [--pairs 3] [--runtime 8] [--size-mib 512] [--cold]
         [--warmup] [--compare-order [--rand-mib 256]] [--stats] [--profile DIR] [--workdir DIR]
-        LABEL=PYTHON:TREE LABEL=PYTHON:TREE
+        [--s3] LABEL=PYTHON:TREE LABEL=PYTHON:TREE
 
 A target is the Python to run (its venv) and the tree whose ``jfs`` it imports (``PYTHONPATH``), e.g.
 ``base=/tmp/base-rd/.venv/bin/python:/tmp/base-rd new=.venv/bin/python:.``, or a JuiceFS binary with the
@@ -21,11 +21,17 @@ pages dropped before each read, then `--runtime` s of 4 KiB random writes into a
 drops the volume's pages before every run; `--stats` prints the jfs mount's ``.stats`` counters that moved
 during each run (block-cache fills show there as ``jfs_blockcache_writes``); `--profile DIR` records each
 jfs run with py-spy (it stops the process to sample: its runs' IOPS and CPU are not comparable, ADR 0063).
+`--s3` puts every target's blocks in a bucket of its own on one SeaweedFS S3 server started for the run
+(``jfs.testing.seaweed``, in `--workdir`) instead of a local directory: the reads are then served by the
+disk cache (ADR 0074); `--cold` drops the disk cache's pages only. A disk cache stops caching and evicts
+its entries while its file system is below ``--free-space-ratio`` free (default 0.1 on both systems): on a
+shared machine whose disk others fill, pass `--free-space-ratio 0`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -93,6 +99,10 @@ class Target:
         os.makedirs(self.mnt)
         self.env = {**os.environ, "PYTHONPATH": self.tree}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.mount_extra: list[str] = []
+        """More mount options (`--free-space-ratio`)."""
+        self.storage: list[str] = []
+        """Format options of the bucket (`--s3`); empty: a local directory under the target's root."""
 
     @property
     def cli(self) -> list[str]:
@@ -100,12 +110,14 @@ class Target:
 
     def start(self) -> None:
         meta = f"sqlite3://{self.root}/meta.db"
-        cache = ["--cache-dir", f"{self.root}/cache"]
+        cache = ["--cache-dir", f"{self.root}/cache", *self.mount_extra]
         if self.tree == JUICEFS:
-            fmt = [*self.cli, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket/", "--trash-days", "0"]
+            bucket = self.storage or ["--bucket", f"{self.root}/bucket/"]
+            fmt = [*self.cli, "format", meta, "rrvol", *bucket, "--trash-days", "0"]
             mount = [*self.cli, "mount", "--no-usage-report", meta, self.mnt, *cache]
         else:
-            fmt = [*self.cli, "format", meta, "rrvol", "--bucket", f"{self.root}/bucket", "--trash-days", "0"]
+            bucket = self.storage or ["--bucket", f"{self.root}/bucket"]
+            fmt = [*self.cli, "format", meta, "rrvol", *bucket, "--trash-days", "0"]
             mount = [*self.cli, "mount", meta, self.mnt, "--foreground", *cache]
         subprocess.run(fmt, check=True, capture_output=True, env=self.env, cwd=self.root)
         log = open(self.root / "mount.log", "wb")  # noqa: SIM115 - kept open by the mount process
@@ -207,12 +219,33 @@ def main() -> None:
     ap.add_argument("--profile", default="", help="py-spy (on PATH) records each jfs run into DIR/LABEL-N.txt "
                     "(collapsed stacks, all threads, idle ones included)")
     ap.add_argument("--workdir", default=tempfile.gettempdir())
+    ap.add_argument("--free-space-ratio", default="",
+                    help="both mounts' --free-space-ratio (0: the cache keeps its entries on a shared, nearly full disk)")
+    ap.add_argument("--s3", action="store_true", help="blocks in SeaweedFS S3 (one server, a bucket per target)")
     args = ap.parse_args()
     targets = []
     for spec in args.targets:
         label, rest = spec.split("=", 1)
         python, tree = rest.split(":", 1)
         targets.append(Target(label, python, tree, args.workdir))
+        if args.free_space_ratio:
+            targets[-1].mount_extra = ["--free-space-ratio", args.free_space_ratio]
+    with contextlib.ExitStack() as stack:
+        if args.s3:
+            os.environ["TMPDIR"] = args.workdir  # the server's data directory
+            from jfs.testing.seaweed import seaweed_s3
+
+            s3 = stack.enter_context(seaweed_s3(bucket="rr-probe"))
+            client = s3.client()
+            for t in targets:
+                name = f"rrt-{t.label.lower()}"
+                client.create_bucket(Bucket=name)
+                t.storage = ["--storage", "s3", "--bucket", f"{s3.endpoint}/{name}",
+                             "--access-key", s3.access_key, "--secret-key", s3.secret_key]
+        run(args, targets)
+
+
+def run(args: argparse.Namespace, targets: list[Target]) -> None:
     results: dict[str, list[tuple[float, float]]] = {t.label: [] for t in targets}
     try:
         for t in targets:

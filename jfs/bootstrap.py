@@ -160,9 +160,11 @@ async def open_client(meta_url: str, options: ClientOptions | None = None) -> Cl
         cache_pages = file_pages.from_env() if config.cache_dir else None
         # Big disk-cache entries go around the page cache (ADR 0059): a disk cache is a copy on disk, its
         # page-cache copy only doubled the memory cache's, at the price of touching fresh pages per block.
+        # An entry a small read finds not cached is warmed whole instead (ADR 0074).
         data = await DataPath(meta, store, config, give_back=give_back,
                               cache_written=cache_pages.written if cache_pages is not None else None,
-                              cache_direct_write=DirectWriter().write if config.cache_dir else None).start()
+                              cache_direct_write=DirectWriter().write if config.cache_dir else None,
+                              cache_warm=file_pages.willneed if config.cache_dir else None).start()
         vfs = VFS(meta, data, VfsConfig(
             permission_checks=opts.permission_checks, enable_xattr=opts.enable_xattr, read_only=opts.read_only,
             options={"MountPoint": opts.mountpoint, "CacheDir": config.cache_dir, "CacheSize": config.cache_size,

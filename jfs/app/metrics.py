@@ -241,6 +241,7 @@ def layer_gauges(meta: Any, data: Any = None) -> dict[str, float]:
         out["jfs_blockcache_writes"] = getattr(disk, "writes", 0)
         out["jfs_blockcache_write_bytes"] = getattr(disk, "write_bytes", 0)
         out["jfs_blockcache_write_hist_seconds_sum"] = round(getattr(disk, "write_seconds", 0.0), 6)
+        out["jfs_blockcache_warms"] = getattr(disk, "warms", 0)  # entries read into the page cache (ADR 0074)
     return out
 
 
@@ -338,6 +339,7 @@ def families(vfs: Any) -> list[Family]:
             ("hit_bytes", disk.hit_bytes, "Bytes of cached block reads."),
             ("writes", disk.writes, "Count of blocks written to the cache."),
             ("write_bytes", disk.write_bytes, "Bytes of blocks written to the cache."),
+            ("warms", getattr(disk, "warms", 0), "Cached blocks read into the page cache after a missed small read (jfs)."),
         ):
             kind = "gauge" if name in ("blocks", "bytes") else "counter"
             out.append(Family(f"juicefs_blockcache_{name}", kind, text).add(value))

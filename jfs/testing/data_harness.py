@@ -31,6 +31,8 @@ class DataVolume:
     dp: DataPath
     config: DataConfig
     open_store: StoreFactory
+    cache_warm: Callable[[str], object] | None = None
+    """The disk cache's page-cache warming, kept for `restart`."""
 
     @classmethod
     async def create(
@@ -42,10 +44,11 @@ class DataVolume:
         block_kib: int = 64,
         compression: str = "none",
         checksum: bool = False,
+        cache_warm: Callable[[str], object] | None = None,
         **overrides: Any,
     ) -> DataVolume:
         """Format volume `name` in `kv` (trash off; block checksums if `checksum`) and start a client on a
-        store from `open_store`."""
+        store from `open_store` (`cache_warm`: the disk cache's page-cache warming, `DataPath`'s)."""
         await format_meta(
             kv,
             Settings(
@@ -57,8 +60,8 @@ class DataVolume:
         await meta.start_session(background=False)
         store = await open_store()
         config = DataConfig.from_settings(meta.settings, **overrides)
-        dp = await DataPath(meta, store, config).start()
-        return cls(kv, meta, store, dp, config, open_store)
+        dp = await DataPath(meta, store, config, cache_warm=cache_warm).start()
+        return cls(kv, meta, store, dp, config, open_store, cache_warm)
 
     async def new_file(self, name: bytes, mode: int = 0o644) -> int:
         ino, _ = await self.meta.create(1, name, mode)
@@ -85,7 +88,7 @@ class DataVolume:
         await self.meta.start_session(background=False)
         self.store = await self.open_store()
         self.config = dataclasses.replace(self.config, **overrides)
-        self.dp = await DataPath(self.meta, self.store, self.config).start()
+        self.dp = await DataPath(self.meta, self.store, self.config, cache_warm=self.cache_warm).start()
 
     async def close(self) -> None:
         await self.stop()

@@ -128,6 +128,17 @@ def advise(path: str, advice: int) -> None:
         os.close(fd)
 
 
+def willneed(path: str) -> None:
+    """`advise` ``POSIX_FADV_WILLNEED`` for the file at `path` (nothing where the platform has no such advice):
+    the disk cache's warming of an entry (ADR 0074). Blocking while the kernel queues the reads: call it on a
+    worker thread."""
+    if _WILLNEED is not None:
+        advise(path, _WILLNEED)
+
+
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+
+
 def from_env() -> WrittenPages | None:
     """A `WrittenPages` keeping ``$JFS_FILE_KEEP_WRITTEN_MIB`` MiB, or None when it is unset, empty, 0 or not a
     number (the last logged)."""

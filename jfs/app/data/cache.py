@@ -30,6 +30,15 @@ the file descriptor and the entry's CRC trailer, read and checked once, so a 4 K
 ``preadv`` and the CRC of one 8 KiB segment instead of open/fstat/two reads/close. An entry's bytes never
 change for its key (a block key names immutable content), so a descriptor of a file replaced or evicted
 meanwhile still reads the right bytes; it is closed when the key leaves the index all the same.
+
+An entry whose bytes a small read finds missing from the page cache is *warmed* (ADR 0074): when the cache
+was given a `warm` function (the composition root passes ``POSIX_FADV_WILLNEED`` of the whole file), it is
+called for the entry's path on the cache's pool and the read goes on as before (the pool reads the bytes
+asked for), so the kernel reads the rest of the entry while the next small reads of it are on their way,
+and they are answered on the loop. Entries the writer stored around the page cache (ADR 0059) and entries
+whose pages the page budget or the kernel dropped are what this is for. Each entry is warmed once while
+its pages stay (again after `WARM_GRACE` if a read still misses them); only the kernel's caching changes:
+every read is still checked against the entry's CRCs, and the index and its byte count are untouched.
 """
 
 from __future__ import annotations
@@ -74,6 +83,11 @@ DIRECT_MIN = 1 << 20
 files, likely read again soon) through the page cache."""
 OPEN_ENTRIES = 256
 """Entries kept open for reads on the loop (a descriptor and up to 2 KiB of CRCs each)."""
+WARMED_MAX = 1024
+"""Entries remembered as warmed (4 GiB of 4 MiB blocks); the oldest is forgotten first."""
+WARM_GRACE = 1.0
+"""Seconds a warmed entry may take to arrive in the page cache: a small read that misses its pages later
+than that warms it again (the kernel dropped them)."""
 
 
 class MemoryCache(Generic[K]):
@@ -178,6 +192,7 @@ class DiskCache:
         self, root: str, uuid: str, capacity: int, *, min_free_ratio: float = 0.1, workers: int = 4,
         written: Callable[[str, int], object] | None = None,
         direct_write: Callable[[str, list[bytes | memoryview]], bool] | None = None,
+        warm: Callable[[str], object] | None = None,
     ) -> None:
         """`written(path, size)` is told of every entry file written through the page cache (ADR 0059: the
         composition root passes a page-cache budget, `file_pages.WrittenPages.written`, which may advise the
@@ -185,10 +200,17 @@ class DiskCache:
         and never change the file's bytes). `direct_write(path, parts)`: creates the new file `path` holding
         `parts` around the page cache and returns True, or returns False having created nothing (the file
         system cannot; `jfs.adapters.direct_files.DirectWriter.write`); used for entries of `DIRECT_MIN`
-        bytes or more, which the page budget then never hears of."""
+        bytes or more, which the page budget then never hears of. `warm(path)`: asks the kernel to read the
+        file `path` into the page cache and returns (only advice: it must not change the file, and its errors
+        are its own; `jfs.adapters.objects.file_pages.advise` with ``POSIX_FADV_WILLNEED``); run on the
+        cache's pool for an entry a small read found not cached (see the module docstring). None: never."""
         self.dir = os.path.join(os.path.abspath(root), uuid, "raw")
         self._written = written
         self._direct = direct_write
+        self._warm = warm
+        self._warmed: OrderedDict[str, float] = OrderedDict()  # key -> when it was last warmed
+        self.warms = 0
+        """Entries warmed (``jfs_blockcache_warms``)."""
         self.capacity = capacity
         self.min_free_ratio = min_free_ratio
         """Entries are evicted (and none kept) while the file system has less than this share free."""
@@ -366,8 +388,12 @@ class DiskCache:
             seg0 = first * SEGMENT
             buf = bytearray(min(blen, (last + 1) * SEGMENT) - seg0)
             if os.preadv(fd, [buf], seg0, _RWF_NOWAIT) != len(buf):
+                self._warm_entry(key, path)  # only part of it is cached
                 return None
-        except OSError:  # BlockingIOError: not all cached; FileNotFoundError, ...: `get` will see
+        except BlockingIOError:  # not all cached
+            self._warm_entry(key, path)
+            return None
+        except OSError:  # FileNotFoundError, ...: `get` will see
             return None
         except CorruptEntry:
             return None
@@ -377,6 +403,26 @@ class DiskCache:
                 self._close_open(key)
                 return None
         return view[off - seg0 : end - seg0]
+
+    def _warm_entry(self, key: str, path: str | None) -> None:
+        """Have the pool `warm` the entry `key`, unless that was asked less than `WARM_GRACE` ago."""
+        warm = self._warm
+        if warm is None:
+            return
+        warmed = self._warmed
+        now = time.monotonic()
+        since = warmed.get(key)
+        if since is not None and now - since <= WARM_GRACE:
+            return
+        try:
+            self._pool.submit(warm, path or self._path(key))
+        except RuntimeError:  # the pool is shut down
+            return
+        self.warms += 1
+        warmed[key] = now
+        warmed.move_to_end(key)
+        if len(warmed) > WARMED_MAX:
+            warmed.popitem(last=False)
 
     def _open_entry(self, key: str, path: str, blen: int) -> tuple[int, bytes]:
         """Open the entry and read its trailer (page-cached only), remembering both; CorruptEntry/OSError."""
@@ -402,6 +448,9 @@ class DiskCache:
         return entry
 
     def _close_open(self, key: str) -> None:
+        """Close the open entry of `key` (the key leaves the index, or its entry is bad) and forget that it
+        was warmed (an entry written again under the key is not cached)."""
+        self._warmed.pop(key, None)
         entry = self._open.pop(key, None)
         if entry is not None:
             os.close(entry[0])

@@ -88,11 +88,13 @@ class DataPath:
     def __init__(self, meta: Meta, store: ObjectStore, config: DataConfig | None = None, *,
                  give_back: Callable[[], object] | None = None,
                  cache_written: Callable[[str, int], object] | None = None,
-                 cache_direct_write: Callable[[str, list[bytes | memoryview]], bool] | None = None) -> None:
+                 cache_direct_write: Callable[[str, list[bytes | memoryview]], bool] | None = None,
+                 cache_warm: Callable[[str], object] | None = None) -> None:
         """`give_back`: returns the process's free heap memory to the OS (`malloc_trim`); called off the
         loop once writers have pushed `GIVE_BACK_AFTER` bytes of cached blocks out (ADR 0048).
         `cache_written`, `cache_direct_write`: the disk cache's page budget and ``O_DIRECT`` writer (`DiskCache`'s
-        `written` and `direct_write`, ADR 0059)."""
+        `written` and `direct_write`, ADR 0059); `cache_warm`: its page-cache warming (`DiskCache`'s `warm`,
+        ADR 0074)."""
         self.meta = meta
         self.store = store
         self.config = config = config or DataConfig.from_settings(meta.settings)
@@ -102,7 +104,7 @@ class DataPath:
         self.disk = (
             DiskCache(
                 config.cache_dir, config.uuid, config.cache_size, min_free_ratio=config.cache_free_ratio,
-                written=cache_written, direct_write=cache_direct_write,
+                written=cache_written, direct_write=cache_direct_write, warm=cache_warm,
             )
             if config.cache_dir
             else None
