@@ -583,9 +583,10 @@ class Meta:
         return listing.readdir(self, ctx, ino, plus=plus)
 
     async def readdir_page(
-        self, ino: int, after: bytes = b"", limit: int = listing.PAGE, ctx: Ctx = ROOT_CTX, *, plus: bool = False
+        self, ino: int, after: bytes = b"", limit: int = listing.PAGE, ctx: Ctx = ROOT_CTX, *, plus: bool = False,
+        records: bool = False,
     ) -> tuple[list[listing.Entry], bytes | None]:
-        return await listing.readdir_page(self, ctx, ino, after, limit, plus=plus)
+        return await listing.readdir_page(self, ctx, ino, after, limit, plus=plus, records=records)
 
     # ------------------------------------------------------------------ xattrs
 

@@ -11,7 +11,7 @@ from jfs.app.meta.rules import check_perm
 from jfs.domain import keys
 from jfs.domain.attrs import Attr, FileType
 from jfs.domain.permissions import MAY_READ
-from jfs.domain.records import decode_dentry
+from jfs.domain.records import decode_dentries
 from jfs.ports.kv import Tx
 
 if TYPE_CHECKING:
@@ -26,11 +26,14 @@ class Entry(NamedTuple):
     name: bytes
     ino: int
     typ: FileType
-    attr: Attr | None = None
+    attr: Attr | bytes | None = None
+    """The inode's attributes (`plus` only): an `Attr`, or with ``records=True`` the stored record
+    (`Attr.decode` reads it), None when unknown."""
 
 
 async def readdir_page(
-    m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = PAGE, *, plus: bool = False
+    m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = PAGE, *, plus: bool = False,
+    records: bool = False,
 ) -> tuple[list[Entry], bytes | None]:
     """Up to `limit` entries of directory `ino` whose names sort after `after` (b"" = from the start),
     in byte order of names, without ``.`` and ``..``. Returns (entries, cursor): pass the cursor as
@@ -40,7 +43,9 @@ async def readdir_page(
     right after it, not validated against the first (as any client's stat after a listing): each is
     what its inode held at some moment during the call, and entries whose inode vanished in between
     are skipped. Validating thousands of attributes against the scanned range would cost the engine a
-    second scan of it (Redis) for a guarantee no listing gives across its pages anyway.
+    second scan of it (Redis) for a guarantee no listing gives across its pages anyway. With `records`
+    (and `plus`) each entry's `attr` is the attribute record as stored, undecoded (the same bytes and the
+    same reads): for a caller that packs the fields itself (the mount's READDIRPLUS, ADR 0071).
     """
     prefix = keys.dentry_prefix(ino)
     begin = prefix + after + b"\x00" if after else prefix
@@ -51,11 +56,7 @@ async def readdir_page(
         rows = await tx.scan(begin, keys.prefix_end(prefix), limit=limit)
         cut = len(prefix)
         cursor = rows[-1][0][cut:] if rows and len(rows) >= limit else None
-        names = []
-        for key, value in rows:
-            typ, child = decode_dentry(value)
-            names.append((key[cut:], child, typ))
-        return names, cursor
+        return decode_dentries(rows, cut), cursor
 
     names, cursor = await m.kv.read(body)
     if not plus:
@@ -64,13 +65,17 @@ async def readdir_page(
         return [], cursor
 
     async def attrs_of(tx: Tx) -> list[bytes | None]:
-        attr_key = keys.attr
-        return await tx.get_many([attr_key(child) for _, child, _ in names])
+        return await tx.get_many(keys.attrs([child for _, child, _ in names]))
 
     raws = await m.kv.read(attrs_of)
+    new = tuple.__new__
+    if records:
+        kept = [new(Entry, (name, child, typ, raw)) for (name, child, typ), raw in zip(names, raws, strict=True)
+                if raw is not None]  # fmt: skip
+        return kept, cursor
     # One pass: an entry per name whose inode is still there (decoded as `store.get_attrs` does);
     # ``tuple.__new__`` is what `Entry._make` calls, without a Python-level ``__new__`` per entry.
-    decode, new = Attr.decode, tuple.__new__
+    decode = Attr.decode
     full = [new(Entry, (name, child, typ, decode(raw))) for (name, child, typ), raw in zip(names, raws, strict=True)
             if raw is not None]  # fmt: skip
     return full, cursor

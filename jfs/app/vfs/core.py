@@ -141,6 +141,9 @@ class VFS(XattrOps):
     def __init__(self, meta: Meta, data: DataPath, config: VfsConfig | None = None) -> None:
         self.meta = meta
         self.data = data
+        self.local_length: Callable[[int], int | None] = data.file_length
+        """A file's length with this client's uncommitted writes if it is open here, else None: `visible`
+        shows it when longer than the stored record's (for callers packing records themselves, ADR 0071)."""
         self.config = config or VfsConfig()
         self.root = ROOT_INODE
         """The directory served as this client's root (a mount's ``--subdir``): the virtual files
@@ -222,7 +225,7 @@ class VFS(XattrOps):
         nlink = posix_nlink(ino, a)
         length = a.length
         if a.typ is FileType.REGULAR:
-            local = self.data.file_length(ino)
+            local = self.local_length(ino)
             if local is not None and local > length:
                 length = local
         if nlink == a.nlink and length == a.length:
@@ -631,12 +634,16 @@ class VFS(XattrOps):
                     yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and attr is not None else None)
 
     async def readdir_runs(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False,
-                           limit: int = DIR_PAGE) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
+                           limit: int = DIR_PAGE, records: bool = False
+                           ) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
         """The entries of open directory `fh` from `offset` (0 = the start): ``.``, ``..``, the root's virtual
         files and ``.trash``, then the stored ones in name order from a snapshot read page by page; as runs
         ``(first, run)`` of at most `limit` entries, ``run[k]`` resuming at offset ``first + k``. With `plus`,
-        attributes (None: unknown) are as stored: show them through `visible`; else ignore them. Take any
-        prefix and stop (close the generator): the handle's lock is held until then."""
+        attributes (None: unknown) are as stored: show them through `visible`; else ignore them. With
+        `records` as well, a stored entry's attributes are its undecoded record (`Attr.decode`; the virtual
+        entries' stay `Attr`s): for a caller that packs the fields itself and applies `visible_length` and
+        `posix_nlink` as `visible` does (ADR 0071). Take any prefix and stop (close the generator): the
+        handle's lock is held until then."""
         d = self._dirs.get(fh)
         if d is None:
             raise FSError(errno.EBADF)
@@ -670,16 +677,18 @@ class VFS(XattrOps):
                     if ahead is not None:
                         page, d.cursor = await ahead
                     else:
-                        page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus)
+                        page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus, records)
                     d.entries.extend(page)
                     if d.cursor is not None:  # read the next page while the caller takes this one in
-                        d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
+                        d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus, records))
                 run = d.entries[pos : pos + limit]
                 yield base + pos + 1, run
                 pos += len(run)
 
-    async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool) -> tuple[list[Entry], bytes | None]:
-        return await self._timed("readdir", ctx, str(ino), self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus))
+    async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool, records: bool = False
+                        ) -> tuple[list[Entry], bytes | None]:
+        return await self._timed("readdir", ctx, str(ino),
+                                 self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus, records=records))
 
     async def releasedir(self, ctx: Ctx, ino: int, fh: int) -> None:
         d = self._dirs.pop(fh, None)
