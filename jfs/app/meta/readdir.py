@@ -12,12 +12,13 @@ from jfs.domain import keys
 from jfs.domain.attrs import Attr, FileType
 from jfs.domain.permissions import MAY_READ
 from jfs.domain.records import decode_dentries
-from jfs.ports.kv import Tx
+from jfs.ports.kv import RangeFollowingKV, Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
 
 PAGE = 4096
+_ENTRY_ATTR = store.entry_attr_pointer(0)
 
 
 class Entry(NamedTuple):
@@ -44,11 +45,29 @@ async def readdir_page(
     what its inode held at some moment during the call, and entries whose inode vanished in between
     are skipped. Validating thousands of attributes against the scanned range would cost the engine a
     second scan of it (Redis) for a guarantee no listing gives across its pages anyway. With `records`
-    (and `plus`) each entry's `attr` is the attribute record as stored, undecoded (the same bytes and the
-    same reads): for a caller that packs the fields itself (the mount's READDIRPLUS, ADR 0071).
+    (and `plus`) each entry's `attr` is the attribute record as stored, undecoded: for a caller that packs
+    the fields itself (the mount's READDIRPLUS, ADR 0071); on an engine offering `RangeFollowingKV` the page
+    is then read by `follow_range` — the names one read of the index, each dentry and record, and the
+    directory's own record for the permission check, as held at some moment during the call (a name whose
+    dentry went away in between is left out, like one whose inode did).
     """
     prefix = keys.dentry_prefix(ino)
     begin = prefix + after + b"\x00" if after else prefix
+    new = tuple.__new__
+    kv = m.kv
+    if records and plus and isinstance(kv, RangeFollowingKV):
+        # The names (one read of the index), their dentries and the attribute records they point at, with
+        # the directory's own record for the permission check, in the engine's native commands (Redis: no
+        # script; ADR 0071). Each dentry and record is what it held at some moment during the call; a name
+        # whose dentry or inode went away in between is left out, as an inode gone before the attributes
+        # were read always was.
+        got = await kv.follow_range(begin, keys.prefix_end(prefix), limit, _ENTRY_ATTR, (keys.attr(ino),))
+        check_perm(ctx, store.stored_dir(ino, got.extra[0]), MAY_READ)
+        cut = len(prefix)
+        rows = decode_dentries(zip(got.keys, got.values, strict=True), cut)
+        kept = [new(Entry, (name, child, typ, raw)) for (name, child, typ), raw in zip(rows, got.targets, strict=True)
+                if raw is not None]  # fmt: skip
+        return kept, None if got.last is None else got.last[cut:]
 
     async def body(tx: Tx) -> tuple[list[tuple[bytes, int, FileType]], bytes | None]:
         dir_attr = await store.get_dir(tx, ino)
@@ -68,7 +87,6 @@ async def readdir_page(
         return await tx.get_many(keys.attrs([child for _, child, _ in names]))
 
     raws = await m.kv.read(attrs_of)
-    new = tuple.__new__
     if records:
         kept = [new(Entry, (name, child, typ, raw)) for (name, child, typ), raw in zip(names, raws, strict=True)
                 if raw is not None]  # fmt: skip
