@@ -24,7 +24,7 @@ def _ops() -> VfsOperations:
     # VFS.visible itself, over a client where file 10 has uncommitted writes up to 1 MiB and file 13 is open
     # with none past its stored length.
     local = {10: 1 << 20, 13: 0}
-    vfs = SimpleNamespace(local_length=local.get)
+    vfs = SimpleNamespace(local_length=local.get, open_inodes=local.keys())
     vfs.visible = functools.partial(VFS.visible, vfs)
     ops.vfs = vfs  # type: ignore[assignment]
     return ops

@@ -510,7 +510,7 @@ class VfsOperations(Operations):
         size = out.size
         used = len(buf)
         visible = self.vfs.visible
-        local_length = self.vfs.local_length
+        local_length, open_inodes = self.vfs.local_length, self.vfs.open_inodes
         decode = JAttr.decode
         unpack = PLAIN_RECORD.unpack_from
         dir_valid, file_valid = self._dir_valid, self._file_valid
@@ -537,7 +537,7 @@ class VfsOperations(Operations):
             if type(attr) is bytes and len(attr) == PLAIN_RECORD_SIZE and (rt := attr[1] >> 4) in _RECORD_TYPES:
                 # `Attr.decode` + `visible` + the divmods below, from the record's fields (same values).
                 (_, tm, uid, gid, asec, ansec, msec, mnsec, csec, cnsec, nlink, length, rdev, parent) = unpack(attr)
-                if rt == _REGULAR_VALUE:
+                if rt == _REGULAR_VALUE and child in open_inodes:
                     local = local_length(child)
                     if local is not None and local > length:
                         length = local

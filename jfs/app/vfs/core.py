@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -144,6 +144,8 @@ class VFS(XattrOps):
         self.local_length: Callable[[int], int | None] = data.file_length
         """A file's length with this client's uncommitted writes if it is open here, else None: `visible`
         shows it when longer than the stored record's (for callers packing records themselves, ADR 0071)."""
+        self.open_inodes: Container[int] = data.open_inodes
+        """The inodes `local_length` may answer for (a live view): for the others it is None."""
         self.config = config or VfsConfig()
         self.root = ROOT_INODE
         """The directory served as this client's root (a mount's ``--subdir``): the virtual files
