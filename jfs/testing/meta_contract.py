@@ -500,6 +500,15 @@ async def test_readdir_pages_and_plus(meta: Meta) -> None:
     assert raw_cursor == cursor and [e[:3] for e in raw] == [e[:3] for e in page]
     assert all(type(e.attr) is bytes for e in raw)
     assert [Attr.decode(e.attr) for e in raw if isinstance(e.attr, bytes)] == [e.attr for e in page]
+    more, _ = await meta.readdir_page(d, raw_cursor or b"", 1000, plus=True, records=True)
+    assert [e.name for e in raw + more] == sorted(names)
+    with pytest.raises(NotADirectoryError):
+        await meta.readdir_page(page[0].ino, plus=True, records=True)
+    with pytest.raises(FileNotFoundError):
+        await meta.readdir_page(987654321, plus=True, records=True)
+    await meta.setattr(d, SetAttr(mode=0o700))
+    with pytest.raises(PermissionError):
+        await meta.readdir_page(d, plus=True, records=True, ctx=Ctx(uid=1000, gid=1000, umask=0o022))
     with pytest.raises(NotADirectoryError):
         await meta.readdir_page(page[0].ino)
 
