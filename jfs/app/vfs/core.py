@@ -643,7 +643,7 @@ class VFS(XattrOps):
         ``(first, run)`` of at most `limit` entries, ``run[k]`` resuming at offset ``first + k``. With `plus`,
         attributes (None: unknown) are as stored: show them through `visible`; else ignore them. With
         `records` as well, a stored entry's attributes are its undecoded record (`Attr.decode`; the virtual
-        entries' stay `Attr`s): for a caller that packs the fields itself and applies `visible_length` and
+        entries' stay `Attr`s): for a caller that packs the fields itself and applies `local_length` and
         `posix_nlink` as `visible` does (ADR 0071). Take any prefix and stop (close the generator): the
         handle's lock is held until then."""
         d = self._dirs.get(fh)
