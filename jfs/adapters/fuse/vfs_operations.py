@@ -5,7 +5,6 @@ request header, and directory listings packed into the kernel's buffer."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import inspect
@@ -212,16 +211,6 @@ def _translating(method: Callable[..., Coroutine[Any, Any, T]], positions: list[
     return call
 
 
-def _drop(task: asyncio.Task[Any]) -> None:
-    """Cancel a reply packed ahead that nobody will take (its failure, if any, retrieved)."""
-    if task.done():
-        if not task.cancelled():
-            task.exception()
-    else:
-        task.cancel()
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-
 def _stale_when_gone(
     method: Callable[Concatenate[VfsOperations, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[VfsOperations, P], Coroutine[Any, Any, T]]:
@@ -255,8 +244,6 @@ class VfsOperations(Operations):
         c = self.config
         ttl = min(c.attr_timeout, c.entry_timeout, c.dir_entry_timeout) if c.readdir_cache else 0.0
         self._listings = KernelListings(ttl)
-        self._replies_ahead: dict[int, tuple[int, int, bool, asyncio.Task[tuple[bytearray, int, int]]]] = {}
-        """Per directory handle: the reply packed ahead for the request expected next (offset, size, plus)."""
         self._ctxs: dict[tuple[int, int, int, int], Ctx] = {}
         self._kernel = _KernelCache(self._listings, root)
         if root != ROOT_INODE:
@@ -498,41 +485,9 @@ class VfsOperations(Operations):
 
     @_stale_when_gone
     async def readdir(self, ctx: RequestContext, ino: int, fh: int, offset: int, out: DirentSink) -> None:
-        """A READDIR / READDIRPLUS reply. Once a reply leaves entries for later, the next one (same handle,
-        size and kind, from where this one ends) is packed ahead while the kernel takes this one in; the
-        next request takes it when it asks for exactly that, else it is dropped (ADR 0071)."""
-        ahead = self._replies_ahead.pop(fh, None)
-        if ahead is not None:
-            a_offset, a_size, a_plus, task = ahead
-            if a_offset == offset and a_size == out.size and a_plus == out.plus:
-                buf, count, resume = await task
-                out.buffer += buf
-                out.count += count
-                self._after_reply(ctx, ino, fh, resume, out)
-                return
-            _drop(task)
+        plus = out.plus
         if offset == 0:
             self._listings.started(fh, ino)
-        resume = await self._pack_reply(ctx, ino, fh, offset, out)
-        self._after_reply(ctx, ino, fh, resume, out)
-
-    def _after_reply(self, ctx: RequestContext, ino: int, fh: int, resume: int, out: DirentSink) -> None:
-        """`resume` < 0: the listing reached its end (the kernel may hold it); else pack the next reply ahead."""
-        if resume < 0:
-            self._listings.finished(fh)
-        elif out.count:
-            nxt = DirentSink(out.size, out.plus)
-            task = asyncio.get_running_loop().create_task(self._packed_ahead(ctx, ino, fh, resume, nxt))
-            self._replies_ahead[fh] = (resume, out.size, out.plus, task)
-
-    async def _packed_ahead(self, ctx: RequestContext, ino: int, fh: int, offset: int, out: DirentSink
-                            ) -> tuple[bytearray, int, int]:
-        resume = await self._pack_reply(ctx, ino, fh, offset, out)
-        return out.buffer, out.count, resume
-
-    async def _pack_reply(self, ctx: RequestContext, ino: int, fh: int, offset: int, out: DirentSink) -> int:
-        """Fill `out` from `offset`; the offset the next request resumes at, or -1 at the end of the listing."""
-        plus = out.plus
         # A run never needs more entries than the smallest records fill the reply with.
         most = out.size // (DIRENTPLUS_SIZE if plus else DIRENT_SIZE) + 1
         pack = self._pack_plus if plus else _pack_plain
@@ -540,12 +495,9 @@ class VfsOperations(Operations):
         runs_of = self.vfs.readdir_runs(self._ctx(ctx), ino, fh, offset, plus=plus, limit=most, records=plus)
         async with aclosing(runs_of) as runs:
             async for first, run in runs:
-                before = out.count
                 if not pack(out, first, run):
-                    # run[k] resumes at first + k, and runs are consecutive: the last entry packed (of this
-                    # run or, if none of it fitted, the one before it) resumes at first + packed - 1
-                    return first + (out.count - before) - 1
-        return -1
+                    return
+        self._listings.finished(fh)
 
     def _pack_plus(self, out: DirentSink, first: int, run: Sequence[Entry]) -> bool:
         """Append `run` (``run[k]`` resumes at ``first + k``) to a READDIRPLUS reply as far as it fits; False
@@ -610,9 +562,6 @@ class VfsOperations(Operations):
         return True
 
     async def releasedir(self, ctx: RequestContext, ino: int, fh: int) -> None:
-        ahead = self._replies_ahead.pop(fh, None)
-        if ahead is not None:
-            _drop(ahead[3])
         self._listings.closed(fh)
         await self.vfs.releasedir(self._ctx(ctx), ino, fh)
 
