@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from jfs.adapters.fuse.operations import DirentSink
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations, _pack_plain
-from jfs.app.meta.readdir import Entry
+from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.vfs.core import INTERNAL_INODES, VFS
 from jfs.domain.attrs import TRASH_INODE, Attr, FileType
 
@@ -93,9 +93,9 @@ def test_entry_fields_are_the_entry_reply(entry: Entry) -> None:
 # ----------------------------------------------------------------- attributes as stored records (ADR 0071)
 
 
-def _as_records(run: list[Entry]) -> list[Entry]:
+def _as_records(run: list[Entry]) -> list[Entry | StoredEntry]:
     """`run` as `readdir_runs(records=True)` gives it: stored entries' attributes undecoded."""
-    return [e if not isinstance(e.attr, Attr) or e.ino in INTERNAL_INODES else e._replace(attr=e.attr.encode())
+    return [e if not isinstance(e.attr, Attr) or e.ino in INTERNAL_INODES else StoredEntry(*e[:3], e.attr.encode())
             for e in run]  # fmt: skip
 
 
@@ -120,7 +120,7 @@ def test_records_not_plain_are_decoded_and_bad_ones_refused() -> None:
     bad = bytearray(Attr(FileType.REGULAR, 0o644).encode())
     bad[1] = (bad[1] & 0x0F) | 0xF0  # type 15: not a file type
     with pytest.raises(ValueError):
-        ops._pack_plus(DirentSink(4096, True), 3, [Entry(b"bad", 12, FileType.REGULAR, bytes(bad))])
+        ops._pack_plus(DirentSink(4096, True), 3, [StoredEntry(b"bad", 12, FileType.REGULAR, bytes(bad))])
 
 
 _U32 = st.integers(0, 2**32 - 1)
@@ -138,6 +138,6 @@ def test_any_plain_record_packs_as_its_attr(typ: FileType, mode: int, uid: int, 
     ops = _ops()
     attr = Attr(typ, mode, uid, gid, a, m, c, nlink, length, rdev, parent, flags)
     got, want = DirentSink(4096, True), DirentSink(4096, True)
-    assert ops._pack_plus(got, 3, [Entry(b"x", ino, typ, attr.encode())])
+    assert ops._pack_plus(got, 3, [StoredEntry(b"x", ino, typ, attr.encode())])
     assert ops._pack_plus(want, 3, [Entry(b"x", ino, typ, attr)])
     assert bytes(got.payload) == bytes(want.payload)

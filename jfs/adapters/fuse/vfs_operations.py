@@ -33,7 +33,7 @@ from jfs.adapters.fuse.operations import (
 from jfs.adapters.fuse.protocol import DIRENT, DIRENT_SIZE, DIRENTPLUS, DIRENTPLUS_SIZE, split_timeout
 from jfs.app.data.pages import BlockArena
 from jfs.app.meta import Ctx
-from jfs.app.meta.readdir import Entry
+from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
 from jfs.app.vfs.core import INTERNAL_INODES
@@ -160,7 +160,7 @@ _NEG_ENTRY_FIELDS = (0,) * 22  # a zero fuse_entry_out: "no attributes supplied"
 _PAD = tuple(b"\0" * n for n in range(8))
 
 
-def _pack_plain(out: DirentSink, first: int, run: Sequence[Entry]) -> bool:
+def _pack_plain(out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
     """`VfsOperations._pack_plus` for a plain READDIR reply (names, inodes and types only)."""
     buf = out.buffer
     size = out.size
@@ -499,7 +499,7 @@ class VfsOperations(Operations):
                     return
         self._listings.finished(fh)
 
-    def _pack_plus(self, out: DirentSink, first: int, run: Sequence[Entry]) -> bool:
+    def _pack_plus(self, out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
         """Append `run` (``run[k]`` resumes at ``first + k``) to a READDIRPLUS reply as far as it fits; False
         when it did not all fit. The records of `DirentSink.add` with `_entry_fields`, packed in one pass
         (no tuple of fields or DirEntry per entry: a listing packs thousands). An attribute given as the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 from jfs.app.meta import store
 from jfs.app.meta.context import Ctx
@@ -27,15 +27,32 @@ class Entry(NamedTuple):
     name: bytes
     ino: int
     typ: FileType
+    attr: Attr | None = None
+
+
+class StoredEntry(NamedTuple):
+    """An entry of `readdir_page(records=True)`: its attributes the stored record, undecoded (`Attr.decode`
+    reads it); an `Attr` only for entries made up above the engine (virtual files), None when unknown."""
+
+    name: bytes
+    ino: int
+    typ: FileType
     attr: Attr | bytes | None = None
-    """The inode's attributes (`plus` only): an `Attr`, or with ``records=True`` the stored record
-    (`Attr.decode` reads it), None when unknown."""
 
 
+@overload
+async def readdir_page(m: Meta, ctx: Ctx, ino: int, after: bytes = ..., limit: int = ..., *, plus: bool = ...,
+                       records: Literal[False] = ...) -> tuple[list[Entry], bytes | None]: ...
+@overload
+async def readdir_page(m: Meta, ctx: Ctx, ino: int, after: bytes = ..., limit: int = ..., *, plus: bool = ...,
+                       records: Literal[True]) -> tuple[list[StoredEntry], bytes | None]: ...
+@overload
+async def readdir_page(m: Meta, ctx: Ctx, ino: int, after: bytes = ..., limit: int = ..., *, plus: bool = ...,
+                       records: bool) -> tuple[list[Entry] | list[StoredEntry], bytes | None]: ...
 async def readdir_page(
     m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = PAGE, *, plus: bool = False,
     records: bool = False,
-) -> tuple[list[Entry], bytes | None]:
+) -> tuple[list[Entry] | list[StoredEntry], bytes | None]:
     """Up to `limit` entries of directory `ino` whose names sort after `after` (b"" = from the start),
     in byte order of names, without ``.`` and ``..``. Returns (entries, cursor): pass the cursor as
     `after` for the next page; it is None after the last page. Errors: ENOENT, ENOTDIR, EACCES.
@@ -45,7 +62,7 @@ async def readdir_page(
     what its inode held at some moment during the call, and entries whose inode vanished in between
     are skipped. Validating thousands of attributes against the scanned range would cost the engine a
     second scan of it (Redis) for a guarantee no listing gives across its pages anyway. With `records`
-    (and `plus`) each entry's `attr` is the attribute record as stored, undecoded: for a caller that packs
+    (and `plus`) the entries are `StoredEntry`s, each `attr` the attribute record as stored: for a caller that packs
     the fields itself (the mount's READDIRPLUS, ADR 0071); on an engine offering `RangeFollowingKV` the page
     is then read by `follow_range` — the names one read of the index, each dentry and record, and the
     directory's own record for the permission check, as held at some moment during the call (a name whose
@@ -65,8 +82,8 @@ async def readdir_page(
         check_perm(ctx, store.stored_dir(ino, got.extra[0]), MAY_READ)
         cut = len(prefix)
         rows = decode_dentries(zip(got.keys, got.values, strict=True), cut)
-        kept = [new(Entry, (name, child, typ, raw)) for (name, child, typ), raw in zip(rows, got.targets, strict=True)
-                if raw is not None]  # fmt: skip
+        kept = [new(StoredEntry, (name, child, typ, raw)) for (name, child, typ), raw
+                in zip(rows, got.targets, strict=True) if raw is not None]  # fmt: skip
         return kept, None if got.last is None else got.last[cut:]
 
     async def body(tx: Tx) -> tuple[list[tuple[bytes, int, FileType]], bytes | None]:
@@ -88,9 +105,9 @@ async def readdir_page(
 
     raws = await m.kv.read(attrs_of)
     if records:
-        kept = [new(Entry, (name, child, typ, raw)) for (name, child, typ), raw in zip(names, raws, strict=True)
-                if raw is not None]  # fmt: skip
-        return kept, cursor
+        stored = [new(StoredEntry, (name, child, typ, raw)) for (name, child, typ), raw in zip(names, raws, strict=True)
+                  if raw is not None]  # fmt: skip
+        return stored, cursor
     # One pass: an entry per name whose inode is still there (decoded as `store.get_attrs` does);
     # ``tuple.__new__`` is what `Entry._make` calls, without a Python-level ``__new__`` per entry.
     decode = Attr.decode

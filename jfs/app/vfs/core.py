@@ -33,7 +33,7 @@ import structlog
 from jfs.app.data.files import DataPath, Handle
 from jfs.app.data.pages import Buffer
 from jfs.app.meta import Ctx, Meta
-from jfs.app.meta.readdir import Entry
+from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.rules import check_perm
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
@@ -106,10 +106,10 @@ class OpenFile:
 @dataclass
 class _DirHandle:
     ino: int
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Entry | StoredEntry] = field(default_factory=list)
     cursor: bytes | None = b""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ahead: asyncio.Task[tuple[list[Entry], bytes | None]] | None = None
+    ahead: asyncio.Task[tuple[Sequence[Entry | StoredEntry], bytes | None]] | None = None
     """The page after `entries`, being read while the caller consumes them (`VFS.readdir`)."""
 
     def drop_ahead(self) -> None:
@@ -633,11 +633,11 @@ class VFS(XattrOps):
         async with aclosing(self.readdir_runs(ctx, ino, fh, offset, plus=plus)) as runs:
             async for first, run in runs:
                 for k, (name, child, typ, attr) in enumerate(run, first):
-                    yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and attr is not None else None)
+                    yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and isinstance(attr, Attr) else None)
 
     async def readdir_runs(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False,
                            limit: int = DIR_PAGE, records: bool = False
-                           ) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
+                           ) -> AsyncGenerator[tuple[int, Sequence[Entry | StoredEntry]], None]:
         """The entries of open directory `fh` from `offset` (0 = the start): ``.``, ``..``, the root's virtual
         files and ``.trash``, then the stored ones in name order from a snapshot read page by page; as runs
         ``(first, run)`` of at most `limit` entries, ``run[k]`` resuming at offset ``first + k``. With `plus`,
@@ -688,7 +688,7 @@ class VFS(XattrOps):
                 pos += len(run)
 
     async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool, records: bool = False
-                        ) -> tuple[list[Entry], bytes | None]:
+                        ) -> tuple[Sequence[Entry | StoredEntry], bytes | None]:
         return await self._timed("readdir", ctx, str(ino),
                                  self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus, records=records))
 
