@@ -83,6 +83,9 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--ls-entries", type=int, default=10000)
+    ap.add_argument("--ls-remount", action="store_true",
+                    help="ls phase as compare.py's: remount and drop caches (cold), then `ls -l` again at once "
+                         "(phase ls-warm); wall time and mount CPU of each, per entry")
     ap.add_argument("--juicefs", default="")
     ap.add_argument("--base-jfs", default="", help="also another tree's jfs executable, on its own volume (db 3)")
     ap.add_argument("--rounds", type=int, default=1,
@@ -142,8 +145,12 @@ def main() -> None:
                     progress(f"round {r + 1}/{args.rounds}: {[n for n, _ in order]}")
                 for name, m in order:
                     dirs = [m.mnt / f"p{i}" for i in range(args.procs)]
-                    for phase in phases:
-                        drop_caches()
+                    run_phases = [x for p in phases for x in ((p, "ls-warm") if p == "ls" and args.ls_remount else (p,))]
+                    for phase in run_phases:
+                        if phase == "ls" and args.ls_remount:
+                            m.remount()
+                        if phase != "ls-warm":
+                            drop_caches()
                         spy = None
                         if args.py_spy and name == "jfs" and r == 0:
                             spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "500",
@@ -151,7 +158,7 @@ def main() -> None:
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                             time.sleep(1.0)
                         i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
-                        if phase == "ls":
+                        if phase in ("ls", "ls-warm"):
                             subprocess.run(["ls", "-l", str(m.mnt / "big")], stdout=subprocess.DEVNULL, check=True)
                             n = args.ls_entries
                         else:
@@ -185,7 +192,7 @@ def main() -> None:
             print("|---|---|--:|--:|--:|")
             for (name, phase), xs in samples.items():
                 cells = []
-                for k, fmt in ((0, "{:,.0f}"), (1, "{:.1f}"), (3, "{:.2f}")):
+                for k, fmt in ((0, "{:,.0f}"), (1, "{:.2f}"), (3, "{:.2f}")):
                     v = [x[k] for x in xs]
                     cells.append(f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})")
                 print(f"| {name} | {phase} | " + " | ".join(cells) + " |")

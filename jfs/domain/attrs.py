@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 ROOT_INODE = 1
@@ -74,6 +75,8 @@ _S_IFMT = {
 }
 
 _BY_VALUE = {t.value: t for t in FileType}
+FILE_TYPES: Mapping[int, FileType] = _BY_VALUE
+"""Each type by its value (`FileType.of` without the call, for loops over whole listings; read-only)."""
 
 _FIXED = struct.Struct(">BHIIqIqIqIIQI")  # 63 bytes: flags .. rdev
 _U64 = struct.Struct(">Q")

@@ -25,7 +25,7 @@ from jfs.app.meta.rename import RENAME_EXCHANGE, RENAME_NOREPLACE
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.meta.xattrs import XATTR_CREATE, XATTR_REPLACE
 from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, FileType
+from jfs.domain.attrs import ROOT_INODE, Attr, FileType
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import ENOATTR
 from jfs.domain.records import SliceRecord, decode_i64
@@ -495,6 +495,20 @@ async def test_readdir_pages_and_plus(meta: Meta) -> None:
     assert len(page) == 50 and cursor == page[-1].name and all(e.attr is not None for e in page)
     rest, _ = await meta.readdir_page(d, cursor or b"", 1000)
     assert [e.name for e in page + rest] == sorted(names)
+    # records=True (the mount's READDIRPLUS, ADR 0071): the same entries, each attribute its stored record
+    raw, raw_cursor = await meta.readdir_page(d, b"", 50, plus=True, records=True)
+    assert raw_cursor == cursor and [e[:3] for e in raw] == [e[:3] for e in page]
+    assert all(type(e.attr) is bytes for e in raw)
+    assert [Attr.decode(e.attr) for e in raw if isinstance(e.attr, bytes)] == [e.attr for e in page]
+    more, _ = await meta.readdir_page(d, raw_cursor or b"", 1000, plus=True, records=True)
+    assert [e.name for e in raw + more] == sorted(names)
+    with pytest.raises(NotADirectoryError):
+        await meta.readdir_page(page[0].ino, plus=True, records=True)
+    with pytest.raises(FileNotFoundError):
+        await meta.readdir_page(987654321, plus=True, records=True)
+    await meta.setattr(d, SetAttr(mode=0o700))
+    with pytest.raises(PermissionError):
+        await meta.readdir_page(d, plus=True, records=True, ctx=Ctx(uid=1000, gid=1000, umask=0o022))
     with pytest.raises(NotADirectoryError):
         await meta.readdir_page(page[0].ino)
 

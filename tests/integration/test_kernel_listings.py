@@ -4,6 +4,7 @@ change made by another mount is listed within the entry/attribute timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
@@ -15,17 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, mounted
 
 TTL = 1.0  # the mounts' default entry and attribute timeouts
 
 
-@pytest.fixture(scope="module", params=["trash-off", "trash-on"])
+@pytest.fixture(scope="module", params=["trash-off", "trash-on", "redis-trash-on"])
 def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """Two mounts of one SQLite + local directory volume, without and with the trash (the default format)."""
+    """Two mounts of one SQLite (or Redis: its listings read by native commands, ADR 0071) + local directory
+    volume, without and with the trash (the default format)."""
     base = tmp_path_factory.mktemp("listings")
     url = f"sqlite3://{base}/meta.db"
-    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if request.param == "trash-on" else []))
+    if request.param.startswith("redis"):
+        url = f"{request.getfixturevalue('redis_server_url')}/7"
+        asyncio.run(wipe_engine(url))
+    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if request.param.endswith("trash-on") else []))
     outside = Path(tempfile.mkdtemp(prefix="jfs-listings-"))
     try:
         with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:

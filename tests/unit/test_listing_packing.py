@@ -3,14 +3,17 @@ byte what `DirentSink.add` packs entry by entry, and stop at the same entry when
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jfs.adapters.fuse.operations import DirentSink
 from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations, _pack_plain
-from jfs.app.meta.readdir import Entry
-from jfs.app.vfs.core import INTERNAL_INODES
+from jfs.app.meta.readdir import Entry, StoredEntry
+from jfs.app.vfs.core import INTERNAL_INODES, VFS
 from jfs.domain.attrs import TRASH_INODE, Attr, FileType
 
 
@@ -18,13 +21,12 @@ def _ops() -> VfsOperations:
     ops = VfsOperations.__new__(VfsOperations)
     ops.config = MountConfig(attr_timeout=1.5, entry_timeout=2.25, dir_entry_timeout=3.0)
 
-    def visible(ino: int, a: Attr) -> Attr:  # as VFS.visible: here, open files are 1 MiB longer
-        out = a.copy()
-        if a.typ is FileType.REGULAR:
-            out.length += 1 << 20
-        return out
-
-    ops.vfs = SimpleNamespace(visible=visible)  # type: ignore[assignment]
+    # VFS.visible itself, over a client where file 10 has uncommitted writes up to 1 MiB and file 13 is open
+    # with none past its stored length.
+    local = {10: 1 << 20, 13: 0}
+    vfs = SimpleNamespace(local_length=local.get, open_inodes=local.keys())
+    vfs.visible = functools.partial(VFS.visible, vfs)
+    ops.vfs = vfs  # type: ignore[assignment]
     return ops
 
 
@@ -86,3 +88,56 @@ def test_entry_fields_are_the_entry_reply(entry: Entry) -> None:
     ops = _ops()
     assert entry.attr is not None
     assert ops._entry_fields(entry.ino, entry.attr) == ops._entry(entry.ino, entry.attr).pack_fields()
+
+
+# ----------------------------------------------------------------- attributes as stored records (ADR 0071)
+
+
+def _as_records(run: list[Entry]) -> list[Entry | StoredEntry]:
+    """`run` as `readdir_runs(records=True)` gives it: stored entries' attributes undecoded."""
+    return [e if not isinstance(e.attr, Attr) or e.ino in INTERNAL_INODES else StoredEntry(*e[:3], e.attr.encode())
+            for e in run]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [4096, 600, 400, 152, 100])
+def test_plus_run_from_records_packs_as_from_attrs(size: int) -> None:
+    ops = _ops()
+    got, want = DirentSink(size, True), DirentSink(size, True)
+    records = _as_records(_run())
+    assert any(isinstance(e.attr, bytes) for e in records)
+    assert ops._pack_plus(got, 5, records) == ops._pack_plus(want, 5, _run())
+    assert bytes(got.payload) == bytes(want.payload) and got.count == want.count
+
+
+def test_records_not_plain_are_decoded_and_bad_ones_refused() -> None:
+    ops = _ops()
+    acl = Attr(FileType.REGULAR, 0o640, 1, 2, 3, 4, 5, 1, 10, 0, 1, access_acl=7)
+    tier = Attr(FileType.DIRECTORY, 0o755, 1, 2, 3, 4, 5, 2, 0, 0, 1, tier=1)
+    run = [Entry(b"acl", 10, FileType.REGULAR, acl), Entry(b"tier", 11, FileType.DIRECTORY, tier)]
+    got, want = DirentSink(4096, True), DirentSink(4096, True)
+    assert ops._pack_plus(got, 3, _as_records(run)) and ops._pack_plus(want, 3, run)
+    assert bytes(got.payload) == bytes(want.payload)
+    bad = bytearray(Attr(FileType.REGULAR, 0o644).encode())
+    bad[1] = (bad[1] & 0x0F) | 0xF0  # type 15: not a file type
+    with pytest.raises(ValueError):
+        ops._pack_plus(DirentSink(4096, True), 3, [StoredEntry(b"bad", 12, FileType.REGULAR, bytes(bad))])
+
+
+_U32 = st.integers(0, 2**32 - 1)
+_NS = st.integers(-(2**62), 2**62)
+
+
+@settings(max_examples=300, deadline=None)
+@given(typ=st.sampled_from(list(FileType)), mode=st.integers(0, 0o7777), uid=_U32, gid=_U32, a=_NS, m=_NS, c=_NS,
+       nlink=_U32, length=st.integers(0, 2**63 - 1), rdev=_U32,
+       parent=st.one_of(st.integers(1, 2**40), st.integers(TRASH_INODE, TRASH_INODE + 10**6)),
+       ino=st.sampled_from([10, 13, 99, TRASH_INODE + 3]), flags=st.integers(0, 255))  # fmt: skip
+def test_any_plain_record_packs_as_its_attr(typ: FileType, mode: int, uid: int, gid: int, a: int, m: int, c: int,
+                                            nlink: int, length: int, rdev: int, parent: int, ino: int,
+                                            flags: int) -> None:
+    ops = _ops()
+    attr = Attr(typ, mode, uid, gid, a, m, c, nlink, length, rdev, parent, flags)
+    got, want = DirentSink(4096, True), DirentSink(4096, True)
+    assert ops._pack_plus(got, 3, [StoredEntry(b"x", ino, typ, attr.encode())])
+    assert ops._pack_plus(want, 3, [Entry(b"x", ino, typ, attr)])
+    assert bytes(got.payload) == bytes(want.payload)

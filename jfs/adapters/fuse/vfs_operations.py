@@ -33,11 +33,19 @@ from jfs.adapters.fuse.operations import (
 from jfs.adapters.fuse.protocol import DIRENT, DIRENT_SIZE, DIRENTPLUS, DIRENTPLUS_SIZE, split_timeout
 from jfs.app.data.pages import BlockArena
 from jfs.app.meta import Ctx
-from jfs.app.meta.readdir import Entry
+from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
 from jfs.app.vfs.core import INTERNAL_INODES
-from jfs.domain.attrs import ROOT_INODE, FileType, is_trash_inode
+from jfs.domain.attrs import (
+    FILE_TYPES,
+    PLAIN_RECORD,
+    PLAIN_RECORD_SIZE,
+    ROOT_INODE,
+    TRASH_INODE,
+    FileType,
+    is_trash_inode,
+)
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
 
@@ -142,6 +150,8 @@ class _KernelCache:
 
 _S_IFMT = {t: t.s_ifmt for t in FileType}
 _DTYPE = {t: t.s_ifmt >> 12 for t in FileType}
+_RECORD_TYPES = frozenset(FILE_TYPES)  # the type values an attribute record may hold (`Attr.decode` refuses others)
+_REGULAR_VALUE, _DIRECTORY_VALUE = int(FileType.REGULAR), int(FileType.DIRECTORY)
 _DIRECTORY = FileType.DIRECTORY
 _VIRTUAL_VALID = (*split_timeout(VIRTUAL_TIMEOUT), *split_timeout(VIRTUAL_TIMEOUT))
 _DIRENTPLUS_PACK = DIRENTPLUS.pack
@@ -150,7 +160,7 @@ _NEG_ENTRY_FIELDS = (0,) * 22  # a zero fuse_entry_out: "no attributes supplied"
 _PAD = tuple(b"\0" * n for n in range(8))
 
 
-def _pack_plain(out: DirentSink, first: int, run: Sequence[Entry]) -> bool:
+def _pack_plain(out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
     """`VfsOperations._pack_plus` for a plain READDIR reply (names, inodes and types only)."""
     buf = out.buffer
     size = out.size
@@ -482,20 +492,27 @@ class VfsOperations(Operations):
         most = out.size // (DIRENTPLUS_SIZE if plus else DIRENT_SIZE) + 1
         pack = self._pack_plus if plus else _pack_plain
         # aclosing: a full buffer ends the iteration early, and the listing's lock must go with it.
-        async with aclosing(self.vfs.readdir_runs(self._ctx(ctx), ino, fh, offset, plus=plus, limit=most)) as runs:
+        runs_of = self.vfs.readdir_runs(self._ctx(ctx), ino, fh, offset, plus=plus, limit=most, records=plus)
+        async with aclosing(runs_of) as runs:
             async for first, run in runs:
                 if not pack(out, first, run):
                     return
         self._listings.finished(fh)
 
-    def _pack_plus(self, out: DirentSink, first: int, run: Sequence[Entry]) -> bool:
+    def _pack_plus(self, out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
         """Append `run` (``run[k]`` resumes at ``first + k``) to a READDIRPLUS reply as far as it fits; False
         when it did not all fit. The records of `DirentSink.add` with `_entry_fields`, packed in one pass
-        (no tuple of fields or DirEntry per entry: a listing packs thousands)."""
+        (no tuple of fields or DirEntry per entry: a listing packs thousands). An attribute given as the
+        stored record (`readdir_runs(records=True)`) is packed from its fields without an `Attr`, through
+        the rules of `VFS.visible` (this client's longer length of a regular file, nlink 0 of a file in the
+        trash; ADR 0071); any other record is decoded and goes through `visible` itself."""
         buf = out.buffer
         size = out.size
         used = len(buf)
         visible = self.vfs.visible
+        local_length, open_inodes = self.vfs.local_length, self.vfs.open_inodes
+        decode = JAttr.decode
+        unpack = PLAIN_RECORD.unpack_from
         dir_valid, file_valid = self._dir_valid, self._file_valid
         added = 0
         for off, (name, child, typ, attr) in enumerate(run, first):
@@ -507,22 +524,37 @@ class VfsOperations(Operations):
                 return False
             if attr is None:
                 buf += _DIRENTPLUS_PACK(*_NEG_ENTRY_FIELDS, child, off, namelen, _DTYPE[typ])
+                buf += name
+                buf += _PAD[reclen - DIRENTPLUS_SIZE - namelen]
+                added += 1
+                continue
+            if child in INTERNAL_INODES:
+                es, ens, as_, ans = _VIRTUAL_VALID
+            elif typ is _DIRECTORY:
+                es, ens, as_, ans = dir_valid
             else:
-                a = visible(child, attr)
-                if child in INTERNAL_INODES:
-                    es, ens, as_, ans = _VIRTUAL_VALID
-                elif typ is _DIRECTORY:
-                    es, ens, as_, ans = dir_valid
-                else:
-                    es, ens, as_, ans = file_valid
-                length = 4096 if typ is _DIRECTORY else a.length
+                es, ens, as_, ans = file_valid
+            if type(attr) is bytes and len(attr) == PLAIN_RECORD_SIZE and (rt := attr[1] >> 4) in _RECORD_TYPES:
+                # `Attr.decode` + `visible` + the divmods below, from the record's fields (same values).
+                (_, tm, uid, gid, asec, ansec, msec, mnsec, csec, cnsec, nlink, length, rdev, parent) = unpack(attr)
+                if rt == _REGULAR_VALUE and child in open_inodes:
+                    local = local_length(child)
+                    if local is not None and local > length:
+                        length = local
+                if parent >= TRASH_INODE and child < TRASH_INODE and rt != _DIRECTORY_VALUE:
+                    nlink = 0
+                mode = tm & 0o7777
+            else:
+                a = visible(child, decode(attr) if type(attr) is bytes else attr)
                 asec, ansec = divmod(a.atime_ns, 1_000_000_000)
                 msec, mnsec = divmod(a.mtime_ns, 1_000_000_000)
                 csec, cnsec = divmod(a.ctime_ns, 1_000_000_000)
-                buf += _DIRENTPLUS_PACK(
-                    child, 1, es, as_, ens, ans, child, length, (length + 511) >> 9, asec, msec, csec, ansec, mnsec,
-                    cnsec, _S_IFMT[typ] | (a.mode & 0o7777), a.nlink, a.uid, a.gid, a.rdev, 65536, 0,
-                    child, off, namelen, _DTYPE[typ])  # fmt: skip
+                mode, nlink, uid, gid, rdev, length = a.mode & 0o7777, a.nlink, a.uid, a.gid, a.rdev, a.length
+            if typ is _DIRECTORY:
+                length = 4096
+            buf += _DIRENTPLUS_PACK(
+                child, 1, es, as_, ens, ans, child, length, (length + 511) >> 9, asec, msec, csec, ansec, mnsec,
+                cnsec, _S_IFMT[typ] | mode, nlink, uid, gid, rdev, 65536, 0, child, off, namelen, _DTYPE[typ])  # fmt: skip
             buf += name
             buf += _PAD[reclen - DIRENTPLUS_SIZE - namelen]
             added += 1

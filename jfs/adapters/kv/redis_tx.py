@@ -256,6 +256,10 @@ class RedisTx(TxWrites):
         writes = self._writes
         if not writes:  # the common case (a listing's attributes): one pass over the keys each way
             values: list[bytes | None] = await self._round(b"g", [DATA + key for key in keys])
+            seen = self._reads.values
+            if not seen:  # nothing read before (a listing's attributes): nothing these could conflict with
+                seen.update(zip(keys, values, strict=True))
+                return values
             saw = self._reads.saw
             for key, value in zip(keys, values, strict=True):
                 saw(key, value)
@@ -328,7 +332,12 @@ class RedisTx(TxWrites):
         else:
             self._reads.scanned(begin, end, False, keys_only, stored)
             buffered = self._buffered(begin, end)
-        out = merge_scan(stored, buffered, limit)
+        # Nothing buffered in the range (every read-only body): the stored pairs are the result (a copy: the
+        # read set keeps `stored` for its digest, and the caller may change what it gets).
+        if buffered or (limit is not None and len(stored) > limit):
+            out = merge_scan(stored, buffered, limit)
+        else:
+            out = list(stored)
         if keys_only:
             return [(k, b"") for k, _ in out]
         return out

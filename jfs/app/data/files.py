@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,6 +280,12 @@ class DataPath:
         or when the engine does not record one)."""
         state = self._inodes.get(ino)
         return (state.attr.parent or None) if state is not None else None
+
+    @property
+    def open_inodes(self) -> Container[int]:
+        """The inodes with state here (open, or with writes not yet committed): `file_length` is None for
+        every other (a listing tests membership before asking, ADR 0071). A live view, read-only."""
+        return self._inodes.keys()
 
     def file_length(self, ino: int) -> int | None:
         """The length including this client's uncommitted writes, if the inode is open here (for getattr)."""

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import structlog
 
@@ -582,10 +582,20 @@ class Meta:
     def readdir(self, ino: int, ctx: Ctx = ROOT_CTX, *, plus: bool = False) -> AsyncIterator[listing.Entry]:
         return listing.readdir(self, ctx, ino, plus=plus)
 
+    @overload
+    async def readdir_page(self, ino: int, after: bytes = ..., limit: int = ..., ctx: Ctx = ..., *, plus: bool = ...,
+                           records: Literal[False] = ...) -> tuple[list[listing.Entry], bytes | None]: ...
+    @overload
+    async def readdir_page(self, ino: int, after: bytes = ..., limit: int = ..., ctx: Ctx = ..., *, plus: bool = ...,
+                           records: Literal[True]) -> tuple[list[listing.StoredEntry], bytes | None]: ...
+    @overload
+    async def readdir_page(self, ino: int, after: bytes = ..., limit: int = ..., ctx: Ctx = ..., *, plus: bool = ...,
+                           records: bool) -> tuple[list[listing.Entry] | list[listing.StoredEntry], bytes | None]: ...
     async def readdir_page(
-        self, ino: int, after: bytes = b"", limit: int = listing.PAGE, ctx: Ctx = ROOT_CTX, *, plus: bool = False
-    ) -> tuple[list[listing.Entry], bytes | None]:
-        return await listing.readdir_page(self, ctx, ino, after, limit, plus=plus)
+        self, ino: int, after: bytes = b"", limit: int = listing.PAGE, ctx: Ctx = ROOT_CTX, *, plus: bool = False,
+        records: bool = False,
+    ) -> tuple[list[listing.Entry] | list[listing.StoredEntry], bytes | None]:
+        return await listing.readdir_page(self, ctx, ino, after, limit, plus=plus, records=records)
 
     # ------------------------------------------------------------------ xattrs
 

@@ -23,7 +23,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -33,7 +33,7 @@ import structlog
 from jfs.app.data.files import DataPath, Handle
 from jfs.app.data.pages import Buffer
 from jfs.app.meta import Ctx, Meta
-from jfs.app.meta.readdir import Entry
+from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.rules import check_perm
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import layer_gauges
@@ -106,10 +106,10 @@ class OpenFile:
 @dataclass
 class _DirHandle:
     ino: int
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Entry | StoredEntry] = field(default_factory=list)
     cursor: bytes | None = b""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ahead: asyncio.Task[tuple[list[Entry], bytes | None]] | None = None
+    ahead: asyncio.Task[tuple[Sequence[Entry | StoredEntry], bytes | None]] | None = None
     """The page after `entries`, being read while the caller consumes them (`VFS.readdir`)."""
 
     def drop_ahead(self) -> None:
@@ -141,6 +141,11 @@ class VFS(XattrOps):
     def __init__(self, meta: Meta, data: DataPath, config: VfsConfig | None = None) -> None:
         self.meta = meta
         self.data = data
+        self.local_length: Callable[[int], int | None] = data.file_length
+        """A file's length with this client's uncommitted writes if it is open here, else None: `visible`
+        shows it when longer than the stored record's (for callers packing records themselves, ADR 0071)."""
+        self.open_inodes: Container[int] = data.open_inodes
+        """The inodes `local_length` may answer for (a live view): for the others it is None."""
         self.config = config or VfsConfig()
         self.root = ROOT_INODE
         """The directory served as this client's root (a mount's ``--subdir``): the virtual files
@@ -222,7 +227,7 @@ class VFS(XattrOps):
         nlink = posix_nlink(ino, a)
         length = a.length
         if a.typ is FileType.REGULAR:
-            local = self.data.file_length(ino)
+            local = self.local_length(ino)
             if local is not None and local > length:
                 length = local
         if nlink == a.nlink and length == a.length:
@@ -628,15 +633,19 @@ class VFS(XattrOps):
         async with aclosing(self.readdir_runs(ctx, ino, fh, offset, plus=plus)) as runs:
             async for first, run in runs:
                 for k, (name, child, typ, attr) in enumerate(run, first):
-                    yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and attr is not None else None)
+                    yield DirEntry(name, child, typ, k, self.visible(child, attr) if plus and isinstance(attr, Attr) else None)
 
     async def readdir_runs(self, ctx: Ctx, ino: int, fh: int, offset: int, *, plus: bool = False,
-                           limit: int = DIR_PAGE) -> AsyncGenerator[tuple[int, Sequence[Entry]], None]:
+                           limit: int = DIR_PAGE, records: bool = False
+                           ) -> AsyncGenerator[tuple[int, Sequence[Entry | StoredEntry]], None]:
         """The entries of open directory `fh` from `offset` (0 = the start): ``.``, ``..``, the root's virtual
         files and ``.trash``, then the stored ones in name order from a snapshot read page by page; as runs
         ``(first, run)`` of at most `limit` entries, ``run[k]`` resuming at offset ``first + k``. With `plus`,
-        attributes (None: unknown) are as stored: show them through `visible`; else ignore them. Take any
-        prefix and stop (close the generator): the handle's lock is held until then."""
+        attributes (None: unknown) are as stored: show them through `visible`; else ignore them. With
+        `records` as well, a stored entry's attributes are its undecoded record (`Attr.decode`; the virtual
+        entries' stay `Attr`s): for a caller that packs the fields itself and applies `local_length` and
+        `posix_nlink` as `visible` does (ADR 0071). Take any prefix and stop (close the generator): the
+        handle's lock is held until then."""
         d = self._dirs.get(fh)
         if d is None:
             raise FSError(errno.EBADF)
@@ -670,16 +679,18 @@ class VFS(XattrOps):
                     if ahead is not None:
                         page, d.cursor = await ahead
                     else:
-                        page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus)
+                        page, d.cursor = await self._dir_page(ctx, ino, d.cursor, plus, records)
                     d.entries.extend(page)
                     if d.cursor is not None:  # read the next page while the caller takes this one in
-                        d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus))
+                        d.ahead = asyncio.create_task(self._dir_page(ctx, ino, d.cursor, plus, records))
                 run = d.entries[pos : pos + limit]
                 yield base + pos + 1, run
                 pos += len(run)
 
-    async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool) -> tuple[list[Entry], bytes | None]:
-        return await self._timed("readdir", ctx, str(ino), self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus))
+    async def _dir_page(self, ctx: Ctx, ino: int, cursor: bytes, plus: bool, records: bool = False
+                        ) -> tuple[Sequence[Entry | StoredEntry], bytes | None]:
+        return await self._timed("readdir", ctx, str(ino),
+                                 self.meta.readdir_page(ino, cursor, DIR_PAGE, ctx, plus=plus, records=records))
 
     async def releasedir(self, ctx: Ctx, ino: int, fh: int) -> None:
         d = self._dirs.pop(fh, None)

@@ -1,0 +1,138 @@
+"""`ls -l` of one big directory on Redis + file, cold (remount + drop_caches, as compare.py) and warm (at once
+after), through two jfs trees on ONE volume and JuiceFS 1.4.2 on a copy of it: wall time, mount CPU and
+redis-server CPU per entry, rounds alternating the order. Root only.
+
+    cd /tmp && /path/to/.venv/bin/python /path/to/bench/ls_cold_ab.py --entries 100000 --rounds 5 \
+        --jfs /path/to/new/jfs --base-jfs /path/to/base/jfs --juicefs /path/to/juicefs [--workdir DIR]
+
+The directory is filled in process through this tree's engine (64 creates in flight: minutes faster than
+through a loaded mount), `jfs dump`ed and `juicefs load`ed into a second database of the same redis-server,
+so that every system lists the same names. Both jfs trees mount the same volume (each remounted before its
+cold listing); `--jfs` defaults to this tree's `jfs`. Per round and system: ``cold`` and ``warm`` rows;
+then medians (min-max). Mount CPU is user + system of the serving process tree (/proc), redis-server's from
+``INFO`` (``used_cpu_*``), both per listed entry; figures under load mean only same-run comparisons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import collections
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ab_bench import tree_cpu  # noqa: E402
+from bench.comparison.backends import redis_server  # noqa: E402
+from bench.comparison.harness import JfsMount, JuiceFSMount, Mount, drop_caches, progress, unmount_all  # noqa: E402
+from bench.redis_md_ab import _delta, _redis_info  # noqa: E402
+
+
+async def _fill(url: str, entries: int) -> None:
+    from jfs.bootstrap import ClientOptions, open_client
+    from jfs.domain.attrs import FileType
+
+    client = await open_client(url, ClientOptions(cache_dir=None, permission_checks=False, entry_cache=0,
+                                                  attr_cache=0, background_jobs=False))
+    try:
+        vfs = client.vfs
+        ctx = vfs.ctx()
+        d, _ = await vfs.mkdir(ctx, client.root, b"big", 0o755)
+        sem = asyncio.Semaphore(64)
+
+        async def make(i: int) -> None:
+            async with sem:
+                await vfs.mknod(ctx, d, b"file-%07d" % i, FileType.REGULAR, 0o644)
+
+        await asyncio.gather(*(make(i) for i in range(entries)))
+    finally:
+        await client.close()
+
+
+def _ls(m: Mount, entries: int) -> None:
+    out = subprocess.run(["ls", "-l", str(m.mnt / "big")], capture_output=True, check=True).stdout
+    lines = out.count(b"\n")
+    if lines != entries + 1:
+        raise SystemExit(f"{m.root.name}: ls -l listed {lines - 1} entries, expected {entries}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--entries", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=5)
+    here = Path(sys.executable).parent
+    ap.add_argument("--jfs", default=str(here / "jfs"))
+    ap.add_argument("--base-jfs", default="")
+    ap.add_argument("--juicefs", default="")
+    ap.add_argument("--workdir", default="/tmp/jfs-ls-cold-ab")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("root only (mounts, drop_caches)")
+    work = Path(args.workdir)
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+    work.mkdir(parents=True)
+    atexit.register(unmount_all)
+    with redis_server() as url:
+        host, port = url.split("//")[1].split(":")
+        cli = ["redis-cli", "-h", host, "-p", port]
+        bucket = ["--bucket", str(work / "bucket")]
+        jfs_url, juice_url = f"{url}/1", f"{url}/2"
+        subprocess.run([args.jfs, "format", jfs_url, "bench-ls", "--trash-days", "0", *bucket], check=True,
+                       capture_output=True)
+        t0 = time.perf_counter()
+        asyncio.run(_fill(jfs_url, args.entries))
+        progress(f"{args.entries} files made in {time.perf_counter() - t0:.1f} s")
+        mounts: dict[str, Mount] = {"jfs": JfsMount("jfs", args.jfs, jfs_url, bucket, work / "jfs")}
+        if args.base_jfs:
+            mounts["jfs-base"] = JfsMount("jfs", args.base_jfs, jfs_url, bucket, work / "jfs-base")
+        if args.juicefs:
+            dump = work / "dump.json"
+            subprocess.run([args.jfs, "dump", jfs_url, str(dump)], check=True, capture_output=True)
+            subprocess.run([args.juicefs, "load", juice_url, str(dump)], check=True, capture_output=True)
+            mounts["JuiceFS"] = JuiceFSMount("JuiceFS", args.juicefs, juice_url, bucket, work / "juicefs")
+        for m in mounts.values():
+            m.mount()
+        samples: dict[tuple[str, str], list[tuple[float, float, float]]] = collections.defaultdict(list)
+        rows: list[str] = []
+        order = list(mounts.items())
+        n = args.entries
+        for r in range(args.rounds):
+            progress(f"round {r + 1}/{args.rounds}: {[k for k, _ in order]}")
+            for name, m in order:
+                m.remount()
+                drop_caches()
+                for phase in ("cold", "warm"):
+                    i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
+                    _ls(m, n)
+                    t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
+                    d = _delta(i0, i1)
+                    rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6
+                    samples[(name, phase)].append((t1 - t0, (c1 - c0) / n * 1e6, rcpu))
+                    rows.append(f"| {r + 1} | {name} | {phase} | {t1 - t0:.3f} | {(c1 - c0) / n * 1e6:.2f} | {rcpu:.2f} |")
+                    progress(rows[-1])
+            order = order[1:] + order[:1]
+        for m in mounts.values():
+            m.unmount()
+    print(f"\n`ls -l` of {n:,} entries; per round:")
+    print("| round | mount | phase | seconds | mount CPU µs/entry | redis CPU µs/entry |")
+    print("|---|---|---|--:|--:|--:|")
+    print("\n".join(rows))
+    print("\nmedian (min-max) over the rounds:")
+    print("| mount | phase | seconds | mount CPU µs/entry | redis CPU µs/entry |")
+    print("|---|---|--:|--:|--:|")
+    for (name, phase), xs in samples.items():
+        cells = []
+        for k, fmt in ((0, "{:.3f}"), (1, "{:.2f}"), (2, "{:.2f}")):
+            v = [x[k] for x in xs]
+            cells.append(f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})")
+        print(f"| {name} | {phase} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
