@@ -24,7 +24,8 @@ is a page the mount touched for the first time since it was mapped — on a VM w
 pages back, the main cost of system CPU), the MiB the machine read from its block devices per GiB
 (``pgpgin`` of ``/proc/vmstat``: every process's, so other sessions' reads count too; what a read after
 the write fetched from the device rather than the page cache, ADR 0065), the MiB read from the work
-directory's own device per GiB (``/proc/diskstats``: still every process's reads of that device), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+directory's own device per GiB and its read requests per GiB (``/proc/diskstats``: still every process's
+reads of that device; an ``O_DIRECT`` read is cut into requests by its buffer's pages, ADR 0073), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
@@ -160,16 +161,17 @@ def device_of(path: str) -> str | None:
         return None
 
 
-def device_read_kib(dev: str | None) -> int:
-    """KiB read from block device `dev` so far (``/proc/diskstats`` sectors read x 512; 0 without one)."""
+def device_reads(dev: str | None) -> tuple[int, int]:
+    """(KiB read, read requests completed) of block device `dev` so far (``/proc/diskstats``: sectors
+    read x 512 and reads completed; zeros without one)."""
     if dev is None:
-        return 0
+        return 0, 0
     with open("/proc/diskstats", encoding="ascii") as f:
         for line in f:
             fields = line.split()
             if fields[2] == dev:
-                return int(fields[5]) // 2
-    return 0
+                return int(fields[5]) // 2, int(fields[3])
+    return 0, 0
 
 
 WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512, "randw": 0, "randr": 0}
@@ -241,7 +243,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
             dev = device_of(root)
             for w in args.workloads.split(","):
                 reset_hwm(pid)
-                c0, t0, in0, dev0 = counters(pid), time.monotonic(), pgpgin_kib(), device_read_kib(dev)
+                c0, t0, in0, dev0 = counters(pid), time.monotonic(), pgpgin_kib(), device_reads(dev)
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -269,7 +271,9 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} sys CPU s/GiB"] = (s1 - s0) / gib
                     out[f"{w} minor faults/GiB"] = (f1 - f0) / gib
                     out[f"{w} device MiB read/GiB"] = (pgpgin_kib() - in0) / 1024 / gib
-                    out[f"{w} {dev} MiB read/GiB"] = (device_read_kib(dev) - dev0) / 1024 / gib
+                    dev1 = device_reads(dev)
+                    out[f"{w} {dev} MiB read/GiB"] = (dev1[0] - dev0[0]) / 1024 / gib
+                    out[f"{w} {dev} read requests/GiB"] = (dev1[1] - dev0[1]) / gib
                 elif ops:
                     out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)
