@@ -25,7 +25,8 @@ pages back, the main cost of system CPU), the MiB the machine read from its bloc
 (``pgpgin`` of ``/proc/vmstat``: every process's, so other sessions' reads count too; what a read after
 the write fetched from the device rather than the page cache, ADR 0065), the MiB read from the work
 directory's own device per GiB and its read requests per GiB (``/proc/diskstats``: still every process's
-reads of that device; an ``O_DIRECT`` read is cut into requests by its buffer's pages, ADR 0073), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+reads of that device; an ``O_DIRECT`` read is cut into requests by its buffer's pages, ADR 0073), the MiB
+the mount process itself had read from a device per GiB (``read_bytes`` of ``/proc/PID/io``), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
@@ -152,6 +153,19 @@ def pgpgin_kib() -> int:
     return 0
 
 
+def io_read_kib(pid: int) -> int:
+    """KiB process `pid` made the block layer read for it (``read_bytes`` of ``/proc/PID/io``: bios it
+    submitted, ``O_DIRECT`` and readahead included; only its own, unlike the machine-wide counters)."""
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
 def device_of(path: str) -> str | None:
     """The ``/proc/diskstats`` name of the block device holding `path` (None: not a block device)."""
     st = os.stat(path)
@@ -244,6 +258,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
             for w in args.workloads.split(","):
                 reset_hwm(pid)
                 c0, t0, in0, dev0 = counters(pid), time.monotonic(), pgpgin_kib(), device_reads(dev)
+                own0 = io_read_kib(pid)
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -272,6 +287,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} minor faults/GiB"] = (f1 - f0) / gib
                     out[f"{w} device MiB read/GiB"] = (pgpgin_kib() - in0) / 1024 / gib
                     dev1 = device_reads(dev)
+                    out[f"{w} mount's device MiB read/GiB"] = (io_read_kib(pid) - own0) / 1024 / gib
                     out[f"{w} {dev} MiB read/GiB"] = (dev1[0] - dev0[0]) / 1024 / gib
                     out[f"{w} {dev} read requests/GiB"] = (dev1[1] - dev0[1]) / gib
                 elif ops:
