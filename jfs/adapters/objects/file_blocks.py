@@ -25,10 +25,10 @@ Contract of `BlockBuffers.read(path, limit)`:
   cost nothing; they are what a memory cache of blocks held anyway). Thread-safe.
 - Huge pages (ADR 0073): buffers are advised ``MADV_HUGEPAGE`` (`huge`, default on). An ``O_DIRECT`` read
   pins the buffer's pages and hands the device one segment per physically contiguous run: 1,024 of them
-  for a 4 MiB block in 4 KiB pages (the virtio disk here takes 254 per request), 2 in 2 MiB pages — the
-  same files then read at 1.5–2.4 instead of 0.9–1.4 GiB/s. Only advice: where the kernel has no
+  for a 4 MiB block in 4 KiB pages (the virtio disk here takes 254 per request: the block is split), 2 in
+  2 MiB pages — the same files then read 1.7–2.3x as fast. Only advice: where the kernel has no
   transparent huge pages to give, the buffer is made of small pages as before; bytes, sizes and the
-  lifetime rule are the same either way.
+  lifetime rule are the same either way. Cost: a buffer's first touch may be dearer (once per buffer).
 """
 
 from __future__ import annotations
