@@ -23,7 +23,10 @@ Per workload: MiB/s (fio's own figure; `juicefs bench`'s big-file write), its wa
 is a page the mount touched for the first time since it was mapped — on a VM whose balloon took freed
 pages back, the main cost of system CPU), the MiB the machine read from its block devices per GiB
 (``pgpgin`` of ``/proc/vmstat``: every process's, so other sessions' reads count too; what a read after
-the write fetched from the device rather than the page cache, ADR 0065), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
+the write fetched from the device rather than the page cache, ADR 0065), the MiB read from the work
+directory's own device per GiB and its read requests per GiB (``/proc/diskstats``: still every process's
+reads of that device; an ``O_DIRECT`` read is cut into requests by its buffer's pages, ADR 0073), the MiB
+the mount process itself had read from a device per GiB (``read_bytes`` of ``/proc/PID/io``), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
 starts there). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
@@ -150,6 +153,41 @@ def pgpgin_kib() -> int:
     return 0
 
 
+def io_read_kib(pid: int) -> int:
+    """KiB process `pid` made the block layer read for it (``read_bytes`` of ``/proc/PID/io``: bios it
+    submitted, ``O_DIRECT`` and readahead included; only its own, unlike the machine-wide counters)."""
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def device_of(path: str) -> str | None:
+    """The ``/proc/diskstats`` name of the block device holding `path` (None: not a block device)."""
+    st = os.stat(path)
+    try:
+        return os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+    except OSError:
+        return None
+
+
+def device_reads(dev: str | None) -> tuple[int, int]:
+    """(KiB read, read requests completed) of block device `dev` so far (``/proc/diskstats``: sectors
+    read x 512 and reads completed; zeros without one)."""
+    if dev is None:
+        return 0, 0
+    with open("/proc/diskstats", encoding="ascii") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == dev:
+                return int(fields[5]) // 2, int(fields[3])
+    return 0, 0
+
+
 WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512, "randw": 0, "randr": 0}
 """MiB written (read, for fio4r and fio1r) by each workload; 0: time-based (CPU per 10k operations)."""
 
@@ -216,9 +254,11 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     raise RuntimeError(f"{tree}: mount did not come up, see {root}/mount.log")
                 time.sleep(0.05)
             pid = proc.pid if tree != "juicefs" else juicefs_worker(proc.pid)
+            dev = device_of(root)
             for w in args.workloads.split(","):
                 reset_hwm(pid)
-                c0, t0, in0 = counters(pid), time.monotonic(), pgpgin_kib()
+                c0, t0, in0, dev0 = counters(pid), time.monotonic(), pgpgin_kib(), device_reads(dev)
+                own0 = io_read_kib(pid)
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -246,6 +286,10 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} sys CPU s/GiB"] = (s1 - s0) / gib
                     out[f"{w} minor faults/GiB"] = (f1 - f0) / gib
                     out[f"{w} device MiB read/GiB"] = (pgpgin_kib() - in0) / 1024 / gib
+                    dev1 = device_reads(dev)
+                    out[f"{w} mount's device MiB read/GiB"] = (io_read_kib(pid) - own0) / 1024 / gib
+                    out[f"{w} {dev} MiB read/GiB"] = (dev1[0] - dev0[0]) / 1024 / gib
+                    out[f"{w} {dev} read requests/GiB"] = (dev1[1] - dev0[1]) / gib
                 elif ops:
                     out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)

@@ -128,6 +128,44 @@ def test_held_views_never_change_whatever_the_order_of_reads_and_releases(
     assert len(buffers) <= 3
 
 
+def _vm_flags(view: memoryview) -> set[str] | None:
+    """The ``VmFlags`` of the mapping holding the first byte of `view`'s buffer (None: not found)."""
+    import ctypes
+
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(view.obj))  # type: ignore[arg-type]
+    inside = False
+    with open("/proc/self/smaps", encoding="ascii") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                return set(line.split()[1:])
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps") or not hasattr(__import__("mmap"), "MADV_HUGEPAGE"),
+                    reason="Linux transparent huge pages")
+@pytest.mark.parametrize("huge", [True, False])
+def test_buffers_are_advised_huge_pages_unless_told_not_to(tmp_path: Path, huge: bool) -> None:
+    """ADR 0073: an O_DIRECT read into 4 KiB pages hands the device 1,024 segments per 4 MiB block; the
+    pool's buffers are advised MADV_HUGEPAGE (the ``hg`` flag of their mapping) and read the same bytes."""
+    data = os.urandom(4 * MiB - 5)
+    _write(tmp_path / "b", data, cached=False)
+    buffers = BlockBuffers(max_buffers=1, huge=huge)
+    view = buffers.read(str(tmp_path / "b"), 4 * MiB)
+    assert view is not None and bytes(view) == data and buffers.direct_reads == 1
+    flags = _vm_flags(view)
+    assert flags is not None
+    assert ("hg" in flags) is huge
+    small = BlockBuffers(huge=True)  # a buffer below a huge page is never advised
+    _write(tmp_path / "s", data[: MIN_BYTES + 1], cached=False)
+    got = small.read(str(tmp_path / "s"), 2 * MIN_BYTES)
+    assert got is not None and bytes(got) == data[: MIN_BYTES + 1]
+    assert "hg" not in (_vm_flags(got) or {"hg"})
+
+
 # -- FileStore ------------------------------------------------------------------------------------------
 
 
@@ -152,6 +190,12 @@ async def test_get_pooled_answers_as_get(tmp_path: Path) -> None:
 async def test_open_file_pools_reads_unless_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = await open_file(str(tmp_path))
     assert store.block_buffers is not None
+    await store.close()
+    assert store.block_buffers.huge
+    await store.close()
+    monkeypatch.setenv(file_mod.HUGE_ENV, "0")
+    store = await open_file(str(tmp_path))
+    assert store.block_buffers is not None and not store.block_buffers.huge
     await store.close()
     monkeypatch.setenv(file_mod.POOLED_ENV, "0")
     store = await open_file(str(tmp_path))

@@ -699,6 +699,9 @@ DIRECT_MIN = 1 << 20
 POOLED_ENV = "JFS_FILE_POOLED_READS"
 """``0`` makes `open_file`'s store read whole blocks into new bytes instead of recycled buffers (ADR 0070)."""
 
+HUGE_ENV = "JFS_FILE_HUGE_BUFFERS"
+"""``0`` makes the recycled buffers of `get_pooled` small-page memory (ADR 0073; default: advised huge pages)."""
+
 FSYNC_ENV = "JFS_FILE_FSYNC"
 """``1`` makes `open_file` fsync every object and its directory before `put` returns (ADR 0023)."""
 
@@ -711,12 +714,14 @@ async def open_file(bucket: str, **_: str) -> FileStore:
     every `put` fsync the object and its directory (and new parent directories) before it returns.
     ``$JFS_FILE_KEEP_WRITTEN_MIB`` bounds the page cache its written objects keep (`file_pages`);
     ``$JFS_FILE_DIRECT_WRITES=1`` writes objects of `DIRECT_MIN` bytes or more with ``O_DIRECT`` (ADR 0059);
-    ``$JFS_FILE_POOLED_READS=0`` makes `get_pooled` read into new bytes (ADR 0070; default: recycled buffers).
+    ``$JFS_FILE_POOLED_READS=0`` makes `get_pooled` read into new bytes (ADR 0070; default: recycled buffers),
+    ``$JFS_FILE_HUGE_BUFFERS=0`` leaves those buffers in small pages (ADR 0073; default: huge pages advised).
     """
     durable = os.environ.get(FSYNC_ENV, "0") == "1"
     direct = DirectWriter() if os.environ.get(DIRECT_ENV, "").strip() == "1" else None
     pooled = os.environ.get(POOLED_ENV, "1").strip() != "0"
+    huge = os.environ.get(HUGE_ENV, "1").strip() != "0"
     return FileStore(
         bucket, fsync=durable, fsync_dir=durable, written_pages=file_pages.from_env(), direct=direct,
-        block_buffers=BlockBuffers() if pooled else None,
+        block_buffers=BlockBuffers(huge=huge) if pooled else None,
     )

@@ -23,6 +23,12 @@ Contract of `BlockBuffers.read(path, limit)`:
   read sees one whole version; an unlinked file reads to its end as before.
 - Memory: at most `max_buffers` buffers of the largest size asked, made on demand and kept (reused pages
   cost nothing; they are what a memory cache of blocks held anyway). Thread-safe.
+- Huge pages (ADR 0073): buffers are advised ``MADV_HUGEPAGE`` (`huge`, default on). An ``O_DIRECT`` read
+  pins the buffer's pages and hands the device one segment per physically contiguous run: 1,024 of them
+  for a 4 MiB block in 4 KiB pages (the virtio disk here takes 254 per request: the block is split), 2 in
+  2 MiB pages — the same files then read 1.7–2.3x as fast. Only advice: where the kernel has no
+  transparent huge pages to give, the buffer is made of small pages as before; bytes, sizes and the
+  lifetime rule are the same either way. Cost: a buffer's first touch may be dearer (once per buffer).
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ ALIGN = 4096
 """``O_DIRECT`` alignment of offset, length and address (the largest logical block size)."""
 MIN_BYTES = 1 << 20
 """Smaller reads go the ordinary way (a small file's block: likely in the page cache, a pool buffer wasted)."""
+HUGE_PAGE = 2 << 20
+"""Size of a transparent huge page on x86-64 and most arm64 kernels: smaller buffers are not advised."""
+_MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 _FREE_REFS = sys.getrefcount(object()) + 2
@@ -52,9 +61,11 @@ def _round_up(n: int) -> int:
 class BlockBuffers:
     """A pool of recycled aligned buffers for whole-block reads (see the module's contract)."""
 
-    def __init__(self, max_buffers: int = 48, *, direct: bool = True) -> None:
+    def __init__(self, max_buffers: int = 48, *, direct: bool = True, huge: bool = True) -> None:
         self.max_buffers = max(1, max_buffers)
         self.direct = bool(_O_DIRECT) and direct
+        self.huge = huge
+        """Advise new buffers ``MADV_HUGEPAGE`` (see the module's contract)."""
         self._bufs: list[mmap.mmap] = []
         self._lock = threading.Lock()
         self._next = 0
@@ -81,11 +92,11 @@ class BlockBuffers:
                     self._next = j + 1
                     if len(buf) < size:
                         buf.close()
-                        bufs[j] = buf = _new_buffer(size)
+                        bufs[j] = buf = _new_buffer(size, self.huge)
                     return memoryview(buf)
             if n >= self.max_buffers:
                 return None
-            buf = _new_buffer(size)
+            buf = _new_buffer(size, self.huge)
             bufs.append(buf)
             return memoryview(buf)
 
@@ -154,10 +165,18 @@ class BlockBuffers:
             self._bufs = []
 
 
-def _new_buffer(size: int) -> mmap.mmap:
+def _new_buffer(size: int, huge: bool = False) -> mmap.mmap:
     """Anonymous and private: page-aligned, and its first touch costs less than a shared mapping's (0.085
-    vs 0.14 CPU s per 192 MiB read into new buffers with O_DIRECT, ADR 0070)."""
-    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    vs 0.14 CPU s per 192 MiB read into new buffers with O_DIRECT, ADR 0070; transparent huge pages are
+    given to private anonymous memory only). `huge`: advised ``MADV_HUGEPAGE`` before its first touch
+    (ignored where the platform or the kernel has none: the mapping is usable as it is)."""
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    if huge and _MADV_HUGEPAGE is not None and size >= HUGE_PAGE:
+        try:
+            buf.madvise(_MADV_HUGEPAGE)
+        except OSError:
+            pass
+    return buf
 
 
 def _read_full(fd: int, view: memoryview, *, direct: bool = False) -> int:
