@@ -37,15 +37,8 @@ from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
 from jfs.app.vfs.core import INTERNAL_INODES
-from jfs.domain.attrs import (
-    FILE_TYPES,
-    PLAIN_RECORD,
-    PLAIN_RECORD_SIZE,
-    ROOT_INODE,
-    TRASH_INODE,
-    FileType,
-    is_trash_inode,
-)
+from jfs.app.vfs.listing_view import record_view
+from jfs.domain.attrs import ROOT_INODE, FileType, is_trash_inode
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
 
@@ -150,8 +143,6 @@ class _KernelCache:
 
 _S_IFMT = {t: t.s_ifmt for t in FileType}
 _DTYPE = {t: t.s_ifmt >> 12 for t in FileType}
-_RECORD_TYPES = frozenset(FILE_TYPES)  # the type values an attribute record may hold (`Attr.decode` refuses others)
-_REGULAR_VALUE, _DIRECTORY_VALUE = int(FileType.REGULAR), int(FileType.DIRECTORY)
 _DIRECTORY = FileType.DIRECTORY
 _VIRTUAL_VALID = (*split_timeout(VIRTUAL_TIMEOUT), *split_timeout(VIRTUAL_TIMEOUT))
 _DIRENTPLUS_PACK = DIRENTPLUS.pack
@@ -502,17 +493,15 @@ class VfsOperations(Operations):
     def _pack_plus(self, out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
         """Append `run` (``run[k]`` resumes at ``first + k``) to a READDIRPLUS reply as far as it fits; False
         when it did not all fit. The records of `DirentSink.add` with `_entry_fields`, packed in one pass
-        (no tuple of fields or DirEntry per entry: a listing packs thousands). An attribute given as the
-        stored record (`readdir_runs(records=True)`) is packed from its fields without an `Attr`, through
-        the rules of `VFS.visible` (this client's longer length of a regular file, nlink 0 of a file in the
-        trash; ADR 0071); any other record is decoded and goes through `visible` itself."""
+        (no DirEntry per entry: a listing packs thousands). An attribute given as the
+        stored record (`readdir_runs(records=True)`) is packed from its fields without an `Attr`
+        (`jfs.app.vfs.listing_view`, ADR 0071); any other record is decoded and goes through `visible`."""
         buf = out.buffer
         size = out.size
         used = len(buf)
         visible = self.vfs.visible
-        local_length, open_inodes = self.vfs.local_length, self.vfs.open_inodes
+        record_fields = record_view(self.vfs.local_length, self.vfs.open_inodes)
         decode = JAttr.decode
-        unpack = PLAIN_RECORD.unpack_from
         dir_valid, file_valid = self._dir_valid, self._file_valid
         added = 0
         for off, (name, child, typ, attr) in enumerate(run, first):
@@ -534,16 +523,9 @@ class VfsOperations(Operations):
                 es, ens, as_, ans = dir_valid
             else:
                 es, ens, as_, ans = file_valid
-            if type(attr) is bytes and len(attr) == PLAIN_RECORD_SIZE and (rt := attr[1] >> 4) in _RECORD_TYPES:
-                # `Attr.decode` + `visible` + the divmods below, from the record's fields (same values).
-                (_, tm, uid, gid, asec, ansec, msec, mnsec, csec, cnsec, nlink, length, rdev, parent) = unpack(attr)
-                if rt == _REGULAR_VALUE and child in open_inodes:
-                    local = local_length(child)
-                    if local is not None and local > length:
-                        length = local
-                if parent >= TRASH_INODE and child < TRASH_INODE and rt != _DIRECTORY_VALUE:
-                    nlink = 0
-                mode = tm & 0o7777
+            fields = record_fields(child, attr) if type(attr) is bytes else None
+            if fields is not None:
+                mode, nlink, uid, gid, rdev, length, asec, ansec, msec, mnsec, csec, cnsec = fields
             else:
                 a = visible(child, decode(attr) if type(attr) is bytes else attr)
                 asec, ansec = divmod(a.atime_ns, 1_000_000_000)
