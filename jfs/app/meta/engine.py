@@ -506,11 +506,6 @@ class Meta:
     async def create(self, parent: int, name: bytes, mode: int, ctx: Ctx = ROOT_CTX) -> tuple[int, Attr]:
         """Create a regular file and record it as open by this client."""
         ino, attr = await namespace.mknod(self, ctx, parent, name, FileType.REGULAR, mode)
-        # The file's first slice commit (chunk 0, which a small file's close makes next) assumes the
-        # attributes just written and an empty chunk instead of reading them: one round trip less where the
-        # engine validates by value (ADR 0072). A guess only: no await since the commit, and the commit
-        # validates it (another client's change makes it read and retry).
-        self.tails.keep_created(ino, attr.encode())
         self.open_file(ino)
         return ino, attr
 
