@@ -16,7 +16,8 @@ a disk cache in the work directory, ``dd`` of `--dd-mib` MiB (``conv=fsync``) if
 ``juicefs bench -p 1 --big-file-size BIG --small-file-count SMALL`` (as root it drops the kernel's caches
 between its phases), then unmount. The machine is usually shared: rounds alternate so that both sides
 see the same noise; the table shows the median and range of each item and each target's ratio to the
-last target. ``mount CPU s`` is the CPU time the mount process (with its children) used over the round
+last target. With ``--big 0`` the CPU the mount spent during ``juicefs bench`` alone is also shown per 10k
+small-file operations (write + read + stat of each file). ``mount CPU s`` is the CPU time the mount process (with its children) used over the round
 (lower is better): on a shared machine it says what a wall-clock rate cannot. Needs root and /dev/fuse. The mount runs from the work directory, so that the current
 directory's ``jfs`` cannot shadow the tree under test.
 """
@@ -108,6 +109,7 @@ def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> 
                                 "conv=fsync"], check=True, capture_output=True)
                 out["dd write MiB/s"] = args.dd_mib / (time.monotonic() - t)
                 os.unlink(f"{mnt}/big")
+            bench_cpu = tree_cpu(proc.pid)
             text = subprocess.run([juicefs, "bench", mnt, "-p", str(args.threads), "--big-file-size", args.big,
                                    "--small-file-count", str(args.small)],
                                   capture_output=True, text=True, env=env, cwd=root).stdout
@@ -117,6 +119,9 @@ def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> 
                     name, unit = ITEMS[m.group(1)]
                     out[f"{name} {unit}"] = float(m.group(2))
             out["mount CPU s"] = tree_cpu(proc.pid)
+            if args.big in ("0", "0M"):  # small files only: write + read + stat of each, as compare.py counts
+                ops = 3 * args.threads * args.small
+                out["CPU s per 10k small-file ops"] = (out["mount CPU s"] - bench_cpu) * 10_000 / ops
         finally:
             subprocess.run(["umount", mnt], capture_output=True)
             try:
