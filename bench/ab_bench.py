@@ -1,7 +1,7 @@
 """A/B of jfs code trees (and JuiceFS) on a SQLite + local-directory mount, alternating rounds.
 
 Usage:  .venv/bin/python bench/ab_bench.py [--rounds 5] [--big 512M] [--small 300] [--dd-mib 0]
-        [--workdir DIR] TARGET [TARGET ...]
+        [--workdir DIR] [-p THREADS] [--meta redis://HOST:PORT [--meta-db 15]] [--rotate] TARGET [TARGET ...]
 
 A TARGET is ``LABEL=TREE[,VAR=VALUE...]``: a directory holding a ``jfs`` package (e.g. an export of another
 commit: ``git archive BASE | tar -x -C /tmp/base``) run with that environment, or ``LABEL=juicefs`` for
@@ -16,7 +16,8 @@ a disk cache in the work directory, ``dd`` of `--dd-mib` MiB (``conv=fsync``) if
 ``juicefs bench -p 1 --big-file-size BIG --small-file-count SMALL`` (as root it drops the kernel's caches
 between its phases), then unmount. The machine is usually shared: rounds alternate so that both sides
 see the same noise; the table shows the median and range of each item and each target's ratio to the
-last target. ``mount CPU s`` is the CPU time the mount process (with its children) used over the round
+last target. With ``--big 0`` the CPU the mount spent during ``juicefs bench`` alone is also shown per 10k
+small-file operations (write + read + stat of each file). ``mount CPU s`` is the CPU time the mount process (with its children) used over the round
 (lower is better): on a shared machine it says what a wall-clock rate cannot. Needs root and /dev/fuse. The mount runs from the work directory, so that the current
 directory's ``jfs`` cannot shadow the tree under test.
 """
@@ -78,6 +79,12 @@ def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> 
     os.makedirs(mnt)
     env = {**os.environ, **env_extra}
     meta = f"sqlite3://{root}/meta.db"
+    if args.meta:  # a Redis URL without a database: its last database, emptied first (one volume at a time)
+        meta = f"{args.meta.rstrip('/')}/{args.meta_db}"
+        host_port = args.meta.split("//", 1)[1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        subprocess.run(["redis-cli", "-h", host, "-p", port, "-n", str(args.meta_db), "flushdb"], check=True,
+                       capture_output=True)
     if tree == "juicefs":
         fmt = [juicefs, "format", meta, "abvol", "--bucket", f"{root}/bucket/", "--trash-days", "0"]
         mount = [juicefs, "mount", "--no-usage-report", meta, mnt, "--cache-dir", f"{root}/cache"]
@@ -102,7 +109,8 @@ def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> 
                                 "conv=fsync"], check=True, capture_output=True)
                 out["dd write MiB/s"] = args.dd_mib / (time.monotonic() - t)
                 os.unlink(f"{mnt}/big")
-            text = subprocess.run([juicefs, "bench", mnt, "-p", "1", "--big-file-size", args.big,
+            bench_cpu = tree_cpu(proc.pid)
+            text = subprocess.run([juicefs, "bench", mnt, "-p", str(args.threads), "--big-file-size", args.big,
                                    "--small-file-count", str(args.small)],
                                   capture_output=True, text=True, env=env, cwd=root).stdout
             for line in text.splitlines():
@@ -111,6 +119,9 @@ def run_once(tree: str, env_extra: dict[str, str], args: argparse.Namespace) -> 
                     name, unit = ITEMS[m.group(1)]
                     out[f"{name} {unit}"] = float(m.group(2))
             out["mount CPU s"] = tree_cpu(proc.pid)
+            if args.big in ("0", "0M"):  # small files only: write + read + stat of each, as compare.py counts
+                ops = 3 * args.threads * args.small
+                out["CPU s per 10k small-file ops"] = (out["mount CPU s"] - bench_cpu) * 10_000 / ops
         finally:
             subprocess.run(["umount", mnt], capture_output=True)
             try:
@@ -132,6 +143,10 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=300, help="juicefs bench --small-file-count")
     ap.add_argument("--dd-mib", type=int, default=0, help="also dd this many MiB (conv=fsync) first")
     ap.add_argument("--workdir", default=tempfile.gettempdir())
+    ap.add_argument("--threads", "-p", type=int, default=1, help="juicefs bench -p")
+    ap.add_argument("--meta", default="", help="redis://HOST:PORT: volumes on this Redis instead of SQLite")
+    ap.add_argument("--meta-db", type=int, default=15, help="with --meta: the database used (flushed each run)")
+    ap.add_argument("--rotate", action="store_true", help="rotate the targets' order by one each round")
     args = ap.parse_args()
     targets = []
     for spec in args.targets:
@@ -140,7 +155,8 @@ def main() -> None:
         targets.append((label, tree, dict(p.split("=", 1) for p in pairs)))
     results: dict[str, dict[str, list[float]]] = {}
     for r in range(args.rounds):
-        for label, tree, env in targets:
+        order = targets[r % len(targets):] + targets[:r % len(targets)] if args.rotate else targets
+        for label, tree, env in order:
             got = run_once(tree, env, args)
             print(json.dumps({"round": r + 1, "target": label, **got}), file=sys.stderr, flush=True)
             for item, value in got.items():

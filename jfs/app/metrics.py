@@ -82,10 +82,12 @@ class Meter:
             self.took(perf_counter() - start)
 
     def took(self, elapsed: float) -> None:
-        """Count one call that took `elapsed` seconds (`measure` without its coroutine)."""
+        """Count one call that took `elapsed` seconds (`measure` without its coroutine). The one place a
+        call's count, time and histogram are kept: `TimedKV`, `TimedStore` and the FUSE operations'
+        `Stats` all come here (ADR 0072; `Histogram.observe` written out: one Python call per call)."""
         self.count += 1
         self.seconds += elapsed
-        self.hist.observe(elapsed)
+        self.hist.counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
 
 
 class TimedKV:
@@ -107,8 +109,8 @@ class TimedKV:
     def __getattr__(self, name: str) -> Any:  # url, reset, close, adapter-specific attributes
         return getattr(self.inner, name)
 
-    # Timed inline rather than through `Meter.measure`: one coroutine frame less per metadata operation; and
-    # `Meter.took` / `Histogram.observe` written out: two Python calls less (ADR 0067).
+    # Timed inline rather than through `Meter.measure`: one coroutine frame less per metadata operation
+    # (ADR 0067); counted by `Meter.took` (ADR 0072).
 
     async def txn(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
         meter = self.txns
@@ -119,10 +121,7 @@ class TimedKV:
             meter.errors += 1
             raise
         finally:
-            elapsed = perf_counter() - start
-            meter.count += 1
-            meter.seconds += elapsed
-            meter.hist.counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+            meter.took(perf_counter() - start)
 
     async def read(self, body: Callable[[Tx], Awaitable[T]], *, max_retries: int = DEFAULT_MAX_RETRIES) -> T:
         meter = self.reads
@@ -133,10 +132,7 @@ class TimedKV:
             meter.errors += 1
             raise
         finally:
-            elapsed = perf_counter() - start
-            meter.count += 1
-            meter.seconds += elapsed
-            meter.hist.counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+            meter.took(perf_counter() - start)
 
 
 class TimedStore:
@@ -293,15 +289,13 @@ def families(vfs: Any) -> list[Family]:
         Family("juicefs_used_inodes", "gauge", "Total used number of inodes.").add(float(meta.used_inodes)),
         Family("juicefs_fuse_open_handlers", "gauge", "Number of open files and directories.").add(vfs.open_handles),
     ]
-    ops = dict(stats.ops)
-    seconds, hists, errors = dict(stats.op_seconds), dict(stats.op_hist), dict(stats.errors)
     lat = Family("juicefs_fuse_ops_durations_histogram_seconds", "histogram", "Operations latency distributions.")
     total = Family("juicefs_fuse_ops_total", "counter", "Number of operations by method.")
     failed = Family("juicefs_fuse_ops_errors", "counter", "Operations that failed, by method (jfs).")
-    for op in sorted(ops):
-        lat.add((_buckets(hists[op].counts if op in hists else _only_inf(ops[op])), seconds.get(op, 0.0)), method=op)
-        total.add(ops[op], method=op)
-        failed.add(errors.get(op, 0), method=op)
+    for op, m in sorted(stats.by_op()):
+        lat.add((_buckets(m.hist.counts), m.seconds), method=op)
+        total.add(m.count, method=op)
+        failed.add(m.errors, method=op)
     out += [lat, total, failed]
     kv = getattr(meta, "kv", None)
     if isinstance(kv, TimedKV):
@@ -379,12 +373,6 @@ def families(vfs: Any) -> list[Family]:
                    .add(getattr(compactor, "compacted", 0), result="done")
                    .add(getattr(compactor, "abandoned", 0), result="abandoned"))
     return out
-
-
-def _only_inf(count: int) -> list[int]:
-    counts = [0] * (len(LATENCY_BOUNDS) + 1)
-    counts[-1] = count
-    return counts
 
 
 def _buckets(counts: list[int]) -> list[tuple[float, int]]:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from jfs.app.metrics import LATENCY_BOUNDS, Histogram
+from jfs.app.metrics import Meter
 from jfs.domain.attrs import RESERVED_INODE_BASE, TRASH_INODE
 
 ACCESSLOG_INODE = RESERVED_INODE_BASE + 1
@@ -40,34 +39,44 @@ TRASH = TRASH_INODE
 
 
 class Stats:
-    """Live counters of one mount: operations by name with their total time and latency histogram, plus
-    gauges supplied later."""
+    """Live counters of one mount: per operation name a `Meter` (count, total time, latency histogram,
+    failures), plus gauges supplied later."""
 
     def __init__(self) -> None:
-        self.ops: Counter[str] = Counter()
-        self.op_seconds: dict[str, float] = {}
-        self.op_hist: dict[str, Histogram] = {}
-        self.errors: Counter[str] = Counter()
+        self.meters: dict[str, Meter] = {}
         self.started = time.time()
 
     def record(self, op: str, seconds: float, failed: bool) -> None:
-        self.ops[op] += 1
-        self.op_seconds[op] = self.op_seconds.get(op, 0.0) + seconds
-        hist = self.op_hist.get(op)
-        if hist is None:
-            hist = self.op_hist[op] = Histogram()
-        hist.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1  # `hist.observe(seconds)` without the call
+        meter = self.meters.get(op)
+        if meter is None:
+            meter = self.meters[op] = Meter()
+        meter.took(seconds)
         if failed:
-            self.errors[op] += 1
+            meter.errors += 1
+
+    def by_op(self) -> list[tuple[str, Meter]]:
+        """(operation, meter) pairs: a copy of the table taken at once (safe from another thread, e.g. an
+        exporter's, while the loop adds operations)."""
+        return list(self.meters.items())
+
+    @property
+    def ops(self) -> Counter[str]:
+        """Operations counted, by name."""
+        return Counter({op: m.count for op, m in self.by_op()})
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Failed operations, by name (only those that failed)."""
+        return Counter({op: m.errors for op, m in self.by_op() if m.errors})
 
     def render(self, extra: dict[str, float] | None = None) -> bytes:
         """Prometheus-style ``name value`` lines."""
         lines = [f"jfs_uptime {time.time() - self.started:.3f}"]
-        for op in sorted(self.ops):
-            lines.append(f'jfs_fuse_ops_total{{method="{op}"}} {self.ops[op]}')
-            lines.append(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}} {self.op_seconds.get(op, 0.0):.6f}')
-            if self.errors[op]:
-                lines.append(f'jfs_fuse_ops_errors_total{{method="{op}"}} {self.errors[op]}')
+        for op, m in sorted(self.by_op()):
+            lines.append(f'jfs_fuse_ops_total{{method="{op}"}} {m.count}')
+            lines.append(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}} {m.seconds:.6f}')
+            if m.errors:
+                lines.append(f'jfs_fuse_ops_errors_total{{method="{op}"}} {m.errors}')
         for name, value in sorted((extra or {}).items()):
             lines.append(f"{name} {value}")
         return ("\n".join(lines) + "\n").encode()

@@ -34,6 +34,24 @@ async def test_commits_keep_what_another_client_changed_meanwhile(two_clients: t
     assert len(await a.read_chunk(ino, 0)) == 4 + MISS_PAUSE + 2
 
 
+async def test_a_new_files_first_commit_keeps_what_another_client_did_meanwhile(
+    two_clients: tuple[Meta, Meta],
+) -> None:
+    """The first commit of a file this client created assumes its attributes and an empty chunk 0 (ADR 0072):
+    another client's change in between (attributes, a record in chunk 0) is kept, nothing lost."""
+    a, b = two_clients
+    ino, _ = await a.create(ROOT_INODE, b"n", 0o644)
+    await b.setattr(ino, SetAttr(mode=0o600))
+    await _commit(a, ino, 0)
+    attr = await a.getattr(ino)
+    assert attr.length == 4096 and attr.mode & 0o777 == 0o600
+    ino2, _ = await a.create(ROOT_INODE, b"n2", 0o644)
+    await _commit(b, ino2, 4096)  # the other client writes chunk 0 first: a's empty-chunk guess is stale
+    await _commit(a, ino2, 0)
+    assert [r.pos for r in await a.read_chunk(ino2, 0)] == [4096, 0]
+    assert (await a.getattr(ino2)).length == 8192
+
+
 async def test_a_change_by_this_client_drops_the_guess(two_clients: tuple[Meta, Meta]) -> None:
     a, _ = two_clients
     ino, _ = await a.create(ROOT_INODE, b"g", 0o644)
@@ -42,6 +60,16 @@ async def test_a_change_by_this_client_drops_the_guess(two_clients: tuple[Meta, 
     await _commit(a, ino, 4096)
     attr = await a.getattr(ino)
     assert attr.mode & 0o777 == 0o640 and attr.length == 8192
+
+
+def test_a_created_file_is_guessed_empty_at_chunk_0_only() -> None:
+    t = CommitTails()
+    t.keep_created(7, b"attr")
+    assert t.take(7, 1) is None
+    assert t.take(7, 0) == (b"attr", 0)
+    t.keep_created(8, b"attr")
+    t.forget((8,))  # this client changed it meanwhile (setattr, truncate): read first
+    assert t.take(8, 0) is None
 
 
 def test_tails_hand_out_a_guess_once_and_pause_after_a_miss() -> None:
@@ -85,6 +113,16 @@ async def test_on_redis_a_guessed_commit_is_one_round_trip(redis_server_url: str
             monkeypatch.setattr(client, "execute_packed", counted)
             await a.write_slice(ino, 0, 4096, sid, 4096, 0, 4096)
             assert len(calls) == 1 and kv._sha["commit"] in calls[0]  # type: ignore[attr-defined]
+            # A file this client has just created: its first commit is one script call too (ADR 0072).
+            monkeypatch.undo()
+            new, _ = await a.create(ROOT_INODE, b"h2", 0o644)
+            sid = await a.next_slice_id()
+            monkeypatch.setattr(client, "execute_packed", counted)
+            calls.clear()
+            await a.write_slice(new, 0, 0, sid, 4096, 0, 4096)
+            assert len(calls) == 1 and kv._sha["commit"] in calls[0]  # type: ignore[attr-defined]
+            assert (await a.getattr(new)).length == 4096
+            assert len(await a.read_chunk(new, 0)) == 1
     finally:
         await kv.reset()
         await kv.close()

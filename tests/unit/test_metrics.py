@@ -98,3 +98,34 @@ def test_layer_report_is_the_difference_of_two_reads() -> None:
     assert (by["Object", "put requests"].count, by["Object", "put requests"].bytes) == (4, 4096)
     assert by["Cache", "disk hits (read from cache)"].count == 7
     assert process == {"seconds": 2, "cpu_percent": 50.0, "memory_bytes": 1048576}
+
+
+def test_fuse_operations_are_counted_by_one_meter_each_and_rendered() -> None:
+    """`Stats.record` keeps a `Meter` per operation (ADR 0072): count, time, histogram and failures agree in
+    ``.stats`` and in the exporter's families."""
+    from types import SimpleNamespace
+
+    from jfs.app.metrics import LATENCY_BOUNDS, families
+
+    stats = Stats()
+    stats.record("lookup", 0.00005, False)
+    stats.record("lookup", 0.002, True)
+    stats.record("create", 1e9, False)  # past the last bound: the +Inf bucket
+    assert stats.ops == {"lookup": 2, "create": 1}
+    assert stats.errors == {"lookup": 1}
+    lookup = stats.meters["lookup"]
+    assert lookup.count == 2 and lookup.errors == 1 and abs(lookup.seconds - 0.00205) < 1e-12
+    assert lookup.hist.counts[0] == 1 and sum(lookup.hist.counts) == 2
+    assert stats.meters["create"].hist.counts[len(LATENCY_BOUNDS)] == 1
+    text = stats.render().decode()
+    assert 'jfs_fuse_ops_total{method="lookup"} 2' in text
+    assert 'jfs_fuse_ops_errors_total{method="lookup"} 1' in text
+    assert 'jfs_fuse_ops_errors_total{method="create"}' not in text
+    meta = SimpleNamespace(used_space=0, used_inodes=0)
+    vfs = SimpleNamespace(stats=stats, meta=meta, data=SimpleNamespace(), open_handles=0)
+    by_name = {f.name: f for f in families(vfs)}
+    lat = dict((labels["method"], value) for labels, value in by_name["juicefs_fuse_ops_durations_histogram_seconds"].samples)
+    assert sum(n for _, n in lat["lookup"][0]) == 2 and abs(lat["lookup"][1] - 0.00205) < 1e-12
+    total = {labels["method"]: v for labels, v in by_name["juicefs_fuse_ops_total"].samples}
+    failed = {labels["method"]: v for labels, v in by_name["juicefs_fuse_ops_errors"].samples}
+    assert total == {"create": 1, "lookup": 2} and failed == {"create": 0, "lookup": 1}

@@ -23,7 +23,12 @@ import errno
 import itertools
 import os
 import time
+<<<<<<< HEAD
 from collections.abc import Awaitable, Callable, Container
+=======
+import weakref
+from collections.abc import Awaitable, Callable
+>>>>>>> wt-smallops
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,7 +238,7 @@ class DataPath:
 
     def _writer(self, state: InodeState) -> FileWriter:
         if state.writer is None:
-            state.writer = FileWriter(state.ino, self._wctx, lambda: state.attr.length)
+            state.writer = FileWriter(state.ino, self._wctx, _committed_length(weakref.ref(state)))
         return state.writer
 
     async def flush(self, h: Handle) -> None:
@@ -480,3 +485,16 @@ class DataPath:
         if self.disk is not None:
             await self.disk.close()
         await self.blocks.close()
+
+
+def _committed_length(ref: weakref.ref[InodeState]) -> Callable[[], int]:
+    """`FileWriter`'s view of the committed length of its inode: through a weak reference, so that an
+    inode's state and its writer form no reference cycle and go with their last reference (a small file's
+    twenty objects otherwise wait for the cyclic collector: ADR 0072). A writer whose state is gone has
+    nothing pending for a caller to ask about; it answers 0."""
+
+    def committed() -> int:
+        state = ref()
+        return state.attr.length if state is not None else 0
+
+    return committed

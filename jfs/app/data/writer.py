@@ -466,6 +466,10 @@ class ChunkWriter:
             self.file.ctx.budget.release(s.length - s.let_go)
             s.done.set()
             s.release()
+            if self.file._last_growing is s:
+                # Committed: no later slice waits for it (`write` chains only to a slice not done yet). Let go
+                # of it, so that writer, chunk and slice form no cycle for the collector (ADR 0072).
+                self.file._last_growing = None
             if n_records:
                 await self.file.ctx.compact(self.file.ino, self.indx, n_records)
         if not self.slices and self.file.chunks.get(self.indx) is self:

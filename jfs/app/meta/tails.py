@@ -48,6 +48,11 @@ class CommitTails:
         self._attrs[ino] = attr
         self._chunks[(ino, indx)] = chunk
 
+    def keep_created(self, ino: int, attr: bytes) -> None:
+        """This client has just created the regular file `ino` with the attribute record `attr`: its chunk 0
+        is empty (a record of length 0, i.e. absent), so its first slice commit there need not read either."""
+        self.keep(ino, 0, attr, 0)
+
     def missed(self, ino: int) -> None:
         """A guess for `ino` was wrong: read first for its next few commits."""
         self._paused[ino] = MISS_PAUSE
