@@ -23,12 +23,8 @@ import errno
 import itertools
 import os
 import time
-<<<<<<< HEAD
-from collections.abc import Awaitable, Callable, Container
-=======
 import weakref
-from collections.abc import Awaitable, Callable
->>>>>>> wt-smallops
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
