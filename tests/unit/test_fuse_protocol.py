@@ -672,3 +672,24 @@ async def test_a_sequential_writers_next_payload_is_read_into_the_offered_buffer
     finally:
         ours.close()
         await asyncio.wait_for(serving, 5)
+
+
+@pytest.mark.parametrize("ino", [2, 3])  # answered in its first step / waiting in it
+async def test_an_interrupt_read_in_the_same_batch_as_its_request_still_gets_it_answered(
+        harness: Harness, ino: int) -> None:
+    # A signal that reaches the caller before the daemon reads its request makes the kernel queue the
+    # INTERRUPT as soon as the request is read, ahead of everything else: the server reads both in one
+    # wake-up, before the request's handler task has taken its first step. Cancelling that task then
+    # would throw into a coroutine that never started (no reply, ever: the caller hung in read(2)).
+    kernel, _, server = await _initialized(harness)
+    read = next(kernel.uniques)
+    kernel.sock.send(p.IN_HEADER.pack(p.IN_HEADER_SIZE + p.READ_IN.size, p.Opcode.READ, read, ino, 0, 0, 7, 0, 0)
+                     + p.READ_IN.pack(1, 0, 10, 0, 0, 0, 0))
+    kernel.sock.send(p.IN_HEADER.pack(p.IN_HEADER_SIZE + 8, p.Opcode.INTERRUPT, read | 1, 0, 0, 0, 0, 0, 0)
+                     + p.INTERRUPT_IN.pack(read))
+    unique, error, payload = await kernel.recv()
+    assert unique == read
+    assert (error, payload) in ((0, b"xxxxx"), (-errno.EINTR, b""))
+    assert ino == 2 or error == -errno.EINTR
+    assert not server._inflight
+    await kernel.nothing()

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import contextvars
 import errno
+import inspect
 import io
 import os
 import signal
@@ -634,12 +635,40 @@ class FuseServer:
 
     def _d_interrupt(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
         (target,) = p.INTERRUPT_IN.unpack_from(buf, p.IN_HEADER_SIZE)
-        entry = self._inflight.get(target)
-        if entry is not None and entry[1] in self._interruptible:
-            entry[0].cancel()
+        self._interrupt(target)
         # No reply: the interrupted request's own reply (EINTR or its result) answers it; a request
         # not found here has already been answered.
         return None
+
+    def _interrupt(self, unique: int) -> None:
+        """Cancel the handler task of request `unique` if its opcode is interruptible and it still runs.
+
+        A task that has not taken its first step yet (its request and the INTERRUPT were read in the
+        same wake-up: the kernel queues the INTERRUPT of a request whose caller already had a signal
+        pending the moment the request is read, ahead of all other requests) is cancelled only after
+        that step: cancelling it before would close `_run` unstarted, outside its ``try``, and the
+        request would never be answered (its caller stuck in the system call for good)."""
+        entry = self._inflight.get(unique)
+        if entry is None or entry[1] not in self._interruptible:
+            return
+        task = entry[0]
+        if task.done():
+            return
+        if _unstarted(task):
+            assert self._loop is not None
+            self._loop.call_soon(self._interrupt, unique)  # the task's first step is queued before this
+            return
+        task.cancel()
+
+
+def _unstarted(task: asyncio.Task[Any]) -> bool:
+    """Whether `task` has not run its coroutine (`_run`, or `_resume` in inline mode) at all yet."""
+    coro = task.get_coro()
+    if isinstance(coro, types.CoroutineType):
+        return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    if isinstance(coro, types.GeneratorType):
+        return inspect.getgeneratorstate(coro) == inspect.GEN_CREATED
+    return False
 
 
 def _opname(opcode: int) -> str:
