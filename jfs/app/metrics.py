@@ -8,6 +8,8 @@ wrappers around the two driven ports: `TimedKV` (every `txn` / `read` of the met
 `layer_gauges` turns them, with the block-cache hit/miss counters and the process's CPU and memory, into
 the Prometheus-style ``name{label} value`` pairs the mount serves in ``.stats`` (`jfs.app.virtual_files.Stats`),
 named like JuiceFS's (``juicefs_…`` → ``jfs_…``). `jfs bench` reads them before and after a run.
+`juicefs_stats` adds the same figures under the flat names of JuiceFS's own ``.stats`` (for JuiceFS's
+``stats`` and ``bench`` commands pointed at a jfs mount).
 
 `Histogram` adds latency buckets (JuiceFS's: 0.1 ms × 1.5^k) to the FUSE operations (`Stats`), metadata
 transactions and object requests; `families` hands all of it, with JuiceFS's metric names, to an exporter
@@ -372,6 +374,38 @@ def families(vfs: Any) -> list[Family]:
         out.append(Family("juicefs_compactions", "counter", "Chunk compactions by result (jfs).")
                    .add(getattr(compactor, "compacted", 0), result="done")
                    .add(getattr(compactor, "abandoned", 0), result="abandoned"))
+    return out
+
+
+def juicefs_stats(vfs: Any) -> dict[str, float]:
+    """`families` under the flat names JuiceFS's own ``.stats`` uses, so that ``juicefs stats`` and the
+    "FUSE operation / Update meta / Put object …" rows of ``juicefs bench`` read a jfs mount too.
+
+    JuiceFS's form: a sample's label values are appended to its family's name (``juicefs_fuse_ops_total_create``,
+    ``juicefs_object_request_data_bytes_PUT``); a histogram becomes ``…_total`` (count) and ``…_sum``
+    (seconds), per label set and summed over all of them (``juicefs_fuse_ops_durations_histogram_seconds_total``).
+    The block cache's read and write timings, kept as plain sums here, are given the same two names.
+    """
+    out: dict[str, float] = {}
+    for fam in families(vfs):
+        if fam.kind != "histogram":
+            for labels, value in fam.samples:
+                out[fam.name + "".join(f"_{v}" for v in labels.values())] = float(value)
+            continue
+        count = seconds = 0.0
+        for labels, (buckets, total) in fam.samples:
+            n = float(sum(c for _, c in buckets))
+            if labels:
+                suffix = "".join(f"_{v}" for v in labels.values())
+                out[f"{fam.name}{suffix}_total"], out[f"{fam.name}{suffix}_sum"] = n, float(total)
+            count, seconds = count + n, seconds + total
+        out[f"{fam.name}_total"], out[f"{fam.name}_sum"] = count, float(seconds)
+    disk = getattr(getattr(vfs, "data", None), "disk", None)
+    if disk is not None:
+        out["juicefs_blockcache_read_hist_seconds_total"] = float(disk.hits)
+        out["juicefs_blockcache_read_hist_seconds_sum"] = float(getattr(disk, "read_seconds", 0.0))
+        out["juicefs_blockcache_write_hist_seconds_total"] = float(disk.writes)
+        out["juicefs_blockcache_write_hist_seconds_sum"] = float(getattr(disk, "write_seconds", 0.0))
     return out
 
 

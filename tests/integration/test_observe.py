@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jfs.testing.juicefs import needs_juicefs, run_juicefs
 from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
 
@@ -137,6 +138,19 @@ def test_stats_prints_one_line_of_rates_per_interval(busy: Path) -> None:
     assert len(row) == len(head)
     bad = jfs("stats", "/proc", "--count", "1", check=False)
     assert bad.returncode == 1 and "not on a jfs mount" in bad.stderr
+
+
+@needs_juicefs
+def test_juicefs_bench_reads_the_layer_rows_of_a_jfs_mount(mount: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JuiceFS's own ``bench`` sums its "FUSE operation / Update meta / Put object" rows from ``.stats``
+    under JuiceFS's flat names: a jfs mount serves them, so the rows are not zero."""
+    monkeypatch.setenv("SKIP_DROP_CACHES", "true")  # the bench's cache drops are not under test
+    out = run_juicefs("bench", str(mount), "--big-file-size", "8M", "--small-file-count", "10").stdout
+    rows = {cells[0]: cells[1] for line in out.splitlines()
+            if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 3}
+    for item in ("FUSE operation", "Update meta", "Put object"):
+        assert int(rows[item].split()[0]) > 0, out
+    assert "Time used:" in out and "Memory: 0.0 MiB" not in out
 
 
 def test_profile_aggregates_the_live_access_log_and_a_saved_one(busy: Path, tmp_path: Path) -> None:

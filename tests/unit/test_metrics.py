@@ -129,3 +129,34 @@ def test_fuse_operations_are_counted_by_one_meter_each_and_rendered() -> None:
     total = {labels["method"]: v for labels, v in by_name["juicefs_fuse_ops_total"].samples}
     failed = {labels["method"]: v for labels, v in by_name["juicefs_fuse_ops_errors"].samples}
     assert total == {"create": 1, "lookup": 2} and failed == {"create": 0, "lookup": 1}
+
+
+async def test_juicefs_flat_names_carry_the_same_figures_as_the_families() -> None:
+    """`juicefs_stats` names what JuiceFS's ``stats`` and ``bench`` commands read from ``.stats``: label values
+    joined to the name, histograms as ``_total`` / ``_sum`` per label set and summed over all."""
+    from types import SimpleNamespace
+
+    from jfs.app.metrics import juicefs_stats
+
+    stats = Stats()
+    stats.record("lookup", 0.001, False)
+    stats.record("lookup", 0.003, False)
+    stats.record("create", 0.002, True)
+    store = TimedStore(MemoryStore())
+    await store.put("a", b"x" * 10)
+    await store.put("b", b"y" * 5)
+    disk = SimpleNamespace(hits=3, misses=1, hit_bytes=30, writes=2, write_bytes=20, used=20, _index={1: 1},
+                           read_seconds=0.5, write_seconds=0.25)
+    vfs = SimpleNamespace(stats=stats, meta=SimpleNamespace(used_space=7, used_inodes=2),
+                          data=SimpleNamespace(objects=store, disk=disk), open_handles=1)
+    flat = juicefs_stats(vfs)
+    assert flat["juicefs_fuse_ops_durations_histogram_seconds_total"] == 3
+    assert abs(flat["juicefs_fuse_ops_durations_histogram_seconds_sum"] - 0.006) < 1e-9
+    assert flat["juicefs_fuse_ops_durations_histogram_seconds_lookup_total"] == 2
+    assert flat["juicefs_fuse_ops_total_lookup"] == 2 and flat["juicefs_fuse_ops_errors_create"] == 1
+    assert flat["juicefs_object_request_durations_histogram_seconds_PUT_total"] == 2
+    assert flat["juicefs_object_request_data_bytes_PUT"] == 15
+    assert flat["juicefs_used_space"] == 7 and flat["juicefs_fuse_open_handlers"] == 1
+    assert flat["juicefs_blockcache_read_hist_seconds_total"] == 3
+    assert flat["juicefs_blockcache_write_hist_seconds_sum"] == 0.25
+    assert all(name.startswith("juicefs_") and "{" not in name for name in flat)
