@@ -6,8 +6,8 @@ Usage:  .venv/bin/python bench/scale_offline.py [--files 100000] [--per-dir 1000
 Writes a synthetic dump in JuiceFS's format (``--files`` empty files in directories of ``--per-dir``,
 every 100th file with an xattr: the shape of `bench/scale.py`'s tree), starts a throwaway redis-server and
 then, ``--pairs`` times, alternating base (``--base``, another checkout's ``jfs``) and new (this checkout's
-``jfs``): ``jfs load`` of the dump into a flushed Redis db, ``jfs dump`` of it, ``jfs fsck`` of it — each its
-own process, CPU (user + system, worker processes included) and peak RSS from wait4, and the CPU the
+``jfs``): ``jfs load`` of the dump into a flushed Redis db, ``jfs dump`` of it, ``jfs gc`` (dry) and ``jfs fsck``
+of it — each its own process, the Redis calls per entry by command (INFO commandstats deltas), CPU (user + system, worker processes included) and peak RSS from wait4, and the CPU the
 redis-server spent meanwhile (from /proc). JuiceFS (``juicefs load`` / ``dump``) runs once per pair on its
 own db of the same server, so its figures come from the same run. ``--dump-workers 0,2`` runs the new
 ``jfs dump`` once per worker count (systems ``new-w0``, ``new-w2``). Prints one line per command and a median
@@ -74,6 +74,23 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _commandstats(url: str) -> dict[str, int]:
+    """Calls per command of the redis-server at `url` so far (INFO commandstats)."""
+    out = subprocess.run(["redis-cli", "-u", url, "INFO", "commandstats"], check=True, capture_output=True,
+                         text=True).stdout
+    calls: dict[str, int] = {}
+    for line in out.splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line[len("cmdstat_"):].partition(":")
+            calls[name] = int(rest.split(",")[0].partition("=")[2])
+    return calls
+
+
+def _calls_between(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    """Per-command calls from `a` to `b` (INFO and CONFIG themselves left out)."""
+    return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0) and k not in ("info", "config|resetstat")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=100_000)
@@ -82,7 +99,7 @@ def main() -> int:
     ap.add_argument("--base", default="", help="jfs binary of the base checkout (none: new only)")
     ap.add_argument("--new", default=str(Path(sys.executable).parent / "jfs"))
     ap.add_argument("--juicefs", default=str(Path(sys.executable).parent / "juicefs"))
-    ap.add_argument("--ops", default="load,dump,fsck")
+    ap.add_argument("--ops", default="load,dump,fsck", help="of load,dump,gc,fsck")
     ap.add_argument("--dump-workers", default="", help="worker counts for the new dump, e.g. 0,2")
     args = ap.parse_args()
     ops = args.ops.split(",")
@@ -103,18 +120,21 @@ def main() -> int:
                 out = tmp / f"{name}.json"
                 workers = ["--workers", name.partition("-w")[2]] if "-w" in name else []
                 steps = {"load": [binary, "load", url, str(src)], "dump": [binary, "dump", *workers, url, str(out)],
-                         "fsck": [binary, "fsck", url]}
-                for op in ["load", "dump", "fsck"]:
+                         "fsck": [binary, "fsck", url], "gc": [binary, "gc", url]}
+                for op in ["load", "dump", "gc", "fsck"]:
                     if op != "load" and op not in ops or (name == "juicefs" and op == "fsck"):
                         continue
+                    stats = _commandstats(url)
                     before = _cpu_of(server.process.pid)
                     sec, rss, cpu = timed_child(steps[op])
                     rcpu = _cpu_of(server.process.pid) - before
+                    calls = _calls_between(stats, _commandstats(url))
                     if op in ops:
                         results.setdefault((name, op), []).append((sec, rss, cpu, rcpu))
                         print(f"pair {pair} {name:7} {op:4}: {sec:7.2f} s  {entries / sec:9,.0f} entries/s  "
                               f"CPU {cpu:6.2f} s = {cpu / entries * 1e6:6.2f} µs/entry  RSS {rss:6.1f} MiB  "
-                              f"redis CPU {rcpu:5.2f} s", flush=True)
+                              f"redis CPU {rcpu:5.2f} s  calls/entry "
+                              + " ".join(f"{k}={v / entries:.3f}" for k, v in sorted(calls.items())), flush=True)
                 out.unlink(missing_ok=True)
     print("\nmedians: op | system | entries/s | CPU µs/entry | redis CPU µs/entry | peak RSS MiB")
     for (name, op), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):

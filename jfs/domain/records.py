@@ -19,6 +19,10 @@ _DELAYED = struct.Struct(">QI")
 SLICE_RECORD_SIZE = _SLICE.size  # 24
 
 
+DENTRY_RECORD = _DENTRY
+"""A dentry's value, (type, inode): ``DENTRY_RECORD.pack(int(typ), ino)`` is `encode_dentry` without the call."""
+
+
 def encode_dentry(typ: FileType, ino: int) -> bytes:
     return _DENTRY.pack(int(typ), ino)
 

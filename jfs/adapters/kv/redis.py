@@ -238,11 +238,12 @@ class RedisKV(RetryingKV):
         """`BulkLoadingKV.load_puts` (`redis_batch`)."""
         return redis_batch.load_puts(self, items)
 
-    async def _write_command(self, *args: Any) -> Any:
-        """A write command outside any transaction (bulk load only): errors as for `_call`; a connection lost
-        after sending it leaves the outcome unknown (EngineUnavailable says so)."""
+    async def _write_packed(self, command: bytes) -> Any:
+        """A write command outside any transaction (bulk load only), already packed in RESP
+        (`resp.pack_mset`, `resp.pack_zadd`): errors as for `_call`; a connection lost after sending it
+        leaves the outcome unknown (EngineUnavailable says so)."""
         try:
-            return await self._client.execute(*args)
+            return await self._client.execute_packed(command)
         except ConnectionLost as exc:
             if isinstance(exc, CannotConnect) or not getattr(exc, "sent", True):
                 raise self._unavailable(exc) from None

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from jfs.ports.kv import EngineError, FollowedRange, Pointer
 
-from .resp import bulks
+from .resp import bulks, pack_mset, pack_zadd
 
 DATA = b"k"
 """The prefix of a data key (`jfs.adapters.kv.redis`: the value of key K lives in ``"k" .. K``)."""
@@ -132,9 +132,9 @@ async def load_puts(kv: RedisKV, items: Sequence[tuple[bytes, bytes]]) -> None:
     calls = []
     for s in range(0, len(items), LOAD_CHUNK):
         part = items[s: s + LOAD_CHUNK]
-        calls.append(kv._write_command(b"MSET", *[x for k, v in part for x in (DATA + k, v)]))
+        calls.append(kv._write_packed(pack_mset(DATA, part)))  # packed by hand: half the client CPU per key
         # the index in key order: each insert's skiplist path is mostly the previous one's, still in cache
-        calls.append(kv._write_command(b"ZADD", b"i", *[x for k in sorted([k for k, _ in part]) for x in (b"0", k)]))
+        calls.append(kv._write_packed(pack_zadd(b"i", b"0", sorted([k for k, _ in part]))))
     await asyncio.gather(*calls)
 
 

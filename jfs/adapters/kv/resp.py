@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import hiredis
@@ -232,6 +232,24 @@ def bulks(args: tuple[Any, ...]) -> bytes:
     """Arguments as RESP bulk strings without the array header: pieces of a command to concatenate."""
     packed: bytes = hiredis.pack_command(args)
     return packed[packed.index(b"\n") + 1 :]
+
+
+def pack_mset(prefix: bytes, pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """``MSET prefix+k1 v1 prefix+k2 v2 …`` in RESP (what `pack` makes of it, byte for byte), packed by one
+    bytes format per pair: about half of `pack`'s cost with the flattened argument tuple it needs (the
+    bulk loader sends millions of pairs)."""
+    fmt = b"$%d\r\n" + prefix.replace(b"%", b"%%") + b"%b\r\n$%d\r\n%b\r\n"
+    extra = len(prefix)
+    return b"*%d\r\n$4\r\nMSET\r\n%b" % (2 * len(pairs) + 1,
+                                           b"".join([fmt % (len(k) + extra, k, len(v), v) for k, v in pairs]))
+
+
+def pack_zadd(key: bytes, score: bytes, members: Sequence[bytes]) -> bytes:
+    """``ZADD key score m1 score m2 …`` (one score for every member, in the given order) in RESP, as `pack`
+    makes it, by one bytes format per member (see `pack_mset`)."""
+    fmt = b"$%d\r\n" % len(score) + score.replace(b"%", b"%%") + b"\r\n$%d\r\n%b\r\n"
+    return b"*%d\r\n$4\r\nZADD\r\n%b%b" % (2 * len(members) + 2, bulk(key),
+                                             b"".join([fmt % (len(m), m) for m in members]))
 
 
 def bulk(arg: bytes) -> bytes:

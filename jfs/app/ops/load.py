@@ -76,8 +76,17 @@ from jfs.app.meta import owner_quota, quota, reader
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.progress import ProgressBar, ProgressBoard, QuietBoard
 from jfs.domain import dumpfmt, keys
-from jfs.domain.attrs import DIR_LENGTH, ROOT_INODE, TRASH_INODE, Attr, FileType, align4k, plain_record
-from jfs.domain.records import Quota, encode_dentry, encode_i64, encode_slices, encode_u64
+from jfs.domain.attrs import (
+    DIR_LENGTH,
+    PLAIN_RECORD_SIZE,
+    ROOT_INODE,
+    TRASH_INODE,
+    Attr,
+    FileType,
+    align4k,
+    plain_record,
+)
+from jfs.domain.records import DENTRY_RECORD, Quota, encode_dentry, encode_i64, encode_slices, encode_u64
 from jfs.domain.settings import EncryptedVolume, InvalidSettings, Settings
 from jfs.ports.kv import KV, BulkLoadingKV, Tx
 
@@ -87,6 +96,12 @@ BATCH_KEYS = 10_000
 BATCH_BYTES = 5 << 20
 IN_FLIGHT = 3
 FIX_BATCH = 1000
+
+# `_Loader.file`'s puts written out: the dentry value's packer and type, the sizes of its two records.
+_pack_dentry = DENTRY_RECORD.pack
+_REGULAR = int(FileType.REGULAR)
+_DENTRY_SIZE = DENTRY_RECORD.size
+_ATTR_PUT_SIZE = len(keys.attr(0)) + PLAIN_RECORD_SIZE
 
 Reader = Callable[[int], bytes]
 
@@ -201,6 +216,8 @@ class _Frame:
     space: int = 0
     inodes: int = 0
     """Quota usage of everything below the directory read so far (see the module docstring)."""
+    dentries: bytes = b""
+    """`keys.dentry_prefix` of `ino` (a child's dentry key is this and its name)."""
 
 
 @dataclass(slots=True)
@@ -340,7 +357,7 @@ class _Loader:
             attr.length = DIR_LENGTH
             attr.parent = parent
             if has_entries:
-                self.stack.append(_Frame(ino, attr, parent, quota_key))
+                self.stack.append(_Frame(ino, attr, parent, quota_key, dentries=keys.dentry_prefix(ino)))
             else:
                 attr.nlink = 2
                 self.out.put(keys.attr(ino), attr.encode())
@@ -374,11 +391,15 @@ class _Loader:
             raise dumpfmt.DumpFormatError("an entry outside any directory")
         frame = self.stack[-1]
         parent = frame.ino
-        raw = dumpfmt.unescape(name)
+        raw = name.encode("utf-8", "surrogateescape")  # `dumpfmt.unescape` without the call for most names
+        if b"%" in raw:
+            raw = dumpfmt.unescape(name)
         if not raw or b"/" in raw or b"\x00" in raw or raw in (b".", b".."):
             raise dumpfmt.DumpFormatError(f"invalid entry name {name!r} in directory {parent}")
         out = self.out
-        out.put(keys.dentry(parent, raw), encode_dentry(FileType.REGULAR, ino))
+        key = frame.dentries + raw  # `_Batches.put` written out (two puts per file)
+        out.items.append((key, _pack_dentry(_REGULAR, ino)))
+        out.size += len(key) + _DENTRY_SIZE
         space = align4k(length)
         frame.space += space  # every name counts
         frame.inodes += 1
@@ -395,8 +416,9 @@ class _Loader:
             s.next_trash = ino - TRASH_INODE
         if nlink > 1:
             s.first_parent[ino] = parent
-        out.put(keys.attr(ino), plain_record(FileType.REGULAR, mode, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, 1,
-                                             length, parent))
+        out.items.append((keys.attr(ino), plain_record(FileType.REGULAR, mode, uid, gid, a_s, a_n, m_s, m_n, c_s,
+                                                       c_n, 1, length, parent)))
+        out.size += _ATTR_PUT_SIZE
 
     def _xattrs(self, ino: int, fields: dict[str, Any]) -> None:
         value = fields.get("xattrs")
