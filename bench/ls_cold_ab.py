@@ -55,8 +55,23 @@ async def _fill(url: str, entries: int) -> None:
         await client.close()
 
 
-def _ls(m: Mount, entries: int) -> None:
-    out = subprocess.run(["ls", "-l", str(m.mnt / "big")], capture_output=True, check=True).stdout
+def _fill_through_mount(top: Path, entries: int, workers: int) -> None:
+    """As bench/scale.py's big-directory phase: `workers` x 4 jobs, each creating (open O_CREAT + close) a
+    contiguous range of names ``f%05d`` through the mount, `workers` processes at a time."""
+    import multiprocessing
+
+    from bench.scale import _create
+
+    os.makedirs(top, exist_ok=True)
+    per = -(-entries // (workers * 4))
+    jobs = [(str(top), 0, i, min(i + per, entries)) for i in range(0, entries, per)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_create, jobs)
+    # _create puts them in d00000 under `top`; the listed directory is that one.
+
+
+def _ls(m: Mount, entries: int, rel: str = "big") -> None:
+    out = subprocess.run(["ls", "-l", str(m.mnt / rel)], capture_output=True, check=True).stdout
     lines = out.count(b"\n")
     if lines != entries + 1:
         raise SystemExit(f"{m.root.name}: ls -l listed {lines - 1} entries, expected {entries}")
@@ -71,6 +86,13 @@ def main() -> None:
     ap.add_argument("--base-jfs", default="")
     ap.add_argument("--juicefs", default="")
     ap.add_argument("--workdir", default="/tmp/jfs-ls-cold-ab")
+    ap.add_argument("--fill", choices=("engine", "mount"), default="engine",
+                    help="engine: in process, 64 creates in flight; mount: as bench/scale.py (through a jfs "
+                         "mount, --processes x 4 jobs of open(O_CREAT)+close)")
+    ap.add_argument("--processes", type=int, default=4)
+    ap.add_argument("--cold", choices=("remount", "drop"), default="remount",
+                    help="remount: remount + drop_caches before the cold listing; drop: drop_caches only, the "
+                         "mount left up (bench/scale.py's way)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("root only (mounts, drop_caches)")
@@ -86,7 +108,17 @@ def main() -> None:
         subprocess.run([args.jfs, "format", jfs_url, "bench-ls", "--trash-days", "0", *bucket], check=True,
                        capture_output=True)
         t0 = time.perf_counter()
-        asyncio.run(_fill(jfs_url, args.entries))
+        rel = "big"
+        if args.fill == "engine":
+            asyncio.run(_fill(jfs_url, args.entries))
+        else:
+            filler = JfsMount("jfs", args.jfs, jfs_url, bucket, work / "fill")
+            filler.mount()
+            try:
+                _fill_through_mount(filler.mnt / "big", args.entries, args.processes)
+            finally:
+                filler.unmount()
+            rel = "big/d00000"
         progress(f"{args.entries} files made in {time.perf_counter() - t0:.1f} s")
         mounts: dict[str, Mount] = {"jfs": JfsMount("jfs", args.jfs, jfs_url, bucket, work / "jfs")}
         if args.base_jfs:
@@ -105,11 +137,14 @@ def main() -> None:
         for r in range(args.rounds):
             progress(f"round {r + 1}/{args.rounds}: {[k for k, _ in order]}")
             for name, m in order:
-                m.remount()
+                if args.cold == "remount":
+                    m.remount()
+                else:
+                    os.sync()
                 drop_caches()
                 for phase in ("cold", "warm"):
                     i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
-                    _ls(m, n)
+                    _ls(m, n, rel)
                     t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
                     d = _delta(i0, i1)
                     rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6

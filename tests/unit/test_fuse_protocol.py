@@ -511,6 +511,28 @@ async def test_forgets_get_no_reply(harness: Harness) -> None:
     assert ops.forgotten == [(7, 3), (8, 1), (9, 2)]
 
 
+def test_forgets_start_no_handler_when_forget_is_the_base_no_op() -> None:
+    """A dropped dentry cache sends a FORGET per cached inode: with `Operations.forget` not overridden
+    (the jfs mount) its decoders return nothing to run; an overriding `forget` still gets every item."""
+    from jfs.adapters.fuse.dispatch import OpcodeTable
+
+    class Forgetful(Ops):
+        forget = Operations.forget
+
+    ctx = RequestContext(0, 0, 1)
+    single = bytearray(p.IN_HEADER_SIZE) + p.FORGET_IN.pack(3)
+    batch = bytearray(p.IN_HEADER_SIZE) + p.BATCH_FORGET_IN.pack(1, 0) + p.FORGET_ONE.pack(8, 1)
+    quiet = OpcodeTable(Forgetful(), lambda data: None, lambda parts: None).decoders()
+    assert quiet[p.Opcode.FORGET](7, ctx, single, len(single)) is None
+    assert quiet[p.Opcode.BATCH_FORGET](0, ctx, batch, len(batch)) is None
+    ops = Ops()
+    kept = OpcodeTable(ops, lambda data: None, lambda parts: None).decoders()
+    work = kept[p.Opcode.BATCH_FORGET](0, ctx, batch, len(batch))
+    assert work is not None and work[1] is None
+    asyncio.run(work[0])  # type: ignore[arg-type]
+    assert ops.forgotten == [(8, 1)]
+
+
 async def test_notifications_are_unsolicited_messages(harness: Harness) -> None:
     kernel, _, server = await _initialized(harness)
     server.notifier.notify_inval_inode(2)

@@ -60,6 +60,9 @@ class OpcodeTable:
         self._writev = writev
         self._read_now = ops.read_now
         self._getattr_now = ops.getattr_now
+        self._forgets_ignored = getattr(type(ops), "forget", None) is Operations.forget
+        """Whether `ops` keeps the base no-op `forget`: then FORGET / BATCH_FORGET start no handler at all
+        (a dropped dentry cache sends one per cached inode, often one at a time; ADR 0078)."""
         self.setxattr_ext = False
         """Whether SETXATTR carries the extended header (FUSE_SETXATTR_EXT agreed at INIT)."""
 
@@ -112,10 +115,14 @@ class OpcodeTable:
     # --- forgetting
 
     def _d_forget(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
+        if self._forgets_ignored:
+            return None
         (nlookup,) = p.FORGET_IN.unpack_from(buf, p.IN_HEADER_SIZE)
         return self.ops.forget([(nodeid, nlookup)]), None
 
     def _d_batch_forget(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
+        if self._forgets_ignored:
+            return None
         count, _ = p.BATCH_FORGET_IN.unpack_from(buf, p.IN_HEADER_SIZE)
         start = p.IN_HEADER_SIZE + p.BATCH_FORGET_IN.size
         items = list(p.FORGET_ONE.iter_unpack(memoryview(buf)[start:start + count * p.FORGET_ONE.size]))

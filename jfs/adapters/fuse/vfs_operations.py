@@ -37,8 +37,8 @@ from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.vfs import VFS
 from jfs.app.vfs.core import INTERNAL_INODES
-from jfs.app.vfs.listing_view import record_view
-from jfs.domain.attrs import ROOT_INODE, FileType, is_trash_inode
+from jfs.app.vfs.listing_view import RECORD_TYPES, VIEWED_PARENTS, record_view
+from jfs.domain.attrs import PLAIN_RECORD, PLAIN_RECORD_SIZE, ROOT_INODE, FileType, is_trash_inode
 from jfs.domain.attrs import Attr as JAttr
 from jfs.domain.errors import FSError
 
@@ -500,7 +500,9 @@ class VfsOperations(Operations):
         size = out.size
         used = len(buf)
         visible = self.vfs.visible
-        record_fields = record_view(self.vfs.local_length, self.vfs.open_inodes)
+        open_inodes = self.vfs.open_inodes
+        record_fields = record_view(self.vfs.local_length, open_inodes)
+        unpack_record = PLAIN_RECORD.unpack_from
         decode = JAttr.decode
         dir_valid, file_valid = self._dir_valid, self._file_valid
         added = 0
@@ -523,11 +525,18 @@ class VfsOperations(Operations):
                 es, ens, as_, ans = dir_valid
             else:
                 es, ens, as_, ans = file_valid
-            fields = record_fields(child, attr) if type(attr) is bytes else None
-            if fields is not None:
-                mode, nlink, uid, gid, rdev, length, asec, ansec, msec, mnsec, csec, cnsec = fields
+            # A plain record is unpacked here; `record_view` only where `VIEWED_PARENTS`' contract says it may
+            # change a field (an inode open here, a parent in the trash). Other records: decoded, `visible`.
+            if type(attr) is bytes and len(attr) == PLAIN_RECORD_SIZE and attr[1] >> 4 in RECORD_TYPES:
+                (_, mode, uid, gid, asec, ansec, msec, mnsec, csec, cnsec, nlink, length, rdev,
+                 parent) = unpack_record(attr)  # fmt: skip
+                mode &= 0o7777
+                if parent >= VIEWED_PARENTS or child in open_inodes:
+                    fields = record_fields(child, attr)
+                    assert fields is not None  # a plain record always has its fields
+                    mode, nlink, uid, gid, rdev, length, asec, ansec, msec, mnsec, csec, cnsec = fields
             else:
-                a = visible(child, decode(attr) if type(attr) is bytes else attr)
+                a = visible(child, decode(attr) if isinstance(attr, bytes) else attr)
                 asec, ansec = divmod(a.atime_ns, 1_000_000_000)
                 msec, mnsec = divmod(a.mtime_ns, 1_000_000_000)
                 csec, cnsec = divmod(a.ctime_ns, 1_000_000_000)

@@ -11,7 +11,7 @@ from jfs.app.meta.rules import check_perm
 from jfs.domain import keys
 from jfs.domain.attrs import Attr, FileType
 from jfs.domain.permissions import MAY_READ
-from jfs.domain.records import decode_dentries
+from jfs.domain.records import decode_dentries, decode_dentries_joined
 from jfs.ports.kv import RangeFollowingKV, Tx
 
 if TYPE_CHECKING:
@@ -81,9 +81,7 @@ async def readdir_page(
         got = await kv.follow_range(begin, keys.prefix_end(prefix), limit, _ENTRY_ATTR, (keys.attr(ino),))
         check_perm(ctx, store.stored_dir(ino, got.extra[0]), MAY_READ)
         cut = len(prefix)
-        rows = decode_dentries(zip(got.keys, got.values, strict=True), cut)
-        kept = [new(StoredEntry, (name, child, typ, raw)) for (name, child, typ), raw
-                in zip(rows, got.targets, strict=True) if raw is not None]  # fmt: skip
+        kept = decode_dentries_joined(got.keys, got.values, got.targets, cut, StoredEntry)
         return kept, None if got.last is None else got.last[cut:]
 
     async def body(tx: Tx) -> tuple[list[tuple[bytes, int, FileType]], bytes | None]:

@@ -16,6 +16,13 @@ RecordFields = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
 """``(permission bits, nlink, uid, gid, rdev, length, atime s, atime ns, mtime s, mtime ns, ctime s, ctime ns)``."""
 
 _RECORD_TYPES = frozenset(FILE_TYPES)  # the type values a record may hold (`Attr.decode` refuses others)
+RECORD_TYPES = _RECORD_TYPES
+"""The values a plain record's type nibble (``record[1] >> 4``) may hold."""
+VIEWED_PARENTS = TRASH_INODE
+"""The contract a packer inlining the common case relies on (ADR 0078): for a plain record (`PLAIN_RECORD`,
+type in `RECORD_TYPES`) whose parent field is below `VIEWED_PARENTS` and whose inode is not in
+`open_inodes`, `record_view`'s fields are the record's own, unchanged: permission bits ``tm & 0o7777``,
+nlink, uid, gid, rdev, length and the times as stored. Any other record goes through `record_view`."""
 _REGULAR, _DIRECTORY = int(FileType.REGULAR), int(FileType.DIRECTORY)
 
 
