@@ -46,6 +46,8 @@ _SEEN = struct.Struct(">xH32xqIIQ4xQ")
 """mode, ctime (s, ns), nlink, length, parent of an attribute record (`Attr.encode`'s layout)."""
 _PLAIN_SIZE = 72
 _DENTRY = struct.Struct(">BQ")
+_KEY_HEAD = struct.Struct("<xQB")
+"""inode (little-endian) and record kind of a ``A<ino:8><kind>…`` key."""
 _TYPES = frozenset(int(t) for t in FileType)
 _NO_CHILDREN = _Group._NO_CHILDREN
 
@@ -126,32 +128,40 @@ class _Fill:
         first_typs, first_parents = t.first_typ, t.first_parent
         slices, delfiles = m.slices, m.delfiles
         add_entry, from_bytes = m.add_entry, int.from_bytes
-        seen, dentry, types = _SEEN.unpack_from, _DENTRY.unpack_from, _TYPES
+        seen, dentry, head = _SEEN.unpack_from, _DENTRY.unpack_from, _KEY_HEAD.unpack_from
         entries = 0
         for key, value in page:
             if len(key) < 10:
                 continue
-            ino = from_bytes(key[1:9], "little")
+            ino, kind = head(key)
             if ino != cur:
                 if group is not None:
                     group.close(m)
                     group = None
                 cur, cur_typ = ino, 0
-            kind = key[9]
             if kind == _I and len(key) == 10:
-                if len(value) == _PLAIN_SIZE and (seen_ := seen(value))[0] >> 12 in types:
-                    mode, c_s, c_n, nlink, length, parent = seen_
-                    typ, ctime = mode >> 12, c_s * 1_000_000_000 + c_n
+                if len(value) == _PLAIN_SIZE:
+                    mode, c_s, c_n, nlink, length, parent = seen(value)
+                    typ = mode >> 12
+                    if not 0 < typ < 8:
+                        a = Attr.decode(value)
+                        typ, nlink, parent, length, c_s, c_n = int(a.typ), a.nlink, a.parent, a.length, 0, a.ctime_ns
                 else:
                     a = Attr.decode(value)
-                    typ, nlink, parent, length, ctime = int(a.typ), a.nlink, a.parent, a.length, a.ctime_ns
-                row = (index[ino] if 0 <= ino < len(index) else sparse.get(ino, -1))
+                    typ, nlink, parent, length, c_s, c_n = int(a.typ), a.nlink, a.parent, a.length, 0, a.ctime_ns
+                try:
+                    row = index[ino]
+                except IndexError:
+                    row = sparse.get(ino, -1)
                 if row < 0:
                     row = new(ino)
                 if not typs[row]:
                     t.attr_count += 1
-                typs[row], nlinks[row], parents[row], lengths[row], ctimes[row] = typ, nlink, parent, length, ctime
-                cur_typ = typ
+                typs[row] = cur_typ = typ
+                nlinks[row] = nlink
+                parents[row] = parent
+                lengths[row] = length
+                ctimes[row] = c_s * 1_000_000_000 + c_n
                 if group is not None:
                     group.typ = typ
                 continue
@@ -159,12 +169,18 @@ class _Fill:
                 group = _Group(ino)
                 group.typ = cur_typ
             if kind == _D and len(key) > 10:
-                if len(value) == 9 and (d := dentry(value))[0] in types:
-                    etyp, child = d
+                if len(value) == 9:
+                    etyp, child = dentry(value)
+                    if not 0 < etyp < 8:
+                        ft, child = decode_dentry(value)
+                        etyp = int(ft)
                 else:
                     ft, child = decode_dentry(value)
                     etyp = int(ft)
-                row = (index[child] if 0 <= child < len(index) else sparse.get(child, -1))
+                try:
+                    row = index[child]
+                except IndexError:
+                    row = sparse.get(child, -1)
                 if row < 0:
                     row = new(child)
                 if not first_typs[row]:  # the first name of `child` (`Model.add_entry`, inline)
