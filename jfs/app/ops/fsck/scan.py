@@ -21,7 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import sys
+from array import array
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Sequence
+from itertools import islice
+from operator import itemgetter
 
 from jfs.app.meta.chunk_scan import CHUNK_BEGIN, CHUNK_END, PROGRESS_STEP, chunk_slices
 from jfs.app.ops.fsck.model import DIR, Model, _Group
@@ -108,6 +113,31 @@ async def _pages(kv: PageReadingKV) -> AsyncIterator[list[tuple[bytes, bytes]]]:
         reader.cancel()
 
 
+_RUN_MIN = 8
+"""Entries of one directory in a row from which they are folded column-wise (`_entry_run`)."""
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+_VALID_TYPES = bytes(range(1, 8))
+
+
+def _entry_run(page: Sequence[tuple[bytes, bytes]], begin: int, end: int) -> tuple[array[int], bytes] | None:
+    """(child inodes, entry types) of the entries ``page[begin:end]`` (all of one directory), decoded
+    column-wise; None unless every value is a usual 9-byte entry record of a known type (the caller then
+    takes them one by one)."""
+    values = list(map(_SECOND, page[begin:end]))
+    n = len(values)
+    joined = b"".join(values)
+    if len(joined) != 9 * n or min(map(len, values)) != 9 or joined[0::9].translate(None, _VALID_TYPES):
+        return None
+    buf = bytearray(8 * n)
+    for j in range(8):  # the big-endian inode of each record, byte by byte, into native words
+        buf[j::8] = joined[1 + j::9]
+    children = array("Q", bytes(buf))
+    if sys.byteorder == "little":
+        children.byteswap()
+    return children, joined[0::9]
+
+
 class _Fill:
     """Folds pages of ``A…`` pairs into a `Model` (see the module docstring)."""
 
@@ -123,14 +153,20 @@ class _Fill:
     def feed(self, page: Sequence[tuple[bytes, bytes]]) -> None:
         m, group, cur, cur_typ = self.m, self.group, self.ino, self.typ
         t = m._inodes
-        index, sparse, new = t.row._index, t.row._sparse, t.add_new
+        index, sparse, new, append_ino = t.row._index, t.row._sparse, t.add_new, t.row.inos.append
         typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
         first_typs, first_parents = t.first_typ, t.first_parent
         slices, delfiles = m.slices, m.delfiles
         add_entry, from_bytes = m.add_entry, int.from_bytes
         seen, dentry, head = _SEEN.unpack_from, _DENTRY.unpack_from, _KEY_HEAD.unpack_from
+        rows, room = len(t.row.inos), len(t.typ)
+        """Rows so far, and rows the columns hold."""
         entries = 0
-        for key, value in page:
+        page_keys = list(map(_FIRST, page))
+        runs_from = 0
+        """Index from which a run of entries may be folded column-wise (not again inside one that failed)."""
+        pairs = iter(enumerate(page))
+        for i, (key, value) in pairs:
             if len(key) < 10:
                 continue
             ino, kind = head(key)
@@ -138,6 +174,7 @@ class _Fill:
                 if group is not None:
                     group.close(m)
                     group = None
+                    rows, room = len(t.row.inos), len(typs)  # (closing adds no row today; cheap to be sure)
                 cur, cur_typ = ino, 0
             if kind == _I and len(key) == 10:
                 if len(value) == _PLAIN_SIZE:
@@ -153,8 +190,19 @@ class _Fill:
                     row = index[ino]
                 except IndexError:
                     row = sparse.get(ino, -1)
-                if row < 0:
-                    row = new(ino)
+                    if row < 0:
+                        row = new(ino)
+                        rows, room = row + 1, len(typs)
+                else:
+                    if row < 0:  # new: `_RowIndex.new` inline (dense index)
+                        if rows < room:
+                            row = rows
+                            rows += 1
+                            append_ino(ino)
+                            index[ino] = row
+                        else:
+                            row = new(ino)
+                            rows, room = row + 1, len(typs)
                 if not typs[row]:
                     t.attr_count += 1
                 typs[row] = cur_typ = typ
@@ -169,6 +217,42 @@ class _Fill:
                 group = _Group(ino)
                 group.typ = cur_typ
             if kind == _D and len(key) > 10:
+                if i >= runs_from:
+                    end = bisect_left(page_keys, key[:9] + b"E", i)  # this inode's entries in the page
+                    runs_from = end
+                    if end - i >= _RUN_MIN:
+                        run = _entry_run(page, i, end)
+                        if run is not None:
+                            children, etyps = run
+                            if group.children is _NO_CHILDREN:
+                                group.fresh()
+                            group.children.extend(children)
+                            entries += len(children)
+                            for child, etyp in zip(children, etyps, strict=True):
+                                try:
+                                    row = index[child]
+                                except IndexError:
+                                    row = sparse.get(child, -1)
+                                    if row < 0:
+                                        row = new(child)
+                                        rows, room = row + 1, len(typs)
+                                else:
+                                    if row < 0:  # new: `_RowIndex.new` inline (dense index)
+                                        if rows < room:
+                                            row = rows
+                                            rows += 1
+                                            append_ino(child)
+                                            index[child] = row
+                                        else:
+                                            row = new(child)
+                                            rows, room = row + 1, len(typs)
+                                if not first_typs[row]:  # the first name of `child` (`Model.add_entry`)
+                                    first_parents[row], first_typs[row] = ino, etyp
+                                    t.first_count += 1
+                                else:
+                                    add_entry(ino, child, etyp)
+                            next(islice(pairs, end - i - 2, None), None)  # the run's other pairs: done
+                            continue
                 if len(value) == 9:
                     etyp, child = dentry(value)
                     if not 0 < etyp < 8:
@@ -181,8 +265,19 @@ class _Fill:
                     row = index[child]
                 except IndexError:
                     row = sparse.get(child, -1)
-                if row < 0:
-                    row = new(child)
+                    if row < 0:
+                        row = new(child)
+                        rows, room = row + 1, len(typs)
+                else:
+                    if row < 0:  # new: `_RowIndex.new` inline (dense index)
+                        if rows < room:
+                            row = rows
+                            rows += 1
+                            append_ino(child)
+                            index[child] = row
+                        else:
+                            row = new(child)
+                            rows, room = row + 1, len(typs)
                 if not first_typs[row]:  # the first name of `child` (`Model.add_entry`, inline)
                     first_parents[row], first_typs[row] = ino, etyp
                     t.first_count += 1
