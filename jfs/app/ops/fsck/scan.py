@@ -203,8 +203,6 @@ class _Fill:
                         else:
                             row = new(ino)
                             rows, room = row + 1, len(typs)
-                if not typs[row]:
-                    t.attr_count += 1
                 typs[row] = cur_typ = typ
                 nlinks[row] = nlink
                 parents[row] = parent
@@ -248,7 +246,6 @@ class _Fill:
                                             rows, room = row + 1, len(typs)
                                 if not first_typs[row]:  # the first name of `child` (`Model.add_entry`)
                                     first_parents[row], first_typs[row] = ino, etyp
-                                    t.first_count += 1
                                 else:
                                     add_entry(ino, child, etyp)
                             next(islice(pairs, end - i - 2, None), None)  # the run's other pairs: done
@@ -280,7 +277,6 @@ class _Fill:
                             rows, room = row + 1, len(typs)
                 if not first_typs[row]:  # the first name of `child` (`Model.add_entry`, inline)
                     first_parents[row], first_typs[row] = ino, etyp
-                    t.first_count += 1
                 else:
                     add_entry(ino, child, etyp)
                 if group.children is _NO_CHILDREN:
@@ -311,6 +307,10 @@ class _Fill:
     def done(self) -> Model:
         if self.group is not None:
             self.group.close(self.m)
+        t = self.m._inodes  # the counts the fold did not keep up (rows never lose attributes or names)
+        rows = len(t.row.inos)
+        t.attr_count = rows - t.typ[:rows].count(0)
+        t.first_count = rows - t.first_typ[:rows].count(0)
         self.m.keys = self.n
         self.bar.advance(self.n % PROGRESS_STEP)  # type: ignore[attr-defined]
         return self.m
