@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jfs.app.ops.fsck import scan as scan_mod
-from jfs.app.ops.fsck.model import Model
+from jfs.app.ops.fsck.model import Model, _expected_counters_by_row, expected_counters
 from jfs.app.ops.fsck.scan import _Fill
 from jfs.domain import keys
-from jfs.domain.attrs import Attr, FileType
+from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.records import encode_dentry
 
 FAR = (1 << 63) - 5
@@ -103,6 +103,7 @@ def test_fold_says_what_the_records_say(pairs: list[tuple[bytes, bytes]], cuts: 
     assert dict(m.attrs.items()) == {
         ino: (int(a.typ), a.nlink, a.parent, a.length, a.ctime_ns) for ino, a in attrs.items()
     }
+    assert len(m.attrs) == len(attrs)
     names: dict[int, dict[int, int]] = {}
     dead: dict[int, int] = {}
     for k, v in pairs:
@@ -114,6 +115,7 @@ def test_fold_says_what_the_records_say(pairs: list[tuple[bytes, bytes]], cuts: 
             else:
                 dead[parent] = dead.get(parent, 0) + 1
     assert m.dead == dead
+    assert len(m.first) == len(names)
     assert m.entries == sum(1 for k, _ in pairs if len(k) > 10 and k[9] == 0x44)
     for child in {c for c in names} | set(m.first):
         assert m.names(child) == names.get(child, {}), child
@@ -140,3 +142,22 @@ def test_a_long_directory_in_one_slice_takes_the_column_wise_path() -> None:
     assert calls == [100]
     assert all(m.names(10 + i) == {2: 1} for i in range(100))
     assert m.entries == 100 and not m.dead
+
+
+lengths = st.one_of(st.just(0), st.integers(0, 3).map(lambda k: k * 4096), st.integers(0, 1 << 64 - 1),
+                    st.integers(1, 9000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(2, 5000), st.sampled_from([ROOT_INODE, TRASH_INODE, FAR])),
+                          st.integers(0, 7), lengths), max_size=60))
+def test_expected_counters_column_wise_as_row_by_row(rows: list[tuple[int, int, int]]) -> None:
+    """usedSpace / totalInodes summed column-wise equal the row-by-row sums (align4k: 0 counts 4 KiB), with
+    rows without attributes, the root and the trash root (excluded), lengths at and off the 4 KiB grid."""
+    m = Model({}, None)
+    for ino, typ, length in rows:
+        if typ:
+            m.attrs[ino] = (typ, 1, 1, length, 0)
+        else:
+            m.first[ino] = 1 * 8 + 1  # a row with a name but no attributes
+    assert expected_counters(m) == _expected_counters_by_row(m)
