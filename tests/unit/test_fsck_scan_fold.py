@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jfs.app.ops.fsck import model as model_mod
 from jfs.app.ops.fsck import scan as scan_mod
 from jfs.app.ops.fsck.model import Model, _expected_counters_by_row, expected_counters
 from jfs.app.ops.fsck.scan import _Fill
@@ -161,3 +162,6 @@ def test_expected_counters_column_wise_as_row_by_row(rows: list[tuple[int, int, 
         else:
             m.first[ino] = 1 * 8 + 1  # a row with a name but no attributes
     assert expected_counters(m) == _expected_counters_by_row(m)
+    with pytest.MonkeyPatch.context() as mp:  # several stretches of rows
+        mp.setattr(model_mod, "_COUNT_ROWS", 7)
+        assert expected_counters(m) == _expected_counters_by_row(m)

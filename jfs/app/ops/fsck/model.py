@@ -362,18 +362,21 @@ def expected_counters(model: Model) -> tuple[int, int]:
     rows = len(t.row.inos)
     if sys.byteorder != "little":
         return _expected_counters_by_row(model)
-    typ = t.typ[:rows].tobytes()
-    zeros = typ.count(0)
-    regular = typ.translate(_IS_REG)
-    lengths = array("Q", compress(t.length[:rows], regular))
-    raw = lengths.tobytes()
-    low = bytearray(2 * len(lengths))  # the low 12 bits of each length, as native 16-bit words
-    low[0::2] = raw[0::8]
-    low[1::2] = raw[1::8].translate(_LOW_NIBBLE)
-    low12 = array("H", bytes(low))
-    rounded = len(low12) - low12.count(0) + lengths.count(0)  # lengths rounded up (0 counts as 4 KiB)
-    space = sum(lengths) + 4096 * rounded - sum(low12) + 4096 * (rows - zeros - len(lengths))
-    inodes = rows - zeros
+    space = inodes = 0
+    for at in range(0, rows, _COUNT_ROWS):  # a bounded stretch at a time: no copy of whole columns
+        end = min(rows, at + _COUNT_ROWS)
+        typ = t.typ[at:end].tobytes()
+        kept = end - at - typ.count(0)
+        regular = typ.translate(_IS_REG)
+        lengths = array("Q", compress(t.length[at:end], regular))
+        raw = lengths.tobytes()
+        low = bytearray(2 * len(lengths))  # the low 12 bits of each length, as native 16-bit words
+        low[0::2] = raw[0::8]
+        low[1::2] = raw[1::8].translate(_LOW_NIBBLE)
+        low12 = array("H", bytes(low))
+        rounded = len(low12) - low12.count(0) + lengths.count(0)  # lengths rounded up (0 counts as 4 KiB)
+        space += sum(lengths) + 4096 * rounded - sum(low12) + 4096 * (kept - len(lengths))
+        inodes += kept
     for ino in (ROOT_INODE, TRASH_INODE):
         row = t.row.get(ino)
         if row is not None and t.typ[row]:
@@ -383,6 +386,7 @@ def expected_counters(model: Model) -> tuple[int, int]:
 
 
 _IS_REG = bytes(int(b == REG) for b in range(256))
+_COUNT_ROWS = 1 << 16
 _LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
 
 

@@ -15,6 +15,13 @@ Per record (docs/adr/0061): the usual attribute record (72 bytes: no ACL, no tie
 (type, nlink, parent, length, ctime) through one narrow `struct` unpack, written straight into the model's
 columns; any other goes through `Attr.decode` (whose errors propagate, as before). Entries likewise through
 one unpack (`decode_dentry` for an unknown type).
+
+Per slice (docs/adr/0077): a key's inode and kind come from one unpack; at least `_RUN_MIN` entries of one
+directory in a row (found by bisecting the slice's keys) are decoded column-wise (`_entry_run`: the
+children's inodes by strided byte slices into one array, added to the directory's group in one extend)
+and only the rows are visited one by one; a new row of the dense index is created inline; the model's
+attribute and name counts are taken from the columns once, at the end. Any run that is not all usual
+9-byte entries of known types is folded record by record, as before.
 """
 
 from __future__ import annotations
