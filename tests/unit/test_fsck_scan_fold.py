@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jfs.app.ops.fsck import judge as judge_mod
 from jfs.app.ops.fsck import model as model_mod
 from jfs.app.ops.fsck import scan as scan_mod
 from jfs.app.ops.fsck.model import Model, _expected_counters_by_row, expected_counters
@@ -165,3 +166,29 @@ def test_expected_counters_column_wise_as_row_by_row(rows: list[tuple[int, int, 
     with pytest.MonkeyPatch.context() as mp:  # several stretches of rows
         mp.setattr(model_mod, "_COUNT_ROWS", 7)
         assert expected_counters(m) == _expected_counters_by_row(m)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(1, 300), st.sampled_from([TRASH_INODE, FAR])), st.integers(0, 3),
+                          st.sampled_from([0, 1, 1, 1, 2, 256, 257, 1 << 24]), st.integers(0, 3),
+                          st.sampled_from([0, 1, 1, 2, 3])), max_size=80),
+       st.sets(st.integers(1, 300), max_size=5), st.sets(st.integers(1, 300), max_size=5),
+       st.sampled_from([3, 8, 1 << 16]))
+def test_rows_to_judge_column_wise_as_row_by_row(
+    rows: list[tuple[int, int, int, int, int]], multi: set[int], prefs: set[int], stretch: int,
+) -> None:  # fmt: skip
+    """The rows the judge visits (all with attributes but the plain ones) are found column-wise exactly as
+    row by row: types 0 (no attributes) to 3, nlink 0/1/2 and values equal to 1 in a byte other than the
+    lowest, parents equal or not to the first name's (also differing only in a high byte), with and
+    without a name, several names, parent counters, the root and the trash root, in stretches of rows."""
+    m = Model({}, None)
+    for ino, typ, nlink, parent, first in rows:
+        if typ:
+            m.attrs[ino] = (typ, nlink, parent if parent != 3 else 1 << 40, 0, 0)
+        if first:
+            m.first[ino] = (parent if first != 3 else parent + (1 << 33)) * 8 + (first if first < 3 else 1)
+    m.multi = {ino: {1: 2} for ino in multi}
+    m.prefs = {ino: {1: 1} for ino in prefs}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(judge_mod, "_JUDGE_ROWS", stretch)
+        assert list(judge_mod._rows_to_judge(m)) == list(judge_mod._rows_to_judge_by_row(m))

@@ -9,9 +9,11 @@ Nothing here is confirmed: `confirm` re-checks against the engine before anythin
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, compress
 
 from jfs.app.ops.fsck.model import DIR, AttrSeen, Model
 from jfs.app.ops.fsck.report import Issue
@@ -43,21 +45,85 @@ def judge(model: Model, sustained: set[int], since_ns: int) -> tuple[list[Issue]
     issues, subdirs = _judge_entries(model)
     fixes: dict[int, Fix] = {}
     t = model.table
-    typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
-    first_typs, first_parents, multi, prefs = t.first_typ, t.first_parent, model.multi, model.prefs
-    for row, ino in enumerate(t.row.inos):  # the rows of `model.attrs`, in its order
-        typ = typs[row]
-        if not typ or ctimes[row] >= since_ns:
+    typs, nlinks, parents, lengths, ctimes, inos = t.typ, t.nlink, t.parent, t.length, t.ctime, t.row.inos
+    for row in _rows_to_judge(model):  # the rows of `model.attrs`, in its order, but for the plain ones
+        if ctimes[row] >= since_ns:
             continue
-        if (typ != DIR and nlinks[row] == 1 and first_typs[row] and first_parents[row] == parents[row]
-                and ino not in multi and ino not in prefs and ino not in _SPECIAL):
-            continue  # one name, in its parent, nlink 1, no counters: `_judge_inode` finds nothing
-        a = (typ, nlinks[row], parents[row], lengths[row], ctimes[row])
-        _judge_inode(model, ino, a, subdirs, sustained, fixes, issues)
+        a = (typs[row], nlinks[row], parents[row], lengths[row], ctimes[row])
+        _judge_inode(model, inos[row], a, subdirs, sustained, fixes, issues)
     return issues, fixes
 
 
 _SPECIAL = frozenset((ROOT_INODE, TRASH_INODE))
+_JUDGE_ROWS = 1 << 16
+_NOT_DIR = bytes(int(b not in (0, DIR)) for b in range(256))
+_NONZERO = bytes(int(b != 0) for b in range(256))
+
+
+def _rows_to_judge(model: Model) -> Iterator[int]:
+    """The rows with attributes, ascending, except those `_judge_inode` finds nothing in for sure: a
+    non-directory with nlink 1 and one name, in its attribute's parent, without parent counters (not the
+    root or the trash root). Found column-wise, a stretch of rows at a time: per column a byte mask (1: the
+    row passes), the masks ANDed as big integers; inodes with several names or counters are put back.
+    `_rows_to_judge_by_row` is the same, row by row (the tests compare them)."""
+    t = model.table
+    rows = len(t.row.inos)
+    if sys.byteorder != "little":
+        yield from _rows_to_judge_by_row(model)
+        return
+    back = sorted({row for ino in chain(model.multi, model.prefs, _SPECIAL)
+                   if (row := t.row.get(ino)) is not None and t.typ[row]})  # fmt: skip
+    b = 0
+    for at in range(0, rows, _JUDGE_ROWS):
+        end = min(rows, at + _JUDGE_ROWS)
+        n = end - at
+        typ = t.typ[at:end].tobytes()
+        plain = int.from_bytes(typ.translate(_NOT_DIR), "little")
+        plain &= int.from_bytes(t.first_typ[at:end].tobytes().translate(_NONZERO), "little")
+        nl = t.nlink[at:end].tobytes()  # nlink == 1: the low byte 1, the three others 0
+        plain &= int.from_bytes(nl[0::4].translate(_IS_ONE), "little")
+        plain &= ~int.from_bytes(_or_bytes(nl, 4, 1, n), "little")
+        diff = (int.from_bytes(t.first_parent[at:end].tobytes(), "little")
+                ^ int.from_bytes(t.parent[at:end].tobytes(), "little")).to_bytes(8 * n, "little")
+        plain &= ~int.from_bytes(_or_bytes(diff, 8, 0, n), "little")  # first parent == parent
+        # rows with attributes that are not plain (bit 0 of each byte: ``plain`` has 0/1 bytes, the
+        # complement's other bits are masked by ``has``)
+        has = int.from_bytes(typ.translate(_NONZERO), "little")
+        judged = (has & ~plain).to_bytes(n, "little")
+        while b < len(back) and back[b] < end:  # several names or counters, the root, the trash root
+            row = back[b]
+            b += 1
+            if not judged[row - at]:
+                yield from compress(range(at, row), judged[:row - at])
+                judged = b"\x00" * (row - at + 1) + judged[row - at + 1:]
+                yield row
+        yield from compress(range(at, end), judged)
+
+
+def _or_bytes(raw: bytes, width: int, first: int, n: int) -> bytes:
+    """Per `width`-byte word of `raw` (n of them), 1 when any of its bytes from `first` on is nonzero."""
+    acc = 0
+    for j in range(first, width):
+        acc |= int.from_bytes(raw[j::width], "little")
+    return acc.to_bytes(n, "little").translate(_NONZERO)
+
+
+_IS_ONE = bytes(int(b == 1) for b in range(256))
+
+
+def _rows_to_judge_by_row(model: Model) -> Iterator[int]:
+    """`_rows_to_judge`, row by row."""
+    t = model.table
+    typs, nlinks, parents = t.typ, t.nlink, t.parent
+    first_typs, first_parents, multi, prefs = t.first_typ, t.first_parent, model.multi, model.prefs
+    for row, ino in enumerate(t.row.inos):
+        typ = typs[row]
+        if not typ:
+            continue
+        if (typ != DIR and nlinks[row] == 1 and first_typs[row] and first_parents[row] == parents[row]
+                and ino not in multi and ino not in prefs and ino not in _SPECIAL):
+            continue  # one name, in its parent, nlink 1, no counters: `_judge_inode` finds nothing
+        yield row
 
 
 def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
