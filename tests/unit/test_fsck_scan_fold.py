@@ -174,11 +174,11 @@ def test_expected_counters_column_wise_as_row_by_row(rows: list[tuple[int, int, 
                           st.sampled_from([0, 1, 1, 2, 3])), max_size=80),
        st.sets(st.integers(1, 300), max_size=5), st.sets(st.integers(1, 300), max_size=5),
        st.sampled_from([3, 8, 1 << 16]))
-def test_rows_to_judge_column_wise_as_row_by_row(
+def test_rows_to_judge_and_entry_rows_column_wise_as_row_by_row(
     rows: list[tuple[int, int, int, int, int]], multi: set[int], prefs: set[int], stretch: int,
 ) -> None:  # fmt: skip
-    """The rows the judge visits (all with attributes but the plain ones) are found column-wise exactly as
-    row by row: types 0 (no attributes) to 3, nlink 0/1/2 and values equal to 1 in a byte other than the
+    """The rows the judge visits (all with attributes but the plain ones; all with a name but the
+    non-directories named once with their own type) are found column-wise exactly as row by row: types 0 (no attributes) to 3, nlink 0/1/2 and values equal to 1 in a byte other than the
     lowest, parents equal or not to the first name's (also differing only in a high byte), with and
     without a name, several names, parent counters, the root and the trash root, in stretches of rows."""
     m = Model({}, None)
@@ -192,3 +192,4 @@ def test_rows_to_judge_column_wise_as_row_by_row(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(judge_mod, "_JUDGE_ROWS", stretch)
         assert list(judge_mod._rows_to_judge(m)) == list(judge_mod._rows_to_judge_by_row(m))
+        assert list(judge_mod._entry_rows(m)) == list(judge_mod._entry_rows_by_row(m))

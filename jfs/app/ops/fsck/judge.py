@@ -67,15 +67,11 @@ def _rows_to_judge(model: Model) -> Iterator[int]:
     row passes), the masks ANDed as big integers; inodes with several names or counters are put back.
     `_rows_to_judge_by_row` is the same, row by row (the tests compare them)."""
     t = model.table
-    rows = len(t.row.inos)
     if sys.byteorder != "little":
         yield from _rows_to_judge_by_row(model)
         return
-    back = sorted({row for ino in chain(model.multi, model.prefs, _SPECIAL)
-                   if (row := t.row.get(ino)) is not None and t.typ[row]})  # fmt: skip
-    b = 0
-    for at in range(0, rows, _JUDGE_ROWS):
-        end = min(rows, at + _JUDGE_ROWS)
+
+    def mark(at: int, end: int) -> bytes:
         n = end - at
         typ = t.typ[at:end].tobytes()
         plain = int.from_bytes(typ.translate(_NOT_DIR), "little")
@@ -86,18 +82,52 @@ def _rows_to_judge(model: Model) -> Iterator[int]:
         diff = (int.from_bytes(t.first_parent[at:end].tobytes(), "little")
                 ^ int.from_bytes(t.parent[at:end].tobytes(), "little")).to_bytes(8 * n, "little")
         plain &= ~int.from_bytes(_or_bytes(diff, 8, 0, n), "little")  # first parent == parent
-        # rows with attributes that are not plain (bit 0 of each byte: ``plain`` has 0/1 bytes, the
-        # complement's other bits are masked by ``has``)
+        # rows with attributes that are not plain (the masks hold 0/1 bytes: the complement's other bits
+        # are cleared by ``has``)
         has = int.from_bytes(typ.translate(_NONZERO), "little")
-        judged = (has & ~plain).to_bytes(n, "little")
-        while b < len(back) and back[b] < end:  # several names or counters, the root, the trash root
+        return (has & ~plain).to_bytes(n, "little")
+
+    back = {row for ino in chain(model.multi, model.prefs, _SPECIAL)
+            if (row := t.row.get(ino)) is not None and t.typ[row]}  # fmt: skip
+    yield from _marked_rows(len(t.row.inos), mark, sorted(back))
+
+
+def _entry_rows(model: Model) -> Iterator[int]:
+    """The rows with a first name, ascending, except a non-directory named once with its own type (nothing
+    for `_judge_entries` to note). Column-wise like `_rows_to_judge`; `_entry_rows_by_row` is the same row
+    by row."""
+    t = model.table
+    if sys.byteorder != "little":
+        yield from _entry_rows_by_row(model)
+        return
+
+    def mark(at: int, end: int) -> bytes:
+        n = end - at
+        first = t.first_typ[at:end].tobytes()
+        differ = (int.from_bytes(first, "little") ^ int.from_bytes(t.typ[at:end].tobytes(), "little"))
+        odd = int.from_bytes(differ.to_bytes(n, "little").translate(_NONZERO), "little")
+        odd |= int.from_bytes(first.translate(_IS_DIR), "little")
+        return (int.from_bytes(first.translate(_NONZERO), "little") & odd).to_bytes(n, "little")
+
+    back = {row for ino in model.multi if (row := t.row.get(ino)) is not None and t.first_typ[row]}
+    yield from _marked_rows(len(t.row.inos), mark, sorted(back))
+
+
+def _marked_rows(rows: int, mark: Callable[[int, int], bytes], back: list[int]) -> Iterator[int]:
+    """Ascending, each once: the rows whose byte in ``mark(at, end)`` (one 0/1 byte per row of the stretch
+    ``[at, end)``, `_JUDGE_ROWS` rows at a time) is 1, and the rows of `back` (sorted, unique)."""
+    b = 0
+    for at in range(0, rows, _JUDGE_ROWS):
+        end = min(rows, at + _JUDGE_ROWS)
+        marked = mark(at, end)
+        while b < len(back) and back[b] < end:
             row = back[b]
             b += 1
-            if not judged[row - at]:
-                yield from compress(range(at, row), judged[:row - at])
-                judged = b"\x00" * (row - at + 1) + judged[row - at + 1:]
+            if not marked[row - at]:
+                yield from compress(range(at, row), marked[:row - at])
+                marked = b"\x00" * (row - at + 1) + marked[row - at + 1:]
                 yield row
-        yield from compress(range(at, end), judged)
+        yield from compress(range(at, end), marked)
 
 
 def _or_bytes(raw: bytes, width: int, first: int, n: int) -> bytes:
@@ -109,6 +139,18 @@ def _or_bytes(raw: bytes, width: int, first: int, n: int) -> bytes:
 
 
 _IS_ONE = bytes(int(b == 1) for b in range(256))
+_IS_DIR = bytes(int(b == DIR) for b in range(256))
+
+
+def _entry_rows_by_row(model: Model) -> Iterator[int]:
+    """`_entry_rows`, row by row."""
+    t = model.table
+    typs, first_typs, multi = t.typ, t.first_typ, model.multi
+    for row, child in enumerate(t.row.inos):
+        first_typ = first_typs[row]
+        if not first_typ or (first_typ == typs[row] and first_typ != DIR and child not in multi):
+            continue  # no entry; or a non-directory named once with its own type: nothing to note
+        yield row
 
 
 def _rows_to_judge_by_row(model: Model) -> Iterator[int]:
@@ -131,12 +173,9 @@ def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
     issues: list[Issue] = []
     attrs = model.attrs
     subdirs: dict[int, int] = defaultdict(int)
-    t = model.table
-    typs, first_typs, multi = t.typ, t.first_typ, model.multi
-    for row, child in enumerate(t.row.inos):  # the rows of `model.first`, in its order
-        first_typ = first_typs[row]
-        if not first_typ or (first_typ == typs[row] and first_typ != DIR and child not in multi):
-            continue  # no entry; or a non-directory named once with its own type: nothing to note
+    inos = model.table.row.inos
+    for row in _entry_rows(model):  # the rows of `model.first`, in its order, but for the plain ones
+        child = inos[row]
         first = model.first[child]
         a = attrs.get(child)
         if a is None:
