@@ -37,7 +37,7 @@ def _attr(ino: int, typ: int, nlink: int, parent: int, length: int, ctime: int) 
     return Attr(typ=FileType(typ), mode=0o644, ctime_ns=ctime, nlink=nlink, length=length, parent=parent).encode()
 
 
-inos = st.one_of(st.integers(2, 600), st.integers(2, 40), st.sampled_from([FAR, FAR + 1, 5_000_000]))
+inos = st.one_of(st.integers(2, 600), st.integers(2, 40), st.sampled_from([FAR, FAR + 1, 5_000_000, (1 << 64) - 1]))
 entry_value = st.tuples(st.integers(1, 7), inos).map(lambda t: encode_dentry(FileType(t[0]), t[1]))
 
 
