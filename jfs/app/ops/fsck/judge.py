@@ -9,9 +9,11 @@ Nothing here is confirmed: `confirm` re-checks against the engine before anythin
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, compress
 
 from jfs.app.ops.fsck.model import DIR, AttrSeen, Model
 from jfs.app.ops.fsck.report import Issue
@@ -43,21 +45,127 @@ def judge(model: Model, sustained: set[int], since_ns: int) -> tuple[list[Issue]
     issues, subdirs = _judge_entries(model)
     fixes: dict[int, Fix] = {}
     t = model.table
-    typs, nlinks, parents, lengths, ctimes = t.typ, t.nlink, t.parent, t.length, t.ctime
-    first_typs, first_parents, multi, prefs = t.first_typ, t.first_parent, model.multi, model.prefs
-    for row, ino in enumerate(t.row.inos):  # the rows of `model.attrs`, in its order
-        typ = typs[row]
-        if not typ or ctimes[row] >= since_ns:
+    typs, nlinks, parents, lengths, ctimes, inos = t.typ, t.nlink, t.parent, t.length, t.ctime, t.row.inos
+    for row in _rows_to_judge(model):  # the rows of `model.attrs`, in its order, but for the plain ones
+        if ctimes[row] >= since_ns:
             continue
-        if (typ != DIR and nlinks[row] == 1 and first_typs[row] and first_parents[row] == parents[row]
-                and ino not in multi and ino not in prefs and ino not in _SPECIAL):
-            continue  # one name, in its parent, nlink 1, no counters: `_judge_inode` finds nothing
-        a = (typ, nlinks[row], parents[row], lengths[row], ctimes[row])
-        _judge_inode(model, ino, a, subdirs, sustained, fixes, issues)
+        a = (typs[row], nlinks[row], parents[row], lengths[row], ctimes[row])
+        _judge_inode(model, inos[row], a, subdirs, sustained, fixes, issues)
     return issues, fixes
 
 
 _SPECIAL = frozenset((ROOT_INODE, TRASH_INODE))
+_JUDGE_ROWS = 1 << 16
+_NOT_DIR = bytes(int(b not in (0, DIR)) for b in range(256))
+_NONZERO = bytes(int(b != 0) for b in range(256))
+
+
+def _rows_to_judge(model: Model) -> Iterator[int]:
+    """The rows with attributes, ascending, except those `_judge_inode` finds nothing in for sure: a
+    non-directory with nlink 1 and one name, in its attribute's parent, without parent counters (not the
+    root or the trash root). Found column-wise, a stretch of rows at a time: per column a byte mask (1: the
+    row passes), the masks ANDed as big integers; inodes with several names or counters are put back.
+    `_rows_to_judge_by_row` is the same, row by row (the tests compare them)."""
+    t = model.table
+    if sys.byteorder != "little":
+        yield from _rows_to_judge_by_row(model)
+        return
+
+    def mark(at: int, end: int) -> bytes:
+        n = end - at
+        typ = t.typ[at:end].tobytes()
+        plain = int.from_bytes(typ.translate(_NOT_DIR), "little")
+        plain &= int.from_bytes(t.first_typ[at:end].tobytes().translate(_NONZERO), "little")
+        nl = t.nlink[at:end].tobytes()  # nlink == 1: the low byte 1, the three others 0
+        plain &= int.from_bytes(nl[0::4].translate(_IS_ONE), "little")
+        plain &= ~int.from_bytes(_or_bytes(nl, 4, 1, n), "little")
+        diff = (int.from_bytes(t.first_parent[at:end].tobytes(), "little")
+                ^ int.from_bytes(t.parent[at:end].tobytes(), "little")).to_bytes(8 * n, "little")
+        plain &= ~int.from_bytes(_or_bytes(diff, 8, 0, n), "little")  # first parent == parent
+        # rows with attributes that are not plain (the masks hold 0/1 bytes: the complement's other bits
+        # are cleared by ``has``)
+        has = int.from_bytes(typ.translate(_NONZERO), "little")
+        return (has & ~plain).to_bytes(n, "little")
+
+    back = {row for ino in chain(model.multi, model.prefs, _SPECIAL)
+            if (row := t.row.get(ino)) is not None and t.typ[row]}  # fmt: skip
+    yield from _marked_rows(len(t.row.inos), mark, sorted(back))
+
+
+def _entry_rows(model: Model) -> Iterator[int]:
+    """The rows with a first name, ascending, except a non-directory named once with its own type (nothing
+    for `_judge_entries` to note). Column-wise like `_rows_to_judge`; `_entry_rows_by_row` is the same row
+    by row."""
+    t = model.table
+    if sys.byteorder != "little":
+        yield from _entry_rows_by_row(model)
+        return
+
+    def mark(at: int, end: int) -> bytes:
+        n = end - at
+        first = t.first_typ[at:end].tobytes()
+        differ = (int.from_bytes(first, "little") ^ int.from_bytes(t.typ[at:end].tobytes(), "little"))
+        odd = int.from_bytes(differ.to_bytes(n, "little").translate(_NONZERO), "little")
+        odd |= int.from_bytes(first.translate(_IS_DIR), "little")
+        return (int.from_bytes(first.translate(_NONZERO), "little") & odd).to_bytes(n, "little")
+
+    back = {row for ino in model.multi if (row := t.row.get(ino)) is not None and t.first_typ[row]}
+    yield from _marked_rows(len(t.row.inos), mark, sorted(back))
+
+
+def _marked_rows(rows: int, mark: Callable[[int, int], bytes], back: list[int]) -> Iterator[int]:
+    """Ascending, each once: the rows whose byte in ``mark(at, end)`` (one 0/1 byte per row of the stretch
+    ``[at, end)``, `_JUDGE_ROWS` rows at a time) is 1, and the rows of `back` (sorted, unique)."""
+    b = 0
+    for at in range(0, rows, _JUDGE_ROWS):
+        end = min(rows, at + _JUDGE_ROWS)
+        marked = mark(at, end)
+        while b < len(back) and back[b] < end:
+            row = back[b]
+            b += 1
+            if not marked[row - at]:
+                yield from compress(range(at, row), marked[:row - at])
+                marked = b"\x00" * (row - at + 1) + marked[row - at + 1:]
+                yield row
+        yield from compress(range(at, end), marked)
+
+
+def _or_bytes(raw: bytes, width: int, first: int, n: int) -> bytes:
+    """Per `width`-byte word of `raw` (n of them), 1 when any of its bytes from `first` on is nonzero."""
+    acc = 0
+    for j in range(first, width):
+        acc |= int.from_bytes(raw[j::width], "little")
+    return acc.to_bytes(n, "little").translate(_NONZERO)
+
+
+_IS_ONE = bytes(int(b == 1) for b in range(256))
+_IS_DIR = bytes(int(b == DIR) for b in range(256))
+
+
+def _entry_rows_by_row(model: Model) -> Iterator[int]:
+    """`_entry_rows`, row by row."""
+    t = model.table
+    typs, first_typs, multi = t.typ, t.first_typ, model.multi
+    for row, child in enumerate(t.row.inos):
+        first_typ = first_typs[row]
+        if not first_typ or (first_typ == typs[row] and first_typ != DIR and child not in multi):
+            continue  # no entry; or a non-directory named once with its own type: nothing to note
+        yield row
+
+
+def _rows_to_judge_by_row(model: Model) -> Iterator[int]:
+    """`_rows_to_judge`, row by row."""
+    t = model.table
+    typs, nlinks, parents = t.typ, t.nlink, t.parent
+    first_typs, first_parents, multi, prefs = t.first_typ, t.first_parent, model.multi, model.prefs
+    for row, ino in enumerate(t.row.inos):
+        typ = typs[row]
+        if not typ:
+            continue
+        if (typ != DIR and nlinks[row] == 1 and first_typs[row] and first_parents[row] == parents[row]
+                and ino not in multi and ino not in prefs and ino not in _SPECIAL):
+            continue  # one name, in its parent, nlink 1, no counters: `_judge_inode` finds nothing
+        yield row
 
 
 def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
@@ -65,12 +173,9 @@ def _judge_entries(model: Model) -> tuple[list[Issue], dict[int, int]]:
     issues: list[Issue] = []
     attrs = model.attrs
     subdirs: dict[int, int] = defaultdict(int)
-    t = model.table
-    typs, first_typs, multi = t.typ, t.first_typ, model.multi
-    for row, child in enumerate(t.row.inos):  # the rows of `model.first`, in its order
-        first_typ = first_typs[row]
-        if not first_typ or (first_typ == typs[row] and first_typ != DIR and child not in multi):
-            continue  # no entry; or a non-directory named once with its own type: nothing to note
+    inos = model.table.row.inos
+    for row in _entry_rows(model):  # the rows of `model.first`, in its order, but for the plain ones
+        child = inos[row]
         first = model.first[child]
         a = attrs.get(child)
         if a is None:

@@ -8,8 +8,10 @@ holds one inode's), also adding every referenced slice to `Model.slices` when th
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Iterator, Mapping, MutableMapping
+from itertools import compress
 
 from jfs.app.ops.slice_set import SliceSet
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, FileType, align4k
@@ -351,7 +353,45 @@ class _Group:
 
 def expected_counters(model: Model) -> tuple[int, int]:
     """(usedSpace, totalInodes) as the model says they should be: Σ align4k / the number of inodes, root and
-    trash root excluded, the trash's hour directories included (as JuiceFS counts them)."""
+    trash root excluded, the trash's hour directories included (as JuiceFS counts them).
+
+    Column-wise (a million rows in a few C passes): the regular files' lengths picked by a type mask, their
+    sum, and the rounding up of each from the low 12 bits of its length; `_expected_counters_by_row` is the
+    same sum row by row (the reference the tests compare with, and the path on big-endian machines)."""
+    t = model.table
+    rows = len(t.row.inos)
+    if sys.byteorder != "little":
+        return _expected_counters_by_row(model)
+    space = inodes = 0
+    for at in range(0, rows, _COUNT_ROWS):  # a bounded stretch at a time: no copy of whole columns
+        end = min(rows, at + _COUNT_ROWS)
+        typ = t.typ[at:end].tobytes()
+        kept = end - at - typ.count(0)
+        regular = typ.translate(_IS_REG)
+        lengths = array("Q", compress(t.length[at:end], regular))
+        raw = lengths.tobytes()
+        low = bytearray(2 * len(lengths))  # the low 12 bits of each length, as native 16-bit words
+        low[0::2] = raw[0::8]
+        low[1::2] = raw[1::8].translate(_LOW_NIBBLE)
+        low12 = array("H", bytes(low))
+        rounded = len(low12) - low12.count(0) + lengths.count(0)  # lengths rounded up (0 counts as 4 KiB)
+        space += sum(lengths) + 4096 * rounded - sum(low12) + 4096 * (kept - len(lengths))
+        inodes += kept
+    for ino in (ROOT_INODE, TRASH_INODE):
+        row = t.row.get(ino)
+        if row is not None and t.typ[row]:
+            space -= align4k(t.length[row]) if t.typ[row] == REG else 4096
+            inodes -= 1
+    return space, inodes
+
+
+_IS_REG = bytes(int(b == REG) for b in range(256))
+_COUNT_ROWS = 1 << 16
+_LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
+
+
+def _expected_counters_by_row(model: Model) -> tuple[int, int]:
+    """`expected_counters`, one row at a time."""
     t = model.table
     space = inodes = 0
     for ino, typ, length in zip(t.row.inos, t.typ, t.length):  # noqa: B905 — the columns may be longer

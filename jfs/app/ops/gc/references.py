@@ -1,7 +1,10 @@
 """Which slices the metadata refers to, by class (valid, pending, trash), and the re-check before deleting.
 
 Contract: `collect_references` streams the chunk records, the slice reference records (``K``) and the
-delayed slices (``L``) in one read transaction and returns frozen `SliceSet`s; `referenced_among`
+delayed slices (``L``) in one read transaction and returns frozen `SliceSet`s — on an engine offering
+`PageReadingKV` (Redis) the chunk records come from its pages instead, before that transaction: the same
+guarantee as `Tx.scan_iter` there (each page's values read at one moment, the scan as a whole not a
+snapshot; gc's safety never rested on one, see the `jfs.app.ops.gc` docstring); `referenced_among`
 answers, from a fresh scan, which of some candidate slice ids are referenced now (the confirmation before
 anything is deleted). Read-only; KV errors propagate.
 """
@@ -10,12 +13,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jfs.app.meta.chunk_scan import chunk_slices, chunks_in, delayed_in, read_delfiles, slice_refs_in
+from jfs.app.meta.chunk_scan import (
+    CHUNK_BEGIN,
+    CHUNK_END,
+    chunk_slices,
+    chunks_in,
+    delayed_in,
+    read_delfiles,
+    slice_refs_in,
+)
 from jfs.app.meta.trash import trash_inodes
 from jfs.app.ops.slice_set import SliceSet
 from jfs.app.progress import ProgressBoard
+from jfs.domain import keys
 from jfs.domain.chunks import valid_block
-from jfs.ports.kv import KV, Tx
+from jfs.ports.kv import KV, PageReadingKV, Tx
+
+PAGE = 4096
+"""Pairs per page of the inode key space read through `PageReadingKV`."""
+_C = 0x43
 
 
 @dataclass
@@ -49,12 +65,26 @@ async def collect_references(kv: KV, progress: ProgressBoard) -> References:
     in_trash = await trash_inodes(kv)
     bar = progress.bar("Scanned metadata keys", unit="keys")
 
+    def add(refs: References, ino: int, value: bytes) -> None:
+        target = refs.pending if ino in delfiles else refs.trash if ino in in_trash else refs.valid
+        for sid, size, _, _ in chunk_slices(value):
+            target.add(sid, size)
+
+    paged = None
+    if isinstance(kv, PageReadingKV):  # Redis: pages of native reads (half the server CPU of `scan_iter`'s
+        paged = References(SliceSet(), SliceSet(), SliceSet(), [], delfiles)  # script), filtered here
+        async for page in kv.read_pages(CHUNK_BEGIN, CHUNK_END, PAGE):
+            bar.advance(len(page))
+            for key, value in [(k, v) for k, v in page if len(k) == 14 and k[9] == _C]:
+                add(paged, keys.ino_from_le(key, 1), value)
+
     async def body(tx: Tx) -> References:
-        refs = References(SliceSet(), SliceSet(), SliceSet(), [], delfiles)
-        async for ino, _, value in chunks_in(tx, bar.advance):
-            target = refs.pending if ino in delfiles else refs.trash if ino in in_trash else refs.valid
-            for sid, size, _, _ in chunk_slices(value):
-                target.add(sid, size)
+        if paged is not None:  # (a retried body adds its K and L slices again: sets, fresh `negative`)
+            refs = References(paged.valid, paged.pending, paged.trash, [], delfiles)
+        else:
+            refs = References(SliceSet(), SliceSet(), SliceSet(), [], delfiles)
+            async for ino, _, value in chunks_in(tx, bar.advance):
+                add(refs, ino, value)
         async for sid, size, count in slice_refs_in(tx):
             if count < 0:
                 refs.negative.append((sid, size))
