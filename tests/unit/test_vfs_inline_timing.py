@@ -5,7 +5,9 @@ lines and the EIO for an engine failure stay what `VFS._timed` made them."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
+import types
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,3 +112,27 @@ async def test_an_engine_failure_in_open_read_or_flush_is_eio_counted_once(
         assert (vfs.stats.ops[name], vfs.stats.errors[name]) == (1, 1)
     await vfs.flush(ctx, ino, f.fh)
     await vfs.release(ctx, ino, f.fh)
+
+
+async def test_failed_operations_leave_no_reference_cycle(vfs: VFS) -> None:
+    """A negative LOOKUP (one per created file) or a refused open raised again from `_fail` must not leave
+    the exception, its traceback and `_fail`'s frame in a cycle for the collector (ADR 0072's rule)."""
+    root = vfs.ctx()
+    ino, _, f = await vfs.create(root, ROOT_INODE, b"private", 0o600, os.O_WRONLY)
+    await vfs.release(root, ino, f.fh)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            with pytest.raises(FSError):
+                await vfs.lookup(root, ROOT_INODE, b"missing")
+            with pytest.raises(FSError):
+                await vfs.open(vfs.ctx(uid=1000, gid=1000), ino, os.O_RDONLY)
+        gc.collect()
+        cyclic = [x for x in gc.garbage if isinstance(x, BaseException | types.FrameType | types.TracebackType)]
+        assert cyclic == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

@@ -201,12 +201,15 @@ class VFS(XattrOps):
     def _fail(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float, exc: BaseException) -> NoReturn:
         """`_took` for an inline-timed operation that raised `exc`, counted as `_timed` counts it, then raise
         `exc` again, or EIO instead of an engine failure (logged): its ``except BaseException`` clause."""
-        if isinstance(exc, KVError):
-            self._took(op, ctx, args, start, errno.EIO)
-            log.error("meta_engine_failed", op=op, error=str(exc))
-            raise FSError(errno.EIO, str(exc)) from None
-        self._took(op, ctx, args, start, (exc.errno or errno.EIO) if isinstance(exc, OSError) else 0)
-        raise exc
+        try:
+            if isinstance(exc, KVError):
+                self._took(op, ctx, args, start, errno.EIO)
+                log.error("meta_engine_failed", op=op, error=str(exc))
+                raise FSError(errno.EIO, str(exc)) from None
+            self._took(op, ctx, args, start, (exc.errno or errno.EIO) if isinstance(exc, OSError) else 0)
+            raise exc
+        finally:  # `exc`'s traceback holds this frame: no reference cycle through it (a negative LOOKUP each)
+            del exc
 
     @property
     def open_handles(self) -> int:
