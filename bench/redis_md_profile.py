@@ -11,7 +11,9 @@ counted by commandstats too, so `evalsha` is shown apart), and for jfs a raw py-
 (``WORK/<phase>.spy``; fold it with ``bench/redis_md_profile.py --fold FILE``).
 
 Phases: ``stat`` (os.stat of each file after drop_caches: LOOKUP), ``rename`` (same directory),
-``small`` (create + write 128 KiB + close: CREATE+WRITE+FLUSH+RELEASE), ``ls`` (``ls -l`` of a 10k directory
+``small`` (create + write 128 KiB + close: CREATE+WRITE+FLUSH+RELEASE), ``read`` and ``statsmall`` (after
+``small`` in the same round: read each of its files to the end / stat each, after drop_caches: juicefs bench's
+"Read small file" and "Stat file"), ``ls`` (``ls -l`` of a 10k directory
 after drop_caches: READDIRPLUS). With `--base-jfs` another tree's jfs mounts a volume of its own (db 3);
 with `--rounds N` the phases run N times per mount in an order rotated each round (A/B alternating; stat, ls
 and small repeat: small writes into a new directory each round) and a median (min-max) table follows.
@@ -54,6 +56,13 @@ def _job(job: tuple[str, str, int]) -> None:
             fd = os.open(f"{directory}/s{j}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             os.write(fd, SMALL)
             os.close(fd)
+        elif phase == "read":  # the files `small` wrote (same round), after drop_caches: open, read, close
+            fd = os.open(f"{directory}/s{j}", os.O_RDONLY)
+            while os.read(fd, 1 << 20):
+                pass
+            os.close(fd)
+        elif phase == "statsmall":  # os.stat of the files `small` wrote (same round): "Stat file"
+            os.stat(f"{directory}/s{j}")
 
 
 def fold(path: str, top: int = 40) -> None:
@@ -92,6 +101,7 @@ def main() -> None:
                     help="run the phases this many times per mount, in an order rotated by one each round "
                          "(repeatable phases only: stat, ls)")
     ap.add_argument("--py-spy", default="")
+    ap.add_argument("--spy-round", type=int, default=0, help="the round (0-based) profiled with --py-spy")
     ap.add_argument("--workdir", default="/tmp/jfs-redis-md-profile")
     ap.add_argument("--fold", default="", help="only fold this raw py-spy file and exit")
     args = ap.parse_args()
@@ -152,7 +162,7 @@ def main() -> None:
                         if phase != "ls-warm":
                             drop_caches()
                         spy = None
-                        if args.py_spy and name == "jfs" and r == 0:
+                        if args.py_spy and name == "jfs" and r == args.spy_round:
                             spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "500",
                                                     "--pid", str(m.pid), "-o", str(work / f"{phase}.spy")],
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,6 +177,8 @@ def main() -> None:
                                 where = [d / f"small{r}" for d in dirs]
                                 for d in where:
                                     d.mkdir()
+                            elif phase in ("read", "statsmall"):
+                                where = [d / f"small{r}" for d in dirs]
                             list(pool.map(_job, [(str(d), phase, args.items) for d in where]))
                             n = args.procs * args.items
                         t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)

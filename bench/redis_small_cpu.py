@@ -52,6 +52,15 @@ async def _file(ops: VfsOperations, rc: RequestContext, d: int, name: bytes) -> 
     await ops.release(rc, ino, opened.fh, os.O_WRONLY, None)
 
 
+async def _read(ops: VfsOperations, rc: RequestContext, d: int, name: bytes) -> None:
+    entry = await ops.lookup(rc, d, name)
+    ino = entry[0] if isinstance(entry, tuple) else entry.ino  # the reply's fields (ADR 0054) or an EntryOut
+    opened = await ops.open(rc, ino, os.O_RDONLY)
+    await ops.read(rc, ino, opened.fh, 0, 1 << 20)
+    await ops.flush(rc, ino, opened.fh, 0)
+    await ops.release(rc, ino, opened.fh, os.O_RDONLY, None)
+
+
 async def _run(url: str, args: argparse.Namespace, work: str) -> None:
     client = await open_client(url, ClientOptions(cache_dir=os.path.join(work, "cache"), background_jobs=False))
     try:
@@ -73,6 +82,8 @@ async def _run(url: str, args: argparse.Namespace, work: str) -> None:
         gc.callbacks.append(on_gc)
         loop_us: list[float] = []
         proc_us: list[float] = []
+        read_loop_us: list[float] = []
+        read_proc_us: list[float] = []
         for r in range(args.rounds + 1):
             d, _ = await vfs.mkdir(vfs.ctx(), client.root, b"round%d" % r, 0o755)
 
@@ -92,7 +103,30 @@ async def _run(url: str, args: argparse.Namespace, work: str) -> None:
             if r:
                 loop_us.append((t1 - t0) / args.files * 1e6)
                 proc_us.append((p1 - p0) / args.files * 1e6)
+            if args.read:
+                vfs.data.fetcher.mem.clear()  # the read goes to the store, as after drop_caches
+
+                async def reader(k: int, d: int = d) -> None:
+                    for i in range(k, args.files, WRITERS):
+                        await _read(ops, rc, d, b"f%07d" % i)
+
+                rprof = cProfile.Profile(time.thread_time) if args.profile_read and r == 1 else None
+                if rprof is not None:
+                    rprof.enable()
+                t0, p0 = time.thread_time(), time.process_time()
+                await asyncio.gather(*(reader(k) for k in range(WRITERS)))
+                t1, p1 = time.thread_time(), time.process_time()
+                if rprof is not None:
+                    rprof.disable()
+                    rprof.dump_stats(args.profile_read)
+                if r:
+                    read_loop_us.append((t1 - t0) / args.files * 1e6)
+                    read_proc_us.append((p1 - p0) / args.files * 1e6)
         gc.callbacks.remove(on_gc)
+        if read_loop_us:
+            print(f"read (lookup, open, read 128 KiB, flush, release): loop-thread CPU µs/file: median "
+                  f"{statistics.median(read_loop_us):.0f} ({min(read_loop_us):.0f}-{max(read_loop_us):.0f}); "
+                  f"process: {statistics.median(read_proc_us):.0f} ({min(read_proc_us):.0f}-{max(read_proc_us):.0f})")
         print(f"loop-thread CPU µs/file: median {statistics.median(loop_us):.0f} ({min(loop_us):.0f}-{max(loop_us):.0f});"
               f" process: {statistics.median(proc_us):.0f} ({min(proc_us):.0f}-{max(proc_us):.0f});"
               f" cyclic collections {({g: (n, round(s, 4)) for g, (n, s) in collections_run.items()})};"
@@ -121,6 +155,10 @@ def main() -> None:
     ap.add_argument("--meta-url", default="")
     ap.add_argument("--profile", default="")
     ap.add_argument("--garbage", action="store_true")
+    ap.add_argument("--profile-read", default="", help="with --read: cProfile of the first measured read round")
+    ap.add_argument("--read", action="store_true",
+                    help="after each round's writes, read each file once (lookup, open, read, flush, release; "
+                         "the client's memory cache of blocks emptied first) and print its CPU per file too")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         url = args.meta_url

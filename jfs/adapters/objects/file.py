@@ -491,9 +491,15 @@ class FileStore:
         one of `block_buffers`' recycled buffers when it can (an object of `file_blocks.MIN_BYTES` or more, a
         buffer free): a read-only memoryview then, whose bytes stay as read while any view of them is alive
         (ADR 0070). For whole-block reads of stored-as-is blocks; errors as `get`. A `limit` below
-        `file_blocks.MIN_BYTES` is `get` itself (a small block keeps its no-hop read from the page cache)."""
+        `file_blocks.MIN_BYTES` is `get` itself (a small block keeps its no-hop read from the page cache),
+        except that a block read from the page cache comes as a read-only view of the new buffer it was read
+        into, which nothing else holds (no copy into new bytes, ADR 0079)."""
         if self.block_buffers is None or limit < POOLED_MIN:
-            return await self.get(key, 0, limit)
+            if 0 < limit <= NOWAIT_MAX and _RWF_NOWAIT:
+                buf = self._read_cached(key, 0, limit)
+                if buf is not None:
+                    return memoryview(buf).toreadonly()
+            return await self._run(self._get, key, 0, limit)
         return await self._run(self._get_pooled, key, limit)
 
     def _get_pooled(self, key: str, limit: int) -> bytes | memoryview:
@@ -522,6 +528,11 @@ class FileStore:
     def _get_cached(self, key: str, off: int, limit: int) -> bytes | None:
         """Bytes [off, off+limit) of `key` if the page cache holds them all, else None (never blocks on
         the disk; a missing object or any error also gives None and is left to `_get`)."""
+        buf = self._read_cached(key, off, limit)
+        return None if buf is None else bytes(buf)
+
+    def _read_cached(self, key: str, off: int, limit: int) -> bytearray | None:
+        """`_get_cached`'s bytes in the new buffer they were read into (nobody else holds it)."""
         try:
             fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
         except (OSError, ObjectStoreError):
@@ -531,7 +542,7 @@ class FileStore:
             buf = bytearray(n)
             if n and os.preadv(fd, [buf], off, _RWF_NOWAIT) != n:
                 return None
-            return bytes(buf)
+            return buf
         except OSError:  # BlockingIOError: not cached
             return None
         finally:

@@ -311,14 +311,15 @@ class DiskCache:
     async def get(self, key: str, off: int = 0, n: int = -1) -> bytes | None:
         """Bytes [off, off+n) (n < 0: to the end) of the cached block `key`, verified; None on a miss.
 
-        A corrupt entry is logged, deleted and reported as a miss.
+        A corrupt entry is logged, deleted and reported as a miss. ValueError if `key` is not a block key
+        (checked after the index: a key that is none is never in it, so a miss is answered without parsing).
         """
-        blen = _blen_of(key)
-        if blen is None:
-            raise ValueError(f"not a block key: {key!r}")
         if key not in self._index and (self._scan is None or self._scan.done()):
             self.misses += 1
             return None
+        blen = _blen_of(key)
+        if blen is None:
+            raise ValueError(f"not a block key: {key!r}")
         end = blen if n < 0 else min(blen, off + n)
         start = time.perf_counter()
         path = self._path(key)

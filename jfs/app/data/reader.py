@@ -297,8 +297,9 @@ class Reader:
         end = off + n
         target = min(length, end + ra.window * self.block_size)
         start = max(ra.ahead_to, end)
-        # Ask in whole blocks: a prefetch per small read would cost more than it saves.
-        if target - start < self.block_size and target < length:
+        # Ask in whole blocks: a prefetch per small read would cost more than it saves. Nothing left before
+        # the end (a small file read whole): no task at all (ADR 0079).
+        if target <= start or (target - start < self.block_size and target < length):
             return
         ra.ahead_to = target
         task = asyncio.get_running_loop().create_task(self._prefetch(state, start, target - start))

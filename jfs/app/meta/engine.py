@@ -41,14 +41,25 @@ from jfs.app.meta.background import BackgroundJobs
 from jfs.app.meta.context import ROOT_CTX, Ctx
 from jfs.app.meta.ids import INODE_BATCH, SLICE_BATCH, IdPool
 from jfs.app.meta.own_dirs import OwnDirAttrs
+from jfs.app.meta.rules import check_perm
 from jfs.app.meta.tails import CommitTails
 from jfs.app.meta.trash import trash_root_attr
 from jfs.app.meta.trash_purge import purge_trash_if_elected
 from jfs.app.metrics import TimedKV
 from jfs.domain import keys
-from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType, align4k
+from jfs.domain.attrs import (
+    FLAG_APPEND,
+    FLAG_IMMUTABLE,
+    ROOT_INODE,
+    TRASH_INODE,
+    Attr,
+    FileType,
+    align4k,
+    is_trash_inode,
+)
 from jfs.domain.compaction import CompactionPlan
 from jfs.domain.errors import FSError
+from jfs.domain.permissions import MAY_READ, MAY_WRITE
 from jfs.domain.records import SliceRecord, encode_i64
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
@@ -61,6 +72,9 @@ DELFILE_AGE = 3600
 
 LOCK_STRIPES = 1024
 T = TypeVar("T")
+
+# open(2)'s access mode -> the permission `Meta.open` checks (an unknown mode: read, as the kernel's).
+_OPEN_MASKS = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE, os.O_RDWR: MAY_READ | MAY_WRITE}
 
 FreeHook = Callable[[list[tuple[int, int]]], Awaitable[list[tuple[int, int]] | None]]
 
@@ -550,13 +564,7 @@ class Meta:
         """Check access for open(2) `flags` and record the file as open by this client. `fresh`: the
         inode's attributes as the caller read them from the engine within the same request (a path walk's
         lookup): checked instead of read again, as JuiceFS's ``Open`` takes a valid attr from its caller."""
-        from jfs.app.meta import store
-        from jfs.app.meta.rules import check_perm
-        from jfs.domain.attrs import FLAG_APPEND, FLAG_IMMUTABLE, is_trash_inode
-        from jfs.domain.permissions import MAY_READ, MAY_WRITE
-
-        acc = flags & os.O_ACCMODE
-        mask = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE, os.O_RDWR: MAY_READ | MAY_WRITE}.get(acc, MAY_READ)
+        mask = _OPEN_MASKS.get(flags & os.O_ACCMODE, MAY_READ)
         if flags & os.O_TRUNC:
             mask |= MAY_WRITE
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import structlog
 
@@ -198,19 +198,18 @@ class VFS(XattrOps):
         if self.accesslog.readers and ctx is not None:  # `.active` without the property call
             self.accesslog.log(ctx.uid, ctx.gid, ctx.pid, op, args(), os.strerror(err) if err else "OK", elapsed)
 
-    def _failed(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float,
-                exc: BaseException) -> FSError | None:
-        """`_took` for an inline-timed operation that raised `exc`, as `_timed` counts it; returns what to
-        raise instead (EIO for an engine failure, logged), None to re-raise `exc`."""
-        if isinstance(exc, OSError):
-            self._took(op, ctx, args, start, exc.errno or errno.EIO)
-            return None
-        if isinstance(exc, KVError):
-            self._took(op, ctx, args, start, errno.EIO)
-            log.error("meta_engine_failed", op=op, error=str(exc))
-            return FSError(errno.EIO, str(exc))
-        self._took(op, ctx, args, start)
-        return None
+    def _fail(self, op: str, ctx: Ctx | None, args: Callable[[], str], start: float, exc: BaseException) -> NoReturn:
+        """`_took` for an inline-timed operation that raised `exc`, counted as `_timed` counts it, then raise
+        `exc` again, or EIO instead of an engine failure (logged): its ``except BaseException`` clause."""
+        try:
+            if isinstance(exc, KVError):
+                self._took(op, ctx, args, start, errno.EIO)
+                log.error("meta_engine_failed", op=op, error=str(exc))
+                raise FSError(errno.EIO, str(exc)) from None
+            self._took(op, ctx, args, start, (exc.errno or errno.EIO) if isinstance(exc, OSError) else 0)
+            raise exc
+        finally:  # `exc`'s traceback holds this frame: no reference cycle through it (a negative LOOKUP each)
+            del exc
 
     @property
     def open_handles(self) -> int:
@@ -264,10 +263,7 @@ class VFS(XattrOps):
         try:
             ino, attr = await self.meta.lookup(parent, name, ctx, dir_known=dir_known)
         except BaseException as exc:
-            instead = self._failed("lookup", ctx, lambda: f"{parent},{name!r}", start, exc)
-            if instead is None:
-                raise
-            raise instead from None
+            self._fail("lookup", ctx, lambda: f"{parent},{name!r}", start, exc)
         self._took("lookup", ctx, lambda: f"{parent},{name!r}", start)
         return ino, self.visible(ino, attr)
 
@@ -278,10 +274,7 @@ class VFS(XattrOps):
         try:
             attr = await self.meta.getattr(ino)
         except BaseException as exc:
-            instead = self._failed("getattr", ctx, lambda: str(ino), start, exc)
-            if instead is None:
-                raise
-            raise instead from None
+            self._fail("getattr", ctx, lambda: str(ino), start, exc)
         self._took("getattr", ctx, lambda: str(ino), start)
         return self.visible(ino, attr)
 
@@ -401,7 +394,12 @@ class VFS(XattrOps):
             return self._open_internal(ino, ctx)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self._writable()
-        h = await self._timed("open", ctx, f"{ino},{flags:o}", self.data.open(ino, flags, ctx, fresh=fresh))
+        start = time.perf_counter()  # timed inline (ADR 0079), as `lookup`: no wrapping coroutine, no args text
+        try:
+            h = await self.data.open(ino, flags, ctx, fresh=fresh)
+        except BaseException as exc:
+            self._fail("open", ctx, lambda: f"{ino},{flags:o}", start, exc)
+        self._took("open", ctx, lambda: f"{ino},{flags:o}", start)
         self._files[h.fh] = h
         attr = h.opened if h.opened is not None else await self.meta.getattr(ino)
         seen = (attr.mtime_ns, attr.length)
@@ -436,10 +434,7 @@ class VFS(XattrOps):
             h = await self.data.open(ino, flags & ~os.O_TRUNC, Ctx(uid=ctx.uid, gid=ctx.gid, check=False),
                                      created=attr)
         except BaseException as exc:
-            instead = self._failed("create", ctx, lambda: f"{parent},{name!r},{mode:o}", start, exc)
-            if instead is None:
-                raise
-            raise instead from None
+            self._fail("create", ctx, lambda: f"{parent},{name!r},{mode:o}", start, exc)
         self._took("create", ctx, lambda: f"{parent},{name!r},{mode:o}", start)
         self._files[h.fh] = h
         self._opened[ino] = (attr.mtime_ns, attr.length)
@@ -449,7 +444,13 @@ class VFS(XattrOps):
         """Up to `size` bytes at `offset` (a buffer nobody changes later); EIO if data is unreadable."""
         if ino in INTERNAL_INODES:
             return await self._read_internal(fh, offset, size)
-        return await self._timed("read", ctx, "", self.data.read_buffer(self.handle(fh), offset, size))
+        h, start = self.handle(fh), time.perf_counter()  # timed inline (ADR 0079)
+        try:
+            data = await self.data.read_buffer(h, offset, size)
+        except BaseException as exc:
+            self._fail("read", ctx, str, start, exc)
+        self._took("read", ctx, str, start)
+        return data
 
     def read_now(self, ino: int, fh: int, offset: int, size: int) -> Buffer | list[Buffer] | None:
         """`read` (without an access log: no caller is known) if it can be answered at once from the
@@ -500,10 +501,7 @@ class VFS(XattrOps):
         try:
             n = await self.data.write(h, offset, data, owned=owned)
         except BaseException as exc:
-            instead = self._failed("write", ctx, str, start, exc)
-            if instead is None:
-                raise
-            raise instead from None
+            self._fail("write", ctx, str, start, exc)
         self._took("write", ctx, str, start)
         return n
 
@@ -528,7 +526,12 @@ class VFS(XattrOps):
         if ino in INTERNAL_INODES:
             return
         try:
-            await self._timed("flush", ctx, str(ino), self.data.flush(self.handle(fh)))
+            h, start = self.handle(fh), time.perf_counter()  # timed inline (ADR 0079)
+            try:
+                await self.data.flush(h)
+            except BaseException as exc:
+                self._fail("flush", ctx, lambda: str(ino), start, exc)
+            self._took("flush", ctx, lambda: str(ino), start)
         finally:  # the POSIX locks of the closing owner go after its writes are committed
             if lock_owner is not None and (ino, lock_owner) in self._plock_owners:
                 self._plock_owners.discard((ino, lock_owner))
@@ -549,10 +552,7 @@ class VFS(XattrOps):
                 try:
                     await self.data.release(h)
                 except BaseException as exc:
-                    instead = self._failed("release", ctx, lambda: str(ino), start, exc)
-                    if instead is None:
-                        raise
-                    raise instead from None
+                    self._fail("release", ctx, lambda: str(ino), start, exc)
                 self._took("release", ctx, lambda: str(ino), start)
         finally:  # the flock goes after the writes are committed
             if flock_owner is not None and (ino, flock_owner) in self._flock_owners:
