@@ -299,6 +299,10 @@ def families(vfs: Any) -> list[Family]:
         total.add(m.count, method=op)
         failed.add(m.errors, method=op)
     out += [lat, total, failed]
+    for op, name, text in (("read", "juicefs_fuse_read_size_bytes", "Size of read distributions."),
+                           ("write", "juicefs_fuse_written_size_bytes", "Size of write distributions.")):
+        m = stats.meters.get(op)  # one bucket: jfs keeps the count and the bytes, not a size distribution
+        out.append(Family(name, "histogram", text).add(([(float("inf"), m.count if m else 0)], m.bytes if m else 0)))
     kv = getattr(meta, "kv", None)
     if isinstance(kv, TimedKV):
         txn = Family("juicefs_transaction_durations_histogram_seconds", "histogram",

@@ -40,7 +40,7 @@ TRASH = TRASH_INODE
 
 class Stats:
     """Live counters of one mount: per operation name a `Meter` (count, total time, latency histogram,
-    failures), plus gauges supplied later."""
+    failures; for "read" and "write" also the bytes read and written), plus gauges supplied later."""
 
     def __init__(self) -> None:
         self.meters: dict[str, Meter] = {}

@@ -151,6 +151,9 @@ def test_juicefs_bench_reads_the_layer_rows_of_a_jfs_mount(mount: Path, monkeypa
     for item in ("FUSE operation", "Update meta", "Put object"):
         assert int(rows[item].split()[0]) > 0, out
     assert "Time used:" in out and "Memory: 0.0 MiB" not in out
+    flat = {name: float(v) for name, _, v in (line.rpartition(" ") for line in (mount / ".stats").read_text().splitlines())}
+    assert flat["juicefs_fuse_written_size_bytes_sum"] >= (8 << 20) + 10 * (128 << 10)  # the bench's writes
+    assert flat["juicefs_fuse_read_size_bytes_sum"] >= 8 << 20
 
 
 def test_profile_aggregates_the_live_access_log_and_a_saved_one(busy: Path, tmp_path: Path) -> None:

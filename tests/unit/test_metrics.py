@@ -142,6 +142,8 @@ async def test_juicefs_flat_names_carry_the_same_figures_as_the_families() -> No
     stats.record("lookup", 0.001, False)
     stats.record("lookup", 0.003, False)
     stats.record("create", 0.002, True)
+    stats.record("read", 0.001, False)
+    stats.meters["read"].bytes += 4096
     store = TimedStore(MemoryStore())
     await store.put("a", b"x" * 10)
     await store.put("b", b"y" * 5)
@@ -150,8 +152,10 @@ async def test_juicefs_flat_names_carry_the_same_figures_as_the_families() -> No
     vfs = SimpleNamespace(stats=stats, meta=SimpleNamespace(used_space=7, used_inodes=2),
                           data=SimpleNamespace(objects=store, disk=disk), open_handles=1)
     flat = juicefs_stats(vfs)
-    assert flat["juicefs_fuse_ops_durations_histogram_seconds_total"] == 3
-    assert abs(flat["juicefs_fuse_ops_durations_histogram_seconds_sum"] - 0.006) < 1e-9
+    assert flat["juicefs_fuse_ops_durations_histogram_seconds_total"] == 4
+    assert abs(flat["juicefs_fuse_ops_durations_histogram_seconds_sum"] - 0.007) < 1e-9
+    assert flat["juicefs_fuse_read_size_bytes_total"] == 1 and flat["juicefs_fuse_read_size_bytes_sum"] == 4096
+    assert flat["juicefs_fuse_written_size_bytes_sum"] == 0
     assert flat["juicefs_fuse_ops_durations_histogram_seconds_lookup_total"] == 2
     assert flat["juicefs_fuse_ops_total_lookup"] == 2 and flat["juicefs_fuse_ops_errors_create"] == 1
     assert flat["juicefs_object_request_durations_histogram_seconds_PUT_total"] == 2

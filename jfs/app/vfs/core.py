@@ -450,6 +450,7 @@ class VFS(XattrOps):
         except BaseException as exc:
             self._fail("read", ctx, str, start, exc)
         self._took("read", ctx, str, start)
+        self.stats.meters["read"].bytes += len(data)
         return data
 
     def read_now(self, ino: int, fh: int, offset: int, size: int) -> Buffer | list[Buffer] | None:
@@ -462,6 +463,7 @@ class VFS(XattrOps):
         data = self.data.read_now(h, offset, size)
         if data is not None:
             self.stats.record("read", time.perf_counter() - start, False)
+            self.stats.meters["read"].bytes += sum(map(len, data)) if isinstance(data, list) else len(data)
         return data
 
     async def _read_internal(self, fh: int, offset: int, size: int) -> bytes:
@@ -503,6 +505,7 @@ class VFS(XattrOps):
         except BaseException as exc:
             self._fail("write", ctx, str, start, exc)
         self._took("write", ctx, str, start)
+        self.stats.meters["write"].bytes += n
         return n
 
     def write_target(self, ino: int, fh: int, offset: int) -> memoryview | None:
