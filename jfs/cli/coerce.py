@@ -92,8 +92,8 @@ if RuntimeParam is not None:
 def _plain_enough(descriptor: Any) -> bool:
     """Whether `PlainParam` can take a share of this parameter's values (not files, paths). A list or tuple
     option gets one too: typer's `RuntimeParam.coerce` answers its absence (``None``) without converting, so
-    an option not given (``jfs mount`` without ``-o``) builds no adapter; every value given goes to typer's
-    own conversion (ADR 0069)."""
+    an option not given (``jfs mount`` without ``-o``) builds no adapter (ADR 0069); a ``list[str]`` given
+    strings is converted here (ADR 0081), every other value given goes to typer's own conversion."""
     if descriptor.file_annotation is not None:
         return False
     if descriptor.is_list or descriptor.is_tuple:
