@@ -63,6 +63,8 @@ def test_info_and_summary_convert_paths_without_pydantic(tmp_path: Path) -> None
         out, loaded = _run([command, str(tmp_path)], tmp_path)
         assert out.returncode == 1 and out.stderr.startswith("jfs: error: ") and out.stderr.count("\n") == 1
         assert "pydantic" not in loaded, command
+        if command == "info":  # plain lines: no rich either
+            assert not {"rich", "structlog", "asyncio"} & loaded
 
 
 def test_a_command_that_logs_gets_one_logfmt_line_per_event_and_structlog_without_rich(tmp_path: Path) -> None:
