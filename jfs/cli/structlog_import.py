@@ -61,6 +61,7 @@ class _Loader:
         return self.inner.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
+        uninstall()
         module.__loader__ = self.inner
         if module.__spec__ is not None:
             module.__spec__.loader = self.inner
@@ -72,17 +73,24 @@ class _Loader:
 
 
 class _Finder:
-    """A `sys.meta_path` finder for the name ``structlog`` only, used once."""
+    """A `sys.meta_path` finder for the name ``structlog`` only; removed once structlog's module runs (a mere
+    `importlib.util.find_spec("structlog")` leaves it in place)."""
+
+    _finding = False
 
     @classmethod
     def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "structlog":
+        if name != "structlog" or cls._finding:
             return None
-        uninstall()
         from importlib.util import find_spec
 
-        spec = find_spec(name)  # the remaining finders: site-packages
+        cls._finding = True
+        try:
+            spec = find_spec(name)  # the other finders (this one answers None meanwhile): site-packages
+        finally:
+            cls._finding = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            uninstall()
             return spec
         spec.loader = _Loader(spec.loader)
         return spec

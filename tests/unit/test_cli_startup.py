@@ -91,6 +91,18 @@ def test_structlog_is_imported_without_rich_and_rich_still_works(tmp_path: Path)
     assert out.stdout == "ok\n", out.stderr
 
 
+def test_looking_structlog_up_does_not_spend_the_finder(tmp_path: Path) -> None:
+    code = ("import importlib.util, sys, jfs.cli\n"
+            "from jfs.cli import structlog_import\n"
+            "assert importlib.util.find_spec('structlog') is not None and 'structlog' not in sys.modules\n"
+            "assert structlog_import._Finder in sys.meta_path\n"
+            "import structlog.dev\n"
+            "assert structlog.dev.rich is None and structlog_import._Finder not in sys.meta_path\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.stdout == "ok\n", out.stderr
+
+
 def test_rich_modules_imported_before_structlog_are_kept(tmp_path: Path) -> None:
     code = ("import rich.console, sys\n"
             "before = sys.modules['rich.console']\n"
