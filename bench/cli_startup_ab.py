@@ -1,7 +1,8 @@
 """A/B of the ``jfs`` command line's start-up: wall time and CPU (user + system, from `os.wait4`) of whole
-commands, on jfs trees side by side and optionally JuiceFS, alternating, median of `--runs` runs (ADR 0063).
+commands, on jfs trees side by side and optionally JuiceFS, alternating, median of `--runs` runs (ADR 0063;
+``--mounted`` and ``--mount-cycle`` since ADR 0081).
 
-Usage:  .venv/bin/python bench/cli_startup_ab.py [--runs 10] [--workdir DIR]
+Usage:  .venv/bin/python bench/cli_startup_ab.py [--runs 10] [--workdir DIR] [--mounted] [--mount-cycle]
         [--juicefs .venv/bin/juicefs] LABEL=TREE [LABEL=TREE ...]
 
 A tree is a directory holding a ``jfs`` package (``git archive <commit> jfs | tar -x -C DIR``; compile it
@@ -47,6 +48,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--workdir", default="/tmp/cli-startup")
     ap.add_argument("--juicefs", default="", help="a juicefs binary to run side by side")
+    ap.add_argument("--mounted", action="store_true",
+                    help="also info, summary, stats --count 1 of a mount (made by the first tree), gc --help, quota")
+    ap.add_argument("--mount-cycle", action="store_true", help="also mount -d (up to ready) and umount, per tree")
     ap.add_argument("targets", nargs="+", metavar="LABEL=TREE")
     args = ap.parse_args()
     trees = dict(t.split("=", 1) for t in args.targets)
@@ -68,16 +72,55 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     commands = {"--help": ["--help"], "version": ["version"], "status": ["status", meta], "gc": ["gc", meta]}
     jcommands = {"--help": ["--help"], "version": ["version"], "status": ["status", jmeta], "gc": ["gc", jmeta]}
+    mounted: list[tuple[list[str], str]] = []
+    if args.mounted:  # the commands served by a mount and the quota commands (ADR 0081)
+        mnt, jmnt = work / "mnt", work / "jmnt"
+        for cmds, url, binary in ((commands, meta, [py, "-c", RUNNER, first]), (jcommands, jmeta, [args.juicefs])):
+            if binary == [args.juicefs] and not args.juicefs:
+                continue
+            subprocess.run(binary + ["quota", "set", url, "--path", "/", "--inodes", "1000000"], check=True,
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cmds.update({"gc --help": ["gc", "--help"], "quota get": ["quota", "get", url, "--path", "/"],
+                         "quota list": ["quota", "list", url]})
+        mounted.append(([py, "-c", RUNNER, first, "mount", meta, str(mnt), "-d", "--metrics", "off",
+                         "--no-bgjob", "--backup-meta", "0", "--cache-dir", str(work / "cache")], str(mnt)))
+        commands.update({"info": ["info", str(mnt)], "summary": ["summary", str(mnt)],
+                         "stats --count 1": ["stats", str(mnt), "--count", "1", "--interval", "1"]})
+        if args.juicefs:
+            mounted.append(([args.juicefs, "mount", jmeta, str(jmnt), "-d", "--no-usage-report", "--no-bgjob",
+                             "--backup-meta", "0", "--cache-dir", str(work / "jcache")], str(jmnt)))
+            jcommands.update({"info": ["info", str(jmnt)], "summary": ["summary", str(jmnt)],
+                              "stats --count 1": ["stats", str(jmnt), "--count", "1", "--interval", "1"]})
+        for argv, path in mounted:
+            Path(path).mkdir(exist_ok=True)
+            subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     targets: list[tuple[str, list[str], dict[str, list[str]]]] = [
         (label, [py, "-c", RUNNER, str(Path(tree).resolve())], commands) for label, tree in trees.items()]
     if args.juicefs:
         targets.append(("juicefs", [args.juicefs], jcommands))
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for i in range(args.runs):
-        order = targets if i % 2 == 0 else targets[::-1]
-        for name in commands:
-            for label, prefix, cmds in order:
-                results.setdefault((name, label), []).append(timed(prefix + cmds[name], env))
+    try:
+        for i in range(args.runs):
+            order = targets if i % 2 == 0 else targets[::-1]
+            for name in commands:
+                for label, prefix, cmds in order:
+                    results.setdefault((name, label), []).append(timed(prefix + cmds[name], env))
+            if args.mount_cycle:  # `mount -d` up to ready, then `umount` (its flush and the daemon's exit)
+                cyc = work / "cycle"
+                cyc.mkdir(exist_ok=True)
+                for label, prefix, _ in order:
+                    tenv = env if label == "juicefs" else {**env, "PYTHONPATH": str(Path(trees[label]).resolve())}
+                    url = jmeta if label == "juicefs" else meta
+                    extra = ["--no-usage-report"] if label == "juicefs" else ["--metrics", "off"]
+                    for name, argv in (("mount -d", ["mount", url, str(cyc), "-d", "--no-bgjob", *extra,
+                                                      "--cache-dir", str(work / f"cache-{label}")]),
+                                       ("umount", ["umount", str(cyc)])):
+                        results.setdefault((name, label), []).append(timed(prefix + argv, tenv))
+    finally:
+        for _, path in mounted:
+            subprocess.run(["fusermount3", "-u", path], check=False)
+    if args.mount_cycle:
+        commands.update({"mount -d": [], "umount": []})
     print(f"runs per cell: {args.runs}; load average {os.getloadavg()[0]:.1f}; "
           f"self CPU {resource.getrusage(resource.RUSAGE_SELF).ru_utime:.1f} s")
     print("| command | target | wall ms median (min–max) | CPU ms median (min–max) |")

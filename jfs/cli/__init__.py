@@ -22,6 +22,10 @@ import _signal  # the C module: `signal` itself takes milliseconds to import (it
 import os
 import sys
 
+from jfs.cli import structlog_import
+
+structlog_import.install()  # before any jfs module imports structlog: without rich (ADR 0081)
+
 
 def _quit(signum: int, frame: object) -> None:
     os.write(2, b"jfs: error: interrupted\n")
@@ -56,7 +60,13 @@ class stops_cleanly:  # lower case: used as a statement, `with stops_cleanly(): 
 
 
 def installed_version() -> str:
-    """The installed distribution's version of jfs (a hint to install it when it is not installed)."""
+    """The installed distribution's version of jfs (a hint to install it when it is not installed): what
+    ``importlib.metadata.version("jfs")`` answers, read without importing importlib.metadata (its email and
+    zipfile imports were half of ``jfs version``'s start, ADR 0081) when the first jfs metadata directory on
+    `sys.path` is a plain directory; importlib.metadata itself otherwise."""
+    found = _metadata_version()
+    if found:
+        return found
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -65,9 +75,47 @@ def installed_version() -> str:
         return "unknown (not installed; run pip install -e .)"
 
 
+def _metadata_version() -> str | None:
+    """The ``Version:`` of the jfs metadata directory importlib.metadata would pick (the first directory of
+    `sys.path` holding one; there a ``jfs-*.dist-info`` before a ``jfs*.egg-info``), or None when there is
+    none, or more than one of a kind, or it cannot be read (the caller then asks importlib.metadata)."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        infos, eggs = [], []
+        for name in names:
+            low = name.lower()
+            if low.startswith(("jfs-", "jfs.")):
+                if low.endswith(".dist-info"):
+                    infos.append(name)
+                elif low.endswith(".egg-info"):
+                    eggs.append(name)
+        if not infos and not eggs:
+            continue
+        if len(infos) > 1 or (not infos and len(eggs) > 1):
+            return None
+        name, meta = (infos[0], "METADATA") if infos else (eggs[0], "PKG-INFO")
+        try:
+            with open(os.path.join(entry or ".", name, meta), encoding="utf-8") as f:
+                for line in f:
+                    if not line.strip():
+                        break
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip() or None
+        except OSError:
+            pass
+        return None
+    return None
+
+
 def run() -> None:
     """Console-script entry point (``jfs``). Not named ``main``: that is the module `jfs.cli.main`."""
     quit_on_interrupt()
+    if sys.argv[1:] in (["version"], ["--version"], ["-V"]):  # what typer would print, without typer (ADR 0081)
+        sys.stdout.write(f"jfs version {installed_version()}\n")
+        return
     if len(sys.argv) > 1 and sys.argv[1] in _SERVED_BY_A_MOUNT:
         from jfs.cli.control_main import main
     elif len(sys.argv) > 1 and sys.argv[1] == "umount":

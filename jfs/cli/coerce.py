@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, get_args
 
 try:  # typer >= 0.2x: pydantic-based conversion
     from typer._coercion import RuntimeParam, build_runtime_param
@@ -34,10 +34,15 @@ _MISS = object()
 
 def _plain_value(descriptor: Any, value: Any, ctx: Any = None) -> Any:
     """`value` converted as typer's adapter would, or `_MISS` when that is not certain."""
-    if descriptor.is_list or descriptor.is_tuple:  # several values: typer's adapter, every time
-        return _MISS
     info = descriptor.parameter_info
     annotation = descriptor.annotation
+    if descriptor.is_list or descriptor.is_tuple:
+        # ``list[str]`` given strings (``jfs info PATH...``, ADR 0081): the adapter's list of them; every other
+        # list or tuple, typer's adapter every time
+        if (descriptor.is_list and get_args(annotation) == (str,) and info.parser is None
+                and type(value) in (list, tuple) and all(type(item) is str for item in value)):
+            return list(value)
+        return _MISS
     if info.parser is not None:  # typer's adapter: the parser's result as it is, whatever the annotation
         try:
             return info.parser(value)
@@ -87,8 +92,8 @@ if RuntimeParam is not None:
 def _plain_enough(descriptor: Any) -> bool:
     """Whether `PlainParam` can take a share of this parameter's values (not files, paths). A list or tuple
     option gets one too: typer's `RuntimeParam.coerce` answers its absence (``None``) without converting, so
-    an option not given (``jfs mount`` without ``-o``) builds no adapter; every value given goes to typer's
-    own conversion (ADR 0069)."""
+    an option not given (``jfs mount`` without ``-o``) builds no adapter (ADR 0069); a ``list[str]`` given
+    strings is converted here (ADR 0081), every other value given goes to typer's own conversion."""
     if descriptor.file_annotation is not None:
         return False
     if descriptor.is_list or descriptor.is_tuple:

@@ -13,13 +13,12 @@ import errno
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.tree import Tree
 
 from jfs.app.errors import JfsError
 from jfs.cli.control_client import ask_mount, mount_root
@@ -30,8 +29,19 @@ Paths = Annotated[list[str], typer.Argument(metavar="PATH...", help="Paths on a 
 Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="Concurrent operations in the mount.")]
 
 
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+
 @contextmanager
 def _spinner(text: str) -> Iterator[None]:
+    """rich's spinner on stderr while the mount works, only on a terminal (rich's `Console.is_terminal`; when
+    stderr is no TTY and no ``TTY_COMPATIBLE`` / ``FORCE_COLOR`` overrides that, rich is not even imported)."""
+    if not sys.stderr.isatty() and not os.environ.get("TTY_COMPATIBLE") and "FORCE_COLOR" not in os.environ:
+        yield
+        return
+    from rich.console import Console
+
     err = Console(stderr=True)
     if not err.is_terminal:
         yield
@@ -88,6 +98,8 @@ def summary(
     if as_json:
         typer.echo(json.dumps({"path": path, **doc}, indent=2))
     else:
+        from rich.tree import Tree
+
         tree = Tree(_line(doc))
         _grow(tree, doc)
         stdout_console().print(tree)

@@ -15,11 +15,13 @@ import sys
 
 import typer
 
-from jfs.cli import control_cmd, quit_on_interrupt
+from jfs.cli import coerce, control_cmd, quit_on_interrupt
 from jfs.cli.messages import print_error, state
 
 COMMANDS = frozenset({"info", "summary", "rmr", "warmup"})
 """The commands served here (`jfs.cli.control_cmd.register` adds exactly these)."""
+
+coerce.install()  # plain option values without pydantic, as `jfs.cli.main` (ADR 0063; here since ADR 0081)
 
 app = typer.Typer(
     name="jfs",

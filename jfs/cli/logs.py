@@ -1,6 +1,7 @@
 """Logging for the jfs processes: structlog, one event per line, always on stderr.
 
-On a terminal events are rendered for people (`structlog.dev.ConsoleRenderer`); otherwise as
+On a terminal events are rendered for people (`structlog.dev.ConsoleRenderer`, exceptions by rich:
+`RichTraceback`); otherwise as
 ``key=value`` pairs (logfmt: ``timestamp=… level=info event=volume_formatted name=demo``), one event per
 line, ready for journald or a log shipper. Standard-library loggers (asyncio, redis, botocore, …) go
 through the same renderer (boto3, botocore, asyncio, aiohttp, cheroot, wsgidav: one format, one line per
@@ -19,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor
@@ -102,6 +103,22 @@ def _add_logger_name(logger: Any, _method: str, event_dict: EventDict) -> EventD
     return event_dict
 
 
+class RichTraceback:
+    """A `structlog.dev.ConsoleRenderer` exception formatter: rich's traceback without locals, rendered as
+    `structlog.dev.RichTracebackFormatter(show_locals=False)` renders it, with rich imported on the first
+    exception rather than with structlog (`jfs.cli.structlog_import`, ADR 0081)."""
+
+    def __call__(self, sio: TextIO, exc_info: Any) -> None:
+        from rich.console import Console
+        from rich.traceback import Traceback
+
+        sio.write("\n")
+        # Locals can hold passwords and secret keys: never print them.
+        tb = Traceback.from_exception(*exc_info, show_locals=False, word_wrap=True, width=None)
+        tb.code_width = 88
+        Console(file=sio, color_system="truecolor", width=None).print(tb)
+
+
 def setup_logging(level: str = "info", *, human: bool | None = None) -> None:
     """Configure structlog and the stdlib root logger. `human` defaults to whether stderr is a TTY."""
     global _configured
@@ -121,8 +138,7 @@ def setup_logging(level: str = "info", *, human: bool | None = None) -> None:
     if human:
         renderer = structlog.dev.ConsoleRenderer(
             colors=True,
-            # Locals can hold passwords and secret keys: never print them.
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+            exception_formatter=RichTraceback(),
         )
     else:
         shared.append(structlog.processors.format_exc_info)

@@ -126,7 +126,15 @@ _log_level = ["info"]
 
 
 def _setup_logging() -> None:
-    from jfs.cli.logs import setup_logging  # here: ``jfs --help`` needs neither structlog nor asyncio
+    """Configure logging when structlog is imported (now, if it is): a command that logs imports it first,
+    and one that does not (``version``, ``CMD --help``) pays for neither structlog nor asyncio (ADR 0081)."""
+    from jfs.cli import structlog_import
+
+    structlog_import.when_imported(_configure_logging)
+
+
+def _configure_logging() -> None:
+    from jfs.cli.logs import setup_logging
 
     setup_logging(_log_level[0])
 

@@ -1,18 +1,20 @@
 """How the commands render results for people: sizes, limits, table cells, masked settings, a console.
 
-Pure formatting (no I/O) except `console`, which only builds a rich `Console` on stdout.
+Pure formatting (no I/O) except `stdout_console`, which only builds a rich `Console` on stdout.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from jfs.domain.settings import SECRET_FIELDS
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def human_bytes(n: int) -> str:
@@ -31,7 +33,10 @@ def limit(n: int, unit: Callable[[int], str]) -> str:
 
 
 def stdout_console() -> Console:
-    """Rich console on stdout; colours only on a terminal, wide enough not to wrap when piped."""
+    """Rich console on stdout; colours only on a terminal, wide enough not to wrap when piped. (rich is imported
+    here: `jfs info` and `jfs stats` print without it, ADR 0081.)"""
+    from rich.console import Console
+
     out = Console(highlight=False, soft_wrap=False)
     if not out.is_terminal:
         out = Console(highlight=False, width=200, color_system=None)

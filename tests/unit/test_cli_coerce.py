@@ -94,7 +94,7 @@ def test_out_of_range_numbers_get_typers_own_message() -> None:
 
 def test_a_list_option_not_given_builds_no_adapter() -> None:
     """``jfs mount`` without ``-o`` (ADR 0069): its absence is answered as typer does, without pydantic;
-    values given are typer's conversion."""
+    values given, all strings, too (ADR 0081)."""
     command, param = next((c, p) for c, p in PARAMS if c.name == "mount" and p.name == "fuse_options")
     ctx = Context(command)
     ours, theirs = PlainParam(param.type_descriptor), build_runtime_param(param.type_descriptor)
@@ -102,4 +102,27 @@ def test_a_list_option_not_given_builds_no_adapter() -> None:
     assert ours.fallback is None
     values = ("allow_other", "noatime")
     assert ours.coerce(values, param=param, ctx=ctx) == theirs.coerce(values, param=param, ctx=ctx)
-    assert ours.fallback is not None
+    assert ours.fallback is None  # a list of strings is plain too (ADR 0081)
+
+
+LIST_PARAMS = [(c, p) for c, p in PARAMS if p.type_descriptor.is_list]
+
+
+def test_the_commands_have_list_of_str_parameters() -> None:
+    assert any(c.name == "info" and p.name == "paths" for c, p in LIST_PARAMS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=4), st.sampled_from([list, tuple]))
+def test_lists_of_strings_convert_as_typer_does(values: list[str], kind: type) -> None:
+    """``jfs info PATH...`` and the other ``list[str]`` parameters: typer's list, without pydantic (ADR 0081)."""
+    for command, param in LIST_PARAMS:
+        _same(command, param, kind(values))
+
+
+def test_a_list_of_strings_builds_no_adapter() -> None:
+    command, param = next((c, p) for c, p in LIST_PARAMS if c.name == "info")
+    ours = PlainParam(param.type_descriptor)
+    assert ours.coerce(("a", "b"), param=param, ctx=Context(command)) == ["a", "b"]
+    assert ours.fallback is None
+    _same(command, param, ("a", 3))  # not all strings: typer's own conversion decides
