@@ -4,8 +4,11 @@ commands left out, an index naming a key without data reported as by the RANGES 
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from jfs.adapters.kv import redis_batch
 from jfs.ports.kv import KV, EngineError, PageReadingKV, Pointer, RangeFollowingKV, RangeReadingKV, Tx
 
 REDIS = pytest.mark.jfs_engines("redis")
@@ -70,3 +73,63 @@ async def test_follow_range_leaves_out_a_key_deleted_between_the_commands(kv: KV
     await kv._client.execute(b"DEL", b"kd/b")  # type: ignore[attr-defined]  # as if deleted after the listing
     got = await kv.follow_range(b"d/", b"d0", 10, POINTER)
     assert got.keys == [b"d/a"] and got.targets == [b"ba"]
+
+
+@REDIS
+async def test_read_pages_neither_skip_nor_repeat_while_other_clients_write(kv: KV, monkeypatch) -> None:
+    """Pages are walked by rank (SORT_RO … LIMIT); keys inserted and deleted before the scan's position
+    between two pages move the ranks, and the anchor check keeps every page starting right after the
+    last key yielded."""
+    assert isinstance(kv, PageReadingKV)
+    rng = random.Random(17)
+    native = redis_batch.native_pages
+    untrusted: list[bytes] = []
+
+    def counted(kv_: object, begin: bytes, end: bytes, limit: int):  # type: ignore[no-untyped-def]
+        untrusted.append(begin)
+        return native(kv_, begin, end, limit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(redis_batch, "native_pages", counted)
+    for _ in range(12):
+        await kv._client.execute(b"FLUSHDB")  # type: ignore[attr-defined]
+        steady = {b"p/%04d" % i: b"v%d" % i for i in range(0, 400, 2)}
+        await _fill(kv, steady | {b"a": b"before", b"q": b"after"})
+        yielded: list[bytes] = []
+        churn = {b"p/%04d" % i for i in range(1, 400, 2)}  # odd keys come and go
+        async for page in kv.read_pages(b"p/", b"p0", rng.choice([3, 7, 16, 50])):
+            assert page and all(b"p/" <= k < b"p0" for k, _ in page)
+            yielded += [k for k, _ in page]
+            here = page[-1][0]
+            ins = rng.sample(sorted(churn), rng.randrange(0, 30))
+            await _fill(kv, {k: b"x" for k in ins} | {b"a%d" % rng.randrange(99): b"y"})
+            for k in [k for k in rng.sample(sorted(steady), min(10, len(steady))) if k < here]:
+                await kv.txn(lambda tx, k=k: _delete(tx, k))
+                del steady[k]
+        assert yielded == sorted(set(yielded))  # ascending, none repeated
+        assert set(steady) <= set(yielded)  # every key present throughout was read
+    assert untrusted  # the ranks did move under the scan (and those pages were read the native way)
+
+
+async def _delete(tx: Tx, key: bytes) -> None:
+    tx.delete(key)
+
+
+@REDIS
+async def test_read_pages_fall_back_to_native_reads_when_sort_is_refused(kv: KV, monkeypatch) -> None:
+    assert isinstance(kv, PageReadingKV)
+    await _fill(kv, {b"p/%04d" % i: b"v%d" % i for i in range(30)})
+    real = kv._read  # type: ignore[attr-defined]
+    refused: list[bytes] = []
+
+    async def read(*args):  # type: ignore[no-untyped-def]
+        if args[0] in (b"SORT_RO", b"SORT"):
+            refused.append(args[0])
+            raise EngineError(f"ERR unknown command '{args[0].decode()}'" if args[0] == b"SORT_RO"
+                              else "NOPERM this user has no permissions to access one of the keys")
+        return await real(*args)
+
+    monkeypatch.setattr(kv, "_read", read)
+    pages = await _pages(kv, b"p/", b"p0", 7)
+    assert [pair for p in pages for pair in p] == [(b"p/%04d" % i, b"v%d" % i) for i in range(30)]
+    assert refused == [b"SORT_RO", b"SORT"] and kv._sort is False  # type: ignore[attr-defined]
+    assert await _pages(kv, b"p/", b"p0", 7) == pages and refused == [b"SORT_RO", b"SORT"]  # not asked again

@@ -142,8 +142,8 @@ LOAD_CHUNK = 10_000
 """Keys per MSET / ZADD of `load_puts`."""
 
 
-async def read_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-    """`PageReadingKV.read_pages`: per page ZRANGEBYLEX and one hand-packed MGET, the next page's ZRANGEBYLEX
+async def native_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """`PageReadingKV.read_pages` where SORT is refused (`redis_pages`), and for a page it does not trust: per page ZRANGEBYLEX and one hand-packed MGET, the next page's ZRANGEBYLEX
     sent with this page's MGET (its start is known once this page is listed), so that Redis always has the
     next command. When a listed key has no value by the MGET, the page's span is read again by the RANGES
     script (atomic: it drops keys deleted meanwhile, and raises EngineError when the index names a key
