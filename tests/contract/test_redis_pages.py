@@ -133,3 +133,45 @@ async def test_read_pages_fall_back_to_native_reads_when_sort_is_refused(kv: KV,
     assert [pair for p in pages for pair in p] == [(b"p/%04d" % i, b"v%d" % i) for i in range(30)]
     assert refused == [b"SORT_RO", b"SORT"] and kv._sort is False  # type: ignore[attr-defined]
     assert await _pages(kv, b"p/", b"p0", 7) == pages and refused == [b"SORT_RO", b"SORT"]  # not asked again
+
+
+@REDIS
+async def test_read_pages_bounds_and_small_pages(kv: KV) -> None:
+    """`begin` itself is read, `end` itself is not, a range at either end of the index or between keys
+    (no pair) reads right, and pages of one pair are anchored like any other."""
+    every = {b"%c" % c: b"v%c" % c for c in b"bcdefgh"}
+    await _fill(kv, every)
+
+    async def flat(begin: bytes, end: bytes, limit: int) -> list[bytes]:
+        return [k for p in await _pages(kv, begin, end, limit) for k, _ in p]
+
+    for limit in (1, 2, 3, 100):
+        assert await flat(b"b", b"h", limit) == [b"b", b"c", b"d", b"e", b"f", b"g"]
+        assert await flat(b"", b"\xff", limit) == sorted(every)
+        assert await flat(b"a", b"c", limit) == [b"b"]
+        assert await flat(b"g", b"z", limit) == [b"g", b"h"]
+        assert await flat(b"c\x00", b"d", limit) == []
+        assert await flat(b"z", b"zz", limit) == []
+    assert [len(p) for p in await _pages(kv, b"b", b"h", 2)] == [2, 2, 2]
+    assert all(v == b"v" + k for p in await _pages(kv, b"", b"\xff", 3) for k, v in p)
+
+
+@REDIS
+async def test_read_pages_check_the_shape_of_the_first_sort_reply(kv: KV, monkeypatch) -> None:
+    """A Redis-compatible server that takes SORT but ignores its GET patterns (members only) is noticed on
+    the first reply (its values are not what MGET reads) and read by the native commands."""
+    await _fill(kv, {b"p/%04d" % i: b"v%d" % i for i in range(30)})
+    real = kv._read  # type: ignore[attr-defined]
+
+    async def read(*args):  # type: ignore[no-untyped-def]
+        if args[0] == b"SORT_RO":
+            args = args[:args.index(b"GET")]
+        return await real(*args)
+
+    monkeypatch.setattr(kv, "_read", read)
+    pages = await _pages(kv, b"p/", b"p0", 7)
+    assert [pair for p in pages for pair in p] == [(b"p/%04d" % i, b"v%d" % i) for i in range(30)]
+    assert kv._sort is False  # type: ignore[attr-defined]
+    monkeypatch.setattr(kv, "_read", real)
+    kv._sort = None  # type: ignore[attr-defined]
+    assert await _pages(kv, b"p/", b"p0", 7) == pages and kv._sort == b"SORT_RO"  # type: ignore[attr-defined]

@@ -21,7 +21,9 @@ check is read by the native commands instead (`redis_batch.native_pages`, one pa
 located again (ZLEXCOUNT). A nil value (the index names a key without data: never within one command
 unless the two are out of sync) has its span read again by the RANGES script, which raises EngineError
 as `RangeReadingKV` does. A server that refuses SORT_RO (older than 7.0: SORT, flagged write, is tried;
-an ACL without key patterns: NOPERM) is read by the native commands, remembered per adapter.
+an ACL without key patterns: NOPERM) is read by the native commands, remembered per adapter; so is one
+whose first reply does not have Redis's shape (pairs whose first and last values an MGET confirms: a
+compatible server that took SORT but ignored its GET patterns).
 
 The next page's command is sent before this page is handed to the caller, so Redis always has the next
 command while the caller works (one page ahead, as before: memory stays at two pages).
@@ -76,10 +78,17 @@ async def read_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> Async
                 async for page in redis_batch.native_pages(kv, after, end, limit):
                     yield page
                 return
-            kv._sort = sort
             asked = None
             keys: list[bytes] = reply[0::2]  # type: ignore[assignment]
             values = reply[1::2]
+            if kv._sort is None and reply:  # the first reply this adapter gets: is it Redis's shape?
+                if not await _answers_as_redis(kv, reply):
+                    kv._sort = False  # a server that takes SORT but not its GET patterns: native reads
+                    after = lower + b"\x00" if strict else lower
+                    async for page in redis_batch.native_pages(kv, after, end, limit):
+                        yield page
+                    return
+                kv._sort = sort
             if rank > 0:
                 anchor = keys[0] if keys else None
                 if anchor is None or not (anchor <= lower if strict else anchor < lower):
@@ -123,6 +132,16 @@ async def read_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> Async
         if asked is not None and not asked.done():
             asked.cancel()
             asked.add_done_callback(redis_batch._consume)
+
+
+async def _answers_as_redis(kv: RedisKV, reply: list[bytes | None]) -> bool:
+    """Whether the first reply of SORT has the shape Redis gives it (asked once per adapter): pairs, the
+    first and last value those MGET reads for their keys (a compatible server that ignored ``GET`` would
+    send members only). A value rewritten in between also says no: then only speed is lost."""
+    if len(reply) % 2 or any(k is None for k in reply[0::2]):
+        return False
+    got = await kv._read_packed(redis_batch._mget([reply[0], reply[-2]]))  # type: ignore[list-item]
+    return got == [reply[1], reply[-1]]
 
 
 async def _native_page(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> list[tuple[bytes, bytes]]:
