@@ -4,6 +4,7 @@ commands left out, an index naming a key without data reported as by the RANGES 
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -76,7 +77,7 @@ async def test_follow_range_leaves_out_a_key_deleted_between_the_commands(kv: KV
 
 
 @REDIS
-async def test_read_pages_neither_skip_nor_repeat_while_other_clients_write(kv: KV, monkeypatch) -> None:
+async def test_read_pages_neither_skip_nor_repeat_while_other_clients_write(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages are walked by rank (SORT_RO … LIMIT); keys inserted and deleted before the scan's position
     between two pages move the ranks, and the anchor check keeps every page starting right after the
     last key yielded."""
@@ -103,7 +104,7 @@ async def test_read_pages_neither_skip_nor_repeat_while_other_clients_write(kv: 
             ins = rng.sample(sorted(churn), rng.randrange(0, 30))
             await _fill(kv, {k: b"x" for k in ins} | {b"a%d" % rng.randrange(99): b"y"})
             for k in [k for k in rng.sample(sorted(steady), min(10, len(steady))) if k < here]:
-                await kv.txn(lambda tx, k=k: _delete(tx, k))
+                await kv.txn(functools.partial(_delete, key=k))
                 del steady[k]
         assert yielded == sorted(set(yielded))  # ascending, none repeated
         assert set(steady) <= set(yielded)  # every key present throughout was read
@@ -115,7 +116,7 @@ async def _delete(tx: Tx, key: bytes) -> None:
 
 
 @REDIS
-async def test_read_pages_fall_back_to_native_reads_when_sort_is_refused(kv: KV, monkeypatch) -> None:
+async def test_read_pages_fall_back_to_native_reads_when_sort_is_refused(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(kv, PageReadingKV)
     await _fill(kv, {b"p/%04d" % i: b"v%d" % i for i in range(30)})
     real = kv._read  # type: ignore[attr-defined]
@@ -157,7 +158,7 @@ async def test_read_pages_bounds_and_small_pages(kv: KV) -> None:
 
 
 @REDIS
-async def test_read_pages_check_the_shape_of_the_first_sort_reply(kv: KV, monkeypatch) -> None:
+async def test_read_pages_check_the_shape_of_the_first_sort_reply(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Redis-compatible server that takes SORT but ignores its GET patterns (members only) is noticed on
     the first reply (its values are not what MGET reads) and read by the native commands."""
     await _fill(kv, {b"p/%04d" % i: b"v%d" % i for i in range(30)})

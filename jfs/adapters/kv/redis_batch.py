@@ -28,7 +28,7 @@ records besides their attributes), at a fraction of a ZRANGEBYLEX per inode.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING
 
 from jfs.ports.kv import EngineError, FollowedRange, Pointer
@@ -141,7 +141,7 @@ LOAD_CHUNK = 10_000
 """Keys per MSET / ZADD of `load_puts`."""
 
 
-async def native_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+async def native_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> AsyncGenerator[list[tuple[bytes, bytes]]]:
     """`PageReadingKV.read_pages` where SORT is refused (`redis_pages`), and for a page it does not trust: per page ZRANGEBYLEX and one hand-packed MGET, the next page's ZRANGEBYLEX
     sent with this page's MGET (its start is known once this page is listed), so that Redis always has the
     next command. When a listed key has no value by the MGET, the page's span is read again by the RANGES

@@ -53,7 +53,7 @@ async def read_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> Async
             yield page
         return
     loop = asyncio.get_running_loop()
-    sort: bytes = kv._sort or SORTS[0]
+    sort: bytes = kv._sort if isinstance(kv._sort, bytes) else SORTS[0]
 
     def ask(rank: int) -> asyncio.Task[Any]:
         lo = max(rank - 1, 0)
@@ -61,9 +61,10 @@ async def read_pages(kv: RedisKV, begin: bytes, end: bytes, limit: int) -> Async
                                          b"GET", b"#", b"GET", b"k*"))
 
     lower, strict = begin, False  # the scan's lower bound: >= begin, then > the last key yielded
+    asked: asyncio.Task[Any] | None = None
     try:
         rank = await kv._read(b"ZLEXCOUNT", b"i", b"-", b"(" + begin)
-        asked: asyncio.Task[Any] | None = ask(rank)
+        asked = ask(rank)
         while True:
             try:
                 reply: list[bytes | None] = await asked  # type: ignore[misc]
@@ -140,7 +141,7 @@ async def _answers_as_redis(kv: RedisKV, reply: list[bytes | None]) -> bool:
     send members only). A value rewritten in between also says no: then only speed is lost."""
     if len(reply) % 2 or any(k is None for k in reply[0::2]):
         return False
-    got = await kv._read_packed(redis_batch._mget([reply[0], reply[-2]]))  # type: ignore[list-item]
+    got: list[bytes | None] = await kv._read_packed(redis_batch._mget([reply[0], reply[-2]]))  # type: ignore[list-item]
     return got == [reply[1], reply[-1]]
 
 
