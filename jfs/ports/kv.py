@@ -259,8 +259,8 @@ class RangeReadingKV(Protocol):
 @runtime_checkable
 class PageReadingKV(Protocol):
     """Offered by an engine that reads a range page by page in native commands cheaper than its consistent
-    range read (Redis: ZRANGEBYLEX and MGET, about half the server CPU of the RANGES script, the next page
-    listed while this one's values are read), for scans that are not snapshots anyway (fsck's).
+    range read (Redis: one SORT_RO of the index by rank per page, keys and values in one reply, the next
+    page asked while this one is used; ADR 0082), for scans that are not snapshots anyway (fsck's, gc's).
     ``read_pages`` yields the pairs of ``[begin, end)`` ascending, in pages of at most `limit`; each value
     is what its key held at some moment of the scan, a key deleted in between is left out (that page is
     then read again consistently, which also reports an engine whose index names a key without data, as

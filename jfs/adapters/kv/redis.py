@@ -31,7 +31,7 @@ from jfs.ports.kv import (
     Pointer,
 )
 
-from . import redis_batch, redis_lua
+from . import redis_batch, redis_lua, redis_pages
 from .base import RetryingKV, redact_url, retrying
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
@@ -77,6 +77,8 @@ class RedisKV(RetryingKV):
         self._client = client
         self._address = client.target.address
         self._sha: dict[str, bytes] = {}
+        self._sort: bytes | bool | None = None
+        """The command of `redis_pages` that worked (None: not tried yet; False: refused, native reads)."""
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         reason = _one_line(exc)
@@ -253,8 +255,8 @@ class RedisKV(RetryingKV):
             raise self._error(exc) from exc
 
     def read_pages(self, begin: bytes, end: bytes, limit: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-        """`PageReadingKV.read_pages`: two native commands per page, pipelined (`redis_batch`)."""
-        return redis_batch.read_pages(self, begin, end, limit)
+        """`PageReadingKV.read_pages`: one SORT_RO per page, the next one sent ahead (`redis_pages`)."""
+        return redis_pages.read_pages(self, begin, end, limit)
 
     def follow_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer,
                      extra: Sequence[bytes] = ()) -> Coroutine[Any, Any, FollowedRange]:
