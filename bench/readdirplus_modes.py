@@ -120,6 +120,11 @@ def _scandir_stat(d: Path) -> None:
             e.stat()
 
 
+def _ls_then_ls_l(d: Path) -> None:
+    _run(["ls", "{}"])(d)
+    _run(["ls", "-l", "{}"])(d)
+
+
 WORKLOADS: dict[str, Callable[[Path], None]] = {
     "ls": _run(["ls", "{}"]),
     "listdir": _listdir,
@@ -128,6 +133,7 @@ WORKLOADS: dict[str, Callable[[Path], None]] = {
     "ls_l": _run(["ls", "-l", "{}"]),
     "du_s": _run(["du", "-s", "{}"]),
     "scandir_stat": _scandir_stat,
+    "ls_then_ls_l": _ls_then_ls_l,
 }
 
 
