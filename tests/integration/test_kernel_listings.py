@@ -22,19 +22,23 @@ from jfs.testing.mounts import format_volume, mounted
 TTL = 1.0  # the mounts' default entry and attribute timeouts
 
 
-@pytest.fixture(scope="module", params=["trash-off", "trash-on", "redis-trash-on"])
+@pytest.fixture(scope="module", params=["trash-off", "trash-on", "redis-trash-on", "auto/trash-on",
+                                        "auto/redis-trash-on", "never/trash-off"])
 def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """Two mounts of one SQLite (or Redis: its listings read by native commands, ADR 0071) + local directory
-    volume, without and with the trash (the default format)."""
+    volume, without and with the trash (the default format); READDIRPLUS "always" (the default) or, with a
+    ``MODE/`` prefix, ``--readdir-plus MODE`` (ADR 0080: the rule must hold whichever replies carry attributes)."""
+    mode, _, kind = request.param.rpartition("/")
+    plus = ["--readdir-plus", mode] if mode else []
     base = tmp_path_factory.mktemp("listings")
     url = f"sqlite3://{base}/meta.db"
-    if request.param.startswith("redis"):
+    if kind.startswith("redis"):
         url = f"{request.getfixturevalue('redis_server_url')}/7"
         asyncio.run(wipe_engine(url))
-    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if request.param.endswith("trash-on") else []))
+    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if kind.endswith("trash-on") else []))
     outside = Path(tempfile.mkdtemp(prefix="jfs-listings-"))
     try:
-        with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
+        with mounted(url, outside / "a", *plus) as a, mounted(url, outside / "b", *plus) as b:
             yield a, b
     finally:
         shutil.rmtree(outside, ignore_errors=True)
@@ -147,3 +151,17 @@ def test_no_readdir_cache_lists_through_the_mount(tmp_path: Path) -> None:
             assert _pages_read(m) > before
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+def test_listed_attributes_follow_other_mounts_within_the_timeout(two_mounts: tuple[Path, Path]) -> None:
+    """Whichever listing replies carry attributes (ADR 0080), `scandir` + `stat` after the attribute timeout
+    shows another mount's chmod and write."""
+    a, b = two_mounts
+    d = _fresh_dir(a, "attrs", files=20)
+    assert {e.name: e.stat().st_size for e in os.scandir(d)}["f002"] == 0
+    os.chmod(b / "attrs" / "f002", 0o600)
+    (b / "attrs" / "f002").write_bytes(b"12345")
+    time.sleep(TTL + 0.2)
+    seen = {e.name: e.stat() for e in os.scandir(d)}
+    assert seen["f002"].st_mode & 0o777 == 0o600 and seen["f002"].st_size == 5
+    assert os.stat(d / "f003").st_mode & 0o777 == 0o644
