@@ -34,7 +34,7 @@ from bench.comparison.harness import JfsMount, JuiceFSMount, Mount, drop_caches,
 from bench.redis_md_ab import _delta, _redis_info  # noqa: E402
 
 
-async def _fill(url: str, entries: int) -> None:
+async def _fill(url: str, entries: int, name: bytes = b"big") -> None:
     from jfs.bootstrap import ClientOptions, open_client
     from jfs.domain.attrs import FileType
 
@@ -43,7 +43,7 @@ async def _fill(url: str, entries: int) -> None:
     try:
         vfs = client.vfs
         ctx = vfs.ctx()
-        d, _ = await vfs.mkdir(ctx, client.root, b"big", 0o755)
+        d, _ = await vfs.mkdir(ctx, client.root, name, 0o755)
         sem = asyncio.Semaphore(64)
 
         async def make(i: int) -> None:

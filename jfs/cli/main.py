@@ -190,6 +190,11 @@ def mount(
                            "change in it, for at most the shortest of the entry/attribute caches (ADR 0024).",
                            rich_help_panel="FUSE")
     ] = True,
+    readdir_plus: Annotated[str, typer.Option(
+        "--readdir-plus", metavar="always|auto|never", rich_help_panel="FUSE",
+        help="Which listing replies carry attributes: always (every reply; `ls -l` needs no LOOKUPs), auto (the "
+        "kernel chooses, as JuiceFS: the first reply and after lookups in the directory; cheaper bare "
+        "listings), never (ADR 0080).")] = "always",
     enable_xattr: Annotated[bool, typer.Option(
         "--enable-xattr", help="Serve extended attributes (off by default, as in JuiceFS: without it the kernel "
         "answers EOPNOTSUPP itself and `ls -l` needs no xattr round trips).", rich_help_panel="FUSE")] = False,
@@ -262,7 +267,7 @@ def mount(
             no_bgjob=no_bgjob, metrics=metrics, fuse_options=tuple(fuse_options or ()), subdir=subdir,
             prefetch=prefetch, free_space_ratio=free_space_ratio, upload_limit=upload_limit,
             download_limit=download_limit, backup_meta=backup_meta, log_file=log_file, writeback=writeback,
-            readdir_cache=readdir_cache,
+            readdir_cache=readdir_cache, readdir_plus=readdir_plus,
         )
         with stops_cleanly():  # Ctrl-C unmounts (the FUSE server's own handler once mounted)
             m.run_foreground(args)

@@ -45,6 +45,10 @@ class MountArgs:
     enable_xattr: bool = False
     writeback_cache: bool = False
     readdir_cache: bool = True
+    readdir_plus: str = "always"
+    """Which listing replies carry attributes (`MountOptions.readdirplus`; ADRs 0071, 0080): "always" (every
+    reply is READDIRPLUS), "auto" (the kernel chooses: the first reply, and after a lookup in the directory),
+    "never" (plain READDIR; every stat then LOOKUPs)."""
     read_only: bool = False
     fuse_options: tuple[str, ...] = ()
     """``-o`` words (`apply_fuse_options`): ``allow_other`` is off unless given."""
@@ -112,13 +116,14 @@ def remove_created(created: list[str]) -> None:
 def fuse_mount_options(args: MountArgs, fsname: str) -> tuple[MountOptions, bool]:
     """The FUSE mount options of `args` (its ``-o`` words applied) and whether the mount is read-only.
     VolumeError for a malformed ``-o`` word."""
+    if args.readdir_plus not in ("always", "auto", "never"):
+        raise VolumeError(f"--readdir-plus must be always, auto or never, not {args.readdir_plus!r}")
     base = MountOptions(
         fsname=fsname, subtype="jfs", allow_other=False, read_only=args.read_only,
         writeback_cache=args.writeback_cache,
-        # "auto" let the kernel use READDIRPLUS for a listing's first page only and then LOOKUP
-        # every other entry: `ls -l` of 10k entries was 10,003 LOOKUPs on top of the pages
-        # (Redis: 0.26-0.30 s); "always" answers it with the pages alone (0.22-0.25 s).
-        readdirplus="always",
+        # "always" by default (ADR 0080): "auto" lets the kernel ask READDIRPLUS for a listing's first
+        # reply and after lookups only, so `ls -l` / `du` LOOKUP most entries one by one.
+        readdirplus=args.readdir_plus,
     )
     try:
         options, ro = apply_fuse_options(base, list(args.fuse_options))

@@ -22,19 +22,23 @@ from jfs.testing.mounts import format_volume, mounted
 TTL = 1.0  # the mounts' default entry and attribute timeouts
 
 
-@pytest.fixture(scope="module", params=["trash-off", "trash-on", "redis-trash-on"])
+@pytest.fixture(scope="module", params=["trash-off", "trash-on", "redis-trash-on", "auto/trash-on",
+                                        "auto/redis-trash-on", "never/trash-off"])
 def two_mounts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """Two mounts of one SQLite (or Redis: its listings read by native commands, ADR 0071) + local directory
-    volume, without and with the trash (the default format)."""
+    volume, without and with the trash (the default format); READDIRPLUS "always" (the default) or, with a
+    ``MODE/`` prefix, ``--readdir-plus MODE`` (ADR 0080: the rule must hold whichever replies carry attributes)."""
+    mode, _, kind = request.param.rpartition("/")
+    plus = ["--readdir-plus", mode] if mode else []
     base = tmp_path_factory.mktemp("listings")
     url = f"sqlite3://{base}/meta.db"
-    if request.param.startswith("redis"):
+    if kind.startswith("redis"):
         url = f"{request.getfixturevalue('redis_server_url')}/7"
         asyncio.run(wipe_engine(url))
-    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if request.param.endswith("trash-on") else []))
+    format_volume(url, str(base / "bucket"), "listings", *(["--trash-days", "1"] if kind.endswith("trash-on") else []))
     outside = Path(tempfile.mkdtemp(prefix="jfs-listings-"))
     try:
-        with mounted(url, outside / "a") as a, mounted(url, outside / "b") as b:
+        with mounted(url, outside / "a", *plus) as a, mounted(url, outside / "b", *plus) as b:
             yield a, b
     finally:
         shutil.rmtree(outside, ignore_errors=True)
@@ -54,14 +58,44 @@ def _fresh_dir(mnt: Path, name: str, files: int = 50) -> Path:
     return d
 
 
-def test_repeated_listing_is_served_by_the_kernel(two_mounts: tuple[Path, Path]) -> None:
+def test_repeated_listing_is_served_by_the_kernel(two_mounts: tuple[Path, Path], request: pytest.FixtureRequest) -> None:
     a, _ = two_mounts
     d = _fresh_dir(a, "repeat")
     assert len(os.listdir(d)) == 50
     before = _pages_read(a)
     for _ in range(5):
         assert len(os.listdir(d)) == 50
-    assert _pages_read(a) == before, "an unchanged directory was listed through the mount again"
+    if request.node.callspec.id.startswith("never/"):  # no reply carries attributes: nothing kept (ADR 0080)
+        assert _pages_read(a) >= before + 5
+    else:
+        assert _pages_read(a) == before, "an unchanged directory was listed through the mount again"
+
+
+def test_only_listings_whose_replies_all_carried_attributes_are_kept(
+    two_mounts: tuple[Path, Path], request: pytest.FixtureRequest
+) -> None:
+    """ADR 0080: with ``--readdir-plus auto`` a bare listing of more than one reply gets plain READDIR replies
+    after the first and is listed again; `scandir` + `stat` gets READDIRPLUS throughout and is kept. With
+    "always" both are kept."""
+    if request.node.callspec.id.startswith("never/"):
+        pytest.skip("never: no reply carries attributes")
+    a, _ = two_mounts
+    d = a / "multi"
+    d.mkdir()
+    for i in range(1500):  # several 64 KiB replies either way
+        os.close(os.open(d / f"file-with-a-longer-name-{i:05d}", os.O_CREAT | os.O_WRONLY, 0o644))
+    time.sleep(TTL + 0.2)  # the creates' dentries expire; the next listing begins from nothing known
+    os.listdir(d)
+    before = _pages_read(a)
+    os.listdir(d)
+    relisted = _pages_read(a) > before
+    assert relisted is request.node.callspec.id.startswith("auto/")
+    time.sleep(TTL + 0.2)
+    for e in os.scandir(d):
+        e.stat()
+    before = _pages_read(a)
+    os.listdir(d)
+    assert _pages_read(a) == before, "a listing whose replies all carried attributes was not kept"
 
 
 def test_own_changes_are_listed_at_once(two_mounts: tuple[Path, Path]) -> None:
@@ -147,3 +181,17 @@ def test_no_readdir_cache_lists_through_the_mount(tmp_path: Path) -> None:
             assert _pages_read(m) > before
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+def test_listed_attributes_follow_other_mounts_within_the_timeout(two_mounts: tuple[Path, Path]) -> None:
+    """Whichever listing replies carry attributes (ADR 0080), `scandir` + `stat` after the attribute timeout
+    shows another mount's chmod and write."""
+    a, b = two_mounts
+    d = _fresh_dir(a, "attrs", files=20)
+    assert {e.name: e.stat().st_size for e in os.scandir(d)}["f002"] == 0
+    os.chmod(b / "attrs" / "f002", 0o600)
+    (b / "attrs" / "f002").write_bytes(b"12345")
+    time.sleep(TTL + 0.2)
+    seen = {e.name: e.stat() for e in os.scandir(d)}
+    assert seen["f002"].st_mode & 0o777 == 0o600 and seen["f002"].st_size == 5
+    assert os.stat(d / "f003").st_mode & 0o777 == 0o644

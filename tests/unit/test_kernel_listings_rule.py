@@ -129,3 +129,17 @@ async def test_a_lock_granted_drops_the_listings_of_the_file_and_its_directory(c
     _list(k, 8, 8)
     await cache.lock_granted(9, None)
     assert not k.keep(8)
+
+
+def test_a_listing_with_a_reply_without_attributes_is_not_kept(clock: Clock) -> None:
+    """ADR 0080: a plain READDIR reply (``--readdir-plus auto``/``never``) hands the kernel names without
+    dentries; such a listing is listed again rather than kept (`ls -l` of it would LOOKUP every name)."""
+    k = KernelListings(1.0)
+    k.keep(5)
+    k.started(1, 5)
+    k.unattributed(1)
+    k.finished(1)
+    assert not k.keep(5)
+    k.started(2, 5)  # listed again, every reply with attributes
+    k.finished(2)
+    assert k.keep(5)

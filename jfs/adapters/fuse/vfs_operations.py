@@ -479,6 +479,8 @@ class VfsOperations(Operations):
         plus = out.plus
         if offset == 0:
             self._listings.started(fh, ino)
+        if not plus:  # names without attributes: not a listing the kernel may keep (ADR 0080)
+            self._listings.unattributed(fh)
         # A run never needs more entries than the smallest records fill the reply with.
         most = out.size // (DIRENTPLUS_SIZE if plus else DIRENT_SIZE) + 1
         pack = self._pack_plus if plus else _pack_plain
