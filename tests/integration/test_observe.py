@@ -140,10 +140,24 @@ def test_stats_prints_one_line_of_rates_per_interval(busy: Path) -> None:
     assert bad.returncode == 1 and "not on a jfs mount" in bad.stderr
 
 
+@pytest.fixture(scope="module")
+def default_mount() -> Iterator[Path]:
+    """A volume formatted with the defaults (the trash on), mounted."""
+    with reachable_dir("jfs-observe-trash-") as base:
+        url = f"sqlite3://{base}/meta.db"
+        jfs("format", url, "obs-trash", "--bucket", str(base / "bucket"))
+        with mounted(url, base / "mnt") as mnt:
+            yield mnt
+
+
 @needs_juicefs
-def test_juicefs_bench_reads_the_layer_rows_of_a_jfs_mount(mount: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("volume", ["mount", "default_mount"])
+def test_juicefs_bench_reads_the_layer_rows_of_a_jfs_mount(
+    volume: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """JuiceFS's own ``bench`` sums its "FUSE operation / Update meta / Put object" rows from ``.stats``
-    under JuiceFS's flat names: a jfs mount serves them, so the rows are not zero."""
+    under JuiceFS's flat names: a jfs mount serves them (trash off and on), so the rows are not zero."""
+    mount: Path = request.getfixturevalue(volume)
     monkeypatch.setenv("SKIP_DROP_CACHES", "true")  # the bench's cache drops are not under test
     out = run_juicefs("bench", str(mount), "--big-file-size", "8M", "--small-file-count", "10").stdout
     rows = {cells[0]: cells[1] for line in out.splitlines()
