@@ -260,9 +260,7 @@ def test_trash_shared_by_both(volume: str, work: Path) -> None:
         # d, the hour directory and the two trashed files; each client flushes its counter deltas in the
         # background (JuiceFS about once a second), so the total is read until it has caught up
         def used_inodes() -> int:
-            used = json.loads(jfs("status", volume, "--json").stdout)["Statistic"]["UsedInodes"]
-            print("UsedInodes", used)
-            return used
+            return int(json.loads(jfs("status", volume, "--json").stdout)["Statistic"]["UsedInodes"])
         eventually(lambda: used_inodes() >= 4, 15, "UsedInodes >= 4")
     fsck_both(volume)
 
