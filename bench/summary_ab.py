@@ -65,6 +65,11 @@ def main() -> int:
     ap.add_argument("--base", default="", help="directory holding the base checkout's jfs package")
     ap.add_argument("--juicefs", default=str(Path(sys.executable).parent / "juicefs"))
     ap.add_argument("--ops", default="summary,fsck")
+    ap.add_argument("--du", action="store_true",
+                    help="drop caches and `du -s` every mount first (as bench/scale.py does before its summary: the "
+                         "mount then knows every inode the kernel looked up)")
+    ap.add_argument("--main-cli", action="store_true",
+                    help="run jfs as bench/scale.py does (`python -m jfs.cli.main`), not the console script's entry")
     args = ap.parse_args()
     ops = args.ops.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="summary-ab-"))
@@ -74,7 +79,7 @@ def main() -> int:
     print(f"synthetic dump: {entries} entries", flush=True)
     py = sys.executable
     new_env = dict(os.environ)
-    cli = [py, "-c", "from jfs.cli import run; run()"]  # the console script's entry (`jfs.cli.run`)
+    cli = [py, "-m", "jfs.cli.main"] if args.main_cli else [py, "-c", "from jfs.cli import run; run()"]
     systems: list[tuple[str, list[str], dict[str, str]]] = [("new", cli, new_env)]
     if args.base:
         systems.insert(0, ("base", cli, dict(os.environ, PYTHONPATH=args.base)))
@@ -104,8 +109,16 @@ def main() -> int:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             mounted.append(kmnt)
             mounts["juicefs"] = ([args.juicefs], dict(os.environ), kmnt)
-            for cli, env, mnt in mounts.values() if "summary" in ops else ():  # warm-up (JuiceFS fills its
-                run_child([*cli, "summary", str(mnt)], env)  # directory statistics then)
+            if args.du:
+                Path("/proc/sys/vm/drop_caches").write_text("3\n")
+                for _cli, _env, mnt in mounts.values():
+                    subprocess.run(["du", "-s", str(mnt)], check=True, stdout=subprocess.DEVNULL)
+            for name, (cli, env, mnt) in mounts.items() if "summary" in ops else ():  # warm-up (JuiceFS fills
+                servers = fuse_servers(mnt)  # its directory statistics then)
+                m0 = sum(proc_cpu(p) for p in servers)
+                sec, cpu = run_child([*cli, "summary", str(mnt)], env)
+                mcpu = sum(proc_cpu(p) for p in servers) - m0
+                print(f"first   {name:7} summary: {sec:6.2f} s  CLI CPU {cpu:5.2f}  mount CPU {mcpu:5.2f}", flush=True)
             for pair in range(args.pairs):
                 order = list(mounts) if pair % 2 == 0 else list(mounts)[::-1]
                 for name in order:
