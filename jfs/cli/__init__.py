@@ -116,7 +116,15 @@ def run() -> None:
     if sys.argv[1:] in (["version"], ["--version"], ["-V"]):  # what typer would print, without typer (ADR 0081)
         sys.stdout.write(f"jfs version {installed_version()}\n")
         return
-    if len(sys.argv) > 1 and sys.argv[1] in _SERVED_BY_A_MOUNT:
+    if len(sys.argv) > 1 and sys.argv[1] == "summary":
+        from jfs.cli import summary_plain  # the plain forms without typer (ADR 0083); the rest below
+
+        args = summary_plain.plain_args(sys.argv[2:])
+        if args is not None:
+            summary_plain.main(args)
+            return
+        from jfs.cli.control_main import main
+    elif len(sys.argv) > 1 and sys.argv[1] in _SERVED_BY_A_MOUNT:
         from jfs.cli.control_main import main
     elif len(sys.argv) > 1 and sys.argv[1] == "umount":
         from jfs.cli import unmount  # the plain forms without typer (ADR 0069); the rest below

@@ -13,68 +13,20 @@ import errno
 import json
 import os
 import stat
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from jfs.app.errors import JfsError
 from jfs.cli.control_client import ask_mount, mount_root
 from jfs.cli.messages import print_error
-from jfs.cli.render import human_bytes, stdout_console
+from jfs.cli.render import human_bytes
+from jfs.cli.summary_plain import ask as _ask
+from jfs.cli.summary_plain import spinner as _spinner
+from jfs.cli.summary_plain import summarize
 
 Paths = Annotated[list[str], typer.Argument(metavar="PATH...", help="Paths on a jfs mount.", show_default=False)]
 Threads = Annotated[int, typer.Option("--threads", "-p", min=1, max=256, help="Concurrent operations in the mount.")]
-
-
-if TYPE_CHECKING:
-    from rich.tree import Tree
-
-
-@contextmanager
-def _spinner(text: str) -> Iterator[None]:
-    """rich's spinner on stderr while the mount works, only on a terminal (rich's `Console.is_terminal`; when
-    stderr is no TTY and no ``TTY_COMPATIBLE`` / ``FORCE_COLOR`` overrides that, rich is not even imported)."""
-    if not sys.stderr.isatty() and not os.environ.get("TTY_COMPATIBLE") and "FORCE_COLOR" not in os.environ:
-        yield
-        return
-    from rich.console import Console
-
-    err = Console(stderr=True)
-    if not err.is_terminal:
-        yield
-        return
-    with err.status(text):
-        yield
-
-
-def _ask(path: str, request: dict[str, Any], shown: list[str] | None = None) -> dict[str, Any] | None:
-    """The mount's answer to `request`, or None after printing the failure (naming `shown`, else `path`)."""
-    try:
-        return ask_mount(path, request, shown=shown)
-    except JfsError as exc:
-        print_error(str(exc))
-    except OSError as exc:
-        print_error(f"{', '.join(shown or [path])}: {exc.strerror}")
-    return None
-
-
-def _line(node: dict[str, Any]) -> str:
-    from rich.markup import escape
-
-
-    kind = "/" if node["type"] == "directory" else ""
-    if node.get("denied"):
-        return f"{escape(node['name'])}{kind}  [yellow]permission denied: not counted[/yellow]"
-    return (f"{escape(node['name'])}{kind}  [dim]{human_bytes(node['space'])}  {node['dirs']} dirs  {node['files']} files  "
-            f"({human_bytes(node['length'])})[/dim]")
-
-
-def _grow(tree: Tree, node: dict[str, Any]) -> None:
-    for child in node.get("children", []):
-        _grow(tree.add(_line(child)), child)
 
 
 def summary(
@@ -85,31 +37,9 @@ def summary(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tree as JSON.")] = False,
 ) -> None:
     """Recursive totals (size, directories, files) of PATH and of its biggest entries, as a tree."""
-    try:
-        ino = os.lstat(path).st_ino
-    except OSError as exc:
-        print_error(f"{path}: {exc.strerror}")
-        raise typer.Exit(1) from None
-    name = os.path.basename(os.path.abspath(path)) or "/"
-    with _spinner("Summarizing…"):
-        doc = _ask(path, {"op": "summary", "inode": ino, "name": name, "depth": depth, "entries": entries})
-    if doc is None:
-        raise typer.Exit(1)
-    if as_json:
-        typer.echo(json.dumps({"path": path, **doc}, indent=2))
-    else:
-        from rich.tree import Tree
-
-        tree = Tree(_line(doc))
-        _grow(tree, doc)
-        stdout_console().print(tree)
-    if doc.get("unreadable"):  # as du(1): the totals are printed, the gap reported, the status is 1
-        print_error(f"{path}: {_unreadable(doc['unreadable'])}")
-        raise typer.Exit(1)
-
-
-def _unreadable(n: int) -> str:
-    return f"{n} {'directory' if n == 1 else 'directories'} not readable (permission denied): contents not counted"
+    status = summarize(path, depth, entries, as_json)  # jfs.cli.summary_plain: also the entry without typer
+    if status:
+        raise typer.Exit(status)
 
 
 def rmr(paths: Paths, threads: Threads = 16) -> None:

@@ -9,8 +9,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from jfs.domain.settings import SECRET_FIELDS
 
 if TYPE_CHECKING:
@@ -62,6 +60,8 @@ def mask(doc: Any) -> Any:
 
 def print_pairs(rows: list[tuple[str, str]]) -> None:
     """Print ``key  value`` rows on stdout, indented two spaces, the keys padded to one width."""
+    import typer  # here: `jfs summary` imports this module without typer (ADR 0083)
+
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         typer.echo(f"  {key:<{width}}  {value}")
