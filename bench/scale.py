@@ -481,7 +481,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, Any]]]:
         raise SystemExit("bench/scale.py needs root (FUSE mounts, drop_caches)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="jfs-scale-"))
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
-    jfs_bin = [sys.executable, "-m", "jfs.cli.main"]
+    jfs_bin = [sys.executable, "-c", "from jfs.cli import run; run()"]  # the `jfs` console script's entry (ADR 0083)
     systems: list[System] = []
     try:
         with engines(args.backend, workdir, names) as urls:
