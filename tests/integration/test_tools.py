@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from jfs.cli.summary_plain import rich_tree
 from jfs.testing.engines import wipe_engine
 from jfs.testing.mounts import format_volume, jfs, mounted, reachable_dir
 
@@ -55,6 +60,13 @@ def test_summary_tree_and_json(volume: tuple[str, Path]) -> None:
     assert "children" not in shallow["children"][0]
     text = jfs("summary", str(top)).stdout
     assert "sum/" in text and "deep/" in text and "f1" in text
+    # The console script's plain entry (no typer, the tree drawn without rich: ADR 0083) prints what rich
+    # draws for the same answer on a non-terminal.
+    plain = subprocess.run([sys.executable, "-c", "from jfs.cli import run; run()", "summary", str(top)],
+                           capture_output=True, text=True, check=True, timeout=120).stdout
+    buf = io.StringIO()
+    Console(file=buf, highlight=False, width=200, color_system=None).print(rich_tree(doc))
+    assert plain == text == buf.getvalue()
 
 
 def test_rmr_removes_tree_and_refuses_root(volume: tuple[str, Path]) -> None:
