@@ -1,26 +1,30 @@
 """`jfs summary` and `jfs fsck` on Redis, A/B and next to JuiceFS (issue 17, "Scale"; ADR 0061).
 
 Usage:  .venv/bin/python bench/summary_ab.py [--files 100000] [--per-dir 1000] [--pairs 3]
-        [--base /tmp/base-X] [--ops summary,fsck] [--juicefs PATH]
+        [--base /tmp/base-X] [--ops summary,fsck] [--juicefs PATH] [--fill] [--du] [--main-cli]
 
-Writes the synthetic dump of `bench/scale_offline.py` (``--files`` empty files in directories of
-``--per-dir``: the shape of `bench/scale.py`'s tree), starts a throwaway redis-server, loads the dump into
-db 1 (jfs, with this checkout's ``jfs load``) and db 3 (``juicefs load``, then ``juicefs config
---dir-stats``, as a volume JuiceFS formats keeps them), mounts db 1 twice — base (``--base``: a directory
-holding another checkout's ``jfs`` package, run with PYTHONPATH from ``/``: from the checkout, ``python -m``
-would import the checkout's package first) and new (this checkout) — and db 3 with
-JuiceFS. Then, ``--pairs`` times, in alternating order: ``summary`` of the mount's root (the command's
-own CPU from wait4, the serving mount's CPU from /proc, redis-server's CPU from /proc) and ``fsck`` of the
-engine (the command's CPU; JuiceFS's fsck without ``--path`` checks the objects of every slice only). One
-warm-up summary per system first (JuiceFS computes its missing directory statistics then). Prints one line
-per run and a median table. Needs root (FUSE). Everything it mounts is unmounted, the server stopped, its
-temporary directory removed.
+Starts a throwaway redis-server and fills db 1 (jfs) and db 3 (JuiceFS) with ``--files`` empty files in
+directories of ``--per-dir`` (the shape of `bench/scale.py`'s tree): by default through the synthetic dump
+of `bench/scale_offline.py`, loaded with this checkout's ``jfs load`` and with ``juicefs load`` (then
+``juicefs config --dir-stats``, as a volume JuiceFS formats keeps them); with ``--fill`` by formatting empty
+volumes and creating the files through the mounts, 4 processes as scale.py does (a loaded volume's keys
+sit in Redis's memory in index order, which makes every walk cheaper for Redis than on a volume written by
+clients: ADR 0083). It mounts db 1 twice — base (``--base``: a directory holding another checkout's
+``jfs`` package, run with PYTHONPATH from ``/``: from the checkout, ``python -m`` would import the
+checkout's package first) and new (this checkout) — and db 3 with JuiceFS. Then, ``--pairs`` times, in
+alternating order: ``summary`` of the mount's root (the command's own CPU from wait4, the serving mount's
+CPU from /proc, redis-server's CPU from /proc) and ``fsck`` of the engine (the command's CPU; JuiceFS's
+fsck without ``--path`` checks the objects of every slice only). One warm-up summary per system first
+(JuiceFS computes its missing directory statistics then; printed as ``first``), after ``du -s`` of every
+mount with ``--du``. Prints one line per run and a median table. Needs root (FUSE). Everything it mounts
+is unmounted, the server stopped, its temporary directory removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comparison.harness import fuse_servers  # noqa: E402
@@ -57,6 +62,22 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     return seconds, usage.ru_utime + usage.ru_stime
 
 
+def _create(job: tuple[str, int, int]) -> None:
+    top, d, count = job
+    base = f"{top}/d{d:05d}"
+    os.makedirs(base, exist_ok=True)
+    for i in range(count):
+        os.close(os.open(f"{base}/f{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def fill(mnt: Path, files: int, per_dir: int) -> None:
+    """`files` empty files in directories of `per_dir` under `mnt`, created by 4 processes (one directory
+    each at a time, as bench/scale.py creates its tree)."""
+    jobs = [(str(mnt), d, min(per_dir, files - d * per_dir)) for d in range(-(-files // per_dir))]
+    with mp.get_context("fork").Pool(4) as pool:
+        pool.map(_create, jobs, chunksize=1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=100_000)
@@ -68,6 +89,9 @@ def main() -> int:
     ap.add_argument("--du", action="store_true",
                     help="drop caches and `du -s` every mount first (as bench/scale.py does before its summary: the "
                          "mount then knows every inode the kernel looked up)")
+    ap.add_argument("--fill", action="store_true",
+                    help="format empty volumes and create the files through the mounts (4 processes, as "
+                         "bench/scale.py): Redis's memory then holds them in creation order, not index order")
     ap.add_argument("--main-cli", action="store_true",
                     help="run jfs as bench/scale.py does (`python -m jfs.cli.main`), not the console script's entry")
     args = ap.parse_args()
@@ -75,8 +99,11 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="summary-ab-"))
     src = tmp / "src.json"
     (tmp / "bucket").mkdir()
-    entries = write_dump(src, args.files, args.per_dir, str(tmp / "bucket"))
-    print(f"synthetic dump: {entries} entries", flush=True)
+    if args.fill:
+        entries = args.files + -(-args.files // args.per_dir) + 2
+    else:
+        entries = write_dump(src, args.files, args.per_dir, str(tmp / "bucket"))
+        print(f"synthetic dump: {entries} entries", flush=True)
     py = sys.executable
     new_env = dict(os.environ)
     cli = [py, "-m", "jfs.cli.main"] if args.main_cli else [py, "-c", "from jfs.cli import run; run()"]
@@ -88,12 +115,17 @@ def main() -> int:
     with redis_server() as server:
         rpid = server.process.pid
         jurl, kurl = f"{server.url}/1", f"{server.url}/3"
-        subprocess.run([*systems[-1][1], "load", jurl, str(src)], check=True, env=new_env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run([args.juicefs, "load", kurl, str(src)], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        subprocess.run([args.juicefs, "config", kurl, "--dir-stats"], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        quiet: dict[str, Any] = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        if args.fill:  # empty volumes, filled below through their mounts
+            (tmp / "kbucket").mkdir()
+            subprocess.run([*systems[-1][1], "format", jurl, "ab-jfs", "--trash-days", "0", "--storage", "file",
+                            "--bucket", f"{tmp / 'bucket'}/"], env=new_env, **quiet)
+            subprocess.run([args.juicefs, "format", "--trash-days", "0", kurl, "ab-juicefs", "--storage", "file",
+                            "--bucket", f"{tmp / 'kbucket'}/"], **quiet)
+        else:
+            subprocess.run([*systems[-1][1], "load", jurl, str(src)], env=new_env, **quiet)
+            subprocess.run([args.juicefs, "load", kurl, str(src)], **quiet)
+            subprocess.run([args.juicefs, "config", kurl, "--dir-stats"], **quiet)
         try:
             mounts: dict[str, tuple[list[str], dict[str, str], Path]] = {}
             for name, cli, env in systems:
@@ -109,6 +141,12 @@ def main() -> int:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             mounted.append(kmnt)
             mounts["juicefs"] = ([args.juicefs], dict(os.environ), kmnt)
+            if args.fill:
+                for name in ("new", "juicefs"):  # base mounts the same engine as new
+                    started = time.perf_counter()
+                    fill(mounts[name][2], args.files, args.per_dir)
+                    print(f"{name}: {args.files:,} files created through the mount in "
+                          f"{time.perf_counter() - started:.0f} s", flush=True)
             if args.du:
                 Path("/proc/sys/vm/drop_caches").write_text("3\n")
                 for _cli, _env, mnt in mounts.values():
