@@ -86,6 +86,9 @@ def main(args: SummaryArgs) -> None:
     state.debug = os.environ.get("JFS_DEBUG", "").lower() in ("1", "true", "yes", "on")
     try:
         status = summarize(*args)
+    except KeyboardInterrupt:  # as `jfs.cli.control_main.main`
+        print_error("interrupted")
+        sys.exit(130)
     except Exception as exc:  # a bug or a broken install: the full CLI's one-line report
         from jfs.cli.errors import report
 
