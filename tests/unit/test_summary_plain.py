@@ -48,6 +48,15 @@ def test_the_usual_tree_is_drawn_as_rich_draws_it() -> None:
     assert "├── d0/" in drawn and "│   └── ..." in drawn and "└── link" in drawn
 
 
+def test_names_that_look_like_markup_are_drawn_as_rich_draws_them() -> None:
+    odd = ["[/]", "[bold]x[/bold]", "[@click]", "[#fff]", "a]b[", "[", "]", "[link=x]y", "ends with [b]", " lead",
+           "trail ", "/", "..."]
+    doc = _node("/", "directory", children=[_node(n, t) for n in odd for t in ("directory", "regular")])
+    drawn = plain_tree(doc)
+    assert drawn is not None
+    assert drawn == _rich(doc)
+
+
 def test_a_root_without_children_is_one_line() -> None:
     doc = _node("file", size=0)
     assert plain_tree(doc) == _rich(doc)
