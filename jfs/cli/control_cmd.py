@@ -2,8 +2,8 @@
 
 Each sends one JSON request to the mount's ``.control`` file (`jfs.cli.control_client`; the work is done in
 the mount by `jfs.app.inode_info` and `jfs.app.tree_jobs`) and renders the answer: attributes and chunks for
-info, a rich tree for summary, one summary line for rmr and warmup (a spinner on stderr while the mount
-works, only on a terminal). As du(1), a path that fails is reported on its own line and the others are still
+info, a tree for summary (`jfs.cli.summary_plain`, which `jfs.cli.run` also enters without typer), one
+summary line for rmr and warmup (a spinner on stderr while the mount works, only on a terminal). As du(1), a path that fails is reported on its own line and the others are still
 served; the exit status is then 1.
 """
 
