@@ -116,10 +116,9 @@ class Reader:
         n = min(size, length - off)
         streaming = ra is not None and ra.window > 0 and off == ra.next_off
         if ra is not None:
-            # On arrival, not once the data is in (ADR 0085): the kernel keeps several READs of one
-            # handle in flight and they finish out of order (a later one answered from memory by
-            # `read_now` while this one waits for its block); judged at completion, each such pair
-            # looked non-sequential and reset the window, so four streams read with almost no read-ahead.
+            # On arrival, not once the data is in (ADR 0085): a READ that waits for its block from a busy
+            # device no longer holds back the loads of the blocks after it, and READs of one handle that
+            # finish out of order (the kernel keeps several in flight) cannot reset the window.
             self._read_ahead(state, ra, off, n, length)
         grace = self.grace
         for attempt in range(1, READ_ATTEMPTS + 1):
