@@ -24,7 +24,8 @@ a disk-cached file costs one ``preadv`` and a CRC of 8 KiB; ADR 0038).
 Read-ahead is per open handle: a read that starts where the previous one ended doubles the window (from
 one block up to `readahead_blocks`) and loads the blocks ahead of it into the memory cache in the
 background; any other read resets it. "Previous" is by arrival: `read` and `read_now` both judge a read
-when it comes in, before any wait, so reads of one handle that finish out of order do not reset it.
+when it comes in (after `read`'s attribute check), before waiting for data, so reads of one handle that
+finish out of order do not reset it.
 """
 
 from __future__ import annotations
