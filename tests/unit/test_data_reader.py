@@ -170,6 +170,9 @@ async def test_concurrent_reads_of_a_block_share_one_fetch(vol: DataVolume, stor
     assert sum(n for k, n in store.gets.items() if "_2_" in k) <= 1 + (
         9 if vol.config.compression == "none" else 0
     )
+    # The ten reads above were sequential on arrival and loaded block 3 ahead (ADR 0085): start it cold.
+    await vol.dp.fetcher.settle()
+    vol.dp.fetcher.mem.clear()
     store.gets.clear()
     await asyncio.gather(*(vol.dp.read(h, 3 * BS, BS) for _ in range(5)))
     assert sum(store.gets.values()) == 1
@@ -494,5 +497,51 @@ async def test_concurrent_streams_do_not_evict_each_others_read_ahead(store: Cou
 
         assert await asyncio.gather(*(stream(ino) for ino in inodes)) == files
         assert sum(store.gets.values()) == 4 * 16 and set(store.gets.values()) == {1}
+    finally:
+        await v.close()
+
+
+class FirstBlockSlowStore(CountingStore):
+    """`CountingStore` whose gets of a slice's block 0 wait `first_delay` seconds (a block read from a busy
+    device)."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(bucket)
+        self.first_delay = 0.0
+
+    async def get(self, key: str, off: int = 0, limit: int = -1) -> bytes:
+        if self.first_delay and key.rsplit("/", 1)[-1].split("_")[1] == "0":
+            await asyncio.sleep(self.first_delay)
+        return await super().get(key, off, limit)
+
+
+async def test_read_ahead_is_asked_for_when_a_read_arrives_not_when_its_data_is_in() -> None:
+    """The kernel keeps several READs of one handle in flight; they may finish out of order (ADR 0085).
+    A sequential read asks for the blocks after it on arrival, while it still waits for its own block;
+    a later READ that finishes first does not make the slow one look non-sequential and reset the window."""
+    store = FirstBlockSlowStore(f"reader-{uuid.uuid4().hex}")
+    v = await _volume(store, readahead_blocks=8)
+    try:
+        data = os.urandom(8 * BS)
+        ino = await _file(v, b"seq", data)
+        v.dp.fetcher.mem.clear()
+        store.gets.clear()
+        store.first_delay = 0.3
+        h = await v.dp.open(ino)
+        first = asyncio.ensure_future(v.dp.read(h, 0, BS))  # block 0: the slow get
+        second = asyncio.ensure_future(v.dp.read(h, BS, BS))  # block 1: asked for by the first's read-ahead
+        done, _ = await asyncio.wait({first, second}, timeout=0.2)
+        assert done == {second}  # out of order: the second read is answered while the first waits
+        assert await second == data[BS : 2 * BS]
+        # Both arrivals were sequential: window 1 then 2, blocks 1..3 requested while block 0 was loading.
+        assert h.readahead.window == 2
+        assert len(store.gets) == 3  # blocks 1..3 fetched; block 0's get is still waiting (counted after)
+        assert await first == data[:BS]
+        assert h.readahead.window == 2 and h.readahead.next_off == 2 * BS
+        assert await v.dp.read(h, 2 * BS, BS) == data[2 * BS : 3 * BS]
+        assert h.readahead.window == 4
+        await v.dp.fetcher.settle()
+        assert set(store.gets.values()) == {1}  # every block loaded once
+        await v.dp.release(h)
     finally:
         await v.close()

@@ -23,7 +23,9 @@ a disk-cached file costs one ``preadv`` and a CRC of 8 KiB; ADR 0038).
 
 Read-ahead is per open handle: a read that starts where the previous one ended doubles the window (from
 one block up to `readahead_blocks`) and loads the blocks ahead of it into the memory cache in the
-background; any other read resets it.
+background; any other read resets it. "Previous" is by arrival: `read` and `read_now` both judge a read
+when it comes in (after `read`'s attribute check), before waiting for data, so reads of one handle that
+finish out of order do not reset it.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class Reader:
             return b""
         n = min(size, length - off)
         streaming = ra is not None and ra.window > 0 and off == ra.next_off
+        if ra is not None:
+            # On arrival, not once the data is in (ADR 0085): a READ that waits for its block from a busy
+            # device no longer holds back the loads of the blocks after it, and READs of one handle that
+            # finish out of order (the kernel keeps several in flight) cannot reset the window.
+            self._read_ahead(state, ra, off, n, length)
         grace = self.grace
         for attempt in range(1, READ_ATTEMPTS + 1):
             stamp = grace.enter()
@@ -130,8 +137,6 @@ class Reader:
             finally:
                 grace.leave(stamp)
             await asyncio.sleep(0.01 * attempt)
-        if ra is not None:
-            self._read_ahead(state, ra, off, n, length)
         return data
 
     def read_now(
