@@ -205,7 +205,13 @@ def abort_fuse(path: Path) -> None:
 
 
 def drop_caches() -> None:
-    """Drop the kernel's page, dentry and inode caches (root only)."""
+    """Write back dirty pages, then drop the kernel's page, dentry and inode caches (root only).
+
+    The `sync` first matters: drop_caches leaves dirty pages in memory, so a system whose local block
+    files were written through the page cache (JuiceFS's cache dir, its `file` bucket) would read them
+    back from memory in a "cold" phase while one that wrote them with O_DIRECT (jfs, ADR 0059) reads disk.
+    """
+    os.sync()
     try:
         Path("/proc/sys/vm/drop_caches").write_text("3")
     except OSError as exc:

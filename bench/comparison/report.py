@@ -182,6 +182,9 @@ def report(all_results: dict[str, list[Round]], items: list[Item], params: Param
         + "".join(f"; extra {s} mount options: `{shlex.join(a)}`" for s, a in mount_args.items() if a)
         + "; each has its own metadata DB / Redis DB / bucket on the same server; "
         + ("jfs runs first." if rounds <= 1 else "the system that runs first alternates per round."),
+        "- Cold phases (fio reads, mdtest stat, `ls -l` cold) follow `sync` + `echo 3 > "
+        "/proc/sys/vm/drop_caches`: without the sync, dirty pages of block files written through the page "
+        "cache would stay in memory and serve a \"cold\" read.",
         "- ↑ higher is better, ↓ lower is better; the " + ("last" if rounds <= 1 else "fourth")
         + " column is jfs / JuiceFS. RSS is that of the "
         "process serving the mount (for JuiceFS its worker, not the supervisor parent). Other processes "
