@@ -11,14 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jfs.adapters.fuse.operations import DirentSink
-from jfs.adapters.fuse.protocol import DIRENTPLUS, DIRENTPLUS_SIZE
-from jfs.adapters.fuse.vfs_operations import (
-    DIR_BLKSIZE,
-    FILE_BLKSIZE,
-    MountConfig,
-    VfsOperations,
-    _pack_plain,
-)
+from jfs.adapters.fuse.vfs_operations import MountConfig, VfsOperations, _pack_plain
 from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.vfs.core import INTERNAL_INODES, VFS
 from jfs.domain.attrs import TRASH_INODE, Attr, FileType
@@ -148,45 +141,3 @@ def test_any_plain_record_packs_as_its_attr(typ: FileType, mode: int, uid: int, 
     assert ops._pack_plus(got, 3, [StoredEntry(b"x", ino, typ, attr.encode())])
     assert ops._pack_plus(want, 3, [Entry(b"x", ino, typ, attr)])
     assert bytes(got.payload) == bytes(want.payload)
-
-
-# ----------------------------------------------------------------- st_blksize: directories ask for big getdents buffers
-
-
-def _blksizes(payload: bytes) -> dict[bytes, int]:
-    """Name -> fuse_attr.blksize of every record of a READDIRPLUS reply (field 20 of `DIRENTPLUS`)."""
-    out, pos = {}, 0
-    while pos < len(payload):
-        fields = DIRENTPLUS.unpack_from(payload, pos)
-        namelen = fields[-2]
-        name = bytes(payload[pos + DIRENTPLUS_SIZE : pos + DIRENTPLUS_SIZE + namelen])
-        out[name] = fields[20]
-        pos += (DIRENTPLUS_SIZE + namelen + 7) & ~7
-    return out
-
-
-@pytest.mark.parametrize("records", [False, True], ids=["attrs", "records"])
-def test_directories_report_the_listing_blksize_and_files_the_io_one(records: bool) -> None:
-    """glibc's opendir sizes its getdents buffer from a directory's st_blksize and the kernel asks a READDIRPLUS
-    of that size: directories say DIR_BLKSIZE in every reply that carries attributes (listing, LOOKUP, GETATTR),
-    everything else FILE_BLKSIZE (ADR 0084)."""
-    ops = _ops()
-    run: list[Entry] | list[Entry | StoredEntry] = _as_records(_run()) if records else _run()
-    sink = DirentSink(1 << 16, True)
-    assert ops._pack_plus(sink, 3, run)
-    got = _blksizes(bytes(sink.payload))
-    assert got[b"sub-directory"] == DIR_BLKSIZE
-    assert got[b"file"] == got[b"link"] == got[b"gone-to-trash"] == got[b".stats"] == FILE_BLKSIZE
-    assert got[b"no-attributes"] == 0  # no attributes at all: a zero fuse_entry_out
-    for e in _run()[1:-1]:
-        assert e.attr is not None
-        want = DIR_BLKSIZE if e.typ is FileType.DIRECTORY else FILE_BLKSIZE
-        assert ops._entry_fields(e.ino, e.attr)[20] == want
-        assert ops._attr(e.ino, e.attr).blksize == want
-
-
-def test_listing_blksize_fits_the_kernel_and_glibc_caps() -> None:
-    """A bigger st_blksize than 1 MiB buys nothing: glibc caps its buffer there and the kernel's request at the
-    connection's max_pages (256 pages); a power of two at least the old 64 KiB."""
-    assert FILE_BLKSIZE <= DIR_BLKSIZE <= 1 << 20
-    assert DIR_BLKSIZE & (DIR_BLKSIZE - 1) == 0

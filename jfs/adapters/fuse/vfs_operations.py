@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from jfs.adapters.fuse.listings import KernelListings
 from jfs.adapters.fuse.operations import (
@@ -149,14 +149,6 @@ _DIRENTPLUS_PACK = DIRENTPLUS.pack
 _DIRENT_PACK = DIRENT.pack
 _NEG_ENTRY_FIELDS = (0,) * 22  # a zero fuse_entry_out: "no attributes supplied"
 _PAD = tuple(b"\0" * n for n in range(8))
-FILE_BLKSIZE: Final = 65536
-"""st_blksize of everything but directories: the preferred I/O size (JuiceFS reports the same)."""
-DIR_BLKSIZE: Final = 1 << 20
-"""st_blksize of directories. glibc's opendir sizes its getdents buffer from it (at most 1 MiB) and the kernel
-(6.18 here) asks each READDIR / READDIRPLUS of that buffer's size, up to the connection's max_pages: 64 KiB
-meant a round trip per ~390 entries of `ls -l`, 1 MiB one per ~6,200 (ADR 0084). Only a hint for buffers: no
-attribute, name or timeout changes with it."""
-_BLKSIZE = {t: DIR_BLKSIZE if t is FileType.DIRECTORY else FILE_BLKSIZE for t in FileType}
 
 
 def _pack_plain(out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
@@ -279,7 +271,7 @@ class VfsOperations(Operations):
         size = 4096 if a.typ is FileType.DIRECTORY else a.length
         return Attr(
             ino, a.st_mode, nlink=a.nlink, uid=a.uid, gid=a.gid, rdev=a.rdev, size=size,
-            blksize=_BLKSIZE[a.typ], atime_ns=a.atime_ns, mtime_ns=a.mtime_ns, ctime_ns=a.ctime_ns,
+            blksize=65536, atime_ns=a.atime_ns, mtime_ns=a.mtime_ns, ctime_ns=a.ctime_ns,
         )
 
     def _timeouts(self, ino: int, a: JAttr) -> tuple[float, float]:
@@ -316,7 +308,7 @@ class VfsOperations(Operations):
         msec, mnsec = divmod(a.mtime_ns, 1_000_000_000)
         csec, cnsec = divmod(a.ctime_ns, 1_000_000_000)
         return (ino, 1, es, as_, ens, ans, ino, size, (size + 511) >> 9, asec, msec, csec, ansec, mnsec, cnsec,
-                _S_IFMT[typ] | (a.mode & 0o7777), a.nlink, a.uid, a.gid, a.rdev, _BLKSIZE[typ], 0)  # fmt: skip
+                _S_IFMT[typ] | (a.mode & 0o7777), a.nlink, a.uid, a.gid, a.rdev, 65536, 0)  # fmt: skip
 
     # ------------------------------------------------------------------ names
 
@@ -555,7 +547,7 @@ class VfsOperations(Operations):
                 length = 4096
             buf += _DIRENTPLUS_PACK(
                 child, 1, es, as_, ens, ans, child, length, (length + 511) >> 9, asec, msec, csec, ansec, mnsec,
-                cnsec, _S_IFMT[typ] | mode, nlink, uid, gid, rdev, _BLKSIZE[typ], 0, child, off, namelen, _DTYPE[typ])  # fmt: skip
+                cnsec, _S_IFMT[typ] | mode, nlink, uid, gid, rdev, 65536, 0, child, off, namelen, _DTYPE[typ])  # fmt: skip
             buf += name
             buf += _PAD[reclen - DIRENTPLUS_SIZE - namelen]
             added += 1
