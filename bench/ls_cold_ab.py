@@ -10,7 +10,9 @@ through a loaded mount), `jfs dump`ed and `juicefs load`ed into a second databas
 so that every system lists the same names. Both jfs trees mount the same volume (each remounted before its
 cold listing); `--jfs` defaults to this tree's `jfs`. Per round and system: ``cold`` and ``warm`` rows;
 then medians (min-max). Mount CPU is user + system of the serving process tree (/proc), redis-server's from
-``INFO`` (``used_cpu_*``), both per listed entry; figures under load mean only same-run comparisons.
+``INFO`` (``used_cpu_*``), `ls`'s own from wait4, all per listed entry; the kernel counts the mount's listing
+requests (READDIRPLUS + READDIR) and LOOKUP + GETATTR (bench/readdirplus_modes.py's tracepoint counter);
+figures under load mean only same-run comparisons.
 """
 
 from __future__ import annotations
@@ -70,11 +72,17 @@ def _fill_through_mount(top: Path, entries: int, workers: int) -> None:
     # _create puts them in d00000 under `top`; the listed directory is that one.
 
 
-def _ls(m: Mount, entries: int, rel: str = "big") -> None:
-    out = subprocess.run(["ls", "-l", str(m.mnt / rel)], capture_output=True, check=True).stdout
-    lines = out.count(b"\n")
-    if lines != entries + 1:
+def _ls(m: Mount, entries: int, rel: str = "big") -> float:
+    """`ls -l` of the directory, its output checked; the CPU seconds (user + system, wait4) of `ls` itself."""
+    proc = subprocess.Popen(["ls", "-l", str(m.mnt / rel)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    lines = proc.stdout.read().count(b"\n")
+    proc.stdout.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or lines != entries + 1:
         raise SystemExit(f"{m.root.name}: ls -l listed {lines - 1} entries, expected {entries}")
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -96,6 +104,9 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("root only (mounts, drop_caches)")
+    from bench.readdirplus_modes import OpCounter, connection  # it imports this module's fill
+
+    ops = OpCounter("jfs-ls-cold-ab")
     work = Path(args.workdir)
     subprocess.run(["rm", "-rf", str(work)], check=False)
     work.mkdir(parents=True)
@@ -143,27 +154,33 @@ def main() -> None:
                     os.sync()
                 drop_caches()
                 for phase in ("cold", "warm"):
+                    ops.start(connection(m.mnt))
                     i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
-                    _ls(m, n, rel)
+                    ls_cpu = _ls(m, n, rel) / n * 1e6
                     t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
+                    count = ops.stop()
                     d = _delta(i0, i1)
                     rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6
-                    samples[(name, phase)].append((t1 - t0, (c1 - c0) / n * 1e6, rcpu))
-                    rows.append(f"| {r + 1} | {name} | {phase} | {t1 - t0:.3f} | {(c1 - c0) / n * 1e6:.2f} | {rcpu:.2f} |")
+                    plus, asked = count["READDIRPLUS"] + count["READDIR"], count["LOOKUP"] + count["GETATTR"]
+                    samples[(name, phase)].append((t1 - t0, (c1 - c0) / n * 1e6, rcpu, ls_cpu, plus, asked))
+                    rows.append(f"| {r + 1} | {name} | {phase} | {t1 - t0:.3f} | {(c1 - c0) / n * 1e6:.2f} | {rcpu:.2f}"
+                                f" | {ls_cpu:.2f} | {plus} | {asked} |")
                     progress(rows[-1])
             order = order[1:] + order[:1]
         for m in mounts.values():
             m.unmount()
     print(f"\n`ls -l` of {n:,} entries; per round:")
-    print("| round | mount | phase | seconds | mount CPU µs/entry | redis CPU µs/entry |")
-    print("|---|---|---|--:|--:|--:|")
+    print("| round | mount | phase | seconds | mount CPU µs/entry | redis CPU µs/entry | ls CPU µs/entry"
+          " | listing requests | LOOKUP + GETATTR |")
+    print("|---|---|---|--:|--:|--:|--:|--:|--:|")
     print("\n".join(rows))
     print("\nmedian (min-max) over the rounds:")
-    print("| mount | phase | seconds | mount CPU µs/entry | redis CPU µs/entry |")
-    print("|---|---|--:|--:|--:|")
+    print("| mount | phase | seconds | mount CPU µs/entry | redis CPU µs/entry | ls CPU µs/entry | listing requests"
+          " | LOOKUP + GETATTR |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|")
     for (name, phase), xs in samples.items():
         cells = []
-        for k, fmt in ((0, "{:.3f}"), (1, "{:.2f}"), (2, "{:.2f}")):
+        for k, fmt in ((0, "{:.3f}"), (1, "{:.2f}"), (2, "{:.2f}"), (3, "{:.2f}"), (4, "{:.0f}"), (5, "{:.0f}")):
             v = [x[k] for x in xs]
             cells.append(f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})")
         print(f"| {name} | {phase} | " + " | ".join(cells) + " |")
