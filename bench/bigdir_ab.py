@@ -14,7 +14,8 @@ rotated by one per round, as bench/scale.py does them:
 
 Per phase and mount: ops/s, the mount's CPU (user + system of the serving process and its children, from
 /proc) per op, Redis commands per op (``INFO commandstats``, scripts' inner commands included) and
-redis-server read events per op (round trips). Median (min-max) over the rounds. Root only.
+redis-server read events per op (round trips); for jfs mounts also FUSE requests per op and their mean
+handler time by method (``.stats``). Median (min-max) over the rounds. Root only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import argparse
 import atexit
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -55,6 +55,21 @@ def _stat(paths: list[str]) -> None:
 def _rename(pairs: list[tuple[str, str]]) -> None:
     for a, b in pairs:
         os.rename(a, b)
+
+
+def _fuse_ops(mnt: Path) -> dict[str, float]:
+    """{method: requests, method + " s": handler seconds} from a jfs mount's ``.stats`` ({} for JuiceFS)."""
+    out: dict[str, float] = {}
+    try:
+        text = (mnt / ".stats").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        for prefix, suffix in (("jfs_fuse_ops_total{", ""), ("jfs_fuse_ops_durations_seconds_sum{", " s")):
+            if line.startswith(prefix):
+                k, v = line.split()
+                out[k.split('"')[1] + suffix] = float(v)
+    return out
 
 
 def _split(items: list, n: int) -> list[list]:
@@ -134,9 +149,11 @@ def main() -> None:
                         else:
                             run, jobs = _rename, _split([(p, p[: p.rindex(".")] + f".{rnd + 1}") for p in paths],
                                                         args.procs)
+                        f0 = _fuse_ops(m.mnt)
                         i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
                         list(pool.map(run, jobs))
                         t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
+                        f1 = _fuse_ops(m.mnt)
                         d = _delta(i0, i1)
                         cmds = sum(v for k, v in d.items() if k.startswith("cmdstat_") and k != "cmdstat_info") / n
                         r = res[name]
@@ -145,6 +162,11 @@ def main() -> None:
                         r.setdefault(f"{phase} redis cmds/op", []).append(cmds)
                         r.setdefault(f"{phase} redis read events/op", []).append(
                             (d.get("total_reads_processed", 0) - 2) / n)
+                        for k in sorted(f1):
+                            if not k.endswith(" s") and f1[k] - f0.get(k, 0) >= n / 20:
+                                r.setdefault(f"{phase} FUSE {k}/op", []).append((f1[k] - f0.get(k, 0)) / n)
+                                r.setdefault(f"{phase} FUSE {k} handler µs", []).append(
+                                    (f1[k + " s"] - f0.get(k + " s", 0)) / (f1[k] - f0.get(k, 0)) * 1e6)
                     if "rename" not in phases and phases != ["bigcreate"]:
                         for p in paths:
                             os.rename(p, p[: p.rindex(".")] + f".{rnd + 1}")
