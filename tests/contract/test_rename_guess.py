@@ -101,3 +101,14 @@ async def test_a_directory_another_client_changed_keeps_both_changes(two_clients
     await a.rename(d, b"s", d, b"t")
     assert await _names(a, d) == [b"sub", b"t"]
     assert (await a.getattr(d)).nlink == 3
+
+
+async def test_an_error_on_guessed_records_is_checked_against_the_stored_ones(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o1777)  # sticky: only the file's (or directory's) owner renames
+    other, me = Ctx(uid=1001, gid=1001), Ctx(uid=1000, gid=1000)
+    src, _ = await a.mknod(d, b"s", FileType.REGULAR, 0o644, other)
+    await _kernel_lookups(a, d, b"s", b"t")  # the guess: s owned by 1001
+    await b.setattr(src, SetAttr(uid=1000))  # now 1000's: 1000 may rename it
+    await a.rename(d, b"s", d, b"t", ctx=me)
+    assert (await b.lookup(d, b"t"))[0] == src

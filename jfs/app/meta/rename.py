@@ -23,7 +23,7 @@ from jfs.domain.errors import FSError
 from jfs.domain.names import validate_name
 from jfs.domain.permissions import MAY_WRITE
 from jfs.domain.records import decode_dentry
-from jfs.ports.kv import Tx
+from jfs.ports.kv import ConflictError, Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -180,6 +180,15 @@ async def rename(
         left = src_dir, dst_dir
         return src_ino, src_attr, victim_ino, victim, fate
 
+    async def guarded(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
+        try:
+            return await body(tx)
+        except FSError:
+            if guess is not None and attempts == 1:
+                # An error found on guessed records is never the answer: the retry reads what is stored.
+                raise ConflictError("rename: an error on guessed records, read them") from None
+            raise
+
     # As `Meta.txn_dirs`, with the guesses taken and the directories' records kept under the locks (as
     # `namespace.mknod` does).
     tails = m.tails
@@ -187,7 +196,7 @@ async def rename(
         guess = _guess(tails, src_parent, src_name, dst_parent, dst_name)
         tails.forget((src_parent, dst_parent))
         seq = m.own_dirs.begin(src_parent, dst_parent)
-        ino, attr, victim_ino, victim, fate = await m.kv.txn(body)
+        ino, attr, victim_ino, victim, fate = await m.kv.txn(guarded)
         if guess is not None and attempts > 1:
             tails.missed_dir(src_parent)
         if left is not None:
