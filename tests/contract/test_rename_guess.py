@@ -112,3 +112,26 @@ async def test_an_error_on_guessed_records_is_checked_against_the_stored_ones(tw
     await b.setattr(src, SetAttr(uid=1000))  # now 1000's: 1000 may rename it
     await a.rename(d, b"s", d, b"t", ctx=me)
     assert (await b.lookup(d, b"t"))[0] == src
+
+
+async def test_a_move_between_directories_guesses_both(two_clients: tuple[Meta, Meta]) -> None:
+    a, b = two_clients
+    d1, _ = await a.mkdir(ROOT_INODE, b"d1", 0o755)
+    d2, _ = await a.mkdir(ROOT_INODE, b"d2", 0o755)
+    sub, _ = await a.mkdir(d1, b"sub", 0o755)  # a directory moves: both parents' nlink change
+    await a.mknod(d2, b"x", FileType.REGULAR, 0o644)  # a now guesses d1's and d2's records
+    await a.lookup(d1, b"sub", KERNEL, dir_known=True)
+    with pytest.raises(FSError):
+        await a.lookup(d2, b"sub2", KERNEL, dir_known=True)
+    RESTARTS.reset()
+    await a.rename(d1, b"sub", d2, b"sub2")
+    assert RESTARTS.total == 0
+    assert (await b.getattr(d1)).nlink == 2 and (await b.getattr(d2)).nlink == 3
+    assert (await b.getattr(sub)).parent == d2
+    await a.lookup(d2, b"sub2", KERNEL, dir_known=True)
+    with pytest.raises(FSError):
+        await a.lookup(d1, b"back", KERNEL, dir_known=True)
+    await b.mkdir(d1, b"other", 0o755)  # d1's record a guesses is now stale
+    await a.rename(d2, b"sub2", d1, b"back")
+    assert (await b.getattr(d1)).nlink == 4 and (await b.getattr(d2)).nlink == 2
+    assert await _names(b, d1) == [b"back", b"other"]
