@@ -55,6 +55,8 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes, *, dir_known: bool
     async def body(tx: Tx) -> tuple[int, Attr]:
         if skip_dir:
             raw_entry, raw_attr = await tx.get_follow([keys.dentry(parent, name)], _ENTRY_ATTR)
+            # What the kernel's LOOKUP found, for a RENAME that follows it to assume (ADR 0086).
+            m.tails.keep_name(parent, name, None if raw_entry is None or raw_attr is None else (raw_entry, raw_attr))
         else:
             raw_dir, raw_entry, raw_attr = await tx.get_follow(
                 [keys.attr(parent), keys.dentry(parent, name)], _DIR_ENTRY_ATTR
@@ -141,6 +143,7 @@ async def mknod(
     async with m.locked(parent):
         guess = m.tails.take_dir(parent)
         m.tails.forget((parent,))
+        m.tails.drop_name(parent, name)
         seq = m.own_dirs.begin(parent)
         result = await m.kv.txn(body)
         if guess is not None and attempts > 1:

@@ -16,13 +16,14 @@ from jfs.app.meta.rules import (
     now_ns,
     touch_parent,
 )
+from jfs.app.meta.tails import CommitTails
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.errors import FSError
 from jfs.domain.names import validate_name
 from jfs.domain.permissions import MAY_WRITE
 from jfs.domain.records import decode_dentry
-from jfs.ports.kv import Tx
+from jfs.ports.kv import ConflictError, Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -73,14 +74,31 @@ async def rename(
     exchange = bool(flags & RENAME_EXCHANGE)
     now = now_ns()
     left: tuple[Attr, Attr] | None = None  # (source, destination directory) as the commit left them
+    guess: tuple[bytes, bytes, bytes, bytes] | None = None  # see `_guess`
+    attempts = 0
 
     async def body(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
-        nonlocal left
+        nonlocal left, attempts
         left = None
-        raw_sd, raw_dd, raw_se, raw_de, raw_src = await tx.get_follow(
-            [keys.attr(src_parent), keys.attr(dst_parent), keys.dentry(src_parent, src_name),
-             keys.dentry(dst_parent, dst_name)], store.entry_attr_pointer(2)
-        )
+        attempts += 1
+        assume = getattr(tx, "assume", None) if guess is not None and attempts == 1 else None
+        if assume is not None and guess is not None:
+            # What this client's last change left on the directories and what the kernel's LOOKUPs just
+            # found (the source and its inode; no destination): validated by the commit instead of read
+            # first. Wrong: a retry that reads (ADR 0086).
+            raw_sd, raw_se, raw_src, raw_dd = guess
+            raw_de = None
+            assume(keys.attr(src_parent), raw_sd)
+            if dst_parent != src_parent:
+                assume(keys.attr(dst_parent), raw_dd)
+            assume(keys.dentry(src_parent, src_name), raw_se)
+            assume(keys.dentry(dst_parent, dst_name), None)
+            assume(keys.attr(decode_dentry(raw_se)[1]), raw_src)
+        else:
+            raw_sd, raw_dd, raw_se, raw_de, raw_src = await tx.get_follow(
+                [keys.attr(src_parent), keys.attr(dst_parent), keys.dentry(src_parent, src_name),
+                 keys.dentry(dst_parent, dst_name)], store.entry_attr_pointer(2)
+            )
         if raw_sd is None or raw_dd is None:
             raise FSError(errno.ENOENT)
         src_dir = Attr.decode(raw_sd)
@@ -162,7 +180,29 @@ async def rename(
         left = src_dir, dst_dir
         return src_ino, src_attr, victim_ino, victim, fate
 
-    (ino, attr, victim_ino, victim, fate), seq = await m.txn_dirs(body, src_parent, dst_parent)
+    async def guarded(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
+        try:
+            return await body(tx)
+        except FSError:
+            if guess is not None and attempts == 1:
+                # An error found on guessed records is never the answer: the retry reads what is stored.
+                raise ConflictError("rename: an error on guessed records, read them") from None
+            raise
+
+    # As `Meta.txn_dirs`, with the guesses taken and the directories' records kept under the locks (as
+    # `namespace.mknod` does).
+    tails = m.tails
+    async with m.locked(src_parent, dst_parent):
+        guess = _guess(tails, src_parent, src_name, dst_parent, dst_name)
+        tails.forget((src_parent, dst_parent))
+        seq = m.own_dirs.begin(src_parent, dst_parent)
+        ino, attr, victim_ino, victim, fate = await m.kv.txn(guarded)
+        if guess is not None and attempts > 1:
+            tails.missed_dir(src_parent)
+        if left is not None:
+            tails.keep_dir(src_parent, left[0].encode())
+            if dst_parent != src_parent:
+                tails.keep_dir(dst_parent, left[1].encode())
     if left is not None:
         m.own_dirs.wrote(src_parent, seq, left[0])
         if dst_parent != src_parent:
@@ -170,6 +210,24 @@ async def rename(
     if victim is not None and fate != "none":
         await m.after_drop(victim_ino, victim, fate)
     return ino, attr, victim_ino
+
+
+def _guess(tails: CommitTails, src_parent: int, src_name: bytes, dst_parent: int,
+           dst_name: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """(source directory's record, source entry, its inode's record, destination directory's record) to
+    assume, or None (read them): only when this client knows both directories' records (`take_dir`) and
+    its last LOOKUPs found the source and found no destination (`take_name`). A destination that exists
+    is never assumed away: replacing a file (the atomic-save pattern) reads as before."""
+    src = tails.take_name(src_parent, src_name)
+    dst = tails.take_name(dst_parent, dst_name)
+    if not src or dst is not None:
+        return None
+    raw_sd = tails.take_dir(src_parent)
+    raw_dd = raw_sd if dst_parent == src_parent else tails.take_dir(dst_parent)
+    if raw_sd is None or raw_dd is None:
+        return None
+    raw_se, raw_src = src
+    return raw_sd, raw_se, raw_src, raw_dd
 
 
 def _touch_dirs(tx: Tx, src_parent: int, src_dir: Attr, dst_parent: int, dst_dir: Attr, now: int) -> None:

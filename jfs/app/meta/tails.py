@@ -8,6 +8,9 @@ from __future__ import annotations
 
 LIMIT = 4096
 """Files remembered at most (all forgotten when passed: a miss costs one read round, nothing more)."""
+NAMES = 64
+"""Names whose last LOOKUP reply is remembered (the oldest dropped first): a rename follows the kernel's
+LOOKUPs of its two names at once, so a short window is enough."""
 MISS_PAUSE = 8
 """Commits of a file that read first after a wrong guess (another writer is changing it)."""
 
@@ -18,7 +21,9 @@ class CommitTails:
 
     `take` hands the guess out at most once (a retried body reads for real); `keep` records what a commit
     wrote; `missed` pauses guessing for the inode after a wrong guess. `take_dir` / `keep_dir` /
-    `missed_dir` do the same for a directory's attribute record (`namespace.mknod`).
+    `missed_dir` do the same for a directory's attribute record (`namespace.mknod`, `rename`);
+    `keep_name` / `take_name` for what a LOOKUP of a name found: its entry and the inode's attribute
+    record, or nothing (`rename`, ADR 0086).
     """
 
     def __init__(self) -> None:
@@ -27,6 +32,7 @@ class CommitTails:
         self._paused: dict[int, int] = {}
         self._dirs: dict[int, bytes] = {}
         self._dirs_paused: dict[int, int] = {}
+        self._names: dict[tuple[int, bytes], tuple[bytes, bytes] | None] = {}
 
     def take(self, ino: int, indx: int) -> tuple[bytes, int] | None:
         """(attribute record, chunk record's length) to assume for a commit to chunk `indx` of `ino`, or None."""
@@ -81,6 +87,22 @@ class CommitTails:
         self._dirs_paused[ino] = MISS_PAUSE
         self._dirs.pop(ino, None)
 
+    def keep_name(self, parent: int, name: bytes, found: tuple[bytes, bytes] | None) -> None:
+        """A LOOKUP of `name` in `parent` found (entry record, attribute record), or no entry (None)."""
+        names = self._names
+        if len(names) >= NAMES:
+            del names[next(iter(names))]
+        names[(parent, name)] = found
+
+    def take_name(self, parent: int, name: bytes) -> tuple[bytes, bytes] | None | bool:
+        """What the last LOOKUP of `name` in `parent` found (see `keep_name`), at most once; False when
+        there is nothing to go by."""
+        return self._names.pop((parent, name), False)
+
+    def drop_name(self, parent: int, name: bytes) -> None:
+        """This client changes the name `name` in `parent`: what a LOOKUP found there is stale."""
+        self._names.pop((parent, name), None)
+
     def forget(self, inodes: tuple[int, ...]) -> None:
         """Another transaction of this client changes `inodes`: their guesses are stale."""
         for ino in inodes:
@@ -93,3 +115,4 @@ class CommitTails:
         self._paused.clear()
         self._dirs.clear()
         self._dirs_paused.clear()
+        self._names.clear()
