@@ -10,6 +10,8 @@ import errno
 import pytest
 
 from jfs.app.meta import Meta
+from jfs.app.meta.context import Ctx
+from jfs.app.meta.setattr import SetAttr
 from jfs.domain.attrs import ROOT_INODE, FileType
 from jfs.domain.errors import FSError
 from jfs.ports.kv import RESTARTS
@@ -72,3 +74,15 @@ async def test_rmdir_assumes_empty_and_still_says_enotempty(two_clients: tuple[M
     assert RESTARTS.total == 0
     assert await _names(a, d) == []
     assert (await a.getattr(d)).nlink == 2
+
+
+async def test_a_create_allowed_by_another_clients_chmod_is_not_refused(two_clients: tuple[Meta, Meta]) -> None:
+    """A guessed directory record that says "not writable" is checked against the stored one: another
+    client's chmod since this client's last create here grants the write."""
+    a, b = two_clients
+    d, _ = await a.mkdir(ROOT_INODE, b"d", 0o755)
+    await a.mknod(d, b"x", FileType.REGULAR, 0o644)  # a now guesses d's record: mode 0755, root's
+    await b.setattr(d, SetAttr(mode=0o777))  # anyone may create in d now
+    user = Ctx(uid=1000, gid=1000)
+    ino, attr = await a.mknod(d, b"by-user", FileType.REGULAR, 0o644, user)
+    assert attr.uid == 1000 and (await b.lookup(d, b"by-user"))[0] == ino

@@ -21,7 +21,7 @@ from jfs.domain.errors import FSError
 from jfs.domain.names import validate_name, validate_symlink_target
 from jfs.domain.permissions import MAY_EXEC
 from jfs.domain.records import decode_dentry
-from jfs.ports.kv import Tx
+from jfs.ports.kv import ConflictError, Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -139,13 +139,23 @@ async def mknod(
         left = dir_attr
         return ino, attr
 
+    async def guarded(tx: Tx) -> tuple[int, Attr]:
+        try:
+            return await body(tx)
+        except FSError:
+            if guess is not None and attempts == 1:
+                # An error found on a guessed directory record (another client's chmod/chown since) is never
+                # the answer: the retry reads what is stored (as `rename`, ADR 0086).
+                raise ConflictError("mknod: an error on a guessed directory record, read it") from None
+            raise
+
     # As `Meta.txn_dirs`, with the directory's guess taken and kept under its lock (see `chunks.write_slice`).
     async with m.locked(parent):
         guess = m.tails.take_dir(parent)
         m.tails.forget((parent,))
         m.tails.drop_name(parent, name)
         seq = m.own_dirs.begin(parent)
-        result = await m.kv.txn(body)
+        result = await m.kv.txn(guarded)
         if guess is not None and attempts > 1:
             m.tails.missed_dir(parent)
         if wrote is not None:
