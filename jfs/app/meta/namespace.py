@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from jfs.app.meta import owner_quota, quota, store
 from jfs.app.meta.context import Ctx
 from jfs.app.meta.rules import check_dir_writable, check_perm, check_reserved, now_ns, touch_parent
+from jfs.app.meta.tails import errors_on_guesses_retried
 from jfs.domain import keys
 from jfs.domain.attrs import (
     DIR_LENGTH,
@@ -21,7 +22,7 @@ from jfs.domain.errors import FSError
 from jfs.domain.names import validate_name, validate_symlink_target
 from jfs.domain.permissions import MAY_EXEC
 from jfs.domain.records import decode_dentry
-from jfs.ports.kv import ConflictError, Tx
+from jfs.ports.kv import Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -139,15 +140,7 @@ async def mknod(
         left = dir_attr
         return ino, attr
 
-    async def guarded(tx: Tx) -> tuple[int, Attr]:
-        try:
-            return await body(tx)
-        except FSError:
-            if guess is not None and attempts == 1:
-                # An error found on a guessed directory record (another client's chmod/chown since) is never
-                # the answer: the retry reads what is stored (as `rename`, ADR 0086).
-                raise ConflictError("mknod: an error on a guessed directory record, read it") from None
-            raise
+    guarded = errors_on_guesses_retried(body, lambda: guess is not None and attempts == 1, "mknod")
 
     # As `Meta.txn_dirs`, with the directory's guess taken and kept under its lock (see `chunks.write_slice`).
     async with m.locked(parent):

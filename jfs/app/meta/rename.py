@@ -16,14 +16,14 @@ from jfs.app.meta.rules import (
     now_ns,
     touch_parent,
 )
-from jfs.app.meta.tails import CommitTails
+from jfs.app.meta.tails import CommitTails, errors_on_guesses_retried
 from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, TRASH_INODE, Attr, FileType
 from jfs.domain.errors import FSError
 from jfs.domain.names import validate_name
 from jfs.domain.permissions import MAY_WRITE
 from jfs.domain.records import decode_dentry
-from jfs.ports.kv import ConflictError, Tx
+from jfs.ports.kv import Tx
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -180,14 +180,7 @@ async def rename(
         left = src_dir, dst_dir
         return src_ino, src_attr, victim_ino, victim, fate
 
-    async def guarded(tx: Tx) -> tuple[int, Attr, int, Attr | None, str]:
-        try:
-            return await body(tx)
-        except FSError:
-            if guess is not None and attempts == 1:
-                # An error found on guessed records is never the answer: the retry reads what is stored.
-                raise ConflictError("rename: an error on guessed records, read them") from None
-            raise
+    guarded = errors_on_guesses_retried(body, lambda: guess is not None and attempts == 1, "rename")
 
     # As `Meta.txn_dirs`, with the guesses taken and the directories' records kept under the locks (as
     # `namespace.mknod` does).

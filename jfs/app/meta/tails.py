@@ -6,6 +6,14 @@ commit appends to it checked by length (`AppendingTx`, ADR 0055)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from jfs.domain.errors import FSError
+from jfs.ports.kv import ConflictError, Tx
+
+T = TypeVar("T")
+
 LIMIT = 4096
 """Files remembered at most (all forgotten when passed: a miss costs one read round, nothing more)."""
 NAMES = 64
@@ -116,3 +124,21 @@ class CommitTails:
         self._dirs.clear()
         self._dirs_paused.clear()
         self._names.clear()
+
+
+def errors_on_guesses_retried(
+    body: Callable[[Tx], Awaitable[T]], guessing: Callable[[], bool], what: str
+) -> Callable[[Tx], Awaitable[T]]:
+    """`body`, except that an FSError it raises while `guessing()` (its attempt works on assumed records)
+    becomes a ConflictError: an error found on a guess another client has made stale (a chmod, a move) is
+    never the answer; the transaction's retry reads what is stored and decides (ADR 0086)."""
+
+    async def guarded(tx: Tx) -> T:
+        try:
+            return await body(tx)
+        except FSError:
+            if guessing():
+                raise ConflictError(f"{what}: an error on guessed records, read them") from None
+            raise
+
+    return guarded
