@@ -82,6 +82,10 @@ async def rename(
         left = None
         attempts += 1
         assume = getattr(tx, "assume", None) if guess is not None and attempts == 1 else None
+        raw_sd: bytes | None
+        raw_dd: bytes | None
+        raw_se: bytes | None
+        raw_src: bytes | None
         if assume is not None and guess is not None:
             # What this client's last change left on the directories and what the kernel's LOOKUPs just
             # found (the source and its inode; no destination): validated by the commit instead of read
@@ -213,7 +217,7 @@ def _guess(tails: CommitTails, src_parent: int, src_name: bytes, dst_parent: int
     is never assumed away: replacing a file (the atomic-save pattern) reads as before."""
     src = tails.take_name(src_parent, src_name)
     dst = tails.take_name(dst_parent, dst_name)
-    if not src or dst is not None:
+    if not isinstance(src, tuple) or dst is not None:
         return None
     raw_sd = tails.take_dir(src_parent)
     raw_dd = raw_sd if dst_parent == src_parent else tails.take_dir(dst_parent)
