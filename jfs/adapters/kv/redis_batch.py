@@ -19,10 +19,10 @@ data are out of sync: EngineError), and the values of the single keys (nil: no s
 one MGET per call rather than a nested pair of arrays and an MGET per range (Redis CPU per range about
 halved, docs/adr/0062-dump-load-redis-marked-inodes-file-events-workers.md).
 
-SPARSE — ARGV: ``"[" .. begin``, ``"(" .. end``, limit, a 1-based byte position, the bytes to skip -> {the last
-key examined (nil when none), then the keys examined whose byte at that position is not one to skip (or
-that are shorter)}: a walk of the index that sends back only the rare keys (dump: the inodes that have
-records besides their attributes), at a fraction of a ZRANGEBYLEX per inode.
+Points alone (no range: dump's files read by their attribute key) are one native MGET, atomic as well; the
+marking walk (`sparse_keys`) is native ZRANGEBYLEX filtered by the client. Both cost the server a third to
+a half of the same work inside a script, which turns every key and value into a Lua string and back
+(docs/adr/0087-dump-native-point-reads-and-marking-walk.md).
 """
 
 from __future__ import annotations
@@ -68,20 +68,7 @@ end
 return {counts, ks, vals, pvals}
 """
 
-SPARSE = r"""
-local got = redis.call('ZRANGEBYLEX', 'i', ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local at = tonumber(ARGV[4])
-local skip = {}
-for x = 1, #ARGV[5] do skip[string.byte(ARGV[5], x)] = true end
-local out = {#got > 0 and got[#got] or false}
-for x = 1, #got do
-  local b = string.byte(got[x], at)
-  if not (b and skip[b]) then out[#out + 1] = got[x] end
-end
-return out
-"""
-
-SCRIPTS = (("ranges", RANGES), ("sparse", SPARSE))
+SCRIPTS = (("ranges", RANGES),)
 """(name, source) of the scripts of this module, loaded with the adapter's own (`RedisKV._load_scripts`)."""
 
 MAX_RANGES = 2000
@@ -94,6 +81,11 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
     (a range that returns `limit` pairs may hold more), then for each of `points` ``[(key, value)]`` or
     ``[]`` when it has no value. One script call per `MAX_RANGES` ranges (and points); each call reads its
     ranges and points atomically. EngineError when the index names a key without data."""
+    if not ranges:  # points alone: one native MGET (atomic too), without the script's Lua copies of every value
+        if not points:
+            return []
+        values: list[bytes | None] = await kv._read_packed(_mget(points))
+        return [[] if v is None else [(p, v)] for p, v in zip(points, values, strict=True)]
     out: list[list[tuple[bytes, bytes]]] = []
     step = MAX_RANGES
     for s in range(0, max(len(ranges), 1), step):
@@ -119,9 +111,14 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
 
 async def sparse_keys(kv: RedisKV, begin: bytes, end: bytes, limit: int, at: int,
                       skip: bytes) -> tuple[bytes | None, list[bytes]]:
-    """`RangeReadingKV.sparse_keys`: one script call (ZRANGEBYLEX of the index, filtered in Lua)."""
-    reply = await kv._script("sparse", 5, bulks((b"[" + begin, b"(" + end, limit, at + 1, skip)))
-    return (reply[0] or None), reply[1:]
+    """`RangeReadingKV.sparse_keys`: one native ZRANGEBYLEX of the index, filtered here. Filtering in the
+    SPARSE script cost the server 3-4x the native command (every key made a Lua string), and during the
+    marking walk the client has nothing else to do, so the filter costs no wall time it would not wait
+    anyway (docs/adr/0087-dump-native-point-reads-and-marking-walk.md)."""
+    got: list[bytes] = await kv._read(b"ZRANGEBYLEX", b"i", b"[" + begin, b"(" + end, b"LIMIT", b"0", limit)
+    if not got:
+        return None, []
+    return got[-1], [k for k in got if len(k) <= at or k[at] not in skip]
 
 
 async def load_puts(kv: RedisKV, items: Sequence[tuple[bytes, bytes]]) -> None:
