@@ -68,6 +68,24 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+BULK_YOUNG_THRESHOLD = 50_000
+"""Net allocations of tracked objects between two young collections during a dump or load (CPython: 700)."""
+
+
+def _collect_rarely() -> None:
+    """Set the garbage collector for a bulk pass (dump, load), as a mount's is (`jfs.adapters.fuse.collector`):
+    what exists now (modules, the CLI) is moved out of its sight (`gc.freeze`) and young collections run
+    every `BULK_YOUNG_THRESHOLD` allocations. A dump makes a few tracked objects per entry (page nodes,
+    their texts, the engine's replies) that live for one page: with the default thresholds the collector
+    walked them ~300 times per 200k entries, and every tenth of the middle generation the whole heap —
+    a fifth of the dump's client CPU (docs/adr/0087-dump-native-point-reads-and-marking-walk.md). Cyclic
+    garbage waits at most that many allocations (a few MiB); the older generations keep CPython's ratios."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(BULK_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}" if seconds > 0 else "-"
 
@@ -121,6 +139,7 @@ def dump(
                                            keep_secret=keep_secret_key, threads=threads, progress=board,
                                            workers=spec if count > 0 else None)
 
+            _collect_rarely()
             with RichBoard() as board:
                 result = run(lambda _v: call(board))
             ok = True
@@ -180,6 +199,7 @@ def load(
             async with opened_engine(meta_url) as kv:
                 return await load_meta(kv, stream.read, progress=board, events=events)
 
+        _collect_rarely()
         with RichBoard() as board:
             result = run(lambda _v: call(board))
     finally:

@@ -19,10 +19,16 @@ data are out of sync: EngineError), and the values of the single keys (nil: no s
 one MGET per call rather than a nested pair of arrays and an MGET per range (Redis CPU per range about
 halved, docs/adr/0062-dump-load-redis-marked-inodes-file-events-workers.md).
 
-Points alone (no range: dump's files read by their attribute key) are one native MGET, atomic as well; the
-marking walk (`sparse_keys`) is native ZRANGEBYLEX filtered by the client. Both cost the server a third to
-a half of the same work inside a script, which turns every key and value into a Lua string and back
-(docs/adr/0087-dump-native-point-reads-and-marking-walk.md).
+Points alone (no range: dump's files read by their attribute key) are one native MGET, atomic as well: half
+the server's CPU of the same MGET inside the script, which turns every value into a Lua string and back.
+
+SPARSE — ARGV: ``"[" .. begin``, ``"(" .. end``, limit, a 1-based byte position, the bytes to skip -> {the last
+key examined (nil when none), then the keys examined whose byte at that position is not one to skip (or
+that are shorter)}: a walk of the index that sends back only the rare keys (dump: the inodes that have
+records besides their attributes). It lists 128 keys at a time; when a step ends on a key to skip, the
+next one starts after every key sharing that key's bytes up to the position (they would all be skipped:
+a directory's run of dentries is passed over instead of being turned into Lua strings). The keys sent
+back are those a walk of every key would send back (docs/adr/0087-dump-native-point-reads-and-marking-walk.md).
 """
 
 from __future__ import annotations
@@ -68,7 +74,37 @@ end
 return {counts, ks, vals, pvals}
 """
 
-SCRIPTS = (("ranges", RANGES),)
+SPARSE = r"""
+local lo, hi, limit, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local skip = {}
+for x = 1, #ARGV[5] do skip[string.byte(ARGV[5], x)] = true end
+local out, seen, last = {false}, 0, false
+while seen < limit do
+  local got = redis.call('ZRANGEBYLEX', 'i', lo, hi, 'LIMIT', 0, math.min(SUB, limit - seen))
+  local c = #got
+  if c == 0 then break end
+  seen = seen + c
+  for x = 1, c do
+    local b = string.byte(got[x], at)
+    if not (b and skip[b]) then out[#out + 1] = got[x] end
+  end
+  last = got[c]
+  if c < SUB then break end
+  local b = string.byte(last, at)
+  if b and skip[b] then
+    local p = string.sub(last, 1, at)
+    while #p > 0 and string.byte(p, #p) == 255 do p = string.sub(p, 1, #p - 1) end
+    if #p == 0 then break end
+    lo = '[' .. string.sub(p, 1, #p - 1) .. string.char(string.byte(p, #p) + 1)
+  else
+    lo = '(' .. last
+  end
+end
+out[1] = last
+return out
+""".replace("SUB", "128")
+
+SCRIPTS = (("ranges", RANGES), ("sparse", SPARSE))
 """(name, source) of the scripts of this module, loaded with the adapter's own (`RedisKV._load_scripts`)."""
 
 MAX_RANGES = 2000
@@ -111,14 +147,10 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
 
 async def sparse_keys(kv: RedisKV, begin: bytes, end: bytes, limit: int, at: int,
                       skip: bytes) -> tuple[bytes | None, list[bytes]]:
-    """`RangeReadingKV.sparse_keys`: one native ZRANGEBYLEX of the index, filtered here. Filtering in the
-    SPARSE script cost the server 3-4x the native command (every key made a Lua string), and during the
-    marking walk the client has nothing else to do, so the filter costs no wall time it would not wait
-    anyway (docs/adr/0087-dump-native-point-reads-and-marking-walk.md)."""
-    got: list[bytes] = await kv._read(b"ZRANGEBYLEX", b"i", b"[" + begin, b"(" + end, b"LIMIT", b"0", limit)
-    if not got:
-        return None, []
-    return got[-1], [k for k in got if len(k) <= at or k[at] not in skip]
+    """`RangeReadingKV.sparse_keys`: one SPARSE script call (ZRANGEBYLEX of the index in steps of 128,
+    filtered in Lua, passing over the rest of a run of skipped keys that shares the first `at` + 1 bytes)."""
+    reply = await kv._script("sparse", 5, bulks((b"[" + begin, b"(" + end, limit, at + 1, skip)))
+    return (reply[0] or None), reply[1:]
 
 
 async def load_puts(kv: RedisKV, items: Sequence[tuple[bytes, bytes]]) -> None:
