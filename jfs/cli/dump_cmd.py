@@ -15,10 +15,10 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from jfs.app.progress import ProgressBoard, QuietBoard
 from jfs.cli import stops_cleanly
 from jfs.cli.app_calls import remember_secrets, run
 from jfs.cli.errors import print_error, report
-from jfs.cli.progress import RichBoard
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_WORKERS = 4
@@ -68,6 +68,47 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+BULK_YOUNG_THRESHOLD = 50_000
+"""Net allocations of tracked objects between two young collections during a dump or load (CPython: 700)."""
+
+
+def _collect_rarely() -> None:
+    """Set the garbage collector for a bulk pass (dump, load), as a mount's is (`jfs.adapters.fuse.collector`):
+    what exists now (modules, the CLI) is moved out of its sight (`gc.freeze`) and young collections run
+    every `BULK_YOUNG_THRESHOLD` allocations. A dump makes a few tracked objects per entry (page nodes,
+    their texts, the engine's replies) that live for one page: with the default thresholds the collector
+    walked them ~300 times per 200k entries, and every tenth of the middle generation the whole heap —
+    a fifth of the dump's client CPU (docs/adr/0087-dump-native-point-reads-and-marking-walk.md). Cyclic
+    garbage waits at most that many allocations (a few MiB); the older generations keep CPython's ratios."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(BULK_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+class _Quiet(QuietBoard):
+    """`QuietBoard` used as `RichBoard` is, as a context manager."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _board() -> Any:
+    """The progress board: `jfs.cli.progress.RichBoard` when stderr is a terminal (or the environment makes
+    rich treat it as one); otherwise, where rich would draw nothing, a quiet board without importing rich
+    (~0.06-0.09 s of each command's start-up)."""
+    from jfs.cli.summary_plain import _forced
+
+    if not sys.stderr.isatty() and not _forced():
+        return _Quiet()
+    from jfs.cli.progress import RichBoard
+
+    return RichBoard()
+
+
 def _rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}" if seconds > 0 else "-"
 
@@ -115,13 +156,14 @@ def dump(
         spec = WorkerSpec((sys.executable, "-m", "jfs.cli.dump_worker"), count, with_env_password(meta_url),
                           current_level())
         try:
-            async def call(board: RichBoard) -> DumpResult:
+            async def call(board: ProgressBoard) -> DumpResult:
                 async with opened_engine(meta_url) as kv:
                     return await dump_meta(kv, out.write, subdir=os.fsencode(subdir or ""),
                                            keep_secret=keep_secret_key, threads=threads, progress=board,
                                            workers=spec if count > 0 else None)
 
-            with RichBoard() as board:
+            _collect_rarely()
+            with _board() as board:
                 result = run(lambda _v: call(board))
             ok = True
         finally:
@@ -175,12 +217,13 @@ def load(
             raise typer.Exit(report(exc)) from None
         stream: Any = gzip.GzipFile(fileobj=reader, mode="rb") if magic == GZIP_MAGIC else reader
 
-        async def call(board: RichBoard) -> LoadResult:
+        async def call(board: ProgressBoard) -> LoadResult:
             events = dump_events(stream.read)  # a dump jfs cannot load is refused before the engine is opened
             async with opened_engine(meta_url) as kv:
                 return await load_meta(kv, stream.read, progress=board, events=events)
 
-        with RichBoard() as board:
+        _collect_rarely()
+        with _board() as board:
             result = run(lambda _v: call(board))
     finally:
         if file != "-":

@@ -207,3 +207,61 @@ async def test_load_puts_writes_what_transactions_write(redis_kv: KV, monkeypatc
 
     pairs, values = await redis_kv.read(read_all)
     assert pairs == items and values == [v for _, v in items]
+
+
+async def test_points_alone_are_read_as_with_ranges(redis_kv: KV) -> None:
+    """Points without ranges (dump's files read by their attribute key: one native MGET on Redis) read what
+    the same points read next to a range (the script) and what `get` reads: missing ones give []."""
+    assert isinstance(redis_kv, RangeReadingKV)
+
+    async def fill(tx: Tx) -> None:
+        for i in range(6):
+            tx.put(b"p" + bytes([i]), b"v" * (i + 1) + b"%$*\r\n")
+
+    await redis_kv.txn(fill)
+    points = [b"p\x03", b"p\x09", b"p\x00", b"q", b"p\x05"]
+    alone = await redis_kv.read_ranges([], 4, points)
+    with_range = await redis_kv.read_ranges([(b"p\x01", b"p\x03")], 4, points)
+    assert with_range[0] == [(b"p\x01", b"vv%$*\r\n"), (b"p\x02", b"vvv%$*\r\n")]
+    assert alone == with_range[1:]
+
+    async def gets(tx: Tx) -> list[bytes | None]:
+        return await tx.get_many(points)
+
+    assert alone == [[] if v is None else [(p, v)] for p, v in zip(points, await redis_kv.read(gets), strict=True)]
+    assert await redis_kv.read_ranges([], 4, []) == []
+
+
+@pytest.mark.parametrize("limit", [1, 7, 128, 129, 5000])
+async def test_sparse_keys_sends_back_what_a_filtered_walk_keeps(redis_kv: KV, limit: int) -> None:
+    """`sparse_keys` walked to the end keeps exactly the keys a filter of every key keeps, whatever the step:
+    runs of skipped keys longer than the script's step of 128 (passed over, with kept keys of the same inode
+    right after them), inodes of 0xff bytes, short keys and keys of kept kinds between them."""
+    assert isinstance(redis_kv, RangeReadingKV)
+    stored: list[bytes] = []
+    for n, kinds in ((2, b"DI"), (0xFF, b"DIX"), (0x1FF, b"IS"), (0xFFFFFFFFFFFFFFFF, b"DC"), (7, b"I"),
+                     (0x100, b"DP"), (9, b"X")):
+        ino = n.to_bytes(8, "little")
+        for kind in kinds:
+            if kind == ord("D"):
+                stored += [b"A" + ino + b"D" + b"name%04d" % i for i in range(300)]
+            else:
+                stored.append(b"A" + ino + bytes([kind]) + (b"\x00\x00\x00\x01" if kind == ord("C") else b""))
+    stored += [b"A\x05", b"A", b"A\x05\x00\x00\x00\x00\x00\x00\x00"]  # shorter than the byte looked at
+    for s in range(0, len(stored), 500):
+        async def fill(tx: Tx, part: list[bytes] = stored[s: s + 500]) -> None:
+            for k in part:
+                tx.put(k, b"v")
+
+        await redis_kv.txn(fill)
+    want = sorted(k for k in stored if len(k) <= 9 or k[9] not in b"IDP")
+    begin, got, calls = b"A", [], 0
+    while True:
+        last, found = await redis_kv.sparse_keys(begin, b"B", limit, 9, b"IDP")
+        calls += 1
+        assert calls < 10_000
+        if last is None:
+            break
+        got += found
+        begin = last + b"\x00"
+    assert got == want

@@ -233,7 +233,7 @@ class RedisKV(RetryingKV):
 
     def sparse_keys(self, begin: bytes, end: bytes, limit: int, at: int,
                     skip: bytes) -> Coroutine[Any, Any, tuple[bytes | None, list[bytes]]]:
-        """`RangeReadingKV.sparse_keys`: one script call (`redis_batch`)."""
+        """`RangeReadingKV.sparse_keys`: one native ZRANGEBYLEX, filtered here (`redis_batch`)."""
         return redis_batch.sparse_keys(self, begin, end, limit, at, skip)
 
     def load_puts(self, items: Sequence[tuple[bytes, bytes]]) -> Coroutine[Any, Any, None]:

@@ -19,10 +19,16 @@ data are out of sync: EngineError), and the values of the single keys (nil: no s
 one MGET per call rather than a nested pair of arrays and an MGET per range (Redis CPU per range about
 halved, docs/adr/0062-dump-load-redis-marked-inodes-file-events-workers.md).
 
+Points alone (no range: dump's files read by their attribute key) are one native MGET, atomic as well: half
+the server's CPU of the same MGET inside the script, which turns every value into a Lua string and back.
+
 SPARSE — ARGV: ``"[" .. begin``, ``"(" .. end``, limit, a 1-based byte position, the bytes to skip -> {the last
 key examined (nil when none), then the keys examined whose byte at that position is not one to skip (or
 that are shorter)}: a walk of the index that sends back only the rare keys (dump: the inodes that have
-records besides their attributes), at a fraction of a ZRANGEBYLEX per inode.
+records besides their attributes). It lists 128 keys at a time; when a step ends on a key to skip, the
+next one starts after every key sharing that key's bytes up to the position (they would all be skipped:
+a directory's run of dentries is passed over instead of being turned into Lua strings). The keys sent
+back are those a walk of every key would send back (docs/adr/0087-dump-native-point-reads-and-marking-walk.md).
 """
 
 from __future__ import annotations
@@ -69,17 +75,34 @@ return {counts, ks, vals, pvals}
 """
 
 SPARSE = r"""
-local got = redis.call('ZRANGEBYLEX', 'i', ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local at = tonumber(ARGV[4])
+local lo, hi, limit, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local skip = {}
 for x = 1, #ARGV[5] do skip[string.byte(ARGV[5], x)] = true end
-local out = {#got > 0 and got[#got] or false}
-for x = 1, #got do
-  local b = string.byte(got[x], at)
-  if not (b and skip[b]) then out[#out + 1] = got[x] end
+local out, seen, last = {false}, 0, false
+while seen < limit do
+  local got = redis.call('ZRANGEBYLEX', 'i', lo, hi, 'LIMIT', 0, math.min(SUB, limit - seen))
+  local c = #got
+  if c == 0 then break end
+  seen = seen + c
+  for x = 1, c do
+    local b = string.byte(got[x], at)
+    if not (b and skip[b]) then out[#out + 1] = got[x] end
+  end
+  last = got[c]
+  if c < SUB then break end
+  local b = string.byte(last, at)
+  if b and skip[b] then
+    local p = string.sub(last, 1, at)
+    while #p > 0 and string.byte(p, #p) == 255 do p = string.sub(p, 1, #p - 1) end
+    if #p == 0 then break end
+    lo = '[' .. string.sub(p, 1, #p - 1) .. string.char(string.byte(p, #p) + 1)
+  else
+    lo = '(' .. last
+  end
 end
+out[1] = last
 return out
-"""
+""".replace("SUB", "128")
 
 SCRIPTS = (("ranges", RANGES), ("sparse", SPARSE))
 """(name, source) of the scripts of this module, loaded with the adapter's own (`RedisKV._load_scripts`)."""
@@ -94,6 +117,11 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
     (a range that returns `limit` pairs may hold more), then for each of `points` ``[(key, value)]`` or
     ``[]`` when it has no value. One script call per `MAX_RANGES` ranges (and points); each call reads its
     ranges and points atomically. EngineError when the index names a key without data."""
+    if not ranges:  # points alone: one native MGET (atomic too), without the script's Lua copies of every value
+        if not points:
+            return []
+        values: list[bytes | None] = await kv._read_packed(_mget(points))
+        return [[] if v is None else [(p, v)] for p, v in zip(points, values, strict=True)]
     out: list[list[tuple[bytes, bytes]]] = []
     step = MAX_RANGES
     for s in range(0, max(len(ranges), 1), step):
@@ -119,7 +147,8 @@ async def read_ranges(kv: RedisKV, ranges: Sequence[tuple[bytes, bytes]], limit:
 
 async def sparse_keys(kv: RedisKV, begin: bytes, end: bytes, limit: int, at: int,
                       skip: bytes) -> tuple[bytes | None, list[bytes]]:
-    """`RangeReadingKV.sparse_keys`: one script call (ZRANGEBYLEX of the index, filtered in Lua)."""
+    """`RangeReadingKV.sparse_keys`: one SPARSE script call (ZRANGEBYLEX of the index in steps of 128,
+    filtered in Lua, passing over the rest of a run of skipped keys that shares the first `at` + 1 bytes)."""
     reply = await kv._script("sparse", 5, bulks((b"[" + begin, b"(" + end, limit, at + 1, skip)))
     return (reply[0] or None), reply[1:]
 

@@ -304,8 +304,9 @@ class PageReader:
 
     async def _fill_ranges(self, nodes: list[Node], kv: RangeReadingKV, marked: InoSet | None) -> None:
         """`fill` on an engine that reads many ranges per round trip: `RANGE_GROUP` nodes per call. With
-        `marked`, a regular file (or fifo, device, socket) not in it is read by its attribute key alone, in
-        the same call; it is read again by its range when its record says it may have more (a regular
+        `marked`, a regular file (or fifo, device, socket) not in it is read by its attribute key alone (a
+        point), in a call of its own when the group also has ranges (on Redis a native MGET, without the
+        ranges' script: each node is still read consistently, the group need not be); it is read again by its range when its record says it may have more (a regular
         file with a length: chunks written since the walk began; or another type than its entry said). A
         node whose range reaches `NODE_BATCH` keys (a file of more than ~1,000 chunks) is read again alone
         in its own transaction, batch by batch."""
@@ -322,8 +323,14 @@ class PageReader:
                     else:
                         pointed.append(node)
             async with self._sem:
-                found = await kv.read_ranges([node_range(n) for n in ranged], NODE_BATCH,
-                                             [keys.attr(n.ino) for n in pointed])
+                if ranged and pointed:  # two calls on the connection at once: the points by a native read
+                    by_range, by_point = await asyncio.gather(
+                        kv.read_ranges([node_range(n) for n in ranged], NODE_BATCH),
+                        kv.read_ranges((), NODE_BATCH, [keys.attr(n.ino) for n in pointed]))
+                    found = by_range + by_point
+                else:
+                    found = await kv.read_ranges([node_range(n) for n in ranged], NODE_BATCH,
+                                                 [keys.attr(n.ino) for n in pointed])
             big = []
             again = []
             for node, pairs in zip(ranged, found[: len(ranged)], strict=True):  # fresh nodes (never retried)
