@@ -141,3 +141,19 @@ def test_any_plain_record_packs_as_its_attr(typ: FileType, mode: int, uid: int, 
     assert ops._pack_plus(got, 3, [StoredEntry(b"x", ino, typ, attr.encode())])
     assert ops._pack_plus(want, 3, [Entry(b"x", ino, typ, attr)])
     assert bytes(got.payload) == bytes(want.payload)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(st.binary(min_size=1, max_size=255).filter(lambda n: b"/" not in n and b"\0" not in n),
+                      min_size=1, max_size=12),
+       size=st.integers(152, 8192), known=st.booleans())
+def test_plus_names_of_any_length_pack_padded_as_add_does(names: list[bytes], size: int, known: bool) -> None:
+    # One struct per name length packs the record, the name and its zero padding (ADR 0088): every length
+    # from 1 to 255 bytes, records with and without attributes, cut where the reply is full.
+    ops = _ops()
+    attr = Attr(FileType.REGULAR, 0o644, 1, 2, 3, 4, 5, 1, 77, 0, 1)
+    run = [Entry(n, 100 + k, FileType.REGULAR, attr if known or k % 2 else None) for k, n in enumerate(names)]
+    got, want = DirentSink(size, True), DirentSink(size, True)
+    assert ops._pack_plus(got, 3, run) == _by_add(ops, want, 3, run)
+    assert bytes(got.buffer) == bytes(want.buffer) and got.count == want.count
+    assert len(got.buffer) % 8 == 0 and len(got.buffer) <= size

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import struct
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
@@ -149,6 +150,27 @@ _DIRENTPLUS_PACK = DIRENTPLUS.pack
 _DIRENT_PACK = DIRENT.pack
 _NEG_ENTRY_FIELDS = (0,) * 22  # a zero fuse_entry_out: "no attributes supplied"
 _PAD = tuple(b"\0" * n for n in range(8))
+
+
+class _ByNameLength(dict[int, Any]):
+    """``self[namelen]``: ``make(namelen)``, made at the first use of that length and kept (names are at most
+    a few hundred bytes: one value per length seen)."""
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, namelen: int) -> Any:
+        value = self[namelen] = self.make(namelen)
+        return value
+
+
+_PLUS_RECLEN = _ByNameLength(lambda n: (DIRENTPLUS_SIZE + n + 7) & ~7)
+"""The padded length of a ``fuse_direntplus`` record by name length (`protocol.dirent_size`)."""
+_PLUS_NAMED = _ByNameLength(lambda n: struct.Struct(f"{DIRENTPLUS.format}{(n + 7) & ~7}s").pack)
+"""``_PLUS_NAMED[len(name)](*DIRENTPLUS fields, name)``: a whole ``fuse_direntplus`` record with its name
+zero-padded to 8 bytes (the ``s`` code pads) in one call, where a struct, the name and the padding were three
+appends: `_pack_plus` packs every entry of a listing (ADR 0088)."""
 
 
 def _pack_plain(out: DirentSink, first: int, run: Sequence[Entry | StoredEntry]) -> bool:
@@ -508,17 +530,15 @@ class VfsOperations(Operations):
         decode = JAttr.decode
         dir_valid, file_valid = self._dir_valid, self._file_valid
         added = 0
+        plus_reclen, plus_named = _PLUS_RECLEN, _PLUS_NAMED
         for off, (name, child, typ, attr) in enumerate(run, first):
             namelen = len(name)
-            reclen = (DIRENTPLUS_SIZE + namelen + 7) & ~7
-            used += reclen
+            used += plus_reclen[namelen]
             if used > size:
                 out.count += added
                 return False
             if attr is None:
-                buf += _DIRENTPLUS_PACK(*_NEG_ENTRY_FIELDS, child, off, namelen, _DTYPE[typ])
-                buf += name
-                buf += _PAD[reclen - DIRENTPLUS_SIZE - namelen]
+                buf += plus_named[namelen](*_NEG_ENTRY_FIELDS, child, off, namelen, _DTYPE[typ], name)
                 added += 1
                 continue
             if child in INTERNAL_INODES:
@@ -545,11 +565,9 @@ class VfsOperations(Operations):
                 mode, nlink, uid, gid, rdev, length = a.mode & 0o7777, a.nlink, a.uid, a.gid, a.rdev, a.length
             if typ is _DIRECTORY:
                 length = 4096
-            buf += _DIRENTPLUS_PACK(
+            buf += plus_named[namelen](
                 child, 1, es, as_, ens, ans, child, length, (length + 511) >> 9, asec, msec, csec, ansec, mnsec,
-                cnsec, _S_IFMT[typ] | mode, nlink, uid, gid, rdev, 65536, 0, child, off, namelen, _DTYPE[typ])  # fmt: skip
-            buf += name
-            buf += _PAD[reclen - DIRENTPLUS_SIZE - namelen]
+                cnsec, _S_IFMT[typ] | mode, nlink, uid, gid, rdev, 65536, 0, child, off, namelen, _DTYPE[typ], name)  # fmt: skip
             added += 1
         out.count += added
         return True
