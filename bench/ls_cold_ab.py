@@ -128,6 +128,13 @@ def main() -> None:
                     help="N > 0: instead of filling, `jfs load` / `juicefs load` one synthetic dump of N files in "
                          "directories of 1,000 plus the listed directory (bench/scale_offline.py's shape: the 1M "
                          "volume of bench/scale.py's listing phase)")
+    ap.add_argument("--small", action="store_true",
+                    help="with --volume-files: also load the listed directory alone (a volume of ~100k inodes) into "
+                         "another database and list it through a mount of --jfs named jfs-small, in the same rounds")
+    ap.add_argument("--prime-dirs", type=int, default=0,
+                    help="with --volume-files: before every cold listing, `du -s` of that many of the mount's "
+                         "directories of 1,000 (the kernel then holds their inodes, and the drop before the listing "
+                         "evicts them: scale.py's ~200,000 at its drop); prints the mount's CPU in the drop")
     ap.add_argument("--prime-du", action="store_true",
                     help="with --volume-files: `du -s` of every mount's whole tree once after mounting (the mount "
                          "and the kernel then have seen every inode, as after scale.py's create and stat phases)")
@@ -174,6 +181,13 @@ def main() -> None:
         mounts: dict[str, Mount] = {"jfs": JfsMount("jfs", args.jfs, jfs_url, bucket, work / "jfs")}
         if args.base_jfs:
             mounts["jfs-base"] = JfsMount("jfs", args.base_jfs, jfs_url, bucket, work / "jfs-base")
+        if args.volume_files and args.small:
+            from bench.scale_offline import write_dump
+
+            (work / "bucket-small").mkdir(exist_ok=True)
+            write_dump(work / "small.json", 0, 1000, str(work / "bucket-small"), big=args.entries)
+            subprocess.run([args.jfs, "load", f"{url}/3", str(work / "small.json")], check=True, capture_output=True)
+            mounts["jfs-small"] = JfsMount("jfs", args.jfs, f"{url}/3", bucket, work / "jfs-small")
         if args.juicefs:
             dump = work / "dump.json"
             if not args.volume_files:
@@ -198,7 +212,16 @@ def main() -> None:
                     m.remount()
                 else:
                     os.sync()
-                drop_caches()
+                if args.prime_dirs and (m.mnt / "d00000").exists():  # not in --small's volume
+                    subprocess.run(["du", "-s", *(str(m.mnt / f"d{d:05d}") for d in range(args.prime_dirs))],
+                                   check=True, capture_output=True)
+                    os.sync()
+                    c0, t0 = tree_cpu(m.pid or 0), time.perf_counter()
+                    drop_caches()
+                    progress(f"{name}: drop of {args.prime_dirs * 1001:,} inodes {time.perf_counter() - t0:.3f} s, "
+                             f"mount CPU in it {tree_cpu(m.pid or 0) - c0:.3f} s")
+                else:
+                    drop_caches()
                 for phase in ("cold", "warm"):
                     if args.py_spy and r == 0 and phase == "cold" and name == "jfs":
                         spy = subprocess.Popen([args.py_spy, "record", "--native", "--idle", "-r", "250", "-f",
