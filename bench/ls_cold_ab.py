@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import atexit
 import collections
+import contextlib
 import os
 import statistics
 import subprocess
@@ -85,6 +86,28 @@ def _ls(m: Mount, entries: int, rel: str = "big") -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _commandstats(cli: list[str]) -> dict[str, int]:
+    """calls per command so far (INFO commandstats)."""
+    out = subprocess.run(cli + ["INFO", "commandstats"], check=True, capture_output=True, text=True).stdout
+    calls = {}
+    for line in out.splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line.partition(":")
+            calls[name[8:]] = int(rest.split(",")[0].split("=")[1])
+    return calls
+
+
+def _rss(pid: int) -> int:
+    """resident MiB of `pid` (0 when unknown)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entries", type=int, default=10000)
@@ -101,17 +124,34 @@ def main() -> None:
     ap.add_argument("--cold", choices=("remount", "drop"), default="remount",
                     help="remount: remount + drop_caches before the cold listing; drop: drop_caches only, the "
                          "mount left up (bench/scale.py's way)")
+    ap.add_argument("--volume-files", type=int, default=0,
+                    help="N > 0: instead of filling, `jfs load` / `juicefs load` one synthetic dump of N files in "
+                         "directories of 1,000 plus the listed directory (bench/scale_offline.py's shape: the 1M "
+                         "volume of bench/scale.py's listing phase)")
+    ap.add_argument("--small", action="store_true",
+                    help="with --volume-files: also load the listed directory alone (a volume of ~100k inodes) into "
+                         "another database and list it through a mount of --jfs named jfs-small, in the same rounds")
+    ap.add_argument("--prime-dirs", type=int, default=0,
+                    help="with --volume-files: before every cold listing, `du -s` of that many of the mount's "
+                         "directories of 1,000 (the kernel then holds their inodes, and the drop before the listing "
+                         "evicts them: scale.py's ~200,000 at its drop); prints the mount's CPU in the drop")
+    ap.add_argument("--prime-du", action="store_true",
+                    help="with --volume-files: `du -s` of every mount's whole tree once after mounting (the mount "
+                         "and the kernel then have seen every inode, as after scale.py's create and stat phases)")
+    ap.add_argument("--py-spy", default="",
+                    help="path of py-spy: record (--native --idle) the first jfs mount's cold listing of round 1")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("root only (mounts, drop_caches)")
     from bench.readdirplus_modes import OpCounter, connection  # it imports this module's fill
 
-    ops = OpCounter("jfs-ls-cold-ab")
+    ops = OpCounter(f"jfs-ls-cold-ab-{os.getpid()}")  # one instance per run: concurrent runs do not share it
     work = Path(args.workdir)
     subprocess.run(["rm", "-rf", str(work)], check=False)
     work.mkdir(parents=True)
     atexit.register(unmount_all)
-    with redis_server() as url:
+    with redis_server() as url, contextlib.ExitStack() as stack:
+        stack.callback(unmount_all)  # before the server stops, also on failure (a jfs mount without it hangs)
         host, port = url.split("//")[1].split(":")
         cli = ["redis-cli", "-h", host, "-p", port]
         bucket = ["--bucket", str(work / "bucket")]
@@ -120,7 +160,14 @@ def main() -> None:
                        capture_output=True)
         t0 = time.perf_counter()
         rel = "big"
-        if args.fill == "engine":
+        if args.volume_files:
+            from bench.scale_offline import write_dump
+
+            subprocess.run(cli + ["-n", "1", "FLUSHDB"], check=True, capture_output=True)
+            (work / "bucket").mkdir(exist_ok=True)
+            write_dump(work / "dump.json", args.volume_files, 1000, str(work / "bucket"), big=args.entries)
+            subprocess.run([args.jfs, "load", jfs_url, str(work / "dump.json")], check=True, capture_output=True)
+        elif args.fill == "engine":
             asyncio.run(_fill(jfs_url, args.entries))
         else:
             filler = JfsMount("jfs", args.jfs, jfs_url, bucket, work / "fill")
@@ -134,13 +181,26 @@ def main() -> None:
         mounts: dict[str, Mount] = {"jfs": JfsMount("jfs", args.jfs, jfs_url, bucket, work / "jfs")}
         if args.base_jfs:
             mounts["jfs-base"] = JfsMount("jfs", args.base_jfs, jfs_url, bucket, work / "jfs-base")
+        if args.volume_files and args.small:
+            from bench.scale_offline import write_dump
+
+            (work / "bucket-small").mkdir(exist_ok=True)
+            write_dump(work / "small.json", 0, 1000, str(work / "bucket-small"), big=args.entries)
+            subprocess.run([args.jfs, "load", f"{url}/3", str(work / "small.json")], check=True, capture_output=True)
+            mounts["jfs-small"] = JfsMount("jfs", args.jfs, f"{url}/3", bucket, work / "jfs-small")
         if args.juicefs:
             dump = work / "dump.json"
-            subprocess.run([args.jfs, "dump", jfs_url, str(dump)], check=True, capture_output=True)
+            if not args.volume_files:
+                subprocess.run([args.jfs, "dump", jfs_url, str(dump)], check=True, capture_output=True)
             subprocess.run([args.juicefs, "load", juice_url, str(dump)], check=True, capture_output=True)
             mounts["JuiceFS"] = JuiceFSMount("JuiceFS", args.juicefs, juice_url, bucket, work / "juicefs")
         for m in mounts.values():
             m.mount()
+            if args.prime_du:
+                t0 = time.perf_counter()
+                subprocess.run(["du", "-s", str(m.mnt)], check=True, capture_output=True)
+                progress(f"{m.mnt.name}: du -s in {time.perf_counter() - t0:.1f} s, mount RSS {_rss(m.pid or 0)} MiB")
+        spy = None
         samples: dict[tuple[str, str], list[tuple[float, float, float]]] = collections.defaultdict(list)
         rows: list[str] = []
         order = list(mounts.items())
@@ -152,13 +212,34 @@ def main() -> None:
                     m.remount()
                 else:
                     os.sync()
-                drop_caches()
+                if args.prime_dirs and (m.mnt / "d00000").exists():  # not in --small's volume
+                    subprocess.run(["du", "-s", *(str(m.mnt / f"d{d:05d}") for d in range(args.prime_dirs))],
+                                   check=True, capture_output=True)
+                    os.sync()
+                    c0, t0 = tree_cpu(m.pid or 0), time.perf_counter()
+                    drop_caches()
+                    progress(f"{name}: drop of {args.prime_dirs * 1001:,} inodes {time.perf_counter() - t0:.3f} s, "
+                             f"mount CPU in it {tree_cpu(m.pid or 0) - c0:.3f} s")
+                else:
+                    drop_caches()
                 for phase in ("cold", "warm"):
+                    if args.py_spy and r == 0 and phase == "cold" and name == "jfs":
+                        spy = subprocess.Popen([args.py_spy, "record", "--native", "--idle", "-r", "250", "-f",
+                                                "speedscope", "-o", str(work / "ls-cold.speedscope.json"), "-p",
+                                                str(m.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        time.sleep(2)
                     ops.start(connection(m.mnt))
+                    s0 = _commandstats(cli)
                     i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
                     ls_cpu = _ls(m, n, rel) / n * 1e6
                     t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
+                    calls = {k: v - s0.get(k, 0) for k, v in _commandstats(cli).items() if v - s0.get(k, 0)}
                     count = ops.stop()
+                    if spy is not None:
+                        spy.send_signal(2)
+                        spy.wait()
+                        spy = None
+                    progress(f"{name} {phase}: redis calls {calls}, mount RSS {_rss(m.pid or 0)} MiB")
                     d = _delta(i0, i1)
                     rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6
                     plus, asked = count["READDIRPLUS"] + count["READDIR"], count["LOOKUP"] + count["GETATTR"]

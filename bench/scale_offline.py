@@ -33,10 +33,12 @@ ATTR = ('{{"inode":{ino},"type":"{typ}","mode":{mode},"uid":0,"gid":0,"atime":17
         '"ctime":1795236770,"atimensec":1,"mtimensec":1,"ctimensec":1,"nlink":{nlink},"length":0}}')
 
 
-def write_dump(path: Path, files: int, per_dir: int, bucket: str) -> int:
-    """Write the synthetic dump; returns its entry count (root, directories, files, trash root)."""
+def write_dump(path: Path, files: int, per_dir: int, bucket: str, big: int = 0) -> int:
+    """Write the synthetic dump; returns its entry count (root, directories, files, trash root). With
+    `big`, one more directory ``big`` (after the others) holds `big` empty files ``file-%07d`` (the
+    100,000-entry directory of `bench/scale.py`'s listing phase; bench/ls_cold_ab.py --volume-files)."""
     ndirs = -(-files // per_dir)
-    used = ndirs + files + 1
+    used = ndirs + files + 1 + ((1 + big) if big else 0)
     with path.open("w") as f:
         f.write('{\n  "Setting": {\n    "Name": "scale",\n    "UUID": "fd54a40c-1296-4395-8ee2-d0e29984fcbd",\n'
                 f'    "Storage": "file",\n    "Bucket": "{bucket}/",\n    "BlockSize": 4096,\n'
@@ -45,7 +47,7 @@ def write_dump(path: Path, files: int, per_dir: int, bucket: str) -> int:
                 f'  "Counters": {{\n    "usedSpace": 0,\n    "usedInodes": {used},\n    "nextInodes": {used + 2},\n'
                 '    "nextChunk": 1,\n    "nextSession": 1,\n    "nextTrash": 0\n  },\n'
                 '  "Sustained": [],\n  "DelFiles": [],\n  "FSTree": {\n')
-        f.write('    "attr": ' + ATTR.format(ino=1, typ="directory", mode=511, nlink=ndirs + 2) + ',\n')
+        f.write('    "attr": ' + ATTR.format(ino=1, typ="directory", mode=511, nlink=ndirs + 2 + bool(big)) + ',\n')
         f.write('    "entries": {\n')
         ino = 2
         done = 0
@@ -62,6 +64,13 @@ def write_dump(path: Path, files: int, per_dir: int, bucket: str) -> int:
                 ino += 1
             f.write(",\n".join(parts) + "\n        }\n      }")
             done += n
+        if big:
+            f.write((',\n' if ndirs else '') + '      "big": {\n        "attr": '
+                    + ATTR.format(ino=ino, typ="directory", mode=493, nlink=2) + ',\n        "entries": {\n')
+            ino += 1
+            f.write(",\n".join(f'          "file-{i:07d}": {{\n            "attr": '
+                                + ATTR.format(ino=ino + i, typ="regular", mode=420, nlink=1) + '\n          }'
+                                for i in range(big)) + "\n        }\n      }")
         f.write('\n    }\n  },\n  "Trash": {\n    "attr": '
                 + ATTR.format(ino=9223372032828243968, typ="directory", mode=365, nlink=2)
                 + ',\n    "entries": {\n    }\n  }\n}\n')

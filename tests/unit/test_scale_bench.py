@@ -51,3 +51,29 @@ def test_timed_child_reports_cpu_and_raises_on_failure() -> None:
     assert seconds > 0 and rss > 1 and cpu > 0
     with pytest.raises(RuntimeError, match="failed"):
         scale.timed_child([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+@pytest.mark.parametrize(("files", "big"), [(2500, 0), (2500, 7), (0, 7)])
+def test_synthetic_dump_holds_the_tree_and_the_listed_directory(tmp_path: Path, files: int, big: int) -> None:
+    import json
+
+    from scale_offline import write_dump
+
+    dump = tmp_path / "dump.json"
+    entries = write_dump(dump, files, 1000, str(tmp_path / "bucket"), big=big)
+    doc = json.loads(dump.read_text())
+    tree = doc["FSTree"]["entries"]
+    dirs = [n for n in tree if n.startswith("d")]
+    assert len(dirs) == -(-files // 1000)
+    assert sum(len(tree[d]["entries"]) for d in dirs) == files
+    inodes = [doc["FSTree"]["attr"]["inode"]]
+    for node in tree.values():
+        inodes.append(node["attr"]["inode"])
+        inodes.extend(child["attr"]["inode"] for child in node["entries"].values())
+    assert len(inodes) == len(set(inodes)) == doc["Counters"]["usedInodes"] == entries - 1
+    assert doc["Counters"]["nextInodes"] > max(inodes)
+    assert doc["FSTree"]["attr"]["nlink"] == len(tree) + 2
+    if big:
+        assert sorted(tree["big"]["entries"]) == [f"file-{i:07d}" for i in range(big)]
+    else:
+        assert "big" not in tree
