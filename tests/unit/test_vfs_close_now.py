@@ -71,9 +71,9 @@ async def test_a_handle_of_an_inode_with_a_writer_waits(vfs: VFS) -> None:
     assert not vfs.flush_now(ctx, ino, r) and not vfs.release_now(ctx, ino, r)
     assert not vfs.flush_now(ctx, ino, w) and not vfs.release_now(ctx, ino, w)
     assert vfs.meta.is_open(ino) and len(vfs.data._handles) == 2  # nothing changed
-    await vfs.flush(ctx, ino, r)
-    await vfs.release(ctx, ino, r)
-    await vfs.release(ctx, ino, w)
+    await vfs.flush(ctx, ino, r)  # commits the writer's bytes: now nothing is pending
+    assert vfs.flush_now(ctx, ino, w) and vfs.release_now(ctx, ino, r) and vfs.release_now(ctx, ino, w)
+    assert not vfs.meta.is_open(ino) and ino not in vfs.data._inodes
     fh = (await vfs.open(ctx, ino, os.O_RDONLY)).fh
     assert bytes(await vfs.read(ctx, ino, fh, 0, 7)) == b"changed"
     await vfs.release(ctx, ino, fh)
@@ -106,3 +106,19 @@ async def test_the_last_close_of_an_unlinked_file_waits_for_its_deletion(vfs: VF
     assert vfs.meta.is_open(ino) and ino in vfs.meta.sustained
     await vfs.release(ctx, ino, second)
     assert ino not in vfs.meta.sustained and not vfs.meta.is_open(ino)
+
+
+async def test_a_writer_with_a_failure_to_report_waits(vfs: VFS) -> None:
+    ctx = vfs.ctx()
+    ino = await _written(vfs)
+    fh = (await vfs.open(ctx, ino, os.O_WRONLY)).fh
+    await vfs.write(ctx, ino, fh, 0, b"x")
+    await vfs.flush(ctx, ino, fh)
+    writer = vfs.data._inodes[ino].writer
+    assert writer is not None and writer.idle
+    writer.error = OSError(errno.EIO, "an upload failed")  # as a failed background commit leaves it
+    assert not vfs.flush_now(ctx, ino, fh) and not vfs.release_now(ctx, ino, fh)
+    with pytest.raises(OSError) as e:
+        await vfs.flush(ctx, ino, fh)  # the close reports it
+    assert e.value.errno == errno.EIO
+    assert vfs.release_now(ctx, ino, fh)

@@ -245,9 +245,15 @@ class DataPath:
                 await state.writer.flush()
 
     def flush_now(self, h: Handle) -> bool:
-        """`flush` when there is nothing to wait for: True if no writer exists for the inode (nothing to
-        commit, no failure to report), else False (call `flush`)."""
-        return self._state(h).writer is None
+        """`flush` when there is nothing to wait for: True if the inode's writer (if any) holds nothing
+        buffered or uncommitted and no failure to report, else False (call `flush`)."""
+        w = self._state(h).writer
+        if w is None:
+            return True
+        if not w.idle or w.error is not None:
+            return False
+        self.pacer.touch()  # as `flush`'s `pacer.active()` would: the foreground was busy
+        return True
 
     async def fsync(self, h: Handle, datasync: bool = False) -> None:
         await self.flush(h)
@@ -267,14 +273,14 @@ class DataPath:
             await self.meta.close_file(h.ino, held=h.held)
 
     def release_now(self, h: Handle) -> bool:
-        """`release` done at once (True) when the inode has no writer and closing it needs no engine call
+        """`release` done at once (True) when `flush_now` would be and closing it needs no engine call
         (`Meta.close_file_now`); else False and the handle is left open (call `release`)."""
         state = self._state(h)
-        if state.writer is not None or not self.meta.close_file_now(h.ino, held=h.held):
+        if not self.flush_now(h) or not self.meta.close_file_now(h.ino, held=h.held):
             return False
         del self._handles[h.fh]
         state.handles -= 1
-        if state.handles == 0:
+        if state.handles == 0:  # the writer, if any, is idle
             del self._inodes[h.ino]
         return True
 

@@ -1,8 +1,8 @@
 """FLUSH and RELEASE of a handle with nothing to commit, answered at once (`VFS` inherits `CloseNow`).
 
 Contract: `flush_now` / `release_now` do what `VFS.flush` / `VFS.release` would do and return True only
-when that needs no waiting — no writer on the inode in this client (nothing to commit, no upload in
-flight, no earlier write failure to report), no POSIX lock or flock of the closing owner to release, and
+when that needs no waiting — nothing of the inode buffered or uncommitted in this client (no upload
+in flight) and no earlier write failure to report, no POSIX lock or flock of the closing owner to release, and
 (release) not the last close of an unlinked file (its deletion needs the engine). Otherwise they change
 nothing and return False: the caller then runs the asynchronous call. Counted in `.stats` and the access
 log as the asynchronous calls count themselves (ADR 0090).
@@ -32,8 +32,8 @@ class CloseNow:
         raise NotImplementedError
 
     def flush_now(self, ctx: Ctx, ino: int, fh: int, lock_owner: int | None = None) -> bool:
-        """`flush` done at once (True) when the inode has no writer here and `lock_owner` holds no POSIX
-        lock on it taken through this client; else False, nothing done."""
+        """`flush` done at once (True) when nothing of the inode awaits its commit here and `lock_owner`
+        holds no POSIX lock on it taken through this client; else False, nothing done."""
         if ino in INTERNAL_INODES or (lock_owner is not None and (ino, lock_owner) in self._plock_owners):
             return False
         h = self._files.get(fh)
@@ -46,8 +46,8 @@ class CloseNow:
         return True
 
     def release_now(self, ctx: Ctx, ino: int, fh: int, flock_owner: int | None = None) -> bool:
-        """`release` done at once (True) when the inode has no writer here, `flock_owner` holds no flock
-        on it and the close needs no engine call; else False, nothing done."""
+        """`release` done at once (True) when nothing of the inode awaits its commit here, `flock_owner`
+        holds no flock on it and the close needs no engine call; else False, nothing done."""
         if ino in INTERNAL_INODES or fh in self._internal or fh in self._control:
             return False
         if flock_owner is not None and (ino, flock_owner) in self._flock_owners:
