@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ab_bench import tree_cpu  # noqa: E402
 from bench.comparison.backends import redis_server  # noqa: E402
 from bench.comparison.harness import JfsMount, JuiceFSMount, Mount, drop_caches, progress, unmount_all  # noqa: E402
+from bench.fuse_trace import FuseTrace  # noqa: E402
 from bench.redis_md_ab import _delta, _redis_info  # noqa: E402
 
 SMALL = b"x" * (128 << 10)
@@ -104,6 +105,8 @@ def main() -> None:
     ap.add_argument("--spy-round", type=int, default=0, help="the round (0-based) profiled with --py-spy")
     ap.add_argument("--workdir", default="/tmp/jfs-redis-md-profile")
     ap.add_argument("--fold", default="", help="only fold this raw py-spy file and exit")
+    ap.add_argument("--fuse-ops", action="store_true",
+                    help="also count the FUSE requests per op of each phase by opcode (fuse_request_send tracepoint)")
     args = ap.parse_args()
     if args.fold:
         fold(args.fold)
@@ -135,6 +138,7 @@ def main() -> None:
         progress("mounted: " + ", ".join(f"{k} pid {m.pid}" for k, m in mounts.items()))
         rows: list[str] = []
         samples: dict[tuple[str, str], list[tuple[float, float, float, float]]] = collections.defaultdict(list)
+        fuse_ops: dict[tuple[str, str], list[dict[str, float]]] = collections.defaultdict(list)
         with ProcessPoolExecutor(args.procs) as pool:
             list(pool.map(int, range(args.procs)))
             for m in mounts.values():
@@ -167,6 +171,9 @@ def main() -> None:
                                                     "--pid", str(m.pid), "-o", str(work / f"{phase}.spy")],
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                             time.sleep(1.0)
+                        trace = FuseTrace(m.mnt, f"redis-md-{os.getpid()}") if args.fuse_ops else None
+                        if trace is not None:
+                            trace.__enter__()
                         i0, c0, t0 = _redis_info(cli), tree_cpu(m.pid or 0), time.perf_counter()
                         if phase in ("ls", "ls-warm"):
                             subprocess.run(["ls", "-l", str(m.mnt / "big")], stdout=subprocess.DEVNULL, check=True)
@@ -182,6 +189,9 @@ def main() -> None:
                             list(pool.map(_job, [(str(d), phase, args.items) for d in where]))
                             n = args.procs * args.items
                         t1, c1, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
+                        if trace is not None:
+                            trace.__exit__(None, None, None)
+                            fuse_ops[(name, phase)].append({k: v / n for k, v in trace.counts.items()})
                         if spy is not None:
                             spy.send_signal(2)
                             spy.wait(30)
@@ -208,6 +218,15 @@ def main() -> None:
                     v = [x[k] for x in xs]
                     cells.append(f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})")
                 print(f"| {name} | {phase} | " + " | ".join(cells) + " |")
+        if fuse_ops:
+            print("\nFUSE requests per op by opcode (median over the rounds; fuse_request_send tracepoint):")
+            print("| mount | phase | total | by opcode |")
+            print("|---|---|--:|---|")
+            for (name, phase), runs in fuse_ops.items():
+                ops = sorted({k for r in runs for k in r})
+                med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in ops}
+                by = ", ".join(f"{k} {v:.2f}" for k, v in sorted(med.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+                print(f"| {name} | {phase} | {sum(med.values()):.2f} | {by} |")
         for m in mounts.values():
             m.unmount()
 

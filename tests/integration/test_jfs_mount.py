@@ -336,6 +336,22 @@ def test_permission_denied_for_another_user(mnt: Path) -> None:
     assert res.returncode != 0 and "not permitted" in res.stderr  # sticky directory: EPERM
 
 
+def test_a_write_by_another_user_clears_setuid_and_setgid(mnt: Path) -> None:
+    """Security semantics the FUSE paths must keep (ADR 0090): a write by a caller without CAP_FSETID
+    clears S_ISUID and S_ISGID (group-executable); the owner's root write keeps them."""
+    os.chmod(mnt, 0o755)
+    f = mnt / "suid-target"
+    f.write_bytes(b"#!/bin/sh\n")
+    os.chmod(f, 0o6777)
+    with open(f, "ab") as out:  # root (CAP_FSETID): the bits stay
+        out.write(b"# root\n")
+    assert os.stat(f).st_mode & 0o7777 == 0o6777
+    res = _as_user(4242, f"printf 'echo hi\\n' >> '{f}'")
+    assert res.returncode == 0, res.stderr
+    assert os.stat(f).st_mode & 0o7777 == 0o0777
+    assert f.read_bytes() == b"#!/bin/sh\n# root\necho hi\n"
+
+
 def test_locks_across_two_mounts(volume: tuple[str, Path], tmp_path: Path) -> None:
     url, root = volume
     (root / "shared-lock").write_bytes(b"0" * 10)

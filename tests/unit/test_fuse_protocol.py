@@ -715,3 +715,43 @@ async def test_an_interrupt_read_in_the_same_batch_as_its_request_still_gets_it_
     assert ino == 2 or error == -errno.EINTR
     assert not server._inflight
     await kernel.nothing()
+
+
+class ClosesNow(Ops):
+    """FLUSH / RELEASE answered synchronously for handle 1 only; the asynchronous calls are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def flush_now(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> bool:
+        return fh == 1
+
+    def release_now(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> bool:
+        return fh == 1
+
+    async def flush(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> None:
+        self.calls.append(f"flush {fh}")
+
+    async def release(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> None:
+        self.calls.append(f"release {fh}")
+
+
+@pytest.mark.parametrize("dispatch", ["eager-task", "inline"])
+async def test_flush_and_release_answered_at_once_when_the_fs_says_so(dispatch: str) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    ops = ClosesNow()
+    server = FuseServer(ops, "/nonexistent", MountOptions(dispatch=dispatch, drain_timeout=1))
+    server.attach(theirs.detach())
+    serving = asyncio.create_task(server.serve())
+    kernel = FakeKernel(ours)
+    try:
+        await kernel.init()
+        for fh in (1, 2):
+            assert (await kernel.call(p.Opcode.FLUSH, 2, p.FLUSH_IN.pack(fh, 0, 0, 9)))[0] == 0
+            assert (await kernel.call(p.Opcode.RELEASE, 2, p.RELEASE_IN.pack(fh, 0, 0, 0)))[0] == 0
+        assert ops.calls == ["flush 2", "release 2"]  # handle 1 needed no handler
+    finally:
+        ours.close()
+        await asyncio.wait_for(serving, 5)

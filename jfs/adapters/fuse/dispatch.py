@@ -60,6 +60,8 @@ class OpcodeTable:
         self._writev = writev
         self._read_now = ops.read_now
         self._getattr_now = ops.getattr_now
+        self._flush_now = ops.flush_now
+        self._release_now = ops.release_now
         self._forgets_ignored = getattr(type(ops), "forget", None) is Operations.forget
         """Whether `ops` keeps the base no-op `forget`: then FORGET / BATCH_FORGET start no handler at all
         (a dropped dentry cache sends one per cached inode, often one at a time; ADR 0078)."""
@@ -240,6 +242,9 @@ class OpcodeTable:
     def _d_release(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
         fh, flags, release_flags, lock_owner = p.RELEASE_IN.unpack_from(buf, p.IN_HEADER_SIZE)
         owner = lock_owner if release_flags & p.FUSE_RELEASE_FLOCK_UNLOCK else None
+        if self._release_now(ctx, nodeid, fh, flags, owner):  # nothing to wait for (ADR 0090): no task
+            self._e_empty(_UNIQUE.unpack_from(buf, _UNIQUE_AT)[0], None)
+            return None
         return self.ops.release(ctx, nodeid, fh, flags, owner), self._e_empty
 
     def _d_fsync(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
@@ -248,6 +253,9 @@ class OpcodeTable:
 
     def _d_flush(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:
         fh, _, _, lock_owner = p.FLUSH_IN.unpack_from(buf, p.IN_HEADER_SIZE)
+        if self._flush_now(ctx, nodeid, fh, lock_owner):  # nothing to commit or unlock (ADR 0090): no task
+            self._e_empty(_UNIQUE.unpack_from(buf, _UNIQUE_AT)[0], None)
+            return None
         return self.ops.flush(ctx, nodeid, fh, lock_owner), self._e_empty
 
     def _d_fallocate(self, nodeid: int, ctx: RequestContext, buf: bytearray, n: int) -> Work | None:

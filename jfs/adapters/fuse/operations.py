@@ -558,6 +558,17 @@ class Operations(abc.ABC):
         release the flock lock held by that owner. Default: nothing."""
         return None
 
+    def flush_now(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> bool:
+        """`flush` done synchronously when that needs no waiting: True (the empty reply follows), else
+        False (the default): the server then runs `flush`. Called on the event loop, so it must never
+        block or await, and must leave everything unchanged when it returns False."""
+        return False
+
+    def release_now(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> bool:
+        """`release` done synchronously when that needs no waiting (True), else False (the default; the
+        server runs `release`), under `flush_now`'s rules."""
+        return False
+
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         """Persist `ino` (only its data when `datasync`)."""
         raise _enosys()

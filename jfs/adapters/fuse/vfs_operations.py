@@ -469,6 +469,12 @@ class VfsOperations(Operations):
     async def release(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> None:
         await self.vfs.release(self._ctx(ctx), ino, fh, flock_owner)
 
+    def flush_now(self, ctx: RequestContext, ino: int, fh: int, lock_owner: int) -> bool:
+        return self.vfs.flush_now(self._ctx(ctx), ino, fh, lock_owner)
+
+    def release_now(self, ctx: RequestContext, ino: int, fh: int, flags: int, flock_owner: int | None) -> bool:
+        return self.vfs.release_now(self._ctx(ctx), ino, fh, flock_owner)
+
     @_stale_when_gone
     async def fsync(self, ctx: RequestContext, ino: int, fh: int, datasync: bool) -> None:
         await self.vfs.fsync(self._ctx(ctx), ino, fh, datasync)

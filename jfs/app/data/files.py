@@ -244,6 +244,17 @@ class DataPath:
             with self.pacer.active():
                 await state.writer.flush()
 
+    def flush_now(self, h: Handle) -> bool:
+        """`flush` when there is nothing to wait for: True if the inode's writer (if any) holds nothing
+        buffered or uncommitted and no failure to report, else False (call `flush`)."""
+        w = self._state(h).writer
+        if w is None:
+            return True
+        if not w.idle or w.error is not None:
+            return False
+        self.pacer.touch()  # as `flush`'s `pacer.active()` would: the foreground was busy
+        return True
+
     async def fsync(self, h: Handle, datasync: bool = False) -> None:
         await self.flush(h)
 
@@ -260,6 +271,18 @@ class DataPath:
             if state.handles == 0 and (state.writer is None or state.writer.idle):
                 del self._inodes[h.ino]
             await self.meta.close_file(h.ino, held=h.held)
+
+    def release_now(self, h: Handle) -> bool:
+        """`release` done at once (True) when `flush_now` would be and closing it needs no engine call
+        (`Meta.close_file_now`); else False and the handle is left open (call `release`)."""
+        state = self._state(h)
+        if not self.flush_now(h) or not self.meta.close_file_now(h.ino, held=h.held):
+            return False
+        del self._handles[h.fh]
+        state.handles -= 1
+        if state.handles == 0:  # the writer, if any, is idle
+            del self._inodes[h.ino]
+        return True
 
     async def publish(self, ino: int) -> None:
         """Commit the pending writes of `ino` now: a lock on it is about to be released, and its next

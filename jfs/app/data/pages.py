@@ -128,6 +128,17 @@ def as_view(data: Buffer, owned: bool = False) -> memoryview:
     return memoryview(view.tobytes())
 
 
+def as_bytes(data: bytes | memoryview) -> bytes:
+    """`data` as bytes, without a copy when it already is bytes or a view of a whole bytes object (a small
+    WRITE's payload, copied once out of the request buffer, ADR 0090); else one copy."""
+    if isinstance(data, bytes):
+        return data
+    obj = data.obj
+    if type(obj) is bytes and data.nbytes == len(obj) and data.format == "B" and data.ndim == 1:
+        return obj
+    return bytes(data)
+
+
 class PageList:
     """Bytes [0, size) of a block as a list of immutable views, in order."""
 

@@ -48,7 +48,7 @@ from jfs.app.data.cache import DiskCache, MemoryCache
 from jfs.app.data.checksums import SumsIndex
 from jfs.app.data.config import DataConfig
 from jfs.app.data.eager import start_now
-from jfs.app.data.pages import THREAD_JOIN_MIN, ArenaPool, PageList
+from jfs.app.data.pages import THREAD_JOIN_MIN, ArenaPool, PageList, as_bytes
 from jfs.domain.attrs import Attr
 from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE, split_range
@@ -330,8 +330,8 @@ class SliceWriter:
         if crc is not None:
             self.crcs[index] = crc
         full = len(data) >= ctx.blocks.block_size
-        if not full and ctx.mem is not None:  # readers get bytes: a short block handed over as a view is copied
-            ctx.mem.put((self.id, index), data if isinstance(data, bytes) else bytes(data))
+        if not full and ctx.mem is not None:  # readers get bytes: a view of a whole bytes object is that
+            ctx.mem.put((self.id, index), as_bytes(data))  # object (no copy, ADR 0090), any other view copied
         if ctx.disk is not None and (ctx.config.cache_full_writes if full else ctx.config.cache_small_writes):
             ctx.disk.put_background(ctx.blocks.cache_key(self.id, index, len(data)), data, direct=True)
         if full:

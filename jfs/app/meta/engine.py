@@ -287,6 +287,20 @@ class Meta:
 
     async def close_file(self, ino: int, *, held: bool = True) -> None:
         """Record a close; the last close of an unlinked file deletes it."""
+        if self._record_close(ino, held) == 0 and ino in self.sustained:
+            self.sustained.discard(ino)
+            await self._finish_sustained(ino)
+
+    def close_file_now(self, ino: int, *, held: bool = True) -> bool:
+        """`close_file` without waiting: recorded and True, unless it is the last close of an unlinked
+        file (its deletion needs the engine): then nothing is recorded and False."""
+        if ino in self.sustained and self._open.get(ino, 0) <= 1:
+            return False
+        self._record_close(ino, held)
+        return True
+
+    def _record_close(self, ino: int, held: bool) -> int:
+        """Count one close of `ino` (and of a held handle); returns how many opens are left."""
         if held:
             kept = self._held.get(ino, 0) - 1
             if kept > 0:
@@ -296,11 +310,9 @@ class Meta:
         left = self._open.get(ino, 0) - 1
         if left > 0:
             self._open[ino] = left
-            return
+            return left
         self._open.pop(ino, None)
-        if ino in self.sustained:
-            self.sustained.discard(ino)
-            await self._finish_sustained(ino)
+        return 0
 
     def is_open(self, ino: int) -> bool:
         return ino in self._open

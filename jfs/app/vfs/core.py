@@ -37,6 +37,7 @@ from jfs.app.meta.readdir import Entry, StoredEntry
 from jfs.app.meta.rules import check_perm
 from jfs.app.meta.setattr import NOW, SetAttr
 from jfs.app.metrics import juicefs_stats, layer_gauges
+from jfs.app.vfs.close_now import CloseNow
 from jfs.app.vfs.control import answer_control
 from jfs.app.vfs.names import NameCache
 from jfs.app.vfs.xattrs import UNSERVED_XATTRS, XattrOps
@@ -135,7 +136,7 @@ class DirEntry(NamedTuple):
     attr: Attr | None = None
 
 
-class VFS(XattrOps):
+class VFS(XattrOps, CloseNow):
     """The file-system API of one client of a volume (one Meta with a session, one DataPath)."""
 
     def __init__(self, meta: Meta, data: DataPath, config: VfsConfig | None = None) -> None:
