@@ -440,7 +440,7 @@ class _Loader:
         space_below = used_space = inodes = size = 0
         max_inode, next_trash = s.max_inode, s.next_trash
         for name, (ino, mode, uid, gid, a_s, m_s, c_s, a_n, m_n, c_n, nlink, length) in zip(
-                names[start:stop], rows[start:stop]):
+                names[start:stop], rows[start:stop], strict=True):
             raw = name.encode("utf-8", "surrogateescape")
             if b"%" in raw:
                 raw = unescape(name)
