@@ -482,6 +482,8 @@ class DumpReader:
         """Start of a value that may be re-read from the beginning (kept across refills)."""
         self._window = WINDOW
         """Characters the next run of plain files is looked for in (`dumpfmt_runs.plain_run`)."""
+        self._streak = 0
+        """Characters of the run of plain files being read, in the pieces read so far."""
 
     # ---- low level
 
@@ -666,11 +668,18 @@ class DumpReader:
             while True:
                 if not open_dirs:
                     return
+                if len(self._buf) - self._pos < self._window and not self._eof:
+                    self._fill()  # a run is not cut short by the end of the buffer
                 run = plain_run(self._buf, self._pos, open_dirs[-1] > 0, self._window)
                 if run is not None:
-                    names, rows, end = run
-                    # the next window: twice this run's text (a run that filled its window doubles it)
-                    self._window = min(max(2 * (end - self._pos), WINDOW), 16 * WINDOW)
+                    names, rows, end, whole = run
+                    # the window follows the runs of this dump: doubled while a run fills it, else twice the
+                    # text of the whole run that just ended (small when plain files are rare)
+                    self._streak += end - self._pos
+                    if whole:
+                        self._window = min(2 * self._window, 16 * WINDOW)
+                    else:
+                        self._window, self._streak = min(max(2 * self._streak, WINDOW), 16 * WINDOW), 0
                     self._pos = end
                     open_dirs[-1] += len(names)
                     yield ("files", names, rows)
