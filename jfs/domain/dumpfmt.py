@@ -35,7 +35,8 @@ shows it under each).
 holds more than one node (plus the read-ahead buffer) in memory. Everything outside ``FSTree``/``Trash`` and
 every node field except ``entries`` is a small JSON value decoded by the C scanner of the standard `json`
 module; only the nesting of ``entries`` is followed by hand. Any key order is accepted (``jq -S`` output
-loads), except that a node's ``attr`` must precede its ``entries``.
+loads), except that a node's ``attr`` must precede its ``entries``. Runs of plain files printed one field per
+line (the dump's own layout) are read many at a time by `jfs.domain.dumpfmt_runs` ("files" events, ADR 0089).
 """
 
 from __future__ import annotations

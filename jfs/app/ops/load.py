@@ -56,7 +56,8 @@ are rebuilt at the end anyway). Its reads go through the engine (`jfs.app.meta.r
 Parser choice: a reader of our own rather than ``ijson`` (3.x, well kept, with a C backend). The dump's
 shape makes a small reader enough: only the nesting of ``entries`` is followed by hand and every other
 value is decoded by the C scanner of the standard `json` module, so it needs no new runtime dependency
-and parses a 100k-entry dump in about a second (bench/dump_bench.py).
+and parses a 100k-entry dump in about a second (bench/dump_bench.py); runs of plain files come as one
+"files" event, loaded by `_Loader.files` in one loop (ADR 0089).
 """
 
 from __future__ import annotations
