@@ -35,7 +35,8 @@ shows it under each).
 holds more than one node (plus the read-ahead buffer) in memory. Everything outside ``FSTree``/``Trash`` and
 every node field except ``entries`` is a small JSON value decoded by the C scanner of the standard `json`
 module; only the nesting of ``entries`` is followed by hand. Any key order is accepted (``jq -S`` output
-loads), except that a node's ``attr`` must precede its ``entries``.
+loads), except that a node's ``attr`` must precede its ``entries``. Runs of plain files printed one field per
+line (the dump's own layout) are read many at a time by `jfs.domain.dumpfmt_runs` ("files" events, ADR 0089).
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from jfs.domain.attrs import NS, PLAIN_RECORD, PLAIN_RECORD_SIZE, TRASH_INODE, Attr, FileType
 from jfs.domain.checksums import CRC32, SliceSums
+from jfs.domain.dumpfmt_runs import WINDOW, plain_run
 from jfs.domain.records import SliceRecord
 
 CHUNK_SIZE = 1 << 26
@@ -432,16 +434,19 @@ Event = tuple[Any, ...]
 """One of: ("section", key, value) for a top-level key other than FSTree/Trash; ("tree", key) before the
 root node of FSTree or Trash; ("node", escaped name or None for a tree root, fields without ``entries``,
 whether ``entries`` follows); ("file", escaped name, `PlainFile`) for an entry that is a regular file with
-nothing but the usual ``attr`` (what a "node" event of it would say, without the dictionaries); ("late",
+nothing but the usual ``attr`` (what a "node" event of it would say, without the dictionaries); ("files",
+escaped names, `PlainFile` rows) for a run of such entries read at once (`jfs.domain.dumpfmt_runs`: the same
+as one "file" event per name; where runs start and end depends on the read buffer); ("late",
 fields) for fields a directory lists after its ``entries``; ("end",) when the ``entries`` of the innermost
 open directory are complete."""
 
-PlainFile = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
-"""(inode, mode, uid, gid, atime, atimensec, mtime, mtimensec, ctime, ctimensec, nlink, length) of a "file"
-event, as its ``attr`` gives them (mode not yet masked)."""
+PlainFile = Sequence[int]
+"""(inode, mode, uid, gid, atime, mtime, ctime, atimensec, mtimensec, ctimensec, nlink, length) of a "file"
+event (a tuple) or of a row of a "files" event (a list), in the order its ``attr`` spells them (mode not yet
+masked)."""
 
 
-_FILE_KEYS = ("inode", "mode", "uid", "gid", "atime", "atimensec", "mtime", "mtimensec", "ctime", "ctimensec",
+_FILE_KEYS = ("inode", "mode", "uid", "gid", "atime", "mtime", "ctime", "atimensec", "mtimensec", "ctimensec",
               "nlink", "length")
 _FILE_ATTR_KEYS = frozenset((*_FILE_KEYS, "type"))
 _SIGNED = frozenset(("atime", "mtime", "ctime"))
@@ -459,7 +464,7 @@ def _plain_file(fields: dict[str, Any]) -> PlainFile | None:
         v = attr[key]
         if type(v) is not int or (v < 0 and key not in _SIGNED) or (key in _NSECS and v >= NS):
             return None
-    return tuple(attr[k] for k in _FILE_KEYS)  # type: ignore[return-value]
+    return tuple(attr[k] for k in _FILE_KEYS)
 
 
 class DumpReader:
@@ -476,6 +481,10 @@ class DumpReader:
         self._eof = False
         self._mark: int | None = None
         """Start of a value that may be re-read from the beginning (kept across refills)."""
+        self._window = WINDOW
+        """Characters the next run of plain files is looked for in (`dumpfmt_runs.plain_run`)."""
+        self._streak = 0
+        """Characters of the run of plain files being read, in the pieces read so far."""
 
     # ---- low level
 
@@ -660,11 +669,27 @@ class DumpReader:
             while True:
                 if not open_dirs:
                     return
+                if len(self._buf) - self._pos < self._window and not self._eof:
+                    self._fill()  # a run is not cut short by the end of the buffer
+                run = plain_run(self._buf, self._pos, open_dirs[-1] > 0, self._window)
+                if run is not None:
+                    names, rows, end, whole = run
+                    # the window follows the runs of this dump: doubled while a run fills it, else twice the
+                    # text of the whole run that just ended (small when plain files are rare)
+                    self._streak += end - self._pos
+                    if whole:
+                        self._window = min(2 * self._window, 16 * WINDOW)
+                    else:
+                        self._window, self._streak = min(max(2 * self._streak, WINDOW), 16 * WINDOW), 0
+                    self._pos = end
+                    open_dirs[-1] += len(names)
+                    yield ("files", names, rows)
+                    continue
                 m = _PLAIN_FILE.match(self._buf, self._pos)
                 if m is not None and bool(m.group(1)) == (open_dirs[-1] > 0):
                     self._pos = m.end()
                     open_dirs[-1] += 1
-                    yield ("file", m.group(2), tuple(map(int, m.group(3, 4, 5, 6, 7, 10, 8, 11, 9, 12, 13, 14))))  # noqa: E501
+                    yield ("file", m.group(2), tuple(map(int, m.groups()[2:])))
                     continue
                 fast = self._leaf_entry(open_dirs[-1] > 0)
                 if fast is not None:

@@ -56,7 +56,8 @@ are rebuilt at the end anyway). Its reads go through the engine (`jfs.app.meta.r
 Parser choice: a reader of our own rather than ``ijson`` (3.x, well kept, with a C backend). The dump's
 shape makes a small reader enough: only the nesting of ``entries`` is followed by hand and every other
 value is decoded by the C scanner of the standard `json` module, so it needs no new runtime dependency
-and parses a 100k-entry dump in about a second (bench/dump_bench.py).
+and parses a 100k-entry dump in about a second (bench/dump_bench.py); runs of plain files come as one
+"files" event, loaded by `_Loader.files` in one loop (ADR 0089).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ FIX_BATCH = 1000
 # `_Loader.file`'s puts written out: the dentry value's packer and type, the sizes of its two records.
 _pack_dentry = DENTRY_RECORD.pack
 _REGULAR = int(FileType.REGULAR)
+_REGULAR_TYPE = FileType.REGULAR
 _DENTRY_SIZE = DENTRY_RECORD.size
 _ATTR_PUT_SIZE = len(keys.attr(0)) + PLAIN_RECORD_SIZE
 
@@ -382,7 +384,7 @@ class _Loader:
     def file(self, name: str, f: dumpfmt.PlainFile) -> None:
         """A "file" event: `node` of a regular file with nothing but its usual ``attr`` (same effect: the
         same keys, counters and checks), without the dictionaries."""
-        ino, mode, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, nlink, length = f
+        ino, mode, uid, gid, a_s, m_s, c_s, a_n, m_n, c_n, nlink, length = f
         s = self.s
         s.entries += 1
         if s.entries % 1024 == 0:
@@ -419,6 +421,65 @@ class _Loader:
         out.items.append((keys.attr(ino), plain_record(FileType.REGULAR, mode, uid, gid, a_s, a_n, m_s, m_n, c_s,
                                                        c_n, 1, length, parent)))
         out.size += _ATTR_PUT_SIZE
+
+    def files(self, names: list[str], rows: list[dumpfmt.PlainFile], start: int) -> int:
+        """A "files" event from row `start` on: `file` of each name (same keys, counters and checks) in
+        one loop, up to what the current batch has room for (a file puts two keys). Returns the index of
+        the first row not taken (``len(names)`` when all were): flush the batch and call again from it."""
+        if not self.stack:
+            raise dumpfmt.DumpFormatError("an entry outside any directory")
+        s = self.s
+        out = self.out
+        stop = min(len(names), start + max(1, (out.max_keys - len(out.items)) // 2))
+        frame = self.stack[-1]
+        parent = frame.ino
+        prefix = frame.dentries
+        append = out.items.append
+        seen = s.seen.add
+        attr_key = keys.attr
+        unescape = dumpfmt.unescape
+        space_below = used_space = inodes = size = 0
+        max_inode, next_trash = s.max_inode, s.next_trash
+        for name, (ino, mode, uid, gid, a_s, m_s, c_s, a_n, m_n, c_n, nlink, length) in zip(
+                names[start:stop], rows[start:stop], strict=True):
+            raw = name.encode("utf-8", "surrogateescape")
+            if b"%" in raw:
+                raw = unescape(name)
+            if not raw or b"/" in raw or b"\x00" in raw or raw in (b".", b".."):
+                raise dumpfmt.DumpFormatError(f"invalid entry name {name!r} in directory {parent}")
+            key = prefix + raw
+            append((key, _pack_dentry(_REGULAR, ino)))
+            size += len(key)
+            space = 4096 if length == 0 else ((length - 1) // 4096 + 1) * 4096  # align4k
+            space_below += space  # every name counts
+            if not seen(ino):
+                self._another_name(ino, parent)
+                continue
+            if ino not in (ROOT_INODE, TRASH_INODE):
+                used_space += space
+                inodes += 1
+            if ino < TRASH_INODE:
+                if ino > max_inode:
+                    max_inode = ino
+            elif ino - TRASH_INODE > next_trash:
+                next_trash = ino - TRASH_INODE
+            if nlink > 1:
+                s.first_parent[ino] = parent
+            append((attr_key(ino), plain_record(_REGULAR_TYPE, mode, uid, gid, a_s, a_n, m_s, m_n, c_s, c_n, 1,
+                                                length, parent)))
+            size += _ATTR_PUT_SIZE
+        taken = stop - start
+        out.size += size + taken * _DENTRY_SIZE
+        frame.space += space_below
+        frame.inodes += taken
+        s.used_space += used_space
+        s.inodes += inodes
+        s.max_inode, s.next_trash = max_inode, next_trash
+        ticks = (s.entries + taken) // 1024 - s.entries // 1024
+        s.entries += taken
+        if ticks:
+            self.progress.advance(1024 * ticks)
+        return stop
 
     def _xattrs(self, ino: int, fields: dict[str, Any]) -> None:
         value = fields.get("xattrs")
@@ -600,7 +661,13 @@ async def _load(kv: KV, read: Reader, batches: _Batches, progress: ProgressBar,
     try:
         for event in events if events is not None else dumpfmt.DumpReader(read).events():
             kind = event[0]
-            if kind == "file":
+            if kind == "files":
+                names, rows = event[1], event[2]
+                taken = loader.files(names, rows, 0)
+                while taken < len(names):
+                    await batches.flush()
+                    taken = loader.files(names, rows, taken)
+            elif kind == "file":
                 loader.file(event[1], event[2])
             elif kind == "node":
                 loader.node(event[1], event[2], event[3])
