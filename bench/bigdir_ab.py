@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ab_bench import tree_cpu  # noqa: E402
 from bench.comparison.backends import redis_server  # noqa: E402
-from bench.comparison.harness import JfsMount, JuiceFSMount, Mount, drop_caches, progress, unmount_all  # noqa: E402
-from bench.redis_md_ab import _delta, _fmt, _redis_info  # noqa: E402
+from bench.comparison.harness import drop_caches, progress, unmount_all  # noqa: E402
+from bench.redis_md_ab import _delta, _fmt, _redis_info, open_mounts  # noqa: E402
 
 PHASES = ("bigcreate", "stat", "rename")
 
@@ -99,21 +99,7 @@ def main() -> None:
     with redis_server() as url:
         host, port = url.split("//")[1].split(":")
         cli = ["redis-cli", "-h", host, "-p", port]
-        mounts: dict[str, Mount] = {
-            "jfs": JfsMount("jfs", str(here / "jfs"), f"{url}/1", ["--bucket", str(work / "jfs-bucket")], work / "jfs")
-        }
-        if args.base_jfs:
-            mounts["jfs-base"] = JfsMount("jfs", args.base_jfs, f"{url}/1", [], work / "jfs-base")
-        if not args.no_juicefs:
-            mounts["JuiceFS"] = JuiceFSMount("JuiceFS", str(here / "juicefs"), f"{url}/2",
-                                             ["--bucket", str(work / "juice-bucket")], work / "juicefs")
-        mounts["jfs"].format()
-        if "JuiceFS" in mounts:
-            mounts["JuiceFS"].format()
-        for m in mounts.values():
-            m.root.mkdir(parents=True, exist_ok=True)
-            m.mount()
-        progress("mounted: " + ", ".join(f"{k} pid {m.pid}" for k, m in mounts.items()))
+        mounts = open_mounts(url, work, here, args.base_jfs, not args.no_juicefs)
         names = list(mounts)
         res: dict[str, dict[str, list[float]]] = {k: {} for k in names}
         files = [(i // args.per_dir, i % args.per_dir) for i in range(args.files)]

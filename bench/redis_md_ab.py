@@ -91,6 +91,27 @@ def _fmt(v: list[float]) -> str:
     return f"{m:.2f} ({min(v):.2f}-{max(v):.2f})"
 
 
+
+def open_mounts(url: str, work: Path, here: Path, base_jfs: str, juicefs: bool) -> dict[str, Mount]:
+    """Format and mount, on the Redis at `url`: jfs (db 1), `base_jfs`'s tree on the same volume if given,
+    and JuiceFS (db 2) if `juicefs`; keyed "jfs", "jfs-base", "JuiceFS"."""
+    mounts: dict[str, Mount] = {
+        "jfs": JfsMount("jfs", str(here / "jfs"), f"{url}/1", ["--bucket", str(work / "jfs-bucket")], work / "jfs")
+    }
+    if base_jfs:
+        mounts["jfs-base"] = JfsMount("jfs", base_jfs, f"{url}/1", [], work / "jfs-base")
+    if juicefs:
+        mounts["JuiceFS"] = JuiceFSMount("JuiceFS", str(here / "juicefs"), f"{url}/2",
+                                         ["--bucket", str(work / "juice-bucket")], work / "juicefs")
+    mounts["jfs"].format()
+    if "JuiceFS" in mounts:
+        mounts["JuiceFS"].format()
+    for m in mounts.values():
+        m.root.mkdir(parents=True, exist_ok=True)
+        m.mount()
+    progress("mounted: " + ", ".join(f"{k} pid {m.pid}" for k, m in mounts.items()))
+    return mounts
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=4)
@@ -111,21 +132,7 @@ def main() -> None:
     with redis_server() as url:
         host, port = url.split("//")[1].split(":")
         cli = ["redis-cli", "-h", host, "-p", port]
-        mounts: dict[str, Mount] = {
-            "jfs": JfsMount("jfs", str(here / "jfs"), f"{url}/1", ["--bucket", str(work / "jfs-bucket")], work / "jfs")
-        }
-        if args.base_jfs:
-            mounts["jfs-base"] = JfsMount("jfs", args.base_jfs, f"{url}/1", [], work / "jfs-base")
-        if not args.no_juicefs:
-            mounts["JuiceFS"] = JuiceFSMount("JuiceFS", str(here / "juicefs"), f"{url}/2",
-                                             ["--bucket", str(work / "juice-bucket")], work / "juicefs")
-        mounts["jfs"].format()
-        if "JuiceFS" in mounts:
-            mounts["JuiceFS"].format()
-        for m in mounts.values():
-            m.root.mkdir(parents=True, exist_ok=True)
-            m.mount()
-        progress("mounted: " + ", ".join(f"{k} pid {m.pid}" for k, m in mounts.items()))
+        mounts = open_mounts(url, work, here, args.base_jfs, not args.no_juicefs)
         names = list(mounts)
         res: dict[str, dict[str, list[float]]] = {k: {} for k in names}
         mon: dict[str, dict[str, tuple[dict[str, float], dict[str, float]]]] = {k: {} for k in names}
