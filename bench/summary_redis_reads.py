@@ -10,6 +10,8 @@ reads every page, ``--width`` directories at a time, in alternating order per ro
 - ``sort#k``: ZLEXCOUNT ×2, ``SORT_RO i BY nosort LIMIT … GET # GET k*`` (names and dentries in one
   reply, ADR 0082's command), MGET of the records;
 - ``sortk``: the same with ``GET k*`` only (dentries without names);
+- ``tally`` / ``tally-top10``: `tally_range`, the TALLY script of ADR 0093 (the same three reads inside
+  Redis, a reply of sums; with the 10 biggest files, as a summary's first two levels ask);
 - ``names+dentries``: ZRANGEBYLEX and the MGET of the dentries only (what the records' MGET costs is the
   difference to ``native``).
 
@@ -30,11 +32,13 @@ from pathlib import Path
 from jfs.adapters.kv import redis_batch
 from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta import store
-from jfs.domain import keys
+from jfs.domain import keys, tally
 from jfs.domain.records import decode_dentry
+from jfs.ports.kv import RecordShape
 
 TICK = os.sysconf("SC_CLK_TCK")
 PTR = store.entry_attr_pointer(0)
+SHAPE = RecordShape(*tally.SHAPE)
 
 
 def proc_cpu(pid: int) -> float:
@@ -72,8 +76,15 @@ async def run(args: argparse.Namespace) -> None:
         if listed:
             await kv._read_packed(redis_batch._mget(listed))  # type: ignore[attr-defined]
 
+    async def tallied(ino: int, top: int) -> None:
+        p = keys.dentry_prefix(ino)
+        got = await kv.tally_range(p, keys.prefix_end(p), 4096, PTR, keys.attr(ino), SHAPE, top)  # type: ignore[attr-defined]
+        assert got is not None
+
     ways: dict[str, Callable[[int], Awaitable[None]]] = {
         "native": native,
+        "tally": lambda ino: tallied(ino, 0),
+        "tally-top10": lambda ino: tallied(ino, 10),
         "sort#k": lambda ino: by_sort(ino, True),
         "sortk": lambda ino: by_sort(ino, False),
         "names+dentries": names_dentries,
