@@ -32,11 +32,6 @@ _DIR = int(FileType.DIRECTORY)
 _REG = int(FileType.REGULAR)
 _BIG_ENDIAN = sys.byteorder == "big"
 
-SHAPE = (_SIZE, 1, _LENGTH_AT, tuple(_TYPES), _DIR, _REG)
-"""The usual record as an engine that tallies where it stores must read it (`jfs.ports.kv.RecordShape`'s
-fields): what `_columns` reads — size, the type nibble in the high half of byte 1, the big-endian length at
-51, the known types, the directory's and the regular file's."""
-
 
 class Tally(NamedTuple):
     """See `tally`."""

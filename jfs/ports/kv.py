@@ -297,46 +297,6 @@ class RangeFollowingKV(Protocol):
                            extra: Sequence[bytes] = ()) -> FollowedRange: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RecordShape:
-    """The usual shape of a record a `RangeTallyingKV` sums (given by the domain, `jfs.domain.tally.SHAPE`):
-    `size` bytes; the type in the high nibble of byte `type_at`, one of `types`; an 8-byte big-endian
-    length at `length_at`, counted for `regular` records only; `directory` records are not counted."""
-
-    size: int
-    type_at: int
-    length_at: int
-    types: tuple[int, ...]
-    directory: int
-    regular: int
-
-
-class TalliedRange(NamedTuple):
-    """What `RangeTallyingKV.tally_range` read: the sums of the non-directory records (`files`, Σ `length`
-    of the regular ones, Σ `space`: each rounded up to 4 KiB, at least 4 KiB), the (key, value, record) of
-    every directory (ascending) and of the `top` biggest others (by space, earlier first among equals; in no
-    particular order), the `extra` key's value, and `last` as `FollowedRange.last`."""
-
-    files: int
-    length: int
-    space: int
-    dirs: list[tuple[bytes, bytes, bytes]]
-    top: list[tuple[bytes, bytes, bytes]]
-    extra: bytes | None
-    last: bytes | None
-
-
-@runtime_checkable
-class RangeTallyingKV(Protocol):
-    """Offered by an engine that can sum a range's pointed-at records where they are stored (Redis: one
-    script) instead of sending every record back: `follow_range` folded as `jfs.domain.tally.tally` folds
-    it. Returns None when a record of the range is not of `shape` (the caller reads it by `follow_range`).
-    Same consistency as `follow_range` (or stronger): each value is what its key held at some moment."""
-
-    async def tally_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer, extra: bytes,
-                          shape: RecordShape, top: int) -> TalliedRange | None: ...
-
-
 class KV(Protocol):
     """A connected metadata engine."""
 

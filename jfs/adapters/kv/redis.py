@@ -29,11 +29,9 @@ from jfs.ports.kv import (
     EngineUnavailable,
     FollowedRange,
     Pointer,
-    RecordShape,
-    TalliedRange,
 )
 
-from . import redis_batch, redis_lua, redis_pages, redis_totals
+from . import redis_batch, redis_lua, redis_pages
 from .base import RetryingKV, redact_url, retrying
 from .redis_tx import RedisTx
 from .redis_url import parse_redis_url
@@ -102,7 +100,7 @@ class RedisKV(RetryingKV):
     async def _load_scripts(self) -> None:
         scripts = (("read", redis_lua.READ), ("commit", redis_lua.COMMIT), ("follow", redis_lua.FOLLOW),
                    ("scan", redis_lua.SCAN),
-                   *redis_batch.SCRIPTS, *redis_totals.SCRIPTS)
+                   *redis_batch.SCRIPTS)
         for name, source in scripts:
             self._sha[name] = await self._call(b"SCRIPT", b"LOAD", source)
 
@@ -264,11 +262,6 @@ class RedisKV(RetryingKV):
                      extra: Sequence[bytes] = ()) -> Coroutine[Any, Any, FollowedRange]:
         """`RangeFollowingKV.follow_range`: three native commands (`redis_batch`)."""
         return redis_batch.follow_range(self, begin, end, limit, pointer, extra)
-
-    def tally_range(self, begin: bytes, end: bytes, limit: int, pointer: Pointer, extra: bytes,
-                    shape: RecordShape, top: int) -> Coroutine[Any, Any, TalliedRange | None]:
-        """`RangeTallyingKV.tally_range`: one TALLY script call (`redis_totals`)."""
-        return redis_totals.tally_range(self, begin, end, limit, pointer, extra, shape, top)
 
     async def reset(self) -> None:
         """FLUSHDB: the whole Redis database belongs to the volume."""

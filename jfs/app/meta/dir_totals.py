@@ -24,14 +24,13 @@ from jfs.domain import keys
 from jfs.domain.attrs import Attr
 from jfs.domain.permissions import MAY_READ
 from jfs.domain.records import decode_dentry
-from jfs.domain.tally import SHAPE, tally, tally_attrs
-from jfs.ports.kv import RangeFollowingKV, RangeTallyingKV, RecordShape, TalliedRange
+from jfs.domain.tally import tally, tally_attrs
+from jfs.ports.kv import RangeFollowingKV
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
 
 _ENTRY_ATTR = store.entry_attr_pointer(0)
-_SHAPE = RecordShape(*SHAPE)
 PAGE = 4096
 """Names per page (as a listing's)."""
 
@@ -64,10 +63,6 @@ async def totals_page(m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: in
         return await _listed(m, ctx, ino, after, limit, top)
     prefix = keys.dentry_prefix(ino)
     begin = prefix + after + b"\x00" if after else prefix
-    if isinstance(kv, RangeTallyingKV):
-        summed = await kv.tally_range(begin, keys.prefix_end(prefix), limit, _ENTRY_ATTR, keys.attr(ino), _SHAPE, top)
-        if summed is not None:
-            return _tallied(ctx, ino, summed, len(prefix))
     got = await kv.follow_range(begin, keys.prefix_end(prefix), limit, _ENTRY_ATTR, (keys.attr(ino),))
     check_perm(ctx, store.stored_dir(ino, got.extra[0]), MAY_READ)
     sums = tally(got.targets, top)
@@ -82,18 +77,6 @@ async def totals_page(m: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: in
 
     return TotalsPage(sums.files, sums.length, sums.space, [entry(i) for i in sums.dirs],
                       [entry(i) for i in sums.top], None if got.last is None else got.last[cut:])
-
-
-def _tallied(ctx: Ctx, ino: int, got: TalliedRange, cut: int) -> TotalsPage:
-    """`totals_page` of a page the engine summed itself (`RangeTallyingKV`)."""
-    check_perm(ctx, store.stored_dir(ino, got.extra), MAY_READ)
-
-    def entry(row: tuple[bytes, bytes, bytes]) -> Entry:
-        attr = Attr.decode(row[2])
-        return Entry(row[0][cut:], decode_dentry(row[1])[1], attr.typ, attr)
-
-    return TotalsPage(got.files, got.length, got.space, [entry(r) for r in got.dirs], [entry(r) for r in got.top],
-                      None if got.last is None else got.last[cut:])
 
 
 async def _listed(m: Meta, ctx: Ctx, ino: int, after: bytes, limit: int, top: int) -> TotalsPage:

@@ -1,37 +1,30 @@
-"""`RangeTallyingKV.tally_range` on Redis: a directory page summed inside Redis by one script call (TALLY).
+"""The TALLY Lua script of ADR 0093 (tried and not taken): a `jfs summary` directory page summed inside Redis.
 
-The summary's page read (`redis_batch.follow_range`: ZRANGEBYLEX of the index, MGET of the dentries, MGET
-of the records they point at) sends every name, dentry and 72-byte record back to the client, which only
-adds them up. TALLY does the same three reads inside Redis and answers with the sums and only the entries
-the caller keeps (directories, the `top` biggest of the rest): the reply of a page of 1,000 files shrinks
-from ~100 KB to a few hundred bytes. Nothing in the key layout changes; the script reads what the native
-commands read (ADR 0093 measures what it costs Redis).
+The summary's page read (`jfs.adapters.kv.redis_batch.follow_range`: ZRANGEBYLEX of the index, MGET of the
+dentries, MGET of the records they point at) sends every name, dentry and 72-byte record back to the mount,
+which only adds them up. TALLY does the same three reads inside Redis and answers with the sums and only the
+entries a summary keeps (directories, the `top` biggest of the rest). Measured in ADR 0093: the reply
+shrinks to a few hundred bytes and the mount's CPU to a fifth, but Redis — what bounds the walk — spends
+2.5× as much per page (every name, dentry and record becomes a Lua string, every key an argument object),
+so jfs keeps the native reads. Kept here so `bench/summary_redis_reads.py` can measure it again; the wired
+version (a `RangeTallyingKV` port method used by `jfs.app.meta.dir_totals`, with the contract test
+tests/contract/test_summary_totals.py passing on Redis) is commit fe26e4d of branch wt-summary2.
 
 TALLY — ARGV: ``"[" .. begin``, ``"(" .. end``, limit, the data key of the extra record, top, then the
-record shape (`RecordShape`: size, 1-based position of the type byte, of the 8-byte big-endian length, the
-type codes accepted, the directory's and the regular file's code) and the pointer (1-based start and stop
-in a value, the data-key prefix, the suffix, reversed or not) -> ``{0, last, extra, files, length_hi,
-length_lo, units_hi, units_lo, ndirs, name, value, record, ...}``: `last` is the last key listed when
-`limit` were (else false), the sums split so that Lua's doubles stay exact (length = hi·2³² + lo; space in
-4 KiB units = hi·2²⁰ + lo), then (name, value, record) of each directory in index order and of the `top`
-biggest other entries (by units, earlier first among equals; `top` < 0: all). ``{1}`` when a record of
-the page has another shape (ACLs, tier, an unknown type): the caller reads that page natively. A name whose
-value, or a value whose record, is gone is counted nowhere (as `follow_range` leaves it out).
-
-Not atomic across pages; one page is read by one script, so its values are of one moment (stronger than
-`follow_range`'s "each at some moment of the call"). No writes: safe to re-run after a lost connection.
+record shape (size, 1-based position of the type byte, of the 8-byte big-endian length, the type codes
+accepted, the directory's and the regular file's code) and the pointer (1-based start and stop in a value,
+the data-key prefix, the suffix, reversed or not) -> ``{0, last, extra, files, length_hi, length_lo,
+units_hi, units_lo, ndirs, name, value, record, ...}`` (sums split so that Lua's doubles stay exact:
+length = hi·2³² + lo, space in 4 KiB units = hi·2²⁰ + lo), or ``{1}`` when a record has another shape.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from jfs.ports.kv import Pointer, RecordShape, TalliedRange
-
-from .resp import bulks
-
-if TYPE_CHECKING:
-    from .redis import RedisKV
+from jfs.adapters.kv.resp import bulks
+from jfs.domain import tally
+from jfs.ports.kv import Pointer
 
 TALLY = r"""
 local limit, top = tonumber(ARGV[3]), tonumber(ARGV[5])
@@ -121,24 +114,28 @@ end
 return out
 """
 
-SCRIPTS = (("tally", TALLY),)
-"""(name, source) of the scripts of this module, loaded with the adapter's own (`RedisKV._load_scripts`)."""
 
-DATA = b"k"
-"""The data-key prefix of the adapter's layout (ADR 0002)."""
+SHAPE = (tally._SIZE, 1, tally._LENGTH_AT, tuple(tally._TYPES), tally._DIR, tally._REG)
+"""The usual record as `jfs.domain.tally._columns` reads it: size, type byte, length offset, known types,
+the directory's and the regular file's type."""
+
+_SHA: dict[int, bytes] = {}
 
 
-async def tally_range(kv: RedisKV, begin: bytes, end: bytes, limit: int, pointer: Pointer, extra: bytes,
-                      shape: RecordShape, top: int) -> TalliedRange | None:
-    """See the module docstring; None when a record of the page is not of `shape` (read it natively)."""
-    args = (b"[" + begin, b"(" + end, limit, DATA + extra, top,
-            shape.size, shape.type_at + 1, shape.length_at + 1, bytes(shape.types), shape.directory, shape.regular,
-            pointer.start + 1, pointer.stop, DATA + pointer.prefix, pointer.suffix, b"1" if pointer.reverse else b"0")
-    reply = await kv._script("tally", len(args), bulks(args))
+async def tally_page(kv: Any, begin: bytes, end: bytes, limit: int, pointer: Pointer, extra: bytes,
+                     top: int) -> tuple[int, int, int, list[Any], list[Any], bytes | None, bytes | None] | None:
+    """(files, length, space, dirs, top rows, extra record, last key) of one page; None: another shape."""
+    sha = _SHA.get(id(kv))
+    if sha is None:
+        sha = _SHA[id(kv)] = await kv._call(b"SCRIPT", b"LOAD", TALLY)
+    size, type_at, length_at, types, directory, regular = SHAPE
+    args = (b"[" + begin, b"(" + end, limit, b"k" + extra, top, size, type_at + 1, length_at + 1, bytes(types),
+            directory, regular, pointer.start + 1, pointer.stop, b"k" + pointer.prefix, pointer.suffix,
+            b"1" if pointer.reverse else b"0")
+    reply = await kv._client.evalsha(sha, len(args), bulks(args))
     if reply[0]:
         return None
     _, last, record, files, lhi, llo, uhi, ulo, ndirs = reply[:9]
     rest = reply[9:]
     rows = [(rest[i], rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3)]
-    return TalliedRange(files, (lhi << 32) + llo, ((uhi << 20) + ulo) << 12, rows[:ndirs], rows[ndirs:],
-                        record, last or None)
+    return files, (lhi << 32) + llo, ((uhi << 20) + ulo) << 12, rows[:ndirs], rows[ndirs:], record, last or None
