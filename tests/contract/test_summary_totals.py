@@ -2,7 +2,8 @@
 a folded page at a time (`jfs.app.meta.dir_totals`; on Redis three native commands and column-wise sums),
 give exactly what the walk before them gave — every entry listed with its attributes — on a tree with
 sparse files, hard links, symlinks, a fifo, nested and empty directories, a directory the caller may not
-read, pages of a few names (the biggest entries then span pages) and the trash."""
+read, pages of a few names (the biggest entries then span pages) and the trash, with one, two or
+`tree_jobs.PREFETCH` directories' pages read ahead (ADR 0093)."""
 
 from __future__ import annotations
 
@@ -119,15 +120,22 @@ async def _tree(m: Meta) -> int:
 
 
 @ENGINES
-@pytest.mark.parametrize("page", [3, 4096])
-async def test_folded_pages_give_the_old_walks_totals(kv: KV, page: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("page", "prefetch"), [(3, 1), (3, tree_jobs.PREFETCH), (4096, 2), (4096, tree_jobs.PREFETCH)])
+async def test_folded_pages_give_the_old_walks_totals(kv: KV, page: int, prefetch: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dir_totals, "PAGE", page)
+    monkeypatch.setattr(tree_jobs, "PREFETCH", prefetch)  # how many pages are read ahead changes nothing
     assert isinstance(kv, RangeFollowingKV) == kv.url.startswith("redis")  # Redis takes the folded path
     await format_meta(kv, Settings(name="totals", trash_days=1))
     m = await Meta.load(kv)
     await m.start_session(background=False)
     try:
         top = await _tree(m)
+        wide, _ = await m.mkdir(ROOT_INODE, b"wide", 0o755)  # more subdirectories than pages read ahead
+        for i in range(40):
+            d, _ = await m.mkdir(wide, b"s%02d" % i, 0o755 if i % 7 else 0o700)
+            f, _ = await m.mknod(d, b"f", FileType.REGULAR, 0o644)
+            await m.truncate(f, i * 1000)
         for ino, ctx in ((top, ROOT_CTX), (top, USER), (ROOT_INODE, ROOT_CTX), (TRASH_INODE, ROOT_CTX)):
             attr = await m.getattr_named(ino, ctx)
             for depth, entries in ((0, 10), (1, 1), (2, 3), (2, 10), (3, 0), (5, 2)):
