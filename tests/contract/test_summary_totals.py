@@ -148,3 +148,36 @@ async def test_folded_pages_give_the_old_walks_totals(kv: KV, page: int, prefetc
         assert whole["children"][-1]["name"] == "..."
     finally:
         await m.close()
+
+
+@pytest.mark.jfs_engines("memory")
+async def test_read_ahead_holds_what_eight_full_pages_held(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0093: `PREFETCH` first pages are read ahead, each of `AHEAD_PAGES` × PAGE / `PREFETCH` names, so
+    at most 8 full pages' worth of entries wait in the read-ahead; a directory's later pages are full."""
+    await format_meta(kv, Settings(name="ahead", trash_days=0))
+    m = await Meta.load(kv)
+    await m.start_session(background=False)
+    try:
+        wide, _ = await m.mkdir(ROOT_INODE, b"wide", 0o755)
+        for i in range(tree_jobs.PREFETCH + 8):
+            d, _ = await m.mkdir(wide, b"s%02d" % i, 0o755)
+            for j in range(3):
+                await m.mknod(d, b"f%d" % j, FileType.REGULAR, 0o644)
+        monkeypatch.setattr(dir_totals, "PAGE", 8)
+        ahead_names = tree_jobs.AHEAD_PAGES * 8 // tree_jobs.PREFETCH
+        assert ahead_names * tree_jobs.PREFETCH <= 8 * 8
+        asked: list[int] = []
+        real = tree_jobs.totals_page
+
+        async def spy(meta: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = 0, *,
+                      top: int = 0) -> dir_totals.TotalsPage:
+            asked.append(limit)
+            return await real(meta, ctx, ino, after, limit, top=top)
+
+        monkeypatch.setattr(tree_jobs, "totals_page", spy)
+        got = await tree_jobs.summary_tree(m, wide, "w", depth=1, entries=0)
+        assert got["files"] == 3 * (tree_jobs.PREFETCH + 8) and got["dirs"] == tree_jobs.PREFETCH + 9
+        assert set(asked) <= {0, max(1, ahead_names)}  # read ahead: the small first pages; else full pages
+        assert asked.count(max(1, ahead_names)) == tree_jobs.PREFETCH + 8  # every subdirectory was read ahead
+    finally:
+        await m.close()
