@@ -90,7 +90,8 @@ async def run(args: argparse.Namespace) -> None:
         page = await kv.follow_range(p, keys.prefix_end(p), 4096, PTR, (keys.attr(ino),))  # type: ignore[attr-defined]
         want = tally(page.targets, 10)
         got = await tally_page(kv, p, keys.prefix_end(p), 4096, PTR, keys.attr(ino), 10)
-        assert got is not None and got[:3] == (want.files, want.length, want.space), (ino, got[:3], want)
+        assert got is not None
+        assert got[:3] == (want.files, want.length, want.space), (ino, got[:3], want)
         assert sorted(r[0] for r in got[3]) == [page.keys[i] for i in want.dirs]
         assert sorted(r[0] for r in got[4]) == sorted(page.keys[i] for i in want.top)
 

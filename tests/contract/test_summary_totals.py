@@ -167,7 +167,7 @@ async def test_read_ahead_holds_what_eight_full_pages_held(kv: KV, monkeypatch: 
         ahead_names = tree_jobs.AHEAD_PAGES * 8 // tree_jobs.PREFETCH
         assert ahead_names * tree_jobs.PREFETCH <= 8 * 8
         asked: list[int] = []
-        real = tree_jobs.totals_page
+        real = dir_totals.totals_page
 
         async def spy(meta: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = 0, *,
                       top: int = 0) -> dir_totals.TotalsPage:
