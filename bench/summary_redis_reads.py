@@ -10,6 +10,9 @@ reads every page, ``--width`` directories at a time, in alternating order per ro
 - ``sort#k``: ZLEXCOUNT ×2, ``SORT_RO i BY nosort LIMIT … GET # GET k*`` (names and dentries in one
   reply, ADR 0082's command), MGET of the records;
 - ``sortk``: the same with ``GET k*`` only (dentries without names);
+- ``tally`` / ``tally-top10``: the TALLY script of ADR 0093 (`bench/summary_lua_tally.py`; checked first
+  against `jfs.domain.tally` of the native page) (the same three reads inside
+  Redis, a reply of sums; with the 10 biggest files, as a summary's first two levels ask);
 - ``names+dentries``: ZRANGEBYLEX and the MGET of the dentries only (what the records' MGET costs is the
   difference to ``native``).
 
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +36,10 @@ from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta import store
 from jfs.domain import keys
 from jfs.domain.records import decode_dentry
+from jfs.domain.tally import tally
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary_lua_tally import tally_page  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 PTR = store.entry_attr_pointer(0)
@@ -72,8 +80,25 @@ async def run(args: argparse.Namespace) -> None:
         if listed:
             await kv._read_packed(redis_batch._mget(listed))  # type: ignore[attr-defined]
 
+    async def tallied(ino: int, top: int) -> None:
+        p = keys.dentry_prefix(ino)
+        got = await tally_page(kv, p, keys.prefix_end(p), 4096, PTR, keys.attr(ino), top)
+        assert got is not None
+
+    for ino in dirs:  # the script sums what the mount's column tally sums (else its figures mean nothing)
+        p = keys.dentry_prefix(ino)
+        page = await kv.follow_range(p, keys.prefix_end(p), 4096, PTR, (keys.attr(ino),))  # type: ignore[attr-defined]
+        want = tally(page.targets, 10)
+        got = await tally_page(kv, p, keys.prefix_end(p), 4096, PTR, keys.attr(ino), 10)
+        assert got is not None
+        assert got[:3] == (want.files, want.length, want.space), (ino, got[:3], want)
+        assert sorted(r[0] for r in got[3]) == [page.keys[i] for i in want.dirs]
+        assert sorted(r[0] for r in got[4]) == sorted(page.keys[i] for i in want.top)
+
     ways: dict[str, Callable[[int], Awaitable[None]]] = {
         "native": native,
+        "tally": lambda ino: tallied(ino, 0),
+        "tally-top10": lambda ino: tallied(ino, 10),
         "sort#k": lambda ino: by_sort(ino, True),
         "sortk": lambda ino: by_sort(ino, False),
         "names+dentries": names_dentries,

@@ -2,7 +2,8 @@
 a folded page at a time (`jfs.app.meta.dir_totals`; on Redis three native commands and column-wise sums),
 give exactly what the walk before them gave — every entry listed with its attributes — on a tree with
 sparse files, hard links, symlinks, a fifo, nested and empty directories, a directory the caller may not
-read, pages of a few names (the biggest entries then span pages) and the trash."""
+read, pages of a few names (the biggest entries then span pages) and the trash, with one, two or
+`tree_jobs.PREFETCH` directories' pages read ahead (ADR 0093)."""
 
 from __future__ import annotations
 
@@ -119,15 +120,22 @@ async def _tree(m: Meta) -> int:
 
 
 @ENGINES
-@pytest.mark.parametrize("page", [3, 4096])
-async def test_folded_pages_give_the_old_walks_totals(kv: KV, page: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("page", "prefetch"), [(3, 1), (3, tree_jobs.PREFETCH), (4096, 2), (4096, tree_jobs.PREFETCH)])
+async def test_folded_pages_give_the_old_walks_totals(kv: KV, page: int, prefetch: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dir_totals, "PAGE", page)
+    monkeypatch.setattr(tree_jobs, "PREFETCH", prefetch)  # how many pages are read ahead changes nothing
     assert isinstance(kv, RangeFollowingKV) == kv.url.startswith("redis")  # Redis takes the folded path
     await format_meta(kv, Settings(name="totals", trash_days=1))
     m = await Meta.load(kv)
     await m.start_session(background=False)
     try:
         top = await _tree(m)
+        wide, _ = await m.mkdir(ROOT_INODE, b"wide", 0o755)  # more subdirectories than pages read ahead
+        for i in range(40):
+            d, _ = await m.mkdir(wide, b"s%02d" % i, 0o755 if i % 7 else 0o700)
+            f, _ = await m.mknod(d, b"f", FileType.REGULAR, 0o644)
+            await m.truncate(f, i * 1000)
         for ino, ctx in ((top, ROOT_CTX), (top, USER), (ROOT_INODE, ROOT_CTX), (TRASH_INODE, ROOT_CTX)):
             attr = await m.getattr_named(ino, ctx)
             for depth, entries in ((0, 10), (1, 1), (2, 3), (2, 10), (3, 0), (5, 2)):
@@ -138,5 +146,38 @@ async def test_folded_pages_give_the_old_walks_totals(kv: KV, page: int, monkeyp
         whole = await tree_jobs.summary_tree(m, top, "t", depth=1, entries=2)
         assert whole["files"] == 12 + 1 + 1 + 1 + 1 + sum(range(2, 6)) + 1 - 2  # a/ (incl. link, symlink, fifo)
         assert whole["children"][-1]["name"] == "..."
+    finally:
+        await m.close()
+
+
+@pytest.mark.jfs_engines("memory")
+async def test_read_ahead_holds_what_eight_full_pages_held(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0093: `PREFETCH` first pages are read ahead, each of `AHEAD_PAGES` × PAGE / `PREFETCH` names, so
+    at most 8 full pages' worth of entries wait in the read-ahead; a directory's later pages are full."""
+    await format_meta(kv, Settings(name="ahead", trash_days=0))
+    m = await Meta.load(kv)
+    await m.start_session(background=False)
+    try:
+        wide, _ = await m.mkdir(ROOT_INODE, b"wide", 0o755)
+        for i in range(tree_jobs.PREFETCH + 8):
+            d, _ = await m.mkdir(wide, b"s%02d" % i, 0o755)
+            for j in range(3):
+                await m.mknod(d, b"f%d" % j, FileType.REGULAR, 0o644)
+        monkeypatch.setattr(dir_totals, "PAGE", 8)
+        ahead_names = tree_jobs.AHEAD_PAGES * 8 // tree_jobs.PREFETCH
+        assert ahead_names * tree_jobs.PREFETCH <= 8 * 8
+        asked: list[int] = []
+        real = dir_totals.totals_page
+
+        async def spy(meta: Meta, ctx: Ctx, ino: int, after: bytes = b"", limit: int = 0, *,
+                      top: int = 0) -> dir_totals.TotalsPage:
+            asked.append(limit)
+            return await real(meta, ctx, ino, after, limit, top=top)
+
+        monkeypatch.setattr(tree_jobs, "totals_page", spy)
+        got = await tree_jobs.summary_tree(m, wide, "w", depth=1, entries=0)
+        assert got["files"] == 3 * (tree_jobs.PREFETCH + 8) and got["dirs"] == tree_jobs.PREFETCH + 9
+        assert set(asked) <= {0, max(1, ahead_names)}  # read ahead: the small first pages; else full pages
+        assert asked.count(max(1, ahead_names)) == tree_jobs.PREFETCH + 8  # every subdirectory was read ahead
     finally:
         await m.close()
