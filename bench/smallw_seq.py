@@ -42,6 +42,12 @@ def wrapper(workdir: Path, label: str, tree: str) -> str:
     return str(path)
 
 
+def read_stats(mnt: Path) -> dict[str, float]:
+    from jfs.app.metrics import parse_stats
+
+    return parse_stats((mnt / ".stats").read_text())
+
+
 def spy(pid: int, seconds: float, out: Path) -> None:
     subprocess.run(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
                     "-o", str(out), "--nonblocking"], capture_output=True, check=False)
@@ -55,6 +61,8 @@ def main() -> int:
     ap.add_argument("-p", type=int, default=4)
     ap.add_argument("--workdir", default="/tmp/smallw/seq")
     ap.add_argument("--pyspy", type=float, default=0.0)
+    ap.add_argument("--settle", type=float, default=0.0, help="seconds to wait before the small files")
+    ap.add_argument("--stats-top", type=int, default=40)
     ap.add_argument("targets", nargs="+")
     a = ap.parse_args()
     work = Path(a.workdir)
@@ -62,12 +70,16 @@ def main() -> int:
     work.mkdir(parents=True)
     juicefs = str(BIN / "juicefs")
     targets = []
+    settles: dict[str, float] = {}
     for spec in a.targets:
         label, _, tree = spec.partition("=")
+        tree, _, settle = tree.partition("@")
+        settles[label] = float(settle or a.settle)
         targets.append((label, juicefs if tree == "juicefs" else wrapper(work, label, tree)))
     params = DEFAULT.__class__(**{**DEFAULT.__dict__, "threads": a.p, "big_file_mib": max(a.big_mib, 1),
                                   "small_file_count": a.small})
     results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in targets}
+    diffs: dict[str, list[dict[str, float]]] = {}
     with redis_server() as url:
         for rnd in range(1, a.rounds + 1):
             order = targets if rnd % 2 else list(reversed(targets))
@@ -86,12 +98,19 @@ def main() -> int:
                         ctx = workloads.Context(mount, params, juicefs, sampler, f"{label}/r{rnd}", res,
                                                 full=a.big_mib > 0)
                         spier = None
-                        if a.pyspy and cls is JfsMount:
+                        stats_before: dict[str, float] = {}
+                        original = workloads.run
+                        if cls is JfsMount or settles[label]:
                             original = workloads.run
 
                             def run(cmd, *, _o=original, **kw):  # type: ignore[no-untyped-def]
                                 nonlocal spier
                                 if "--small-file-count" in cmd and cmd[cmd.index("--small-file-count") + 1] != "0":
+                                    time.sleep(settles[label])
+                                    if cls is JfsMount:
+                                        stats_before.update(read_stats(mount.mnt))
+                                    if not a.pyspy:
+                                        return _o(cmd, **kw)
                                     out = work / f"spy-{label}-r{rnd}.txt"
                                     spier = threading.Thread(target=spy, args=(mount.pid, a.pyspy, out))
                                     spier.start()
@@ -102,8 +121,12 @@ def main() -> int:
                         try:
                             workloads.workload_bench(ctx)
                         finally:
+                            workloads.run = original
+                            if cls is JfsMount:
+                                after = read_stats(mount.mnt)
+                                diff = {k: after[k] - stats_before.get(k, 0.0) for k in after}
+                                diffs.setdefault(label, []).append(diff)
                             if spier is not None:
-                                workloads.run = original
                                 spier.join()
                 finally:
                     mount.unmount()
@@ -121,6 +144,11 @@ def main() -> int:
             vals = [r[k] for r in rows if k in r]
             cells.append(f"{statistics.median(vals):9.4g} ({min(vals):.4g}–{max(vals):.4g})" if vals else "-")
         print(f"{label:10} " + " ".join(f"{c:>26}" for c in cells))
+    for label, runs in diffs.items():
+        keys = sorted({k for d in runs for k in d}, key=lambda k: -abs(statistics.median(d.get(k, 0) for d in runs)))
+        print(f"\n.stats of {label} over the small-file invocation (median of rounds):")
+        for k in keys[: a.stats_top]:
+            print(f"  {k:60} {statistics.median(d.get(k, 0) for d in runs):14.6g}")
     os.sync()
     return 0
 
