@@ -1,21 +1,24 @@
 """Small-file write in `bench/compare.py`'s sequence: jfs trees and JuiceFS on Redis + file, alternating rounds.
 
 Usage:  .venv/bin/python bench/smallw_seq.py [--rounds 3] [--big-mib 128] [--small 100] [-p 4]
-        [--workdir DIR] [--pyspy SECONDS] TARGET [TARGET ...]
+        [--workdir DIR] [--settle S] [--pyspy SECONDS] [--stats-top N] TARGET [TARGET ...]
 
-A TARGET is ``LABEL=TREE`` (a directory holding a ``jfs`` package, run with ``python -P``) or
-``LABEL=juicefs``. Each round runs every target on a fresh volume (its own Redis database, FLUSHDB'd,
-``--trash-days 0``, disk cache in the work directory) through compare.py's own `workload_bench`: with
-``--big-mib`` > 0 a `juicefs bench` of big files only, then one of small files only (compare's first
-workload); ``--big-mib 0`` runs the small files alone. Printed per target: small write / read / stat
-files/s and the mount's CPU per 10k small-file ops (median and range over rounds). ``--pyspy S`` records
-the jfs mounts for S seconds from the start of the small-file invocation (py-spy must be on PATH).
+A TARGET is ``LABEL=TREE[@SETTLE]`` (a directory holding a ``jfs`` package, run with ``python -P``) or
+``LABEL=juicefs[@SETTLE]``; SETTLE: seconds to wait between the big and the small files (default
+``--settle``). Each round runs every target (order reversed in even rounds) on a fresh volume (its own
+Redis database, FLUSHDB'd, ``--trash-days 0``, disk cache in the work directory) through compare.py's own
+`workload_bench`: with ``--big-mib`` > 0 a `juicefs bench` of big files only, then one of small files only
+(compare's first workload); ``--big-mib 0`` runs the small files alone, as `bench/ab_bench.py --big 0`.
+
+Printed per target: small write / read / stat files/s and the mount's CPU per 10k small-file ops (median
+and range over rounds); the kernel's Dirty / Writeback memory when the small files start; for jfs the
+change of every `.stats` counter over the small-file invocation. ``--pyspy S`` records the jfs mounts
+(raw py-spy output, 200 Hz) for S seconds from the start of the small-file invocation (py-spy on PATH).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,12 +26,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comparison import workloads  # noqa: E402
 from comparison.backends import flush_redis_db, redis_server  # noqa: E402
-from comparison.harness import DEFAULT, JfsMount, JuiceFSMount, RssSampler  # noqa: E402
+from comparison.harness import DEFAULT, JfsMount, JuiceFSMount, Mount, RssSampler  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEYS = ("bench.small_write", "bench.small_read", "bench.stat", "bench.cpu_small")
@@ -48,20 +52,62 @@ def read_stats(mnt: Path) -> dict[str, float]:
     return parse_stats((mnt / ".stats").read_text())
 
 
+def dirty_kib() -> list[str]:
+    with open("/proc/meminfo") as f:
+        return [ln.split()[1] for ln in f if ln.startswith(("Dirty:", "Writeback:"))]
+
+
 def spy(pid: int, seconds: float, out: Path) -> None:
     subprocess.run(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
                     "-o", str(out), "--nonblocking"], capture_output=True, check=False)
 
 
+class SmallHook:
+    """Wraps `workloads.run`: before the small-file `juicefs bench` it waits `settle` s, reads `.stats`
+    (jfs) and starts py-spy if asked; `finish` gives the `.stats` change over it."""
+
+    def __init__(self, mount: Mount, is_jfs: bool, settle: float, pyspy: float, spy_out: Path, label: str) -> None:
+        self.mount, self.is_jfs, self.settle, self.pyspy, self.spy_out = mount, is_jfs, settle, pyspy, spy_out
+        self.label = label
+        self.before: dict[str, float] = {}
+        self.spier: threading.Thread | None = None
+        self.original = workloads.run
+
+    def __enter__(self) -> SmallHook:
+        workloads.run = self.run
+        return self
+
+    def run(self, cmd: list[str], **kw: Any) -> str:
+        if "--small-file-count" in cmd and cmd[cmd.index("--small-file-count") + 1] != "0":
+            time.sleep(self.settle)
+            print(f"{self.label}: before the small files Dirty/Writeback kB: {dirty_kib()}", flush=True)
+            if self.is_jfs:
+                self.before = read_stats(self.mount.mnt)
+                if self.pyspy and self.mount.pid:
+                    self.spier = threading.Thread(target=spy, args=(self.mount.pid, self.pyspy, self.spy_out))
+                    self.spier.start()
+                    time.sleep(0.5)
+        return self.original(cmd, **kw)
+
+    def __exit__(self, *exc: object) -> None:
+        workloads.run = self.original
+        if self.spier is not None:
+            self.spier.join()
+
+    def stats_change(self) -> dict[str, float]:
+        after = read_stats(self.mount.mnt)
+        return {k: after[k] - self.before.get(k, 0.0) for k in after}
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--big-mib", type=int, default=128)
     ap.add_argument("--small", type=int, default=100)
     ap.add_argument("-p", type=int, default=4)
     ap.add_argument("--workdir", default="/tmp/smallw/seq")
+    ap.add_argument("--settle", type=float, default=0.0)
     ap.add_argument("--pyspy", type=float, default=0.0)
-    ap.add_argument("--settle", type=float, default=0.0, help="seconds to wait before the small files")
     ap.add_argument("--stats-top", type=int, default=40)
     ap.add_argument("targets", nargs="+")
     a = ap.parse_args()
@@ -69,74 +115,46 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     juicefs = str(BIN / "juicefs")
-    targets = []
-    settles: dict[str, float] = {}
+    targets: list[tuple[str, str, float]] = []
     for spec in a.targets:
-        label, _, tree = spec.partition("=")
-        tree, _, settle = tree.partition("@")
-        settles[label] = float(settle or a.settle)
-        targets.append((label, juicefs if tree == "juicefs" else wrapper(work, label, tree)))
+        label, _, rest = spec.partition("=")
+        tree, _, settle = rest.partition("@")
+        targets.append((label, juicefs if tree == "juicefs" else wrapper(work, label, tree), float(settle or a.settle)))
     params = DEFAULT.__class__(**{**DEFAULT.__dict__, "threads": a.p, "big_file_mib": max(a.big_mib, 1),
                                   "small_file_count": a.small})
-    results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in targets}
+    results: dict[str, list[dict[str, float]]] = {t[0]: [] for t in targets}
     diffs: dict[str, list[dict[str, float]]] = {}
     with redis_server() as url:
         for rnd in range(1, a.rounds + 1):
             order = targets if rnd % 2 else list(reversed(targets))
-            for db, (label, binary) in enumerate(order, start=1):
+            for db, (label, binary, settle) in enumerate(order, start=1):
                 meta = f"{url}/{db}"
                 flush_redis_db(meta)
                 root = work / f"{label}-r{rnd}"
                 root.mkdir()
-                cls = JuiceFSMount if binary == juicefs else JfsMount
+                is_jfs = binary != juicefs
+                cls = JfsMount if is_jfs else JuiceFSMount
                 mount = cls(label, binary, meta, ["--storage", "file", "--bucket", f"{root / 'bucket'}/"], root)
                 mount.format()
                 mount.mount()
-                res: dict = {}
+                res: dict[str, Any] = {}
                 try:
-                    with RssSampler(mount) as sampler:
+                    with RssSampler(mount) as sampler, SmallHook(mount, is_jfs, settle, a.pyspy,
+                                                                 work / f"spy-{label}-r{rnd}.txt",
+                                                                 f"{label}/r{rnd}") as hook:
                         ctx = workloads.Context(mount, params, juicefs, sampler, f"{label}/r{rnd}", res,
                                                 full=a.big_mib > 0)
-                        spier = None
-                        stats_before: dict[str, float] = {}
-                        original = workloads.run
-                        if cls is JfsMount or settles[label]:
-                            original = workloads.run
-
-                            def run(cmd, *, _o=original, **kw):  # type: ignore[no-untyped-def]
-                                nonlocal spier
-                                if "--small-file-count" in cmd and cmd[cmd.index("--small-file-count") + 1] != "0":
-                                    time.sleep(settles[label])
-                                    if cls is JfsMount:
-                                        stats_before.update(read_stats(mount.mnt))
-                                    if not a.pyspy:
-                                        return _o(cmd, **kw)
-                                    out = work / f"spy-{label}-r{rnd}.txt"
-                                    spier = threading.Thread(target=spy, args=(mount.pid, a.pyspy, out))
-                                    spier.start()
-                                    time.sleep(0.5)
-                                return _o(cmd, **kw)
-
-                            workloads.run = run
-                        try:
-                            workloads.workload_bench(ctx)
-                        finally:
-                            workloads.run = original
-                            if cls is JfsMount:
-                                after = read_stats(mount.mnt)
-                                diff = {k: after[k] - stats_before.get(k, 0.0) for k in after}
-                                diffs.setdefault(label, []).append(diff)
-                            if spier is not None:
-                                spier.join()
+                        workloads.workload_bench(ctx)
+                    if is_jfs:
+                        diffs.setdefault(label, []).append(hook.stats_change())
                 finally:
                     mount.unmount()
                     shutil.rmtree(root, ignore_errors=True)
+                    flush_redis_db(meta)
                 got = {k: float(res[k]) for k in KEYS if isinstance(res.get(k), float | int)}
                 results[label].append(got)
                 print(f"round {rnd} {label}: " + "  ".join(f"{k.split('.')[1]}={v:.4g}" for k, v in got.items()),
                       flush=True)
-            for label, _ in targets:
-                flush_redis_db(f"{url}/{[t[0] for t in order].index(label) + 1}")
     print(f"\n{'target':10} " + " ".join(f"{k.split('.')[1]:>26}" for k in KEYS))
     for label, rows in results.items():
         cells = []
@@ -145,11 +163,12 @@ def main() -> int:
             cells.append(f"{statistics.median(vals):9.4g} ({min(vals):.4g}–{max(vals):.4g})" if vals else "-")
         print(f"{label:10} " + " ".join(f"{c:>26}" for c in cells))
     for label, runs in diffs.items():
+        if not a.stats_top:
+            break
         keys = sorted({k for d in runs for k in d}, key=lambda k: -abs(statistics.median(d.get(k, 0) for d in runs)))
         print(f"\n.stats of {label} over the small-file invocation (median of rounds):")
         for k in keys[: a.stats_top]:
             print(f"  {k:60} {statistics.median(d.get(k, 0) for d in runs):14.6g}")
-    os.sync()
     return 0
 
 
