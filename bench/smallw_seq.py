@@ -12,7 +12,8 @@ Redis database, FLUSHDB'd, ``--trash-days 0``, disk cache in the work directory)
 
 Printed per target: small write / read / stat files/s and the mount's CPU per 10k small-file ops (median
 and range over rounds); the kernel's Dirty / Writeback memory when the small files start; for jfs the
-change of every `.stats` counter over the small-file invocation. ``--pyspy S`` records the jfs mounts
+change of every `.stats` counter over the small-file invocation; the involuntary context switches of the
+serving process (main thread, all threads) over it. ``--pyspy S`` records the jfs mounts
 (raw py-spy output, 200 Hz) for S seconds from the start of the small-file invocation (py-spy on PATH).
 """
 
@@ -57,6 +58,21 @@ def dirty_kib() -> list[str]:
         return [ln.split()[1] for ln in f if ln.startswith(("Dirty:", "Writeback:"))]
 
 
+def switches(pid: int) -> tuple[int, int]:
+    """Involuntary context switches of process `pid`: (its main thread, all its threads)."""
+    main = total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue
+        n = int(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("nonvoluntary_ctxt_switches")))
+        total += n
+        if task.name == str(pid):
+            main = n
+    return main, total
+
+
 def spy(pid: int, seconds: float, out: Path) -> None:
     subprocess.run(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
                     "-o", str(out), "--nonblocking"], capture_output=True, check=False)
@@ -71,6 +87,7 @@ class SmallHook:
         self.label = label
         self.before: dict[str, float] = {}
         self.spier: threading.Thread | None = None
+        self.switched: tuple[int, int] | None = None
         self.original = workloads.run
 
     def __enter__(self) -> SmallHook:
@@ -81,12 +98,21 @@ class SmallHook:
         if "--small-file-count" in cmd and cmd[cmd.index("--small-file-count") + 1] != "0":
             time.sleep(self.settle)
             print(f"{self.label}: before the small files Dirty/Writeback kB: {dirty_kib()}", flush=True)
+            pid = self.mount.pid
+            start = switches(pid) if pid else None
             if self.is_jfs:
                 self.before = read_stats(self.mount.mnt)
                 if self.pyspy and self.mount.pid:
                     self.spier = threading.Thread(target=spy, args=(self.mount.pid, self.pyspy, self.spy_out))
                     self.spier.start()
                     time.sleep(0.5)
+            out = self.original(cmd, **kw)
+            if pid and start:
+                end = switches(pid)
+                self.switched = (end[0] - start[0], end[1] - start[1])
+                print(f"{self.label}: involuntary switches over the small files: main thread {self.switched[0]}, "
+                      f"all threads {self.switched[1]}", flush=True)
+            return out
         return self.original(cmd, **kw)
 
     def __exit__(self, *exc: object) -> None:
