@@ -4,8 +4,8 @@ Usage:  .venv/bin/python bench/smallw_seq.py [--rounds 3] [--big-mib 128] [--sma
         [--workdir DIR] [--settle S] [--pyspy SECONDS] [--stats-top N] TARGET [TARGET ...]
 
 A TARGET is ``LABEL=TREE[@SETTLE]`` (a directory holding a ``jfs`` package, run with ``python -P``) or
-``LABEL=juicefs[@SETTLE]``; SETTLE: seconds to wait between the big and the small files (default
-``--settle``). Each round runs every target (order reversed in even rounds) on a fresh volume (its own
+``LABEL=juicefs[@SETTLE[@NICE]]``; SETTLE: seconds to wait between the big and the small files (default
+``--settle``); NICE: a nice value set on the serving process's main thread once mounted (an experiment). Each round runs every target (order reversed in even rounds) on a fresh volume (its own
 Redis database, FLUSHDB'd, ``--trash-days 0``, disk cache in the work directory) through compare.py's own
 `workload_bench`: with ``--big-mib`` > 0 a `juicefs bench` of big files only, then one of small files only
 (compare's first workload); ``--big-mib 0`` runs the small files alone, as `bench/ab_bench.py --big 0`.
@@ -20,6 +20,7 @@ serving process (main thread, all threads) over it. ``--pyspy S`` records the jf
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -142,10 +143,13 @@ def main() -> int:
     work.mkdir(parents=True)
     juicefs = str(BIN / "juicefs")
     targets: list[tuple[str, str, float]] = []
+    nices: dict[str, int] = {}
     for spec in a.targets:
         label, _, rest = spec.partition("=")
-        tree, _, settle = rest.partition("@")
+        tree, _, after = rest.partition("@")
+        settle, _, nice = after.partition("@")
         targets.append((label, juicefs if tree == "juicefs" else wrapper(work, label, tree), float(settle or a.settle)))
+        nices[label] = int(nice or 0)
     params = DEFAULT.__class__(**{**DEFAULT.__dict__, "threads": a.p, "big_file_mib": max(a.big_mib, 1),
                                   "small_file_count": a.small})
     results: dict[str, list[dict[str, float]]] = {t[0]: [] for t in targets}
@@ -163,6 +167,8 @@ def main() -> int:
                 mount = cls(label, binary, meta, ["--storage", "file", "--bucket", f"{root / 'bucket'}/"], root)
                 mount.format()
                 mount.mount()
+                if nices[label] and mount.pid:  # the serving process's main thread only (Linux: per thread)
+                    os.setpriority(os.PRIO_PROCESS, mount.pid, nices[label])
                 res: dict[str, Any] = {}
                 try:
                     with RssSampler(mount) as sampler, SmallHook(mount, is_jfs, settle, a.pyspy,
