@@ -7,8 +7,10 @@
 through `VfsOperations.lookup` (the kernel's LOOKUP after drop_caches: the FUSE handler down to the Redis
 FOLLOW script), 4 workers at once as compare.py's mdtest stat runs 4 processes. Printed: loop-thread CPU
 (``thread_time``) per LOOKUP, median (min-max) over the rounds after one warm-up round. ``--profile``: cProfile
-of the first measured round by the thread's CPU clock (slower; shape only). For an A/B, alternate runs of two
-trees with PYTHONPATH and ``python -P`` (docs/adr/0094-…).
+of the first measured round by the thread's CPU clock (slower; shape only). ``--ab``: rounds alternate between
+the engine's `read_follow` (ADR 0094) and the read-only transaction it replaced (`read_follow` hidden from
+`namespace.lookup`), in one process, so that the machine's load weighs on both alike. For an A/B of two trees,
+alternate runs with PYTHONPATH and ``python -P``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ async def _run(url: str, args: argparse.Namespace, work: str) -> list[float]:
         for name in names:
             await vfs.meta.mknod(d, name, FileType.REGULAR, 0o644)
         per: list[float] = []
-        for r in range(args.rounds + 1):
+        txn: list[float] = []
+        kv = vfs.meta.kv
+        follow = getattr(kv, "read_follow", None)
+        for r in range((args.rounds + 1) * (2 if args.ab else 1)):
+            old = args.ab and r % 2 == 1
+            if args.ab or args.txn:
+                kv.read_follow = None if old or args.txn else follow
             async def worker(k: int) -> None:
                 lookup = ops.lookup
                 for name in names[k::WORKERS]:
@@ -61,8 +69,11 @@ async def _run(url: str, args: argparse.Namespace, work: str) -> list[float]:
             if prof is not None:
                 prof.disable()
                 prof.dump_stats(args.profile)
-            elif r:
-                per.append((t1 - t0) / args.files * 1e6)
+            elif r >= (2 if args.ab else 1):
+                (txn if old else per).append((t1 - t0) / args.files * 1e6)
+        if txn:
+            print(f"read-only transaction: loop-thread CPU µs/LOOKUP: median {statistics.median(txn):.1f} "
+                  f"({min(txn):.1f}-{max(txn):.1f}) rounds {' '.join(f'{x:.1f}' for x in txn)}")
         return per
     finally:
         await client.close()
@@ -74,6 +85,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--meta-url", default="")
     ap.add_argument("--profile", default="")
+    ap.add_argument("--ab", action="store_true", help="alternate read_follow and the transaction it replaced")
+    ap.add_argument("--txn", action="store_true", help="every round through the transaction read_follow replaced "
+                    "(for instruction counts: `perf stat -e instructions:u` of a run with and without)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         url = args.meta_url
