@@ -4,7 +4,8 @@
         [--meta-url redis://HOST:PORT/DB] [--profile OUT.prof]
 
 `--files` files are made in one directory (`Meta.mknod`, not timed); then each round LOOKUPs every one of them
-through `VfsOperations.lookup` (the kernel's LOOKUP after drop_caches: the FUSE handler down to the Redis
+through `VfsOperations.lookup` with a mount's client options (permissions left to the kernel, no entry or
+attribute cache: the kernel's LOOKUP after drop_caches: the FUSE handler down to the Redis
 FOLLOW script), 4 workers at once as compare.py's mdtest stat runs 4 processes. Printed: loop-thread CPU
 (``thread_time``) per LOOKUP, median (min-max) over the rounds after one warm-up round. ``--profile``: cProfile
 of the first measured round by the thread's CPU clock (slower; shape only). ``--ab``: rounds alternate between
@@ -37,7 +38,8 @@ WORKERS = 4
 
 
 async def _run(url: str, args: argparse.Namespace, work: str) -> list[float]:
-    client = await open_client(url, ClientOptions(cache_dir=os.path.join(work, "cache"), background_jobs=False))
+    client = await open_client(url, ClientOptions(cache_dir=os.path.join(work, "cache"), background_jobs=False,
+                                                     permission_checks=False, entry_cache=0, attr_cache=0))  # as a mount
     try:
         vfs = client.vfs
         ops = VfsOperations(vfs, MountConfig())
