@@ -87,8 +87,8 @@ def main() -> None:
                     c1, i0, t1 = tree_cpu(m.pid or 0), _redis_info(cli), time.perf_counter()
                     list(pool.map(_job, [(str(d), "stat", args.items) for d in dirs]))
                     t2, c2, i1 = time.perf_counter(), tree_cpu(m.pid or 0), _redis_info(cli)
-                    d = _delta(i0, i1)
-                    rcpu = (d.get("used_cpu_sys", 0) + d.get("used_cpu_user", 0)) / n * 1e6
+                    delta = _delta(i0, i1)
+                    rcpu = (delta.get("used_cpu_sys", 0) + delta.get("used_cpu_user", 0)) / n * 1e6
                     row = (n / (t2 - t1), (c2 - c1) / n * 1e6, (c1 - c0) * 1e3, rcpu)
                     rows.setdefault(name, []).append(row)
                     progress(f"round {r + 1} {name}: {row[0]:,.0f} stats/s, mount CPU {row[1]:.1f} µs/stat, "

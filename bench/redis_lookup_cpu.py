@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from jfs.adapters.fuse.collector import settle_for_serving
 from jfs.adapters.fuse.operations import RequestContext
@@ -51,7 +52,7 @@ async def _run(url: str, args: argparse.Namespace, work: str) -> list[float]:
             await vfs.meta.mknod(d, name, FileType.REGULAR, 0o644)
         per: list[float] = []
         txn: list[float] = []
-        kv = vfs.meta.kv
+        kv: Any = vfs.meta.kv
         follow = getattr(kv, "read_follow", None)
         for r in range((args.rounds + 1) * (2 if args.ab else 1)):
             old = args.ab and r % 2 == 1

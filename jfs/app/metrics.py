@@ -103,7 +103,7 @@ class TimedKV:
         self.txns = Meter()
         self.reads = Meter()
         follow = getattr(inner, "read_follow", None)
-        self._follow = follow
+        self._follow: Callable[[Sequence[bytes], Pointer], Awaitable[list[bytes | None]]] | None = follow
         self.read_follow = None if follow is None else self._read_follow
         """`FollowingKV.read_follow` of the engine, timed as a `read`; None when the engine has none."""
 
@@ -144,7 +144,7 @@ class TimedKV:
         meter = self.reads
         start = perf_counter()
         try:
-            return await self._follow(keys, pointer)  # type: ignore[misc]
+            return await self._follow(keys, pointer)  # type: ignore[misc]  # set whenever this is bound
         except BaseException:
             meter.errors += 1
             raise

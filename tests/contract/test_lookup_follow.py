@@ -96,7 +96,10 @@ async def test_read_follow_answers_what_a_transaction_get_follow_answers(kv: KV)
 
     await kv.txn(put)
     for keys in ([b"p"], [b"q"], [b"s"], [b"none"], [b"p", b"q"]):
-        want = await kv.read(lambda tx, keys=keys: tx.get_follow(keys, POINTER))
+        async def follow(tx: Tx, keys: list[bytes] = keys) -> list[bytes | None]:
+            return await tx.get_follow(keys, POINTER)
+
+        want = await kv.read(follow)
         assert await inner.read_follow(keys, POINTER) == want  # type: ignore[attr-defined]
     assert await inner.read_follow([b"p"], POINTER) == [b"ab", b"target"]  # type: ignore[attr-defined]
     assert await inner.read_follow([b"none"], POINTER) == [None, None]  # type: ignore[attr-defined]
