@@ -22,11 +22,11 @@ import os
 import resource
 import time
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, KV, RESTARTS, Tx
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, KV, RESTARTS, Pointer, Tx
 from jfs.ports.objects import ObjectInfo, ObjectStore
 
 T = TypeVar("T")
@@ -102,6 +102,10 @@ class TimedKV:
         self.inner = inner
         self.txns = Meter()
         self.reads = Meter()
+        follow = getattr(inner, "read_follow", None)
+        self._follow: Callable[[Sequence[bytes], Pointer], Awaitable[list[bytes | None]]] | None = follow
+        self.read_follow = None if follow is None else self._read_follow
+        """`FollowingKV.read_follow` of the engine, timed as a `read`; None when the engine has none."""
 
     @classmethod
     def wrap(cls, kv: KV) -> Any:
@@ -130,6 +134,17 @@ class TimedKV:
         start = perf_counter()
         try:
             return await self.inner.read(body, max_retries=max_retries)
+        except BaseException:
+            meter.errors += 1
+            raise
+        finally:
+            meter.took(perf_counter() - start)
+
+    async def _read_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        meter = self.reads
+        start = perf_counter()
+        try:
+            return await self._follow(keys, pointer)  # type: ignore[misc]  # set whenever this is bound
         except BaseException:
             meter.errors += 1
             raise

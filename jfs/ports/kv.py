@@ -297,6 +297,17 @@ class RangeFollowingKV(Protocol):
                            extra: Sequence[bytes] = ()) -> FollowedRange: ...
 
 
+@runtime_checkable
+class FollowingKV(Protocol):
+    """An engine that reads what `Tx.get_follow` reads without a transaction around it, in one round trip."""
+
+    def read_follow(self, keys: Sequence[bytes], pointer: Pointer) -> Awaitable[list[bytes | None]]:
+        """What ``read(lambda tx: tx.get_follow(keys, pointer))`` returns — the values of `keys`, then that
+        of the key `pointer` names — read atomically (one snapshot), as a read-only transaction of one round
+        has nothing to validate. Errors as `read`'s. (A LOOKUP's dentry and inode: ADR 0094.)"""
+        ...
+
+
 class KV(Protocol):
     """A connected metadata engine."""
 

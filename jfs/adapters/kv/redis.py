@@ -33,7 +33,7 @@ from jfs.ports.kv import (
 
 from . import redis_batch, redis_lua, redis_pages
 from .base import RetryingKV, redact_url, retrying
-from .redis_tx import RedisTx
+from .redis_tx import DATA, RedisTx
 from .redis_url import parse_redis_url
 from .registry import BadMetaURL
 from .resp import (
@@ -44,6 +44,7 @@ from .resp import (
     ConnectionLost,
     ReplyError,
     RespClient,
+    bulks,
 )
 
 T = TypeVar("T")
@@ -217,6 +218,20 @@ class RedisKV(RetryingKV):
         except ConflictError as exc:
             failed = exc
         return await retrying(lambda: self._attempt(body, readonly), max_retries, body, failed=failed)
+
+    async def read_follow(self, keys: Sequence[bytes], pointer: Pointer) -> list[bytes | None]:
+        """`FollowingKV.read_follow`: one call of the FOLLOW script, as a read-only transaction's first
+        round is (`RedisTx.get_follow`), without the transaction: no `RedisTx`, read set or body to run
+        (the script reads every key in one atomic step; one round has nothing to validate). ADR 0094."""
+        p = pointer
+        nargs = 6 + len(keys)
+        packed = bulks((p.source, p.start, p.stop, DATA + p.prefix, p.suffix, int(p.reverse),
+                        *[DATA + k for k in keys]))
+        try:
+            reply = await self._client.evalsha(self._sha["follow"], nargs, packed)
+        except (ReplyError, ConnectionLost) as exc:
+            reply = await self._script_after(exc, "follow", nargs, packed)
+        return list(reply)  # the keys' values, then the followed key's (nil when absent or not named)
 
     def txn(self, body: Callable[[Any], Awaitable[T]], *,
             max_retries: int = DEFAULT_MAX_RETRIES) -> Coroutine[Any, Any, T]:

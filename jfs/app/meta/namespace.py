@@ -52,6 +52,20 @@ async def lookup(m: Meta, ctx: Ctx, parent: int, name: bytes, *, dir_known: bool
     if len(name) > 255:
         raise FSError(errno.ENAMETOOLONG)
     skip_dir = dir_known and not ctx.check
+    if skip_dir:
+        follow = getattr(m.kv, "read_follow", None)
+        if follow is not None:
+            # The dentry and the inode it names in one atomic read outside a transaction (Redis: one FOLLOW
+            # script call, as the transaction's only round was; ADR 0094).
+            raw_entry, raw_attr = await follow([keys.dentry(parent, name)], _ENTRY_ATTR)
+            m.tails.keep_name(parent, name, None if raw_entry is None or raw_attr is None else (raw_entry, raw_attr))
+            if raw_entry is not None:
+                _, ino = decode_dentry(raw_entry)
+                if raw_attr is None:
+                    raise FSError(errno.ENOENT, f"inode {ino}")
+                return ino, Attr.decode(raw_attr)
+            if parent != ROOT_INODE or name != b".trash":
+                raise FSError(errno.ENOENT)
 
     async def body(tx: Tx) -> tuple[int, Attr]:
         if skip_dir:
