@@ -153,7 +153,7 @@ def dump(
         ok = False
         cpus = os.cpu_count() or 1
         count = (min(cpus // 2, MAX_WORKERS) if cpus >= 4 else 0) if workers is None else workers
-        spec = WorkerSpec((sys.executable, "-m", "jfs.cli.dump_worker"), count, with_env_password(meta_url),
+        spec = WorkerSpec((sys.executable, "-P", "-m", "jfs.cli.dump_worker"), count, with_env_password(meta_url),
                           current_level())
         try:
             async def call(board: ProgressBoard) -> DumpResult:

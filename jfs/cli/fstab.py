@@ -80,7 +80,7 @@ def helper_main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: mount.jfs META-URL MOUNTPOINT [-sfnv] [-o OPTIONS]\n")
         return 2
     args, env = options_to_args(",".join(options))
-    command = [sys.executable, "-m", "jfs.cli.main", "mount", "-d", *positional, *args]
+    command = [sys.executable, "-P", "-m", "jfs.cli.main", "mount", "-d", *positional, *args]
     if verbose or fake:
         sys.stderr.write(" ".join(command) + "\n")
     if fake:

@@ -180,7 +180,7 @@ def foreground_argv() -> list[str]:
             skip = True
         elif not a.startswith("--log="):
             out.append(a)
-    return [sys.executable, "-m", "jfs.cli.main", *out]
+    return [sys.executable, "-P", "-m", "jfs.cli.main", *out]
 
 
 

@@ -46,6 +46,7 @@ def spawn_background(argv: list[str], mountpoint: str, timeout: float = 30.0, lo
 
 
 def foreground_argv() -> list[str]:
-    """The command line that re-runs this process's `jfs mount` in the foreground."""
+    """The command line that re-runs this process's `jfs mount` in the foreground. `-P`: the daemon imports
+    the jfs this process runs, never a `jfs` directory that happens to be its working directory."""
     args = [a for a in sys.argv[1:] if a not in ("-d", "--background", "--update-fstab")]
-    return [sys.executable, "-m", "jfs.cli.main", *args, "--foreground"]
+    return [sys.executable, "-P", "-m", "jfs.cli.main", *args, "--foreground"]

@@ -44,7 +44,7 @@ def _spawn_background(host: str, port: int) -> None:
     argv = [a for a in sys.argv[1:] if a not in ("-d", "--background")]
     log_path = _log_path()
     since = log_size(log_path)
-    child = start_detached([sys.executable, "-m", "jfs.cli.main", *argv], log_path)
+    child = start_detached([sys.executable, "-P", "-m", "jfs.cli.main", *argv], log_path)
     if wait_for(child, lambda: listening(host, port), 30.0):
         typer.echo(f"jfs: WebDAV server {child.pid} listening on {host}:{port} (log: {log_path})")
         return
