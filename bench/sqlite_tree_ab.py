@@ -93,11 +93,10 @@ def round_(s: System, pool: object, args: argparse.Namespace, r: int, out: dict[
     out.setdefault("summary s", []).append(wall)
     out.setdefault("summary CPU µs/inode", []).append(cpu / inodes * 1e6)
     pairs = []
-    renamed = Path(f"{top}/d00000/f00000.r").exists()  # the direction: shared volumes are renamed in turns
-    for n in range(args.rename):
+    for n in range(args.rename):  # the direction per file: shared volumes are renamed in turns
         d, i = divmod(n, args.per_dir)
         src = f"{top}/d{d:05d}/f{i:05d}"
-        pairs.append((src + ".r", src) if renamed else (src, src + ".r"))
+        pairs.append((src + ".r", src) if os.path.lexists(src + ".r") else (src, src + ".r"))
     start = cpu_sample(s.servers)
     seconds = _pool_run(pool, _rename_many, _chunks(pairs, 4))
     rcpu = cpu_between(start, cpu_sample(s.servers)) or 0.0
