@@ -77,3 +77,33 @@ def test_synthetic_dump_holds_the_tree_and_the_listed_directory(tmp_path: Path, 
         assert sorted(tree["big"]["entries"]) == [f"file-{i:07d}" for i in range(big)]
     else:
         assert "big" not in tree
+
+
+def test_off_loop_cpu_counts_other_threads_not_the_main_one() -> None:
+    import os
+    import threading
+    import time
+
+    pid = os.getpid()
+    before = scale.off_loop_cpu([pid])
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:  # the main thread's CPU: not counted
+        pass
+    assert scale.off_loop_cpu([pid]) - before < 0.1
+
+    burnt, done = threading.Event(), threading.Event()
+
+    def burn() -> None:
+        t = time.thread_time()
+        while time.thread_time() - t < 0.3:
+            pass
+        burnt.set()
+        done.wait(10)  # alive while sampled: an exited thread leaves /proc/PID/task
+
+    worker = threading.Thread(target=burn)
+    worker.start()
+    burnt.wait(10)
+    assert scale.off_loop_cpu([pid]) - before >= 0.2
+    done.set()
+    worker.join()
+    assert scale.off_loop_cpu([999_999_999]) == 0.0  # a process that is gone
