@@ -10,7 +10,7 @@ own database, trash off): mount, create files 0 – ``--early`` (measured), fill
 (measured too, reported as "fill"), then files ``--late-at`` – ``--late-at + --late`` (measured), unmount,
 flush the database. The workload is `bench/scale.py`'s (``--processes`` processes, ``--per-dir`` files per
 directory, open(O_CREAT) + close). Per segment: files/s, CPU µs per create of the processes serving the
-mount and of redis-server (/proc/PID/stat), Redis's key count, the kernel's ``fuse_inode`` slab objects.
+mount and of redis-server (/proc/PID/stat), Redis's key count, the kernel's ``fuse_inode`` slab objects, the mount's RSS at the segment's end.
 Prints one row per segment and the medians (with min–max) per code and segment. ``--py-spy N`` records N
 seconds of the mount in the early and in the late segment of the first new-code round (flame graphs in
 the work directory). Needs root (FUSE).
@@ -46,6 +46,15 @@ def fuse_inodes() -> int:
             if line.startswith("fuse_inode "):
                 return int(line.split()[1])
     return 0
+
+
+def rss_mib(servers: dict[int, int]) -> float:
+    """Resident memory of the processes serving the mount (MiB)."""
+    total = 0
+    for pid in servers:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+    return total / 1024
 
 
 def redis_cli(port: int, *args: str) -> str:
@@ -102,10 +111,10 @@ def run_one(code: str, binary: list[str], env: dict[str, str], url: str, port: i
                 row = {"code": code, "segment": name, "files": stop, "rate": n / (t1 - t0),
                        "mount_us": mount_cpu / n * 1e6, "redis_us": redis_cpu / n * 1e6,
                        "keys": int(redis_cli(port, "-n", str(db), "DBSIZE").strip() or 0),
-                       "fuse_inode": fuse_inodes()}
+                       "fuse_inode": fuse_inodes(), "rss_mib": rss_mib(servers)}
                 rows.append(row)
                 print(f"| {code} | {name} | {stop:,} | {row['rate']:,.0f} | {row['mount_us']:.0f} | "
-                      f"{row['redis_us']:.0f} | {row['keys']:,} | {row['fuse_inode']:,} |", flush=True)
+                      f"{row['redis_us']:.0f} | {row['keys']:,} | {row['fuse_inode']:,} | {row['rss_mib']:.1f} |", flush=True)
     finally:
         subprocess.run([*binary, "umount", str(mnt)], capture_output=True, env=env, cwd=root, timeout=300)
         if is_mounted(mnt):
@@ -137,8 +146,8 @@ def main() -> int:
              "new": ([sys.executable, "-P", "-m", "jfs.cli.main"], dict(os.environ))}
     order = [c.strip() for c in args.codes.split(",")]
     rows: list[dict[str, float | str]] = []
-    print("| code | segment | files | files/s | mount CPU µs/create | Redis CPU µs/create | keys | fuse_inode |\n"
-          "|---|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("| code | segment | files | files/s | mount CPU µs/create | Redis CPU µs/create | keys | fuse_inode | mount RSS MiB |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     with redis_server() as server:
         db = 0
         for r in range(args.rounds):
@@ -149,14 +158,15 @@ def main() -> int:
                 root.mkdir(parents=True, exist_ok=True)
                 rows += run_one(code, binary, env, f"{server.url}/{db}", server.port, db, root, args,
                                 pyspy=bool(args.py_spy) and code == "new" and r == 0)
-    print("\n| code | segment | files/s | mount CPU µs/create | Redis CPU µs/create |\n|---|---|---:|---:|---:|")
+    print("\n| code | segment | files/s | mount CPU µs/create | Redis CPU µs/create | mount RSS MiB |\n"
+          "|---|---|---:|---:|---:|---:|")
     for code in order:
         for seg in ("early", "fill", "late"):
             sel = [x for x in rows if x["code"] == code and x["segment"] == seg]
             if not sel:
                 continue
             cells = []
-            for key in ("rate", "mount_us", "redis_us"):
+            for key in ("rate", "mount_us", "redis_us", "rss_mib"):
                 vals = [float(x[key]) for x in sel]
                 cells.append(f"{statistics.median(vals):,.0f} ({min(vals):,.0f}–{max(vals):,.0f})")
             print(f"| {code} | {seg} | {' | '.join(cells)} |")
