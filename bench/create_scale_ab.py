@@ -1,6 +1,6 @@
 """Does a create through the mount cost more late in a big volume than early? Base code vs this checkout.
 
-Usage:  .venv/bin/python bench/create_scale_ab.py --base DIR [--rounds 3] [--early 20000] [--late-at 200000]
+Usage:  .venv/bin/python bench/create_scale_ab.py --base DIR [--code head=DIR --codes base,head,new] [--rounds 3] [--early 20000] [--late-at 200000]
         [--late 20000] [--processes 4] [--per-dir 1000] [--workdir DIR] [--py-spy SECONDS]
 
 ``--base DIR`` holds a ``jfs`` package (``git archive <commit> jfs | tar -x -C DIR``), run with
@@ -128,6 +128,8 @@ def run_one(code: str, binary: list[str], env: dict[str, str], url: str, port: i
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True)
+    ap.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
+                    help="another code to run like --base (e.g. head=DIR); list it in --codes")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--early", type=int, default=20_000)
     ap.add_argument("--late-at", type=int, default=200_000)
@@ -144,6 +146,9 @@ def main() -> int:
     base = str(Path(args.base).resolve())
     codes = {"base": ([sys.executable, "-P", "-m", "jfs.cli.main"], {**os.environ, "PYTHONPATH": base}),
              "new": ([sys.executable, "-P", "-m", "jfs.cli.main"], dict(os.environ))}
+    for spec in args.code:
+        name, _, where = spec.partition("=")
+        codes[name] = ([sys.executable, "-P", "-m", "jfs.cli.main"], {**os.environ, "PYTHONPATH": str(Path(where).resolve())})
     order = [c.strip() for c in args.codes.split(",")]
     rows: list[dict[str, float | str]] = []
     print("| code | segment | files | files/s | mount CPU µs/create | Redis CPU µs/create | keys | fuse_inode | mount RSS MiB |\n"
