@@ -40,6 +40,7 @@ from jfs.app.metrics import juicefs_stats, layer_gauges
 from jfs.app.vfs.close_now import CloseNow
 from jfs.app.vfs.control import answer_control
 from jfs.app.vfs.names import NameCache
+from jfs.app.vfs.opened import OpenedFiles
 from jfs.app.vfs.xattrs import UNSERVED_XATTRS, XattrOps
 from jfs.app.virtual_files import (
     BY_INODE,
@@ -164,7 +165,7 @@ class VFS(XattrOps, CloseNow):
         self._control_who: dict[int, Ctx] = {}  # who wrote each pending request: requests run as that user
         self._plock_owners: set[tuple[int, int]] = set()
         self._flock_owners: set[tuple[int, int]] = set()
-        self._opened: dict[int, tuple[int, int]] = {}  # ino -> (mtime, length) seen at the last open
+        self._opened = OpenedFiles()  # (mtime, length) seen at recent opens, bounded (issue 17)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -403,9 +404,7 @@ class VFS(XattrOps, CloseNow):
         self._took("open", ctx, lambda: f"{ino},{flags:o}", start)
         self._files[h.fh] = h
         attr = h.opened if h.opened is not None else await self.meta.getattr(ino)
-        seen = (attr.mtime_ns, attr.length)
-        keep = self._opened.get(ino) == seen and not flags & os.O_TRUNC
-        self._opened[ino] = seen
+        keep = self._opened.reopened(ino, (attr.mtime_ns, attr.length)) and not flags & os.O_TRUNC
         return OpenFile(h.fh, keep_cache=keep)
 
     def _open_internal(self, ino: int, ctx: Ctx) -> OpenFile:
@@ -437,8 +436,7 @@ class VFS(XattrOps, CloseNow):
         except BaseException as exc:
             self._fail("create", ctx, lambda: f"{parent},{name!r},{mode:o}", start, exc)
         self._took("create", ctx, lambda: f"{parent},{name!r},{mode:o}", start)
-        self._files[h.fh] = h
-        self._opened[ino] = (attr.mtime_ns, attr.length)
+        self._files[h.fh] = h  # not in `_opened`: the kernel has no pages of a new file to keep (ADR 0092)
         return ino, attr, OpenFile(h.fh)
 
     async def read(self, ctx: Ctx | None, ino: int, fh: int, offset: int, size: int) -> Buffer:
