@@ -27,18 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ab_bench import tree_cpu  # noqa: E402
 from bench.comparison.backends import redis_server  # noqa: E402
 from bench.comparison.harness import JfsMount, JuiceFSMount, Mount, drop_caches, progress, unmount_all  # noqa: E402
+from bench.comparison.workloads import _md_phase as _job  # noqa: E402
 from bench.redis_md_ab import _delta, _redis_info  # noqa: E402
-
-
-def _job(job: tuple[str, str, int]) -> None:
-    directory, phase, n = job
-    for j in range(n):
-        if phase == "mkdir":
-            os.mkdir(f"{directory}/d{j}")
-        elif phase == "create":
-            os.close(os.open(f"{directory}/f{j}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        elif phase == "stat":
-            os.stat(f"{directory}/f{j}")
 
 
 def main() -> None:
