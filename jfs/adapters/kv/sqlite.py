@@ -21,11 +21,9 @@ Execution model (see docs/adr/0003-sqlite-adapter.md for why and for measurement
   `scan_iter`, a big `get_many`, a big delete) or meets a locked database (another writer, in this process
   or another) is rolled back and abandoned — bodies are re-runnable by contract — and runs again on the
   worker threads below, which wait for locks. While bodies of one kind (read-write, read-only) wait on
-  the workers, a new one of that kind waits for those issued before it and then runs inline: transactions
-  complete in the order they were issued, as they did with the workers alone (callers adopt what a
-  transaction returns — a newer result overtaken by an older one would leave them with stale state), and a
-  busy phase cannot stay on the workers (ADR 0097: joining their queue instead kept every read of a phase
-  off the loop for as long as new ones kept arriving). An inline
+  the workers, new ones of that kind queue behind them instead of running inline: transactions complete
+  in the order they were issued, as they did with the workers alone (callers adopt what a transaction
+  returns — a newer result overtaken by an older one would leave them with stale state). An inline
   commit may run SQLite's automatic WAL checkpoint: a few milliseconds on the caller's thread every
   thousand pages written — unless the background checkpointer runs (the default, ADR 0027: a thread that
   runs PASSIVE checkpoints every `CHECKPOINT_EVERY` write transactions; the automatic one only past
