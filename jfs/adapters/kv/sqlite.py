@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import itertools
 import json
 import os
 import queue
@@ -389,10 +388,6 @@ class SqliteKV(RetryingKV):
         self._inline_on = os.environ.get("JFS_SQLITE_INLINE", "1") != "0"
         self._inline_writes = self._inline_on and os.environ.get("JFS_SQLITE_INLINE_WRITES", "1") != "0"
         self._queued = {True: 0, False: 0}  # bodies on the worker threads now: writers, readers
-        # Per kind, the bodies on the worker threads by issue number -> a future of their loop, done when
-        # they are: a later body waits for those issued before it, then runs inline (see `_run`).
-        self._on_workers: dict[bool, dict[int, asyncio.Future[None]]] = {True: {}, False: {}}
-        self._issued = itertools.count()
         # WAL checkpoints on a thread of their own unless JFS_SQLITE_BG_CHECKPOINT=0 (ADR 0027).
         self._bg_checkpoint = os.environ.get("JFS_SQLITE_BG_CHECKPOINT", "1") != "0"
         self._commits = 0  # write transactions since the checkpointer was last woken
@@ -668,10 +663,7 @@ class SqliteKV(RetryingKV):
         """Run `body` inline on the event loop's thread when allowed and light, else on the workers."""
         writer = not readonly
         inline = self._inline_writes if writer else self._inline_on
-        seq = next(self._issued)
-        if inline and self._on_workers[writer]:
-            await self._after_earlier(writer, seq)
-        if inline and not self._closed:
+        if inline and not self._closed and not self._queued[writer]:
             conn = self._inline_connection()
             if conn is not None:
                 try:
@@ -682,28 +674,7 @@ class SqliteKV(RetryingKV):
                     pass
         run = self._body_runner(body, readonly)
         q = self._writes if writer else self._reads
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._on_workers[writer][seq] = done
-        try:
-            return await self._queue(writer, lambda: retrying(lambda: self._submit(q, run), max_retries, body))
-        finally:
-            del self._on_workers[writer][seq]
-            done.set_result(None)
-
-    async def _after_earlier(self, writer: bool, seq: int) -> None:
-        """Wait until no body of this kind issued before `seq` on this loop is still on the worker threads.
-
-        Transactions complete in the order they were issued (callers adopt what a transaction returns: a
-        newer result overtaken by an older one would leave them with stale state), so a body issued while an
-        earlier one waits on the workers must not finish first. It waits for those earlier ones only and then
-        runs inline: joining the worker queue instead would keep every later body of a busy phase off the
-        loop for as long as new ones keep arriving (docs/benchmarks.md, SQLite at 1M, thread by thread)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            earlier = [f for s, f in list(self._on_workers[writer].items()) if s < seq and f.get_loop() is loop]
-            if not earlier:
-                return
-            await asyncio.wait(earlier)
+        return await self._queue(writer, lambda: retrying(lambda: self._submit(q, run), max_retries, body))
 
     async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
         """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
