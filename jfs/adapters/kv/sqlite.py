@@ -20,10 +20,13 @@ Execution model (see docs/adr/0003-sqlite-adapter.md for why and for measurement
   GIL hand-overs) of a worker. A body that asks for more than `INLINE_ROWS` rows or writes (a long scan,
   `scan_iter`, a big `get_many`, a big delete) or meets a locked database (another writer, in this process
   or another) is rolled back and abandoned — bodies are re-runnable by contract — and runs again on the
-  worker threads below, which wait for locks. While bodies of one kind (read-write, read-only) wait on
-  the workers, new ones of that kind queue behind them instead of running inline: transactions complete
-  in the order they were issued, as they did with the workers alone (callers adopt what a transaction
-  returns — a newer result overtaken by an older one would leave them with stale state). An inline
+  worker threads below, which wait for locks. Transactions of one kind complete in the order they were
+  issued, as they did with the workers alone (callers adopt what a transaction returns — a newer result
+  overtaken by an older one would leave them with stale state). While write bodies wait on the writer, new
+  ones join its queue (it commits them as one batch, which a database locked by another process needs);
+  while read bodies wait on the readers, a new one waits for those issued before it and then runs inline,
+  so that a busy phase cannot stay on the readers (ADR 0097: joining their queue kept every read of a
+  phase off the loop for as long as new ones kept arriving). An inline
   commit may run SQLite's automatic WAL checkpoint: a few milliseconds on the caller's thread every
   thousand pages written — unless the background checkpointer runs (the default, ADR 0027: a thread that
   runs PASSIVE checkpoints every `CHECKPOINT_EVERY` write transactions; the automatic one only past
@@ -48,22 +51,32 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import itertools
 import json
 import os
 import queue
 import sqlite3
 import threading
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
 
-from jfs.domain.records import decode_i64, encode_i64
-from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KeyShape, KVError
+from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, EngineUnavailable, KVError
 
-from .base import RetryingKV, TxWrites, paged_scan, retrying
+from .base import RetryingKV, retrying
 from .registry import BadMetaURL
+from .sqlite_tx import (  # noqa: F401  (INLINE_ROWS, SqliteTx, _i64_add, _shape_where: part of this module's face)
+    INLINE_ROWS,
+    SHAPE_INDEXES,
+    SqliteTx,
+    _Heavy,
+    _i64_add,
+    _map_error,
+    _shape_index_sql,
+    _shape_where,
+)
 from .sqlite_url import parse_sqlite_url
 
 T = TypeVar("T")
@@ -72,9 +85,6 @@ log = structlog.get_logger("jfs.kv")
 READERS = 3
 MAX_WRITE_BATCH = 512
 MAX_READ_BATCH = 32
-INLINE_ROWS = 1024
-"""Most rows an inline read body may ask for at once (see the module docstring)."""
-_IN_CHUNK = 500  # keys per `IN (…)` list: far below SQLITE_MAX_VARIABLE_NUMBER
 
 SCAN_CACHE_KIB = 4096
 """Page cache of the reader and checkpointer threads' connections (at most `cache_kib`). They serve long
@@ -113,185 +123,10 @@ on its own thread only if the WAL grew this long (the checkpointer could not kee
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
 
-SHAPE_INDEXES = {KeyShape(14, 9, 0x43): "kv_chunk_keys"}
-"""Partial indexes of the keys of one shape (ADR 0057), created on open when missing: the chunk records
-``A<ino:8>C<indx:4>`` (`jfs.domain.keys.chunk`), which gc, fsck and compaction stream out of the inode key
-space — there among every attribute and entry (2M keys for 1M empty files, no chunk at all). SQLite keeps
-them up to date for every writer of the file, older jfs versions included; an upsert that changes a
-value only leaves them alone (the index holds the key alone)."""
 
 
-def _shape_where(shape: KeyShape) -> str:
-    """The SQL condition of `shape` (literals, as a partial index's WHERE must be matched)."""
-    return f"length(k) = {shape.length} AND substr(k, {shape.at + 1}, 1) = x'{shape.byte:02x}'"
 
-
-def _shape_index_sql(shape: KeyShape, name: str) -> str:
-    return f"CREATE INDEX IF NOT EXISTS {name} ON kv (k) WHERE {_shape_where(shape)}"
 _STOP = object()
-
-
-def _map_error(exc: sqlite3.Error, path: str) -> KVError:
-    """Busy/locked after the busy timeout is a retryable conflict; everything else is an engine error."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return ConflictError(f"SQLite database {path} is busy: {exc}")
-    return EngineError(f"SQLite error on {path}: {exc}")
-
-
-class _Heavy(BaseException):
-    """An inline read body asked for more than `INLINE_ROWS` rows (or a lock): re-run it on a reader.
-    A BaseException so that a body's ``except Exception`` cannot swallow it."""
-
-
-class SqliteTx(TxWrites):
-    """One transaction on a worker's connection; valid only while its body runs in that worker."""
-
-    __slots__ = ("_conn", "_readonly", "_path", "_adds", "_inline", "_writes", "_deleted")
-
-    def __init__(self, conn: sqlite3.Connection, readonly: bool, path: str, inline: bool = False) -> None:
-        self._conn = conn
-        self._readonly = readonly
-        self._path = path
-        self._adds: dict[bytes, int] = {}
-        self._inline = inline
-        self._writes = 0
-        self._deleted: set[bytes] = set()
-        """Keys this transaction deleted and has not written since: deleting one again is a no-op (the
-        engine's blind deletes of a directory's JuiceFS statistics record come once per change of it)."""
-
-    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            if self._inline:
-                raise _Heavy from exc  # e.g. locked: the reader pool waits for it instead of the loop
-            raise _map_error(exc, self._path) from exc
-
-    def _exec(self, sql: str, args: Sequence[Any]) -> None:
-        self._writable("write")
-        if self._inline:
-            self._writes += 1
-            if self._writes > INLINE_ROWS:
-                raise _Heavy
-        try:
-            self._conn.execute(sql, args)
-        except sqlite3.Error as exc:
-            if self._inline:
-                raise _Heavy from exc
-            raise _map_error(exc, self._path) from exc
-
-    async def get(self, key: bytes) -> bytes | None:
-        rows = self._q("SELECT v FROM kv WHERE k = ?", (key,))
-        return rows[0][0] if rows else None
-
-    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        if self._inline and len(keys) > INLINE_ROWS:
-            raise _Heavy
-        found: dict[bytes, bytes] = {}
-        unique = list(dict.fromkeys(keys))
-        for i in range(0, len(unique), _IN_CHUNK):
-            part = unique[i : i + _IN_CHUNK]
-            marks = ",".join("?" * len(part))
-            found.update(self._q(f"SELECT k, v FROM kv WHERE k IN ({marks})", part))
-        return [found.get(k) for k in keys]
-
-    async def scan(
-        self, begin: bytes, end: bytes, *, limit: int | None = None, keys_only: bool = False
-    ) -> list[tuple[bytes, bytes]]:
-        n = -1 if limit is None else limit
-        if self._inline and not 0 <= n <= INLINE_ROWS:
-            # Inline, read at most INLINE_ROWS + 1 rows: a longer range goes to a worker.
-            n = INLINE_ROWS + 1
-            rows = self._q(
-                f"SELECT k{'' if keys_only else ', v'} FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?",
-                (begin, end, n),
-            )
-            if len(rows) == n:
-                raise _Heavy
-            return [(r[0], b"") for r in rows] if keys_only else [(r[0], r[1]) for r in rows]
-        if keys_only:
-            rows = self._q("SELECT k FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
-            return [(r[0], b"") for r in rows]
-        return [
-            (r[0], r[1])
-            for r in self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (begin, end, n))
-        ]
-
-    async def _page(self, cursor: bytes, end: bytes, n: int) -> list[tuple[bytes, bytes]]:
-        if self._inline:
-            raise _Heavy
-        return self._q("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", (cursor, end, n))
-
-    def scan_shaped_iter(
-        self, begin: bytes, end: bytes, shape: KeyShape, *, batch: int = 1024
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        """`ShapeScanningTx`: the pairs of [begin, end) whose key fits `shape`, filtered by SQLite — through
-        the partial index of `shape` when `SHAPE_INDEXES` has one (only those rows are visited), else by
-        a range scan that leaves the other rows in SQLite's C code."""
-        index = SHAPE_INDEXES.get(shape)
-        sql = (
-            f"SELECT k, v FROM kv {f'INDEXED BY {index}' if index else ''} WHERE {_shape_where(shape)}"
-            " AND k >= ? AND k < ? ORDER BY k LIMIT ?"
-        )
-
-        async def page(cursor: bytes, stop: bytes, n: int) -> list[tuple[bytes, bytes]]:
-            if self._inline:
-                raise _Heavy
-            return self._q(sql, (cursor, stop, n))
-
-        return paged_scan(page, begin, end, batch)
-
-    async def exists(self, begin: bytes, end: bytes) -> bool:
-        return bool(self._q("SELECT 1 FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)))
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self._exec(
-            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value)
-        )
-        if self._deleted:
-            self._deleted.discard(key)
-
-    def delete(self, key: bytes) -> None:
-        if key in self._deleted:
-            return
-        self._exec("DELETE FROM kv WHERE k = ?", (key,))
-        self._deleted.add(key)
-
-    def add(self, key: bytes, delta: int) -> None:
-        self._writable("add")
-        self._adds[key] = self._adds.get(key, 0) + delta
-
-    def apply_adds(self) -> None:
-        """Apply the buffered blind adds (called by the writer after the body returned): one statement for up
-        to `_ADDS_PER_STATEMENT` counters (a create adds to two), the sums made by SQLite (`_i64_add`)
-        instead of a read and a write from here."""
-        items = list(self._adds.items())
-        for i in range(0, len(items), _ADDS_PER_STATEMENT):
-            part = items[i : i + _ADDS_PER_STATEMENT]
-            args: list[bytes] = []
-            for key, delta in part:
-                args += (key, encode_i64(delta))
-            self._writes += len(part) - 1  # rows, for the inline limit: `_exec` counts the statement as one
-            self._exec(_ADD_SQL.get(len(part)) or _add_sql(len(part)), args)
-        if self._deleted:
-            self._deleted.difference_update(self._adds)
-
-
-def _add_sql(n: int) -> str:
-    """The statement adding to `n` counters (``jfs_i64_add`` on conflict)."""
-    rows = ", ".join(["(?, ?)"] * n)
-    return f"INSERT INTO kv (k, v) VALUES {rows} ON CONFLICT (k) DO UPDATE SET v = jfs_i64_add(v, excluded.v)"
-
-
-_ADDS_PER_STATEMENT = 256  # 512 parameters: far below SQLite's limit (32,766; 999 before 3.32)
-_ADD_SQL = {n: _add_sql(n) for n in range(1, 5)}
-
-
-def _i64_add(value: bytes | None, delta: bytes) -> bytes:
-    """SQL ``jfs_i64_add(v, delta)``: counter `v` plus `delta`, both in the port's counter encoding (8-byte
-    little-endian signed; a missing or longer value read as `decode_i64` reads it)."""
-    return encode_i64(decode_i64(value) + decode_i64(delta))
 
 
 def _drive(awaitable: Awaitable[T]) -> T:
@@ -388,6 +223,10 @@ class SqliteKV(RetryingKV):
         self._inline_on = os.environ.get("JFS_SQLITE_INLINE", "1") != "0"
         self._inline_writes = self._inline_on and os.environ.get("JFS_SQLITE_INLINE_WRITES", "1") != "0"
         self._queued = {True: 0, False: 0}  # bodies on the worker threads now: writers, readers
+        # The read bodies on the reader threads by issue number -> a future of their loop, done when they
+        # are: a later read waits for those issued before it, then runs inline (see `_run`).
+        self._reads_on_workers: dict[int, asyncio.Future[None]] = {}
+        self._issued = itertools.count()
         # WAL checkpoints on a thread of their own unless JFS_SQLITE_BG_CHECKPOINT=0 (ADR 0027).
         self._bg_checkpoint = os.environ.get("JFS_SQLITE_BG_CHECKPOINT", "1") != "0"
         self._commits = 0  # write transactions since the checkpointer was last woken
@@ -663,7 +502,10 @@ class SqliteKV(RetryingKV):
         """Run `body` inline on the event loop's thread when allowed and light, else on the workers."""
         writer = not readonly
         inline = self._inline_writes if writer else self._inline_on
-        if inline and not self._closed and not self._queued[writer]:
+        seq = next(self._issued)
+        if inline and readonly and self._reads_on_workers:
+            await self._after_earlier_reads(seq)
+        if inline and not self._closed and not (writer and self._queued[True]):
             conn = self._inline_connection()
             if conn is not None:
                 try:
@@ -673,8 +515,32 @@ class SqliteKV(RetryingKV):
                 except (_Heavy, ConflictError):  # a body's own ConflictError: retried with back-off below
                     pass
         run = self._body_runner(body, readonly)
-        q = self._writes if writer else self._reads
-        return await self._queue(writer, lambda: retrying(lambda: self._submit(q, run), max_retries, body))
+        w, r = self._writes, self._reads
+        if writer:
+            return await self._queue(True, lambda: retrying(lambda: self._submit(w, run), max_retries, body))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads_on_workers[seq] = done
+        try:
+            return await self._queue(False, lambda: retrying(lambda: self._submit(r, run), max_retries, body))
+        finally:
+            del self._reads_on_workers[seq]
+            done.set_result(None)
+
+    async def _after_earlier_reads(self, seq: int) -> None:
+        """Wait until no read body issued before `seq` on this loop is still on the reader threads.
+
+        Transactions complete in the order they were issued (callers adopt what a transaction returns: a
+        newer result overtaken by an older one would leave them with stale state), so a read issued while an
+        earlier one waits on the readers must not finish first. It waits for those earlier ones only and then
+        runs inline: joining the readers' queue instead kept every later read of a busy phase off the loop
+        for as long as new ones kept arriving (ADR 0097). Write bodies still join the writer's queue while
+        it holds any: there they commit as one batch, which a database locked by another process needs."""
+        loop = asyncio.get_running_loop()
+        while True:
+            earlier = [f for s, f in list(self._reads_on_workers.items()) if s < seq and f.get_loop() is loop]
+            if not earlier:
+                return
+            await asyncio.wait(earlier)
 
     async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
         """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
