@@ -46,13 +46,23 @@ FUSE_OPS = ("create", "write", "flush")
 
 def _jfs_counters(mnt: Path) -> dict[str, float]:
     """`s3_randrw.requests` of the mount's ``.stats`` plus the count and total seconds of the FUSE ops a small
-    file costs (``create``, ``write``, ``flush``: the time each spent in the mount)."""
+    file costs (``create``, ``write``, ``flush``: the time each spent in the mount). A JuiceFS mount's
+    ``.stats`` gives its object requests (and their seconds) and its metadata transactions under the same keys."""
     s = stats(mnt)
     out = requests(s)
     for op in FUSE_OPS:
         out[op] = s.get(f'jfs_fuse_ops_total{{method="{op}"}}', 0.0)
         out[f"{op}_s"] = s.get(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}}', 0.0)
+    if "juicefs_transaction_durations_histogram_seconds_count" in s:
+        out["txn"] = s["juicefs_transaction_durations_histogram_seconds_count"]
+        out["txn_s"] = s.get("juicefs_transaction_durations_histogram_seconds_sum", 0.0)
     return out
+
+
+def _mean_ms(s0: dict[str, float], s1: dict[str, float], key: str) -> float:
+    """Mean milliseconds of one `key` request (``PUT``, ``txn``) between two `_jfs_counters` readings."""
+    n = s1.get(key, 0.0) - s0.get(key, 0.0)
+    return (s1.get(f"{key}_s", 0.0) - s0.get(f"{key}_s", 0.0)) / n * 1e3 if n else float("nan")
 
 
 def write_files(d: Path, t: int, n: int, data: bytes) -> list[tuple[float, float, float]]:
@@ -166,7 +176,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
                      f"{args.pyspy}/{label}-{n}-{phase}.txt", "-d", "20"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
-            s0 = _jfs_counters(m.mnt) if cls is JfsMount else {}
+            s0 = _jfs_counters(m.mnt)
             r0 = be.counters() if isinstance(be, Redis) else {}
             w0 = proc_cpu(args.weed) if args.weed else None
             c0, t0 = proc_cpu(pid), time.time()
@@ -178,7 +188,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             t1 = time.time()
             c1 = proc_cpu(pid)
             w1 = proc_cpu(args.weed) if args.weed else None
-            s1 = _jfs_counters(m.mnt) if cls is JfsMount else {}
+            s1 = _jfs_counters(m.mnt)
             r1 = be.counters() if isinstance(be, Redis) else {}
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
@@ -189,13 +199,15 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             redis = {k: round((r1[k] - r0.get(k, 0)) / total, 2) for k in r1 if r1[k] != r0.get(k, 0)}
             lat = [statistics.median(x[i] for x in times) * 1e6 for i in range(3)] if times else []
             srv = (sum(w1) - sum(w0)) / total * 1e6 if w0 and w1 else float("nan")
+            put_ms, txn_ms = _mean_ms(s0, s1, "PUT"), _mean_ms(s0, s1, "txn")
             out[phase] = {"rate": total / (t1 - t0), "cpu_us": cpu / total * 1e6, "lat": lat, "srv_us": srv,
-                          "redis_rt": redis.get("round trips", float("nan")), "ops": ops}
+                          "redis_rt": redis.get("round trips", float("nan")), "ops": ops,
+                          "put_ms": put_ms, "txn_ms": txn_ms}
             extra_txt = f"  open/write/close µs {[round(x) for x in lat]}" if lat else ""
             print(f"{label:>8} #{n} rss {out['rss']:.1f} MiB  {phase:5} {total / (t1 - t0):7.0f} files/s  "
                   f"cpu {cpu / total * 1e6:6.0f} µs/file  SeaweedFS {srv:6.0f} µs/file{extra_txt}", flush=True)
             if delta:
-                print(f"{'':>8}    jfs per file {delta}; mean µs in the mount "
+                print(f"{'':>8}    per file {delta}; mean PUT {put_ms:.1f} ms, txn {txn_ms:.1f} ms; mean µs in the mount "
                       f"{ {k: round(v) for k, v in ops.items()} }", flush=True)
             if redis:
                 print(f"{'':>8}    redis per file {redis}", flush=True)
@@ -245,8 +257,8 @@ def main() -> None:
     print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB ({args.dirs} "
           f"directory), {args.pairs} rounds; median (min–max)")
     print("| build | write files/s | mount CPU µs/file | open µs | write µs | close µs | FLUSH in the mount µs |"
-          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written | PUT ms (mean) | txn ms (mean) |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for label, _ in builds:
         mine = [r for r in results if r["label"] == label]
         w = [r["write"] for r in mine]
@@ -257,7 +269,8 @@ def main() -> None:
         reads = _med([r["read"]["cpu_us"] for r in mine]) if not args.no_read else "-"
         print(f"| {label} | {_med([x['rate'] for x in w])} | {_med([x['cpu_us'] for x in w])} | "
               f"{lat[0]:,.0f} | {lat[1]:,.0f} | {lat[2]:,.0f} | {flush} | "
-              f"{statistics.median(rts):.1f} | {reads} | {_med([x['srv_us'] for x in w])} |")
+              f"{statistics.median(rts):.1f} | {reads} | {_med([x['srv_us'] for x in w])} | "
+              f"{statistics.median(x['put_ms'] for x in w):.1f} | {statistics.median(x['txn_ms'] for x in w):.1f} |")
 
 
 if __name__ == "__main__":
