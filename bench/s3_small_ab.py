@@ -53,9 +53,15 @@ def _jfs_counters(mnt: Path) -> dict[str, float]:
     for op in FUSE_OPS:
         out[op] = s.get(f'jfs_fuse_ops_total{{method="{op}"}}', 0.0)
         out[f"{op}_s"] = s.get(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}}', 0.0)
-    if "juicefs_transaction_durations_histogram_seconds_count" in s:
-        out["txn"] = s["juicefs_transaction_durations_histogram_seconds_count"]
+    if "juicefs_object_request_errors" in s:  # JuiceFS's flat `.stats`: label values joined to the names
+        for k in ("PUT", "GET", "HEAD", "DELETE"):
+            out[k] = s.get(f"juicefs_object_request_durations_histogram_seconds_{k}_total", 0.0)
+            out[f"{k}_s"] = s.get(f"juicefs_object_request_durations_histogram_seconds_{k}_sum", 0.0)
+        out["txn"] = s.get("juicefs_transaction_durations_histogram_seconds_total", 0.0)
         out["txn_s"] = s.get("juicefs_transaction_durations_histogram_seconds_sum", 0.0)
+        for op in FUSE_OPS:
+            out[op] = s.get(f"juicefs_fuse_ops_total_{op}", 0.0)
+            out[f"{op}_s"] = s.get(f"juicefs_fuse_ops_durations_seconds_{op}", 0.0)
     return out
 
 
@@ -219,6 +225,13 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
     return out
 
 
+def _gap(w: list[dict]) -> str:
+    """Median (min–max) over rounds of the mean FLUSH time in the mount minus the mean PUT time: what a
+    close waits for besides its block's upload (freeze, commit, the hops between them)."""
+    gaps = [x["ops"]["flush"] / 1e3 - x["put_ms"] for x in w if x["ops"].get("flush") and x["put_ms"] == x["put_ms"]]
+    return f"{statistics.median(gaps):.1f} ({min(gaps):.1f}–{max(gaps):.1f})" if gaps else "-"
+
+
 def _med(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
@@ -257,8 +270,9 @@ def main() -> None:
     print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB ({args.dirs} "
           f"directory), {args.pairs} rounds; median (min–max)")
     print("| build | write files/s | mount CPU µs/file | open µs | write µs | close µs | FLUSH in the mount µs |"
-          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written | PUT ms (mean) | txn ms (mean) |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written | PUT ms (mean) | txn ms (mean) |"
+          " FLUSH − PUT ms |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for label, _ in builds:
         mine = [r for r in results if r["label"] == label]
         w = [r["write"] for r in mine]
@@ -270,7 +284,15 @@ def main() -> None:
         print(f"| {label} | {_med([x['rate'] for x in w])} | {_med([x['cpu_us'] for x in w])} | "
               f"{lat[0]:,.0f} | {lat[1]:,.0f} | {lat[2]:,.0f} | {flush} | "
               f"{statistics.median(rts):.1f} | {reads} | {_med([x['srv_us'] for x in w])} | "
-              f"{statistics.median(x['put_ms'] for x in w):.1f} | {statistics.median(x['txn_ms'] for x in w):.1f} |")
+              f"{statistics.median(x['put_ms'] for x in w):.1f} | {statistics.median(x['txn_ms'] for x in w):.1f} | "
+              f"{_gap(w)} |")
+    if len(builds) > 1:  # each build's rate over the first's, round by round (the rounds share the machine's load)
+        first = [r["write"]["rate"] for r in results if r["label"] == builds[0][0]]
+        for label, _ in builds[1:]:
+            ratios = [a / b for a, b in zip(first, [r["write"]["rate"] for r in results if r["label"] == label],
+                                            strict=False)]
+            print(f"{builds[0][0]} / {label} write files/s by round: {[round(x, 2) for x in ratios]}, median "
+                  f"{statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
