@@ -3,7 +3,7 @@ side by side, alternating (issue 17; ADR 0049 for S3, ADR 0064 for the data side
 
 Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/jfs-bin --jfs new=.venv/bin/jfs \
             [--jfs juicefs=.venv/bin/juicefs] [--backend sqlite-s3|redis-file|sqlite-file] [--pairs 3]
-            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read]
+            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read] [--big-mib 128]
 
 A label starting with ``juicefs`` runs that binary as JuiceFS; any other is a jfs (a wrapper script that
 sets PYTHONPATH to another tree serves as a base build). One SeaweedFS (``sqlite-s3``) or redis-server
@@ -162,6 +162,10 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
     try:
         time.sleep(2)
         out["rss"] = rss_mib(pid)
+        if args.big_mib:  # compare.py's first workload: `juicefs bench` of big files only (it deletes them)
+            run([str(Path(sys.executable).parent / "juicefs"), "bench", str(m.mnt), "-p", str(args.threads),
+                 "--small-file-size", f"{args.kib}K", "--big-file-size", f"{args.big_mib}M",
+                 "--small-file-count", "0"], timeout=900)
         d = m.mnt / "small"
         d.mkdir()
         own_dirs = args.dirs == "per-writer"
@@ -246,6 +250,8 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=128)
     ap.add_argument("--pyspy", default="")
     ap.add_argument("--no-read", action="store_true")
+    ap.add_argument("--big-mib", type=int, default=0, help="first a `juicefs bench` of big files only (`threads` "
+                    "files of BIG_MIB MiB written, read, deleted), as compare.py's sequence")
     ap.add_argument("--dirs", choices=("shared", "per-writer"), default="shared",
                     help="one directory for all writers (juicefs bench) or one each (the kernel then does not "
                          "serialize their creates on one directory's lock)")
