@@ -3,7 +3,7 @@ side by side, alternating (issue 17; ADR 0049 for S3, ADR 0064 for the data side
 
 Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/jfs-bin --jfs new=.venv/bin/jfs \
             [--jfs juicefs=.venv/bin/juicefs] [--backend sqlite-s3|redis-file|sqlite-file] [--pairs 3]
-            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read] [--big-mib 128]
+            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read] [--big-mib 128 [--settle S]]
 
 A label starting with ``juicefs`` runs that binary as JuiceFS; any other is a jfs (a wrapper script that
 sets PYTHONPATH to another tree serves as a base build). One SeaweedFS (``sqlite-s3``) or redis-server
@@ -166,6 +166,14 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             run([str(Path(sys.executable).parent / "juicefs"), "bench", str(m.mnt), "-p", str(args.threads),
                  "--small-file-size", f"{args.kib}K", "--big-file-size", f"{args.big_mib}M",
                  "--small-file-count", "0"], timeout=900)
+            t_big, marks = time.monotonic(), []
+            while True:  # the big files' block DELETEs done so far, until --settle seconds have passed
+                marks.append((time.monotonic() - t_big, _jfs_counters(m.mnt)["DELETE"]))
+                if marks[-1][0] >= args.settle:
+                    break
+                time.sleep(0.25)
+            print(f"{label:>8} #{n} DELETEs done after the big files (s after, count): "
+                  f"{[(round(t, 2), int(c)) for t, c in marks[:: max(1, len(marks) // 8)] + marks[-1:]]}", flush=True)
         d = m.mnt / "small"
         d.mkdir()
         own_dirs = args.dirs == "per-writer"
@@ -250,6 +258,8 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=128)
     ap.add_argument("--pyspy", default="")
     ap.add_argument("--no-read", action="store_true")
+    ap.add_argument("--settle", type=float, default=0.0, help="with --big-mib: seconds between the big files "
+                    "and the small ones (the DELETEs done meanwhile are printed)")
     ap.add_argument("--big-mib", type=int, default=0, help="first a `juicefs bench` of big files only (`threads` "
                     "files of BIG_MIB MiB written, read, deleted), as compare.py's sequence")
     ap.add_argument("--dirs", choices=("shared", "per-writer"), default="shared",
