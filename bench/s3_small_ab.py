@@ -141,6 +141,8 @@ def backend(name: str) -> Iterator[object]:
 
 
 def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Namespace, n: int, db: int) -> dict:
+    binary, _, own_settle = binary.partition("@")  # PATH@SETTLE: this build's --settle
+    settle = float(own_settle) if own_settle else args.settle
     root = work / f"{label}-{n}"
     root.mkdir()
     cls = JuiceFSMount if label.lower().startswith("juicefs") else JfsMount
@@ -169,7 +171,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             t_big, marks = time.monotonic(), []
             while True:  # the big files' block DELETEs done so far, until --settle seconds have passed
                 marks.append((time.monotonic() - t_big, _jfs_counters(m.mnt)["DELETE"]))
-                if marks[-1][0] >= args.settle:
+                if marks[-1][0] >= settle:
                     break
                 time.sleep(0.25)
             print(f"{label:>8} #{n} DELETEs done after the big files (s after, count): "
@@ -250,7 +252,8 @@ def _med(values: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jfs", action="append", required=True, help="LABEL=PATH of a jfs (or juicefs*) binary")
+    ap.add_argument("--jfs", action="append", required=True, help="LABEL=PATH[@SETTLE] of a jfs (or juicefs*) "
+                    "binary; SETTLE overrides --settle for it")
     ap.add_argument("--backend", choices=BACKENDS, default="sqlite-s3")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--files", type=int, default=100)
