@@ -51,6 +51,8 @@ class LoggingProxy:
         self.srv.listen(128)
         self.port = self.srv.getsockname()[1]
         self.conns = 0
+        self.methods: dict[str, int] = {}
+        self.bytes = {"up": 0, "down": 0}
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _write(self, text: str) -> None:
@@ -71,7 +73,12 @@ class LoggingProxy:
         try:
             while data := src.recv(1 << 20):
                 line = data.split(b"\r\n", 1)[0]
+                with self.lock:
+                    self.bytes["up" if requests else "down"] += len(data)
                 if requests and line.split(b" ", 1)[0] in METHODS and line.endswith(b"HTTP/1.1"):
+                    method = line.split(b" ", 1)[0].decode()
+                    with self.lock:
+                        self.methods[method] = self.methods.get(method, 0) + 1
                     end = data.find(b"\r\n\r\n")
                     head = data[: end if end >= 0 else 400].decode("latin1")
                     self._write(f"--- conn {conn} t={time.time():.4f} segment={len(data)}\n{head}\n")
@@ -84,19 +91,26 @@ class LoggingProxy:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
 
+    def snapshot(self) -> dict[str, int]:
+        """Requests by method and bytes each way so far (the request heads' method seen in a segment's start;
+        a request split across segments is counted once, on its first)."""
+        with self.lock:
+            return {**self.methods, **{f"bytes {k}": v for k, v in self.bytes.items()}, "log": self.log.tell()}
+
     def stop(self) -> None:
         self.srv.close()
         self.log.close()
 
 
-def summarize(log_path: Path) -> str:
-    """Connections, block PUTs in flight (mean over the span of the block PUTs, peak) and their latency."""
+def summarize(log_path: Path, start: int = 0) -> str:
+    """Connections, block PUTs in flight (mean over the span of the block PUTs, peak) and their latency; of
+    the log from character `start` on."""
     starts: dict[int, float] = {}
     events: list[tuple[float, int]] = []
     latencies: list[float] = []
     first_put = ""
     pending: tuple[int, float] | None = None
-    text = log_path.read_text()
+    text = log_path.read_text()[start:]
     for block in re.split(r"(?m)^(?=--- |<<< )", text):
         m = re.match(r"--- conn (\d+) t=([\d.]+)", block)
         if m:
@@ -127,12 +141,41 @@ def summarize(log_path: Path) -> str:
             f"max {max(latencies) * 1e3:.0f} ms\n  first block PUT:\n{head}")
 
 
+def small_files(mnt: Path, proxy: LoggingProxy, n: int, data: bytes) -> tuple[dict, dict, float, list[float]]:
+    """4 writers x `n` files of `data` in one new directory; the proxy's counters before and after (after a
+    second's pause for anything the closes left in flight), the seconds, the close() latencies."""
+    d = mnt / "smalls"
+    d.mkdir()
+    closes: list[float] = []
+
+    def writer(t: int) -> None:
+        for i in range(n):
+            fd = os.open(d / f"f.{t}.{i}", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+            os.write(fd, data)
+            c0 = time.perf_counter()
+            os.close(fd)
+            closes.append(time.perf_counter() - c0)
+
+    before = proxy.snapshot()
+    t0 = time.time()
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    secs = time.time() - t0
+    time.sleep(1)
+    return before, proxy.snapshot(), secs, closes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jfs", action="append", default=[], help="LABEL=PATH (a label starting with 'juicefs' "
                     "mounts JuiceFS); default: this tree's jfs and JuiceFS")
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--out", default="")
+    ap.add_argument("--small", type=int, default=0, help="then 4 writers x SMALL files of 128 KiB (open, one "
+                    "write, close, as `juicefs bench`), requests and bytes per file counted over them alone")
     args = ap.parse_args()
     venv = Path(sys.executable).parent
     builds = [tuple(x.split("=", 1)) for x in args.jfs] or [("jfs", str(venv / "jfs")), ("juicefs", str(venv / "juicefs"))]
@@ -167,11 +210,20 @@ def main() -> None:
                     t3 = time.time()
                     (m.mnt / "small").write_bytes(buf[: 128 << 10])
                     time.sleep(1)
+                    if args.small:
+                        small = small_files(m.mnt, proxy, args.small, buf[: 128 << 10])
                 finally:
                     m.unmount()
                     proxy.stop()
                 print(f"{label}: writes {t1 - t0:.2f} s, fsync {t2 - t1:.2f} s, close {t3 - t2:.2f} s; "
                       f"{summarize(log_path)}", flush=True)
+                if args.small:
+                    before, after, secs, closes = small
+                    n = 4 * args.small
+                    per = {k: round((after[k] - before.get(k, 0)) / n, 2) for k in after if k != "log"}
+                    print(f"{label}: small files {n} in {secs:.2f} s, per file {per}; close median "
+                          f"{statistics.median(closes) * 1e3:.1f} ms; "
+                          f"{summarize(log_path, before['log']).split(chr(10))[0]}", flush=True)
     finally:
         run(["rm", "-rf", str(work)], timeout=120, check=False)
 

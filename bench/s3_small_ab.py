@@ -3,7 +3,7 @@ side by side, alternating (issue 17; ADR 0049 for S3, ADR 0064 for the data side
 
 Usage:  .venv/bin/python bench/s3_small_ab.py --jfs base=/tmp/base/jfs-bin --jfs new=.venv/bin/jfs \
             [--jfs juicefs=.venv/bin/juicefs] [--backend sqlite-s3|redis-file|sqlite-file] [--pairs 3]
-            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read]
+            [--files 100] [--threads 4] [--kib 128] [--pyspy DIR] [--no-read] [--big-mib 128 [--settle S]]
 
 A label starting with ``juicefs`` runs that binary as JuiceFS; any other is a jfs (a wrapper script that
 sets PYTHONPATH to another tree serves as a base build). One SeaweedFS (``sqlite-s3``) or redis-server
@@ -46,13 +46,29 @@ FUSE_OPS = ("create", "write", "flush")
 
 def _jfs_counters(mnt: Path) -> dict[str, float]:
     """`s3_randrw.requests` of the mount's ``.stats`` plus the count and total seconds of the FUSE ops a small
-    file costs (``create``, ``write``, ``flush``: the time each spent in the mount)."""
+    file costs (``create``, ``write``, ``flush``: the time each spent in the mount). A JuiceFS mount's
+    ``.stats`` gives its object requests (and their seconds) and its metadata transactions under the same keys."""
     s = stats(mnt)
     out = requests(s)
     for op in FUSE_OPS:
         out[op] = s.get(f'jfs_fuse_ops_total{{method="{op}"}}', 0.0)
         out[f"{op}_s"] = s.get(f'jfs_fuse_ops_durations_seconds_sum{{method="{op}"}}', 0.0)
+    if "juicefs_object_request_errors" in s:  # JuiceFS's flat `.stats`: label values joined to the names
+        for k in ("PUT", "GET", "HEAD", "DELETE"):
+            out[k] = s.get(f"juicefs_object_request_durations_histogram_seconds_{k}_total", 0.0)
+            out[f"{k}_s"] = s.get(f"juicefs_object_request_durations_histogram_seconds_{k}_sum", 0.0)
+        out["txn"] = s.get("juicefs_transaction_durations_histogram_seconds_total", 0.0)
+        out["txn_s"] = s.get("juicefs_transaction_durations_histogram_seconds_sum", 0.0)
+        for op in FUSE_OPS:
+            out[op] = s.get(f"juicefs_fuse_ops_total_{op}", 0.0)
+            out[f"{op}_s"] = s.get(f"juicefs_fuse_ops_durations_seconds_{op}", 0.0)
     return out
+
+
+def _mean_ms(s0: dict[str, float], s1: dict[str, float], key: str) -> float:
+    """Mean milliseconds of one `key` request (``PUT``, ``txn``) between two `_jfs_counters` readings."""
+    n = s1.get(key, 0.0) - s0.get(key, 0.0)
+    return (s1.get(f"{key}_s", 0.0) - s0.get(f"{key}_s", 0.0)) / n * 1e3 if n else float("nan")
 
 
 def write_files(d: Path, t: int, n: int, data: bytes) -> list[tuple[float, float, float]]:
@@ -125,6 +141,8 @@ def backend(name: str) -> Iterator[object]:
 
 
 def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Namespace, n: int, db: int) -> dict:
+    binary, _, own_settle = binary.partition("@")  # PATH@SETTLE: this build's --settle
+    settle = float(own_settle) if own_settle else args.settle
     root = work / f"{label}-{n}"
     root.mkdir()
     cls = JuiceFSMount if label.lower().startswith("juicefs") else JfsMount
@@ -146,6 +164,18 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
     try:
         time.sleep(2)
         out["rss"] = rss_mib(pid)
+        if args.big_mib:  # compare.py's first workload: `juicefs bench` of big files only (it deletes them)
+            run([str(Path(sys.executable).parent / "juicefs"), "bench", str(m.mnt), "-p", str(args.threads),
+                 "--small-file-size", f"{args.kib}K", "--big-file-size", f"{args.big_mib}M",
+                 "--small-file-count", "0"], timeout=900)
+            t_big, marks = time.monotonic(), []
+            while True:  # the big files' block DELETEs done so far, until --settle seconds have passed
+                marks.append((time.monotonic() - t_big, _jfs_counters(m.mnt)["DELETE"]))
+                if marks[-1][0] >= settle:
+                    break
+                time.sleep(0.25)
+            print(f"{label:>8} #{n} DELETEs done after the big files (s after, count): "
+                  f"{[(round(t, 2), int(c)) for t, c in marks[:: max(1, len(marks) // 8)] + marks[-1:]]}", flush=True)
         d = m.mnt / "small"
         d.mkdir()
         own_dirs = args.dirs == "per-writer"
@@ -166,7 +196,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
                      f"{args.pyspy}/{label}-{n}-{phase}.txt", "-d", "20"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
-            s0 = _jfs_counters(m.mnt) if cls is JfsMount else {}
+            s0 = _jfs_counters(m.mnt)
             r0 = be.counters() if isinstance(be, Redis) else {}
             w0 = proc_cpu(args.weed) if args.weed else None
             c0, t0 = proc_cpu(pid), time.time()
@@ -178,7 +208,7 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             t1 = time.time()
             c1 = proc_cpu(pid)
             w1 = proc_cpu(args.weed) if args.weed else None
-            s1 = _jfs_counters(m.mnt) if cls is JfsMount else {}
+            s1 = _jfs_counters(m.mnt)
             r1 = be.counters() if isinstance(be, Redis) else {}
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
@@ -189,13 +219,15 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
             redis = {k: round((r1[k] - r0.get(k, 0)) / total, 2) for k in r1 if r1[k] != r0.get(k, 0)}
             lat = [statistics.median(x[i] for x in times) * 1e6 for i in range(3)] if times else []
             srv = (sum(w1) - sum(w0)) / total * 1e6 if w0 and w1 else float("nan")
+            put_ms, txn_ms = _mean_ms(s0, s1, "PUT"), _mean_ms(s0, s1, "txn")
             out[phase] = {"rate": total / (t1 - t0), "cpu_us": cpu / total * 1e6, "lat": lat, "srv_us": srv,
-                          "redis_rt": redis.get("round trips", float("nan")), "ops": ops}
+                          "redis_rt": redis.get("round trips", float("nan")), "ops": ops,
+                          "put_ms": put_ms, "txn_ms": txn_ms}
             extra_txt = f"  open/write/close µs {[round(x) for x in lat]}" if lat else ""
             print(f"{label:>8} #{n} rss {out['rss']:.1f} MiB  {phase:5} {total / (t1 - t0):7.0f} files/s  "
                   f"cpu {cpu / total * 1e6:6.0f} µs/file  SeaweedFS {srv:6.0f} µs/file{extra_txt}", flush=True)
             if delta:
-                print(f"{'':>8}    jfs per file {delta}; mean µs in the mount "
+                print(f"{'':>8}    per file {delta}; mean PUT {put_ms:.1f} ms, txn {txn_ms:.1f} ms; mean µs in the mount "
                       f"{ {k: round(v) for k, v in ops.items()} }", flush=True)
             if redis:
                 print(f"{'':>8}    redis per file {redis}", flush=True)
@@ -207,13 +239,21 @@ def one_run(label: str, binary: str, be: object, work: Path, args: argparse.Name
     return out
 
 
+def _gap(w: list[dict]) -> str:
+    """Median (min–max) over rounds of the mean FLUSH time in the mount minus the mean PUT time: what a
+    close waits for besides its block's upload (freeze, commit, the hops between them)."""
+    gaps = [x["ops"]["flush"] / 1e3 - x["put_ms"] for x in w if x["ops"].get("flush") and x["put_ms"] == x["put_ms"]]
+    return f"{statistics.median(gaps):.1f} ({min(gaps):.1f}–{max(gaps):.1f})" if gaps else "-"
+
+
 def _med(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jfs", action="append", required=True, help="LABEL=PATH of a jfs (or juicefs*) binary")
+    ap.add_argument("--jfs", action="append", required=True, help="LABEL=PATH[@SETTLE] of a jfs (or juicefs*) "
+                    "binary; SETTLE overrides --settle for it")
     ap.add_argument("--backend", choices=BACKENDS, default="sqlite-s3")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--files", type=int, default=100)
@@ -221,6 +261,10 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=128)
     ap.add_argument("--pyspy", default="")
     ap.add_argument("--no-read", action="store_true")
+    ap.add_argument("--settle", type=float, default=0.0, help="with --big-mib: seconds between the big files "
+                    "and the small ones (the DELETEs done meanwhile are printed)")
+    ap.add_argument("--big-mib", type=int, default=0, help="first a `juicefs bench` of big files only (`threads` "
+                    "files of BIG_MIB MiB written, read, deleted), as compare.py's sequence")
     ap.add_argument("--dirs", choices=("shared", "per-writer"), default="shared",
                     help="one directory for all writers (juicefs bench) or one each (the kernel then does not "
                          "serialize their creates on one directory's lock)")
@@ -245,8 +289,9 @@ def main() -> None:
     print(f"\n{args.backend}, {args.threads} writers x {args.files} files of {args.kib} KiB ({args.dirs} "
           f"directory), {args.pairs} rounds; median (min–max)")
     print("| build | write files/s | mount CPU µs/file | open µs | write µs | close µs | FLUSH in the mount µs |"
-          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          " Redis round trips/file | read CPU µs/file | SeaweedFS CPU µs/file written | PUT ms (mean) | txn ms (mean) |"
+          " FLUSH − PUT ms |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for label, _ in builds:
         mine = [r for r in results if r["label"] == label]
         w = [r["write"] for r in mine]
@@ -257,7 +302,16 @@ def main() -> None:
         reads = _med([r["read"]["cpu_us"] for r in mine]) if not args.no_read else "-"
         print(f"| {label} | {_med([x['rate'] for x in w])} | {_med([x['cpu_us'] for x in w])} | "
               f"{lat[0]:,.0f} | {lat[1]:,.0f} | {lat[2]:,.0f} | {flush} | "
-              f"{statistics.median(rts):.1f} | {reads} | {_med([x['srv_us'] for x in w])} |")
+              f"{statistics.median(rts):.1f} | {reads} | {_med([x['srv_us'] for x in w])} | "
+              f"{statistics.median(x['put_ms'] for x in w):.1f} | {statistics.median(x['txn_ms'] for x in w):.1f} | "
+              f"{_gap(w)} |")
+    if len(builds) > 1:  # each build's rate over the first's, round by round (the rounds share the machine's load)
+        first = [r["write"]["rate"] for r in results if r["label"] == builds[0][0]]
+        for label, _ in builds[1:]:
+            ratios = [a / b for a, b in zip(first, [r["write"]["rate"] for r in results if r["label"] == label],
+                                            strict=False)]
+            print(f"{builds[0][0]} / {label} write files/s by round: {[round(x, 2) for x in ratios]}, median "
+                  f"{statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
