@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jfs.adapters.kv import sqlite as sqlite_kv
+from jfs.adapters.kv import sqlite_tx
 from jfs.adapters.kv.registry import open_kv
 from jfs.ports.kv import Tx
 
@@ -30,7 +31,7 @@ async def test_light_bodies_run_inline_heavy_ones_on_workers(tmp_path: Path) -> 
 
     async def put_many(tx: Tx) -> None:
         threads.append(threading.current_thread().name)
-        for i in range(sqlite_kv.INLINE_ROWS + 10):  # too many writes for inline: rolled back, re-run
+        for i in range(sqlite_tx.INLINE_ROWS + 10):  # too many writes for inline: rolled back, re-run
             tx.put(b"k%06d" % i, b"v")
 
     async def put_one(tx: Tx) -> None:
@@ -48,7 +49,7 @@ async def test_light_bodies_run_inline_heavy_ones_on_workers(tmp_path: Path) -> 
         await kv.txn(put_one)
         assert threads == [threading.current_thread().name]
         threads.clear()
-        assert await kv.read(scan_all) == sqlite_kv.INLINE_ROWS + 10
+        assert await kv.read(scan_all) == sqlite_tx.INLINE_ROWS + 10
         assert threads[-1].startswith("jfs-sqlite-reader")
     finally:
         await kv.close()
@@ -125,7 +126,7 @@ async def test_a_read_issued_behind_one_on_the_readers_finishes_after_it_then_ru
 
     async def heavy(tx: Tx) -> None:
         where["heavy"] = threading.current_thread().name
-        await tx.get_many([b"k%d" % i for i in range(sqlite_kv.INLINE_ROWS + 1)])
+        await tx.get_many([b"k%d" % i for i in range(sqlite_tx.INLINE_ROWS + 1)])
         finished.append("heavy")
 
     def light(name: str):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jfs.adapters.kv import sqlite as sqlite_kv
+from jfs.adapters.kv import sqlite_tx
 from jfs.adapters.kv.registry import open_kv
 from jfs.app.meta.chunk_scan import CHUNK_SHAPE, chunks_in
 from jfs.domain import keys
@@ -69,13 +70,13 @@ async def test_chunk_records_come_through_the_partial_index(tmp_path: Path) -> N
         await kv.close()
     check = sqlite3.connect(db)
     plan = check.execute(
-        f"EXPLAIN QUERY PLAN SELECT k, v FROM kv WHERE {sqlite_kv._shape_where(CHUNK_SHAPE)} AND k >= ? AND k < ?",
+        f"EXPLAIN QUERY PLAN SELECT k, v FROM kv WHERE {sqlite_tx._shape_where(CHUNK_SHAPE)} AND k >= ? AND k < ?",
         (b"A", b"B"),
     ).fetchall()
     assert "kv_chunk_keys" in str(plan)
     assert [r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["kv"]
     check.close()
-    assert CHUNK_SHAPE in sqlite_kv.SHAPE_INDEXES
+    assert CHUNK_SHAPE in sqlite_tx.SHAPE_INDEXES
 
 
 async def test_reads_and_writes_of_a_thread_share_one_connection(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jfs.adapters.kv import sqlite as sqlite_kv
+from jfs.adapters.kv import sqlite_tx
 from jfs.adapters.kv.registry import open_kv
 from jfs.domain.records import decode_i64, encode_i64
 from jfs.ports.kv import EngineError, Tx
@@ -24,10 +24,10 @@ def inline(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 def test_i64_add_reads_values_as_decode_i64() -> None:
-    assert sqlite_kv._i64_add(None, encode_i64(5)) == encode_i64(5)
-    assert sqlite_kv._i64_add(encode_i64(7), encode_i64(-9)) == encode_i64(-2)
-    assert sqlite_kv._i64_add(encode_i64(3) + b"extra", encode_i64(1)) == encode_i64(4)  # first 8 bytes
-    assert sqlite_kv._i64_add(b"", encode_i64(2)) == encode_i64(2)
+    assert sqlite_tx._i64_add(None, encode_i64(5)) == encode_i64(5)
+    assert sqlite_tx._i64_add(encode_i64(7), encode_i64(-9)) == encode_i64(-2)
+    assert sqlite_tx._i64_add(encode_i64(3) + b"extra", encode_i64(1)) == encode_i64(4)  # first 8 bytes
+    assert sqlite_tx._i64_add(b"", encode_i64(2)) == encode_i64(2)
 
 
 @pytest.mark.asyncio
@@ -90,7 +90,7 @@ async def test_a_key_deleted_twice_in_a_transaction_is_deleted_once(tmp_path: Pa
     statements: list[str] = []
     conn = sqlite3.connect(path)
     conn.set_trace_callback(statements.append)
-    tx = sqlite_kv.SqliteTx(conn, False, str(path))
+    tx = sqlite_tx.SqliteTx(conn, False, str(path))
     tx.delete(b"x")
     tx.delete(b"x")
     assert sum(s.startswith("DELETE") for s in statements) == 1

@@ -67,16 +67,7 @@ from jfs.ports.kv import DEFAULT_MAX_RETRIES, ConflictError, EngineError, Engine
 
 from .base import RetryingKV, retrying
 from .registry import BadMetaURL
-from .sqlite_tx import (  # noqa: F401  (INLINE_ROWS, SqliteTx, _i64_add, _shape_where: part of this module's face)
-    INLINE_ROWS,
-    SHAPE_INDEXES,
-    SqliteTx,
-    _Heavy,
-    _i64_add,
-    _map_error,
-    _shape_index_sql,
-    _shape_where,
-)
+from .sqlite_tx import SHAPE_INDEXES, SqliteTx, _Heavy, _i64_add, _map_error, _shape_index_sql
 from .sqlite_url import parse_sqlite_url
 
 T = TypeVar("T")
@@ -502,7 +493,7 @@ class SqliteKV(RetryingKV):
         """Run `body` inline on the event loop's thread when allowed and light, else on the workers."""
         writer = not readonly
         inline = self._inline_writes if writer else self._inline_on
-        seq = next(self._issued)
+        seq = next(self._issued) if readonly else -1
         if inline and readonly and self._reads_on_workers:
             await self._after_earlier_reads(seq)
         if inline and not self._closed and not (writer and self._queued[True]):
@@ -515,13 +506,17 @@ class SqliteKV(RetryingKV):
                 except (_Heavy, ConflictError):  # a body's own ConflictError: retried with back-off below
                     pass
         run = self._body_runner(body, readonly)
-        w, r = self._writes, self._reads
+        q = self._writes if writer else self._reads
+
+        def job() -> Awaitable[T]:
+            return retrying(lambda: self._submit(q, run), max_retries, body)
+
         if writer:
-            return await self._queue(True, lambda: retrying(lambda: self._submit(w, run), max_retries, body))
+            return await self._queue(True, job)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reads_on_workers[seq] = done
         try:
-            return await self._queue(False, lambda: retrying(lambda: self._submit(r, run), max_retries, body))
+            return await self._queue(False, job)
         finally:
             del self._reads_on_workers[seq]
             done.set_result(None)
@@ -543,10 +538,8 @@ class SqliteKV(RetryingKV):
             await asyncio.wait(earlier)
 
     async def _queue(self, writer: bool, job: Callable[[], Awaitable[T]]) -> T:
-        """Run `job` on the workers; while any is queued there, bodies of that kind do not run inline, so
-        that they complete in the order they were issued (an inline body finishing before an earlier
-        queued one would hand its caller newer state first, then the older one: callers that adopt what a
-        transaction returns, like a file's attributes, would end up with the older)."""
+        """Run `job` on the workers, counted in `_queued`: while a write is counted, new writes do not run
+        inline (they join the writer's queue, see `_run`); reads are ordered by `_reads_on_workers`."""
         self._queued[writer] += 1
         try:
             return await job()
