@@ -21,15 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comparison.harness import JfsMount, JuiceFSMount, run  # noqa: E402
-from s3_randrw import stats  # noqa: E402
+from s3_small_ab import _jfs_counters  # noqa: E402
 
 from jfs.testing.seaweed import seaweed_s3  # noqa: E402
 
 
 def deletes(mnt: Path) -> int:
-    s = stats(mnt)
-    return int(s.get('jfs_object_request_durations_histogram_seconds_count{method="DELETE"}',
-                     s.get("juicefs_object_request_durations_histogram_seconds_DELETE_total", 0)))
+    """The DELETE requests the mount has sent (jfs's or JuiceFS's ``.stats``)."""
+    return int(_jfs_counters(mnt).get("DELETE", 0))
 
 
 def main() -> None:
