@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from jfs.adapters.kv.registry import open_kv
 from jfs.adapters.objects.memory import MemoryStore
 from jfs.app.data.cache import DiskCache, MemoryCache, entry_size
+from jfs.domain import keys
 from jfs.domain.chunks import block_key
 from jfs.ports.objects import ObjectStore
 from jfs.testing.data_harness import DataVolume
@@ -293,3 +295,56 @@ async def test_big_written_entries_go_around_the_page_cache_small_and_read_ones_
     assert await cache.get(kb) == big and await cache.get(ks) == small
     assert await cache.get(kb, 4095, 9000) == big[4095:13095]
     await cache.close()
+
+
+def _block_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*_*_*") if p.is_file()]
+
+
+async def test_an_unlinked_files_objects_are_deleted_without_waiting_for_its_cache_files(tmp_path: Path) -> None:
+    """The blocks of a deleted file leave the object store while its cached copies' files are still being
+    unlinked (that took ~2 ms a 4 MiB block and held every DELETE back, ADR 0100); the cache forgets the
+    entries at once, and the slice's pending record goes once both are done."""
+    store = MemoryStore(f"cache-{uuid.uuid4().hex}")
+
+    async def opener() -> ObjectStore:
+        return store
+
+    vol = await DataVolume.create(await open_kv("memory://"), opener, cache_dir=str(tmp_path),
+                                  cache_full_writes=True, cache_small_writes=True)
+    unlinking, go = threading.Event(), threading.Event()
+    try:
+        ino = await vol.write_new_file(b"doomed", os.urandom(300_000))  # 5 blocks of 64 KiB
+        await vol.meta.close_file(ino)  # (the create's open: the unlink then deletes the file)
+        disk = vol.dp.disk
+        assert disk is not None
+        await disk.drain()
+        assert len(disk) == 5
+        blocks = [k for k in store._objects if k.startswith(f"{vol.meta.settings.name}/chunks/")]
+        assert len(blocks) == 5
+        unlink_many = disk._unlink_many
+
+        def slow_unlink_many(paths: list[str]) -> None:  # (in the cache's thread)
+            unlinking.set()
+            go.wait(10)
+            unlink_many(paths)
+
+        disk._unlink_many = slow_unlink_many  # type: ignore[method-assign]
+        await vol.meta.unlink(1, b"doomed")
+        assert await asyncio.to_thread(unlinking.wait, 5)
+        for _ in range(100):
+            if not any(k in store._objects for k in blocks):
+                break
+            await asyncio.sleep(0.01)
+        assert not any(k in store._objects for k in blocks)  # gone while the cache files are not
+        assert len(disk) == 0  # no reader can find the entries any more
+        assert _block_files(tmp_path)
+        go.set()
+        await vol.meta.drain()
+        await vol.dp.drain()
+        assert not _block_files(tmp_path)
+        pending = await vol.meta.kv.read(lambda tx: tx.scan(keys.SLICE_REF_PREFIX, keys.prefix_end(keys.SLICE_REF_PREFIX)))
+        assert pending == []  # no slice left pending for gc
+    finally:
+        go.set()
+        await vol.close()
