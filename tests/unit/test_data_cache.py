@@ -303,7 +303,7 @@ def _block_files(root: Path) -> list[Path]:
 
 async def test_an_unlinked_files_objects_are_deleted_without_waiting_for_its_cache_files(tmp_path: Path) -> None:
     """The blocks of a deleted file leave the object store while its cached copies' files are still being
-    unlinked (that took ~2 ms a 4 MiB block and held every DELETE back, ADR 0100); the cache forgets the
+    unlinked (that took ~1 ms a 4 MiB block and held every DELETE back, ADR 0100); the cache forgets the
     entries at once, and the slice's pending record goes once both are done."""
     store = MemoryStore(f"cache-{uuid.uuid4().hex}")
 

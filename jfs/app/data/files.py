@@ -422,7 +422,7 @@ class DataPath:
     async def _delete_slices(self, slices: list[tuple[int, int]]) -> None:
         async def one(slice_id: int, size: int) -> None:
             # The objects' deletion does not wait for the cached copies' files to go: the caches forget the
-            # blocks before their first await, and unlinking a cached 4 MiB block costs ~2 ms (ADR 0100).
+            # blocks before their first await, and unlinking a cached 4 MiB block file costs ~1 ms (ADR 0100).
             await asyncio.gather(self.fetcher.forget(slice_id, size), self.blocks.delete_slice(slice_id, size))
 
         results = await asyncio.gather(*(one(sid, size) for sid, size in slices), return_exceptions=True)
