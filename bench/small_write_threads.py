@@ -56,7 +56,7 @@ def thread_names(pid: int) -> dict[str, str]:
     dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60).stdout
     names = {}
     for m in re.finditer(r"^Thread (\d+) \(\w+\)(?:: \"([^\"]+)\")?", dump, re.MULTILINE):
-        names[m.group(1)] = (m.group(2) or "?").rstrip("0123456789_")
+        names[m.group(1)] = re.sub(r"_\d+$", "", m.group(2) or "?")  # one row per pool
     return names
 
 
