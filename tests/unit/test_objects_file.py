@@ -361,22 +361,22 @@ async def test_a_small_put_is_written_without_a_thread_hop(store: FileStore, mon
     assert await store.get("t/small") == b"s" * 4096
 
 
-async def test_up_to_64_kib_is_put_inline_and_a_128_kib_block_in_the_pool(
+async def test_up_to_128_kib_is_put_inline_and_a_bigger_block_in_the_pool(
     store: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The inline bound stays at 64 KiB (ADR 0064): a small file of `juicefs bench` (128 KiB, one block) is
-    stored by the store's threads, so that the mount's loop answers the creates the kernel serializes per
-    directory meanwhile; all are stored whole."""
+    """The inline bound is 128 KiB (ADR 0101): a small file of `juicefs bench` (128 KiB, one block) is stored
+    on the caller's thread, a bigger block by the store's threads; all are stored whole."""
     threads = _spy_put_threads(monkeypatch)
-    edge, small = os.urandom(file_mod.INLINE_PUT_MAX), os.urandom(128 << 10)
+    edge, bigger = os.urandom(file_mod.INLINE_PUT_MAX), os.urandom(file_mod.INLINE_PUT_MAX + 1)
+    assert len(edge) == 128 << 10
     n = file_mod.TEMP_POOL_START + 2  # also once the pool of unnamed temp files is in use
     for i in range(n):
         await store.put(f"t/edge{i}", edge)
-    await store.put("t/small", small)
+    await store.put("t/bigger", bigger)
     here = threading.current_thread().name
     assert threads[:-1] == [here] * n and threads[-1].startswith("jfs-file")
     assert [await store.get(f"t/edge{i}") for i in range(n)] == [edge] * n
-    assert await store.get("t/small") == small
+    assert await store.get("t/bigger") == bigger
 
 
 async def test_slow_inline_puts_go_back_to_the_threads(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:

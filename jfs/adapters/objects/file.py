@@ -35,7 +35,7 @@ path alone, for the FUSE read loop, and `warm` asks the kernel to read an object
 such reads (ADR 0065); `get_pooled` reads a whole block into a recycled buffer of `file_blocks` (with
 ``O_DIRECT`` when it is not in the page cache) and returns a read-only view of it (ADR 0070). A whole-object
 `get` never tries it: for a big cold object the open alone could block the caller on the disk. A small
-`put` without fsync (at most `INLINE_PUT_MAX` bytes: a 4 KiB file's block) is written on the caller's thread
+`put` without fsync (at most `INLINE_PUT_MAX` bytes: a small file's block) is written on the caller's thread
 too, unless most of the recent ones were slow (`INLINE_PUT_SLOW`). A missing bucket directory makes every operation fail with ObjectStoreUnavailable until `create_bucket` makes it.
 """
 
@@ -74,12 +74,12 @@ TMP_PREFIX = ".jfs-tmp."
 PAGE = 1000
 COPY_BYTES = 1 << 20  # `put_file`'s copy buffer
 NOWAIT_MAX = 256 * 1024  # largest ranged get tried on the caller's thread
-INLINE_PUT_MAX = 64 * 1024
+INLINE_PUT_MAX = 128 * 1024
 """Largest `put` done on the caller's thread (no fsync asked): a few system calls into the page cache cost
-less than the two thread hops of the pool. Not raised to 128 KiB (ADR 0064, measured on a loaded machine):
-a 128 KiB file's close then took 0.8 instead of 1.5 ms, but the other writers' LOOKUP + CREATE — which the
-kernel runs one at a time per directory — waited longer while the loop wrote the blocks, and ``juicefs
-bench``'s small-file write (4 writers, one directory) fell from 324 to 172 files/s on SQLite + file."""
+less than the two thread hops of the pool. 128 KiB, so that a small file of `juicefs bench` (one 128 KiB
+block) is stored without a hop (ADR 0101: on a quiet machine +22 % files/s and −30 % mount CPU per file on
+SQLite + file, +8 % and −22 % on Redis + file; ADR 0064 had kept 64 KiB after a run on a loaded machine).
+Slow inline puts still send the next ones to the pool (`INLINE_PUT_SLOW`)."""
 _now = time.monotonic
 INLINE_PUT_SLOW = 0.002
 INLINE_PUT_WINDOW = 8
