@@ -47,11 +47,7 @@ def main() -> None:
                 for label, binary, cls in builds:
                     root = work / f"{label}-{n}"
                     root.mkdir()
-                    bucket = f"ud-{label}-{n}"
-                    s3.client().create_bucket(Bucket=bucket)
-                    m = cls(label, binary, f"sqlite3://{root / 'meta.db'}", [
-                        "--storage", "s3", "--bucket", f"{s3.endpoint}/{bucket}",
-                        "--access-key", s3.access_key, "--secret-key", s3.secret_key], root, [])
+                    m = cls(label, binary, f"sqlite3://{root / 'meta.db'}", s3.storage_args(f"ud-{label}-{n}"), root, [])
                     m.format()
                     m.mount()
                     try:

@@ -86,10 +86,8 @@ def main() -> None:
                     root = work / f"{label}-{n}"
                     root.mkdir()
                     bucket = f"swt-{n}-" + "".join(c for c in label.lower() if c.isalnum())
-                    s3.client().create_bucket(Bucket=bucket)
-                    m = (JuiceFSMount if juicefs else JfsMount)(label, binary, f"sqlite3://{root / 'meta.db'}", [
-                        "--storage", "s3", "--bucket", f"{s3.endpoint}/{bucket}",
-                        "--access-key", s3.access_key, "--secret-key", s3.secret_key], root, [])
+                    m = (JuiceFSMount if juicefs else JfsMount)(
+                        label, binary, f"sqlite3://{root / 'meta.db'}", s3.storage_args(bucket), root, [])
                     m.format()
                     m.mount()
                     try:

@@ -53,6 +53,13 @@ class SeaweedS3:
         """The path-style bucket URL to give to the ``s3`` storage."""
         return f"{self.endpoint}/{self.bucket}"
 
+    def storage_args(self, bucket: str) -> list[str]:
+        """`format` options (jfs's and JuiceFS's alike) for a volume in a new bucket `bucket` of this server,
+        which is created first (lowercase letters, digits and dashes)."""
+        self.client().create_bucket(Bucket=bucket)
+        return ["--storage", "s3", "--bucket", f"{self.endpoint}/{bucket}",
+                "--access-key", self.access_key, "--secret-key", self.secret_key]
+
     def client(self) -> Any:
         """A plain boto3 client for this server (for test set-up, e.g. creating more buckets)."""
         import boto3  # type: ignore[import-untyped]
