@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from jfs.domain.attrs import FILE_TYPES, FileType
 
@@ -89,6 +89,18 @@ class SliceRecord:
     @property
     def end(self) -> int:
         return self.pos + self.len
+
+
+class NewSlice(NamedTuple):
+    """One slice record to append to a chunk (a slice commit), with its block-checksum record if any."""
+
+    pos: int
+    slice_id: int
+    size: int
+    off: int
+    length: int
+    mtime_ns: int = 0
+    sums: bytes | None = None
 
 
 def encode_slices(records: list[SliceRecord]) -> bytes:

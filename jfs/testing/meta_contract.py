@@ -28,7 +28,7 @@ from jfs.domain import keys
 from jfs.domain.attrs import ROOT_INODE, Attr, FileType
 from jfs.domain.chunks import CHUNK_SIZE
 from jfs.domain.errors import ENOATTR
-from jfs.domain.records import SliceRecord, decode_i64
+from jfs.domain.records import NewSlice, SliceRecord, decode_i64
 from jfs.domain.settings import Settings
 from jfs.domain.slices import read_pieces
 from jfs.ports.kv import KV, Tx
@@ -406,6 +406,35 @@ async def test_write_slice_appends_and_grows(meta: Meta) -> None:
         await meta.write_slice(d, 0, 0, s1, 1, 0, 1)
     assert errno_of(e) in (errno.EPERM, errno.EISDIR)
     assert await counter_value(meta, keys.USED_SPACE) == (CHUNK_SIZE + 4096) + 4096  # the file and d
+
+
+async def test_write_slices_appends_several_in_order_in_one_commit(meta: Meta) -> None:
+    """Several slices in one commit (ADR 0102): their records land after the chunk's, in the order given,
+    the file grows to the furthest end, each slice's checksum record is kept, and a retry of this client's
+    commit after its own earlier one (Redis: assumed, not read) still lands exactly once."""
+    f, _ = await meta.create(ROOT_INODE, b"f", 0o644)
+    s0, s1, s2, s3 = [await meta.next_slice_id() for _ in range(4)]
+    await meta.write_slice(f, 0, 100, s0, 10, 0, 10)
+    attr, n = await meta.write_slices(f, 0, [
+        NewSlice(5000, s1, 20, 0, 20, sums=b"sums-1"), NewSlice(0, s2, 4, 0, 4), NewSlice(300, s3, 8, 0, 8),
+    ])  # fmt: skip
+    assert n == 4 and attr.length == 5020
+    assert await meta.read_chunk(f, 0) == [
+        SliceRecord(100, s0, 10, 0, 10), SliceRecord(5000, s1, 20, 0, 20), SliceRecord(0, s2, 4, 0, 4),
+        SliceRecord(300, s3, 8, 0, 8),
+    ]  # fmt: skip
+    assert await meta.read_block_sums(s1) == b"sums-1" and await meta.read_block_sums(s2) is None
+    s4, s5 = await meta.next_slice_id(), await meta.next_slice_id()
+    attr, n = await meta.write_slices(f, 0, [NewSlice(0, s4, 1, 0, 1), NewSlice(1, s5, 1, 0, 1)])
+    assert n == 6 and attr.length == 5020
+    for bad in ([], [NewSlice(0, s4, 0, 0, 0)]):
+        with pytest.raises(OSError) as e:
+            await meta.write_slices(f, 0, bad)
+        assert errno_of(e) == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        await meta.write_slices(f, 0, [NewSlice(0, s4, 1, 0, 1), NewSlice(CHUNK_SIZE - 1, s5, 2, 0, 2)])
+    assert errno_of(e) == errno.EFBIG
+    assert len(await meta.read_chunk(f, 0)) == 6  # a refused commit lands none of its slices
 
 
 async def test_fallocate_modes(meta: Meta) -> None:

@@ -23,6 +23,7 @@ from jfs.app.data.pages import ArenaPool, PageList, as_view
 from jfs.app.data.store_wrapper import StoreWrapper
 from jfs.app.data.writer import WriteBudget
 from jfs.domain.chunks import CHUNK_SIZE
+from jfs.domain.errors import FSError
 from jfs.domain.records import SliceRecord
 from jfs.domain.settings import Settings
 from jfs.ports.objects import ObjectStore, ObjectStoreError
@@ -871,3 +872,85 @@ async def test_a_written_and_closed_file_leaves_no_cycle_for_the_collector(vol: 
         gc.set_debug(0)
         gc.garbage.clear()
     assert cyclic == []
+
+
+async def test_slices_ready_together_commit_in_one_transaction_in_creation_order(
+    vol: DataVolume, spy: SpyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """Scattered writes pile up slices behind a first one whose block is held back: once it is stored, the
+    slices already stored behind it go into its commit (ADR 0102) — a few transactions instead of one per
+    slice — and the chunk's records keep the order the slices were made in."""
+    ino = await vol.new_file(b"batched")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    batches: list[int] = []
+    write_slices = vol.meta.write_slices
+
+    async def counted(ino: int, indx: int, slices: Any) -> Any:
+        batches.append(len(slices))
+        return await write_slices(ino, indx, slices)
+
+    monkeypatch.setattr(vol.meta, "write_slices", counted)
+    gate = spy.gate("_0_10")  # only the first slice's block (10 bytes; the others have 4,096)
+    await vol.dp.write(h, 0, b"0" * 10)
+    expect = bytearray(80 * 8192)
+    expect[0:10] = b"0" * 10
+    order = list(range(1, 80))
+    random.Random(7).shuffle(order)
+    for i in order:
+        piece = bytes([65 + i % 26]) * 4096
+        await vol.dp.write(h, i * 8192, piece)
+        expect[i * 8192 : i * 8192 + 4096] = piece
+    await asyncio.sleep(0.05)  # the frozen slices' blocks are stored meanwhile
+    assert batches == []
+    gate.set()
+    await vol.dp.flush(h)
+    assert sum(batches) == 80 and len(batches) <= 3, batches
+    records = await vol.meta.read_chunk(ino, 0)
+    assert [r.pos for r in records] == [0] + [i * 8192 for i in order]
+    assert await vol.dp.read(h, 0, len(expect)) == expect.rstrip(b"\0").ljust(79 * 8192 + 4096, b"\0")
+    await vol.dp.release(h)
+
+
+async def test_a_refused_batch_drops_all_its_slices_and_the_flush_reports_it(
+    vol: DataVolume, spy: SpyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """A batch is one transaction: refused, none of its slices lands, each one's blocks are deleted, and
+    the file's next flush raises the engine's errno."""
+    ino = await vol.new_file(b"refused")
+    h = await vol.dp.open(ino, os.O_RDWR)
+    batches: list[int] = []
+
+    async def refuse(ino: int, indx: int, slices: Any) -> Any:
+        batches.append(len(slices))
+        raise FSError(errno.ENOSPC, "no space")  # definite: the transaction did not land
+
+    monkeypatch.setattr(vol.meta, "write_slices", refuse)
+    gate = spy.gate("_0_10")
+    await vol.dp.write(h, 0, b"0" * 10)
+    for i in range(1, 20):
+        await vol.dp.write(h, i * 8192, b"x" * 4096)
+    await asyncio.sleep(0.05)
+    gate.set()
+    with pytest.raises(OSError) as raised:
+        await vol.dp.flush(h)
+    assert raised.value.errno == errno.ENOSPC
+    assert sum(batches) == 20 and len(batches) < 20
+    await vol.dp.drain()
+    assert not [k for k in spy.keys() if "/chunks/" in k]  # every dropped slice's blocks deleted
+    assert await vol.meta.read_chunk(ino, 0) == []
+    await vol.dp.release(h)
+
+
+async def test_a_batch_passing_a_compaction_count_schedules_the_compaction() -> None:
+    """Records committed several at a time trigger compaction as if committed one by one."""
+    from jfs.app.data.writer import compaction_policy
+
+    scheduled: list[int] = []
+
+    async def now() -> None:
+        scheduled.append(-1)
+
+    for n, added in ((101, 5), (104, 5), (98, 1), (99, 1)):
+        before = len(scheduled)
+        await compaction_policy(n, now, lambda n=n: scheduled.append(n), added)
+        assert (len(scheduled) > before) == (n - added < 99 <= n), (n, added)

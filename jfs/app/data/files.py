@@ -380,14 +380,14 @@ class DataPath:
             state.chunks.invalidate(indx)
             state.note_local(attr)
 
-    async def _after_commit(self, ino: int, indx: int, n_records: int) -> None:
+    async def _after_commit(self, ino: int, indx: int, n_records: int, added: int = 1) -> None:
         async def now() -> None:
             try:
                 await self.compactor.compact_chunk(ino, indx)
             except Exception as exc:
                 log.warning("compaction_failed", ino=ino, indx=indx, error=str(exc))
 
-        await compaction_policy(n_records, now, lambda: self.compactor.schedule(ino, indx))
+        await compaction_policy(n_records, now, lambda: self.compactor.schedule(ino, indx), added)
 
     def _compacted(self, ino: int, indx: int) -> None:
         state = self._inodes.get(ino)

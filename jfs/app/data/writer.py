@@ -16,8 +16,8 @@ creation order. Rules (after JuiceFS's ``pkg/vfs/writer.go``):
 * A slice is frozen by `flush`/`fsync`/`close`, when it reaches the end of its chunk, after `idle_flush`
   seconds without writes or `max_slice_age` seconds of life (the sweeper), or under memory pressure.
   Freezing uploads its last partial block.
-* A frozen slice is committed (`meta.write_slice`, one transaction per slice) only after *all* its blocks
-  are stored; the slices of a chunk commit strictly in creation order. A slice that grows the file
+* A frozen slice is committed (`meta.write_slices`) only after *all* its blocks are stored; the slices of
+  a chunk commit strictly in creation order, those ready together in one transaction (ADR 0102). A slice that grows the file
   into a later chunk waits for the previous file-growing slice to commit first, so the file length never
   jumps over data that is not committed yet.
 * If a block cannot be stored (after the BlockStore's retries) or the commit is refused, the slice is
@@ -54,6 +54,7 @@ from jfs.domain.checksums import encode_sums
 from jfs.domain.chunks import CHUNK_SIZE, split_range
 from jfs.domain.compaction import must_compact_now, needs_compaction
 from jfs.domain.errors import FSError
+from jfs.domain.records import NewSlice
 
 if TYPE_CHECKING:
     from jfs.app.meta.engine import Meta
@@ -72,6 +73,10 @@ MAX_PENDING_SLICES = 1000
 """A file's writes wait while it has this many uncommitted slices (JuiceFS's limit, ``totalSlices``):
 random 4 KiB writes otherwise queued ten thousand slices in 8 s, whose uploads, commits and compactions
 went on for minutes after the writer's fsync (ADR 0036)."""
+MAX_COMMIT_BATCH = 100
+"""Most slices of one chunk committed in one transaction (ADR 0102): a slice ready when the one before it
+commits goes into the same transaction, so that commits keep up with many small slices (random writes)
+instead of queueing one transaction each behind the inode's lock."""
 IDLE_ARENAS = 16
 """Block arenas kept for reuse per client once their slices are committed (a chunk's worth of 4 MiB
 blocks: a sequential writer's slice lets go of its 16 at its commit, the next chunk takes them back;
@@ -211,8 +216,9 @@ class WriteContext:
     uploads: asyncio.Semaphore
     committed: Callable[[int, int, Attr], None]
     """Called right after a slice of (ino, chunk index) is committed, with the new attr (synchronously)."""
-    compact: Callable[[int, int, int], Awaitable[None]]
-    """Called after a commit with (ino, chunk index, records in the chunk); decides on compaction."""
+    compact: Callable[[int, int, int, int], Awaitable[None]]
+    """Called after a commit with (ino, chunk index, records in the chunk, records the commit added);
+    decides on compaction."""
     spawn: Callable[[Awaitable[Any]], None]
     """Runs a background job owned by the data path."""
     sums: SumsIndex | None = None
@@ -456,22 +462,22 @@ class ChunkWriter:
 
     async def _commit_loop(self) -> None:
         while self.slices and self.slices[0].frozen:
-            s = self.slices[0]
-            n_records = await self.file.commit(s)
+            batch, n_records = await self.file.commit(self.slices)
             # No await between the commit's cache invalidation (inside `commit`) and leaving the list:
-            # a reader sees the slice either in the records it fetches or in the overlay.
-            self.slices.pop(0)
-            if self.file._pending_end == self.indx * CHUNK_SIZE + s.end:
-                self.file._pending_end = None  # it may have been the furthest: recompute on demand
-            self.file.ctx.budget.release(s.length - s.let_go)
-            s.done.set()
-            s.release()
-            if self.file._last_growing is s:
-                # Committed: no later slice waits for it (`write` chains only to a slice not done yet). Let go
-                # of it, so that writer, chunk and slice form no cycle for the collector (ADR 0072).
-                self.file._last_growing = None
+            # a reader sees the slices either in the records it fetches or in the overlay.
+            del self.slices[: len(batch)]
+            for s in batch:
+                if self.file._pending_end == self.indx * CHUNK_SIZE + s.end:
+                    self.file._pending_end = None  # it may have been the furthest: recompute on demand
+                self.file.ctx.budget.release(s.length - s.let_go)
+                s.done.set()
+                s.release()
+                if self.file._last_growing is s:
+                    # Committed: no later slice waits for it (`write` chains only to a slice not done yet). Let
+                    # go of it, so that writer, chunk and slice form no cycle for the collector (ADR 0072).
+                    self.file._last_growing = None
             if n_records:
-                await self.file.ctx.compact(self.file.ino, self.indx, n_records)
+                await self.file.ctx.compact(self.file.ino, self.indx, n_records, len(batch))
         if not self.slices and self.file.chunks.get(self.indx) is self:
             del self.file.chunks[self.indx]
 
@@ -481,6 +487,14 @@ async def _counted(upload: Awaitable[None], backlog: UploadBacklog, n: int) -> N
         await upload
     finally:
         backlog.done(n)
+
+
+def _ready(s: SliceWriter) -> bool:
+    """Whether slice `s` can be committed without waiting: frozen, every block stored, and the slice it
+    must follow (if any) committed."""
+    if not s.frozen or (s.after is not None and (not s.after.done.is_set() or s.after.failed is not None)):
+        return False
+    return all(t.done() and not t.cancelled() and t.exception() is None for t in s.uploads)
 
 
 async def _settled(tasks: list[asyncio.Task[None]]) -> list[BaseException | None]:
@@ -654,43 +668,61 @@ class FileWriter:
 
     # -- committing ------------------------------------------------------------------------------------
 
-    async def commit(self, s: SliceWriter) -> int:
-        """Wait for the blocks of frozen slice `s` and commit it; returns the chunk's record count (0 if
-        the slice was dropped). Never raises: a failure is recorded in `error`.
+    async def commit(self, queue: list[SliceWriter]) -> tuple[list[SliceWriter], int]:
+        """Wait for the blocks of the frozen slice ``queue[0]`` (and for the slice it must follow), then commit
+        it in one transaction together with the slices right behind it that are ready already (frozen, every
+        block stored, nothing to wait for; at most `MAX_COMMIT_BATCH`, ADR 0102). Returns (the slices
+        committed or dropped, a prefix of `queue`; the chunk's record count, 0 if they were dropped). Never
+        raises: a failure is recorded in `error`.
         """
         ctx = self.ctx
-        indx = s.chunk.indx
+        first = queue[0]
+        indx = first.chunk.indx
         definite = True
+        batch = [first]
         try:
-            for result in await _settled(s.uploads):
+            for result in await _settled(first.uploads):
                 if isinstance(result, BaseException):
                     raise result
-            if s.after is not None:
-                await s.after.done.wait()
-                if s.after.failed is not None:
+            if first.after is not None:
+                await first.after.done.wait()
+                if first.after.failed is not None:
                     raise FSError(errno.EIO, "an earlier part of the file could not be stored")
-            crcs = self._crcs(s)
-            sums = None if crcs is None else encode_sums(s.length, crcs)
+            crcs = [self._crcs(first)]
+            for s in queue[1:MAX_COMMIT_BATCH]:
+                if not _ready(s):
+                    break
+                try:
+                    crcs.append(self._crcs(s))
+                except FSError:
+                    break  # left for a commit of its own, which reports it
+                batch.append(s)
+            records = [
+                NewSlice(s.pos, s.id, s.length, 0, s.length, s.mtime_ns, None if c is None else encode_sums(s.length, c))
+                for s, c in zip(batch, crcs, strict=True)
+            ]
             definite = False
-            attr, n_records = await ctx.meta.write_slice(
-                self.ino, indx, s.pos, s.id, s.length, 0, s.length, s.mtime_ns, sums
-            )
+            attr, n_records = await ctx.meta.write_slices(self.ino, indx, records)
         except Exception as exc:
             definite = definite or isinstance(exc, FSError)
-            s.failed = exc if isinstance(exc, OSError) else FSError(errno.EIO, str(exc))
+            failed = exc if isinstance(exc, OSError) else FSError(errno.EIO, str(exc))
             if self.error is None:
-                self.error = s.failed
-            log.error(
-                "slice_dropped", ino=self.ino, indx=indx, slice=s.id, pos=s.pos, length=s.length,
-                error=str(exc), blocks_deleted=definite,
-            )  # fmt: skip
-            if definite:
-                ctx.spawn(ctx.blocks.delete_slice(s.id, s.length))
-            return 0
-        if crcs is not None and ctx.sums is not None:
-            ctx.sums.remember(s.id, crcs)
+                self.error = failed
+            for s in batch:
+                s.failed = failed
+                log.error(
+                    "slice_dropped", ino=self.ino, indx=indx, slice=s.id, pos=s.pos, length=s.length,
+                    error=str(exc), blocks_deleted=definite,
+                )  # fmt: skip
+                if definite:
+                    ctx.spawn(ctx.blocks.delete_slice(s.id, s.length))
+            return batch, 0
+        if ctx.sums is not None:
+            for s, c in zip(batch, crcs, strict=True):
+                if c is not None:
+                    ctx.sums.remember(s.id, c)
         ctx.committed(self.ino, indx, attr)
-        return n_records
+        return batch, n_records
 
     def _crcs(self, s: SliceWriter) -> tuple[int, ...] | None:
         """The block checksums of uploaded slice `s`, None when checksums are off."""
@@ -728,10 +760,12 @@ def relieve(slices: list[SliceWriter], goal: int) -> int:
 
 
 async def compaction_policy(
-    n_records: int, now: Callable[[], Awaitable[None]], later: Callable[[], None]
+    n_records: int, now: Callable[[], Awaitable[None]], later: Callable[[], None], added: int = 1
 ) -> None:
-    """Apply JuiceFS's after-commit rule: compact inline when the chunk is far too long, else maybe later."""
+    """Apply JuiceFS's after-commit rule to a commit that brought the chunk to `n_records` records with
+    `added` of them: compact inline when the chunk is far too long, else maybe later (as if the records
+    had been committed one by one, so that a batch passing a trigger count does not skip it)."""
     if must_compact_now(n_records):
         await now()
-    elif needs_compaction(n_records):
+    elif any(needs_compaction(n) for n in range(max(1, n_records - added + 1), n_records + 1)):
         later()

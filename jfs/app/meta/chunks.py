@@ -13,6 +13,7 @@ that commits the slice (`write_slice`, `compact_swap`) and deleted in the one th
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jfs.app.meta import owner_quota, quota, store
@@ -25,7 +26,7 @@ from jfs.domain.compaction import CompactionPlan, StalePlanError
 from jfs.domain.compaction import apply as apply_plan
 from jfs.domain.errors import FSError
 from jfs.domain.permissions import MAY_WRITE
-from jfs.domain.records import SliceRecord, decode_i64, decode_slices, encode_i64, encode_slices
+from jfs.domain.records import NewSlice, SliceRecord, decode_i64, decode_slices, encode_i64, encode_slices
 from jfs.domain.slices import read_pieces
 from jfs.ports.kv import Tx
 
@@ -106,22 +107,38 @@ async def write_slice(
 
     `sums` is the slice's block-checksum record (domain/checksums.py), stored in the same transaction.
     The caller guarantees the slice's blocks are durable. Errors: ENOENT, EPERM (not a regular file, trash,
-    immutable), EFBIG, ENOSPC (capacity).
+    immutable), EFBIG, ENOSPC (capacity). One `NewSlice` committed by `write_slices`.
+    """
+    return await write_slices(m, ino, indx, [NewSlice(pos, slice_id, size, off, length, mtime_ns, sums)])
 
-    On an engine whose transactions offer `AppendingTx` (Redis) the record is appended, checked by the
+
+async def write_slices(m: Meta, ino: int, indx: int, slices: Sequence[NewSlice]) -> tuple[Attr, int]:
+    """Append the records of `slices`, in order, to chunk `indx` of `ino` in one transaction and grow the
+    file to the furthest end; returns (attr, records in the chunk after them).
+
+    The same as committing them one by one with nothing else in between (ADR 0102): the records land
+    contiguous and in order, the file's mtime is the last slice's (or now), each slice's `sums` is stored
+    with it. All or none: an error leaves the chunk as it was. Errors: EINVAL (none, or an empty one),
+    ENOENT, EPERM (not a regular file, trash, immutable), EFBIG, ENOSPC (capacity).
+
+    On an engine whose transactions offer `AppendingTx` (Redis) the records are appended, checked by the
     chunk's length, and a commit after this client's last one assumes the attributes and that length
     instead of reading them (ADR 0055): constant cost however many records the chunk holds. That is as
     safe as validating the whole chunk: every other change of a chunk record either changes its length
     (appends: slices, holes) together with the file's attributes (truncate, fallocate, copy_file_range,
     another writer's commit — all validated by value), or rewrites it into an equivalent one (compaction).
     """
-    if length <= 0:
+    if not slices or any(s.length <= 0 for s in slices):
         raise FSError(errno.EINVAL, "empty slice")
-    end = indx * CHUNK_SIZE + pos + length
-    if pos + length > CHUNK_SIZE or end > MAX_FILE_SIZE:
+    end = 0
+    for s in slices:
+        if s.pos + s.length > CHUNK_SIZE:
+            raise FSError(errno.EFBIG)
+        end = max(end, indx * CHUNK_SIZE + s.pos + s.length)
+    if end > MAX_FILE_SIZE:
         raise FSError(errno.EFBIG)
-    record = SliceRecord(pos, slice_id, size, off, length)
-    encoded = record.encode()
+    encoded = b"".join(SliceRecord(s.pos, s.slice_id, s.size, s.off, s.length).encode() for s in slices)
+    mtime_ns = slices[-1].mtime_ns
     now = now_ns()
     akey, ckey = keys.attr(ino), keys.chunk(ino, indx)
     guess: tuple[bytes, int] | None = None
@@ -155,8 +172,9 @@ async def write_slice(
         else:
             tx.put(ckey, (raw_chunk or b"") + encoded)
         wrote_len = size + len(encoded)
-        if sums is not None:
-            tx.put(keys.block_sums(slice_id), sums)
+        for s in slices:
+            if s.sums is not None:
+                tx.put(keys.block_sums(s.slice_id), s.sums)
         delta = 0
         if end > attr.length:
             delta = align4k(end) - align4k(attr.length)
@@ -168,7 +186,7 @@ async def write_slice(
         store.charge(tx, delta, 0)
         await quota.charge(m, tx, attr.parent, delta, 0)  # QUOTA HOOK
         await owner_quota.charge(m, tx, attr, delta, 0)  # QUOTA HOOK
-        return attr, size // 24 + 1, delta
+        return attr, wrote_len // 24, delta
 
     m.check_space(align4k(end))
     # Under the inode's lock (as `Meta.txn`), so that the guess taken and the records kept are this

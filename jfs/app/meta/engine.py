@@ -16,7 +16,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 import structlog
@@ -60,7 +60,7 @@ from jfs.domain.attrs import (
 from jfs.domain.compaction import CompactionPlan
 from jfs.domain.errors import FSError
 from jfs.domain.permissions import MAY_READ, MAY_WRITE
-from jfs.domain.records import SliceRecord, encode_i64
+from jfs.domain.records import NewSlice, SliceRecord, encode_i64
 from jfs.domain.settings import Settings
 from jfs.ports.kv import KV, Tx
 
@@ -641,6 +641,9 @@ class Meta:
         sums: bytes | None = None,
     ) -> tuple[Attr, int]:
         return await chunks.write_slice(self, ino, indx, pos, slice_id, size, off, length, mtime_ns, sums)
+
+    async def write_slices(self, ino: int, indx: int, slices: Sequence[NewSlice]) -> tuple[Attr, int]:
+        return await chunks.write_slices(self, ino, indx, slices)
 
     async def read_block_sums(self, slice_id: int) -> bytes | None:
         """The block-checksum record of a slice (ADR 0008), None if it has none."""
