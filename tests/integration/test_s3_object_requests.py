@@ -163,7 +163,7 @@ def test_virtual_host_addressing_and_session_token() -> None:
     )  # fmt: skip
     try:
         assert r.host == "bkt.s3.eu-west-1.amazonaws.com"
-        h = r._signed_headers("GET", "/k", "UNSIGNED-PAYLOAD", {"range": "bytes=0-1"})
+        h = r.signed_headers("GET", "/k", "UNSIGNED-PAYLOAD", {"range": "bytes=0-1"})
         assert h["x-amz-security-token"] == "TOKEN" and h["range"] == "bytes=0-1"
         assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token," in h["authorization"]
         assert "/eu-west-1/s3/aws4_request" in h["authorization"]

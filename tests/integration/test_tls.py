@@ -8,6 +8,7 @@ to skip verification; JuiceFS's option names (``tls-ca-cert-file``, ``tls-cert-f
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from jfs.adapters.objects.s3 import S3Store
 from jfs.testing.mounts import jfs, mounted
 from jfs.testing.object_fixtures import seaweed_s3  # noqa: F401  (fixture)
 from jfs.testing.seaweed import SeaweedS3
@@ -115,8 +117,21 @@ def test_s3_over_https(pki: tuple[Pki, Pki, Path], seaweed_s3: SeaweedS3, monkey
             assert sum(ln.startswith("jfs: error") for ln in res.stderr.splitlines()) == 1
         monkeypatch.setenv("JFS_S3_CA_BUNDLE", str(good.ca))
         jfs(*fmt)
+
+        async def small_put() -> int:
+            s = S3Store(bucket, access_key=seaweed_s3.access_key, secret_key=seaweed_s3.secret_key)
+            try:
+                await s.put("direct/small", b"x" * 1000)
+                assert await s.get("direct/small") == b"x" * 1000
+                assert s._loop_puts is not None
+                return s._loop_puts.stored
+            finally:
+                await s.close()
+
+        assert asyncio.run(small_put()) == 1  # sent from the loop over TLS, not by the threads' fallback
         with mounted(meta, base / "s3mnt", "--cache-size", "0") as mnt:
             (mnt / "f").write_bytes(b"https" * 300_000)
+            (mnt / "small").write_bytes(b"tls" * 1000)  # a small block: PUT from the loop (ADR 0103)
             assert (mnt / "f").read_bytes() == b"https" * 300_000
         monkeypatch.delenv("JFS_S3_CA_BUNDLE")
         res = jfs("fsck", meta, check=False)
@@ -125,3 +140,4 @@ def test_s3_over_https(pki: tuple[Pki, Pki, Path], seaweed_s3: SeaweedS3, monkey
         assert jfs("fsck", meta).returncode == 0
         with mounted(meta, base / "s3mnt2", "--cache-size", "0") as mnt:
             assert (mnt / "f").read_bytes() == b"https" * 300_000
+            assert (mnt / "small").read_bytes() == b"tls" * 1000

@@ -73,6 +73,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from urllib3.exceptions import ProtocolError
 
 from jfs.adapters.objects.registry import BadStorage
+from jfs.adapters.objects.s3_loop import LOOP_PUT_MAX, LoopPutFailed, LoopPuts
 from jfs.adapters.objects.s3_requests import BLOCK_CONTENT_TYPE, Credentials, ObjectRequests
 from jfs.domain.retry import S3_REQUEST_ATTEMPTS
 from jfs.ports.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
@@ -214,6 +215,13 @@ class S3Store:
             )  # fmt: skip
         else:
             self._client  # noqa: B018 -- every request goes through boto3: build its client now
+        self._loop_puts: LoopPuts | None = None
+        """Small PUTs sent from the event loop (ADR 0103), with `_requests` as their fallback."""
+        if self._requests is not None and not self._requests.signs_puts and not _env_true("JFS_S3_THREAD_PUTS"):
+            self._loop_puts = LoopPuts(
+                self._requests, max_idle=max_pool_connections, connect_timeout=connect_timeout,
+                read_timeout=read_timeout, verify=_tls_verify(),
+            )  # fmt: skip
         self._pool = ThreadPoolExecutor(max_workers=max_pool_connections, thread_name_prefix="jfs-s3")
         self._bucket_seen = False
         self._delete_queue: collections.deque[tuple[str, asyncio.Future[None]]] = collections.deque()
@@ -374,6 +382,15 @@ class S3Store:
             body = whole if whole is not None else data.tobytes()
         fast = self._requests
         if fast is not None:
+            loop_puts = self._loop_puts
+            if loop_puts is not None and len(body) <= LOOP_PUT_MAX:
+                try:
+                    await loop_puts.put(key, body)
+                except LoopPutFailed as exc:  # sent again from the threads: retried, mapped, diagnosed there
+                    log.debug("s3_loop_put_failed", key=key, error=str(exc))
+                else:
+                    self._bucket_seen = True
+                    return
             await self._run("put", key, lambda: fast.put(key, body))
             return
         await self._run("put", key, lambda: self._client.put_object(
@@ -551,6 +568,8 @@ class S3Store:
                 return
 
     async def close(self) -> None:
+        if self._loop_puts is not None:
+            self._loop_puts.close()
         await asyncio.to_thread(self._pool.shutdown, True)
         if self._requests is not None:
             self._requests.close()

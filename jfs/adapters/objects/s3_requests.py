@@ -114,7 +114,7 @@ class ObjectRequests:
 
     # -- signing ---------------------------------------------------------------------------------------
 
-    def _signed_headers(
+    def signed_headers(
         self, method: str, path: str, payload_hash: str, extra: dict[str, str], query: str = ""
     ) -> dict[str, str]:
         """The request's headers with SigV4 authorization (`extra` is sent but not signed; `query`: the
@@ -138,6 +138,15 @@ class ObjectRequests:
             f"Signature={signature}"
         )
         return headers
+
+    def object_path(self, key: str) -> str:
+        """The request path of object `key` (of the bucket itself for "")."""
+        return self._prefix + quote(key, safe="/~") if key else self._prefix.rstrip("/") or "/"
+
+    @property
+    def signs_puts(self) -> bool:
+        """Whether PUT bodies are hashed into the signature (else ``UNSIGNED-PAYLOAD``)."""
+        return self._sign_puts
 
     # -- requests --------------------------------------------------------------------------------------
 
@@ -183,12 +192,12 @@ class ObjectRequests:
         self, op: str, method: str, key: str, body: bytes | bytearray | None, payload: str, extra: dict[str, str],
         query: str = "",
     ) -> tuple[int, bytes]:
-        path = self._prefix + quote(key, safe="/~") if key else self._prefix.rstrip("/") or "/"  # "": the bucket
+        path = self.object_path(key)
         url = f"{path}?{query}" if query else path
         attempt = 0
         while True:
             attempt += 1
-            headers = self._signed_headers(method, path, payload, extra, query)
+            headers = self.signed_headers(method, path, payload, extra, query)
             try:
                 resp = self._pool.urlopen(
                     method, url, body=cast(Any, body), headers=headers, retries=False, redirect=False,
