@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from jfs.adapters.objects.s3 import S3Store
+from jfs.adapters.objects.s3_loop import LOOP_PUT_MAX
 from jfs.ports.objects import ObjectStoreError
 from jfs.testing.object_fixtures import *  # noqa: F403  (the seaweed_s3 session fixture)
 from jfs.testing.seaweed import SeaweedS3
@@ -30,17 +31,17 @@ async def test_small_puts_go_from_the_loop_over_one_kept_connection(seaweed_s3: 
         for key, body in bodies.items():
             await s.put(key, body)
         assert loop_puts.connections == 1  # one connection, kept alive across the puts
-        await s.put("loop/edge", b"e" * (128 << 10))  # the largest body sent from the loop
+        await s.put("loop/edge", b"e" * LOOP_PUT_MAX)  # the largest body sent from the loop
         assert loop_puts.connections == 1
-        await s.put("loop/big", b"b" * ((128 << 10) + 1))  # through the threads
-        assert loop_puts.connections == 1
+        await s.put("loop/big", b"b" * (LOOP_PUT_MAX + 1))  # through the threads
+        assert loop_puts.connections == 1 and loop_puts.stored == 21
         await asyncio.gather(*(s.put(f"loop/many/{i}", b"m" * 5000) for i in range(16)))
         assert loop_puts.connections <= 16
         assert loop_puts.stored == 20 + 1 + 16  # none of them fell back to the threads
         for key, body in bodies.items():
             assert await s.get(key) == body
-        assert await s.get("loop/edge") == b"e" * (128 << 10)
-        assert len(await s.get("loop/big")) == (128 << 10) + 1
+        assert await s.get("loop/edge") == b"e" * LOOP_PUT_MAX
+        assert len(await s.get("loop/big")) == LOOP_PUT_MAX + 1
         assert all([await s.get(f"loop/many/{i}") == b"m" * 5000 for i in range(16)])
     finally:
         await s.close()
@@ -152,3 +153,22 @@ async def test_an_unreachable_endpoint_is_the_usual_one_line_error() -> None:
         assert "\n" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
     finally:
         await s.close()
+
+
+async def test_a_server_that_never_answers_times_out_on_both_paths() -> None:
+    """The loop's attempt gives up after the read timeout (it does not hang the put), then the threads'."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        s = S3Store(f"http://127.0.0.1:{port}/bkt", access_key="AK", secret_key="SK", max_attempts=1,
+                    read_timeout=0.5)  # fmt: skip
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(ObjectStoreError):
+                await asyncio.wait_for(s.put("k", b"x" * 1000), 30)
+            assert loop.time() - start < 10
+            assert s._loop_puts is not None and s._loop_puts.stored == 0
+        finally:
+            await s.close()
