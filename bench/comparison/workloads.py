@@ -40,6 +40,7 @@ from .harness import (
     run,
     tail,
 )
+from .profiling import profiled
 
 GiB = 1 << 30
 TEN_K = 10_000
@@ -80,6 +81,10 @@ class Context:
         self.results[key] = used / per
         self.results[key + CPU_SECONDS] = used  # the raw counters, for rounds to sum
         self.results[key + CPU_WORK] = per
+
+    def profiled(self, step: str) -> contextlib.AbstractContextManager[None]:
+        """Profile the mount while the block runs, if `step` is one asked for (`profiling`)."""
+        return profiled(self.mount.system, self.mount.pid, self.label, step)
 
     def _servers(self) -> dict[int, int]:
         """The mount's processes now; the mount (and so the RSS sampler) follows a replaced worker."""
@@ -131,10 +136,10 @@ def workload_bench(ctx: Context) -> None:
     outs = []
     try:
         if ctx.full:
-            with ctx.cpu("bench.cpu_big", big_gib):
+            with ctx.cpu("bench.cpu_big", big_gib), ctx.profiled("bench.big"):
                 outs.append(run([*common, "--big-file-size", f"{p.big_file_mib}M", "--small-file-count", "0"],
                                 timeout=p.step_timeout))
-        with ctx.cpu("bench.cpu_small", small_ops / TEN_K):
+        with ctx.cpu("bench.cpu_small", small_ops / TEN_K), ctx.profiled("bench.small"):
             outs.append(run([*common, "--big-file-size", "0", "--small-file-count", str(p.small_file_count)],
                             timeout=p.step_timeout))
     finally:
@@ -225,7 +230,8 @@ def workload_mdtest(ctx: Context) -> None:
             if phase == "stat":
                 drop_caches()
             try:
-                seconds = timed(_md_phase, [(str(d), phase, p.md_items) for d in dirs])
+                with ctx.profiled(f"md.{phase}"):
+                    seconds = timed(_md_phase, [(str(d), phase, p.md_items) for d in dirs])
             except StepError as exc:
                 raise StepError(f"mdtest {phase}: {exc}") from None
             ctx.results[f"md.{phase}"] = jobs_total / seconds
@@ -272,22 +278,28 @@ def workload_fio(ctx: Context) -> None:
         ctx.step("fio seq 1 job, unmeasured: the random read's file")
         _fio_sequential(ctx, 1, measured=False)
     ctx.step(f"fio random write 4 KiB, {p.fio_runtime} s")
-    ctx.results["fio.rand_write"] = fio(ctx, "rand", "randwrite", "4k", p.fio_rand_mib, runtime=p.fio_runtime)["iops"]
+    with ctx.profiled("fio.rand_write"):
+        stats = fio(ctx, "rand", "randwrite", "4k", p.fio_rand_mib, runtime=p.fio_runtime)
+    ctx.results["fio.rand_write"] = stats["iops"]
     ctx.step(f"fio random read 4 KiB, {p.fio_runtime} s")
     drop_caches()
-    ctx.results["fio.rand_read"] = fio(ctx, "seq1", "randread", "4k", p.fio_seq_mib, runtime=p.fio_runtime)["iops"]
+    with ctx.profiled("fio.rand_read"):
+        stats = fio(ctx, "seq1", "randread", "4k", p.fio_seq_mib, runtime=p.fio_runtime)
+    ctx.results["fio.rand_read"] = stats["iops"]
 
 
 def _fio_sequential(ctx: Context, jobs: int, *, measured: bool = True) -> None:
     """Write then (after dropping the caches) read ``jobs`` files of 1/jobs of the sequential size each."""
     size = ctx.params.fio_seq_mib // jobs
     ctx.step(f"fio seq write {jobs} job(s) x {size} MiB")
-    stats = fio(ctx, f"seq{jobs}", "write", "1M", size, jobs)
+    with ctx.profiled(f"fio.seq_write_{jobs}" if measured else ""):
+        stats = fio(ctx, f"seq{jobs}", "write", "1M", size, jobs)
     if measured:
         ctx.results[f"fio.seq_write_{jobs}"] = stats["bw_bytes"] / MiB
     ctx.step(f"fio seq read {jobs} job(s) x {size} MiB")
     drop_caches()
-    stats = fio(ctx, f"seq{jobs}", "read", "1M", size, jobs)
+    with ctx.profiled(f"fio.seq_read_{jobs}" if measured else ""):
+        stats = fio(ctx, f"seq{jobs}", "read", "1M", size, jobs)
     if measured:
         ctx.results[f"fio.seq_read_{jobs}"] = stats["bw_bytes"] / MiB
 
@@ -311,13 +323,14 @@ def workload_ls(ctx: Context) -> None:
     per_proc = p.ls_entries // procs
     jobs = [(str(directory), f"w{i}-", per_proc + (1 if i < p.ls_entries % procs else 0)) for i in range(procs)]
     ctx.step(f"create {p.ls_entries} files in one directory ({procs} processes)")
-    with worker_pool(ctx, procs) as timed, ctx.cpu("ls.cpu_create", p.ls_entries / TEN_K):
+    with worker_pool(ctx, procs) as timed, ctx.cpu("ls.cpu_create", p.ls_entries / TEN_K), ctx.profiled("ls.create"):
         ctx.results["ls.create"] = p.ls_entries / timed(_create_files, jobs)
     ctx.step("remount and drop caches; ls -l (cold)")
     ctx.sampler.sample()
     ctx.mount.remount()
     drop_caches()
-    with ctx.cpu("ls.cpu_list", 2 * p.ls_entries / TEN_K):  # after the remount: not the mount's start-up
+    # after the remount: not the mount's start-up
+    with ctx.cpu("ls.cpu_list", 2 * p.ls_entries / TEN_K), ctx.profiled("ls.list"):
         ctx.results["ls.cold"] = _timed_ls(ctx, directory)
         ctx.step("ls -l (warm)")
         ctx.results["ls.warm"] = _timed_ls(ctx, directory)
