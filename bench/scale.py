@@ -4,9 +4,10 @@
 Usage:  .venv/bin/python bench/scale.py [--backend sqlite-file|redis-file] [--files 1000000]
         [--per-dir 1000] [--processes 4] [--stat 100000] [--big-dir 100000] [--rename 10000]
         [--remove 100000] [--systems jfs,juicefs] [--workdir DIR] [--juicefs PATH] [--json FILE]
-        [--checkpoints 10000,100000]
+        [--checkpoints 10000,100000] [--backup-meta]
 
-Per system: format (trash off), mount, then
+Per system: format (trash off), mount (``--backup-meta 0``: no automatic metadata backup in the middle of a
+phase, ADR 0104; ``--backup-meta`` here keeps each system's default), then
 1. create ``--files`` empty files, ``--per-dir`` per directory, with ``--processes`` processes; the rate is
    reported per segment ending at each checkpoint (10k, 100k, 1M — those ≤ ``--files``);
 2. at every checkpoint: stat ``--stat`` distinct random existing paths (at most the files so far) after
@@ -147,6 +148,8 @@ class System:
     results: dict[str, Any] = field(default_factory=dict)
     servers: dict[int, int] = field(default_factory=dict)
     """{pid: ppid} of the processes serving the mount (for their CPU), found after mounting."""
+    backup: bool = False
+    """Mount with the system's default automatic metadata backup (else ``--backup-meta 0``)."""
 
     @property
     def mnt(self) -> Path:
@@ -172,11 +175,14 @@ class System:
     def mount(self) -> None:
         self.mnt.mkdir(parents=True, exist_ok=True)
         cache = ["--cache-dir", str(self.root / "cache")]
+        # No automatic metadata backup: its first one starts ~6 min after mounting (interval / 10), in
+        # whichever phase runs then, and JuiceFS skips volumes over 1M inodes while jfs backs them up (ADR 0104).
+        backup = [] if self.backup else ["--backup-meta", "0"]
         if self.is_jfs:
-            self.run("mount", self.meta_url, str(self.mnt), "-d", *cache, "--metrics", "off")
+            self.run("mount", self.meta_url, str(self.mnt), "-d", *cache, "--metrics", "off", *backup)
         else:
             self.run("mount", "-d", "--no-usage-report", self.meta_url, str(self.mnt), *cache,
-                     "--log", str(self.root / "juicefs.log"), "--metrics", "127.0.0.1:0")
+                     "--log", str(self.root / "juicefs.log"), "--metrics", "127.0.0.1:0", *backup)
         if not is_mounted(self.mnt):
             raise RuntimeError(f"{self.name}: {self.mnt} is not mounted")
         self.servers = fuse_servers(self.mnt)
@@ -474,6 +480,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--juicefs", default=shutil.which("juicefs") or str(Path(sys.executable).parent / "juicefs"))
     ap.add_argument("--checkpoints", help="comma-separated file counts (default 10000,100000,1000000)")
     ap.add_argument("--json")
+    ap.add_argument("--backup-meta", action="store_true",
+                    help="mount with each system's default automatic metadata backup (default: off, ADR 0104)")
     return ap.parse_args(argv)
 
 
@@ -512,7 +520,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, Any]]]:
             for name in names:
                 root = workdir / name
                 root.mkdir(parents=True, exist_ok=True)
-                s = System(name, jfs_bin if name == "jfs" else [args.juicefs], root, *urls[name])
+                s = System(name, jfs_bin if name == "jfs" else [args.juicefs], root, *urls[name],
+                           backup=args.backup_meta)
                 systems.append(s)
                 run_system(s, args)
     except KeyboardInterrupt:
