@@ -16,6 +16,7 @@ from jfs.adapters.objects.s3_loop import LOOP_PUT_MAX
 from jfs.ports.objects import ObjectStoreError
 from jfs.testing.object_fixtures import *  # noqa: F403  (the seaweed_s3 session fixture)
 from jfs.testing.seaweed import SeaweedS3
+from jfs.testing.servers import local_http_server
 
 
 def _store(seaweed_s3: SeaweedS3) -> S3Store:
@@ -94,14 +95,8 @@ class _Answers(http.server.BaseHTTPRequestHandler):
 def answers() -> Iterator[str]:
     _Answers.plan = []
     _Answers.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(_Answers) as url:
+        yield url
 
 
 async def test_a_refused_loop_put_is_sent_again_from_the_threads(

@@ -18,6 +18,7 @@ from jfs.adapters.objects.s3_requests import Credentials, ObjectRequests
 from jfs.ports.objects import ObjectNotFound, ObjectStoreError
 from jfs.testing.object_fixtures import *  # noqa: F403  (the seaweed_s3 session fixture)
 from jfs.testing.seaweed import SeaweedS3
+from jfs.testing.servers import local_http_server
 
 
 def _requests(endpoint: str, bucket: str, ak: str, sk: str, attempts: int = 3) -> ObjectRequests:
@@ -102,14 +103,8 @@ def flaky() -> Iterator[str]:
     _Flaky.fail = 0
     _Flaky.seen = []
     _Flaky.payloads = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(_Flaky) as url:
+        yield url
 
 
 def test_5xx_answers_are_retried_then_succeed(flaky: str, monkeypatch: pytest.MonkeyPatch) -> None:
