@@ -216,7 +216,7 @@ class S3Store:
         else:
             self._client  # noqa: B018 -- every request goes through boto3: build its client now
         self._loop_puts: LoopPuts | None = None
-        """Small PUTs sent from the event loop (ADR 0103), with `_requests` as their fallback."""
+        """Block PUTs sent from the event loop (ADR 0103), with `_requests` as their fallback."""
         if self._requests is not None and not self._requests.signs_puts and not _env_true("JFS_S3_THREAD_PUTS"):
             self._loop_puts = LoopPuts(
                 self._requests, max_idle=max_pool_connections, connect_timeout=connect_timeout,
