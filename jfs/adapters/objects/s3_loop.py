@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from jfs.adapters.objects.s3_requests import BLOCK_CONTENT_TYPE, ObjectRequests
 
@@ -48,11 +49,10 @@ class LoopPuts:
     ) -> None:  # fmt: skip
         """`verify` as for `ObjectRequests`: a CA bundle path, False (no check) or None (botocore's bundle)."""
         self._requests = requests
-        host, _, port = requests.host.rpartition(":") if requests.host.rpartition(":")[2].isdigit() else (
-            requests.host, "", "")  # fmt: skip
-        self._host = host.strip("[]")
         self._https = requests.scheme == "https"
-        self._port = int(port) if port else (443 if self._https else 80)
+        where = urlsplit(f"{requests.scheme}://{requests.host}")  # host, port, IPv6 brackets
+        self._host = where.hostname or requests.host
+        self._port = where.port or (443 if self._https else 80)
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
