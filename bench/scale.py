@@ -18,7 +18,8 @@ phase, ADR 0104; ``--backup-meta`` here keeps each system's default), then
 4. unmounted: ``dump`` of the volume to a file and ``load`` of it into a fresh engine of the same kind
    (entries/s), ``gc`` and ``fsck`` (seconds); for each the command's peak RSS and CPU (wait4).
 Every mounted phase also records the CPU (user + system) of the processes serving the mount per operation,
-the figure to compare on a busy machine, where rates are noise. A failing phase is recorded in the table
+the figure to compare on a busy machine, where rates are noise; that of redis-server (redis-file) per
+operation; and how busy the machine's CPUs were, all processes counted. A failing phase is recorded in the table
 (the mounted part of that system stops, the offline commands still run). Prints a markdown table (rates,
 CPU, ratio jfs / JuiceFS, and rate at the last checkpoint / first) and writes the numbers as JSON with
 ``--json``. Needs root (FUSE mounts, drop_caches). Nothing is left mounted and a Redis server it started
@@ -50,7 +51,7 @@ from typing import Any
 from jfs.adapters.fuse.mounting import is_mounted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison.harness import abort_fuse, cpu_between, cpu_sample, fuse_servers  # noqa: E402
+from comparison.harness import abort_fuse, cpu_between, cpu_sample, fuse_servers, proc_cpu  # noqa: E402
 
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
 """File counts at which rates are reported (those above ``--files`` are skipped; ``--checkpoints`` overrides)."""
@@ -122,6 +123,15 @@ def timed_child(argv: list[str], *, stdout: Any = subprocess.DEVNULL, timeout: f
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far (``/proc/stat``; idle and iowait are not busy)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
 def off_loop_cpu(pids: Iterable[int]) -> float:
     """User + system CPU seconds of the threads of `pids` other than each process's main thread (threads
     that have exited are not counted)."""
@@ -150,6 +160,8 @@ class System:
     """{pid: ppid} of the processes serving the mount (for their CPU), found after mounting."""
     backup: bool = False
     """Mount with the system's default automatic metadata backup (else ``--backup-meta 0``)."""
+    engine_pid: int | None = None
+    """The metadata server's process (redis-server) when the run started one: its CPU per phase is recorded."""
 
     @property
     def mnt(self) -> Path:
@@ -213,12 +225,21 @@ class System:
         loop's thread unless it fell back to the workers, ADR 0096)."""
         start = cpu_sample(self.servers)
         off = off_loop_cpu(self.servers) if self.is_jfs else 0.0
+        engine = proc_cpu(self.engine_pid) if self.engine_pid else None
+        machine = machine_ticks()
         yield
         used = cpu_between(start, cpu_sample(self.servers))
         if used is not None and ops:
             self.results[f"{key} CPU µs/op"] = used / ops * 1e6
             if self.is_jfs and used > 0:
                 self.results[f"{key} CPU off-loop %"] = (off_loop_cpu(self.servers) - off) / used * 100
+        engine_end = proc_cpu(self.engine_pid) if self.engine_pid else None
+        if engine is not None and engine_end is not None and ops:
+            self.results[f"{key} CPU engine µs/op"] = (engine_end[0] - engine[0]) / ops * 1e6
+        end = machine_ticks()
+        busy, total = end[0] - machine[0], end[1] - machine[1]
+        if total > 0:
+            self.results[f"{key} CPU machine busy %"] = busy / total * 100
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -401,16 +422,17 @@ def offline_phases(sys_: System, args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def engines(backend: str, workdir: Path, names: list[str]) -> Iterator[dict[str, tuple[str, str]]]:
-    """name -> (engine URL of its volume, URL of an empty engine of the same kind for `load`); a Redis
-    server started here is stopped on exit."""
+def engines(backend: str, workdir: Path, names: list[str]) -> Iterator[tuple[dict[str, tuple[str, str]], int | None]]:
+    """(name -> (engine URL of its volume, URL of an empty engine of the same kind for `load`), the process
+    id of the metadata server or None); a Redis server started here is stopped on exit."""
     if backend == "sqlite-file":
-        yield {n: (f"sqlite3://{workdir / n / 'meta.db'}", f"sqlite3://{workdir / n / 'loaded.db'}") for n in names}
+        yield {n: (f"sqlite3://{workdir / n / 'meta.db'}", f"sqlite3://{workdir / n / 'loaded.db'}") for n in names}, None
     elif backend == "redis-file":
         from jfs.testing.servers import redis_server
 
         with redis_server() as server:
-            yield {n: (f"{server.url}/{i}", f"{server.url}/{i + len(names)}") for i, n in enumerate(names, start=1)}
+            urls = {n: (f"{server.url}/{i}", f"{server.url}/{i + len(names)}") for i, n in enumerate(names, start=1)}
+            yield urls, server.process.pid
     else:
         raise SystemExit(f"unknown backend {backend}")
 
@@ -448,13 +470,16 @@ def report(systems: list[System], args: argparse.Namespace, *, note: str = "") -
     for k in _ordered(keys):
         vals = [s.results.get(k) for s in systems]
         ratio = "–"
-        if len(vals) == 2 and all(isinstance(v, float) and v > 0 for v in vals):
+        if len(vals) == 2 and not k.endswith("%") and all(isinstance(v, float) and v > 0 for v in vals):
             a, b = vals
             ratio = f"{(b / a if k.endswith(LOWER_BETTER) else a / b):.2f}×"
         lines.append(f"| {k} | " + " | ".join(_cell(v) for v in vals) + f" | {ratio} |")
     lines += ["", "jfs vs JuiceFS: > 1.0 = jfs better (rates: jfs / JuiceFS; seconds, MiB, CPU: JuiceFS / jfs). "
               "CPU µs/op: user + system CPU of the processes serving the mount per operation (per entry for "
-              "`ls -l`, per inode for `du -s` and summary); dump/load/gc/fsck: of the command itself (wait4)."]
+              "`ls -l`, per inode for `du -s` and summary); dump/load/gc/fsck: of the command itself (wait4). "
+              "CPU engine µs/op: the same for redis-server (redis-file). CPU machine busy %: the share of all "
+              "CPUs' time not idle over the phase, every process counted (near 100 %: the machine's CPUs are "
+              "what bounds the phase)."]
     marks = checkpoints(args)
     for s in systems:
         for what in ("create", "stat"):
@@ -516,12 +541,12 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, Any]]]:
     jfs_bin = [sys.executable, "-c", "from jfs.cli import run; run()"]  # the `jfs` console script's entry (ADR 0083)
     systems: list[System] = []
     try:
-        with engines(args.backend, workdir, names) as urls:
+        with engines(args.backend, workdir, names) as (urls, engine_pid):
             for name in names:
                 root = workdir / name
                 root.mkdir(parents=True, exist_ok=True)
                 s = System(name, jfs_bin if name == "jfs" else [args.juicefs], root, *urls[name],
-                           backup=args.backup_meta)
+                           backup=args.backup_meta, engine_pid=engine_pid)
                 systems.append(s)
                 run_system(s, args)
     except KeyboardInterrupt:

@@ -107,3 +107,28 @@ def test_off_loop_cpu_counts_other_threads_not_the_main_one() -> None:
     done.set()
     worker.join()
     assert scale.off_loop_cpu([999_999_999]) == 0.0  # a process that is gone
+
+
+def test_phase_cpu_records_the_engine_and_the_machine(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    # A stand-in "engine" process that burns CPU during the phase: its CPU per operation is recorded.
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nt=time.process_time()\n"
+                               "while time.process_time()-t<0.4: pass\ntime.sleep(30)"])
+    try:
+        s = scale.System("juicefs", [], tmp_path, "m", "l", engine_pid=burner.pid)
+        with s.cpu("stat@10", 1000):
+            time.sleep(0.8)
+        assert s.results["stat@10 CPU engine µs/op"] >= 0.2 / 1000 * 1e6
+        assert 0 < s.results["stat@10 CPU machine busy %"] <= 100
+    finally:
+        burner.kill()
+        burner.wait()
+    busy, total = scale.machine_ticks()
+    assert 0 <= busy <= total
+    jfs = scale.System("jfs", [], tmp_path, "m", "l")
+    jfs.results = {"stat@10 CPU machine busy %": 50.0}
+    lines = scale.report([jfs, s], _args()).splitlines()
+    busy_row = next(ln for ln in lines if ln.startswith("| stat@10 CPU machine busy %"))
+    assert busy_row.endswith("| – |")  # a share of the machine: no ratio
