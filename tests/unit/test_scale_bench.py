@@ -119,7 +119,9 @@ def test_phase_cpu_records_the_engine_and_the_machine(tmp_path: Path) -> None:
     try:
         s = scale.System("juicefs", [], tmp_path, "m", "l", engine_pid=burner.pid)
         with s.cpu("stat@10", 1000):
-            time.sleep(0.8)
+            deadline = time.monotonic() + 20  # until the stand-in has burnt its CPU, however busy the machine
+            while time.monotonic() < deadline and (scale.proc_cpu(burner.pid) or (0.0,))[0] < 0.35:
+                time.sleep(0.05)
         assert s.results["stat@10 CPU engine µs/op"] >= 0.2 / 1000 * 1e6
         assert 0 < s.results["stat@10 CPU machine busy %"] <= 100
     finally:
